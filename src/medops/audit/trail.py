@@ -1,0 +1,119 @@
+"""Appending to the audit trail, and the one service through which state changes happen.
+
+Appends are serialized so the chain never forks: on PostgreSQL a transaction-scoped
+advisory lock, on SQLite the write lock every medops write transaction takes at BEGIN
+IMMEDIATE. The event is written in the caller's transaction, so a change and its event
+commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+from sqlalchemy import insert, select, text
+from sqlalchemy.orm import Session
+
+from medops.audit.chain import GENESIS, canonical_json, event_hash
+from medops.clock import to_iso, utc_now
+from medops.errors import InvalidInput
+from medops.store.database import Database
+from medops.store.schema import AuditEvent
+
+# Arbitrary but fixed: the advisory lock id every medops process uses for the chain head.
+AUDIT_LOCK_ID = 0x6D65646F7073  # "medops"
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    actor: str
+    action: str
+    entity_type: str
+    entity_id: str
+    before: Any = None
+    after: Any = None
+    reason: str | None = None
+
+
+def _doc(value: Any) -> str | None:
+    return None if value is None else canonical_json(value)
+
+
+def _lock_head(session: Session) -> tuple[int, str]:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": AUDIT_LOCK_ID})
+    row = session.execute(
+        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
+    return (row[0], row[1]) if row else (0, GENESIS)
+
+
+def append_events(session: Session, events: Sequence[NewEvent]) -> list[int]:
+    """Append events at the chain head inside the caller's write transaction."""
+    for ev in events:
+        for name in ("actor", "action", "entity_type", "entity_id"):
+            if not getattr(ev, name):
+                raise InvalidInput(f"an audit event needs a non-empty {name}")
+    seq, prev = _lock_head(session)
+    rows = []
+    ts = to_iso(utc_now())
+    for ev in events:
+        seq += 1
+        before, after = _doc(ev.before), _doc(ev.after)
+        digest = event_hash(
+            prev, seq, ts, ev.actor, ev.action, ev.entity_type, ev.entity_id, before, after, ev.reason or None
+        )
+        rows.append(
+            dict(
+                seq=seq, ts=ts, actor=ev.actor, action=ev.action, entity_type=ev.entity_type,
+                entity_id=ev.entity_id, before=before, after=after, reason=ev.reason or None,
+                prev_hash=prev, hash=digest,
+            )
+        )
+        prev = digest
+    if rows:
+        session.execute(insert(AuditEvent), rows)
+    return [r["seq"] for r in rows]
+
+
+@dataclass
+class Change:
+    """What a state change tells the trail: the entity's state before and after."""
+
+    session: Session
+    entity_id: str
+    before: Any = None
+    after: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AuditTrail:
+    """Performs state changes and records them, each pair in a single transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @contextmanager
+    def change(
+        self, actor: str, action: str, entity_type: str, entity_id: str, *, reason: str | None = None
+    ) -> Iterator[Change]:
+        """Yield a write session; on success append the event and commit both."""
+        with self.db.write() as session:
+            ch = Change(session=session, entity_id=entity_id)
+            yield ch
+            session.flush()
+            append_events(
+                session,
+                [NewEvent(actor, action, entity_type, ch.entity_id, ch.before, ch.after, reason)],
+            )
+
+    def record(self, event: NewEvent) -> int:
+        """An event with no state change of its own (a denial, a failed login, a read of note)."""
+        with self.db.write() as session:
+            return append_events(session, [event])[0]
+
+    def record_many(self, events: Sequence[NewEvent]) -> list[int]:
+        """Append a batch in one transaction: one lock, one commit (bulk imports, benchmarks)."""
+        with self.db.write() as session:
+            return append_events(session, events)

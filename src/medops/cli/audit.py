@@ -1,0 +1,110 @@
+"""`medops audit`: read, verify and export the tamper-evident audit trail."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from medops.audit import AuditFilter, NewEvent, export, list_events, verify_chain
+from medops.audit.chain import canonical_json
+from medops.cli.common import JsonOption, console, err_console, ok, open_workspace, print_json, table
+from medops.clock import parse_iso
+from medops.identity import Role
+
+app = typer.Typer(help="The audit trail: who did what, when and why; hash-chained.", no_args_is_help=True)
+
+EntityOpt = typer.Option(None, "--entity", "-e", help="Entity type, or type:id (e.g. user:alice).")
+ActorOpt = typer.Option(None, "--actor", "-a", help="Only events by this user.")
+ActionOpt = typer.Option(None, "--action", help="Action name; a trailing * matches a prefix (user.*).")
+SinceOpt = typer.Option(None, "--since", help="From this UTC time (ISO 8601, e.g. 2026-11-01).")
+UntilOpt = typer.Option(None, "--until", help="Up to this UTC time (ISO 8601).")
+
+
+def _filter(entity: str | None, actor: str | None, action: str | None, since: str | None, until: str | None) -> AuditFilter:
+    kind, ident = AuditFilter.parse_entity(entity)
+    return AuditFilter(
+        entity_type=kind, entity_id=ident, actor=actor, action=action,
+        since=parse_iso(since) if since else None, until=parse_iso(until) if until else None,
+    )
+
+
+def _short(value: object, width: int = 60) -> str:
+    if value is None:
+        return ""
+    text = canonical_json(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@app.command("log", epilog="Examples:  medops audit log --entity user:alice   ·   medops audit log --action 'user.*' --since 2026-11-01 --json")
+def log(
+    entity: Optional[str] = EntityOpt, actor: Optional[str] = ActorOpt, action: Optional[str] = ActionOpt,
+    since: Optional[str] = SinceOpt, until: Optional[str] = UntilOpt,
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="At most this many events, newest first."),
+    as_json: bool = JsonOption,
+) -> None:
+    """List audit events, newest first, filtered by entity, actor, action and time."""
+    with open_workspace() as ws:
+        ws.users.require_role(ws.actor, "audit.read", set(Role))
+        events = list_events(ws.db, _filter(entity, actor, action, since, until), limit=limit)
+    if as_json:
+        print_json([e.as_dict() for e in events])
+        return
+    table(
+        None, ["seq", "time (UTC)", "actor", "action", "entity", "change", "reason"],
+        [(e.seq, e.ts.replace("T", " ")[:19], e.actor, e.action, f"{e.entity_type}:{e.entity_id}",
+          _short(e.after if e.after is not None else e.before), e.reason or "") for e in events],
+    )
+
+
+@app.command("verify", epilog="Example:  medops audit verify && echo intact")
+def verify(as_json: bool = JsonOption) -> None:
+    """Recompute the whole hash chain. Exit 0 if intact; else exit 1 naming the first broken event."""
+    with open_workspace() as ws:
+        ws.users.require_role(ws.actor, "audit.verify", set(Role))
+        with console.status("verifying the audit chain…"):
+            result = verify_chain(ws.db)
+    if as_json:
+        problem = result.problem
+        print_json({"ok": result.ok, "checked": result.checked, "head_seq": result.head_seq,
+                    "head_hash": result.head_hash,
+                    "problem": None if problem is None else {"seq": problem.seq, "kind": problem.kind,
+                                                             "detail": problem.detail}})
+    elif result.ok:
+        ok(f"audit chain intact: {result.checked} events, head {result.head_seq} {result.head_hash}")
+    else:
+        assert result.problem is not None
+        err_console.print(
+            f"[red]audit chain BROKEN at event {result.problem.seq} ({result.problem.kind}):[/] "
+            f"{escape(result.problem.detail)}"
+        )
+        err_console.print(f"events 1 to {result.head_seq} verified before the break")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command("export", epilog="Examples:  medops audit export --format csv -o trail.csv   ·   medops audit export --format jsonl --since 2026-01-01 > trail.jsonl")
+def export_cmd(
+    fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl or csv."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: stdout)."),
+    entity: Optional[str] = EntityOpt, actor: Optional[str] = ActorOpt, action: Optional[str] = ActionOpt,
+    since: Optional[str] = SinceOpt, until: Optional[str] = UntilOpt,
+) -> None:
+    """Export events with every field needed to re-verify the chain (for auditors and admins)."""
+    with open_workspace() as ws:
+        ws.users.require_role(ws.actor, "audit.export", {Role.AUDITOR, Role.ADMIN})
+        flt = _filter(entity, actor, action, since, until)
+        if output is None:
+            count = export(ws.db, sys.stdout, fmt, flt)
+        else:
+            tmp = output.with_name(f".{output.name}.partial")
+            with open(tmp, "w", encoding="utf-8", newline="") as out:
+                count = export(ws.db, out, fmt, flt)
+            tmp.replace(output)
+        ws.trail.record(NewEvent(ws.actor, "audit.export", "audit_trail", "-",
+                                 after={"format": fmt, "events": count, "filter": str(flt)}))
+    if output is not None:
+        ok(f"exported {count} events to {output}")

@@ -1,0 +1,72 @@
+"""What every command group shares: consoles, opening the workspace, reading secrets, tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from medops.errors import InvalidInput
+from medops.workspace import Workspace
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+ReasonOption = typer.Option(None, "--reason", "-r", help="Why: recorded in the audit trail with the change.")
+JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def open_workspace() -> Workspace:
+    """The workspace of MEDOPS_HOME, or the nearest one upward from the current folder."""
+    return Workspace.open()
+
+
+def require_reason(reason: str | None, what: str) -> str:
+    if not reason or not reason.strip():
+        raise InvalidInput(f"{what} needs a reason", hint="add --reason '...': it goes into the audit trail")
+    return reason.strip()
+
+
+def read_secret(value: str | None, *, from_stdin: bool, prompt: str, confirm: bool, env: str | None = None) -> str:
+    """A password from --password-stdin, an environment variable, or a hidden prompt."""
+    if value:
+        return value
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\n")
+        if not line:
+            raise InvalidInput("--password-stdin was given but standard input was empty")
+        return line
+    if env and os.environ.get(env):
+        return os.environ[env]
+    if not sys.stdin.isatty():
+        hint = f"pipe it with --password-stdin{f' or set {env}' if env else ''}"
+        raise InvalidInput(f"{prompt} is needed and there is no terminal to ask on", hint=hint)
+    return str(typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    out = Table(title=title, show_lines=False)
+    for col in columns:
+        out.add_column(col)
+    for row in rows:
+        out.add_row(*[escape("" if v is None else str(v)) for v in row])
+    console.print(out)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def ok(message: str) -> None:
+    console.print(f"[green]✓[/] {escape(message)}")
+
+
+def path_arg(value: Path) -> Path:
+    return value.expanduser()

@@ -1,0 +1,33 @@
+"""`medops demo`: the whole platform, end to end, on bundled data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from medops.cli.common import console, err_console, ok
+from medops.demo import run_demo
+
+EPILOG = "Examples:  medops demo   ·   medops demo --dir ./demo-run"
+
+
+def demo(
+    directory: Optional[Path] = typer.Option(None, "--dir", help="Folder for the demo (default: a new temp folder)."),
+) -> None:
+    """Run the lifecycle demo: a workspace, a team, audited actions, signatures, verification."""
+    if directory is not None and directory.exists() and any(directory.iterdir()):
+        err_console.print(f"[red]error:[/] {escape(str(directory))} is not empty")
+        raise typer.Exit(2)
+
+    def say(step: str, outcome: str) -> None:
+        console.print(f"[cyan]{step:>18}[/]  {escape(outcome)}")
+
+    result = run_demo(directory, say=say)
+    if not result.chain_ok or result.tamper_caught_at is None:
+        err_console.print("[red]demo failed: the audit chain did not behave as it must[/]")
+        raise typer.Exit(1)
+    ok(f"demo complete: {result.events} audited events, chain intact, tampering caught")
+    console.print(f"Explore it:  MEDOPS_HOME={escape(str(result.home))} MEDOPS_USER=ada medops audit log")

@@ -1,0 +1,89 @@
+"""`medops user`: people, their roles and passwords. Only admins change users."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from medops.cli.common import JsonOption, ReasonOption, ok, open_workspace, print_json, read_secret, require_reason, table
+from medops.identity import parse_role, parse_roles
+
+app = typer.Typer(help="Users and roles (admins only change them; every change is audited).", no_args_is_help=True)
+
+PasswordStdin = typer.Option(False, "--password-stdin", help="Read the password from stdin instead of a prompt.")
+
+
+@app.command("add", epilog="Example:  medops user add alice --name 'Alice Smith' --role data_scientist --password-stdin < pw")
+def add(
+    username: str = typer.Argument(..., help="Login name: lowercase letters, digits, . _ -"),
+    name: str = typer.Option(..., "--name", help="Full name, printed on e-signatures."),
+    role: Optional[List[str]] = typer.Option(None, "--role", help="Role to grant; repeat or comma-separate."),
+    password_stdin: bool = PasswordStdin,
+    reason: Optional[str] = ReasonOption,
+) -> None:
+    """Add a user with roles: data_scientist, ml_engineer, validator, clinical_reviewer, auditor, admin."""
+    roles = parse_roles(role)
+    password = read_secret(None, from_stdin=password_stdin, prompt=f"Password for {username}", confirm=True)
+    with open_workspace() as ws:
+        view = ws.users.add(ws.actor, username, name, password, roles, reason=reason)
+    ok(f"user {view.username} added with roles: {', '.join(view.roles) or 'none'}")
+
+
+@app.command("list", epilog="Example:  medops user list --json")
+def list_users(as_json: bool = JsonOption) -> None:
+    """List users, their roles and whether they are active."""
+    with open_workspace() as ws:
+        users = ws.users.list(ws.actor)
+    if as_json:
+        print_json([{**u.audit_state(), "created_at": u.created_at.isoformat()} for u in users])
+        return
+    table(None, ["user", "name", "roles", "active", "created (UTC)"],
+          [(u.username, u.full_name, ", ".join(u.roles), "yes" if u.active else "no",
+            u.created_at.strftime("%Y-%m-%d %H:%M")) for u in users])
+
+
+@app.command("disable", epilog="Example:  medops user disable bob --reason 'left the company'")
+def disable(username: str = typer.Argument(...), reason: Optional[str] = ReasonOption) -> None:
+    """Disable a user: they can no longer act, sign or use tokens. Users are never deleted."""
+    with open_workspace() as ws:
+        ws.users.disable(ws.actor, username, reason=require_reason(reason, "disabling a user"))
+    ok(f"user {username} disabled")
+
+
+@app.command("enable", epilog="Example:  medops user enable bob --reason 'locked out after typos; identity checked'")
+def enable(username: str = typer.Argument(...), reason: Optional[str] = ReasonOption) -> None:
+    """Enable a disabled or locked user again."""
+    with open_workspace() as ws:
+        ws.users.enable(ws.actor, username, reason=require_reason(reason, "enabling a user"))
+    ok(f"user {username} enabled")
+
+
+@app.command("grant", epilog="Example:  medops user grant carol validator --reason 'QA lead for study 12'")
+def grant(username: str = typer.Argument(...), role: str = typer.Argument(...), reason: Optional[str] = ReasonOption) -> None:
+    """Give a user a role."""
+    with open_workspace() as ws:
+        view = ws.users.grant(ws.actor, username, parse_role(role), reason=require_reason(reason, "granting a role"))
+    ok(f"{username} now holds: {', '.join(view.roles)}")
+
+
+@app.command("revoke", epilog="Example:  medops user revoke carol validator --reason 'moved teams'")
+def revoke(username: str = typer.Argument(...), role: str = typer.Argument(...), reason: Optional[str] = ReasonOption) -> None:
+    """Take a role away from a user."""
+    with open_workspace() as ws:
+        view = ws.users.revoke(ws.actor, username, parse_role(role), reason=require_reason(reason, "revoking a role"))
+    ok(f"{username} now holds: {', '.join(view.roles) or 'no roles'}")
+
+
+@app.command("passwd", epilog="Examples:  medops user passwd   ·   medops user passwd bob --password-stdin --reason 'reset on request'")
+def passwd(
+    username: Optional[str] = typer.Argument(None, help="Whose password (default: your own)."),
+    password_stdin: bool = PasswordStdin,
+    reason: Optional[str] = ReasonOption,
+) -> None:
+    """Change your password, or (as admin) reset someone else's."""
+    with open_workspace() as ws:
+        target = username or ws.actor
+        password = read_secret(None, from_stdin=password_stdin, prompt=f"New password for {target}", confirm=True)
+        ws.users.set_password(ws.actor, target, password, reason=reason)
+    ok(f"password of {target} changed")

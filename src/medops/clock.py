@@ -1,0 +1,34 @@
+"""Time in medops is timezone-aware UTC; naive timestamps are refused rather than guessed."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from medops.errors import InvalidInput
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_iso(moment: datetime) -> str:
+    """Fixed-width ISO 8601 in UTC with microseconds, so strings sort as times do."""
+    if moment.tzinfo is None:
+        raise InvalidInput(f"timestamp {moment.isoformat()} has no timezone; give it in UTC")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> datetime:
+    """Read an ISO 8601 time given by a user; a date alone means midnight UTC."""
+    raw = text.strip()
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{text!r} is not an ISO 8601 time", hint="use for example 2026-11-24 or 2026-11-24T13:05:00Z"
+        ) from exc
+    if moment.tzinfo is None:
+        if "T" in raw or " " in raw:
+            raise InvalidInput(f"time {text!r} has no timezone", hint="append Z for UTC, e.g. 2026-11-24T13:05:00Z")
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)

@@ -1,0 +1,214 @@
+"""Workspace settings: read from medops.toml, overridden by MEDOPS_* environment variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from medops.errors import ConfigError, WorkspaceNotFound
+
+CONFIG_FILE = "medops.toml"
+DEFAULT_DB_FILE = "medops.db"
+DEFAULT_ARTIFACT_DIR = "artifacts"
+KEY_DIR_ENV = "MEDOPS_KEY_DIR"
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z0-9+]+://[^:/@]+:)(?P<pw>[^@]*)(?P<tail>@)", re.I)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective, validated configuration of one workspace."""
+
+    home: Path
+    workspace_id: str
+    metadata_url: str
+    artifact_root: str
+    default_user: str = "admin"
+    online_store: str = "sqlite"
+    executor: str = "local"
+    signing_key_file: str = ""
+    db_busy_timeout: float = 30.0
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / CONFIG_FILE
+
+    def redacted(self) -> dict[str, str]:
+        """Settings as strings with any password in a URL masked, for display."""
+        out = {}
+        for f in fields(self):
+            value = str(getattr(self, f.name))
+            out[f.name] = redact_url(value)
+        return out
+
+
+# Keys a medops.toml may hold, with the type each must have.
+_FILE_KEYS: dict[str, type] = {
+    "workspace_id": str,
+    "metadata_url": str,
+    "artifact_root": str,
+    "default_user": str,
+    "online_store": str,
+    "executor": str,
+    "signing_key_file": str,
+    "db_busy_timeout": float,
+}
+
+
+def redact_url(value: str) -> str:
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", value)
+
+
+def default_key_dir() -> Path:
+    """Signing keys live outside every workspace, so copying a workspace never copies them."""
+    env = os.environ.get(KEY_DIR_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".medops" / "keys"
+
+
+def find_home(start: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """Locate the workspace: MEDOPS_HOME, else the nearest folder upward holding medops.toml."""
+    env = os.environ if env is None else env
+    if env.get("MEDOPS_HOME"):
+        home = Path(env["MEDOPS_HOME"]).expanduser().resolve()
+        if not (home / CONFIG_FILE).is_file():
+            raise WorkspaceNotFound(
+                f"MEDOPS_HOME={home} holds no {CONFIG_FILE}",
+                hint=f"run `medops init {home}` or point MEDOPS_HOME at an existing workspace",
+            )
+        return home
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise WorkspaceNotFound(
+        f"no medops workspace in {here} or any folder above it",
+        hint="run `medops init DIR` to create one, or set MEDOPS_HOME",
+    )
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"can't read {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid TOML: {exc}", hint="fix the file, or compare it with `medops init` output"
+        ) from exc
+    for key, value in data.items():
+        if key not in _FILE_KEYS:
+            known = ", ".join(sorted(_FILE_KEYS))
+            raise ConfigError(f"{path}: unknown setting {key!r}", hint=f"known settings: {known}")
+        expected = _FILE_KEYS[key]
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+            data[key] = value
+        if not isinstance(value, expected):
+            raise ConfigError(
+                f"{path}: setting {key!r} must be a {expected.__name__}, got {type(value).__name__}"
+            )
+    if "workspace_id" not in data:
+        raise ConfigError(f"{path}: required setting 'workspace_id' is missing")
+    return data
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, expected in _FILE_KEYS.items():
+        name = f"MEDOPS_{key.upper()}"
+        if key == "workspace_id" or name not in env:
+            continue
+        raw = env[name]
+        if expected is float:
+            try:
+                out[key] = float(raw)
+            except ValueError as exc:
+                raise ConfigError(f"environment variable {name}={raw!r} is not a number") from exc
+        else:
+            out[key] = raw
+    return out
+
+
+def _resolve_local(home: Path, value: str) -> str:
+    """A bare path is relative to the workspace; a URL is kept as given."""
+    if "://" in value:
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (home / path))
+
+
+def _resolve_db_url(home: Path, url: str) -> str:
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        rel = url[len("sqlite:///") :]
+        if rel and rel != ":memory:" and not Path(rel).is_absolute():
+            return f"sqlite:///{home / rel}"
+    return url
+
+
+def load_settings(home: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the workspace's settings; environment variables win over the file."""
+    env = os.environ if env is None else env
+    home = (home.resolve() if home else find_home(env=env))
+    data = read_config_file(home / CONFIG_FILE)
+    data.update(_env_overrides(env))
+    workspace_id = data["workspace_id"]
+    settings = Settings(
+        home=home,
+        workspace_id=workspace_id,
+        metadata_url=_resolve_db_url(home, data.get("metadata_url", f"sqlite:///{DEFAULT_DB_FILE}")),
+        artifact_root=_resolve_local(home, data.get("artifact_root", DEFAULT_ARTIFACT_DIR)),
+        default_user=data.get("default_user", "admin"),
+        online_store=data.get("online_store", "sqlite"),
+        executor=data.get("executor", "local"),
+        signing_key_file=data.get("signing_key_file")
+        or str(default_key_dir() / f"{workspace_id}.ed25519"),
+        db_busy_timeout=data.get("db_busy_timeout", 30.0),
+    )
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    scheme = settings.metadata_url.split(":", 1)[0]
+    if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+        raise ConfigError(
+            f"metadata_url scheme {scheme!r} is not supported",
+            hint="use sqlite:///path/to/medops.db or postgresql+psycopg://user@host:5432/db",
+        )
+    if settings.db_busy_timeout <= 0:
+        raise ConfigError("db_busy_timeout must be a positive number of seconds")
+    if not (settings.executor in ("local", "dask-local") or settings.executor.startswith("dask://")):
+        raise ConfigError(
+            f"executor {settings.executor!r} is not known", hint="use local, dask-local or dask://host:8786"
+        )
+    if not (settings.online_store == "sqlite" or settings.online_store.startswith(("redis://", "rediss://"))):
+        raise ConfigError(
+            f"online_store {settings.online_store!r} is not known", hint="use sqlite or redis://host:6379/0"
+        )
+
+
+def acting_user(settings: Settings, env: Mapping[str, str] | None = None) -> str:
+    """The CLI acts as MEDOPS_USER, else the workspace's default user (its first admin)."""
+    env = os.environ if env is None else env
+    return env.get("MEDOPS_USER") or settings.default_user
+
+
+def render_config(values: Mapping[str, Any]) -> str:
+    """Write settings as TOML; strings use JSON quoting, which TOML basic strings accept."""
+    lines = ["# medops workspace settings; MEDOPS_<SETTING> environment variables override these."]
+    for key, value in values.items():
+        if key not in _FILE_KEYS:
+            raise ConfigError(f"unknown setting {key!r}")
+        lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def with_overrides(settings: Settings, **changes: Any) -> Settings:
+    return replace(settings, **changes)

@@ -1,0 +1,145 @@
+"""Health checks for a workspace: each says what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from sqlalchemy import select
+
+from medops.audit.verify import verify_chain
+from medops.config import Settings, load_settings
+from medops.errors import MedopsError
+from medops.identity.keys import encode_public, load_private_key
+from medops.store.schema import SigningKey
+from medops.store import migrate
+from medops.store.artifacts import ArtifactStore
+from medops.store.database import Database
+from medops.workspace import Workspace
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+def _error(name: str, exc: MedopsError) -> Check:
+    return Check(name, FAIL, exc.message, exc.hint or "")
+
+
+def run_checks(home: Path | None = None) -> tuple[Settings | None, list[Check]]:
+    """Run every check that can run; later checks are skipped when what they need failed."""
+    try:
+        settings = load_settings(home)
+    except MedopsError as exc:
+        return None, [_error("config", exc)]
+    checks = [Check("config", OK, f"{settings.config_path} is valid")]
+    db = None
+    try:
+        db = Database(settings.metadata_url, busy_timeout=settings.db_busy_timeout)
+        db.ping()
+        checks.append(Check("metadata database", OK, f"reachable at {db.display_url}"))
+    except MedopsError as exc:
+        checks.append(_error("metadata database", exc))
+        db = None
+    if db is not None:
+        checks.extend(_schema_and_data_checks(db, settings))
+        db.dispose()
+    checks.append(_artifact_check(settings))
+    checks.extend(_server_checks(settings))
+    return settings, checks
+
+
+def _schema_and_data_checks(db: Database, settings: Settings) -> list[Check]:
+    try:
+        state = migrate.status(db)
+    except MedopsError as exc:
+        return [_error("schema", exc)]
+    if not state.known:
+        return [Check("schema", FAIL, f"revision {state.current} is newer than this medops ({state.head})",
+                      "upgrade medops to the version that wrote this workspace")]
+    if not state.up_to_date:
+        return [Check("schema", FAIL, f"revision {state.current or 'none'}, this medops needs {state.head}",
+                      "run `medops db upgrade`")]
+    out = [Check("schema", OK, f"at revision {state.head}")]
+    ws = Workspace.from_settings(settings, check_schema=False)
+    try:
+        out.append(_signing_check(ws))
+        out.append(_user_check(ws))
+        result = verify_chain(ws.db)
+        if result.ok:
+            out.append(Check("audit trail", OK, f"{result.checked} events, chain intact"))
+        else:
+            assert result.problem is not None
+            out.append(Check("audit trail", FAIL, f"chain broken at event {result.problem.seq}: {result.problem.detail}",
+                             "run `medops audit verify` and restore the database from a verified backup"))
+    finally:
+        ws.db.dispose()
+    return out
+
+
+def _signing_check(ws: Workspace) -> Check:
+    try:
+        public = encode_public(load_private_key(ws.settings).public_key())
+    except MedopsError as exc:
+        return _error("signing key", exc)
+    with ws.db.read() as session:
+        stored = session.execute(select(SigningKey.public_key)).scalars().all()
+    if public not in stored:
+        return Check("signing key", FAIL, "the signing key is not the one registered in this workspace",
+                     "point signing_key_file or MEDOPS_SIGNING_KEY at this workspace's key")
+    return Check("signing key", OK, "present, private, and registered in the workspace")
+
+
+def _user_check(ws: Workspace) -> Check:
+    try:
+        user = ws.users.get(ws.actor)
+    except MedopsError as exc:
+        return Check("acting user", FAIL, exc.message, "set MEDOPS_USER to an existing user")
+    if not user.active:
+        return Check("acting user", WARN, f"{user.username} is disabled", "an admin can `medops user enable` it")
+    return Check("acting user", OK, f"{user.username} ({', '.join(user.roles) or 'no roles'})")
+
+
+def _artifact_check(settings: Settings) -> Check:
+    try:
+        ArtifactStore(settings.artifact_root).check_writable()
+        return Check("artifact store", OK, f"{settings.artifact_root} is writable")
+    except MedopsError as exc:
+        return _error("artifact store", exc)
+    except OSError as exc:
+        return Check("artifact store", FAIL, f"{settings.artifact_root} is not writable: {exc.strerror or exc}",
+                     "fix the folder's permissions or set artifact_root")
+
+
+def _server_checks(settings: Settings) -> list[Check]:
+    out = []
+    if settings.online_store.startswith(("redis://", "rediss://")):
+        import redis
+
+        try:
+            redis.Redis.from_url(settings.online_store, socket_connect_timeout=3).ping()
+            out.append(Check("online store", OK, "Redis answers"))
+        except redis.RedisError as exc:
+            out.append(Check("online store", FAIL, f"Redis at {settings.redacted()['online_store']} does not answer: {exc}",
+                             "start Redis or fix online_store"))
+    else:
+        out.append(Check("online store", OK, "embedded SQLite"))
+    if settings.executor.startswith("dask://"):
+        parsed = urlparse(settings.executor)
+        try:
+            with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 8786), timeout=3):
+                out.append(Check("executor", OK, f"Dask scheduler at {settings.executor} accepts connections"))
+        except OSError as exc:
+            out.append(Check("executor", FAIL, f"no Dask scheduler at {settings.executor}: {exc.strerror or exc}",
+                             "start the scheduler or set executor = \"local\""))
+    else:
+        out.append(Check("executor", OK, settings.executor))
+    return out

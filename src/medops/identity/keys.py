@@ -1,0 +1,78 @@
+"""The workspace signing key (Ed25519): private half outside the workspace, public half in it.
+
+The private key comes from MEDOPS_SIGNING_KEY (base64) or from the key file named by
+``signing_key_file`` (by default under ~/.medops/keys/, created mode 0600). Only the
+public key is stored in the metadata database, so anyone can verify and only the key
+holder can sign.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from medops.config import Settings
+from medops.errors import ConfigError, IntegrityError
+
+ENV_KEY = "MEDOPS_SIGNING_KEY"
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    return hashlib.sha256(public.public_bytes_raw()).hexdigest()[:16]
+
+
+def encode_public(public: Ed25519PublicKey) -> str:
+    return base64.b64encode(public.public_bytes_raw()).decode("ascii")
+
+
+def decode_public(text: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(text))
+
+
+def _decode_private(text: str, where: str) -> Ed25519PrivateKey:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+        return Ed25519PrivateKey.from_private_bytes(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigError(f"the signing key in {where} is not a base64 Ed25519 private key") from exc
+
+
+def load_private_key(settings: Settings) -> Ed25519PrivateKey:
+    if os.environ.get(ENV_KEY):
+        return _decode_private(os.environ[ENV_KEY], f"${ENV_KEY}")
+    path = Path(settings.signing_key_file)
+    if not path.is_file():
+        raise ConfigError(
+            f"no signing key at {path}",
+            hint=f"set {ENV_KEY}, or signing_key_file in medops.toml, to this workspace's key",
+        )
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(f"signing key file {path} is readable by others", hint=f"run: chmod 600 {path}")
+    return _decode_private(path.read_text(encoding="ascii"), str(path))
+
+
+def create_key_file(path: Path) -> Ed25519PrivateKey:
+    """Write a new private key readable by its owner only; never overwrite an existing one."""
+    if path.exists():
+        raise ConfigError(f"a signing key exists already at {path}; refusing to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = Ed25519PrivateKey.generate()
+    text = base64.b64encode(key.private_bytes_raw()).decode("ascii") + "\n"
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    return key
+
+
+def check_pair(private: Ed25519PrivateKey, stored_public: str) -> None:
+    if encode_public(private.public_key()) != stored_public:
+        raise IntegrityError("the signing key does not match the public key registered in this workspace")

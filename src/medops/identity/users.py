@@ -1,0 +1,297 @@
+"""Users: the repository over their tables and the service that changes them, audited."""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Iterator
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from medops.audit.trail import AuditTrail, Change, NewEvent
+from medops.clock import utc_now
+from medops.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, PermissionDenied
+from medops.identity.passwords import check_policy, hash_password, verify_password
+from medops.identity.roles import Role
+from medops.store.database import Database
+from medops.store.schema import User, UserRole
+
+USERNAME = re.compile(r"^[a-z][a-z0-9_.-]{1,63}$")
+MAX_FAILED_LOGINS = 5
+BOOTSTRAP_ACTOR = "system:init"
+
+
+@dataclass(frozen=True)
+class UserView:
+    id: int
+    username: str
+    full_name: str
+    active: bool
+    roles: tuple[str, ...]
+    created_at: datetime
+
+    def has(self, role: Role) -> bool:
+        return role.value in self.roles
+
+    def audit_state(self) -> dict[str, object]:
+        return {"username": self.username, "full_name": self.full_name, "active": self.active, "roles": list(self.roles)}
+
+
+class _Denied(Exception):
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class UserRepository:
+    """All SQL about users lives here."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def find(self, username: str) -> User | None:
+        return self.session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+
+    def get(self, username: str) -> User:
+        user = self.find(username)
+        if user is None:
+            raise NotFound(f"no user {username!r}", hint="`medops user list` shows the users")
+        return user
+
+    def roles(self, user_id: int) -> tuple[str, ...]:
+        rows = self.session.execute(select(UserRole.role).where(UserRole.user_id == user_id)).scalars()
+        return tuple(sorted(rows))
+
+    def view(self, user: User) -> UserView:
+        return UserView(user.id, user.username, user.full_name, user.active, self.roles(user.id), user.created_at)
+
+    def all(self) -> list[UserView]:
+        users = self.session.execute(select(User).order_by(User.username)).scalars().all()
+        return [self.view(u) for u in users]
+
+    def count(self) -> int:
+        return len(self.session.execute(select(User.id)).all())
+
+    def add(self, username: str, full_name: str, password_hash: str, roles: Iterable[Role]) -> User:
+        if self.find(username) is not None:
+            raise Conflict(f"user {username!r} exists already", hint="user names are never reused")
+        user = User(
+            username=username, full_name=full_name, password_hash=password_hash, active=True,
+            failed_logins=0, created_at=utc_now(),
+        )
+        self.session.add(user)
+        self.session.flush()
+        for role in roles:
+            self.session.add(UserRole(user_id=user.id, role=role.value))
+        self.session.flush()
+        return user
+
+    def set_role(self, user: User, role: Role, present: bool) -> None:
+        if present:
+            self.session.add(UserRole(user_id=user.id, role=role.value))
+        else:
+            self.session.execute(delete(UserRole).where(UserRole.user_id == user.id, UserRole.role == role.value))
+        self.session.flush()
+
+
+def _validate_new(username: str, full_name: str, password: str) -> None:
+    if not USERNAME.match(username):
+        raise InvalidInput(
+            f"user name {username!r} is not valid",
+            hint="use 2-64 characters: lowercase letters, digits, '.', '_' or '-', starting with a letter",
+        )
+    if not full_name.strip():
+        raise InvalidInput("a user needs a full name: it is the printed name on e-signatures")
+    check_policy(username, password)
+
+
+class UserService:
+    """Every change to users goes through here: role-checked, then audited with its change."""
+
+    def __init__(self, db: Database, trail: AuditTrail) -> None:
+        self.db = db
+        self.trail = trail
+
+    # --- authorization -------------------------------------------------------------
+
+    @contextmanager
+    def authorized(
+        self, actor: str, action: str, entity_type: str, entity_id: str, roles: set[Role],
+        *, reason: str | None = None, allow_self: str | None = None,
+    ) -> Iterator[Change]:
+        """A state change by ``actor`` that holds one of ``roles`` (or is ``allow_self``).
+
+        The role check runs inside the change's transaction; a denial is itself audited.
+        """
+        try:
+            with self.trail.change(actor, action, entity_type, entity_id, reason=reason) as ch:
+                denial = self._why_denied(ch.session, actor, roles, allow_self)
+                if denial is not None:
+                    raise _Denied(denial)
+                yield ch
+        except _Denied as exc:
+            self.trail.record(
+                NewEvent(actor, f"{action}.denied", entity_type, entity_id,
+                         after={"required_roles": sorted(r.value for r in roles)}, reason=exc.why)
+            )
+            raise PermissionDenied(f"{actor!r} may not {action.replace('.', ' ')}: {exc.why}") from None
+
+    def _why_denied(self, session: Session, actor: str, roles: set[Role], allow_self: str | None) -> str | None:
+        user = UserRepository(session).find(actor)
+        if user is None:
+            return f"no user {actor!r} in this workspace (set MEDOPS_USER to a user name)"
+        if not user.active:
+            return f"user {actor!r} is disabled"
+        if allow_self is not None and actor == allow_self:
+            return None
+        held = set(UserRepository(session).roles(user.id))
+        if held & {r.value for r in roles}:
+            return None
+        needed = " or ".join(sorted(r.value for r in roles))
+        return f"it needs the role {needed}"
+
+    def require_role(self, actor: str, action: str, roles: set[Role]) -> UserView:
+        """A read that needs a role (audit log, user list): denied reads are audited too."""
+        with self.db.read() as session:
+            denial = self._why_denied(session, actor, roles, None)
+            view = UserRepository(session).view(UserRepository(session).get(actor)) if denial is None else None
+        if denial is not None or view is None:
+            self.trail.record(NewEvent(actor, f"{action}.denied", "workspace", "-", reason=denial))
+            raise PermissionDenied(f"{actor!r} may not {action.replace('.', ' ')}: {denial}")
+        return view
+
+    # --- changes -------------------------------------------------------------------
+
+    def bootstrap_admin(self, username: str, full_name: str, password: str) -> UserView:
+        """The first admin, made by `medops init` when the workspace has no users yet."""
+        _validate_new(username, full_name, password)
+        digest = hash_password(password)
+        with self.trail.change(BOOTSTRAP_ACTOR, "user.add", "user", username, reason="workspace initialized") as ch:
+            repo = UserRepository(ch.session)
+            if repo.count():
+                raise Conflict("the workspace has users already; an admin adds more with `medops user add`")
+            view = repo.view(repo.add(username, full_name, digest, [Role.ADMIN]))
+            ch.after = view.audit_state()
+        return view
+
+    def add(
+        self, actor: str, username: str, full_name: str, password: str, roles: list[Role], *, reason: str | None = None
+    ) -> UserView:
+        _validate_new(username, full_name, password)
+        digest = hash_password(password)
+        with self.authorized(actor, "user.add", "user", username, {Role.ADMIN}, reason=reason) as ch:
+            repo = UserRepository(ch.session)
+            view = repo.view(repo.add(username, full_name, digest, roles))
+            ch.after = view.audit_state()
+        return view
+
+    def _set_active(self, actor: str, username: str, active: bool, reason: str | None) -> UserView:
+        action = "user.enable" if active else "user.disable"
+        with self.authorized(actor, action, "user", username, {Role.ADMIN}, reason=reason) as ch:
+            repo = UserRepository(ch.session)
+            user = repo.get(username)
+            if not active and username == actor:
+                raise InvalidInput("you can't disable yourself; another admin can")
+            ch.before = repo.view(user).audit_state()
+            user.active = active
+            user.failed_logins = 0
+            ch.session.flush()
+            view = repo.view(user)
+            ch.after = view.audit_state()
+        return view
+
+    def disable(self, actor: str, username: str, *, reason: str | None = None) -> UserView:
+        """Users are never deleted (their ids stay unique forever); they are disabled."""
+        return self._set_active(actor, username, False, reason)
+
+    def enable(self, actor: str, username: str, *, reason: str | None = None) -> UserView:
+        return self._set_active(actor, username, True, reason)
+
+    def _set_role(self, actor: str, username: str, role: Role, present: bool, reason: str | None) -> UserView:
+        action = "user.grant" if present else "user.revoke"
+        with self.authorized(actor, action, "user", username, {Role.ADMIN}, reason=reason) as ch:
+            repo = UserRepository(ch.session)
+            user = repo.get(username)
+            before = repo.view(user)
+            if before.has(role) == present:
+                state = "holds" if present else "does not hold"
+                raise Conflict(f"user {username!r} {state} the role {role.value} already")
+            if not present and role is Role.ADMIN and username == actor:
+                raise InvalidInput("you can't revoke your own admin role; another admin can")
+            ch.before = before.audit_state()
+            repo.set_role(user, role, present)
+            view = repo.view(user)
+            ch.after = view.audit_state()
+        return view
+
+    def grant(self, actor: str, username: str, role: Role, *, reason: str | None = None) -> UserView:
+        return self._set_role(actor, username, role, True, reason)
+
+    def revoke(self, actor: str, username: str, role: Role, *, reason: str | None = None) -> UserView:
+        return self._set_role(actor, username, role, False, reason)
+
+    def set_password(self, actor: str, username: str, password: str, *, reason: str | None = None) -> None:
+        """A user changes their own password; an admin may reset anyone's."""
+        check_policy(username, password)
+        digest = hash_password(password)
+        with self.authorized(
+            actor, "user.password", "user", username, {Role.ADMIN}, reason=reason, allow_self=username
+        ) as ch:
+            user = UserRepository(ch.session).get(username)
+            user.password_hash = digest
+            user.failed_logins = 0
+            ch.after = {"password": "changed"}
+
+    def list(self, actor: str) -> list[UserView]:
+        self.require_role(actor, "user.list", set(Role))
+        with self.db.read() as session:
+            return UserRepository(session).all()
+
+    def get(self, username: str) -> UserView:
+        with self.db.read() as session:
+            repo = UserRepository(session)
+            return repo.view(repo.get(username))
+
+    # --- authentication ------------------------------------------------------------
+
+    def check_password(self, username: str, password: str, *, purpose: str) -> UserView:
+        """Authenticate; failures are audited, and repeated ones lock the account."""
+        with self.db.read() as session:
+            user = UserRepository(session).find(username)
+            ok = user is not None and user.active and verify_password(user.password_hash, password)
+            view = UserRepository(session).view(user) if user is not None else None
+        if ok and view is not None:
+            if self._failed_count(username):
+                with self.db.write() as session:
+                    found = UserRepository(session).find(username)
+                    if found is not None:
+                        found.failed_logins = 0
+            return view
+        self._record_failure(username, purpose, known=view is not None, active=bool(view and view.active))
+        raise AuthenticationFailed(
+            f"authentication failed for {username!r}",
+            hint="check the user name and password; repeated failures lock the account",
+        )
+
+    def _failed_count(self, username: str) -> int:
+        with self.db.read() as session:
+            user = UserRepository(session).find(username)
+            return user.failed_logins if user else 0
+
+    def _record_failure(self, username: str, purpose: str, *, known: bool, active: bool) -> None:
+        with self.trail.change(username, "auth.failed", "user", username, reason=purpose) as ch:
+            user = UserRepository(ch.session).find(username) if known else None
+            if user is None:
+                ch.after = {"known_user": False}
+                return
+            user.failed_logins += 1
+            ch.after = {"failed_logins": user.failed_logins, "active": user.active}
+        if user is not None and active and user.failed_logins >= MAX_FAILED_LOGINS:
+            with self.trail.change(username, "user.locked", "user", username,
+                                   reason=f"{MAX_FAILED_LOGINS} failed authentications in a row") as ch:
+                locked = UserRepository(ch.session).get(username)
+                locked.active = False
+                ch.before, ch.after = {"active": True}, {"active": False}

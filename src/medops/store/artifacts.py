@@ -1,0 +1,242 @@
+"""Immutable, content-addressed artifact storage: an artifact is the SHA-256 of its bytes.
+
+Layout under the root: ``sha256/ab/cd/<64 hex>``; writes go to ``.tmp/`` first and are
+renamed into place only once complete and flushed, so a crash leaves no partial artifact
+visible. Local roots use the OS directly (fsync, atomic rename); other fsspec URLs
+(s3://, gs://, memory://) write a temporary object and move it into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, BinaryIO, Iterable, Iterator
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from medops.errors import ConfigError, IntegrityError, InvalidInput, NotFound
+
+CHUNK = 1 << 20
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+TMP_DIR = ".tmp"
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    checked: int
+    corrupt: list[str]
+    stale_temp_files: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.corrupt
+
+
+def check_digest(digest: str) -> str:
+    """Digests come from users and records; only 64 lowercase hex characters are a key."""
+    if not isinstance(digest, str) or not _DIGEST.match(digest):
+        raise InvalidInput(f"{digest!r} is not a SHA-256 digest (64 lowercase hex characters)")
+    return digest
+
+
+class ArtifactStore:
+    def __init__(self, root: str) -> None:
+        try:
+            fs, path = fsspec.core.url_to_fs(root)
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(
+                f"artifact_root {root!r} can't be used: {exc}",
+                hint="for s3:// install s3fs, for gs:// install gcsfs",
+            ) from exc
+        self.root_url = root
+        self.fs = fs
+        self.root = path.rstrip("/")
+        self.local = isinstance(fs, LocalFileSystem)
+
+    def _path(self, digest: str) -> str:
+        d = check_digest(digest)
+        return f"{self.root}/sha256/{d[:2]}/{d[2:4]}/{d}"
+
+    def _tmp_path(self) -> str:
+        return f"{self.root}/{TMP_DIR}/{uuid.uuid4().hex}"
+
+    # --- writing -------------------------------------------------------------------
+
+    def put(self, data: bytes | str | os.PathLike[str] | IO[bytes] | Iterable[bytes]) -> str:
+        """Store bytes, a file path, a binary stream or an iterable of chunks; return the digest."""
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return self._put_chunks([bytes(data)])
+        if isinstance(data, (str, os.PathLike)):
+            path = Path(data)
+            if not path.is_file():
+                raise NotFound(f"no file at {path}")
+            with path.open("rb") as handle:
+                return self._put_stream(handle)
+        if hasattr(data, "read"):
+            return self._put_stream(data)  # type: ignore[arg-type]
+        return self._put_chunks(data)
+
+    def _put_stream(self, stream: IO[bytes]) -> str:
+        def chunks() -> Iterator[bytes]:
+            while block := stream.read(CHUNK):
+                yield block
+
+        return self._put_chunks(chunks())
+
+    def _put_chunks(self, chunks: Iterable[bytes]) -> str:
+        if self.local:
+            return self._put_local(chunks)
+        hasher = hashlib.sha256()
+        tmp = self._tmp_path()
+        self.fs.makedirs(f"{self.root}/{TMP_DIR}", exist_ok=True)
+        try:
+            with self.fs.open(tmp, "wb") as out:
+                for block in chunks:
+                    hasher.update(block)
+                    out.write(block)
+            digest = hasher.hexdigest()
+            final = self._path(digest)
+            if self.fs.exists(final):
+                self.fs.rm(tmp)
+            else:
+                self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+                self.fs.mv(tmp, final)
+        except BaseException:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
+            raise
+        return digest
+
+    def _put_local(self, chunks: Iterable[bytes]) -> str:
+        tmp_dir = Path(self.root) / TMP_DIR
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_dir / uuid.uuid4().hex
+        hasher = hashlib.sha256()
+        try:
+            with open(tmp, "wb") as out:
+                for block in chunks:
+                    hasher.update(block)
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            digest = hasher.hexdigest()
+            final = Path(self._path(digest))
+            if final.exists():
+                tmp.unlink()
+                return digest
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return digest
+
+    # --- reading -------------------------------------------------------------------
+
+    def exists(self, digest: str) -> bool:
+        return bool(self.fs.exists(self._path(digest)))
+
+    def size(self, digest: str) -> int:
+        self._require(digest)
+        return int(self.fs.size(self._path(digest)))
+
+    def _require(self, digest: str) -> str:
+        path = self._path(digest)
+        if not self.fs.exists(path):
+            raise NotFound(f"artifact {digest} is not in the store at {self.root_url}")
+        return path
+
+    def open(self, digest: str) -> BinaryIO:
+        """A reader over the artifact, opened only after its bytes hash to the digest."""
+        handle = self.fs.open(self._require(digest), "rb")
+        try:
+            _check(digest, _hash_stream(handle))
+            handle.seek(0)
+        except BaseException:
+            handle.close()
+            raise
+        return handle  # type: ignore[no-any-return]
+
+    def read_bytes(self, digest: str) -> bytes:
+        with self.fs.open(self._require(digest), "rb") as handle:
+            data = handle.read()
+        _check(digest, hashlib.sha256(data).hexdigest())
+        return data  # type: ignore[no-any-return]
+
+    def verify(self, digest: str) -> bool:
+        """True when the stored bytes still hash to their name."""
+        with self.fs.open(self._require(digest), "rb") as handle:
+            return _hash_stream(handle) == digest
+
+    def digests(self) -> Iterator[str]:
+        base = f"{self.root}/sha256"
+        if not self.fs.exists(base):
+            return
+        for path in sorted(self.fs.find(base)):
+            name = path.rsplit("/", 1)[-1]
+            if _DIGEST.match(name):
+                yield name
+
+    def verify_all(self, clean_temp_older_than: float | None = None) -> VerifyReport:
+        """Re-hash every artifact; optionally remove temp files left by crashed writers."""
+        corrupt = [d for d in self.digests() if not self.verify(d)]
+        checked = sum(1 for _ in self.digests())
+        stale = self.clean_temp(clean_temp_older_than) if clean_temp_older_than is not None else 0
+        return VerifyReport(checked=checked, corrupt=corrupt, stale_temp_files=stale)
+
+    def clean_temp(self, older_than: float = 3600.0) -> int:
+        """Remove temp files older than ``older_than`` seconds (never a live writer's)."""
+        tmp = f"{self.root}/{TMP_DIR}"
+        if not self.fs.exists(tmp):
+            return 0
+        removed = 0
+        now = time.time()
+        for path in self.fs.find(tmp):
+            modified = self.fs.modified(path).timestamp() if hasattr(self.fs, "modified") else 0.0
+            if now - modified >= older_than:
+                self.fs.rm(path)
+                removed += 1
+        return removed
+
+    def check_writable(self) -> None:
+        """Write, read back and remove a probe artifact under the temp folder."""
+        probe = self._tmp_path()
+        self.fs.makedirs(f"{self.root}/{TMP_DIR}", exist_ok=True)
+        with self.fs.open(probe, "wb") as out:
+            out.write(b"medops probe")
+        self.fs.rm(probe)
+
+
+def _hash_stream(handle: IO[bytes]) -> str:
+    hasher = hashlib.sha256()
+    if isinstance(handle, io.BufferedReader):
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+    while block := handle.read(CHUNK):
+        hasher.update(block)
+    return hasher.hexdigest()
+
+
+def _check(expected: str, actual: str) -> None:
+    if actual != expected:
+        raise IntegrityError(
+            f"artifact {expected} is corrupt: its bytes hash to {actual}",
+            hint="restore it from a backup; it was changed after it was stored",
+        )
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+

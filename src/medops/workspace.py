@@ -1,0 +1,153 @@
+"""A workspace: its settings, stores and services, opened together; and how one is created."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from medops.audit.trail import AuditTrail
+from medops.config import (
+    CONFIG_FILE,
+    DEFAULT_ARTIFACT_DIR,
+    DEFAULT_DB_FILE,
+    Settings,
+    acting_user,
+    default_key_dir,
+    load_settings,
+    render_config,
+)
+from medops.errors import Conflict, ConfigError
+from medops.identity.keys import ENV_KEY, create_key_file, load_private_key
+from medops.identity.signatures import SignatureService
+from medops.identity.tokens import TokenService
+from medops.identity.users import BOOTSTRAP_ACTOR, UserService
+from medops.store import migrate
+from medops.store.artifacts import ArtifactStore
+from medops.store.database import Database
+
+
+@dataclass
+class Workspace:
+    settings: Settings
+    db: Database
+    artifacts: ArtifactStore
+    trail: AuditTrail
+    users: UserService
+    tokens: TokenService
+    signatures: SignatureService
+    actor: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, check_schema: bool = True) -> "Workspace":
+        db = Database(settings.metadata_url, busy_timeout=settings.db_busy_timeout)
+        if check_schema:
+            try:
+                migrate.require_current(db)
+            except BaseException:
+                db.dispose()
+                raise
+        trail = AuditTrail(db)
+        users = UserService(db, trail)
+
+        @cache
+        def private_key() -> Ed25519PrivateKey:
+            return load_private_key(settings)
+
+        return cls(
+            settings=settings, db=db, artifacts=ArtifactStore(settings.artifact_root), trail=trail, users=users,
+            tokens=TokenService(db, trail, users), signatures=SignatureService(db, trail, users, private_key),
+            actor=acting_user(settings),
+        )
+
+    @classmethod
+    def open(cls, home: Path | None = None, *, check_schema: bool = True) -> "Workspace":
+        """Open the workspace at ``home`` (else MEDOPS_HOME, else found upward from here)."""
+        return cls.from_settings(load_settings(home), check_schema=check_schema)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def init_workspace(
+    directory: Path, *, admin_username: str, admin_full_name: str, admin_password: str,
+    metadata_url: str | None = None, artifact_root: str | None = None, key_dir: Path | None = None,
+) -> Workspace:
+    """Create a workspace: schema, artifact folder, signing key, first admin, medops.toml.
+
+    medops.toml is written last, so a failed init leaves no half-made workspace behind;
+    files it created before failing are removed.
+    """
+    home = directory.expanduser().resolve()
+    if (home / CONFIG_FILE).exists():
+        raise Conflict(f"{home} is a medops workspace already", hint="open it with MEDOPS_HOME or cd into it")
+    workspace_id = uuid.uuid4().hex
+    key_file = (key_dir or default_key_dir()) / f"{workspace_id}.ed25519"
+    values: dict[str, object] = {
+        "workspace_id": workspace_id,
+        "metadata_url": metadata_url or f"sqlite:///{DEFAULT_DB_FILE}",
+        "artifact_root": artifact_root or DEFAULT_ARTIFACT_DIR,
+        "default_user": admin_username,
+        **({"signing_key_file": str(key_file)} if key_dir else {}),
+        "online_store": "sqlite",
+        "executor": "local",
+    }
+    created: list[Path] = []
+    if not home.exists():
+        home.mkdir(parents=True)
+        created.append(home)
+    try:
+        settings = Settings(
+            home=home, workspace_id=workspace_id,
+            metadata_url=metadata_url or f"sqlite:///{home / DEFAULT_DB_FILE}",
+            artifact_root=artifact_root or str(home / DEFAULT_ARTIFACT_DIR),
+            default_user=admin_username, signing_key_file=str(key_file),
+        )
+        if metadata_url is None:
+            created += [home / DEFAULT_DB_FILE, home / f"{DEFAULT_DB_FILE}-wal", home / f"{DEFAULT_DB_FILE}-shm"]
+        db = Database(settings.metadata_url, busy_timeout=settings.db_busy_timeout)
+        try:
+            db.ping()
+            migrate.upgrade(db)
+        finally:
+            db.dispose()
+        if artifact_root is None:
+            created.append(home / DEFAULT_ARTIFACT_DIR)
+        ArtifactStore(settings.artifact_root).check_writable()
+        if not os.environ.get(ENV_KEY):
+            create_key_file(key_file)
+            created.append(key_file)
+        ws = Workspace.from_settings(settings)
+        ws.users.bootstrap_admin(admin_username, admin_full_name, admin_password)
+        ws.signatures.register_key(BOOTSTRAP_ACTOR)
+        _write_atomic(home / CONFIG_FILE, render_config(values))
+    except BaseException:
+        for path in reversed(created):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+    ws.actor = admin_username if not os.environ.get("MEDOPS_USER") else ws.actor
+    return ws
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
