@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from medops.errors import InvalidInput
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def to_iso(moment: datetime) -> str:
     """Fixed-width ISO 8601 in UTC with microseconds, so strings sort as times do."""
     if moment.tzinfo is None:
         raise InvalidInput(f"timestamp {moment.isoformat()} has no timezone; give it in UTC")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_iso(text: str) -> datetime:
@@ -30,5 +30,5 @@ def parse_iso(text: str) -> datetime:
     if moment.tzinfo is None:
         if "T" in raw or " " in raw:
             raise InvalidInput(f"time {text!r} has no timezone", hint="append Z for UTC, e.g. 2026-11-24T13:05:00Z")
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from medops.audit import AuditFilter, list_events, verify_chain
 from medops.errors import AuthenticationFailed, PermissionDenied

@@ -13,10 +13,10 @@ from medops.audit.verify import verify_chain
 from medops.config import Settings, load_settings
 from medops.errors import MedopsError
 from medops.identity.keys import encode_public, load_private_key
-from medops.store.schema import SigningKey
 from medops.store import migrate
 from medops.store.artifacts import ArtifactStore
 from medops.store.database import Database
+from medops.store.schema import SigningKey
 from medops.workspace import Workspace
 
 OK, WARN, FAIL = "ok", "warn", "fail"

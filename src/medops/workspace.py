@@ -22,7 +22,7 @@ from medops.config import (
     load_settings,
     render_config,
 )
-from medops.errors import Conflict, ConfigError
+from medops.errors import Conflict
 from medops.identity.keys import ENV_KEY, create_key_file, load_private_key
 from medops.identity.signatures import SignatureService
 from medops.identity.tokens import TokenService
@@ -44,7 +44,7 @@ class Workspace:
     actor: str
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, check_schema: bool = True) -> "Workspace":
+    def from_settings(cls, settings: Settings, *, check_schema: bool = True) -> Workspace:
         db = Database(settings.metadata_url, busy_timeout=settings.db_busy_timeout)
         if check_schema:
             try:
@@ -66,14 +66,14 @@ class Workspace:
         )
 
     @classmethod
-    def open(cls, home: Path | None = None, *, check_schema: bool = True) -> "Workspace":
+    def open(cls, home: Path | None = None, *, check_schema: bool = True) -> Workspace:
         """Open the workspace at ``home`` (else MEDOPS_HOME, else found upward from here)."""
         return cls.from_settings(load_settings(home), check_schema=check_schema)
 
     def close(self) -> None:
         self.db.dispose()
 
-    def __enter__(self) -> "Workspace":
+    def __enter__(self) -> Workspace:
         return self
 
     def __exit__(self, *exc: object) -> None:

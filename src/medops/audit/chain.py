@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from decimal import Decimal
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 GENESIS = "0" * 64

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from sqlalchemy import Select, select
 

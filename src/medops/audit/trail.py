@@ -8,9 +8,10 @@ commit together or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -41,8 +40,8 @@ def _short(value: object, width: int = 60) -> str:
 
 @app.command("log", epilog="Examples:  medops audit log --entity user:alice   ·   medops audit log --action 'user.*' --since 2026-11-01 --json")
 def log(
-    entity: Optional[str] = EntityOpt, actor: Optional[str] = ActorOpt, action: Optional[str] = ActionOpt,
-    since: Optional[str] = SinceOpt, until: Optional[str] = UntilOpt,
+    entity: str | None = EntityOpt, actor: str | None = ActorOpt, action: str | None = ActionOpt,
+    since: str | None = SinceOpt, until: str | None = UntilOpt,
     limit: int = typer.Option(50, "--limit", "-n", min=1, help="At most this many events, newest first."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -89,9 +88,9 @@ def verify(as_json: bool = JsonOption) -> None:
 @app.command("export", epilog="Examples:  medops audit export --format csv -o trail.csv   ·   medops audit export --format jsonl --since 2026-01-01 > trail.jsonl")
 def export_cmd(
     fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl or csv."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: stdout)."),
-    entity: Optional[str] = EntityOpt, actor: Optional[str] = ActorOpt, action: Optional[str] = ActionOpt,
-    since: Optional[str] = SinceOpt, until: Optional[str] = UntilOpt,
+    output: Path | None = typer.Option(None, "--output", "-o", help="File to write (default: stdout)."),
+    entity: str | None = EntityOpt, actor: str | None = ActorOpt, action: str | None = ActionOpt,
+    since: str | None = SinceOpt, until: str | None = UntilOpt,
 ) -> None:
     """Export events with every field needed to re-verify the chain (for auditors and admins)."""
     with open_workspace() as ws:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -15,7 +14,7 @@ EPILOG = "Examples:  medops demo   ·   medops demo --dir ./demo-run"
 
 
 def demo(
-    directory: Optional[Path] = typer.Option(None, "--dir", help="Folder for the demo (default: a new temp folder)."),
+    directory: Path | None = typer.Option(None, "--dir", help="Folder for the demo (default: a new temp folder)."),
 ) -> None:
     """Run the lifecycle demo: a workspace, a team, audited actions, signatures, verification."""
     if directory is not None and directory.exists() and any(directory.iterdir()):

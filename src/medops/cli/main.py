@@ -6,7 +6,6 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -39,7 +38,7 @@ def _version(value: bool) -> None:
 def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback when a command fails."),
-    home: Optional[Path] = typer.Option(None, "--home", help="Workspace folder (default: MEDOPS_HOME or search upward)."),
+    home: Path | None = typer.Option(None, "--home", help="Workspace folder (default: MEDOPS_HOME or search upward)."),
 ) -> None:
     if home is not None:
         os.environ["MEDOPS_HOME"] = str(home.expanduser().resolve())

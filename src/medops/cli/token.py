@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.markup import escape
 
@@ -15,9 +13,9 @@ app = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args
 @app.command("create", epilog="Examples:  medops token create --name ehr-integration --expires-in-days 90   ·   medops token create --name batch --user svc-batch")
 def create(
     name: str = typer.Option(..., "--name", help="What the token is for."),
-    user: Optional[str] = typer.Option(None, "--user", help="Owner (default: you; others need admin)."),
-    expires_in_days: Optional[float] = typer.Option(None, "--expires-in-days", help="Expire after this many days."),
-    reason: Optional[str] = ReasonOption,
+    user: str | None = typer.Option(None, "--user", help="Owner (default: you; others need admin)."),
+    expires_in_days: float | None = typer.Option(None, "--expires-in-days", help="Expire after this many days."),
+    reason: str | None = ReasonOption,
 ) -> None:
     """Create a token; its secret is printed once and never stored."""
     with open_workspace() as ws:
@@ -28,7 +26,7 @@ def create(
 
 
 @app.command("list", epilog="Example:  medops token list --user alice")
-def list_tokens(user: Optional[str] = typer.Option(None, "--user", help="Only this user's (admins)."), as_json: bool = JsonOption) -> None:
+def list_tokens(user: str | None = typer.Option(None, "--user", help="Only this user's (admins)."), as_json: bool = JsonOption) -> None:
     """List tokens (never their secrets): yours, or everyone's for an admin."""
     with open_workspace() as ws:
         tokens = ws.tokens.list(ws.actor, username=user)
@@ -42,7 +40,7 @@ def list_tokens(user: Optional[str] = typer.Option(None, "--user", help="Only th
 
 
 @app.command("revoke", epilog="Example:  medops token revoke 3f9a2c1b7d0e --reason 'laptop lost'")
-def revoke(token_id: str = typer.Argument(..., help="Token id from `medops token list`."), reason: Optional[str] = ReasonOption) -> None:
+def revoke(token_id: str = typer.Argument(..., help="Token id from `medops token list`."), reason: str | None = ReasonOption) -> None:
     """Revoke a token at once; requests with it fail from now on."""
     with open_workspace() as ws:
         ws.tokens.revoke(ws.actor, token_id, reason=require_reason(reason, "revoking a token"))

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 import typer
 
-from medops.cli.common import JsonOption, ReasonOption, ok, open_workspace, print_json, read_secret, require_reason, table
+from medops.cli.common import (
+    JsonOption,
+    ReasonOption,
+    ok,
+    open_workspace,
+    print_json,
+    read_secret,
+    require_reason,
+    table,
+)
 from medops.identity import parse_role, parse_roles
 
 app = typer.Typer(help="Users and roles (admins only change them; every change is audited).", no_args_is_help=True)
@@ -18,9 +25,9 @@ PasswordStdin = typer.Option(False, "--password-stdin", help="Read the password 
 def add(
     username: str = typer.Argument(..., help="Login name: lowercase letters, digits, . _ -"),
     name: str = typer.Option(..., "--name", help="Full name, printed on e-signatures."),
-    role: Optional[List[str]] = typer.Option(None, "--role", help="Role to grant; repeat or comma-separate."),
+    role: list[str] | None = typer.Option(None, "--role", help="Role to grant; repeat or comma-separate."),
     password_stdin: bool = PasswordStdin,
-    reason: Optional[str] = ReasonOption,
+    reason: str | None = ReasonOption,
 ) -> None:
     """Add a user with roles: data_scientist, ml_engineer, validator, clinical_reviewer, auditor, admin."""
     roles = parse_roles(role)
@@ -44,7 +51,7 @@ def list_users(as_json: bool = JsonOption) -> None:
 
 
 @app.command("disable", epilog="Example:  medops user disable bob --reason 'left the company'")
-def disable(username: str = typer.Argument(...), reason: Optional[str] = ReasonOption) -> None:
+def disable(username: str = typer.Argument(...), reason: str | None = ReasonOption) -> None:
     """Disable a user: they can no longer act, sign or use tokens. Users are never deleted."""
     with open_workspace() as ws:
         ws.users.disable(ws.actor, username, reason=require_reason(reason, "disabling a user"))
@@ -52,7 +59,7 @@ def disable(username: str = typer.Argument(...), reason: Optional[str] = ReasonO
 
 
 @app.command("enable", epilog="Example:  medops user enable bob --reason 'locked out after typos; identity checked'")
-def enable(username: str = typer.Argument(...), reason: Optional[str] = ReasonOption) -> None:
+def enable(username: str = typer.Argument(...), reason: str | None = ReasonOption) -> None:
     """Enable a disabled or locked user again."""
     with open_workspace() as ws:
         ws.users.enable(ws.actor, username, reason=require_reason(reason, "enabling a user"))
@@ -60,7 +67,7 @@ def enable(username: str = typer.Argument(...), reason: Optional[str] = ReasonOp
 
 
 @app.command("grant", epilog="Example:  medops user grant carol validator --reason 'QA lead for study 12'")
-def grant(username: str = typer.Argument(...), role: str = typer.Argument(...), reason: Optional[str] = ReasonOption) -> None:
+def grant(username: str = typer.Argument(...), role: str = typer.Argument(...), reason: str | None = ReasonOption) -> None:
     """Give a user a role."""
     with open_workspace() as ws:
         view = ws.users.grant(ws.actor, username, parse_role(role), reason=require_reason(reason, "granting a role"))
@@ -68,7 +75,7 @@ def grant(username: str = typer.Argument(...), role: str = typer.Argument(...), 
 
 
 @app.command("revoke", epilog="Example:  medops user revoke carol validator --reason 'moved teams'")
-def revoke(username: str = typer.Argument(...), role: str = typer.Argument(...), reason: Optional[str] = ReasonOption) -> None:
+def revoke(username: str = typer.Argument(...), role: str = typer.Argument(...), reason: str | None = ReasonOption) -> None:
     """Take a role away from a user."""
     with open_workspace() as ws:
         view = ws.users.revoke(ws.actor, username, parse_role(role), reason=require_reason(reason, "revoking a role"))
@@ -77,9 +84,9 @@ def revoke(username: str = typer.Argument(...), role: str = typer.Argument(...),
 
 @app.command("passwd", epilog="Examples:  medops user passwd   ·   medops user passwd bob --password-stdin --reason 'reset on request'")
 def passwd(
-    username: Optional[str] = typer.Argument(None, help="Whose password (default: your own)."),
+    username: str | None = typer.Argument(None, help="Whose password (default: your own)."),
     password_stdin: bool = PasswordStdin,
-    reason: Optional[str] = ReasonOption,
+    reason: str | None = ReasonOption,
 ) -> None:
     """Change your password, or (as admin) reset someone else's."""
     with open_workspace() as ws:

@@ -6,7 +6,6 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -27,8 +26,8 @@ def init(
     admin: str = typer.Option("admin", "--admin", help="User name of the first admin."),
     admin_name: str = typer.Option("Workspace Administrator", "--admin-name", help="Printed name of the first admin."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the admin password from stdin."),
-    metadata_url: Optional[str] = typer.Option(None, "--metadata-url", help="Database URL (default: SQLite in DIR)."),
-    artifact_root: Optional[str] = typer.Option(None, "--artifact-root", help="Artifact folder or fsspec URL."),
+    metadata_url: str | None = typer.Option(None, "--metadata-url", help="Database URL (default: SQLite in DIR)."),
+    artifact_root: str | None = typer.Option(None, "--artifact-root", help="Artifact folder or fsspec URL."),
 ) -> None:
     """Create a workspace: medops.toml, metadata database, artifact folder, signing key, first admin.
 

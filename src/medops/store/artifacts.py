@@ -14,9 +14,10 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, Iterable, Iterator
+from typing import IO, BinaryIO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem

@@ -8,8 +8,9 @@ PostgreSQL: psycopg 3, READ COMMITTED; serialization points take advisory locks.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
@@ -19,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from medops.config import redact_url
 from medops.errors import (
-    Conflict,
     ConfigError,
+    Conflict,
     DatabaseBusy,
     DatabaseUnreachable,
     MedopsError,
@@ -106,6 +107,8 @@ class Database:
             raise Conflict(f"the change conflicts with stored data: {_driver_message(exc)}") from exc
         except OperationalError as exc:
             raise translate_operational(exc, self.display_url) from exc
+        except DBAPIError as exc:
+            raise StoreError(f"the metadata database refused the operation: {_driver_message(exc)}") from exc
 
     def ping(self) -> None:
         """Connect and run a trivial query, turning driver failures into medops errors."""
@@ -121,6 +124,12 @@ def _driver_message(exc: DBAPIError) -> str:
     return first[0] if first else type(exc.orig).__name__
 
 
+_UNREACHABLE = (
+    "unable to open database", "connection", "could not", "resolve host", "timeout", "timed out",
+    "refused", "does not exist", "authentication failed", "no password supplied", "name or service",
+)
+
+
 def translate_operational(exc: OperationalError, display_url: str) -> StoreError:
     message = _driver_message(exc)
     lowered = message.lower()
@@ -129,7 +138,7 @@ def translate_operational(exc: OperationalError, display_url: str) -> StoreError
             "the metadata database stayed locked by another writer past the busy timeout",
             hint="retry, or raise db_busy_timeout in medops.toml",
         )
-    if "unable to open database" in lowered or "connection" in lowered or "could not" in lowered:
+    if any(sign in lowered for sign in _UNREACHABLE):
         return DatabaseUnreachable(
             f"can't reach the metadata database {display_url}: {message}",
             hint="check metadata_url (or MEDOPS_METADATA_URL) and that the server is running",

@@ -1,0 +1,150 @@
+"""The CLI as a user meets it: help everywhere, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from medops import __version__
+from medops.cli.main import app, main
+from tests.conftest import PASSWORD
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str], stdin: str | None = None,
+        monkeypatch: pytest.MonkeyPatch | None = None) -> tuple[int, str, str]:
+    if stdin is not None:
+        assert monkeypatch is not None
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _all_commands() -> list[list[str]]:
+    group = typer.main.get_command(app)
+    paths: list[list[str]] = []
+
+    def walk(cmd, prefix: list[str]) -> None:  # type: ignore[no-untyped-def]
+        paths.append(prefix)
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, prefix + [name])
+
+    walk(group, [])
+    return paths
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--version"], capsys)[:2] == (0, f"medops {__version__}\n")
+
+
+@pytest.mark.parametrize("path", _all_commands(), ids=lambda p: " ".join(p) or "medops")
+def test_every_command_has_help_with_an_example(path: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run([*path, "--help"], capsys)
+    assert code == 0
+    assert "Usage" in out
+    is_group = path == [] or path[-1] in ("db", "audit", "user", "token")
+    assert is_group or "Example" in out
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Path:
+    ws = tmp_path / "ws"
+    code, out, err = run(["init", str(ws), "--admin", "root", "--admin-name", "Rita Root", "--password-stdin"],
+                         capsys, stdin=PASSWORD + "\n", monkeypatch=monkeypatch)
+    assert code == 0, err
+    assert "workspace created" in out
+    monkeypatch.setenv("MEDOPS_HOME", str(ws))
+    return ws
+
+
+def test_init_doctor_and_user_management(home: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, err = run(["doctor"], capsys)
+    assert code == 0, out + err
+    assert "all checks passed" in out and "audit trail" in out
+    code, out, err = run(["user", "add", "alice", "--name", "Alice Moreau", "--role", "data_scientist,validator",
+                          "--password-stdin"], capsys, stdin=PASSWORD + "\n", monkeypatch=monkeypatch)
+    assert code == 0, err
+    assert run(["user", "grant", "alice", "auditor", "--reason", "QA"], capsys)[0] == 0
+    code, out, _ = run(["user", "list", "--json"], capsys)
+    users = {u["username"]: u for u in json.loads(out)}
+    assert users["alice"]["roles"] == ["auditor", "data_scientist", "validator"]
+    code, _, err = run(["user", "disable", "alice"], capsys)
+    assert code == 2 and "needs a reason" in err
+
+
+def test_non_admin_gets_a_one_line_refusal(home: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    run(["user", "add", "alice", "--name", "Alice", "--role", "data_scientist", "--password-stdin"], capsys,
+        stdin=PASSWORD + "\n", monkeypatch=monkeypatch)
+    monkeypatch.setenv("MEDOPS_USER", "alice")
+    code, out, err = run(["user", "grant", "alice", "admin", "--reason", "why not"], capsys)
+    assert code == 1
+    assert "error: 'alice' may not user grant: it needs the role admin" in err
+    assert "Traceback" not in err
+    monkeypatch.setenv("MEDOPS_USER", "root")
+    code, out, _ = run(["audit", "log", "--action", "*denied", "--json"], capsys)
+    assert code == 0
+
+
+def test_audit_log_verify_export(home: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(["token", "create", "--name", "ci", "--expires-in-days", "7"], capsys)
+    assert code == 0 and "medops_" in out
+    code, out, _ = run(["audit", "log", "--entity", "token", "--json"], capsys)
+    events = json.loads(out)
+    assert [e["action"] for e in events] == ["token.create"] and events[0]["actor"] == "root"
+    code, out, _ = run(["audit", "verify", "--json"], capsys)
+    assert code == 0 and json.loads(out)["ok"] is True
+    for fmt in ("jsonl", "csv"):
+        target = tmp_path / f"trail.{fmt}"
+        assert run(["audit", "export", "--format", fmt, "-o", str(target)], capsys)[0] == 0
+        assert "token.create" in target.read_text()
+    lines = (tmp_path / "trail.jsonl").read_text().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == list(range(1, len(lines) + 1))
+    code, _, err = run(["audit", "export", "--format", "xml"], capsys)
+    assert code == 2 and "format 'xml'" in err
+    code, _, err = run(["audit", "log", "--since", "yesterday"], capsys)
+    assert code == 2 and "ISO 8601" in err
+
+
+def test_corrupt_config_is_one_line_and_debug_shows_the_traceback(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    original = (home / "medops.toml").read_text()
+    (home / "medops.toml").write_text(original + "colour = 'blue'\n")
+    code, _, err = run(["user", "list"], capsys)
+    assert code == 2 and "unknown setting 'colour'" in err and "Traceback" not in err
+    code, _, err = run(["--debug", "user", "list"], capsys)
+    assert code == 2 and "Traceback" in err
+    code, out, _ = run(["doctor"], capsys)
+    assert code == 1 and "unknown setting" in out
+
+
+def test_unreachable_database_in_config(home: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDOPS_METADATA_URL", "postgresql+psycopg://postgres@127.0.0.1:1/medops")
+    code, _, err = run(["audit", "verify"], capsys)
+    assert code == 3 and "can't reach the metadata database" in err
+    code, out, _ = run(["doctor", "--no-config"], capsys)
+    assert code == 1 and "FAIL" in out and "metadata database" in out
+
+
+def test_no_workspace_says_how_to_make_one(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(["audit", "log"], capsys)
+    assert code == 2 and "medops init" in err
+
+
+def test_console_script_runs(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("medops")
+    result = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("medops ")

@@ -1,0 +1,93 @@
+"""Users and roles: only admins change them, every change and every denial is audited."""
+
+from __future__ import annotations
+
+import pytest
+
+from medops.audit import AuditFilter, list_events, verify_chain
+from medops.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, PermissionDenied
+from medops.identity import Role
+from medops.identity.users import MAX_FAILED_LOGINS
+from medops.workspace import Workspace
+from tests.conftest import PASSWORD
+
+
+def test_admin_adds_users_with_several_roles(workspace: Workspace) -> None:
+    view = workspace.users.add("admin", "ming", "Ming Chen", PASSWORD, [Role.ML_ENGINEER, Role.VALIDATOR], reason="team")
+    assert view.roles == ("ml_engineer", "validator")
+    event = list_events(workspace.db, AuditFilter(entity_type="user", entity_id="ming"))[0]
+    assert (event.actor, event.action, event.reason) == ("admin", "user.add", "team")
+    assert event.after["roles"] == ["ml_engineer", "validator"]
+    assert "password" not in str(event.after)
+
+
+def test_non_admin_cannot_add_users_or_grant_roles_and_the_denial_is_audited(team: Workspace) -> None:
+    before = len(team.users.list("admin"))
+    with pytest.raises(PermissionDenied, match="needs the role admin"):
+        team.users.add("alice", "mallory", "Mallory", PASSWORD, [Role.ADMIN])
+    with pytest.raises(PermissionDenied):
+        team.users.grant("alice", "alice", Role.ADMIN, reason="please")
+    assert len(team.users.list("admin")) == before
+    assert team.users.get("alice").roles == ("data_scientist",)
+    denied = list_events(team.db, AuditFilter(actor="alice", action="user.*"))
+    assert [e.action for e in denied] == ["user.grant.denied", "user.add.denied"]
+    assert denied[1].entity_id == "mallory" and "admin" in (denied[1].reason or "")
+    assert verify_chain(team.db).ok
+
+
+def test_unknown_or_disabled_actor_is_denied(team: Workspace) -> None:
+    with pytest.raises(PermissionDenied, match="no user 'ghost'"):
+        team.users.add("ghost", "x1", "X", PASSWORD, [])
+    team.users.disable("admin", "carol", reason="left")
+    with pytest.raises(PermissionDenied, match="disabled"):
+        team.users.list("carol")
+
+
+def test_grant_revoke_disable_enable_are_audited_with_before_and_after(team: Workspace) -> None:
+    team.users.grant("admin", "alice", Role.ML_ENGINEER, reason="on call")
+    team.users.revoke("admin", "alice", Role.DATA_SCIENTIST, reason="moved")
+    assert team.users.get("alice").roles == ("ml_engineer",)
+    team.users.disable("admin", "alice", reason="left")
+    team.users.enable("admin", "alice", reason="back")
+    events = list_events(team.db, AuditFilter(entity_type="user", entity_id="alice"), newest_first=False)
+    assert [e.action for e in events] == ["user.add", "user.grant", "user.revoke", "user.disable", "user.enable"]
+    assert events[3].before["active"] is True and events[3].after["active"] is False
+
+
+def test_invalid_changes_are_refused_and_leave_no_event(team: Workspace) -> None:
+    count = verify_chain(team.db).checked
+    with pytest.raises(Conflict):
+        team.users.add("admin", "alice", "Another Alice", PASSWORD, [])
+    with pytest.raises(Conflict):
+        team.users.grant("admin", "alice", Role.DATA_SCIENTIST)
+    with pytest.raises(NotFound):
+        team.users.grant("admin", "nobody", Role.AUDITOR)
+    with pytest.raises(InvalidInput):
+        team.users.add("admin", "Bad Name", "X", PASSWORD, [])
+    with pytest.raises(InvalidInput, match="at least"):
+        team.users.add("admin", "short", "X", "pw", [])
+    with pytest.raises(InvalidInput):
+        team.users.disable("admin", "admin")
+    assert verify_chain(team.db).checked == count
+
+
+def test_repeated_wrong_passwords_lock_the_account(team: Workspace) -> None:
+    for _ in range(MAX_FAILED_LOGINS):
+        with pytest.raises(AuthenticationFailed):
+            team.users.check_password("victor", "not-his-password", purpose="test")
+    assert team.users.get("victor").active is False
+    with pytest.raises(AuthenticationFailed):  # even the right password is refused now
+        team.users.check_password("victor", PASSWORD, purpose="test")
+    actions = [e.action for e in list_events(team.db, AuditFilter(entity_id="victor"), newest_first=False)]
+    assert actions.count("auth.failed") == MAX_FAILED_LOGINS + 1 and "user.locked" in actions
+    team.users.enable("admin", "victor", reason="identity confirmed by phone")
+    assert team.users.check_password("victor", PASSWORD, purpose="test").username == "victor"
+
+
+def test_users_change_their_own_password_only(team: Workspace) -> None:
+    team.users.set_password("alice", "alice", "a-brand-new-passphrase")
+    assert team.users.check_password("alice", "a-brand-new-passphrase", purpose="t")
+    with pytest.raises(PermissionDenied):
+        team.users.set_password("alice", "victor", "hijacked-password-1")
+    team.users.set_password("admin", "victor", "reset-by-the-admin", reason="forgotten")
+    assert team.users.check_password("victor", "reset-by-the-admin", purpose="t")

@@ -1,0 +1,78 @@
+"""Settings: file, environment overrides, and clear errors for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medops.config import find_home, load_settings, redact_url
+from medops.errors import ConfigError, WorkspaceNotFound
+
+
+def _write(home: Path, text: str) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "medops.toml").write_text(text)
+    return home
+
+
+def test_defaults_resolve_inside_the_workspace(tmp_path: Path) -> None:
+    home = _write(tmp_path / "ws", 'workspace_id = "abc"\n')
+    s = load_settings(home)
+    assert s.metadata_url == f"sqlite:///{home / 'medops.db'}"
+    assert s.artifact_root == str(home / "artifacts")
+    assert s.default_user == "admin" and s.executor == "local"
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = _write(tmp_path / "ws", 'workspace_id = "abc"\nartifact_root = "arts"\ndb_busy_timeout = 5\n')
+    monkeypatch.setenv("MEDOPS_ARTIFACT_ROOT", "memory://x")
+    monkeypatch.setenv("MEDOPS_METADATA_URL", "postgresql+psycopg://u:secret@h/db")
+    monkeypatch.setenv("MEDOPS_DB_BUSY_TIMEOUT", "12.5")
+    s = load_settings(home)
+    assert s.artifact_root == "memory://x"
+    assert s.db_busy_timeout == 12.5
+    assert "secret" not in s.redacted()["metadata_url"]
+
+
+def test_medops_home_and_upward_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = _write(tmp_path / "ws", 'workspace_id = "abc"\n')
+    deep = home / "a" / "b"
+    deep.mkdir(parents=True)
+    assert find_home(deep, env={}) == home
+    assert find_home(tmp_path, env={"MEDOPS_HOME": str(home)}) == home
+    with pytest.raises(WorkspaceNotFound, match="holds no medops.toml"):
+        find_home(env={"MEDOPS_HOME": str(tmp_path / "nowhere")})
+    with pytest.raises(WorkspaceNotFound):
+        find_home(tmp_path, env={})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('workspace_id = "abc"\nmetadata_url = [unclosed', "not valid TOML"),
+        ('workspace_id = "abc"\nmetdata_url = "sqlite:///x.db"\n', "unknown setting 'metdata_url'"),
+        ('workspace_id = "abc"\ndb_busy_timeout = "soon"\n', "must be a float"),
+        ('metadata_url = "sqlite:///x.db"\n', "'workspace_id' is missing"),
+        ('workspace_id = "abc"\nmetadata_url = "mysql://x"\n', "scheme 'mysql' is not supported"),
+        ('workspace_id = "abc"\nexecutor = "ray"\n', "executor 'ray' is not known"),
+    ],
+)
+def test_bad_config_gives_a_clear_error_naming_the_file(tmp_path: Path, text: str, message: str) -> None:
+    home = _write(tmp_path / "ws", text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_settings(home)
+    if "scheme" not in message and "executor" not in message:
+        assert "medops.toml" in info.value.message
+
+
+def test_bad_environment_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = _write(tmp_path / "ws", 'workspace_id = "abc"\n')
+    monkeypatch.setenv("MEDOPS_DB_BUSY_TIMEOUT", "soon")
+    with pytest.raises(ConfigError, match="MEDOPS_DB_BUSY_TIMEOUT"):
+        load_settings(home)
+
+
+def test_redact_url() -> None:
+    assert redact_url("postgresql+psycopg://bob:pw@host/db") == "postgresql+psycopg://bob:***@host/db"
+    assert redact_url("sqlite:///x.db") == "sqlite:///x.db"

@@ -1,0 +1,54 @@
+"""`medops doctor` finds what is wrong and says how to fix it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medops.doctor import FAIL, OK, run_checks
+from medops.workspace import Workspace
+
+
+def _by_name(home: Path) -> dict[str, tuple[str, str]]:
+    _, checks = run_checks(home)
+    return {c.name: (c.status, c.fix) for c in checks}
+
+
+def test_healthy_workspace(workspace: Workspace) -> None:
+    checks = _by_name(workspace.settings.home)
+    assert {status for status, _ in checks.values()} == {OK}, checks
+    assert {"config", "metadata database", "schema", "signing key", "audit trail", "artifact store"} <= set(checks)
+
+
+def test_redis_online_store_is_checked(workspace: Workspace, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDOPS_ONLINE_STORE", f"{redis_url}/0")
+    assert _by_name(workspace.settings.home)["online store"][0] == OK
+    monkeypatch.setenv("MEDOPS_ONLINE_STORE", "redis://127.0.0.1:1/0")
+    status, fix = _by_name(workspace.settings.home)["online store"]
+    assert status == FAIL and "start Redis" in fix
+
+
+def test_unreachable_dask_scheduler(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDOPS_EXECUTOR", "dask://127.0.0.1:1")
+    assert _by_name(workspace.settings.home)["executor"][0] == FAIL
+
+
+def test_missing_signing_key_and_unwritable_artifacts(workspace: Workspace, monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    monkeypatch.setenv("MEDOPS_SIGNING_KEY_FILE", str(tmp_path / "nope.key"))
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("MEDOPS_ARTIFACT_ROOT", str(blocker / "sub"))
+    checks = _by_name(workspace.settings.home)
+    assert checks["signing key"][0] == FAIL and "MEDOPS_SIGNING_KEY" in checks["signing key"][1]
+    assert checks["artifact store"][0] == FAIL
+
+
+def test_schema_behind(workspace: Workspace) -> None:
+    from sqlalchemy import text
+
+    with workspace.db.write() as session:
+        session.execute(text("DELETE FROM alembic_version"))
+    status, fix = _by_name(workspace.settings.home)["schema"]
+    assert status == FAIL and "medops db upgrade" in fix

@@ -1,0 +1,48 @@
+"""Creating and opening workspaces; a failed init leaves nothing behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medops.audit import AuditFilter, list_events, verify_chain
+from medops.errors import Conflict, DatabaseUnreachable, InvalidInput
+from medops.workspace import Workspace, init_workspace
+from tests.conftest import PASSWORD
+
+
+def test_init_creates_everything_and_audits_it(workspace: Workspace) -> None:
+    home = workspace.settings.home
+    assert (home / "medops.toml").is_file()
+    assert Path(workspace.settings.signing_key_file).stat().st_mode & 0o777 == 0o600
+    assert not Path(workspace.settings.signing_key_file).is_relative_to(home)  # the key lives outside
+    assert workspace.users.get("admin").roles == ("admin",)
+    actions = [e.action for e in list_events(workspace.db, AuditFilter(), newest_first=False)]
+    assert actions == ["user.add", "signing_key.register"]
+    assert verify_chain(workspace.db).ok
+    with Workspace.open(home) as again:
+        assert again.actor == "admin"
+
+
+def test_init_twice_is_refused(workspace: Workspace) -> None:
+    with pytest.raises(Conflict, match="already"):
+        init_workspace(workspace.settings.home, admin_username="x2", admin_full_name="X", admin_password=PASSWORD)
+
+
+def test_failed_init_leaves_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "new"
+    with pytest.raises(DatabaseUnreachable):
+        init_workspace(target, admin_username="admin", admin_full_name="A", admin_password=PASSWORD,
+                       metadata_url="postgresql+psycopg://postgres@127.0.0.1:1/x")
+    assert not target.exists()
+    with pytest.raises(InvalidInput):
+        init_workspace(target, admin_username="admin", admin_full_name="A", admin_password="short")
+    assert not target.exists()
+    assert not any((tmp_path / "keys").glob("*")) if (tmp_path / "keys").exists() else True
+
+
+def test_acting_user_comes_from_medops_user(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDOPS_USER", "someone")
+    with Workspace.open(workspace.settings.home) as ws:
+        assert ws.actor == "someone"
