@@ -79,7 +79,10 @@ def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def workspace(tmp_path: Path, metadata_url: str) -> Iterator[Workspace]:
     """An initialized workspace with admin 'admin' on the parametrized backend."""
     ws = init_workspace(
-        tmp_path / "ws", admin_username="admin", admin_full_name="Ada Admin", admin_password=PASSWORD,
+        tmp_path / "ws",
+        admin_username="admin",
+        admin_full_name="Ada Admin",
+        admin_password=PASSWORD,
         metadata_url=None if metadata_url.startswith("sqlite") else metadata_url,
     )
     yield ws

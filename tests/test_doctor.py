@@ -34,8 +34,9 @@ def test_unreachable_dask_scheduler(workspace: Workspace, monkeypatch: pytest.Mo
     assert _by_name(workspace.settings.home)["executor"][0] == FAIL
 
 
-def test_missing_signing_key_and_unwritable_artifacts(workspace: Workspace, monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path) -> None:
+def test_missing_signing_key_and_unwritable_artifacts(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("MEDOPS_SIGNING_KEY_FILE", str(tmp_path / "nope.key"))
     blocker = tmp_path / "file-not-folder"
     blocker.write_text("x")

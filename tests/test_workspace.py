@@ -33,8 +33,13 @@ def test_init_twice_is_refused(workspace: Workspace) -> None:
 def test_failed_init_leaves_nothing(tmp_path: Path) -> None:
     target = tmp_path / "new"
     with pytest.raises(DatabaseUnreachable):
-        init_workspace(target, admin_username="admin", admin_full_name="A", admin_password=PASSWORD,
-                       metadata_url="postgresql+psycopg://postgres@127.0.0.1:1/x")
+        init_workspace(
+            target,
+            admin_username="admin",
+            admin_full_name="A",
+            admin_password=PASSWORD,
+            metadata_url="postgresql+psycopg://postgres@127.0.0.1:1/x",
+        )
     assert not target.exists()
     with pytest.raises(InvalidInput):
         init_workspace(target, admin_username="admin", admin_full_name="A", admin_password="short")

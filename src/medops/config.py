@@ -112,9 +112,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
             value = float(value)
             data[key] = value
         if not isinstance(value, expected):
-            raise ConfigError(
-                f"{path}: setting {key!r} must be a {expected.__name__}, got {type(value).__name__}"
-            )
+            raise ConfigError(f"{path}: setting {key!r} must be a {expected.__name__}, got {type(value).__name__}")
     if "workspace_id" not in data:
         raise ConfigError(f"{path}: required setting 'workspace_id' is missing")
     return data
@@ -156,7 +154,7 @@ def _resolve_db_url(home: Path, url: str) -> str:
 def load_settings(home: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the workspace's settings; environment variables win over the file."""
     env = os.environ if env is None else env
-    home = (home.resolve() if home else find_home(env=env))
+    home = home.resolve() if home else find_home(env=env)
     data = read_config_file(home / CONFIG_FILE)
     data.update(_env_overrides(env))
     workspace_id = data["workspace_id"]
@@ -168,8 +166,7 @@ def load_settings(home: Path | None = None, env: Mapping[str, str] | None = None
         default_user=data.get("default_user", "admin"),
         online_store=data.get("online_store", "sqlite"),
         executor=data.get("executor", "local"),
-        signing_key_file=data.get("signing_key_file")
-        or str(default_key_dir() / f"{workspace_id}.ed25519"),
+        signing_key_file=data.get("signing_key_file") or str(default_key_dir() / f"{workspace_id}.ed25519"),
         db_busy_timeout=data.get("db_busy_timeout", 30.0),
     )
     validate(settings)

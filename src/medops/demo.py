@@ -44,8 +44,9 @@ def run_demo(root: Path | None = None, *, say: Callable[[str, str], None] = lamb
         result.steps.append((name, outcome))
         say(name, outcome)
 
-    ws = init_workspace(home, admin_username="ada", admin_full_name="Ada Okonkwo",
-                        admin_password=DEMO_PASSWORD, key_dir=base / "keys")
+    ws = init_workspace(
+        home, admin_username="ada", admin_full_name="Ada Okonkwo", admin_password=DEMO_PASSWORD, key_dir=base / "keys"
+    )
     step("init", f"workspace at {home}; first admin 'ada'")
     with ws:
         _people(ws, step)
@@ -73,16 +74,25 @@ def _artifacts_and_signatures(ws: Workspace, step: Callable[[str, str], None]) -
     step("artifact", f"stored {len(data)} bytes as sha256:{digest[:12]}…, read back verified")
     record = {"kind": "validation_plan", "artifact": digest, "use_case": "30-day readmission"}
     for signer, meaning in (("victor", "reviewed"), ("carol", "approved")):
-        sig = ws.signatures.sign(signer, DEMO_PASSWORD, record_type="validation_plan", record_id="plan-1",
-                                 record=record, meaning=meaning)
+        sig = ws.signatures.sign(
+            signer, DEMO_PASSWORD, record_type="validation_plan", record_id="plan-1", record=record, meaning=meaning
+        )
         step("e-signature", sig.display())
     valid = all(ws.signatures.verify(s.id, record).valid for s in ws.signatures.for_record("validation_plan", "plan-1"))
     changed = {**record, "use_case": "sepsis"}
-    broken = not any(ws.signatures.verify(s.id, changed).valid for s in ws.signatures.for_record("validation_plan", "plan-1"))
+    broken = not any(
+        ws.signatures.verify(s.id, changed).valid for s in ws.signatures.for_record("validation_plan", "plan-1")
+    )
     step("verify signatures", f"valid on the signed record: {valid}; refused on an altered record: {broken}")
     try:
-        ws.signatures.sign("carol", "wrong password", record_type="validation_plan", record_id="plan-1",
-                           record=record, meaning="approved")
+        ws.signatures.sign(
+            "carol",
+            "wrong password",
+            record_type="validation_plan",
+            record_id="plan-1",
+            record=record,
+            meaning="approved",
+        )
     except AuthenticationFailed:
         step("wrong password", "signature refused, failed attempt audited")
 
@@ -115,5 +125,8 @@ def _tamper_copy(home: Path, copy: Path, step: Callable[[str, str], None]) -> in
     finally:
         db.dispose()
     at = problem.seq if problem else None
-    step("tamper test", f"edited event 5 in a copy: verify reports {problem.kind} at event {at}" if problem else "NOT caught")
+    step(
+        "tamper test",
+        f"edited event 5 in a copy: verify reports {problem.kind} at event {at}" if problem else "NOT caught",
+    )
     return at

@@ -63,11 +63,23 @@ def _schema_and_data_checks(db: Database, settings: Settings) -> list[Check]:
     except MedopsError as exc:
         return [_error("schema", exc)]
     if not state.known:
-        return [Check("schema", FAIL, f"revision {state.current} is newer than this medops ({state.head})",
-                      "upgrade medops to the version that wrote this workspace")]
+        return [
+            Check(
+                "schema",
+                FAIL,
+                f"revision {state.current} is newer than this medops ({state.head})",
+                "upgrade medops to the version that wrote this workspace",
+            )
+        ]
     if not state.up_to_date:
-        return [Check("schema", FAIL, f"revision {state.current or 'none'}, this medops needs {state.head}",
-                      "run `medops db upgrade`")]
+        return [
+            Check(
+                "schema",
+                FAIL,
+                f"revision {state.current or 'none'}, this medops needs {state.head}",
+                "run `medops db upgrade`",
+            )
+        ]
     out = [Check("schema", OK, f"at revision {state.head}")]
     ws = Workspace.from_settings(settings, check_schema=False)
     try:
@@ -78,8 +90,14 @@ def _schema_and_data_checks(db: Database, settings: Settings) -> list[Check]:
             out.append(Check("audit trail", OK, f"{result.checked} events, chain intact"))
         else:
             assert result.problem is not None
-            out.append(Check("audit trail", FAIL, f"chain broken at event {result.problem.seq}: {result.problem.detail}",
-                             "run `medops audit verify` and restore the database from a verified backup"))
+            out.append(
+                Check(
+                    "audit trail",
+                    FAIL,
+                    f"chain broken at event {result.problem.seq}: {result.problem.detail}",
+                    "run `medops audit verify` and restore the database from a verified backup",
+                )
+            )
     finally:
         ws.db.dispose()
     return out
@@ -93,8 +111,12 @@ def _signing_check(ws: Workspace) -> Check:
     with ws.db.read() as session:
         stored = session.execute(select(SigningKey.public_key)).scalars().all()
     if public not in stored:
-        return Check("signing key", FAIL, "the signing key is not the one registered in this workspace",
-                     "point signing_key_file or MEDOPS_SIGNING_KEY at this workspace's key")
+        return Check(
+            "signing key",
+            FAIL,
+            "the signing key is not the one registered in this workspace",
+            "point signing_key_file or MEDOPS_SIGNING_KEY at this workspace's key",
+        )
     return Check("signing key", OK, "present, private, and registered in the workspace")
 
 
@@ -115,8 +137,12 @@ def _artifact_check(settings: Settings) -> Check:
     except MedopsError as exc:
         return _error("artifact store", exc)
     except OSError as exc:
-        return Check("artifact store", FAIL, f"{settings.artifact_root} is not writable: {exc.strerror or exc}",
-                     "fix the folder's permissions or set artifact_root")
+        return Check(
+            "artifact store",
+            FAIL,
+            f"{settings.artifact_root} is not writable: {exc.strerror or exc}",
+            "fix the folder's permissions or set artifact_root",
+        )
 
 
 def _server_checks(settings: Settings) -> list[Check]:
@@ -128,8 +154,14 @@ def _server_checks(settings: Settings) -> list[Check]:
             redis.Redis.from_url(settings.online_store, socket_connect_timeout=3).ping()
             out.append(Check("online store", OK, "Redis answers"))
         except redis.RedisError as exc:
-            out.append(Check("online store", FAIL, f"Redis at {settings.redacted()['online_store']} does not answer: {exc}",
-                             "start Redis or fix online_store"))
+            out.append(
+                Check(
+                    "online store",
+                    FAIL,
+                    f"Redis at {settings.redacted()['online_store']} does not answer: {exc}",
+                    "start Redis or fix online_store",
+                )
+            )
     else:
         out.append(Check("online store", OK, "embedded SQLite"))
     if settings.executor.startswith("dask://"):
@@ -138,8 +170,14 @@ def _server_checks(settings: Settings) -> list[Check]:
             with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 8786), timeout=3):
                 out.append(Check("executor", OK, f"Dask scheduler at {settings.executor} accepts connections"))
         except OSError as exc:
-            out.append(Check("executor", FAIL, f"no Dask scheduler at {settings.executor}: {exc.strerror or exc}",
-                             "start the scheduler or set executor = \"local\""))
+            out.append(
+                Check(
+                    "executor",
+                    FAIL,
+                    f"no Dask scheduler at {settings.executor}: {exc.strerror or exc}",
+                    'start the scheduler or set executor = "local"',
+                )
+            )
     else:
         out.append(Check("executor", OK, settings.executor))
     return out

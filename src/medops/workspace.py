@@ -60,8 +60,13 @@ class Workspace:
             return load_private_key(settings)
 
         return cls(
-            settings=settings, db=db, artifacts=ArtifactStore(settings.artifact_root), trail=trail, users=users,
-            tokens=TokenService(db, trail, users), signatures=SignatureService(db, trail, users, private_key),
+            settings=settings,
+            db=db,
+            artifacts=ArtifactStore(settings.artifact_root),
+            trail=trail,
+            users=users,
+            tokens=TokenService(db, trail, users),
+            signatures=SignatureService(db, trail, users, private_key),
             actor=acting_user(settings),
         )
 
@@ -81,8 +86,14 @@ class Workspace:
 
 
 def init_workspace(
-    directory: Path, *, admin_username: str, admin_full_name: str, admin_password: str,
-    metadata_url: str | None = None, artifact_root: str | None = None, key_dir: Path | None = None,
+    directory: Path,
+    *,
+    admin_username: str,
+    admin_full_name: str,
+    admin_password: str,
+    metadata_url: str | None = None,
+    artifact_root: str | None = None,
+    key_dir: Path | None = None,
 ) -> Workspace:
     """Create a workspace: schema, artifact folder, signing key, first admin, medops.toml.
 
@@ -109,10 +120,12 @@ def init_workspace(
         created.append(home)
     try:
         settings = Settings(
-            home=home, workspace_id=workspace_id,
+            home=home,
+            workspace_id=workspace_id,
             metadata_url=metadata_url or f"sqlite:///{home / DEFAULT_DB_FILE}",
             artifact_root=artifact_root or str(home / DEFAULT_ARTIFACT_DIR),
-            default_user=admin_username, signing_key_file=str(key_file),
+            default_user=admin_username,
+            signing_key_file=str(key_file),
         )
         if metadata_url is None:
             created += [home / DEFAULT_DB_FILE, home / f"{DEFAULT_DB_FILE}-wal", home / f"{DEFAULT_DB_FILE}-shm"]
@@ -150,4 +163,3 @@ def _write_atomic(path: Path, text: str) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path)
-

@@ -27,7 +27,8 @@ class Tamper:
     def row(self, seq: int) -> tuple[Any, ...]:
         return self.sql(
             "SELECT seq, ts, actor, action, entity_type, entity_id, before, after, reason, prev_hash, hash "
-            "FROM audit_events WHERE seq = ?", seq,
+            "FROM audit_events WHERE seq = ?",
+            seq,
         )[0]
 
     def renumber(self, above: int, delta: int) -> None:

@@ -14,8 +14,17 @@ Row = list
 def _chain(n: int) -> list[Row]:
     rows, prev = [], GENESIS
     for seq in range(1, n + 1):
-        fields = [seq, f"2026-01-01T00:00:{seq % 60:02d}.000000Z", "u", "a", "t", str(seq), None,
-                  canonical_json({"v": seq}), None]
+        fields = [
+            seq,
+            f"2026-01-01T00:00:{seq % 60:02d}.000000Z",
+            "u",
+            "a",
+            "t",
+            str(seq),
+            None,
+            canonical_json({"v": seq}),
+            None,
+        ]
         digest = event_hash(prev, *fields)
         rows.append([*fields, prev, digest])
         prev = digest

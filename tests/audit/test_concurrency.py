@@ -35,10 +35,14 @@ def test_four_processes_append_500_events_each(workspace: Workspace) -> None:
         p.join(timeout=300)
     assert [p.exitcode for p in procs] == [0] * WRITERS
     with workspace.db.read() as session:
-        appended = session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "test.append"))
+        appended = session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "test.append")
+        )
         per_writer = dict(
             session.execute(
-                select(AuditEvent.actor, func.count()).where(AuditEvent.action == "test.append").group_by(AuditEvent.actor)
+                select(AuditEvent.actor, func.count())
+                .where(AuditEvent.action == "test.append")
+                .group_by(AuditEvent.actor)
             ).all()
         )
     assert appended == WRITERS * EACH

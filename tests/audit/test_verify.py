@@ -16,8 +16,10 @@ from tests.audit.tamper import tampering
 def trail(workspace: Workspace) -> Workspace:
     """A workspace whose trail holds 20 events (2 from init + 18 here)."""
     workspace.trail.record_many(
-        [NewEvent("admin", "test.event", "thing", f"t{i}", before={"n": i}, after={"n": i + 1}, reason=f"r{i}")
-         for i in range(18)]
+        [
+            NewEvent("admin", "test.event", "thing", f"t{i}", before={"n": i}, after={"n": i + 1}, reason=f"r{i}")
+            for i in range(18)
+        ]
     )
     assert verify_chain(workspace.db).checked == 20
     return workspace
@@ -72,7 +74,10 @@ def test_inserted_event_is_named(trail: Workspace) -> None:
         forged = event_hash(prev[10], *fields)
         t.sql(
             "INSERT INTO audit_events (seq, ts, actor, action, entity_type, entity_id, before, after, reason, "
-            "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", *fields, prev[10], forged,
+            "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            *fields,
+            prev[10],
+            forged,
         )
     assert _problem(trail) == (13, INSERTED)
 
@@ -82,8 +87,17 @@ def test_inserted_event_at_the_end_is_named(trail: Workspace) -> None:
         t.sql(
             "INSERT INTO audit_events (seq, ts, actor, action, entity_type, entity_id, before, after, reason, "
             "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            21, "2026-01-01T00:00:00.000000Z", "admin", "user.add", "user", "ghost", None, None, None,
-            "f" * 64, "e" * 64,
+            21,
+            "2026-01-01T00:00:00.000000Z",
+            "admin",
+            "user.add",
+            "user",
+            "ghost",
+            None,
+            None,
+            None,
+            "f" * 64,
+            "e" * 64,
         )
     assert _problem(trail) == (21, INSERTED)
 
@@ -104,8 +118,9 @@ def test_database_refuses_update_and_delete_of_events(trail: Workspace) -> None:
     assert verify_chain(trail.db).ok
 
 
-def test_break_is_reported_by_the_cli(trail: Workspace, capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_break_is_reported_by_the_cli(
+    trail: Workspace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from medops.cli.main import main
 
     monkeypatch.setenv("MEDOPS_HOME", str(trail.settings.home))

@@ -16,8 +16,12 @@ from medops.cli.main import app, main
 from tests.conftest import PASSWORD
 
 
-def run(args: list[str], capsys: pytest.CaptureFixture[str], stdin: str | None = None,
-        monkeypatch: pytest.MonkeyPatch | None = None) -> tuple[int, str, str]:
+def run(
+    args: list[str],
+    capsys: pytest.CaptureFixture[str],
+    stdin: str | None = None,
+    monkeypatch: pytest.MonkeyPatch | None = None,
+) -> tuple[int, str, str]:
     if stdin is not None:
         assert monkeypatch is not None
         monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
@@ -59,21 +63,30 @@ def test_every_command_has_help_with_an_example(path: list[str], capsys: pytest.
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Path:
     ws = tmp_path / "ws"
-    code, out, err = run(["init", str(ws), "--admin", "root", "--admin-name", "Rita Root", "--password-stdin"],
-                         capsys, stdin=PASSWORD + "\n", monkeypatch=monkeypatch)
+    code, out, err = run(
+        ["init", str(ws), "--admin", "root", "--admin-name", "Rita Root", "--password-stdin"],
+        capsys,
+        stdin=PASSWORD + "\n",
+        monkeypatch=monkeypatch,
+    )
     assert code == 0, err
     assert "workspace created" in out
     monkeypatch.setenv("MEDOPS_HOME", str(ws))
     return ws
 
 
-def test_init_doctor_and_user_management(home: Path, capsys: pytest.CaptureFixture[str],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_doctor_and_user_management(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, out, err = run(["doctor"], capsys)
     assert code == 0, out + err
     assert "all checks passed" in out and "audit trail" in out
-    code, out, err = run(["user", "add", "alice", "--name", "Alice Moreau", "--role", "data_scientist,validator",
-                          "--password-stdin"], capsys, stdin=PASSWORD + "\n", monkeypatch=monkeypatch)
+    code, out, err = run(
+        ["user", "add", "alice", "--name", "Alice Moreau", "--role", "data_scientist,validator", "--password-stdin"],
+        capsys,
+        stdin=PASSWORD + "\n",
+        monkeypatch=monkeypatch,
+    )
     assert code == 0, err
     assert run(["user", "grant", "alice", "auditor", "--reason", "QA"], capsys)[0] == 0
     code, out, _ = run(["user", "list", "--json"], capsys)
@@ -83,10 +96,15 @@ def test_init_doctor_and_user_management(home: Path, capsys: pytest.CaptureFixtu
     assert code == 2 and "needs a reason" in err
 
 
-def test_non_admin_gets_a_one_line_refusal(home: Path, capsys: pytest.CaptureFixture[str],
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    run(["user", "add", "alice", "--name", "Alice", "--role", "data_scientist", "--password-stdin"], capsys,
-        stdin=PASSWORD + "\n", monkeypatch=monkeypatch)
+def test_non_admin_gets_a_one_line_refusal(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(
+        ["user", "add", "alice", "--name", "Alice", "--role", "data_scientist", "--password-stdin"],
+        capsys,
+        stdin=PASSWORD + "\n",
+        monkeypatch=monkeypatch,
+    )
     monkeypatch.setenv("MEDOPS_USER", "alice")
     code, out, err = run(["user", "grant", "alice", "admin", "--reason", "why not"], capsys)
     assert code == 1
@@ -117,7 +135,9 @@ def test_audit_log_verify_export(home: Path, capsys: pytest.CaptureFixture[str],
     assert code == 2 and "ISO 8601" in err
 
 
-def test_corrupt_config_is_one_line_and_debug_shows_the_traceback(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_config_is_one_line_and_debug_shows_the_traceback(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     original = (home / "medops.toml").read_text()
     (home / "medops.toml").write_text(original + "colour = 'blue'\n")
     code, _, err = run(["user", "list"], capsys)
@@ -128,8 +148,9 @@ def test_corrupt_config_is_one_line_and_debug_shows_the_traceback(home: Path, ca
     assert code == 1 and "unknown setting" in out
 
 
-def test_unreachable_database_in_config(home: Path, capsys: pytest.CaptureFixture[str],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_database_in_config(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MEDOPS_METADATA_URL", "postgresql+psycopg://postgres@127.0.0.1:1/medops")
     code, _, err = run(["audit", "verify"], capsys)
     assert code == 3 and "can't reach the metadata database" in err
@@ -137,8 +158,9 @@ def test_unreachable_database_in_config(home: Path, capsys: pytest.CaptureFixtur
     assert code == 1 and "FAIL" in out and "metadata database" in out
 
 
-def test_no_workspace_says_how_to_make_one(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_workspace_says_how_to_make_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     code, _, err = run(["audit", "log"], capsys)
     assert code == 2 and "medops init" in err

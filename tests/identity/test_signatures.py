@@ -15,8 +15,14 @@ RECORD_B = {"model": "readmission", "version": 4, "bundle": "cd" * 32}
 
 
 def _sign(ws: Workspace, record: dict[str, object], record_id: str = "A", password: str = PASSWORD):  # type: ignore[no-untyped-def]
-    return ws.signatures.sign("victor", password, record_type="model_version", record_id=record_id,
-                              record=record, meaning="approved for production")
+    return ws.signatures.sign(
+        "victor",
+        password,
+        record_type="model_version",
+        record_id=record_id,
+        record=record,
+        meaning="approved for production",
+    )
 
 
 def test_signature_records_printed_name_time_and_meaning(team: Workspace) -> None:
@@ -52,8 +58,12 @@ def test_changing_a_after_signing_fails(team: Workspace) -> None:
 def test_signature_moved_to_another_record_in_sql_fails(team: Workspace) -> None:
     sig = _sign(team, RECORD_A)
     with tampering(team) as t:
-        t.sql("UPDATE signatures SET record_id = ?, record_hash = ? WHERE id = ?", "B",
-              team.signatures.get(sig.id).record_hash.replace("a", "b"), sig.id)
+        t.sql(
+            "UPDATE signatures SET record_id = ?, record_hash = ? WHERE id = ?",
+            "B",
+            team.signatures.get(sig.id).record_hash.replace("a", "b"),
+            sig.id,
+        )
     check = team.signatures.verify(sig.id, RECORD_B, record_type="model_version", record_id="B")
     assert not check.valid and any("altered" in p for p in check.problems)
 

@@ -13,7 +13,9 @@ from tests.conftest import PASSWORD
 
 
 def test_admin_adds_users_with_several_roles(workspace: Workspace) -> None:
-    view = workspace.users.add("admin", "ming", "Ming Chen", PASSWORD, [Role.ML_ENGINEER, Role.VALIDATOR], reason="team")
+    view = workspace.users.add(
+        "admin", "ming", "Ming Chen", PASSWORD, [Role.ML_ENGINEER, Role.VALIDATOR], reason="team"
+    )
     assert view.roles == ("ml_engineer", "validator")
     event = list_events(workspace.db, AuditFilter(entity_type="user", entity_id="ming"))[0]
     assert (event.actor, event.action, event.reason) == ("admin", "user.add", "team")

@@ -43,9 +43,7 @@ def _no_floats(value: Any) -> Any:
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(
-        _no_floats(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_default
-    )
+    return json.dumps(_no_floats(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_default)
 
 
 def event_hash(

@@ -17,8 +17,17 @@ from medops.store.database import Database
 from medops.store.schema import AuditEvent
 
 EXPORT_FIELDS = (
-    "seq", "ts", "actor", "action", "entity_type", "entity_id", "before", "after", "reason",
-    "prev_hash", "hash",
+    "seq",
+    "ts",
+    "actor",
+    "action",
+    "entity_type",
+    "entity_id",
+    "before",
+    "after",
+    "reason",
+    "prev_hash",
+    "hash",
 )
 
 
@@ -80,14 +89,23 @@ class EventView:
 
 def _view(row: AuditEvent) -> EventView:
     return EventView(
-        seq=row.seq, ts=row.ts, actor=row.actor, action=row.action, entity_type=row.entity_type,
-        entity_id=row.entity_id, before=json.loads(row.before) if row.before else None,
-        after=json.loads(row.after) if row.after else None, reason=row.reason,
-        prev_hash=row.prev_hash, hash=row.hash,
+        seq=row.seq,
+        ts=row.ts,
+        actor=row.actor,
+        action=row.action,
+        entity_type=row.entity_type,
+        entity_id=row.entity_id,
+        before=json.loads(row.before) if row.before else None,
+        after=json.loads(row.after) if row.after else None,
+        reason=row.reason,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
     )
 
 
-def list_events(db: Database, flt: AuditFilter, *, limit: int | None = 100, newest_first: bool = True) -> list[EventView]:
+def list_events(
+    db: Database, flt: AuditFilter, *, limit: int | None = 100, newest_first: bool = True
+) -> list[EventView]:
     query = flt.apply(select(AuditEvent))
     query = query.order_by(AuditEvent.seq.desc() if newest_first else AuditEvent.seq)
     if limit is not None:

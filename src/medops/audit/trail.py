@@ -44,9 +44,7 @@ def _doc(value: Any) -> str | None:
 def _lock_head(session: Session) -> tuple[int, str]:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": AUDIT_LOCK_ID})
-    row = session.execute(
-        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-    ).first()
+    row = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
     return (row[0], row[1]) if row else (0, GENESIS)
 
 
@@ -57,7 +55,7 @@ def append_events(session: Session, events: Sequence[NewEvent]) -> list[int]:
             if not getattr(ev, name):
                 raise InvalidInput(f"an audit event needs a non-empty {name}")
     seq, prev = _lock_head(session)
-    rows = []
+    rows: list[dict[str, Any]] = []
     ts = to_iso(utc_now())
     for ev in events:
         seq += 1
@@ -67,15 +65,23 @@ def append_events(session: Session, events: Sequence[NewEvent]) -> list[int]:
         )
         rows.append(
             dict(
-                seq=seq, ts=ts, actor=ev.actor, action=ev.action, entity_type=ev.entity_type,
-                entity_id=ev.entity_id, before=before, after=after, reason=ev.reason or None,
-                prev_hash=prev, hash=digest,
+                seq=seq,
+                ts=ts,
+                actor=ev.actor,
+                action=ev.action,
+                entity_type=ev.entity_type,
+                entity_id=ev.entity_id,
+                before=before,
+                after=after,
+                reason=ev.reason or None,
+                prev_hash=prev,
+                hash=digest,
             )
         )
         prev = digest
     if rows:
         session.execute(insert(AuditEvent), rows)
-    return [r["seq"] for r in rows]
+    return [int(r["seq"]) for r in rows]
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 
@@ -13,11 +14,19 @@ from medops.store.schema import AuditEvent
 
 ALTERED, DELETED, INSERTED, REORDERED = "altered", "deleted", "inserted", "reordered"
 _COLUMNS = (
-    AuditEvent.seq, AuditEvent.ts, AuditEvent.actor, AuditEvent.action, AuditEvent.entity_type,
-    AuditEvent.entity_id, AuditEvent.before, AuditEvent.after, AuditEvent.reason,
-    AuditEvent.prev_hash, AuditEvent.hash,
+    AuditEvent.seq,
+    AuditEvent.ts,
+    AuditEvent.actor,
+    AuditEvent.action,
+    AuditEvent.entity_type,
+    AuditEvent.entity_id,
+    AuditEvent.before,
+    AuditEvent.after,
+    AuditEvent.reason,
+    AuditEvent.prev_hash,
+    AuditEvent.hash,
 )
-Row = Sequence  # (seq, ts, actor, action, entity_type, entity_id, before, after, reason, prev_hash, hash)
+Row = Sequence[Any]  # (seq, ts, actor, action, entity_type, entity_id, before, after, reason, prev_hash, hash)
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,9 @@ def _classify(row: Row, prev_seq: int, prev_hash: str, look: _Lookups) -> ChainP
             return ChainProblem(
                 seq, INSERTED, f"event {seq} is not part of the chain: event {seq + 1} links to event {prev_seq}"
             )
-        return ChainProblem(seq, ALTERED, f"event {seq} was changed after it was written: its content no longer matches its hash")
+        return ChainProblem(
+            seq, ALTERED, f"event {seq} was changed after it was written: its content no longer matches its hash"
+        )
     target = look.by_hash(prev_link)
     if target is not None and target > seq:
         return ChainProblem(
@@ -89,7 +100,8 @@ def _classify(row: Row, prev_seq: int, prev_hash: str, look: _Lookups) -> ChainP
         )
     if intact:
         return ChainProblem(
-            prev_seq, ALTERED,
+            prev_seq,
+            ALTERED,
             f"event {prev_seq} was changed and its hash rewritten: event {seq} no longer links to it",
         )
     if any(_recompute(row, seq + k) == stored for k in range(1, 65)):

@@ -23,11 +23,17 @@ SinceOpt = typer.Option(None, "--since", help="From this UTC time (ISO 8601, e.g
 UntilOpt = typer.Option(None, "--until", help="Up to this UTC time (ISO 8601).")
 
 
-def _filter(entity: str | None, actor: str | None, action: str | None, since: str | None, until: str | None) -> AuditFilter:
+def _filter(
+    entity: str | None, actor: str | None, action: str | None, since: str | None, until: str | None
+) -> AuditFilter:
     kind, ident = AuditFilter.parse_entity(entity)
     return AuditFilter(
-        entity_type=kind, entity_id=ident, actor=actor, action=action,
-        since=parse_iso(since) if since else None, until=parse_iso(until) if until else None,
+        entity_type=kind,
+        entity_id=ident,
+        actor=actor,
+        action=action,
+        since=parse_iso(since) if since else None,
+        until=parse_iso(until) if until else None,
     )
 
 
@@ -38,10 +44,19 @@ def _short(value: object, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-@app.command("log", epilog="Examples:  medops audit log --entity user:alice   ·   medops audit log --action 'user.*' --since 2026-11-01 --json")
+@app.command(
+    "log",
+    epilog=(
+        "Examples:  medops audit log --entity user:alice   ·   "
+        "medops audit log --action 'user.*' --since 2026-11-01 --json"
+    ),
+)
 def log(
-    entity: str | None = EntityOpt, actor: str | None = ActorOpt, action: str | None = ActionOpt,
-    since: str | None = SinceOpt, until: str | None = UntilOpt,
+    entity: str | None = EntityOpt,
+    actor: str | None = ActorOpt,
+    action: str | None = ActionOpt,
+    since: str | None = SinceOpt,
+    until: str | None = UntilOpt,
     limit: int = typer.Option(50, "--limit", "-n", min=1, help="At most this many events, newest first."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -53,9 +68,20 @@ def log(
         print_json([e.as_dict() for e in events])
         return
     table(
-        None, ["seq", "time (UTC)", "actor", "action", "entity", "change", "reason"],
-        [(e.seq, e.ts.replace("T", " ")[:19], e.actor, e.action, f"{e.entity_type}:{e.entity_id}",
-          _short(e.after if e.after is not None else e.before), e.reason or "") for e in events],
+        None,
+        ["seq", "time (UTC)", "actor", "action", "entity", "change", "reason"],
+        [
+            (
+                e.seq,
+                e.ts.replace("T", " ")[:19],
+                e.actor,
+                e.action,
+                f"{e.entity_type}:{e.entity_id}",
+                _short(e.after if e.after is not None else e.before),
+                e.reason or "",
+            )
+            for e in events
+        ],
     )
 
 
@@ -68,10 +94,17 @@ def verify(as_json: bool = JsonOption) -> None:
             result = verify_chain(ws.db)
     if as_json:
         problem = result.problem
-        print_json({"ok": result.ok, "checked": result.checked, "head_seq": result.head_seq,
-                    "head_hash": result.head_hash,
-                    "problem": None if problem is None else {"seq": problem.seq, "kind": problem.kind,
-                                                             "detail": problem.detail}})
+        print_json(
+            {
+                "ok": result.ok,
+                "checked": result.checked,
+                "head_seq": result.head_seq,
+                "head_hash": result.head_hash,
+                "problem": None
+                if problem is None
+                else {"seq": problem.seq, "kind": problem.kind, "detail": problem.detail},
+            }
+        )
     elif result.ok:
         ok(f"audit chain intact: {result.checked} events, head {result.head_seq} {result.head_hash}")
     else:
@@ -85,12 +118,21 @@ def verify(as_json: bool = JsonOption) -> None:
         raise typer.Exit(1)
 
 
-@app.command("export", epilog="Examples:  medops audit export --format csv -o trail.csv   ·   medops audit export --format jsonl --since 2026-01-01 > trail.jsonl")
+@app.command(
+    "export",
+    epilog=(
+        "Examples:  medops audit export --format csv -o trail.csv   ·   "
+        "medops audit export --format jsonl --since 2026-01-01 > trail.jsonl"
+    ),
+)
 def export_cmd(
     fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl or csv."),
     output: Path | None = typer.Option(None, "--output", "-o", help="File to write (default: stdout)."),
-    entity: str | None = EntityOpt, actor: str | None = ActorOpt, action: str | None = ActionOpt,
-    since: str | None = SinceOpt, until: str | None = UntilOpt,
+    entity: str | None = EntityOpt,
+    actor: str | None = ActorOpt,
+    action: str | None = ActionOpt,
+    since: str | None = SinceOpt,
+    until: str | None = UntilOpt,
 ) -> None:
     """Export events with every field needed to re-verify the chain (for auditors and admins)."""
     with open_workspace() as ws:
@@ -103,7 +145,10 @@ def export_cmd(
             with open(tmp, "w", encoding="utf-8", newline="") as out:
                 count = export(ws.db, out, fmt, flt)
             tmp.replace(output)
-        ws.trail.record(NewEvent(ws.actor, "audit.export", "audit_trail", "-",
-                                 after={"format": fmt, "events": count, "filter": str(flt)}))
+        ws.trail.record(
+            NewEvent(
+                ws.actor, "audit.export", "audit_trail", "-", after={"format": fmt, "events": count, "filter": str(flt)}
+            )
+        )
     if output is not None:
         ok(f"exported {count} events to {output}")

@@ -10,7 +10,13 @@ from medops.cli.common import JsonOption, ReasonOption, console, ok, open_worksp
 app = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args_is_help=True)
 
 
-@app.command("create", epilog="Examples:  medops token create --name ehr-integration --expires-in-days 90   ·   medops token create --name batch --user svc-batch")
+@app.command(
+    "create",
+    epilog=(
+        "Examples:  medops token create --name ehr-integration --expires-in-days 90   ·   "
+        "medops token create --name batch --user svc-batch"
+    ),
+)
 def create(
     name: str = typer.Option(..., "--name", help="What the token is for."),
     user: str | None = typer.Option(None, "--user", help="Owner (default: you; others need admin)."),
@@ -20,27 +26,58 @@ def create(
     """Create a token; its secret is printed once and never stored."""
     with open_workspace() as ws:
         view, secret = ws.tokens.create(ws.actor, name, username=user, expires_in_days=expires_in_days, reason=reason)
-    ok(f"token {view.id} created for {view.username}" + (f", expires {view.expires_at:%Y-%m-%d %H:%M} UTC" if view.expires_at else ""))
+    ok(
+        f"token {view.id} created for {view.username}"
+        + (f", expires {view.expires_at:%Y-%m-%d %H:%M} UTC" if view.expires_at else "")
+    )
     console.print(f"[bold]{escape(secret)}[/]")
     console.print("[dim]This is the only time the token is shown. Store it in a secret manager.[/]")
 
 
 @app.command("list", epilog="Example:  medops token list --user alice")
-def list_tokens(user: str | None = typer.Option(None, "--user", help="Only this user's (admins)."), as_json: bool = JsonOption) -> None:
+def list_tokens(
+    user: str | None = typer.Option(None, "--user", help="Only this user's (admins)."), as_json: bool = JsonOption
+) -> None:
     """List tokens (never their secrets): yours, or everyone's for an admin."""
     with open_workspace() as ws:
         tokens = ws.tokens.list(ws.actor, username=user)
     if as_json:
-        print_json([{"id": t.id, "user": t.username, "name": t.name, "state": t.state, "created_at": t.created_at,
-                     "expires_at": t.expires_at, "revoked_at": t.revoked_at} for t in tokens])
+        print_json(
+            [
+                {
+                    "id": t.id,
+                    "user": t.username,
+                    "name": t.name,
+                    "state": t.state,
+                    "created_at": t.created_at,
+                    "expires_at": t.expires_at,
+                    "revoked_at": t.revoked_at,
+                }
+                for t in tokens
+            ]
+        )
         return
-    table(None, ["id", "user", "name", "state", "created (UTC)", "expires (UTC)"],
-          [(t.id, t.username, t.name, t.state, f"{t.created_at:%Y-%m-%d %H:%M}",
-            f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "never") for t in tokens])
+    table(
+        None,
+        ["id", "user", "name", "state", "created (UTC)", "expires (UTC)"],
+        [
+            (
+                t.id,
+                t.username,
+                t.name,
+                t.state,
+                f"{t.created_at:%Y-%m-%d %H:%M}",
+                f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "never",
+            )
+            for t in tokens
+        ],
+    )
 
 
 @app.command("revoke", epilog="Example:  medops token revoke 3f9a2c1b7d0e --reason 'laptop lost'")
-def revoke(token_id: str = typer.Argument(..., help="Token id from `medops token list`."), reason: str | None = ReasonOption) -> None:
+def revoke(
+    token_id: str = typer.Argument(..., help="Token id from `medops token list`."), reason: str | None = ReasonOption
+) -> None:
     """Revoke a token at once; requests with it fail from now on."""
     with open_workspace() as ws:
         ws.tokens.revoke(ws.actor, token_id, reason=require_reason(reason, "revoking a token"))

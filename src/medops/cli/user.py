@@ -21,7 +21,9 @@ app = typer.Typer(help="Users and roles (admins only change them; every change i
 PasswordStdin = typer.Option(False, "--password-stdin", help="Read the password from stdin instead of a prompt.")
 
 
-@app.command("add", epilog="Example:  medops user add alice --name 'Alice Smith' --role data_scientist --password-stdin < pw")
+@app.command(
+    "add", epilog="Example:  medops user add alice --name 'Alice Smith' --role data_scientist --password-stdin < pw"
+)
 def add(
     username: str = typer.Argument(..., help="Login name: lowercase letters, digits, . _ -"),
     name: str = typer.Option(..., "--name", help="Full name, printed on e-signatures."),
@@ -45,9 +47,20 @@ def list_users(as_json: bool = JsonOption) -> None:
     if as_json:
         print_json([{**u.audit_state(), "created_at": u.created_at.isoformat()} for u in users])
         return
-    table(None, ["user", "name", "roles", "active", "created (UTC)"],
-          [(u.username, u.full_name, ", ".join(u.roles), "yes" if u.active else "no",
-            u.created_at.strftime("%Y-%m-%d %H:%M")) for u in users])
+    table(
+        None,
+        ["user", "name", "roles", "active", "created (UTC)"],
+        [
+            (
+                u.username,
+                u.full_name,
+                ", ".join(u.roles),
+                "yes" if u.active else "no",
+                u.created_at.strftime("%Y-%m-%d %H:%M"),
+            )
+            for u in users
+        ],
+    )
 
 
 @app.command("disable", epilog="Example:  medops user disable bob --reason 'left the company'")
@@ -67,7 +80,9 @@ def enable(username: str = typer.Argument(...), reason: str | None = ReasonOptio
 
 
 @app.command("grant", epilog="Example:  medops user grant carol validator --reason 'QA lead for study 12'")
-def grant(username: str = typer.Argument(...), role: str = typer.Argument(...), reason: str | None = ReasonOption) -> None:
+def grant(
+    username: str = typer.Argument(...), role: str = typer.Argument(...), reason: str | None = ReasonOption
+) -> None:
     """Give a user a role."""
     with open_workspace() as ws:
         view = ws.users.grant(ws.actor, username, parse_role(role), reason=require_reason(reason, "granting a role"))
@@ -75,14 +90,19 @@ def grant(username: str = typer.Argument(...), role: str = typer.Argument(...), 
 
 
 @app.command("revoke", epilog="Example:  medops user revoke carol validator --reason 'moved teams'")
-def revoke(username: str = typer.Argument(...), role: str = typer.Argument(...), reason: str | None = ReasonOption) -> None:
+def revoke(
+    username: str = typer.Argument(...), role: str = typer.Argument(...), reason: str | None = ReasonOption
+) -> None:
     """Take a role away from a user."""
     with open_workspace() as ws:
         view = ws.users.revoke(ws.actor, username, parse_role(role), reason=require_reason(reason, "revoking a role"))
     ok(f"{username} now holds: {', '.join(view.roles) or 'no roles'}")
 
 
-@app.command("passwd", epilog="Examples:  medops user passwd   ·   medops user passwd bob --password-stdin --reason 'reset on request'")
+@app.command(
+    "passwd",
+    epilog="Examples:  medops user passwd   ·   medops user passwd bob --password-stdin --reason 'reset on request'",
+)
 def passwd(
     username: str | None = typer.Argument(None, help="Whose password (default: your own)."),
     password_stdin: bool = PasswordStdin,

@@ -36,13 +36,18 @@ def init(
     """
     generated = False
     if password_stdin or os.environ.get("MEDOPS_ADMIN_PASSWORD") or sys.stdin.isatty():
-        password = read_secret(None, from_stdin=password_stdin, prompt="Admin password", confirm=True,
-                               env="MEDOPS_ADMIN_PASSWORD")
+        password = read_secret(
+            None, from_stdin=password_stdin, prompt="Admin password", confirm=True, env="MEDOPS_ADMIN_PASSWORD"
+        )
     else:
         password, generated = secrets.token_urlsafe(18), True
     ws = init_workspace(
-        directory, admin_username=admin, admin_full_name=admin_name, admin_password=password,
-        metadata_url=metadata_url, artifact_root=artifact_root,
+        directory,
+        admin_username=admin,
+        admin_full_name=admin_name,
+        admin_password=password,
+        metadata_url=metadata_url,
+        artifact_root=artifact_root,
     )
     ws.close()
     ok(f"workspace created in {ws.settings.home}")

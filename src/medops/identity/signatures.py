@@ -30,7 +30,15 @@ from medops.store.database import Database
 from medops.store.schema import Signature, SigningKey
 
 MANIFEST_FIELDS = (
-    "id", "username", "printed_name", "meaning", "record_type", "record_id", "record_hash", "signed_at", "key_id",
+    "id",
+    "username",
+    "printed_name",
+    "meaning",
+    "record_type",
+    "record_id",
+    "record_hash",
+    "signed_at",
+    "key_id",
 )
 
 
@@ -73,8 +81,16 @@ class SignatureCheck:
 
 def _view(row: Signature) -> SignatureView:
     return SignatureView(
-        row.id, row.username, row.printed_name, row.meaning, row.record_type, row.record_id,
-        row.record_hash, row.signed_at, row.key_id, row.value,
+        row.id,
+        row.username,
+        row.printed_name,
+        row.meaning,
+        row.record_type,
+        row.record_id,
+        row.record_hash,
+        row.signed_at,
+        row.key_id,
+        row.value,
     )
 
 
@@ -98,7 +114,14 @@ class SignatureService:
         return kid
 
     def sign(
-        self, username: str, password: str, *, record_type: str, record_id: str, record: Any, meaning: str,
+        self,
+        username: str,
+        password: str,
+        *,
+        record_type: str,
+        record_id: str,
+        record: Any,
+        meaning: str,
     ) -> SignatureView:
         """Sign ``record`` as ``username``; the password is checked now, every time."""
         if not meaning.strip():
@@ -114,14 +137,25 @@ class SignatureService:
                 raise NotFound(f"signing key {kid} is not registered in this workspace")
             check_pair(private, stored.public_key)
             unsigned = SignatureView(
-                id=uuid.uuid4().hex, username=signer.username, printed_name=signer.full_name, meaning=meaning,
-                record_type=record_type, record_id=record_id, record_hash=record_hash(record),
-                signed_at=to_iso(utc_now()), key_id=kid, value="",
+                id=uuid.uuid4().hex,
+                username=signer.username,
+                printed_name=signer.full_name,
+                meaning=meaning,
+                record_type=record_type,
+                record_id=record_id,
+                record_hash=record_hash(record),
+                signed_at=to_iso(utc_now()),
+                key_id=kid,
+                value="",
             )
             value = base64.b64encode(private.sign(unsigned.manifest())).decode("ascii")
             row = Signature(user_id=signer.id, value=value, **{f: getattr(unsigned, f) for f in MANIFEST_FIELDS})
             ch.session.add(row)
-            ch.after = {"signature_id": unsigned.id, "record_hash": unsigned.record_hash, "printed_name": signer.full_name}
+            ch.after = {
+                "signature_id": unsigned.id,
+                "record_hash": unsigned.record_hash,
+                "printed_name": signer.full_name,
+            }
         return _view(row)
 
     def get(self, signature_id: str) -> SignatureView:
@@ -134,13 +168,15 @@ class SignatureService:
     def for_record(self, record_type: str, record_id: str) -> list[SignatureView]:
         with self.db.read() as session:
             rows = session.execute(
-                select(Signature).where(Signature.record_type == record_type, Signature.record_id == record_id)
+                select(Signature)
+                .where(Signature.record_type == record_type, Signature.record_id == record_id)
                 .order_by(Signature.signed_at)
             ).scalars()
             return [_view(r) for r in rows]
 
-    def verify(self, signature_id: str, record: Any, *, record_type: str | None = None,
-               record_id: str | None = None) -> SignatureCheck:
+    def verify(
+        self, signature_id: str, record: Any, *, record_type: str | None = None, record_id: str | None = None
+    ) -> SignatureCheck:
         """Does this signature hold for this record, as it is now?"""
         sig = self.get(signature_id)
         problems = []
@@ -158,5 +194,7 @@ class SignatureService:
                 f"the signature belongs to {sig.record_type}:{sig.record_id}, not {record_type}:{record_id}"
             )
         if record_hash(record) != sig.record_hash:
-            problems.append("the record does not match what was signed: it changed after signing, or it is another record")
+            problems.append(
+                "the record does not match what was signed: it changed after signing, or it is another record"
+            )
         return SignatureCheck(sig, problems)

@@ -55,7 +55,12 @@ class TokenService:
         self.users = users
 
     def create(
-        self, actor: str, name: str, *, username: str | None = None, expires_in_days: float | None = None,
+        self,
+        actor: str,
+        name: str,
+        *,
+        username: str | None = None,
+        expires_in_days: float | None = None,
         reason: str | None = None,
     ) -> tuple[TokenView, str]:
         """Make a token for ``username`` (default: the actor); returns the only copy of the secret."""
@@ -68,13 +73,21 @@ class TokenService:
         secret = secrets.token_urlsafe(32)
         now = utc_now()
         expires = now + timedelta(days=expires_in_days) if expires_in_days else None
-        with self.users.authorized(actor, "token.create", "token", token_id, {Role.ADMIN}, reason=reason,
-                                   allow_self=owner) as ch:
+        with self.users.authorized(
+            actor, "token.create", "token", token_id, {Role.ADMIN}, reason=reason, allow_self=owner
+        ) as ch:
             user = UserRepository(ch.session).get(owner)
             if not user.active:
                 raise InvalidInput(f"user {owner!r} is disabled; enable them before giving them a token")
-            row = ApiToken(id=token_id, user_id=user.id, name=name, secret_hash=_digest(secret),
-                           created_at=now, expires_at=expires, revoked_at=None)
+            row = ApiToken(
+                id=token_id,
+                user_id=user.id,
+                name=name,
+                secret_hash=_digest(secret),
+                created_at=now,
+                expires_at=expires,
+                revoked_at=None,
+            )
             ch.session.add(row)
             view = TokenView(token_id, owner, name, now, expires, None)
             ch.after = {"owner": owner, "name": name, "expires_at": expires}
@@ -99,8 +112,9 @@ class TokenService:
             ).scalar_one_or_none()
         if found is None:
             raise NotFound(f"no token {token_id!r}", hint="`medops token list` shows token ids")
-        with self.users.authorized(actor, "token.revoke", "token", token_id, {Role.ADMIN}, reason=reason,
-                                   allow_self=found) as ch:
+        with self.users.authorized(
+            actor, "token.revoke", "token", token_id, {Role.ADMIN}, reason=reason, allow_self=found
+        ) as ch:
             token = ch.session.get(ApiToken, token_id)
             assert token is not None
             if token.revoked_at is not None:

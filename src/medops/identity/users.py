@@ -37,7 +37,12 @@ class UserView:
         return role.value in self.roles
 
     def audit_state(self) -> dict[str, object]:
-        return {"username": self.username, "full_name": self.full_name, "active": self.active, "roles": list(self.roles)}
+        return {
+            "username": self.username,
+            "full_name": self.full_name,
+            "active": self.active,
+            "roles": list(self.roles),
+        }
 
 
 class _Denied(Exception):
@@ -79,8 +84,12 @@ class UserRepository:
         if self.find(username) is not None:
             raise Conflict(f"user {username!r} exists already", hint="user names are never reused")
         user = User(
-            username=username, full_name=full_name, password_hash=password_hash, active=True,
-            failed_logins=0, created_at=utc_now(),
+            username=username,
+            full_name=full_name,
+            password_hash=password_hash,
+            active=True,
+            failed_logins=0,
+            created_at=utc_now(),
         )
         self.session.add(user)
         self.session.flush()
@@ -119,8 +128,15 @@ class UserService:
 
     @contextmanager
     def authorized(
-        self, actor: str, action: str, entity_type: str, entity_id: str, roles: set[Role],
-        *, reason: str | None = None, allow_self: str | None = None,
+        self,
+        actor: str,
+        action: str,
+        entity_type: str,
+        entity_id: str,
+        roles: set[Role],
+        *,
+        reason: str | None = None,
+        allow_self: str | None = None,
     ) -> Iterator[Change]:
         """A state change by ``actor`` that holds one of ``roles`` (or is ``allow_self``).
 
@@ -134,8 +150,14 @@ class UserService:
                 yield ch
         except _Denied as exc:
             self.trail.record(
-                NewEvent(actor, f"{action}.denied", entity_type, entity_id,
-                         after={"required_roles": sorted(r.value for r in roles)}, reason=exc.why)
+                NewEvent(
+                    actor,
+                    f"{action}.denied",
+                    entity_type,
+                    entity_id,
+                    after={"required_roles": sorted(r.value for r in roles)},
+                    reason=exc.why,
+                )
             )
             raise PermissionDenied(f"{actor!r} may not {action.replace('.', ' ')}: {exc.why}") from None
 
@@ -290,8 +312,9 @@ class UserService:
             user.failed_logins += 1
             ch.after = {"failed_logins": user.failed_logins, "active": user.active}
         if user is not None and active and user.failed_logins >= MAX_FAILED_LOGINS:
-            with self.trail.change(username, "user.locked", "user", username,
-                                   reason=f"{MAX_FAILED_LOGINS} failed authentications in a row") as ch:
+            with self.trail.change(
+                username, "user.locked", "user", username, reason=f"{MAX_FAILED_LOGINS} failed authentications in a row"
+            ) as ch:
                 locked = UserRepository(ch.session).get(username)
                 locked.active = False
                 ch.before, ch.after = {"active": True}, {"active": False}

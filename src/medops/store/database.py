@@ -125,8 +125,17 @@ def _driver_message(exc: DBAPIError) -> str:
 
 
 _UNREACHABLE = (
-    "unable to open database", "connection", "could not", "resolve host", "timeout", "timed out",
-    "refused", "does not exist", "authentication failed", "no password supplied", "name or service",
+    "unable to open database",
+    "connection",
+    "could not",
+    "resolve host",
+    "timeout",
+    "timed out",
+    "refused",
+    "does not exist",
+    "authentication failed",
+    "no password supplied",
+    "name or service",
 )
 
 
