@@ -52,9 +52,10 @@ def run_demo(root: Path | None = None, *, say: Callable[[str, str], None] = lamb
         _people(ws, step)
         _artifacts_and_signatures(ws, step)
         _access_control(ws, step)
-        check = verify_chain(ws.db)
-        result.events, result.chain_ok = check.checked, check.ok
-        step("audit verify", f"{check.checked} events, chain {'intact' if check.ok else 'BROKEN'}")
+        check = ws.verify_audit()
+        result.events, result.chain_ok = check.chain.checked, check.ok
+        signed = f"; signed checkpoint at event {check.written.size}" if check.written else ""
+        step("audit verify", f"{check.chain.checked} events, chain {'intact' if check.ok else 'BROKEN'}{signed}")
     result.tamper_caught_at = _tamper_copy(home, base / "tampered.db", step)
     return result
 

@@ -9,7 +9,6 @@ from urllib.parse import urlparse
 
 from sqlalchemy import select
 
-from medops.audit.verify import verify_chain
 from medops.config import Settings, load_settings
 from medops.errors import MedopsError
 from medops.identity.keys import encode_public, load_private_key
@@ -85,16 +84,16 @@ def _schema_and_data_checks(db: Database, settings: Settings) -> list[Check]:
     try:
         out.append(_signing_check(ws))
         out.append(_user_check(ws))
-        result = verify_chain(ws.db)
-        if result.ok:
-            out.append(Check("audit trail", OK, f"{result.checked} events, chain intact"))
+        report = ws.verify_audit(write_checkpoint=False)
+        if report.problem is None:
+            anchored = f", matches checkpoint at {report.anchored_at}" if report.anchored_at else ""
+            out.append(Check("audit trail", OK, f"{report.chain.checked} events, chain intact{anchored}"))
         else:
-            assert result.problem is not None
             out.append(
                 Check(
                     "audit trail",
                     FAIL,
-                    f"chain broken at event {result.problem.seq}: {result.problem.detail}",
+                    f"broken at event {report.problem.seq} ({report.problem.kind}): {report.problem.detail}",
                     "run `medops audit verify` and restore the database from a verified backup",
                 )
             )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from medops.audit.checkpoint import TrailCheck, verify_trail
 from medops.audit.trail import AuditTrail
 from medops.config import (
     CONFIG_FILE,
@@ -22,7 +24,7 @@ from medops.config import (
     load_settings,
     render_config,
 )
-from medops.errors import Conflict
+from medops.errors import Conflict, MedopsError
 from medops.identity.keys import ENV_KEY, create_key_file, load_private_key
 from medops.identity.signatures import SignatureService
 from medops.identity.tokens import TokenService
@@ -42,6 +44,7 @@ class Workspace:
     tokens: TokenService
     signatures: SignatureService
     actor: str
+    signing_key: Callable[[], Ed25519PrivateKey]
 
     @classmethod
     def from_settings(cls, settings: Settings, *, check_schema: bool = True) -> Workspace:
@@ -68,12 +71,21 @@ class Workspace:
             tokens=TokenService(db, trail, users),
             signatures=SignatureService(db, trail, users, private_key),
             actor=acting_user(settings),
+            signing_key=private_key,
         )
 
     @classmethod
     def open(cls, home: Path | None = None, *, check_schema: bool = True) -> Workspace:
         """Open the workspace at ``home`` (else MEDOPS_HOME, else found upward from here)."""
         return cls.from_settings(load_settings(home), check_schema=check_schema)
+
+    def verify_audit(self, *, write_checkpoint: bool = True) -> TrailCheck:
+        """Verify the chain and the latest checkpoint; anchor the new head when the key is here."""
+        try:
+            key: Ed25519PrivateKey | None = self.signing_key()
+        except MedopsError:
+            key = None  # an auditor without the key can still verify, just not anchor
+        return verify_trail(self.db, self.artifacts, self.settings.workspace_id, key, write=write_checkpoint)
 
     def close(self) -> None:
         self.db.dispose()

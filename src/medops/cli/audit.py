@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from medops.audit import AuditFilter, NewEvent, export, list_events, verify_chain
+from medops.audit import AuditFilter, NewEvent, export, list_events
 from medops.audit.chain import canonical_json
 from medops.cli.common import JsonOption, console, err_console, ok, open_workspace, print_json, table
 from medops.clock import parse_iso
@@ -86,35 +86,52 @@ def log(
 
 
 @app.command("verify", epilog="Example:  medops audit verify && echo intact")
-def verify(as_json: bool = JsonOption) -> None:
-    """Recompute the whole hash chain. Exit 0 if intact; else exit 1 naming the first broken event."""
+def verify(
+    as_json: bool = JsonOption,
+    checkpoint: bool = typer.Option(
+        True, "--checkpoint/--no-checkpoint", help="Sign a checkpoint of the verified head (needs the signing key)."
+    ),
+) -> None:
+    """Recompute the whole hash chain and compare it with the latest signed checkpoint.
+
+    Exit 0 if intact; else exit 1 naming the first broken event and what happened to it
+    (altered, deleted, inserted, reordered). A checkpoint, kept in the artifact store, makes
+    a cut-off tail visible too.
+    """
     with open_workspace() as ws:
         ws.users.require_role(ws.actor, "audit.verify", set(Role))
         with console.status("verifying the audit chain…"):
-            result = verify_chain(ws.db)
+            report = ws.verify_audit(write_checkpoint=checkpoint)
+    chain, problem = report.chain, report.problem
     if as_json:
-        problem = result.problem
         print_json(
             {
-                "ok": result.ok,
-                "checked": result.checked,
-                "head_seq": result.head_seq,
-                "head_hash": result.head_hash,
+                "ok": report.ok,
+                "checked": chain.checked,
+                "head_seq": chain.head_seq,
+                "head_hash": chain.head_hash,
+                "anchored_at": report.anchored_at,
+                "checkpoint_written": report.written.size if report.written else None,
                 "problem": None
                 if problem is None
                 else {"seq": problem.seq, "kind": problem.kind, "detail": problem.detail},
             }
         )
-    elif result.ok:
-        ok(f"audit chain intact: {result.checked} events, head {result.head_seq} {result.head_hash}")
+    elif problem is None:
+        ok(f"audit chain intact: {chain.checked} events, head {chain.head_seq} {chain.head_hash}")
+        if report.anchored_at:
+            console.print(f"  matches the signed checkpoint at event {report.anchored_at}")
+        if report.written:
+            console.print(f"  new checkpoint signed at event {report.written.size}")
     else:
-        assert result.problem is not None
         err_console.print(
-            f"[red]audit chain BROKEN at event {result.problem.seq} ({result.problem.kind}):[/] "
-            f"{escape(result.problem.detail)}"
+            f"[red]audit chain BROKEN at event {problem.seq} ({problem.kind}):[/] {escape(problem.detail)}"
         )
-        err_console.print(f"events 1 to {result.head_seq} verified before the break")
-    if not result.ok:
+        if chain.ok:
+            err_console.print(f"the chain itself links up to event {chain.head_seq}; the checkpoint shows the rest")
+        else:
+            err_console.print(f"events 1 to {chain.head_seq} verified before the break")
+    if problem is not None:
         raise typer.Exit(1)
 
 
