@@ -47,7 +47,7 @@ def test_only_admins_manage_other_peoples_tokens(team: Workspace) -> None:
     with pytest.raises(PermissionDenied):
         team.tokens.create("alice", "for-victor", username="victor")
     with pytest.raises(PermissionDenied):
-        team.tokens.revoke("alice", view.id)
+        team.tokens.revoke("alice", view.id, reason="not mine")
     assert [t.name for t in team.tokens.list("alice")] == []
     assert [t.name for t in team.tokens.list("victor")] == ["mine"]
     team.tokens.create("admin", "service", username="alice")

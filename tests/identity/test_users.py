@@ -61,15 +61,17 @@ def test_invalid_changes_are_refused_and_leave_no_event(team: Workspace) -> None
     with pytest.raises(Conflict):
         team.users.add("admin", "alice", "Another Alice", PASSWORD, [])
     with pytest.raises(Conflict):
-        team.users.grant("admin", "alice", Role.DATA_SCIENTIST)
+        team.users.grant("admin", "alice", Role.DATA_SCIENTIST, reason="again")
     with pytest.raises(NotFound):
-        team.users.grant("admin", "nobody", Role.AUDITOR)
+        team.users.grant("admin", "nobody", Role.AUDITOR, reason="typo")
+    with pytest.raises(InvalidInput, match="needs a reason"):
+        team.users.grant("admin", "alice", Role.AUDITOR, reason=" ")
     with pytest.raises(InvalidInput):
         team.users.add("admin", "Bad Name", "X", PASSWORD, [])
     with pytest.raises(InvalidInput, match="at least"):
         team.users.add("admin", "short", "X", "pw", [])
     with pytest.raises(InvalidInput):
-        team.users.disable("admin", "admin")
+        team.users.disable("admin", "admin", reason="oops")
     assert verify_chain(team.db).checked == count
 
 

@@ -29,12 +29,6 @@ def open_workspace() -> Workspace:
     return Workspace.open()
 
 
-def require_reason(reason: str | None, what: str) -> str:
-    if not reason or not reason.strip():
-        raise InvalidInput(f"{what} needs a reason", hint="add --reason '...': it goes into the audit trail")
-    return reason.strip()
-
-
 def read_secret(value: str | None, *, from_stdin: bool, prompt: str, confirm: bool, env: str | None = None) -> str:
     """A password from --password-stdin, an environment variable, or a hidden prompt."""
     if value:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, ReasonOption, console, ok, open_workspace, print_json, require_reason, table
+from medops.cli.common import JsonOption, ReasonOption, console, ok, open_workspace, print_json, table
 
 app = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args_is_help=True)
 
@@ -80,5 +80,5 @@ def revoke(
 ) -> None:
     """Revoke a token at once; requests with it fail from now on."""
     with open_workspace() as ws:
-        ws.tokens.revoke(ws.actor, token_id, reason=require_reason(reason, "revoking a token"))
+        ws.tokens.revoke(ws.actor, token_id, reason=reason)
     ok(f"token {token_id} revoked")

@@ -11,7 +11,6 @@ from medops.cli.common import (
     open_workspace,
     print_json,
     read_secret,
-    require_reason,
     table,
 )
 from medops.identity import parse_role, parse_roles
@@ -67,7 +66,7 @@ def list_users(as_json: bool = JsonOption) -> None:
 def disable(username: str = typer.Argument(...), reason: str | None = ReasonOption) -> None:
     """Disable a user: they can no longer act, sign or use tokens. Users are never deleted."""
     with open_workspace() as ws:
-        ws.users.disable(ws.actor, username, reason=require_reason(reason, "disabling a user"))
+        ws.users.disable(ws.actor, username, reason=reason)
     ok(f"user {username} disabled")
 
 
@@ -75,7 +74,7 @@ def disable(username: str = typer.Argument(...), reason: str | None = ReasonOpti
 def enable(username: str = typer.Argument(...), reason: str | None = ReasonOption) -> None:
     """Enable a disabled or locked user again."""
     with open_workspace() as ws:
-        ws.users.enable(ws.actor, username, reason=require_reason(reason, "enabling a user"))
+        ws.users.enable(ws.actor, username, reason=reason)
     ok(f"user {username} enabled")
 
 
@@ -85,7 +84,7 @@ def grant(
 ) -> None:
     """Give a user a role."""
     with open_workspace() as ws:
-        view = ws.users.grant(ws.actor, username, parse_role(role), reason=require_reason(reason, "granting a role"))
+        view = ws.users.grant(ws.actor, username, parse_role(role), reason=reason)
     ok(f"{username} now holds: {', '.join(view.roles)}")
 
 
@@ -95,7 +94,7 @@ def revoke(
 ) -> None:
     """Take a role away from a user."""
     with open_workspace() as ws:
-        view = ws.users.revoke(ws.actor, username, parse_role(role), reason=require_reason(reason, "revoking a role"))
+        view = ws.users.revoke(ws.actor, username, parse_role(role), reason=reason)
     ok(f"{username} now holds: {', '.join(view.roles) or 'no roles'}")
 
 

@@ -113,7 +113,14 @@ class TokenService:
         if found is None:
             raise NotFound(f"no token {token_id!r}", hint="`medops token list` shows token ids")
         with self.users.authorized(
-            actor, "token.revoke", "token", token_id, {Role.ADMIN}, reason=reason, allow_self=found
+            actor,
+            "token.revoke",
+            "token",
+            token_id,
+            {Role.ADMIN},
+            reason=reason,
+            allow_self=found,
+            reason_required=True,
         ) as ch:
             token = ch.session.get(ApiToken, token_id)
             assert token is not None

@@ -137,16 +137,22 @@ class UserService:
         *,
         reason: str | None = None,
         allow_self: str | None = None,
+        reason_required: bool = False,
     ) -> Iterator[Change]:
         """A state change by ``actor`` that holds one of ``roles`` (or is ``allow_self``).
 
         The role check runs inside the change's transaction; a denial is itself audited.
+        Changes to existing records (modify, disable, revoke) must say why.
         """
         try:
             with self.trail.change(actor, action, entity_type, entity_id, reason=reason) as ch:
                 denial = self._why_denied(ch.session, actor, roles, allow_self)
                 if denial is not None:
                     raise _Denied(denial)
+                if reason_required and not (reason and reason.strip()):
+                    raise InvalidInput(
+                        f"{action} needs a reason", hint="give --reason '...': it goes into the audit trail"
+                    )
                 yield ch
         except _Denied as exc:
             self.trail.record(
@@ -212,7 +218,7 @@ class UserService:
 
     def _set_active(self, actor: str, username: str, active: bool, reason: str | None) -> UserView:
         action = "user.enable" if active else "user.disable"
-        with self.authorized(actor, action, "user", username, {Role.ADMIN}, reason=reason) as ch:
+        with self.authorized(actor, action, "user", username, {Role.ADMIN}, reason=reason, reason_required=True) as ch:
             repo = UserRepository(ch.session)
             user = repo.get(username)
             if not active and username == actor:
@@ -234,7 +240,7 @@ class UserService:
 
     def _set_role(self, actor: str, username: str, role: Role, present: bool, reason: str | None) -> UserView:
         action = "user.grant" if present else "user.revoke"
-        with self.authorized(actor, action, "user", username, {Role.ADMIN}, reason=reason) as ch:
+        with self.authorized(actor, action, "user", username, {Role.ADMIN}, reason=reason, reason_required=True) as ch:
             repo = UserRepository(ch.session)
             user = repo.get(username)
             before = repo.view(user)
