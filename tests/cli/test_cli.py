@@ -170,3 +170,17 @@ def test_console_script_runs(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("medops")
     result = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("medops ")
+
+
+def test_auditor_verifies_an_export_offline(
+    home: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "trail.csv"
+    assert run(["audit", "export", "--format", "csv", "-o", str(target)], capsys)[0] == 0
+    monkeypatch.delenv("MEDOPS_HOME")
+    monkeypatch.chdir(tmp_path)  # no workspace here: the export alone suffices
+    code, out, _ = run(["audit", "verify", "--export", str(target)], capsys)
+    assert code == 0 and "export intact" in out
+    target.write_text(target.read_text().replace("Rita Root", "Rita Rooted"))
+    code, _, err = run(["audit", "verify", "--export", str(target)], capsys)
+    assert code == 1 and "export BROKEN at event 1 (altered)" in err

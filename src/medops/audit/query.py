@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import Select, select
@@ -141,3 +142,24 @@ def export(db: Database, out: IO[str], fmt: str, flt: AuditFilter | None = None)
                 writer.writerow([getattr(row, f) if getattr(row, f) is not None else "" for f in EXPORT_FIELDS])
                 count += 1
     return count
+
+
+def read_export(path: Path) -> list[tuple[Any, ...]]:
+    """Rows of a JSONL or CSV export, in the field order the verifier expects."""
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            if path.suffix == ".csv":
+                reader = csv.DictReader(handle)
+                records: list[dict[str, Any]] = []
+                for row in reader:
+                    if None in row or None in row.values():
+                        raise ValueError(
+                            f"line {reader.line_num} has {len(row) + len(row.get(None) or []) - 1} "
+                            f"fields, expected {len(EXPORT_FIELDS)}"
+                        )
+                    records.append({k: (v if v != "" else None) for k, v in row.items()})
+            else:
+                records = [json.loads(line) for line in handle if line.strip()]
+        return [tuple(int(r["seq"]) if f == "seq" else r[f] for f in EXPORT_FIELDS) for r in records]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"{path} is not a medops audit export: {exc}") from exc

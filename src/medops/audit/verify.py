@@ -134,3 +134,10 @@ def verify_chain(db: Database) -> VerifyResult:
             return s.execute(select(*_COLUMNS).where(AuditEvent.seq == seq)).first()
 
     return check_rows(_stream(db), _Lookups(by_hash, by_seq))
+
+
+def verify_rows(rows: Sequence[Row]) -> VerifyResult:
+    """Verify a trail held in memory, such as an auditor's export, without the database."""
+    by_hash = {r[10]: r[0] for r in rows}
+    by_seq = {r[0]: r for r in rows}
+    return check_rows(sorted(rows, key=lambda r: r[0]), _Lookups(by_hash.get, by_seq.get))
