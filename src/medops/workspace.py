@@ -164,7 +164,6 @@ def init_workspace(
             else:
                 path.unlink(missing_ok=True)
         raise
-    ws.actor = admin_username if not os.environ.get("MEDOPS_USER") else ws.actor
     return ws
 
 

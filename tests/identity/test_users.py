@@ -95,3 +95,15 @@ def test_users_change_their_own_password_only(team: Workspace) -> None:
         team.users.set_password("alice", "victor", "hijacked-password-1")
     team.users.set_password("admin", "victor", "reset-by-the-admin", reason="forgotten")
     assert team.users.check_password("victor", "reset-by-the-admin", purpose="t")
+
+
+def test_a_success_resets_the_failure_count_on_the_record(team: Workspace) -> None:
+    for _ in range(MAX_FAILED_LOGINS - 1):
+        with pytest.raises(AuthenticationFailed):
+            team.users.check_password("carol", "not-her-password", purpose="test")
+    team.users.check_password("carol", PASSWORD, purpose="test")
+    reset = list_events(team.db, AuditFilter(action="auth.failures_reset"))[0]
+    assert reset.before == {"failed_logins": MAX_FAILED_LOGINS - 1}
+    with pytest.raises(AuthenticationFailed):  # one more failure no longer locks
+        team.users.check_password("carol", "not-her-password", purpose="test")
+    assert team.users.get("carol").active

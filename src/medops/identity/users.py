@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from medops.audit.trail import AuditTrail, Change, NewEvent
@@ -78,7 +78,7 @@ class UserRepository:
         return [self.view(u) for u in users]
 
     def count(self) -> int:
-        return len(self.session.execute(select(User.id)).all())
+        return int(self.session.scalar(select(func.count()).select_from(User)) or 0)
 
     def add(self, username: str, full_name: str, password_hash: str, roles: Iterable[Role]) -> User:
         if self.find(username) is not None:
@@ -291,23 +291,18 @@ class UserService:
             user = UserRepository(session).find(username)
             ok = user is not None and user.active and verify_password(user.password_hash, password)
             view = UserRepository(session).view(user) if user is not None else None
+            failures = user.failed_logins if user is not None else 0
         if ok and view is not None:
-            if self._failed_count(username):
-                with self.db.write() as session:
-                    found = UserRepository(session).find(username)
-                    if found is not None:
-                        found.failed_logins = 0
+            if failures:  # the run of failures is broken: start counting again, on the record
+                with self.trail.change(username, "auth.failures_reset", "user", username, reason=purpose) as ch:
+                    UserRepository(ch.session).get(username).failed_logins = 0
+                    ch.before, ch.after = {"failed_logins": failures}, {"failed_logins": 0}
             return view
         self._record_failure(username, purpose, known=view is not None, active=bool(view and view.active))
         raise AuthenticationFailed(
             f"authentication failed for {username!r}",
             hint="check the user name and password; repeated failures lock the account",
         )
-
-    def _failed_count(self, username: str) -> int:
-        with self.db.read() as session:
-            user = UserRepository(session).find(username)
-            return user.failed_logins if user else 0
 
     def _record_failure(self, username: str, purpose: str, *, known: bool, active: bool) -> None:
         with self.trail.change(username, "auth.failed", "user", username, reason=purpose) as ch:

@@ -190,8 +190,9 @@ class ArtifactStore:
 
     def verify_all(self, clean_temp_older_than: float | None = None) -> VerifyReport:
         """Re-hash every artifact; optionally remove temp files left by crashed writers."""
-        corrupt = [d for d in self.digests() if not self.verify(d)]
-        checked = sum(1 for _ in self.digests())
+        digests = list(self.digests())
+        corrupt = [d for d in digests if not self.verify(d)]
+        checked = len(digests)
         stale = self.clean_temp(clean_temp_older_than) if clean_temp_older_than is not None else 0
         return VerifyReport(checked=checked, corrupt=corrupt, stale_temp_files=stale)
 
