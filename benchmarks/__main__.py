@@ -1,0 +1,12 @@
+"""Run every benchmark: `python -m benchmarks [--quick]`."""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks import bench_artifacts, bench_audit
+
+if __name__ == "__main__":
+    extra = ["--quick"] if "--quick" in sys.argv[1:] else []
+    bench_audit.main(extra)
+    bench_artifacts.main(extra)

@@ -1,0 +1,88 @@
+"""Shared helpers: a throw-away workspace per backend, timing, and table printing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PASSWORD = "benchmark-password-1"
+
+
+@contextmanager
+def temp_dir(prefix: str) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A database of this run's own, dropped afterwards even on failure."""
+    import psycopg
+
+    name = f"medops_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def workspace(backend: str) -> Iterator[Any]:
+    """An initialized workspace on ``backend`` (sqlite or postgresql)."""
+    from medops.workspace import init_workspace
+
+    with temp_dir("medops-bench-") as base:
+        os.environ["MEDOPS_KEY_DIR"] = str(base / "keys")
+        if backend == "sqlite":
+            ws = init_workspace(
+                base / "ws", admin_username="admin", admin_full_name="Bench Admin", admin_password=PASSWORD
+            )
+            try:
+                yield ws
+            finally:
+                ws.close()
+        else:
+            with pg_database() as url:
+                ws = init_workspace(
+                    base / "ws",
+                    admin_username="admin",
+                    admin_full_name="Bench Admin",
+                    admin_password=PASSWORD,
+                    metadata_url=url,
+                )
+                try:
+                    yield ws
+                finally:
+                    ws.close()
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in header:
+        table.add_column(col, justify="right" if col != header[0] else "left")
+    for row in rows:
+        table.add_row(*[str(v) for v in row])
+    Console(width=140).print(table)
