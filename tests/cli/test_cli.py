@@ -184,3 +184,13 @@ def test_auditor_verifies_an_export_offline(
     target.write_text(target.read_text().replace("Rita Root", "Rita Rooted"))
     code, _, err = run(["audit", "verify", "--export", str(target)], capsys)
     assert code == 1 and "export BROKEN at event 1 (altered)" in err
+
+
+def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["demo", "--dir", str(tmp_path / "demo")], capsys)
+    assert code == 0, err
+    assert "demo complete" in out and "the audit trail of the demo" in out
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("x")
+    code, _, err = run(["demo", "--dir", str(tmp_path / "busy")], capsys)
+    assert code == 2 and "is not empty" in err

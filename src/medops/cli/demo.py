@@ -7,8 +7,10 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from medops.cli.common import console, err_console, ok
+from medops.audit import AuditFilter, list_events
+from medops.cli.common import console, err_console, ok, table
 from medops.demo import run_demo
+from medops.workspace import Workspace
 
 EPILOG = "Examples:  medops demo   ·   medops demo --dir ./demo-run"
 
@@ -28,5 +30,12 @@ def demo(
     if not result.chain_ok or result.tamper_caught_at is None:
         err_console.print("[red]demo failed: the audit chain did not behave as it must[/]")
         raise typer.Exit(1)
+    with Workspace.open(result.home) as ws:
+        events = list_events(ws.db, AuditFilter(), limit=None, newest_first=False)
+    table(
+        "the audit trail of the demo",
+        ["seq", "actor", "action", "entity", "reason"],
+        [(e.seq, e.actor, e.action, f"{e.entity_type}:{e.entity_id}", e.reason or "") for e in events],
+    )
     ok(f"demo complete: {result.events} audited events, chain intact, tampering caught")
     console.print(f"Explore it:  MEDOPS_HOME={escape(str(result.home))} MEDOPS_USER=ada medops audit log")
