@@ -18,7 +18,7 @@ from medops.errors import InvalidInput
 from medops.workspace import Workspace
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # errors stay one greppable line
 
 ReasonOption = typer.Option(None, "--reason", "-r", help="Why: recorded in the audit trail with the change.")
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
