@@ -194,3 +194,13 @@ def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     (tmp_path / "busy" / "x").write_text("x")
     code, _, err = run(["demo", "--dir", str(tmp_path / "busy")], capsys)
     assert code == 2 and "is not empty" in err
+
+
+def test_synth_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["synth", str(tmp_path / "d"), "-n", "50", "--seed", "3", "--format", "parquet"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "d" / "patients.parquet").is_file() and "10 files" in out
+    code, _, err = run(["synth", str(tmp_path / "e"), "--format", "xlsx"], capsys)
+    assert code == 2 and "unknown format 'xlsx'" in err and not (tmp_path / "e").exists()
+    code, _, err = run(["synth", str(tmp_path / "e"), "--start", "next week"], capsys)
+    assert code == 2 and "is not a date" in err

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from medops import __version__
-from medops.cli import audit, db, demo, token, user, workspace
+from medops.cli import audit, db, demo, synth, token, user, workspace
 from medops.cli.common import err_console
 from medops.errors import MedopsError
 
@@ -50,6 +50,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(user.app, name="user")
 app.add_typer(token.app, name="token")
 app.command("demo", epilog=demo.EPILOG)(demo.demo)
+app.command("synth", epilog=synth.EPILOG)(synth.synth)
 
 
 def main(argv: list[str] | None = None) -> None:
