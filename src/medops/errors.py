@@ -10,6 +10,7 @@
     ├── NotFound                 a named entity does not exist
     ├── Conflict                 the entity exists already / concurrent change
     ├── InvalidInput             a value the user gave is not acceptable
+    │   └── SourceError          an input file or query can't be read (names file, line, column)
     ├── IntegrityError           stored bytes or records don't match their hash
     ├── AuthenticationFailed     wrong password, bad or expired token
     ├── PermissionDenied         the actor lacks the role for the action
@@ -82,6 +83,10 @@ class InvalidInput(MedopsError):
     exit_code = 2
 
 
+class SourceError(InvalidInput):
+    code = "source_error"
+
+
 class IntegrityError(MedopsError):
     code = "integrity_error"
     http_status = 500
@@ -115,6 +120,7 @@ __all__ = [
     "PermissionDenied",
     "SchemaVersionError",
     "SignatureError",
+    "SourceError",
     "StoreError",
     "WorkspaceNotFound",
 ]

@@ -1,0 +1,348 @@
+"""Reading raw data in bounded chunks: CSV, Parquet, FHIR NDJSON and SQL queries.
+
+Every source yields pandas DataFrames of at most ``chunk_rows`` rows, so memory follows
+the chunk, not the file. Values stay as read (CSV cells as strings, so a ZIP code keeps
+its leading zero); the data contract decides types later. Errors name the file and the
+line, row or column, and never quote a cell: cells may hold PHI.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from medops.config import redact_url
+from medops.errors import SourceError
+from medops.store.database import normalize_url
+
+DEFAULT_CHUNK_ROWS = 100_000
+_OTHER_DELIMITERS = (";", "\t", "|")
+
+
+class Source(Protocol):
+    """Something medops can ingest: a name for messages, chunks, and a content fingerprint."""
+
+    name: str
+
+    def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]: ...
+
+    def fingerprint(self) -> str: ...
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _require_file(path: Path) -> None:
+    if not path.exists():
+        raise SourceError(f"{path}: no such file")
+    if not path.is_file():
+        raise SourceError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise SourceError(f"{path}: the file is empty")
+
+
+def _first_bad_utf8_line(path: Path) -> int | None:
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
+@dataclass
+class CsvSource:
+    """A delimited text file, read by Arrow's streaming reader with strict row lengths."""
+
+    path: Path
+    delimiter: str = ","
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def fingerprint(self) -> str:
+        _require_file(self.path)
+        return file_sha256(self.path)
+
+    def header(self) -> list[str]:
+        _require_file(self.path)
+        with open(self.path, "rb") as handle:
+            raw = handle.readline()
+        try:
+            line = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise SourceError(f"{self.path}, line 1: the header is not UTF-8 text") from None
+        first = next(csv.reader([line.rstrip("\r\n")], delimiter=self.delimiter), [])
+        if not first or not any(c.strip() for c in first):
+            raise SourceError(f"{self.path}, line 1: no header row")
+        if len(first) == 1:
+            for other in _OTHER_DELIMITERS:
+                if other in first[0]:
+                    shown = "tab" if other == "\t" else repr(other)
+                    raise SourceError(
+                        f"{self.path}: the header has one column but contains {shown}: wrong delimiter?",
+                        hint=f"set the source's delimiter to {shown}",
+                    )
+        blank = [i + 1 for i, c in enumerate(first) if not c.strip()]
+        if blank:
+            raise SourceError(f"{self.path}, line 1: column {blank[0]} has no name")
+        dupes = sorted({c for c in first if first.count(c) > 1})
+        if dupes:
+            raise SourceError(f"{self.path}, line 1: column name {dupes[0]!r} appears twice")
+        return first
+
+    def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+        columns = self.header()
+        bad: list[Any] = []
+
+        def on_bad_row(row: Any) -> str:
+            bad.append(row)
+            return "error"
+
+        try:
+            reader = pacsv.open_csv(
+                self.path,
+                read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 22),
+                parse_options=pacsv.ParseOptions(delimiter=self.delimiter, invalid_row_handler=on_bad_row),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={c: pa.string() for c in columns},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+            pending: list[pd.DataFrame] = []
+            held = 0
+            for batch in reader:
+                pending.append(batch.to_pandas())
+                held += batch.num_rows
+                while held >= chunk_rows:
+                    merged = pd.concat(pending, ignore_index=True)
+                    yield merged.iloc[:chunk_rows].reset_index(drop=True)
+                    rest = merged.iloc[chunk_rows:].reset_index(drop=True)
+                    pending, held = [rest], len(rest)
+            if held:
+                yield pd.concat(pending, ignore_index=True)
+        except pa.ArrowInvalid as exc:
+            raise self._explain(exc, bad, len(columns)) from None
+
+    def _explain(self, exc: Exception, bad: list[Any], expected: int) -> SourceError:
+        if bad:
+            row = bad[0]
+            return SourceError(
+                f"{self.path}, line {row.number}: expected {expected} fields, found {row.actual_columns}",
+                hint="every row needs one value per header column (quote values that contain the delimiter)",
+            )
+        text = str(exc)
+        if "UTF8" in text or "utf-8" in text.lower():
+            line = _first_bad_utf8_line(self.path)
+            return SourceError(
+                f"{self.path}, line {line}: not UTF-8 text", hint="re-export the file as UTF-8 (e.g. iconv -t UTF-8)"
+            )
+        return SourceError(f"{self.path}: can't be parsed as CSV ({text.splitlines()[0][:120]})")
+
+
+@dataclass
+class ParquetSource:
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def fingerprint(self) -> str:
+        _require_file(self.path)
+        return file_sha256(self.path)
+
+    def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+        _require_file(self.path)
+        try:
+            parquet = pq.ParquetFile(self.path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise SourceError(f"{self.path}: not a Parquet file ({str(exc).splitlines()[0][:120]})") from None
+        for batch in parquet.iter_batches(batch_size=chunk_rows):
+            yield batch.to_pandas()
+
+
+Flattener = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _get(resource: dict[str, Any], *path: Any) -> Any:
+    value: Any = resource
+    for key in path:
+        if isinstance(key, int):
+            value = value[key] if isinstance(value, list) and len(value) > key else None
+        else:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            return None
+    return value
+
+
+def _ident(resource: dict[str, Any], system_suffix: str) -> Any:
+    for ident in resource.get("identifier") or []:
+        if str(ident.get("system", "")).endswith(system_suffix):
+            return ident.get("value")
+    return None
+
+
+def _telecom(resource: dict[str, Any], system: str) -> Any:
+    for entry in resource.get("telecom") or []:
+        if entry.get("system") == system:
+            return entry.get("value")
+    return None
+
+
+def _ref(value: Any) -> Any:
+    return value.split("/", 1)[1] if isinstance(value, str) and "/" in value else value
+
+
+FLATTENERS: dict[str, Flattener] = {
+    "Patient": lambda r: {
+        "patient_id": r.get("id"),
+        "mrn": _ident(r, "mrn"),
+        "ssn": _ident(r, "us-ssn"),
+        "first_name": _get(r, "name", 0, "given", 0),
+        "last_name": _get(r, "name", 0, "family"),
+        "sex": {"female": "F", "male": "M"}.get(r.get("gender", ""), r.get("gender")),
+        "birth_date": r.get("birthDate"),
+        "address": _get(r, "address", 0, "line", 0),
+        "city": _get(r, "address", 0, "city"),
+        "state": _get(r, "address", 0, "state"),
+        "zip": _get(r, "address", 0, "postalCode"),
+        "phone": _telecom(r, "phone"),
+        "email": _telecom(r, "email"),
+    },
+    "Encounter": lambda r: {
+        "encounter_id": r.get("id"),
+        "patient_id": _ref(_get(r, "subject", "reference")),
+        "status": r.get("status"),
+        "site": _get(r, "serviceProvider", "display"),
+        "admit_time": _get(r, "period", "start"),
+        "discharge_time": _get(r, "period", "end"),
+        "primary_dx": _get(r, "reasonCode", 0, "coding", 0, "code"),
+    },
+    "Observation": lambda r: {
+        "observation_id": r.get("id"),
+        "patient_id": _ref(_get(r, "subject", "reference")),
+        "encounter_id": _ref(_get(r, "encounter", "reference")),
+        "loinc": _get(r, "code", "coding", 0, "code"),
+        "code": _get(r, "code", "text"),
+        "value": _get(r, "valueQuantity", "value"),
+        "unit": _get(r, "valueQuantity", "unit"),
+        "method": _get(r, "method", "text"),
+        "observed_at": r.get("effectiveDateTime"),
+    },
+    "MedicationRequest": lambda r: {
+        "request_id": r.get("id"),
+        "patient_id": _ref(_get(r, "subject", "reference")),
+        "drug": _get(r, "medicationCodeableConcept", "text"),
+        "fill_date": r.get("authoredOn"),
+        "days_supplied": _get(r, "dispenseRequest", "expectedSupplyDuration", "value"),
+        "prescriber_hcp_id": _ref(_get(r, "requester", "reference")),
+    },
+}
+
+
+@dataclass
+class FhirNdjsonSource:
+    """FHIR R4 Bulk Data NDJSON of one resource type, flattened to a table."""
+
+    path: Path
+    resource_type: str
+
+    def __post_init__(self) -> None:
+        if self.resource_type not in FLATTENERS:
+            raise SourceError(
+                f"FHIR resource type {self.resource_type!r} is not supported",
+                hint=f"supported: {', '.join(FLATTENERS)}",
+            )
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def fingerprint(self) -> str:
+        _require_file(self.path)
+        return file_sha256(self.path)
+
+    def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+        _require_file(self.path)
+        flatten = FLATTENERS[self.resource_type]
+        rows: list[dict[str, Any]] = []
+        with open(self.path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    resource = json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise SourceError(f"{self.path}, line {number}: not UTF-8 text") from None
+                except json.JSONDecodeError as exc:
+                    raise SourceError(
+                        f"{self.path}, line {number}: not valid JSON ({exc.msg} at column {exc.colno})"
+                    ) from None
+                if not isinstance(resource, dict):
+                    raise SourceError(f"{self.path}, line {number}: not a JSON object")
+                found = resource.get("resourceType")
+                if found != self.resource_type:
+                    raise SourceError(
+                        f"{self.path}, line {number}: resourceType is {found!r}, expected {self.resource_type!r}",
+                        hint="Bulk Data files hold one resource type each",
+                    )
+                rows.append(flatten(resource))
+                if len(rows) >= chunk_rows:
+                    yield pd.DataFrame(rows)
+                    rows = []
+        if rows:
+            yield pd.DataFrame(rows)
+
+
+@dataclass
+class SqlSource:
+    """The result of a query over any SQLAlchemy URL, fetched in chunks."""
+
+    url: str
+    query: str
+
+    @property
+    def name(self) -> str:
+        return f"{redact_url(self.url)} :: {self.query[:60]}"
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for chunk in self.chunks():
+            digest.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
+        return digest.hexdigest()
+
+    def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+        try:
+            engine = create_engine(normalize_url(self.url))
+        except (ArgumentError, ImportError) as exc:
+            raise SourceError(f"{redact_url(self.url)!r} is not a usable database URL: {exc}") from None
+        try:
+            with engine.connect() as conn:
+                result = conn.execution_options(stream_results=True).execute(text(self.query))
+                columns = list(result.keys())
+                while rows := result.fetchmany(chunk_rows):
+                    yield pd.DataFrame(rows, columns=columns)
+        except SQLAlchemyError as exc:
+            first = str(getattr(exc, "orig", exc)).strip().splitlines()
+            raise SourceError(f"query on {redact_url(self.url)} failed: {first[0] if first else exc}") from None
+        finally:
+            engine.dispose()
