@@ -90,7 +90,7 @@ LAST = [
     "Lee",
     "Perez",
     "Thompson",
-    "White",
+    "Walker",  # not "White": it would collide with a race category
     "Harris",
     "Sanchez",
     "Clark",

@@ -1,0 +1,172 @@
+"""De-identification: no PHI survives, pseudonyms are stable and keyed, intervals are kept."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medops.data.deid import RESTRICTED_ZIP3, Deidentifier, Pseudonymizer, load_key, zip3
+from medops.errors import ConfigError, InvalidInput
+from medops.synth import generate, vocab
+
+KEY = b"k" * 32
+PATIENT_ACTIONS = {
+    "patient_id": "pseudonymize",
+    "mrn": "drop",
+    "ssn": "drop",
+    "first_name": "drop",
+    "last_name": "drop",
+    "sex": "keep",
+    "birth_date": "age",
+    "race_ethnicity": "keep",
+    "address": "drop",
+    "city": "drop",
+    "state": "keep",
+    "zip": "zip3",
+    "phone": "drop",
+    "email": "drop",
+    "payer": "keep",
+    "home_site": "keep",
+    "pcp_id": "pseudonymize",
+}
+NOTE_ACTIONS = {
+    "note_id": "pseudonymize",
+    "encounter_id": "pseudonymize",
+    "patient_id": "pseudonymize",
+    "written_at": "year",
+    "text": "redact_text",
+    "first_name": "drop",
+    "last_name": "drop",
+}
+
+
+@pytest.fixture(scope="module")
+def data():  # type: ignore[no-untyped-def]
+    return generate(1500, seed=31)
+
+
+def _cells(frame: pd.DataFrame) -> list[str]:
+    return [str(v) for v in frame.astype("string").fillna("").to_numpy().ravel()]
+
+
+def test_no_phi_survives(data) -> None:  # type: ignore[no-untyped-def]
+    pts = data.patients
+    notes = data.notes.merge(pts[["patient_id", "first_name", "last_name"]], on="patient_id")
+    deid_p = Deidentifier(PATIENT_ACTIONS, Pseudonymizer(KEY))
+    deid_n = Deidentifier(NOTE_ACTIONS, Pseudonymizer(KEY))
+    out = pd.concat([deid_p.apply(pts), deid_n.apply(notes)], ignore_index=True)
+    cells = "\n".join(_cells(out))
+    for column in ("mrn", "ssn", "phone", "email", "address"):
+        leaked = [v for v in pts[column] if v in cells]
+        assert not leaked, (column, leaked[:3])
+    words = set(re.findall(r"[A-Za-z][A-Za-z'-]+", cells))
+    assert not words & set(vocab.FIRST_F + vocab.FIRST_M + vocab.LAST)
+    assert not re.search(r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4}", cells)  # no full dates
+    assert not any(v in cells for v in pts["patient_id"])
+    ages = out["age"].dropna()
+    assert ages.isin([str(a) for a in range(0, 90)] + ["90+"]).all() and (ages == "90+").any()
+    assert set(out["zip3"].dropna()) & RESTRICTED_ZIP3 == set()
+    assert "000" in set(out["zip3"])  # 03601 and 05901 are restricted prefixes
+    report = deid_p.finish()
+    assert report.columns["ssn"].action == "drop" and report.columns["ssn"].changed == len(pts)
+    assert report.k_anonymity is not None and 0 <= (report.share_below_k5 or 0) <= 1
+    assert deid_n.report.text_redactions["NAME"] >= len(notes) * 2
+
+
+def test_pseudonyms_are_stable_and_keyed(data) -> None:  # type: ignore[no-untyped-def]
+    ids = data.patients["patient_id"].head(50)
+    a = Pseudonymizer(KEY).series(ids, "patient")
+    b = Pseudonymizer(KEY).series(ids, "patient")
+    c = Pseudonymizer(b"z" * 32).series(ids, "patient")
+    assert list(a) == list(b) and a.is_unique
+    assert not set(a) & set(c)
+
+
+def test_date_shift_keeps_intervals_per_patient(data) -> None:  # type: ignore[no-untyped-def]
+    enc = data.encounters[["patient_id", "admit_time", "discharge_time"]].head(400)
+    deid = Deidentifier(
+        {"patient_id": "pseudonymize", "admit_time": "shift_dates", "discharge_time": "shift_dates"}, Pseudonymizer(KEY)
+    )
+    out = deid.apply(enc)
+    assert ((out["discharge_time"] - out["admit_time"]) == (enc["discharge_time"] - enc["admit_time"])).all()
+    shift = (out["admit_time"].dt.tz_localize(None) - enc["admit_time"]).dt.days
+    assert shift.groupby(enc["patient_id"]).nunique().eq(1).all() and shift.abs().max() <= 183
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("02118", "021"),
+        (2118, "021"),
+        ("03601", "000"),
+        (3601, "000"),
+        ("10025-1234", "100"),
+        ("8210", "082"),
+        (501, "005"),
+        ("abcde", None),
+        (None, None),
+    ],
+)
+def test_zip3(raw: object, expected: str | None) -> None:
+    value = zip3(pd.Series([raw], dtype=object)).iloc[0]
+    assert (pd.isna(value) and expected is None) or value == expected
+
+
+@given(st.integers(min_value=0, max_value=99999))
+@settings(max_examples=300, deadline=None)
+def test_zip3_never_leaks_a_restricted_prefix(value: int) -> None:
+    out = zip3(pd.Series([value, str(value).zfill(5)])).tolist()
+    assert out[0] == out[1] and out[0] not in RESTRICTED_ZIP3 and len(out[0]) == 3
+
+
+def test_ages_and_years_at_the_90_boundary() -> None:
+    frame = pd.DataFrame(
+        {
+            "patient_id": ["a", "b", "c", "d"],
+            "birth_date": ["1936-01-02", "1936-01-01", "1935-12-31", "1996-02-29"],
+            "admit": ["2026-01-01", "2026-01-01", "2026-01-01", "2026-01-01"],
+        }
+    )
+    deid = Deidentifier({"patient_id": "pseudonymize", "birth_date": "age", "admit": "year"}, Pseudonymizer(KEY))
+    out = deid.apply(frame)
+    assert list(out["age"]) == ["89", "90+", "90+", "29"]
+    assert list(out["admit_year"]) == ["2026", "90+", "90+", "2026"]
+
+
+def test_text_redaction_patterns() -> None:
+    deid = Deidentifier({"t": "redact_text"}, Pseudonymizer(KEY))
+    text = (
+        "Seen 3/4/2025, SSN 123-45-6789, call (617) 555-0199 or mail ann.lee@example.org; "
+        "see https://portal.example.org/x from 10.0.0.12; MRN: 1234567. Wife Maria Lopez called."
+    )
+    out = deid.redact(text, ["Ann"])
+    for phi in (
+        "3/4/2025",
+        "123-45-6789",
+        "555-0199",
+        "ann.lee",
+        "portal.example",
+        "10.0.0.12",
+        "1234567",
+        "Maria",
+        "Lopez",
+    ):
+        assert phi not in out, phi
+    assert "Wife [NAME]" in out
+
+
+def test_every_column_needs_an_action_and_a_key() -> None:
+    deid = Deidentifier({"patient_id": "pseudonymize"}, Pseudonymizer(KEY))
+    with pytest.raises(InvalidInput, match="'ssn' has no de-identification action"):
+        deid.apply(pd.DataFrame({"patient_id": ["a"], "ssn": ["123-45-6789"]}))
+    with pytest.raises(InvalidInput, match="unknown action 'hash'"):
+        Deidentifier({"x": "hash"}, Pseudonymizer(KEY))
+    with pytest.raises(ConfigError, match="MEDOPS_PSEUDONYM_KEY is not set"):
+        load_key({})
+    with pytest.raises(ConfigError, match="too short"):
+        load_key({"MEDOPS_PSEUDONYM_KEY": "short"})
+    assert load_key({"MEDOPS_PSEUDONYM_KEY": "x" * 40}) == b"x" * 40
