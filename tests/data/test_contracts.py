@@ -1,0 +1,115 @@
+"""Contracts catch what they must, normalize units, and name the broken rule and row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from medops.data import CsvSource
+from medops.data.contracts import Contract, DataContractError, load_contract
+from medops.synth import generate, write
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "readmission" / "contracts"
+
+
+def _run(contract: Contract, source: CsvSource, chunk_rows: int = 500) -> tuple[pd.DataFrame, pd.DataFrame]:
+    good, bad = [], []
+    for chunk in source.chunks(chunk_rows):
+        checked = contract.apply(chunk)
+        good.append(checked.good)
+        bad.append(checked.quarantined)
+    return pd.concat(good, ignore_index=True), pd.concat(bad, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def drifted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("d") / "csv"
+    write(generate(800, seed=41, scenario="unit_change"), folder, "csv")
+    return folder
+
+
+def test_unit_change_is_normalized_and_the_data_passes(drifted: Path) -> None:
+    contract = Contract.from_file(EXAMPLES / "observations.yaml")
+    good, bad = _run(contract, CsvSource(drifted / "observations.csv"))
+    report = contract.finish(now=pd.Timestamp("2026-06-01", tz="UTC"))
+    assert report.normalized["temperature F to C"] > 0
+    temps = good[good["code"] == "temperature"]
+    assert set(temps["unit"]) == {"C"} and temps["value"].between(30, 45).all()
+    assert bad.empty and report.passed and report.rows == len(good)
+
+
+def test_impossible_values_are_quarantined_with_reasons(drifted: Path, tmp_path: Path) -> None:
+    frame = pd.read_csv(drifted / "observations.csv", dtype=str)
+    hr = frame.index[frame["code"] == "heart_rate"][:3]
+    frame.loc[hr[0], "value"] = "400"
+    frame.loc[hr[1], "value"] = "fast"
+    frame.loc[hr[2], "code"] = "pulse_ox"
+    frame.loc[frame.index[5], "observed_at"] = ""
+    frame = pd.concat([frame, frame.iloc[[10]]], ignore_index=True)  # a duplicate (encounter, code)
+    path = tmp_path / "obs.csv"
+    frame.to_csv(path, index=False)
+    contract = Contract.from_file(EXAMPLES / "observations.yaml")
+    good, bad = _run(contract, CsvSource(path), chunk_rows=700)
+    report = contract.finish(now=pd.Timestamp("2026-06-01", tz="UTC"))
+    assert len(bad) == 5 and len(good) == len(frame) - 5
+    reasons = " | ".join(bad["_reasons"])
+    for expected in (
+        "heart rate 20-300",
+        "value: not a float",
+        "code: allowed values",
+        "observed_at: missing value",
+        "encounter_id+code: duplicate",
+    ):
+        assert expected in reasons, expected
+    assert report.rules["rule: heart rate 20-300 /min"].sample_rows == [int(hr[0]) + 1]
+    assert list(bad["_row"]) == sorted(bad["_row"])
+
+
+def test_fail_outcome_stops_and_names_the_row(tmp_path: Path) -> None:
+    (tmp_path / "enc.csv").write_text(
+        "encounter_id,patient_id,admit_time,discharge_time\n"
+        "E1,P1,2025-01-01T10:00:00Z,2025-01-03T10:00:00Z\n"
+        "E2,P1,2025-02-05T10:00:00Z,2025-02-01T10:00:00Z\n"
+    )
+    (tmp_path / "c.yaml").write_text(
+        "table: encounters\non_failure: fail\ncolumns:\n  encounter_id: {unique: true}\n  patient_id: {}\n"
+        "  admit_time: {type: datetime}\n  discharge_time: {type: datetime}\n"
+        "rules:\n  - {name: discharge after admit, expr: 'discharge_time >= admit_time'}\n"
+    )
+    contract = Contract.from_file(tmp_path / "c.yaml")
+    with pytest.raises(DataContractError, match=r"enc|c.yaml") as info:
+        _run(contract, CsvSource(tmp_path / "enc.csv"))
+    assert "row 2 breaks rule: discharge after admit" in info.value.message
+
+
+def test_missing_required_column_names_it(drifted: Path) -> None:
+    contract = Contract.from_file(EXAMPLES / "encounters.yaml")
+    chunk = next(CsvSource(drifted / "encounters.csv").chunks()).drop(columns=["admit_time"])
+    with pytest.raises(DataContractError, match="required column 'admit_time' is missing"):
+        contract.apply(chunk)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("table: t\ncolumns:\n  a: {type: float, rnage: [0, 1]}\n", r"columns.a.rnage: unknown field"),
+        ("table: t\ncolumns:\n  a: {type: decimal}\n", r"columns.a.type"),
+        ("table: t\non_failure: ignore\ncolumns: {a: {}}\n", r"on_failure"),
+        ("table: t\ncolumns: {a: {}}\nunique: [b]\n", r"'b' is not a declared column"),
+        ("table: t\ncolumns: [a\n", r"line \d+: not valid YAML"),
+    ],
+)
+def test_contract_typos_are_named(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(DataContractError, match=message):
+        load_contract(path)
+
+
+def test_stale_data_fails(drifted: Path) -> None:
+    contract = Contract.from_file(EXAMPLES / "observations.yaml")
+    _run(contract, CsvSource(drifted / "observations.csv"))
+    with pytest.raises(DataContractError, match="stale"):
+        contract.finish(now=pd.Timestamp("2040-01-01", tz="UTC"))
