@@ -66,11 +66,10 @@ def _first_bad_utf8_line(path: Path) -> int | None:
 
 
 @dataclass
-class CsvSource:
-    """A delimited text file, read by Arrow's streaming reader with strict row lengths."""
+class _FileSource:
+    """What every file source shares: its path is its name, its bytes its fingerprint."""
 
     path: Path
-    delimiter: str = ","
 
     @property
     def name(self) -> str:
@@ -79,6 +78,13 @@ class CsvSource:
     def fingerprint(self) -> str:
         _require_file(self.path)
         return file_sha256(self.path)
+
+
+@dataclass
+class CsvSource(_FileSource):
+    """A delimited text file, read by Arrow's streaming reader with strict row lengths."""
+
+    delimiter: str = ","
 
     def header(self) -> list[str]:
         _require_file(self.path)
@@ -158,17 +164,7 @@ class CsvSource:
 
 
 @dataclass
-class ParquetSource:
-    path: Path
-
-    @property
-    def name(self) -> str:
-        return str(self.path)
-
-    def fingerprint(self) -> str:
-        _require_file(self.path)
-        return file_sha256(self.path)
-
+class ParquetSource(_FileSource):
     def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
         _require_file(self.path)
         try:
@@ -260,10 +256,9 @@ FLATTENERS: dict[str, Flattener] = {
 
 
 @dataclass
-class FhirNdjsonSource:
+class FhirNdjsonSource(_FileSource):
     """FHIR R4 Bulk Data NDJSON of one resource type, flattened to a table."""
 
-    path: Path
     resource_type: str
 
     def __post_init__(self) -> None:
@@ -272,14 +267,6 @@ class FhirNdjsonSource:
                 f"FHIR resource type {self.resource_type!r} is not supported",
                 hint=f"supported: {', '.join(FLATTENERS)}",
             )
-
-    @property
-    def name(self) -> str:
-        return str(self.path)
-
-    def fingerprint(self) -> str:
-        _require_file(self.path)
-        return file_sha256(self.path)
 
     def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
         _require_file(self.path)
