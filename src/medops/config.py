@@ -34,6 +34,7 @@ class Settings:
     executor: str = "local"
     signing_key_file: str = ""
     db_busy_timeout: float = 30.0
+    pseudonym_key_file: str = ""
 
     @property
     def config_path(self) -> Path:
@@ -58,6 +59,7 @@ _FILE_KEYS: dict[str, type] = {
     "executor": str,
     "signing_key_file": str,
     "db_busy_timeout": float,
+    "pseudonym_key_file": str,
 }
 
 
@@ -168,6 +170,7 @@ def load_settings(home: Path | None = None, env: Mapping[str, str] | None = None
         executor=data.get("executor", "local"),
         signing_key_file=data.get("signing_key_file") or str(default_key_dir() / f"{workspace_id}.ed25519"),
         db_busy_timeout=data.get("db_busy_timeout", 30.0),
+        pseudonym_key_file=data.get("pseudonym_key_file") or str(default_key_dir() / f"{workspace_id}.pseudonym"),
     )
     validate(settings)
     return settings

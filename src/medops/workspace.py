@@ -24,6 +24,7 @@ from medops.config import (
     load_settings,
     render_config,
 )
+from medops.data import deid
 from medops.errors import Conflict, MedopsError
 from medops.identity.keys import ENV_KEY, create_key_file, load_private_key
 from medops.identity.signatures import SignatureService
@@ -123,6 +124,7 @@ def init_workspace(
         "artifact_root": artifact_root or DEFAULT_ARTIFACT_DIR,
         "default_user": admin_username,
         **({"signing_key_file": str(key_file)} if key_dir else {}),
+        **({"pseudonym_key_file": str(key_file.with_suffix(".pseudonym"))} if key_dir else {}),
         "online_store": "sqlite",
         "executor": "local",
     }
@@ -138,6 +140,7 @@ def init_workspace(
             artifact_root=artifact_root or str(home / DEFAULT_ARTIFACT_DIR),
             default_user=admin_username,
             signing_key_file=str(key_file),
+            pseudonym_key_file=str(key_file.with_suffix(".pseudonym")),
         )
         if metadata_url is None:
             created += [home / DEFAULT_DB_FILE, home / f"{DEFAULT_DB_FILE}-wal", home / f"{DEFAULT_DB_FILE}-shm"]
@@ -153,6 +156,10 @@ def init_workspace(
         if not os.environ.get(ENV_KEY):
             create_key_file(key_file)
             created.append(key_file)
+        if not os.environ.get(deid.KEY_ENV):
+            pseudonym_file = key_file.with_suffix(".pseudonym")
+            if deid.create_key_file(pseudonym_file):
+                created.append(pseudonym_file)
         ws = Workspace.from_settings(settings)
         ws.users.bootstrap_admin(admin_username, admin_full_name, admin_password)
         ws.signatures.register_key(BOOTSTRAP_ACTOR)

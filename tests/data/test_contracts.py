@@ -7,11 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import medops
+
 from medops.data import CsvSource
 from medops.data.contracts import Contract, DataContractError, load_contract
 from medops.synth import generate, write
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "readmission" / "contracts"
+EXAMPLES = Path(medops.__file__).parent / "templates" / "readmission" / "contracts"
 
 
 def _run(contract: Contract, source: CsvSource, chunk_rows: int = 500) -> tuple[pd.DataFrame, pd.DataFrame]:

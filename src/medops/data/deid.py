@@ -4,8 +4,10 @@ Each column gets one action; what was done is counted for the de-identification 
 
 - ``drop``: remove the column (names, SSN, MRN, phone, fax, email, street, city, plan and
   account numbers, licence, vehicle and device ids, URLs, IPs, biometric ids, photos).
-- ``pseudonymize``: keyed pseudonym, HMAC-SHA256 with a secret from MEDOPS_PSEUDONYM_KEY;
-  the same id and key give the same pseudonym in every ingest, so joins still work. A
+- ``pseudonymize`` (or ``pseudonymize:<kind>``): keyed pseudonym, HMAC-SHA256 with a secret from MEDOPS_PSEUDONYM_KEY;
+  the same id and key give the same pseudonym in every ingest, so joins still work. The
+  kind (default: ``patient`` for the patient id, else the column name) names the id space:
+  ``attending_hcp_id`` and ``prescriber_hcp_id`` both take ``pseudonymize:hcp`` to join. A
   keyed hash of an identifier is *derived from* it (164.514(c)): keep the key out of the
   workspace and treat its use as a documented risk decision.
 - ``zip3``: the first three ZIP digits, or ``000`` where all ZIPs with that prefix hold
@@ -14,7 +16,7 @@ Each column gets one action; what was done is counted for the de-identification 
 - ``year``: a date reduced to its year; for a person aged 90 or more at that date the year
   is withheld too (it would reveal the age).
 - ``age``: age in whole years at a reference date, with 90 and over pooled as ``90+``.
-- ``shift_dates``: every date of a patient moved by the same keyed offset (-182..182 days),
+- ``shift_dates``: every date of a patient moved by the same keyed offset (-182..182 days, never 0),
   keeping intervals. Date shifting is an expert-determination technique, not Safe Harbor.
 - ``redact_text``: free text scanned for PHI (SSN, phone, email, MRN, dates, URLs, IPs,
   the record's own names, and relatives named after a relation word) and redacted.
@@ -28,10 +30,12 @@ import hashlib
 import hmac
 import os
 import re
+import secrets
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -62,13 +66,20 @@ _RELATIVE = re.compile(
 )
 
 
-def load_key(env: dict[str, str] | None = None) -> bytes:
-    """The pseudonymization secret: at least 32 bytes, from the environment, never the workspace."""
+def load_key(env: dict[str, str] | None = None, key_file: str | Path | None = None) -> bytes:
+    """The pseudonymization secret (32+ bytes): MEDOPS_PSEUDONYM_KEY, else the workspace's key file.
+
+    The key file lives outside the workspace (next to the signing key); it is never stored
+    in the metadata database or the artifact store.
+    """
     source = os.environ if env is None else env
     raw = source.get(KEY_ENV, "")
+    where = KEY_ENV
+    if not raw and key_file and Path(key_file).is_file():
+        raw, where = Path(key_file).read_text(encoding="utf-8").strip(), str(key_file)
     if not raw:
         raise ConfigError(
-            f"{KEY_ENV} is not set: pseudonyms need a secret key",
+            f"{KEY_ENV} is not set and there is no key file: pseudonyms need a secret key",
             hint='generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"',
         )
     try:
@@ -76,8 +87,23 @@ def load_key(env: dict[str, str] | None = None) -> bytes:
     except ValueError:
         key = raw.encode("utf-8")
     if len(key) < 32:
-        raise ConfigError(f"{KEY_ENV} is too short: use at least 32 bytes of random data")
+        raise ConfigError(f"the pseudonymization key in {where} is too short: use at least 32 bytes of random data")
     return key
+
+
+def create_key_file(path: Path) -> bool:
+    """A new random pseudonymization key, readable by its owner only; never overwritten."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(secrets.token_urlsafe(48) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    return True
 
 
 @dataclass(frozen=True)
@@ -97,7 +123,8 @@ class Pseudonymizer:
 
     def shift_days(self, patient: object) -> int:
         digest = hmac.new(self.key, f"dateshift:{patient}".encode(), hashlib.sha256).digest()
-        return int.from_bytes(digest[:4], "big") % (2 * MAX_SHIFT_DAYS + 1) - MAX_SHIFT_DAYS
+        days = int.from_bytes(digest[:4], "big") % (2 * MAX_SHIFT_DAYS) - MAX_SHIFT_DAYS
+        return days if days < 0 else days + 1  # never 0: a shift of none would keep the real dates
 
 
 def zip3(values: pd.Series) -> pd.Series:
@@ -161,17 +188,22 @@ class Deidentifier:
     patient_column: str = "patient_id"
     birth_column: str = "birth_date"
     reference_date: date = date(2026, 1, 1)
+    name_columns: tuple[str, ...] = ("first_name", "last_name")
+    text_phi: str = "redact"
     report: DeidReport = field(default_factory=DeidReport)
     _qi: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         for column, action in self.actions.items():
-            if action not in ACTIONS:
+            if action.split(":", 1)[0] not in ACTIONS or action.endswith(":"):
                 raise InvalidInput(
                     f"de-identification of {column!r}: unknown action {action!r}", hint=f"actions: {', '.join(ACTIONS)}"
                 )
+        if self.text_phi not in ("redact", "fail"):
+            raise InvalidInput(f"text_phi must be 'redact' or 'fail', not {self.text_phi!r}")
 
-    def apply(self, chunk: pd.DataFrame) -> pd.DataFrame:
+    def apply(self, chunk: pd.DataFrame, rows: Sequence[int] | None = None) -> pd.DataFrame:
+        """De-identify one chunk; ``rows`` are its source row numbers, for error messages."""
         unknown = [c for c in chunk.columns if c not in self.actions]
         if unknown:
             raise InvalidInput(
@@ -187,8 +219,8 @@ class Deidentifier:
             elif action == "keep":
                 out[column] = values
                 self.report.add(column, action, 0)
-            elif action == "pseudonymize":
-                kind = "patient" if column == self.patient_column else column
+            elif action.startswith("pseudonymize"):
+                kind = action.partition(":")[2] or ("patient" if column == self.patient_column else column)
                 out[column] = self.pseudonymizer.series(values, kind)
                 self.report.add(column, action, int(values.notna().sum()))
             elif action == "zip3":
@@ -204,7 +236,7 @@ class Deidentifier:
                 out[column] = self._shift(values, patients, column)
                 self.report.add(column, action, int(values.notna().sum()), "per-patient keyed offset")
             elif action == "redact_text":
-                out[column] = self._redact(chunk, column)
+                out[column] = self._redact(chunk, column, rows)
                 self.report.add(column, action, int(values.notna().sum()))
         self.report.rows += len(chunk)
         self._count_quasi_identifiers(out)
@@ -225,16 +257,25 @@ class Deidentifier:
         offsets = patients.map({p: self.pseudonymizer.shift_days(p) for p in pd.unique(patients.dropna())})
         return _dates(values, column) + pd.to_timedelta(offsets, unit="D")
 
-    def _redact(self, chunk: pd.DataFrame, column: str) -> pd.Series:
-        names = [c for c in ("first_name", "last_name") if c in chunk]
+    def _redact(self, chunk: pd.DataFrame, column: str, rows: Sequence[int] | None) -> pd.Series:
+        name_values = [chunk[c].tolist() for c in self.name_columns if c in chunk]
         texts = chunk[column].astype("string")
         out: list[str | None] = []
         for i, text in enumerate(texts):
             if text is pd.NA or text is None:
                 out.append(None)
                 continue
-            own = [str(chunk[c].iat[i]) for c in names if isinstance(chunk[c].iat[i], str)]
-            out.append(self.redact(str(text), own))
+            own = [str(values[i]) for values in name_values if isinstance(values[i], str)]
+            before = sum(self.report.text_redactions.values())
+            redacted = self.redact(str(text), own)
+            if self.text_phi == "fail" and sum(self.report.text_redactions.values()) > before:
+                row = rows[i] if rows is not None else self.report.rows + i + 1
+                found = sorted(set(re.findall(r"\[([A-Z]+)\]", redacted)))
+                raise InvalidInput(
+                    f"column {column!r}, row {row}: free text holds PHI ({', '.join(found)})",
+                    hint="the project's de-identification says text_phi: fail; use redact to redact it instead",
+                )
+            out.append(redacted)
         return pd.Series(out, index=chunk.index, dtype="string")
 
     def redact(self, text: str, names: Iterable[str] = ()) -> str:

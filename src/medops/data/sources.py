@@ -34,7 +34,8 @@ _OTHER_DELIMITERS = (";", "\t", "|")
 class Source(Protocol):
     """Something medops can ingest: a name for messages, chunks, and a content fingerprint."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]: ...
 

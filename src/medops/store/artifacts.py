@@ -13,6 +13,7 @@ import io
 import os
 import re
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -133,6 +134,47 @@ class ArtifactStore:
             tmp.unlink(missing_ok=True)
             raise
         return self._publish_local(tmp, digest)
+
+    def staging_path(self) -> Path:
+        """A local file to build an artifact in (a Parquet writer, say); pass it to ``adopt``.
+
+        On a local root it sits in the store's temp folder, so adopting it is a rename and
+        a crash leaves only a temp file that ``clean_temp`` removes.
+        """
+        if self.local:
+            return self._local_tmp()
+        handle, name = tempfile.mkstemp(prefix="medops-staged-")
+        os.close(handle)
+        return Path(name)
+
+    def adopt(self, staged: Path) -> str:
+        """Hash, flush and publish a complete file from ``staging_path``; the file is consumed."""
+        if not self.local:
+            try:
+                return self.put(staged)
+            finally:
+                staged.unlink(missing_ok=True)
+        try:
+            with open(staged, "rb") as handle, ThreadPoolExecutor(max_workers=1) as pool:
+                synced = pool.submit(os.fsync, handle.fileno())
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+                synced.result()
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        return self._publish_local(staged, digest)
+
+    def local_path(self, digest: str) -> Path:
+        """The verified file behind an artifact, for readers that need a path (DuckDB, Arrow).
+
+        Verification hashes the whole file, so readers call this once per use, not per row.
+        """
+        if not self.local:
+            raise ConfigError("local_path needs a local artifact_root", hint="read it with open() instead")
+        path = Path(self._require(digest))
+        with open(path, "rb") as handle:
+            _check(digest, _hash_stream(handle))
+        return path
 
     def _local_tmp(self) -> Path:
         tmp_dir = Path(self.root) / TMP_DIR

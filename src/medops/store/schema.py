@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -139,3 +140,36 @@ class Signature(Base):
     value: Mapped[str] = mapped_column(String(128))
 
     __table_args__ = (Index("ix_signatures_record", "record_type", "record_id"),)
+
+
+class DatasetVersion(Base):
+    """An immutable dataset: its version is the SHA-256 of its Parquet artifact."""
+
+    __tablename__ = "dataset_versions"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    rows: Mapped[int] = mapped_column(BigInteger)
+    column_count: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    contract_result: Mapped[str] = mapped_column(String(16))
+    details: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class LineageEdge(Base):
+    """``src`` fed ``dst``; nodes are typed ids such as ``file:<sha256>`` or ``dataset:<name>@<version>``."""
+
+    __tablename__ = "lineage_edges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    src: Mapped[str] = mapped_column(String(300), index=True)
+    dst: Mapped[str] = mapped_column(String(300), index=True)
+    relation: Mapped[str] = mapped_column(String(32))
+    attrs: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("src", "dst", "relation", name="uq_lineage_edges_src"),)

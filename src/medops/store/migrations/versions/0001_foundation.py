@@ -7,6 +7,7 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
+from medops.store.append_only import create_triggers
 from medops.store.schema import UTCDateTime
 
 revision = "0001"
@@ -96,38 +97,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_signatures_user_id", "signatures", ["user_id"])
     op.create_index("ix_signatures_record", "signatures", ["record_type", "record_id"])
-    _append_only_triggers()
-
-
-def _append_only_triggers() -> None:
-    """The database itself refuses to rewrite history, whoever connects."""
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(
-            """
-            CREATE OR REPLACE FUNCTION medops_refuse_change() RETURNS trigger
-            LANGUAGE plpgsql AS $$
-            BEGIN
-                RAISE EXCEPTION 'medops: % on % refused: the table is append-only', TG_OP, TG_TABLE_NAME
-                    USING ERRCODE = 'insufficient_privilege';
-            END $$
-            """
-        )
-        for table in APPEND_ONLY:
-            op.execute(
-                f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                "FOR EACH ROW EXECUTE FUNCTION medops_refuse_change()"
-            )
-            op.execute(
-                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION medops_refuse_change()"
-            )
-    else:
-        for table in APPEND_ONLY:
-            for verb in ("UPDATE", "DELETE"):
-                op.execute(
-                    f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-                    f"BEGIN SELECT RAISE(ABORT, 'medops: {verb} on {table} refused: the table is append-only'); END"
-                )
+    create_triggers(APPEND_ONLY)
 
 
 def downgrade() -> None:

@@ -1,0 +1,408 @@
+"""Ingest: a source, through its contract and de-identification, into a dataset version.
+
+Chunk by chunk: read raw rows, check and normalize them against the contract, de-identify
+the rows that pass and the rows kept apart alike, and write both as Parquet into staging
+files in the artifact store. Only de-identified rows are ever written. When every chunk is
+done the files are profiled, published under their SHA-256 and recorded, with lineage and
+an audit event, in one transaction. A crash before that commit leaves no dataset version,
+only a staging file that ``clean_temp`` removes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+
+from medops import __version__
+from medops.clock import utc_now
+from medops.data.contracts import Contract, ContractSpec, ValidationReport
+from medops.data.datasets import DatasetInfo, get
+from medops.data.deid import ACTIONS, Deidentifier, DeidReport, Pseudonymizer, load_key
+from medops.data.parquet_sink import ParquetSink
+from medops.data.profile import profile_parquet
+from medops.data.sources import DEFAULT_CHUNK_ROWS, CsvSource, FhirNdjsonSource, ParquetSource, Source, SqlSource
+from medops.errors import InvalidInput
+from medops.identity import Role
+from medops.store.lineage import Edge, add_edges, dataset_node, file_node
+from medops.store.schema import DatasetVersion
+from medops.workspace import Workspace
+
+INGEST_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN}
+DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+SAMPLES_PER_RULE = 5
+_KEYED_ACTIONS = ("pseudonymize", "shift_dates")
+
+
+@dataclass(frozen=True)
+class NameLookup:
+    """Where free-text redaction finds the names of a record's patient (e.g. the patients table)."""
+
+    source: Source
+    id_column: str
+    columns: tuple[str, ...]
+
+
+@dataclass
+class TablePlan:
+    """Everything one ingest needs; built from the project file or by hand."""
+
+    name: str
+    source: Source
+    actions: dict[str, str]
+    contract: ContractSpec | None = None
+    contract_file: str | None = None
+    text_phi: str = "redact"
+    reference_date: date = date(2026, 1, 1)
+    names: NameLookup | None = None
+
+    def __post_init__(self) -> None:
+        if not DATASET_NAME.match(self.name):
+            raise InvalidInput(
+                f"{self.name!r} is not a valid dataset name",
+                hint="use lowercase letters, digits and '_', starting with a letter (at most 64)",
+            )
+
+
+@dataclass
+class IngestResult:
+    dataset: DatasetInfo
+    quarantine: DatasetInfo | None
+    new: bool
+    validation: ValidationReport | None
+    deid: DeidReport
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def source_kind(source: Source) -> str:
+    kinds = {CsvSource: "csv", ParquetSource: "parquet", FhirNdjsonSource: "fhir", SqlSource: "sql"}
+    return next((k for cls, k in kinds.items() if isinstance(source, cls)), type(source).__name__)
+
+
+def _source_node(source: Source, fingerprint: str) -> str:
+    return f"query:{fingerprint}" if isinstance(source, SqlSource) else file_node(fingerprint)
+
+
+def key_fingerprint(key: bytes) -> str:
+    """Names the pseudonymization key (not reversible) so a dataset says which key made it."""
+    return hashlib.sha256(b"medops-pseudonym-key-id:" + key).hexdigest()[:12]
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class _Names:
+    def __init__(self, lookup: NameLookup, chunk_rows: int) -> None:
+        self.lookup = lookup
+        self.hidden = [f"_name_{c}" for c in lookup.columns]
+        parts = []
+        for chunk in lookup.source.chunks(chunk_rows):
+            missing = [c for c in (lookup.id_column, *lookup.columns) if c not in chunk]
+            if missing:
+                raise InvalidInput(f"{lookup.source.name}: names lookup needs column {missing[0]!r}")
+            parts.append(chunk[[lookup.id_column, *lookup.columns]])
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[lookup.id_column])
+        frame = frame.drop_duplicates(lookup.id_column).set_index(lookup.id_column)
+        self.table = frame.set_axis(self.hidden, axis=1)
+
+    def attach(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        if self.lookup.id_column not in chunk:
+            return chunk
+        return chunk.join(self.table, on=self.lookup.id_column)
+
+
+class _Run:
+    """One ingest in progress: the stages, the two sinks and what they learn."""
+
+    def __init__(self, ws: Workspace, plan: TablePlan, chunk_rows: int) -> None:
+        self.ws, self.plan, self.chunk_rows = ws, plan, chunk_rows
+        self.contract = (
+            Contract(plan.contract, source=plan.contract_file or plan.source.name) if plan.contract else None
+        )
+        self.names = _Names(plan.names, chunk_rows) if plan.names else None
+        actions = dict(plan.actions)
+        name_columns: tuple[str, ...] = ("first_name", "last_name")
+        if self.names:
+            actions.update({h: "drop" for h in self.names.hidden})
+            name_columns = (*name_columns, *self.names.hidden)
+        self.keyed = any(a.split(":", 1)[0] in _KEYED_ACTIONS for a in actions.values())
+        self.key = load_key(key_file=ws.settings.pseudonym_key_file) if self.keyed else b"\0" * 32
+
+        def deidentifier() -> Deidentifier:
+            return Deidentifier(
+                actions,
+                Pseudonymizer(self.key),
+                reference_date=plan.reference_date,
+                name_columns=name_columns,
+                text_phi=plan.text_phi,
+            )
+
+        self.deid, self.deid_bad = deidentifier(), deidentifier()
+        self.samples: dict[str, list[dict[str, Any]]] = {}
+        self.data = ParquetSink(ws.artifacts.staging_path(), f"dataset {plan.name}")
+        self.bad = ParquetSink(ws.artifacts.staging_path(), f"dataset {plan.name}.quarantine")
+        self.read = 0
+
+    def chunk(self, raw: pd.DataFrame) -> None:
+        raw = raw.reset_index(drop=True)
+        if self.names:
+            raw = self.names.attach(raw)
+        rows = np.arange(self.read + 1, self.read + len(raw) + 1)
+        self.read += len(raw)
+        if self.contract is None:
+            self.data.write(self.deid.apply(raw, rows.tolist()))
+            return
+        checked = self.contract.apply(raw)
+        good_rows = (
+            np.delete(rows, checked.quarantined["_row"].to_numpy(dtype=np.int64) - rows[0]) if len(raw) else rows
+        )
+        if self.plan.contract and self.plan.contract.on_failure == "warn":
+            good_rows = rows
+        self.data.write(self.deid.apply(checked.good, good_rows.tolist()))
+        if len(checked.quarantined):
+            meta = checked.quarantined[["_row", "_reasons"]]
+            cleaned = self.deid_bad.apply(checked.quarantined.drop(columns=["_row", "_reasons"]), meta["_row"].tolist())
+            kept = pd.concat([meta.reset_index(drop=True), cleaned.reset_index(drop=True)], axis=1)
+            self._sample(kept)
+            if self.plan.contract and self.plan.contract.on_failure == "quarantine":
+                self.bad.write(kept)
+
+    def _sample(self, kept: pd.DataFrame) -> None:
+        for record in kept.head(SAMPLES_PER_RULE * 20).to_dict("records"):
+            for rule in str(record["_reasons"]).split("; "):
+                bucket = self.samples.setdefault(rule, [])
+                if len(bucket) < SAMPLES_PER_RULE:
+                    bucket.append({k: _jsonable(v) for k, v in record.items() if k != "_reasons"})
+
+    def abort(self) -> None:
+        self.data.abort()
+        self.bad.abort()
+
+
+def _contract_result(report: ValidationReport | None) -> str:
+    if report is None:
+        return "none"
+    if report.passed:
+        return "passed"
+    return {"quarantine": "quarantined", "warn": "warned"}.get(report.outcome, report.outcome)
+
+
+def _validation_doc(report: ValidationReport | None, samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    return {
+        "table": report.table,
+        "version": report.contract_version,
+        "outcome": report.outcome,
+        "passed": report.passed,
+        "rows": report.rows,
+        "rows_failed": report.rows_failed,
+        "normalized": dict(report.normalized),
+        "stale": report.stale,
+        "rules": [
+            {"rule": r.rule, "failures": r.failures, "samples": samples.get(r.rule, [])}
+            for r in sorted(report.rules.values(), key=lambda r: -r.failures)
+        ],
+    }
+
+
+def _deid_doc(report: DeidReport, key: str | None) -> dict[str, Any]:
+    return {
+        "rows": report.rows,
+        "key_id": key,
+        "columns": [
+            {"column": c.column, "action": c.action, "changed": c.changed, "note": c.note}
+            for c in report.columns.values()
+            if not c.column.startswith("_name_")
+        ],
+        "text_redactions": dict(report.text_redactions),
+        "k_anonymity": report.k_anonymity,
+        "share_below_k5": report.share_below_k5,
+        "restricted_zip3_version": report.restricted_zip3_version,
+    }
+
+
+def ingest(
+    ws: Workspace,
+    plan: TablePlan,
+    *,
+    actor: str | None = None,
+    reason: str | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    now: pd.Timestamp | None = None,
+    progress: Callable[[int], None] = lambda rows: None,
+) -> IngestResult:
+    """Ingest one table; the same data ingested again gives the same version and stores nothing."""
+    who = actor or ws.actor
+    ws.users.require_role(who, "dataset.ingest", INGEST_ROLES)
+    unknown = sorted({a for a in plan.actions.values() if a.split(":", 1)[0] not in ACTIONS})
+    if unknown:
+        raise InvalidInput(f"table {plan.name}: unknown de-identification action {unknown[0]!r}")
+    fingerprint = plan.source.fingerprint()
+    run = _Run(ws, plan, chunk_rows)
+    staged: list[Path] = []
+    try:
+        chunks: Iterator[pd.DataFrame] = plan.source.chunks(chunk_rows)
+        for raw in chunks:
+            try:
+                run.chunk(raw)
+            except InvalidInput as exc:
+                if exc.message.startswith(plan.source.name) or exc.message.startswith(str(plan.contract_file)):
+                    raise
+                raise type(exc)(f"{plan.source.name}: {exc.message}", hint=exc.hint) from None
+            progress(run.read)
+        if run.read == 0:
+            raise InvalidInput(f"{plan.source.name}: no data rows", hint="the source has a header but no rows")
+        validation = run.contract.finish(now) if run.contract else None
+        deid_report = run.deid.finish()
+        run.data.close()
+        staged.append(run.data.path)
+        quarantined = run.bad.total > 0
+        if quarantined:
+            run.bad.close()
+            staged.append(run.bad.path)
+        else:
+            run.bad.abort()
+        profiles = [profile_parquet(p) for p in staged]
+        schemas = [[{"name": f.name, "type": str(f.type)} for f in sink.schema or []] for sink in (run.data, run.bad)]
+        sizes = [p.stat().st_size for p in staged]
+        versions = [ws.artifacts.adopt(p) for p in staged]
+    except BaseException:
+        run.abort()
+        raise
+    key_id = key_fingerprint(run.key) if run.keyed else None
+    sources = [{"name": plan.source.name, "kind": source_kind(plan.source), "sha256": fingerprint}]
+    if plan.names:
+        sources.append(
+            {
+                "name": plan.names.source.name,
+                "kind": source_kind(plan.names.source),
+                "sha256": plan.names.source.fingerprint(),
+                "role": "names for text redaction",
+            }
+        )
+    common = {
+        "sources": sources,
+        "contract_file": plan.contract_file,
+        "ingest": {"medops": __version__, "reference_date": plan.reference_date.isoformat(), "text_phi": plan.text_phi},
+    }
+    records = [
+        DatasetVersion(
+            name=plan.name,
+            version=versions[0],
+            kind="data",
+            rows=run.data.rows,
+            column_count=len(schemas[0]),
+            size_bytes=sizes[0],
+            contract_result=_contract_result(validation),
+            details="",
+            created_by=who,
+        )
+    ]
+    docs = [
+        {
+            **common,
+            "schema": schemas[0],
+            "profile": profiles[0],
+            "contract": _validation_doc(validation, run.samples),
+            "deid": _deid_doc(deid_report, key_id),
+        }
+    ]
+    if quarantined:
+        records.append(
+            DatasetVersion(
+                name=f"{plan.name}.quarantine",
+                version=versions[1],
+                kind="quarantine",
+                rows=run.bad.rows,
+                column_count=len(schemas[1]),
+                size_bytes=sizes[1],
+                contract_result="quarantine",
+                details="",
+                created_by=who,
+            )
+        )
+        docs.append(
+            {
+                **common,
+                "schema": schemas[1],
+                "profile": profiles[1],
+                "quarantine_of": dataset_node(plan.name, versions[0]),
+                "deid": _deid_doc(run.deid_bad.finish(), key_id),
+            }
+        )
+    new = _record(ws, who, reason, plan, records, docs, fingerprint)
+    dataset = get(ws.db, f"{plan.name}@{versions[0]}")
+    bad = get(ws.db, f"{plan.name}.quarantine@{versions[1]}") if quarantined else None
+    return IngestResult(dataset, bad, new, validation, deid_report, run.samples)
+
+
+def _record(
+    ws: Workspace,
+    who: str,
+    reason: str | None,
+    plan: TablePlan,
+    records: list[DatasetVersion],
+    docs: list[dict[str, Any]],
+    fingerprint: str,
+) -> bool:
+    """One transaction: the versions not stored yet, their lineage edges and the audit event."""
+    main = records[0]
+    entity = f"{main.name}@{main.version}"
+    src = _source_node(plan.source, fingerprint)
+    with ws.users.authorized(who, "dataset.ingest", "dataset", entity, INGEST_ROLES, reason=reason) as ch:
+        new = False
+        for record, doc in zip(records, docs, strict=True):
+            exists = ch.session.execute(
+                select(DatasetVersion.version).where(
+                    DatasetVersion.name == record.name, DatasetVersion.version == record.version
+                )
+            ).first()
+            if exists:
+                continue
+            record.details = json.dumps(doc, sort_keys=True, default=str)
+            record.created_at = utc_now()
+            ch.session.add(record)
+            new = True
+        attrs = {"source": plan.source.name, "kind": source_kind(plan.source)}
+        edges = [
+            Edge(src, dataset_node(r.name, r.version), "ingest" if r.kind == "data" else "quarantine", attrs)
+            for r in records
+        ]
+        if plan.names:
+            names = file_node(plan.names.source.fingerprint())
+            edges.append(
+                Edge(
+                    names, dataset_node(main.name, main.version), "redaction_names", {"source": plan.names.source.name}
+                )
+            )
+        add_edges(ch.session, edges, who)
+        ch.after = {
+            "dataset": main.name,
+            "version": main.version,
+            "rows": main.rows,
+            "columns": main.column_count,
+            "contract": main.contract_result,
+            "quarantine": f"{records[1].name}@{records[1].version}" if len(records) > 1 else None,
+            "source_sha256": fingerprint,
+            "unchanged": not new,
+        }
+    return new

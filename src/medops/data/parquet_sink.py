@@ -1,0 +1,107 @@
+"""Writing chunks to one Parquet file whose bytes follow the data, not the chunking.
+
+Rows are regrouped into fixed-size row groups and schema metadata (which would carry the
+pandas version) is dropped, so the same rows give the same file however they were read:
+the file's SHA-256 can then serve as the dataset's version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from medops.errors import InvalidInput
+
+ROW_GROUP_ROWS = 65_536
+
+
+def to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """A chunk as an Arrow table; untyped (object) columns become text so every chunk agrees."""
+    fixed = frame.copy(deep=False)
+    for column in fixed.columns:
+        if fixed[column].dtype == object:
+            fixed[column] = fixed[column].astype("string")
+    table = pa.Table.from_pandas(fixed, preserve_index=False)
+    return table.replace_schema_metadata(None)
+
+
+class ParquetSink:
+    def __init__(self, path: Path, where: str) -> None:
+        self.path = path
+        self.where = where
+        self.rows = 0
+        self.schema: pa.Schema | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.Table] = []
+        self._held = 0
+
+    @property
+    def total(self) -> int:
+        """Rows written or still held for the next row group."""
+        return self.rows + self._held
+
+    def write(self, frame: pd.DataFrame) -> None:
+        table = to_arrow(frame)
+        if self.schema is None:
+            self.schema = table.schema
+        elif table.schema != self.schema:
+            table = self._conform(table)
+        if table.num_rows == 0:
+            return
+        self._pending.append(table)
+        self._held += table.num_rows
+        if self._held >= ROW_GROUP_ROWS:
+            merged = pa.concat_tables(self._pending)
+            full = self._held - self._held % ROW_GROUP_ROWS
+            for start in range(0, full, ROW_GROUP_ROWS):
+                self._emit(merged.slice(start, ROW_GROUP_ROWS))
+            rest = merged.slice(full)
+            self._pending, self._held = [rest], rest.num_rows
+
+    def _conform(self, table: pa.Table) -> pa.Table:
+        assert self.schema is not None
+        if table.schema.names != self.schema.names:
+            raise InvalidInput(f"{self.where}: the columns changed between chunks")
+        columns = []
+        for field, column in zip(self.schema, table.columns, strict=True):
+            if column.type == field.type:
+                columns.append(column)
+                continue
+            try:
+                columns.append(column.cast(field.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise InvalidInput(
+                    f"{self.where}, column {field.name!r}: holds {column.type} values after {field.type} ones",
+                    hint="declare the column's type in the table's contract",
+                ) from None
+        return pa.Table.from_arrays(columns, schema=self.schema)
+
+    def _emit(self, table: pa.Table) -> None:
+        assert self.schema is not None
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, self.schema, compression="snappy")
+        self._writer.write_table(table.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
+        self.rows += table.num_rows
+
+    def close(self) -> int:
+        """Flush the last row group and close; an empty sink still writes its schema."""
+        if self._held:
+            self._emit(pa.concat_tables(self._pending))
+        self._pending, self._held = [], 0
+        if self._writer is None:
+            if self.schema is None:
+                raise InvalidInput(f"{self.where}: no rows and no columns to write")
+            self._writer = pq.ParquetWriter(self.path, self.schema, compression="snappy")
+        self._writer.close()
+        return self.rows
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001 - the file is being thrown away anyway
+                pass
+        self.path.unlink(missing_ok=True)

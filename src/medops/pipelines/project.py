@@ -1,0 +1,242 @@
+"""The project file, ``medops.yaml``: one reviewed declaration of a use case.
+
+It names the use case, its intended use and population, then one section per capability
+(this release: ``sources``, ``contracts`` and ``deidentify``). A pydantic schema checks it;
+unknown keys are errors, and every error names the file, the line and the field path.
+Paths in it are relative to the file, so a project moves with its folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from medops.data.contracts import ContractSpec, DataContractError, load_contract
+from medops.data.deid import ACTIONS
+from medops.data.sources import FLATTENERS, CsvSource, FhirNdjsonSource, ParquetSource, Source, SqlSource
+from medops.errors import ConfigError, InvalidInput
+
+PROJECT_FILE = "medops.yaml"
+_SLUG = r"^[a-z][a-z0-9_]{0,63}$"
+_FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".ndjson": "fhir", ".jsonl": "fhir"}
+
+
+class ProjectError(ConfigError):
+    """The project file can't be read or is not valid; the message says where."""
+
+    code = "project_invalid"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSpec(_Strict):
+    """A file (CSV, Parquet, FHIR NDJSON) or a SQL query; the format follows the extension."""
+
+    path: str | None = None
+    format: Literal["csv", "parquet", "fhir", "sql"] | None = None
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    resource: str | None = None
+    url: str | None = None
+    query: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> SourceSpec:
+        if self.format is None:
+            if self.url or self.query:
+                self.format = "sql"
+            elif self.path:
+                self.format = _FORMATS.get(Path(self.path).suffix.lower())  # type: ignore[assignment]
+                if self.format is None:
+                    raise ValueError(f"can't tell the format of {self.path!r}: set format (csv, parquet, fhir, sql)")
+        if self.format == "sql":
+            if not (self.url and self.query):
+                raise ValueError("a sql source needs url and query")
+        elif not self.path:
+            raise ValueError(f"a {self.format} source needs a path")
+        if self.format == "fhir" and self.resource not in FLATTENERS:
+            raise ValueError(f"a fhir source needs resource: one of {', '.join(FLATTENERS)}")
+        return self
+
+
+class NamesSpec(_Strict):
+    """Which source holds the names that free-text redaction looks for, keyed by patient id."""
+
+    source: str
+    id: str = "patient_id"
+    columns: list[str] = ["first_name", "last_name"]
+
+
+class DeidTableSpec(_Strict):
+    columns: dict[str, str]
+    text_phi: Literal["redact", "fail"] = "redact"
+
+    @field_validator("columns")
+    @classmethod
+    def _actions(cls, value: dict[str, str]) -> dict[str, str]:
+        for column, action in value.items():
+            base, _, kind = action.partition(":")
+            if base not in ACTIONS or (":" in action and (base != "pseudonymize" or not kind)):
+                raise ValueError(f"{column}: unknown action {action!r} (actions: {', '.join(ACTIONS)})")
+        return value
+
+
+class DeidSpec(_Strict):
+    reference_date: date = date(2026, 1, 1)
+    names: NamesSpec | None = None
+    tables: dict[str, DeidTableSpec]
+
+
+class Project(_Strict):
+    name: str = Field(pattern=_SLUG)
+    intended_use: str = Field(min_length=10)
+    population: str = Field(min_length=5)
+    description: str = ""
+    owner: str | None = None
+    sources: dict[str, SourceSpec]
+    contracts: dict[str, str] = {}
+    deidentify: DeidSpec
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Project:
+        for name in self.sources:
+            if not re.match(_SLUG, name):
+                raise ValueError(f"sources.{name}: a source name is lowercase letters, digits and '_'")
+            if name not in self.deidentify.tables:
+                raise ValueError(
+                    f"deidentify.tables.{name}: missing; every source needs a de-identification rule per column"
+                )
+        for section, tables in (("contracts", list(self.contracts)), ("deidentify.tables", list(self.deidentify.tables))):
+            for name in tables:
+                if name not in self.sources:
+                    raise ValueError(f"{section}.{name}: there is no source {name!r}")
+        lookup = self.deidentify.names
+        if lookup is not None and lookup.source not in self.sources:
+            raise ValueError(f"deidentify.names.source: there is no source {lookup.source!r}")
+        return self
+
+
+@dataclass(frozen=True)
+class LoadedProject:
+    spec: Project
+    path: Path
+    sha256: str
+    contracts: dict[str, ContractSpec]
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, relative: str) -> Path:
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else self.folder / path
+
+    def source(self, name: str) -> Source:
+        if name not in self.spec.sources:
+            known = ", ".join(self.spec.sources) or "none"
+            raise InvalidInput(f"{self.path}: no source {name!r}", hint=f"sources: {known}")
+        spec = self.spec.sources[name]
+        if spec.format == "sql":
+            assert spec.url and spec.query
+            return SqlSource(spec.url, spec.query)
+        assert spec.path
+        path = self.resolve(spec.path)
+        if spec.format == "csv":
+            return CsvSource(
+                path, delimiter="\t" if path.suffix == ".tsv" and spec.delimiter == "," else spec.delimiter
+            )
+        if spec.format == "parquet":
+            return ParquetSource(path)
+        assert spec.resource
+        return FhirNdjsonSource(path, spec.resource)
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The line of the deepest YAML node on the error's path (1-based)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == str(key)), None)
+            key_node = next((k for k, v in node.value if k.value == str(key)), None)
+            if match is None:
+                break
+            line = (key_node or match).start_mark.line + 1
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    if error["type"] == "missing":
+        return "required field is missing"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def load_project(path: Path) -> LoadedProject:
+    """Read, validate and resolve a project file, with its contract files."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProjectError(
+            f"{path}: no project file", hint="create one with: medops init DIR --template readmission"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProjectError(f"{path}: can't be read ({exc})") from None
+    try:
+        root = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ProjectError(f"{path}{where}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ProjectError(f"{path}: a project file is a mapping (name, intended_use, population, sources, ...)")
+    try:
+        spec = Project.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        message = _message(first)
+        field = ".".join(str(p) for p in loc)
+        dotted = re.match(r"^([\w.]+): (.*)$", message)
+        if not field and dotted:  # a cross-section rule names its own field path
+            field, message = dotted.group(1), dotted.group(2)
+            loc = tuple(field.split("."))
+        line = _line_of(root, loc)
+        where = f", line {line}" if line else ""
+        raise ProjectError(f"{path}{where}: {field or '(top level)'}: {message}") from None
+    loaded = LoadedProject(spec, path.resolve(), hashlib.sha256(text.encode()).hexdigest(), {})
+    for table, relative in spec.contracts.items():
+        try:
+            loaded.contracts[table] = load_contract(loaded.resolve(relative))
+        except DataContractError as exc:
+            line = _line_of(root, ("contracts", table))
+            raise ProjectError(f"{path}, line {line}: contracts.{table}: {exc.message}") from None
+    return loaded
+
+
+def find_project(start: Path | None = None) -> Path:
+    """``medops.yaml`` here or in a parent folder (like git finds its repository)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / PROJECT_FILE).is_file():
+            return folder / PROJECT_FILE
+    raise ProjectError(
+        f"no {PROJECT_FILE} in {here} or a parent folder",
+        hint="pass --project FILE, or create one with: medops init DIR --template readmission",
+    )
