@@ -12,10 +12,13 @@ from rich.markup import escape
 
 from medops.cli.common import console, err_console, ok, read_secret, table
 from medops.doctor import FAIL, OK, WARN, run_checks
+from medops.errors import InvalidInput
+from medops.pipelines.templates import scaffold, templates
 from medops.workspace import init_workspace
 
 INIT_EPILOG = (
     "Examples:  medops init ./readmission   ·   "
+    "medops init ./readmission --template readmission   ·   "
     "medops init ./ws --admin ada --admin-name 'Ada Lovelace' --password-stdin < pw.txt   ·   "
     "medops init ./ws --metadata-url postgresql+psycopg://postgres@127.0.0.1:5432/medops"
 )
@@ -28,12 +31,19 @@ def init(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the admin password from stdin."),
     metadata_url: str | None = typer.Option(None, "--metadata-url", help="Database URL (default: SQLite in DIR)."),
     artifact_root: str | None = typer.Option(None, "--artifact-root", help="Artifact folder or fsspec URL."),
+    template: str | None = typer.Option(
+        None, "--template", help="Also scaffold a project: medops.yaml, contracts and synthetic raw data (readmission)."
+    ),
+    patients: int = typer.Option(2000, "--patients", min=1, help="Synthetic patients for --template."),
+    seed: int = typer.Option(7, "--seed", help="Seed of the synthetic data for --template."),
 ) -> None:
     """Create a workspace: medops.toml, metadata database, artifact folder, signing key, first admin.
 
     The admin password comes from --password-stdin, MEDOPS_ADMIN_PASSWORD, or a prompt; with
     none of them and no terminal, a random one is generated and shown once.
     """
+    if template is not None and template not in templates():
+        raise InvalidInput(f"unknown template {template!r}", hint=f"templates: {', '.join(templates())}")
     generated = False
     if password_stdin or os.environ.get("MEDOPS_ADMIN_PASSWORD") or sys.stdin.isatty():
         password = read_secret(
@@ -51,13 +61,20 @@ def init(
     )
     ws.close()
     ok(f"workspace created in {ws.settings.home}")
+    if template is not None:
+        with console.status(f"scaffolding the {template} project with {patients:,} synthetic patients…"):
+            files = scaffold(ws.settings.home, template, patients=patients, seed=seed)
+        ok(f"project {template}: {len(files)} files (medops.yaml, contracts/, raw/ synthetic data)")
     console.print(f"  metadata   {escape(ws.db.display_url)}")
     console.print(f"  artifacts  {escape(ws.settings.artifact_root)}")
     console.print(f"  admin      {escape(admin)}")
     console.print(f"  key file   {escape(ws.settings.signing_key_file)} (keep it private; back it up)")
     if generated:
         console.print(f"  password   [bold]{escape(password)}[/]  (shown once: store it now)")
-    console.print("Next: [bold]medops doctor[/] to check it, [bold]medops user add[/] to add people.")
+    if template is not None:
+        console.print("Next: [bold]medops project check[/], then [bold]medops data ingest --all[/].")
+    else:
+        console.print("Next: [bold]medops doctor[/] to check it, [bold]medops user add[/] to add people.")
 
 
 def doctor(

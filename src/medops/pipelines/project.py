@@ -114,7 +114,10 @@ class Project(_Strict):
                 raise ValueError(
                     f"deidentify.tables.{name}: missing; every source needs a de-identification rule per column"
                 )
-        for section, tables in (("contracts", list(self.contracts)), ("deidentify.tables", list(self.deidentify.tables))):
+        for section, tables in (
+            ("contracts", list(self.contracts)),
+            ("deidentify.tables", list(self.deidentify.tables)),
+        ):
             for name in tables:
                 if name not in self.sources:
                     raise ValueError(f"{section}.{name}: there is no source {name!r}")

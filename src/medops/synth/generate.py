@@ -319,6 +319,10 @@ def _observations(
     hr = np.clip(np.round(rng.normal(82, 14, m) + 10 * pts["_frailty"].to_numpy()[o]), 35, 190)
     a1c = np.round(rng.normal(5.6, 0.5, m) + 2.2 * pts["_diabetes"].to_numpy()[o] * rng.random(m), 1)
     creat = np.round(np.abs(rng.normal(0.95, 0.2, m) + 1.1 * pts["_ckd"].to_numpy()[o]), 2)
+    # Entry errors real feeds have, for contracts to catch: a lost decimal point (370 for
+    # 37.0) in 0.2% of temperatures, a heart rate of 0 from a disconnected lead in 0.1%.
+    temp = np.where(rng.random(m) < 0.002, np.round(temp * 10, 1), temp)
+    hr = np.where(rng.random(m) < 0.001, 0.0, hr)
     parts = [
         ("temperature", temp, np.where(fahrenheit, "F", "C"), method, np.ones(m, bool)),
         ("heart_rate", hr, np.full(m, "/min"), np.full(m, "monitor"), np.ones(m, bool)),

@@ -1,0 +1,254 @@
+"""`medops data`: ingest the project's sources, list, show and compare dataset versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from medops.cli.common import JsonOption, ReasonOption, console, ok, open_workspace, print_json, table
+from medops.data import datasets
+from medops.data.datasets import DatasetInfo
+from medops.data.ingest import IngestResult, ingest
+from medops.data.sources import DEFAULT_CHUNK_ROWS
+from medops.errors import InvalidInput
+from medops.pipelines.ingest import table_plan
+from medops.pipelines.project import LoadedProject, find_project, load_project
+
+app = typer.Typer(help="Ingest sources into versioned, de-identified datasets; list, show and diff them.")
+
+ProjectOption = typer.Option(None, "--project", "-p", help="Project file (default: medops.yaml here or above).")
+
+
+def project_at(path: Path | None) -> LoadedProject:
+    return load_project(path.expanduser() if path else find_project())
+
+
+@app.command(
+    "ingest",
+    epilog="Examples:  medops data ingest --all   ·   medops data ingest encounters -r 'monthly feed'",
+)
+def ingest_cmd(
+    tables: list[str] = typer.Argument(None, help="Source names from the project file."),
+    all_tables: bool = typer.Option(False, "--all", help="Ingest every source of the project."),
+    project: Path | None = ProjectOption,
+    chunk_rows: int = typer.Option(DEFAULT_CHUNK_ROWS, "--chunk-rows", min=100, help="Rows held in memory at once."),
+    reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Read sources through their contract and de-identification into dataset versions.
+
+    A version is the SHA-256 of the de-identified Parquet file: ingesting the same data again
+    gives the same version and stores nothing new. Rows that break a quarantine contract are
+    kept, de-identified, as the dataset NAME.quarantine. Raw identified data is never stored.
+    """
+    loaded = project_at(project)
+    names = list(loaded.spec.sources) if all_tables else list(tables or [])
+    if not names:
+        raise InvalidInput(
+            "name the sources to ingest, or give --all", hint=f"sources: {', '.join(loaded.spec.sources)}"
+        )
+    plans = [table_plan(loaded, name) for name in names]
+    results: list[IngestResult] = []
+    with open_workspace() as ws:
+        for plan in plans:
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:,} rows"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+                disable=as_json,
+            ) as bar:
+                task = bar.add_task(f"ingest {plan.name}", total=None)
+                result = ingest(
+                    ws,
+                    plan,
+                    reason=reason,
+                    chunk_rows=chunk_rows,
+                    progress=lambda rows, task=task: bar.update(task, completed=rows),  # type: ignore[misc]
+                )
+            results.append(result)
+            if not as_json:
+                _print_result(result)
+    if as_json:
+        print_json([_result_doc(r) for r in results])
+
+
+def _result_doc(result: IngestResult) -> dict[str, Any]:
+    return {
+        "dataset": result.dataset.ref,
+        "version": result.dataset.version,
+        "rows": result.dataset.rows,
+        "new": result.new,
+        "contract": result.dataset.contract_result,
+        "quarantine": result.quarantine.ref if result.quarantine else None,
+        "quarantined_rows": result.quarantine.rows if result.quarantine else 0,
+    }
+
+
+def _print_result(result: IngestResult) -> None:
+    d = result.dataset
+    state = "new version" if result.new else "unchanged: this version exists already, nothing stored"
+    ok(f"{d.ref}  {d.rows:,} rows × {d.column_count} columns  contract: {d.contract_result}  ({state})")
+    if result.quarantine:
+        console.print(f"    quarantined  {result.quarantine.rows:,} rows as {escape(result.quarantine.ref)}")
+    contract = d.details.get("contract")
+    if contract:
+        _print_contract(contract, limit=3)
+
+
+def _print_contract(contract: dict[str, Any], limit: int = 5) -> None:
+    for rule, count in contract.get("normalized", {}).items():
+        console.print(f"    normalized   {count:,} rows: {escape(rule)}")
+    for rule in contract.get("rules", []):
+        console.print(f"    [yellow]rule[/]         {escape(rule['rule'])}: {rule['failures']:,} rows")
+        for sample in rule.get("samples", [])[:limit]:
+            shown = ", ".join(f"{k}={v}" for k, v in sample.items() if v is not None)
+            console.print(f"                 [dim]{escape(shown[:150])}[/]")
+    if contract.get("stale"):
+        console.print(f"    [yellow]stale[/]        {escape(contract['stale'])}")
+
+
+@app.command("list", epilog="Examples:  medops data list   ·   medops data list encounters")
+def list_cmd(
+    name: str | None = typer.Argument(None, help="Only the versions of this dataset."),
+    limit: int = typer.Option(50, "--limit", min=1),
+    as_json: bool = JsonOption,
+) -> None:
+    """Dataset versions, newest first."""
+    with open_workspace() as ws:
+        rows = datasets.list_versions(ws.db, name, limit)
+    if as_json:
+        print_json([_summary(d) for d in rows])
+        return
+    table(
+        None,
+        ["dataset", "version", "rows", "cols", "contract", "created (UTC)", "by"],
+        [
+            (
+                d.name,
+                d.short,
+                f"{d.rows:,}",
+                d.column_count,
+                d.contract_result,
+                f"{d.created_at:%Y-%m-%d %H:%M}",
+                d.created_by,
+            )
+            for d in rows
+        ],
+    )
+
+
+def _summary(d: DatasetInfo) -> dict[str, Any]:
+    return {
+        "name": d.name,
+        "version": d.version,
+        "kind": d.kind,
+        "rows": d.rows,
+        "columns": d.column_count,
+        "size_bytes": d.size_bytes,
+        "contract": d.contract_result,
+        "created_at": d.created_at.isoformat(),
+        "created_by": d.created_by,
+    }
+
+
+@app.command("show", epilog="Examples:  medops data show encounters   ·   medops data show encounters@3f2a9c --json")
+def show_cmd(
+    ref: str = typer.Argument(..., help="NAME (newest version) or NAME@VERSION (6+ hex characters)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Schema, column profile, sources, contract report and de-identification report."""
+    with open_workspace() as ws:
+        d = datasets.get(ws.db, ref)
+    if as_json:
+        print_json({**_summary(d), **d.details})
+        return
+    console.print(f"[bold]{escape(d.name)}[/] @ {d.version}")
+    console.print(
+        f"  {d.rows:,} rows × {d.column_count} columns, {d.size_bytes:,} bytes; "
+        f"created {d.created_at:%Y-%m-%d %H:%M} UTC by {escape(d.created_by)}"
+    )
+    for src in d.details.get("sources", []):
+        role = f" ({src['role']})" if src.get("role") else ""
+        console.print(f"  source {src['kind']}  {escape(src['name'])}  sha256:{src['sha256'][:16]}…{escape(role)}")
+    if d.details.get("quarantine_of"):
+        console.print(f"  quarantined rows of {escape(d.details['quarantine_of'])}")
+    rows = []
+    for col in d.schema:
+        p = d.profile.get(col["name"], {})
+        rows.append((col["name"], col["type"], f"{p.get('missing_share', 0):.1%}", p.get("distinct"), _stats(p)))
+    table("schema and profile", ["column", "type", "missing", "distinct", "summary"], rows)
+    contract = d.details.get("contract")
+    if contract:
+        verdict = "passed" if contract["passed"] else f"{contract['rows_failed']:,} of {contract['rows']:,} rows failed"
+        file = d.details.get("contract_file") or contract["table"]
+        console.print(
+            f"[bold]contract[/] {escape(str(file))} v{contract['version']} ({contract['outcome']}): {verdict}"
+        )
+        _print_contract(contract)
+    deid = d.details.get("deid")
+    if deid:
+        table(
+            "de-identification (HIPAA Safe Harbor)",
+            ["column", "action", "values changed", "note"],
+            [(c["column"], c["action"], f"{c['changed']:,}", c["note"]) for c in deid["columns"]],
+        )
+        redactions = {k: v for k, v in deid.get("text_redactions", {}).items() if v}
+        if redactions:
+            console.print("  text redactions: " + ", ".join(f"{k} {v:,}" for k, v in sorted(redactions.items())))
+        if deid.get("k_anonymity") is not None:
+            console.print(
+                f"  k-anonymity over (age band, sex, ZIP3): k = {deid['k_anonymity']}; "
+                f"{deid['share_below_k5']:.1%} of rows in groups smaller than 5"
+            )
+        if deid.get("key_id"):
+            console.print(f"  pseudonym key id: {deid['key_id']}")
+
+
+def _stats(p: dict[str, Any]) -> str:
+    if p.get("kind") == "number" and p.get("mean") is not None:
+        q = p.get("quantiles", {})
+        return f"min {p['min']:.4g}  p50 {q.get('p50', float('nan')):.4g}  mean {p['mean']:.4g}  max {p['max']:.4g}"
+    if p.get("kind") == "time" and p.get("min"):
+        return f"{str(p['min'])[:10]} … {str(p['max'])[:10]}"
+    if p.get("top"):
+        return ", ".join(f"{v} ({n:,})" for v, n in p["top"][:3])[:80]
+    if p.get("max_length") is not None:
+        return f"length {p['min_length']}–{p['max_length']}"
+    return ""
+
+
+@app.command("diff", epilog="Example:  medops data diff observations@3f2a9c observations")
+def diff_cmd(
+    a: str = typer.Argument(..., help="The earlier dataset version."),
+    b: str = typer.Argument(..., help="The later dataset version."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Schema and statistics that differ between two dataset versions."""
+    with open_workspace() as ws:
+        result = datasets.diff(datasets.get(ws.db, a), datasets.get(ws.db, b))
+    changes = [(c.column, c.change, _fmt(c.before), _fmt(c.after)) for c in result.schema + result.stats]
+    if as_json:
+        print_json({"a": result.a.ref, "b": result.b.ref, "identical": result.identical, "changes": changes})
+        return
+    console.print(f"{escape(result.a.ref)} → {escape(result.b.ref)}")
+    if result.identical:
+        ok("the same version: identical content")
+        return
+    if not changes:
+        ok("same schema and statistics")
+        return
+    table(None, ["column", "what", "before", "after"], changes)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else str(value)
