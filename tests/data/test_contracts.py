@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 import medops
-
 from medops.data import CsvSource
 from medops.data.contracts import Contract, DataContractError, load_contract
 from medops.synth import generate, write
