@@ -297,9 +297,18 @@ class Deidentifier:
     def _count_quasi_identifiers(self, out: pd.DataFrame) -> None:
         sex = out["sex"] if "sex" in out else None
         zipc = next((out[c] for c in out.columns if c.endswith("zip3") or c == "zip3"), None)
-        if sex is None or zipc is None or "age" not in out:
+        birth_year = f"{self.birth_column}_year"
+        if "age" in out:
+            age = out["age"]
+        elif birth_year in out:  # the age reached in the reference year, from the kept birth year
+            years = pd.to_numeric(out[birth_year], errors="coerce")
+            age = (self.reference_date.year - years).astype("Int64").astype("string").where(years.notna(), "90+")
+            age = age.where(out[birth_year].notna(), None)
+        else:
             return
-        band = out["age"].map(_age_band)
+        if sex is None or zipc is None:
+            return
+        band = age.map(_age_band)
         self._qi.update(zip(band.astype(str), sex.astype(str), zipc.astype(str), strict=True))
 
     def finish(self, k: int = 5) -> DeidReport:

@@ -25,6 +25,7 @@ from medops.errors import ConfigError, InvalidInput
 
 PROJECT_FILE = "medops.yaml"
 _SLUG = r"^[a-z][a-z0-9_]{0,63}$"
+MAX_ERRORS = 10
 _FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".ndjson": "fhir", ".jsonl": "fhir"}
 
 
@@ -181,12 +182,36 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
+def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
+    for key in loc:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((v for k, v in node.value if k.value == str(key)), None)
+    return node
+
+
 def _message(error: Any) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown field"
     if error["type"] == "missing":
         return "required field is missing"
     return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _locate(path: Path, root: yaml.Node | None, error: Any) -> str:
+    """One error as ``FILE, line N: field.path: message``."""
+    loc = tuple(error["loc"])
+    message = _message(error)
+    field = ".".join(str(p) for p in loc)
+    dotted = re.match(r"^([\w.]+): (.*)$", message)
+    if dotted:  # a rule that names its own field path: a cross-section rule, or a key of a mapping
+        more = tuple(dotted.group(1).split("."))
+        if not field or _node_at(root, loc + more) is not None:
+            loc = loc + more
+            field, message = ".".join(str(p) for p in loc), dotted.group(2)
+    line = _line_of(root, loc)
+    where = f", line {line}" if line else ""
+    return f"{path}{where}: {field or '(top level)'}: {message}"
 
 
 def load_project(path: Path) -> LoadedProject:
@@ -212,17 +237,11 @@ def load_project(path: Path) -> LoadedProject:
     try:
         spec = Project.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(first["loc"])
-        message = _message(first)
-        field = ".".join(str(p) for p in loc)
-        dotted = re.match(r"^([\w.]+): (.*)$", message)
-        if not field and dotted:  # a cross-section rule names its own field path
-            field, message = dotted.group(1), dotted.group(2)
-            loc = tuple(field.split("."))
-        line = _line_of(root, loc)
-        where = f", line {line}" if line else ""
-        raise ProjectError(f"{path}{where}: {field or '(top level)'}: {message}") from None
+        # Typos first: an unknown key often explains the "missing" error that follows it.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        lines = [_locate(path, root, e) for e in errors[:MAX_ERRORS]]
+        more = len(errors) - MAX_ERRORS
+        raise ProjectError("\n".join(lines) + (f"\n(and {more} more)" if more > 0 else "")) from None
     loaded = LoadedProject(spec, path.resolve(), hashlib.sha256(text.encode()).hexdigest(), {})
     for table, relative in spec.contracts.items():
         try:
