@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import bench_artifacts, bench_audit, bench_synth
+from benchmarks import bench_artifacts, bench_audit, bench_ingest, bench_synth
 
 if __name__ == "__main__":
     extra = ["--quick"] if "--quick" in sys.argv[1:] else []
     bench_audit.main(extra)
     bench_artifacts.main(extra)
     bench_synth.main(extra)
+    bench_ingest.main(extra)

@@ -17,8 +17,10 @@ EPILOG = "Examples:  medops demo   ·   medops demo --dir ./demo-run"
 
 def demo(
     directory: Path | None = typer.Option(None, "--dir", help="Folder for the demo (default: a new temp folder)."),
+    patients: int = typer.Option(2000, "--patients", min=100, help="Synthetic patients to generate and ingest."),
 ) -> None:
-    """Run the lifecycle demo: a workspace, a team, audited actions, signatures, verification."""
+    """Run the lifecycle demo: a workspace, a team, audited actions, signatures, then synthetic
+    clinical data ingested through contracts and de-identification into versioned datasets."""
     if directory is not None and directory.exists() and any(directory.iterdir()):
         err_console.print(f"[red]error:[/] {escape(str(directory))} is not empty")
         raise typer.Exit(2)
@@ -26,7 +28,7 @@ def demo(
     def say(step: str, outcome: str) -> None:
         console.print(f"[cyan]{step:>18}[/]  {escape(outcome)}")
 
-    result = run_demo(directory, say=say)
+    result = run_demo(directory, say=say, patients=patients)
     if not result.chain_ok or result.tamper_caught_at is None:
         err_console.print("[red]demo failed: the audit chain did not behave as it must[/]")
         raise typer.Exit(1)
@@ -35,7 +37,8 @@ def demo(
     table(
         "the audit trail of the demo",
         ["seq", "actor", "action", "entity", "reason"],
-        [(e.seq, e.actor, e.action, f"{e.entity_type}:{e.entity_id}", e.reason or "") for e in events],
+        [(e.seq, e.actor, e.action, f"{e.entity_type}:{e.entity_id[:40]}", e.reason or "") for e in events],
     )
     ok(f"demo complete: {result.events} audited events, chain intact, tampering caught")
-    console.print(f"Explore it:  MEDOPS_HOME={escape(str(result.home))} MEDOPS_USER=ada medops audit log")
+    console.print(f"Explore it:  export MEDOPS_HOME={escape(str(result.home))} MEDOPS_USER=ada")
+    console.print("             medops data list · medops data show observations · medops lineage show notes")

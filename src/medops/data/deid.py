@@ -106,36 +106,66 @@ def create_key_file(path: Path) -> bool:
     return True
 
 
+CACHE_LIMIT = 2_000_000
+
+
 @dataclass(frozen=True)
 class Pseudonymizer:
+    """Keyed pseudonyms and date shifts; ids repeat across chunks, so results are cached (bounded)."""
+
     key: bytes
+    _cache: dict[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
+    _shifts: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def one(self, value: object, kind: str) -> str | None:
         if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
             return None
-        digest = hmac.new(self.key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+        digest = hmac.digest(self.key, f"{kind}:{value}".encode(), "sha256").hex()
         return f"{kind[:3]}_{digest[:20]}"
 
     def series(self, values: pd.Series, kind: str) -> pd.Series:
-        uniques = pd.unique(values.dropna())
-        mapping = {v: self.one(v, kind) for v in uniques}
-        return values.map(mapping)
+        uniques = pd.unique(values.dropna().to_numpy(dtype=object))
+        cache = self._cache
+        if len(cache) > CACHE_LIMIT:
+            cache.clear()
+        mapping = {}
+        for v in uniques:
+            token = str(v)
+            hit = cache.get((kind, token))
+            if hit is None:
+                hit = cache[(kind, token)] = (
+                    f"{kind[:3]}_{hmac.digest(self.key, f'{kind}:{token}'.encode(), 'sha256').hex()[:20]}"
+                )
+            mapping[v] = hit
+        return values.map(mapping).astype("string")
 
     def shift_days(self, patient: object) -> int:
-        digest = hmac.new(self.key, f"dateshift:{patient}".encode(), hashlib.sha256).digest()
-        days = int.from_bytes(digest[:4], "big") % (2 * MAX_SHIFT_DAYS) - MAX_SHIFT_DAYS
-        return days if days < 0 else days + 1  # never 0: a shift of none would keep the real dates
+        token = str(patient)
+        days = self._shifts.get(token)
+        if days is None:
+            if len(self._shifts) > CACHE_LIMIT:
+                self._shifts.clear()
+            digest = hmac.digest(self.key, f"dateshift:{token}".encode(), "sha256")
+            days = int.from_bytes(digest[:4], "big") % (2 * MAX_SHIFT_DAYS) - MAX_SHIFT_DAYS
+            days = self._shifts[token] = days if days < 0 else days + 1  # never 0: that would keep real dates
+        return days
 
 
 def zip3(values: pd.Series) -> pd.Series:
     """ZIP (text, integer, ZIP+4) -> ZIP3, with restricted prefixes as 000."""
-    text = values.astype("string").str.strip().str.split("-").str[0].str.replace(r"\.0$", "", regex=True)
+    # Arrow-backed strings: the text functions run in C++ rather than per value in Python.
+    text = values.astype("string[pyarrow]").str.strip().str.replace(r"-.*$", "", regex=True)
+    text = text.str.replace(r"\.0$", "", regex=True)
     digits = text.where(text.str.fullmatch(r"\d{1,5}").fillna(False))
     padded = digits.str.zfill(5).str[:3]
     return padded.where(~padded.isin(RESTRICTED_ZIP3), "000").where(padded.notna()).astype("string")
 
 
 def _dates(values: pd.Series, column: str) -> pd.Series:
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_dtype(values.dtype):
+        return values.dt.tz_localize("UTC")
     parsed = pd.to_datetime(values, errors="coerce", utc=True)
     bad = parsed.isna() & values.notna() & values.astype("string").str.strip().ne("")
     if bad.any():
@@ -254,7 +284,8 @@ class Deidentifier:
     def _shift(self, values: pd.Series, patients: pd.Series | None, column: str) -> pd.Series:
         if patients is None:
             raise InvalidInput(f"shifting dates in {column!r} needs the patient id column {self.patient_column!r}")
-        offsets = patients.map({p: self.pseudonymizer.shift_days(p) for p in pd.unique(patients.dropna())})
+        uniques = pd.unique(patients.dropna().to_numpy(dtype=object))
+        offsets = patients.map({p: self.pseudonymizer.shift_days(p) for p in uniques})
         return _dates(values, column) + pd.to_timedelta(offsets, unit="D")
 
     def _redact(self, chunk: pd.DataFrame, column: str, rows: Sequence[int] | None) -> pd.Series:
@@ -308,8 +339,10 @@ class Deidentifier:
             return
         if sex is None or zipc is None:
             return
-        band = age.map(_age_band)
-        self._qi.update(zip(band.astype(str), sex.astype(str), zipc.astype(str), strict=True))
+        groups = pd.DataFrame(
+            {"band": _age_bands(age), "sex": sex.astype("string").fillna("unknown"), "zip3": zipc.astype("string")}
+        )
+        self._qi.update(groups.fillna("unknown").value_counts().to_dict())
 
     def finish(self, k: int = 5) -> DeidReport:
         """Close the report: k-anonymity over (age band, sex, ZIP3) when those columns exist."""
@@ -320,11 +353,10 @@ class Deidentifier:
         return self.report
 
 
-def _age_band(age: object) -> str:
-    if age is None or age is pd.NA:
-        return "unknown"
-    if age == "90+":
-        return "90+"
-    years = int(str(age))
-    low = years // 10 * 10
-    return f"{low}-{low + 9}"
+def _age_bands(age: pd.Series) -> pd.Series:
+    """Ages ("37", "90+") as ten-year bands ("30-39", "90+"); missing as "unknown"."""
+    text = age.astype("string")
+    years = pd.to_numeric(text, errors="coerce")
+    low = (years // 10 * 10).astype("Int64")
+    band = low.astype("string") + "-" + (low + 9).astype("string")
+    return band.where(years.notna(), text.where(text == "90+", "unknown")).fillna("unknown")

@@ -5,7 +5,8 @@ the rows that pass and the rows kept apart alike, and write both as Parquet into
 files in the artifact store. Only de-identified rows are ever written. When every chunk is
 done the files are profiled, published under their SHA-256 and recorded, with lineage and
 an audit event, in one transaction. A crash before that commit leaves no dataset version,
-only a staging file that ``clean_temp`` removes.
+only a staging file, which a later ingest removes once it is a day old (a live writer's
+file keeps a fresh modification time).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from medops.workspace import Workspace
 INGEST_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN}
 DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SAMPLES_PER_RULE = 5
+STALE_STAGING_SECONDS = 24 * 3600
 _KEYED_ACTIONS = ("pseudonymize", "shift_dates")
 
 
@@ -256,6 +258,7 @@ def ingest(
     unknown = sorted({a for a in plan.actions.values() if a.split(":", 1)[0] not in ACTIONS})
     if unknown:
         raise InvalidInput(f"table {plan.name}: unknown de-identification action {unknown[0]!r}")
+    ws.artifacts.clean_temp(older_than=STALE_STAGING_SECONDS)
     fingerprint = plan.source.fingerprint()
     run = _Run(ws, plan, chunk_rows)
     staged: list[Path] = []
