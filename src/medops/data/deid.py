@@ -26,7 +26,6 @@ Each column gets one action; what was done is counted for the de-identification 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import os
 import re
