@@ -105,7 +105,7 @@ def create_key_file(path: Path) -> bool:
     return True
 
 
-CACHE_LIMIT = 2_000_000
+CACHE_LIMIT = 200_000
 
 
 @dataclass(frozen=True)
