@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medops.doctor import FAIL, OK, run_checks
+from medops.doctor import FAIL, OK, WARN, run_checks
 from medops.workspace import Workspace
 
 
@@ -53,3 +53,14 @@ def test_schema_behind(workspace: Workspace) -> None:
         session.execute(text("DELETE FROM alembic_version"))
     status, fix = _by_name(workspace.settings.home)["schema"]
     assert status == FAIL and "medops db upgrade" in fix
+
+
+def test_missing_pseudonym_key_is_a_warning(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert _by_name(workspace.settings.home)["pseudonym key"][0] == OK
+    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY_FILE", str(tmp_path / "absent.key"))
+    status, fix = _by_name(workspace.settings.home)["pseudonym key"]
+    assert status == WARN and "token_urlsafe" in fix
+    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "short")
+    assert _by_name(workspace.settings.home)["pseudonym key"][0] == WARN

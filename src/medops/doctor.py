@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,8 @@ from urllib.parse import urlparse
 from sqlalchemy import select
 
 from medops.config import Settings, load_settings
+from medops.data import deid
+from medops.data.deid import load_key
 from medops.errors import MedopsError
 from medops.identity.keys import encode_public, load_private_key
 from medops.store import migrate
@@ -52,6 +55,7 @@ def run_checks(home: Path | None = None) -> tuple[Settings | None, list[Check]]:
         checks.extend(_schema_and_data_checks(db, settings))
         db.dispose()
     checks.append(_artifact_check(settings))
+    checks.append(_pseudonym_key_check(settings))
     checks.extend(_server_checks(settings))
     return settings, checks
 
@@ -142,6 +146,16 @@ def _artifact_check(settings: Settings) -> Check:
             f"{settings.artifact_root} is not writable: {exc.strerror or exc}",
             "fix the folder's permissions or set artifact_root",
         )
+
+
+def _pseudonym_key_check(settings: Settings) -> Check:
+    """Ingest needs the key for pseudonyms and date shifts; say early when it is missing."""
+    try:
+        load_key(key_file=settings.pseudonym_key_file)
+    except MedopsError as exc:
+        return Check("pseudonym key", WARN, exc.message, exc.hint or "")
+    where = deid.KEY_ENV if os.environ.get(deid.KEY_ENV) else settings.pseudonym_key_file
+    return Check("pseudonym key", OK, f"from {where}")
 
 
 def _server_checks(settings: Settings) -> list[Check]:
