@@ -118,22 +118,14 @@ class ArtifactStore:
         return digest
 
     def _put_local_file(self, source: Path) -> str:
-        """Copy in the kernel, then hash the copy: the digest is of the bytes actually stored.
-
-        The flush to disk runs in a second thread while the copy is hashed (both release the
-        GIL), so a put costs about copy + max(hash, fsync) rather than their sum.
-        """
+        """Copy in the kernel, then hash the copy: the digest is of the bytes actually stored."""
         tmp = self._local_tmp()
         try:
             shutil.copyfile(source, tmp)
-            with open(tmp, "rb") as handle, ThreadPoolExecutor(max_workers=1) as pool:
-                synced = pool.submit(os.fsync, handle.fileno())
-                digest = hashlib.file_digest(handle, "sha256").hexdigest()
-                synced.result()
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return self._publish_local(tmp, digest)
+        return self._adopt_local(tmp)
 
     def staging_path(self) -> Path:
         """A local file to build an artifact in (a Parquet writer, say); pass it to ``adopt``.
@@ -149,20 +141,28 @@ class ArtifactStore:
 
     def adopt(self, staged: Path) -> str:
         """Hash, flush and publish a complete file from ``staging_path``; the file is consumed."""
-        if not self.local:
-            try:
-                return self.put(staged)
-            finally:
-                staged.unlink(missing_ok=True)
+        if self.local:
+            return self._adopt_local(staged)
         try:
-            with open(staged, "rb") as handle, ThreadPoolExecutor(max_workers=1) as pool:
+            return self.put(staged)
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def _adopt_local(self, tmp: Path) -> str:
+        """Hash, flush and publish a complete file in the store's temp folder.
+
+        The flush to disk runs in a second thread while the file is hashed (both release the
+        GIL), so this costs about max(hash, fsync) rather than their sum.
+        """
+        try:
+            with open(tmp, "rb") as handle, ThreadPoolExecutor(max_workers=1) as pool:
                 synced = pool.submit(os.fsync, handle.fileno())
                 digest = hashlib.file_digest(handle, "sha256").hexdigest()
                 synced.result()
         except BaseException:
-            staged.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
-        return self._publish_local(staged, digest)
+        return self._publish_local(tmp, digest)
 
     def local_path(self, digest: str) -> Path:
         """The verified file behind an artifact, for readers that need a path (DuckDB, Arrow).
