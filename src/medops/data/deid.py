@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from medops.errors import ConfigError, InvalidInput
+from medops.identity.keys import write_private_file
 
 KEY_ENV = "MEDOPS_PSEUDONYM_KEY"
 ACTIONS = ("drop", "pseudonymize", "zip3", "year", "age", "shift_dates", "redact_text", "keep")
@@ -94,14 +95,7 @@ def create_key_file(path: Path) -> bool:
     """A new random pseudonymization key, readable by its owner only; never overwritten."""
     if path.exists():
         return False
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as out:
-        out.write(secrets.token_urlsafe(48) + "\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    write_private_file(path, secrets.token_urlsafe(48) + "\n")
     return True
 
 

@@ -60,17 +60,21 @@ def create_key_file(path: Path) -> Ed25519PrivateKey:
     """Write a new private key readable by its owner only; never overwrite an existing one."""
     if path.exists():
         raise ConfigError(f"a signing key exists already at {path}; refusing to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = Ed25519PrivateKey.generate()
-    text = base64.b64encode(key.private_bytes_raw()).decode("ascii") + "\n"
-    tmp = path.with_suffix(".tmp")
+    write_private_file(path, base64.b64encode(key.private_bytes_raw()).decode("ascii") + "\n")
+    return key
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write a secret atomically, readable by its owner only, in a folder only they can list."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f"{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as out:
         out.write(text)
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path)
-    return key
 
 
 def check_pair(private: Ed25519PrivateKey, stored_public: str) -> None:
