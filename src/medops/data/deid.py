@@ -113,8 +113,10 @@ class Pseudonymizer:
     def one(self, value: object, kind: str) -> str | None:
         if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
             return None
-        digest = hmac.digest(self.key, f"{kind}:{value}".encode(), "sha256").hex()
-        return f"{kind[:3]}_{digest[:20]}"
+        return self._pseudonym(kind, str(value))
+
+    def _pseudonym(self, kind: str, token: str) -> str:
+        return f"{kind[:3]}_{hmac.digest(self.key, f'{kind}:{token}'.encode(), 'sha256').hex()[:20]}"
 
     def series(self, values: pd.Series, kind: str) -> pd.Series:
         uniques = pd.unique(values.dropna().to_numpy(dtype=object))
@@ -126,9 +128,7 @@ class Pseudonymizer:
             token = str(v)
             hit = cache.get((kind, token))
             if hit is None:
-                hit = cache[(kind, token)] = (
-                    f"{kind[:3]}_{hmac.digest(self.key, f'{kind}:{token}'.encode(), 'sha256').hex()[:20]}"
-                )
+                hit = cache[(kind, token)] = self._pseudonym(kind, token)
             mapping[v] = hit
         return values.map(mapping).astype("string")
 
