@@ -99,6 +99,14 @@ def create_key_file(path: Path) -> bool:
     return True
 
 
+def action_error(action: str) -> str | None:
+    """Why ``action`` is not a de-identification action (None when it is one)."""
+    base, colon, kind = action.partition(":")
+    if base in ACTIONS and (not colon or (base == "pseudonymize" and kind)):
+        return None
+    return f"unknown action {action!r} (actions: {', '.join(ACTIONS)}; pseudonymize:KIND names an id space)"
+
+
 CACHE_LIMIT = 200_000
 
 
@@ -218,10 +226,9 @@ class Deidentifier:
 
     def __post_init__(self) -> None:
         for column, action in self.actions.items():
-            if action.split(":", 1)[0] not in ACTIONS or action.endswith(":"):
-                raise InvalidInput(
-                    f"de-identification of {column!r}: unknown action {action!r}", hint=f"actions: {', '.join(ACTIONS)}"
-                )
+            problem = action_error(action)
+            if problem:
+                raise InvalidInput(f"de-identification of {column!r}: {problem}")
         if self.text_phi not in ("redact", "fail"):
             raise InvalidInput(f"text_phi must be 'redact' or 'fail', not {self.text_phi!r}")
 

@@ -28,7 +28,7 @@ from medops import __version__
 from medops.clock import utc_now
 from medops.data.contracts import Contract, ContractSpec, ValidationReport
 from medops.data.datasets import DatasetInfo, get
-from medops.data.deid import ACTIONS, Deidentifier, DeidReport, Pseudonymizer, load_key
+from medops.data.deid import Deidentifier, DeidReport, Pseudonymizer, action_error, load_key
 from medops.data.parquet_sink import ParquetSink
 from medops.data.profile import profile_parquet
 from medops.data.sources import DEFAULT_CHUNK_ROWS, CsvSource, FhirNdjsonSource, ParquetSource, Source, SqlSource
@@ -255,9 +255,10 @@ def ingest(
     """Ingest one table; the same data ingested again gives the same version and stores nothing."""
     who = actor or ws.actor
     ws.users.require_role(who, "dataset.ingest", INGEST_ROLES)
-    unknown = sorted({a for a in plan.actions.values() if a.split(":", 1)[0] not in ACTIONS})
-    if unknown:
-        raise InvalidInput(f"table {plan.name}: unknown de-identification action {unknown[0]!r}")
+    for column, action in plan.actions.items():  # before any file is read
+        problem = action_error(action)
+        if problem:
+            raise InvalidInput(f"table {plan.name}, column {column!r}: {problem}")
     ws.artifacts.clean_temp(older_than=STALE_STAGING_SECONDS)
     fingerprint = plan.source.fingerprint()
     run = _Run(ws, plan, chunk_rows)

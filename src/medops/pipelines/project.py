@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medops.data.contracts import ContractSpec, DataContractError, load_contract
-from medops.data.deid import ACTIONS
+from medops.data.deid import action_error
 from medops.data.sources import FLATTENERS, CsvSource, FhirNdjsonSource, ParquetSource, Source, SqlSource
 from medops.errors import ConfigError, InvalidInput
 
@@ -84,9 +84,9 @@ class DeidTableSpec(_Strict):
     @classmethod
     def _actions(cls, value: dict[str, str]) -> dict[str, str]:
         for column, action in value.items():
-            base, _, kind = action.partition(":")
-            if base not in ACTIONS or (":" in action and (base != "pseudonymize" or not kind)):
-                raise ValueError(f"{column}: unknown action {action!r} (actions: {', '.join(ACTIONS)})")
+            problem = action_error(action)
+            if problem:
+                raise ValueError(f"{column}: {problem}")
         return value
 
 
