@@ -173,18 +173,17 @@ class _Run:
             self.data.write(self.deid.apply(raw, rows.tolist()))
             return
         checked = self.contract.apply(raw)
-        good_rows = (
-            np.delete(rows, checked.quarantined["_row"].to_numpy(dtype=np.int64) - rows[0]) if len(raw) else rows
-        )
-        if self.plan.contract and self.plan.contract.on_failure == "warn":
-            good_rows = rows
+        outcome = self.contract.spec.on_failure
+        good_rows = rows  # a warn contract keeps every row
+        if outcome != "warn" and len(raw):
+            good_rows = np.delete(rows, checked.quarantined["_row"].to_numpy(dtype=np.int64) - rows[0])
         self.data.write(self.deid.apply(checked.good, good_rows.tolist()))
         if len(checked.quarantined):
             meta = checked.quarantined[["_row", "_reasons"]]
             cleaned = self.deid_bad.apply(checked.quarantined.drop(columns=["_row", "_reasons"]), meta["_row"].tolist())
             kept = pd.concat([meta.reset_index(drop=True), cleaned.reset_index(drop=True)], axis=1)
             self._sample(kept)
-            if self.plan.contract and self.plan.contract.on_failure == "quarantine":
+            if outcome == "quarantine":
                 self.bad.write(kept)
 
     def _sample(self, kept: pd.DataFrame) -> None:
@@ -294,12 +293,14 @@ def ingest(
         raise
     key_id = key_fingerprint(run.key) if run.keyed else None
     sources = [{"name": plan.source.name, "kind": source_kind(plan.source), "sha256": fingerprint}]
+    names_fingerprint = None
     if plan.names:
+        names_fingerprint = plan.names.source.fingerprint()
         sources.append(
             {
                 "name": plan.names.source.name,
                 "kind": source_kind(plan.names.source),
-                "sha256": plan.names.source.fingerprint(),
+                "sha256": names_fingerprint,
                 "role": "names for text redaction",
             }
         )
@@ -353,7 +354,7 @@ def ingest(
                 "deid": _deid_doc(run.deid_bad.finish(), key_id),
             }
         )
-    new = _record(ws, who, reason, plan, records, docs, fingerprint)
+    new = _record(ws, who, reason, plan, records, docs, fingerprint, names_fingerprint)
     dataset = get(ws.db, f"{plan.name}@{versions[0]}")
     bad = get(ws.db, f"{plan.name}.quarantine@{versions[1]}") if quarantined else None
     return IngestResult(dataset, bad, new, validation, deid_report, run.samples)
@@ -367,6 +368,7 @@ def _record(
     records: list[DatasetVersion],
     docs: list[dict[str, Any]],
     fingerprint: str,
+    names_fingerprint: str | None,
 ) -> bool:
     """One transaction: the versions not stored yet, their lineage edges and the audit event."""
     main = records[0]
@@ -391,8 +393,8 @@ def _record(
             Edge(src, dataset_node(r.name, r.version), "ingest" if r.kind == "data" else "quarantine", attrs)
             for r in records
         ]
-        if plan.names:
-            names = file_node(plan.names.source.fingerprint())
+        if plan.names and names_fingerprint:
+            names = file_node(names_fingerprint)
             edges.append(
                 Edge(
                     names, dataset_node(main.name, main.version), "redaction_names", {"source": plan.names.source.name}
