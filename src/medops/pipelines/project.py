@@ -163,17 +163,21 @@ class LoadedProject:
         return FhirNdjsonSource(path, spec.resource)
 
 
+def _entry(node: yaml.Node | None, key: Any) -> tuple[yaml.Node, yaml.Node] | None:
+    """The (key node, value node) of ``key`` in a YAML mapping, or None."""
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next(((k, v) for k, v in node.value if k.value == str(key)), None)
+
+
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     """The line of the deepest YAML node on the error's path (1-based)."""
     line = node.start_mark.line + 1 if node is not None else None
     for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == str(key)), None)
-            key_node = next((k for k, v in node.value if k.value == str(key)), None)
-            if match is None:
-                break
-            line = (key_node or match).start_mark.line + 1
-            node = match
+        entry = _entry(node, key)
+        if entry is not None:
+            line = entry[0].start_mark.line + 1
+            node = entry[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             node = node.value[key]
             line = node.start_mark.line + 1
@@ -184,9 +188,10 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 
 def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
     for key in loc:
-        if not isinstance(node, yaml.MappingNode):
+        entry = _entry(node, key)
+        if entry is None:
             return None
-        node = next((v for k, v in node.value if k.value == str(key)), None)
+        node = entry[1]
     return node
 
 
