@@ -118,13 +118,14 @@ def init_workspace(
         raise Conflict(f"{home} is a medops workspace already", hint="open it with MEDOPS_HOME or cd into it")
     workspace_id = uuid.uuid4().hex
     key_file = (key_dir or default_key_dir()) / f"{workspace_id}.ed25519"
+    pseudonym_file = key_file.with_suffix(".pseudonym")
     values: dict[str, object] = {
         "workspace_id": workspace_id,
         "metadata_url": metadata_url or f"sqlite:///{DEFAULT_DB_FILE}",
         "artifact_root": artifact_root or DEFAULT_ARTIFACT_DIR,
         "default_user": admin_username,
         **({"signing_key_file": str(key_file)} if key_dir else {}),
-        **({"pseudonym_key_file": str(key_file.with_suffix(".pseudonym"))} if key_dir else {}),
+        **({"pseudonym_key_file": str(pseudonym_file)} if key_dir else {}),
         "online_store": "sqlite",
         "executor": "local",
     }
@@ -140,7 +141,7 @@ def init_workspace(
             artifact_root=artifact_root or str(home / DEFAULT_ARTIFACT_DIR),
             default_user=admin_username,
             signing_key_file=str(key_file),
-            pseudonym_key_file=str(key_file.with_suffix(".pseudonym")),
+            pseudonym_key_file=str(pseudonym_file),
         )
         if metadata_url is None:
             created += [home / DEFAULT_DB_FILE, home / f"{DEFAULT_DB_FILE}-wal", home / f"{DEFAULT_DB_FILE}-shm"]
@@ -157,7 +158,6 @@ def init_workspace(
             create_key_file(key_file)
             created.append(key_file)
         if not os.environ.get(deid.KEY_ENV):
-            pseudonym_file = key_file.with_suffix(".pseudonym")
             if deid.create_key_file(pseudonym_file):
                 created.append(pseudonym_file)
         ws = Workspace.from_settings(settings)

@@ -78,9 +78,8 @@ def show(
 
 def _grow(branch: Tree, node: str, edges: list[Edge], direction: str, seen: frozenset[str] = frozenset()) -> None:
     nxt = [e for e in edges if (e.dst if direction == "up" else e.src) == node]
-    if not nxt:
-        branch.add("[dim](nothing)[/]") if not seen else None
-        return
+    if not nxt and not seen:
+        branch.add("[dim](nothing)[/]")
     for edge in nxt:
         other = edge.src if direction == "up" else edge.dst
         child = branch.add(_label(other, edge))
