@@ -19,8 +19,8 @@ def _run(contract: Contract, source: CsvSource, chunk_rows: int = 500) -> tuple[
     good, bad = [], []
     for chunk in source.chunks(chunk_rows):
         checked = contract.apply(chunk)
-        good.append(checked.good)
-        bad.append(checked.quarantined)
+        good.append(checked.good.to_pandas())
+        bad.append(checked.quarantined.to_pandas())
     return pd.concat(good, ignore_index=True), pd.concat(bad, ignore_index=True)
 
 

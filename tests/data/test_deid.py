@@ -58,7 +58,7 @@ def test_no_phi_survives(data) -> None:  # type: ignore[no-untyped-def]
     notes = data.notes.merge(pts[["patient_id", "first_name", "last_name"]], on="patient_id")
     deid_p = Deidentifier(PATIENT_ACTIONS, Pseudonymizer(KEY))
     deid_n = Deidentifier(NOTE_ACTIONS, Pseudonymizer(KEY))
-    out = pd.concat([deid_p.apply(pts), deid_n.apply(notes)], ignore_index=True)
+    out = pd.concat([deid_p.apply(pts).to_pandas(), deid_n.apply(notes).to_pandas()], ignore_index=True)
     cells = "\n".join(_cells(out))
     for column in ("mrn", "ssn", "phone", "email", "address"):
         leaked = [v for v in pts[column] if v in cells]
@@ -77,13 +77,30 @@ def test_no_phi_survives(data) -> None:  # type: ignore[no-untyped-def]
     assert deid_n.report.text_redactions["NAME"] >= len(notes) * 2
 
 
+def _pseudonyms(key: bytes, ids: pd.Series) -> list[str]:
+    deid = Deidentifier({"patient_id": "pseudonymize"}, Pseudonymizer(key))
+    return deid.apply(pd.DataFrame({"patient_id": ids})).column("patient_id").to_pylist()
+
+
 def test_pseudonyms_are_stable_and_keyed(data) -> None:  # type: ignore[no-untyped-def]
     ids = data.patients["patient_id"].head(50)
-    a = Pseudonymizer(KEY).series(ids, "patient")
-    b = Pseudonymizer(KEY).series(ids, "patient")
-    c = Pseudonymizer(b"z" * 32).series(ids, "patient")
-    assert list(a) == list(b) and a.is_unique
+    a, b, c = _pseudonyms(KEY, ids), _pseudonyms(KEY, ids), _pseudonyms(b"z" * 32, ids)
+    assert a == b and len(set(a)) == len(a)
     assert not set(a) & set(c)
+
+
+@pytest.mark.parametrize(
+    "key", [b"k" * 32, b"a much longer key than one SHA-256 block of sixty-four bytes, hashed first"]
+)
+def test_sql_pseudonyms_and_shifts_equal_python_hmac(key: bytes) -> None:
+    ids = pd.Series(["P000001", "p-2", "Ünïcode", "x" * 200, None])
+    actions = {"patient_id": "pseudonymize", "t": "shift_dates"}
+    frame = pd.DataFrame({"patient_id": ids, "t": ["2025-06-01T00:00:00Z"] * len(ids)})
+    table = Deidentifier(actions, Pseudonymizer(key)).apply(frame)
+    out, python = table.to_pandas(), Pseudonymizer(key)
+    assert table.column("patient_id").to_pylist() == [python.one(v, "patient") for v in ids[:-1]] + [None]
+    days = (out["t"] - pd.Timestamp("2025-06-01", tz="UTC")).dt.days
+    assert list(days[:-1]) == [python.shift_days(v) for v in ids[:-1]] and 0 not in set(days)
 
 
 def test_date_shift_keeps_intervals_per_patient(data) -> None:  # type: ignore[no-untyped-def]
@@ -91,7 +108,7 @@ def test_date_shift_keeps_intervals_per_patient(data) -> None:  # type: ignore[n
     deid = Deidentifier(
         {"patient_id": "pseudonymize", "admit_time": "shift_dates", "discharge_time": "shift_dates"}, Pseudonymizer(KEY)
     )
-    out = deid.apply(enc)
+    out = deid.apply(enc).to_pandas()
     assert ((out["discharge_time"] - out["admit_time"]) == (enc["discharge_time"] - enc["admit_time"])).all()
     shift = (out["admit_time"].dt.tz_localize(None) - enc["admit_time"]).dt.days
     assert shift.groupby(enc["patient_id"]).nunique().eq(1).all() and shift.abs().max() <= 183
@@ -132,7 +149,7 @@ def test_ages_and_years_at_the_90_boundary() -> None:
         }
     )
     deid = Deidentifier({"patient_id": "pseudonymize", "birth_date": "age", "admit": "year"}, Pseudonymizer(KEY))
-    out = deid.apply(frame)
+    out = deid.apply(frame).to_pandas()
     assert list(out["age"]) == ["89", "90+", "90+", "29"]
     assert list(out["admit_year"]) == ["2026", "90+", "90+", "2026"]
 

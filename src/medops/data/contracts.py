@@ -1,27 +1,39 @@
-"""Data contracts: a YAML file per table, compiled to a Pandera schema and applied per chunk.
+"""Data contracts: a YAML file per table, compiled to SQL checks (and to a Pandera schema).
 
 A contract declares column types, nullability, plausible ranges, allowed codes,
 uniqueness, cross-column rules, unit normalization and freshness, and what happens to
 rows that break it: ``fail`` the ingest, ``quarantine`` them (kept apart with their
 reasons), or ``warn``. Unknown keys in a contract are errors, not ignored.
+
+Ingest applies a contract chunk by chunk as DuckDB SQL over Arrow tables: on a million
+rows that is several times faster than Pandera over pandas (benchmarks/bench_ingest.py
+measures both). The same contract also compiles to a Pandera schema
+(``Contract.pandera_schema``) for checking a DataFrame in Python; a test holds the two to
+the same verdicts.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+import ast
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import duckdb
+import numpy as np
 import pandas as pd
-import pandera.pandas as pa
+import pandera.pandas as pa_schema
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
-from pandera.errors import SchemaErrors
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from medops.data import duck
+from medops.data.sources import frame_to_arrow
+from medops.data.sql_expr import ExpressionError, literal, quote_ident, to_sql
 from medops.errors import InvalidInput
 
-TYPES = {"string": "string", "int": "Int64", "float": "Float64", "bool": "boolean", "datetime": "datetime64[ns, UTC]"}
 SAMPLE_ROWS = 5
 
 
@@ -122,19 +134,23 @@ class ValidationReport:
     def passed(self) -> bool:
         return self.rows_failed == 0 and self.stale is None
 
-    def _record(self, rule: str, rows: list[int]) -> None:
+    def _record(self, rule: str, failures: int, rows: list[int]) -> None:
         entry = self.rules.setdefault(rule, RuleResult(rule))
-        entry.failures += len(rows)
+        entry.failures += failures
         room = SAMPLE_ROWS - len(entry.sample_rows)
         entry.sample_rows.extend(rows[: max(room, 0)])
 
 
 @dataclass
 class Checked:
-    """One chunk after the contract: rows that pass, and rows kept apart with their reasons."""
+    """One chunk after the contract: rows that pass, and rows kept apart with ``_row`` and ``_reasons``."""
 
-    good: pd.DataFrame
-    quarantined: pd.DataFrame
+    good: pa.Table
+    quarantined: pa.Table
+
+
+_SQL_TYPES = {"string": "VARCHAR", "int": "BIGINT", "float": "DOUBLE", "bool": "BOOLEAN", "datetime": "TIMESTAMPTZ"}
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
 class Contract:
@@ -142,165 +158,257 @@ class Contract:
         self.spec = spec
         self.source = source or spec.table
         self.report = ValidationReport(spec.table, spec.version, spec.on_failure)
-        self._seen_keys: set[tuple[Any, ...]] = set()
         self._offset = 0
         self._newest: pd.Timestamp | None = None
-        self.schema = self._compile()
+        self._rules = [
+            (r, self._sql(r.expr, f"rules[{i}].expr"), self._sql(r.when, f"rules[{i}].when"))
+            for i, r in enumerate(spec.rules)
+        ]
+        self._normalize = [
+            (
+                n,
+                self._sql(n.when, f"normalize[{i}].when"),
+                {c: self._sql(e, f"normalize[{i}].set.{c}") for c, e in n.set.items()},
+            )
+            for i, n in enumerate(spec.normalize)
+        ]
+        for i, n in enumerate(spec.normalize):
+            unknown = [c for c in n.set if c not in spec.columns]
+            if unknown:
+                raise DataContractError(f"{self.source}: normalize[{i}].set: {unknown[0]!r} is not a declared column")
+        self._keys = [[n] for n, c in spec.columns.items() if c.unique] + ([spec.unique] if spec.unique else [])
+        self._con: duckdb.DuckDBPyConnection | None = None
 
     @classmethod
     def from_file(cls, path: Path) -> Contract:
         return cls(load_contract(path), source=str(path))
 
-    def _compile(self) -> pa.DataFrameSchema:
+    def _sql(self, expression: str | None, where: str) -> str | None:
+        if expression is None:
+            return None
+        try:
+            return to_sql(expression, self.spec.columns)
+        except ExpressionError as exc:
+            raise DataContractError(f"{self.source}: {where}: {exc}") from None
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            self._con = duck.connect()
+            for k in range(len(self._keys)):
+                self._con.execute(f"CREATE TABLE seen_{k} (h BLOB)")
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def pandera_schema(self) -> pa_schema.DataFrameSchema:
+        """The contract's column checks and rules as Pandera, for a DataFrame of typed columns."""
         columns = {}
         for name, col in self.spec.columns.items():
             checks = []
             if col.range is not None:
-                checks.append(pa.Check.in_range(*col.range, name=f"{name}: range {col.range[0]:g}..{col.range[1]:g}"))
+                checks.append(pa_schema.Check.in_range(*col.range, name=_range_label(name, col.range)))
             if col.allowed is not None:
-                checks.append(pa.Check.isin(col.allowed, name=f"{name}: allowed values"))
-            columns[name] = pa.Column(
-                nullable=col.nullable, checks=checks, unique=False, required=col.required, coerce=False, name=name
+                checks.append(pa_schema.Check.isin(col.allowed, name=f"{name}: allowed values"))
+            columns[name] = pa_schema.Column(
+                nullable=col.nullable, checks=checks, required=col.required, coerce=False, name=name
             )
-        rules = [pa.Check(self._rule_fn(rule), name=f"rule: {rule.name}") for rule in self.spec.rules]
-        return pa.DataFrameSchema(columns, checks=rules, strict=False)
+        rules = [pa_schema.Check(_eval_rule(rule), name=f"rule: {rule.name}") for rule in self.spec.rules]
+        return pa_schema.DataFrameSchema(columns, checks=rules, strict=False)
 
-    @staticmethod
-    def _rule_fn(rule: RuleSpec) -> Any:
-        def check(frame: pd.DataFrame) -> pd.Series:
-            # A rule judges values that are there; a missing value is nullability's business.
-            ok = frame.eval(rule.expr).astype("boolean").fillna(True).astype(bool)
-            if rule.when:
-                ok = ok | ~frame.eval(rule.when).fillna(False).astype(bool)
-            return ok
-
-        return check
-
-    def apply(self, chunk: pd.DataFrame) -> Checked:
+    def apply(self, chunk: pa.Table | pd.DataFrame) -> Checked:
         """Coerce, normalize and check one chunk; raises on a ``fail`` contract with bad rows."""
-        missing = [n for n, c in self.spec.columns.items() if c.required and n not in chunk.columns]
+        table = frame_to_arrow(chunk) if isinstance(chunk, pd.DataFrame) else chunk
+        missing = [n for n, c in self.spec.columns.items() if c.required and n not in table.column_names]
         if missing:
             raise DataContractError(
                 f"{self.source}: required column {missing[0]!r} is missing",
                 hint=f"the contract for {self.spec.table} needs it",
             )
-        frame = chunk.reset_index(drop=True)
-        reasons: dict[int, list[str]] = defaultdict(list)
-        frame = self._coerce(frame, reasons)
-        frame = self._normalize(frame)
-        self._check(frame, reasons)
-        self._check_unique(frame, reasons)
-        self._track_freshness(frame)
-        bad_rows = sorted(reasons)
-        self.report.rows += len(frame)
-        self.report.rows_failed += len(bad_rows)
+        checked, flags = self._evaluate(table)
         first_row = self._offset
-        self._offset += len(frame)
-        if bad_rows and self.spec.on_failure == "fail":
-            rule = next(iter(reasons[bad_rows[0]]))
+        self._offset += table.num_rows
+        self.report.rows += table.num_rows
+        self._track_freshness(checked)
+        return self._split(checked, flags, first_row)
+
+    def _evaluate(self, table: pa.Table) -> tuple[pa.Table, list[tuple[str, pa.Array]]]:
+        """Type, normalize and check a chunk in one query: the typed rows and one flag per rule (true: broken)."""
+        table = self._blank_text_as_missing(table)
+        sql, columns, labels, normalized, keys, computed = self._query(table.schema)
+        out = duck.query(self.con, sql, chunk=table)
+        retry = self._reparse_dates(table, out, labels)
+        if retry is not None:
+            table = retry
+            out = duck.query(self.con, sql, chunk=table)
+        for i, rule_name in normalized:
+            count = pc.sum(out.column(f"_norm_{i}")).as_py()
+            if count:
+                self.report.normalized[rule_name] += count
+        flags = [(label, out.column(f"_f{j}").combine_chunks()) for j, label in enumerate(labels)]
+        for k, key in keys:
+            flags.append((f"{'+'.join(key)}: duplicate", self._duplicates(k, out.column(f"_h{k}"))))
+        # Columns SQL did not change come straight from the Arrow chunk: no copy of their text.
+        typed = [out.column(c) if c in computed else table.column(c) for c in columns]
+        return pa.Table.from_arrays(typed, names=columns), flags
+
+    def _blank_text_as_missing(self, table: pa.Table) -> pa.Table:
+        """Declared text columns with blank cells (empty or spaces) as missing values."""
+        for name, col in self.spec.columns.items():
+            if col.type != "string" or name not in table.column_names:
+                continue
+            values = table.column(name)
+            if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+                continue
+            blank = pc.equal(pc.utf8_trim_whitespace(values), "")
+            if pc.any(blank).as_py():
+                missing = pa.scalar(None, values.type)
+                table = table.set_column(table.column_names.index(name), name, pc.if_else(blank, missing, values))
+        return table
+
+    def _query(
+        self, schema: pa.Schema
+    ) -> tuple[str, list[str], list[str], list[tuple[int, str]], list[tuple[int, list[str]]], set[str]]:
+        """The chunk's SQL, its data columns, rule labels (flag _f<j>), normalizations, unique keys
+        and the columns the SQL computes (the others are taken from the chunk as they are)."""
+        present = set(schema.names)
+        typed, checks = [], []
+        computed: set[str] = set()
+        for field_ in schema:
+            col, ident = self.spec.columns.get(field_.name), quote_ident(field_.name)
+            if col is None:
+                typed.append(ident)
+                continue
+            value, broken = _cast_sql(ident, col.type, field_.type)
+            typed.append(f"{value} AS {ident}")
+            if value != ident:
+                computed.add(field_.name)
+            if broken:
+                article = "an" if col.type == "int" else "a"
+                checks.append((f"{field_.name}: not {article} {col.type}", broken))
+        # the type checks read the raw cells: evaluate them beside the cast, as _t0, _t1, ...
+        ctes = [
+            f"typed AS (SELECT {', '.join(typed)}"
+            + "".join(f", {sql} AS _t{j}" for j, (_, sql) in enumerate(checks))
+            + " FROM chunk)"
+        ]
+        type_checks = [(label, f"_t{j}") for j, (label, _) in enumerate(checks)]
+        source, normalized = "typed", []
+        for i, (step, when, sets) in enumerate(self._normalize):
+            if not all(c in present for c in _names(step.when, *step.set.values(), *step.set)):
+                continue
+            normalized.append((i, step.name))
+            computed.update(sets)
+            replace = ", ".join(
+                f"CASE WHEN COALESCE({when}, FALSE) THEN CAST({expr} AS {_SQL_TYPES[self.spec.columns[c].type]}) "
+                f"ELSE {quote_ident(c)} END AS {quote_ident(c)}"
+                for c, expr in sets.items()
+            )
+            ctes.append(f"n{i} AS (SELECT * REPLACE ({replace}), COALESCE({when}, FALSE) AS _norm_{i} FROM {source})")
+            source = f"n{i}"
+        rules: list[tuple[str, str]] = list(type_checks)
+        for name, col in self.spec.columns.items():
+            if name not in present:
+                continue
+            ident = quote_ident(name)
+            if not col.nullable:
+                rules.append((f"{name}: missing value", f"{ident} IS NULL"))
+            if col.range is not None:
+                lo, hi = col.range
+                rules.append((_range_label(name, col.range), f"COALESCE({ident} < {lo!r} OR {ident} > {hi!r}, FALSE)"))
+            if col.allowed is not None:
+                items = ", ".join(literal(str(v) if col.type == "string" else v) for v in col.allowed)
+                rules.append((f"{name}: allowed values", f"COALESCE({ident} NOT IN ({items}), FALSE)"))
+        for rule, expr, when in self._rules:
+            if not all(c in present for c in _names(rule.expr, rule.when)):
+                continue
+            broken = f"NOT COALESCE({expr}, TRUE)"
+            rules.append((f"rule: {rule.name}", f"COALESCE({when}, FALSE) AND {broken}" if when else broken))
+        select = [quote_ident(c) for c in schema.names if c in computed]
+        select += [f"_norm_{i}" for i, _ in normalized]
+        select += [f"({sql}) AS _f{j}" for j, (_, sql) in enumerate(rules)]
+        keys = []
+        for k, key in enumerate(self._keys):
+            if all(c in present for c in key):
+                parts = ", ".join(f"CAST({quote_ident(c)} AS VARCHAR)" for c in key)
+                nulls = " OR ".join(f"{quote_ident(c)} IS NULL" for c in key)
+                select.append(f"CASE WHEN {nulls} THEN NULL ELSE unhex(md5(to_json(list_value({parts})))) END AS _h{k}")
+                keys.append((k, key))
+        sql = f"WITH {', '.join(ctes)} SELECT {', '.join(select)} FROM {source}"
+        return sql, list(schema.names), [label for label, _ in rules], normalized, keys, computed
+
+    def _reparse_dates(self, table: pa.Table, out: pa.Table, labels: list[str]) -> pa.Table | None:
+        """Dates DuckDB could not read, given to pandas (``3/4/2025``); None when there are none."""
+        fixed = table
+        for name, col in self.spec.columns.items():
+            if col.type != "datetime" or name not in table.column_names or not duck.is_text(table.column(name).type):
+                continue
+            label = f"{name}: not a datetime"
+            flag = next((f"_f{j}" for j, f in enumerate(labels) if f == label), None)
+            if flag is None or not pc.any(out.column(flag)).as_py():
+                continue
+            parsed, bad = duck.parse_timestamps(self.con, table.column(name))
+            iso = pc.if_else(bad, table.column(name), pc.strftime(parsed, format="%Y-%m-%dT%H:%M:%SZ"))
+            fixed = fixed.set_column(fixed.column_names.index(name), name, iso)
+        return None if fixed is table else fixed
+
+    def _duplicates(self, k: int, hashes: pa.ChunkedArray) -> pa.Array:
+        """Rows whose key came earlier, in this chunk or a previous one (keys with a missing part are not checked)."""
+        keyed = pa.table({"_i": pa.array(np.arange(len(hashes), dtype=np.int64)), "_h": hashes})
+        seen = duck.query(
+            self.con,
+            f"SELECT _i FROM (SELECT _i, _h, row_number() OVER (PARTITION BY _h ORDER BY _i) AS n FROM keyed "
+            f"WHERE _h IS NOT NULL) WHERE n > 1 OR _h IN (SELECT h FROM seen_{k})",
+            keyed=keyed,
+        )
+        duck.query(self.con, f"INSERT INTO seen_{k} SELECT _h FROM keyed WHERE _h IS NOT NULL", keyed=keyed)
+        flag = np.zeros(len(hashes), dtype=bool)
+        flag[seen.column("_i").to_numpy()] = True
+        return pa.array(flag)
+
+    def _split(self, table: pa.Table, flags: list[tuple[str, pa.Array]], first_row: int) -> Checked:
+        bad = pa.array(np.zeros(table.num_rows, dtype=bool))
+        for label, flag in flags:
+            count = pc.sum(flag).as_py() or 0
+            if count:
+                rows = pc.indices_nonzero(flag).slice(0, SAMPLE_ROWS).to_numpy() + first_row + 1
+                self.report._record(label, count, rows.tolist())
+                bad = pc.or_(bad, flag)
+        where = pc.indices_nonzero(bad).to_numpy()
+        self.report.rows_failed += len(where)
+        if len(where) and self.spec.on_failure == "fail":
+            rule = next(label for label, flag in flags if flag[int(where[0])].as_py())
             raise DataContractError(
-                f"{self.source}: row {first_row + bad_rows[0] + 1} breaks {rule} "
-                f"({len(bad_rows)} bad rows in this chunk)",
+                f"{self.source}: row {first_row + int(where[0]) + 1} breaks {rule} "
+                f"({len(where)} bad rows in this chunk)",
                 hint="fix the data, or set on_failure: quarantine",
             )
-        mask = frame.index.isin(bad_rows)
-        quarantined = frame[mask].copy()
-        quarantined["_row"] = [first_row + i + 1 for i in quarantined.index]
-        quarantined["_reasons"] = ["; ".join(reasons[i]) for i in quarantined.index]
-        good = frame if self.spec.on_failure == "warn" else frame[~mask]
-        return Checked(good=good.reset_index(drop=True), quarantined=quarantined.reset_index(drop=True))
+        kept = pa.array(where)
+        reasons: list[list[str]] = [[] for _ in range(len(where))]
+        for label, flag in flags:
+            for n, hit in enumerate(pc.take(flag, kept).to_pylist()):
+                if hit:
+                    reasons[n].append(label)
+        quarantined = table.take(kept)
+        quarantined = quarantined.append_column("_row", pa.array(where + first_row + 1, type=pa.int64()))
+        quarantined = quarantined.append_column("_reasons", pa.array(["; ".join(r) for r in reasons], type=pa.string()))
+        good = table if self.spec.on_failure == "warn" or not len(where) else table.filter(pc.invert(bad))
+        return Checked(good=good, quarantined=quarantined)
 
-    def _fail_rows(self, rule: str, rows: list[int], reasons: dict[int, list[str]]) -> None:
-        for row in rows:
-            if rule not in reasons[row]:
-                reasons[row].append(rule)
-        self.report._record(rule, [self._offset + r + 1 for r in rows])
-
-    def _coerce(self, frame: pd.DataFrame, reasons: dict[int, list[str]]) -> pd.DataFrame:
-        for name, col in self.spec.columns.items():
-            if name not in frame:
-                continue
-            raw = frame[name]
-            blank = raw.isna() | raw.astype("string").str.strip().eq("")
-            if col.type == "datetime":
-                value = pd.to_datetime(raw.where(~blank), errors="coerce", utc=True, format="mixed")
-            elif col.type in ("int", "float"):
-                value = pd.to_numeric(raw.where(~blank), errors="coerce")
-                if col.type == "int":
-                    whole = value.isna() | (value % 1 == 0)
-                    value = value.where(whole)
-                value = value.astype(TYPES[col.type])
-            elif col.type == "bool":
-                text = raw.astype("string").str.strip().str.lower()
-                value = text.map({"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False})
-                value = value.astype("boolean")
-            else:
-                value = raw.astype("string").where(~blank)
-            broken = value.isna() & ~blank
-            if broken.any():
-                self._fail_rows(f"{name}: not a {col.type}", list(frame.index[broken]), reasons)
-            frame[name] = value
-        return frame
-
-    def _normalize(self, frame: pd.DataFrame) -> pd.DataFrame:
-        for rule in self.spec.normalize:
-            mask = frame.eval(rule.when).fillna(False).astype(bool)
-            if not mask.any():
-                continue
-            updates = {col: frame.loc[mask].eval(expr) for col, expr in rule.set.items()}
-            for col, values in updates.items():
-                if not isinstance(values, pd.Series):
-                    values = pd.Series(values, index=frame.index[mask])
-                frame.loc[mask, col] = values.astype(frame[col].dtype) if col in frame else values
-            self.report.normalized[rule.name] += int(mask.sum())
-        return frame
-
-    def _check(self, frame: pd.DataFrame, reasons: dict[int, list[str]]) -> None:
-        try:
-            self.schema.validate(frame, lazy=True)
-        except SchemaErrors as exc:
-            failing: dict[str, set[int]] = defaultdict(set)
-            for case in exc.failure_cases.itertuples(index=False):
-                if pd.isna(case.index):
-                    continue
-                failing[self._label(case)].add(int(case.index))
-            for label, rows in failing.items():
-                self._fail_rows(label, sorted(rows), reasons)
-
-    def _label(self, case: Any) -> str:
-        """Name a Pandera failure the way the contract file does."""
-        number = None if pd.isna(case.check_number) else int(case.check_number)
-        if case.schema_context == "DataFrameSchema" and number is not None:
-            return f"rule: {self.spec.rules[number].name}"
-        if case.check == "not_nullable":
-            return f"{case.column}: missing value"
-        if case.schema_context == "Column" and number is not None:
-            return str(self.schema.columns[case.column].checks[number].name)
-        return f"{case.column}: {case.check}"
-
-    def _check_unique(self, frame: pd.DataFrame, reasons: dict[int, list[str]]) -> None:
-        keys = [[n] for n, c in self.spec.columns.items() if c.unique and n in frame]
-        if self.spec.unique:
-            keys.append(self.spec.unique)
-        for key in keys:
-            rows = []
-            for i, values in zip(frame.index, frame[key].itertuples(index=False, name=None), strict=True):
-                marker = (tuple(key), values)
-                if marker in self._seen_keys:
-                    rows.append(i)
-                else:
-                    self._seen_keys.add(marker)
-            if rows:
-                self._fail_rows(f"{'+'.join(key)}: duplicate", rows, reasons)
-
-    def _track_freshness(self, frame: pd.DataFrame) -> None:
-        if self.spec.freshness and self.spec.freshness.column in frame:
-            newest = frame[self.spec.freshness.column].max()
-            if pd.notna(newest) and (self._newest is None or newest > self._newest):
-                self._newest = newest
+    def _track_freshness(self, table: pa.Table) -> None:
+        if self.spec.freshness and self.spec.freshness.column in table.column_names:
+            newest = pc.max(table.column(self.spec.freshness.column)).as_py()
+            if newest is not None:
+                newest = pd.Timestamp(newest)
+                if self._newest is None or newest > self._newest:
+                    self._newest = newest
 
     def finish(self, now: pd.Timestamp | None = None) -> ValidationReport:
         """Close the report; a stale table fails unless the contract only warns."""
+        self.close()
         spec = self.spec.freshness
         if spec is not None:
             now = now or pd.Timestamp.now(tz="UTC")
@@ -310,3 +418,55 @@ class Contract:
                 if self.spec.on_failure != "warn":
                     raise DataContractError(f"{self.source}: the data is stale: {self.report.stale}")
         return self.report
+
+
+def _range_label(name: str, bounds: tuple[float, float]) -> str:
+    return f"{name}: range {bounds[0]:g}..{bounds[1]:g}"
+
+
+def _names(*expressions: str | None) -> set[str]:
+    """Column names an expression (or a bare column name) refers to."""
+    found: set[str] = set()
+    for expression in expressions:
+        if expression:
+            tree = ast.parse(expression.strip(), mode="eval")
+            found |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in ("True", "False")}
+    return found
+
+
+def _eval_rule(rule: RuleSpec) -> Any:
+    def check(frame: pd.DataFrame) -> pd.Series:
+        # A rule judges values that are there; a missing value is nullability's business.
+        ok = frame.eval(rule.expr).astype("boolean").fillna(True).astype(bool)
+        if rule.when:
+            ok = ok | ~frame.eval(rule.when).fillna(False).astype(bool)
+        return ok
+
+    return check
+
+
+def _cast_sql(ident: str, kind: str, arrow_type: pa.DataType) -> tuple[str, str | None]:
+    """SQL for a column's typed value, and for "a value is there but is not of the type"."""
+    text = duck.is_text(arrow_type)
+    blank = f"({ident} IS NULL OR trim({ident}) = '')" if text else f"({ident} IS NULL)"
+    if pa.types.is_floating(arrow_type):
+        blank = f"({ident} IS NULL OR isnan({ident}))"
+    if kind == "string":  # blank text is already missing (Contract._blank_text_as_missing)
+        return (ident if text else f"CAST({ident} AS VARCHAR)"), None
+    if kind == "datetime":
+        value = f"CASE WHEN {blank} THEN NULL ELSE TRY_CAST({ident} AS TIMESTAMPTZ) END"
+    elif kind == "float":
+        value = f"CASE WHEN {blank} THEN NULL ELSE TRY_CAST({ident} AS DOUBLE) END"
+        value = f"CASE WHEN isnan({value}) THEN NULL ELSE {value} END"
+    elif kind == "int":
+        number = f"TRY_CAST({ident} AS DOUBLE)"
+        value = (
+            f"CASE WHEN {blank} OR NOT ({number} = trunc({number})) THEN NULL "
+            f"ELSE COALESCE(TRY_CAST({ident} AS BIGINT), TRY_CAST({number} AS BIGINT)) END"
+        )
+    else:  # bool
+        if pa.types.is_boolean(arrow_type):
+            return ident, None
+        word = f"lower(trim(CAST({ident} AS VARCHAR)))"
+        value = f"CASE WHEN {word} IN {tuple(_TRUE)} THEN TRUE WHEN {word} IN {tuple(_FALSE)} THEN FALSE END"
+    return value, f"(NOT {blank} AND ({value}) IS NULL)"

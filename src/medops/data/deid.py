@@ -26,6 +26,7 @@ Each column gets one action; what was done is counted for the de-identification 
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import os
 import re
@@ -36,9 +37,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from medops.data import duck
+from medops.data.sources import frame_to_arrow
+from medops.data.sql_expr import literal, quote_ident
 from medops.errors import ConfigError, InvalidInput
 from medops.identity.keys import write_private_file
 
@@ -107,85 +114,77 @@ def action_error(action: str) -> str | None:
     return f"unknown action {action!r} (actions: {', '.join(ACTIONS)}; pseudonymize:KIND names an id space)"
 
 
-CACHE_LIMIT = 200_000
-
-
 @dataclass(frozen=True)
 class Pseudonymizer:
-    """Keyed pseudonyms and date shifts; ids repeat across chunks, so results are cached (bounded)."""
+    """Keyed pseudonyms and date shifts, in Python (one value) and as SQL (whole columns).
+
+    Both forms compute the same HMAC-SHA256; the SQL builds it from DuckDB's sha256 as
+    RFC 2104 does (inner and outer padded key), so ingest never hashes row by row in Python.
+    """
 
     key: bytes
-    _cache: dict[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
-    _shifts: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def one(self, value: object, kind: str) -> str | None:
         if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
             return None
-        return self._pseudonym(kind, str(value))
-
-    def _pseudonym(self, kind: str, token: str) -> str:
-        return f"{kind[:3]}_{hmac.digest(self.key, f'{kind}:{token}'.encode(), 'sha256').hex()[:20]}"
-
-    def series(self, values: pd.Series, kind: str) -> pd.Series:
-        uniques = pd.unique(values.dropna().to_numpy(dtype=object))
-        cache = self._cache
-        if len(cache) > CACHE_LIMIT:
-            cache.clear()
-        mapping = {}
-        for v in uniques:
-            token = str(v)
-            hit = cache.get((kind, token))
-            if hit is None:
-                hit = cache[(kind, token)] = self._pseudonym(kind, token)
-            mapping[v] = hit
-        return values.map(mapping).astype("string")
+        return f"{kind[:3]}_{hmac.digest(self.key, f'{kind}:{value}'.encode(), 'sha256').hex()[:20]}"
 
     def shift_days(self, patient: object) -> int:
-        token = str(patient)
-        days = self._shifts.get(token)
-        if days is None:
-            if len(self._shifts) > CACHE_LIMIT:
-                self._shifts.clear()
-            digest = hmac.digest(self.key, f"dateshift:{token}".encode(), "sha256")
-            days = int.from_bytes(digest[:4], "big") % (2 * MAX_SHIFT_DAYS) - MAX_SHIFT_DAYS
-            days = self._shifts[token] = days if days < 0 else days + 1  # never 0: that would keep real dates
-        return days
+        digest = hmac.digest(self.key, f"dateshift:{patient}".encode(), "sha256")
+        days = int.from_bytes(digest[:4], "big") % (2 * MAX_SHIFT_DAYS) - MAX_SHIFT_DAYS
+        return days if days < 0 else days + 1  # never 0: that would keep real dates
+
+    def sql_params(self) -> dict[str, bytes]:
+        """The padded keys the SQL forms read as parameters: the key never appears in SQL text."""
+        block = hashlib.sha256(self.key).digest() if len(self.key) > 64 else self.key
+        block = block.ljust(64, b"\0")
+        return {"hmac_inner": bytes(b ^ 0x36 for b in block), "hmac_outer": bytes(b ^ 0x5C for b in block)}
+
+    @staticmethod
+    def _hmac_hex_sql(message: str) -> str:
+        return f"sha256($hmac_outer::BLOB || unhex(sha256($hmac_inner::BLOB || encode({message}))))"
+
+    def pseudonym_sql(self, value: str, kind: str) -> str:
+        message = f"{literal(kind + ':')} || CAST({value} AS VARCHAR)"
+        return f"({literal(kind[:3] + '_')} || substr({self._hmac_hex_sql(message)}, 1, 20))"
+
+    def shift_offset_sql(self, patient: str) -> str:
+        """-182..181 from the patient's keyed hash; ``shift_days`` adds one to 0 and above."""
+        digest = self._hmac_hex_sql(f"'dateshift:' || CAST({patient} AS VARCHAR)")
+        return f"(CAST(('0x' || substr({digest}, 1, 8)) AS UBIGINT) % {2 * MAX_SHIFT_DAYS})::INTEGER - {MAX_SHIFT_DAYS}"
+
+
+_ZIP_TEXT = "regexp_replace(regexp_replace(trim(CAST({0} AS VARCHAR)), '-.*$', ''), '\\.0$', '')"
+
+
+def zip3_sql(value: str) -> str:
+    """ZIP (text, integer, ZIP+4) -> ZIP3, with restricted prefixes as 000, as SQL over ``value``."""
+    text = _ZIP_TEXT.format(value)
+    prefix = f"substr(lpad({text}, 5, '0'), 1, 3)"
+    restricted = ", ".join(literal(z) for z in sorted(RESTRICTED_ZIP3))
+    return (
+        f"CASE WHEN NOT regexp_full_match({text}, '\\d{{1,5}}') THEN NULL "
+        f"WHEN {prefix} IN ({restricted}) THEN '000' ELSE {prefix} END"
+    )
 
 
 def zip3(values: pd.Series) -> pd.Series:
-    """ZIP (text, integer, ZIP+4) -> ZIP3, with restricted prefixes as 000."""
-    # Arrow-backed strings: the text functions run in C++ rather than per value in Python.
-    text = values.astype("string[pyarrow]").str.strip().str.replace(r"-.*$", "", regex=True)
-    text = text.str.replace(r"\.0$", "", regex=True)
-    digits = text.where(text.str.fullmatch(r"\d{1,5}").fillna(False))
-    padded = digits.str.zfill(5).str[:3]
-    return padded.where(~padded.isin(RESTRICTED_ZIP3), "000").where(padded.notna()).astype("string")
+    """``zip3_sql`` over a pandas Series (mixed text and numbers allowed)."""
+    table = pa.table({"z": pa.array(values.astype("string"), type=pa.string())})
+    out = duck.query(duck.connect(), f"SELECT {zip3_sql('z')} AS z FROM t", t=table)
+    return pd.Series(out.column("z").to_pylist(), index=values.index, dtype="string")
 
 
-def _dates(values: pd.Series, column: str) -> pd.Series:
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC")
-    if pd.api.types.is_datetime64_dtype(values.dtype):
-        return values.dt.tz_localize("UTC")
-    parsed = pd.to_datetime(values, errors="coerce", utc=True)
-    bad = parsed.isna() & values.notna() & values.astype("string").str.strip().ne("")
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InvalidInput(f"column {column!r}, row {row + 1}: not a date", hint="dates must be ISO 8601")
-    return parsed
+def age_sql(birth: str, at: str) -> str:
+    """Whole years from ``birth`` to ``at`` (both SQL timestamps or dates)."""
+    return (
+        f"(year({at}) - year({birth}) - CASE WHEN month({at}) * 100 + day({at}) "
+        f"< month({birth}) * 100 + day({birth}) THEN 1 ELSE 0 END)"
+    )
 
 
-def age_years(birth: pd.Series, at: pd.Series | pd.Timestamp) -> pd.Series:
-    b = _dates(birth, "birth_date")
-    a = at if isinstance(at, pd.Timestamp) else _dates(at, "reference date")
-    years = a.dt.year - b.dt.year if not isinstance(a, pd.Timestamp) else a.year - b.dt.year
-    month_day_a = (a.dt.month * 100 + a.dt.day) if not isinstance(a, pd.Timestamp) else a.month * 100 + a.day
-    before_birthday = month_day_a < b.dt.month * 100 + b.dt.day
-    return (years - before_birthday.astype(int)).astype("Int64")
-
-
-def age_label(age: pd.Series) -> pd.Series:
-    return age.astype("string").where(age < 90, "90+")
+def age_label_sql(age: str) -> str:
+    return f"CASE WHEN {age} >= 90 THEN '90+' ELSE CAST({age} AS VARCHAR) END"
 
 
 @dataclass
@@ -223,6 +222,7 @@ class Deidentifier:
     text_phi: str = "redact"
     report: DeidReport = field(default_factory=DeidReport)
     _qi: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    _con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for column, action in self.actions.items():
@@ -232,68 +232,124 @@ class Deidentifier:
         if self.text_phi not in ("redact", "fail"):
             raise InvalidInput(f"text_phi must be 'redact' or 'fail', not {self.text_phi!r}")
 
-    def apply(self, chunk: pd.DataFrame, rows: Sequence[int] | None = None) -> pd.DataFrame:
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            self._con = duck.connect()
+        return self._con
+
+    def apply(self, chunk: pa.Table | pd.DataFrame, rows: Sequence[int] | None = None) -> pa.Table:
         """De-identify one chunk; ``rows`` are its source row numbers, for error messages."""
-        unknown = [c for c in chunk.columns if c not in self.actions]
+        table = frame_to_arrow(chunk) if isinstance(chunk, pd.DataFrame) else chunk
+        unknown = [c for c in table.column_names if c not in self.actions]
         if unknown:
             raise InvalidInput(
                 f"column {unknown[0]!r} has no de-identification action",
                 hint="every column needs one (keep, drop, pseudonymize, ...): unlisted columns could carry PHI",
             )
-        out = pd.DataFrame(index=chunk.index)
-        patients = chunk[self.patient_column] if self.patient_column in chunk else None
-        for column in chunk.columns:
-            action, values = self.actions[column], chunk[column]
+        table = self._typed_dates(table, rows)
+        present = table.column_names
+        outputs: list[tuple[str, str | None]] = []  # (name, SQL); no SQL: the input column as it is
+        lookups: dict[str, str] = {}  # id column -> SQL for the value its row gets (per distinct id)
+        texts: list[str] = []
+        reference = f"TIMESTAMPTZ '{self.reference_date.isoformat()}'"
+        for column in present:
+            action, ident = self.actions[column], quote_ident(column)
+            changed = len(table) - table.column(column).null_count
             if action == "drop":
-                self.report.add(column, action, int(values.notna().sum()))
+                self.report.add(column, action, changed)
             elif action == "keep":
-                out[column] = values
+                outputs.append((column, None))
                 self.report.add(column, action, 0)
             elif action.startswith("pseudonymize"):
                 kind = action.partition(":")[2] or ("patient" if column == self.patient_column else column)
-                out[column] = self.pseudonymizer.series(values, kind)
-                self.report.add(column, action, int(values.notna().sum()))
+                lookups[f"p_{column}"] = self.pseudonymizer.pseudonym_sql("v", kind)
+                outputs.append((column, f"p_{column}.out"))
+                self.report.add(column, action, changed)
             elif action == "zip3":
-                out[f"{column}3"] = zip3(values)
-                self.report.add(column, action, int(values.notna().sum()), f"restricted list {RESTRICTED_ZIP3_VERSION}")
+                outputs.append((f"{column}3", zip3_sql(f"t.{ident}")))
+                self.report.add(column, action, changed, f"restricted list {RESTRICTED_ZIP3_VERSION}")
             elif action == "year":
-                out[f"{column}_year"] = self._year(chunk, column)
-                self.report.add(column, action, int(values.notna().sum()))
+                birth, value = f"t.{quote_ident(self.birth_column)}", f"t.{ident}"
+                if self.birth_column in present and column != self.birth_column:
+                    old = f"{age_sql(birth, value)} >= 90"
+                else:
+                    old = f"{age_sql(value, reference)} >= 90"
+                outputs.append(
+                    (
+                        f"{column}_year",
+                        f"CASE WHEN COALESCE({old}, FALSE) THEN '90+' ELSE CAST(year({value}) AS VARCHAR) END",
+                    )
+                )
+                self.report.add(column, action, changed)
             elif action == "age":
-                out["age"] = age_label(age_years(values, pd.Timestamp(self.reference_date, tz="UTC")))
-                self.report.add(column, action, int(values.notna().sum()), f"at {self.reference_date}, 90+ pooled")
+                outputs.append(("age", age_label_sql(age_sql(f"t.{ident}", reference))))
+                self.report.add(column, action, changed, f"at {self.reference_date}, 90+ pooled")
             elif action == "shift_dates":
-                out[column] = self._shift(values, patients, column)
-                self.report.add(column, action, int(values.notna().sum()), "per-patient keyed offset")
+                if self.patient_column not in present:
+                    raise InvalidInput(
+                        f"shifting dates in {column!r} needs the patient id column {self.patient_column!r}"
+                    )
+                lookups["shift"] = self.pseudonymizer.shift_offset_sql("v")
+                outputs.append((column, f"t.{ident} + to_days(shift.out + CAST(shift.out >= 0 AS INTEGER))"))
+                self.report.add(column, action, changed, "per-patient keyed offset")
             elif action == "redact_text":
-                out[column] = self._redact(chunk, column, rows)
-                self.report.add(column, action, int(values.notna().sum()))
-        self.report.rows += len(chunk)
+                outputs.append((column, None))
+                texts.append(column)
+                self.report.add(column, action, changed)
+        out = self._run(table, outputs, lookups)
+        for column in texts:
+            index = out.column_names.index(column)
+            out = out.set_column(index, column, self._redact(table, column, rows))
+        self.report.rows += table.num_rows
         self._count_quasi_identifiers(out)
         return out
 
-    def _year(self, chunk: pd.DataFrame, column: str) -> pd.Series:
-        moments = _dates(chunk[column], column)
-        years = moments.dt.year.astype("Int64").astype("string")
-        if self.birth_column in chunk and column != self.birth_column:
-            old = age_years(chunk[self.birth_column], moments) >= 90
-        else:
-            old = age_years(chunk[column], pd.Timestamp(self.reference_date, tz="UTC")) >= 90
-        return years.where(~old.fillna(False), "90+")
+    def _run(self, table: pa.Table, outputs: list[tuple[str, str | None]], lookups: dict[str, str]) -> pa.Table:
+        """One query for the computed columns; keyed hashes run once per distinct id, joined back."""
+        computed = [(name, sql) for name, sql in outputs if sql is not None]
+        if not computed:
+            return pa.Table.from_arrays([table.column(n) for n, _ in outputs], names=[n for n, _ in outputs])
+        ctes, joins = [], []
+        for alias, sql in lookups.items():
+            column = quote_ident(self.patient_column if alias == "shift" else alias.removeprefix("p_"))
+            ctes.append(
+                f"{alias} AS (SELECT v, {sql} AS out FROM "
+                f"(SELECT DISTINCT CAST({column} AS VARCHAR) AS v FROM t WHERE {column} IS NOT NULL))"
+            )
+            joins.append(f"LEFT JOIN {alias} ON CAST(t.{column} AS VARCHAR) = {alias}.v")
+        select = ", ".join(f"{sql} AS {quote_ident(name)}" for name, sql in computed)
+        sql = f"SELECT {select} FROM t {' '.join(joins)}"
+        if ctes:
+            sql = f"WITH {', '.join(ctes)} {sql} ORDER BY t._i"
+            table = table.append_column("_i", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+        params = self.pseudonymizer.sql_params() if "$hmac_inner" in sql else None
+        out = duck.query(self.con, sql, params, t=table)
+        columns = [table.column(n) if sql is None else out.column(n) for n, sql in outputs]
+        return pa.Table.from_arrays(columns, names=[n for n, _ in outputs])
 
-    def _shift(self, values: pd.Series, patients: pd.Series | None, column: str) -> pd.Series:
-        if patients is None:
-            raise InvalidInput(f"shifting dates in {column!r} needs the patient id column {self.patient_column!r}")
-        uniques = pd.unique(patients.dropna().to_numpy(dtype=object))
-        offsets = patients.map({p: self.pseudonymizer.shift_days(p) for p in uniques})
-        return _dates(values, column) + pd.to_timedelta(offsets, unit="D")
+    def _typed_dates(self, table: pa.Table, rows: Sequence[int] | None) -> pa.Table:
+        """Columns that date actions read, as UTC timestamps; text that is no date is an error."""
+        dated = {c for c, a in self.actions.items() if a in ("year", "age", "shift_dates")}
+        if any(self.actions.get(c) == "year" for c in table.column_names):
+            dated.add(self.birth_column)
+        for column in [c for c in table.column_names if c in dated]:
+            values = table.column(column)
+            if pa.types.is_timestamp(values.type) and values.type.tz is not None:
+                continue
+            parsed, bad = duck.parse_timestamps(self.con, values)
+            if pc.any(bad).as_py():
+                first = int(pc.indices_nonzero(bad)[0].as_py())
+                row = rows[first] if rows is not None else self.report.rows + first + 1
+                raise InvalidInput(f"column {column!r}, row {row}: not a date", hint="dates must be ISO 8601")
+            table = table.set_column(table.column_names.index(column), column, parsed)
+        return table
 
-    def _redact(self, chunk: pd.DataFrame, column: str, rows: Sequence[int] | None) -> pd.Series:
-        name_values = [chunk[c].tolist() for c in self.name_columns if c in chunk]
-        texts = chunk[column].astype("string")
+    def _redact(self, table: pa.Table, column: str, rows: Sequence[int] | None) -> pa.Array:
+        name_values = [table.column(c).to_pylist() for c in self.name_columns if c in table.column_names]
         out: list[str | None] = []
-        for i, text in enumerate(texts):
-            if text is pd.NA or text is None:
+        for i, text in enumerate(table.column(column).to_pylist()):
+            if text is None:
                 out.append(None)
                 continue
             own = [str(values[i]) for values in name_values if isinstance(values[i], str)]
@@ -307,7 +363,7 @@ class Deidentifier:
                     hint="the project's de-identification says text_phi: fail; use redact to redact it instead",
                 )
             out.append(redacted)
-        return pd.Series(out, index=chunk.index, dtype="string")
+        return pa.array(out, type=pa.string())
 
     def redact(self, text: str, names: Iterable[str] = ()) -> str:
         """Redact PHI patterns and the given names (whole words) from one text."""
@@ -325,24 +381,37 @@ class Deidentifier:
             self.report.text_redactions["NAME"] += n
         return text
 
-    def _count_quasi_identifiers(self, out: pd.DataFrame) -> None:
-        sex = out["sex"] if "sex" in out else None
-        zipc = next((out[c] for c in out.columns if c.endswith("zip3") or c == "zip3"), None)
+    def _count_quasi_identifiers(self, out: pa.Table) -> None:
+        """Count rows per (age band, sex, ZIP3), from the age or the kept birth year."""
+        names = out.column_names
+        zipc = next((c for c in names if c.endswith("zip3") or c == "zip3"), None)
         birth_year = f"{self.birth_column}_year"
-        if "age" in out:
-            age = out["age"]
-        elif birth_year in out:  # the age reached in the reference year, from the kept birth year
-            years = pd.to_numeric(out[birth_year], errors="coerce")
-            age = (self.reference_date.year - years).astype("Int64").astype("string").where(years.notna(), "90+")
-            age = age.where(out[birth_year].notna(), None)
+        if "sex" not in names or zipc is None:
+            return
+        if "age" in names:
+            age = "TRY_CAST(age AS INTEGER)"
+            label = "age"
+        elif birth_year in names:  # the age reached in the reference year, from the kept birth year
+            year = quote_ident(birth_year)
+            age = f"({self.reference_date.year} - TRY_CAST({year} AS INTEGER))"
+            label = f"CASE WHEN {year} IS NULL THEN NULL WHEN {age} IS NULL THEN '90+' END"
         else:
             return
-        if sex is None or zipc is None:
-            return
-        groups = pd.DataFrame(
-            {"band": _age_bands(age), "sex": sex.astype("string").fillna("unknown"), "zip3": zipc.astype("string")}
+        band = (
+            f"CASE WHEN {age} IS NOT NULL THEN CAST({age} // 10 * 10 AS VARCHAR) || '-' || CAST({age} // 10 * 10 + 9 "
+            f"AS VARCHAR) WHEN {label} = '90+' THEN '90+' ELSE 'unknown' END"
         )
-        self._qi.update(groups.fillna("unknown").value_counts().to_dict())
+        groups = duck.query(
+            self.con,
+            f"SELECT {band} AS band, COALESCE(CAST(sex AS VARCHAR), 'unknown') AS sex, "
+            f"COALESCE(CAST({quote_ident(zipc)} AS VARCHAR), 'unknown') AS zip3, count(*) AS n "
+            "FROM t GROUP BY ALL",
+            t=out.select([c for c in ("age", birth_year, "sex", zipc) if c in names]),
+        )
+        for band_, sex, zip_, n in zip(
+            *(groups.column(c).to_pylist() for c in ("band", "sex", "zip3", "n")), strict=True
+        ):
+            self._qi[(band_, sex, zip_)] += n
 
     def finish(self, k: int = 5) -> DeidReport:
         """Close the report: k-anonymity over (age band, sex, ZIP3) when those columns exist."""
@@ -350,13 +419,7 @@ class Deidentifier:
             self.report.k_anonymity = min(self._qi.values())
             small = sum(n for n in self._qi.values() if n < k)
             self.report.share_below_k5 = small / sum(self._qi.values())
+        if self._con is not None:
+            self._con.close()
+            self._con = None
         return self.report
-
-
-def _age_bands(age: pd.Series) -> pd.Series:
-    """Ages ("37", "90+") as ten-year bands ("30-39", "90+"); missing as "unknown"."""
-    text = age.astype("string")
-    years = pd.to_numeric(text, errors="coerce")
-    low = (years // 10 * 10).astype("Int64")
-    band = low.astype("string") + "-" + (low + 9).astype("string")
-    return band.where(years.notna(), text.where(text == "90+", "unknown")).fillna("unknown")

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import select
 
 from medops import __version__
@@ -104,7 +106,7 @@ def _jsonable(value: Any) -> Any:
         return None
     if isinstance(value, float) and np.isnan(value):
         return None
-    if isinstance(value, pd.Timestamp):
+    if isinstance(value, date):  # datetimes too
         return value.isoformat()
     if isinstance(value, np.generic):
         return value.item()
@@ -112,23 +114,32 @@ def _jsonable(value: Any) -> Any:
 
 
 class _Names:
+    """The lookup table of names, attached to each chunk as hidden (later dropped) columns."""
+
     def __init__(self, lookup: NameLookup, chunk_rows: int) -> None:
         self.lookup = lookup
         self.hidden = [f"_name_{c}" for c in lookup.columns]
         parts = []
-        for chunk in lookup.source.chunks(chunk_rows):
-            missing = [c for c in (lookup.id_column, *lookup.columns) if c not in chunk]
+        for table in lookup.source.tables(chunk_rows):
+            missing = [c for c in (lookup.id_column, *lookup.columns) if c not in table.column_names]
             if missing:
                 raise InvalidInput(f"{lookup.source.name}: names lookup needs column {missing[0]!r}")
-            parts.append(chunk[[lookup.id_column, *lookup.columns]])
-        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[lookup.id_column])
-        frame = frame.drop_duplicates(lookup.id_column).set_index(lookup.id_column)
-        self.table = frame.set_axis(self.hidden, axis=1)
+            parts.append(table.select([lookup.id_column, *lookup.columns]))
+        table = pa.concat_tables(parts) if parts else pa.table({lookup.id_column: pa.array([], pa.string())})
+        table = table.filter(pc.is_valid(table.column(lookup.id_column)))
+        ids = table.column(lookup.id_column).cast(pa.string())
+        position = pc.index_in(ids, value_set=ids).to_numpy()
+        first = pa.array(np.flatnonzero(position == np.arange(len(ids))))  # the first row of each id
+        self.ids = ids.take(first)
+        self.columns = [table.column(c).take(first) for c in lookup.columns]
 
-    def attach(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        if self.lookup.id_column not in chunk:
+    def attach(self, chunk: pa.Table) -> pa.Table:
+        if self.lookup.id_column not in chunk.column_names:
             return chunk
-        return chunk.join(self.table, on=self.lookup.id_column)
+        where = pc.index_in(chunk.column(self.lookup.id_column).cast(pa.string()), value_set=self.ids)
+        for name, values in zip(self.hidden, self.columns, strict=True):
+            chunk = chunk.append_column(name, values.take(where))
+        return chunk
 
 
 class _Run:
@@ -163,37 +174,41 @@ class _Run:
         self.bad = ParquetSink(ws.artifacts.staging_path(), f"dataset {plan.name}.quarantine")
         self.read = 0
 
-    def chunk(self, raw: pd.DataFrame) -> None:
-        raw = raw.reset_index(drop=True)
+    def chunk(self, raw: pa.Table) -> None:
         if self.names:
             raw = self.names.attach(raw)
-        rows = np.arange(self.read + 1, self.read + len(raw) + 1)
-        self.read += len(raw)
+        rows = np.arange(self.read + 1, self.read + raw.num_rows + 1)
+        self.read += raw.num_rows
         if self.contract is None:
             self.data.write(self.deid.apply(raw, rows.tolist()))
             return
         checked = self.contract.apply(raw)
         outcome = self.contract.spec.on_failure
         good_rows = rows  # a warn contract keeps every row
-        if outcome != "warn" and len(raw):
-            good_rows = np.delete(rows, checked.quarantined["_row"].to_numpy(dtype=np.int64) - rows[0])
+        bad_rows = checked.quarantined.column("_row").to_numpy()
+        if outcome != "warn" and len(bad_rows):
+            good_rows = np.delete(rows, bad_rows - rows[0])
         self.data.write(self.deid.apply(checked.good, good_rows.tolist()))
-        if len(checked.quarantined):
-            meta = checked.quarantined[["_row", "_reasons"]]
-            cleaned = self.deid_bad.apply(checked.quarantined.drop(columns=["_row", "_reasons"]), meta["_row"].tolist())
-            kept = pd.concat([meta.reset_index(drop=True), cleaned.reset_index(drop=True)], axis=1)
+        if len(bad_rows):
+            meta = checked.quarantined.select(["_row", "_reasons"])
+            cleaned = self.deid_bad.apply(checked.quarantined.drop_columns(["_row", "_reasons"]), bad_rows.tolist())
+            kept = pa.Table.from_arrays(
+                [*meta.columns, *cleaned.columns], names=meta.column_names + cleaned.column_names
+            )
             self._sample(kept)
             if outcome == "quarantine":
                 self.bad.write(kept)
 
-    def _sample(self, kept: pd.DataFrame) -> None:
-        for record in kept.head(SAMPLES_PER_RULE * 20).to_dict("records"):
+    def _sample(self, kept: pa.Table) -> None:
+        for record in kept.slice(0, SAMPLES_PER_RULE * 20).to_pylist():
             for rule in str(record["_reasons"]).split("; "):
                 bucket = self.samples.setdefault(rule, [])
                 if len(bucket) < SAMPLES_PER_RULE:
                     bucket.append({k: _jsonable(v) for k, v in record.items() if k != "_reasons"})
 
     def abort(self) -> None:
+        if self.contract:
+            self.contract.close()
         self.data.abort()
         self.bad.abort()
 
@@ -263,7 +278,7 @@ def ingest(
     run = _Run(ws, plan, chunk_rows)
     staged: list[Path] = []
     try:
-        chunks: Iterator[pd.DataFrame] = plan.source.chunks(chunk_rows)
+        chunks: Iterator[pa.Table] = plan.source.tables(chunk_rows)
         for raw in chunks:
             try:
                 run.chunk(raw)

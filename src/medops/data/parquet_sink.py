@@ -13,19 +13,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from medops.data.sources import frame_to_arrow
 from medops.errors import InvalidInput
 
 ROW_GROUP_ROWS = 65_536
-
-
-def to_arrow(frame: pd.DataFrame) -> pa.Table:
-    """A chunk as an Arrow table; untyped (object) columns become text so every chunk agrees."""
-    fixed = frame.copy(deep=False)
-    for column in fixed.columns:
-        if fixed[column].dtype == object:
-            fixed[column] = fixed[column].astype("string")
-    table = pa.Table.from_pandas(fixed, preserve_index=False)
-    return table.replace_schema_metadata(None)
 
 
 class ParquetSink:
@@ -43,8 +34,8 @@ class ParquetSink:
         """Rows written or still held for the next row group."""
         return self.rows + self._held
 
-    def write(self, frame: pd.DataFrame) -> None:
-        table = to_arrow(frame)
+    def write(self, chunk: pa.Table | pd.DataFrame) -> None:
+        table = frame_to_arrow(chunk) if isinstance(chunk, pd.DataFrame) else chunk.replace_schema_metadata(None)
         if self.schema is None:
             self.schema = table.schema
         elif table.schema != self.schema:

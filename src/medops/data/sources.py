@@ -1,8 +1,9 @@
 """Reading raw data in bounded chunks: CSV, Parquet, FHIR NDJSON and SQL queries.
 
-Every source yields pandas DataFrames of at most ``chunk_rows`` rows, so memory follows
-the chunk, not the file. Values stay as read (CSV cells as strings, so a ZIP code keeps
-its leading zero); the data contract decides types later. Errors name the file and the
+Every source yields Arrow tables of at most ``chunk_rows`` rows (``tables``; ``chunks``
+gives the same as pandas DataFrames), so memory follows the chunk, not the file. Values
+stay as read (CSV cells as strings, so a ZIP code keeps its leading zero); the data
+contract decides types later. Errors name the file and the
 line, row or column, and never quote a cell: cells may hold PHI.
 """
 
@@ -37,9 +38,48 @@ class Source(Protocol):
     @property
     def name(self) -> str: ...
 
+    def tables(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pa.Table]: ...
+
     def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]: ...
 
     def fingerprint(self) -> str: ...
+
+
+def frame_to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """A DataFrame as an Arrow table; untyped (object) columns become text so every chunk agrees."""
+    fixed = frame.copy(deep=False)
+    for column in fixed.columns:
+        if fixed[column].dtype == object:
+            fixed[column] = fixed[column].astype("string")
+    table = pa.Table.from_pandas(fixed, preserve_index=False)
+    return table.replace_schema_metadata(None)
+
+
+class _Tabular:
+    """``chunks``, the pandas view of ``tables``, for callers that want DataFrames."""
+
+    def tables(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pa.Table]:
+        raise NotImplementedError
+
+    def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+        for table in self.tables(chunk_rows):
+            yield table.to_pandas()
+
+
+def _rechunk(tables: Iterator[pa.Table], chunk_rows: int) -> Iterator[pa.Table]:
+    """Tables of exactly ``chunk_rows`` rows (the last one fewer), whatever sizes come in."""
+    pending: list[pa.Table] = []
+    held = 0
+    for table in tables:
+        pending.append(table)
+        held += table.num_rows
+        while held >= chunk_rows:
+            merged = pa.concat_tables(pending)
+            yield merged.slice(0, chunk_rows).combine_chunks()
+            rest = merged.slice(chunk_rows)
+            pending, held = [rest], rest.num_rows
+    if held:
+        yield pa.concat_tables(pending).combine_chunks()
 
 
 def file_sha256(path: Path) -> str:
@@ -67,7 +107,7 @@ def _first_bad_utf8_line(path: Path) -> int | None:
 
 
 @dataclass
-class _FileSource:
+class _FileSource(_Tabular):
     """What every file source shares: its path is its name, its bytes its fingerprint."""
 
     path: Path
@@ -114,7 +154,7 @@ class CsvSource(_FileSource):
             raise SourceError(f"{self.path}, line 1: column name {dupes[0]!r} appears twice")
         return first
 
-    def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    def tables(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pa.Table]:
         columns = self.header()
         bad: list[Any] = []
 
@@ -133,18 +173,7 @@ class CsvSource(_FileSource):
                     quoted_strings_can_be_null=False,
                 ),
             )
-            pending: list[pd.DataFrame] = []
-            held = 0
-            for batch in reader:
-                pending.append(batch.to_pandas())
-                held += batch.num_rows
-                while held >= chunk_rows:
-                    merged = pd.concat(pending, ignore_index=True)
-                    yield merged.iloc[:chunk_rows].reset_index(drop=True)
-                    rest = merged.iloc[chunk_rows:].reset_index(drop=True)
-                    pending, held = [rest], len(rest)
-            if held:
-                yield pd.concat(pending, ignore_index=True)
+            yield from _rechunk((pa.Table.from_batches([b]) for b in reader), chunk_rows)
         except pa.ArrowInvalid as exc:
             raise self._explain(exc, bad, len(columns)) from None
 
@@ -166,14 +195,14 @@ class CsvSource(_FileSource):
 
 @dataclass
 class ParquetSource(_FileSource):
-    def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    def tables(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pa.Table]:
         _require_file(self.path)
         try:
             parquet = pq.ParquetFile(self.path)
         except (pa.ArrowInvalid, OSError) as exc:
             raise SourceError(f"{self.path}: not a Parquet file ({str(exc).splitlines()[0][:120]})") from None
         for batch in parquet.iter_batches(batch_size=chunk_rows):
-            yield batch.to_pandas()
+            yield pa.Table.from_batches([batch]).replace_schema_metadata(None)
 
 
 Flattener = Callable[[dict[str, Any]], dict[str, Any]]
@@ -269,7 +298,7 @@ class FhirNdjsonSource(_FileSource):
                 hint=f"supported: {', '.join(FLATTENERS)}",
             )
 
-    def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    def tables(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pa.Table]:
         _require_file(self.path)
         flatten = FLATTENERS[self.resource_type]
         rows: list[dict[str, Any]] = []
@@ -295,14 +324,14 @@ class FhirNdjsonSource(_FileSource):
                     )
                 rows.append(flatten(resource))
                 if len(rows) >= chunk_rows:
-                    yield pd.DataFrame(rows)
+                    yield frame_to_arrow(pd.DataFrame(rows))
                     rows = []
         if rows:
-            yield pd.DataFrame(rows)
+            yield frame_to_arrow(pd.DataFrame(rows))
 
 
 @dataclass
-class SqlSource:
+class SqlSource(_Tabular):
     """The result of a query over any SQLAlchemy URL, fetched in chunks."""
 
     url: str
@@ -318,7 +347,7 @@ class SqlSource:
             digest.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
         return digest.hexdigest()
 
-    def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    def tables(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pa.Table]:
         try:
             engine = create_engine(normalize_url(self.url))
         except (ArgumentError, ImportError) as exc:
@@ -328,7 +357,7 @@ class SqlSource:
                 result = conn.execution_options(stream_results=True).execute(text(self.query))
                 columns = list(result.keys())
                 while rows := result.fetchmany(chunk_rows):
-                    yield pd.DataFrame(rows, columns=columns)
+                    yield frame_to_arrow(pd.DataFrame(rows, columns=columns))
         except SQLAlchemyError as exc:
             first = str(getattr(exc, "orig", exc)).strip().splitlines()
             raise SourceError(f"query on {redact_url(self.url)} failed: {first[0] if first else exc}") from None

@@ -1,0 +1,82 @@
+"""The in-process DuckDB that checks and de-identifies ingest chunks.
+
+Ingest runs its per-chunk work as SQL over Arrow tables: DuckDB reads them without a copy,
+runs on every core and keeps text in C++ rather than as Python objects (see
+docs/architecture.md for the measurements behind the choice). Every connection works in
+UTC, so a timestamp without an offset means UTC, as it does for the rest of medops, and
+spills to ``temp_dir`` rather than growing past its memory limit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+MEMORY_LIMIT = "1GB"
+
+
+def connect(temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+    con.execute("SET TimeZone = 'UTC'")
+    if temp_dir is not None:
+        con.execute("SET temp_directory = ?", [str(temp_dir)])
+    return con
+
+
+def query(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None, **tables: pa.Table
+) -> pa.Table:
+    """Run ``sql`` over the given Arrow tables (by name) and return the result as Arrow."""
+    for name, table in tables.items():
+        con.register(name, table)
+    try:
+        relation = con.sql(sql, params=params or None)
+        return relation.to_arrow_table() if relation is not None else pa.table({})
+    finally:
+        for name in tables:
+            con.unregister(name)
+
+
+def is_text(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind))
+
+
+def parse_timestamps(con: duckdb.DuckDBPyConnection, values: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Timestamps (UTC) from text or dates, and a mask of the non-blank values that are none.
+
+    ISO 8601 goes through DuckDB's cast; the few other spellings (``3/4/2025``) that pandas
+    understands get a second chance there, so a file of US dates is slower, not refused.
+    """
+    table = pa.table({"x": values})
+    if is_text(values.type):
+        sql = (
+            "SELECT TRY_CAST(NULLIF(trim(x), '') AS TIMESTAMPTZ) AS v, "
+            "(x IS NOT NULL AND trim(x) <> '' AND v IS NULL) AS bad FROM t"
+        )
+    else:
+        sql = "SELECT TRY_CAST(x AS TIMESTAMPTZ) AS v, (x IS NOT NULL AND v IS NULL) AS bad FROM t"
+    out = query(con, sql, t=table)
+    parsed, bad = out.column("v").combine_chunks(), out.column("bad").combine_chunks()
+    if not is_text(values.type) or not pc.any(bad).as_py():
+        return parsed, bad
+    where = pc.indices_nonzero(bad)
+    retry = pd.to_datetime(
+        pd.Series(pc.take(values, where).to_pylist(), dtype="string"), errors="coerce", utc=True, format="mixed"
+    )
+    fixed = pa.array(retry.dt.as_unit("us"), type=parsed.type)
+    return _patch(parsed, where, fixed), _patch(bad, where, pc.is_null(fixed))
+
+
+def _patch(base: pa.Array, where: pa.Array, values: pa.Array) -> pa.Array:
+    """``base`` with the positions ``where`` replaced by ``values``."""
+    positions = np.full(len(base), -1, dtype=np.int64)
+    positions[where.to_numpy()] = np.arange(len(where))
+    mask = pa.array(positions >= 0)
+    replacement = pc.take(values, pa.array(np.where(positions >= 0, positions, 0)))
+    return pc.if_else(mask, replacement, base)
