@@ -120,3 +120,50 @@ def test_stale_data_fails(drifted: Path) -> None:
     _run(contract, CsvSource(drifted / "observations.csv"))
     with pytest.raises(DataContractError, match="stale"):
         contract.finish(now=pd.Timestamp("2040-01-01", tz="UTC"))
+
+
+def test_sql_checks_and_the_pandera_schema_agree(tmp_path: Path) -> None:
+    """The contract compiles to SQL (for ingest) and to Pandera (for DataFrames): same verdict, row by row."""
+    from pandera.errors import SchemaErrors
+
+    (tmp_path / "c.yaml").write_text(
+        "table: vitals\non_failure: quarantine\ncolumns:\n"
+        "  id: {nullable: false}\n"
+        "  hr: {type: float, range: [20, 300]}\n"
+        "  unit: {allowed: [C, F]}\n"
+        "  temp: {type: float}\n"
+        "  start: {type: datetime}\n  end: {type: datetime}\n"
+        "rules:\n"
+        "  - {name: end after start, expr: 'end >= start'}\n"
+        "  - {name: celsius plausible, expr: 'temp >= 30 and temp <= 45', when: \"unit == 'C'\"}\n"
+    )
+    contract = Contract.from_file(tmp_path / "c.yaml")
+    t0 = pd.Timestamp("2025-01-01", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "id": pd.array(["a", None, "c", "d", "e", "f", "g"], dtype="string"),
+            "hr": pd.array([80.0, 19.0, 301.0, None, 20.0, 300.0, 75.0], dtype="Float64"),
+            "unit": pd.array(["C", "C", "K", "F", None, "C", "C"], dtype="string"),
+            "temp": pd.array([37.0, 50.0, 37.0, 99.0, 20.0, None, 29.9], dtype="Float64"),
+            "start": [t0] * 7,
+            "end": [t0 + pd.Timedelta(hours=h) for h in (1, -1, 0, 2, -3, 5, 1)],
+        }
+    )
+    quarantined = contract.apply(frame).quarantined.to_pandas()
+    pairs = zip(quarantined["_row"], quarantined["_reasons"], strict=True)
+    ours = {int(row) - 1: set(reasons.split("; ")) for row, reasons in pairs}
+    theirs: dict[int, set[str]] = {}
+    schema = contract.pandera_schema()
+    try:
+        schema.validate(frame, lazy=True)
+    except SchemaErrors as exc:
+        for case in exc.failure_cases.itertuples(index=False):
+            number = None if pd.isna(case.check_number) else int(case.check_number)
+            if case.schema_context == "DataFrameSchema":
+                label = f"rule: {contract.spec.rules[number].name}"
+            elif case.check == "not_nullable":
+                label = f"{case.column}: missing value"
+            else:
+                label = str(schema.columns[case.column].checks[number].name)
+            theirs.setdefault(int(case.index), set()).add(label)
+    assert ours == theirs and set(ours) == {1, 2, 4, 6}

@@ -32,6 +32,7 @@ from medops.data.contracts import Contract, ContractSpec, ValidationReport
 from medops.data.datasets import DatasetInfo, get
 from medops.data.deid import Deidentifier, DeidReport, Pseudonymizer, action_error, load_key
 from medops.data.parquet_sink import ParquetSink
+from medops.data.prefetch import prefetch
 from medops.data.profile import profile_parquet
 from medops.data.sources import DEFAULT_CHUNK_ROWS, CsvSource, FhirNdjsonSource, ParquetSource, Source, SqlSource
 from medops.errors import InvalidInput
@@ -278,7 +279,7 @@ def ingest(
     run = _Run(ws, plan, chunk_rows)
     staged: list[Path] = []
     try:
-        chunks: Iterator[pa.Table] = plan.source.tables(chunk_rows)
+        chunks: Iterator[pa.Table] = prefetch(plan.source.tables(chunk_rows))
         for raw in chunks:
             try:
                 run.chunk(raw)

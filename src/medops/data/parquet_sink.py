@@ -7,6 +7,7 @@ the file's SHA-256 can then serve as the dataset's version.
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +29,8 @@ class ParquetSink:
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[pa.Table] = []
         self._held = 0
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medops-parquet")
+        self._writing: Future[None] | None = None
 
     @property
     def total(self) -> int:
@@ -71,17 +74,26 @@ class ParquetSink:
         return pa.Table.from_arrays(columns, schema=self.schema)
 
     def _emit(self, table: pa.Table) -> None:
+        """Write a row group in the writer thread (Arrow releases the GIL), one group in flight at most."""
         assert self.schema is not None
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, self.schema, compression="snappy")
-        self._writer.write_table(table.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
+        self._wait()
+        self._writing = self._thread.submit(self._writer.write_table, table.combine_chunks(), ROW_GROUP_ROWS)
         self.rows += table.num_rows
+
+    def _wait(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
 
     def close(self) -> int:
         """Flush the last row group and close; an empty sink still writes its schema."""
         if self._held:
             self._emit(pa.concat_tables(self._pending))
         self._pending, self._held = [], 0
+        self._wait()
+        self._thread.shutdown()
         if self._writer is None:
             if self.schema is None:
                 raise InvalidInput(f"{self.where}: no rows and no columns to write")
@@ -90,6 +102,11 @@ class ParquetSink:
         return self.rows
 
     def abort(self) -> None:
+        try:
+            self._wait()
+        except Exception:  # noqa: BLE001 - the file is being thrown away anyway
+            pass
+        self._thread.shutdown()
         if self._writer is not None:
             try:
                 self._writer.close()

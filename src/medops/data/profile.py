@@ -65,7 +65,7 @@ def profile_parquet(path: Path) -> dict[str, dict[str, Any]]:
         select: list[str] = ["count(*)"]
         for name, (kind, _t) in kinds.items():
             q = _quote(name)
-            select += [f"count({q})", f"count(DISTINCT {q})"]
+            select += [f"count({q})", f"approx_count_distinct({q})"]
             if kind == "number":
                 qs = ", ".join(str(x) for x in QUANTILES)
                 select += [f"min({q})", f"max({q})", f"avg({q})", f"stddev_samp({q})", f"quantile_cont({q}, [{qs}])"]
