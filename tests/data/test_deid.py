@@ -89,11 +89,12 @@ def test_pseudonyms_are_stable_and_keyed(data) -> None:  # type: ignore[no-untyp
     assert not set(a) & set(c)
 
 
+@pytest.mark.parametrize("repeats", [1, 6])  # unique ids: hashed per row; repeated: once per distinct id
 @pytest.mark.parametrize(
     "key", [b"k" * 32, b"a much longer key than one SHA-256 block of sixty-four bytes, hashed first"]
 )
-def test_sql_pseudonyms_and_shifts_equal_python_hmac(key: bytes) -> None:
-    ids = pd.Series(["P000001", "p-2", "Ünïcode", "x" * 200, None])
+def test_sql_pseudonyms_and_shifts_equal_python_hmac(key: bytes, repeats: int) -> None:
+    ids = pd.Series(["P000001", "p-2", "Ünïcode", "x" * 200] * repeats + [None])
     actions = {"patient_id": "pseudonymize", "t": "shift_dates"}
     frame = pd.DataFrame({"patient_id": ids, "t": ["2025-06-01T00:00:00Z"] * len(ids)})
     table = Deidentifier(actions, Pseudonymizer(key)).apply(frame)

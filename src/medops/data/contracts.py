@@ -275,26 +275,41 @@ class Contract:
         """The chunk's SQL, its data columns, rule labels (flag _f<j>), normalizations, unique keys
         and the columns the SQL computes (the others are taken from the chunk as they are)."""
         present = set(schema.names)
-        typed, checks = [], []
+        cast, refine, checks = [], [], []
         computed: set[str] = set()
-        for field_ in schema:
+        for k, field_ in enumerate(schema):
             col, ident = self.spec.columns.get(field_.name), quote_ident(field_.name)
-            if col is None:
-                typed.append(ident)
+            if col is None or (col.type == "string" and duck.is_text(field_.type)):
+                cast.append(ident)  # blank text is already missing (Contract._blank_text_as_missing)
                 continue
-            value, broken = _cast_sql(ident, col.type, field_.type)
-            typed.append(f"{value} AS {ident}")
-            if value != ident:
-                computed.add(field_.name)
-            if broken:
-                article = "an" if col.type == "int" else "a"
-                checks.append((f"{field_.name}: not {article} {col.type}", broken))
-        # the type checks read the raw cells: evaluate them beside the cast, as _t0, _t1, ...
-        ctes = [
-            f"typed AS (SELECT {', '.join(typed)}"
-            + "".join(f", {sql} AS _t{j}" for j, (_, sql) in enumerate(checks))
-            + " FROM chunk)"
-        ]
+            if col.type == "bool" and pa.types.is_boolean(field_.type):
+                cast.append(ident)
+                continue
+            computed.add(field_.name)
+            value, final = _cast_sql(ident, col.type, f"_raw{k}")
+            cast.append(f"{value} AS {ident}, {ident} AS _raw{k}")
+            if final:
+                refine.append(f"{final} AS {ident}")
+            raw = f"_raw{k}"
+            there = f"{raw} IS NOT NULL"
+            if duck.is_text(field_.type):
+                there += f" AND trim({raw}) <> ''"
+            elif pa.types.is_floating(field_.type):
+                there += f" AND NOT isnan({raw})"
+            article = "an" if col.type == "int" else "a"
+            checks.append((f"{field_.name}: not {article} {col.type}", f"({ident} IS NULL AND {there})"))
+        # Cast once, then refine (NaN as missing, whole numbers as int) and flag the cells that
+        # were there but did not convert, as _t0, _t1, ... beside the typed values.
+        raws = [f"_raw{k}" for k, f in enumerate(schema) if f.name in computed]
+        ctes = [f"cast_ AS (SELECT {', '.join(cast)} FROM chunk)"]
+        exclude = f" EXCLUDE ({', '.join(raws)})" if raws else ""
+        replace = f" REPLACE ({', '.join(refine)})" if refine else ""
+        flags_sql = "".join(f", {sql} AS _t{j}" for j, (_, sql) in enumerate(checks))
+        if refine:
+            ctes.append(f"refined AS (SELECT *{replace} FROM cast_)")
+            ctes.append(f"typed AS (SELECT *{exclude}{flags_sql} FROM refined)")
+        else:
+            ctes.append(f"typed AS (SELECT *{exclude}{flags_sql} FROM cast_)")
         type_checks = [(label, f"_t{j}") for j, (label, _) in enumerate(checks)]
         source, normalized = "typed", []
         for i, (step, when, sets) in enumerate(self._normalize):
@@ -445,28 +460,17 @@ def _eval_rule(rule: RuleSpec) -> Any:
     return check
 
 
-def _cast_sql(ident: str, kind: str, arrow_type: pa.DataType) -> tuple[str, str | None]:
-    """SQL for a column's typed value, and for "a value is there but is not of the type"."""
-    text = duck.is_text(arrow_type)
-    blank = f"({ident} IS NULL OR trim({ident}) = '')" if text else f"({ident} IS NULL)"
-    if pa.types.is_floating(arrow_type):
-        blank = f"({ident} IS NULL OR isnan({ident}))"
-    if kind == "string":  # blank text is already missing (Contract._blank_text_as_missing)
-        return (ident if text else f"CAST({ident} AS VARCHAR)"), None
-    if kind == "datetime":
-        value = f"CASE WHEN {blank} THEN NULL ELSE TRY_CAST({ident} AS TIMESTAMPTZ) END"
-    elif kind == "float":
-        value = f"CASE WHEN {blank} THEN NULL ELSE TRY_CAST({ident} AS DOUBLE) END"
-        value = f"CASE WHEN isnan({value}) THEN NULL ELSE {value} END"
-    elif kind == "int":
-        number = f"TRY_CAST({ident} AS DOUBLE)"
-        value = (
-            f"CASE WHEN {blank} OR NOT ({number} = trunc({number})) THEN NULL "
-            f"ELSE COALESCE(TRY_CAST({ident} AS BIGINT), TRY_CAST({number} AS BIGINT)) END"
-        )
-    else:  # bool
-        if pa.types.is_boolean(arrow_type):
-            return ident, None
-        word = f"lower(trim(CAST({ident} AS VARCHAR)))"
-        value = f"CASE WHEN {word} IN {tuple(_TRUE)} THEN TRUE WHEN {word} IN {tuple(_FALSE)} THEN FALSE END"
-    return value, f"(NOT {blank} AND ({value}) IS NULL)"
+def _cast_sql(ident: str, kind: str, raw: str) -> tuple[str, str | None]:
+    """SQL for a column's cast (one per cell), and for its refinement over the cast value, if any."""
+    if kind == "string":
+        return f"CAST({ident} AS VARCHAR)", None
+    if kind == "datetime":  # ISO 8601; other spellings get a second chance (Contract._reparse_dates)
+        return f"TRY_CAST({ident} AS TIMESTAMPTZ)", None
+    if kind == "float":
+        return f"TRY_CAST({ident} AS DOUBLE)", f"CASE WHEN isnan({ident}) THEN NULL ELSE {ident} END"
+    if kind == "int":  # via DOUBLE, so 3.5 is refused rather than rounded; exact BIGINT when whole
+        exact = f"COALESCE(TRY_CAST({raw} AS BIGINT), TRY_CAST({ident} AS BIGINT))"
+        whole = f"CASE WHEN {ident} = trunc({ident}) THEN {exact} END"
+        return f"TRY_CAST({ident} AS DOUBLE)", whole
+    word = f"lower(trim(CAST({ident} AS VARCHAR)))"
+    return f"CASE WHEN {word} IN {tuple(_TRUE)} THEN TRUE WHEN {word} IN {tuple(_FALSE)} THEN FALSE END", None

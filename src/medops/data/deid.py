@@ -56,6 +56,8 @@ ACTIONS = ("drop", "pseudonymize", "zip3", "year", "age", "shift_dates", "redact
 RESTRICTED_ZIP3_VERSION = "hhs-2000+msft-sample-union-v1"
 RESTRICTED_ZIP3 = frozenset("036 059 063 102 203 205 369 556 692 790 821 823 830 831 878 879 884 890 893".split())
 MAX_SHIFT_DAYS = 182
+# Below this share of distinct ids in a chunk, keyed digests run once per id and are joined back.
+REPEATED_IDS = 0.5
 
 _PATTERNS = [
     ("SSN", re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b")),
@@ -130,8 +132,9 @@ class Pseudonymizer:
         return f"{kind[:3]}_{hmac.digest(self.key, f'{kind}:{value}'.encode(), 'sha256').hex()[:20]}"
 
     def shift_days(self, patient: object) -> int:
-        digest = hmac.digest(self.key, f"dateshift:{patient}".encode(), "sha256")
-        days = int.from_bytes(digest[:4], "big") % (2 * MAX_SHIFT_DAYS) - MAX_SHIFT_DAYS
+        # Bytes 20-23 of the patient's keyed digest: the pseudonym shows only bytes 0-9.
+        digest = hmac.digest(self.key, f"patient:{patient}".encode(), "sha256")
+        days = int.from_bytes(digest[20:24], "big") % (2 * MAX_SHIFT_DAYS) - MAX_SHIFT_DAYS
         return days if days < 0 else days + 1  # never 0: that would keep real dates
 
     def sql_params(self) -> dict[str, bytes]:
@@ -141,17 +144,21 @@ class Pseudonymizer:
         return {"hmac_inner": bytes(b ^ 0x36 for b in block), "hmac_outer": bytes(b ^ 0x5C for b in block)}
 
     @staticmethod
-    def _hmac_hex_sql(message: str) -> str:
+    def digest_sql(value: str, kind: str) -> str:
+        """The keyed digest (hex) of ``kind:value``: HMAC-SHA256 as RFC 2104 builds it from SHA-256."""
+        message = f"{literal(kind + ':')} || CAST({value} AS VARCHAR)"
         return f"sha256($hmac_outer::BLOB || unhex(sha256($hmac_inner::BLOB || encode({message}))))"
 
-    def pseudonym_sql(self, value: str, kind: str) -> str:
-        message = f"{literal(kind + ':')} || CAST({value} AS VARCHAR)"
-        return f"({literal(kind[:3] + '_')} || substr({self._hmac_hex_sql(message)}, 1, 20))"
+    @staticmethod
+    def pseudonym_from_digest_sql(digest: str, kind: str) -> str:
+        return f"({literal(kind[:3] + '_')} || substr({digest}, 1, 20))"
 
-    def shift_offset_sql(self, patient: str) -> str:
-        """-182..181 from the patient's keyed hash; ``shift_days`` adds one to 0 and above."""
-        digest = self._hmac_hex_sql(f"'dateshift:' || CAST({patient} AS VARCHAR)")
-        return f"(CAST(('0x' || substr({digest}, 1, 8)) AS UBIGINT) % {2 * MAX_SHIFT_DAYS})::INTEGER - {MAX_SHIFT_DAYS}"
+    @staticmethod
+    def shift_from_digest_sql(digest: str) -> str:
+        """Days (-182..182, never 0) from a patient digest; the SQL of ``shift_days``."""
+        raw = f"CAST(('0x' || substr({digest}, 41, 8)) AS UBIGINT) % {2 * MAX_SHIFT_DAYS}"
+        # raw 0..181 -> -182..-1 and raw 182..363 -> 1..182: never 0
+        return f"(({raw})::INTEGER - {MAX_SHIFT_DAYS} + CAST(({raw}) >= {MAX_SHIFT_DAYS} AS INTEGER))"
 
 
 _ZIP_TEXT = "regexp_replace(regexp_replace(trim(CAST({0} AS VARCHAR)), '-.*$', ''), '\\.0$', '')"
@@ -250,7 +257,7 @@ class Deidentifier:
         table = self._typed_dates(table, rows)
         present = table.column_names
         outputs: list[tuple[str, str | None]] = []  # (name, SQL); no SQL: the input column as it is
-        lookups: dict[str, str] = {}  # id column -> SQL for the value its row gets (per distinct id)
+        digests: dict[tuple[str, str], str] = {}  # (id column, kind) -> the SQL name of its keyed digest
         texts: list[str] = []
         reference = f"TIMESTAMPTZ '{self.reference_date.isoformat()}'"
         for column in present:
@@ -263,8 +270,8 @@ class Deidentifier:
                 self.report.add(column, action, 0)
             elif action.startswith("pseudonymize"):
                 kind = action.partition(":")[2] or ("patient" if column == self.patient_column else column)
-                lookups[f"p_{column}"] = self.pseudonymizer.pseudonym_sql("v", kind)
-                outputs.append((column, f"p_{column}.out"))
+                digest = digests.setdefault((column, kind), f"_d{len(digests)}")
+                outputs.append((column, Pseudonymizer.pseudonym_from_digest_sql(digest, kind)))
                 self.report.add(column, action, changed)
             elif action == "zip3":
                 outputs.append((f"{column}3", zip3_sql(f"t.{ident}")))
@@ -290,14 +297,14 @@ class Deidentifier:
                     raise InvalidInput(
                         f"shifting dates in {column!r} needs the patient id column {self.patient_column!r}"
                     )
-                lookups["shift"] = self.pseudonymizer.shift_offset_sql("v")
-                outputs.append((column, f"t.{ident} + to_days(shift.out + CAST(shift.out >= 0 AS INTEGER))"))
+                digest = digests.setdefault((self.patient_column, "patient"), f"_d{len(digests)}")
+                outputs.append((column, f"t.{ident} + to_days({Pseudonymizer.shift_from_digest_sql(digest)})"))
                 self.report.add(column, action, changed, "per-patient keyed offset")
             elif action == "redact_text":
                 outputs.append((column, None))
                 texts.append(column)
                 self.report.add(column, action, changed)
-        out = self._run(table, outputs, lookups)
+        out = self._run(table, outputs, digests)
         for column in texts:
             index = out.column_names.index(column)
             out = out.set_column(index, column, self._redact(table, column, rows))
@@ -305,26 +312,37 @@ class Deidentifier:
         self._count_quasi_identifiers(out)
         return out
 
-    def _run(self, table: pa.Table, outputs: list[tuple[str, str | None]], lookups: dict[str, str]) -> pa.Table:
-        """One query for the computed columns; keyed hashes run once per distinct id, joined back."""
+    def _run(
+        self, table: pa.Table, outputs: list[tuple[str, str | None]], digests: dict[tuple[str, str], str]
+    ) -> pa.Table:
+        """One query for the computed columns. A keyed digest is computed per row, or, for a column
+        whose ids repeat (an HCP's many patients), once per distinct id and joined back."""
         computed = [(name, sql) for name, sql in outputs if sql is not None]
         if not computed:
             return pa.Table.from_arrays([table.column(n) for n, _ in outputs], names=[n for n, _ in outputs])
-        ctes, joins = [], []
-        for alias, sql in lookups.items():
-            column = quote_ident(self.patient_column if alias == "shift" else alias.removeprefix("p_"))
-            ctes.append(
-                f"{alias} AS (SELECT v, {sql} AS out FROM "
-                f"(SELECT DISTINCT CAST({column} AS VARCHAR) AS v FROM t WHERE {column} IS NOT NULL))"
+        per_row = []
+        params = self.pseudonymizer.sql_params() if digests else None
+        for (column, kind), name in digests.items():
+            ident = quote_ident(column)
+            values = table.column(column)
+            if pc.count_distinct(values).as_py() > REPEATED_IDS * max(len(values), 1):
+                per_row.append(f"{Pseudonymizer.digest_sql(ident, kind)} AS {name}")
+                continue
+            # Once per distinct id, then mapped back by position in Arrow (keeps the row order).
+            ids = values.cast(pa.string())
+            found = duck.query(
+                self.con,
+                f"SELECT v, {Pseudonymizer.digest_sql('v', kind)} AS d "
+                "FROM (SELECT DISTINCT v FROM ids WHERE v IS NOT NULL)",
+                params,
+                ids=pa.table({"v": ids}),
             )
-            joins.append(f"LEFT JOIN {alias} ON CAST(t.{column} AS VARCHAR) = {alias}.v")
+            where = pc.index_in(ids, value_set=found.column("v"))
+            table = table.append_column(name, found.column("d").take(where))
+        source = f"(SELECT *, {', '.join(per_row)} FROM t) AS t" if per_row else "t"
         select = ", ".join(f"{sql} AS {quote_ident(name)}" for name, sql in computed)
-        sql = f"SELECT {select} FROM t {' '.join(joins)}"
-        if ctes:
-            sql = f"WITH {', '.join(ctes)} {sql} ORDER BY t._i"
-            table = table.append_column("_i", pa.array(np.arange(table.num_rows, dtype=np.int64)))
-        params = self.pseudonymizer.sql_params() if "$hmac_inner" in sql else None
-        out = duck.query(self.con, sql, params, t=table)
+        sql = f"SELECT {select} FROM {source}"
+        out = duck.query(self.con, sql, params if per_row else None, t=table)
         columns = [table.column(n) if sql is None else out.column(n) for n, sql in outputs]
         return pa.Table.from_arrays(columns, names=[n for n, _ in outputs])
 

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 MEMORY_LIMIT = "1GB"
+BATCH_ROWS = 8192
 
 
 def connect(temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
@@ -34,13 +35,20 @@ def query(
 ) -> pa.Table:
     """Run ``sql`` over the given Arrow tables (by name) and return the result as Arrow."""
     for name, table in tables.items():
-        con.register(name, table)
+        con.register(name, _split(table))
     try:
         relation = con.sql(sql, params=params or None)
         return relation.to_arrow_table() if relation is not None else pa.table({})
     finally:
         for name in tables:
             con.unregister(name)
+
+
+def _split(table: pa.Table) -> pa.Table:
+    """The table as several record batches (zero-copy slices): DuckDB scans one batch per thread."""
+    if table.num_rows < 2 * BATCH_ROWS:
+        return table
+    return pa.Table.from_batches(table.to_batches(max_chunksize=BATCH_ROWS), schema=table.schema)
 
 
 def is_text(kind: pa.DataType) -> bool:
