@@ -9,7 +9,7 @@ import pytest
 
 import medops
 from medops.data import CsvSource
-from medops.data.contracts import Contract, DataContractError, load_contract
+from medops.data.contracts import Contract, ContractSpec, DataContractError, load_contract
 from medops.synth import generate, write
 
 EXAMPLES = Path(medops.__file__).parent / "templates" / "readmission" / "contracts"
@@ -167,3 +167,22 @@ def test_sql_checks_and_the_pandera_schema_agree(tmp_path: Path) -> None:
                 label = str(schema.columns[case.column].checks[number].name)
             theirs.setdefault(int(case.index), set()).add(label)
     assert ours == theirs and set(ours) == {1, 2, 4, 6}
+
+
+def test_unique_keys_across_chunks_kept_on_disk_and_removed(tmp_path: Path) -> None:
+    spec = load_contract_text(tmp_path, "table: t\ncolumns:\n  id: {unique: true}\n  n: {type: int}\n")
+    keys = tmp_path / "run.keys.duckdb"
+    contract = Contract(spec, keys_file=keys)
+    first = contract.apply(pd.DataFrame({"id": ["a", "b", "b", None], "n": ["1", "2", "3", "4"]}))
+    second = contract.apply(pd.DataFrame({"id": ["c", "a", None], "n": ["5", "6", "7"]}))
+    assert keys.exists()
+    assert first.quarantined.column("_row").to_pylist() == [3]  # the second "b"
+    assert second.quarantined.column("_row").to_pylist() == [6]  # "a" again, one chunk later; missing ids pass
+    contract.finish()
+    assert not keys.exists() and not keys.with_name(keys.name + ".wal").exists()
+
+
+def load_contract_text(folder: Path, text: str) -> ContractSpec:
+    path = folder / "contract.yaml"
+    path.write_text(text)
+    return load_contract(path)

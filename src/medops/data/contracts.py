@@ -35,6 +35,7 @@ from medops.data.sql_expr import ExpressionError, literal, quote_ident, to_sql
 from medops.errors import InvalidInput
 
 SAMPLE_ROWS = 5
+KEYS_MEMORY = "128MB"
 
 
 class DataContractError(InvalidInput):
@@ -154,8 +155,11 @@ _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
 class Contract:
-    def __init__(self, spec: ContractSpec, *, source: str = "") -> None:
+    def __init__(self, spec: ContractSpec, *, source: str = "", keys_file: Path | None = None) -> None:
+        """``keys_file``: where the unique keys seen so far are kept (a DuckDB file, removed by
+        ``close``), so memory stays bounded however many rows a table has; in memory without it."""
         self.spec = spec
+        self.keys_file = keys_file
         self.source = source or spec.table
         self.report = ValidationReport(spec.table, spec.version, spec.on_failure)
         self._offset = 0
@@ -178,6 +182,7 @@ class Contract:
                 raise DataContractError(f"{self.source}: normalize[{i}].set: {unknown[0]!r} is not a declared column")
         self._keys = [[n] for n, c in spec.columns.items() if c.unique] + ([spec.unique] if spec.unique else [])
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._seen: duckdb.DuckDBPyConnection | None = None
 
     @classmethod
     def from_file(cls, path: Path) -> Contract:
@@ -195,14 +200,25 @@ class Contract:
     def con(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
             self._con = duck.connect()
-            for k in range(len(self._keys)):
-                self._con.execute(f"CREATE TABLE seen_{k} (h BLOB)")
         return self._con
 
+    @property
+    def seen(self) -> duckdb.DuckDBPyConnection:
+        """The keys of earlier chunks: two 64-bit halves of an MD5 per key, one table per unique key."""
+        if self._seen is None:
+            self._seen = duck.connect(database=self.keys_file, memory_limit=KEYS_MEMORY)
+            for k in range(len(self._keys)):
+                self._seen.execute(f"CREATE TABLE seen_{k} (a UBIGINT, b UBIGINT)")
+        return self._seen
+
     def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+        for con in (self._con, self._seen):
+            if con is not None:
+                con.close()
+        self._con = self._seen = None
+        if self.keys_file is not None:
+            for path in (self.keys_file, self.keys_file.with_name(self.keys_file.name + ".wal")):
+                path.unlink(missing_ok=True)
 
     def pandera_schema(self) -> pa_schema.DataFrameSchema:
         """The contract's column checks and rules as Pandera, for a DataFrame of typed columns."""
@@ -250,7 +266,8 @@ class Contract:
                 self.report.normalized[rule_name] += count
         flags = [(label, out.column(f"_f{j}").combine_chunks()) for j, label in enumerate(labels)]
         for k, key in keys:
-            flags.append((f"{'+'.join(key)}: duplicate", self._duplicates(k, out.column(f"_h{k}"))))
+            halves = out.column(f"_h{k}a"), out.column(f"_h{k}b")
+            flags.append((f"{'+'.join(key)}: duplicate", self._duplicates(k, *halves)))
         # Columns SQL did not change come straight from the Arrow chunk: no copy of their text.
         typed = [out.column(c) if c in computed else table.column(c) for c in columns]
         return pa.Table.from_arrays(typed, names=columns), flags
@@ -350,7 +367,8 @@ class Contract:
             if all(c in present for c in key):
                 parts = ", ".join(f"CAST({quote_ident(c)} AS VARCHAR)" for c in key)
                 nulls = " OR ".join(f"{quote_ident(c)} IS NULL" for c in key)
-                select.append(f"CASE WHEN {nulls} THEN NULL ELSE unhex(md5(to_json(list_value({parts})))) END AS _h{k}")
+                text = f"CASE WHEN {nulls} THEN NULL ELSE to_json(list_value({parts})) END"
+                select.append(f"md5_number_upper({text}) AS _h{k}a, md5_number_lower({text}) AS _h{k}b")
                 keys.append((k, key))
         sql = f"WITH {', '.join(ctes)} SELECT {', '.join(select)} FROM {source}"
         return sql, list(schema.names), [label for label, _ in rules], normalized, keys, computed
@@ -370,18 +388,19 @@ class Contract:
             fixed = fixed.set_column(fixed.column_names.index(name), name, iso)
         return None if fixed is table else fixed
 
-    def _duplicates(self, k: int, hashes: pa.ChunkedArray) -> pa.Array:
+    def _duplicates(self, k: int, upper: pa.ChunkedArray, lower: pa.ChunkedArray) -> pa.Array:
         """Rows whose key came earlier, in this chunk or a previous one (keys with a missing part are not checked)."""
-        keyed = pa.table({"_i": pa.array(np.arange(len(hashes), dtype=np.int64)), "_h": hashes})
-        seen = duck.query(
-            self.con,
-            f"SELECT _i FROM (SELECT _i, _h, row_number() OVER (PARTITION BY _h ORDER BY _i) AS n FROM keyed "
-            f"WHERE _h IS NOT NULL) WHERE n > 1 OR _h IN (SELECT h FROM seen_{k})",
+        keyed = pa.table({"_i": pa.array(np.arange(len(upper), dtype=np.int64)), "a": upper, "b": lower})
+        repeated = duck.query(
+            self.seen,
+            f"SELECT _i FROM (SELECT _i, row_number() OVER (PARTITION BY a, b ORDER BY _i) AS n FROM keyed "
+            f"WHERE a IS NOT NULL) WHERE n > 1 "
+            f"UNION ALL SELECT _i FROM keyed SEMI JOIN seen_{k} AS s ON keyed.a = s.a AND keyed.b = s.b",
             keyed=keyed,
         )
-        duck.query(self.con, f"INSERT INTO seen_{k} SELECT _h FROM keyed WHERE _h IS NOT NULL", keyed=keyed)
-        flag = np.zeros(len(hashes), dtype=bool)
-        flag[seen.column("_i").to_numpy()] = True
+        duck.query(self.seen, f"INSERT INTO seen_{k} SELECT a, b FROM keyed WHERE a IS NOT NULL", keyed=keyed)
+        flag = np.zeros(len(upper), dtype=bool)
+        flag[repeated.column("_i").to_numpy()] = True
         return pa.array(flag)
 
     def _split(self, table: pa.Table, flags: list[tuple[str, pa.Array]], first_row: int) -> Checked:

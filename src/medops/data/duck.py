@@ -4,7 +4,7 @@ Ingest runs its per-chunk work as SQL over Arrow tables: DuckDB reads them witho
 runs on every core and keeps text in C++ rather than as Python objects (see
 docs/architecture.md for the measurements behind the choice). Every connection works in
 UTC, so a timestamp without an offset means UTC, as it does for the rest of medops, and
-spills to ``temp_dir`` rather than growing past its memory limit.
+has a memory limit.
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ MEMORY_LIMIT = "1GB"
 BATCH_ROWS = 8192
 
 
-def connect(temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+def connect(database: Path | None = None, memory_limit: str = MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+    """In memory, or in ``database`` (a file) when what it holds may outgrow the memory limit."""
+    con = duckdb.connect(str(database) if database else ":memory:", config={"memory_limit": memory_limit})
     con.execute("SET TimeZone = 'UTC'")
-    if temp_dir is not None:
-        con.execute("SET temp_directory = ?", [str(temp_dir)])
     return con
 
 

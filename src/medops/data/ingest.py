@@ -149,7 +149,13 @@ class _Run:
     def __init__(self, ws: Workspace, plan: TablePlan, chunk_rows: int) -> None:
         self.ws, self.plan, self.chunk_rows = ws, plan, chunk_rows
         self.contract = (
-            Contract(plan.contract, source=plan.contract_file or plan.source.name) if plan.contract else None
+            Contract(
+                plan.contract,
+                source=plan.contract_file or plan.source.name,
+                keys_file=ws.artifacts.staging_path().with_suffix(".keys.duckdb"),
+            )
+            if plan.contract
+            else None
         )
         self.names = _Names(plan.names, chunk_rows) if plan.names else None
         actions = dict(plan.actions)

@@ -29,6 +29,9 @@ from medops.errors import SourceError
 from medops.store.database import normalize_url
 
 DEFAULT_CHUNK_ROWS = 100_000
+# Arrow's CSV reader holds several blocks; 1 MB blocks read faster and hold a third of the
+# memory of 4 MB ones (measured on 1M x 30 rows). A row may not be longer than a block.
+CSV_BLOCK_BYTES = 1 << 20
 _OTHER_DELIMITERS = (";", "\t", "|")
 
 
@@ -165,7 +168,7 @@ class CsvSource(_FileSource):
         try:
             reader = pacsv.open_csv(
                 self.path,
-                read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 22),
+                read_options=pacsv.ReadOptions(use_threads=False, block_size=CSV_BLOCK_BYTES),
                 parse_options=pacsv.ParseOptions(delimiter=self.delimiter, invalid_row_handler=on_bad_row),
                 convert_options=pacsv.ConvertOptions(
                     column_types={c: pa.string() for c in columns},
@@ -189,6 +192,11 @@ class CsvSource(_FileSource):
             line = _first_bad_utf8_line(self.path)
             return SourceError(
                 f"{self.path}, line {line}: not UTF-8 text", hint="re-export the file as UTF-8 (e.g. iconv -t UTF-8)"
+            )
+        if "straddling" in text:
+            return SourceError(
+                f"{self.path}: a row is longer than {CSV_BLOCK_BYTES >> 20} MB, or a quote is never closed",
+                hint="check for an unbalanced double quote",
             )
         return SourceError(f"{self.path}: can't be parsed as CSV ({text.splitlines()[0][:120]})")
 
