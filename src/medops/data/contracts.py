@@ -280,7 +280,7 @@ class Contract:
             values = table.column(name)
             if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
                 continue
-            blank = pc.equal(pc.utf8_trim_whitespace(values), "")
+            blank = pc.or_(pc.equal(values, ""), pc.utf8_is_space(values))  # no trimmed copy of the text
             if pc.any(blank).as_py():
                 missing = pa.scalar(None, values.type)
                 table = table.set_column(table.column_names.index(name), name, pc.if_else(blank, missing, values))

@@ -58,6 +58,7 @@ RESTRICTED_ZIP3 = frozenset("036 059 063 102 203 205 369 556 692 790 821 823 830
 MAX_SHIFT_DAYS = 182
 # Below this share of distinct ids in a chunk, keyed digests run once per id and are joined back.
 REPEATED_IDS = 0.5
+DISTINCT_SAMPLE = 5000  # rows the share is judged on
 
 _PATTERNS = [
     ("SSN", re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b")),
@@ -325,7 +326,8 @@ class Deidentifier:
         for (column, kind), name in digests.items():
             ident = quote_ident(column)
             values = table.column(column)
-            if pc.count_distinct(values).as_py() > REPEATED_IDS * max(len(values), 1):
+            sample = values.slice(0, DISTINCT_SAMPLE)
+            if pc.count_distinct(sample).as_py() > REPEATED_IDS * max(len(sample), 1):
                 per_row.append(f"{Pseudonymizer.digest_sql(ident, kind)} AS {name}")
                 continue
             # Once per distinct id, then mapped back by position in Arrow (keeps the row order).
