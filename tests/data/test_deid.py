@@ -188,3 +188,20 @@ def test_every_column_needs_an_action_and_a_key() -> None:
     with pytest.raises(ConfigError, match="too short"):
         load_key({"MEDOPS_PSEUDONYM_KEY": "short"})
     assert load_key({"MEDOPS_PSEUDONYM_KEY": "x" * 40}) == b"x" * 40
+
+
+def test_k_anonymity_counts_people_not_rows() -> None:
+    actions = {"patient_id": "pseudonymize", "sex": "keep", "zip": "zip3", "birth_date": "age", "visit": "keep"}
+    rows = [("p1", "F", "02118", "1980-05-01"), ("p2", "F", "02119", "1982-01-01"), ("p3", "M", "02118", "1950-01-01")]
+    frame = pd.DataFrame(
+        [(*r, n) for r in rows for n in range(4)], columns=["patient_id", "sex", "zip", "birth_date", "visit"]
+    )
+    deid = Deidentifier(actions, Pseudonymizer(KEY))
+    deid.apply(frame.iloc[:7])  # a patient's rows split across two chunks count once
+    deid.apply(frame.iloc[7:])
+    report = deid.finish()
+    assert report.k_anonymity == 1  # p3 is alone in (70-79, M, 021); p1 and p2 share (40-49, F, 021)
+    assert report.share_below_k5 == 1.0 and report.k_counts == "patients"
+    rows_only = Deidentifier({c: a for c, a in actions.items() if c != "patient_id"}, Pseudonymizer(KEY))
+    rows_only.apply(frame.drop(columns=["patient_id"]))
+    assert rows_only.finish().k_anonymity == 4  # without a patient column, rows are all it can count

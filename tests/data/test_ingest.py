@@ -219,3 +219,28 @@ def test_a_fail_contract_stops_the_ingest(workspace: Workspace, project: LoadedP
     with pytest.raises(InvalidInput, match="row 8 breaks readmitted_30d: allowed values"):
         ingest(workspace, plan, now=NOW)
     assert datasets.list_versions(workspace.db) == []
+
+
+def test_a_version_recorded_meanwhile_by_another_ingest_is_unchanged(
+    workspace: Workspace, project: LoadedProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two ingests of the same data can both find the version missing before either commits
+    (PostgreSQL, read committed); the loser's insert fails and it records again, as unchanged."""
+    import medops.data.ingest as ingest_module
+
+    plan = table_plan(project, "patients")
+    first = ingest(workspace, plan, now=NOW)
+    real = ingest_module._stored
+    calls: list[bool] = []
+
+    def missed_once(session, record):  # type: ignore[no-untyped-def]
+        calls.append(True)
+        return False if len(calls) == 1 else real(session, record)
+
+    monkeypatch.setattr(ingest_module, "_stored", missed_once)
+    second = ingest(workspace, plan, now=NOW)
+    assert not second.new and second.dataset.version == first.dataset.version and len(calls) >= 2
+    assert [v.version for v in datasets.list_versions(workspace.db, "patients")] == [first.dataset.version]
+    events = list_events(workspace.db, AuditFilter(action="dataset.ingest"), newest_first=False)
+    assert [e.after["unchanged"] for e in events] == [False, True]
+    assert workspace.verify_audit().ok

@@ -206,7 +206,7 @@ def show_cmd(
         if deid.get("k_anonymity") is not None:
             console.print(
                 f"  k-anonymity over (age band, sex, ZIP3): k = {deid['k_anonymity']}; "
-                f"{deid['share_below_k5']:.1%} of rows in groups smaller than 5"
+                f"{deid['share_below_k5']:.1%} of {deid.get('k_counts', 'rows')} in groups smaller than 5"
             )
         if deid.get("key_id"):
             console.print(f"  pseudonym key id: {deid['key_id']}")

@@ -210,6 +210,7 @@ class DeidReport:
     rows: int = 0
     k_anonymity: int | None = None
     share_below_k5: float | None = None
+    k_counts: str = "rows"  # "patients" when the table has the patient column
     restricted_zip3_version: str = RESTRICTED_ZIP3_VERSION
 
     def add(self, column: str, action: str, changed: int, note: str = "") -> None:
@@ -231,6 +232,7 @@ class Deidentifier:
     report: DeidReport = field(default_factory=DeidReport)
     _qi: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     _con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
+    _people: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         for column, action in self.actions.items():
@@ -402,7 +404,8 @@ class Deidentifier:
         return text
 
     def _count_quasi_identifiers(self, out: pa.Table) -> None:
-        """Count rows per (age band, sex, ZIP3), from the age or the kept birth year."""
+        """Count people (or, without a patient column, rows) per (age band, sex, ZIP3), from the
+        age or the kept birth year."""
         names = out.column_names
         zipc = next((c for c in names if c.endswith("zip3") or c == "zip3"), None)
         birth_year = f"{self.birth_column}_year"
@@ -421,13 +424,24 @@ class Deidentifier:
             f"CASE WHEN {age} IS NOT NULL THEN CAST({age} // 10 * 10 AS VARCHAR) || '-' || CAST({age} // 10 * 10 + 9 "
             f"AS VARCHAR) WHEN {label} = '90+' THEN '90+' ELSE 'unknown' END"
         )
-        groups = duck.query(
-            self.con,
-            f"SELECT {band} AS band, COALESCE(CAST(sex AS VARCHAR), 'unknown') AS sex, "
-            f"COALESCE(CAST({quote_ident(zipc)} AS VARCHAR), 'unknown') AS zip3, count(*) AS n "
-            "FROM t GROUP BY ALL",
-            t=out.select([c for c in ("age", birth_year, "sex", zipc) if c in names]),
+        group = (
+            f"{band} AS band, COALESCE(CAST(sex AS VARCHAR), 'unknown') AS sex, "
+            f"COALESCE(CAST({quote_ident(zipc)} AS VARCHAR), 'unknown') AS zip3"
         )
+        patient = self.patient_column if self.patient_column in names else None
+        columns = [c for c in ("age", birth_year, "sex", zipc, patient) if c and c in names]
+        if patient:  # people, not rows: a patient with many encounters is one person in a group
+            if not self._people:
+                self.con.execute("CREATE TABLE people (band VARCHAR, sex VARCHAR, zip3 VARCHAR, patient VARCHAR)")
+                self._people = True
+            duck.query(
+                self.con,
+                f"INSERT INTO people SELECT DISTINCT {group}, CAST({quote_ident(patient)} AS VARCHAR) FROM t "
+                f"WHERE {quote_ident(patient)} IS NOT NULL",
+                t=out.select(columns),
+            )
+            return
+        groups = duck.query(self.con, f"SELECT {group}, count(*) AS n FROM t GROUP BY ALL", t=out.select(columns))
         for band_, sex, zip_, n in zip(
             *(groups.column(c).to_pylist() for c in ("band", "sex", "zip3", "n")), strict=True
         ):
@@ -435,6 +449,16 @@ class Deidentifier:
 
     def finish(self, k: int = 5) -> DeidReport:
         """Close the report: k-anonymity over (age band, sex, ZIP3) when those columns exist."""
+        if self._people:
+            groups = duck.query(
+                self.con, "SELECT band, sex, zip3, count(DISTINCT patient) AS n FROM people GROUP BY ALL"
+            )
+            for band_, sex, zip_, n in zip(
+                *(groups.column(c).to_pylist() for c in ("band", "sex", "zip3", "n")), strict=True
+            ):
+                self._qi[(band_, sex, zip_)] += n
+            self._people = False
+            self.report.k_counts = "patients"
         if self._qi:
             self.report.k_anonymity = min(self._qi.values())
             small = sum(n for n in self._qi.values() if n < k)

@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from medops import __version__
 from medops.clock import utc_now
@@ -35,7 +36,7 @@ from medops.data.parquet_sink import ParquetSink
 from medops.data.prefetch import prefetch
 from medops.data.profile import profile_parquet
 from medops.data.sources import DEFAULT_CHUNK_ROWS, CsvSource, FhirNdjsonSource, ParquetSource, Source, SqlSource
-from medops.errors import InvalidInput
+from medops.errors import Conflict, InvalidInput
 from medops.identity import Role
 from medops.store.lineage import Edge, add_edges, dataset_node, file_node
 from medops.store.schema import DatasetVersion
@@ -259,6 +260,7 @@ def _deid_doc(report: DeidReport, key: str | None) -> dict[str, Any]:
         "text_redactions": dict(report.text_redactions),
         "k_anonymity": report.k_anonymity,
         "share_below_k5": report.share_below_k5,
+        "k_counts": report.k_counts,
         "restricted_zip3_version": report.restricted_zip3_version,
     }
 
@@ -376,10 +378,25 @@ def ingest(
                 "deid": _deid_doc(run.deid_bad.finish(), key_id),
             }
         )
-    new = _record(ws, who, reason, plan, records, docs, fingerprint, names_fingerprint)
+    try:
+        new = _record(ws, who, reason, plan, records, docs, fingerprint, names_fingerprint)
+    except Conflict:
+        # Another ingest of the same data committed the same version between our check and our
+        # insert (possible on PostgreSQL): the transaction rolled back whole; record it again,
+        # now as unchanged.
+        new = _record(ws, who, reason, plan, records, docs, fingerprint, names_fingerprint)
     dataset = get(ws.db, f"{plan.name}@{versions[0]}")
     bad = get(ws.db, f"{plan.name}.quarantine@{versions[1]}") if quarantined else None
     return IngestResult(dataset, bad, new, validation, deid_report, run.samples)
+
+
+def _stored(session: Session, record: DatasetVersion) -> bool:
+    found = session.execute(
+        select(DatasetVersion.version).where(
+            DatasetVersion.name == record.name, DatasetVersion.version == record.version
+        )
+    ).first()
+    return found is not None
 
 
 def _record(
@@ -399,12 +416,7 @@ def _record(
     with ws.users.authorized(who, "dataset.ingest", "dataset", entity, INGEST_ROLES, reason=reason) as ch:
         new = False
         for record, doc in zip(records, docs, strict=True):
-            exists = ch.session.execute(
-                select(DatasetVersion.version).where(
-                    DatasetVersion.name == record.name, DatasetVersion.version == record.version
-                )
-            ).first()
-            if exists:
+            if _stored(ch.session, record):
                 continue
             record.details = json.dumps(doc, sort_keys=True, default=str)
             record.created_at = utc_now()
