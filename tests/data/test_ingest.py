@@ -244,3 +244,11 @@ def test_a_version_recorded_meanwhile_by_another_ingest_is_unchanged(
     events = list_events(workspace.db, AuditFilter(action="dataset.ingest"), newest_first=False)
     assert [e.after["unchanged"] for e in events] == [False, True]
     assert workspace.verify_audit().ok
+
+
+def test_ingest_leaves_no_working_files(workspace: Workspace, project: LoadedProject) -> None:
+    people = ingest(workspace, table_plan(project, "patients"), now=NOW)  # k-anonymity over people
+    assert people.deid.k_counts == "patients"
+    ingest(workspace, table_plan(project, "observations"), now=NOW)  # unique keys, a quarantine
+    temp = Path(workspace.artifacts.root) / ".tmp"
+    assert not temp.exists() or not any(temp.iterdir())

@@ -59,6 +59,7 @@ MAX_SHIFT_DAYS = 182
 # Below this share of distinct ids in a chunk, keyed digests run once per id and are joined back.
 REPEATED_IDS = 0.5
 DISTINCT_SAMPLE = 5000  # rows the share is judged on
+PEOPLE_MEMORY = "128MB"
 
 _PATTERNS = [
     ("SSN", re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b")),
@@ -232,7 +233,8 @@ class Deidentifier:
     report: DeidReport = field(default_factory=DeidReport)
     _qi: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     _con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
-    _people: bool = field(default=False, repr=False)
+    people_file: Path | None = None  # where the people per group are kept (removed by finish); memory without
+    _people: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for column, action in self.actions.items():
@@ -431,11 +433,11 @@ class Deidentifier:
         patient = self.patient_column if self.patient_column in names else None
         columns = [c for c in ("age", birth_year, "sex", zipc, patient) if c and c in names]
         if patient:  # people, not rows: a patient with many encounters is one person in a group
-            if not self._people:
-                self.con.execute("CREATE TABLE people (band VARCHAR, sex VARCHAR, zip3 VARCHAR, patient VARCHAR)")
-                self._people = True
+            if self._people is None:
+                self._people = duck.connect(database=self.people_file, memory_limit=PEOPLE_MEMORY)
+                self._people.execute("CREATE TABLE people (band VARCHAR, sex VARCHAR, zip3 VARCHAR, patient VARCHAR)")
             duck.query(
-                self.con,
+                self._people,
                 f"INSERT INTO people SELECT DISTINCT {group}, CAST({quote_ident(patient)} AS VARCHAR) FROM t "
                 f"WHERE {quote_ident(patient)} IS NOT NULL",
                 t=out.select(columns),
@@ -449,21 +451,27 @@ class Deidentifier:
 
     def finish(self, k: int = 5) -> DeidReport:
         """Close the report: k-anonymity over (age band, sex, ZIP3) when those columns exist."""
-        if self._people:
+        if self._people is not None:
             groups = duck.query(
-                self.con, "SELECT band, sex, zip3, count(DISTINCT patient) AS n FROM people GROUP BY ALL"
+                self._people, "SELECT band, sex, zip3, count(DISTINCT patient) AS n FROM people GROUP BY ALL"
             )
             for band_, sex, zip_, n in zip(
                 *(groups.column(c).to_pylist() for c in ("band", "sex", "zip3", "n")), strict=True
             ):
                 self._qi[(band_, sex, zip_)] += n
-            self._people = False
             self.report.k_counts = "patients"
+        self.close()
         if self._qi:
             self.report.k_anonymity = min(self._qi.values())
             small = sum(n for n in self._qi.values() if n < k)
             self.report.share_below_k5 = small / sum(self._qi.values())
-        if self._con is not None:
-            self._con.close()
-            self._con = None
         return self.report
+
+    def close(self) -> None:
+        for con in (self._con, self._people):
+            if con is not None:
+                con.close()
+        self._con = self._people = None
+        if self.people_file is not None:
+            for path in (self.people_file, self.people_file.with_name(self.people_file.name + ".wal")):
+                path.unlink(missing_ok=True)

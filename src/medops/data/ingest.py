@@ -174,6 +174,7 @@ class _Run:
                 reference_date=plan.reference_date,
                 name_columns=name_columns,
                 text_phi=plan.text_phi,
+                people_file=ws.artifacts.staging_path().with_suffix(".people.duckdb"),
             )
 
         self.deid, self.deid_bad = deidentifier(), deidentifier()
@@ -217,6 +218,8 @@ class _Run:
     def abort(self) -> None:
         if self.contract:
             self.contract.close()
+        self.deid.close()
+        self.deid_bad.close()
         self.data.abort()
         self.bad.abort()
 
@@ -378,6 +381,7 @@ def ingest(
                 "deid": _deid_doc(run.deid_bad.finish(), key_id),
             }
         )
+    run.deid_bad.close()  # finished above only when the quarantine is kept
     try:
         new = _record(ws, who, reason, plan, records, docs, fingerprint, names_fingerprint)
     except Conflict:
