@@ -176,6 +176,13 @@ def test_unique_keys_across_chunks_kept_on_disk_and_removed(tmp_path: Path) -> N
     first = contract.apply(pd.DataFrame({"id": ["a", "b", "b", None], "n": ["1", "2", "3", "4"]}))
     second = contract.apply(pd.DataFrame({"id": ["c", "a", None], "n": ["5", "6", "7"]}))
     assert keys.exists()
+    stored = set(contract.seen.execute("SELECT a FROM seen_0").fetchall())
+    plain = set(
+        contract.seen.execute(
+            "SELECT md5_number_upper(to_json(list_value(x))) FROM (VALUES ('a'), ('b')) v(x)"
+        ).fetchall()
+    )
+    assert len(stored) == 3 and not stored & plain  # salted: the file can't be matched to ids
     assert first.quarantined.column("_row").to_pylist() == [3]  # the second "b"
     assert second.quarantined.column("_row").to_pylist() == [6]  # "a" again, one chunk later; missing ids pass
     contract.finish()

@@ -15,6 +15,7 @@ the same verdicts.
 from __future__ import annotations
 
 import ast
+import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +184,9 @@ class Contract:
         self._keys = [[n] for n, c in spec.columns.items() if c.unique] + ([spec.unique] if spec.unique else [])
         self._con: duckdb.DuckDBPyConnection | None = None
         self._seen: duckdb.DuckDBPyConnection | None = None
+        # Unique keys (an MRN, say) are compared as hashes salted by a secret that lives only in
+        # this process, so the hashes on disk can't be matched to identifiers afterwards.
+        self._key_salt = secrets.token_hex(16)
 
     @classmethod
     def from_file(cls, path: Path) -> Contract:
@@ -255,11 +259,11 @@ class Contract:
         """Type, normalize and check a chunk in one query: the typed rows and one flag per rule (true: broken)."""
         table = self._blank_text_as_missing(table)
         sql, columns, labels, normalized, keys, computed = self._query(table.schema)
-        out = duck.query(self.con, sql, chunk=table)
+        out = duck.query(self.con, sql, self._salt_param(sql), chunk=table)
         retry = self._reparse_dates(table, out, labels)
         if retry is not None:
             table = retry
-            out = duck.query(self.con, sql, chunk=table)
+            out = duck.query(self.con, sql, self._salt_param(sql), chunk=table)
         for i, rule_name in normalized:
             count = pc.sum(out.column(f"_norm_{i}")).as_py()
             if count:
@@ -368,10 +372,14 @@ class Contract:
                 parts = ", ".join(f"CAST({quote_ident(c)} AS VARCHAR)" for c in key)
                 nulls = " OR ".join(f"{quote_ident(c)} IS NULL" for c in key)
                 text = f"CASE WHEN {nulls} THEN NULL ELSE to_json(list_value({parts})) END"
-                select.append(f"md5_number_upper({text}) AS _h{k}a, md5_number_lower({text}) AS _h{k}b")
+                salted = f"($key_salt || {text})"
+                select.append(f"md5_number_upper({salted}) AS _h{k}a, md5_number_lower({salted}) AS _h{k}b")
                 keys.append((k, key))
         sql = f"WITH {', '.join(ctes)} SELECT {', '.join(select)} FROM {source}"
         return sql, list(schema.names), [label for label, _ in rules], normalized, keys, computed
+
+    def _salt_param(self, sql: str) -> dict[str, Any] | None:
+        return {"key_salt": self._key_salt} if "$key_salt" in sql else None
 
     def _reparse_dates(self, table: pa.Table, out: pa.Table, labels: list[str]) -> pa.Table | None:
         """Dates DuckDB could not read, given to pandas (``3/4/2025``); None when there are none."""
