@@ -5,9 +5,9 @@ uniqueness, cross-column rules, unit normalization and freshness, and what happe
 rows that break it: ``fail`` the ingest, ``quarantine`` them (kept apart with their
 reasons), or ``warn``. Unknown keys in a contract are errors, not ignored.
 
-Ingest applies a contract chunk by chunk as DuckDB SQL over Arrow tables: on a million
-rows that is several times faster than Pandera over pandas (benchmarks/bench_ingest.py
-measures both). The same contract also compiles to a Pandera schema
+Ingest applies a contract chunk by chunk as DuckDB SQL over the Arrow chunk, which stays
+in Arrow from the reader to the Parquet writer (benchmarks/bench_ingest.py times it
+against the same checks in Pandera). The same contract also compiles to a Pandera schema
 (``Contract.pandera_schema``) for checking a DataFrame in Python; a test holds the two to
 the same verdicts.
 """
