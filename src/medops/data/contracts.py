@@ -216,13 +216,8 @@ class Contract:
         return self._seen
 
     def close(self) -> None:
-        for con in (self._con, self._seen):
-            if con is not None:
-                con.close()
+        duck.discard(self._con, self._seen, database=self.keys_file)
         self._con = self._seen = None
-        if self.keys_file is not None:
-            for path in (self.keys_file, self.keys_file.with_name(self.keys_file.name + ".wal")):
-                path.unlink(missing_ok=True)
 
     def pandera_schema(self) -> pa_schema.DataFrameSchema:
         """The contract's column checks and rules as Pandera, for a DataFrame of typed columns."""

@@ -468,10 +468,5 @@ class Deidentifier:
         return self.report
 
     def close(self) -> None:
-        for con in (self._con, self._people):
-            if con is not None:
-                con.close()
+        duck.discard(self._con, self._people, database=self.people_file)
         self._con = self._people = None
-        if self.people_file is not None:
-            for path in (self.people_file, self.people_file.with_name(self.people_file.name + ".wal")):
-                path.unlink(missing_ok=True)

@@ -29,6 +29,16 @@ def connect(database: Path | None = None, memory_limit: str = MEMORY_LIMIT) -> d
     return con
 
 
+def discard(*cons: duckdb.DuckDBPyConnection | None, database: Path | None = None) -> None:
+    """Close the connections and remove their working database file (and its log), if any."""
+    for con in cons:
+        if con is not None:
+            con.close()
+    if database is not None:
+        for path in (database, database.with_name(database.name + ".wal")):
+            path.unlink(missing_ok=True)
+
+
 def query(
     con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None, **tables: pa.Table
 ) -> pa.Table:
