@@ -19,12 +19,11 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa_schema
 import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
@@ -34,6 +33,9 @@ from medops.data import duck
 from medops.data.sources import frame_to_arrow
 from medops.data.sql_expr import ExpressionError, literal, quote_ident, to_sql
 from medops.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa_schema
 
 SAMPLE_ROWS = 5
 KEYS_MEMORY = "128MB"
@@ -221,6 +223,8 @@ class Contract:
 
     def pandera_schema(self) -> pa_schema.DataFrameSchema:
         """The contract's column checks and rules as Pandera, for a DataFrame of typed columns."""
+        import pandera.pandas as pa_schema  # only here: ingest does not need it, and it is slow to import
+
         columns = {}
         for name, col in self.spec.columns.items():
             checks = []
