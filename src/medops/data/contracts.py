@@ -365,15 +365,23 @@ class Contract:
         select = [quote_ident(c) for c in schema.names if c in computed]
         select += [f"_norm_{i}" for i, _ in normalized]
         select += [f"({sql}) AS _f{j}" for j, (_, sql) in enumerate(rules)]
-        keys = []
+        keys, hashed = [], []
         for k, key in enumerate(self._keys):
             if all(c in present for c in key):
-                parts = ", ".join(f"CAST({quote_ident(c)} AS VARCHAR)" for c in key)
-                nulls = " OR ".join(f"{quote_ident(c)} IS NULL" for c in key)
-                text = f"CASE WHEN {nulls} THEN NULL ELSE to_json(list_value({parts})) END"
-                salted = f"($key_salt || {text})"
-                select.append(f"md5_number_upper({salted}) AS _h{k}a, md5_number_lower({salted}) AS _h{k}b")
+                if len(key) == 1:  # a missing value gives a missing hash: not compared
+                    text = f"CAST({quote_ident(key[0])} AS VARCHAR)"
+                else:  # a JSON list, so ("a,b", "c") and ("a", "b,c") differ
+                    parts = ", ".join(f"CAST({quote_ident(c)} AS VARCHAR)" for c in key)
+                    nulls = " OR ".join(f"{quote_ident(c)} IS NULL" for c in key)
+                    text = f"CASE WHEN {nulls} THEN NULL ELSE to_json(list_value({parts})) END"
+                hashed.append(f"md5_number($key_salt || {text}) AS _m{k}")
+                select.append(
+                    f"(_m{k} >> 64)::UBIGINT AS _h{k}a, (_m{k} & {(1 << 64) - 1}::UHUGEINT)::UBIGINT AS _h{k}b"
+                )
                 keys.append((k, key))
+        if hashed:  # one MD5 per key, split into two 64-bit halves (Arrow has no 128-bit integer)
+            ctes.append(f"keyed AS (SELECT *, {', '.join(hashed)} FROM {source})")
+            source = "keyed"
         sql = f"WITH {', '.join(ctes)} SELECT {', '.join(select)} FROM {source}"
         return sql, list(schema.names), [label for label, _ in rules], normalized, keys, computed
 
@@ -400,9 +408,10 @@ class Contract:
         keyed = pa.table({"_i": pa.array(np.arange(len(upper), dtype=np.int64)), "a": upper, "b": lower})
         repeated = duck.query(
             self.seen,
-            f"SELECT _i FROM (SELECT _i, row_number() OVER (PARTITION BY a, b ORDER BY _i) AS n FROM keyed "
-            f"WHERE a IS NOT NULL) WHERE n > 1 "
-            f"UNION ALL SELECT _i FROM keyed SEMI JOIN seen_{k} AS s ON keyed.a = s.a AND keyed.b = s.b",
+            "WITH twice AS (SELECT a, b, min(_i) AS first FROM keyed WHERE a IS NOT NULL GROUP BY a, b "
+            "HAVING count(*) > 1) SELECT keyed._i FROM keyed JOIN twice ON keyed.a = twice.a AND keyed.b = twice.b "
+            f"WHERE keyed._i > twice.first UNION ALL "
+            f"SELECT _i FROM keyed SEMI JOIN seen_{k} AS s ON keyed.a = s.a AND keyed.b = s.b",
             keyed=keyed,
         )
         duck.query(self.seen, f"INSERT INTO seen_{k} SELECT a, b FROM keyed WHERE a IS NOT NULL", keyed=keyed)
