@@ -57,7 +57,7 @@ RESTRICTED_ZIP3_VERSION = "hhs-2000+msft-sample-union-v1"
 RESTRICTED_ZIP3 = frozenset("036 059 063 102 203 205 369 556 692 790 821 823 830 831 878 879 884 890 893".split())
 MAX_SHIFT_DAYS = 182
 # Below this share of distinct ids in a chunk, keyed digests run once per id and are joined back.
-REPEATED_IDS = 0.5
+REPEATED_IDS = 0.8
 DISTINCT_SAMPLE = 5000  # rows the share is judged on
 PEOPLE_MEMORY = "128MB"
 
@@ -168,13 +168,17 @@ _ZIP_TEXT = "regexp_replace(regexp_replace(trim(CAST({0} AS VARCHAR)), '-.*$', '
 
 def zip3_sql(value: str) -> str:
     """ZIP (text, integer, ZIP+4) -> ZIP3, with restricted prefixes as 000, as SQL over ``value``."""
-    text = _ZIP_TEXT.format(value)
-    prefix = f"substr(lpad({text}, 5, '0'), 1, 3)"
     restricted = ", ".join(literal(z) for z in sorted(RESTRICTED_ZIP3))
-    return (
-        f"CASE WHEN NOT regexp_full_match({text}, '\\d{{1,5}}') THEN NULL "
-        f"WHEN {prefix} IN ({restricted}) THEN '000' ELSE {prefix} END"
-    )
+
+    def prefix3(prefix: str) -> str:
+        return f"CASE WHEN {prefix} IN ({restricted}) THEN '000' ELSE {prefix} END"
+
+    raw = f"CAST({value} AS VARCHAR)"
+    text = _ZIP_TEXT.format(value)
+    padded = f"substr(lpad({text}, 5, '0'), 1, 3)"
+    general = f"CASE WHEN regexp_full_match({text}, '\\d{{1,5}}') THEN {prefix3(padded)} END"
+    # Most ZIPs are five plain digits: only the others pay for the clean-up.
+    return f"CASE WHEN regexp_full_match({raw}, '\\d{{5}}') THEN {prefix3(f'substr({raw}, 1, 3)')} ELSE {general} END"
 
 
 def zip3(values: pd.Series) -> pd.Series:
