@@ -178,9 +178,7 @@ def test_unique_keys_across_chunks_kept_on_disk_and_removed(tmp_path: Path) -> N
     assert keys.exists()
     stored = set(contract.seen.execute("SELECT a FROM seen_0").fetchall())
     plain = set(
-        contract.seen.execute(
-            "SELECT (md5_number(x) >> 64)::UBIGINT FROM (VALUES ('a'), ('b')) v(x)"
-        ).fetchall()
+        contract.seen.execute("SELECT (md5_number(x) >> 64)::UBIGINT FROM (VALUES ('a'), ('b')) v(x)").fetchall()
     )
     assert len(stored) == 3 and not stored & plain  # salted: the file can't be matched to ids
     assert first.quarantined.column("_row").to_pylist() == [3]  # the second "b"

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 
 from medops.errors import DatabaseUnreachable, SchemaVersionError
-from medops.store import Database, head_revision, require_current, status, upgrade
+from medops.store import Database, head_revision, migrate, require_current, status, upgrade
 from medops.store.schema import AuditEvent, Base
 from medops.workspace import Workspace
 
@@ -26,7 +26,7 @@ def test_migrations_build_exactly_the_models(metadata_url: str) -> None:
 
 def test_upgrade_is_idempotent(metadata_url: str) -> None:
     db = Database(metadata_url)
-    assert upgrade(db) == (None, head_revision())
+    assert upgrade(db) == (None, head_revision()) and head_revision() == migrate.HEAD_REVISION
     assert upgrade(db) == (head_revision(), head_revision())
     require_current(db)
     db.dispose()
