@@ -56,7 +56,7 @@ ACTIONS = ("drop", "pseudonymize", "zip3", "year", "age", "shift_dates", "redact
 RESTRICTED_ZIP3_VERSION = "hhs-2000+msft-sample-union-v1"
 RESTRICTED_ZIP3 = frozenset("036 059 063 102 203 205 369 556 692 790 821 823 830 831 878 879 884 890 893".split())
 MAX_SHIFT_DAYS = 182
-# Below this share of distinct ids in a chunk, keyed digests run once per id and are joined back.
+# Below this share of distinct ids in a chunk, keyed digests run once per id and are mapped back.
 REPEATED_IDS = 0.8
 DISTINCT_SAMPLE = 5000  # rows the share is judged on
 PEOPLE_MEMORY = "128MB"
@@ -184,7 +184,11 @@ def zip3_sql(value: str) -> str:
 def zip3(values: pd.Series) -> pd.Series:
     """``zip3_sql`` over a pandas Series (mixed text and numbers allowed)."""
     table = pa.table({"z": pa.array(values.astype("string"), type=pa.string())})
-    out = duck.query(duck.connect(), f"SELECT {zip3_sql('z')} AS z FROM t", t=table)
+    con = duck.connect()
+    try:
+        out = duck.query(con, f"SELECT {zip3_sql('z')} AS z FROM t", t=table)
+    finally:
+        con.close()
     return pd.Series(out.column("z").to_pylist(), index=values.index, dtype="string")
 
 
