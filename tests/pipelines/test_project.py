@@ -42,7 +42,33 @@ def test_the_template_is_valid_and_plans_every_source(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "needle", "message"),
     [
-        (("owner: alice", "owner: alice\nowners: bob"), "owners: bob", "owners: unknown field"),
+        (("\nowner: alice", "\nowner: alice\nowners: bob"), "owners: bob", "owners: unknown field"),
+        (
+            ("      source: observations", "      source: labz"),
+            "source: labz",
+            "features.views.labs.source: there is no source 'labz'",
+        ),
+        (
+            ("admissions_365d: {agg: count,", "admissions_365d: {agg: cnt,"),
+            "agg: cnt",
+            "features.views.admissions.features.admissions_365d.agg: Input should be",
+        ),
+        (
+            (
+                "pdc_90d: {expr: days_supplied, agg: coverage, window: 90d,",
+                "pdc_90d: {expr: days_supplied, agg: coverage,",
+            ),
+            "pdc_90d:",
+            "features.views.fills.features.pdc_90d: window: required for agg coverage",
+        ),
+        (
+            (
+                "      ttl: 365d\n      owner: alice\n      description: Vital",
+                "      ttl: 1 year\n      owner: alice\n      description: Vital",
+            ),
+            "ttl: 1 year",
+            "features.views.labs.ttl: '1 year' is not a duration",
+        ),
         (
             ("        mrn: drop", "        mrn: dorp"),
             "mrn: dorp",

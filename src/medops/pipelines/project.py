@@ -1,7 +1,8 @@
 """The project file, ``medops.yaml``: one reviewed declaration of a use case.
 
 It names the use case, its intended use and population, then one section per capability
-(this release: ``sources``, ``contracts`` and ``deidentify``). A pydantic schema checks it;
+(this release: ``sources``, ``contracts``, ``deidentify`` and ``features``, which may
+instead live in a file of its own named by ``features_file``). A pydantic schema checks it;
 unknown keys are errors, and every error names the file, the line and the field path.
 Paths in it are relative to the file, so a project moves with its folder.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from medops.data.contracts import ContractSpec, DataContractError, load_contract
 from medops.data.deid import action_error
 from medops.data.sources import FLATTENERS, CsvSource, FhirNdjsonSource, ParquetSource, Source, SqlSource
 from medops.errors import ConfigError, InvalidInput
+from medops.features.views import FeatureSet, FeaturesSpec, FeatureViewError, views_from_spec
 
 PROJECT_FILE = "medops.yaml"
 _SLUG = r"^[a-z][a-z0-9_]{0,63}$"
@@ -105,6 +107,8 @@ class Project(_Strict):
     sources: dict[str, SourceSpec]
     contracts: dict[str, str] = {}
     deidentify: DeidSpec
+    features: FeaturesSpec | None = None
+    features_file: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Project:
@@ -125,7 +129,18 @@ class Project(_Strict):
         lookup = self.deidentify.names
         if lookup is not None and lookup.source not in self.sources:
             raise ValueError(f"deidentify.names.source: there is no source {lookup.source!r}")
+        if self.features is not None:
+            if self.features_file is not None:
+                raise ValueError("features_file: give features here or in a features file, not both")
+            _check_view_sources(self.features, set(self.sources), "features.")
         return self
+
+
+def _check_view_sources(spec: FeaturesSpec, sources: set[str], prefix: str) -> None:
+    for name, view in spec.views.items():
+        dataset = view.source.partition("@")[0]
+        if dataset not in sources:
+            raise ValueError(f"{prefix}views.{name}.source: there is no source {dataset!r}")
 
 
 @dataclass(frozen=True)
@@ -134,6 +149,7 @@ class LoadedProject:
     path: Path
     sha256: str
     contracts: dict[str, ContractSpec]
+    features: FeatureSet = field(default_factory=FeatureSet)
 
     @property
     def folder(self) -> Path:
@@ -254,7 +270,49 @@ def load_project(path: Path) -> LoadedProject:
         except DataContractError as exc:
             line = _line_of(root, ("contracts", table))
             raise ProjectError(f"{path}, line {line}: contracts.{table}: {exc.message}") from None
+    features = spec.features
+    if spec.features_file is not None:
+        features = _load_features_file(loaded.resolve(spec.features_file), set(spec.sources))
+    if features is not None:
+        try:
+            built = views_from_spec(features)
+            loaded.features.views.update(built.views)
+            loaded.features.on_demand.update(built.on_demand)
+        except FeatureViewError as exc:
+            raise ProjectError(f"{path}: features: {exc.message}", hint=exc.hint) from None
     return loaded
+
+
+def _read_yaml(path: Path, what: str) -> tuple[yaml.Node | None, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProjectError(f"{path}: no {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProjectError(f"{path}: can't be read ({exc})") from None
+    try:
+        return yaml.compose(text), yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ProjectError(f"{path}{where}: {problem}") from None
+
+
+def _load_features_file(path: Path, sources: set[str]) -> FeaturesSpec:
+    """A features file of its own: the same schema as the project's ``features`` section."""
+    root, raw = _read_yaml(path, "features file")
+    if not isinstance(raw, dict):
+        raise ProjectError(f"{path}: a features file is a mapping (views, on_demand)")
+    try:
+        spec = FeaturesSpec.model_validate(raw)
+        _check_view_sources(spec, sources, "")
+    except ValidationError as exc:
+        lines = [_locate(path, root, e) for e in exc.errors()[:MAX_ERRORS]]
+        raise ProjectError("\n".join(lines)) from None
+    except ValueError as exc:
+        raise ProjectError(_locate(path, root, {"loc": (), "msg": str(exc), "type": "value_error"})) from None
+    return spec
 
 
 def find_project(start: Path | None = None) -> Path:

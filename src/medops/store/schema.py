@@ -173,3 +173,20 @@ class LineageEdge(Base):
     created_by: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (UniqueConstraint("src", "dst", "relation", name="uq_lineage_edges_src"),)
+
+
+class FeatureViewVersion(Base):
+    """A feature view as applied: its definition, source dataset version and offline table."""
+
+    __tablename__ = "feature_view_versions"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(128))
+    source_version: Mapped[str] = mapped_column(String(64))
+    table_digest: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(BigInteger)
+    definition: Mapped[str] = mapped_column(Text)
+    stats: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_by: Mapped[str] = mapped_column(String(64))

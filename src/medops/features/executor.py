@@ -1,0 +1,88 @@
+"""Where feature work runs: in this process, or as Dask tasks over entity partitions.
+
+Work splits by a hash of the entity id: every row of one entity (its events and its
+labels) lands in the same partition, so each partition's point-in-time join is complete
+on its own, and putting the partitions back in row order gives exactly the local result.
+
+Tasks read their inputs from Parquet files by path; with ``dask://host:port`` the
+workers must see the workspace's artifact folder at the same path (a shared volume).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from medops.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Executor(Protocol):
+    name: str
+    partitions: int
+
+    def map(self, fn: Callable[..., T], args: Sequence[tuple[Any, ...]]) -> list[T]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class LocalExecutor:
+    """One partition, in this process: no files, no serialization."""
+
+    name: str = "local"
+    partitions: int = 1
+
+    def map(self, fn: Callable[..., T], args: Sequence[tuple[Any, ...]]) -> list[T]:
+        return [fn(*a) for a in args]
+
+    def close(self) -> None:
+        pass
+
+
+class DaskExecutor:
+    """Tasks on a Dask cluster: ``dask://host:port`` (a running scheduler) or ``dask-local``."""
+
+    def __init__(self, url: str, partitions: int | None = None) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:  # pragma: no cover - installed with medops
+            raise ConfigError("executor is Dask but the distributed package is missing") from exc
+        self.name = url
+        self._cluster: Any = None
+        try:
+            if url == "dask-local":
+                self._cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+                self.client = Client(self._cluster)
+            else:
+                address = "tcp://" + url.removeprefix("dask://")
+                self.client = Client(address, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            if self._cluster is not None:
+                self._cluster.close()
+            raise ConfigError(
+                f"executor {url}: can't reach the Dask scheduler ({exc})",
+                hint="start one with `dask scheduler` and workers with `dask worker HOST:8786`, or use dask-local",
+            ) from None
+        workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        self.partitions = partitions or 2 * workers
+
+    def map(self, fn: Callable[..., T], args: Sequence[tuple[Any, ...]]) -> list[T]:
+        futures = [self.client.submit(fn, *a, pure=False) for a in args]
+        return list(self.client.gather(futures))
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def open_executor(url: str, partitions: int | None = None) -> Executor:
+    """``local`` (the default), ``dask-local``, or ``dask://host:port``."""
+    if url in ("", "local"):
+        return LocalExecutor()
+    if url == "dask-local" or url.startswith("dask://"):
+        return DaskExecutor(url, partitions)
+    raise ConfigError(f"executor {url!r} is not known", hint="use local, dask-local or dask://host:port")

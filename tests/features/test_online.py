@@ -1,0 +1,273 @@
+"""The online store contract, on SQLite and on Redis (each Redis test in its own namespace)."""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medops.errors import ConfigError, InvalidInput, NotFound
+from medops.features import online as online_mod
+from medops.features.online import OnlineStore, open_online_store
+
+T0 = datetime(2026, 11, 24, 13, 5, tzinfo=UTC)
+AS_OF = datetime(2026, 11, 25, tzinfo=UTC)
+AS_OF_ISO = "2026-11-25T00:00:00.000000Z"
+
+StoreFactory = Callable[[str], OnlineStore]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Opens stores on one backend by namespace; Redis keys of every namespace are deleted after."""
+    opened: list[tuple[OnlineStore, str]] = []
+    url = f"sqlite:///{tmp_path / 'shared' / 'online.db'}"
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+
+    def make(namespace: str) -> OnlineStore:
+        store = open_online_store(url, home=tmp_path, namespace=namespace)
+        opened.append((store, namespace))
+        return store
+
+    yield make
+    for store, namespace in opened:
+        if request.param == "redis":
+            client = store.client  # type: ignore[attr-defined]
+            keys = list(client.scan_iter(match=f"medops:{namespace}:*", count=10_000))
+            for start in range(0, len(keys), 10_000):
+                client.unlink(*keys[start : start + 10_000])
+        store.close()
+
+
+@pytest.fixture
+def store(make_store: StoreFactory) -> OnlineStore:
+    return make_store(f"test-{uuid.uuid4().hex}")
+
+
+def _write(store: OnlineStore, view: str, n: int, *, version: str = "v1", offset: int = 0) -> int:
+    ids = [f"e{i}" for i in range(n)]
+    times = [T0 + timedelta(minutes=i) for i in range(n)]
+    rows: list[dict[str, object]] = [{"a": i + offset, "b": f"s{i}", "c": i / 2} for i in range(n)]
+    return store.write(view, version, AS_OF, ids, times, rows)
+
+
+def test_write_then_read_keeps_values_times_and_order(store: OnlineStore) -> None:
+    assert _write(store, "vitals", 5) == 5
+    got = store.read("vitals", ["e3", "nobody", "e0"])
+    assert [r.found for r in got] == [True, False, True]
+    assert got[0].values == {"a": 3, "b": "s3", "c": 1.5}
+    assert got[0].event_time == T0 + timedelta(minutes=3)
+    assert got[0].event_time is not None and got[0].event_time.utcoffset() == timedelta(0)
+    assert got[1].values == {"a": None, "b": None, "c": None} and got[1].event_time is None
+    assert got[2].values == {"a": 0, "b": "s0", "c": 0.0}
+    assert store.read("vitals", []) == []
+
+
+def test_many_ids_and_duplicates_in_one_read(store: OnlineStore) -> None:
+    _write(store, "vitals", 1_200)
+    ids = [f"e{i}" for i in range(1_199, -1, -1)] + ["e5", "missing"]
+    got = store.read("vitals", ids)
+    assert [r.values["a"] for r in got] == [*range(1_199, -1, -1), 5, None]
+    assert got[-1].found is False
+
+
+def test_feature_subset_in_the_order_asked(store: OnlineStore) -> None:
+    _write(store, "vitals", 3)
+    (row,) = store.read("vitals", ["e2"], ["c", "a"])
+    assert list(row.values) == ["c", "a"] and row.values == {"c": 1.0, "a": 2}
+    (missing,) = store.read("vitals", ["zz"], ["b"])
+    assert missing.values == {"b": None} and not missing.found
+
+
+def test_unknown_view_is_not_found_with_a_hint(store: OnlineStore) -> None:
+    with pytest.raises(NotFound, match="'nope'") as exc:
+        store.read("nope", ["e1"])
+    assert exc.value.hint is not None and "medops features materialize nope" in exc.value.hint
+    assert store.info("nope") is None
+
+
+def test_unknown_feature_names_view_and_feature(store: OnlineStore) -> None:
+    _write(store, "vitals", 2)
+    with pytest.raises(InvalidInput, match="'vitals'.*'heart_rate'"):
+        store.read("vitals", ["e1"], ["a", "heart_rate"])
+
+
+def test_rewrite_replaces_the_whole_table(store: OnlineStore) -> None:
+    _write(store, "vitals", 10)
+    store.write("vitals", "v2", AS_OF, ["e1", "new"], [T0, None], [{"a": 100}, {"a": 200}])
+    got = store.read("vitals", ["e1", "new", "e5"])
+    assert [r.found for r in got] == [True, True, False]
+    assert got[0].values == {"a": 100} and got[1].event_time is None
+    info = store.info("vitals")
+    assert info is not None and info["version"] == "v2" and info["rows"] == 2 and info["features"] == ["a"]
+
+
+def test_failed_write_leaves_the_previous_table(store: OnlineStore) -> None:
+    _write(store, "vitals", 50, version="v1")
+    n = online_mod.BATCH + 2_000
+    rows: list[dict[str, object]] = [{"a": i} for i in range(n)]
+    rows[online_mod.BATCH + 1_000] = {"a": object()}  # in the second batch: the first is already stored
+    with pytest.raises(InvalidInput, match="type object"):
+        store.write("vitals", "v2", AS_OF, [f"e{i}" for i in range(n)], [T0] * n, rows)
+    info = store.info("vitals")
+    assert info is not None and info["version"] == "v1" and info["rows"] == 50
+    got = store.read("vitals", ["e0", "e49", "e50", f"e{n - 1}"])
+    assert [r.found for r in got] == [True, True, False, False]
+    assert got[1].values == {"a": 49, "b": "s49", "c": 24.5}
+    if hasattr(store, "client"):  # Redis: the partial generation was removed
+        keys = list(store.client.scan_iter(match=f"medops:{store.namespace}:online:vitals:g*", count=10_000))
+        assert len(keys) == 50
+
+
+def test_refused_input_changes_nothing(store: OnlineStore) -> None:
+    _write(store, "vitals", 3)
+    with pytest.raises(InvalidInput, match="repeats 1"):
+        store.write("vitals", "v2", AS_OF, ["x", "x"], [T0, T0], [{}, {}])
+    with pytest.raises(InvalidInput, match="no timezone"):
+        store.write("vitals", "v2", AS_OF, ["x"], [datetime(2026, 1, 1)], [{"a": 1}])
+    with pytest.raises(InvalidInput, match="2 entity ids, 1 event times"):
+        store.write("vitals", "v2", AS_OF, ["x", "y"], [T0], [{}, {}])
+    with pytest.raises(InvalidInput, match="not a valid name"):
+        store.write("bad:name", "v2", AS_OF, [], [], [])
+    with pytest.raises(InvalidInput, match="not a string"):
+        store.write("vitals", "v2", AS_OF, [1], [T0], [{}])  # type: ignore[list-item]
+    info = store.info("vitals")
+    assert info is not None and info["version"] == "v1"
+
+
+def test_namespaces_do_not_see_each_other(make_store: StoreFactory) -> None:
+    one, two = make_store(f"ns1-{uuid.uuid4().hex}"), make_store(f"ns2-{uuid.uuid4().hex}")
+    _write(one, "vitals", 3)
+    with pytest.raises(NotFound):
+        two.read("vitals", ["e1"])
+    assert two.views() == [] and two.info("vitals") is None
+    _write(two, "vitals", 1, offset=1_000)
+    assert one.read("vitals", ["e0"])[0].values["a"] == 0
+    assert two.read("vitals", ["e0"])[0].values["a"] == 1_000
+    assert one.read("vitals", ["e2"])[0].found and not two.read("vitals", ["e2"])[0].found
+
+
+def test_info_and_views(store: OnlineStore) -> None:
+    assert store.views() == []
+    _write(store, "vitals", 4)
+    store.write("labs", "x", AS_OF, [], [], [])
+    assert store.views() == ["labs", "vitals"]
+    assert store.info("vitals") == {
+        "view": "vitals",
+        "version": "v1",
+        "as_of": AS_OF_ISO,
+        "rows": 4,
+        "features": ["a", "b", "c"],
+    }
+    assert store.info("labs") == {"view": "labs", "version": "x", "as_of": AS_OF_ISO, "rows": 0, "features": []}
+
+
+def test_values_are_made_json(store: OnlineStore) -> None:
+    row: dict[str, object] = {
+        "nan": float("nan"),
+        "inf": -math.inf,
+        "np_nan": np.float64("nan"),
+        "np_int": np.int64(7),
+        "np_bool": np.bool_(True),
+        "dec": Decimal("1.25"),
+        "day": date(2026, 1, 2),
+        "when": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "flag": False,
+        "none": None,
+    }
+    store.write("mixed", "v1", AS_OF, ["p"], [None], [row])
+    (got,) = store.read("mixed", ["p"])
+    assert got.values == {
+        "nan": None,
+        "inf": None,
+        "np_nan": None,
+        "np_int": 7,
+        "np_bool": True,
+        "dec": 1.25,
+        "day": "2026-01-02",
+        "when": "2026-01-02T03:04:05.000000Z",
+        "flag": False,
+        "none": None,
+    }
+    assert got.found and got.event_time is None
+
+
+def test_ten_thousand_rows_with_progress(store: OnlineStore) -> None:
+    n = 10_000
+    seen: list[int] = []
+    ids = [f"patient-{i:05d}" for i in range(n)]
+    rows: list[dict[str, object]] = [{f"f{j}": i + j / 10 for j in range(20)} for i in range(n)]
+    assert store.write("wide", "v1", AS_OF, ids, [T0] * n, rows, progress=seen.append) == n
+    assert seen[-1] == n and seen == sorted(seen)
+    got = store.read("wide", ids[::997])
+    assert all(r.found for r in got) and got[3].values["f19"] == 3 * 997 + 1.9
+
+
+def test_bad_urls_and_names_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not known"):
+        open_online_store("postgres://u:secret@h/db", home=tmp_path, namespace="ws")
+    with pytest.raises(ConfigError) as exc:
+        open_online_store("mysql://u:secret@h/db", home=tmp_path, namespace="ws")
+    assert "secret" not in str(exc.value)
+    with pytest.raises(ConfigError, match="namespace"):
+        open_online_store("sqlite", home=tmp_path, namespace="a:b")
+
+
+def test_default_and_relative_sqlite_paths(tmp_path: Path) -> None:
+    for url, expected in [("sqlite", tmp_path / "online.db"), ("sqlite:///sub/o.db", tmp_path / "sub" / "o.db")]:
+        store = open_online_store(url, home=tmp_path, namespace="ws")
+        _write(store, "vitals", 1)
+        store.close()
+        assert expected.is_file()
+
+
+def test_unreachable_redis_is_a_store_error_without_password(tmp_path: Path) -> None:
+    from medops.errors import StoreError
+
+    store = open_online_store("redis://:hunter2@127.0.0.1:1/0", home=tmp_path, namespace="ws")
+    with pytest.raises(StoreError, match=r"Redis at 127\.0\.0\.1:1 is unreachable") as exc:
+        store.read("vitals", ["e1"])
+    assert "hunter2" not in str(exc.value) and "hunter2" not in (exc.value.hint or "")
+    store.close()
+
+
+def test_readers_never_see_a_mix_during_rewrites(store: OnlineStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(online_mod, "BATCH", 50)  # many batches per write
+    n = 600
+    ids = [f"e{i}" for i in range(n)]
+    probe = ids[::37]
+
+    def rewrite(value: int) -> None:
+        store.write("flip", str(value), AS_OF, ids, [T0] * n, [{"x": value} for _ in range(n)])
+
+    rewrite(0)
+    seen: set[tuple[object, ...]] = set()
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                got = store.read("flip", probe)
+                seen.add(tuple(r.values["x"] if r.found else "missing" for r in got))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for value in range(1, 5):
+            rewrite(value)
+    finally:
+        done.set()
+        thread.join()
+    assert not errors
+    assert all(len(set(snapshot)) == 1 and "missing" not in snapshot for snapshot in seen), seen
