@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from medops import __version__
-from medops.cli import audit, data, db, demo, lineage, project, synth, token, user, workspace
+from medops.cli import audit, data, db, demo, features, lineage, project, synth, token, user, workspace
 from medops.cli.common import err_console
 from medops.errors import MedopsError
 
@@ -51,6 +51,7 @@ app.add_typer(user.app, name="user")
 app.add_typer(token.app, name="token")
 app.add_typer(project.app, name="project")
 app.add_typer(data.app, name="data")
+app.add_typer(features.app, name="features")
 app.add_typer(lineage.app, name="lineage")
 app.command("demo", epilog=demo.EPILOG)(demo.demo)
 app.command("synth", epilog=synth.EPILOG)(synth.synth)

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
+from medops.audit.trail import NewEvent, append_events
 from medops.clock import utc_now
 from medops.data.datasets import DatasetInfo, get
 from medops.data.duck import connect, query
@@ -264,6 +265,7 @@ class FeatureStore:
     ) -> list[ApplyResult]:
         names = ",".join(v.name for v, *_ in staged)
         new_names: list[str] = []
+        per_view: list[NewEvent] = []  # one event per view too, so a view's history is one query away
         with self.ws.users.authorized(who, "features.apply", "feature_views", names, APPLY_ROLES, reason=reason) as ch:
             for view, source, version, rows, stats, digest in staged:
                 if ch.session.get(FeatureViewVersion, (view.name, version)) is not None:
@@ -284,8 +286,19 @@ class FeatureStore:
                     )
                 )
                 new_names.append(view.name)
+                per_view.append(
+                    NewEvent(
+                        who,
+                        "features.apply",
+                        "feature_view",
+                        f"{view.name}@{version}",
+                        after={"source": source.ref, "rows": rows, "table": digest, "definition": definition},
+                        reason=reason,
+                    )
+                )
                 attrs = {"view": view.name, "table": digest}
                 add_edges(ch.session, [Edge(source.node, view_node(view.name, version), "features", attrs)], who)
+            append_events(ch.session, per_view)
             ch.after = {
                 "views": {v.name: version for v, _s, version, *_ in staged},
                 "new": new_names,
@@ -511,7 +524,12 @@ class FeatureStore:
             written[view.name] = count
             progress(view.name, count)
             with self.ws.users.authorized(
-                who, "features.materialize", "feature_view", applied.ref, MATERIALIZE_ROLES, reason=reason
+                who,
+                "features.materialize",
+                "feature_view",
+                f"{view.name}@{applied.version}",
+                MATERIALIZE_ROLES,
+                reason=reason,
             ) as ch:
                 ch.after = {
                     "view": view.name,
@@ -561,7 +579,10 @@ class FeatureStore:
                 stale[name] = [old and name in latest for old in too_old]
             event_times[view.name] = times
             found[view.name] = [r.found for r in rows]
-        frame = pd.DataFrame({**{k: list(v) for k, v in entities.items()}, **dict(request or {}), **columns})
+        fields = {k: list(v) for k, v in (request or {}).items()}
+        if TIME in fields:  # the request's own time, given as ISO text on the command line
+            fields[TIME] = [_request_time(v) for v in fields[TIME]]
+        frame = pd.DataFrame({**{k: list(v) for k, v in entities.items()}, **fields, **columns})
         if chosen.on_demand:
             con = connect()
             try:
@@ -671,9 +692,7 @@ def _read(path: Path, sql: str) -> pa.Table:
         con.close()
 
 
-def _check_event(who: str, report: CheckReport) -> Any:
-    from medops.audit.trail import NewEvent
-
+def _check_event(who: str, report: CheckReport) -> NewEvent:
     return NewEvent(
         who,
         "features.check",
@@ -695,6 +714,17 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _request_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            raise InvalidInput(f"request field {TIME} {value!r} is not an ISO time") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def _store_kind(url: str) -> str:
     return "redis" if url.startswith("redis") else "sqlite"
 
@@ -712,7 +742,7 @@ def _label_times(con: duckdb.DuckDBPyConnection, labels: pa.Table, timestamp: st
     if timestamp not in labels.column_names:
         raise InvalidInput(
             f"labels have no timestamp column {timestamp!r}",
-            hint=f"label columns: {', '.join(labels.column_names)}; pass timestamp=NAME",
+            hint=f"label columns: {', '.join(labels.column_names)}; name the right one (--timestamp, or timestamp=)",
         )
     column = labels.column(timestamp)
     try:

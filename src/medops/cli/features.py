@@ -1,0 +1,364 @@
+"""`medops features`: apply feature views, build training sets, materialize, serve and check them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from medops.audit import AuditFilter, list_events
+from medops.cli.common import JsonOption, ReasonOption, console, ok, open_workspace, print_json, table
+from medops.cli.data import ProjectOption, project_at
+from medops.errors import InvalidInput, NotFound
+from medops.features import FeatureStore, FeatureView, list_applied
+from medops.features.store import AppliedView, view_node
+from medops.store.lineage import walk
+
+app = typer.Typer(help="Feature views: apply, training sets, online materialization, lookups and consistency checks.")
+
+ExecutorOption = typer.Option(
+    None, "--executor", help="local, dask-local or dask://host:port (default: the workspace's executor setting)."
+)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not enabled,
+    )
+
+
+@app.command("apply", epilog="Examples:  medops features apply   ·   medops features apply labs -r 'add creatinine'")
+def apply_cmd(
+    views: list[str] = typer.Argument(None, help="View names (default: every view of the project)."),
+    project: Path | None = ProjectOption,
+    executor: str | None = ExecutorOption,
+    reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Build each view's offline table from its source dataset's newest version and record it.
+
+    A view's version is the hash of its definition and its source version: applying an
+    unchanged view records nothing. All views are checked before any is built, and all are
+    recorded in one transaction, so a bad view leaves nothing applied.
+    """
+    loaded = project_at(project)
+    with open_workspace() as ws, FeatureStore(ws, loaded.features, executor=executor) as store:
+        with _progress(not as_json) as bar:
+            task = bar.add_task("apply", total=None)
+            results = store.apply(
+                views=views or None,
+                reason=reason,
+                progress=lambda name: bar.update(task, description=f"building {name}"),
+            )
+    if as_json:
+        print_json(
+            [{"view": r.view.name, "version": r.view.version, "rows": r.view.rows, "new": r.new} for r in results]
+        )
+        return
+    for r in results:
+        state = "new version" if r.new else "unchanged"
+        stats = r.view.stats
+        ok(
+            f"{r.view.ref}  {r.view.rows:,} rows, {stats.get('entities', 0):,} entities  "
+            f"from {r.view.definition['source_ref']}  ({state})"
+        )
+
+
+@app.command("list", epilog="Examples:  medops features list   ·   medops features list --json")
+def list_cmd(project: Path | None = ProjectOption, as_json: bool = JsonOption) -> None:
+    """Applied views (newest version of each) and views declared in the project but not applied."""
+    with open_workspace() as ws:
+        applied = list_applied(ws)
+    newest: dict[str, AppliedView] = {}
+    for version in applied:
+        newest.setdefault(version.name, version)
+    declared: dict[str, FeatureView] = {}
+    try:
+        declared = dict(project_at(project).features.views)
+    except InvalidInput:
+        if project is not None:
+            raise
+    rows = []
+    for name in sorted(set(newest) | set(declared)):
+        a: AppliedView | None = newest.get(name)
+        d: FeatureView | None = declared.get(name)
+        features = len(a.definition["features"]) if a else len(d.features) if d else 0
+        rows.append(
+            {
+                "view": name,
+                "version": a.version[:12] if a else None,
+                "features": features,
+                "rows": a.rows if a else None,
+                "source": a.definition.get("source_ref") if a else d.source if d else None,
+                "owner": (a.definition.get("owner") if a else d.owner if d else None),
+                "applied": a.created_at.strftime("%Y-%m-%d %H:%M") if a else "not applied",
+                "by": a.created_by if a else None,
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    table(
+        None,
+        ["view", "version", "features", "rows", "source", "owner", "applied (UTC)", "by"],
+        [list(r.values()) for r in rows],
+    )
+
+
+@app.command("show", epilog="Examples:  medops features show labs")
+def show_cmd(view: str = typer.Argument(..., help="View name."), as_json: bool = JsonOption) -> None:
+    """A view's definition, statistics, versions, lineage and who changed what."""
+    with open_workspace() as ws:
+        versions = list_applied(ws, view)
+        if not versions:
+            raise NotFound(f"feature view {view!r} is not applied", hint="run: medops features apply")
+        latest = versions[0]
+        events = [
+            e
+            for e in list_events(ws.db, AuditFilter(entity_type="feature_view"), limit=1000)
+            if e.entity_id.split("@")[0] == view
+        ]
+        edges = walk(ws.db, view_node(latest.name, latest.version), "both", depth=3)
+    if as_json:
+        print_json(
+            {
+                "view": latest.name,
+                "version": latest.version,
+                "definition": latest.definition,
+                "stats": latest.stats,
+                "versions": [{"version": v.version, "at": v.created_at, "by": v.created_by} for v in versions],
+                "lineage": [{"src": e.src, "dst": e.dst, "relation": e.relation} for e in edges],
+                "history": [{"at": e.ts, "actor": e.actor, "action": e.action, "reason": e.reason} for e in events],
+            }
+        )
+        return
+    d = latest.definition
+    console.print(
+        f"[bold]{escape(latest.name)}[/]  version {latest.version[:12]}  source {escape(str(d.get('source_ref')))}"
+    )
+    if d.get("description"):
+        console.print(f"  {escape(d['description'])}")
+    console.print(
+        f"  entity {d['entity']}  timestamp {d.get('timestamp') or '(static)'}  created {d.get('created') or '-'}  "
+        f"ttl {_days(d.get('ttl_seconds'))}  owner {d.get('owner') or '-'}  "
+        f"tags {', '.join(d.get('tags') or []) or '-'}"
+    )
+    s = latest.stats
+    console.print(
+        f"  {s.get('rows', 0):,} rows, {s.get('entities', 0):,} entities, events {s.get('first_event') or '-'} to "
+        f"{s.get('last_event') or '-'}"
+    )
+    missing = s.get("missing_share", {})
+    rows = []
+    for f in d["features"]:
+        kind = f["agg"] or "latest"
+        window = _days(f.get("window_seconds")) if f.get("window_seconds") else ""
+        share = missing.get(f["name"])
+        rows.append(
+            [
+                f["name"],
+                kind,
+                window,
+                f.get("expr") or ("python" if f.get("python") else f["name"]),
+                f.get("filter") or "",
+                f"{share:.1%}" if share is not None else "",
+            ]
+        )
+    table("features", ["feature", "kind", "window", "value", "filter", "missing (rows)"], rows)
+    table(
+        "versions",
+        ["version", "applied (UTC)", "by"],
+        [[v.version[:12], v.created_at.strftime("%Y-%m-%d %H:%M"), v.created_by] for v in versions],
+    )
+    table("lineage", ["from", "relation", "to"], [[e.src, e.relation, e.dst] for e in edges])
+    table(
+        "history",
+        ["time (UTC)", "actor", "action", "reason"],
+        [[e.ts, e.actor, e.action, e.reason or ""] for e in events],
+    )
+
+
+def _days(seconds: Any) -> str:
+    if not seconds:
+        return "-"
+    days = int(seconds) / 86400
+    return f"{days:g}d" if days >= 1 else f"{int(seconds)}s"
+
+
+@app.command("materialize", epilog="Examples:  medops features materialize   ·   medops features materialize labs")
+def materialize_cmd(
+    views: list[str] = typer.Argument(None, help="View names (default: every view of the project)."),
+    as_of: str | None = typer.Option(None, "--as-of", help="ISO time the values are computed at (default: now)."),
+    project: Path | None = ProjectOption,
+    executor: str | None = ExecutorOption,
+    reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Write each view's latest values per entity to the online store (SQLite, or Redis when configured).
+
+    Values are computed with the same point-in-time join as training sets, at --as-of.
+    Each view's online table is replaced atomically.
+    """
+    moment = _parse_time(as_of, "--as-of") if as_of else None
+    loaded = project_at(project)
+    with open_workspace() as ws, FeatureStore(ws, loaded.features, executor=executor) as store:
+        with _progress(not as_json) as bar:
+            task = bar.add_task("materialize", total=None)
+            written = store.materialize(
+                views=views or None,
+                as_of=moment,
+                reason=reason,
+                progress=lambda view, rows: bar.update(task, description=f"{view}: {rows:,} entities"),
+            )
+    if as_json:
+        print_json(written)
+        return
+    for view, rows in written.items():
+        ok(f"{view}: {rows:,} entities written to the online store")
+
+
+def _parse_time(text: str, option: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{option} {text!r} is not an ISO time", hint="for example 2026-01-31T12:00:00Z") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _pairs(values: list[str], option: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for value in values:
+        key, sep, item = value.partition("=")
+        if not sep or not key:
+            raise InvalidInput(
+                f"{option} {value!r} is not NAME=VALUE", hint=f"for example {option} patient_id=pat_1a2b"
+            )
+        out.setdefault(key, []).append(item)
+    return out
+
+
+@app.command(
+    "get",
+    epilog="Examples:  medops features get labs admissions:admissions_180d --entity patient_id=pat_1a2b3c",
+)
+def get_cmd(
+    features: list[str] = typer.Argument(..., help="view, view:feature or an on-demand feature."),
+    entity: list[str] = typer.Option(..., "--entity", "-e", help="ENTITY=ID; repeat for several ids."),
+    request: list[str] = typer.Option(
+        [], "--request", help="FIELD=VALUE of the request payload, for on-demand features."
+    ),
+    project: Path | None = ProjectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Online lookup: the latest materialized values, their event time, and which went stale (older than TTL)."""
+    loaded = project_at(project)
+    with open_workspace() as ws, FeatureStore(ws, loaded.features) as store:
+        result = store.get_online_features(
+            _pairs(entity, "--entity"), features, request=_pairs(request, "--request") or None
+        )
+    records = result.frame.astype(object).where(result.frame.notna(), None).to_dict("records")
+    if as_json:
+        print_json(
+            {
+                "rows": records,
+                "event_times": {k: [t.isoformat() if t else None for t in v] for k, v in result.event_times.items()},
+                "stale": {k: v for k, v in result.stale.items() if any(v)},
+                "found": result.found,
+            }
+        )
+        return
+    for i, row in enumerate(records):
+        rows = []
+        for name, value in row.items():
+            flag = "stale (older than TTL)" if result.stale.get(name, [False] * len(records))[i] else ""
+            rows.append([name, value, flag])
+        table(None, ["feature", "value", ""], rows)
+        for view, times in result.event_times.items():
+            state = "" if result.found[view][i] else "  (no row for this entity)"
+            moment = times[i]
+            console.print(f"  {escape(view)}: event time {moment.isoformat() if moment else '-'}{state}")
+
+
+@app.command("check", epilog="Examples:  medops features check   ·   medops features check --sample 500")
+def check_cmd(
+    views: list[str] = typer.Argument(None, help="View names (default: all)."),
+    sample: int = typer.Option(100, "--sample", min=1, help="Entities per view to recompute."),
+    seed: int = typer.Option(0, "--seed", help="Which entities are sampled."),
+    project: Path | None = ProjectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Train/serve consistency: recompute sampled entities offline and compare with the online store.
+
+    On-demand features are computed for a sample in one batch (training) and one row at a
+    time (serving) and compared too. Exits with status 1 on any difference.
+    """
+    loaded = project_at(project)
+    with open_workspace() as ws, FeatureStore(ws, loaded.features) as store:
+        report = store.check(views=views or None, sample=sample, seed=seed)
+    if as_json:
+        print_json(
+            {
+                "ok": report.ok,
+                "checked": report.checked,
+                "not_materialized": report.not_materialized,
+                "differences": [vars(d) for d in report.differences[:100]],
+            }
+        )
+    else:
+        for view, count in report.checked.items():
+            console.print(f"  {escape(view)}: {count} sampled, compared")
+        for view in report.not_materialized:
+            console.print(f"  [yellow]{escape(view)}: not materialized, not compared[/]")
+        for d in report.differences[:20]:
+            console.print(
+                f"  [red]{escape(d.view)} {escape(d.entity)} {escape(d.feature)}: "
+                f"offline {escape(repr(d.offline))}, online {escape(repr(d.online))}[/]"
+            )
+        if report.ok:
+            ok("online and offline agree; on-demand features agree batch and row by row")
+        else:
+            console.print(f"[red]✗[/] {len(report.differences)} differences")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command(
+    "training-set",
+    epilog="Examples:  medops features training-set readmission_training --labels readmission_labels "
+    "--timestamp label_time admissions labs age_years",
+)
+def training_set_cmd(
+    name: str = typer.Argument(..., help="Name of the dataset to store the training set as."),
+    features: list[str] = typer.Argument(..., help="view, view:feature or an on-demand feature."),
+    labels: str = typer.Option(..., "--labels", help="Labels dataset: NAME or NAME@VERSION."),
+    timestamp: str = typer.Option(..., "--timestamp", help="Labels column with each row's prediction time."),
+    no_backfill_guard: bool = typer.Option(
+        False, "--no-backfill-guard", help="Also use rows created after the label time (recorded; leaks backfills)."
+    ),
+    project: Path | None = ProjectOption,
+    executor: str | None = ExecutorOption,
+    reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Point-in-time correct features for every label row, stored as a dataset version with lineage."""
+    loaded = project_at(project)
+    with open_workspace() as ws, FeatureStore(ws, loaded.features, executor=executor) as store:
+        with _progress(not as_json) as bar:
+            bar.add_task(f"training set {name}", total=None)
+            info, new = store.save_training_set(
+                name, labels, features, timestamp=timestamp, reason=reason, backfill_guard=not no_backfill_guard
+            )
+    if as_json:
+        print_json({"dataset": info.ref, "version": info.version, "rows": info.rows, "new": new})
+        return
+    state = "new version" if new else "unchanged"
+    ok(f"{info.ref}  {info.rows:,} rows × {info.column_count} columns  ({state})")
