@@ -1,8 +1,11 @@
-"""The lifecycle demo on bundled data: the governance foundation, then data in.
+"""The lifecycle demo on bundled data: the governance foundation, data in, then features.
 
 Synthetic raw data with PHI is generated into a project folder outside the workspace,
 ingested through contracts and de-identification into versioned datasets, and the
-reports (quarantined rows, de-identification, k-anonymity, lineage) are shown.
+reports (quarantined rows, de-identification, k-anonymity, lineage) are shown. The
+project's feature views are then applied, a point-in-time training set is built from the
+readmission labels, the views are materialized online and served, and train/serve
+consistency is checked.
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from medops.audit import AuditFilter, list_events, verify_chain
+from medops.data.datasets import get as get_dataset
 from medops.data.ingest import ingest
 from medops.errors import AuthenticationFailed, PermissionDenied
+from medops.features import FeatureStore
 from medops.identity import Role
-from medops.pipelines import load_project
+from medops.pipelines import LoadedProject, load_project
 from medops.pipelines.ingest import table_plan
 from medops.pipelines.templates import scaffold
 from medops.store.database import Database
@@ -64,7 +71,8 @@ def run_demo(
         _people(ws, step)
         _artifacts_and_signatures(ws, step)
         _access_control(ws, step)
-        _data(ws, base / "project", step, patients)
+        project = _data(ws, base / "project", step, patients)
+        _features(ws, project, step)
         check = ws.verify_audit()
         result.events, result.chain_ok = check.chain.checked, check.ok
         signed = f"; signed checkpoint at event {check.written.size}" if check.written else ""
@@ -125,7 +133,7 @@ def _access_control(ws: Workspace, step: Callable[[str, str], None]) -> None:
     step("audit log", f"{len(denied)} denied attempt(s) on record, e.g. by {denied[0].actor if denied else '-'}")
 
 
-def _data(ws: Workspace, folder: Path, step: Callable[[str, str], None], patients: int) -> None:
+def _data(ws: Workspace, folder: Path, step: Callable[[str, str], None], patients: int) -> LoadedProject:
     scaffold(folder, "readmission", patients=patients, seed=7)
     step("synthetic data", f"{patients:,} patients with PHI (names, SSN, MRN, notes) in {folder / 'raw'}")
     project = load_project(folder / "medops.yaml")
@@ -156,6 +164,71 @@ def _data(ws: Workspace, folder: Path, step: Callable[[str, str], None], patient
     step("re-ingest", f"same data, other chunk size: {again.dataset.ref}, new version: {again.new}")
     up = walk(ws.db, results["notes"].dataset.node, "up")
     step("lineage", "; ".join(f"{e.relation} from {Path(str(e.attrs.get('source'))).name}" for e in up))
+    return project
+
+
+TRAINING_FEATURES = ["admissions", "labs", "fills", "demographics", "age_years"]
+
+
+def _features(ws: Workspace, project: LoadedProject, step: Callable[[str, str], None]) -> None:
+    with FeatureStore(ws, project.features) as store:
+        applied = store.apply("alice", reason="demo: readmission features")
+        step(
+            "features apply",
+            ", ".join(f"{r.view.ref} ({len(r.view.definition['features'])} features)" for r in applied),
+        )
+        info, _new = store.save_training_set(
+            "readmission_training",
+            "readmission_labels",
+            TRAINING_FEATURES,
+            timestamp="label_time",
+            actor="alice",
+            reason="demo: point-in-time training set",
+        )
+        frame = pq.read_table(ws.artifacts.local_path(info.version)).to_pandas()
+        step(
+            "training set",
+            f"{info.ref}: {info.rows:,} label rows x {info.column_count} columns, each row's features as of its "
+            f"discharge; {frame['hba1c_mean_365d'].isna().mean():.0%} without an HbA1c in the year before",
+        )
+        step("backfill guard", _backfill_story(ws, store))
+        try:
+            store.materialize("alice")
+        except PermissionDenied:
+            step("permission denied", "alice (data_scientist) tried to materialize online features: refused")
+        written = store.materialize("ming", reason="demo: serve features")
+        step("materialize", ", ".join(f"{v} {n:,} entities" for v, n in written.items()) + " -> online store")
+        patient = str(frame["patient_id"].iloc[0])
+        online = store.get_online_features({"patient_id": [patient]}, ["admissions", "demographics", "age_years"])
+        row = online.frame.iloc[0]
+        step(
+            "online lookup",
+            f"{patient[:12]}…: {int(row['admissions_365d'])} stays in the last year, "
+            f"last {row['last_primary_dx']}, age {row['age_years']}",
+        )
+        report = store.check("victor", sample=50)
+        step(
+            "consistency",
+            f"{sum(report.checked.values())} samples recomputed: "
+            + ("online = offline" if report.ok else f"{len(report.differences)} differences"),
+        )
+    up = walk(ws.db, info.node, "up", depth=2)
+    step("lineage", f"{info.ref} <- " + ", ".join(sorted({e.src.split("@")[0] for e in up if e.dst == info.node})))
+
+
+def _backfill_story(ws: Workspace, store: FeatureStore) -> str:
+    """Predicting at admission: the stay under way is on record only at discharge, so its length must not show."""
+    stays = pq.read_table(ws.artifacts.local_path(get_dataset(ws.db, "encounters").version)).to_pandas()
+    at_admission = stays[["patient_id", "admit_time"]]
+    features = ["admissions:last_los_days"]
+    guarded = store.get_training_set(at_admission, features, timestamp="admit_time")["last_los_days"]
+    leaky = store.get_training_set(at_admission, features, timestamp="admit_time", backfill_guard=False)
+    own = int((leaky["last_los_days"].to_numpy() == stays["length_of_stay_days"].to_numpy()).sum())
+    before = int(guarded.notna().sum())
+    return (
+        f"predicting at admission, {own:,} of {len(stays):,} rows would see their own stay's length without the "
+        f"guard; with it (the default) {before:,} see a previous stay's, the rest none"
+    )
 
 
 def _tamper_copy(home: Path, copy: Path, step: Callable[[str, str], None]) -> int | None:

@@ -42,3 +42,6 @@ def demo(
     ok(f"demo complete: {result.events} audited events, chain intact, tampering caught")
     console.print(f"Explore it:  export MEDOPS_HOME={escape(str(result.home))} MEDOPS_USER=ada")
     console.print("             medops data list · medops data show observations · medops lineage show notes")
+    console.print(
+        "             medops features list · medops features show labs · medops data show readmission_training"
+    )
