@@ -54,7 +54,7 @@ class DaskExecutor:
         self._cluster: Any = None
         try:
             if url == "dask-local":
-                self._cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+                self._cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0")
                 self.client = Client(self._cluster)
             else:
                 address = "tcp://" + url.removeprefix("dask://")

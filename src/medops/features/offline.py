@@ -13,6 +13,7 @@ same bytes, whether computed in one piece or in partitions.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ def check_view(con: duckdb.DuckDBPyConnection, view: FeatureView, schema: pa.Sch
 def _duck_message(exc: duckdb.Error) -> str:
     """DuckDB's first line, without the class name and the caret drawing."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text.split(": ", 1)[1] if text.startswith(("Binder Error", "Parser Error", "Conversion Error")) else text
+    return re.sub(r"^[A-Za-z ]+ Error: ", "", text)
 
 
 def add_python_features(view: FeatureView, source: pa.Table) -> pa.Table:

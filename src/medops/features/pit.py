@@ -4,7 +4,8 @@ For a label at time t and a view's feature table, a row is usable when its entit
 its event time is at or before t, and (by default) it was known by t: its created time is
 at or before t too, so a late backfill never reaches a label that could not have seen it.
 
-- Latest-value features take the usable row with the latest event time, then drop values
+- Latest-value features take the usable row with the latest event time (ties: the later
+  created time, then the later source row), then drop values
   older than the TTL. DuckDB's ASOF JOIN does it in one pass. With the backfill guard on,
   the ASOF key is the time a row became known, and each key carries the latest event
   known by then (a running arg_max), so the one-inequality ASOF join still answers a
@@ -74,7 +75,7 @@ def latest_sql(view: FeatureView, labels_entity: str, options: JoinOptions) -> s
         cols = "".join(f", {quote(n)}" for n in names)
         source = (
             f"SELECT {ENTITY}, _ts AS _k, _ts{cols} FROM feats "
-            f"QUALIFY row_number() OVER (PARTITION BY {ENTITY}, _ts ORDER BY _seq DESC) = 1"
+            f"QUALIFY row_number() OVER (PARTITION BY {ENTITY}, _ts ORDER BY _c DESC, _seq DESC) = 1"
         )
     return (
         f"WITH f AS ({source}) "

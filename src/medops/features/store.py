@@ -230,24 +230,30 @@ class FeatureStore:
                 path = self._path(source.version)
                 check_view(con, view, pq.read_schema(path))
                 plans.append((view, source, path))
-            staged: list[tuple[FeatureView, DatasetInfo, str, int, dict[str, Any], str]] = []
-            for view, source, path in plans:
-                progress(view.name)
-                version = view.version(source.version)
-                existing = self._stored(view.name, version)
-                if existing is not None:
-                    staged.append((view, source, version, existing.rows, existing.stats, existing.table_digest))
-                    continue
-                table = table_partitioned(self.executor, view, path)
-                stats = feature_stats(con, view, table)
-                file = self.ws.artifacts.staging_path()
-                try:
+            built: list[tuple[FeatureView, DatasetInfo, str, int, dict[str, Any], Path | str]] = []
+            try:
+                for view, source, path in plans:
+                    progress(view.name)
+                    version = view.version(source.version)
+                    existing = self._stored(view.name, version)
+                    if existing is not None:
+                        built.append((view, source, version, existing.rows, existing.stats, existing.table_digest))
+                        continue
+                    table = table_partitioned(self.executor, view, path)
+                    stats = feature_stats(con, view, table)
+                    file = self.ws.artifacts.staging_path()
+                    built.append((view, source, version, table.num_rows, stats, file))
                     write_table(table, file)
                     stats["profile"] = profile_parquet(file)
-                    digest = self.ws.artifacts.adopt(file)
-                finally:
-                    file.unlink(missing_ok=True)
-                staged.append((view, source, version, table.num_rows, stats, digest))
+                # Every table is built: only now do they enter the artifact store.
+                staged = [
+                    (v, s, ver, n, st, self.ws.artifacts.adopt(f) if isinstance(f, Path) else f)
+                    for v, s, ver, n, st, f in built
+                ]
+            finally:
+                for *_, f in built:
+                    if isinstance(f, Path):
+                        f.unlink(missing_ok=True)
         finally:
             con.close()
         return self._record(who, reason, staged)

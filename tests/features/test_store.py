@@ -1,0 +1,345 @@
+"""The feature store end to end, on both metadata backends and both online stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import func, select
+
+from medops.data.datasets import get
+from medops.data.ingest import TablePlan, ingest
+from medops.data.sources import ParquetSource
+from medops.errors import InvalidInput, NotFound, PermissionDenied
+from medops.features import Feature, FeatureSet, FeatureStore, FeatureView, FeatureViewError, OnDemandFeature
+from medops.features.store import view_node
+from medops.store.lineage import walk
+from medops.store.schema import FeatureViewVersion
+from medops.workspace import Workspace
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "k" * 40)
+
+
+def put(ws: Workspace, tmp_path: Path, name: str, table: pa.Table) -> None:
+    """A dataset version with these exact rows (every column kept as is)."""
+    path = tmp_path / f"{name}.parquet"
+    pq.write_table(table, path)
+    ingest(ws, TablePlan(name, ParquetSource(path), {c: "keep" for c in table.column_names}), actor="admin")
+
+
+def events_table(n_entities: int = 30, per: int = 6) -> pa.Table:
+    rows: dict[str, list[Any]] = {"pid": [], "t": [], "known": [], "hr": [], "code": []}
+    for e in range(n_entities):
+        for i in range(per):
+            t = T0 + timedelta(days=10 * i + e % 7, hours=e)
+            rows["pid"].append(f"p{e:03d}")
+            rows["t"].append(t)
+            rows["known"].append(t + (timedelta(days=3) if (e + i) % 5 == 0 else timedelta(0)))
+            rows["hr"].append(60.0 + e + i)
+            rows["code"].append("a" if i % 2 else "b")
+    return pa.table(
+        {
+            "pid": rows["pid"],
+            "t": pa.array(rows["t"], pa.timestamp("us", "UTC")),
+            "known": pa.array(rows["known"], pa.timestamp("us", "UTC")),
+            "hr": rows["hr"],
+            "code": rows["code"],
+        }
+    )
+
+
+def people_table(n: int = 30) -> pa.Table:
+    return pa.table({"pid": [f"p{e:03d}" for e in range(n)], "birth_year": [1950 + e for e in range(n)]})
+
+
+def feature_set() -> FeatureSet:
+    fs = FeatureSet()
+    fs.add(
+        FeatureView(
+            name="vitals",
+            entity="pid",
+            source="events",
+            timestamp="t",
+            created="known",
+            ttl=timedelta(days=25),
+            owner="alice",
+            description="heart rate",
+            features=(
+                Feature("hr"),
+                Feature("hr_mean_30d", expr="hr", agg="mean", window=timedelta(days=30)),
+                Feature("a_count_60d", agg="count", window=timedelta(days=60), filter="code = 'a'"),
+                Feature("hr_plus_one", fn=lambda frame: frame["hr"] + 1),
+            ),
+        )
+    )
+    fs.add(FeatureView(name="people", entity="pid", source="people", features=(Feature("birth_year"),)))
+    fs.add(OnDemandFeature(name="age", expr="year(event_timestamp) - birth_year", inputs=("birth_year",)))
+    return fs
+
+
+@pytest.fixture
+def store(team: Workspace, tmp_path: Path) -> Iterator[FeatureStore]:
+    put(team, tmp_path, "events", events_table())
+    put(team, tmp_path, "people", people_table())
+    with FeatureStore(team, feature_set(), executor="local", online_store="sqlite") as fs:
+        yield fs
+
+
+def labels_frame(n: int = 40) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "pid": [f"p{i % 33:03d}" for i in range(n)],  # p030-p032 have no rows
+            "at": [T0 + timedelta(days=3 * i) for i in range(n)],
+            "y": [i % 2 for i in range(n)],
+        }
+    )
+
+
+def test_apply_records_versions_lineage_and_audit_once(store: FeatureStore) -> None:
+    first = store.apply("alice", reason="first")
+    assert [r.new for r in first] == [True, True]
+    vitals = first[0].view
+    assert vitals.rows == 180 and vitals.stats["entities"] == 30
+    assert vitals.definition["owner"] == "alice"
+    again = store.apply("alice")
+    assert [r.new for r in again] == [False, False]
+    assert again[0].view.version == vitals.version
+    edges = walk(store.ws.db, view_node("vitals", vitals.version), "up", depth=1)
+    assert [e.src for e in edges] == [get(store.ws.db, "events").node]
+    with store.ws.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(FeatureViewVersion)) == 2
+
+
+def test_a_changed_definition_or_source_is_a_new_version(store: FeatureStore, tmp_path: Path) -> None:
+    before = store.apply("alice")[0].view.version
+    changed = feature_set()
+    changed.views["vitals"] = FeatureView(**{**vars(changed.views["vitals"]), "ttl": timedelta(days=26)})
+    store.features = changed
+    assert store.apply("alice", views=["vitals"])[0].view.version != before
+    put(store.ws, tmp_path, "events", events_table(per=7))
+    assert store.apply("alice", views=["vitals"])[0].new
+
+
+def test_training_set_is_point_in_time_and_stored_with_lineage(store: FeatureStore, tmp_path: Path) -> None:
+    store.apply("alice")
+    labels = labels_frame()
+    out = store.get_training_set(labels, ["vitals", "people", "age"], timestamp="at")
+    assert len(out) == len(labels) and list(out["y"]) == list(labels["y"])
+    assert out["hr_plus_one"].dropna().sub(out["hr"].dropna()).eq(1).all()
+    assert out.loc[out["pid"] == "p031", "hr"].isna().all()
+    assert (out.loc[out["pid"] == "p031", "a_count_60d"] == 0).all()
+    expected_age = [a.year - b if pd.notna(b) else None for a, b in zip(labels["at"], out["birth_year"], strict=True)]
+    assert [None if pd.isna(x) else x for x in out["age"]] == expected_age
+    put(store.ws, tmp_path, "labels", pa.Table.from_pandas(labels, preserve_index=False))
+    info, new = store.save_training_set("train", "labels", ["vitals", "age", "people:birth_year"], timestamp="at")
+    assert new and info.kind == "training_set" and info.rows == len(labels)
+    again, new_again = store.save_training_set(
+        "train", "labels", ["vitals", "age", "people:birth_year"], timestamp="at"
+    )
+    assert again.version == info.version and not new_again
+    sources = {e.src.split("@")[0] for e in walk(store.ws.db, info.node, "up", depth=1)}
+    assert sources == {"dataset:labels", "featureview:vitals", "featureview:people"}
+
+
+def test_bad_requests_are_clear(store: FeatureStore) -> None:
+    store.apply("alice")
+    labels = labels_frame()
+    with pytest.raises(InvalidInput, match="no timestamp column 'when'"):
+        store.get_training_set(labels, ["vitals"], timestamp="when")
+    with pytest.raises(InvalidInput, match="no column 'pid', the entity of feature view vitals"):
+        store.get_training_set(labels.rename(columns={"pid": "patient"}), ["vitals"], timestamp="at")
+    with pytest.raises(InvalidInput, match="empty in row 2"):
+        store.get_training_set(labels.assign(at=[T0, None, *labels["at"][2:]]), ["vitals"], timestamp="at")
+    with pytest.raises(FeatureViewError, match="view vitals: no feature 'pulse'"):
+        store.get_training_set(labels, ["vitals:pulse"], timestamp="at")
+    with pytest.raises(FeatureViewError, match="no feature view 'vital'"):
+        store.get_training_set(labels, ["vital"], timestamp="at")
+    with pytest.raises(FeatureViewError, match="duplicate feature name 'hr'"):
+        store.get_training_set(labels, ["vitals", "vitals:hr"], timestamp="at")
+    with pytest.raises(FeatureViewError, match="on_demand.age: input 'birth_year'"):
+        store.get_training_set(labels, ["age"], timestamp="at")
+
+
+def test_a_view_not_applied_for_its_current_source_is_refused(store: FeatureStore) -> None:
+    with pytest.raises(NotFound, match="feature view vitals is not applied"):
+        store.get_training_set(labels_frame(), ["vitals"], timestamp="at")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"source": "nope"}, "view vitals, source: no dataset 'nope'"),
+        ({"timestamp": "when"}, "view vitals, timestamp: source events has no column 'when'"),
+        ({"entity": "patient"}, "view vitals, entity: source events has no column 'patient'"),
+        ({"timestamp": "hr"}, "view vitals, timestamp: column 'hr' is double, not a timestamp"),
+        ({"features": (Feature("pulse"),)}, "view vitals, features.pulse: source events has no column 'pulse'"),
+        ({"features": (Feature("x", expr="hr * (2"),)}, "view vitals, features.x: syntax error"),
+        (
+            {"features": (Feature("x", expr="pulse * 2"),)},
+            'view vitals, features.x: Referenced column "pulse" not found',
+        ),
+        (
+            {"features": (Feature("x", agg="count", window=DAY, filter="code = "),)},
+            "view vitals, features.x.filter:",
+        ),
+        ({"filter": "nonsense("}, "view vitals, filter:"),
+    ],
+)
+def test_bad_views_name_the_view_and_field_and_apply_nothing(
+    store: FeatureStore, change: dict[str, Any], message: str
+) -> None:
+    broken = feature_set()
+    broken.views["vitals"] = FeatureView(**{**vars(broken.views["vitals"]), **change})
+    store.features = broken
+    with pytest.raises(FeatureViewError) as info:
+        store.apply("alice")
+    assert message in str(info.value)
+    with store.ws.db.read() as session:  # people, checked fine, was not applied either
+        assert session.scalar(select(func.count()).select_from(FeatureViewVersion)) == 0
+
+
+def test_a_failing_python_feature_applies_nothing_and_leaves_no_files(store: FeatureStore) -> None:
+    broken = feature_set()
+    broken.views["people"] = FeatureView(
+        name="people", entity="pid", source="people", features=(Feature("boom", fn=lambda f: 1 / 0),)
+    )
+    store.features = broken
+    before = set(store.ws.artifacts.digests())
+    with pytest.raises(FeatureViewError, match="features.boom: the Python function failed: ZeroDivisionError"):
+        store.apply("alice")
+    assert set(store.ws.artifacts.digests()) == before
+    tmp = Path(store.ws.artifacts.root) / ".tmp"
+    assert not tmp.exists() or not any(tmp.iterdir())
+
+
+def test_duplicate_feature_names_in_one_view_are_refused() -> None:
+    with pytest.raises(FeatureViewError, match="view v, features.x: duplicate feature name"):
+        FeatureView(name="v", entity="e", source="s", timestamp="t", features=(Feature("x"), Feature("x", expr="1")))
+
+
+def test_roles(store: FeatureStore) -> None:
+    with pytest.raises(PermissionDenied):
+        store.apply("carol")  # clinical reviewer
+    store.apply("alice")
+    with pytest.raises(PermissionDenied):
+        store.materialize("alice")  # data scientists don't publish to serving
+    assert store.materialize("admin")["vitals"] == 30
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def online_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "sqlite":
+        return "sqlite"
+    url: str = request.getfixturevalue("redis_url")
+    return url
+
+
+def _clear_redis(url: str, namespace: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(match=f"medops:{namespace}:*", count=1000):
+        client.unlink(key)
+    client.close()
+
+
+def test_online_equals_offline(store: FeatureStore, online_url: str) -> None:
+    store.online_url = online_url
+    try:
+        store.apply("alice")
+        as_of = T0 + 40 * DAY
+        assert store.materialize("admin", as_of=as_of) == {"vitals": 30, "people": 30}
+        ids = [f"p{i:03d}" for i in range(0, 30, 3)]
+        offline = store.get_training_set(
+            pd.DataFrame({"pid": ids, "event_timestamp": [as_of] * len(ids)}), ["vitals", "people"]
+        )
+        online = store.get_online_features({"pid": ids}, ["vitals", "people"], now=as_of)
+        for name in ["hr", "hr_mean_30d", "a_count_60d", "hr_plus_one", "birth_year"]:
+            got = [None if pd.isna(x) else float(x) for x in online.frame[name]]
+            want = [None if pd.isna(x) else float(x) for x in offline[name]]
+            assert got == pytest.approx(want, nan_ok=True), name
+        report = store.check("carol", sample=30)
+        assert report.ok and report.checked["vitals"] == 30 and report.checked["on_demand"] > 0
+    finally:
+        if online_url.startswith("redis"):
+            _clear_redis(online_url, store.ws.settings.workspace_id)
+
+
+def test_online_staleness_and_missing_entities(store: FeatureStore) -> None:
+    store.apply("alice")
+    as_of = T0 + 40 * DAY
+    store.materialize("admin", as_of=as_of)
+    fresh = store.get_online_features({"pid": ["p001", "nobody"]}, ["vitals", "people", "age"], now=as_of)
+    assert fresh.found["vitals"] == [True, False]
+    assert fresh.frame["hr"].iloc[0] is not None and not fresh.stale["hr"][0]
+    assert fresh.frame["a_count_60d"].iloc[1] == 0  # no rows: counts none, as offline
+    assert fresh.frame["age"].iloc[0] == as_of.year - 1951
+    later = store.get_online_features({"pid": ["p001"]}, ["vitals"], now=as_of + 60 * DAY)
+    assert later.stale["hr"] == [True] and later.frame["hr"].iloc[0] is None
+    assert later.event_times["vitals"][0] is not None and later.event_times["vitals"][0] <= as_of
+    assert later.stale["hr_mean_30d"] == [False]  # aggregates are values as of materialization
+
+
+def test_check_finds_an_online_value_that_differs(store: FeatureStore) -> None:
+    store.apply("alice")
+    store.materialize("admin", as_of=T0 + 40 * DAY)
+    info = store.online.info("vitals")
+    assert info is not None
+    rows = store.online.read("vitals", ["p000"])
+    store.online.write(
+        "vitals",
+        str(info["version"]),
+        T0 + 40 * DAY,
+        ["p000"],
+        [rows[0].event_time],
+        [{**rows[0].values, "hr": -1.0}],
+    )
+    report = store.check("carol", views=["vitals"], sample=30)
+    assert not report.ok
+    assert any(d.entity == "p000" and d.feature == "hr" for d in report.differences)
+
+
+def test_on_demand_python_and_sql_agree_batch_and_row_by_row(store: FeatureStore) -> None:
+    fs = feature_set()
+    fs.add(
+        OnDemandFeature(
+            name="age_py", fn=lambda f: f["event_timestamp"].dt.year - f["birth_year"], inputs=("birth_year",)
+        )
+    )
+    store.features = fs
+    store.apply("alice")
+    out = store.get_training_set(labels_frame(), ["people", "age", "age_py"], timestamp="at")
+    assert out["age"].astype("float").equals(out["age_py"].astype("float"))
+    store.materialize("admin", as_of=T0)
+    assert store.check("carol").ok
+
+
+@pytest.mark.slow
+def test_dask_and_local_give_identical_results(store: FeatureStore) -> None:
+    local = store.apply("alice")
+    labels = labels_frame(200)
+    want = store.get_training_set(labels, ["vitals", "people", "age"], timestamp="at")
+    with FeatureStore(store.ws, store.features, executor="dask-local") as dask:
+        assert dask.executor.partitions > 1
+        table_digests = [r.view.table_digest for r in local]
+        from medops.features.partitions import table_partitioned
+
+        for r, digest in zip(local, table_digests, strict=True):
+            view = store.features.view(r.view.name)
+            source = store.ws.artifacts.local_path(get(store.ws.db, view.source).version)
+            assert table_partitioned(dask.executor, view, source).equals(pq.read_table(store._table(r.view)))
+            assert digest == r.view.table_digest
+        got = dask.get_training_set(labels, ["vitals", "people", "age"], timestamp="at")
+    pd.testing.assert_frame_equal(got, want)
