@@ -1,0 +1,80 @@
+"""`medops features apply|list|show|training-set|materialize|get|check` on the readmission template."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_cli import run
+from tests.cli.test_data_cli import project  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.slow
+
+
+def test_features_from_apply_to_check(project: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    code, _, err = run(["data", "ingest", "--all"], capsys)
+    assert code == 0, err
+    code, out, err = run(["features", "list", "--json"], capsys)
+    assert code == 0 and {r["applied"] for r in json.loads(out)} == {"not applied"}, err
+    code, out, err = run(["features", "apply", "--json", "-r", "first views"], capsys)
+    applied = {r["view"]: r for r in json.loads(out)}
+    assert code == 0 and set(applied) == {"admissions", "labs", "fills", "demographics"}, err
+    assert all(r["new"] for r in applied.values())
+    code, out, _ = run(["features", "apply", "labs", "--json"], capsys)
+    assert json.loads(out)[0]["new"] is False
+    code, out, _ = run(["features", "show", "labs", "--json"], capsys)
+    shown = json.loads(out)
+    assert shown["version"] == applied["labs"]["version"]
+    assert any(e["relation"] == "features" for e in shown["lineage"])
+    assert [h["action"] for h in shown["history"]] == ["features.apply"]
+    code, out, err = run(
+        [
+            "features",
+            "training-set",
+            "train",
+            "admissions",
+            "labs",
+            "age_years",
+            "demographics:birth_year",
+            "--labels",
+            "readmission_labels",
+            "--timestamp",
+            "label_time",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert json.loads(out)["rows"] > 0
+    code, out, err = run(["features", "materialize"], capsys)  # MEDOPS_USER is ada, an admin
+    assert code == 0 and "labs:" in out, err
+    code, out, _ = run(["data", "show", "train", "--json"], capsys)
+    patient = None
+    for column in json.loads(out)["profile"]["patient_id"]["top"]:
+        patient = column[0]
+        break
+    assert patient
+    code, out, err = run(
+        [
+            "features",
+            "get",
+            "admissions",
+            "age_years",
+            "demographics:birth_year",
+            "--entity",
+            f"patient_id={patient}",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["found"]["admissions"] == [True] and got["rows"][0]["patient_id"] == patient
+    code, out, err = run(["features", "check", "--sample", "20"], capsys)
+    assert code == 0 and "online and offline agree" in out, err
+    code, _, err = run(["features", "get", "labs", "--entity", "patient"], capsys)
+    assert code == 2 and "is not NAME=VALUE" in err
+    code, _, err = run(["features", "training-set", "t2", "labs", "--labels", "nope", "--timestamp", "x"], capsys)
+    assert code == 1 and "no dataset 'nope'" in err
