@@ -15,6 +15,7 @@ GITIGNORE = """# Raw data holds PHI (synthetic here): it never goes into git or 
 raw/
 # Workspace state lives in the metadata database and the artifact store, not in git.
 medops.db*
+online.db*
 artifacts/
 """
 
