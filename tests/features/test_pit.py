@@ -243,3 +243,13 @@ def test_matches_a_brute_force_oracle(seed: int, guard: bool) -> None:
                 assert value is not None and math.isclose(value, expected, rel_tol=1e-9, abs_tol=1e-9), (label, name)
             else:
                 assert value == expected, (label, name)
+
+
+def test_feature_sql_can_not_read_files(tmp_path: Any) -> None:
+    secret = tmp_path / "secret.csv"
+    secret.write_text("x\n1\n")
+    from medops.features.views import FeatureViewError
+
+    v = view(features=(Feature("leak", expr=f"(SELECT count(*) FROM read_csv('{secret}'))"),))
+    with pytest.raises(FeatureViewError, match="view v, features.leak: .*disabled"):
+        run(v, events([("a", T0, 1.0)]), labels([("a", T0)]))

@@ -29,6 +29,14 @@ def connect(database: Path | None = None, memory_limit: str = MEMORY_LIMIT) -> d
     return con
 
 
+def sandbox(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """No file or network access from here on: for SQL written in a project file, which may
+    compute over the tables it is given but not read (or write) anything else. It can't be
+    switched back on for this connection."""
+    con.execute("SET enable_external_access = false")
+    return con
+
+
 def discard(*cons: duckdb.DuckDBPyConnection | None, database: Path | None = None) -> None:
     """Close the connections and remove their working database file (and its log), if any."""
     for con in cons:

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from medops.data.duck import query
+from medops.data.duck import query, sandbox
 from medops.features.views import FeatureView, FeatureViewError, python_column
 from medops.features.views import _quote as quote
 
@@ -34,6 +34,7 @@ SEQ = "__medops_seq"
 
 def check_view(con: duckdb.DuckDBPyConnection, view: FeatureView, schema: pa.Schema) -> None:
     """Bind every expression of the view against the source's columns; name the field that fails."""
+    sandbox(con)  # expressions from the project file compute; they read nothing else
     empty = schema.empty_table()
     for field, column in (("entity", view.entity), ("timestamp", view.timestamp), ("created", view.created)):
         if column is not None and column not in schema.names:
@@ -121,7 +122,7 @@ def feature_table_sql(view: FeatureView) -> str:
 
 def build_feature_table(con: duckdb.DuckDBPyConnection, view: FeatureView, source: pa.Table) -> pa.Table:
     """The view's feature table from its (verified, de-identified) source rows."""
-    check_view(con, view, source.schema)
+    check_view(con, view, source.schema)  # sandboxes the connection
     source = add_python_features(view, source)
     try:
         return query(con, feature_table_sql(view), src=with_seq(source)).replace_schema_metadata(None)

@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from medops.data.duck import query
+from medops.data.duck import query, sandbox
 from medops.features.views import FeatureViewError, OnDemandFeature
 from medops.features.views import _quote as quote
 
@@ -31,6 +31,7 @@ def check_inputs(features: Sequence[OnDemandFeature], columns: Sequence[str]) ->
 
 def compute(con: duckdb.DuckDBPyConnection, features: Sequence[OnDemandFeature], table: pa.Table) -> pa.Table:
     """``table`` with one column added per on-demand feature, in order."""
+    sandbox(con)  # expressions from the project file compute; they read nothing else
     check_inputs(features, table.column_names)
     for feature in features:
         if feature.fn is not None:

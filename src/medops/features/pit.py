@@ -25,7 +25,7 @@ from datetime import timedelta
 import duckdb
 import pyarrow as pa
 
-from medops.data.duck import query
+from medops.data.duck import query, sandbox
 from medops.features.offline import ENTITY
 from medops.features.views import Feature, FeatureView
 from medops.features.views import _quote as quote
@@ -148,6 +148,7 @@ def join_view(
     options: JoinOptions = JoinOptions(),
 ) -> pa.Table:
     """``_row``, ``_event_time`` and the view's features for every label row, in ``_row`` order."""
+    sandbox(con)  # expressions from the project file compute; they read nothing else
     result = query(con, latest_sql(view, labels_entity, options), labels=labels, feats=feats)
     pieces = []
     agg = aggregate_sql(view, labels_entity, options)
