@@ -253,3 +253,21 @@ def test_feature_sql_can_not_read_files(tmp_path: Any) -> None:
     v = view(features=(Feature("leak", expr=f"(SELECT count(*) FROM read_csv('{secret}'))"),))
     with pytest.raises(FeatureViewError, match="view v, features.leak: .*disabled"):
         run(v, events([("a", T0, 1.0)]), labels([("a", T0)]))
+
+
+@pytest.mark.parametrize(
+    ("feature", "message"),
+    [
+        (Feature("n", agg="count"), "features.n: window: required for agg count"),
+        (Feature("n", agg="median", window=DAY), "features.n: unknown agg 'median'"),
+        (Feature("s", agg="sum", window=DAY), "features.s: expr: required for agg sum"),
+        (Feature("x", filter="value > 1"), "features.x: window and filter need an agg"),
+        (Feature("entity_id"), "features.entity_id: a feature name is"),
+        (Feature("x", expr="1", fn=lambda f: f), "features.x: give expr or a Python function, not both"),
+    ],
+)
+def test_python_views_are_checked_like_yaml_ones(feature: Feature, message: str) -> None:
+    from medops.features.views import FeatureViewError
+
+    with pytest.raises(FeatureViewError, match=f"view v, {message}"):
+        view(features=(feature,))

@@ -234,10 +234,11 @@ class FeatureView:
             if feature.name in seen:
                 raise FeatureViewError(f"view {self.name}, features.{feature.name}: duplicate feature name")
             seen.add(feature.name)
-            if feature.expr is not None and feature.fn is not None:
-                raise FeatureViewError(f"view {self.name}, features.{feature.name}: give expr or a Python function")
-            if feature.agg is not None and self.timestamp is None:
-                raise FeatureViewError(f"view {self.name}, features.{feature.name}: an aggregate needs a timestamp")
+            problem = _feature_problem(feature, self.timestamp is not None)
+            if problem:
+                raise FeatureViewError(f"view {self.name}, features.{feature.name}: {problem}")
+        if self.created is not None and self.timestamp is None:
+            raise FeatureViewError(f"view {self.name}, created: needs a timestamp column too")
         if not self.features:
             raise FeatureViewError(f"view {self.name}: no features")
 
@@ -328,6 +329,25 @@ class FeatureSet:
             self.views[item.name] = item
         else:
             self.on_demand[item.name] = item
+
+
+def _feature_problem(feature: Feature, timed: bool) -> str | None:
+    """What is wrong with a feature built in Python (YAML features are checked by their schema)."""
+    if not re.match(NAME, feature.name) or feature.name in RESERVED:
+        return "a feature name is lowercase letters, digits and '_', and not a reserved name"
+    if feature.expr is not None and feature.fn is not None:
+        return "give expr or a Python function, not both"
+    if feature.agg is None:
+        return "window and filter need an agg" if (feature.window or feature.filter) else None
+    if feature.agg not in AGGREGATES:
+        return f"unknown agg {feature.agg!r}: use one of {', '.join(AGGREGATES)}"
+    if not timed:
+        return f"agg {feature.agg} needs the view's timestamp column"
+    if feature.agg in WINDOWED and (feature.window is None or feature.window <= timedelta(0)):
+        return f"window: required for agg {feature.agg} (a positive duration)"
+    if feature.agg in ("sum", "mean", "min", "max", "coverage") and feature.expr is None and feature.fn is None:
+        return f"expr: required for agg {feature.agg}"
+    return None
 
 
 def views_from_spec(spec: FeaturesSpec) -> FeatureSet:
