@@ -343,3 +343,10 @@ def test_dask_and_local_give_identical_results(store: FeatureStore) -> None:
             assert digest == r.view.table_digest
         got = dask.get_training_set(labels, ["vitals", "people", "age"], timestamp="at")
     pd.testing.assert_frame_equal(got, want)
+
+
+def test_materialize_writes_nothing_when_a_view_is_not_applied(store: FeatureStore) -> None:
+    store.apply("alice", views=["vitals"])
+    with pytest.raises(NotFound, match="feature view people is not applied"):
+        store.materialize("admin")
+    assert store.online.views() == []

@@ -510,8 +510,8 @@ class FeatureStore:
         self.ws.users.require_role(who, "features.materialize", MATERIALIZE_ROLES)
         moment = (as_of or utc_now()).astimezone(UTC)
         written: dict[str, int] = {}
-        for view in self._views(views):
-            applied = self.current(view)
+        plans = [(view, self.current(view)) for view in self._views(views)]  # all applied, or none written
+        for view, applied in plans:
             path = self._table(applied)
             ids = _read(path, f"SELECT DISTINCT {ENTITY} FROM t ORDER BY 1").column(ENTITY)
             keys = pa.table(
