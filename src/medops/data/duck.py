@@ -9,6 +9,7 @@ has a memory limit.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,17 @@ BATCH_ROWS = 8192
 
 
 def connect(database: Path | None = None, memory_limit: str = MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
-    """In memory, or in ``database`` (a file) when what it holds may outgrow the memory limit."""
-    con = duckdb.connect(str(database) if database else ":memory:", config={"memory_limit": memory_limit})
+    """In memory, or in ``database`` (a file) when what it holds may outgrow the memory limit.
+
+    Work that outgrows the limit spills to the system's temp folder, never to the current
+    folder (DuckDB's default for an in-memory database), which may be a user's project.
+    """
+    config = {
+        "memory_limit": memory_limit,
+        "temp_directory": str(Path(tempfile.gettempdir()) / "medops-duckdb"),
+        "enable_progress_bar": False,  # the CLI draws its own; DuckDB's would interleave with it
+    }
+    con = duckdb.connect(str(database) if database else ":memory:", config=config)
     con.execute("SET TimeZone = 'UTC'")
     return con
 
