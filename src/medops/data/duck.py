@@ -29,13 +29,13 @@ def connect(database: Path | None = None, memory_limit: str = MEMORY_LIMIT) -> d
     Work that outgrows the limit spills to the system's temp folder, never to the current
     folder (DuckDB's default for an in-memory database), which may be a user's project.
     """
-    config = {
+    config: dict[str, str | bool | int | float | list[str]] = {
         "memory_limit": memory_limit,
         "temp_directory": str(Path(tempfile.gettempdir()) / "medops-duckdb"),
-        "enable_progress_bar": False,  # the CLI draws its own; DuckDB's would interleave with it
     }
     con = duckdb.connect(str(database) if database else ":memory:", config=config)
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # the CLI draws its own; DuckDB's would interleave
     return con
 
 
