@@ -262,13 +262,31 @@ def _peak_rss_mb() -> float:
 
 def best_of(repeat: int, fn: Any) -> tuple[float, Any]:
     """The fastest of ``repeat`` runs, and the last result (the previous ones are freed first)."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        result = None
-        gc.collect()
-        seconds, result = timed(fn)
-        best = min(best, seconds)
+    (best, _, result) = interleaved(repeat, {"only": fn})["only"]
     return best, result
+
+
+def interleaved(repeat: int, contenders: dict[str, Any]) -> dict[str, tuple[float, list[float], Any]]:
+    """``repeat`` rounds, each running every contender once, so a passing load hits all alike.
+
+    Per contender: the fastest time, all the times, and the last result."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    results: dict[str, Any] = dict.fromkeys(contenders)
+    for _ in range(repeat):
+        for name, fn in contenders.items():
+            results[name] = None
+            gc.collect()
+            seconds, results[name] = timed(fn)
+            times[name].append(seconds)
+    return {name: (min(times[name]), times[name], results[name]) for name in contenders}
+
+
+def _spread(times: list[float]) -> str:
+    return "runs " + " / ".join(f"{t:.2f}" for t in times)
+
+
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 # --- main --------------------------------------------------------------------------------
@@ -288,6 +306,7 @@ def main(argv: list[str] | None = None) -> list[list[Any]]:
 
     from medops.features.executor import DaskExecutor, LocalExecutor
 
+    load_start = _load()
     t_data, events = timed(lambda: make_events(args.events, args.entities))
     keys = make_labels(args.labels, args.entities, events)
     labels_frame = keys.to_pandas()
@@ -314,9 +333,20 @@ def main(argv: list[str] | None = None) -> list[list[Any]]:
         )
 
         local = LocalExecutor()
-        t_ours, ours = best_of(args.repeat, lambda: medops_join(local, plain, keys, feats_path))
-        t_duck, duck = best_of(args.repeat, lambda: duckdb_asof(events_path, keys, threads))
-        t_pandas, frame = best_of(args.repeat, lambda: pandas_asof(events_path, labels_frame))
+        runs = interleaved(
+            args.repeat,
+            {
+                "medops": lambda: medops_join(local, plain, keys, feats_path),
+                "duckdb": lambda: duckdb_asof(events_path, keys, threads),
+                "pandas": lambda: pandas_asof(events_path, labels_frame),
+            },
+        )
+        (t_ours, s_ours, ours), (t_duck, s_duck, duck), (t_pandas, s_pandas, frame) = (
+            runs["medops"],
+            runs["duckdb"],
+            runs["pandas"],
+        )
+        del runs
         ok, detail = agree(ours, duck, frame, args.labels)
         del duck, frame
         gc.collect()
@@ -324,22 +354,22 @@ def main(argv: list[str] | None = None) -> list[list[Any]]:
         pandas_ok = t_pandas / t_ours >= AIM_PANDAS
         result.append(
             [
-                f"PIT join {size}",
+                "PIT join, medops vs DuckDB ASOF LEFT JOIN",
                 f"{t_ours:.2f} s",
                 f"{t_duck:.2f} s",
                 f"{t_ours / t_duck:.2f}",
                 f"<= {AIM_DUCKDB:g}: {'ok' if duck_ok else 'MISSED'}",
-                f"DuckDB ASOF LEFT JOIN, {threads} threads",
+                f"{threads} threads; medops {_spread(s_ours)}; DuckDB {_spread(s_duck)}",
             ]
         )
         result.append(
             [
-                f"PIT join {size}",
+                "PIT join, medops vs pandas merge_asof",
                 f"{t_ours:.2f} s",
                 f"{t_pandas:.2f} s",
                 f"{t_pandas / t_ours:.2f}",
                 f">= {AIM_PANDAS:g}: {'ok' if pandas_ok else 'MISSED'}",
-                "pandas merge_asof; ratio is pandas / medops",
+                f"ratio is pandas / medops; pandas {_spread(s_pandas)}",
             ]
         )
         result.append(["  values agree (medops, DuckDB, pandas)", "yes" if ok else "NO", "", "", "", detail])
@@ -392,7 +422,10 @@ def main(argv: list[str] | None = None) -> list[list[Any]]:
         ["benchmark", "medops", "peer", "ratio", "aim", "notes"],
         result,
     )
-    print(f"data generation {t_data:.1f} s; peak resident memory {_peak_rss_mb():,.0f} MB")
+    print(
+        f"data generation {t_data:.1f} s; peak resident memory {_peak_rss_mb():,.0f} MB; "
+        f"load average {load_start} at start, {_load()} at end"
+    )
     for line in aims:
         print(line)
     return result

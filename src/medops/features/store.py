@@ -417,7 +417,9 @@ class FeatureStore:
                         )
                     out = out.append_column(name, joined.column(name))
             if chosen.on_demand:
-                frame_time = out.append_column(TIME, stamped.column(TIME)) if TIME not in out.column_names else out
+                # event_timestamp is always the label time, even when the labels hold a column of that name
+                base = out.drop_columns([TIME]) if TIME in out.column_names else out
+                frame_time = base.append_column(TIME, stamped.column(TIME))
                 computed = ondemand.compute(con, chosen.on_demand, frame_time)
                 for od in chosen.on_demand:
                     out = out.append_column(od.name, computed.column(od.name))
