@@ -38,6 +38,8 @@ START = np.datetime64("2022-01-01T00:00:00", "us")
 NULL_SHARE = 0.01  # of each feature's values
 LATE_SHARE = 0.05  # of events, known (created) 1-5 days after their event time
 NO_EVENTS_SHARE = 0.05  # of label entities that have no events at all
+EARLY_EVERY = 20  # every 20th entity has all its events in the first 180 days, so the TTL bites later
+EARLY_US = 180 * DAY_US
 AIM_DUCKDB = 1.5
 AIM_PANDAS = 5.0
 TS = pa.timestamp("us", tz="UTC")
@@ -51,10 +53,15 @@ def _ids(n: int) -> pa.Array:
 
 
 def make_events(rows: int, entities: int, seed: int = 1) -> pa.Table:
-    """Events in random (ingest) order: entity, event time, created time, 10 features with ~1% nulls."""
+    """Events in random (ingest) order: entity, event time, created time, 10 features with ~1% nulls.
+
+    Event times are uniform over ~3 years, except for every 20th entity, whose events all fall
+    in the first 180 days: labels of those entities a year later find only values past the TTL."""
     rng = np.random.default_rng(seed)
     ent = rng.integers(0, entities, rows)
     offsets = rng.integers(0, SPAN_US, rows)
+    early = ent % EARLY_EVERY == 0
+    offsets[early] %= EARLY_US
     late = rng.random(rows) < LATE_SHARE
     delay = np.where(late, rng.integers(DAY_US, 5 * DAY_US, rows), 0)
     columns: dict[str, Any] = {
@@ -192,8 +199,9 @@ def _floats(column: Any) -> np.ndarray:
     return np.asarray(column.to_numpy(dtype=np.float64, na_value=np.nan))
 
 
-def agree(ours: pa.Table, duck: pa.Table, frame: Any, labels: int) -> tuple[bool, str]:
+def agree(ours: pa.Table, duck: pa.Table, frame: Any, keys: pa.Table) -> tuple[bool, str]:
     """Every row, every feature, NaN-aware; plus the matched event time against DuckDB's."""
+    labels = keys.num_rows
     problems = []
     for name, rows in (("medops", ours.num_rows), ("duckdb", duck.num_rows), ("pandas", len(frame))):
         if rows != labels:
@@ -218,8 +226,13 @@ def agree(ours: pa.Table, duck: pa.Table, frame: Any, labels: int) -> tuple[bool
     t_duck = duck.column("_event_time").cast(TS).cast(pa.int64()).to_numpy(zero_copy_only=False)
     if not np.array_equal(t_ours, t_duck, equal_nan=True):
         problems.append("_event_time: medops != duckdb")
-    filled = int(np.count_nonzero(~np.isnan(_floats(ours.column(FEATURES[0])))))
-    detail = f"{labels:,} rows x {len(FEATURES)} features compared; {filled:,} rows with a value in {FEATURES[0]}"
+    label_us = keys.column("event_timestamp").cast(pa.int64()).to_numpy().astype(np.float64)
+    matched = ~np.isnan(t_ours)
+    expired = int(np.count_nonzero(matched & (label_us - np.where(matched, t_ours, 0) > TTL_DAYS * DAY_US)))
+    detail = (
+        f"{labels:,} rows x {len(FEATURES)} features compared; {int(matched.sum()):,} rows with an event, "
+        f"{expired:,} of them past the TTL"
+    )
     return not problems, "; ".join(problems) if problems else detail
 
 
@@ -347,7 +360,7 @@ def main(argv: list[str] | None = None) -> list[list[Any]]:
             runs["pandas"],
         )
         del runs
-        ok, detail = agree(ours, duck, frame, args.labels)
+        ok, detail = agree(ours, duck, frame, keys)
         del duck, frame
         gc.collect()
         duck_ok = t_ours / t_duck <= AIM_DUCKDB
