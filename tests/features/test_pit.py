@@ -271,3 +271,32 @@ def test_python_views_are_checked_like_yaml_ones(feature: Feature, message: str)
 
     with pytest.raises(FeatureViewError, match=f"view v, {message}"):
         view(features=(feature,))
+
+
+def test_partitioned_joins_equal_the_single_join_whatever_the_id_type(tmp_path: Any) -> None:
+    from medops.features.executor import LocalExecutor
+    from medops.features.offline import write_table
+    from medops.features.partitions import join_partitioned, table_partitioned
+
+    rng = random.Random(3)
+    rows = [(str(rng.randrange(40)), T0 + timedelta(hours=rng.randrange(2000)), rng.random()) for _ in range(400)]
+    v = view(features=(Feature("value"), Feature("n", agg="count", window=timedelta(days=20))))
+    source = tmp_path / "src.parquet"
+    write_table(events(rows), source)
+    whole = table_partitioned(LocalExecutor(), v, source)
+    assert table_partitioned(LocalExecutor(partitions=3), v, source).equals(whole)
+    feats = tmp_path / "feats.parquet"
+    write_table(whole, feats)
+    keys = pa.table(
+        {
+            "_row": pa.array(range(200), pa.int64()),
+            "event_timestamp": pa.array(
+                [T0 + timedelta(hours=rng.randrange(2200)) for _ in range(200)], pa.timestamp("us", "UTC")
+            ),
+            "pid": pa.array([rng.randrange(45) for _ in range(200)], pa.int64()),  # integer ids in the labels
+        }
+    )
+    one = join_partitioned(LocalExecutor(), v, keys, feats, "pid", JoinOptions())
+    three = join_partitioned(LocalExecutor(partitions=3), v, keys, feats, "pid", JoinOptions())
+    assert three.equals(one)
+    assert one.column("value").null_count < 200  # the integer ids did match the text ids

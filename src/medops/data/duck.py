@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 MEMORY_LIMIT = "1GB"
 BATCH_ROWS = 8192
@@ -58,11 +59,15 @@ def discard(*cons: duckdb.DuckDBPyConnection | None, database: Path | None = Non
 
 
 def query(
-    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None, **tables: pa.Table
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None, **tables: pa.Table | ds.Dataset
 ) -> pa.Table:
-    """Run ``sql`` over the given Arrow tables (by name) and return the result as Arrow."""
+    """Run ``sql`` over the given Arrow tables or datasets (by name) and return the result as Arrow.
+
+    A dataset (Parquet files) is scanned lazily, in parallel with the query, with only the
+    columns the query uses.
+    """
     for name, table in tables.items():
-        con.register(name, _split(table))
+        con.register(name, table if isinstance(table, ds.Dataset) else _split(table))
     try:
         relation = con.sql(sql, params=params or None)
         return relation.to_arrow_table() if relation is not None else pa.table({})

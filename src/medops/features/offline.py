@@ -3,7 +3,8 @@
 A feature table holds one row per source event: the entity id, the event time (``_ts``),
 the time the row became known (``_c``, from the view's ``created`` column, else the event
 time), a sequence number that fixes the order of events sharing a time (``_seq``, the row's
-place in the source), and one column per feature: its value for a latest-value feature,
+place in the source), whether it is the row a latest-value lookup takes among the rows of
+its entity sharing its event time (``_latest``), and one column per feature: its value for a latest-value feature,
 the aggregate's input (NULL when the feature's filter excludes the row) otherwise.
 Aggregation happens at query time, at each label's own timestamp (see ``pit``).
 
@@ -112,11 +113,16 @@ def feature_table_sql(view: FeatureView) -> str:
         where.append(f"{quote(view.timestamp)} IS NOT NULL")
     if view.filter:
         where.append(f"({view.filter})")
-    return (
+    rows = (
         f"SELECT CAST({quote(view.entity)} AS VARCHAR) AS {ENTITY}, {ts} AS _ts, "
         f"greatest({ts}, coalesce({created}, {ts})) AS _c, {SEQ} AS _seq, {columns} "
-        f"FROM src "
-        f"WHERE {' AND '.join(where)} ORDER BY {ENTITY}, _ts, _c, _seq"
+        f"FROM src WHERE {' AND '.join(where)}"
+    )
+    # _latest marks the row a latest-value lookup takes among rows sharing entity and event
+    # time (the later created, then the later source row): computed once here, not per join.
+    return (
+        f"SELECT *, row_number() OVER (PARTITION BY {ENTITY}, _ts ORDER BY _c DESC, _seq DESC) = 1 AS _latest "
+        f"FROM ({rows}) ORDER BY {ENTITY}, _ts, _c, _seq"
     )
 
 
@@ -139,7 +145,14 @@ def with_seq(source: pa.Table, start: int = 0) -> pa.Table:
 
 def write_table(table: pa.Table, path: Path) -> None:
     """Parquet with fixed row groups and no pandas metadata: the same rows give the same bytes."""
-    pq.write_table(table.replace_schema_metadata(None), path, row_group_size=ROW_GROUP_ROWS, compression="snappy")
+    text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    pq.write_table(  # dictionaries pay for repeated text (ids, codes), not for measurements
+        table.replace_schema_metadata(None),
+        path,
+        row_group_size=ROW_GROUP_ROWS,
+        compression="snappy",
+        use_dictionary=text,
+    )
 
 
 def feature_stats(con: duckdb.DuckDBPyConnection, view: FeatureView, table: pa.Table) -> dict[str, Any]:

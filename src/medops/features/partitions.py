@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from medops.data.duck import connect, query
@@ -76,8 +77,11 @@ def join_partitioned(
     """``_row``, ``_event_time`` and the view's features for every key row, in ``_row`` order."""
     con = connect()
     try:
+        position = keys.schema.get_field_index(entity)
+        if position >= 0 and not pa.types.is_string(keys.schema.field(position).type):
+            keys = keys.set_column(position, entity, pc.cast(keys.column(entity), pa.string()))  # ids are text
         if executor.partitions == 1:
-            return join_view(con, view, keys, pq.read_table(feats), entity, options)
+            return join_view(con, view, keys, ds.dataset(feats, format="parquet"), entity, options)
         n = executor.partitions
         bucket = query(con, f"SELECT hash({quote(entity)}) % {n} AS b FROM k", k=keys).column("b")
         args = []

@@ -24,6 +24,7 @@ from datetime import timedelta
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from medops.data.duck import query, sandbox
 from medops.features.offline import ENTITY
@@ -73,10 +74,7 @@ def latest_sql(view: FeatureView, labels_entity: str, options: JoinOptions) -> s
         )
     else:
         cols = "".join(f", {quote(n)}" for n in names)
-        source = (
-            f"SELECT {ENTITY}, _ts AS _k, _ts{cols} FROM feats "
-            f"QUALIFY row_number() OVER (PARTITION BY {ENTITY}, _ts ORDER BY _c DESC, _seq DESC) = 1"
-        )
+        source = f"SELECT {ENTITY}, _ts AS _k, _ts{cols} FROM feats WHERE _latest"
     return (
         f"WITH f AS ({source}) "
         f"SELECT l.{ROW}, f._ts AS {EVENT_TIME}{', ' + picked if picked else ''} "
@@ -143,13 +141,16 @@ def join_view(
     con: duckdb.DuckDBPyConnection,
     view: FeatureView,
     labels: pa.Table,
-    feats: pa.Table,
+    feats: pa.Table | ds.Dataset,
     labels_entity: str,
     options: JoinOptions = JoinOptions(),
 ) -> pa.Table:
     """``_row``, ``_event_time`` and the view's features for every label row, in ``_row`` order."""
     sandbox(con)  # expressions from the project file compute; they read nothing else
-    result = query(con, latest_sql(view, labels_entity, options), labels=labels, feats=feats)
+    latest = latest_sql(view, labels_entity, options)
+    if not view.aggregates:  # one query, sorted inside it
+        return query(con, f"{latest} ORDER BY l.{ROW}", labels=labels, feats=feats)
+    result = query(con, latest, labels=labels, feats=feats)
     pieces = []
     agg = aggregate_sql(view, labels_entity, options)
     if agg:
@@ -157,17 +158,13 @@ def join_view(
     for feature in view.aggregates:
         if feature.agg == "coverage":
             pieces.append(query(con, coverage_sql(view, feature, labels_entity, options), labels=labels, feats=feats))
-    if pieces:
-        joins = " ".join(f"LEFT JOIN p{i} USING ({ROW})" for i in range(len(pieces)))
-        cols = []
-        for feature in view.features:
-            name = quote(feature.name)
-            if feature.agg in ("count", "coverage"):
-                cols.append(f"coalesce({name}, 0) AS {name}")  # no usable row: none counted, nothing covered
-            else:
-                cols.append(name)
-        sql = f"SELECT {ROW}, {EVENT_TIME}, {', '.join(cols)} FROM r {joins}"
-        result = query(con, sql, r=result, **{f"p{i}": p for i, p in enumerate(pieces)})
-    else:
-        result = result.select([ROW, EVENT_TIME, *view.feature_names])
-    return query(con, f"SELECT * FROM r ORDER BY {ROW}", r=result)
+    joins = " ".join(f"LEFT JOIN p{i} USING ({ROW})" for i in range(len(pieces)))
+    cols = []
+    for feature in view.features:
+        name = quote(feature.name)
+        if feature.agg in ("count", "coverage"):
+            cols.append(f"coalesce({name}, 0) AS {name}")  # no usable row: none counted, nothing covered
+        else:
+            cols.append(name)
+    sql = f"SELECT {ROW}, {EVENT_TIME}, {', '.join(cols)} FROM r {joins} ORDER BY {ROW}"
+    return query(con, sql, r=result, **{f"p{i}": p for i, p in enumerate(pieces)})
