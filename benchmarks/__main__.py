@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import bench_artifacts, bench_audit, bench_ingest, bench_synth
+from benchmarks import bench_artifacts, bench_audit, bench_features, bench_ingest, bench_online, bench_synth
 
 if __name__ == "__main__":
     extra = ["--quick"] if "--quick" in sys.argv[1:] else []
@@ -12,3 +12,5 @@ if __name__ == "__main__":
     bench_artifacts.main(extra)
     bench_synth.main(extra)
     bench_ingest.main(extra)
+    bench_online.main(extra)
+    bench_features.main(extra)

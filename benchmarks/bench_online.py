@@ -5,6 +5,8 @@ Reports the write time and the lookup latency (p50, p99) of medops on SQLite and
 the same run and on the same data: a plain sqlite3 table (entity PRIMARY KEY, JSON blob)
 read by ``SELECT data ... WHERE entity = ?``, and plain Redis keys read by ``GET``; each
 raw lookup also parses the JSON, as medops does. Ratios are medops / raw (1.0 = no overhead).
+The "API" rows time the whole serving call, ``FeatureStore.get_online_features`` (TTL
+check, missing flags, the result's columns), over the same store.
 """
 
 from __future__ import annotations
@@ -51,8 +53,29 @@ def _latencies(lookup: Callable[[str], Any], ids: Sequence[str]) -> tuple[float,
     return samples[len(samples) // 2] * 1e3, samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1e3
 
 
+def _api(store: Any) -> Callable[[str], Any]:
+    """The serving call over ``store``: a FeatureStore whose only view is the benchmark's table."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from medops.features import Feature, FeatureSet, FeatureStore, FeatureView
+
+    views = FeatureSet()
+    features = tuple(Feature(f"f{j:02d}") for j in range(FEATURES))
+    views.add(FeatureView("wide", "patient_id", "bench", features, timestamp="t", ttl=timedelta(days=365)))
+    settings = SimpleNamespace(executor="local", online_store="sqlite", home=Path.cwd(), workspace_id="bench")
+    fs = FeatureStore(SimpleNamespace(settings=settings), views)  # type: ignore[arg-type]
+    fs._online = store  # the store under test, not one opened from settings
+    return lambda e: fs.get_online_features({"patient_id": [e]}, ["wide"])
+
+
 def _rows(
-    backend: str, n: int, write: tuple[float, float], med: tuple[float, float], raw: tuple[float, float]
+    backend: str,
+    n: int,
+    write: tuple[float, float],
+    med: tuple[float, float],
+    raw: tuple[float, float],
+    api: tuple[float, float],
 ) -> list[list[Any]]:
     aim = AIMS_MS[backend]
     return [
@@ -71,6 +94,14 @@ def _rows(
             f"{med[1] / raw[1]:.2f}",
             f"< {aim:g} ms: {'ok' if med[1] < aim else 'MISSED'}",
         ],
+        [f"{backend}: API lookup p50", f"{api[0]:.3f} ms", f"{raw[0]:.3f} ms", f"{api[0] / raw[0]:.2f}", ""],
+        [
+            f"{backend}: API lookup p99",
+            f"{api[1]:.3f} ms",
+            f"{raw[1]:.3f} ms",
+            f"{api[1] / raw[1]:.2f}",
+            f"< {aim:g} ms: {'ok' if api[1] < aim else 'MISSED'}",
+        ],
     ]
 
 
@@ -83,6 +114,7 @@ def run_sqlite(
         store = open_online_store("sqlite", home=base, namespace="bench")
         t_write, _ = timed(lambda: store.write("wide", "v1", datetime.now(UTC), ids, times, rows))
         med = _latencies(lambda e: store.read("wide", [e]), probes)
+        api = _latencies(_api(store), probes)
         store.close()
 
         conn = sqlite3.connect(base / "raw.db", isolation_level=None)
@@ -100,7 +132,7 @@ def run_sqlite(
         sql = "SELECT data FROM raw WHERE entity = ?"
         raw = _latencies(lambda e: json.loads(conn.execute(sql, (e,)).fetchone()[0]), probes)
         conn.close()
-    return _rows("sqlite", len(ids), (t_write, t_raw), med, raw)
+    return _rows("sqlite", len(ids), (t_write, t_raw), med, raw, api)
 
 
 def run_redis(
@@ -116,6 +148,7 @@ def run_redis(
     try:
         t_write, _ = timed(lambda: store.write("wide", "v1", datetime.now(UTC), ids, times, rows))
         med = _latencies(lambda e: store.read("wide", [e]), probes)
+        api = _latencies(_api(store), probes)
         prefix = f"medops:{namespace}:raw:"
 
         def raw_write() -> None:
@@ -131,7 +164,7 @@ def run_redis(
         for start in range(0, len(keys), 10_000):
             client.unlink(*keys[start : start + 10_000])
         client.close()
-    return _rows("redis", len(ids), (t_write, t_raw), med, raw)
+    return _rows("redis", len(ids), (t_write, t_raw), med, raw, api)
 
 
 def _redis_up() -> bool:

@@ -265,7 +265,7 @@ def get_cmd(
         result = store.get_online_features(
             _pairs(entity, "--entity"), features, request=_pairs(request, "--request") or None
         )
-    records = result.frame.astype(object).where(result.frame.notna(), None).to_dict("records")
+    records = result.rows
     if as_json:
         print_json(
             {

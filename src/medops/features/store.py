@@ -89,12 +89,26 @@ class Selection:
 
 @dataclass
 class OnlineResult:
-    """Feature values per requested row, each view's event time, and which values went stale."""
+    """Feature values per requested row, each view's event time, and which values went stale.
 
-    frame: pd.DataFrame
+    Values are kept as plain columns: building a DataFrame costs more than the lookup
+    itself, so ``frame`` is built only when asked for.
+    """
+
+    columns: dict[str, list[Any]]
     event_times: dict[str, list[datetime | None]]
     stale: dict[str, list[bool]]
     found: dict[str, list[bool]]
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per requested entity: its ids, then the features in the order asked."""
+        names = list(self.columns)
+        return [dict(zip(names, values, strict=True)) for values in zip(*self.columns.values(), strict=True)]
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.columns)
 
 
 @dataclass
@@ -587,22 +601,23 @@ class FeatureStore:
                 stale[name] = [old and name in latest for old in too_old]
             event_times[view.name] = times
             found[view.name] = [r.found for r in rows]
-        fields = {k: list(v) for k, v in (request or {}).items()}
-        if TIME in fields:  # the request's own time, given as ISO text on the command line
-            fields[TIME] = [_request_time(v) for v in fields[TIME]]
-        frame = pd.DataFrame({**{k: list(v) for k, v in entities.items()}, **fields, **columns})
+        ids = {k: list(v) for k, v in entities.items()}
         if chosen.on_demand:
+            fields = {k: list(v) for k, v in (request or {}).items()}
+            if TIME in fields:  # the request's own time, given as ISO text on the command line
+                fields[TIME] = [_request_time(v) for v in fields[TIME]]
+            else:
+                fields[TIME] = [moment] * size
+            base = pa.table({**ids, **{k: v for k, v in fields.items() if k not in ids}, **columns})
             con = connect()
             try:
-                base = pa.Table.from_pandas(frame, preserve_index=False)
-                if TIME not in base.column_names:
-                    base = base.append_column(TIME, pa.array([moment] * size, pa.timestamp("us", tz="UTC")))
                 computed = ondemand.compute(con, chosen.on_demand, base)
             finally:
                 con.close()
             for od in chosen.on_demand:
-                frame[od.name] = computed.column(od.name).to_pylist()
-        return OnlineResult(frame[[*entities.keys(), *chosen.order]], event_times, stale, found)
+                columns[od.name] = computed.column(od.name).to_pylist()
+        ordered = {**ids, **{name: columns[name] for name in chosen.order}}
+        return OnlineResult(ordered, event_times, stale, found)
 
     # --- consistency ----------------------------------------------------------------
 
