@@ -126,14 +126,40 @@ def feature_table_sql(view: FeatureView) -> str:
     )
 
 
-def build_feature_table(con: duckdb.DuckDBPyConnection, view: FeatureView, source: pa.Table) -> pa.Table:
-    """The view's feature table from its (verified, de-identified) source rows."""
+def build_rows(con: duckdb.DuckDBPyConnection, view: FeatureView, source: pa.Table) -> pa.Table:
+    """The feature rows of some entities' source rows (all rows of each entity), sorted."""
     check_view(con, view, source.schema)  # sandboxes the connection
     source = add_python_features(view, source)
     try:
         return query(con, feature_table_sql(view), src=with_seq(source)).replace_schema_metadata(None)
     except duckdb.Error as exc:
         raise FeatureViewError(f"view {view.name}: computing its features failed: {_duck_message(exc)}") from None
+
+
+def finish_table(con: duckdb.DuckDBPyConnection, view: FeatureView, rows: pa.Table) -> pa.Table:
+    """Add what the backfill guard needs, once per view version rather than once per join.
+
+    With a ``created`` column, a label at t may use rows known by t (``_c <= t``) and takes
+    the one among them with the latest event. ``_pos`` numbers the sorted rows, so within an
+    entity a higher position is a later (event, created, row); ``_best`` is the highest
+    position among the entity's rows known no later than this row (a running max in order
+    of knowing); ``_known_last`` marks the last row known at each moment. A join then needs
+    one ASOF lookup on those moments and one fetch by position.
+    """
+    if view.created is None or view.timestamp is None:
+        return rows
+    numbered = rows.append_column("_pos", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+    sql = (
+        f"SELECT *, max(_pos) OVER (PARTITION BY {ENTITY} ORDER BY _c, _ts, _seq "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS _best, "
+        f"_pos = max(_pos) OVER (PARTITION BY {ENTITY}, _c) AS _known_last FROM t ORDER BY _pos"
+    )
+    return query(con, sql, t=numbered)
+
+
+def build_feature_table(con: duckdb.DuckDBPyConnection, view: FeatureView, source: pa.Table) -> pa.Table:
+    """The view's feature table from its (verified, de-identified) source rows, in one piece."""
+    return finish_table(con, view, build_rows(con, view, source))
 
 
 def with_seq(source: pa.Table, start: int = 0) -> pa.Table:

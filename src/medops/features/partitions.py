@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from medops.data.duck import connect, query
 from medops.features.executor import Executor
-from medops.features.offline import ENTITY, SEQ, build_feature_table
+from medops.features.offline import ENTITY, SEQ, build_feature_table, build_rows, finish_table
 from medops.features.pit import ROW, JoinOptions, join_view
 from medops.features.views import FeatureView
 from medops.features.views import _quote as quote
@@ -36,7 +36,7 @@ def table_part(view: FeatureView, source: str, part: int, parts: int) -> pa.Tabl
             f"FROM read_parquet({_sql_path(source)}, file_row_number = true) "
             f"WHERE hash(CAST({quote(view.entity)} AS VARCHAR)) % {parts} = {part}"
         ).to_arrow_table()
-        return build_feature_table(con, view, rows)
+        return build_rows(con, view, rows)
     finally:
         con.close()
 
@@ -52,7 +52,8 @@ def table_partitioned(executor: Executor, view: FeatureView, source: Path) -> pa
     parts = executor.map(table_part, [(view, str(source), i, executor.partitions) for i in range(executor.partitions)])
     con = connect()
     try:
-        return query(con, f"SELECT * FROM t ORDER BY {ENTITY}, _ts, _c, _seq", t=pa.concat_tables(parts))
+        rows = query(con, f"SELECT * FROM t ORDER BY {ENTITY}, _ts, _c, _seq", t=pa.concat_tables(parts))
+        return finish_table(con, view, rows)
     finally:
         con.close()
 

@@ -5,10 +5,10 @@ its event time is at or before t, and (by default) it was known by t: its create
 at or before t too, so a late backfill never reaches a label that could not have seen it.
 
 - Latest-value features take the usable row with the latest event time (ties: the later
-  created time, then the later source row), then drop values
-  older than the TTL. DuckDB's ASOF JOIN does it in one pass. With the backfill guard on,
-  the ASOF key is the time a row became known, and each key carries the latest event
-  known by then (a running arg_max), so the one-inequality ASOF join still answers a
+  created time, then the later source row), then drop values older than the TTL. DuckDB's
+  ASOF JOIN does it in one pass. With the backfill guard on, the ASOF key is the time a
+  row became known, and each key carries the latest event known by then (a running max
+  computed with the feature table), so the one-inequality ASOF join still answers a
   two-inequality question.
 - Aggregates (count, sum, mean, min, max, days_since_last) group the usable rows inside
   each feature's window; coverage unites [event, event + days) intervals inside its window
@@ -61,29 +61,24 @@ def latest_sql(view: FeatureView, labels_entity: str, options: JoinOptions) -> s
     ttl = f"l.{TIME} - f._ts <= {_seconds(view.ttl)}" if view.ttl else "TRUE"
     picked = ", ".join(f"CASE WHEN {ttl} THEN f.{quote(n)} END AS {quote(n)}" for n in names)
     if options.backfill_guard and view.created:
-        struct = ", ".join(["'_ts': _ts", *(f"{_lit(n)}: {quote(n)}" for n in names)])
-        best = (
-            f"arg_max({{{struct}}}, (_ts, _c, _seq)) OVER (PARTITION BY {ENTITY} ORDER BY _c, _ts, _seq "
-            "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+        # The table carries, for each moment a row became known, the position of the latest
+        # event known by then (see offline.finish_table): ASOF on that moment, then fetch
+        # the row at that position for each label.
+        fetched = ", ".join(f"CASE WHEN {ttl} THEN f.{quote(n)} END AS {quote(n)}" for n in names)
+        return (
+            f"WITH k AS (SELECT {ENTITY}, _c AS _k, _best FROM feats WHERE _known_last), "
+            f"a AS (SELECT l.{ROW}, l.{TIME}, k._best FROM labels l ASOF LEFT JOIN k "
+            f"ON l.{ent} = k.{ENTITY} AND l.{TIME} >= k._k) "
+            f"SELECT l.{ROW}, f._ts AS {EVENT_TIME}{', ' + fetched if fetched else ''} "
+            "FROM a l LEFT JOIN feats f ON f._pos = l._best"
         )
-        unpacked = ", ".join(["b._ts AS _ts", *(f"b.{quote(n)} AS {quote(n)}" for n in names)])
-        source = (
-            f"SELECT {ENTITY}, _k, {unpacked} FROM (SELECT {ENTITY}, _c AS _k, {best} AS b, "
-            f"row_number() OVER (PARTITION BY {ENTITY}, _c ORDER BY _ts DESC, _seq DESC) AS _last FROM feats) "
-            "WHERE _last = 1"
-        )
-    else:
-        cols = "".join(f", {quote(n)}" for n in names)
-        source = f"SELECT {ENTITY}, _ts AS _k, _ts{cols} FROM feats WHERE _latest"
+    cols = "".join(f", {quote(n)}" for n in names)
+    source = f"SELECT {ENTITY}, _ts AS _k, _ts{cols} FROM feats WHERE _latest"
     return (
         f"WITH f AS ({source}) "
         f"SELECT l.{ROW}, f._ts AS {EVENT_TIME}{', ' + picked if picked else ''} "
         f"FROM labels l ASOF LEFT JOIN f ON l.{ent} = f.{ENTITY} AND l.{TIME} >= f._k"
     )
-
-
-def _lit(name: str) -> str:
-    return "'" + name.replace("'", "''") + "'"
 
 
 def _usable(options: JoinOptions) -> str:
