@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medops.data.duck import query, sandbox
-from medops.features.views import FeatureView, FeatureViewError, python_column
+from medops.features.views import FeatureView, FeatureViewError, python_column, run_python
 from medops.features.views import _quote as quote
 
 ROW_GROUP_ROWS = 65_536
@@ -86,19 +86,7 @@ def add_python_features(view: FeatureView, source: pa.Table) -> pa.Table:
     frame = source.to_pandas(types_mapper=pd.ArrowDtype)
     for feature in python:
         assert feature.fn is not None
-        try:
-            values = feature.fn(frame)
-        except Exception as exc:  # noqa: BLE001 - user code; its error becomes a clear one
-            raise FeatureViewError(
-                f"view {view.name}, features.{feature.name}: the Python function failed: {type(exc).__name__}: {exc}"
-            ) from None
-        if len(values) != len(frame):
-            raise FeatureViewError(
-                f"view {view.name}, features.{feature.name}: the Python function returned {len(values)} values "
-                f"for {len(frame)} rows",
-                hint="a Python feature maps each row to one value",
-            )
-        array = pa.array(pd.Series(values).to_numpy(dtype=object, na_value=None), from_pandas=True)
+        array = run_python(feature.fn, frame, f"view {view.name}, features.{feature.name}")
         source = source.append_column(python_column(feature.name), array)
     return source
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from medops.data.duck import query, sandbox
-from medops.features.views import FeatureViewError, OnDemandFeature
+from medops.features.views import FeatureViewError, OnDemandFeature, run_python
 from medops.features.views import _quote as quote
 
 
@@ -36,15 +36,7 @@ def compute(con: duckdb.DuckDBPyConnection, features: Sequence[OnDemandFeature],
     for feature in features:
         if feature.fn is not None:
             frame = table.to_pandas(types_mapper=pd.ArrowDtype)
-            try:
-                values = feature.fn(frame)
-            except Exception as exc:  # noqa: BLE001 - user code; its error becomes a clear one
-                raise FeatureViewError(
-                    f"on_demand.{feature.name}: the Python function failed: {type(exc).__name__}: {exc}"
-                ) from None
-            array = pa.array(pd.Series(values).to_numpy(dtype=object, na_value=None), from_pandas=True)
-            if len(array) != table.num_rows:
-                raise FeatureViewError(f"on_demand.{feature.name}: returned {len(array)} values for {table.num_rows}")
+            array = run_python(feature.fn, frame, f"on_demand.{feature.name}")
         else:
             try:
                 array = query(con, f"SELECT ({feature.expr}) AS v FROM t", t=table).column("v")

@@ -31,6 +31,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from medops.errors import InvalidInput
@@ -383,6 +384,20 @@ def views_from_spec(spec: FeaturesSpec) -> FeatureSet:
     for name, od in spec.on_demand.items():
         out.add(OnDemandFeature(name=name, expr=od.expr, inputs=tuple(od.inputs), description=od.description))
     return out
+
+
+def run_python(fn: PythonFeature, frame: pd.DataFrame, where: str) -> pa.Array:
+    """Call a Python feature on a frame: one value per row, as Arrow; its failure becomes a clear error."""
+    try:
+        values = fn(frame)
+    except Exception as exc:  # noqa: BLE001 - user code; its error becomes a clear one
+        raise FeatureViewError(f"{where}: the Python function failed: {type(exc).__name__}: {exc}") from None
+    if len(values) != len(frame):
+        raise FeatureViewError(
+            f"{where}: the Python function returned {len(values)} values for {len(frame)} rows",
+            hint="a Python feature maps each row to one value",
+        )
+    return pa.array(pd.Series(values).to_numpy(dtype=object, na_value=None), from_pandas=True)
 
 
 def _quote(name: str) -> str:
