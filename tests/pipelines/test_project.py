@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,21 @@ def test_scaffold_refuses_to_overwrite(tmp_path: Path) -> None:
         scaffold(tmp_path / "p", "readmission", patients=50)
     with pytest.raises(InvalidInput, match="unknown template"):
         scaffold(tmp_path / "q", "sepsis")
+
+
+def test_features_in_a_file_of_their_own(tmp_path: Path) -> None:
+    head, _, section = TEMPLATE.partition("\nfeatures:\n")
+    path = _project(tmp_path, head + "\nfeatures_file: features.yaml\n")
+    (tmp_path / "features.yaml").write_text(textwrap.dedent(section))
+    loaded = load_project(path)
+    assert set(loaded.features.views) == {"admissions", "labs", "fills", "demographics"}
+    assert set(loaded.features.on_demand) == {"age_years"}
+    broken = (tmp_path / "features.yaml").read_text().replace("source: observations", "source: labz")
+    (tmp_path / "features.yaml").write_text(broken)
+    with pytest.raises(ProjectError) as info:
+        load_project(path)
+    assert "features.yaml, line " in str(info.value) and "views.labs.source: there is no source 'labz'" in str(
+        info.value
+    )
+    with pytest.raises(ProjectError, match="give features here or in a features file, not both"):
+        load_project(_project(tmp_path, TEMPLATE + "\nfeatures_file: features.yaml\n"))
