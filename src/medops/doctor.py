@@ -11,10 +11,9 @@ from urllib.parse import urlparse
 from sqlalchemy import select
 
 from medops.config import Settings, load_settings
-from medops.data import deid
-from medops.data.deid import load_key
 from medops.errors import MedopsError
 from medops.identity.keys import encode_public, load_private_key
+from medops.identity.pseudonym_key import KEY_ENV, load_key
 from medops.store import migrate
 from medops.store.artifacts import ArtifactStore
 from medops.store.database import Database
@@ -154,7 +153,7 @@ def _pseudonym_key_check(settings: Settings) -> Check:
         load_key(key_file=settings.pseudonym_key_file)
     except MedopsError as exc:
         return Check("pseudonym key", WARN, exc.message, exc.hint or "")
-    where = deid.KEY_ENV if os.environ.get(deid.KEY_ENV) else settings.pseudonym_key_file
+    where = KEY_ENV if os.environ.get(KEY_ENV) else settings.pseudonym_key_file
     return Check("pseudonym key", OK, f"from {where}")
 
 

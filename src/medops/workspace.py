@@ -24,8 +24,8 @@ from medops.config import (
     load_settings,
     render_config,
 )
-from medops.data import deid
 from medops.errors import Conflict, MedopsError
+from medops.identity import pseudonym_key
 from medops.identity.keys import ENV_KEY, create_key_file, load_private_key
 from medops.identity.signatures import SignatureService
 from medops.identity.tokens import TokenService
@@ -157,8 +157,8 @@ def init_workspace(
         if not os.environ.get(ENV_KEY):
             create_key_file(key_file)
             created.append(key_file)
-        if not os.environ.get(deid.KEY_ENV):
-            if deid.create_key_file(pseudonym_file):
+        if not os.environ.get(pseudonym_key.KEY_ENV):
+            if pseudonym_key.create_key_file(pseudonym_file):
                 created.append(pseudonym_file)
         ws = Workspace.from_settings(settings)
         ws.users.bootstrap_admin(admin_username, admin_full_name, admin_password)

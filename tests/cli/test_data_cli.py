@@ -71,3 +71,10 @@ def test_errors_are_one_line(project: Path, capsys: pytest.CaptureFixture[str]) 
     (project / "medops.yaml").write_text("name: x\nsauces: {}\n", encoding="utf-8")
     code, _, err = run(["project", "check"], capsys)
     assert code == 2 and "line 2: sauces: unknown field" in err
+
+
+def test_the_cli_default_chunk_equals_the_sources_default() -> None:
+    from medops.cli.data import DEFAULT_CHUNK_ROWS
+    from medops.data.sources import DEFAULT_CHUNK_ROWS as SOURCES_DEFAULT
+
+    assert DEFAULT_CHUNK_ROWS == SOURCES_DEFAULT

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medops.data.deid import RESTRICTED_ZIP3, Deidentifier, Pseudonymizer, load_key, zip3
+from medops.data.deid import RESTRICTED_ZIP3, Deidentifier, Pseudonymizer, zip3
 from medops.errors import ConfigError, InvalidInput
+from medops.identity.pseudonym_key import load_key
 from medops.synth import generate, vocab
 
 KEY = b"k" * 32

@@ -162,3 +162,10 @@ def test_features_in_a_file_of_their_own(tmp_path: Path) -> None:
     )
     with pytest.raises(ProjectError, match="give features here or in a features file, not both"):
         load_project(_project(tmp_path, TEMPLATE + "\nfeatures_file: features.yaml\n"))
+
+
+def test_the_template_module_names_the_same_project_file() -> None:
+    from medops.pipelines.project import PROJECT_FILE
+    from medops.pipelines.templates import PROJECT_FILE as TEMPLATE_FILE
+
+    assert TEMPLATE_FILE == PROJECT_FILE

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -12,11 +12,13 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from medops.cli.common import JsonOption, ReasonOption, console, ok, open_workspace, print_json, table
 from medops.data import datasets
 from medops.data.datasets import DatasetInfo
-from medops.data.ingest import IngestResult, ingest
-from medops.data.sources import DEFAULT_CHUNK_ROWS
 from medops.errors import InvalidInput
-from medops.pipelines.ingest import table_plan
-from medops.pipelines.project import LoadedProject, find_project, load_project
+
+if TYPE_CHECKING:  # the data stack loads when a command needs it, not for --help
+    from medops.data.ingest import IngestResult
+    from medops.pipelines.project import LoadedProject
+
+DEFAULT_CHUNK_ROWS = 100_000  # medops.data.sources.DEFAULT_CHUNK_ROWS (a test holds them equal)
 
 app = typer.Typer(help="Ingest sources into versioned, de-identified datasets; list, show and diff them.")
 
@@ -24,6 +26,8 @@ ProjectOption = typer.Option(None, "--project", "-p", help="Project file (defaul
 
 
 def project_at(path: Path | None) -> LoadedProject:
+    from medops.pipelines.project import find_project, load_project
+
     return load_project(path.expanduser() if path else find_project())
 
 
@@ -51,6 +55,9 @@ def ingest_cmd(
         raise InvalidInput(
             "name the sources to ingest, or give --all", hint=f"sources: {', '.join(loaded.spec.sources)}"
         )
+    from medops.data.ingest import ingest
+    from medops.pipelines.ingest import table_plan
+
     plans = [table_plan(loaded, name) for name in names]
     results: list[IngestResult] = []
     with open_workspace() as ws:

@@ -9,7 +9,6 @@ from rich.markup import escape
 
 from medops.audit import AuditFilter, list_events
 from medops.cli.common import console, err_console, ok, table
-from medops.demo import run_demo
 from medops.workspace import Workspace
 
 EPILOG = "Examples:  medops demo   ·   medops demo --dir ./demo-run"
@@ -27,6 +26,8 @@ def demo(
 
     def say(step: str, outcome: str) -> None:
         console.print(f"[cyan]{step:>18}[/]  {escape(outcome)}")
+
+    from medops.demo import run_demo  # the whole lifecycle: loaded when the demo runs
 
     result = run_demo(directory, say=say, patients=patients)
     if not result.chain_ok or result.tamper_caught_at is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -14,9 +14,11 @@ from medops.audit import AuditFilter, list_events
 from medops.cli.common import JsonOption, ReasonOption, console, ok, open_workspace, print_json, table
 from medops.cli.data import ProjectOption, project_at
 from medops.errors import InvalidInput, NotFound
-from medops.features import FeatureStore, FeatureView, list_applied
-from medops.features.store import AppliedView, view_node
 from medops.store.lineage import walk
+
+if TYPE_CHECKING:  # the feature store (DuckDB, pandas) loads when a command needs it, not for --help
+    from medops.features import FeatureView
+    from medops.features.store import AppliedView
 
 app = typer.Typer(help="Feature views: apply, training sets, online materialization, lookups and consistency checks.")
 
@@ -51,6 +53,8 @@ def apply_cmd(
     recorded in one transaction, so a bad view leaves nothing applied.
     """
     loaded = project_at(project)
+    from medops.features import FeatureStore
+
     with open_workspace() as ws, FeatureStore(ws, loaded.features, executor=executor) as store:
         with _progress(not as_json) as bar:
             task = bar.add_task("apply", total=None)
@@ -76,6 +80,8 @@ def apply_cmd(
 @app.command("list", epilog="Examples:  medops features list   ·   medops features list --json")
 def list_cmd(project: Path | None = ProjectOption, as_json: bool = JsonOption) -> None:
     """Applied views (newest version of each) and views declared in the project but not applied."""
+    from medops.features import list_applied
+
     with open_workspace() as ws:
         applied = list_applied(ws)
     newest: dict[str, AppliedView] = {}
@@ -117,6 +123,9 @@ def list_cmd(project: Path | None = ProjectOption, as_json: bool = JsonOption) -
 @app.command("show", epilog="Examples:  medops features show labs")
 def show_cmd(view: str = typer.Argument(..., help="View name."), as_json: bool = JsonOption) -> None:
     """A view's definition, statistics, versions, lineage and who changed what."""
+    from medops.features import list_applied
+    from medops.features.store import view_node
+
     with open_workspace() as ws:
         versions = list_applied(ws, view)
         if not versions:
@@ -210,6 +219,8 @@ def materialize_cmd(
     """
     moment = _parse_time(as_of, "--as-of") if as_of else None
     loaded = project_at(project)
+    from medops.features import FeatureStore
+
     with open_workspace() as ws, FeatureStore(ws, loaded.features, executor=executor) as store:
         with _progress(not as_json) as bar:
             task = bar.add_task("materialize", total=None)
@@ -261,6 +272,8 @@ def get_cmd(
 ) -> None:
     """Online lookup: the latest materialized values, their event time, and which went stale (older than TTL)."""
     loaded = project_at(project)
+    from medops.features import FeatureStore
+
     with open_workspace() as ws, FeatureStore(ws, loaded.features) as store:
         result = store.get_online_features(
             _pairs(entity, "--entity"), features, request=_pairs(request, "--request") or None
@@ -302,6 +315,8 @@ def check_cmd(
     time (serving) and compared too. Exits with status 1 on any difference.
     """
     loaded = project_at(project)
+    from medops.features import FeatureStore
+
     with open_workspace() as ws, FeatureStore(ws, loaded.features) as store:
         report = store.check(views=views or None, sample=sample, seed=seed)
     if as_json:
@@ -351,6 +366,8 @@ def training_set_cmd(
 ) -> None:
     """Point-in-time correct features for every label row, stored as a dataset version with lineage."""
     loaded = project_at(project)
+    from medops.features import FeatureStore
+
     with open_workspace() as ws, FeatureStore(ws, loaded.features, executor=executor) as store:
         with _progress(not as_json) as bar:
             bar.add_task(f"training set {name}", total=None)

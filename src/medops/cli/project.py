@@ -8,7 +8,6 @@ import typer
 from rich.markup import escape
 
 from medops.cli.common import console, ok
-from medops.pipelines.project import find_project, load_project
 
 app = typer.Typer(help="The project file (medops.yaml): one reviewed declaration of a use case.")
 
@@ -19,6 +18,8 @@ def check(path: Path | None = typer.Argument(None, help="Project file (default: 
 
     Also checks that every source file exists; it reads no data.
     """
+    from medops.pipelines.project import find_project, load_project
+
     loaded = load_project(path.expanduser() if path else find_project())
     spec = loaded.spec
     console.print(f"[bold]{escape(spec.name)}[/]  {escape(str(loaded.path))}  sha256:{loaded.sha256[:12]}")

@@ -9,7 +9,7 @@ import typer
 
 from medops.cli.common import console, ok, table
 from medops.errors import InvalidInput
-from medops.synth import FORMATS, SCENARIOS, generate, write
+from medops.synth.names import FORMATS, SCENARIOS
 
 EPILOG = (
     "Examples:  medops synth ./data --patients 10000 --seed 7   ·   "
@@ -38,6 +38,8 @@ def synth(
     except ValueError as exc:
         raise InvalidInput(f"--start {start!r} is not a date", hint="use YYYY-MM-DD") from exc
     with console.status(f"generating {patients:,} patients ({scenario})…"):
+        from medops.synth import generate, write  # NumPy and pandas: loaded when generating
+
         data = generate(patients, seed=seed, scenario=scenario, start=first_day, days=days)
     with console.status(f"writing {fmt}…"):
         files = write(data, out, fmt)

@@ -13,7 +13,7 @@ from rich.markup import escape
 from medops.cli.common import console, err_console, ok, read_secret, table
 from medops.doctor import FAIL, OK, WARN, run_checks
 from medops.errors import InvalidInput
-from medops.pipelines.templates import scaffold, templates
+from medops.pipelines.templates import templates
 from medops.workspace import init_workspace
 
 INIT_EPILOG = (
@@ -63,6 +63,8 @@ def init(
     ok(f"workspace created in {ws.settings.home}")
     if template is not None:
         with console.status(f"scaffolding the {template} project with {patients:,} synthetic patients…"):
+            from medops.pipelines.templates import scaffold
+
             files = scaffold(ws.settings.home, template, patients=patients, seed=seed)
         ok(f"project {template}: {len(files)} files (medops.yaml, contracts/, raw/ synthetic data)")
     console.print(f"  metadata   {escape(ws.db.display_url)}")

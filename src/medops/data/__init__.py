@@ -1,5 +1,19 @@
-"""Raw data in: sources read in bounded chunks (contracts, de-identification and datasets follow)."""
+"""Raw data in: sources read in bounded chunks (contracts, de-identification and datasets follow).
 
-from medops.data.sources import CsvSource, FhirNdjsonSource, ParquetSource, Source, SqlSource
+The source classes load on first use, so that importing a light module of this package
+(dataset records, say) does not load pandas and Arrow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["CsvSource", "FhirNdjsonSource", "ParquetSource", "Source", "SqlSource"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from medops.data import sources
+
+        return getattr(sources, name)
+    raise AttributeError(f"module 'medops.data' has no attribute {name!r}")

@@ -25,12 +25,9 @@ Each column gets one action; what was done is counted for the de-identification 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import os
 import re
-import secrets
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -46,10 +43,8 @@ import pyarrow.compute as pc
 from medops.data import duck
 from medops.data.sources import frame_to_arrow
 from medops.data.sql_expr import literal, quote_ident
-from medops.errors import ConfigError, InvalidInput
-from medops.identity.keys import write_private_file
+from medops.errors import InvalidInput
 
-KEY_ENV = "MEDOPS_PSEUDONYM_KEY"
 ACTIONS = ("drop", "pseudonymize", "zip3", "year", "age", "shift_dates", "redact_text", "keep")
 # ZIP3 prefixes whose areas hold 20,000 people or fewer: the union of HHS's 2000-census list
 # and the newer list in Microsoft's FHIR anonymizer sample configuration (see docs).
@@ -75,39 +70,6 @@ _RELATIVE = re.compile(
     r"(?P<sep>,?\s+)(?P<name>[A-Z][a-z'-]+(?:\s+[A-Z][a-z'-]+)?)",
     re.I,
 )
-
-
-def load_key(env: dict[str, str] | None = None, key_file: str | Path | None = None) -> bytes:
-    """The pseudonymization secret (32+ bytes): MEDOPS_PSEUDONYM_KEY, else the workspace's key file.
-
-    The key file lives outside the workspace (next to the signing key); it is never stored
-    in the metadata database or the artifact store.
-    """
-    source = os.environ if env is None else env
-    raw = source.get(KEY_ENV, "")
-    where = KEY_ENV
-    if not raw and key_file and Path(key_file).is_file():
-        raw, where = Path(key_file).read_text(encoding="utf-8").strip(), str(key_file)
-    if not raw:
-        raise ConfigError(
-            f"{KEY_ENV} is not set and there is no key file: pseudonyms need a secret key",
-            hint='generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))"',
-        )
-    try:
-        key = base64.b64decode(raw, validate=True) if raw.endswith("=") else raw.encode("utf-8")
-    except ValueError:
-        key = raw.encode("utf-8")
-    if len(key) < 32:
-        raise ConfigError(f"the pseudonymization key in {where} is too short: use at least 32 bytes of random data")
-    return key
-
-
-def create_key_file(path: Path) -> bool:
-    """A new random pseudonymization key, readable by its owner only; never overwritten."""
-    if path.exists():
-        return False
-    write_private_file(path, secrets.token_urlsafe(48) + "\n")
-    return True
 
 
 def action_error(action: str) -> str | None:

@@ -31,13 +31,14 @@ from medops import __version__
 from medops.clock import utc_now
 from medops.data.contracts import Contract, ContractSpec, ValidationReport
 from medops.data.datasets import DatasetInfo, get
-from medops.data.deid import Deidentifier, DeidReport, Pseudonymizer, action_error, load_key
+from medops.data.deid import Deidentifier, DeidReport, Pseudonymizer, action_error
 from medops.data.parquet_sink import ParquetSink
 from medops.data.prefetch import prefetch
 from medops.data.profile import profile_parquet
 from medops.data.sources import DEFAULT_CHUNK_ROWS, CsvSource, FhirNdjsonSource, ParquetSource, Source, SqlSource
 from medops.errors import Conflict, InvalidInput
 from medops.identity import Role
+from medops.identity.pseudonym_key import load_key
 from medops.store.lineage import Edge, add_edges, dataset_node, file_node
 from medops.store.schema import DatasetVersion
 from medops.workspace import Workspace

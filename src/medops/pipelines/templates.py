@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 from medops.errors import Conflict, InvalidInput
-from medops.pipelines.project import PROJECT_FILE
-from medops.synth import generate, write
+
+PROJECT_FILE = "medops.yaml"  # medops.pipelines.project.PROJECT_FILE (a test holds them equal)
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 RAW_DIR = "raw"
@@ -40,5 +40,7 @@ def scaffold(directory: Path, template: str, *, patients: int = 2000, seed: int 
     if not gitignore.exists():
         gitignore.write_text(GITIGNORE, encoding="utf-8")
         written.append(gitignore)
+    from medops.synth import generate, write  # NumPy and pandas: loaded to scaffold, not to list
+
     written += write(generate(patients, seed=seed), directory / RAW_DIR, "csv")
     return written

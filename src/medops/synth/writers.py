@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 
 from medops.errors import Conflict, InvalidInput
-from medops.synth.generate import SynthData
+from medops.synth.generator import SynthData
+from medops.synth.names import FORMATS
 
-FORMATS = ("csv", "parquet", "fhir")
 LOINC = {  # code -> (LOINC code, display, UCUM code per unit)
     "temperature": ("8310-5", "Body temperature", {"C": "Cel", "F": "[degF]"}),
     "heart_rate": ("8867-4", "Heart rate", {"/min": "/min"}),

@@ -27,8 +27,8 @@ import pandas as pd
 
 from medops.errors import InvalidInput
 from medops.synth import vocab
+from medops.synth.names import SCENARIOS
 
-SCENARIOS = ("baseline", "aging", "new_treatment", "unit_change", "missingness_spike", "label_delay")
 SITES = ("north", "south")
 CONDITIONS = ("chf", "diabetes", "copd", "ckd", "hypertension")
 DAY = np.timedelta64(1, "D")
