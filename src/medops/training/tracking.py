@@ -1,0 +1,620 @@
+"""Experiment tracking: runs with parameters, metrics, tags, inputs and artifacts.
+
+A run records who started it, where (host), from what (project file hash, git commit and
+dirty flag, environment lock, seed, the dataset and feature versions it read) and how it
+ended (finished, failed with the error, killed). Metrics and parameters are buffered and
+written in batches (every ``FLUSH_EVERY`` values or ``FLUSH_SECONDS``, and at the end), so
+logging in a training loop costs microseconds, not a transaction each.
+
+A heartbeat thread touches the run while it is open. A run still "running" whose heartbeat
+is older than ``ABANDON_AFTER`` (its process was killed, or its machine lost) is marked
+killed, as abandoned, the next time runs are listed or started: nothing stays running
+forever. Starting and ending a run are audited; each metric value is not (it is data).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from medops.clock import utc_now
+from medops.errors import InvalidInput, NotFound
+from medops.identity import Role
+from medops.store.lineage import Edge, add_edges, dataset_node
+from medops.store.schema import Run as RunRow
+from medops.store.schema import RunArtifact, RunInput, RunLatestMetric, RunMetric, RunParam, RunTag
+from medops.training.environment import environment_lock, git_state, host_name
+from medops.workspace import Workspace
+
+RUN_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN}
+STATES = ("running", "finished", "failed", "killed")
+FLUSH_EVERY = 1000
+FLUSH_SECONDS = 2.0
+HEARTBEAT_SECONDS = 10.0
+ABANDON_AFTER = timedelta(minutes=2)
+MAX_ERROR = 2000
+_KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:@ ")
+
+
+def run_node(run_id: str) -> str:
+    return f"run:{run_id}"
+
+
+def _check_key(kind: str, key: str) -> str:
+    if not key or len(key) > 200 or not set(key) <= _KEY_CHARS:
+        raise InvalidInput(
+            f"{kind} name {key!r} is not valid", hint="use letters, digits and _ - . / : @ or spaces, at most 200"
+        )
+    return key
+
+
+def _text(value: Any) -> str:
+    """Parameters and tags are stored as text; structures as canonical JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def _insert(session: Session) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+class Run:
+    """An open run. Use it as a context manager: an exception inside marks it failed with the error."""
+
+    def __init__(self, tracker: Tracker, row: RunRow, *, owns_workspace: bool = False) -> None:
+        self.tracker = tracker
+        self.id = row.id
+        self.experiment = row.experiment
+        self.name = row.name
+        self.actor = row.created_by
+        self.state = row.state
+        self._owns_workspace = owns_workspace
+        self._lock = threading.Lock()
+        self._params: dict[str, str] = {}
+        self._pending_params: dict[str, str] = {}
+        self._pending_tags: dict[str, str] = {}
+        self._pending_metrics: list[tuple[str, int, float, datetime]] = []
+        self._steps: dict[str, int] = {}
+        self._last_flush = time.monotonic()
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, name=f"medops-run-{self.id[:8]}", daemon=True)
+        self._beat.start()
+
+    # --- logging ----------------------------------------------------------------------
+
+    def log_param(self, key: str, value: Any) -> None:
+        """A parameter is set once: logging it again with another value is an error, not an overwrite."""
+        _check_key("parameter", key)
+        text = _text(value)
+        with self._lock:
+            if key in self._params and self._params[key] != text:
+                raise InvalidInput(
+                    f"run {self.id[:12]}: parameter {key!r} is {self._params[key]!r} already, not {text!r}",
+                    hint="parameters describe the run and don't change; log a metric or a tag instead",
+                )
+            if key not in self._params:
+                self._params[key] = text
+                self._pending_params[key] = text
+        self._maybe_flush()
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        for key, value in params.items():
+            self.log_param(key, value)
+
+    def set_tag(self, key: str, value: Any) -> None:
+        _check_key("tag", key)
+        with self._lock:
+            self._pending_tags[key] = _text(value)
+        self._maybe_flush()
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        for key, value in tags.items():
+            self.set_tag(key, value)
+
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        """One value; ``step`` defaults to the next step of that metric (0, 1, 2, ...)."""
+        _check_key("metric", key)
+        number = float(value)
+        if math.isnan(number) or math.isinf(number):
+            raise InvalidInput(f"run {self.id[:12]}: metric {key!r} is {number}, not a finite number")
+        with self._lock:
+            at = self._steps.get(key, -1) + 1 if step is None else int(step)
+            self._steps[key] = max(at, self._steps.get(key, -1))
+            self._pending_metrics.append((key, at, number, utc_now()))
+        self._maybe_flush()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            self.log_metric(key, value, step)
+
+    def log_input(self, kind: str, name: str, version: str) -> None:
+        """What the run read, with its version; written at once, with a lineage edge."""
+        if kind not in ("dataset", "training_set", "featureview"):
+            raise InvalidInput(f"input kind {kind!r} is not known", hint="dataset, training_set or featureview")
+        node = f"featureview:{name}@{version}" if kind == "featureview" else dataset_node(name, version)
+        with self.tracker.ws.db.write() as session:
+            session.execute(
+                _insert(session)(RunInput)
+                .values(run_id=self.id, kind=kind, name=name, version=version)
+                .on_conflict_do_update(index_elements=["run_id", "kind", "name"], set_={"version": version})
+            )
+            add_edges(session, [Edge(node, run_node(self.id), "trained_on", {"kind": kind})], self.actor)
+
+    def log_dataset(self, ref: str) -> None:
+        """A dataset (or training set) by ``NAME`` or ``NAME@VERSION``, resolved to its full version."""
+        from medops.data.datasets import get
+
+        info = get(self.tracker.ws.db, ref)
+        self.log_input("training_set" if info.kind == "training_set" else "dataset", info.name, info.version)
+
+    def log_artifact(self, path: str, data: bytes | Path) -> str:
+        """Store bytes (or a file) in the artifact store under the run's ``path``; returns its SHA-256."""
+        _check_key("artifact", path)
+        digest = self.tracker.ws.artifacts.put(data)
+        size = self.tracker.ws.artifacts.size(digest)
+        with self.tracker.ws.db.write() as session:
+            session.execute(
+                _insert(session)(RunArtifact)
+                .values(run_id=self.id, path=path, digest=digest, size_bytes=size)
+                .on_conflict_do_update(index_elements=["run_id", "path"], set_={"digest": digest, "size_bytes": size})
+            )
+        return digest
+
+    # --- writing ----------------------------------------------------------------------
+
+    def _maybe_flush(self) -> None:
+        pending = len(self._pending_metrics) + len(self._pending_params) + len(self._pending_tags)
+        if pending >= FLUSH_EVERY or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered, in one transaction."""
+        with self._lock:
+            params, self._pending_params = self._pending_params, {}
+            tags, self._pending_tags = self._pending_tags, {}
+            metrics, self._pending_metrics = self._pending_metrics, []
+            self._last_flush = time.monotonic()
+        if not (params or tags or metrics):
+            return
+        with self.tracker.ws.db.write() as session:
+            _write_batch(session, self.id, params, tags, metrics)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.tracker.heartbeat_seconds):
+            try:
+                with self.tracker.ws.db.write() as session:
+                    session.execute(
+                        update(RunRow)
+                        .where(RunRow.id == self.id, RunRow.state == "running")
+                        .values(heartbeat_at=utc_now())
+                    )
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the run itself goes on
+                continue
+
+    # --- ending -----------------------------------------------------------------------
+
+    def end(self, state: Literal["finished", "failed", "killed"] = "finished", error: str | None = None) -> None:
+        if self.state != "running":
+            return
+        self._stop.set()
+        self._beat.join(timeout=5)
+        try:
+            self.flush()
+        finally:
+            self.state = state
+            self.tracker._finish(self, state, error)
+            if self._owns_workspace:
+                self.tracker.ws.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc is None:
+            self.end("finished")
+        elif isinstance(exc, KeyboardInterrupt):
+            self.end("killed", "interrupted")
+        else:
+            self.end("failed", f"{type(exc).__name__}: {exc}"[:MAX_ERROR])
+
+    def child(self, name: str, **kwargs: Any) -> Run:
+        """A nested run (a tuning trial, say) of the same experiment."""
+        return self.tracker.start_run(self.experiment, name, parent=self.id, actor=self.actor, **kwargs)
+
+
+def _write_batch(
+    session: Session,
+    run_id: str,
+    params: Mapping[str, str],
+    tags: Mapping[str, str],
+    metrics: Sequence[tuple[str, int, float, datetime]],
+) -> None:
+    insert = _insert(session)
+    if params:
+        session.execute(
+            insert(RunParam)
+            .values([{"run_id": run_id, "key": k, "value": v} for k, v in params.items()])
+            .on_conflict_do_nothing(index_elements=["run_id", "key"])
+        )
+    if tags:
+        stmt = insert(RunTag).values([{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()])
+        session.execute(
+            stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": stmt.excluded.value})
+        )
+    if metrics:
+        last: dict[tuple[str, int], tuple[float, datetime]] = {}
+        for key, step, value, at in metrics:  # the last value logged for a step wins
+            last[(key, step)] = (value, at)
+        rows = [
+            {"run_id": run_id, "key": k, "step": s, "value": v, "logged_at": at} for (k, s), (v, at) in last.items()
+        ]
+        for start in range(0, len(rows), 5000):
+            stmt = insert(RunMetric).values(rows[start : start + 5000])
+            session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["run_id", "key", "step"],
+                    set_={"value": stmt.excluded.value, "logged_at": stmt.excluded.logged_at},
+                )
+            )
+        newest: dict[str, tuple[int, float]] = {}
+        for (key, step), (value, _at) in last.items():
+            if key not in newest or step >= newest[key][0]:
+                newest[key] = (step, value)
+        stmt = insert(RunLatestMetric).values(
+            [{"run_id": run_id, "key": k, "step": s, "value": v} for k, (s, v) in newest.items()]
+        )
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["run_id", "key"],
+                set_={"step": stmt.excluded.step, "value": stmt.excluded.value},
+                where=RunLatestMetric.step <= stmt.excluded.step,
+            )
+        )
+
+
+@dataclass
+class RunInfo:
+    id: str
+    experiment: str
+    name: str
+    parent_id: str | None
+    state: str
+    created_by: str
+    host: str
+    started_at: datetime
+    ended_at: datetime | None
+    error: str | None
+    seed: int | None
+    project_sha256: str | None
+    git_commit: str | None
+    git_dirty: bool | None
+    env_digest: str | None
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    inputs: list[dict[str, str]] = field(default_factory=list)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def short(self) -> str:
+        return self.id[:12]
+
+    @property
+    def duration(self) -> float | None:
+        return (self.ended_at - self.started_at).total_seconds() if self.ended_at else None
+
+
+def _info(row: RunRow) -> RunInfo:
+    return RunInfo(
+        row.id,
+        row.experiment,
+        row.name,
+        row.parent_id,
+        row.state,
+        row.created_by,
+        row.host,
+        row.started_at,
+        row.ended_at,
+        row.error,
+        row.seed,
+        row.project_sha256,
+        row.git_commit,
+        row.git_dirty,
+        row.env_digest,
+    )
+
+
+@dataclass(frozen=True)
+class MetricFilter:
+    """``auc>0.8``, ``loss<=0.3``, ``accuracy=1``: a condition on a run's latest metric value."""
+
+    key: str
+    op: str
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> MetricFilter:
+        for op in (">=", "<=", "!=", ">", "<", "="):
+            key, sep, value = text.partition(op)
+            if sep and key.strip():
+                try:
+                    return cls(key.strip(), op, float(value))
+                except ValueError:
+                    break
+        raise InvalidInput(f"metric filter {text!r} is not METRIC<op>NUMBER", hint="for example: auroc>=0.8")
+
+
+@dataclass
+class Comparison:
+    a: RunInfo
+    b: RunInfo
+    params: list[tuple[str, str | None, str | None]]
+    metrics: list[tuple[str, float | None, float | None]]
+    inputs: list[tuple[str, str | None, str | None]]
+    code: list[tuple[str, Any, Any]]
+    environment: list[str]
+
+
+class Tracker:
+    """Runs of one workspace."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        *,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        abandon_after: timedelta = ABANDON_AFTER,
+    ) -> None:
+        self.ws = ws
+        self.heartbeat_seconds = heartbeat_seconds
+        self.abandon_after = abandon_after
+
+    def start_run(
+        self,
+        experiment: str,
+        name: str | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        parent: str | None = None,
+        project: Any = None,
+        actor: str | None = None,
+        folder: Path | None = None,
+        owns_workspace: bool = False,
+    ) -> Run:
+        """Open a run (audited). ``project`` is a loaded project file: its hash and folder are recorded."""
+        who = actor or self.ws.actor
+        _check_key("experiment", experiment)
+        if parent is not None:
+            self.get(parent)
+        self.mark_abandoned(who)
+        where = folder or (project.folder if project is not None else Path.cwd())
+        git = git_state(where)
+        lock = environment_lock()
+        env_digest = self.ws.artifacts.put(lock.encode())
+        run_id = uuid.uuid4().hex
+        now = utc_now()
+        row = RunRow(
+            id=run_id,
+            experiment=experiment,
+            name=name or f"{experiment}-{now.strftime('%Y%m%d-%H%M%S')}",
+            parent_id=parent,
+            state="running",
+            created_by=who,
+            host=host_name(),
+            started_at=now,
+            heartbeat_at=now,
+            seed=seed,
+            project_sha256=getattr(project, "sha256", None),
+            git_commit=git.commit,
+            git_dirty=git.dirty,
+            env_digest=env_digest,
+        )
+        with self.ws.users.authorized(who, "run.start", "run", run_id, RUN_ROLES) as ch:
+            ch.session.add(row)
+            ch.session.flush()
+            if parent is not None:
+                add_edges(ch.session, [Edge(run_node(parent), run_node(run_id), "trial", {})], who)
+            ch.after = {
+                "experiment": experiment,
+                "name": row.name,
+                "parent": parent,
+                "seed": seed,
+                "git_commit": git.commit,
+                "git_dirty": git.dirty,
+                "project_sha256": row.project_sha256,
+                "environment": env_digest,
+            }
+            ch.session.expunge(row)
+        run = Run(self, row, owns_workspace=owns_workspace)
+        if params:
+            run.log_params(params)
+        if seed is not None:
+            run.log_param("seed", seed)
+        if tags:
+            run.set_tags(tags)
+        return run
+
+    def _finish(self, run: Run, state: str, error: str | None) -> None:
+        with self.ws.trail.change(run.actor, f"run.{state}", "run", run.id) as ch:
+            ch.session.execute(
+                update(RunRow)
+                .where(RunRow.id == run.id, RunRow.state == "running")
+                .values(state=state, ended_at=utc_now(), error=error)
+            )
+            ch.after = {"state": state, "error": error}
+
+    def mark_abandoned(self, actor: str | None = None, now: datetime | None = None) -> list[str]:
+        """Runs left "running" without a heartbeat for ``abandon_after`` become killed, audited."""
+        cutoff = (now or utc_now()) - self.abandon_after
+        with self.ws.db.read() as session:
+            stale = session.execute(
+                select(RunRow.id, RunRow.heartbeat_at).where(RunRow.state == "running", RunRow.heartbeat_at < cutoff)
+            ).all()
+        marked = []
+        for run_id, beat in stale:
+            reason = f"abandoned: no heartbeat since {beat.isoformat()}"
+            with self.ws.trail.change(actor or self.ws.actor, "run.abandoned", "run", run_id) as ch:
+                done = ch.session.execute(
+                    update(RunRow)
+                    .where(RunRow.id == run_id, RunRow.state == "running", RunRow.heartbeat_at < cutoff)
+                    .values(state="killed", ended_at=beat, error=reason)
+                )
+                ch.after = {"state": "killed", "error": reason}
+                if getattr(done, "rowcount", 1) == 0:
+                    ch.after = {"state": "unchanged: it beat again"}
+            marked.append(run_id)
+        return marked
+
+    # --- reading ----------------------------------------------------------------------
+
+    def get(self, ref: str) -> RunInfo:
+        """A run by its id or an unambiguous prefix (at least 6 characters)."""
+        ref = ref.strip().removeprefix("run:")
+        if len(ref) < 6 or not all(c in "0123456789abcdef" for c in ref):
+            raise InvalidInput(f"{ref!r} is not a run id", hint="give at least 6 hex characters of it")
+        with self.ws.db.read() as session:
+            rows = session.execute(select(RunRow).where(RunRow.id.startswith(ref)).limit(2)).scalars().all()
+            if not rows:
+                raise NotFound(f"no run {ref!r}", hint="see the runs with: medops runs list")
+            if len(rows) > 1:
+                raise InvalidInput(f"{ref!r} matches more than one run", hint="give more characters of the id")
+            info = _info(rows[0])
+            self._fill(session, [info], full=True)
+        return info
+
+    def list_runs(
+        self,
+        *,
+        experiment: str | None = None,
+        state: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        metrics: Sequence[MetricFilter] = (),
+        parent: str | None = None,
+        top_level: bool = False,
+        limit: int = 100,
+    ) -> list[RunInfo]:
+        """Newest first; every filter is applied in the database, so large stores stay fast."""
+        if state is not None and state not in STATES:
+            raise InvalidInput(f"state {state!r} is not known", hint=f"states: {', '.join(STATES)}")
+        self.mark_abandoned()
+        query = select(RunRow)
+        if experiment:
+            query = query.where(RunRow.experiment == experiment)
+        if state:
+            query = query.where(RunRow.state == state)
+        if parent:
+            query = query.where(RunRow.parent_id == parent)
+        if top_level:
+            query = query.where(RunRow.parent_id.is_(None))
+        for key, value in (tags or {}).items():
+            query = query.where(
+                exists().where(and_(RunTag.run_id == RunRow.id, RunTag.key == key, RunTag.value == value))
+            )
+        for f in metrics:
+            column = RunLatestMetric.value
+            condition = {
+                ">": column > f.value,
+                ">=": column >= f.value,
+                "<": column < f.value,
+                "<=": column <= f.value,
+                "=": column == f.value,
+                "!=": column != f.value,
+            }[f.op]
+            query = query.where(
+                exists().where(and_(RunLatestMetric.run_id == RunRow.id, RunLatestMetric.key == f.key, condition))
+            )
+        query = query.order_by(RunRow.started_at.desc(), RunRow.id).limit(limit)
+        with self.ws.db.read() as session:
+            infos = [_info(r) for r in session.execute(query).scalars()]
+            self._fill(session, infos, full=False)
+        return infos
+
+    def _fill(self, session: Session, infos: list[RunInfo], *, full: bool) -> None:
+        by_id = {i.id: i for i in infos}
+        if not by_id:
+            return
+        ids = list(by_id)
+        for run_id, key, value in session.execute(
+            select(RunLatestMetric.run_id, RunLatestMetric.key, RunLatestMetric.value).where(
+                RunLatestMetric.run_id.in_(ids)
+            )
+        ):
+            by_id[run_id].metrics[key] = value
+        for run_id, key, text in session.execute(
+            select(RunTag.run_id, RunTag.key, RunTag.value).where(RunTag.run_id.in_(ids))
+        ):
+            by_id[run_id].tags[key] = text
+        if not full:
+            return
+        for run_id, key, text in session.execute(
+            select(RunParam.run_id, RunParam.key, RunParam.value).where(RunParam.run_id.in_(ids))
+        ):
+            by_id[run_id].params[key] = text
+        for row in session.execute(select(RunInput).where(RunInput.run_id.in_(ids))).scalars():
+            by_id[row.run_id].inputs.append({"kind": row.kind, "name": row.name, "version": row.version})
+        for art in session.execute(select(RunArtifact).where(RunArtifact.run_id.in_(ids))).scalars():
+            by_id[art.run_id].artifacts.append({"path": art.path, "digest": art.digest, "size": art.size_bytes})
+
+    def metric_history(self, ref: str, key: str) -> list[tuple[int, float]]:
+        run = self.get(ref)
+        with self.ws.db.read() as session:
+            rows = session.execute(
+                select(RunMetric.step, RunMetric.value)
+                .where(RunMetric.run_id == run.id, RunMetric.key == key)
+                .order_by(RunMetric.step)
+            ).all()
+        return [(int(s), float(v)) for s, v in rows]
+
+    def compare(self, a_ref: str, b_ref: str) -> Comparison:
+        """Parameters, metrics, inputs, code and environment of two runs, side by side."""
+        from medops.training.environment import lock_differences
+
+        a, b = self.get(a_ref), self.get(b_ref)
+        params = [
+            (k, a.params.get(k), b.params.get(k))
+            for k in sorted(a.params.keys() | b.params.keys())
+            if a.params.get(k) != b.params.get(k)
+        ]
+        metrics = [(k, a.metrics.get(k), b.metrics.get(k)) for k in sorted(a.metrics.keys() | b.metrics.keys())]
+        ins_a = {f"{i['kind']}:{i['name']}": i["version"] for i in a.inputs}
+        ins_b = {f"{i['kind']}:{i['name']}": i["version"] for i in b.inputs}
+        inputs = [(k, ins_a.get(k), ins_b.get(k)) for k in sorted(ins_a.keys() | ins_b.keys())]
+        code = [
+            (name, getattr(a, name), getattr(b, name))
+            for name in ("git_commit", "git_dirty", "project_sha256", "seed")
+            if getattr(a, name) != getattr(b, name)
+        ]
+        environment: list[str] = []
+        if a.env_digest and b.env_digest and a.env_digest != b.env_digest:
+            environment = lock_differences(
+                self.ws.artifacts.read_bytes(a.env_digest).decode(), self.ws.artifacts.read_bytes(b.env_digest).decode()
+            )
+        return Comparison(a, b, params, metrics, inputs, code, environment)
+
+
+def start_run(experiment: str, name: str | None = None, **kwargs: Any) -> Run:
+    """``with medops.start_run("readmission") as run:``, in the workspace of MEDOPS_HOME or found upward."""
+    ws = Workspace.open()
+    try:
+        return Tracker(ws).start_run(experiment, name, owns_workspace=True, **kwargs)
+    except BaseException:
+        ws.close()
+        raise
