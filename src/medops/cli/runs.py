@@ -1,0 +1,161 @@
+"""`medops runs`: list, show and compare tracked runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from medops.cli.common import JsonOption, console, open_workspace, print_json, table
+
+app = typer.Typer(help="Tracked runs: search them, show one, compare two.")
+
+
+def _pairs(values: list[str]) -> dict[str, str]:
+    from medops.errors import InvalidInput
+
+    out = {}
+    for value in values:
+        key, sep, item = value.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--tag {value!r} is not KEY=VALUE", hint="for example --tag model=lgbm")
+        out[key] = item
+    return out
+
+
+def _when(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def _number(value: Any) -> str:
+    return "" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+@app.command(
+    "list",
+    epilog="Examples:  medops runs list --experiment readmission   ·   "
+    "medops runs list --tag model=lgbm --metric 'auroc>=0.8'",
+)
+def list_cmd(
+    experiment: str | None = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
+    state: str | None = typer.Option(None, "--state", help="running, finished, failed or killed."),
+    tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE; repeat to require several."),
+    metric: list[str] = typer.Option([], "--metric", help="METRIC<op>NUMBER (>, >=, <, <=, =, !=); repeatable."),
+    trials: bool = typer.Option(False, "--trials", help="Include nested runs (tuning trials)."),
+    limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="At most this many, newest first."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Runs, newest first, filtered in the database. Runs whose process died are shown as killed."""
+    from medops.training import MetricFilter, Tracker
+
+    filters = [MetricFilter.parse(m) for m in metric]
+    with open_workspace() as ws:
+        runs = Tracker(ws).list_runs(
+            experiment=experiment, state=state, tags=_pairs(tag), metrics=filters, top_level=not trials, limit=limit
+        )
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": r.id,
+                    "experiment": r.experiment,
+                    "name": r.name,
+                    "state": r.state,
+                    "started_at": r.started_at,
+                    "duration_s": r.duration,
+                    "by": r.created_by,
+                    "metrics": r.metrics,
+                    "tags": r.tags,
+                }
+                for r in runs
+            ]
+        )
+        return
+    keys = sorted({k for r in runs for k in r.metrics})[:4]
+    table(
+        None,
+        ["run", "experiment", "name", "state", "started (UTC)", "by", *keys],
+        [
+            [r.short, r.experiment, r.name, r.state, _when(r.started_at), r.created_by]
+            + [_number(r.metrics.get(k)) for k in keys]
+            for r in runs
+        ],
+    )
+
+
+@app.command("show", epilog="Examples:  medops runs show 3f2a9c")
+def show_cmd(
+    run: str = typer.Argument(..., help="Run id (or a unique prefix of 6+ characters)."), as_json: bool = JsonOption
+) -> None:
+    """Everything recorded about a run: state, parameters, metrics, inputs, artifacts, code and environment."""
+    from medops.training import Tracker
+
+    with open_workspace() as ws:
+        info = Tracker(ws).get(run)
+    if as_json:
+        print_json(vars(info))
+        return
+    console.print(f"[bold]{escape(info.name)}[/]  run {info.id}  experiment {escape(info.experiment)}")
+    console.print(
+        f"  state {info.state}  by {info.created_by} on {escape(info.host)}  started {_when(info.started_at)}"
+        f"  ended {_when(info.ended_at) or '-'}"
+    )
+    if info.error:
+        console.print(f"  [red]error[/] {escape(info.error)}")
+    dirty = {True: " (uncommitted changes)", False: "", None: ""}[info.git_dirty]
+    console.print(
+        f"  code {info.git_commit or 'not in git'}{dirty}  project file {(info.project_sha256 or '-')[:12]}  "
+        f"environment {(info.env_digest or '-')[:12]}  seed {info.seed if info.seed is not None else '-'}"
+    )
+    if info.parent_id:
+        console.print(f"  trial of run {info.parent_id[:12]}")
+    table("parameters", ["name", "value"], sorted(info.params.items()))
+    table("metrics (latest)", ["name", "value"], [[k, _number(v)] for k, v in sorted(info.metrics.items())])
+    if info.tags:
+        table("tags", ["name", "value"], sorted(info.tags.items()))
+    if info.inputs:
+        table("inputs", ["kind", "name", "version"], [[i["kind"], i["name"], i["version"][:12]] for i in info.inputs])
+    if info.artifacts:
+        table(
+            "artifacts", ["path", "sha256", "bytes"], [[a["path"], a["digest"][:12], a["size"]] for a in info.artifacts]
+        )
+
+
+@app.command("compare", epilog="Examples:  medops runs compare 3f2a9c 8b01de")
+def compare_cmd(
+    a: str = typer.Argument(..., help="First run."),
+    b: str = typer.Argument(..., help="Second run."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Parameters that differ, every metric side by side, inputs, code and environment differences."""
+    from medops.training import Tracker
+
+    with open_workspace() as ws:
+        diff = Tracker(ws).compare(a, b)
+    if as_json:
+        print_json(
+            {
+                "a": diff.a.id,
+                "b": diff.b.id,
+                "params": diff.params,
+                "metrics": diff.metrics,
+                "inputs": diff.inputs,
+                "code": diff.code,
+                "environment": diff.environment,
+            }
+        )
+        return
+    left, right = diff.a.short, diff.b.short
+    table("parameters that differ", ["parameter", left, right], diff.params or [["(none)", "", ""]])
+    rows = []
+    for key, x, y in diff.metrics:
+        change = f"{y - x:+.6g}" if x is not None and y is not None else ""
+        rows.append([key, _number(x), _number(y), change])
+    table("metrics", ["metric", left, right, "change"], rows)
+    if any(x != y for _, x, y in diff.inputs):
+        table("inputs", ["input", left, right], [[k, (x or "-")[:12], (y or "-")[:12]] for k, x, y in diff.inputs])
+    if diff.code:
+        table("code", ["", left, right], [[k, x, y] for k, x, y in diff.code])
+    if diff.environment:
+        table("environment", ["change"], [[line] for line in diff.environment])
