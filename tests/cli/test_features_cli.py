@@ -1,4 +1,4 @@
-"""`medops features apply|list|show|training-set|materialize|get|check` on the readmission template."""
+"""`medops features apply|list|show|training-set|materialize|get|check`, then `medops train`, on the template."""
 
 from __future__ import annotations
 
@@ -74,6 +74,15 @@ def test_features_from_apply_to_check(project: Path, capsys: pytest.CaptureFixtu
     assert got["found"]["admissions"] == [True] and got["rows"][0]["patient_id"] == patient
     code, out, err = run(["features", "check", "--sample", "20"], capsys)
     assert code == 0 and "online and offline agree" in out, err
+    code, out, err = run(["train", "--json"], capsys)
+    assert code == 0, err
+    first = json.loads(out)
+    code, out, err = run(["train", "--json"], capsys)
+    assert json.loads(out)["model_sha256"] == first["model_sha256"]  # the same data, settings and seed
+    code, out, _ = run(["runs", "show", first["run"], "--json"], capsys)
+    shown = json.loads(out)
+    assert shown["state"] == "finished" and shown["inputs"][0]["name"] == "readmission_training"
+    assert shown["project_sha256"] and shown["params"]["split.kind"] == "grouped"
     code, _, err = run(["features", "get", "labs", "--entity", "patient"], capsys)
     assert code == 2 and "is not NAME=VALUE" in err
     code, _, err = run(["features", "training-set", "t2", "labs", "--labels", "nope", "--timestamp", "x"], capsys)

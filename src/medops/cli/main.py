@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from medops import __version__
-from medops.cli import audit, data, db, demo, features, lineage, project, runs, synth, token, user, workspace
+from medops.cli import audit, data, db, demo, features, lineage, project, runs, synth, token, train, user, workspace
 from medops.cli.common import err_console
 from medops.errors import MedopsError
 
@@ -56,6 +56,7 @@ app.add_typer(lineage.app, name="lineage")
 app.add_typer(runs.app, name="runs")
 app.command("demo", epilog=demo.EPILOG)(demo.demo)
 app.command("synth", epilog=synth.EPILOG)(synth.synth)
+app.command("train", epilog=train.EPILOG)(train.train)
 
 
 def main(argv: list[str] | None = None) -> None:

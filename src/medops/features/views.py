@@ -37,6 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from medops.errors import InvalidInput
 
 NAME = r"^[a-z][a-z0-9_]{0,63}$"
+# The layout of offline feature tables. It is part of every view version, so a medops that
+# writes tables differently builds new ones instead of reading old ones it can't use.
+TABLE_FORMAT = 2
 AGGREGATES = ("count", "sum", "mean", "min", "max", "coverage", "days_since_last")
 WINDOWED = ("count", "sum", "mean", "min", "max", "coverage")
 RESERVED = {"event_timestamp", "entity_id", "_row", "_t", "_c", "_ts", "_k"}
@@ -278,7 +281,12 @@ class FeatureView:
 
     def version(self, source_version: str) -> str:
         """Definition, owner, description and tags, with the source version: a change to any is a new version."""
-        doc = {"definition": self.definition(), "metadata": self.metadata(), "source_version": source_version}
+        doc = {
+            "definition": self.definition(),
+            "metadata": self.metadata(),
+            "source_version": source_version,
+            "table_format": TABLE_FORMAT,
+        }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
     def metadata(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -98,6 +98,44 @@ class DeidSpec(_Strict):
     tables: dict[str, DeidTableSpec]
 
 
+class TrainingSetSpec(_Strict):
+    """The point-in-time training set a training reads (built by `medops train` if missing)."""
+
+    name: str = Field(pattern=_SLUG)
+    labels: str
+    timestamp: str
+    features: list[str] = Field(min_length=1)
+
+
+class SplitSpec(_Strict):
+    kind: Literal["grouped", "temporal", "stratified"] = "grouped"
+    group: str | None = "patient_id"
+    time: str | None = None
+    cutoff: date | None = None
+    test_size: Annotated[float, Field(gt=0, lt=1)] = 0.2
+
+
+class ModelSpecYaml(_Strict):
+    estimator: Literal["logistic_regression", "random_forest", "hist_gradient_boosting", "lightgbm"]
+    params: dict[str, Any] = {}
+    class_weight: Literal["balanced"] | None = None
+    calibration: Literal["sigmoid", "isotonic"] | None = None
+
+
+class TrainSpec(_Strict):
+    """How the use case's model is trained: data, label, split, model, seed."""
+
+    experiment: str = Field("default", pattern=_SLUG)
+    training_set: TrainingSetSpec
+    label: str
+    features: list[str] | None = None
+    drop_missing_labels: bool = False
+    split: SplitSpec = SplitSpec()
+    model: ModelSpecYaml
+    seed: int = 0
+    allow_leakage: list[Literal["entity_overlap", "future_feature", "perfect_predictor"]] = []
+
+
 class Project(_Strict):
     name: str = Field(pattern=_SLUG)
     intended_use: str = Field(min_length=10)
@@ -109,6 +147,7 @@ class Project(_Strict):
     deidentify: DeidSpec
     features: FeaturesSpec | None = None
     features_file: str | None = None
+    train: TrainSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Project:

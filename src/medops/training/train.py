@@ -7,7 +7,7 @@ name; an allowed finding is written to the audit trail and the run's tags.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,6 +37,7 @@ class TrainConfig:
     experiment: str = "default"
     name: str | None = None
     inputs: Sequence[str] = field(default_factory=tuple)
+    extra_params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -89,6 +90,7 @@ def train(
         "label": config.label,
         "features": list(config.features),
         **{f"split.{k}": v for k, v in split.description.items()},
+        **config.extra_params,
     }
     with tracker.start_run(
         config.experiment, config.name, params=params, seed=config.seed, actor=who, project=project

@@ -1,0 +1,69 @@
+"""`medops train` from the project file: the training set, then one tracked training.
+
+The training set is built (or found unchanged) from the applied feature views and the
+labels dataset, point-in-time, and the run records its version; the features are the
+training set's columns that did not come from the labels, unless the project lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pyarrow.parquet as pq
+
+from medops.data.datasets import get
+from medops.errors import ConfigError, InvalidInput
+from medops.features import FeatureStore
+from medops.pipelines.project import LoadedProject
+from medops.training.tracking import Tracker
+from medops.training.train import TrainConfig, TrainResult, train
+from medops.training.trainers import ModelSpec
+from medops.workspace import Workspace
+
+
+def train_from_project(
+    ws: Workspace,
+    project: LoadedProject,
+    *,
+    actor: str | None = None,
+    reason: str | None = None,
+    say: Callable[[str], None] = lambda message: None,
+) -> TrainResult:
+    spec = project.spec.train
+    if spec is None:
+        raise ConfigError(f"{project.path} has no train section", hint="add one (see the readmission template)")
+    who = actor or ws.actor
+    ts = spec.training_set
+    with FeatureStore(ws, project.features) as store:
+        info, new = store.save_training_set(
+            ts.name, ts.labels, ts.features, timestamp=ts.timestamp, actor=who, reason=reason
+        )
+    say(f"training set {info.ref}: {info.rows:,} rows ({'new version' if new else 'unchanged'})")
+    frame = pq.read_table(ws.artifacts.local_path(info.version)).to_pandas()
+    label_columns = {c["name"] for c in get(ws.db, ts.labels).schema}
+    if spec.label not in frame.columns:
+        raise InvalidInput(f"{project.path}: train.label: the training set has no column {spec.label!r}")
+    features = spec.features or [c for c in frame.columns if c not in label_columns]
+    dropped = 0
+    if spec.drop_missing_labels:
+        known = frame[spec.label].notna()
+        dropped = int((~known).sum())
+        frame = frame[known].reset_index(drop=True)
+        if dropped:
+            say(f"{dropped:,} rows without a known outcome left out (drop_missing_labels)")
+    config = TrainConfig(
+        features=features,
+        label=spec.label,
+        model=ModelSpec(spec.model.estimator, dict(spec.model.params), spec.model.class_weight, spec.model.calibration),
+        split=spec.split.kind,
+        group=spec.split.group,
+        time=spec.split.time,
+        cutoff=spec.split.cutoff.isoformat() if spec.split.cutoff else None,
+        test_size=spec.split.test_size,
+        seed=spec.seed,
+        allow_leakage=tuple(spec.allow_leakage),
+        experiment=spec.experiment,
+        inputs=(info.ref,),
+        extra_params={"rows_without_outcome_dropped": dropped} if spec.drop_missing_labels else {},
+    )
+    return train(Tracker(ws), frame, config, actor=who, project=project)
