@@ -67,6 +67,18 @@ def test_leakage_stops_the_run_and_an_override_is_recorded(tracker: Tracker) -> 
     rows = TrainConfig(FEATURES, "readmitted", ModelSpec("logistic_regression"), split="stratified")
     with pytest.raises(LeakageError, match="entity_overlap"):
         train(tracker, data(), rows, actor="alice")
+    dated = data().assign(
+        label_time=pd.Timestamp("2025-01-01", tz="UTC"), los_recorded_at=pd.Timestamp("2025-01-03", tz="UTC")
+    )
+    future = TrainConfig(
+        FEATURES,
+        "readmitted",
+        ModelSpec("logistic_regression"),
+        label_time="label_time",
+        feature_times={"los": "los_recorded_at"},
+    )
+    with pytest.raises(LeakageError, match="future_feature: los is dated after the label time"):
+        train(tracker, dated, future, actor="alice")
     allowed = TrainConfig(
         features, "readmitted", ModelSpec("logistic_regression"), allow_leakage=("perfect_predictor",)
     )

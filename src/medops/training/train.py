@@ -38,6 +38,8 @@ class TrainConfig:
     name: str | None = None
     inputs: Sequence[str] = field(default_factory=tuple)
     extra_params: Mapping[str, Any] = field(default_factory=dict)
+    label_time: str | None = None
+    feature_times: Mapping[str, str] = field(default_factory=dict)  # feature -> column with its own time
 
 
 @dataclass
