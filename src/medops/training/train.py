@@ -80,7 +80,15 @@ def train(
         test_size=config.test_size,
         seed=config.seed,
     )
-    findings = check_leakage(frame, split, label=config.label, features=config.features, group=config.group)
+    findings = check_leakage(
+        frame,
+        split,
+        label=config.label,
+        features=config.features,
+        group=config.group,
+        label_time=config.label_time,
+        feature_times=config.feature_times,
+    )
     allowed = enforce(findings, config.allow_leakage)
     train_rows, test_rows = frame.iloc[split.train], frame.iloc[split.test]
     check_training_data(train_rows, config.features, config.label)
