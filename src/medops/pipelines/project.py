@@ -122,6 +122,14 @@ class ModelSpecYaml(_Strict):
     calibration: Literal["sigmoid", "isotonic"] | None = None
 
 
+class TuneSpec(_Strict):
+    """The search: parameter ranges and a budget (trials, seconds, or both)."""
+
+    space: dict[str, dict[str, Any]] = Field(min_length=1)
+    trials: int | None = Field(20, ge=1)
+    timeout: float | None = Field(None, gt=0)
+
+
 class TrainSpec(_Strict):
     """How the use case's model is trained: data, label, split, model, seed."""
 
@@ -134,6 +142,7 @@ class TrainSpec(_Strict):
     model: ModelSpecYaml
     seed: int = 0
     allow_leakage: list[Literal["entity_overlap", "future_feature", "perfect_predictor"]] = []
+    tune: TuneSpec | None = None
 
 
 class Project(_Strict):

@@ -8,6 +8,7 @@ training set's columns that did not come from the labels, unless the project lis
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pyarrow.parquet as pq
 
@@ -18,6 +19,8 @@ from medops.pipelines.project import LoadedProject
 from medops.training.tracking import Tracker
 from medops.training.train import TrainConfig, TrainResult, train
 from medops.training.trainers import ModelSpec
+from medops.training.tuning import TuneResult
+from medops.training.tuning import tune as run_tuning
 from medops.workspace import Workspace
 
 
@@ -28,7 +31,10 @@ def train_from_project(
     actor: str | None = None,
     reason: str | None = None,
     say: Callable[[str], None] = lambda message: None,
-) -> TrainResult:
+    tune: bool = False,
+    progress: Callable[[int, float], None] | None = None,
+) -> TrainResult | TuneResult:
+    """One training as the project declares it; with ``tune``, its search, the best refit and tested."""
     spec = project.spec.train
     if spec is None:
         raise ConfigError(f"{project.path} has no train section", hint="add one (see the readmission template)")
@@ -66,4 +72,18 @@ def train_from_project(
         inputs=(info.ref,),
         extra_params={"rows_without_outcome_dropped": dropped} if spec.drop_missing_labels else {},
     )
-    return train(Tracker(ws), frame, config, actor=who, project=project)
+    if not tune:
+        return train(Tracker(ws), frame, config, actor=who, project=project)
+    if spec.tune is None:
+        raise ConfigError(f"{project.path}: train has no tune section", hint="add train.tune with a space and a budget")
+    return run_tuning(
+        Tracker(ws),
+        frame,
+        replace(config, name="tuning"),
+        spec.tune.space,
+        trials=spec.tune.trials,
+        timeout=spec.tune.timeout,
+        actor=who,
+        project=project,
+        progress=progress,
+    )

@@ -1,0 +1,273 @@
+"""Hyperparameter tuning with Optuna: each trial a nested run, the best refit and tested once.
+
+The search runs inside the training side of the split: trials train on part of it and
+are scored (AUROC) on a patient-grouped validation part, so the test side is touched
+only once, by the refit best model. The sampler is TPE, seeded; LightGBM trials report
+their validation score every few boosting rounds and the median pruner stops the weak
+ones early. The budget is a number of trials, a time limit, or both. The parent run
+records the search space, the budget, every trial's parameters and score (as an artifact
+and as child runs), the best trial, and the test metrics of the refit model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medops.errors import InvalidInput
+from medops.training.leakage import check_leakage, enforce
+from medops.training.splits import make_split
+from medops.training.tracking import Run, Tracker
+from medops.training.train import TrainConfig, evaluate
+from medops.training.trainers import FittedModel, ModelSpec, _estimator, build_pipeline, check_training_data, prepare
+
+PRUNE_EVERY = 10
+
+
+@dataclass(frozen=True)
+class ParamSpace:
+    name: str
+    kind: str  # int, float, categorical
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+
+def parse_space(space: Mapping[str, Mapping[str, Any]], estimator: str) -> list[ParamSpace]:
+    """``{num_leaves: {int: [8, 64]}, learning_rate: {float: [0.01, 0.3], log: true}, boosting: {choices: [...]}}``."""
+    if not space:
+        raise InvalidInput("the search space is empty", hint="name at least one parameter and its range")
+    out = []
+    for name, spec in space.items():
+        where = f"search space, {name}"
+        _estimator(ModelSpec(estimator, {}), 0)
+        if not isinstance(spec, Mapping):
+            raise InvalidInput(f"{where}: give int: [low, high], float: [low, high] or choices: [...]")
+        kinds = [k for k in ("int", "float", "choices") if k in spec]
+        unknown = set(spec) - {"int", "float", "choices", "log"}
+        if len(kinds) != 1 or unknown:
+            raise InvalidInput(f"{where}: give exactly one of int, float or choices (and log for numbers)")
+        kind = kinds[0]
+        if kind == "choices":
+            choices = tuple(spec["choices"] or ())
+            if not choices:
+                raise InvalidInput(f"{where}: the choices are empty")
+            out.append(ParamSpace(name, "categorical", choices=choices))
+            continue
+        bounds = spec[kind]
+        if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
+            raise InvalidInput(f"{where}: {kind} needs [low, high]")
+        low, high = float(bounds[0]), float(bounds[1])
+        if not low < high:
+            raise InvalidInput(f"{where}: the range [{bounds[0]}, {bounds[1]}] is empty", hint="low must be below high")
+        log = bool(spec.get("log", False))
+        if log and low <= 0:
+            raise InvalidInput(f"{where}: a log range needs a low above 0")
+        out.append(ParamSpace(name, "int" if kind == "int" else "float", low, high, log))
+    probe = ModelSpec(estimator, {p.name: (p.choices[0] if p.choices else p.low) for p in out})
+    _estimator(probe, 0)  # an unknown parameter name: the estimator's own list in the error
+    return out
+
+
+@dataclass
+class TuneResult:
+    run_id: str
+    best_params: dict[str, Any]
+    best_score: float
+    trials: int
+    pruned: int
+    model: FittedModel
+    model_sha256: str
+    metrics: dict[str, float]
+
+
+def _suggest(trial: Any, space: list[ParamSpace]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for p in space:
+        assert p.low is not None or p.kind == "categorical"
+        if p.kind == "int":
+            params[p.name] = trial.suggest_int(p.name, int(p.low or 0), int(p.high or 0), log=p.log)
+        elif p.kind == "float":
+            params[p.name] = trial.suggest_float(p.name, float(p.low or 0), float(p.high or 0), log=p.log)
+        else:
+            params[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+    return params
+
+
+def tune(
+    tracker: Tracker,
+    frame: pd.DataFrame,
+    config: TrainConfig,
+    space: Mapping[str, Mapping[str, Any]],
+    *,
+    trials: int | None = 20,
+    timeout: float | None = None,
+    actor: str | None = None,
+    project: Any = None,
+    progress: Any = None,
+) -> TuneResult:
+    """Search, refit the best on the whole training side, test once; all as one parent run with trial runs."""
+    import optuna
+
+    who = actor or tracker.ws.actor
+    if not trials and not timeout:
+        raise InvalidInput("a tuning needs a budget: trials, a timeout, or both")
+    check_training_data(frame, config.features, config.label)
+    params_space = parse_space(space, config.model.estimator)
+    outer = make_split(
+        frame,
+        config.split,
+        label=config.label,
+        group=config.group,
+        time=config.time,
+        cutoff=config.cutoff,
+        test_size=config.test_size,
+        seed=config.seed,
+    )
+    enforce(
+        check_leakage(
+            frame,
+            outer,
+            label=config.label,
+            features=config.features,
+            group=config.group,
+            label_time=config.label_time,
+            feature_times=config.feature_times,
+        ),
+        config.allow_leakage,
+    )
+    train_side = frame.iloc[outer.train].reset_index(drop=True)
+    test_side = frame.iloc[outer.test]
+    inner = make_split(
+        train_side,
+        "grouped" if config.group else "stratified",
+        label=config.label,
+        group=config.group,
+        test_size=0.25,
+        seed=config.seed,
+    )
+    fit_part, valid_part = train_side.iloc[inner.train], train_side.iloc[inner.test]
+    check_training_data(fit_part, config.features, config.label)
+    check_training_data(valid_part, config.features, config.label)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=config.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=PRUNE_EVERY),
+    )
+    history: list[dict[str, Any]] = []
+    parent_params = {
+        "estimator": config.model.estimator,
+        "search_space": {k: dict(v) for k, v in space.items()},
+        "budget.trials": trials or "none",
+        "budget.timeout_s": timeout or "none",
+        "sampler": "TPE",
+        "pruner": "median",
+        "label": config.label,
+        "features": list(config.features),
+        **{f"split.{k}": v for k, v in outer.description.items()},
+    }
+    with tracker.start_run(
+        config.experiment, config.name or "tuning", params=parent_params, seed=config.seed, actor=who, project=project
+    ) as parent:
+        for ref in config.inputs:
+            parent.log_dataset(ref)
+
+        def objective(trial: Any) -> float:
+            chosen = _suggest(trial, params_space)
+            spec = replace(config.model, params={**config.model.params, **chosen})
+            child = parent.child(f"trial-{trial.number}", params={"trial": trial.number, **chosen})
+            try:
+                score = _score(trial, child, spec, config, fit_part, valid_part)
+            except optuna.TrialPruned:
+                child.end("finished")  # stopped early on purpose: tagged "pruned", not a failure
+                raise
+            except BaseException as exc:
+                child.end("failed", f"{type(exc).__name__}: {exc}")
+                raise
+            child.end("finished")
+            history.append({"trial": trial.number, "params": chosen, "auroc": score, "state": "complete"})
+            return score
+
+        start = time.monotonic()
+        study.optimize(
+            objective, n_trials=trials, timeout=timeout, catch=(), callbacks=[_progress(progress)] if progress else []
+        )
+        pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+        for t in pruned:
+            history.append({"trial": t.number, "params": t.params, "auroc": None, "state": "pruned"})
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if not complete:
+            raise InvalidInput("no trial completed within the budget", hint="give more trials or time")
+        best = study.best_trial
+        best_score = float(best.value if best.value is not None else math.nan)
+        best_params = {**config.model.params, **best.params}
+        parent.log_params({f"best.{k}": v for k, v in best.params.items()})
+        parent.log_metrics({"best_validation_auroc": best_score, "trials": len(study.trials), "pruned": len(pruned)})
+        parent.log_metric("search_seconds", time.monotonic() - start)
+        parent.log_artifact(
+            "search_history.json", json.dumps(sorted(history, key=lambda h: h["trial"]), default=str).encode()
+        )
+        from medops.training.trainers import fit
+
+        model = fit(train_side, config.features, config.label, replace(config.model, params=best_params), config.seed)
+        metrics = evaluate(test_side[config.label].to_numpy(), model.predict_proba(test_side))
+        parent.log_metrics(metrics)
+        digest = parent.log_artifact("model.pkl", model.to_bytes())
+        parent.set_tag("model_sha256", digest)
+    return TuneResult(parent.id, best_params, best_score, len(study.trials), len(pruned), model, digest, metrics)
+
+
+def _score(
+    trial: Any, child: Run, spec: ModelSpec, config: TrainConfig, fit_part: pd.DataFrame, valid: pd.DataFrame
+) -> float:
+    """Validation AUROC of one trial; LightGBM reports as it boosts, so weak trials stop early."""
+    import optuna
+    from sklearn.metrics import roc_auc_score
+
+    y_valid = valid[config.label].to_numpy()
+    if spec.estimator != "lightgbm":
+        from medops.training.trainers import fit
+
+        model = fit(fit_part, config.features, config.label, spec, config.seed)
+        score = float(roc_auc_score(y_valid, model.predict_proba(valid)))
+        child.log_metric("validation_auroc", score)
+        return score
+    pipeline = build_pipeline(fit_part, config.features, spec, config.seed)
+    prep, booster = pipeline.named_steps["prep"], pipeline.named_steps["model"]
+    x_fit = prep.fit_transform(prepare(fit_part, config.features))
+    x_valid = prep.transform(prepare(valid, config.features))
+
+    def report(env: Any) -> None:
+        step = env.iteration + 1
+        if step % PRUNE_EVERY:
+            return
+        p = env.model.predict(x_valid, num_iteration=step)
+        value = float(roc_auc_score(y_valid, p))
+        child.log_metric("validation_auroc", value, step=step)
+        trial.report(value, step)
+        if trial.should_prune():
+            child.set_tag("pruned", f"at round {step}")
+            raise optuna.TrialPruned()
+
+    booster.fit(x_fit, fit_part[config.label].to_numpy(), callbacks=[report])
+    score = float(roc_auc_score(y_valid, booster.predict_proba(x_valid)[:, 1]))
+    if math.isnan(score):
+        raise InvalidInput("the validation part holds one class only: use a larger data set")
+    child.log_metric("validation_auroc", score)
+    return score
+
+
+def _progress(progress: Any) -> Any:
+    def callback(study: Any, trial: Any) -> None:
+        progress(len(study.trials), study.best_value if any(t.value is not None for t in study.trials) else np.nan)
+
+    return callback
