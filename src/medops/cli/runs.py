@@ -159,3 +159,45 @@ def compare_cmd(
         table("code", ["", left, right], [[k, x, y] for k, x, y in diff.code])
     if diff.environment:
         table("environment", ["change"], [[line] for line in diff.environment])
+
+
+@app.command("reproduce", epilog="Examples:  medops runs reproduce 3f2a9c")
+def reproduce_cmd(
+    run: str = typer.Argument(..., help="The run to train again (made by medops train)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Train again from the run's recorded data version, settings and seed; say whether the model matches.
+
+    Exits with status 1 when the model or its test metrics differ, naming the likely
+    causes (data, settings, code, environment).
+    """
+    from medops.training import Tracker
+    from medops.training.reproduce import reproduce
+
+    with open_workspace() as ws:
+        report = reproduce(Tracker(ws), run)
+    if as_json:
+        print_json(
+            {
+                "original": report.original.id,
+                "new": report.result.run_id,
+                "reproduced": report.reproduced,
+                "same_model": report.same_model,
+                "metric_changes": report.metric_changes,
+                "causes": report.causes,
+            }
+        )
+    elif report.reproduced:
+        console.print(
+            f"[green]✓[/] reproduced: run {report.result.run_id[:12]} gives the same model "
+            f"(sha256:{report.result.model_sha256[:12]}) and the same test metrics"
+        )
+    else:
+        what = "a different model file" if not report.same_model else "the same model but different metrics"
+        console.print(f"[red]✗[/] not reproduced: run {report.result.run_id[:12]} gives {what}")
+        for key, before, after in report.metric_changes:
+            console.print(f"    {escape(key)}: {_number(before)} -> {_number(after)}")
+        for cause in report.causes or ["no difference in data, settings, code or environment was recorded"]:
+            console.print(f"    {escape(cause)}")
+    if not report.reproduced:
+        raise typer.Exit(1)

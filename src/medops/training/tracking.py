@@ -573,6 +573,12 @@ class Tracker:
         for art in session.execute(select(RunArtifact).where(RunArtifact.run_id.in_(ids))).scalars():
             by_id[art.run_id].artifacts.append({"path": art.path, "digest": art.digest, "size": art.size_bytes})
 
+    def set_tag(self, ref: str, key: str, value: Any) -> None:
+        """Tag a run after the fact (a review note, the run it reproduces); tags are labels, not results."""
+        run = self.get(ref)
+        with self.ws.db.write() as session:
+            _write_batch(session, run.id, {}, {_check_key("tag", key): _text(value)}, [])
+
     def metric_history(self, ref: str, key: str) -> list[tuple[int, float]]:
         run = self.get(ref)
         with self.ws.db.read() as session:

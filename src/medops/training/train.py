@@ -7,8 +7,9 @@ name; an allowed finding is written to the audit trail and the run's tags.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +41,56 @@ class TrainConfig:
     extra_params: Mapping[str, Any] = field(default_factory=dict)
     label_time: str | None = None
     feature_times: Mapping[str, str] = field(default_factory=dict)  # feature -> column with its own time
+    # The data as a dataset version, and how rows were chosen from it: recorded so the run can be reproduced.
+    data: Mapping[str, Any] | None = None
+
+
+def recipe(config: TrainConfig) -> dict[str, Any]:
+    """Everything needed to train this model again, as JSON."""
+    return {
+        "features": list(config.features),
+        "label": config.label,
+        "model": {
+            "estimator": config.model.estimator,
+            "params": dict(config.model.params),
+            "class_weight": config.model.class_weight,
+            "calibration": config.model.calibration,
+        },
+        "split": config.split,
+        "group": config.group,
+        "time": config.time,
+        "cutoff": str(config.cutoff) if config.cutoff is not None else None,
+        "test_size": config.test_size,
+        "seed": config.seed,
+        "allow_leakage": list(config.allow_leakage),
+        "experiment": config.experiment,
+        "label_time": config.label_time,
+        "feature_times": dict(config.feature_times),
+        "data": dict(config.data) if config.data else None,
+        "extra_params": dict(config.extra_params),
+    }
+
+
+def config_from_recipe(doc: Mapping[str, Any], **changes: Any) -> TrainConfig:
+    model = doc["model"]
+    config = TrainConfig(
+        features=doc["features"],
+        label=doc["label"],
+        model=ModelSpec(model["estimator"], model["params"], model["class_weight"], model["calibration"]),
+        split=doc["split"],
+        group=doc["group"],
+        time=doc["time"],
+        cutoff=doc["cutoff"],
+        test_size=doc["test_size"],
+        seed=doc["seed"],
+        allow_leakage=tuple(doc["allow_leakage"]),
+        experiment=doc["experiment"],
+        label_time=doc["label_time"],
+        feature_times=doc["feature_times"],
+        data=doc["data"],
+        extra_params=doc.get("extra_params", {}),
+    )
+    return replace(config, **changes)
 
 
 @dataclass
@@ -107,6 +158,7 @@ def train(
     ) as run:
         for ref in config.inputs:
             run.log_dataset(ref)
+        run.log_artifact("recipe.json", json.dumps(recipe(config), sort_keys=True, default=str).encode())
         if allowed:
             run.set_tag("leakage_override", ",".join(sorted({f.check for f in allowed})))
             tracker.ws.trail.record(

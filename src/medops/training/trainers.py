@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -61,14 +62,20 @@ def _estimator(spec: ModelSpec, seed: int) -> Any:
         if name not in known or name in ("random_state", "n_jobs"):
             allowed = ", ".join(sorted(k for k in known if k not in ("random_state", "n_jobs")))
             raise InvalidInput(f"{spec.estimator} has no parameter {name!r}", hint=f"its parameters: {allowed}")
-    settings = dict(spec.params)
+    # One order and interned strings, whatever the source (code, YAML, a recipe): pickle writes
+    # dicts in order and strings once per object, and the model file must be the same bytes.
+    settings = {sys.intern(k): _interned(v) for k, v in sorted(spec.params.items())}
     if spec.class_weight:
-        settings["class_weight"] = spec.class_weight
+        settings["class_weight"] = sys.intern(spec.class_weight)
     try:
         base.set_params(**settings)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"{spec.estimator}: {exc}") from None
     return base
+
+
+def _interned(value: Any) -> Any:
+    return sys.intern(value) if isinstance(value, str) else value
 
 
 def check_training_data(frame: pd.DataFrame, features: Sequence[str], label: str) -> None:
@@ -161,6 +168,9 @@ class FittedModel:
 
 
 def fit(frame: pd.DataFrame, features: Sequence[str], label: str, spec: ModelSpec, seed: int) -> FittedModel:
+    # Pickle writes a string once per object, so the same names held as shared or as separate
+    # objects (read from a frame, or from a recipe) would give different bytes: intern them.
+    features = [sys.intern(str(f)) for f in features]
     check_training_data(frame, features, label)
     pipeline = build_pipeline(frame, features, spec, seed)
     y = frame[label].to_numpy()

@@ -1,0 +1,605 @@
+"""Experiment tracking: logging, run creation and search against MLflow, and overhead on a LightGBM fit.
+
+1. Logging: 10,000 values of one metric (``log_metric`` in a loop, steps 0..9999, the run
+   started and ended inside the clock, so everything is flushed), and 100 runs with 10
+   parameters each (started, 10 ``log_param`` calls, ended). medops on SQLite and PostgreSQL
+   against MLflow with a SQLite backend store (``sqlite:///.../mlflow.db``) doing the same
+   work in the same run: its usual per-call fluent API (``mlflow.start_run``,
+   ``mlflow.log_metric`` / ``mlflow.log_param``) and, as the fairer fast path, its batch API
+   (``MlflowClient.create_run`` + ``log_batch`` in chunks of 1,000 + ``set_terminated``).
+   Speed-up = MLflow time / medops time (aim: at least 5x against the per-call API).
+2. Search: 20,000 runs (5 params, 3 tags, 3 latest metrics each) written straight into the
+   tables with SQLAlchemy (medops: ``runs``, ``run_params``, ``run_tags``,
+   ``run_latest_metrics``; MLflow: its own rows of one run made through its API, cloned with
+   sqlite3), the same runs, ids and start times in both stores. Timed (median of 5 after a
+   warm-up): ``Tracker.list_runs(tags={"model": "lgbm"}, metrics=[auroc>0.8], limit=100)``
+   and with no practical limit (every match), against ``mlflow.search_runs(filter_string=
+   "metrics.auroc > 0.8 and tags.model = 'lgbm'")`` with ``max_results=100`` and with its
+   default (every match). Aim: medops under 1 s.
+3. Overhead on a real training: ``lightgbm.LGBMClassifier(n_estimators=300)`` on 100,000 x 30
+   synthetic rows (fixed seed), plain, with the training loss evaluated (``eval_set``) but not
+   logged, and inside a medops run (SQLite) whose callback logs ``train_logloss`` at every
+   iteration plus the model's parameters. Median of 3 each, interleaved, after a warm-up fit.
+   Aim: under 5 % over the plain fit.
+
+MLflow is never installed into the project's environment: it lives in a venv of its own
+(``--mlflow-venv``, made with ``python3 -m venv`` + ``pip install mlflow-skinny sqlalchemy
+alembic pandas`` when missing) and runs as a subprocess that prints its timings as JSON. If
+it can't be installed, its columns say so and the medops rows still run.
+Both sides run from a small throw-away git repository, so both pay for their git lookup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import PG_ADMIN, print_table, temp_dir, timed, workspace
+
+DEFAULT_VENV = Path("~/.cache/medops-bench/mlflow-venv").expanduser()
+MLFLOW_PACKAGES = ["mlflow-skinny>=2.10", "sqlalchemy", "alembic", "pandas"]
+SEARCH_FILTER = "metrics.auroc > 0.8 and tags.model = 'lgbm'"
+MODELS = ("lgbm", "logreg", "rf", "xgb")
+SPEEDUP_AIM = 5.0
+SEARCH_AIM_S = 1.0
+OVERHEAD_AIM = 5.0
+SEARCH_REPEATS = 5
+FIT_REPEATS = 3
+BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+
+# The MLflow side, run by the MLflow venv's interpreter: argv[1] is a JSON config file, the
+# last line printed is the JSON result.
+MLFLOW_SCRIPT = r"""
+import json, sqlite3, statistics, sys, time
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+
+cfg = json.load(open(sys.argv[1]))
+clock = time.perf_counter
+out = {"version": mlflow.__version__}
+db = cfg["db"]
+mlflow.set_tracking_uri("sqlite:///" + db)
+client = MlflowClient()
+exp = client.create_experiment("bench", artifact_location=cfg["artifacts"])
+mlflow.set_experiment(experiment_id=exp)
+n, runs = cfg["metrics"], cfg["runs"]
+
+if n:
+    t = clock()
+    with mlflow.start_run(run_name="metrics"):
+        for i in range(n):
+            mlflow.log_metric("loss", 1.0 / (i + 1), step=i)
+    out["metrics_call"] = clock() - t
+    t = clock()
+    rid = client.create_run(exp, run_name="metrics-batch").info.run_id
+    for start in range(0, n, 1000):
+        batch = [Metric("loss", 1.0 / (i + 1), int(time.time() * 1000), i) for i in range(start, min(n, start + 1000))]
+        client.log_batch(rid, metrics=batch)
+    client.set_terminated(rid)
+    out["metrics_batch"] = clock() - t
+
+if runs:
+    t = clock()
+    for r in range(runs):
+        with mlflow.start_run(run_name=f"run-{r}"):
+            for j in range(10):
+                mlflow.log_param(f"p{j}", (r * 10 + j) * 0.5)
+    out["runs_call"] = clock() - t
+    t = clock()
+    for r in range(runs):
+        rid = client.create_run(exp, run_name=f"batch-{r}").info.run_id
+        client.log_batch(rid, params=[Param(f"p{j}", str((r * 10 + j) * 0.5)) for j in range(10)])
+        client.set_terminated(rid)
+    out["runs_batch"] = clock() - t
+
+if cfg.get("search"):
+    data = json.load(open(cfg["search"]))
+    sexp = client.create_experiment("search", artifact_location=cfg["artifacts"] + "/search")
+    first = data[0]
+    with mlflow.start_run(experiment_id=sexp, run_name="template") as template:
+        mlflow.log_params(first["params"])
+        mlflow.set_tags(first["tags"])
+        mlflow.log_metrics(first["metrics"])
+    tid = template.info.run_id
+    t = clock()
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    tables = [row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    tables = [t_ for t_ in tables if "run_uuid" in [c[1] for c in con.execute(f"PRAGMA table_info({t_})")]]
+    rows = {t_: [dict(r) for r in con.execute(f"SELECT * FROM {t_} WHERE run_uuid = ?", (tid,))] for t_ in tables}
+    rows = {t_: v for t_, v in rows.items() if v}
+    out["search_tables"] = sorted(rows)
+    with con:
+        for t_, template_rows in rows.items():
+            cols = list(template_rows[0])
+            sql = f"INSERT INTO {t_} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+            new = []
+            for run in data:
+                for row in template_rows:
+                    row = dict(row, run_uuid=run["id"])
+                    if t_ == "runs":
+                        row["name"] = run["name"]
+                        row["start_time"] = run["start_ms"]
+                        row["end_time"] = run["start_ms"] + 60_000
+                        if row.get("artifact_uri"):
+                            row["artifact_uri"] = row["artifact_uri"].replace(tid, run["id"])
+                    elif t_ in ("params", "tags"):
+                        own = run[t_]
+                        if row["key"] in own:
+                            row["value"] = str(own[row["key"]])
+                        elif row["key"] == "mlflow.runName":
+                            row["value"] = run["name"]
+                    elif t_ in ("metrics", "latest_metrics") and row["key"] in run["metrics"]:
+                        row["value"] = run["metrics"][row["key"]]
+                    new.append(tuple(row[c] for c in cols))
+            con.executemany(sql, new)
+        for t_ in tables:
+            con.execute(f"DELETE FROM {t_} WHERE run_uuid = ?", (tid,))
+    con.close()
+    out["search_fill"] = clock() - t
+
+    def search(limit):
+        kwargs = {} if limit is None else {"max_results": limit}
+        return mlflow.search_runs(experiment_ids=[sexp], filter_string=cfg["filter"], **kwargs)
+
+    for key, limit in (("search_100", 100), ("search_all", None)):
+        found = search(limit)
+        samples = []
+        for _ in range(cfg["repeats"]):
+            t = clock()
+            search(limit)
+            samples.append(clock() - t)
+        out[key] = statistics.median(samples)
+        out[key + "_count"] = len(found)
+        if limit is not None:
+            out[key + "_ids"] = list(found["run_id"])
+
+print(json.dumps(out))
+"""
+
+
+# --- the MLflow side ---------------------------------------------------------------------
+
+
+def _venv_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def ensure_mlflow(venv: Path) -> tuple[Path | None, str]:
+    """The MLflow venv's interpreter, installing it when missing; (None, why) when that fails."""
+    python = _venv_python(venv)
+    probe = [str(python), "-c", "import mlflow, sqlalchemy, alembic, pandas; print(mlflow.__version__)"]
+    if python.exists():
+        done = subprocess.run(probe, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return python, done.stdout.strip()
+    print(f"installing MLflow into {venv} (once; never into the project's environment)...", flush=True)
+    try:
+        base = shutil.which("python3") or sys.executable
+        subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True, text=True, timeout=300)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", *MLFLOW_PACKAGES],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        done = subprocess.run(probe, capture_output=True, text=True, check=True, timeout=300)
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", None) or str(exc)
+        lines = [line for line in str(detail).strip().splitlines() if line.strip()]
+        return None, f"MLflow could not be installed ({lines[-1] if lines else type(exc).__name__})"
+    return python, done.stdout.strip()
+
+
+def run_mlflow(
+    python: Path, repo: Path, metrics: int, runs: int, search: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    """The MLflow timings, from a subprocess in the MLflow venv, with its working directory in ``repo``."""
+    with temp_dir("medops-bench-mlflow-") as base:
+        script = repo / "mlflow_bench.py"
+        script.write_text(MLFLOW_SCRIPT)
+        cfg: dict[str, Any] = {
+            "db": str(base / "mlflow.db"),
+            "artifacts": str(base / "artifacts"),
+            "metrics": metrics,
+            "runs": runs,
+            "filter": SEARCH_FILTER,
+            "repeats": SEARCH_REPEATS,
+            "search": None,
+        }
+        if search is not None:
+            (base / "search.json").write_text(json.dumps(search))
+            cfg["search"] = str(base / "search.json")
+        (base / "config.json").write_text(json.dumps(cfg))
+        env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", GIT_OPTIONAL_LOCKS="0")
+        env.pop("PYTHONPATH", None)
+        done = subprocess.run(
+            [str(python), str(script), str(base / "config.json")],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=3600,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"the MLflow benchmark failed:\n{done.stderr[-3000:]}")
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+# --- the medops side ---------------------------------------------------------------------
+
+
+def git_repo(base: Path) -> Path:
+    """A one-commit git repository in ``base`` to run from, as a real project would."""
+    repo = base / "project"
+    repo.mkdir()
+    (repo / "train.py").write_text("# a project\n")
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid", "-c", "init.defaultBranch=main"]
+    for args in (["init", "-q"], ["add", "train.py"], ["commit", "-q", "-m", "start"]):
+        subprocess.run([*git, *args], cwd=repo, check=True, capture_output=True)
+    return repo
+
+
+def medops_logging(ws: Any, repo: Path, metrics: int, runs: int) -> tuple[float, float]:
+    """Seconds to log ``metrics`` values in one run, and to make ``runs`` runs of 10 params each."""
+    from medops.training.tracking import Tracker
+
+    tracker = Tracker(ws)
+
+    def log() -> None:
+        with tracker.start_run("bench", "metrics", actor="admin", folder=repo) as run:
+            for i in range(metrics):
+                run.log_metric("loss", 1.0 / (i + 1), step=i)
+
+    def make() -> None:
+        for r in range(runs):
+            with tracker.start_run("bench", f"run-{r}", actor="admin", folder=repo) as run:
+                for j in range(10):
+                    run.log_param(f"p{j}", (r * 10 + j) * 0.5)
+
+    t_metrics, _ = timed(log)
+    t_runs, _ = timed(make)
+    return t_metrics, t_runs
+
+
+def start_costs(repo: Path) -> tuple[float, float]:
+    """Milliseconds that each start_run spends on the environment lock and on the git state (median of 5)."""
+    from medops.training.environment import environment_lock, git_state
+
+    def median_ms(fn: Callable[[], Any]) -> float:
+        return statistics.median(timed(fn)[0] for _ in range(5)) * 1e3
+
+    return median_ms(environment_lock), median_ms(lambda: git_state(repo))
+
+
+def search_data(n: int) -> list[dict[str, Any]]:
+    """``n`` runs with 5 params, 3 tags and 3 metrics, the same for medops and MLflow."""
+    rng = random.Random(20)
+    out = []
+    base_ms = int(BASE_TIME.timestamp() * 1000)
+    for i in range(n):
+        out.append(
+            {
+                "id": f"{rng.getrandbits(128):032x}",
+                "name": f"run-{i:05d}",
+                "start_ms": base_ms + i * 1000,
+                "params": {
+                    "learning_rate": round(rng.choice([0.01, 0.03, 0.05, 0.1]), 3),
+                    "num_leaves": rng.choice([15, 31, 63, 127]),
+                    "n_estimators": rng.choice([100, 300, 1000]),
+                    "seed": rng.randrange(1000),
+                    "features": rng.choice(["labs", "labs+vitals", "all"]),
+                },
+                "tags": {
+                    "model": rng.choice(MODELS),
+                    "dataset": rng.choice(["readmit-v1", "readmit-v2", "readmit-v3"]),
+                    "owner": f"user{rng.randrange(8)}",
+                },
+                "metrics": {
+                    "auroc": round(rng.uniform(0.5, 0.95), 6),
+                    "auprc": round(rng.uniform(0.1, 0.6), 6),
+                    "logloss": round(rng.uniform(0.2, 0.7), 6),
+                },
+            }
+        )
+    return out
+
+
+def _expected(data: list[dict[str, Any]]) -> list[str]:
+    """The ids that match the search, newest first."""
+    hits = [r for r in data if r["tags"]["model"] == "lgbm" and r["metrics"]["auroc"] > 0.8]
+    return [r["id"] for r in sorted(hits, key=lambda r: (-r["start_ms"], r["id"]))]
+
+
+def fill_medops(ws: Any, data: list[dict[str, Any]]) -> float:
+    """Write ``data`` straight into medops's tables with SQLAlchemy; returns the seconds it took."""
+    from sqlalchemy import insert
+
+    from medops.store.schema import Run, RunLatestMetric, RunParam, RunTag
+
+    def fill() -> None:
+        chunk = 2000
+        with ws.db.write() as session:
+            for start in range(0, len(data), chunk):
+                part = data[start : start + chunk]
+                runs, params, tags, metrics = [], [], [], []
+                for r in part:
+                    began = BASE_TIME + timedelta(milliseconds=r["start_ms"] - int(BASE_TIME.timestamp() * 1000))
+                    runs.append(
+                        {
+                            "id": r["id"],
+                            "experiment": "search",
+                            "name": r["name"],
+                            "parent_id": None,
+                            "state": "finished",
+                            "created_by": "admin",
+                            "host": "bench",
+                            "started_at": began,
+                            "ended_at": began + timedelta(minutes=1),
+                            "heartbeat_at": began + timedelta(minutes=1),
+                            "error": None,
+                            "seed": r["params"]["seed"],
+                            "project_sha256": None,
+                            "git_commit": None,
+                            "git_dirty": None,
+                            "env_digest": None,
+                        }
+                    )
+                    params += [{"run_id": r["id"], "key": k, "value": str(v)} for k, v in r["params"].items()]
+                    tags += [{"run_id": r["id"], "key": k, "value": v} for k, v in r["tags"].items()]
+                    metrics += [{"run_id": r["id"], "key": k, "step": 0, "value": v} for k, v in r["metrics"].items()]
+                session.execute(insert(Run.__table__), runs)
+                session.execute(insert(RunParam.__table__), params)
+                session.execute(insert(RunTag.__table__), tags)
+                session.execute(insert(RunLatestMetric.__table__), metrics)
+
+    return timed(fill)[0]
+
+
+def medops_search(ws: Any, expected: list[str]) -> tuple[float, float, bool]:
+    """Median seconds of the search with limit=100 and with every match; and whether the results are right."""
+    from medops.training.tracking import MetricFilter, Tracker
+
+    tracker = Tracker(ws)
+    flt = [MetricFilter.parse("auroc>0.8")]
+
+    def search(limit: int) -> list[Any]:
+        return tracker.list_runs(tags={"model": "lgbm"}, metrics=flt, limit=limit)
+
+    out = []
+    right = True
+    for limit in (100, len(expected) + 1_000):
+        found = search(limit)  # warm-up
+        right = right and [r.id for r in found] == expected[:limit]
+        right = right and all(r.tags.get("model") == "lgbm" and r.metrics["auroc"] > 0.8 for r in found)
+        out.append(statistics.median(timed(lambda limit=limit: search(limit))[0] for _ in range(SEARCH_REPEATS)))
+    return out[0], out[1], right
+
+
+# --- LightGBM ------------------------------------------------------------------------------
+
+
+def lightgbm_overhead(ws: Any, repo: Path, rows: int) -> dict[str, float]:
+    """Median seconds of a plain fit, a fit that evaluates the training loss, and a tracked fit."""
+    import lightgbm
+    from sklearn.datasets import make_classification
+
+    from medops.training.tracking import Tracker
+
+    x, y = make_classification(n_samples=rows, n_features=30, n_informative=15, random_state=7)
+    settings = {"n_estimators": 300, "random_state": 7, "verbose": -1}
+    tracker = Tracker(ws)
+
+    def plain() -> None:
+        lightgbm.LGBMClassifier(**settings).fit(x, y)
+
+    def evaluated() -> None:
+        model = lightgbm.LGBMClassifier(**settings)
+        model.fit(x, y, eval_set=[(x, y)], eval_metric="binary_logloss")
+
+    def tracked() -> None:
+        model = lightgbm.LGBMClassifier(**settings)
+        with tracker.start_run("lightgbm", "fit", actor="admin", folder=repo) as run:
+            run.log_params(model.get_params())
+
+            def log_loss(env: Any) -> None:
+                for _data, metric, value, _higher in env.evaluation_result_list:
+                    if metric == "binary_logloss":
+                        run.log_metric("train_logloss", value, step=env.iteration)
+
+            model.fit(x, y, eval_set=[(x, y)], eval_metric="binary_logloss", callbacks=[log_loss])
+        assert run.state == "finished"
+
+    plain()  # warm-up
+    samples: dict[str, list[float]] = {"plain": [], "evaluated": [], "tracked": []}
+    for _ in range(FIT_REPEATS):
+        for name, fit in (("plain", plain), ("evaluated", evaluated), ("tracked", tracked)):
+            samples[name].append(timed(fit)[0])
+    history = len(tracker.metric_history(tracker.list_runs(experiment="lightgbm", limit=1)[0].id, "train_logloss"))
+    assert history == settings["n_estimators"], history
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+# --- the report ----------------------------------------------------------------------------
+
+
+def _pg_up() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
+            return True
+    except Exception:  # noqa: BLE001 - any failure means: no PostgreSQL to measure
+        return False
+
+
+def _s(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f} s"
+
+
+def _x(ref: float | None, value: float) -> str:
+    return "" if ref is None else f"{ref / value:.1f}x"
+
+
+def _aim_speedup(ref: float | None, value: float) -> str:
+    if ref is None:
+        return "n/a (no MLflow)"
+    return f">= {SPEEDUP_AIM:g}x: {'ok' if ref / value >= SPEEDUP_AIM else 'MISSED'}"
+
+
+def main(argv: list[str] | None = None) -> list[list[Any]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "all"], default="all")
+    parser.add_argument("--metrics", type=int, default=10_000, help="metric values logged in one run")
+    parser.add_argument("--runs", type=int, default=100, help="runs of 10 parameters each")
+    parser.add_argument("--search-runs", type=int, default=20_000, help="runs in the store for the search")
+    parser.add_argument("--lgbm-rows", type=int, default=100_000, help="rows of the LightGBM data (0: skip)")
+    parser.add_argument("--mlflow-venv", type=Path, default=DEFAULT_VENV, help="the MLflow venv (made if missing)")
+    parser.add_argument("--no-mlflow", action="store_true", help="medops rows only")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.metrics, args.runs, args.search_runs, args.lgbm_rows = 1_000, 10, 2_000, 20_000
+    os.environ["GIT_OPTIONAL_LOCKS"] = "0"  # git status here never takes the index lock
+    print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    backends = ["sqlite", "postgresql"] if args.backend == "all" else [args.backend]
+    if args.backend == "all" and not _pg_up():
+        print(f"PostgreSQL at {PG_ADMIN} is unreachable: skipping the PostgreSQL rows")
+        backends = ["sqlite"]
+
+    python, version = (None, "not run (--no-mlflow)") if args.no_mlflow else ensure_mlflow(args.mlflow_venv)
+    if python is None:
+        print(f"MLflow is unavailable: {version}; only the medops rows run")
+    data = search_data(args.search_runs)
+    expected = _expected(data)
+    notes: list[str] = []
+    rows: list[list[Any]] = []
+    lgbm: dict[str, float] | None = None
+    with temp_dir("medops-bench-tracking-") as base:
+        repo = git_repo(base)
+        ml: dict[str, Any] = {}
+        if python is not None:
+            print("MLflow side running (its per-call API takes a while)...", flush=True)
+            ml = run_mlflow(python, repo, args.metrics, args.runs, data)
+            version = ml["version"]
+            got = ml.get("search_100_ids", [])
+            notes.append(
+                f"MLflow {version}: {args.search_runs:,} runs cloned by SQL from one made through its API in "
+                f"{ml['search_fill']:.1f} s (tables {', '.join(ml['search_tables'])}); its top 100 are "
+                f"{'the same as' if got == expected[:100] else 'NOT the same as'} the expected ones; "
+                f"{ml['search_all_count']:,} matches in all (expected {len(expected):,})"
+            )
+        env_ms, git_ms = start_costs(repo)
+        notes.append(
+            f"medops start_run fixed costs: environment lock {env_ms:.0f} ms, git state {git_ms:.0f} ms (median of 5)"
+        )
+        searches: dict[str, tuple[float, float]] = {}
+        for backend in backends:
+            with workspace(backend) as ws:
+                t_metrics, t_runs = medops_logging(ws, repo, args.metrics, args.runs)
+            with workspace(backend) as ws:
+                t_fill = fill_medops(ws, data)
+                s100, s_all, right = medops_search(ws, expected)
+            notes.append(
+                f"medops {backend}: {args.search_runs:,} runs inserted with SQLAlchemy into runs, run_params, "
+                f"run_tags, run_latest_metrics in {t_fill:.1f} s; results {'right' if right else 'WRONG'}"
+            )
+            searches[backend] = (s100, s_all)
+            rows.append(
+                [
+                    f"{backend}: log {args.metrics:,} metric values",
+                    _s(t_metrics),
+                    _s(ml.get("metrics_call")),
+                    _s(ml.get("metrics_batch")),
+                    _x(ml.get("metrics_call"), t_metrics),
+                    _x(ml.get("metrics_batch"), t_metrics),
+                    _aim_speedup(ml.get("metrics_call"), t_metrics),
+                ]
+            )
+            rows.append(
+                [
+                    f"{backend}: {args.runs:,} runs x 10 params",
+                    _s(t_runs),
+                    _s(ml.get("runs_call")),
+                    _s(ml.get("runs_batch")),
+                    _x(ml.get("runs_call"), t_runs),
+                    _x(ml.get("runs_batch"), t_runs),
+                    _aim_speedup(ml.get("runs_call"), t_runs),
+                ]
+            )
+        for backend, (s100, s_all) in searches.items():
+            rows.append(
+                [
+                    f"{backend}: search {args.search_runs:,} runs, limit 100",
+                    _s(s100),
+                    _s(ml.get("search_100")),
+                    "",
+                    _x(ml.get("search_100"), s100),
+                    "",
+                    f"< {SEARCH_AIM_S:g} s: {'ok' if s100 < SEARCH_AIM_S else 'MISSED'}",
+                ]
+            )
+            rows.append(
+                [
+                    f"{backend}: search, all {len(expected):,} matches",
+                    _s(s_all),
+                    _s(ml.get("search_all")),
+                    "",
+                    _x(ml.get("search_all"), s_all),
+                    "",
+                    "",
+                ]
+            )
+        if args.lgbm_rows:
+            with workspace("sqlite") as ws:
+                lgbm = lightgbm_overhead(ws, repo, args.lgbm_rows)
+    print_table(
+        f"experiment tracking: medops vs MLflow {version} (SQLite store); speed-up = MLflow / medops",
+        ["benchmark", "medops", "MLflow per-call", "MLflow batch", "speed-up", "vs batch", "aim"],
+        rows,
+    )
+    if lgbm is not None:
+        over = (lgbm["tracked"] / lgbm["plain"] - 1) * 100
+        own = (lgbm["tracked"] / lgbm["evaluated"] - 1) * 100
+        lgbm_rows: list[list[Any]] = [
+            ["plain fit", _s(lgbm["plain"]), "", ""],
+            [
+                "fit + training loss evaluated",
+                _s(lgbm["evaluated"]),
+                f"{(lgbm['evaluated'] / lgbm['plain'] - 1) * 100:+.1f} %",
+                "",
+            ],
+            [
+                "fit in a medops run, loss logged per iteration",
+                _s(lgbm["tracked"]),
+                f"{over:+.1f} % (medops's own: {own:+.1f} %)",
+                f"< {OVERHEAD_AIM:g} %: {'ok' if over < OVERHEAD_AIM else 'MISSED'}",
+            ],
+        ]
+        print_table(
+            f"LightGBM, 300 trees on {args.lgbm_rows:,} x 30 rows (SQLite workspace; median of {FIT_REPEATS})",
+            ["fit", "seconds", "overhead vs plain", "aim"],
+            lgbm_rows,
+        )
+        rows += [["lightgbm: " + r[0], *r[1:]] for r in lgbm_rows]
+    for note in notes:
+        print(f"- {note}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

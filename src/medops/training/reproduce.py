@@ -1,0 +1,100 @@
+"""`medops runs reproduce RUN`: train again from what the run recorded, and say whether it matches.
+
+The run's recipe (settings, seed, split, the data as a dataset version and how rows were
+chosen) is read back from the artifact store (verified by its hash), the training runs
+again as a new run tagged ``reproduces=RUN``, and the two are compared: the same model
+SHA-256 and metrics is a reproduction; otherwise the report names what differs among
+data, settings, code and environment.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pyarrow.parquet as pq
+
+from medops.errors import InvalidInput
+from medops.training.tracking import Comparison, RunInfo, Tracker
+from medops.training.train import TrainResult, config_from_recipe, train
+
+# Parameters a run records that describe its data rather than choose anything.
+DERIVED = {
+    "split.train_rows",
+    "split.test_rows",
+    "split.train_label_mean",
+    "split.test_label_mean",
+    "split.groups",
+    "split.dropped_test_rows_of_seen_entities",
+    "rows_without_outcome_dropped",
+}
+
+
+@dataclass
+class Reproduction:
+    original: RunInfo
+    result: TrainResult
+    same_model: bool
+    metric_changes: list[tuple[str, float | None, float | None]]
+    causes: list[str] = field(default_factory=list)
+    comparison: Comparison | None = None
+
+    @property
+    def reproduced(self) -> bool:
+        return self.same_model and not self.metric_changes
+
+
+def causes(diff: Comparison) -> list[str]:
+    """What can explain two runs of the same training differing: data, settings, code, environment."""
+    found = []
+    if any(a != b for _, a, b in diff.inputs):
+        changed = ", ".join(k for k, a, b in diff.inputs if a != b)
+        found.append(f"data: {changed} differ")
+    settings = [k for k, _, _ in diff.params if k not in DERIVED]  # sizes and shares follow the data
+    if settings:
+        found.append("settings: " + ", ".join(settings))
+    code = [k for k, _, _ in diff.code if k != "seed"]
+    if code:
+        found.append("code: " + ", ".join(code))
+    if diff.environment:
+        found.append(f"environment: {len(diff.environment)} packages changed ({'; '.join(diff.environment[:3])})")
+    return found
+
+
+def reproduce(tracker: Tracker, ref: str, *, actor: str | None = None) -> Reproduction:
+    original = tracker.get(ref)
+    if "model_sha256" not in original.tags:
+        raise InvalidInput(f"run {original.short} stored no model", hint="reproduce runs made by medops train")
+    recipe_digest = next((a["digest"] for a in original.artifacts if a["path"] == "recipe.json"), None)
+    if recipe_digest is None:
+        raise InvalidInput(
+            f"run {original.short} recorded no recipe", hint="only trainings by medops 0.1+ can be reproduced"
+        )
+    doc = json.loads(tracker.ws.artifacts.read_bytes(recipe_digest))
+    data = doc.get("data")
+    if not data:
+        raise InvalidInput(
+            f"run {original.short} was trained on a frame, not a dataset version: its data can't be read back",
+            hint="train from a dataset (medops train) to make runs reproducible",
+        )
+    frame = pq.read_table(tracker.ws.artifacts.local_path(data["version"])).to_pandas()
+    if data.get("drop_missing_labels"):
+        frame = frame[frame[doc["label"]].notna()].reset_index(drop=True)
+    config = config_from_recipe(
+        doc, name=f"reproduce-{original.short}", inputs=(f"{data['dataset']}@{data['version']}",)
+    )
+    result = train(tracker, frame, config, actor=actor)
+    tracker.set_tag(result.run_id, "reproduces", original.id)
+    return _report(tracker, original, result)
+
+
+def _report(tracker: Tracker, original: RunInfo, result: TrainResult) -> Reproduction:
+    new = tracker.get(result.run_id)
+    changes = [
+        (k, original.metrics.get(k), new.metrics.get(k))
+        for k in sorted(set(original.metrics) | set(new.metrics))
+        if k.startswith("test_") and original.metrics.get(k) != new.metrics.get(k)
+    ]
+    same = original.tags["model_sha256"] == result.model_sha256
+    diff = tracker.compare(original.id, new.id)
+    return Reproduction(original, result, same, changes, [] if same and not changes else causes(diff), diff)
