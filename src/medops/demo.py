@@ -228,9 +228,20 @@ def _train(ws: Workspace, project: LoadedProject, step: Callable[[str, str], Non
         f"run {first.run_id[:12]} (LightGBM, patient-grouped split, leakage checks passed): test AUROC "
         f"{m['test_auroc']:.3f}, AUPRC {m['test_auprc']:.3f}, model sha256:{first.model_sha256[:12]}",
     )
-    again = train_from_project(ws, project, actor="alice", reason="demo: reproduce")
-    same = "the same model file" if again.model_sha256 == first.model_sha256 else "a DIFFERENT model file"
-    step("reproduce", f"trained again from the same data, settings and seed: {same}")
+    from medops.training.reproduce import reproduce
+    from medops.training.tuning import TuneResult
+
+    again = reproduce(Tracker(ws), first.run_id, actor="alice")
+    same = "the same model file and metrics" if again.reproduced else f"a DIFFERENT model ({'; '.join(again.causes)})"
+    step("reproduce", f"run {again.result.run_id[:12]} retrained from the recorded recipe: {same}")
+    tuned = train_from_project(ws, project, actor="alice", reason="demo: tuned", tune=True)
+    assert isinstance(tuned, TuneResult)
+    step(
+        "tune",
+        f"run {tuned.run_id[:12]}: {tuned.trials} Optuna trials as nested runs ({tuned.pruned} pruned), best "
+        f"validation AUROC {tuned.best_score:.3f}; refit, test AUROC {tuned.metrics['test_auroc']:.3f} "
+        f"(baseline {m['test_auroc']:.3f})",
+    )
     info = Tracker(ws).get(first.run_id)
     code = info.git_commit[:12] if info.git_commit else "not in git"
     step(
