@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -147,8 +148,10 @@ def test_scaffold_refuses_to_overwrite(tmp_path: Path) -> None:
 
 
 def test_features_in_a_file_of_their_own(tmp_path: Path) -> None:
-    head, _, section = TEMPLATE.partition("\nfeatures:\n")
-    path = _project(tmp_path, head + "\nfeatures_file: features.yaml\n")
+    head, _, rest = TEMPLATE.partition("\nfeatures:\n")
+    section = re.match(r"(?:[ #][^\n]*\n|\n)*", rest).group(0)  # type: ignore[union-attr]
+    tail = rest[len(section) :]
+    path = _project(tmp_path, head + "\nfeatures_file: features.yaml\n" + tail)
     (tmp_path / "features.yaml").write_text(textwrap.dedent(section))
     loaded = load_project(path)
     assert set(loaded.features.views) == {"admissions", "labs", "fills", "demographics"}
