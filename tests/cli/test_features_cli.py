@@ -83,6 +83,12 @@ def test_features_from_apply_to_check(project: Path, capsys: pytest.CaptureFixtu
     shown = json.loads(out)
     assert shown["state"] == "finished" and shown["inputs"][0]["name"] == "readmission_training"
     assert shown["project_sha256"] and shown["params"]["split.kind"] == "grouped"
+    code, out, err = run(["runs", "reproduce", first["run"], "--json"], capsys)
+    assert code == 0 and json.loads(out)["reproduced"] is True, err
+    code, out, err = run(["train", "--tune", "--json"], capsys)
+    assert code == 0, err
+    code, out, _ = run(["runs", "list", "--trials", "--json"], capsys)
+    assert sum(r["name"].startswith("trial-") for r in json.loads(out)) >= 1
     code, _, err = run(["features", "get", "labs", "--entity", "patient"], capsys)
     assert code == 2 and "is not NAME=VALUE" in err
     code, _, err = run(["features", "training-set", "t2", "labs", "--labels", "nope", "--timestamp", "x"], capsys)
