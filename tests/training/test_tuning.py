@@ -57,3 +57,21 @@ def test_a_tuning_needs_a_budget(team: Workspace) -> None:
     with pytest.raises(InvalidInput, match="needs a budget"):
         tune(Tracker(team), data(), config, SPACE, trials=None, timeout=None, actor="alice")
     assert Tracker(team).list_runs() == []
+
+
+@pytest.mark.slow
+def test_trials_run_in_parallel_on_dask(team: Workspace) -> None:
+    from medops.features.executor import open_executor
+
+    tracker = Tracker(team)
+    config = TrainConfig(FEATURES, "readmitted", ModelSpec("lightgbm", {"n_estimators": 30}), seed=5)
+    executor = open_executor("dask-local")
+    try:
+        result = tune(tracker, data(1200), config, SPACE, trials=6, actor="alice", executor=executor)
+    finally:
+        executor.close()
+    trials = tracker.list_runs(parent=result.run_id, limit=100)
+    assert len(trials) == 6 and all(t.state == "finished" and "validation_auroc" in t.metrics for t in trials)
+    assert tracker.get(result.run_id).metrics["best_validation_auroc"] == max(
+        t.metrics["validation_auroc"] for t in trials
+    )

@@ -77,14 +77,21 @@ def train_from_project(
         return train(Tracker(ws), frame, config, actor=who, project=project)
     if spec.tune is None:
         raise ConfigError(f"{project.path}: train has no tune section", hint="add train.tune with a space and a budget")
-    return run_tuning(
-        Tracker(ws),
-        frame,
-        replace(config, name="tuning"),
-        spec.tune.space,
-        trials=spec.tune.trials,
-        timeout=spec.tune.timeout,
-        actor=who,
-        project=project,
-        progress=progress,
-    )
+    from medops.features.executor import open_executor
+
+    executor = open_executor(ws.settings.executor)
+    try:
+        return run_tuning(
+            Tracker(ws),
+            frame,
+            replace(config, name="tuning"),
+            spec.tune.space,
+            trials=spec.tune.trials,
+            timeout=spec.tune.timeout,
+            actor=who,
+            project=project,
+            progress=progress,
+            executor=executor,
+        )
+    finally:
+        executor.close()

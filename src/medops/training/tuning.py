@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from medops.errors import InvalidInput
+from medops.features.executor import Executor
 from medops.training.leakage import check_leakage, enforce
 from medops.training.splits import make_split
 from medops.training.tracking import Run, Tracker
@@ -113,6 +114,7 @@ def tune(
     actor: str | None = None,
     project: Any = None,
     progress: Any = None,
+    executor: Executor | None = None,
 ) -> TuneResult:
     """Search, refit the best on the whole training side, test once; all as one parent run with trial runs."""
     import optuna
@@ -198,9 +200,18 @@ def tune(
             return score
 
         start = time.monotonic()
-        study.optimize(
-            objective, n_trials=trials, timeout=timeout, catch=(), callbacks=[_progress(progress)] if progress else []
-        )
+        if executor is None or executor.partitions == 1:
+            study.optimize(
+                objective,
+                n_trials=trials,
+                timeout=timeout,
+                catch=(),
+                callbacks=[_progress(progress)] if progress else [],
+            )
+        else:
+            _optimize_in_parallel(
+                study, executor, parent, params_space, config, fit_part, valid_part, history, trials, timeout, progress
+            )
         pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
         for t in pruned:
             history.append({"trial": t.number, "params": t.params, "auroc": None, "state": "pruned"})
@@ -224,6 +235,47 @@ def tune(
         digest = parent.log_artifact("model.pkl", model.to_bytes())
         parent.set_tag("model_sha256", digest)
     return TuneResult(parent.id, best_params, best_score, len(study.trials), len(pruned), model, digest, metrics)
+
+
+def trial_score(spec: ModelSpec, config: TrainConfig, fit_part: pd.DataFrame, valid: pd.DataFrame) -> float:
+    """One trial's validation AUROC, as a plain function a Dask worker can run."""
+    from sklearn.metrics import roc_auc_score
+
+    from medops.training.trainers import fit
+
+    model = fit(fit_part, config.features, config.label, spec, config.seed)
+    return float(roc_auc_score(valid[config.label].to_numpy(), model.predict_proba(valid)))
+
+
+def _optimize_in_parallel(
+    study: Any,
+    executor: Executor,
+    parent: Run,
+    space: list[ParamSpace],
+    config: TrainConfig,
+    fit_part: pd.DataFrame,
+    valid: pd.DataFrame,
+    history: list[dict[str, Any]],
+    trials: int | None,
+    timeout: float | None,
+    progress: Any,
+) -> None:
+    """Batches of trials as Dask tasks (ask, run, tell); no pruning, as a task reports only its end."""
+    start = time.monotonic()
+    batch = max(1, executor.partitions // 2)  # partitions are two per worker
+    while (trials is None or len(study.trials) < trials) and (timeout is None or time.monotonic() - start < timeout):
+        size = batch if trials is None else min(batch, trials - len(study.trials))
+        asked = [study.ask() for _ in range(size)]
+        chosen = [_suggest(t, space) for t in asked]
+        specs = [replace(config.model, params={**config.model.params, **c}) for c in chosen]
+        scores = executor.map(trial_score, [(spec, config, fit_part, valid) for spec in specs])
+        for trial, params, score in zip(asked, chosen, scores, strict=True):
+            with parent.child(f"trial-{trial.number}", params={"trial": trial.number, **params}) as child:
+                child.log_metric("validation_auroc", score)
+            study.tell(trial, score)
+            history.append({"trial": trial.number, "params": params, "auroc": score, "state": "complete"})
+        if progress:
+            progress(len(study.trials), study.best_value)
 
 
 def _score(
