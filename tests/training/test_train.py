@@ -115,3 +115,24 @@ def test_bad_labels_fail_before_any_work(tracker: Tracker) -> None:
         frame.loc[3, "readmitted"] = np.nan
         train(tracker, frame, config, actor="alice")
     assert _runs(tracker) == 0
+
+
+@pytest.mark.parametrize("how", ["over", "under"])
+def test_resampling_balances_the_classes_reproducibly(how: str) -> None:
+    from medops.training.trainers import resample
+
+    frame = data()
+    out = resample(frame, "readmitted", how, seed=3)  # type: ignore[arg-type]
+    counts = out["readmitted"].value_counts()
+    assert counts.nunique() == 1
+    expected = frame["readmitted"].value_counts().max() if how == "over" else frame["readmitted"].value_counts().min()
+    assert counts.iloc[0] == expected
+    assert out.equals(resample(frame, "readmitted", how, seed=3))  # type: ignore[arg-type]
+
+
+def test_calibrated_and_resampled_models_train(tracker: Tracker) -> None:
+    spec = ModelSpec("lightgbm", {"n_estimators": 30}, class_weight=None, calibration="isotonic", resample="under")
+    result = train(tracker, data(), TrainConfig(FEATURES, "readmitted", spec), actor="alice")
+    info = tracker.get(result.run_id)
+    assert info.params["calibration"] == "isotonic" and info.params["resample"] == "under"
+    assert 0.0 <= result.metrics["test_brier"] <= 1.0

@@ -120,6 +120,7 @@ class ModelSpecYaml(_Strict):
     params: dict[str, Any] = {}
     class_weight: Literal["balanced"] | None = None
     calibration: Literal["sigmoid", "isotonic"] | None = None
+    resample: Literal["over", "under"] | None = None
 
 
 class TuneSpec(_Strict):

@@ -60,7 +60,13 @@ def train_from_project(
     config = TrainConfig(
         features=features,
         label=spec.label,
-        model=ModelSpec(spec.model.estimator, dict(spec.model.params), spec.model.class_weight, spec.model.calibration),
+        model=ModelSpec(
+            spec.model.estimator,
+            dict(spec.model.params),
+            spec.model.class_weight,
+            spec.model.calibration,
+            spec.model.resample,
+        ),
         split=spec.split.kind,
         group=spec.split.group,
         time=spec.split.time,

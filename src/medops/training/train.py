@@ -55,6 +55,7 @@ def recipe(config: TrainConfig) -> dict[str, Any]:
             "params": dict(config.model.params),
             "class_weight": config.model.class_weight,
             "calibration": config.model.calibration,
+            "resample": config.model.resample,
         },
         "split": config.split,
         "group": config.group,
@@ -76,7 +77,9 @@ def config_from_recipe(doc: Mapping[str, Any], **changes: Any) -> TrainConfig:
     config = TrainConfig(
         features=doc["features"],
         label=doc["label"],
-        model=ModelSpec(model["estimator"], model["params"], model["class_weight"], model["calibration"]),
+        model=ModelSpec(
+            model["estimator"], model["params"], model["class_weight"], model["calibration"], model.get("resample")
+        ),
         split=doc["split"],
         group=doc["group"],
         time=doc["time"],
@@ -148,6 +151,7 @@ def train(
         **{f"model.{k}": v for k, v in config.model.params.items()},
         "class_weight": config.model.class_weight or "none",
         "calibration": config.model.calibration or "none",
+        "resample": config.model.resample or "none",
         "label": config.label,
         "features": list(config.features),
         **{f"split.{k}": v for k, v in split.description.items()},

@@ -36,6 +36,7 @@ class ModelSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
     class_weight: Literal["balanced"] | None = None
     calibration: Calibration | None = None
+    resample: Literal["over", "under"] | None = None
 
 
 def _estimator(spec: ModelSpec, seed: int) -> Any:
@@ -167,11 +168,22 @@ class FittedModel:
         return hashlib.sha256(self.to_bytes()).hexdigest()
 
 
+def resample(frame: pd.DataFrame, label: str, how: Literal["over", "under"], seed: int) -> pd.DataFrame:
+    """Rows drawn (seeded) so every class has as many as the largest ("over") or smallest ("under") one."""
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero((frame[label] == value).to_numpy()) for value in np.unique(frame[label])]
+    target = max(len(g) for g in groups) if how == "over" else min(len(g) for g in groups)
+    picked = [g if len(g) == target else rng.choice(g, size=target, replace=how == "over") for g in groups]
+    return frame.iloc[np.sort(np.concatenate(picked))]
+
+
 def fit(frame: pd.DataFrame, features: Sequence[str], label: str, spec: ModelSpec, seed: int) -> FittedModel:
     # Pickle writes a string once per object, so the same names held as shared or as separate
     # objects (read from a frame, or from a recipe) would give different bytes: intern them.
     features = [sys.intern(str(f)) for f in features]
     check_training_data(frame, features, label)
+    if spec.resample:
+        frame = resample(frame, label, spec.resample, seed)
     pipeline = build_pipeline(frame, features, spec, seed)
     y = frame[label].to_numpy()
     pipeline.fit(prepare(frame, features), y)
