@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import bench_artifacts, bench_audit, bench_features, bench_ingest, bench_online, bench_synth
+from benchmarks import (
+    bench_artifacts,
+    bench_audit,
+    bench_features,
+    bench_ingest,
+    bench_online,
+    bench_synth,
+    bench_tracking,
+)
 
 if __name__ == "__main__":
     extra = ["--quick"] if "--quick" in sys.argv[1:] else []
@@ -14,3 +22,4 @@ if __name__ == "__main__":
     bench_ingest.main(extra)
     bench_online.main(extra)
     bench_features.main(extra)
+    bench_tracking.main(extra)

@@ -173,3 +173,40 @@ def test_the_top_level_api_opens_the_workspace(team: Workspace, monkeypatch: pyt
     with medops.start_run("readmission", params={"lr": 0.3}) as run:
         run.log_metric("auroc", 0.7)
     assert Tracker(team).get(run.id).params == {"lr": "0.3"}
+
+
+def test_a_failed_write_loses_nothing_and_a_failed_last_write_fails_the_run(
+    tracker: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medops.training import tracking
+
+    real = tracking._write_batch
+    calls = {"n": 0}
+
+    def flaky(*args: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("database went away")
+        real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tracking, "_write_batch", flaky)
+    run = tracker.start_run("readmission", params={"lr": 0.1}, actor="alice")
+    run.log_metric("loss", 1.0)
+    with pytest.raises(RuntimeError):
+        run.flush()
+    run.log_metric("loss", 0.5)
+    run.end()
+    info = tracker.get(run.id)
+    assert info.state == "finished" and info.params == {"lr": "0.1"}
+    assert tracker.metric_history(run.id, "loss") == [(0, 1.0), (1, 0.5)]
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("disk full")
+
+    second = tracker.start_run("readmission", actor="alice")
+    monkeypatch.setattr(tracking, "_write_batch", broken)
+    second.log_metric("loss", 1.0)
+    with pytest.raises(RuntimeError):
+        second.end()
+    failed = tracker.get(second.id)
+    assert failed.state == "failed" and "its last values could not be stored" in str(failed.error)

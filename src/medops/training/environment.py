@@ -10,12 +10,18 @@ from __future__ import annotations
 import socket
 import subprocess
 from dataclasses import dataclass
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
 
+@cache
 def environment_lock() -> str:
-    """``name==version`` per installed distribution, one per line, sorted by name."""
+    """``name==version`` per installed distribution, one per line, sorted by name.
+
+    Read once per process (it takes tens of milliseconds): a package installed while a
+    process runs is not imported by it either.
+    """
     seen: dict[str, str] = {}
     for dist in metadata.distributions():
         name = (dist.metadata["Name"] or "").strip()
@@ -61,7 +67,7 @@ def git_state(folder: Path) -> GitState:
             ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
             cwd=folder,
             capture_output=True,
             text=True,

@@ -4,7 +4,8 @@ A run records who started it, where (host), from what (project file hash, git co
 dirty flag, environment lock, seed, the dataset and feature versions it read) and how it
 ended (finished, failed with the error, killed). Metrics and parameters are buffered and
 written in batches (every ``FLUSH_EVERY`` values or ``FLUSH_SECONDS``, and at the end), so
-logging in a training loop costs microseconds, not a transaction each.
+a training loop pays for a transaction per batch, not per value. A batch that can't be
+written stays buffered; a run whose last batch can't be written ends failed.
 
 A heartbeat thread touches the run while it is open. A run still "running" whose heartbeat
 is older than ``ABANDON_AFTER`` (its process was killed, or its machine lost) is marked
@@ -192,8 +193,15 @@ class Run:
             self._last_flush = time.monotonic()
         if not (params or tags or metrics):
             return
-        with self.tracker.ws.db.write() as session:
-            _write_batch(session, self.id, params, tags, metrics)
+        try:
+            with self.tracker.ws.db.write() as session:
+                _write_batch(session, self.id, params, tags, metrics)
+        except BaseException:
+            with self._lock:  # nothing is lost: the values go back, ahead of any logged since
+                self._pending_params = {**params, **self._pending_params}
+                self._pending_tags = {**tags, **self._pending_tags}
+                self._pending_metrics = [*metrics, *self._pending_metrics]
+            raise
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.tracker.heartbeat_seconds):
@@ -216,6 +224,9 @@ class Run:
         self._beat.join(timeout=5)
         try:
             self.flush()
+        except Exception as exc:  # the last values could not be written: the run did not finish well
+            state, error = "failed", f"its last values could not be stored: {type(exc).__name__}: {exc}"[:MAX_ERROR]
+            raise
         finally:
             self.state = state
             self.tracker._finish(self, state, error)
@@ -245,17 +256,19 @@ def _write_batch(
     tags: Mapping[str, str],
     metrics: Sequence[tuple[str, int, float, datetime]],
 ) -> None:
+    # One statement, many parameter sets: compiling a statement with thousands of VALUES
+    # rows cost more than running it.
     insert = _insert(session)
     if params:
         session.execute(
-            insert(RunParam)
-            .values([{"run_id": run_id, "key": k, "value": v} for k, v in params.items()])
-            .on_conflict_do_nothing(index_elements=["run_id", "key"])
+            insert(RunParam).on_conflict_do_nothing(index_elements=["run_id", "key"]),
+            [{"run_id": run_id, "key": k, "value": v} for k, v in params.items()],
         )
     if tags:
-        stmt = insert(RunTag).values([{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()])
+        stmt = insert(RunTag)
         session.execute(
-            stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": stmt.excluded.value})
+            stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}),
+            [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()],
         )
     if metrics:
         last: dict[tuple[str, int], tuple[float, datetime]] = {}
@@ -264,27 +277,26 @@ def _write_batch(
         rows = [
             {"run_id": run_id, "key": k, "step": s, "value": v, "logged_at": at} for (k, s), (v, at) in last.items()
         ]
-        for start in range(0, len(rows), 5000):
-            stmt = insert(RunMetric).values(rows[start : start + 5000])
-            session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["run_id", "key", "step"],
-                    set_={"value": stmt.excluded.value, "logged_at": stmt.excluded.logged_at},
-                )
-            )
+        stmt = insert(RunMetric)
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["run_id", "key", "step"],
+                set_={"value": stmt.excluded.value, "logged_at": stmt.excluded.logged_at},
+            ),
+            rows,
+        )
         newest: dict[str, tuple[int, float]] = {}
         for (key, step), (value, _at) in last.items():
             if key not in newest or step >= newest[key][0]:
                 newest[key] = (step, value)
-        stmt = insert(RunLatestMetric).values(
-            [{"run_id": run_id, "key": k, "step": s, "value": v} for k, (s, v) in newest.items()]
-        )
+        stmt = insert(RunLatestMetric)
         session.execute(
             stmt.on_conflict_do_update(
                 index_elements=["run_id", "key"],
                 set_={"step": stmt.excluded.step, "value": stmt.excluded.value},
                 where=RunLatestMetric.step <= stmt.excluded.step,
-            )
+            ),
+            [{"run_id": run_id, "key": k, "step": s, "value": v} for k, (s, v) in newest.items()],
         )
 
 
