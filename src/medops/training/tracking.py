@@ -222,14 +222,19 @@ class Run:
             return
         self._stop.set()
         self._beat.join(timeout=5)
+        with self._lock:
+            batch = (self._pending_params, self._pending_tags, self._pending_metrics)
+            self._pending_params, self._pending_tags, self._pending_metrics = {}, {}, []
         try:
-            self.flush()
-        except Exception as exc:  # the last values could not be written: the run did not finish well
+            self.tracker._finish(self, state, error, batch)  # the last values and the end: one transaction
+        except Exception as exc:
+            with self._lock:
+                self._pending_params, self._pending_tags, self._pending_metrics = batch[0], batch[1], list(batch[2])
             state, error = "failed", f"its last values could not be stored: {type(exc).__name__}: {exc}"[:MAX_ERROR]
+            self.tracker._finish(self, state, error)
             raise
         finally:
             self.state = state
-            self.tracker._finish(self, state, error)
             if self._owns_workspace:
                 self.tracker.ws.close()
 
@@ -396,6 +401,7 @@ class Tracker:
         self.ws = ws
         self.heartbeat_seconds = heartbeat_seconds
         self.abandon_after = abandon_after
+        self._env_digest: str | None = None
 
     def start_run(
         self,
@@ -419,8 +425,9 @@ class Tracker:
         self.mark_abandoned(who)
         where = folder or (project.folder if project is not None else Path.cwd())
         git = git_state(where)
-        lock = environment_lock()
-        env_digest = self.ws.artifacts.put(lock.encode())
+        if self._env_digest is None:  # one environment per process: stored once
+            self._env_digest = self.ws.artifacts.put(environment_lock().encode())
+        env_digest = self._env_digest
         run_id = uuid.uuid4().hex
         now = utc_now()
         row = RunRow(
@@ -464,8 +471,16 @@ class Tracker:
             run.set_tags(tags)
         return run
 
-    def _finish(self, run: Run, state: str, error: str | None) -> None:
+    def _finish(
+        self,
+        run: Run,
+        state: str,
+        error: str | None,
+        batch: tuple[Mapping[str, str], Mapping[str, str], Sequence[tuple[str, int, float, datetime]]] | None = None,
+    ) -> None:
         with self.ws.trail.change(run.actor, f"run.{state}", "run", run.id) as ch:
+            if batch is not None and any(batch):
+                _write_batch(ch.session, run.id, *batch)
             ch.session.execute(
                 update(RunRow)
                 .where(RunRow.id == run.id, RunRow.state == "running")
