@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from medops.audit.trail import NewEvent
-from medops.training.leakage import check_leakage, enforce
+from medops.training.leakage import Finding, check_leakage, enforce
 from medops.training.splits import Split, SplitKind, make_split
-from medops.training.tracking import Tracker
+from medops.training.tracking import Run, Tracker
 from medops.training.trainers import FittedModel, ModelSpec, _estimator, check_training_data, fit
 
 
@@ -118,12 +118,8 @@ def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
-def train(
-    tracker: Tracker, frame: pd.DataFrame, config: TrainConfig, *, actor: str | None = None, project: Any = None
-) -> TrainResult:
-    who = actor or tracker.ws.actor
-    check_training_data(frame, config.features, config.label)
-    _estimator(config.model, config.seed)  # unknown estimator or parameter: stop before any work
+def split_and_check(frame: pd.DataFrame, config: TrainConfig) -> tuple[Split, list[Finding]]:
+    """The configured split and its leakage checks: raises on a finding not allowed; returns the allowed ones."""
     split = make_split(
         frame,
         config.split,
@@ -143,7 +139,32 @@ def train(
         label_time=config.label_time,
         feature_times=config.feature_times,
     )
-    allowed = enforce(findings, config.allow_leakage)
+    return split, enforce(findings, config.allow_leakage)
+
+
+def record_override(tracker: Tracker, run: Run, who: str, config: TrainConfig, allowed: list[Finding]) -> None:
+    """An allowed leakage finding is a decision: tagged on the run and written to the audit trail."""
+    if not allowed:
+        return
+    run.set_tag("leakage_override", ",".join(sorted({f.check for f in allowed})))
+    tracker.ws.trail.record(
+        NewEvent(
+            who,
+            "run.leakage_override",
+            "run",
+            run.id,
+            after={"allowed": list(config.allow_leakage), "findings": [f.detail for f in allowed]},
+        )
+    )
+
+
+def train(
+    tracker: Tracker, frame: pd.DataFrame, config: TrainConfig, *, actor: str | None = None, project: Any = None
+) -> TrainResult:
+    who = actor or tracker.ws.actor
+    check_training_data(frame, config.features, config.label)
+    _estimator(config.model, config.seed)  # unknown estimator or parameter: stop before any work
+    split, allowed = split_and_check(frame, config)
     train_rows, test_rows = frame.iloc[split.train], frame.iloc[split.test]
     check_training_data(train_rows, config.features, config.label)
     params = {
@@ -163,17 +184,7 @@ def train(
         for ref in config.inputs:
             run.log_dataset(ref)
         run.log_artifact("recipe.json", json.dumps(recipe(config), sort_keys=True, default=str).encode())
-        if allowed:
-            run.set_tag("leakage_override", ",".join(sorted({f.check for f in allowed})))
-            tracker.ws.trail.record(
-                NewEvent(
-                    who,
-                    "run.leakage_override",
-                    "run",
-                    run.id,
-                    after={"allowed": list(config.allow_leakage), "findings": [f.detail for f in allowed]},
-                )
-            )
+        record_override(tracker, run, who, config, allowed)
         model = fit(train_rows, config.features, config.label, config.model, config.seed)
         metrics = evaluate(test_rows[config.label].to_numpy(), model.predict_proba(test_rows))
         run.log_metrics(metrics)

@@ -23,10 +23,9 @@ import pandas as pd
 
 from medops.errors import InvalidInput
 from medops.features.executor import Executor
-from medops.training.leakage import check_leakage, enforce
 from medops.training.splits import make_split
 from medops.training.tracking import Run, Tracker
-from medops.training.train import TrainConfig, evaluate
+from medops.training.train import TrainConfig, evaluate, record_override, split_and_check
 from medops.training.trainers import FittedModel, ModelSpec, _estimator, build_pipeline, check_training_data, prepare
 
 PRUNE_EVERY = 10
@@ -124,28 +123,7 @@ def tune(
         raise InvalidInput("a tuning needs a budget: trials, a timeout, or both")
     check_training_data(frame, config.features, config.label)
     params_space = parse_space(space, config.model.estimator)
-    outer = make_split(
-        frame,
-        config.split,
-        label=config.label,
-        group=config.group,
-        time=config.time,
-        cutoff=config.cutoff,
-        test_size=config.test_size,
-        seed=config.seed,
-    )
-    enforce(
-        check_leakage(
-            frame,
-            outer,
-            label=config.label,
-            features=config.features,
-            group=config.group,
-            label_time=config.label_time,
-            feature_times=config.feature_times,
-        ),
-        config.allow_leakage,
-    )
+    outer, allowed = split_and_check(frame, config)
     train_side = frame.iloc[outer.train].reset_index(drop=True)
     test_side = frame.iloc[outer.test]
     inner = make_split(
@@ -182,6 +160,7 @@ def tune(
     ) as parent:
         for ref in config.inputs:
             parent.log_dataset(ref)
+        record_override(tracker, parent, who, config, allowed)
 
         def objective(trial: Any) -> float:
             chosen = _suggest(trial, params_space)
