@@ -76,6 +76,7 @@ def train_from_project(
         allow_leakage=tuple(spec.allow_leakage),
         experiment=spec.experiment,
         inputs=(info.ref,),
+        feature_views=dict(info.details.get("training_set", {}).get("views", {})),
         data={"dataset": info.name, "version": info.version, "drop_missing_labels": spec.drop_missing_labels},
         extra_params={"rows_without_outcome_dropped": dropped} if spec.drop_missing_labels else {},
     )

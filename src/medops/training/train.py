@@ -43,6 +43,7 @@ class TrainConfig:
     feature_times: Mapping[str, str] = field(default_factory=dict)  # feature -> column with its own time
     # The data as a dataset version, and how rows were chosen from it: recorded so the run can be reproduced.
     data: Mapping[str, Any] | None = None
+    feature_views: Mapping[str, str] = field(default_factory=dict)  # view -> version the data came from
 
 
 def recipe(config: TrainConfig) -> dict[str, Any]:
@@ -69,6 +70,7 @@ def recipe(config: TrainConfig) -> dict[str, Any]:
         "feature_times": dict(config.feature_times),
         "data": dict(config.data) if config.data else None,
         "extra_params": dict(config.extra_params),
+        "feature_views": dict(config.feature_views),
     }
 
 
@@ -92,6 +94,7 @@ def config_from_recipe(doc: Mapping[str, Any], **changes: Any) -> TrainConfig:
         feature_times=doc["feature_times"],
         data=doc["data"],
         extra_params=doc.get("extra_params", {}),
+        feature_views=doc.get("feature_views", {}),
     )
     return replace(config, **changes)
 
@@ -183,6 +186,8 @@ def train(
     ) as run:
         for ref in config.inputs:
             run.log_dataset(ref)
+        for view, version in config.feature_views.items():
+            run.log_input("featureview", view, version)
         run.log_artifact("recipe.json", json.dumps(recipe(config), sort_keys=True, default=str).encode())
         record_override(tracker, run, who, config, allowed)
         model = fit(train_rows, config.features, config.label, config.model, config.seed)
