@@ -63,5 +63,16 @@ def ok(message: str) -> None:
     console.print(f"[green]✓[/] {escape(message)}")
 
 
+def key_values(values: list[str], option: str, example: str) -> dict[str, list[str]]:
+    """Repeated ``NAME=VALUE`` options, grouped by name in the order given."""
+    out: dict[str, list[str]] = {}
+    for value in values:
+        key, sep, item = value.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"{option} {value!r} is not NAME=VALUE", hint=f"for example {option} {example}")
+        out.setdefault(key, []).append(item)
+    return out
+
+
 def path_arg(value: Path) -> Path:
     return value.expanduser()

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from medops.audit import AuditFilter, list_events
-from medops.cli.common import JsonOption, ReasonOption, console, ok, open_workspace, print_json, table
+from medops.cli.common import JsonOption, ReasonOption, console, key_values, ok, open_workspace, print_json, table
 from medops.cli.data import ProjectOption, project_at
 from medops.errors import InvalidInput, NotFound
 from medops.store.lineage import walk
@@ -245,18 +245,6 @@ def _parse_time(text: str, option: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-def _pairs(values: list[str], option: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for value in values:
-        key, sep, item = value.partition("=")
-        if not sep or not key:
-            raise InvalidInput(
-                f"{option} {value!r} is not NAME=VALUE", hint=f"for example {option} patient_id=pat_1a2b"
-            )
-        out.setdefault(key, []).append(item)
-    return out
-
-
 @app.command(
     "get",
     epilog="Examples:  medops features get labs admissions:admissions_180d --entity patient_id=pat_1a2b3c",
@@ -276,7 +264,9 @@ def get_cmd(
 
     with open_workspace() as ws, FeatureStore(ws, loaded.features) as store:
         result = store.get_online_features(
-            _pairs(entity, "--entity"), features, request=_pairs(request, "--request") or None
+            key_values(entity, "--entity", "patient_id=pat_1a2b"),
+            features,
+            request=key_values(request, "--request", "event_timestamp=2026-01-31T12:00:00Z") or None,
         )
     records = result.rows
     if as_json:

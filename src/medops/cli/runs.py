@@ -7,21 +7,9 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, console, open_workspace, print_json, table
+from medops.cli.common import JsonOption, console, key_values, open_workspace, print_json, table
 
 app = typer.Typer(help="Tracked runs: search them, show one, compare two.")
-
-
-def _pairs(values: list[str]) -> dict[str, str]:
-    from medops.errors import InvalidInput
-
-    out = {}
-    for value in values:
-        key, sep, item = value.partition("=")
-        if not sep or not key:
-            raise InvalidInput(f"--tag {value!r} is not KEY=VALUE", hint="for example --tag model=lgbm")
-        out[key] = item
-    return out
 
 
 def _when(moment: Any) -> str:
@@ -52,7 +40,12 @@ def list_cmd(
     filters = [MetricFilter.parse(m) for m in metric]
     with open_workspace() as ws:
         runs = Tracker(ws).list_runs(
-            experiment=experiment, state=state, tags=_pairs(tag), metrics=filters, top_level=not trials, limit=limit
+            experiment=experiment,
+            state=state,
+            tags={k: v[-1] for k, v in key_values(tag, "--tag", "model=lgbm").items()},
+            metrics=filters,
+            top_level=not trials,
+            limit=limit,
         )
     if as_json:
         print_json(

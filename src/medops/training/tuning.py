@@ -266,10 +266,7 @@ def _score(
 
     y_valid = valid[config.label].to_numpy()
     if spec.estimator != "lightgbm":
-        from medops.training.trainers import fit
-
-        model = fit(fit_part, config.features, config.label, spec, config.seed)
-        score = float(roc_auc_score(y_valid, model.predict_proba(valid)))
+        score = trial_score(spec, config, fit_part, valid)
         child.log_metric("validation_auroc", score)
         return score
     pipeline = build_pipeline(fit_part, config.features, spec, config.seed)
