@@ -87,6 +87,21 @@ def test_features_from_apply_to_check(project: Path, capsys: pytest.CaptureFixtu
     assert shown["project_sha256"] and shown["params"]["split.kind"] == "grouped"
     code, out, err = run(["runs", "reproduce", first["run"], "--json"], capsys)
     assert code == 0 and json.loads(out)["reproduced"] is True, err
+    code, out, err = run(
+        ["train", "--estimator", "logistic_regression", "--param", "C=0.5", "--seed", "7", "--json"], capsys
+    )
+    assert code == 0, err
+    flagged = json.loads(out)["run"]
+    code, out, _ = run(["runs", "show", flagged, "--json"], capsys)
+    params = json.loads(out)["params"]
+    assert params["estimator"] == "logistic_regression" and params["model.C"] == "0.5"
+    assert params["overridden"] == "estimator,params,seed" and "model.num_leaves" not in params
+    code, out, err = run(["runs", "reproduce", flagged, "--json"], capsys)
+    assert code == 0 and json.loads(out)["reproduced"] is True, err
+    code, _, err = run(["train", "--param", "nope=1"], capsys)
+    assert code == 2 and "lightgbm has no parameter 'nope'" in err
+    code, _, err = run(["train", "--split", "random"], capsys)
+    assert code == 2 and "--split (train.split.kind)" in err
     code, out, err = run(["train", "--tune", "--json"], capsys)
     assert code == 0, err
     code, out, _ = run(["runs", "list", "--trials", "--json"], capsys)

@@ -7,21 +7,75 @@ training set's columns that did not come from the labels, unless the project lis
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import Any
 
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 
 from medops.data.datasets import get
 from medops.errors import ConfigError, InvalidInput
 from medops.features import FeatureStore
-from medops.pipelines.project import LoadedProject
+from medops.pipelines.project import LoadedProject, TrainSpec
 from medops.training.tracking import Tracker
 from medops.training.train import TrainConfig, TrainResult, train
-from medops.training.trainers import ModelSpec
+from medops.training.trainers import ModelSpec, estimator_for
 from medops.training.tuning import TuneResult
 from medops.training.tuning import tune as run_tuning
 from medops.workspace import Workspace
+
+# Where each command-line setting lives in the project's train section, for overrides and their errors.
+OVERRIDES: dict[str, tuple[str, ...]] = {
+    "estimator": ("model", "estimator"),
+    "params": ("model", "params"),
+    "class_weight": ("model", "class_weight"),
+    "calibration": ("model", "calibration"),
+    "resample": ("model", "resample"),
+    "split": ("split", "kind"),
+    "test_size": ("split", "test_size"),
+    "cutoff": ("split", "cutoff"),
+    "seed": ("seed",),
+    "experiment": ("experiment",),
+    "allow_leakage": ("allow_leakage",),
+}
+
+
+def with_overrides(spec: TrainSpec, changes: Mapping[str, Any]) -> TrainSpec:
+    """The project's training with some settings replaced, checked exactly as the project file is.
+
+    A new estimator starts from its own defaults: the file's parameters belong to the old one.
+    ``changes`` holds keys of OVERRIDES; ``None`` means "as in the file". For ``class_weight``,
+    ``calibration`` and ``resample`` the string "none" turns the setting off.
+    """
+    doc = spec.model_dump()
+    given = {k: v for k, v in changes.items() if v is not None}
+    unknown = sorted(set(given) - set(OVERRIDES))
+    if unknown:
+        raise InvalidInput(f"can't override {unknown[0]!r}", hint=f"settings: {', '.join(OVERRIDES)}")
+    if "estimator" in given and given["estimator"] != doc["model"]["estimator"]:
+        doc["model"]["params"] = {}
+    for key, value in given.items():
+        *parents, leaf = OVERRIDES[key]
+        target = doc
+        for part in parents:
+            target = target[part]
+        if key in ("class_weight", "calibration", "resample") and value == "none":
+            value = None
+        if key == "params":
+            value = {**target[leaf], **value}
+        target[leaf] = value
+    try:
+        changed = TrainSpec.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(str(p) for p in first["loc"])
+        option = next((k for k, path in OVERRIDES.items() if loc[: len(path)] == path), ".".join(loc))
+        flag = "--" + option.replace("_", "-")
+        raise InvalidInput(f"{flag} (train.{'.'.join(loc)}): {first['msg']}") from None
+    model = changed.model
+    estimator_for(ModelSpec(model.estimator, dict(model.params), model.class_weight), changed.seed)
+    return changed
 
 
 def train_from_project(
@@ -33,11 +87,18 @@ def train_from_project(
     say: Callable[[str], None] = lambda message: None,
     tune: bool = False,
     progress: Callable[[int, float], None] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> TrainResult | TuneResult:
-    """One training as the project declares it; with ``tune``, its search, the best refit and tested."""
+    """One training as the project declares it; with ``tune``, its search, the best refit and tested.
+
+    ``overrides`` replace settings of the file for this training only (see ``with_overrides``);
+    the run records what was actually used, so it reproduces without them.
+    """
     spec = project.spec.train
     if spec is None:
         raise ConfigError(f"{project.path} has no train section", hint="add one (see the readmission template)")
+    changed = sorted(k for k, v in (overrides or {}).items() if v is not None)
+    spec = with_overrides(spec, overrides or {})  # also checks estimator and parameters before any work
     who = actor or ws.actor
     ts = spec.training_set
     with FeatureStore(ws, project.features) as store:
@@ -78,7 +139,10 @@ def train_from_project(
         inputs=(info.ref,),
         feature_views=dict(info.details.get("training_set", {}).get("views", {})),
         data={"dataset": info.name, "version": info.version, "drop_missing_labels": spec.drop_missing_labels},
-        extra_params={"rows_without_outcome_dropped": dropped} if spec.drop_missing_labels else {},
+        extra_params={
+            **({"rows_without_outcome_dropped": dropped} if spec.drop_missing_labels else {}),
+            **({"overridden": ",".join(changed)} if changed else {}),
+        },
     )
     if not tune:
         return train(Tracker(ws), frame, config, actor=who, project=project)

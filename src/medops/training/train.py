@@ -20,7 +20,7 @@ from medops.audit.trail import NewEvent
 from medops.training.leakage import Finding, check_leakage, enforce
 from medops.training.splits import Split, SplitKind, make_split
 from medops.training.tracking import Run, Tracker
-from medops.training.trainers import FittedModel, ModelSpec, _estimator, check_training_data, fit
+from medops.training.trainers import FittedModel, ModelSpec, check_training_data, estimator_for, fit
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ def train(
 ) -> TrainResult:
     who = actor or tracker.ws.actor
     check_training_data(frame, config.features, config.label)
-    _estimator(config.model, config.seed)  # unknown estimator or parameter: stop before any work
+    estimator_for(config.model, config.seed)  # unknown estimator or parameter: stop before any work
     split, allowed = split_and_check(frame, config)
     train_rows, test_rows = frame.iloc[split.train], frame.iloc[split.test]
     check_training_data(train_rows, config.features, config.label)

@@ -39,7 +39,7 @@ class ModelSpec:
     resample: Literal["over", "under"] | None = None
 
 
-def _estimator(spec: ModelSpec, seed: int) -> Any:
+def estimator_for(spec: ModelSpec, seed: int) -> Any:
     if spec.estimator == "logistic_regression":
         from sklearn.linear_model import LogisticRegression
 
@@ -106,7 +106,7 @@ def build_pipeline(frame: pd.DataFrame, features: Sequence[str], spec: ModelSpec
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    model = _estimator(spec, seed)
+    model = estimator_for(spec, seed)
     numeric = [
         c for c in features if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
     ]

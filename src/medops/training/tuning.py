@@ -26,7 +26,7 @@ from medops.features.executor import Executor
 from medops.training.splits import make_split
 from medops.training.tracking import Run, Tracker
 from medops.training.train import TrainConfig, evaluate, record_override, split_and_check
-from medops.training.trainers import FittedModel, ModelSpec, _estimator, build_pipeline, check_training_data, prepare
+from medops.training.trainers import FittedModel, ModelSpec, build_pipeline, check_training_data, estimator_for, prepare
 
 PRUNE_EVERY = 10
 
@@ -48,7 +48,7 @@ def parse_space(space: Mapping[str, Mapping[str, Any]], estimator: str) -> list[
     out = []
     for name, spec in space.items():
         where = f"search space, {name}"
-        _estimator(ModelSpec(estimator, {}), 0)
+        estimator_for(ModelSpec(estimator, {}), 0)
         if not isinstance(spec, Mapping):
             raise InvalidInput(f"{where}: give int: [low, high], float: [low, high] or choices: [...]")
         kinds = [k for k in ("int", "float", "choices") if k in spec]
@@ -73,7 +73,7 @@ def parse_space(space: Mapping[str, Mapping[str, Any]], estimator: str) -> list[
             raise InvalidInput(f"{where}: a log range needs a low above 0")
         out.append(ParamSpace(name, "int" if kind == "int" else "float", low, high, log))
     probe = ModelSpec(estimator, {p.name: (p.choices[0] if p.choices else p.low) for p in out})
-    _estimator(probe, 0)  # an unknown parameter name: the estimator's own list in the error
+    estimator_for(probe, 0)  # an unknown parameter name: the estimator's own list in the error
     return out
 
 
