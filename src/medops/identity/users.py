@@ -66,6 +66,17 @@ class UserRepository:
             raise NotFound(f"no user {username!r}", hint="`medops user list` shows the users")
         return user
 
+    def standing(self, username: str) -> tuple[bool, set[str]] | None:
+        """Whether the user is active and the roles they hold, in one query: every change checks it."""
+        rows = self.session.execute(
+            select(User.active, UserRole.role)
+            .outerjoin(UserRole, UserRole.user_id == User.id)
+            .where(User.username == username)
+        ).all()
+        if not rows:
+            return None
+        return bool(rows[0][0]), {role for _, role in rows if role is not None}
+
     def roles(self, user_id: int) -> tuple[str, ...]:
         rows = self.session.execute(select(UserRole.role).where(UserRole.user_id == user_id)).scalars()
         return tuple(sorted(rows))
@@ -168,14 +179,14 @@ class UserService:
             raise PermissionDenied(f"{actor!r} may not {action.replace('.', ' ')}: {exc.why}") from None
 
     def _why_denied(self, session: Session, actor: str, roles: set[Role], allow_self: str | None) -> str | None:
-        user = UserRepository(session).find(actor)
-        if user is None:
+        standing = UserRepository(session).standing(actor)
+        if standing is None:
             return f"no user {actor!r} in this workspace (set MEDOPS_USER to a user name)"
-        if not user.active:
+        active, held = standing
+        if not active:
             return f"user {actor!r} is disabled"
         if allow_self is not None and actor == allow_self:
             return None
-        held = set(UserRepository(session).roles(user.id))
         if held & {r.value for r in roles}:
             return None
         needed = " or ".join(sorted(r.value for r in roles))

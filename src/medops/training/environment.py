@@ -61,13 +61,13 @@ class GitState:
 
 
 def git_state(folder: Path) -> GitState:
-    """The commit checked out in ``folder`` and whether tracked files differ from it; unknown outside git."""
+    """The commit checked out in ``folder`` and whether tracked files differ from it; unknown outside git.
+
+    One ``git status`` answers both (its branch header names the commit): every run pays for it.
+    """
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
+        out = subprocess.run(
+            ["git", "--no-optional-locks", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
             cwd=folder,
             capture_output=True,
             text=True,
@@ -76,7 +76,11 @@ def git_state(folder: Path) -> GitState:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return GitState(None, None)
-    return GitState(commit or None, bool(status.strip()))
+    lines = out.splitlines()
+    commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
+    if commit is None or commit == "(initial)":
+        return GitState(None, None)
+    return GitState(commit, any(line and not line.startswith("#") for line in lines))
 
 
 def host_name() -> str:

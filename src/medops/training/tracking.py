@@ -402,6 +402,7 @@ class Tracker:
         self.heartbeat_seconds = heartbeat_seconds
         self.abandon_after = abandon_after
         self._env_digest: str | None = None
+        self._swept_at = -math.inf  # time.monotonic() of this tracker's last look for abandoned runs
 
     def start_run(
         self,
@@ -422,7 +423,11 @@ class Tracker:
         _check_key("experiment", experiment)
         if parent is not None:
             self.get(parent)
-        self.mark_abandoned(who)
+        # Abandonment takes minutes without a heartbeat: looking once per heartbeat interval
+        # (not per run: a search starts hundreds) finds every abandoned run in time.
+        if time.monotonic() - self._swept_at >= self.heartbeat_seconds:
+            self.mark_abandoned(who)
+            self._swept_at = time.monotonic()
         where = folder or (project.folder if project is not None else Path.cwd())
         git = git_state(where)
         if self._env_digest is None:  # one environment per process: stored once
