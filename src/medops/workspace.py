@@ -163,7 +163,7 @@ def init_workspace(
         ws = Workspace.from_settings(settings)
         ws.users.bootstrap_admin(admin_username, admin_full_name, admin_password)
         ws.signatures.register_key(BOOTSTRAP_ACTOR)
-        _write_atomic(home / CONFIG_FILE, render_config(values))
+        write_atomic(home / CONFIG_FILE, render_config(values))
     except BaseException:
         for path in reversed(created):
             if path.is_dir():
@@ -174,7 +174,8 @@ def init_workspace(
     return ws
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """A file replaced whole or not at all: a crash mid-write leaves the old one."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as out:
         out.write(text)

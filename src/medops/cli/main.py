@@ -11,7 +11,22 @@ import typer
 from rich.markup import escape
 
 from medops import __version__
-from medops.cli import audit, data, db, demo, features, lineage, project, runs, synth, token, train, user, workspace
+from medops.cli import (
+    audit,
+    data,
+    db,
+    demo,
+    evaluate,
+    features,
+    lineage,
+    project,
+    runs,
+    synth,
+    token,
+    train,
+    user,
+    workspace,
+)
 from medops.cli.common import err_console
 from medops.errors import MedopsError
 
@@ -54,9 +69,11 @@ app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(lineage.app, name="lineage")
 app.add_typer(runs.app, name="runs")
+app.add_typer(evaluate.app, name="evaluations")
 app.command("demo", epilog=demo.EPILOG)(demo.demo)
 app.command("synth", epilog=synth.EPILOG)(synth.synth)
 app.command("train", epilog=train.EPILOG)(train.train)
+app.command("evaluate", epilog=evaluate.EPILOG)(evaluate.evaluate)
 
 
 def main(argv: list[str] | None = None) -> None:

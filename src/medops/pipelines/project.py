@@ -23,6 +23,7 @@ from medops.data.contracts import ContractSpec, DataContractError, load_contract
 from medops.data.deid import action_error
 from medops.data.sources import FLATTENERS, CsvSource, FhirNdjsonSource, ParquetSource, Source, SqlSource
 from medops.errors import ConfigError, InvalidInput
+from medops.evaluation.spec import EvaluateSpec
 from medops.features.views import FeatureSet, FeaturesSpec, FeatureViewError, views_from_spec
 
 PROJECT_FILE = "medops.yaml"
@@ -158,6 +159,7 @@ class Project(_Strict):
     features: FeaturesSpec | None = None
     features_file: str | None = None
     train: TrainSpec | None = None
+    evaluate: EvaluateSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Project:
@@ -182,6 +184,10 @@ class Project(_Strict):
             if self.features_file is not None:
                 raise ValueError("features_file: give features here or in a features file, not both")
             _check_view_sources(self.features, set(self.sources), "features.")
+        groups = self.evaluate.subgroups if self.evaluate is not None else None
+        for name, attr in (groups.attributes if groups is not None else {}).items():
+            if attr.source is not None and attr.source not in self.sources:
+                raise ValueError(f"evaluate.subgroups.attributes.{name}.source: there is no source {attr.source!r}")
         return self
 
 
@@ -199,6 +205,12 @@ class LoadedProject:
     sha256: str
     contracts: dict[str, ContractSpec]
     features: FeatureSet = field(default_factory=FeatureSet)
+    root: yaml.Node | None = field(default=None, compare=False, repr=False)
+
+    def where(self, loc: tuple[str, ...]) -> str:
+        """``FILE, line N: a.b.c`` for a setting of the file: errors found at run time name their line too."""
+        line = _line_of(self.root, loc)
+        return f"{self.path}{f', line {line}' if line else ''}: {'.'.join(loc)}"
 
     @property
     def folder(self) -> Path:
@@ -312,7 +324,7 @@ def load_project(path: Path) -> LoadedProject:
         lines = [_locate(path, root, e) for e in errors[:MAX_ERRORS]]
         more = len(errors) - MAX_ERRORS
         raise ProjectError("\n".join(lines) + (f"\n(and {more} more)" if more > 0 else "")) from None
-    loaded = LoadedProject(spec, path.resolve(), hashlib.sha256(text.encode()).hexdigest(), {})
+    loaded = LoadedProject(spec, path.resolve(), hashlib.sha256(text.encode()).hexdigest(), {}, root=root)
     for table, relative in spec.contracts.items():
         try:
             loaded.contracts[table] = load_contract(loaded.resolve(relative))

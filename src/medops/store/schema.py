@@ -279,3 +279,36 @@ class RunArtifact(Base):
     path: Mapped[str] = mapped_column(String(300), primary_key=True)
     digest: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class Evaluation(Base):
+    """A clinical validation of a run's model against the project's policy: stored, never changed."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    champion_run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    policy_sha256: Mapped[str] = mapped_column(String(64))
+    document: Mapped[str] = mapped_column(String(64))  # digests in the artifact store
+    report: Mapped[str] = mapped_column(String(64))
+    card_markdown: Mapped[str] = mapped_column(String(64))
+    card_html: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class GateResult(Base):
+    """One criterion of an evaluation: its value, threshold, outcome and why."""
+
+    __tablename__ = "evaluation_gates"
+
+    evaluation_id: Mapped[str] = mapped_column(ForeignKey("evaluations.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    criterion: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(32))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold: Mapped[str | None] = mapped_column(Text, nullable=True)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    why: Mapped[str] = mapped_column(Text)

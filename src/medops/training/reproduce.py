@@ -9,12 +9,10 @@ data, settings, code and environment.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
-import pyarrow.parquet as pq
-
 from medops.errors import InvalidInput
+from medops.training.stored import recipe, training_frame
 from medops.training.tracking import Comparison, RunInfo, Tracker
 from medops.training.train import TrainResult, config_from_recipe, train
 
@@ -65,21 +63,9 @@ def reproduce(tracker: Tracker, ref: str, *, actor: str | None = None) -> Reprod
     original = tracker.get(ref)
     if "model_sha256" not in original.tags:
         raise InvalidInput(f"run {original.short} stored no model", hint="reproduce runs made by medops train")
-    recipe_digest = next((a["digest"] for a in original.artifacts if a["path"] == "recipe.json"), None)
-    if recipe_digest is None:
-        raise InvalidInput(
-            f"run {original.short} recorded no recipe", hint="only trainings by medops 0.1+ can be reproduced"
-        )
-    doc = json.loads(tracker.ws.artifacts.read_bytes(recipe_digest))
-    data = doc.get("data")
-    if not data:
-        raise InvalidInput(
-            f"run {original.short} was trained on a frame, not a dataset version: its data can't be read back",
-            hint="train from a dataset (medops train) to make runs reproducible",
-        )
-    frame = pq.read_table(tracker.ws.artifacts.local_path(data["version"])).to_pandas()
-    if data.get("drop_missing_labels"):
-        frame = frame[frame[doc["label"]].notna()].reset_index(drop=True)
+    doc = recipe(tracker, original)
+    frame = training_frame(tracker, original, doc)
+    data = doc["data"]
     config = config_from_recipe(
         doc, name=f"reproduce-{original.short}", inputs=(f"{data['dataset']}@{data['version']}",)
     )

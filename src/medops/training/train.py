@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from medops.audit.trail import NewEvent
+from medops.training.input_schema import InputSchema
 from medops.training.leakage import Finding, check_leakage, enforce
 from medops.training.splits import Split, SplitKind, make_split
 from medops.training.tracking import Run, Tracker
@@ -193,7 +194,14 @@ def train(
         model = fit(train_rows, config.features, config.label, config.model, config.seed)
         metrics = evaluate(test_rows[config.label].to_numpy(), model.predict_proba(test_rows))
         run.log_metrics(metrics)
-        blob = model.to_bytes()
-        digest = run.log_artifact("model.pkl", blob)
-        run.set_tag("model_sha256", digest)
+        digest = save_model(run, model, train_rows)
     return TrainResult(run.id, model, digest, metrics, split)
+
+
+def save_model(run: Run, model: FittedModel, train_rows: pd.DataFrame) -> str:
+    """The model file and what it accepts (its input schema), stored with the run; returns the model's SHA-256."""
+    schema = InputSchema.from_frame(train_rows, model.features)
+    run.log_artifact("input_schema.json", schema.to_json().encode())
+    digest = run.log_artifact("model.pkl", model.to_bytes())
+    run.set_tag("model_sha256", digest)
+    return digest

@@ -25,7 +25,7 @@ from medops.errors import InvalidInput
 from medops.features.executor import Executor
 from medops.training.splits import make_split
 from medops.training.tracking import Run, Tracker
-from medops.training.train import TrainConfig, evaluate, record_override, split_and_check
+from medops.training.train import TrainConfig, evaluate, recipe, record_override, save_model, split_and_check
 from medops.training.trainers import FittedModel, ModelSpec, build_pipeline, check_training_data, estimator_for, prepare
 
 PRUNE_EVERY = 10
@@ -208,11 +208,12 @@ def tune(
         )
         from medops.training.trainers import fit
 
-        model = fit(train_side, config.features, config.label, replace(config.model, params=best_params), config.seed)
+        chosen = replace(config, model=replace(config.model, params=best_params))
+        parent.log_artifact("recipe.json", json.dumps(recipe(chosen), sort_keys=True, default=str).encode())
+        model = fit(train_side, config.features, config.label, chosen.model, config.seed)
         metrics = evaluate(test_side[config.label].to_numpy(), model.predict_proba(test_side))
         parent.log_metrics(metrics)
-        digest = parent.log_artifact("model.pkl", model.to_bytes())
-        parent.set_tag("model_sha256", digest)
+        digest = save_model(parent, model, train_side)
     return TuneResult(parent.id, best_params, best_score, len(study.trials), len(pruned), model, digest, metrics)
 
 

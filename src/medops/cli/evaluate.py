@@ -1,0 +1,176 @@
+"""`medops evaluate`: validate a trained run against the project's policy; `medops evaluations list|show`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from medops.cli.common import JsonOption, console, open_workspace, print_json, table
+from medops.cli.data import ProjectOption, project_at
+
+EPILOG = (
+    "Examples:  medops evaluate   ·   medops evaluate RUN --champion PRODUCTION_RUN --out reports/   ·   "
+    "medops evaluations list"
+)
+app = typer.Typer(help="Stored clinical validations: list them, show one's gates.")
+
+
+def evaluate(
+    run: str | None = typer.Argument(None, help="The run to validate (default: the newest trained run)."),
+    champion: str | None = typer.Option(
+        None, "--champion", metavar="RUN", help="The model it would replace: non-inferiority on the same test rows."
+    ),
+    out: Path | None = typer.Option(
+        Path("reports"), "--out", "-o", help="Folder for the validation report and the model card."
+    ),
+    project: Path | None = ProjectOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Validate a run: metrics with bootstrap intervals, subgroups and gaps, robustness, the policy's gates.
+
+    The result (every gate with its value, threshold and why) is stored and audited; the
+    validation report and the model card are written to --out and kept in the artifact
+    store. Exits 1 when a gate fails.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from medops.pipelines.evaluate import evaluate_from_project
+
+    loaded = project_at(project)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with (
+        open_workspace() as ws,
+        Progress(*columns, console=console, transient=True, disable=as_json) as bar,
+    ):
+        tasks: dict[str, Any] = {}
+
+        def progress(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done, total=total)
+
+        result = evaluate_from_project(
+            ws, loaded, run, champion=champion, out=out.expanduser() if out else None, progress=progress
+        )
+    doc = result.doc
+    if as_json:
+        print_json(
+            {
+                "evaluation": result.info.id,
+                "run": doc["run"]["id"],
+                "passed": doc["passed"],
+                "threshold": doc["threshold"]["value"],
+                "metrics": doc["metrics"],
+                "gates": doc["gates"],
+                "files": [str(f) for f in result.files],
+            }
+        )
+    else:
+        m = doc["metrics"]
+        console.print(
+            f"run {doc['run']['id'][:12]} at threshold {doc['threshold']['value']:.3f} "
+            f"({escape(doc['threshold']['rule'])}): AUROC {_ci(m['auroc'])}, sensitivity {_ci(m['sensitivity'])}, "
+            f"specificity {_ci(m['specificity'])}"
+        )
+        _gates(doc["gates"])
+        for path in result.files:
+            console.print(f"  wrote {escape(str(path))}")
+        verdict = "[green]PASSED[/]" if doc["passed"] else "[red]FAILED[/]"
+        console.print(f"evaluation {result.info.short}: {verdict}")
+    if not doc["passed"]:
+        raise typer.Exit(1)
+
+
+def _ci(entry: dict[str, float]) -> str:
+    return f"{entry['value']:.3f} ({entry['low']:.3f}–{entry['high']:.3f})"
+
+
+def _gates(gates: list[dict[str, Any]]) -> None:
+    rows = [[g["criterion"], "pass" if g["passed"] else "FAIL", g["why"]] for g in gates]
+    table(None, ["gate", "result", "why"], rows)
+
+
+@app.command("list", epilog="Examples:  medops evaluations list   ·   medops evaluations list --run RUN")
+def list_cmd(
+    run: str | None = typer.Option(None, "--run", help="Only evaluations of this run."),
+    limit: int = typer.Option(50, "--limit", min=1, max=10_000),
+    as_json: bool = JsonOption,
+) -> None:
+    """Evaluations, newest first."""
+    from medops.evaluation.records import list_for
+    from medops.training import Tracker
+
+    with open_workspace() as ws:
+        run_id = Tracker(ws).get(run).id if run else None
+        found = list_for(ws, run_id, limit)
+    rows: list[dict[str, Any]] = [
+        {
+            "id": e.id,
+            "run": e.run_id,
+            "passed": e.passed,
+            "champion": e.champion_run_id,
+            "created_at": e.created_at.isoformat(),
+            "created_by": e.created_by,
+        }
+        for e in found
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table(
+        None,
+        ["evaluation", "run", "result", "champion", "when", "by"],
+        [
+            [
+                e.short,
+                e.run_id[:12],
+                "pass" if e.passed else "FAIL",
+                (e.champion_run_id or "")[:12],
+                e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                e.created_by,
+            ]
+            for e in found
+        ],
+    )
+
+
+@app.command(
+    "show", epilog="Examples:  medops evaluations show 3f2a9c   ·   medops evaluations show 3f2a9c --report r.html"
+)
+def show_cmd(
+    ref: str = typer.Argument(..., help="Evaluation id (or its first 6+ characters)."),
+    report: Path | None = typer.Option(None, "--report", help="Write its validation report (HTML) here."),
+    as_json: bool = JsonOption,
+) -> None:
+    """One evaluation's gates; optionally its report, read back verified from the artifact store."""
+    from medops.evaluation.records import get
+    from medops.workspace import write_atomic
+
+    with open_workspace() as ws:
+        info = get(ws, ref)
+        if report is not None:
+            write_atomic(report.expanduser(), ws.artifacts.read_bytes(info.report).decode())
+    if as_json:
+        print_json(
+            {
+                "id": info.id,
+                "run": info.run_id,
+                "passed": info.passed,
+                "champion": info.champion_run_id,
+                "created_at": info.created_at.isoformat(),
+                "created_by": info.created_by,
+                "gates": info.gates,
+                "artifacts": {
+                    "document": info.document,
+                    "report": info.report,
+                    "card_markdown": info.card_markdown,
+                    "card_html": info.card_html,
+                },
+            }
+        )
+        return
+    console.print(f"evaluation {info.id} of run {info.run_id[:12]}: {'PASSED' if info.passed else 'FAILED'}")
+    _gates(info.gates)

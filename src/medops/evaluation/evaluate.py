@@ -1,0 +1,356 @@
+"""One clinical validation of a trained run: the evaluation document every report and gate reads.
+
+The run's test rows are rebuilt from its recipe (the same dataset version, split and seed),
+its model is read back verified and scores them; then the threshold, metrics with
+bootstrap intervals, subgroups and gaps, robustness, the comparison with the champion,
+the prerequisites and the policy's gates. The result is one JSON-able document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medops.clock import utc_now
+from medops.data.datasets import get as get_dataset
+from medops.errors import InvalidInput, NotFound
+from medops.evaluation import gates as gating
+from medops.evaluation import robustness, thresholds
+from medops.evaluation.bootstrap import Distribution, bootstrap, paired_difference, percentile_interval
+from medops.evaluation.metrics import METRICS, compute, exact_histogram
+from medops.evaluation.spec import GAPS, EvaluateSpec
+from medops.evaluation.subgroups import GroupSet, attribute_values, build_groups
+from medops.store.lineage import walk
+from medops.training import stored
+from medops.training.input_schema import InputSchema
+from medops.training.tracking import RunInfo, Tracker, run_node
+from medops.training.train import config_from_recipe, split_and_check
+from medops.training.trainers import FittedModel
+
+KEY_PACKAGES = ("medops", "lightgbm", "scikit-learn", "numpy", "pandas", "scipy", "optuna")
+Where = Callable[[tuple[str, ...]], str]
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """A run's test rows, their labels and the model's scores."""
+
+    info: RunInfo
+    recipe: dict[str, Any]
+    frame: pd.DataFrame
+    y: np.ndarray
+    p: np.ndarray
+    model: FittedModel
+    schema: InputSchema
+    leakage: tuple[bool, str]
+    split: dict[str, Any]
+    train_rows: int
+
+
+def test_set(tracker: Tracker, ref: str, where: Where) -> TestSet:
+    """Rebuild the run's split from its recipe and score the test rows with its stored model."""
+    info = tracker.get(ref)
+    doc = stored.recipe(tracker, info)
+    frame = stored.training_frame(tracker, info, doc)
+    config = config_from_recipe(doc)
+    split, allowed = split_and_check(frame, config)
+    leakage = (
+        (True, "no finding: entity overlap, future features and perfect predictors checked before training")
+        if not allowed
+        else (False, "overridden: " + "; ".join(f.detail for f in allowed))
+    )
+    test = frame.iloc[split.test].reset_index(drop=True)
+    y = _binary(test[config.label], where)
+    model = stored.model(tracker, info)
+    schema = stored.input_schema(tracker, info) or InputSchema.from_frame(frame.iloc[split.train], model.features)
+    return TestSet(
+        info, doc, test, y, model.predict_proba(test), model, schema, leakage, split.description, len(split.train)
+    )
+
+
+def _binary(label: pd.Series, where: Where) -> np.ndarray:
+    values = label.dropna().unique()
+    if label.isna().any():
+        raise InvalidInput(f"{where(('evaluate',))}: the test set's label {label.name!r} has missing values")
+    if len(values) < 2:
+        raise InvalidInput(
+            f"{where(('evaluate',))}: the test set has one class only ({label.name!r} is always {values[0]!r})",
+            hint="metrics such as AUROC and sensitivity need both outcomes; check the split and the label",
+        )
+    if len(values) > 2 or not set(pd.Series(values).astype(float)) <= {0.0, 1.0}:
+        raise InvalidInput(f"{where(('evaluate',))}: the label {label.name!r} is not binary (0/1, true/false)")
+    return np.asarray(label.astype(float).to_numpy(), dtype=np.int8)
+
+
+def evaluate(
+    tracker: Tracker,
+    ref: str,
+    spec: EvaluateSpec,
+    *,
+    project: dict[str, Any],
+    where: Where = lambda loc: ".".join(loc),
+    source: Callable[[str], pd.DataFrame] | None = None,
+    champion: str | None = None,
+    actor: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """The evaluation document of run ``ref`` under ``spec`` (nothing is stored here)."""
+    say = progress or (lambda step, done, total: None)
+    ts = test_set(tracker, ref, where)
+    config = config_from_recipe(ts.recipe)
+    threshold = thresholds.choose(ts.y, ts.p, spec.threshold)
+    groups = _groups(ts, spec, config.group, source, where)
+    boot = spec.bootstrap
+    say("bootstrap", 0, boot.resamples)
+    dist = bootstrap(
+        ts.y,
+        ts.p,
+        groups.strata,
+        groups.membership,
+        threshold,
+        resamples=boot.resamples,
+        seed=boot.seed,
+        progress=lambda done: say("bootstrap", done, boot.resamples),
+    )
+    metrics = {m: _entry(dist, 0, m, boot.level) for m in METRICS}
+    subgroup_docs = _subgroup_docs(ts, groups, dist, spec) if spec.subgroups is not None else None
+    say("robustness", 0, 1)
+    robust = robustness.run(ts.model.predict_proba, ts.frame, ts.y, ts.model.features, ts.schema, spec.robustness, ts.p)
+    champ = _champion(tracker, champion, ts, spec, threshold) if champion else None
+    checks = {"data_contract": _contracts(tracker, ts.info), "leakage_checks": ts.leakage}
+    gates = [
+        *gating.prerequisite_gates(spec, checks),
+        *gating.metric_gates(spec, metrics),
+        *gating.calibration_gates(spec, metrics),
+        *gating.subgroup_gates(spec, subgroup_docs or []),
+        *gating.non_inferiority_gate(spec, champ),
+    ]
+    for group in subgroup_docs or []:
+        group.pop("kinds")
+    return {
+        "id": uuid.uuid4().hex,
+        "created_at": utc_now().isoformat(),
+        "created_by": actor or tracker.ws.actor,
+        "passed": all(g.passed for g in gates),
+        "policy_sha256": hashlib.sha256(spec.model_dump_json().encode()).hexdigest(),
+        "project": project,
+        "run": _run_doc(tracker, ts),
+        "data": _data_doc(tracker, ts, config.label),
+        "threshold": {"value": threshold, "rule": spec.threshold.describe(), "chosen_on": "test set"},
+        "bootstrap": {
+            "resamples": boot.resamples,
+            "level": boot.level,
+            "seed": boot.seed,
+            "method": "stratified by label; binned, shifted to the exact estimate",
+        },
+        "metrics": metrics,
+        "curves": thresholds.curves(ts.y, ts.p),
+        "threshold_table": thresholds.table(ts.y, ts.p, threshold),
+        "subgroups": None
+        if spec.subgroups is None
+        else {
+            "min_size": spec.subgroups.min_size,
+            "attributes": {k: v.model_dump() for k, v in spec.subgroups.attributes.items()},
+            "groups": subgroup_docs,
+        },
+        "robustness": robust,
+        "input_checks": {
+            "numeric": {k: list(v) for k, v in ts.schema.numeric.items()},
+            "categorical": ts.schema.categorical,
+            "required": ts.schema.required,
+        },
+        "champion": champ,
+        "gates": [g.doc() for g in gates],
+        "card": spec.model_card.model_dump(),
+    }
+
+
+def _entry(dist: Distribution, group: int, metric: str, level: float) -> dict[str, float]:
+    ci = dist.interval(group, metric, level)
+    return {"value": float(dist.exact[group, dist.metrics.index(metric)]), "low": ci.low, "high": ci.high}
+
+
+def _groups(
+    ts: TestSet, spec: EvaluateSpec, entity: str | None, source: Callable[[str], pd.DataFrame] | None, where: Where
+) -> GroupSet:
+    if spec.subgroups is None:
+        return build_groups({}, [], len(ts.y))
+    values = attribute_values(ts.frame, spec.subgroups, entity=entity, source=source or _no_source, where=where)
+    return build_groups(values, spec.subgroups.intersections, len(ts.y))
+
+
+def _no_source(name: str) -> pd.DataFrame:
+    raise InvalidInput(f"no source {name!r} to join subgroup attributes from")
+
+
+def _subgroup_docs(ts: TestSet, groups: GroupSet, dist: Distribution, spec: EvaluateSpec) -> list[dict[str, Any]]:
+    assert spec.subgroups is not None
+    level = spec.bootstrap.level
+    wanted = set(spec.policy.gap_rules()) - set(GAPS)
+    docs = []
+    for g in range(1, len(groups.names)):
+        rows = groups.membership[g][groups.strata]
+        n, positives = int(rows.sum()), int(ts.y[rows].sum())
+        small = n < spec.subgroups.min_size
+        doc: dict[str, Any] = {
+            "attribute": groups.names[g][0],
+            "group": groups.names[g][1],
+            "kinds": list(groups.kinds[g]),
+            "n": n,
+            "positives": positives,
+            "too_small": small,
+            "metrics": {},
+            "gaps": {},
+            "flagged": [],
+        }
+        if not small:
+            doc["metrics"] = {m: _entry(dist, g, m, level) for m in METRICS}
+            doc["gaps"] = _gaps(dist, g, level, wanted)
+        docs.append(doc)
+    return docs
+
+
+def _gaps(dist: Distribution, g: int, level: float, metrics: set[str]) -> dict[str, dict[str, float]]:
+    """Each gap of group ``g`` to the overall population, with its paired bootstrap interval."""
+
+    def entry(name: str) -> dict[str, float]:
+        value, ci = dist.gap(g, name, level)
+        return {"value": value, "low": ci.low, "high": ci.high}
+
+    sens, fpr = dist.metrics.index("sensitivity"), dist.metrics.index("fpr")
+    odds_exact = max(abs(dist.exact[g, sens] - dist.exact[0, sens]), abs(dist.exact[g, fpr] - dist.exact[0, fpr]))
+    odds = np.maximum(
+        np.abs(dist.resampled[g, sens] - dist.resampled[0, sens]),
+        np.abs(dist.resampled[g, fpr] - dist.resampled[0, fpr]),
+    )
+    odds_ci = percentile_interval(odds, level)
+    ece = dist.metrics.index("ece")
+    ece_ci = dist.interval(g, "ece", level)
+    out = {
+        "equal_opportunity": entry("sensitivity"),
+        "equalized_odds": {"value": float(odds_exact), "low": odds_ci.low, "high": odds_ci.high},
+        "demographic_parity": entry("selection_rate"),
+        "calibration": {"value": float(dist.exact[g, ece]), "low": ece_ci.low, "high": ece_ci.high},
+    }
+    for name in sorted(metrics):
+        out[name] = entry(name)
+    return out
+
+
+def _champion(tracker: Tracker, ref: str, ts: TestSet, spec: EvaluateSpec, threshold: float) -> dict[str, Any] | None:
+    rule = spec.policy.non_inferiority
+    metric = rule.metric if rule is not None else "auroc"
+    info = tracker.get(ref)
+    if info.id == ts.info.id:
+        raise InvalidInput("the champion is the run being evaluated", hint="name the production model's run")
+    model = stored.model(tracker, info)
+    missing = [f for f in model.features if f not in ts.frame.columns]
+    if missing:
+        raise InvalidInput(
+            f"the champion (run {info.short}) needs {missing[0]!r}, which the test set does not have",
+            hint="compare models trained on the same training set",
+        )
+    scores = model.predict_proba(ts.frame)
+    difference, ci = paired_difference(
+        ts.y,
+        ts.p,
+        scores,
+        metric,
+        threshold,
+        resamples=spec.bootstrap.resamples,
+        seed=spec.bootstrap.seed,
+        level=spec.bootstrap.level,
+    )
+    champion_value = float(compute(exact_histogram(ts.y, scores, threshold), metrics=(metric,))[metric])
+    return {
+        "run": info.id,
+        "metric": metric,
+        "challenger": champion_value + difference,
+        "champion": champion_value,
+        "difference": difference,
+        "low": ci.low,
+        "high": ci.high,
+        "margin": rule.margin if rule is not None else None,
+    }
+
+
+def _contracts(tracker: Tracker, info: RunInfo) -> tuple[bool, str]:
+    """Every dataset upstream of the run that came from a source passed its contract (bad rows quarantined)."""
+    checked, bad = [], []
+    for edge in walk(tracker.ws.db, run_node(info.id), "up"):
+        for node in (edge.src, edge.dst):
+            if not node.startswith("dataset:") or node in checked:
+                continue
+            checked.append(node)
+            try:
+                ds = get_dataset(tracker.ws.db, node.removeprefix("dataset:"))
+            except NotFound:
+                continue
+            if ds.kind == "training_set" or ds.details.get("feature_view"):
+                continue
+            if ds.contract_result not in ("passed", "quarantined"):
+                bad.append(f"{ds.name}@{ds.short} ({ds.contract_result})")
+    if bad:
+        return False, "no passed contract for " + ", ".join(bad)
+    sources = [n.removeprefix("dataset:").split("@")[0] for n in checked]
+    return True, f"{len(sources)} upstream datasets checked" if sources else "no upstream dataset recorded"
+
+
+def _run_doc(tracker: Tracker, ts: TestSet) -> dict[str, Any]:
+    info = ts.info
+    lock = tracker.ws.artifacts.read_bytes(info.env_digest).decode() if info.env_digest else ""
+    versions = dict(line.split("==", 1) for line in lock.splitlines() if "==" in line)
+    lowered = {k.lower(): v for k, v in versions.items()}
+    return {
+        "id": info.id,
+        "experiment": info.experiment,
+        "name": info.name,
+        "estimator": info.params.get("estimator", ""),
+        "params": {k: str(v) for k, v in sorted(info.params.items()) if k != "features"},
+        "created_by": info.created_by,
+        "started_at": info.started_at.isoformat(),
+        "ended_at": info.ended_at.isoformat() if info.ended_at else None,
+        "git_commit": info.git_commit,
+        "git_dirty": info.git_dirty,
+        "model_sha256": info.tags.get("model_sha256", ""),
+        "seed": info.seed,
+        "host": info.host,
+        "environment": {
+            "digest": info.env_digest,
+            "packages": {k: lowered[k] for k in KEY_PACKAGES if k in lowered},
+        },
+    }
+
+
+def _data_doc(tracker: Tracker, ts: TestSet, label: str) -> dict[str, Any]:
+    data = ts.recipe.get("data") or {}
+    edges = walk(tracker.ws.db, run_node(ts.info.id), "up")
+    return {
+        "training_set": f"{data.get('dataset')}@{str(data.get('version', ''))[:12]}",
+        "label": label,
+        "features": list(ts.model.features),
+        "test_rows": len(ts.y),
+        "test_positives": int(ts.y.sum()),
+        "train_rows": ts.train_rows,
+        "split": {k: _plain(v) for k, v in ts.split.items()},
+        "feature_views": dict(ts.recipe.get("feature_views") or {}),
+        "lineage": [{"from": e.src, "to": e.dst, "relation": e.relation} for e in edges],
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return (
+        value
+        if isinstance(value, str | int | float | bool | type(None))
+        else json.loads(json.dumps(value, default=str))
+    )

@@ -1,0 +1,153 @@
+"""Stored evaluations: the document, report and model card in the artifact store, the gates in the
+metadata store, and one audit event, all written in one role-checked transaction.
+
+An evaluation is never changed: evaluating again makes a new one, and the registry reads the
+latest (or a named) evaluation of a version's run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from medops.errors import InvalidInput, NotFound
+from medops.identity.roles import Role
+from medops.store.lineage import Edge, add_edges
+from medops.store.schema import Evaluation, GateResult
+from medops.training.tracking import run_node
+from medops.workspace import Workspace
+
+EVALUATE_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.VALIDATOR, Role.ADMIN}
+
+
+@dataclass(frozen=True)
+class EvaluationInfo:
+    id: str
+    run_id: str
+    passed: bool
+    champion_run_id: str | None
+    created_at: datetime
+    created_by: str
+    document: str
+    report: str
+    card_markdown: str
+    card_html: str
+    gates: list[dict[str, Any]]
+
+    @property
+    def short(self) -> str:
+        return self.id[:12]
+
+
+def evaluation_node(evaluation_id: str) -> str:
+    return f"evaluation:{evaluation_id}"
+
+
+def record(
+    ws: Workspace, doc: dict[str, Any], report: str, card_markdown: str, card_html: str, *, actor: str
+) -> EvaluationInfo:
+    """Store an evaluation: files first (content-addressed, harmless if the transaction fails), then rows."""
+    digests = {
+        "document": ws.artifacts.put(json.dumps(doc, sort_keys=True, default=str, allow_nan=True).encode()),
+        "report": ws.artifacts.put(report.encode()),
+        "card_markdown": ws.artifacts.put(card_markdown.encode()),
+        "card_html": ws.artifacts.put(card_html.encode()),
+    }
+    champion = (doc.get("champion") or {}).get("run")
+    with ws.users.authorized(actor, "evaluation.record", "evaluation", doc["id"], EVALUATE_ROLES) as ch:
+        row = Evaluation(
+            id=doc["id"],
+            run_id=doc["run"]["id"],
+            passed=bool(doc["passed"]),
+            champion_run_id=champion,
+            policy_sha256=doc["policy_sha256"],
+            created_at=datetime.fromisoformat(doc["created_at"]),
+            created_by=actor,
+            **digests,
+        )
+        ch.session.add(row)
+        ch.session.flush()
+        for position, gate in enumerate(doc["gates"]):
+            ch.session.add(
+                GateResult(
+                    evaluation_id=doc["id"],
+                    position=position,
+                    criterion=gate["criterion"],
+                    kind=gate["kind"],
+                    value=_finite(gate["value"]),
+                    threshold=None if gate["threshold"] is None else str(gate["threshold"]),
+                    passed=bool(gate["passed"]),
+                    why=gate["why"],
+                )
+            )
+        add_edges(ch.session, [Edge(run_node(doc["run"]["id"]), evaluation_node(doc["id"]), "evaluated_by", {})], actor)
+        ch.after = {
+            "run": doc["run"]["id"],
+            "passed": bool(doc["passed"]),
+            "champion": champion,
+            "gates": [{"criterion": g["criterion"], "passed": g["passed"]} for g in doc["gates"]],
+            **digests,
+        }
+    return get(ws, doc["id"])
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def get(ws: Workspace, ref: str) -> EvaluationInfo:
+    """An evaluation by id or an unambiguous prefix (at least 6 hex characters)."""
+    ref = ref.strip().removeprefix("evaluation:")
+    if len(ref) < 6 or not all(c in "0123456789abcdef" for c in ref):
+        raise InvalidInput(f"{ref!r} is not an evaluation id", hint="give at least 6 hex characters of it")
+    with ws.db.read() as session:
+        rows = session.execute(select(Evaluation).where(Evaluation.id.startswith(ref)).limit(2)).scalars().all()
+        if not rows:
+            raise NotFound(f"no evaluation {ref!r}", hint="see them with: medops evaluations list")
+        if len(rows) > 1:
+            raise InvalidInput(f"{ref!r} matches more than one evaluation", hint="give more characters of the id")
+        return _info(session, rows[0])
+
+
+def list_for(ws: Workspace, run_id: str | None = None, limit: int = 50) -> list[EvaluationInfo]:
+    with ws.db.read() as session:
+        query = select(Evaluation).order_by(Evaluation.created_at.desc()).limit(limit)
+        if run_id is not None:
+            query = query.where(Evaluation.run_id == run_id)
+        return [_info(session, row) for row in session.execute(query).scalars().all()]
+
+
+def _info(session: Any, row: Evaluation) -> EvaluationInfo:
+    gates = session.execute(
+        select(GateResult).where(GateResult.evaluation_id == row.id).order_by(GateResult.position)
+    ).scalars()
+    return EvaluationInfo(
+        row.id,
+        row.run_id,
+        row.passed,
+        row.champion_run_id,
+        row.created_at,
+        row.created_by,
+        row.document,
+        row.report,
+        row.card_markdown,
+        row.card_html,
+        [
+            {
+                "criterion": g.criterion,
+                "kind": g.kind,
+                "value": g.value,
+                "threshold": g.threshold,
+                "passed": g.passed,
+                "why": g.why,
+            }
+            for g in gates
+        ],
+    )

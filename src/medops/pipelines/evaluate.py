@@ -1,0 +1,97 @@
+"""`medops evaluate` from the project file: validate a run against the project's policy, store the
+result, write the validation report and the model card.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from medops.data.datasets import get as get_dataset
+from medops.errors import ConfigError, InvalidInput
+from medops.evaluation.evaluate import evaluate
+from medops.evaluation.records import EVALUATE_ROLES, EvaluationInfo, record
+from medops.evaluation.report import render_model_card, render_report
+from medops.pipelines.project import LoadedProject
+from medops.training.tracking import Tracker
+from medops.workspace import Workspace, write_atomic
+
+REPORT = "validation_report.html"
+CARD_MD = "model_card.md"
+CARD_HTML = "model_card.html"
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    info: EvaluationInfo
+    doc: dict[str, Any]
+    files: list[Path]
+
+
+def latest_trained(tracker: Tracker, experiment: str) -> str:
+    """The newest finished top-level run of the experiment that stored a model."""
+    for run in tracker.list_runs(experiment=experiment, state="finished", top_level=True, limit=50):
+        if "model_sha256" in run.tags:
+            return run.id
+    raise InvalidInput(f"no finished training in experiment {experiment!r}", hint="train one first: medops train")
+
+
+def evaluate_from_project(
+    ws: Workspace,
+    project: LoadedProject,
+    run: str | None = None,
+    *,
+    champion: str | None = None,
+    actor: str | None = None,
+    out: Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Evaluated:
+    spec = project.spec.evaluate
+    if spec is None:
+        raise ConfigError(f"{project.path} has no evaluate section", hint="add one (see the readmission template)")
+    who = actor or ws.actor
+    ws.users.require_role(who, "evaluation.record", EVALUATE_ROLES)  # before minutes of work, not after
+    tracker = Tracker(ws)
+    if run is None:
+        experiment = project.spec.train.experiment if project.spec.train else "default"
+        run = latest_trained(tracker, experiment)
+    meta = project.spec
+    doc = evaluate(
+        tracker,
+        run,
+        spec,
+        project={
+            "name": meta.name,
+            "description": meta.description,
+            "intended_use": meta.intended_use,
+            "population": meta.population,
+            "owner": meta.owner,
+            "sha256": project.sha256,
+        },
+        where=project.where,
+        source=lambda name: _latest(ws, name),
+        champion=champion,
+        actor=who,
+        progress=progress,
+    )
+    report = render_report(doc)
+    card_markdown, card_html = render_model_card(doc)
+    info = record(ws, doc, report, card_markdown, card_html, actor=who)
+    files = []
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in ((REPORT, report), (CARD_MD, card_markdown), (CARD_HTML, card_html)):
+            write_atomic(out / name, text)
+            files.append(out / name)
+    return Evaluated(info, doc, files)
+
+
+def _latest(ws: Workspace, name: str) -> pd.DataFrame:
+    """A source's latest dataset version, to join subgroup attributes (race, payer...) by the entity."""
+    info = get_dataset(ws.db, name)
+    return pq.read_table(ws.artifacts.local_path(info.version)).to_pandas()

@@ -1,0 +1,78 @@
+"""What a model accepts: each numeric feature's training range, each category seen, the features
+never missing in training. Stored with the run; serving and the robustness tests check inputs
+against it, so a value the model never saw is flagged rather than silently scored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MAX_CATEGORIES = 200  # a column with more distinct values is not checked by category
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    numeric: dict[str, tuple[float, float]] = field(default_factory=dict)
+    categorical: dict[str, list[str]] = field(default_factory=dict)
+    required: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, features: Sequence[str]) -> InputSchema:
+        numeric: dict[str, tuple[float, float]] = {}
+        categorical: dict[str, list[str]] = {}
+        for name in features:
+            column = frame[name]
+            if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+                known = column.dropna()
+                if len(known):
+                    numeric[name] = (float(known.min()), float(known.max()))
+            else:
+                seen = sorted({str(v) for v in column.dropna().unique()})
+                if len(seen) <= MAX_CATEGORIES:
+                    categorical[name] = seen
+        required = [name for name in features if frame[name].notna().all()]
+        return cls(numeric, categorical, required)
+
+    def to_json(self) -> str:
+        doc = {"numeric": {k: list(v) for k, v in self.numeric.items()}, **self._rest()}
+        return json.dumps(doc, sort_keys=True)
+
+    def _rest(self) -> dict[str, Any]:
+        return {"categorical": self.categorical, "required": self.required}
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> InputSchema:
+        doc = json.loads(text)
+        numeric = {k: (float(v[0]), float(v[1])) for k, v in doc.get("numeric", {}).items()}
+        return cls(numeric, dict(doc.get("categorical", {})), list(doc.get("required", [])))
+
+    def violations(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Per checked feature, which rows break it: out of range, an unseen category, or missing."""
+        out: dict[str, np.ndarray] = {}
+        for name, (low, high) in self.numeric.items():
+            if name in frame.columns:
+                values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+                out[name] = (values < low) | (values > high)
+        for name, allowed in self.categorical.items():
+            if name in frame.columns:
+                column = frame[name]
+                out[name] = (column.notna() & ~column.astype(str).isin(allowed)).to_numpy()
+        for name in self.required:
+            if name in frame.columns:
+                out[name] = out.get(name, np.zeros(len(frame), dtype=bool)) | frame[name].isna().to_numpy()
+            else:
+                out[name] = np.ones(len(frame), dtype=bool)
+        return out
+
+    def flagged(self, frame: pd.DataFrame) -> np.ndarray:
+        """Rows that break any check."""
+        flags = np.zeros(len(frame), dtype=bool)
+        for rows in self.violations(frame).values():
+            flags |= rows
+        return flags

@@ -1,0 +1,59 @@
+"""What a training run stored, read back verified: its recipe, its data, its model, its input schema.
+
+Every read goes through the artifact store, which checks the SHA-256 before returning bytes,
+so a model file is unpickled only when it is the file the run wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from medops.errors import InvalidInput
+from medops.training.input_schema import InputSchema
+from medops.training.tracking import RunInfo, Tracker
+from medops.training.trainers import FittedModel
+
+
+def artifact(info: RunInfo, path: str) -> str | None:
+    return next((a["digest"] for a in info.artifacts if a["path"] == path), None)
+
+
+def recipe(tracker: Tracker, info: RunInfo) -> dict[str, Any]:
+    digest = artifact(info, "recipe.json")
+    if digest is None:
+        raise InvalidInput(f"run {info.short} recorded no recipe", hint="runs made by medops train record one")
+    doc: dict[str, Any] = json.loads(tracker.ws.artifacts.read_bytes(digest))
+    return doc
+
+
+def training_frame(tracker: Tracker, info: RunInfo, doc: dict[str, Any]) -> pd.DataFrame:
+    """The rows the run was trained and tested on, chosen from its dataset version as it chose them."""
+    data = doc.get("data")
+    if not data:
+        raise InvalidInput(
+            f"run {info.short} was trained on a frame, not a dataset version: its data can't be read back",
+            hint="train from a dataset (medops train) to make runs reproducible and evaluable",
+        )
+    frame = pq.read_table(tracker.ws.artifacts.local_path(data["version"])).to_pandas()
+    if data.get("drop_missing_labels"):
+        frame = frame[frame[doc["label"]].notna()].reset_index(drop=True)
+    return frame
+
+
+def model(tracker: Tracker, info: RunInfo) -> FittedModel:
+    digest = info.tags.get("model_sha256")
+    if not digest:
+        raise InvalidInput(f"run {info.short} stored no model", hint="runs made by medops train store one")
+    blob = tracker.ws.artifacts.read_bytes(digest)  # verified against its SHA-256 before unpickling
+    doc = pickle.loads(blob)  # noqa: S301 - bytes verified by hash, written by medops train
+    return FittedModel(doc["pipeline"], list(doc["features"]), list(doc["classes"]))
+
+
+def input_schema(tracker: Tracker, info: RunInfo) -> InputSchema | None:
+    digest = artifact(info, "input_schema.json")
+    return None if digest is None else InputSchema.from_json(tracker.ws.artifacts.read_bytes(digest))

@@ -1,0 +1,617 @@
+"""The validation report and the model card, rendered from a realistic evaluation document.
+
+The document is built here, independent of the code that produces it, with every case the
+rendering must handle: a failing gate, a too-small subgroup, a flagged gap, undefined values,
+a perturbation the input checks miss, with and without a production model, and user text
+that tries to inject HTML.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import shutil
+import subprocess
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medops.evaluation import charts
+from medops.evaluation.report import interval, markdown, number, render_model_card, render_report
+
+NAN = float("nan")
+INJECTION = "Flag adults at risk of readmission <script>alert('x')</script> & review"
+MD_SECTIONS = (
+    "## Model details",
+    "## Intended use",
+    "## Population",
+    "## Training data",
+    "## Evaluation data",
+    "## Performance",
+    "## Subgroup results",
+    "## Limitations",
+    "## Ethical considerations",
+    "## Caveats and recommendations",
+)
+
+
+def m(value: float, low: float, high: float) -> dict[str, float]:
+    return {"value": value, "low": low, "high": high}
+
+
+def group(
+    attribute: str,
+    name: str,
+    n: int,
+    positives: int,
+    *,
+    auroc: float = 0.80,
+    sensitivity: float = 0.80,
+    eo: float = 0.0,
+    flagged: list[str] | None = None,
+    min_size: int = 50,
+) -> dict[str, Any]:
+    """A subgroup row as the producer writes it; a group under min_size has no metrics or gaps."""
+    if n < min_size:
+        return {
+            "attribute": attribute,
+            "group": name,
+            "n": n,
+            "positives": positives,
+            "too_small": True,
+            "metrics": {},
+            "gaps": {},
+            "flagged": [],
+        }
+    prevalence = positives / n
+    return {
+        "attribute": attribute,
+        "group": name,
+        "n": n,
+        "positives": positives,
+        "too_small": False,
+        "metrics": {
+            "auroc": m(auroc, auroc - 0.03, auroc + 0.03),
+            "sensitivity": m(sensitivity, sensitivity - 0.05, sensitivity + 0.05),
+            "specificity": m(0.66, 0.63, 0.69),
+            "ppv": m(0.24, 0.20, 0.28) if positives else m(NAN, NAN, NAN),
+            "ece": m(0.031, 0.018, 0.047),
+            "prevalence": m(prevalence, prevalence - 0.01, prevalence + 0.01),
+        },
+        "gaps": {
+            "equal_opportunity": m(eo, eo - 0.05, eo + 0.05),
+            "equalized_odds": m(abs(eo) + 0.01, 0.0, abs(eo) + 0.06),
+            "demographic_parity": m(0.012, -0.02, 0.04),
+            "calibration": m(0.031, 0.018, 0.047),
+        },
+        "flagged": list(flagged or []),
+    }
+
+
+def make_doc(*, champion: bool = True, extra_groups: int = 0) -> dict[str, Any]:
+    """A 30-day readmission model that misses one gate: a subgroup gap for patients 65 and over."""
+    roc = [[0.0, 0.0]] + [[i / 50, min(1.0, (i / 50) ** 0.45)] for i in range(1, 50)] + [[1.0, 1.0]]
+    pr = [[i / 50, max(0.13, 0.9 - 0.77 * (i / 50) ** 1.5)] for i in range(0, 51)]
+    calibration = [
+        {
+            "bin": f"{k / 10:.1f}–{(k + 1) / 10:.1f}",
+            "mean_predicted": k / 10 + 0.05,
+            "observed": k / 10 + 0.05 - 0.02 * k / 9,
+            "count": int(4200 / (k + 1) ** 1.6),
+        }
+        for k in range(10)
+    ]
+    calibration[9] = {"bin": "0.9–1.0", "mean_predicted": NAN, "observed": NAN, "count": 0}
+    thresholds = [i / 20 for i in range(1, 20)]
+    table = [
+        {
+            "threshold": t,
+            "sensitivity": 1 - t**1.3,
+            "specificity": t**0.7,
+            "ppv": NAN if t > 0.9 else 0.13 + 0.5 * t,
+            "npv": 0.95 - 0.05 * t,
+            "f1": 0.3,
+            "selection_rate": 1 - t,
+            "chosen": t == 0.2,
+        }
+        for t in thresholds
+    ]
+    groups = [
+        group("sex", "F", 2480, 310),
+        group("sex", "M", 2310, 322, sensitivity=0.82),
+        group("sex", "unknown", 12, 2),
+        group("age_band", "18–44", 1210, 98, sensitivity=0.86, eo=0.06),
+        group("age_band", "45–64", 1790, 230),
+        group("age_band", "65+", 1760, 304, sensitivity=0.65, eo=-0.152, flagged=["equal_opportunity"]),
+        group("age_band", "<18", 42, 0),
+        group("sex × age_band", "F × 65+", 910, 151, sensitivity=0.63, eo=-0.17, flagged=["equal_opportunity"]),
+        group("sex × age_band", "M × 18–44", 600, 0, sensitivity=NAN),
+    ]
+    groups[-1]["metrics"]["auroc"] = m(NAN, NAN, NAN)
+    groups[-1]["gaps"]["equal_opportunity"] = m(NAN, NAN, NAN)
+    for i in range(extra_groups):
+        groups.append(group("site", f"site-{i:02d}", 400 + i, 50, flagged=["calibration"] if i % 7 == 0 else []))
+    gates = [
+        {
+            "criterion": "auroc ≥ 0.7 on the CI lower bound",
+            "kind": "metric",
+            "value": 0.791,
+            "threshold": 0.7,
+            "passed": True,
+            "why": "auroc on the CI lower bound is 0.791, meets ≥ 0.7",
+        },
+        {
+            "criterion": "calibration_slope in [0.8, 1.2]",
+            "kind": "calibration",
+            "value": 0.94,
+            "threshold": "(0.8, 1.2)",
+            "passed": True,
+            "why": "calibration_slope 0.940 is within [0.8, 1.2]",
+        },
+        {
+            "criterion": "equal_opportunity gap ≤ 0.1 over age_band",
+            "kind": "subgroup",
+            "value": 0.152,
+            "threshold": 0.1,
+            "passed": False,
+            "why": "1 group(s) beyond 0.1: age_band=65+; largest age_band=65+ at 0.152",
+        },
+        {
+            "criterion": "data contracts passed",
+            "kind": "prerequisite",
+            "value": None,
+            "threshold": None,
+            "passed": True,
+            "why": "all 3 contracts passed",
+        },
+    ]
+    if champion:
+        gates.append(
+            {
+                "criterion": "auroc not worse than the production model by more than 0.02",
+                "kind": "non_inferiority",
+                "value": 0.011,
+                "threshold": 0.02,
+                "passed": True,
+                "why": "difference +0.011 (CI -0.004 to +0.026) against run 5e1f0c2b9a7d; within the margin of 0.02",
+            }
+        )
+    return {
+        "id": "7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f",
+        "created_at": "2025-03-14T09:12:44+00:00",
+        "created_by": "alice",
+        "passed": False,
+        "project": {
+            "name": "readmission-30d",
+            "description": "30-day unplanned readmission risk at discharge, internal medicine wards.",
+            "intended_use": INJECTION,
+            "population": "Adults (18+) discharged alive from internal medicine wards of the network's hospitals.",
+            "owner": "Clinical AI team <clinical-ai@example.org>",
+            "sha256": "a" * 64,
+        },
+        "run": {
+            "id": "0f9e8d7c6b5a49382716051423324150",
+            "experiment": "readmission",
+            "name": "lgbm-baseline",
+            "estimator": "lightgbm",
+            "params": {"learning_rate": "0.05", "num_leaves": "31", "n_estimators": "400"},
+            "created_by": "bob",
+            "started_at": "2025-03-13T16:02:11+00:00",
+            "ended_at": "2025-03-13T16:09:57+00:00",
+            "git_commit": "3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d2e4f6a8b0c",
+            "git_dirty": True,
+            "model_sha256": "b" * 64,
+            "seed": 42,
+            "host": "train-01",
+            "environment": {
+                "digest": "sha256:" + "c" * 64,
+                "python": "3.11.7",
+                "packages": {
+                    "lightgbm": "4.6.0",
+                    "scikit-learn": "1.8.0",
+                    "numpy": "2.1.3",
+                    "pandas": "2.2.3",
+                    "medops": "0.1.0",
+                },
+            },
+        },
+        "data": {
+            "training_set": "readmission-train@3",
+            "label": "readmitted_30d",
+            "features": ["age", "sex", "los_days", "n_prior_admissions_1y", "temperature_max_30d", "creatinine_last"],
+            "test_rows": 4790,
+            "test_positives": 632,
+            "train_rows": 19160,
+            "split": {"kind": "temporal", "column": "discharge_date", "test_from": "2024-07-01"},
+            "feature_views": {"admissions_history": "2", "labs_recent": "5"},
+            "lineage": [
+                {"from": "source:ehr_encounters@12", "to": "view:admissions_history@2", "relation": "materialized"},
+                {"from": "view:labs_recent@5", "to": "training_set:readmission-train@3", "relation": "joined"},
+            ],
+        },
+        "threshold": {"value": 0.2, "rule": "target sensitivity 0.80", "chosen_on": "test set"},
+        "bootstrap": {
+            "resamples": 2000,
+            "level": 0.95,
+            "seed": 7,
+            "method": "stratified by label; binned, shifted to the exact estimate",
+        },
+        "metrics": {
+            "auroc": m(0.812, 0.791, 0.833),
+            "auprc": m(0.441, 0.405, 0.478),
+            "sensitivity": m(0.801, 0.770, 0.832),
+            "specificity": m(0.662, 0.648, 0.676),
+            "ppv": m(0.265, 0.249, 0.282),
+            "npv": m(0.957, 0.951, 0.963),
+            "f1": m(0.398, 0.378, 0.418),
+            "brier": m(0.094, 0.090, 0.098),
+            "calibration_slope": m(0.94, 0.87, 1.01),
+            "calibration_intercept": m(0.05, NAN, NAN),
+            "ece": m(0.021, 0.015, 0.029),
+            "prevalence": m(0.132, 0.132, 0.132),
+            "selection_rate": m(0.398, 0.385, 0.411),
+            "fpr": m(0.338, 0.324, 0.352),
+        },
+        "curves": {"roc": roc, "pr": pr, "calibration": calibration},
+        "threshold_table": table,
+        "subgroups": {
+            "min_size": 50,
+            "attributes": {
+                "sex": {"column": "sex", "source": None, "bins": None},
+                "age_band": {"column": "age", "source": "patients", "bins": [18, 45, 65]},
+            },
+            "groups": groups,
+        },
+        "robustness": [
+            {
+                "name": "noise",
+                "description": "Gaussian noise of 0.1 SD on numeric features",
+                "rows_changed": 4790,
+                "auroc": 0.806,
+                "auroc_change": -0.006,
+                "brier": 0.095,
+                "brier_change": 0.001,
+                "flagged_rate": 0.02,
+                "caught": True,
+            },
+            {
+                "name": "out_of_range",
+                "description": "5% of rows given a value just outside the training range",
+                "rows_changed": 240,
+                "auroc": 0.799,
+                "auroc_change": -0.013,
+                "brier": 0.097,
+                "brier_change": 0.003,
+                "flagged_rate": 1.0,
+                "caught": True,
+            },
+            {
+                "name": "unit:temperature_max_30d",
+                "description": "temperature_max_30d recorded in °F instead of °C",
+                "rows_changed": 4650,
+                "auroc": 0.731,
+                "auroc_change": -0.081,
+                "brier": 0.118,
+                "brier_change": 0.024,
+                "flagged_rate": 0.12,
+                "caught": False,
+            },
+            {
+                "name": "missing",
+                "description": "10% of values set missing",
+                "rows_changed": 0,
+                "auroc": NAN,
+                "auroc_change": NAN,
+                "brier": None,
+                "brier_change": None,
+                "flagged_rate": NAN,
+                "caught": False,
+            },
+        ],
+        "input_checks": {
+            "numeric": {"age": [18, 104], "temperature_max_30d": [34.1, 41.9], "los_days": [0, 180]},
+            "categorical": {"sex": ["F", "M", "unknown"]},
+            "required": ["age", "sex"],
+        },
+        "champion": (
+            {
+                "run": "5e1f0c2b9a7d4e6f8a0b1c2d3e4f5a6b",
+                "metric": "auroc",
+                "challenger": 0.812,
+                "champion": 0.801,
+                "difference": 0.011,
+                "low": -0.004,
+                "high": 0.026,
+                "margin": 0.02,
+            }
+            if champion
+            else None
+        ),
+        "gates": gates,
+        "card": {
+            "limitations": ["Trained on one hospital network; transfer to other sites is untested."],
+            "ethical_considerations": [
+                "Used to prioritise follow-up calls, never to deny care.",
+                "Sex is recorded administratively and may not reflect gender identity.",
+            ],
+        },
+    }
+
+
+class Structure(HTMLParser):
+    """Counts open and close tags of the elements that must balance, and collects resource URLs."""
+
+    CHECKED = ("html", "head", "body", "header", "section", "footer", "table", "thead", "tbody", "tr", "svg", "ul")
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.depth: dict[str, int] = {tag: 0 for tag in self.CHECKED}
+        self.negative: list[str] = []
+        self.urls: list[str] = []
+        self.classes: list[tuple[str, str]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.depth:
+            self.depth[tag] += 1
+        for name, value in attrs:
+            if name in ("src", "href", "xlink:href", "action", "poster", "data") and value:
+                self.urls.append(value)
+            if name == "class" and value:
+                self.classes.append((tag, value))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.depth:
+            self.depth[tag] -= 1
+            if self.depth[tag] < 0:
+                self.negative.append(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(html: str) -> Structure:
+    parser = Structure()
+    parser.feed(html)
+    parser.close()
+    assert not parser.negative, f"closed before opened: {parser.negative}"
+    assert all(v == 0 for v in parser.depth.values()), {k: v for k, v in parser.depth.items() if v}
+    return parser
+
+
+@pytest.fixture
+def no_charts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Charts cost most of a render; tests about the page around them go without."""
+    for name in ("roc_svg", "pr_svg", "calibration_svg"):
+        monkeypatch.setattr(charts, name, lambda *args, **kwargs: "<svg></svg>")
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return make_doc()
+
+
+@pytest.fixture(scope="module")
+def report(doc: dict[str, Any]) -> str:
+    return render_report(doc)
+
+
+@pytest.fixture(scope="module")
+def card(doc: dict[str, Any]) -> tuple[str, str]:
+    return render_model_card(doc)
+
+
+def rows(html: str, table_class: str) -> list[str]:
+    table = re.search(rf'<table class="{table_class}">(.*?)</table>', html, re.S)
+    assert table, table_class
+    return re.findall(r"<tr\b.*?</tr>", table.group(1), re.S)
+
+
+def test_report_is_well_formed_and_self_contained(report: str) -> None:
+    parsed = parse(report)
+    assert report.startswith("<!DOCTYPE html>")
+    assert parsed.depth == {tag: 0 for tag in Structure.CHECKED}
+    # Only in-document references (the SVG clip paths and markers): nothing to fetch.
+    assert parsed.urls and all(url.startswith("#") for url in parsed.urls), parsed.urls
+    assert not re.search(r"(src|href)\s*=\s*[\"']?\s*(https?:)?//", report, re.I)
+    assert "@import" not in report and "url(http" not in report
+    assert report.count("<svg") == 3
+    assert not re.search(r"\bnan\b", " ".join(parsed.text), re.I)
+    assert "inf" not in re.findall(r"\b\w+\b", " ".join(parsed.text))
+
+
+def test_user_text_is_escaped(report: str, card: tuple[str, str]) -> None:
+    md, html = card
+    for page in (report, html):
+        assert "<script" not in page.lower()
+        assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; review" in page
+        assert "Clinical AI team &lt;clinical-ai@example.org&gt;" in page
+    assert "<script" not in md.lower() and "&lt;script&gt;" in md
+
+
+def test_gates_show_criterion_and_outcome(report: str, doc: dict[str, Any]) -> None:
+    table = rows(report, "gates")
+    assert len(table) == len(doc["gates"]) + 1  # the header row
+    for gate, row in zip(doc["gates"], table[1:], strict=True):
+        assert gate["criterion"].replace("<", "&lt;") in row
+        assert ("PASS" in row) is gate["passed"] and ("FAIL" in row) is (not gate["passed"])
+        assert ('class="failed"' in row) is (not gate["passed"])
+    banner = re.search(r'<div class="banner (\w+)".*?</div>', report, re.S)
+    assert banner and banner.group(1) == "fail" and "FAIL" in banner.group(0)
+    assert "equal_opportunity gap ≤ 0.1 over age_band" in banner.group(0)
+
+
+def test_numbers_intervals_and_undefined(report: str) -> None:
+    assert "0.812 (0.791–0.833)" in report
+    assert "0.050 (CI undefined)" in report  # calibration intercept with no interval
+    assert "-0.152" in report and "-0.202 to -0.102" in report  # a negative gap reads "to", not a dash
+    assert number(NAN) == number(None) == number(math.inf) == "—"
+    assert number(-0.0001) == "0.000" and number(12345) == "12,345" and number(0.5) == "0.500"
+    assert interval({"value": NAN, "low": 0.1, "high": 0.2}) == "—"
+
+
+def test_every_subgroup_row_is_present(report: str, doc: dict[str, Any]) -> None:
+    body = rows(report, "subgroups")
+    data = [r for r in body if "<td" in r]
+    assert len(data) == len(doc["subgroups"]["groups"])
+    for g, row in zip(doc["subgroups"]["groups"], data, strict=True):
+        name = g["group"].replace("<", "&lt;")
+        assert f"<td>{name}" in row, name
+        assert f">{g['n']:,}<" in row
+        if g["too_small"]:
+            assert 'class="too-small"' in row and "too small (n &lt; 50)" in row
+        assert ('class="flagged"' in row) is bool(g["flagged"])
+    headings = re.findall(r'<th class="section" colspan="12">([^<]*)', report)
+    assert headings == ["sex", "age_band", "sex × age_band"]
+
+
+def test_flagged_gap_is_highlighted_with_a_text_marker(report: str) -> None:
+    row = next(r for r in rows(report, "subgroups") if "<td>65+" in r)
+    cell = re.search(r'<td class="num flagged gap-first">(.*?)</td>', row, re.S)
+    assert cell and "-0.152" in cell.group(1) and "FLAGGED" in cell.group(1)
+    flagged = rows(report, "flagged-gaps")[1:]
+    assert len(flagged) == 2 and "Equal opportunity" in flagged[0] and "-0.152 (-0.202 to -0.102)" in flagged[0]
+
+
+def test_thresholds_robustness_champion(report: str) -> None:
+    chosen = [r for r in rows(report, "thresholds") if 'class="chosen"' in r]
+    assert len(chosen) == 1 and ">0.200<" in chosen[0] and "chosen" in chosen[0]
+    robustness = {re.search(r'class="mono">([^<]*)', r).group(1): r for r in rows(report, "robustness")[1:]}  # type: ignore[union-attr]
+    assert 'class="not-caught"' in robustness["unit:temperature_max_30d"]
+    assert "NOT CAUGHT" in robustness["unit:temperature_max_30d"] and "-0.081" in robustness["unit:temperature_max_30d"]
+    assert "✓ caught" in robustness["noise"]
+    champion = rows(report, "champion")
+    assert "+0.011 (-0.004 to 0.026)" in champion[1] and "PASS" in champion[1]
+
+
+@pytest.mark.usefixtures("no_charts")
+def test_without_champion_or_subgroups() -> None:
+    doc = make_doc(champion=False)
+    doc["subgroups"] = None
+    html = render_report(doc)
+    parse(html)
+    assert 'class="champion"' not in html and "No production model to compare with." in html
+    assert "No subgroup attributes were declared" in html
+    md, card_html = render_model_card(doc)
+    parse(card_html)
+    assert "No subgroup attributes were declared" in md
+
+
+@pytest.mark.usefixtures("no_charts")
+def test_a_sparse_document_still_renders() -> None:
+    """The producer evolves separately: missing keys show as undefined rather than failing the render."""
+    html = render_report({"passed": False, "project": {"name": "p"}})
+    md, card_html = render_model_card({})
+    parse(html)
+    parse(card_html)
+    assert "FAIL" in html and "## Limitations" in md
+
+
+def test_sections_in_order(report: str) -> None:
+    titles = re.findall(r"<h2>([^<]*)</h2>", report)
+    assert [t.split(". ", 1)[1] for t in titles] == [
+        "Acceptance gates",
+        "Performance on the test set",
+        "Operating thresholds",
+        "Subgroups",
+        "Comparison with the production model",
+        "Robustness",
+        "Data and feature lineage",
+        "Training run and environment",
+    ]
+    for needed in ("readmission-train@3", "admissions_history", "view:labs_recent@5", "creatinine_last"):
+        assert needed in report
+    for needed in ("lightgbm", "4.6.0", "3.11.7", "3b5c7d9e1f2a", "uncommitted changes", "b" * 64, "train-01"):
+        assert needed in report
+    assert "7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f" in report.split("<footer", 1)[1]
+
+
+def test_markdown_card(card: tuple[str, str], doc: dict[str, Any]) -> None:
+    md, html = card
+    positions = [md.index(section + "\n") for section in MD_SECTIONS]
+    assert positions == sorted(positions)
+    assert md.startswith("# Model card: readmission-30d")
+    assert "0f9e8d7c" in md and "b" * 12 in md
+    assert "anything outside the intended use and population above" in md
+    assert "| AUROC | 0.812 (0.791–0.833) |" in md
+    limitations = md.split("## Limitations", 1)[1].split("## Ethical", 1)[0]
+    assert "transfer to other sites is untested" in limitations
+    assert "sex = unknown" in limitations and "fewer than 50" in limitations  # a too-small group
+    assert "unit:temperature\\_max\\_30d" in limitations  # a perturbation not caught
+    assert "equal\\_opportunity gap ≤ 0.1 over age\\_band" in limitations  # the failed gate
+    assert "never to deny care" in md.split("## Ethical considerations", 1)[1]
+    assert "FLAGGED" in md.split("## Subgroup results", 1)[1].split("## Limitations", 1)[0]
+    assert "nan" not in re.findall(r"\b\w+\b", md.lower())
+    parsed = parse(html)
+    for section in MD_SECTIONS:
+        assert f">{section[3:]}</h2>" in html
+    assert all(url.startswith("#") for url in parsed.urls)
+
+
+def test_markdown_escaping() -> None:
+    assert markdown("a|b") == "a\\|b"
+    assert markdown("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
+    assert markdown("# heading") == "\\# heading"
+    assert markdown("line\nbreak  ") == "line break"
+
+
+def test_charts_are_deterministic_and_tolerate_undefined(doc: dict[str, Any]) -> None:
+    curves = doc["curves"]
+    first = charts.calibration_svg(curves["calibration"])
+    assert first == charts.calibration_svg(curves["calibration"])
+    assert "<dc:date>" not in first and "metadata" not in first and "http" not in first
+    assert first.startswith('<svg class="chart"') and first.endswith("</svg>")
+    assert re.search(r"<text[^>]*>Mean predicted risk</text>", first)  # text stays text
+    assert "no data" in charts.roc_svg([[NAN, NAN]])
+    ids = [set(re.findall(r'\sid="([^"]+)"', s)) for s in (first, charts.roc_svg(curves["roc"]))]
+    assert not ids[0] & ids[1]
+
+
+@pytest.mark.usefixtures("no_charts")
+def test_sixty_subgroups_render_fast() -> None:
+    doc = make_doc(extra_groups=51)
+    assert len(doc["subgroups"]["groups"]) == 60
+    start = time.perf_counter()
+    html = render_report(doc)
+    render_model_card(doc)
+    assert time.perf_counter() - start < 0.5
+    assert html.count("site-") >= 51
+
+
+@pytest.mark.usefixtures("no_charts")
+def test_document_is_not_modified(doc: dict[str, Any]) -> None:
+    before = copy.deepcopy(doc)
+    render_report(doc)
+    render_model_card(doc)
+    assert repr(doc) == repr(before)
+
+
+@pytest.mark.slow
+def test_report_renders_in_chromium(tmp_path: Path, report: str) -> None:
+    # A browser is a desktop tool, not a dependency the test command installs: without one, skip.
+    binary = shutil.which("chromium")
+    if binary is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    page, png = tmp_path / "report.html", tmp_path / "report.png"
+    page.write_text(report, encoding="utf-8")
+    subprocess.run(
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={png}",
+            "--window-size=1200,4000",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert png.exists() and png.stat().st_size > 20_000
