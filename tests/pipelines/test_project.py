@@ -93,6 +93,36 @@ def test_the_template_is_valid_and_plans_every_source(tmp_path: Path) -> None:
             "text_phi: maybe",
             "text_phi: Input should be 'redact' or 'fail'",
         ),
+        (
+            ("      auroc: {min: 0.60, check: ci_lower}", "      auroc_pr: {min: 0.60, check: ci_lower}"),
+            "auroc_pr:",
+            "evaluate.policy.metrics.auroc_pr: unknown metric",
+        ),
+        (
+            ("attributes: [sex, race_ethnicity, age_band, site, payer]}", "attributes: [sex, religion]}"),
+            "religion",
+            "evaluate.policy.subgroup_gaps.equalized_odds.attributes: 'religion' is not a declared attribute",
+        ),
+        (
+            ("threshold: {target_sensitivity: 0.6}", "threshold: {value: 1.5}"),
+            "value: 1.5",
+            "evaluate.threshold.value: Input should be less than or equal to 1",
+        ),
+        (
+            ("      sensitivity: {min: 0.5}", "      sensitivity: {min: 50}"),
+            "min: 50",
+            "evaluate.policy.metrics.sensitivity: a bound outside [0, 1]",
+        ),
+        (
+            ("intersections: [[sex, age_band]]", "intersections: [[sex, ward]]"),
+            "ward",
+            "evaluate.subgroups.intersections.0: 'ward' is not a declared attribute",
+        ),
+        (
+            ("{source: patients}", "{source: census}"),
+            "census",
+            "evaluate.subgroups.attributes.race_ethnicity.source: there is no source 'census'",
+        ),
     ],
 )
 def test_mistakes_name_line_and_field(tmp_path: Path, change: tuple[str, str], needle: str, message: str) -> None:

@@ -68,7 +68,7 @@ def test_set(tracker: Tracker, ref: str, where: Where) -> TestSet:
         else (False, "overridden: " + "; ".join(f.detail for f in allowed))
     )
     test = frame.iloc[split.test].reset_index(drop=True)
-    y = _binary(test[config.label], where)
+    y = binary_label(test[config.label], where)
     model = stored.model(tracker, info)
     schema = stored.input_schema(tracker, info) or InputSchema.from_frame(frame.iloc[split.train], model.features)
     return TestSet(
@@ -76,7 +76,7 @@ def test_set(tracker: Tracker, ref: str, where: Where) -> TestSet:
     )
 
 
-def _binary(label: pd.Series, where: Where) -> np.ndarray:
+def binary_label(label: pd.Series, where: Where) -> np.ndarray:
     values = label.dropna().unique()
     if label.isna().any():
         raise InvalidInput(f"{where(('evaluate',))}: the test set's label {label.name!r} has missing values")

@@ -265,6 +265,9 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 
 def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
     for key in loc:
+        if isinstance(node, yaml.SequenceNode) and str(key).isdigit():
+            node = node.value[int(key)] if int(key) < len(node.value) else None
+            continue
         entry = _entry(node, key)
         if entry is None:
             return None

@@ -1,0 +1,138 @@
+"""Bootstrap intervals: subgroup values agree with Fairlearn, intervals cover the truth at about the
+nominal rate, and the same seed gives the same intervals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from fairlearn.metrics import (
+    MetricFrame,
+    demographic_parity_difference,
+    equalized_odds_difference,
+    selection_rate,
+    true_negative_rate,
+)
+from sklearn import metrics as skm
+
+from medops.evaluation.bootstrap import bootstrap, paired_difference
+from medops.evaluation.subgroups import build_groups
+
+
+def _cohort(seed: int, n: int = 4000) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "sex": rng.choice(["F", "M"], n),
+            "race": rng.choice(["Asian", "Black", "Hispanic", "White"], n, p=[0.1, 0.2, 0.2, 0.5]),
+        }
+    )
+    frame["y"] = (rng.random(n) < 0.2).astype(np.int8)
+    signal = 1.4 * frame["y"] - 0.6 * (frame["sex"] == "F") * frame["y"]  # weaker for women
+    frame["p"] = 1 / (1 + np.exp(-(rng.normal(0, 1, n) + signal - 1.2)))
+    return frame
+
+
+def _run(frame: pd.DataFrame, intersections: list[list[str]], resamples: int = 200, seed: int = 0):  # type: ignore[no-untyped-def]
+    groups = build_groups({"sex": frame["sex"], "race": frame["race"]}, intersections, len(frame))
+    dist = bootstrap(
+        frame["y"].to_numpy(),
+        frame["p"].to_numpy(),
+        groups.strata,
+        groups.membership,
+        0.3,
+        resamples=resamples,
+        seed=seed,
+    )
+    return groups, dist
+
+
+def test_subgroup_values_and_gaps_agree_with_fairlearn() -> None:
+    frame = _cohort(1)
+    groups, dist = _run(frame, [["sex", "race"]])
+    y, pred = frame["y"], (frame["p"] >= 0.3).astype(int)
+    frame_metrics = MetricFrame(
+        metrics={
+            "sensitivity": skm.recall_score,
+            "specificity": true_negative_rate,
+            "ppv": skm.precision_score,
+            "selection_rate": selection_rate,
+        },
+        y_true=y,
+        y_pred=pred,
+        sensitive_features=frame[["sex", "race"]],
+    )
+    by_group = frame_metrics.by_group
+    names = dict(enumerate(groups.names))
+    checked = 0
+    for g, (attribute, value) in names.items():
+        if attribute != "sex × race":
+            continue
+        expected = by_group.loc[tuple(value.split(" × "))]
+        for metric in ("sensitivity", "specificity", "ppv", "selection_rate"):
+            assert dist.exact[g, dist.metrics.index(metric)] == pytest.approx(expected[metric], abs=1e-12)
+        checked += 1
+    assert checked == 8
+    for attribute in ("sex", "race"):
+        rows = [g for g, (a, _) in names.items() if a == attribute]
+        tpr, fpr, sr = (dist.metrics.index(m) for m in ("sensitivity", "fpr", "selection_rate"))
+        ours_odds = max(
+            max(abs(dist.exact[g, tpr] - dist.exact[0, tpr]), abs(dist.exact[g, fpr] - dist.exact[0, fpr]))
+            for g in rows
+        )
+        ours_parity = max(abs(dist.exact[g, sr] - dist.exact[0, sr]) for g in rows)
+        features = frame[attribute]
+        assert ours_odds == pytest.approx(
+            equalized_odds_difference(y, pred, sensitive_features=features, method="to_overall"), abs=1e-12
+        )
+        assert ours_parity == pytest.approx(
+            demographic_parity_difference(y, pred, sensitive_features=features, method="to_overall"), abs=1e-12
+        )
+    women = next(g for g, name in names.items() if name == ("sex", "F"))
+    gap, interval = dist.gap(women, "sensitivity", 0.95)
+    assert gap < 0 and interval.low < gap < interval.high  # the weaker signal for women shows, with its interval
+
+
+def test_the_same_seed_gives_the_same_intervals_and_another_seed_differs() -> None:
+    frame = _cohort(2, n=1500)
+    _, first = _run(frame, [], seed=5)
+    _, again = _run(frame, [], seed=5)
+    _, other = _run(frame, [], seed=6)
+    assert np.array_equal(first.resampled, again.resampled, equal_nan=True)
+    assert not np.array_equal(first.resampled, other.resampled, equal_nan=True)
+    auroc = first.interval(0, "auroc", 0.95)
+    assert auroc.low < first.exact[0, first.metrics.index("auroc")] < auroc.high
+
+
+@pytest.mark.slow
+def test_intervals_cover_the_true_value_at_about_the_nominal_rate() -> None:
+    """Binormal scores: the true AUROC is Phi(mu / sqrt 2), the true sensitivity at t is 1 - Phi(logit t - mu)."""
+    mu, t, reps = 1.0, 0.5, 200
+    true_auroc = 0.5 * (1 + math.erf(mu / 2))  # Phi(mu / sqrt 2)
+    true_sens = 1 - 0.5 * (1 + math.erf((0.0 - mu) / math.sqrt(2)))  # logit(0.5) = 0
+    rng = np.random.default_rng(11)
+    covered = {"auroc": 0, "sensitivity": 0}
+    for rep in range(reps):
+        y = np.r_[np.ones(100, dtype=np.int8), np.zeros(300, dtype=np.int8)]
+        score = rng.normal(0, 1, 400) + mu * y
+        p = 1 / (1 + np.exp(-score))
+        dist = bootstrap(y, p, np.zeros(400, dtype=int), np.ones((1, 1), bool), t, resamples=400, seed=rep)
+        for name, truth in (("auroc", true_auroc), ("sensitivity", true_sens)):
+            ci = dist.interval(0, name, 0.95)
+            covered[name] += ci.low <= truth <= ci.high
+    for name, hits in covered.items():
+        assert 0.88 <= hits / reps <= 0.99, (name, hits / reps)
+
+
+def test_paired_difference_sees_a_worse_model() -> None:
+    frame = _cohort(3)
+    y, good = frame["y"].to_numpy(), frame["p"].to_numpy()
+    rng = np.random.default_rng(0)
+    worse = np.clip(good + rng.normal(0, 0.3, len(good)), 0, 1)
+    difference, ci = paired_difference(y, worse, good, "auroc", 0.3, resamples=300, seed=1, level=0.95)
+    assert difference == pytest.approx(skm.roc_auc_score(y, worse) - skm.roc_auc_score(y, good), abs=1e-12)
+    assert ci.high < 0  # clearly worse, and the paired interval knows it
+    same, same_ci = paired_difference(y, good, good, "auroc", 0.3, resamples=100, seed=1, level=0.95)
+    assert same == 0 and same_ci.low == pytest.approx(0, abs=1e-12) and same_ci.high == pytest.approx(0, abs=1e-12)

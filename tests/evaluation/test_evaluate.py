@@ -1,0 +1,160 @@
+"""A run validated end to end on both metadata backends: a model poor for one sex fails the subgroup gate,
+a model worse than the champion fails non-inferiority, a good model passes; bad input is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from medops.audit.query import AuditFilter, list_events
+from medops.data.datasets import get
+from medops.errors import InvalidInput, PermissionDenied
+from medops.evaluation.evaluate import binary_label, evaluate
+from medops.evaluation.records import list_for, record
+from medops.evaluation.spec import EvaluateSpec
+from medops.training import Tracker
+from medops.training.train import TrainConfig, train
+from medops.training.trainers import ModelSpec
+from medops.workspace import Workspace
+from tests.features.test_store import put
+
+FEATURES = ["age", "los", "frailty_seen"]
+POLICY: dict[str, Any] = {
+    "threshold": {"target_sensitivity": 0.7},
+    "bootstrap": {"resamples": 300, "seed": 1},
+    "subgroups": {"attributes": {"sex": {}, "age_band": {"column": "age", "bins": [50, 75]}}, "min_size": 40},
+    "robustness": {"unit_errors": {"age": {"scale": 12, "note": "months where years are expected"}}},
+    "policy": {
+        "metrics": {"auroc": {"min": 0.7, "check": "ci_lower"}},
+        "subgroup_gaps": {
+            "auroc": {"max": 0.1, "attributes": ["sex"]},
+            "equal_opportunity": {"max": 0.2, "attributes": ["sex"]},  # age drives the risk: not a fairness gap
+        },
+        "non_inferiority": {"metric": "auroc", "margin": 0.02},
+        "prerequisites": ["leakage_checks"],  # these test datasets come without a contract (see below)
+    },
+}
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "k" * 40)
+
+
+def cohort(n: int, *, biased: bool, seed: int = 0) -> pd.DataFrame:
+    """Readmission driven by age, stay and frailty; with ``biased``, women's risk follows a cause the
+    model never sees, so a model good overall is poor for them."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "patient_id": [f"p{i:05d}" for i in range(n)],
+            "sex": rng.choice(["F", "M"], n),
+            "age": rng.normal(65, 12, n).round(),
+            "los": rng.exponential(4, n),
+            "frailty_seen": rng.normal(0, 1, n),
+            "hidden": rng.normal(0, 1, n),
+        }
+    )
+    seen = (frame["age"] - 65) / 8 + (frame["los"] - 4) / 2.5 + 1.5 * frame["frailty_seen"]
+    risk = np.where(biased & (frame["sex"] == "F"), 2.5 * frame["hidden"], seen) - 1.5
+    frame["readmitted"] = (rng.random(n) < 1 / (1 + np.exp(-risk))).astype(int)
+    return frame
+
+
+def _train(
+    tracker: Tracker, tmp_path: Path, name: str, frame: pd.DataFrame, model: ModelSpec, features: list[str]
+) -> str:
+    put(tracker.ws, tmp_path, name, pa.Table.from_pandas(frame, preserve_index=False))
+    info = get(tracker.ws.db, name)
+    config = TrainConfig(
+        features,
+        "readmitted",
+        model,
+        split="stratified",
+        group=None,
+        test_size=0.3,
+        seed=3,
+        inputs=(info.ref,),
+        data={"dataset": info.name, "version": info.version, "drop_missing_labels": False},
+    )
+    rows = pq.read_table(tracker.ws.artifacts.local_path(info.version)).to_pandas()
+    return train(tracker, rows, config, actor="alice").run_id
+
+
+def _evaluate(tracker: Tracker, run: str, champion: str | None = None, **changes: Any) -> dict[str, Any]:
+    spec = EvaluateSpec.model_validate({**POLICY, **changes})
+    return evaluate(tracker, run, spec, project={"name": "t"}, champion=champion, actor="victor")
+
+
+def _gate(doc: dict[str, Any], start: str) -> dict[str, Any]:
+    return next(g for g in doc["gates"] if g["criterion"].startswith(start))
+
+
+LOGISTIC = ModelSpec("logistic_regression")
+
+
+def test_a_good_model_passes_and_the_result_is_stored_and_audited(team: Workspace, tmp_path: Path) -> None:
+    tracker = Tracker(team)
+    run = _train(tracker, tmp_path, "fair", cohort(2400, biased=False), LOGISTIC, FEATURES)
+    doc = _evaluate(tracker, run)
+    failed = [g["criterion"] + ": " + g["why"] for g in doc["gates"] if not g["passed"]]
+    assert doc["passed"], failed
+    assert _gate(doc, "leakage checks")["passed"]
+    strict = _evaluate(tracker, run, policy={**POLICY["policy"], "prerequisites": ["data_contract"]})
+    assert not strict["passed"] and "no passed contract for fair@" in _gate(strict, "data contracts")["why"]
+    assert doc["metrics"]["auroc"]["low"] < doc["metrics"]["auroc"]["value"] < doc["metrics"]["auroc"]["high"]
+    names = {(g["attribute"], g["group"]) for g in doc["subgroups"]["groups"]}
+    assert {("sex", "F"), ("sex", "M"), ("age_band", "<50"), ("age_band", "50–<75"), ("age_band", "≥75")} <= names
+    unit = next(r for r in doc["robustness"] if r["name"] == "unit:age")
+    assert unit["caught"] and unit["flagged_rate"] == 1.0  # ages in months are outside every training age
+    info = record(team, doc, "<html></html>", "# card", "<html></html>", actor="victor")
+    assert info.passed and [g["criterion"] for g in info.gates] == [g["criterion"] for g in doc["gates"]]
+    assert list_for(team, run)[0].id == doc["id"]
+    events = list_events(team.db, AuditFilter(action="evaluation.record"), limit=None)
+    assert [e.entity_id for e in events] == [doc["id"]] and events[0].after["passed"] is True
+    with pytest.raises(PermissionDenied):  # a clinical reviewer signs; she does not record validations
+        record(team, {**doc, "id": "f" * 32}, "", "", "", actor="carol")
+
+
+def test_a_model_poor_for_one_sex_fails_the_subgroup_gate(team: Workspace, tmp_path: Path) -> None:
+    tracker = Tracker(team)
+    run = _train(tracker, tmp_path, "biased", cohort(2400, biased=True), LOGISTIC, FEATURES)
+    doc = _evaluate(tracker, run)
+    gate = _gate(doc, "auroc gap")
+    assert not gate["passed"] and "sex=F" in gate["why"], gate
+    women = next(g for g in doc["subgroups"]["groups"] if g["group"] == "F")
+    assert "auroc" in women["flagged"] and women["gaps"]["auroc"]["value"] < -0.1
+    assert not doc["passed"]
+
+
+def test_a_model_worse_than_the_champion_fails_non_inferiority(team: Workspace, tmp_path: Path) -> None:
+    tracker = Tracker(team)
+    frame = cohort(2400, biased=False)
+    champion = _train(tracker, tmp_path, "cohort", frame, LOGISTIC, FEATURES)
+    weaker = _train(tracker, tmp_path, "cohort", frame, LOGISTIC, ["age"])  # the same rows, one feature
+    doc = _evaluate(tracker, weaker, champion=champion)
+    gate = _gate(doc, "auroc not worse")
+    assert not gate["passed"] and doc["champion"]["high"] < -0.02, doc["champion"]
+    again = _evaluate(tracker, champion, champion=weaker)  # the other way round it is not inferior
+    assert _gate(again, "auroc not worse")["passed"]
+
+
+def test_bad_input_is_named_before_any_work(team: Workspace, tmp_path: Path) -> None:
+    tracker = Tracker(team)
+    run = _train(tracker, tmp_path, "fair", cohort(800, biased=False), LOGISTIC, FEATURES)
+    at = "medops.yaml, line 9: evaluate.subgroups.attributes.payer"
+    spec = EvaluateSpec.model_validate({**POLICY, "subgroups": {"attributes": {"payer": {}}}, "policy": {}})
+    with pytest.raises(InvalidInput, match=f"{at}: the test set has no column 'payer'"):
+        evaluate(tracker, run, spec, project={}, where=lambda loc: f"medops.yaml, line 9: {'.'.join(loc)}")
+    with pytest.raises(InvalidInput, match="one class only"):
+        binary_label(pd.Series([1, 1, 1], name="readmitted"), lambda loc: ".".join(loc))
+    with pytest.raises(InvalidInput, match="not binary"):
+        binary_label(pd.Series([0, 1, 2], name="readmitted"), lambda loc: ".".join(loc))
+    with pytest.raises(InvalidInput, match="the champion is the run being evaluated"):
+        _evaluate(tracker, run, champion=run)
