@@ -73,7 +73,8 @@ def run_demo(
         _access_control(ws, step)
         project = _data(ws, base / "project", step, patients)
         _features(ws, project, step)
-        _train(ws, project, step)
+        baseline, tuned = _train(ws, project, step)
+        _evaluate(ws, project, step, base / "reports", baseline, tuned)
         check = ws.verify_audit()
         result.events, result.chain_ok = check.chain.checked, check.ok
         signed = f"; signed checkpoint at event {check.written.size}" if check.written else ""
@@ -217,7 +218,7 @@ def _features(ws: Workspace, project: LoadedProject, step: Callable[[str, str], 
     step("lineage", f"{info.ref} <- " + ", ".join(sorted({e.src.split("@")[0] for e in up if e.dst == info.node})))
 
 
-def _train(ws: Workspace, project: LoadedProject, step: Callable[[str, str], None]) -> None:
+def _train(ws: Workspace, project: LoadedProject, step: Callable[[str, str], None]) -> tuple[str, str]:
     from medops.pipelines.train import train_from_project
     from medops.training import Tracker
 
@@ -249,6 +250,44 @@ def _train(ws: Workspace, project: LoadedProject, step: Callable[[str, str], Non
         f"{len(info.params)} parameters, inputs {', '.join(i['name'] for i in info.inputs)}, code {code}, "
         f"environment {str(info.env_digest)[:12]} ({info.host})",
     )
+    return first.run_id, tuned.run_id
+
+
+def _evaluate(
+    ws: Workspace, project: LoadedProject, step: Callable[[str, str], None], out: Path, baseline: str, tuned: str
+) -> None:
+    """The validator evaluates both models against the project's policy; the tuned one against the baseline."""
+    from medops.pipelines.evaluate import evaluate_from_project
+
+    for name, run, champion in (("baseline", baseline, None), ("tuned", tuned, baseline)):
+        done = evaluate_from_project(ws, project, run, champion=champion, actor="victor", out=out / name)
+        doc = done.doc
+        failed = [g["criterion"] for g in doc["gates"] if not g["passed"]]
+        m = doc["metrics"]
+        versus = ""
+        if doc["champion"]:
+            c = doc["champion"]
+            versus = f"; vs baseline AUROC {c['difference']:+.3f} ({c['low']:+.3f} to {c['high']:+.3f})"
+        step(
+            f"evaluate {name}",
+            f"AUROC {m['auroc']['value']:.3f} ({m['auroc']['low']:.3f}-{m['auroc']['high']:.3f}), sensitivity "
+            f"{m['sensitivity']['value']:.3f} at threshold {doc['threshold']['value']:.3f}{versus}; "
+            f"{len(doc['gates']) - len(failed)}/{len(doc['gates'])} gates passed"
+            + (f" (failed: {'; '.join(failed)})" if failed else ""),
+        )
+        groups = doc["subgroups"]["groups"] if doc["subgroups"] else []
+        flagged = [f"{g['attribute']}={g['group']}" for g in groups if g["flagged"]]
+        small = sum(g["too_small"] for g in groups)
+        step(
+            "subgroups",
+            f"{len(groups)} groups over {len(doc['subgroups']['attributes']) if doc['subgroups'] else 0} attributes "
+            f"and their intersections, {small} too small to judge; flagged: {', '.join(flagged) or 'none'}",
+        )
+        robust = ", ".join(
+            f"{r['name']} {r['auroc_change']:+.3f}{' (caught)' if r['caught'] else ''}" for r in doc["robustness"]
+        )
+        step("robustness", f"AUROC change: {robust}")
+        step("reports", f"evaluation {done.info.short}: " + ", ".join(str(f) for f in done.files))
 
 
 def _backfill_story(ws: Workspace, store: FeatureStore) -> str:

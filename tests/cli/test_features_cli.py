@@ -87,6 +87,22 @@ def test_features_from_apply_to_check(project: Path, capsys: pytest.CaptureFixtu
     assert shown["project_sha256"] and shown["params"]["split.kind"] == "grouped"
     code, out, err = run(["runs", "reproduce", first["run"], "--json"], capsys)
     assert code == 0 and json.loads(out)["reproduced"] is True, err
+    code, out, err = run(["evaluate", first["run"], "--out", "reports", "--json"], capsys)
+    evaluated = json.loads(out)
+    assert code == (0 if evaluated["passed"] else 1), err
+    assert evaluated["run"] == first["run"] and {g["criterion"] for g in evaluated["gates"]} >= {
+        "data contracts passed",
+        "leakage checks passed",
+    }
+    assert (project / "reports" / "validation_report.html").stat().st_size > 10_000
+    assert "## Intended use" in (project / "reports" / "model_card.md").read_text(encoding="utf-8")
+    code, out, _ = run(["evaluations", "list", "--run", first["run"], "--json"], capsys)
+    assert [e["id"] for e in json.loads(out)] == [evaluated["evaluation"]]
+    code, out, _ = run(["evaluations", "show", evaluated["evaluation"][:8], "--report", "copy.html", "--json"], capsys)
+    assert code == 0 and json.loads(out)["gates"] == evaluated["gates"]
+    assert (project / "copy.html").read_bytes() == (project / "reports" / "validation_report.html").read_bytes()
+    code, _, err = run(["evaluate", first["run"], "--champion", first["run"]], capsys)
+    assert code == 2 and "the champion is the run being evaluated" in err
     code, out, err = run(
         ["train", "--estimator", "logistic_regression", "--param", "C=0.5", "--seed", "7", "--json"], capsys
     )

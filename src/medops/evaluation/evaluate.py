@@ -158,6 +158,7 @@ def evaluate(
         if spec.subgroups is None
         else {
             "min_size": spec.subgroups.min_size,
+            "min_events": spec.subgroups.min_events,
             "attributes": {k: v.model_dump() for k, v in spec.subgroups.attributes.items()},
             "groups": subgroup_docs,
         },
@@ -199,7 +200,8 @@ def _subgroup_docs(ts: TestSet, groups: GroupSet, dist: Distribution, spec: Eval
     for g in range(1, len(groups.names)):
         rows = groups.membership[g][groups.strata]
         n, positives = int(rows.sum()), int(ts.y[rows].sum())
-        small = n < spec.subgroups.min_size
+        events = min(positives, n - positives)
+        small = n < spec.subgroups.min_size or events < spec.subgroups.min_events
         doc: dict[str, Any] = {
             "attribute": groups.names[g][0],
             "group": groups.names[g][1],

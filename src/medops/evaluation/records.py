@@ -79,7 +79,7 @@ def record(
                     criterion=gate["criterion"],
                     kind=gate["kind"],
                     value=_finite(gate["value"]),
-                    threshold=None if gate["threshold"] is None else str(gate["threshold"]),
+                    threshold=json.dumps(gate["threshold"]),  # a number or a text, read back as it was
                     passed=bool(gate["passed"]),
                     why=gate["why"],
                 )
@@ -144,7 +144,7 @@ def _info(session: Any, row: Evaluation) -> EvaluationInfo:
                 "criterion": g.criterion,
                 "kind": g.kind,
                 "value": g.value,
-                "threshold": g.threshold,
+                "threshold": json.loads(g.threshold) if g.threshold is not None else None,
                 "passed": g.passed,
                 "why": g.why,
             }

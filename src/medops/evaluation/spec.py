@@ -73,6 +73,7 @@ class SubgroupsSpec(_Strict):
     attributes: dict[str, AttributeSpec] = Field(min_length=1)
     intersections: list[Annotated[list[str], Field(min_length=2)]] = []
     min_size: Annotated[int, Field(ge=1)] = 100
+    min_events: Annotated[int, Field(ge=0)] = 5  # fewer positives (or negatives) than this: too small as well
 
     @model_validator(mode="after")
     def _known(self) -> SubgroupsSpec:
