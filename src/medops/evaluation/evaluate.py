@@ -35,6 +35,8 @@ from medops.training.tracking import RunInfo, Tracker, run_node
 from medops.training.train import config_from_recipe, split_and_check
 from medops.training.trainers import FittedModel
 
+# The run's parameters that describe the model (the split and data are under "data").
+MODEL_SETTINGS = ("model.", "best.", "class_weight", "calibration", "resample", "seed")
 KEY_PACKAGES = ("medops", "lightgbm", "scikit-learn", "numpy", "pandas", "scipy", "optuna")
 Where = Callable[[tuple[str, ...]], str]
 
@@ -316,7 +318,7 @@ def _run_doc(tracker: Tracker, ts: TestSet) -> dict[str, Any]:
         "experiment": info.experiment,
         "name": info.name,
         "estimator": info.params.get("estimator", ""),
-        "params": {k: str(v) for k, v in sorted(info.params.items()) if k != "features"},
+        "params": {k: str(v) for k, v in sorted(info.params.items()) if k.startswith(MODEL_SETTINGS)},
         "created_by": info.created_by,
         "started_at": info.started_at.isoformat(),
         "ended_at": info.ended_at.isoformat() if info.ended_at else None,

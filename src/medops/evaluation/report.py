@@ -266,6 +266,7 @@ def _subgroups(subgroups: Any) -> dict[str, Any] | None:
                 "positives": _get(group, "positives"),
                 "prevalence": _prevalence(group),
                 "too_small": bool(_get(group, "too_small")),
+                "why_small": _why_small(group, subgroups),
                 "metrics": [{"metric": _get(metrics, m), "flagged": m in marked} for m in SUBGROUP_METRICS],
                 "gaps": [{"metric": _get(gaps, g), "flagged": g in marked} for g in GAP_COLUMNS],
                 "flagged": flagged,
@@ -306,6 +307,18 @@ def document_sha256(doc: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _why_small(group: Mapping[str, Any], subgroups: Any) -> str:
+    """Why a group is too small to judge: too few patients, or too few of one outcome."""
+    n, positives = _get(group, "n") or 0, _get(group, "positives") or 0
+    min_size, min_events = _get(subgroups, "min_size") or 0, _get(subgroups, "min_events") or 0
+    if n < min_size:
+        return f"n < {number(min_size)}"
+    events, which = min((positives, "positives"), (n - positives, "negatives"))
+    if events < min_events:
+        return f"{number(events)} {which} < {number(min_events)}"
+    return "too few cases"
+
+
 def _limitations(doc: Mapping[str, Any], view: Mapping[str, Any]) -> list[str]:
     """The document's own limitations, then those that follow from the results."""
     items = [str(x) for x in _list(_get(_get(doc, "card"), "limitations"))]
@@ -313,8 +326,8 @@ def _limitations(doc: Mapping[str, Any], view: Mapping[str, Any]) -> list[str]:
     if subgroups is not None:
         for attribute, row in subgroups["too_small"]:
             items.append(
-                f"Subgroup {attribute} = {row['group']} has {number(row['n'])} patients, fewer than "
-                f"{number(subgroups['min_size'])}: its performance was not evaluated."
+                f"Subgroup {attribute} = {row['group']} is too small to judge ({row['why_small']}, "
+                f"{number(row['n'])} patients): its performance was not evaluated."
             )
     for row in _list(_get(doc, "robustness")):
         if _get(row, "caught"):
