@@ -7,6 +7,7 @@ import sys
 from benchmarks import (
     bench_artifacts,
     bench_audit,
+    bench_evaluation,
     bench_features,
     bench_ingest,
     bench_online,
@@ -23,3 +24,4 @@ if __name__ == "__main__":
     bench_online.main(extra)
     bench_features.main(extra)
     bench_tracking.main(extra)
+    bench_evaluation.main(extra)

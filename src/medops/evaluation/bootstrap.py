@@ -94,7 +94,7 @@ def bootstrap(
     p = np.asarray(p, dtype=np.float64)
     strata = np.asarray(strata, dtype=np.int64)
     groups = np.asarray(groups, dtype=bool)
-    exact = np.stack([_exact_group(y, p, strata, member, threshold, metrics) for member in groups])
+    exact = _exact(y, p, strata, groups, threshold, metrics)
 
     edges = bin_edges(p, threshold, bins)
     n_bins = len(edges) + 1
@@ -151,14 +151,27 @@ def bootstrap(
     return Distribution(exact, out + shift[:, :, None], metrics)
 
 
-def _exact_group(
-    y: np.ndarray, p: np.ndarray, strata: np.ndarray, member: np.ndarray, threshold: float, metrics: Sequence[str]
+def _exact(
+    y: np.ndarray, p: np.ndarray, strata: np.ndarray, groups: np.ndarray, threshold: float, metrics: Sequence[str]
 ) -> np.ndarray:
-    rows = member[strata]
-    if not rows.any():
-        return np.full(len(metrics), np.nan)
-    values = compute(exact_histogram(y[rows], p[rows], threshold), metrics=tuple(metrics))
-    return np.array([float(values[m]) for m in metrics])
+    """Every group's exact metrics: the scores sorted once, each group's histogram counted from them."""
+    score, inverse = np.unique(p, return_inverse=True)
+    overall = exact_histogram(y, p, threshold)
+    start = calibration_start(overall.pos, overall.neg, overall.score)  # groups' fits start here
+
+    def one(member: np.ndarray) -> np.ndarray:
+        rows = member[strata]
+        if not rows.any():
+            return np.full(len(metrics), np.nan)
+        pos = np.bincount(inverse[rows], weights=y[rows], minlength=len(score))
+        neg = np.bincount(inverse[rows], minlength=len(score)) - pos
+        kept = (pos + neg) > 0
+        h = Histogram(pos[kept], neg[kept], score[kept], int(np.searchsorted(score[kept], threshold, side="left")))
+        values = compute(h, start, metrics=tuple(metrics))
+        return np.array([float(values[m]) for m in metrics])
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        return np.stack(list(pool.map(one, groups)))
 
 
 def paired_difference(
