@@ -288,24 +288,27 @@ def _champion(tracker: Tracker, ref: str, ts: TestSet, spec: EvaluateSpec, thres
 
 def _contracts(tracker: Tracker, info: RunInfo) -> tuple[bool, str]:
     """Every dataset upstream of the run that came from a source passed its contract (bad rows quarantined)."""
-    checked, bad = [], []
+    seen: set[str] = set()
+    judged, bad = [], []
     for edge in walk(tracker.ws.db, run_node(info.id), "up"):
         for node in (edge.src, edge.dst):
-            if not node.startswith("dataset:") or node in checked:
+            if not node.startswith("dataset:") or node in seen:
                 continue
-            checked.append(node)
+            seen.add(node)
             try:
                 ds = get_dataset(tracker.ws.db, node.removeprefix("dataset:"))
             except NotFound:
                 continue
-            if ds.kind == "training_set" or ds.details.get("feature_view"):
+            if ds.kind == "training_set":  # built by medops from checked datasets, not from a source
                 continue
+            judged.append(ds.name)
             if ds.contract_result not in ("passed", "quarantined"):
                 bad.append(f"{ds.name}@{ds.short} ({ds.contract_result})")
     if bad:
         return False, "no passed contract for " + ", ".join(bad)
-    sources = [n.removeprefix("dataset:").split("@")[0] for n in checked]
-    return True, f"{len(sources)} upstream datasets checked" if sources else "no upstream dataset recorded"
+    if not judged:
+        return False, "no source dataset recorded upstream of the run"
+    return True, f"{len(judged)} source datasets passed theirs: {', '.join(sorted(judged))}"
 
 
 def _run_doc(tracker: Tracker, ts: TestSet) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from medops.evaluation.evaluate import evaluate
 from medops.evaluation.records import EVALUATE_ROLES, EvaluationInfo, record
 from medops.evaluation.report import render_model_card, render_report
 from medops.pipelines.project import LoadedProject
-from medops.training.tracking import Tracker
+from medops.store.lineage import walk
+from medops.training.tracking import Tracker, run_node
 from medops.workspace import Workspace, write_atomic
 
 REPORT = "validation_report.html"
@@ -60,6 +61,14 @@ def evaluate_from_project(
     if run is None:
         experiment = project.spec.train.experiment if project.spec.train else "default"
         run = latest_trained(tracker, experiment)
+    run = tracker.get(run).id
+    upstream = {
+        name: version
+        for edge in walk(ws.db, run_node(run), "up")
+        for node in (edge.src, edge.dst)
+        if node.startswith("dataset:")
+        for name, _, version in [node.removeprefix("dataset:").partition("@")]
+    }
     meta = project.spec
     doc = evaluate(
         tracker,
@@ -74,7 +83,7 @@ def evaluate_from_project(
             "sha256": project.sha256,
         },
         where=project.where,
-        source=lambda name: _latest(ws, name),
+        source=lambda name: _source(ws, name, upstream.get(name)),
         champion=champion,
         actor=who,
         progress=progress,
@@ -91,7 +100,8 @@ def evaluate_from_project(
     return Evaluated(info, doc, files)
 
 
-def _latest(ws: Workspace, name: str) -> pd.DataFrame:
-    """A source's latest dataset version, to join subgroup attributes (race, payer...) by the entity."""
-    info = get_dataset(ws.db, name)
+def _source(ws: Workspace, name: str, version: str | None) -> pd.DataFrame:
+    """A source's dataset, to join subgroup attributes (race, payer...) by the entity: the version the
+    run was trained from when the lineage names one, else the latest."""
+    info = get_dataset(ws.db, f"{name}@{version}" if version else name)
     return pq.read_table(ws.artifacts.local_path(info.version)).to_pandas()

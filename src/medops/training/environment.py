@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -60,22 +61,48 @@ class GitState:
     dirty: bool | None
 
 
-def git_state(folder: Path) -> GitState:
-    """The commit checked out in ``folder`` and whether tracked files differ from it; unknown outside git.
+GIT_STATUS = ["git", "--no-optional-locks", "status", "--porcelain=v2", "--branch", "--untracked-files=no"]
 
-    One ``git status`` answers both (its branch header names the commit): every run pays for it.
+
+def git_state(folder: Path) -> GitState:
+    """The commit checked out in ``folder`` and whether tracked files differ from it; unknown outside git."""
+    return start_git_state(folder)()
+
+
+def start_git_state(folder: Path) -> Callable[[], GitState]:
+    """Ask git now, read the answer later: a run starts at once and collects it when it ends.
+
+    One ``git status`` answers both questions (its branch header names the commit). Outside
+    a repository no process is started at all.
     """
+    if not _in_repository(folder):
+        return lambda: GitState(None, None)
     try:
-        out = subprocess.run(
-            ["git", "--no-optional-locks", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return GitState(None, None)
+        process = subprocess.Popen(GIT_STATUS, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    except OSError:
+        return lambda: GitState(None, None)
+    answer: list[GitState] = []
+
+    def collect() -> GitState:
+        if not answer:
+            try:
+                out, _ = process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+                out = ""
+            answer.append(_parse_status(out) if process.returncode == 0 else GitState(None, None))
+        return answer[0]
+
+    return collect
+
+
+def _in_repository(folder: Path) -> bool:
+    here = folder.resolve()
+    return any((d / ".git").exists() for d in (here, *here.parents))
+
+
+def _parse_status(out: str) -> GitState:
     lines = out.splitlines()
     commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
     if commit is None or commit == "(initial)":

@@ -2,7 +2,8 @@
 
 A run records who started it, where (host), from what (project file hash, git commit and
 dirty flag, environment lock, seed, the dataset and feature versions it read) and how it
-ended (finished, failed with the error, killed). Metrics and parameters are buffered and
+ended (finished, failed with the error, killed). git is asked when the run starts and its
+answer recorded when the run ends, so the run never waits for it. Metrics and parameters are buffered and
 written in batches (every ``FLUSH_EVERY`` values or ``FLUSH_SECONDS``, and at the end), so
 a training loop pays for a transaction per batch, not per value. A batch that can't be
 written stays buffered; a run whose last batch can't be written ends failed.
@@ -20,7 +21,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,7 +38,7 @@ from medops.identity import Role
 from medops.store.lineage import Edge, add_edges, dataset_node
 from medops.store.schema import Run as RunRow
 from medops.store.schema import RunArtifact, RunInput, RunLatestMetric, RunMetric, RunParam, RunTag
-from medops.training.environment import environment_lock, git_state, host_name
+from medops.training.environment import GitState, environment_lock, host_name, start_git_state
 from medops.workspace import Workspace
 
 RUN_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN}
@@ -78,8 +79,16 @@ def _insert(session: Session) -> Any:
 class Run:
     """An open run. Use it as a context manager: an exception inside marks it failed with the error."""
 
-    def __init__(self, tracker: Tracker, row: RunRow, *, owns_workspace: bool = False) -> None:
+    def __init__(
+        self,
+        tracker: Tracker,
+        row: RunRow,
+        *,
+        owns_workspace: bool = False,
+        git: Callable[[], GitState] = lambda: GitState(None, None),
+    ) -> None:
         self.tracker = tracker
+        self._git = git  # asked when the run started, read when it ends
         self.id = row.id
         self.experiment = row.experiment
         self.name = row.name
@@ -429,7 +438,7 @@ class Tracker:
             self.mark_abandoned(who)
             self._swept_at = time.monotonic()
         where = folder or (project.folder if project is not None else Path.cwd())
-        git = git_state(where)
+        git = start_git_state(where)  # git answers while the run works; recorded when it ends
         if self._env_digest is None:  # one environment per process: stored once
             self._env_digest = self.ws.artifacts.put(environment_lock().encode())
         env_digest = self._env_digest
@@ -447,8 +456,6 @@ class Tracker:
             heartbeat_at=now,
             seed=seed,
             project_sha256=getattr(project, "sha256", None),
-            git_commit=git.commit,
-            git_dirty=git.dirty,
             env_digest=env_digest,
         )
         with self.ws.users.authorized(who, "run.start", "run", run_id, RUN_ROLES) as ch:
@@ -461,13 +468,11 @@ class Tracker:
                 "name": row.name,
                 "parent": parent,
                 "seed": seed,
-                "git_commit": git.commit,
-                "git_dirty": git.dirty,
                 "project_sha256": row.project_sha256,
                 "environment": env_digest,
             }
             ch.session.expunge(row)
-        run = Run(self, row, owns_workspace=owns_workspace)
+        run = Run(self, row, owns_workspace=owns_workspace, git=git)
         if params:
             run.log_params(params)
         if seed is not None:
@@ -483,15 +488,16 @@ class Tracker:
         error: str | None,
         batch: tuple[Mapping[str, str], Mapping[str, str], Sequence[tuple[str, int, float, datetime]]] | None = None,
     ) -> None:
+        git = run._git()
         with self.ws.trail.change(run.actor, f"run.{state}", "run", run.id) as ch:
             if batch is not None and any(batch):
                 _write_batch(ch.session, run.id, *batch)
             ch.session.execute(
                 update(RunRow)
                 .where(RunRow.id == run.id, RunRow.state == "running")
-                .values(state=state, ended_at=utc_now(), error=error)
+                .values(state=state, ended_at=utc_now(), error=error, git_commit=git.commit, git_dirty=git.dirty)
             )
-            ch.after = {"state": state, "error": error}
+            ch.after = {"state": state, "error": error, "git_commit": git.commit, "git_dirty": git.dirty}
 
     def mark_abandoned(self, actor: str | None = None, now: datetime | None = None) -> list[str]:
         """Runs left "running" without a heartbeat for ``abandon_after`` become killed, audited."""
