@@ -94,12 +94,12 @@ def test_the_template_is_valid_and_plans_every_source(tmp_path: Path) -> None:
             "text_phi: Input should be 'redact' or 'fail'",
         ),
         (
-            ("      auroc: {min: 0.60, check: ci_lower}", "      auroc_pr: {min: 0.60, check: ci_lower}"),
+            ("      auroc: {min: 0.55, check: ci_lower}", "      auroc_pr: {min: 0.55, check: ci_lower}"),
             "auroc_pr:",
             "evaluate.policy.metrics.auroc_pr: unknown metric",
         ),
         (
-            ("attributes: [sex, race_ethnicity, age_band, site, payer]}", "attributes: [sex, religion]}"),
+            ("attributes: [sex, race_ethnicity, site]}", "attributes: [sex, religion]}"),
             "religion",
             "evaluate.policy.subgroup_gaps.equalized_odds.attributes: 'religion' is not a declared attribute",
         ),
