@@ -94,7 +94,7 @@ def test_the_template_is_valid_and_plans_every_source(tmp_path: Path) -> None:
             "text_phi: Input should be 'redact' or 'fail'",
         ),
         (
-            ("      auroc: {min: 0.55, check: ci_lower}", "      auroc_pr: {min: 0.55, check: ci_lower}"),
+            ("      auroc: {min: 0.5, check: ci_lower}", "      auroc_pr: {min: 0.5, check: ci_lower}"),
             "auroc_pr:",
             "evaluate.policy.metrics.auroc_pr: unknown metric",
         ),
