@@ -108,6 +108,12 @@ def evaluate(
     say = progress or (lambda step, done, total: None)
     ts = test_set(tracker, ref, where)
     config = config_from_recipe(ts.recipe)
+    for name in spec.robustness.unit_errors:
+        if name not in ts.model.features:
+            raise InvalidInput(
+                f"{where(('evaluate', 'robustness', 'unit_errors', name))}: {name!r} is not a feature of the model",
+                hint=f"features: {', '.join(ts.model.features)}",
+            )
     threshold = thresholds.choose(ts.y, ts.p, spec.threshold)
     groups = _groups(ts, spec, config.group, source, where)
     boot = spec.bootstrap
@@ -126,6 +132,7 @@ def evaluate(
     subgroup_docs = _subgroup_docs(ts, groups, dist, spec) if spec.subgroups is not None else None
     say("robustness", 0, 1)
     robust = robustness.run(ts.model.predict_proba, ts.frame, ts.y, ts.model.features, ts.schema, spec.robustness, ts.p)
+    say("robustness", 1, 1)
     champ = _champion(tracker, champion, ts, spec, threshold) if champion else None
     checks = {"data_contract": _contracts(tracker, ts.info), "leakage_checks": ts.leakage}
     gates = [
