@@ -7,6 +7,7 @@ Revises: 0004
 import sqlalchemy as sa
 from alembic import op
 
+from medops.store.append_only import create_triggers
 from medops.store.schema import UTCDateTime
 
 revision = "0005"
@@ -49,10 +50,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("evaluation_id", "position", name="pk_evaluation_gates"),
     )
+    create_triggers(["evaluations", "evaluation_gates"])  # a validation record is never rewritten
 
 
 def downgrade() -> None:
-    op.drop_table("evaluation_gates")
-    op.drop_index("ix_evaluations_created_at", table_name="evaluations")
-    op.drop_index("ix_evaluations_run_id", table_name="evaluations")
-    op.drop_table("evaluations")
+    raise RuntimeError("evaluations are validation records: they can't be downgraded")
