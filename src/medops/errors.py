@@ -9,6 +9,7 @@
     │   └── SchemaVersionError   schema older or newer than this medops
     ├── NotFound                 a named entity does not exist
     ├── Conflict                 the entity exists already / concurrent change
+    │   └── InvalidTransition    a stage change the rules forbid (no passed gates, a missing signature...)
     ├── InvalidInput             a value the user gave is not acceptable
     │   └── SourceError          an input file or query can't be read (names file, line, column)
     ├── IntegrityError           stored bytes or records don't match their hash
@@ -75,6 +76,10 @@ class NotFound(MedopsError):
 class Conflict(MedopsError):
     code = "conflict"
     http_status = 409
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
 
 
 class InvalidInput(MedopsError):

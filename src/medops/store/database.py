@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
@@ -153,3 +154,8 @@ def translate_operational(exc: OperationalError, display_url: str) -> StoreError
             hint="check metadata_url (or MEDOPS_METADATA_URL) and that the server is running",
         )
     return StoreError(f"metadata database error: {message}")
+
+
+def dialect_insert(session: Session) -> Any:
+    """The backend's INSERT, which has ON CONFLICT (upserts and insert-if-absent)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert

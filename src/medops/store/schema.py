@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -312,3 +313,83 @@ class GateResult(Base):
     threshold: Mapped[str | None] = mapped_column(Text, nullable=True)
     passed: Mapped[bool] = mapped_column(Boolean)
     why: Mapped[str] = mapped_column(Text)
+
+
+class RegisteredModel(Base):
+    __tablename__ = "registered_models"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ModelVersion(Base):
+    """A registered version: immutable but for its stage, which only the registry service moves."""
+
+    __tablename__ = "model_versions"
+
+    model: Mapped[str] = mapped_column(ForeignKey("registered_models.name"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    artifact_sha256: Mapped[str] = mapped_column(String(64))  # what approvals are bound to
+    evaluation_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    required_approvals: Mapped[str] = mapped_column(Text)  # JSON list of roles
+    stage: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # One production version per model, whatever the code does: the database refuses a second.
+        Index(
+            "uq_model_versions_production",
+            "model",
+            unique=True,
+            sqlite_where=text("stage = 'production'"),
+            postgresql_where=text("stage = 'production'"),
+        ),
+    )
+
+
+class ModelAlias(Base):
+    """Which version holds a free alias (champion, challenger) now."""
+
+    __tablename__ = "model_aliases"
+
+    model: Mapped[str] = mapped_column(ForeignKey("registered_models.name"), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class ModelTransition(Base):
+    """Every move of a stage or alias, in order: the history that answers "which version, when, who, why"."""
+
+    __tablename__ = "model_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(ForeignKey("registered_models.name"), index=True)
+    name: Mapped[str] = mapped_column(String(64))  # a stage (staging, production, archived) or an alias
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: the alias was removed
+    previous: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Approval(Base):
+    """A signed decision on a version for one required role: approved or rejected (with the reason)."""
+
+    __tablename__ = "model_approvals"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(32))
+    username: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))
+    signature_id: Mapped[str] = mapped_column(ForeignKey("signatures.id"))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_model_approvals_version", "model", "version"),)

@@ -29,12 +29,12 @@ from types import TracebackType
 from typing import Any, Literal
 
 from sqlalchemy import and_, exists, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from medops.clock import utc_now
 from medops.errors import InvalidInput, NotFound
 from medops.identity import Role
+from medops.store.database import dialect_insert
 from medops.store.lineage import Edge, add_edges, dataset_node
 from medops.store.schema import Run as RunRow
 from medops.store.schema import RunArtifact, RunInput, RunLatestMetric, RunMetric, RunParam, RunTag
@@ -70,10 +70,6 @@ def _text(value: Any) -> str:
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, sort_keys=True, default=str)
     return str(value)
-
-
-def _insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 class Run:
@@ -160,7 +156,7 @@ class Run:
         node = f"featureview:{name}@{version}" if kind == "featureview" else dataset_node(name, version)
         with self.tracker.ws.db.write() as session:
             session.execute(
-                _insert(session)(RunInput)
+                dialect_insert(session)(RunInput)
                 .values(run_id=self.id, kind=kind, name=name, version=version)
                 .on_conflict_do_update(index_elements=["run_id", "kind", "name"], set_={"version": version})
             )
@@ -180,7 +176,7 @@ class Run:
         size = self.tracker.ws.artifacts.size(digest)
         with self.tracker.ws.db.write() as session:
             session.execute(
-                _insert(session)(RunArtifact)
+                dialect_insert(session)(RunArtifact)
                 .values(run_id=self.id, path=path, digest=digest, size_bytes=size)
                 .on_conflict_do_update(index_elements=["run_id", "path"], set_={"digest": digest, "size_bytes": size})
             )
@@ -272,7 +268,7 @@ def _write_batch(
 ) -> None:
     # One statement, many parameter sets: compiling a statement with thousands of VALUES
     # rows cost more than running it.
-    insert = _insert(session)
+    insert = dialect_insert(session)
     if params:
         session.execute(
             insert(RunParam).on_conflict_do_nothing(index_elements=["run_id", "key"]),

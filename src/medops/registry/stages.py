@@ -1,0 +1,197 @@
+"""Stages and aliases, moved only here: each move role-checked, rule-checked, recorded in the
+transition history and the audit trail, in one transaction.
+
+A version enters production only if its evaluation passed every gate and every approval it
+requires is signed and still valid; the production version it replaces is archived in the
+same step. Promotions of one model are serialized (a row lock on PostgreSQL, the single
+writer on SQLite) and the database holds at most one production version per model, so two
+concurrent promotions can't both win. Rollback restores the version that was in production
+before the current one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from medops.clock import utc_now
+from medops.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from medops.evaluation.records import get as get_evaluation
+from medops.evaluation.records import list_for
+from medops.identity.roles import Role
+from medops.registry.approvals import missing
+from medops.registry.versions import STAGES, lock_model, read
+from medops.store.schema import ModelAlias, ModelTransition, ModelVersion, RegisteredModel
+from medops.workspace import Workspace
+
+PROMOTE_ROLES = {Role.ML_ENGINEER, Role.ADMIN}
+_ALIAS = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Transition:
+    name: str  # a stage or an alias
+    version: int | None
+    previous: int | None
+    actor: str
+    at: datetime
+    reason: str | None
+
+
+def promote(
+    ws: Workspace, name: str, version: int, stage: str, *, actor: str | None = None, reason: str | None = None
+) -> list[Transition]:
+    """Move a version to ``staging``, ``production`` or ``archived``; returns the moves made."""
+    who = actor or ws.actor
+    if stage not in STAGES[1:]:
+        raise InvalidInput(f"stage {stage!r} is not known", hint="staging, production or archived")
+    if not (reason and reason.strip()):
+        raise InvalidInput(f"moving {name}:{version} to {stage} needs a reason", hint="give --reason '...'")
+    blockers = _production_blockers(ws, name, version) if stage == "production" else []
+    with ws.users.authorized(who, f"model.{stage}", "model", f"{name}:{version}", PROMOTE_ROLES, reason=reason) as ch:
+        session = ch.session
+        lock_model(session, name)
+        current = read(session, name, version)  # read again under the lock
+        if current.stage == stage:
+            raise Conflict(f"{current.ref} is already in {stage}")
+        if current.stage == "archived" and stage != "archived":
+            raise InvalidTransition(
+                f"{current.ref} is archived: it can't return to {stage}",
+                hint="register the run again as a new version, or roll back to the previous production version",
+            )
+        if blockers:
+            raise InvalidTransition(f"{current.ref} can't enter production: {'; '.join(blockers)}")
+        moves = []
+        if stage == "production":
+            previous = _holder(session, name)
+            if previous is not None:
+                _set_stage(session, name, previous, "archived")
+                moves.append(_record(session, name, "archived", previous, None, who, reason))
+            _set_stage(session, name, version, "production")
+            moves.append(_record(session, name, "production", version, previous, who, reason))
+        else:
+            _set_stage(session, name, version, stage)
+            moves.append(_record(session, name, stage, version, None, who, reason))
+        ch.before = {"stage": current.stage}
+        ch.after = {"moves": [{"stage": m.name, "version": m.version, "previous": m.previous} for m in moves]}
+    return moves
+
+
+def _production_blockers(ws: Workspace, name: str, version: int) -> list[str]:
+    """The gates and the approvals: what stops this version entering production (none: it may)."""
+    with ws.db.read() as session:
+        info = read(session, name, version)
+    problems = []
+    latest = list_for(ws, info.run_id, limit=1)
+    evaluation = get_evaluation(ws, latest[0].id) if latest else None
+    if evaluation is None:
+        problems.append(f"run {info.run_id[:12]} has no evaluation (medops evaluate)")
+    elif not evaluation.passed:
+        failed = [g["criterion"] for g in evaluation.gates if not g["passed"]]
+        problems.append(f"its evaluation {evaluation.short} failed: {', '.join(failed)}")
+    problems += missing(ws, info)
+    return problems
+
+
+def rollback(ws: Workspace, name: str, *, actor: str | None = None, reason: str | None = None) -> list[Transition]:
+    """Restore the version that was in production before the current one; the current one is archived."""
+    who = actor or ws.actor
+    if not (reason and reason.strip()):
+        raise InvalidInput(f"rolling back {name} needs a reason", hint="give --reason '...'")
+    with ws.users.authorized(who, "model.rollback", "model", name, PROMOTE_ROLES, reason=reason) as ch:
+        session = ch.session
+        if session.get(RegisteredModel, name) is None:
+            raise NotFound(f"no registered model {name!r}", hint="see them with: medops models list")
+        lock_model(session, name)
+        current = _holder(session, name)
+        if current is None:
+            raise InvalidTransition(f"{name} has no production version to roll back")
+        entries = session.execute(
+            select(ModelTransition.version, ModelTransition.previous)
+            .where(ModelTransition.model == name, ModelTransition.name == "production")
+            .order_by(ModelTransition.id.desc())
+        ).first()
+        target = entries.previous if entries is not None else None
+        if target is None:
+            raise InvalidTransition(f"{name}:{current} was the first production version: there is none to restore")
+        _set_stage(session, name, current, "archived")
+        moves = [_record(session, name, "archived", current, None, who, reason)]
+        _set_stage(session, name, target, "production")
+        moves.append(_record(session, name, "production", target, current, who, reason))
+        ch.entity_id = f"{name}:{target}"
+        ch.after = {"production": target, "archived": current}
+    return moves
+
+
+def set_alias(
+    ws: Workspace, name: str, alias: str, version: int | None, *, actor: str | None = None, reason: str | None = None
+) -> Transition:
+    """Point a free alias (champion, challenger...) at a version, or remove it (``version=None``)."""
+    who = actor or ws.actor
+    if not _ALIAS.match(alias) or alias in STAGES:
+        raise InvalidInput(f"{alias!r} can't be an alias", hint="lowercase letters, digits, '_'; not a stage name")
+    with ws.users.authorized(who, "model.alias", "model", f"{name}:{alias}", PROMOTE_ROLES, reason=reason) as ch:
+        session = ch.session
+        lock_model(session, name)
+        if version is not None:
+            read(session, name, version)  # it exists
+        held = session.get(ModelAlias, (name, alias))
+        previous = held.version if held is not None else None
+        if held is not None:
+            session.delete(held)
+            session.flush()
+        if version is not None:
+            session.add(ModelAlias(model=name, alias=alias, version=version))
+        move = _record(session, name, alias, version, previous, who, reason)
+        ch.after = {"alias": alias, "version": version, "previous": previous}
+    return move
+
+
+def history(ws: Workspace, name: str) -> list[Transition]:
+    with ws.db.read() as session:
+        if session.get(RegisteredModel, name) is None:
+            raise NotFound(f"no registered model {name!r}", hint="see them with: medops models list")
+        rows = session.execute(
+            select(ModelTransition).where(ModelTransition.model == name).order_by(ModelTransition.id)
+        ).scalars()
+        return [Transition(r.name, r.version, r.previous, r.actor, r.at, r.reason) for r in rows]
+
+
+def holder_at(ws: Workspace, name: str, stage_or_alias: str, when: datetime) -> Transition | None:
+    """Which version held a stage (production) or alias at ``when``, and the move that put it there."""
+    last = None
+    for move in history(ws, name):
+        if move.at > when:
+            break
+        if move.name == stage_or_alias:
+            last = move
+        elif stage_or_alias == "production" and move.name == "archived" and last and last.version == move.version:
+            last = None  # archived without a successor (a plain archive of the production version)
+    return last if last is not None and last.version is not None else None
+
+
+def _holder(session: Session, name: str) -> int | None:
+    return session.scalar(
+        select(ModelVersion.version).where(ModelVersion.model == name, ModelVersion.stage == "production")
+    )
+
+
+def _set_stage(session: Session, name: str, version: int, stage: str) -> None:
+    session.execute(
+        update(ModelVersion).where(ModelVersion.model == name, ModelVersion.version == version).values(stage=stage)
+    )
+    session.flush()
+
+
+def _record(
+    session: Session, name: str, stage: str, version: int | None, previous: int | None, who: str, reason: str | None
+) -> Transition:
+    at = utc_now()
+    session.add(
+        ModelTransition(model=name, name=stage, version=version, previous=previous, actor=who, at=at, reason=reason)
+    )
+    return Transition(stage, version, previous, who, at, reason)

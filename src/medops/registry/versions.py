@@ -1,0 +1,205 @@
+"""Registered models and their versions: what a version is, how one is registered, how they are read.
+
+A version links its training run, the SHA-256 of what approvals sign (the model file), the
+run's latest evaluation at registration, and the approvals the policy required then. It is
+never changed afterwards, except its stage, which only ``medops.registry.stages`` moves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from medops.clock import utc_now
+from medops.errors import InvalidInput, NotFound
+from medops.evaluation.records import list_for
+from medops.identity.roles import Role
+from medops.store.database import dialect_insert
+from medops.store.lineage import Edge, add_edges
+from medops.store.schema import ModelAlias, ModelVersion, RegisteredModel
+from medops.training.tracking import Tracker, run_node
+from medops.workspace import Workspace
+
+REGISTER_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN}
+STAGES = ("none", "staging", "production", "archived")
+DEFAULT_APPROVALS = ("clinical_reviewer", "validator")
+_NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    model: str
+    version: int
+    run_id: str
+    artifact_sha256: str
+    evaluation_id: str | None
+    required_approvals: list[str]
+    stage: str
+    aliases: list[str]
+    description: str
+    created_by: str
+    created_at: datetime
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model}:{self.version}"
+
+    def record(self) -> dict[str, Any]:
+        """What an approval signs: change the model file and every signature on it is void."""
+        return {"model": self.model, "version": self.version, "artifact_sha256": self.artifact_sha256}
+
+
+def version_node(model: str, version: int) -> str:
+    return f"model:{model}:{version}"
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """``NAME`` or ``NAME:VERSION``."""
+    name, sep, version = ref.strip().partition(":")
+    if not _NAME.match(name):
+        raise InvalidInput(f"{name!r} is not a model name", hint="lowercase letters, digits, '_' and '-'")
+    if not sep:
+        return name, None
+    if not version.isdigit() or int(version) < 1:
+        raise InvalidInput(f"{ref!r}: the version is a positive number", hint="for example readmission:3")
+    return name, int(version)
+
+
+def register(
+    ws: Workspace,
+    run: str,
+    name: str,
+    *,
+    actor: str | None = None,
+    description: str = "",
+    required_approvals: list[str] | tuple[str, ...] = DEFAULT_APPROVALS,
+    reason: str | None = None,
+) -> VersionInfo:
+    """A new version of ``name`` (created if new) from a finished training run that stored a model."""
+    who = actor or ws.actor
+    parse_ref(name)
+    roles = [r.value for r in Role]
+    for role in required_approvals:
+        if role not in roles:
+            raise InvalidInput(f"approval role {role!r} is not a role", hint=f"roles: {', '.join(roles)}")
+    if len(set(required_approvals)) != len(required_approvals):
+        raise InvalidInput("each required approval role is named once")
+    info = Tracker(ws).get(run)
+    if info.state != "finished" or "model_sha256" not in info.tags:
+        raise InvalidInput(
+            f"run {info.short} is {info.state} and {'stored a' if 'model_sha256' in info.tags else 'stored no'} model",
+            hint="register a finished training run (medops train)",
+        )
+    evaluations = list_for(ws, info.id, limit=1)
+    now = utc_now()
+    with ws.users.authorized(who, "model.register", "model", name, REGISTER_ROLES, reason=reason) as ch:
+        session = ch.session
+        session.execute(  # two first registrations at once: one creates the model, both add a version
+            dialect_insert(session)(RegisteredModel)
+            .values(name=name, description="", created_by=who, created_at=now)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        lock_model(session, name)
+        number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model == name)) or 0) + 1
+        session.add(
+            ModelVersion(
+                model=name,
+                version=number,
+                run_id=info.id,
+                artifact_sha256=info.tags["model_sha256"],
+                evaluation_id=evaluations[0].id if evaluations else None,
+                required_approvals=json.dumps(list(required_approvals)),
+                stage="none",
+                description=description,
+                created_by=who,
+                created_at=now,
+            )
+        )
+        session.flush()
+        add_edges(session, [Edge(run_node(info.id), version_node(name, number), "registered_as", {})], who)
+        ch.entity_id = f"{name}:{number}"
+        ch.after = {
+            "run": info.id,
+            "artifact_sha256": info.tags["model_sha256"],
+            "evaluation": evaluations[0].id if evaluations else None,
+            "required_approvals": list(required_approvals),
+        }
+    return get(ws, name, number)
+
+
+def lock_model(session: Session, name: str) -> None:
+    """Serialize changes to one model: on PostgreSQL a row lock; SQLite writers are serialized already."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(RegisteredModel.name).where(RegisteredModel.name == name).with_for_update())
+
+
+def get(ws: Workspace, name: str, version: int | None = None) -> VersionInfo:
+    """A version, or the newest one of the model."""
+    with ws.db.read() as session:
+        return read(session, name, version)
+
+
+def read(session: Session, name: str, version: int | None = None) -> VersionInfo:
+    if session.get(RegisteredModel, name) is None:
+        raise NotFound(f"no registered model {name!r}", hint="see them with: medops models list")
+    query = select(ModelVersion).where(ModelVersion.model == name)
+    query = query.where(ModelVersion.version == version) if version else query.order_by(ModelVersion.version.desc())
+    row = session.execute(query.limit(1)).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"model {name!r} has no version {version}", hint=f"see them with: medops models show {name}")
+    aliases = session.execute(
+        select(ModelAlias.alias).where(ModelAlias.model == name, ModelAlias.version == row.version)
+    ).scalars()
+    return _info(row, sorted(aliases))
+
+
+def versions(ws: Workspace, name: str) -> list[VersionInfo]:
+    with ws.db.read() as session:
+        if session.get(RegisteredModel, name) is None:
+            raise NotFound(f"no registered model {name!r}", hint="see them with: medops models list")
+        rows = session.execute(
+            select(ModelVersion).where(ModelVersion.model == name).order_by(ModelVersion.version)
+        ).scalars()
+        held: dict[int, list[str]] = {}
+        for alias, version in session.execute(
+            select(ModelAlias.alias, ModelAlias.version).where(ModelAlias.model == name)
+        ):
+            held.setdefault(version, []).append(alias)
+        return [_info(r, sorted(held.get(r.version, []))) for r in rows]
+
+
+def models(ws: Workspace) -> list[dict[str, Any]]:
+    """Every registered model with its version count and production version."""
+    with ws.db.read() as session:
+        out = []
+        for model in session.execute(select(RegisteredModel).order_by(RegisteredModel.name)).scalars():
+            count = session.scalar(select(func.count()).where(ModelVersion.model == model.name))
+            production = session.scalar(
+                select(ModelVersion.version).where(ModelVersion.model == model.name, ModelVersion.stage == "production")
+            )
+            out.append(
+                {"name": model.name, "versions": count, "production": production, "created_by": model.created_by}
+            )
+        return out
+
+
+def _info(row: ModelVersion, aliases: list[str]) -> VersionInfo:
+    return VersionInfo(
+        row.model,
+        row.version,
+        row.run_id,
+        row.artifact_sha256,
+        row.evaluation_id,
+        list(json.loads(row.required_approvals)),
+        row.stage,
+        aliases,
+        row.description,
+        row.created_by,
+        row.created_at,
+    )

@@ -1,0 +1,100 @@
+"""The model registry: registered models, versions and their stage, aliases, the transition
+history, and signed approvals.
+
+Revision ID: 0006
+Revises: 0005
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from medops.store.append_only import create_triggers
+from medops.store.schema import UTCDateTime
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "registered_models",
+        sa.Column("name", sa.String(128), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("created_by", sa.String(64), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name="pk_registered_models"),
+    )
+    op.create_table(
+        "model_versions",
+        sa.Column("model", sa.String(128), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("run_id", sa.String(32), nullable=False),
+        sa.Column("artifact_sha256", sa.String(64), nullable=False),
+        sa.Column("evaluation_id", sa.String(32), nullable=True),
+        sa.Column("required_approvals", sa.Text(), nullable=False),
+        sa.Column("stage", sa.String(16), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("created_by", sa.String(64), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["model"], ["registered_models.name"], name="fk_model_versions_model_registered_models"
+        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_model_versions_run_id_runs"),
+        sa.PrimaryKeyConstraint("model", "version", name="pk_model_versions"),
+    )
+    op.create_index("ix_model_versions_run_id", "model_versions", ["run_id"])
+    op.create_index(
+        "uq_model_versions_production",
+        "model_versions",
+        ["model"],
+        unique=True,
+        sqlite_where=sa.text("stage = 'production'"),
+        postgresql_where=sa.text("stage = 'production'"),
+    )
+    op.create_table(
+        "model_aliases",
+        sa.Column("model", sa.String(128), nullable=False),
+        sa.Column("alias", sa.String(64), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["model"], ["registered_models.name"], name="fk_model_aliases_model_registered_models"),
+        sa.PrimaryKeyConstraint("model", "alias", name="pk_model_aliases"),
+    )
+    op.create_table(
+        "model_transitions",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("model", sa.String(128), nullable=False),
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=True),
+        sa.Column("previous", sa.Integer(), nullable=True),
+        sa.Column("actor", sa.String(64), nullable=False),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["model"], ["registered_models.name"], name="fk_model_transitions_model_registered_models"
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_model_transitions"),
+    )
+    op.create_index("ix_model_transitions_model", "model_transitions", ["model"])
+    op.create_index("ix_model_transitions_at", "model_transitions", ["at"])
+    op.create_table(
+        "model_approvals",
+        sa.Column("id", sa.String(32), nullable=False),
+        sa.Column("model", sa.String(128), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("role", sa.String(32), nullable=False),
+        sa.Column("username", sa.String(64), nullable=False),
+        sa.Column("decision", sa.String(16), nullable=False),
+        sa.Column("signature_id", sa.String(32), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["signature_id"], ["signatures.id"], name="fk_model_approvals_signature_id_signatures"),
+        sa.PrimaryKeyConstraint("id", name="pk_model_approvals"),
+    )
+    op.create_index("ix_model_approvals_version", "model_approvals", ["model", "version"])
+    create_triggers(["model_transitions", "model_approvals"])  # history and decisions are never rewritten
+
+
+def downgrade() -> None:
+    raise RuntimeError("the registry's history and approvals are records: they can't be downgraded")

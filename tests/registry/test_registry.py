@@ -1,0 +1,186 @@
+"""The registry on both backends: promotion needs passed gates and every signature from distinct,
+non-author signers; rollback restores; concurrent promotions leave exactly one production version."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from medops.audit import AuditFilter, list_events, verify_chain
+from medops.errors import AuthenticationFailed, InvalidInput, InvalidTransition, NotFound, PermissionDenied
+from medops.evaluation.records import record
+from medops.identity import Role
+from medops.registry import approvals, stages, versions
+from medops.store.schema import ModelVersion
+from medops.training import Tracker
+from medops.workspace import Workspace
+from tests.conftest import PASSWORD
+from tests.evaluation.test_evaluate import FEATURES, LOGISTIC, _evaluate, _train, cohort
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "k" * 40)
+
+
+@pytest.fixture
+def registry(team: Workspace, tmp_path: Path) -> tuple[Workspace, str]:
+    """A trained run by alice whose evaluation passed; ming is an ML engineer."""
+    team.users.add("admin", "ming", "Ming Chen", PASSWORD, [Role.ML_ENGINEER])
+    tracker = Tracker(team)
+    run = _train(tracker, tmp_path, "fair", cohort(2400, biased=False), LOGISTIC, FEATURES)
+    doc = _evaluate(tracker, run)
+    assert doc["passed"], [g for g in doc["gates"] if not g["passed"]]
+    record(team, doc, "<html></html>", "# card", "<html></html>", actor="victor")
+    return team, run
+
+
+def _sign_both(ws: Workspace, version: int) -> None:
+    approvals.approve(ws, ("readmission", version), "carol", PASSWORD, "clinical_reviewer")
+    approvals.approve(ws, ("readmission", version), "victor", PASSWORD, "validator")
+
+
+def _stage_of(ws: Workspace, version: int) -> str:
+    return versions.get(ws, "readmission", version).stage
+
+
+def test_promotion_needs_gates_and_every_signature_from_distinct_non_authors(registry: tuple[Workspace, str]) -> None:
+    ws, run = registry
+    v1 = versions.register(ws, run, "readmission", actor="alice")
+    assert (v1.version, v1.stage, v1.required_approvals) == (1, "none", ["clinical_reviewer", "validator"])
+    assert v1.evaluation_id is not None
+    with pytest.raises(InvalidTransition, match="no clinical_reviewer approval; no validator approval"):
+        stages.promote(ws, "readmission", 1, "production", actor="ming", reason="go live")
+    approvals.approve(ws, ("readmission", 1), "carol", PASSWORD, "clinical_reviewer")
+    with pytest.raises(InvalidTransition, match="no validator approval"):
+        stages.promote(ws, "readmission", 1, "production", actor="ming", reason="go live")
+    ws.users.grant("admin", "alice", Role.VALIDATOR, reason="cover")  # the author holds the role now: still refused
+    with pytest.raises(PermissionDenied, match="the author can't sign"):
+        approvals.approve(ws, ("readmission", 1), "alice", PASSWORD, "validator")
+    ws.users.grant("admin", "carol", Role.VALIDATOR, reason="cover")  # one person, two roles: she may fill one
+    with pytest.raises(PermissionDenied, match="one person fills one role"):
+        approvals.approve(ws, ("readmission", 1), "carol", PASSWORD, "validator")
+    with pytest.raises(AuthenticationFailed):
+        approvals.approve(ws, ("readmission", 1), "victor", "wrong-password", "validator")
+    assert _stage_of(ws, 1) == "none"
+    with pytest.raises(PermissionDenied):  # a data scientist registers; she does not promote
+        stages.promote(ws, "readmission", 1, "staging", actor="alice", reason="try")
+    approvals.approve(ws, ("readmission", 1), "victor", PASSWORD, "validator")
+    moves = stages.promote(ws, "readmission", 1, "production", actor="ming", reason="go live")
+    assert [(m.name, m.version) for m in moves] == [("production", 1)] and _stage_of(ws, 1) == "production"
+    decided = approvals.decisions(ws, ("readmission", 1))
+    assert [(d.role, d.username, d.valid) for d in decided] == [
+        ("clinical_reviewer", "carol", True),
+        ("validator", "victor", True),
+    ]
+    actions = [e.action for e in list_events(ws.db, AuditFilter(entity_type="model"), limit=None, newest_first=False)]
+    assert actions.count("model.approve.denied") == 2 and actions[-1] == "model.production"
+
+
+def test_failed_gates_and_a_rejection_block_production(registry: tuple[Workspace, str], tmp_path: Path) -> None:
+    ws, _run = registry
+    tracker = Tracker(ws)
+    weak = _train(tracker, tmp_path, "weak", cohort(1200, biased=True), LOGISTIC, ["frailty_seen"])
+    failed = _evaluate(tracker, weak, policy={"metrics": {"auroc": {"min": 0.95}}, "prerequisites": []}, robustness={})
+    record(ws, failed, "", "", "", actor="victor")
+    version = versions.register(ws, weak, "readmission", actor="alice").version
+    _sign_both(ws, version)
+    with pytest.raises(InvalidTransition, match="failed: auroc ≥ 0.95"):
+        stages.promote(ws, "readmission", version, "production", actor="ming", reason="go live")
+    unevaluated = _train(tracker, tmp_path, "weak", cohort(1000, biased=False, seed=4), LOGISTIC, FEATURES)
+    other = versions.register(ws, unevaluated, "readmission", actor="alice").version
+    _sign_both(ws, other)
+    with pytest.raises(InvalidTransition, match="has no evaluation"):
+        stages.promote(ws, "readmission", other, "production", actor="ming", reason="go live")
+    run_ok = versions.register(ws, _run, "readmission", actor="alice").version
+    approvals.approve(ws, ("readmission", run_ok), "carol", PASSWORD, "clinical_reviewer")
+    approvals.reject(ws, ("readmission", run_ok), "victor", PASSWORD, "validator", "subgroup sizes too small")
+    with pytest.raises(InvalidTransition, match="validator rejected it"):
+        stages.promote(ws, "readmission", run_ok, "production", actor="ming", reason="go live")
+    with pytest.raises(InvalidInput, match="needs a reason"):
+        approvals.reject(ws, ("readmission", run_ok), "victor", PASSWORD, "validator", " ")
+
+
+def test_promoting_archives_the_previous_and_rollback_restores_it(registry: tuple[Workspace, str]) -> None:
+    ws, run = registry
+    for _ in range(2):
+        number = versions.register(ws, run, "readmission", actor="alice").version
+        _sign_both(ws, number)
+    stages.promote(ws, "readmission", 1, "production", actor="ming", reason="first")
+    before_second = versions.get(ws, "readmission", 1).created_at + timedelta(days=1)
+    moves = stages.promote(ws, "readmission", 2, "production", actor="ming", reason="better")
+    assert [(m.name, m.version, m.previous) for m in moves] == [("archived", 1, None), ("production", 2, 1)]
+    assert (_stage_of(ws, 1), _stage_of(ws, 2)) == ("archived", "production")
+    with pytest.raises(InvalidTransition, match="archived: it can't return to production"):
+        stages.promote(ws, "readmission", 1, "production", actor="ming", reason="again")
+    moves = stages.rollback(ws, "readmission", actor="ming", reason="alarm on v2")
+    assert [(m.name, m.version) for m in moves] == [("archived", 2), ("production", 1)]
+    assert (_stage_of(ws, 1), _stage_of(ws, 2)) == ("production", "archived")
+    events = list_events(ws.db, AuditFilter(action="model.rollback"), limit=None)
+    assert len(events) == 1 and events[0].reason == "alarm on v2" and events[0].after["production"] == 1
+    history = stages.history(ws, "readmission")
+    assert [(h.name, h.version) for h in history][-2:] == [("archived", 2), ("production", 1)]
+    first = history[0]
+    assert stages.holder_at(ws, "readmission", "production", first.at) is not None
+    assert stages.holder_at(ws, "readmission", "production", first.at - timedelta(seconds=1)) is None
+    assert before_second > first.at
+    stages.set_alias(ws, "readmission", "champion", 1, actor="ming", reason="current best")
+    stages.set_alias(ws, "readmission", "challenger", 2, actor="ming", reason="shadow")
+    assert versions.get(ws, "readmission", 1).aliases == ["champion"]
+    with pytest.raises(InvalidInput, match="can't be an alias"):
+        stages.set_alias(ws, "readmission", "production", 2, actor="ming", reason="no")
+
+
+def test_bad_input_changes_nothing(registry: tuple[Workspace, str]) -> None:
+    ws, run = registry
+    with pytest.raises(NotFound, match="no registered model 'nope'"):
+        stages.promote(ws, "nope", 1, "staging", actor="ming", reason="x")
+    versions.register(ws, run, "readmission", actor="alice")
+    with pytest.raises(NotFound, match="has no version 7"):
+        approvals.approve(ws, ("readmission", 7), "carol", PASSWORD, "clinical_reviewer")
+    with pytest.raises(InvalidInput, match="stage 'live' is not known"):
+        stages.promote(ws, "readmission", 1, "live", actor="ming", reason="x")
+    with pytest.raises(InvalidInput, match="not a model name"):
+        versions.parse_ref("Readmission:1")
+    with pytest.raises(InvalidInput, match="not a role"):
+        versions.register(ws, run, "readmission", actor="alice", required_approvals=["cardiologist"])
+    with pytest.raises(InvalidTransition, match="no production version to roll back"):
+        stages.rollback(ws, "readmission", actor="ming", reason="x")
+    assert [v.stage for v in versions.versions(ws, "readmission")] == ["none"]
+
+
+def _promoter(home: str, version: int, start: mp.synchronize.Event) -> None:
+    ws = Workspace.open(Path(home))
+    start.wait()
+    stages.promote(ws, "readmission", version, "production", actor="ming", reason=f"worker {version}")
+    ws.close()
+
+
+@pytest.mark.slow
+def test_eight_processes_promoting_at_once_leave_one_production_version(registry: tuple[Workspace, str]) -> None:
+    ws, run = registry
+    for _ in range(8):
+        _sign_both(ws, versions.register(ws, run, "readmission", actor="alice").version)
+    ctx = mp.get_context("spawn")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_promoter, args=(str(ws.settings.home), v, start)) for v in range(1, 9)]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0] * 8  # serialized: each promotion archived the one before
+    with ws.db.read() as session:
+        staged = dict(session.execute(select(ModelVersion.version, ModelVersion.stage)).all())
+    assert sorted(staged.values()) == ["archived"] * 7 + ["production"]
+    entered = [m for m in stages.history(ws, "readmission") if m.name == "production"]
+    assert len(entered) == 8 and entered[0].previous is None
+    for earlier, later in zip(entered, entered[1:], strict=False):
+        assert later.previous == earlier.version  # no lost update: each saw the one before it
+    assert staged[entered[-1].version] == "production"
+    assert len(list_events(ws.db, AuditFilter(action="model.production"), limit=None)) == 8
+    assert verify_chain(ws.db).ok
