@@ -56,7 +56,7 @@ def test_every_command_has_help_with_an_example(path: list[str], capsys: pytest.
     code, out, _ = run([*path, "--help"], capsys)
     assert code == 0
     assert "Usage" in out
-    groups = ("db", "audit", "user", "token", "project", "data", "lineage", "features", "runs", "evaluations")
+    groups = ("db", "audit", "user", "token", "project", "data", "lineage", "features", "runs", "evaluations", "models")
     is_group = path == [] or path[-1] in groups
     assert is_group or "Example" in out
 

@@ -19,6 +19,7 @@ from medops.cli import (
     evaluate,
     features,
     lineage,
+    models,
     project,
     runs,
     synth,
@@ -70,6 +71,7 @@ app.add_typer(features.app, name="features")
 app.add_typer(lineage.app, name="lineage")
 app.add_typer(runs.app, name="runs")
 app.add_typer(evaluate.app, name="evaluations")
+app.add_typer(models.app, name="models")
 app.command("demo", epilog=demo.EPILOG)(demo.demo)
 app.command("synth", epilog=synth.EPILOG)(synth.synth)
 app.command("train", epilog=train.EPILOG)(train.train)

@@ -1,0 +1,288 @@
+"""`medops models`: register versions, sign approvals, move stages and aliases, roll back, read history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import typer
+
+from medops.cli.common import JsonOption, ReasonOption, console, ok, open_workspace, print_json, read_secret, table
+from medops.cli.user import PasswordStdin
+from medops.errors import InvalidInput
+
+app = typer.Typer(help="The model registry: versions, approvals, stages and aliases, rollback, history.")
+
+
+def _ref(ref: str, *, version_required: bool = True) -> tuple[str, int | None]:
+    from medops.registry.versions import parse_ref
+
+    name, version = parse_ref(ref)
+    if version_required and version is None:
+        raise InvalidInput(f"{ref!r} names no version", hint=f"give NAME:VERSION, for example {name}:1")
+    return name, version
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+@app.command("register", epilog="Examples:  medops models register RUN --name readmission")
+def register_cmd(
+    run: str = typer.Argument(..., help="The finished training run (id or 6+ characters of it)."),
+    name: str = typer.Option(..., "--name", "-n", help="The registered model (created with its first version)."),
+    description: str = typer.Option("", "--description", help="What this version is."),
+    approvals: list[str] = typer.Option(
+        ["clinical_reviewer", "validator"], "--approval", help="A role that must sign before production; repeatable."
+    ),
+    reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Register a run's model as a new version (data_scientist, ml_engineer or admin)."""
+    from medops.registry.versions import register
+
+    with open_workspace() as ws:
+        info = register(ws, run, name, description=description, required_approvals=approvals, reason=reason)
+    if as_json:
+        print_json(_version_doc(info))
+        return
+    ok(f"registered {info.ref} from run {info.run_id[:12]}; approvals required: {', '.join(info.required_approvals)}")
+
+
+@app.command("list", epilog="Examples:  medops models list")
+def list_cmd(as_json: bool = JsonOption) -> None:
+    """Registered models, their version counts and production versions."""
+    from medops.registry.versions import models
+
+    with open_workspace() as ws:
+        found = models(ws)
+    if as_json:
+        print_json(found)
+        return
+    table(None, ["model", "versions", "production", "created by"], [list(m.values()) for m in found])
+
+
+@app.command("show", epilog="Examples:  medops models show readmission   ·   medops models show readmission:2")
+def show_cmd(ref: str = typer.Argument(..., help="NAME or NAME:VERSION."), as_json: bool = JsonOption) -> None:
+    """A model's versions (stage, aliases, run, evaluation), or one version with its approvals."""
+    from medops.registry import approvals, versions
+
+    name, version = _ref(ref, version_required=False)
+    with open_workspace() as ws:
+        found = versions.versions(ws, name) if version is None else [versions.get(ws, name, version)]
+        decided = approvals.decisions(ws, (name, version)) if version is not None else []
+    if as_json:
+        docs = [_version_doc(v) for v in found]
+        if version is not None:
+            docs[0]["approvals"] = [_decision_doc(d) for d in decided]
+        print_json(docs if version is None else docs[0])
+        return
+    table(
+        None,
+        ["version", "stage", "aliases", "run", "evaluation", "approvals required", "registered"],
+        [
+            [
+                v.version,
+                v.stage,
+                ", ".join(v.aliases),
+                v.run_id[:12],
+                (v.evaluation_id or "none")[:12],
+                ", ".join(v.required_approvals),
+                f"{_when(v.created_at)} by {v.created_by}",
+            ]
+            for v in found
+        ],
+    )
+    if decided:
+        _decisions(decided)
+
+
+@app.command(
+    "approve", epilog="Examples:  MEDOPS_USER=carol medops models approve readmission:2 --role clinical_reviewer"
+)
+def approve_cmd(
+    ref: str = typer.Argument(..., help="NAME:VERSION."),
+    role: str = typer.Option(..., "--role", help="The required role you sign for (you must hold it)."),
+    password_stdin: bool = PasswordStdin,
+) -> None:
+    """Sign "approved for production" for one required role (your password is checked, Part 11)."""
+    from medops.registry.approvals import approve
+
+    name, version = _ref(ref)
+    assert version is not None
+    with open_workspace() as ws:
+        password = read_secret(None, from_stdin=password_stdin, prompt=f"Password for {ws.actor}", confirm=False)
+        decision = approve(ws, (name, version), ws.actor, password, role)
+    ok(f"{decision.username} signed {name}:{version} as {decision.role}: approved for production")
+
+
+@app.command("reject", epilog="Examples:  medops models reject readmission:2 --role validator -r 'too few women'")
+def reject_cmd(
+    ref: str = typer.Argument(..., help="NAME:VERSION."),
+    role: str = typer.Option(..., "--role", help="The required role you decide for."),
+    reason: str = typer.Option(..., "--reason", "-r", help="Why: recorded with the signed decision."),
+    password_stdin: bool = PasswordStdin,
+) -> None:
+    """Sign a rejection with its reason; per role the latest decision counts."""
+    from medops.registry.approvals import reject
+
+    name, version = _ref(ref)
+    assert version is not None
+    with open_workspace() as ws:
+        password = read_secret(None, from_stdin=password_stdin, prompt=f"Password for {ws.actor}", confirm=False)
+        decision = reject(ws, (name, version), ws.actor, password, role, reason)
+    ok(f"{decision.username} rejected {name}:{version} as {decision.role}: {reason}")
+
+
+@app.command("approvals", epilog="Examples:  medops models approvals readmission:2")
+def approvals_cmd(ref: str = typer.Argument(..., help="NAME:VERSION."), as_json: bool = JsonOption) -> None:
+    """Every decision on a version, whether its signature still holds, and what production still lacks."""
+    from medops.registry import approvals, versions
+
+    name, version = _ref(ref)
+    assert version is not None
+    with open_workspace() as ws:
+        decided = approvals.decisions(ws, (name, version))
+        lacking = approvals.missing(ws, versions.get(ws, name, version))
+    if as_json:
+        print_json({"decisions": [_decision_doc(d) for d in decided], "missing": lacking})
+        return
+    _decisions(decided)
+    console.print("complete: every required role signed" if not lacking else "missing: " + "; ".join(lacking))
+
+
+@app.command(
+    "promote", epilog="Examples:  MEDOPS_USER=ming medops models promote readmission:2 --to production -r 'CAB-118'"
+)
+def promote_cmd(
+    ref: str = typer.Argument(..., help="NAME:VERSION."),
+    to: str = typer.Option(..., "--to", help="staging, production or archived."),
+    reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Move a version's stage (ml_engineer or admin); production needs passed gates and every signature.
+
+    The previous production version is archived in the same step.
+    """
+    from medops.registry.stages import promote
+
+    name, version = _ref(ref)
+    assert version is not None
+    with open_workspace() as ws:
+        moves = promote(ws, name, version, to, reason=reason)
+    _moves(name, moves, as_json)
+
+
+@app.command("rollback", epilog="Examples:  medops models rollback readmission -r 'alert INC-42'")
+def rollback_cmd(
+    name: str = typer.Argument(..., help="The registered model."),
+    reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Restore the previous production version in one audited step (the current one is archived)."""
+    from medops.registry.stages import rollback
+
+    with open_workspace() as ws:
+        moves = rollback(ws, _ref(name, version_required=False)[0], reason=reason)
+    _moves(name, moves, as_json)
+
+
+@app.command("alias", epilog="Examples:  medops models alias readmission:3 challenger -r 'shadow test'")
+def alias_cmd(
+    ref: str = typer.Argument(..., help="NAME:VERSION, or NAME with --remove."),
+    alias: str = typer.Argument(..., help="A free alias: champion, challenger, ..."),
+    remove: bool = typer.Option(False, "--remove", help="Remove the alias instead."),
+    reason: str | None = ReasonOption,
+) -> None:
+    """Point a free alias at a version (ml_engineer or admin); audited and kept in the history."""
+    from medops.registry.stages import set_alias
+
+    name, version = _ref(ref, version_required=not remove)
+    with open_workspace() as ws:
+        move = set_alias(ws, name, alias, None if remove else version, reason=reason)
+    ok(f"{name}: {alias} -> {move.version if move.version is not None else 'removed'} (was {move.previous})")
+
+
+@app.command("history", epilog="Examples:  medops models history readmission --at 2026-11-20T09:00")
+def history_cmd(
+    name: str = typer.Argument(..., help="The registered model."),
+    at: datetime | None = typer.Option(
+        None, "--at", help="Which version held each stage and alias at this time (UTC)."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Every stage and alias move with who and why; with --at, who held what at that moment."""
+    from datetime import UTC
+
+    from medops.registry.stages import history, holder_at
+
+    with open_workspace() as ws:
+        moves = history(ws, name)
+        held: dict[str, Any] = {}
+        if at is not None:
+            when = at if at.tzinfo else at.replace(tzinfo=UTC)
+            for slot in sorted({m.name for m in moves if m.name != "archived"}):
+                move = holder_at(ws, name, slot, when)
+                held[slot] = None if move is None else {"version": move.version, "by": move.actor, "at": move.at}
+    if as_json:
+        print_json({"moves": [m.__dict__ for m in moves], "at": held if at is not None else None})
+        return
+    if at is not None:
+        rows = [
+            [s, "none" if h is None else h["version"], "" if h is None else f"{_when(h['at'])} by {h['by']}"]
+            for s, h in held.items()
+        ]
+        table(f"held at {at.isoformat()}", ["stage or alias", "version", "since"], rows)
+        return
+    table(
+        None,
+        ["when", "stage or alias", "version", "previous", "by", "why"],
+        [[_when(m.at), m.name, m.version, m.previous, m.actor, m.reason or ""] for m in moves],
+    )
+
+
+def _moves(name: str, moves: list[Any], as_json: bool) -> None:
+    if as_json:
+        print_json([m.__dict__ for m in moves])
+        return
+    for m in moves:
+        ok(f"{name}:{m.version} -> {m.name}")
+
+
+def _decisions(decided: list[Any]) -> None:
+    table(
+        "approvals",
+        ["role", "signer", "decision", "signature", "when", "reason"],
+        [
+            [d.role, d.username, d.decision, "valid" if d.valid else "VOID", _when(d.at), d.reason or ""]
+            for d in decided
+        ],
+    )
+
+
+def _version_doc(v: Any) -> dict[str, Any]:
+    return {
+        "model": v.model,
+        "version": v.version,
+        "stage": v.stage,
+        "aliases": v.aliases,
+        "run": v.run_id,
+        "artifact_sha256": v.artifact_sha256,
+        "evaluation": v.evaluation_id,
+        "required_approvals": v.required_approvals,
+        "created_by": v.created_by,
+        "created_at": v.created_at.isoformat(),
+    }
+
+
+def _decision_doc(d: Any) -> dict[str, Any]:
+    return {
+        "role": d.role,
+        "username": d.username,
+        "decision": d.decision,
+        "signature": d.signature_id,
+        "valid": d.valid,
+        "problems": d.problems,
+        "reason": d.reason,
+        "at": d.at.isoformat(),
+    }

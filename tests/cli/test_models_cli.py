@@ -1,0 +1,60 @@
+"""`medops models register|show|approve|reject|approvals|promote|alias|history|rollback` on a validated run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medops.workspace import Workspace
+from tests.cli.test_cli import run
+from tests.conftest import PASSWORD
+from tests.registry.test_registry import _key, registry  # noqa: F401 - the fixtures
+
+
+def test_a_version_from_registration_to_rollback(
+    registry: tuple[Workspace, str],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ws, run_id = registry
+    monkeypatch.setenv("MEDOPS_HOME", str(ws.settings.home))
+
+    def as_user(user: str, args: list[str], stdin: str | None = None) -> tuple[int, str, str]:
+        monkeypatch.setenv("MEDOPS_USER", user)
+        return run(args, capsys, stdin=stdin, monkeypatch=monkeypatch)
+
+    for _ in range(2):
+        code, out, err = as_user("alice", ["models", "register", run_id[:8], "--name", "readmission", "--json"])
+        assert code == 0, err
+    assert json.loads(out)["version"] == 2
+    for version in (1, 2):
+        for user, role in (("carol", "clinical_reviewer"), ("victor", "validator")):
+            args = ["models", "approve", f"readmission:{version}", "--role", role, "--password-stdin"]
+            code, _, err = as_user(user, args, stdin=PASSWORD + "\n")
+            assert code == 0, err
+    code, _, err = as_user(
+        "victor", ["models", "approve", "readmission:1", "--role", "validator", "--password-stdin"], "bad\n"
+    )
+    assert code != 0 and "password" in err.lower()
+    code, out, _ = as_user("ming", ["models", "approvals", "readmission:1", "--json"])
+    assert json.loads(out)["missing"] == []
+    code, _, err = as_user("alice", ["models", "promote", "readmission:1", "--to", "production", "-r", "go"])
+    assert code != 0 and "may not" in err
+    code, _, err = as_user("ming", ["models", "promote", "readmission:1", "--to", "production", "-r", "CAB-118"])
+    assert code == 0, err
+    code, _, err = as_user("ming", ["models", "promote", "readmission:2", "--to", "production", "-r", "CAB-119"])
+    assert code == 0, err
+    code, out, _ = as_user("ming", ["models", "show", "readmission", "--json"])
+    assert [v["stage"] for v in json.loads(out)] == ["archived", "production"]
+    code, _, err = as_user("ming", ["models", "alias", "readmission:2", "champion", "-r", "live"])
+    assert code == 0, err
+    code, out, err = as_user("ming", ["models", "rollback", "readmission", "-r", "INC-42", "--json"])
+    assert code == 0 and [m["version"] for m in json.loads(out)] == [2, 1], err
+    code, out, _ = as_user("oscar", ["models", "history", "readmission", "--json"])
+    moves = json.loads(out)["moves"]
+    assert [(m["name"], m["version"]) for m in moves][-2:] == [("archived", 2), ("production", 1)]
+    code, out, _ = as_user("oscar", ["models", "list", "--json"])
+    assert json.loads(out) == [{"name": "readmission", "versions": 2, "production": 1, "created_by": "alice"}]
+    code, _, err = as_user("ming", ["models", "promote", "readmission", "--to", "staging", "-r", "x"])
+    assert code == 2 and "names no version" in err
