@@ -74,7 +74,8 @@ def run_demo(
         project = _data(ws, base / "project", step, patients)
         _features(ws, project, step)
         baseline, tuned = _train(ws, project, step)
-        _evaluate(ws, project, step, base / "reports", baseline, tuned)
+        passed = _evaluate(ws, project, step, base / "reports", baseline, tuned)
+        _registry(ws, step, tuned if passed[tuned] else baseline, passed)
         check = ws.verify_audit()
         result.events, result.chain_ok = check.chain.checked, check.ok
         signed = f"; signed checkpoint at event {check.written.size}" if check.written else ""
@@ -255,10 +256,11 @@ def _train(ws: Workspace, project: LoadedProject, step: Callable[[str, str], Non
 
 def _evaluate(
     ws: Workspace, project: LoadedProject, step: Callable[[str, str], None], out: Path, baseline: str, tuned: str
-) -> None:
+) -> dict[str, bool]:
     """The validator evaluates both models against the project's policy; the tuned one against the baseline."""
     from medops.pipelines.evaluate import evaluate_from_project
 
+    passed = {}
     for name, run, champion in (("baseline", baseline, None), ("tuned", tuned, baseline)):
         done = evaluate_from_project(ws, project, run, champion=champion, actor="victor", out=out / name)
         doc = done.doc
@@ -288,6 +290,39 @@ def _evaluate(
         )
         step("robustness", f"AUROC change: {robust}")
         step("reports", f"evaluation {done.info.short}: " + ", ".join(str(f) for f in done.files))
+        passed[run] = bool(doc["passed"])
+    return passed
+
+
+def _registry(ws: Workspace, step: Callable[[str, str], None], run: str, passed: dict[str, bool]) -> None:
+    """alice registers the model; production is refused until carol and victor sign; ming promotes it."""
+    from medops.errors import InvalidTransition
+    from medops.registry import approvals, stages, versions
+
+    name = "readmission_30d"
+    version = versions.register(ws, run, name, actor="alice", reason="demo: candidate for production")
+    step("register", f"{version.ref} from run {run[:12]} (evaluation {'passed' if passed[run] else 'FAILED'})")
+    try:
+        stages.promote(ws, name, version.version, "production", actor="ming", reason="demo: before any signature")
+    except InvalidTransition as exc:
+        step("promote refused", exc.message)
+    try:
+        approvals.approve(ws, (name, version.version), "alice", DEMO_PASSWORD, "validator")
+    except PermissionDenied as exc:
+        step("sign refused", exc.message)
+    for user, role in (("carol", "clinical_reviewer"), ("victor", "validator")):
+        decision = approvals.approve(ws, (name, version.version), user, DEMO_PASSWORD, role)
+        step("approve", f"{decision.username} signed as {decision.role}: approved for production (Part 11 e-signature)")
+    try:
+        stages.promote(ws, name, version.version, "production", actor="ming", reason="demo: CAB approval")
+        step("promote", f"{version.ref} is in production (ming, ml_engineer)")
+    except InvalidTransition as exc:
+        step("promote refused", exc.message)
+    story = [
+        f"{e.action} by {e.actor}"
+        for e in list_events(ws.db, AuditFilter(entity_type="model"), limit=None, newest_first=False)
+    ]
+    step("model audit trail", "; ".join(story))
 
 
 def _backfill_story(ws: Workspace, store: FeatureStore) -> str:

@@ -79,6 +79,7 @@ def test_promotion_needs_gates_and_every_signature_from_distinct_non_authors(reg
     ]
     actions = [e.action for e in list_events(ws.db, AuditFilter(entity_type="model"), limit=None, newest_first=False)]
     assert actions.count("model.approve.denied") == 2 and actions[-1] == "model.production"
+    assert actions.count("model.production.refused") == 2  # refusals are on the record too
 
 
 def test_failed_gates_and_a_rejection_block_production(registry: tuple[Workspace, str], tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from medops.audit.trail import NewEvent
 from medops.clock import utc_now
 from medops.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from medops.evaluation.records import get as get_evaluation
@@ -52,6 +53,16 @@ def promote(
     if not (reason and reason.strip()):
         raise InvalidInput(f"moving {name}:{version} to {stage} needs a reason", hint="give --reason '...'")
     blockers = _production_blockers(ws, name, version) if stage == "production" else []
+    try:
+        return _move(ws, name, version, stage, who, reason, blockers)
+    except InvalidTransition as exc:  # a refused move is audited like a refused permission
+        ws.trail.record(NewEvent(who, f"model.{stage}.refused", "model", f"{name}:{version}", reason=exc.message))
+        raise
+
+
+def _move(
+    ws: Workspace, name: str, version: int, stage: str, who: str, reason: str | None, blockers: list[str]
+) -> list[Transition]:
     with ws.users.authorized(who, f"model.{stage}", "model", f"{name}:{version}", PROMOTE_ROLES, reason=reason) as ch:
         session = ch.session
         lock_model(session, name)
