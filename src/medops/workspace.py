@@ -176,9 +176,13 @@ def init_workspace(
 
 def write_atomic(path: Path, text: str) -> None:
     """A file replaced whole or not at all: a crash mid-write leaves the old one."""
+    write_atomic_bytes(path, text.encode("utf-8"))
+
+
+def write_atomic_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        out.write(text)
+    with open(tmp, "wb") as out:
+        out.write(data)
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path)

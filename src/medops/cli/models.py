@@ -46,7 +46,7 @@ def register_cmd(
     if as_json:
         print_json(_version_doc(info))
         return
-    ok(f"registered {info.ref} from run {info.run_id[:12]}; approvals required: {', '.join(info.required_approvals)}")
+    ok(f"registered {info.ref} from run {run}; approvals required: {', '.join(info.required_approvals)}")
 
 
 @app.command("list", epilog="Examples:  medops models list")
@@ -85,7 +85,7 @@ def show_cmd(ref: str = typer.Argument(..., help="NAME or NAME:VERSION."), as_js
                 v.version,
                 v.stage,
                 ", ".join(v.aliases),
-                v.run_id[:12],
+                (v.run_id or "imported")[:12],
                 (v.evaluation_id or "none")[:12],
                 ", ".join(v.required_approvals),
                 f"{_when(v.created_at)} by {v.created_by}",

@@ -61,9 +61,9 @@ def _decide(
     if version.stage == "archived":
         raise InvalidInput(f"{version.ref} is archived: it can't be approved for production")
     standing = ws.users.require_role(username, f"model.{decision[:-1]}", {Role(role)})  # holds the role, audited
-    author = Tracker(ws).get(version.run_id).created_by
+    author = author_of(ws, version)
     if standing.username == author:
-        _refuse(ws, username, version, f"{username!r} trained run {version.run_id[:12]}: the author can't sign")
+        _refuse(ws, username, version, f"{username!r} trained this model: the author can't sign")
     for other in decisions(ws, ref):
         if other.username == standing.username and other.role != role and other.decision == "approved":
             _refuse(ws, username, version, f"{username!r} already signed as {other.role}: one person fills one role")
@@ -91,6 +91,13 @@ def _decide(
         )
         ch.after = {"role": role, "decision": decision, "signature": signature.id}
     return next(d for d in decisions(ws, ref) if d.signature_id == signature.id)
+
+
+def author_of(ws: Workspace, version: VersionInfo) -> str:
+    """Who trained the model: the run's author here, or as the imported bundle's metadata says."""
+    if version.run_id is not None:
+        return Tracker(ws).get(version.run_id).created_by
+    return str(((version.origin or {}).get("metadata") or {}).get("trained_by", ""))
 
 
 def _refuse(ws: Workspace, username: str, version: VersionInfo, why: str) -> None:

@@ -97,13 +97,20 @@ def _production_blockers(ws: Workspace, name: str, version: int) -> list[str]:
     with ws.db.read() as session:
         info = read(session, name, version)
     problems = []
-    latest = list_for(ws, info.run_id, limit=1)
-    evaluation = get_evaluation(ws, latest[0].id) if latest else None
-    if evaluation is None:
-        problems.append(f"run {info.run_id[:12]} has no evaluation (medops evaluate)")
-    elif not evaluation.passed:
-        failed = [g["criterion"] for g in evaluation.gates if not g["passed"]]
-        problems.append(f"its evaluation {evaluation.short} failed: {', '.join(failed)}")
+    if info.run_id is None:  # imported: the signed bundle carries its evaluation's outcome
+        outcome = ((info.origin or {}).get("metadata") or {}).get("evaluation")
+        if not outcome:
+            problems.append("the imported bundle records no evaluation")
+        elif not outcome.get("passed"):
+            problems.append(f"its evaluation {str(outcome.get('id'))[:12]} failed (in the exporting workspace)")
+    else:
+        latest = list_for(ws, info.run_id, limit=1)
+        evaluation = get_evaluation(ws, latest[0].id) if latest else None
+        if evaluation is None:
+            problems.append(f"run {info.run_id[:12]} has no evaluation (medops evaluate)")
+        elif not evaluation.passed:
+            failed = [g["criterion"] for g in evaluation.gates if not g["passed"]]
+            problems.append(f"its evaluation {evaluation.short} failed: {', '.join(failed)}")
     problems += missing(ws, info)
     return problems
 

@@ -20,9 +20,11 @@ from medops.clock import utc_now
 from medops.errors import InvalidInput, NotFound
 from medops.evaluation.records import list_for
 from medops.identity.roles import Role
+from medops.registry import bundles
 from medops.store.database import dialect_insert
 from medops.store.lineage import Edge, add_edges
 from medops.store.schema import ModelAlias, ModelVersion, RegisteredModel
+from medops.training import stored
 from medops.training.tracking import Tracker, run_node
 from medops.workspace import Workspace
 
@@ -36,7 +38,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,127}$")
 class VersionInfo:
     model: str
     version: int
-    run_id: str
+    run_id: str | None  # None: imported from another workspace (see origin)
     artifact_sha256: str
     evaluation_id: str | None
     required_approvals: list[str]
@@ -45,6 +47,7 @@ class VersionInfo:
     description: str
     created_by: str
     created_at: datetime
+    origin: dict[str, Any] | None = None
 
     @property
     def ref(self) -> str:
@@ -52,7 +55,7 @@ class VersionInfo:
 
     def record(self) -> dict[str, Any]:
         """What an approval signs: change the model file and every signature on it is void."""
-        return {"model": self.model, "version": self.version, "artifact_sha256": self.artifact_sha256}
+        return {"model": self.model, "version": self.version, "bundle_sha256": self.artifact_sha256}
 
 
 def version_node(model: str, version: int) -> str:
@@ -97,6 +100,15 @@ def register(
             hint="register a finished training run (medops train)",
         )
     evaluations = list_for(ws, info.id, limit=1)
+    tracker = Tracker(ws)
+    schema = stored.input_schema(tracker, info)
+    if schema is None:
+        raise InvalidInput(f"run {info.short} stored no input schema", hint="train it again with this medops")
+    evaluated = json.loads(ws.artifacts.read_bytes(evaluations[0].document)) if evaluations else None
+    threshold = float(evaluated["threshold"]["value"]) if evaluated else 0.5
+    recipe = stored.recipe(tracker, info)
+    model_bytes = ws.artifacts.read_bytes(info.tags["model_sha256"])
+    environment = ws.artifacts.read_bytes(info.env_digest).decode() if info.env_digest else ""
     now = utc_now()
     with ws.users.authorized(who, "model.register", "model", name, REGISTER_ROLES, reason=reason) as ch:
         session = ch.session
@@ -107,12 +119,36 @@ def register(
         )
         lock_model(session, name)
         number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model == name)) or 0) + 1
+        bundle = bundles.build(
+            ws.signing_key(),
+            model=model_bytes,
+            input_schema=bundles.input_schema_doc(schema, list(recipe["features"])),
+            output_schema={"type": "probability", "classes": [0, 1], "positive": 1, "threshold": threshold},
+            metadata={
+                "model": name,
+                "version": number,
+                "run": info.id,
+                "experiment": info.experiment,
+                "trained_by": info.created_by,
+                "model_sha256": info.tags["model_sha256"],
+                "evaluation": {"id": evaluations[0].id, "passed": evaluations[0].passed} if evaluations else None,
+                "threshold": {"value": threshold, "rule": evaluated["threshold"]["rule"] if evaluated else "default"},
+                "label": recipe.get("label"),
+                "training_set": recipe.get("data"),
+                "feature_views": recipe.get("feature_views", {}),
+                "project_sha256": info.project_sha256,
+                "required_approvals": list(required_approvals),
+                "registered_by": who,
+            },
+            environment=environment,
+        )
+        digest = ws.artifacts.put(bundle)
         session.add(
             ModelVersion(
                 model=name,
                 version=number,
                 run_id=info.id,
-                artifact_sha256=info.tags["model_sha256"],
+                artifact_sha256=digest,
                 evaluation_id=evaluations[0].id if evaluations else None,
                 required_approvals=json.dumps(list(required_approvals)),
                 stage="none",
@@ -126,7 +162,8 @@ def register(
         ch.entity_id = f"{name}:{number}"
         ch.after = {
             "run": info.id,
-            "artifact_sha256": info.tags["model_sha256"],
+            "bundle_sha256": digest,
+            "model_sha256": info.tags["model_sha256"],
             "evaluation": evaluations[0].id if evaluations else None,
             "required_approvals": list(required_approvals),
         }
@@ -202,4 +239,5 @@ def _info(row: ModelVersion, aliases: list[str]) -> VersionInfo:
         row.description,
         row.created_by,
         row.created_at,
+        json.loads(row.origin) if row.origin else None,
     )

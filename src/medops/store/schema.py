@@ -331,8 +331,9 @@ class ModelVersion(Base):
 
     model: Mapped[str] = mapped_column(ForeignKey("registered_models.name"), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
-    artifact_sha256: Mapped[str] = mapped_column(String(64))  # what approvals are bound to
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True, nullable=True)  # None: imported
+    artifact_sha256: Mapped[str] = mapped_column(String(64))  # the bundle: what approvals are bound to
+    origin: Mapped[str | None] = mapped_column(Text, nullable=True)  # an imported bundle's manifest (JSON)
     evaluation_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     required_approvals: Mapped[str] = mapped_column(Text)  # JSON list of roles
     stage: Mapped[str] = mapped_column(String(16))
@@ -393,3 +394,15 @@ class Approval(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_model_approvals_version", "model", "version"),)
+
+
+class TrustedBundleKey(Base):
+    """Another workspace's public key whose signed bundles this workspace imports (an admin's decision)."""
+
+    __tablename__ = "trusted_bundle_keys"
+
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text, default="")
+    trusted_by: Mapped[str] = mapped_column(String(64))
+    trusted_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,5 +1,5 @@
 """The model registry: registered models, versions and their stage, aliases, the transition
-history, and signed approvals.
+history, signed approvals, and the keys of other workspaces whose bundles are trusted.
 
 Revision ID: 0006
 Revises: 0005
@@ -30,8 +30,9 @@ def upgrade() -> None:
         "model_versions",
         sa.Column("model", sa.String(128), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("run_id", sa.String(32), nullable=False),
+        sa.Column("run_id", sa.String(32), nullable=True),
         sa.Column("artifact_sha256", sa.String(64), nullable=False),
+        sa.Column("origin", sa.Text(), nullable=True),
         sa.Column("evaluation_id", sa.String(32), nullable=True),
         sa.Column("required_approvals", sa.Text(), nullable=False),
         sa.Column("stage", sa.String(16), nullable=False),
@@ -93,6 +94,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_model_approvals"),
     )
     op.create_index("ix_model_approvals_version", "model_approvals", ["model", "version"])
+    op.create_table(
+        "trusted_bundle_keys",
+        sa.Column("key_id", sa.String(16), nullable=False),
+        sa.Column("public_key", sa.String(64), nullable=False),
+        sa.Column("note", sa.Text(), nullable=False),
+        sa.Column("trusted_by", sa.String(64), nullable=False),
+        sa.Column("trusted_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("key_id", name="pk_trusted_bundle_keys"),
+    )
     create_triggers(["model_transitions", "model_approvals"])  # history and decisions are never rewritten
 
 

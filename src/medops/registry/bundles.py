@@ -1,0 +1,204 @@
+"""Model bundles: everything needed to predict anywhere, in one signed file.
+
+A bundle is a gzipped tar of regular files only:
+
+    manifest.json        format, model, version, what it was built from, every file's SHA-256,
+                         the signing key's id and public key, and the Ed25519 signature over the rest
+    model.pkl            the fitted pipeline (preprocessing and model) as training stored it
+    input_schema.json    the features in order, each one's type, training range or categories, required
+    output_schema.json   the probability of the positive class, the classes, the decision threshold
+    metadata.json        run, evaluation (and whether it passed), feature views, training set, author
+    environment.lock     the exact installed distributions of the training
+
+The bytes are reproducible (sorted members, fixed times and owners). Reading one checks,
+before anything is unpickled: every member is a plain file with a plain relative name (no
+absolute path, no "..", no link or device, nothing unexpected), nothing is extracted to disk,
+the manifest's signature verifies with a trusted key, and every file's SHA-256 matches the
+manifest. Only then is model.pkl loaded.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import io
+import json
+import pickle
+import tarfile
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from medops.audit.chain import canonical_json
+from medops.clock import to_iso, utc_now
+from medops.errors import IntegrityError
+from medops.identity.keys import decode_public, encode_public, key_id
+from medops.training.input_schema import InputSchema
+from medops.training.trainers import FittedModel
+
+FORMAT = 1
+FILES = ("model.pkl", "input_schema.json", "output_schema.json", "metadata.json", "environment.lock")
+MAX_MEMBER_BYTES = 2 * 1024**3
+
+
+class BundleError(IntegrityError):
+    """A bundle that can't be trusted: the message says why; nothing from it was loaded."""
+
+    code = "bundle_refused"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    manifest: dict[str, Any]
+    files: dict[str, bytes]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(json.loads(self.files["metadata.json"]))
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        return dict(json.loads(self.files["input_schema.json"]))
+
+    @property
+    def output_schema(self) -> dict[str, Any]:
+        return dict(json.loads(self.files["output_schema.json"]))
+
+
+def input_schema_doc(schema: InputSchema, features: list[str]) -> dict[str, Any]:
+    """The input schema as a bundle states it: every feature in order, with what it accepts."""
+    out = []
+    for name in features:
+        entry: dict[str, Any] = {"name": name, "required": name in schema.required}
+        if name in schema.numeric:
+            entry.update(type="number", min=schema.numeric[name][0], max=schema.numeric[name][1])
+        elif name in schema.categorical:
+            entry.update(type="category", categories=schema.categorical[name])
+        else:
+            entry.update(type="any")
+        out.append(entry)
+    return {"features": out}
+
+
+def schema_from_doc(doc: dict[str, Any]) -> InputSchema:
+    numeric = {f["name"]: (float(f["min"]), float(f["max"])) for f in doc["features"] if f["type"] == "number"}
+    categorical = {f["name"]: list(f["categories"]) for f in doc["features"] if f["type"] == "category"}
+    return InputSchema(numeric, categorical, [f["name"] for f in doc["features"] if f["required"]])
+
+
+def build(
+    private_key: Ed25519PrivateKey,
+    *,
+    model: bytes,
+    input_schema: dict[str, Any],
+    output_schema: dict[str, Any],
+    metadata: dict[str, Any],
+    environment: str,
+) -> bytes:
+    """The bundle's bytes, signed with the workspace key."""
+    files = {
+        "model.pkl": model,
+        "input_schema.json": _json(input_schema),
+        "output_schema.json": _json(output_schema),
+        "metadata.json": _json(metadata),
+        "environment.lock": environment.encode(),
+    }
+    public = private_key.public_key()
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "model": metadata.get("model"),
+        "version": metadata.get("version"),
+        "created_at": to_iso(utc_now()),
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
+        "key_id": key_id(public),
+        "public_key": encode_public(public),
+    }
+    manifest["signature"] = base64.b64encode(private_key.sign(_signed_part(manifest))).decode("ascii")
+    return _pack({"manifest.json": _json(manifest), **files})
+
+
+def read(data: bytes, trusted: dict[str, str]) -> Bundle:
+    """A verified bundle from its bytes; ``trusted`` maps key ids to public keys this workspace accepts."""
+    files = _unpack(data)
+    try:
+        manifest = json.loads(files.pop("manifest.json"))
+    except (KeyError, ValueError):
+        raise BundleError("the bundle has no readable manifest.json") from None
+    kid = manifest.get("key_id")
+    if kid not in trusted or trusted[kid] != manifest.get("public_key"):
+        raise BundleError(
+            f"the bundle is signed with key {kid!r}, which this workspace does not trust",
+            hint="an admin can trust the exporting workspace's key: medops models trust-key",
+        )
+    try:
+        signature = base64.b64decode(manifest.get("signature", ""), validate=True)
+        decode_public(trusted[kid]).verify(signature, _signed_part(manifest))
+    except (InvalidSignature, ValueError):
+        raise BundleError("the manifest's signature does not verify: the manifest was changed after signing") from None
+    listed = manifest.get("files", {})
+    if sorted(listed) != sorted(FILES) or sorted(files) != sorted(FILES):
+        raise BundleError(f"the bundle holds {sorted(files)}, its manifest lists {sorted(listed)}")
+    for name in FILES:
+        if hashlib.sha256(files[name]).hexdigest() != listed[name]:
+            raise BundleError(f"{name} does not match its checksum in the manifest: the file was changed")
+    return Bundle(manifest, files)
+
+
+def load_fitted(bundle: Bundle) -> FittedModel:
+    """The fitted pipeline; only ever called on a bundle ``read`` verified."""
+    doc = pickle.loads(bundle.files["model.pkl"])  # noqa: S301 - signature and checksum verified first
+    return FittedModel(doc["pipeline"], list(doc["features"]), list(doc["classes"]))
+
+
+def _signed_part(manifest: dict[str, Any]) -> bytes:
+    return canonical_json({k: v for k, v in manifest.items() if k != "signature"}).encode()
+
+
+def _json(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, indent=1, default=str).encode()
+
+
+def _pack(files: dict[str, bytes]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode, info.uid, info.gid = len(files[name]), 0, 0o644, 0, 0
+            tar.addfile(info, io.BytesIO(files[name]))
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def _unpack(data: bytes) -> dict[str, bytes]:
+    """The members' bytes, read in memory: never extracted, and refused unless plain files with plain names."""
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BundleError(f"not a medops bundle (a gzipped tar): {exc}") from None
+    files: dict[str, bytes] = {}
+    with tar:
+        try:
+            members = tar.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise BundleError(f"the bundle is damaged: {exc}") from None
+        for member in members:
+            name = member.name
+            if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/") or ":" in name:
+                raise BundleError(f"member {name!r} has an absolute or escaping path: refused, nothing extracted")
+            if member.issym() or member.islnk():
+                raise BundleError(f"member {name!r} is a link (to {member.linkname!r}): refused, nothing extracted")
+            if not member.isfile():
+                raise BundleError(f"member {name!r} is not a regular file: refused, nothing extracted")
+            if name not in ("manifest.json", *FILES):
+                raise BundleError(f"member {name!r} does not belong in a bundle")
+            if name in files:
+                raise BundleError(f"member {name!r} appears twice")
+            if member.size > MAX_MEMBER_BYTES:
+                raise BundleError(f"member {name!r} is larger than {MAX_MEMBER_BYTES:,} bytes")
+            handle = tar.extractfile(member)
+            if handle is None:
+                raise BundleError(f"member {name!r} can't be read")
+            files[name] = handle.read()
+    return files

@@ -1,0 +1,89 @@
+"""A loaded model: input checks first, then the fitted pipeline, then the threshold.
+
+``load_model`` accepts a registered version (``"NAME:VERSION"`` or a ``(name, version)``
+pair, read from the workspace's artifact store) or a bundle file. Either way the bundle
+is verified (trusted signature, every checksum) before the model file is unpickled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medops.errors import InvalidInput
+from medops.registry.bundles import Bundle, load_fitted, read, schema_from_doc
+from medops.training.input_schema import InputSchema
+from medops.training.trainers import FittedModel
+from medops.workspace import Workspace
+
+MAX_LISTED = 5
+
+
+@dataclass
+class Predictor:
+    bundle: Bundle
+    model: FittedModel
+    schema: InputSchema
+    threshold: float
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.model.features)
+
+    def check(self, frame: pd.DataFrame) -> None:
+        """Refuse rows the model never saw the like of: missing columns, out-of-range values, new categories."""
+        absent = [f for f in self.features if f not in frame.columns]
+        if absent:
+            raise InvalidInput(
+                f"input has no column {absent[0]!r}", hint=f"the model needs: {', '.join(self.features)}"
+            )
+        problems = []
+        for column, rows in self.schema.violations(frame).items():
+            for row in np.flatnonzero(rows)[:MAX_LISTED]:
+                problems.append(f"row {int(row)}, column {column!r}: {self._why(column, frame[column].iloc[row])}")
+        if problems:
+            raise InvalidInput("input outside what the model was trained on: " + "; ".join(problems[:MAX_LISTED]))
+
+    def _why(self, column: str, value: Any) -> str:
+        if pd.isna(value):
+            return "missing, and it never was in training"
+        if column in self.schema.numeric:
+            low, high = self.schema.numeric[column]
+            return f"outside the training range [{low:g}, {high:g}]"
+        return "a category not seen in training"
+
+    def predict_proba(self, frame: pd.DataFrame, *, check: bool = True) -> np.ndarray:
+        """The probability of the positive class per row (input checked unless ``check=False``)."""
+        if check:
+            self.check(frame)
+        return self.model.predict_proba(frame)
+
+    def predict(self, frame: pd.DataFrame, *, check: bool = True) -> np.ndarray:
+        """1 where the probability reaches the validated threshold, else 0."""
+        return (self.predict_proba(frame, check=check) >= self.threshold).astype(np.int8)
+
+
+def load_model(ws: Workspace, ref: str | tuple[str, int] | Path) -> Predictor:
+    """A verified predictor from a registered version or a bundle file."""
+    from medops.registry.transfer import trusted_keys
+    from medops.registry.versions import get, parse_ref
+
+    if isinstance(ref, Path):
+        try:
+            data = ref.read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"{ref}: can't be read ({exc.strerror})") from None
+    else:
+        name, version = parse_ref(ref) if isinstance(ref, str) else ref
+        data = ws.artifacts.read_bytes(get(ws, name, version).artifact_sha256)  # checked against its SHA-256
+    bundle = read(data, trusted_keys(ws))
+    return Predictor(
+        bundle,
+        load_fitted(bundle),
+        schema_from_doc(bundle.input_schema),
+        float(bundle.output_schema["threshold"]),
+    )

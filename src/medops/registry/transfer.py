@@ -1,0 +1,114 @@
+"""Moving a version between workspaces: export its bundle, import one (verified), trust a key.
+
+An import reads the file in memory and verifies everything (see ``bundles``) before a byte
+is stored; the bundle is then kept content-addressed and registered as a new version whose
+origin is the manifest. Nothing is ever extracted to disk, so a member with an absolute
+path, ``..`` or a link can write nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from medops.audit.trail import NewEvent
+from medops.clock import utc_now
+from medops.errors import InvalidInput
+from medops.identity.keys import decode_public, encode_public, key_id
+from medops.identity.roles import Role
+from medops.registry.bundles import read
+from medops.registry.versions import REGISTER_ROLES, VersionInfo, get, lock_model, parse_ref
+from medops.store.database import dialect_insert
+from medops.store.schema import ModelVersion, RegisteredModel, TrustedBundleKey
+from medops.workspace import Workspace, write_atomic_bytes
+
+TRUST_ROLES = {Role.ADMIN}
+
+
+def trusted_keys(ws: Workspace) -> dict[str, str]:
+    """Key id -> public key: this workspace's own key and the keys an admin trusted."""
+    own = ws.signing_key().public_key()
+    keys = {key_id(own): encode_public(own)}
+    with ws.db.read() as session:
+        for row in session.execute(select(TrustedBundleKey)).scalars():
+            keys[row.key_id] = row.public_key
+    return keys
+
+
+def public_key(ws: Workspace) -> str:
+    """This workspace's public key, to give to the workspaces that will import its bundles."""
+    return encode_public(ws.signing_key().public_key())
+
+
+def trust_key(ws: Workspace, public: str, *, note: str, actor: str | None = None) -> str:
+    """Accept bundles signed by another workspace's key (admin only, with a note saying whose it is)."""
+    who = actor or ws.actor
+    try:
+        kid = key_id(decode_public(public.strip()))
+    except ValueError:
+        raise InvalidInput("not an Ed25519 public key (base64 of 32 bytes)") from None
+    if not note.strip():
+        raise InvalidInput("say whose key this is", hint="--note 'Research workspace, site A'")
+    with ws.users.authorized(who, "bundle_key.trust", "bundle_key", kid, TRUST_ROLES, reason=note) as ch:
+        if ch.session.get(TrustedBundleKey, kid) is None:
+            ch.session.add(
+                TrustedBundleKey(key_id=kid, public_key=public.strip(), note=note, trusted_by=who, trusted_at=utc_now())
+            )
+        ch.after = {"key_id": kid, "note": note}
+    return kid
+
+
+def export(ws: Workspace, ref: str, path: Path) -> VersionInfo:
+    """Write a version's bundle to ``path`` (verified from the artifact store first; written atomically)."""
+    name, version = parse_ref(ref)
+    info = get(ws, name, version)
+    data = ws.artifacts.read_bytes(info.artifact_sha256)
+    read(data, trusted_keys(ws))  # a bundle that no longer verifies is not handed on
+    write_atomic_bytes(path, data)
+    ws.trail.record(NewEvent(ws.actor, "model.export", "model", info.ref, after={"file": path.name}))
+    return info
+
+
+def import_bundle(ws: Workspace, path: Path, *, name: str | None = None, actor: str | None = None) -> VersionInfo:
+    """Verify a bundle file and register it here as a new version; a refused file changes nothing."""
+    who = actor or ws.actor
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"{path}: can't be read ({exc.strerror})") from None
+    bundle = read(data, trusted_keys(ws))
+    target = name or str(bundle.manifest.get("model"))
+    parse_ref(target)
+    digest = ws.artifacts.put(data)
+    meta = bundle.metadata
+    now = utc_now()
+    origin = {**{k: bundle.manifest[k] for k in ("model", "version", "created_at", "key_id")}, "metadata": meta}
+    with ws.users.authorized(who, "model.import", "model", target, REGISTER_ROLES) as ch:
+        session = ch.session
+        session.execute(
+            dialect_insert(session)(RegisteredModel)
+            .values(name=target, description="", created_by=who, created_at=now)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        lock_model(session, target)
+        number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model == target)) or 0) + 1
+        session.add(
+            ModelVersion(
+                model=target,
+                version=number,
+                run_id=None,
+                artifact_sha256=digest,
+                evaluation_id=None,
+                required_approvals=json.dumps(meta.get("required_approvals", [])),
+                stage="none",
+                description=f"imported from {bundle.manifest.get('model')}:{bundle.manifest.get('version')}",
+                origin=json.dumps(origin, sort_keys=True, default=str),
+                created_by=who,
+                created_at=now,
+            )
+        )
+        ch.entity_id = f"{target}:{number}"
+        ch.after = {"bundle": digest, "origin": origin}
+    return get(ws, target, number)

@@ -1,0 +1,130 @@
+"""Bundles: a registered version predicts anywhere, with input checks; exported and imported only when
+every signature and checksum holds; tampered or unsafe archives are refused, and nothing is written."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from medops.errors import InvalidInput, PermissionDenied
+from medops.registry import bundles, transfer, versions
+from medops.registry.bundles import BundleError
+from medops.registry.predictor import load_model
+from medops.training import Tracker, stored
+from medops.workspace import Workspace, init_workspace
+from tests.conftest import PASSWORD
+from tests.evaluation.test_evaluate import cohort
+from tests.registry.test_registry import _key, registry  # noqa: F401 - the fixtures
+
+
+def _members(data: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+
+
+def _repack(files: dict[str, bytes], extra: list[tarfile.TarInfo] | None = None) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for info in extra or []:
+            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isfile() else None)
+    return gzip.compress(raw.getvalue())
+
+
+def test_a_version_predicts_with_input_checks(registry: tuple[Workspace, str]) -> None:  # noqa: F811
+    ws, run = registry
+    version = versions.register(ws, run, "readmission", actor="alice")
+    predictor = load_model(ws, "readmission:1")
+    frame = cohort(50, biased=False, seed=9)
+    trained = stored.model(Tracker(ws), Tracker(ws).get(run))
+    inside = frame[(frame["age"].between(30, 95)) & (frame["los"] < 15)].reset_index(drop=True)
+    assert np.array_equal(predictor.predict_proba(inside), trained.predict_proba(inside))
+    assert set(np.unique(predictor.predict(inside))) <= {0, 1}
+    assert predictor.threshold == predictor.bundle.output_schema["threshold"] and 0 < predictor.threshold < 1
+    assert version.record()["bundle_sha256"] == version.artifact_sha256
+    wrong = inside.copy()
+    wrong.loc[3, "age"] = 65 * 12  # months where years are expected
+    with pytest.raises(InvalidInput, match="row 3, column 'age': outside the training range"):
+        predictor.predict_proba(wrong)
+    with pytest.raises(InvalidInput, match="input has no column 'los'"):
+        predictor.predict(inside.drop(columns=["los"]))
+    meta = predictor.bundle.metadata
+    assert meta["run"] == run and meta["trained_by"] == "alice" and meta["evaluation"]["passed"] is True
+    assert [f["name"] for f in predictor.bundle.input_schema["features"]] == predictor.features
+
+
+def test_export_import_and_every_tamper_is_refused(
+    registry: tuple[Workspace, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    ws, run = registry
+    versions.register(ws, run, "readmission", actor="alice")
+    exported = tmp_path / "out" / "readmission-1.medops"
+    exported.parent.mkdir()
+    transfer.export(ws, "readmission:1", exported)
+    data = exported.read_bytes()
+    other = init_workspace(
+        tmp_path / "site-b", admin_username="root", admin_full_name="Rita Root", admin_password=PASSWORD
+    )
+    with other:
+        with pytest.raises(BundleError, match="which this workspace does not trust"):
+            transfer.import_bundle(other, exported, actor="root")
+        with pytest.raises(PermissionDenied):
+            other.users.add("root", "dan", "Dan Data", PASSWORD, [])
+            transfer.trust_key(other, transfer.public_key(ws), note="site A", actor="dan")
+        transfer.trust_key(other, transfer.public_key(ws), note="site A registry", actor="root")
+        imported = transfer.import_bundle(other, exported, actor="root")
+        assert (imported.ref, imported.run_id, imported.origin["metadata"]["run"]) == ("readmission:1", None, run)
+        assert load_model(other, "readmission:1").features == load_model(ws, "readmission:1").features
+
+        files = _members(data)
+        model_swapped = dict(files)
+        model_swapped["model.pkl"] = files["model.pkl"][:-1] + bytes([files["model.pkl"][-1] ^ 1])
+        manifest = json.loads(files["manifest.json"])
+        manifest["model"] = "another"
+        manifest_changed = {**files, "manifest.json": json.dumps(manifest).encode()}
+        stranger = bundles.build(
+            Ed25519PrivateKey.generate(),
+            model=files["model.pkl"],
+            input_schema=json.loads(files["input_schema.json"]),
+            output_schema=json.loads(files["output_schema.json"]),
+            metadata=json.loads(files["metadata.json"]),
+            environment=files["environment.lock"].decode(),
+        )
+        escape = tarfile.TarInfo("../evil.txt")
+        escape.size = 4
+        absolute = tarfile.TarInfo(str(tmp_path / "evil-abs.txt"))
+        absolute.size = 4
+        link = tarfile.TarInfo("model.pkl")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        flipped = bytearray(data)
+        flipped[len(flipped) // 2] ^= 0xFF
+        cases = {
+            "a modified byte": (bytes(flipped), "not a medops bundle|damaged|checksum|the bundle holds"),
+            "a swapped model file": (_repack(model_swapped), "model.pkl does not match its checksum"),
+            "a changed manifest": (_repack(manifest_changed), "signature does not verify"),
+            "another key": (stranger, "does not trust"),
+            "a ../ member": (_repack(files, [escape]), "absolute or escaping path"),
+            "an absolute member": (_repack(files, [absolute]), "absolute or escaping path"),
+            "a symlink": (_repack({k: v for k, v in files.items() if k != "model.pkl"}, [link]), "is a link"),
+        }
+        for what, (blob, message) in cases.items():
+            bad = tmp_path / "bad.medops"
+            bad.write_bytes(blob)
+            with pytest.raises(BundleError, match=message):
+                transfer.import_bundle(other, bad, actor="root")
+            with pytest.raises(BundleError, match=message):
+                load_model(other, bad)
+            assert len(versions.versions(other, "readmission")) == 1, what  # nothing registered
+        assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "evil-abs.txt").exists()
+        assert not list(tmp_path.rglob("evil*"))
