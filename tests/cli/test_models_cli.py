@@ -58,3 +58,14 @@ def test_a_version_from_registration_to_rollback(
     assert json.loads(out) == [{"name": "readmission", "versions": 2, "production": 1, "created_by": "alice"}]
     code, _, err = as_user("ming", ["models", "promote", "readmission", "--to", "staging", "-r", "x"])
     assert code == 2 and "names no version" in err
+    bundle = ws.settings.home.parent / "readmission-1.medops"
+    code, out, err = as_user("ming", ["models", "export", "readmission:1", str(bundle)])
+    assert code == 0 and bundle.stat().st_size > 1000, err
+    code, out, err = as_user("alice", ["models", "import", str(bundle), "--name", "readmission_copy", "--json"])
+    assert code == 0 and json.loads(out)["run"] is None, err
+    code, out, _ = as_user("ming", ["models", "public-key"])
+    key = out.strip()
+    code, _, err = as_user("ming", ["models", "trust-key", key, "--note", "our own"])
+    assert code != 0 and "may not" in err  # only an admin decides whose bundles are trusted
+    code, _, err = as_user("admin", ["models", "trust-key", key, "--note", "our own, for the test"])
+    assert code == 0, err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -239,6 +240,58 @@ def history_cmd(
         ["when", "stage or alias", "version", "previous", "by", "why"],
         [[_when(m.at), m.name, m.version, m.previous, m.actor, m.reason or ""] for m in moves],
     )
+
+
+@app.command("export", epilog="Examples:  medops models export readmission_30d:2 readmission-2.medops")
+def export_cmd(
+    ref: str = typer.Argument(..., help="NAME:VERSION."),
+    file: Path = typer.Argument(..., help="The bundle file to write."),
+) -> None:
+    """Write a version's signed bundle (verified first) to take to another workspace or a server."""
+    from medops.registry.transfer import export
+
+    with open_workspace() as ws:
+        info = export(ws, ref, file.expanduser())
+    ok(f"wrote {file} ({info.ref}, bundle sha256:{info.artifact_sha256[:12]})")
+
+
+@app.command("import", epilog="Examples:  medops models import readmission-2.medops --name readmission_30d")
+def import_cmd(
+    file: Path = typer.Argument(..., help="A bundle file exported by a workspace whose key this one trusts."),
+    name: str | None = typer.Option(None, "--name", help="Register it under this name (default: its own)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Verify a bundle (trusted signature, every checksum, safe members) and register it as a new version."""
+    from medops.registry.transfer import import_bundle
+
+    with open_workspace() as ws:
+        info = import_bundle(ws, file.expanduser(), name=name)
+    if as_json:
+        print_json(_version_doc(info))
+        return
+    ok(f"imported {file} as {info.ref}; approvals required: {', '.join(info.required_approvals) or 'none'}")
+
+
+@app.command("public-key", epilog="Examples:  medops models public-key > site-a.pub")
+def public_key_cmd() -> None:
+    """This workspace's public key: give it to the workspaces that will import its bundles."""
+    from medops.registry.transfer import public_key
+
+    with open_workspace() as ws:
+        console.print(public_key(ws))
+
+
+@app.command("trust-key", epilog="Examples:  medops models trust-key \"$(cat site-a.pub)\" --note 'Site A research'")
+def trust_key_cmd(
+    key: str = typer.Argument(..., help="Another workspace's public key (medops models public-key there)."),
+    note: str = typer.Option(..., "--note", help="Whose key it is: recorded and audited."),
+) -> None:
+    """Accept bundles signed by another workspace (admin only)."""
+    from medops.registry.transfer import trust_key
+
+    with open_workspace() as ws:
+        kid = trust_key(ws, key, note=note)
+    ok(f"bundles signed by key {kid} are now accepted here")
 
 
 def _moves(name: str, moves: list[Any], as_json: bool) -> None:
