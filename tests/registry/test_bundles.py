@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import tarfile
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -89,34 +90,45 @@ def test_export_import_and_every_tamper_is_refused(
 
         files = _members(data)
         model_swapped = dict(files)
-        model_swapped["model.pkl"] = files["model.pkl"][:-1] + bytes([files["model.pkl"][-1] ^ 1])
+        model_swapped["model.skops"] = files["model.skops"][:-1] + bytes([files["model.skops"][-1] ^ 1])
         manifest = json.loads(files["manifest.json"])
         manifest["model"] = "another"
         manifest_changed = {**files, "manifest.json": json.dumps(manifest).encode()}
         stranger = bundles.build(
             Ed25519PrivateKey.generate(),
-            model=files["model.pkl"],
+            model=files["model.skops"],
             input_schema=json.loads(files["input_schema.json"]),
             output_schema=json.loads(files["output_schema.json"]),
             metadata=json.loads(files["metadata.json"]),
             environment=files["environment.lock"].decode(),
         )
+        import skops.io as sio
+
+        unsafe = bundles.build(  # signed by the trusted key, but the model would build a type nobody vetted
+            ws.signing_key(),
+            model=sio.dumps(Fraction(1, 3)),
+            input_schema=json.loads(files["input_schema.json"]),
+            output_schema=json.loads(files["output_schema.json"]),
+            metadata=json.loads(files["metadata.json"]),
+            environment="",
+        )
         escape = tarfile.TarInfo("../evil.txt")
         escape.size = 4
         absolute = tarfile.TarInfo(str(tmp_path / "evil-abs.txt"))
         absolute.size = 4
-        link = tarfile.TarInfo("model.pkl")
+        link = tarfile.TarInfo("model.skops")
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
         flipped = bytearray(data)
         flipped[len(flipped) // 2] ^= 0xFF
         cases = {
             "a modified byte": (bytes(flipped), "not a medops bundle|damaged|checksum|the bundle holds"),
-            "a swapped model file": (_repack(model_swapped), "model.pkl does not match its checksum"),
+            "a swapped model file": (_repack(model_swapped), "model.skops does not match its checksum"),
             "a changed manifest": (_repack(manifest_changed), "signature does not verify"),
             "another key": (stranger, "does not trust"),
+            "an unsafe type in the model": (unsafe, "outside the safe list: fractions.Fraction"),
             "a ../ member": (_repack(files, [escape]), "absolute or escaping path"),
             "an absolute member": (_repack(files, [absolute]), "absolute or escaping path"),
-            "a symlink": (_repack({k: v for k, v in files.items() if k != "model.pkl"}, [link]), "is a link"),
+            "a symlink": (_repack({k: v for k, v in files.items() if k != "model.skops"}, [link]), "is a link"),
         }
         for what, (blob, message) in cases.items():
             bad = tmp_path / "bad.medops"

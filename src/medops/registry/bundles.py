@@ -4,7 +4,8 @@ A bundle is a gzipped tar of regular files only:
 
     manifest.json        format, model, version, what it was built from, every file's SHA-256,
                          the signing key's id and public key, and the Ed25519 signature over the rest
-    model.pkl            the fitted pipeline (preprocessing and model) as training stored it
+    model.skops          the fitted pipeline (preprocessing and model) in skops format: loading it
+                         builds only the types listed in SAFE_TYPES, it runs no pickle
     input_schema.json    the features in order, each one's type, training range or categories, required
     output_schema.json   the probability of the positive class, the classes, the decision threshold
     metadata.json        run, evaluation (and whether it passed), feature views, training set, author
@@ -14,7 +15,8 @@ The bytes are reproducible (sorted members, fixed times and owners). Reading one
 before anything is unpickled: every member is a plain file with a plain relative name (no
 absolute path, no "..", no link or device, nothing unexpected), nothing is extracted to disk,
 the manifest's signature verifies with a trusted key, and every file's SHA-256 matches the
-manifest. Only then is model.pkl loaded.
+manifest. Only then is model.skops loaded, and only if it holds nothing but scikit-learn's
+own types and those in SAFE_TYPES.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import gzip
 import hashlib
 import io
 import json
-import pickle
 import tarfile
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,20 @@ from medops.training.input_schema import InputSchema
 from medops.training.trainers import FittedModel
 
 FORMAT = 1
-FILES = ("model.pkl", "input_schema.json", "output_schema.json", "metadata.json", "environment.lock")
+FILES = ("model.skops", "input_schema.json", "output_schema.json", "metadata.json", "environment.lock")
+# Beyond what skops trusts by itself: the trainers' model types (LightGBM's booster is rebuilt from its
+# text model) and plain containers. Anything else in a bundle is refused, whoever signed it.
+SAFE_TYPES = frozenset(
+    {
+        "collections.OrderedDict",
+        "numpy.dtype",
+        "lightgbm.basic.Booster",
+        "lightgbm.sklearn.LGBMClassifier",
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.calibration._CalibratedClassifier",
+    }
+)
 MAX_MEMBER_BYTES = 2 * 1024**3
 
 
@@ -100,7 +114,7 @@ def build(
 ) -> bytes:
     """The bundle's bytes, signed with the workspace key."""
     files = {
-        "model.pkl": model,
+        "model.skops": model,
         "input_schema.json": _json(input_schema),
         "output_schema.json": _json(output_schema),
         "metadata.json": _json(metadata),
@@ -147,10 +161,34 @@ def read(data: bytes, trusted: dict[str, str]) -> Bundle:
     return Bundle(manifest, files)
 
 
+def pipeline_bytes(model: FittedModel) -> bytes:
+    """The fitted pipeline in skops format, for a bundle."""
+    import skops.io as sio
+
+    return bytes(sio.dumps(model.pipeline))
+
+
+def model_types(bundle: Bundle) -> list[str]:
+    """The non-scikit-learn types model.skops would build; refused unless every one is in SAFE_TYPES."""
+    import skops.io as sio
+
+    try:
+        untrusted = set(sio.get_untrusted_types(data=bundle.files["model.skops"]))
+    except Exception as exc:  # noqa: BLE001 - any failure to parse is a refusal
+        raise BundleError(f"model.skops can't be read: {type(exc).__name__}") from None
+    unsafe = sorted(untrusted - SAFE_TYPES)
+    if unsafe:
+        raise BundleError(f"model.skops holds types outside the safe list: {', '.join(unsafe[:5])}")
+    return sorted(untrusted)
+
+
 def load_fitted(bundle: Bundle) -> FittedModel:
-    """The fitted pipeline; only ever called on a bundle ``read`` verified."""
-    doc = pickle.loads(bundle.files["model.pkl"])  # noqa: S301 - signature and checksum verified first
-    return FittedModel(doc["pipeline"], list(doc["features"]), list(doc["classes"]))
+    """The fitted pipeline; only ever called on a bundle ``read`` verified, and built only from safe types."""
+    import skops.io as sio
+
+    pipeline = sio.loads(bundle.files["model.skops"], trusted=model_types(bundle))
+    meta = bundle.metadata
+    return FittedModel(pipeline, list(meta["features"]), list(meta["classes"]))
 
 
 def _signed_part(manifest: dict[str, Any]) -> bytes:

@@ -18,7 +18,7 @@ from medops.clock import utc_now
 from medops.errors import InvalidInput
 from medops.identity.keys import decode_public, encode_public, key_id
 from medops.identity.roles import Role
-from medops.registry.bundles import read
+from medops.registry.bundles import model_types, read
 from medops.registry.versions import REGISTER_ROLES, VersionInfo, get, lock_model, parse_ref
 from medops.store.database import dialect_insert
 from medops.store.schema import ModelVersion, RegisteredModel, TrustedBundleKey
@@ -79,6 +79,7 @@ def import_bundle(ws: Workspace, path: Path, *, name: str | None = None, actor: 
     except OSError as exc:
         raise InvalidInput(f"{path}: can't be read ({exc.strerror})") from None
     bundle = read(data, trusted_keys(ws))
+    model_types(bundle)  # what loading it would build: refused now, not at the first prediction
     target = name or str(bundle.manifest.get("model"))
     parse_ref(target)
     digest = ws.artifacts.put(data)

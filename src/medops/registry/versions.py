@@ -107,7 +107,8 @@ def register(
     evaluated = json.loads(ws.artifacts.read_bytes(evaluations[0].document)) if evaluations else None
     threshold = float(evaluated["threshold"]["value"]) if evaluated else 0.5
     recipe = stored.recipe(tracker, info)
-    model_bytes = ws.artifacts.read_bytes(info.tags["model_sha256"])
+    fitted = stored.model(tracker, info)  # the run's file, verified by its SHA-256 before unpickling
+    model_bytes = bundles.pipeline_bytes(fitted)
     environment = ws.artifacts.read_bytes(info.env_digest).decode() if info.env_digest else ""
     now = utc_now()
     with ws.users.authorized(who, "model.register", "model", name, REGISTER_ROLES, reason=reason) as ch:
@@ -131,6 +132,8 @@ def register(
                 "experiment": info.experiment,
                 "trained_by": info.created_by,
                 "model_sha256": info.tags["model_sha256"],
+                "features": list(fitted.features),
+                "classes": list(fitted.classes),
                 "evaluation": {"id": evaluations[0].id, "passed": evaluations[0].passed} if evaluations else None,
                 "threshold": {"value": threshold, "rule": evaluated["threshold"]["rule"] if evaluated else "default"},
                 "label": recipe.get("label"),
