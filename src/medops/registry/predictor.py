@@ -1,8 +1,9 @@
 """A loaded model: input checks first, then the fitted pipeline, then the threshold.
 
 ``load_model`` accepts a registered version (``"NAME:VERSION"`` or a ``(name, version)``
-pair, read from the workspace's artifact store) or a bundle file. Either way the bundle
-is verified (trusted signature, every checksum) before the model file is unpickled.
+pair, read from the workspace's artifact store) or a bundle file; ``load_bundle_file``
+needs no workspace, only the exporting workspace's public key. Either way the bundle is
+verified (trusted signature, every checksum, safe types only) before the model is built.
 """
 
 from __future__ import annotations
@@ -80,7 +81,26 @@ def load_model(ws: Workspace, ref: str | tuple[str, int] | Path) -> Predictor:
     else:
         name, version = parse_ref(ref) if isinstance(ref, str) else ref
         data = ws.artifacts.read_bytes(get(ws, name, version).artifact_sha256)  # checked against its SHA-256
-    bundle = read(data, trusted_keys(ws))
+    return _predictor(data, trusted_keys(ws))
+
+
+def load_bundle_file(path: str | Path, public_key: str) -> Predictor:
+    """A verified predictor from a bundle file outside any workspace, trusting one public key
+    (the exporting workspace's: ``medops models public-key``): what a serving process runs."""
+    from medops.identity.keys import decode_public, key_id
+
+    try:
+        data = Path(path).read_bytes()
+        kid = key_id(decode_public(public_key.strip()))
+    except OSError as exc:
+        raise InvalidInput(f"{path}: can't be read ({exc.strerror})") from None
+    except ValueError:
+        raise InvalidInput("not an Ed25519 public key (base64 of 32 bytes)") from None
+    return _predictor(data, {kid: public_key.strip()})
+
+
+def _predictor(data: bytes, trusted: dict[str, str]) -> Predictor:
+    bundle = read(data, trusted)
     return Predictor(
         bundle,
         load_fitted(bundle),
