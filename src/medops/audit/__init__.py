@@ -1,17 +1,27 @@
-"""The tamper-evident audit trail: hash-chained events, verification and export."""
+"""The tamper-evident audit trail: hash-chained events, verification and export.
 
-from medops.audit.chain import GENESIS, canonical_json, event_hash
-from medops.audit.query import AuditFilter, EventView, export, iter_events, list_events
-from medops.audit.trail import AuditTrail, Change, NewEvent, append_events
-from medops.audit.verify import ChainProblem, VerifyResult, verify_chain
+Members load on first use, so importing one light module (the chain's hashing, say) does not
+pull in the database layer.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medops.audit.chain import GENESIS, canonical_json, event_hash
+    from medops.audit.query import AuditFilter, EventView, export, iter_events, list_events
+    from medops.audit.trail import AuditTrail, Change, NewEvent, append_events
+    from medops.audit.verify import ChainProblem, VerifyResult, verify_chain
 
 __all__ = [
-    "GENESIS",
     "AuditFilter",
     "AuditTrail",
     "ChainProblem",
     "Change",
     "EventView",
+    "GENESIS",
     "NewEvent",
     "VerifyResult",
     "append_events",
@@ -22,3 +32,26 @@ __all__ = [
     "list_events",
     "verify_chain",
 ]
+_HOMES = {
+    "GENESIS": "chain",
+    "canonical_json": "chain",
+    "event_hash": "chain",
+    "AuditFilter": "query",
+    "EventView": "query",
+    "export": "query",
+    "iter_events": "query",
+    "list_events": "query",
+    "AuditTrail": "trail",
+    "Change": "trail",
+    "NewEvent": "trail",
+    "append_events": "trail",
+    "ChainProblem": "verify",
+    "VerifyResult": "verify",
+    "verify_chain": "verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(import_module(f"medops.audit.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'medops.audit' has no attribute {name!r}")

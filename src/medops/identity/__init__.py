@@ -1,9 +1,18 @@
-"""Who may do what: users and roles, API tokens, and Part 11 style e-signatures."""
+"""Who may do what: users and roles, API tokens, and Part 11 style e-signatures.
 
-from medops.identity.roles import Role, parse_role, parse_roles
-from medops.identity.signatures import SignatureCheck, SignatureService, SignatureView, record_hash
-from medops.identity.tokens import TokenService, TokenView
-from medops.identity.users import UserService, UserView
+Members load on first use: a key helper or the roles can be imported without the database layer.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medops.identity.roles import Role, parse_role, parse_roles
+    from medops.identity.signatures import SignatureCheck, SignatureService, SignatureView, record_hash
+    from medops.identity.tokens import TokenService, TokenView
+    from medops.identity.users import UserService, UserView
 
 __all__ = [
     "Role",
@@ -18,3 +27,22 @@ __all__ = [
     "parse_roles",
     "record_hash",
 ]
+_HOMES = {
+    "Role": "roles",
+    "parse_role": "roles",
+    "parse_roles": "roles",
+    "SignatureCheck": "signatures",
+    "SignatureService": "signatures",
+    "SignatureView": "signatures",
+    "record_hash": "signatures",
+    "TokenService": "tokens",
+    "TokenView": "tokens",
+    "UserService": "users",
+    "UserView": "users",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(import_module(f"medops.identity.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'medops.identity' has no attribute {name!r}")

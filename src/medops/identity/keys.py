@@ -13,11 +13,14 @@ import binascii
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from medops.config import Settings
 from medops.errors import ConfigError, IntegrityError
+
+if TYPE_CHECKING:
+    from medops.config import Settings
 
 ENV_KEY = "MEDOPS_SIGNING_KEY"
 

@@ -186,7 +186,14 @@ def load_fitted(bundle: Bundle) -> FittedModel:
     """The fitted pipeline; only ever called on a bundle ``read`` verified, and built only from safe types."""
     import skops.io as sio
 
-    pipeline = sio.loads(bundle.files["model.skops"], trusted=model_types(bundle))
+    blob = bundle.files["model.skops"]
+    try:  # skops builds only scikit-learn's types and the ones named here; anything else raises
+        pipeline = sio.loads(blob, trusted=sorted(SAFE_TYPES))
+    except sio.exceptions.UntrustedTypesFoundException:
+        model_types(bundle)  # names the unsafe types
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to rebuild is a refusal
+        raise BundleError(f"model.skops can't be read: {type(exc).__name__}") from None
     meta = bundle.metadata
     return FittedModel(pipeline, list(meta["features"]), list(meta["classes"]))
 

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from medops.errors import InvalidInput
 from medops.registry.bundles import Bundle, load_fitted, read, schema_from_doc
+from medops.registry.compiled import Compiled, compile_pipeline
 from medops.training.input_schema import InputSchema
 from medops.training.trainers import FittedModel
-from medops.workspace import Workspace
+
+if TYPE_CHECKING:
+    from medops.workspace import Workspace
 
 MAX_LISTED = 5
 
@@ -30,6 +33,7 @@ class Predictor:
     model: FittedModel
     schema: InputSchema
     threshold: float
+    compiled: Compiled | None = None  # the same inference as plain arrays (see compiled.py)
 
     @property
     def features(self) -> list[str]:
@@ -61,6 +65,8 @@ class Predictor:
         """The probability of the positive class per row (input checked unless ``check=False``)."""
         if check:
             self.check(frame)
+        if self.compiled is not None:
+            return self.compiled.predict_proba(frame)
         return self.model.predict_proba(frame)
 
     def predict(self, frame: pd.DataFrame, *, check: bool = True) -> np.ndarray:
@@ -101,9 +107,11 @@ def load_bundle_file(path: str | Path, public_key: str) -> Predictor:
 
 def _predictor(data: bytes, trusted: dict[str, str]) -> Predictor:
     bundle = read(data, trusted)
+    model = load_fitted(bundle)
     return Predictor(
         bundle,
-        load_fitted(bundle),
+        model,
         schema_from_doc(bundle.input_schema),
         float(bundle.output_schema["threshold"]),
+        compile_pipeline(model.pipeline),
     )
