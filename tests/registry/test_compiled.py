@@ -52,3 +52,23 @@ def test_an_unknown_shape_is_not_compiled() -> None:
     from sklearn.linear_model import LogisticRegression
 
     assert compile_pipeline(LogisticRegression()) is None
+
+
+@pytest.mark.parametrize("categorical", [True, False])
+def test_a_lightgbm_bundle_form_needs_no_pipeline(categorical: bool) -> None:
+    """The statistics through JSON and the booster through LightGBM's text: still the same numbers."""
+    import json
+
+    import lightgbm
+
+    from medops.registry.compiled import from_doc, to_doc
+
+    frame = _frame(1200, categorical)
+    features = ["a", "b", "c"] if categorical else ["a", "b"]
+    model = fit(frame, features, "y", ModelSpec("lightgbm", {"n_estimators": 40}), 0)
+    compiled = compile_pipeline(model.pipeline)
+    assert compiled is not None and compiled.booster is not None
+    doc = json.loads(json.dumps(to_doc(compiled)))
+    rebuilt = from_doc(doc, lightgbm.Booster(model_str=compiled.booster.model_to_string()))
+    test = _frame(300, categorical).drop(columns="y")
+    assert np.array_equal(rebuilt.predict_proba(test), model.predict_proba(test))

@@ -10,6 +10,8 @@ A bundle is a gzipped tar of regular files only:
     output_schema.json   the probability of the positive class, the classes, the decision threshold
     metadata.json        run, evaluation (and whether it passed), feature views, training set, author
     environment.lock     the exact installed distributions of the training
+    inference.json       (LightGBM models) the preprocessing's fitted statistics as plain numbers
+    model.txt            (LightGBM models) the booster in LightGBM's text format
 
 The bytes are reproducible (sorted members, fixed times and owners). Reading one checks,
 before anything is unpickled: every member is a plain file with a plain relative name (no
@@ -42,6 +44,9 @@ from medops.training.trainers import FittedModel
 
 FORMAT = 1
 FILES = ("model.skops", "input_schema.json", "output_schema.json", "metadata.json", "environment.lock")
+# A LightGBM model also travels as LightGBM's own text model with the preprocessing's statistics as
+# JSON: loading those builds no Python object from the file at all, and is as fast as LightGBM.
+OPTIONAL = ("inference.json", "model.txt")
 # Beyond what skops trusts by itself: the trainers' model types (LightGBM's booster is rebuilt from its
 # text model) and plain containers. Anything else in a bundle is refused, whoever signed it.
 SAFE_TYPES = frozenset(
@@ -111,6 +116,8 @@ def build(
     output_schema: dict[str, Any],
     metadata: dict[str, Any],
     environment: str,
+    inference: dict[str, Any] | None = None,
+    booster_text: str | None = None,
 ) -> bytes:
     """The bundle's bytes, signed with the workspace key."""
     files = {
@@ -120,6 +127,9 @@ def build(
         "metadata.json": _json(metadata),
         "environment.lock": environment.encode(),
     }
+    if inference is not None and booster_text is not None:
+        files["inference.json"] = _json(inference)
+        files["model.txt"] = booster_text.encode()
     public = private_key.public_key()
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -153,9 +163,10 @@ def read(data: bytes, trusted: dict[str, str]) -> Bundle:
     except (InvalidSignature, ValueError):
         raise BundleError("the manifest's signature does not verify: the manifest was changed after signing") from None
     listed = manifest.get("files", {})
-    if sorted(listed) != sorted(FILES) or sorted(files) != sorted(FILES):
+    extras = sorted(set(listed) - set(FILES))
+    if not set(FILES) <= set(listed) or extras not in ([], sorted(OPTIONAL)) or sorted(files) != sorted(listed):
         raise BundleError(f"the bundle holds {sorted(files)}, its manifest lists {sorted(listed)}")
-    for name in FILES:
+    for name in listed:
         if hashlib.sha256(files[name]).hexdigest() != listed[name]:
             raise BundleError(f"{name} does not match its checksum in the manifest: the file was changed")
     return Bundle(manifest, files)
@@ -236,7 +247,7 @@ def _unpack(data: bytes) -> dict[str, bytes]:
                 raise BundleError(f"member {name!r} is a link (to {member.linkname!r}): refused, nothing extracted")
             if not member.isfile():
                 raise BundleError(f"member {name!r} is not a regular file: refused, nothing extracted")
-            if name not in ("manifest.json", *FILES):
+            if name not in ("manifest.json", *FILES, *OPTIONAL):
                 raise BundleError(f"member {name!r} does not belong in a bundle")
             if name in files:
                 raise BundleError(f"member {name!r} appears twice")

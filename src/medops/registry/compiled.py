@@ -102,3 +102,36 @@ def compile_pipeline(pipeline: Any) -> Compiled | None:
         model,
         booster,
     )
+
+
+def to_doc(compiled: Compiled) -> dict[str, Any]:
+    """The statistics as JSON (numbers round-trip exactly): a bundle's inference.json."""
+    return {
+        "numeric": compiled.numeric,
+        "medians": [float(v) for v in compiled.medians],
+        "mean": None if compiled.mean is None else [float(v) for v in compiled.mean],
+        "scale": None if compiled.scale is None else [float(v) for v in compiled.scale],
+        "categorical": compiled.categorical,
+        "fills": [_plain(v) for v in compiled.fills],
+        "categories": [[_plain(v) for v in sorted(index, key=index.__getitem__)] for index in compiled.indexes],
+    }
+
+
+def from_doc(doc: dict[str, Any], booster: Any) -> Compiled:
+    """The compiled inference of a LightGBM bundle: its statistics and its booster, no pipeline needed."""
+    return Compiled(
+        list(doc["numeric"]),
+        np.asarray(doc["medians"], dtype=np.float64),
+        None if doc["mean"] is None else np.asarray(doc["mean"], dtype=np.float64),
+        None if doc["scale"] is None else np.asarray(doc["scale"], dtype=np.float64),
+        list(doc["categorical"]),
+        list(doc["fills"]),
+        [{value: i for i, value in enumerate(values)} for values in doc["categories"]],
+        [len(values) for values in doc["categories"]],
+        None,
+        booster,
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value

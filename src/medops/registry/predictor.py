@@ -8,6 +8,7 @@ verified (trusted signature, every checksum, safe types only) before the model i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ import pandas as pd
 
 from medops.errors import InvalidInput
 from medops.registry.bundles import Bundle, load_fitted, read, schema_from_doc
-from medops.registry.compiled import Compiled, compile_pipeline
+from medops.registry.compiled import Compiled, compile_pipeline, from_doc
 from medops.training.input_schema import InputSchema
 from medops.training.trainers import FittedModel
 
@@ -30,14 +31,21 @@ MAX_LISTED = 5
 @dataclass
 class Predictor:
     bundle: Bundle
-    model: FittedModel
     schema: InputSchema
     threshold: float
     compiled: Compiled | None = None  # the same inference as plain arrays (see compiled.py)
+    _model: FittedModel | None = None
+
+    @property
+    def model(self) -> FittedModel:
+        """The scikit-learn pipeline itself, built from the bundle's skops file when first asked for."""
+        if self._model is None:
+            self._model = load_fitted(self.bundle)
+        return self._model
 
     @property
     def features(self) -> list[str]:
-        return list(self.model.features)
+        return list(self.bundle.metadata["features"])
 
     def check(self, frame: pd.DataFrame) -> None:
         """Refuse rows the model never saw the like of: missing columns, out-of-range values, new categories."""
@@ -107,11 +115,11 @@ def load_bundle_file(path: str | Path, public_key: str) -> Predictor:
 
 def _predictor(data: bytes, trusted: dict[str, str]) -> Predictor:
     bundle = read(data, trusted)
+    schema, threshold = schema_from_doc(bundle.input_schema), float(bundle.output_schema["threshold"])
+    if "model.txt" in bundle.files:  # LightGBM: its own text model and the statistics, no pipeline to build
+        import lightgbm
+
+        booster = lightgbm.Booster(model_str=bundle.files["model.txt"].decode())
+        return Predictor(bundle, schema, threshold, from_doc(json.loads(bundle.files["inference.json"]), booster))
     model = load_fitted(bundle)
-    return Predictor(
-        bundle,
-        model,
-        schema_from_doc(bundle.input_schema),
-        float(bundle.output_schema["threshold"]),
-        compile_pipeline(model.pipeline),
-    )
+    return Predictor(bundle, schema, threshold, compile_pipeline(model.pipeline), model)

@@ -21,6 +21,7 @@ from medops.errors import InvalidInput, NotFound
 from medops.evaluation.records import list_for
 from medops.identity.roles import Role
 from medops.registry import bundles
+from medops.registry.compiled import compile_pipeline, to_doc
 from medops.store.database import dialect_insert
 from medops.store.lineage import Edge, add_edges
 from medops.store.schema import ModelAlias, ModelVersion, RegisteredModel
@@ -109,6 +110,7 @@ def register(
     recipe = stored.recipe(tracker, info)
     fitted = stored.model(tracker, info)  # the run's file, verified by its SHA-256 before unpickling
     model_bytes = bundles.pipeline_bytes(fitted)
+    compiled = compile_pipeline(fitted.pipeline)
     environment = ws.artifacts.read_bytes(info.env_digest).decode() if info.env_digest else ""
     now = utc_now()
     with ws.users.authorized(who, "model.register", "model", name, REGISTER_ROLES, reason=reason) as ch:
@@ -144,6 +146,8 @@ def register(
                 "registered_by": who,
             },
             environment=environment,
+            inference=to_doc(compiled) if compiled is not None and compiled.booster is not None else None,
+            booster_text=compiled.booster.model_to_string() if compiled is not None and compiled.booster else None,
         )
         digest = ws.artifacts.put(bundle)
         session.add(
