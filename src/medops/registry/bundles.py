@@ -29,6 +29,7 @@ import hashlib
 import io
 import json
 import tarfile
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,7 @@ SAFE_TYPES = frozenset(
     }
 )
 MAX_MEMBER_BYTES = 2 * 1024**3
+MAX_BUNDLE_BYTES = 4 * 1024**3
 
 
 class BundleError(IntegrityError):
@@ -227,11 +229,20 @@ def _pack(files: dict[str, bytes]) -> bytes:
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
+def _gunzip(data: bytes) -> bytes:
+    """Decompressed, up to a limit: a small file that expands without end is refused, not followed."""
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = inflate.decompress(data, MAX_BUNDLE_BYTES)
+    if inflate.unconsumed_tail:
+        raise BundleError(f"the bundle expands beyond {MAX_BUNDLE_BYTES:,} bytes: refused")
+    return out
+
+
 def _unpack(data: bytes) -> dict[str, bytes]:
     """The members' bytes, read in memory: never extracted, and refused unless plain files with plain names."""
-    try:
-        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    try:  # decompressed once in memory: tarfile over a gzip stream would decompress again on every seek
+        tar = tarfile.open(fileobj=io.BytesIO(_gunzip(data)), mode="r:")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise BundleError(f"not a medops bundle (a gzipped tar): {exc}") from None
     files: dict[str, bytes] = {}
     with tar:

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medops.training.input_schema import as_numbers, is_missing
+
 
 @dataclass(frozen=True)
 class Compiled:
@@ -33,10 +35,12 @@ class Compiled:
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """The model's input matrix, as the fitted ColumnTransformer would make it."""
-        n = len(frame)
+        return self.matrix_of({c: frame[c].to_numpy() for c in (*self.numeric, *self.categorical)}, len(frame))
+
+    def matrix_of(self, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
         numbers = np.empty((n, len(self.numeric)), dtype=np.float64)
         for j, name in enumerate(self.numeric):
-            numbers[:, j] = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            numbers[:, j] = as_numbers(columns[name])
         missing = np.isnan(numbers)
         if missing.any():
             numbers = np.where(missing, self.medians, numbers)
@@ -45,11 +49,8 @@ class Compiled:
         blocks = [numbers]
         for name, fill, index, width in zip(self.categorical, self.fills, self.indexes, self.widths, strict=True):
             onehot = np.zeros((n, width))
-            for row, value in enumerate(frame[name].to_numpy(dtype=object)):
-                key = (
-                    fill if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA else value
-                )
-                column = index.get(key)
+            for row, value in enumerate(columns[name]):
+                column = index.get(fill if is_missing(value) else value)
                 if column is not None:  # an unseen category: all zeros, as handle_unknown="ignore" gives
                     onehot[row, column] = 1.0
             blocks.append(onehot)
@@ -57,11 +58,14 @@ class Compiled:
         # and the pipeline hands a numbers-only matrix over column-major (as pandas holds it).
         return np.hstack(blocks) if len(blocks) > 1 else np.asfortranarray(numbers)
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        x = self.matrix(frame)
+    def predict_columns(self, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
+        x = self.matrix_of(columns, n)
         if self.booster is not None:
             return np.asarray(self.booster.predict(x))
         return np.asarray(self.model.predict_proba(x)[:, 1])
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.predict_columns({c: frame[c].to_numpy() for c in (*self.numeric, *self.categorical)}, len(frame))
 
 
 def compile_pipeline(pipeline: Any) -> Compiled | None:

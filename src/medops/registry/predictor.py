@@ -49,17 +49,22 @@ class Predictor:
 
     def check(self, frame: pd.DataFrame) -> None:
         """Refuse rows the model never saw the like of: missing columns, out-of-range values, new categories."""
+        self._checked(frame)
+
+    def _checked(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         absent = [f for f in self.features if f not in frame.columns]
         if absent:
             raise InvalidInput(
                 f"input has no column {absent[0]!r}", hint=f"the model needs: {', '.join(self.features)}"
             )
+        columns = {f: frame[f].to_numpy() for f in self.features}
         problems = []
-        for column, rows in self.schema.violations(frame).items():
+        for column, rows in self.schema.check_columns(columns, len(frame)).items():
             for row in np.flatnonzero(rows)[:MAX_LISTED]:
-                problems.append(f"row {int(row)}, column {column!r}: {self._why(column, frame[column].iloc[row])}")
+                problems.append(f"row {int(row)}, column {column!r}: {self._why(column, columns[column][row])}")
         if problems:
             raise InvalidInput("input outside what the model was trained on: " + "; ".join(problems[:MAX_LISTED]))
+        return columns
 
     def _why(self, column: str, value: Any) -> str:
         if pd.isna(value):
@@ -71,10 +76,11 @@ class Predictor:
 
     def predict_proba(self, frame: pd.DataFrame, *, check: bool = True) -> np.ndarray:
         """The probability of the positive class per row (input checked unless ``check=False``)."""
+        if self.compiled is not None:
+            columns = self._checked(frame) if check else {f: frame[f].to_numpy() for f in self.features}
+            return self.compiled.predict_columns(columns, len(frame))
         if check:
             self.check(frame)
-        if self.compiled is not None:
-            return self.compiled.predict_proba(frame)
         return self.model.predict_proba(frame)
 
     def predict(self, frame: pd.DataFrame, *, check: bool = True) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 MAX_CATEGORIES = 200  # a column with more distinct values is not checked by category
+SMALL = 256  # rows up to which checks loop in Python rather than call pandas
 
 
 @dataclass(frozen=True)
@@ -54,20 +55,38 @@ class InputSchema:
 
     def violations(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """Per checked feature, which rows break it: out of range, an unseen category, or missing."""
+        names = {*self.numeric, *self.categorical, *self.required}
+        return self.check_columns({n: frame[n].to_numpy() for n in names if n in frame.columns}, len(frame))
+
+    def check_columns(self, columns: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+        """The same checks on plain arrays (one per feature): a serving call pays no pandas overhead."""
         out: dict[str, np.ndarray] = {}
         for name, (low, high) in self.numeric.items():
-            if name in frame.columns:
-                values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+            if name in columns:
+                values = as_numbers(columns[name])
                 out[name] = (values < low) | (values > high)
         for name, allowed in self.categorical.items():
-            if name in frame.columns:
-                column = frame[name]
+            if name not in columns:
+                continue
+            if n > SMALL:  # many rows: pandas' vectorized isin; a few: plain Python, without its overhead
+                column = pd.Series(columns[name])
                 out[name] = (column.notna() & ~column.astype(str).isin(allowed)).to_numpy()
-        for name in self.required:
-            if name in frame.columns:
-                out[name] = out.get(name, np.zeros(len(frame), dtype=bool)) | frame[name].isna().to_numpy()
             else:
-                out[name] = np.ones(len(frame), dtype=bool)
+                known = set(allowed)
+                out[name] = np.fromiter(
+                    (not is_missing(v) and str(v) not in known for v in columns[name]), dtype=bool, count=n
+                )
+        for name in self.required:
+            if name not in columns:
+                out[name] = np.ones(n, dtype=bool)
+                continue
+            values = columns[name]
+            absent = (
+                np.isnan(as_numbers(values))
+                if name in self.numeric
+                else np.fromiter((is_missing(v) for v in values), dtype=bool, count=n)
+            )
+            out[name] = out.get(name, np.zeros(n, dtype=bool)) | absent
         return out
 
     def flagged(self, frame: pd.DataFrame) -> np.ndarray:
@@ -76,3 +95,14 @@ class InputSchema:
         for rows in self.violations(frame).values():
             flags |= rows
         return flags
+
+
+def as_numbers(values: np.ndarray) -> np.ndarray:
+    """Floats, NaN for missing or non-numbers (as pd.to_numeric(errors="coerce") gives)."""
+    if values.dtype.kind in "fiub":
+        return values.astype(np.float64, copy=False)
+    return np.asarray(pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
+
+
+def is_missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
