@@ -1,6 +1,6 @@
 """Model bundles: everything needed to predict anywhere, in one signed file.
 
-A bundle is a gzipped tar of regular files only:
+A bundle is a tar of regular files only (uncompressed, so opening one is as fast as reading it):
 
     manifest.json        format, model, version, what it was built from, every file's SHA-256,
                          the signing key's id and public key, and the Ed25519 signature over the rest
@@ -24,7 +24,6 @@ own types and those in SAFE_TYPES.
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import io
 import json
@@ -226,7 +225,7 @@ def _pack(files: dict[str, bytes]) -> bytes:
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode, info.uid, info.gid = len(files[name]), 0, 0o644, 0, 0
             tar.addfile(info, io.BytesIO(files[name]))
-    return gzip.compress(raw.getvalue(), mtime=0)
+    return raw.getvalue()  # not compressed: opening the model must cost no more than reading it
 
 
 def _gunzip(data: bytes) -> bytes:
@@ -241,9 +240,12 @@ def _gunzip(data: bytes) -> bytes:
 def _unpack(data: bytes) -> dict[str, bytes]:
     """The members' bytes, read in memory: never extracted, and refused unless plain files with plain names."""
     try:  # decompressed once in memory: tarfile over a gzip stream would decompress again on every seek
-        tar = tarfile.open(fileobj=io.BytesIO(_gunzip(data)), mode="r:")
+        plain = _gunzip(data) if data[:2] == b"\x1f\x8b" else data  # a bundle someone gzipped still opens
+        if len(plain) > MAX_BUNDLE_BYTES:
+            raise BundleError(f"the bundle is larger than {MAX_BUNDLE_BYTES:,} bytes: refused")
+        tar = tarfile.open(fileobj=io.BytesIO(plain), mode="r:")
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise BundleError(f"not a medops bundle (a gzipped tar): {exc}") from None
+        raise BundleError(f"not a medops bundle (a tar of signed files): {exc}") from None
     files: dict[str, bytes] = {}
     with tar:
         try:
