@@ -140,3 +140,39 @@ def test_export_import_and_every_tamper_is_refused(
             assert len(versions.versions(other, "readmission")) == 1, what  # nothing registered
         assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "evil-abs.txt").exists()
         assert not list(tmp_path.rglob("evil*"))
+
+
+def test_a_lightgbm_version_travels_as_lightgbm_text(
+    registry: tuple[Workspace, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from medops.training.trainers import ModelSpec
+    from tests.evaluation.test_evaluate import FEATURES, _train
+
+    ws, _ = registry
+    tracker = Tracker(ws)
+    run = _train(
+        tracker, tmp_path, "gbm", cohort(1500, biased=False), ModelSpec("lightgbm", {"n_estimators": 40}), FEATURES
+    )
+    versions.register(ws, run, "readmission", actor="alice")
+    exported = tmp_path / "gbm.medops"
+    transfer.export(ws, "readmission:1", exported)
+    assert sorted(_members(exported.read_bytes())) == sorted(
+        [
+            "manifest.json",
+            "model.txt",
+            "inference.json",
+            "input_schema.json",
+            "output_schema.json",
+            "metadata.json",
+            "environment.lock",
+        ]
+    )
+    predictor = load_model(ws, exported)
+    frame = cohort(200, biased=False, seed=5)
+    inside = frame[~predictor.schema.flagged(frame)].reset_index(drop=True)
+    trained = stored.model(tracker, tracker.get(run))
+    assert np.array_equal(predictor.predict_proba(inside), trained.predict_proba(inside))
+    with pytest.raises(InvalidInput, match="not a scikit-learn object"):
+        predictor.model  # noqa: B018
+    assert transfer.import_bundle(ws, exported, name="gbm_copy", actor="alice").version == 1

@@ -4,8 +4,8 @@ A bundle is a tar of regular files only (uncompressed, so opening one is as fast
 
     manifest.json        format, model, version, what it was built from, every file's SHA-256,
                          the signing key's id and public key, and the Ed25519 signature over the rest
-    model.skops          the fitted pipeline (preprocessing and model) in skops format: loading it
-                         builds only the types listed in SAFE_TYPES, it runs no pickle
+    model.skops          (other models) the fitted pipeline (preprocessing and model) in skops
+                         format: loading it builds only the types in SAFE_TYPES, it runs no pickle
     input_schema.json    the features in order, each one's type, training range or categories, required
     output_schema.json   the probability of the positive class, the classes, the decision threshold
     metadata.json        run, evaluation (and whether it passed), feature views, training set, author
@@ -17,8 +17,8 @@ The bytes are reproducible (sorted members, fixed times and owners). Reading one
 before anything is unpickled: every member is a plain file with a plain relative name (no
 absolute path, no "..", no link or device, nothing unexpected), nothing is extracted to disk,
 the manifest's signature verifies with a trusted key, and every file's SHA-256 matches the
-manifest. Only then is model.skops loaded, and only if it holds nothing but scikit-learn's
-own types and those in SAFE_TYPES.
+manifest. Only then is the model built: LightGBM's text parsed, or model.skops loaded, and only
+if it holds nothing but scikit-learn's own types and those in SAFE_TYPES.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import io
 import json
 import tarfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -43,10 +44,11 @@ from medops.training.input_schema import InputSchema
 from medops.training.trainers import FittedModel
 
 FORMAT = 1
-FILES = ("model.skops", "input_schema.json", "output_schema.json", "metadata.json", "environment.lock")
-# A LightGBM model also travels as LightGBM's own text model with the preprocessing's statistics as
-# JSON: loading those builds no Python object from the file at all, and is as fast as LightGBM.
-OPTIONAL = ("inference.json", "model.txt")
+FILES = ("input_schema.json", "output_schema.json", "metadata.json", "environment.lock")
+# The model itself in one of two forms. A LightGBM model travels as LightGBM's own text model with
+# the preprocessing's statistics as plain JSON: loading builds no Python object from the file and
+# costs what LightGBM's own loading costs. Any other model travels as its pipeline in skops format.
+MODEL_FORMS = (("inference.json", "model.txt"), ("model.skops",))
 # Beyond what skops trusts by itself: the trainers' model types (LightGBM's booster is rebuilt from its
 # text model) and plain containers. Anything else in a bundle is refused, whoever signed it.
 SAFE_TYPES = frozenset(
@@ -70,22 +72,33 @@ class BundleError(IntegrityError):
     code = "bundle_refused"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Bundle:
+    """A bundle whose manifest signature verified; each file is checked against the manifest before use."""
+
     manifest: dict[str, Any]
-    files: dict[str, bytes]
+    raw: dict[str, bytes]
+    checked: set[str] = field(default_factory=set)
 
-    @property
+    def file(self, name: str) -> bytes:
+        """A member's bytes, after its SHA-256 matched the signed manifest (once)."""
+        if name not in self.checked:
+            if hashlib.sha256(self.raw[name]).hexdigest() != self.manifest["files"][name]:
+                raise BundleError(f"{name} does not match its checksum in the manifest: the file was changed")
+            self.checked.add(name)
+        return self.raw[name]
+
+    @cached_property
     def metadata(self) -> dict[str, Any]:
-        return dict(json.loads(self.files["metadata.json"]))
+        return dict(json.loads(self.file("metadata.json")))
 
-    @property
+    @cached_property
     def input_schema(self) -> dict[str, Any]:
-        return dict(json.loads(self.files["input_schema.json"]))
+        return dict(json.loads(self.file("input_schema.json")))
 
-    @property
+    @cached_property
     def output_schema(self) -> dict[str, Any]:
-        return dict(json.loads(self.files["output_schema.json"]))
+        return dict(json.loads(self.file("output_schema.json")))
 
 
 def input_schema_doc(schema: InputSchema, features: list[str]) -> dict[str, Any]:
@@ -112,7 +125,7 @@ def schema_from_doc(doc: dict[str, Any]) -> InputSchema:
 def build(
     private_key: Ed25519PrivateKey,
     *,
-    model: bytes,
+    model: bytes | None,
     input_schema: dict[str, Any],
     output_schema: dict[str, Any],
     metadata: dict[str, Any],
@@ -122,7 +135,6 @@ def build(
 ) -> bytes:
     """The bundle's bytes, signed with the workspace key."""
     files = {
-        "model.skops": model,
         "input_schema.json": _json(input_schema),
         "output_schema.json": _json(output_schema),
         "metadata.json": _json(metadata),
@@ -131,6 +143,10 @@ def build(
     if inference is not None and booster_text is not None:
         files["inference.json"] = _json(inference)
         files["model.txt"] = booster_text.encode()
+    elif model is not None:
+        files["model.skops"] = model
+    else:
+        raise ValueError("a bundle needs the model: a skops pipeline, or LightGBM's text and the statistics")
     public = private_key.public_key()
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -145,8 +161,12 @@ def build(
     return _pack({"manifest.json": _json(manifest), **files})
 
 
-def read(data: bytes, trusted: dict[str, str]) -> Bundle:
-    """A verified bundle from its bytes; ``trusted`` maps key ids to public keys this workspace accepts."""
+def read(data: bytes, trusted: dict[str, str], *, check_all: bool = True) -> Bundle:
+    """A verified bundle from its bytes; ``trusted`` maps key ids to public keys this workspace accepts.
+
+    With ``check_all`` every file's checksum is checked now (import, export); without it each
+    file is checked when first used (loading a model reads only what predicting needs).
+    """
     files = _unpack(data)
     try:
         manifest = json.loads(files.pop("manifest.json"))
@@ -164,13 +184,13 @@ def read(data: bytes, trusted: dict[str, str]) -> Bundle:
     except (InvalidSignature, ValueError):
         raise BundleError("the manifest's signature does not verify: the manifest was changed after signing") from None
     listed = manifest.get("files", {})
-    extras = sorted(set(listed) - set(FILES))
-    if not set(FILES) <= set(listed) or extras not in ([], sorted(OPTIONAL)) or sorted(files) != sorted(listed):
+    form = tuple(sorted(set(listed) - set(FILES)))
+    if not set(FILES) <= set(listed) or form not in MODEL_FORMS or sorted(files) != sorted(listed):
         raise BundleError(f"the bundle holds {sorted(files)}, its manifest lists {sorted(listed)}")
-    for name in listed:
-        if hashlib.sha256(files[name]).hexdigest() != listed[name]:
-            raise BundleError(f"{name} does not match its checksum in the manifest: the file was changed")
-    return Bundle(manifest, files)
+    bundle = Bundle(manifest, files)
+    for name in listed if check_all else ():
+        bundle.file(name)
+    return bundle
 
 
 def pipeline_bytes(model: FittedModel) -> bytes:
@@ -185,7 +205,7 @@ def model_types(bundle: Bundle) -> list[str]:
     import skops.io as sio
 
     try:
-        untrusted = set(sio.get_untrusted_types(data=bundle.files["model.skops"]))
+        untrusted = set(sio.get_untrusted_types(data=bundle.file("model.skops")))
     except Exception as exc:  # noqa: BLE001 - any failure to parse is a refusal
         raise BundleError(f"model.skops can't be read: {type(exc).__name__}") from None
     unsafe = sorted(untrusted - SAFE_TYPES)
@@ -198,7 +218,7 @@ def load_fitted(bundle: Bundle) -> FittedModel:
     """The fitted pipeline; only ever called on a bundle ``read`` verified, and built only from safe types."""
     import skops.io as sio
 
-    blob = bundle.files["model.skops"]
+    blob = bundle.file("model.skops")
     try:  # skops builds only scikit-learn's types and the ones named here; anything else raises
         pipeline = sio.loads(blob, trusted=sorted(SAFE_TYPES))
     except sio.exceptions.UntrustedTypesFoundException:
@@ -260,7 +280,7 @@ def _unpack(data: bytes) -> dict[str, bytes]:
                 raise BundleError(f"member {name!r} is a link (to {member.linkname!r}): refused, nothing extracted")
             if not member.isfile():
                 raise BundleError(f"member {name!r} is not a regular file: refused, nothing extracted")
-            if name not in ("manifest.json", *FILES, *OPTIONAL):
+            if name not in ("manifest.json", *FILES, *(n for form in MODEL_FORMS for n in form)):
                 raise BundleError(f"member {name!r} does not belong in a bundle")
             if name in files:
                 raise BundleError(f"member {name!r} appears twice")

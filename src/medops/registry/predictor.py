@@ -9,7 +9,7 @@ verified (trusted signature, every checksum, safe types only) before the model i
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,25 +34,28 @@ class Predictor:
     schema: InputSchema
     threshold: float
     compiled: Compiled | None = None  # the same inference as plain arrays (see compiled.py)
+    features: list[str] = field(default_factory=list)
     _model: FittedModel | None = None
 
     @property
     def model(self) -> FittedModel:
         """The scikit-learn pipeline itself, built from the bundle's skops file when first asked for."""
         if self._model is None:
+            if "model.skops" not in self.bundle.raw:
+                raise InvalidInput(
+                    "this bundle holds a LightGBM model as LightGBM's text and plain statistics, "
+                    "not a scikit-learn object",
+                    hint="predict with predict_proba or predict; the booster is compiled.booster",
+                )
             self._model = load_fitted(self.bundle)
         return self._model
-
-    @property
-    def features(self) -> list[str]:
-        return list(self.bundle.metadata["features"])
 
     def check(self, frame: pd.DataFrame) -> None:
         """Refuse rows the model never saw the like of: missing columns, out-of-range values, new categories."""
         self._checked(frame)
 
     def _checked(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        absent = [f for f in self.features if f not in frame.columns]
+        absent = sorted(set(self.features) - set(frame.columns))
         if absent:
             raise InvalidInput(
                 f"input has no column {absent[0]!r}", hint=f"the model needs: {', '.join(self.features)}"
@@ -120,12 +123,13 @@ def load_bundle_file(path: str | Path, public_key: str) -> Predictor:
 
 
 def _predictor(data: bytes, trusted: dict[str, str]) -> Predictor:
-    bundle = read(data, trusted)
+    bundle = read(data, trusted)  # every file checked: a tampered bundle is refused whole, even a part unused here
     schema, threshold = schema_from_doc(bundle.input_schema), float(bundle.output_schema["threshold"])
-    if "model.txt" in bundle.files:  # LightGBM: its own text model and the statistics, no pipeline to build
+    if "model.txt" in bundle.raw:  # LightGBM: its own text model and the statistics, no pipeline to build
         import lightgbm
 
-        booster = lightgbm.Booster(model_str=bundle.files["model.txt"].decode())
-        return Predictor(bundle, schema, threshold, from_doc(json.loads(bundle.files["inference.json"]), booster))
+        booster = lightgbm.Booster(model_str=bundle.file("model.txt").decode())
+        compiled = from_doc(json.loads(bundle.file("inference.json")), booster)
+        return Predictor(bundle, schema, threshold, compiled, features=list(bundle.metadata["features"]))
     model = load_fitted(bundle)
-    return Predictor(bundle, schema, threshold, compile_pipeline(model.pipeline), model)
+    return Predictor(bundle, schema, threshold, compile_pipeline(model.pipeline), list(model.features), model)

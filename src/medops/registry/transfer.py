@@ -79,7 +79,8 @@ def import_bundle(ws: Workspace, path: Path, *, name: str | None = None, actor: 
     except OSError as exc:
         raise InvalidInput(f"{path}: can't be read ({exc.strerror})") from None
     bundle = read(data, trusted_keys(ws))
-    model_types(bundle)  # what loading it would build: refused now, not at the first prediction
+    if "model.skops" in bundle.raw:
+        model_types(bundle)  # what loading it would build: refused now, not at the first prediction
     target = name or str(bundle.manifest.get("model"))
     parse_ref(target)
     digest = ws.artifacts.put(data)

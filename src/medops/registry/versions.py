@@ -109,8 +109,9 @@ def register(
     threshold = float(evaluated["threshold"]["value"]) if evaluated else 0.5
     recipe = stored.recipe(tracker, info)
     fitted = stored.model(tracker, info)  # the run's file, verified by its SHA-256 before unpickling
-    model_bytes = bundles.pipeline_bytes(fitted)
     compiled = compile_pipeline(fitted.pipeline)
+    lightgbm = compiled is not None and compiled.booster is not None
+    model_bytes = None if lightgbm else bundles.pipeline_bytes(fitted)
     environment = ws.artifacts.read_bytes(info.env_digest).decode() if info.env_digest else ""
     now = utc_now()
     with ws.users.authorized(who, "model.register", "model", name, REGISTER_ROLES, reason=reason) as ch:
@@ -146,8 +147,8 @@ def register(
                 "registered_by": who,
             },
             environment=environment,
-            inference=to_doc(compiled) if compiled is not None and compiled.booster is not None else None,
-            booster_text=compiled.booster.model_to_string() if compiled is not None and compiled.booster else None,
+            inference=to_doc(compiled) if lightgbm and compiled is not None else None,
+            booster_text=compiled.booster.model_to_string() if lightgbm and compiled is not None else None,
         )
         digest = ws.artifacts.put(bundle)
         session.add(
