@@ -11,6 +11,7 @@ from benchmarks import (
     bench_features,
     bench_ingest,
     bench_online,
+    bench_registry,
     bench_synth,
     bench_tracking,
 )
@@ -25,3 +26,4 @@ if __name__ == "__main__":
     bench_features.main(extra)
     bench_tracking.main(extra)
     bench_evaluation.main(extra)
+    bench_registry.main(extra)

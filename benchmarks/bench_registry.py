@@ -77,13 +77,11 @@ def _demo_bundle(base: Path) -> tuple[Path, Path, Path, Path, str]:
     row = inside[~predictor.schema.flagged(inside)].iloc[[0]].reset_index(drop=True)  # a row the checks accept
     raw = base / "row.parquet"
     row.to_parquet(raw)
-    pipeline = predictor.model.pipeline
     text = base / "booster.txt"
-    pipeline.named_steps["model"].booster_.save_model(str(text))
-    from medops.training.trainers import prepare
-
+    text.write_bytes(predictor.bundle.file("model.txt"))  # the very booster the bundle carries
     matrix = base / "row.npy"
-    np.save(matrix, np.asarray(pipeline.named_steps["prep"].transform(prepare(row, predictor.features)), dtype=float))
+    assert predictor.compiled is not None
+    np.save(matrix, predictor.compiled.matrix(row))  # the row as the pipeline's preprocessing makes it
     return bundle, text, raw, matrix, key
 
 
