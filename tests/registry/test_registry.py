@@ -136,6 +136,25 @@ def test_promoting_archives_the_previous_and_rollback_restores_it(registry: tupl
         stages.set_alias(ws, "readmission", "production", 2, actor="ming", reason="no")
 
 
+def test_a_version_is_immutable_but_for_its_stage(registry: tuple[Workspace, str]) -> None:
+    from sqlalchemy import delete, update
+
+    from medops.errors import MedopsError
+
+    ws, run = registry
+    v1 = versions.register(ws, run, "readmission", actor="alice", tags={"ticket": "CAB-118"}, description="first")
+    assert (v1.tags, v1.description) == ({"ticket": "CAB-118"}, "first")
+    for change in (
+        update(ModelVersion).values(artifact_sha256="0" * 64),
+        update(ModelVersion).values(run_id=None),
+        update(ModelVersion).values(tags="{}"),
+        delete(ModelVersion),
+    ):
+        with pytest.raises(MedopsError), ws.db.write() as session:  # refused by the database itself
+            session.execute(change)
+    assert versions.get(ws, "readmission", 1) == v1
+
+
 def test_bad_input_changes_nothing(registry: tuple[Workspace, str]) -> None:
     ws, run = registry
     with pytest.raises(NotFound, match="no registered model 'nope'"):

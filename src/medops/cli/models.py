@@ -8,7 +8,17 @@ from typing import Any
 
 import typer
 
-from medops.cli.common import JsonOption, ReasonOption, console, ok, open_workspace, print_json, read_secret, table
+from medops.cli.common import (
+    JsonOption,
+    ReasonOption,
+    console,
+    key_values,
+    ok,
+    open_workspace,
+    print_json,
+    read_secret,
+    table,
+)
 from medops.cli.user import PasswordStdin
 from medops.errors import InvalidInput
 
@@ -36,14 +46,16 @@ def register_cmd(
     approvals: list[str] = typer.Option(
         ["clinical_reviewer", "validator"], "--approval", help="A role that must sign before production; repeatable."
     ),
+    tag: list[str] = typer.Option([], "--tag", metavar="KEY=VALUE", help="A tag, fixed with the version; repeatable."),
     reason: str | None = ReasonOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Register a run's model as a new version (data_scientist, ml_engineer or admin)."""
     from medops.registry.versions import register
 
+    tags = {k: v[-1] for k, v in key_values(tag, "--tag", "ticket=CAB-118").items()}
     with open_workspace() as ws:
-        info = register(ws, run, name, description=description, required_approvals=approvals, reason=reason)
+        info = register(ws, run, name, description=description, required_approvals=approvals, reason=reason, tags=tags)
     if as_json:
         print_json(_version_doc(info))
         return
@@ -323,6 +335,8 @@ def _version_doc(v: Any) -> dict[str, Any]:
         "artifact_sha256": v.artifact_sha256,
         "evaluation": v.evaluation_id,
         "required_approvals": v.required_approvals,
+        "description": v.description,
+        "tags": v.tags,
         "created_by": v.created_by,
         "created_at": v.created_at.isoformat(),
     }

@@ -107,6 +107,7 @@ def import_bundle(ws: Workspace, path: Path, *, name: str | None = None, actor: 
                 stage="none",
                 description=f"imported from {bundle.manifest.get('model')}:{bundle.manifest.get('version')}",
                 origin=json.dumps(origin, sort_keys=True, default=str),
+                tags="{}",
                 created_by=who,
                 created_at=now,
             )

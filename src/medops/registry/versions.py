@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +49,7 @@ class VersionInfo:
     created_by: str
     created_at: datetime
     origin: dict[str, Any] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -84,6 +85,7 @@ def register(
     description: str = "",
     required_approvals: list[str] | tuple[str, ...] = DEFAULT_APPROVALS,
     reason: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> VersionInfo:
     """A new version of ``name`` (created if new) from a finished training run that stored a model."""
     who = actor or ws.actor
@@ -161,6 +163,7 @@ def register(
                 required_approvals=json.dumps(list(required_approvals)),
                 stage="none",
                 description=description,
+                tags=json.dumps(dict(sorted((tags or {}).items()))),
                 created_by=who,
                 created_at=now,
             )
@@ -248,4 +251,5 @@ def _info(row: ModelVersion, aliases: list[str]) -> VersionInfo:
         row.created_by,
         row.created_at,
         json.loads(row.origin) if row.origin else None,
+        json.loads(row.tags or "{}"),
     )

@@ -334,6 +334,7 @@ class ModelVersion(Base):
     run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True, nullable=True)  # None: imported
     artifact_sha256: Mapped[str] = mapped_column(String(64))  # the bundle: what approvals are bound to
     origin: Mapped[str | None] = mapped_column(Text, nullable=True)  # an imported bundle's manifest (JSON)
+    tags: Mapped[str] = mapped_column(Text, default="{}")  # JSON, fixed at registration
     evaluation_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     required_approvals: Mapped[str] = mapped_column(Text)  # JSON list of roles
     stage: Mapped[str] = mapped_column(String(16))

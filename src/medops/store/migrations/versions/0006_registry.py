@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(32), nullable=True),
         sa.Column("artifact_sha256", sa.String(64), nullable=False),
         sa.Column("origin", sa.Text(), nullable=True),
+        sa.Column("tags", sa.Text(), nullable=False),
         sa.Column("evaluation_id", sa.String(32), nullable=True),
         sa.Column("required_approvals", sa.Text(), nullable=False),
         sa.Column("stage", sa.String(16), nullable=False),
@@ -104,6 +105,34 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key_id", name="pk_trusted_bundle_keys"),
     )
     create_triggers(["model_transitions", "model_approvals"])  # history and decisions are never rewritten
+    _immutable_versions()
+
+
+# Everything about a version but its stage is fixed at registration; a version is never deleted.
+_FIXED = (
+    "model, version, run_id, artifact_sha256, origin, tags, evaluation_id, required_approvals, created_by, created_at"
+)
+
+
+def _immutable_versions() -> None:
+    if op.get_bind().dialect.name == "postgresql":  # the function comes with the first append-only table
+        op.execute(
+            f"CREATE TRIGGER model_versions_fixed BEFORE UPDATE OF {_FIXED} ON model_versions "
+            "FOR EACH ROW EXECUTE FUNCTION medops_refuse_change()"
+        )
+        op.execute(
+            "CREATE TRIGGER model_versions_kept BEFORE DELETE ON model_versions "
+            "FOR EACH ROW EXECUTE FUNCTION medops_refuse_change()"
+        )
+        return
+    op.execute(
+        f"CREATE TRIGGER model_versions_fixed BEFORE UPDATE OF {_FIXED} ON model_versions "
+        "BEGIN SELECT RAISE(ABORT, 'medops: a registered version is immutable but for its stage'); END"
+    )
+    op.execute(
+        "CREATE TRIGGER model_versions_kept BEFORE DELETE ON model_versions "
+        "BEGIN SELECT RAISE(ABORT, 'medops: a registered version is never deleted'); END"
+    )
 
 
 def downgrade() -> None:
