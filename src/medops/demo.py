@@ -323,6 +323,40 @@ def _registry(ws: Workspace, step: Callable[[str, str], None], run: str, passed:
         for e in list_events(ws.db, AuditFilter(entity_type="model"), limit=None, newest_first=False)
     ]
     step("model audit trail", "; ".join(story))
+    _serve_one(ws, step, version.ref, run)
+
+
+def _serve_one(ws: Workspace, step: Callable[[str, str], None], ref: str, run: str) -> None:
+    """The bundle exported, loaded back verified, and one patient scored; a unit error is refused."""
+    import tempfile
+
+    from medops.errors import InvalidInput
+    from medops.registry.predictor import load_model
+    from medops.registry.transfer import export
+    from medops.training import Tracker, stored
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.medops"
+        export(ws, ref, path)
+        predictor = load_model(ws, path)
+        size = path.stat().st_size
+    tracker = Tracker(ws)
+    info = tracker.get(run)
+    rows = stored.training_frame(tracker, info, stored.recipe(tracker, info))[predictor.features]
+    patient = rows[~predictor.schema.flagged(rows)].iloc[[0]].reset_index(drop=True)
+    risk = float(predictor.predict_proba(patient)[0])
+    flagged = "flagged for a follow-up call" if risk >= predictor.threshold else "not flagged"
+    step(
+        "load and predict",
+        f"bundle {size:,} bytes, signature and checksums verified; one patient: risk {risk:.3f}, "
+        f"threshold {predictor.threshold:.3f}: {flagged}",
+    )
+    if "temperature_max_30d" in patient.columns and patient["temperature_max_30d"].notna().all():
+        wrong = patient.assign(temperature_max_30d=patient["temperature_max_30d"] * 1.8 + 32)
+        try:
+            predictor.predict_proba(wrong)
+        except InvalidInput as exc:
+            step("input refused", exc.message)
 
 
 def _backfill_story(ws: Workspace, store: FeatureStore) -> str:
