@@ -121,12 +121,8 @@ def approve_cmd(
     """Sign "approved for production" for one required role (your password is checked, Part 11)."""
     from medops.registry.approvals import approve
 
-    name, version = _ref(ref)
-    assert version is not None
-    with open_workspace() as ws:
-        password = read_secret(None, from_stdin=password_stdin, prompt=f"Password for {ws.actor}", confirm=False)
-        decision = approve(ws, (name, version), ws.actor, password, role)
-    ok(f"{decision.username} signed {name}:{version} as {decision.role}: approved for production")
+    decision = _decide(ref, password_stdin, lambda ws, key, password: approve(ws, key, ws.actor, password, role))
+    ok(f"{decision.username} signed {ref} as {decision.role}: approved for production")
 
 
 @app.command("reject", epilog="Examples:  medops models reject readmission:2 --role validator -r 'too few women'")
@@ -139,12 +135,17 @@ def reject_cmd(
     """Sign a rejection with its reason; per role the latest decision counts."""
     from medops.registry.approvals import reject
 
+    decision = _decide(ref, password_stdin, lambda ws, key, password: reject(ws, key, ws.actor, password, role, reason))
+    ok(f"{decision.username} rejected {ref} as {decision.role}: {reason}")
+
+
+def _decide(ref: str, password_stdin: bool, sign: Any) -> Any:
+    """A signed decision by the acting user on NAME:VERSION: the password is asked for every time."""
     name, version = _ref(ref)
     assert version is not None
     with open_workspace() as ws:
         password = read_secret(None, from_stdin=password_stdin, prompt=f"Password for {ws.actor}", confirm=False)
-        decision = reject(ws, (name, version), ws.actor, password, role, reason)
-    ok(f"{decision.username} rejected {name}:{version} as {decision.role}: {reason}")
+        return sign(ws, (name, version), password)
 
 
 @app.command("approvals", epilog="Examples:  medops models approvals readmission:2")

@@ -20,13 +20,13 @@ from sqlalchemy.orm import Session
 
 from medops.audit.trail import NewEvent
 from medops.clock import utc_now
-from medops.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from medops.errors import Conflict, InvalidInput, InvalidTransition
 from medops.evaluation.records import get as get_evaluation
 from medops.evaluation.records import list_for
 from medops.identity.roles import Role
 from medops.registry.approvals import missing
-from medops.registry.versions import STAGES, lock_model, read
-from medops.store.schema import ModelAlias, ModelTransition, ModelVersion, RegisteredModel
+from medops.registry.versions import STAGES, lock_model, read, require_model
+from medops.store.schema import ModelAlias, ModelTransition, ModelVersion
 from medops.workspace import Workspace
 
 PROMOTE_ROLES = {Role.ML_ENGINEER, Role.ADMIN}
@@ -122,8 +122,7 @@ def rollback(ws: Workspace, name: str, *, actor: str | None = None, reason: str 
         raise InvalidInput(f"rolling back {name} needs a reason", hint="give --reason '...'")
     with ws.users.authorized(who, "model.rollback", "model", name, PROMOTE_ROLES, reason=reason) as ch:
         session = ch.session
-        if session.get(RegisteredModel, name) is None:
-            raise NotFound(f"no registered model {name!r}", hint="see them with: medops models list")
+        require_model(session, name)
         lock_model(session, name)
         current = _holder(session, name)
         if current is None:
@@ -171,8 +170,7 @@ def set_alias(
 
 def history(ws: Workspace, name: str) -> list[Transition]:
     with ws.db.read() as session:
-        if session.get(RegisteredModel, name) is None:
-            raise NotFound(f"no registered model {name!r}", hint="see them with: medops models list")
+        require_model(session, name)
         rows = session.execute(
             select(ModelTransition).where(ModelTransition.model == name).order_by(ModelTransition.id)
         ).scalars()

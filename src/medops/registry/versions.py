@@ -193,9 +193,13 @@ def get(ws: Workspace, name: str, version: int | None = None) -> VersionInfo:
         return read(session, name, version)
 
 
-def read(session: Session, name: str, version: int | None = None) -> VersionInfo:
+def require_model(session: Session, name: str) -> None:
     if session.get(RegisteredModel, name) is None:
         raise NotFound(f"no registered model {name!r}", hint="see them with: medops models list")
+
+
+def read(session: Session, name: str, version: int | None = None) -> VersionInfo:
+    require_model(session, name)
     query = select(ModelVersion).where(ModelVersion.model == name)
     query = query.where(ModelVersion.version == version) if version else query.order_by(ModelVersion.version.desc())
     row = session.execute(query.limit(1)).scalar_one_or_none()
@@ -209,8 +213,7 @@ def read(session: Session, name: str, version: int | None = None) -> VersionInfo
 
 def versions(ws: Workspace, name: str) -> list[VersionInfo]:
     with ws.db.read() as session:
-        if session.get(RegisteredModel, name) is None:
-            raise NotFound(f"no registered model {name!r}", hint="see them with: medops models list")
+        require_model(session, name)
         rows = session.execute(
             select(ModelVersion).where(ModelVersion.model == name).order_by(ModelVersion.version)
         ).scalars()
