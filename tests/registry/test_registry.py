@@ -118,6 +118,10 @@ def test_promoting_archives_the_previous_and_rollback_restores_it(registry: tupl
     assert (_stage_of(ws, 1), _stage_of(ws, 2)) == ("archived", "production")
     with pytest.raises(InvalidTransition, match="archived: it can't return to production"):
         stages.promote(ws, "readmission", 1, "production", actor="ming", reason="again")
+    from medops.pipelines.evaluate import production_run
+
+    assert production_run(ws, "readmission", "f" * 32) == run  # the champion a new evaluation compares with
+    assert production_run(ws, "readmission", run) is None and production_run(ws, "other", "f" * 32) is None
     moves = stages.rollback(ws, "readmission", actor="ming", reason="alarm on v2")
     assert [(m.name, m.version) for m in moves] == [("archived", 2), ("production", 1)]
     assert (_stage_of(ws, 1), _stage_of(ws, 2)) == ("production", "archived")

@@ -21,7 +21,11 @@ app = typer.Typer(help="Stored clinical validations: list them, show one's gates
 def evaluate(
     run: str | None = typer.Argument(None, help="The run to validate (default: the newest trained run)."),
     champion: str | None = typer.Option(
-        None, "--champion", metavar="RUN", help="The model it would replace: non-inferiority on the same test rows."
+        None,
+        "--champion",
+        metavar="RUN",
+        help="The model it would replace, for non-inferiority on the same test rows (default: the production "
+        "version of the registered model named after the project).",
     ),
     out: Path | None = typer.Option(
         Path("reports"), "--out", "-o", help="Folder for the validation report and the model card."

@@ -62,6 +62,8 @@ def evaluate_from_project(
         experiment = project.spec.train.experiment if project.spec.train else "default"
         run = latest_trained(tracker, experiment)
     run = tracker.get(run).id
+    if champion is None:
+        champion = production_run(ws, project.spec.name, run)
     upstream = {
         name: version
         for edge in walk(ws.db, run_node(run), "up")
@@ -98,6 +100,19 @@ def evaluate_from_project(
             write_atomic(out / name, text)
             files.append(out / name)
     return Evaluated(info, doc, files)
+
+
+def production_run(ws: Workspace, model: str, run: str) -> str | None:
+    """The run behind the registered model's production version (named after the project), if any."""
+    from sqlalchemy import select
+
+    from medops.store.schema import ModelVersion
+
+    with ws.db.read() as session:
+        found = session.scalar(
+            select(ModelVersion.run_id).where(ModelVersion.model == model, ModelVersion.stage == "production")
+        )
+    return found if found is not None and found != run else None
 
 
 def _source(ws: Workspace, name: str, version: str | None) -> pd.DataFrame:
