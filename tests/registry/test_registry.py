@@ -14,7 +14,7 @@ from medops.audit import AuditFilter, list_events, verify_chain
 from medops.errors import AuthenticationFailed, InvalidInput, InvalidTransition, NotFound, PermissionDenied
 from medops.evaluation.records import record
 from medops.identity import Role
-from medops.registry import approvals, stages, versions
+from medops.registry import approvals, stages, transfer, versions
 from medops.store.schema import ModelVersion
 from medops.training import Tracker
 from medops.workspace import Workspace
@@ -116,6 +116,11 @@ def test_promoting_archives_the_previous_and_rollback_restores_it(registry: tupl
     moves = stages.promote(ws, "readmission", 2, "production", actor="ming", reason="better")
     assert [(m.name, m.version, m.previous) for m in moves] == [("archived", 1, None), ("production", 2, 1)]
     assert (_stage_of(ws, 1), _stage_of(ws, 2)) == ("archived", "production")
+    with pytest.raises(InvalidTransition, match="is in production: it leaves by"):
+        stages.promote(ws, "readmission", 2, "staging", actor="ming", reason="demote")
+    with pytest.raises(PermissionDenied):  # a clinical reviewer signs; she does not ship bundles out
+        transfer.export(ws, "readmission:2", ws.settings.home.parent / "out.medops", actor="carol")
+    assert not (ws.settings.home.parent / "out.medops").exists()
     with pytest.raises(InvalidTransition, match="archived: it can't return to production"):
         stages.promote(ws, "readmission", 1, "production", actor="ming", reason="again")
     from medops.pipelines.evaluate import production_run

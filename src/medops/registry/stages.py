@@ -69,6 +69,10 @@ def _move(
         current = read(session, name, version)  # read again under the lock
         if current.stage == stage:
             raise Conflict(f"{current.ref} is already in {stage}")
+        if current.stage == "production" and stage == "staging":
+            raise InvalidTransition(
+                f"{current.ref} is in production: it leaves by a promotion of another version, an archive or a rollback"
+            )
         if current.stage == "archived" and stage != "archived":
             raise InvalidTransition(
                 f"{current.ref} is archived: it can't return to {stage}",

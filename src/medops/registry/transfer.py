@@ -13,7 +13,6 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from medops.audit.trail import NewEvent
 from medops.clock import utc_now
 from medops.errors import InvalidInput
 from medops.identity.keys import decode_public, encode_public, key_id
@@ -60,14 +59,15 @@ def trust_key(ws: Workspace, public: str, *, note: str, actor: str | None = None
     return kid
 
 
-def export(ws: Workspace, ref: str, path: Path) -> VersionInfo:
+def export(ws: Workspace, ref: str, path: Path, *, actor: str | None = None) -> VersionInfo:
     """Write a version's bundle to ``path`` (verified from the artifact store first; written atomically)."""
     name, version = parse_ref(ref)
     info = get(ws, name, version)
     data = ws.artifacts.read_bytes(info.artifact_sha256)
     read(data, trusted_keys(ws))  # a bundle that no longer verifies is not handed on
-    write_atomic_bytes(path, data)
-    ws.trail.record(NewEvent(ws.actor, "model.export", "model", info.ref, after={"file": path.name}))
+    with ws.users.authorized(actor or ws.actor, "model.export", "model", info.ref, REGISTER_ROLES) as ch:
+        write_atomic_bytes(path, data)  # inside the change: written only if allowed, and audited if written
+        ch.after = {"file": path.name, "bundle": info.artifact_sha256}
     return info
 
 
