@@ -86,6 +86,7 @@ def test_export_import_and_every_tamper_is_refused(
         transfer.trust_key(other, transfer.public_key(ws), note="site A registry", actor="root")
         imported = transfer.import_bundle(other, exported, actor="root")
         assert (imported.ref, imported.run_id, imported.origin["metadata"]["run"]) == ("readmission:1", None, run)
+        assert imported.required_approvals == ["clinical_reviewer", "validator"]  # this workspace's rule
         assert load_model(other, "readmission:1").features == load_model(ws, "readmission:1").features
 
         files = _members(data)

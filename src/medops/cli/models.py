@@ -272,13 +272,16 @@ def export_cmd(
 def import_cmd(
     file: Path = typer.Argument(..., help="A bundle file exported by a workspace whose key this one trusts."),
     name: str | None = typer.Option(None, "--name", help="Register it under this name (default: its own)."),
+    approvals: list[str] = typer.Option(
+        ["clinical_reviewer", "validator"], "--approval", help="A role that must sign here before production."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Verify a bundle (trusted signature, every checksum, safe members) and register it as a new version."""
     from medops.registry.transfer import import_bundle
 
     with open_workspace() as ws:
-        info = import_bundle(ws, file.expanduser(), name=name)
+        info = import_bundle(ws, file.expanduser(), name=name, required_approvals=approvals)
     if as_json:
         print_json(_version_doc(info))
         return

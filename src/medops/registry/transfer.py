@@ -18,7 +18,7 @@ from medops.errors import InvalidInput
 from medops.identity.keys import decode_public, encode_public, key_id
 from medops.identity.roles import Role
 from medops.registry.bundles import model_types, read
-from medops.registry.versions import REGISTER_ROLES, VersionInfo, get, lock_model, parse_ref
+from medops.registry.versions import DEFAULT_APPROVALS, REGISTER_ROLES, VersionInfo, get, lock_model, parse_ref
 from medops.store.database import dialect_insert
 from medops.store.schema import ModelVersion, RegisteredModel, TrustedBundleKey
 from medops.workspace import Workspace, write_atomic_bytes
@@ -71,8 +71,19 @@ def export(ws: Workspace, ref: str, path: Path, *, actor: str | None = None) -> 
     return info
 
 
-def import_bundle(ws: Workspace, path: Path, *, name: str | None = None, actor: str | None = None) -> VersionInfo:
-    """Verify a bundle file and register it here as a new version; a refused file changes nothing."""
+def import_bundle(
+    ws: Workspace,
+    path: Path,
+    *,
+    name: str | None = None,
+    actor: str | None = None,
+    required_approvals: list[str] | tuple[str, ...] = DEFAULT_APPROVALS,
+) -> VersionInfo:
+    """Verify a bundle file and register it here as a new version; a refused file changes nothing.
+
+    The approvals production needs are this workspace's to decide, not the exporter's: the
+    bundle's own list is kept in its origin, and ``required_approvals`` applies here.
+    """
     who = actor or ws.actor
     try:
         data = path.read_bytes()
@@ -103,7 +114,7 @@ def import_bundle(ws: Workspace, path: Path, *, name: str | None = None, actor: 
                 run_id=None,
                 artifact_sha256=digest,
                 evaluation_id=None,
-                required_approvals=json.dumps(meta.get("required_approvals", [])),
+                required_approvals=json.dumps(list(required_approvals)),
                 stage="none",
                 description=f"imported from {bundle.manifest.get('model')}:{bundle.manifest.get('version')}",
                 origin=json.dumps(origin, sort_keys=True, default=str),
