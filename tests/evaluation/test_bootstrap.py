@@ -131,8 +131,12 @@ def test_paired_difference_sees_a_worse_model() -> None:
     y, good = frame["y"].to_numpy(), frame["p"].to_numpy()
     rng = np.random.default_rng(0)
     worse = np.clip(good + rng.normal(0, 0.3, len(good)), 0, 1)
-    difference, ci = paired_difference(y, worse, good, "auroc", 0.3, resamples=300, seed=1, level=0.95)
+    paired = paired_difference(y, worse, good, "auroc", 0.3, resamples=300, seed=1, level=0.95)
+    difference, ci = paired.difference, paired.interval
+    assert paired.challenger == pytest.approx(skm.roc_auc_score(y, worse), abs=1e-12)
+    assert paired.champion == pytest.approx(skm.roc_auc_score(y, good), abs=1e-12)
     assert difference == pytest.approx(skm.roc_auc_score(y, worse) - skm.roc_auc_score(y, good), abs=1e-12)
     assert ci.high < 0  # clearly worse, and the paired interval knows it
-    same, same_ci = paired_difference(y, good, good, "auroc", 0.3, resamples=100, seed=1, level=0.95)
+    again = paired_difference(y, good, good, "auroc", 0.3, resamples=100, seed=1, level=0.95)
+    same, same_ci = again.difference, again.interval
     assert same == 0 and same_ci.low == pytest.approx(0, abs=1e-12) and same_ci.high == pytest.approx(0, abs=1e-12)

@@ -40,6 +40,16 @@ class Interval:
 
 
 @dataclass(frozen=True)
+class Paired:
+    """Both models' exact values on the same rows, their difference and its paired interval."""
+
+    challenger: float
+    champion: float
+    difference: float
+    interval: Interval
+
+
+@dataclass(frozen=True)
 class Distribution:
     """Per group and metric: the exact value and the shifted bootstrap values."""
 
@@ -185,7 +195,7 @@ def paired_difference(
     seed: int,
     level: float,
     bins: int = 128,
-) -> tuple[float, Interval]:
+) -> Paired:
     """Challenger minus champion on the same rows, with a paired bootstrap interval.
 
     The same resampled rows score both models: cells are (label, challenger's bin, champion's
@@ -223,4 +233,4 @@ def paired_difference(
         drawn.append(values(dense.reshape(size, 2, sizes[0], sizes[1])))
     difference = float(exact[0] - exact[1])
     shifted = np.concatenate(drawn) + (difference - float(full[0]))
-    return difference, percentile_interval(shifted, level)
+    return Paired(float(exact[0]), float(exact[1]), difference, percentile_interval(shifted, level))

@@ -25,14 +25,15 @@ from medops.errors import InvalidInput, NotFound
 from medops.evaluation import gates as gating
 from medops.evaluation import robustness, thresholds
 from medops.evaluation.bootstrap import Distribution, bootstrap, paired_difference, percentile_interval
-from medops.evaluation.metrics import METRICS, compute, exact_histogram
+from medops.evaluation.metrics import METRICS
 from medops.evaluation.spec import GAPS, EvaluateSpec
 from medops.evaluation.subgroups import GroupSet, attribute_values, build_groups
-from medops.store.lineage import walk
+from medops.store.lineage import Edge, dataset_refs, walk
 from medops.training import stored
+from medops.training.environment import parse_lock
 from medops.training.input_schema import InputSchema
 from medops.training.tracking import RunInfo, Tracker, run_node
-from medops.training.train import config_from_recipe, split_and_check
+from medops.training.train import TrainConfig, config_from_recipe, split_and_check
 from medops.training.trainers import FittedModel
 
 # The run's parameters that describe the model (the split and data are under "data").
@@ -47,6 +48,7 @@ class TestSet:
 
     info: RunInfo
     recipe: dict[str, Any]
+    config: TrainConfig
     frame: pd.DataFrame
     y: np.ndarray
     p: np.ndarray
@@ -74,7 +76,17 @@ def test_set(tracker: Tracker, ref: str, where: Where) -> TestSet:
     model = stored.model(tracker, info)
     schema = stored.input_schema(tracker, info) or InputSchema.from_frame(frame.iloc[split.train], model.features)
     return TestSet(
-        info, doc, test, y, model.predict_proba(test), model, schema, leakage, split.description, len(split.train)
+        info,
+        doc,
+        config,
+        test,
+        y,
+        model.predict_proba(test),
+        model,
+        schema,
+        leakage,
+        split.description,
+        len(split.train),
     )
 
 
@@ -107,7 +119,6 @@ def evaluate(
     """The evaluation document of run ``ref`` under ``spec`` (nothing is stored here)."""
     say = progress or (lambda step, done, total: None)
     ts = test_set(tracker, ref, where)
-    config = config_from_recipe(ts.recipe)
     for name in spec.robustness.unit_errors:
         if name not in ts.model.features:
             raise InvalidInput(
@@ -115,7 +126,7 @@ def evaluate(
                 hint=f"features: {', '.join(ts.model.features)}",
             )
     threshold = thresholds.choose(ts.y, ts.p, spec.threshold)
-    groups = _groups(ts, spec, config.group, source, where)
+    groups = _groups(ts, spec, ts.config.group, source, where)
     boot = spec.bootstrap
     say("bootstrap", 0, boot.resamples)
     dist = bootstrap(
@@ -134,7 +145,8 @@ def evaluate(
     robust = robustness.run(ts.model.predict_proba, ts.frame, ts.y, ts.model.features, ts.schema, spec.robustness, ts.p)
     say("robustness", 1, 1)
     champ = _champion(tracker, champion, ts, spec, threshold) if champion else None
-    checks = {"data_contract": _contracts(tracker, ts.info), "leakage_checks": ts.leakage}
+    edges = walk(tracker.ws.db, run_node(ts.info.id), "up")  # the lineage: read once, for contracts and report
+    checks = {"data_contract": _contracts(tracker, edges), "leakage_checks": ts.leakage}
     gates = [
         *gating.prerequisite_gates(spec, checks),
         *gating.metric_gates(spec, metrics),
@@ -152,7 +164,7 @@ def evaluate(
         "policy_sha256": hashlib.sha256(spec.model_dump_json().encode()).hexdigest(),
         "project": project,
         "run": _run_doc(tracker, ts),
-        "data": _data_doc(tracker, ts, config.label),
+        "data": _data_doc(ts, edges),
         "threshold": {"value": threshold, "rule": spec.threshold.describe(), "chosen_on": "test set"},
         "bootstrap": {
             "resamples": boot.resamples,
@@ -269,48 +281,41 @@ def _champion(tracker: Tracker, ref: str, ts: TestSet, spec: EvaluateSpec, thres
             f"the champion (run {info.short}) needs {missing[0]!r}, which the test set does not have",
             hint="compare models trained on the same training set",
         )
-    scores = model.predict_proba(ts.frame)
-    difference, ci = paired_difference(
+    paired = paired_difference(
         ts.y,
         ts.p,
-        scores,
+        model.predict_proba(ts.frame),
         metric,
         threshold,
         resamples=spec.bootstrap.resamples,
         seed=spec.bootstrap.seed,
         level=spec.bootstrap.level,
     )
-    champion_value = float(compute(exact_histogram(ts.y, scores, threshold), metrics=(metric,))[metric])
     return {
         "run": info.id,
         "metric": metric,
-        "challenger": champion_value + difference,
-        "champion": champion_value,
-        "difference": difference,
-        "low": ci.low,
-        "high": ci.high,
+        "challenger": paired.challenger,
+        "champion": paired.champion,
+        "difference": paired.difference,
+        "low": paired.interval.low,
+        "high": paired.interval.high,
         "margin": rule.margin if rule is not None else None,
     }
 
 
-def _contracts(tracker: Tracker, info: RunInfo) -> tuple[bool, str]:
+def _contracts(tracker: Tracker, edges: list[Edge]) -> tuple[bool, str]:
     """Every dataset upstream of the run that came from a source passed its contract (bad rows quarantined)."""
-    seen: set[str] = set()
     judged, bad = [], []
-    for edge in walk(tracker.ws.db, run_node(info.id), "up"):
-        for node in (edge.src, edge.dst):
-            if not node.startswith("dataset:") or node in seen:
-                continue
-            seen.add(node)
-            try:
-                ds = get_dataset(tracker.ws.db, node.removeprefix("dataset:"))
-            except NotFound:
-                continue
-            if ds.kind == "training_set":  # built by medops from checked datasets, not from a source
-                continue
-            judged.append(ds.name)
-            if ds.contract_result not in ("passed", "quarantined"):
-                bad.append(f"{ds.name}@{ds.short} ({ds.contract_result})")
+    for ref in dataset_refs(edges):
+        try:
+            ds = get_dataset(tracker.ws.db, ref)
+        except NotFound:
+            continue
+        if ds.kind == "training_set":  # built by medops from checked datasets, not from a source
+            continue
+        judged.append(ds.name)
+        if ds.contract_result not in ("passed", "quarantined"):
+            bad.append(f"{ds.name}@{ds.short} ({ds.contract_result})")
     if bad:
         return False, "no passed contract for " + ", ".join(bad)
     if not judged:
@@ -321,8 +326,7 @@ def _contracts(tracker: Tracker, info: RunInfo) -> tuple[bool, str]:
 def _run_doc(tracker: Tracker, ts: TestSet) -> dict[str, Any]:
     info = ts.info
     lock = tracker.ws.artifacts.read_bytes(info.env_digest).decode() if info.env_digest else ""
-    versions = dict(line.split("==", 1) for line in lock.splitlines() if "==" in line)
-    lowered = {k.lower(): v for k, v in versions.items()}
+    versions = parse_lock(lock)
     return {
         "id": info.id,
         "experiment": info.experiment,
@@ -339,17 +343,16 @@ def _run_doc(tracker: Tracker, ts: TestSet) -> dict[str, Any]:
         "host": info.host,
         "environment": {
             "digest": info.env_digest,
-            "packages": {k: lowered[k] for k in KEY_PACKAGES if k in lowered},
+            "packages": {k: versions[k] for k in KEY_PACKAGES if k in versions},
         },
     }
 
 
-def _data_doc(tracker: Tracker, ts: TestSet, label: str) -> dict[str, Any]:
+def _data_doc(ts: TestSet, edges: list[Edge]) -> dict[str, Any]:
     data = ts.recipe.get("data") or {}
-    edges = walk(tracker.ws.db, run_node(ts.info.id), "up")
     return {
         "training_set": f"{data.get('dataset')}@{str(data.get('version', ''))[:12]}",
-        "label": label,
+        "label": ts.config.label,
         "features": list(ts.model.features),
         "test_rows": len(ts.y),
         "test_positives": int(ts.y.sum()),

@@ -18,7 +18,7 @@ from medops.evaluation.evaluate import evaluate
 from medops.evaluation.records import EVALUATE_ROLES, EvaluationInfo, record
 from medops.evaluation.report import render_model_card, render_report
 from medops.pipelines.project import LoadedProject
-from medops.store.lineage import walk
+from medops.store.lineage import dataset_refs, walk
 from medops.training.tracking import Tracker, run_node
 from medops.workspace import Workspace, write_atomic
 
@@ -64,13 +64,7 @@ def evaluate_from_project(
     run = tracker.get(run).id
     if champion is None:
         champion = production_run(ws, project.spec.name, run)
-    upstream = {
-        name: version
-        for edge in walk(ws.db, run_node(run), "up")
-        for node in (edge.src, edge.dst)
-        if node.startswith("dataset:")
-        for name, _, version in [node.removeprefix("dataset:").partition("@")]
-    }
+    upstream = dict(ref.partition("@")[::2] for ref in dataset_refs(walk(ws.db, run_node(run), "up")))
     meta = project.spec
     doc = evaluate(
         tracker,

@@ -102,6 +102,16 @@ def walk(db: Database, node: str, direction: Literal["up", "down", "both"] = "bo
     return found
 
 
+def dataset_refs(edges: Iterable[Edge]) -> list[str]:
+    """The ``NAME@VERSION`` of every dataset node on ``edges``, once each, in the order met."""
+    refs: dict[str, None] = {}
+    for edge in edges:
+        for node in (edge.src, edge.dst):
+            if node.startswith("dataset:"):
+                refs.setdefault(node.removeprefix("dataset:"), None)
+    return list(refs)
+
+
 def nodes_matching(db: Database, prefix: str, limit: int = 20) -> list[str]:
     """Known node ids that start with ``prefix`` (to resolve a short id a user typed)."""
     with db.read() as session:

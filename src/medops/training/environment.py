@@ -33,8 +33,8 @@ def environment_lock() -> str:
 
 def lock_differences(before: str, after: str) -> list[str]:
     """Human lines saying which distributions were added, removed or changed version."""
-    old = _parse(before)
-    new = _parse(after)
+    old = parse_lock(before)
+    new = parse_lock(after)
     lines = []
     for name in sorted(old.keys() | new.keys()):
         if name not in new:
@@ -46,7 +46,8 @@ def lock_differences(before: str, after: str) -> list[str]:
     return lines
 
 
-def _parse(lock: str) -> dict[str, str]:
+def parse_lock(lock: str) -> dict[str, str]:
+    """Distribution name (lower case) -> version."""
     out = {}
     for line in lock.splitlines():
         name, sep, version = line.partition("==")
