@@ -6,8 +6,9 @@ pull in the database layer.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from medops.lazy import members
 
 if TYPE_CHECKING:
     from medops.audit.chain import GENESIS, canonical_json, event_hash
@@ -50,8 +51,4 @@ _HOMES = {
     "verify_chain": "verify",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(import_module(f"medops.audit.{_HOMES[name]}"), name)
-    raise AttributeError(f"module 'medops.audit' has no attribute {name!r}")
+__getattr__ = members(__name__, _HOMES)

@@ -6,14 +6,8 @@ The source classes load on first use, so that importing a light module of this p
 
 from __future__ import annotations
 
-from typing import Any
+from medops.lazy import members
 
 __all__ = ["CsvSource", "FhirNdjsonSource", "ParquetSource", "Source", "SqlSource"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from medops.data import sources
-
-        return getattr(sources, name)
-    raise AttributeError(f"module 'medops.data' has no attribute {name!r}")
+__getattr__ = members(__name__, dict.fromkeys(__all__, "sources"))

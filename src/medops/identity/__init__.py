@@ -5,8 +5,9 @@ Members load on first use: a key helper or the roles can be imported without the
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from medops.lazy import members
 
 if TYPE_CHECKING:
     from medops.identity.roles import Role, parse_role, parse_roles
@@ -41,8 +42,4 @@ _HOMES = {
     "UserView": "users",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(import_module(f"medops.identity.{_HOMES[name]}"), name)
-    raise AttributeError(f"module 'medops.identity' has no attribute {name!r}")
+__getattr__ = members(__name__, _HOMES)

@@ -6,20 +6,9 @@ and format names are in ``medops.synth.names``.
 
 from __future__ import annotations
 
-from typing import Any
-
+from medops.lazy import members
 from medops.synth.names import FORMATS, SCENARIOS
 
 __all__ = ["FORMATS", "SCENARIOS", "SynthData", "generate", "write"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("SynthData", "generate"):
-        from medops.synth import generator
-
-        return getattr(generator, name)
-    if name == "write":
-        from medops.synth.writers import write
-
-        return write
-    raise AttributeError(f"module 'medops.synth' has no attribute {name!r}")
+__getattr__ = members(__name__, {"SynthData": "generator", "generate": "generator", "write": "writers"})
