@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from medops.audit.trail import NewEvent
 from medops.clock import utc_now
 from medops.errors import InvalidInput, PermissionDenied
 from medops.identity.roles import Role
@@ -101,8 +102,6 @@ def author_of(ws: Workspace, version: VersionInfo) -> str:
 
 
 def _refuse(ws: Workspace, username: str, version: VersionInfo, why: str) -> None:
-    from medops.audit.trail import NewEvent
-
     ws.trail.record(NewEvent(username, "model.approve.denied", "model", version.ref, reason=why))
     raise PermissionDenied(f"{username!r} may not sign {version.ref}: {why}")
 

@@ -11,16 +11,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from medops.clock import utc_now
 from medops.errors import InvalidInput
 from medops.identity.keys import decode_public, encode_public, key_id
 from medops.identity.roles import Role
 from medops.registry.bundles import model_types, read
-from medops.registry.versions import DEFAULT_APPROVALS, REGISTER_ROLES, VersionInfo, get, lock_model, parse_ref
-from medops.store.database import dialect_insert
-from medops.store.schema import ModelVersion, RegisteredModel, TrustedBundleKey
+from medops.registry.versions import DEFAULT_APPROVALS, REGISTER_ROLES, VersionInfo, get, next_version, parse_ref
+from medops.store.schema import ModelVersion, TrustedBundleKey
 from medops.workspace import Workspace, write_atomic_bytes
 
 TRUST_ROLES = {Role.ADMIN}
@@ -100,13 +99,7 @@ def import_bundle(
     origin = {**{k: bundle.manifest[k] for k in ("model", "version", "created_at", "key_id")}, "metadata": meta}
     with ws.users.authorized(who, "model.import", "model", target, REGISTER_ROLES) as ch:
         session = ch.session
-        session.execute(
-            dialect_insert(session)(RegisteredModel)
-            .values(name=target, description="", created_by=who, created_at=now)
-            .on_conflict_do_nothing(index_elements=["name"])
-        )
-        lock_model(session, target)
-        number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model == target)) or 0) + 1
+        number = next_version(session, target, who, now)
         session.add(
             ModelVersion(
                 model=target,

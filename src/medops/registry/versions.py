@@ -118,13 +118,7 @@ def register(
     now = utc_now()
     with ws.users.authorized(who, "model.register", "model", name, REGISTER_ROLES, reason=reason) as ch:
         session = ch.session
-        session.execute(  # two first registrations at once: one creates the model, both add a version
-            dialect_insert(session)(RegisteredModel)
-            .values(name=name, description="", created_by=who, created_at=now)
-            .on_conflict_do_nothing(index_elements=["name"])
-        )
-        lock_model(session, name)
-        number = (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model == name)) or 0) + 1
+        number = next_version(session, name, who, now)
         bundle = bundles.build(
             ws.signing_key(),
             model=model_bytes,
@@ -179,6 +173,17 @@ def register(
             "required_approvals": list(required_approvals),
         }
     return get(ws, name, number)
+
+
+def next_version(session: Session, name: str, who: str, now: datetime) -> int:
+    """The model (created if new) locked for this transaction, and the number its next version takes."""
+    session.execute(  # two first registrations at once: one creates the model, both add a version
+        dialect_insert(session)(RegisteredModel)
+        .values(name=name, description="", created_by=who, created_at=now)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    lock_model(session, name)
+    return (session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model == name)) or 0) + 1
 
 
 def lock_model(session: Session, name: str) -> None:
