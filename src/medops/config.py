@@ -35,6 +35,7 @@ class Settings:
     signing_key_file: str = ""
     db_busy_timeout: float = 30.0
     pseudonym_key_file: str = ""
+    project_file: str = "medops.yaml"  # the reviewed project file whose policy gates production
 
     @property
     def config_path(self) -> Path:
@@ -60,7 +61,10 @@ _FILE_KEYS: dict[str, type] = {
     "signing_key_file": str,
     "db_busy_timeout": float,
     "pseudonym_key_file": str,
+    "project_file": str,
 }
+# Settings the environment can't override: the governing policy is the workspace's, not one command's.
+_FILE_ONLY = {"workspace_id", "project_file"}
 
 
 def redact_url(value: str) -> str:
@@ -124,7 +128,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, expected in _FILE_KEYS.items():
         name = f"MEDOPS_{key.upper()}"
-        if key == "workspace_id" or name not in env:
+        if key in _FILE_ONLY or name not in env:
             continue
         raw = env[name]
         if expected is float:
@@ -171,6 +175,7 @@ def load_settings(home: Path | None = None, env: Mapping[str, str] | None = None
         signing_key_file=data.get("signing_key_file") or str(default_key_dir() / f"{workspace_id}.ed25519"),
         db_busy_timeout=data.get("db_busy_timeout", 30.0),
         pseudonym_key_file=data.get("pseudonym_key_file") or str(default_key_dir() / f"{workspace_id}.pseudonym"),
+        project_file=data.get("project_file", "medops.yaml"),
     )
     validate(settings)
     return settings

@@ -64,7 +64,12 @@ def run_demo(
         say(name, outcome)
 
     ws = init_workspace(
-        home, admin_username="ada", admin_full_name="Ada Okonkwo", admin_password=DEMO_PASSWORD, key_dir=base / "keys"
+        home,
+        admin_username="ada",
+        admin_full_name="Ada Okonkwo",
+        admin_password=DEMO_PASSWORD,
+        key_dir=base / "keys",
+        project_file=str(base / "project" / "medops.yaml"),
     )
     step("init", f"workspace at {home}; first admin 'ada'")
     with ws:

@@ -107,8 +107,12 @@ def init_workspace(
     metadata_url: str | None = None,
     artifact_root: str | None = None,
     key_dir: Path | None = None,
+    project_file: str | None = None,
 ) -> Workspace:
     """Create a workspace: schema, artifact folder, signing key, first admin, medops.toml.
+
+    ``project_file`` is the reviewed project file whose validation policy gates production
+    (default: medops.yaml in the workspace folder).
 
     medops.toml is written last, so a failed init leaves no half-made workspace behind;
     files it created before failing are removed.
@@ -128,6 +132,7 @@ def init_workspace(
         **({"pseudonym_key_file": str(pseudonym_file)} if key_dir else {}),
         "online_store": "sqlite",
         "executor": "local",
+        **({"project_file": project_file} if project_file else {}),
     }
     created: list[Path] = []
     if not home.exists():
@@ -142,6 +147,7 @@ def init_workspace(
             default_user=admin_username,
             signing_key_file=str(key_file),
             pseudonym_key_file=str(pseudonym_file),
+            project_file=project_file or "medops.yaml",
         )
         if metadata_url is None:
             created += [home / DEFAULT_DB_FILE, home / f"{DEFAULT_DB_FILE}-wal", home / f"{DEFAULT_DB_FILE}-shm"]

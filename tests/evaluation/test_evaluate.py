@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from medops.audit.query import AuditFilter, list_events
 from medops.data.datasets import get
@@ -90,6 +91,11 @@ def _train(
 def _evaluate(tracker: Tracker, run: str, champion: str | None = None, **changes: Any) -> dict[str, Any]:
     spec = EvaluateSpec.model_validate({**POLICY, **changes})
     return evaluate(tracker, run, spec, project={"name": "t"}, champion=champion, actor="victor")
+
+
+def govern(ws: Workspace, **changes: Any) -> None:
+    """Make POLICY (with ``changes``) the workspace's governing policy: its project file's evaluate section."""
+    (ws.settings.home / "medops.yaml").write_text(yaml.safe_dump({"evaluate": {**POLICY, **changes}}))
 
 
 def _gate(doc: dict[str, Any], start: str) -> dict[str, Any]:

@@ -177,3 +177,44 @@ def test_a_lightgbm_version_travels_as_lightgbm_text(
     with pytest.raises(InvalidInput, match="not a scikit-learn object"):
         predictor.model  # noqa: B018
     assert transfer.import_bundle(ws, exported, name="gbm_copy", actor="alice").version == 1
+
+
+def test_an_imported_version_needs_a_validator_here_to_accept_its_evaluation(
+    registry: tuple[Workspace, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from medops.errors import InvalidTransition
+    from medops.identity import Role
+    from medops.registry import approvals, stages
+    from tests.evaluation.test_evaluate import govern
+
+    ws, run = registry
+    versions.register(ws, run, "readmission", actor="alice")
+    exported = tmp_path / "readmission-1.medops"
+    transfer.export(ws, "readmission:1", exported)
+    other = init_workspace(
+        tmp_path / "site-b", admin_username="root", admin_full_name="Rita Root", admin_password=PASSWORD
+    )
+    with other:
+        govern(other)
+        transfer.trust_key(other, transfer.public_key(ws), note="site A registry", actor="root")
+        for user, role in (("vera", Role.VALIDATOR), ("cleo", Role.CLINICAL_REVIEWER), ("max", Role.ML_ENGINEER)):
+            other.users.add("root", user, user.title(), PASSWORD, [role])
+        imported = transfer.import_bundle(other, exported, actor="root", extra_approvals=["clinical_reviewer"])
+        assert imported.required_approvals == ["clinical_reviewer", "validator"]
+        ref = ("readmission", imported.version)
+        approvals.approve(other, ref, "cleo", PASSWORD, "clinical_reviewer")
+        approvals.approve(other, ref, "vera", PASSWORD, "validator")
+        with pytest.raises(
+            InvalidTransition, match="no validator here has accepted the exporting workspace's evaluation"
+        ):
+            stages.promote(other, "readmission", imported.version, "production", actor="max", reason="go")
+        with pytest.raises(PermissionDenied):  # a clinical reviewer can't accept an evaluation
+            approvals.accept_evaluation(other, ref, "cleo", PASSWORD, "read the report")
+        with pytest.raises(InvalidInput, match="needs a reason"):
+            approvals.accept_evaluation(other, ref, "vera", PASSWORD, " ")
+        approvals.accept_evaluation(other, ref, "vera", PASSWORD, "reviewed site A's report R-17")
+        moves = stages.promote(other, "readmission", imported.version, "production", actor="max", reason="go")
+        assert [(m.name, m.version) for m in moves] == [("production", imported.version)]
+    with pytest.raises(InvalidInput, match="trained here"):
+        approvals.accept_evaluation(ws, ("readmission", 1), "victor", PASSWORD, "mine")

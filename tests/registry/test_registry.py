@@ -6,20 +6,22 @@ from __future__ import annotations
 import multiprocessing as mp
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from medops.audit import AuditFilter, list_events, verify_chain
 from medops.errors import AuthenticationFailed, InvalidInput, InvalidTransition, NotFound, PermissionDenied
-from medops.evaluation.records import record
+from medops.evaluation.governing import governing_policy
+from medops.evaluation.records import list_for, record
 from medops.identity import Role
 from medops.registry import approvals, stages, transfer, versions
 from medops.store.schema import ModelVersion
 from medops.training import Tracker
 from medops.workspace import Workspace
 from tests.conftest import PASSWORD
-from tests.evaluation.test_evaluate import FEATURES, LOGISTIC, _evaluate, _train, cohort
+from tests.evaluation.test_evaluate import FEATURES, LOGISTIC, POLICY, _evaluate, _train, cohort, govern
 
 
 @pytest.fixture(autouse=True)
@@ -29,8 +31,9 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def registry(team: Workspace, tmp_path: Path) -> tuple[Workspace, str]:
-    """A trained run by alice whose evaluation passed; ming is an ML engineer."""
+    """A trained run by alice whose evaluation under the workspace's policy passed; ming is an ML engineer."""
     team.users.add("admin", "ming", "Ming Chen", PASSWORD, [Role.ML_ENGINEER])
+    govern(team)
     tracker = Tracker(team)
     run = _train(tracker, tmp_path, "fair", cohort(2400, biased=False), LOGISTIC, FEATURES)
     doc = _evaluate(tracker, run)
@@ -80,14 +83,103 @@ def test_promotion_needs_gates_and_every_signature_from_distinct_non_authors(reg
     actions = [e.action for e in list_events(ws.db, AuditFilter(entity_type="model"), limit=None, newest_first=False)]
     assert actions.count("model.approve.denied") == 2 and actions[-1] == "model.production"
     assert actions.count("model.production.refused") == 2  # refusals are on the record too
+    event = list_events(ws.db, AuditFilter(action="model.production"), limit=1)[0]
+    policy = governing_policy(ws)
+    assert policy is not None
+    assert event.after["evidence"] == {
+        "evaluation": v1.evaluation_id,
+        "policy_sha256": policy.sha256,
+        "project_sha256": policy.project_sha256,
+    }
+
+
+def test_a_looser_policy_never_unlocks_production(registry: tuple[Workspace, str], tmp_path: Path) -> None:
+    """Re-evaluating a failed run under a looser policy file until it passes gets it nowhere."""
+    ws, _run = registry
+    tracker = Tracker(ws)
+    weak = _train(tracker, tmp_path, "weak", cohort(1200, biased=True), LOGISTIC, ["frailty_seen"])
+    strict = {"policy": {"metrics": {"auroc": {"min": 0.95}}, "prerequisites": []}, "robustness": {}}
+    govern(ws, **strict)
+    failed = record(ws, _evaluate(tracker, weak, **strict), "", "", "", actor="victor")
+    assert failed.governing and not failed.passed
+    loose = {"policy": {"metrics": {"auroc": {"min": 0.1}}, "prerequisites": []}, "robustness": {}}
+    explored = record(ws, _evaluate(tracker, weak, **loose), "", "", "", actor="victor")  # another policy file
+    assert explored.passed and not explored.governing
+    assert list_for(ws, weak)[0].id == explored.id  # the newest evaluation is the loose one
+    version = versions.register(ws, weak, "readmission", actor="alice")
+    assert version.evaluation_id == failed.id  # bound to the governing one, not the newest
+    _sign_both(ws, version.version)
+    with pytest.raises(InvalidTransition, match=f"its evaluation {failed.short} failed"):
+        stages.promote(ws, "readmission", version.version, "production", actor="ming", reason="go")
+    chosen = versions.register(ws, weak, "readmission", actor="alice", evaluation=explored.id)
+    assert chosen.evaluation_id == explored.id
+    _sign_both(ws, chosen.version)
+    with pytest.raises(InvalidTransition, match="exploratory evaluation can't gate production"):
+        stages.promote(ws, "readmission", chosen.version, "production", actor="ming", reason="go")
+    govern(ws, **loose)  # the reviewed file itself is loosened: old evaluations no longer count
+    with pytest.raises(InvalidTransition, match="governing policy changed since its evaluation"):
+        stages.promote(ws, "readmission", version.version, "production", actor="ming", reason="go")
+    with pytest.raises(InvalidInput, match="is of run"):
+        versions.register(ws, _run, "readmission", actor="alice", evaluation=explored.id)
+
+
+def test_the_policy_names_who_signs_not_the_author(registry: tuple[Workspace, str]) -> None:
+    ws, run = registry
+    ws.users.grant("admin", "ming", Role.VALIDATOR, reason="cover")
+    # The author asks for an ML engineer's signature only: the policy's roles stay required.
+    version = versions.register(ws, run, "readmission", actor="alice", extra_approvals=["ml_engineer"])
+    assert version.required_approvals == ["clinical_reviewer", "validator", "ml_engineer"]
+    approvals.approve(ws, ("readmission", 1), "ming", PASSWORD, "ml_engineer")
+    with pytest.raises(InvalidTransition, match="no clinical_reviewer approval; no validator approval"):
+        stages.promote(ws, "readmission", 1, "production", actor="ming", reason="alone")
+    govern(ws, policy={**POLICY["policy"], "approvals": ["clinical_reviewer", "validator", "admin"]})
+    with pytest.raises(InvalidTransition, match="no admin approval"):  # a role the policy added later counts too
+        stages.promote(ws, "readmission", 1, "production", actor="ming", reason="alone")
+
+
+def test_rollback_never_restores_a_rejected_version(registry: tuple[Workspace, str]) -> None:
+    ws, run = registry
+    for _ in range(2):
+        _sign_both(ws, versions.register(ws, run, "readmission", actor="alice").version)
+    stages.promote(ws, "readmission", 1, "production", actor="ming", reason="first")
+    stages.promote(ws, "readmission", 2, "production", actor="ming", reason="second")
+    approvals.reject(ws, ("readmission", 2), "victor", PASSWORD, "validator", "miscalibrated for women")
+    stages.rollback(ws, "readmission", actor="ming", reason="v2 rejected")
+    assert (_stage_of(ws, 1), _stage_of(ws, 2)) == ("production", "archived")
+    with pytest.raises(InvalidTransition, match="readmission:2 can't return to production: validator rejected it"):
+        stages.rollback(ws, "readmission", actor="ming", reason="undo the rollback")
+    assert _stage_of(ws, 1) == "production"
+    refused = list_events(ws.db, AuditFilter(action="model.rollback.refused"), limit=None)
+    assert len(refused) == 1 and "validator rejected it" in (refused[0].reason or "")
+
+
+def test_a_rejection_landing_during_promote_is_seen(
+    registry: tuple[Workspace, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws, run = registry
+    _sign_both(ws, versions.register(ws, run, "readmission", actor="alice").version)
+    real = ws.users.authorized
+
+    def reject_first(actor: str, action: str, *args: Any, **kwargs: Any) -> Any:
+        if action == "model.production":  # the rejection commits after promote was called, before its write
+            approvals.reject(ws, ("readmission", 1), "victor", PASSWORD, "validator", "late finding")
+        return real(actor, action, *args, **kwargs)
+
+    monkeypatch.setattr(ws.users, "authorized", reject_first)
+    with pytest.raises(InvalidTransition, match="validator rejected it"):
+        stages.promote(ws, "readmission", 1, "production", actor="ming", reason="go live")
+    assert _stage_of(ws, 1) == "none"
 
 
 def test_failed_gates_and_a_rejection_block_production(registry: tuple[Workspace, str], tmp_path: Path) -> None:
     ws, _run = registry
     tracker = Tracker(ws)
     weak = _train(tracker, tmp_path, "weak", cohort(1200, biased=True), LOGISTIC, ["frailty_seen"])
-    failed = _evaluate(tracker, weak, policy={"metrics": {"auroc": {"min": 0.95}}, "prerequisites": []}, robustness={})
-    record(ws, failed, "", "", "", actor="victor")
+    strict = {"policy": {"metrics": {"auroc": {"min": 0.95}}, "prerequisites": []}, "robustness": {}}
+    govern(ws, **strict)  # the reviewed policy, at the time of this evaluation
+    failed = _evaluate(tracker, weak, **strict)
+    assert record(ws, failed, "", "", "", actor="victor").governing
+    govern(ws)
     version = versions.register(ws, weak, "readmission", actor="alice").version
     _sign_both(ws, version)
     with pytest.raises(InvalidTransition, match="failed: auroc ≥ 0.95"):
@@ -95,7 +187,7 @@ def test_failed_gates_and_a_rejection_block_production(registry: tuple[Workspace
     unevaluated = _train(tracker, tmp_path, "weak", cohort(1000, biased=False, seed=4), LOGISTIC, FEATURES)
     other = versions.register(ws, unevaluated, "readmission", actor="alice").version
     _sign_both(ws, other)
-    with pytest.raises(InvalidTransition, match="has no evaluation"):
+    with pytest.raises(InvalidTransition, match="registered without an evaluation"):
         stages.promote(ws, "readmission", other, "production", actor="ming", reason="go live")
     run_ok = versions.register(ws, _run, "readmission", actor="alice").version
     approvals.approve(ws, ("readmission", run_ok), "carol", PASSWORD, "clinical_reviewer")
@@ -176,7 +268,7 @@ def test_bad_input_changes_nothing(registry: tuple[Workspace, str]) -> None:
     with pytest.raises(InvalidInput, match="not a model name"):
         versions.parse_ref("Readmission:1")
     with pytest.raises(InvalidInput, match="not a role"):
-        versions.register(ws, run, "readmission", actor="alice", required_approvals=["cardiologist"])
+        versions.register(ws, run, "readmission", actor="alice", extra_approvals=["cardiologist"])
     with pytest.raises(InvalidTransition, match="no production version to roll back"):
         stages.rollback(ws, "readmission", actor="ming", reason="x")
     assert [v.stage for v in versions.versions(ws, "readmission")] == ["none"]

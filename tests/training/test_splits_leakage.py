@@ -99,3 +99,21 @@ def test_a_clean_dataset_passes() -> None:
     data = frame()
     split = make_split(data, "grouped", label="y", group="patient_id")
     assert check_leakage(data, split, label="y", features=["age", "site"], group="patient_id") == []
+
+
+def test_a_grouped_split_does_not_depend_on_the_pseudonym_key() -> None:
+    """The same rows pseudonymized with two keys give the same split: pseudonyms are not an order."""
+    import hashlib
+
+    patients = np.repeat(np.arange(300), 3)
+    frame = pd.DataFrame({"label": np.tile([0, 1, 1], 300), "x": np.arange(900)})
+
+    def keyed(key: str) -> pd.DataFrame:
+        ids = [hashlib.sha256(f"{key}{p}".encode()).hexdigest()[:16] for p in patients]
+        return frame.assign(patient_id=ids)
+
+    one = make_split(keyed("key-a"), "grouped", label="label", group="patient_id", seed=3)
+    two = make_split(keyed("key-b"), "grouped", label="label", group="patient_id", seed=3)
+    assert np.array_equal(one.test, two.test) and np.array_equal(one.train, two.train)
+    other_seed = make_split(keyed("key-a"), "grouped", label="label", group="patient_id", seed=4)
+    assert not np.array_equal(one.test, other_seed.test)

@@ -44,22 +44,47 @@ def register_cmd(
     name: str = typer.Option(..., "--name", "-n", help="The registered model (created with its first version)."),
     description: str = typer.Option("", "--description", help="What this version is."),
     approvals: list[str] = typer.Option(
-        ["clinical_reviewer", "validator"], "--approval", help="A role that must sign before production; repeatable."
+        [],
+        "--approval",
+        help="A role that must sign besides those the validation policy requires (it can't remove any); repeatable.",
+    ),
+    evaluation: str | None = typer.Option(
+        None,
+        "--evaluation",
+        metavar="EVAL",
+        help="The evaluation to register with (default: the run's newest under the workspace's policy).",
     ),
     tag: list[str] = typer.Option([], "--tag", metavar="KEY=VALUE", help="A tag, fixed with the version; repeatable."),
     reason: str | None = ReasonOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Register a run's model as a new version (data_scientist, ml_engineer or admin)."""
+    """Register a run's model as a new version (data_scientist, ml_engineer or admin).
+
+    The version is bound to one evaluation for good: production is judged on it alone, and
+    only if it was made under the workspace's validation policy (the project file's evaluate
+    section). The roles that must sign are that policy's.
+    """
     from medops.registry.versions import register
 
     tags = {k: v[-1] for k, v in key_values(tag, "--tag", "ticket=CAB-118").items()}
     with open_workspace() as ws:
-        info = register(ws, run, name, description=description, required_approvals=approvals, reason=reason, tags=tags)
+        info = register(
+            ws,
+            run,
+            name,
+            description=description,
+            extra_approvals=approvals,
+            evaluation=evaluation,
+            reason=reason,
+            tags=tags,
+        )
     if as_json:
         print_json(_version_doc(info))
         return
-    ok(f"registered {info.ref} from run {run}; approvals required: {', '.join(info.required_approvals)}")
+    bound = (
+        f"evaluation {info.evaluation_id[:12]}" if info.evaluation_id else "no evaluation (it can't reach production)"
+    )
+    ok(f"registered {info.ref} from run {run} with {bound}; approvals required: {', '.join(info.required_approvals)}")
 
 
 @app.command("list", epilog="Examples:  medops models list")
@@ -137,6 +162,27 @@ def reject_cmd(
 
     decision = _decide(ref, password_stdin, lambda ws, key, password: reject(ws, key, ws.actor, password, role, reason))
     ok(f"{decision.username} rejected {ref} as {decision.role}: {reason}")
+
+
+@app.command(
+    "accept-evaluation",
+    epilog="Examples:  MEDOPS_USER=victor medops models accept-evaluation readmission:4 -r 'reviewed report R-17'",
+)
+def accept_evaluation_cmd(
+    ref: str = typer.Argument(..., help="NAME:VERSION of an imported version."),
+    reason: str = typer.Option(..., "--reason", "-r", help="What you reviewed: recorded with the signed acceptance."),
+    password_stdin: bool = PasswordStdin,
+) -> None:
+    """As a validator, accept the exporting workspace's evaluation of an imported version (signed, Part 11).
+
+    An imported bundle's "passed" counts here only after this acceptance.
+    """
+    from medops.registry.approvals import accept_evaluation
+
+    decision = _decide(
+        ref, password_stdin, lambda ws, key, password: accept_evaluation(ws, key, ws.actor, password, reason)
+    )
+    ok(f"{decision.username} accepted the exporting workspace's evaluation of {ref}")
 
 
 def _decide(ref: str, password_stdin: bool, sign: Any) -> Any:
@@ -273,15 +319,19 @@ def import_cmd(
     file: Path = typer.Argument(..., help="A bundle file exported by a workspace whose key this one trusts."),
     name: str | None = typer.Option(None, "--name", help="Register it under this name (default: its own)."),
     approvals: list[str] = typer.Option(
-        ["clinical_reviewer", "validator"], "--approval", help="A role that must sign here before production."
+        [], "--approval", help="A role that must sign besides those this workspace's policy requires; repeatable."
     ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Verify a bundle (trusted signature, every checksum, safe members) and register it as a new version."""
+    """Verify a bundle (trusted signature, every checksum, safe members) and register it as a new version.
+
+    Production then needs a validator here to accept the exporter's evaluation
+    (medops models accept-evaluation) and the signatures this workspace's policy requires.
+    """
     from medops.registry.transfer import import_bundle
 
     with open_workspace() as ws:
-        info = import_bundle(ws, file.expanduser(), name=name, required_approvals=approvals)
+        info = import_bundle(ws, file.expanduser(), name=name, extra_approvals=approvals)
     if as_json:
         print_json(_version_doc(info))
         return

@@ -8,7 +8,6 @@ the prerequisites and the policy's gates. The result is one JSON-able document.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import uuid
@@ -161,7 +160,7 @@ def evaluate(
         "created_at": utc_now().isoformat(),
         "created_by": actor or tracker.ws.actor,
         "passed": all(g.passed for g in gates),
-        "policy_sha256": hashlib.sha256(spec.model_dump_json().encode()).hexdigest(),
+        "policy_sha256": spec.sha256,
         "project": project,
         "run": _run_doc(tracker, ts),
         "data": _data_doc(ts, edges),

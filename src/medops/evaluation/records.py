@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from medops.errors import InvalidInput, NotFound
+from medops.evaluation.governing import governing_policy
 from medops.identity.roles import Role
 from medops.store.lineage import Edge, add_edges
 from medops.store.schema import Evaluation, GateResult
@@ -37,6 +38,9 @@ class EvaluationInfo:
     card_markdown: str
     card_html: str
     gates: list[dict[str, Any]]
+    policy_sha256: str = ""
+    governing: bool = False  # made under the workspace's reviewed policy: only then may it gate production
+    project_sha256: str | None = None
 
     @property
     def short(self) -> str:
@@ -51,6 +55,7 @@ def record(
     ws: Workspace, doc: dict[str, Any], report: str, card_markdown: str, card_html: str, *, actor: str
 ) -> EvaluationInfo:
     """Store an evaluation: files first (content-addressed, harmless if the transaction fails), then rows."""
+    governing = mark_governing(ws, doc)
     digests = {
         "document": ws.artifacts.put(json.dumps(doc, sort_keys=True, default=str, allow_nan=True).encode()),
         "report": ws.artifacts.put(report.encode()),
@@ -65,6 +70,8 @@ def record(
             passed=bool(doc["passed"]),
             champion_run_id=champion,
             policy_sha256=doc["policy_sha256"],
+            governing=governing,
+            project_sha256=(doc.get("project") or {}).get("sha256"),
             created_at=datetime.fromisoformat(doc["created_at"]),
             created_by=actor,
             **digests,
@@ -89,10 +96,21 @@ def record(
             "run": doc["run"]["id"],
             "passed": bool(doc["passed"]),
             "champion": champion,
+            "policy_sha256": doc["policy_sha256"],
+            "governing": governing,
             "gates": [{"criterion": g["criterion"], "passed": g["passed"]} for g in doc["gates"]],
             **digests,
         }
     return get(ws, doc["id"])
+
+
+def mark_governing(ws: Workspace, doc: dict[str, Any]) -> bool:
+    """Decide (never trust the document's word) whether it was made under the workspace's policy."""
+    policy = governing_policy(ws)
+    governing = policy is not None and doc["policy_sha256"] == policy.sha256
+    doc["governing"] = governing
+    doc["governing_policy_sha256"] = policy.sha256 if policy is not None else None
+    return governing
 
 
 def _finite(value: Any) -> float | None:
@@ -150,4 +168,7 @@ def _info(session: Any, row: Evaluation) -> EvaluationInfo:
             }
             for g in gates
         ],
+        row.policy_sha256,
+        bool(row.governing),
+        row.project_sha256,
     )

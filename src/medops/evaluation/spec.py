@@ -6,6 +6,8 @@ outside [0, 1] is reported with its file, line and field before any work.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -135,9 +137,15 @@ class PolicySpec(_Strict):
     calibration: CalibrationRule | None = None
     non_inferiority: NonInferiority | None = None
     prerequisites: list[Literal["data_contract", "leakage_checks"]] = ["data_contract", "leakage_checks"]
+    # The roles whose signatures production requires: the policy's, never the registering author's choice.
+    approvals: list[Literal["data_scientist", "ml_engineer", "validator", "clinical_reviewer", "admin"]] = Field(
+        default=["clinical_reviewer", "validator"], min_length=1
+    )
 
     @model_validator(mode="after")
     def _known(self) -> PolicySpec:
+        if len(set(self.approvals)) != len(self.approvals):
+            raise ValueError("approvals: name each role once")
         for name, rule in self.metrics.items():
             if name not in METRICS:
                 raise ValueError(f"metrics.{name}: unknown metric; known: {', '.join(METRICS)}")
@@ -167,6 +175,12 @@ class EvaluateSpec(_Strict):
     robustness: RobustnessSpec = RobustnessSpec()
     policy: PolicySpec = PolicySpec()
     model_card: ModelCardSpec = ModelCardSpec()
+
+    @property
+    def sha256(self) -> str:
+        """The policy's identity: an evaluation gates only under the hash of the workspace's reviewed policy."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     @model_validator(mode="after")
     def _gaps_need_groups(self) -> EvaluateSpec:

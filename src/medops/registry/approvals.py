@@ -19,13 +19,20 @@ from medops.audit.trail import NewEvent
 from medops.clock import utc_now
 from medops.errors import InvalidInput, PermissionDenied
 from medops.identity.roles import Role
-from medops.registry.versions import VersionInfo, get
+from medops.registry.versions import VersionInfo, get, lock_model, required_roles
 from medops.store.schema import Approval
 from medops.training.tracking import Tracker
 from medops.workspace import Workspace
 
 APPROVED = "approved for production"
 REJECTED = "rejected for production"
+ACCEPTED = "accepted the exporting workspace's evaluation"
+ACCEPTANCE = "evaluation"  # the pseudo-role of an imported version's evaluation acceptance
+
+
+def required(ws: Workspace, version: VersionInfo) -> list[str]:
+    """The roles that must sign: those recorded at registration, plus any the governing policy adds since."""
+    return required_roles(ws, version.required_approvals)
 
 
 @dataclass(frozen=True)
@@ -54,29 +61,61 @@ def _decide(
     ws: Workspace, ref: tuple[str, int], username: str, password: str, role: str, decision: str, reason: str | None
 ) -> Decision:
     version = get(ws, *ref)
-    if role not in version.required_approvals:
+    roles = required(ws, version)
+    if role not in roles:
         raise InvalidInput(
-            f"{version.ref} does not require a {role} approval",
-            hint=f"it requires: {', '.join(version.required_approvals) or 'none'}",
+            f"{version.ref} does not require a {role} approval", hint=f"it requires: {', '.join(roles) or 'none'}"
         )
-    if version.stage == "archived":
+    return _sign(ws, version, username, password, role, decision, reason)
+
+
+def accept_evaluation(ws: Workspace, ref: tuple[str, int], username: str, password: str, reason: str) -> Decision:
+    """A validator here accepts an imported version's evaluation from the exporting workspace, signed."""
+    version = get(ws, *ref)
+    if version.run_id is not None:
+        raise InvalidInput(
+            f"{version.ref} was trained here: its evaluation is this workspace's own",
+            hint="evaluate the run (medops evaluate) and register it",
+        )
+    outcome = ((version.origin or {}).get("metadata") or {}).get("evaluation")
+    if not outcome or not outcome.get("passed"):
+        raise InvalidInput(f"{version.ref}: the exporting workspace's evaluation did not pass (or is not recorded)")
+    if not reason.strip():
+        raise InvalidInput("an acceptance needs a reason", hint="say what was reviewed: --reason '...'")
+    return _sign(ws, version, username, password, ACCEPTANCE, "accepted", reason)
+
+
+def _sign(
+    ws: Workspace, version: VersionInfo, username: str, password: str, role: str, decision: str, reason: str | None
+) -> Decision:
+    ref = (version.model, version.version)
+    if version.stage == "archived" and decision != "rejected":  # a rejection still stops a rollback to it
         raise InvalidInput(f"{version.ref} is archived: it can't be approved for production")
-    standing = ws.users.require_role(username, f"model.{decision[:-1]}", {Role(role)})  # holds the role, audited
+    holds = Role.VALIDATOR if role == ACCEPTANCE else Role(role)
+    standing = ws.users.require_role(username, f"model.{decision[:-1]}", {holds})  # holds the role, audited
     author = author_of(ws, version)
     if standing.username == author:
         _refuse(ws, username, version, f"{username!r} trained this model: the author can't sign")
     for other in decisions(ws, ref):
-        if other.username == standing.username and other.role != role and other.decision == "approved":
+        if (
+            role != ACCEPTANCE
+            and other.username == standing.username
+            and other.role not in (role, ACCEPTANCE)
+            and other.decision == "approved"
+        ):
             _refuse(ws, username, version, f"{username!r} already signed as {other.role}: one person fills one role")
+    meaning = {"approved": APPROVED, "rejected": f"{REJECTED}: {reason}", "accepted": f"{ACCEPTED}: {reason}"}
     signature = ws.signatures.sign(
         username,
         password,
         record_type="model_version",
         record_id=version.ref,
         record=version.record(),
-        meaning=APPROVED if decision == "approved" else f"{REJECTED}: {reason}",
+        meaning=meaning[decision],
     )
-    with ws.trail.change(username, f"model.{decision}", "model", version.ref, reason=reason) as ch:
+    action = "model.evaluation.accepted" if role == ACCEPTANCE else f"model.{decision}"
+    with ws.trail.change(username, action, "model", version.ref, reason=reason) as ch:
+        lock_model(ch.session, version.model)  # serialized with promote: it sees this decision or runs after it
         ch.session.add(
             Approval(
                 id=uuid.uuid4().hex,
@@ -127,8 +166,14 @@ def missing(ws: Workspace, version: VersionInfo) -> list[str]:
     """Why the version's approvals do not yet allow production (empty when they do)."""
     latest = {d.role: d for d in decisions(ws, (version.model, version.version))}  # the latest per role
     problems = []
+    if version.run_id is None:
+        accepted = latest.get(ACCEPTANCE)
+        if accepted is None:
+            problems.append("no validator here has accepted the exporting workspace's evaluation")
+        elif not accepted.valid:
+            problems.append(f"the evaluation acceptance's signature is void: {'; '.join(accepted.problems)}")
     signers: dict[str, str] = {}
-    for role in version.required_approvals:
+    for role in required(ws, version):
         d: Decision | None = latest.get(role)
         if d is None:
             problems.append(f"no {role} approval")

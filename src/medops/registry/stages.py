@@ -1,12 +1,14 @@
 """Stages and aliases, moved only here: each move role-checked, rule-checked, recorded in the
 transition history and the audit trail, in one transaction.
 
-A version enters production only if its evaluation passed every gate and every approval it
-requires is signed and still valid; the production version it replaces is archived in the
+A version enters production only if the evaluation it was registered with was made under the
+workspace's governing policy (as it is now) and passed every gate, and every approval that
+policy requires is signed and still valid; the production version it replaces is archived in the
 same step. Promotions of one model are serialized (a row lock on PostgreSQL, the single
 writer on SQLite) and the database holds at most one production version per model, so two
-concurrent promotions can't both win. Rollback restores the version that was in production
-before the current one.
+concurrent promotions can't both win; approvals take the same lock, so a rejection is never
+lost between the checks and the move. Rollback restores the version that was in production
+before the current one, under the same rules.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from sqlalchemy.orm import Session
 from medops.audit.trail import NewEvent
 from medops.clock import utc_now
 from medops.errors import Conflict, InvalidInput, InvalidTransition
+from medops.evaluation.governing import governing_policy, project_path
 from medops.evaluation.records import get as get_evaluation
-from medops.evaluation.records import list_for
 from medops.identity.roles import Role
 from medops.registry.approvals import missing
-from medops.registry.versions import STAGES, lock_model, read, require_model
+from medops.registry.versions import STAGES, VersionInfo, lock_model, read, require_model
 from medops.store.schema import ModelAlias, ModelTransition, ModelVersion
 from medops.workspace import Workspace
 
@@ -51,18 +53,15 @@ def promote(
     if stage not in STAGES[1:]:
         raise InvalidInput(f"stage {stage!r} is not known", hint="staging, production or archived")
     if not (reason and reason.strip()):
-        raise InvalidInput(f"moving {name}:{version} to {stage} needs a reason", hint="give --reason '...'")
-    blockers = _production_blockers(ws, name, version) if stage == "production" else []
+        raise InvalidInput(f"moving {name}:{version} to {stage} needs a reason")
     try:
-        return _move(ws, name, version, stage, who, reason, blockers)
+        return _move(ws, name, version, stage, who, reason)
     except InvalidTransition as exc:  # a refused move is audited like a refused permission
         ws.trail.record(NewEvent(who, f"model.{stage}.refused", "model", f"{name}:{version}", reason=exc.message))
         raise
 
 
-def _move(
-    ws: Workspace, name: str, version: int, stage: str, who: str, reason: str | None, blockers: list[str]
-) -> list[Transition]:
+def _move(ws: Workspace, name: str, version: int, stage: str, who: str, reason: str | None) -> list[Transition]:
     with ws.users.authorized(who, f"model.{stage}", "model", f"{name}:{version}", PROMOTE_ROLES, reason=reason) as ch:
         session = ch.session
         lock_model(session, name)
@@ -78,52 +77,107 @@ def _move(
                 f"{current.ref} is archived: it can't return to {stage}",
                 hint="register the run again as a new version, or roll back to the previous production version",
             )
-        if blockers:
-            raise InvalidTransition(f"{current.ref} can't enter production: {'; '.join(blockers)}")
         moves = []
         if stage == "production":
+            # Judged under the lock: an approval or rejection is serialized with this move, never lost between.
+            evidence = production_evidence(ws, current)
+            if evidence.blockers:
+                raise InvalidTransition(f"{current.ref} can't enter production: {'; '.join(evidence.blockers)}")
             previous = _holder(session, name)
             if previous is not None:
                 _set_stage(session, name, previous, "archived")
                 moves.append(_record(session, name, "archived", previous, None, who, reason))
             _set_stage(session, name, version, "production")
             moves.append(_record(session, name, "production", version, previous, who, reason))
+            ch.after = {"evidence": evidence.doc()}
         else:
             _set_stage(session, name, version, stage)
             moves.append(_record(session, name, stage, version, None, who, reason))
         ch.before = {"stage": current.stage}
-        ch.after = {"moves": [{"stage": m.name, "version": m.version, "previous": m.previous} for m in moves]}
+        ch.after = {
+            **(ch.after or {}),
+            "moves": [{"stage": m.name, "version": m.version, "previous": m.previous} for m in moves],
+        }
     return moves
 
 
-def _production_blockers(ws: Workspace, name: str, version: int) -> list[str]:
-    """The gates and the approvals: what stops this version entering production (none: it may)."""
-    with ws.db.read() as session:
-        info = read(session, name, version)
+@dataclass(frozen=True)
+class Evidence:
+    """What production is judged on: the evaluation on record, the governing policy, the approvals."""
+
+    evaluation: str | None
+    policy_sha256: str | None
+    project_sha256: str | None
+    blockers: list[str]
+
+    def doc(self) -> dict[str, str | None]:
+        return {
+            "evaluation": self.evaluation,
+            "policy_sha256": self.policy_sha256,
+            "project_sha256": self.project_sha256,
+        }
+
+
+def production_evidence(ws: Workspace, info: VersionInfo) -> Evidence:
+    """The gates and the approvals: what stops this version entering production (no blockers: it may)."""
+    policy = governing_policy(ws)
     problems = []
-    if info.run_id is None:  # imported: the signed bundle carries its evaluation's outcome
+    evaluation_id = info.evaluation_id
+    if policy is None:
+        problems.append(
+            f"the workspace has no validation policy ({project_path(ws).name} with an evaluate section, "
+            "where project_file in medops.toml points)"
+        )
+    if info.run_id is None:  # imported: the signed bundle carries its evaluation's outcome; a validator accepts it
         outcome = ((info.origin or {}).get("metadata") or {}).get("evaluation")
+        evaluation_id = str(outcome.get("id")) if outcome else None
         if not outcome:
             problems.append("the imported bundle records no evaluation")
         elif not outcome.get("passed"):
             problems.append(f"its evaluation {str(outcome.get('id'))[:12]} failed (in the exporting workspace)")
+    elif info.evaluation_id is None:
+        problems.append(f"it was registered without an evaluation: evaluate run {info.run_id[:12]}, register it again")
     else:
-        latest = list_for(ws, info.run_id, limit=1)
-        evaluation = get_evaluation(ws, latest[0].id) if latest else None
-        if evaluation is None:
-            problems.append(f"run {info.run_id[:12]} has no evaluation (medops evaluate)")
-        elif not evaluation.passed:
+        evaluation = get_evaluation(ws, info.evaluation_id)
+        if not evaluation.governing:
+            problems.append(
+                f"its evaluation {evaluation.short} was made under policy {evaluation.policy_sha256[:12]}, not the "
+                "workspace's governing policy: an exploratory evaluation can't gate production"
+            )
+        elif policy is not None and evaluation.policy_sha256 != policy.sha256:
+            problems.append(
+                f"the governing policy changed since its evaluation {evaluation.short} "
+                f"({evaluation.policy_sha256[:12]} -> {policy.sha256[:12]}): evaluate the run again and register it"
+            )
+        if not evaluation.passed:
             failed = [g["criterion"] for g in evaluation.gates if not g["passed"]]
             problems.append(f"its evaluation {evaluation.short} failed: {', '.join(failed)}")
     problems += missing(ws, info)
-    return problems
+    return Evidence(
+        evaluation_id,
+        policy.sha256 if policy is not None else None,
+        policy.project_sha256 if policy is not None else None,
+        problems,
+    )
 
 
 def rollback(ws: Workspace, name: str, *, actor: str | None = None, reason: str | None = None) -> list[Transition]:
-    """Restore the version that was in production before the current one; the current one is archived."""
+    """Restore the version that was in production before the current one, if it may still be there.
+
+    The version restored meets the production rules as they are now: a version rejected or
+    evaluated as failing since never comes back this way.
+    """
     who = actor or ws.actor
     if not (reason and reason.strip()):
-        raise InvalidInput(f"rolling back {name} needs a reason", hint="give --reason '...'")
+        raise InvalidInput(f"rolling back {name} needs a reason")
+    try:
+        return _rollback(ws, name, who, reason)
+    except InvalidTransition as exc:
+        ws.trail.record(NewEvent(who, "model.rollback.refused", "model", name, reason=exc.message))
+        raise
+
+
+def _rollback(ws: Workspace, name: str, who: str, reason: str) -> list[Transition]:
     with ws.users.authorized(who, "model.rollback", "model", name, PROMOTE_ROLES, reason=reason) as ch:
         session = ch.session
         require_model(session, name)
@@ -139,12 +193,15 @@ def rollback(ws: Workspace, name: str, *, actor: str | None = None, reason: str 
         target = entries.previous if entries is not None else None
         if target is None:
             raise InvalidTransition(f"{name}:{current} was the first production version: there is none to restore")
+        evidence = production_evidence(ws, read(session, name, target))
+        if evidence.blockers:
+            raise InvalidTransition(f"{name}:{target} can't return to production: {'; '.join(evidence.blockers)}")
         _set_stage(session, name, current, "archived")
         moves = [_record(session, name, "archived", current, None, who, reason)]
         _set_stage(session, name, target, "production")
         moves.append(_record(session, name, "production", target, current, who, reason))
         ch.entity_id = f"{name}:{target}"
-        ch.after = {"production": target, "archived": current}
+        ch.after = {"production": target, "archived": current, "evidence": evidence.doc()}
     return moves
 
 

@@ -18,7 +18,7 @@ from medops.errors import InvalidInput
 from medops.identity.keys import decode_public, encode_public, key_id
 from medops.identity.roles import Role
 from medops.registry.bundles import model_types, read
-from medops.registry.versions import DEFAULT_APPROVALS, REGISTER_ROLES, VersionInfo, get, next_version, parse_ref
+from medops.registry.versions import REGISTER_ROLES, VersionInfo, get, next_version, parse_ref, required_roles
 from medops.store.schema import ModelVersion, TrustedBundleKey
 from medops.workspace import Workspace, write_atomic_bytes
 
@@ -76,14 +76,16 @@ def import_bundle(
     *,
     name: str | None = None,
     actor: str | None = None,
-    required_approvals: list[str] | tuple[str, ...] = DEFAULT_APPROVALS,
+    extra_approvals: list[str] | tuple[str, ...] = (),
 ) -> VersionInfo:
     """Verify a bundle file and register it here as a new version; a refused file changes nothing.
 
-    The approvals production needs are this workspace's to decide, not the exporter's: the
-    bundle's own list is kept in its origin, and ``required_approvals`` applies here.
+    The approvals production needs are this workspace's policy's, not the exporter's: the
+    bundle's own list is kept in its origin. Nor does the exporter's "passed" count here:
+    production needs a validator of this workspace to accept that evaluation, signed.
     """
     who = actor or ws.actor
+    required_approvals = required_roles(ws, extra_approvals)
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -1,8 +1,10 @@
 """Registered models and their versions: what a version is, how one is registered, how they are read.
 
-A version links its training run, the SHA-256 of what approvals sign (the model file), the
-run's latest evaluation at registration, and the approvals the policy required then. It is
-never changed afterwards, except its stage, which only ``medops.registry.stages`` moves.
+A version links its training run, the SHA-256 of its signed bundle, the evaluation it is
+registered with (the run's latest one under the workspace's governing policy, unless named),
+and the approvals that policy requires. It is never changed afterwards, except its stage,
+which only ``medops.registry.stages`` moves. Production is judged on that evaluation alone: a
+later evaluation of the run, under whatever policy, never changes what the version is.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from sqlalchemy.orm import Session
 
 from medops.clock import utc_now
 from medops.errors import InvalidInput, NotFound
-from medops.evaluation.records import list_for
+from medops.evaluation.governing import governing_policy
+from medops.evaluation.records import EvaluationInfo, list_for
+from medops.evaluation.records import get as get_evaluation
 from medops.identity.roles import Role
 from medops.registry import bundles
 from medops.registry.compiled import compile_pipeline, to_doc
@@ -56,8 +60,13 @@ class VersionInfo:
         return f"{self.model}:{self.version}"
 
     def record(self) -> dict[str, Any]:
-        """What an approval signs: change the model file and every signature on it is void."""
-        return {"model": self.model, "version": self.version, "bundle_sha256": self.artifact_sha256}
+        """What an approval signs: the bundle and the evaluation on record; change either and it is void."""
+        return {
+            "model": self.model,
+            "version": self.version,
+            "bundle_sha256": self.artifact_sha256,
+            "evaluation": self.evaluation_id,
+        }
 
 
 def version_node(model: str, version: int) -> str:
@@ -83,26 +92,25 @@ def register(
     *,
     actor: str | None = None,
     description: str = "",
-    required_approvals: list[str] | tuple[str, ...] = DEFAULT_APPROVALS,
+    extra_approvals: list[str] | tuple[str, ...] = (),
+    evaluation: str | None = None,
     reason: str | None = None,
     tags: dict[str, str] | None = None,
 ) -> VersionInfo:
-    """A new version of ``name`` (created if new) from a finished training run that stored a model."""
+    """A new version of ``name`` (created if new) from a finished training run that stored a model.
+
+    The roles that must sign are the governing policy's; ``extra_approvals`` can only add to them.
+    """
     who = actor or ws.actor
     parse_ref(name)
-    roles = [r.value for r in Role]
-    for role in required_approvals:
-        if role not in roles:
-            raise InvalidInput(f"approval role {role!r} is not a role", hint=f"roles: {', '.join(roles)}")
-    if len(set(required_approvals)) != len(required_approvals):
-        raise InvalidInput("each required approval role is named once")
+    required_approvals = required_roles(ws, extra_approvals)
     info = Tracker(ws).get(run)
     if info.state != "finished" or "model_sha256" not in info.tags:
         raise InvalidInput(
             f"run {info.short} is {info.state} and {'stored a' if 'model_sha256' in info.tags else 'stored no'} model",
             hint="register a finished training run (medops train)",
         )
-    evaluations = list_for(ws, info.id, limit=1)
+    evaluations = [bound_evaluation(ws, info.id, evaluation)] if evaluation else _default_evaluation(ws, info.id)
     tracker = Tracker(ws)
     schema = stored.input_schema(tracker, info)
     if schema is None:
@@ -133,7 +141,14 @@ def register(
                 "model_sha256": info.tags["model_sha256"],
                 "features": list(fitted.features),
                 "classes": list(fitted.classes),
-                "evaluation": {"id": evaluations[0].id, "passed": evaluations[0].passed} if evaluations else None,
+                "evaluation": {
+                    "id": evaluations[0].id,
+                    "passed": evaluations[0].passed,
+                    "policy_sha256": evaluations[0].policy_sha256,
+                    "governing": evaluations[0].governing,
+                }
+                if evaluations
+                else None,
                 "threshold": {"value": threshold, "rule": evaluated["threshold"]["rule"] if evaluated else "default"},
                 "label": recipe.get("label"),
                 "training_set": recipe.get("data"),
@@ -173,6 +188,30 @@ def register(
             "required_approvals": list(required_approvals),
         }
     return get(ws, name, number)
+
+
+def required_roles(ws: Workspace, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The governing policy's approval roles (the default pair without a policy), plus any extra ones."""
+    policy = governing_policy(ws)
+    base = policy.approvals if policy is not None else list(DEFAULT_APPROVALS)
+    roles = [r.value for r in Role]
+    for role in extra:
+        if role not in roles:
+            raise InvalidInput(f"approval role {role!r} is not a role", hint=f"roles: {', '.join(roles)}")
+    return base + [r for r in dict.fromkeys(extra) if r not in base]
+
+
+def bound_evaluation(ws: Workspace, run_id: str, ref: str) -> EvaluationInfo:
+    found = get_evaluation(ws, ref)
+    if found.run_id != run_id:
+        raise InvalidInput(f"evaluation {found.short} is of run {found.run_id[:12]}, not of run {run_id[:12]}")
+    return found
+
+
+def _default_evaluation(ws: Workspace, run_id: str) -> list[EvaluationInfo]:
+    """The run's newest evaluation under the governing policy, else its newest one (which can't gate)."""
+    made = list_for(ws, run_id, limit=200)
+    return [e for e in made if e.governing][:1] or made[:1]
 
 
 def next_version(session: Session, name: str, who: str, now: datetime) -> int:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -292,6 +293,8 @@ class Evaluation(Base):
     passed: Mapped[bool] = mapped_column(Boolean)
     champion_run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     policy_sha256: Mapped[str] = mapped_column(String(64))
+    governing: Mapped[bool] = mapped_column(Boolean, server_default=false())  # under the workspace's policy
+    project_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     document: Mapped[str] = mapped_column(String(64))  # digests in the artifact store
     report: Mapped[str] = mapped_column(String(64))
     card_markdown: Mapped[str] = mapped_column(String(64))

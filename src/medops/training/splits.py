@@ -7,7 +7,8 @@
 - ``stratified``: the label's share kept equal on both sides (rows, not entities: use it
   only where rows are independent).
 
-Every split is deterministic given its seed and returns a description that the run
+Every split is deterministic given its seed and the rows' order (never the values of
+pseudonymized ids, which change with the workspace's key), and returns a description that the run
 records (kind, sizes, label shares, the cutoff or seed), so a split can be repeated.
 """
 
@@ -61,7 +62,9 @@ def make_split(
     rows = np.arange(len(frame))
     if kind == "grouped":
         groups = frame[_require(frame, group, "group")].astype("string").fillna("<missing>").to_numpy()
-        unique = np.unique(groups)
+        # Groups in order of first appearance, then a seeded permutation: pseudonyms differ from one
+        # workspace's key to another's, their sorted order with them, but the rows' order does not.
+        unique = pd.unique(groups)
         rng.shuffle(unique)
         held = set(unique[: max(1, round(len(unique) * test_size))].tolist())
         is_test = np.fromiter((g in held for g in groups), bool, len(groups))

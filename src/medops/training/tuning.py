@@ -191,6 +191,8 @@ def tune(
             _optimize_in_parallel(
                 study, executor, parent, params_space, config, fit_part, valid_part, history, trials, timeout, progress
             )
+        if trials and len(study.trials) < trials:  # the time cap bit: the search is not the one the budget asked
+            parent.set_tag("budget.time_cap_hit", f"{len(study.trials)} of {trials} trials within {timeout:g} s")
         pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
         for t in pruned:
             history.append({"trial": t.number, "params": t.params, "auroc": None, "state": "pruned"})

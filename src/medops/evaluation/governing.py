@@ -1,0 +1,78 @@
+"""The workspace's governing policy: the ``evaluate`` section of its reviewed project file.
+
+Only an evaluation made under this policy's hash can gate production. Evaluating a run with
+another project file is allowed (to explore), but that evaluation is marked exploratory and
+unlocks nothing. The file is found by the workspace setting ``project_file`` (default
+``medops.yaml`` in the workspace folder), which no environment variable overrides, so a
+hurried team can't point the gate at a looser copy for one command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from medops.errors import ConfigError
+from medops.evaluation.spec import EvaluateSpec
+from medops.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class GoverningPolicy:
+    path: Path
+    spec: EvaluateSpec
+    project_sha256: str  # the whole file's hash, recorded with each production move
+
+    @property
+    def sha256(self) -> str:
+        return self.spec.sha256
+
+    @property
+    def approvals(self) -> list[str]:
+        return list(self.spec.policy.approvals)
+
+
+def project_path(ws: Workspace) -> Path:
+    path = Path(ws.settings.project_file).expanduser()
+    return path if path.is_absolute() else ws.settings.home / path
+
+
+def governing_policy(ws: Workspace) -> GoverningPolicy | None:
+    """The policy of the workspace's project file, or None when the workspace has no project file."""
+    path = project_path(ws)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: the workspace's project file can't be read ({exc})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(
+            f"{path}: the workspace's project file is not valid YAML", hint="medops project check"
+        ) from None
+    section = raw.get("evaluate") if isinstance(raw, dict) else None
+    if section is None:
+        return None
+    try:
+        spec = EvaluateSpec.model_validate(section)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{path}: the evaluate section is not valid ({exc.errors()[0]['msg']})", hint="medops project check"
+        ) from None
+    return GoverningPolicy(path.resolve(), spec, hashlib.sha256(text.encode()).hexdigest())
+
+
+def require_governing_policy(ws: Workspace) -> GoverningPolicy:
+    policy = governing_policy(ws)
+    if policy is None:
+        raise ConfigError(
+            f"the workspace has no validation policy: {project_path(ws)} is missing or has no evaluate section",
+            hint="put the reviewed project file in the workspace folder, or set project_file in medops.toml",
+        )
+    return policy
