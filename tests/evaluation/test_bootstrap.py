@@ -140,3 +140,54 @@ def test_paired_difference_sees_a_worse_model() -> None:
     again = paired_difference(y, good, good, "auroc", 0.3, resamples=100, seed=1, level=0.95)
     same, same_ci = again.difference, again.interval
     assert same == 0 and same_ci.low == pytest.approx(0, abs=1e-12) and same_ci.high == pytest.approx(0, abs=1e-12)
+
+
+def _clustered(patients: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Repeat stays: a patient's stays share a frailty that drives both the score and the outcome."""
+    rng = np.random.default_rng(seed)
+    stays = rng.integers(1, 6, patients)
+    patient = np.repeat(np.arange(patients), stays)
+    frailty = rng.normal(0, 1.5, patients)[patient]
+    score = 1 / (1 + np.exp(-(frailty + rng.normal(0, 0.5, len(patient)))))
+    y = (rng.random(len(patient)) < 1 / (1 + np.exp(-(frailty - 0.5)))).astype(np.int8)
+    return y, score, patient
+
+
+def _overall(y: np.ndarray, p: np.ndarray, **kwargs: object) -> object:
+    return bootstrap(y, p, np.zeros(len(y), int), np.ones((1, 1), bool), 0.5, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_cluster_bootstrap_resamples_patients_like_a_hand_loop() -> None:
+    y, p, patient = _clustered(400, seed=0)
+    clustered = _overall(y, p, resamples=2000, seed=1, clusters=patient)
+    rows = _overall(y, p, resamples=2000, seed=1)
+    rng = np.random.default_rng(5)
+    stays = [np.flatnonzero(patient == k) for k in range(400)]
+    hand = []
+    for _ in range(2000):  # the textbook cluster bootstrap: draw patients, keep all their stays
+        picked = np.concatenate([stays[k] for k in rng.integers(0, 400, 400)])
+        hand.append(skm.roc_auc_score(y[picked], p[picked]))
+    hand_width = float(np.diff(np.percentile(hand, [2.5, 97.5]))[0])
+    ci = clustered.interval(0, "auroc", 0.95)  # type: ignore[attr-defined]
+    row_ci = rows.interval(0, "auroc", 0.95)  # type: ignore[attr-defined]
+    assert abs((ci.high - ci.low) / hand_width - 1) < 0.12
+    assert (row_ci.high - row_ci.low) < 0.92 * (ci.high - ci.low)  # rows as if independent: too narrow
+    paired_rows = paired_difference(y, p, np.sqrt(p), "sensitivity", 0.5, resamples=1000, seed=2, level=0.95)
+    paired = paired_difference(y, p, p**2, "auroc", 0.5, resamples=1000, seed=2, level=0.95, clusters=patient)
+    assert paired.difference == pytest.approx(0.0, abs=1e-12)  # a monotone transform ranks the same
+    assert math.isfinite(paired_rows.interval.low) and paired.interval.low <= 0 <= paired.interval.high
+
+
+@pytest.mark.slow
+def test_cluster_intervals_keep_their_coverage_where_row_intervals_lose_it() -> None:
+    big_y, big_p, _ = _clustered(200_000, seed=99)
+    truth = skm.roc_auc_score(big_y, big_p)
+    covered = {"rows": 0, "patients": 0}
+    repetitions = 150
+    for rep in range(repetitions):
+        y, p, patient = _clustered(300, seed=rep)
+        for name, clusters in (("rows", None), ("patients", patient)):
+            ci = _overall(y, p, resamples=400, seed=rep, clusters=clusters).interval(0, "auroc", 0.95)  # type: ignore[attr-defined]
+            covered[name] += ci.low <= truth <= ci.high
+    assert 0.88 <= covered["patients"] / repetitions <= 0.99, covered
+    assert covered["rows"] < covered["patients"], covered

@@ -167,3 +167,25 @@ def test_bad_input_is_named_before_any_work(team: Workspace, tmp_path: Path) -> 
         binary_label(pd.Series([0, 1, 2], name="readmitted"), lambda loc: ".".join(loc))
     with pytest.raises(InvalidInput, match="the champion is the run being evaluated"):
         _evaluate(tracker, run, champion=run)
+
+
+def test_the_threshold_is_solved_on_held_out_training_predictions_so_its_gate_can_fail(
+    team: Workspace, tmp_path: Path
+) -> None:
+    """A sensitivity gate at the rule's own target passed always when the rule was solved on the test rows."""
+    tracker = Tracker(team)
+    outcomes = []
+    for seed in range(4):
+        run = _train(tracker, tmp_path, f"c{seed}", cohort(900, biased=False, seed=seed), LOGISTIC, FEATURES)
+        doc = _evaluate(
+            tracker,
+            run,
+            threshold={"target_sensitivity": 0.7, "folds": 4},
+            subgroups=None,
+            robustness={},
+            policy={"metrics": {"sensitivity": {"min": 0.7}}, "prerequisites": []},
+        )
+        assert doc["threshold"]["chosen_on"].startswith("out-of-fold predictions on the training side (4 folds")
+        assert doc["threshold"]["held_out"]["sensitivity"] >= 0.7
+        outcomes.append(_gate(doc, "sensitivity")["passed"])
+    assert True in outcomes and False in outcomes, outcomes  # judged on rows it was not fitted to: it can fail

@@ -13,6 +13,12 @@ interval is centred where the exact bootstrap's is; the shift is the only use of
 binning's approximation, and the benchmark compares the result with a plain resampling
 loop.
 
+Rows of one patient (repeat stays) are not independent. When ``clusters`` gives each row's
+patient, a resample draws patients, not rows (a cluster bootstrap): each patient's rows add
+their cell counts together, so a resample is a multinomial draw over patients times one
+sparse patient-to-cell matrix, and the binned engine is otherwise unchanged. Without
+clusters, rows are drawn within each label (a stratified bootstrap).
+
 Resamples are drawn in chunks, each with its own seed from the run's seed, on two threads:
 the same seed gives the same intervals whatever the thread timing.
 """
@@ -22,8 +28,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import sparse
 
 from medops.evaluation.metrics import ECE_EDGES, METRICS, Histogram, calibration_start, compute, exact_histogram
@@ -93,12 +101,14 @@ def bootstrap(
     bins: int = BINS,
     metrics: tuple[str, ...] = METRICS,
     progress: Callable[[int], None] | None = None,
+    clusters: np.ndarray | None = None,
 ) -> Distribution:
     """Exact metrics and ``resamples`` bootstrap values of each, for each group.
 
     ``strata`` gives each row's stratum (0..S-1, the finest partition by the subgroup
     attributes); ``groups`` is a (G, S) membership matrix: which strata make up each group.
-    Row 0 of ``groups`` is usually the overall population (every stratum).
+    Row 0 of ``groups`` is usually the overall population (every stratum). ``clusters``
+    (each row's patient, any hashable values) makes it a cluster bootstrap.
     """
     y = np.asarray(y, dtype=np.int8)
     p = np.asarray(p, dtype=np.float64)
@@ -117,24 +127,26 @@ def bootstrap(
     # Per label, the non-empty cells (stratum, bin), their counts, and a sparse map from cell to
     # every (group, bin) it adds to: a resample's group histograms are one sparse product.
     labels = []
+    members = _cluster_codes(clusters, len(y))
     for label in (0, 1):
         key = strata[y == label] * n_bins + row_bin[y == label]
-        cells, counts = np.unique(key, return_counts=True)
+        cells, position, counts = np.unique(key, return_inverse=True, return_counts=True)
         stratum, cell_bin = cells // n_bins, cells % n_bins
         g_idx, c_idx = np.nonzero(groups[:, stratum])
         to_groups = sparse.csr_matrix(
             (np.ones(len(c_idx)), (c_idx, g_idx * n_bins + cell_bin[c_idx])), shape=(len(cells), n_groups * n_bins)
         )
-        labels.append((counts, to_groups))
+        by_cluster = None if members is None else _by_cluster(members[0][y == label], position, members[1], len(cells))
+        labels.append((counts, to_groups, by_cluster))
 
     def histograms(draws: list[np.ndarray]) -> Histogram:  # per label (r, cells) -> (G, r, B)
         per_label = [
             np.asarray(to_groups.T.dot(d.T).T).reshape(len(d), n_groups, n_bins).transpose(1, 0, 2)
-            for d, (_, to_groups) in zip(draws, labels, strict=True)
+            for d, (_, to_groups, _) in zip(draws, labels, strict=True)
         ]
         return Histogram(per_label[1], per_label[0], score, cut)
 
-    full = histograms([counts[None, :].astype(np.float64) for counts, _ in labels])
+    full = histograms([counts[None, :].astype(np.float64) for counts, _, _ in labels])
     start = {k: v[:, None] for k, v in calibration_start(full.pos[:, 0], full.neg[:, 0], score).items()}
     binned_full = compute(full, start, metrics)
     shift = exact - np.stack([binned_full[m][:, 0] for m in metrics], axis=1)  # (G, M)
@@ -143,12 +155,15 @@ def bootstrap(
     def chunk(index: int) -> np.ndarray:
         size = min(CHUNK, resamples - index * CHUNK)
         rng = np.random.default_rng(seeds[index])
-        draws = [
-            rng.multinomial(counts.sum(), counts / counts.sum(), size=size).astype(np.float64)
-            if counts.sum()
-            else np.zeros((size, len(counts)))
-            for counts, _ in labels
-        ]
+        if members is not None:  # one draw of patients serves both labels: a patient brings all its rows
+            draws = _draw_clusters(rng, size, [by_cluster for _, _, by_cluster in labels])
+        else:
+            draws = [
+                rng.multinomial(counts.sum(), counts / counts.sum(), size=size).astype(np.float64)
+                if counts.sum()
+                else np.zeros((size, len(counts)))
+                for counts, _, _ in labels
+            ]
         values = compute(histograms(draws), start, metrics)
         return np.stack([values[m] for m in metrics], axis=1)  # (G, M, r)
 
@@ -159,6 +174,39 @@ def bootstrap(
             if progress is not None:
                 progress(index * CHUNK + values.shape[2])
     return Distribution(exact, out + shift[:, :, None], metrics)
+
+
+def _cluster_codes(clusters: np.ndarray | None, n: int) -> tuple[np.ndarray, int] | None:
+    """Each row's cluster as 0..K-1, and K; None without clusters."""
+    if clusters is None:
+        return None
+    values = np.asarray(clusters)
+    if len(values) != n:
+        raise ValueError(f"clusters has {len(values)} values for {n} rows")
+    codes, uniques = pd.factorize(pd.Series(values, dtype="object"), use_na_sentinel=False)
+    return np.asarray(codes, dtype=np.int64), len(uniques)
+
+
+def _by_cluster(codes: np.ndarray, cell: np.ndarray, n_clusters: int, n_cells: int) -> sparse.csr_matrix:
+    """(clusters, cells): how many of each cluster's rows fall in each cell."""
+    return sparse.csr_matrix(
+        (np.ones(len(codes)), (codes, cell)), shape=(n_clusters, n_cells)
+    )  # duplicates are summed on conversion
+
+
+def _draw_clusters(rng: np.random.Generator, size: int, matrices: list[Any]) -> list[np.ndarray]:
+    """``size`` resamples of K clusters drawn with replacement, as cell counts for each (K, cells) matrix.
+
+    The draws are made a few resamples at a time, so memory stays near 16 million counts
+    whatever the number of patients."""
+    k = matrices[0].shape[0]
+    step = max(1, min(size, 16_000_000 // max(k, 1)))
+    out: list[list[np.ndarray]] = [[] for _ in matrices]
+    for begin in range(0, size, step):
+        taken = rng.multinomial(k, np.full(k, 1 / k), size=min(step, size - begin)).astype(np.float64)
+        for held, matrix in zip(out, matrices, strict=True):
+            held.append(np.asarray(matrix.T.dot(taken.T).T))
+    return [np.concatenate(held) for held in out]
 
 
 def _exact(
@@ -195,11 +243,13 @@ def paired_difference(
     seed: int,
     level: float,
     bins: int = 128,
+    clusters: np.ndarray | None = None,
 ) -> Paired:
     """Challenger minus champion on the same rows, with a paired bootstrap interval.
 
     The same resampled rows score both models: cells are (label, challenger's bin, champion's
-    bin), and each model's histogram is the sum over the other's bins.
+    bin), and each model's histogram is the sum over the other's bins. With ``clusters``,
+    patients are resampled, as in ``bootstrap``.
     """
     y = np.asarray(y, dtype=np.int8)
     exact = [compute(exact_histogram(y, p, threshold), metrics=(metric,))[metric] for p in (challenger, champion)]
@@ -221,15 +271,22 @@ def paired_difference(
 
     full = values(per_label.reshape(1, 2, sizes[0], sizes[1]).astype(np.float64))
     rng = np.random.default_rng(seed)
+    members = _cluster_codes(clusters, len(y))
+    if members is not None:
+        used, position = np.unique(cells, return_inverse=True)
+        by_cluster = _by_cluster(members[0], position, members[1], len(used))
     drawn = []
     for start in range(0, resamples, CHUNK):
         size = min(CHUNK, resamples - start)
         dense = np.zeros((size, 2, sizes[0] * sizes[1]))
-        for label in (0, 1):
-            present = np.flatnonzero(per_label[label])
-            total = int(per_label[label].sum())
-            if total:
-                dense[:, label, present] = rng.multinomial(total, per_label[label][present] / total, size=size)
+        if members is not None:
+            dense.reshape(size, -1)[:, used] = _draw_clusters(rng, size, [by_cluster])[0]
+        else:
+            for label in (0, 1):
+                present = np.flatnonzero(per_label[label])
+                total = int(per_label[label].sum())
+                if total:
+                    dense[:, label, present] = rng.multinomial(total, per_label[label][present] / total, size=size)
         drawn.append(values(dense.reshape(size, 2, sizes[0], sizes[1])))
     difference = float(exact[0] - exact[1])
     shifted = np.concatenate(drawn) + (difference - float(full[0]))

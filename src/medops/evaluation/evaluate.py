@@ -24,6 +24,7 @@ from medops.errors import InvalidInput, NotFound
 from medops.evaluation import gates as gating
 from medops.evaluation import robustness, thresholds
 from medops.evaluation.bootstrap import Distribution, bootstrap, paired_difference, percentile_interval
+from medops.evaluation.heldout import out_of_fold
 from medops.evaluation.metrics import METRICS
 from medops.evaluation.spec import GAPS, EvaluateSpec
 from medops.evaluation.subgroups import GroupSet, attribute_values, build_groups
@@ -56,6 +57,13 @@ class TestSet:
     leakage: tuple[bool, str]
     split: dict[str, Any]
     train_rows: int
+    train_frame: pd.DataFrame
+
+    @property
+    def clusters(self) -> np.ndarray | None:
+        """Each test row's patient when the split keeps patients whole: the bootstrap resamples them."""
+        group = self.config.group
+        return self.frame[group].to_numpy() if group and group in self.frame.columns else None
 
 
 def test_set(tracker: Tracker, ref: str, where: Where) -> TestSet:
@@ -86,6 +94,7 @@ def test_set(tracker: Tracker, ref: str, where: Where) -> TestSet:
         leakage,
         split.description,
         len(split.train),
+        frame.iloc[split.train],
     )
 
 
@@ -124,10 +133,12 @@ def evaluate(
                 f"{where(('evaluate', 'robustness', 'unit_errors', name))}: {name!r} is not a feature of the model",
                 hint=f"features: {', '.join(ts.model.features)}",
             )
-    threshold = thresholds.choose(ts.y, ts.p, spec.threshold)
+    threshold_doc = _threshold(ts, spec, say)
+    threshold = threshold_doc["value"]
     groups = _groups(ts, spec, ts.config.group, source, where)
     boot = spec.bootstrap
     say("bootstrap", 0, boot.resamples)
+    clusters = ts.clusters
     dist = bootstrap(
         ts.y,
         ts.p,
@@ -137,6 +148,7 @@ def evaluate(
         resamples=boot.resamples,
         seed=boot.seed,
         progress=lambda done: say("bootstrap", done, boot.resamples),
+        clusters=clusters,
     )
     metrics = {m: _entry(dist, 0, m, boot.level) for m in METRICS}
     subgroup_docs = _subgroup_docs(ts, groups, dist, spec) if spec.subgroups is not None else None
@@ -164,12 +176,17 @@ def evaluate(
         "project": project,
         "run": _run_doc(tracker, ts),
         "data": _data_doc(ts, edges),
-        "threshold": {"value": threshold, "rule": spec.threshold.describe(), "chosen_on": "test set"},
+        "threshold": threshold_doc,
         "bootstrap": {
             "resamples": boot.resamples,
             "level": boot.level,
             "seed": boot.seed,
-            "method": "stratified by label; binned, shifted to the exact estimate",
+            "method": (
+                f"cluster bootstrap: whole {ts.config.group} groups resampled"
+                if clusters is not None
+                else "stratified by label"
+            )
+            + "; binned, shifted to the exact estimate",
         },
         "metrics": metrics,
         "curves": thresholds.curves(ts.y, ts.p),
@@ -191,6 +208,24 @@ def evaluate(
         "champion": champ,
         "gates": [g.doc() for g in gates],
         "card": spec.model_card.model_dump(),
+    }
+
+
+def _threshold(ts: TestSet, spec: EvaluateSpec, say: Callable[[str, int, int], None]) -> dict[str, Any]:
+    """The decision threshold, and where it came from: a rule is solved on held-out training predictions."""
+    rule = spec.threshold
+    if not rule.is_rule:
+        return {"value": rule.fixed, "rule": rule.describe(), "chosen_on": "fixed by the policy"}
+    say("threshold", 0, 1)
+    held = out_of_fold(ts.train_frame, ts.config, rule.folds)
+    value = thresholds.choose(held.y, held.p, rule)
+    row = next(r for r in thresholds.table(held.y, held.p, value) if r["threshold"] == value)
+    say("threshold", 1, 1)
+    return {
+        "value": value,
+        "rule": rule.describe(),
+        "chosen_on": held.description,
+        "held_out": {"rows": len(held.y), "sensitivity": row["sensitivity"], "specificity": row["specificity"]},
     }
 
 
@@ -220,6 +255,7 @@ def _subgroup_docs(ts: TestSet, groups: GroupSet, dist: Distribution, spec: Eval
     for g in range(1, len(groups.names)):
         rows = groups.membership[g][groups.strata]
         n, positives = int(rows.sum()), int(ts.y[rows].sum())
+        clusters = ts.clusters
         events = min(positives, n - positives)
         small = n < spec.subgroups.min_size or events < spec.subgroups.min_events
         doc: dict[str, Any] = {
@@ -227,6 +263,7 @@ def _subgroup_docs(ts: TestSet, groups: GroupSet, dist: Distribution, spec: Eval
             "group": groups.names[g][1],
             "kinds": list(groups.kinds[g]),
             "n": n,
+            "patients": int(pd.Series(clusters[rows]).nunique()) if clusters is not None else None,
             "positives": positives,
             "too_small": small,
             "metrics": {},
@@ -289,6 +326,7 @@ def _champion(tracker: Tracker, ref: str, ts: TestSet, spec: EvaluateSpec, thres
         resamples=spec.bootstrap.resamples,
         seed=spec.bootstrap.seed,
         level=spec.bootstrap.level,
+        clusters=ts.clusters,
     )
     return {
         "run": info.id,
@@ -354,6 +392,7 @@ def _data_doc(ts: TestSet, edges: list[Edge]) -> dict[str, Any]:
         "label": ts.config.label,
         "features": list(ts.model.features),
         "test_rows": len(ts.y),
+        "test_patients": int(pd.Series(ts.clusters).nunique()) if ts.clusters is not None else None,
         "test_positives": int(ts.y.sum()),
         "train_rows": ts.train_rows,
         "split": {k: _plain(v) for k, v in ts.split.items()},

@@ -327,7 +327,7 @@ def _limitations(doc: Mapping[str, Any], view: Mapping[str, Any]) -> list[str]:
         for attribute, row in subgroups["too_small"]:
             items.append(
                 f"Subgroup {attribute} = {row['group']} is too small to judge ({row['why_small']}, "
-                f"{number(row['n'])} patients): its performance was not evaluated."
+                f"{number(row['n'])} rows): its performance was not evaluated."
             )
     for row in _list(_get(doc, "robustness")):
         if _get(row, "caught"):
@@ -353,7 +353,7 @@ def _caveats(doc: Mapping[str, Any], view: Mapping[str, Any]) -> list[str]:
     if not view["passed"]:
         items.append("The model did not pass validation; it should not be used for patient care until it does.")
     threshold = _get(doc, "threshold") or {}
-    if "test" in str(_get(threshold, "chosen_on", "")).lower():
+    if str(_get(threshold, "chosen_on", "")).lower() == "test set":  # documents made before held-out thresholds
         items.append(
             "The threshold was chosen on the test set, so the performance at the threshold is optimistic; "
             "confirm it on independent data."

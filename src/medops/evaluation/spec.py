@@ -23,16 +23,21 @@ class _Strict(BaseModel):
 
 
 class ThresholdSpec(_Strict):
-    """The decision threshold: a value, or a rule applied to the test predictions (one of them)."""
+    """The decision threshold: a value, or a rule solved on out-of-fold predictions of the training side."""
 
     value: Fraction | None = None
     target_sensitivity: Annotated[float, Field(gt=0, le=1)] | None = None
     target_specificity: Annotated[float, Field(gt=0, le=1)] | None = None
     cost_ratio: Annotated[float, Field(gt=0)] | None = None  # a missed case costs this many false alarms
+    folds: Annotated[int, Field(ge=2, le=20)] = 5  # for a rule: never solved on the rows the gates judge
+
+    @property
+    def is_rule(self) -> bool:
+        return any(v is not None for v in (self.target_sensitivity, self.target_specificity, self.cost_ratio))
 
     @model_validator(mode="after")
     def _one(self) -> ThresholdSpec:
-        given = [k for k, v in self.model_dump().items() if v is not None]
+        given = [k for k, v in self.model_dump().items() if v is not None and k != "folds"]
         if len(given) > 1:
             raise ValueError(f"give one of value, target_sensitivity, target_specificity, cost_ratio, not {given}")
         return self

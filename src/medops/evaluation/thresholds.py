@@ -33,7 +33,7 @@ def choose(y: np.ndarray, p: np.ndarray, spec: ThresholdSpec) -> float:
         return spec.fixed
     score, tp, fp, n_pos, n_neg = _cuts(y, p)
     if n_pos == 0 or n_neg == 0:
-        raise InvalidInput("a threshold rule needs both outcomes in the test set")
+        raise InvalidInput("a threshold rule needs both outcomes in the predictions it is solved on")
     if spec.target_sensitivity is not None:
         ok = np.flatnonzero(tp / n_pos >= spec.target_sensitivity - 1e-12)
         return float(score[ok[-1]])  # the highest threshold that still reaches the target
