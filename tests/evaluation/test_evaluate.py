@@ -189,3 +189,17 @@ def test_the_threshold_is_solved_on_held_out_training_predictions_so_its_gate_ca
         assert doc["threshold"]["held_out"]["sensitivity"] >= 0.7
         outcomes.append(_gate(doc, "sensitivity")["passed"])
     assert True in outcomes and False in outcomes, outcomes  # judged on rows it was not fitted to: it can fail
+
+
+def test_the_share_lost_to_quarantine_is_stated_and_gated(team: Workspace, tmp_path: Path) -> None:
+    from medops.evaluation.gates import quarantine_gate
+
+    tracker = Tracker(team)
+    run = _train(tracker, tmp_path, "fair", cohort(800, biased=False), LOGISTIC, FEATURES)
+    doc = _evaluate(tracker, run, subgroups=None, robustness={}, policy={"max_quarantined_share": 0.0})
+    assert doc["data"]["quarantine"]["recorded"] and doc["data"]["quarantine"]["share_lost"] == 0.0
+    assert _gate(doc, "quarantined share")["passed"]
+    spec = EvaluateSpec.model_validate({"policy": {"max_quarantined_share": 0.05}})
+    lost = {"share_lost": 0.08, "labels_quarantined": 3, "label_rows_dropped": 5}
+    [gate] = quarantine_gate(spec, lost)
+    assert not gate.passed and "8.0% of examples lost to quarantine" in gate.why and "above 5.0%" in gate.why

@@ -540,7 +540,7 @@ def test_markdown_card(card: tuple[str, str], doc: dict[str, Any]) -> None:
     assert "| AUROC | 0.812 (0.791–0.833) |" in md
     limitations = md.split("## Limitations", 1)[1].split("## Ethical", 1)[0]
     assert "transfer to other sites is untested" in limitations
-    assert "sex = unknown is too small to judge" in limitations and "12 patients" in limitations
+    assert "sex = unknown is too small to judge" in limitations and "12 rows" in limitations
     assert "unit:temperature\\_max\\_30d" in limitations  # a perturbation not caught
     assert "equal\\_opportunity gap ≤ 0.1 over age\\_band" in limitations  # the failed gate
     assert "never to deny care" in md.split("## Ethical considerations", 1)[1]

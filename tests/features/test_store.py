@@ -350,3 +350,44 @@ def test_materialize_writes_nothing_when_a_view_is_not_applied(store: FeatureSto
     with pytest.raises(NotFound, match="feature view people is not applied"):
         store.materialize("admin")
     assert store.online.views() == []
+
+
+def test_a_label_whose_patient_lost_source_rows_to_quarantine_leaves_with_them(
+    store: FeatureStore, tmp_path: Path
+) -> None:
+    """Without this, p005's labels stayed with every vitals feature missing, imputed, and the gate said passed."""
+    from medops.data.contracts import ColumnSpec, ContractSpec
+
+    events = events_table()
+    hr = events.column("hr").to_pylist()
+    pids = events.column("pid").to_pylist()
+    hr = [-1.0 if pid == "p005" and i % 2 else v for i, (pid, v) in enumerate(zip(pids, hr, strict=True))]
+    bad = events.set_column(events.schema.get_field_index("hr"), "hr", pa.array(hr))
+    path = tmp_path / "events_bad.parquet"
+    pq.write_table(bad, path)
+    contract = ContractSpec(
+        table="events",
+        on_failure="quarantine",
+        columns={
+            "pid": ColumnSpec(nullable=False),
+            "t": ColumnSpec(type="datetime"),
+            "known": ColumnSpec(type="datetime"),
+            "hr": ColumnSpec(type="float", range=(20, 250)),
+            "code": ColumnSpec(),
+        },
+    )
+    actions = {c: "keep" for c in bad.column_names}
+    result = ingest(store.ws, TablePlan("events", ParquetSource(path), actions, contract), actor="admin")
+    assert result.quarantine is not None and result.quarantine.rows == 3
+    store.apply("alice")
+    labels = labels_frame()
+    put(store.ws, tmp_path, "labels", pa.Table.from_pandas(labels, preserve_index=False))
+    info, _ = store.save_training_set("train", "labels", ["vitals", "people:birth_year"], timestamp="at")
+    kept = pq.read_table(store.ws.artifacts.local_path(info.version)).to_pandas()
+    assert "p005" not in set(kept["pid"]) and len(kept) == len(labels) - int((labels["pid"] == "p005").sum())
+    lost = info.details["training_set"]["quarantine"]
+    assert lost["label_rows_dropped"] == int((labels["pid"] == "p005").sum()) and lost["policy"] == "drop"
+    assert lost["sources"]["events"]["entities"] == 1 and lost["sources"]["events"]["quarantined_rows"] == 3
+    assert lost["share_lost"] == pytest.approx(lost["label_rows_dropped"] / len(labels))
+    with pytest.raises(InvalidInput, match="label rows belong to entities with quarantined source rows"):
+        store.save_training_set("train", "labels", ["vitals"], timestamp="at", quarantined="refuse")

@@ -158,3 +158,18 @@ def _close(x: Any, y: Any) -> bool:
     if isinstance(x, (int, float)) and isinstance(y, (int, float)):
         return abs(x - y) <= 1e-9 * max(1.0, abs(x), abs(y))
     return bool(x == y)
+
+
+def quarantine_of(db: Database, info: DatasetInfo) -> DatasetInfo | None:
+    """The rows of this dataset version's ingest that its contract quarantined (None: none were)."""
+    with db.read() as session:
+        rows = session.execute(
+            select(DatasetVersion).where(
+                DatasetVersion.name == f"{info.name}.quarantine", DatasetVersion.kind == "quarantine"
+            )
+        ).scalars()
+        for row in rows:
+            found = _info(row)
+            if found.details.get("quarantine_of") == info.node:
+                return found
+    return None

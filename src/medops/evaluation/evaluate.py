@@ -20,6 +20,7 @@ import pandas as pd
 
 from medops.clock import utc_now
 from medops.data.datasets import get as get_dataset
+from medops.data.datasets import quarantine_of
 from medops.errors import InvalidInput, NotFound
 from medops.evaluation import gates as gating
 from medops.evaluation import robustness, thresholds
@@ -158,8 +159,10 @@ def evaluate(
     champ = _champion(tracker, champion, ts, spec, threshold) if champion else None
     edges = walk(tracker.ws.db, run_node(ts.info.id), "up")  # the lineage: read once, for contracts and report
     checks = {"data_contract": _contracts(tracker, edges), "leakage_checks": ts.leakage}
+    lost = _quarantine(tracker, ts)
     gates = [
         *gating.prerequisite_gates(spec, checks),
+        *gating.quarantine_gate(spec, lost),
         *gating.metric_gates(spec, metrics),
         *gating.calibration_gates(spec, metrics),
         *gating.subgroup_gates(spec, subgroup_docs or []),
@@ -175,7 +178,7 @@ def evaluate(
         "policy_sha256": spec.sha256,
         "project": project,
         "run": _run_doc(tracker, ts),
-        "data": _data_doc(ts, edges),
+        "data": {**_data_doc(ts, edges), "quarantine": lost},
         "threshold": threshold_doc,
         "bootstrap": {
             "resamples": boot.resamples,
@@ -358,6 +361,28 @@ def _contracts(tracker: Tracker, edges: list[Edge]) -> tuple[bool, str]:
     if not judged:
         return False, "no source dataset recorded upstream of the run"
     return True, f"{len(judged)} source datasets passed theirs: {', '.join(sorted(judged))}"
+
+
+def _quarantine(tracker: Tracker, ts: TestSet) -> dict[str, Any]:
+    """How many examples the contracts' quarantine took away before training, and from which sources."""
+    data = ts.recipe.get("data") or {}
+    if not data.get("dataset"):
+        return {"share_lost": 0.0, "recorded": False}
+    info = get_dataset(tracker.ws.db, f"{data['dataset']}@{data['version']}")
+    if info.kind == "training_set":
+        lost = (info.details.get("training_set") or {}).get("quarantine")
+        if lost is not None:
+            return {**lost, "recorded": True}
+    bad = quarantine_of(tracker.ws.db, info)
+    held = bad.rows if bad is not None else 0
+    return {
+        "label_rows": info.rows,
+        "label_rows_dropped": 0,
+        "labels_quarantined": held,
+        "share_lost": held / max(info.rows + held, 1),
+        "sources": {},
+        "recorded": True,
+    }
 
 
 def _run_doc(tracker: Tracker, ts: TestSet) -> dict[str, Any]:

@@ -50,6 +50,21 @@ def metric_gates(spec: EvaluateSpec, metrics: dict[str, dict[str, float]]) -> li
     return gates
 
 
+def quarantine_gate(spec: EvaluateSpec, lost: dict[str, Any]) -> list[Gate]:
+    """The share of examples lost to the contracts' quarantine: a model judged on what was left."""
+    limit = spec.policy.max_quarantined_share
+    if limit is None:
+        return []
+    share = float(lost.get("share_lost", 0.0))
+    passed = share <= limit
+    why = (
+        f"{share:.1%} of examples lost to quarantine ({lost.get('labels_quarantined', 0)} labels quarantined, "
+        f"{lost.get('label_rows_dropped', 0)} labels whose entity lost source rows), "
+        f"{'within' if passed else 'above'} {limit:.1%}"
+    )
+    return [Gate(f"quarantined share ≤ {limit:g}", "data", share, limit, passed, why)]
+
+
 def calibration_gates(spec: EvaluateSpec, metrics: dict[str, dict[str, float]]) -> list[Gate]:
     rule = spec.policy.calibration
     if rule is None:

@@ -142,6 +142,7 @@ class PolicySpec(_Strict):
     calibration: CalibrationRule | None = None
     non_inferiority: NonInferiority | None = None
     prerequisites: list[Literal["data_contract", "leakage_checks"]] = ["data_contract", "leakage_checks"]
+    max_quarantined_share: Fraction | None = None  # examples lost to the contracts' quarantine, of all examples
     # The roles whose signatures production requires: the policy's, never the registering author's choice.
     approvals: list[Literal["data_scientist", "ml_engineer", "validator", "clinical_reviewer", "admin"]] = Field(
         default=["clinical_reviewer", "validator"], min_length=1

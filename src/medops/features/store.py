@@ -18,9 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,7 +30,7 @@ from sqlalchemy import select
 
 from medops.audit.trail import NewEvent, append_events
 from medops.clock import utc_now
-from medops.data.datasets import DatasetInfo, get
+from medops.data.datasets import DatasetInfo, get, quarantine_of
 from medops.data.duck import connect, query
 from medops.data.profile import profile_parquet
 from medops.errors import InvalidInput, NotFound
@@ -451,8 +452,14 @@ class FeatureStore:
         actor: str | None = None,
         reason: str | None = None,
         backfill_guard: bool = True,
+        quarantined: Literal["drop", "refuse"] = "drop",
     ) -> tuple[DatasetInfo, bool]:
-        """Build a training set from a labels dataset and store it as a dataset version."""
+        """Build a training set from a labels dataset and store it as a dataset version.
+
+        A label whose entity lost source rows to a contract's quarantine would otherwise keep
+        its place with those features missing (and imputed): it is dropped, or, with
+        ``quarantined="refuse"``, the build stops. What was lost is recorded with the set.
+        """
         from medops.data.ingest import DATASET_NAME
 
         who = actor or self.ws.actor
@@ -460,11 +467,11 @@ class FeatureStore:
         if not DATASET_NAME.match(name):
             raise InvalidInput(f"{name!r} is not a valid dataset name", hint="lowercase letters, digits and '_'")
         labels_info = get(self.ws.db, labels)
-        table = self.training_table(
-            pq.read_table(self._path(labels_info.version)), features, timestamp=timestamp, backfill_guard=backfill_guard
-        )
+        labels_table = pq.read_table(self._path(labels_info.version))
         chosen = self.select(features)
         views = {v: self.current(self.features.view(v)) for v in chosen.views}
+        labels_table, lost = self._without_quarantined(labels_info, labels_table, views, quarantined)
+        table = self.training_table(labels_table, features, timestamp=timestamp, backfill_guard=backfill_guard)
         file = self.ws.artifacts.staging_path()
         try:
             write_table(table, file)
@@ -483,6 +490,7 @@ class FeatureStore:
                 "views": {v: a.version for v, a in views.items()},
                 "on_demand": [od.definition() for od in chosen.on_demand],
                 "backfill_guard": backfill_guard,
+                "quarantine": lost,
             },
         }
         entity = f"{name}@{version}"
@@ -509,6 +517,58 @@ class FeatureStore:
             add_edges(ch.session, edges, who)
             ch.after = {"dataset": name, "version": version, "rows": table.num_rows, "unchanged": not new}
         return get(self.ws.db, entity), new
+
+    def _without_quarantined(
+        self,
+        labels: DatasetInfo,
+        table: pa.Table,
+        views: dict[str, AppliedView],
+        policy: Literal["drop", "refuse"],
+    ) -> tuple[pa.Table, dict[str, Any]]:
+        """The label rows whose entities kept every source row, and an account of those that did not."""
+        keep = np.ones(table.num_rows, dtype=bool)
+        sources: dict[str, dict[str, Any]] = {}
+        for name, applied in views.items():
+            view = self.features.view(name)
+            source = get(self.ws.db, f"{applied.source}@{applied.source_version}")
+            bad = quarantine_of(self.ws.db, source)
+            if bad is None or source.name in sources:
+                continue
+            held = pq.read_table(self._path(bad.version))
+            if view.entity in held.column_names:
+                lost = set(pc.cast(held.column(view.entity), pa.string()).drop_null().to_pylist())
+            else:
+                lost = set()
+            ids = pc.cast(table.column(view.entity), pa.string()).to_pylist()
+            hit = np.fromiter((i in lost for i in ids), bool, len(ids))
+            sources[source.name] = {
+                "quarantine": bad.ref,
+                "quarantined_rows": bad.rows,
+                "entities": len(lost),
+                "rows_without_entity": int(held.num_rows - held.column(view.entity).drop_null().length())
+                if view.entity in held.column_names
+                else held.num_rows,
+                "label_rows_dropped": int(hit.sum()),
+            }
+            keep &= ~hit
+        label_bad = quarantine_of(self.ws.db, labels)
+        account = {
+            "policy": policy,
+            "label_rows": table.num_rows,
+            "label_rows_dropped": int((~keep).sum()),
+            "labels_quarantined": label_bad.rows if label_bad is not None else 0,
+            "sources": sources,
+        }
+        examples = table.num_rows + account["labels_quarantined"]
+        account["share_lost"] = (account["label_rows_dropped"] + account["labels_quarantined"]) / max(examples, 1)
+        if policy == "refuse" and account["label_rows_dropped"]:
+            detail = ", ".join(f"{k}: {v['entities']} entities" for k, v in sources.items() if v["label_rows_dropped"])
+            raise InvalidInput(
+                f"{account['label_rows_dropped']} label rows belong to entities with quarantined source rows "
+                f"({detail})",
+                hint="fix the source rows and ingest again, or set training_set.quarantined: drop",
+            )
+        return (table.filter(pa.array(keep)) if not keep.all() else table), account
 
     # --- online ---------------------------------------------------------------------
 

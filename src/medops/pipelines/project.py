@@ -106,6 +106,8 @@ class TrainingSetSpec(_Strict):
     labels: str
     timestamp: str
     features: list[str] = Field(min_length=1)
+    # A label whose entity lost source rows to quarantine: left out (drop), or the build stops (refuse).
+    quarantined: Literal["drop", "refuse"] = "drop"
 
 
 class SplitSpec(_Strict):

@@ -103,9 +103,21 @@ def train_from_project(
     ts = spec.training_set
     with FeatureStore(ws, project.features) as store:
         info, new = store.save_training_set(
-            ts.name, ts.labels, ts.features, timestamp=ts.timestamp, actor=who, reason=reason
+            ts.name,
+            ts.labels,
+            ts.features,
+            timestamp=ts.timestamp,
+            actor=who,
+            reason=reason,
+            quarantined=ts.quarantined,
         )
     say(f"training set {info.ref}: {info.rows:,} rows ({'new version' if new else 'unchanged'})")
+    lost = info.details.get("training_set", {}).get("quarantine") or {}
+    if lost.get("label_rows_dropped"):
+        say(
+            f"{lost['label_rows_dropped']:,} label rows left out: their entities lost source rows to quarantine "
+            f"({', '.join(k for k, v in lost['sources'].items() if v['label_rows_dropped'])})"
+        )
     frame = pq.read_table(ws.artifacts.local_path(info.version)).to_pandas()
     label_columns = {c["name"] for c in get(ws.db, ts.labels).schema}
     if spec.label not in frame.columns:
