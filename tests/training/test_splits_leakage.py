@@ -117,3 +117,25 @@ def test_a_grouped_split_does_not_depend_on_the_pseudonym_key() -> None:
     assert np.array_equal(one.test, two.test) and np.array_equal(one.train, two.train)
     other_seed = make_split(keyed("key-a"), "grouped", label="label", group="patient_id", seed=4)
     assert not np.array_equal(one.test, other_seed.test)
+
+
+def test_a_period_split_tests_on_later_years_and_places_unknown_years_nowhere() -> None:
+    frame = pd.DataFrame(
+        {
+            "patient_id": ["a", "a", "b", "c", "c", "d", "e", "f"],
+            "year": ["2017", "2019", "2018", "2018", "2020", "90+", "2020", None],
+            "y": [0, 1, 0, 1, 0, 1, 1, 0],
+        }
+    )
+    split = make_split(frame, "period", label="y", time="year", cutoff=2019)
+    assert sorted(split.train.tolist()) == [0, 2, 3] and sorted(split.test.tolist()) == [1, 4, 6]
+    assert split.description["rows_without_time"] == 2 and split.description["cutoff"] == 2019
+    assert split.description["timeline"].startswith("period")
+    grouped = make_split(frame, "period", label="y", time="year", cutoff=2019, group="patient_id")
+    assert sorted(grouped.test.tolist()) == [6]  # a and c were seen in training: their later rows leave
+    assert grouped.description["dropped_test_rows_of_seen_entities"] == 2
+    assert make_split(frame, "period", label="y", time="year").description["cutoff"] == 2020
+    with pytest.raises(InvalidInput, match="holds numbers, not timestamps"):
+        make_split(
+            frame.assign(year=[2017, 2019, 2018, 2018, 2020, 2016, 2020, 2019]), "temporal", label="y", time="year"
+        )

@@ -111,11 +111,24 @@ class TrainingSetSpec(_Strict):
 
 
 class SplitSpec(_Strict):
-    kind: Literal["grouped", "temporal", "stratified"] = "grouped"
+    kind: Literal["grouped", "temporal", "period", "stratified"] = "grouped"
     group: str | None = "patient_id"
-    time: str | None = None
-    cutoff: date | None = None
+    time: str | None = None  # temporal: a timestamp column; period: a number such as the year
+    cutoff: date | int | None = None  # temporal: a date; period: the first test period (2019)
     test_size: Annotated[float, Field(gt=0, lt=1)] = 0.2
+
+    @field_validator("cutoff", mode="before")
+    @classmethod
+    def _year_is_a_number(cls, value: Any) -> Any:
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+    @model_validator(mode="after")
+    def _cutoff_fits_the_kind(self) -> SplitSpec:
+        if self.kind == "period" and isinstance(self.cutoff, date):
+            raise ValueError("cutoff: a period split's cutoff is a number such as 2019, not a date")
+        if self.kind == "temporal" and isinstance(self.cutoff, int):
+            raise ValueError("cutoff: a temporal split's cutoff is a date; for a year use kind: period")
+        return self
 
 
 class ModelSpecYaml(_Strict):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import date
 from typing import Any
 
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from medops.data.datasets import get
+from medops.data.datasets import DatasetInfo, get
 from medops.errors import ConfigError, InvalidInput
 from medops.features import FeatureStore
 from medops.pipelines.project import LoadedProject, TrainSpec
@@ -39,6 +40,25 @@ OVERRIDES: dict[str, tuple[str, ...]] = {
     "experiment": ("experiment",),
     "allow_leakage": ("allow_leakage",),
 }
+
+
+def refuse_shifted_timeline(project: LoadedProject, spec: TrainSpec, labels: DatasetInfo) -> None:
+    """A temporal split on a date shifted per patient at ingest mixes periods: each patient moved by up to
+    182 days, so rows cross the cutoff both ways. The de-identification record says which columns moved."""
+    if spec.split.kind != "temporal" or not spec.split.time:
+        return
+    column = spec.training_set.timestamp if spec.split.time == "event_timestamp" else spec.split.time
+    shifted = {
+        c["column"] for c in (labels.details.get("deid") or {}).get("columns", []) if c["action"] == "shift_dates"
+    }
+    if column in shifted:
+        raise ConfigError(
+            f"{project.where(('train', 'split', 'time'))}: {spec.split.time!r} comes from {labels.name}.{column}, "
+            "whose dates were shifted per patient at ingest (up to ±182 days): a temporal split on it would put "
+            "rows from after the cutoff into training and from before it into the test",
+            hint="split by period on a year kept unshifted (deidentify action 'year', then "
+            "split: {kind: period, time: <column>_year, cutoff: 2019}), or use a grouped split",
+        )
 
 
 def with_overrides(spec: TrainSpec, changes: Mapping[str, Any]) -> TrainSpec:
@@ -70,9 +90,10 @@ def with_overrides(spec: TrainSpec, changes: Mapping[str, Any]) -> TrainSpec:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(str(p) for p in first["loc"])
-        option = next((k for k, path in OVERRIDES.items() if loc[: len(path)] == path), ".".join(loc))
-        flag = "--" + option.replace("_", "-")
-        raise InvalidInput(f"{flag} (train.{'.'.join(loc)}): {first['msg']}") from None
+        option = next((k for k, path in OVERRIDES.items() if loc[: len(path)] == path), None)
+        where = ".".join(OVERRIDES[option] if option and option != "allow_leakage" else loc)
+        flag = "--" + (option or ".".join(loc)).replace("_", "-")
+        raise InvalidInput(f"{flag} (train.{where}): {first['msg']}") from None
     model = changed.model
     estimator_for(ModelSpec(model.estimator, dict(model.params), model.class_weight), changed.seed)
     return changed
@@ -119,7 +140,9 @@ def train_from_project(
             f"({', '.join(k for k, v in lost['sources'].items() if v['label_rows_dropped'])})"
         )
     frame = pq.read_table(ws.artifacts.local_path(info.version)).to_pandas()
-    label_columns = {c["name"] for c in get(ws.db, ts.labels).schema}
+    labels_info = get(ws.db, ts.labels)
+    label_columns = {c["name"] for c in labels_info.schema}
+    refuse_shifted_timeline(project, spec, labels_info)
     if spec.label not in frame.columns:
         raise InvalidInput(f"{project.path}: train.label: the training set has no column {spec.label!r}")
     features = spec.features or [c for c in frame.columns if c not in label_columns]
@@ -143,7 +166,7 @@ def train_from_project(
         split=spec.split.kind,
         group=spec.split.group,
         time=spec.split.time,
-        cutoff=spec.split.cutoff.isoformat() if spec.split.cutoff else None,
+        cutoff=spec.split.cutoff.isoformat() if isinstance(spec.split.cutoff, date) else spec.split.cutoff,
         test_size=spec.split.test_size,
         seed=spec.seed,
         allow_leakage=tuple(spec.allow_leakage),

@@ -32,7 +32,7 @@ class TrainConfig:
     split: SplitKind = "grouped"
     group: str | None = "patient_id"
     time: str | None = None
-    cutoff: datetime | str | None = None
+    cutoff: datetime | str | int | float | None = None  # a date (temporal) or a period such as 2019
     test_size: float = 0.2
     seed: int = 0
     allow_leakage: Sequence[str] = ()
