@@ -191,3 +191,27 @@ def load_contract_text(folder: Path, text: str) -> ContractSpec:
     path = folder / "contract.yaml"
     path.write_text(text)
     return load_contract(path)
+
+
+def test_declared_missing_value_tokens_are_missing_not_malformed(tmp_path: Path) -> None:
+    """R writes NA, SAS writes '.': a flat extract full of them is data with gaps, not bad rows."""
+    path = tmp_path / "extract.csv"
+    path.write_text("id,age,albumin,stage,note\n1,NA,3.5,2,NA\n2,104, NA ,.,ok\n3,71,NaN,NULL,\n4,abc,4.1,3,x\n")
+    spec = ContractSpec.model_validate(
+        {
+            "table": "extract",
+            "missing_values": ["NA", "NaN", ".", "NULL"],
+            "columns": {
+                "id": {"type": "int"},
+                "age": {"type": "int", "range": [0, 120]},
+                "albumin": {"type": "float"},
+                "stage": {"type": "int"},
+                "note": {"type": "string", "missing_values": []},  # here NA is a word someone typed
+            },
+        }
+    )
+    good, bad = _run(Contract(spec), CsvSource(path))
+    assert list(good["id"]) == [1, 2, 3] and list(bad["_row"]) == [4]  # only 'abc' is malformed
+    assert "age: not an int" in bad["_reasons"][0]
+    assert good["age"].isna().tolist() == [True, False, False] and good["albumin"].isna().tolist() == [False, True, True]
+    assert good["stage"].isna().tolist() == [False, True, True] and list(good["note"][:2]) == ["NA", "ok"]

@@ -58,6 +58,7 @@ class ColumnSpec(_Strict):
     range: tuple[float, float] | None = None
     allowed: list[Any] | None = None
     unique: bool = False
+    missing_values: list[str] | None = None  # this column's tokens for "no value" (default: the contract's)
 
 
 class RuleSpec(_Strict):
@@ -81,6 +82,9 @@ class ContractSpec(_Strict):
     table: str
     version: int = 1
     on_failure: Literal["fail", "quarantine", "warn"] = "quarantine"
+    # Cells that mean "no value" in this source, read as missing rather than as malformed values:
+    # R writes NA, SAS writes ".", databases NULL. Blank cells are always missing.
+    missing_values: list[str] = []
     columns: dict[str, ColumnSpec]
     unique: list[str] | None = None
     rules: list[RuleSpec] = []
@@ -276,14 +280,18 @@ class Contract:
         return pa.Table.from_arrays(typed, names=columns), flags
 
     def _blank_text_as_missing(self, table: pa.Table) -> pa.Table:
-        """Declared text columns with blank cells (empty or spaces) as missing values."""
+        """Declared text columns with blank cells (empty or spaces), and cells holding a declared
+        missing-value token in any declared column, as missing values."""
         for name, col in self.spec.columns.items():
-            if col.type != "string" or name not in table.column_names:
+            tokens = self.spec.missing_values if col.missing_values is None else col.missing_values
+            if (col.type != "string" and not tokens) or name not in table.column_names:
                 continue
             values = table.column(name)
             if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
                 continue
             blank = pc.or_(pc.equal(values, ""), pc.utf8_is_space(values))  # no trimmed copy of the text
+            if tokens:
+                blank = pc.or_(blank, pc.is_in(pc.utf8_trim_whitespace(values), pa.array(tokens, values.type)))
             if pc.any(blank).as_py():
                 missing = pa.scalar(None, values.type)
                 table = table.set_column(table.column_names.index(name), name, pc.if_else(blank, missing, values))
