@@ -213,5 +213,9 @@ def test_declared_missing_value_tokens_are_missing_not_malformed(tmp_path: Path)
     good, bad = _run(Contract(spec), CsvSource(path))
     assert list(good["id"]) == [1, 2, 3] and list(bad["_row"]) == [4]  # only 'abc' is malformed
     assert "age: not an int" in bad["_reasons"][0]
-    assert good["age"].isna().tolist() == [True, False, False] and good["albumin"].isna().tolist() == [False, True, True]
+    assert good["age"].isna().tolist() == [True, False, False] and good["albumin"].isna().tolist() == [
+        False,
+        True,
+        True,
+    ]
     assert good["stage"].isna().tolist() == [False, True, True] and list(good["note"][:2]) == ["NA", "ok"]

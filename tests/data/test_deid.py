@@ -206,3 +206,41 @@ def test_k_anonymity_counts_people_not_rows() -> None:
     rows_only = Deidentifier({c: a for c, a in actions.items() if c != "patient_id"}, Pseudonymizer(KEY))
     rows_only.apply(frame.drop(columns=["patient_id"]))
     assert rows_only.finish().k_anonymity == 4  # without a patient column, rows are all it can count
+
+
+def test_a_numeric_age_is_top_coded_and_stays_a_number() -> None:
+    frame = pd.DataFrame({"patient_id": ["a", "b", "c", "d"], "age": ["45", "89", "90", "104"], "sex": list("FMFM")})
+    deid = Deidentifier({"patient_id": "pseudonymize", "age": "age", "sex": "keep"}, Pseudonymizer(KEY))
+    out = deid.apply(frame).to_pandas()
+    assert list(out["age"]) == [45, 89, 90, 90] and out["age"].dtype.kind == "f"
+    report = deid.finish()
+    assert report.columns["age"].changed == 1 and "90 and over recorded as 90" in report.columns["age"].note
+
+
+def test_k_anonymity_over_the_declared_quasi_identifiers() -> None:
+    frame = pd.DataFrame(
+        {
+            "patient_id": [f"p{i}" for i in range(12)] + ["p0"],  # p0 twice: counted once
+            "age": [60] * 6 + [70] * 5 + [95, 60],
+            "stage": ["II"] * 6 + ["III"] * 6 + ["II"],
+        }
+    )
+    actions = {"patient_id": "pseudonymize", "age": "age", "stage": "keep"}
+    deid = Deidentifier(actions, Pseudonymizer(KEY), quasi_identifiers=("age", "stage"))
+    deid.apply(frame)
+    report = deid.finish()
+    assert report.quasi_identifiers == ["age", "stage"] and report.k_counts == "patients"
+    assert report.k_anonymity == 1 and report.share_below_k5 == pytest.approx(1 / 12)  # the 95-year-old alone
+    with pytest.raises(InvalidInput, match="quasi-identifier 'zip3' is not a column"):
+        Deidentifier(actions, Pseudonymizer(KEY), quasi_identifiers=("zip3",)).apply(frame)
+
+
+def test_kept_columns_that_look_identifying_are_warned_about_once() -> None:
+    frame = pd.DataFrame({"id": ["1", "2"], "patient_name": ["Ann Lee", "Bo Diaz"], "age": [64, 97], "los": [3, 4]})
+    deid = Deidentifier({c: "keep" for c in frame.columns}, Pseudonymizer(KEY))
+    deid.apply(frame)
+    deid.apply(frame)
+    warnings = deid.finish().warnings
+    assert len(warnings) == 2
+    assert "'patient_name' is kept but its name reads like a direct identifier" in warnings[0]
+    assert "'age' is kept with ages above 89 (up to 97)" in warnings[1]

@@ -108,6 +108,8 @@ def _print_result(result: IngestResult) -> None:
     contract = d.details.get("contract")
     if contract:
         _print_contract(contract, limit=3)
+    for warning in (d.details.get("deid") or {}).get("warnings", []):
+        console.print(f"    [yellow]warning[/]      {escape(warning)}")
 
 
 def _print_contract(contract: dict[str, Any], limit: int = 5) -> None:
@@ -211,12 +213,15 @@ def show_cmd(
         if redactions:
             console.print("  text redactions: " + ", ".join(f"{k} {v:,}" for k, v in sorted(redactions.items())))
         if deid.get("k_anonymity") is not None:
+            over = ", ".join(deid.get("quasi_identifiers") or ["age band", "sex", "ZIP3"])
             console.print(
-                f"  k-anonymity over (age band, sex, ZIP3): k = {deid['k_anonymity']}; "
+                f"  k-anonymity over ({escape(over)}): k = {deid['k_anonymity']}; "
                 f"{deid['share_below_k5']:.1%} of {deid.get('k_counts', 'rows')} in groups smaller than 5"
             )
         if deid.get("key_id"):
             console.print(f"  pseudonym key id: {deid['key_id']}")
+        for warning in deid.get("warnings", []):
+            console.print(f"  [yellow]warning[/] {escape(warning)}")
 
 
 def _stats(p: dict[str, Any]) -> str:

@@ -162,6 +162,32 @@ def age_sql(birth: str, at: str) -> str:
     )
 
 
+_IDENTIFIER_NAME = re.compile(
+    r"(^|_)(name|first_?name|last_?name|surname|ssn|social_security|mrn|medical_record|phone|fax|e_?mail|address|"
+    r"street|zip(code)?|postal|dob|birth_?date|ip_address|url|licen[cs]e|account|plate|vin|serial)(_|$)"
+)
+_AGE_NAME = re.compile(r"(^|_)age(_|$)|(^|_)age_?years?(_|$)")
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind))
+
+
+def _as_numbers(con: duckdb.DuckDBPyConnection, values: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """A column's values as numbers when every one there is a number (an age in years), else None."""
+    if _is_number(values.type):
+        return values
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return None
+    out = duck.query(
+        con,
+        "SELECT TRY_CAST(trim(v) AS DOUBLE) AS n, v IS NOT NULL AND trim(v) <> '' AS there FROM t",
+        t=pa.table({"v": values}),
+    )
+    unparsed = pc.and_(out.column("there"), pc.is_null(out.column("n")))
+    return None if pc.any(unparsed).as_py() else out.column("n")
+
+
 def age_label_sql(age: str) -> str:
     return f"CASE WHEN {age} >= 90 THEN '90+' ELSE CAST({age} AS VARCHAR) END"
 
@@ -183,6 +209,8 @@ class DeidReport:
     share_below_k5: float | None = None
     k_counts: str = "rows"  # "patients" when the table has the patient column
     restricted_zip3_version: str = RESTRICTED_ZIP3_VERSION
+    quasi_identifiers: list[str] = field(default_factory=list)  # what k-anonymity was counted over
+    warnings: list[str] = field(default_factory=list)  # kept columns that look like identifiers
 
     def add(self, column: str, action: str, changed: int, note: str = "") -> None:
         entry = self.columns.setdefault(column, ColumnReport(column, action, 0, note))
@@ -200,8 +228,9 @@ class Deidentifier:
     reference_date: date = date(2026, 1, 1)
     name_columns: tuple[str, ...] = ("first_name", "last_name")
     text_phi: str = "redact"
+    quasi_identifiers: tuple[str, ...] = ()  # output columns k-anonymity counts over (default: age band, sex, ZIP3)
     report: DeidReport = field(default_factory=DeidReport)
-    _qi: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    _qi: Counter[str] = field(default_factory=Counter)
     _con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
     people_file: Path | None = None  # where the people per group are kept (removed by finish); memory without
     _people: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
@@ -243,6 +272,7 @@ class Deidentifier:
             elif action == "keep":
                 outputs.append((column, None))
                 self.report.add(column, action, 0)
+                self._warn_if_identifying(column, table.column(column))
             elif action.startswith("pseudonymize"):
                 kind = action.partition(":")[2] or ("patient" if column == self.patient_column else column)
                 digest = digests.setdefault((column, kind), f"_d{len(digests)}")
@@ -264,6 +294,11 @@ class Deidentifier:
                     )
                 )
                 self.report.add(column, action, changed)
+            elif action == "age" and _is_number(table.column(column).type):
+                # An age recorded as a number: top-coded, keeping the column a number a model can use.
+                outputs.append((column, f"CASE WHEN t.{ident} >= 90 THEN 90 ELSE t.{ident} END"))
+                over = pc.sum(pc.greater(table.column(column), 90)).as_py() or 0
+                self.report.add(column, action, over, "ages of 90 and over recorded as 90 (read: 90+)")
             elif action == "age":
                 outputs.append(("age", age_label_sql(age_sql(f"t.{ident}", reference))))
                 self.report.add(column, action, changed, f"at {self.reference_date}, 90+ pooled")
@@ -331,6 +366,11 @@ class Deidentifier:
             values = table.column(column)
             if pa.types.is_timestamp(values.type) and values.type.tz is not None:
                 continue
+            if self.actions.get(column) == "age":
+                numbers = _as_numbers(self.con, values)
+                if numbers is not None:  # an age in years, not a birth date
+                    table = table.set_column(table.column_names.index(column), column, numbers)
+                    continue
             parsed, bad = duck.parse_timestamps(self.con, values)
             if pc.any(bad).as_py():
                 first = int(pc.indices_nonzero(bad)[0].as_py())
@@ -376,13 +416,45 @@ class Deidentifier:
         return text
 
     def _count_quasi_identifiers(self, out: pa.Table) -> None:
-        """Count people (or, without a patient column, rows) per (age band, sex, ZIP3), from the
-        age or the kept birth year."""
+        """Count people (or, without a patient column, rows) per combination of quasi-identifiers: those the
+        project declares, else (age band, sex, ZIP3) from the age or the kept birth year."""
         names = out.column_names
+        key, columns = self._qi_key(names)
+        if key is None:
+            return
+        patient = self.patient_column if self.patient_column in names else None
+        columns = [c for c in dict.fromkeys([*columns, *([patient] if patient else [])]) if c in names]
+        if patient:  # people, not rows: a patient with many encounters is one person in a group
+            if self._people is None:
+                self._people = duck.connect(database=self.people_file, memory_limit=PEOPLE_MEMORY)
+                self._people.execute("CREATE TABLE people (qi VARCHAR, patient VARCHAR)")
+            duck.query(
+                self._people,
+                f"INSERT INTO people SELECT DISTINCT {key} AS qi, CAST({quote_ident(patient)} AS VARCHAR) FROM t "
+                f"WHERE {quote_ident(patient)} IS NOT NULL",
+                t=out.select(columns),
+            )
+            return
+        groups = duck.query(self.con, f"SELECT {key} AS qi, count(*) AS n FROM t GROUP BY ALL", t=out.select(columns))
+        for qi, n in zip(groups.column("qi").to_pylist(), groups.column("n").to_pylist(), strict=True):
+            self._qi[qi] += n
+
+    def _qi_key(self, names: list[str]) -> tuple[str | None, list[str]]:
+        """SQL for one text key per row over the quasi-identifiers, and the columns it reads."""
+        if self.quasi_identifiers:
+            missing = [c for c in self.quasi_identifiers if c not in names]
+            if missing:
+                raise InvalidInput(
+                    f"quasi-identifier {missing[0]!r} is not a column after de-identification",
+                    hint=f"columns: {', '.join(names)}",
+                )
+            self.report.quasi_identifiers = list(self.quasi_identifiers)
+            parts = [f"COALESCE(CAST({quote_ident(c)} AS VARCHAR), 'unknown')" for c in self.quasi_identifiers]
+            return " || '|' || ".join(parts), list(self.quasi_identifiers)
         zipc = next((c for c in names if c.endswith("zip3") or c == "zip3"), None)
         birth_year = f"{self.birth_column}_year"
         if "sex" not in names or zipc is None:
-            return
+            return None, []
         if "age" in names:
             age = "TRY_CAST(age AS INTEGER)"
             label = "age"
@@ -391,44 +463,42 @@ class Deidentifier:
             age = f"({self.reference_date.year} - TRY_CAST({year} AS INTEGER))"
             label = f"CASE WHEN {year} IS NULL THEN NULL WHEN {age} IS NULL THEN '90+' END"
         else:
-            return
+            return None, []
+        self.report.quasi_identifiers = ["age band", "sex", zipc]
         band = (
-            f"CASE WHEN {age} IS NOT NULL THEN CAST({age} // 10 * 10 AS VARCHAR) || '-' || CAST({age} // 10 * 10 + 9 "
-            f"AS VARCHAR) WHEN {label} = '90+' THEN '90+' ELSE 'unknown' END"
+            f"CASE WHEN {age} >= 90 THEN '90+' WHEN {age} IS NOT NULL THEN CAST({age} // 10 * 10 AS VARCHAR) || '-' "
+            f"|| CAST({age} // 10 * 10 + 9 AS VARCHAR) WHEN {label} = '90+' THEN '90+' ELSE 'unknown' END"
         )
-        group = (
-            f"{band} AS band, COALESCE(CAST(sex AS VARCHAR), 'unknown') AS sex, "
-            f"COALESCE(CAST({quote_ident(zipc)} AS VARCHAR), 'unknown') AS zip3"
+        key = (
+            f"{band} || '|' || COALESCE(CAST(sex AS VARCHAR), 'unknown') || '|' || "
+            f"COALESCE(CAST({quote_ident(zipc)} AS VARCHAR), 'unknown')"
         )
-        patient = self.patient_column if self.patient_column in names else None
-        columns = [c for c in ("age", birth_year, "sex", zipc, patient) if c and c in names]
-        if patient:  # people, not rows: a patient with many encounters is one person in a group
-            if self._people is None:
-                self._people = duck.connect(database=self.people_file, memory_limit=PEOPLE_MEMORY)
-                self._people.execute("CREATE TABLE people (band VARCHAR, sex VARCHAR, zip3 VARCHAR, patient VARCHAR)")
-            duck.query(
-                self._people,
-                f"INSERT INTO people SELECT DISTINCT {group}, CAST({quote_ident(patient)} AS VARCHAR) FROM t "
-                f"WHERE {quote_ident(patient)} IS NOT NULL",
-                t=out.select(columns),
-            )
+        return key, [c for c in ("age", birth_year, "sex", zipc) if c in names]
+
+    def _warn_if_identifying(self, column: str, values: pa.ChunkedArray) -> None:
+        """A kept column whose name reads like a direct identifier, or an age above 89, is flagged once."""
+        said = {w.split("'")[1] for w in self.report.warnings if "'" in w}
+        if column in said:
             return
-        groups = duck.query(self.con, f"SELECT {group}, count(*) AS n FROM t GROUP BY ALL", t=out.select(columns))
-        for band_, sex, zip_, n in zip(
-            *(groups.column(c).to_pylist() for c in ("band", "sex", "zip3", "n")), strict=True
-        ):
-            self._qi[(band_, sex, zip_)] += n
+        if _IDENTIFIER_NAME.search(column.lower()):
+            self.report.warnings.append(
+                f"column '{column}' is kept but its name reads like a direct identifier: drop or pseudonymize it "
+                "unless it is not one"
+            )
+        elif _AGE_NAME.search(column.lower()) and _is_number(values.type):
+            top = pc.max(values).as_py()
+            if top is not None and top > 89:
+                self.report.warnings.append(
+                    f"column '{column}' is kept with ages above 89 (up to {top:g}): Safe Harbor pools 90 and over; "
+                    "give it the age action"
+                )
 
     def finish(self, k: int = 5) -> DeidReport:
         """Close the report: k-anonymity over (age band, sex, ZIP3) when those columns exist."""
         if self._people is not None:
-            groups = duck.query(
-                self._people, "SELECT band, sex, zip3, count(DISTINCT patient) AS n FROM people GROUP BY ALL"
-            )
-            for band_, sex, zip_, n in zip(
-                *(groups.column(c).to_pylist() for c in ("band", "sex", "zip3", "n")), strict=True
-            ):
-                self._qi[(band_, sex, zip_)] += n
+            groups = duck.query(self._people, "SELECT qi, count(DISTINCT patient) AS n FROM people GROUP BY ALL")
+            for qi, n in zip(groups.column("qi").to_pylist(), groups.column("n").to_pylist(), strict=True):
+                self._qi[qi] += n
             self.report.k_counts = "patients"
         self.close()
         if self._qi:

@@ -71,6 +71,7 @@ class TablePlan:
     text_phi: str = "redact"
     reference_date: date = date(2026, 1, 1)
     names: NameLookup | None = None
+    quasi_identifiers: tuple[str, ...] = ()  # k-anonymity's columns (default: age band, sex, ZIP3)
 
     def __post_init__(self) -> None:
         if not DATASET_NAME.match(self.name):
@@ -175,6 +176,7 @@ class _Run:
                 reference_date=plan.reference_date,
                 name_columns=name_columns,
                 text_phi=plan.text_phi,
+                quasi_identifiers=tuple(plan.quasi_identifiers),
                 people_file=ws.artifacts.staging_path().with_suffix(".people.duckdb"),
             )
 
@@ -266,6 +268,8 @@ def _deid_doc(report: DeidReport, key: str | None) -> dict[str, Any]:
         "share_below_k5": report.share_below_k5,
         "k_counts": report.k_counts,
         "restricted_zip3_version": report.restricted_zip3_version,
+        "quasi_identifiers": report.quasi_identifiers,
+        "warnings": report.warnings,
     }
 
 

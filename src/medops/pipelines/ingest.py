@@ -24,4 +24,5 @@ def table_plan(project: LoadedProject, name: str) -> TablePlan:
         text_phi=table.text_phi,
         reference_date=deid.reference_date,
         names=names,
+        quasi_identifiers=tuple(table.quasi_identifiers),
     )

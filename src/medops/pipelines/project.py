@@ -82,6 +82,7 @@ class NamesSpec(_Strict):
 class DeidTableSpec(_Strict):
     columns: dict[str, str]
     text_phi: Literal["redact", "fail"] = "redact"
+    quasi_identifiers: list[str] = []  # columns (after de-identification) k-anonymity counts over
 
     @field_validator("columns")
     @classmethod
