@@ -119,6 +119,16 @@ def test_the_template_is_valid_and_plans_every_source(tmp_path: Path) -> None:
             "evaluate.subgroups.intersections.0: 'ward' is not a declared attribute",
         ),
         (
+            ("  encounters: contracts/encounters.yaml", "  encounters: contracts/patients.yaml"),
+            "  encounters: contracts/patients.yaml",
+            "contracts.encounters: contracts/patients.yaml is the contract of table 'patients', not of source",
+        ),
+        (
+            ("split: {kind: grouped, group: patient_id, test_size: 0.25}", "split: {kind: period, cutoff: 2019-01-01}"),
+            "split: {kind: period",
+            "a period split's cutoff is a number such as 2019",
+        ),
+        (
             ("{source: patients}", "{source: census}"),
             "census",
             "evaluate.subgroups.attributes.race_ethnicity.source: there is no source 'census'",

@@ -66,6 +66,7 @@ def evaluate(
                 "evaluation": result.info.id,
                 "run": doc["run"]["id"],
                 "passed": doc["passed"],
+                "governing": result.info.governing,
                 "threshold": doc["threshold"]["value"],
                 "metrics": doc["metrics"],
                 "gates": doc["gates"],
@@ -84,6 +85,11 @@ def evaluate(
             console.print(f"  wrote {escape(str(path))}")
         verdict = "[green]PASSED[/]" if doc["passed"] else "[red]FAILED[/]"
         console.print(f"evaluation {result.info.short}: {verdict}")
+        if not result.info.governing:
+            console.print(
+                "[yellow]exploratory[/]: this project file's policy is not the workspace's governing policy, "
+                "so this evaluation can't gate production"
+            )
     if not doc["passed"]:
         raise typer.Exit(1)
 
@@ -115,6 +121,8 @@ def list_cmd(
             "id": e.id,
             "run": e.run_id,
             "passed": e.passed,
+            "governing": e.governing,
+            "policy_sha256": e.policy_sha256,
             "champion": e.champion_run_id,
             "created_at": e.created_at.isoformat(),
             "created_by": e.created_by,
@@ -126,12 +134,13 @@ def list_cmd(
         return
     table(
         None,
-        ["evaluation", "run", "result", "champion", "when", "by"],
+        ["evaluation", "run", "result", "policy", "champion", "when", "by"],
         [
             [
                 e.short,
                 e.run_id[:12],
                 "pass" if e.passed else "FAIL",
+                f"{e.policy_sha256[:12]}{'' if e.governing else ' (exploratory)'}",
                 (e.champion_run_id or "")[:12],
                 e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                 e.created_by,
@@ -163,6 +172,8 @@ def show_cmd(
                 "id": info.id,
                 "run": info.run_id,
                 "passed": info.passed,
+                "governing": info.governing,
+                "policy_sha256": info.policy_sha256,
                 "champion": info.champion_run_id,
                 "created_at": info.created_at.isoformat(),
                 "created_by": info.created_by,
@@ -177,4 +188,6 @@ def show_cmd(
         )
         return
     console.print(f"evaluation {info.id} of run {info.run_id[:12]}: {'PASSED' if info.passed else 'FAILED'}")
+    if not info.governing:
+        console.print(f"exploratory: policy {info.policy_sha256[:12]} is not the workspace's; it can't gate production")
     _gates(info.gates)

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from medops.config import Settings
 from medops.errors import ConfigError
 from medops.evaluation.spec import EvaluateSpec
 from medops.workspace import Workspace
@@ -36,14 +37,15 @@ class GoverningPolicy:
         return list(self.spec.policy.approvals)
 
 
-def project_path(ws: Workspace) -> Path:
-    path = Path(ws.settings.project_file).expanduser()
-    return path if path.is_absolute() else ws.settings.home / path
+def project_path(settings: Settings) -> Path:
+    """The workspace's reviewed project file: ``project_file`` of medops.toml, relative to the workspace."""
+    path = Path(settings.project_file).expanduser()
+    return path if path.is_absolute() else settings.home / path
 
 
 def governing_policy(ws: Workspace) -> GoverningPolicy | None:
     """The policy of the workspace's project file, or None when the workspace has no project file."""
-    path = project_path(ws)
+    path = project_path(ws.settings)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -66,13 +68,3 @@ def governing_policy(ws: Workspace) -> GoverningPolicy | None:
             f"{path}: the evaluate section is not valid ({exc.errors()[0]['msg']})", hint="medops project check"
         ) from None
     return GoverningPolicy(path.resolve(), spec, hashlib.sha256(text.encode()).hexdigest())
-
-
-def require_governing_policy(ws: Workspace) -> GoverningPolicy:
-    policy = governing_policy(ws)
-    if policy is None:
-        raise ConfigError(
-            f"the workspace has no validation policy: {project_path(ws)} is missing or has no evaluate section",
-            hint="put the reviewed project file in the workspace folder, or set project_file in medops.toml",
-        )
-    return policy

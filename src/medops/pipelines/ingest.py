@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from medops.data.contracts import ContractSpec
 from medops.data.ingest import NameLookup, TablePlan
 from medops.pipelines.project import LoadedProject
+
+# Contract types whose values carry no direct identifier by themselves: kept unless the project says otherwise.
+# Text and dates may hold names, ids and dates of service, so each of those needs its own rule.
+NUMBER_TYPES = ("int", "float", "bool")
+
+
+def default_actions(contract: ContractSpec | None) -> dict[str, str]:
+    """``keep`` for the columns a contract declares as numbers or booleans; the project lists the rest."""
+    if contract is None:
+        return {}
+    return {column: "keep" for column, spec in contract.columns.items() if spec.type in NUMBER_TYPES}
 
 
 def table_plan(project: LoadedProject, name: str) -> TablePlan:
@@ -15,11 +27,12 @@ def table_plan(project: LoadedProject, name: str) -> TablePlan:
     if deid.names is not None and deid.names.source != name and "redact_text" in table.columns.values():
         names = NameLookup(project.source(deid.names.source), deid.names.id, tuple(deid.names.columns))
     contract_file = project.spec.contracts.get(name)
+    contract = project.contracts.get(name)
     return TablePlan(
         name=name,
         source=source,
-        actions=dict(table.columns),
-        contract=project.contracts.get(name),
+        actions={**default_actions(contract), **table.columns},
+        contract=contract,
         contract_file=str(project.resolve(contract_file)) if contract_file else None,
         text_phi=table.text_phi,
         reference_date=deid.reference_date,

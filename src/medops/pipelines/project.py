@@ -80,7 +80,8 @@ class NamesSpec(_Strict):
 
 
 class DeidTableSpec(_Strict):
-    columns: dict[str, str]
+    # Every column needs an action; those the contract types as numbers or booleans default to keep.
+    columns: dict[str, str] = {}
     text_phi: Literal["redact", "fail"] = "redact"
     quasi_identifiers: list[str] = []  # columns (after de-identification) k-anonymity counts over
 
@@ -152,7 +153,8 @@ class TrainSpec(_Strict):
     """How the use case's model is trained: data, label, split, model, seed."""
 
     experiment: str = Field("default", pattern=_SLUG)
-    training_set: TrainingSetSpec
+    training_set: TrainingSetSpec | None = None  # labels joined point-in-time with feature views
+    dataset: str | None = None  # or one table holding the features and the outcome (static data)
     label: str
     features: list[str] | None = None
     drop_missing_labels: bool = False
@@ -200,6 +202,11 @@ class Project(_Strict):
             if self.features_file is not None:
                 raise ValueError("features_file: give features here or in a features file, not both")
             _check_view_sources(self.features, set(self.sources), "features.")
+        if self.train is not None:
+            if (self.train.training_set is None) == (self.train.dataset is None):
+                raise ValueError("train: give training_set (labels and feature views) or dataset (one flat table)")
+            if self.train.dataset is not None and self.train.dataset not in self.sources:
+                raise ValueError(f"train.dataset: there is no source {self.train.dataset!r}")
         groups = self.evaluate.subgroups if self.evaluate is not None else None
         for name, attr in (groups.attributes if groups is not None else {}).items():
             if attr.source is not None and attr.source not in self.sources:
@@ -350,6 +357,13 @@ def load_project(path: Path) -> LoadedProject:
         except DataContractError as exc:
             line = _line_of(root, ("contracts", table))
             raise ProjectError(f"{path}, line {line}: contracts.{table}: {exc.message}") from None
+        if loaded.contracts[table].table != table:  # a contract attached to the wrong source checks the wrong data
+            line = _line_of(root, ("contracts", table))
+            raise ProjectError(
+                f"{path}, line {line}: contracts.{table}: {relative} is the contract of table "
+                f"{loaded.contracts[table].table!r}, not of source {table!r}",
+                hint="attach each contract to its own source, or fix the contract's table:",
+            )
     features = spec.features
     if spec.features_file is not None:
         features = _load_features_file(loaded.resolve(spec.features_file), set(spec.sources))

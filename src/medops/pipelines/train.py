@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
+import pandas as pd
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
@@ -19,8 +20,8 @@ from medops.data.datasets import DatasetInfo, get
 from medops.errors import ConfigError, InvalidInput
 from medops.features import FeatureStore
 from medops.pipelines.project import LoadedProject, TrainSpec
-from medops.training.tracking import Tracker
-from medops.training.train import TrainConfig, TrainResult, train
+from medops.training.tracking import RUN_ROLES, Tracker
+from medops.training.train import TrainConfig, TrainResult, label_as_numbers, train
 from medops.training.trainers import ModelSpec, estimator_for
 from medops.training.tuning import TuneResult
 from medops.training.tuning import tune as run_tuning
@@ -42,12 +43,77 @@ OVERRIDES: dict[str, tuple[str, ...]] = {
 }
 
 
-def refuse_shifted_timeline(project: LoadedProject, spec: TrainSpec, labels: DatasetInfo) -> None:
+def _training_set(
+    ws: Workspace, project: LoadedProject, spec: TrainSpec, who: str, reason: str | None, say: Callable[[str], None]
+) -> tuple[DatasetInfo, pd.DataFrame, list[str], dict[str, str]]:
+    """Labels joined point-in-time with the feature views: the set built (or found unchanged), and its features."""
+    ts = spec.training_set
+    assert ts is not None
+    with FeatureStore(ws, project.features) as store:
+        info, new = store.save_training_set(
+            ts.name,
+            ts.labels,
+            ts.features,
+            timestamp=ts.timestamp,
+            actor=who,
+            reason=reason,
+            quarantined=ts.quarantined,
+        )
+    say(f"training set {info.ref}: {info.rows:,} rows ({'new version' if new else 'unchanged'})")
+    lost = info.details.get("training_set", {}).get("quarantine") or {}
+    if lost.get("label_rows_dropped"):
+        say(
+            f"{lost['label_rows_dropped']:,} label rows left out: their entities lost source rows to quarantine "
+            f"({', '.join(k for k, v in lost['sources'].items() if v['label_rows_dropped'])})"
+        )
+    frame = pq.read_table(ws.artifacts.local_path(info.version)).to_pandas()
+    labels_info = get(ws.db, ts.labels)
+    label_columns = {c["name"] for c in labels_info.schema}
+    refuse_shifted_timeline(project, spec, labels_info, ts.timestamp)
+    if spec.label not in frame.columns:
+        raise InvalidInput(f"{project.where(('train', 'label'))}: the training set has no column {spec.label!r}")
+    features = spec.features or [c for c in frame.columns if c not in label_columns]
+    return info, frame, features, dict(info.details.get("training_set", {}).get("views", {}))
+
+
+def _flat_table(
+    ws: Workspace, project: LoadedProject, spec: TrainSpec, who: str, say: Callable[[str], None]
+) -> tuple[DatasetInfo, pd.DataFrame, list[str], dict[str, str]]:
+    """A dataset holding features and outcome in one table (static data: no point-in-time join needed)."""
+    assert spec.dataset is not None
+    ws.users.require_role(who, "run.start", RUN_ROLES)  # before reading the data, not after
+    info = get(ws.db, spec.dataset)
+    frame = pq.read_table(ws.artifacts.local_path(info.version)).to_pandas()
+    say(f"dataset {info.ref}: {info.rows:,} rows, features and outcome in one table")
+    if spec.label not in frame.columns:
+        raise InvalidInput(
+            f"{project.where(('train', 'label'))}: dataset {spec.dataset!r} has no column {spec.label!r}",
+            hint=f"columns: {', '.join(frame.columns)}",
+        )
+    refuse_shifted_timeline(project, spec, info, None)
+    deid = (info.details.get("deid") or {}).get("columns", [])
+    ids = {c["column"] for c in deid if str(c["action"]).startswith("pseudonymize")}
+    times = {c for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])}  # when, not what
+    not_features = {spec.label, spec.split.group, spec.split.time, *ids, *times}
+    features = spec.features or [c for c in frame.columns if c not in not_features]
+    unknown = [f for f in features if f not in frame.columns]
+    if unknown:
+        raise InvalidInput(
+            f"{project.where(('train', 'features'))}: dataset {spec.dataset!r} has no column {unknown[0]!r}"
+        )
+    if not features:
+        raise InvalidInput(f"{project.where(('train', 'features'))}: no feature left besides the label and ids")
+    return info, frame, features, {}
+
+
+def refuse_shifted_timeline(
+    project: LoadedProject, spec: TrainSpec, labels: DatasetInfo, label_timestamp: str | None
+) -> None:
     """A temporal split on a date shifted per patient at ingest mixes periods: each patient moved by up to
     182 days, so rows cross the cutoff both ways. The de-identification record says which columns moved."""
     if spec.split.kind != "temporal" or not spec.split.time:
         return
-    column = spec.training_set.timestamp if spec.split.time == "event_timestamp" else spec.split.time
+    column = label_timestamp if spec.split.time == "event_timestamp" and label_timestamp else spec.split.time
     shifted = {
         c["column"] for c in (labels.details.get("deid") or {}).get("columns", []) if c["action"] == "shift_dates"
     }
@@ -121,31 +187,11 @@ def train_from_project(
     changed = sorted(k for k, v in (overrides or {}).items() if v is not None)
     spec = with_overrides(spec, overrides or {})  # also checks estimator and parameters before any work
     who = actor or ws.actor
-    ts = spec.training_set
-    with FeatureStore(ws, project.features) as store:
-        info, new = store.save_training_set(
-            ts.name,
-            ts.labels,
-            ts.features,
-            timestamp=ts.timestamp,
-            actor=who,
-            reason=reason,
-            quarantined=ts.quarantined,
-        )
-    say(f"training set {info.ref}: {info.rows:,} rows ({'new version' if new else 'unchanged'})")
-    lost = info.details.get("training_set", {}).get("quarantine") or {}
-    if lost.get("label_rows_dropped"):
-        say(
-            f"{lost['label_rows_dropped']:,} label rows left out: their entities lost source rows to quarantine "
-            f"({', '.join(k for k, v in lost['sources'].items() if v['label_rows_dropped'])})"
-        )
-    frame = pq.read_table(ws.artifacts.local_path(info.version)).to_pandas()
-    labels_info = get(ws.db, ts.labels)
-    label_columns = {c["name"] for c in labels_info.schema}
-    refuse_shifted_timeline(project, spec, labels_info)
-    if spec.label not in frame.columns:
-        raise InvalidInput(f"{project.path}: train.label: the training set has no column {spec.label!r}")
-    features = spec.features or [c for c in frame.columns if c not in label_columns]
+    if spec.dataset is not None:
+        info, frame, features, views = _flat_table(ws, project, spec, who, say)
+    else:
+        info, frame, features, views = _training_set(ws, project, spec, who, reason, say)
+    frame = label_as_numbers(frame, spec.label)
     dropped = 0
     if spec.drop_missing_labels:
         known = frame[spec.label].notna()
@@ -172,7 +218,7 @@ def train_from_project(
         allow_leakage=tuple(spec.allow_leakage),
         experiment=spec.experiment,
         inputs=(info.ref,),
-        feature_views=dict(info.details.get("training_set", {}).get("views", {})),
+        feature_views=views,
         data={"dataset": info.name, "version": info.version, "drop_missing_labels": spec.drop_missing_labels},
         extra_params={
             **({"rows_without_outcome_dropped": dropped} if spec.drop_missing_labels else {}),

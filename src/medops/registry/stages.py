@@ -125,7 +125,7 @@ def production_evidence(ws: Workspace, info: VersionInfo) -> Evidence:
     evaluation_id = info.evaluation_id
     if policy is None:
         problems.append(
-            f"the workspace has no validation policy ({project_path(ws).name} with an evaluate section, "
+            f"the workspace has no validation policy ({project_path(ws.settings).name} with an evaluate section, "
             "where project_file in medops.toml points)"
         )
     if info.run_id is None:  # imported: the signed bundle carries its evaluation's outcome; a validator accepts it

@@ -83,7 +83,13 @@ def make_split(
             is_test = (when >= moment).to_numpy() & known
             extra = {"time": time, "cutoff": moment.isoformat(), "timeline": "as stored"}
         else:
-            period = pd.to_numeric(frame[_require(frame, time, "period")], errors="coerce")
+            column = frame[_require(frame, time, "period")]
+            if pd.api.types.is_datetime64_any_dtype(column):
+                raise InvalidInput(
+                    f"the period column {time!r} holds timestamps: a period split reads a number such as the year",
+                    hint="use a year column (deidentify action 'year' keeps one), or the temporal split",
+                )
+            period = pd.to_numeric(column, errors="coerce")
             known = period.notna().to_numpy()
             if not known.any():
                 raise InvalidInput(f"the period column {time!r} holds no number (a year such as 2019 is expected)")

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from medops.errors import InvalidInput
 from medops.training.input_schema import InputSchema
 from medops.training.tracking import RunInfo, Tracker
+from medops.training.train import label_as_numbers
 from medops.training.trainers import FittedModel
 
 
@@ -39,7 +40,7 @@ def training_frame(tracker: Tracker, info: RunInfo, doc: dict[str, Any]) -> pd.D
             f"run {info.short} was trained on a frame, not a dataset version: its data can't be read back",
             hint="train from a dataset (medops train) to make runs reproducible and evaluable",
         )
-    frame = pq.read_table(tracker.ws.artifacts.local_path(data["version"])).to_pandas()
+    frame = label_as_numbers(pq.read_table(tracker.ws.artifacts.local_path(data["version"])).to_pandas(), doc["label"])
     if data.get("drop_missing_labels"):
         frame = frame[frame[doc["label"]].notna()].reset_index(drop=True)
     return frame

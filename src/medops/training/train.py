@@ -47,6 +47,20 @@ class TrainConfig:
     feature_views: Mapping[str, str] = field(default_factory=dict)  # view -> version the data came from
 
 
+def label_as_numbers(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    """A yes/no label read as booleans (with missing outcomes it arrives as objects) as 1/0, missing kept."""
+    if label not in frame.columns:
+        return frame
+    values = frame[label]
+    if pd.api.types.is_bool_dtype(values) or (
+        values.dtype == object and set(values.dropna().unique()) <= {True, False}
+    ):
+        return frame.assign(
+            **{label: values.map({True: 1, False: 0}).astype("float64" if values.isna().any() else "int64")}
+        )
+    return frame
+
+
 def recipe(config: TrainConfig) -> dict[str, Any]:
     """Everything needed to train this model again, as JSON."""
     return {

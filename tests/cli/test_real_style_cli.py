@@ -1,0 +1,104 @@
+"""A flat clinical extract nobody prepared for medops, from `medops init` to `medops models promote`, on
+both metadata backends: NA tokens, ages to 104, repeat visits, a year column, dates shifted per patient,
+a yes/no outcome with censored rows. And the ways a hurried team might try around the gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from medops.workspace import Workspace
+from tests.cli.test_cli import run
+from tests.conftest import PASSWORD
+from tests.real_style import write_project
+
+TEAM = {"alice": "data_scientist", "victor": "validator", "carol": "clinical_reviewer", "ming": "ml_engineer"}
+
+
+@pytest.mark.slow
+def test_a_flat_extract_from_init_to_production(
+    tmp_path: Path, metadata_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "ws"
+    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "p" * 40)
+
+    def medops(user: str, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+        monkeypatch.setenv("MEDOPS_USER", user)
+        return run(list(args), capsys, stdin=stdin, monkeypatch=monkeypatch)
+
+    init = ["init", str(home), "--admin", "ada", "--admin-name", "Ada Admin", "--password-stdin"]
+    if not metadata_url.startswith("sqlite"):
+        init += ["--metadata-url", metadata_url]
+    code, _, err = medops("ada", *init, stdin=PASSWORD + "\n")
+    assert code == 0, err
+    monkeypatch.setenv("MEDOPS_HOME", str(home))
+    monkeypatch.chdir(home)
+    write_project(home)  # the reviewed project file lives in the workspace: its policy governs
+    for user, role in TEAM.items():
+        code, _, err = medops("ada", "user", "add", user, "--name", user.title(), "--role", role, "--password-stdin",
+                              stdin=PASSWORD + "\n")  # fmt: skip
+        assert code == 0, err
+    code, out, err = medops("alice", "project", "check", "-p", "medops.yaml")
+    assert code == 0 and "project file is valid" in out, err
+
+    code, out, err = medops("alice", "data", "ingest", "--all", "--json")
+    assert code == 0, err
+    [ingested] = json.loads(out)
+    assert ingested["quarantined_rows"] == 2  # "3,4" and "abc"; the NA tokens are missing values, not errors
+    with Workspace.open(home) as ws:
+        from medops.data.datasets import get
+
+        info = get(ws.db, "visits")
+        rows = pq.read_table(ws.artifacts.local_path(info.version)).to_pandas()
+    assert rows["age"].max() == 90 and rows["bili"].isna().any() and "time_days" not in rows.columns
+    assert rows["patient_id"].str.startswith("pat_").all() and rows["patient_id"].nunique() < len(rows)
+    assert info.details["deid"]["quasi_identifiers"] == ["age", "sex"] and not info.details["deid"]["warnings"]
+
+    code, _, err = medops("alice", "train", "--split", "temporal", "--cutoff", "2016-01-01")
+    assert code != 0 and "shifted per patient at ingest" in err and "period" in err
+    code, out, err = medops("alice", "train", "--json")
+    assert code == 0, err
+    run_id = json.loads(out)["run"]
+    period = (
+        (home / "medops.yaml")
+        .read_text()
+        .replace(
+            "split: {kind: grouped, group: patient_id, time: visit_date, test_size: 0.3}",
+            "split: {kind: period, group: patient_id, time: dx_year, cutoff: 2017}",
+        )
+    )
+    (tmp_path / "period.yaml").write_text(period)
+    for folder in ("raw", "contracts"):
+        (tmp_path / folder).symlink_to(home / folder)
+    code, out, err = medops("alice", "train", "-p", str(tmp_path / "period.yaml"), "--json")
+    assert code == 0, err
+
+    code, out, err = medops("victor", "evaluate", run_id, "--json")
+    assert code == 0, err
+    governing = json.loads(out)
+    assert governing["passed"] and governing["governing"]
+    loose = (home / "medops.yaml").read_text().replace("auroc: {min: 0.6, check: ci_lower}", "auroc: {min: 0.5}")
+    (tmp_path / "loose.yaml").write_text(loose)
+    code, out, err = medops("victor", "evaluate", run_id, "-p", str(tmp_path / "loose.yaml"), "--json")
+    explored = json.loads(out)
+    assert code == 0 and explored["passed"] and not explored["governing"], err
+
+    code, out, err = medops("alice", "models", "register", run_id, "--name", "pbc", "--json")
+    assert code == 0 and json.loads(out)["evaluation"] == governing["evaluation"], err
+    code, out, err = medops("alice", "models", "register", run_id, "--name", "pbc", "--approval", "ml_engineer",
+                            "--evaluation", explored["evaluation"], "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["required_approvals"] == ["clinical_reviewer", "validator", "ml_engineer"]
+    for version in (1, 2):
+        for user in ("carol", "victor"):
+            args = ["models", "approve", f"pbc:{version}", "--role", TEAM[user], "--password-stdin"]
+            code, _, err = medops(user, *args, stdin=PASSWORD + "\n")
+            assert code == 0, err
+    code, _, err = medops("ming", "models", "promote", "pbc:2", "--to", "production", "-r", "try the loose one")
+    assert code != 0 and "exploratory evaluation can't gate production" in err
+    code, _, err = medops("ming", "models", "promote", "pbc:1", "--to", "production", "-r", "CAB-7")
+    assert code == 0, err
+    code, out, _ = medops("ming", "models", "show", "pbc", "--json")
+    assert [v["stage"] for v in json.loads(out)] == ["production", "none"]
