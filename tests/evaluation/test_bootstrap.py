@@ -191,3 +191,71 @@ def test_cluster_intervals_keep_their_coverage_where_row_intervals_lose_it() -> 
             covered[name] += ci.low <= truth <= ci.high
     assert 0.88 <= covered["patients"] / repetitions <= 0.99, covered
     assert covered["rows"] < covered["patients"], covered
+
+
+def test_between_group_differences_and_ratios_agree_with_fairlearn() -> None:
+    from fairlearn.metrics import demographic_parity_ratio, equalized_odds_ratio
+
+    from medops.evaluation.between import between_groups
+
+    frame = _cohort(2)
+    groups, dist = _run(frame, [])
+    y, pred = frame["y"], (frame["p"] >= 0.3).astype(int)
+    eligible = list(range(1, len(groups.names)))
+    docs = {d["attribute"]: d for d in between_groups(dist, groups.names, eligible, ["equalized_odds",
+            "demographic_parity", "equal_opportunity"], 0.95)}  # fmt: skip
+    for attribute in ("sex", "race"):
+        features = frame[attribute]
+        gaps = docs[attribute]["gaps"]
+        odds = equalized_odds_difference(y, pred, sensitive_features=features, method="between_groups")
+        assert gaps["equalized_odds"]["value"] == pytest.approx(odds, abs=1e-12)
+        assert gaps["equalized_odds"]["ratio"] == pytest.approx(
+            equalized_odds_ratio(y, pred, sensitive_features=features, method="between_groups"), abs=1e-12
+        )
+        parity = demographic_parity_difference(y, pred, sensitive_features=features, method="between_groups")
+        assert gaps["demographic_parity"]["value"] == pytest.approx(parity, abs=1e-12)
+        assert gaps["demographic_parity"]["ratio"] == pytest.approx(
+            demographic_parity_ratio(y, pred, sensitive_features=features, method="between_groups"), abs=1e-12
+        )
+        recall = MetricFrame(metrics=skm.recall_score, y_true=y, y_pred=pred, sensitive_features=features)
+        assert gaps["equal_opportunity"]["value"] == pytest.approx(recall.difference(method="between_groups"))
+        entry = gaps["equal_opportunity"]
+        assert entry["low"] <= entry["value"] <= entry["high"] and entry["ratio_low"] <= entry["ratio_high"]
+    assert docs["sex"]["gaps"]["equal_opportunity"]["lowest"] == "F"  # the weaker signal for women
+
+
+def test_a_between_groups_gap_can_fail_where_every_gap_to_overall_passes() -> None:
+    """Two groups on either side of the population, each within 0.1 of it, 0.16 apart."""
+    from medops.evaluation.gates import subgroup_gates
+    from medops.evaluation.spec import EvaluateSpec
+
+    def entry(value: float) -> dict[str, float]:
+        return {"value": value, "low": value - 0.01, "high": value + 0.01}
+
+    groups = [
+        {"attribute": "site", "group": g, "kinds": ["site"], "too_small": False, "gaps": {"equal_opportunity": entry(v)},
+         "flagged": []}
+        for g, v in (("north", 0.08), ("south", -0.08))
+    ]  # fmt: skip
+    between = [
+        {"attribute": "site", "groups": ["north", "south"], "gaps": {"equal_opportunity": {
+            "value": 0.16, "low": 0.12, "high": 0.2, "ratio": 0.75, "ratio_low": 0.7, "ratio_high": 0.8,
+            "highest": "north", "lowest": "south"}}}
+    ]  # fmt: skip
+    overall = EvaluateSpec.model_validate({"subgroups": {"attributes": {"site": {}}},
+                                           "policy": {"subgroup_gaps": {"equal_opportunity": 0.1}}})  # fmt: skip
+    assert [g.passed for g in subgroup_gates(overall, groups, between)] == [True]
+    pairwise = EvaluateSpec.model_validate(
+        {
+            "subgroups": {"attributes": {"site": {}}},
+            "policy": {"subgroup_gaps": {"equal_opportunity": {"max": 0.1, "min_ratio": 0.8,
+                                                               "compare": "between_groups"}}},
+        }
+    )  # fmt: skip
+    difference, ratio = subgroup_gates(pairwise, groups, between)
+    assert not difference.passed and "north against south, difference 0.160" in difference.why
+    assert not ratio.passed and ratio.value == 0.75
+    with pytest.raises(ValueError, match="min_ratio compares groups with each other"):
+        EvaluateSpec.model_validate(
+            {"subgroups": {"attributes": {"site": {}}}, "policy": {"subgroup_gaps": {"auroc": {"min_ratio": 0.9}}}}
+        )

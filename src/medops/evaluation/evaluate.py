@@ -24,6 +24,7 @@ from medops.data.datasets import quarantine_of
 from medops.errors import InvalidInput, NotFound
 from medops.evaluation import gates as gating
 from medops.evaluation import robustness, thresholds
+from medops.evaluation.between import between_groups
 from medops.evaluation.bootstrap import Distribution, bootstrap, paired_difference, percentile_interval
 from medops.evaluation.heldout import out_of_fold
 from medops.evaluation.metrics import METRICS
@@ -153,6 +154,17 @@ def evaluate(
     )
     metrics = {m: _entry(dist, 0, m, boot.level) for m in METRICS}
     subgroup_docs = _subgroup_docs(ts, groups, dist, spec) if spec.subgroups is not None else None
+    between = (
+        between_groups(
+            dist,
+            groups.names,
+            [g for g, doc in enumerate(subgroup_docs, start=1) if not doc["too_small"]],
+            [*GAPS, *sorted(set(spec.policy.gap_rules()) - set(GAPS))],
+            spec.bootstrap.level,
+        )
+        if subgroup_docs is not None
+        else []
+    )
     say("robustness", 0, 1)
     robust = robustness.run(ts.model.predict_proba, ts.frame, ts.y, ts.model.features, ts.schema, spec.robustness, ts.p)
     say("robustness", 1, 1)
@@ -165,7 +177,7 @@ def evaluate(
         *gating.quarantine_gate(spec, lost),
         *gating.metric_gates(spec, metrics),
         *gating.calibration_gates(spec, metrics),
-        *gating.subgroup_gates(spec, subgroup_docs or []),
+        *gating.subgroup_gates(spec, subgroup_docs or [], between),
         *gating.non_inferiority_gate(spec, champ),
     ]
     for group in subgroup_docs or []:
@@ -201,6 +213,7 @@ def evaluate(
             "min_events": spec.subgroups.min_events,
             "attributes": {k: v.model_dump() for k, v in spec.subgroups.attributes.items()},
             "groups": subgroup_docs,
+            "between_groups": between,
         },
         "robustness": robust,
         "input_checks": {

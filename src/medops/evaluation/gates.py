@@ -85,13 +85,20 @@ def calibration_gates(spec: EvaluateSpec, metrics: dict[str, dict[str, float]]) 
     return gates
 
 
-def subgroup_gates(spec: EvaluateSpec, groups: list[dict[str, Any]]) -> list[Gate]:
-    """One gate per gap rule: the worst group (of the rule's attributes, large enough) against the limit.
+def subgroup_gates(
+    spec: EvaluateSpec, groups: list[dict[str, Any]], between: list[dict[str, Any]] | None = None
+) -> list[Gate]:
+    """One gate per gap rule: the worst group (of the rule's attributes, large enough) against the limit,
+    or, for ``compare: between_groups``, the widest gap between two groups of one attribute.
 
     Marks each offending group's ``flagged`` list in place.
     """
     gates = []
     for gap, rule in spec.policy.gap_rules().items():
+        if rule.compare == "between_groups":
+            gates += _between_gates(gap, rule, between or [])
+            continue
+        assert rule.max is not None
         worst: tuple[float, str] | None = None
         offenders = []
         for group in groups:
@@ -124,6 +131,46 @@ def subgroup_gates(spec: EvaluateSpec, groups: list[dict[str, Any]]) -> list[Gat
             + f"; largest {worst[1]} at {worst[0]:.3f}"
         )
         gates.append(Gate(criterion, "subgroup", worst[0], rule.max, passed, why))
+    return gates
+
+
+def _between_gates(gap: str, rule: GapRule, between: list[dict[str, Any]]) -> list[Gate]:
+    """The widest difference (and the lowest ratio) between two eligible groups of any attribute in scope."""
+    scope = f" over {', '.join(rule.attributes)}" if rule.attributes else ""
+    on = " (CI lower bound)" if rule.check == "ci_lower" else ""
+    entries = [
+        (doc["attribute"], doc["gaps"][gap])
+        for doc in between
+        if gap in doc["gaps"] and _applies(rule, doc["attribute"].split(" × "))
+    ]
+    gates = []
+    for bound, kind in ((rule.max, "difference"), (rule.min_ratio, "ratio")):
+        if bound is None:
+            continue
+        op = "≤" if kind == "difference" else "≥"
+        criterion = f"{gap} between-groups {kind} {op} {bound:g}{on}{scope}"
+        if not entries:
+            gates.append(Gate(criterion, "subgroup", None, bound, False, "no attribute with two groups large enough"))
+            continue
+
+        def judged(entry: dict[str, Any], kind: str = kind) -> float:
+            if kind == "difference":
+                return float(entry["low"] if rule.check == "ci_lower" else entry["value"])
+            return float(entry["ratio_high"] if rule.check == "ci_lower" else entry["ratio"])
+
+        finite = [(a, e) for a, e in entries if math.isfinite(judged(e))]
+        if not finite:
+            gates.append(Gate(criterion, "subgroup", None, bound, False, f"the {kind} is undefined"))
+            continue
+        pick = max if kind == "difference" else min
+        attribute, entry = pick(finite, key=lambda item: judged(item[1]))
+        value = judged(entry)
+        passed = value <= bound if kind == "difference" else value >= bound
+        why = (
+            f"{attribute}: {entry['highest']} against {entry['lowest']}, {kind} {value:.3f}, "
+            f"{'within' if passed else 'beyond'} {bound:g}"
+        )
+        gates.append(Gate(criterion, "subgroup", value, bound, passed, why))
     return gates
 
 

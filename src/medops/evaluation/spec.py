@@ -120,9 +120,20 @@ class MetricRule(_Strict):
 
 
 class GapRule(_Strict):
-    max: Annotated[float, Field(ge=0)]
+    max: Annotated[float, Field(ge=0)] | None = None
     check: Literal["value", "ci_lower"] = "value"  # ci_lower: fail only when the whole interval is beyond max
     attributes: list[str] | None = None  # default: every attribute and intersection
+    # overall: each group against the whole test set; between_groups: the highest group against the lowest
+    compare: Literal["overall", "between_groups"] = "overall"
+    min_ratio: Fraction | None = None  # between_groups: the lowest group over the highest, at least this
+
+    @model_validator(mode="after")
+    def _bounded(self) -> GapRule:
+        if self.max is None and self.min_ratio is None:
+            raise ValueError("give max, or min_ratio with compare: between_groups")
+        if self.min_ratio is not None and self.compare != "between_groups":
+            raise ValueError("min_ratio compares groups with each other: set compare: between_groups")
+        return self
 
 
 class CalibrationRule(_Strict):
