@@ -233,8 +233,8 @@ def test_a_between_groups_gap_can_fail_where_every_gap_to_overall_passes() -> No
         return {"value": value, "low": value - 0.01, "high": value + 0.01}
 
     groups = [
-        {"attribute": "site", "group": g, "kinds": ["site"], "too_small": False, "gaps": {"equal_opportunity": entry(v)},
-         "flagged": []}
+        {"attribute": "site", "group": g, "kinds": ["site"], "too_small": False, "flagged": [],
+         "gaps": {"equal_opportunity": entry(v)}}
         for g, v in (("north", 0.08), ("south", -0.08))
     ]  # fmt: skip
     between = [
