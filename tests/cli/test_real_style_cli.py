@@ -7,15 +7,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from medops.workspace import Workspace
 from tests.cli.test_cli import run
 from tests.conftest import PASSWORD
 from tests.real_style import write_project
 
-TEAM = {"alice": "data_scientist", "victor": "validator", "carol": "clinical_reviewer", "ming": "ml_engineer"}
+TEAM = {
+    "alice": "data_scientist",
+    "victor": "validator",
+    "carol": "clinical_reviewer",
+    "ming": "ml_engineer",
+    "oscar": "auditor",
+}
 
 
 @pytest.mark.slow
@@ -80,6 +88,21 @@ def test_a_flat_extract_from_init_to_production(
     assert code == 0, err
     governing = json.loads(out)
     assert governing["passed"] and governing["governing"]
+    preds = tmp_path / "predictions.csv"
+    code, _, err = medops("carol", "evaluations", "export", governing["evaluation"], "--predictions", str(preds))
+    assert code != 0 and "may not" in err and not preds.exists()
+    code, out, err = medops("oscar", "evaluations", "export", governing["evaluation"], "--predictions", str(preds))
+    assert code == 0, err
+    rows = pd.read_csv(preds)  # an auditor recomputes the headline numbers from the rows alone
+    assert rows["patient_id"].str.startswith("pat_").all() and {"group:sex", "group:age_band"} <= set(rows.columns)
+    assert rows["label"].mean() == pytest.approx(governing["metrics"]["prevalence"]["value"], abs=1e-12)
+    assert roc_auc_score(rows["label"], rows["score"]) == pytest.approx(
+        governing["metrics"]["auroc"]["value"], abs=1e-12
+    )
+    decided = rows["score"] >= governing["threshold"]
+    assert (decided == rows["decision"].astype(bool)).all()
+    sensitivity = (decided & (rows["label"] == 1)).sum() / (rows["label"] == 1).sum()
+    assert sensitivity == pytest.approx(governing["metrics"]["sensitivity"]["value"], abs=1e-12)
     loose = (home / "medops.yaml").read_text().replace("auroc: {min: 0.6, check: ci_lower}", "auroc: {min: 0.5}")
     (tmp_path / "loose.yaml").write_text(loose)
     code, out, err = medops("victor", "evaluate", run_id, "-p", str(tmp_path / "loose.yaml"), "--json")

@@ -8,14 +8,15 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, console, open_workspace, print_json, table
+from medops.cli.common import JsonOption, console, ok, open_workspace, print_json, table
 from medops.cli.data import ProjectOption, project_at
+from medops.errors import InvalidInput
 
 EPILOG = (
     "Examples:  medops evaluate   ·   medops evaluate RUN --champion PRODUCTION_RUN --out reports/   ·   "
-    "medops evaluations list"
+    "medops evaluations list   ·   medops evaluations export EVAL --predictions preds.csv"
 )
-app = typer.Typer(help="Stored clinical validations: list them, show one's gates.")
+app = typer.Typer(help="Stored clinical validations: list them, show one's gates, export its per-row predictions.")
 
 
 def evaluate(
@@ -191,3 +192,44 @@ def show_cmd(
     if not info.governing:
         console.print(f"exploratory: policy {info.policy_sha256[:12]} is not the workspace's; it can't gate production")
     _gates(info.gates)
+
+
+@app.command(
+    "export",
+    epilog="Examples:  medops evaluations export 3f2a9c --predictions preds.csv   ·   ... --predictions preds.parquet",
+)
+def export_cmd(
+    ref: str = typer.Argument(..., help="Evaluation id (or its first 6+ characters)."),
+    predictions: Path = typer.Option(
+        ..., "--predictions", help="Write every test row's outcome, score and decision here (.csv or .parquet)."
+    ),
+) -> None:
+    """Write an evaluation's per-row test predictions (pseudonymized ids only), to recompute its numbers.
+
+    Each row: its position, the patient's pseudonym (grouped splits), the outcome, the score, the
+    decision at the evaluation's threshold, and each subgroup attribute. Audited.
+    """
+    from medops.evaluation.records import predictions as read_predictions
+    from medops.workspace import write_atomic_bytes
+
+    path = predictions.expanduser()
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise InvalidInput(f"{path}: write predictions to a .csv or a .parquet file")
+    with open_workspace() as ws:
+        table = read_predictions(ws, ref, actor=ws.actor)
+    write_atomic_bytes(path, _encode(table, path.suffix.lower()))
+    ok(f"{table.num_rows:,} predictions written to {path}")
+
+
+def _encode(table: Any, suffix: str) -> bytes:
+    import io
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    if suffix == ".csv":
+        pacsv.write_csv(table, sink)
+    else:
+        pq.write_table(table, sink)
+    return sink.getvalue()

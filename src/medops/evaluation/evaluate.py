@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from medops.clock import utc_now
 from medops.data.datasets import get as get_dataset
@@ -28,6 +29,7 @@ from medops.evaluation.between import between_groups
 from medops.evaluation.bootstrap import Distribution, bootstrap, paired_difference, percentile_interval
 from medops.evaluation.heldout import out_of_fold
 from medops.evaluation.metrics import METRICS
+from medops.evaluation.records import PREDICTIONS
 from medops.evaluation.spec import GAPS, EvaluateSpec
 from medops.evaluation.subgroups import GroupSet, attribute_values, build_groups
 from medops.store.lineage import Edge, dataset_refs, walk
@@ -137,7 +139,7 @@ def evaluate(
             )
     threshold_doc = _threshold(ts, spec, say)
     threshold = threshold_doc["value"]
-    groups = _groups(ts, spec, ts.config.group, source, where)
+    groups, attributes = _groups(ts, spec, ts.config.group, source, where)
     boot = spec.bootstrap
     say("bootstrap", 0, boot.resamples)
     clusters = ts.clusters
@@ -222,6 +224,8 @@ def evaluate(
             "required": ts.schema.required,
         },
         "champion": champ,
+        "predictions": {"rows": len(ts.y), "threshold": threshold},
+        PREDICTIONS: predictions_table(ts, threshold, attributes),  # stored as Parquet by records.record
         "gates": [g.doc() for g in gates],
         "card": spec.model_card.model_dump(),
     }
@@ -252,11 +256,25 @@ def _entry(dist: Distribution, group: int, metric: str, level: float) -> dict[st
 
 def _groups(
     ts: TestSet, spec: EvaluateSpec, entity: str | None, source: Callable[[str], pd.DataFrame] | None, where: Where
-) -> GroupSet:
+) -> tuple[GroupSet, dict[str, pd.Series]]:
     if spec.subgroups is None:
-        return build_groups({}, [], len(ts.y))
+        return build_groups({}, [], len(ts.y)), {}
     values = attribute_values(ts.frame, spec.subgroups, entity=entity, source=source or _no_source, where=where)
-    return build_groups(values, spec.subgroups.intersections, len(ts.y))
+    return build_groups(values, spec.subgroups.intersections, len(ts.y)), dict(values)
+
+
+def predictions_table(ts: TestSet, threshold: float, attributes: dict[str, pd.Series]) -> pa.Table:
+    """Every test row's outcome, score and decision, with its (pseudonymized) patient and subgroup values:
+    enough for anyone to recompute every number of the evaluation independently."""
+    columns: dict[str, Any] = {"row": pa.array(np.arange(len(ts.y)), pa.int64())}
+    if ts.clusters is not None:
+        columns[str(ts.config.group)] = pa.array([None if v is None else str(v) for v in ts.clusters], pa.string())
+    columns["label"] = pa.array(ts.y.astype(np.int8))
+    columns["score"] = pa.array(ts.p.astype(np.float64))
+    columns["decision"] = pa.array((ts.p >= threshold).astype(np.int8))
+    for name, values in attributes.items():
+        columns[f"group:{name}"] = pa.array([None if pd.isna(v) else str(v) for v in values], pa.string())
+    return pa.table(columns)
 
 
 def _no_source(name: str) -> pd.DataFrame:

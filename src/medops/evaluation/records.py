@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy import select
 
 from medops.errors import InvalidInput, NotFound
@@ -23,6 +25,8 @@ from medops.training.tracking import run_node
 from medops.workspace import Workspace
 
 EVALUATE_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.VALIDATOR, Role.ADMIN}
+PREDICTIONS = "_predictions"  # a document's per-row table until it is stored: never part of the JSON
+EXPORT_ROLES = EVALUATE_ROLES | {Role.AUDITOR}  # an auditor recomputes; nobody else needs the rows
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ def record(
     ws: Workspace, doc: dict[str, Any], report: str, card_markdown: str, card_html: str, *, actor: str
 ) -> EvaluationInfo:
     """Store an evaluation: files first (content-addressed, harmless if the transaction fails), then rows."""
-    governing = mark_governing(ws, doc)
+    governing = finalize(ws, doc)
     digests = {
         "document": ws.artifacts.put(json.dumps(doc, sort_keys=True, default=str, allow_nan=True).encode()),
         "report": ws.artifacts.put(report.encode()),
@@ -102,6 +106,37 @@ def record(
             **digests,
         }
     return get(ws, doc["id"])
+
+
+def _put_parquet(ws: Workspace, table: pa.Table) -> str:
+    path = ws.artifacts.staging_path()
+    try:
+        pq.write_table(table, path)
+        return ws.artifacts.adopt(path)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def predictions(ws: Workspace, ref: str, *, actor: str) -> pa.Table:
+    """An evaluation's per-row predictions, read back verified; reading them is role-checked and audited."""
+    info = get(ws, ref)
+    doc = json.loads(ws.artifacts.read_bytes(info.document))
+    digest = (doc.get("predictions") or {}).get("sha256")
+    if not digest:
+        raise NotFound(f"evaluation {info.short} stored no per-row predictions", hint="evaluate the run again")
+    with ws.users.authorized(actor, "evaluation.export", "evaluation", info.id, EXPORT_ROLES) as ch:
+        table = pq.read_table(ws.artifacts.local_path(digest))
+        ch.after = {"predictions": digest, "rows": table.num_rows}
+    return table
+
+
+def finalize(ws: Workspace, doc: dict[str, Any]) -> bool:
+    """Complete a new evaluation's document before its report is rendered (so the report's hash of it holds):
+    whether it governs, and its per-row predictions stored as Parquet. Returns whether it governs."""
+    table = doc.pop(PREDICTIONS, None)
+    if table is not None:  # pseudonymized ids only: for recomputing every number independently
+        doc["predictions"] = {**(doc.get("predictions") or {}), "sha256": _put_parquet(ws, table)}
+    return mark_governing(ws, doc)
 
 
 def mark_governing(ws: Workspace, doc: dict[str, Any]) -> bool:

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from medops.data.datasets import get as get_dataset
 from medops.errors import ConfigError, InvalidInput
 from medops.evaluation.evaluate import evaluate
-from medops.evaluation.records import EVALUATE_ROLES, EvaluationInfo, mark_governing, record
+from medops.evaluation.records import EVALUATE_ROLES, EvaluationInfo, finalize, record
 from medops.evaluation.report import render_model_card, render_report
 from medops.pipelines.project import LoadedProject
 from medops.store.lineage import dataset_refs, walk
@@ -84,7 +84,7 @@ def evaluate_from_project(
         actor=who,
         progress=progress,
     )
-    mark_governing(ws, doc)  # the report says whether this evaluation can gate production
+    finalize(ws, doc)  # the report says whether this evaluation can gate production, and hashes the final document
     report = render_report(doc)
     card_markdown, card_html = render_model_card(doc)
     info = record(ws, doc, report, card_markdown, card_html, actor=who)
