@@ -55,7 +55,7 @@ def test_a_version_predicts_with_input_checks(registry: tuple[Workspace, str]) -
     assert version.record()["bundle_sha256"] == version.artifact_sha256
     wrong = inside.copy()
     wrong.loc[3, "age"] = 65 * 12  # months where years are expected
-    with pytest.raises(InvalidInput, match="row 3, column 'age': outside the training range"):
+    with pytest.raises(InvalidInput, match="row 3, column 'age': outside the accepted range"):
         predictor.predict_proba(wrong)
     with pytest.raises(InvalidInput, match="input has no column 'los'"):
         predictor.predict(inside.drop(columns=["los"]))
@@ -218,3 +218,33 @@ def test_an_imported_version_needs_a_validator_here_to_accept_its_evaluation(
         assert [(m.name, m.version) for m in moves] == [("production", imported.version)]
     with pytest.raises(InvalidInput, match="trained here"):
         approvals.accept_evaluation(ws, ("readmission", 1), "victor", PASSWORD, "mine")
+
+
+def test_serving_accepts_what_validation_accepted_and_a_model_may_flag_instead(
+    registry: tuple[Workspace, str],  # noqa: F811
+) -> None:
+    """Built on training ranges alone, the predictor refused test rows its own validation had scored."""
+    from medops.evaluation.evaluate import test_set
+    from medops.evaluation.records import get as get_evaluation
+    from medops.evaluation.records import record
+    from tests.evaluation.test_evaluate import _evaluate, govern
+
+    ws, run = registry
+    tracker = Tracker(ws)
+    version = versions.register(ws, run, "readmission", actor="alice")
+    assert version.evaluation_id is not None
+    doc = json.loads(ws.artifacts.read_bytes(get_evaluation(ws, version.evaluation_id).document))
+    ts = test_set(tracker, run, lambda loc: ".".join(loc))
+    assert ts.schema.flagged(ts.frame).sum() > 0  # the training ranges alone refuse some of the test rows
+    assert doc["serving"]["test_rows_refused"] == 0 and doc["serving"]["out_of_range"] == "reject"
+    predictor = load_model(ws, version.ref)
+    assert len(predictor.predict_proba(ts.frame)) == len(ts.frame)  # every row validation scored is served
+    age = predictor.bundle.input_schema["features"][predictor.features.index("age")]
+    assert age["min"] < ts.schema.numeric["age"][0] and age["max"] > ts.schema.numeric["age"][1]
+    govern(ws, serving={"out_of_range": "flag"})
+    record(ws, _evaluate(tracker, run, serving={"out_of_range": "flag"}), "", "", "", actor="victor")
+    flagging = load_model(ws, versions.register(ws, run, "readmission", actor="alice").ref)
+    wrong = ts.frame.head(5).copy()
+    wrong.loc[3, "age"] = 65 * 12
+    scores = flagging.predict_proba(wrong)  # scored, not refused, and the row is named
+    assert len(scores) == 5 and np.flatnonzero(flagging.flags["age"]).tolist() == [3]

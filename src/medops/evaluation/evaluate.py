@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from medops.evaluation.bootstrap import Distribution, bootstrap, paired_differen
 from medops.evaluation.heldout import out_of_fold
 from medops.evaluation.metrics import METRICS
 from medops.evaluation.records import PREDICTIONS
+from medops.evaluation.serving_ranges import refused_rows, serving_doc, serving_schema
 from medops.evaluation.spec import GAPS, EvaluateSpec
 from medops.evaluation.subgroups import GroupSet, attribute_values, build_groups
 from medops.store.lineage import Edge, dataset_refs, walk
@@ -127,8 +128,13 @@ def evaluate(
     champion: str | None = None,
     actor: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    declared_ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
-    """The evaluation document of run ``ref`` under ``spec`` (nothing is stored here)."""
+    """The evaluation document of run ``ref`` under ``spec`` (nothing is stored here).
+
+    ``declared_ranges``: plausible ranges the sources' contracts declare, by column; a feature of that
+    name is served (and judged here) by it rather than by its widened training range.
+    """
     say = progress or (lambda step, done, total: None)
     ts = test_set(tracker, ref, where)
     for name in spec.robustness.unit_errors:
@@ -137,6 +143,8 @@ def evaluate(
                 f"{where(('evaluate', 'robustness', 'unit_errors', name))}: {name!r} is not a feature of the model",
                 hint=f"features: {', '.join(ts.model.features)}",
             )
+    served, origin = serving_schema(ts.schema, ts.train_frame, spec.serving, declared_ranges or {})
+    serving = serving_doc(served, origin, spec.serving, refused_rows(served, ts.frame))
     threshold_doc = _threshold(ts, spec, say)
     threshold = threshold_doc["value"]
     groups, attributes = _groups(ts, spec, ts.config.group, source, where)
@@ -218,6 +226,7 @@ def evaluate(
             "between_groups": between,
         },
         "robustness": robust,
+        "serving": serving,
         "input_checks": {
             "numeric": {k: list(v) for k, v in ts.schema.numeric.items()},
             "categorical": ts.schema.categorical,

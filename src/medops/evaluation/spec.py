@@ -99,6 +99,19 @@ class UnitError(_Strict):
     note: str = ""
 
 
+class ServingSpec(_Strict):
+    """What the registered model will accept: validation and serving judge inputs by the same ranges.
+
+    A numeric feature's range is its contract's (a plausible clinical range) where the feature is a
+    contract column that declares one, else the training range widened by ``range_margin`` of its
+    width on each side (and by at least 1 for a whole-number feature, a count one above the training
+    maximum being no surprise). ``out_of_range``: refuse such a row, or score it and flag it.
+    """
+
+    range_margin: Annotated[float, Field(ge=0, le=10)] = 0.1
+    out_of_range: Literal["reject", "flag"] = "reject"
+
+
 class RobustnessSpec(_Strict):
     noise: Annotated[float, Field(ge=0)] = 0.1  # Gaussian noise, in standard deviations of each numeric feature
     out_of_range: Fraction = 0.05  # share of rows given a value just outside the training range
@@ -190,6 +203,7 @@ class EvaluateSpec(_Strict):
     bootstrap: BootstrapSpec = BootstrapSpec()
     subgroups: SubgroupsSpec | None = None
     robustness: RobustnessSpec = RobustnessSpec()
+    serving: ServingSpec = ServingSpec()
     policy: PolicySpec = PolicySpec()
     model_card: ModelCardSpec = ModelCardSpec()
 

@@ -83,6 +83,12 @@ def evaluate_from_project(
         champion=champion,
         actor=who,
         progress=progress,
+        declared_ranges={
+            name: (column.range[0], column.range[1])
+            for contract in project.contracts.values()
+            for name, column in contract.columns.items()
+            if column.range is not None
+        },
     )
     finalize(ws, doc)  # the report says whether this evaluation can gate production, and hashes the final document
     report = render_report(doc)

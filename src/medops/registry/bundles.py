@@ -101,8 +101,9 @@ class Bundle:
         return dict(json.loads(self.file("output_schema.json")))
 
 
-def input_schema_doc(schema: InputSchema, features: list[str]) -> dict[str, Any]:
-    """The input schema as a bundle states it: every feature in order, with what it accepts."""
+def input_schema_doc(schema: InputSchema, features: list[str], *, out_of_range: str = "reject") -> dict[str, Any]:
+    """The input schema as a bundle states it: every feature in order, with what it accepts, and what
+    happens to a row outside it (``reject``, or ``flag``: scored and flagged)."""
     out = []
     for name in features:
         entry: dict[str, Any] = {"name": name, "required": name in schema.required}
@@ -113,7 +114,7 @@ def input_schema_doc(schema: InputSchema, features: list[str]) -> dict[str, Any]
         else:
             entry.update(type="any")
         out.append(entry)
-    return {"features": out}
+    return {"features": out, "out_of_range": out_of_range}
 
 
 def schema_from_doc(doc: dict[str, Any]) -> InputSchema:

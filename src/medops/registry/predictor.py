@@ -36,6 +36,8 @@ class Predictor:
     compiled: Compiled | None = None  # the same inference as plain arrays (see compiled.py)
     features: list[str] = field(default_factory=list)
     _model: FittedModel | None = None
+    out_of_range: str = "reject"  # or "flag": scored, and listed in ``flags`` (the model's policy, from its bundle)
+    flags: dict[str, np.ndarray] = field(default_factory=dict)  # the last call's rows outside the checks, by feature
 
     @property
     def model(self) -> FittedModel:
@@ -62,7 +64,11 @@ class Predictor:
             )
         columns = {f: frame[f].to_numpy() for f in self.features}
         problems = []
-        for column, rows in self.schema.check_columns(columns, len(frame)).items():
+        checked = self.schema.check_columns(columns, len(frame))
+        self.flags = {column: rows for column, rows in checked.items() if rows.any()}
+        if self.out_of_range == "flag":
+            return columns
+        for column, rows in checked.items():
             for row in np.flatnonzero(rows)[:MAX_LISTED]:
                 problems.append(f"row {int(row)}, column {column!r}: {self._why(column, columns[column][row])}")
         if problems:
@@ -74,7 +80,7 @@ class Predictor:
             return "missing, and it never was in training"
         if column in self.schema.numeric:
             low, high = self.schema.numeric[column]
-            return f"outside the training range [{low:g}, {high:g}]"
+            return f"outside the accepted range [{low:g}, {high:g}]"
         return "a category not seen in training"
 
     def predict_proba(self, frame: pd.DataFrame, *, check: bool = True) -> np.ndarray:
@@ -125,11 +131,16 @@ def load_bundle_file(path: str | Path, public_key: str) -> Predictor:
 def _predictor(data: bytes, trusted: dict[str, str]) -> Predictor:
     bundle = read(data, trusted)  # every file checked: a tampered bundle is refused whole, even a part unused here
     schema, threshold = schema_from_doc(bundle.input_schema), float(bundle.output_schema["threshold"])
+    policy = str(bundle.input_schema.get("out_of_range", "reject"))
     if "model.txt" in bundle.raw:  # LightGBM: its own text model and the statistics, no pipeline to build
         import lightgbm
 
         booster = lightgbm.Booster(model_str=bundle.file("model.txt").decode())
         compiled = from_doc(json.loads(bundle.file("inference.json")), booster)
-        return Predictor(bundle, schema, threshold, compiled, features=list(bundle.metadata["features"]))
+        return Predictor(
+            bundle, schema, threshold, compiled, features=list(bundle.metadata["features"]), out_of_range=policy
+        )
     model = load_fitted(bundle)
-    return Predictor(bundle, schema, threshold, compile_pipeline(model.pipeline), list(model.features), model)
+    return Predictor(
+        bundle, schema, threshold, compile_pipeline(model.pipeline), list(model.features), model, out_of_range=policy
+    )

@@ -23,6 +23,7 @@ from medops.errors import InvalidInput, NotFound
 from medops.evaluation.governing import governing_policy
 from medops.evaluation.records import EvaluationInfo, list_for
 from medops.evaluation.records import get as get_evaluation
+from medops.evaluation.serving_ranges import schema_from_serving
 from medops.identity.roles import Role
 from medops.registry import bundles
 from medops.registry.compiled import compile_pipeline, to_doc
@@ -117,6 +118,9 @@ def register(
         raise InvalidInput(f"run {info.short} stored no input schema", hint="train it again with this medops")
     evaluated = json.loads(ws.artifacts.read_bytes(evaluations[0].document)) if evaluations else None
     threshold = float(evaluated["threshold"]["value"]) if evaluated else 0.5
+    serving = (evaluated or {}).get("serving")
+    if serving:  # the ranges the validation judged the test rows by: serving accepts what validation accepted
+        schema = schema_from_serving(serving)
     recipe = stored.recipe(tracker, info)
     fitted = stored.model(tracker, info)  # the run's file, verified by its SHA-256 before unpickling
     compiled = compile_pipeline(fitted.pipeline)
@@ -130,7 +134,9 @@ def register(
         bundle = bundles.build(
             ws.signing_key(),
             model=model_bytes,
-            input_schema=bundles.input_schema_doc(schema, list(recipe["features"])),
+            input_schema=bundles.input_schema_doc(
+                schema, list(recipe["features"]), out_of_range=serving["out_of_range"] if serving else "reject"
+            ),
             output_schema={"type": "probability", "classes": [0, 1], "positive": 1, "threshold": threshold},
             metadata={
                 "model": name,
