@@ -252,3 +252,29 @@ def test_ingest_leaves_no_working_files(workspace: Workspace, project: LoadedPro
     ingest(workspace, table_plan(project, "observations"), now=NOW)  # unique keys, a quarantine
     temp = Path(workspace.artifacts.root) / ".tmp"
     assert not temp.exists() or not any(temp.iterdir())
+
+
+def test_a_quarantine_sample_shows_the_failing_value_and_the_key_but_never_an_identifier(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    from medops.data.contracts import ContractSpec
+
+    path = tmp_path / "labs.csv"
+    path.write_text("patient_id,ssn,albumin\nP1,123-45-6789,3.5\nP2,12-x,3.4\nP3,987-65-4320,abc\n")
+    spec = ContractSpec.model_validate(
+        {
+            "table": "labs",
+            "columns": {
+                "patient_id": {"nullable": False},
+                "ssn": {"type": "string", "allowed": ["123-45-6789", "987-65-4320"]},
+                "albumin": {"type": "float"},
+            },
+        }
+    )
+    actions = {"patient_id": "pseudonymize", "ssn": "drop", "albumin": "keep"}
+    result = ingest(workspace, TablePlan("labs", CsvSource(path), actions, spec), actor="admin")
+    rules = {r["rule"]: r["samples"] for r in result.dataset.details["contract"]["rules"]}
+    [albumin] = rules["albumin: not a float"]
+    assert albumin["_value"] == "abc" and albumin["_key"]["patient_id"].startswith("pat_") and albumin["_row"] == 3
+    [ssn] = rules["ssn: allowed values"]
+    assert ssn["_value"] == "(withheld: the column is de-identified)" and "12-x" not in str(result.dataset.details)

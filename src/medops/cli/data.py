@@ -112,14 +112,25 @@ def _print_result(result: IngestResult) -> None:
         console.print(f"    [yellow]warning[/]      {escape(warning)}")
 
 
+def _sample_line(sample: dict[str, Any]) -> str:
+    """Row number, the failing column's value, the row's key (whole), then the rest of the row."""
+    head = [f"row {sample.get('_row')}"]
+    if "_column" in sample:
+        head.append(f"{sample['_column']} = {sample['_value']!r}")
+    key = sample.get("_key") or {}
+    head += [f"{k}={v}" for k, v in key.items()]
+    shown = {"_row", "_column", "_value", "_key", *key}
+    rest = ", ".join(f"{k}={v}" for k, v in sample.items() if k not in shown and v is not None)
+    return "; ".join(head) + (f"  [{rest[:200]}{'…' if len(rest) > 200 else ''}]" if rest else "")
+
+
 def _print_contract(contract: dict[str, Any], limit: int = 5) -> None:
     for rule, count in contract.get("normalized", {}).items():
         console.print(f"    normalized   {count:,} rows: {escape(rule)}")
     for rule in contract.get("rules", []):
         console.print(f"    [yellow]rule[/]         {escape(rule['rule'])}: {rule['failures']:,} rows")
         for sample in rule.get("samples", [])[:limit]:
-            shown = ", ".join(f"{k}={v}" for k, v in sample.items() if v is not None)
-            console.print(f"                 [dim]{escape(shown[:150])}[/]")
+            console.print(f"                 {escape(_sample_line(sample))}")
     if contract.get("stale"):
         console.print(f"    [yellow]stale[/]        {escape(contract['stale'])}")
 

@@ -207,16 +207,34 @@ class _Run:
             kept = pa.Table.from_arrays(
                 [*meta.columns, *cleaned.columns], names=meta.column_names + cleaned.column_names
             )
-            self._sample(kept)
+            self._sample(kept, raw, int(rows[0]))
             if outcome == "quarantine":
                 self.bad.write(kept)
 
-    def _sample(self, kept: pa.Table) -> None:
+    def _sample(self, kept: pa.Table, raw: pa.Table, first_row: int) -> None:
+        """A few rows per broken rule: the failing column's value as it came (where its de-identification
+        keeps it: a value of an identifying column is never shown), the row's key, the row."""
+        keys = [c for c in (self.deid.patient_column, *self._unique_keys()) if c in kept.column_names]
         for record in kept.slice(0, SAMPLES_PER_RULE * 20).to_pylist():
             for rule in str(record["_reasons"]).split("; "):
                 bucket = self.samples.setdefault(rule, [])
-                if len(bucket) < SAMPLES_PER_RULE:
-                    bucket.append({k: _jsonable(v) for k, v in record.items() if k != "_reasons"})
+                if len(bucket) >= SAMPLES_PER_RULE:
+                    continue
+                sample = {k: _jsonable(v) for k, v in record.items() if k != "_reasons"}
+                column = rule.split(":", 1)[0]
+                if ":" in rule and column in raw.column_names and not rule.startswith("rule: "):
+                    kept_as_is = self.deid.actions.get(column) == "keep"
+                    value = raw.column(column)[int(record["_row"]) - first_row].as_py() if kept_as_is else None
+                    sample["_column"] = column
+                    sample["_value"] = _jsonable(value) if kept_as_is else "(withheld: the column is de-identified)"
+                sample["_key"] = {k: _jsonable(record.get(k)) for k in dict.fromkeys(keys)}
+                bucket.append(sample)
+
+    def _unique_keys(self) -> list[str]:
+        if self.contract is None:
+            return []
+        spec = self.contract.spec
+        return [n for n, c in spec.columns.items() if c.unique] + list(spec.unique or [])
 
     def abort(self) -> None:
         if self.contract:
