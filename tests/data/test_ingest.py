@@ -278,3 +278,27 @@ def test_a_quarantine_sample_shows_the_failing_value_and_the_key_but_never_an_id
     assert albumin["_value"] == "abc" and albumin["_key"]["patient_id"].startswith("pat_") and albumin["_row"] == 3
     [ssn] = rules["ssn: allowed values"]
     assert ssn["_value"] == "(withheld: the column is de-identified)" and "12-x" not in str(result.dataset.details)
+
+
+def test_ingesting_earlier_content_again_makes_it_current_and_a_version_can_be_pinned(
+    team: Workspace, tmp_path: Path
+) -> None:
+    from medops.data.datasets import use
+
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text("patient_id,x\nP1,1\nP2,2\n")
+    bad.write_text("patient_id,x\nP1,1\n")  # a truncated extract
+    actions = {"patient_id": "pseudonymize", "x": "keep"}
+    first = ingest(team, TablePlan("t", CsvSource(good), actions), actor="alice").dataset
+    second = ingest(team, TablePlan("t", CsvSource(bad), actions), actor="alice").dataset
+    assert datasets.get(team.db, "t").version == second.version
+    again = ingest(team, TablePlan("t", CsvSource(good), actions), actor="alice")
+    assert not again.new and datasets.get(team.db, "t").version == first.version  # current again, nothing new
+    use(team, f"t@{second.version[:8]}", actor="alice", reason="compare")
+    assert datasets.get(team.db, "t").version == second.version
+    with pytest.raises(PermissionDenied):
+        use(team, f"t@{first.version[:8]}", actor="carol", reason="not hers to decide")
+    with pytest.raises(InvalidInput, match="names no version"):
+        use(team, "t", actor="alice")
+    events = list_events(team.db, AuditFilter(action="dataset.use"), limit=None)
+    assert len(events) == 1 and events[0].before == {"version": first.version}

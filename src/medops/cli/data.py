@@ -248,6 +248,22 @@ def _stats(p: dict[str, Any]) -> str:
     return ""
 
 
+@app.command("use", epilog="Example:  medops data use encounters@3f2a9c -r 'the 12 May extract was truncated'")
+def use_cmd(
+    ref: str = typer.Argument(..., help="NAME@VERSION: the version to make current."),
+    reason: str | None = ReasonOption,
+) -> None:
+    """Make an earlier version a dataset's current one (what NAME alone means from now on); audited.
+
+    Ingesting content identical to an earlier version makes that version current too.
+    """
+    from medops.data.datasets import use
+
+    with open_workspace() as ws:
+        info = use(ws, ref, actor=ws.actor, reason=reason)
+    ok(f"{info.name} now means {info.ref} ({info.rows:,} rows, ingested {info.created_at:%Y-%m-%d %H:%M})")
+
+
 @app.command("diff", epilog="Example:  medops data diff observations@3f2a9c observations")
 def diff_cmd(
     a: str = typer.Argument(..., help="The earlier dataset version."),

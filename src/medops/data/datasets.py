@@ -3,6 +3,10 @@
 A version is the SHA-256 of the dataset's Parquet artifact, so the same content is the
 same version. Its row in the metadata store carries what was learned while making it
 (schema, profile, source hashes, contract result, de-identification report) as JSON.
+
+A dataset's current version (what ``NAME`` alone means) is the one ingested last, even when
+that ingest found the content identical to an earlier version, or the one pinned with
+``use``: a bad ingest is undone by ingesting the good data again, or by pinning.
 """
 
 from __future__ import annotations
@@ -10,14 +14,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from medops.clock import utc_now
 from medops.errors import InvalidInput, NotFound
-from medops.store.database import Database
+from medops.identity.roles import Role
+from medops.store.database import Database, dialect_insert
 from medops.store.lineage import dataset_node
-from medops.store.schema import DatasetVersion
+from medops.store.schema import DatasetHead, DatasetVersion
+
+if TYPE_CHECKING:
+    from medops.workspace import Workspace
+
+USE_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN}
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,12 @@ def get(db: Database, ref: str) -> DatasetInfo:
         query = query.where(DatasetVersion.version.startswith(version))
     query = query.order_by(DatasetVersion.created_at.desc()).limit(2 if version else 1)
     with db.read() as session:
+        if not version:
+            head = session.get(DatasetHead, name)
+            if head is not None:
+                query = select(DatasetVersion).where(
+                    DatasetVersion.name == name, DatasetVersion.version == head.version
+                )
         rows = session.execute(query).scalars().all()
         if not rows:
             raise NotFound(f"no dataset {ref!r}", hint="see the datasets with: medops data list")
@@ -173,3 +191,33 @@ def quarantine_of(db: Database, info: DatasetInfo) -> DatasetInfo | None:
             if found.details.get("quarantine_of") == info.node:
                 return found
     return None
+
+
+def set_head(session: Session, name: str, version: str, who: str, how: str) -> str | None:
+    """Make ``version`` the current one of ``name`` in the caller's transaction; returns the one it replaces."""
+    before = session.get(DatasetHead, name)
+    previous = before.version if before is not None else None
+    values = {"version": version, "set_by": who, "set_at": utc_now(), "how": how}
+    session.execute(
+        dialect_insert(session)(DatasetHead)
+        .values(name=name, **values)
+        .on_conflict_do_update(index_elements=["name"], set_=values)
+    )
+    return previous
+
+
+def use(ws: Workspace, ref: str, *, actor: str, reason: str | None = None) -> DatasetInfo:
+    """Pin a dataset's current version (``NAME@VERSION``): audited, with the version it replaces."""
+    name, _, version = ref.partition("@")
+    if not version:
+        raise InvalidInput(f"{ref!r} names no version", hint="give NAME@VERSION (6+ hex characters of the version)")
+    info = get(ws.db, ref)
+    if info.kind == "quarantine":
+        raise InvalidInput(f"{info.ref} holds quarantined rows: it can't be a dataset's current version")
+    with ws.users.authorized(
+        actor, "dataset.use", "dataset", f"{info.name}@{info.version}", USE_ROLES, reason=reason
+    ) as ch:
+        previous = set_head(ch.session, info.name, info.version, actor, "use")
+        ch.before = {"version": previous}
+        ch.after = {"version": info.version}
+    return info

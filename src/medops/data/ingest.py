@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from medops import __version__
 from medops.clock import utc_now
 from medops.data.contracts import Contract, ContractSpec, ValidationReport
-from medops.data.datasets import DatasetInfo, get
+from medops.data.datasets import DatasetInfo, get, set_head
 from medops.data.deid import Deidentifier, DeidReport, Pseudonymizer, action_error
 from medops.data.parquet_sink import ParquetSink
 from medops.data.prefetch import prefetch
@@ -449,6 +449,8 @@ def _record(
             record.created_at = utc_now()
             ch.session.add(record)
             new = True
+        ch.session.flush()
+        previous = set_head(ch.session, main.name, main.version, who, "ingest")  # identical content: current again
         attrs = {"source": plan.source.name, "kind": source_kind(plan.source)}
         edges = [
             Edge(src, dataset_node(r.name, r.version), "ingest" if r.kind == "data" else "quarantine", attrs)
@@ -471,5 +473,6 @@ def _record(
             "quarantine": f"{records[1].name}@{records[1].version}" if len(records) > 1 else None,
             "source_sha256": fingerprint,
             "unchanged": not new,
+            "replaces": previous if previous != main.version else None,
         }
     return new

@@ -162,6 +162,18 @@ class DatasetVersion(Base):
     created_by: Mapped[str] = mapped_column(String(64))
 
 
+class DatasetHead(Base):
+    """The current version of a dataset: the last ingested, or the one pinned (``how``: ingest or use)."""
+
+    __tablename__ = "dataset_heads"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    how: Mapped[str] = mapped_column(String(16))
+
+
 class LineageEdge(Base):
     """``src`` fed ``dst``; nodes are typed ids such as ``file:<sha256>`` or ``dataset:<name>@<version>``."""
 
