@@ -19,8 +19,12 @@ SPACE = {"num_leaves": {"int": [4, 32]}, "learning_rate": {"float": [0.02, 0.3],
 
 def test_trials_are_nested_runs_and_the_best_is_recorded(team: Workspace) -> None:
     tracker = Tracker(team)
-    config = TrainConfig(FEATURES, "readmitted", ModelSpec("lightgbm", {"n_estimators": 40}), seed=5)
+    config = TrainConfig(
+        FEATURES, "readmitted", ModelSpec("lightgbm", {"n_estimators": 40}), seed=5, feature_views={"vitals": "ab" * 32}
+    )
     result = tune(tracker, data(1200), config, SPACE, trials=8, actor="alice")
+    assert {"kind": "featureview", "name": "vitals", "version": "ab" * 32} in tracker.get(result.run_id).inputs
+    assert "budget.time_cap_hit" not in tracker.get(result.run_id).tags  # the trials, not the clock, ended it
     trials = tracker.list_runs(parent=result.run_id, limit=100)
     assert len(trials) == result.trials == 8 and all(t.state == "finished" for t in trials)
     parent = tracker.get(result.run_id)
@@ -75,3 +79,11 @@ def test_trials_run_in_parallel_on_dask(team: Workspace) -> None:
     assert tracker.get(result.run_id).metrics["best_validation_auroc"] == max(
         t.metrics["validation_auroc"] for t in trials
     )
+
+
+def test_the_time_cap_is_recorded_when_it_stops_the_search(team: Workspace) -> None:
+    tracker = Tracker(team)
+    config = TrainConfig(FEATURES, "readmitted", ModelSpec("lightgbm", {"n_estimators": 40}), seed=5)
+    result = tune(tracker, data(1200), config, SPACE, trials=500, timeout=0.5, actor="alice")
+    assert result.trials < 500
+    assert tracker.get(result.run_id).tags["budget.time_cap_hit"] == f"{result.trials} of 500 trials within 0.5 s"

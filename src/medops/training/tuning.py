@@ -160,6 +160,8 @@ def tune(
     ) as parent:
         for ref in config.inputs:
             parent.log_dataset(ref)
+        for view, version in config.feature_views.items():  # like a plain run: the lineage reaches the views
+            parent.log_input("featureview", view, version)
         record_override(tracker, parent, who, config, allowed)
 
         def objective(trial: Any) -> float:
