@@ -83,6 +83,12 @@ def test_a_flat_extract_from_init_to_production(
         (tmp_path / folder).symlink_to(home / folder)
     code, out, err = medops("alice", "train", "-p", str(tmp_path / "period.yaml"), "--json")
     assert code == 0, err
+    by_period = json.loads(out)["run"]
+    code, out, err = medops("alice", "runs", "reproduce", by_period)
+    assert code == 0, err
+    code, out, err = medops("victor", "evaluate", "-p", str(tmp_path / "period.yaml"), "--json")
+    picked = json.loads(out)["picked"]  # the newest training, not its reproduction
+    assert code in (0, 1) and picked.startswith(f"run {by_period[:12]}: the newest trained run"), err
 
     code, out, err = medops("victor", "evaluate", run_id, "--json")
     assert code == 0, err

@@ -65,6 +65,7 @@ def evaluate(
         print_json(
             {
                 "evaluation": result.info.id,
+                "picked": result.picked,
                 "run": doc["run"]["id"],
                 "passed": doc["passed"],
                 "governing": result.info.governing,
@@ -76,6 +77,8 @@ def evaluate(
         )
     else:
         m = doc["metrics"]
+        if result.picked:
+            console.print(f"evaluating {escape(result.picked)}")
         console.print(
             f"run {doc['run']['id'][:12]} at threshold {doc['threshold']['value']:.3f} "
             f"({escape(doc['threshold']['rule'])}): AUROC {_ci(m['auroc'])}, sensitivity {_ci(m['sensitivity'])}, "

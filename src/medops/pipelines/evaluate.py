@@ -32,12 +32,14 @@ class Evaluated:
     info: EvaluationInfo
     doc: dict[str, Any]
     files: list[Path]
+    picked: str | None = None  # how the run was chosen, when the caller named none
 
 
 def latest_trained(tracker: Tracker, experiment: str) -> str:
-    """The newest finished top-level run of the experiment that stored a model."""
-    for run in tracker.list_runs(experiment=experiment, state="finished", top_level=True, limit=50):
-        if "model_sha256" in run.tags:
+    """The newest finished top-level run of the experiment that stored a model and is not a reproduction
+    (a reproduction checks a run; it is not the candidate)."""
+    for run in tracker.list_runs(experiment=experiment, state="finished", top_level=True, limit=200):
+        if "model_sha256" in run.tags and "reproduces" not in run.tags:
             return run.id
     raise InvalidInput(f"no finished training in experiment {experiment!r}", hint="train one first: medops train")
 
@@ -58,9 +60,11 @@ def evaluate_from_project(
     who = actor or ws.actor
     ws.users.require_role(who, "evaluation.record", EVALUATE_ROLES)  # before minutes of work, not after
     tracker = Tracker(ws)
+    picked = None
     if run is None:
         experiment = project.spec.train.experiment if project.spec.train else "default"
         run = latest_trained(tracker, experiment)
+        picked = f"run {run[:12]}: the newest trained run of experiment {experiment!r} (reproductions skipped)"
     run = tracker.get(run).id
     if champion is None:
         champion = production_run(ws, project.spec.name, run)
@@ -100,7 +104,7 @@ def evaluate_from_project(
         for name, text in ((REPORT, report), (CARD_MD, card_markdown), (CARD_HTML, card_html)):
             write_atomic(out / name, text)
             files.append(out / name)
-    return Evaluated(info, doc, files)
+    return Evaluated(info, doc, files, picked)
 
 
 def production_run(ws: Workspace, model: str, run: str) -> str | None:
