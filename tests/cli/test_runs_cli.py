@@ -36,3 +36,11 @@ def test_list_show_compare(
     code, _, err = run(["runs", "show", "ffffff"], capsys)
     assert code == 1 and "no run 'ffffff'" in err
     assert Path(team.settings.home).exists()
+
+
+def test_the_list_shows_the_filtered_and_test_metrics_first() -> None:
+    from medops.cli.runs import metric_columns
+
+    present = {"a_loss", "b_rate", "c", "d", "pruned", "search_seconds", "test_auprc", "test_auroc", "zz"}
+    assert metric_columns(["zz"], present) == ["zz", "test_auroc", "test_auprc", "a_loss", "b_rate"]
+    assert metric_columns([], {"test_brier", "c"}) == ["test_brier", "c"]

@@ -20,6 +20,16 @@ def _number(value: Any) -> str:
     return "" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+TEST_METRICS = ("test_auroc", "test_auprc", "test_brier")
+
+
+def metric_columns(filtered: list[str], present: set[str]) -> list[str]:
+    """The metrics a run list shows: those the filters name, then the test metrics, then others, five at most."""
+    first = [k for k in dict.fromkeys([*filtered, *TEST_METRICS]) if k in present]
+    rest = sorted(k for k in present - set(first) if not k.startswith(("search_", "pruned", "trials")))
+    return (first + rest)[: max(5, len(filtered))]
+
+
 @app.command(
     "list",
     epilog="Examples:  medops runs list --experiment readmission   ·   "
@@ -65,7 +75,7 @@ def list_cmd(
             ]
         )
         return
-    keys = sorted({k for r in runs for k in r.metrics})[:4]
+    keys = metric_columns([f.key for f in filters], {k for r in runs for k in r.metrics})
     table(
         None,
         ["run", "experiment", "name", "state", "started (UTC)", "by", *keys],
