@@ -41,6 +41,7 @@ from medops.clock import to_iso, utc_now
 from medops.errors import IntegrityError
 from medops.identity.keys import decode_public, encode_public, key_id
 from medops.training.input_schema import InputSchema
+from medops.training.model_file import SAFE_TYPES
 from medops.training.trainers import FittedModel
 
 FORMAT = 1
@@ -49,19 +50,8 @@ FILES = ("input_schema.json", "output_schema.json", "metadata.json", "environmen
 # the preprocessing's statistics as plain JSON: loading builds no Python object from the file and
 # costs what LightGBM's own loading costs. Any other model travels as its pipeline in skops format.
 MODEL_FORMS = (("inference.json", "model.txt"), ("model.skops",))
-# Beyond what skops trusts by itself: the trainers' model types (LightGBM's booster is rebuilt from its
-# text model) and plain containers. Anything else in a bundle is refused, whoever signed it.
-SAFE_TYPES = frozenset(
-    {
-        "collections.OrderedDict",
-        "numpy.dtype",
-        "lightgbm.basic.Booster",
-        "lightgbm.sklearn.LGBMClassifier",
-        "sklearn.tree._tree.Tree",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-        "sklearn.calibration._CalibratedClassifier",
-    }
-)
+# SAFE_TYPES (beyond what skops trusts by itself) is the model file's list, for runs and bundles alike:
+# anything else in a bundle is refused, whoever signed it.
 MAX_MEMBER_BYTES = 2 * 1024**3
 MAX_BUNDLE_BYTES = 4 * 1024**3
 

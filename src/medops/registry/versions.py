@@ -122,7 +122,7 @@ def register(
     if serving:  # the ranges the validation judged the test rows by: serving accepts what validation accepted
         schema = schema_from_serving(serving)
     recipe = stored.recipe(tracker, info)
-    fitted = stored.model(tracker, info)  # the run's file, verified by its SHA-256 before unpickling
+    fitted = stored.model(tracker, info)  # the run's file, verified by its SHA-256, built from skops
     compiled = compile_pipeline(fitted.pipeline)
     lightgbm = compiled is not None and compiled.booster is not None
     model_bytes = None if lightgbm else bundles.pipeline_bytes(fitted)

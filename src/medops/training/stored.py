@@ -1,19 +1,19 @@
 """What a training run stored, read back verified: its recipe, its data, its model, its input schema.
 
-Every read goes through the artifact store, which checks the SHA-256 before returning bytes,
-so a model file is unpickled only when it is the file the run wrote.
+Every read goes through the artifact store, which checks the SHA-256 before returning bytes, and
+a model file is skops, which builds only safe types: nothing is unpickled.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
 from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from medops.errors import InvalidInput
+from medops.training import model_file
 from medops.training.input_schema import InputSchema
 from medops.training.tracking import RunInfo, Tracker
 from medops.training.train import label_as_numbers
@@ -50,9 +50,7 @@ def model(tracker: Tracker, info: RunInfo) -> FittedModel:
     digest = info.tags.get("model_sha256")
     if not digest:
         raise InvalidInput(f"run {info.short} stored no model", hint="runs made by medops train store one")
-    blob = tracker.ws.artifacts.read_bytes(digest)  # verified against its SHA-256 before unpickling
-    doc = pickle.loads(blob)  # noqa: S301 - bytes verified by hash, written by medops train
-    return FittedModel(doc["pipeline"], list(doc["features"]), list(doc["classes"]))
+    return model_file.loads(tracker.ws.artifacts.read_bytes(digest))  # verified against its SHA-256 first
 
 
 def input_schema(tracker: Tracker, info: RunInfo) -> InputSchema | None:

@@ -216,6 +216,6 @@ def save_model(run: Run, model: FittedModel, train_rows: pd.DataFrame) -> str:
     """The model file and what it accepts (its input schema), stored with the run; returns the model's SHA-256."""
     schema = InputSchema.from_frame(train_rows, model.features)
     run.log_artifact("input_schema.json", schema.to_json().encode())
-    digest = run.log_artifact("model.pkl", model.to_bytes())
+    digest = run.log_artifact("model.skops", model.to_bytes())
     run.set_tag("model_sha256", digest)
     return digest

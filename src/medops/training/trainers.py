@@ -15,7 +15,6 @@ byte-identical model file.
 from __future__ import annotations
 
 import hashlib
-import pickle
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,8 +62,8 @@ def estimator_for(spec: ModelSpec, seed: int) -> Any:
         if name not in known or name in ("random_state", "n_jobs"):
             allowed = ", ".join(sorted(k for k in known if k not in ("random_state", "n_jobs")))
             raise InvalidInput(f"{spec.estimator} has no parameter {name!r}", hint=f"its parameters: {allowed}")
-    # One order and interned strings, whatever the source (code, YAML, a recipe): pickle writes
-    # dicts in order and strings once per object, and the model file must be the same bytes.
+    # One order and interned strings, whatever the source (code, YAML, a recipe): the model file
+    # must be the same bytes (see model_file.py).
     settings = {sys.intern(k): _interned(v) for k, v in sorted(spec.params.items())}
     if spec.class_weight:
         settings["class_weight"] = sys.intern(spec.class_weight)
@@ -160,8 +159,10 @@ class FittedModel:
         return np.asarray(self.pipeline.predict_proba(prepare(frame, self.features))[:, 1])
 
     def to_bytes(self) -> bytes:
-        """The model file. Loaded only from the verified artifact store (checksum first)."""
-        return pickle.dumps({"pipeline": self.pipeline, "features": self.features, "classes": self.classes}, protocol=5)
+        """The model file, in skops format (no pickle): see ``medops.training.model_file``."""
+        from medops.training.model_file import dumps
+
+        return dumps(self)
 
     @property
     def sha256(self) -> str:
