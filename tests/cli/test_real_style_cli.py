@@ -64,6 +64,11 @@ def test_a_flat_extract_from_init_to_production(
     assert rows["age"].max() == 90 and rows["bili"].isna().any() and "time_days" not in rows.columns
     assert rows["patient_id"].str.startswith("pat_").all() and rows["patient_id"].nunique() < len(rows)
     assert info.details["deid"]["quasi_identifiers"] == ["age", "sex"] and not info.details["deid"]["warnings"]
+    ids = info.profile["patient_id"]  # how many patients: counted exactly; other columns say they estimate
+    assert ids["distinct_exact"] and ids["distinct"] == rows["patient_id"].nunique()
+    assert not info.profile["bili"]["distinct_exact"]
+    code, out, err = medops("alice", "data", "show", "visits")
+    assert code == 0 and "a HyperLogLog estimate" in out and f" {ids['distinct']:,} " in out, err
 
     code, _, err = medops("alice", "train", "--split", "temporal", "--cutoff", "2016-01-01")
     assert code != 0 and "shifted per patient at ingest" in err and "period" in err

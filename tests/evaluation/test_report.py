@@ -555,6 +555,7 @@ def test_markdown_card(card: tuple[str, str], doc: dict[str, Any]) -> None:
 def test_markdown_escaping() -> None:
     assert markdown("a|b") == "a\\|b"
     assert markdown("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
+    assert markdown("age <60, n < 50") == "age <60, n < 50"  # no tag can start here: shown as written
     assert markdown("# heading") == "\\# heading"
     assert markdown("line\nbreak  ") == "line break"
 

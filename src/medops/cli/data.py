@@ -203,8 +203,12 @@ def show_cmd(
     rows = []
     for col in d.schema:
         p = d.profile.get(col["name"], {})
-        rows.append((col["name"], col["type"], f"{p.get('missing_share', 0):.1%}", p.get("distinct"), _stats(p)))
+        distinct = p.get("distinct")
+        shown = f"{distinct:,}" if p.get("distinct_exact") or distinct is None else f"~{distinct:,}"
+        rows.append((col["name"], col["type"], f"{p.get('missing_share', 0):.1%}", shown, _stats(p)))
     table("schema and profile", ["column", "type", "missing", "distinct", "summary"], rows)
+    if any(not (c.get("distinct_exact") or c.get("distinct") is None) for c in d.profile.values()):
+        console.print("  ~ distinct: a HyperLogLog estimate, within a few percent; ids are counted exactly")
     contract = d.details.get("contract")
     if contract:
         verdict = "passed" if contract["passed"] else f"{contract['rows_failed']:,} of {contract['rows']:,} rows failed"

@@ -214,7 +214,7 @@ class _Run:
     def _sample(self, kept: pa.Table, raw: pa.Table, first_row: int) -> None:
         """A few rows per broken rule: the failing column's value as it came (where its de-identification
         keeps it: a value of an identifying column is never shown), the row's key, the row."""
-        keys = [c for c in (self.deid.patient_column, *self._unique_keys()) if c in kept.column_names]
+        keys = [c for c in (self.deid.patient_column, *self.unique_keys()) if c in kept.column_names]
         for record in kept.slice(0, SAMPLES_PER_RULE * 20).to_pylist():
             for rule in str(record["_reasons"]).split("; "):
                 bucket = self.samples.setdefault(rule, [])
@@ -230,7 +230,7 @@ class _Run:
                 sample["_key"] = {k: _jsonable(record.get(k)) for k in dict.fromkeys(keys)}
                 bucket.append(sample)
 
-    def _unique_keys(self) -> list[str]:
+    def unique_keys(self) -> list[str]:
         if self.contract is None:
             return []
         spec = self.contract.spec
@@ -334,7 +334,8 @@ def ingest(
             staged.append(run.bad.path)
         else:
             run.bad.abort()
-        profiles = [profile_parquet(p) for p in staged]
+        ids = [c for c, a in plan.actions.items() if a.startswith("pseudonymize")] + run.unique_keys()
+        profiles = [profile_parquet(p, exact=ids) for p in staged]
         schemas = [[{"name": f.name, "type": str(f.type)} for f in sink.schema or []] for sink in (run.data, run.bad)]
         sizes = [p.stat().st_size for p in staged]
         versions = [ws.artifacts.adopt(p) for p in staged]

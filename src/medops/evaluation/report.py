@@ -174,6 +174,7 @@ def short(value: Any, length: int = 12) -> str:
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 _MD_ENTITY = re.compile(r"&(?=#?\w+;)")
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 
 
 def markdown_code(value: Any) -> str:
@@ -185,7 +186,9 @@ def markdown_code(value: Any) -> str:
 def markdown(value: Any) -> str:
     """User text made inert in Markdown: HTML escaped, Markdown punctuation escaped, on one line."""
     text = number(value) if not isinstance(value, str) else value
-    text = _MD_ENTITY.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;")
+    # Only a "<" that could open a tag (a letter, "/", "!" or "?" after it) is made an entity: "<60" and
+    # "n < 50" stay readable in the Markdown file, and no HTML gets through to a viewer.
+    text = _TAG_START.sub("&lt;", _MD_ENTITY.sub("&amp;", text)).replace(">", "&gt;")
     text = _MD_SPECIAL.sub(r"\\\1", text)
     text = re.sub(r"\s+", " ", text).strip()
     # At a line's start, "# ", "- ", "+ ", "1. " or "===" would make a heading or a list.
