@@ -42,8 +42,10 @@ def test_missing_signing_key_and_unwritable_artifacts(
     blocker.write_text("x")
     monkeypatch.setenv("MEDOPS_ARTIFACT_ROOT", str(blocker / "sub"))
     checks = _by_name(workspace.settings.home)
-    assert checks["signing key"][0] == FAIL and "MEDOPS_SIGNING_KEY" in checks["signing key"][1]
+    assert checks["signing key"][0] == FAIL and "signing_key_file" in checks["signing key"][1]
     assert checks["artifact store"][0] == FAIL
+    failed = next(c for c in run_checks(workspace.settings.home)[1] if c.name == "signing key")
+    assert f"looked in {tmp_path / 'nope.key'}" in failed.detail  # a copied workspace: where the key was expected
 
 
 def test_schema_behind(workspace: Workspace) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from medops.config import Settings, load_settings
 from medops.errors import MedopsError
-from medops.identity.keys import encode_public, load_private_key
+from medops.identity.keys import ENV_KEY, encode_public, load_private_key
 from medops.identity.pseudonym_key import KEY_ENV, load_key
 from medops.store import migrate
 from medops.store.artifacts import ArtifactStore
@@ -106,10 +106,18 @@ def _schema_and_data_checks(db: Database, settings: Settings) -> list[Check]:
 
 
 def _signing_check(ws: Workspace) -> Check:
+    """Where the key is matters: it lives outside the workspace, so a copied workspace has none and can't sign."""
+    where = ENV_KEY if os.environ.get(ENV_KEY) else ws.settings.signing_key_file
     try:
         public = encode_public(load_private_key(ws.settings).public_key())
     except MedopsError as exc:
-        return _error("signing key", exc)
+        return Check(
+            "signing key",
+            FAIL,
+            f"{exc.message} (looked in {where})",
+            "the key stays outside the workspace: copy it from the machine the workspace came from, or set "
+            "signing_key_file in medops.toml; without it nothing can be signed or promoted",
+        )
     with ws.db.read() as session:
         stored = session.execute(select(SigningKey.public_key)).scalars().all()
     if public not in stored:
@@ -119,7 +127,7 @@ def _signing_check(ws: Workspace) -> Check:
             "the signing key is not the one registered in this workspace",
             "point signing_key_file or MEDOPS_SIGNING_KEY at this workspace's key",
         )
-    return Check("signing key", OK, "present, private, and registered in the workspace")
+    return Check("signing key", OK, f"{where}: present, private, and registered in the workspace")
 
 
 def _user_check(ws: Workspace) -> Check:
