@@ -203,3 +203,15 @@ def test_the_share_lost_to_quarantine_is_stated_and_gated(team: Workspace, tmp_p
     lost = {"share_lost": 0.08, "labels_quarantined": 3, "label_rows_dropped": 5}
     [gate] = quarantine_gate(spec, lost)
     assert not gate.passed and "8.0% of examples lost to quarantine" in gate.why and "above 5.0%" in gate.why
+
+
+def test_the_noise_test_names_the_features_that_are_mostly_zero() -> None:
+    from medops.evaluation.robustness import perturbations
+    from medops.evaluation.spec import RobustnessSpec
+    from medops.training.input_schema import InputSchema
+
+    frame = pd.DataFrame({"visits_30d": [0] * 8 + [1, 3], "age": np.arange(60, 70)})
+    schema = InputSchema.from_frame(frame, ["visits_30d", "age"])
+    [noise, *_] = perturbations(frame, ["visits_30d", "age"], schema, RobustnessSpec(missing=0, out_of_range=0))
+    assert noise[0] == "noise" and "mostly zero, their zeros perturbed too: visits_30d 80%" in noise[1]
+    assert "age" not in noise[1].split("mostly zero")[1]

@@ -33,11 +33,19 @@ def perturbations(
     out = []
     if numeric and spec.noise > 0:
         noisy = frame.copy()
+        zeros = []
         for name in numeric:
             values = noisy[name].astype(float)
             sd = float(values.std()) or 1.0
             noisy[name] = values + rng.normal(0, spec.noise * sd, n)
-        out.append(("noise", f"Gaussian noise of {spec.noise:g} SD on {len(numeric)} numeric features", noisy, _all(n)))
+            share = float((values == 0).mean()) if n else 0.0
+            if share >= MOSTLY_ZERO:
+                zeros.append(f"{name} {share:.0%}")
+        description = f"Gaussian noise of {spec.noise:g} SD on {len(numeric)} numeric features"
+        if zeros:  # a count that is mostly zero gets noise on its zeros too: say so, the change means less there
+            description += f"; mostly zero, their zeros perturbed too: {', '.join(zeros[:6])}"
+            description += f" and {len(zeros) - 6} more" if len(zeros) > 6 else ""
+        out.append(("noise", description, noisy, _all(n)))
     if numeric and spec.out_of_range > 0:
         shifted = frame.copy()
         rows = rng.random(n) < spec.out_of_range
@@ -76,6 +84,9 @@ def perturbations(
         note = unit.note or f"x {unit.scale:g} + {unit.offset:g}"
         out.append((f"unit:{name}", f"{name} in the wrong unit ({note})", wrong, wrong[name].notna().to_numpy()))
     return out
+
+
+MOSTLY_ZERO = 0.5  # a feature with at least this share of zeros is named in the noise test's description
 
 
 def _all(n: int) -> np.ndarray:
