@@ -13,8 +13,8 @@ Each column gets one action; what was done is counted for the de-identification 
 - ``zip3``: the first three ZIP digits, or ``000`` where all ZIPs with that prefix hold
   20,000 people or fewer (the restricted list below). Integer ZIPs that lost their leading
   zero and ZIP+4 are handled.
-- ``year``: a date reduced to its year; for a person aged 90 or more at that date the year
-  is withheld too (it would reveal the age).
+- ``year``: a date reduced to its year, kept as a number; for a person aged 90 or more at that
+  date the year is withheld (missing) too (it would reveal the age).
 - ``age``: age in whole years at a reference date, with 90 and over pooled as ``90+``.
 - ``shift_dates``: every date of a patient moved by the same keyed offset (-182..182 days, never 0),
   keeping intervals. Date shifting is an expert-determination technique, not Safe Harbor.
@@ -287,13 +287,9 @@ class Deidentifier:
                     old = f"{age_sql(birth, value)} >= 90"
                 else:
                     old = f"{age_sql(value, reference)} >= 90"
-                outputs.append(
-                    (
-                        f"{column}_year",
-                        f"CASE WHEN COALESCE({old}, FALSE) THEN '90+' ELSE CAST(year({value}) AS VARCHAR) END",
-                    )
-                )
-                self.report.add(column, action, changed)
+                # A number, so it stays usable as a feature and as a period; withheld (missing) at 90 and over.
+                outputs.append((f"{column}_year", f"CASE WHEN COALESCE({old}, FALSE) THEN NULL ELSE year({value}) END"))
+                self.report.add(column, action, changed, "a number; missing where the person was 90 or older")
             elif action == "age" and _is_number(table.column(column).type):
                 # An age recorded as a number: top-coded, keeping the column a number a model can use.
                 outputs.append((column, f"CASE WHEN t.{ident} >= 90 THEN 90 ELSE t.{ident} END"))
