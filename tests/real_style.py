@@ -18,7 +18,7 @@ columns:
   patient_id: {type: string, nullable: false}
   visit: {type: int}
   visit_date: {type: datetime}
-  dx_year: {type: int}
+  dx_date: {type: datetime}
   age: {type: int, range: [18, 110]}
   sex: {type: string, allowed: [F, M]}
   bili: {type: float, range: [0, 40]}
@@ -41,7 +41,8 @@ contracts:
 deidentify:
   tables:
     visits:
-      columns: {patient_id: pseudonymize, visit_date: shift_dates, age: age, sex: keep, time_days: drop, status: drop}
+      columns: {patient_id: pseudonymize, visit_date: shift_dates, dx_date: year, age: age, sex: keep, time_days: drop,
+        status: drop}
       quasi_identifiers: [age, sex]
 train:
   experiment: pbc
@@ -99,7 +100,7 @@ def visits(patients: int = 500, seed: int = 5) -> pd.DataFrame:
             "patient_id": [f"PBC{p:04d}" for p in pid],
             "visit": visit,
             "visit_date": start.strftime("%Y-%m-%d"),
-            "dx_year": year - visit + 1,
+            "dx_date": (pd.to_datetime((year - visit + 1).astype(str) + "-06-15")).strftime("%Y-%m-%d"),
             "age": age.astype(str),
             "sex": np.where(rng.random(patients) < 0.88, "F", "M")[pid],
             "bili": bili.astype(str),

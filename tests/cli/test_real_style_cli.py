@@ -62,6 +62,7 @@ def test_a_flat_extract_from_init_to_production(
         info = get(ws.db, "visits")
         rows = pq.read_table(ws.artifacts.local_path(info.version)).to_pandas()
     assert rows["age"].max() == 90 and rows["bili"].isna().any() and "time_days" not in rows.columns
+    assert rows["dx_date_year"].dtype.kind == "i" and "dx_date" not in rows.columns  # the year, as a number
     assert rows["patient_id"].str.startswith("pat_").all() and rows["patient_id"].nunique() < len(rows)
     assert info.details["deid"]["quasi_identifiers"] == ["age", "sex"] and not info.details["deid"]["warnings"]
     ids = info.profile["patient_id"]  # how many patients: counted exactly; other columns say they estimate
@@ -80,7 +81,7 @@ def test_a_flat_extract_from_init_to_production(
         .read_text()
         .replace(
             "split: {kind: grouped, group: patient_id, time: visit_date, test_size: 0.3}",
-            "split: {kind: period, group: patient_id, time: dx_year, cutoff: 2017}",
+            "split: {kind: period, group: patient_id, time: dx_date_year, cutoff: 2017}",
         )
     )
     (tmp_path / "period.yaml").write_text(period)
