@@ -13,3 +13,7 @@ def test_demo_runs_and_catches_tampering(tmp_path: Path) -> None:
     assert result.chain_ok and result.events >= 15
     assert result.tamper_caught_at == 5
     assert {"users", "e-signature", "permission denied", "audit verify", "tamper test"} <= set(lines)
+    # Production through the governed path: refused before the signatures, then promoted on the bound evaluation.
+    assert {"register", "promote refused", "approve", "promote"} <= set(lines)
+    outcomes = dict(result.steps)
+    assert "is in production" in outcomes["promote"] and "its pseudonym key is fixed" in outcomes["init"]

@@ -10,6 +10,7 @@ consistency is checked.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sqlite3
 import tempfile
@@ -25,6 +26,7 @@ from medops.data.ingest import ingest
 from medops.errors import AuthenticationFailed, PermissionDenied
 from medops.features import FeatureStore
 from medops.identity import Role
+from medops.identity.keys import write_private_file
 from medops.pipelines import LoadedProject, load_project
 from medops.pipelines.ingest import table_plan
 from medops.pipelines.templates import scaffold
@@ -71,7 +73,11 @@ def run_demo(
         key_dir=base / "keys",
         project_file=str(base / "project" / "medops.yaml"),
     )
-    step("init", f"workspace at {home}; first admin 'ada'")
+    # The demo's data are synthetic and seeded; so is its pseudonym key (a real workspace's is random):
+    # pseudonyms and per-patient date shifts, and with them every feature and model, are the same
+    # from one demo to the next.
+    write_private_file(Path(ws.settings.pseudonym_key_file), hashlib.sha256(b"medops demo, seed 7").hexdigest())
+    step("init", f"workspace at {home}; first admin 'ada'; the demo's pseudonym key is fixed, so its models repeat")
     with ws:
         _people(ws, step)
         _artifacts_and_signatures(ws, step)
