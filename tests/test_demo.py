@@ -16,4 +16,4 @@ def test_demo_runs_and_catches_tampering(tmp_path: Path) -> None:
     # Production through the governed path: refused before the signatures, then promoted on the bound evaluation.
     assert {"register", "promote refused", "approve", "promote"} <= set(lines)
     outcomes = dict(result.steps)
-    assert "is in production" in outcomes["promote"] and "its pseudonym key is fixed" in outcomes["init"]
+    assert "is in production" in outcomes["promote"] and "pseudonym key is fixed" in outcomes["init"]
