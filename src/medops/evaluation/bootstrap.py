@@ -203,7 +203,9 @@ def _draw_clusters(rng: np.random.Generator, size: int, matrices: list[Any]) -> 
     step = max(1, min(size, 16_000_000 // max(k, 1)))
     out: list[list[np.ndarray]] = [[] for _ in matrices]
     for begin in range(0, size, step):
-        taken = rng.multinomial(k, np.full(k, 1 / k), size=min(step, size - begin)).astype(np.float64)
+        rows = min(step, size - begin)  # draws of k patients with replacement, counted per patient
+        picks = rng.integers(0, k, size=(rows, k)) + (np.arange(rows) * k)[:, None]
+        taken = np.bincount(picks.ravel(), minlength=rows * k).reshape(rows, k).astype(np.float64)
         for held, matrix in zip(out, matrices, strict=True):
             held.append(np.asarray(matrix.T.dot(taken.T).T))
     return [np.concatenate(held) for held in out]
