@@ -100,6 +100,7 @@ def test_a_flat_extract_from_init_to_production(
     assert code == 0, err
     governing = json.loads(out)
     assert governing["passed"] and governing["governing"]
+    assert governing["test_rows_refused"] == 0  # serving will accept every row the validation scored
     preds = tmp_path / "predictions.csv"
     code, _, err = medops("carol", "evaluations", "export", governing["evaluation"], "--predictions", str(preds))
     assert code != 0 and "may not" in err and not preds.exists()

@@ -70,6 +70,7 @@ def evaluate(
                 "passed": doc["passed"],
                 "governing": result.info.governing,
                 "threshold": doc["threshold"]["value"],
+                "test_rows_refused": doc["serving"]["test_rows_refused"],
                 "metrics": doc["metrics"],
                 "gates": doc["gates"],
                 "files": [str(f) for f in result.files],
@@ -85,6 +86,12 @@ def evaluate(
             f"specificity {_ci(m['specificity'])}"
         )
         _gates(doc["gates"])
+        refused = doc["serving"]["test_rows_refused"]
+        if refused:
+            console.print(
+                f"[yellow]serving[/]: the registered model would {doc['serving']['out_of_range']} {refused:,} of these "
+                f"test rows as out of range ({', '.join(doc['serving']['refused_by_feature'])})"
+            )
         for path in result.files:
             console.print(f"  wrote {escape(str(path))}")
         verdict = "[green]PASSED[/]" if doc["passed"] else "[red]FAILED[/]"
