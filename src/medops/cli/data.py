@@ -208,7 +208,7 @@ def show_cmd(
         rows.append((col["name"], col["type"], f"{p.get('missing_share', 0):.1%}", shown, _stats(p)))
     table("schema and profile", ["column", "type", "missing", "distinct", "summary"], rows)
     if any(not (c.get("distinct_exact") or c.get("distinct") is None) for c in d.profile.values()):
-        console.print("  ~ distinct: a HyperLogLog estimate, within a few percent; ids are counted exactly")
+        console.print("  ~ distinct: a HyperLogLog estimate, within a few percent; patients are counted exactly")
     contract = d.details.get("contract")
     if contract:
         verdict = "passed" if contract["passed"] else f"{contract['rows_failed']:,} of {contract['rows']:,} rows failed"

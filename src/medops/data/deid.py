@@ -415,28 +415,31 @@ class Deidentifier:
         """Count people (or, without a patient column, rows) per combination of quasi-identifiers: those the
         project declares, else (age band, sex, ZIP3) from the age or the kept birth year."""
         names = out.column_names
-        key, columns = self._qi_key(names)
-        if key is None:
+        parts, columns = self._qi_key(names)
+        if not parts:
             return
+        key = ", ".join(f"{sql} AS q{i}" for i, sql in enumerate(parts))  # grouped as columns: no string building
+        qs = ", ".join(f"q{i}" for i in range(len(parts)))
         patient = self.patient_column if self.patient_column in names else None
         columns = [c for c in dict.fromkeys([*columns, *([patient] if patient else [])]) if c in names]
         if patient:  # people, not rows: a patient with many encounters is one person in a group
             if self._people is None:
                 self._people = duck.connect(database=self.people_file, memory_limit=PEOPLE_MEMORY)
-                self._people.execute("CREATE TABLE people (qi VARCHAR, patient VARCHAR)")
+                typed = ", ".join(f"q{i} VARCHAR" for i in range(len(parts)))
+                self._people.execute(f"CREATE TABLE people ({typed}, patient VARCHAR)")
             duck.query(
                 self._people,
-                f"INSERT INTO people SELECT DISTINCT {key} AS qi, CAST({quote_ident(patient)} AS VARCHAR) FROM t "
+                f"INSERT INTO people SELECT DISTINCT {key}, CAST({quote_ident(patient)} AS VARCHAR) FROM t "
                 f"WHERE {quote_ident(patient)} IS NOT NULL",
                 t=out.select(columns),
             )
             return
-        groups = duck.query(self.con, f"SELECT {key} AS qi, count(*) AS n FROM t GROUP BY ALL", t=out.select(columns))
-        for qi, n in zip(groups.column("qi").to_pylist(), groups.column("n").to_pylist(), strict=True):
-            self._qi[qi] += n
+        groups = duck.query(self.con, f"SELECT {key}, count(*) AS n FROM t GROUP BY ALL", t=out.select(columns))
+        for *qi, n in zip(*(groups.column(c).to_pylist() for c in (*qs.split(", "), "n")), strict=True):
+            self._qi["|".join(qi)] += n
 
-    def _qi_key(self, names: list[str]) -> tuple[str | None, list[str]]:
-        """SQL for one text key per row over the quasi-identifiers, and the columns it reads."""
+    def _qi_key(self, names: list[str]) -> tuple[list[str], list[str]]:
+        """SQL for each quasi-identifier (as text, 'unknown' when missing), and the columns they read."""
         if self.quasi_identifiers:
             missing = [c for c in self.quasi_identifiers if c not in names]
             if missing:
@@ -446,11 +449,11 @@ class Deidentifier:
                 )
             self.report.quasi_identifiers = list(self.quasi_identifiers)
             parts = [f"COALESCE(CAST({quote_ident(c)} AS VARCHAR), 'unknown')" for c in self.quasi_identifiers]
-            return " || '|' || ".join(parts), list(self.quasi_identifiers)
+            return parts, list(self.quasi_identifiers)
         zipc = next((c for c in names if c.endswith("zip3") or c == "zip3"), None)
         birth_year = f"{self.birth_column}_year"
         if "sex" not in names or zipc is None:
-            return None, []
+            return [], []
         if "age" in names:
             age = "TRY_CAST(age AS INTEGER)"
             label = "age"
@@ -459,17 +462,18 @@ class Deidentifier:
             age = f"({self.reference_date.year} - TRY_CAST({year} AS INTEGER))"
             label = f"CASE WHEN {year} IS NULL THEN NULL WHEN {age} IS NULL THEN '90+' END"
         else:
-            return None, []
+            return [], []
         self.report.quasi_identifiers = ["age band", "sex", zipc]
         band = (
             f"CASE WHEN {age} >= 90 THEN '90+' WHEN {age} IS NOT NULL THEN CAST({age} // 10 * 10 AS VARCHAR) || '-' "
             f"|| CAST({age} // 10 * 10 + 9 AS VARCHAR) WHEN {label} = '90+' THEN '90+' ELSE 'unknown' END"
         )
-        key = (
-            f"{band} || '|' || COALESCE(CAST(sex AS VARCHAR), 'unknown') || '|' || "
-            f"COALESCE(CAST({quote_ident(zipc)} AS VARCHAR), 'unknown')"
-        )
-        return key, [c for c in ("age", birth_year, "sex", zipc) if c in names]
+        parts = [
+            band,
+            "COALESCE(CAST(sex AS VARCHAR), 'unknown')",
+            f"COALESCE(CAST({quote_ident(zipc)} AS VARCHAR), 'unknown')",
+        ]
+        return parts, [c for c in ("age", birth_year, "sex", zipc) if c in names]
 
     def _warn_if_identifying(self, column: str, values: pa.ChunkedArray) -> None:
         """A kept column whose name reads like a direct identifier, or an age above 89, is flagged once."""
@@ -490,11 +494,14 @@ class Deidentifier:
                 )
 
     def finish(self, k: int = 5) -> DeidReport:
-        """Close the report: k-anonymity over (age band, sex, ZIP3) when those columns exist."""
+        """Close the report: k-anonymity over the quasi-identifiers, when there are any."""
         if self._people is not None:
-            groups = duck.query(self._people, "SELECT qi, count(DISTINCT patient) AS n FROM people GROUP BY ALL")
-            for qi, n in zip(groups.column("qi").to_pylist(), groups.column("n").to_pylist(), strict=True):
-                self._qi[qi] += n
+            groups = duck.query(
+                self._people, "SELECT * EXCLUDE (patient), count(DISTINCT patient) AS n FROM people GROUP BY ALL"
+            )
+            qs = [c for c in groups.column_names if c != "n"]
+            for *qi, n in zip(*(groups.column(c).to_pylist() for c in (*qs, "n")), strict=True):
+                self._qi["|".join(qi)] += n
             self.report.k_counts = "patients"
         self.close()
         if self._qi:

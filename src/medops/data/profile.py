@@ -11,8 +11,14 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-import duckdb
+import pyarrow.parquet as pq
 
+from medops.data import duck
+
+PROFILE_MEMORY = "256MB"
+# Up to this many rows the ``exact`` columns are counted exactly; a larger table keeps the profile's
+# memory bounded (an exact count holds every distinct value) and marks the estimate instead.
+EXACT_MAX_ROWS = 500_000
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 TOP_VALUES = 5
 TOP_MAX_DISTINCT = 1000
@@ -59,10 +65,12 @@ def profile_parquet(path: Path, exact: Collection[str] = ()) -> dict[str, dict[s
     """Profile every column of the Parquet file at ``path``.
 
     Distinct counts are HyperLogLog estimates (within a few percent, memory bounded) and say so
-    (``distinct_exact: false``), except for the ``exact`` columns (ids: how many patients is a number
-    people quote), counted exactly.
+    (``distinct_exact: false``), except for the ``exact`` columns (the patient id: how many patients
+    is a number people quote), counted exactly in tables of up to EXACT_MAX_ROWS rows.
     """
-    con = duckdb.connect()
+    if exact and pq.ParquetFile(path).metadata.num_rows > EXACT_MAX_ROWS:
+        exact = ()
+    con = duck.connect(memory_limit=PROFILE_MEMORY)  # exact distinct counts of ids spill to disk past it
     try:
         con.execute("SET threads TO 2")
         source = f"read_parquet('{str(path).replace(chr(39), chr(39) * 2)}')"
