@@ -177,7 +177,11 @@ def loop_resample(
     rows = np.concatenate(
         [rng.choice(positives, len(positives), replace=True), rng.choice(negatives, len(negatives), replace=True)]
     )
-    yb, pb, sb = y[rows], p[rows], strata[rows]
+    return group_metrics(y[rows], p[rows], strata[rows], membership)
+
+
+def group_metrics(yb: np.ndarray, pb: np.ndarray, sb: np.ndarray, membership: np.ndarray) -> np.ndarray:
+    """Every metric of every group of one resample's rows: (groups, metrics)."""
     out = np.empty((len(membership), len(LOOP_METRICS)))
     for g, member in enumerate(membership):
         keep = member[sb]
@@ -195,12 +199,7 @@ def cluster_loop_resample(
 ) -> np.ndarray:
     """One cluster bootstrap resample by hand: patients drawn with replacement, each with all its rows."""
     rows = np.concatenate([stays[k] for k in rng.integers(0, len(stays), len(stays))])
-    yb, pb, sb = y[rows], p[rows], strata[rows]
-    out = np.empty((len(membership), len(LOOP_METRICS)))
-    for g, member in enumerate(membership):
-        keep = member[sb]
-        out[g] = sklearn_metrics(yb[keep], pb[keep], THRESHOLD)
-    return out
+    return group_metrics(y[rows], p[rows], strata[rows], membership)
 
 
 def patients_of(n: int, seed: int) -> np.ndarray:
