@@ -211,6 +211,11 @@ def test_an_imported_version_needs_a_validator_here_to_accept_its_evaluation(
             stages.promote(other, "readmission", imported.version, "production", actor="max", reason="go")
         with pytest.raises(PermissionDenied):  # a clinical reviewer can't accept an evaluation
             approvals.accept_evaluation(other, ref, "cleo", PASSWORD, "read the report")
+        from medops.audit import AuditFilter, list_events
+
+        assert [e.actor for e in list_events(other.db, AuditFilter(action="model.accept_evaluation.denied"))] == [
+            "cleo"
+        ]
         with pytest.raises(InvalidInput, match="needs a reason"):
             approvals.accept_evaluation(other, ref, "vera", PASSWORD, " ")
         approvals.accept_evaluation(other, ref, "vera", PASSWORD, "reviewed site A's report R-17")

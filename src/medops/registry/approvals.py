@@ -92,7 +92,8 @@ def _sign(
     if version.stage == "archived" and decision != "rejected":  # a rejection still stops a rollback to it
         raise InvalidInput(f"{version.ref} is archived: it can't be approved for production")
     holds = Role.VALIDATOR if role == ACCEPTANCE else Role(role)
-    standing = ws.users.require_role(username, f"model.{decision[:-1]}", {holds})  # holds the role, audited
+    verb = {"approved": "approve", "rejected": "reject", "accepted": "accept_evaluation"}[decision]
+    standing = ws.users.require_role(username, f"model.{verb}", {holds})  # holds the role, audited
     author = author_of(ws, version)
     if standing.username == author:
         _refuse(ws, username, version, f"{username!r} trained this model: the author can't sign")
