@@ -215,9 +215,12 @@ def bound_evaluation(ws: Workspace, run_id: str, ref: str) -> EvaluationInfo:
 
 
 def _default_evaluation(ws: Workspace, run_id: str) -> list[EvaluationInfo]:
-    """The run's newest evaluation under the governing policy, else its newest one (which can't gate)."""
+    """The run's newest evaluation under the governing policy as it is now, else its newest governing one,
+    else its newest one (the last two can't gate; promotion says why)."""
     made = list_for(ws, run_id, limit=200)
-    return [e for e in made if e.governing][:1] or made[:1]
+    policy = governing_policy(ws)
+    current = [e for e in made if e.governing and policy is not None and e.policy_sha256 == policy.sha256]
+    return current[:1] or [e for e in made if e.governing][:1] or made[:1]
 
 
 def next_version(session: Session, name: str, who: str, now: datetime) -> int:
