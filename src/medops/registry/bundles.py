@@ -14,7 +14,7 @@ A bundle is a tar of regular files only (uncompressed, so opening one is as fast
     model.txt            (LightGBM models) the booster in LightGBM's text format
 
 The bytes are reproducible (sorted members, fixed times and owners). Reading one checks,
-before anything is unpickled: every member is a plain file with a plain relative name (no
+before any model is built: every member is a plain file with a plain relative name (no
 absolute path, no "..", no link or device, nothing unexpected), nothing is extracted to disk,
 the manifest's signature verifies with a trusted key, and every file's SHA-256 matches the
 manifest. Only then is the model built: LightGBM's text parsed, or model.skops loaded, and only
