@@ -215,3 +215,14 @@ def test_the_noise_test_names_the_features_that_are_mostly_zero() -> None:
     [noise, *_] = perturbations(frame, ["visits_30d", "age"], schema, RobustnessSpec(missing=0, out_of_range=0))
     assert noise[0] == "noise" and "mostly zero, their zeros perturbed too: visits_30d 80%" in noise[1]
     assert "age" not in noise[1].split("mostly zero")[1]
+
+
+def test_out_of_fold_thresholds_say_what_to_change_when_the_training_side_is_too_small() -> None:
+    from medops.evaluation.heldout import out_of_fold
+    from medops.training.train import TrainConfig
+
+    frame = pd.DataFrame({"x": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], "y": [0, 0, 0, 0, 0, 1], "patient_id": list("abcdef")})
+    config = TrainConfig(["x"], "y", LOGISTIC, group="patient_id")
+    with pytest.raises(InvalidInput) as err:
+        out_of_fold(frame, config, 3)
+    assert "leaves one class to train on" in err.value.message and "evaluate.threshold.folds" in str(err.value.hint)

@@ -57,10 +57,16 @@ def out_of_fold(train: pd.DataFrame, config: TrainConfig, folds: int) -> HeldOut
             continue
         rest = train[~inside]
         if rest[config.label].nunique() < 2:
-            raise InvalidInput(f"fold {k + 1} of {folds} leaves one class to train on: use fewer folds")
+            raise InvalidInput(
+                f"fold {k + 1} of {folds} leaves one class to train on",
+                hint="use fewer folds (evaluate.threshold.folds) or a fixed threshold (evaluate.threshold.value)",
+            )
         model = fit(rest, config.features, config.label, config.model, config.seed)
         p[inside] = model.predict_proba(train[inside])
     if np.isnan(p).any():
-        raise InvalidInput("the training side is too small for out-of-fold predictions: use fewer folds")
+        raise InvalidInput(
+            f"the training side is too small for {folds} folds of out-of-fold predictions",
+            hint="use fewer folds (evaluate.threshold.folds) or a fixed threshold (evaluate.threshold.value)",
+        )
     unit = f"folds of whole {config.group} groups" if config.group in train.columns else "folds stratified by label"
     return HeldOut(y.astype(np.int8), p, f"out-of-fold predictions on the training side ({folds} {unit})")
