@@ -35,6 +35,16 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     assert "secret" not in s.redacted()["metadata_url"]
 
 
+def test_the_governing_project_file_is_the_workspace_file_s_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One command can't point production's gate at a looser copy of the policy."""
+    home = _write(tmp_path / "ws", 'workspace_id = "abc"\nproject_file = "reviewed/medops.yaml"\n')
+    monkeypatch.setenv("MEDOPS_PROJECT_FILE", str(tmp_path / "loose.yaml"))
+    assert load_settings(home).project_file == "reviewed/medops.yaml"
+    assert load_settings(_write(tmp_path / "ws2", 'workspace_id = "x"\n')).project_file == "medops.yaml"
+
+
 def test_medops_home_and_upward_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = _write(tmp_path / "ws", 'workspace_id = "abc"\n')
     deep = home / "a" / "b"
