@@ -68,6 +68,8 @@ def test_a_flat_extract_from_init_to_production(
     ids = info.profile["patient_id"]  # how many patients: counted exactly; other columns say they estimate
     assert ids["distinct_exact"] and ids["distinct"] == rows["patient_id"].nunique()
     assert not info.profile["bili"]["distinct_exact"]
+    code, out, err = medops("alice", "data", "list", "visits", "--json")
+    assert code == 0 and [v["current"] for v in json.loads(out)] == [True], err
     code, out, err = medops("alice", "data", "show", "visits")
     assert code == 0 and "a HyperLogLog estimate" in out and f" {ids['distinct']:,} " in out, err
 

@@ -295,7 +295,7 @@ def test_ingesting_earlier_content_again_makes_it_current_and_a_version_can_be_p
     again = ingest(team, TablePlan("t", CsvSource(good), actions), actor="alice")
     assert not again.new and datasets.get(team.db, "t").version == first.version  # current again, nothing new
     use(team, f"t@{second.version[:8]}", actor="alice", reason="compare")
-    assert datasets.get(team.db, "t").version == second.version
+    assert datasets.get(team.db, "t").version == second.version == datasets.current_versions(team.db)["t"]
     with pytest.raises(PermissionDenied):
         use(team, f"t@{first.version[:8]}", actor="carol", reason="not hers to decide")
     with pytest.raises(InvalidInput, match="names no version"):

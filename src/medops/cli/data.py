@@ -141,11 +141,20 @@ def list_cmd(
     limit: int = typer.Option(50, "--limit", min=1),
     as_json: bool = JsonOption,
 ) -> None:
-    """Dataset versions, newest first."""
+    """Dataset versions, newest first; * marks each dataset's current version (what NAME alone means)."""
     with open_workspace() as ws:
         rows = datasets.list_versions(ws.db, name, limit)
+        heads = datasets.current_versions(ws.db)
+    seen: set[str] = set()
+
+    def current(d: DatasetInfo) -> bool:  # recorded, else the newest (versions from before heads were kept)
+        first = d.name not in seen
+        seen.add(d.name)
+        return heads[d.name] == d.version if d.name in heads else first
+
+    marks = [current(d) for d in rows]
     if as_json:
-        print_json([_summary(d) for d in rows])
+        print_json([{**_summary(d), "current": mark} for d, mark in zip(rows, marks, strict=True)])
         return
     table(
         None,
@@ -153,14 +162,14 @@ def list_cmd(
         [
             (
                 d.name,
-                d.short,
+                f"{d.short}{' *' if mark else ''}",
                 f"{d.rows:,}",
                 d.column_count,
                 d.contract_result,
                 f"{d.created_at:%Y-%m-%d %H:%M}",
                 d.created_by,
             )
-            for d in rows
+            for d, mark in zip(rows, marks, strict=True)
         ],
     )
 

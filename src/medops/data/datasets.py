@@ -193,6 +193,12 @@ def quarantine_of(db: Database, info: DatasetInfo) -> DatasetInfo | None:
     return None
 
 
+def current_versions(db: Database) -> dict[str, str]:
+    """Each dataset's current version, where one was recorded (see the module's docstring)."""
+    with db.read() as session:
+        return {name: version for name, version in session.execute(select(DatasetHead.name, DatasetHead.version))}
+
+
 def set_head(session: Session, name: str, version: str, who: str, how: str) -> str | None:
     """Make ``version`` the current one of ``name`` in the caller's transaction; returns the one it replaces."""
     before = session.get(DatasetHead, name)
