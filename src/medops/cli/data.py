@@ -144,15 +144,8 @@ def list_cmd(
     """Dataset versions, newest first; * marks each dataset's current version (what NAME alone means)."""
     with open_workspace() as ws:
         rows = datasets.list_versions(ws.db, name, limit)
-        heads = datasets.current_versions(ws.db)
-    seen: set[str] = set()
-
-    def current(d: DatasetInfo) -> bool:  # recorded, else the newest (versions from before heads were kept)
-        first = d.name not in seen
-        seen.add(d.name)
-        return heads[d.name] == d.version if d.name in heads else first
-
-    marks = [current(d) for d in rows]
+        current = datasets.current_versions(ws.db)
+    marks = [current.get(d.name) == d.version for d in rows]
     if as_json:
         print_json([{**_summary(d), "current": mark} for d, mark in zip(rows, marks, strict=True)])
         return

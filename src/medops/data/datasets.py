@@ -194,9 +194,16 @@ def quarantine_of(db: Database, info: DatasetInfo) -> DatasetInfo | None:
 
 
 def current_versions(db: Database) -> dict[str, str]:
-    """Each dataset's current version, where one was recorded (see the module's docstring)."""
+    """Each dataset's current version: the recorded one, else (versions from before one was recorded) the newest."""
     with db.read() as session:
-        return {name: version for name, version in session.execute(select(DatasetHead.name, DatasetHead.version))}
+        newest = session.execute(
+            select(DatasetVersion.name, DatasetVersion.version).order_by(DatasetVersion.created_at)
+        )
+        current = {name: version for name, version in newest}  # the newest wins
+        current.update(
+            {name: version for name, version in session.execute(select(DatasetHead.name, DatasetHead.version))}
+        )
+        return current
 
 
 def set_head(session: Session, name: str, version: str, who: str, how: str) -> str | None:

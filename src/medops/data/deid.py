@@ -231,6 +231,7 @@ class Deidentifier:
     quasi_identifiers: tuple[str, ...] = ()  # output columns k-anonymity counts over (default: age band, sex, ZIP3)
     report: DeidReport = field(default_factory=DeidReport)
     _qi: Counter[str] = field(default_factory=Counter)
+    _warned: set[str] = field(default_factory=set)  # kept columns already warned about
     _con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
     people_file: Path | None = None  # where the people per group are kept (removed by finish); memory without
     _people: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
@@ -418,14 +419,15 @@ class Deidentifier:
         parts, columns = self._qi_key(names)
         if not parts:
             return
-        key = ", ".join(f"{sql} AS q{i}" for i, sql in enumerate(parts))  # grouped as columns: no string building
-        qs = ", ".join(f"q{i}" for i in range(len(parts)))
+        qs = [f"q{i}" for i in range(len(parts))]
+        key = ", ".join(f"{sql} AS {q}" for sql, q in zip(parts, qs, strict=True))  # grouped as columns
+
         patient = self.patient_column if self.patient_column in names else None
         columns = [c for c in dict.fromkeys([*columns, *([patient] if patient else [])]) if c in names]
         if patient:  # people, not rows: a patient with many encounters is one person in a group
             if self._people is None:
                 self._people = duck.connect(database=self.people_file, memory_limit=PEOPLE_MEMORY)
-                typed = ", ".join(f"q{i} VARCHAR" for i in range(len(parts)))
+                typed = ", ".join(f"{q} VARCHAR" for q in qs)
                 self._people.execute(f"CREATE TABLE people ({typed}, patient VARCHAR)")
             duck.query(
                 self._people,
@@ -435,7 +437,7 @@ class Deidentifier:
             )
             return
         groups = duck.query(self.con, f"SELECT {key}, count(*) AS n FROM t GROUP BY ALL", t=out.select(columns))
-        for *qi, n in zip(*(groups.column(c).to_pylist() for c in (*qs.split(", "), "n")), strict=True):
+        for *qi, n in zip(*(groups.column(c).to_pylist() for c in (*qs, "n")), strict=True):
             self._qi["|".join(qi)] += n
 
     def _qi_key(self, names: list[str]) -> tuple[list[str], list[str]]:
@@ -456,17 +458,16 @@ class Deidentifier:
             return [], []
         if "age" in names:
             age = "TRY_CAST(age AS INTEGER)"
-            label = "age"
+            pooled = "CAST(age AS VARCHAR) = '90+'"  # the age action's label for 90 and over
         elif birth_year in names:  # the age reached in the reference year, from the kept birth year
-            year = quote_ident(birth_year)
-            age = f"({self.reference_date.year} - TRY_CAST({year} AS INTEGER))"
-            label = f"CASE WHEN {year} IS NULL THEN NULL WHEN {age} IS NULL THEN '90+' END"
+            age = f"({self.reference_date.year} - TRY_CAST({quote_ident(birth_year)} AS INTEGER))"
+            pooled = "FALSE"  # a birth year of someone 90 or older is withheld: its band is unknown
         else:
             return [], []
         self.report.quasi_identifiers = ["age band", "sex", zipc]
         band = (
             f"CASE WHEN {age} >= 90 THEN '90+' WHEN {age} IS NOT NULL THEN CAST({age} // 10 * 10 AS VARCHAR) || '-' "
-            f"|| CAST({age} // 10 * 10 + 9 AS VARCHAR) WHEN {label} = '90+' THEN '90+' ELSE 'unknown' END"
+            f"|| CAST({age} // 10 * 10 + 9 AS VARCHAR) WHEN {pooled} THEN '90+' ELSE 'unknown' END"
         )
         parts = [
             band,
@@ -476,22 +477,26 @@ class Deidentifier:
         return parts, [c for c in ("age", birth_year, "sex", zipc) if c in names]
 
     def _warn_if_identifying(self, column: str, values: pa.ChunkedArray) -> None:
-        """A kept column whose name reads like a direct identifier, or an age above 89, is flagged once."""
-        said = {w.split("'")[1] for w in self.report.warnings if "'" in w}
-        if column in said:
+        """A kept column whose name reads like a direct identifier, or an age above 89, is flagged once
+        (an age column is looked at in every chunk until one holds such an age)."""
+        if column in self._warned:
             return
+        warning = None
         if _IDENTIFIER_NAME.search(column.lower()):
-            self.report.warnings.append(
+            warning = (
                 f"column '{column}' is kept but its name reads like a direct identifier: drop or pseudonymize it "
                 "unless it is not one"
             )
         elif _AGE_NAME.search(column.lower()) and _is_number(values.type):
             top = pc.max(values).as_py()
             if top is not None and top > 89:
-                self.report.warnings.append(
+                warning = (
                     f"column '{column}' is kept with ages above 89 (up to {top:g}): Safe Harbor pools 90 and over; "
                     "give it the age action"
                 )
+        if warning is not None:
+            self._warned.add(column)
+            self.report.warnings.append(warning)
 
     def finish(self, k: int = 5) -> DeidReport:
         """Close the report: k-anonymity over the quasi-identifiers, when there are any."""

@@ -15,8 +15,8 @@ loop.
 
 Rows of one patient (repeat stays) are not independent. When ``clusters`` gives each row's
 patient, a resample draws patients, not rows (a cluster bootstrap): each patient's rows add
-their cell counts together, so a resample is a multinomial draw over patients times one
-sparse patient-to-cell matrix, and the binned engine is otherwise unchanged. Without
+their cell counts together, so a resample is a draw of patients with replacement (counted per
+patient) times one sparse patient-to-cell matrix, and the binned engine is otherwise unchanged. Without
 clusters, rows are drawn within each label (a stratified bootstrap).
 
 Resamples are drawn in chunks, each with its own seed from the run's seed, on two threads:

@@ -13,6 +13,7 @@ import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -64,7 +65,7 @@ class TestSet:
     train_rows: int
     train_frame: pd.DataFrame
 
-    @property
+    @cached_property
     def clusters(self) -> np.ndarray | None:
         """Each test row's patient when the split keeps patients whole: the bootstrap resamples them."""
         group = self.config.group
@@ -227,11 +228,7 @@ def evaluate(
         },
         "robustness": robust,
         "serving": serving,
-        "input_checks": {
-            "numeric": {k: list(v) for k, v in ts.schema.numeric.items()},
-            "categorical": ts.schema.categorical,
-            "required": ts.schema.required,
-        },
+        "input_checks": ts.schema.to_doc(),
         "champion": champ,
         "predictions": {"rows": len(ts.y), "threshold": threshold},
         PREDICTIONS: predictions_table(ts, threshold, attributes),  # stored as Parquet by records.record
@@ -294,11 +291,11 @@ def _subgroup_docs(ts: TestSet, groups: GroupSet, dist: Distribution, spec: Eval
     assert spec.subgroups is not None
     level = spec.bootstrap.level
     wanted = set(spec.policy.gap_rules()) - set(GAPS)
+    clusters = ts.clusters
     docs = []
     for g in range(1, len(groups.names)):
         rows = groups.membership[g][groups.strata]
         n, positives = int(rows.sum()), int(ts.y[rows].sum())
-        clusters = ts.clusters
         events = min(positives, n - positives)
         small = n < spec.subgroups.min_size or events < spec.subgroups.min_events
         doc: dict[str, Any] = {

@@ -30,7 +30,6 @@ class HeldOut:
 def fold_of(frame: pd.DataFrame, label: str, group: str | None, folds: int, seed: int) -> np.ndarray:
     """Each row's fold: whole groups (in order of first appearance, seeded), else rows stratified by label."""
     rng = np.random.default_rng(seed)
-    out = np.empty(len(frame), dtype=np.int64)
     if group is not None and group in frame.columns:
         codes, uniques = pd.factorize(frame[group].astype("string").fillna("<missing>"))
         order = rng.permutation(len(uniques))
@@ -38,6 +37,7 @@ def fold_of(frame: pd.DataFrame, label: str, group: str | None, folds: int, seed
         assigned[order] = np.arange(len(uniques)) % folds
         return np.asarray(assigned[codes], dtype=np.int64)
     labels = frame[label].to_numpy()
+    out = np.empty(len(frame), dtype=np.int64)
     for value in pd.unique(labels):
         members = np.flatnonzero(labels == value)
         rng.shuffle(members)

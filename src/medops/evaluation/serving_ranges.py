@@ -62,15 +62,8 @@ def serving_doc(
     return {
         "out_of_range": spec.out_of_range,
         "range_margin": spec.range_margin,
-        "numeric": {k: [v[0], v[1]] for k, v in schema.numeric.items()},
+        **schema.to_doc(),  # numeric, categorical, required: read back with InputSchema.from_doc
         "origin": origin,
-        "categorical": schema.categorical,
-        "required": schema.required,
         "test_rows_refused": refused["rows"],
         "refused_by_feature": refused["by_feature"],
     }
-
-
-def schema_from_serving(doc: Mapping[str, Any]) -> InputSchema:
-    numeric = {k: (float(v[0]), float(v[1])) for k, v in doc["numeric"].items()}
-    return InputSchema(numeric, dict(doc["categorical"]), list(doc["required"]))

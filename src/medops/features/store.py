@@ -531,16 +531,19 @@ class FeatureStore:
         for name, applied in views.items():
             view = self.features.view(name)
             source = get(self.ws.db, f"{applied.source}@{applied.source_version}")
+            if source.name in sources:  # another view of the same source: already accounted for
+                continue
             bad = quarantine_of(self.ws.db, source)
-            if bad is None or source.name in sources:
+            if bad is None:
                 continue
             held = pq.read_table(self._path(bad.version))
-            if view.entity in held.column_names:
-                lost = set(pc.cast(held.column(view.entity), pa.string()).drop_null().to_pylist())
-            else:
-                lost = set()
-            ids = pc.cast(table.column(view.entity), pa.string()).to_pylist()
-            hit = np.fromiter((i in lost for i in ids), bool, len(ids))
+            lost = (
+                pc.unique(pc.cast(held.column(view.entity), pa.string()).drop_null())
+                if view.entity in held.column_names
+                else pa.array([], pa.string())
+            )
+            ids = pc.cast(table.column(view.entity), pa.string())
+            hit = pc.fill_null(pc.is_in(ids, value_set=lost), False).to_numpy(zero_copy_only=False)
             sources[source.name] = {
                 "quarantine": bad.ref,
                 "quarantined_rows": bad.rows,

@@ -49,6 +49,8 @@ def _training_set(
     """Labels joined point-in-time with the feature views: the set built (or found unchanged), and its features."""
     ts = spec.training_set
     assert ts is not None
+    labels_info = get(ws.db, ts.labels)
+    refuse_shifted_timeline(project, spec, labels_info, ts.timestamp)  # before minutes of point-in-time joins
     with FeatureStore(ws, project.features) as store:
         info, new = store.save_training_set(
             ts.name,
@@ -67,9 +69,7 @@ def _training_set(
             f"({', '.join(k for k, v in lost['sources'].items() if v['label_rows_dropped'])})"
         )
     frame = pq.read_table(ws.artifacts.local_path(info.version)).to_pandas()
-    labels_info = get(ws.db, ts.labels)
     label_columns = {c["name"] for c in labels_info.schema}
-    refuse_shifted_timeline(project, spec, labels_info, ts.timestamp)
     if spec.label not in frame.columns:
         raise InvalidInput(f"{project.where(('train', 'label'))}: the training set has no column {spec.label!r}")
     features = spec.features or [c for c in frame.columns if c not in label_columns]
@@ -83,6 +83,7 @@ def _flat_table(
     assert spec.dataset is not None
     ws.users.require_role(who, "run.start", RUN_ROLES)  # before reading the data, not after
     info = get(ws.db, spec.dataset)
+    refuse_shifted_timeline(project, spec, info, None)
     frame = pq.read_table(ws.artifacts.local_path(info.version)).to_pandas()
     say(f"dataset {info.ref}: {info.rows:,} rows, features and outcome in one table")
     if spec.label not in frame.columns:
@@ -90,7 +91,6 @@ def _flat_table(
             f"{project.where(('train', 'label'))}: dataset {spec.dataset!r} has no column {spec.label!r}",
             hint=f"columns: {', '.join(frame.columns)}",
         )
-    refuse_shifted_timeline(project, spec, info, None)
     deid = (info.details.get("deid") or {}).get("columns", [])
     ids = {c["column"] for c in deid if str(c["action"]).startswith("pseudonymize")}
     times = {c for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])}  # when, not what

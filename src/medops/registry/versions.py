@@ -23,7 +23,6 @@ from medops.errors import InvalidInput, NotFound
 from medops.evaluation.governing import governing_policy
 from medops.evaluation.records import EvaluationInfo, list_for
 from medops.evaluation.records import get as get_evaluation
-from medops.evaluation.serving_ranges import schema_from_serving
 from medops.identity.roles import Role
 from medops.registry import bundles
 from medops.registry.compiled import compile_pipeline, to_doc
@@ -31,6 +30,7 @@ from medops.store.database import dialect_insert
 from medops.store.lineage import Edge, add_edges
 from medops.store.schema import ModelAlias, ModelVersion, RegisteredModel
 from medops.training import stored
+from medops.training.input_schema import InputSchema
 from medops.training.tracking import Tracker, run_node
 from medops.workspace import Workspace
 
@@ -120,7 +120,7 @@ def register(
     threshold = float(evaluated["threshold"]["value"]) if evaluated else 0.5
     serving = (evaluated or {}).get("serving")
     if serving:  # the ranges the validation judged the test rows by: serving accepts what validation accepted
-        schema = schema_from_serving(serving)
+        schema = InputSchema.from_doc(serving)
     recipe = stored.recipe(tracker, info)
     fitted = stored.model(tracker, info)  # the run's file, verified by its SHA-256, built from skops
     compiled = compile_pipeline(fitted.pipeline)

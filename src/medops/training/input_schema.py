@@ -6,7 +6,7 @@ against it, so a value the model never saw is flagged rather than silently score
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,18 +40,24 @@ class InputSchema:
         required = [name for name in features if frame[name].notna().all()]
         return cls(numeric, categorical, required)
 
-    def to_json(self) -> str:
-        doc = {"numeric": {k: list(v) for k, v in self.numeric.items()}, **self._rest()}
-        return json.dumps(doc, sort_keys=True)
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "numeric": {k: list(v) for k, v in self.numeric.items()},
+            "categorical": self.categorical,
+            "required": self.required,
+        }
 
-    def _rest(self) -> dict[str, Any]:
-        return {"categorical": self.categorical, "required": self.required}
+    def to_json(self) -> str:
+        return json.dumps(self.to_doc(), sort_keys=True)
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> InputSchema:
+        numeric = {k: (float(v[0]), float(v[1])) for k, v in doc.get("numeric", {}).items()}
+        return cls(numeric, dict(doc.get("categorical", {})), list(doc.get("required", [])))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> InputSchema:
-        doc = json.loads(text)
-        numeric = {k: (float(v[0]), float(v[1])) for k, v in doc.get("numeric", {}).items()}
-        return cls(numeric, dict(doc.get("categorical", {})), list(doc.get("required", [])))
+        return cls.from_doc(json.loads(text))
 
     def violations(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """Per checked feature, which rows break it: out of range, an unseen category, or missing."""
