@@ -121,6 +121,14 @@ def test_a_looser_policy_never_unlocks_production(registry: tuple[Workspace, str
         stages.promote(ws, "readmission", version.version, "production", actor="ming", reason="go")
     with pytest.raises(InvalidInput, match="is of run"):
         versions.register(ws, _run, "readmission", actor="alice", evaluation=explored.id)
+    from sqlalchemy import update
+
+    from medops.errors import MedopsError
+    from medops.store.schema import Evaluation
+
+    with pytest.raises(MedopsError), ws.db.write() as session:  # SQL can't turn exploration into policy either
+        session.execute(update(Evaluation).where(Evaluation.id == explored.id).values(governing=True))
+    assert not list_for(ws, weak)[0].governing
 
 
 def test_the_policy_names_who_signs_not_the_author(registry: tuple[Workspace, str]) -> None:
