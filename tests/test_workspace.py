@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from medops.audit import AuditFilter, list_events, verify_chain
+from medops.caller import Caller
+from medops.cli.common import cli_caller
 from medops.errors import Conflict, DatabaseUnreachable, InvalidInput
 from medops.workspace import Workspace, init_workspace
 from tests.conftest import PASSWORD
@@ -22,7 +24,7 @@ def test_init_creates_everything_and_audits_it(workspace: Workspace) -> None:
     assert actions == ["user.add", "signing_key.register"]
     assert verify_chain(workspace.db).ok
     with Workspace.open(home) as again:
-        assert again.actor == "admin"
+        assert cli_caller(again).user == "admin"
 
 
 def test_init_twice_is_refused(workspace: Workspace) -> None:
@@ -47,7 +49,17 @@ def test_failed_init_leaves_nothing(tmp_path: Path) -> None:
     assert not any((tmp_path / "keys").glob("*")) if (tmp_path / "keys").exists() else True
 
 
-def test_acting_user_comes_from_medops_user(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cli_caller_comes_from_medops_user(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDOPS_USER", "someone")
     with Workspace.open(workspace.settings.home) as ws:
-        assert ws.actor == "someone"
+        caller = cli_caller(ws)
+        assert (caller.user, caller.channel) == ("someone", "cli")
+        assert not hasattr(ws, "actor")  # the workspace serves every caller; it has no user of its own
+    assert cli_caller(ws).request_id != caller.request_id
+
+
+def test_a_caller_needs_a_user_and_a_known_channel() -> None:
+    with pytest.raises(InvalidInput, match="user name"):
+        Caller(" ")
+    with pytest.raises(InvalidInput, match="channel"):
+        Caller("alice", channel="email")  # type: ignore[arg-type]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
+
+from medops.version import __version__
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -11,19 +12,25 @@ if TYPE_CHECKING:
     from medops.registry.predictor import Predictor
     from medops.training.tracking import Run
 
-try:
-    __version__ = version("medops")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0+source"
-
 __all__ = ["__version__", "load_model", "start_run"]
 
 
 def start_run(experiment: str, name: str | None = None, **kwargs: Any) -> Run:
-    """Open a tracked run in the current workspace: ``with medops.start_run("readmission") as run:``."""
-    from medops.training.tracking import start_run as start
+    """Open a tracked run in the current workspace: ``with medops.start_run("readmission") as run:``.
 
-    return start(experiment, name, **kwargs)
+    The run is made by MEDOPS_USER (else the workspace's default user), or by ``actor=``.
+    """
+    from medops.config import acting_user
+    from medops.training.tracking import Tracker
+    from medops.workspace import Workspace
+
+    ws = Workspace.open()
+    try:
+        actor = kwargs.pop("actor", None) or acting_user(ws.settings)
+        return Tracker(ws).start_run(experiment, name, owns_workspace=True, actor=actor, **kwargs)
+    except BaseException:
+        ws.close()
+        raise
 
 
 def load_model(ref: str | tuple[str, int] | Path) -> Predictor:

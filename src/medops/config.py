@@ -85,17 +85,15 @@ def find_home(start: Path | None = None, env: Mapping[str, str] | None = None) -
         if not (home / CONFIG_FILE).is_file():
             raise WorkspaceNotFound(
                 f"MEDOPS_HOME={home} holds no {CONFIG_FILE}",
-                hint=f"run `medops init {home}` or point MEDOPS_HOME at an existing workspace",
+                code="workspace_home_empty",
+                home=str(home),
             )
         return home
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / CONFIG_FILE).is_file():
             return folder
-    raise WorkspaceNotFound(
-        f"no medops workspace in {here} or any folder above it",
-        hint="run `medops init DIR` to create one, or set MEDOPS_HOME",
-    )
+    raise WorkspaceNotFound(f"no medops workspace in {here} or any folder above it")
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -107,7 +105,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
-            f"{path} is not valid TOML: {exc}", hint="fix the file, or compare it with `medops init` output"
+            f"{path} is not valid TOML: {exc}", hint="fix the file, or compare it with a new workspace's medops.toml"
         ) from exc
     for key, value in data.items():
         if key not in _FILE_KEYS:

@@ -348,7 +348,7 @@ def _serve_one(ws: Workspace, step: Callable[[str, str], None], ref: str, run: s
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.medops"
-        export(ws, ref, path)
+        export(ws, ref, path, actor="ada")
         predictor = load_model(ws, path)
         size = path.stat().st_size
     tracker = Tracker(ws)

@@ -12,13 +12,14 @@ from sqlalchemy import select
 
 from medops.config import Settings, load_settings
 from medops.errors import MedopsError
-from medops.identity.keys import ENV_KEY, encode_public, load_private_key
+from medops.identity.keys import ENV_KEY, load_private_key
 from medops.identity.pseudonym_key import KEY_ENV, load_key
+from medops.platform import Platform
+from medops.public_keys import encode_public
 from medops.store import migrate
 from medops.store.artifacts import ArtifactStore
 from medops.store.database import Database
 from medops.store.schema import SigningKey
-from medops.workspace import Workspace
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -35,8 +36,11 @@ def _error(name: str, exc: MedopsError) -> Check:
     return Check(name, FAIL, exc.message, exc.hint or "")
 
 
-def run_checks(home: Path | None = None) -> tuple[Settings | None, list[Check]]:
-    """Run every check that can run; later checks are skipped when what they need failed."""
+def run_checks(home: Path | None = None, *, user: str | None = None) -> tuple[Settings | None, list[Check]]:
+    """Run every check that can run; later checks are skipped when what they need failed.
+
+    ``user`` is who will act (default: the workspace's default user).
+    """
     try:
         settings = load_settings(home)
     except MedopsError as exc:
@@ -51,7 +55,7 @@ def run_checks(home: Path | None = None) -> tuple[Settings | None, list[Check]]:
         checks.append(_error("metadata database", exc))
         db = None
     if db is not None:
-        checks.extend(_schema_and_data_checks(db, settings))
+        checks.extend(_schema_and_data_checks(db, settings, user or settings.default_user))
         db.dispose()
     checks.append(_artifact_check(settings))
     checks.append(_pseudonym_key_check(settings))
@@ -59,7 +63,7 @@ def run_checks(home: Path | None = None) -> tuple[Settings | None, list[Check]]:
     return settings, checks
 
 
-def _schema_and_data_checks(db: Database, settings: Settings) -> list[Check]:
+def _schema_and_data_checks(db: Database, settings: Settings, user: str) -> list[Check]:
     try:
         state = migrate.status(db)
     except MedopsError as exc:
@@ -83,10 +87,10 @@ def _schema_and_data_checks(db: Database, settings: Settings) -> list[Check]:
             )
         ]
     out = [Check("schema", OK, f"at revision {state.head}")]
-    ws = Workspace.from_settings(settings, check_schema=False)
+    ws = Platform.from_settings(settings, check_schema=False)
     try:
         out.append(_signing_check(ws))
-        out.append(_user_check(ws))
+        out.append(_user_check(ws, user))
         report = ws.verify_audit(write_checkpoint=False)
         if report.problem is None:
             anchored = f", matches checkpoint at {report.anchored_at}" if report.anchored_at else ""
@@ -105,7 +109,7 @@ def _schema_and_data_checks(db: Database, settings: Settings) -> list[Check]:
     return out
 
 
-def _signing_check(ws: Workspace) -> Check:
+def _signing_check(ws: Platform) -> Check:
     """Where the key is matters: it lives outside the workspace, so a copied workspace has none and can't sign."""
     where = ENV_KEY if os.environ.get(ENV_KEY) else ws.settings.signing_key_file
     try:
@@ -130,9 +134,9 @@ def _signing_check(ws: Workspace) -> Check:
     return Check("signing key", OK, f"{where}: present, private, and registered in the workspace")
 
 
-def _user_check(ws: Workspace) -> Check:
+def _user_check(ws: Platform, username: str) -> Check:
     try:
-        user = ws.users.get(ws.actor)
+        user = ws.users.get(username)
     except MedopsError as exc:
         return Check("acting user", FAIL, exc.message, "set MEDOPS_USER to an existing user")
     if not user.active:

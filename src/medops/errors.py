@@ -17,8 +17,11 @@
     ├── PermissionDenied         the actor lacks the role for the action
     └── SignatureError           an e-signature can't be made or does not verify
 
-Each class has a stable ``code`` and an ``http_status`` that the REST API maps once, and
-an ``exit_code`` for the CLI. Messages reach users: keep PHI and secrets out of them.
+Each class has a stable ``code``, an ``http_status`` that the REST API maps once, and an
+``exit_code`` for the CLI. A raise may name a finer stable code (``code="reason_required"``,
+listed in CODES); adapters map codes to their own advice (the CLI to its options and
+commands, see medops.cli.hints), so domain code never names a command-line option.
+Messages reach users: keep PHI and secrets out of them.
 """
 
 from __future__ import annotations
@@ -31,10 +34,13 @@ class MedopsError(Exception):
     http_status = 500
     exit_code = 1
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None, **fields: str) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        if code is not None:
+            self.code = code  # one of CODES (a test holds every raise to that)
+        self.fields = fields  # what an adapter's advice may name (an option, a view...): never PHI
 
     def __str__(self) -> str:
         return self.message
@@ -112,7 +118,43 @@ class SignatureError(MedopsError):
     http_status = 422
 
 
+# The finer codes a raise may carry, with what they mean; stable once released.
+CODES: dict[str, str] = {
+    "reason_required": "a change to an existing record must say why",
+    "rejection_reason_required": "a rejection must say why",
+    "acceptance_reason_required": "an evaluation acceptance must say what was reviewed",
+    "key_note_required": "a trusted key must say whose it is",
+    "token_expiry_invalid": "a token's lifetime must be positive",
+    "account_locked": "too many failed sign-ins locked the account",
+    "user_not_found": "no such user",
+    "token_not_found": "no such API token",
+    "run_not_found": "no such training run",
+    "run_not_trained": "the run was not made by medops train (no model, recipe or dataset)",
+    "no_finished_training": "the experiment has no finished training run",
+    "evaluation_not_found": "no such evaluation",
+    "model_not_found": "no such registered model",
+    "model_version_not_found": "no such version of a registered model",
+    "dataset_not_found": "no such dataset version",
+    "feature_view_not_applied": "the feature view was never applied",
+    "feature_views_not_applied": "the project's feature views were never applied",
+    "feature_view_unknown_source": "a feature view reads a dataset that does not exist",
+    "online_not_materialized": "the online store holds nothing for the view",
+    "online_stale": "the online store is older than the offline data",
+    "entity_key_missing": "a lookup did not name the view's entity",
+    "label_timestamp_unknown": "the labels' timestamp column is not named or not found",
+    "project_file_missing": "no project file where one was expected",
+    "project_file_invalid": "the project file is not valid",
+    "project_option_invalid": "a project setting given on the command line is not valid",
+    "bundle_key_untrusted": "the bundle was signed by a key this workspace does not trust",
+    "no_evaluation_on_record": "the version has no evaluation it could reach production with",
+    "schema_missing": "the metadata database has no medops schema",
+    "schema_outdated": "the metadata database's schema is older than this medops",
+    "workspace_home_empty": "MEDOPS_HOME names a folder without medops.toml",
+    "workspace_exists": "the folder is a medops workspace already",
+}
+
 __all__ = [
+    "CODES",
     "AuthenticationFailed",
     "ConfigError",
     "Conflict",

@@ -1,101 +1,39 @@
-"""A workspace: its settings, stores and services, opened together; and how one is created."""
+"""The composition root: a workspace opened from its folder (or created), wired into a Platform."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from medops.audit.checkpoint import TrailCheck, verify_trail
-from medops.audit.trail import AuditTrail
+from medops.atomic import write_atomic
 from medops.config import (
     CONFIG_FILE,
     DEFAULT_ARTIFACT_DIR,
     DEFAULT_DB_FILE,
     Settings,
-    acting_user,
     default_key_dir,
     load_settings,
     render_config,
 )
-from medops.errors import Conflict, MedopsError
+from medops.errors import Conflict
 from medops.identity import pseudonym_key
-from medops.identity.keys import ENV_KEY, create_key_file, load_private_key
-from medops.identity.signatures import SignatureService
-from medops.identity.tokens import TokenService
-from medops.identity.users import BOOTSTRAP_ACTOR, UserService
+from medops.identity.keys import ENV_KEY, create_key_file
+from medops.identity.users import BOOTSTRAP_ACTOR
+from medops.platform import Platform
 from medops.store import migrate
 from medops.store.artifacts import ArtifactStore
 from medops.store.database import Database
 
 
-@dataclass
-class Workspace:
-    settings: Settings
-    db: Database
-    artifacts: ArtifactStore
-    trail: AuditTrail
-    users: UserService
-    tokens: TokenService
-    signatures: SignatureService
-    actor: str
-    signing_key: Callable[[], Ed25519PrivateKey]
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, check_schema: bool = True) -> Workspace:
-        db = Database(settings.metadata_url, busy_timeout=settings.db_busy_timeout)
-        if check_schema:
-            try:
-                migrate.require_current(db)
-            except BaseException:
-                db.dispose()
-                raise
-        trail = AuditTrail(db)
-        users = UserService(db, trail)
-
-        @cache
-        def private_key() -> Ed25519PrivateKey:
-            return load_private_key(settings)
-
-        return cls(
-            settings=settings,
-            db=db,
-            artifacts=ArtifactStore(settings.artifact_root),
-            trail=trail,
-            users=users,
-            tokens=TokenService(db, trail, users),
-            signatures=SignatureService(db, trail, users, private_key),
-            actor=acting_user(settings),
-            signing_key=private_key,
-        )
+class Workspace(Platform):
+    """The composition root: a Platform opened from a workspace folder's medops.toml."""
 
     @classmethod
     def open(cls, home: Path | None = None, *, check_schema: bool = True) -> Workspace:
         """Open the workspace at ``home`` (else MEDOPS_HOME, else found upward from here)."""
         return cls.from_settings(load_settings(home), check_schema=check_schema)
-
-    def verify_audit(self, *, write_checkpoint: bool = True) -> TrailCheck:
-        """Verify the chain and the latest checkpoint; anchor the new head when the key is here."""
-        try:
-            key: Ed25519PrivateKey | None = self.signing_key()
-        except MedopsError:
-            key = None  # an auditor without the key can still verify, just not anchor
-        return verify_trail(self.db, self.artifacts, self.settings.workspace_id, key, write=write_checkpoint)
-
-    def close(self) -> None:
-        self.db.dispose()
-
-    def __enter__(self) -> Workspace:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def init_workspace(
@@ -119,7 +57,7 @@ def init_workspace(
     """
     home = directory.expanduser().resolve()
     if (home / CONFIG_FILE).exists():
-        raise Conflict(f"{home} is a medops workspace already", hint="open it with MEDOPS_HOME or cd into it")
+        raise Conflict(f"{home} is a medops workspace already", code="workspace_exists")
     workspace_id = uuid.uuid4().hex
     key_file = (key_dir or default_key_dir()) / f"{workspace_id}.ed25519"
     pseudonym_file = key_file.with_suffix(".pseudonym")
@@ -178,17 +116,3 @@ def init_workspace(
                 path.unlink(missing_ok=True)
         raise
     return ws
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """A file replaced whole or not at all: a crash mid-write leaves the old one."""
-    write_atomic_bytes(path, text.encode("utf-8"))
-
-
-def write_atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)

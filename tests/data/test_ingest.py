@@ -44,7 +44,10 @@ def _artifacts(ws: Workspace) -> set[str]:
 
 
 def _ingest_all(ws: Workspace, project: LoadedProject, **kw: object) -> dict[str, IngestResult]:
-    return {name: ingest(ws, table_plan(project, name), now=NOW, **kw) for name in project.spec.sources}  # type: ignore[arg-type]
+    return {
+        name: ingest(ws, table_plan(project, name), now=NOW, **{"actor": "admin", **kw})
+        for name in project.spec.sources
+    }  # type: ignore[arg-type]
 
 
 def test_ingest_versions_quarantine_lineage_and_audit(workspace: Workspace, project: LoadedProject) -> None:
@@ -67,7 +70,7 @@ def test_ingest_versions_quarantine_lineage_and_audit(workspace: Workspace, proj
     assert set(obs.dataset.profile["code"]["distinct"] for _ in [0]) == {good["code"].nunique()}
 
     before = _artifacts(workspace)
-    again = ingest(workspace, table_plan(project, "observations"), now=NOW, chunk_rows=997)
+    again = ingest(workspace, table_plan(project, "observations"), now=NOW, chunk_rows=997, actor="admin")
     assert not again.new and again.dataset.version == obs.dataset.version
     assert again.quarantine is not None and again.quarantine.version == obs.quarantine.version
     assert _artifacts(workspace) == before  # nothing new stored
@@ -128,7 +131,7 @@ def test_no_phi_survives_and_pseudonyms_are_stable(
 
     # another key: other pseudonyms, other version; the same key elsewhere: the same bytes
     monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "another-key-for-tests-0123456789abcdef")
-    other = ingest(workspace, table_plan(project, "patients"), now=NOW)
+    other = ingest(workspace, table_plan(project, "patients"), now=NOW, actor="admin")
     assert other.new and other.dataset.version != results["patients"].dataset.version
     ids_a = set(pd.read_parquet(workspace.artifacts.local_path(results["patients"].dataset.version))["patient_id"])
     ids_b = set(pd.read_parquet(workspace.artifacts.local_path(other.dataset.version))["patient_id"])
@@ -141,10 +144,10 @@ def test_same_data_same_version_in_another_workspace(
 ) -> None:
     from medops.workspace import init_workspace
 
-    first = ingest(workspace, table_plan(project, "encounters"), now=NOW)
+    first = ingest(workspace, table_plan(project, "encounters"), now=NOW, actor="admin")
     other = init_workspace(tmp_path / "other", admin_username="admin", admin_full_name="A", admin_password="x" * 16)
     with other:
-        second = ingest(other, table_plan(project, "encounters"), now=NOW, chunk_rows=333)
+        second = ingest(other, table_plan(project, "encounters"), now=NOW, chunk_rows=333, actor="admin")
     assert second.dataset.version == first.dataset.version
 
 
@@ -169,7 +172,7 @@ def test_bad_csv_writes_nothing(workspace: Workspace, tmp_path: Path, content: b
     path.write_bytes(content)
     before = _artifacts(workspace)
     with pytest.raises(InvalidInput, match=re.escape(message)) as info:
-        ingest(workspace, _plan(path))
+        ingest(workspace, _plan(path), actor="admin")
     assert str(path) in str(info.value)
     assert datasets.list_versions(workspace.db) == [] and _artifacts(workspace) == before
     assert not list((Path(workspace.settings.artifact_root) / ".tmp").glob("*"))
@@ -177,19 +180,19 @@ def test_bad_csv_writes_nothing(workspace: Workspace, tmp_path: Path, content: b
 
 def test_other_bad_inputs_write_nothing(workspace: Workspace, project: LoadedProject, tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="no such file"):
-        ingest(workspace, _plan(tmp_path / "missing.csv"))
+        ingest(workspace, _plan(tmp_path / "missing.csv"), actor="admin")
     nd = tmp_path / "p.ndjson"
     nd.write_text('{"resourceType": "Patient", "id": "1"}\n{"resourceType": \n', encoding="utf-8")
     with pytest.raises(SourceError, match=r"p.ndjson, line 2: not valid JSON"):
-        ingest(workspace, TablePlan("p", FhirNdjsonSource(nd, "Patient"), {}))
+        ingest(workspace, TablePlan("p", FhirNdjsonSource(nd, "Patient"), {}), actor="admin")
     nd.write_text('{"resourceType": "Observation", "id": "1"}\n', encoding="utf-8")
     with pytest.raises(SourceError, match="resourceType is 'Observation', expected 'Patient'"):
-        ingest(workspace, TablePlan("p", FhirNdjsonSource(nd, "Patient"), {}))
+        ingest(workspace, TablePlan("p", FhirNdjsonSource(nd, "Patient"), {}), actor="admin")
     # a column without a de-identification action stops the ingest, naming it
     plan = table_plan(project, "encounters")
     plan.actions.pop("primary_dx")
     with pytest.raises(InvalidInput, match="column 'primary_dx' has no de-identification action"):
-        ingest(workspace, plan, now=NOW)
+        ingest(workspace, plan, now=NOW, actor="admin")
     # a required column missing from the data
     path = tmp_path / "enc.csv"
     pd.read_csv(project.folder / "raw" / "encounters.csv", dtype=str).drop(columns=["admit_time"]).to_csv(
@@ -198,12 +201,12 @@ def test_other_bad_inputs_write_nothing(workspace: Workspace, project: LoadedPro
     plan = table_plan(project, "encounters")
     plan.source = CsvSource(path)
     with pytest.raises(InvalidInput, match="required column 'admit_time' is missing"):
-        ingest(workspace, plan, now=NOW)
+        ingest(workspace, plan, now=NOW, actor="admin")
     # free text with PHI fails when the project says so, naming the row
     plan = table_plan(project, "notes")
     plan.text_phi = "fail"
     with pytest.raises(InvalidInput, match=r"column 'text', row 1: free text holds PHI"):
-        ingest(workspace, plan, now=NOW)
+        ingest(workspace, plan, now=NOW, actor="admin")
     assert datasets.list_versions(workspace.db) == []
     assert list(workspace.artifacts.digests()) == []
 
@@ -217,7 +220,7 @@ def test_a_fail_contract_stops_the_ingest(workspace: Workspace, project: LoadedP
     plan.source = CsvSource(path)
     assert plan.contract is not None and load_contract(Path(str(plan.contract_file))).on_failure == "fail"
     with pytest.raises(InvalidInput, match="row 8 breaks readmitted_30d: allowed values"):
-        ingest(workspace, plan, now=NOW)
+        ingest(workspace, plan, now=NOW, actor="admin")
     assert datasets.list_versions(workspace.db) == []
 
 
@@ -229,7 +232,7 @@ def test_a_version_recorded_meanwhile_by_another_ingest_is_unchanged(
     import medops.data.ingest as ingest_module
 
     plan = table_plan(project, "patients")
-    first = ingest(workspace, plan, now=NOW)
+    first = ingest(workspace, plan, now=NOW, actor="admin")
     real = ingest_module._stored
     calls: list[bool] = []
 
@@ -238,7 +241,7 @@ def test_a_version_recorded_meanwhile_by_another_ingest_is_unchanged(
         return False if len(calls) == 1 else real(session, record)
 
     monkeypatch.setattr(ingest_module, "_stored", missed_once)
-    second = ingest(workspace, plan, now=NOW)
+    second = ingest(workspace, plan, now=NOW, actor="admin")
     assert not second.new and second.dataset.version == first.dataset.version and len(calls) >= 2
     assert [v.version for v in datasets.list_versions(workspace.db, "patients")] == [first.dataset.version]
     events = list_events(workspace.db, AuditFilter(action="dataset.ingest"), newest_first=False)
@@ -247,9 +250,9 @@ def test_a_version_recorded_meanwhile_by_another_ingest_is_unchanged(
 
 
 def test_ingest_leaves_no_working_files(workspace: Workspace, project: LoadedProject) -> None:
-    people = ingest(workspace, table_plan(project, "patients"), now=NOW)  # k-anonymity over people
+    people = ingest(workspace, table_plan(project, "patients"), now=NOW, actor="admin")  # k-anonymity over people
     assert people.deid.k_counts == "patients"
-    ingest(workspace, table_plan(project, "observations"), now=NOW)  # unique keys, a quarantine
+    ingest(workspace, table_plan(project, "observations"), now=NOW, actor="admin")  # unique keys, a quarantine
     temp = Path(workspace.artifacts.root) / ".tmp"
     assert not temp.exists() or not any(temp.iterdir())
 

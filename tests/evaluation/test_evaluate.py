@@ -157,10 +157,12 @@ def test_bad_input_is_named_before_any_work(team: Workspace, tmp_path: Path) -> 
     at = "medops.yaml, line 9: evaluate.subgroups.attributes.payer"
     spec = EvaluateSpec.model_validate({**POLICY, "subgroups": {"attributes": {"payer": {}}}, "policy": {}})
     with pytest.raises(InvalidInput, match=f"{at}: the test set has no column 'payer'"):
-        evaluate(tracker, run, spec, project={}, where=lambda loc: f"medops.yaml, line 9: {'.'.join(loc)}")
+        evaluate(
+            tracker, run, spec, project={}, where=lambda loc: f"medops.yaml, line 9: {'.'.join(loc)}", actor="admin"
+        )
     spec = EvaluateSpec.model_validate({**POLICY, "robustness": {"unit_errors": {"temp_c": {"scale": 1.8}}}})
     with pytest.raises(InvalidInput, match="evaluate.robustness.unit_errors.temp_c: 'temp_c' is not a feature"):
-        evaluate(tracker, run, spec, project={})
+        evaluate(tracker, run, spec, project={}, actor="admin")
     with pytest.raises(InvalidInput, match="one class only"):
         binary_label(pd.Series([1, 1, 1], name="readmitted"), lambda loc: ".".join(loc))
     with pytest.raises(InvalidInput, match="not binary"):

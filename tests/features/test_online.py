@@ -90,7 +90,7 @@ def test_feature_subset_in_the_order_asked(store: OnlineStore) -> None:
 def test_unknown_view_is_not_found_with_a_hint(store: OnlineStore) -> None:
     with pytest.raises(NotFound, match="'nope'") as exc:
         store.read("nope", ["e1"])
-    assert exc.value.hint is not None and "medops features materialize nope" in exc.value.hint
+    assert exc.value.code == "online_not_materialized" and exc.value.fields == {"view": "nope"}
     assert store.info("nope") is None
 
 

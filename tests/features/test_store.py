@@ -143,10 +143,12 @@ def test_training_set_is_point_in_time_and_stored_with_lineage(store: FeatureSto
     expected_age = [a.year - b if pd.notna(b) else None for a, b in zip(labels["at"], out["birth_year"], strict=True)]
     assert [None if pd.isna(x) else x for x in out["age"]] == expected_age
     put(store.ws, tmp_path, "labels", pa.Table.from_pandas(labels, preserve_index=False))
-    info, new = store.save_training_set("train", "labels", ["vitals", "age", "people:birth_year"], timestamp="at")
+    info, new = store.save_training_set(
+        "train", "labels", ["vitals", "age", "people:birth_year"], timestamp="at", actor="admin"
+    )
     assert new and info.kind == "training_set" and info.rows == len(labels)
     again, new_again = store.save_training_set(
-        "train", "labels", ["vitals", "age", "people:birth_year"], timestamp="at"
+        "train", "labels", ["vitals", "age", "people:birth_year"], timestamp="at", actor="admin"
     )
     assert again.version == info.version and not new_again
     sources = {e.src.split("@")[0] for e in walk(store.ws.db, info.node, "up", depth=1)}
@@ -382,7 +384,7 @@ def test_a_label_whose_patient_lost_source_rows_to_quarantine_leaves_with_them(
     store.apply("alice")
     labels = labels_frame()
     put(store.ws, tmp_path, "labels", pa.Table.from_pandas(labels, preserve_index=False))
-    info, _ = store.save_training_set("train", "labels", ["vitals", "people:birth_year"], timestamp="at")
+    info, _ = store.save_training_set("train", "labels", ["vitals", "people:birth_year"], timestamp="at", actor="admin")
     kept = pq.read_table(store.ws.artifacts.local_path(info.version)).to_pandas()
     assert "p005" not in set(kept["pid"]) and len(kept) == len(labels) - int((labels["pid"] == "p005").sum())
     lost = info.details["training_set"]["quarantine"]
@@ -390,4 +392,4 @@ def test_a_label_whose_patient_lost_source_rows_to_quarantine_leaves_with_them(
     assert lost["sources"]["events"]["entities"] == 1 and lost["sources"]["events"]["quarantined_rows"] == 3
     assert lost["share_lost"] == pytest.approx(lost["label_rows_dropped"] / len(labels))
     with pytest.raises(InvalidInput, match="label rows belong to entities with quarantined source rows"):
-        store.save_training_set("train", "labels", ["vitals"], timestamp="at", quarantined="refuse")
+        store.save_training_set("train", "labels", ["vitals"], timestamp="at", quarantined="refuse", actor="admin")

@@ -46,15 +46,15 @@ def test_a_new_estimator_starts_from_its_own_defaults(spec: TrainSpec) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"estimator": "xgboost"}, "--estimator (train.model.estimator)"),
+        ({"estimator": "xgboost"}, "estimator (train.model.estimator)"),
         ({"params": {"nope": 1}}, "lightgbm has no parameter 'nope'"),
         ({"estimator": "logistic_regression", "params": {"num_leaves": 8}}, "has no parameter 'num_leaves'"),
-        ({"split": "random"}, "--split (train.split.kind)"),
-        ({"test_size": 1.5}, "--test-size (train.split.test_size)"),
-        ({"cutoff": "last week"}, "--cutoff (train.split.cutoff)"),
-        ({"calibration": "platt"}, "--calibration (train.model.calibration)"),
-        ({"allow_leakage": ["everything"]}, "--allow-leakage (train.allow_leakage.0)"),
-        ({"experiment": "Q3 baseline"}, "--experiment (train.experiment)"),
+        ({"split": "random"}, "split (train.split.kind)"),
+        ({"test_size": 1.5}, "test_size (train.split.test_size)"),
+        ({"cutoff": "last week"}, "cutoff (train.split.cutoff)"),
+        ({"calibration": "platt"}, "calibration (train.model.calibration)"),
+        ({"allow_leakage": ["everything"]}, "allow_leakage (train.allow_leakage.0)"),
+        ({"experiment": "Q3 baseline"}, "experiment (train.experiment)"),
         ({"features": ["x"]}, "can't override 'features'"),
     ],
 )

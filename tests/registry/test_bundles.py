@@ -72,7 +72,7 @@ def test_export_import_and_every_tamper_is_refused(
     versions.register(ws, run, "readmission", actor="alice")
     exported = tmp_path / "out" / "readmission-1.medops"
     exported.parent.mkdir()
-    transfer.export(ws, "readmission:1", exported)
+    transfer.export(ws, "readmission:1", exported, actor="admin")
     data = exported.read_bytes()
     other = init_workspace(
         tmp_path / "site-b", admin_username="root", admin_full_name="Rita Root", admin_password=PASSWORD
@@ -157,7 +157,7 @@ def test_a_lightgbm_version_travels_as_lightgbm_text(
     )
     versions.register(ws, run, "readmission", actor="alice")
     exported = tmp_path / "gbm.medops"
-    transfer.export(ws, "readmission:1", exported)
+    transfer.export(ws, "readmission:1", exported, actor="admin")
     assert sorted(_members(exported.read_bytes())) == sorted(
         [
             "manifest.json",
@@ -191,7 +191,7 @@ def test_an_imported_version_needs_a_validator_here_to_accept_its_evaluation(
     ws, run = registry
     versions.register(ws, run, "readmission", actor="alice")
     exported = tmp_path / "readmission-1.medops"
-    transfer.export(ws, "readmission:1", exported)
+    transfer.export(ws, "readmission:1", exported, actor="admin")
     other = init_workspace(
         tmp_path / "site-b", admin_username="root", admin_full_name="Rita Root", admin_password=PASSWORD
     )

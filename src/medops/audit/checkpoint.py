@@ -19,7 +19,7 @@ from sqlalchemy import select
 from medops.audit.verify import DELETED, ChainProblem, VerifyResult, verify_chain
 from medops.clock import to_iso, utc_now
 from medops.errors import IntegrityError
-from medops.identity.keys import decode_public, key_id
+from medops.public_keys import decode_public, key_id
 from medops.store.artifacts import ArtifactStore
 from medops.store.database import Database
 from medops.store.schema import AuditEvent, SigningKey

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
 
 from medops.clock import to_iso
 from medops.errors import InvalidInput
@@ -36,6 +36,7 @@ EXPORT_FIELDS = (
 class AuditFilter:
     entity_type: str | None = None
     entity_id: str | None = None
+    entity_family: str | None = None  # the id itself and its versions (``labs`` and ``labs@3``)
     actor: str | None = None
     action: str | None = None
     since: datetime | None = None
@@ -56,6 +57,13 @@ class AuditFilter:
             query = query.where(AuditEvent.entity_type == self.entity_type)
         if self.entity_id:
             query = query.where(AuditEvent.entity_id == self.entity_id)
+        if self.entity_family:
+            query = query.where(
+                or_(
+                    AuditEvent.entity_id == self.entity_family,
+                    AuditEvent.entity_id.startswith(f"{self.entity_family}@", autoescape=True),
+                )
+            )
         if self.actor:
             query = query.where(AuditEvent.actor == self.actor)
         if self.action:

@@ -8,13 +8,13 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from medops.audit import AuditFilter, NewEvent, export, list_events
+from medops.audit import AuditFilter
 from medops.audit.chain import canonical_json
 from medops.audit.query import read_export
 from medops.audit.verify import verify_rows
-from medops.cli.common import JsonOption, console, err_console, ok, open_workspace, print_json, table
+from medops.cli.common import JsonOption, cli_caller, console, err_console, ok, open_workspace, print_json, table
 from medops.clock import parse_iso
-from medops.identity import Role
+from medops.services import Services
 
 app = typer.Typer(help="The audit trail: who did what, when and why; hash-chained.", no_args_is_help=True)
 
@@ -64,8 +64,7 @@ def log(
 ) -> None:
     """List audit events, newest first, filtered by entity, actor, action and time."""
     with open_workspace() as ws:
-        ws.users.require_role(ws.actor, "audit.read", set(Role))
-        events = list_events(ws.db, _filter(entity, actor, action, since, until), limit=limit)
+        events = Services(ws).audit.log(cli_caller(ws), _filter(entity, actor, action, since, until), limit=limit)
     if as_json:
         print_json([e.as_dict() for e in events])
         return
@@ -108,10 +107,8 @@ def verify(
     if export_file is not None:
         _verify_export(export_file)
         return
-    with open_workspace() as ws:
-        ws.users.require_role(ws.actor, "audit.verify", set(Role))
-        with console.status("verifying the audit chain…"):
-            report = ws.verify_audit(write_checkpoint=checkpoint)
+    with open_workspace() as ws, console.status("verifying the audit chain…"):
+        report = Services(ws).audit.verify(cli_caller(ws), write_checkpoint=checkpoint)
     chain, problem = report.chain, report.problem
     if as_json:
         print_json(
@@ -176,20 +173,19 @@ def export_cmd(
     until: str | None = UntilOpt,
 ) -> None:
     """Export events with every field needed to re-verify the chain (for auditors and admins)."""
+    flt = _filter(entity, actor, action, since, until)
     with open_workspace() as ws:
-        ws.users.require_role(ws.actor, "audit.export", {Role.AUDITOR, Role.ADMIN})
-        flt = _filter(entity, actor, action, since, until)
+        audit = Services(ws).audit
         if output is None:
-            count = export(ws.db, sys.stdout, fmt, flt)
+            count = audit.export(cli_caller(ws), sys.stdout, fmt, flt)
         else:
             tmp = output.with_name(f".{output.name}.partial")
-            with open(tmp, "w", encoding="utf-8", newline="") as out:
-                count = export(ws.db, out, fmt, flt)
+            try:
+                with open(tmp, "w", encoding="utf-8", newline="") as out:
+                    count = audit.export(cli_caller(ws), out, fmt, flt)
+            except BaseException:
+                tmp.unlink(missing_ok=True)  # a refused or failed export leaves no file behind
+                raise
             tmp.replace(output)
-        ws.trail.record(
-            NewEvent(
-                ws.actor, "audit.export", "audit_trail", "-", after={"format": fmt, "events": count, "filter": str(flt)}
-            )
-        )
     if output is not None:
         ok(f"exported {count} events to {output}")

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from medops.caller import Caller
+from medops.config import acting_user
 from medops.errors import InvalidInput
 from medops.workspace import Workspace
 
@@ -27,6 +29,11 @@ JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table."
 def open_workspace() -> Workspace:
     """The workspace of MEDOPS_HOME, or the nearest one upward from the current folder."""
     return Workspace.open()
+
+
+def cli_caller(ws: Workspace) -> Caller:
+    """The CLI acts as MEDOPS_USER, else the workspace's default user; read here, and only here."""
+    return Caller(acting_user(ws.settings), channel="cli")
 
 
 def read_secret(value: str | None, *, from_stdin: bool, prompt: str, confirm: bool, env: str | None = None) -> str:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from medops.cli.common import JsonOption, ReasonOption, console, ok, open_workspace, print_json, table
+from medops.cli.common import JsonOption, ReasonOption, cli_caller, console, ok, open_workspace, print_json, table
 from medops.data import datasets
 from medops.data.datasets import DatasetInfo
 from medops.errors import InvalidInput
@@ -79,6 +79,7 @@ def ingest_cmd(
                     reason=reason,
                     chunk_rows=chunk_rows,
                     progress=lambda rows, task=task: bar.update(task, completed=rows),  # type: ignore[misc]
+                    actor=cli_caller(ws).user,
                 )
             results.append(result)
             if not as_json:
@@ -266,7 +267,7 @@ def use_cmd(
     from medops.data.datasets import use
 
     with open_workspace() as ws:
-        info = use(ws, ref, actor=ws.actor, reason=reason)
+        info = use(ws, ref, actor=cli_caller(ws).user, reason=reason)
     ok(f"{info.name} now means {info.ref} ({info.rows:,} rows, ingested {info.created_at:%Y-%m-%d %H:%M})")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, console, ok, open_workspace, print_json, table
+from medops.cli.common import JsonOption, cli_caller, console, ok, open_workspace, print_json, table
 from medops.cli.data import ProjectOption, project_at
 from medops.errors import InvalidInput
 
@@ -58,7 +58,13 @@ def evaluate(
             bar.update(tasks[step], completed=done, total=total)
 
         result = evaluate_from_project(
-            ws, loaded, run, champion=champion, out=out.expanduser() if out else None, progress=progress
+            ws,
+            loaded,
+            run,
+            champion=champion,
+            out=out.expanduser() if out else None,
+            progress=progress,
+            actor=cli_caller(ws).user,
         )
     doc = result.doc
     if as_json:
@@ -170,8 +176,8 @@ def show_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """One evaluation's gates; optionally its report, read back verified from the artifact store."""
+    from medops.atomic import write_atomic
     from medops.evaluation.records import get
-    from medops.workspace import write_atomic
 
     with open_workspace() as ws:
         info = get(ws, ref)
@@ -219,14 +225,14 @@ def export_cmd(
     Each row: its position, the patient's pseudonym (grouped splits), the outcome, the score, the
     decision at the evaluation's threshold, and each subgroup attribute. Audited.
     """
+    from medops.atomic import write_atomic_bytes
     from medops.evaluation.records import predictions as read_predictions
-    from medops.workspace import write_atomic_bytes
 
     path = predictions.expanduser()
     if path.suffix.lower() not in (".csv", ".parquet"):
         raise InvalidInput(f"{path}: write predictions to a .csv or a .parquet file")
     with open_workspace() as ws:
-        table = read_predictions(ws, ref, actor=ws.actor)
+        table = read_predictions(ws, ref, actor=cli_caller(ws).user)
     write_atomic_bytes(path, _encode(table, path.suffix.lower()))
     ok(f"{table.num_rows:,} predictions written to {path}")
 

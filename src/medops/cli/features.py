@@ -11,7 +11,17 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from medops.audit import AuditFilter, list_events
-from medops.cli.common import JsonOption, ReasonOption, console, key_values, ok, open_workspace, print_json, table
+from medops.cli.common import (
+    JsonOption,
+    ReasonOption,
+    cli_caller,
+    console,
+    key_values,
+    ok,
+    open_workspace,
+    print_json,
+    table,
+)
 from medops.cli.data import ProjectOption, project_at
 from medops.errors import InvalidInput, NotFound
 from medops.store.lineage import walk
@@ -62,6 +72,7 @@ def apply_cmd(
                 views=views or None,
                 reason=reason,
                 progress=lambda name: bar.update(task, description=f"building {name}"),
+                actor=cli_caller(ws).user,
             )
     if as_json:
         print_json(
@@ -229,6 +240,7 @@ def materialize_cmd(
                 as_of=moment,
                 reason=reason,
                 progress=lambda view, rows: bar.update(task, description=f"{view}: {rows:,} entities"),
+                actor=cli_caller(ws).user,
             )
     if as_json:
         print_json(written)
@@ -308,7 +320,7 @@ def check_cmd(
     from medops.features import FeatureStore
 
     with open_workspace() as ws, FeatureStore(ws, loaded.features) as store:
-        report = store.check(views=views or None, sample=sample, seed=seed)
+        report = store.check(views=views or None, sample=sample, seed=seed, actor=cli_caller(ws).user)
     if as_json:
         print_json(
             {
@@ -362,7 +374,13 @@ def training_set_cmd(
         with _progress(not as_json) as bar:
             bar.add_task(f"training set {name}", total=None)
             info, new = store.save_training_set(
-                name, labels, features, timestamp=timestamp, reason=reason, backfill_guard=not no_backfill_guard
+                name,
+                labels,
+                features,
+                timestamp=timestamp,
+                reason=reason,
+                backfill_guard=not no_backfill_guard,
+                actor=cli_caller(ws).user,
             )
     if as_json:
         print_json({"dataset": info.ref, "version": info.version, "rows": info.rows, "new": new})

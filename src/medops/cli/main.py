@@ -10,7 +10,6 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from medops import __version__
 from medops.cli import (
     audit,
     data,
@@ -29,7 +28,9 @@ from medops.cli import (
     workspace,
 )
 from medops.cli.common import err_console
+from medops.cli.hints import hint_for
 from medops.errors import MedopsError
+from medops.version import __version__
 
 app = typer.Typer(
     name="medops",
@@ -88,8 +89,9 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         err_console.print(f"[red]error:[/] {escape(exc.message)}")
-        if exc.hint:
-            err_console.print(f"[dim]hint:[/] {escape(exc.hint)}")
+        hint = hint_for(exc)
+        if hint:
+            err_console.print(f"[dim]hint:[/] {escape(hint)}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

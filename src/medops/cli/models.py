@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from medops.cli.common import (
     JsonOption,
     ReasonOption,
+    cli_caller,
     console,
     key_values,
     ok,
@@ -20,18 +23,21 @@ from medops.cli.common import (
     table,
 )
 from medops.cli.user import PasswordStdin
-from medops.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from medops.caller import Caller
+    from medops.services.registry import RegistryService
 
 app = typer.Typer(help="The model registry: versions, approvals, stages and aliases, rollback, history.")
 
 
-def _ref(ref: str, *, version_required: bool = True) -> tuple[str, int | None]:
-    from medops.registry.versions import parse_ref
+@contextmanager
+def _registry() -> Iterator[tuple[RegistryService, Caller]]:
+    """The registry service of the workspace, and the CLI's caller."""
+    from medops.services import Services
 
-    name, version = parse_ref(ref)
-    if version_required and version is None:
-        raise InvalidInput(f"{ref!r} names no version", hint=f"give NAME:VERSION, for example {name}:1")
-    return name, version
+    with open_workspace() as ws:
+        yield Services(ws).registry, cli_caller(ws)
 
 
 def _when(moment: datetime | None) -> str:
@@ -64,12 +70,10 @@ def register_cmd(
     only if it was made under the workspace's validation policy (the project file's evaluate
     section). The roles that must sign are that policy's.
     """
-    from medops.registry.versions import register
-
     tags = {k: v[-1] for k, v in key_values(tag, "--tag", "ticket=CAB-118").items()}
-    with open_workspace() as ws:
-        info = register(
-            ws,
+    with _registry() as (registry, caller):
+        info = registry.register(
+            caller,
             run,
             name,
             description=description,
@@ -79,7 +83,7 @@ def register_cmd(
             tags=tags,
         )
     if as_json:
-        print_json(_version_doc(info))
+        print_json(info.to_json())
         return
     bound = (
         f"evaluation {info.evaluation_id[:12]}" if info.evaluation_id else "no evaluation (it can't reach production)"
@@ -90,31 +94,23 @@ def register_cmd(
 @app.command("list", epilog="Examples:  medops models list")
 def list_cmd(as_json: bool = JsonOption) -> None:
     """Registered models, their version counts and production versions."""
-    from medops.registry.versions import models
-
-    with open_workspace() as ws:
-        found = models(ws)
+    with _registry() as (registry, caller):
+        found = registry.models(caller)
     if as_json:
-        print_json(found)
+        print_json([m.to_json() for m in found])
         return
-    table(None, ["model", "versions", "production", "created by"], [list(m.values()) for m in found])
+    table(None, ["model", "versions", "production", "created by"], [list(m.to_json().values()) for m in found])
 
 
 @app.command("show", epilog="Examples:  medops models show readmission   ·   medops models show readmission:2")
 def show_cmd(ref: str = typer.Argument(..., help="NAME or NAME:VERSION."), as_json: bool = JsonOption) -> None:
     """A model's versions (stage, aliases, run, evaluation), or one version with its approvals."""
-    from medops.registry import approvals, versions
-
-    name, version = _ref(ref, version_required=False)
-    with open_workspace() as ws:
-        found = versions.versions(ws, name) if version is None else [versions.get(ws, name, version)]
-        decided = approvals.decisions(ws, (name, version)) if version is not None else []
+    with _registry() as (registry, caller):
+        detail = registry.show(caller, ref)
     if as_json:
-        docs = [_version_doc(v) for v in found]
-        if version is not None:
-            docs[0]["approvals"] = [_decision_doc(d) for d in decided]
-        print_json(docs if version is None else docs[0])
+        print_json(detail.to_json())
         return
+    found, decided = detail.versions, detail.decisions or []
     table(
         None,
         ["version", "stage", "aliases", "run", "evaluation", "approvals required", "registered"],
@@ -144,9 +140,9 @@ def approve_cmd(
     password_stdin: bool = PasswordStdin,
 ) -> None:
     """Sign "approved for production" for one required role (your password is checked, Part 11)."""
-    from medops.registry.approvals import approve
-
-    decision = _decide(ref, password_stdin, lambda ws, key, password: approve(ws, key, ws.actor, password, role))
+    decision = _decide(
+        ref, password_stdin, lambda registry, caller, password: registry.approve(caller, ref, password, role)
+    )
     ok(f"{decision.username} signed {ref} as {decision.role}: approved for production")
 
 
@@ -158,9 +154,9 @@ def reject_cmd(
     password_stdin: bool = PasswordStdin,
 ) -> None:
     """Sign a rejection with its reason; per role the latest decision counts."""
-    from medops.registry.approvals import reject
-
-    decision = _decide(ref, password_stdin, lambda ws, key, password: reject(ws, key, ws.actor, password, role, reason))
+    decision = _decide(
+        ref, password_stdin, lambda registry, caller, password: registry.reject(caller, ref, password, role, reason)
+    )
     ok(f"{decision.username} rejected {ref} as {decision.role}: {reason}")
 
 
@@ -177,36 +173,33 @@ def accept_evaluation_cmd(
 
     An imported bundle's "passed" counts here only after this acceptance.
     """
-    from medops.registry.approvals import accept_evaluation
-
     decision = _decide(
-        ref, password_stdin, lambda ws, key, password: accept_evaluation(ws, key, ws.actor, password, reason)
+        ref,
+        password_stdin,
+        lambda registry, caller, password: registry.accept_evaluation(caller, ref, password, reason),
     )
     ok(f"{decision.username} accepted the exporting workspace's evaluation of {ref}")
 
 
 def _decide(ref: str, password_stdin: bool, sign: Any) -> Any:
     """A signed decision by the acting user on NAME:VERSION: the password is asked for every time."""
-    name, version = _ref(ref)
-    assert version is not None
-    with open_workspace() as ws:
-        password = read_secret(None, from_stdin=password_stdin, prompt=f"Password for {ws.actor}", confirm=False)
-        return sign(ws, (name, version), password)
+    from medops.services.registry import version_ref
+
+    version_ref(ref)  # a malformed ref is refused before the password is asked for
+    with _registry() as (registry, caller):
+        password = read_secret(None, from_stdin=password_stdin, prompt=f"Password for {caller.user}", confirm=False)
+        return sign(registry, caller, password)
 
 
 @app.command("approvals", epilog="Examples:  medops models approvals readmission:2")
 def approvals_cmd(ref: str = typer.Argument(..., help="NAME:VERSION."), as_json: bool = JsonOption) -> None:
     """Every decision on a version, whether its signature still holds, and what production still lacks."""
-    from medops.registry import approvals, versions
-
-    name, version = _ref(ref)
-    assert version is not None
-    with open_workspace() as ws:
-        decided = approvals.decisions(ws, (name, version))
-        lacking = approvals.missing(ws, versions.get(ws, name, version))
+    with _registry() as (registry, caller):
+        state = registry.approvals(caller, ref)
     if as_json:
-        print_json({"decisions": [_decision_doc(d) for d in decided], "missing": lacking})
+        print_json(state.to_json())
         return
+    decided, lacking = state.decisions, state.missing
     _decisions(decided)
     console.print("complete: every required role signed" if not lacking else "missing: " + "; ".join(lacking))
 
@@ -224,13 +217,9 @@ def promote_cmd(
 
     The previous production version is archived in the same step.
     """
-    from medops.registry.stages import promote
-
-    name, version = _ref(ref)
-    assert version is not None
-    with open_workspace() as ws:
-        moves = promote(ws, name, version, to, reason=reason)
-    _moves(name, moves, as_json)
+    with _registry() as (registry, caller):
+        moves = registry.promote(caller, ref, to, reason=reason)
+    _moves(ref.partition(":")[0], moves, as_json)
 
 
 @app.command("rollback", epilog="Examples:  medops models rollback readmission -r 'alert INC-42'")
@@ -240,10 +229,8 @@ def rollback_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Restore the previous production version in one audited step (the current one is archived)."""
-    from medops.registry.stages import rollback
-
-    with open_workspace() as ws:
-        moves = rollback(ws, _ref(name, version_required=False)[0], reason=reason)
+    with _registry() as (registry, caller):
+        moves = registry.rollback(caller, name, reason=reason)
     _moves(name, moves, as_json)
 
 
@@ -255,11 +242,9 @@ def alias_cmd(
     reason: str | None = ReasonOption,
 ) -> None:
     """Point a free alias at a version (ml_engineer or admin); audited and kept in the history."""
-    from medops.registry.stages import set_alias
-
-    name, version = _ref(ref, version_required=not remove)
-    with open_workspace() as ws:
-        move = set_alias(ws, name, alias, None if remove else version, reason=reason)
+    with _registry() as (registry, caller):
+        move = registry.set_alias(caller, ref, alias, remove=remove, reason=reason)
+    name = ref.partition(":")[0]
     ok(f"{name}: {alias} -> {move.version if move.version is not None else 'removed'} (was {move.previous})")
 
 
@@ -272,25 +257,16 @@ def history_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Every stage and alias move with who and why; with --at, who held what at that moment."""
-    from datetime import UTC
-
-    from medops.registry.stages import history, holder_at
-
-    with open_workspace() as ws:
-        moves = history(ws, name)
-        held: dict[str, Any] = {}
-        if at is not None:
-            when = at if at.tzinfo else at.replace(tzinfo=UTC)
-            for slot in sorted({m.name for m in moves if m.name != "archived"}):
-                move = holder_at(ws, name, slot, when)
-                held[slot] = None if move is None else {"version": move.version, "by": move.actor, "at": move.at}
+    with _registry() as (registry, caller):
+        found = registry.history(caller, name, at=at)
     if as_json:
-        print_json({"moves": [m.__dict__ for m in moves], "at": held if at is not None else None})
+        print_json(found.to_json())
         return
-    if at is not None:
+    moves = found.moves
+    if at is not None and found.held is not None:
         rows = [
-            [s, "none" if h is None else h["version"], "" if h is None else f"{_when(h['at'])} by {h['by']}"]
-            for s, h in held.items()
+            [s, "none" if h is None else h.version, "" if h is None else f"{_when(h.at)} by {h.by}"]
+            for s, h in found.held.items()
         ]
         table(f"held at {at.isoformat()}", ["stage or alias", "version", "since"], rows)
         return
@@ -307,10 +283,8 @@ def export_cmd(
     file: Path = typer.Argument(..., help="The bundle file to write."),
 ) -> None:
     """Write a version's signed bundle (verified first) to take to another workspace or a server."""
-    from medops.registry.transfer import export
-
-    with open_workspace() as ws:
-        info = export(ws, ref, file.expanduser())
+    with _registry() as (registry, caller):
+        info = registry.export(caller, ref, file.expanduser())
     ok(f"wrote {file} ({info.ref}, bundle sha256:{info.artifact_sha256[:12]})")
 
 
@@ -328,12 +302,10 @@ def import_cmd(
     Production then needs a validator here to accept the exporter's evaluation
     (medops models accept-evaluation) and the signatures this workspace's policy requires.
     """
-    from medops.registry.transfer import import_bundle
-
-    with open_workspace() as ws:
-        info = import_bundle(ws, file.expanduser(), name=name, extra_approvals=approvals)
+    with _registry() as (registry, caller):
+        info = registry.import_bundle(caller, file.expanduser(), name=name, extra_approvals=approvals)
     if as_json:
-        print_json(_version_doc(info))
+        print_json(info.to_json())
         return
     ok(f"imported {file} as {info.ref}; approvals required: {', '.join(info.required_approvals) or 'none'}")
 
@@ -341,10 +313,8 @@ def import_cmd(
 @app.command("public-key", epilog="Examples:  medops models public-key > site-a.pub")
 def public_key_cmd() -> None:
     """This workspace's public key: give it to the workspaces that will import its bundles."""
-    from medops.registry.transfer import public_key
-
-    with open_workspace() as ws:
-        console.print(public_key(ws))
+    with _registry() as (registry, caller):
+        console.print(registry.public_key(caller))
 
 
 @app.command("trust-key", epilog="Examples:  medops models trust-key \"$(cat site-a.pub)\" --note 'Site A research'")
@@ -353,16 +323,14 @@ def trust_key_cmd(
     note: str = typer.Option(..., "--note", help="Whose key it is: recorded and audited."),
 ) -> None:
     """Accept bundles signed by another workspace (admin only)."""
-    from medops.registry.transfer import trust_key
-
-    with open_workspace() as ws:
-        kid = trust_key(ws, key, note=note)
+    with _registry() as (registry, caller):
+        kid = registry.trust_key(caller, key, note=note)
     ok(f"bundles signed by key {kid} are now accepted here")
 
 
 def _moves(name: str, moves: list[Any], as_json: bool) -> None:
     if as_json:
-        print_json([m.__dict__ for m in moves])
+        print_json([m.to_json() for m in moves])
         return
     for m in moves:
         ok(f"{name}:{m.version} -> {m.name}")
@@ -377,33 +345,3 @@ def _decisions(decided: list[Any]) -> None:
             for d in decided
         ],
     )
-
-
-def _version_doc(v: Any) -> dict[str, Any]:
-    return {
-        "model": v.model,
-        "version": v.version,
-        "stage": v.stage,
-        "aliases": v.aliases,
-        "run": v.run_id,
-        "artifact_sha256": v.artifact_sha256,
-        "evaluation": v.evaluation_id,
-        "required_approvals": v.required_approvals,
-        "description": v.description,
-        "tags": v.tags,
-        "created_by": v.created_by,
-        "created_at": v.created_at.isoformat(),
-    }
-
-
-def _decision_doc(d: Any) -> dict[str, Any]:
-    return {
-        "role": d.role,
-        "username": d.username,
-        "decision": d.decision,
-        "signature": d.signature_id,
-        "valid": d.valid,
-        "problems": d.problems,
-        "reason": d.reason,
-        "at": d.at.isoformat(),
-    }

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, console, key_values, open_workspace, print_json, table
+from medops.cli.common import JsonOption, cli_caller, console, key_values, open_workspace, print_json, table
 
 app = typer.Typer(help="Tracked runs: search them, show one, compare two.")
 
@@ -178,7 +178,7 @@ def reproduce_cmd(
     from medops.training.reproduce import reproduce
 
     with open_workspace() as ws:
-        report = reproduce(Tracker(ws), run)
+        report = reproduce(Tracker(ws), run, actor=cli_caller(ws).user)
     if as_json:
         print_json(
             {

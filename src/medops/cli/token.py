@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, ReasonOption, console, ok, open_workspace, print_json, table
+from medops.cli.common import JsonOption, ReasonOption, cli_caller, console, ok, open_workspace, print_json, table
 
 app = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args_is_help=True)
 
@@ -25,7 +25,9 @@ def create(
 ) -> None:
     """Create a token; its secret is printed once and never stored."""
     with open_workspace() as ws:
-        view, secret = ws.tokens.create(ws.actor, name, username=user, expires_in_days=expires_in_days, reason=reason)
+        view, secret = ws.tokens.create(
+            cli_caller(ws).user, name, username=user, expires_in_days=expires_in_days, reason=reason
+        )
     ok(
         f"token {view.id} created for {view.username}"
         + (f", expires {view.expires_at:%Y-%m-%d %H:%M} UTC" if view.expires_at else "")
@@ -40,7 +42,7 @@ def list_tokens(
 ) -> None:
     """List tokens (never their secrets): yours, or everyone's for an admin."""
     with open_workspace() as ws:
-        tokens = ws.tokens.list(ws.actor, username=user)
+        tokens = ws.tokens.list(cli_caller(ws).user, username=user)
     if as_json:
         print_json(
             [
@@ -80,5 +82,5 @@ def revoke(
 ) -> None:
     """Revoke a token at once; requests with it fail from now on."""
     with open_workspace() as ws:
-        ws.tokens.revoke(ws.actor, token_id, reason=reason)
+        ws.tokens.revoke(cli_caller(ws).user, token_id, reason=reason)
     ok(f"token {token_id} revoked")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from medops.cli.common import JsonOption, ReasonOption, console, key_values, ok, open_workspace, print_json
+from medops.cli.common import JsonOption, ReasonOption, cli_caller, console, key_values, ok, open_workspace, print_json
 from medops.cli.data import ProjectOption, project_at
 from medops.errors import InvalidInput
 
@@ -99,6 +99,7 @@ def train(
             tune=tune,
             progress=lambda done, best: bar.update(task, completed=done, description=f"tuning, best {best:.3f}"),
             overrides=overrides,
+            actor=cli_caller(ws).user,
         )
     if as_json:
         print_json({"run": result.run_id, "model_sha256": result.model_sha256, "metrics": result.metrics})

@@ -7,6 +7,7 @@ import typer
 from medops.cli.common import (
     JsonOption,
     ReasonOption,
+    cli_caller,
     ok,
     open_workspace,
     print_json,
@@ -34,7 +35,7 @@ def add(
     roles = parse_roles(role)
     password = read_secret(None, from_stdin=password_stdin, prompt=f"Password for {username}", confirm=True)
     with open_workspace() as ws:
-        view = ws.users.add(ws.actor, username, name, password, roles, reason=reason)
+        view = ws.users.add(cli_caller(ws).user, username, name, password, roles, reason=reason)
     ok(f"user {view.username} added with roles: {', '.join(view.roles) or 'none'}")
 
 
@@ -42,7 +43,7 @@ def add(
 def list_users(as_json: bool = JsonOption) -> None:
     """List users, their roles and whether they are active."""
     with open_workspace() as ws:
-        users = ws.users.list(ws.actor)
+        users = ws.users.list(cli_caller(ws).user)
     if as_json:
         print_json([{**u.audit_state(), "created_at": u.created_at.isoformat()} for u in users])
         return
@@ -66,7 +67,7 @@ def list_users(as_json: bool = JsonOption) -> None:
 def disable(username: str = typer.Argument(...), reason: str | None = ReasonOption) -> None:
     """Disable a user: they can no longer act, sign or use tokens. Users are never deleted."""
     with open_workspace() as ws:
-        ws.users.disable(ws.actor, username, reason=reason)
+        ws.users.disable(cli_caller(ws).user, username, reason=reason)
     ok(f"user {username} disabled")
 
 
@@ -74,7 +75,7 @@ def disable(username: str = typer.Argument(...), reason: str | None = ReasonOpti
 def enable(username: str = typer.Argument(...), reason: str | None = ReasonOption) -> None:
     """Enable a disabled or locked user again."""
     with open_workspace() as ws:
-        ws.users.enable(ws.actor, username, reason=reason)
+        ws.users.enable(cli_caller(ws).user, username, reason=reason)
     ok(f"user {username} enabled")
 
 
@@ -84,7 +85,7 @@ def grant(
 ) -> None:
     """Give a user a role."""
     with open_workspace() as ws:
-        view = ws.users.grant(ws.actor, username, parse_role(role), reason=reason)
+        view = ws.users.grant(cli_caller(ws).user, username, parse_role(role), reason=reason)
     ok(f"{username} now holds: {', '.join(view.roles)}")
 
 
@@ -94,7 +95,7 @@ def revoke(
 ) -> None:
     """Take a role away from a user."""
     with open_workspace() as ws:
-        view = ws.users.revoke(ws.actor, username, parse_role(role), reason=reason)
+        view = ws.users.revoke(cli_caller(ws).user, username, parse_role(role), reason=reason)
     ok(f"{username} now holds: {', '.join(view.roles) or 'no roles'}")
 
 
@@ -109,7 +110,7 @@ def passwd(
 ) -> None:
     """Change your password, or (as admin) reset someone else's."""
     with open_workspace() as ws:
-        target = username or ws.actor
+        target = username or cli_caller(ws).user
         password = read_secret(None, from_stdin=password_stdin, prompt=f"New password for {target}", confirm=True)
-        ws.users.set_password(ws.actor, target, password, reason=reason)
+        ws.users.set_password(cli_caller(ws).user, target, password, reason=reason)
     ok(f"password of {target} changed")

@@ -27,7 +27,7 @@ from medops.store.lineage import dataset_node
 from medops.store.schema import DatasetHead, DatasetVersion
 
 if TYPE_CHECKING:
-    from medops.workspace import Workspace
+    from medops.platform import Platform
 
 USE_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN}
 
@@ -110,7 +110,7 @@ def get(db: Database, ref: str) -> DatasetInfo:
                 )
         rows = session.execute(query).scalars().all()
         if not rows:
-            raise NotFound(f"no dataset {ref!r}", hint="see the datasets with: medops data list")
+            raise NotFound(f"no dataset {ref!r}", code="dataset_not_found")
         if version and len(rows) > 1:
             raise InvalidInput(f"{ref!r} matches more than one version", hint="give more characters of the version")
         return _info(rows[0])
@@ -219,7 +219,7 @@ def set_head(session: Session, name: str, version: str, who: str, how: str) -> s
     return previous
 
 
-def use(ws: Workspace, ref: str, *, actor: str, reason: str | None = None) -> DatasetInfo:
+def use(ws: Platform, ref: str, *, actor: str, reason: str | None = None) -> DatasetInfo:
     """Pin a dataset's current version (``NAME@VERSION``): audited, with the version it replaces."""
     name, _, version = ref.partition("@")
     if not version:

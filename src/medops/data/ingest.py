@@ -27,7 +27,6 @@ import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from medops import __version__
 from medops.clock import utc_now
 from medops.data.contracts import Contract, ContractSpec, ValidationReport
 from medops.data.datasets import DatasetInfo, get, set_head
@@ -39,9 +38,10 @@ from medops.data.sources import DEFAULT_CHUNK_ROWS, CsvSource, FhirNdjsonSource,
 from medops.errors import Conflict, InvalidInput
 from medops.identity import Role
 from medops.identity.pseudonym_key import load_key
+from medops.platform import Platform
 from medops.store.lineage import Edge, add_edges, dataset_node, file_node
 from medops.store.schema import DatasetVersion
-from medops.workspace import Workspace
+from medops.version import __version__
 
 INGEST_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN}
 DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -149,7 +149,7 @@ class _Names:
 class _Run:
     """One ingest in progress: the stages, the two sinks and what they learn."""
 
-    def __init__(self, ws: Workspace, plan: TablePlan, chunk_rows: int) -> None:
+    def __init__(self, ws: Platform, plan: TablePlan, chunk_rows: int) -> None:
         self.ws, self.plan, self.chunk_rows = ws, plan, chunk_rows
         self.contract = (
             Contract(
@@ -292,17 +292,17 @@ def _deid_doc(report: DeidReport, key: str | None) -> dict[str, Any]:
 
 
 def ingest(
-    ws: Workspace,
+    ws: Platform,
     plan: TablePlan,
     *,
-    actor: str | None = None,
+    actor: str,
     reason: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     now: pd.Timestamp | None = None,
     progress: Callable[[int], None] = lambda rows: None,
 ) -> IngestResult:
     """Ingest one table; the same data ingested again gives the same version and stores nothing."""
-    who = actor or ws.actor
+    who = actor
     ws.users.require_role(who, "dataset.ingest", INGEST_ROLES)
     for column, action in plan.actions.items():  # before any file is read
         problem = action_error(action)
@@ -432,7 +432,7 @@ def _stored(session: Session, record: DatasetVersion) -> bool:
 
 
 def _record(
-    ws: Workspace,
+    ws: Platform,
     who: str,
     reason: str | None,
     plan: TablePlan,

@@ -127,7 +127,7 @@ def evaluate(
     where: Where = lambda loc: ".".join(loc),
     source: Callable[[str], pd.DataFrame] | None = None,
     champion: str | None = None,
-    actor: str | None = None,
+    actor: str,
     progress: Callable[[str, int, int], None] | None = None,
     declared_ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
@@ -196,7 +196,7 @@ def evaluate(
     return {
         "id": uuid.uuid4().hex,
         "created_at": utc_now().isoformat(),
-        "created_by": actor or tracker.ws.actor,
+        "created_by": actor,
         "passed": all(g.passed for g in gates),
         "policy_sha256": spec.sha256,
         "project": project,

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from medops.config import Settings
 from medops.errors import ConfigError
 from medops.evaluation.spec import EvaluateSpec
-from medops.workspace import Workspace
+from medops.platform import Platform
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def project_path(settings: Settings) -> Path:
     return path if path.is_absolute() else settings.home / path
 
 
-def governing_policy(ws: Workspace) -> GoverningPolicy | None:
+def governing_policy(ws: Platform) -> GoverningPolicy | None:
     """The policy of the workspace's project file, or None when the workspace has no project file."""
     path = project_path(ws.settings)
     try:
@@ -56,7 +56,7 @@ def governing_policy(ws: Workspace) -> GoverningPolicy | None:
         raw = yaml.safe_load(text)
     except yaml.YAMLError:
         raise ConfigError(
-            f"{path}: the workspace's project file is not valid YAML", hint="medops project check"
+            f"{path}: the workspace's project file is not valid YAML", code="project_file_invalid"
         ) from None
     section = raw.get("evaluate") if isinstance(raw, dict) else None
     if section is None:
@@ -65,6 +65,6 @@ def governing_policy(ws: Workspace) -> GoverningPolicy | None:
         spec = EvaluateSpec.model_validate(section)
     except ValidationError as exc:
         raise ConfigError(
-            f"{path}: the evaluate section is not valid ({exc.errors()[0]['msg']})", hint="medops project check"
+            f"{path}: the evaluate section is not valid ({exc.errors()[0]['msg']})", code="project_file_invalid"
         ) from None
     return GoverningPolicy(path.resolve(), spec, hashlib.sha256(text.encode()).hexdigest())

@@ -19,10 +19,10 @@ from sqlalchemy import select
 from medops.errors import InvalidInput, NotFound
 from medops.evaluation.governing import governing_policy
 from medops.identity.roles import Role
+from medops.platform import Platform
 from medops.store.lineage import Edge, add_edges
 from medops.store.schema import Evaluation, GateResult
 from medops.training.tracking import run_node
-from medops.workspace import Workspace
 
 EVALUATE_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.VALIDATOR, Role.ADMIN}
 PREDICTIONS = "_predictions"  # a document's per-row table until it is stored: never part of the JSON
@@ -56,7 +56,7 @@ def evaluation_node(evaluation_id: str) -> str:
 
 
 def record(
-    ws: Workspace, doc: dict[str, Any], report: str, card_markdown: str, card_html: str, *, actor: str
+    ws: Platform, doc: dict[str, Any], report: str, card_markdown: str, card_html: str, *, actor: str
 ) -> EvaluationInfo:
     """Store an evaluation: files first (content-addressed, harmless if the transaction fails), then rows."""
     governing = finalize(ws, doc)
@@ -108,7 +108,7 @@ def record(
     return get(ws, doc["id"])
 
 
-def _put_parquet(ws: Workspace, table: pa.Table) -> str:
+def _put_parquet(ws: Platform, table: pa.Table) -> str:
     path = ws.artifacts.staging_path()
     try:
         pq.write_table(table, path)
@@ -117,7 +117,7 @@ def _put_parquet(ws: Workspace, table: pa.Table) -> str:
         path.unlink(missing_ok=True)
 
 
-def predictions(ws: Workspace, ref: str, *, actor: str) -> pa.Table:
+def predictions(ws: Platform, ref: str, *, actor: str) -> pa.Table:
     """An evaluation's per-row predictions, read back verified; reading them is role-checked and audited."""
     info = get(ws, ref)
     doc = json.loads(ws.artifacts.read_bytes(info.document))
@@ -130,7 +130,7 @@ def predictions(ws: Workspace, ref: str, *, actor: str) -> pa.Table:
     return table
 
 
-def finalize(ws: Workspace, doc: dict[str, Any]) -> bool:
+def finalize(ws: Platform, doc: dict[str, Any]) -> bool:
     """Complete a new evaluation's document before its report is rendered (so the report's hash of it holds):
     whether it governs, and its per-row predictions stored as Parquet. Returns whether it governs."""
     table = doc.pop(PREDICTIONS, None)
@@ -139,7 +139,7 @@ def finalize(ws: Workspace, doc: dict[str, Any]) -> bool:
     return mark_governing(ws, doc)
 
 
-def mark_governing(ws: Workspace, doc: dict[str, Any]) -> bool:
+def mark_governing(ws: Platform, doc: dict[str, Any]) -> bool:
     """Decide (never trust the document's word) whether it was made under the workspace's policy."""
     policy = governing_policy(ws)
     governing = policy is not None and doc["policy_sha256"] == policy.sha256
@@ -155,7 +155,7 @@ def _finite(value: Any) -> float | None:
     return number if number == number and abs(number) != float("inf") else None
 
 
-def get(ws: Workspace, ref: str) -> EvaluationInfo:
+def get(ws: Platform, ref: str) -> EvaluationInfo:
     """An evaluation by id or an unambiguous prefix (at least 6 hex characters)."""
     ref = ref.strip().removeprefix("evaluation:")
     if len(ref) < 6 or not all(c in "0123456789abcdef" for c in ref):
@@ -163,13 +163,13 @@ def get(ws: Workspace, ref: str) -> EvaluationInfo:
     with ws.db.read() as session:
         rows = session.execute(select(Evaluation).where(Evaluation.id.startswith(ref)).limit(2)).scalars().all()
         if not rows:
-            raise NotFound(f"no evaluation {ref!r}", hint="see them with: medops evaluations list")
+            raise NotFound(f"no evaluation {ref!r}", code="evaluation_not_found")
         if len(rows) > 1:
             raise InvalidInput(f"{ref!r} matches more than one evaluation", hint="give more characters of the id")
         return _info(session, rows[0])
 
 
-def list_for(ws: Workspace, run_id: str | None = None, limit: int = 50) -> list[EvaluationInfo]:
+def list_for(ws: Platform, run_id: str | None = None, limit: int = 50) -> list[EvaluationInfo]:
     with ws.db.read() as session:
         query = select(Evaluation).order_by(Evaluation.created_at.desc()).limit(limit)
         if run_id is not None:

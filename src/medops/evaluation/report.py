@@ -33,7 +33,7 @@ from typing import Any
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader, Undefined
 from markupsafe import Markup
 
-from medops import __version__
+from medops.version import __version__
 
 TEMPLATES = Path(__file__).with_name("templates")
 UNDEFINED = "—"

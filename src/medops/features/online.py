@@ -150,7 +150,8 @@ def _check_name(what: str, name: object, error: type[InvalidInput] | type[Config
 def _not_found(view: str) -> NotFound:
     return NotFound(
         f"feature view {view!r} has no online table",
-        hint=f"run `medops features materialize {view}` to fill it",
+        code="online_not_materialized",
+        view=view,
     )
 
 
@@ -656,7 +657,8 @@ class RedisOnlineStore:
             self._unlink_quietly([prefix + e for e in entity_ids])
             raise Conflict(
                 f"a newer write of feature view {view!r} finished while this one ran; this one was discarded",
-                hint=f"run `medops features materialize {view}` again if its data is the newer",
+                code="online_stale",
+                view=view,
             )
         self._sweep(view, gen)
         return prep.count

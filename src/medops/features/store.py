@@ -42,9 +42,9 @@ from medops.features.partitions import join_partitioned, table_partitioned
 from medops.features.pit import EVENT_TIME, ROW, TIME, JoinOptions
 from medops.features.views import FeatureSet, FeatureView, FeatureViewError, OnDemandFeature
 from medops.identity import Role
+from medops.platform import Platform
 from medops.store.lineage import Edge, add_edges, dataset_node
 from medops.store.schema import DatasetVersion, FeatureViewVersion
-from medops.workspace import Workspace
 
 APPLY_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN}
 MATERIALIZE_ROLES = {Role.ML_ENGINEER, Role.ADMIN}
@@ -147,7 +147,7 @@ def _applied(row: FeatureViewVersion) -> AppliedView:
     )
 
 
-def list_applied(ws: Workspace, name: str | None = None) -> list[AppliedView]:
+def list_applied(ws: Platform, name: str | None = None) -> list[AppliedView]:
     """Applied view versions, newest first."""
     query_ = select(FeatureViewVersion).order_by(FeatureViewVersion.created_at.desc(), FeatureViewVersion.name)
     if name:
@@ -161,7 +161,7 @@ class FeatureStore:
 
     def __init__(
         self,
-        ws: Workspace,
+        ws: Platform,
         features: FeatureSet,
         *,
         executor: str | None = None,
@@ -207,7 +207,7 @@ class FeatureStore:
             return get(self.ws.db, view.source)
         except NotFound:
             raise FeatureViewError(
-                f"view {view.name}, source: no dataset {view.source!r}", hint="see the datasets with: medops data list"
+                f"view {view.name}, source: no dataset {view.source!r}", code="feature_view_unknown_source"
             ) from None
         except InvalidInput as exc:
             raise FeatureViewError(f"view {view.name}, source: {exc.message}", hint=exc.hint) from None
@@ -225,14 +225,14 @@ class FeatureStore:
 
     def apply(
         self,
-        actor: str | None = None,
+        actor: str,
         *,
         views: Sequence[str] | None = None,
         reason: str | None = None,
         progress: Callable[[str], None] = lambda name: None,
     ) -> list[ApplyResult]:
         """Check every view, build every offline table, then record them all at once."""
-        who = actor or self.ws.actor
+        who = actor
         self.ws.users.require_role(who, "features.apply", APPLY_ROLES)
         chosen = self._views(views)
         if not chosen:
@@ -338,7 +338,7 @@ class FeatureStore:
         if stored is None:
             raise NotFound(
                 f"feature view {view.name} is not applied for its current definition and source {source.ref}",
-                hint="run: medops features apply",
+                code="feature_views_not_applied",
             )
         return stored
 
@@ -449,7 +449,7 @@ class FeatureStore:
         features: Sequence[str],
         *,
         timestamp: str,
-        actor: str | None = None,
+        actor: str,
         reason: str | None = None,
         backfill_guard: bool = True,
         quarantined: Literal["drop", "refuse"] = "drop",
@@ -462,7 +462,7 @@ class FeatureStore:
         """
         from medops.data.ingest import DATASET_NAME
 
-        who = actor or self.ws.actor
+        who = actor
         self.ws.users.require_role(who, "dataset.training_set", APPLY_ROLES)
         if not DATASET_NAME.match(name):
             raise InvalidInput(f"{name!r} is not a valid dataset name", hint="lowercase letters, digits and '_'")
@@ -577,7 +577,7 @@ class FeatureStore:
 
     def materialize(
         self,
-        actor: str | None = None,
+        actor: str,
         *,
         views: Sequence[str] | None = None,
         as_of: datetime | None = None,
@@ -585,7 +585,7 @@ class FeatureStore:
         progress: Callable[[str, int], None] = lambda view, rows: None,
     ) -> dict[str, int]:
         """Write each view's values as of ``as_of`` (default now) per entity to the online store."""
-        who = actor or self.ws.actor
+        who = actor
         self.ws.users.require_role(who, "features.materialize", MATERIALIZE_ROLES)
         moment = (as_of or utc_now()).astimezone(UTC)
         written: dict[str, int] = {}
@@ -649,7 +649,8 @@ class FeatureStore:
             if view.entity not in entities:
                 raise InvalidInput(
                     f"no {view.entity!r} ids given: feature view {view.name} is keyed by it",
-                    hint=f"pass --entity {view.entity}=ID",
+                    code="entity_key_missing",
+                    entity=view.entity,
                 )
             rows = self.online.read(view.name, [str(i) for i in entities[view.entity]], names)
             latest = {f.name for f in view.latest}
@@ -684,11 +685,9 @@ class FeatureStore:
 
     # --- consistency ----------------------------------------------------------------
 
-    def check(
-        self, actor: str | None = None, *, sample: int = 100, seed: int = 0, views: Sequence[str] | None = None
-    ) -> CheckReport:
+    def check(self, actor: str, *, sample: int = 100, seed: int = 0, views: Sequence[str] | None = None) -> CheckReport:
         """Recompute a sample of entities offline at the online table's time and compare; then on-demand both ways."""
-        who = actor or self.ws.actor
+        who = actor
         self.ws.users.require_role(who, "features.check", READ_ROLES)
         report = CheckReport()
         rng = random.Random(seed)
@@ -828,7 +827,8 @@ def _label_times(con: duckdb.DuckDBPyConnection, labels: pa.Table, timestamp: st
     if timestamp not in labels.column_names:
         raise InvalidInput(
             f"labels have no timestamp column {timestamp!r}",
-            hint=f"label columns: {', '.join(labels.column_names)}; name the right one (--timestamp, or timestamp=)",
+            code="label_timestamp_unknown",
+            hint=f"label columns: {', '.join(labels.column_names)}",
         )
     column = labels.column(timestamp)
     try:

@@ -10,31 +10,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from medops.errors import ConfigError, IntegrityError
+from medops.public_keys import encode_public
 
 if TYPE_CHECKING:
     from medops.config import Settings
 
 ENV_KEY = "MEDOPS_SIGNING_KEY"
-
-
-def key_id(public: Ed25519PublicKey) -> str:
-    return hashlib.sha256(public.public_bytes_raw()).hexdigest()[:16]
-
-
-def encode_public(public: Ed25519PublicKey) -> str:
-    return base64.b64encode(public.public_bytes_raw()).decode("ascii")
-
-
-def decode_public(text: str) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(base64.b64decode(text))
 
 
 def _decode_private(text: str, where: str) -> Ed25519PrivateKey:

@@ -24,8 +24,9 @@ from medops.audit.chain import canonical_json
 from medops.audit.trail import AuditTrail
 from medops.clock import to_iso, utc_now
 from medops.errors import InvalidInput, NotFound
-from medops.identity.keys import check_pair, decode_public, encode_public, key_id
+from medops.identity.keys import check_pair
 from medops.identity.users import UserService
+from medops.public_keys import decode_public, encode_public, key_id
 from medops.store.database import Database
 from medops.store.schema import Signature, SigningKey
 

@@ -68,7 +68,7 @@ class TokenService:
         if not name.strip():
             raise InvalidInput("a token needs a name that says what it is for, e.g. 'ehr-integration'")
         if expires_in_days is not None and expires_in_days <= 0:
-            raise InvalidInput("--expires-in-days must be positive")
+            raise InvalidInput("a token's lifetime must be positive", code="token_expiry_invalid")
         token_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         now = utc_now()
@@ -111,7 +111,7 @@ class TokenService:
                 select(User.username).join(ApiToken, User.id == ApiToken.user_id).where(ApiToken.id == token_id)
             ).scalar_one_or_none()
         if found is None:
-            raise NotFound(f"no token {token_id!r}", hint="`medops token list` shows token ids")
+            raise NotFound(f"no token {token_id!r}", code="token_not_found")
         with self.users.authorized(
             actor,
             "token.revoke",

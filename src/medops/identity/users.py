@@ -63,7 +63,7 @@ class UserRepository:
     def get(self, username: str) -> User:
         user = self.find(username)
         if user is None:
-            raise NotFound(f"no user {username!r}", hint="`medops user list` shows the users")
+            raise NotFound(f"no user {username!r}", code="user_not_found")
         return user
 
     def standing(self, username: str) -> tuple[bool, set[str]] | None:
@@ -162,7 +162,7 @@ class UserService:
                     raise _Denied(denial)
                 if reason_required and not (reason and reason.strip()):
                     raise InvalidInput(
-                        f"{action} needs a reason", hint="give --reason '...': it goes into the audit trail"
+                        f"{action} needs a reason", code="reason_required", hint="say why: it goes into the audit trail"
                     )
                 yield ch
         except _Denied as exc:

@@ -12,15 +12,16 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from medops.atomic import write_atomic
 from medops.data.datasets import get as get_dataset
 from medops.errors import ConfigError, InvalidInput
 from medops.evaluation.evaluate import evaluate
 from medops.evaluation.records import EVALUATE_ROLES, EvaluationInfo, finalize, record
 from medops.evaluation.report import render_model_card, render_report
 from medops.pipelines.project import LoadedProject
+from medops.platform import Platform
 from medops.store.lineage import dataset_refs, walk
 from medops.training.tracking import Tracker, run_node
-from medops.workspace import Workspace, write_atomic
 
 REPORT = "validation_report.html"
 CARD_MD = "model_card.md"
@@ -41,23 +42,23 @@ def latest_trained(tracker: Tracker, experiment: str) -> str:
     for run in tracker.list_runs(experiment=experiment, state="finished", top_level=True, limit=200):
         if "model_sha256" in run.tags and "reproduces" not in run.tags:
             return run.id
-    raise InvalidInput(f"no finished training in experiment {experiment!r}", hint="train one first: medops train")
+    raise InvalidInput(f"no finished training in experiment {experiment!r}", code="no_finished_training")
 
 
 def evaluate_from_project(
-    ws: Workspace,
+    ws: Platform,
     project: LoadedProject,
     run: str | None = None,
     *,
     champion: str | None = None,
-    actor: str | None = None,
+    actor: str,
     out: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Evaluated:
     spec = project.spec.evaluate
     if spec is None:
         raise ConfigError(f"{project.path} has no evaluate section", hint="add one (see the readmission template)")
-    who = actor or ws.actor
+    who = actor
     ws.users.require_role(who, "evaluation.record", EVALUATE_ROLES)  # before minutes of work, not after
     tracker = Tracker(ws)
     picked = None
@@ -107,7 +108,7 @@ def evaluate_from_project(
     return Evaluated(info, doc, files, picked)
 
 
-def production_run(ws: Workspace, model: str, run: str) -> str | None:
+def production_run(ws: Platform, model: str, run: str) -> str | None:
     """The run behind the registered model's production version (named after the project), if any."""
     from sqlalchemy import select
 
@@ -120,7 +121,7 @@ def production_run(ws: Workspace, model: str, run: str) -> str | None:
     return found if found is not None and found != run else None
 
 
-def _source(ws: Workspace, name: str, version: str | None) -> pd.DataFrame:
+def _source(ws: Platform, name: str, version: str | None) -> pd.DataFrame:
     """A source's dataset, to join subgroup attributes (race, payer...) by the entity: the version the
     run was trained from when the lineage names one, else the latest."""
     info = get_dataset(ws.db, f"{name}@{version}" if version else name)

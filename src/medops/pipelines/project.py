@@ -327,9 +327,7 @@ def load_project(path: Path) -> LoadedProject:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ProjectError(
-            f"{path}: no project file", hint="create one with: medops init DIR --template readmission"
-        ) from None
+        raise ProjectError(f"{path}: no project file", code="project_file_missing") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProjectError(f"{path}: can't be read ({exc})") from None
     try:
@@ -417,5 +415,5 @@ def find_project(start: Path | None = None) -> Path:
             return folder / PROJECT_FILE
     raise ProjectError(
         f"no {PROJECT_FILE} in {here} or a parent folder",
-        hint="pass --project FILE, or create one with: medops init DIR --template readmission",
+        code="project_file_missing",
     )

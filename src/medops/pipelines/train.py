@@ -20,12 +20,12 @@ from medops.data.datasets import DatasetInfo, get
 from medops.errors import ConfigError, InvalidInput
 from medops.features import FeatureStore
 from medops.pipelines.project import LoadedProject, TrainSpec
+from medops.platform import Platform
 from medops.training.tracking import RUN_ROLES, Tracker
 from medops.training.train import TrainConfig, TrainResult, label_as_numbers, train
 from medops.training.trainers import ModelSpec, estimator_for
 from medops.training.tuning import TuneResult
 from medops.training.tuning import tune as run_tuning
-from medops.workspace import Workspace
 
 # Where each command-line setting lives in the project's train section, for overrides and their errors.
 OVERRIDES: dict[str, tuple[str, ...]] = {
@@ -44,7 +44,7 @@ OVERRIDES: dict[str, tuple[str, ...]] = {
 
 
 def _training_set(
-    ws: Workspace, project: LoadedProject, spec: TrainSpec, who: str, reason: str | None, say: Callable[[str], None]
+    ws: Platform, project: LoadedProject, spec: TrainSpec, who: str, reason: str | None, say: Callable[[str], None]
 ) -> tuple[DatasetInfo, pd.DataFrame, list[str], dict[str, str]]:
     """Labels joined point-in-time with the feature views: the set built (or found unchanged), and its features."""
     ts = spec.training_set
@@ -77,7 +77,7 @@ def _training_set(
 
 
 def _flat_table(
-    ws: Workspace, project: LoadedProject, spec: TrainSpec, who: str, say: Callable[[str], None]
+    ws: Platform, project: LoadedProject, spec: TrainSpec, who: str, say: Callable[[str], None]
 ) -> tuple[DatasetInfo, pd.DataFrame, list[str], dict[str, str]]:
     """A dataset holding features and outcome in one table (static data: no point-in-time join needed)."""
     assert spec.dataset is not None
@@ -158,18 +158,20 @@ def with_overrides(spec: TrainSpec, changes: Mapping[str, Any]) -> TrainSpec:
         loc = tuple(str(p) for p in first["loc"])
         option = next((k for k, path in OVERRIDES.items() if loc[: len(path)] == path), None)
         where = ".".join(OVERRIDES[option] if option and option != "allow_leakage" else loc)
-        flag = "--" + (option or ".".join(loc)).replace("_", "-")
-        raise InvalidInput(f"{flag} (train.{where}): {first['msg']}") from None
+        name = option or ".".join(loc)
+        raise InvalidInput(
+            f"{name} (train.{where}): {first['msg']}", code="project_option_invalid", option=name
+        ) from None
     model = changed.model
     estimator_for(ModelSpec(model.estimator, dict(model.params), model.class_weight), changed.seed)
     return changed
 
 
 def train_from_project(
-    ws: Workspace,
+    ws: Platform,
     project: LoadedProject,
     *,
-    actor: str | None = None,
+    actor: str,
     reason: str | None = None,
     say: Callable[[str], None] = lambda message: None,
     tune: bool = False,
@@ -186,7 +188,7 @@ def train_from_project(
         raise ConfigError(f"{project.path} has no train section", hint="add one (see the readmission template)")
     changed = sorted(k for k, v in (overrides or {}).items() if v is not None)
     spec = with_overrides(spec, overrides or {})  # also checks estimator and parameters before any work
-    who = actor or ws.actor
+    who = actor
     if spec.dataset is not None:
         info, frame, features, views = _flat_table(ws, project, spec, who, say)
     else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 
@@ -19,10 +20,10 @@ from medops.audit.trail import NewEvent
 from medops.clock import utc_now
 from medops.errors import InvalidInput, PermissionDenied
 from medops.identity.roles import Role
+from medops.platform import Platform
 from medops.registry.versions import VersionInfo, get, lock_model, required_roles
 from medops.store.schema import Approval
 from medops.training.tracking import Tracker
-from medops.workspace import Workspace
 
 APPROVED = "approved for production"
 REJECTED = "rejected for production"
@@ -30,7 +31,7 @@ ACCEPTED = "accepted the exporting workspace's evaluation"
 ACCEPTANCE = "evaluation"  # the pseudo-role of an imported version's evaluation acceptance
 
 
-def required(ws: Workspace, version: VersionInfo) -> list[str]:
+def required(ws: Platform, version: VersionInfo) -> list[str]:
     """The roles that must sign: those recorded at registration, plus any the governing policy adds since."""
     return required_roles(ws, version.required_approvals)
 
@@ -46,19 +47,31 @@ class Decision:
     valid: bool  # the signature verifies against the version as it is now
     problems: list[str]
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "username": self.username,
+            "decision": self.decision,
+            "signature": self.signature_id,
+            "valid": self.valid,
+            "problems": self.problems,
+            "reason": self.reason,
+            "at": self.at.isoformat(),
+        }
 
-def approve(ws: Workspace, ref: tuple[str, int], username: str, password: str, role: str) -> Decision:
+
+def approve(ws: Platform, ref: tuple[str, int], username: str, password: str, role: str) -> Decision:
     return _decide(ws, ref, username, password, role, "approved", None)
 
 
-def reject(ws: Workspace, ref: tuple[str, int], username: str, password: str, role: str, reason: str) -> Decision:
+def reject(ws: Platform, ref: tuple[str, int], username: str, password: str, role: str, reason: str) -> Decision:
     if not reason.strip():
-        raise InvalidInput("a rejection needs a reason", hint="give --reason '...': it is recorded with the decision")
+        raise InvalidInput("a rejection needs a reason", code="rejection_reason_required")
     return _decide(ws, ref, username, password, role, "rejected", reason)
 
 
 def _decide(
-    ws: Workspace, ref: tuple[str, int], username: str, password: str, role: str, decision: str, reason: str | None
+    ws: Platform, ref: tuple[str, int], username: str, password: str, role: str, decision: str, reason: str | None
 ) -> Decision:
     version = get(ws, *ref)
     roles = required(ws, version)
@@ -69,24 +82,24 @@ def _decide(
     return _sign(ws, version, username, password, role, decision, reason)
 
 
-def accept_evaluation(ws: Workspace, ref: tuple[str, int], username: str, password: str, reason: str) -> Decision:
+def accept_evaluation(ws: Platform, ref: tuple[str, int], username: str, password: str, reason: str) -> Decision:
     """A validator here accepts an imported version's evaluation from the exporting workspace, signed."""
     version = get(ws, *ref)
     if version.run_id is not None:
         raise InvalidInput(
             f"{version.ref} was trained here: its evaluation is this workspace's own",
-            hint="evaluate the run (medops evaluate) and register it",
+            code="no_evaluation_on_record",
         )
     outcome = ((version.origin or {}).get("metadata") or {}).get("evaluation")
     if not outcome or not outcome.get("passed"):
         raise InvalidInput(f"{version.ref}: the exporting workspace's evaluation did not pass (or is not recorded)")
     if not reason.strip():
-        raise InvalidInput("an acceptance needs a reason", hint="say what was reviewed: --reason '...'")
+        raise InvalidInput("an acceptance needs a reason", code="acceptance_reason_required")
     return _sign(ws, version, username, password, ACCEPTANCE, "accepted", reason)
 
 
 def _sign(
-    ws: Workspace, version: VersionInfo, username: str, password: str, role: str, decision: str, reason: str | None
+    ws: Platform, version: VersionInfo, username: str, password: str, role: str, decision: str, reason: str | None
 ) -> Decision:
     ref = (version.model, version.version)
     if version.stage == "archived" and decision != "rejected":  # a rejection still stops a rollback to it
@@ -134,19 +147,19 @@ def _sign(
     return next(d for d in decisions(ws, ref) if d.signature_id == signature.id)
 
 
-def author_of(ws: Workspace, version: VersionInfo) -> str:
+def author_of(ws: Platform, version: VersionInfo) -> str:
     """Who trained the model: the run's author here, or as the imported bundle's metadata says."""
     if version.run_id is not None:
         return Tracker(ws).get(version.run_id).created_by
     return str(((version.origin or {}).get("metadata") or {}).get("trained_by", ""))
 
 
-def _refuse(ws: Workspace, username: str, version: VersionInfo, why: str) -> None:
+def _refuse(ws: Platform, username: str, version: VersionInfo, why: str) -> None:
     ws.trail.record(NewEvent(username, "model.approve.denied", "model", version.ref, reason=why))
     raise PermissionDenied(f"{username!r} may not sign {version.ref}: {why}")
 
 
-def decisions(ws: Workspace, ref: tuple[str, int]) -> list[Decision]:
+def decisions(ws: Platform, ref: tuple[str, int]) -> list[Decision]:
     """Every decision on the version, oldest first, each with whether its signature still holds."""
     version = get(ws, *ref)
     with ws.db.read() as session:
@@ -163,7 +176,7 @@ def decisions(ws: Workspace, ref: tuple[str, int]) -> list[Decision]:
     return out
 
 
-def missing(ws: Workspace, version: VersionInfo) -> list[str]:
+def missing(ws: Platform, version: VersionInfo) -> list[str]:
     """Why the version's approvals do not yet allow production (empty when they do)."""
     latest = {d.role: d for d in decisions(ws, (version.model, version.version))}  # the latest per role
     problems = []

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from medops.audit.chain import canonical_json
 from medops.clock import to_iso, utc_now
 from medops.errors import IntegrityError
-from medops.identity.keys import decode_public, encode_public, key_id
+from medops.public_keys import decode_public, encode_public, key_id
 from medops.training.input_schema import InputSchema
 from medops.training.model_file import SAFE_TYPES
 from medops.training.trainers import FittedModel
@@ -167,7 +167,8 @@ def read(data: bytes, trusted: dict[str, str], *, check_all: bool = True) -> Bun
     if kid not in trusted or trusted[kid] != manifest.get("public_key"):
         raise BundleError(
             f"the bundle is signed with key {kid!r}, which this workspace does not trust",
-            hint="an admin can trust the exporting workspace's key: medops models trust-key",
+            code="bundle_key_untrusted",
+            hint="an admin can trust the exporting workspace's key",
         )
     try:
         signature = base64.b64decode(manifest.get("signature", ""), validate=True)

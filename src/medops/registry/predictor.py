@@ -23,7 +23,7 @@ from medops.training.input_schema import InputSchema
 from medops.training.trainers import FittedModel
 
 if TYPE_CHECKING:
-    from medops.workspace import Workspace
+    from medops.platform import Platform
 
 MAX_LISTED = 5
 
@@ -97,7 +97,7 @@ class Predictor:
         return (self.predict_proba(frame, check=check) >= self.threshold).astype(np.int8)
 
 
-def load_model(ws: Workspace, ref: str | tuple[str, int] | Path) -> Predictor:
+def load_model(ws: Platform, ref: str | tuple[str, int] | Path) -> Predictor:
     """A verified predictor from a registered version or a bundle file."""
     from medops.registry.transfer import trusted_keys
     from medops.registry.versions import get, parse_ref
@@ -116,7 +116,7 @@ def load_model(ws: Workspace, ref: str | tuple[str, int] | Path) -> Predictor:
 def load_bundle_file(path: str | Path, public_key: str) -> Predictor:
     """A verified predictor from a bundle file outside any workspace, trusting one public key
     (the exporting workspace's: ``medops models public-key``): what a serving process runs."""
-    from medops.identity.keys import decode_public, key_id
+    from medops.public_keys import decode_public, key_id
 
     try:
         data = Path(path).read_bytes()

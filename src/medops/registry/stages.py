@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -26,10 +27,10 @@ from medops.errors import Conflict, InvalidInput, InvalidTransition
 from medops.evaluation.governing import governing_policy, project_path
 from medops.evaluation.records import get as get_evaluation
 from medops.identity.roles import Role
+from medops.platform import Platform
 from medops.registry.approvals import missing
 from medops.registry.versions import STAGES, VersionInfo, lock_model, read, require_model
 from medops.store.schema import ModelAlias, ModelTransition, ModelVersion
-from medops.workspace import Workspace
 
 PROMOTE_ROLES = {Role.ML_ENGINEER, Role.ADMIN}
 _ALIAS = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
@@ -44,12 +45,15 @@ class Transition:
     at: datetime
     reason: str | None
 
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)  # the at stays a datetime: printed as str(), as before
+
 
 def promote(
-    ws: Workspace, name: str, version: int, stage: str, *, actor: str | None = None, reason: str | None = None
+    ws: Platform, name: str, version: int, stage: str, *, actor: str, reason: str | None = None
 ) -> list[Transition]:
     """Move a version to ``staging``, ``production`` or ``archived``; returns the moves made."""
-    who = actor or ws.actor
+    who = actor
     if stage not in STAGES[1:]:
         raise InvalidInput(f"stage {stage!r} is not known", hint="staging, production or archived")
     if not (reason and reason.strip()):
@@ -61,7 +65,7 @@ def promote(
         raise
 
 
-def _move(ws: Workspace, name: str, version: int, stage: str, who: str, reason: str | None) -> list[Transition]:
+def _move(ws: Platform, name: str, version: int, stage: str, who: str, reason: str | None) -> list[Transition]:
     with ws.users.authorized(who, f"model.{stage}", "model", f"{name}:{version}", PROMOTE_ROLES, reason=reason) as ch:
         session = ch.session
         lock_model(session, name)
@@ -118,7 +122,7 @@ class Evidence:
         }
 
 
-def production_evidence(ws: Workspace, info: VersionInfo) -> Evidence:
+def production_evidence(ws: Platform, info: VersionInfo) -> Evidence:
     """The gates and the approvals: what stops this version entering production (no blockers: it may)."""
     policy = governing_policy(ws)
     problems = []
@@ -161,13 +165,13 @@ def production_evidence(ws: Workspace, info: VersionInfo) -> Evidence:
     )
 
 
-def rollback(ws: Workspace, name: str, *, actor: str | None = None, reason: str | None = None) -> list[Transition]:
+def rollback(ws: Platform, name: str, *, actor: str, reason: str | None = None) -> list[Transition]:
     """Restore the version that was in production before the current one, if it may still be there.
 
     The version restored meets the production rules as they are now: a version rejected or
     evaluated as failing since never comes back this way.
     """
-    who = actor or ws.actor
+    who = actor
     if not (reason and reason.strip()):
         raise InvalidInput(f"rolling back {name} needs a reason")
     try:
@@ -177,7 +181,7 @@ def rollback(ws: Workspace, name: str, *, actor: str | None = None, reason: str 
         raise
 
 
-def _rollback(ws: Workspace, name: str, who: str, reason: str) -> list[Transition]:
+def _rollback(ws: Platform, name: str, who: str, reason: str) -> list[Transition]:
     with ws.users.authorized(who, "model.rollback", "model", name, PROMOTE_ROLES, reason=reason) as ch:
         session = ch.session
         require_model(session, name)
@@ -206,10 +210,10 @@ def _rollback(ws: Workspace, name: str, who: str, reason: str) -> list[Transitio
 
 
 def set_alias(
-    ws: Workspace, name: str, alias: str, version: int | None, *, actor: str | None = None, reason: str | None = None
+    ws: Platform, name: str, alias: str, version: int | None, *, actor: str, reason: str | None = None
 ) -> Transition:
     """Point a free alias (champion, challenger...) at a version, or remove it (``version=None``)."""
-    who = actor or ws.actor
+    who = actor
     if not _ALIAS.match(alias) or alias in STAGES:
         raise InvalidInput(f"{alias!r} can't be an alias", hint="lowercase letters, digits, '_'; not a stage name")
     with ws.users.authorized(who, "model.alias", "model", f"{name}:{alias}", PROMOTE_ROLES, reason=reason) as ch:
@@ -229,7 +233,7 @@ def set_alias(
     return move
 
 
-def history(ws: Workspace, name: str) -> list[Transition]:
+def history(ws: Platform, name: str) -> list[Transition]:
     with ws.db.read() as session:
         require_model(session, name)
         rows = session.execute(
@@ -238,7 +242,7 @@ def history(ws: Workspace, name: str) -> list[Transition]:
         return [Transition(r.name, r.version, r.previous, r.actor, r.at, r.reason) for r in rows]
 
 
-def holder_at(ws: Workspace, name: str, stage_or_alias: str, when: datetime) -> Transition | None:
+def holder_at(ws: Platform, name: str, stage_or_alias: str, when: datetime) -> Transition | None:
     """Which version held a stage (production) or alias at ``when``, and the move that put it there."""
     last = None
     for move in history(ws, name):

@@ -13,19 +13,20 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from medops.atomic import write_atomic_bytes
 from medops.clock import utc_now
 from medops.errors import InvalidInput
-from medops.identity.keys import decode_public, encode_public, key_id
 from medops.identity.roles import Role
+from medops.platform import Platform
+from medops.public_keys import decode_public, encode_public, key_id
 from medops.registry.bundles import model_types, read
 from medops.registry.versions import REGISTER_ROLES, VersionInfo, get, next_version, parse_ref, required_roles
 from medops.store.schema import ModelVersion, TrustedBundleKey
-from medops.workspace import Workspace, write_atomic_bytes
 
 TRUST_ROLES = {Role.ADMIN}
 
 
-def trusted_keys(ws: Workspace) -> dict[str, str]:
+def trusted_keys(ws: Platform) -> dict[str, str]:
     """Key id -> public key: this workspace's own key and the keys an admin trusted."""
     own = ws.signing_key().public_key()
     keys = {key_id(own): encode_public(own)}
@@ -35,20 +36,20 @@ def trusted_keys(ws: Workspace) -> dict[str, str]:
     return keys
 
 
-def public_key(ws: Workspace) -> str:
+def public_key(ws: Platform) -> str:
     """This workspace's public key, to give to the workspaces that will import its bundles."""
     return encode_public(ws.signing_key().public_key())
 
 
-def trust_key(ws: Workspace, public: str, *, note: str, actor: str | None = None) -> str:
+def trust_key(ws: Platform, public: str, *, note: str, actor: str) -> str:
     """Accept bundles signed by another workspace's key (admin only, with a note saying whose it is)."""
-    who = actor or ws.actor
+    who = actor
     try:
         kid = key_id(decode_public(public.strip()))
     except ValueError:
         raise InvalidInput("not an Ed25519 public key (base64 of 32 bytes)") from None
     if not note.strip():
-        raise InvalidInput("say whose key this is", hint="--note 'Research workspace, site A'")
+        raise InvalidInput("say whose key this is", code="key_note_required")
     with ws.users.authorized(who, "bundle_key.trust", "bundle_key", kid, TRUST_ROLES, reason=note) as ch:
         if ch.session.get(TrustedBundleKey, kid) is None:
             ch.session.add(
@@ -58,24 +59,24 @@ def trust_key(ws: Workspace, public: str, *, note: str, actor: str | None = None
     return kid
 
 
-def export(ws: Workspace, ref: str, path: Path, *, actor: str | None = None) -> VersionInfo:
+def export(ws: Platform, ref: str, path: Path, *, actor: str) -> VersionInfo:
     """Write a version's bundle to ``path`` (verified from the artifact store first; written atomically)."""
     name, version = parse_ref(ref)
     info = get(ws, name, version)
     data = ws.artifacts.read_bytes(info.artifact_sha256)
     read(data, trusted_keys(ws))  # a bundle that no longer verifies is not handed on
-    with ws.users.authorized(actor or ws.actor, "model.export", "model", info.ref, REGISTER_ROLES) as ch:
+    with ws.users.authorized(actor, "model.export", "model", info.ref, REGISTER_ROLES) as ch:
         write_atomic_bytes(path, data)  # inside the change: written only if allowed, and audited if written
         ch.after = {"file": path.name, "bundle": info.artifact_sha256}
     return info
 
 
 def import_bundle(
-    ws: Workspace,
+    ws: Platform,
     path: Path,
     *,
     name: str | None = None,
-    actor: str | None = None,
+    actor: str,
     extra_approvals: list[str] | tuple[str, ...] = (),
 ) -> VersionInfo:
     """Verify a bundle file and register it here as a new version; a refused file changes nothing.
@@ -84,7 +85,7 @@ def import_bundle(
     bundle's own list is kept in its origin. Nor does the exporter's "passed" count here:
     production needs a validator of this workspace to accept that evaluation, signed.
     """
-    who = actor or ws.actor
+    who = actor
     required_approvals = required_roles(ws, extra_approvals)
     try:
         data = path.read_bytes()

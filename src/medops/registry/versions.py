@@ -24,6 +24,7 @@ from medops.evaluation.governing import governing_policy
 from medops.evaluation.records import EvaluationInfo, list_for
 from medops.evaluation.records import get as get_evaluation
 from medops.identity.roles import Role
+from medops.platform import Platform
 from medops.registry import bundles
 from medops.registry.compiled import compile_pipeline, to_doc
 from medops.store.database import dialect_insert
@@ -32,7 +33,6 @@ from medops.store.schema import ModelAlias, ModelVersion, RegisteredModel
 from medops.training import stored
 from medops.training.input_schema import InputSchema
 from medops.training.tracking import Tracker, run_node
-from medops.workspace import Workspace
 
 REGISTER_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN}
 STAGES = ("none", "staging", "production", "archived")
@@ -59,6 +59,22 @@ class VersionInfo:
     @property
     def ref(self) -> str:
         return f"{self.model}:{self.version}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "stage": self.stage,
+            "aliases": self.aliases,
+            "run": self.run_id,
+            "artifact_sha256": self.artifact_sha256,
+            "evaluation": self.evaluation_id,
+            "required_approvals": self.required_approvals,
+            "description": self.description,
+            "tags": self.tags,
+            "created_by": self.created_by,
+            "created_at": self.created_at.isoformat(),
+        }
 
     def record(self) -> dict[str, Any]:
         """What an approval signs: the bundle and the evaluation on record; change either and it is void."""
@@ -87,11 +103,11 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
 
 
 def register(
-    ws: Workspace,
+    ws: Platform,
     run: str,
     name: str,
     *,
-    actor: str | None = None,
+    actor: str,
     description: str = "",
     extra_approvals: list[str] | tuple[str, ...] = (),
     evaluation: str | None = None,
@@ -102,14 +118,14 @@ def register(
 
     The roles that must sign are the governing policy's; ``extra_approvals`` can only add to them.
     """
-    who = actor or ws.actor
+    who = actor
     parse_ref(name)
     required_approvals = required_roles(ws, extra_approvals)
     info = Tracker(ws).get(run)
     if info.state != "finished" or "model_sha256" not in info.tags:
         raise InvalidInput(
             f"run {info.short} is {info.state} and {'stored a' if 'model_sha256' in info.tags else 'stored no'} model",
-            hint="register a finished training run (medops train)",
+            code="run_not_trained",
         )
     evaluations = [bound_evaluation(ws, info.id, evaluation)] if evaluation else _default_evaluation(ws, info.id)
     tracker = Tracker(ws)
@@ -196,7 +212,7 @@ def register(
     return get(ws, name, number)
 
 
-def required_roles(ws: Workspace, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+def required_roles(ws: Platform, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The governing policy's approval roles (the default pair without a policy), plus any extra ones."""
     policy = governing_policy(ws)
     base = policy.approvals if policy is not None else list(DEFAULT_APPROVALS)
@@ -207,14 +223,14 @@ def required_roles(ws: Workspace, extra: list[str] | tuple[str, ...] = ()) -> li
     return base + [r for r in dict.fromkeys(extra) if r not in base]
 
 
-def bound_evaluation(ws: Workspace, run_id: str, ref: str) -> EvaluationInfo:
+def bound_evaluation(ws: Platform, run_id: str, ref: str) -> EvaluationInfo:
     found = get_evaluation(ws, ref)
     if found.run_id != run_id:
         raise InvalidInput(f"evaluation {found.short} is of run {found.run_id[:12]}, not of run {run_id[:12]}")
     return found
 
 
-def _default_evaluation(ws: Workspace, run_id: str) -> list[EvaluationInfo]:
+def _default_evaluation(ws: Platform, run_id: str) -> list[EvaluationInfo]:
     """The run's newest evaluation under the governing policy as it is now, else its newest governing one,
     else its newest one (the last two can't gate; promotion says why)."""
     made = list_for(ws, run_id, limit=200)
@@ -240,7 +256,7 @@ def lock_model(session: Session, name: str) -> None:
         session.execute(select(RegisteredModel.name).where(RegisteredModel.name == name).with_for_update())
 
 
-def get(ws: Workspace, name: str, version: int | None = None) -> VersionInfo:
+def get(ws: Platform, name: str, version: int | None = None) -> VersionInfo:
     """A version, or the newest one of the model."""
     with ws.db.read() as session:
         return read(session, name, version)
@@ -248,7 +264,7 @@ def get(ws: Workspace, name: str, version: int | None = None) -> VersionInfo:
 
 def require_model(session: Session, name: str) -> None:
     if session.get(RegisteredModel, name) is None:
-        raise NotFound(f"no registered model {name!r}", hint="see them with: medops models list")
+        raise NotFound(f"no registered model {name!r}", code="model_not_found")
 
 
 def read(session: Session, name: str, version: int | None = None) -> VersionInfo:
@@ -257,14 +273,14 @@ def read(session: Session, name: str, version: int | None = None) -> VersionInfo
     query = query.where(ModelVersion.version == version) if version else query.order_by(ModelVersion.version.desc())
     row = session.execute(query.limit(1)).scalar_one_or_none()
     if row is None:
-        raise NotFound(f"model {name!r} has no version {version}", hint=f"see them with: medops models show {name}")
+        raise NotFound(f"model {name!r} has no version {version}", code="model_version_not_found", model=name)
     aliases = session.execute(
         select(ModelAlias.alias).where(ModelAlias.model == name, ModelAlias.version == row.version)
     ).scalars()
     return _info(row, sorted(aliases))
 
 
-def versions(ws: Workspace, name: str) -> list[VersionInfo]:
+def versions(ws: Platform, name: str) -> list[VersionInfo]:
     with ws.db.read() as session:
         require_model(session, name)
         rows = session.execute(
@@ -278,7 +294,7 @@ def versions(ws: Workspace, name: str) -> list[VersionInfo]:
         return [_info(r, sorted(held.get(r.version, []))) for r in rows]
 
 
-def models(ws: Workspace) -> list[dict[str, Any]]:
+def models(ws: Platform) -> list[dict[str, Any]]:
     """Every registered model with its version count and production version."""
     with ws.db.read() as session:
         out = []

@@ -98,11 +98,9 @@ def require_current(db: Database) -> None:
     state = status(db)
     _refuse_unknown(state)
     if state.current is None:
-        raise SchemaVersionError(
-            "the metadata database has no medops schema", hint="run `medops db upgrade` (or `medops init`)"
-        )
+        raise SchemaVersionError("the metadata database has no medops schema", code="schema_missing")
     if not state.up_to_date:
         raise SchemaVersionError(
             f"the workspace schema is at revision {state.current}, this medops needs {state.head}",
-            hint="run `medops db upgrade`",
+            code="schema_outdated",
         )

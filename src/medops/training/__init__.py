@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from medops.lazy import members
 
 if TYPE_CHECKING:
-    from medops.training.tracking import MetricFilter, Run, RunInfo, Tracker, start_run
+    from medops.training.tracking import MetricFilter, Run, RunInfo, Tracker
 
-__all__ = ["MetricFilter", "Run", "RunInfo", "Tracker", "start_run"]
+__all__ = ["MetricFilter", "Run", "RunInfo", "Tracker"]
 
 __getattr__ = members(__name__, dict.fromkeys(__all__, "tracking"))

@@ -59,10 +59,10 @@ def causes(diff: Comparison) -> list[str]:
     return found
 
 
-def reproduce(tracker: Tracker, ref: str, *, actor: str | None = None) -> Reproduction:
+def reproduce(tracker: Tracker, ref: str, *, actor: str) -> Reproduction:
     original = tracker.get(ref)
     if "model_sha256" not in original.tags:
-        raise InvalidInput(f"run {original.short} stored no model", hint="reproduce runs made by medops train")
+        raise InvalidInput(f"run {original.short} stored no model", code="run_not_trained")
     doc = recipe(tracker, original)
     frame = training_frame(tracker, original, doc)
     data = doc["data"]

@@ -27,7 +27,7 @@ def artifact(info: RunInfo, path: str) -> str | None:
 def recipe(tracker: Tracker, info: RunInfo) -> dict[str, Any]:
     digest = artifact(info, "recipe.json")
     if digest is None:
-        raise InvalidInput(f"run {info.short} recorded no recipe", hint="runs made by medops train record one")
+        raise InvalidInput(f"run {info.short} recorded no recipe", code="run_not_trained")
     doc: dict[str, Any] = json.loads(tracker.ws.artifacts.read_bytes(digest))
     return doc
 
@@ -38,7 +38,7 @@ def training_frame(tracker: Tracker, info: RunInfo, doc: dict[str, Any]) -> pd.D
     if not data:
         raise InvalidInput(
             f"run {info.short} was trained on a frame, not a dataset version: its data can't be read back",
-            hint="train from a dataset (medops train) to make runs reproducible and evaluable",
+            code="run_not_trained",
         )
     frame = label_as_numbers(pq.read_table(tracker.ws.artifacts.local_path(data["version"])).to_pandas(), doc["label"])
     if data.get("drop_missing_labels"):
@@ -49,7 +49,7 @@ def training_frame(tracker: Tracker, info: RunInfo, doc: dict[str, Any]) -> pd.D
 def model(tracker: Tracker, info: RunInfo) -> FittedModel:
     digest = info.tags.get("model_sha256")
     if not digest:
-        raise InvalidInput(f"run {info.short} stored no model", hint="runs made by medops train store one")
+        raise InvalidInput(f"run {info.short} stored no model", code="run_not_trained")
     return model_file.loads(tracker.ws.artifacts.read_bytes(digest))  # verified against its SHA-256 first
 
 

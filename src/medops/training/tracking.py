@@ -34,12 +34,12 @@ from sqlalchemy.orm import Session
 from medops.clock import utc_now
 from medops.errors import InvalidInput, NotFound
 from medops.identity import Role
+from medops.platform import Platform
 from medops.store.database import dialect_insert
 from medops.store.lineage import Edge, add_edges, dataset_node
 from medops.store.schema import Run as RunRow
 from medops.store.schema import RunArtifact, RunInput, RunLatestMetric, RunMetric, RunParam, RunTag
 from medops.training.environment import GitState, environment_lock, host_name, start_git_state
-from medops.workspace import Workspace
 
 RUN_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN}
 STATES = ("running", "finished", "failed", "killed")
@@ -310,6 +310,9 @@ def _write_batch(
         )
 
 
+ABANDON_ACTOR = "system:heartbeat"  # a run without a heartbeat is ended by the system, not by whoever reads next
+
+
 @dataclass
 class RunInfo:
     id: str
@@ -398,7 +401,7 @@ class Tracker:
 
     def __init__(
         self,
-        ws: Workspace,
+        ws: Platform,
         *,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         abandon_after: timedelta = ABANDON_AFTER,
@@ -419,19 +422,19 @@ class Tracker:
         seed: int | None = None,
         parent: str | None = None,
         project: Any = None,
-        actor: str | None = None,
+        actor: str,
         folder: Path | None = None,
         owns_workspace: bool = False,
     ) -> Run:
         """Open a run (audited). ``project`` is a loaded project file: its hash and folder are recorded."""
-        who = actor or self.ws.actor
+        who = actor
         _check_key("experiment", experiment)
         if parent is not None:
             self.get(parent)
         # Abandonment takes minutes without a heartbeat: looking once per heartbeat interval
         # (not per run: a search starts hundreds) finds every abandoned run in time.
         if time.monotonic() - self._swept_at >= self.heartbeat_seconds:
-            self.mark_abandoned(who)
+            self.mark_abandoned()
             self._swept_at = time.monotonic()
         where = folder or (project.folder if project is not None else Path.cwd())
         git = start_git_state(where)  # git answers while the run works; recorded when it ends
@@ -495,7 +498,7 @@ class Tracker:
             )
             ch.after = {"state": state, "error": error, "git_commit": git.commit, "git_dirty": git.dirty}
 
-    def mark_abandoned(self, actor: str | None = None, now: datetime | None = None) -> list[str]:
+    def mark_abandoned(self, actor: str = ABANDON_ACTOR, now: datetime | None = None) -> list[str]:
         """Runs left "running" without a heartbeat for ``abandon_after`` become killed, audited."""
         cutoff = (now or utc_now()) - self.abandon_after
         with self.ws.db.read() as session:
@@ -505,7 +508,7 @@ class Tracker:
         marked = []
         for run_id, beat in stale:
             reason = f"abandoned: no heartbeat since {beat.isoformat()}"
-            with self.ws.trail.change(actor or self.ws.actor, "run.abandoned", "run", run_id) as ch:
+            with self.ws.trail.change(actor, "run.abandoned", "run", run_id) as ch:
                 done = ch.session.execute(
                     update(RunRow)
                     .where(RunRow.id == run_id, RunRow.state == "running", RunRow.heartbeat_at < cutoff)
@@ -527,7 +530,7 @@ class Tracker:
         with self.ws.db.read() as session:
             rows = session.execute(select(RunRow).where(RunRow.id.startswith(ref)).limit(2)).scalars().all()
             if not rows:
-                raise NotFound(f"no run {ref!r}", hint="see the runs with: medops runs list")
+                raise NotFound(f"no run {ref!r}", code="run_not_found")
             if len(rows) > 1:
                 raise InvalidInput(f"{ref!r} matches more than one run", hint="give more characters of the id")
             info = _info(rows[0])
@@ -648,13 +651,3 @@ class Tracker:
                 self.ws.artifacts.read_bytes(a.env_digest).decode(), self.ws.artifacts.read_bytes(b.env_digest).decode()
             )
         return Comparison(a, b, params, metrics, inputs, code, environment)
-
-
-def start_run(experiment: str, name: str | None = None, **kwargs: Any) -> Run:
-    """``with medops.start_run("readmission") as run:``, in the workspace of MEDOPS_HOME or found upward."""
-    ws = Workspace.open()
-    try:
-        return Tracker(ws).start_run(experiment, name, owns_workspace=True, **kwargs)
-    except BaseException:
-        ws.close()
-        raise

@@ -177,9 +177,9 @@ def record_override(tracker: Tracker, run: Run, who: str, config: TrainConfig, a
 
 
 def train(
-    tracker: Tracker, frame: pd.DataFrame, config: TrainConfig, *, actor: str | None = None, project: Any = None
+    tracker: Tracker, frame: pd.DataFrame, config: TrainConfig, *, actor: str, project: Any = None
 ) -> TrainResult:
-    who = actor or tracker.ws.actor
+    who = actor
     check_training_data(frame, config.features, config.label)
     estimator_for(config.model, config.seed)  # unknown estimator or parameter: stop before any work
     split, allowed = split_and_check(frame, config)

@@ -110,7 +110,7 @@ def tune(
     *,
     trials: int | None = 20,
     timeout: float | None = None,
-    actor: str | None = None,
+    actor: str,
     project: Any = None,
     progress: Any = None,
     executor: Executor | None = None,
@@ -118,7 +118,7 @@ def tune(
     """Search, refit the best on the whole training side, test once; all as one parent run with trial runs."""
     import optuna
 
-    who = actor or tracker.ws.actor
+    who = actor
     if not trials and not timeout:
         raise InvalidInput("a tuning needs a budget: trials, a timeout, or both")
     check_training_data(frame, config.features, config.label)

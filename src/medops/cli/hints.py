@@ -1,0 +1,57 @@
+"""What to type next, per error code: the CLI's advice, kept out of the domain's errors.
+
+A domain error says what went wrong and carries a stable code (medops.errors.CODES); the
+command line knows its own options and commands, so the advice lives here. A code without an
+entry keeps the error's own hint.
+"""
+
+from __future__ import annotations
+
+from medops.errors import MedopsError
+
+HINTS: dict[str, str] = {
+    "reason_required": "give --reason '...': it goes into the audit trail",
+    "rejection_reason_required": "give --reason '...': it is recorded with the decision",
+    "acceptance_reason_required": "say what was reviewed: --reason '...'",
+    "key_note_required": "say whose key it is: --note 'Research workspace, site A'",
+    "token_expiry_invalid": "--expires-in-days must be positive",
+    "user_not_found": "`medops user list` shows the users",
+    "token_not_found": "`medops token list` shows token ids",
+    "run_not_found": "see the runs with: medops runs list",
+    "run_not_trained": "train from a dataset with `medops train`: such runs store their model, recipe and data",
+    "no_finished_training": "train one first: medops train",
+    "evaluation_not_found": "see them with: medops evaluations list",
+    "model_not_found": "see them with: medops models list",
+    "model_version_not_found": "see them with: medops models show {model}",
+    "dataset_not_found": "see the datasets with: medops data list",
+    "feature_view_not_applied": "run: medops features apply",
+    "feature_views_not_applied": "run: medops features apply",
+    "feature_view_unknown_source": "see the datasets with: medops data list",
+    "entity_key_missing": "pass --entity {entity}=ID",
+    "label_timestamp_unknown": "{hint}; name the right one with --timestamp",
+    "project_file_missing": "pass --project FILE, or create one with: medops init DIR --template readmission",
+    "project_file_invalid": "see what is wrong with: medops project check",
+    "project_option_invalid": "check the value of --{option}",
+    "bundle_key_untrusted": "an admin can trust the exporting workspace's key: medops models trust-key",
+    "no_evaluation_on_record": "evaluate the run (medops evaluate) and register it",
+    "schema_missing": "run `medops db upgrade` (or `medops init`)",
+    "schema_outdated": "run `medops db upgrade`",
+    "workspace_not_found": "run `medops init DIR` to create one, or give --home / set MEDOPS_HOME",
+    "workspace_home_empty": "run `medops init {home}` or point MEDOPS_HOME at an existing workspace",
+    "online_not_materialized": "run `medops features materialize {view}` to fill it",
+    "online_stale": "run `medops features materialize {view}` again if its data is the newer",
+    "workspace_exists": "open it with --home or MEDOPS_HOME, or cd into it",
+}
+
+
+def hint_for(exc: MedopsError) -> str | None:
+    """The CLI's advice for the error's code, filled with the error's fields (``{hint}`` is the
+    error's own hint), else the error's own hint."""
+    advice = HINTS.get(exc.code)
+    if advice is None:
+        return exc.hint
+    fields = {key: value.replace("_", "-") if key == "option" else value for key, value in exc.fields.items()}
+    try:
+        return advice.format(hint=exc.hint or "", **fields)
+    except (KeyError, IndexError):
+        return exc.hint

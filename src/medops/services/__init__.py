@@ -1,0 +1,46 @@
+"""Application services: one per capability, the only entry the adapters use.
+
+Every public operation takes the Caller that acts, authorizes inside the same transaction
+as its change, and returns a typed result whose ``to_json()`` is the one JSON form the CLI
+and the servers print. Services hold no per-caller state, so one instance serves a whole
+process (see Services, built once per platform).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medops.platform import Platform
+    from medops.services.audit import AuditService
+    from medops.services.features import FeatureService
+    from medops.services.registry import RegistryService
+
+
+class Services:
+    """The services of one platform, each built on first use (a command loads only its own)."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    @cached_property
+    def audit(self) -> AuditService:
+        from medops.services.audit import AuditService
+
+        return AuditService(self.platform)
+
+    @cached_property
+    def registry(self) -> RegistryService:
+        from medops.services.registry import RegistryService
+
+        return RegistryService(self.platform)
+
+    @cached_property
+    def features(self) -> FeatureService:
+        from medops.services.features import FeatureService
+
+        return FeatureService(self.platform)
+
+
+__all__ = ["Services"]
