@@ -78,3 +78,18 @@ def test_not_an_export(trail: Workspace, tmp_path: Path) -> None:
     csv_path.write_text(csv_path.read_text().replace("signed off", "signed off, obviously"))
     with pytest.raises(InvalidInput, match="line 5 has 12 fields, expected 11"):
         read_export(csv_path)
+
+
+def test_an_entity_family_is_the_id_and_its_versions_read_in_the_database(workspace: Workspace) -> None:
+    """`features show` reads a view's whole history: no cut-off, no neighbour with a longer name."""
+    events = [NewEvent("alice", "feature_view.apply", "feature_view", f"labs@{i}") for i in range(1200)]
+    events += [
+        NewEvent("alice", "feature_view.retire", "feature_view", "labs"),
+        NewEvent("alice", "feature_view.apply", "feature_view", "labs_extra@1"),
+        NewEvent("alice", "feature_view.apply", "feature_view", "lab%@1"),
+    ]
+    workspace.trail.record_many(events)
+    family = list_events(workspace.db, AuditFilter(entity_type="feature_view", entity_family="labs"), limit=None)
+    assert len(family) == 1201 and {e.entity_id for e in family} >= {"labs", "labs@0", "labs@1199"}
+    odd = list_events(workspace.db, AuditFilter(entity_family="lab%"), limit=None)
+    assert [e.entity_id for e in odd] == ["lab%@1"]  # LIKE wildcards in a name are matched literally

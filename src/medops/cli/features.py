@@ -10,7 +10,6 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from medops.audit import AuditFilter, list_events
 from medops.cli.common import (
     JsonOption,
     ReasonOption,
@@ -23,8 +22,7 @@ from medops.cli.common import (
     table,
 )
 from medops.cli.data import ProjectOption, project_at
-from medops.errors import InvalidInput, NotFound
-from medops.store.lineage import walk
+from medops.errors import InvalidInput
 
 if TYPE_CHECKING:  # the feature store (DuckDB, pandas) loads when a command needs it, not for --help
     from medops.features import FeatureView
@@ -134,33 +132,14 @@ def list_cmd(project: Path | None = ProjectOption, as_json: bool = JsonOption) -
 @app.command("show", epilog="Examples:  medops features show labs")
 def show_cmd(view: str = typer.Argument(..., help="View name."), as_json: bool = JsonOption) -> None:
     """A view's definition, statistics, versions, lineage and who changed what."""
-    from medops.features import list_applied
-    from medops.features.store import view_node
+    from medops.services import Services
 
     with open_workspace() as ws:
-        versions = list_applied(ws, view)
-        if not versions:
-            raise NotFound(f"feature view {view!r} is not applied", hint="run: medops features apply")
-        latest = versions[0]
-        events = [
-            e
-            for e in list_events(ws.db, AuditFilter(entity_type="feature_view"), limit=1000)
-            if e.entity_id.split("@")[0] == view
-        ]
-        edges = walk(ws.db, view_node(latest.name, latest.version), "both", depth=3)
+        detail = Services(ws).features.show(cli_caller(ws), view)
     if as_json:
-        print_json(
-            {
-                "view": latest.name,
-                "version": latest.version,
-                "definition": latest.definition,
-                "stats": latest.stats,
-                "versions": [{"version": v.version, "at": v.created_at, "by": v.created_by} for v in versions],
-                "lineage": [{"src": e.src, "dst": e.dst, "relation": e.relation} for e in edges],
-                "history": [{"at": e.ts, "actor": e.actor, "action": e.action, "reason": e.reason} for e in events],
-            }
-        )
+        print_json(detail.to_json())
         return
+    latest, versions, events = detail.latest, detail.versions, detail.history
     d = latest.definition
     console.print(
         f"[bold]{escape(latest.name)}[/]  version {latest.version[:12]}  source {escape(str(d.get('source_ref')))}"
@@ -199,7 +178,7 @@ def show_cmd(view: str = typer.Argument(..., help="View name."), as_json: bool =
         ["version", "applied (UTC)", "by"],
         [[v.version[:12], v.created_at.strftime("%Y-%m-%d %H:%M"), v.created_by] for v in versions],
     )
-    table("lineage", ["from", "relation", "to"], [[e.src, e.relation, e.dst] for e in edges])
+    table("lineage", ["from", "relation", "to"], [[e.src, e.relation, e.dst] for e in detail.lineage])
     table(
         "history",
         ["time (UTC)", "actor", "action", "reason"],
