@@ -7,6 +7,8 @@ the PostgreSQL cases skip with the reason, unless CI=true, where they fail.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,11 +18,11 @@ import pytest
 
 from medops.identity import Role
 from medops.workspace import Workspace, init_workspace
+from tests.factories import PASSWORD, DemoRun
 
 PG_ADMIN_URL = os.environ.get("MEDOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("MEDOPS_TEST_REDIS", "redis://127.0.0.1:6379")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-PASSWORD = "test-password-0123"
 
 
 def server_missing(what: str, exc: Exception) -> None:
@@ -30,13 +32,68 @@ def server_missing(what: str, exc: Exception) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test sees the developer's MEDOPS_* settings or writes keys into their home."""
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        help="rewrite tests/golden/*.json from the current CLI output (only for a shape changed on purpose)",
+    )
+
+
+@pytest.fixture(scope="session")
+def update_goldens(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-goldens"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the shared demo go to one xdist worker (--dist loadgroup), so the demo runs once."""
+    for item in items:
+        if "demo_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("demo"))
+            item.add_marker(pytest.mark.slow)
+
+
+def _without_medops_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MEDOPS_") and name not in ("MEDOPS_TEST_PG", "MEDOPS_TEST_REDIS"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's MEDOPS_* settings or writes keys into their home."""
+    _without_medops_env(monkeypatch)
     monkeypatch.setenv("MEDOPS_KEY_DIR", str(tmp_path / "keys"))
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
+    """The demo, run once per session through the CLI; tests only read its workspace."""
+    import medops.demo
+    from medops.cli.main import main
+    from medops.demo import DemoResult
+
+    root = tmp_path_factory.mktemp("demo") / "run"
+    results: list[DemoResult] = []
+    real = medops.demo.run_demo
+
+    def recorded(*args: object, **kwargs: object) -> DemoResult:
+        results.append(real(*args, **kwargs))  # type: ignore[arg-type]
+        return results[-1]
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        _without_medops_env(mp)
+        mp.setattr(medops.demo, "run_demo", recorded)
+        code = 0
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(["demo", "--dir", str(root)])
+            except SystemExit as exc:
+                code = int(exc.code or 0)
+    assert results, f"the demo did not run: {err.getvalue()}"
+    yield DemoRun(root, code, out.getvalue(), err.getvalue(), results[0])
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -12,26 +11,8 @@ import pytest
 import typer
 
 from medops import __version__
-from medops.cli.main import app, main
-from tests.conftest import PASSWORD
-
-
-def run(
-    args: list[str],
-    capsys: pytest.CaptureFixture[str],
-    stdin: str | None = None,
-    monkeypatch: pytest.MonkeyPatch | None = None,
-) -> tuple[int, str, str]:
-    if stdin is not None:
-        assert monkeypatch is not None
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from medops.cli.main import app
+from tests.factories import PASSWORD, run
 
 
 def _all_commands() -> list[list[str]]:
