@@ -18,7 +18,7 @@ import pytest
 
 from medops.identity import Role
 from medops.workspace import Workspace, init_workspace
-from tests.factories import PASSWORD, DemoRun
+from tests.factories import PASSWORD, POSTGRES, DemoRun
 
 PG_ADMIN_URL = os.environ.get("MEDOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("MEDOPS_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -47,9 +47,16 @@ def update_goldens(request: pytest.FixtureRequest) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests on the shared demo go to one xdist worker (--dist loadgroup), so the demo runs once."""
+    """Marks follow the fixtures: a test that needs a server carries its marker (the backend
+    parameters of metadata_url and the online-store fixtures carry theirs), and tests on the
+    shared demo go to one xdist worker (--dist loadgroup), so the demo runs once."""
     for item in items:
-        if "demo_run" in getattr(item, "fixturenames", ()):
+        names = getattr(item, "fixturenames", ())
+        if "pg_database" in names:
+            item.add_marker(pytest.mark.postgres)
+        if "redis_url" in names:
+            item.add_marker(pytest.mark.redis)
+        if "demo_run" in names:
             item.add_marker(pytest.mark.xdist_group("demo"))
             item.add_marker(pytest.mark.slow)
 
@@ -122,7 +129,7 @@ def reset_pg(url: str) -> None:
         conn.execute("DROP FUNCTION IF EXISTS medops_refuse_change() CASCADE")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", POSTGRES])
 def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The metadata URL for this test: a fresh SQLite file, or an emptied PostgreSQL database."""
     if request.param == "sqlite":
@@ -156,6 +163,29 @@ def team(workspace: Workspace) -> Workspace:
     ]:
         workspace.users.add("admin", name, full, PASSWORD, [role])
     return workspace
+
+
+@pytest.fixture
+def pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fixed pseudonym key in the environment, for tests that ingest data."""
+    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "k" * 40)
+
+
+@pytest.fixture
+def registry(pseudonym_key: None, team: Workspace, tmp_path: Path) -> tuple[Workspace, str]:
+    """A trained run by alice whose evaluation under the workspace's policy passed; ming is an ML engineer."""
+    from medops.evaluation.records import record
+    from medops.training import Tracker
+    from tests.factories import COHORT_FEATURES, LOGISTIC, cohort, evaluate_run, govern, train_run
+
+    team.users.add("admin", "ming", "Ming Chen", PASSWORD, [Role.ML_ENGINEER])
+    govern(team)
+    tracker = Tracker(team)
+    run = train_run(tracker, tmp_path, "fair", cohort(2400, biased=False), LOGISTIC, COHORT_FEATURES)
+    doc = evaluate_run(tracker, run)
+    assert doc["passed"], [g for g in doc["gates"] if not g["passed"]]
+    record(team, doc, "<html></html>", "# card", "<html></html>", actor="victor")
+    return team, run
 
 
 @pytest.fixture

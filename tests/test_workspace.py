@@ -9,7 +9,7 @@ import pytest
 from medops.audit import AuditFilter, list_events, verify_chain
 from medops.errors import Conflict, DatabaseUnreachable, InvalidInput
 from medops.workspace import Workspace, init_workspace
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 
 def test_init_creates_everything_and_audits_it(workspace: Workspace) -> None:

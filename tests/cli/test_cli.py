@@ -12,7 +12,7 @@ import typer
 
 from medops import __version__
 from medops.cli.main import app
-from tests.factories import PASSWORD, run
+from tests.factories import PASSWORD, DemoRun, run
 
 
 def _all_commands() -> list[list[str]]:
@@ -168,10 +168,9 @@ def test_auditor_verifies_an_export_offline(
     assert code == 1 and "export BROKEN at event 1 (altered)" in err
 
 
-def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(["demo", "--dir", str(tmp_path / "demo")], capsys)
-    assert code == 0, err
-    assert "demo complete" in out and "the audit trail of the demo" in out
+def test_demo_command(demo_run: DemoRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert demo_run.code == 0, demo_run.err
+    assert "demo complete" in demo_run.out and "the audit trail of the demo" in demo_run.out
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("x")
     code, _, err = run(["demo", "--dir", str(tmp_path / "busy")], capsys)
