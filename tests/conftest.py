@@ -67,6 +67,20 @@ def _without_medops_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashing() -> Iterator[None]:
+    """argon2id at its lowest cost: the same algorithm, hashes and checks, without a second or
+    more of CPU per workspace (every user added and every signature hashes). Hashes made by
+    subprocesses keep the real cost; argon2 reads a hash's cost from the hash itself."""
+    from argon2 import PasswordHasher
+
+    from medops.identity import passwords
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's MEDOPS_* settings or writes keys into their home."""
