@@ -18,6 +18,7 @@ from tests.factories import training_rows as data
 SPACE = {"num_leaves": {"int": [4, 32]}, "learning_rate": {"float": [0.02, 0.3], "log": True}}
 
 
+@pytest.mark.slow
 def test_trials_are_nested_runs_and_the_best_is_recorded(team: Workspace) -> None:
     tracker = Tracker(team)
     config = TrainConfig(
