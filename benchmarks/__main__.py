@@ -12,6 +12,7 @@ from benchmarks import (
     bench_ingest,
     bench_online,
     bench_registry,
+    bench_report,
     bench_synth,
     bench_tracking,
 )
@@ -27,3 +28,4 @@ if __name__ == "__main__":
     bench_tracking.main(extra)
     bench_evaluation.main(extra)
     bench_registry.main(extra)
+    bench_report.main(extra)

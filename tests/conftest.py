@@ -7,6 +7,8 @@ the PostgreSQL cases skip with the reason, unless CI=true, where they fail.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,11 +18,11 @@ import pytest
 
 from medops.identity import Role
 from medops.workspace import Workspace, init_workspace
+from tests.factories import PASSWORD, POSTGRES, DemoRun
 
 PG_ADMIN_URL = os.environ.get("MEDOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("MEDOPS_TEST_REDIS", "redis://127.0.0.1:6379")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-PASSWORD = "test-password-0123"
 
 
 def server_missing(what: str, exc: Exception) -> None:
@@ -30,13 +32,89 @@ def server_missing(what: str, exc: Exception) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test sees the developer's MEDOPS_* settings or writes keys into their home."""
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        help="rewrite tests/golden/*.json from the current CLI output (only for a shape changed on purpose)",
+    )
+
+
+@pytest.fixture(scope="session")
+def update_goldens(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-goldens"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks follow the fixtures: a test that needs a server carries its marker (the backend
+    parameters of metadata_url and the online-store fixtures carry theirs), and tests on the
+    shared demo go to one xdist worker (--dist loadgroup), so the demo runs once."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "pg_database" in names:
+            item.add_marker(pytest.mark.postgres)
+        if "redis_url" in names:
+            item.add_marker(pytest.mark.redis)
+        if "demo_run" in names:
+            item.add_marker(pytest.mark.xdist_group("demo"))
+            item.add_marker(pytest.mark.slow)
+
+
+def _without_medops_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MEDOPS_") and name not in ("MEDOPS_TEST_PG", "MEDOPS_TEST_REDIS"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashing() -> Iterator[None]:
+    """argon2id at its lowest cost: the same algorithm, hashes and checks, without a second or
+    more of CPU per workspace (every user added and every signature hashes). Hashes made by
+    subprocesses keep the real cost; argon2 reads a hash's cost from the hash itself."""
+    from argon2 import PasswordHasher
+
+    from medops.identity import passwords
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's MEDOPS_* settings or writes keys into their home."""
+    _without_medops_env(monkeypatch)
     monkeypatch.setenv("MEDOPS_KEY_DIR", str(tmp_path / "keys"))
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
+    """The demo, run once per session through the CLI; tests only read its workspace."""
+    import medops.demo
+    from medops.cli.main import main
+    from medops.demo import DemoResult
+
+    root = tmp_path_factory.mktemp("demo") / "run"
+    results: list[DemoResult] = []
+    real = medops.demo.run_demo
+
+    def recorded(*args: object, **kwargs: object) -> DemoResult:
+        results.append(real(*args, **kwargs))  # type: ignore[arg-type]
+        return results[-1]
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        _without_medops_env(mp)
+        mp.setattr(medops.demo, "run_demo", recorded)
+        code = 0
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(["demo", "--dir", str(root)])
+            except SystemExit as exc:
+                code = int(exc.code or 0)
+    assert results, f"the demo did not run: {err.getvalue()}"
+    yield DemoRun(root, code, out.getvalue(), err.getvalue(), results[0])
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +143,7 @@ def reset_pg(url: str) -> None:
         conn.execute("DROP FUNCTION IF EXISTS medops_refuse_change() CASCADE")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", POSTGRES])
 def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The metadata URL for this test: a fresh SQLite file, or an emptied PostgreSQL database."""
     if request.param == "sqlite":
@@ -99,6 +177,29 @@ def team(workspace: Workspace) -> Workspace:
     ]:
         workspace.users.add("admin", name, full, PASSWORD, [role])
     return workspace
+
+
+@pytest.fixture
+def pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fixed pseudonym key in the environment, for tests that ingest data."""
+    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "k" * 40)
+
+
+@pytest.fixture
+def registry(pseudonym_key: None, team: Workspace, tmp_path: Path) -> tuple[Workspace, str]:
+    """A trained run by alice whose evaluation under the workspace's policy passed; ming is an ML engineer."""
+    from medops.evaluation.records import record
+    from medops.training import Tracker
+    from tests.factories import COHORT_FEATURES, LOGISTIC, cohort, evaluate_run, govern, train_run
+
+    team.users.add("admin", "ming", "Ming Chen", PASSWORD, [Role.ML_ENGINEER])
+    govern(team)
+    tracker = Tracker(team)
+    run = train_run(tracker, tmp_path, "fair", cohort(2400, biased=False), LOGISTIC, COHORT_FEATURES)
+    doc = evaluate_run(tracker, run)
+    assert doc["passed"], [g for g in doc["gates"] if not g["passed"]]
+    record(team, doc, "<html></html>", "# card", "<html></html>", actor="victor")
+    return team, run
 
 
 @pytest.fixture

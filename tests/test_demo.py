@@ -1,15 +1,13 @@
-"""The main job: the demo runs end to end and proves the chain."""
+"""The main job: the demo runs end to end and proves the chain (run once per session: demo_run)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from medops.demo import run_demo
+from tests.factories import DemoRun
 
 
-def test_demo_runs_and_catches_tampering(tmp_path: Path) -> None:
-    lines: list[str] = []
-    result = run_demo(tmp_path, say=lambda step, outcome: lines.append(step))
+def test_demo_runs_and_catches_tampering(demo_run: DemoRun) -> None:
+    result = demo_run.result
+    lines = [step for step, _ in result.steps]
     assert result.chain_ok and result.events >= 15
     assert result.tamper_caught_at == 5
     assert {"users", "e-signature", "permission denied", "audit verify", "tamper test"} <= set(lines)

@@ -11,7 +11,7 @@ from medops.caller import Caller
 from medops.cli.common import cli_caller
 from medops.errors import Conflict, DatabaseUnreachable, InvalidInput
 from medops.workspace import Workspace, init_workspace
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 
 def test_init_creates_everything_and_audits_it(workspace: Workspace) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -12,26 +11,8 @@ import pytest
 import typer
 
 from medops import __version__
-from medops.cli.main import app, main
-from tests.conftest import PASSWORD
-
-
-def run(
-    args: list[str],
-    capsys: pytest.CaptureFixture[str],
-    stdin: str | None = None,
-    monkeypatch: pytest.MonkeyPatch | None = None,
-) -> tuple[int, str, str]:
-    if stdin is not None:
-        assert monkeypatch is not None
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from medops.cli.main import app
+from tests.factories import PASSWORD, DemoRun, run
 
 
 def _all_commands() -> list[list[str]]:
@@ -187,10 +168,9 @@ def test_auditor_verifies_an_export_offline(
     assert code == 1 and "export BROKEN at event 1 (altered)" in err
 
 
-def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(["demo", "--dir", str(tmp_path / "demo")], capsys)
-    assert code == 0, err
-    assert "demo complete" in out and "the audit trail of the demo" in out
+def test_demo_command(demo_run: DemoRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert demo_run.code == 0, demo_run.err
+    assert "demo complete" in demo_run.out and "the audit trail of the demo" in demo_run.out
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("x")
     code, _, err = run(["demo", "--dir", str(tmp_path / "busy")], capsys)

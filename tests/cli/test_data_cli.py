@@ -7,21 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli import run
-from tests.conftest import PASSWORD
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "readmission"
-    monkeypatch.setenv("MEDOPS_ADMIN_PASSWORD", PASSWORD)
-    from medops.cli.main import main
-
-    with pytest.raises(SystemExit) as done:
-        main(["init", str(home), "--admin", "ada", "--template", "readmission", "--patients", "600"])
-    assert done.value.code in (0, None)
-    monkeypatch.chdir(home)
-    return home
+from tests.factories import run
 
 
 def test_template_check_ingest_list_show_diff_lineage(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli import run
-from tests.cli.test_data_cli import project  # noqa: F401 - the fixture
+from tests.factories import run
 
 pytestmark = pytest.mark.slow
 
 
-def test_features_from_apply_to_check(project: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+def test_features_from_apply_to_check(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["data", "ingest", "--all"], capsys)
     assert code == 0, err
     code, out, err = run(["features", "list", "--json"], capsys)

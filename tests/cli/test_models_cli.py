@@ -7,13 +7,11 @@ import json
 import pytest
 
 from medops.workspace import Workspace
-from tests.cli.test_cli import run
-from tests.conftest import PASSWORD
-from tests.registry.test_registry import _key, registry  # noqa: F401 - the fixtures
+from tests.factories import PASSWORD, run
 
 
 def test_a_version_from_registration_to_rollback(
-    registry: tuple[Workspace, str],  # noqa: F811
+    registry: tuple[Workspace, str],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -13,8 +13,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from medops.workspace import Workspace
-from tests.cli.test_cli import run
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD, run
 from tests.real_style import write_project
 
 TEAM = {

@@ -9,7 +9,7 @@ import pytest
 
 from medops.training import Tracker
 from medops.workspace import Workspace
-from tests.cli.test_cli import run
+from tests.factories import run
 
 
 def test_list_show_compare(

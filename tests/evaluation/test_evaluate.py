@@ -8,111 +8,33 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from medops.audit.query import AuditFilter, list_events
-from medops.data.datasets import get
 from medops.errors import InvalidInput, PermissionDenied
 from medops.evaluation.evaluate import binary_label, evaluate
 from medops.evaluation.records import list_for, record
 from medops.evaluation.spec import EvaluateSpec
 from medops.training import Tracker
-from medops.training.train import TrainConfig, train
-from medops.training.trainers import ModelSpec
 from medops.workspace import Workspace
-from tests.features.test_store import put
+from tests.factories import COHORT_FEATURES as FEATURES
+from tests.factories import LOGISTIC, POLICY, cohort, evaluate_run, train_run
 
-FEATURES = ["age", "los", "frailty_seen"]
-POLICY: dict[str, Any] = {
-    "threshold": {"target_sensitivity": 0.7},
-    "bootstrap": {"resamples": 300, "seed": 1},
-    "subgroups": {"attributes": {"sex": {}, "age_band": {"column": "age", "bins": [50, 75]}}, "min_size": 40},
-    "robustness": {"unit_errors": {"age": {"scale": 12, "note": "months where years are expected"}}},
-    "policy": {
-        "metrics": {"auroc": {"min": 0.7, "check": "ci_lower"}},
-        "subgroup_gaps": {
-            "auroc": {"max": 0.1, "attributes": ["sex"]},
-            "equal_opportunity": {"max": 0.2, "attributes": ["sex"]},  # age drives the risk: not a fairness gap
-        },
-        "non_inferiority": {"metric": "auroc", "margin": 0.02},
-        "prerequisites": ["leakage_checks"],  # these test datasets come without a contract (see below)
-    },
-}
-
-
-@pytest.fixture(autouse=True)
-def _key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "k" * 40)
-
-
-def cohort(n: int, *, biased: bool, seed: int = 0) -> pd.DataFrame:
-    """Readmission driven by age, stay and frailty; with ``biased``, women's risk follows a cause the
-    model never sees, so a model good overall is poor for them."""
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "patient_id": [f"p{i:05d}" for i in range(n)],
-            "sex": rng.choice(["F", "M"], n),
-            "age": rng.normal(65, 12, n).round(),
-            "los": rng.exponential(4, n),
-            "frailty_seen": rng.normal(0, 1, n),
-            "hidden": rng.normal(0, 1, n),
-        }
-    )
-    seen = (frame["age"] - 65) / 8 + (frame["los"] - 4) / 2.5 + 1.5 * frame["frailty_seen"]
-    risk = np.where(biased & (frame["sex"] == "F"), 2.5 * frame["hidden"], seen) - 1.5
-    frame["readmitted"] = (rng.random(n) < 1 / (1 + np.exp(-risk))).astype(int)
-    return frame
-
-
-def _train(
-    tracker: Tracker, tmp_path: Path, name: str, frame: pd.DataFrame, model: ModelSpec, features: list[str]
-) -> str:
-    put(tracker.ws, tmp_path, name, pa.Table.from_pandas(frame, preserve_index=False))
-    info = get(tracker.ws.db, name)
-    config = TrainConfig(
-        features,
-        "readmitted",
-        model,
-        split="stratified",
-        group=None,
-        test_size=0.3,
-        seed=3,
-        inputs=(info.ref,),
-        data={"dataset": info.name, "version": info.version, "drop_missing_labels": False},
-    )
-    rows = pq.read_table(tracker.ws.artifacts.local_path(info.version)).to_pandas()
-    return train(tracker, rows, config, actor="alice").run_id
-
-
-def _evaluate(tracker: Tracker, run: str, champion: str | None = None, **changes: Any) -> dict[str, Any]:
-    spec = EvaluateSpec.model_validate({**POLICY, **changes})
-    return evaluate(tracker, run, spec, project={"name": "t"}, champion=champion, actor="victor")
-
-
-def govern(ws: Workspace, **changes: Any) -> None:
-    """Make POLICY (with ``changes``) the workspace's governing policy: its project file's evaluate section."""
-    (ws.settings.home / "medops.yaml").write_text(yaml.safe_dump({"evaluate": {**POLICY, **changes}}))
+pytestmark = pytest.mark.usefixtures("pseudonym_key")
 
 
 def _gate(doc: dict[str, Any], start: str) -> dict[str, Any]:
     return next(g for g in doc["gates"] if g["criterion"].startswith(start))
 
 
-LOGISTIC = ModelSpec("logistic_regression")
-
-
 def test_a_good_model_passes_and_the_result_is_stored_and_audited(team: Workspace, tmp_path: Path) -> None:
     tracker = Tracker(team)
-    run = _train(tracker, tmp_path, "fair", cohort(2400, biased=False), LOGISTIC, FEATURES)
-    doc = _evaluate(tracker, run)
+    run = train_run(tracker, tmp_path, "fair", cohort(2400, biased=False), LOGISTIC, FEATURES)
+    doc = evaluate_run(tracker, run)
     failed = [g["criterion"] + ": " + g["why"] for g in doc["gates"] if not g["passed"]]
     assert doc["passed"], failed
     assert _gate(doc, "leakage checks")["passed"]
-    strict = _evaluate(tracker, run, policy={**POLICY["policy"], "prerequisites": ["data_contract"]})
+    strict = evaluate_run(tracker, run, policy={**POLICY["policy"], "prerequisites": ["data_contract"]})
     assert not strict["passed"] and "no passed contract for fair@" in _gate(strict, "data contracts")["why"]
     assert doc["metrics"]["auroc"]["low"] < doc["metrics"]["auroc"]["value"] < doc["metrics"]["auroc"]["high"]
     names = {(g["attribute"], g["group"]) for g in doc["subgroups"]["groups"]}
@@ -130,8 +52,8 @@ def test_a_good_model_passes_and_the_result_is_stored_and_audited(team: Workspac
 
 def test_a_model_poor_for_one_sex_fails_the_subgroup_gate(team: Workspace, tmp_path: Path) -> None:
     tracker = Tracker(team)
-    run = _train(tracker, tmp_path, "biased", cohort(2400, biased=True), LOGISTIC, FEATURES)
-    doc = _evaluate(tracker, run)
+    run = train_run(tracker, tmp_path, "biased", cohort(2400, biased=True), LOGISTIC, FEATURES)
+    doc = evaluate_run(tracker, run)
     gate = _gate(doc, "auroc gap")
     assert not gate["passed"] and "sex=F" in gate["why"], gate
     women = next(g for g in doc["subgroups"]["groups"] if g["group"] == "F")
@@ -142,18 +64,18 @@ def test_a_model_poor_for_one_sex_fails_the_subgroup_gate(team: Workspace, tmp_p
 def test_a_model_worse_than_the_champion_fails_non_inferiority(team: Workspace, tmp_path: Path) -> None:
     tracker = Tracker(team)
     frame = cohort(2400, biased=False)
-    champion = _train(tracker, tmp_path, "cohort", frame, LOGISTIC, FEATURES)
-    weaker = _train(tracker, tmp_path, "cohort", frame, LOGISTIC, ["age"])  # the same rows, one feature
-    doc = _evaluate(tracker, weaker, champion=champion)
+    champion = train_run(tracker, tmp_path, "cohort", frame, LOGISTIC, FEATURES)
+    weaker = train_run(tracker, tmp_path, "cohort", frame, LOGISTIC, ["age"])  # the same rows, one feature
+    doc = evaluate_run(tracker, weaker, champion=champion)
     gate = _gate(doc, "auroc not worse")
     assert not gate["passed"] and doc["champion"]["high"] < -0.02, doc["champion"]
-    again = _evaluate(tracker, champion, champion=weaker)  # the other way round it is not inferior
+    again = evaluate_run(tracker, champion, champion=weaker)  # the other way round it is not inferior
     assert _gate(again, "auroc not worse")["passed"]
 
 
 def test_bad_input_is_named_before_any_work(team: Workspace, tmp_path: Path) -> None:
     tracker = Tracker(team)
-    run = _train(tracker, tmp_path, "fair", cohort(800, biased=False), LOGISTIC, FEATURES)
+    run = train_run(tracker, tmp_path, "fair", cohort(800, biased=False), LOGISTIC, FEATURES)
     at = "medops.yaml, line 9: evaluate.subgroups.attributes.payer"
     spec = EvaluateSpec.model_validate({**POLICY, "subgroups": {"attributes": {"payer": {}}}, "policy": {}})
     with pytest.raises(InvalidInput, match=f"{at}: the test set has no column 'payer'"):
@@ -168,7 +90,7 @@ def test_bad_input_is_named_before_any_work(team: Workspace, tmp_path: Path) -> 
     with pytest.raises(InvalidInput, match="not binary"):
         binary_label(pd.Series([0, 1, 2], name="readmitted"), lambda loc: ".".join(loc))
     with pytest.raises(InvalidInput, match="the champion is the run being evaluated"):
-        _evaluate(tracker, run, champion=run)
+        evaluate_run(tracker, run, champion=run)
 
 
 def test_the_threshold_is_solved_on_held_out_training_predictions_so_its_gate_can_fail(
@@ -178,8 +100,8 @@ def test_the_threshold_is_solved_on_held_out_training_predictions_so_its_gate_ca
     tracker = Tracker(team)
     outcomes = []
     for seed in range(4):
-        run = _train(tracker, tmp_path, f"c{seed}", cohort(900, biased=False, seed=seed), LOGISTIC, FEATURES)
-        doc = _evaluate(
+        run = train_run(tracker, tmp_path, f"c{seed}", cohort(900, biased=False, seed=seed), LOGISTIC, FEATURES)
+        doc = evaluate_run(
             tracker,
             run,
             threshold={"target_sensitivity": 0.7, "folds": 4},
@@ -197,8 +119,8 @@ def test_the_share_lost_to_quarantine_is_stated_and_gated(team: Workspace, tmp_p
     from medops.evaluation.gates import quarantine_gate
 
     tracker = Tracker(team)
-    run = _train(tracker, tmp_path, "fair", cohort(800, biased=False), LOGISTIC, FEATURES)
-    doc = _evaluate(tracker, run, subgroups=None, robustness={}, policy={"max_quarantined_share": 0.0})
+    run = train_run(tracker, tmp_path, "fair", cohort(800, biased=False), LOGISTIC, FEATURES)
+    doc = evaluate_run(tracker, run, subgroups=None, robustness={}, policy={"max_quarantined_share": 0.0})
     assert doc["data"]["quarantine"]["recorded"] and doc["data"]["quarantine"]["share_lost"] == 0.0
     assert _gate(doc, "quarantined share")["passed"]
     spec = EvaluateSpec.model_validate({"policy": {"max_quarantined_share": 0.05}})

@@ -16,6 +16,7 @@ import pytest
 from medops.errors import ConfigError, InvalidInput, NotFound
 from medops.features import online as online_mod
 from medops.features.online import OnlineStore, open_online_store
+from tests.factories import REDIS
 
 T0 = datetime(2026, 11, 24, 13, 5, tzinfo=UTC)
 AS_OF = datetime(2026, 11, 25, tzinfo=UTC)
@@ -24,7 +25,7 @@ AS_OF_ISO = "2026-11-25T00:00:00.000000Z"
 StoreFactory = Callable[[str], OnlineStore]
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", REDIS])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """Opens stores on one backend by namespace; Redis keys of every namespace are deleted after."""
     opened: list[tuple[OnlineStore, str]] = []

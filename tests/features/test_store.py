@@ -22,21 +22,13 @@ from medops.features.store import view_node
 from medops.store.lineage import walk
 from medops.store.schema import FeatureViewVersion
 from medops.workspace import Workspace
+from tests.factories import REDIS, put
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 
-@pytest.fixture(autouse=True)
-def _key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "k" * 40)
-
-
-def put(ws: Workspace, tmp_path: Path, name: str, table: pa.Table) -> None:
-    """A dataset version with these exact rows (every column kept as is)."""
-    path = tmp_path / f"{name}.parquet"
-    pq.write_table(table, path)
-    ingest(ws, TablePlan(name, ParquetSource(path), {c: "keep" for c in table.column_names}), actor="admin")
+pytestmark = pytest.mark.usefixtures("pseudonym_key")
 
 
 def events_table(n_entities: int = 30, per: int = 6) -> pa.Table:
@@ -240,7 +232,7 @@ def test_roles(store: FeatureStore) -> None:
     assert store.materialize("admin")["vitals"] == 30
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", REDIS])
 def online_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return "sqlite"

@@ -8,7 +8,7 @@ from medops.audit import AuditFilter, list_events
 from medops.errors import AuthenticationFailed, InvalidInput
 from medops.workspace import Workspace
 from tests.audit.tamper import tampering
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 RECORD_A = {"model": "readmission", "version": 3, "bundle": "ab" * 32}
 RECORD_B = {"model": "readmission", "version": 4, "bundle": "cd" * 32}

@@ -9,7 +9,7 @@ from medops.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from medops.identity import Role
 from medops.identity.users import MAX_FAILED_LOGINS
 from medops.workspace import Workspace
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 
 def test_admin_adds_users_with_several_roles(workspace: Workspace) -> None:

@@ -20,9 +20,10 @@ from medops.registry.bundles import BundleError
 from medops.registry.predictor import load_model
 from medops.training import Tracker, stored
 from medops.workspace import Workspace, init_workspace
-from tests.conftest import PASSWORD
-from tests.evaluation.test_evaluate import cohort
-from tests.registry.test_registry import _key, registry  # noqa: F401 - the fixtures
+from tests.factories import COHORT_FEATURES as FEATURES
+from tests.factories import PASSWORD, cohort, evaluate_run, govern, train_run
+
+pytestmark = pytest.mark.usefixtures("pseudonym_key")
 
 
 def _members(data: bytes) -> dict[str, bytes]:
@@ -42,7 +43,7 @@ def _repack(files: dict[str, bytes], extra: list[tarfile.TarInfo] | None = None)
     return gzip.compress(raw.getvalue())  # gzipped by someone on the way: still read, still checked
 
 
-def test_a_version_predicts_with_input_checks(registry: tuple[Workspace, str]) -> None:  # noqa: F811
+def test_a_version_predicts_with_input_checks(registry: tuple[Workspace, str]) -> None:
     ws, run = registry
     version = versions.register(ws, run, "readmission", actor="alice")
     predictor = load_model(ws, "readmission:1")
@@ -65,7 +66,7 @@ def test_a_version_predicts_with_input_checks(registry: tuple[Workspace, str]) -
 
 
 def test_export_import_and_every_tamper_is_refused(
-    registry: tuple[Workspace, str],  # noqa: F811
+    registry: tuple[Workspace, str],
     tmp_path: Path,
 ) -> None:
     ws, run = registry
@@ -144,16 +145,20 @@ def test_export_import_and_every_tamper_is_refused(
 
 
 def test_a_lightgbm_version_travels_as_lightgbm_text(
-    registry: tuple[Workspace, str],  # noqa: F811
+    registry: tuple[Workspace, str],
     tmp_path: Path,
 ) -> None:
     from medops.training.trainers import ModelSpec
-    from tests.evaluation.test_evaluate import FEATURES, _train
 
     ws, _ = registry
     tracker = Tracker(ws)
-    run = _train(
-        tracker, tmp_path, "gbm", cohort(1500, biased=False), ModelSpec("lightgbm", {"n_estimators": 40}), FEATURES
+    run = train_run(
+        tracker,
+        tmp_path,
+        "gbm",
+        cohort(1500, biased=False),
+        ModelSpec("lightgbm", {"n_estimators": 40}),
+        FEATURES,
     )
     versions.register(ws, run, "readmission", actor="alice")
     exported = tmp_path / "gbm.medops"
@@ -180,13 +185,12 @@ def test_a_lightgbm_version_travels_as_lightgbm_text(
 
 
 def test_an_imported_version_needs_a_validator_here_to_accept_its_evaluation(
-    registry: tuple[Workspace, str],  # noqa: F811
+    registry: tuple[Workspace, str],
     tmp_path: Path,
 ) -> None:
     from medops.errors import InvalidTransition
     from medops.identity import Role
     from medops.registry import approvals, stages
-    from tests.evaluation.test_evaluate import govern
 
     ws, run = registry
     versions.register(ws, run, "readmission", actor="alice")
@@ -226,13 +230,12 @@ def test_an_imported_version_needs_a_validator_here_to_accept_its_evaluation(
 
 
 def test_serving_accepts_what_validation_accepted_and_a_model_may_flag_instead(
-    registry: tuple[Workspace, str],  # noqa: F811
+    registry: tuple[Workspace, str],
 ) -> None:
     """Built on training ranges alone, the predictor refused test rows its own validation had scored."""
     from medops.evaluation.evaluate import test_set
     from medops.evaluation.records import get as get_evaluation
     from medops.evaluation.records import record
-    from tests.evaluation.test_evaluate import _evaluate, govern
 
     ws, run = registry
     tracker = Tracker(ws)
@@ -247,7 +250,7 @@ def test_serving_accepts_what_validation_accepted_and_a_model_may_flag_instead(
     age = predictor.bundle.input_schema["features"][predictor.features.index("age")]
     assert age["min"] < ts.schema.numeric["age"][0] and age["max"] > ts.schema.numeric["age"][1]
     govern(ws, serving={"out_of_range": "flag"})
-    record(ws, _evaluate(tracker, run, serving={"out_of_range": "flag"}), "", "", "", actor="victor")
+    record(ws, evaluate_run(tracker, run, serving={"out_of_range": "flag"}), "", "", "", actor="victor")
     flagging = load_model(ws, versions.register(ws, run, "readmission", actor="alice").ref)
     wrong = ts.frame.head(5).copy()
     wrong.loc[3, "age"] = 65 * 12

@@ -20,26 +20,10 @@ from medops.registry import approvals, stages, transfer, versions
 from medops.store.schema import ModelVersion
 from medops.training import Tracker
 from medops.workspace import Workspace
-from tests.conftest import PASSWORD
-from tests.evaluation.test_evaluate import FEATURES, LOGISTIC, POLICY, _evaluate, _train, cohort, govern
+from tests.factories import COHORT_FEATURES as FEATURES
+from tests.factories import LOGISTIC, PASSWORD, POLICY, cohort, evaluate_run, govern, train_run
 
-
-@pytest.fixture(autouse=True)
-def _key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "k" * 40)
-
-
-@pytest.fixture
-def registry(team: Workspace, tmp_path: Path) -> tuple[Workspace, str]:
-    """A trained run by alice whose evaluation under the workspace's policy passed; ming is an ML engineer."""
-    team.users.add("admin", "ming", "Ming Chen", PASSWORD, [Role.ML_ENGINEER])
-    govern(team)
-    tracker = Tracker(team)
-    run = _train(tracker, tmp_path, "fair", cohort(2400, biased=False), LOGISTIC, FEATURES)
-    doc = _evaluate(tracker, run)
-    assert doc["passed"], [g for g in doc["gates"] if not g["passed"]]
-    record(team, doc, "<html></html>", "# card", "<html></html>", actor="victor")
-    return team, run
+pytestmark = pytest.mark.usefixtures("pseudonym_key")
 
 
 def _sign_both(ws: Workspace, version: int) -> None:
@@ -97,13 +81,13 @@ def test_a_looser_policy_never_unlocks_production(registry: tuple[Workspace, str
     """Re-evaluating a failed run under a looser policy file until it passes gets it nowhere."""
     ws, _run = registry
     tracker = Tracker(ws)
-    weak = _train(tracker, tmp_path, "weak", cohort(1200, biased=True), LOGISTIC, ["frailty_seen"])
+    weak = train_run(tracker, tmp_path, "weak", cohort(1200, biased=True), LOGISTIC, ["frailty_seen"])
     strict = {"policy": {"metrics": {"auroc": {"min": 0.95}}, "prerequisites": []}, "robustness": {}}
     govern(ws, **strict)
-    failed = record(ws, _evaluate(tracker, weak, **strict), "", "", "", actor="victor")
+    failed = record(ws, evaluate_run(tracker, weak, **strict), "", "", "", actor="victor")
     assert failed.governing and not failed.passed
     loose = {"policy": {"metrics": {"auroc": {"min": 0.1}}, "prerequisites": []}, "robustness": {}}
-    explored = record(ws, _evaluate(tracker, weak, **loose), "", "", "", actor="victor")  # another policy file
+    explored = record(ws, evaluate_run(tracker, weak, **loose), "", "", "", actor="victor")  # another policy file
     assert explored.passed and not explored.governing
     assert list_for(ws, weak)[0].id == explored.id  # the newest evaluation is the loose one
     version = versions.register(ws, weak, "readmission", actor="alice")
@@ -182,17 +166,17 @@ def test_a_rejection_landing_during_promote_is_seen(
 def test_failed_gates_and_a_rejection_block_production(registry: tuple[Workspace, str], tmp_path: Path) -> None:
     ws, _run = registry
     tracker = Tracker(ws)
-    weak = _train(tracker, tmp_path, "weak", cohort(1200, biased=True), LOGISTIC, ["frailty_seen"])
+    weak = train_run(tracker, tmp_path, "weak", cohort(1200, biased=True), LOGISTIC, ["frailty_seen"])
     strict = {"policy": {"metrics": {"auroc": {"min": 0.95}}, "prerequisites": []}, "robustness": {}}
     govern(ws, **strict)  # the reviewed policy, at the time of this evaluation
-    failed = _evaluate(tracker, weak, **strict)
+    failed = evaluate_run(tracker, weak, **strict)
     assert record(ws, failed, "", "", "", actor="victor").governing
     govern(ws)
     version = versions.register(ws, weak, "readmission", actor="alice").version
     _sign_both(ws, version)
     with pytest.raises(InvalidTransition, match="failed: auroc ≥ 0.95"):
         stages.promote(ws, "readmission", version, "production", actor="ming", reason="go live")
-    unevaluated = _train(tracker, tmp_path, "weak", cohort(1000, biased=False, seed=4), LOGISTIC, FEATURES)
+    unevaluated = train_run(tracker, tmp_path, "weak", cohort(1000, biased=False, seed=4), LOGISTIC, FEATURES)
     other = versions.register(ws, unevaluated, "readmission", actor="alice").version
     _sign_both(ws, other)
     with pytest.raises(InvalidTransition, match="registered without an evaluation"):

@@ -14,7 +14,8 @@ from sklearn.preprocessing import StandardScaler
 from medops.errors import InvalidInput
 from medops.training.model_file import dumps, loads
 from medops.training.trainers import FittedModel, ModelSpec, fit
-from tests.evaluation.test_evaluate import FEATURES, cohort
+from tests.factories import COHORT_FEATURES as FEATURES
+from tests.factories import cohort
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,11 @@ from medops.training.reproduce import causes, reproduce
 from medops.training.train import TrainConfig, train
 from medops.training.trainers import ModelSpec
 from medops.workspace import Workspace
-from tests.features.test_store import put
-from tests.training.test_train import FEATURES, data
+from tests.factories import TRAIN_FEATURES as FEATURES
+from tests.factories import put
+from tests.factories import training_rows as data
 
-
-@pytest.fixture(autouse=True)
-def _key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "k" * 40)
+pytestmark = pytest.mark.usefixtures("pseudonym_key")
 
 
 def _train_on(tracker: Tracker, tmp_path: Path, seed_data: int) -> str:
@@ -63,7 +61,10 @@ def test_a_changed_dataset_is_named_as_the_difference(team: Workspace, tmp_path:
 def test_runs_without_a_dataset_recipe_are_refused(team: Workspace) -> None:
     tracker = Tracker(team)
     result = train(
-        tracker, data(600), TrainConfig(FEATURES, "readmitted", ModelSpec("logistic_regression")), actor="alice"
+        tracker,
+        data(600),
+        TrainConfig(FEATURES, "readmitted", ModelSpec("logistic_regression")),
+        actor="alice",
     )
     with pytest.raises(InvalidInput, match="trained on a frame, not a dataset version"):
         reproduce(tracker, result.run_id, actor="alice")

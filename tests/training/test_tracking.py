@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 import medops
 from medops.audit import AuditFilter, list_events
+from medops.clock import utc_now
 from medops.errors import InvalidInput, NotFound, PermissionDenied
 from medops.store.lineage import walk
 from medops.training import MetricFilter, Tracker
@@ -155,9 +155,11 @@ def test_a_killed_process_is_marked_abandoned(team: Workspace, tmp_path: Path) -
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stderr
     run_id = done.stdout.strip()
-    tracker = Tracker(team, abandon_after=timedelta(seconds=1))
+    now = [utc_now()]
+    tracker = Tracker(team, abandon_after=timedelta(minutes=5), clock=lambda: now[0])
     assert tracker.get(run_id).state == "running"  # nobody has looked yet
-    time.sleep(1.5)
+    assert {r.id: r for r in tracker.list_runs()}[run_id].state == "running"  # its last heartbeat is recent
+    now[0] += timedelta(minutes=6)
     listed = {r.id: r for r in tracker.list_runs()}
     assert listed[run_id].state == "killed"
     info = tracker.get(run_id)

@@ -12,24 +12,8 @@ from medops.training.leakage import LeakageError
 from medops.training.train import TrainConfig, train
 from medops.training.trainers import ModelSpec
 from medops.workspace import Workspace
-
-
-def data(n: int = 1500, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "patient_id": [f"pat_{p:04d}" for p in rng.integers(0, 400, n)],
-            "age": rng.normal(65, 12, n),
-            "los": rng.exponential(4, n),
-            "payer": rng.choice(["medicare", "medicaid", "commercial"], n),
-        }
-    )
-    logit = (frame["age"] - 65) / 12 + (frame["los"] - 4) / 4
-    frame["readmitted"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    return frame
-
-
-FEATURES = ["age", "los", "payer"]
+from tests.factories import TRAIN_FEATURES as FEATURES
+from tests.factories import training_rows as data
 
 
 @pytest.fixture
@@ -52,7 +36,12 @@ def test_same_data_settings_and_seed_give_the_same_model_file(tracker: Tracker, 
     assert info.state == "finished" and info.tags["model_sha256"] == first.model_sha256
     assert info.params["split.kind"] == "grouped" and info.params["estimator"] == estimator
     assert tracker.ws.artifacts.read_bytes(first.model_sha256)  # stored, verified by its hash on read
-    other = train(tracker, data(), TrainConfig(FEATURES, "readmitted", ModelSpec(estimator), seed=12), actor="alice")
+    other = train(
+        tracker,
+        data(),
+        TrainConfig(FEATURES, "readmitted", ModelSpec(estimator), seed=12),
+        actor="alice",
+    )
     assert other.model_sha256 != first.model_sha256
 
 

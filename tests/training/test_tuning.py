@@ -12,15 +12,21 @@ from medops.training.train import TrainConfig
 from medops.training.trainers import ModelSpec
 from medops.training.tuning import parse_space, tune
 from medops.workspace import Workspace
-from tests.training.test_train import FEATURES, data
+from tests.factories import TRAIN_FEATURES as FEATURES
+from tests.factories import training_rows as data
 
 SPACE = {"num_leaves": {"int": [4, 32]}, "learning_rate": {"float": [0.02, 0.3], "log": True}}
 
 
+@pytest.mark.slow
 def test_trials_are_nested_runs_and_the_best_is_recorded(team: Workspace) -> None:
     tracker = Tracker(team)
     config = TrainConfig(
-        FEATURES, "readmitted", ModelSpec("lightgbm", {"n_estimators": 40}), seed=5, feature_views={"vitals": "ab" * 32}
+        FEATURES,
+        "readmitted",
+        ModelSpec("lightgbm", {"n_estimators": 40}),
+        seed=5,
+        feature_views={"vitals": "ab" * 32},
     )
     result = tune(tracker, data(1200), config, SPACE, trials=8, actor="alice")
     assert {"kind": "featureview", "name": "vitals", "version": "ab" * 32} in tracker.get(result.run_id).inputs

@@ -405,10 +405,12 @@ class Tracker:
         *,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         abandon_after: timedelta = ABANDON_AFTER,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.ws = ws
         self.heartbeat_seconds = heartbeat_seconds
         self.abandon_after = abandon_after
+        self.clock = clock  # the time abandonment is judged at; a test moves it instead of sleeping
         self._env_digest: str | None = None
         self._swept_at = -math.inf  # time.monotonic() of this tracker's last look for abandoned runs
 
@@ -500,7 +502,7 @@ class Tracker:
 
     def mark_abandoned(self, actor: str = ABANDON_ACTOR, now: datetime | None = None) -> list[str]:
         """Runs left "running" without a heartbeat for ``abandon_after`` become killed, audited."""
-        cutoff = (now or utc_now()) - self.abandon_after
+        cutoff = (now or self.clock()) - self.abandon_after
         with self.ws.db.read() as session:
             stale = session.execute(
                 select(RunRow.id, RunRow.heartbeat_at).where(RunRow.state == "running", RunRow.heartbeat_at < cutoff)

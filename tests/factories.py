@@ -1,0 +1,165 @@
+"""Helpers that tests share (not fixtures: those live in conftest.py files).
+
+Test modules import from here, never from one another.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from medops.cli.main import main
+from medops.data.datasets import get
+from medops.data.ingest import TablePlan, ingest
+from medops.data.sources import ParquetSource
+from medops.evaluation.evaluate import evaluate
+from medops.evaluation.spec import EvaluateSpec
+from medops.training import Tracker
+from medops.training.train import TrainConfig, train
+from medops.training.trainers import ModelSpec
+from medops.workspace import Workspace
+
+if TYPE_CHECKING:
+    from medops.demo import DemoResult
+
+PASSWORD = "test-password-0123"
+# Backend parameters of fixtures: a test given the server's parameter carries its marker.
+POSTGRES = pytest.param("postgresql", marks=pytest.mark.postgres)
+REDIS = pytest.param("redis", marks=pytest.mark.redis)
+
+
+def run(
+    args: list[str],
+    capsys: pytest.CaptureFixture[str],
+    stdin: str | None = None,
+    monkeypatch: pytest.MonkeyPatch | None = None,
+) -> tuple[int, str, str]:
+    """Run the CLI in this process: (exit code, stdout, stderr)."""
+    if stdin is not None:
+        assert monkeypatch is not None
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """The demo as `medops demo --dir ROOT` ran it: what it printed and what it returned."""
+
+    root: Path
+    code: int
+    out: str
+    err: str
+    result: DemoResult
+
+
+def put(ws: Workspace, tmp_path: Path, name: str, table: pa.Table) -> None:
+    """A dataset version with these exact rows (every column kept as is)."""
+    path = tmp_path / f"{name}.parquet"
+    pq.write_table(table, path)
+    ingest(ws, TablePlan(name, ParquetSource(path), {c: "keep" for c in table.column_names}), actor="admin")
+
+
+TRAIN_FEATURES = ["age", "los", "payer"]
+
+
+def training_rows(n: int = 1500, seed: int = 0) -> pd.DataFrame:
+    """Readmission rows (patients repeat) whose risk follows age and length of stay."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "patient_id": [f"pat_{p:04d}" for p in rng.integers(0, 400, n)],
+            "age": rng.normal(65, 12, n),
+            "los": rng.exponential(4, n),
+            "payer": rng.choice(["medicare", "medicaid", "commercial"], n),
+        }
+    )
+    logit = (frame["age"] - 65) / 12 + (frame["los"] - 4) / 4
+    frame["readmitted"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return frame
+
+
+COHORT_FEATURES = ["age", "los", "frailty_seen"]
+LOGISTIC = ModelSpec("logistic_regression")
+POLICY: dict[str, Any] = {
+    "threshold": {"target_sensitivity": 0.7},
+    "bootstrap": {"resamples": 300, "seed": 1},
+    "subgroups": {"attributes": {"sex": {}, "age_band": {"column": "age", "bins": [50, 75]}}, "min_size": 40},
+    "robustness": {"unit_errors": {"age": {"scale": 12, "note": "months where years are expected"}}},
+    "policy": {
+        "metrics": {"auroc": {"min": 0.7, "check": "ci_lower"}},
+        "subgroup_gaps": {
+            "auroc": {"max": 0.1, "attributes": ["sex"]},
+            "equal_opportunity": {"max": 0.2, "attributes": ["sex"]},  # age drives the risk: not a fairness gap
+        },
+        "non_inferiority": {"metric": "auroc", "margin": 0.02},
+        "prerequisites": ["leakage_checks"],  # these test datasets come without a contract (see below)
+    },
+}
+
+
+def cohort(n: int, *, biased: bool, seed: int = 0) -> pd.DataFrame:
+    """Readmission driven by age, stay and frailty; with ``biased``, women's risk follows a cause the
+    model never sees, so a model good overall is poor for them."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "patient_id": [f"p{i:05d}" for i in range(n)],
+            "sex": rng.choice(["F", "M"], n),
+            "age": rng.normal(65, 12, n).round(),
+            "los": rng.exponential(4, n),
+            "frailty_seen": rng.normal(0, 1, n),
+            "hidden": rng.normal(0, 1, n),
+        }
+    )
+    seen = (frame["age"] - 65) / 8 + (frame["los"] - 4) / 2.5 + 1.5 * frame["frailty_seen"]
+    risk = np.where(biased & (frame["sex"] == "F"), 2.5 * frame["hidden"], seen) - 1.5
+    frame["readmitted"] = (rng.random(n) < 1 / (1 + np.exp(-risk))).astype(int)
+    return frame
+
+
+def train_run(
+    tracker: Tracker, tmp_path: Path, name: str, frame: pd.DataFrame, model: ModelSpec, features: list[str]
+) -> str:
+    """Store ``frame`` as dataset NAME and train on it (alice): the run id."""
+    put(tracker.ws, tmp_path, name, pa.Table.from_pandas(frame, preserve_index=False))
+    info = get(tracker.ws.db, name)
+    config = TrainConfig(
+        features,
+        "readmitted",
+        model,
+        split="stratified",
+        group=None,
+        test_size=0.3,
+        seed=3,
+        inputs=(info.ref,),
+        data={"dataset": info.name, "version": info.version, "drop_missing_labels": False},
+    )
+    rows = pq.read_table(tracker.ws.artifacts.local_path(info.version)).to_pandas()
+    return train(tracker, rows, config, actor="alice").run_id
+
+
+def evaluate_run(tracker: Tracker, run: str, champion: str | None = None, **changes: Any) -> dict[str, Any]:
+    """Evaluate RUN under POLICY (with ``changes``), as victor."""
+    spec = EvaluateSpec.model_validate({**POLICY, **changes})
+    return evaluate(tracker, run, spec, project={"name": "t"}, champion=champion, actor="victor")
+
+
+def govern(ws: Workspace, **changes: Any) -> None:
+    """Make POLICY (with ``changes``) the workspace's governing policy: its project file's evaluate section."""
+    (ws.settings.home / "medops.yaml").write_text(yaml.safe_dump({"evaluate": {**POLICY, **changes}}))
