@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from medops.errors import ConfigError, InvalidInput, NotFound
-from medops.features import online as online_mod
 from medops.features.online import OnlineStore, open_online_store
+from medops.features.online import base as online_base
 
 T0 = datetime(2026, 11, 24, 13, 5, tzinfo=UTC)
 AS_OF = datetime(2026, 11, 25, tzinfo=UTC)
@@ -112,9 +112,9 @@ def test_rewrite_replaces_the_whole_table(store: OnlineStore) -> None:
 
 def test_failed_write_leaves_the_previous_table(store: OnlineStore) -> None:
     _write(store, "vitals", 50, version="v1")
-    n = online_mod.BATCH + 2_000
+    n = online_base.BATCH + 2_000
     rows: list[dict[str, object]] = [{"a": i} for i in range(n)]
-    rows[online_mod.BATCH + 1_000] = {"a": object()}  # in the second batch: the first is already stored
+    rows[online_base.BATCH + 1_000] = {"a": object()}  # in the second batch: the first is already stored
     with pytest.raises(InvalidInput, match="type object"):
         store.write("vitals", "v2", AS_OF, [f"e{i}" for i in range(n)], [T0] * n, rows)
     info = store.info("vitals")
@@ -240,7 +240,7 @@ def test_unreachable_redis_is_a_store_error_without_password(tmp_path: Path) -> 
 
 
 def test_readers_never_see_a_mix_during_rewrites(store: OnlineStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(online_mod, "BATCH", 50)  # many batches per write
+    monkeypatch.setattr(online_base, "BATCH", 50)  # many batches per write
     n = 600
     ids = [f"e{i}" for i in range(n)]
     probe = ids[::37]

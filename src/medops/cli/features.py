@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from medops.audit import AuditFilter, list_events
+from medops.backends import EXECUTORS
 from medops.cli.common import JsonOption, ReasonOption, console, key_values, ok, open_workspace, print_json, table
 from medops.cli.data import ProjectOption, project_at
 from medops.errors import InvalidInput, NotFound
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # the feature store (DuckDB, pandas) loads when a command nee
 app = typer.Typer(help="Feature views: apply, training sets, online materialization, lookups and consistency checks.")
 
 ExecutorOption = typer.Option(
-    None, "--executor", help="local, dask-local or dask://host:port (default: the workspace's executor setting)."
+    None, "--executor", help=f"{EXECUTORS.choices()} (default: the workspace's executor setting)."
 )
 
 
