@@ -374,6 +374,7 @@ def test_a_registered_backend_is_known_to_settings_hints_and_audit(
 ) -> None:
     settings = Settings(home=tmp_path, workspace_id="ws", metadata_url="sqlite:///x.db", artifact_root="a")
     validate(replace(settings, online_store="dict://team"))
+    validate(replace(settings, online_store=f"sqlite:///{tmp_path / 'online.db'}"))  # what the store opens
     assert online_store_kind("dict://team") == "dict" and online_store_kind("rediss://h:1/0") == "redis"
     with pytest.raises(ConfigError, match="online_store 'memcached://h' is not known") as exc:
         validate(replace(settings, online_store="memcached://h"))
@@ -395,5 +396,6 @@ def test_an_unregistered_backend_is_refused_again(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, workspace_id="ws", metadata_url="sqlite:///x.db", artifact_root="a")
     with pytest.raises(ConfigError, match="'dict://team' is not known"):
         validate(replace(settings, online_store="dict://team"))
+    validate(replace(settings, online_store=f"sqlite:///{tmp_path / 'online.db'}"))  # what the store opens
     with pytest.raises(ConfigError, match="not registered"):
         unregister_online_store("dict")
