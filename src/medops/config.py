@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from medops.backends import EXECUTORS, ONLINE_STORES
 from medops.errors import ConfigError, WorkspaceNotFound
+from medops.urls import redact_url as redact_url  # re-exported: its callers import it from here
 
 CONFIG_FILE = "medops.toml"
 DEFAULT_DB_FILE = "medops.db"
 DEFAULT_ARTIFACT_DIR = "artifacts"
 KEY_DIR_ENV = "MEDOPS_KEY_DIR"
-
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z0-9+]+://[^:/@]+:)(?P<pw>[^@]*)(?P<tail>@)", re.I)
 
 
 @dataclass(frozen=True)
@@ -65,10 +64,6 @@ _FILE_KEYS: dict[str, type] = {
 }
 # Settings the environment can't override: the governing policy is the workspace's, not one command's.
 _FILE_ONLY = {"workspace_id", "project_file"}
-
-
-def redact_url(value: str) -> str:
-    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", value)
 
 
 def default_key_dir() -> Path:
@@ -188,14 +183,8 @@ def validate(settings: Settings) -> None:
         )
     if settings.db_busy_timeout <= 0:
         raise ConfigError("db_busy_timeout must be a positive number of seconds")
-    if not (settings.executor in ("local", "dask-local") or settings.executor.startswith("dask://")):
-        raise ConfigError(
-            f"executor {settings.executor!r} is not known", hint="use local, dask-local or dask://host:8786"
-        )
-    if not (settings.online_store == "sqlite" or settings.online_store.startswith(("redis://", "rediss://"))):
-        raise ConfigError(
-            f"online_store {settings.online_store!r} is not known", hint="use sqlite or redis://host:6379/0"
-        )
+    EXECUTORS.find(settings.executor)
+    ONLINE_STORES.find(settings.online_store)
 
 
 def acting_user(settings: Settings, env: Mapping[str, str] | None = None) -> str:

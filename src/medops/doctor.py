@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from sqlalchemy import select
 
+from medops.backends import EXECUTORS, ONLINE_STORES
 from medops.config import Settings, load_settings
 from medops.errors import MedopsError
 from medops.identity.keys import ENV_KEY, load_private_key
@@ -170,38 +169,13 @@ def _pseudonym_key_check(settings: Settings) -> Check:
 
 
 def _server_checks(settings: Settings) -> list[Check]:
+    """Each backend the settings name checks itself (a Redis ping, a Dask scheduler's port...)."""
     out = []
-    if settings.online_store.startswith(("redis://", "rediss://")):
-        import redis
-
+    for label, registry in (("online store", ONLINE_STORES), ("executor", EXECUTORS)):
+        value = str(getattr(settings, registry.setting))
+        backend = registry.find(value)
         try:
-            redis.Redis.from_url(settings.online_store, socket_connect_timeout=3).ping()
-            out.append(Check("online store", OK, "Redis answers"))
-        except redis.RedisError as exc:
-            out.append(
-                Check(
-                    "online store",
-                    FAIL,
-                    f"Redis at {settings.redacted()['online_store']} does not answer: {exc}",
-                    "start Redis or fix online_store",
-                )
-            )
-    else:
-        out.append(Check("online store", OK, "embedded SQLite"))
-    if settings.executor.startswith("dask://"):
-        parsed = urlparse(settings.executor)
-        try:
-            with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 8786), timeout=3):
-                out.append(Check("executor", OK, f"Dask scheduler at {settings.executor} accepts connections"))
-        except OSError as exc:
-            out.append(
-                Check(
-                    "executor",
-                    FAIL,
-                    f"no Dask scheduler at {settings.executor}: {exc.strerror or exc}",
-                    'start the scheduler or set executor = "local"',
-                )
-            )
-    else:
-        out.append(Check("executor", OK, settings.executor))
+            out.append(Check(label, OK, backend.check(value) if backend.check else value))
+        except MedopsError as exc:
+            out.append(_error(label, exc))
     return out

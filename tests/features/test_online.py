@@ -1,11 +1,13 @@
-"""The online store contract, on SQLite and on Redis (each Redis test in its own namespace)."""
+"""The online store contract, on SQLite, on Redis (each Redis test in its own namespace) and on a
+store registered from outside medops: the "add an online store" walk-through of docs/architecture.md."""
 
 from __future__ import annotations
 
 import math
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,9 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medops.config import Settings, validate
 from medops.errors import ConfigError, InvalidInput, NotFound
-from medops.features import online as online_mod
-from medops.features.online import OnlineStore, open_online_store
+from medops.features.online import (
+    OnlineRow,
+    OnlineStore,
+    online_store_kind,
+    open_online_store,
+    register_online_store,
+    unregister_online_store,
+)
+from medops.features.online import base as online_base
 from tests.factories import REDIS
 
 T0 = datetime(2026, 11, 24, 13, 5, tzinfo=UTC)
@@ -25,13 +35,99 @@ AS_OF_ISO = "2026-11-25T00:00:00.000000Z"
 StoreFactory = Callable[[str], OnlineStore]
 
 
-@pytest.fixture(params=["sqlite", REDIS])
+# ---------------------------------------------------------------------------- a backend from outside medops
+
+# info, features in order, entity -> (event time, values as JSON)
+Table = tuple[dict[str, object], tuple[str, ...], dict[str, tuple[str | None, str]]]
+
+
+class DictOnlineStore:
+    """An online store in a dict: what the walk-through builds. Every store opened on one URL
+    shares the URL's tables; a write builds the whole new table, then swaps it in one assignment."""
+
+    def __init__(self, tables: dict[tuple[str, str], Table], namespace: str) -> None:
+        self.tables = tables
+        self.namespace = namespace
+
+    def write(
+        self,
+        view: str,
+        version: str,
+        as_of: datetime,
+        entity_ids: Sequence[str],
+        event_times: Sequence[datetime | None],
+        rows: Sequence[dict[str, object]],
+        progress: online_base.Progress | None = None,
+    ) -> int:
+        prep = online_base.prepare_write(view, version, as_of, entity_ids, event_times, rows)
+        enc = online_base.Encoder(view)
+        table: dict[str, tuple[str | None, str]] = {}
+        for start in range(0, prep.count, online_base.BATCH):
+            stop = min(start + online_base.BATCH, prep.count)
+            for i in range(start, stop):
+                table[entity_ids[i]] = (enc.event_time(event_times[i]), enc.values(rows[i]))
+            if progress is not None:
+                progress(stop)
+        info = {"view": view, "version": version, "as_of": prep.as_of, "rows": prep.count}
+        features = tuple(enc.features)
+        self.tables[(self.namespace, view)] = ({**info, "features": list(features)}, features, table)
+        return prep.count
+
+    def read(self, view: str, entity_ids: Sequence[str], features: Sequence[str] | None = None) -> list[OnlineRow]:
+        online_base.check_read_args(view, entity_ids, features)
+        current = self.tables.get((self.namespace, view))  # one lookup: one consistent table
+        if current is None:
+            raise online_base.not_found(view)
+        _, known, table = current
+        selected = online_base.select_features(view, known, frozenset(known), features)
+        out = []
+        for entity in entity_ids:
+            hit = table.get(entity)
+            if hit is None:
+                out.append(OnlineRow(dict.fromkeys(selected), None, False))
+            else:
+                values = online_base.loads(hit[1])
+                out.append(OnlineRow({n: values.get(n) for n in selected}, online_base.parse_time(hit[0]), True))
+        return out
+
+    def info(self, view: str) -> dict[str, object] | None:
+        current = self.tables.get((self.namespace, view))
+        return None if current is None else dict(current[0])
+
+    def views(self) -> list[str]:
+        return sorted(view for namespace, view in self.tables if namespace == self.namespace)
+
+    def close(self) -> None:
+        pass
+
+
+def _open_empty(url: str, *, home: Path, namespace: str) -> DictOnlineStore:
+    return DictOnlineStore({}, namespace)
+
+
+@pytest.fixture
+def dict_backend() -> Iterator[dict[str, dict[tuple[str, str], Table]]]:
+    """The dict store registered as ``dict://NAME`` for one test: the tables of every URL opened."""
+    tables: dict[str, dict[tuple[str, str], Table]] = {}
+
+    def open_dict(url: str, *, home: Path, namespace: str) -> DictOnlineStore:
+        return DictOnlineStore(tables.setdefault(url, {}), namespace)
+
+    register_online_store("dict", open_dict, schemes=("dict",), examples=("dict://NAME",))
+    yield tables
+    unregister_online_store("dict")
+
+
+@pytest.fixture(params=["sqlite", REDIS, "dict"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """Opens stores on one backend by namespace; Redis keys of every namespace are deleted after."""
     opened: list[tuple[OnlineStore, str]] = []
     url = f"sqlite:///{tmp_path / 'shared' / 'online.db'}"
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
+    if request.param == "dict":
+        request.getfixturevalue("dict_backend")
+        url = "dict://contract"
 
     def make(namespace: str) -> OnlineStore:
         store = open_online_store(url, home=tmp_path, namespace=namespace)
@@ -113,9 +209,9 @@ def test_rewrite_replaces_the_whole_table(store: OnlineStore) -> None:
 
 def test_failed_write_leaves_the_previous_table(store: OnlineStore) -> None:
     _write(store, "vitals", 50, version="v1")
-    n = online_mod.BATCH + 2_000
+    n = online_base.BATCH + 2_000
     rows: list[dict[str, object]] = [{"a": i} for i in range(n)]
-    rows[online_mod.BATCH + 1_000] = {"a": object()}  # in the second batch: the first is already stored
+    rows[online_base.BATCH + 1_000] = {"a": object()}  # in the second batch: the first is already stored
     with pytest.raises(InvalidInput, match="type object"):
         store.write("vitals", "v2", AS_OF, [f"e{i}" for i in range(n)], [T0] * n, rows)
     info = store.info("vitals")
@@ -241,7 +337,7 @@ def test_unreachable_redis_is_a_store_error_without_password(tmp_path: Path) -> 
 
 
 def test_readers_never_see_a_mix_during_rewrites(store: OnlineStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(online_mod, "BATCH", 50)  # many batches per write
+    monkeypatch.setattr(online_base, "BATCH", 50)  # many batches per write
     n = 600
     ids = [f"e{i}" for i in range(n)]
     probe = ids[::37]
@@ -272,3 +368,35 @@ def test_readers_never_see_a_mix_during_rewrites(store: OnlineStore, monkeypatch
         thread.join()
     assert not errors
     assert all(len(set(snapshot)) == 1 and "missing" not in snapshot for snapshot in seen), seen
+
+
+def test_a_registered_backend_is_known_to_settings_hints_and_audit(
+    tmp_path: Path, dict_backend: dict[str, dict[tuple[str, str], Table]]
+) -> None:
+    settings = Settings(home=tmp_path, workspace_id="ws", metadata_url="sqlite:///x.db", artifact_root="a")
+    validate(replace(settings, online_store="dict://team"))
+    validate(replace(settings, online_store=f"sqlite:///{tmp_path / 'online.db'}"))  # what the store opens
+    assert online_store_kind("dict://team") == "dict" and online_store_kind("rediss://h:1/0") == "redis"
+    with pytest.raises(ConfigError, match="online_store 'memcached://h' is not known") as exc:
+        validate(replace(settings, online_store="memcached://h"))
+    assert exc.value.hint == "use sqlite, sqlite:////path/online.db, redis://host:6379/0 or dict://NAME"
+    with pytest.raises(ConfigError, match="'dict' is registered already"):
+        register_online_store("dict", lambda url, *, home, namespace: DictOnlineStore({}, namespace), schemes=("x",))
+    with pytest.raises(ConfigError, match="would answer to 'redis'"):
+        register_online_store(
+            "other", lambda url, *, home, namespace: DictOnlineStore({}, namespace), schemes=("redis",)
+        )
+    store = open_online_store("dict://team", home=tmp_path, namespace="ws")
+    _write(store, "vitals", 2)
+    assert dict_backend["dict://team"][("ws", "vitals")][0]["rows"] == 2
+
+
+def test_an_unregistered_backend_is_refused_again(tmp_path: Path) -> None:
+    register_online_store("dict", lambda url, *, home, namespace: DictOnlineStore({}, namespace), schemes=("dict",))
+    unregister_online_store("dict")
+    settings = Settings(home=tmp_path, workspace_id="ws", metadata_url="sqlite:///x.db", artifact_root="a")
+    with pytest.raises(ConfigError, match="'dict://team' is not known"):
+        validate(replace(settings, online_store="dict://team"))
+    validate(replace(settings, online_store=f"sqlite:///{tmp_path / 'online.db'}"))  # what the store opens
+    with pytest.raises(ConfigError, match="not registered"):
+        unregister_online_store("dict")

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from medops.backends import EXECUTORS
 from medops.cli.common import (
     JsonOption,
     ReasonOption,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:  # the feature store (DuckDB, pandas) loads when a command nee
 app = typer.Typer(help="Feature views: apply, training sets, online materialization, lookups and consistency checks.")
 
 ExecutorOption = typer.Option(
-    None, "--executor", help="local, dask-local or dask://host:port (default: the workspace's executor setting)."
+    None, "--executor", help=f"{EXECUTORS.choices()} (default: the workspace's executor setting)."
 )
 
 

@@ -9,6 +9,7 @@ import typer
 from medops.cli.common import JsonOption, ReasonOption, cli_caller, console, key_values, ok, open_workspace, print_json
 from medops.cli.data import ProjectOption, project_at
 from medops.errors import InvalidInput
+from medops.training.estimators import trainer_names
 
 EPILOG = (
     "Examples:  medops train   ·   medops train --tune   ·   "
@@ -23,8 +24,7 @@ def train(
     estimator: str | None = typer.Option(
         None,
         "--estimator",
-        help="Instead of train.model.estimator: logistic_regression, random_forest, hist_gradient_boosting, "
-        "lightgbm. Starts from that estimator's defaults.",
+        help=f"Instead of train.model.estimator: {', '.join(trainer_names())}. Starts from that estimator's defaults.",
     ),
     param: list[str] = typer.Option(
         [], "--param", metavar="NAME=VALUE", help="Set a model parameter (repeatable); VALUE is read as YAML."

@@ -10,10 +10,13 @@ workers must see the workspace's artifact folder at the same path (a shared volu
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlparse
 
+from medops.backends import EXECUTORS
 from medops.errors import ConfigError
 
 T = TypeVar("T")
@@ -80,9 +83,31 @@ class DaskExecutor:
 
 
 def open_executor(url: str, partitions: int | None = None) -> Executor:
-    """``local`` (the default), ``dask-local``, or ``dask://host:port``."""
-    if url in ("", "local"):
-        return LocalExecutor()
-    if url == "dask-local" or url.startswith("dask://"):
-        return DaskExecutor(url, partitions)
-    raise ConfigError(f"executor {url!r} is not known", hint="use local, dask-local or dask://host:port")
+    """The executor the setting names (registered in ``medops.backends.EXECUTORS``); empty means local."""
+    url = url or "local"
+    executor: Executor = EXECUTORS.find(url).open(url, partitions)
+    return executor
+
+
+def open_local(url: str, partitions: int | None = None) -> LocalExecutor:
+    """``local``: one partition, whatever is asked."""
+    return LocalExecutor()
+
+
+def check_local(url: str) -> str:
+    """Nothing to reach: work runs in this process."""
+    return url
+
+
+def check_dask(url: str) -> str:
+    """A remote scheduler must accept connections; ``dask-local`` starts its own cluster when used."""
+    if not url.startswith("dask://"):
+        return url
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 8786), timeout=3):
+            return f"Dask scheduler at {url} accepts connections"
+    except OSError as exc:
+        raise ConfigError(
+            f"no Dask scheduler at {url}: {exc.strerror or exc}", hint='start the scheduler or set executor = "local"'
+        ) from None

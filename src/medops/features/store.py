@@ -37,7 +37,7 @@ from medops.errors import InvalidInput, NotFound
 from medops.features import ondemand
 from medops.features.executor import Executor, LocalExecutor, open_executor
 from medops.features.offline import ENTITY, check_view, feature_stats, write_table
-from medops.features.online import OnlineStore, open_online_store
+from medops.features.online import OnlineStore, online_store_kind, open_online_store
 from medops.features.partitions import join_partitioned, table_partitioned
 from medops.features.pit import EVENT_TIME, ROW, TIME, JoinOptions
 from medops.features.views import FeatureSet, FeatureView, FeatureViewError, OnDemandFeature
@@ -621,7 +621,7 @@ class FeatureStore:
                     "version": applied.version,
                     "as_of": moment.isoformat(),
                     "rows": count,
-                    "online_store": _store_kind(self.online_url),
+                    "online_store": online_store_kind(self.online_url),
                 }
         return written
 
@@ -808,10 +808,6 @@ def _request_time(value: Any) -> datetime:
         except ValueError:
             raise InvalidInput(f"request field {TIME} {value!r} is not an ISO time") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _store_kind(url: str) -> str:
-    return "redis" if url.startswith("redis") else "sqlite"
 
 
 def _as_arrow(labels: pd.DataFrame | pa.Table) -> pa.Table:

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from medops.data.contracts import ContractSpec, DataContractError, load_contract
 from medops.data.deid import action_error
@@ -25,6 +26,7 @@ from medops.data.sources import FLATTENERS, CsvSource, FhirNdjsonSource, Parquet
 from medops.errors import ConfigError, InvalidInput
 from medops.evaluation.spec import EvaluateSpec
 from medops.features.views import FeatureSet, FeaturesSpec, FeatureViewError, views_from_spec
+from medops.training.estimators import trainer_names
 
 PROJECT_FILE = "medops.yaml"
 _SLUG = r"^[a-z][a-z0-9_]{0,63}$"
@@ -134,11 +136,22 @@ class SplitSpec(_Strict):
 
 
 class ModelSpecYaml(_Strict):
-    estimator: Literal["logistic_regression", "random_forest", "hist_gradient_boosting", "lightgbm"]
+    estimator: str
     params: dict[str, Any] = {}
     class_weight: Literal["balanced"] | None = None
     calibration: Literal["sigmoid", "isotonic"] | None = None
     resample: Literal["over", "under"] | None = None
+
+    @field_validator("estimator", mode="before")
+    @classmethod
+    def _a_registered_estimator(cls, value: Any) -> Any:
+        """One of the trainers declared in medops.training.estimators, said as a choice among them."""
+        names = trainer_names()
+        if value not in names:
+            quoted = [repr(n) for n in names]
+            expected = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return value
 
 
 class TuneSpec(_Strict):

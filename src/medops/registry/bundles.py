@@ -5,20 +5,21 @@ A bundle is a tar of regular files only (uncompressed, so opening one is as fast
     manifest.json        format, model, version, what it was built from, every file's SHA-256,
                          the signing key's id and public key, and the Ed25519 signature over the rest
     model.skops          (other models) the fitted pipeline (preprocessing and model) in skops
-                         format: loading it builds only the types in SAFE_TYPES, it runs no pickle
+                         format: loading it builds only the trainers' safe types, it runs no pickle
     input_schema.json    the features in order, each one's type, training range or categories, required
     output_schema.json   the probability of the positive class, the classes, the decision threshold
     metadata.json        run, evaluation (and whether it passed), feature views, training set, author
     environment.lock     the exact installed distributions of the training
-    inference.json       (LightGBM models) the preprocessing's fitted statistics as plain numbers
-    model.txt            (LightGBM models) the booster in LightGBM's text format
+    inference.json       (models in their library's format) the preprocessing's fitted statistics
+    model.txt            (LightGBM models) the booster in LightGBM's text format; the member a
+                         trainer's native form names (``medops.training.estimators``)
 
 The bytes are reproducible (sorted members, fixed times and owners). Reading one checks,
 before any model is built: every member is a plain file with a plain relative name (no
 absolute path, no "..", no link or device, nothing unexpected), nothing is extracted to disk,
 the manifest's signature verifies with a trusted key, and every file's SHA-256 matches the
 manifest. Only then is the model built: LightGBM's text parsed, or model.skops loaded, and only
-if it holds nothing but scikit-learn's own types and those in SAFE_TYPES.
+if it holds nothing but scikit-learn's own types and the safe types the trainers declare.
 """
 
 from __future__ import annotations
@@ -40,18 +41,16 @@ from medops.audit.chain import canonical_json
 from medops.clock import to_iso, utc_now
 from medops.errors import IntegrityError
 from medops.public_keys import decode_public, encode_public, key_id
+from medops.training.estimators import NativeModel, native_models, safe_types
 from medops.training.input_schema import InputSchema
-from medops.training.model_file import SAFE_TYPES
 from medops.training.trainers import FittedModel
 
 FORMAT = 1
 FILES = ("input_schema.json", "output_schema.json", "metadata.json", "environment.lock")
-# The model itself in one of two forms. A LightGBM model travels as LightGBM's own text model with
-# the preprocessing's statistics as plain JSON: loading builds no Python object from the file and
-# costs what LightGBM's own loading costs. Any other model travels as its pipeline in skops format.
-MODEL_FORMS = (("inference.json", "model.txt"), ("model.skops",))
-# SAFE_TYPES (beyond what skops trusts by itself) is the model file's list, for runs and bundles alike:
-# anything else in a bundle is refused, whoever signed it.
+INFERENCE = "inference.json"
+SKOPS = "model.skops"
+# The safe types (beyond what skops trusts by itself) are the model file's list, for runs and bundles
+# alike: anything else in a bundle is refused, whoever signed it.
 MAX_MEMBER_BYTES = 2 * 1024**3
 MAX_BUNDLE_BYTES = 4 * 1024**3
 
@@ -122,22 +121,23 @@ def build(
     metadata: dict[str, Any],
     environment: str,
     inference: dict[str, Any] | None = None,
-    booster_text: str | None = None,
+    native: tuple[str, bytes] | None = None,
 ) -> bytes:
-    """The bundle's bytes, signed with the workspace key."""
+    """The bundle's bytes, signed with the workspace key; ``native`` is (member name, bytes) of a model
+    in its library's format, which travels with ``inference`` instead of the skops ``model``."""
     files = {
         "input_schema.json": _json(input_schema),
         "output_schema.json": _json(output_schema),
         "metadata.json": _json(metadata),
         "environment.lock": environment.encode(),
     }
-    if inference is not None and booster_text is not None:
-        files["inference.json"] = _json(inference)
-        files["model.txt"] = booster_text.encode()
+    if inference is not None and native is not None:
+        files[INFERENCE] = _json(inference)
+        files[native[0]] = native[1]
     elif model is not None:
-        files["model.skops"] = model
+        files[SKOPS] = model
     else:
-        raise ValueError("a bundle needs the model: a skops pipeline, or LightGBM's text and the statistics")
+        raise ValueError("a bundle needs the model: a skops pipeline, or its native form and the statistics")
     public = private_key.public_key()
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -177,12 +177,25 @@ def read(data: bytes, trusted: dict[str, str], *, check_all: bool = True) -> Bun
         raise BundleError("the manifest's signature does not verify: the manifest was changed after signing") from None
     listed = manifest.get("files", {})
     form = tuple(sorted(set(listed) - set(FILES)))
-    if not set(FILES) <= set(listed) or form not in MODEL_FORMS or sorted(files) != sorted(listed):
+    if not set(FILES) <= set(listed) or form not in model_forms() or sorted(files) != sorted(listed):
         raise BundleError(f"the bundle holds {sorted(files)}, its manifest lists {sorted(listed)}")
     bundle = Bundle(manifest, files)
     for name in listed if check_all else ():
         bundle.file(name)
     return bundle
+
+
+def model_forms() -> list[tuple[str, ...]]:
+    """The model in one of its forms (member names, sorted). A model whose trainer declares a native
+    form (LightGBM's text model) travels in it with the preprocessing's statistics as plain JSON:
+    loading builds no Python object from the file and costs what the library's own loading costs.
+    Any other model travels as its pipeline in skops format."""
+    return [*(tuple(sorted((INFERENCE, n.file))) for n in native_models()), (SKOPS,)]
+
+
+def native_model(bundle: Bundle) -> NativeModel | None:
+    """The native form a verified bundle carries its model in, or None for a skops pipeline."""
+    return next((n for n in native_models() if n.file in bundle.raw), None)
 
 
 def pipeline_bytes(model: FittedModel) -> bytes:
@@ -193,14 +206,14 @@ def pipeline_bytes(model: FittedModel) -> bytes:
 
 
 def model_types(bundle: Bundle) -> list[str]:
-    """The non-scikit-learn types model.skops would build; refused unless every one is in SAFE_TYPES."""
+    """The non-scikit-learn types model.skops would build; refused unless every one is a safe type."""
     import skops.io as sio
 
     try:
-        untrusted = set(sio.get_untrusted_types(data=bundle.file("model.skops")))
+        untrusted = set(sio.get_untrusted_types(data=bundle.file(SKOPS)))
     except Exception as exc:  # noqa: BLE001 - any failure to parse is a refusal
         raise BundleError(f"model.skops can't be read: {type(exc).__name__}") from None
-    unsafe = sorted(untrusted - SAFE_TYPES)
+    unsafe = sorted(untrusted - safe_types())
     if unsafe:
         raise BundleError(f"model.skops holds types outside the safe list: {', '.join(unsafe[:5])}")
     return sorted(untrusted)
@@ -210,9 +223,9 @@ def load_fitted(bundle: Bundle) -> FittedModel:
     """The fitted pipeline; only ever called on a bundle ``read`` verified, and built only from safe types."""
     import skops.io as sio
 
-    blob = bundle.file("model.skops")
+    blob = bundle.file(SKOPS)
     try:  # skops builds only scikit-learn's types and the ones named here; anything else raises
-        pipeline = sio.loads(blob, trusted=sorted(SAFE_TYPES))
+        pipeline = sio.loads(blob, trusted=sorted(safe_types()))
     except sio.exceptions.UntrustedTypesFoundException:
         model_types(bundle)  # names the unsafe types
         raise
@@ -272,7 +285,7 @@ def _unpack(data: bytes) -> dict[str, bytes]:
                 raise BundleError(f"member {name!r} is a link (to {member.linkname!r}): refused, nothing extracted")
             if not member.isfile():
                 raise BundleError(f"member {name!r} is not a regular file: refused, nothing extracted")
-            if name not in ("manifest.json", *FILES, *(n for form in MODEL_FORMS for n in form)):
+            if name not in ("manifest.json", *FILES, *(n for form in model_forms() for n in form)):
                 raise BundleError(f"member {name!r} does not belong in a bundle")
             if name in files:
                 raise BundleError(f"member {name!r} appears twice")

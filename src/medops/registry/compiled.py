@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medops.training.estimators import NativeModel, native_models
 from medops.training.input_schema import as_numbers, is_missing
 
 
@@ -31,7 +32,8 @@ class Compiled:
     indexes: list[dict[Any, int]]
     widths: list[int]
     model: Any
-    booster: Any  # LightGBM's booster, called directly; None for other models
+    booster: Any  # a natively carried model's scorer (LightGBM's booster), called directly; None for others
+    native: NativeModel | None = None  # the trainer's native form the booster travels in
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """The model's input matrix, as the fitted ColumnTransformer would make it."""
@@ -91,9 +93,12 @@ def compile_pipeline(pipeline: Any) -> Compiled | None:
                 widths.append(len(categories))
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
-    booster = None
-    if type(model).__name__ == "LGBMClassifier" and getattr(model, "n_classes_", 2) == 2:
-        booster = model.booster_
+    booster, native = None, None
+    for form in native_models():
+        booster = form.booster(model)
+        if booster is not None:
+            native = form
+            break
     return Compiled(
         numeric,
         medians,
@@ -105,6 +110,7 @@ def compile_pipeline(pipeline: Any) -> Compiled | None:
         widths,
         model,
         booster,
+        native,
     )
 
 
@@ -121,8 +127,9 @@ def to_doc(compiled: Compiled) -> dict[str, Any]:
     }
 
 
-def from_doc(doc: dict[str, Any], booster: Any) -> Compiled:
-    """The compiled inference of a LightGBM bundle: its statistics and its booster, no pipeline needed."""
+def from_doc(doc: dict[str, Any], booster: Any, native: NativeModel | None = None) -> Compiled:
+    """The compiled inference of a natively carried model (LightGBM): its statistics and its booster,
+    no pipeline needed."""
     return Compiled(
         list(doc["numeric"]),
         np.asarray(doc["medians"], dtype=np.float64),
@@ -134,6 +141,7 @@ def from_doc(doc: dict[str, Any], booster: Any) -> Compiled:
         [len(values) for values in doc["categories"]],
         None,
         booster,
+        native,
     )
 
 

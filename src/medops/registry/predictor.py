@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from medops.errors import InvalidInput
-from medops.registry.bundles import Bundle, load_fitted, read, schema_from_doc
+from medops.registry.bundles import INFERENCE, SKOPS, Bundle, load_fitted, native_model, read, schema_from_doc
 from medops.registry.compiled import Compiled, compile_pipeline, from_doc
 from medops.training.input_schema import InputSchema
 from medops.training.trainers import FittedModel
@@ -43,7 +43,7 @@ class Predictor:
     def model(self) -> FittedModel:
         """The scikit-learn pipeline itself, built from the bundle's skops file when first asked for."""
         if self._model is None:
-            if "model.skops" not in self.bundle.raw:
+            if SKOPS not in self.bundle.raw:
                 raise InvalidInput(
                     "this bundle holds a LightGBM model as LightGBM's text and plain statistics, "
                     "not a scikit-learn object",
@@ -132,11 +132,10 @@ def _predictor(data: bytes, trusted: dict[str, str]) -> Predictor:
     bundle = read(data, trusted)  # every file checked: a tampered bundle is refused whole, even a part unused here
     schema, threshold = schema_from_doc(bundle.input_schema), float(bundle.output_schema["threshold"])
     policy = str(bundle.input_schema.get("out_of_range", "reject"))
-    if "model.txt" in bundle.raw:  # LightGBM: its own text model and the statistics, no pipeline to build
-        import lightgbm
-
-        booster = lightgbm.Booster(model_str=bundle.file("model.txt").decode())
-        compiled = from_doc(json.loads(bundle.file("inference.json")), booster)
+    native = native_model(bundle)
+    if native is not None:  # LightGBM: its own text model and the statistics, no pipeline to build
+        booster = native.loads(bundle.file(native.file))
+        compiled = from_doc(json.loads(bundle.file(INFERENCE)), booster, native)
         return Predictor(
             bundle, schema, threshold, compiled, features=list(bundle.metadata["features"]), out_of_range=policy
         )

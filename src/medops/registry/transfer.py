@@ -19,7 +19,7 @@ from medops.errors import InvalidInput
 from medops.identity.roles import Role
 from medops.platform import Platform
 from medops.public_keys import decode_public, encode_public, key_id
-from medops.registry.bundles import model_types, read
+from medops.registry.bundles import SKOPS, model_types, read
 from medops.registry.versions import REGISTER_ROLES, VersionInfo, get, next_version, parse_ref, required_roles
 from medops.store.schema import ModelVersion, TrustedBundleKey
 
@@ -92,7 +92,7 @@ def import_bundle(
     except OSError as exc:
         raise InvalidInput(f"{path}: can't be read ({exc.strerror})") from None
     bundle = read(data, trusted_keys(ws))
-    if "model.skops" in bundle.raw:
+    if SKOPS in bundle.raw:
         model_types(bundle)  # what loading it would build: refused now, not at the first prediction
     target = name or str(bundle.manifest.get("model"))
     parse_ref(target)

@@ -140,8 +140,8 @@ def register(
     recipe = stored.recipe(tracker, info)
     fitted = stored.model(tracker, info)  # the run's file, verified by its SHA-256, built from skops
     compiled = compile_pipeline(fitted.pipeline)
-    lightgbm = compiled is not None and compiled.booster is not None
-    model_bytes = None if lightgbm else bundles.pipeline_bytes(fitted)
+    native = compiled.native if compiled is not None else None  # LightGBM travels as its own text model
+    model_bytes = None if native else bundles.pipeline_bytes(fitted)
     environment = ws.artifacts.read_bytes(info.env_digest).decode() if info.env_digest else ""
     now = utc_now()
     with ws.users.authorized(who, "model.register", "model", name, REGISTER_ROLES, reason=reason) as ch:
@@ -180,8 +180,8 @@ def register(
                 "registered_by": who,
             },
             environment=environment,
-            inference=to_doc(compiled) if lightgbm and compiled is not None else None,
-            booster_text=compiled.booster.model_to_string() if lightgbm and compiled is not None else None,
+            inference=to_doc(compiled) if native and compiled is not None else None,
+            native=(native.file, native.dumps(compiled.booster)) if native and compiled is not None else None,
         )
         digest = ws.artifacts.put(bundle)
         session.add(

@@ -1,5 +1,5 @@
-"""A run's model file, in skops format: loading it builds only scikit-learn's own types and those in
-SAFE_TYPES, and runs no pickle.
+"""A run's model file, in skops format: loading it builds only scikit-learn's own types and the safe
+types the trainers declare (``medops.training.estimators.safe_types``), and runs no pickle.
 
 skops names each stored object by its ``id()`` and stamps each zip member with the time of writing,
 so two dumps of the same model differ. Reproduction compares model files by SHA-256, so the file is
@@ -18,21 +18,9 @@ import zipfile
 from typing import Any
 
 from medops.errors import InvalidInput
+from medops.training.estimators import safe_types
 from medops.training.trainers import FittedModel
 
-# Types outside scikit-learn that a model file may build: LightGBM's booster and estimator, and
-# the containers scikit-learn's own objects hold. Anything else is refused before it is built.
-SAFE_TYPES = frozenset(
-    {
-        "collections.OrderedDict",
-        "numpy.dtype",
-        "lightgbm.basic.Booster",
-        "lightgbm.sklearn.LGBMClassifier",
-        "sklearn.tree._tree.Tree",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-        "sklearn.calibration._CalibratedClassifier",
-    }
-)
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 _ARRAY = re.compile(r"^(\d+)\.npy$")
 
@@ -46,13 +34,14 @@ def dumps(model: FittedModel) -> bytes:
 
 
 def loads(blob: bytes) -> FittedModel:
-    """The model from a file that passed its SHA-256 check; types outside SAFE_TYPES are refused."""
+    """The model from a file that passed its SHA-256 check; types outside the safe list are refused."""
     import skops.io as sio
 
+    safe = safe_types()
     try:
-        doc = sio.loads(blob, trusted=sorted(SAFE_TYPES))
+        doc = sio.loads(blob, trusted=sorted(safe))
     except sio.exceptions.UntrustedTypesFoundException:
-        unsafe = sorted(set(sio.get_untrusted_types(data=blob)) - SAFE_TYPES)
+        unsafe = sorted(set(sio.get_untrusted_types(data=blob)) - safe)
         raise InvalidInput(f"the model file holds types outside the safe list: {', '.join(unsafe[:5])}") from None
     except zipfile.BadZipFile:
         raise InvalidInput("the model file is not a skops file (made by an older medops? train it again)") from None

@@ -1,10 +1,11 @@
 """Trainers: one fitted pipeline holds preprocessing and model, so serving applies what training did.
 
 The pipeline imputes (median for numbers, most frequent for categories), scales numbers
-(for the linear model), one-hot encodes categories (unknown ones at serving become all
-zeros) and fits one of: logistic regression, random forest, histogram gradient boosting
-(scikit-learn) or LightGBM. Class imbalance is handled by class weights; probability
-calibration (Platt = sigmoid, or isotonic) is fitted on a held-out fold.
+(for the estimators that declare it: the linear model), one-hot encodes categories
+(unknown ones at serving become all zeros) and fits one of the estimators declared in
+``medops.training.estimators``: logistic regression, random forest, histogram gradient
+boosting (scikit-learn) or LightGBM. Class imbalance is handled by class weights;
+probability calibration (Platt = sigmoid, or isotonic) is fitted on a held-out fold.
 
 Everything is checked before any fitting: the estimator and each of its parameters, the
 feature and label columns, a label with missing values or a single class. Seeds are fixed
@@ -24,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from medops.errors import InvalidInput
+from medops.training.estimators import get_trainer
 
-ESTIMATORS = ("logistic_regression", "random_forest", "hist_gradient_boosting", "lightgbm")
 Calibration = Literal["sigmoid", "isotonic"]
 
 
@@ -39,24 +40,8 @@ class ModelSpec:
 
 
 def estimator_for(spec: ModelSpec, seed: int) -> Any:
-    if spec.estimator == "logistic_regression":
-        from sklearn.linear_model import LogisticRegression
-
-        base: Any = LogisticRegression(max_iter=1000, random_state=seed)
-    elif spec.estimator == "random_forest":
-        from sklearn.ensemble import RandomForestClassifier
-
-        base = RandomForestClassifier(random_state=seed, n_jobs=1)
-    elif spec.estimator == "hist_gradient_boosting":
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        base = HistGradientBoostingClassifier(random_state=seed)
-    elif spec.estimator == "lightgbm":
-        from lightgbm import LGBMClassifier
-
-        base = LGBMClassifier(random_state=seed, deterministic=True, force_row_wise=True, n_jobs=1, verbose=-1)
-    else:
-        raise InvalidInput(f"estimator {spec.estimator!r} is not known", hint=f"estimators: {', '.join(ESTIMATORS)}")
+    """The estimator ``spec`` names (see ``medops.training.estimators``), with its parameters checked and set."""
+    base = get_trainer(spec.estimator).build(seed)
     known = base.get_params()
     for name in spec.params:
         if name not in known or name in ("random_state", "n_jobs"):
@@ -111,7 +96,7 @@ def build_pipeline(frame: pd.DataFrame, features: Sequence[str], spec: ModelSpec
     ]
     categorical = [c for c in features if c not in numeric]
     numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median", keep_empty_features=True))]
-    if spec.estimator == "logistic_regression":
+    if get_trainer(spec.estimator).scale_numbers:
         numeric_steps.append(("scale", StandardScaler()))
     prep = ColumnTransformer(
         [

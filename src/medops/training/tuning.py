@@ -23,6 +23,7 @@ import pandas as pd
 
 from medops.errors import InvalidInput
 from medops.features.executor import Executor
+from medops.training.estimators import get_trainer
 from medops.training.splits import make_split
 from medops.training.tracking import Run, Tracker
 from medops.training.train import TrainConfig, evaluate, recipe, record_override, save_model, split_and_check
@@ -265,25 +266,23 @@ def _optimize_in_parallel(
 def _score(
     trial: Any, child: Run, spec: ModelSpec, config: TrainConfig, fit_part: pd.DataFrame, valid: pd.DataFrame
 ) -> float:
-    """Validation AUROC of one trial; LightGBM reports as it boosts, so weak trials stop early."""
+    """Validation AUROC of one trial; an estimator with a staged fit (LightGBM) reports as it goes,
+    so weak trials stop early."""
     import optuna
     from sklearn.metrics import roc_auc_score
 
     y_valid = valid[config.label].to_numpy()
-    if spec.estimator != "lightgbm":
+    staged_fit = get_trainer(spec.estimator).staged_fit
+    if staged_fit is None:
         score = trial_score(spec, config, fit_part, valid)
         child.log_metric("validation_auroc", score)
         return score
     pipeline = build_pipeline(fit_part, config.features, spec, config.seed)
-    prep, booster = pipeline.named_steps["prep"], pipeline.named_steps["model"]
+    prep, model = pipeline.named_steps["prep"], pipeline.named_steps["model"]
     x_fit = prep.fit_transform(prepare(fit_part, config.features))
     x_valid = prep.transform(prepare(valid, config.features))
 
-    def report(env: Any) -> None:
-        step = env.iteration + 1
-        if step % PRUNE_EVERY:
-            return
-        p = env.model.predict(x_valid, num_iteration=step)
+    def report(step: int, p: Any) -> None:
         value = float(roc_auc_score(y_valid, p))
         child.log_metric("validation_auroc", value, step=step)
         trial.report(value, step)
@@ -291,8 +290,8 @@ def _score(
             child.set_tag("pruned", f"at round {step}")
             raise optuna.TrialPruned()
 
-    booster.fit(x_fit, fit_part[config.label].to_numpy(), callbacks=[report])
-    score = float(roc_auc_score(y_valid, booster.predict_proba(x_valid)[:, 1]))
+    staged_fit(model, x_fit, fit_part[config.label].to_numpy(), x_valid, PRUNE_EVERY, report)
+    score = float(roc_auc_score(y_valid, model.predict_proba(x_valid)[:, 1]))
     if math.isnan(score):
         raise InvalidInput("the validation part holds one class only: use a larger data set")
     child.log_metric("validation_auroc", score)
