@@ -8,14 +8,19 @@ the PostgreSQL cases skip with the reason, unless CI=true, where they fail.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from medops.identity import Role
 from medops.workspace import Workspace, init_workspace
+
+if TYPE_CHECKING:
+    from medops.demo import DemoResult
 
 PG_ADMIN_URL = os.environ.get("MEDOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("MEDOPS_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -109,3 +114,30 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         server_missing("Redis at 127.0.0.1:6379", exc)
     return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
+    """The lifecycle demo, run once per session (it is the slowest thing the suite does); read it, never change it.
+
+    Its folder holds workspace/, project/ (medops.yaml, contracts, raw data), keys/ and reports/.
+    A test that changes state works on `demo_copy`.
+    """
+    from medops.demo import run_demo
+
+    with pytest.MonkeyPatch.context() as env:  # session scope: _clean_env has not run yet
+        for name in list(os.environ):
+            if name.startswith("MEDOPS_") and name not in ("MEDOPS_TEST_PG", "MEDOPS_TEST_REDIS"):
+                env.delenv(name)
+        return run_demo(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture
+def demo_copy(demo: DemoResult, tmp_path: Path) -> Path:
+    """A private copy of the demo's folder, its settings pointing into the copy; returns the copy's folder."""
+    base = demo.home.parent
+    copy = tmp_path / "demo"
+    shutil.copytree(base, copy)
+    settings = copy / "workspace" / "medops.toml"
+    settings.write_text(settings.read_text().replace(str(base), str(copy)))
+    return copy

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import pytest
 
-from medops.demo import run_demo
+from medops.demo import DemoResult
 
 
-def test_demo_runs_and_catches_tampering(tmp_path: Path) -> None:
-    lines: list[str] = []
-    result = run_demo(tmp_path, say=lambda step, outcome: lines.append(step))
-    assert result.chain_ok and result.events >= 15
-    assert result.tamper_caught_at == 5
+@pytest.mark.xdist_group("demo")
+def test_demo_runs_and_catches_tampering(demo: DemoResult) -> None:
+    lines = [step for step, _ in demo.steps]
+    assert demo.chain_ok and demo.events >= 15
+    assert demo.tamper_caught_at == 5
     assert {"users", "e-signature", "permission denied", "audit verify", "tamper test"} <= set(lines)
     # Production through the governed path: refused before the signatures, then promoted on the bound evaluation.
     assert {"register", "promote refused", "approve", "promote"} <= set(lines)
-    outcomes = dict(result.steps)
+    outcomes = dict(demo.steps)
     assert "is in production" in outcomes["promote"] and "pseudonym key is fixed" in outcomes["init"]

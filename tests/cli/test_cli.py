@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import typer
 
 from medops import __version__
 from medops.cli.main import app, main
+from medops.demo import DemoResult
 from tests.conftest import PASSWORD
 
 
@@ -187,10 +189,24 @@ def test_auditor_verifies_an_export_offline(
     assert code == 1 and "export BROKEN at event 1 (altered)" in err
 
 
-def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.xdist_group("demo")
+def test_demo_command(
+    demo: DemoResult, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command around the demo: its steps, the audit trail, a folder that must be empty (the demo runs once)."""
+    asked: list[Path | None] = []
+
+    def replay(root: Path | None, *, say: Callable[[str, str], None], patients: int) -> DemoResult:
+        asked.append(root)
+        for step, outcome in demo.steps:
+            say(step, outcome)
+        return demo
+
+    monkeypatch.setattr("medops.demo.run_demo", replay)
     code, out, err = run(["demo", "--dir", str(tmp_path / "demo")], capsys)
     assert code == 0, err
-    assert "demo complete" in out and "the audit trail of the demo" in out
+    assert asked == [tmp_path / "demo"]
+    assert "tamper test" in out and "demo complete" in out and "the audit trail of the demo" in out
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("x")
     code, _, err = run(["demo", "--dir", str(tmp_path / "busy")], capsys)
