@@ -7,6 +7,8 @@ the PostgreSQL cases skip with the reason, unless CI=true, where they fail.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import uuid
@@ -117,19 +119,36 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
-    """The lifecycle demo, run once per session (it is the slowest thing the suite does); read it, never change it.
+def demo(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> DemoResult:
+    """The lifecycle demo, run once per test run (it is the slowest thing the suite does); read it, never change it.
 
     Its folder holds workspace/, project/ (medops.yaml, contracts, raw data), keys/ and reports/.
-    A test that changes state works on `demo_copy`.
+    A test that changes state works on `demo_copy`. Under xdist the first worker to need it runs
+    it in the run's shared temporary folder, under a lock; the others wait for it and read it.
     """
+    from medops.demo import DemoResult
+
+    if worker_id == "master":
+        return _run_demo(tmp_path_factory.mktemp("demo"))
+    shared = tmp_path_factory.getbasetemp().parent  # one folder per test run, common to its workers
+    record = shared / "demo.json"
+    with open(shared / "demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.exists():
+            done = _run_demo(shared / "demo")
+            record.write_text(json.dumps({**done.__dict__, "home": str(done.home)}))
+    doc = json.loads(record.read_text())
+    return DemoResult(**{**doc, "home": Path(doc["home"]), "steps": [tuple(step) for step in doc["steps"]]})
+
+
+def _run_demo(folder: Path) -> DemoResult:
     from medops.demo import run_demo
 
     with pytest.MonkeyPatch.context() as env:  # session scope: _clean_env has not run yet
         for name in list(os.environ):
             if name.startswith("MEDOPS_") and name not in ("MEDOPS_TEST_PG", "MEDOPS_TEST_REDIS"):
                 env.delenv(name)
-        return run_demo(tmp_path_factory.mktemp("demo"))
+        return run_demo(folder)
 
 
 @pytest.fixture

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from medops.demo import DemoResult
 
 
-@pytest.mark.xdist_group("demo")
 def test_demo_runs_and_catches_tampering(demo: DemoResult) -> None:
     lines = [step for step, _ in demo.steps]
     assert demo.chain_ok and demo.events >= 15

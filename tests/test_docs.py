@@ -207,11 +207,7 @@ def _demo_values(capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
     return values
 
 
-RUNNABLE = [
-    pytest.param(b, id=f"{b.doc}:{b.line}", marks=() if b.creates_workspace else pytest.mark.xdist_group("demo"))
-    for b in BLOCKS
-    if not all(skipped(text) for _, text in b.commands)
-]
+RUNNABLE = [pytest.param(b, id=f"{b.doc}:{b.line}") for b in BLOCKS if not all(skipped(t) for _, t in b.commands)]
 
 
 @pytest.mark.slow

@@ -189,7 +189,6 @@ def test_auditor_verifies_an_export_offline(
     assert code == 1 and "export BROKEN at event 1 (altered)" in err
 
 
-@pytest.mark.xdist_group("demo")
 def test_demo_command(
     demo: DemoResult, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

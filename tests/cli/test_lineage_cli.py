@@ -10,8 +10,6 @@ import pytest
 from medops.demo import DemoResult
 from tests.cli.test_cli import run
 
-pytestmark = pytest.mark.xdist_group("demo")
-
 
 @pytest.fixture
 def on_demo(demo: DemoResult, monkeypatch: pytest.MonkeyPatch) -> DemoResult:
