@@ -7,18 +7,23 @@ the PostgreSQL cases skip with the reason, unless CI=true, where they fail.
 
 from __future__ import annotations
 
-import contextlib
-import io
+import fcntl
+import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from medops.identity import Role
 from medops.workspace import Workspace, init_workspace
 from tests.factories import PASSWORD, POSTGRES, DemoRun
+
+if TYPE_CHECKING:
+    from medops.demo import DemoResult
 
 PG_ADMIN_URL = os.environ.get("MEDOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("MEDOPS_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -89,32 +94,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
-    """The demo, run once per session through the CLI; tests only read its workspace."""
-    import medops.demo
-    from medops.cli.main import main
-    from medops.demo import DemoResult
-
-    root = tmp_path_factory.mktemp("demo") / "run"
-    results: list[DemoResult] = []
-    real = medops.demo.run_demo
-
-    def recorded(*args: object, **kwargs: object) -> DemoResult:
-        results.append(real(*args, **kwargs))  # type: ignore[arg-type]
-        return results[-1]
-
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as mp:
-        _without_medops_env(mp)
-        mp.setattr(medops.demo, "run_demo", recorded)
-        code = 0
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(["demo", "--dir", str(root)])
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-    assert results, f"the demo did not run: {err.getvalue()}"
-    yield DemoRun(root, code, out.getvalue(), err.getvalue(), results[0])
+def demo_run(demo: DemoResult) -> DemoRun:
+    """The session's one demo, with the folder it ran in (tests only read it)."""
+    return DemoRun(demo.home.parent, demo)
 
 
 @pytest.fixture(scope="session")
@@ -210,3 +192,47 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         server_missing("Redis at 127.0.0.1:6379", exc)
     return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> DemoResult:
+    """The lifecycle demo, run once per test run (it is the slowest thing the suite does); read it, never change it.
+
+    Its folder holds workspace/, project/ (medops.yaml, contracts, raw data), keys/ and reports/.
+    A test that changes state works on `demo_copy`. Under xdist the first worker to need it runs
+    it in the run's shared temporary folder, under a lock; the others wait for it and read it.
+    """
+    from medops.demo import DemoResult
+
+    if worker_id == "master":
+        return _run_demo(tmp_path_factory.mktemp("demo"))
+    shared = tmp_path_factory.getbasetemp().parent  # one folder per test run, common to its workers
+    record = shared / "demo.json"
+    with open(shared / "demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.exists():
+            done = _run_demo(shared / "demo")
+            record.write_text(json.dumps({**done.__dict__, "home": str(done.home)}))
+    doc = json.loads(record.read_text())
+    return DemoResult(**{**doc, "home": Path(doc["home"]), "steps": [tuple(step) for step in doc["steps"]]})
+
+
+def _run_demo(folder: Path) -> DemoResult:
+    from medops.demo import run_demo
+
+    with pytest.MonkeyPatch.context() as env:  # session scope: _clean_env has not run yet
+        for name in list(os.environ):
+            if name.startswith("MEDOPS_") and name not in ("MEDOPS_TEST_PG", "MEDOPS_TEST_REDIS"):
+                env.delenv(name)
+        return run_demo(folder)
+
+
+@pytest.fixture
+def demo_copy(demo: DemoResult, tmp_path: Path) -> Path:
+    """A private copy of the demo's folder, its settings pointing into the copy; returns the copy's folder."""
+    base = demo.home.parent
+    copy = tmp_path / "demo"
+    shutil.copytree(base, copy)
+    settings = copy / "workspace" / "medops.toml"
+    settings.write_text(settings.read_text().replace(str(base), str(copy)))
+    return copy

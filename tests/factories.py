@@ -59,12 +59,9 @@ def run(
 
 @dataclass(frozen=True)
 class DemoRun:
-    """The demo as `medops demo --dir ROOT` ran it: what it printed and what it returned."""
+    """The session's demo: the folder it ran in and what it returned."""
 
     root: Path
-    code: int
-    out: str
-    err: str
     result: DemoResult
 
 

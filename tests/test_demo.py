@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from tests.factories import DemoRun
+from medops.demo import DemoResult
 
 
-def test_demo_runs_and_catches_tampering(demo_run: DemoRun) -> None:
-    result = demo_run.result
-    lines = [step for step, _ in result.steps]
-    assert result.chain_ok and result.events >= 15
-    assert result.tamper_caught_at == 5
+def test_demo_runs_and_catches_tampering(demo: DemoResult) -> None:
+    lines = [step for step, _ in demo.steps]
+    assert demo.chain_ok and demo.events >= 15
+    assert demo.tamper_caught_at == 5
     assert {"users", "e-signature", "permission denied", "audit verify", "tamper test"} <= set(lines)
     # Production through the governed path: refused before the signatures, then promoted on the bound evaluation.
     assert {"register", "promote refused", "approve", "promote"} <= set(lines)
-    outcomes = dict(result.steps)
+    outcomes = dict(demo.steps)
     assert "is in production" in outcomes["promote"] and "pseudonym key is fixed" in outcomes["init"]

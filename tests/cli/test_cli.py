@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ import typer
 
 from medops import __version__
 from medops.cli.main import app
-from tests.factories import PASSWORD, DemoRun, run
+from medops.demo import DemoResult
+from tests.factories import PASSWORD, run
 
 
 def _all_commands() -> list[list[str]]:
@@ -168,9 +170,23 @@ def test_auditor_verifies_an_export_offline(
     assert code == 1 and "export BROKEN at event 1 (altered)" in err
 
 
-def test_demo_command(demo_run: DemoRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert demo_run.code == 0, demo_run.err
-    assert "demo complete" in demo_run.out and "the audit trail of the demo" in demo_run.out
+def test_demo_command(
+    demo: DemoResult, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command around the demo: its steps, the audit trail, a folder that must be empty (the demo runs once)."""
+    asked: list[Path | None] = []
+
+    def replay(root: Path | None, *, say: Callable[[str, str], None], patients: int) -> DemoResult:
+        asked.append(root)
+        for step, outcome in demo.steps:
+            say(step, outcome)
+        return demo
+
+    monkeypatch.setattr("medops.demo.run_demo", replay)
+    code, out, err = run(["demo", "--dir", str(tmp_path / "demo")], capsys)
+    assert code == 0, err
+    assert asked == [tmp_path / "demo"]
+    assert "tamper test" in out and "demo complete" in out and "the audit trail of the demo" in out
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("x")
     code, _, err = run(["demo", "--dir", str(tmp_path / "busy")], capsys)

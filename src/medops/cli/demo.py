@@ -41,7 +41,10 @@ def demo(
         [(e.seq, e.actor, e.action, f"{e.entity_type}:{e.entity_id[:40]}", e.reason or "") for e in events],
     )
     ok(f"demo complete: {result.events} audited events, chain intact, tampering caught")
-    console.print(f"Explore it:  export MEDOPS_HOME={escape(str(result.home))} MEDOPS_USER=ada")
+    project = result.home.parent / "project"  # medops.yaml: the commands that read the project file run here
+    console.print(
+        f"Explore it:  export MEDOPS_HOME={escape(str(result.home))} MEDOPS_USER=ada; cd {escape(str(project))}"
+    )
     console.print("             medops data list · medops data show observations · medops lineage show notes")
     console.print(
         "             medops features list · medops features show labs · medops data show readmission_training"

@@ -13,12 +13,23 @@ from medops.store.database import Database
 from medops.store.lineage import Edge, nodes_matching, walk
 
 app = typer.Typer(help="The lineage graph: source files, datasets and what later steps made from them.")
+NODE_KINDS = ("file", "query", "dataset", "featureview", "run", "evaluation", "model")
 
 
 def resolve_node(db: Database, entity: str) -> str:
-    """A dataset reference (NAME, NAME@VERSION), a typed node id, or a unique prefix of one."""
+    """A model version (NAME:VERSION), a dataset (NAME, NAME@VERSION), a typed node id, or a unique prefix of one."""
     if entity.startswith(("file:", "query:", "dataset:")) and len(entity) > 40:
         return entity
+    name, sep, version = entity.partition(":")
+    if sep and version.isdigit() and name not in NODE_KINDS:
+        from medops.registry.versions import version_node
+
+        node = version_node(name, int(version))
+        if node not in nodes_matching(db, node):
+            raise NotFound(
+                f"no model version {entity} in the lineage graph", hint="see the versions: medops models list"
+            )
+        return node
     if not entity.startswith(("file:", "query:")):
         try:
             return datasets.get(db, entity).node
@@ -28,15 +39,22 @@ def resolve_node(db: Database, entity: str) -> str:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise NotFound(f"nothing in the lineage graph matches {entity!r}", hint="try a dataset name: medops data list")
+        raise NotFound(
+            f"nothing in the lineage graph matches {entity!r}",
+            hint="give a dataset (medops data list) or a model version NAME:VERSION (medops models list)",
+        )
     raise InvalidInput(f"{entity!r} matches {len(matches)} nodes", hint="give more of it: " + ", ".join(matches[:3]))
 
 
 def short(node: str) -> str:
     kind, _, rest = node.partition(":")
-    if kind == "dataset":
+    if kind in ("dataset", "featureview"):
         name, _, version = rest.partition("@")
-        return f"dataset {name}@{version[:12]}"
+        return f"{kind} {name}@{version[:12]}"
+    if kind == "model":
+        return f"model {rest}"
+    if kind in ("run", "evaluation"):
+        return f"{kind} {rest[:12]}"
     return f"{kind} {rest[:16]}…"
 
 
@@ -46,9 +64,16 @@ def _label(node: str, edge: Edge) -> str:
     return f"{escape(short(node))}  [cyan]{escape(edge.relation)}[/]{extra}"
 
 
-@app.command("show", epilog="Examples:  medops lineage show encounters   ·   medops lineage show file:04347e9a --up")
+@app.command(
+    "show",
+    epilog="Examples:  medops lineage show readmission_30d:1 --no-down   ·   medops lineage show encounters   ·   "
+    "medops lineage show file:04347e9a --no-down",
+)
 def show(
-    entity: str = typer.Argument(..., help="Dataset (NAME or NAME@VERSION) or node id (file:SHA256, prefix allowed)."),
+    entity: str = typer.Argument(
+        ...,
+        help="Model version (NAME:VERSION), dataset (NAME or NAME@VERSION) or node id (file:SHA256, prefix allowed).",
+    ),
     up: bool = typer.Option(True, "--up/--no-up", help="Walk upstream (what fed it)."),
     down: bool = typer.Option(True, "--down/--no-down", help="Walk downstream (what it fed)."),
     as_json: bool = JsonOption,
