@@ -16,6 +16,7 @@ from medops.audit.checkpoint import TrailCheck, verify_trail
 from medops.audit.trail import AuditTrail
 from medops.config import (
     CONFIG_FILE,
+    DEFAULT_ARTIFACT_CACHE,
     DEFAULT_ARTIFACT_DIR,
     DEFAULT_DB_FILE,
     Settings,
@@ -23,6 +24,8 @@ from medops.config import (
     default_key_dir,
     load_settings,
     render_config,
+    resolve_local,
+    validate,
 )
 from medops.errors import Conflict, MedopsError
 from medops.identity import pseudonym_key
@@ -66,7 +69,7 @@ class Workspace:
         return cls(
             settings=settings,
             db=db,
-            artifacts=ArtifactStore(settings.artifact_root),
+            artifacts=ArtifactStore(settings.artifact_root, cache=settings.artifact_cache or None),
             trail=trail,
             users=users,
             tokens=TokenService(db, trail, users),
@@ -143,12 +146,14 @@ def init_workspace(
             home=home,
             workspace_id=workspace_id,
             metadata_url=metadata_url or f"sqlite:///{home / DEFAULT_DB_FILE}",
-            artifact_root=artifact_root or str(home / DEFAULT_ARTIFACT_DIR),
+            artifact_root=resolve_local(home, artifact_root or DEFAULT_ARTIFACT_DIR),
             default_user=admin_username,
             signing_key_file=str(key_file),
             pseudonym_key_file=str(pseudonym_file),
             project_file=project_file or "medops.yaml",
+            artifact_cache=str(home / DEFAULT_ARTIFACT_CACHE),
         )
+        validate(settings)
         if metadata_url is None:
             created += [home / DEFAULT_DB_FILE, home / f"{DEFAULT_DB_FILE}-wal", home / f"{DEFAULT_DB_FILE}-shm"]
         db = Database(settings.metadata_url, busy_timeout=settings.db_busy_timeout)
