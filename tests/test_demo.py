@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
+
+import pytest
 
 from medops.demo import run_demo
 
@@ -20,3 +24,23 @@ def test_demo_runs_and_catches_tampering(tmp_path: Path) -> None:
     assert "is in production" in outcomes["promote"] and "pseudonym key is fixed" in outcomes["init"]
     assert f"artifacts in {artifacts.as_uri()}" in outcomes["init"] and (artifacts / "sha256").is_dir()
     assert not (result.home / "artifacts").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("MEDOPS_TEST_DEMO_MEMORY") != "1",
+    reason="runs the whole demo a second time (one to two minutes); set MEDOPS_TEST_DEMO_MEMORY=1 to run it",
+)
+def test_demo_runs_whole_with_its_artifacts_in_memory(tmp_path: Path) -> None:
+    """The suite's lifecycle test on memory:// covers each capability; this runs the demo itself there."""
+    import fsspec
+
+    root = f"memory://medops-demo-{uuid.uuid4().hex}"
+    try:
+        result = run_demo(tmp_path, patients=100, artifact_root=root)
+        assert result.chain_ok and result.tamper_caught_at == 5
+        assert {"features apply", "train", "tune", "evaluate tuned", "load and predict"} <= dict(result.steps).keys()
+        assert fsspec.filesystem("memory").find(root)  # the artifacts were there, not on disk
+        assert not (result.home / "artifacts").exists()
+    finally:
+        fsspec.filesystem("memory").rm(root, recursive=True)

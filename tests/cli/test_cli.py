@@ -188,9 +188,12 @@ def test_auditor_verifies_an_export_offline(
 
 
 def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(["demo", "--dir", str(tmp_path / "demo")], capsys)
+    artifacts = tmp_path / "url-artifacts"
+    code, out, err = run(["demo", "--dir", str(tmp_path / "demo"), "--artifact-root", artifacts.as_uri()], capsys)
     assert code == 0, err
-    assert "demo complete" in out and "the audit trail of the demo" in out
+    assert "demo complete" in out and "the audit trail of the demo" in out and (artifacts / "sha256").is_dir()
+    code, _, err = run(["demo", "--dir", str(tmp_path / "other"), "--artifact-root", "nope://x"], capsys)
+    assert code != 0 and "no filesystem for the scheme 'nope'" in err and "Traceback" not in err
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("x")
     code, _, err = run(["demo", "--dir", str(tmp_path / "busy")], capsys)

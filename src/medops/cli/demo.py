@@ -46,7 +46,7 @@ def demo(
     )
     ok(f"demo complete: {result.events} audited events, chain intact, tampering caught")
     if artifact_root is not None and not for_root(artifact_root).persistent:
-        console.print(f"The artifacts in {escape(artifact_root)} ended with the demo's process; the records remain.")
+        console.print(f"The artifacts in {escape(artifact_root)} end with this process; the records stay.")
     console.print(f"Explore it:  export MEDOPS_HOME={escape(str(result.home))} MEDOPS_USER=ada")
     console.print("             medops data list · medops data show observations · medops lineage show notes")
     console.print(
