@@ -137,23 +137,23 @@ def init_workspace(
         "executor": "local",
         **({"project_file": project_file} if project_file else {}),
     }
+    settings = Settings(
+        home=home,
+        workspace_id=workspace_id,
+        metadata_url=metadata_url or f"sqlite:///{home / DEFAULT_DB_FILE}",
+        artifact_root=resolve_local(home, artifact_root or DEFAULT_ARTIFACT_DIR),
+        default_user=admin_username,
+        signing_key_file=str(key_file),
+        pseudonym_key_file=str(pseudonym_file),
+        project_file=project_file or "medops.yaml",
+        artifact_cache=str(home / DEFAULT_ARTIFACT_CACHE),
+    )
+    validate(settings)  # before anything is created
     created: list[Path] = []
     if not home.exists():
         home.mkdir(parents=True)
         created.append(home)
     try:
-        settings = Settings(
-            home=home,
-            workspace_id=workspace_id,
-            metadata_url=metadata_url or f"sqlite:///{home / DEFAULT_DB_FILE}",
-            artifact_root=resolve_local(home, artifact_root or DEFAULT_ARTIFACT_DIR),
-            default_user=admin_username,
-            signing_key_file=str(key_file),
-            pseudonym_key_file=str(pseudonym_file),
-            project_file=project_file or "medops.yaml",
-            artifact_cache=str(home / DEFAULT_ARTIFACT_CACHE),
-        )
-        validate(settings)
         if metadata_url is None:
             created += [home / DEFAULT_DB_FILE, home / f"{DEFAULT_DB_FILE}-wal", home / f"{DEFAULT_DB_FILE}-shm"]
         db = Database(settings.metadata_url, busy_timeout=settings.db_busy_timeout)
