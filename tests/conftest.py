@@ -138,20 +138,23 @@ def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def workspace(tmp_path: Path, metadata_url: str) -> Iterator[Workspace]:
     """An initialized workspace with admin 'admin' on the parametrized backend."""
-    ws = init_workspace(
-        tmp_path / "ws",
-        admin_username="admin",
-        admin_full_name="Ada Admin",
-        admin_password=PASSWORD,
-        metadata_url=None if metadata_url.startswith("sqlite") else metadata_url,
-    )
+    ws = new_workspace(tmp_path, metadata_url=None if metadata_url.startswith("sqlite") else metadata_url)
     yield ws
     ws.close()
 
 
-@pytest.fixture
-def team(workspace: Workspace) -> Workspace:
-    """The workspace plus alice (data_scientist), victor (validator), carol (clinical_reviewer)."""
+def new_workspace(tmp_path: Path, *, metadata_url: str | None = None, artifact_root: str | None = None) -> Workspace:
+    return init_workspace(
+        tmp_path / "ws",
+        admin_username="admin",
+        admin_full_name="Ada Admin",
+        admin_password=PASSWORD,
+        metadata_url=metadata_url,
+        artifact_root=artifact_root,
+    )
+
+
+def add_team(workspace: Workspace) -> Workspace:
     for name, full, role in [
         ("alice", "Alice Moreau", Role.DATA_SCIENTIST),
         ("victor", "Victor Okafor", Role.VALIDATOR),
@@ -182,6 +185,35 @@ def registry(pseudonym_key: None, team: Workspace, tmp_path: Path) -> tuple[Work
     assert doc["passed"], [g for g in doc["gates"] if not g["passed"]]
     record(team, doc, "<html></html>", "# card", "<html></html>", actor="victor")
     return team, run
+
+
+@pytest.fixture
+def team(workspace: Workspace) -> Workspace:
+    """The workspace plus alice (data_scientist), victor (validator), carol (clinical_reviewer)."""
+    return add_team(workspace)
+
+
+@pytest.fixture(params=["memory", "file-url"])
+def artifact_root(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An artifact root other than a plain folder: fsspec's in-memory filesystem, or a file:// URL."""
+    if request.param == "file-url":
+        yield (tmp_path / "url-artifacts").as_uri()
+        return
+    import fsspec
+
+    root = f"memory://medops-test-{uuid.uuid4().hex}"
+    yield root
+    memory = fsspec.filesystem("memory")
+    if memory.exists(root):
+        memory.rm(root, recursive=True)  # the in-memory filesystem lives as long as the test process
+
+
+@pytest.fixture
+def team_on_root(tmp_path: Path, artifact_root: str) -> Iterator[Workspace]:
+    """The team's workspace (SQLite) with its artifacts under ``artifact_root``."""
+    ws = new_workspace(tmp_path, artifact_root=artifact_root)
+    yield add_team(ws)
+    ws.close()
 
 
 @pytest.fixture
@@ -224,7 +256,7 @@ def _run_demo(folder: Path) -> DemoResult:
         for name in list(os.environ):
             if name.startswith("MEDOPS_") and name not in ("MEDOPS_TEST_PG", "MEDOPS_TEST_REDIS"):
                 env.delenv(name)
-        return run_demo(folder)
+        return run_demo(folder, artifact_root=(folder / "url-artifacts").as_uri())  # a URL root, not a folder
 
 
 @pytest.fixture

@@ -86,3 +86,17 @@ def test_bad_environment_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_redact_url() -> None:
     assert redact_url("postgresql+psycopg://bob:pw@host/db") == "postgresql+psycopg://bob:***@host/db"
     assert redact_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_the_artifact_root_s_scheme_must_have_a_filesystem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = _write(tmp_path / "ws", 'workspace_id = "abc"\nartifact_root = "file:///srv/medops"\n')
+    s = load_settings(home)
+    assert s.artifact_root == "file:///srv/medops" and s.artifact_cache == str(home / "artifact-cache")
+    monkeypatch.setenv("MEDOPS_ARTIFACT_ROOT", "ftps2://host/artifacts")
+    with pytest.raises(ConfigError, match="no filesystem for the scheme 'ftps2'") as err:
+        load_settings(home)
+    assert "s3://" in (err.value.hint or "") and "memory://" in (err.value.hint or "")
+    monkeypatch.setenv("MEDOPS_ARTIFACT_ROOT", "s3://bucket/medops")  # known; its package is checked on use
+    monkeypatch.setenv("MEDOPS_ARTIFACT_CACHE", "s3://bucket/cache")
+    with pytest.raises(ConfigError, match="artifact_cache 's3://bucket/cache' must be a local folder"):
+        load_settings(home)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from medops.demo import DemoResult
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from medops.demo import DemoResult, run_demo
+from tests.conftest import IN_CI
 
 
 def test_demo_runs_and_catches_tampering(demo: DemoResult) -> None:
+    """The session's demo, with its artifact root given as a file:// URL, not the workspace's folder."""
     lines = [step for step, _ in demo.steps]
     assert demo.chain_ok and demo.events >= 15
     assert demo.tamper_caught_at == 5
@@ -14,3 +22,26 @@ def test_demo_runs_and_catches_tampering(demo: DemoResult) -> None:
     assert {"register", "promote refused", "approve", "promote"} <= set(lines)
     outcomes = dict(demo.steps)
     assert "is in production" in outcomes["promote"] and "pseudonym key is fixed" in outcomes["init"]
+    artifacts = demo.home.parent / "url-artifacts"
+    assert f"artifacts in {artifacts.as_uri()}" in outcomes["init"] and (artifacts / "sha256").is_dir()
+    assert not (demo.home / "artifacts").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not IN_CI and os.environ.get("MEDOPS_TEST_DEMO_MEMORY") != "1",
+    reason="runs the whole demo a second time, in memory (about a minute); CI runs it, MEDOPS_TEST_DEMO_MEMORY=1 too",
+)
+def test_demo_runs_whole_with_its_artifacts_in_memory(tmp_path: Path) -> None:
+    """The suite's lifecycle test on memory:// covers each capability; this runs the demo itself there."""
+    import fsspec
+
+    root = f"memory://medops-demo-{uuid.uuid4().hex}"
+    try:
+        result = run_demo(tmp_path, patients=100, artifact_root=root)
+        assert result.chain_ok and result.tamper_caught_at == 5
+        assert {"features apply", "train", "tune", "evaluate tuned", "load and predict"} <= dict(result.steps).keys()
+        assert fsspec.filesystem("memory").find(root)  # the artifacts were there, not on disk
+        assert not (result.home / "artifacts").exists()
+    finally:
+        fsspec.filesystem("memory").rm(root, recursive=True)

@@ -48,6 +48,13 @@ def test_missing_signing_key_and_unwritable_artifacts(
     assert f"looked in {tmp_path / 'nope.key'}" in failed.detail  # a copied workspace: where the key was expected
 
 
+def test_an_artifact_root_in_memory_is_a_warning(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "local disk" in next(c for c in run_checks(workspace.settings.home)[1] if c.name == "artifact store").detail
+    monkeypatch.setenv("MEDOPS_ARTIFACT_ROOT", "memory://doctor-check")
+    check = next(c for c in run_checks(workspace.settings.home)[1] if c.name == "artifact store")
+    assert check.status == WARN and "gone when the process ends" in check.detail
+
+
 def test_schema_behind(workspace: Workspace) -> None:
     from sqlalchemy import text
 

@@ -9,7 +9,7 @@ import pytest
 from medops.audit import AuditFilter, list_events, verify_chain
 from medops.caller import Caller
 from medops.cli.common import cli_caller
-from medops.errors import Conflict, DatabaseUnreachable, InvalidInput
+from medops.errors import ConfigError, Conflict, DatabaseUnreachable, InvalidInput
 from medops.workspace import Workspace, init_workspace
 from tests.factories import PASSWORD
 
@@ -47,6 +47,22 @@ def test_failed_init_leaves_nothing(tmp_path: Path) -> None:
         init_workspace(target, admin_username="admin", admin_full_name="A", admin_password="short")
     assert not target.exists()
     assert not any((tmp_path / "keys").glob("*")) if (tmp_path / "keys").exists() else True
+    with pytest.raises(ConfigError, match="no filesystem for the scheme 'nope'"):
+        init_workspace(
+            target, admin_username="admin", admin_full_name="A", admin_password=PASSWORD, artifact_root="nope://x"
+        )
+    assert not target.exists()
+
+
+def test_a_relative_artifact_root_is_in_the_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    ws = init_workspace(
+        tmp_path / "ws", admin_username="admin", admin_full_name="A", admin_password=PASSWORD, artifact_root="arts"
+    )
+    ws.close()
+    assert ws.settings.artifact_root == str(tmp_path / "ws" / "arts") and not (tmp_path / "arts").exists()
+    with Workspace.open(tmp_path / "ws") as again:  # medops.toml says the same
+        assert again.settings.artifact_root == ws.settings.artifact_root
 
 
 def test_the_cli_caller_comes_from_medops_user(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from medops import filesystems
 from medops.backends import EXECUTORS, ONLINE_STORES
 from medops.errors import ConfigError, WorkspaceNotFound
 from medops.urls import redact_url as redact_url  # re-exported: its callers import it from here
@@ -17,6 +18,7 @@ from medops.urls import redact_url as redact_url  # re-exported: its callers imp
 CONFIG_FILE = "medops.toml"
 DEFAULT_DB_FILE = "medops.db"
 DEFAULT_ARTIFACT_DIR = "artifacts"
+DEFAULT_ARTIFACT_CACHE = "artifact-cache"  # local copies of a non-local root's artifacts, for readers that need a path
 KEY_DIR_ENV = "MEDOPS_KEY_DIR"
 
 
@@ -35,6 +37,7 @@ class Settings:
     db_busy_timeout: float = 30.0
     pseudonym_key_file: str = ""
     project_file: str = "medops.yaml"  # the reviewed project file whose policy gates production
+    artifact_cache: str = ""  # local folder for copies of artifacts from a non-local root ("": a temp folder)
 
     @property
     def config_path(self) -> Path:
@@ -61,6 +64,7 @@ _FILE_KEYS: dict[str, type] = {
     "db_busy_timeout": float,
     "pseudonym_key_file": str,
     "project_file": str,
+    "artifact_cache": str,
 }
 # Settings the environment can't override: the governing policy is the workspace's, not one command's.
 _FILE_ONLY = {"workspace_id", "project_file"}
@@ -134,7 +138,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def _resolve_local(home: Path, value: str) -> str:
+def resolve_local(home: Path, value: str) -> str:
     """A bare path is relative to the workspace; a URL is kept as given."""
     if "://" in value:
         return value
@@ -161,7 +165,7 @@ def load_settings(home: Path | None = None, env: Mapping[str, str] | None = None
         home=home,
         workspace_id=workspace_id,
         metadata_url=_resolve_db_url(home, data.get("metadata_url", f"sqlite:///{DEFAULT_DB_FILE}")),
-        artifact_root=_resolve_local(home, data.get("artifact_root", DEFAULT_ARTIFACT_DIR)),
+        artifact_root=resolve_local(home, data.get("artifact_root", DEFAULT_ARTIFACT_DIR)),
         default_user=data.get("default_user", "admin"),
         online_store=data.get("online_store", "sqlite"),
         executor=data.get("executor", "local"),
@@ -169,6 +173,7 @@ def load_settings(home: Path | None = None, env: Mapping[str, str] | None = None
         db_busy_timeout=data.get("db_busy_timeout", 30.0),
         pseudonym_key_file=data.get("pseudonym_key_file") or str(default_key_dir() / f"{workspace_id}.pseudonym"),
         project_file=data.get("project_file", "medops.yaml"),
+        artifact_cache=resolve_local(home, data.get("artifact_cache", DEFAULT_ARTIFACT_CACHE)),
     )
     validate(settings)
     return settings
@@ -180,6 +185,12 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             f"metadata_url scheme {scheme!r} is not supported",
             hint="use sqlite:///path/to/medops.db or postgresql+psycopg://user@host:5432/db",
+        )
+    filesystems.for_root(settings.artifact_root)
+    if "://" in settings.artifact_cache:
+        raise ConfigError(
+            f"artifact_cache {settings.artifact_cache!r} must be a local folder",
+            hint="it holds local copies of artifacts for readers that need a file; the store itself is artifact_root",
         )
     if settings.db_busy_timeout <= 0:
         raise ConfigError("db_busy_timeout must be a positive number of seconds")

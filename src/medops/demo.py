@@ -54,9 +54,17 @@ class DemoResult:
 
 
 def run_demo(
-    root: Path | None = None, *, say: Callable[[str, str], None] = lambda step, result: None, patients: int = 2000
+    root: Path | None = None,
+    *,
+    say: Callable[[str, str], None] = lambda step, result: None,
+    patients: int = 2000,
+    artifact_root: str | None = None,
 ) -> DemoResult:
-    """Run the demo in ``root`` (default: a new temporary folder) and report each step."""
+    """Run the demo in ``root`` (default: a new temporary folder) and report each step.
+
+    ``artifact_root`` puts the workspace's artifacts elsewhere (any folder or fsspec URL, such
+    as ``memory://demo``); by default they are in the workspace folder.
+    """
     base = Path(tempfile.mkdtemp(prefix="medops-demo-")) if root is None else root
     home = base / "workspace"
     result = DemoResult(home=home)
@@ -72,12 +80,17 @@ def run_demo(
         admin_password=DEMO_PASSWORD,
         key_dir=base / "keys",
         project_file=str(base / "project" / "medops.yaml"),
+        artifact_root=artifact_root,
     )
     # The demo's data are synthetic and seeded; so is its pseudonym key (a real workspace's is random):
     # pseudonyms and per-patient date shifts, and with them every feature and model, are the same
     # from one demo to the next.
     write_private_file(Path(ws.settings.pseudonym_key_file), hashlib.sha256(b"medops demo, seed 7").hexdigest())
-    step("init", f"workspace at {home}; first admin 'ada'; the demo's pseudonym key is fixed, so its models repeat")
+    step(
+        "init",
+        f"workspace at {home}, artifacts in {ws.settings.artifact_root}; first admin 'ada'; "
+        "the demo's pseudonym key is fixed, so its models repeat",
+    )
     with ws:
         _people(ws, step)
         _artifacts_and_signatures(ws, step)

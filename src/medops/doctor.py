@@ -144,18 +144,30 @@ def _user_check(ws: Platform, username: str) -> Check:
 
 
 def _artifact_check(settings: Settings) -> Check:
+    """Writable, and kept: a root on fsspec's in-memory filesystem is gone when the process ends."""
     try:
-        ArtifactStore(settings.artifact_root).check_writable()
-        return Check("artifact store", OK, f"{settings.artifact_root} is writable")
+        store = ArtifactStore(settings.artifact_root, cache=settings.artifact_cache or None)
+        store.check_writable()
     except MedopsError as exc:
         return _error("artifact store", exc)
-    except OSError as exc:
+    except Exception as exc:  # an object store's client raises its own errors (credentials, network)
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or f"{type(exc).__name__}: {exc}"
         return Check(
             "artifact store",
             FAIL,
-            f"{settings.artifact_root} is not writable: {exc.strerror or exc}",
-            "fix the folder's permissions or set artifact_root",
+            f"{settings.artifact_root} is not writable: {reason}",
+            "fix the folder's permissions or the store's credentials, or set artifact_root",
         )
+    where = f"{settings.artifact_root} ({store.kind.description})"
+    if not store.kind.persistent:
+        return Check(
+            "artifact store",
+            WARN,
+            f"{where}: writable, but every artifact is gone when the process ends",
+            "for a lasting workspace set artifact_root to a folder or an object store URL",
+        )
+    cached = "" if store.local else f"; files for readers cached in {store.cache}"
+    return Check("artifact store", OK, f"{where} is writable{cached}")
 
 
 def _pseudonym_key_check(settings: Settings) -> Check:

@@ -58,7 +58,7 @@ class Platform:
         return cls(
             settings=settings,
             db=db,
-            artifacts=ArtifactStore(settings.artifact_root),
+            artifacts=ArtifactStore(settings.artifact_root, cache=settings.artifact_cache or None),
             trail=trail,
             users=users,
             tokens=TokenService(db, trail, users),

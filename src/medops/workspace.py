@@ -10,12 +10,15 @@ from pathlib import Path
 from medops.atomic import write_atomic
 from medops.config import (
     CONFIG_FILE,
+    DEFAULT_ARTIFACT_CACHE,
     DEFAULT_ARTIFACT_DIR,
     DEFAULT_DB_FILE,
     Settings,
     default_key_dir,
     load_settings,
     render_config,
+    resolve_local,
+    validate,
 )
 from medops.errors import Conflict
 from medops.identity import pseudonym_key
@@ -72,21 +75,23 @@ def init_workspace(
         "executor": "local",
         **({"project_file": project_file} if project_file else {}),
     }
+    settings = Settings(
+        home=home,
+        workspace_id=workspace_id,
+        metadata_url=metadata_url or f"sqlite:///{home / DEFAULT_DB_FILE}",
+        artifact_root=resolve_local(home, artifact_root or DEFAULT_ARTIFACT_DIR),
+        default_user=admin_username,
+        signing_key_file=str(key_file),
+        pseudonym_key_file=str(pseudonym_file),
+        project_file=project_file or "medops.yaml",
+        artifact_cache=str(home / DEFAULT_ARTIFACT_CACHE),
+    )
+    validate(settings)  # before anything is created
     created: list[Path] = []
     if not home.exists():
         home.mkdir(parents=True)
         created.append(home)
     try:
-        settings = Settings(
-            home=home,
-            workspace_id=workspace_id,
-            metadata_url=metadata_url or f"sqlite:///{home / DEFAULT_DB_FILE}",
-            artifact_root=artifact_root or str(home / DEFAULT_ARTIFACT_DIR),
-            default_user=admin_username,
-            signing_key_file=str(key_file),
-            pseudonym_key_file=str(pseudonym_file),
-            project_file=project_file or "medops.yaml",
-        )
         if metadata_url is None:
             created += [home / DEFAULT_DB_FILE, home / f"{DEFAULT_DB_FILE}-wal", home / f"{DEFAULT_DB_FILE}-shm"]
         db = Database(settings.metadata_url, busy_timeout=settings.db_busy_timeout)

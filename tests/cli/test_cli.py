@@ -187,6 +187,8 @@ def test_demo_command(
     assert code == 0, err
     assert asked == [tmp_path / "demo"]
     assert "tamper test" in out and "demo complete" in out and "the audit trail of the demo" in out
+    code, _, err = run(["demo", "--dir", str(tmp_path / "other"), "--artifact-root", "nope://x"], capsys)
+    assert code != 0 and "no filesystem for the scheme 'nope'" in err and "Traceback" not in err
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("x")
     code, _, err = run(["demo", "--dir", str(tmp_path / "busy")], capsys)

@@ -8,7 +8,7 @@ from collections import defaultdict
 import pytest
 
 from medops.demo import DemoResult
-from tests.cli.test_cli import run
+from tests.factories import run
 
 
 @pytest.fixture

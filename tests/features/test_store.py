@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,68 +17,17 @@ from medops.data.datasets import get
 from medops.data.ingest import TablePlan, ingest
 from medops.data.sources import ParquetSource
 from medops.errors import InvalidInput, NotFound, PermissionDenied
-from medops.features import Feature, FeatureSet, FeatureStore, FeatureView, FeatureViewError, OnDemandFeature
+from medops.features import Feature, FeatureStore, FeatureView, FeatureViewError, OnDemandFeature
 from medops.features.store import view_node
 from medops.store.lineage import walk
 from medops.store.schema import FeatureViewVersion
 from medops.workspace import Workspace
-from tests.factories import REDIS, put
+from tests.factories import REDIS, T0, events_table, feature_set, labels_frame, people_table, put
 
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 
 pytestmark = pytest.mark.usefixtures("pseudonym_key")
-
-
-def events_table(n_entities: int = 30, per: int = 6) -> pa.Table:
-    rows: dict[str, list[Any]] = {"pid": [], "t": [], "known": [], "hr": [], "code": []}
-    for e in range(n_entities):
-        for i in range(per):
-            t = T0 + timedelta(days=10 * i + e % 7, hours=e)
-            rows["pid"].append(f"p{e:03d}")
-            rows["t"].append(t)
-            rows["known"].append(t + (timedelta(days=3) if (e + i) % 5 == 0 else timedelta(0)))
-            rows["hr"].append(60.0 + e + i)
-            rows["code"].append("a" if i % 2 else "b")
-    return pa.table(
-        {
-            "pid": rows["pid"],
-            "t": pa.array(rows["t"], pa.timestamp("us", "UTC")),
-            "known": pa.array(rows["known"], pa.timestamp("us", "UTC")),
-            "hr": rows["hr"],
-            "code": rows["code"],
-        }
-    )
-
-
-def people_table(n: int = 30) -> pa.Table:
-    return pa.table({"pid": [f"p{e:03d}" for e in range(n)], "birth_year": [1950 + e for e in range(n)]})
-
-
-def feature_set() -> FeatureSet:
-    fs = FeatureSet()
-    fs.add(
-        FeatureView(
-            name="vitals",
-            entity="pid",
-            source="events",
-            timestamp="t",
-            created="known",
-            ttl=timedelta(days=25),
-            owner="alice",
-            description="heart rate",
-            features=(
-                Feature("hr"),
-                Feature("hr_mean_30d", expr="hr", agg="mean", window=timedelta(days=30)),
-                Feature("a_count_60d", agg="count", window=timedelta(days=60), filter="code = 'a'"),
-                Feature("hr_plus_one", fn=lambda frame: frame["hr"] + 1),
-            ),
-        )
-    )
-    fs.add(FeatureView(name="people", entity="pid", source="people", features=(Feature("birth_year"),)))
-    fs.add(OnDemandFeature(name="age", expr="year(event_timestamp) - birth_year", inputs=("birth_year",)))
-    return fs
 
 
 @pytest.fixture
@@ -87,16 +36,6 @@ def store(team: Workspace, tmp_path: Path) -> Iterator[FeatureStore]:
     put(team, tmp_path, "people", people_table())
     with FeatureStore(team, feature_set(), executor="local", online_store="sqlite") as fs:
         yield fs
-
-
-def labels_frame(n: int = 40) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "pid": [f"p{i % 33:03d}" for i in range(n)],  # p030-p032 have no rows
-            "at": [T0 + timedelta(days=3 * i) for i in range(n)],
-            "y": [i % 2 for i in range(n)],
-        }
-    )
 
 
 def test_apply_records_versions_lineage_and_audit_once(store: FeatureStore) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import os
 import signal
@@ -14,15 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from medops.errors import IntegrityError, InvalidInput, NotFound
-from medops.store.artifacts import TMP_DIR, ArtifactStore
+from medops.errors import ConfigError, IntegrityError, InvalidInput, NotFound
+from medops.store.artifacts import CHUNK, TMP_DIR, ArtifactStore
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", "file-url"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
     if request.param == "local":
         return ArtifactStore(str(tmp_path / "artifacts"))
-    return ArtifactStore(f"memory://medops-test-{uuid.uuid4().hex}")
+    if request.param == "file-url":
+        return ArtifactStore((tmp_path / "artifacts").as_uri())
+    return ArtifactStore(f"memory://medops-test-{uuid.uuid4().hex}", cache=tmp_path / "cache")
 
 
 def _corrupt(store: ArtifactStore, digest: str) -> None:
@@ -133,3 +136,70 @@ def test_named_documents_are_written_once_under_safe_names(store: ArtifactStore)
     with pytest.raises(NotFound):
         store.read_named("audit-checkpoints", "missing")
     assert list(store.digests()) == []
+
+
+def _staged(store: ArtifactStore, data: bytes) -> str:
+    """An artifact built in a staging file, as Parquet writers build them."""
+    staged = store.staging_path()
+    staged.write_bytes(data)
+    digest = store.adopt(staged)
+    assert not staged.exists()
+    return digest
+
+
+def test_readers_get_a_verified_file_on_every_root(store: ArtifactStore) -> None:
+    data = os.urandom(CHUNK + 5)  # more than one read
+    digest = _staged(store, data)
+    assert digest == hashlib.sha256(data).hexdigest() and store.read_bytes(digest) == data
+    path = store.local_path(digest)
+    assert path.read_bytes() == data and not os.stat(path).st_mode & 0o222
+    assert store.local_path(store.put(b"put, not staged")).read_bytes() == b"put, not staged"
+    if store.local:
+        assert str(path) == store._path(digest)  # local files are read in place
+    else:
+        assert path.is_relative_to(store.cache)  # the staged file became the cached copy
+
+
+def test_the_cache_is_checked_before_use_and_the_store_stays_the_truth(tmp_path: Path) -> None:
+    store = ArtifactStore(f"memory://medops-test-{uuid.uuid4().hex}", cache=tmp_path / "cache")
+    digest = store.put(b"training set v1")
+    cached = store.local_path(digest)  # fetched while hashed
+    assert cached.read_bytes() == b"training set v1"
+    os.chmod(cached, 0o644)
+    cached.write_bytes(b"tampered on this machine")
+    assert store.local_path(digest).read_bytes() == b"training set v1"  # a damaged copy is fetched again
+
+    other = store.put(b"evaluation predictions")
+    _corrupt(store, other)
+    with pytest.raises(IntegrityError, match="corrupt"):
+        store.local_path(other)  # a corrupt artifact never reaches the cache
+    assert not (tmp_path / "cache" / "sha256" / other[:2]).exists()
+
+    store.fs.rm(store._path(digest))
+    with pytest.raises(NotFound):
+        store.local_path(digest)  # a cached copy alone is not an artifact
+
+
+def test_clean_temp_sweeps_the_cache_too(tmp_path: Path) -> None:
+    store = ArtifactStore(f"memory://medops-test-{uuid.uuid4().hex}", cache=tmp_path / "cache")
+    store.staging_path().write_bytes(b"left by a crashed writer")
+    assert store.clean_temp(older_than=3600) == 0  # maybe a live writer's
+    assert store.clean_temp(older_than=0) == 1
+    assert list((tmp_path / "cache" / TMP_DIR).iterdir()) == []
+
+
+def test_an_unusable_root_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsspec.registry import known_implementations
+
+    with pytest.raises(ConfigError, match="no filesystem for the scheme 'nope'") as err:
+        ArtifactStore("nope://bucket/artifacts")
+    assert "memory://" in (err.value.hint or "")
+    # A scheme fsspec knows whose package is not installed: the hint names the package.
+    monkeypatch.setitem(known_implementations, "vault", {"class": "vaultfs_pkg.VaultFS", "err": "Install vaultfs_pkg"})
+    with pytest.raises(ConfigError, match="can't be used") as err:
+        ArtifactStore("vault://bucket/artifacts")
+    assert "pip install vaultfs_pkg" in (err.value.hint or "")
+    if importlib.util.find_spec("s3fs") is None:
+        with pytest.raises(ConfigError) as err:
+            ArtifactStore("s3://bucket/artifacts")
+        assert "pip install s3fs" in (err.value.hint or "")

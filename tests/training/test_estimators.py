@@ -14,7 +14,8 @@ from medops.pipelines.project import ModelSpecYaml
 from medops.training.estimators import Trainer, register_trainer, safe_types, trainer_names, unregister_trainer
 from medops.training.model_file import loads
 from medops.training.trainers import ModelSpec, build_pipeline, estimator_for, fit
-from tests.evaluation.test_evaluate import FEATURES, cohort
+from tests.factories import COHORT_FEATURES as FEATURES
+from tests.factories import cohort
 
 KD_TREE_TYPES = frozenset({"sklearn.neighbors._kd_tree.KDTree", "sklearn.metrics._dist_metrics.EuclideanDistance64"})
 

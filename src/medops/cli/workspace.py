@@ -13,6 +13,7 @@ from rich.markup import escape
 from medops.cli.common import console, err_console, ok, read_secret, table
 from medops.doctor import FAIL, OK, WARN, run_checks
 from medops.errors import InvalidInput
+from medops.filesystems import known_schemes
 from medops.pipelines.templates import templates
 from medops.workspace import init_workspace
 
@@ -30,7 +31,9 @@ def init(
     admin_name: str = typer.Option("Workspace Administrator", "--admin-name", help="Printed name of the first admin."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the admin password from stdin."),
     metadata_url: str | None = typer.Option(None, "--metadata-url", help="Database URL (default: SQLite in DIR)."),
-    artifact_root: str | None = typer.Option(None, "--artifact-root", help="Artifact folder or fsspec URL."),
+    artifact_root: str | None = typer.Option(
+        None, "--artifact-root", help=f"Artifact folder or URL ({known_schemes()}; default: DIR/artifacts)."
+    ),
     template: str | None = typer.Option(
         None, "--template", help="Also scaffold a project: medops.yaml, contracts and synthetic raw data (readmission)."
     ),

@@ -4,6 +4,12 @@ Layout under the root: ``sha256/ab/cd/<64 hex>``; writes go to ``.tmp/`` first a
 renamed into place only once complete and flushed, so a crash leaves no partial artifact
 visible. Local roots use the OS directly (fsync, atomic rename); other fsspec URLs
 (s3://, gs://, memory://) write a temporary object and move it into place.
+
+Readers that need a real file (DuckDB, Arrow, LightGBM) call ``local_path``: on a local root
+that is the stored file; on any other root it is a copy in a local cache, laid out the same
+way, downloaded while hashed and hashed again before every use. Files built locally for the
+store (``staging_path``) are uploaded by ``adopt`` and kept in the cache, so reading them back
+needs no download.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -25,6 +32,7 @@ from typing import IO, BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from medops import filesystems
 from medops.errors import ConfigError, Conflict, IntegrityError, InvalidInput, NotFound
 
 CHUNK = 4 << 20
@@ -52,18 +60,25 @@ def check_digest(digest: str) -> str:
 
 
 class ArtifactStore:
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, cache: str | os.PathLike[str] | None = None) -> None:
+        """Open the store at ``root`` (a folder or an fsspec URL).
+
+        ``cache`` is the local folder for copies of artifacts from a non-local root (default:
+        a new private temp folder, made when first needed).
+        """
+        self.kind = filesystems.for_root(root)
         try:
             fs, path = fsspec.core.url_to_fs(root)
         except (ImportError, ValueError) as exc:
             raise ConfigError(
                 f"artifact_root {root!r} can't be used: {exc}",
-                hint="for s3:// install s3fs, for gs:// install gcsfs",
+                hint=self.kind.install_hint or "check the URL",
             ) from exc
         self.root_url = root
         self.fs = fs
         self.root = path.rstrip("/")
-        self.local = isinstance(fs, LocalFileSystem)
+        self.local = self.kind.local and isinstance(fs, LocalFileSystem)
+        self._cache = Path(cache) if cache is not None else None
 
     def _path(self, digest: str) -> str:
         d = check_digest(digest)
@@ -100,22 +115,32 @@ class ArtifactStore:
     def _put_chunks(self, chunks: Iterable[bytes]) -> str:
         if self.local:
             return self._put_local(chunks)
+        with self._remote_tmp() as tmp:
+            with self.fs.open(tmp, "wb") as out:
+                digest = _write_hashing(chunks, out)
+            self._place(tmp, digest)
+        return digest
+
+    @contextmanager
+    def _remote_tmp(self) -> Iterator[str]:
+        """A temp object under the root's temp folder, removed if the block fails."""
         tmp = self._tmp_path()
         self.fs.makedirs(f"{self.root}/{TMP_DIR}", exist_ok=True)
         try:
-            with self.fs.open(tmp, "wb") as out:
-                digest = _write_hashing(chunks, out)
-            final = self._path(digest)
-            if self.fs.exists(final):
-                self.fs.rm(tmp)
-            else:
-                self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
-                self.fs.mv(tmp, final)
+            yield tmp
         except BaseException:
             if self.fs.exists(tmp):
                 self.fs.rm(tmp)
             raise
-        return digest
+
+    def _place(self, tmp: str, digest: str) -> None:
+        """Move a complete temp object into place (or drop it if the artifact is stored already)."""
+        final = self._path(digest)
+        if self.fs.exists(final):
+            self.fs.rm(tmp)
+        else:
+            self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+            self.fs.mv(tmp, final)
 
     def _put_local_file(self, source: Path) -> str:
         """Copy in the kernel, then hash the copy: the digest is of the bytes actually stored."""
@@ -131,22 +156,30 @@ class ArtifactStore:
         """A local file to build an artifact in (a Parquet writer, say); pass it to ``adopt``.
 
         On a local root it sits in the store's temp folder, so adopting it is a rename and
-        a crash leaves only a temp file that ``clean_temp`` removes.
+        a crash leaves only a temp file that ``clean_temp`` removes; on any other root it
+        sits in the cache's temp folder, so the adopted file becomes the cached copy.
         """
-        if self.local:
-            return self._local_tmp()
-        handle, name = tempfile.mkstemp(prefix="medops-staged-")
-        os.close(handle)
-        return Path(name)
+        return self._local_tmp() if self.local else self._cache_tmp()
 
     def adopt(self, staged: Path) -> str:
         """Hash, flush and publish a complete file from ``staging_path``; the file is consumed."""
         if self.local:
             return self._adopt_local(staged)
         try:
-            return self.put(staged)
+            with open(staged, "rb") as handle:
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            if not self.exists(digest):
+                self._upload(staged, digest)
+            self._publish_cached(staged, digest)
         finally:
             staged.unlink(missing_ok=True)
+        return digest
+
+    def _upload(self, source: Path, digest: str) -> None:
+        """Put a local file under a temp name, then move it into place: never a partial artifact."""
+        with self._remote_tmp() as tmp:
+            self.fs.put_file(str(source), tmp)
+            self._place(tmp, digest)
 
     def _adopt_local(self, tmp: Path) -> str:
         """Hash, flush and publish a complete file in the store's temp folder.
@@ -167,14 +200,53 @@ class ArtifactStore:
     def local_path(self, digest: str) -> Path:
         """The verified file behind an artifact, for readers that need a path (DuckDB, Arrow).
 
-        Verification hashes the whole file, so readers call this once per use, not per row.
+        On a non-local root the file is the cache's copy: fetched when missing, and, like a
+        local artifact, hashed before it is returned. Verification hashes the whole file, so
+        readers call this once per use, not per row.
         """
-        if not self.local:
-            raise ConfigError("local_path needs a local artifact_root", hint="read it with open() instead")
-        path = Path(self._require(digest))
-        with open(path, "rb") as handle:
-            _check(digest, _hash_stream(handle))
-        return path
+        stored = self._require(digest)
+        if self.local:
+            path = Path(stored)
+            with open(path, "rb") as handle:
+                _check(digest, _hash_stream(handle))
+            return path
+        cached = self._cache_file(digest)
+        if cached.exists():
+            with open(cached, "rb") as handle:
+                if hashlib.file_digest(handle, "sha256").hexdigest() == digest:
+                    return cached
+            cached.unlink()  # a damaged copy: the store holds the artifact, fetch it again
+        tmp = self._cache_tmp()
+        try:
+            with self.fs.open(stored, "rb") as source, open(tmp, "wb") as out:
+                _check(digest, _write_hashing(iter(lambda: source.read(CHUNK), b""), out))
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return self._publish_cached(tmp, digest)
+
+    @property
+    def cache(self) -> Path:
+        """The local folder holding copies of a non-local root's artifacts."""
+        if self._cache is None:
+            self._cache = Path(tempfile.mkdtemp(prefix="medops-artifact-cache-"))
+        return self._cache
+
+    def _cache_file(self, digest: str) -> Path:
+        return self.cache / "sha256" / digest[:2] / digest[2:4] / check_digest(digest)
+
+    def _cache_tmp(self) -> Path:
+        tmp_dir = self.cache / TMP_DIR
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        return tmp_dir / uuid.uuid4().hex
+
+    def _publish_cached(self, tmp: Path, digest: str) -> Path:
+        """Rename a complete local file, known to hash to ``digest``, into the cache (read-only)."""
+        final = self._cache_file(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, final)
+        return final
 
     def _local_tmp(self) -> Path:
         tmp_dir = Path(self.root) / TMP_DIR
@@ -264,17 +336,24 @@ class ArtifactStore:
         return VerifyReport(checked=checked, corrupt=corrupt, stale_temp_files=stale)
 
     def clean_temp(self, older_than: float = 3600.0) -> int:
-        """Remove temp files older than ``older_than`` seconds (never a live writer's)."""
+        """Remove temp files older than ``older_than`` seconds (never a live writer's).
+
+        The cache's temp folder (staged files, downloads under way) is swept too.
+        """
         tmp = f"{self.root}/{TMP_DIR}"
-        if not self.fs.exists(tmp):
-            return 0
         removed = 0
         now = time.time()
-        for path in self.fs.find(tmp):
-            modified = self.fs.modified(path).timestamp() if hasattr(self.fs, "modified") else 0.0
-            if now - modified >= older_than:
-                self.fs.rm(path)
-                removed += 1
+        if self.fs.exists(tmp):
+            for path in self.fs.find(tmp):
+                modified = self.fs.modified(path).timestamp() if hasattr(self.fs, "modified") else 0.0
+                if now - modified >= older_than:
+                    self.fs.rm(path)
+                    removed += 1
+        if not self.local and self._cache is not None and (self._cache / TMP_DIR).is_dir():
+            for file in (self._cache / TMP_DIR).iterdir():
+                if file.is_file() and now - file.stat().st_mtime >= older_than:
+                    file.unlink(missing_ok=True)
+                    removed += 1
         return removed
 
     # --- named documents -------------------------------------------------------------
