@@ -2,7 +2,11 @@
 
 PostgreSQL: each test run (each xdist worker) gets its own database, created here and
 dropped at the end; each test starts from an empty schema. Without a reachable server
-the PostgreSQL cases skip with the reason, unless CI=true, where they fail.
+the PostgreSQL cases skip with the reason, unless CI=true, where they fail. A test that
+needs PostgreSQL or Redis carries the `postgres` / `redis` marker (see
+pytest_collection_modifyitems), so `-m "not postgres and not redis"` runs the rest.
+Helpers that are not fixtures live in tests/factories.py; test modules never import from
+one another.
 """
 
 from __future__ import annotations
