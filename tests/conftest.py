@@ -12,11 +12,15 @@ one another.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fcntl
 import io
+import json
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,8 +56,8 @@ def update_goldens(request: pytest.FixtureRequest) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Marks follow the fixtures: a test that needs a server carries its marker (the backend
-    parameters of metadata_url and the online-store fixtures carry theirs), and tests on the
-    shared demo go to one xdist worker (--dist loadgroup), so the demo runs once."""
+    parameters of metadata_url and the online-store fixtures carry theirs); tests on the demo
+    are slow."""
     for item in items:
         names = getattr(item, "fixturenames", ())
         if "pg_database" in names:
@@ -61,7 +65,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "redis_url" in names:
             item.add_marker(pytest.mark.redis)
         if "demo_run" in names:
-            item.add_marker(pytest.mark.xdist_group("demo"))
             item.add_marker(pytest.mark.slow)
 
 
@@ -93,32 +96,53 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
-    """The demo, run once per session through the CLI; tests only read its workspace."""
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """The demo, run once per test session through the CLI; tests only read its workspace.
+
+    Under xdist the workers share one run: the first to need it runs it under a file lock
+    in the run's common temp folder and records what it printed; the others read that.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    record = shared / "demo-run.json"
+    with open(shared / "demo-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.exists():
+            record.write_text(json.dumps(_run_demo(shared / "demo")))
+    doc = json.loads(record.read_text())
+    from medops.demo import DemoResult
+
+    result = DemoResult(**{**doc["result"], "home": Path(doc["result"]["home"])})
+    result.steps = [(step, outcome) for step, outcome in result.steps]
+    return DemoRun(Path(doc["root"]), doc["code"], doc["out"], doc["err"], result)
+
+
+def _run_demo(root: Path) -> dict[str, Any]:
+    """`medops demo --dir ROOT` in this process: its exit code, output and DemoResult, as JSON."""
     import medops.demo
     from medops.cli.main import main
     from medops.demo import DemoResult
 
-    root = tmp_path_factory.mktemp("demo") / "run"
     results: list[DemoResult] = []
     real = medops.demo.run_demo
 
-    def recorded(*args: object, **kwargs: object) -> DemoResult:
-        results.append(real(*args, **kwargs))  # type: ignore[arg-type]
+    def recorded(*args: Any, **kwargs: Any) -> DemoResult:
+        results.append(real(*args, **kwargs))
         return results[-1]
 
     out, err = io.StringIO(), io.StringIO()
+    code = 0
     with pytest.MonkeyPatch.context() as mp:
         _without_medops_env(mp)
         mp.setattr(medops.demo, "run_demo", recorded)
-        code = 0
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 main(["demo", "--dir", str(root)])
             except SystemExit as exc:
                 code = int(exc.code or 0)
     assert results, f"the demo did not run: {err.getvalue()}"
-    yield DemoRun(root, code, out.getvalue(), err.getvalue(), results[0])
+    result = {**dataclasses.asdict(results[0]), "home": str(results[0].home)}
+    return {"root": str(root), "code": code, "out": out.getvalue(), "err": err.getvalue(), "result": result}
 
 
 @pytest.fixture(scope="session")
