@@ -2,7 +2,11 @@
 
 PostgreSQL: each test run (each xdist worker) gets its own database, created here and
 dropped at the end; each test starts from an empty schema. Without a reachable server
-the PostgreSQL cases skip with the reason, unless CI=true, where they fail.
+the PostgreSQL cases skip with the reason, unless CI=true, where they fail. A test that
+needs PostgreSQL or Redis carries the `postgres` / `redis` marker (see
+pytest_collection_modifyitems), so `-m "not postgres and not redis"` runs the rest.
+Helpers that are not fixtures live in tests/factories.py; test modules never import from
+one another.
 """
 
 from __future__ import annotations
@@ -53,8 +57,8 @@ def update_goldens(request: pytest.FixtureRequest) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Marks follow the fixtures: a test that needs a server carries its marker (the backend
-    parameters of metadata_url and the online-store fixtures carry theirs), and tests on the
-    shared demo go to one xdist worker (--dist loadgroup), so the demo runs once."""
+    parameters of metadata_url and the online-store fixtures carry theirs); tests on the demo
+    are slow."""
     for item in items:
         names = getattr(item, "fixturenames", ())
         if "pg_database" in names:
@@ -62,7 +66,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "redis_url" in names:
             item.add_marker(pytest.mark.redis)
         if "demo_run" in names:
-            item.add_marker(pytest.mark.xdist_group("demo"))
             item.add_marker(pytest.mark.slow)
 
 
