@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -11,10 +11,23 @@ if TYPE_CHECKING:
     from medops.registry.predictor import Predictor
     from medops.training.tracking import Run
 
-try:
-    __version__ = version("medops")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0+source"
+
+@cache
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("medops")
+    except PackageNotFoundError:  # running from a source tree without install
+        return "0.0.0+source"
+
+
+def __getattr__(name: str) -> str:
+    """``medops.__version__``, read from the installed metadata on first use (importlib.metadata is slow to load)."""
+    if name == "__version__":
+        return _version()
+    raise AttributeError(f"module 'medops' has no attribute {name!r}")
+
 
 __all__ = ["__version__", "load_model", "start_run"]
 

@@ -40,8 +40,9 @@ def _all_commands() -> list[list[str]]:
 
     def walk(cmd, prefix: list[str]) -> None:  # type: ignore[no-untyped-def]
         paths.append(prefix)
-        for name, sub in getattr(cmd, "commands", {}).items():
-            walk(sub, prefix + [name])
+        ctx = typer.Context(cmd)
+        for name in cmd.list_commands(ctx) if hasattr(cmd, "list_commands") else []:
+            walk(cmd.get_command(ctx, name), prefix + [name])
 
     walk(group, [])
     return paths

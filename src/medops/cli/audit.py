@@ -16,7 +16,7 @@ from medops.cli.common import JsonOption, console, err_console, ok, open_workspa
 from medops.clock import parse_iso
 from medops.identity import Role
 
-app = typer.Typer(help="The audit trail: who did what, when and why; hash-chained.", no_args_is_help=True)
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 EntityOpt = typer.Option(None, "--entity", "-e", help="Entity type, or type:id (e.g. user:alice).")
 ActorOpt = typer.Option(None, "--actor", "-a", help="Only events by this user.")

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -15,7 +15,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from medops.errors import InvalidInput
-from medops.workspace import Workspace
+
+if TYPE_CHECKING:
+    from medops.workspace import Workspace
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # errors stay one greppable line
@@ -26,6 +28,8 @@ JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table."
 
 def open_workspace() -> Workspace:
     """The workspace of MEDOPS_HOME, or the nearest one upward from the current folder."""
+    from medops.workspace import Workspace
+
     return Workspace.open()
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the data stack loads when a command needs it, not for --hel
 
 DEFAULT_CHUNK_ROWS = 100_000  # medops.data.sources.DEFAULT_CHUNK_ROWS (a test holds them equal)
 
-app = typer.Typer(help="Ingest sources into versioned, de-identified datasets; list, show and diff them.")
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 ProjectOption = typer.Option(None, "--project", "-p", help="Project file (default: medops.yaml here or above).")
 

@@ -8,7 +8,7 @@ from medops.cli.common import console, ok
 from medops.config import load_settings
 from medops.store import Database, migrate
 
-app = typer.Typer(help="Metadata database schema: status and upgrades.", no_args_is_help=True)
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 
 def _db() -> Database:

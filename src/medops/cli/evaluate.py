@@ -16,7 +16,7 @@ EPILOG = (
     "Examples:  medops evaluate   ·   medops evaluate RUN --champion PRODUCTION_RUN --out reports/   ·   "
     "medops evaluations list   ·   medops evaluations export EVAL --predictions preds.csv"
 )
-app = typer.Typer(help="Stored clinical validations: list them, show one's gates, export its per-row predictions.")
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 
 def evaluate(

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the feature store (DuckDB, pandas) loads when a command nee
     from medops.features import FeatureView
     from medops.features.store import AppliedView
 
-app = typer.Typer(help="Feature views: apply, training sets, online materialization, lookups and consistency checks.")
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 ExecutorOption = typer.Option(
     None, "--executor", help="local, dask-local or dask://host:port (default: the workspace's executor setting)."

@@ -22,7 +22,7 @@ from medops.cli.common import (
 from medops.cli.user import PasswordStdin
 from medops.errors import InvalidInput
 
-app = typer.Typer(help="The model registry: versions, approvals, stages and aliases, rollback, history.")
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 
 def _ref(ref: str, *, version_required: bool = True) -> tuple[str, int | None]:

@@ -14,7 +14,7 @@ from medops.errors import InvalidInput
 if TYPE_CHECKING:
     from medops.pipelines.project import LoadedProject
 
-app = typer.Typer(help="The project file (medops.yaml): one reviewed declaration of a use case.")
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 
 @app.command(

@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from medops.cli.common import JsonOption, console, key_values, open_workspace, print_json, table
 
-app = typer.Typer(help="Tracked runs: search them, show one, compare two.")
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 
 def _when(moment: Any) -> str:

@@ -7,7 +7,7 @@ from rich.markup import escape
 
 from medops.cli.common import JsonOption, ReasonOption, console, ok, open_workspace, print_json, table
 
-app = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args_is_help=True)
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 
 @app.command(

@@ -15,7 +15,7 @@ from medops.cli.common import (
 )
 from medops.identity import parse_role, parse_roles
 
-app = typer.Typer(help="Users and roles (admins only change them; every change is audited).", no_args_is_help=True)
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 PasswordStdin = typer.Option(False, "--password-stdin", help="Read the password from stdin instead of a prompt.")
 

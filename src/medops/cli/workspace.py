@@ -22,6 +22,7 @@ INIT_EPILOG = (
     "medops init ./ws --admin ada --admin-name 'Ada Lovelace' --password-stdin < pw.txt   ·   "
     "medops init ./ws --metadata-url postgresql+psycopg://postgres@127.0.0.1:5432/medops"
 )
+DOCTOR_EPILOG = "Example:  MEDOPS_HOME=./ws medops doctor --no-config"
 
 
 def init(
@@ -99,8 +100,3 @@ def doctor(
         err_console.print(f"[red]{len(failed)} check(s) failed[/]")
         raise typer.Exit(1)
     ok("all checks passed")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("init", epilog=INIT_EPILOG)(init)
-    app.command("doctor", epilog="Example:  MEDOPS_HOME=./ws medops doctor --no-config")(doctor)
