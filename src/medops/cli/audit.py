@@ -9,11 +9,22 @@ import typer
 from rich.markup import escape
 
 from medops.audit import AuditFilter, NewEvent, export, list_events
-from medops.audit.chain import canonical_json
 from medops.audit.query import read_export
 from medops.audit.verify import verify_rows
-from medops.cli.common import JsonOption, console, err_console, ok, open_workspace, print_json, table
+from medops.cli.common import (
+    JsonOption,
+    cell,
+    console,
+    done,
+    err_console,
+    ok,
+    open_workspace,
+    plural,
+    print_json,
+    table,
+)
 from medops.clock import parse_iso
+from medops.errors import InvalidInput
 from medops.identity import Role
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
@@ -40,9 +51,7 @@ def _filter(
 
 
 def _short(value: object, width: int = 60) -> str:
-    if value is None:
-        return ""
-    text = canonical_json(value)
+    text = cell(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -110,7 +119,7 @@ def verify(
         return
     with open_workspace() as ws:
         ws.users.require_role(ws.actor, "audit.verify", set(Role))
-        with console.status("verifying the audit chain…"):
+        with err_console.status("verifying the audit chain…"):
             report = ws.verify_audit(write_checkpoint=checkpoint)
     chain, problem = report.chain, report.problem
     if as_json:
@@ -128,7 +137,7 @@ def verify(
             }
         )
     elif problem is None:
-        ok(f"audit chain intact: {chain.checked} events, head {chain.head_seq} {chain.head_hash}")
+        ok(f"audit chain intact: {plural(chain.checked, 'event')}, head {chain.head_seq} {chain.head_hash}")
         if report.anchored_at:
             console.print(f"  matches the signed checkpoint at event {report.anchored_at}")
         if report.written:
@@ -149,7 +158,7 @@ def _verify_export(path: Path) -> None:
     """An auditor's offline check: the export alone, no workspace or database needed."""
     result = verify_rows(read_export(path))
     if result.ok:
-        ok(f"export intact: {result.checked} events, head {result.head_seq} {result.head_hash}")
+        ok(f"export intact: {plural(result.checked, 'event')}, head {result.head_seq} {result.head_hash}")
         console.print("  compare the head with a signed checkpoint to know nothing was cut off the end")
         return
     assert result.problem is not None
@@ -174,8 +183,11 @@ def export_cmd(
     action: str | None = ActionOpt,
     since: str | None = SinceOpt,
     until: str | None = UntilOpt,
+    as_json: bool = typer.Option(False, "--json", help="With -o: print a JSON summary instead of a line."),
 ) -> None:
     """Export events with every field needed to re-verify the chain (for auditors and admins)."""
+    if as_json and output is None:
+        raise InvalidInput("--json needs -o FILE: without it the export itself goes to standard output")
     with open_workspace() as ws:
         ws.users.require_role(ws.actor, "audit.export", {Role.AUDITOR, Role.ADMIN})
         flt = _filter(entity, actor, action, since, until)
@@ -192,4 +204,8 @@ def export_cmd(
             )
         )
     if output is not None:
-        ok(f"exported {count} events to {output}")
+        done(
+            as_json,
+            f"exported {plural(count, 'event')} to {output}",
+            {"events": count, "format": fmt, "output": str(output)},
+        )

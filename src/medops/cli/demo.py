@@ -6,17 +6,17 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from medops.audit import AuditFilter, list_events
-from medops.cli.common import console, err_console, ok, table
-from medops.workspace import Workspace
+from medops.cli.common import JsonOption, console, err_console, ok, plural, print_json, table
 
-EPILOG = "Examples:  medops demo   ·   medops demo --dir ./demo-run"
+EPILOG = "Examples:  medops demo   ·   medops demo --dir ./demo-run   ·   medops demo --json > demo.json"
 
 
 def demo(
     directory: Path | None = typer.Option(None, "--dir", help="Folder for the demo (default: a new temp folder)."),
     patients: int = typer.Option(2000, "--patients", min=100, help="Synthetic patients to generate and ingest."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Run the lifecycle demo: a workspace, a team, audited actions, signatures, then synthetic
     clinical data ingested through contracts and de-identification into versioned datasets."""
@@ -25,22 +25,47 @@ def demo(
         raise typer.Exit(2)
 
     def say(step: str, outcome: str) -> None:
-        console.print(f"[cyan]{step:>18}[/]  {escape(outcome)}")
+        if not as_json:
+            console.print(f"[cyan]{step:>18}[/]  {escape(outcome)}")
 
+    from medops.audit import AuditFilter, list_events
     from medops.demo import run_demo  # the whole lifecycle: loaded when the demo runs
+    from medops.workspace import Workspace
 
-    result = run_demo(directory, say=say, patients=patients)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("tuning", visible=False)
+
+        def tuning(done: int, budget: int | None, best: float) -> None:
+            bar.update(task, completed=done, total=budget, visible=True, description=f"tuning, best AUROC {best:.3f}")
+
+        result = run_demo(directory, say=say, patients=patients, tuning=tuning)
     if not result.chain_ok or result.tamper_caught_at is None:
         err_console.print("[red]demo failed: the audit chain did not behave as it must[/]")
         raise typer.Exit(1)
     with Workspace.open(result.home) as ws:
         events = list_events(ws.db, AuditFilter(), limit=None, newest_first=False)
+    if as_json:
+        print_json(
+            {
+                "home": str(result.home),
+                "events": result.events,
+                "chain_ok": result.chain_ok,
+                "tamper_caught_at": result.tamper_caught_at,
+                "steps": [{"step": s, "outcome": o} for s, o in result.steps],
+                "reports": [str(p) for p in result.reports],
+            }
+        )
+        return
     table(
         "the audit trail of the demo",
         ["seq", "actor", "action", "entity", "reason"],
         [(e.seq, e.actor, e.action, f"{e.entity_type}:{e.entity_id[:40]}", e.reason or "") for e in events],
     )
-    ok(f"demo complete: {result.events} audited events, chain intact, tampering caught")
+    ok(f"demo complete: {plural(result.events, 'audited event')}, chain intact, tampering caught")
+    console.print("Reports (open the .html files in a browser):")
+    for path in result.reports:
+        console.print(f"  {escape(str(path))}")
     console.print(f"Explore it:  export MEDOPS_HOME={escape(str(result.home))} MEDOPS_USER=ada")
     console.print("             medops data list · medops data show observations · medops lineage show notes")
     console.print(

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, console, ok, open_workspace, print_json, table
+from medops.cli.common import JsonOption, console, done, err_console, open_workspace, plural, print_json, table
 from medops.cli.data import ProjectOption, project_at
 from medops.errors import InvalidInput
 
@@ -48,7 +48,7 @@ def evaluate(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with (
         open_workspace() as ws,
-        Progress(*columns, console=console, transient=True, disable=as_json) as bar,
+        Progress(*columns, console=err_console, transient=True, disable=as_json) as bar,
     ):
         tasks: dict[str, Any] = {}
 
@@ -213,6 +213,7 @@ def export_cmd(
     predictions: Path = typer.Option(
         ..., "--predictions", help="Write every test row's outcome, score and decision here (.csv or .parquet)."
     ),
+    as_json: bool = JsonOption,
 ) -> None:
     """Write an evaluation's per-row test predictions (pseudonymized ids only), to recompute its numbers.
 
@@ -228,7 +229,8 @@ def export_cmd(
     with open_workspace() as ws:
         table = read_predictions(ws, ref, actor=ws.actor)
     write_atomic_bytes(path, _encode(table, path.suffix.lower()))
-    ok(f"{table.num_rows:,} predictions written to {path}")
+    doc = {"predictions": table.num_rows, "path": str(path)}
+    done(as_json, f"{plural(table.num_rows, 'prediction')} written to {path}", doc)
 
 
 def _encode(table: Any, suffix: str) -> bytes:

@@ -11,7 +11,18 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from medops.audit import AuditFilter, list_events
-from medops.cli.common import JsonOption, ReasonOption, console, key_values, ok, open_workspace, print_json, table
+from medops.cli.common import (
+    JsonOption,
+    ReasonOption,
+    console,
+    err_console,
+    key_values,
+    ok,
+    open_workspace,
+    plural,
+    print_json,
+    table,
+)
 from medops.cli.data import ProjectOption, project_at
 from medops.errors import InvalidInput, NotFound
 from medops.store.lineage import walk
@@ -32,7 +43,7 @@ def _progress(enabled: bool) -> Progress:
         SpinnerColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
-        console=console,
+        console=err_console,
         transient=True,
         disable=not enabled,
     )
@@ -72,7 +83,7 @@ def apply_cmd(
         state = "new version" if r.new else "unchanged"
         stats = r.view.stats
         ok(
-            f"{r.view.ref}  {r.view.rows:,} rows, {stats.get('entities', 0):,} entities  "
+            f"{r.view.ref}  {plural(r.view.rows, 'row')}, {plural(stats.get('entities', 0), 'entity')}  "
             f"from {r.view.definition['source_ref']}  ({state})"
         )
 
@@ -163,8 +174,8 @@ def show_cmd(view: str = typer.Argument(..., help="View name."), as_json: bool =
     )
     s = latest.stats
     console.print(
-        f"  {s.get('rows', 0):,} rows, {s.get('entities', 0):,} entities, events {s.get('first_event') or '-'} to "
-        f"{s.get('last_event') or '-'}"
+        f"  {plural(s.get('rows', 0), 'row')}, {plural(s.get('entities', 0), 'entity')}, "
+        f"events {s.get('first_event') or '-'} to {s.get('last_event') or '-'}"
     )
     missing = s.get("missing_share", {})
     rows = []
@@ -228,13 +239,13 @@ def materialize_cmd(
                 views=views or None,
                 as_of=moment,
                 reason=reason,
-                progress=lambda view, rows: bar.update(task, description=f"{view}: {rows:,} entities"),
+                progress=lambda view, rows: bar.update(task, description=f"{view}: {plural(rows, 'entity')}"),
             )
     if as_json:
         print_json(written)
         return
     for view, rows in written.items():
-        ok(f"{view}: {rows:,} entities written to the online store")
+        ok(f"{view}: {plural(rows, 'entity')} written to the online store")
 
 
 def _parse_time(text: str, option: str) -> datetime:
@@ -320,7 +331,7 @@ def check_cmd(
         )
     else:
         for view, count in report.checked.items():
-            console.print(f"  {escape(view)}: {count} sampled, compared")
+            console.print(f"  {escape(view)}: {plural(count, 'entity')} sampled, compared")
         for view in report.not_materialized:
             console.print(f"  [yellow]{escape(view)}: not materialized, not compared[/]")
         for d in report.differences[:20]:
@@ -331,7 +342,7 @@ def check_cmd(
         if report.ok:
             ok("online and offline agree; on-demand features agree batch and row by row")
         else:
-            console.print(f"[red]✗[/] {len(report.differences)} differences")
+            console.print(f"[red]✗[/] {plural(len(report.differences), 'difference')}")
     if not report.ok:
         raise typer.Exit(1)
 
@@ -368,4 +379,4 @@ def training_set_cmd(
         print_json({"dataset": info.ref, "version": info.version, "rows": info.rows, "new": new})
         return
     state = "new version" if new else "unchanged"
-    ok(f"{info.ref}  {info.rows:,} rows × {info.column_count} columns  ({state})")
+    ok(f"{info.ref}  {plural(info.rows, 'row')} × {plural(info.column_count, 'column')}  ({state})")

@@ -12,6 +12,7 @@ from medops.cli.common import (
     JsonOption,
     ReasonOption,
     console,
+    done,
     key_values,
     ok,
     open_workspace,
@@ -142,12 +143,17 @@ def approve_cmd(
     ref: str = typer.Argument(..., help="NAME:VERSION."),
     role: str = typer.Option(..., "--role", help="The required role you sign for (you must hold it)."),
     password_stdin: bool = PasswordStdin,
+    as_json: bool = JsonOption,
 ) -> None:
     """Sign "approved for production" for one required role (your password is checked, Part 11)."""
     from medops.registry.approvals import approve
 
     decision = _decide(ref, password_stdin, lambda ws, key, password: approve(ws, key, ws.actor, password, role))
-    ok(f"{decision.username} signed {ref} as {decision.role}: approved for production")
+    done(
+        as_json,
+        f"{decision.username} signed {ref} as {decision.role}: approved for production",
+        _decision_doc(decision),
+    )
 
 
 @app.command("reject", epilog="Examples:  medops models reject readmission:2 --role validator -r 'too few women'")
@@ -156,12 +162,13 @@ def reject_cmd(
     role: str = typer.Option(..., "--role", help="The required role you decide for."),
     reason: str = typer.Option(..., "--reason", "-r", help="Why: recorded with the signed decision."),
     password_stdin: bool = PasswordStdin,
+    as_json: bool = JsonOption,
 ) -> None:
     """Sign a rejection with its reason; per role the latest decision counts."""
     from medops.registry.approvals import reject
 
     decision = _decide(ref, password_stdin, lambda ws, key, password: reject(ws, key, ws.actor, password, role, reason))
-    ok(f"{decision.username} rejected {ref} as {decision.role}: {reason}")
+    done(as_json, f"{decision.username} rejected {ref} as {decision.role}: {reason}", _decision_doc(decision))
 
 
 @app.command(
@@ -172,6 +179,7 @@ def accept_evaluation_cmd(
     ref: str = typer.Argument(..., help="NAME:VERSION of an imported version."),
     reason: str = typer.Option(..., "--reason", "-r", help="What you reviewed: recorded with the signed acceptance."),
     password_stdin: bool = PasswordStdin,
+    as_json: bool = JsonOption,
 ) -> None:
     """As a validator, accept the exporting workspace's evaluation of an imported version (signed, Part 11).
 
@@ -182,7 +190,8 @@ def accept_evaluation_cmd(
     decision = _decide(
         ref, password_stdin, lambda ws, key, password: accept_evaluation(ws, key, ws.actor, password, reason)
     )
-    ok(f"{decision.username} accepted the exporting workspace's evaluation of {ref}")
+    message = f"{decision.username} accepted the exporting workspace's evaluation of {ref}"
+    done(as_json, message, _decision_doc(decision))
 
 
 def _decide(ref: str, password_stdin: bool, sign: Any) -> Any:
@@ -253,6 +262,7 @@ def alias_cmd(
     alias: str = typer.Argument(..., help="A free alias: champion, challenger, ..."),
     remove: bool = typer.Option(False, "--remove", help="Remove the alias instead."),
     reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Point a free alias at a version (ml_engineer or admin); audited and kept in the history."""
     from medops.registry.stages import set_alias
@@ -260,7 +270,8 @@ def alias_cmd(
     name, version = _ref(ref, version_required=not remove)
     with open_workspace() as ws:
         move = set_alias(ws, name, alias, None if remove else version, reason=reason)
-    ok(f"{name}: {alias} -> {move.version if move.version is not None else 'removed'} (was {move.previous})")
+    now = move.version if move.version is not None else "removed"
+    done(as_json, f"{name}: {alias} -> {now} (was {move.previous or 'unset'})", move.__dict__)
 
 
 @app.command("history", epilog="Examples:  medops models history readmission --at 2026-11-20T09:00")
@@ -305,13 +316,15 @@ def history_cmd(
 def export_cmd(
     ref: str = typer.Argument(..., help="NAME:VERSION."),
     file: Path = typer.Argument(..., help="The bundle file to write."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Write a version's signed bundle (verified first) to take to another workspace or a server."""
     from medops.registry.transfer import export
 
     with open_workspace() as ws:
         info = export(ws, ref, file.expanduser())
-    ok(f"wrote {file} ({info.ref}, bundle sha256:{info.artifact_sha256[:12]})")
+    message = f"wrote {file} ({info.ref}, bundle sha256:{info.artifact_sha256[:12]})"
+    done(as_json, message, {**_version_doc(info), "file": str(file)})
 
 
 @app.command("import", epilog="Examples:  medops models import readmission-2.medops --name readmission_30d")
@@ -339,25 +352,30 @@ def import_cmd(
 
 
 @app.command("public-key", epilog="Examples:  medops models public-key > site-a.pub")
-def public_key_cmd() -> None:
+def public_key_cmd(as_json: bool = JsonOption) -> None:
     """This workspace's public key: give it to the workspaces that will import its bundles."""
     from medops.registry.transfer import public_key
 
     with open_workspace() as ws:
-        console.print(public_key(ws))
+        key = public_key(ws)
+    if as_json:
+        print_json({"public_key": key})
+    else:
+        console.print(key)
 
 
 @app.command("trust-key", epilog="Examples:  medops models trust-key \"$(cat site-a.pub)\" --note 'Site A research'")
 def trust_key_cmd(
     key: str = typer.Argument(..., help="Another workspace's public key (medops models public-key there)."),
     note: str = typer.Option(..., "--note", help="Whose key it is: recorded and audited."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Accept bundles signed by another workspace (admin only)."""
     from medops.registry.transfer import trust_key
 
     with open_workspace() as ws:
         kid = trust_key(ws, key, note=note)
-    ok(f"bundles signed by key {kid} are now accepted here")
+    done(as_json, f"bundles signed by key {kid} are now accepted here", {"key_id": kid, "note": note})
 
 
 def _moves(name: str, moves: list[Any], as_json: bool) -> None:

@@ -6,7 +6,18 @@ from pathlib import Path
 
 import typer
 
-from medops.cli.common import JsonOption, ReasonOption, console, key_values, ok, open_workspace, print_json
+from medops.cli.common import (
+    JsonOption,
+    ReasonOption,
+    cell,
+    console,
+    err_console,
+    key_values,
+    ok,
+    open_workspace,
+    plural,
+    print_json,
+)
 from medops.cli.data import ProjectOption, project_at
 from medops.errors import InvalidInput
 
@@ -88,7 +99,7 @@ def train(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with (
         open_workspace() as ws,
-        Progress(*columns, console=console, transient=True, disable=as_json or not tune) as bar,
+        Progress(*columns, console=err_console, transient=True, disable=as_json or not tune) as bar,
     ):
         task = bar.add_task("tuning", total=budget)
         result = train_from_project(
@@ -105,8 +116,9 @@ def train(
         return
     if isinstance(result, TuneResult):
         console.print(
-            f"  {result.trials} trials ({result.pruned} pruned), best validation AUROC {result.best_score:.3f}: "
-            f"{result.best_params}"
+            f"  {plural(result.trials, 'trial')} ({result.pruned} pruned), "
+            f"best validation AUROC {result.best_score:.3f}: "
+            f"{cell(result.best_params)}"
         )
     m = result.metrics
     ok(

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import typer
 
 from medops.cli.common import (
     JsonOption,
     ReasonOption,
-    ok,
+    done,
     open_workspace,
     print_json,
     read_secret,
     table,
 )
 from medops.identity import parse_role, parse_roles
+
+if TYPE_CHECKING:
+    from medops.identity.users import UserView
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
@@ -29,13 +34,14 @@ def add(
     role: list[str] | None = typer.Option(None, "--role", help="Role to grant; repeat or comma-separate."),
     password_stdin: bool = PasswordStdin,
     reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Add a user with roles: data_scientist, ml_engineer, validator, clinical_reviewer, auditor, admin."""
     roles = parse_roles(role)
     password = read_secret(None, from_stdin=password_stdin, prompt=f"Password for {username}", confirm=True)
     with open_workspace() as ws:
         view = ws.users.add(ws.actor, username, name, password, roles, reason=reason)
-    ok(f"user {view.username} added with roles: {', '.join(view.roles) or 'none'}")
+    done(as_json, f"user {view.username} added with roles: {', '.join(view.roles) or 'none'}", _user_doc(view))
 
 
 @app.command("list", epilog="Example:  medops user list --json")
@@ -44,7 +50,7 @@ def list_users(as_json: bool = JsonOption) -> None:
     with open_workspace() as ws:
         users = ws.users.list(ws.actor)
     if as_json:
-        print_json([{**u.audit_state(), "created_at": u.created_at.isoformat()} for u in users])
+        print_json([_user_doc(u) for u in users])
         return
     table(
         None,
@@ -63,39 +69,45 @@ def list_users(as_json: bool = JsonOption) -> None:
 
 
 @app.command("disable", epilog="Example:  medops user disable bob --reason 'left the company'")
-def disable(username: str = typer.Argument(...), reason: str | None = ReasonOption) -> None:
+def disable(username: str = typer.Argument(...), reason: str | None = ReasonOption, as_json: bool = JsonOption) -> None:
     """Disable a user: they can no longer act, sign or use tokens. Users are never deleted."""
     with open_workspace() as ws:
         ws.users.disable(ws.actor, username, reason=reason)
-    ok(f"user {username} disabled")
+    done(as_json, f"user {username} disabled", {"username": username, "active": False})
 
 
 @app.command("enable", epilog="Example:  medops user enable bob --reason 'locked out after typos; identity checked'")
-def enable(username: str = typer.Argument(...), reason: str | None = ReasonOption) -> None:
-    """Enable a disabled or locked user again."""
+def enable(username: str = typer.Argument(...), reason: str | None = ReasonOption, as_json: bool = JsonOption) -> None:
+    """Enable a disabled or locked user again (admins); a locked user's count of failed logins starts again."""
     with open_workspace() as ws:
         ws.users.enable(ws.actor, username, reason=reason)
-    ok(f"user {username} enabled")
+    done(as_json, f"user {username} enabled", {"username": username, "active": True})
 
 
 @app.command("grant", epilog="Example:  medops user grant carol validator --reason 'QA lead for study 12'")
 def grant(
-    username: str = typer.Argument(...), role: str = typer.Argument(...), reason: str | None = ReasonOption
+    username: str = typer.Argument(...),
+    role: str = typer.Argument(...),
+    reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Give a user a role."""
     with open_workspace() as ws:
         view = ws.users.grant(ws.actor, username, parse_role(role), reason=reason)
-    ok(f"{username} now holds: {', '.join(view.roles)}")
+    done(as_json, f"{username} now holds: {', '.join(view.roles)}", _user_doc(view))
 
 
 @app.command("revoke", epilog="Example:  medops user revoke carol validator --reason 'moved teams'")
 def revoke(
-    username: str = typer.Argument(...), role: str = typer.Argument(...), reason: str | None = ReasonOption
+    username: str = typer.Argument(...),
+    role: str = typer.Argument(...),
+    reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Take a role away from a user."""
     with open_workspace() as ws:
         view = ws.users.revoke(ws.actor, username, parse_role(role), reason=reason)
-    ok(f"{username} now holds: {', '.join(view.roles) or 'no roles'}")
+    done(as_json, f"{username} now holds: {', '.join(view.roles) or 'no roles'}", _user_doc(view))
 
 
 @app.command(
@@ -106,10 +118,15 @@ def passwd(
     username: str | None = typer.Argument(None, help="Whose password (default: your own)."),
     password_stdin: bool = PasswordStdin,
     reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Change your password, or (as admin) reset someone else's."""
     with open_workspace() as ws:
         target = username or ws.actor
         password = read_secret(None, from_stdin=password_stdin, prompt=f"New password for {target}", confirm=True)
         ws.users.set_password(ws.actor, target, password, reason=reason)
-    ok(f"password of {target} changed")
+    done(as_json, f"password of {target} changed", {"username": target, "password": "changed"})
+
+
+def _user_doc(view: UserView) -> dict[str, Any]:
+    return {**view.audit_state(), "created_at": view.created_at.isoformat()}

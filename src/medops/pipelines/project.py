@@ -417,5 +417,5 @@ def find_project(start: Path | None = None) -> Path:
             return folder / PROJECT_FILE
     raise ProjectError(
         f"no {PROJECT_FILE} in {here} or a parent folder",
-        hint="pass --project FILE, or create one with: medops init DIR --template readmission",
+        hint="pass --project FILE, or add one to the workspace with: medops project new --template readmission",
     )
