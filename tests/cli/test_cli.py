@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,7 @@ def test_every_command_has_help_with_an_example(path: list[str], capsys: pytest.
     code, out, _ = run([*path, "--help"], capsys)
     assert code == 0
     assert "Usage" in out
+    assert not re.search(r"<(bool|str|int|float|path|Path|datetime|list\[\w+\])>", out)  # values have names
     groups = ("db", "audit", "user", "token", "project", "data", "lineage", "features", "runs", "evaluations", "models")
     is_group = path == [] or path[-1] in groups
     assert is_group or "Example" in out
@@ -192,6 +194,9 @@ def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     code, out, err = run(["demo", "--dir", str(tmp_path / "demo")], capsys)
     assert code == 0, err
     assert "demo complete" in out and "the audit trail of the demo" in out
+    reports = out.split("Reports (open the .html files in a browser):\n")[1].split("Explore it:")[0].split()
+    assert any(r.endswith("validation_report.html") for r in reports) and all(Path(r).is_file() for r in reports)
+    assert "Traceback" not in err and "Trial" not in err
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("x")
     code, _, err = run(["demo", "--dir", str(tmp_path / "busy")], capsys)

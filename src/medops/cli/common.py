@@ -18,6 +18,8 @@ from rich.table import Table
 from medops.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn
+
     from medops.workspace import Workspace
 
 UNWRAPPED = 10_000  # the width of output to a file or a pipe: lines stay whole for grep and cut
@@ -103,6 +105,13 @@ def plural(count: int, word: str, many: str | None = None) -> str:
 
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def progress_bar(*columns: ProgressColumn, enabled: bool = True) -> Progress:
+    """A progress bar on stderr for a person at a terminal; nothing at all in a log, a pipe or with --json."""
+    from rich.progress import Progress
+
+    return Progress(*columns, console=err_console, transient=True, disable=not (enabled and err_console.is_terminal))
 
 
 def ok(message: str) -> None:

@@ -7,18 +7,18 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from medops.cli.common import (
     JsonOption,
     ReasonOption,
     console,
     done,
-    err_console,
     ok,
     open_workspace,
     plural,
     print_json,
+    progress_bar,
     table,
 )
 from medops.data import datasets
@@ -73,15 +73,13 @@ def ingest_cmd(
     results: list[IngestResult] = []
     with open_workspace() as ws:
         for plan in plans:
-            with Progress(
+            with progress_bar(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 BarColumn(),
                 TextColumn("{task.completed:,} rows"),
                 TimeElapsedColumn(),
-                console=err_console,
-                transient=True,
-                disable=as_json,
+                enabled=not as_json,
             ) as bar:
                 task = bar.add_task(f"ingest {plan.name}", total=None)
                 result = ingest(

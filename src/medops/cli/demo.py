@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-from medops.cli.common import JsonOption, console, err_console, ok, plural, print_json, table
+from medops.cli.common import JsonOption, console, err_console, ok, plural, print_json, progress_bar, table
 
 EPILOG = "Examples:  medops demo   ·   medops demo --dir ./demo-run   ·   medops demo --json > demo.json"
 
@@ -33,7 +33,7 @@ def demo(
     from medops.workspace import Workspace
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    with progress_bar(*columns, enabled=not as_json) as bar:
         task = bar.add_task("tuning", visible=False)
 
         def tuning(done: int, budget: int | None, best: float) -> None:

@@ -8,7 +8,16 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, console, done, err_console, open_workspace, plural, print_json, table
+from medops.cli.common import (
+    JsonOption,
+    console,
+    done,
+    open_workspace,
+    plural,
+    print_json,
+    progress_bar,
+    table,
+)
 from medops.cli.data import ProjectOption, project_at
 from medops.errors import InvalidInput
 
@@ -40,7 +49,7 @@ def evaluate(
     validation report and the model card are written to --out and kept in the artifact
     store. Exits 1 when a gate fails.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from medops.pipelines.evaluate import evaluate_from_project
 
@@ -48,7 +57,7 @@ def evaluate(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with (
         open_workspace() as ws,
-        Progress(*columns, console=err_console, transient=True, disable=as_json) as bar,
+        progress_bar(*columns, enabled=not as_json) as bar,
     ):
         tasks: dict[str, Any] = {}
 

@@ -15,12 +15,12 @@ from medops.cli.common import (
     JsonOption,
     ReasonOption,
     console,
-    err_console,
     key_values,
     ok,
     open_workspace,
     plural,
     print_json,
+    progress_bar,
     table,
 )
 from medops.cli.data import ProjectOption, project_at
@@ -39,14 +39,7 @@ ExecutorOption = typer.Option(
 
 
 def _progress(enabled: bool) -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=not enabled,
-    )
+    return progress_bar(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), enabled=enabled)
 
 
 @app.command("apply", epilog="Examples:  medops features apply   ·   medops features apply labs -r 'add creatinine'")

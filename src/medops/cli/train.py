@@ -11,12 +11,12 @@ from medops.cli.common import (
     ReasonOption,
     cell,
     console,
-    err_console,
     key_values,
     ok,
     open_workspace,
     plural,
     print_json,
+    progress_bar,
 )
 from medops.cli.data import ProjectOption, project_at
 from medops.errors import InvalidInput
@@ -67,7 +67,7 @@ def train(
     (`medops runs show RUN`), and the same data, settings and seed give the same model file.
     """
     import yaml
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from medops.pipelines.train import train_from_project
     from medops.training.tuning import TuneResult
@@ -99,7 +99,7 @@ def train(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with (
         open_workspace() as ws,
-        Progress(*columns, console=err_console, transient=True, disable=as_json or not tune) as bar,
+        progress_bar(*columns, enabled=tune and not as_json) as bar,
     ):
         task = bar.add_task("tuning", total=budget)
         result = train_from_project(
