@@ -32,8 +32,8 @@ app = typer.Typer()  # its help line and options are set where it is registered 
 EntityOpt = typer.Option(None, "--entity", "-e", help="Entity type, or type:id (e.g. user:alice).")
 ActorOpt = typer.Option(None, "--actor", "-a", help="Only events by this user.")
 ActionOpt = typer.Option(None, "--action", help="Action name; a trailing * matches a prefix (user.*).")
-SinceOpt = typer.Option(None, "--since", help="From this UTC time (ISO 8601, e.g. 2026-11-01).")
-UntilOpt = typer.Option(None, "--until", help="Up to this UTC time (ISO 8601).")
+SinceOpt = typer.Option(None, "--since", metavar="TIME", help="From this UTC time (ISO 8601, e.g. 2026-11-01).")
+UntilOpt = typer.Option(None, "--until", metavar="TIME", help="Up to this UTC time (ISO 8601).")
 
 
 def _filter(

@@ -210,7 +210,9 @@ def _days(seconds: Any) -> str:
 @app.command("materialize", epilog="Examples:  medops features materialize   ·   medops features materialize labs")
 def materialize_cmd(
     views: list[str] = typer.Argument(None, help="View names (default: every view of the project)."),
-    as_of: str | None = typer.Option(None, "--as-of", help="ISO time the values are computed at (default: now)."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", metavar="TIME", help="ISO time the values are computed at (default: now)."
+    ),
     project: Path | None = ProjectOption,
     executor: str | None = ExecutorOption,
     reason: str | None = ReasonOption,
@@ -255,9 +257,11 @@ def _parse_time(text: str, option: str) -> datetime:
 )
 def get_cmd(
     features: list[str] = typer.Argument(..., help="view, view:feature or an on-demand feature."),
-    entity: list[str] = typer.Option(..., "--entity", "-e", help="ENTITY=ID; repeat for several ids."),
+    entity: list[str] = typer.Option(
+        ..., "--entity", "-e", metavar="ENTITY=ID", help="ENTITY=ID; repeat for several ids."
+    ),
     request: list[str] = typer.Option(
-        [], "--request", help="FIELD=VALUE of the request payload, for on-demand features."
+        [], "--request", metavar="FIELD=VALUE", help="FIELD=VALUE of the request payload, for on-demand features."
     ),
     project: Path | None = ProjectOption,
     as_json: bool = JsonOption,
@@ -348,8 +352,10 @@ def check_cmd(
 def training_set_cmd(
     name: str = typer.Argument(..., help="Name of the dataset to store the training set as."),
     features: list[str] = typer.Argument(..., help="view, view:feature or an on-demand feature."),
-    labels: str = typer.Option(..., "--labels", help="Labels dataset: NAME or NAME@VERSION."),
-    timestamp: str = typer.Option(..., "--timestamp", help="Labels column with each row's prediction time."),
+    labels: str = typer.Option(..., "--labels", metavar="DATASET", help="Labels dataset: NAME or NAME@VERSION."),
+    timestamp: str = typer.Option(
+        ..., "--timestamp", metavar="COLUMN", help="Labels column with each row's prediction time."
+    ),
     no_backfill_guard: bool = typer.Option(
         False, "--no-backfill-guard", help="Also use rows created after the label time (recorded; leaks backfills)."
     ),

@@ -47,6 +47,7 @@ def register_cmd(
     approvals: list[str] = typer.Option(
         [],
         "--approval",
+        metavar="ROLE",
         help="A role that must sign besides those the validation policy requires (it can't remove any); repeatable.",
     ),
     evaluation: str | None = typer.Option(
@@ -225,7 +226,7 @@ def approvals_cmd(ref: str = typer.Argument(..., help="NAME:VERSION."), as_json:
 )
 def promote_cmd(
     ref: str = typer.Argument(..., help="NAME:VERSION."),
-    to: str = typer.Option(..., "--to", help="staging, production or archived."),
+    to: str = typer.Option(..., "--to", metavar="STAGE", help="staging, production or archived."),
     reason: str | None = ReasonOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -332,7 +333,10 @@ def import_cmd(
     file: Path = typer.Argument(..., help="A bundle file exported by a workspace whose key this one trusts."),
     name: str | None = typer.Option(None, "--name", help="Register it under this name (default: its own)."),
     approvals: list[str] = typer.Option(
-        [], "--approval", help="A role that must sign besides those this workspace's policy requires; repeatable."
+        [],
+        "--approval",
+        metavar="ROLE",
+        help="A role that must sign besides those this workspace's policy requires; repeatable.",
     ),
     as_json: bool = JsonOption,
 ) -> None:

@@ -38,7 +38,7 @@ def metric_columns(filtered: list[str], present: set[str]) -> list[str]:
 def list_cmd(
     experiment: str | None = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
     state: str | None = typer.Option(None, "--state", help="running, finished, failed or killed."),
-    tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE; repeat to require several."),
+    tag: list[str] = typer.Option([], "--tag", metavar="KEY=VALUE", help="KEY=VALUE; repeat to require several."),
     metric: list[str] = typer.Option([], "--metric", help="METRIC<op>NUMBER (>, >=, <, <=, =, !=); repeatable."),
     trials: bool = typer.Option(False, "--trials", help="Include nested runs (tuning trials)."),
     limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="At most this many, newest first."),

@@ -23,7 +23,7 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Same seed, same bytes."),
     scenario: str = typer.Option("baseline", "--scenario", help=f"One of: {', '.join(SCENARIOS)}."),
     fmt: str = typer.Option("csv", "--format", "-f", help=f"One of: {', '.join(FORMATS)}."),
-    start: str = typer.Option("2025-01-01", "--start", help="First day of the period (YYYY-MM-DD)."),
+    start: str = typer.Option("2025-01-01", "--start", metavar="DATE", help="First day of the period (YYYY-MM-DD)."),
     days: int = typer.Option(365, "--days", help="Length of the period in days; drift starts at its midpoint."),
     as_json: bool = JsonOption,
 ) -> None:
