@@ -72,7 +72,8 @@ def test_every_command_takes_json() -> None:
 def test_cells_read_as_text() -> None:
     assert cell(None) == "" and cell(True) == "yes" and cell(0.812345678) == "0.8123"
     assert cell(123456.7) == "123,457" and cell(3) == "3"
-    assert cell({"C": 0.5, "penalty": None, "grid": [1, 2]}) == "C=0.5, penalty=, grid=1, 2"
+    assert cell({"C": 0.5, "penalty": None, "grid": [1, 2]}) == "C=0.5, penalty=, grid=[1, 2]"
+    assert cell({"lr": {"float": [0.01, 0.1], "log": True}}) == "lr=(float=[0.01, 0.1], log=yes)"
     assert plural(1, "row") == "1 row" and plural(2, "row") == "2 rows" and plural(1200, "entity") == "1,200 entities"
     assert plural(0, "key") == "0 keys"
 

@@ -90,10 +90,19 @@ def cell(value: Any) -> str:
     if isinstance(value, datetime):
         return f"{value:%Y-%m-%d %H:%M}"
     if isinstance(value, dict):
-        return ", ".join(f"{k}={cell(v)}" for k, v in value.items())
+        return ", ".join(f"{k}={_nested(v)}" for k, v in value.items())
     if isinstance(value, list | tuple | set | frozenset):
-        return ", ".join(cell(v) for v in value)
+        return ", ".join(_nested(v) for v in value)
     return str(value)
+
+
+def _nested(value: Any) -> str:
+    """A value inside a mapping or a list: bracketed when it holds several, so the outer commas stay clear."""
+    if isinstance(value, dict):
+        return f"({cell(value)})"
+    if isinstance(value, list | tuple | set | frozenset):
+        return f"[{cell(value)}]"
+    return cell(value)
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:

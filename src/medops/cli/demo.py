@@ -45,6 +45,7 @@ def demo(
         raise typer.Exit(1)
     with Workspace.open(result.home) as ws:
         events = list_events(ws.db, AuditFilter(), limit=None, newest_first=False)
+        project = Path(ws.settings.project_file).parent
     if as_json:
         print_json(
             {
@@ -66,7 +67,9 @@ def demo(
     console.print("Reports (open the .html files in a browser):")
     for path in result.reports:
         console.print(f"  {escape(str(path))}")
-    console.print(f"Explore it:  export MEDOPS_HOME={escape(str(result.home))} MEDOPS_USER=ada")
+    console.print(
+        f"Explore it:  cd {escape(str(project))}; export MEDOPS_HOME={escape(str(result.home))} MEDOPS_USER=ada"
+    )
     console.print("             medops data list · medops data show observations · medops lineage show notes")
     console.print(
         "             medops features list · medops features show labs · medops data show readmission_training"

@@ -91,9 +91,15 @@ def list_cmd(project: Path | None = ProjectOption, as_json: bool = JsonOption) -
     newest: dict[str, AppliedView] = {}
     for version in applied:
         newest.setdefault(version.name, version)
+    from medops.pipelines.project import ProjectError, find_project
+
     declared: dict[str, FeatureView] = {}
     try:
-        declared = dict(project_at(project).features.views)
+        found = project or find_project()
+    except ProjectError:  # no project file here: the applied views alone
+        found = None
+    try:
+        declared = dict(project_at(found).features.views) if found else {}
     except InvalidInput:
         if project is not None:
             raise

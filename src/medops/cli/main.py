@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         code = _failed(exc, debug)
     if code == INTERRUPTED:  # typer turns KeyboardInterrupt into exit 130, silently
-        _fail("interrupted", None, INTERRUPTED, label="")
+        _fail("interrupted", None, INTERRUPTED, label="[yellow]")
     sys.exit(code if isinstance(code, int) else 0)
 
 
