@@ -7,6 +7,7 @@ import sys
 from benchmarks import (
     bench_artifacts,
     bench_audit,
+    bench_cli,
     bench_evaluation,
     bench_features,
     bench_ingest,
@@ -29,3 +30,4 @@ if __name__ == "__main__":
     bench_evaluation.main(extra)
     bench_registry.main(extra)
     bench_report.main(extra)
+    bench_cli.main(extra)

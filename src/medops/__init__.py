@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from medops.version import __version__
-
 if TYPE_CHECKING:
     from pathlib import Path
 
     from medops.registry.predictor import Predictor
     from medops.training.tracking import Run
+
+
+def __getattr__(name: str) -> str:
+    """``medops.__version__``, read from the installed metadata on first use."""
+    if name == "__version__":
+        from medops.version import installed_version
+
+        return installed_version()
+    raise AttributeError(f"module 'medops' has no attribute {name!r}")
+
 
 __all__ = ["__version__", "load_model", "start_run"]
 

@@ -51,6 +51,7 @@ class DemoResult:
     events: int = 0
     chain_ok: bool = False
     tamper_caught_at: int | None = None
+    reports: list[Path] = field(default_factory=list)  # each evaluation's report, model card and documents
 
 
 def run_demo(
@@ -59,11 +60,13 @@ def run_demo(
     say: Callable[[str, str], None] = lambda step, result: None,
     patients: int = 2000,
     artifact_root: str | None = None,
+    tuning: Callable[[int, int | None, float], None] | None = None,
 ) -> DemoResult:
     """Run the demo in ``root`` (default: a new temporary folder) and report each step.
 
     ``artifact_root`` puts the workspace's artifacts elsewhere (any folder or fsspec URL, such
-    as ``memory://demo``); by default they are in the workspace folder.
+    as ``memory://demo``); by default they are in the workspace folder. ``tuning`` hears of
+    each finished trial of the search (trials so far, budget, best score): a progress bar.
     """
     base = Path(tempfile.mkdtemp(prefix="medops-demo-")) if root is None else root
     home = base / "workspace"
@@ -97,8 +100,8 @@ def run_demo(
         _access_control(ws, step)
         project = _data(ws, base / "project", step, patients)
         _features(ws, project, step)
-        baseline, tuned = _train(ws, project, step)
-        passed = _evaluate(ws, project, step, base / "reports", baseline, tuned)
+        baseline, tuned = _train(ws, project, step, tuning)
+        passed = _evaluate(ws, project, step, base / "reports", baseline, tuned, result.reports)
         _registry(ws, step, tuned if passed[tuned] else baseline, passed)
         check = ws.verify_audit()
         result.events, result.chain_ok = check.chain.checked, check.ok
@@ -243,7 +246,12 @@ def _features(ws: Workspace, project: LoadedProject, step: Callable[[str, str], 
     step("lineage", f"{info.ref} <- " + ", ".join(sorted({e.src.split("@")[0] for e in up if e.dst == info.node})))
 
 
-def _train(ws: Workspace, project: LoadedProject, step: Callable[[str, str], None]) -> tuple[str, str]:
+def _train(
+    ws: Workspace,
+    project: LoadedProject,
+    step: Callable[[str, str], None],
+    tuning: Callable[[int, int | None, float], None] | None,
+) -> tuple[str, str]:
     from medops.pipelines.train import train_from_project
     from medops.training import Tracker
 
@@ -260,7 +268,10 @@ def _train(ws: Workspace, project: LoadedProject, step: Callable[[str, str], Non
     again = reproduce(Tracker(ws), first.run_id, actor="alice")
     same = "the same model file and metrics" if again.reproduced else f"a DIFFERENT model ({'; '.join(again.causes)})"
     step("reproduce", f"run {again.result.run_id[:12]} retrained from the recorded recipe: {same}")
-    tuned = train_from_project(ws, project, actor="alice", reason="demo: tuned", tune=True)
+    search = project.spec.train.tune if project.spec.train else None
+    budget = search.trials if search else None
+    heard = (lambda done, best: tuning(done, budget, best)) if tuning else None
+    tuned = train_from_project(ws, project, actor="alice", reason="demo: tuned", tune=True, progress=heard)
     assert isinstance(tuned, TuneResult)
     step(
         "tune",
@@ -279,7 +290,13 @@ def _train(ws: Workspace, project: LoadedProject, step: Callable[[str, str], Non
 
 
 def _evaluate(
-    ws: Workspace, project: LoadedProject, step: Callable[[str, str], None], out: Path, baseline: str, tuned: str
+    ws: Workspace,
+    project: LoadedProject,
+    step: Callable[[str, str], None],
+    out: Path,
+    baseline: str,
+    tuned: str,
+    reports: list[Path],
 ) -> dict[str, bool]:
     """The validator evaluates both models against the project's policy; the tuned one against the baseline."""
     from medops.pipelines.evaluate import evaluate_from_project
@@ -314,6 +331,7 @@ def _evaluate(
         )
         step("robustness", f"AUROC change: {robust}")
         step("reports", f"evaluation {done.info.short}: " + ", ".join(str(f) for f in done.files))
+        reports += done.files
         passed[run] = bool(doc["passed"])
     return passed
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,8 +24,9 @@ def _all_commands() -> list[list[str]]:
 
     def walk(cmd, prefix: list[str]) -> None:  # type: ignore[no-untyped-def]
         paths.append(prefix)
-        for name, sub in getattr(cmd, "commands", {}).items():
-            walk(sub, prefix + [name])
+        ctx = typer.Context(cmd)
+        for name in cmd.list_commands(ctx) if hasattr(cmd, "list_commands") else []:
+            walk(cmd.get_command(ctx, name), prefix + [name])
 
     walk(group, [])
     return paths
@@ -39,6 +41,7 @@ def test_every_command_has_help_with_an_example(path: list[str], capsys: pytest.
     code, out, _ = run([*path, "--help"], capsys)
     assert code == 0
     assert "Usage" in out
+    assert not re.search(r"<(bool|str|int|float|path|Path|datetime|list\[\w+\])>", out)  # values have names
     groups = ("db", "audit", "user", "token", "project", "data", "lineage", "features", "runs", "evaluations", "models")
     is_group = path == [] or path[-1] in groups
     assert is_group or "Example" in out
@@ -176,7 +179,7 @@ def test_demo_command(
     """The command around the demo: its steps, the audit trail, a folder that must be empty (the demo runs once)."""
     asked: list[Path | None] = []
 
-    def replay(root: Path | None, *, say: Callable[[str, str], None], patients: int) -> DemoResult:
+    def replay(root: Path | None, *, say: Callable[[str, str], None], **options: object) -> DemoResult:
         asked.append(root)
         for step, outcome in demo.steps:
             say(step, outcome)
@@ -187,6 +190,9 @@ def test_demo_command(
     assert code == 0, err
     assert asked == [tmp_path / "demo"]
     assert "tamper test" in out and "demo complete" in out and "the audit trail of the demo" in out
+    reports = out.split("Reports (open the .html files in a browser):\n")[1].split("Explore it:")[0].split()
+    assert any(r.endswith("validation_report.html") for r in reports) and all(Path(r).is_file() for r in reports)
+    assert "Traceback" not in err and "Trial" not in err
     code, _, err = run(["demo", "--dir", str(tmp_path / "other"), "--artifact-root", "nope://x"], capsys)
     assert code != 0 and "no filesystem for the scheme 'nope'" in err and "Traceback" not in err
     (tmp_path / "busy").mkdir()

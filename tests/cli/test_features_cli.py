@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,24 @@ import pytest
 from tests.factories import run
 
 pytestmark = pytest.mark.slow
+
+CTRL_C_IN_TRIAL_2 = """
+import medops.training.tuning as tuning
+from medops.cli.main import main
+
+original, calls = tuning._score, []
+
+
+def score(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:
+        raise KeyboardInterrupt  # as Ctrl-C does, in the middle of the second trial
+    return original(*args, **kwargs)
+
+
+tuning._score = score
+main(["train", "--tune"])
+"""
 
 
 def test_features_from_apply_to_check(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,6 +141,8 @@ def test_features_from_apply_to_check(project: Path, capsys: pytest.CaptureFixtu
     assert code == 0, err
     code, out, _ = run(["runs", "list", "--trials", "--json"], capsys)
     assert sum(r["name"].startswith("trial-") for r in json.loads(out)) >= 1
+    stopped = subprocess.run([sys.executable, "-c", CTRL_C_IN_TRIAL_2], capture_output=True, text=True, timeout=600)
+    assert (stopped.returncode, stopped.stderr) == (130, "interrupted\n")  # one line: no traceback from Optuna
     code, _, err = run(["features", "get", "labs", "--entity", "patient"], capsys)
     assert code == 2 and "is not NAME=VALUE" in err
     code, _, err = run(["features", "training-set", "t2", "labs", "--labels", "nope", "--timestamp", "x"], capsys)

@@ -9,20 +9,32 @@ import typer
 from rich.markup import escape
 
 from medops.audit import AuditFilter
-from medops.audit.chain import canonical_json
 from medops.audit.query import read_export
 from medops.audit.verify import verify_rows
-from medops.cli.common import JsonOption, cli_caller, console, err_console, ok, open_workspace, print_json, table
+from medops.cli.common import (
+    JsonOption,
+    cell,
+    cli_caller,
+    console,
+    done,
+    err_console,
+    ok,
+    open_workspace,
+    plural,
+    print_json,
+    table,
+)
 from medops.clock import parse_iso
+from medops.errors import InvalidInput
 from medops.services import Services
 
-app = typer.Typer(help="The audit trail: who did what, when and why; hash-chained.", no_args_is_help=True)
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 EntityOpt = typer.Option(None, "--entity", "-e", help="Entity type, or type:id (e.g. user:alice).")
 ActorOpt = typer.Option(None, "--actor", "-a", help="Only events by this user.")
 ActionOpt = typer.Option(None, "--action", help="Action name; a trailing * matches a prefix (user.*).")
-SinceOpt = typer.Option(None, "--since", help="From this UTC time (ISO 8601, e.g. 2026-11-01).")
-UntilOpt = typer.Option(None, "--until", help="Up to this UTC time (ISO 8601).")
+SinceOpt = typer.Option(None, "--since", metavar="TIME", help="From this UTC time (ISO 8601, e.g. 2026-11-01).")
+UntilOpt = typer.Option(None, "--until", metavar="TIME", help="Up to this UTC time (ISO 8601).")
 
 
 def _filter(
@@ -40,9 +52,7 @@ def _filter(
 
 
 def _short(value: object, width: int = 60) -> str:
-    if value is None:
-        return ""
-    text = canonical_json(value)
+    text = cell(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -107,7 +117,7 @@ def verify(
     if export_file is not None:
         _verify_export(export_file)
         return
-    with open_workspace() as ws, console.status("verifying the audit chain…"):
+    with open_workspace() as ws, err_console.status("verifying the audit chain…"):
         report = Services(ws).audit.verify(cli_caller(ws), write_checkpoint=checkpoint)
     chain, problem = report.chain, report.problem
     if as_json:
@@ -125,7 +135,7 @@ def verify(
             }
         )
     elif problem is None:
-        ok(f"audit chain intact: {chain.checked} events, head {chain.head_seq} {chain.head_hash}")
+        ok(f"audit chain intact: {plural(chain.checked, 'event')}, head {chain.head_seq} {chain.head_hash}")
         if report.anchored_at:
             console.print(f"  matches the signed checkpoint at event {report.anchored_at}")
         if report.written:
@@ -146,7 +156,7 @@ def _verify_export(path: Path) -> None:
     """An auditor's offline check: the export alone, no workspace or database needed."""
     result = verify_rows(read_export(path))
     if result.ok:
-        ok(f"export intact: {result.checked} events, head {result.head_seq} {result.head_hash}")
+        ok(f"export intact: {plural(result.checked, 'event')}, head {result.head_seq} {result.head_hash}")
         console.print("  compare the head with a signed checkpoint to know nothing was cut off the end")
         return
     assert result.problem is not None
@@ -171,8 +181,11 @@ def export_cmd(
     action: str | None = ActionOpt,
     since: str | None = SinceOpt,
     until: str | None = UntilOpt,
+    as_json: bool = typer.Option(False, "--json", help="With -o: print a JSON summary instead of a line."),
 ) -> None:
     """Export events with every field needed to re-verify the chain (for auditors and admins)."""
+    if as_json and output is None:
+        raise InvalidInput("--json needs -o FILE: without it the export itself goes to standard output")
     flt = _filter(entity, actor, action, since, until)
     with open_workspace() as ws:
         audit = Services(ws).audit
@@ -188,4 +201,8 @@ def export_cmd(
                 raise
             tmp.replace(output)
     if output is not None:
-        ok(f"exported {count} events to {output}")
+        done(
+            as_json,
+            f"exported {plural(count, 'event')} to {output}",
+            {"events": count, "format": fmt, "output": str(output)},
+        )

@@ -6,21 +6,42 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.table import Table
 
 from medops.caller import Caller
 from medops.config import acting_user
 from medops.errors import InvalidInput
-from medops.workspace import Workspace
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # errors stay one greppable line
+if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn
+
+    from medops.workspace import Workspace
+
+UNWRAPPED = 10_000  # the width of output to a file or a pipe: lines stay whole for grep and cut
+
+
+class _Console(Console):
+    """A console as wide as the terminal, and not wrapped at all when writing to a file or a pipe
+    (rich would wrap at 80 columns there); COLUMNS still sets the width when given."""
+
+    def _size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self._width is None and not self.is_terminal:
+            return ConsoleDimensions(UNWRAPPED, size.height)
+        return size  # type: ignore[no-any-return]
+
+    size = property(_size, Console.size.fset)  # type: ignore[attr-defined]
+
+
+console = _Console(highlight=False)
+err_console = _Console(stderr=True, highlight=False, soft_wrap=True)  # errors stay one greppable line
 
 ReasonOption = typer.Option(None, "--reason", "-r", help="Why: recorded in the audit trail with the change.")
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
@@ -28,6 +49,8 @@ JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table."
 
 def open_workspace() -> Workspace:
     """The workspace of MEDOPS_HOME, or the nearest one upward from the current folder."""
+    from medops.workspace import Workspace
+
     return Workspace.open()
 
 
@@ -54,20 +77,69 @@ def read_secret(value: str | None, *, from_stdin: bool, prompt: str, confirm: bo
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A table whose cells read as text: numbers rounded, nothing printed as None or as a Python dict."""
     out = Table(title=title, show_lines=False)
     for col in columns:
         out.add_column(col)
     for row in rows:
-        out.add_row(*[escape("" if v is None else str(v)) for v in row])
+        out.add_row(*[escape(cell(v)) for v in row])
     console.print(out)
+
+
+def cell(value: Any) -> str:
+    """One value as a person reads it: 0.8123 not 0.812345678, "" not None, a=1, b=2 not {'a': 1, 'b': 2}."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.4g}"
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_nested(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return ", ".join(_nested(v) for v in value)
+    return str(value)
+
+
+def _nested(value: Any) -> str:
+    """A value inside a mapping or a list: bracketed when it holds several, so the outer commas stay clear."""
+    if isinstance(value, dict):
+        return f"({cell(value)})"
+    if isinstance(value, list | tuple | set | frozenset):
+        return f"[{cell(value)}]"
+    return cell(value)
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 row``, ``2 rows``, ``1,200 entities``: the count with the word in the right number."""
+    if many is None:
+        many = word[:-1] + "ies" if word.endswith("y") and word[-2:-1] not in tuple("aeiou") else word + "s"
+    return f"{count:,} {word if count == 1 else many}"
 
 
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
+def progress_bar(*columns: ProgressColumn, enabled: bool = True) -> Progress:
+    """A progress bar on stderr for a person at a terminal; nothing at all in a log, a pipe or with --json."""
+    from rich.progress import Progress
+
+    return Progress(*columns, console=err_console, transient=True, disable=not (enabled and err_console.is_terminal))
+
+
 def ok(message: str) -> None:
     console.print(f"[green]✓[/] {escape(message)}")
+
+
+def done(as_json: bool, message: str, doc: Any) -> None:
+    """The end of an action: a ✓ line for people, or the same facts as one JSON document for scripts."""
+    if as_json:
+        print_json(doc)
+    else:
+        ok(message)
 
 
 def key_values(values: list[str], option: str, example: str) -> dict[str, list[str]]:

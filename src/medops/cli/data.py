@@ -7,9 +7,21 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from medops.cli.common import JsonOption, ReasonOption, cli_caller, console, ok, open_workspace, print_json, table
+from medops.cli.common import (
+    JsonOption,
+    ReasonOption,
+    cli_caller,
+    console,
+    done,
+    ok,
+    open_workspace,
+    plural,
+    print_json,
+    progress_bar,
+    table,
+)
 from medops.data import datasets
 from medops.data.datasets import DatasetInfo
 from medops.errors import InvalidInput
@@ -20,7 +32,7 @@ if TYPE_CHECKING:  # the data stack loads when a command needs it, not for --hel
 
 DEFAULT_CHUNK_ROWS = 100_000  # medops.data.sources.DEFAULT_CHUNK_ROWS (a test holds them equal)
 
-app = typer.Typer(help="Ingest sources into versioned, de-identified datasets; list, show and diff them.")
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 ProjectOption = typer.Option(None, "--project", "-p", help="Project file (default: medops.yaml here or above).")
 
@@ -62,15 +74,13 @@ def ingest_cmd(
     results: list[IngestResult] = []
     with open_workspace() as ws:
         for plan in plans:
-            with Progress(
+            with progress_bar(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 BarColumn(),
                 TextColumn("{task.completed:,} rows"),
                 TimeElapsedColumn(),
-                console=console,
-                transient=True,
-                disable=as_json,
+                enabled=not as_json,
             ) as bar:
                 task = bar.add_task(f"ingest {plan.name}", total=None)
                 result = ingest(
@@ -103,9 +113,12 @@ def _result_doc(result: IngestResult) -> dict[str, Any]:
 def _print_result(result: IngestResult) -> None:
     d = result.dataset
     state = "new version" if result.new else "unchanged: this version exists already, nothing stored"
-    ok(f"{d.ref}  {d.rows:,} rows × {d.column_count} columns  contract: {d.contract_result}  ({state})")
+    ok(
+        f"{d.ref}  {plural(d.rows, 'row')} × {plural(d.column_count, 'column')}  "
+        f"contract: {d.contract_result}  ({state})"
+    )
     if result.quarantine:
-        console.print(f"    quarantined  {result.quarantine.rows:,} rows as {escape(result.quarantine.ref)}")
+        console.print(f"    quarantined  {plural(result.quarantine.rows, 'row')} as {escape(result.quarantine.ref)}")
     contract = d.details.get("contract")
     if contract:
         _print_contract(contract, limit=3)
@@ -117,7 +130,8 @@ def _sample_line(sample: dict[str, Any]) -> str:
     """Row number, the failing column's value, the row's key (whole), then the rest of the row."""
     head = [f"row {sample.get('_row')}"]
     if "_column" in sample:
-        head.append(f"{sample['_column']} = {sample['_value']!r}")
+        value = sample["_value"]
+        head.append(f"{sample['_column']} = {'(missing)' if value is None else repr(value)}")
     key = sample.get("_key") or {}
     head += [f"{k}={v}" for k, v in key.items()]
     shown = {"_row", "_column", "_value", "_key", *key}
@@ -127,9 +141,9 @@ def _sample_line(sample: dict[str, Any]) -> str:
 
 def _print_contract(contract: dict[str, Any], limit: int = 5) -> None:
     for rule, count in contract.get("normalized", {}).items():
-        console.print(f"    normalized   {count:,} rows: {escape(rule)}")
+        console.print(f"    normalized   {plural(count, 'row')}: {escape(rule)}")
     for rule in contract.get("rules", []):
-        console.print(f"    [yellow]rule[/]         {escape(rule['rule'])}: {rule['failures']:,} rows")
+        console.print(f"    [yellow]rule[/]         {escape(rule['rule'])}: {plural(rule['failures'], 'row')}")
         for sample in rule.get("samples", [])[:limit]:
             console.print(f"                 {escape(_sample_line(sample))}")
     if contract.get("stale"):
@@ -195,7 +209,7 @@ def show_cmd(
         return
     console.print(f"[bold]{escape(d.name)}[/] @ {d.version}")
     console.print(
-        f"  {d.rows:,} rows × {d.column_count} columns, {d.size_bytes:,} bytes; "
+        f"  {plural(d.rows, 'row')} × {plural(d.column_count, 'column')}, {plural(d.size_bytes, 'byte')}; "
         f"created {d.created_at:%Y-%m-%d %H:%M} UTC by {escape(d.created_by)}"
     )
     for src in d.details.get("sources", []):
@@ -259,6 +273,7 @@ def _stats(p: dict[str, Any]) -> str:
 def use_cmd(
     ref: str = typer.Argument(..., help="NAME@VERSION: the version to make current."),
     reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Make an earlier version a dataset's current one (what NAME alone means from now on); audited.
 
@@ -268,7 +283,8 @@ def use_cmd(
 
     with open_workspace() as ws:
         info = use(ws, ref, actor=cli_caller(ws).user, reason=reason)
-    ok(f"{info.name} now means {info.ref} ({info.rows:,} rows, ingested {info.created_at:%Y-%m-%d %H:%M})")
+    when = f"{info.created_at:%Y-%m-%d %H:%M}"
+    done(as_json, f"{info.name} now means {info.ref} ({plural(info.rows, 'row')}, ingested {when})", _summary(info))
 
 
 @app.command("diff", epilog="Example:  medops data diff observations@3f2a9c observations")

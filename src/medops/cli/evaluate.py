@@ -8,7 +8,17 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, cli_caller, console, ok, open_workspace, print_json, table
+from medops.cli.common import (
+    JsonOption,
+    cli_caller,
+    console,
+    done,
+    open_workspace,
+    plural,
+    print_json,
+    progress_bar,
+    table,
+)
 from medops.cli.data import ProjectOption, project_at
 from medops.errors import InvalidInput
 
@@ -16,7 +26,7 @@ EPILOG = (
     "Examples:  medops evaluate   ·   medops evaluate RUN --champion PRODUCTION_RUN --out reports/   ·   "
     "medops evaluations list   ·   medops evaluations export EVAL --predictions preds.csv"
 )
-app = typer.Typer(help="Stored clinical validations: list them, show one's gates, export its per-row predictions.")
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 
 def evaluate(
@@ -40,7 +50,7 @@ def evaluate(
     validation report and the model card are written to --out and kept in the artifact
     store. Exits 1 when a gate fails.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from medops.pipelines.evaluate import evaluate_from_project
 
@@ -48,7 +58,7 @@ def evaluate(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with (
         open_workspace() as ws,
-        Progress(*columns, console=console, transient=True, disable=as_json) as bar,
+        progress_bar(*columns, enabled=not as_json) as bar,
     ):
         tasks: dict[str, Any] = {}
 
@@ -219,6 +229,7 @@ def export_cmd(
     predictions: Path = typer.Option(
         ..., "--predictions", help="Write every test row's outcome, score and decision here (.csv or .parquet)."
     ),
+    as_json: bool = JsonOption,
 ) -> None:
     """Write an evaluation's per-row test predictions (pseudonymized ids only), to recompute its numbers.
 
@@ -234,7 +245,8 @@ def export_cmd(
     with open_workspace() as ws:
         table = read_predictions(ws, ref, actor=cli_caller(ws).user)
     write_atomic_bytes(path, _encode(table, path.suffix.lower()))
-    ok(f"{table.num_rows:,} predictions written to {path}")
+    doc = {"predictions": table.num_rows, "path": str(path)}
+    done(as_json, f"{plural(table.num_rows, 'prediction')} written to {path}", doc)
 
 
 def _encode(table: Any, suffix: str) -> bytes:

@@ -19,7 +19,9 @@ from medops.cli.common import (
     key_values,
     ok,
     open_workspace,
+    plural,
     print_json,
+    progress_bar,
     table,
 )
 from medops.cli.data import ProjectOption, project_at
@@ -29,7 +31,7 @@ if TYPE_CHECKING:  # the feature store (DuckDB, pandas) loads when a command nee
     from medops.features import FeatureView
     from medops.features.store import AppliedView
 
-app = typer.Typer(help="Feature views: apply, training sets, online materialization, lookups and consistency checks.")
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 ExecutorOption = typer.Option(
     None, "--executor", help=f"{EXECUTORS.choices()} (default: the workspace's executor setting)."
@@ -37,14 +39,7 @@ ExecutorOption = typer.Option(
 
 
 def _progress(enabled: bool) -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not enabled,
-    )
+    return progress_bar(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), enabled=enabled)
 
 
 @app.command("apply", epilog="Examples:  medops features apply   ·   medops features apply labs -r 'add creatinine'")
@@ -82,7 +77,7 @@ def apply_cmd(
         state = "new version" if r.new else "unchanged"
         stats = r.view.stats
         ok(
-            f"{r.view.ref}  {r.view.rows:,} rows, {stats.get('entities', 0):,} entities  "
+            f"{r.view.ref}  {plural(r.view.rows, 'row')}, {plural(stats.get('entities', 0), 'entity')}  "
             f"from {r.view.definition['source_ref']}  ({state})"
         )
 
@@ -97,9 +92,15 @@ def list_cmd(project: Path | None = ProjectOption, as_json: bool = JsonOption) -
     newest: dict[str, AppliedView] = {}
     for version in applied:
         newest.setdefault(version.name, version)
+    from medops.pipelines.project import ProjectError, find_project
+
     declared: dict[str, FeatureView] = {}
     try:
-        declared = dict(project_at(project).features.views)
+        found = project or find_project()
+    except ProjectError:  # no project file here: the applied views alone
+        found = None
+    try:
+        declared = dict(project_at(found).features.views) if found else {}
     except InvalidInput:
         if project is not None:
             raise
@@ -154,8 +155,8 @@ def show_cmd(view: str = typer.Argument(..., help="View name."), as_json: bool =
     )
     s = latest.stats
     console.print(
-        f"  {s.get('rows', 0):,} rows, {s.get('entities', 0):,} entities, events {s.get('first_event') or '-'} to "
-        f"{s.get('last_event') or '-'}"
+        f"  {plural(s.get('rows', 0), 'row')}, {plural(s.get('entities', 0), 'entity')}, "
+        f"events {s.get('first_event') or '-'} to {s.get('last_event') or '-'}"
     )
     missing = s.get("missing_share", {})
     rows = []
@@ -197,7 +198,9 @@ def _days(seconds: Any) -> str:
 @app.command("materialize", epilog="Examples:  medops features materialize   ·   medops features materialize labs")
 def materialize_cmd(
     views: list[str] = typer.Argument(None, help="View names (default: every view of the project)."),
-    as_of: str | None = typer.Option(None, "--as-of", help="ISO time the values are computed at (default: now)."),
+    as_of: str | None = typer.Option(
+        None, "--as-of", metavar="TIME", help="ISO time the values are computed at (default: now)."
+    ),
     project: Path | None = ProjectOption,
     executor: str | None = ExecutorOption,
     reason: str | None = ReasonOption,
@@ -219,14 +222,14 @@ def materialize_cmd(
                 views=views or None,
                 as_of=moment,
                 reason=reason,
-                progress=lambda view, rows: bar.update(task, description=f"{view}: {rows:,} entities"),
+                progress=lambda view, rows: bar.update(task, description=f"{view}: {plural(rows, 'entity')}"),
                 actor=cli_caller(ws).user,
             )
     if as_json:
         print_json(written)
         return
     for view, rows in written.items():
-        ok(f"{view}: {rows:,} entities written to the online store")
+        ok(f"{view}: {plural(rows, 'entity')} written to the online store")
 
 
 def _parse_time(text: str, option: str) -> datetime:
@@ -243,9 +246,11 @@ def _parse_time(text: str, option: str) -> datetime:
 )
 def get_cmd(
     features: list[str] = typer.Argument(..., help="view, view:feature or an on-demand feature."),
-    entity: list[str] = typer.Option(..., "--entity", "-e", help="ENTITY=ID; repeat for several ids."),
+    entity: list[str] = typer.Option(
+        ..., "--entity", "-e", metavar="ENTITY=ID", help="ENTITY=ID; repeat for several ids."
+    ),
     request: list[str] = typer.Option(
-        [], "--request", help="FIELD=VALUE of the request payload, for on-demand features."
+        [], "--request", metavar="FIELD=VALUE", help="FIELD=VALUE of the request payload, for on-demand features."
     ),
     project: Path | None = ProjectOption,
     as_json: bool = JsonOption,
@@ -312,7 +317,7 @@ def check_cmd(
         )
     else:
         for view, count in report.checked.items():
-            console.print(f"  {escape(view)}: {count} sampled, compared")
+            console.print(f"  {escape(view)}: {plural(count, 'entity')} sampled, compared")
         for view in report.not_materialized:
             console.print(f"  [yellow]{escape(view)}: not materialized, not compared[/]")
         for d in report.differences[:20]:
@@ -323,7 +328,7 @@ def check_cmd(
         if report.ok:
             ok("online and offline agree; on-demand features agree batch and row by row")
         else:
-            console.print(f"[red]✗[/] {len(report.differences)} differences")
+            console.print(f"[red]✗[/] {plural(len(report.differences), 'difference')}")
     if not report.ok:
         raise typer.Exit(1)
 
@@ -336,8 +341,10 @@ def check_cmd(
 def training_set_cmd(
     name: str = typer.Argument(..., help="Name of the dataset to store the training set as."),
     features: list[str] = typer.Argument(..., help="view, view:feature or an on-demand feature."),
-    labels: str = typer.Option(..., "--labels", help="Labels dataset: NAME or NAME@VERSION."),
-    timestamp: str = typer.Option(..., "--timestamp", help="Labels column with each row's prediction time."),
+    labels: str = typer.Option(..., "--labels", metavar="DATASET", help="Labels dataset: NAME or NAME@VERSION."),
+    timestamp: str = typer.Option(
+        ..., "--timestamp", metavar="COLUMN", help="Labels column with each row's prediction time."
+    ),
     no_backfill_guard: bool = typer.Option(
         False, "--no-backfill-guard", help="Also use rows created after the label time (recorded; leaks backfills)."
     ),
@@ -366,4 +373,4 @@ def training_set_cmd(
         print_json({"dataset": info.ref, "version": info.version, "rows": info.rows, "new": new})
         return
     state = "new version" if new else "unchanged"
-    ok(f"{info.ref}  {info.rows:,} rows × {info.column_count} columns  ({state})")
+    ok(f"{info.ref}  {plural(info.rows, 'row')} × {plural(info.column_count, 'column')}  ({state})")

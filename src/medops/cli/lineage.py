@@ -12,7 +12,7 @@ from medops.errors import InvalidInput, NotFound
 from medops.store.database import Database
 from medops.store.lineage import Edge, nodes_matching, walk
 
-app = typer.Typer(help="The lineage graph: source files, datasets and what later steps made from them.")
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 NODE_KINDS = ("file", "query", "dataset", "featureview", "run", "evaluation", "model")
 
 

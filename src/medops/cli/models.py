@@ -15,6 +15,7 @@ from medops.cli.common import (
     ReasonOption,
     cli_caller,
     console,
+    done,
     key_values,
     ok,
     open_workspace,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from medops.caller import Caller
     from medops.services.registry import RegistryService
 
-app = typer.Typer(help="The model registry: versions, approvals, stages and aliases, rollback, history.")
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 
 @contextmanager
@@ -52,6 +53,7 @@ def register_cmd(
     approvals: list[str] = typer.Option(
         [],
         "--approval",
+        metavar="ROLE",
         help="A role that must sign besides those the validation policy requires (it can't remove any); repeatable.",
     ),
     evaluation: str | None = typer.Option(
@@ -138,12 +140,13 @@ def approve_cmd(
     ref: str = typer.Argument(..., help="NAME:VERSION."),
     role: str = typer.Option(..., "--role", help="The required role you sign for (you must hold it)."),
     password_stdin: bool = PasswordStdin,
+    as_json: bool = JsonOption,
 ) -> None:
     """Sign "approved for production" for one required role (your password is checked, Part 11)."""
     decision = _decide(
         ref, password_stdin, lambda registry, caller, password: registry.approve(caller, ref, password, role)
     )
-    ok(f"{decision.username} signed {ref} as {decision.role}: approved for production")
+    done(as_json, f"{decision.username} signed {ref} as {decision.role}: approved for production", decision.to_json())
 
 
 @app.command("reject", epilog="Examples:  medops models reject readmission:2 --role validator -r 'too few women'")
@@ -152,12 +155,13 @@ def reject_cmd(
     role: str = typer.Option(..., "--role", help="The required role you decide for."),
     reason: str = typer.Option(..., "--reason", "-r", help="Why: recorded with the signed decision."),
     password_stdin: bool = PasswordStdin,
+    as_json: bool = JsonOption,
 ) -> None:
     """Sign a rejection with its reason; per role the latest decision counts."""
     decision = _decide(
         ref, password_stdin, lambda registry, caller, password: registry.reject(caller, ref, password, role, reason)
     )
-    ok(f"{decision.username} rejected {ref} as {decision.role}: {reason}")
+    done(as_json, f"{decision.username} rejected {ref} as {decision.role}: {reason}", decision.to_json())
 
 
 @app.command(
@@ -168,6 +172,7 @@ def accept_evaluation_cmd(
     ref: str = typer.Argument(..., help="NAME:VERSION of an imported version."),
     reason: str = typer.Option(..., "--reason", "-r", help="What you reviewed: recorded with the signed acceptance."),
     password_stdin: bool = PasswordStdin,
+    as_json: bool = JsonOption,
 ) -> None:
     """As a validator, accept the exporting workspace's evaluation of an imported version (signed, Part 11).
 
@@ -178,7 +183,8 @@ def accept_evaluation_cmd(
         password_stdin,
         lambda registry, caller, password: registry.accept_evaluation(caller, ref, password, reason),
     )
-    ok(f"{decision.username} accepted the exporting workspace's evaluation of {ref}")
+    message = f"{decision.username} accepted the exporting workspace's evaluation of {ref}"
+    done(as_json, message, decision.to_json())
 
 
 def _decide(ref: str, password_stdin: bool, sign: Any) -> Any:
@@ -209,7 +215,7 @@ def approvals_cmd(ref: str = typer.Argument(..., help="NAME:VERSION."), as_json:
 )
 def promote_cmd(
     ref: str = typer.Argument(..., help="NAME:VERSION."),
-    to: str = typer.Option(..., "--to", help="staging, production or archived."),
+    to: str = typer.Option(..., "--to", metavar="STAGE", help="staging, production or archived."),
     reason: str | None = ReasonOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -240,12 +246,14 @@ def alias_cmd(
     alias: str = typer.Argument(..., help="A free alias: champion, challenger, ..."),
     remove: bool = typer.Option(False, "--remove", help="Remove the alias instead."),
     reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Point a free alias at a version (ml_engineer or admin); audited and kept in the history."""
     with _registry() as (registry, caller):
         move = registry.set_alias(caller, ref, alias, remove=remove, reason=reason)
     name = ref.partition(":")[0]
-    ok(f"{name}: {alias} -> {move.version if move.version is not None else 'removed'} (was {move.previous})")
+    now = move.version if move.version is not None else "removed"
+    done(as_json, f"{name}: {alias} -> {now} (was {move.previous or 'unset'})", move.to_json())
 
 
 @app.command("history", epilog="Examples:  medops models history readmission --at 2026-11-20T09:00")
@@ -281,11 +289,13 @@ def history_cmd(
 def export_cmd(
     ref: str = typer.Argument(..., help="NAME:VERSION."),
     file: Path = typer.Argument(..., help="The bundle file to write."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Write a version's signed bundle (verified first) to take to another workspace or a server."""
     with _registry() as (registry, caller):
         info = registry.export(caller, ref, file.expanduser())
-    ok(f"wrote {file} ({info.ref}, bundle sha256:{info.artifact_sha256[:12]})")
+    message = f"wrote {file} ({info.ref}, bundle sha256:{info.artifact_sha256[:12]})"
+    done(as_json, message, {**info.to_json(), "file": str(file)})
 
 
 @app.command("import", epilog="Examples:  medops models import readmission-2.medops --name readmission_30d")
@@ -293,7 +303,10 @@ def import_cmd(
     file: Path = typer.Argument(..., help="A bundle file exported by a workspace whose key this one trusts."),
     name: str | None = typer.Option(None, "--name", help="Register it under this name (default: its own)."),
     approvals: list[str] = typer.Option(
-        [], "--approval", help="A role that must sign besides those this workspace's policy requires; repeatable."
+        [],
+        "--approval",
+        metavar="ROLE",
+        help="A role that must sign besides those this workspace's policy requires; repeatable.",
     ),
     as_json: bool = JsonOption,
 ) -> None:
@@ -311,21 +324,26 @@ def import_cmd(
 
 
 @app.command("public-key", epilog="Examples:  medops models public-key > site-a.pub")
-def public_key_cmd() -> None:
+def public_key_cmd(as_json: bool = JsonOption) -> None:
     """This workspace's public key: give it to the workspaces that will import its bundles."""
     with _registry() as (registry, caller):
-        console.print(registry.public_key(caller))
+        key = registry.public_key(caller)
+    if as_json:
+        print_json({"public_key": key})
+    else:
+        console.print(key)
 
 
 @app.command("trust-key", epilog="Examples:  medops models trust-key \"$(cat site-a.pub)\" --note 'Site A research'")
 def trust_key_cmd(
     key: str = typer.Argument(..., help="Another workspace's public key (medops models public-key there)."),
     note: str = typer.Option(..., "--note", help="Whose key it is: recorded and audited."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Accept bundles signed by another workspace (admin only)."""
     with _registry() as (registry, caller):
         kid = registry.trust_key(caller, key, note=note)
-    ok(f"bundles signed by key {kid} are now accepted here")
+    done(as_json, f"bundles signed by key {kid} are now accepted here", {"key_id": kid, "note": note})
 
 
 def _moves(name: str, moves: list[Any], as_json: bool) -> None:

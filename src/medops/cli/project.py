@@ -1,20 +1,20 @@
-"""`medops project`: check the project file before anything runs from it."""
+"""`medops project`: check the project file before anything runs from it; add one from a template."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 
-from medops.cli.common import console, ok
+from medops.cli.common import JsonOption, console, done, ok, plural, print_json
 from medops.errors import InvalidInput
 
 if TYPE_CHECKING:
     from medops.pipelines.project import LoadedProject
 
-app = typer.Typer(help="The project file (medops.yaml): one reviewed declaration of a use case.")
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 
 @app.command(
@@ -24,6 +24,7 @@ app = typer.Typer(help="The project file (medops.yaml): one reviewed declaration
 def check(
     path: Path | None = typer.Argument(None, help="Project file (default: medops.yaml here or above)."),
     project: Path | None = typer.Option(None, "--project", "-p", help="Project file, as for the other commands."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Validate the project file and its contracts; errors name the line and the field.
 
@@ -37,28 +38,62 @@ def check(
     chosen = path or project
     loaded = load_project(chosen.expanduser() if chosen else find_project())
     spec = loaded.spec
+    sources: list[dict[str, Any]] = []
+    for name, source in spec.sources.items():
+        sources.append(
+            {
+                "name": name,
+                "format": source.format,
+                "path": source.path,
+                "exists": None if not source.path else loaded.resolve(source.path).is_file(),
+                "contract_version": loaded.contracts[name].version if name in loaded.contracts else None,
+                "deid_rules": len(spec.deidentify.tables[name].columns),
+            }
+        )
+    home, governing = _governing(loaded)
+    governs = None if governing is None else governing == loaded.path
+    if as_json:
+        print_json(
+            {
+                "valid": True,
+                "name": spec.name,
+                "path": str(loaded.path),
+                "sha256": loaded.sha256,
+                "intended_use": spec.intended_use,
+                "population": spec.population,
+                "sources": sources,
+                "workspace": str(home) if home else None,
+                "governing_project_file": str(governing) if governing else None,
+                "governs_production": governs,
+            }
+        )
+        return
     console.print(f"[bold]{escape(spec.name)}[/]  {escape(str(loaded.path))}  sha256:{loaded.sha256[:12]}")
     console.print(f"  intended use: {escape(spec.intended_use)}")
     console.print(f"  population:   {escape(spec.population)}")
-    missing = []
-    for name, source in spec.sources.items():
-        contract = f"contract v{loaded.contracts[name].version}" if name in loaded.contracts else "no contract"
-        where = source.path or "(sql query)"
-        if source.path and not loaded.resolve(source.path).is_file():
-            missing.append(f"sources.{name}: {loaded.resolve(source.path)} does not exist")
-        columns = len(spec.deidentify.tables[name].columns)
+    for s in sources:
+        contract = f"contract v{s['contract_version']}" if s["contract_version"] is not None else "no contract"
         console.print(
-            f"  source {escape(name):<20} {source.format:<8} {escape(where)}  ({contract}, {columns} de-id rules)"
+            f"  source {escape(s['name']):<20} {s['format']:<8} {escape(s['path'] or '(sql query)')}  "
+            f"({contract}, {plural(s['deid_rules'], 'de-id rule')})"
         )
-    if missing:
-        for line in missing:
-            console.print(f"[yellow]warning:[/] {escape(line)}")
-    _governs(loaded)
+    for s in sources:
+        if s["exists"] is False:
+            console.print(
+                f"[yellow]warning:[/] sources.{escape(s['name'])}: {loaded.resolve(s['path'])} does not exist"
+            )
+    if governs:
+        console.print(f"  governs production in the workspace at {escape(str(home))}")
+    elif governing is not None:
+        console.print(
+            f"  [yellow]not the workspace's project file[/] ({escape(str(governing))}): "
+            "evaluations made with it are exploratory and can't gate production"
+        )
     ok("project file is valid")
 
 
-def _governs(loaded: LoadedProject) -> None:
-    """Whether this file's policy gates production in the workspace around it (if not, its evaluations explore)."""
+def _governing(loaded: LoadedProject) -> tuple[Path | None, Path | None]:
+    """The workspace around us and its project file: the one whose policy gates production (others explore)."""
     from medops.config import load_settings
     from medops.errors import WorkspaceNotFound
     from medops.evaluation.governing import project_path
@@ -66,12 +101,37 @@ def _governs(loaded: LoadedProject) -> None:
     try:
         settings = load_settings()
     except WorkspaceNotFound:
-        return
-    governing = project_path(settings)
-    if governing.resolve() == loaded.path:
-        console.print(f"  governs production in the workspace at {escape(str(settings.home))}")
-    else:
-        console.print(
-            f"  [yellow]not the workspace's project file[/] ({escape(str(governing))}): "
-            "evaluations made with it are exploratory and can't gate production"
-        )
+        return None, None
+    return settings.home, project_path(settings).resolve()
+
+
+@app.command(
+    "new",
+    epilog="Examples:  medops project new --template readmission   ·   "
+    "medops project new studies/readmission --template readmission --patients 500",
+)
+def new(
+    directory: Path | None = typer.Argument(None, help="Folder for the project (default: the workspace's own)."),
+    template: str = typer.Option(..., "--template", help="Which template: readmission."),
+    patients: int = typer.Option(2000, "--patients", min=1, help="Synthetic patients in its raw data."),
+    seed: int = typer.Option(7, "--seed", help="Seed of the synthetic data."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Add a project from a template to the current workspace: medops.yaml, contracts, synthetic raw data.
+
+    It never overwrites a project file. In the workspace's own folder it becomes the project
+    that gates production; elsewhere its evaluations are exploratory.
+    """
+    from medops.cli.workspace import scaffold_template
+    from medops.config import find_home
+
+    home = find_home()
+    target = (directory.expanduser() if directory is not None else home).resolve()
+    files = scaffold_template(target, template, patients, seed)
+    done(
+        as_json,
+        f"project {template} in {target}: {plural(len(files), 'file')} (medops.yaml, contracts/, raw/ synthetic data)",
+        {"template": template, "directory": str(target), "workspace": str(home), "files": [str(f) for f in files]},
+    )
+    if not as_json:
+        console.print("Next: [bold]medops project check[/], then [bold]medops data ingest --all[/].")

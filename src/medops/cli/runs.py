@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, cli_caller, console, key_values, open_workspace, print_json, table
+from medops.cli.common import JsonOption, cell, cli_caller, console, key_values, open_workspace, print_json, table
 
-app = typer.Typer(help="Tracked runs: search them, show one, compare two.")
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 
 def _when(moment: Any) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
-def _number(value: Any) -> str:
+def _recorded(value: Any) -> Any:
+    """A parameter as recorded (text, JSON for numbers, lists and mappings), read back to be shown rounded."""
+    try:
+        return json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
+
+
+def _number(value: Any) -> str:  # six digits: where two runs are compared, small differences show
     return "" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
@@ -38,7 +47,7 @@ def metric_columns(filtered: list[str], present: set[str]) -> list[str]:
 def list_cmd(
     experiment: str | None = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
     state: str | None = typer.Option(None, "--state", help="running, finished, failed or killed."),
-    tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE; repeat to require several."),
+    tag: list[str] = typer.Option([], "--tag", metavar="KEY=VALUE", help="KEY=VALUE; repeat to require several."),
     metric: list[str] = typer.Option([], "--metric", help="METRIC<op>NUMBER (>, >=, <, <=, =, !=); repeatable."),
     trials: bool = typer.Option(False, "--trials", help="Include nested runs (tuning trials)."),
     limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="At most this many, newest first."),
@@ -81,7 +90,7 @@ def list_cmd(
         ["run", "experiment", "name", "state", "started (UTC)", "by", *keys],
         [
             [r.short, r.experiment, r.name, r.state, _when(r.started_at), r.created_by]
-            + [_number(r.metrics.get(k)) for k in keys]
+            + [cell(r.metrics.get(k)) for k in keys]
             for r in runs
         ],
     )
@@ -113,8 +122,8 @@ def show_cmd(
     )
     if info.parent_id:
         console.print(f"  trial of run {info.parent_id[:12]}")
-    table("parameters", ["name", "value"], sorted(info.params.items()))
-    table("metrics (latest)", ["name", "value"], [[k, _number(v)] for k, v in sorted(info.metrics.items())])
+    table("parameters", ["name", "value"], [[k, cell(_recorded(v))] for k, v in sorted(info.params.items())])
+    table("metrics (latest)", ["name", "value"], [[k, cell(v)] for k, v in sorted(info.metrics.items())])
     if info.tags:
         table("tags", ["name", "value"], sorted(info.tags.items()))
     if info.inputs:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from medops.cli.common import console, ok, table
+from medops.cli.common import JsonOption, err_console, ok, plural, print_json, table
 from medops.errors import InvalidInput
 from medops.synth.names import FORMATS, SCENARIOS
 
@@ -23,8 +23,9 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Same seed, same bytes."),
     scenario: str = typer.Option("baseline", "--scenario", help=f"One of: {', '.join(SCENARIOS)}."),
     fmt: str = typer.Option("csv", "--format", "-f", help=f"One of: {', '.join(FORMATS)}."),
-    start: str = typer.Option("2025-01-01", "--start", help="First day of the period (YYYY-MM-DD)."),
+    start: str = typer.Option("2025-01-01", "--start", metavar="DATE", help="First day of the period (YYYY-MM-DD)."),
     days: int = typer.Option(365, "--days", help="Length of the period in days; drift starts at its midpoint."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Generate patients, encounters, vitals and labs, medication fills, HCPs, notes and outcomes.
 
@@ -37,11 +38,15 @@ def synth(
         first_day = date.fromisoformat(start)
     except ValueError as exc:
         raise InvalidInput(f"--start {start!r} is not a date", hint="use YYYY-MM-DD") from exc
-    with console.status(f"generating {patients:,} patients ({scenario})…"):
+    with err_console.status(f"generating {plural(patients, 'patient')} ({scenario})…"):
         from medops.synth import generate, write  # NumPy and pandas: loaded when generating
 
         data = generate(patients, seed=seed, scenario=scenario, start=first_day, days=days)
-    with console.status(f"writing {fmt}…"):
+    with err_console.status(f"writing {fmt}…"):
         files = write(data, out, fmt)
+    if as_json:
+        rows = {name: len(frame) for name, frame in data.tables().items()}
+        print_json({"out": str(out), "files": [str(f) for f in files], "rows": rows})
+        return
     table(None, ["table", "rows"], [(name, f"{len(frame):,}") for name, frame in data.tables().items()])
-    ok(f"{len(files)} files in {out}")
+    ok(f"{plural(len(files), 'file')} in {out}")

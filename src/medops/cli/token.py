@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, ReasonOption, cli_caller, console, ok, open_workspace, print_json, table
+from medops.cli.common import JsonOption, ReasonOption, cli_caller, console, done, ok, open_workspace, print_json, table
 
-app = typer.Typer(help="API tokens: create (shown once), list, revoke.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from medops.identity.tokens import TokenView
+
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 
 @app.command(
@@ -22,12 +27,16 @@ def create(
     user: str | None = typer.Option(None, "--user", help="Owner (default: you; others need admin)."),
     expires_in_days: float | None = typer.Option(None, "--expires-in-days", help="Expire after this many days."),
     reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Create a token; its secret is printed once and never stored."""
     with open_workspace() as ws:
         view, secret = ws.tokens.create(
             cli_caller(ws).user, name, username=user, expires_in_days=expires_in_days, reason=reason
         )
+    if as_json:
+        print_json({**_token_doc(view), "secret": secret})
+        return
     ok(
         f"token {view.id} created for {view.username}"
         + (f", expires {view.expires_at:%Y-%m-%d %H:%M} UTC" if view.expires_at else "")
@@ -44,20 +53,7 @@ def list_tokens(
     with open_workspace() as ws:
         tokens = ws.tokens.list(cli_caller(ws).user, username=user)
     if as_json:
-        print_json(
-            [
-                {
-                    "id": t.id,
-                    "user": t.username,
-                    "name": t.name,
-                    "state": t.state,
-                    "created_at": t.created_at,
-                    "expires_at": t.expires_at,
-                    "revoked_at": t.revoked_at,
-                }
-                for t in tokens
-            ]
-        )
+        print_json([_token_doc(t) for t in tokens])
         return
     table(
         None,
@@ -78,9 +74,23 @@ def list_tokens(
 
 @app.command("revoke", epilog="Example:  medops token revoke 3f9a2c1b7d0e --reason 'laptop lost'")
 def revoke(
-    token_id: str = typer.Argument(..., help="Token id from `medops token list`."), reason: str | None = ReasonOption
+    token_id: str = typer.Argument(..., help="Token id from `medops token list`."),
+    reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Revoke a token at once; requests with it fail from now on."""
     with open_workspace() as ws:
         ws.tokens.revoke(cli_caller(ws).user, token_id, reason=reason)
-    ok(f"token {token_id} revoked")
+    done(as_json, f"token {token_id} revoked", {"id": token_id, "state": "revoked"})
+
+
+def _token_doc(t: TokenView) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "user": t.username,
+        "name": t.name,
+        "state": t.state,
+        "created_at": t.created_at,
+        "expires_at": t.expires_at,
+        "revoked_at": t.revoked_at,
+    }

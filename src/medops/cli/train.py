@@ -6,7 +6,19 @@ from pathlib import Path
 
 import typer
 
-from medops.cli.common import JsonOption, ReasonOption, cli_caller, console, key_values, ok, open_workspace, print_json
+from medops.cli.common import (
+    JsonOption,
+    ReasonOption,
+    cell,
+    cli_caller,
+    console,
+    key_values,
+    ok,
+    open_workspace,
+    plural,
+    print_json,
+    progress_bar,
+)
 from medops.cli.data import ProjectOption, project_at
 from medops.errors import InvalidInput
 from medops.training.estimators import trainer_names
@@ -56,7 +68,7 @@ def train(
     (`medops runs show RUN`), and the same data, settings and seed give the same model file.
     """
     import yaml
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from medops.pipelines.train import train_from_project
     from medops.training.tuning import TuneResult
@@ -88,7 +100,7 @@ def train(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with (
         open_workspace() as ws,
-        Progress(*columns, console=console, transient=True, disable=as_json or not tune) as bar,
+        progress_bar(*columns, enabled=tune and not as_json) as bar,
     ):
         task = bar.add_task("tuning", total=budget)
         result = train_from_project(
@@ -106,8 +118,9 @@ def train(
         return
     if isinstance(result, TuneResult):
         console.print(
-            f"  {result.trials} trials ({result.pruned} pruned), best validation AUROC {result.best_score:.3f}: "
-            f"{result.best_params}"
+            f"  {plural(result.trials, 'trial')} ({result.pruned} pruned), "
+            f"best validation AUROC {result.best_score:.3f}: "
+            f"{cell(result.best_params)}"
         )
     m = result.metrics
     ok(

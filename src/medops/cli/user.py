@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import typer
 
 from medops.cli.common import (
     JsonOption,
     ReasonOption,
     cli_caller,
-    ok,
+    done,
     open_workspace,
     print_json,
     read_secret,
@@ -16,7 +18,10 @@ from medops.cli.common import (
 )
 from medops.identity import parse_role, parse_roles
 
-app = typer.Typer(help="Users and roles (admins only change them; every change is audited).", no_args_is_help=True)
+if TYPE_CHECKING:
+    from medops.identity.users import UserView
+
+app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
 PasswordStdin = typer.Option(False, "--password-stdin", help="Read the password from stdin instead of a prompt.")
 
@@ -30,13 +35,14 @@ def add(
     role: list[str] | None = typer.Option(None, "--role", help="Role to grant; repeat or comma-separate."),
     password_stdin: bool = PasswordStdin,
     reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Add a user with roles: data_scientist, ml_engineer, validator, clinical_reviewer, auditor, admin."""
     roles = parse_roles(role)
     password = read_secret(None, from_stdin=password_stdin, prompt=f"Password for {username}", confirm=True)
     with open_workspace() as ws:
         view = ws.users.add(cli_caller(ws).user, username, name, password, roles, reason=reason)
-    ok(f"user {view.username} added with roles: {', '.join(view.roles) or 'none'}")
+    done(as_json, f"user {view.username} added with roles: {', '.join(view.roles) or 'none'}", _user_doc(view))
 
 
 @app.command("list", epilog="Example:  medops user list --json")
@@ -45,7 +51,7 @@ def list_users(as_json: bool = JsonOption) -> None:
     with open_workspace() as ws:
         users = ws.users.list(cli_caller(ws).user)
     if as_json:
-        print_json([{**u.audit_state(), "created_at": u.created_at.isoformat()} for u in users])
+        print_json([_user_doc(u) for u in users])
         return
     table(
         None,
@@ -64,39 +70,45 @@ def list_users(as_json: bool = JsonOption) -> None:
 
 
 @app.command("disable", epilog="Example:  medops user disable bob --reason 'left the company'")
-def disable(username: str = typer.Argument(...), reason: str | None = ReasonOption) -> None:
+def disable(username: str = typer.Argument(...), reason: str | None = ReasonOption, as_json: bool = JsonOption) -> None:
     """Disable a user: they can no longer act, sign or use tokens. Users are never deleted."""
     with open_workspace() as ws:
         ws.users.disable(cli_caller(ws).user, username, reason=reason)
-    ok(f"user {username} disabled")
+    done(as_json, f"user {username} disabled", {"username": username, "active": False})
 
 
 @app.command("enable", epilog="Example:  medops user enable bob --reason 'locked out after typos; identity checked'")
-def enable(username: str = typer.Argument(...), reason: str | None = ReasonOption) -> None:
-    """Enable a disabled or locked user again."""
+def enable(username: str = typer.Argument(...), reason: str | None = ReasonOption, as_json: bool = JsonOption) -> None:
+    """Enable a disabled or locked user again (admins); a locked user's count of failed logins starts again."""
     with open_workspace() as ws:
         ws.users.enable(cli_caller(ws).user, username, reason=reason)
-    ok(f"user {username} enabled")
+    done(as_json, f"user {username} enabled", {"username": username, "active": True})
 
 
 @app.command("grant", epilog="Example:  medops user grant carol validator --reason 'QA lead for study 12'")
 def grant(
-    username: str = typer.Argument(...), role: str = typer.Argument(...), reason: str | None = ReasonOption
+    username: str = typer.Argument(...),
+    role: str = typer.Argument(...),
+    reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Give a user a role."""
     with open_workspace() as ws:
         view = ws.users.grant(cli_caller(ws).user, username, parse_role(role), reason=reason)
-    ok(f"{username} now holds: {', '.join(view.roles)}")
+    done(as_json, f"{username} now holds: {', '.join(view.roles)}", _user_doc(view))
 
 
 @app.command("revoke", epilog="Example:  medops user revoke carol validator --reason 'moved teams'")
 def revoke(
-    username: str = typer.Argument(...), role: str = typer.Argument(...), reason: str | None = ReasonOption
+    username: str = typer.Argument(...),
+    role: str = typer.Argument(...),
+    reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Take a role away from a user."""
     with open_workspace() as ws:
         view = ws.users.revoke(cli_caller(ws).user, username, parse_role(role), reason=reason)
-    ok(f"{username} now holds: {', '.join(view.roles) or 'no roles'}")
+    done(as_json, f"{username} now holds: {', '.join(view.roles) or 'no roles'}", _user_doc(view))
 
 
 @app.command(
@@ -107,10 +119,15 @@ def passwd(
     username: str | None = typer.Argument(None, help="Whose password (default: your own)."),
     password_stdin: bool = PasswordStdin,
     reason: str | None = ReasonOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Change your password, or (as admin) reset someone else's."""
     with open_workspace() as ws:
         target = username or cli_caller(ws).user
         password = read_secret(None, from_stdin=password_stdin, prompt=f"New password for {target}", confirm=True)
         ws.users.set_password(cli_caller(ws).user, target, password, reason=reason)
-    ok(f"password of {target} changed")
+    done(as_json, f"password of {target} changed", {"username": target, "password": "changed"})
+
+
+def _user_doc(view: UserView) -> dict[str, Any]:
+    return {**view.audit_state(), "created_at": view.created_at.isoformat()}

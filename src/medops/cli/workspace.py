@@ -10,9 +10,10 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from medops.cli.common import console, err_console, ok, read_secret, table
+from medops.cli.common import JsonOption, console, err_console, ok, plural, print_json, read_secret, table
+from medops.config import CONFIG_FILE
 from medops.doctor import FAIL, OK, WARN, run_checks
-from medops.errors import InvalidInput
+from medops.errors import Conflict, InvalidInput
 from medops.filesystems import known_schemes
 from medops.pipelines.templates import templates
 from medops.workspace import init_workspace
@@ -23,6 +24,7 @@ INIT_EPILOG = (
     "medops init ./ws --admin ada --admin-name 'Ada Lovelace' --password-stdin < pw.txt   ·   "
     "medops init ./ws --metadata-url postgresql+psycopg://postgres@127.0.0.1:5432/medops"
 )
+DOCTOR_EPILOG = "Example:  MEDOPS_HOME=./ws medops doctor --no-config"
 
 
 def init(
@@ -39,14 +41,21 @@ def init(
     ),
     patients: int = typer.Option(2000, "--patients", min=1, help="Synthetic patients for --template."),
     seed: int = typer.Option(7, "--seed", help="Seed of the synthetic data for --template."),
+    force: bool = typer.Option(
+        False, "--force", help="Create it even in a folder that is not empty or lies inside another workspace."
+    ),
+    as_json: bool = JsonOption,
 ) -> None:
     """Create a workspace: medops.toml, metadata database, artifact folder, signing key, first admin.
 
     The admin password comes from --password-stdin, MEDOPS_ADMIN_PASSWORD, or a prompt; with
-    none of them and no terminal, a random one is generated and shown once.
+    none of them and no terminal, a random one is generated and shown once. The folder must be
+    empty (or new) and not inside another workspace, unless --force.
     """
     if template is not None and template not in templates():
         raise InvalidInput(f"unknown template {template!r}", hint=f"templates: {', '.join(templates())}")
+    if not force:
+        _refuse_crowded(directory.expanduser().resolve())
     generated = False
     if password_stdin or os.environ.get("MEDOPS_ADMIN_PASSWORD") or sys.stdin.isatty():
         password = read_secret(
@@ -63,13 +72,24 @@ def init(
         artifact_root=artifact_root,
     )
     ws.close()
+    files = scaffold_template(ws.settings.home, template, patients, seed) if template else []
+    if as_json:
+        print_json(
+            {
+                "home": str(ws.settings.home),
+                "metadata_url": ws.db.display_url,
+                "artifact_root": ws.settings.artifact_root,
+                "admin": admin,
+                "key_file": ws.settings.signing_key_file,
+                "password": password if generated else None,
+                "template": template,
+                "files": [str(f) for f in files],
+            }
+        )
+        return
     ok(f"workspace created in {ws.settings.home}")
     if template is not None:
-        with console.status(f"scaffolding the {template} project with {patients:,} synthetic patients…"):
-            from medops.pipelines.templates import scaffold
-
-            files = scaffold(ws.settings.home, template, patients=patients, seed=seed)
-        ok(f"project {template}: {len(files)} files (medops.yaml, contracts/, raw/ synthetic data)")
+        ok(f"project {template}: {plural(len(files), 'file')} (medops.yaml, contracts/, raw/ synthetic data)")
     console.print(f"  metadata   {escape(ws.db.display_url)}")
     console.print(f"  artifacts  {escape(ws.settings.artifact_root)}")
     console.print(f"  admin      {escape(admin)}")
@@ -82,14 +102,51 @@ def init(
         console.print("Next: [bold]medops doctor[/] to check it, [bold]medops user add[/] to add people.")
 
 
+def _refuse_crowded(home: Path) -> None:
+    """A workspace goes in an empty or new folder, not inside another workspace: files are not mixed by accident."""
+    if (home / CONFIG_FILE).exists():
+        return  # init_workspace says it is a workspace already
+    if home.is_dir() and any(home.iterdir()):
+        raise Conflict(
+            f"{home} is not empty", hint="use a new or empty folder, or --force to make the workspace here anyway"
+        )
+    outer = next((p for p in home.parents if (p / CONFIG_FILE).is_file()), None)
+    if outer is not None:
+        raise Conflict(
+            f"{home} is inside the workspace at {outer}",
+            hint="add a project to that workspace with `medops project new`, or --force for a nested workspace",
+        )
+
+
+def scaffold_template(home: Path, template: str, patients: int, seed: int) -> list[Path]:
+    """A template's project in ``home``, with a spinner on stderr while its synthetic data is generated."""
+    from medops.pipelines.templates import scaffold
+
+    with err_console.status(f"scaffolding the {template} project with {plural(patients, 'synthetic patient')}…"):
+        return scaffold(home, template, patients=patients, seed=seed)
+
+
 def doctor(
     show_config: bool = typer.Option(True, "--config/--no-config", help="Print the effective settings."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Check the workspace: config, database and schema, artifact store, signing key, servers.
 
     Exits 1 if any check fails; each failure says what to fix.
     """
     settings, checks = run_checks()
+    failed = [c for c in checks if c.status == FAIL]
+    if as_json:
+        print_json(
+            {
+                "ok": not failed,
+                "settings": dict(sorted(settings.redacted().items())) if settings is not None and show_config else None,
+                "checks": [{"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix} for c in checks],
+            }
+        )
+        if failed:
+            raise typer.Exit(1)
+        return
     if settings is not None and show_config:
         table("effective settings (secrets redacted)", ["setting", "value"], sorted(settings.redacted().items()))
     marks = {OK: "[green]ok[/]", WARN: "[yellow]warn[/]", FAIL: "[red]FAIL[/]"}
@@ -97,13 +154,7 @@ def doctor(
         console.print(f"{marks[check.status]:>14}  {escape(check.name)}: {escape(check.detail)}")
         if check.fix:
             console.print(f"{'':>6}fix: {escape(check.fix)}")
-    failed = [c for c in checks if c.status == FAIL]
     if failed:
-        err_console.print(f"[red]{len(failed)} check(s) failed[/]")
+        err_console.print(f"[red]{plural(len(failed), 'check')} failed[/]")
         raise typer.Exit(1)
     ok("all checks passed")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("init", epilog=INIT_EPILOG)(init)
-    app.command("doctor", epilog="Example:  MEDOPS_HOME=./ws medops doctor --no-config")(doctor)

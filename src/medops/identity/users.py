@@ -184,7 +184,7 @@ class UserService:
             return f"no user {actor!r} in this workspace (set MEDOPS_USER to a user name)"
         active, held = standing
         if not active:
-            return f"user {actor!r} is disabled"
+            return _inactive(actor, UserRepository(session).get(actor).failed_logins)
         if allow_self is not None and actor == allow_self:
             return None
         if held & {r.value for r in roles}:
@@ -309,18 +309,22 @@ class UserService:
                     UserRepository(ch.session).get(username).failed_logins = 0
                     ch.before, ch.after = {"failed_logins": failures}, {"failed_logins": 0}
             return view
-        self._record_failure(username, purpose, known=view is not None, active=bool(view and view.active))
+        failures = self._record_failure(username, purpose, known=view is not None, active=bool(view and view.active))
+        if failures >= MAX_FAILED_LOGINS:  # locked now, or before: the right password can't help until an admin acts
+            hint = f"an admin unlocks it with: medops user enable {username}"
+            raise AuthenticationFailed(_inactive(username, failures), hint=hint)
         raise AuthenticationFailed(
             f"authentication failed for {username!r}",
             hint="check the user name and password; repeated failures lock the account",
         )
 
-    def _record_failure(self, username: str, purpose: str, *, known: bool, active: bool) -> None:
+    def _record_failure(self, username: str, purpose: str, *, known: bool, active: bool) -> int:
+        """Audit a failed authentication; the user's failures in a row so far (0 for an unknown name)."""
         with self.trail.change(username, "auth.failed", "user", username, reason=purpose) as ch:
             user = UserRepository(ch.session).find(username) if known else None
             if user is None:
                 ch.after = {"known_user": False}
-                return
+                return 0
             user.failed_logins += 1
             ch.after = {"failed_logins": user.failed_logins, "active": user.active}
         if user is not None and active and user.failed_logins >= MAX_FAILED_LOGINS:
@@ -330,3 +334,14 @@ class UserService:
                 locked = UserRepository(ch.session).get(username)
                 locked.active = False
                 ch.before, ch.after = {"active": True}, {"active": False}
+        return user.failed_logins
+
+
+def _inactive(username: str, failures: int) -> str:
+    """Why an inactive user can't act, and who can change that: an admin, always."""
+    if failures >= MAX_FAILED_LOGINS:
+        return (
+            f"user {username!r} is locked after {MAX_FAILED_LOGINS} failed authentications in a row; "
+            "an admin can unlock it (enable the user)"
+        )
+    return f"user {username!r} is disabled; an admin can enable it"

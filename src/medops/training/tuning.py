@@ -138,7 +138,9 @@ def tune(
     fit_part, valid_part = train_side.iloc[inner.train], train_side.iloc[inner.test]
     check_training_data(fit_part, config.features, config.label)
     check_training_data(valid_part, config.features, config.label)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A failed trial's error (Ctrl-C included) ends the search and reaches the caller, who reports it once;
+    # optuna's own warning about it would print its traceback first.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=config.seed),
