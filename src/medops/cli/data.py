@@ -22,8 +22,6 @@ from medops.cli.common import (
     progress_bar,
     table,
 )
-from medops.data import datasets
-from medops.data.datasets import DatasetInfo
 from medops.errors import InvalidInput
 
 if TYPE_CHECKING:  # the data stack loads when a command needs it, not for --help
@@ -67,12 +65,13 @@ def ingest_cmd(
         raise InvalidInput(
             "name the sources to ingest, or give --all", hint=f"sources: {', '.join(loaded.spec.sources)}"
         )
-    from medops.data.ingest import ingest
     from medops.pipelines.ingest import table_plan
+    from medops.services import Services
 
     plans = [table_plan(loaded, name) for name in names]
     results: list[IngestResult] = []
     with open_workspace() as ws:
+        data, caller = Services(ws).data, cli_caller(ws)
         for plan in plans:
             with progress_bar(
                 SpinnerColumn(),
@@ -83,31 +82,18 @@ def ingest_cmd(
                 enabled=not as_json,
             ) as bar:
                 task = bar.add_task(f"ingest {plan.name}", total=None)
-                result = ingest(
-                    ws,
+                result = data.ingest(
+                    caller,
                     plan,
                     reason=reason,
                     chunk_rows=chunk_rows,
                     progress=lambda rows, task=task: bar.update(task, completed=rows),  # type: ignore[misc]
-                    actor=cli_caller(ws).user,
                 )
             results.append(result)
             if not as_json:
                 _print_result(result)
     if as_json:
-        print_json([_result_doc(r) for r in results])
-
-
-def _result_doc(result: IngestResult) -> dict[str, Any]:
-    return {
-        "dataset": result.dataset.ref,
-        "version": result.dataset.version,
-        "rows": result.dataset.rows,
-        "new": result.new,
-        "contract": result.dataset.contract_result,
-        "quarantine": result.quarantine.ref if result.quarantine else None,
-        "quarantined_rows": result.quarantine.rows if result.quarantine else 0,
-    }
+        print_json([r.to_json() for r in results])
 
 
 def _print_result(result: IngestResult) -> None:
@@ -157,12 +143,12 @@ def list_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Dataset versions, newest first; * marks each dataset's current version (what NAME alone means)."""
+    from medops.services import Services
+
     with open_workspace() as ws:
-        rows = datasets.list_versions(ws.db, name, limit)
-        current = datasets.current_versions(ws.db)
-    marks = [current.get(d.name) == d.version for d in rows]
+        found = Services(ws).data.versions(cli_caller(ws), name, limit)
     if as_json:
-        print_json([{**_summary(d), "current": mark} for d, mark in zip(rows, marks, strict=True)])
+        print_json([v.to_json() for v in found])
         return
     table(
         None,
@@ -177,23 +163,9 @@ def list_cmd(
                 f"{d.created_at:%Y-%m-%d %H:%M}",
                 d.created_by,
             )
-            for d, mark in zip(rows, marks, strict=True)
+            for d, mark in ((v.info, v.current) for v in found)
         ],
     )
-
-
-def _summary(d: DatasetInfo) -> dict[str, Any]:
-    return {
-        "name": d.name,
-        "version": d.version,
-        "kind": d.kind,
-        "rows": d.rows,
-        "columns": d.column_count,
-        "size_bytes": d.size_bytes,
-        "contract": d.contract_result,
-        "created_at": d.created_at.isoformat(),
-        "created_by": d.created_by,
-    }
 
 
 @app.command("show", epilog="Examples:  medops data show encounters   ·   medops data show encounters@3f2a9c --json")
@@ -202,11 +174,14 @@ def show_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Schema, column profile, sources, contract report and de-identification report."""
+    from medops.services import Services
+
     with open_workspace() as ws:
-        d = datasets.get(ws.db, ref)
+        detail = Services(ws).data.show(cli_caller(ws), ref)
     if as_json:
-        print_json({**_summary(d), **d.details})
+        print_json(detail.to_json())
         return
+    d = detail.info
     console.print(f"[bold]{escape(d.name)}[/] @ {d.version}")
     console.print(
         f"  {plural(d.rows, 'row')} × {plural(d.column_count, 'column')}, {plural(d.size_bytes, 'byte')}; "
@@ -279,12 +254,12 @@ def use_cmd(
 
     Ingesting content identical to an earlier version makes that version current too.
     """
-    from medops.data.datasets import use
+    from medops.services import Services
 
     with open_workspace() as ws:
-        info = use(ws, ref, actor=cli_caller(ws).user, reason=reason)
+        info = Services(ws).data.use(cli_caller(ws), ref, reason=reason)
     when = f"{info.created_at:%Y-%m-%d %H:%M}"
-    done(as_json, f"{info.name} now means {info.ref} ({plural(info.rows, 'row')}, ingested {when})", _summary(info))
+    done(as_json, f"{info.name} now means {info.ref} ({plural(info.rows, 'row')}, ingested {when})", info.to_json())
 
 
 @app.command("diff", epilog="Example:  medops data diff observations@3f2a9c observations")
@@ -294,11 +269,13 @@ def diff_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Schema and statistics that differ between two dataset versions."""
+    from medops.services import Services
+
     with open_workspace() as ws:
-        result = datasets.diff(datasets.get(ws.db, a), datasets.get(ws.db, b))
-    changes = [(c.column, c.change, _fmt(c.before), _fmt(c.after)) for c in result.schema + result.stats]
+        found = Services(ws).data.diff(cli_caller(ws), a, b)
+    result, changes = found.diff, found.changes
     if as_json:
-        print_json({"a": result.a.ref, "b": result.b.ref, "identical": result.identical, "changes": changes})
+        print_json(found.to_json())
         return
     console.print(f"{escape(result.a.ref)} → {escape(result.b.ref)}")
     if result.identical:
@@ -308,9 +285,3 @@ def diff_cmd(
         ok("same schema and statistics")
         return
     table(None, ["column", "what", "before", "after"], changes)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return "" if value is None else str(value)

@@ -137,27 +137,12 @@ def list_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Evaluations, newest first."""
-    from medops.evaluation.records import list_for
-    from medops.training import Tracker
+    from medops.services import Services
 
     with open_workspace() as ws:
-        run_id = Tracker(ws).get(run).id if run else None
-        found = list_for(ws, run_id, limit)
-    rows: list[dict[str, Any]] = [
-        {
-            "id": e.id,
-            "run": e.run_id,
-            "passed": e.passed,
-            "governing": e.governing,
-            "policy_sha256": e.policy_sha256,
-            "champion": e.champion_run_id,
-            "created_at": e.created_at.isoformat(),
-            "created_by": e.created_by,
-        }
-        for e in found
-    ]
+        found = Services(ws).evaluation.list(cli_caller(ws), run=run, limit=limit)
     if as_json:
-        print_json(rows)
+        print_json([e.to_json() for e in found])
         return
     table(
         None,
@@ -187,33 +172,17 @@ def show_cmd(
 ) -> None:
     """One evaluation's gates; optionally its report, read back verified from the artifact store."""
     from medops.atomic import write_atomic
-    from medops.evaluation.records import get
+    from medops.services import Services
 
     with open_workspace() as ws:
-        info = get(ws, ref)
+        evaluations, caller = Services(ws).evaluation, cli_caller(ws)
+        detail = evaluations.show(caller, ref)
         if report is not None:
-            write_atomic(report.expanduser(), ws.artifacts.read_bytes(info.report).decode())
+            write_atomic(report.expanduser(), evaluations.report_html(caller, ref))
     if as_json:
-        print_json(
-            {
-                "id": info.id,
-                "run": info.run_id,
-                "passed": info.passed,
-                "governing": info.governing,
-                "policy_sha256": info.policy_sha256,
-                "champion": info.champion_run_id,
-                "created_at": info.created_at.isoformat(),
-                "created_by": info.created_by,
-                "gates": info.gates,
-                "artifacts": {
-                    "document": info.document,
-                    "report": info.report,
-                    "card_markdown": info.card_markdown,
-                    "card_html": info.card_html,
-                },
-            }
-        )
+        print_json(detail.to_json())
         return
+    info = detail.info
     console.print(f"evaluation {info.id} of run {info.run_id[:12]}: {'PASSED' if info.passed else 'FAILED'}")
     if not info.governing:
         console.print(f"exploratory: policy {info.policy_sha256[:12]} is not the workspace's; it can't gate production")
@@ -237,13 +206,13 @@ def export_cmd(
     decision at the evaluation's threshold, and each subgroup attribute. Audited.
     """
     from medops.atomic import write_atomic_bytes
-    from medops.evaluation.records import predictions as read_predictions
+    from medops.services import Services
 
     path = predictions.expanduser()
     if path.suffix.lower() not in (".csv", ".parquet"):
         raise InvalidInput(f"{path}: write predictions to a .csv or a .parquet file")
     with open_workspace() as ws:
-        table = read_predictions(ws, ref, actor=cli_caller(ws).user)
+        table = Services(ws).evaluation.predictions(cli_caller(ws), ref)
     write_atomic_bytes(path, _encode(table, path.suffix.lower()))
     doc = {"predictions": table.num_rows, "path": str(path)}
     done(as_json, f"{plural(table.num_rows, 'prediction')} written to {path}", doc)

@@ -49,6 +49,20 @@ class DatasetInfo:
     def short(self) -> str:
         return self.version[:12]
 
+    def to_json(self) -> dict[str, Any]:
+        """The summary a listing shows; ``details`` (profile, sources, reports) is added by `show`."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "kind": self.kind,
+            "rows": self.rows,
+            "columns": self.column_count,
+            "size_bytes": self.size_bytes,
+            "contract": self.contract_result,
+            "created_at": self.created_at.isoformat(),
+            "created_by": self.created_by,
+        }
+
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.short}"

@@ -90,6 +90,17 @@ class IngestResult:
     deid: DeidReport
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset.ref,
+            "version": self.dataset.version,
+            "rows": self.dataset.rows,
+            "new": self.new,
+            "contract": self.dataset.contract_result,
+            "quarantine": self.quarantine.ref if self.quarantine else None,
+            "quarantined_rows": self.quarantine.rows if self.quarantine else 0,
+        }
+
 
 def source_kind(source: Source) -> str:
     kinds = {CsvSource: "csv", ParquetSource: "parquet", FhirNdjsonSource: "fhir", SqlSource: "sql"}

@@ -50,6 +50,19 @@ class EvaluationInfo:
     def short(self) -> str:
         return self.id[:12]
 
+    def to_json(self) -> dict[str, Any]:
+        """The summary a listing shows; `show` adds the gates and the stored artifacts."""
+        return {
+            "id": self.id,
+            "run": self.run_id,
+            "passed": self.passed,
+            "governing": self.governing,
+            "policy_sha256": self.policy_sha256,
+            "champion": self.champion_run_id,
+            "created_at": self.created_at.isoformat(),
+            "created_by": self.created_by,
+        }
+
 
 def evaluation_node(evaluation_id: str) -> str:
     return f"evaluation:{evaluation_id}"

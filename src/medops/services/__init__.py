@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from medops.platform import Platform
     from medops.services.audit import AuditService
+    from medops.services.data import DataService
+    from medops.services.evaluation import EvaluationService
     from medops.services.features import FeatureService
     from medops.services.registry import RegistryService
 
@@ -31,16 +33,28 @@ class Services:
         return AuditService(self.platform)
 
     @cached_property
-    def registry(self) -> RegistryService:
-        from medops.services.registry import RegistryService
+    def data(self) -> DataService:
+        from medops.services.data import DataService
 
-        return RegistryService(self.platform)
+        return DataService(self.platform)
+
+    @cached_property
+    def evaluation(self) -> EvaluationService:
+        from medops.services.evaluation import EvaluationService
+
+        return EvaluationService(self.platform)
 
     @cached_property
     def features(self) -> FeatureService:
         from medops.services.features import FeatureService
 
         return FeatureService(self.platform)
+
+    @cached_property
+    def registry(self) -> RegistryService:
+        from medops.services.registry import RegistryService
+
+        return RegistryService(self.platform)
 
 
 __all__ = ["Services"]
