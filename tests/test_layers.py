@@ -24,3 +24,13 @@ def test_only_the_adapters_decide_who_acts() -> None:
         if re.search(r"acting_user\(|\"MEDOPS_USER\"|\bws\.actor\b", path.read_text()) and path.name != "config.py"
     )
     assert readers == ["__init__.py", "cli/common.py"]
+
+
+def test_a_registry_listing_loads_no_dataframe_library() -> None:
+    """`medops models list` pays for the registry's records only: bundles and training load with their operations."""
+    import subprocess
+    import sys
+
+    code = "import sys, medops.services.registry; print(sorted({'pandas', 'pyarrow', 'sklearn'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

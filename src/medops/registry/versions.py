@@ -13,26 +13,21 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from medops.clock import utc_now
 from medops.errors import InvalidInput, NotFound
-from medops.evaluation.governing import governing_policy
-from medops.evaluation.records import EvaluationInfo, list_for
-from medops.evaluation.records import get as get_evaluation
 from medops.identity.roles import Role
 from medops.platform import Platform
-from medops.registry import bundles
-from medops.registry.compiled import compile_pipeline, to_doc
 from medops.store.database import dialect_insert
 from medops.store.lineage import Edge, add_edges
 from medops.store.schema import ModelAlias, ModelVersion, RegisteredModel
-from medops.training import stored
-from medops.training.input_schema import InputSchema
-from medops.training.tracking import Tracker, run_node
+
+if TYPE_CHECKING:  # what registering needs loads when a version is registered, not for a listing
+    from medops.evaluation.records import EvaluationInfo
 
 REGISTER_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN}
 STAGES = ("none", "staging", "production", "archived")
@@ -118,6 +113,12 @@ def register(
 
     The roles that must sign are the governing policy's; ``extra_approvals`` can only add to them.
     """
+    from medops.registry import bundles
+    from medops.registry.compiled import compile_pipeline, to_doc
+    from medops.training import stored
+    from medops.training.input_schema import InputSchema
+    from medops.training.tracking import Tracker, run_node
+
     who = actor
     parse_ref(name)
     required_approvals = required_roles(ws, extra_approvals)
@@ -214,6 +215,8 @@ def register(
 
 def required_roles(ws: Platform, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The governing policy's approval roles (the default pair without a policy), plus any extra ones."""
+    from medops.evaluation.governing import governing_policy
+
     policy = governing_policy(ws)
     base = policy.approvals if policy is not None else list(DEFAULT_APPROVALS)
     roles = [r.value for r in Role]
@@ -224,6 +227,8 @@ def required_roles(ws: Platform, extra: list[str] | tuple[str, ...] = ()) -> lis
 
 
 def bound_evaluation(ws: Platform, run_id: str, ref: str) -> EvaluationInfo:
+    from medops.evaluation.records import get as get_evaluation
+
     found = get_evaluation(ws, ref)
     if found.run_id != run_id:
         raise InvalidInput(f"evaluation {found.short} is of run {found.run_id[:12]}, not of run {run_id[:12]}")
@@ -233,6 +238,9 @@ def bound_evaluation(ws: Platform, run_id: str, ref: str) -> EvaluationInfo:
 def _default_evaluation(ws: Platform, run_id: str) -> list[EvaluationInfo]:
     """The run's newest evaluation under the governing policy as it is now, else its newest governing one,
     else its newest one (the last two can't gate; promotion says why)."""
+    from medops.evaluation.governing import governing_policy
+    from medops.evaluation.records import list_for
+
     made = list_for(ws, run_id, limit=200)
     policy = governing_policy(ws)
     current = [e for e in made if e.governing and policy is not None and e.policy_sha256 == policy.sha256]

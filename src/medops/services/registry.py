@@ -10,15 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medops.caller import Caller
 from medops.errors import InvalidInput
 from medops.platform import Platform
-from medops.registry import approvals, stages, transfer, versions
-from medops.registry.approvals import Decision
-from medops.registry.stages import Transition
+from medops.registry import versions
 from medops.registry.versions import VersionInfo, parse_ref
+
+if TYPE_CHECKING:  # signing, stages and bundles load with the operations that need them: a listing stays light
+    from medops.registry.approvals import Decision
+    from medops.registry.stages import Transition
 
 
 def version_ref(ref: str) -> tuple[str, int]:
@@ -115,6 +117,8 @@ class RegistryService:
         return [ModelSummary(**m) for m in versions.models(self.platform)]
 
     def show(self, caller: Caller, ref: str) -> ModelDetail:
+        from medops.registry import approvals
+
         name, version = parse_ref(ref)
         if version is None:
             return ModelDetail(versions.versions(self.platform, name), None)
@@ -123,36 +127,52 @@ class RegistryService:
 
     # --- signed decisions ----------------------------------------------------------
     def approve(self, caller: Caller, ref: str, password: str, role: str) -> Decision:
+        from medops.registry import approvals
+
         return approvals.approve(self.platform, version_ref(ref), caller.user, password, role)
 
     def reject(self, caller: Caller, ref: str, password: str, role: str, reason: str) -> Decision:
+        from medops.registry import approvals
+
         return approvals.reject(self.platform, version_ref(ref), caller.user, password, role, reason)
 
     def accept_evaluation(self, caller: Caller, ref: str, password: str, reason: str) -> Decision:
+        from medops.registry import approvals
+
         return approvals.accept_evaluation(self.platform, version_ref(ref), caller.user, password, reason)
 
     def approvals(self, caller: Caller, ref: str) -> ApprovalState:
+        from medops.registry import approvals
+
         name, version = version_ref(ref)
         decided = approvals.decisions(self.platform, (name, version))
         return ApprovalState(decided, approvals.missing(self.platform, versions.get(self.platform, name, version)))
 
     # --- stages and aliases --------------------------------------------------------
     def promote(self, caller: Caller, ref: str, stage: str, *, reason: str | None = None) -> list[Transition]:
+        from medops.registry import stages
+
         name, version = version_ref(ref)
         return stages.promote(self.platform, name, version, stage, reason=reason, actor=caller.user)
 
     def rollback(self, caller: Caller, name: str, *, reason: str | None = None) -> list[Transition]:
+        from medops.registry import stages
+
         return stages.rollback(self.platform, parse_ref(name)[0], reason=reason, actor=caller.user)
 
     def set_alias(
         self, caller: Caller, ref: str, alias: str, *, remove: bool = False, reason: str | None = None
     ) -> Transition:
+        from medops.registry import stages
+
         name, version = parse_ref(ref) if remove else version_ref(ref)
         return stages.set_alias(
             self.platform, name, alias, None if remove else version, reason=reason, actor=caller.user
         )
 
     def history(self, caller: Caller, name: str, *, at: datetime | None = None) -> ModelHistory:
+        from medops.registry import stages
+
         moves = stages.history(self.platform, name)
         if at is None:
             return ModelHistory(moves, None)
@@ -165,17 +185,25 @@ class RegistryService:
 
     # --- between workspaces --------------------------------------------------------
     def export(self, caller: Caller, ref: str, path: Path) -> VersionInfo:
+        from medops.registry import transfer
+
         return transfer.export(self.platform, ref, path, actor=caller.user)
 
     def import_bundle(
         self, caller: Caller, path: Path, *, name: str | None = None, extra_approvals: list[str] | tuple[str, ...] = ()
     ) -> VersionInfo:
+        from medops.registry import transfer
+
         return transfer.import_bundle(
             self.platform, path, name=name, extra_approvals=extra_approvals, actor=caller.user
         )
 
     def public_key(self, caller: Caller) -> str:
+        from medops.registry import transfer
+
         return transfer.public_key(self.platform)
 
     def trust_key(self, caller: Caller, public: str, *, note: str) -> str:
+        from medops.registry import transfer
+
         return transfer.trust_key(self.platform, public, note=note, actor=caller.user)
