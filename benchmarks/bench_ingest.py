@@ -183,7 +183,7 @@ def _worker(kind: str, csv: Path, out: Path, chunk_rows: int) -> dict[str, Any]:
         contract = ContractSpec.model_validate(yaml.safe_load(CONTRACT))
         plan = TablePlan("wide_encounters", CsvSource(csv), ACTIONS, contract=contract)
         with Workspace.open(out) as ws:
-            result = ingest(ws, plan, chunk_rows=chunk_rows, now=pd.Timestamp("2026-01-01", tz="UTC"))
+            result = ingest(ws, plan, chunk_rows=chunk_rows, now=pd.Timestamp("2026-01-01", tz="UTC"), actor="admin")
         quarantined = result.quarantine.rows if result.quarantine else 0
         detail = f"{result.dataset.rows:,} rows stored, {quarantined:,} quarantined"
     seconds = time.perf_counter() - start

@@ -66,7 +66,7 @@ def _demo_bundle(base: Path) -> tuple[Path, Path, Path, Path, str]:
     with Workspace.open(result.home) as ws:
         name = models(ws)[0]["name"]
         bundle = base / "model.medops"
-        info = export(ws, name, bundle)
+        info = export(ws, name, bundle, actor="ada")  # the demo's first admin
         predictor = load_model(ws, bundle)
         key = public_key(ws)
         from medops.training import Tracker, stored

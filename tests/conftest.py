@@ -247,9 +247,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> DemoResult
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not record.exists():
             done = _run_demo(shared / "demo")
-            record.write_text(json.dumps({**done.__dict__, "home": str(done.home)}))
+            record.write_text(json.dumps({**done.__dict__, "home": str(done.home)}, default=str))
     doc = json.loads(record.read_text())
-    return DemoResult(**{**doc, "home": Path(doc["home"]), "steps": [tuple(step) for step in doc["steps"]]})
+    return DemoResult(
+        **{
+            **doc,
+            "home": Path(doc["home"]),
+            "steps": [tuple(step) for step in doc["steps"]],
+            "reports": [Path(path) for path in doc["reports"]],
+        }
+    )
 
 
 def _run_demo(folder: Path) -> DemoResult:

@@ -33,11 +33,18 @@ class _Console(Console):
 
     def _size(self) -> ConsoleDimensions:
         size = Console.size.fget(self)  # type: ignore[attr-defined]
-        if self._width is None and not self.is_terminal:
+        if not _is_tty(self.file) and not os.environ.get("COLUMNS"):  # the stream now, whatever rich assumed before
             return ConsoleDimensions(UNWRAPPED, size.height)
         return size  # type: ignore[no-any-return]
 
     size = property(_size, Console.size.fset)  # type: ignore[attr-defined]
+
+
+def _is_tty(stream: object) -> bool:
+    try:
+        return bool(getattr(stream, "isatty", lambda: False)())
+    except ValueError:  # a closed stream
+        return False
 
 
 console = _Console(highlight=False)
