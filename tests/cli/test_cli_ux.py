@@ -102,6 +102,7 @@ def test_json_on_commands_that_act(home: Path, capsys: pytest.CaptureFixture[str
 def test_tables_are_not_wrapped_in_a_pipe_and_say_1_event(
     home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # as GNU readline exports it once loaded: a pipe stays unwrapped anyway
     long_name = "Alexandra " + " ".join(["Maximiliana"] * 12) + " Okonkwo-Lovelace"
     code, out, err = run(
         ["user", "add", "alex", "--name", long_name, "--password-stdin"],

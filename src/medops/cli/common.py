@@ -29,11 +29,12 @@ UNWRAPPED = 10_000  # the width of output to a file or a pipe: lines stay whole 
 
 class _Console(Console):
     """A console as wide as the terminal, and not wrapped at all when writing to a file or a pipe
-    (rich would wrap at 80 columns there); COLUMNS still sets the width when given."""
+    (rich would wrap at 80 columns there, or at COLUMNS, which GNU readline exports by itself
+    once any library loads it); judged by the stream at print time."""
 
     def _size(self) -> ConsoleDimensions:
         size = Console.size.fget(self)  # type: ignore[attr-defined]
-        if not _is_tty(self.file) and not os.environ.get("COLUMNS"):  # the stream now, whatever rich assumed before
+        if not _is_tty(self.file):
             return ConsoleDimensions(UNWRAPPED, size.height)
         return size  # type: ignore[no-any-return]
 
