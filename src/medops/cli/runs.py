@@ -54,36 +54,24 @@ def list_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Runs, newest first, filtered in the database. Runs whose process died are shown as killed."""
-    from medops.training import MetricFilter, Tracker
+    from medops.services import Services
+    from medops.training import MetricFilter
 
     filters = [MetricFilter.parse(m) for m in metric]
     with open_workspace() as ws:
-        runs = Tracker(ws).list_runs(
+        found = Services(ws).training.runs(
+            cli_caller(ws),
             experiment=experiment,
             state=state,
             tags={k: v[-1] for k, v in key_values(tag, "--tag", "model=lgbm").items()},
             metrics=filters,
-            top_level=not trials,
+            trials=trials,
             limit=limit,
         )
     if as_json:
-        print_json(
-            [
-                {
-                    "id": r.id,
-                    "experiment": r.experiment,
-                    "name": r.name,
-                    "state": r.state,
-                    "started_at": r.started_at,
-                    "duration_s": r.duration,
-                    "by": r.created_by,
-                    "metrics": r.metrics,
-                    "tags": r.tags,
-                }
-                for r in runs
-            ]
-        )
+        print_json([r.to_json() for r in found])
         return
+    runs = [r.info for r in found]
     keys = metric_columns([f.key for f in filters], {k for r in runs for k in r.metrics})
     table(
         None,
@@ -101,13 +89,14 @@ def show_cmd(
     run: str = typer.Argument(..., help="Run id (or a unique prefix of 6+ characters)."), as_json: bool = JsonOption
 ) -> None:
     """Everything recorded about a run: state, parameters, metrics, inputs, artifacts, code and environment."""
-    from medops.training import Tracker
+    from medops.services import Services
 
     with open_workspace() as ws:
-        info = Tracker(ws).get(run)
+        detail = Services(ws).training.show(cli_caller(ws), run)
     if as_json:
-        print_json(vars(info))
+        print_json(detail.to_json())
         return
+    info = detail.info
     console.print(f"[bold]{escape(info.name)}[/]  run {info.id}  experiment {escape(info.experiment)}")
     console.print(
         f"  state {info.state}  by {info.created_by} on {escape(info.host)}  started {_when(info.started_at)}"
@@ -141,23 +130,14 @@ def compare_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Parameters that differ, every metric side by side, inputs, code and environment differences."""
-    from medops.training import Tracker
+    from medops.services import Services
 
     with open_workspace() as ws:
-        diff = Tracker(ws).compare(a, b)
+        found = Services(ws).training.compare(cli_caller(ws), a, b)
     if as_json:
-        print_json(
-            {
-                "a": diff.a.id,
-                "b": diff.b.id,
-                "params": diff.params,
-                "metrics": diff.metrics,
-                "inputs": diff.inputs,
-                "code": diff.code,
-                "environment": diff.environment,
-            }
-        )
+        print_json(found.to_json())
         return
+    diff = found.diff
     left, right = diff.a.short, diff.b.short
     table("parameters that differ", ["parameter", left, right], diff.params or [["(none)", "", ""]])
     rows = []
@@ -183,22 +163,13 @@ def reproduce_cmd(
     Exits with status 1 when the model or its test metrics differ, naming the likely
     causes (data, settings, code, environment).
     """
-    from medops.training import Tracker
-    from medops.training.reproduce import reproduce
+    from medops.services import Services
 
     with open_workspace() as ws:
-        report = reproduce(Tracker(ws), run, actor=cli_caller(ws).user)
+        found = Services(ws).training.reproduce(cli_caller(ws), run)
+    report = found.report
     if as_json:
-        print_json(
-            {
-                "original": report.original.id,
-                "new": report.result.run_id,
-                "reproduced": report.reproduced,
-                "same_model": report.same_model,
-                "metric_changes": report.metric_changes,
-                "causes": report.causes,
-            }
-        )
+        print_json(found.to_json())
     elif report.reproduced:
         console.print(
             f"[green]✓[/] reproduced: run {report.result.run_id[:12]} gives the same model "

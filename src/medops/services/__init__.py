@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from medops.services.evaluation import EvaluationService
     from medops.services.features import FeatureService
     from medops.services.registry import RegistryService
+    from medops.services.training import TrainingService
 
 
 class Services:
@@ -55,6 +56,12 @@ class Services:
         from medops.services.registry import RegistryService
 
         return RegistryService(self.platform)
+
+    @cached_property
+    def training(self) -> TrainingService:
+        from medops.services.training import TrainingService
+
+        return TrainingService(self.platform)
 
 
 __all__ = ["Services"]
