@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from medops.cli.common import JsonOption, ReasonOption, cli_caller, console, done, ok, open_workspace, print_json, table
+from medops.services import Services
 
 if TYPE_CHECKING:
-    from medops.identity.tokens import TokenView
+    pass
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
@@ -31,11 +32,11 @@ def create(
 ) -> None:
     """Create a token; its secret is printed once and never stored."""
     with open_workspace() as ws:
-        view, secret = ws.tokens.create(
-            cli_caller(ws).user, name, username=user, expires_in_days=expires_in_days, reason=reason
+        view, secret = Services(ws).identity.create_token(
+            cli_caller(ws), name, username=user, expires_in_days=expires_in_days, reason=reason
         )
     if as_json:
-        print_json({**_token_doc(view), "secret": secret})
+        print_json({**view.to_json(), "secret": secret})
         return
     ok(
         f"token {view.id} created for {view.username}"
@@ -51,9 +52,9 @@ def list_tokens(
 ) -> None:
     """List tokens (never their secrets): yours, or everyone's for an admin."""
     with open_workspace() as ws:
-        tokens = ws.tokens.list(cli_caller(ws).user, username=user)
+        tokens = Services(ws).identity.tokens(cli_caller(ws), username=user)
     if as_json:
-        print_json([_token_doc(t) for t in tokens])
+        print_json([t.to_json() for t in tokens])
         return
     table(
         None,
@@ -80,17 +81,5 @@ def revoke(
 ) -> None:
     """Revoke a token at once; requests with it fail from now on."""
     with open_workspace() as ws:
-        ws.tokens.revoke(cli_caller(ws).user, token_id, reason=reason)
+        Services(ws).identity.revoke_token(cli_caller(ws), token_id, reason=reason)
     done(as_json, f"token {token_id} revoked", {"id": token_id, "state": "revoked"})
-
-
-def _token_doc(t: TokenView) -> dict[str, Any]:
-    return {
-        "id": t.id,
-        "user": t.username,
-        "name": t.name,
-        "state": t.state,
-        "created_at": t.created_at,
-        "expires_at": t.expires_at,
-        "revoked_at": t.revoked_at,
-    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -17,9 +17,10 @@ from medops.cli.common import (
     table,
 )
 from medops.identity import parse_role, parse_roles
+from medops.services import Services
 
 if TYPE_CHECKING:
-    from medops.identity.users import UserView
+    pass
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
@@ -41,17 +42,17 @@ def add(
     roles = parse_roles(role)
     password = read_secret(None, from_stdin=password_stdin, prompt=f"Password for {username}", confirm=True)
     with open_workspace() as ws:
-        view = ws.users.add(cli_caller(ws).user, username, name, password, roles, reason=reason)
-    done(as_json, f"user {view.username} added with roles: {', '.join(view.roles) or 'none'}", _user_doc(view))
+        view = Services(ws).identity.add_user(cli_caller(ws), username, name, password, roles, reason=reason)
+    done(as_json, f"user {view.username} added with roles: {', '.join(view.roles) or 'none'}", view.to_json())
 
 
 @app.command("list", epilog="Example:  medops user list --json")
 def list_users(as_json: bool = JsonOption) -> None:
     """List users, their roles and whether they are active."""
     with open_workspace() as ws:
-        users = ws.users.list(cli_caller(ws).user)
+        users = Services(ws).identity.users(cli_caller(ws))
     if as_json:
-        print_json([_user_doc(u) for u in users])
+        print_json([u.to_json() for u in users])
         return
     table(
         None,
@@ -73,7 +74,7 @@ def list_users(as_json: bool = JsonOption) -> None:
 def disable(username: str = typer.Argument(...), reason: str | None = ReasonOption, as_json: bool = JsonOption) -> None:
     """Disable a user: they can no longer act, sign or use tokens. Users are never deleted."""
     with open_workspace() as ws:
-        ws.users.disable(cli_caller(ws).user, username, reason=reason)
+        Services(ws).identity.disable(cli_caller(ws), username, reason=reason)
     done(as_json, f"user {username} disabled", {"username": username, "active": False})
 
 
@@ -81,7 +82,7 @@ def disable(username: str = typer.Argument(...), reason: str | None = ReasonOpti
 def enable(username: str = typer.Argument(...), reason: str | None = ReasonOption, as_json: bool = JsonOption) -> None:
     """Enable a disabled or locked user again (admins); a locked user's count of failed logins starts again."""
     with open_workspace() as ws:
-        ws.users.enable(cli_caller(ws).user, username, reason=reason)
+        Services(ws).identity.enable(cli_caller(ws), username, reason=reason)
     done(as_json, f"user {username} enabled", {"username": username, "active": True})
 
 
@@ -94,8 +95,8 @@ def grant(
 ) -> None:
     """Give a user a role."""
     with open_workspace() as ws:
-        view = ws.users.grant(cli_caller(ws).user, username, parse_role(role), reason=reason)
-    done(as_json, f"{username} now holds: {', '.join(view.roles)}", _user_doc(view))
+        view = Services(ws).identity.grant(cli_caller(ws), username, parse_role(role), reason=reason)
+    done(as_json, f"{username} now holds: {', '.join(view.roles)}", view.to_json())
 
 
 @app.command("revoke", epilog="Example:  medops user revoke carol validator --reason 'moved teams'")
@@ -107,8 +108,8 @@ def revoke(
 ) -> None:
     """Take a role away from a user."""
     with open_workspace() as ws:
-        view = ws.users.revoke(cli_caller(ws).user, username, parse_role(role), reason=reason)
-    done(as_json, f"{username} now holds: {', '.join(view.roles) or 'no roles'}", _user_doc(view))
+        view = Services(ws).identity.revoke_role(cli_caller(ws), username, parse_role(role), reason=reason)
+    done(as_json, f"{username} now holds: {', '.join(view.roles) or 'no roles'}", view.to_json())
 
 
 @app.command(
@@ -125,9 +126,5 @@ def passwd(
     with open_workspace() as ws:
         target = username or cli_caller(ws).user
         password = read_secret(None, from_stdin=password_stdin, prompt=f"New password for {target}", confirm=True)
-        ws.users.set_password(cli_caller(ws).user, target, password, reason=reason)
+        Services(ws).identity.set_password(cli_caller(ws), target, password, reason=reason)
     done(as_json, f"password of {target} changed", {"username": target, "password": "changed"})
-
-
-def _user_doc(view: UserView) -> dict[str, Any]:
-    return {**view.audit_state(), "created_at": view.created_at.isoformat()}

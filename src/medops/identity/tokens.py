@@ -35,6 +35,17 @@ class TokenView:
     expires_at: datetime | None
     revoked_at: datetime | None
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "user": self.username,
+            "name": self.name,
+            "state": self.state,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "revoked_at": self.revoked_at,
+        }
+
     @property
     def state(self) -> str:
         if self.revoked_at is not None:

@@ -36,6 +36,9 @@ class UserView:
     def has(self, role: Role) -> bool:
         return role.value in self.roles
 
+    def to_json(self) -> dict[str, object]:
+        return {**self.audit_state(), "created_at": self.created_at.isoformat()}
+
     def audit_state(self) -> dict[str, object]:
         return {
             "username": self.username,

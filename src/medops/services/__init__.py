@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from medops.services.data import DataService
     from medops.services.evaluation import EvaluationService
     from medops.services.features import FeatureService
+    from medops.services.identity import IdentityService
     from medops.services.registry import RegistryService
     from medops.services.training import TrainingService
 
@@ -50,6 +51,12 @@ class Services:
         from medops.services.features import FeatureService
 
         return FeatureService(self.platform)
+
+    @cached_property
+    def identity(self) -> IdentityService:
+        from medops.services.identity import IdentityService
+
+        return IdentityService(self.platform)
 
     @cached_property
     def registry(self) -> RegistryService:
