@@ -57,22 +57,22 @@ def apply_cmd(
     recorded in one transaction, so a bad view leaves nothing applied.
     """
     loaded = project_at(project)
-    from medops.features import FeatureStore
+    from medops.services import Services
 
-    with open_workspace() as ws, FeatureStore(ws, loaded.features, executor=executor) as store:
-        with _progress(not as_json) as bar:
-            task = bar.add_task("apply", total=None)
-            results = store.apply(
-                views=views or None,
-                reason=reason,
-                progress=lambda name: bar.update(task, description=f"building {name}"),
-                actor=cli_caller(ws).user,
-            )
-    if as_json:
-        print_json(
-            [{"view": r.view.name, "version": r.view.version, "rows": r.view.rows, "new": r.new} for r in results]
+    with open_workspace() as ws, _progress(not as_json) as bar:
+        task = bar.add_task("apply", total=None)
+        applied = Services(ws).features.apply(
+            cli_caller(ws),
+            loaded.features,
+            views=views or None,
+            executor=executor,
+            reason=reason,
+            progress=lambda name: bar.update(task, description=f"building {name}"),
         )
+    if as_json:
+        print_json(applied.to_json())
         return
+    results = applied.results
     for r in results:
         state = "new version" if r.new else "unchanged"
         stats = r.view.stats
@@ -213,18 +213,19 @@ def materialize_cmd(
     """
     moment = _parse_time(as_of, "--as-of") if as_of else None
     loaded = project_at(project)
-    from medops.features import FeatureStore
+    from medops.services import Services
 
-    with open_workspace() as ws, FeatureStore(ws, loaded.features, executor=executor) as store:
-        with _progress(not as_json) as bar:
-            task = bar.add_task("materialize", total=None)
-            written = store.materialize(
-                views=views or None,
-                as_of=moment,
-                reason=reason,
-                progress=lambda view, rows: bar.update(task, description=f"{view}: {plural(rows, 'entity')}"),
-                actor=cli_caller(ws).user,
-            )
+    with open_workspace() as ws, _progress(not as_json) as bar:
+        task = bar.add_task("materialize", total=None)
+        written = Services(ws).features.materialize(
+            cli_caller(ws),
+            loaded.features,
+            views=views or None,
+            as_of=moment,
+            executor=executor,
+            reason=reason,
+            progress=lambda view, rows: bar.update(task, description=f"{view}: {plural(rows, 'entity')}"),
+        )
     if as_json:
         print_json(written)
         return
@@ -257,25 +258,21 @@ def get_cmd(
 ) -> None:
     """Online lookup: the latest materialized values, their event time, and which went stale (older than TTL)."""
     loaded = project_at(project)
-    from medops.features import FeatureStore
+    from medops.services import Services
 
-    with open_workspace() as ws, FeatureStore(ws, loaded.features) as store:
-        result = store.get_online_features(
+    with open_workspace() as ws:
+        found = Services(ws).features.online_features(
+            cli_caller(ws),
+            loaded.features,
             key_values(entity, "--entity", "patient_id=pat_1a2b"),
             features,
             request=key_values(request, "--request", "event_timestamp=2026-01-31T12:00:00Z") or None,
         )
-    records = result.rows
     if as_json:
-        print_json(
-            {
-                "rows": records,
-                "event_times": {k: [t.isoformat() if t else None for t in v] for k, v in result.event_times.items()},
-                "stale": {k: v for k, v in result.stale.items() if any(v)},
-                "found": result.found,
-            }
-        )
+        print_json(found.to_json())
         return
+    result = found.result
+    records = result.rows
     for i, row in enumerate(records):
         rows = []
         for name, value in row.items():
@@ -302,19 +299,15 @@ def check_cmd(
     time (serving) and compared too. Exits with status 1 on any difference.
     """
     loaded = project_at(project)
-    from medops.features import FeatureStore
+    from medops.services import Services
 
-    with open_workspace() as ws, FeatureStore(ws, loaded.features) as store:
-        report = store.check(views=views or None, sample=sample, seed=seed, actor=cli_caller(ws).user)
-    if as_json:
-        print_json(
-            {
-                "ok": report.ok,
-                "checked": report.checked,
-                "not_materialized": report.not_materialized,
-                "differences": [vars(d) for d in report.differences[:100]],
-            }
+    with open_workspace() as ws:
+        checked = Services(ws).features.check(
+            cli_caller(ws), loaded.features, views=views or None, sample=sample, seed=seed
         )
+    report = checked.report
+    if as_json:
+        print_json(checked.to_json())
     else:
         for view, count in report.checked.items():
             console.print(f"  {escape(view)}: {plural(count, 'entity')} sampled, compared")
@@ -355,22 +348,24 @@ def training_set_cmd(
 ) -> None:
     """Point-in-time correct features for every label row, stored as a dataset version with lineage."""
     loaded = project_at(project)
-    from medops.features import FeatureStore
+    from medops.services import Services
 
-    with open_workspace() as ws, FeatureStore(ws, loaded.features, executor=executor) as store:
-        with _progress(not as_json) as bar:
-            bar.add_task(f"training set {name}", total=None)
-            info, new = store.save_training_set(
-                name,
-                labels,
-                features,
-                timestamp=timestamp,
-                reason=reason,
-                backfill_guard=not no_backfill_guard,
-                actor=cli_caller(ws).user,
-            )
+    with open_workspace() as ws, _progress(not as_json) as bar:
+        bar.add_task(f"training set {name}", total=None)
+        made = Services(ws).features.training_set(
+            cli_caller(ws),
+            loaded.features,
+            name,
+            labels,
+            features,
+            timestamp=timestamp,
+            executor=executor,
+            reason=reason,
+            backfill_guard=not no_backfill_guard,
+        )
     if as_json:
-        print_json({"dataset": info.ref, "version": info.version, "rows": info.rows, "new": new})
+        print_json(made.to_json())
         return
+    info, new = made.info, made.new
     state = "new version" if new else "unchanged"
     ok(f"{info.ref}  {plural(info.rows, 'row')} × {plural(info.column_count, 'column')}  ({state})")
