@@ -21,15 +21,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from medops.audit import AuditFilter, list_events, verify_chain
+from medops.caller import Caller
 from medops.data.datasets import get as get_dataset
 from medops.data.ingest import ingest
 from medops.errors import AuthenticationFailed, PermissionDenied
 from medops.features import FeatureStore
 from medops.identity import Role
 from medops.identity.keys import write_private_file
-from medops.pipelines import LoadedProject, load_project
-from medops.pipelines.ingest import table_plan
-from medops.pipelines.templates import scaffold
+from medops.services.projects import LoadedProject, load_project
+from medops.services.projects.ingest import table_plan
+from medops.services.projects.templates import scaffold
 from medops.store.database import Database
 from medops.store.lineage import walk
 from medops.workspace import Workspace, init_workspace
@@ -252,10 +253,10 @@ def _train(
     step: Callable[[str, str], None],
     tuning: Callable[[int, int | None, float], None] | None,
 ) -> tuple[str, str]:
-    from medops.pipelines.train import train_from_project
+    from medops.services.projects.train import train_from_project
     from medops.training import Tracker
 
-    first = train_from_project(ws, project, actor="alice", reason="demo: baseline")
+    first = train_from_project(ws, project, caller=Caller("alice"), reason="demo: baseline")
     m = first.metrics
     step(
         "train",
@@ -271,7 +272,7 @@ def _train(
     search = project.spec.train.tune if project.spec.train else None
     budget = search.trials if search else None
     heard = (lambda done, best: tuning(done, budget, best)) if tuning else None
-    tuned = train_from_project(ws, project, actor="alice", reason="demo: tuned", tune=True, progress=heard)
+    tuned = train_from_project(ws, project, caller=Caller("alice"), reason="demo: tuned", tune=True, progress=heard)
     assert isinstance(tuned, TuneResult)
     step(
         "tune",
@@ -299,11 +300,11 @@ def _evaluate(
     reports: list[Path],
 ) -> dict[str, bool]:
     """The validator evaluates both models against the project's policy; the tuned one against the baseline."""
-    from medops.pipelines.evaluate import evaluate_from_project
+    from medops.services.projects.evaluate import evaluate_from_project
 
     passed = {}
     for name, run, champion in (("baseline", baseline, None), ("tuned", tuned, baseline)):
-        done = evaluate_from_project(ws, project, run, champion=champion, actor="victor", out=out / name)
+        done = evaluate_from_project(ws, project, run, champion=champion, caller=Caller("victor"), out=out / name)
         doc = done.doc
         failed = [g["criterion"] for g in doc["gates"] if not g["passed"]]
         m = doc["metrics"]

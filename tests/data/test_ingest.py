@@ -15,9 +15,9 @@ from medops.data.deid import Pseudonymizer
 from medops.data.ingest import IngestResult, TablePlan, ingest
 from medops.data.sources import CsvSource, FhirNdjsonSource
 from medops.errors import InvalidInput, PermissionDenied, SourceError
-from medops.pipelines import LoadedProject, load_project
-from medops.pipelines.ingest import table_plan
-from medops.pipelines.templates import scaffold
+from medops.services.projects import LoadedProject, load_project
+from medops.services.projects.ingest import table_plan
+from medops.services.projects.templates import scaffold
 from medops.store.lineage import walk
 from medops.synth import vocab
 from medops.workspace import Workspace

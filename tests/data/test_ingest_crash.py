@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from medops.data import datasets
-from medops.pipelines.templates import scaffold
+from medops.services.projects.templates import scaffold
 from medops.workspace import Workspace
 
 KEY = "pseudonym-key-for-tests-0123456789abcdef"

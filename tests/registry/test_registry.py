@@ -207,7 +207,7 @@ def test_promoting_archives_the_previous_and_rollback_restores_it(registry: tupl
     assert not (ws.settings.home.parent / "out.medops").exists()
     with pytest.raises(InvalidTransition, match="archived: it can't return to production"):
         stages.promote(ws, "readmission", 1, "production", actor="ming", reason="again")
-    from medops.pipelines.evaluate import production_run
+    from medops.services.projects.evaluate import production_run
 
     assert production_run(ws, "readmission", "f" * 32) == run  # the champion a new evaluation compares with
     assert production_run(ws, "readmission", run) is None and production_run(ws, "other", "f" * 32) is None

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from medops.errors import ConfigError, InvalidInput
-from medops.pipelines.project import ModelSpecYaml
+from medops.services.projects.project import ModelSpecYaml
 from medops.training.estimators import Trainer, register_trainer, safe_types, trainer_names, unregister_trainer
 from medops.training.model_file import loads
 from medops.training.trainers import ModelSpec, build_pipeline, estimator_for, fit

@@ -26,7 +26,7 @@ from medops.errors import InvalidInput
 
 if TYPE_CHECKING:  # the data stack loads when a command needs it, not for --help
     from medops.data.ingest import IngestResult
-    from medops.pipelines.project import LoadedProject
+    from medops.services.projects.project import LoadedProject
 
 DEFAULT_CHUNK_ROWS = 100_000  # medops.data.sources.DEFAULT_CHUNK_ROWS (a test holds them equal)
 
@@ -36,7 +36,7 @@ ProjectOption = typer.Option(None, "--project", "-p", help="Project file (defaul
 
 
 def project_at(path: Path | None) -> LoadedProject:
-    from medops.pipelines.project import find_project, load_project
+    from medops.services.projects.project import find_project, load_project
 
     return load_project(path.expanduser() if path else find_project())
 
@@ -65,8 +65,8 @@ def ingest_cmd(
         raise InvalidInput(
             "name the sources to ingest, or give --all", hint=f"sources: {', '.join(loaded.spec.sources)}"
         )
-    from medops.pipelines.ingest import table_plan
     from medops.services import Services
+    from medops.services.projects.ingest import table_plan
 
     plans = [table_plan(loaded, name) for name in names]
     results: list[IngestResult] = []

@@ -52,7 +52,7 @@ def evaluate(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-    from medops.pipelines.evaluate import evaluate_from_project
+    from medops.services.projects.evaluate import evaluate_from_project
 
     loaded = project_at(project)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -74,7 +74,7 @@ def evaluate(
             champion=champion,
             out=out.expanduser() if out else None,
             progress=progress,
-            actor=cli_caller(ws).user,
+            caller=cli_caller(ws),
         )
     doc = result.doc
     if as_json:

@@ -92,7 +92,7 @@ def list_cmd(project: Path | None = ProjectOption, as_json: bool = JsonOption) -
     newest: dict[str, AppliedView] = {}
     for version in applied:
         newest.setdefault(version.name, version)
-    from medops.pipelines.project import ProjectError, find_project
+    from medops.services.projects.project import ProjectError, find_project
 
     declared: dict[str, FeatureView] = {}
     try:

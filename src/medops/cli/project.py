@@ -12,7 +12,7 @@ from medops.cli.common import JsonOption, console, done, ok, plural, print_json
 from medops.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from medops.pipelines.project import LoadedProject
+    from medops.services.projects.project import LoadedProject
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
@@ -31,7 +31,7 @@ def check(
     Also checks that every source file exists; it reads no data. Inside a workspace it says
     whether this file's validation policy is the one that gates production there.
     """
-    from medops.pipelines.project import find_project, load_project
+    from medops.services.projects.project import find_project, load_project
 
     if path is not None and project is not None:
         raise InvalidInput("give the project file once: as an argument or with --project")

@@ -70,7 +70,7 @@ def train(
     import yaml
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-    from medops.pipelines.train import train_from_project
+    from medops.services.projects.train import train_from_project
     from medops.training.tuning import TuneResult
 
     params: dict[str, object] = {}
@@ -111,7 +111,7 @@ def train(
             tune=tune,
             progress=lambda done, best: bar.update(task, completed=done, description=f"tuning, best {best:.3f}"),
             overrides=overrides,
-            actor=cli_caller(ws).user,
+            caller=cli_caller(ws),
         )
     if as_json:
         print_json({"run": result.run_id, "model_sha256": result.model_sha256, "metrics": result.metrics})

@@ -15,7 +15,7 @@ from medops.config import CONFIG_FILE
 from medops.doctor import FAIL, OK, WARN, run_checks
 from medops.errors import Conflict, InvalidInput
 from medops.filesystems import known_schemes
-from medops.pipelines.templates import templates
+from medops.services.projects.templates import templates
 from medops.workspace import init_workspace
 
 INIT_EPILOG = (
@@ -120,7 +120,7 @@ def _refuse_crowded(home: Path) -> None:
 
 def scaffold_template(home: Path, template: str, patients: int, seed: int) -> list[Path]:
     """A template's project in ``home``, with a spinner on stderr while its synthetic data is generated."""
-    from medops.pipelines.templates import scaffold
+    from medops.services.projects.templates import scaffold
 
     with err_console.status(f"scaffolding the {template} project with {plural(patients, 'synthetic patient')}…"):
         return scaffold(home, template, patients=patients, seed=seed)

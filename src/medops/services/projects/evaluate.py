@@ -13,13 +13,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from medops.atomic import write_atomic
+from medops.caller import Caller
 from medops.data.datasets import get as get_dataset
 from medops.errors import ConfigError, InvalidInput
 from medops.evaluation.evaluate import evaluate
 from medops.evaluation.records import EVALUATE_ROLES, EvaluationInfo, finalize, record
 from medops.evaluation.report import render_model_card, render_report
-from medops.pipelines.project import LoadedProject
 from medops.platform import Platform
+from medops.services.projects.project import LoadedProject
 from medops.store.lineage import dataset_refs, walk
 from medops.training.tracking import Tracker, run_node
 
@@ -51,14 +52,14 @@ def evaluate_from_project(
     run: str | None = None,
     *,
     champion: str | None = None,
-    actor: str,
+    caller: Caller,
     out: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Evaluated:
     spec = project.spec.evaluate
     if spec is None:
         raise ConfigError(f"{project.path} has no evaluate section", hint="add one (see the readmission template)")
-    who = actor
+    who = caller.user
     ws.users.require_role(who, "evaluation.record", EVALUATE_ROLES)  # before minutes of work, not after
     tracker = Tracker(ws)
     picked = None

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from medops.errors import Conflict, InvalidInput
 
-PROJECT_FILE = "medops.yaml"  # medops.pipelines.project.PROJECT_FILE (a test holds them equal)
+PROJECT_FILE = "medops.yaml"  # medops.services.projects.project.PROJECT_FILE (a test holds them equal)
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"  # medops/templates
 RAW_DIR = "raw"
 GITIGNORE = """# Raw data holds PHI (synthetic here): it never goes into git or the workspace stores.
 raw/

@@ -16,11 +16,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
+from medops.caller import Caller
 from medops.data.datasets import DatasetInfo, get
 from medops.errors import ConfigError, InvalidInput
 from medops.features import FeatureStore
-from medops.pipelines.project import LoadedProject, TrainSpec
 from medops.platform import Platform
+from medops.services.projects.project import LoadedProject, TrainSpec
 from medops.training.tracking import RUN_ROLES, Tracker
 from medops.training.train import TrainConfig, TrainResult, label_as_numbers, train
 from medops.training.trainers import ModelSpec, estimator_for
@@ -171,7 +172,7 @@ def train_from_project(
     ws: Platform,
     project: LoadedProject,
     *,
-    actor: str,
+    caller: Caller,
     reason: str | None = None,
     say: Callable[[str], None] = lambda message: None,
     tune: bool = False,
@@ -188,7 +189,7 @@ def train_from_project(
         raise ConfigError(f"{project.path} has no train section", hint="add one (see the readmission template)")
     changed = sorted(k for k, v in (overrides or {}).items() if v is not None)
     spec = with_overrides(spec, overrides or {})  # also checks estimator and parameters before any work
-    who = actor
+    who = caller.user
     if spec.dataset is not None:
         info, frame, features, views = _flat_table(ws, project, spec, who, say)
     else:

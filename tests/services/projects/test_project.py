@@ -10,9 +10,9 @@ import pytest
 
 from medops.data.sources import CsvSource, FhirNdjsonSource, SqlSource
 from medops.errors import Conflict, InvalidInput
-from medops.pipelines import ProjectError, find_project, load_project
-from medops.pipelines.ingest import table_plan
-from medops.pipelines.templates import TEMPLATES_DIR, scaffold
+from medops.services.projects import ProjectError, find_project, load_project
+from medops.services.projects.ingest import table_plan
+from medops.services.projects.templates import TEMPLATES_DIR, scaffold
 
 TEMPLATE = (TEMPLATES_DIR / "readmission" / "medops.yaml").read_text(encoding="utf-8")
 
@@ -208,7 +208,7 @@ def test_features_in_a_file_of_their_own(tmp_path: Path) -> None:
 
 
 def test_the_template_module_names_the_same_project_file() -> None:
-    from medops.pipelines.project import PROJECT_FILE
-    from medops.pipelines.templates import PROJECT_FILE as TEMPLATE_FILE
+    from medops.services.projects.project import PROJECT_FILE
+    from medops.services.projects.templates import PROJECT_FILE as TEMPLATE_FILE
 
     assert TEMPLATE_FILE == PROJECT_FILE

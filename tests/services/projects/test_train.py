@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from medops.errors import InvalidInput
-from medops.pipelines.project import TrainSpec
-from medops.pipelines.templates import TEMPLATES_DIR
-from medops.pipelines.train import with_overrides
+from medops.services.projects.project import TrainSpec
+from medops.services.projects.templates import TEMPLATES_DIR
+from medops.services.projects.train import with_overrides
 
 
 @pytest.fixture

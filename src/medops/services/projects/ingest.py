@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from medops.data.contracts import ContractSpec
 from medops.data.ingest import NameLookup, TablePlan
-from medops.pipelines.project import LoadedProject
+from medops.services.projects.project import LoadedProject
 
 # Contract types whose values carry no direct identifier by themselves: kept unless the project says otherwise.
 # Text and dates may hold names, ids and dates of service, so each of those needs its own rule.
