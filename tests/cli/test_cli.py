@@ -15,6 +15,7 @@ import typer
 from medops import __version__
 from medops.cli.main import app
 from medops.demo import DemoResult
+from medops.workspace import Workspace
 from tests.factories import PASSWORD, run
 
 
@@ -209,3 +210,13 @@ def test_synth_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert code == 2 and "unknown format 'xlsx'" in err and not (tmp_path / "e").exists()
     code, _, err = run(["synth", str(tmp_path / "e"), "--start", "next week"], capsys)
     assert code == 2 and "is not a date" in err
+
+
+def test_doctor_checks_the_user_the_cli_acts_as(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDOPS_HOME", str(workspace.settings.home))
+    monkeypatch.setenv("MEDOPS_USER", "ghost")
+    code, out, _ = run(["doctor", "--json", "--no-config"], capsys)
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert code == 1 and checks["acting user"]["status"] == "fail" and "ghost" in checks["acting user"]["detail"]

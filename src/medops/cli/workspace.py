@@ -134,7 +134,7 @@ def doctor(
 
     Exits 1 if any check fails; each failure says what to fix.
     """
-    settings, checks = run_checks()
+    settings, checks = run_checks(user=os.environ.get("MEDOPS_USER"))  # who this CLI acts as
     failed = [c for c in checks if c.status == FAIL]
     if as_json:
         print_json(
