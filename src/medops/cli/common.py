@@ -62,6 +62,11 @@ def open_workspace() -> Workspace:
     return Workspace.open()
 
 
+def named_user() -> str | None:
+    """MEDOPS_USER as given, for a command that checks a workspace before opening it (doctor)."""
+    return os.environ.get("MEDOPS_USER") or None
+
+
 def cli_caller(ws: Workspace) -> Caller:
     """The CLI acts as MEDOPS_USER, else the workspace's default user; read here, and only here."""
     return Caller(acting_user(ws.settings), channel="cli")

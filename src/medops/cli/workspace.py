@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, console, err_console, ok, plural, print_json, read_secret, table
+from medops.cli.common import JsonOption, console, err_console, named_user, ok, plural, print_json, read_secret, table
 from medops.config import CONFIG_FILE
 from medops.doctor import FAIL, OK, WARN, run_checks
 from medops.errors import Conflict, InvalidInput
@@ -134,7 +134,7 @@ def doctor(
 
     Exits 1 if any check fails; each failure says what to fix.
     """
-    settings, checks = run_checks(user=os.environ.get("MEDOPS_USER"))  # who this CLI acts as
+    settings, checks = run_checks(user=named_user())  # who this CLI acts as
     failed = [c for c in checks if c.status == FAIL]
     if as_json:
         print_json(
