@@ -313,8 +313,7 @@ def ingest(
     progress: Callable[[int], None] = lambda rows: None,
 ) -> IngestResult:
     """Ingest one table; the same data ingested again gives the same version and stores nothing."""
-    who = actor
-    ws.users.require_role(who, "dataset.ingest", INGEST_ROLES)
+    ws.users.require_role(actor, "dataset.ingest", INGEST_ROLES)
     for column, action in plan.actions.items():  # before any file is read
         problem = action_error(action)
         if problem:
@@ -385,7 +384,7 @@ def ingest(
             size_bytes=sizes[0],
             contract_result=_contract_result(validation),
             details="",
-            created_by=who,
+            created_by=actor,
         )
     ]
     docs = [
@@ -408,7 +407,7 @@ def ingest(
                 size_bytes=sizes[1],
                 contract_result="quarantine",
                 details="",
-                created_by=who,
+                created_by=actor,
             )
         )
         docs.append(
@@ -422,12 +421,12 @@ def ingest(
         )
     run.deid_bad.close()  # finished above only when the quarantine is kept
     try:
-        new = _record(ws, who, reason, plan, records, docs, fingerprint, names_fingerprint)
+        new = _record(ws, actor, reason, plan, records, docs, fingerprint, names_fingerprint)
     except Conflict:
         # Another ingest of the same data committed the same version between our check and our
         # insert (possible on PostgreSQL): the transaction rolled back whole; record it again,
         # now as unchanged.
-        new = _record(ws, who, reason, plan, records, docs, fingerprint, names_fingerprint)
+        new = _record(ws, actor, reason, plan, records, docs, fingerprint, names_fingerprint)
     dataset = get(ws.db, f"{plan.name}@{versions[0]}")
     bad = get(ws.db, f"{plan.name}.quarantine@{versions[1]}") if quarantined else None
     return IngestResult(dataset, bad, new, validation, deid_report, run.samples)

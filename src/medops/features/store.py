@@ -232,8 +232,7 @@ class FeatureStore:
         progress: Callable[[str], None] = lambda name: None,
     ) -> list[ApplyResult]:
         """Check every view, build every offline table, then record them all at once."""
-        who = actor
-        self.ws.users.require_role(who, "features.apply", APPLY_ROLES)
+        self.ws.users.require_role(actor, "features.apply", APPLY_ROLES)
         chosen = self._views(views)
         if not chosen:
             raise InvalidInput("no feature views to apply", hint="declare them under features.views in medops.yaml")
@@ -271,7 +270,7 @@ class FeatureStore:
                         f.unlink(missing_ok=True)
         finally:
             con.close()
-        return self._record(who, reason, staged)
+        return self._record(actor, reason, staged)
 
     def _stored(self, name: str, version: str) -> AppliedView | None:
         with self.ws.db.read() as session:
@@ -462,8 +461,7 @@ class FeatureStore:
         """
         from medops.data.ingest import DATASET_NAME
 
-        who = actor
-        self.ws.users.require_role(who, "dataset.training_set", APPLY_ROLES)
+        self.ws.users.require_role(actor, "dataset.training_set", APPLY_ROLES)
         if not DATASET_NAME.match(name):
             raise InvalidInput(f"{name!r} is not a valid dataset name", hint="lowercase letters, digits and '_'")
         labels_info = get(self.ws.db, labels)
@@ -494,7 +492,9 @@ class FeatureStore:
             },
         }
         entity = f"{name}@{version}"
-        with self.ws.users.authorized(who, "dataset.training_set", "dataset", entity, APPLY_ROLES, reason=reason) as ch:
+        with self.ws.users.authorized(
+            actor, "dataset.training_set", "dataset", entity, APPLY_ROLES, reason=reason
+        ) as ch:
             new = ch.session.get(DatasetVersion, (name, version)) is None
             if new:
                 ch.session.add(
@@ -508,13 +508,13 @@ class FeatureStore:
                         contract_result="none",
                         details=json.dumps(details, sort_keys=True, default=str),
                         created_at=utc_now(),
-                        created_by=who,
+                        created_by=actor,
                     )
                 )
             node = dataset_node(name, version)
             edges = [Edge(labels_info.node, node, "labels", {"timestamp": timestamp})]
             edges += [Edge(view_node(v, a.version), node, "training_set", {"view": v}) for v, a in views.items()]
-            add_edges(ch.session, edges, who)
+            add_edges(ch.session, edges, actor)
             ch.after = {"dataset": name, "version": version, "rows": table.num_rows, "unchanged": not new}
         return get(self.ws.db, entity), new
 
@@ -585,8 +585,7 @@ class FeatureStore:
         progress: Callable[[str, int], None] = lambda view, rows: None,
     ) -> dict[str, int]:
         """Write each view's values as of ``as_of`` (default now) per entity to the online store."""
-        who = actor
-        self.ws.users.require_role(who, "features.materialize", MATERIALIZE_ROLES)
+        self.ws.users.require_role(actor, "features.materialize", MATERIALIZE_ROLES)
         moment = (as_of or utc_now()).astimezone(UTC)
         written: dict[str, int] = {}
         plans = [(view, self.current(view)) for view in self._views(views)]  # all applied, or none written
@@ -609,7 +608,7 @@ class FeatureStore:
             written[view.name] = count
             progress(view.name, count)
             with self.ws.users.authorized(
-                who,
+                actor,
                 "features.materialize",
                 "feature_view",
                 f"{view.name}@{applied.version}",
@@ -687,8 +686,7 @@ class FeatureStore:
 
     def check(self, actor: str, *, sample: int = 100, seed: int = 0, views: Sequence[str] | None = None) -> CheckReport:
         """Recompute a sample of entities offline at the online table's time and compare; then on-demand both ways."""
-        who = actor
-        self.ws.users.require_role(who, "features.check", READ_ROLES)
+        self.ws.users.require_role(actor, "features.check", READ_ROLES)
         report = CheckReport()
         rng = random.Random(seed)
         for view in self._views(views):
@@ -721,7 +719,7 @@ class FeatureStore:
             report.checked[view.name] = len(picked)
         if self.features.on_demand:
             self._check_on_demand(report, rng, sample)
-        self.ws.trail.record(_check_event(who, report))
+        self.ws.trail.record(_check_event(actor, report))
         return report
 
     def _check_on_demand(self, report: CheckReport, rng: random.Random, sample: int) -> None:

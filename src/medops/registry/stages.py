@@ -53,15 +53,14 @@ def promote(
     ws: Platform, name: str, version: int, stage: str, *, actor: str, reason: str | None = None
 ) -> list[Transition]:
     """Move a version to ``staging``, ``production`` or ``archived``; returns the moves made."""
-    who = actor
     if stage not in STAGES[1:]:
         raise InvalidInput(f"stage {stage!r} is not known", hint="staging, production or archived")
     if not (reason and reason.strip()):
         raise InvalidInput(f"moving {name}:{version} to {stage} needs a reason")
     try:
-        return _move(ws, name, version, stage, who, reason)
+        return _move(ws, name, version, stage, actor, reason)
     except InvalidTransition as exc:  # a refused move is audited like a refused permission
-        ws.trail.record(NewEvent(who, f"model.{stage}.refused", "model", f"{name}:{version}", reason=exc.message))
+        ws.trail.record(NewEvent(actor, f"model.{stage}.refused", "model", f"{name}:{version}", reason=exc.message))
         raise
 
 
@@ -171,13 +170,12 @@ def rollback(ws: Platform, name: str, *, actor: str, reason: str | None = None) 
     The version restored meets the production rules as they are now: a version rejected or
     evaluated as failing since never comes back this way.
     """
-    who = actor
     if not (reason and reason.strip()):
         raise InvalidInput(f"rolling back {name} needs a reason")
     try:
-        return _rollback(ws, name, who, reason)
+        return _rollback(ws, name, actor, reason)
     except InvalidTransition as exc:
-        ws.trail.record(NewEvent(who, "model.rollback.refused", "model", name, reason=exc.message))
+        ws.trail.record(NewEvent(actor, "model.rollback.refused", "model", name, reason=exc.message))
         raise
 
 
@@ -213,10 +211,9 @@ def set_alias(
     ws: Platform, name: str, alias: str, version: int | None, *, actor: str, reason: str | None = None
 ) -> Transition:
     """Point a free alias (champion, challenger...) at a version, or remove it (``version=None``)."""
-    who = actor
     if not _ALIAS.match(alias) or alias in STAGES:
         raise InvalidInput(f"{alias!r} can't be an alias", hint="lowercase letters, digits, '_'; not a stage name")
-    with ws.users.authorized(who, "model.alias", "model", f"{name}:{alias}", PROMOTE_ROLES, reason=reason) as ch:
+    with ws.users.authorized(actor, "model.alias", "model", f"{name}:{alias}", PROMOTE_ROLES, reason=reason) as ch:
         session = ch.session
         lock_model(session, name)
         if version is not None:
@@ -228,7 +225,7 @@ def set_alias(
             session.flush()
         if version is not None:
             session.add(ModelAlias(model=name, alias=alias, version=version))
-        move = _record(session, name, alias, version, previous, who, reason)
+        move = _record(session, name, alias, version, previous, actor, reason)
         ch.after = {"alias": alias, "version": version, "previous": previous}
     return move
 

@@ -43,17 +43,18 @@ def public_key(ws: Platform) -> str:
 
 def trust_key(ws: Platform, public: str, *, note: str, actor: str) -> str:
     """Accept bundles signed by another workspace's key (admin only, with a note saying whose it is)."""
-    who = actor
     try:
         kid = key_id(decode_public(public.strip()))
     except ValueError:
         raise InvalidInput("not an Ed25519 public key (base64 of 32 bytes)") from None
     if not note.strip():
         raise InvalidInput("say whose key this is", code="key_note_required")
-    with ws.users.authorized(who, "bundle_key.trust", "bundle_key", kid, TRUST_ROLES, reason=note) as ch:
+    with ws.users.authorized(actor, "bundle_key.trust", "bundle_key", kid, TRUST_ROLES, reason=note) as ch:
         if ch.session.get(TrustedBundleKey, kid) is None:
             ch.session.add(
-                TrustedBundleKey(key_id=kid, public_key=public.strip(), note=note, trusted_by=who, trusted_at=utc_now())
+                TrustedBundleKey(
+                    key_id=kid, public_key=public.strip(), note=note, trusted_by=actor, trusted_at=utc_now()
+                )
             )
         ch.after = {"key_id": kid, "note": note}
     return kid
@@ -85,7 +86,6 @@ def import_bundle(
     bundle's own list is kept in its origin. Nor does the exporter's "passed" count here:
     production needs a validator of this workspace to accept that evaluation, signed.
     """
-    who = actor
     required_approvals = required_roles(ws, extra_approvals)
     try:
         data = path.read_bytes()
@@ -100,9 +100,9 @@ def import_bundle(
     meta = bundle.metadata
     now = utc_now()
     origin = {**{k: bundle.manifest[k] for k in ("model", "version", "created_at", "key_id")}, "metadata": meta}
-    with ws.users.authorized(who, "model.import", "model", target, REGISTER_ROLES) as ch:
+    with ws.users.authorized(actor, "model.import", "model", target, REGISTER_ROLES) as ch:
         session = ch.session
-        number = next_version(session, target, who, now)
+        number = next_version(session, target, actor, now)
         session.add(
             ModelVersion(
                 model=target,
@@ -115,7 +115,7 @@ def import_bundle(
                 description=f"imported from {bundle.manifest.get('model')}:{bundle.manifest.get('version')}",
                 origin=json.dumps(origin, sort_keys=True, default=str),
                 tags="{}",
-                created_by=who,
+                created_by=actor,
                 created_at=now,
             )
         )

@@ -119,7 +119,6 @@ def register(
     from medops.training.input_schema import InputSchema
     from medops.training.tracking import Tracker, run_node
 
-    who = actor
     parse_ref(name)
     required_approvals = required_roles(ws, extra_approvals)
     info = Tracker(ws).get(run)
@@ -145,9 +144,9 @@ def register(
     model_bytes = None if native else bundles.pipeline_bytes(fitted)
     environment = ws.artifacts.read_bytes(info.env_digest).decode() if info.env_digest else ""
     now = utc_now()
-    with ws.users.authorized(who, "model.register", "model", name, REGISTER_ROLES, reason=reason) as ch:
+    with ws.users.authorized(actor, "model.register", "model", name, REGISTER_ROLES, reason=reason) as ch:
         session = ch.session
-        number = next_version(session, name, who, now)
+        number = next_version(session, name, actor, now)
         bundle = bundles.build(
             ws.signing_key(),
             model=model_bytes,
@@ -178,7 +177,7 @@ def register(
                 "feature_views": recipe.get("feature_views", {}),
                 "project_sha256": info.project_sha256,
                 "required_approvals": list(required_approvals),
-                "registered_by": who,
+                "registered_by": actor,
             },
             environment=environment,
             inference=to_doc(compiled) if native and compiled is not None else None,
@@ -196,12 +195,12 @@ def register(
                 stage="none",
                 description=description,
                 tags=json.dumps(dict(sorted((tags or {}).items()))),
-                created_by=who,
+                created_by=actor,
                 created_at=now,
             )
         )
         session.flush()
-        add_edges(session, [Edge(run_node(info.id), version_node(name, number), "registered_as", {})], who)
+        add_edges(session, [Edge(run_node(info.id), version_node(name, number), "registered_as", {})], actor)
         ch.entity_id = f"{name}:{number}"
         ch.after = {
             "run": info.id,

@@ -429,7 +429,6 @@ class Tracker:
         owns_workspace: bool = False,
     ) -> Run:
         """Open a run (audited). ``project`` is a loaded project file: its hash and folder are recorded."""
-        who = actor
         _check_key("experiment", experiment)
         if parent is not None:
             self.get(parent)
@@ -451,7 +450,7 @@ class Tracker:
             name=name or f"{experiment}-{now.strftime('%Y%m%d-%H%M%S')}",
             parent_id=parent,
             state="running",
-            created_by=who,
+            created_by=actor,
             host=host_name(),
             started_at=now,
             heartbeat_at=now,
@@ -459,11 +458,11 @@ class Tracker:
             project_sha256=getattr(project, "sha256", None),
             env_digest=env_digest,
         )
-        with self.ws.users.authorized(who, "run.start", "run", run_id, RUN_ROLES) as ch:
+        with self.ws.users.authorized(actor, "run.start", "run", run_id, RUN_ROLES) as ch:
             ch.session.add(row)
             ch.session.flush()
             if parent is not None:
-                add_edges(ch.session, [Edge(run_node(parent), run_node(run_id), "trial", {})], who)
+                add_edges(ch.session, [Edge(run_node(parent), run_node(run_id), "trial", {})], actor)
             ch.after = {
                 "experiment": experiment,
                 "name": row.name,

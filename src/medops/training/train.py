@@ -179,7 +179,6 @@ def record_override(tracker: Tracker, run: Run, who: str, config: TrainConfig, a
 def train(
     tracker: Tracker, frame: pd.DataFrame, config: TrainConfig, *, actor: str, project: Any = None
 ) -> TrainResult:
-    who = actor
     check_training_data(frame, config.features, config.label)
     estimator_for(config.model, config.seed)  # unknown estimator or parameter: stop before any work
     split, allowed = split_and_check(frame, config)
@@ -197,14 +196,14 @@ def train(
         **config.extra_params,
     }
     with tracker.start_run(
-        config.experiment, config.name, params=params, seed=config.seed, actor=who, project=project
+        config.experiment, config.name, params=params, seed=config.seed, actor=actor, project=project
     ) as run:
         for ref in config.inputs:
             run.log_dataset(ref)
         for view, version in config.feature_views.items():
             run.log_input("featureview", view, version)
         run.log_artifact("recipe.json", json.dumps(recipe(config), sort_keys=True, default=str).encode())
-        record_override(tracker, run, who, config, allowed)
+        record_override(tracker, run, actor, config, allowed)
         model = fit(train_rows, config.features, config.label, config.model, config.seed)
         metrics = evaluate(test_rows[config.label].to_numpy(), model.predict_proba(test_rows))
         run.log_metrics(metrics)

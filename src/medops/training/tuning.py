@@ -119,7 +119,6 @@ def tune(
     """Search, refit the best on the whole training side, test once; all as one parent run with trial runs."""
     import optuna
 
-    who = actor
     if not trials and not timeout:
         raise InvalidInput("a tuning needs a budget: trials, a timeout, or both")
     check_training_data(frame, config.features, config.label)
@@ -138,7 +137,7 @@ def tune(
     fit_part, valid_part = train_side.iloc[inner.train], train_side.iloc[inner.test]
     check_training_data(fit_part, config.features, config.label)
     check_training_data(valid_part, config.features, config.label)
-    # A failed trial's error (Ctrl-C included) ends the search and reaches the caller, who reports it once;
+    # A failed trial's error (Ctrl-C included) ends the search and reaches the caller, actor reports it once;
     # optuna's own warning about it would print its traceback first.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(
@@ -159,13 +158,13 @@ def tune(
         **{f"split.{k}": v for k, v in outer.description.items()},
     }
     with tracker.start_run(
-        config.experiment, config.name or "tuning", params=parent_params, seed=config.seed, actor=who, project=project
+        config.experiment, config.name or "tuning", params=parent_params, seed=config.seed, actor=actor, project=project
     ) as parent:
         for ref in config.inputs:
             parent.log_dataset(ref)
         for view, version in config.feature_views.items():  # like a plain run: the lineage reaches the views
             parent.log_input("featureview", view, version)
-        record_override(tracker, parent, who, config, allowed)
+        record_override(tracker, parent, actor, config, allowed)
 
         def objective(trial: Any) -> float:
             chosen = _suggest(trial, params_space)
