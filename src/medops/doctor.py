@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from medops.audit.state_check import check_state
 from medops.backends import EXECUTORS, ONLINE_STORES
 from medops.config import Settings, load_settings
 from medops.errors import MedopsError
@@ -103,9 +104,24 @@ def _schema_and_data_checks(db: Database, settings: Settings, user: str) -> list
                     "run `medops audit verify` and restore the database from a verified backup",
                 )
             )
+        out.append(_state_check(ws))
     finally:
         ws.db.dispose()
     return out
+
+
+def _state_check(ws: Platform) -> Check:
+    rows = check_state(ws.db)
+    if rows.ok:
+        return Check("governed state", OK, f"{rows.checked} governed rows match their latest audit events")
+    named = "; ".join(f"{p.entity_type}:{p.entity_id} {p.kind}" for p in rows.problems[:5])
+    more = f" and {len(rows.problems) - 5} more" if len(rows.problems) > 5 else ""
+    return Check(
+        "governed state",
+        FAIL,
+        f"{len(rows.problems)} governed rows changed outside medops: {named}{more}",
+        "run `medops audit verify --state` for the details, then restore those rows from a verified backup",
+    )
 
 
 def _signing_check(ws: Platform) -> Check:

@@ -76,7 +76,7 @@ def test_not_an_export(trail: Workspace, tmp_path: Path) -> None:
     with open(csv_path, "w", encoding="utf-8", newline="") as out:
         export(trail.db, out, "csv")
     csv_path.write_text(csv_path.read_text().replace("signed off", "signed off, obviously"))
-    with pytest.raises(InvalidInput, match="line 5 has 12 fields, expected 11"):
+    with pytest.raises(InvalidInput, match="line 5 has 13 fields, expected 12"):
         read_export(csv_path)
 
 

@@ -3,7 +3,9 @@
 hash_n = SHA-256(prev_hash_n || canonical(event_n)), with a fixed genesis value. The
 canonical form is a compact JSON array of the event's fields in a fixed order; the
 before/after documents enter as the exact text stored, which was itself produced by
-canonical_json (sorted keys, UTF-8, no floats that could round differently).
+canonical_json (sorted keys, UTF-8, no floats that could round differently). The hash of a
+governed entity's state after the event (medops.audit.state) is the array's last field when
+there is one; events without it hash as they always did, so older trails still verify.
 """
 
 from __future__ import annotations
@@ -57,9 +59,13 @@ def event_hash(
     before: str | None,
     after: str | None,
     reason: str | None,
+    state: str | None = None,
 ) -> str:
+    fields: list[object] = [seq, ts, actor, action, entity_type, entity_id, before, after, reason]
+    if state is not None:
+        fields.append(state)
     payload = json.dumps(
-        [seq, ts, actor, action, entity_type, entity_id, before, after, reason],
+        fields,
         ensure_ascii=False,
         separators=(",", ":"),
     )

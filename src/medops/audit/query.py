@@ -29,6 +29,7 @@ EXPORT_FIELDS = (
     "reason",
     "prev_hash",
     "hash",
+    "state",
 )
 
 
@@ -91,6 +92,7 @@ class EventView:
     reason: str | None
     prev_hash: str
     hash: str
+    state: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +111,7 @@ def _view(row: AuditEvent) -> EventView:
         reason=row.reason,
         prev_hash=row.prev_hash,
         hash=row.hash,
+        state=row.state,
     )
 
 
@@ -168,6 +171,7 @@ def read_export(path: Path) -> list[tuple[Any, ...]]:
                     records.append({k: (v if v != "" else None) for k, v in row.items()})
             else:
                 records = [json.loads(line) for line in handle if line.strip()]
-        return [tuple(int(r["seq"]) if f == "seq" else r[f] for f in EXPORT_FIELDS) for r in records]
+        # Exports made before state hashing have no state column: those events hash without it.
+        return [tuple(int(r["seq"]) if f == "seq" else r.get(f) for f in EXPORT_FIELDS) for r in records]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InvalidInput(f"{path} is not a medops audit export: {exc}") from exc

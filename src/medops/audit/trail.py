@@ -17,6 +17,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from medops.audit.chain import GENESIS, canonical_json, event_hash
+from medops.audit.state import state_of
 from medops.clock import to_iso, utc_now
 from medops.errors import InvalidInput
 from medops.store.database import Database
@@ -57,11 +58,15 @@ def append_events(session: Session, events: Sequence[NewEvent]) -> list[int]:
     seq, prev = _lock_head(session)
     rows: list[dict[str, Any]] = []
     ts = to_iso(utc_now())
+    states: dict[tuple[str, str], str | None] = {}  # nothing changes between the events of one batch
     for ev in events:
         seq += 1
         before, after = _doc(ev.before), _doc(ev.after)
+        if (ev.entity_type, ev.entity_id) not in states:  # read after the change: it was flushed
+            states[ev.entity_type, ev.entity_id] = state_of(session, ev.entity_type, ev.entity_id)
+        state = states[ev.entity_type, ev.entity_id]
         digest = event_hash(
-            prev, seq, ts, ev.actor, ev.action, ev.entity_type, ev.entity_id, before, after, ev.reason or None
+            prev, seq, ts, ev.actor, ev.action, ev.entity_type, ev.entity_id, before, after, ev.reason or None, state
         )
         rows.append(
             dict(
@@ -76,6 +81,7 @@ def append_events(session: Session, events: Sequence[NewEvent]) -> list[int]:
                 reason=ev.reason or None,
                 prev_hash=prev,
                 hash=digest,
+                state=state,
             )
         )
         prev = digest

@@ -25,8 +25,10 @@ _COLUMNS = (
     AuditEvent.reason,
     AuditEvent.prev_hash,
     AuditEvent.hash,
+    AuditEvent.state,
 )
-Row = Sequence[Any]  # (seq, ts, actor, action, entity_type, entity_id, before, after, reason, prev_hash, hash)
+# (seq, ts, actor, action, entity_type, entity_id, before, after, reason, prev_hash, hash[, state])
+Row = Sequence[Any]
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,10 @@ class VerifyResult:
 
 
 def _recompute(row: Row, seq: int | None = None) -> str:
-    return event_hash(row[9], row[0] if seq is None else seq, *row[1:9])
+    ts, actor, action, entity_type, entity_id, before, after, reason = row[1:9]
+    state = row[11] if len(row) > 11 else None
+    number = row[0] if seq is None else seq
+    return event_hash(row[9], number, ts, actor, action, entity_type, entity_id, before, after, reason, state)
 
 
 class _Lookups:

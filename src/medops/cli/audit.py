@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from medops.audit import AuditFilter
 from medops.audit.query import read_export
+from medops.audit.state_check import StateCheck
 from medops.audit.verify import verify_rows
 from medops.cli.common import (
     JsonOption,
@@ -107,6 +108,12 @@ def verify(
     checkpoint: bool = typer.Option(
         True, "--checkpoint/--no-checkpoint", help="Sign a checkpoint of the verified head (needs the signing key)."
     ),
+    state: bool = typer.Option(
+        False,
+        "--state",
+        help="Also check every governed row (users, roles, tokens, models, stages, approvals, evaluations, "
+        "trusted keys) against the state its latest event recorded: names each row changed outside medops.",
+    ),
 ) -> None:
     """Recompute the whole hash chain and compare it with the latest signed checkpoint.
 
@@ -118,12 +125,15 @@ def verify(
         _verify_export(export_file)
         return
     with open_workspace() as ws, err_console.status("verifying the audit chain…"):
-        report = Services(ws).audit.verify(cli_caller(ws), write_checkpoint=checkpoint)
+        services = Services(ws)
+        report = services.audit.verify(cli_caller(ws), write_checkpoint=checkpoint)
+        rows = services.audit.verify_state(cli_caller(ws)) if state else None
     chain, problem = report.chain, report.problem
     if as_json:
         print_json(
             {
-                "ok": report.ok,
+                "ok": report.ok and (rows is None or rows.ok),
+                "state": None if rows is None else rows.to_json(),
                 "checked": chain.checked,
                 "head_seq": chain.head_seq,
                 "head_hash": chain.head_hash,
@@ -148,8 +158,24 @@ def verify(
             err_console.print(f"the chain itself links up to event {chain.head_seq}; the checkpoint shows the rest")
         else:
             err_console.print(f"events 1 to {chain.head_seq} verified before the break")
-    if problem is not None:
+    if rows is not None and not as_json:
+        _print_state(rows)
+    if problem is not None or (rows is not None and not rows.ok):
         raise typer.Exit(1)
+
+
+def _print_state(rows: StateCheck) -> None:
+    if rows.ok:
+        ok(f"governed state explained: {plural(rows.checked, 'row')} match their latest events")
+    else:
+        err_console.print(f"[red]{plural(len(rows.problems), 'governed row')} changed outside medops:[/]")
+        for p in rows.problems:
+            err_console.print(f"  {p.entity_type}:{escape(p.entity_id)} ({p.kind}): {escape(p.detail)}")
+    if rows.unhashed:
+        console.print(
+            f"  {plural(len(rows.unhashed), 'entity', 'entities')} last changed before state hashing "
+            "(not checked until their next change)"
+        )
 
 
 def _verify_export(path: Path) -> None:

@@ -7,6 +7,7 @@ from typing import IO
 from medops.audit import AuditFilter, NewEvent, export, list_events
 from medops.audit.checkpoint import TrailCheck
 from medops.audit.query import EventView
+from medops.audit.state_check import StateCheck, check_state
 from medops.caller import Caller
 from medops.identity import Role
 from medops.platform import Platform
@@ -26,6 +27,12 @@ class AuditService:
     def verify(self, caller: Caller, *, write_checkpoint: bool = True) -> TrailCheck:
         self.platform.users.require_role(caller.user, "audit.verify", set(Role))
         return self.platform.verify_audit(write_checkpoint=write_checkpoint)
+
+    def verify_state(self, caller: Caller) -> StateCheck:
+        """Every governed row (users and roles, tokens, models with stages and approvals, evaluations,
+        trusted keys) against the state its latest audit event recorded."""
+        self.platform.users.require_role(caller.user, "audit.verify", set(Role))
+        return check_state(self.platform.db)
 
     def export(self, caller: Caller, out: IO[str], fmt: str, flt: AuditFilter) -> int:
         """Auditors and admins export; the export is recorded with its filter and size.

@@ -108,6 +108,9 @@ class AuditEvent(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # SHA-256 of a governed entity's state right after the event (medops.audit.state); None for
+    # other entities and for events written before state hashing.
+    state: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
         Index("ix_audit_events_entity", "entity_type", "entity_id"),

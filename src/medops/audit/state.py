@@ -1,0 +1,228 @@
+"""The state of governed rows, hashed into every audit event that touches them.
+
+An event says what changed, but a row edited in SQL afterwards (a role granted, a stage
+set, a revocation undone, an approval inserted) leaves the trail as it was. So each event
+on a governed entity also carries the SHA-256 of that entity's state right after the
+change, read in the change's own transaction, and verification recomputes the state of
+every governed row now: a row whose state matches no event's was changed outside medops.
+
+A model is one unit (its versions, stages, aliases and approvals together), because one
+promotion changes the stages of two versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from medops.audit.chain import canonical_json
+from medops.store.schema import (
+    ApiToken,
+    Approval,
+    Evaluation,
+    GateResult,
+    ModelAlias,
+    ModelVersion,
+    RegisteredModel,
+    SigningKey,
+    TrustedBundleKey,
+    User,
+    UserRole,
+)
+
+ABSENT = None  # the state of an entity that has no row (never made, or gone)
+Keys = Collection[str] | None  # None: every row
+
+
+def _sha(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _only(query: Any, column: Any, keys: Keys) -> Any:
+    return query if keys is None else query.where(column.in_(list(keys)))
+
+
+def _users(session: Session, keys: Keys) -> dict[str, Any]:
+    rows = session.execute(
+        _only(select(User.id, User.username, User.full_name, User.active, User.password_hash), User.username, keys)
+    ).all()
+    roles: dict[int, list[str]] = defaultdict(list)
+    ids = [r[0] for r in rows]
+    for user_id, role in session.execute(
+        select(UserRole.user_id, UserRole.role).where(UserRole.user_id.in_(ids)).order_by(UserRole.role)
+    ):
+        roles[user_id].append(role)
+    return {
+        name: {
+            "full_name": full,
+            "active": bool(active),
+            "roles": roles[uid],
+            "password": _sha(digest),  # a password set in SQL is a state change like any other
+        }
+        for uid, name, full, active, digest in rows
+    }
+
+
+def _tokens(session: Session, keys: Keys) -> dict[str, Any]:
+    rows = session.execute(
+        _only(
+            select(
+                ApiToken.id,
+                User.username,
+                ApiToken.name,
+                ApiToken.secret_hash,
+                ApiToken.expires_at,
+                ApiToken.revoked_at,
+            ).join(User, User.id == ApiToken.user_id),
+            ApiToken.id,
+            keys,
+        )
+    ).all()
+    return {
+        tid: {"user": user, "name": name, "secret": secret, "expires_at": expires, "revoked_at": revoked}
+        for tid, user, name, secret, expires, revoked in rows
+    }
+
+
+def _models(session: Session, keys: Keys) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        name: {"created_by": by, "versions": [], "aliases": {}, "approvals": []}
+        for name, by in session.execute(
+            _only(select(RegisteredModel.name, RegisteredModel.created_by), RegisteredModel.name, keys)
+        )
+    }
+    names = list(out)
+    for row in session.execute(
+        select(
+            ModelVersion.model,
+            ModelVersion.version,
+            ModelVersion.run_id,
+            ModelVersion.artifact_sha256,
+            ModelVersion.evaluation_id,
+            ModelVersion.required_approvals,
+            ModelVersion.stage,
+            ModelVersion.origin,
+        )
+        .where(ModelVersion.model.in_(names))
+        .order_by(ModelVersion.model, ModelVersion.version)
+    ):
+        model, version, run, sha, evaluation, required, stage, origin = row
+        out[model]["versions"].append([version, run, sha, evaluation, required, stage, _sha(origin)])
+    for model, alias, version in session.execute(
+        select(ModelAlias.model, ModelAlias.alias, ModelAlias.version).where(ModelAlias.model.in_(names))
+    ):
+        out[model]["aliases"][alias] = version
+    for approval in session.execute(
+        select(
+            Approval.model,
+            Approval.id,
+            Approval.version,
+            Approval.role,
+            Approval.username,
+            Approval.decision,
+            Approval.signature_id,
+        )
+        .where(Approval.model.in_(names))
+        .order_by(Approval.id)
+    ):
+        out[approval[0]]["approvals"].append(list(approval[1:]))
+    return out
+
+
+def _evaluations(session: Session, keys: Keys) -> dict[str, Any]:
+    columns = (
+        Evaluation.id,
+        Evaluation.run_id,
+        Evaluation.passed,
+        Evaluation.champion_run_id,
+        Evaluation.policy_sha256,
+        Evaluation.governing,
+        Evaluation.project_sha256,
+        Evaluation.document,
+        Evaluation.report,
+        Evaluation.created_by,
+    )
+    out: dict[str, Any] = {}
+    for row in session.execute(_only(select(*columns), Evaluation.id, keys)):
+        doc: dict[str, Any] = {c.key: v for c, v in zip(columns[1:], row[1:], strict=True)}
+        out[row[0]] = {**doc, "passed": bool(doc["passed"]), "governing": bool(doc["governing"]), "gates": []}
+    for evaluation, position, passed, value, threshold in session.execute(
+        select(GateResult.evaluation_id, GateResult.position, GateResult.passed, GateResult.value, GateResult.threshold)
+        .where(GateResult.evaluation_id.in_(list(out)))
+        .order_by(GateResult.evaluation_id, GateResult.position)
+    ):
+        out[evaluation]["gates"].append([position, bool(passed), value, threshold])
+    return out
+
+
+def _bundle_keys(session: Session, keys: Keys) -> dict[str, Any]:
+    rows = session.execute(
+        _only(
+            select(TrustedBundleKey.key_id, TrustedBundleKey.public_key, TrustedBundleKey.trusted_by),
+            TrustedBundleKey.key_id,
+            keys,
+        )
+    )
+    return {kid: {"public_key": public, "trusted_by": by} for kid, public, by in rows}
+
+
+def _signing_keys(session: Session, keys: Keys) -> dict[str, Any]:
+    rows = session.execute(_only(select(SigningKey.key_id, SigningKey.public_key), SigningKey.key_id, keys))
+    return {kid: {"public_key": public} for kid, public in rows}
+
+
+@dataclass(frozen=True)
+class Governed:
+    """One kind of governed entity: how an event's entity id names its state, and how to read it."""
+
+    entity_type: str
+    read: Callable[[Session, Keys], dict[str, Any]]
+    key: Callable[[str], str] = lambda entity_id: entity_id
+
+
+GOVERNED: dict[str, Governed] = {
+    g.entity_type: g
+    for g in (
+        Governed("user", _users),
+        Governed("token", _tokens),
+        # a model's events name it, a version (name:3) or an alias (name:champion); the state is the model's
+        Governed("model", _models, key=lambda entity_id: entity_id.split(":", 1)[0]),
+        Governed("evaluation", _evaluations),
+        Governed("bundle_key", _bundle_keys),
+        Governed("signing_key", _signing_keys),
+    )
+}
+
+
+def digest(doc: Any) -> str:
+    return hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()
+
+
+def state_of(session: Session, entity_type: str, entity_id: str) -> str | None:
+    """The state hash an event on this entity carries: None when the entity is not governed."""
+    kind = GOVERNED.get(entity_type)
+    if kind is None:
+        return None
+    key = kind.key(entity_id)
+    return digest(kind.read(session, [key]).get(key, ABSENT))
+
+
+def current_states(session: Session, entity_type: str) -> dict[str, str]:
+    """Every governed row of one kind now, as state hashes by key."""
+    kind = GOVERNED[entity_type]
+    return {key: digest(doc) for key, doc in kind.read(session, None).items()}
+
+
+def state_key(entity_type: str, entity_id: str) -> str | None:
+    kind = GOVERNED.get(entity_type)
+    return None if kind is None else kind.key(entity_id)
+
+
+def governed_types() -> Iterable[str]:
+    return GOVERNED.keys()
