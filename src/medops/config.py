@@ -38,6 +38,9 @@ class Settings:
     pseudonym_key_file: str = ""
     project_file: str = "medops.yaml"  # the reviewed project file whose policy gates production
     artifact_cache: str = ""  # local folder for copies of artifacts from a non-local root ("": a temp folder)
+    # The workspace's Ed25519 public key, pinned here at init: it alone verifies signatures, checkpoints
+    # and the bundle keyring, never a key read from the database ("": an older workspace, see keys.py).
+    signing_public_key: str = ""
 
     @property
     def config_path(self) -> Path:
@@ -65,9 +68,10 @@ _FILE_KEYS: dict[str, type] = {
     "pseudonym_key_file": str,
     "project_file": str,
     "artifact_cache": str,
+    "signing_public_key": str,
 }
 # Settings the environment can't override: the governing policy is the workspace's, not one command's.
-_FILE_ONLY = {"workspace_id", "project_file"}
+_FILE_ONLY = {"workspace_id", "project_file", "signing_public_key"}
 
 
 def default_key_dir() -> Path:
@@ -174,6 +178,7 @@ def load_settings(home: Path | None = None, env: Mapping[str, str] | None = None
         pseudonym_key_file=data.get("pseudonym_key_file") or str(default_key_dir() / f"{workspace_id}.pseudonym"),
         project_file=data.get("project_file", "medops.yaml"),
         artifact_cache=resolve_local(home, data.get("artifact_cache", DEFAULT_ARTIFACT_CACHE)),
+        signing_public_key=data.get("signing_public_key", ""),
     )
     validate(settings)
     return settings

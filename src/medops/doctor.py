@@ -6,8 +6,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
 from medops.audit.state_check import check_state
 from medops.backends import EXECUTORS, ONLINE_STORES
 from medops.config import Settings, load_settings
@@ -19,7 +17,6 @@ from medops.public_keys import encode_public
 from medops.store import migrate
 from medops.store.artifacts import ArtifactStore
 from medops.store.database import Database
-from medops.store.schema import SigningKey
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -137,16 +134,18 @@ def _signing_check(ws: Platform) -> Check:
             "the key stays outside the workspace: copy it from the machine the workspace came from, or set "
             "signing_key_file in medops.toml; without it nothing can be signed or promoted",
         )
-    with ws.db.read() as session:
-        stored = session.execute(select(SigningKey.public_key)).scalars().all()
-    if public not in stored:
+    try:
+        ws.workspace_public_key()
+    except MedopsError as exc:
+        return _error("signing key", exc)
+    if not ws.settings.signing_public_key:
         return Check(
             "signing key",
-            FAIL,
-            "the signing key is not the one registered in this workspace",
-            "point signing_key_file or MEDOPS_SIGNING_KEY at this workspace's key",
+            WARN,
+            f"{where}: present and private, but its public key is not pinned in medops.toml",
+            f'add signing_public_key = "{public}" to medops.toml: verifiers then trust that key and no other',
         )
-    return Check("signing key", OK, f"{where}: present, private, and registered in the workspace")
+    return Check("signing key", OK, f"{where}: present, private, and the key pinned in medops.toml")
 
 
 def _user_check(ws: Platform, username: str) -> Check:

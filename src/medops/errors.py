@@ -151,6 +151,15 @@ CODES: dict[str, str] = {
     "schema_outdated": "the metadata database's schema is older than this medops",
     "workspace_home_empty": "MEDOPS_HOME names a folder without medops.toml",
     "workspace_exists": "the folder is a medops workspace already",
+    "signing_key_mismatch": "the signing key is not the workspace's pinned key",
+    "signing_key_unpinned": "no public key is pinned and the signing key is not here to stand in",
+    "keyring_missing": "the bundle keyring version the audit trail names is missing",
+    "keyring_altered": "the bundle keyring differs from the version the audit trail recorded",
+    "keyring_forged": "the bundle keyring is not signed by the workspace's key",
+    "key_trusted_already": "the key is in the keyring already",
+    "key_not_trusted": "the key is not in the keyring",
+    "distrust_reason_required": "withdrawing trust in a key must say why",
+    "state_unexplained": "a governed row was changed outside medops since its latest audit event",
 }
 
 __all__ = [

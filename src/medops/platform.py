@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Self
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from medops.audit.checkpoint import TrailCheck, verify_trail
 from medops.audit.trail import AuditTrail
 from medops.config import Settings
 from medops.errors import MedopsError
-from medops.identity.keys import load_private_key
+from medops.identity.keys import load_private_key, pinned_public_key
 from medops.identity.signatures import SignatureService
 from medops.identity.tokens import TokenService
 from medops.identity.users import UserService
@@ -55,6 +55,9 @@ class Platform:
         def private_key() -> Ed25519PrivateKey:
             return load_private_key(settings)
 
+        def public_key() -> Ed25519PublicKey:
+            return pinned_public_key(settings, private_key)
+
         return cls(
             settings=settings,
             db=db,
@@ -62,9 +65,13 @@ class Platform:
             trail=trail,
             users=users,
             tokens=TokenService(db, trail, users),
-            signatures=SignatureService(db, trail, users, private_key),
+            signatures=SignatureService(db, trail, users, private_key, public_key),
             signing_key=private_key,
         )
+
+    def workspace_public_key(self) -> Ed25519PublicKey:
+        """The key that verifies its signatures, checkpoints and keyring: pinned, never read from the database."""
+        return pinned_public_key(self.settings, self.signing_key)
 
     def verify_audit(self, *, write_checkpoint: bool = True) -> TrailCheck:
         """Verify the chain and the latest checkpoint; anchor the new head when the key is here."""

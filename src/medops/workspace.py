@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from medops.atomic import write_atomic
@@ -22,9 +23,10 @@ from medops.config import (
 )
 from medops.errors import Conflict
 from medops.identity import pseudonym_key
-from medops.identity.keys import ENV_KEY, create_key_file
+from medops.identity.keys import ENV_KEY, create_key_file, load_private_key
 from medops.identity.users import BOOTSTRAP_ACTOR
 from medops.platform import Platform
+from medops.public_keys import encode_public
 from medops.store import migrate
 from medops.store.artifacts import ArtifactStore
 from medops.store.database import Database
@@ -106,6 +108,9 @@ def init_workspace(
         if not os.environ.get(ENV_KEY):
             create_key_file(key_file)
             created.append(key_file)
+        # Pinned in medops.toml, outside the database: the only key this workspace's signatures verify with.
+        values["signing_public_key"] = encode_public(load_private_key(settings).public_key())
+        settings = replace(settings, signing_public_key=str(values["signing_public_key"]))
         if not os.environ.get(pseudonym_key.KEY_ENV):
             if pseudonym_key.create_key_file(pseudonym_file):
                 created.append(pseudonym_file)

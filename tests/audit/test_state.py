@@ -6,7 +6,7 @@ import pytest
 
 from medops.audit.state_check import CHANGED, UNEXPLAINED, VANISHED, check_state
 from medops.audit.verify import verify_chain
-from medops.errors import AuthenticationFailed
+from medops.errors import AuthenticationFailed, IntegrityError, PermissionDenied
 from medops.identity import Role
 from medops.registry import approvals, stages, versions
 from medops.workspace import Workspace
@@ -99,3 +99,18 @@ def test_a_stage_set_in_sql_and_an_inserted_approval_are_named(registry: tuple[W
     found = _problems(ws)
     assert found["model:readmission"] == CHANGED
     assert [k for k in found if k.startswith("evaluation:")] and set(found.values()) == {CHANGED}
+
+
+def test_a_role_granted_in_sql_grants_nothing_and_no_later_event_launders_an_edit(team: Workspace) -> None:
+    with tampering(team) as db:
+        alice = db.sql("SELECT id FROM users WHERE username = ?", "alice")[0][0]
+        db.sql("INSERT INTO user_roles (user_id, role) VALUES (?, ?)", alice, "admin")
+    with pytest.raises(PermissionDenied, match="'alice' was changed outside medops"):
+        team.users.add("alice", "puppet", "Sock Puppet", PASSWORD, [Role.VALIDATOR])
+    with pytest.raises(IntegrityError, match="refusing to change it further"):
+        team.users.check_password("alice", "wrong", purpose="login")  # counting a failure changes the row
+    with pytest.raises(PermissionDenied):
+        team.users.list("alice")  # denied and recorded...
+    with pytest.raises(IntegrityError, match="refusing to change it further"):
+        team.users.grant("admin", "alice", Role.VALIDATOR, reason="a change on top of the edit")
+    assert _problems(team) == {"user:alice": CHANGED}  # ...and none of it made the edit look explained

@@ -8,6 +8,11 @@ every governed row now: a row whose state matches no event's was changed outside
 
 A model is one unit (its versions, stages, aliases and approvals together), because one
 promotion changes the stages of two versions.
+
+Nothing medops does may launder such an edit into the trail: a change first checks that the
+entity is as its latest event left it (and refuses to build on it otherwise), an event that
+changes nothing (a denial, a failed login) carries the state last recorded instead of reading
+the row, and a role check refuses an actor whose own user record no event explains.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from medops.audit.chain import canonical_json
 from medops.store.schema import (
     ApiToken,
     Approval,
+    AuditEvent,
     Evaluation,
     GateResult,
     ModelAlias,
@@ -217,6 +223,47 @@ def current_states(session: Session, entity_type: str) -> dict[str, str]:
     """Every governed row of one kind now, as state hashes by key."""
     kind = GOVERNED[entity_type]
     return {key: digest(doc) for key, doc in kind.read(session, None).items()}
+
+
+def recorded_state(session: Session, entity_type: str, entity_id: str) -> tuple[int, str | None] | None:
+    """(seq, state) of the latest event on the entity's state key; None when no event names it."""
+    kind = GOVERNED[entity_type]
+    key = kind.key(entity_id)
+    same = AuditEvent.entity_id == key
+    if entity_type == "model":  # the model's events also name its versions and aliases: name:...
+        same = or_(same, AuditEvent.entity_id.startswith(f"{key}:", autoescape=True))
+    row = session.execute(
+        select(AuditEvent.seq, AuditEvent.state)
+        .where(AuditEvent.entity_type == entity_type, same)
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (int(row[0]), row[1])
+
+
+def unexplained(session: Session, entity_type: str, entity_id: str) -> str | None:
+    """Why the entity's row is not as the trail left it (None when it is, or it is not governed)."""
+    if entity_type not in GOVERNED:
+        return None
+    now = state_of(session, entity_type, entity_id)
+    recorded = recorded_state(session, entity_type, entity_id)
+    key = GOVERNED[entity_type].key(entity_id)
+    if recorded is None:
+        if now == digest(ABSENT):
+            return None
+        return f"{entity_type} {key!r} was written outside medops: no audit event made it"
+    seq, state = recorded
+    if state is None or state == now:  # None: last changed before state hashing, nothing to compare
+        return None
+    return f"{entity_type} {key!r} was changed outside medops after audit event {seq}"
+
+
+def carried_state(session: Session, entity_type: str, entity_id: str) -> str | None:
+    """The state an event that changes nothing carries: the one last recorded, never the row as it is."""
+    if entity_type not in GOVERNED:
+        return None
+    recorded = recorded_state(session, entity_type, entity_id)
+    return digest(ABSENT) if recorded is None else recorded[1]
 
 
 def state_key(entity_type: str, entity_id: str) -> str | None:

@@ -17,9 +17,9 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from medops.audit.chain import GENESIS, canonical_json, event_hash
-from medops.audit.state import state_of
+from medops.audit.state import carried_state, state_of, unexplained
 from medops.clock import to_iso, utc_now
-from medops.errors import InvalidInput
+from medops.errors import IntegrityError, InvalidInput
 from medops.store.database import Database
 from medops.store.schema import AuditEvent
 
@@ -49,8 +49,12 @@ def _lock_head(session: Session) -> tuple[int, str]:
     return (row[0], row[1]) if row else (0, GENESIS)
 
 
-def append_events(session: Session, events: Sequence[NewEvent]) -> list[int]:
-    """Append events at the chain head inside the caller's write transaction."""
+def append_events(session: Session, events: Sequence[NewEvent], *, changes: bool = False) -> list[int]:
+    """Append events at the chain head inside the caller's write transaction.
+
+    ``changes``: the events record changes made in this transaction, so a governed entity's state
+    is read now; otherwise they change nothing and carry the state last recorded.
+    """
     for ev in events:
         for name in ("actor", "action", "entity_type", "entity_id"):
             if not getattr(ev, name):
@@ -63,7 +67,8 @@ def append_events(session: Session, events: Sequence[NewEvent]) -> list[int]:
         seq += 1
         before, after = _doc(ev.before), _doc(ev.after)
         if (ev.entity_type, ev.entity_id) not in states:  # read after the change: it was flushed
-            states[ev.entity_type, ev.entity_id] = state_of(session, ev.entity_type, ev.entity_id)
+            read = state_of if changes else carried_state
+            states[ev.entity_type, ev.entity_id] = read(session, ev.entity_type, ev.entity_id)
         state = states[ev.entity_type, ev.entity_id]
         digest = event_hash(
             prev, seq, ts, ev.actor, ev.action, ev.entity_type, ev.entity_id, before, after, ev.reason or None, state
@@ -111,14 +116,26 @@ class AuditTrail:
     def change(
         self, actor: str, action: str, entity_type: str, entity_id: str, *, reason: str | None = None
     ) -> Iterator[Change]:
-        """Yield a write session; on success append the event and commit both."""
+        """Yield a write session; on success append the event and commit both.
+
+        A governed entity changed outside medops since its latest event is refused: the change
+        would otherwise record the forged state as its own starting point.
+        """
         with self.db.write() as session:
+            tampered = unexplained(session, entity_type, entity_id)
+            if tampered is not None:
+                raise IntegrityError(
+                    f"{tampered}; refusing to change it further",
+                    hint="verify the audit trail's state and restore the row from a verified backup",
+                    code="state_unexplained",
+                )
             ch = Change(session=session, entity_id=entity_id)
             yield ch
             session.flush()
             append_events(
                 session,
                 [NewEvent(actor, action, entity_type, ch.entity_id, ch.before, ch.after, reason)],
+                changes=True,
             )
 
     def record(self, event: NewEvent) -> int:

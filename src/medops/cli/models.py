@@ -346,6 +346,35 @@ def trust_key_cmd(
     done(as_json, f"bundles signed by key {kid} are now accepted here", {"key_id": kid, "note": note})
 
 
+@app.command(
+    "distrust-key", epilog="Examples:  medops models distrust-key 3f2a9c0d1e4b5a69 --reason 'Site A key compromised'"
+)
+def distrust_key_cmd(
+    key_id: str = typer.Argument(..., help="The key's id, as `medops models trusted-keys` lists it."),
+    reason: str = typer.Option(..., "--reason", "-r", help="Why it is no longer trusted: recorded and audited."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Stop accepting bundles signed by another workspace's key (admin only); versions imported stay."""
+    with _registry() as (registry, caller):
+        registry.distrust_key(caller, key_id, reason=reason)
+    done(as_json, f"bundles signed by key {key_id} are no longer accepted here", {"key_id": key_id, "trusted": False})
+
+
+@app.command("trusted-keys", epilog="Examples:  medops models trusted-keys --json")
+def trusted_keys_cmd(as_json: bool = JsonOption) -> None:
+    """The other workspaces' keys this one accepts bundles from (its signed keyring)."""
+    with _registry() as (registry, caller):
+        keys = registry.trusted_keys(caller)
+    if as_json:
+        print_json(keys)
+        return
+    table(
+        "trusted bundle keys",
+        ["key", "note", "trusted by", "at"],
+        [[k["key_id"], k["note"], k["trusted_by"], k["trusted_at"]] for k in keys],
+    )
+
+
 def _moves(name: str, moves: list[Any], as_json: bool) -> None:
     if as_json:
         print_json([m.to_json() for m in moves])

@@ -1,9 +1,10 @@
-"""The workspace signing key (Ed25519): private half outside the workspace, public half in it.
+"""The workspace signing key (Ed25519): private half outside the workspace, public half pinned.
 
 The private key comes from MEDOPS_SIGNING_KEY (base64) or from the key file named by
-``signing_key_file`` (by default under ~/.medops/keys/, created mode 0600). Only the
-public key is stored in the metadata database, so anyone can verify and only the key
-holder can sign.
+``signing_key_file`` (by default under ~/.medops/keys/, created mode 0600). The public key is
+pinned in medops.toml (``signing_public_key``) at init: that pin, not the metadata database,
+says which key verifies, because anyone who can write to the database could insert a key of
+their own there and sign with it.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from medops.errors import ConfigError, IntegrityError
-from medops.public_keys import encode_public
+from medops.errors import ConfigError, IntegrityError, MedopsError
+from medops.public_keys import decode_public, encode_public
 
 if TYPE_CHECKING:
     from medops.config import Settings
@@ -68,6 +70,36 @@ def write_private_file(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def check_pair(private: Ed25519PrivateKey, stored_public: str) -> None:
-    if encode_public(private.public_key()) != stored_public:
-        raise IntegrityError("the signing key does not match the public key registered in this workspace")
+def pinned_public_key(settings: Settings, private: Callable[[], Ed25519PrivateKey]) -> Ed25519PublicKey:
+    """The one public key this workspace trusts for its own signatures: the pin in medops.toml.
+
+    When the private key is here too, the two must belong together: a key file swapped for
+    another is refused rather than used to sign what nobody could verify. A workspace made
+    before the pin existed trusts the key it holds (still never one from the database).
+    """
+    if settings.signing_public_key:
+        try:
+            pinned = decode_public(settings.signing_public_key.strip())
+        except ValueError:
+            raise ConfigError(
+                f"{settings.config_path}: signing_public_key is not a base64 Ed25519 public key"
+            ) from None
+        try:
+            key = private()
+        except MedopsError:
+            return pinned  # a verifier without the private key: the pin is enough
+        if encode_public(key.public_key()) != encode_public(pinned):
+            raise IntegrityError(
+                "the signing key is not the one pinned in medops.toml (signing_public_key)",
+                hint="point signing_key_file or MEDOPS_SIGNING_KEY at this workspace's own key",
+                code="signing_key_mismatch",
+            )
+        return pinned
+    try:
+        return private().public_key()
+    except MedopsError as exc:
+        raise ConfigError(
+            f"this workspace pins no public key in medops.toml and its signing key is not here: {exc.message}",
+            hint="add signing_public_key (the workspace's public key, base64) to medops.toml",
+            code="signing_key_unpinned",
+        ) from None

@@ -4,7 +4,9 @@ A signature re-checks the signer's password at the moment of signing, records th
 printed name, UTC time and meaning, and binds to the SHA-256 of the signed record. The
 manifest of those fields is signed with the workspace's Ed25519 key, so moving a
 signature to another record, editing any of its fields, or changing the record after
-signing all make verification fail.
+signing all make verification fail. Verification uses the public key pinned outside the
+database (identity.keys): a signature made with any other key, such as one a database
+writer inserted into signing_keys, is void.
 """
 
 from __future__ import annotations
@@ -17,16 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import select
 
 from medops.audit.chain import canonical_json
 from medops.audit.trail import AuditTrail
 from medops.clock import to_iso, utc_now
-from medops.errors import InvalidInput, NotFound
-from medops.identity.keys import check_pair
+from medops.errors import InvalidInput, MedopsError, NotFound
 from medops.identity.users import UserService
-from medops.public_keys import decode_public, encode_public, key_id
+from medops.public_keys import encode_public, key_id
 from medops.store.database import Database
 from medops.store.schema import Signature, SigningKey
 
@@ -97,12 +98,18 @@ def _view(row: Signature) -> SignatureView:
 
 class SignatureService:
     def __init__(
-        self, db: Database, trail: AuditTrail, users: UserService, private_key: Callable[[], Ed25519PrivateKey]
+        self,
+        db: Database,
+        trail: AuditTrail,
+        users: UserService,
+        private_key: Callable[[], Ed25519PrivateKey],
+        public_key: Callable[[], Ed25519PublicKey],
     ) -> None:
         self.db = db
         self.trail = trail
         self.users = users
         self._private_key = private_key
+        self._public_key = public_key
 
     def register_key(self, actor: str) -> str:
         """Record the public half of the workspace key (done once by init; audited)."""
@@ -131,12 +138,8 @@ class SignatureService:
             raise InvalidInput("a signature needs the type and id of the record it signs")
         signer = self.users.check_password(username, password, purpose=f"sign {record_type}:{record_id}")
         private = self._private_key()
-        kid = key_id(private.public_key())
+        kid = key_id(self._public_key())  # the pinned key, which the private one must match
         with self.trail.change(username, "signature.sign", record_type, record_id, reason=meaning) as ch:
-            stored = ch.session.get(SigningKey, kid)
-            if stored is None:
-                raise NotFound(f"signing key {kid} is not registered in this workspace")
-            check_pair(private, stored.public_key)
             unsigned = SignatureView(
                 id=uuid.uuid4().hex,
                 username=signer.username,
@@ -181,15 +184,21 @@ class SignatureService:
         """Does this signature hold for this record, as it is now?"""
         sig = self.get(signature_id)
         problems = []
-        with self.db.read() as session:
-            key = session.get(SigningKey, sig.key_id)
-        if key is None:
-            problems.append(f"signing key {sig.key_id} is not registered")
+        try:
+            trusted = self._public_key()
+        except MedopsError as exc:
+            problems.append(f"can't be verified: {exc.message}")
         else:
-            try:
-                decode_public(key.public_key).verify(base64.b64decode(sig.value), sig.manifest())
-            except (InvalidSignature, ValueError):
-                problems.append("the signature's stored fields were altered after signing (or it was moved)")
+            if sig.key_id != key_id(trusted):
+                problems.append(
+                    f"made with key {sig.key_id}, not this workspace's pinned key {key_id(trusted)}: "
+                    "a key known only to the database is never trusted"
+                )
+            else:
+                try:
+                    trusted.verify(base64.b64decode(sig.value), sig.manifest())
+                except (InvalidSignature, ValueError):
+                    problems.append("the signature's stored fields were altered after signing (or it was moved)")
         if (record_type, record_id) != (None, None) and (record_type, record_id) != (sig.record_type, sig.record_id):
             problems.append(
                 f"the signature belongs to {sig.record_type}:{sig.record_id}, not {record_type}:{record_id}"

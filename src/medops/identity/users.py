@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from medops.audit.state import unexplained
 from medops.audit.trail import AuditTrail, Change, NewEvent
 from medops.clock import utc_now
 from medops.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, PermissionDenied
@@ -185,6 +186,9 @@ class UserService:
         standing = UserRepository(session).standing(actor)
         if standing is None:
             return f"no user {actor!r} in this workspace (set MEDOPS_USER to a user name)"
+        tampered = unexplained(session, "user", actor)  # a role granted in SQL grants nothing
+        if tampered is not None:
+            return tampered
         active, held = standing
         if not active:
             return _inactive(actor, UserRepository(session).get(actor).failed_logins)

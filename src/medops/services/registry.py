@@ -207,3 +207,14 @@ class RegistryService:
         from medops.registry import transfer
 
         return transfer.trust_key(self.platform, public, note=note, actor=caller.user)
+
+    def distrust_key(self, caller: Caller, kid: str, *, reason: str) -> None:
+        from medops.registry import transfer
+
+        transfer.distrust_key(self.platform, kid, reason=reason, actor=caller.user)
+
+    def trusted_keys(self, caller: Caller) -> list[dict[str, str]]:
+        """The other workspaces' keys this one accepts bundles from, as its signed keyring holds them."""
+        from medops.registry import keyring
+
+        return [{"key_id": kid, **entry} for kid, entry in sorted(keyring.load(self.platform).keys.items())]
