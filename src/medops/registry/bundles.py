@@ -1,9 +1,10 @@
 """Model bundles: everything needed to predict anywhere, in one signed file.
 
-A bundle is a tar of regular files only (uncompressed, so opening one is as fast as reading it):
+A bundle is a tar of regular files only (uncompressed, so opening one is as fast as reading it),
+the manifest first:
 
-    manifest.json        format, model, version, what it was built from, every file's SHA-256,
-                         the signing key's id and public key, and the Ed25519 signature over the rest
+    manifest.json        format, model, version, what it was built from, every file's SHA-256 and
+                         size, the signing key's id and public key, and the Ed25519 signature over the rest
     model.skops          (other models) the fitted pipeline (preprocessing and model) in skops
                          format: loading it builds only the trainers' safe types, it runs no pickle
     input_schema.json    the features in order, each one's type, training range or categories, required
@@ -14,12 +15,25 @@ A bundle is a tar of regular files only (uncompressed, so opening one is as fast
     model.txt            (LightGBM models) the booster in LightGBM's text format; the member a
                          trainer's native form names (``medops.training.estimators``)
 
-The bytes are reproducible (sorted members, fixed times and owners). Reading one checks,
-before any model is built: every member is a plain file with a plain relative name (no
-absolute path, no "..", no link or device, nothing unexpected), nothing is extracted to disk,
-the manifest's signature verifies with a trusted key, and every file's SHA-256 matches the
-manifest. Only then is the model built: LightGBM's text parsed, or model.skops loaded, and only
-if it holds nothing but scikit-learn's own types and the safe types the trainers declare.
+The bytes are reproducible (manifest first, then sorted members, fixed times and owners).
+Reading one is bounded (``bundle_archive``): from a file it streams, and every tar header is
+checked before a byte of its member is read or inflated (a plain file with a plain relative
+name, one a bundle holds and only once, within ``MAX_MANIFEST_BYTES``, ``MAX_MEMBER_BYTES`` and
+``MAX_BUNDLE_BYTES``: no link, device, sparse file or other special member); nothing is
+extracted to disk. The manifest is read first and its signature verified with a trusted key
+before any other member is read: each member must then be listed in it, with the size it
+records (bundles made before sizes were recorded are held to the limits alone). A gzipped
+bundle is read forward only, so its manifest must come first, as medops writes it; a plain
+tar made by an older medops (its manifest among the sorted members) is read by seeking back to
+the members before the manifest once it verified.
+Every file's SHA-256 must match the manifest. Only then is the model built: LightGBM's text
+parsed, or model.skops loaded, and only if it holds nothing but scikit-learn's own types and
+the safe types the trainers declare.
+
+A refusal is a ``BundleError`` whose ``code`` says which check refused it (``bundle_damaged``,
+``bundle_member_refused``, ``bundle_too_large``, ``bundle_manifest_invalid``,
+``bundle_key_untrusted``, ``bundle_signature_invalid``, ``bundle_mismatch``,
+``bundle_unsafe_model``), so a caller can record it.
 """
 
 from __future__ import annotations
@@ -28,8 +42,8 @@ import base64
 import hashlib
 import io
 import json
+import os
 import tarfile
-import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -39,8 +53,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from medops.audit.chain import canonical_json
 from medops.clock import to_iso, utc_now
-from medops.errors import IntegrityError
 from medops.public_keys import decode_public, encode_public, key_id
+from medops.registry.bundle_archive import MANIFEST, MAX_MEMBER_BYTES, entries, open_tape
+from medops.registry.bundle_archive import BundleError as BundleError  # raised by every check, here and there
 from medops.training.estimators import NativeModel, native_models, safe_types
 from medops.training.input_schema import InputSchema
 from medops.training.trainers import FittedModel
@@ -51,14 +66,8 @@ INFERENCE = "inference.json"
 SKOPS = "model.skops"
 # The safe types (beyond what skops trusts by itself) are the model file's list, for runs and bundles
 # alike: anything else in a bundle is refused, whoever signed it.
-MAX_MEMBER_BYTES = 2 * 1024**3
-MAX_BUNDLE_BYTES = 4 * 1024**3
 
-
-class BundleError(IntegrityError):
-    """A bundle that can't be trusted: the message says why; nothing from it was loaded."""
-
-    code = "bundle_refused"
+Source = bytes | str | os.PathLike[str]  # a bundle's bytes, or its file (read as a stream)
 
 
 @dataclass
@@ -73,7 +82,11 @@ class Bundle:
         """A member's bytes, after its SHA-256 matched the signed manifest (once)."""
         if name not in self.checked:
             if hashlib.sha256(self.raw[name]).hexdigest() != self.manifest["files"][name]:
-                raise BundleError(f"{name} does not match its checksum in the manifest: the file was changed")
+                raise BundleError(
+                    f"{name} does not match its checksum in the manifest: the file was changed",
+                    code="bundle_mismatch",
+                    member=name,
+                )
             self.checked.add(name)
         return self.raw[name]
 
@@ -145,44 +158,119 @@ def build(
         "version": metadata.get("version"),
         "created_at": to_iso(utc_now()),
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
+        "sizes": {name: len(data) for name, data in sorted(files.items())},  # checked against each tar header
         "key_id": key_id(public),
         "public_key": encode_public(public),
     }
     manifest["signature"] = base64.b64encode(private_key.sign(_signed_part(manifest))).decode("ascii")
-    return _pack({"manifest.json": _json(manifest), **files})
+    return _pack(_json(manifest), files)
 
 
-def read(data: bytes, trusted: dict[str, str], *, check_all: bool = True) -> Bundle:
-    """A verified bundle from its bytes; ``trusted`` maps key ids to public keys this workspace accepts.
+def read(source: Source, trusted: dict[str, str], *, check_all: bool = True) -> Bundle:
+    """A verified bundle from its bytes or its file; ``trusted`` maps key ids to public keys this
+    workspace accepts.
 
-    With ``check_all`` every file's checksum is checked now (import, export); without it each
-    file is checked when first used (loading a model reads only what predicting needs).
+    A file is read as a stream within the limits of ``bundle_archive``; the manifest's signature
+    is verified before any other member is read. With ``check_all`` every file's checksum is
+    checked now (import, export); without it each file is checked when first used (loading a
+    model reads only what predicting needs).
     """
-    files = _unpack(data)
-    try:
-        manifest = json.loads(files.pop("manifest.json"))
-    except (KeyError, ValueError):
-        raise BundleError("the bundle has no readable manifest.json") from None
-    kid = manifest.get("key_id")
-    if kid not in trusted or trusted[kid] != manifest.get("public_key"):
+    allowed = member_names()
+    manifest: dict[str, Any] | None = None
+    files: dict[str, bytes] = {}
+    later: dict[str, tuple[int, int]] = {}  # members before the manifest (an older medops): name -> (offset, size)
+    with open_tape(source) as tape:
+        for entry in entries(tape, allowed):
+            if entry.name == MANIFEST:
+                manifest = _verified_manifest(tape.read(entry.size, MANIFEST), trusted)
+                for name, (_, size) in later.items():
+                    _check_listed(manifest, name, size)
+            elif manifest is not None:
+                _check_listed(manifest, entry.name, entry.size)
+                files[entry.name] = tape.read(entry.size, entry.name)
+            elif tape.compressed:  # read forward only: reaching the manifest would inflate this member unchecked
+                raise BundleError(
+                    f"member {entry.name!r} comes before manifest.json in a compressed bundle: refused before "
+                    "reading it",
+                    code="bundle_member_refused",
+                    hint="decompress the file (gunzip) and use the tar",
+                    member=entry.name,
+                )
+            else:
+                later[entry.name] = (entry.offset, entry.size)  # sought back once the manifest verified
+        if manifest is None:
+            raise BundleError("the bundle has no manifest.json", code="bundle_manifest_invalid")
+        for name, (offset, size) in later.items():
+            files[name] = tape.read_at(offset, size, name)
+    listed = manifest["files"]
+    form = tuple(sorted(set(listed) - set(FILES)))
+    if not set(FILES) <= set(listed) or form not in model_forms() or sorted(files) != sorted(listed):
         raise BundleError(
-            f"the bundle is signed with key {kid!r}, which this workspace does not trust",
+            f"the bundle holds {sorted(files)}, its manifest lists {sorted(listed)}", code="bundle_mismatch"
+        )
+    bundle = Bundle(manifest, files)
+    for name in listed if check_all else ():
+        bundle.file(name)
+    return bundle
+
+
+def member_names() -> frozenset[str]:
+    """Every name a bundle member may have."""
+    return frozenset({MANIFEST, *FILES, *(n for form in model_forms() for n in form)})
+
+
+def _verified_manifest(raw: bytes, trusted: dict[str, str]) -> dict[str, Any]:
+    """The manifest, once its key is trusted and its signature verifies; nothing else is read before."""
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        manifest = None
+    if not isinstance(manifest, dict):
+        raise BundleError("the bundle's manifest.json can't be read", code="bundle_manifest_invalid")
+    kid = manifest.get("key_id")
+    if not isinstance(kid, str) or kid not in trusted or trusted[kid] != manifest.get("public_key"):
+        shown = kid if isinstance(kid, str) and len(kid) <= 64 else "(not a key id)"  # the manifest is the sender's
+        raise BundleError(
+            f"the bundle is signed with key {shown!r}, which this workspace does not trust",
             code="bundle_key_untrusted",
             hint="an admin can trust the exporting workspace's key",
         )
     try:
         signature = base64.b64decode(manifest.get("signature", ""), validate=True)
         decode_public(trusted[kid]).verify(signature, _signed_part(manifest))
-    except (InvalidSignature, ValueError):
-        raise BundleError("the manifest's signature does not verify: the manifest was changed after signing") from None
-    listed = manifest.get("files", {})
-    form = tuple(sorted(set(listed) - set(FILES)))
-    if not set(FILES) <= set(listed) or form not in model_forms() or sorted(files) != sorted(listed):
-        raise BundleError(f"the bundle holds {sorted(files)}, its manifest lists {sorted(listed)}")
-    bundle = Bundle(manifest, files)
-    for name in listed if check_all else ():
-        bundle.file(name)
-    return bundle
+    except (InvalidSignature, ValueError, TypeError):
+        raise BundleError(
+            "the manifest's signature does not verify: the manifest was changed after signing",
+            code="bundle_signature_invalid",
+        ) from None
+    files, sizes = manifest.get("files"), manifest.get("sizes", {})
+    well_formed = (
+        isinstance(files, dict)
+        and all(isinstance(v, str) for v in files.values())
+        and isinstance(sizes, dict)
+        and all(type(v) is int and 0 <= v <= MAX_MEMBER_BYTES for v in sizes.values())
+        and (not sizes or set(sizes) == set(files))
+    )
+    if not well_formed:  # signed by a trusted key, yet not what medops writes
+        raise BundleError("the bundle's manifest does not list its files and sizes", code="bundle_manifest_invalid")
+    return manifest
+
+
+def _check_listed(manifest: dict[str, Any], name: str, size: int) -> None:
+    """A member's header against the verified manifest: listed, and of the size it records (when it does)."""
+    if name not in manifest["files"]:
+        raise BundleError(
+            f"member {name!r} is not listed in the signed manifest: refused before reading it",
+            code="bundle_mismatch",
+            member=name,
+        )
+    declared = manifest.get("sizes", {}).get(name)
+    if declared is not None and declared != size:
+        raise BundleError(
+            f"member {name!r} declares {size:,} bytes, the signed manifest {declared:,}: refused before reading it",
+            code="bundle_mismatch",
+            member=name,
+        )
 
 
 def model_forms() -> list[tuple[str, ...]]:
@@ -212,10 +300,12 @@ def model_types(bundle: Bundle) -> list[str]:
     try:
         untrusted = set(sio.get_untrusted_types(data=bundle.file(SKOPS)))
     except Exception as exc:  # noqa: BLE001 - any failure to parse is a refusal
-        raise BundleError(f"model.skops can't be read: {type(exc).__name__}") from None
+        raise BundleError(f"model.skops can't be read: {type(exc).__name__}", code="bundle_unsafe_model") from None
     unsafe = sorted(untrusted - safe_types())
     if unsafe:
-        raise BundleError(f"model.skops holds types outside the safe list: {', '.join(unsafe[:5])}")
+        raise BundleError(
+            f"model.skops holds types outside the safe list: {', '.join(unsafe[:5])}", code="bundle_unsafe_model"
+        )
     return sorted(untrusted)
 
 
@@ -230,7 +320,7 @@ def load_fitted(bundle: Bundle) -> FittedModel:
         model_types(bundle)  # names the unsafe types
         raise
     except Exception as exc:  # noqa: BLE001 - any failure to rebuild is a refusal
-        raise BundleError(f"model.skops can't be read: {type(exc).__name__}") from None
+        raise BundleError(f"model.skops can't be read: {type(exc).__name__}", code="bundle_unsafe_model") from None
     meta = bundle.metadata
     return FittedModel(pipeline, list(meta["features"]), list(meta["classes"]))
 
@@ -243,56 +333,12 @@ def _json(doc: Any) -> bytes:
     return json.dumps(doc, sort_keys=True, indent=1, default=str).encode()
 
 
-def _pack(files: dict[str, bytes]) -> bytes:
+def _pack(manifest: bytes, files: dict[str, bytes]) -> bytes:
+    """The tar, manifest first: a reader verifies it before reading, or inflating, any other member."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in sorted(files):
+        for name, data in [(MANIFEST, manifest), *sorted(files.items())]:
             info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode, info.uid, info.gid = len(files[name]), 0, 0o644, 0, 0
-            tar.addfile(info, io.BytesIO(files[name]))
+            info.size, info.mtime, info.mode, info.uid, info.gid = len(data), 0, 0o644, 0, 0
+            tar.addfile(info, io.BytesIO(data))
     return raw.getvalue()  # not compressed: opening the model must cost no more than reading it
-
-
-def _gunzip(data: bytes) -> bytes:
-    """Decompressed, up to a limit: a small file that expands without end is refused, not followed."""
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    out = inflate.decompress(data, MAX_BUNDLE_BYTES)
-    if inflate.unconsumed_tail:
-        raise BundleError(f"the bundle expands beyond {MAX_BUNDLE_BYTES:,} bytes: refused")
-    return out
-
-
-def _unpack(data: bytes) -> dict[str, bytes]:
-    """The members' bytes, read in memory: never extracted, and refused unless plain files with plain names."""
-    try:  # decompressed once in memory: tarfile over a gzip stream would decompress again on every seek
-        plain = _gunzip(data) if data[:2] == b"\x1f\x8b" else data  # a bundle someone gzipped still opens
-        if len(plain) > MAX_BUNDLE_BYTES:
-            raise BundleError(f"the bundle is larger than {MAX_BUNDLE_BYTES:,} bytes: refused")
-        tar = tarfile.open(fileobj=io.BytesIO(plain), mode="r:")
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise BundleError(f"not a medops bundle (a tar of signed files): {exc}") from None
-    files: dict[str, bytes] = {}
-    with tar:
-        try:
-            members = tar.getmembers()
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise BundleError(f"the bundle is damaged: {exc}") from None
-        for member in members:
-            name = member.name
-            if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/") or ":" in name:
-                raise BundleError(f"member {name!r} has an absolute or escaping path: refused, nothing extracted")
-            if member.issym() or member.islnk():
-                raise BundleError(f"member {name!r} is a link (to {member.linkname!r}): refused, nothing extracted")
-            if not member.isfile():
-                raise BundleError(f"member {name!r} is not a regular file: refused, nothing extracted")
-            if name not in ("manifest.json", *FILES, *(n for form in model_forms() for n in form)):
-                raise BundleError(f"member {name!r} does not belong in a bundle")
-            if name in files:
-                raise BundleError(f"member {name!r} appears twice")
-            if member.size > MAX_MEMBER_BYTES:
-                raise BundleError(f"member {name!r} is larger than {MAX_MEMBER_BYTES:,} bytes")
-            handle = tar.extractfile(member)
-            if handle is None:
-                raise BundleError(f"member {name!r} can't be read")
-            files[name] = handle.read()
-    return files

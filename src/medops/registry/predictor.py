@@ -103,14 +103,11 @@ def load_model(ws: Platform, ref: str | tuple[str, int] | Path) -> Predictor:
     from medops.registry.versions import get, parse_ref
 
     if isinstance(ref, Path):
-        try:
-            data = ref.read_bytes()
-        except OSError as exc:
-            raise InvalidInput(f"{ref}: can't be read ({exc.strerror})") from None
+        source = ref  # read as a stream, within the bundle limits
     else:
         name, version = parse_ref(ref) if isinstance(ref, str) else ref
-        data = ws.artifacts.read_bytes(get(ws, name, version).artifact_sha256)  # checked against its SHA-256
-    return _predictor(data, trusted_keys(ws))
+        source = ws.artifacts.local_path(get(ws, name, version).artifact_sha256)  # checked against its SHA-256
+    return _predictor(source, trusted_keys(ws))
 
 
 def load_bundle_file(path: str | Path, public_key: str) -> Predictor:
@@ -119,17 +116,14 @@ def load_bundle_file(path: str | Path, public_key: str) -> Predictor:
     from medops.public_keys import decode_public, key_id
 
     try:
-        data = Path(path).read_bytes()
         kid = key_id(decode_public(public_key.strip()))
-    except OSError as exc:
-        raise InvalidInput(f"{path}: can't be read ({exc.strerror})") from None
     except ValueError:
         raise InvalidInput("not an Ed25519 public key (base64 of 32 bytes)") from None
-    return _predictor(data, {kid: public_key.strip()})
+    return _predictor(Path(path), {kid: public_key.strip()})
 
 
-def _predictor(data: bytes, trusted: dict[str, str]) -> Predictor:
-    bundle = read(data, trusted)  # every file checked: a tampered bundle is refused whole, even a part unused here
+def _predictor(source: Path, trusted: dict[str, str]) -> Predictor:
+    bundle = read(source, trusted)  # every file checked: a tampered bundle is refused whole, even a part unused here
     schema, threshold = schema_from_doc(bundle.input_schema), float(bundle.output_schema["threshold"])
     policy = str(bundle.input_schema.get("out_of_range", "reject"))
     native = native_model(bundle)

@@ -1,9 +1,11 @@
 """Moving a version between workspaces: export its bundle, import one (verified), trust a key.
 
-An import reads the file in memory and verifies everything (see ``bundles``) before a byte
-is stored; the bundle is then kept content-addressed and registered as a new version whose
-origin is the manifest. Nothing is ever extracted to disk, so a member with an absolute
-path, ``..`` or a link can write nothing anywhere. A refused import is audited with why.
+An import copies the file, at most ``MAX_BUNDLE_BYTES``, into the artifact store's temp
+folder (so it can't change between its check and its storing), verifies the copy as a stream
+within the limits of ``bundle_archive`` (see ``bundles``), and only then stores it
+content-addressed and registers a new version whose origin is the manifest; a refused copy is
+deleted. Nothing is ever extracted to disk, so a member with an absolute path, ``..`` or a
+link can write nothing anywhere. A refused import is audited with why.
 
 The keys that may sign an import are this workspace's pinned key and those in its signed
 keyring (``keyring``); trusting and distrusting a key are audited changes of that keyring.
@@ -12,9 +14,10 @@ keyring (``keyring``); trusting and distrusting a key are audited changes of tha
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
-from medops.atomic import write_atomic_bytes
 from medops.audit.trail import NewEvent
 from medops.clock import utc_now
 from medops.errors import Conflict, IntegrityError, InvalidInput, NotFound
@@ -22,6 +25,7 @@ from medops.identity.roles import Role
 from medops.platform import Platform
 from medops.public_keys import decode_public, encode_public, key_id
 from medops.registry import keyring
+from medops.registry.bundle_archive import CHUNK, MAX_BUNDLE_BYTES, too_large
 from medops.registry.bundles import SKOPS, Bundle, model_types, read
 from medops.registry.versions import REGISTER_ROLES, VersionInfo, get, next_version, parse_ref, required_roles
 from medops.store.schema import ModelVersion, TrustedBundleKey
@@ -92,35 +96,40 @@ def distrust_key(ws: Platform, kid: str, *, reason: str, actor: str) -> None:
         ch.after = {"key_id": kid, "trusted": False, "keyring": written.to_event()}
 
 
-def _verified(ws: Platform, data: bytes, path: Path, name: str | None, actor: str) -> Bundle:
-    """The bundle, verified; a refusal is recorded in the audit trail (who tried, which file, why)."""
+def _verified(ws: Platform, staged: Path, path: Path, name: str | None, actor: str) -> Bundle:
+    """The staged bundle, verified; a refusal is recorded in the audit trail."""
     try:
-        bundle = read(data, trusted_keys(ws))
+        bundle = read(staged, trusted_keys(ws))
         if SKOPS in bundle.raw:
             model_types(bundle)  # what loading it would build: refused now, not at the first prediction
         return bundle
     except IntegrityError as exc:
-        ws.trail.record(
-            NewEvent(
-                actor,
-                "model.import.refused",
-                "model",
-                name or "-",
-                after={"file": path.name, "code": exc.code},
-                reason=exc.message,
-            )
-        )
+        _refused(ws, exc, path, name, actor)
         raise
+
+
+def _refused(ws: Platform, exc: IntegrityError, path: Path, name: str | None, actor: str) -> None:
+    """Who tried to import which file, and why it was refused."""
+    ws.trail.record(
+        NewEvent(
+            actor,
+            "model.import.refused",
+            "model",
+            name or "-",
+            after={"file": path.name, "code": exc.code},
+            reason=exc.message,
+        )
+    )
 
 
 def export(ws: Platform, ref: str, path: Path, *, actor: str) -> VersionInfo:
     """Write a version's bundle to ``path`` (verified from the artifact store first; written atomically)."""
     name, version = parse_ref(ref)
     info = get(ws, name, version)
-    data = ws.artifacts.read_bytes(info.artifact_sha256)
-    read(data, trusted_keys(ws))  # a bundle that no longer verifies is not handed on
+    stored = ws.artifacts.local_path(info.artifact_sha256)  # hashed against its digest on the way
+    read(stored, trusted_keys(ws))  # a bundle that no longer verifies is not handed on
     with ws.users.authorized(actor, "model.export", "model", info.ref, REGISTER_ROLES) as ch:
-        write_atomic_bytes(path, data)  # inside the change: written only if allowed, and audited if written
+        _copy_atomic(stored, path)  # inside the change: written only if allowed, and audited if written
         ch.after = {"file": path.name, "bundle": info.artifact_sha256}
     return info
 
@@ -141,13 +150,18 @@ def import_bundle(
     """
     required_approvals = required_roles(ws, extra_approvals)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"{path}: can't be read ({exc.strerror})") from None
-    bundle = _verified(ws, data, path, name, actor)
-    target = name or str(bundle.manifest.get("model"))
-    parse_ref(target)
-    digest = ws.artifacts.put(data)
+        staged = _stage(ws, path)
+    except IntegrityError as exc:
+        _refused(ws, exc, path, name, actor)
+        raise
+    try:
+        bundle = _verified(ws, staged, path, name, actor)
+        target = name or str(bundle.manifest.get("model"))
+        parse_ref(target)
+    except BaseException:
+        staged.unlink(missing_ok=True)  # a refused file leaves nothing behind
+        raise
+    digest = ws.artifacts.adopt(staged)  # the very bytes just verified
     meta = bundle.metadata
     now = utc_now()
     origin = {**{k: bundle.manifest[k] for k in ("model", "version", "created_at", "key_id")}, "metadata": meta}
@@ -173,3 +187,42 @@ def import_bundle(
         ch.entity_id = f"{target}:{number}"
         ch.after = {"bundle": digest, "origin": origin}
     return get(ws, target, number)
+
+
+def _stage(ws: Platform, path: Path) -> Path:
+    """A private copy of the file in the artifact store's temp folder, refused past ``MAX_BUNDLE_BYTES``."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InvalidInput(f"{path}: can't be read ({exc.strerror})") from None
+    if size > MAX_BUNDLE_BYTES:  # refused before a byte is copied
+        raise too_large("the bundle file holds", size, "MAX_BUNDLE_BYTES")
+    staged = ws.artifacts.staging_path()
+    copied = 0
+    try:
+        with path.open("rb") as source, open(staged, "wb") as out:
+            while block := source.read(CHUNK):
+                copied += len(block)
+                if copied > MAX_BUNDLE_BYTES:  # it grew while being copied
+                    raise too_large("the bundle file holds more than", MAX_BUNDLE_BYTES, "MAX_BUNDLE_BYTES")
+                out.write(block)
+    except OSError as exc:
+        staged.unlink(missing_ok=True)
+        raise InvalidInput(f"{path}: can't be read ({exc.strerror})") from None
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    return staged
+
+
+def _copy_atomic(source: Path, path: Path) -> None:
+    """Copy a file whole or not at all: a crash mid-copy leaves no partial bundle under ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        with open(tmp, "rb+") as out:
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
