@@ -41,6 +41,13 @@ HINTS: dict[str, str] = {
     "online_not_materialized": "run `medops features materialize {view}` to fill it",
     "online_stale": "run `medops features materialize {view}` again if its data is the newer",
     "workspace_exists": "open it with --home or MEDOPS_HOME, or cd into it",
+    "state_unexplained": "see every such row with `medops audit verify --state`; restore them from a verified backup",
+    "signing_key_mismatch": "point signing_key_file or MEDOPS_SIGNING_KEY at this workspace's key (medops doctor)",
+    "signing_key_unpinned": "add signing_public_key (`medops models public-key` where the key is) to medops.toml",
+    "keyring_missing": "restore the artifact store's keyring/ folder from a backup; `medops models trusted-keys` checks it",
+    "keyring_altered": "restore the artifact store's keyring/ folder from a backup; `medops models trusted-keys` checks it",
+    "key_not_trusted": "`medops models trusted-keys` lists the trusted keys",
+    "distrust_reason_required": "say why: --reason 'Site A key compromised'",
 }
 
 
