@@ -44,8 +44,8 @@ HINTS: dict[str, str] = {
     "state_unexplained": "see every such row with `medops audit verify --state`; restore them from a verified backup",
     "signing_key_mismatch": "point signing_key_file or MEDOPS_SIGNING_KEY at this workspace's key (medops doctor)",
     "signing_key_unpinned": "add signing_public_key (`medops models public-key` where the key is) to medops.toml",
-    "keyring_missing": "restore the artifact store's keyring/ folder from a backup; `medops models trusted-keys` checks it",
-    "keyring_altered": "restore the artifact store's keyring/ folder from a backup; `medops models trusted-keys` checks it",
+    "keyring_missing": "restore keyring/ in the artifact store from a backup; `medops models trusted-keys` checks it",
+    "keyring_altered": "restore keyring/ in the artifact store from a backup; `medops models trusted-keys` checks it",
     "key_not_trusted": "`medops models trusted-keys` lists the trusted keys",
     "distrust_reason_required": "say why: --reason 'Site A key compromised'",
 }
