@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from medops.public_keys import encode_public
 from medops.workspace import Workspace
 from tests.factories import PASSWORD, run
 
@@ -66,4 +68,12 @@ def test_a_version_from_registration_to_rollback(
     code, _, err = as_user("ming", ["models", "trust-key", key, "--note", "our own"])
     assert code != 0 and "may not" in err  # only an admin decides whose bundles are trusted
     code, _, err = as_user("admin", ["models", "trust-key", key, "--note", "our own, for the test"])
+    assert code == 2 and "this workspace's own key: it is always trusted" in err
+    site_b = encode_public(Ed25519PrivateKey.generate().public_key())
+    code, _, err = as_user("admin", ["models", "trust-key", site_b, "--note", "site B"])
     assert code == 0, err
+    code, out, _ = as_user("admin", ["models", "trusted-keys", "--json"])
+    (listed,) = json.loads(out)
+    assert (listed["note"], listed["trusted_by"]) == ("site B", "admin")
+    code, _, err = as_user("admin", ["models", "distrust-key", listed["key_id"], "-r", "site B closed"])
+    assert code == 0 and json.loads(as_user("admin", ["models", "trusted-keys", "--json"])[1]) == [], err

@@ -17,7 +17,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from medops.audit.chain import GENESIS, canonical_json, event_hash
-from medops.audit.state import carried_state, state_of, unexplained
+from medops.audit.state import GOVERNED, carried_state, state_of, unexplained
 from medops.clock import to_iso, utc_now
 from medops.errors import IntegrityError, InvalidInput
 from medops.store.database import Database
@@ -42,9 +42,14 @@ def _doc(value: Any) -> str | None:
     return None if value is None else canonical_json(value)
 
 
-def _lock_head(session: Session) -> tuple[int, str]:
+def lock_chain(session: Session) -> None:
+    """Hold the chain's lock to the end of the transaction (re-entrant; SQLite holds its write lock)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": AUDIT_LOCK_ID})
+
+
+def _lock_head(session: Session) -> tuple[int, str]:
+    lock_chain(session)
     row = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
     return (row[0], row[1]) if row else (0, GENESIS)
 
@@ -122,6 +127,8 @@ class AuditTrail:
         would otherwise record the forged state as its own starting point.
         """
         with self.db.write() as session:
+            if entity_type in GOVERNED:  # the row and its latest event, read as one: no append in between
+                lock_chain(session)
             tampered = unexplained(session, entity_type, entity_id)
             if tampered is not None:
                 raise IntegrityError(

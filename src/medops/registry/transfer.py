@@ -57,9 +57,10 @@ def trust_key(ws: Platform, public: str, *, note: str, actor: str) -> str:
         raise InvalidInput("not an Ed25519 public key (base64 of 32 bytes)") from None
     if not note.strip():
         raise InvalidInput("say whose key this is", code="key_note_required")
-    if kid == key_id(ws.workspace_public_key()):
-        raise InvalidInput("that is this workspace's own key: it is always trusted")
+    own = key_id(ws.workspace_public_key())
     with ws.users.authorized(actor, "bundle_key.trust", "bundle_key", kid, TRUST_ROLES, reason=note) as ch:
+        if kid == own:
+            raise InvalidInput("that is this workspace's own key: it is always trusted")
         keyring.lock(ch.session)
         keys = dict(keyring.load(ws, ch.session).keys)
         if kid in keys:
@@ -80,9 +81,10 @@ def distrust_key(ws: Platform, kid: str, *, reason: str, actor: str) -> None:
     """Stop accepting bundles signed by a key: versions imported with it stay, new imports are refused."""
     if not reason.strip():
         raise InvalidInput("say why the key is no longer trusted", code="distrust_reason_required")
-    if kid == key_id(ws.workspace_public_key()):
-        raise InvalidInput("that is this workspace's own key: it can't be distrusted here")
+    own = key_id(ws.workspace_public_key())
     with ws.users.authorized(actor, "bundle_key.distrust", "bundle_key", kid, TRUST_ROLES, reason=reason) as ch:
+        if kid == own:
+            raise InvalidInput("that is this workspace's own key: it can't be distrusted here")
         keyring.lock(ch.session)
         keys = dict(keyring.load(ws, ch.session).keys)
         if kid not in keys:
