@@ -7,6 +7,7 @@ import sys
 from benchmarks import (
     bench_artifacts,
     bench_audit,
+    bench_auth,
     bench_cli,
     bench_evaluation,
     bench_features,
@@ -31,3 +32,4 @@ if __name__ == "__main__":
     bench_registry.main(extra)
     bench_report.main(extra)
     bench_cli.main(extra)
+    bench_auth.main(extra)

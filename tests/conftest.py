@@ -24,7 +24,7 @@ import pytest
 
 from medops.identity import Role
 from medops.workspace import Workspace, init_workspace
-from tests.factories import PASSWORD, POSTGRES, DemoRun
+from tests.factories import PASSWORD, POSTGRES, PSEUDONYM_KEY, DemoRun
 
 if TYPE_CHECKING:
     from medops.demo import DemoResult
@@ -170,7 +170,7 @@ def add_team(workspace: Workspace) -> Workspace:
 @pytest.fixture
 def pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> None:
     """A fixed pseudonym key in the environment, for tests that ingest data."""
-    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "k" * 40)
+    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", PSEUDONYM_KEY)
 
 
 @pytest.fixture

@@ -6,7 +6,10 @@ Test modules import from here, never from one another.
 from __future__ import annotations
 
 import io
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +38,24 @@ if TYPE_CHECKING:
     from medops.demo import DemoResult
 
 PASSWORD = "test-password-0123"
+# A fixed pseudonymization key that passes the strength check (random-looking, no pattern).
+PSEUDONYM_KEY = "tKq8vR2pLw9xZc4mNb7hYf1sGd6jUe3a-test-pseudonym-key"
+
+
+@contextmanager
+def loose_umask(mask: int = 0o022) -> Iterator[None]:
+    """The usual shell umask, under which a file made without an explicit mode is 0644."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
 # Backend parameters of fixtures: a test given the server's parameter carries its marker.
 POSTGRES = pytest.param("postgresql", marks=pytest.mark.postgres)
 REDIS = pytest.param("redis", marks=pytest.mark.redis)

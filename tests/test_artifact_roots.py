@@ -30,6 +30,7 @@ from medops.training.trainers import ModelSpec
 from medops.workspace import Workspace
 from tests.factories import (
     COHORT_FEATURES,
+    PSEUDONYM_KEY,
     cohort,
     evaluate_run,
     events_table,
@@ -51,7 +52,7 @@ HEART_RATE = ContractSpec.model_validate(
 
 @pytest.fixture(autouse=True)
 def _key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "k" * 40)
+    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", PSEUDONYM_KEY)
 
 
 def _ingest_and_features(ws: Workspace, tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from medops.doctor import FAIL, OK, WARN, run_checks
-from medops.workspace import Workspace
+from medops.workspace import Workspace, init_workspace
+from tests.factories import PASSWORD
 
 
 def _by_name(home: Path) -> dict[str, tuple[str, str]]:
@@ -71,5 +72,34 @@ def test_missing_pseudonym_key_is_a_warning(
     monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY_FILE", str(tmp_path / "absent.key"))
     status, fix = _by_name(workspace.settings.home)["pseudonym key"]
     assert status == WARN and "token_urlsafe" in fix
-    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "short")
-    assert _by_name(workspace.settings.home)["pseudonym key"][0] == WARN
+    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "short")  # a key that is there but unsafe is a failure
+    assert _by_name(workspace.settings.home)["pseudonym key"][0] == FAIL
+
+
+def test_a_weak_or_exposed_pseudonym_key_fails(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "a" * 32)
+    status, fix = _by_name(workspace.settings.home)["pseudonym key"]
+    assert status == FAIL and "token_urlsafe" in fix
+    monkeypatch.delenv("MEDOPS_PSEUDONYM_KEY")
+    key_file = Path(workspace.settings.pseudonym_key_file)
+    key_file.chmod(0o644)
+    status, fix = _by_name(workspace.settings.home)["pseudonym key"]
+    assert status == FAIL and fix == f"run: chmod 600 {key_file}"
+
+
+def test_a_database_or_key_readable_by_others_fails_with_the_chmod_to_run(tmp_path: Path) -> None:
+    """A medops.db made 0644 (by an older medops) let every local user read the password hashes and the trail."""
+    workspace = init_workspace(tmp_path / "ws", admin_username="admin", admin_full_name="A", admin_password=PASSWORD)
+    workspace.close()
+    home = workspace.settings.home
+    assert _by_name(home)["file permissions"][0] == OK
+    db = home / "medops.db"
+    signing = Path(workspace.settings.signing_key_file)
+    db.chmod(0o644)
+    signing.chmod(0o640)
+    status, fix = _by_name(home)["file permissions"]
+    assert status == FAIL and fix.startswith("run: chmod 600 ") and str(db) in fix and str(signing) in fix
+    cache = Path(workspace.settings.artifact_cache)
+    cache.mkdir(mode=0o755, exist_ok=True)
+    cache.chmod(0o755)
+    assert f"chmod 700 {cache}" in _by_name(home)["file permissions"][1]

@@ -11,7 +11,7 @@ from medops.caller import Caller
 from medops.cli.common import cli_caller
 from medops.errors import ConfigError, Conflict, DatabaseUnreachable, InvalidInput
 from medops.workspace import Workspace, init_workspace
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, loose_umask, mode
 
 
 def test_init_creates_everything_and_audits_it(workspace: Workspace) -> None:
@@ -25,6 +25,22 @@ def test_init_creates_everything_and_audits_it(workspace: Workspace) -> None:
     assert verify_chain(workspace.db).ok
     with Workspace.open(home) as again:
         assert cli_caller(again).user == "admin"
+
+
+def test_the_database_and_keys_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """medops.db holds password hashes and the trail: under umask 022 it was made 0644, readable by every local user."""
+    with loose_umask(0o022):
+        ws = init_workspace(tmp_path / "ws", admin_username="admin", admin_full_name="A", admin_password=PASSWORD)
+        try:
+            ws.users.add("admin", "alice", "Alice Moreau", PASSWORD, [])  # a write, so the WAL files are there
+            db = ws.settings.home / "medops.db"
+            for path in (db, db.with_name("medops.db-wal"), db.with_name("medops.db-shm")):
+                assert path.exists() and mode(path) == 0o600, path
+            signing, pseudonym = Path(ws.settings.signing_key_file), Path(ws.settings.pseudonym_key_file)
+            assert mode(signing) == mode(pseudonym) == 0o600
+            assert mode(signing.parent) == 0o700  # the key folder: nobody else may even list it
+        finally:
+            ws.close()
 
 
 def test_init_twice_is_refused(workspace: Workspace) -> None:

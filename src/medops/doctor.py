@@ -6,13 +6,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from medops.audit.state_check import check_state
 from medops.backends import EXECUTORS, ONLINE_STORES
 from medops.config import Settings, load_settings
 from medops.errors import MedopsError
 from medops.identity.keys import ENV_KEY, load_private_key
-from medops.identity.pseudonym_key import KEY_ENV, load_key
+from medops.identity.pseudonym_key import KEY_ENV, MISSING, load_key
 from medops.platform import Platform
+from medops.private_files import exposed
 from medops.public_keys import encode_public
 from medops.store import migrate
 from medops.store.artifacts import ArtifactStore
@@ -56,6 +59,7 @@ def run_checks(home: Path | None = None, *, user: str | None = None) -> tuple[Se
         db.dispose()
     checks.append(_artifact_check(settings))
     checks.append(_pseudonym_key_check(settings))
+    checks.append(_permissions_check(settings))
     checks.extend(_server_checks(settings))
     return settings, checks
 
@@ -189,10 +193,42 @@ def _pseudonym_key_check(settings: Settings) -> Check:
     """Ingest needs the key for pseudonyms and date shifts; say early when it is missing."""
     try:
         load_key(key_file=settings.pseudonym_key_file)
-    except MedopsError as exc:
-        return Check("pseudonym key", WARN, exc.message, exc.hint or "")
+    except MedopsError as exc:  # missing: only ingest needs it; readable by others or weak: a problem now
+        return Check("pseudonym key", WARN if exc.code == MISSING else FAIL, exc.message, exc.hint or "")
     where = KEY_ENV if os.environ.get(KEY_ENV) else settings.pseudonym_key_file
     return Check("pseudonym key", OK, f"from {where}")
+
+
+def private_paths(settings: Settings) -> list[Path]:
+    """The files and folders only the workspace's owner may read, those that exist.
+
+    The metadata database holds password hashes and the audit trail; the keys sign and
+    pseudonymize; the cache and the online store hold copies of de-identified data.
+    """
+    paths: list[Path] = []
+    url = make_url(settings.metadata_url) if settings.metadata_url.startswith("sqlite") else None
+    if url is not None and url.database not in (None, "", ":memory:"):
+        db = Path(url.database)
+        paths += [db, db.with_name(f"{db.name}-wal"), db.with_name(f"{db.name}-shm")]
+    paths += [Path(key) for key in (settings.signing_key_file, settings.pseudonym_key_file) if key]
+    if settings.artifact_cache:
+        paths.append(Path(settings.artifact_cache))
+    if settings.online_store == "sqlite":
+        online = settings.home / "online.db"
+        paths += [online, online.with_name("online.db-wal"), online.with_name("online.db-shm")]
+    unique = dict.fromkeys(p for p in paths if p.exists())
+    return list(unique)
+
+
+def _permissions_check(settings: Settings) -> Check:
+    """Files made by an older medops, or copied with a loose umask, may be readable by every local user."""
+    loose = [p for p in private_paths(settings) if exposed(p)]
+    if not loose:
+        return Check("file permissions", OK, "the database, keys and caches are readable by their owner only")
+    files = [str(p) for p in loose if not p.is_dir()]
+    folders = [str(p) for p in loose if p.is_dir()]
+    fix = "; ".join(f"chmod {mode} {' '.join(names)}" for mode, names in (("600", files), ("700", folders)) if names)
+    return Check("file permissions", FAIL, f"readable by other users: {', '.join(map(str, loose))}", f"run: {fix}")
 
 
 def _server_checks(settings: Settings) -> list[Check]:

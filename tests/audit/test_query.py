@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import timedelta
 from pathlib import Path
 
@@ -65,6 +66,29 @@ def test_export_verifies_offline_and_shows_edits(trail: Workspace, tmp_path: Pat
     path.write_text(path.read_text(encoding="utf-8").replace("signed off", "signed off obviously"), encoding="utf-8")
     broken = verify_rows(read_export(path))
     assert broken.problem is not None and (broken.problem.seq, broken.problem.kind) == (4, ALTERED)
+
+
+FORMULAS = ["=cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0", "+1+1", "-2+3", "\t=1+1", "\r=1+1", "'=1+1"]
+
+
+def test_a_csv_export_runs_no_formula_and_still_verifies(workspace: Workspace, tmp_path: Path) -> None:
+    """`=cmd`, `@SUM`, `+` and `-` cells were written raw: opening the export in a spreadsheet ran them."""
+    workspace.trail.record_many(
+        [NewEvent("alice", "model.note", "model", cell, after=-5, reason=cell) for cell in FORMULAS]
+    )
+    path = tmp_path / "trail.csv"
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        export(workspace.db, out, "csv")
+    with open(path, encoding="utf-8", newline="") as handle:
+        cells = [cell for row in csv.reader(handle) for cell in row]
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    assert "'=cmd|' /C calc'!A0" in cells and "'-5" in cells
+    result = verify_rows(read_export(path))  # the auditor's offline check undoes the quoting exactly
+    assert result.ok and result.checked == len(list_events(workspace.db, AuditFilter(), limit=None))
+    edited = path.read_text(encoding="utf-8").replace("'@SUM(1+1)", "'@SUM(9+9)")
+    path.write_text(edited, encoding="utf-8")
+    broken = verify_rows(read_export(path))
+    assert broken.problem is not None and broken.problem.kind == ALTERED
 
 
 def test_not_an_export(trail: Workspace, tmp_path: Path) -> None:

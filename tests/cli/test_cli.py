@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import subprocess
@@ -172,6 +173,28 @@ def test_auditor_verifies_an_export_offline(
     target.write_text(target.read_text().replace("Rita Root", "Rita Rooted"))
     code, _, err = run(["audit", "verify", "--export", str(target)], capsys)
     assert code == 1 and "export BROKEN at event 1 (altered)" in err
+
+
+def test_a_csv_export_opens_in_a_spreadsheet_without_running_formulas(
+    home: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reason typed by a user is a cell of the export: `=cmd|...` ran when an auditor opened it."""
+    formula = "=cmd|' /C calc'!A0"
+    code, _, err = run(
+        ["user", "add", "mallory", "--name", "Mal Lory", "--role", "data_scientist", "--password-stdin"]
+        + ["--reason", formula],
+        capsys,
+        stdin=PASSWORD + "\n",
+        monkeypatch=monkeypatch,
+    )
+    assert code == 0, err
+    target = tmp_path / "trail.csv"
+    assert run(["audit", "export", "--format", "csv", "-o", str(target)], capsys)[0] == 0
+    with open(target, encoding="utf-8", newline="") as handle:
+        reasons = [row["reason"] for row in csv.DictReader(handle)]
+    assert "'" + formula in reasons and formula not in reasons
+    code, out, _ = run(["audit", "verify", "--export", str(target)], capsys)
+    assert code == 0 and "export intact" in out  # the quote is undone before the chain is checked
 
 
 def test_demo_command(

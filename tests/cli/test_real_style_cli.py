@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from medops.workspace import Workspace
-from tests.factories import PASSWORD, run
+from tests.factories import PASSWORD, PSEUDONYM_KEY, run
 from tests.real_style import write_project
 
 TEAM = {
@@ -30,7 +30,7 @@ def test_a_flat_extract_from_init_to_production(
     tmp_path: Path, metadata_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     home = tmp_path / "ws"
-    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", "p" * 40)
+    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", PSEUDONYM_KEY)
 
     def medops(user: str, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
         monkeypatch.setenv("MEDOPS_USER", user)

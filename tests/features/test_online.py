@@ -26,7 +26,7 @@ from medops.features.online import (
     unregister_online_store,
 )
 from medops.features.online import base as online_base
-from tests.factories import REDIS
+from tests.factories import REDIS, loose_umask, mode
 
 T0 = datetime(2026, 11, 24, 13, 5, tzinfo=UTC)
 AS_OF = datetime(2026, 11, 25, tzinfo=UTC)
@@ -324,6 +324,17 @@ def test_default_and_relative_sqlite_paths(tmp_path: Path) -> None:
         _write(store, "vitals", 1)
         store.close()
         assert expected.is_file()
+
+
+def test_the_sqlite_online_store_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    """Feature values per patient: the file (and its WAL files, which SQLite makes with its mode) is 0600."""
+    with loose_umask(0o022):
+        store = open_online_store("sqlite", home=tmp_path, namespace="ws")
+        store.views()  # the reader's connection keeps the WAL files after the write's closes
+        _write(store, "vitals", 1)
+        files = [tmp_path / name for name in ("online.db", "online.db-wal", "online.db-shm")]
+        assert {mode(path) for path in files} == {0o600}
+        store.close()
 
 
 def test_unreachable_redis_is_a_store_error_without_password(tmp_path: Path) -> None:

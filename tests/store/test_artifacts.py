@@ -17,6 +17,7 @@ import pytest
 
 from medops.errors import ConfigError, IntegrityError, InvalidInput, NotFound
 from medops.store.artifacts import CHUNK, TMP_DIR, ArtifactStore
+from tests.factories import loose_umask, mode
 
 
 @pytest.fixture(params=["local", "memory", "file-url"])
@@ -178,6 +179,19 @@ def test_the_cache_is_checked_before_use_and_the_store_stays_the_truth(tmp_path:
     store.fs.rm(store._path(digest))
     with pytest.raises(NotFound):
         store.local_path(digest)  # a cached copy alone is not an artifact
+
+
+def test_the_cache_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    """Cached copies of datasets and models are the owner's alone: folders 0700, files read-only 0400."""
+    with loose_umask(0o022):
+        store = ArtifactStore(f"memory://medops-test-{uuid.uuid4().hex}", cache=tmp_path / "cache")
+        cached = store.local_path(store.put(b"a de-identified table"))
+        staged = store.staging_path()
+        staged.write_bytes(b"a model")
+        adopted = store.local_path(store.adopt(staged))
+    assert mode(cached) == mode(adopted) == 0o400
+    folders = [tmp_path / "cache", *(p for p in (tmp_path / "cache").rglob("*") if p.is_dir())]
+    assert len(folders) > 3 and {mode(p) for p in folders} == {0o700}
 
 
 def test_clean_temp_sweeps_the_cache_too(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from typing import IO, Any
 from sqlalchemy import Select, or_, select
 
 from medops.clock import to_iso
+from medops.csv_cells import neutralize, restore
 from medops.errors import InvalidInput
 from medops.store.database import Database
 from medops.store.schema import AuditEvent
@@ -135,7 +136,11 @@ def iter_events(db: Database, flt: AuditFilter | None = None) -> Iterator[EventV
 
 
 def export(db: Database, out: IO[str], fmt: str, flt: AuditFilter | None = None) -> int:
-    """Write the trail as JSON Lines or CSV with every field needed to re-verify it."""
+    """Write the trail as JSON Lines or CSV with every field needed to re-verify it.
+
+    CSV text cells that a spreadsheet would run as a formula get a leading ``'``
+    (medops.csv_cells); reading the export back removes it before the chain is checked.
+    """
     if fmt not in ("jsonl", "csv"):
         raise InvalidInput(f"export format {fmt!r} is not known", hint="use jsonl or csv")
     count = 0
@@ -150,9 +155,16 @@ def export(db: Database, out: IO[str], fmt: str, flt: AuditFilter | None = None)
             writer = csv.writer(out)
             writer.writerow(EXPORT_FIELDS)
             for row in rows:
-                writer.writerow([getattr(row, f) if getattr(row, f) is not None else "" for f in EXPORT_FIELDS])
+                writer.writerow([_csv_cell(getattr(row, f)) for f in EXPORT_FIELDS])
                 count += 1
     return count
+
+
+def _csv_cell(value: Any) -> Any:
+    """Text cells can't run as spreadsheet formulas; ``read_export`` undoes this, so the export still verifies."""
+    if value is None:
+        return ""
+    return neutralize(value) if isinstance(value, str) else value
 
 
 def read_export(path: Path) -> list[tuple[Any, ...]]:
@@ -168,7 +180,7 @@ def read_export(path: Path) -> list[tuple[Any, ...]]:
                             f"line {reader.line_num} has {len(row) + len(row.get(None) or []) - 1} "
                             f"fields, expected {len(EXPORT_FIELDS)}"
                         )
-                    records.append({k: (v if v != "" else None) for k, v in row.items()})
+                    records.append({k: (restore(v) if v != "" else None) for k, v in row.items()})
             else:
                 records = [json.loads(line) for line in handle if line.strip()]
         # Exports made before state hashing have no state column: those events hash without it.

@@ -100,6 +100,24 @@ def append_events(session: Session, events: Sequence[NewEvent], *, changes: bool
     return [int(r["seq"]) for r in rows]
 
 
+def guard(session: Session, entity_type: str, entity_id: str) -> None:
+    """Before changing a governed entity: refuse when its row is not as its latest event left it.
+
+    On PostgreSQL the chain's lock is taken first, so the row and its latest event are read with
+    no append in between (SQLite's write transaction holds its lock already).
+    """
+    if entity_type not in GOVERNED:
+        return
+    lock_chain(session)
+    tampered = unexplained(session, entity_type, entity_id)
+    if tampered is not None:
+        raise IntegrityError(
+            f"{tampered}; refusing to change it further",
+            hint="verify the audit trail's state and restore the row from a verified backup",
+            code="state_unexplained",
+        )
+
+
 @dataclass
 class Change:
     """What a state change tells the trail: the entity's state before and after."""
@@ -127,15 +145,7 @@ class AuditTrail:
         would otherwise record the forged state as its own starting point.
         """
         with self.db.write() as session:
-            if entity_type in GOVERNED:  # the row and its latest event, read as one: no append in between
-                lock_chain(session)
-            tampered = unexplained(session, entity_type, entity_id)
-            if tampered is not None:
-                raise IntegrityError(
-                    f"{tampered}; refusing to change it further",
-                    hint="verify the audit trail's state and restore the row from a verified backup",
-                    code="state_unexplained",
-                )
+            guard(session, entity_type, entity_id)
             ch = Change(session=session, entity_id=entity_id)
             yield ch
             session.flush()

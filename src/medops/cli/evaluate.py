@@ -20,6 +20,7 @@ from medops.cli.common import (
     table,
 )
 from medops.cli.data import ProjectOption, project_at
+from medops.csv_cells import neutralize
 from medops.errors import InvalidInput
 
 EPILOG = (
@@ -226,7 +227,18 @@ def _encode(table: Any, suffix: str) -> bytes:
 
     sink = io.BytesIO()
     if suffix == ".csv":
-        pacsv.write_csv(table, sink)
+        pacsv.write_csv(_spreadsheet_safe(table), sink)
     else:
         pq.write_table(table, sink)
     return sink.getvalue()
+
+
+def _spreadsheet_safe(table: Any) -> Any:
+    """Subgroup values come from the data: no text cell (or column name) may run as a spreadsheet formula."""
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            values = [None if v is None else neutralize(v) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, field, pa.array(values, field.type))
+    return table.rename_columns([neutralize(name) for name in table.column_names])

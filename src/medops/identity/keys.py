@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from medops.errors import ConfigError, IntegrityError, MedopsError
+from medops.private_files import PRIVATE_FILE, chmod_hint, exposed, make_private_dir
 from medops.public_keys import decode_public, encode_public
 
 if TYPE_CHECKING:
@@ -44,8 +45,8 @@ def load_private_key(settings: Settings) -> Ed25519PrivateKey:
             f"no signing key at {path}",
             hint=f"set {ENV_KEY}, or signing_key_file in medops.toml, to this workspace's key",
         )
-    if path.stat().st_mode & 0o077:
-        raise ConfigError(f"signing key file {path} is readable by others", hint=f"run: chmod 600 {path}")
+    if exposed(path):
+        raise ConfigError(f"signing key file {path} is readable by others", hint=chmod_hint(path))
     return _decode_private(path.read_text(encoding="ascii"), str(path))
 
 
@@ -59,10 +60,14 @@ def create_key_file(path: Path) -> Ed25519PrivateKey:
 
 
 def write_private_file(path: Path, text: str) -> None:
-    """Write a secret atomically, readable by its owner only, in a folder only they can list."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Write a secret atomically, readable by its owner only, in a folder only they can list.
+
+    Folders made here are 0700; the file is 0600 whatever the umask.
+    """
+    make_private_dir(path.parent)
     tmp = path.with_name(f"{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)  # an existing temp file keeps its mode through O_TRUNC
     with os.fdopen(fd, "w", encoding="ascii") as out:
         out.write(text)
         out.flush()

@@ -8,14 +8,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from medops.audit.state import unexplained
-from medops.audit.trail import AuditTrail, Change, NewEvent
+from medops.audit.trail import AuditTrail, Change, NewEvent, append_events, guard
 from medops.clock import utc_now
 from medops.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, PermissionDenied
-from medops.identity.passwords import check_policy, hash_password, verify_password
+from medops.identity.passwords import check_policy, dummy_hash, hash_password, verify_password
 from medops.identity.roles import Role
 from medops.store.database import Database
 from medops.store.schema import User, UserRole
@@ -304,44 +304,106 @@ class UserService:
     # --- authentication ------------------------------------------------------------
 
     def check_password(self, username: str, password: str, *, purpose: str) -> UserView:
-        """Authenticate; failures are audited, and repeated ones lock the account."""
+        """Authenticate; failures are audited, and repeated ones lock the account.
+
+        Every answer costs one argon2 verification, except a locked account's: an unknown or
+        disabled user is checked against a dummy hash with the same cost as a real one, so the
+        time taken tells no user names apart. A locked account is refused before any check:
+        guessing on gains nothing. The answer to an unknown name and to a wrong password is
+        the same.
+        """
         with self.db.read() as session:
-            user = UserRepository(session).find(username)
-            ok = user is not None and user.active and verify_password(user.password_hash, password)
-            view = UserRepository(session).view(user) if user is not None else None
+            repo = UserRepository(session)
+            user = repo.find(username)
+            view = repo.view(user) if user is not None else None
             failures = user.failed_logins if user is not None else 0
-        if ok and view is not None:
-            if failures:  # the run of failures is broken: start counting again, on the record
-                with self.trail.change(username, "auth.failures_reset", "user", username, reason=purpose) as ch:
-                    UserRepository(ch.session).get(username).failed_logins = 0
-                    ch.before, ch.after = {"failed_logins": failures}, {"failed_logins": 0}
-            return view
-        failures = self._record_failure(username, purpose, known=view is not None, active=bool(view and view.active))
-        if failures >= MAX_FAILED_LOGINS:  # locked now, or before: the right password can't help until an admin acts
-            hint = f"an admin unlocks it with: medops user enable {username}"
-            raise AuthenticationFailed(_inactive(username, failures), hint=hint)
+            stored = user.password_hash if user is not None and user.active else None
+        if view is not None and not view.active and failures >= MAX_FAILED_LOGINS:
+            self._record_failure(username, purpose)  # audited like any failure, but no password is checked
+            raise _locked(username)
+        matches = verify_password(stored if stored is not None else dummy_hash(), password)
+        if matches and stored is not None:
+            accepted = self._accept(username, purpose)
+            if accepted is not None:
+                return accepted
+            self._record_failure(username, purpose)  # locked by parallel guesses while this one was checked
+            raise _locked(username)
+        if self._record_failure(username, purpose) >= MAX_FAILED_LOGINS:
+            raise _locked(username)
         raise AuthenticationFailed(
             f"authentication failed for {username!r}",
             hint="check the user name and password; repeated failures lock the account",
         )
 
-    def _record_failure(self, username: str, purpose: str, *, known: bool, active: bool) -> int:
-        """Audit a failed authentication; the user's failures in a row so far (0 for an unknown name)."""
-        with self.trail.change(username, "auth.failed", "user", username, reason=purpose) as ch:
-            user = UserRepository(ch.session).find(username) if known else None
-            if user is None:
-                ch.after = {"known_user": False}
+    def _accept(self, username: str, purpose: str) -> UserView | None:
+        """The user, if still active now that the password matched; a run of failures ends, on the record.
+
+        A lock may have landed while the password was checked (parallel guesses): then None.
+        """
+        with self.db.read() as session:
+            repo = UserRepository(session)
+            user = repo.get(username)
+            view, failures = repo.view(user), user.failed_logins
+        if not view.active:
+            return None
+        if not failures:
+            return view
+        try:
+            with self.trail.change(username, "auth.failures_reset", "user", username, reason=purpose) as ch:
+                # the row lock (PostgreSQL; SQLite's write lock is taken at BEGIN) orders this
+                # after any failure being counted, so no count is lost and no lock undone
+                user = ch.session.execute(select(User).where(User.username == username).with_for_update()).scalar_one()
+                if not user.active:
+                    raise _LockedMeanwhile()
+                ch.before, ch.after = {"failed_logins": user.failed_logins}, {"failed_logins": 0}
+                user.failed_logins = 0
+        except _LockedMeanwhile:
+            return None
+        return view
+
+    def _record_failure(self, username: str, purpose: str) -> int:
+        """Count and audit a failed authentication; the user's failures in a row (0 for an unknown name).
+
+        The count is one UPDATE ... RETURNING, so parallel failures each get their own number,
+        and the one that reaches the limit on an active account locks it in the same
+        transaction: exactly one `user.locked` event however many guesses arrive at once.
+        """
+        with self.db.write() as session:
+            guard(session, "user", username)
+            counted = session.execute(
+                update(User)
+                .where(User.username == username)
+                .values(failed_logins=User.failed_logins + 1)
+                .returning(User.failed_logins, User.active)
+            ).one_or_none()
+            if counted is None:
+                append_events(session, [self._failure_event(username, purpose, {"known_user": False})], changes=True)
                 return 0
-            user.failed_logins += 1
-            ch.after = {"failed_logins": user.failed_logins, "active": user.active}
-        if user is not None and active and user.failed_logins >= MAX_FAILED_LOGINS:
-            with self.trail.change(
-                username, "user.locked", "user", username, reason=f"{MAX_FAILED_LOGINS} failed authentications in a row"
-            ) as ch:
-                locked = UserRepository(ch.session).get(username)
-                locked.active = False
-                ch.before, ch.after = {"active": True}, {"active": False}
-        return user.failed_logins
+            failures, active = int(counted[0]), bool(counted[1])
+            lock = active and failures >= MAX_FAILED_LOGINS
+            events = [self._failure_event(username, purpose, {"failed_logins": failures, "active": active})]
+            if lock:
+                session.execute(update(User).where(User.username == username).values(active=False))
+                reason = f"{MAX_FAILED_LOGINS} failed authentications in a row"
+                events.append(
+                    NewEvent(username, "user.locked", "user", username, {"active": True}, {"active": False}, reason)
+                )
+            append_events(session, events, changes=True)
+        return failures
+
+    @staticmethod
+    def _failure_event(username: str, purpose: str, after: dict[str, object]) -> NewEvent:
+        return NewEvent(username, "auth.failed", "user", username, after=after, reason=purpose)
+
+
+class _LockedMeanwhile(Exception):
+    """Rolls back a failure-count reset when the account was locked while its password was checked."""
+
+
+def _locked(username: str) -> AuthenticationFailed:
+    """The right password can't help a locked account until an admin acts."""
+    hint = f"an admin unlocks it with: medops user enable {username}"
+    return AuthenticationFailed(_inactive(username, MAX_FAILED_LOGINS), hint=hint)
 
 
 def _inactive(username: str, failures: int) -> str:

@@ -9,7 +9,8 @@ Readers that need a real file (DuckDB, Arrow, LightGBM) call ``local_path``: on 
 that is the stored file; on any other root it is a copy in a local cache, laid out the same
 way, downloaded while hashed and hashed again before every use. Files built locally for the
 store (``staging_path``) are uploaded by ``adopt`` and kept in the cache, so reading them back
-needs no download.
+needs no download. The cache holds copies of de-identified datasets and models, so its
+folders are 0700 and its files 0400 (read-only, owner only), whatever the umask.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from medops import filesystems
 from medops.errors import ConfigError, Conflict, IntegrityError, InvalidInput, NotFound
+from medops.private_files import make_private_dir
 
 CHUNK = 4 << 20
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -237,14 +239,14 @@ class ArtifactStore:
 
     def _cache_tmp(self) -> Path:
         tmp_dir = self.cache / TMP_DIR
-        tmp_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(tmp_dir)
         return tmp_dir / uuid.uuid4().hex
 
     def _publish_cached(self, tmp: Path, digest: str) -> Path:
         """Rename a complete local file, known to hash to ``digest``, into the cache (read-only)."""
         final = self._cache_file(digest)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(tmp, 0o444)
+        make_private_dir(final.parent)
+        os.chmod(tmp, 0o400)
         os.replace(tmp, final)
         return final
 

@@ -4,12 +4,15 @@ SQLite: WAL journal, a busy timeout, and every write transaction opened with
 BEGIN IMMEDIATE, so a writer waits for the lock up front instead of failing halfway
 ("database is locked" on lock upgrade can't be retried by SQLite's busy handler).
 PostgreSQL: psycopg 3, READ COMMITTED; serialization points take advisory locks.
+A new SQLite file is created 0600 before SQLite opens it: it holds password hashes and
+the audit trail, and SQLite gives its -wal and -shm files the same mode.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, text
@@ -28,6 +31,7 @@ from medops.errors import (
     MedopsError,
     StoreError,
 )
+from medops.private_files import create_private_file
 
 
 def normalize_url(url: str) -> str:
@@ -63,6 +67,13 @@ class Database:
     def _sqlite_engine(self) -> Engine:
         engine = create_engine(self.url, connect_args={"timeout": self.busy_timeout})
         timeout_ms = int(self.busy_timeout * 1000)
+        database = make_url(self.url).database or ""
+        on_disk = database not in ("", ":memory:") and not database.startswith("file:")
+
+        @event.listens_for(engine, "do_connect")
+        def _before_connect(*_args: Any) -> None:
+            if on_disk and Path(database).parent.is_dir():  # a missing folder: SQLite's own error says so
+                create_private_file(Path(database))
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:

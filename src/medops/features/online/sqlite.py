@@ -33,6 +33,7 @@ from medops.features.online.base import (
     prepare_write,
     select_features,
 )
+from medops.private_files import create_private_file, make_private_dir
 
 READ_CHUNK = 500
 """Entity ids per SQLite ``IN (...)`` statement (well under SQLite's bound-parameter limit)."""
@@ -114,7 +115,8 @@ class SqliteOnlineStore:
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.path.parent)
+            create_private_file(self.path)  # feature values per patient: owner only, -wal and -shm too
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")  # one fsync per materialization; reads don't pay it
