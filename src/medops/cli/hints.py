@@ -41,6 +41,14 @@ HINTS: dict[str, str] = {
     "online_not_materialized": "run `medops features materialize {view}` to fill it",
     "online_stale": "run `medops features materialize {view}` again if its data is the newer",
     "workspace_exists": "open it with --home or MEDOPS_HOME, or cd into it",
+    "login_required": "run: medops login",
+    "session_expired": "run: medops login",
+    "session_ended": "run: medops login",
+    "credential_invalid": "run: medops login (if MEDOPS_TOKEN is set, it holds no token of this workspace: unset it)",
+    "token_expired": "get a new API token (medops token create), or unset MEDOPS_TOKEN and run: medops login",
+    "token_ended": "get a new API token (medops token create), or unset MEDOPS_TOKEN and run: medops login",
+    "password_change_required": "choose a new one, giving the temporary password as the old: medops user passwd {user}",
+    "own_password_reset": "run `medops user passwd` (no name): it asks for your old password, then the new one",
 }
 
 
