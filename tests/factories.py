@@ -67,6 +67,22 @@ class DemoRun:
     result: DemoResult
 
 
+def log_in(where: Workspace | Path, username: str, password: str = PASSWORD) -> str:
+    """Log ``username`` in as `medops login` does: a session from the identity service, kept in the
+    session file the CLI reads (this test's MEDOPS_SESSION_DIR). Returns the session's secret."""
+    from medops.credentials import save_session
+    from medops.services.identity import IdentityService
+
+    ws = where if isinstance(where, Workspace) else Workspace.open(where)
+    try:
+        _, secret = IdentityService(ws).login(username, password=password)
+        save_session(ws.settings, secret)
+    finally:
+        if ws is not where:
+            ws.close()
+    return secret
+
+
 def put(ws: Workspace, tmp_path: Path, name: str, table: pa.Table) -> None:
     """A dataset version with these exact rows (every column kept as is)."""
     path = tmp_path / f"{name}.parquet"

@@ -327,12 +327,9 @@ class UserService:
             user.password_hash = digest
             user.failed_logins = 0
             user.must_change_password = True
-            ended = ch.session.scalars(
-                update(ApiToken)
-                .where(ApiToken.user_id == user.id, ApiToken.kind == "session", ApiToken.revoked_at.is_(None))
-                .values(revoked_at=utc_now())
-                .returning(ApiToken.id)
-            ).all()
+            live = (ApiToken.user_id == user.id, ApiToken.kind == "session", ApiToken.revoked_at.is_(None))
+            ended = ch.session.scalars(select(ApiToken.id).where(*live)).all()
+            ch.session.execute(update(ApiToken).where(*live).values(revoked_at=utc_now()))
             ch.after = {"password": "reset", "must_change_password": True, "sessions_ended": len(ended)}
             view = repo.view(user)
         return view
