@@ -9,6 +9,7 @@ removes that secret; medops.services.identity verifies it and makes the Caller.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -75,7 +76,7 @@ def stored_session(settings: Settings, env: Mapping[str, str] | None = None) -> 
             f"the session file {path} can be read by other users; medops will not use it",
             hint=f"delete it and log in again (the new one is made readable by you only): rm {path}",
         )
-    secret = path.read_text(encoding="ascii").strip()
+    secret = path.read_text(encoding="ascii", errors="replace").strip()  # a damaged file fails verification
     return Credential(secret, "session", path) if secret else None
 
 
@@ -88,8 +89,7 @@ def save_session(settings: Settings, secret: str, env: Mapping[str, str] | None 
             f"the session folder {path.parent} is open to other users; medops keeps logins only in a private one",
             hint=f"make it yours alone (chmod 700 {path.parent}), or point {SESSION_DIR_ENV} at a private folder",
         )
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")  # two logins at once don't collide
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as out:
         out.write(secret + "\n")

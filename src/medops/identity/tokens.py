@@ -198,6 +198,7 @@ class TokenService:
             raise AuthenticationFailed(
                 f"user {owner.username!r} must change the password an admin reset before acting",
                 code="password_change_required",
+                user=owner.username,
             )
         return owner, view
 
