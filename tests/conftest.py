@@ -91,9 +91,10 @@ def _cheap_password_hashing() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test sees the developer's MEDOPS_* settings or writes keys into their home."""
+    """No test sees the developer's MEDOPS_* settings or login, or writes keys or sessions into their home."""
     _without_medops_env(monkeypatch)
     monkeypatch.setenv("MEDOPS_KEY_DIR", str(tmp_path / "keys"))
+    monkeypatch.setenv("MEDOPS_SESSION_DIR", str(tmp_path / "sessions"))
 
 
 @pytest.fixture(scope="session")

@@ -88,6 +88,50 @@ class DemoRun:
     result: DemoResult
 
 
+def log_in(where: Workspace | Path, username: str, password: str = PASSWORD) -> str:
+    """Log ``username`` in as `medops login` does: a session from the identity service, kept in the
+    session file the CLI reads (this test's MEDOPS_SESSION_DIR). Returns the session's secret."""
+    from medops.credentials import save_session
+    from medops.services.identity import IdentityService
+
+    ws = where if isinstance(where, Workspace) else Workspace.open(where)
+    try:
+        _, secret = IdentityService(ws).login(username, password=password)
+        save_session(ws.settings, secret)
+    finally:
+        if ws is not where:
+            ws.close()
+    return secret
+
+
+def quiet_session(ws: Workspace, username: str) -> str:
+    """A session row written straight into its table, with no login and no audit event: only for tests
+    whose expected output is the audit trail itself (the golden of `audit log`). Real logins: log_in."""
+    import secrets
+
+    from medops.clock import utc_now
+    from medops.identity.tokens import _digest
+    from medops.store.schema import ApiToken
+
+    token_id, raw = secrets.token_hex(6), secrets.token_urlsafe(32)
+    with ws.db.write() as session:
+        user = ws.users.get(username)
+        now = utc_now()
+        session.add(
+            ApiToken(
+                id=token_id,
+                user_id=user.id,
+                name="test session",
+                secret_hash=_digest(raw),
+                created_at=now,
+                expires_at=now + timedelta(hours=1),
+                revoked_at=None,
+                kind="session",
+            )
+        )
+    return f"medops_{token_id}_{raw}"
+
+
 def put(ws: Workspace, tmp_path: Path, name: str, table: pa.Table) -> None:
     """A dataset version with these exact rows (every column kept as is)."""
     path = tmp_path / f"{name}.parquet"

@@ -45,6 +45,21 @@ def test_the_governing_project_file_is_the_workspace_file_s_alone(
     assert load_settings(_write(tmp_path / "ws2", 'workspace_id = "x"\n')).project_file == "medops.yaml"
 
 
+def test_the_login_rules_are_the_workspace_s_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user can't give themselves a longer session, or switch off the login for reads, from their shell."""
+    defaults = load_settings(_write(tmp_path / "a", 'workspace_id = "a"\n'))
+    assert (defaults.session_hours, defaults.login_for_reads) == (12.0, False)
+    home = _write(tmp_path / "ws", 'workspace_id = "abc"\nsession_hours = 8\nlogin_for_reads = true\n')
+    monkeypatch.setenv("MEDOPS_SESSION_HOURS", "10000")
+    monkeypatch.setenv("MEDOPS_LOGIN_FOR_READS", "false")
+    s = load_settings(home)
+    assert (s.session_hours, s.login_for_reads) == (8.0, True)
+    with pytest.raises(ConfigError, match="session_hours must be"):
+        load_settings(_write(tmp_path / "long", 'workspace_id = "x"\nsession_hours = 1000\n'))
+    with pytest.raises(ConfigError, match="must be a bool"):
+        load_settings(_write(tmp_path / "text", 'workspace_id = "x"\nlogin_for_reads = "yes"\n'))
+
+
 def test_medops_home_and_upward_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = _write(tmp_path / "ws", 'workspace_id = "abc"\n')
     deep = home / "a" / "b"

@@ -17,13 +17,26 @@ def test_the_layer_contract_in_pyproject_is_kept() -> None:
 
 
 def test_only_the_adapters_decide_who_acts() -> None:
-    """MEDOPS_USER is read where a command or the Python API starts, and nowhere below."""
+    """The credential (MEDOPS_TOKEN, the login session) and the MEDOPS_USER name hint are read where a
+    command or the Python API starts, and nowhere below; the services verify what they are given."""
+    pattern = r"\bpresented\(|stored_session\(|user_hint\(|\"MEDOPS_(USER|TOKEN)\"|\bws\.actor\b|acting_user"
     readers = sorted(
         str(path.relative_to(SRC))
         for path in SRC.rglob("*.py")
-        if re.search(r"acting_user\(|\"MEDOPS_USER\"|\bws\.actor\b", path.read_text()) and path.name != "config.py"
+        if re.search(pattern, path.read_text()) and path.name != "credentials.py"
     )
-    assert readers == ["__init__.py", "cli/common.py"]
+    assert readers == ["__init__.py", "cli/common.py", "cli/session.py"]
+
+
+def test_a_caller_is_made_from_a_verified_credential_only() -> None:
+    """Outside the identity service, a user's Caller is made only by the demo and tests (in-process, they
+    hold the database anyway); adapters ask the service, which verifies a session or an API token."""
+    makers = sorted(
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if re.search(r"\bCaller\(", path.read_text()) and path.name != "caller.py"
+    )
+    assert makers == ["demo.py", "services/identity.py"]
 
 
 def test_a_registry_listing_loads_no_dataframe_library() -> None:

@@ -9,9 +9,9 @@ import pytest
 from medops.audit import AuditFilter, list_events, verify_chain
 from medops.caller import Caller
 from medops.cli.common import cli_caller
-from medops.errors import ConfigError, Conflict, DatabaseUnreachable, InvalidInput
+from medops.errors import AuthenticationFailed, ConfigError, Conflict, DatabaseUnreachable, InvalidInput
 from medops.workspace import Workspace, init_workspace
-from tests.factories import PASSWORD, loose_umask, mode
+from tests.factories import PASSWORD, log_in, loose_umask, mode
 
 
 def test_init_creates_everything_and_audits_it(workspace: Workspace) -> None:
@@ -23,8 +23,12 @@ def test_init_creates_everything_and_audits_it(workspace: Workspace) -> None:
     actions = [e.action for e in list_events(workspace.db, AuditFilter(), newest_first=False)]
     assert actions == ["user.add", "signing_key.register"]
     assert verify_chain(workspace.db).ok
-    with Workspace.open(home) as again:
-        assert cli_caller(again).user == "admin"
+    with Workspace.open(home) as again:  # nothing acts as the first admin by default: a change needs a login
+        with pytest.raises(AuthenticationFailed) as refused:
+            cli_caller(again, writes=True)
+        assert refused.value.code == "login_required"
+        reader = cli_caller(again, writes=False)  # a read runs anonymously (login_for_reads is off by default)
+        assert (reader.user, reader.channel, reader.authenticated) == ("anonymous", "anonymous", False)
 
 
 def test_the_database_and_keys_are_private_whatever_the_umask(tmp_path: Path) -> None:
@@ -81,13 +85,18 @@ def test_a_relative_artifact_root_is_in_the_workspace(tmp_path: Path, monkeypatc
         assert again.settings.artifact_root == ws.settings.artifact_root
 
 
-def test_the_cli_caller_comes_from_medops_user(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDOPS_USER", "someone")
+def test_the_cli_caller_comes_from_a_verified_credential_only(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDOPS_USER", "admin")  # a name alone grants nothing
     with Workspace.open(workspace.settings.home) as ws:
-        caller = cli_caller(ws)
-        assert (caller.user, caller.channel) == ("someone", "cli")
+        with pytest.raises(AuthenticationFailed, match="log in"):
+            cli_caller(ws, writes=True)
+        log_in(ws, "admin")
+        caller = cli_caller(ws, writes=True)
+        assert (caller.user, caller.channel) == ("admin", "session")
         assert not hasattr(ws, "actor")  # the workspace serves every caller; it has no user of its own
-    assert cli_caller(ws).request_id != caller.request_id
+        assert cli_caller(ws, writes=True).request_id != caller.request_id
 
 
 def test_a_caller_needs_a_user_and_a_known_channel() -> None:
@@ -95,3 +104,5 @@ def test_a_caller_needs_a_user_and_a_known_channel() -> None:
         Caller(" ")
     with pytest.raises(InvalidInput, match="channel"):
         Caller("alice", channel="email")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="anonymous"):
+        Caller("anonymous", channel="cli")  # only the anonymous channel reads under that name

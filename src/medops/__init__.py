@@ -26,16 +26,24 @@ __all__ = ["__version__", "load_model", "start_run"]
 def start_run(experiment: str, name: str | None = None, **kwargs: Any) -> Run:
     """Open a tracked run in the current workspace: ``with medops.start_run("readmission") as run:``.
 
-    The run is made by MEDOPS_USER (else the workspace's default user), or by ``actor=``.
+    The run is made by the user a verified credential proves, as for the CLI: MEDOPS_TOKEN (an
+    API token), else the session of `medops login` in this workspace. A name alone (MEDOPS_USER,
+    an ``actor=``) grants nothing.
     """
-    from medops.config import acting_user
+    from medops.credentials import presented
+    from medops.errors import InvalidInput
+    from medops.services.identity import IdentityService
     from medops.training.tracking import Tracker
     from medops.workspace import Workspace
 
+    if "actor" in kwargs:
+        raise InvalidInput(
+            "start_run acts as the logged-in user (medops login) or MEDOPS_TOKEN's owner; it takes no actor="
+        )
     ws = Workspace.open()
     try:
-        actor = kwargs.pop("actor", None) or acting_user(ws.settings)
-        return Tracker(ws).start_run(experiment, name, owns_workspace=True, actor=actor, **kwargs)
+        caller = IdentityService(ws).caller(presented(ws.settings), writes=True)
+        return Tracker(ws).start_run(experiment, name, owns_workspace=True, actor=caller.user, **kwargs)
     except BaseException:
         ws.close()
         raise

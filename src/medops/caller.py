@@ -2,6 +2,8 @@
 
 A server has one workspace and many callers, so nothing below the adapters reads the acting
 user from the environment or from the workspace; every service operation is given a Caller.
+An adapter makes a Caller only from a credential medops verified (a login session or an API
+token, see medops.services.identity), or the anonymous caller for a read that needs no login.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from typing import Literal
 
 from medops.errors import InvalidInput
 
-Channel = Literal["cli", "token", "session", "system"]
-CHANNELS: tuple[Channel, ...] = ("cli", "token", "session", "system")
+Channel = Literal["cli", "token", "session", "system", "anonymous"]
+CHANNELS: tuple[Channel, ...] = ("cli", "token", "session", "system", "anonymous")
+# The name a caller without a credential reads under; no user can hold it (see identity.users).
+ANONYMOUS = "anonymous"
 
 
 def _request_id() -> str:
@@ -22,7 +26,7 @@ def _request_id() -> str:
 
 @dataclass(frozen=True)
 class Caller:
-    """A user acting through one channel (the CLI, an API token, a dashboard session)."""
+    """A user acting through one channel (a login session, an API token, the system itself)."""
 
     user: str
     channel: Channel = "cli"
@@ -30,6 +34,17 @@ class Caller:
 
     def __post_init__(self) -> None:
         if not self.user or not self.user.strip():
-            raise InvalidInput("a caller needs a user name", hint="set MEDOPS_USER or the workspace's default_user")
+            raise InvalidInput("a caller needs a user name")
         if self.channel not in CHANNELS:
             raise InvalidInput(f"unknown channel {self.channel!r}; one of {', '.join(CHANNELS)}")
+        if (self.user == ANONYMOUS) != (self.channel == "anonymous"):
+            raise InvalidInput(f"the name {ANONYMOUS!r} is the anonymous channel's alone")
+
+    @classmethod
+    def anonymous(cls) -> Caller:
+        """Who reads without a login, where the workspace allows it: no role, no change."""
+        return cls(ANONYMOUS, channel="anonymous")
+
+    @property
+    def authenticated(self) -> bool:
+        return self.channel != "anonymous"

@@ -20,6 +20,7 @@ DEFAULT_DB_FILE = "medops.db"
 DEFAULT_ARTIFACT_DIR = "artifacts"
 DEFAULT_ARTIFACT_CACHE = "artifact-cache"  # local copies of a non-local root's artifacts, for readers that need a path
 KEY_DIR_ENV = "MEDOPS_KEY_DIR"
+MAX_SESSION_HOURS = 168.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Settings:
     # The workspace's Ed25519 public key, pinned here at init: it alone verifies signatures, checkpoints
     # and the bundle keyring, never a key read from the database ("": an older workspace, see keys.py).
     signing_public_key: str = ""
+    session_hours: float = 12.0  # how long a `medops login` lasts
+    login_for_reads: bool = False  # whether read-only commands also need a login
 
     @property
     def config_path(self) -> Path:
@@ -69,9 +72,12 @@ _FILE_KEYS: dict[str, type] = {
     "project_file": str,
     "artifact_cache": str,
     "signing_public_key": str,
+    "session_hours": float,
+    "login_for_reads": bool,
 }
-# Settings the environment can't override: the governing policy is the workspace's, not one command's.
-_FILE_ONLY = {"workspace_id", "project_file", "signing_public_key"}
+# Settings the environment can't override: the governing policy, the pinned key and the login rules
+# are the workspace's, not one command's (or one user's: a longer session is not theirs to choose).
+_FILE_ONLY = {"workspace_id", "project_file", "signing_public_key", "session_hours", "login_for_reads"}
 
 
 def default_key_dir() -> Path:
@@ -179,6 +185,8 @@ def load_settings(home: Path | None = None, env: Mapping[str, str] | None = None
         project_file=data.get("project_file", "medops.yaml"),
         artifact_cache=resolve_local(home, data.get("artifact_cache", DEFAULT_ARTIFACT_CACHE)),
         signing_public_key=data.get("signing_public_key", ""),
+        session_hours=data.get("session_hours", 12.0),
+        login_for_reads=data.get("login_for_reads", False),
     )
     validate(settings)
     return settings
@@ -199,14 +207,13 @@ def validate(settings: Settings) -> None:
         )
     if settings.db_busy_timeout <= 0:
         raise ConfigError("db_busy_timeout must be a positive number of seconds")
+    if not 0 < settings.session_hours <= MAX_SESSION_HOURS:
+        raise ConfigError(
+            f"session_hours must be more than 0 and at most {MAX_SESSION_HOURS:g} (a login lasts at most a week)",
+            hint="for automation, use an API token (medops token create) instead of a long session",
+        )
     EXECUTORS.find(settings.executor)
     ONLINE_STORES.find(settings.online_store)
-
-
-def acting_user(settings: Settings, env: Mapping[str, str] | None = None) -> str:
-    """The CLI acts as MEDOPS_USER, else the workspace's default user (its first admin)."""
-    env = os.environ if env is None else env
-    return env.get("MEDOPS_USER") or settings.default_user
 
 
 def render_config(values: Mapping[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from sqlalchemy.engine import make_url
 from medops.audit.state_check import check_state
 from medops.backends import EXECUTORS, ONLINE_STORES
 from medops.config import Settings, load_settings
+from medops.credentials import Credential
 from medops.errors import MedopsError
 from medops.identity.keys import ENV_KEY, load_private_key
 from medops.identity.pseudonym_key import KEY_ENV, MISSING, load_key
@@ -22,6 +24,7 @@ from medops.store.artifacts import ArtifactStore
 from medops.store.database import Database
 
 OK, WARN, FAIL = "ok", "warn", "fail"
+CredentialLookup = Callable[[Settings], Credential | None]
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,13 @@ def _error(name: str, exc: MedopsError) -> Check:
     return Check(name, FAIL, exc.message, exc.hint or "")
 
 
-def run_checks(home: Path | None = None, *, user: str | None = None) -> tuple[Settings | None, list[Check]]:
+def run_checks(
+    home: Path | None = None, *, credential: CredentialLookup | None = None
+) -> tuple[Settings | None, list[Check]]:
     """Run every check that can run; later checks are skipped when what they need failed.
 
-    ``user`` is who will act (default: the workspace's default user).
+    ``credential`` finds what the adapter's commands would present (the CLI: MEDOPS_TOKEN or
+    the login session); the check says whom it proves and until when, or that nobody is logged in.
     """
     try:
         settings = load_settings(home)
@@ -55,7 +61,7 @@ def run_checks(home: Path | None = None, *, user: str | None = None) -> tuple[Se
         checks.append(_error("metadata database", exc))
         db = None
     if db is not None:
-        checks.extend(_schema_and_data_checks(db, settings, user or settings.default_user))
+        checks.extend(_schema_and_data_checks(db, settings, credential))
         db.dispose()
     checks.append(_artifact_check(settings))
     checks.append(_pseudonym_key_check(settings))
@@ -64,7 +70,7 @@ def run_checks(home: Path | None = None, *, user: str | None = None) -> tuple[Se
     return settings, checks
 
 
-def _schema_and_data_checks(db: Database, settings: Settings, user: str) -> list[Check]:
+def _schema_and_data_checks(db: Database, settings: Settings, credential: CredentialLookup | None) -> list[Check]:
     try:
         state = migrate.status(db)
     except MedopsError as exc:
@@ -91,7 +97,8 @@ def _schema_and_data_checks(db: Database, settings: Settings, user: str) -> list
     ws = Platform.from_settings(settings, check_schema=False)
     try:
         out.append(_signing_check(ws))
-        out.append(_user_check(ws, user))
+        if credential is not None:
+            out.append(_login_check(ws, credential))
         report = ws.verify_audit(write_checkpoint=False)
         if report.problem is None:
             anchored = f", matches checkpoint at {report.anchored_at}" if report.anchored_at else ""
@@ -152,14 +159,22 @@ def _signing_check(ws: Platform) -> Check:
     return Check("signing key", OK, f"{where}: present, private, and the key pinned in medops.toml")
 
 
-def _user_check(ws: Platform, username: str) -> Check:
+def _login_check(ws: Platform, lookup: CredentialLookup) -> Check:
+    """Who commands act as: a name alone grants nothing, so it is the verified credential's user or nobody."""
+    reads = "reads need a login too" if ws.settings.login_for_reads else "reads run without one"
+    found: Credential | None = None
     try:
-        user = ws.users.get(username)
+        found = lookup(ws.settings)
+        if found is None:
+            return Check("acting user", WARN, f"not logged in (changes need a login; {reads})", "run `medops login`")
+        user, token = ws.tokens.verify(found.secret)
     except MedopsError as exc:
-        return Check("acting user", FAIL, exc.message, "set MEDOPS_USER to an existing user")
-    if not user.active:
-        return Check("acting user", WARN, f"{user.username} is disabled", "an admin can `medops user enable` it")
-    return Check("acting user", OK, f"{user.username} ({', '.join(user.roles) or 'no roles'})")
+        fix = "get a new API token or unset MEDOPS_TOKEN" if found is not None and found.source == "env" else ""
+        return Check("acting user", WARN, exc.message, fix or "run `medops login`")
+    until = f"until {token.expires_at:%Y-%m-%d %H:%M} UTC" if token.expires_at else "with no expiry"
+    via = "logged in" if token.kind == "session" else f"API token {token.id} from {found.where}"
+    roles = ", ".join(user.roles) or "no roles"
+    return Check("acting user", OK, f"{user.username} ({roles}), {via} {until}")
 
 
 def _artifact_check(settings: Settings) -> Check:

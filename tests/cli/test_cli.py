@@ -17,7 +17,7 @@ from medops import __version__
 from medops.cli.main import app
 from medops.demo import DemoResult
 from medops.workspace import Workspace
-from tests.factories import PASSWORD, run
+from tests.factories import PASSWORD, log_in, run
 
 
 def _all_commands() -> list[list[str]]:
@@ -94,14 +94,14 @@ def test_non_admin_gets_a_one_line_refusal(
         stdin=PASSWORD + "\n",
         monkeypatch=monkeypatch,
     )
-    monkeypatch.setenv("MEDOPS_USER", "alice")
+    log_in(home, "alice")
     code, out, err = run(["user", "grant", "alice", "admin", "--reason", "why not"], capsys)
     assert code == 1
     assert "error: 'alice' may not user grant: it needs the role admin" in err
     assert "Traceback" not in err
-    monkeypatch.setenv("MEDOPS_USER", "root")
-    code, out, _ = run(["audit", "log", "--action", "*denied", "--json"], capsys)
-    assert code == 0
+    log_in(home, "root")
+    code, out, _ = run(["audit", "log", "--action", "user.grant*", "--json"], capsys)
+    assert code == 0 and [(e["actor"], e["action"]) for e in json.loads(out)] == [("alice", "user.grant.denied")]
 
 
 def test_audit_log_verify_export(home: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -235,11 +235,21 @@ def test_synth_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert code == 2 and "is not a date" in err
 
 
-def test_doctor_checks_the_user_the_cli_acts_as(
+def test_doctor_says_who_the_cli_acts_as_a_login_and_never_a_name(
     workspace: Workspace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MEDOPS_HOME", str(workspace.settings.home))
-    monkeypatch.setenv("MEDOPS_USER", "ghost")
+    monkeypatch.setenv("MEDOPS_USER", "admin")  # a name: the CLI acts as nobody
     code, out, _ = run(["doctor", "--json", "--no-config"], capsys)
     checks = {c["name"]: c for c in json.loads(out)["checks"]}
-    assert code == 1 and checks["acting user"]["status"] == "fail" and "ghost" in checks["acting user"]["detail"]
+    assert code == 0 and checks["acting user"]["status"] == "warn"
+    acting = checks["acting user"]
+    assert acting["detail"].startswith("not logged in") and "medops login" in acting["fix"]
+    secret = log_in(workspace, "admin")
+    code, out, _ = run(["doctor", "--json", "--no-config"], capsys)
+    acting = {c["name"]: c for c in json.loads(out)["checks"]}["acting user"]
+    assert acting["status"] == "ok" and acting["detail"].startswith("admin (admin), logged in until 20")
+    workspace.tokens.close_session(secret)
+    code, out, _ = run(["doctor", "--json", "--no-config"], capsys)
+    acting = {c["name"]: c for c in json.loads(out)["checks"]}["acting user"]
+    assert acting["status"] == "warn" and "your session was ended" in acting["detail"]

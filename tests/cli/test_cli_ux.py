@@ -14,8 +14,8 @@ import typer
 from medops.cli.common import cell, plural
 from medops.cli.main import app
 from medops.workspace import Workspace
-from tests.cli.test_cli import run
 from tests.conftest import PASSWORD
+from tests.factories import log_in, run
 
 HEAVY = ("sqlalchemy", "pandas", "numpy", "pyarrow", "medops.workspace")
 SQLITE = pytest.mark.parametrize("metadata_url", ["sqlite"], indirect=True)  # the CLI's look is the same on both
@@ -23,8 +23,9 @@ SQLITE = pytest.mark.parametrize("metadata_url", ["sqlite"], indirect=True)  # t
 
 @pytest.fixture
 def home(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The shared workspace fixture (admin 'admin'), as the CLI finds it."""
+    """The shared workspace fixture (admin 'admin'), as the CLI finds it, with the admin logged in."""
     monkeypatch.setenv("MEDOPS_HOME", str(workspace.settings.home))
+    log_in(workspace, "admin")
     return workspace.settings.home
 
 
@@ -170,14 +171,13 @@ def test_a_locked_account_says_so_and_who_unlocks_it(
         assert locked.value.hint and "medops user enable bob" in locked.value.hint
         with pytest.raises(AuthenticationFailed, match="is locked after"):  # the right password can't help now
             ws.users.check_password("bob", PASSWORD, purpose="test")
-    monkeypatch.setenv("MEDOPS_USER", "bob")
-    code, _, err = run(["user", "list"], capsys)
+    code, _, err = run(["login", "bob", "--password-stdin"], capsys, stdin=PASSWORD + "\n", monkeypatch=monkeypatch)
     assert code == 1 and "'bob' is locked after" in err and "an admin can unlock it" in err
-    monkeypatch.setenv("MEDOPS_USER", "admin")
-    assert run(["user", "enable", "bob", "-r", "identity checked"], capsys)[0] == 0
-    monkeypatch.setenv("MEDOPS_USER", "bob")
-    assert run(["user", "list"], capsys)[0] == 1  # not an admin, but no longer locked
-    assert "locked" not in capsys.readouterr().err
+    assert run(["user", "enable", "bob", "-r", "identity checked"], capsys)[0] == 0  # the admin is still logged in
+    code, _, err = run(["login", "bob", "--password-stdin"], capsys, stdin=PASSWORD + "\n", monkeypatch=monkeypatch)
+    assert code == 0, err
+    code, _, err = run(["user", "list"], capsys)
+    assert code == 1 and "'bob' may not user list" in err and "locked" not in err  # no role, but no longer locked
 
 
 @SQLITE

@@ -67,7 +67,7 @@ def test_features_from_apply_to_check(project: Path, capsys: pytest.CaptureFixtu
     )
     assert code == 0, err
     assert json.loads(out)["rows"] > 0
-    code, out, err = run(["features", "materialize"], capsys)  # MEDOPS_USER is ada, an admin
+    code, out, err = run(["features", "materialize"], capsys)  # ada, an admin, logged in by medops init
     assert code == 0 and "labs:" in out, err
     code, out, _ = run(["data", "show", "train", "--json"], capsys)
     patient = None

@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from tests.factories import DemoRun, run
+from medops.workspace import Workspace
+from tests.factories import DemoRun, quiet_session, run
 from tests.goldens import check, normalize
 
 MODEL = "readmission_30d:1"
@@ -29,6 +30,7 @@ def _version(capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
     return doc
 
 
+NEED_A_ROLE = {"user_list", "audit_log"}  # reads a caller without a login is refused
 COMMANDS = {
     "data_list": lambda c: ["data", "list"],
     "data_show_patients": lambda c: ["data", "show", "patients"],
@@ -48,11 +50,18 @@ def test_cli_json_matches_its_golden(
     name: str,
     demo_run: DemoRun,
     update_goldens: bool,
+    request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("MEDOPS_HOME", str(demo_run.result.home))
-    monkeypatch.setenv("MEDOPS_USER", "ada")
+    roots = {str(demo_run.root): "<root>"}
+    monkeypatch.setenv("MEDOPS_HOME", str(demo_run.result.home))  # reads need no login (login_for_reads is off)
+    if name in NEED_A_ROLE:  # on a copy, as ada, whose login must not add to the trail the golden shows
+        copy = request.getfixturevalue("demo_copy")
+        roots[str(copy)] = "<root>"
+        monkeypatch.setenv("MEDOPS_HOME", str(copy / "workspace"))
+        with Workspace.open(copy / "workspace") as ws:
+            monkeypatch.setenv("MEDOPS_TOKEN", quiet_session(ws, "ada"))
     args = [a.replace("{root}", str(demo_run.root)) for a in COMMANDS[name](capsys)]
-    doc = normalize(_json(args, capsys), roots={str(demo_run.root): "<root>"})
+    doc = normalize(_json(args, capsys), roots=roots)
     check(name, doc, update=update_goldens)

@@ -7,9 +7,10 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from medops.credentials import forget_session
 from medops.public_keys import encode_public
 from medops.workspace import Workspace
-from tests.factories import PASSWORD, run
+from tests.factories import PASSWORD, log_in, run
 
 
 def test_a_version_from_registration_to_rollback(
@@ -20,8 +21,11 @@ def test_a_version_from_registration_to_rollback(
     ws, run_id = registry
     monkeypatch.setenv("MEDOPS_HOME", str(ws.settings.home))
 
-    def as_user(user: str, args: list[str], stdin: str | None = None) -> tuple[int, str, str]:
-        monkeypatch.setenv("MEDOPS_USER", user)
+    def as_user(user: str | None, args: list[str], stdin: str | None = None) -> tuple[int, str, str]:
+        if user is None:
+            forget_session(ws.settings)  # nobody logged in: reads still run (login_for_reads is off)
+        else:
+            log_in(ws, user)  # as each person would at their own terminal
         return run(args, capsys, stdin=stdin, monkeypatch=monkeypatch)
 
     for _ in range(2):
@@ -51,10 +55,10 @@ def test_a_version_from_registration_to_rollback(
     assert code == 0, err
     code, out, err = as_user("ming", ["models", "rollback", "readmission", "-r", "INC-42", "--json"])
     assert code == 0 and [m["version"] for m in json.loads(out)] == [2, 1], err
-    code, out, _ = as_user("oscar", ["models", "history", "readmission", "--json"])
+    code, out, _ = as_user(None, ["models", "history", "readmission", "--json"])
     moves = json.loads(out)["moves"]
     assert [(m["name"], m["version"]) for m in moves][-2:] == [("archived", 2), ("production", 1)]
-    code, out, _ = as_user("oscar", ["models", "list", "--json"])
+    code, out, _ = as_user(None, ["models", "list", "--json"])
     assert json.loads(out) == [{"name": "readmission", "versions": 2, "production": 1, "created_by": "alice"}]
     code, _, err = as_user("ming", ["models", "promote", "readmission", "--to", "staging", "-r", "x"])
     assert code == 2 and "names no version" in err

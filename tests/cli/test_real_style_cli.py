@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from medops.workspace import Workspace
-from tests.factories import PASSWORD, PSEUDONYM_KEY, run
+from tests.factories import PASSWORD, PSEUDONYM_KEY, log_in, run
 from tests.real_style import write_project
 
 TEAM = {
@@ -32,8 +32,12 @@ def test_a_flat_extract_from_init_to_production(
     home = tmp_path / "ws"
     monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", PSEUDONYM_KEY)
 
+    acting = ["ada"]  # `medops init` logs the first admin in
+
     def medops(user: str, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
-        monkeypatch.setenv("MEDOPS_USER", user)
+        if user != acting[0]:  # each person logs in at their turn
+            log_in(home, user)
+            acting[0] = user
         return run(list(args), capsys, stdin=stdin, monkeypatch=monkeypatch)
 
     init = ["init", str(home), "--admin", "ada", "--admin-name", "Ada Admin", "--password-stdin"]

@@ -20,7 +20,7 @@ def test_admin_adds_users_with_several_roles(workspace: Workspace) -> None:
     event = list_events(workspace.db, AuditFilter(entity_type="user", entity_id="ming"))[0]
     assert (event.actor, event.action, event.reason) == ("admin", "user.add", "team")
     assert event.after["roles"] == ["ml_engineer", "validator"]
-    assert "password" not in str(event.after)
+    assert PASSWORD not in str(event.after) and "password_hash" not in event.after
 
 
 def test_non_admin_cannot_add_users_or_grant_roles_and_the_denial_is_audited(team: Workspace) -> None:
@@ -88,13 +88,52 @@ def test_repeated_wrong_passwords_lock_the_account(team: Workspace) -> None:
     assert team.users.check_password("victor", PASSWORD, purpose="test").username == "victor"
 
 
-def test_users_change_their_own_password_only(team: Workspace) -> None:
-    team.users.set_password("alice", "alice", "a-brand-new-passphrase")
+def test_a_user_changes_their_password_only_with_the_old_one(team: Workspace) -> None:
+    with pytest.raises(AuthenticationFailed):
+        team.users.change_password("alice", "not-the-old-one", "a-brand-new-passphrase")
+    with pytest.raises(AuthenticationFailed):
+        team.users.check_password("alice", "a-brand-new-passphrase", purpose="t")  # unchanged
+    team.users.change_password("alice", PASSWORD, "a-brand-new-passphrase")
     assert team.users.check_password("alice", "a-brand-new-passphrase", purpose="t")
+    with pytest.raises(InvalidInput, match="differ"):
+        team.users.change_password("alice", "a-brand-new-passphrase", "a-brand-new-passphrase")
+    events = list_events(team.db, AuditFilter(entity_id="alice"), newest_first=False)
+    [failed, changed] = [e for e in events if e.action in ("auth.failed", "user.password") and e.reason != "t"]
+    assert (failed.action, failed.reason) == ("auth.failed", "password change")
+    assert (changed.actor, changed.action, changed.after) == (
+        "alice",
+        "user.password",
+        {"password": "changed", "must_change_password": False},
+    )
+
+
+def test_an_admin_reset_forces_a_change_and_is_audited_as_a_reset(team: Workspace) -> None:
     with pytest.raises(PermissionDenied):
-        team.users.set_password("alice", "victor", "hijacked-password-1")
-    team.users.set_password("admin", "victor", "reset-by-the-admin", reason="forgotten")
-    assert team.users.check_password("victor", "reset-by-the-admin", purpose="t")
+        team.users.reset_password("alice", "victor", "hijacked-password-1", reason="mine now")
+    with pytest.raises(InvalidInput, match="needs a reason"):
+        team.users.reset_password("admin", "victor", "temporary-pass-01")
+    view = team.users.reset_password("admin", "victor", "temporary-pass-01", reason="forgotten; called back")
+    assert view.must_change_password
+    reset = list_events(team.db, AuditFilter(entity_id="victor", action="user.password_reset"))[0]
+    assert (reset.actor, reset.reason) == ("admin", "forgotten; called back")
+    assert reset.after == {"password": "reset", "must_change_password": True, "sessions_ended": 0}
+    with pytest.raises(AuthenticationFailed) as refused:  # a password someone else knows can't sign
+        team.signatures.sign(
+            "victor", "temporary-pass-01", record_type="plan", record_id="p1", record={"a": 1}, meaning="approved"
+        )
+    assert refused.value.code == "password_change_required"
+    team.users.change_password("victor", "temporary-pass-01", "a-passphrase-of-his-own")
+    assert not team.users.get("victor").must_change_password
+    team.signatures.sign(
+        "victor", "a-passphrase-of-his-own", record_type="plan", record_id="p1", record={"a": 1}, meaning="approved"
+    )
+
+
+def test_nobody_resets_their_own_password(team: Workspace) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        team.users.reset_password("admin", "admin", "no-old-password-1", reason="forgot it")
+    assert refused.value.code == "own_password_reset"
+    assert team.users.check_password("admin", PASSWORD, purpose="t")
 
 
 def test_a_success_resets_the_failure_count_on_the_record(team: Workspace) -> None:

@@ -15,12 +15,13 @@ import pytest
 import medops
 from medops.audit import AuditFilter, list_events
 from medops.clock import utc_now
-from medops.errors import InvalidInput, NotFound, PermissionDenied
+from medops.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
 from medops.store.lineage import walk
 from medops.training import MetricFilter, Tracker
 from medops.training.environment import environment_lock
 from medops.training.tracking import run_node
 from medops.workspace import Workspace
+from tests.factories import log_in
 
 
 @pytest.fixture
@@ -171,10 +172,26 @@ def test_a_killed_process_is_marked_abandoned(team: Workspace, tmp_path: Path) -
 
 def test_the_top_level_api_opens_the_workspace(team: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDOPS_HOME", str(team.settings.home))
-    monkeypatch.setenv("MEDOPS_USER", "alice")
+    log_in(team, "alice")
     with medops.start_run("readmission", params={"lr": 0.3}) as run:
         run.log_metric("auroc", 0.7)
-    assert Tracker(team).get(run.id).params == {"lr": "0.3"}
+    assert Tracker(team).get(run.id).params == {"lr": "0.3"} and Tracker(team).get(run.id).created_by == "alice"
+
+
+def test_the_top_level_api_acts_only_as_a_verified_credential(team: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDOPS_HOME", str(team.settings.home))
+    monkeypatch.setenv("MEDOPS_USER", "alice")  # a name alone: not a credential
+    with pytest.raises(AuthenticationFailed) as refused:
+        medops.start_run("readmission")
+    assert refused.value.code == "login_required"
+    with pytest.raises(InvalidInput, match="takes no actor"):
+        medops.start_run("readmission", actor="admin")
+    _, token = team.tokens.create("alice", "notebook")
+    monkeypatch.setenv("MEDOPS_TOKEN", token)  # automation: an API token
+    with medops.start_run("readmission") as run:
+        run.log_metric("auroc", 0.7)
+    assert Tracker(team).get(run.id).created_by == "alice"
+    assert list_events(team.db, AuditFilter(action="run.start"))[0].actor == "alice"
 
 
 def test_a_failed_write_loses_nothing_and_a_failed_last_write_fails_the_run(

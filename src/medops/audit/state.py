@@ -56,7 +56,11 @@ def _only(query: Any, column: Any, keys: Keys) -> Any:
 
 def _users(session: Session, keys: Keys) -> dict[str, Any]:
     rows = session.execute(
-        _only(select(User.id, User.username, User.full_name, User.active, User.password_hash), User.username, keys)
+        _only(
+            select(User.id, User.username, User.full_name, User.active, User.password_hash, User.must_change_password),
+            User.username,
+            keys,
+        )
     ).all()
     roles: dict[int, list[str]] = defaultdict(list)
     ids = [r[0] for r in rows]
@@ -70,8 +74,9 @@ def _users(session: Session, keys: Keys) -> dict[str, Any]:
             "active": bool(active),
             "roles": roles[uid],
             "password": _sha(digest),  # a password set in SQL is a state change like any other
+            "must_change_password": bool(must_change),
         }
-        for uid, name, full, active, digest in rows
+        for uid, name, full, active, digest, must_change in rows
     }
 
 
@@ -81,6 +86,7 @@ def _tokens(session: Session, keys: Keys) -> dict[str, Any]:
             select(
                 ApiToken.id,
                 User.username,
+                ApiToken.kind,
                 ApiToken.name,
                 ApiToken.secret_hash,
                 ApiToken.expires_at,
@@ -91,8 +97,8 @@ def _tokens(session: Session, keys: Keys) -> dict[str, Any]:
         )
     ).all()
     return {
-        tid: {"user": user, "name": name, "secret": secret, "expires_at": expires, "revoked_at": revoked}
-        for tid, user, name, secret, expires, revoked in rows
+        tid: {"user": user, "kind": kind, "name": name, "secret": secret, "expires_at": expires, "revoked_at": revoked}
+        for tid, user, kind, name, secret, expires, revoked in rows
     }
 
 

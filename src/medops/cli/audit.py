@@ -75,7 +75,9 @@ def log(
 ) -> None:
     """List audit events, newest first, filtered by entity, actor, action and time."""
     with open_workspace() as ws:
-        events = Services(ws).audit.log(cli_caller(ws), _filter(entity, actor, action, since, until), limit=limit)
+        events = Services(ws).audit.log(
+            cli_caller(ws, writes=False), _filter(entity, actor, action, since, until), limit=limit
+        )
     if as_json:
         print_json([e.as_dict() for e in events])
         return
@@ -126,8 +128,8 @@ def verify(
         return
     with open_workspace() as ws, err_console.status("verifying the audit chain…"):
         services = Services(ws)
-        report = services.audit.verify(cli_caller(ws), write_checkpoint=checkpoint)
-        rows = services.audit.verify_state(cli_caller(ws)) if state else None
+        report = services.audit.verify(cli_caller(ws, writes=False), write_checkpoint=checkpoint)
+        rows = services.audit.verify_state(cli_caller(ws, writes=False)) if state else None
     chain, problem = report.chain, report.problem
     if as_json:
         print_json(
@@ -216,12 +218,12 @@ def export_cmd(
     with open_workspace() as ws:
         audit = Services(ws).audit
         if output is None:
-            count = audit.export(cli_caller(ws), sys.stdout, fmt, flt)
+            count = audit.export(cli_caller(ws, writes=False), sys.stdout, fmt, flt)
         else:
             tmp = output.with_name(f".{output.name}.partial")
             try:
                 with open(tmp, "w", encoding="utf-8", newline="") as out:
-                    count = audit.export(cli_caller(ws), out, fmt, flt)
+                    count = audit.export(cli_caller(ws, writes=False), out, fmt, flt)
             except BaseException:
                 tmp.unlink(missing_ok=True)  # a refused or failed export leaves no file behind
                 raise

@@ -16,12 +16,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from medops.caller import Caller
-from medops.config import acting_user
 from medops.errors import InvalidInput
 
 if TYPE_CHECKING:
     from rich.progress import Progress, ProgressColumn
 
+    from medops.config import Settings
+    from medops.credentials import Credential
     from medops.workspace import Workspace
 
 UNWRAPPED = 10_000  # the width of output to a file or a pipe: lines stay whole for grep and cut
@@ -62,29 +63,52 @@ def open_workspace() -> Workspace:
     return Workspace.open()
 
 
-def named_user() -> str | None:
-    """MEDOPS_USER as given, for a command that checks a workspace before opening it (doctor)."""
-    return os.environ.get("MEDOPS_USER") or None
+def credential(settings: Settings) -> Credential | None:
+    """What this command presents: MEDOPS_TOKEN, else the session file of `medops login`; read here, and only here."""
+    from medops.credentials import presented
+
+    return presented(settings)
 
 
-def cli_caller(ws: Workspace) -> Caller:
-    """The CLI acts as MEDOPS_USER, else the workspace's default user; read here, and only here."""
-    return Caller(acting_user(ws.settings), channel="cli")
+def name_hint() -> str | None:
+    """MEDOPS_USER: only the name `medops login` and `medops user passwd` suggest; it grants nothing."""
+    from medops.credentials import user_hint
+
+    return user_hint()
 
 
-def read_secret(value: str | None, *, from_stdin: bool, prompt: str, confirm: bool, env: str | None = None) -> str:
-    """A password from --password-stdin, an environment variable, or a hidden prompt."""
+def cli_caller(ws: Workspace, *, writes: bool) -> Caller:
+    """Who this command acts as: the user a verified credential proves (MEDOPS_TOKEN or the login session).
+
+    ``writes`` says whether the command changes anything: a change always needs a credential; a
+    read without one runs anonymously unless the workspace sets login_for_reads.
+    """
+    from medops.services import Services
+
+    return Services(ws).identity.caller(credential(ws.settings), writes=writes)
+
+
+def read_secret(
+    value: str | None,
+    *,
+    from_stdin: bool,
+    prompt: str,
+    confirm: bool,
+    env: str | None = None,
+    option: str = "--password-stdin",
+) -> str:
+    """A password from --password-stdin (one line each time one is asked for), an environment variable, or a prompt."""
     if value:
         return value
     if from_stdin:
         line = sys.stdin.readline().rstrip("\n")
         if not line:
-            raise InvalidInput("--password-stdin was given but standard input was empty")
+            raise InvalidInput(f"{option} was given but standard input had no line for: {prompt}")
         return line
     if env and os.environ.get(env):
         return os.environ[env]
     if not sys.stdin.isatty():
-        hint = f"pipe it with --password-stdin{f' or set {env}' if env else ''}"
+        hint = f"pipe it with {option}{f' or set {env}' if env else ''}"
         raise InvalidInput(f"{prompt} is needed and there is no terminal to ask on", hint=hint)
     return str(typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
 

@@ -71,7 +71,7 @@ def ingest_cmd(
     plans = [table_plan(loaded, name) for name in names]
     results: list[IngestResult] = []
     with open_workspace() as ws:
-        data, caller = Services(ws).data, cli_caller(ws)
+        data, caller = Services(ws).data, cli_caller(ws, writes=True)
         for plan in plans:
             with progress_bar(
                 SpinnerColumn(),
@@ -146,7 +146,7 @@ def list_cmd(
     from medops.services import Services
 
     with open_workspace() as ws:
-        found = Services(ws).data.versions(cli_caller(ws), name, limit)
+        found = Services(ws).data.versions(cli_caller(ws, writes=False), name, limit)
     if as_json:
         print_json([v.to_json() for v in found])
         return
@@ -177,7 +177,7 @@ def show_cmd(
     from medops.services import Services
 
     with open_workspace() as ws:
-        detail = Services(ws).data.show(cli_caller(ws), ref)
+        detail = Services(ws).data.show(cli_caller(ws, writes=False), ref)
     if as_json:
         print_json(detail.to_json())
         return
@@ -257,7 +257,7 @@ def use_cmd(
     from medops.services import Services
 
     with open_workspace() as ws:
-        info = Services(ws).data.use(cli_caller(ws), ref, reason=reason)
+        info = Services(ws).data.use(cli_caller(ws, writes=True), ref, reason=reason)
     when = f"{info.created_at:%Y-%m-%d %H:%M}"
     done(as_json, f"{info.name} now means {info.ref} ({plural(info.rows, 'row')}, ingested {when})", info.to_json())
 
@@ -272,7 +272,7 @@ def diff_cmd(
     from medops.services import Services
 
     with open_workspace() as ws:
-        found = Services(ws).data.diff(cli_caller(ws), a, b)
+        found = Services(ws).data.diff(cli_caller(ws, writes=False), a, b)
     result, changes = found.diff, found.changes
     if as_json:
         print_json(found.to_json())

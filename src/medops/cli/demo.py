@@ -37,7 +37,7 @@ def demo(
             console.print(f"[cyan]{step:>18}[/]  {escape(outcome)}")
 
     from medops.audit import AuditFilter, list_events
-    from medops.demo import run_demo  # the whole lifecycle: loaded when the demo runs
+    from medops.demo import DEMO_PASSWORD, run_demo  # the whole lifecycle: loaded when the demo runs
     from medops.workspace import Workspace
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -77,9 +77,8 @@ def demo(
     console.print("Reports (open the .html files in a browser):")
     for path in result.reports:
         console.print(f"  {escape(str(path))}")
-    console.print(
-        f"Explore it:  cd {escape(str(project))}; export MEDOPS_HOME={escape(str(result.home))} MEDOPS_USER=ada"
-    )
+    console.print(f"Explore it:  cd {escape(str(project))}; export MEDOPS_HOME={escape(str(result.home))}")
+    console.print(f"             medops login ada   (the demo team's password: {escape(DEMO_PASSWORD)})")
     console.print("             medops data list · medops data show observations · medops lineage show notes")
     console.print(
         "             medops features list · medops features show labs · medops data show readmission_training"

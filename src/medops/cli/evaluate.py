@@ -75,7 +75,7 @@ def evaluate(
             champion=champion,
             out=out.expanduser() if out else None,
             progress=progress,
-            caller=cli_caller(ws),
+            caller=cli_caller(ws, writes=True),
         )
     doc = result.doc
     if as_json:
@@ -141,7 +141,7 @@ def list_cmd(
     from medops.services import Services
 
     with open_workspace() as ws:
-        found = Services(ws).evaluation.list(cli_caller(ws), run=run, limit=limit)
+        found = Services(ws).evaluation.list(cli_caller(ws, writes=False), run=run, limit=limit)
     if as_json:
         print_json([e.to_json() for e in found])
         return
@@ -176,7 +176,7 @@ def show_cmd(
     from medops.services import Services
 
     with open_workspace() as ws:
-        evaluations, caller = Services(ws).evaluation, cli_caller(ws)
+        evaluations, caller = Services(ws).evaluation, cli_caller(ws, writes=False)
         detail = evaluations.show(caller, ref)
         if report is not None:
             write_atomic(report.expanduser(), evaluations.report_html(caller, ref))
@@ -213,7 +213,7 @@ def export_cmd(
     if path.suffix.lower() not in (".csv", ".parquet"):
         raise InvalidInput(f"{path}: write predictions to a .csv or a .parquet file")
     with open_workspace() as ws:
-        table = Services(ws).evaluation.predictions(cli_caller(ws), ref)
+        table = Services(ws).evaluation.predictions(cli_caller(ws, writes=True), ref)
     write_atomic_bytes(path, _encode(table, path.suffix.lower()))
     doc = {"predictions": table.num_rows, "path": str(path)}
     done(as_json, f"{plural(table.num_rows, 'prediction')} written to {path}", doc)

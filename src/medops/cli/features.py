@@ -62,7 +62,7 @@ def apply_cmd(
     with open_workspace() as ws, _progress(not as_json) as bar:
         task = bar.add_task("apply", total=None)
         applied = Services(ws).features.apply(
-            cli_caller(ws),
+            cli_caller(ws, writes=True),
             loaded.features,
             views=views or None,
             executor=executor,
@@ -88,6 +88,7 @@ def list_cmd(project: Path | None = ProjectOption, as_json: bool = JsonOption) -
     from medops.features import list_applied
 
     with open_workspace() as ws:
+        cli_caller(ws, writes=False)  # a read: it needs a login only where the workspace says so
         applied = list_applied(ws)
     newest: dict[str, AppliedView] = {}
     for version in applied:
@@ -137,7 +138,7 @@ def show_cmd(view: str = typer.Argument(..., help="View name."), as_json: bool =
     from medops.services import Services
 
     with open_workspace() as ws:
-        detail = Services(ws).features.show(cli_caller(ws), view)
+        detail = Services(ws).features.show(cli_caller(ws, writes=False), view)
     if as_json:
         print_json(detail.to_json())
         return
@@ -218,7 +219,7 @@ def materialize_cmd(
     with open_workspace() as ws, _progress(not as_json) as bar:
         task = bar.add_task("materialize", total=None)
         written = Services(ws).features.materialize(
-            cli_caller(ws),
+            cli_caller(ws, writes=True),
             loaded.features,
             views=views or None,
             as_of=moment,
@@ -262,7 +263,7 @@ def get_cmd(
 
     with open_workspace() as ws:
         found = Services(ws).features.online_features(
-            cli_caller(ws),
+            cli_caller(ws, writes=False),
             loaded.features,
             key_values(entity, "--entity", "patient_id=pat_1a2b"),
             features,
@@ -303,7 +304,7 @@ def check_cmd(
 
     with open_workspace() as ws:
         checked = Services(ws).features.check(
-            cli_caller(ws), loaded.features, views=views or None, sample=sample, seed=seed
+            cli_caller(ws, writes=False), loaded.features, views=views or None, sample=sample, seed=seed
         )
     report = checked.report
     if as_json:
@@ -353,7 +354,7 @@ def training_set_cmd(
     with open_workspace() as ws, _progress(not as_json) as bar:
         bar.add_task(f"training set {name}", total=None)
         made = Services(ws).features.training_set(
-            cli_caller(ws),
+            cli_caller(ws, writes=True),
             loaded.features,
             name,
             labels,

@@ -48,6 +48,14 @@ HINTS: dict[str, str] = {
     "keyring_altered": "restore keyring/ in the artifact store from a backup; `medops models trusted-keys` checks it",
     "key_not_trusted": "`medops models trusted-keys` lists the trusted keys",
     "distrust_reason_required": "say why: --reason 'Site A key compromised'",
+    "login_required": "run: medops login",
+    "session_expired": "run: medops login",
+    "session_ended": "run: medops login",
+    "credential_invalid": "run: medops login (if MEDOPS_TOKEN is set, it holds no token of this workspace: unset it)",
+    "token_expired": "get a new API token (medops token create), or unset MEDOPS_TOKEN and run: medops login",
+    "token_ended": "get a new API token (medops token create), or unset MEDOPS_TOKEN and run: medops login",
+    "password_change_required": "choose a new one, giving the temporary password as the old: medops user passwd {user}",
+    "own_password_reset": "run `medops user passwd` (no name): it asks for your old password, then the new one",
 }
 
 

@@ -6,7 +6,7 @@ import typer
 from rich.markup import escape
 from rich.tree import Tree
 
-from medops.cli.common import JsonOption, console, open_workspace, print_json
+from medops.cli.common import JsonOption, cli_caller, console, open_workspace, print_json
 from medops.data import datasets
 from medops.errors import InvalidInput, NotFound
 from medops.store.database import Database
@@ -80,6 +80,7 @@ def show(
 ) -> None:
     """Walk the lineage graph upstream and downstream from an entity."""
     with open_workspace() as ws:
+        cli_caller(ws, writes=False)  # a read: it needs a login only where the workspace says so
         node = resolve_node(ws.db, entity)
         upstream = walk(ws.db, node, "up") if up else []
         downstream = walk(ws.db, node, "down") if down else []

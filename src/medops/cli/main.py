@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("workspace:init", "Create a workspace: config, database, artifact folder, signing key, first admin."),
     "doctor": ("workspace:doctor", "Check the workspace: config, database, artifacts, key, servers."),
+    "login": ("session:login", "Log in (password or API token): commands then act as you, for a few hours."),
+    "logout": ("session:logout", "End your login session in this workspace."),
+    "whoami": ("session:whoami", "Who commands act as here, and until when."),
     "db": ("db:app", "Metadata database schema: status and upgrades."),
     "audit": ("audit:app", "The audit trail: who did what, when and why; hash-chained."),
     "user": ("user:app", "Users and roles (admins only change them; every change is audited)."),
@@ -153,7 +156,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode="rich",
-    epilog="Examples:  medops init ./ws   ·   medops demo   ·   MEDOPS_USER=alice medops audit log --actor alice",
+    epilog="Examples:  medops init ./ws   ·   medops demo   ·   medops login alice   ·   medops audit log --actor bob",
 )
 
 

@@ -33,12 +33,12 @@ app = typer.Typer()  # its help line and options are set where it is registered 
 
 
 @contextmanager
-def _registry() -> Iterator[tuple[RegistryService, Caller]]:
-    """The registry service of the workspace, and the CLI's caller."""
+def _registry(*, writes: bool) -> Iterator[tuple[RegistryService, Caller]]:
+    """The registry service of the workspace, and the CLI's caller (``writes``: the command changes something)."""
     from medops.services import Services
 
     with open_workspace() as ws:
-        yield Services(ws).registry, cli_caller(ws)
+        yield Services(ws).registry, cli_caller(ws, writes=writes)
 
 
 def _when(moment: datetime | None) -> str:
@@ -73,7 +73,7 @@ def register_cmd(
     section). The roles that must sign are that policy's.
     """
     tags = {k: v[-1] for k, v in key_values(tag, "--tag", "ticket=CAB-118").items()}
-    with _registry() as (registry, caller):
+    with _registry(writes=True) as (registry, caller):
         info = registry.register(
             caller,
             run,
@@ -96,7 +96,7 @@ def register_cmd(
 @app.command("list", epilog="Examples:  medops models list")
 def list_cmd(as_json: bool = JsonOption) -> None:
     """Registered models, their version counts and production versions."""
-    with _registry() as (registry, caller):
+    with _registry(writes=False) as (registry, caller):
         found = registry.models(caller)
     if as_json:
         print_json([m.to_json() for m in found])
@@ -107,7 +107,7 @@ def list_cmd(as_json: bool = JsonOption) -> None:
 @app.command("show", epilog="Examples:  medops models show readmission   ·   medops models show readmission:2")
 def show_cmd(ref: str = typer.Argument(..., help="NAME or NAME:VERSION."), as_json: bool = JsonOption) -> None:
     """A model's versions (stage, aliases, run, evaluation), or one version with its approvals."""
-    with _registry() as (registry, caller):
+    with _registry(writes=False) as (registry, caller):
         detail = registry.show(caller, ref)
     if as_json:
         print_json(detail.to_json())
@@ -134,7 +134,8 @@ def show_cmd(ref: str = typer.Argument(..., help="NAME or NAME:VERSION."), as_js
 
 
 @app.command(
-    "approve", epilog="Examples:  MEDOPS_USER=carol medops models approve readmission:2 --role clinical_reviewer"
+    "approve",
+    epilog="Examples:  medops models approve readmission:2 --role clinical_reviewer   (logged in as the reviewer)",
 )
 def approve_cmd(
     ref: str = typer.Argument(..., help="NAME:VERSION."),
@@ -166,7 +167,7 @@ def reject_cmd(
 
 @app.command(
     "accept-evaluation",
-    epilog="Examples:  MEDOPS_USER=victor medops models accept-evaluation readmission:4 -r 'reviewed report R-17'",
+    epilog="Examples:  medops models accept-evaluation readmission:4 -r 'reviewed report R-17'   (as a validator)",
 )
 def accept_evaluation_cmd(
     ref: str = typer.Argument(..., help="NAME:VERSION of an imported version."),
@@ -192,7 +193,7 @@ def _decide(ref: str, password_stdin: bool, sign: Any) -> Any:
     from medops.services.registry import version_ref
 
     version_ref(ref)  # a malformed ref is refused before the password is asked for
-    with _registry() as (registry, caller):
+    with _registry(writes=True) as (registry, caller):
         password = read_secret(None, from_stdin=password_stdin, prompt=f"Password for {caller.user}", confirm=False)
         return sign(registry, caller, password)
 
@@ -200,7 +201,7 @@ def _decide(ref: str, password_stdin: bool, sign: Any) -> Any:
 @app.command("approvals", epilog="Examples:  medops models approvals readmission:2")
 def approvals_cmd(ref: str = typer.Argument(..., help="NAME:VERSION."), as_json: bool = JsonOption) -> None:
     """Every decision on a version, whether its signature still holds, and what production still lacks."""
-    with _registry() as (registry, caller):
+    with _registry(writes=False) as (registry, caller):
         state = registry.approvals(caller, ref)
     if as_json:
         print_json(state.to_json())
@@ -210,9 +211,7 @@ def approvals_cmd(ref: str = typer.Argument(..., help="NAME:VERSION."), as_json:
     console.print("complete: every required role signed" if not lacking else "missing: " + "; ".join(lacking))
 
 
-@app.command(
-    "promote", epilog="Examples:  MEDOPS_USER=ming medops models promote readmission:2 --to production -r 'CAB-118'"
-)
+@app.command("promote", epilog="Examples:  medops models promote readmission:2 --to production -r 'CAB-118'")
 def promote_cmd(
     ref: str = typer.Argument(..., help="NAME:VERSION."),
     to: str = typer.Option(..., "--to", metavar="STAGE", help="staging, production or archived."),
@@ -223,7 +222,7 @@ def promote_cmd(
 
     The previous production version is archived in the same step.
     """
-    with _registry() as (registry, caller):
+    with _registry(writes=True) as (registry, caller):
         moves = registry.promote(caller, ref, to, reason=reason)
     _moves(ref.partition(":")[0], moves, as_json)
 
@@ -235,7 +234,7 @@ def rollback_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Restore the previous production version in one audited step (the current one is archived)."""
-    with _registry() as (registry, caller):
+    with _registry(writes=True) as (registry, caller):
         moves = registry.rollback(caller, name, reason=reason)
     _moves(name, moves, as_json)
 
@@ -249,7 +248,7 @@ def alias_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Point a free alias at a version (ml_engineer or admin); audited and kept in the history."""
-    with _registry() as (registry, caller):
+    with _registry(writes=True) as (registry, caller):
         move = registry.set_alias(caller, ref, alias, remove=remove, reason=reason)
     name = ref.partition(":")[0]
     now = move.version if move.version is not None else "removed"
@@ -265,7 +264,7 @@ def history_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Every stage and alias move with who and why; with --at, who held what at that moment."""
-    with _registry() as (registry, caller):
+    with _registry(writes=False) as (registry, caller):
         found = registry.history(caller, name, at=at)
     if as_json:
         print_json(found.to_json())
@@ -292,7 +291,7 @@ def export_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Write a version's signed bundle (verified first) to take to another workspace or a server."""
-    with _registry() as (registry, caller):
+    with _registry(writes=True) as (registry, caller):
         info = registry.export(caller, ref, file.expanduser())
     message = f"wrote {file} ({info.ref}, bundle sha256:{info.artifact_sha256[:12]})"
     done(as_json, message, {**info.to_json(), "file": str(file)})
@@ -315,7 +314,7 @@ def import_cmd(
     Production then needs a validator here to accept the exporter's evaluation
     (medops models accept-evaluation) and the signatures this workspace's policy requires.
     """
-    with _registry() as (registry, caller):
+    with _registry(writes=True) as (registry, caller):
         info = registry.import_bundle(caller, file.expanduser(), name=name, extra_approvals=approvals)
     if as_json:
         print_json(info.to_json())
@@ -326,7 +325,7 @@ def import_cmd(
 @app.command("public-key", epilog="Examples:  medops models public-key > site-a.pub")
 def public_key_cmd(as_json: bool = JsonOption) -> None:
     """This workspace's public key: give it to the workspaces that will import its bundles."""
-    with _registry() as (registry, caller):
+    with _registry(writes=False) as (registry, caller):
         key = registry.public_key(caller)
     if as_json:
         print_json({"public_key": key})
@@ -341,7 +340,7 @@ def trust_key_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Accept bundles signed by another workspace (admin only)."""
-    with _registry() as (registry, caller):
+    with _registry(writes=True) as (registry, caller):
         kid = registry.trust_key(caller, key, note=note)
     done(as_json, f"bundles signed by key {kid} are now accepted here", {"key_id": kid, "note": note})
 
@@ -355,7 +354,7 @@ def distrust_key_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Stop accepting bundles signed by another workspace's key (admin only); versions imported stay."""
-    with _registry() as (registry, caller):
+    with _registry(writes=True) as (registry, caller):
         registry.distrust_key(caller, key_id, reason=reason)
     done(as_json, f"bundles signed by key {key_id} are no longer accepted here", {"key_id": key_id, "trusted": False})
 
@@ -363,7 +362,7 @@ def distrust_key_cmd(
 @app.command("trusted-keys", epilog="Examples:  medops models trusted-keys --json")
 def trusted_keys_cmd(as_json: bool = JsonOption) -> None:
     """The other workspaces' keys this one accepts bundles from (its signed keyring)."""
-    with _registry() as (registry, caller):
+    with _registry(writes=False) as (registry, caller):
         keys = registry.trusted_keys(caller)
     if as_json:
         print_json(keys)

@@ -60,7 +60,7 @@ def list_cmd(
     filters = [MetricFilter.parse(m) for m in metric]
     with open_workspace() as ws:
         found = Services(ws).training.runs(
-            cli_caller(ws),
+            cli_caller(ws, writes=False),
             experiment=experiment,
             state=state,
             tags={k: v[-1] for k, v in key_values(tag, "--tag", "model=lgbm").items()},
@@ -92,7 +92,7 @@ def show_cmd(
     from medops.services import Services
 
     with open_workspace() as ws:
-        detail = Services(ws).training.show(cli_caller(ws), run)
+        detail = Services(ws).training.show(cli_caller(ws, writes=False), run)
     if as_json:
         print_json(detail.to_json())
         return
@@ -133,7 +133,7 @@ def compare_cmd(
     from medops.services import Services
 
     with open_workspace() as ws:
-        found = Services(ws).training.compare(cli_caller(ws), a, b)
+        found = Services(ws).training.compare(cli_caller(ws, writes=False), a, b)
     if as_json:
         print_json(found.to_json())
         return
@@ -166,7 +166,7 @@ def reproduce_cmd(
     from medops.services import Services
 
     with open_workspace() as ws:
-        found = Services(ws).training.reproduce(cli_caller(ws), run)
+        found = Services(ws).training.reproduce(cli_caller(ws, writes=True), run)
     report = found.report
     if as_json:
         print_json(found.to_json())

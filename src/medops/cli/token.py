@@ -33,7 +33,7 @@ def create(
     """Create a token; its secret is printed once and never stored."""
     with open_workspace() as ws:
         view, secret = Services(ws).identity.create_token(
-            cli_caller(ws), name, username=user, expires_in_days=expires_in_days, reason=reason
+            cli_caller(ws, writes=True), name, username=user, expires_in_days=expires_in_days, reason=reason
         )
     if as_json:
         print_json({**view.to_json(), "secret": secret})
@@ -46,23 +46,26 @@ def create(
     console.print("[dim]This is the only time the token is shown. Store it in a secret manager.[/]")
 
 
-@app.command("list", epilog="Example:  medops token list --user alice")
+@app.command("list", epilog="Examples:  medops token list --user alice   ·   medops token list --sessions")
 def list_tokens(
-    user: str | None = typer.Option(None, "--user", help="Only this user's (admins)."), as_json: bool = JsonOption
+    user: str | None = typer.Option(None, "--user", help="Only this user's (admins)."),
+    sessions: bool = typer.Option(False, "--sessions", help="Also list login sessions (medops login)."),
+    as_json: bool = JsonOption,
 ) -> None:
-    """List tokens (never their secrets): yours, or everyone's for an admin."""
+    """List tokens (never their secrets): yours, or everyone's for an admin; revoke one by its id."""
     with open_workspace() as ws:
-        tokens = Services(ws).identity.tokens(cli_caller(ws), username=user)
+        tokens = Services(ws).identity.tokens(cli_caller(ws, writes=False), username=user, sessions=sessions)
     if as_json:
         print_json([t.to_json() for t in tokens])
         return
     table(
         None,
-        ["id", "user", "name", "state", "created (UTC)", "expires (UTC)"],
+        ["id", "user", "kind", "name", "state", "created (UTC)", "expires (UTC)"],
         [
             (
                 t.id,
                 t.username,
+                t.kind,
                 t.name,
                 t.state,
                 f"{t.created_at:%Y-%m-%d %H:%M}",
@@ -81,5 +84,5 @@ def revoke(
 ) -> None:
     """Revoke a token at once; requests with it fail from now on."""
     with open_workspace() as ws:
-        Services(ws).identity.revoke_token(cli_caller(ws), token_id, reason=reason)
+        Services(ws).identity.revoke_token(cli_caller(ws, writes=True), token_id, reason=reason)
     done(as_json, f"token {token_id} revoked", {"id": token_id, "state": "revoked"})

@@ -26,7 +26,7 @@ from medops.training.estimators import trainer_names
 EPILOG = (
     "Examples:  medops train   ·   medops train --tune   ·   "
     "medops train --estimator logistic_regression --param C=0.5 --seed 7   ·   "
-    "MEDOPS_USER=alice medops train -r 'Q3 baseline'"
+    "medops train -r 'Q3 baseline'"
 )
 
 
@@ -111,7 +111,7 @@ def train(
             tune=tune,
             progress=lambda done, best: bar.update(task, completed=done, description=f"tuning, best {best:.3f}"),
             overrides=overrides,
-            caller=cli_caller(ws),
+            caller=cli_caller(ws, writes=True),
         )
     if as_json:
         print_json({"run": result.run_id, "model_sha256": result.model_sha256, "metrics": result.metrics})

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import typer
 
 from medops.cli.common import (
     JsonOption,
     ReasonOption,
     cli_caller,
+    credential,
     done,
+    name_hint,
     open_workspace,
     print_json,
     read_secret,
     table,
 )
+from medops.errors import InvalidInput
 from medops.identity import parse_role, parse_roles
 from medops.services import Services
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
@@ -42,7 +40,9 @@ def add(
     roles = parse_roles(role)
     password = read_secret(None, from_stdin=password_stdin, prompt=f"Password for {username}", confirm=True)
     with open_workspace() as ws:
-        view = Services(ws).identity.add_user(cli_caller(ws), username, name, password, roles, reason=reason)
+        view = Services(ws).identity.add_user(
+            cli_caller(ws, writes=True), username, name, password, roles, reason=reason
+        )
     done(as_json, f"user {view.username} added with roles: {', '.join(view.roles) or 'none'}", view.to_json())
 
 
@@ -50,7 +50,7 @@ def add(
 def list_users(as_json: bool = JsonOption) -> None:
     """List users, their roles and whether they are active."""
     with open_workspace() as ws:
-        users = Services(ws).identity.users(cli_caller(ws))
+        users = Services(ws).identity.users(cli_caller(ws, writes=False))
     if as_json:
         print_json([u.to_json() for u in users])
         return
@@ -74,7 +74,7 @@ def list_users(as_json: bool = JsonOption) -> None:
 def disable(username: str = typer.Argument(...), reason: str | None = ReasonOption, as_json: bool = JsonOption) -> None:
     """Disable a user: they can no longer act, sign or use tokens. Users are never deleted."""
     with open_workspace() as ws:
-        Services(ws).identity.disable(cli_caller(ws), username, reason=reason)
+        Services(ws).identity.disable(cli_caller(ws, writes=True), username, reason=reason)
     done(as_json, f"user {username} disabled", {"username": username, "active": False})
 
 
@@ -82,7 +82,7 @@ def disable(username: str = typer.Argument(...), reason: str | None = ReasonOpti
 def enable(username: str = typer.Argument(...), reason: str | None = ReasonOption, as_json: bool = JsonOption) -> None:
     """Enable a disabled or locked user again (admins); a locked user's count of failed logins starts again."""
     with open_workspace() as ws:
-        Services(ws).identity.enable(cli_caller(ws), username, reason=reason)
+        Services(ws).identity.enable(cli_caller(ws, writes=True), username, reason=reason)
     done(as_json, f"user {username} enabled", {"username": username, "active": True})
 
 
@@ -95,7 +95,7 @@ def grant(
 ) -> None:
     """Give a user a role."""
     with open_workspace() as ws:
-        view = Services(ws).identity.grant(cli_caller(ws), username, parse_role(role), reason=reason)
+        view = Services(ws).identity.grant(cli_caller(ws, writes=True), username, parse_role(role), reason=reason)
     done(as_json, f"{username} now holds: {', '.join(view.roles)}", view.to_json())
 
 
@@ -108,23 +108,59 @@ def revoke(
 ) -> None:
     """Take a role away from a user."""
     with open_workspace() as ws:
-        view = Services(ws).identity.revoke_role(cli_caller(ws), username, parse_role(role), reason=reason)
+        view = Services(ws).identity.revoke_role(cli_caller(ws, writes=True), username, parse_role(role), reason=reason)
     done(as_json, f"{username} now holds: {', '.join(view.roles) or 'no roles'}", view.to_json())
 
 
 @app.command(
     "passwd",
-    epilog="Examples:  medops user passwd   ·   medops user passwd bob --password-stdin --reason 'reset on request'",
+    epilog=(
+        'Examples:  medops user passwd   ·   printf \'%s\\n\' "$OLD" "$NEW" | medops user passwd --password-stdin'
+        "   ·   "
+        "medops user passwd bob --reason 'forgotten; identity checked by phone'"
+    ),
 )
 def passwd(
-    username: str | None = typer.Argument(None, help="Whose password (default: your own)."),
-    password_stdin: bool = PasswordStdin,
+    username: str | None = typer.Argument(None, help="Whose password (default: yours)."),
+    password_stdin: bool = typer.Option(
+        False,
+        "--password-stdin",
+        help="Read from stdin instead of prompts: your old password then the new one (two lines); "
+        "for a reset, the temporary password (one line).",
+    ),
     reason: str | None = ReasonOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Change your password, or (as admin) reset someone else's."""
+    """Change your own password (give the old one), or as admin reset someone else's.
+
+    A reset sets a temporary password and ends the user's sessions: they can't log in, act or
+    sign until they change it here, giving the temporary password as the old one. Nobody resets
+    their own password: an admin who forgot theirs asks another admin.
+    """
+    from medops.errors import MedopsError
+
     with open_workspace() as ws:
-        target = username or cli_caller(ws).user
-        password = read_secret(None, from_stdin=password_stdin, prompt=f"New password for {target}", confirm=True)
-        Services(ws).identity.set_password(cli_caller(ws), target, password, reason=reason)
-    done(as_json, f"password of {target} changed", {"username": target, "password": "changed"})
+        identity = Services(ws).identity
+        found = credential(ws.settings)
+        try:
+            me = identity.authenticate(found.secret).user if found is not None else None
+        except MedopsError:
+            me = None  # an ended session (a reset ends them all) still lets its user change the password
+        target = username or me or name_hint()
+        if target is None:
+            raise InvalidInput("whose password? name the user: medops user passwd NAME")
+        if me is not None and target != me:
+            caller = identity.caller(found, writes=True)
+            temporary = read_secret(
+                None, from_stdin=password_stdin, prompt=f"Temporary password for {target}", confirm=True
+            )
+            identity.reset_password(caller, target, temporary, reason=reason)
+            message = f"password of {target} reset: they must change it before they can log in or sign"
+            doc = {"username": target, "password": "reset", "must_change_password": True}
+        else:
+            old = read_secret(None, from_stdin=password_stdin, prompt=f"Current password for {target}", confirm=False)
+            new = read_secret(None, from_stdin=password_stdin, prompt=f"New password for {target}", confirm=True)
+            identity.change_password(target, old, new)
+            message = f"password of {target} changed"
+            doc = {"username": target, "password": "changed", "must_change_password": False}
+    done(as_json, message, doc)

@@ -10,11 +10,13 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, console, err_console, named_user, ok, plural, print_json, read_secret, table
+from medops.cli.common import JsonOption, console, credential, err_console, ok, plural, print_json, read_secret, table
 from medops.config import CONFIG_FILE
+from medops.credentials import save_session
 from medops.doctor import FAIL, OK, WARN, run_checks
 from medops.errors import Conflict, InvalidInput
 from medops.filesystems import known_schemes
+from medops.services import Services
 from medops.services.projects.templates import templates
 from medops.workspace import init_workspace
 
@@ -49,7 +51,8 @@ def init(
     """Create a workspace: medops.toml, metadata database, artifact folder, signing key, first admin.
 
     The admin password comes from --password-stdin, MEDOPS_ADMIN_PASSWORD, or a prompt; with
-    none of them and no terminal, a random one is generated and shown once. The folder must be
+    none of them and no terminal, a random one is generated and shown once. The admin is then
+    logged in (as `medops login` would), so the next commands act as them. The folder must be
     empty (or new) and not inside another workspace, unless --force.
     """
     if template is not None and template not in templates():
@@ -71,7 +74,11 @@ def init(
         metadata_url=metadata_url,
         artifact_root=artifact_root,
     )
-    ws.close()
+    try:
+        session, secret = Services(ws).identity.login(admin, password=password)
+        save_session(ws.settings, secret)
+    finally:
+        ws.close()
     files = scaffold_template(ws.settings.home, template, patients, seed) if template else []
     if as_json:
         print_json(
@@ -80,6 +87,7 @@ def init(
                 "metadata_url": ws.db.display_url,
                 "artifact_root": ws.settings.artifact_root,
                 "admin": admin,
+                "logged_in_until": session.expires_at,
                 "key_file": ws.settings.signing_key_file,
                 "password": password if generated else None,
                 "template": template,
@@ -92,7 +100,7 @@ def init(
         ok(f"project {template}: {plural(len(files), 'file')} (medops.yaml, contracts/, raw/ synthetic data)")
     console.print(f"  metadata   {escape(ws.db.display_url)}")
     console.print(f"  artifacts  {escape(ws.settings.artifact_root)}")
-    console.print(f"  admin      {escape(admin)}")
+    console.print(f"  admin      {escape(admin)} (logged in until {session.expires_at:%Y-%m-%d %H:%M} UTC)")
     console.print(f"  key file   {escape(ws.settings.signing_key_file)} (keep it private; back it up)")
     if generated:
         console.print(f"  password   [bold]{escape(password)}[/]  (shown once: store it now)")
@@ -134,7 +142,7 @@ def doctor(
 
     Exits 1 if any check fails; each failure says what to fix.
     """
-    settings, checks = run_checks(user=named_user())  # who this CLI acts as
+    settings, checks = run_checks(credential=credential)  # who this CLI acts as: its login, or nobody
     failed = [c for c in checks if c.status == FAIL]
     if as_json:
         print_json(

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from medops.audit.chain import canonical_json
 from medops.audit.trail import AuditTrail
 from medops.clock import to_iso, utc_now
-from medops.errors import InvalidInput, MedopsError, NotFound
+from medops.errors import AuthenticationFailed, InvalidInput, MedopsError, NotFound
 from medops.identity.users import UserService
 from medops.public_keys import encode_public, key_id
 from medops.store.database import Database
@@ -137,6 +137,12 @@ class SignatureService:
         if not record_type or not record_id:
             raise InvalidInput("a signature needs the type and id of the record it signs")
         signer = self.users.check_password(username, password, purpose=f"sign {record_type}:{record_id}")
+        if signer.must_change_password:  # a password an admin set is not the signer's own: it can't sign
+            raise AuthenticationFailed(
+                f"user {username!r} must change the password an admin reset before signing",
+                code="password_change_required",
+                user=username,
+            )
         private = self._private_key()
         kid = key_id(self._public_key())  # the pinned key, which the private one must match
         with self.trail.change(username, "signature.sign", record_type, record_id, reason=meaning) as ch:

@@ -13,16 +13,18 @@ from sqlalchemy.orm import Session
 
 from medops.audit.state import unexplained
 from medops.audit.trail import AuditTrail, Change, NewEvent, append_events, guard
+from medops.caller import ANONYMOUS
 from medops.clock import utc_now
 from medops.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, PermissionDenied
 from medops.identity.passwords import check_policy, dummy_hash, hash_password, verify_password
 from medops.identity.roles import Role
 from medops.store.database import Database
-from medops.store.schema import User, UserRole
+from medops.store.schema import ApiToken, User, UserRole
 
 USERNAME = re.compile(r"^[a-z][a-z0-9_.-]{1,63}$")
 MAX_FAILED_LOGINS = 5
 BOOTSTRAP_ACTOR = "system:init"
+RESERVED = {ANONYMOUS}  # names that stand for no user: none can be made with them
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class UserView:
     active: bool
     roles: tuple[str, ...]
     created_at: datetime
+    must_change_password: bool = False  # an admin reset it: the user chooses a new one before acting
 
     def has(self, role: Role) -> bool:
         return role.value in self.roles
@@ -46,6 +49,7 @@ class UserView:
             "full_name": self.full_name,
             "active": self.active,
             "roles": list(self.roles),
+            "must_change_password": self.must_change_password,
         }
 
 
@@ -86,7 +90,15 @@ class UserRepository:
         return tuple(sorted(rows))
 
     def view(self, user: User) -> UserView:
-        return UserView(user.id, user.username, user.full_name, user.active, self.roles(user.id), user.created_at)
+        return UserView(
+            user.id,
+            user.username,
+            user.full_name,
+            user.active,
+            self.roles(user.id),
+            user.created_at,
+            bool(user.must_change_password),
+        )
 
     def all(self) -> list[UserView]:
         users = self.session.execute(select(User).order_by(User.username)).scalars().all()
@@ -105,6 +117,7 @@ class UserRepository:
             active=True,
             failed_logins=0,
             created_at=utc_now(),
+            must_change_password=False,
         )
         self.session.add(user)
         self.session.flush()
@@ -127,6 +140,8 @@ def _validate_new(username: str, full_name: str, password: str) -> None:
             f"user name {username!r} is not valid",
             hint="use 2-64 characters: lowercase letters, digits, '.', '_' or '-', starting with a letter",
         )
+    if username in RESERVED:
+        raise InvalidInput(f"user name {username!r} is reserved: it stands for a caller without a login")
     if not full_name.strip():
         raise InvalidInput("a user needs a full name: it is the printed name on e-signatures")
     check_policy(username, password)
@@ -159,6 +174,7 @@ class UserService:
         The role check runs inside the change's transaction; a denial is itself audited.
         Changes to existing records (modify, disable, revoke) must say why.
         """
+        _refuse_anonymous(actor, action)
         try:
             with self.trail.change(actor, action, entity_type, entity_id, reason=reason) as ch:
                 denial = self._why_denied(ch.session, actor, roles, allow_self)
@@ -185,7 +201,7 @@ class UserService:
     def _why_denied(self, session: Session, actor: str, roles: set[Role], allow_self: str | None) -> str | None:
         standing = UserRepository(session).standing(actor)
         if standing is None:
-            return f"no user {actor!r} in this workspace (set MEDOPS_USER to a user name)"
+            return f"no user {actor!r} in this workspace"
         tampered = unexplained(session, "user", actor)  # a role granted in SQL grants nothing
         if tampered is not None:
             return tampered
@@ -201,6 +217,7 @@ class UserService:
 
     def require_role(self, actor: str, action: str, roles: set[Role]) -> UserView:
         """A read that needs a role (audit log, user list): denied reads are audited too."""
+        _refuse_anonymous(actor, action)
         with self.db.read() as session:
             denial = self._why_denied(session, actor, roles, None)
             view = UserRepository(session).view(UserRepository(session).get(actor)) if denial is None else None
@@ -279,17 +296,49 @@ class UserService:
     def revoke(self, actor: str, username: str, role: Role, *, reason: str | None = None) -> UserView:
         return self._set_role(actor, username, role, False, reason)
 
-    def set_password(self, actor: str, username: str, password: str, *, reason: str | None = None) -> None:
-        """A user changes their own password; an admin may reset anyone's."""
-        check_policy(username, password)
-        digest = hash_password(password)
-        with self.authorized(
-            actor, "user.password", "user", username, {Role.ADMIN}, reason=reason, allow_self=username
-        ) as ch:
+    def change_password(self, username: str, old: str, new: str) -> UserView:
+        """A user changes their own password: the old one proves who they are, so no login is needed
+        (the way out of an admin's reset, which allows no login until the password is changed)."""
+        check_policy(username, new)
+        if new == old:
+            raise InvalidInput("the new password must differ from the old one")
+        self.check_password(username, old, purpose="password change")  # audited; failures count toward the lock
+        digest = hash_password(new)
+        with self.trail.change(username, "user.password", "user", username, reason="changed by the user") as ch:
             user = UserRepository(ch.session).get(username)
+            ch.before = {"must_change_password": bool(user.must_change_password)}
             user.password_hash = digest
             user.failed_logins = 0
-            ch.after = {"password": "changed"}
+            user.must_change_password = False
+            ch.after = {"password": "changed", "must_change_password": False}
+            view = UserRepository(ch.session).view(user)
+        return view
+
+    def reset_password(self, actor: str, username: str, temporary: str, *, reason: str | None = None) -> UserView:
+        """An admin sets a temporary password for someone else: the user must change it before anything
+        else, and their login sessions end now. Nobody resets their own password (that is a change)."""
+        check_policy(username, temporary)
+        digest = hash_password(temporary)
+        with self.authorized(
+            actor, "user.password_reset", "user", username, {Role.ADMIN}, reason=reason, reason_required=True
+        ) as ch:
+            if username == actor:
+                raise InvalidInput(
+                    "you can't reset your own password: change it, giving the old one", code="own_password_reset"
+                )
+            repo = UserRepository(ch.session)
+            user = repo.get(username)
+            user.password_hash = digest
+            user.failed_logins = 0
+            user.must_change_password = True
+            live = (ApiToken.user_id == user.id, ApiToken.kind == "session", ApiToken.revoked_at.is_(None))
+            ended = ch.session.scalars(select(ApiToken.id).where(*live)).all()
+            ch.session.execute(update(ApiToken).where(*live).values(revoked_at=utc_now()))
+            ended_events = [NewEvent(actor, "session.close", "token", tid, reason="password reset") for tid in ended]
+            append_events(ch.session, ended_events, changes=True)
+            ch.after = {"password": "reset", "must_change_password": True, "sessions_ended": len(ended)}
+            view = repo.view(user)
+        return view
 
     def list(self, actor: str) -> list[UserView]:
         self.require_role(actor, "user.list", set(Role))
@@ -404,6 +453,12 @@ def _locked(username: str) -> AuthenticationFailed:
     """The right password can't help a locked account until an admin acts."""
     hint = f"an admin unlocks it with: medops user enable {username}"
     return AuthenticationFailed(_inactive(username, MAX_FAILED_LOGINS), hint=hint)
+
+
+def _refuse_anonymous(actor: str, action: str) -> None:
+    """A caller without a login reads only what needs no role: anything else asks who they are."""
+    if actor == ANONYMOUS:
+        raise AuthenticationFailed(f"{action.replace('.', ' ')} needs you to log in", code="login_required")
 
 
 def _inactive(username: str, failures: int) -> str:

@@ -169,6 +169,8 @@ class FeatureService:
     ) -> OnlineFeatures:
         from medops.features import FeatureStore
 
+        # a patient's values: a read for someone holding a role, never for a caller without a login
+        self.platform.users.require_role(caller.user, "features.read", set(Role))
         with FeatureStore(self.platform, features) as store:
             return OnlineFeatures(store.get_online_features(entities, chosen, request=request))
 

@@ -1,17 +1,110 @@
-"""Users, roles and API tokens as an operator meets them; the caller's roles are checked inside each change."""
+"""Users, roles, API tokens and logins as an operator meets them; the caller's roles are checked inside each change.
+
+Every adapter proves who acts the same way: a login (password or API token) gives a short-lived
+session token, and each command or request presents a session or an API token, which
+`authenticate` turns into the Caller. Nothing else makes a Caller for a user: a name alone
+(MEDOPS_USER, a form field) grants nothing.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from medops.caller import Caller
+from medops.credentials import Credential
+from medops.errors import AuthenticationFailed, InvalidInput
 from medops.identity.roles import Role
-from medops.identity.tokens import TokenView
+from medops.identity.tokens import SESSION, TokenView
 from medops.identity.users import UserView
 from medops.platform import Platform
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a presented credential proves: the user, and the session or API token it is."""
+
+    user: UserView
+    credential: TokenView
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "user": self.user.username,
+            "full_name": self.user.full_name,
+            "roles": list(self.user.roles),
+            "via": self.credential.kind,
+            "id": self.credential.id,
+            "expires_at": self.credential.expires_at,
+        }
 
 
 class IdentityService:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
+
+    # --- who acts ----------------------------------------------------------------------
+    def login(
+        self,
+        username: str | None,
+        *,
+        password: str | None = None,
+        token: str | None = None,
+        channel: str = "cli",
+    ) -> tuple[TokenView, str]:
+        """A new session for the user a password (lockout applies) or an API token proves.
+
+        Returns the session and its secret, shown once: the adapter keeps it for the user (the
+        CLI in their session file, a server in a cookie). A user whose password an admin reset
+        must change it first.
+        """
+        if (password is None) == (token is None):
+            raise InvalidInput("a login needs a password or an API token (one of them)")
+        if password is not None:
+            if not username:
+                raise InvalidInput("a password login needs the user name")
+            user = self.platform.users.check_password(username, password, purpose="login")
+            if user.must_change_password:
+                raise AuthenticationFailed(
+                    f"user {user.username!r} must change the password an admin reset before logging in",
+                    code="password_change_required",
+                    user=user.username,
+                )
+            method, via = "password", None
+        else:
+            assert token is not None
+            user, api = self.platform.tokens.verify(token)  # refuses a reset user's token too
+            if api.kind != "api":
+                raise InvalidInput("log in with an API token, not a session", code="not_an_api_token")
+            if username and username != user.username:
+                raise AuthenticationFailed(f"the API token is not {username!r}'s", code="credential_invalid")
+            method, via = "token", api.id
+        return self.platform.tokens.open_session(
+            user.username, hours=self.platform.settings.session_hours, channel=channel, method=method, via=via
+        )
+
+    def identify(self, secret: str) -> Identity:
+        """The user and the session or API token a secret proves; refused if revoked, expired or disabled."""
+        user, credential = self.platform.tokens.verify(secret)
+        return Identity(user, credential)
+
+    def authenticate(self, secret: str) -> Caller:
+        """The Caller a session or API token secret proves: what every adapter acts as."""
+        found = self.identify(secret)
+        return Caller(found.user.username, channel="session" if found.credential.kind == SESSION else "token")
+
+    def caller(self, credential: Credential | None, *, writes: bool) -> Caller:
+        """Who a command acts as: the verified credential's user; without one, a read runs anonymously
+        unless the workspace asks for a login to read too (login_for_reads), and a change is refused."""
+        if credential is not None:
+            return self.authenticate(credential.secret)
+        if writes:
+            raise AuthenticationFailed("this changes the workspace: it needs you to log in", code="login_required")
+        if self.platform.settings.login_for_reads:
+            raise AuthenticationFailed("this workspace needs a login to read as well", code="login_required")
+        return Caller.anonymous()
+
+    def logout(self, secret: str) -> TokenView:
+        """End a session: its secret is refused from now on."""
+        return self.platform.tokens.close_session(secret)
 
     # --- users -----------------------------------------------------------------------
     def add_user(
@@ -41,8 +134,13 @@ class IdentityService:
     def revoke_role(self, caller: Caller, username: str, role: Role, *, reason: str | None = None) -> UserView:
         return self.platform.users.revoke(caller.user, username, role, reason=reason)
 
-    def set_password(self, caller: Caller, username: str, password: str, *, reason: str | None = None) -> None:
-        self.platform.users.set_password(caller.user, username, password, reason=reason)
+    def change_password(self, username: str, old: str, new: str) -> UserView:
+        """A user changes their own password; the old one is the proof, so no session is needed."""
+        return self.platform.users.change_password(username, old, new)
+
+    def reset_password(self, caller: Caller, username: str, temporary: str, *, reason: str | None = None) -> UserView:
+        """An admin sets a temporary password that the user must change before anything else."""
+        return self.platform.users.reset_password(caller.user, username, temporary, reason=reason)
 
     # --- API tokens ----------------------------------------------------------------
     def create_token(
@@ -59,8 +157,8 @@ class IdentityService:
             caller.user, name, username=username, expires_in_days=expires_in_days, reason=reason
         )
 
-    def tokens(self, caller: Caller, *, username: str | None = None) -> list[TokenView]:
-        return self.platform.tokens.list(caller.user, username=username)
+    def tokens(self, caller: Caller, *, username: str | None = None, sessions: bool = False) -> list[TokenView]:
+        return self.platform.tokens.list(caller.user, username=username, sessions=sessions)
 
     def revoke_token(self, caller: Caller, token_id: str, *, reason: str | None = None) -> TokenView:
         return self.platform.tokens.revoke(caller.user, token_id, reason=reason)
