@@ -10,6 +10,7 @@ from medops.audit.verify import DELETED
 from medops.errors import IntegrityError
 from medops.workspace import Workspace
 from tests.audit.tamper import tampering
+from tests.factories import log_in
 
 
 def _grow(ws: Workspace, n: int) -> None:
@@ -71,7 +72,8 @@ def test_cli_verify_reports_a_cut_tail(
     from medops.cli.main import main
 
     monkeypatch.setenv("MEDOPS_HOME", str(workspace.settings.home))
-    _grow(workspace, 3)
+    log_in(workspace, "admin")  # two events: the session opened, the login
+    _grow(workspace, 1)
     with pytest.raises(SystemExit) as ok_exit:
         main(["audit", "verify"])
     assert ok_exit.value.code == 0 and "new checkpoint signed at event 5" in capsys.readouterr().out

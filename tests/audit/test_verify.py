@@ -10,6 +10,7 @@ from medops.audit.verify import ALTERED, DELETED, INSERTED, REORDERED
 from medops.errors import MedopsError
 from medops.workspace import Workspace
 from tests.audit.tamper import tampering
+from tests.factories import log_in
 
 
 @pytest.fixture
@@ -124,6 +125,7 @@ def test_break_is_reported_by_the_cli(
     from medops.cli.main import main
 
     monkeypatch.setenv("MEDOPS_HOME", str(trail.settings.home))
+    log_in(trail, "admin")
     with tampering(trail) as t:
         t.sql("DELETE FROM audit_events WHERE seq = ?", 4)
     with pytest.raises(SystemExit) as exit_info:

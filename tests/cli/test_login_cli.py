@@ -17,8 +17,7 @@ from medops.audit import AuditFilter, list_events
 from medops.clock import utc_now
 from medops.credentials import save_session, session_file
 from medops.errors import AuthenticationFailed
-from medops.identity import Role
-from medops.store.schema import ApiToken
+from medops.identity import Role, tokens
 from medops.workspace import Workspace
 from tests.factories import PASSWORD, log_in, run
 
@@ -96,12 +95,11 @@ def test_a_session_readable_by_others_is_refused(
 def test_expired_and_revoked_sessions_are_refused_saying_when(
     team: Workspace, home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    secret = log_in(team, "admin")
-    with team.db.write() as session:
-        row = session.get(ApiToken, secret.split("_")[1])
-        assert row is not None
-        row.expires_at = utc_now() - timedelta(hours=1)
-    code, _, err = run(["user", "grant", "alice", "auditor", "-r", "audit"], capsys)
+    log_in(team, "admin")
+    later = utc_now() + timedelta(hours=13)  # a session lasts session_hours (12): time moves on, the row stays
+    with monkeypatch.context() as clock:
+        clock.setattr(tokens, "utc_now", lambda: later)
+        code, _, err = run(["user", "grant", "alice", "auditor", "-r", "audit"], capsys)
     assert code == 1 and "your session expired at 20" in err and "hint: run: medops login" in err
     secret = log_in(team, "admin")
     team.tokens.close_session(secret)  # ended elsewhere (an admin, a reset)

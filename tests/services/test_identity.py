@@ -11,6 +11,7 @@ from medops.audit import AuditFilter, list_events
 from medops.clock import utc_now
 from medops.credentials import Credential
 from medops.errors import AuthenticationFailed, InvalidInput
+from medops.identity import tokens
 from medops.identity.users import MAX_FAILED_LOGINS
 from medops.services.identity import IdentityService
 from medops.store.schema import ApiToken
@@ -72,13 +73,19 @@ def test_an_api_token_logs_its_owner_in_and_a_session_is_no_api_token(team: Work
 def test_expired_ended_forged_and_disabled_credentials_are_refused_saying_why(team: Workspace) -> None:
     identity = IdentityService(team)
     view, secret = identity.login("alice", password=PASSWORD)
-    with team.db.write() as session:
+    later = view.expires_at + timedelta(minutes=1)  # time moves on; the row is as the login made it
+    with pytest.MonkeyPatch.context() as clock:
+        clock.setattr(tokens, "utc_now", lambda: later)
+        with pytest.raises(AuthenticationFailed, match="your session expired at 20") as expired:
+            identity.authenticate(secret)
+    assert expired.value.code == "session_expired"
+    with team.db.write() as session:  # a session revived in SQL, after the fact
         row = session.get(ApiToken, view.id)
         assert row is not None
-        row.expires_at = utc_now() - timedelta(minutes=1)
-    with pytest.raises(AuthenticationFailed, match="your session expired at 20") as expired:
+        row.expires_at = utc_now() + timedelta(days=30)
+    with pytest.raises(AuthenticationFailed) as revived:
         identity.authenticate(secret)
-    assert expired.value.code == "session_expired"
+    assert revived.value.code == "credential_invalid"
     with pytest.raises(AuthenticationFailed) as forged:
         identity.authenticate(secret[:-2] + ("AA" if not secret.endswith("AA") else "BB"))
     assert forged.value.code == "credential_invalid" and "expired" not in forged.value.message
