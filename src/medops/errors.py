@@ -151,6 +151,9 @@ CODES: dict[str, str] = {
     "schema_outdated": "the metadata database's schema is older than this medops",
     "workspace_home_empty": "MEDOPS_HOME names a folder without medops.toml",
     "workspace_exists": "the folder is a medops workspace already",
+    "checkpoint_key_missing": "a change can't be anchored: this process has no signing key",
+    "clock_behind_trail": "the clock is behind the audit trail's last event beyond the tolerance",
+    "verification_key_missing": "verifying the audit trail needs the workspace's (public) key",
 }
 
 __all__ = [

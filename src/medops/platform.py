@@ -1,5 +1,5 @@
 """What a workspace wires once per process: settings, metadata database, artifact store,
-audit trail, identity services and the signing key.
+audit trail with its checkpoint store, identity services and the signing key.
 
 Domain code takes a Platform and is told who acts; it never opens a workspace itself or reads
 the acting user from the environment (that is the adapters' job: see medops.workspace and
@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Self
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from medops.audit.checkpoint import TrailCheck, verify_trail
+from medops.audit.anchoring import TrailCheck, verify_trail
+from medops.audit.checkpoint_store import CheckpointStore
+from medops.audit.publisher import CheckpointPublisher
+from medops.audit.timestamps import TimestampAuthority
 from medops.audit.trail import AuditTrail
 from medops.config import Settings
-from medops.errors import MedopsError
+from medops.errors import ConfigError, MedopsError
 from medops.identity.keys import load_private_key
 from medops.identity.signatures import SignatureService
 from medops.identity.tokens import TokenService
@@ -38,6 +41,8 @@ class Platform:
     tokens: TokenService
     signatures: SignatureService
     signing_key: Callable[[], Ed25519PrivateKey]
+    checkpoints: CheckpointStore
+    timestamp_authority: TimestampAuthority | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, check_schema: bool = True) -> Self:
@@ -48,12 +53,26 @@ class Platform:
             except BaseException:
                 db.dispose()
                 raise
-        trail = AuditTrail(db)
-        users = UserService(db, trail)
 
         @cache
         def private_key() -> Ed25519PrivateKey:
             return load_private_key(settings)
+
+        checkpoints = CheckpointStore(settings.checkpoint_root)
+        authority = (
+            TimestampAuthority(settings.timestamp_authority, settings.timestamp_authority_cert)
+            if settings.timestamp_authority
+            else None
+        )
+        publisher = CheckpointPublisher(
+            checkpoints,
+            settings.workspace_id,
+            private_key,
+            authority=authority,
+            timestamp_interval=settings.timestamp_interval,
+        )
+        trail = AuditTrail(db, publisher, clock_tolerance=settings.clock_tolerance)
+        users = UserService(db, trail)
 
         return cls(
             settings=settings,
@@ -64,15 +83,37 @@ class Platform:
             tokens=TokenService(db, trail, users),
             signatures=SignatureService(db, trail, users, private_key),
             signing_key=private_key,
+            checkpoints=checkpoints,
+            timestamp_authority=authority,
         )
 
-    def verify_audit(self, *, write_checkpoint: bool = True) -> TrailCheck:
-        """Verify the chain and the latest checkpoint; anchor the new head when the key is here."""
+    def workspace_public_key(self) -> Ed25519PublicKey:
+        """The public key checkpoints and signatures are checked against, never read from the database."""
         try:
-            key: Ed25519PrivateKey | None = self.signing_key()
-        except MedopsError:
-            key = None  # an auditor without the key can still verify, just not anchor
-        return verify_trail(self.db, self.artifacts, self.settings.workspace_id, key, write=write_checkpoint)
+            return self.signing_key().public_key()
+        except MedopsError as exc:
+            raise ConfigError(
+                "verification needs the workspace key or its pinned public key",
+                hint=f"{exc.message}; give the workspace's public key to the verification instead",
+                code="verification_key_missing",
+            ) from exc
+
+    def verify_audit(self, public_key: Ed25519PublicKey | None = None) -> TrailCheck:
+        """Verify the chain against every checkpoint signed by ``public_key`` (default: the workspace's).
+
+        Verification only reads: checkpoints are published when changes commit, never here.
+        """
+        s = self.settings
+        return verify_trail(
+            self.db,
+            self.checkpoints,
+            s.workspace_id,
+            public_key or self.workspace_public_key(),
+            grace=s.checkpoint_grace,
+            tolerance=s.clock_tolerance,
+            authority=self.timestamp_authority,
+            timestamp_interval=s.timestamp_interval,
+        )
 
     def close(self) -> None:
         self.db.dispose()

@@ -14,6 +14,7 @@ from medops.config import (
     DEFAULT_ARTIFACT_DIR,
     DEFAULT_DB_FILE,
     Settings,
+    default_checkpoint_store,
     default_key_dir,
     load_settings,
     render_config,
@@ -85,6 +86,7 @@ def init_workspace(
         pseudonym_key_file=str(pseudonym_file),
         project_file=project_file or "medops.yaml",
         artifact_cache=str(home / DEFAULT_ARTIFACT_CACHE),
+        checkpoint_store=default_checkpoint_store(str(key_file)),
     )
     validate(settings)  # before anything is created
     created: list[Path] = []

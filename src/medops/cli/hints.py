@@ -41,6 +41,8 @@ HINTS: dict[str, str] = {
     "online_not_materialized": "run `medops features materialize {view}` to fill it",
     "online_stale": "run `medops features materialize {view}` again if its data is the newer",
     "workspace_exists": "open it with --home or MEDOPS_HOME, or cd into it",
+    "verification_key_missing": "{hint}: `medops audit verify --public-key KEY`, with the key that "
+    "`medops models public-key` prints where the key is",
 }
 
 

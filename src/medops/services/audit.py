@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import IO
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from medops.audit import AuditFilter, NewEvent, export, list_events
-from medops.audit.checkpoint import TrailCheck
+from medops.audit.anchoring import TrailCheck
 from medops.audit.query import EventView
 from medops.caller import Caller
 from medops.identity import Role
@@ -23,9 +25,14 @@ class AuditService:
         self.platform.users.require_role(caller.user, "audit.read", set(Role))
         return list_events(self.platform.db, flt, limit=limit)
 
-    def verify(self, caller: Caller, *, write_checkpoint: bool = True) -> TrailCheck:
+    def verify(self, caller: Caller, *, public_key: Ed25519PublicKey | None = None) -> TrailCheck:
+        """Check the chain against the published checkpoints; reads only.
+
+        ``public_key`` is the workspace key the verifier trusts (given out of band, never read from
+        the database); by default the one derived from the workspace's signing key.
+        """
         self.platform.users.require_role(caller.user, "audit.verify", set(Role))
-        return self.platform.verify_audit(write_checkpoint=write_checkpoint)
+        return self.platform.verify_audit(public_key)
 
     def export(self, caller: Caller, out: IO[str], fmt: str, flt: AuditFilter) -> int:
         """Auditors and admins export; the export is recorded with its filter and size.
@@ -34,6 +41,7 @@ class AuditService:
         never holds the database's write lock.
         """
         self.platform.users.require_role(caller.user, "audit.export", EXPORT_ROLES)
+        self.platform.trail.require_anchor()  # the export is recorded: refuse before writing any of it
         count = export(self.platform.db, out, fmt, flt)
         self.platform.trail.record(
             NewEvent(

@@ -33,7 +33,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from medops import filesystems
-from medops.errors import ConfigError, Conflict, IntegrityError, InvalidInput, NotFound
+from medops.errors import ConfigError, IntegrityError, InvalidInput, NotFound
 
 CHUNK = 4 << 20
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -355,48 +355,6 @@ class ArtifactStore:
                     file.unlink(missing_ok=True)
                     removed += 1
         return removed
-
-    # --- named documents -------------------------------------------------------------
-    # A few records must live outside the metadata database (audit checkpoints): they are
-    # written once under a validated name, never overwritten, never a client-given path.
-
-    def _named_path(self, namespace: str, name: str) -> str:
-        for part in (namespace, name):
-            if not _NAME.match(part) or ".." in part:
-                raise InvalidInput(f"{part!r} is not a valid document name")
-        return f"{self.root}/{namespace}/{name}"
-
-    def put_named(self, namespace: str, name: str, data: bytes) -> None:
-        """Write a document once; a second write under the same name is refused."""
-        final = self._named_path(namespace, name)
-        if self.fs.exists(final):
-            raise Conflict(f"{namespace}/{name} exists already and documents are never overwritten")
-        tmp = self._tmp_path()
-        self.fs.makedirs(f"{self.root}/{TMP_DIR}", exist_ok=True)
-        self.fs.makedirs(f"{self.root}/{namespace}", exist_ok=True)
-        if self.local:
-            with open(tmp, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, final)
-            return
-        with self.fs.open(tmp, "wb") as out:
-            out.write(data)
-        self.fs.mv(tmp, final)
-
-    def list_named(self, namespace: str) -> list[str]:
-        base = self._named_path(namespace, "x").rsplit("/", 1)[0]
-        if not self.fs.exists(base):
-            return []
-        return sorted(p.rsplit("/", 1)[-1] for p in self.fs.ls(base, detail=False))
-
-    def read_named(self, namespace: str, name: str) -> bytes:
-        path = self._named_path(namespace, name)
-        if not self.fs.exists(path):
-            raise NotFound(f"no document {namespace}/{name}")
-        with self.fs.open(path, "rb") as handle:
-            return handle.read()  # type: ignore[no-any-return]
 
     def check_writable(self) -> None:
         """Write, read back and remove a probe artifact under the temp folder."""
