@@ -143,3 +143,37 @@ def test_cli_verify_prints_the_checkpoints_and_takes_a_public_key(
     with pytest.raises(SystemExit) as wrong_key:
         main(["audit", "verify", "--public-key", other])
     assert wrong_key.value.code == 1 and "not signed by the workspace key" in capsys.readouterr().err
+
+
+def test_a_trail_from_before_per_batch_checkpoints_is_anchored_once_by_an_admin(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgraded workspace: events, no checkpoint store yet. Verify fails until an admin anchors it."""
+    import shutil
+
+    from medops.caller import Caller
+    from medops.cli.main import main
+    from medops.errors import Conflict, PermissionDenied
+    from medops.services import Services
+
+    _grow(workspace, 4)
+    shutil.rmtree(workspace.settings.checkpoint_root)
+    assert not workspace.verify_audit().ok
+    workspace.users.add("admin", "alice", "Alice Moreau", PASSWORD, [Role.DATA_SCIENTIST])  # published anew
+    audit = Services(workspace).audit
+    with pytest.raises(PermissionDenied):
+        audit.anchor(Caller("alice"), "not mine to do")
+    monkeypatch.setenv("MEDOPS_HOME", str(workspace.settings.home))
+    with pytest.raises(SystemExit) as refused:
+        main(["audit", "anchor", "--reason", "upgrade"])  # the store holds checkpoints again
+    assert refused.value.code == 1 and "anchored already" in capsys.readouterr().err
+    shutil.rmtree(workspace.settings.checkpoint_root)
+    with pytest.raises(SystemExit) as anchored:
+        main(["audit", "anchor", "--reason", "trail from before per-change checkpoints, verified"])
+    assert anchored.value.code == 0 and "anchored through event" in capsys.readouterr().out
+    report = workspace.verify_audit()
+    assert report.ok and report.checkpoints == 1
+    cp = _checkpoints(workspace)[0]
+    assert cp.first == 1 and cp.size == report.chain.head_seq
+    with pytest.raises(Conflict):
+        audit.anchor(Caller("admin"), "again")

@@ -167,7 +167,7 @@ class AuditTrail:
         self.publisher.before_write()
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
+    def _write(self, *, cover_from: int | None = None) -> Iterator[Session]:
         """A write transaction whose events are published as one checkpoint once it commits."""
         self.publisher.before_write()
         batch = _Batch(self.clock_tolerance)
@@ -175,7 +175,7 @@ class AuditTrail:
             session.info[_BATCH] = batch
             yield session
         if batch.size:
-            self.publisher.publish(batch.first, batch.size, batch.head)
+            self.publisher.publish(cover_from or batch.first, batch.size, batch.head)
 
     @contextmanager
     def change(
@@ -202,3 +202,13 @@ class AuditTrail:
         with self._write() as session:
             seqs = append_events(session, events)
         return seqs
+
+    def adopt(self, event: NewEvent) -> int:
+        """Record ``event`` under a checkpoint that covers the whole trail from event 1.
+
+        For a trail written before checkpoints were published per batch: the key holder, having
+        verified the chain, anchors it once. The event says who did and up to where.
+        """
+        with self._write(cover_from=1) as session:
+            seq = append_events(session, [event])[0]
+        return seq

@@ -185,6 +185,24 @@ def _public_key(text: str) -> Ed25519PublicKey:
         ) from exc
 
 
+@app.command(
+    "anchor",
+    epilog="Examples:  medops audit anchor --reason 'trail from before per-change checkpoints, verified by QA'",
+)
+def anchor(
+    reason: str = typer.Option(..., "--reason", help="Why: recorded in the trail."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Anchor a trail written before every change published its checkpoint (admins, once).
+
+    The chain must verify and the checkpoint store must be empty; the checkpoint then
+    covers every event from the first.
+    """
+    with open_workspace() as ws:
+        seq = Services(ws).audit.anchor(cli_caller(ws), reason)
+    done(as_json, f"audit trail anchored through event {seq}", {"anchored_through": seq})
+
+
 def _verify_export(path: Path) -> None:
     """An auditor's offline check: the export alone, no workspace or database needed."""
     result = verify_rows(read_export(path))

@@ -10,6 +10,7 @@ from medops.audit import AuditFilter, NewEvent, export, list_events
 from medops.audit.anchoring import TrailCheck
 from medops.audit.query import EventView
 from medops.caller import Caller
+from medops.errors import Conflict, IntegrityError, InvalidInput
 from medops.identity import Role
 from medops.platform import Platform
 
@@ -53,3 +54,36 @@ class AuditService:
             )
         )
         return count
+
+    def anchor(self, caller: Caller, reason: str) -> int:
+        """Anchor a trail written before checkpoints were published per batch (an admin, once).
+
+        The chain must verify; the checkpoint store must hold none of this workspace's
+        checkpoints yet. The event recorded says who anchored it, why and up to which event;
+        its checkpoint covers the whole trail from event 1.
+        """
+        self.platform.users.require_role(caller.user, "audit.anchor", {Role.ADMIN})
+        if not reason.strip():
+            raise InvalidInput("anchoring the audit trail needs a reason", code="reason_required")
+        check = self.platform.verify_audit()
+        if check.checkpoints:
+            raise Conflict(
+                f"the audit trail is anchored already ({check.checkpoints} checkpoints, the newest at event "
+                f"{check.anchored_at}); only a trail without any checkpoint is anchored this way"
+            )
+        if not check.chain.ok:
+            assert check.chain.problem is not None
+            raise IntegrityError(
+                f"the chain is broken at event {check.chain.problem.seq}: it can't be anchored",
+                hint="run `medops audit verify`, and restore the database from a verified backup",
+            )
+        return self.platform.trail.adopt(
+            NewEvent(
+                caller.user,
+                "audit.anchor",
+                "audit_trail",
+                "-",
+                after={"through": check.chain.head_seq, "head": check.chain.head_hash},
+                reason=reason,
+            )
+        )
