@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from medops.audit.anchoring import TrailCheck, verify_trail
 from medops.audit.checkpoint_store import CheckpointStore
 from medops.audit.publisher import CheckpointPublisher
-from medops.audit.timestamps import TimestampAuthority
 from medops.audit.trail import AuditTrail
 from medops.config import Settings
 from medops.errors import ConfigError, MedopsError
@@ -29,6 +28,9 @@ from medops.identity.users import UserService
 from medops.store import migrate
 from medops.store.artifacts import ArtifactStore
 from medops.store.database import Database
+
+if TYPE_CHECKING:
+    from medops.audit.timestamps import TimestampAuthority
 
 
 @dataclass
@@ -59,11 +61,11 @@ class Platform:
             return load_private_key(settings)
 
         checkpoints = CheckpointStore(settings.checkpoint_root)
-        authority = (
-            TimestampAuthority(settings.timestamp_authority, settings.timestamp_authority_cert)
-            if settings.timestamp_authority
-            else None
-        )
+        authority = None
+        if settings.timestamp_authority:
+            from medops.audit.timestamps import TimestampAuthority  # its X.509 and ASN.1 code only when used
+
+            authority = TimestampAuthority(settings.timestamp_authority, settings.timestamp_authority_cert)
         publisher = CheckpointPublisher(
             checkpoints,
             settings.workspace_id,

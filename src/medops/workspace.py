@@ -111,6 +111,9 @@ def init_workspace(
         if not os.environ.get(pseudonym_key.KEY_ENV):
             if pseudonym_key.create_key_file(pseudonym_file):
                 created.append(pseudonym_file)
+        checkpoints = Path(settings.checkpoint_root)
+        if "://" not in settings.checkpoint_root and not checkpoints.exists():
+            created.append(checkpoints)  # made by the first change's checkpoint, below
         ws = Workspace.from_settings(settings)
         ws.users.bootstrap_admin(admin_username, admin_full_name, admin_password)
         ws.signatures.register_key(BOOTSTRAP_ACTOR)

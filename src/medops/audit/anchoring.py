@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -33,10 +34,12 @@ from medops.audit.checkpoint_store import (
     read_token,
     token_names,
 )
-from medops.audit.timestamps import TimestampAuthority
 from medops.audit.verify import DELETED, ChainProblem, Row, VerifyResult, verify_chain
 from medops.errors import IntegrityError, MedopsError
 from medops.store.database import Database
+
+if TYPE_CHECKING:
+    from medops.audit.timestamps import TimestampAuthority  # imported only when configured
 
 FORGED, REWRITTEN, UNANCHORED, BACKWARDS = "forged", "rewritten", "unanchored", "backwards"
 _MAX_NAMED = 20  # events or files named in one problem; the count says how many more

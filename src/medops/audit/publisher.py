@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -23,9 +24,11 @@ from medops.audit.checkpoint_store import (
     publish_checkpoint,
     publish_token,
 )
-from medops.audit.timestamps import TimestampAuthority
 from medops.clock import parse_iso, to_iso, utc_now
 from medops.errors import ConfigError, MedopsError, StoreError
+
+if TYPE_CHECKING:
+    from medops.audit.timestamps import TimestampAuthority  # imported only when configured
 
 log = logging.getLogger(__name__)
 
