@@ -52,7 +52,8 @@ class Settings:
     @property
     def checkpoint_root(self) -> str:
         """The checkpoint store: the setting, else a folder beside the signing key, outside the workspace."""
-        return self.checkpoint_store or default_checkpoint_store(self.signing_key_file)
+        key_file = self.signing_key_file or str(default_key_dir() / f"{self.workspace_id}.ed25519")
+        return self.checkpoint_store or default_checkpoint_store(key_file)
 
     def redacted(self) -> dict[str, str]:
         """Settings as strings with any password in a URL masked, for display."""

@@ -75,7 +75,7 @@ class AuditService:
             assert check.chain.problem is not None
             raise IntegrityError(
                 f"the chain is broken at event {check.chain.problem.seq}: it can't be anchored",
-                hint="run `medops audit verify`, and restore the database from a verified backup",
+                hint="see what broke it by verifying the trail, and restore the database from a verified backup",
             )
         return self.platform.trail.adopt(
             NewEvent(
