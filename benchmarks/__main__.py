@@ -8,6 +8,7 @@ from benchmarks import (
     bench_artifacts,
     bench_audit,
     bench_auth,
+    bench_checkpoints,
     bench_cli,
     bench_evaluation,
     bench_features,
@@ -22,6 +23,7 @@ from benchmarks import (
 if __name__ == "__main__":
     extra = ["--quick"] if "--quick" in sys.argv[1:] else []
     bench_audit.main(extra)
+    bench_checkpoints.main(extra)
     bench_artifacts.main(extra)
     bench_synth.main(extra)
     bench_ingest.main(extra)

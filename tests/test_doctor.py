@@ -103,3 +103,19 @@ def test_a_database_or_key_readable_by_others_fails_with_the_chmod_to_run(tmp_pa
     cache.mkdir(mode=0o755, exist_ok=True)
     cache.chmod(0o755)
     assert f"chmod 700 {cache}" in _by_name(home)["file permissions"][1]
+
+
+def test_the_checkpoint_store_and_an_emptied_one(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    status, detail = next(
+        (c.status, c.detail) for c in run_checks(workspace.settings.home)[1] if c.name == "audit trail"
+    )
+    assert status == OK and "checkpoints up to event" in detail
+    monkeypatch.setenv("MEDOPS_CHECKPOINT_STORE", str(workspace.settings.home / "checkpoints"))
+    checks = {c.name: c for c in run_checks(workspace.settings.home)[1]}
+    assert checks["checkpoint store"].status == WARN and "inside the workspace" in checks["checkpoint store"].detail
+    assert checks["audit trail"].status == FAIL and "holds no checkpoint" in checks["audit trail"].detail
+    monkeypatch.delenv("MEDOPS_CHECKPOINT_STORE")
+    shutil.rmtree(workspace.settings.checkpoint_root)
+    assert _by_name(workspace.settings.home)["audit trail"][0] == FAIL

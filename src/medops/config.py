@@ -44,10 +44,22 @@ class Settings:
     signing_public_key: str = ""
     session_hours: float = 12.0  # how long a `medops login` lasts
     login_for_reads: bool = False  # whether read-only commands also need a login
+    checkpoint_store: str = ""  # where signed audit checkpoints go ("": beside the signing key, see checkpoint_root)
+    checkpoint_grace: float = 10.0  # seconds an event may wait for its checkpoint before verify calls it unanchored
+    clock_tolerance: float = 5.0  # seconds an event time may lag the trail's last one (clocks of several writers)
+    timestamp_authority: str = ""  # RFC 3161 time-stamping authority URL ("": none)
+    timestamp_authority_cert: str = ""  # PEM file: the authority's certificate, then its chain up to the root
+    timestamp_interval: float = 300.0  # at most one timestamp token per this many seconds
 
     @property
     def config_path(self) -> Path:
         return self.home / CONFIG_FILE
+
+    @property
+    def checkpoint_root(self) -> str:
+        """The checkpoint store: the setting, else a folder beside the signing key, outside the workspace."""
+        key_file = self.signing_key_file or str(default_key_dir() / f"{self.workspace_id}.ed25519")
+        return self.checkpoint_store or default_checkpoint_store(key_file)
 
     def redacted(self) -> dict[str, str]:
         """Settings as strings with any password in a URL masked, for display."""
@@ -74,6 +86,12 @@ _FILE_KEYS: dict[str, type] = {
     "signing_public_key": str,
     "session_hours": float,
     "login_for_reads": bool,
+    "checkpoint_store": str,
+    "checkpoint_grace": float,
+    "clock_tolerance": float,
+    "timestamp_authority": str,
+    "timestamp_authority_cert": str,
+    "timestamp_interval": float,
 }
 # Settings the environment can't override: the governing policy, the pinned key and the login rules
 # are the workspace's, not one command's (or one user's: a longer session is not theirs to choose).
@@ -84,6 +102,12 @@ def default_key_dir() -> Path:
     """Signing keys live outside every workspace, so copying a workspace never copies them."""
     env = os.environ.get(KEY_DIR_ENV)
     return Path(env).expanduser() if env else Path.home() / ".medops" / "keys"
+
+
+def default_checkpoint_store(signing_key_file: str) -> str:
+    """``<key file without its suffix>.checkpoints``: beside the key, so a copy or restore of the
+    workspace (database and artifacts) never carries the checkpoints that would expose it."""
+    return str(Path(signing_key_file).with_suffix(".checkpoints"))
 
 
 def find_home(start: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
@@ -169,6 +193,9 @@ def load_settings(home: Path | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     home = home.resolve() if home else find_home(env=env)
     data = read_config_file(home / CONFIG_FILE)
+    # The checkpoints stay where the workspace's key file is, even when one process is pointed at
+    # another key (MEDOPS_SIGNING_KEY_FILE): only checkpoint_store itself moves them.
+    key_of_file = data.get("signing_key_file") or str(default_key_dir() / f"{data['workspace_id']}.ed25519")
     data.update(_env_overrides(env))
     workspace_id = data["workspace_id"]
     settings = Settings(
@@ -187,6 +214,18 @@ def load_settings(home: Path | None = None, env: Mapping[str, str] | None = None
         signing_public_key=data.get("signing_public_key", ""),
         session_hours=data.get("session_hours", 12.0),
         login_for_reads=data.get("login_for_reads", False),
+        checkpoint_grace=data.get("checkpoint_grace", 10.0),
+        clock_tolerance=data.get("clock_tolerance", 5.0),
+        timestamp_authority=data.get("timestamp_authority", ""),
+        timestamp_authority_cert=resolve_local(home, data["timestamp_authority_cert"])
+        if data.get("timestamp_authority_cert")
+        else "",
+        timestamp_interval=data.get("timestamp_interval", 300.0),
+    )
+    checkpoints = data.get("checkpoint_store")
+    settings = replace(
+        settings,
+        checkpoint_store=resolve_local(home, checkpoints) if checkpoints else default_checkpoint_store(key_of_file),
     )
     validate(settings)
     return settings
@@ -212,8 +251,32 @@ def validate(settings: Settings) -> None:
             f"session_hours must be more than 0 and at most {MAX_SESSION_HOURS:g} (a login lasts at most a week)",
             hint="for automation, use an API token (medops token create) instead of a long session",
         )
+    _validate_anchoring(settings)
     EXECUTORS.find(settings.executor)
     ONLINE_STORES.find(settings.online_store)
+
+
+def _validate_anchoring(settings: Settings) -> None:
+    """The checkpoint store and the time-stamping authority: checked before anything is written."""
+    try:
+        filesystems.for_root(settings.checkpoint_root)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"checkpoint_store {settings.checkpoint_root!r}: no filesystem for its scheme", hint=exc.hint
+        ) from exc
+    for name in ("checkpoint_grace", "clock_tolerance", "timestamp_interval"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{name} must be a positive number of seconds")
+    url = settings.timestamp_authority
+    if url and not url.lower().startswith(("http://", "https://")):
+        raise ConfigError(
+            f"timestamp_authority {url!r} is not an http(s) URL", hint="RFC 3161 authorities answer over HTTP"
+        )
+    if url and not settings.timestamp_authority_cert:
+        raise ConfigError(
+            "timestamp_authority is set but timestamp_authority_cert is not",
+            hint="name a PEM file with the authority's certificate and its chain: tokens are checked against it",
+        )
 
 
 def render_config(values: Mapping[str, Any]) -> str:

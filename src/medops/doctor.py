@@ -99,19 +99,8 @@ def _schema_and_data_checks(db: Database, settings: Settings, credential: Creden
         out.append(_signing_check(ws))
         if credential is not None:
             out.append(_login_check(ws, credential))
-        report = ws.verify_audit(write_checkpoint=False)
-        if report.problem is None:
-            anchored = f", matches checkpoint at {report.anchored_at}" if report.anchored_at else ""
-            out.append(Check("audit trail", OK, f"{report.chain.checked} events, chain intact{anchored}"))
-        else:
-            out.append(
-                Check(
-                    "audit trail",
-                    FAIL,
-                    f"broken at event {report.problem.seq} ({report.problem.kind}): {report.problem.detail}",
-                    "run `medops audit verify` and restore the database from a verified backup",
-                )
-            )
+        out.append(_checkpoint_store_check(ws))
+        out.append(_audit_check(ws))
         out.append(_state_check(ws))
     finally:
         ws.db.dispose()
@@ -157,6 +146,52 @@ def _signing_check(ws: Platform) -> Check:
             f'add signing_public_key = "{public}" to medops.toml: verifiers then trust that key and no other',
         )
     return Check("signing key", OK, f"{where}: present, private, and the key pinned in medops.toml")
+
+
+def _audit_check(ws: Platform) -> Check:
+    try:
+        report = ws.verify_audit()
+    except MedopsError as exc:
+        return _error("audit trail", exc)
+    if report.problem is None:
+        anchored = (
+            f", matches {report.checkpoints} checkpoints up to event {report.anchored_at}" if report.anchored_at else ""
+        )
+        detail = f"{report.chain.checked} events, chain intact{anchored}"
+        if report.warnings:
+            return Check("audit trail", WARN, f"{detail}; {'; '.join(report.warnings)}", "see `medops audit verify`")
+        return Check("audit trail", OK, detail)
+    more = f" (and {len(report.problems) - 1} more problems)" if len(report.problems) > 1 else ""
+    return Check(
+        "audit trail",
+        FAIL,
+        f"broken at event {report.problem.seq} ({report.problem.kind}): {report.problem.detail}{more}",
+        "run `medops audit verify` and restore the database from a verified backup",
+    )
+
+
+def _checkpoint_store_check(ws: Platform) -> Check:
+    """Apart from the workspace, and kept: the checkpoints are what a copy of the workspace can't fake."""
+    root = ws.settings.checkpoint_root
+    store = ws.checkpoints
+    if not store.persistent:
+        return Check(
+            "checkpoint store",
+            FAIL,
+            f"{root} is gone when the process ends: nothing anchors the audit trail",
+            "set checkpoint_store to a folder outside the workspace or an object store with Object Lock",
+        )
+    if store.local:
+        where = Path(store.root).resolve()
+        for name, folder in (("the workspace", ws.settings.home), ("the artifact store", ws.settings.artifact_root)):
+            if "://" not in str(folder) and where.is_relative_to(Path(folder).resolve()):
+                return Check(
+                    "checkpoint store",
+                    WARN,
+                    f"{root} is inside {name}: a copy or restore of it carries the checkpoints along",
+                    "set checkpoint_store to a folder outside the workspace (by default it is beside the signing key)",
+                )
+    return Check("checkpoint store", OK, f"{root}")
 
 
 def _login_check(ws: Platform, lookup: CredentialLookup) -> Check:

@@ -170,7 +170,6 @@ CODES: dict[str, str] = {
     "workspace_home_empty": "MEDOPS_HOME names a folder without medops.toml",
     "workspace_exists": "the folder is a medops workspace already",
     "signing_key_mismatch": "the signing key is not the workspace's pinned key",
-    "signing_key_unpinned": "no public key is pinned and the signing key is not here to stand in",
     "keyring_missing": "the bundle keyring version the audit trail names is missing",
     "keyring_altered": "the bundle keyring differs from the version the audit trail recorded",
     "keyring_forged": "the bundle keyring is not signed by the workspace's key",
@@ -178,6 +177,9 @@ CODES: dict[str, str] = {
     "key_not_trusted": "the key is not in the keyring",
     "distrust_reason_required": "withdrawing trust in a key must say why",
     "state_unexplained": "a governed row was changed outside medops since its latest audit event",
+    "checkpoint_key_missing": "a change can't be anchored: this process has no signing key",
+    "clock_behind_trail": "the clock is behind the audit trail's last event beyond the tolerance",
+    "verification_key_missing": "verifying the audit trail needs the workspace's (public) key",
 }
 
 __all__ = [

@@ -1,5 +1,5 @@
 """What a workspace wires once per process: settings, metadata database, artifact store,
-audit trail, identity services and the signing key.
+audit trail with its checkpoint store, identity services and the signing key.
 
 Domain code takes a Platform and is told who acts; it never opens a workspace itself or reads
 the acting user from the environment (that is the adapters' job: see medops.workspace and
@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from medops.audit.checkpoint import TrailCheck, verify_trail
+from medops.audit.anchoring import TrailCheck, verify_trail
+from medops.audit.checkpoint_store import CheckpointStore
+from medops.audit.publisher import CheckpointPublisher
 from medops.audit.trail import AuditTrail
 from medops.config import Settings
-from medops.errors import MedopsError
 from medops.identity.keys import load_private_key, pinned_public_key
 from medops.identity.signatures import SignatureService
 from medops.identity.tokens import TokenService
@@ -26,6 +27,9 @@ from medops.identity.users import UserService
 from medops.store import migrate
 from medops.store.artifacts import ArtifactStore
 from medops.store.database import Database
+
+if TYPE_CHECKING:
+    from medops.audit.timestamps import TimestampAuthority
 
 
 @dataclass
@@ -38,6 +42,8 @@ class Platform:
     tokens: TokenService
     signatures: SignatureService
     signing_key: Callable[[], Ed25519PrivateKey]
+    checkpoints: CheckpointStore
+    timestamp_authority: TimestampAuthority | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, check_schema: bool = True) -> Self:
@@ -48,8 +54,6 @@ class Platform:
             except BaseException:
                 db.dispose()
                 raise
-        trail = AuditTrail(db)
-        users = UserService(db, trail)
 
         @cache
         def private_key() -> Ed25519PrivateKey:
@@ -57,6 +61,22 @@ class Platform:
 
         def public_key() -> Ed25519PublicKey:
             return pinned_public_key(settings, private_key)
+
+        checkpoints = CheckpointStore(settings.checkpoint_root)
+        authority = None
+        if settings.timestamp_authority:
+            from medops.audit.timestamps import TimestampAuthority  # its X.509 and ASN.1 code only when used
+
+            authority = TimestampAuthority(settings.timestamp_authority, settings.timestamp_authority_cert)
+        publisher = CheckpointPublisher(
+            checkpoints,
+            settings.workspace_id,
+            private_key,
+            authority=authority,
+            timestamp_interval=settings.timestamp_interval,
+        )
+        trail = AuditTrail(db, publisher, clock_tolerance=settings.clock_tolerance)
+        users = UserService(db, trail)
 
         return cls(
             settings=settings,
@@ -67,19 +87,30 @@ class Platform:
             tokens=TokenService(db, trail, users),
             signatures=SignatureService(db, trail, users, private_key, public_key),
             signing_key=private_key,
+            checkpoints=checkpoints,
+            timestamp_authority=authority,
         )
 
     def workspace_public_key(self) -> Ed25519PublicKey:
         """The key that verifies its signatures, checkpoints and keyring: pinned, never read from the database."""
         return pinned_public_key(self.settings, self.signing_key)
 
-    def verify_audit(self, *, write_checkpoint: bool = True) -> TrailCheck:
-        """Verify the chain and the latest checkpoint; anchor the new head when the key is here."""
-        try:
-            key: Ed25519PrivateKey | None = self.signing_key()
-        except MedopsError:
-            key = None  # an auditor without the key can still verify, just not anchor
-        return verify_trail(self.db, self.artifacts, self.settings.workspace_id, key, write=write_checkpoint)
+    def verify_audit(self, public_key: Ed25519PublicKey | None = None) -> TrailCheck:
+        """Verify the chain against every checkpoint signed by ``public_key`` (default: the workspace's).
+
+        Verification only reads: checkpoints are published when changes commit, never here.
+        """
+        s = self.settings
+        return verify_trail(
+            self.db,
+            self.checkpoints,
+            s.workspace_id,
+            public_key or self.workspace_public_key(),
+            grace=s.checkpoint_grace,
+            tolerance=s.clock_tolerance,
+            authority=self.timestamp_authority,
+            timestamp_interval=s.timestamp_interval,
+        )
 
     def close(self) -> None:
         self.db.dispose()

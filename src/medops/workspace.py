@@ -15,6 +15,7 @@ from medops.config import (
     DEFAULT_ARTIFACT_DIR,
     DEFAULT_DB_FILE,
     Settings,
+    default_checkpoint_store,
     default_key_dir,
     load_settings,
     render_config,
@@ -87,6 +88,7 @@ def init_workspace(
         pseudonym_key_file=str(pseudonym_file),
         project_file=project_file or "medops.yaml",
         artifact_cache=str(home / DEFAULT_ARTIFACT_CACHE),
+        checkpoint_store=default_checkpoint_store(str(key_file)),
     )
     validate(settings)  # before anything is created
     created: list[Path] = []
@@ -114,6 +116,9 @@ def init_workspace(
         if not os.environ.get(pseudonym_key.KEY_ENV):
             if pseudonym_key.create_key_file(pseudonym_file):
                 created.append(pseudonym_file)
+        checkpoints = Path(settings.checkpoint_root)
+        if "://" not in settings.checkpoint_root and not checkpoints.exists():
+            created.append(checkpoints)  # made by the first change's checkpoint, below
         ws = Workspace.from_settings(settings)
         ws.users.bootstrap_admin(admin_username, admin_full_name, admin_password)
         ws.signatures.register_key(BOOTSTRAP_ACTOR)

@@ -50,3 +50,7 @@ def test_four_processes_append_500_events_each(workspace: Workspace) -> None:
     result = verify_chain(workspace.db)
     assert result.ok, result.problem
     assert result.checked == WRITERS * EACH + 2
+    # every writer published its own batches' checkpoints, under names that never collided
+    report = workspace.verify_audit()
+    assert report.ok, report.problems
+    assert report.checkpoints >= WRITERS * EACH and report.anchored_at == result.head_seq

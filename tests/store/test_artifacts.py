@@ -123,22 +123,6 @@ def test_kill_9_mid_write_leaves_no_partial_artifact(tmp_path: Path) -> None:
     assert store.read_bytes(digest) == b"the next write"
 
 
-def test_named_documents_are_written_once_under_safe_names(store: ArtifactStore) -> None:
-    from medops.errors import Conflict
-
-    store.put_named("audit-checkpoints", "000000000001-ab.checkpoint", b"one")
-    assert store.read_named("audit-checkpoints", "000000000001-ab.checkpoint") == b"one"
-    assert store.list_named("audit-checkpoints") == ["000000000001-ab.checkpoint"]
-    with pytest.raises(Conflict):
-        store.put_named("audit-checkpoints", "000000000001-ab.checkpoint", b"two")
-    for bad in ("../x", "a/b", "..", "/etc/passwd", "X", ""):
-        with pytest.raises(InvalidInput):
-            store.put_named("audit-checkpoints", bad, b"x")
-    with pytest.raises(NotFound):
-        store.read_named("audit-checkpoints", "missing")
-    assert list(store.digests()) == []
-
-
 def _staged(store: ArtifactStore, data: bytes) -> str:
     """An artifact built in a staging file, as Parquet writers build them."""
     staged = store.staging_path()

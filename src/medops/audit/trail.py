@@ -4,6 +4,13 @@ Appends are serialized so the chain never forks: on PostgreSQL a transaction-sco
 advisory lock, on SQLite the write lock every medops write transaction takes at BEGIN
 IMMEDIATE. The event is written in the caller's transaction, so a change and its event
 commit together or not at all.
+
+Every write transaction that appends events is a batch: before it opens, the trail makes
+sure it can sign; right after it commits, it publishes a signed checkpoint of exactly that
+batch (medops.audit.publisher). Event times never go backwards: they come from the
+database server's clock on PostgreSQL and the local clock on SQLite, read after the lock,
+and a time behind the trail's last one is raised to it within ``clock_tolerance`` and
+refused beyond it.
 """
 
 from __future__ import annotations
@@ -11,15 +18,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
+from medops import clock
 from medops.audit.chain import GENESIS, canonical_json, event_hash
+from medops.audit.publisher import CheckpointPublisher
 from medops.audit.state import GOVERNED, carried_state, state_of, unexplained
-from medops.clock import to_iso, utc_now
-from medops.errors import IntegrityError, InvalidInput
+from medops.errors import ConfigError, IntegrityError, InvalidInput
 from medops.store.database import Database
 from medops.store.schema import AuditEvent
 
@@ -42,31 +51,76 @@ def _doc(value: Any) -> str | None:
     return None if value is None else canonical_json(value)
 
 
+_BATCH = "medops_audit_batch"  # key in Session.info: the batch an AuditTrail write collects
+
+
+@dataclass
+class _Batch:
+    """The events one write transaction appended: what its checkpoint will cover."""
+
+    clock_tolerance: float
+    first: int = 0
+    size: int = 0
+    head: str = ""
+
+
 def lock_chain(session: Session) -> None:
     """Hold the chain's lock to the end of the transaction (re-entrant; SQLite holds its write lock)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": AUDIT_LOCK_ID})
 
 
-def _lock_head(session: Session) -> tuple[int, str]:
+def _lock_head(session: Session) -> tuple[int, str, str | None]:
     lock_chain(session)
-    row = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
-    return (row[0], row[1]) if row else (0, GENESIS)
+    row = session.execute(
+        select(AuditEvent.seq, AuditEvent.hash, AuditEvent.ts).order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
+    return (row[0], row[1], row[2]) if row else (0, GENESIS, None)
+
+
+def database_now(session: Session) -> datetime:
+    """The time events are stamped with: the server's clock on PostgreSQL (one clock for every
+    client), the local clock on SQLite (the database is a local file)."""
+    if session.get_bind().dialect.name == "postgresql":
+        moment: datetime = session.execute(text("SELECT clock_timestamp()")).scalar_one()
+        return moment
+    return clock.utc_now()
+
+
+def event_time(session: Session, head_ts: str | None, tolerance: float) -> str:
+    """Now, never before the trail's last event: raised to it within the tolerance, refused beyond."""
+    now = clock.to_iso(database_now(session))
+    if head_ts is None or now >= head_ts:  # fixed-width ISO strings sort as times do
+        return now
+    behind = (clock.parse_iso(head_ts) - clock.parse_iso(now)).total_seconds()
+    if behind > tolerance:
+        raise ConfigError(
+            f"the clock is {behind:.1f} s behind the audit trail's last event ({head_ts}); "
+            f"the tolerance is {tolerance:g} s, so the change was refused",
+            hint="set this machine's clock right (NTP); on PostgreSQL events take the server's clock",
+            code="clock_behind_trail",
+        )
+    return head_ts
 
 
 def append_events(session: Session, events: Sequence[NewEvent], *, changes: bool = False) -> list[int]:
-    """Append events at the chain head inside the caller's write transaction.
+    """Append events at the chain head inside a write transaction opened by an AuditTrail.
 
-    ``changes``: the events record changes made in this transaction, so a governed entity's state
-    is read now; otherwise they change nothing and carry the state last recorded.
+    Only the trail's own transactions may append: they are the ones whose batch is anchored
+    by a checkpoint once they commit. ``changes``: the events record changes made in this
+    transaction, so a governed entity's state is read now; otherwise they change nothing and
+    carry the state last recorded.
     """
+    batch = session.info.get(_BATCH)
+    if not isinstance(batch, _Batch):
+        raise IntegrityError("audit events are appended only inside an AuditTrail write, which anchors them")
     for ev in events:
         for name in ("actor", "action", "entity_type", "entity_id"):
             if not getattr(ev, name):
                 raise InvalidInput(f"an audit event needs a non-empty {name}")
-    seq, prev = _lock_head(session)
+    seq, prev, head_ts = _lock_head(session)
     rows: list[dict[str, Any]] = []
-    ts = to_iso(utc_now())
+    ts = event_time(session, head_ts, batch.clock_tolerance)
     states: dict[tuple[str, str], str | None] = {}  # nothing changes between the events of one batch
     for ev in events:
         seq += 1
@@ -97,6 +151,8 @@ def append_events(session: Session, events: Sequence[NewEvent], *, changes: bool
         prev = digest
     if rows:
         session.execute(insert(AuditEvent), rows)
+        batch.first = batch.first or int(rows[0]["seq"])
+        batch.size, batch.head = seq, prev
     return [int(r["seq"]) for r in rows]
 
 
@@ -130,10 +186,35 @@ class Change:
 
 
 class AuditTrail:
-    """Performs state changes and records them, each pair in a single transaction."""
+    """Performs state changes and records them, each pair in a single transaction, and anchors
+    every committed batch with a signed checkpoint."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, publisher: CheckpointPublisher, *, clock_tolerance: float = 5.0) -> None:
         self.db = db
+        self.publisher = publisher
+        self.clock_tolerance = clock_tolerance
+
+    def require_anchor(self) -> None:
+        """Fail now, before any work, when a write could not be anchored (no key, store down)."""
+        self.publisher.before_write()
+
+    @contextmanager
+    def _write(self, *, cover_from: int | None = None) -> Iterator[Session]:
+        """A write transaction whose events are published as one checkpoint once it commits."""
+        self.publisher.before_write()
+        batch = _Batch(self.clock_tolerance)
+        with self.db.write() as session:
+            session.info[_BATCH] = batch
+            yield session
+        if batch.size:
+            self.publisher.publish(cover_from or batch.first, batch.size, batch.head)
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction for code that appends its own events (``append_events``), anchored
+        like every other once it commits."""
+        with self._write() as session:
+            yield session
 
     @contextmanager
     def change(
@@ -144,7 +225,7 @@ class AuditTrail:
         A governed entity changed outside medops since its latest event is refused: the change
         would otherwise record the forged state as its own starting point.
         """
-        with self.db.write() as session:
+        with self._write() as session:
             guard(session, entity_type, entity_id)
             ch = Change(session=session, entity_id=entity_id)
             yield ch
@@ -157,10 +238,22 @@ class AuditTrail:
 
     def record(self, event: NewEvent) -> int:
         """An event with no state change of its own (a denial, a failed login, a read of note)."""
-        with self.db.write() as session:
-            return append_events(session, [event])[0]
+        with self._write() as session:
+            seq = append_events(session, [event])[0]
+        return seq
 
     def record_many(self, events: Sequence[NewEvent]) -> list[int]:
         """Append a batch in one transaction: one lock, one commit (bulk imports, benchmarks)."""
-        with self.db.write() as session:
-            return append_events(session, events)
+        with self._write() as session:
+            seqs = append_events(session, events)
+        return seqs
+
+    def adopt(self, event: NewEvent) -> int:
+        """Record ``event`` under a checkpoint that covers the whole trail from event 1.
+
+        For a trail written before checkpoints were published per batch: the key holder, having
+        verified the chain, anchors it once. The event says who did and up to where.
+        """
+        with self._write(cover_from=1) as session:
+            seq = append_events(session, [event])[0]
+        return seq

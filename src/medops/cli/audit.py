@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import binascii
 import sys
 from pathlib import Path
 
 import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.markup import escape
 
 from medops.audit import AuditFilter
 from medops.audit.query import read_export
 from medops.audit.state_check import StateCheck
-from medops.audit.verify import verify_rows
+from medops.audit.verify import ChainProblem, verify_rows
 from medops.cli.common import (
     JsonOption,
     cell,
@@ -27,6 +29,7 @@ from medops.cli.common import (
 )
 from medops.clock import parse_iso
 from medops.errors import InvalidInput
+from medops.public_keys import decode_public
 from medops.services import Services
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
@@ -100,15 +103,22 @@ def log(
 
 
 @app.command(
-    "verify", epilog="Examples:  medops audit verify && echo intact   ·   medops audit verify --export trail.jsonl"
+    "verify",
+    epilog=(
+        "Examples:  medops audit verify && echo intact   ·   medops audit verify --export trail.jsonl   ·   "
+        'medops audit verify --public-key "$(cat workspace.pub)"'
+    ),
 )
 def verify(
     as_json: bool = JsonOption,
     export_file: Path | None = typer.Option(
         None, "--export", help="Verify an export file (.jsonl or .csv) instead of the database."
     ),
-    checkpoint: bool = typer.Option(
-        True, "--checkpoint/--no-checkpoint", help="Sign a checkpoint of the verified head (needs the signing key)."
+    public_key: str | None = typer.Option(
+        None,
+        "--public-key",
+        metavar="KEY",
+        help="The workspace's public key (base64), for a verifier without the signing key.",
     ),
     state: bool = typer.Option(
         False,
@@ -117,20 +127,22 @@ def verify(
         "trusted keys) against the state its latest event recorded: names each row changed outside medops.",
     ),
 ) -> None:
-    """Recompute the whole hash chain and compare it with the latest signed checkpoint.
+    """Recompute the whole hash chain and hold it against every signed checkpoint.
 
-    Exit 0 if intact; else exit 1 naming the first broken event and what happened to it
-    (altered, deleted, inserted, reordered). A checkpoint, kept in the artifact store, makes
-    a cut-off tail visible too.
+    Exit 0 if intact; else exit 1 naming each problem: the first broken event and what
+    happened to it (altered, deleted, inserted, reordered), a trail cut back or restored
+    below its newest checkpoint, events no checkpoint covers, times that go backwards.
+    Checkpoints are published to the checkpoint store when changes commit; verifying only reads.
     """
     if export_file is not None:
         _verify_export(export_file)
         return
+    trusted = _public_key(public_key) if public_key else None
     with open_workspace() as ws, err_console.status("verifying the audit chain…"):
         services = Services(ws)
-        report = services.audit.verify(cli_caller(ws, writes=False), write_checkpoint=checkpoint)
+        report = services.audit.verify(cli_caller(ws, writes=False), public_key=trusted)
         rows = services.audit.verify_state(cli_caller(ws, writes=False)) if state else None
-    chain, problem = report.chain, report.problem
+    chain = report.chain
     if as_json:
         print_json(
             {
@@ -139,30 +151,37 @@ def verify(
                 "checked": chain.checked,
                 "head_seq": chain.head_seq,
                 "head_hash": chain.head_hash,
+                "checkpoints": report.checkpoints,
                 "anchored_at": report.anchored_at,
-                "checkpoint_written": report.written.size if report.written else None,
-                "problem": None
-                if problem is None
-                else {"seq": problem.seq, "kind": problem.kind, "detail": problem.detail},
+                "pending": list(report.pending) if report.pending else None,
+                "timestamps": report.timestamps,
+                "problem": _problem_json(report.problem),
+                "problems": [_problem_json(p) for p in report.problems],
+                "warnings": report.warnings,
             }
         )
-    elif problem is None:
+    elif report.ok:
         ok(f"audit chain intact: {plural(chain.checked, 'event')}, head {chain.head_seq} {chain.head_hash}")
         if report.anchored_at:
-            console.print(f"  matches the signed checkpoint at event {report.anchored_at}")
-        if report.written:
-            console.print(f"  new checkpoint signed at event {report.written.size}")
+            console.print(
+                f"  matches {plural(report.checkpoints, 'signed checkpoint')}, the newest at event {report.anchored_at}"
+            )
+        if report.timestamps:
+            console.print(f"  {plural(report.timestamps, 'timestamp token')} verified")
     else:
-        err_console.print(
-            f"[red]audit chain BROKEN at event {problem.seq} ({problem.kind}):[/] {escape(problem.detail)}"
-        )
+        for problem in report.problems:
+            where = f"event {problem.seq}" if problem.seq else "the checkpoint store"
+            err_console.print(f"[red]audit trail BROKEN at {where} ({problem.kind}):[/] {escape(problem.detail)}")
         if chain.ok:
-            err_console.print(f"the chain itself links up to event {chain.head_seq}; the checkpoint shows the rest")
+            err_console.print(f"the chain itself links up to event {chain.head_seq}; the checkpoints show the rest")
         else:
             err_console.print(f"events 1 to {chain.head_seq} verified before the break")
-    if rows is not None and not as_json:
-        _print_state(rows)
-    if problem is not None or (rows is not None and not rows.ok):
+    if not as_json:
+        for warning in report.warnings:
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+        if rows is not None:
+            _print_state(rows)
+    if not report.ok or (rows is not None and not rows.ok):
         raise typer.Exit(1)
 
 
@@ -178,6 +197,38 @@ def _print_state(rows: StateCheck) -> None:
             f"  {plural(len(rows.unhashed), 'entity', 'entities')} last changed before state hashing "
             "(not checked until their next change)"
         )
+
+
+def _problem_json(problem: ChainProblem | None) -> dict[str, object] | None:
+    return None if problem is None else {"seq": problem.seq, "kind": problem.kind, "detail": problem.detail}
+
+
+def _public_key(text: str) -> Ed25519PublicKey:
+    try:
+        return decode_public(text.strip())
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidInput(
+            "--public-key is not a base64 Ed25519 public key",
+            hint="give the key `medops models public-key` prints on the machine that holds the signing key",
+        ) from exc
+
+
+@app.command(
+    "anchor",
+    epilog="Examples:  medops audit anchor --reason 'trail from before per-change checkpoints, verified by QA'",
+)
+def anchor(
+    reason: str = typer.Option(..., "--reason", help="Why: recorded in the trail."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Anchor a trail written before every change published its checkpoint (admins, once).
+
+    The chain must verify and the checkpoint store must be empty; the checkpoint then
+    covers every event from the first.
+    """
+    with open_workspace() as ws:
+        seq = Services(ws).audit.anchor(cli_caller(ws, writes=True), reason)
+    done(as_json, f"audit trail anchored through event {seq}", {"anchored_through": seq})
 
 
 def _verify_export(path: Path) -> None:

@@ -43,7 +43,6 @@ HINTS: dict[str, str] = {
     "workspace_exists": "open it with --home or MEDOPS_HOME, or cd into it",
     "state_unexplained": "see every such row with `medops audit verify --state`; restore them from a verified backup",
     "signing_key_mismatch": "point signing_key_file or MEDOPS_SIGNING_KEY at this workspace's key (medops doctor)",
-    "signing_key_unpinned": "add signing_public_key (`medops models public-key` where the key is) to medops.toml",
     "keyring_missing": "restore keyring/ in the artifact store from a backup; `medops models trusted-keys` checks it",
     "keyring_altered": "restore keyring/ in the artifact store from a backup; `medops models trusted-keys` checks it",
     "key_not_trusted": "`medops models trusted-keys` lists the trusted keys",
@@ -56,6 +55,8 @@ HINTS: dict[str, str] = {
     "token_ended": "get a new API token (medops token create), or unset MEDOPS_TOKEN and run: medops login",
     "password_change_required": "choose a new one, giving the temporary password as the old: medops user passwd {user}",
     "own_password_reset": "run `medops user passwd` (no name): it asks for your old password, then the new one",
+    "verification_key_missing": "{hint}: `medops audit verify --public-key KEY`, with the key that "
+    "`medops models public-key` prints where the key is",
 }
 
 

@@ -105,6 +105,6 @@ def pinned_public_key(settings: Settings, private: Callable[[], Ed25519PrivateKe
     except MedopsError as exc:
         raise ConfigError(
             f"this workspace pins no public key in medops.toml and its signing key is not here: {exc.message}",
-            hint="add signing_public_key (the workspace's public key, base64) to medops.toml",
-            code="signing_key_unpinned",
+            hint="add signing_public_key (the workspace's public key, base64) to medops.toml, or give that key",
+            code="verification_key_missing",
         ) from None

@@ -417,7 +417,7 @@ class UserService:
         and the one that reaches the limit on an active account locks it in the same
         transaction: exactly one `user.locked` event however many guesses arrive at once.
         """
-        with self.db.write() as session:
+        with self.trail.write() as session:
             guard(session, "user", username)
             counted = session.execute(
                 update(User)

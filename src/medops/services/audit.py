@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import IO
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from medops.audit import AuditFilter, NewEvent, export, list_events
-from medops.audit.checkpoint import TrailCheck
+from medops.audit.anchoring import TrailCheck
 from medops.audit.query import EventView
 from medops.audit.state_check import StateCheck, check_state
 from medops.caller import Caller
+from medops.errors import Conflict, IntegrityError, InvalidInput
 from medops.identity import Role
 from medops.platform import Platform
 
@@ -24,9 +27,14 @@ class AuditService:
         self.platform.users.require_role(caller.user, "audit.read", set(Role))
         return list_events(self.platform.db, flt, limit=limit)
 
-    def verify(self, caller: Caller, *, write_checkpoint: bool = True) -> TrailCheck:
+    def verify(self, caller: Caller, *, public_key: Ed25519PublicKey | None = None) -> TrailCheck:
+        """Check the chain against the published checkpoints; reads only.
+
+        ``public_key`` is the workspace key the verifier trusts (given out of band, never read from
+        the database); by default the one derived from the workspace's signing key.
+        """
         self.platform.users.require_role(caller.user, "audit.verify", set(Role))
-        return self.platform.verify_audit(write_checkpoint=write_checkpoint)
+        return self.platform.verify_audit(public_key)
 
     def verify_state(self, caller: Caller) -> StateCheck:
         """Every governed row (users and roles, tokens, models with stages and approvals, evaluations,
@@ -41,6 +49,7 @@ class AuditService:
         never holds the database's write lock.
         """
         self.platform.users.require_role(caller.user, "audit.export", EXPORT_ROLES)
+        self.platform.trail.require_anchor()  # the export is recorded: refuse before writing any of it
         count = export(self.platform.db, out, fmt, flt)
         self.platform.trail.record(
             NewEvent(
@@ -52,3 +61,36 @@ class AuditService:
             )
         )
         return count
+
+    def anchor(self, caller: Caller, reason: str) -> int:
+        """Anchor a trail written before checkpoints were published per batch (an admin, once).
+
+        The chain must verify; the checkpoint store must hold none of this workspace's
+        checkpoints yet. The event recorded says who anchored it, why and up to which event;
+        its checkpoint covers the whole trail from event 1.
+        """
+        self.platform.users.require_role(caller.user, "audit.anchor", {Role.ADMIN})
+        if not reason.strip():
+            raise InvalidInput("anchoring the audit trail needs a reason", code="reason_required")
+        check = self.platform.verify_audit()
+        if check.checkpoints:
+            raise Conflict(
+                f"the audit trail is anchored already ({check.checkpoints} checkpoints, the newest at event "
+                f"{check.anchored_at}); only a trail without any checkpoint is anchored this way"
+            )
+        if not check.chain.ok:
+            assert check.chain.problem is not None
+            raise IntegrityError(
+                f"the chain is broken at event {check.chain.problem.seq}: it can't be anchored",
+                hint="see what broke it by verifying the trail, and restore the database from a verified backup",
+            )
+        return self.platform.trail.adopt(
+            NewEvent(
+                caller.user,
+                "audit.anchor",
+                "audit_trail",
+                "-",
+                after={"through": check.chain.head_seq, "head": check.chain.head_hash},
+                reason=reason,
+            )
+        )

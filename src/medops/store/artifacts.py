@@ -359,8 +359,8 @@ class ArtifactStore:
         return removed
 
     # --- named documents -------------------------------------------------------------
-    # A few records must live outside the metadata database (audit checkpoints): they are
-    # written once under a validated name, never overwritten, never a client-given path.
+    # A few records must live outside the metadata database (the bundle keyring's versions): they
+    # are written once under a validated name, never overwritten, never a client-given path.
 
     def _named_path(self, namespace: str, name: str) -> str:
         for part in (namespace, name):
