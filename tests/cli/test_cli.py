@@ -109,7 +109,8 @@ def test_audit_log_verify_export(home: Path, capsys: pytest.CaptureFixture[str],
     assert code == 0 and "medops_" in out
     code, out, _ = run(["audit", "log", "--entity", "token", "--json"], capsys)
     events = json.loads(out)
-    assert [e["action"] for e in events] == ["token.create"] and events[0]["actor"] == "root"
+    # newest first: the token, then the session `medops init` opened for root (sessions are tokens too)
+    assert [e["action"] for e in events] == ["token.create", "session.open"] and events[0]["actor"] == "root"
     code, out, _ = run(["audit", "verify", "--json"], capsys)
     assert code == 0 and json.loads(out)["ok"] is True
     for fmt in ("jsonl", "csv"):
