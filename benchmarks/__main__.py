@@ -8,6 +8,7 @@ from benchmarks import (
     bench_artifacts,
     bench_audit,
     bench_cli,
+    bench_deid_text,
     bench_evaluation,
     bench_features,
     bench_ingest,
@@ -24,6 +25,7 @@ if __name__ == "__main__":
     bench_artifacts.main(extra)
     bench_synth.main(extra)
     bench_ingest.main(extra)
+    bench_deid_text.main(extra)
     bench_online.main(extra)
     bench_features.main(extra)
     bench_tracking.main(extra)
