@@ -4,7 +4,7 @@ engine against the regex redactor it replaced.
 Both run through `Deidentifier.apply`, the function `medops data ingest` calls for every chunk
 (a `redact_text` column and the record's name columns); the regex redactor is the previous
 release's, copied below and swapped in for the benchmark only. Two corpora: the synthetic
-generator's notes (about 190 characters, six identifiers each) and long notes (about 1,300
+generator's notes (about 180 characters, seven identifiers each) and long notes (about 800
 characters: a generated note, PHI-free clinical sentences and further identifiers). The
 rounds interleave the two redactors in alternating order, so a busy moment of the machine
 lands on both alike; the table shows medians, and the ratio regex / engine in notes per

@@ -231,6 +231,8 @@ def _own_values(values: tuple[str, ...]) -> re.Pattern[str] | None:
 
 @dataclass(frozen=True)
 class Redacted:
+    """One text with its PHI replaced by kinds ("[NAME]"), and the kinds found, for the report's counts."""
+
     text: str
     labels: tuple[str, ...]  # what was redacted, one label per span ("NAME", "DATE", ...)
 
