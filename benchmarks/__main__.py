@@ -10,6 +10,7 @@ from benchmarks import (
     bench_auth,
     bench_checkpoints,
     bench_cli,
+    bench_deid_text,
     bench_evaluation,
     bench_features,
     bench_ingest,
@@ -27,6 +28,7 @@ if __name__ == "__main__":
     bench_artifacts.main(extra)
     bench_synth.main(extra)
     bench_ingest.main(extra)
+    bench_deid_text.main(extra)
     bench_online.main(extra)
     bench_features.main(extra)
     bench_tracking.main(extra)

@@ -219,6 +219,8 @@ def show_cmd(
         redactions = {k: v for k, v in deid.get("text_redactions", {}).items() if v}
         if redactions:
             console.print("  text redactions: " + ", ".join(f"{k} {v:,}" for k, v in sorted(redactions.items())))
+        if deid.get("text_engine"):
+            console.print(f"  text scanned by: {escape(deid['text_engine'])}")
         if deid.get("k_anonymity") is not None:
             over = ", ".join(deid.get("quasi_identifiers") or ["age band", "sex", "ZIP3"])
             console.print(

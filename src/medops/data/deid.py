@@ -18,8 +18,8 @@ Each column gets one action; what was done is counted for the de-identification 
 - ``age``: age in whole years at a reference date, with 90 and over pooled as ``90+``.
 - ``shift_dates``: every date of a patient moved by the same keyed offset (-182..182 days, never 0),
   keeping intervals. Date shifting is an expert-determination technique, not Safe Harbor.
-- ``redact_text``: free text scanned for PHI (SSN, phone, email, MRN, dates, URLs, IPs,
-  the record's own names, and relatives named after a relation word) and redacted.
+- ``redact_text``: free text scanned for PHI and each finding replaced by its kind ("[NAME]",
+  "[DATE]"): Presidio's analyzer with medops's rules and the record's own names (``text_phi``).
 - ``keep``: no identifier; kept as is.
 """
 
@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -45,6 +46,9 @@ from medops.data.sources import frame_to_arrow
 from medops.data.sql_expr import literal, quote_ident
 from medops.errors import InvalidInput
 
+if TYPE_CHECKING:
+    from medops.data.text_phi import Redacted
+
 ACTIONS = ("drop", "pseudonymize", "zip3", "year", "age", "shift_dates", "redact_text", "keep")
 # ZIP3 prefixes whose areas hold 20,000 people or fewer: the union of HHS's 2000-census list
 # and the newer list in Microsoft's FHIR anonymizer sample configuration (see docs).
@@ -55,21 +59,6 @@ MAX_SHIFT_DAYS = 182
 REPEATED_IDS = 0.8
 DISTINCT_SAMPLE = 5000  # rows the share is judged on
 PEOPLE_MEMORY = "128MB"
-
-_PATTERNS = [
-    ("SSN", re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b")),
-    ("EMAIL", re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")),
-    ("URL", re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.I)),
-    ("IP", re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b")),
-    ("MRN", re.compile(r"\bMRN[:#\s]*\d{5,}\b", re.I)),
-    ("PHONE", re.compile(r"(?<!\d)(?:\+?1[\s.-]?)?\(?[2-9]\d{2}\)?[\s.-]?\d{3}[\s.-]?\d{4}(?!\d)")),
-    ("DATE", re.compile(r"\b(?:\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}-\d{1,2}-\d{4})\b")),
-]
-_RELATIVE = re.compile(
-    r"\b(?P<rel>daughter|son|wife|husband|sister|brother|mother|father|partner|spouse|niece|nephew)"
-    r"(?P<sep>,?\s+)(?P<name>[A-Z][a-z'-]+(?:\s+[A-Z][a-z'-]+)?)",
-    re.I,
-)
 
 
 def action_error(action: str) -> str | None:
@@ -210,7 +199,8 @@ class DeidReport:
     k_counts: str = "rows"  # "patients" when the table has the patient column
     restricted_zip3_version: str = RESTRICTED_ZIP3_VERSION
     quasi_identifiers: list[str] = field(default_factory=list)  # what k-anonymity was counted over
-    warnings: list[str] = field(default_factory=list)  # kept columns that look like identifiers
+    warnings: list[str] = field(default_factory=list)  # kept columns that look like identifiers; text scan limits
+    text_engine: str | None = None  # what scanned free text (library, rules, NER model), when a column was
 
     def add(self, column: str, action: str, changed: int, note: str = "") -> None:
         entry = self.columns.setdefault(column, ColumnReport(column, action, 0, note))
@@ -377,40 +367,40 @@ class Deidentifier:
         return table
 
     def _redact(self, table: pa.Table, column: str, rows: Sequence[int] | None) -> pa.Array:
+        """Redact one text column; each row's own names (the name columns) are looked for too."""
         name_values = [table.column(c).to_pylist() for c in self.name_columns if c in table.column_names]
-        out: list[str | None] = []
-        for i, text in enumerate(table.column(column).to_pylist()):
-            if text is None:
-                out.append(None)
-                continue
-            own = [str(values[i]) for values in name_values if isinstance(values[i], str)]
-            before = sum(self.report.text_redactions.values())
-            redacted = self.redact(str(text), own)
-            if self.text_phi == "fail" and sum(self.report.text_redactions.values()) > before:
+        texts = table.column(column).to_pylist()
+        present = [i for i, text in enumerate(texts) if text is not None]
+        own = [[str(values[i]) for values in name_values if isinstance(values[i], str)] for i in present]
+        redacted = self._scan([str(texts[i]) for i in present], own)
+        out: list[str | None] = [None] * len(texts)
+        for i, found in zip(present, redacted, strict=True):
+            if self.text_phi == "fail" and found.labels:
                 row = rows[i] if rows is not None else self.report.rows + i + 1
-                found = sorted(set(re.findall(r"\[([A-Z]+)\]", redacted)))
                 raise InvalidInput(
-                    f"column {column!r}, row {row}: free text holds PHI ({', '.join(found)})",
+                    f"column {column!r}, row {row}: free text holds PHI ({', '.join(sorted(set(found.labels)))})",
                     hint="the project's de-identification says text_phi: fail; use redact to redact it instead",
                 )
-            out.append(redacted)
+            out[i] = found.text
         return pa.array(out, type=pa.string())
 
     def redact(self, text: str, names: Iterable[str] = ()) -> str:
-        """Redact PHI patterns and the given names (whole words) from one text."""
-        for label, pattern in _PATTERNS:
-            text, n = pattern.subn(f"[{label}]", text)
-            self.report.text_redactions[label] += n
+        """Redact PHI, and the given names of the text's own record, from one text."""
+        return self._scan([text], [list(names)])[0].text
 
-        def relative(m: re.Match[str]) -> str:
-            self.report.text_redactions["NAME"] += 1
-            return f"{m['rel']}{m['sep']}[NAME]"
+    def _scan(self, texts: list[str], names: list[list[str]]) -> list[Redacted]:
+        # Imported here: the engine loads spaCy and Presidio (a second), which only text columns need.
+        from medops.data import text_phi
 
-        text = _RELATIVE.sub(relative, text)
-        for name in sorted({n for n in names if len(n) > 1}, key=len, reverse=True):
-            text, n = re.subn(rf"\b{re.escape(name)}\b", "[NAME]", text)
-            self.report.text_redactions["NAME"] += n
-        return text
+        engine = text_phi.engine()
+        if self.report.text_engine is None:
+            self.report.text_engine = engine.description
+            if engine.warning is not None:
+                self.report.warnings.append(engine.warning)
+        found = text_phi.redact_many(texts, names)
+        for item in found:
+            self.report.text_redactions.update(item.labels)
+        return found
 
     def _count_quasi_identifiers(self, out: pa.Table) -> None:
         """Count people (or, without a patient column, rows) per combination of quasi-identifiers: those the

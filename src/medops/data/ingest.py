@@ -293,6 +293,7 @@ def _deid_doc(report: DeidReport, key: str | None) -> dict[str, Any]:
             if not c.column.startswith("_name_")
         ],
         "text_redactions": dict(report.text_redactions),
+        "text_engine": report.text_engine,
         "k_anonymity": report.k_anonymity,
         "share_below_k5": report.share_below_k5,
         "k_counts": report.k_counts,
