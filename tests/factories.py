@@ -104,34 +104,6 @@ def log_in(where: Workspace | Path, username: str, password: str = PASSWORD) -> 
     return secret
 
 
-def quiet_session(ws: Workspace, username: str) -> str:
-    """A session row written straight into its table, with no login and no audit event: only for tests
-    whose expected output is the audit trail itself (the golden of `audit log`). Real logins: log_in."""
-    import secrets
-
-    from medops.clock import utc_now
-    from medops.identity.tokens import _digest
-    from medops.store.schema import ApiToken
-
-    token_id, raw = secrets.token_hex(6), secrets.token_urlsafe(32)
-    with ws.db.write() as session:
-        user = ws.users.get(username)
-        now = utc_now()
-        session.add(
-            ApiToken(
-                id=token_id,
-                user_id=user.id,
-                name="test session",
-                secret_hash=_digest(raw),
-                created_at=now,
-                expires_at=now + timedelta(hours=1),
-                revoked_at=None,
-                kind="session",
-            )
-        )
-    return f"medops_{token_id}_{raw}"
-
-
 def put(ws: Workspace, tmp_path: Path, name: str, table: pa.Table) -> None:
     """A dataset version with these exact rows (every column kept as is)."""
     path = tmp_path / f"{name}.parquet"

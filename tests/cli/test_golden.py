@@ -12,7 +12,7 @@ import json
 import pytest
 
 from medops.workspace import Workspace
-from tests.factories import DemoRun, quiet_session, run
+from tests.factories import DemoRun, run
 from tests.goldens import check, normalize
 
 MODEL = "readmission_30d:1"
@@ -56,12 +56,12 @@ def test_cli_json_matches_its_golden(
 ) -> None:
     roots = {str(demo_run.root): "<root>"}
     monkeypatch.setenv("MEDOPS_HOME", str(demo_run.result.home))  # reads need no login (login_for_reads is off)
-    if name in NEED_A_ROLE:  # on a copy, as ada, whose login must not add to the trail the golden shows
+    if name in NEED_A_ROLE:  # on a copy, as ada, through an API token (its creation is in the golden trail)
         copy = request.getfixturevalue("demo_copy")
         roots[str(copy)] = "<root>"
         monkeypatch.setenv("MEDOPS_HOME", str(copy / "workspace"))
         with Workspace.open(copy / "workspace") as ws:
-            monkeypatch.setenv("MEDOPS_TOKEN", quiet_session(ws, "ada"))
+            monkeypatch.setenv("MEDOPS_TOKEN", ws.tokens.create("ada", "golden test", expires_in_days=1)[1])
     args = [a.replace("{root}", str(demo_run.root)) for a in COMMANDS[name](capsys)]
     doc = normalize(_json(args, capsys), roots=roots)
     check(name, doc, update=update_goldens)

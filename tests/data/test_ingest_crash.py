@@ -24,6 +24,7 @@ def test_kill_9_mid_ingest_leaves_no_partial_version(workspace: Workspace, tmp_p
     scaffold(project, "readmission", patients=30000, seed=5)
     env = {
         **os.environ,
+        "MEDOPS_TOKEN": workspace.tokens.create("admin", "crash test", expires_in_days=1)[1],
         "MEDOPS_HOME": str(workspace.settings.home),
         "MEDOPS_PSEUDONYM_KEY": KEY,
         "MEDOPS_KEY_DIR": str(Path(workspace.settings.signing_key_file).parent),
