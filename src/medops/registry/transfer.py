@@ -16,9 +16,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from medops.audit.trail import NewEvent
+from medops.audit.trail import Change, NewEvent
 from medops.clock import utc_now
 from medops.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from medops.identity.roles import Role
@@ -49,6 +52,19 @@ def public_key(ws: Platform) -> str:
     return encode_public(ws.workspace_public_key())
 
 
+@contextmanager
+def _keyring_change(
+    ws: Platform, action: str, kid: str, why: str, actor: str
+) -> Iterator[tuple[Change, dict[str, Any]]]:
+    """A trust change: admin only, never the workspace's own key, one at a time, on the current keyring."""
+    own = key_id(ws.workspace_public_key())
+    with ws.users.authorized(actor, action, "bundle_key", kid, TRUST_ROLES, reason=why) as ch:
+        if kid == own:
+            raise InvalidInput("that is this workspace's own key: it is always trusted, and only it")
+        keyring.lock(ch.session)
+        yield ch, dict(keyring.load(ws, ch.session).keys)
+
+
 def trust_key(ws: Platform, public: str, *, note: str, actor: str) -> str:
     """Accept bundles signed by another workspace's key (admin only, with a note saying whose it is)."""
     try:
@@ -57,12 +73,7 @@ def trust_key(ws: Platform, public: str, *, note: str, actor: str) -> str:
         raise InvalidInput("not an Ed25519 public key (base64 of 32 bytes)") from None
     if not note.strip():
         raise InvalidInput("say whose key this is", code="key_note_required")
-    own = key_id(ws.workspace_public_key())
-    with ws.users.authorized(actor, "bundle_key.trust", "bundle_key", kid, TRUST_ROLES, reason=note) as ch:
-        if kid == own:
-            raise InvalidInput("that is this workspace's own key: it is always trusted")
-        keyring.lock(ch.session)
-        keys = dict(keyring.load(ws, ch.session).keys)
+    with _keyring_change(ws, "bundle_key.trust", kid, note, actor) as (ch, keys):
         if kid in keys:
             raise Conflict(f"key {kid} is trusted already ({keys[kid]['note']})", code="key_trusted_already")
         keys[kid] = keyring.entry(public.strip(), note, actor)
@@ -81,12 +92,7 @@ def distrust_key(ws: Platform, kid: str, *, reason: str, actor: str) -> None:
     """Stop accepting bundles signed by a key: versions imported with it stay, new imports are refused."""
     if not reason.strip():
         raise InvalidInput("say why the key is no longer trusted", code="distrust_reason_required")
-    own = key_id(ws.workspace_public_key())
-    with ws.users.authorized(actor, "bundle_key.distrust", "bundle_key", kid, TRUST_ROLES, reason=reason) as ch:
-        if kid == own:
-            raise InvalidInput("that is this workspace's own key: it can't be distrusted here")
-        keyring.lock(ch.session)
-        keys = dict(keyring.load(ws, ch.session).keys)
+    with _keyring_change(ws, "bundle_key.distrust", kid, reason, actor) as (ch, keys):
         if kid not in keys:
             raise NotFound(f"key {kid} is not trusted here", code="key_not_trusted")
         gone = keys.pop(kid)
