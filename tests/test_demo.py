@@ -17,6 +17,7 @@ def test_demo_runs_and_catches_tampering(demo: DemoResult) -> None:
     lines = [step for step, _ in demo.steps]
     assert demo.chain_ok and demo.events >= 15
     assert demo.tamper_caught_at == 5
+    assert demo.state_ok and demo.state_tamper_named == ["user:alice"]  # a role granted in SQL is named
     assert {"users", "e-signature", "permission denied", "audit verify", "tamper test"} <= set(lines)
     # Production through the governed path: refused before the signatures, then promoted on the bound evaluation.
     assert {"register", "promote refused", "approve", "promote"} <= set(lines)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from medops.audit import AuditFilter, list_events, verify_chain
+from medops.audit.state_check import check_state
 from medops.caller import Caller
 from medops.data.datasets import get as get_dataset
 from medops.data.ingest import ingest
@@ -52,6 +53,8 @@ class DemoResult:
     events: int = 0
     chain_ok: bool = False
     tamper_caught_at: int | None = None
+    state_ok: bool = False  # every governed row matches its latest audit event
+    state_tamper_named: list[str] = field(default_factory=list)  # the rows a SQL edit in a copy was caught in
     reports: list[Path] = field(default_factory=list)  # each evaluation's report, model card and documents
 
 
@@ -108,7 +111,11 @@ def run_demo(
         result.events, result.chain_ok = check.chain.checked, check.ok
         signed = f"; {check.checkpoints} signed checkpoints, the newest at event {check.anchored_at}"
         step("audit verify", f"{check.chain.checked} events, chain {'intact' if check.ok else 'BROKEN'}{signed}")
+        rows = check_state(ws.db)
+        result.state_ok = rows.ok
+        step("audit state", f"{rows.checked} governed rows (users, tokens, models, evaluations, keys) match the trail")
     result.tamper_caught_at = _tamper_copy(home, base / "tampered.db", step)
+    result.state_tamper_named = _tamper_state(home, base / "granted.db", step)
     return result
 
 
@@ -415,6 +422,25 @@ def _backfill_story(ws: Workspace, store: FeatureStore) -> str:
         f"predicting at admission, {own:,} of {len(stays):,} rows would see their own stay's length without the "
         f"guard; with it (the default) {before:,} see a previous stay's, the rest none"
     )
+
+
+def _tamper_state(home: Path, copy: Path, step: Callable[[str, str], None]) -> list[str]:
+    """Grant a role in SQL in a copy of the database, leaving the trail alone, and catch it."""
+    shutil.copyfile(home / "medops.db", copy)
+    con = sqlite3.connect(copy)
+    con.execute("INSERT INTO user_roles (user_id, role) SELECT id, 'admin' FROM users WHERE username = 'alice'")
+    con.commit()
+    con.close()
+    db = Database(f"sqlite:///{copy}")
+    try:
+        named = [f"{p.entity_type}:{p.entity_id}" for p in check_state(db).problems]
+    finally:
+        db.dispose()
+    step(
+        "state tamper test",
+        f"granted alice admin in SQL in a copy: verify --state names {', '.join(named)}" if named else "NOT caught",
+    )
+    return named
 
 
 def _tamper_copy(home: Path, copy: Path, step: Callable[[str, str], None]) -> int | None:

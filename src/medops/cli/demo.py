@@ -48,7 +48,7 @@ def demo(
             bar.update(task, completed=done, total=budget, visible=True, description=f"tuning, best AUROC {best:.3f}")
 
         result = run_demo(directory, say=say, patients=patients, tuning=tuning, artifact_root=artifact_root)
-    if not result.chain_ok or result.tamper_caught_at is None:
+    if not result.chain_ok or result.tamper_caught_at is None or not (result.state_ok and result.state_tamper_named):
         err_console.print("[red]demo failed: the audit chain did not behave as it must[/]")
         raise typer.Exit(1)
     with Workspace.open(result.home) as ws:
@@ -61,6 +61,8 @@ def demo(
                 "events": result.events,
                 "chain_ok": result.chain_ok,
                 "tamper_caught_at": result.tamper_caught_at,
+                "state_ok": result.state_ok,
+                "state_tamper_named": result.state_tamper_named,
                 "steps": [{"step": s, "outcome": o} for s, o in result.steps],
                 "reports": [str(p) for p in result.reports],
             }
