@@ -120,6 +120,10 @@ class SignatureError(MedopsError):
 
 # The finer codes a raise may carry, with what they mean; stable once released.
 CODES: dict[str, str] = {
+    "alias_not_found": "the model has no such alias",
+    "no_production_version": "the model has no version in production",
+    "model_not_served": "the server does not serve that model",
+    "invalid_rows": "rows sent for prediction failed the input schema, field by field",
     "reason_required": "a change to an existing record must say why",
     "rejection_reason_required": "a rejection must say why",
     "acceptance_reason_required": "an evaluation acceptance must say what was reviewed",

@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Stored clinical validations: list them, show one's gates, export its per-row predictions.",
     ),
     "models": ("models:app", "The model registry: versions, approvals, stages and aliases, rollback, history."),
+    "serve": ("serve:serve", "Serve registered models over HTTP: predict, describe, probes, metrics; token required."),
     "demo": ("demo:demo", "Run the lifecycle demo end to end on synthetic data."),
     "synth": ("synth:synth", "Generate synthetic clinical data, with drift scenarios."),
     "train": ("train:train", "Train the model the project file declares; the run is tracked."),

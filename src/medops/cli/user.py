@@ -36,7 +36,7 @@ def add(
     reason: str | None = ReasonOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Add a user with roles: data_scientist, ml_engineer, validator, clinical_reviewer, auditor, admin."""
+    """Add a user with roles: data_scientist, ml_engineer, validator, clinical_reviewer, auditor, admin, predictor."""
     roles = parse_roles(role)
     password = read_secret(None, from_stdin=password_stdin, prompt=f"Password for {username}", confirm=True)
     with open_workspace() as ws:

@@ -14,6 +14,7 @@ class Role(StrEnum):
     CLINICAL_REVIEWER = "clinical_reviewer"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    PREDICTOR = "predictor"  # calls the prediction API of served models, nothing else
 
 
 def parse_role(name: str) -> Role:

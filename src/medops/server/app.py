@@ -1,0 +1,185 @@
+"""The serving API: FastAPI routes over the serving service, wrapped in the Guard.
+
+``create_app`` builds it for models already loaded; ``from_environment`` is the factory each
+uvicorn worker calls when `medops serve --workers N` starts several processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+
+from medops.errors import MedopsError
+from medops.server.guard import Guard, ServerOptions, error_body
+from medops.server.metrics import Metrics
+from medops.services import Services
+from medops.serving.models import ServedModel
+from medops.serving.validation import MAX_LISTED, RowsInvalid
+
+CONFIG_ENV = "MEDOPS_SERVE_CONFIG"  # what `medops serve --workers N` hands each worker process
+
+
+def create_app(services: Services, models: dict[str, ServedModel], options: ServerOptions | None = None) -> Guard:
+    options = options or ServerOptions()
+    metrics = Metrics()
+    for model in models.values():
+        metrics.model_info.labels(model.name, str(model.version), model.bundle_sha256).set(1)
+    app = FastAPI(
+        title="medops serving",
+        version="1",
+        docs_url=None,  # no interactive pages: every route but the probes needs a bearer token
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+
+    @app.exception_handler(MedopsError)
+    async def medops_error(request: Request, exc: MedopsError) -> JSONResponse:
+        status = exc.http_status if exc.http_status < 500 else 500  # a server-side failure says no more than that
+        if status == 500:
+            return _error(request, 500, "internal_error", "the server failed on this request")
+        return _error(request, status, exc.code, str(exc), exc.hint)
+
+    @app.get("/healthz", tags=["probes"])
+    async def healthz() -> dict[str, str]:
+        """The process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["probes"])
+    async def readyz() -> JSONResponse:
+        """Ready when every bundle was verified at load and the metadata database answers."""
+        database = await run_in_threadpool(services.serving.database_reachable)
+        ready = database and bool(models)
+        body = {"ready": ready, "database": database, "models": {n: m.version for n, m in models.items()}}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["probes"])
+    async def prometheus() -> Response:
+        """Prometheus metrics of this process."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models", tags=["models"])
+    async def list_models() -> dict[str, Any]:
+        """The models this server answers for."""
+        return {"models": [m.summary() for m in models.values()]}
+
+    @app.get("/v1/models/{name}", tags=["models"])
+    async def describe(name: str) -> dict[str, Any]:
+        """Version, bundle hash, input schema, threshold, and an example body predict accepts as it is."""
+        return _served(models, name).describe()
+
+    for model in models.values():
+        _add_predict(app, services, model, options, metrics)
+
+    routes = frozenset(
+        {"/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/models"}
+        | {f"/v1/models/{n}" for n in models}
+        | {f"/v1/models/{n}/predict" for n in models}
+    )
+    return Guard(app, services, metrics, options, routes)
+
+
+def _add_predict(
+    app: FastAPI, services: Services, model: ServedModel, options: ServerOptions, metrics: Metrics
+) -> None:
+    version = str(model.version)
+
+    async def predict(request: Request) -> JSONResponse:
+        kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if kind != "application/json":
+            return _error(request, 415, "unsupported_media_type", "send the rows as application/json")
+        try:
+            # Python's parser takes NaN and Infinity: they reach validation and are refused per field
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            return _error(request, 422, "invalid_json", "the body is not JSON")
+        records = body if isinstance(body, list) else [body]
+        if not records:
+            return _error(request, 422, "no_rows", "send one row (a JSON object) or a list of rows")
+        if len(records) > options.max_rows:
+            message = f"{len(records):,} rows in one request; at most {options.max_rows:,}"
+            return _error(request, 413, "too_many_rows", message)
+        caller = request.state.caller
+        try:
+            rows = await run_in_threadpool(services.serving.predict, caller, model, records)
+        except RowsInvalid as exc:
+            for code, count in Counter(e.code for e in exc.errors).items():
+                metrics.rejected.labels(model.name, version, code).inc(count)
+            fields = [e.to_json() for e in exc.errors[:MAX_LISTED]]
+            return _error(request, 422, exc.code or "invalid_rows", str(exc), exc.hint, fields=fields)
+        for row in rows:
+            metrics.predictions.labels(model.name, version, str(row["decision"])).inc()
+            if "out_of_range" in row:
+                metrics.flagged.labels(model.name, version).inc()
+        return JSONResponse({"request_id": request.state.request_id, "predictions": rows})
+
+    app.add_api_route(
+        f"/v1/models/{model.name}/predict",
+        predict,
+        methods=["POST"],
+        tags=["predict"],
+        name=f"predict_{model.name}",
+        summary=f"Score rows with {model.name} version {model.version}",
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _body_schema(model)}}}
+        },
+    )
+
+
+def _body_schema(model: ServedModel) -> dict[str, Any]:
+    """The predict body in JSON Schema, from the bundle's input schema: one row or a list of rows."""
+    properties: dict[str, Any] = {}
+    for feature in model.input_schema.get("features", []):
+        if feature["type"] == "number":
+            spec: dict[str, Any] = {"type": "number"}
+            if model.out_of_range == "reject":
+                spec.update(minimum=feature["min"], maximum=feature["max"])
+        elif feature["type"] == "category":
+            spec = {"type": "string", "enum": list(feature["categories"])}
+        else:
+            spec = {}
+        properties[feature["name"]] = spec if feature["required"] else {"anyOf": [spec, {"type": "null"}]}
+    row = {
+        "type": "object",
+        "properties": properties,
+        "required": [f["name"] for f in model.input_schema.get("features", []) if f["required"]],
+        "additionalProperties": False,
+    }
+    return {"oneOf": [row, {"type": "array", "items": row, "minItems": 1}]}
+
+
+def _served(models: dict[str, ServedModel], name: str) -> ServedModel:
+    from medops.errors import NotFound
+
+    if name not in models:
+        raise NotFound(f"this server does not serve a model {name!r}", code="model_not_served", hint="GET /v1/models")
+    return models[name]
+
+
+def _error(
+    request: Request, status: int, code: str, message: str, hint: str | None = None, **extra: Any
+) -> JSONResponse:
+    if hint:
+        extra["hint"] = hint
+    body = error_body(status, code, message, request.state.request_id, **extra)
+    return JSONResponse(json.loads(body), status_code=status)
+
+
+def from_environment() -> Guard:
+    """The app of one uvicorn worker: the workspace of MEDOPS_HOME, the models and options the CLI handed over."""
+    from medops.workspace import Workspace
+
+    config = json.loads(os.environ[CONFIG_ENV])
+    platform = Workspace.open()
+    services = Services(platform)
+    models = services.serving.load(list(config["models"]))
+    return create_app(services, models, ServerOptions(**config["options"]))
+
+
+__all__ = ["ServerOptions", "create_app", "from_environment"]

@@ -1,0 +1,188 @@
+"""What every request passes before a route sees it: a request id, the bearer token (default deny),
+the body size limit, metrics, and a generic 500 that never carries a stack trace to the client.
+
+Written as plain ASGI around the FastAPI app so that a route added later is guarded without
+saying so: only the paths in OPEN (and /metrics when opened for a scraper) skip the token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+
+from medops.errors import AuthenticationFailed, MedopsError, PermissionDenied
+from medops.server.metrics import Metrics
+from medops.services import Services
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN = frozenset({"/healthz", "/readyz"})
+log = logging.getLogger("medops.server")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    max_body_bytes: int = 1_048_576  # larger request bodies get 413 before they are read whole
+    max_rows: int = 1_000  # rows in one predict request
+    metrics_public: bool = False  # /metrics without a token, for a scraper on a trusted network
+
+
+def error_body(status: int, code: str, message: str, request_id: str, **extra: Any) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message, "request_id": request_id, **extra}}).encode()
+
+
+async def send_json(send: Send, status: int, body: bytes, request_id: str, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    def __init__(
+        self, app: ASGIApp, services: Services, metrics: Metrics, options: ServerOptions, routes: frozenset[str]
+    ) -> None:
+        self.app = app
+        self.services = services
+        self.metrics = metrics
+        self.options = options
+        self.routes = routes  # the paths metrics name; anything else counts as "unmatched" (bounded labels)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        route = scope["path"] if scope["path"] in self.routes else "unmatched"
+        status = 500
+        started = False
+        began = time.perf_counter()
+
+        async def tracked(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = int(message["status"]), True
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            refused = await self._refusal(scope, request_id)
+            if refused is not None:
+                code, body, headers = refused
+                await send_json(tracked, code, body, request_id, headers)
+                return
+            body_or_refusal = await self._bounded_body(scope, receive, request_id)
+            if isinstance(body_or_refusal, tuple):
+                await send_json(tracked, *body_or_refusal, request_id, [])
+                return
+            await self.app(scope, _replay(body_or_refusal), tracked)
+        except Exception:
+            # the trace goes to the server's log only; the client gets the request id to quote
+            log.exception("request %s on %s failed", request_id, route)
+            if not started:
+                body = error_body(500, "internal_error", "the server failed on this request", request_id)
+                await send_json(tracked, 500, body, request_id, [])
+        finally:
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - began)
+            if status >= 500:
+                self.metrics.errors.labels(route).inc()
+
+    async def _refusal(self, scope: Scope, request_id: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
+        """401 without a valid token, 403 without the role; None lets the request through."""
+        path = scope["path"]
+        if path in OPEN or (path == "/metrics" and self.options.metrics_public):
+            return None
+        challenge = [(b"www-authenticate", b"Bearer")]
+        secret = _bearer(scope)
+        if secret is None:
+            message = "this endpoint needs Authorization: Bearer <API token or session>"
+            return 401, error_body(401, "login_required", message, request_id), challenge
+        try:
+            caller = await anyio.to_thread.run_sync(self.services.identity.authenticate, secret)
+            await anyio.to_thread.run_sync(self.services.serving.authorize, caller)
+        except AuthenticationFailed:
+            # one answer for every bad credential: unknown, revoked, expired or disabled are not told apart
+            return 401, error_body(401, "credential_invalid", "the token is not valid", request_id), challenge
+        except PermissionDenied as exc:
+            return 403, error_body(403, exc.code or "permission_denied", str(exc), request_id), []
+        except MedopsError as exc:
+            return (
+                401,
+                error_body(401, exc.code or "credential_invalid", "the token is not valid", request_id),
+                challenge,
+            )
+        scope["state"]["caller"] = caller
+        return None
+
+    async def _bounded_body(self, scope: Scope, receive: Receive, request_id: str) -> bytes | tuple[int, bytes]:
+        """The whole body, or 413 once it passes the limit (told by Content-Length, or counted as it arrives)."""
+        limit = self.options.max_body_bytes
+        too_large = (413, error_body(413, "body_too_large", f"the request body is over {limit:,} bytes", request_id))
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    if int(value) > limit:
+                        return too_large
+                except ValueError:
+                    return 400, error_body(400, "bad_request", "Content-Length is not a number", request_id)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return too_large
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            header: str = bytes(value).decode("latin-1")
+            scheme, _, secret = header.partition(" ")
+            if scheme.lower() == "bearer" and secret.strip():
+                return secret.strip()
+    return None
+
+
+def _replay(body: bytes) -> Receive:
+    """A receive that hands the app the body already read, then waits for the disconnect."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    return receive

@@ -1,0 +1,5 @@
+"""Serving's core, without HTTP: which version a name resolves to, the loaded and verified model,
+input validation against the bundle's input schema, and the response for each scored row.
+
+The HTTP adapter (medops.server) only translates requests and responses around these.
+"""
