@@ -46,6 +46,11 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
             return _error(request, 500, "internal_error", "the server failed on this request")
         return _error(request, status, exc.code, str(exc), exc.hint)
 
+    @app.exception_handler(Exception)
+    async def failure(request: Request, exc: Exception) -> JSONResponse:
+        # the client learns only the request id; the trace goes to the server's log (the Guard logs it)
+        return _error(request, 500, "internal_error", "the server failed on this request")
+
     @app.get("/healthz", tags=["probes"])
     async def healthz() -> dict[str, str]:
         """The process answers."""

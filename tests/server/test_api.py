@@ -1,0 +1,228 @@
+"""The serving API over real HTTP (uvicorn on a free port, httpx), on SQLite and PostgreSQL:
+predictions from the registered production version, field-level 422s without the values sent,
+a token with the predict role on every operation but the probes, 413s, and no stack trace out."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+import uvicorn
+
+from medops.caller import Caller
+from medops.identity import Role
+from medops.registry import approvals, stages, versions
+from medops.registry.predictor import load_model
+from medops.server.app import create_app
+from medops.server.guard import ServerOptions
+from medops.services import Services
+from medops.workspace import Workspace
+from tests.factories import PASSWORD
+
+SECRET_NUMBER = 123456.789
+SECRET_TEXT = "Jane-Doe-MRN-0042"
+
+
+@dataclass
+class Served:
+    url: str
+    ws: Workspace
+    services: Services
+    token: str  # pat: the predictor role
+    no_role: str  # alice: a data scientist, no predict permission
+
+
+@contextmanager
+def running(app: Any) -> Iterator[str]:
+    """The app on uvicorn in a thread, on a free loopback port; stopped on exit."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(500):  # bounded wait for the socket, not a timing assertion
+        if server.started:
+            break
+        time.sleep(0.01)
+    assert server.started, "the server did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _promote(ws: Workspace, run: str) -> None:
+    version = versions.register(ws, run, "readmission", actor="alice").version
+    approvals.approve(ws, ("readmission", version), "carol", PASSWORD, "clinical_reviewer")
+    approvals.approve(ws, ("readmission", version), "victor", PASSWORD, "validator")
+    stages.promote(ws, "readmission", version, "production", actor="ming", reason="go live")
+
+
+def _tokens(services: Services) -> tuple[str, str]:
+    ws = services.platform
+    ws.users.add("admin", "pat", "Pat Integration", PASSWORD, [Role.PREDICTOR])
+    admin = Caller("admin", channel="token")
+    _, token = services.identity.create_token(admin, "ehr", username="pat")
+    _, no_role = services.identity.create_token(admin, "notebook", username="alice")
+    return token, no_role
+
+
+@pytest.fixture
+def served(registry: tuple[Workspace, str]) -> Iterator[Served]:
+    ws, run = registry
+    _promote(ws, run)
+    services = Services(ws)
+    token, no_role = _tokens(services)
+    options = ServerOptions(max_body_bytes=20_000, max_rows=50)
+    app = create_app(services, services.serving.load(["readmission"]), options)
+    with running(app) as url:
+        yield Served(url, ws, services, token, no_role)
+
+
+def _client(served: Served, token: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=served.url, headers=headers, timeout=30)
+
+
+def test_the_example_is_accepted_and_scored_like_the_registered_bundle(served: Served) -> None:
+    with _client(served, served.token) as http:
+        listed = http.get("/v1/models").json()["models"]
+        info = versions.get(served.ws, "readmission", 1)
+        summary = {"name": "readmission", "version": 1, "bundle_sha256": info.artifact_sha256, "stage": "production"}
+        assert listed == [summary]
+        detail = http.get("/v1/models/readmission").json()
+        assert detail["bundle_sha256"] == info.artifact_sha256 and 0 < detail["threshold"] < 1
+        assert [f["name"] for f in detail["input_schema"]["features"]] == ["age", "los", "frailty_seen"]
+        example = detail["example"]
+
+        one = http.post("/v1/models/readmission/predict", json=example)
+        assert one.status_code == 200, one.text
+        (row,) = one.json()["predictions"]
+        predictor = load_model(served.ws, "readmission:1")
+        expected = float(predictor.predict_proba(pd.DataFrame([example]))[0])
+        assert row["probability"] == pytest.approx(expected)
+        assert row["decision"] == int(expected >= predictor.threshold)
+        assert (row["model"], row["version"], row["bundle_sha256"]) == ("readmission", 1, info.artifact_sha256)
+        uuid.UUID(row["prediction_id"])
+
+        rows = [example, {**example, "age": detail["input_schema"]["features"][0]["max"]}, example]
+        batch = http.post("/v1/models/readmission/predict", json=rows).json()["predictions"]
+        assert len(batch) == 3 and len({r["prediction_id"] for r in batch}) == 3
+        assert batch[0]["probability"] == pytest.approx(batch[2]["probability"])
+
+        assert http.post("/v1/models/other/predict", json=example).status_code == 404
+        assert http.get("/v1/models/other").json()["error"]["code"] == "model_not_served"
+
+        metrics = http.get("/metrics").text
+        assert "medops_predictions_total{decision=" in metrics and 'version="1"' in metrics
+        assert 'medops_request_seconds_bucket{le="0.005",route="/v1/models/readmission/predict"}' in metrics
+        labels = f'bundle_sha256="{info.artifact_sha256}",model="readmission",version="1"'
+        assert f"medops_model_info{{{labels}}} 1.0" in metrics
+    with _client(served) as anonymous:
+        assert anonymous.get("/healthz").json() == {"status": "ok"}
+        ready = anonymous.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["database"] is True
+
+
+def test_each_bad_field_gets_a_422_that_never_echoes_it(served: Served) -> None:
+    with _client(served, served.token) as http:
+        example = http.get("/v1/models/readmission").json()["example"]
+        cases: list[tuple[dict[str, Any], str, str]] = [
+            ({k: v for k, v in example.items() if k != "age"}, "age", "missing_field"),
+            ({**example, "age": SECRET_TEXT}, "age", "not_a_number"),
+            ({**example, "los": [SECRET_NUMBER]}, "los", "wrong_type"),
+            ({**example, "age": SECRET_NUMBER}, "age", "out_of_range"),
+            ({**example, "temperature_f": SECRET_NUMBER}, "temperature_f", "unknown_field"),
+        ]
+        for body, field, code in cases:
+            answer = http.post("/v1/models/readmission/predict", json=[example, body])
+            assert answer.status_code == 422, (field, code, answer.text)
+            error = answer.json()["error"]
+            assert error["code"] == "invalid_rows" and error["request_id"] == answer.headers["x-request-id"]
+            assert [(f["row"], f["field"], f["code"]) for f in error["fields"]] == [(1, field, code)]
+            assert SECRET_TEXT not in answer.text and "123456" not in answer.text
+        raw = json.dumps(example).replace(str(example["los"]), "NaN", 1)  # JSON has no NaN; Python's parser takes it
+        answer = http.post("/v1/models/readmission/predict", content=raw, headers={"content-type": "application/json"})
+        assert [f["code"] for f in answer.json()["error"]["fields"]] == ["not_finite"]
+        not_json = http.post("/v1/models/readmission/predict", content=b"{not json")
+        assert not_json.json()["error"]["code"] == "invalid_json"
+        assert http.post("/v1/models/readmission/predict", json=[]).status_code == 422
+        metrics = http.get("/metrics").text
+        assert 'medops_rejected_inputs_total{model="readmission",reason="out_of_range",version="1"} 1.0' in metrics
+
+
+def test_every_operation_but_the_probes_needs_a_token_with_the_predict_role(served: Served) -> None:
+    with _client(served, served.token) as http:
+        spec = http.get("/openapi.json").json()
+    assert spec["paths"]["/v1/models/readmission/predict"]["post"]["requestBody"]["required"] is True
+    operations = [(m.upper(), p.replace("{name}", "readmission")) for p, ops in spec["paths"].items() for m in ops]
+    operations.append(("GET", "/openapi.json"))
+    assert len(operations) >= 7
+    for method, path in operations:
+        expected = {"anonymous": 401, "wrong": 401, "no_role": 403}
+        if path in ("/healthz", "/readyz"):
+            expected = {"anonymous": 200, "wrong": 200, "no_role": 200}
+        for who, token in (("anonymous", None), ("wrong", "mdo_" + "x" * 40), ("no_role", served.no_role)):
+            with _client(served, token) as http:
+                answer = http.request(method, path, json={"age": SECRET_NUMBER})
+            assert answer.status_code == expected[who], (method, path, who, answer.text)
+            if answer.status_code == 401:
+                assert answer.headers["www-authenticate"] == "Bearer"
+            assert "Traceback" not in answer.text and "123456" not in answer.text
+    served.services.identity.revoke_token(Caller("admin", channel="token"), _token_id(served, "pat"), reason="test")
+    with _client(served, served.token) as http:
+        assert http.get("/v1/models").status_code == 401  # a revoked token is refused at once
+
+
+def _token_id(served: Served, user: str) -> str:
+    (view,) = served.services.identity.tokens(Caller("admin", channel="token"), username=user)
+    return view.id
+
+
+def test_size_limits_and_a_failure_without_a_trace(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    with _client(served, served.token) as http:
+        example = http.get("/v1/models/readmission").json()["example"]
+        big = http.post("/v1/models/readmission/predict", content=b"[" + b" " * 30_000 + b"]")
+        assert big.status_code == 413 and big.json()["error"]["code"] == "body_too_large"
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+            yield b"["
+            for _ in range(40):
+                yield b" " * 1000
+            yield b"]"
+
+        streamed = http.post("/v1/models/readmission/predict", content=chunks())
+        assert streamed.status_code == 413
+        many = http.post("/v1/models/readmission/predict", json=[example] * 51)
+        assert many.status_code == 413 and many.json()["error"]["code"] == "too_many_rows"
+        assert http.post("/v1/models/readmission/predict", json=[example] * 50).status_code == 200
+
+        def broken(*args: Any) -> Any:
+            raise RuntimeError(f"internal detail {SECRET_TEXT}")
+
+        monkeypatch.setattr(served.services.serving, "predict", broken)
+        failed = http.post("/v1/models/readmission/predict", json=example)
+        assert failed.status_code == 500
+        assert failed.json()["error"]["code"] == "internal_error"
+        assert failed.json()["error"]["request_id"] == failed.headers["x-request-id"]
+        assert SECRET_TEXT not in failed.text and "Traceback" not in failed.text and "RuntimeError" not in failed.text
+        assert 'medops_errors_total{route="/v1/models/readmission/predict"} 1.0' in http.get("/metrics").text
+
+
+def test_metrics_open_to_a_scraper_only_when_configured(served: Served) -> None:
+    models = served.services.serving.load(["readmission"])
+    with running(create_app(served.services, models, ServerOptions(metrics_public=True))) as url:
+        assert httpx.get(f"{url}/metrics").status_code == 200
+        assert httpx.get(f"{url}/v1/models").status_code == 401

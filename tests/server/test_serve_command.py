@@ -1,0 +1,68 @@
+"""`medops serve` as an operator starts it: a separate process with several workers, answering a
+token that `medops token create --json` printed, and refusing to start on a model it can't serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from medops.identity import Role
+from medops.registry import approvals, stages, versions
+from medops.workspace import Workspace
+from tests.factories import PASSWORD, log_in, run
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_with_two_workers_answers_a_token_printed_as_json(
+    registry: tuple[Workspace, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws, run_id = registry
+    version = versions.register(ws, run_id, "readmission", actor="alice").version
+    approvals.approve(ws, ("readmission", version), "carol", PASSWORD, "clinical_reviewer")
+    approvals.approve(ws, ("readmission", version), "victor", PASSWORD, "validator")
+    stages.set_alias(ws, "readmission", "champion", version, actor="ming", reason="serve it")
+    ws.users.add("admin", "pat", "Pat Integration", PASSWORD, [Role.PREDICTOR])
+    monkeypatch.setenv("MEDOPS_HOME", str(ws.settings.home))
+    log_in(ws, "admin")
+    code, out, _ = run(["token", "create", "--name", "ehr", "--user", "pat", "--json"], capsys)
+    assert code == 0
+    secret = json.loads(out)["secret"]
+
+    code, _, err = run(["serve", "readmission", "--port", str(_free_port())], capsys)
+    assert code == 1 and "no production version" in err  # refused before any port opens
+
+    port = _free_port()
+    command = [sys.executable, "-m", "medops", "serve", "readmission@champion", "--port", str(port), "--workers", "2"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(600):  # bounded wait until a worker answers
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.communicate()[1].decode()
+            time.sleep(0.05)
+        headers = {"Authorization": f"Bearer {secret}"}
+        example = httpx.get(f"{url}/v1/models/readmission", headers=headers).json()["example"]
+        for _ in range(4):  # a few requests: they land on either worker
+            answer = httpx.post(f"{url}/v1/models/readmission/predict", json=example, headers=headers)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["predictions"][0]["version"] == version
+        assert httpx.post(f"{url}/v1/models/readmission/predict", json=example).status_code == 401
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
