@@ -226,3 +226,32 @@ def test_metrics_open_to_a_scraper_only_when_configured(served: Served) -> None:
     with running(create_app(served.services, models, ServerOptions(metrics_public=True))) as url:
         assert httpx.get(f"{url}/metrics").status_code == 200
         assert httpx.get(f"{url}/v1/models").status_code == 401
+
+
+def test_a_model_whose_policy_is_flag_scores_out_of_range_rows_and_names_the_fields(served: Served) -> None:
+    from medops.evaluation.records import record
+    from medops.training import Tracker
+    from tests.factories import evaluate_run, govern
+
+    ws, tracker = served.ws, Tracker(served.ws)
+    run_id = versions.get(ws, "readmission", 1).run_id
+    assert run_id is not None
+    govern(ws, serving={"out_of_range": "flag"})
+    record(ws, evaluate_run(tracker, run_id, serving={"out_of_range": "flag"}), "", "", "", actor="victor")
+    flagging = versions.register(ws, run_id, "readmission", actor="alice").version
+    models = served.services.serving.load([f"readmission:{flagging}"])
+    with running(create_app(served.services, models)) as url:
+        headers = {"Authorization": f"Bearer {served.token}"}
+        detail = httpx.get(f"{url}/v1/models/readmission", headers=headers).json()
+        assert detail["out_of_range"] == "flag" and detail["version"] == flagging
+        months = {**detail["example"], "age": 65 * 12}  # months where years are expected
+        answer = httpx.post(f"{url}/v1/models/readmission/predict", json=[detail["example"], months], headers=headers)
+        assert answer.status_code == 200, answer.text
+        first, second = answer.json()["predictions"]
+        assert "out_of_range" not in first and second["out_of_range"] == ["age"]
+        wrong_type = httpx.post(
+            f"{url}/v1/models/readmission/predict", json={**detail["example"], "age": "65"}, headers=headers
+        )
+        assert wrong_type.status_code == 422  # the policy covers ranges and categories, never a wrong type
+        metrics = httpx.get(f"{url}/metrics", headers=headers).text
+        assert f'medops_flagged_inputs_total{{model="readmission",version="{flagging}"}} 1.0' in metrics

@@ -44,7 +44,18 @@ def test_serve_with_two_workers_answers_a_token_printed_as_json(
     assert code == 1 and "no production version" in err  # refused before any port opens
 
     port = _free_port()
-    command = [sys.executable, "-m", "medops", "serve", "readmission@champion", "--port", str(port), "--workers", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "medops",
+        "serve",
+        "readmission@champion",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--json",
+    ]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
     try:
         url = f"http://127.0.0.1:{port}"

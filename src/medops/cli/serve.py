@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from medops.cli.common import cli_caller, err_console, open_workspace
+from medops.cli.common import JsonOption, cli_caller, err_console, open_workspace, print_json
 
 EPILOG = (
     "Examples:  medops serve readmission   ·   medops serve readmission@champion sepsis:3 --port 8080   ·   "
@@ -25,6 +25,7 @@ def serve(
     metrics_public: bool = typer.Option(
         False, "--metrics-public", help="Serve /metrics without a token, for a Prometheus scraper."
     ),
+    as_json: bool = JsonOption,
 ) -> None:
     """Serve models over HTTP: every route but /healthz and /readyz needs a bearer token (API token or session)."""
     import uvicorn
@@ -38,9 +39,12 @@ def serve(
     cli_caller(ws, writes=False)  # a workspace that needs a login to read needs one to serve its models too
     services = Services(ws)
     loaded = services.serving.load(models)  # refused here, before the port opens, if a bundle fails verification
-    for model in loaded.values():
-        err_console.print(f"serving {model.name} version {model.version} (bundle {model.bundle_sha256[:12]})")
-    err_console.print(f"listening on http://{host}:{port}  (Ctrl-C stops)")
+    if as_json:  # what a supervisor script reads before the first request
+        print_json({"url": f"http://{host}:{port}", "models": [m.summary() for m in loaded.values()]})
+    else:
+        for model in loaded.values():
+            err_console.print(f"serving {model.name} version {model.version} (bundle {model.bundle_sha256[:12]})")
+        err_console.print(f"listening on http://{host}:{port}  (Ctrl-C stops)")
     if workers == 1:
         uvicorn.run(create_app(services, loaded, options), host=host, port=port, log_level="warning")
         return
