@@ -40,6 +40,8 @@ NOT_RUN = {
     ".venv/bin/ruff check": "the linters run on their own in CI",
     ".venv/bin/python -m pytest": "the suite itself",
     ".venv/bin/python -m benchmarks": "benchmarks time things; tests never do",
+    "medops serve": "runs until stopped; tests/server starts it as its own process and calls it over HTTP",
+    "curl": "calls a running server; tests/server/test_api.py sends the same requests with httpx",
 }
 
 # What the docs' placeholders stand for in the demo's workspace: ids that are random in every
