@@ -255,3 +255,48 @@ def test_a_model_whose_policy_is_flag_scores_out_of_range_rows_and_names_the_fie
         assert wrong_type.status_code == 422  # the policy covers ranges and categories, never a wrong type
         metrics = httpx.get(f"{url}/metrics", headers=headers).text
         assert f'medops_flagged_inputs_total{{model="readmission",version="{flagging}"}} 1.0' in metrics
+
+
+def _arrow(table: Any) -> bytes:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _parquet(table: Any) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def test_a_batch_as_arrow_or_parquet_is_scored_like_json_and_checked_the_same(served: Served) -> None:
+    import pyarrow as pa
+
+    with _client(served, served.token) as http:
+        example = http.get("/v1/models/readmission").json()["example"]
+        rows = [example, {**example, "los": float(example["los"]) / 2}]
+        as_json = http.post("/v1/models/readmission/predict", json=rows).json()["predictions"]
+        table = pa.Table.from_pylist(rows)
+        for kind, encode in (("arrow.stream", _arrow), ("parquet", _parquet)):
+            headers = {"content-type": f"application/vnd.apache.{kind}"}
+            answer = http.post("/v1/models/readmission/predict", content=encode(table), headers=headers)
+            assert answer.status_code == 200, answer.text
+            scored = answer.json()["predictions"]
+            assert [r["probability"] for r in scored] == pytest.approx([r["probability"] for r in as_json])
+            bad = pa.Table.from_pylist([{**example, "los": float("nan"), "age": SECRET_NUMBER}])
+            refused = http.post("/v1/models/readmission/predict", content=encode(bad), headers=headers)
+            assert refused.status_code == 422 and "123456" not in refused.text
+            fields = {(f["field"], f["code"]) for f in refused.json()["error"]["fields"]}
+            assert fields == {("los", "not_finite"), ("age", "out_of_range")}
+            garbage = http.post("/v1/models/readmission/predict", content=b"PAR1 not a table", headers=headers)
+            assert garbage.status_code == 422 and garbage.json()["error"]["code"] == "invalid_table"
+            many = encode(pa.Table.from_pylist([example] * 51))
+            assert http.post("/v1/models/readmission/predict", content=many, headers=headers).status_code == 413
+        csv = http.post("/v1/models/readmission/predict", content=b"age\n60\n", headers={"content-type": "text/csv"})
+        assert csv.status_code == 415

@@ -23,6 +23,23 @@ from medops.services import Services
 from medops.serving.models import ServedModel
 from medops.serving.validation import MAX_LISTED, RowsInvalid
 
+
+def _arrow_stream(body: bytes) -> Any:
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(pa.BufferReader(body)).read_all()
+
+
+def _parquet(body: bytes) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pq.read_table(pa.BufferReader(body))
+
+
+# batch bodies besides JSON: a table whose columns are the model's features
+TABLES = {"application/vnd.apache.arrow.stream": _arrow_stream, "application/vnd.apache.parquet": _parquet}
+
 CONFIG_ENV = "MEDOPS_SERVE_CONFIG"  # what `medops serve --workers N` hands each worker process
 
 
@@ -97,14 +114,25 @@ def _add_predict(
 
     async def predict(request: Request) -> JSONResponse:
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        if kind != "application/json":
-            return _error(request, 415, "unsupported_media_type", "send the rows as application/json")
-        try:
-            # Python's parser takes NaN and Infinity: they reach validation and are refused per field
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            return _error(request, 422, "invalid_json", "the body is not JSON")
-        records = body if isinstance(body, list) else [body]
+        if kind == "application/json":
+            try:
+                # Python's parser takes NaN and Infinity: they reach validation and are refused per field
+                body = json.loads(await request.body())
+            except (ValueError, UnicodeDecodeError):
+                return _error(request, 422, "invalid_json", "the body is not JSON")
+            records = body if isinstance(body, list) else [body]
+        elif kind in TABLES:
+            try:
+                table = TABLES[kind](await request.body())
+            except Exception:  # pyarrow raises several types for a malformed body; none is the client's to see
+                return _error(request, 422, "invalid_table", f"the body is not a readable {kind} table")
+            if table.num_rows > options.max_rows:
+                message = f"{table.num_rows:,} rows in one request; at most {options.max_rows:,}"
+                return _error(request, 413, "too_many_rows", message)
+            records = table.to_pylist()  # the same per-field checks as JSON rows, on Python values
+        else:
+            media = ", ".join(["application/json", *TABLES])
+            return _error(request, 415, "unsupported_media_type", f"send the rows as one of: {media}")
         if not records:
             return _error(request, 422, "no_rows", "send one row (a JSON object) or a list of rows")
         if len(records) > options.max_rows:
@@ -131,10 +159,13 @@ def _add_predict(
         tags=["predict"],
         name=f"predict_{model.name}",
         summary=f"Score rows with {model.name} version {model.version}",
-        openapi_extra={
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _body_schema(model)}}}
-        },
+        openapi_extra={"requestBody": {"required": True, "content": _body_content(model)}},
     )
+
+
+def _body_content(model: ServedModel) -> dict[str, Any]:
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {"application/json": {"schema": _body_schema(model)}, **{kind: binary for kind in TABLES}}
 
 
 def _body_schema(model: ServedModel) -> dict[str, Any]:
