@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 
 from medops.caller import Caller
+from medops.errors import DatabaseUnreachable
 from medops.identity import Role
 from medops.registry import approvals, stages, versions
 from medops.registry.predictor import load_model
@@ -163,7 +164,9 @@ def test_each_bad_field_gets_a_422_that_never_echoes_it(served: Served) -> None:
         assert 'medops_rejected_inputs_total{model="readmission",reason="out_of_range",version="1"} 1.0' in metrics
 
 
-def test_every_operation_but_the_probes_needs_a_token_with_the_predict_role(served: Served) -> None:
+def test_every_operation_but_the_probes_needs_a_token_with_the_predict_role(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with _client(served, served.token) as http:
         spec = http.get("/openapi.json").json()
     assert spec["paths"]["/v1/models/readmission/predict"]["post"]["requestBody"]["required"] is True
@@ -174,13 +177,27 @@ def test_every_operation_but_the_probes_needs_a_token_with_the_predict_role(serv
         expected = {"anonymous": 401, "wrong": 401, "no_role": 403}
         if path in ("/healthz", "/readyz"):
             expected = {"anonymous": 200, "wrong": 200, "no_role": 200}
-        for who, token in (("anonymous", None), ("wrong", "mdo_" + "x" * 40), ("no_role", served.no_role)):
+        callers = [
+            ("anonymous", None),
+            ("wrong", "mdo_" + "x" * 40),
+            ("wrong", "x" * 5000),
+            ("no_role", served.no_role),
+        ]
+        for who, token in callers:
             with _client(served, token) as http:
                 answer = http.request(method, path, json={"age": SECRET_NUMBER})
             assert answer.status_code == expected[who], (method, path, who, answer.text)
             if answer.status_code == 401:
                 assert answer.headers["www-authenticate"] == "Bearer"
             assert "Traceback" not in answer.text and "123456" not in answer.text
+
+    def unreachable(secret: str) -> Any:
+        raise DatabaseUnreachable("the metadata database did not answer")
+
+    with monkeypatch.context() as patch, _client(served, served.token) as http:
+        patch.setattr(served.services.identity, "authenticate", unreachable)
+        down = http.get("/v1/models")
+        assert down.status_code == 503 and down.json()["error"]["code"] == "unavailable"  # not a 401: nothing refused
     served.services.identity.revoke_token(Caller("admin", channel="token"), _token_id(served, "pat"), reason="test")
     with _client(served, served.token) as http:
         assert http.get("/v1/models").status_code == 401  # a revoked token is refused at once
@@ -300,3 +317,34 @@ def test_a_batch_as_arrow_or_parquet_is_scored_like_json_and_checked_the_same(se
             assert http.post("/v1/models/readmission/predict", content=many, headers=headers).status_code == 413
         csv = http.post("/v1/models/readmission/predict", content=b"age\n60\n", headers={"content-type": "text/csv"})
         assert csv.status_code == 415
+
+
+def test_a_lightgbm_version_with_a_category_is_served_as_its_bundle_scores(served: Served, tmp_path: Any) -> None:
+    from medops.training import Tracker
+    from medops.training.trainers import ModelSpec
+    from tests.factories import TRAIN_FEATURES, train_run, training_rows
+
+    run_id = train_run(
+        Tracker(served.ws),
+        tmp_path,
+        "gbm",
+        training_rows(),
+        ModelSpec("lightgbm", {"n_estimators": 30}),
+        TRAIN_FEATURES,
+    )
+    version = versions.register(served.ws, run_id, "gbm", actor="alice").version
+    models = served.services.serving.load([f"gbm:{version}"])
+    with running(create_app(served.services, models)) as url:
+        headers = {"Authorization": f"Bearer {served.token}"}
+        detail = httpx.get(f"{url}/v1/models/gbm", headers=headers).json()
+        payer = next(f for f in detail["input_schema"]["features"] if f["name"] == "payer")
+        assert payer["type"] == "category"
+        rows = [{**detail["example"], "payer": category} for category in payer["categories"]]
+        answer = httpx.post(f"{url}/v1/models/gbm/predict", json=rows, headers=headers)
+        assert answer.status_code == 200, answer.text
+        expected = load_model(served.ws, f"gbm:{version}").predict_proba(pd.DataFrame(rows))
+        assert [r["probability"] for r in answer.json()["predictions"]] == pytest.approx(list(expected))
+        unseen = httpx.post(
+            f"{url}/v1/models/gbm/predict", json={**detail["example"], "payer": "self-pay"}, headers=headers
+        )
+        assert [(f["field"], f["code"]) for f in unseen.json()["error"]["fields"]] == [("payer", "unseen_category")]

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from medops.errors import AuthenticationFailed, MedopsError, PermissionDenied
+from medops.errors import AuthenticationFailed, PermissionDenied, StoreError
 from medops.server.metrics import Metrics
 from medops.services import Services
 
@@ -127,12 +127,10 @@ class Guard:
             return 401, error_body(401, "credential_invalid", "the token is not valid", request_id), challenge
         except PermissionDenied as exc:
             return 403, error_body(403, exc.code or "permission_denied", str(exc), request_id), []
-        except MedopsError as exc:
-            return (
-                401,
-                error_body(401, exc.code or "credential_invalid", "the token is not valid", request_id),
-                challenge,
-            )
+        except StoreError:  # the metadata database is down or busy: try again, nothing was refused
+            log.warning("request %s: the metadata database did not answer the token check", request_id)
+            message = "the server can't check tokens right now; try again"
+            return 503, error_body(503, "unavailable", message, request_id), [(b"retry-after", b"1")]
         scope["state"]["caller"] = caller
         return None
 
