@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from medops.caller import Caller
 from medops.errors import AuthenticationFailed, PermissionDenied, StoreError
 from medops.server.metrics import Metrics
 from medops.services import Services
@@ -120,8 +121,7 @@ class Guard:
             message = "this endpoint needs Authorization: Bearer <API token or session>"
             return 401, error_body(401, "login_required", message, request_id), challenge
         try:
-            caller = await anyio.to_thread.run_sync(self.services.identity.authenticate, secret)
-            await anyio.to_thread.run_sync(self.services.serving.authorize, caller)
+            caller = await anyio.to_thread.run_sync(self._caller, secret)  # one hop to a thread for both reads
         except AuthenticationFailed:
             # one answer for every bad credential: unknown, revoked, expired or disabled are not told apart
             return 401, error_body(401, "credential_invalid", "the token is not valid", request_id), challenge
@@ -133,6 +133,11 @@ class Guard:
             return 503, error_body(503, "unavailable", message, request_id), [(b"retry-after", b"1")]
         scope["state"]["caller"] = caller
         return None
+
+    def _caller(self, secret: str) -> Caller:
+        caller = self.services.identity.authenticate(secret)
+        self.services.serving.authorize(caller)
+        return caller
 
     async def _bounded_body(self, scope: Scope, receive: Receive, request_id: str) -> bytes | tuple[int, bytes]:
         """The whole body, or 413 once it passes the limit (told by Content-Length, or counted as it arrives)."""
