@@ -49,7 +49,9 @@ def serve(
         uvicorn.run(create_app(services, loaded, options), host=host, port=port, log_level="warning")
         return
     ws.close()
-    os.environ[CONFIG_ENV] = json.dumps({"models": models, "options": options.__dict__})
+    # the versions resolved here, not the specs: every worker serves the same ones even if an alias moves meanwhile
+    resolved = [f"{m.name}:{m.version}" for m in loaded.values()]
+    os.environ[CONFIG_ENV] = json.dumps({"models": resolved, "options": options.__dict__})
     uvicorn.run(
         "medops.server.app:from_environment", factory=True, host=host, port=port, workers=workers, log_level="warning"
     )
