@@ -105,6 +105,8 @@ def test_the_example_is_accepted_and_scored_like_the_registered_bundle(served: S
         assert listed == [summary]
         detail = http.get("/v1/models/readmission").json()
         assert detail["bundle_sha256"] == info.artifact_sha256 and 0 < detail["threshold"] < 1
+        assert detail["gates"]["evaluation"] == info.evaluation_id and detail["gates"]["passed"] is True
+        assert detail["gates"]["gates"] and all(g["passed"] for g in detail["gates"]["gates"])
         assert [f["name"] for f in detail["input_schema"]["features"]] == ["age", "los", "frailty_seen"]
         example = detail["example"]
 

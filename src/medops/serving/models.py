@@ -83,6 +83,7 @@ class ServedModel:
     aliases: list[str]
     predictor: Predictor
     input_schema: dict[str, Any] = field(default_factory=dict)
+    gates: dict[str, Any] | None = None  # the bound evaluation's verdict and each gate's; None without one
 
     @property
     def threshold(self) -> float:
@@ -104,6 +105,7 @@ class ServedModel:
             "bundle_sha256": self.bundle_sha256,
             "threshold": self.threshold,
             "out_of_range": self.out_of_range,
+            "gates": self.gates,
             "input_schema": self.input_schema,
             "example": example_row(self.input_schema),
         }
@@ -117,6 +119,16 @@ def load_served(platform: Platform, spec: ServeSpec) -> ServedModel:
     version = resolve(platform, spec)
     info = get(platform, spec.name, version)
     predictor = load_model(platform, (spec.name, version))
+    gates = None
+    if info.evaluation_id is not None:
+        from medops.evaluation.records import get as evaluation
+
+        found = evaluation(platform, info.evaluation_id)
+        gates = {
+            "evaluation": found.id,
+            "passed": found.passed,
+            "gates": [{"criterion": g["criterion"], "passed": g["passed"]} for g in found.gates],
+        }
     return ServedModel(
         spec.name,
         version,
@@ -125,4 +137,5 @@ def load_served(platform: Platform, spec: ServeSpec) -> ServedModel:
         list(info.aliases),
         predictor,
         dict(predictor.bundle.input_schema),
+        gates,
     )
