@@ -203,7 +203,7 @@ def _error(
 ) -> JSONResponse:
     if hint:
         extra["hint"] = hint
-    body = error_body(status, code, message, request.state.request_id, **extra)
+    body = error_body(code, message, request.state.request_id, **extra)
     return JSONResponse(json.loads(body), status_code=status)
 
 

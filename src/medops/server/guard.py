@@ -39,7 +39,8 @@ class ServerOptions:
     metrics_public: bool = False  # /metrics without a token, for a scraper on a trusted network
 
 
-def error_body(status: int, code: str, message: str, request_id: str, **extra: Any) -> bytes:
+def error_body(code: str, message: str, request_id: str, **extra: Any) -> bytes:
+    """The one error form every refusal takes: a stable code, a message without values, the request id."""
     return json.dumps({"error": {"code": code, "message": message, "request_id": request_id, **extra}}).encode()
 
 
@@ -102,7 +103,7 @@ class Guard:
             # the trace goes to the server's log only; the client gets the request id to quote
             log.exception("request %s on %s failed", request_id, route)
             if not started:
-                body = error_body(500, "internal_error", "the server failed on this request", request_id)
+                body = error_body("internal_error", "the server failed on this request", request_id)
                 await send_json(tracked, 500, body, request_id, [])
         finally:
             self.metrics.requests.labels(scope["method"], route, str(status)).inc()
@@ -119,18 +120,18 @@ class Guard:
         secret = _bearer(scope)
         if secret is None:
             message = "this endpoint needs Authorization: Bearer <API token or session>"
-            return 401, error_body(401, "login_required", message, request_id), challenge
+            return 401, error_body("login_required", message, request_id), challenge
         try:
             caller = await anyio.to_thread.run_sync(self._caller, secret)  # one hop to a thread for both reads
         except AuthenticationFailed:
             # one answer for every bad credential: unknown, revoked, expired or disabled are not told apart
-            return 401, error_body(401, "credential_invalid", "the token is not valid", request_id), challenge
+            return 401, error_body("credential_invalid", "the token is not valid", request_id), challenge
         except PermissionDenied as exc:
-            return 403, error_body(403, exc.code or "permission_denied", str(exc), request_id), []
+            return 403, error_body(exc.code or "permission_denied", str(exc), request_id), []
         except StoreError:  # the metadata database is down or busy: try again, nothing was refused
             log.warning("request %s: the metadata database did not answer the token check", request_id)
             message = "the server can't check tokens right now; try again"
-            return 503, error_body(503, "unavailable", message, request_id), [(b"retry-after", b"1")]
+            return 503, error_body("unavailable", message, request_id), [(b"retry-after", b"1")]
         scope["state"]["caller"] = caller
         return None
 
@@ -142,14 +143,14 @@ class Guard:
     async def _bounded_body(self, scope: Scope, receive: Receive, request_id: str) -> bytes | tuple[int, bytes]:
         """The whole body, or 413 once it passes the limit (told by Content-Length, or counted as it arrives)."""
         limit = self.options.max_body_bytes
-        too_large = (413, error_body(413, "body_too_large", f"the request body is over {limit:,} bytes", request_id))
+        too_large = (413, error_body("body_too_large", f"the request body is over {limit:,} bytes", request_id))
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     if int(value) > limit:
                         return too_large
                 except ValueError:
-                    return 400, error_body(400, "bad_request", "Content-Length is not a number", request_id)
+                    return 400, error_body("bad_request", "Content-Length is not a number", request_id)
         chunks: list[bytes] = []
         size = 0
         while True:
