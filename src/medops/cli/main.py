@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Stored clinical validations: list them, show one's gates, export its per-row predictions.",
     ),
     "models": ("models:app", "The model registry: versions, approvals, stages and aliases, rollback, history."),
+    "deploy": ("deploy:deploy", "Write a Dockerfile and Kubernetes manifests that serve a registered model."),
     "demo": ("demo:demo", "Run the lifecycle demo end to end on synthetic data."),
     "synth": ("synth:synth", "Generate synthetic clinical data, with drift scenarios."),
     "train": ("train:train", "Train the model the project file declares; the run is tracked."),

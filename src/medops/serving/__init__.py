@@ -1,0 +1,1 @@
+"""Serving: putting registered, verified models in front of callers."""
