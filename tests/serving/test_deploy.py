@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -266,26 +267,21 @@ def test_the_image_steps_run_in_a_fresh_venv(production: Workspace, tmp_path: Pa
     """The Dockerfile's steps without docker: a new venv, medops installed from a wheel as the image
     installs it, and the image's entrypoint started from that venv on the deployed bundle."""
     import site
+    from importlib.metadata import version
 
     out = tmp_path / "image"
     _deploy(production, "docker", out)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(out / "wheels"),
-            str(ROOT),
-        ],
-        check=True,
+    source = tmp_path / "source"  # a copy: building leaves nothing in the working tree
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out / "wheels"), str(source)],
         capture_output=True,
+        text=True,
         timeout=300,
     )
+    assert built.returncode == 0, built.stderr[-2000:]
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
@@ -299,7 +295,7 @@ def test_the_image_steps_run_in_a_fresh_venv(production: Workspace, tmp_path: Pa
     Path(target, "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     wheel = next((out / "wheels").glob("medops-*.whl"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", target, str(wheel)],
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
         check=True,
         timeout=300,
     )
@@ -312,8 +308,8 @@ def test_the_image_steps_run_in_a_fresh_venv(production: Workspace, tmp_path: Pa
     check = [local.get(part, part) for part in entry[: len(dep.START_CHECK)]]
     check[0] = str(python)
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "MEDOPS_HOME"}}
-    started = subprocess.run(
-        [*check, str(env_dir / "bin" / "python"), "-c", "import medops.cli.main as m; print(m.__file__)"], **_io(env)
-    )
+    started = subprocess.run([*check, str(env_dir / "bin" / entry[len(dep.START_CHECK)]), "--version"], **_io(env))
     assert started.returncode == 0, started.stderr
-    assert started.stdout.strip().startswith(target)  # the venv's medops, not the source tree's
+    assert started.stdout.strip().endswith(version("medops")), started.stdout  # the console script the image runs
+    where = subprocess.run([python, "-c", "import medops; print(medops.__file__)"], **_io(env))
+    assert where.stdout.strip().startswith(target)  # the wheel's medops, not the source tree's

@@ -76,20 +76,21 @@ def resolve(ws: Platform, ref: str) -> VersionInfo:
         name, number = parse_ref(f"{name}:{version}")
         found = [v for v in versions(ws, name) if v.version == number]
         if not found:
-            raise NotFound(f"model {name!r} has no version {number}", hint=f"medops models show {name}")
+            raise NotFound(f"model {name!r} has no version {number}", code="model_version_not_found", model=name)
         return found[0]
     parse_ref(name)
     registered = versions(ws, name)  # NotFound for a name never registered
     if alias is not None:
         held = [v for v in registered if alias in v.aliases]
         if not held:
-            raise NotFound(f"model {name!r} has no alias {alias!r}", hint=f"medops models show {name}")
+            raise NotFound(f"model {name!r} has no alias {alias!r}", code="model_alias_not_found", model=name)
         return held[0]
     production = [v for v in registered if v.stage == "production"]
     if not production:
         raise NotFound(
             f"model {name!r} has no production version",
             hint=f"name one: {name}:VERSION or {name}@ALIAS, or promote one first",
+            code="model_not_in_production",
         )
     return production[0]
 
@@ -358,9 +359,9 @@ def to_yaml(doc: dict[str, Any]) -> str:
 def check_out(out: Path, *, force: bool) -> None:
     """``out`` must be a new or empty folder, unless ``force``: an earlier deployment's files are not mixed in."""
     if out.exists() and not out.is_dir():
-        raise InvalidInput(f"{out} is a file, not a folder", hint="give --out a folder")
+        raise InvalidInput(f"{out} is a file, not a folder", hint="deployment files go into a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise Conflict(f"{out} is not empty", hint="choose a new folder, or pass --force to overwrite its files")
+        raise Conflict(f"{out} is not empty", code="deploy_folder_not_empty")
 
 
 def build_files(
