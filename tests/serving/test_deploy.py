@@ -65,6 +65,7 @@ def test_manifests_are_valid_kubernetes_objects(production: Workspace, tmp_path:
     docs = _manifests(out)
     for name, doc in docs.items():
         assert doc["kind"] == KINDS[name]
+        assert not re.search(r"[&*]id\d", (out / "kubernetes" / name).read_text())  # no YAML anchors
         kv.validate(doc, "1.30.0", strict=True)  # raises on an unknown field or a wrong type
     broken = json.loads(json.dumps(docs["deployment.yaml"]))
     broken["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["port"] = {"no": "port"}
@@ -133,6 +134,26 @@ def test_no_secret_is_written(production: Workspace, tmp_path: Path) -> None:
     assert (out / "model" / "bundle.pub").read_text().strip() == Services(production).registry.public_key(
         Caller("ming")
     )
+
+
+def test_only_a_medops_wheel_of_this_version_is_copied(production: Workspace, tmp_path: Path) -> None:
+    from medops.errors import InvalidInput
+    from medops.version import installed_version
+
+    other = tmp_path / "requests-2.0-py3-none-any.whl"
+    other.write_bytes(b"PK")
+    with pytest.raises(InvalidInput, match="not a medops"):
+        _deploy(production, "docker", tmp_path / "out", wheel=other)
+    old = tmp_path / "medops-0.0.1-py3-none-any.whl"
+    old.write_bytes(b"PK")
+    with pytest.raises(InvalidInput, match="not a medops"):
+        _deploy(production, "docker", tmp_path / "out", wheel=old)
+    assert not (tmp_path / "out").exists()
+    ours = tmp_path / f"medops-{installed_version()}-py3-none-any.whl"
+    ours.write_bytes(b"PK-wheel")
+    result = _deploy(production, "docker", tmp_path / "out", wheel=ours)
+    assert (tmp_path / "out" / "wheels" / ours.name).read_bytes() == b"PK-wheel"
+    assert result.files[f"wheels/{ours.name}"] == hashlib.sha256(b"PK-wheel").hexdigest()
 
 
 def test_requirements_are_pinned_from_this_environment(production: Workspace, tmp_path: Path) -> None:
@@ -269,19 +290,20 @@ def test_the_image_steps_run_in_a_fresh_venv(production: Workspace, tmp_path: Pa
     import site
     from importlib.metadata import version
 
-    out = tmp_path / "image"
-    _deploy(production, "docker", out)
     source = tmp_path / "source"  # a copy: building leaves nothing in the working tree
     shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out / "wheels"), str(source)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(source)],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert built.returncode == 0, built.stderr[-2000:]
+    out = tmp_path / "image"
+    result = _deploy(production, "docker", out, wheel=next((tmp_path / "dist").glob("medops-*.whl")))
+    assert any(path.startswith("wheels/medops-") for path in result.files)
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
@@ -291,7 +313,7 @@ def test_the_image_steps_run_in_a_fresh_venv(production: Workspace, tmp_path: Pa
         text=True,
         check=True,
     ).stdout.strip()
-    # The pinned third-party packages come from this environment (no network in tests); medops from the wheel only.
+    # The third-party packages come from this environment, where they are installed already; medops from the wheel only.
     Path(target, "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     wheel = next((out / "wheels").glob("medops-*.whl"))
     subprocess.run(

@@ -11,7 +11,7 @@ from medops.cli.common import JsonOption, cli_caller, done, open_workspace, path
 EPILOG = (
     "Examples:  medops deploy docker readmission_30d --out build/readmission   ·   "
     "medops deploy kubernetes readmission_30d@champion --out deploy/ --namespace clinical-ml   ·   "
-    "medops deploy docker readmission_30d:3 --out build/r3 --force --json"
+    "medops deploy docker readmission_30d:3 --out build/r3 --wheel dist/medops-0.1.0-py3-none-any.whl --json"
 )
 
 
@@ -27,6 +27,9 @@ def deploy(
     ),
     namespace: str = typer.Option("default", "--namespace", help="The Kubernetes namespace of the manifests."),
     replicas: int = typer.Option(2, "--replicas", help="Minimum replicas (the autoscaler may add up to 10)."),
+    wheel: Path | None = typer.Option(
+        None, "--wheel", help="medops's own wheel, copied into wheels/ for the image to install medops from."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Write a Dockerfile with the model's verified bundle baked in, and for kubernetes its manifests.
@@ -47,6 +50,7 @@ def deploy(
             image=image,
             namespace=namespace,
             replicas=replicas,
+            wheel=wheel.expanduser() if wheel else None,
         )
     message = (
         f"wrote {len(result.files)} files for {result.model}:{result.version} ({target}) to {result.out}; "

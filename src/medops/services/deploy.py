@@ -24,6 +24,7 @@ class DeployService:
         image: str | None = None,
         namespace: str = "default",
         replicas: int = 2,
+        wheel: Path | None = None,
     ) -> DeployResult:
         """Write a Dockerfile (and for ``kubernetes`` the manifests) with the verified bundle; audited."""
         return deploy(
@@ -36,4 +37,5 @@ class DeployService:
             image=image,
             namespace=namespace,
             replicas=replicas,
+            wheel=wheel,
         )

@@ -168,8 +168,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \\
     PYTHONUNBUFFERED=1 \\
     PIP_NO_CACHE_DIR=1 \\
     PIP_DISABLE_PIP_VERSION_CHECK=1 \\
-    HOME=/tmp \\
-    MEDOPS_BUNDLE_KEY={KEY_FILE}
+    HOME=/tmp
 
 RUN groupadd --system --gid {USER_ID} medops \\
  && useradd --system --uid {USER_ID} --gid medops --home-dir /nonexistent --no-create-home \\
@@ -235,7 +234,7 @@ def manifests(info: VersionInfo, *, image: str, namespace: str, replicas: int = 
             "failureThreshold": failures,
         }
 
-    volumes = [f"writable-{i}" for i in range(len(WRITABLE))]
+    volumes = [path.rsplit("/", 1)[-1] for path in WRITABLE]  # tmp, medops
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -351,8 +350,15 @@ def manifests(info: VersionInfo, *, image: str, namespace: str, replicas: int = 
     }
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """YAML without anchors and aliases: each manifest reads whole, as reviewers and kubectl diff expect."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def to_yaml(doc: dict[str, Any]) -> str:
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    return yaml.dump(doc, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False)
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -392,6 +398,20 @@ def build_files(
         for name, doc in manifests(info, image=image, namespace=namespace, replicas=replicas).items():
             files[f"kubernetes/{name}"] = to_yaml(doc)
     return {path: text.encode("utf-8") for path, text in files.items()}
+
+
+def medops_wheel(path: Path) -> bytes:
+    """The bytes of a medops wheel of the version pinned in the Dockerfile; any other file is refused."""
+    expected = f"medops-{__version__}-"
+    if not (path.name.startswith(expected) and path.name.endswith(".whl")):
+        raise InvalidInput(
+            f"{path.name} is not a medops {__version__} wheel",
+            hint=f"the image installs medops=={__version__}: give its wheel, named {expected}*.whl",
+        )
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
 
 
 def write_files(
@@ -436,8 +456,12 @@ def deploy(
     image: str | None = None,
     namespace: str = "default",
     replicas: int = 2,
+    wheel: Path | None = None,
 ) -> DeployResult:
-    """Write the deployment of ``ref`` into ``out``: verified first, audited as ``model.deploy``."""
+    """Write the deployment of ``ref`` into ``out``: verified first, audited as ``model.deploy``.
+
+    ``wheel``: medops's own wheel, copied into ``wheels/`` for the image to install from.
+    """
     from medops.registry.predictor import load_model
     from medops.registry.stages import PROMOTE_ROLES
     from medops.registry.transfer import public_key
@@ -447,6 +471,8 @@ def deploy(
     load_model(ws, (info.model, info.version))  # signature, every checksum, safe types: or refused here
     chosen = image or f"{deployment_name(info.model)}:{info.version}"
     files = build_files(target, info, public_key=public_key(ws), image=chosen, namespace=namespace, replicas=replicas)
+    if wheel is not None:
+        files[f"wheels/{wheel.name}"] = medops_wheel(wheel)
     stored = ws.artifacts.local_path(info.artifact_sha256)
     with ws.users.authorized(actor, "model.deploy", "model", info.ref, PROMOTE_ROLES) as ch:
         out.mkdir(parents=True, exist_ok=True)
