@@ -49,6 +49,7 @@ class DeployResult:
     target: str
     model: str
     version: int
+    stage: str
     bundle_sha256: str
     out: Path
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256 of what was written
@@ -59,6 +60,7 @@ class DeployResult:
             "target": self.target,
             "model": self.model,
             "version": self.version,
+            "stage": self.stage,
             "bundle_sha256": self.bundle_sha256,
             "image": self.image,
             "out": str(self.out),
@@ -479,9 +481,10 @@ def deploy(
         written = write_files(out, files, stored, bundle_file(info), info.artifact_sha256)
         ch.after = {
             "target": target,
+            "stage": info.stage,  # what the registry said of this version when it was deployed
             "image": chosen,
             "folder": out.name,
             "bundle": info.artifact_sha256,
             "files": written,
         }
-    return DeployResult(target, info.model, info.version, info.artifact_sha256, out, written, chosen)
+    return DeployResult(target, info.model, info.version, info.stage, info.artifact_sha256, out, written, chosen)
