@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from medops.platform import Platform
     from medops.services.audit import AuditService
     from medops.services.data import DataService
+    from medops.services.deploy import DeployService
     from medops.services.evaluation import EvaluationService
     from medops.services.features import FeatureService
     from medops.services.identity import IdentityService
@@ -40,6 +41,12 @@ class Services:
         from medops.services.data import DataService
 
         return DataService(self.platform)
+
+    @cached_property
+    def deploy(self) -> DeployService:
+        from medops.services.deploy import DeployService
+
+        return DeployService(self.platform)
 
     @cached_property
     def evaluation(self) -> EvaluationService:
