@@ -179,7 +179,7 @@ def test_the_entrypoint_is_a_medops_command(production: Workspace, tmp_path: Pat
     assert importlib.util.find_spec(check[2]) is not None
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert serve[0] in scripts and scripts[serve[0]] == "medops.cli.main:main"
-    assert serve[1:4] == ["serve", f"{dep.HOME}/{dep.bundle_file(info)}", "--host"]
+    assert serve[1:4] == ["serve", f"{info.model}:{info.version}", "--host"]
     if "serve" not in COMMANDS:
         pytest.skip("the serve command is not part of this build")
     from medops.cli.main import load
@@ -318,7 +318,19 @@ def test_the_image_steps_run_in_a_fresh_venv(production: Workspace, tmp_path: Pa
     Path(target, "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     wheel = next((out / "wheels").glob("medops-*.whl"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
+        # --ignore-installed: the development install seen through deps.pth must not stand in for the wheel
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--ignore-installed",
+            "-q",
+            str(wheel),
+        ],
         check=True,
         timeout=300,
     )
