@@ -1,0 +1,1 @@
+"""Serving: what puts a registered model in front of a caller (explanations, batch scoring)."""
