@@ -180,6 +180,10 @@ CODES: dict[str, str] = {
     "checkpoint_key_missing": "a change can't be anchored: this process has no signing key",
     "clock_behind_trail": "the clock is behind the audit trail's last event beyond the tolerance",
     "verification_key_missing": "verifying the audit trail needs the workspace's (public) key",
+    "not_explainable": "the model's kind has no exact per-feature explanation",
+    "no_production_version": "the model has no production version to default to",
+    "identifiers_not_copied": "a file's columns are not copied into predictions: they may hold identifiers",
+    "output_exists": "the output file exists already",
 }
 
 __all__ = [

@@ -10,6 +10,9 @@ from __future__ import annotations
 from medops.errors import MedopsError
 
 HINTS: dict[str, str] = {
+    "identifiers_not_copied": "join the output to the file by its 'row' column; --keep works for a dataset input",
+    "output_exists": "choose another --output, or pass --overwrite",
+    "no_production_version": "name a version: medops score NAME:VERSION",
     "reason_required": "give --reason '...': it goes into the audit trail",
     "rejection_reason_required": "give --reason '...': it is recorded with the decision",
     "acceptance_reason_required": "say what was reviewed: --reason '...'",

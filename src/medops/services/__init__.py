@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from medops.services.features import FeatureService
     from medops.services.identity import IdentityService
     from medops.services.registry import RegistryService
+    from medops.services.serving import ServingService
     from medops.services.training import TrainingService
 
 
@@ -63,6 +64,12 @@ class Services:
         from medops.services.registry import RegistryService
 
         return RegistryService(self.platform)
+
+    @cached_property
+    def serving(self) -> ServingService:
+        from medops.services.serving import ServingService
+
+        return ServingService(self.platform)
 
     @cached_property
     def training(self) -> TrainingService:
