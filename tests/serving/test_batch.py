@@ -138,6 +138,9 @@ def test_the_command(
     assert code == 0, err
     doc = json.loads(stdout)
     assert doc["rows"] == 40 and doc["model"] == "readmission" and Path(doc["output"]) == out
+    code, stdout, err = run(["lineage", "show", doc["predictions"][:24], "--json"], capsys)
+    assert code == 0, err
+    assert "model:readmission:1" in stdout and doc["input"] in stdout
     code, _, err = run(
         ["score", "readmission:1", "--input", str(tmp_path / "none.parquet"), "--output", "x.csv"], capsys
     )
