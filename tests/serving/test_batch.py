@@ -145,3 +145,23 @@ def test_the_command(
         ["score", "readmission:1", "--input", str(tmp_path / "none.parquet"), "--output", "x.csv"], capsys
     )
     assert code != 0 and "does not exist" in err and "Traceback" not in err
+
+
+def test_an_empty_input_gives_an_empty_prediction_file(scored: Workspace, tmp_path: Path) -> None:
+    source = tmp_path / "empty.parquet"
+    _rows(5).head(0).to_parquet(source)
+    serving = Services(scored).serving
+    out = tmp_path / "out.parquet"
+    result = serving.score(ALICE, "readmission:1", serving.score_input(str(source)), out)
+    assert result.rows == 0
+    table = pq.read_table(out)
+    assert table.num_rows == 0 and {"row", "probability", "decision", "bundle_sha256"} <= set(table.column_names)
+
+
+def test_a_missing_feature_is_named(scored: Workspace, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    _rows(20).drop(columns="los").to_csv(source, index=False)
+    serving = Services(scored).serving
+    with pytest.raises(InvalidInput, match="input has no column 'los'"):
+        serving.score(ALICE, "readmission:1", serving.score_input(str(source)), tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()

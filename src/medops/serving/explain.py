@@ -113,7 +113,11 @@ def _sklearn(model: Any, x: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, 
 
 
 def _tree_shap(model: Any, x: np.ndarray, kind: str) -> tuple[np.ndarray, float, np.ndarray, str]:
-    import shap  # imported only here: it loads numba
+    import warnings
+
+    with warnings.catch_warnings():  # shap's plotting colours use a matplotlib call being phased out; no plots here
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        import shap  # imported only here: it loads numba
 
     explainer = shap.TreeExplainer(model)
     values = np.asarray(explainer.shap_values(x, check_additivity=False), dtype=np.float64)
