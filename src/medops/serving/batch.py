@@ -182,7 +182,8 @@ def score(
             missing = [c for c in keep if c not in batch.schema.names]
             if missing:
                 raise InvalidInput(f"the input has no column {missing[0]!r} to copy into the predictions")
-            frame = batch.to_pandas()
+            # strings as categories: a few string objects shared, not one per row (the predictor reads them as values)
+            frame = batch.to_pandas(strings_to_categorical=True)
             try:
                 probability = predictor.predict_proba(frame)
             except InvalidInput as exc:  # its row numbers count from the chunk's first row: say which chunk
