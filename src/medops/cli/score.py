@@ -15,9 +15,9 @@ EPILOG = (
 
 
 def score(
-    model: str = typer.Argument(..., metavar="NAME[:VERSION]", help="The model (default: its production version)."),
+    model: str = typer.Argument(..., metavar="MODEL", help="NAME:VERSION, or NAME alone for its production version."),
     input_: str = typer.Option(
-        ..., "--input", "-i", metavar="FILE|DATASET", help="A Parquet or CSV file, or a dataset NAME[@VERSION]."
+        ..., "--input", "-i", metavar="FILE|DATASET", help="A Parquet or CSV file, or a dataset: NAME or NAME@VERSION."
     ),
     output: Path = typer.Option(
         ..., "--output", "-o", callback=path_arg, help="The prediction file to write: .parquet or .csv."
