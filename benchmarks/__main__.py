@@ -17,6 +17,7 @@ from benchmarks import (
     bench_online,
     bench_registry,
     bench_report,
+    bench_scoring,
     bench_synth,
     bench_tracking,
 )
@@ -35,5 +36,6 @@ if __name__ == "__main__":
     bench_evaluation.main(extra)
     bench_registry.main(extra)
     bench_report.main(extra)
+    bench_scoring.main(extra)
     bench_cli.main(extra)
     bench_auth.main(extra)

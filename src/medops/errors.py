@@ -150,8 +150,6 @@ CODES: dict[str, str] = {
     "evaluation_not_found": "no such evaluation",
     "model_not_found": "no such registered model",
     "model_version_not_found": "no such version of a registered model",
-    "model_alias_not_found": "no version of the model holds that alias",
-    "model_not_in_production": "the model has no production version",
     "deploy_folder_not_empty": "deployment files go into a new or empty folder",
     "dataset_not_found": "no such dataset version",
     "feature_view_not_applied": "the feature view was never applied",
@@ -188,6 +186,9 @@ CODES: dict[str, str] = {
     "checkpoint_key_missing": "a change can't be anchored: this process has no signing key",
     "clock_behind_trail": "the clock is behind the audit trail's last event beyond the tolerance",
     "verification_key_missing": "verifying the audit trail needs the workspace's (public) key",
+    "not_explainable": "the model's kind has no exact per-feature explanation",
+    "identifiers_not_copied": "a file's columns are not copied into predictions: they may hold identifiers",
+    "output_exists": "the output file exists already",
 }
 
 __all__ = [

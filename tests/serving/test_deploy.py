@@ -24,6 +24,7 @@ from medops.errors import Conflict, NotFound, PermissionDenied
 from medops.registry import approvals, stages, versions
 from medops.services import Services
 from medops.serving import deploy as dep
+from medops.serving.models import resolve_ref
 from medops.workspace import Workspace
 from tests.conftest import PSEUDONYM_KEY
 from tests.factories import PASSWORD, log_in, run
@@ -224,9 +225,9 @@ def test_refs_resolve_to_production_an_alias_or_a_version(
     production: Workspace, registry: tuple[Workspace, str], tmp_path: Path
 ) -> None:
     versions.register(production, registry[1], "sepsis", actor="alice")  # registered, never promoted
-    assert dep.resolve(production, "readmission").version == 1
-    assert dep.resolve(production, "readmission@champion").version == 1
-    assert dep.resolve(production, "readmission:1").version == 1
+    assert resolve_ref(production, "readmission").version == 1
+    assert resolve_ref(production, "readmission@champion").version == 1
+    assert resolve_ref(production, "readmission:1").version == 1
     for ref, message in [
         ("readmission@nobody", "no alias 'nobody'"),
         ("readmission:9", "no version 9"),

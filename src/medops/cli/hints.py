@@ -10,6 +10,10 @@ from __future__ import annotations
 from medops.errors import MedopsError
 
 HINTS: dict[str, str] = {
+    "alias_not_found": "see its versions and aliases with: medops models show {model}",
+    "no_production_version": "name a version ({model}:VERSION or {model}@ALIAS), or promote one: medops models promote",
+    "identifiers_not_copied": "join the output to the file by its 'row' column; --keep works for a dataset input",
+    "output_exists": "choose another --output, or pass --overwrite",
     "reason_required": "give --reason '...': it goes into the audit trail",
     "rejection_reason_required": "give --reason '...': it is recorded with the decision",
     "acceptance_reason_required": "say what was reviewed: --reason '...'",
@@ -23,8 +27,6 @@ HINTS: dict[str, str] = {
     "evaluation_not_found": "see them with: medops evaluations list",
     "model_not_found": "see them with: medops models list",
     "model_version_not_found": "see them with: medops models show {model}",
-    "model_alias_not_found": "see its versions and aliases with: medops models show {model}",
-    "model_not_in_production": "name one (NAME:VERSION or NAME@ALIAS), or promote one: medops models promote",
     "deploy_folder_not_empty": "choose a new folder for --out, or pass --force to replace its files of the same names",
     "dataset_not_found": "see the datasets with: medops data list",
     "feature_view_not_applied": "run: medops features apply",

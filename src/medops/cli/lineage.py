@@ -13,7 +13,7 @@ from medops.store.database import Database
 from medops.store.lineage import Edge, nodes_matching, walk
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
-NODE_KINDS = ("file", "query", "dataset", "featureview", "run", "evaluation", "model")
+NODE_KINDS = ("file", "query", "dataset", "featureview", "run", "evaluation", "model", "predictions")
 
 
 def resolve_node(db: Database, entity: str) -> str:

@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth:synth", "Generate synthetic clinical data, with drift scenarios."),
     "train": ("train:train", "Train the model the project file declares; the run is tracked."),
     "evaluate": ("evaluate:evaluate", "Validate a trained run against the project's policy."),
+    "score": ("score:score", "Batch scoring: a file or dataset through a registered model, into a prediction file."),
 }
 
 

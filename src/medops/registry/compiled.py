@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from medops.training.estimators import NativeModel, native_models
-from medops.training.input_schema import as_numbers, is_missing
+from medops.training.input_schema import SMALL, as_numbers, is_missing
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,16 @@ class Compiled:
         blocks = [numbers]
         for name, fill, index, width in zip(self.categorical, self.fills, self.indexes, self.widths, strict=True):
             onehot = np.zeros((n, width))
-            for row, value in enumerate(columns[name]):
-                column = index.get(fill if is_missing(value) else value)
-                if column is not None:  # an unseen category: all zeros, as handle_unknown="ignore" gives
-                    onehot[row, column] = 1.0
+            if n > SMALL:  # many rows (batch scoring): pandas' hash lookup, the same matches as the dict's
+                values = pd.Series(columns[name], dtype=object)
+                codes = pd.Index(list(index), dtype=object).get_indexer(values.mask(values.isna(), fill))
+                rows = np.flatnonzero(codes >= 0)  # -1, an unseen category: all zeros, as handle_unknown="ignore"
+                onehot[rows, codes[rows]] = 1.0
+            else:
+                for row, value in enumerate(columns[name]):
+                    column = index.get(fill if is_missing(value) else value)
+                    if column is not None:  # an unseen category: all zeros, as handle_unknown="ignore" gives
+                        onehot[row, column] = 1.0
             blocks.append(onehot)
         # The layout matters too: BLAS sums a product in a different order for a column-major matrix,
         # and the pipeline hands a numbers-only matrix over column-major (as pandas holds it).

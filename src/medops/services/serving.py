@@ -1,19 +1,27 @@
-"""Serving as a caller meets it: who may call the prediction API, and the models a server answers for.
+"""Serving as a caller meets it: who may call the prediction API, the models a server answers for,
+and batch scoring of a file or a dataset by a registered model.
 
 One rule, by role: a user holding ``predictor``, ``ml_engineer`` or ``admin`` may use every
 model a server serves (predict, list, describe, and the metrics unless they are opened to a
-scraper). A refusal is audited like every other (``model.predict.denied``).
+scraper). A refusal is audited like every other (``model.predict.denied``). Batch scoring
+needs the roles of ``medops.serving.batch.SCORE_ROLES``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from medops.caller import Caller
 from medops.identity.roles import Role
 from medops.platform import Platform
 from medops.serving.models import ServedModel, ServeSpec, load_served, parse_spec
 from medops.serving.scoring import score
+
+if TYPE_CHECKING:  # pandas, Arrow and the model libraries load with the scoring itself
+    from medops.registry.versions import VersionInfo
+    from medops.serving.batch import ScoreInput, ScoreResult
 
 PREDICT_ROLES = {Role.PREDICTOR, Role.ML_ENGINEER, Role.ADMIN}
 
@@ -51,3 +59,57 @@ class ServingService:
         except Exception:  # readiness reports, it never raises: the probe only needs yes or no
             return False
         return True
+
+    def resolve(self, ref: str) -> VersionInfo:
+        """``NAME`` (its production version), ``NAME@ALIAS`` or ``NAME:VERSION``."""
+        from medops.serving.models import resolve_ref
+
+        return resolve_ref(self.platform, ref)
+
+    def score_input(self, value: str) -> ScoreInput:
+        """A Parquet or CSV file when ``value`` is one (or is named like one), else a dataset reference."""
+        from medops.data.datasets import get
+        from medops.serving.batch import PARQUET_SUFFIXES, ScoreInput, file_input
+
+        path = Path(value).expanduser()
+        if path.exists() or path.suffix.lower() in (*PARQUET_SUFFIXES, ".csv"):
+            return file_input(path)
+        info = get(self.platform.db, value)
+        return ScoreInput(
+            self.platform.artifacts.local_path(info.version), "parquet", info.node, dataset=info.ref, rows=info.rows
+        )
+
+    def score(
+        self,
+        caller: Caller,
+        ref: str,
+        source: ScoreInput,
+        output: Path,
+        *,
+        keep: list[str] | tuple[str, ...] = (),
+        chunk_rows: int | None = None,
+        overwrite: bool = False,
+        reason: str | None = None,
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> ScoreResult:
+        """Score ``source`` with the verified bundle of ``ref`` into ``output`` (see medops.serving.batch)."""
+        from medops.registry.predictor import load_model
+        from medops.serving.batch import DEFAULT_CHUNK_ROWS, SCORE_ROLES
+        from medops.serving.batch import score as score_batch
+
+        info = self.resolve(ref)
+        self.platform.users.require_role(caller.user, "predictions.score", SCORE_ROLES)  # before the bundle is read
+        predictor = load_model(self.platform, (info.model, info.version))
+        return score_batch(
+            self.platform,
+            predictor,
+            info.artifact_sha256,
+            source,
+            output,
+            actor=caller.user,
+            keep=keep,
+            chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS,
+            overwrite=overwrite,
+            reason=reason,
+            on_chunk=on_chunk,
+        )

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from medops.atomic import write_atomic_bytes
-from medops.errors import Conflict, IntegrityError, InvalidInput, NotFound
-from medops.registry.versions import VersionInfo, parse_ref, versions
+from medops.errors import Conflict, IntegrityError, InvalidInput
+from medops.registry.versions import VersionInfo
 from medops.version import __version__
 
 if TYPE_CHECKING:
     from medops.platform import Platform
+from medops.serving.models import resolve_ref
 
 TARGETS = ("docker", "kubernetes")
 PORT = 8080
@@ -43,7 +44,6 @@ BASE_IMAGE = "python:3.11-slim"
 # the environment); the start check has verified the same bundle, baked in, against the workspace key.
 SERVE_COMMAND = ("medops", "serve", "{ref}", "--host", "0.0.0.0", "--port", str(PORT))
 START_CHECK = ("python", "-m", "medops.serving.container", "{bundle}", KEY_FILE, "--")
-_REF = re.compile(r"^(?P<name>[^@:]+)(?:@(?P<alias>[a-z][a-z0-9_\-]*)|:(?P<version>[^@]*))?$")
 
 
 @dataclass(frozen=True)
@@ -68,35 +68,6 @@ class DeployResult:
             "out": str(self.out),
             "files": self.files,
         }
-
-
-def resolve(ws: Platform, ref: str) -> VersionInfo:
-    """``NAME`` (its production version), ``NAME@alias`` or ``NAME:VERSION``."""
-    match = _REF.match(ref.strip())
-    if match is None:
-        raise InvalidInput(f"{ref!r} is not NAME, NAME@alias or NAME:VERSION", hint="for example readmission@champion")
-    name, alias, version = match["name"], match["alias"], match["version"]
-    if version is not None:
-        name, number = parse_ref(f"{name}:{version}")
-        found = [v for v in versions(ws, name) if v.version == number]
-        if not found:
-            raise NotFound(f"model {name!r} has no version {number}", code="model_version_not_found", model=name)
-        return found[0]
-    parse_ref(name)
-    registered = versions(ws, name)  # NotFound for a name never registered
-    if alias is not None:
-        held = [v for v in registered if alias in v.aliases]
-        if not held:
-            raise NotFound(f"model {name!r} has no alias {alias!r}", code="model_alias_not_found", model=name)
-        return held[0]
-    production = [v for v in registered if v.stage == "production"]
-    if not production:
-        raise NotFound(
-            f"model {name!r} has no production version",
-            hint=f"name one: {name}:VERSION or {name}@ALIAS, or promote one first",
-            code="model_not_in_production",
-        )
-    return production[0]
 
 
 def deployment_name(model: str) -> str:
@@ -472,7 +443,7 @@ def deploy(
     from medops.registry.transfer import public_key
 
     check_out(out, force=force)
-    info = resolve(ws, ref)
+    info = resolve_ref(ws, ref)
     load_model(ws, (info.model, info.version))  # signature, every checksum, safe types: or refused here
     chosen = image or f"{deployment_name(info.model)}:{info.version}"
     files = build_files(target, info, public_key=public_key(ws), image=chosen, namespace=namespace, replicas=replicas)

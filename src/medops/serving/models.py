@@ -11,7 +11,7 @@ from sqlalchemy import select
 from medops.errors import InvalidInput, NotFound
 from medops.platform import Platform
 from medops.registry.predictor import Predictor, load_model
-from medops.registry.versions import get
+from medops.registry.versions import VersionInfo, get
 from medops.store.schema import ModelAlias, ModelVersion
 
 _SPEC = re.compile(r"^(?P<name>[a-z][a-z0-9_\-]{0,127})(?:(?P<sep>[@:])(?P<target>[A-Za-z0-9_\-]+))?$")
@@ -54,9 +54,7 @@ def resolve(platform: Platform, spec: ServeSpec) -> int:
             held = session.get(ModelAlias, (spec.name, spec.alias))
             if held is None:
                 raise NotFound(
-                    f"model {spec.name!r} has no alias {spec.alias!r}",
-                    code="alias_not_found",
-                    hint="the model's versions list the aliases they hold",
+                    f"model {spec.name!r} has no alias {spec.alias!r}", code="alias_not_found", model=spec.name
                 )
             return int(held.version)
         production = session.scalar(
@@ -64,12 +62,14 @@ def resolve(platform: Platform, spec: ServeSpec) -> int:
         )
     if production is None:
         get(platform, spec.name)  # an unknown model says so
-        raise NotFound(
-            f"model {spec.name!r} has no production version",
-            code="no_production_version",
-            hint=f"promote one, or serve a version: {spec.name}:VERSION",
-        )
+        raise NotFound(f"model {spec.name!r} has no production version", code="no_production_version", model=spec.name)
     return int(production)
+
+
+def resolve_ref(platform: Platform, text: str) -> VersionInfo:
+    """``NAME`` (its production version), ``NAME@ALIAS`` or ``NAME:VERSION``, as the version it names now."""
+    spec = parse_spec(text)
+    return get(platform, spec.name, resolve(platform, spec))
 
 
 @dataclass

@@ -87,11 +87,12 @@ class InputSchema:
                 out[name] = np.ones(n, dtype=bool)
                 continue
             values = columns[name]
-            absent = (
-                np.isnan(as_numbers(values))
-                if name in self.numeric
-                else np.fromiter((is_missing(v) for v in values), dtype=bool, count=n)
-            )
+            if name in self.numeric:
+                absent = np.isnan(as_numbers(values))
+            elif n > SMALL:
+                absent = pd.isna(pd.Series(values, dtype=object)).to_numpy()
+            else:
+                absent = np.fromiter((is_missing(v) for v in values), dtype=bool, count=n)
             out[name] = out.get(name, np.zeros(n, dtype=bool)) | absent
         return out
 
