@@ -5,6 +5,7 @@ a token with the predict role on every operation but the probes, 413s, and no st
 from __future__ import annotations
 
 import json
+import math
 import socket
 import threading
 import time
@@ -350,3 +351,79 @@ def test_a_lightgbm_version_with_a_category_is_served_as_its_bundle_scores(serve
             f"{url}/v1/models/gbm/predict", json={**detail["example"], "payer": "self-pay"}, headers=headers
         )
         assert [(f["field"], f["code"]) for f in unseen.json()["error"]["fields"]] == [("payer", "unseen_category")]
+        explained = httpx.post(f"{url}/v1/models/gbm/predict?explain=true", json=rows, headers=headers)
+        assert explained.status_code == 200, explained.text
+        for row in explained.json()["predictions"]:  # TreeSHAP; the payer's one-hot columns folded into one
+            assert set(row["explanation"]["contributions"]) == {"age", "los", "payer"}
+            _explained_sums(row)
+
+
+def _explained_sums(row: dict[str, Any]) -> None:
+    """base + contributions is the raw score, and the raw score (log-odds) gives the row's probability."""
+    why = row["explanation"]
+    assert why["scale"] == "log_odds"
+    assert why["base"] + sum(why["contributions"].values()) == pytest.approx(why["raw_score"], rel=0, abs=1e-6)
+    assert 1 / (1 + math.exp(-why["raw_score"])) == pytest.approx(row["probability"], rel=0, abs=1e-6)
+
+
+def test_explain_true_adds_contributions_that_sum_to_the_raw_score(served: Served) -> None:
+    from medops.serving.explain import explain
+
+    with _client(served, served.token) as http:
+        spec = http.get("/openapi.json").json()
+        parameters = spec["paths"]["/v1/models/readmission/predict"]["post"]["parameters"]
+        assert [(p["name"], p["in"], p["schema"]["type"]) for p in parameters] == [("explain", "query", "boolean")]
+        example = http.get("/v1/models/readmission").json()["example"]
+        rows = [example, {**example, "los": float(example["los"]) * 2, "frailty_seen": 1.5}]
+
+        answer = http.post("/v1/models/readmission/predict", params={"explain": "true"}, json=rows)
+        assert answer.status_code == 200, answer.text
+        scored = answer.json()["predictions"]
+        for row in scored:
+            assert set(row["explanation"]["contributions"]) == {"age", "los", "frailty_seen"}
+            _explained_sums(row)
+        expected = explain(load_model(served.ws, "readmission:1"), pd.DataFrame(rows))
+        for i, row in enumerate(scored):  # the same numbers medops.serving.explain gives for the registered bundle
+            want = expected.row(i)
+            assert row["explanation"]["contributions"] == pytest.approx(want["contributions"], rel=0, abs=1e-9)
+            assert (row["explanation"]["base"], row["explanation"]["raw_score"]) == pytest.approx(
+                (want["base"], want["raw_score"]), rel=0, abs=1e-9
+            )
+        # the second row's longer stay and frailty are what raise its score
+        first, second = (r["explanation"]["contributions"] for r in scored)
+        assert second["los"] > first["los"] and second["frailty_seen"] > first["frailty_seen"]
+
+        plain = http.post("/v1/models/readmission/predict", json=rows).json()["predictions"]
+        assert all("explanation" not in r for r in plain)
+        assert [r["probability"] for r in plain] == pytest.approx([r["probability"] for r in scored])
+        off = http.post("/v1/models/readmission/predict", params={"explain": "false"}, json=example)
+        assert "explanation" not in off.json()["predictions"][0]
+        bad = http.post("/v1/models/readmission/predict", params={"explain": SECRET_TEXT}, json=example)
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_parameter"
+        assert SECRET_TEXT not in bad.text
+        refused = http.post("/v1/models/readmission/predict?explain=true", json={**example, "age": SECRET_NUMBER})
+        assert refused.json()["error"]["code"] == "invalid_rows"  # the rows are checked first, explained or not
+
+
+def test_explain_on_a_calibrated_model_is_a_422_not_explainable(served: Served, tmp_path: Any) -> None:
+    from medops.training import Tracker
+    from medops.training.trainers import ModelSpec
+    from tests.factories import COHORT_FEATURES, cohort, train_run
+
+    calibrated = ModelSpec("logistic_regression", {}, None, "isotonic")
+    rows = cohort(900, biased=False)
+    run_id = train_run(Tracker(served.ws), tmp_path, "calibrated", rows, calibrated, COHORT_FEATURES)
+    version = versions.register(served.ws, run_id, "calibrated", actor="alice").version
+    models = served.services.serving.load([f"calibrated:{version}"])
+    with running(create_app(served.services, models)) as url:
+        headers = {"Authorization": f"Bearer {served.token}"}
+        example = httpx.get(f"{url}/v1/models/calibrated", headers=headers).json()["example"]
+        asked = httpx.post(f"{url}/v1/models/calibrated/predict?explain=true", json=example, headers=headers)
+        assert asked.status_code == 422, asked.text
+        error = asked.json()["error"]
+        assert error["code"] == "not_explainable" and "calibrated" in error["message"]
+        assert error["request_id"] == asked.headers["x-request-id"] and "Traceback" not in asked.text
+        plain = httpx.post(f"{url}/v1/models/calibrated/predict", json=example, headers=headers)
+        assert plain.status_code == 200 and "explanation" not in plain.json()["predictions"][0]
+        metrics = httpx.get(f"{url}/metrics", headers=headers).text
+        assert "medops_errors_total{" not in metrics  # a refusal, not a server failure

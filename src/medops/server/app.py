@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
@@ -63,6 +64,13 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
             return _error(request, 500, "internal_error", "the server failed on this request")
         return _error(request, status, exc.code, str(exc), exc.hint)
 
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer repeats the value sent; this one names the parameter only
+        names = sorted({str(e["loc"][-1]) for e in exc.errors() if e.get("loc")})
+        message = f"invalid query parameter: {', '.join(names)}" if names else "invalid request"
+        return _error(request, 422, "invalid_parameter", message, "explain takes true or false")
+
     @app.exception_handler(Exception)
     async def failure(request: Request, exc: Exception) -> JSONResponse:
         # the client learns only the request id; the trace goes to the server's log (the Guard logs it)
@@ -107,12 +115,21 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
     return Guard(app, services, metrics, options, routes)
 
 
+Explain = Annotated[
+    bool,
+    Query(
+        description="add each row's explanation: base + per-feature contributions = raw_score "
+        "(422 not_explainable for a calibrated model)"
+    ),
+]
+
+
 def _add_predict(
     app: FastAPI, services: Services, model: ServedModel, options: ServerOptions, metrics: Metrics
 ) -> None:
     version = str(model.version)
 
-    async def predict(request: Request) -> JSONResponse:
+    async def predict(request: Request, explain: Explain = False) -> JSONResponse:
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if kind == "application/json":
             try:
@@ -140,7 +157,7 @@ def _add_predict(
             return _error(request, 413, "too_many_rows", message)
         caller = request.state.caller
         try:
-            rows = await run_in_threadpool(services.serving.predict, caller, model, records)
+            rows = await run_in_threadpool(services.serving.predict, caller, model, records, explained=explain)
         except RowsInvalid as exc:
             for code, count in Counter(e.code for e in exc.errors).items():
                 metrics.rejected.labels(model.name, version, code).inc(count)

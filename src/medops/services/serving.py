@@ -46,9 +46,11 @@ class ServingService:
         """PermissionDenied unless the caller may use the prediction API (see the module's rule)."""
         self.platform.users.require_role(caller.user, "model.predict", PREDICT_ROLES)
 
-    def predict(self, caller: Caller, model: ServedModel, records: list[Any]) -> list[dict[str, Any]]:
-        """The answer for each record; the caller was authorized when the request came in."""
-        return score(model, records)
+    def predict(
+        self, caller: Caller, model: ServedModel, records: list[Any], *, explained: bool = False
+    ) -> list[dict[str, Any]]:
+        """The answer for each record, explained if asked; the caller was authorized when the request came in."""
+        return score(model, records, explained=explained)
 
     def database_reachable(self) -> bool:
         from sqlalchemy import text

@@ -7,32 +7,52 @@ explanation or a shadow variant adds later goes there, so every caller gets the 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medops.serving.models import ServedModel
 from medops.serving.validation import Checked, check_rows
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-def score(model: ServedModel, records: list[Any]) -> list[dict[str, Any]]:
-    """Each record checked against the model's input schema, scored, and answered (RowsInvalid if any fails)."""
+
+def score(model: ServedModel, records: list[Any], *, explained: bool = False) -> list[dict[str, Any]]:
+    """Each record checked against the model's input schema, scored, and answered (RowsInvalid if any fails).
+
+    With ``explained``, each answer carries the row's per-feature contributions; a model whose
+    kind has no explanation is refused (InvalidInput, code ``not_explainable``) and nothing is answered.
+    """
     checked = check_rows(records, model.input_schema)
+    why = None
+    if explained:
+        from medops.serving.explain import explain  # pandas and the explainers load only when asked
+
+        why = explain(model.predictor, _frame(model, checked), check=False)
     probabilities = _probabilities(model, checked)
-    return [prediction(model, float(p), checked.flags[i]) for i, p in enumerate(probabilities)]
+    return [
+        prediction(model, float(p), checked.flags[i], why.row(i) if why is not None else None)
+        for i, p in enumerate(probabilities)
+    ]
+
+
+def _frame(model: ServedModel, checked: Checked) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame({name: checked.columns[name] for name in model.predictor.features})
 
 
 def _probabilities(model: ServedModel, checked: Checked) -> np.ndarray:
     predictor = model.predictor
     if predictor.compiled is not None:
         return predictor.compiled.predict_columns(checked.columns, checked.rows)
-    import pandas as pd
-
-    frame = pd.DataFrame({name: checked.columns[name] for name in predictor.features})
-    return predictor.predict_proba(frame, check=False)
+    return predictor.predict_proba(_frame(model, checked), check=False)
 
 
-def prediction(model: ServedModel, probability: float, flags: list[str]) -> dict[str, Any]:
+def prediction(
+    model: ServedModel, probability: float, flags: list[str], explanation: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One row's answer: the probability, the decision at the validated threshold, and which model gave it."""
     row: dict[str, Any] = {
         "prediction_id": str(uuid.uuid4()),
@@ -45,4 +65,6 @@ def prediction(model: ServedModel, probability: float, flags: list[str]) -> dict
     }
     if flags:
         row["out_of_range"] = flags  # scored under the model's ``flag`` policy: outside what it was trained on
+    if explanation is not None:
+        row["explanation"] = explanation  # base + contributions = raw_score, on the scale it names
     return row
