@@ -26,6 +26,13 @@ def test_demo_runs_and_catches_tampering(demo: DemoResult) -> None:
     artifacts = demo.home.parent / "url-artifacts"
     assert f"artifacts in {artifacts.as_uri()}" in outcomes["init"] and (artifacts / "sha256").is_dir()
     assert not (demo.home / "artifacts").exists()
+    # The promoted model served over HTTP in-process: scored, a Fahrenheit temperature refused, explained.
+    assert {"serve", "http predict", "http refused", "http explain", "serve stop"} <= set(lines)
+    assert "pat (predictor)" in outcomes["serve"] and outcomes["http predict"].startswith("HTTP 200")
+    assert "probability 0." in outcomes["http predict"]
+    refused = outcomes["http refused"]
+    assert refused.startswith("HTTP 422 invalid_rows") and "temperature_max_30d out_of_range" in refused
+    assert outcomes["http explain"].startswith("HTTP 200: raw score") and "largest: " in outcomes["http explain"]
 
 
 @pytest.mark.slow

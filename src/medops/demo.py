@@ -5,7 +5,8 @@ ingested through contracts and de-identification into versioned datasets, and th
 reports (quarantined rows, de-identification, k-anonymity, lineage) are shown. The
 project's feature views are then applied, a point-in-time training set is built from the
 readmission labels, the views are materialized online and served, and train/serve
-consistency is checked.
+consistency is checked. The model is trained, evaluated, registered and promoted, and the
+production version is finally served over HTTP in-process and called with a predictor's token.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import hashlib
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -374,6 +377,87 @@ def _registry(ws: Workspace, step: Callable[[str, str], None], run: str, passed:
     ]
     step("model audit trail", "; ".join(story))
     _serve_one(ws, step, version.ref, run)
+    if versions.get(ws, name, version.version).stage == "production":  # `medops serve NAME` serves production
+        _serve_http(ws, step, name)
+
+
+def _serve_http(ws: Workspace, step: Callable[[str, str], None], name: str) -> None:
+    """`medops serve` for the production version, in-process: a predictor's token, three requests, then stopped."""
+    import httpx
+
+    from medops.server.app import create_app
+    from medops.server.guard import ServerOptions
+    from medops.services import Services
+
+    services = Services(ws)
+    admin = Caller("ada")
+    services.identity.add_user(
+        admin, "pat", "Pat Integration", DEMO_PASSWORD, [Role.PREDICTOR], reason="demo: the EHR's integration user"
+    )
+    _, secret = services.identity.create_token(
+        admin, "ehr-integration", username="pat", expires_in_days=1, reason="demo: the EHR calls the model"
+    )
+    app = create_app(services, services.serving.load([name]), ServerOptions())  # as `medops serve NAME` builds it
+    with _serving(app) as url, httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"}) as http:
+        detail = http.get(f"/v1/models/{name}").json()
+        step(
+            "serve",
+            f"medops serve {name}: version {detail['version']} on {url} (bundle {detail['bundle_sha256'][:12]}, "
+            "verified); pat (predictor) calls it with an API token",
+        )
+        example = detail["example"]
+        answer = http.post(f"/v1/models/{name}/predict", json=example)
+        (row,) = answer.json()["predictions"]
+        step(
+            "http predict",
+            f"HTTP {answer.status_code}: the model's example row: probability {row['probability']:.3f}, "
+            f"decision {row['decision']} at threshold {row['threshold']:.3f}",
+        )
+        field = "temperature_max_30d"  # the demo model's temperature, in Celsius
+        if example.get(field) is not None:
+            wrong = {**example, field: example[field] * 1.8 + 32}
+            refused = http.post(f"/v1/models/{name}/predict", json=wrong)
+            error = refused.json()["error"]
+            problems = "; ".join(f"{f['field']} {f['code']} ({f['message']})" for f in error.get("fields", []))
+            step("http refused", f"HTTP {refused.status_code} {error['code']}: Fahrenheit sent: {problems}")
+        explained = http.post(f"/v1/models/{name}/predict", params={"explain": "true"}, json=example)
+        why = explained.json()["predictions"][0]["explanation"]
+        top = sorted(why["contributions"].items(), key=lambda kv: abs(kv[1]), reverse=True)[:3]
+        step(
+            "http explain",
+            f"HTTP {explained.status_code}: raw score {why['raw_score']:.3f} ({why['scale']}) = base "
+            f"{why['base']:.3f} + {len(why['contributions'])} contributions; largest: "
+            + ", ".join(f"{k} {v:+.3f}" for k, v in top),
+        )
+    step("serve stop", "the server stopped; served in-process by the app `medops serve` runs")
+
+
+@contextmanager
+def _serving(app: Any) -> Iterator[str]:
+    """The app on uvicorn in a thread on a free loopback port, stopped cleanly on exit."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, name="medops-demo-serve", daemon=True)
+    thread.start()
+    for _ in range(1000):  # at most ten seconds for the socket to open
+        if server.started or not thread.is_alive():
+            break
+        time.sleep(0.01)
+    try:
+        if not server.started:
+            raise RuntimeError("the demo's server did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def _serve_one(ws: Workspace, step: Callable[[str, str], None], ref: str, run: str) -> None:
