@@ -26,6 +26,7 @@ from tests.factories import cohort
         ModelSpec("hist_gradient_boosting", {"max_iter": 5}),
         ModelSpec("lightgbm", {"n_estimators": 5}),
         ModelSpec("logistic_regression", calibration="isotonic"),
+        ModelSpec("logistic_regression", calibration="sigmoid"),
     ],
     ids=lambda s: f"{s.estimator}{'-' + s.calibration if s.calibration else ''}",
 )

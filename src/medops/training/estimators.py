@@ -21,7 +21,16 @@ from medops.errors import ConfigError, InvalidInput
 
 # Types outside scikit-learn that any trainer's model file may hold: the containers scikit-learn's
 # own objects use, and the wrapper calibration puts around a model.
-COMMON_SAFE_TYPES = frozenset({"collections.OrderedDict", "numpy.dtype", "sklearn.calibration._CalibratedClassifier"})
+# Calibration (docs/training.md: sigmoid or isotonic) adds scikit-learn's private holders of the fitted
+# calibrators: _SigmoidCalibration keeps two floats (Platt's a and b) and runs no code of its own on load.
+COMMON_SAFE_TYPES = frozenset(
+    {
+        "collections.OrderedDict",
+        "numpy.dtype",
+        "sklearn.calibration._CalibratedClassifier",
+        "sklearn.calibration._SigmoidCalibration",
+    }
+)
 
 
 class StagedFit(Protocol):
