@@ -15,11 +15,9 @@ import hashlib
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -386,6 +384,7 @@ def _serve_http(ws: Workspace, step: Callable[[str, str], None], name: str) -> N
     import httpx
 
     from medops.server.app import create_app
+    from medops.server.background import serving_in_thread
     from medops.server.guard import ServerOptions
     from medops.services import Services
 
@@ -398,7 +397,10 @@ def _serve_http(ws: Workspace, step: Callable[[str, str], None], name: str) -> N
         admin, "ehr-integration", username="pat", expires_in_days=1, reason="demo: the EHR calls the model"
     )
     app = create_app(services, services.serving.load([name]), ServerOptions())  # as `medops serve NAME` builds it
-    with _serving(app) as url, httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"}) as http:
+    with (
+        serving_in_thread(app) as url,
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"}) as http,
+    ):
         detail = http.get(f"/v1/models/{name}").json()
         step(
             "serve",
@@ -430,34 +432,6 @@ def _serve_http(ws: Workspace, step: Callable[[str, str], None], name: str) -> N
             + ", ".join(f"{k} {v:+.3f}" for k, v in top),
         )
     step("serve stop", "the server stopped; served in-process by the app `medops serve` runs")
-
-
-@contextmanager
-def _serving(app: Any) -> Iterator[str]:
-    """The app on uvicorn in a thread on a free loopback port, stopped cleanly on exit."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, name="medops-demo-serve", daemon=True)
-    thread.start()
-    for _ in range(1000):  # at most ten seconds for the socket to open
-        if server.started or not thread.is_alive():
-            break
-        time.sleep(0.01)
-    try:
-        if not server.started:
-            raise RuntimeError("the demo's server did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _serve_one(ws: Workspace, step: Callable[[str, str], None], ref: str, run: str) -> None:

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import json
 import math
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pandas as pd
 import pytest
-import uvicorn
 
 from medops.caller import Caller
 from medops.errors import DatabaseUnreachable
@@ -26,6 +22,7 @@ from medops.identity import Role
 from medops.registry import approvals, stages, versions
 from medops.registry.predictor import load_model
 from medops.server.app import create_app
+from medops.server.background import serving_in_thread
 from medops.server.guard import ServerOptions
 from medops.services import Services
 from medops.workspace import Workspace
@@ -44,25 +41,9 @@ class Served:
     no_role: str  # alice: a data scientist, no predict permission
 
 
-@contextmanager
-def running(app: Any) -> Iterator[str]:
+def running(app: Any) -> AbstractContextManager[str]:
     """The app on uvicorn in a thread, on a free loopback port; stopped on exit."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(500):  # bounded wait for the socket, not a timing assertion
-        if server.started:
-            break
-        time.sleep(0.01)
-    assert server.started, "the server did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    return serving_in_thread(app, start_timeout=5.0)
 
 
 def _promote(ws: Workspace, run: str) -> None:

@@ -69,6 +69,26 @@ def _session_event(ch: Change, event: NewEvent) -> None:
     append_events(ch.session, [event], changes=True)
 
 
+def _new_secret() -> tuple[str, str]:
+    """A token's id (finds the row) and its secret (shown once, stored only as a hash)."""
+    return secrets.token_hex(6), secrets.token_urlsafe(32)
+
+
+def _row(
+    token_id: str, secret: str, user_id: int, name: str, now: datetime, expires: datetime | None, kind: str
+) -> ApiToken:
+    return ApiToken(
+        id=token_id,
+        user_id=user_id,
+        name=name,
+        secret_hash=_digest(secret),
+        created_at=now,
+        expires_at=expires,
+        revoked_at=None,
+        kind=kind,
+    )
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
@@ -103,8 +123,7 @@ class TokenService:
             raise InvalidInput("a token needs a name that says what it is for, e.g. 'ehr-integration'")
         if expires_in_days is not None and expires_in_days <= 0:
             raise InvalidInput("a token's lifetime must be positive", code="token_expiry_invalid")
-        token_id = secrets.token_hex(6)
-        secret = secrets.token_urlsafe(32)
+        token_id, secret = _new_secret()
         now = utc_now()
         expires = now + timedelta(days=expires_in_days) if expires_in_days else None
         with self.users.authorized(
@@ -113,17 +132,7 @@ class TokenService:
             user = UserRepository(ch.session).get(owner)
             if not user.active:
                 raise InvalidInput(f"user {owner!r} is disabled; enable them before giving them a token")
-            row = ApiToken(
-                id=token_id,
-                user_id=user.id,
-                name=name,
-                secret_hash=_digest(secret),
-                created_at=now,
-                expires_at=expires,
-                revoked_at=None,
-                kind=API,
-            )
-            ch.session.add(row)
+            ch.session.add(_row(token_id, secret, user.id, name, now, expires, API))
             view = TokenView(token_id, owner, name, now, expires, None, API)
             ch.after = {"owner": owner, "name": name, "expires_at": expires}
         return view, f"{PREFIX}_{token_id}_{secret}"
@@ -221,24 +230,13 @@ class TokenService:
         """
         if hours <= 0:
             raise InvalidInput("a session's lifetime must be positive")
-        token_id = secrets.token_hex(6)
-        raw = secrets.token_urlsafe(32)
+        token_id, raw = _new_secret()
         now = utc_now()
         expires = now + timedelta(hours=hours)
         name = f"login ({method}, {channel})"
         with self.trail.change(username, "auth.login", "user", username, reason=f"login with {method}") as ch:
             user = UserRepository(ch.session).get(username)
-            row = ApiToken(
-                id=token_id,
-                user_id=user.id,
-                name=name,
-                secret_hash=_digest(raw),
-                created_at=now,
-                expires_at=expires,
-                revoked_at=None,
-                kind=SESSION,
-            )
-            ch.session.add(row)
+            ch.session.add(_row(token_id, raw, user.id, name, now, expires, SESSION))
             ch.session.flush()
             _session_event(ch, NewEvent(username, "session.open", "token", token_id, after={"expires_at": expires}))
             ch.after = {

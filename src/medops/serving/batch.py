@@ -19,7 +19,6 @@ event ``predictions.score``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from medops.data.sources import file_sha256
 from medops.errors import Conflict, InvalidInput
 from medops.identity.roles import Role
 from medops.store.lineage import Edge, add_edges, file_node
@@ -98,7 +98,7 @@ def file_input(path: Path) -> ScoreInput:
     fmt = _format(path, "input")
     if not path.is_file():
         raise InvalidInput(f"input file {path} does not exist")
-    return ScoreInput(path, fmt, file_node(_sha256(path)), rows=parquet_rows(path) if fmt == "parquet" else None)
+    return ScoreInput(path, fmt, file_node(file_sha256(path)), rows=parquet_rows(path) if fmt == "parquet" else None)
 
 
 def parquet_rows(path: Path) -> int:
@@ -213,7 +213,7 @@ def score(
             writer = _writer(temporary, out_format, table.schema)
         writer.close()
         writer = None
-        digest = _sha256(temporary)
+        digest = file_sha256(temporary)
         os.replace(temporary, output)
     finally:
         if writer is not None:
@@ -337,11 +337,3 @@ def _first_line(exc: Exception) -> str:
     # Arrow's message names the column and the offending value; keep the column, drop the value (it may be PHI)
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text.split(":")[0][:200]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from medops.atomic import write_atomic_bytes
+from medops.data.sources import file_sha256
 from medops.errors import Conflict, IntegrityError, InvalidInput
 from medops.registry.versions import VersionInfo
 from medops.version import __version__
@@ -404,21 +405,13 @@ def write_files(
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = target.with_name(f".{target.name}.tmp")
     shutil.copyfile(bundle, staged)
-    digest = _sha256(staged)
+    digest = file_sha256(staged)
     if digest != bundle_sha256:
         staged.unlink(missing_ok=True)
         raise IntegrityError(f"the copied bundle's sha256 {digest[:12]} is not the registered {bundle_sha256[:12]}")
     staged.replace(target)
     written[bundle_path] = digest
     return dict(sorted(written.items()))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def deploy(

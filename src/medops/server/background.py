@@ -1,0 +1,34 @@
+"""The serving app on uvicorn in a thread of this process: for the demo and the tests, which call
+the same app `medops serve` runs without a separate process."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def serving_in_thread(app: Any, *, start_timeout: float = 10.0) -> Iterator[str]:
+    """The app on a free loopback port; yields its base URL and stops the server on exit."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, name="medops-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout  # a bound on the wait for the socket, not a measurement
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        if not server.started:
+            raise RuntimeError(f"the server did not start on 127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
