@@ -264,3 +264,35 @@ def labels_frame(n: int = 40) -> pd.DataFrame:
             "y": [i % 2 for i in range(n)],
         }
     )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_serve(args: list[str]) -> tuple[Any, str]:
+    """`medops serve ARGS` as a separate process on a free port, once /readyz answers 200: (process, base URL)."""
+    import subprocess
+    import time
+
+    import httpx
+
+    port = free_port()
+    command = [sys.executable, "-m", "medops", "serve", *args, "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(1200):  # a bound on the wait for the port, not a measurement
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None:
+            raise AssertionError(server.communicate()[1].decode())
+        time.sleep(0.05)
+    server.kill()
+    raise AssertionError(f"medops serve did not answer on {url}")

@@ -50,6 +50,7 @@ class Settings:
     timestamp_authority: str = ""  # RFC 3161 time-stamping authority URL ("": none)
     timestamp_authority_cert: str = ""  # PEM file: the authority's certificate, then its chain up to the root
     timestamp_interval: float = 300.0  # at most one timestamp token per this many seconds
+    prediction_spool: str = ""  # local folder where servers fsync predictions before answering ("": spool/ inside home)
 
     @property
     def config_path(self) -> Path:
@@ -60,6 +61,15 @@ class Settings:
         """The checkpoint store: the setting, else a folder beside the signing key, outside the workspace."""
         key_file = self.signing_key_file or str(default_key_dir() / f"{self.workspace_id}.ed25519")
         return self.checkpoint_store or default_checkpoint_store(key_file)
+
+    @property
+    def prediction_spool_root(self) -> Path:
+        """Local and writable: a server keeps each prediction here until the metadata store holds it."""
+        return (
+            Path(resolve_local(self.home, self.prediction_spool))
+            if self.prediction_spool
+            else self.home / "spool" / "predictions"
+        )
 
     def redacted(self) -> dict[str, str]:
         """Settings as strings with any password in a URL masked, for display."""
@@ -92,6 +102,7 @@ _FILE_KEYS: dict[str, type] = {
     "timestamp_authority": str,
     "timestamp_authority_cert": str,
     "timestamp_interval": float,
+    "prediction_spool": str,
 }
 # Settings the environment can't override: the governing policy, the pinned key and the login rules
 # are the workspace's, not one command's (or one user's: a longer session is not theirs to choose).

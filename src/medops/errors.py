@@ -123,6 +123,7 @@ CODES: dict[str, str] = {
     "alias_not_found": "the model has no such alias",
     "no_production_version": "the model has no version in production",
     "model_not_served": "the server does not serve that model",
+    "prediction_not_found": "no prediction with that id in the prediction log",
     "invalid_table": "an Arrow or Parquet request body could not be read",
     "invalid_rows": "rows sent for prediction failed the input schema, field by field",
     "reason_required": "a change to an existing record must say why",

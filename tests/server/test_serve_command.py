@@ -4,11 +4,6 @@ token that `medops token create --json` printed, and refusing to start on a mode
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
@@ -16,13 +11,7 @@ import pytest
 from medops.identity import Role
 from medops.registry import approvals, stages, versions
 from medops.workspace import Workspace
-from tests.factories import PASSWORD, log_in, run
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.factories import PASSWORD, free_port, log_in, run, start_serve
 
 
 def test_serve_with_two_workers_answers_a_token_printed_as_json(
@@ -40,33 +29,11 @@ def test_serve_with_two_workers_answers_a_token_printed_as_json(
     assert code == 0
     secret = json.loads(out)["secret"]
 
-    code, _, err = run(["serve", "readmission", "--port", str(_free_port())], capsys)
+    code, _, err = run(["serve", "readmission", "--port", str(free_port())], capsys)
     assert code == 1 and "no production version" in err  # refused before any port opens
 
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "medops",
-        "serve",
-        "readmission@champion",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        "--json",
-    ]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    server, url = start_serve(["readmission@champion", "--workers", "2", "--json"])
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(600):  # bounded wait until a worker answers
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.communicate()[1].decode()
-            time.sleep(0.05)
         headers = {"Authorization": f"Bearer {secret}"}
         example = httpx.get(f"{url}/v1/models/readmission", headers=headers).json()["example"]
         for _ in range(4):  # a few requests: they land on either worker

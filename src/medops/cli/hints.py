@@ -14,6 +14,7 @@ HINTS: dict[str, str] = {
     "no_production_version": "name a version ({model}:VERSION or {model}@ALIAS), or promote one: medops models promote",
     "identifiers_not_copied": "join the output to the file by its 'row' column; --keep works for a dataset input",
     "output_exists": "choose another --output, or pass --overwrite",
+    "prediction_not_found": "`medops predictions list` shows the logged ids (each response carries its prediction_id)",
     "reason_required": "give --reason '...': it goes into the audit trail",
     "rejection_reason_required": "give --reason '...': it is recorded with the decision",
     "acceptance_reason_required": "say what was reviewed: --reason '...'",

@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "models": ("models:app", "The model registry: versions, approvals, stages and aliases, rollback, history."),
     "serve": ("serve:serve", "Serve registered models over HTTP: predict, describe, probes, metrics; token required."),
+    "predictions": (
+        "predictions:app",
+        "The prediction log: list and show served answers, export them, replay them against their bundles.",
+    ),
     "deploy": ("deploy:deploy", "Write a Dockerfile and Kubernetes manifests that serve a registered model."),
     "demo": ("demo:demo", "Run the lifecycle demo end to end on synthetic data."),
     "synth": ("synth:synth", "Generate synthetic clinical data, with drift scenarios."),

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
-from typing import Annotated, Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +26,9 @@ from medops.server.metrics import Metrics
 from medops.services import Services
 from medops.serving.models import ServedModel
 from medops.serving.validation import MAX_LISTED, RowsInvalid
+
+if TYPE_CHECKING:
+    from medops.serving.spool import Spool
 
 
 def _arrow_stream(body: bytes) -> Any:
@@ -49,12 +55,30 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
     metrics = Metrics()
     for model in models.values():
         metrics.model_info.labels(model.name, str(model.version), model.bundle_sha256).set(1)
+    spool: Spool | None = None
+    if options.prediction_log:
+        from medops.serving.prediction_log import open_spool
+
+        spool = open_spool(services.platform)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # the spool first drains what a stopped server left, and at shutdown drains its own
+        if spool is not None:
+            await run_in_threadpool(spool.start)
+        try:
+            yield
+        finally:
+            if spool is not None:
+                await run_in_threadpool(spool.close)
+
     app = FastAPI(
         title="medops serving",
         version="1",
         docs_url=None,  # no interactive pages: every route but the probes needs a bearer token
         redoc_url=None,
         openapi_url="/openapi.json",
+        lifespan=lifespan,
     )
 
     @app.exception_handler(MedopsError)
@@ -86,7 +110,13 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
         """Ready when every bundle was verified at load and the metadata database answers."""
         database = await run_in_threadpool(services.serving.database_reachable)
         ready = database and bool(models)
-        body = {"ready": ready, "database": database, "models": {n: m.version for n, m in models.items()}}
+        body: dict[str, Any] = {
+            "ready": ready,
+            "database": database,
+            "models": {n: m.version for n, m in models.items()},
+        }
+        if spool is not None:  # segments waiting for the database: kept on disk, drained when it answers
+            body["prediction_log"] = {"pending_segments": spool.pending, "written": spool.stats.written}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["probes"])
@@ -105,7 +135,7 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
         return _served(models, name).describe()
 
     for model in models.values():
-        _add_predict(app, services, model, options, metrics)
+        _add_predict(app, services, model, options, metrics, spool)
 
     routes = frozenset(
         {"/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/models"}
@@ -125,11 +155,12 @@ Explain = Annotated[
 
 
 def _add_predict(
-    app: FastAPI, services: Services, model: ServedModel, options: ServerOptions, metrics: Metrics
+    app: FastAPI, services: Services, model: ServedModel, options: ServerOptions, metrics: Metrics, spool: Spool | None
 ) -> None:
     version = str(model.version)
 
     async def predict(request: Request, explain: Explain = False) -> JSONResponse:
+        started = time.perf_counter()
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if kind == "application/json":
             try:
@@ -163,6 +194,22 @@ def _add_predict(
                 metrics.rejected.labels(model.name, version, code).inc(count)
             fields = [e.to_json() for e in exc.errors[:MAX_LISTED]]
             return _error(request, 422, exc.code or "invalid_rows", str(exc), exc.hint, fields=fields)
+        if spool is not None:  # kept before it is sent: a crash after this loses nothing the caller saw
+            from medops.serving.prediction_log import record
+            from medops.serving.spool import SpoolUnavailable
+
+            latency_ms = (time.perf_counter() - started) * 1000
+            request_id = request.state.request_id
+            kept = [
+                record(model, row, inputs, caller=caller.user, request_id=request_id, latency_ms=latency_ms)
+                for row, inputs in zip(rows, records, strict=True)
+            ]
+            try:
+                await spool.append(kept)
+            except SpoolUnavailable:
+                metrics.errors.labels("prediction_log").inc()
+                message = "the prediction could not be logged, so it is not returned; try again"
+                return _error(request, 503, "prediction_log_unavailable", message)
         for row in rows:
             metrics.predictions.labels(model.name, version, str(row["decision"])).inc()
             if "out_of_range" in row:

@@ -37,6 +37,7 @@ class ServerOptions:
     max_body_bytes: int = 1_048_576  # larger request bodies get 413 before they are read whole
     max_rows: int = 1_000  # rows in one predict request
     metrics_public: bool = False  # /metrics without a token, for a scraper on a trusted network
+    prediction_log: bool = True  # every answer fsync'd to the spool before it is sent (off only to measure its cost)
 
 
 def error_body(code: str, message: str, request_id: str, **extra: Any) -> bytes:

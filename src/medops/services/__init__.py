@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from medops.services.evaluation import EvaluationService
     from medops.services.features import FeatureService
     from medops.services.identity import IdentityService
+    from medops.services.predictions import PredictionService
     from medops.services.registry import RegistryService
     from medops.services.serving import ServingService
     from medops.services.training import TrainingService
@@ -65,6 +66,12 @@ class Services:
         from medops.services.identity import IdentityService
 
         return IdentityService(self.platform)
+
+    @cached_property
+    def predictions(self) -> PredictionService:
+        from medops.services.predictions import PredictionService
+
+        return PredictionService(self.platform)
 
     @cached_property
     def registry(self) -> RegistryService:

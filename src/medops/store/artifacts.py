@@ -34,6 +34,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from medops import filesystems
+from medops.atomic import fsync_dir
 from medops.errors import ConfigError, Conflict, IntegrityError, InvalidInput, NotFound
 from medops.private_files import make_private_dir
 
@@ -277,7 +278,7 @@ class ArtifactStore:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o444)
             os.replace(tmp, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -432,11 +433,3 @@ def _check(expected: str, actual: str) -> None:
             f"artifact {expected} is corrupt: its bytes hash to {actual}",
             hint="restore it from a backup; it was changed after it was stored",
         )
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -428,3 +428,33 @@ class TrustedBundleKey(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     trusted_by: Mapped[str] = mapped_column(String(64))
     trusted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Prediction(Base):
+    """One answer a served model gave, as the prediction log keeps it (append-only).
+
+    ``inputs`` is the row the model scored (its features; any identifier only as a pseudonym),
+    ``output`` what the caller received (or, for a shadow, what it would have received).
+    """
+
+    __tablename__ = "predictions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    bundle_sha256: Mapped[str] = mapped_column(String(64))
+    variant: Mapped[str] = mapped_column(String(16))  # champion, canary or shadow
+    request_id: Mapped[str] = mapped_column(String(32))
+    caller: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str | None] = mapped_column(String(128), nullable=True)  # a pseudonym, never a raw id
+    inputs: Mapped[str] = mapped_column(Text)  # JSON
+    output: Mapped[str] = mapped_column(Text)  # JSON
+    explanation: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON
+    latency_ms: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_predictions_at", "at"),
+        Index("ix_predictions_model_at", "model", "at"),
+        Index("ix_predictions_entity", "entity"),
+    )

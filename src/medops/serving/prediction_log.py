@@ -1,0 +1,234 @@
+"""The prediction log: what every served answer is kept as, and how it is stored and read back.
+
+A server appends records to its spool (medops.serving.spool), which drains them into the
+``predictions`` table of the metadata store. Records hold the scored row's features, never a
+raw identifier: an entity named in a request is kept only as its pseudonym.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from medops.clock import to_iso, utc_now
+from medops.errors import NotFound
+from medops.store.database import dialect_insert
+from medops.store.schema import Prediction
+
+if TYPE_CHECKING:
+    from medops.platform import Platform
+    from medops.serving.models import ServedModel
+    from medops.serving.spool import Spool
+
+VARIANTS = ("champion", "canary", "shadow")
+OUTPUT_KEYS = ("probability", "decision", "threshold", "out_of_range", "features")
+
+
+def record(
+    model: ServedModel,
+    answer: dict[str, Any],
+    inputs: dict[str, Any],
+    *,
+    caller: str,
+    request_id: str,
+    latency_ms: float,
+    variant: str = "champion",
+    entity: str | None = None,
+) -> dict[str, Any]:
+    """One log record from the answer ``prediction()`` built and the row that was scored."""
+    return {
+        "id": answer["prediction_id"],
+        "at": to_iso(utc_now()),
+        "model": model.name,
+        "version": model.version,
+        "bundle_sha256": model.bundle_sha256,
+        "variant": variant,
+        "request_id": request_id,
+        "caller": caller,
+        "entity": entity,
+        "inputs": inputs,
+        "output": {k: answer[k] for k in OUTPUT_KEYS if k in answer},
+        "explanation": answer.get("explanation"),
+        "latency_ms": round(latency_ms, 3),
+    }
+
+
+def store(platform: Platform) -> Any:
+    """The spool's sink: insert a segment's records, skipping any the table already holds."""
+
+    def insert(records: list[dict[str, Any]]) -> None:
+        rows = [_row(r) for r in records]
+        with platform.db.write() as session:
+            statement = dialect_insert(session)(Prediction).on_conflict_do_nothing(index_elements=["id"])
+            for start in range(0, len(rows), 1_000):
+                session.execute(statement, rows[start : start + 1_000])
+
+    return insert
+
+
+def open_spool(platform: Platform) -> Spool:
+    from medops.serving.spool import Spool
+
+    return Spool(spool_root(platform), store(platform))
+
+
+def spool_root(platform: Platform) -> Path:
+    return platform.settings.prediction_spool_root
+
+
+def recover(platform: Platform) -> int:
+    """Drain what stopped servers left in their spools (their records were acknowledged, so they are kept)."""
+    from medops.serving.spool import recover as recover_spools
+
+    return recover_spools(spool_root(platform), store(platform))
+
+
+def _row(data: dict[str, Any]) -> dict[str, Any]:
+    from medops.clock import parse_iso
+
+    return {
+        "id": data["id"],
+        "at": parse_iso(data["at"]),
+        "model": data["model"],
+        "version": int(data["version"]),
+        "bundle_sha256": data["bundle_sha256"],
+        "variant": data["variant"],
+        "request_id": data["request_id"],
+        "caller": data["caller"],
+        "entity": data.get("entity"),
+        "inputs": json.dumps(data["inputs"], separators=(",", ":")),
+        "output": json.dumps(data["output"], separators=(",", ":")),
+        "explanation": None if data.get("explanation") is None else json.dumps(data["explanation"]),
+        "latency_ms": float(data["latency_ms"]),
+    }
+
+
+@dataclass(frozen=True)
+class LoggedPrediction:
+    id: str
+    at: datetime
+    model: str
+    version: int
+    bundle_sha256: str
+    variant: str
+    request_id: str
+    caller: str
+    entity: str | None
+    inputs: dict[str, Any]
+    output: dict[str, Any]
+    explanation: dict[str, Any] | None
+    latency_ms: float
+
+    @property
+    def probability(self) -> float:
+        return float(self.output["probability"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": to_iso(self.at),
+            "model": self.model,
+            "version": self.version,
+            "bundle_sha256": self.bundle_sha256,
+            "variant": self.variant,
+            "request_id": self.request_id,
+            "caller": self.caller,
+            "entity": self.entity,
+            "inputs": self.inputs,
+            "output": self.output,
+            "explanation": self.explanation,
+            "latency_ms": self.latency_ms,
+        }
+
+
+@dataclass(frozen=True)
+class PredictionFilter:
+    model: str | None = None
+    version: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    entity: str | None = None
+    variant: str | None = None
+
+
+def _logged(row: Prediction) -> LoggedPrediction:
+    return LoggedPrediction(
+        id=row.id,
+        at=row.at,
+        model=row.model,
+        version=row.version,
+        bundle_sha256=row.bundle_sha256,
+        variant=row.variant,
+        request_id=row.request_id,
+        caller=row.caller,
+        entity=row.entity,
+        inputs=json.loads(row.inputs),
+        output=json.loads(row.output),
+        explanation=None if row.explanation is None else json.loads(row.explanation),
+        latency_ms=row.latency_ms,
+    )
+
+
+def _query(where: PredictionFilter) -> Any:
+    query = select(Prediction)
+    if where.model is not None:
+        query = query.where(Prediction.model == where.model)
+    if where.version is not None:
+        query = query.where(Prediction.version == where.version)
+    if where.since is not None:
+        query = query.where(Prediction.at >= where.since)
+    if where.until is not None:
+        query = query.where(Prediction.at < where.until)
+    if where.entity is not None:
+        query = query.where(Prediction.entity == where.entity)
+    if where.variant is not None:
+        query = query.where(Prediction.variant == where.variant)
+    return query
+
+
+def count(platform: Platform, where: PredictionFilter) -> int:
+    from sqlalchemy import func
+
+    with platform.db.read() as session:
+        return int(session.scalar(_query(where).with_only_columns(func.count())) or 0)
+
+
+def latest(platform: Platform, where: PredictionFilter, limit: int) -> list[LoggedPrediction]:
+    """The newest ``limit`` predictions that match, newest first."""
+    query = _query(where).order_by(Prediction.at.desc(), Prediction.id.desc()).limit(limit)
+    with platform.db.read() as session:
+        return [_logged(r) for r in session.scalars(query)]
+
+
+def iterate(platform: Platform, where: PredictionFilter, *, batch: int = 5_000) -> Iterator[list[LoggedPrediction]]:
+    """Every match in time order, ``batch`` at a time (keyset pages: memory holds one page)."""
+    after: tuple[datetime, str] | None = None
+    while True:
+        query = _query(where)
+        if after is not None:
+            query = query.where((Prediction.at > after[0]) | ((Prediction.at == after[0]) & (Prediction.id > after[1])))
+        query = query.order_by(Prediction.at, Prediction.id).limit(batch)
+        with platform.db.read() as session:
+            page = [_logged(r) for r in session.scalars(query)]
+        if not page:
+            return
+        yield page
+        after = (page[-1].at, page[-1].id)
+
+
+def get(platform: Platform, prediction_id: str) -> LoggedPrediction:
+    with platform.db.read() as session:
+        row = session.get(Prediction, prediction_id)
+        if row is None:
+            raise NotFound(
+                f"no prediction {prediction_id!r} in the log",
+                code="prediction_not_found",
+                hint="each response carries its prediction_id",
+            )
+        return _logged(row)

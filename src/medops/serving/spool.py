@@ -1,0 +1,343 @@
+"""A durable local spool: records are fsync'd in groups before anyone is told they are kept,
+then drained in the background to where they belong.
+
+Why a spool: a prediction must be logged before its response leaves the server, but a
+database round trip per request would cost more than the prediction itself. Requests hand
+their records to one writer thread, which writes everything queued since its last write in
+one go and calls ``fsync`` once for the group (group commit); each request waits only for
+its group's fsync. A drainer thread moves sealed segments into the sink (the metadata store)
+and deletes a segment only after the sink committed it, so a crash at any point loses
+nothing that was acknowledged: at worst a segment is drained twice, and the sink ignores
+records it already holds.
+
+On disk, one folder per running spool, locked with ``flock`` for as long as the process
+lives. A segment is written as ``NNNNNNNN.open`` and renamed ``NNNNNNNN.log`` when sealed
+(by size or age). Each line is one JSON record. After a kill, the folder's lock is free:
+``recover`` (called when a server starts and before the log is read) drains every segment of
+every unlocked folder. A torn last line is a write that was never fsync'd, hence never
+acknowledged, and is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from medops.atomic import fsync_dir
+from medops.errors import StoreError
+
+log = logging.getLogger("medops.spool")
+
+Sink = Callable[[list[dict[str, Any]]], None]
+Finished = Callable[[BaseException | None], None]
+_Item = tuple[bytes, Finished] | threading.Event | None  # records, a seal request, or stop
+LOCK = "LOCK"
+OPEN, SEALED = ".open", ".log"
+
+
+class SpoolUnavailable(StoreError):
+    """The spool could not keep a record: the caller must not act as if it had been logged."""
+
+
+@dataclass
+class SpoolStats:
+    written: int = 0  # records fsync'd
+    groups: int = 0  # fsync calls
+    drained: int = 0  # records handed to the sink
+    drain_failures: int = 0
+
+
+class Spool:
+    """One process's spool folder under ``root`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        root: Path,
+        sink: Sink,
+        *,
+        seal_records: int = 5_000,
+        seal_seconds: float = 1.0,
+        drain_seconds: float = 0.5,
+    ) -> None:
+        self.root = root
+        self.sink = sink
+        self.seal_records = seal_records
+        self.seal_seconds = seal_seconds
+        self.drain_seconds = drain_seconds
+        self.folder = root / uuid.uuid4().hex
+        self.stats = SpoolStats()
+        self._queue: queue.Queue[_Item] = queue.Queue()
+        self._lock_file: IO[bytes] | None = None
+        self._segment: IO[bytes] | None = None
+        self._segment_path: Path | None = None
+        self._segment_records = 0
+        self._segment_opened = 0.0
+        self._sequence = 0
+        self._stop = threading.Event()
+        self._drain_now = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._drainer: threading.Thread | None = None
+        self._draining = threading.Lock()  # the drainer thread and a flush never drain the same file
+
+    # --- life ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Drain what dead processes left, then take this process's folder and start both threads."""
+        recover(self.root, self.sink)
+        self.folder.mkdir(parents=True, mode=0o700)
+        self._lock_file = _hold(self.folder)
+        self._writer = threading.Thread(target=self._write_loop, name="medops-spool-writer", daemon=True)
+        self._drainer = threading.Thread(target=self._drain_loop, name="medops-spool-drainer", daemon=True)
+        self._writer.start()
+        self._drainer.start()
+
+    def close(self, *, drain: bool = True) -> None:
+        """Write what is queued, seal, drain (unless told not to), and give the folder up."""
+        if self._writer is None:
+            return
+        self._queue.put(None)
+        self._writer.join()
+        self._stop.set()
+        self._drain_now.set()
+        if self._drainer is not None:
+            self._drainer.join()
+        if drain:
+            with contextlib.suppress(Exception), self._draining:  # a sink that is down leaves them for recovery
+                self._drain_sealed()
+        leftover = any(self.folder.glob(f"*{SEALED}"))
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+        if not leftover:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self._writer = None
+
+    # --- appending -----------------------------------------------------------------------
+
+    async def append(self, records: list[dict[str, Any]]) -> None:
+        """Return once ``records`` are fsync'd (SpoolUnavailable if they could not be)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def finished(error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, done, error)
+
+        self._put(records, finished)
+        await done
+
+    def append_sync(self, records: list[dict[str, Any]]) -> None:
+        """``append`` for a caller outside an event loop."""
+        event = threading.Event()
+        failure: list[BaseException] = []
+
+        def finished(error: BaseException | None) -> None:
+            if error is not None:
+                failure.append(error)
+            event.set()
+
+        self._put(records, finished)
+        event.wait()
+        if failure:
+            raise SpoolUnavailable("the prediction log could not keep the records") from failure[0]
+
+    def _put(self, records: list[dict[str, Any]], finished: Finished) -> None:
+        if self._writer is None:
+            raise SpoolUnavailable("the prediction log is not running")
+        data = b"".join(json.dumps(r, separators=(",", ":"), allow_nan=False).encode() + b"\n" for r in records)
+        self._queue.put((data, finished))
+
+    def flush(self) -> None:
+        """Seal the open segment and drain everything now (shutdown, tests)."""
+        if self._writer is None:
+            return
+        sealed = threading.Event()
+        self._queue.put(sealed)  # after everything queued before it
+        sealed.wait()
+        with self._draining:
+            self._drain_sealed()
+
+    def _write_loop(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=self.seal_seconds / 2)
+            except queue.Empty:
+                self._seal_if_due()
+                continue
+            group: list[tuple[bytes, Finished]] = []
+            ended: _Item | bool = False  # what ended the group: a seal request, stop, or an empty queue (False)
+            while True:
+                if not isinstance(item, tuple):
+                    ended = item
+                    break
+                group.append(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if group:
+                self._write(group)
+            if isinstance(ended, threading.Event):
+                self._seal()
+                ended.set()
+            elif ended is None:
+                break
+        self._seal()
+
+    def _write(self, group: list[tuple[bytes, Finished]]) -> None:
+        data = b"".join(g[0] for g in group)
+        error: BaseException | None = None
+        if data:
+            try:
+                segment = self._open_segment()
+                segment.write(data)
+                segment.flush()
+                os.fsync(segment.fileno())
+                self._segment_records += data.count(b"\n")
+                self.stats.written += data.count(b"\n")
+                self.stats.groups += 1
+            except OSError as exc:
+                log.error("prediction log: write failed (%s)", exc.strerror or type(exc).__name__)
+                error = exc
+                self._abandon_segment()
+        for _data, finished in group:
+            finished(error)
+        self._seal_if_due()
+
+    def _open_segment(self) -> IO[bytes]:
+        if self._segment is None:
+            self._sequence += 1
+            self._segment_path = self.folder / f"{self._sequence:08d}{OPEN}"
+            self._segment = open(self._segment_path, "ab")  # noqa: SIM115 - held open across groups
+            fsync_dir(self.folder)
+            self._segment_records = 0
+            self._segment_opened = time.monotonic()
+        return self._segment
+
+    def _seal_if_due(self) -> None:
+        if self._segment is None:
+            return
+        if self._segment_records >= self.seal_records or time.monotonic() - self._segment_opened >= self.seal_seconds:
+            self._seal()
+
+    def _seal(self) -> None:
+        if self._segment is None or self._segment_path is None:
+            return
+        self._segment.close()
+        self._segment = None
+        self._segment_path.rename(self._segment_path.with_suffix(SEALED))
+        fsync_dir(self.folder)
+        self._drain_now.set()
+
+    def _abandon_segment(self) -> None:
+        # a failed write may have left part of a group: seal what is there, the torn tail is skipped on read
+        with contextlib.suppress(OSError):
+            self._seal()
+        self._segment = None
+
+    # --- draining ------------------------------------------------------------------------
+
+    def _drain_loop(self) -> None:
+        while not self._stop.is_set():
+            self._drain_now.wait(self.drain_seconds)
+            self._drain_now.clear()
+            try:
+                with self._draining:
+                    self._drain_sealed()
+            except Exception as exc:  # the sink is down: keep the segments, try again next round
+                self.stats.drain_failures += 1
+                log.warning("prediction log: drain failed, will retry (%s)", type(exc).__name__)
+
+    def _drain_sealed(self) -> None:
+        for path in sorted(self.folder.glob(f"*{SEALED}")):
+            self.stats.drained += drain_file(path, self.sink)
+
+    @property
+    def pending(self) -> int:
+        """Sealed segments not yet drained."""
+        return sum(1 for _ in self.folder.glob(f"*{SEALED}"))
+
+
+def drain_file(path: Path, sink: Sink) -> int:
+    """Hand a segment's records to the sink, then delete it; returns how many it held."""
+    records = read_segment(path)
+    if records:
+        sink(records)
+    path.unlink()
+    return len(records)
+
+
+def read_segment(path: Path) -> list[dict[str, Any]]:
+    lines = path.read_bytes().split(b"\n")
+    records = []
+    last = len(lines) - 1
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if number == last:  # a torn tail: never fsync'd, so never acknowledged
+                continue
+            log.error("prediction log: %s line %d is unreadable and was skipped", path.name, number + 1)
+    return records
+
+
+def recover(root: Path, sink: Sink) -> int:
+    """Drain the folders of spools whose process is gone (their lock is free); returns the records drained."""
+    if not root.is_dir():
+        return 0
+    drained = 0
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        try:
+            held = _try_hold(folder)
+        except FileNotFoundError:
+            continue  # removed by its owner meanwhile
+        if held is None:
+            continue  # a live spool
+        try:
+            segments = [*folder.glob(f"*{OPEN}"), *folder.glob(f"*{SEALED}")]
+            for path in sorted(segments, key=lambda p: p.stem):  # in the order they were written
+                drained += drain_file(path, sink)
+        finally:
+            held.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    return drained
+
+
+def _hold(folder: Path) -> IO[bytes]:
+    held = _try_hold(folder)
+    if held is None:
+        raise SpoolUnavailable(f"prediction spool {folder.name} is held by another process")
+    return held
+
+
+def _try_hold(folder: Path) -> IO[bytes] | None:
+    handle = open(folder / LOCK, "ab")  # noqa: SIM115 - the lock lives as long as the handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(SpoolUnavailable("the prediction log could not keep the records"))
