@@ -1,7 +1,8 @@
 """The serving API: FastAPI routes over the serving service, wrapped in the Guard.
 
 ``create_app`` builds it for models already loaded; ``from_environment`` is the factory each
-uvicorn worker calls when `medops serve --workers N` starts several processes.
+uvicorn worker calls when `medops serve --workers N` starts several processes. Each name is served
+from a slot that the registry follower (medops.serving.follow) may swap while the server runs.
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +25,7 @@ from medops.errors import MedopsError
 from medops.server.guard import Guard, ServerOptions, error_body
 from medops.server.metrics import Metrics
 from medops.services import Services
+from medops.serving.follow import ModelSlot
 from medops.serving.models import ServedModel
 from medops.serving.validation import MAX_LISTED, RowsInvalid
 
@@ -47,14 +52,26 @@ CONFIG_ENV = "MEDOPS_SERVE_CONFIG"  # what `medops serve --workers N` hands each
 def create_app(services: Services, models: dict[str, ServedModel], options: ServerOptions | None = None) -> Guard:
     options = options or ServerOptions()
     metrics = Metrics()
+    slots = {name: ModelSlot.of(model) for name, model in models.items()}
     for model in models.values():
-        metrics.model_info.labels(model.name, str(model.version), model.bundle_sha256).set(1)
+        metrics.served(model)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        follower = services.serving.follower(slots, interval=options.follow_interval, listener=metrics)
+        follower.start()  # nothing starts when every model is pinned or the interval is 0
+        try:
+            yield
+        finally:
+            await run_in_threadpool(follower.stop)
+
     app = FastAPI(
         title="medops serving",
         version="1",
         docs_url=None,  # no interactive pages: every route but the probes needs a bearer token
         redoc_url=None,
         openapi_url="/openapi.json",
+        lifespan=lifespan,
     )
 
     @app.exception_handler(MedopsError)
@@ -83,10 +100,10 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
 
     @app.get("/readyz", tags=["probes"])
     async def readyz() -> JSONResponse:
-        """Ready when every bundle was verified at load and the metadata database answers."""
+        """Ready when every model served was verified at its load and the metadata database answers."""
         database = await run_in_threadpool(services.serving.database_reachable)
-        ready = database and bool(models)
-        body = {"ready": ready, "database": database, "models": {n: m.version for n, m in models.items()}}
+        ready = database and bool(slots)  # a slot always holds a verified model, during a swap too
+        body = {"ready": ready, "database": database, "models": {n: s.current.version for n, s in slots.items()}}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["probes"])
@@ -97,15 +114,16 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
     @app.get("/v1/models", tags=["models"])
     async def list_models() -> dict[str, Any]:
         """The models this server answers for."""
-        return {"models": [m.summary() for m in models.values()]}
+        return {"models": [s.current.summary() for s in slots.values()]}
 
     @app.get("/v1/models/{name}", tags=["models"])
     async def describe(name: str) -> dict[str, Any]:
         """Version, bundle hash, input schema, threshold, and an example body predict accepts as it is."""
-        return _served(models, name).describe()
+        return _served(slots, name).describe()
 
-    for model in models.values():
-        _add_predict(app, services, model, options, metrics)
+    for slot in slots.values():
+        _add_predict(app, services, slot, options, metrics)
+    app.openapi = _openapi(app, slots)  # type: ignore[method-assign]
 
     routes = frozenset(
         {"/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/models"}
@@ -124,12 +142,12 @@ Explain = Annotated[
 ]
 
 
-def _add_predict(
-    app: FastAPI, services: Services, model: ServedModel, options: ServerOptions, metrics: Metrics
-) -> None:
-    version = str(model.version)
+def _add_predict(app: FastAPI, services: Services, slot: ModelSlot, options: ServerOptions, metrics: Metrics) -> None:
+    name = slot.current.name
 
     async def predict(request: Request, explain: Explain = False) -> JSONResponse:
+        model = slot.current  # read once: the request keeps this model if a swap comes while it runs
+        version = str(model.version)
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if kind == "application/json":
             try:
@@ -169,15 +187,30 @@ def _add_predict(
                 metrics.flagged.labels(model.name, version).inc()
         return JSONResponse({"request_id": request.state.request_id, "predictions": rows})
 
-    app.add_api_route(
-        f"/v1/models/{model.name}/predict",
-        predict,
-        methods=["POST"],
-        tags=["predict"],
-        name=f"predict_{model.name}",
-        summary=f"Score rows with {model.name} version {model.version}",
-        openapi_extra={"requestBody": {"required": True, "content": _body_content(model)}},
-    )
+    # the summary and the body schema name the version: the OpenAPI document (_openapi) adds them
+    app.add_api_route(f"/v1/models/{name}/predict", predict, methods=["POST"], tags=["predict"], name=f"predict_{name}")
+
+
+def _openapi(app: FastAPI, slots: dict[str, ModelSlot]) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document of the versions served now, built again after a swap (only the event loop calls it)."""
+    built: dict[tuple[str, ...], dict[str, Any]] = {}
+
+    def openapi() -> dict[str, Any]:
+        current = [slot.current for slot in slots.values()]
+        key = tuple(model.bundle_sha256 for model in current)
+        if key not in built:
+            document = get_openapi(
+                title=app.title, version=app.version, openapi_version=app.openapi_version, routes=app.routes
+            )
+            for model in current:
+                operation = document["paths"][f"/v1/models/{model.name}/predict"]["post"]
+                operation["summary"] = f"Score rows with {model.name} version {model.version}"
+                operation["requestBody"] = {"required": True, "content": _body_content(model)}
+            built.clear()
+            built[key] = document
+        return built[key]
+
+    return openapi
 
 
 def _body_content(model: ServedModel) -> dict[str, Any]:
@@ -207,12 +240,12 @@ def _body_schema(model: ServedModel) -> dict[str, Any]:
     return {"oneOf": [row, {"type": "array", "items": row, "minItems": 1}]}
 
 
-def _served(models: dict[str, ServedModel], name: str) -> ServedModel:
+def _served(slots: dict[str, ModelSlot], name: str) -> ServedModel:
     from medops.errors import NotFound
 
-    if name not in models:
+    if name not in slots:
         raise NotFound(f"this server does not serve a model {name!r}", code="model_not_served", hint="GET /v1/models")
-    return models[name]
+    return slots[name].current
 
 
 def _error(

@@ -1,5 +1,5 @@
 """The serving app on uvicorn in a thread of this process: for the demo and the tests, which call
-the same app `medops serve` runs without a separate process."""
+the same app `medops serve` runs without a separate process (its lifespan too: the registry follower)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def serving_in_thread(app: Any, *, start_timeout: float = 10.0) -> Iterator[str]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="medops-serve", daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout  # a bound on the wait for the socket, not a measurement

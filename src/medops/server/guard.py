@@ -37,6 +37,7 @@ class ServerOptions:
     max_body_bytes: int = 1_048_576  # larger request bodies get 413 before they are read whole
     max_rows: int = 1_000  # rows in one predict request
     metrics_public: bool = False  # /metrics without a token, for a scraper on a trusted network
+    follow_interval: float = 5.0  # seconds between registry checks of NAME and NAME@ALIAS models; 0: never
 
 
 def error_body(code: str, message: str, request_id: str, **extra: Any) -> bytes:
