@@ -1,9 +1,11 @@
 """`medops serve` as an operator starts it: a separate process with several workers, answering a
-token that `medops token create --json` printed, and refusing to start on a model it can't serve."""
+token that `medops token create --json` printed, refusing to start on a model it can't serve, and
+each worker following an alias that moves, the swap written to the server's log."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -32,7 +34,7 @@ def test_serve_with_two_workers_answers_a_token_printed_as_json(
     code, _, err = run(["serve", "readmission", "--port", str(free_port())], capsys)
     assert code == 1 and "no production version" in err  # refused before any port opens
 
-    server, url = start_serve(["readmission@champion", "--workers", "2", "--json"])
+    server, url = start_serve(["readmission@champion", "--workers", "2", "--follow-interval", "0.1", "--json"])
     try:
         headers = {"Authorization": f"Bearer {secret}"}
         example = httpx.get(f"{url}/v1/models/readmission", headers=headers).json()["example"]
@@ -41,6 +43,21 @@ def test_serve_with_two_workers_answers_a_token_printed_as_json(
             assert answer.status_code == 200, answer.text
             assert answer.json()["predictions"][0]["version"] == version
         assert httpx.post(f"{url}/v1/models/readmission/predict", json=example).status_code == 401
+
+        moved = versions.register(ws, run_id, "readmission", actor="alice").version
+        stages.set_alias(ws, "readmission", "champion", moved, actor="ming", reason="the next one")
+        answered: list[int] = []
+        for _ in range(1200):  # bounded wait until both workers followed: eight answers in a row from the new one
+            answer = httpx.post(f"{url}/v1/models/readmission/predict", json=example, headers=headers)
+            assert answer.status_code == 200, answer.text
+            answered.append(answer.json()["predictions"][0]["version"])
+            if answered[-8:] == [moved] * 8:
+                break
+            time.sleep(0.05)
+        assert answered[-8:] == [moved] * 8
     finally:
         server.terminate()
-        server.communicate(timeout=30)
+        _, log = server.communicate(timeout=30)
+    bundle = versions.get(ws, "readmission", moved).artifact_sha256
+    swapped = f"readmission: serving version {moved} (bundle {bundle}) in place of version {version}"
+    assert swapped in log.decode()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+from typing import Any
 
 import typer
 
@@ -25,6 +27,13 @@ def serve(
     metrics_public: bool = typer.Option(
         False, "--metrics-public", help="Serve /metrics without a token, for a Prometheus scraper."
     ),
+    follow_interval: float = typer.Option(
+        5.0,
+        "--follow-interval",
+        min=0,
+        metavar="SECONDS",
+        help="Check the registry this often and swap in a NAME or NAME@ALIAS model that moved; 0 never does.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Serve models over HTTP: every route but /healthz and /readyz needs a bearer token (API token or session)."""
@@ -34,7 +43,12 @@ def serve(
     from medops.server.guard import ServerOptions
     from medops.services import Services
 
-    options = ServerOptions(max_body_bytes=max_body_bytes, max_rows=max_rows, metrics_public=metrics_public)
+    options = ServerOptions(
+        max_body_bytes=max_body_bytes,
+        max_rows=max_rows,
+        metrics_public=metrics_public,
+        follow_interval=follow_interval,
+    )
     ws = open_workspace()
     cli_caller(ws, writes=False)  # a workspace that needs a login to read needs one to serve its models too
     services = Services(ws)
@@ -43,15 +57,45 @@ def serve(
         print_json({"url": f"http://{host}:{port}", "models": [m.summary() for m in loaded.values()]})
     else:
         for model in loaded.values():
-            err_console.print(f"serving {model.name} version {model.version} (bundle {model.bundle_sha256[:12]})")
+            followed = follow_interval > 0 and model.spec is not None and model.spec.version is None
+            line = f"serving {model.name} version {model.version} (bundle {model.bundle_sha256[:12]})"
+            err_console.print(f"{line}, following {model.spec}" if followed else line)
         err_console.print(f"listening on http://{host}:{port}  (Ctrl-C stops)")
     if workers == 1:
-        uvicorn.run(create_app(services, loaded, options), host=host, port=port, log_level="warning")
+        app = create_app(services, loaded, options)
+        uvicorn.run(app, host=host, port=port, log_level="warning", log_config=_log_config())
         return
     ws.close()
-    # the versions resolved here, not the specs: every worker serves the same ones even if an alias moves meanwhile
-    resolved = [f"{m.name}:{m.version}" for m in loaded.values()]
-    os.environ[CONFIG_ENV] = json.dumps({"models": resolved, "options": options.__dict__})
+    # Following, each worker follows the specs itself. Not following, the versions resolved here: every worker
+    # serves the same ones even if an alias moves while they start.
+    pinned = [f"{m.name}:{m.version}" for m in loaded.values()]
+    specs = [str(m.spec) if m.spec else pin for m, pin in zip(loaded.values(), pinned, strict=True)]
+    os.environ[CONFIG_ENV] = json.dumps({"models": specs if follow_interval else pinned, "options": options.__dict__})
     uvicorn.run(
-        "medops.server.app:from_environment", factory=True, host=host, port=port, workers=workers, log_level="warning"
+        "medops.server.app:from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        log_config=_log_config(),
     )
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging (at the level given to it) plus medops's own at INFO, timestamped, on stderr:
+    a swap of the model served, a version refused, the trace of a request that failed (never PHI)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["medops"] = {
+        "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        "datefmt": "%Y-%m-%dT%H:%M:%S%z",
+    }
+    config["handlers"]["medops"] = {
+        "formatter": "medops",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["medops"] = {"handlers": ["medops"], "level": "INFO", "propagate": False}
+    return config

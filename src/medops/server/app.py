@@ -1,7 +1,8 @@
 """The serving API: FastAPI routes over the serving service, wrapped in the Guard.
 
 ``create_app`` builds it for models already loaded; ``from_environment`` is the factory each
-uvicorn worker calls when `medops serve --workers N` starts several processes.
+uvicorn worker calls when `medops serve --workers N` starts several processes. Each name is served
+from a slot that the registry follower (medops.serving.follow) may swap while the server runs.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +26,7 @@ from medops.errors import MedopsError
 from medops.server.guard import Guard, ServerOptions, error_body
 from medops.server.metrics import Metrics
 from medops.services import Services
+from medops.serving.follow import ModelSlot
 from medops.serving.models import ServedModel
 from medops.serving.validation import MAX_LISTED, RowsInvalid
 
@@ -53,8 +56,9 @@ CONFIG_ENV = "MEDOPS_SERVE_CONFIG"  # what `medops serve --workers N` hands each
 def create_app(services: Services, models: dict[str, ServedModel], options: ServerOptions | None = None) -> Guard:
     options = options or ServerOptions()
     metrics = Metrics()
+    slots = {name: ModelSlot.of(model) for name, model in models.items()}
     for model in models.values():
-        metrics.model_info.labels(model.name, str(model.version), model.bundle_sha256).set(1)
+        metrics.served(model)
     spool: Spool | None = None
     if options.prediction_log:
         from medops.serving.prediction_log import open_spool
@@ -62,13 +66,16 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
         spool = open_spool(services.platform)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # the spool first drains what a stopped server left, and at shutdown drains its own
         if spool is not None:
             await run_in_threadpool(spool.start)
+        follower = services.serving.follower(slots, interval=options.follow_interval, listener=metrics)
+        follower.start()  # nothing starts when every model is pinned or the interval is 0
         try:
             yield
         finally:
+            await run_in_threadpool(follower.stop)
             if spool is not None:
                 await run_in_threadpool(spool.close)
 
@@ -107,13 +114,13 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
 
     @app.get("/readyz", tags=["probes"])
     async def readyz() -> JSONResponse:
-        """Ready when every bundle was verified at load and the metadata database answers."""
+        """Ready when every model served was verified at its load and the metadata database answers."""
         database = await run_in_threadpool(services.serving.database_reachable)
-        ready = database and bool(models)
+        ready = database and bool(slots)  # a slot always holds a verified model, during a swap too
         body: dict[str, Any] = {
             "ready": ready,
             "database": database,
-            "models": {n: m.version for n, m in models.items()},
+            "models": {n: s.current.version for n, s in slots.items()},
         }
         if spool is not None:  # segments waiting for the database: kept on disk, drained when it answers
             body["prediction_log"] = {"pending_segments": spool.pending, "written": spool.stats.written}
@@ -127,15 +134,16 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
     @app.get("/v1/models", tags=["models"])
     async def list_models() -> dict[str, Any]:
         """The models this server answers for."""
-        return {"models": [m.summary() for m in models.values()]}
+        return {"models": [s.current.summary() for s in slots.values()]}
 
     @app.get("/v1/models/{name}", tags=["models"])
     async def describe(name: str) -> dict[str, Any]:
         """Version, bundle hash, input schema, threshold, and an example body predict accepts as it is."""
-        return _served(models, name).describe()
+        return _served(slots, name).describe()
 
-    for model in models.values():
-        _add_predict(app, services, model, options, metrics, spool)
+    for slot in slots.values():
+        _add_predict(app, services, slot, options, metrics, spool)
+    app.openapi = _openapi(app, slots)  # type: ignore[method-assign]
 
     routes = frozenset(
         {"/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/models"}
@@ -155,12 +163,14 @@ Explain = Annotated[
 
 
 def _add_predict(
-    app: FastAPI, services: Services, model: ServedModel, options: ServerOptions, metrics: Metrics, spool: Spool | None
+    app: FastAPI, services: Services, slot: ModelSlot, options: ServerOptions, metrics: Metrics, spool: Spool | None
 ) -> None:
-    version = str(model.version)
+    name = slot.current.name
 
     async def predict(request: Request, explain: Explain = False) -> JSONResponse:
         started = time.perf_counter()
+        model = slot.current  # read once: the request keeps this model if a swap comes while it runs
+        version = str(model.version)
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if kind == "application/json":
             try:
@@ -216,15 +226,30 @@ def _add_predict(
                 metrics.flagged.labels(model.name, version).inc()
         return JSONResponse({"request_id": request.state.request_id, "predictions": rows})
 
-    app.add_api_route(
-        f"/v1/models/{model.name}/predict",
-        predict,
-        methods=["POST"],
-        tags=["predict"],
-        name=f"predict_{model.name}",
-        summary=f"Score rows with {model.name} version {model.version}",
-        openapi_extra={"requestBody": {"required": True, "content": _body_content(model)}},
-    )
+    # the summary and the body schema name the version: the OpenAPI document (_openapi) adds them
+    app.add_api_route(f"/v1/models/{name}/predict", predict, methods=["POST"], tags=["predict"], name=f"predict_{name}")
+
+
+def _openapi(app: FastAPI, slots: dict[str, ModelSlot]) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document of the versions served now, built again after a swap (only the event loop calls it)."""
+    built: dict[tuple[str, ...], dict[str, Any]] = {}
+
+    def openapi() -> dict[str, Any]:
+        current = [slot.current for slot in slots.values()]
+        key = tuple(model.bundle_sha256 for model in current)
+        if key not in built:
+            document = get_openapi(
+                title=app.title, version=app.version, openapi_version=app.openapi_version, routes=app.routes
+            )
+            for model in current:
+                operation = document["paths"][f"/v1/models/{model.name}/predict"]["post"]
+                operation["summary"] = f"Score rows with {model.name} version {model.version}"
+                operation["requestBody"] = {"required": True, "content": _body_content(model)}
+            built.clear()
+            built[key] = document
+        return built[key]
+
+    return openapi
 
 
 def _body_content(model: ServedModel) -> dict[str, Any]:
@@ -254,12 +279,12 @@ def _body_schema(model: ServedModel) -> dict[str, Any]:
     return {"oneOf": [row, {"type": "array", "items": row, "minItems": 1}]}
 
 
-def _served(models: dict[str, ServedModel], name: str) -> ServedModel:
+def _served(slots: dict[str, ModelSlot], name: str) -> ServedModel:
     from medops.errors import NotFound
 
-    if name not in models:
+    if name not in slots:
         raise NotFound(f"this server does not serve a model {name!r}", code="model_not_served", hint="GET /v1/models")
-    return models[name]
+    return slots[name].current
 
 
 def _error(

@@ -1,5 +1,5 @@
 """The serving app on uvicorn in a thread of this process: for the demo and the tests, which call
-the same app `medops serve` runs without a separate process."""
+the same app `medops serve` runs without a separate process (its lifespan too: the registry follower)."""
 
 from __future__ import annotations
 

@@ -38,6 +38,7 @@ class ServerOptions:
     max_rows: int = 1_000  # rows in one predict request
     metrics_public: bool = False  # /metrics without a token, for a scraper on a trusted network
     prediction_log: bool = True  # every answer fsync'd to the spool before it is sent (off only to measure its cost)
+    follow_interval: float = 5.0  # seconds between registry checks of NAME and NAME@ALIAS models; 0: never
 
 
 def error_body(code: str, message: str, request_id: str, **extra: Any) -> bytes:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from medops.serving.models import ServedModel
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -44,6 +49,37 @@ class Metrics:
             ["model", "version", "bundle_sha256"],
             registry=self.registry,
         )
+
+        self.swaps = Counter(
+            "medops_model_swaps",
+            "Versions swapped in by following the registry, by the version swapped in",
+            ["model", "version"],
+            registry=self.registry,
+        )
+        self.swap_failures = Counter(
+            "medops_model_swap_failures",
+            "Registry checks that could not swap in the version named (the old one kept serving), by error code",
+            ["model", "reason"],
+            registry=self.registry,
+        )
+        self.registry_checks = Counter(
+            "medops_registry_checks", "Passes of the follower over the followed models", registry=self.registry
+        )
+
+    def served(self, model: ServedModel) -> None:
+        self.model_info.labels(model.name, str(model.version), model.bundle_sha256).set(1)
+
+    # the follower's listener (medops.serving.follow.FollowListener)
+    def swapped(self, old: ServedModel, new: ServedModel) -> None:
+        self.served(new)
+        self.model_info.remove(old.name, str(old.version), old.bundle_sha256)  # one series per model served
+        self.swaps.labels(new.name, str(new.version)).inc()
+
+    def swap_failed(self, name: str, reason: str) -> None:
+        self.swap_failures.labels(name, reason).inc()
+
+    def registry_checked(self) -> None:
+        self.registry_checks.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

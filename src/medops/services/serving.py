@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from medops.caller import Caller
 from medops.identity.roles import Role
 from medops.platform import Platform
+from medops.serving.follow import Follower, FollowListener, ModelSlot
 from medops.serving.models import ServedModel, ServeSpec, load_served, parse_spec
 from medops.serving.scoring import score
 
@@ -41,6 +42,12 @@ class ServingService:
         if len(set(names)) != len(names):
             raise InvalidInput("a model is named twice", hint="serve each model once: NAME, NAME@ALIAS or NAME:VERSION")
         return {p.name: load_served(self.platform, p) for p in parsed}
+
+    def follower(
+        self, slots: dict[str, ModelSlot], *, interval: float, listener: FollowListener | None = None
+    ) -> Follower:
+        """The thread that keeps each followed slot on the version its spec names now (medops.serving.follow)."""
+        return Follower(self.platform, slots, interval=interval, listener=listener)
 
     def authorize(self, caller: Caller) -> None:
         """PermissionDenied unless the caller may use the prediction API (see the module's rule)."""

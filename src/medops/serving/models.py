@@ -1,4 +1,4 @@
-"""Which registered version a serving spec names, loaded and verified once at start."""
+"""Which registered version a serving spec names, loaded and verified before it serves."""
 
 from __future__ import annotations
 
@@ -84,6 +84,7 @@ class ServedModel:
     predictor: Predictor
     input_schema: dict[str, Any] = field(default_factory=dict)
     gates: dict[str, Any] | None = None  # the bound evaluation's verdict and each gate's; None without one
+    spec: ServeSpec | None = None  # what it was loaded by: a server following the registry resolves it again
 
     @property
     def threshold(self) -> float:
@@ -138,4 +139,5 @@ def load_served(platform: Platform, spec: ServeSpec) -> ServedModel:
         predictor,
         dict(predictor.bundle.input_schema),
         gates,
+        spec,
     )
