@@ -83,10 +83,13 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
 
     @app.get("/readyz", tags=["probes"])
     async def readyz() -> JSONResponse:
-        """Ready when every bundle was verified at load and the metadata database answers."""
+        """Ready when every bundle was verified at load and the metadata database (and online store, if read) answer."""
         database = await run_in_threadpool(services.serving.database_reachable)
-        ready = database and bool(models)
+        online = await run_in_threadpool(services.serving.online_store_reachable, models)
+        ready = database and bool(models) and online is not False
         body = {"ready": ready, "database": database, "models": {n: m.version for n, m in models.items()}}
+        if online is not None:
+            body["online_store"] = online
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["probes"])
@@ -204,6 +207,10 @@ def _body_schema(model: ServedModel) -> dict[str, Any]:
         "required": [f["name"] for f in model.input_schema.get("features", []) if f["required"]],
         "additionalProperties": False,
     }
+    if model.lookup is not None:  # or name the entity: the features come from the online store
+        from medops.serving.lookup import entity_row_schema
+
+        row = {"oneOf": [row, entity_row_schema(model.lookup, row)]}
     return {"oneOf": [row, {"type": "array", "items": row, "minItems": 1}]}
 
 

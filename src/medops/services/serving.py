@@ -49,8 +49,14 @@ class ServingService:
     def predict(
         self, caller: Caller, model: ServedModel, records: list[Any], *, explained: bool = False
     ) -> list[dict[str, Any]]:
-        """The answer for each record, explained if asked; the caller was authorized when the request came in."""
-        return score(model, records, explained=explained)
+        """The answer for each record, explained if asked; the caller was authorized when the request came in.
+
+        A record naming its entity gets the model's features from the online store first (medops.serving.lookup).
+        """
+        from medops.serving.lookup import with_online_features
+
+        records, looked_up = with_online_features(model, records)
+        return score(model, records, explained=explained, looked_up=looked_up)
 
     def database_reachable(self) -> bool:
         from sqlalchemy import text
@@ -61,6 +67,11 @@ class ServingService:
         except Exception:  # readiness reports, it never raises: the probe only needs yes or no
             return False
         return True
+
+    def online_store_reachable(self, models: dict[str, ServedModel]) -> bool | None:
+        """Whether the online store answers, for the served models that read it (None when none does)."""
+        lookups = [m.lookup for m in models.values() if m.lookup is not None]
+        return all(lookup.reachable() for lookup in lookups) if lookups else None
 
     def resolve(self, ref: str) -> VersionInfo:
         """``NAME`` (its production version), ``NAME@ALIAS`` or ``NAME:VERSION``."""
