@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -193,6 +193,8 @@ def test_a_named_entity_is_scored_on_its_online_features(served: Served, caplog:
             ("pid", "wrong_type"),
         ]
 
+        text = _predict(http, "vitals_risk", {"pid": "MRN-p001", "event_timestamp": AT, "birth_year": "nineteen"})
+        assert text.status_code == 422 and "nineteen" not in text.text
         flat = _predict(http, "flat", {"pid": "MRN-p001"})
         assert flat.status_code == 422 and flat.json()["error"]["code"] == "entity_lookup_unsupported"
 
@@ -204,3 +206,33 @@ def test_a_named_entity_is_scored_on_its_online_features(served: Served, caplog:
         texts = [answer.text, bad.text, odd.text, flat.text]
     assert not any("MRN-" in text for text in texts)
     assert "MRN-" not in caplog.text
+
+
+def test_the_demo_model_scores_a_patient_named_by_the_hospital_id(demo_copy: Path) -> None:
+    """The docs' example: the demo's features materialized at a discharge, the patient named by the source id."""
+    from medops.services.projects.project import load_project
+
+    ws = Workspace.open(demo_copy / "workspace")
+    try:
+        project = load_project(demo_copy / "project" / "medops.yaml")
+        with FeatureStore(ws, project.features) as store:
+            store.materialize("ming", as_of=datetime(2025, 8, 1, tzinfo=UTC))
+        services = Services(ws)
+        _, token = services.identity.create_token(Caller("ada"), "ehr-lookup", username="pat")
+        models = services.serving.load(["readmission_30d"])
+        body = {"patient_id": "P00000000", "event_timestamp": "2025-08-01T00:00:00Z"}
+        with (
+            serving_in_thread(create_app(services, models), start_timeout=5.0) as url,
+            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
+        ):
+            answer = http.post("/v1/models/readmission_30d/predict", json=body)
+        assert answer.status_code == 200, answer.text
+        (row,) = answer.json()["predictions"]
+        # no medication fills ever: that view has no row for the patient (counts and coverage read 0, as in training)
+        assert row["features"] == {"missing": ["fills_365d", "pdc_90d"], "stale": [], "given": []}
+        assert "P00000000" not in answer.text
+        lookup = models["readmission_30d"].lookup
+        assert lookup is not None
+        lookup.close()
+    finally:
+        ws.close()

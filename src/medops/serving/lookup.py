@@ -163,13 +163,38 @@ class OnlineLookup:
                 "given": sorted(given & self.features),
             }
         if self.computed:
-            self._compute(merged, times, [flags[i] or {} for i in chosen])
+            self._compute(merged, times, [flags[i] or {} for i in chosen], chosen)
         for n, i in enumerate(chosen):
             out[i] = {k: v for k, v in merged[n].items() if k in self.features}
         return out, flags
 
-    def _compute(self, rows: list[dict[str, Any]], times: list[datetime], flags: list[dict[str, list[str]]]) -> None:
-        """On-demand features from the merged rows: the same SQL, through the same function, as training."""
+    def _compute(
+        self, rows: list[dict[str, Any]], times: list[datetime], flags: list[dict[str, list[str]]], index: list[int]
+    ) -> None:
+        """On-demand features from the merged rows: the same SQL, through the same function, as training.
+
+        Rows are computed together; if given values make that fail (a text where the SQL takes a number),
+        each row is computed alone, so the error names the rows at fault, never the values.
+        """
+        try:
+            self._compute_rows(rows, times, flags)
+            return
+        except Exception:  # pyarrow and DuckDB raise several types; the rows are retried one by one
+            pass
+        errors = []
+        for n in range(len(rows)):
+            try:
+                self._compute_rows(rows[n : n + 1], times[n : n + 1], flags[n : n + 1])
+            except Exception:
+                for od in self.computed:
+                    problem = "can't be computed from the values given"
+                    errors.append(FieldError(index[n], od.name, "wrong_type", problem))
+        if errors:
+            raise RowsInvalid(errors)
+
+    def _compute_rows(
+        self, rows: list[dict[str, Any]], times: list[datetime], flags: list[dict[str, list[str]]]
+    ) -> None:
         import pyarrow as pa
 
         from medops.data.duck import connect
@@ -250,6 +275,7 @@ def plan_lookup(platform: Platform, bundle: Bundle, features: Sequence[str]) -> 
     unfetched_inputs = {i for od in on_demand for i in od.inputs if i not in owner}
     accepted = frozenset(set(features) | others | unfetched_inputs | ({TIME} if on_demand else set()))
     store = FeatureStore(platform, views)
+    store.online  # noqa: B018 - made now, once (it connects on its first read), so request threads share it
     return OnlineLookup(store, keys, fetched, reads, on_demand, accepted, frozenset(features), platform)
 
 
