@@ -5,6 +5,7 @@ and says per row which came back missing or stale; the raw id is in no answer an
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from medops.data.datasets import get
 from medops.data.deid import Pseudonymizer
 from medops.data.ingest import TablePlan, ingest
 from medops.data.sources import ParquetSource
+from medops.errors import ConfigError
 from medops.features import FeatureStore
 from medops.identity import Role
 from medops.registry import versions
@@ -206,6 +208,29 @@ def test_a_named_entity_is_scored_on_its_online_features(served: Served, caplog:
         texts = [answer.text, bad.text, odd.text, flat.text]
     assert not any("MRN-" in text for text in texts)
     assert "MRN-" not in caplog.text
+
+
+def test_the_server_needs_the_key_the_ids_were_pseudonymized_with(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = Services(served.ws)
+    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", secrets.token_urlsafe(48))
+    with pytest.raises(ConfigError) as refused:
+        services.serving.load(["vitals_risk:1"])  # a wrong key stops the server before it serves
+    assert refused.value.code == "pseudonym_key_mismatch"
+    monkeypatch.delenv("MEDOPS_PSEUDONYM_KEY")  # and no key file: features are still accepted, entities are not
+    models = services.serving.load(["vitals_risk:1"])
+    with (
+        serving_in_thread(create_app(services, models), start_timeout=5.0) as url,
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {served.token}"}, timeout=30) as http,
+    ):
+        example = http.get("/v1/models/vitals_risk").json()["example"]
+        assert _predict(http, "vitals_risk", example).status_code == 200
+        refused_row = _predict(http, "vitals_risk", {"pid": "MRN-p001"})
+        assert refused_row.status_code == 500 and "MRN-" not in refused_row.text
+    for model in models.values():
+        if model.lookup is not None:
+            model.lookup.close()
 
 
 def test_the_demo_model_scores_a_patient_named_by_the_hospital_id(demo_copy: Path) -> None:

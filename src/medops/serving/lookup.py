@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from medops.errors import CODES, ConfigError, InvalidInput
+from medops.errors import CODES, ConfigError, InvalidInput, NotFound
 from medops.features.pit import TIME
 from medops.features.views import Feature, FeatureSet, FeatureView, FeatureViewError, OnDemandFeature
+from medops.identity.pseudonym_key import MISSING
 from medops.platform import Platform
 from medops.serving.validation import FieldError, RowsInvalid
 from medops.store.schema import FeatureViewVersion
@@ -84,24 +85,29 @@ class OnlineLookup:
     def close(self) -> None:
         self.store.close()
 
+    def load_key(self) -> None:
+        """The pseudonymization key, once; ConfigError unless it is the key the sources were ingested with."""
+        from medops.data.deid import Pseudonymizer
+        from medops.data.ingest import key_fingerprint
+        from medops.identity.pseudonym_key import load_key
+
+        with self._lock:
+            if self._pseudonymizer is not None:
+                return
+            secret = load_key(key_file=self._platform.settings.pseudonym_key_file)
+            for k in self.keys.values():
+                if k.key_id is not None and k.key_id != key_fingerprint(secret):
+                    raise ConfigError(
+                        f"the pseudonymization key is not the one the source of {k.name!r} was ingested with",
+                        code="pseudonym_key_mismatch",
+                        hint="serve with the workspace's pseudonym key (MEDOPS_PSEUDONYM_KEY or its key file)",
+                    )
+            self._pseudonymizer = Pseudonymizer(secret)
+
     def _pseudonymize(self, key: EntityKey, raw: str) -> str:
         if key.kind is None:
             return raw
-        with self._lock:
-            if self._pseudonymizer is None:
-                from medops.data.deid import Pseudonymizer
-                from medops.data.ingest import key_fingerprint
-                from medops.identity.pseudonym_key import load_key
-
-                secret = load_key(key_file=self._platform.settings.pseudonym_key_file)
-                for k in self.keys.values():
-                    if k.key_id is not None and k.key_id != key_fingerprint(secret):
-                        raise ConfigError(
-                            f"the pseudonymization key is not the one the source of {k.name!r} was ingested with",
-                            code="pseudonym_key_mismatch",
-                            hint="serve with the workspace's pseudonym key (MEDOPS_PSEUDONYM_KEY or its key file)",
-                        )
-                self._pseudonymizer = Pseudonymizer(secret)
+        self.load_key()
         return str(self._pseudonymizer.one(raw, key.kind))
 
     def rows(self, records: list[Any]) -> tuple[list[Any], list[dict[str, list[str]] | None]]:
@@ -250,9 +256,9 @@ def plan_lookup(platform: Platform, bundle: Bundle, features: Sequence[str]) -> 
             .all()
             if r.version == trained_on[r.name]
         }
+    if set(rows) != set(trained_on):
+        return None  # a model registered elsewhere (a transferred registry): it serves, without lookups
     for name in trained_on:
-        if name not in rows:
-            raise ConfigError(f"feature view {name} of the version the model was trained from is not on record")
         definition, source, source_version = rows[name]
         view = _view(json.loads(definition))
         views.add(view)
@@ -261,7 +267,10 @@ def plan_lookup(platform: Platform, bundle: Bundle, features: Sequence[str]) -> 
     on_demand: list[OnDemandFeature] = []
     data = meta.get("training_set") or {}
     if data.get("dataset"):
-        recorded = get(platform.db, f"{data['dataset']}@{data['version']}").details.get("training_set") or {}
+        try:
+            recorded = get(platform.db, f"{data['dataset']}@{data['version']}").details.get("training_set") or {}
+        except NotFound:
+            return None  # its on-demand features are not on record here: no lookup rather than a partial one
         for doc in recorded.get("on_demand") or []:
             if doc.get("expr") and doc["name"] in features:  # a Python one is the caller's to send
                 on_demand.append(OnDemandFeature(doc["name"], expr=doc["expr"], inputs=tuple(doc.get("inputs") or ())))
@@ -276,7 +285,15 @@ def plan_lookup(platform: Platform, bundle: Bundle, features: Sequence[str]) -> 
     accepted = frozenset(set(features) | others | unfetched_inputs | ({TIME} if on_demand else set()))
     store = FeatureStore(platform, views)
     store.online  # noqa: B018 - made now, once (it connects on its first read), so request threads share it
-    return OnlineLookup(store, keys, fetched, reads, on_demand, accepted, frozenset(features), platform)
+    lookup = OnlineLookup(store, keys, fetched, reads, on_demand, accepted, frozenset(features), platform)
+    if any(k.kind is not None for k in keys.values()):
+        try:
+            lookup.load_key()  # a wrong key stops the server at start; a missing one refuses entity rows only
+        except ConfigError as exc:
+            if exc.code != MISSING:
+                store.close()
+                raise
+    return lookup
 
 
 def _view(doc: dict[str, Any]) -> FeatureView:
