@@ -263,7 +263,11 @@ def plan_lookup(platform: Platform, bundle: Bundle, features: Sequence[str]) -> 
         view = _view(json.loads(definition))
         views.add(view)
         if view.entity not in keys:
-            keys[view.entity] = _entity_key(get(platform.db, f"{source}@{source_version}").details, view.entity)
+            try:
+                details = get(platform.db, f"{source}@{source_version}").details
+            except NotFound:
+                return None  # how its ids were pseudonymized is not on record here
+            keys[view.entity] = _entity_key(details, view.entity)
     on_demand: list[OnDemandFeature] = []
     data = meta.get("training_set") or {}
     if data.get("dataset"):
@@ -280,9 +284,8 @@ def plan_lookup(platform: Platform, bundle: Bundle, features: Sequence[str]) -> 
     fetched = {f: owner[f] for f in features if f in owner}
     needed = list(fetched) + [i for od in on_demand for i in od.inputs if i in owner and i not in fetched]
     reads = [f"{owner[f]}:{f}" for f in dict.fromkeys(needed)]
-    others = {f for f in features if f not in owner} - {od.name for od in on_demand}
-    unfetched_inputs = {i for od in on_demand for i in od.inputs if i not in owner}
-    accepted = frozenset(set(features) | others | unfetched_inputs | ({TIME} if on_demand else set()))
+    unfetched_inputs = {i for od in on_demand for i in od.inputs if i not in owner}  # only the caller has them
+    accepted = frozenset(set(features) | unfetched_inputs | ({TIME} if on_demand else set()))
     store = FeatureStore(platform, views)
     store.online  # noqa: B018 - made now, once (it connects on its first read), so request threads share it
     lookup = OnlineLookup(store, keys, fetched, reads, on_demand, accepted, frozenset(features), platform)
