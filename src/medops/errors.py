@@ -159,6 +159,8 @@ CODES: dict[str, str] = {
     "online_not_materialized": "the online store holds nothing for the view",
     "online_stale": "the online store is older than the offline data",
     "entity_key_missing": "a lookup did not name the view's entity",
+    "entity_lookup_unsupported": "a predict row named an entity, but the model was not trained from feature views",
+    "pseudonym_key_mismatch": "the pseudonymization key is not the one the data were ingested with",
     "label_timestamp_unknown": "the labels' timestamp column is not named or not found",
     "project_file_missing": "no project file where one was expected",
     "project_file_invalid": "the project file is not valid",

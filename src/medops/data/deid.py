@@ -69,6 +69,11 @@ def action_error(action: str) -> str | None:
     return f"unknown action {action!r} (actions: {', '.join(ACTIONS)}; pseudonymize:KIND names an id space)"
 
 
+def pseudonym_kind(column: str, action: str, patient_column: str = "patient_id") -> str:
+    """The id space a ``pseudonymize`` action keys ``column`` in: what a server must use to find the same pseudonym."""
+    return action.partition(":")[2] or ("patient" if column == patient_column else column)
+
+
 @dataclass(frozen=True)
 class Pseudonymizer:
     """Keyed pseudonyms and date shifts, in Python (one value) and as SQL (whole columns).
@@ -265,7 +270,7 @@ class Deidentifier:
                 self.report.add(column, action, 0)
                 self._warn_if_identifying(column, table.column(column))
             elif action.startswith("pseudonymize"):
-                kind = action.partition(":")[2] or ("patient" if column == self.patient_column else column)
+                kind = pseudonym_kind(column, action, self.patient_column)
                 digest = digests.setdefault((column, kind), f"_d{len(digests)}")
                 outputs.append((column, Pseudonymizer.pseudonym_from_digest_sql(digest, kind)))
                 self.report.add(column, action, changed)

@@ -8,6 +8,7 @@ from a slot that the registry follower (medops.serving.follow) may swap while th
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections import Counter
@@ -50,6 +51,7 @@ def _parquet(body: bytes) -> Any:
 # batch bodies besides JSON: a table whose columns are the model's features
 TABLES = {"application/vnd.apache.arrow.stream": _arrow_stream, "application/vnd.apache.parquet": _parquet}
 
+log = logging.getLogger("medops.server")
 CONFIG_ENV = "MEDOPS_SERVE_CONFIG"  # what `medops serve --workers N` hands each worker process
 
 
@@ -91,7 +93,8 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
     @app.exception_handler(MedopsError)
     async def medops_error(request: Request, exc: MedopsError) -> JSONResponse:
         status = exc.http_status if exc.http_status < 500 else 500  # a server-side failure says no more than that
-        if status == 500:
+        if status == 500:  # the operator needs the cause (a medops message: no request values); the client does not
+            log.error("request %s failed: %s (%s)", request.state.request_id, exc.code or type(exc).__name__, exc)
             return _error(request, 500, "internal_error", "the server failed on this request")
         return _error(request, status, exc.code, str(exc), exc.hint)
 
@@ -114,14 +117,18 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
 
     @app.get("/readyz", tags=["probes"])
     async def readyz() -> JSONResponse:
-        """Ready when every model served was verified at its load and the metadata database answers."""
+        """Ready when every model served was verified at load and the metadata database (and online store) answer."""
         database = await run_in_threadpool(services.serving.database_reachable)
-        ready = database and bool(slots)  # a slot always holds a verified model, during a swap too
+        current = {n: s.current for n, s in slots.items()}
+        online = await run_in_threadpool(services.serving.online_store_reachable, current)
+        ready = database and bool(slots) and online is not False  # a slot always holds a verified model
         body: dict[str, Any] = {
             "ready": ready,
             "database": database,
             "models": {n: s.current.version for n, s in slots.items()},
         }
+        if online is not None:
+            body["online_store"] = online
         if spool is not None:  # segments waiting for the database: kept on disk, drained when it answers
             body["prediction_log"] = {"pending_segments": spool.pending, "written": spool.stats.written}
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -198,7 +205,7 @@ def _add_predict(
             return _error(request, 413, "too_many_rows", message)
         caller = request.state.caller
         try:
-            rows = await run_in_threadpool(services.serving.predict, caller, model, records, explained=explain)
+            scored = await run_in_threadpool(services.serving.predict, caller, model, records, explained=explain)
         except RowsInvalid as exc:
             for code, count in Counter(e.code for e in exc.errors).items():
                 metrics.rejected.labels(model.name, version, code).inc(count)
@@ -211,8 +218,8 @@ def _add_predict(
             latency_ms = (time.perf_counter() - started) * 1000
             request_id = request.state.request_id
             kept = [
-                record(model, row, inputs, caller=caller.user, request_id=request_id, latency_ms=latency_ms)
-                for row, inputs in zip(rows, records, strict=True)
+                record(model, row, inputs, caller=caller.user, request_id=request_id, latency_ms=latency_ms, entity=who)
+                for row, inputs, who in zip(scored.answers, scored.inputs, scored.entities, strict=True)
             ]
             try:
                 await spool.append(kept)
@@ -220,11 +227,11 @@ def _add_predict(
                 metrics.errors.labels("prediction_log").inc()
                 message = "the prediction could not be logged, so it is not returned; try again"
                 return _error(request, 503, "prediction_log_unavailable", message)
-        for row in rows:
+        for row in scored.answers:
             metrics.predictions.labels(model.name, version, str(row["decision"])).inc()
             if "out_of_range" in row:
                 metrics.flagged.labels(model.name, version).inc()
-        return JSONResponse({"request_id": request.state.request_id, "predictions": rows})
+        return JSONResponse({"request_id": request.state.request_id, "predictions": scored.answers})
 
     # the summary and the body schema name the version: the OpenAPI document (_openapi) adds them
     app.add_api_route(f"/v1/models/{name}/predict", predict, methods=["POST"], tags=["predict"], name=f"predict_{name}")
@@ -276,6 +283,10 @@ def _body_schema(model: ServedModel) -> dict[str, Any]:
         "required": [f["name"] for f in model.input_schema.get("features", []) if f["required"]],
         "additionalProperties": False,
     }
+    if model.lookup is not None:  # or name the entity: the features come from the online store
+        from medops.serving.lookup import entity_row_schema
+
+        row = {"oneOf": [row, entity_row_schema(model.lookup, row)]}
     return {"oneOf": [row, {"type": "array", "items": row, "minItems": 1}]}
 
 

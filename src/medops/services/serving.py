@@ -10,6 +10,7 @@ needs the roles of ``medops.serving.batch.SCORE_ROLES``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,13 @@ if TYPE_CHECKING:  # pandas, Arrow and the model libraries load with the scoring
     from medops.serving.batch import ScoreInput, ScoreResult
 
 PREDICT_ROLES = {Role.PREDICTOR, Role.ML_ENGINEER, Role.ADMIN}
+
+
+@dataclass(frozen=True)
+class Scored:
+    answers: list[dict[str, Any]]  # what the caller gets, one per row
+    inputs: list[Any]  # each row as scored: the features, looked up or sent
+    entities: list[str | None]  # each row's entity as key=pseudonym, None when the row carried its features
 
 
 class ServingService:
@@ -53,11 +61,18 @@ class ServingService:
         """PermissionDenied unless the caller may use the prediction API (see the module's rule)."""
         self.platform.users.require_role(caller.user, "model.predict", PREDICT_ROLES)
 
-    def predict(
-        self, caller: Caller, model: ServedModel, records: list[Any], *, explained: bool = False
-    ) -> list[dict[str, Any]]:
-        """The answer for each record, explained if asked; the caller was authorized when the request came in."""
-        return score(model, records, explained=explained)
+    def predict(self, caller: Caller, model: ServedModel, records: list[Any], *, explained: bool = False) -> Scored:
+        """The answer for each record, explained if asked; the caller was authorized when the request came in.
+
+        A record naming its entity gets the model's features from the online store first (medops.serving.lookup).
+        What the prediction log keeps comes back beside the answers: the rows as scored, and entities only as
+        pseudonyms, never the id the caller sent.
+        """
+        from medops.serving.lookup import with_online_features
+
+        looked = with_online_features(model, records)
+        answers = score(model, looked.records, explained=explained, looked_up=looked.flags)
+        return Scored(answers, looked.records, looked.entities)
 
     def database_reachable(self) -> bool:
         from sqlalchemy import text
@@ -68,6 +83,11 @@ class ServingService:
         except Exception:  # readiness reports, it never raises: the probe only needs yes or no
             return False
         return True
+
+    def online_store_reachable(self, models: dict[str, ServedModel]) -> bool | None:
+        """Whether the online store answers, for the served models that read it (None when none does)."""
+        lookups = [m.lookup for m in models.values() if m.lookup is not None]
+        return all(lookup.reachable() for lookup in lookups) if lookups else None
 
     def resolve(self, ref: str) -> VersionInfo:
         """``NAME`` (its production version), ``NAME@ALIAS`` or ``NAME:VERSION``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -13,6 +13,9 @@ from medops.platform import Platform
 from medops.registry.predictor import Predictor, load_model
 from medops.registry.versions import VersionInfo, get
 from medops.store.schema import ModelAlias, ModelVersion
+
+if TYPE_CHECKING:
+    from medops.serving.lookup import OnlineLookup
 
 _SPEC = re.compile(r"^(?P<name>[a-z][a-z0-9_\-]{0,127})(?:(?P<sep>[@:])(?P<target>[A-Za-z0-9_\-]+))?$")
 
@@ -85,6 +88,8 @@ class ServedModel:
     input_schema: dict[str, Any] = field(default_factory=dict)
     gates: dict[str, Any] | None = None  # the bound evaluation's verdict and each gate's; None without one
     spec: ServeSpec | None = None  # what it was loaded by: a server following the registry resolves it again
+    lookup: OnlineLookup | None = None  # how rows naming an entity get their features; None: not from views
+    entity_keys: frozenset[str] = frozenset()  # the workspace's entity keys, refused clearly when lookup is None
 
     @property
     def threshold(self) -> float:
@@ -109,6 +114,7 @@ class ServedModel:
             "gates": self.gates,
             "input_schema": self.input_schema,
             "example": example_row(self.input_schema),
+            "online_features": self.lookup.describe() if self.lookup is not None else None,
         }
 
     def summary(self) -> dict[str, Any]:
@@ -130,6 +136,12 @@ def load_served(platform: Platform, spec: ServeSpec) -> ServedModel:
             "passed": found.passed,
             "gates": [{"criterion": g["criterion"], "passed": g["passed"]} for g in found.gates],
         }
+    from medops.serving.lookup import entity_keys, plan_lookup
+
+    schema = dict(predictor.bundle.input_schema)
+    names = [f["name"] for f in schema.get("features", [])]
+    lookup = plan_lookup(platform, predictor.bundle, names)
+    keys = frozenset() if lookup is not None else entity_keys(platform) - set(names)
     return ServedModel(
         spec.name,
         version,
@@ -137,7 +149,9 @@ def load_served(platform: Platform, spec: ServeSpec) -> ServedModel:
         info.stage,
         list(info.aliases),
         predictor,
-        dict(predictor.bundle.input_schema),
+        schema,
         gates,
         spec,
+        lookup,
+        keys,
     )

@@ -18,11 +18,18 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def score(model: ServedModel, records: list[Any], *, explained: bool = False) -> list[dict[str, Any]]:
+def score(
+    model: ServedModel,
+    records: list[Any],
+    *,
+    explained: bool = False,
+    looked_up: list[dict[str, list[str]] | None] | None = None,
+) -> list[dict[str, Any]]:
     """Each record checked against the model's input schema, scored, and answered (RowsInvalid if any fails).
 
     With ``explained``, each answer carries the row's per-feature contributions; a model whose
     kind has no explanation is refused (InvalidInput, code ``not_explainable``) and nothing is answered.
+    ``looked_up`` holds, per row, the online lookup's flags (see medops.serving.lookup), or None.
     """
     checked = check_rows(records, model.input_schema)
     why = None
@@ -32,7 +39,13 @@ def score(model: ServedModel, records: list[Any], *, explained: bool = False) ->
         why = explain(model.predictor, _frame(model, checked), check=False)
     probabilities = _probabilities(model, checked)
     return [
-        prediction(model, float(p), checked.flags[i], why.row(i) if why is not None else None)
+        prediction(
+            model,
+            float(p),
+            checked.flags[i],
+            why.row(i) if why is not None else None,
+            looked_up[i] if looked_up else None,
+        )
         for i, p in enumerate(probabilities)
     ]
 
@@ -51,7 +64,11 @@ def _probabilities(model: ServedModel, checked: Checked) -> np.ndarray:
 
 
 def prediction(
-    model: ServedModel, probability: float, flags: list[str], explanation: dict[str, Any] | None = None
+    model: ServedModel,
+    probability: float,
+    flags: list[str],
+    explanation: dict[str, Any] | None = None,
+    features: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """One row's answer: the probability, the decision at the validated threshold, and which model gave it."""
     row: dict[str, Any] = {
@@ -67,4 +84,6 @@ def prediction(
         row["out_of_range"] = flags  # scored under the model's ``flag`` policy: outside what it was trained on
     if explanation is not None:
         row["explanation"] = explanation  # base + contributions = raw_score, on the scale it names
+    if features is not None:
+        row["features"] = features  # looked up online: which came back missing or stale, which the caller gave
     return row
