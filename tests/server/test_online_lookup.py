@@ -4,8 +4,10 @@ and says per row which came back missing or stale; the raw id is in no answer an
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +32,8 @@ from medops.registry.predictor import load_model
 from medops.server.app import create_app
 from medops.server.background import serving_in_thread
 from medops.services import Services
+from medops.serving import prediction_log
+from medops.serving.prediction_log import LoggedPrediction, PredictionFilter
 from medops.training import Tracker
 from medops.training.train import TrainConfig, train
 from medops.workspace import Workspace
@@ -155,7 +159,8 @@ def _predict(http: httpx.Client, model: str, body: object) -> httpx.Response:
 
 def test_a_named_entity_is_scored_on_its_online_features(served: Served, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    pseudonym = Pseudonymizer(PSEUDONYM_KEY.encode()).one("MRN-p001", "pid")
+    pseudonymizer = Pseudonymizer(PSEUDONYM_KEY.encode())
+    pseudonym, other, second = (pseudonymizer.one(raw, "pid") for raw in ("MRN-p001", "MRN-nobody", "MRN-p002"))
     stored = pq.read_table(served.ws.artifacts.local_path(get(served.ws.db, "people").version)).column("pid")
     assert pseudonym in stored.to_pylist()  # the server's pseudonym is the one ingest stored
     with httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {served.token}"}, timeout=30) as http:
@@ -208,6 +213,17 @@ def test_a_named_entity_is_scored_on_its_online_features(served: Served, caplog:
         texts = [answer.text, bad.text, odd.text, flat.text]
     assert not any("MRN-" in text for text in texts)
     assert "MRN-" not in caplog.text
+
+    # the prediction log keeps each row as scored and the entity as its pseudonym, never the id sent
+    logged: list[LoggedPrediction] = []
+    for _ in range(400):  # bounded wait for the running server's spool (sealed each second) to drain
+        logged = prediction_log.latest(served.ws, PredictionFilter(model="vitals_risk"), 100)
+        if len(logged) >= 3:
+            break
+        time.sleep(0.05)
+    assert sorted(p.entity or "" for p in logged) == sorted(f"pid={p}" for p in (pseudonym, other, second))
+    assert all(set(p.inputs) == set(FEATURES) for p in logged)
+    assert not any("MRN-" in json.dumps(p.to_json()) for p in logged)
 
 
 def test_the_server_needs_the_key_the_ids_were_pseudonymized_with(
