@@ -11,12 +11,14 @@ from medops.cli.common import JsonOption, cli_caller, err_console, open_workspac
 
 EPILOG = (
     "Examples:  medops serve readmission   ·   medops serve readmission@champion sepsis:3 --port 8080   ·   "
-    "medops serve readmission --workers 4 --metrics-public"
+    "medops serve readmission --workers 4 --metrics-public   ·   medops serve model/readmission-2.medops"
 )
 
 
 def serve(
-    models: list[str] = typer.Argument(..., help="NAME (its production version), NAME@ALIAS or NAME:VERSION."),
+    models: list[str] = typer.Argument(
+        ..., help="NAME (its production version), NAME@ALIAS, NAME:VERSION, or a bundle file (PATH.medops)."
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
     workers: int = typer.Option(1, "--workers", min=1, help="Server processes; each loads and verifies the bundles."),
@@ -50,7 +52,7 @@ def serve(
         return
     ws.close()
     # the versions resolved here, not the specs: every worker serves the same ones even if an alias moves meanwhile
-    resolved = [f"{m.name}:{m.version}" for m in loaded.values()]
+    resolved = [m.spec for m in loaded.values()]
     os.environ[CONFIG_ENV] = json.dumps({"models": resolved, "options": options.__dict__})
     uvicorn.run(
         "medops.server.app:from_environment", factory=True, host=host, port=port, workers=workers, log_level="warning"

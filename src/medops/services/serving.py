@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from medops.caller import Caller
 from medops.identity.roles import Role
 from medops.platform import Platform
-from medops.serving.models import ServedModel, ServeSpec, load_served, parse_spec
+from medops.serving.models import ServedModel, load_specs
 from medops.serving.scoring import score
 
 if TYPE_CHECKING:  # pandas, Arrow and the model libraries load with the scoring itself
@@ -31,16 +31,8 @@ class ServingService:
         self.platform = platform
 
     def load(self, specs: list[str]) -> dict[str, ServedModel]:
-        """Each spec's version, verified; a name served twice is refused (a request names only the model)."""
-        from medops.errors import InvalidInput
-
-        parsed: list[ServeSpec] = [parse_spec(s) for s in specs]
-        if not parsed:
-            raise InvalidInput("name at least one model to serve", hint="a model is NAME, NAME@ALIAS or NAME:VERSION")
-        names = [p.name for p in parsed]
-        if len(set(names)) != len(names):
-            raise InvalidInput("a model is named twice", hint="serve each model once: NAME, NAME@ALIAS or NAME:VERSION")
-        return {p.name: load_served(self.platform, p) for p in parsed}
+        """Each spec's version or bundle file, verified (see medops.serving.models.load_specs)."""
+        return load_specs(self.platform, specs)
 
     def authorize(self, caller: Caller) -> None:
         """PermissionDenied unless the caller may use the prediction API (see the module's rule)."""
