@@ -85,8 +85,10 @@ class ServingService:
         overwrite: bool = False,
         reason: str | None = None,
         on_chunk: Callable[[int], None] | None = None,
+        executor: str | None = None,
     ) -> ScoreResult:
-        """Score ``source`` with the verified bundle of ``ref`` into ``output`` (see medops.serving.batch)."""
+        """Score ``source`` with the verified bundle of ``ref`` into ``output`` (see medops.serving.batch);
+        on ``executor`` (default: the workspace's setting)."""
         from medops.registry.predictor import load_model
         from medops.serving.batch import DEFAULT_CHUNK_ROWS, SCORE_ROLES
         from medops.serving.batch import score as score_batch
@@ -106,4 +108,5 @@ class ServingService:
             overwrite=overwrite,
             reason=reason,
             on_chunk=on_chunk,
+            executor=executor if executor is not None else self.platform.settings.executor,
         )
