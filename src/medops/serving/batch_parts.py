@@ -106,6 +106,7 @@ def score_partitioned(
     load_bundle_bytes(bundle, bundle_sha256, trusted)  # verified whole here before it is sent anywhere
     parts = partitions(source, executor.partitions)
     folder = writer.path.with_name(writer.path.name + ".parts")
+    shutil.rmtree(folder, ignore_errors=True)  # a crashed run's parts are never merged into this one
     folder.mkdir()
     try:
         args = [(p, bundle, bundle_sha256, trusted, list(keep), chunk_rows, str(folder)) for p in parts]
@@ -159,9 +160,9 @@ def partitions(source: ScoreInput, wanted: int) -> list[Partition]:
         meta = _parquet(path, lambda: pq.ParquetFile(path).metadata)
         sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
         return [Partition(i, str(path), "parquet", row_groups=g) for i, g in enumerate(_grouped(sizes, wanted))]
+    schema = _csv_schema(path)
     return [
-        Partition(i, str(path), "csv", byte_range=r, csv_schema=_csv_schema(path))
-        for i, r in enumerate(_csv_ranges(path, wanted))
+        Partition(i, str(path), "csv", byte_range=r, csv_schema=schema) for i, r in enumerate(_csv_ranges(path, wanted))
     ]
 
 
