@@ -3,6 +3,7 @@ same lineage and audit event; a worker verifies the bundle it is sent before it 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from medops.serving import batch_parts
 from medops.serving.batch import ScoreInput, ScoreResult, file_input
 from medops.store.lineage import walk
 from medops.workspace import Workspace
-from tests.factories import cohort, put
+from tests.factories import cohort, log_in, put, run
 
 ALICE = Caller("alice")
 
@@ -199,3 +200,31 @@ def test_a_worker_verifies_the_bundle_it_is_sent(scored: Workspace, tmp_path: Pa
     assert isinstance(altered.error, IntegrityError) and altered.error.code.startswith("bundle_")
     untrusted = batch_parts.score_partition(part, bundle, sha, {}, [], 20, str(folder))
     assert isinstance(untrusted.error, IntegrityError) and untrusted.error.code == "bundle_key_untrusted"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("metadata_url", ["sqlite"], indirect=True)
+def test_the_command_scores_on_the_executor_it_names(
+    scored: Workspace,
+    dask_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MEDOPS_HOME", str(scored.settings.home))
+    log_in(scored, "alice")
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pandas(_rows(300), preserve_index=False), source, row_group_size=100)
+    docs = []
+    for name, executor in (("local", "local"), ("dask", dask_url)):
+        out = tmp_path / f"{name}.parquet"
+        code, stdout, err = run(
+            ["score", "readmission:1", "-i", str(source), "-o", str(out), "--executor", executor, "--json"], capsys
+        )
+        assert code == 0, err
+        docs.append(json.loads(stdout))
+    local, dask = docs
+    assert (local["partitions"], dask["partitions"]) == (1, 3)
+    assert dask["output_sha256"] == local["output_sha256"] and dask["predictions"] == local["predictions"]
+    code, _, err = run(["score", "readmission:1", "-i", str(source), "-o", "x.parquet", "--executor", "spark"], capsys)
+    assert code != 0 and "executor 'spark' is not known" in err and "Traceback" not in err
