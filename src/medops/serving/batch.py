@@ -6,7 +6,7 @@ are appended to the output as they come, so memory holds one chunk whatever the 
 The output is written beside its final name and renamed into place only when every row was
 scored: a refused row leaves no partial prediction file. On a Dask executor, partitions of the
 input are scored by the workers (medops.serving.batch_parts); the output file is the same, byte
-for byte, because PredictionWriter writes tables of exactly ``chunk_rows`` rows however the rows
+for byte, because medops.serving.prediction_file's writer writes tables of exactly ``chunk_rows`` rows however the rows
 were scored.
 
 Identifiers. A file given to ``medops score`` may hold raw identifiers (names, record numbers);
@@ -34,6 +34,7 @@ import pyarrow as pa
 from medops.data.sources import file_sha256
 from medops.errors import Conflict, InvalidInput
 from medops.identity.roles import Role
+from medops.serving.prediction_file import PredictionWriter
 from medops.store.lineage import Edge, add_edges, file_node
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ def score(
 
     ``bundle_sha256`` is the registered version's artifact digest: written on every prediction.
 
-    ``on_chunk`` is called with each chunk's row count once it is written (a progress bar); on a Dask
+    ``on_chunk`` is called with each chunk's row count once it is scored (a progress bar); on a Dask
     ``executor`` with each partition's once it is scored (see medops.serving.batch_parts).
     """
     meta = predictor.bundle.metadata
@@ -295,81 +296,6 @@ def chunk_refused(exc: InvalidInput, first_row: int, rows: int) -> InvalidInput:
     )
 
 
-class PredictionWriter:
-    """The prediction file, written in tables of exactly ``chunk_rows`` rows (the last one shorter).
-
-    Rows are numbered as they come, so the file's bytes depend only on the predictions and the
-    chunk size, never on how the input was split to score it: local and partitioned scoring of
-    one input write the same file, with the same SHA-256 (the same prediction set in lineage).
-    """
-
-    def __init__(
-        self, path: Path, out_format: str, keep: list[str], model: str, version: int, sha: str, chunk_rows: int
-    ) -> None:
-        self.path, self.out_format, self.keep = path, out_format, keep
-        self.model, self.version, self.sha, self.chunk_rows = model, version, sha, chunk_rows
-        self.rows = 0  # written, and numbered
-        self._pending: list[tuple[pa.Table | None, np.ndarray, np.ndarray, np.ndarray]] = []
-        self._pending_rows = 0
-        self._writer: Any = None
-        self._closed = False
-
-    def write(
-        self, kept: pa.RecordBatch | pa.Table | None, probability: np.ndarray, decision: np.ndarray, flags: np.ndarray
-    ) -> None:
-        """Append scored rows; ``kept`` holds at least the kept columns (others are ignored)."""
-        table = None
-        if self.keep and kept is not None:
-            table = (pa.Table.from_batches([kept]) if isinstance(kept, pa.RecordBatch) else kept).select(self.keep)
-        self._pending.append((table, probability, decision, flags))
-        self._pending_rows += len(probability)
-        while self._pending_rows >= self.chunk_rows:
-            self._flush(self.chunk_rows)
-
-    def _flush(self, n: int) -> None:
-        kept = pa.concat_tables([p[0] for p in self._pending]) if self.keep else None
-        if len(self._pending) == 1:  # the usual case, a whole chunk: no copy
-            _, probability, decision, flags = self._pending[0]
-        else:
-            probability, decision, flags = (np.concatenate([p[i] for p in self._pending]) for i in (1, 2, 3))
-        head = None if kept is None else kept.slice(0, n).combine_chunks()
-        table = _predictions(
-            head, self.keep, self.rows, probability[:n], decision[:n], flags[:n], self.model, self.version, self.sha
-        )
-        if self._writer is None:
-            self._writer = _writer(self.path, self.out_format, table.schema)
-        self._writer.write_table(table)
-        self.rows += n
-        self._pending_rows -= n
-        rest = None if kept is None else kept.slice(n)
-        self._pending = [(rest, probability[n:], decision[n:], flags[n:])] if self._pending_rows else []
-
-    def close(self) -> None:
-        """Write what is pending (an empty input: an empty file with the columns all the same)."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if self._pending_rows:
-                self._flush(self._pending_rows)
-            if self._writer is None:
-                empty = np.empty(0)
-                table = _predictions(
-                    None, (), 0, empty, empty.astype(np.int8), empty.astype(bool), self.model, self.version, self.sha
-                )
-                self._writer = _writer(self.path, self.out_format, table.schema)
-        finally:
-            if self._writer is not None:
-                self._writer.close()
-
-    def abort(self) -> None:
-        """Stop without writing what is pending (the file is then discarded)."""
-        if not self._closed:
-            self._closed = True
-            if self._writer is not None:
-                self._writer.close()
-
-
 def _record(ws: Platform, result: ScoreResult, actor: str, reason: str | None, *, dataset: str | None) -> None:
     from medops.registry.versions import version_node
 
@@ -397,62 +323,6 @@ def _record(ws: Platform, result: ScoreResult, actor: str, reason: str | None, *
             "flagged": result.flagged,
             "output_sha256": result.output_sha256,
         }
-
-
-def _predictions(
-    batch: pa.RecordBatch | pa.Table | None,
-    keep: list[str] | tuple[str, ...],
-    first_row: int,
-    probability: np.ndarray,
-    decision: np.ndarray,
-    out_of_range: np.ndarray,
-    model: str,
-    version: int,
-    sha: str,
-) -> pa.Table:
-    n = len(probability)
-    columns: dict[str, pa.Array] = {"row": pa.array(np.arange(first_row, first_row + n, dtype=np.int64))}
-    for column in keep:
-        assert batch is not None
-        columns[column] = batch.column(column)
-    zeros = pa.array(np.zeros(n, dtype=np.int32))
-    columns.update(
-        {
-            "probability": pa.array(np.asarray(probability, dtype=np.float64)),
-            "decision": pa.array(decision),
-            "out_of_range": pa.array(out_of_range),
-            "model": pa.DictionaryArray.from_arrays(zeros, pa.array([model])),
-            "version": pa.array(np.full(n, version, dtype=np.int32)),
-            "bundle_sha256": pa.DictionaryArray.from_arrays(zeros, pa.array([sha])),
-        }
-    )
-    return pa.table(columns)
-
-
-class _CsvWriter:
-    """Arrow's CSV writer, given plain strings (it writes no dictionary columns)."""
-
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        from pyarrow import csv
-
-        self.schema = pa.schema(
-            [f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema]
-        )
-        self.writer = csv.CSVWriter(str(path), self.schema)
-
-    def write_table(self, table: pa.Table) -> None:
-        self.writer.write_table(table.cast(self.schema))
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def _writer(path: Path, out_format: str, schema: pa.Schema) -> Any:
-    if out_format == "csv":
-        return _CsvWriter(path, schema)
-    import pyarrow.parquet as pq
-
-    return pq.ParquetWriter(str(path), schema)
 
 
 def _format(path: Path, what: str) -> str:

@@ -35,7 +35,6 @@ from medops.errors import InvalidInput, MedopsError
 from medops.serving.batch import (
     CSV_BLOCK_BYTES,
     Counts,
-    PredictionWriter,
     ScoreInput,
     _checked_batches,
     _parquet,
@@ -43,6 +42,7 @@ from medops.serving.batch import (
     chunk_refused,
     score_chunk,
 )
+from medops.serving.prediction_file import PredictionWriter
 
 if TYPE_CHECKING:
     from medops.features.executor import Executor
