@@ -173,6 +173,7 @@ CODES: dict[str, str] = {
     "bundle_signature_invalid": "the bundle manifest's signature does not verify",
     "bundle_mismatch": "a bundle member is missing from its signed manifest, or differs in size or checksum",
     "bundle_unsafe_model": "the bundle's model file would build types outside the safe list, or can't be read",
+    "bundle_not_registered": "a bundle file to serve is not byte for byte the registered version it names",
     "no_evaluation_on_record": "the version has no evaluation it could reach production with",
     "schema_missing": "the metadata database has no medops schema",
     "schema_outdated": "the metadata database's schema is older than this medops",

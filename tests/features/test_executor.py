@@ -18,6 +18,7 @@ def test_local_runs_in_order() -> None:
     executor = open_executor("local")
     assert isinstance(executor, LocalExecutor) and executor.partitions == 1
     assert executor.map(_square, [(i,) for i in range(5)]) == [0, 1, 4, 9, 16]
+    assert list(executor.as_completed(_square, [(i,) for i in range(3)])) == [(0, 0), (1, 1), (2, 4)]
 
 
 @pytest.mark.slow
@@ -31,6 +32,8 @@ def test_a_dask_scheduler_by_address() -> None:
         try:
             assert executor.partitions == 2
             assert executor.map(_square, [(i,) for i in range(5)]) == [0, 1, 4, 9, 16]
+            finished = list(executor.as_completed(_square, [(i,) for i in range(5)]))  # in the order they finish
+            assert sorted(finished) == [(0, 0), (1, 1), (2, 4), (3, 9), (4, 16)]
         finally:
             executor.close()
 

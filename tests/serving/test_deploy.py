@@ -7,13 +7,16 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import tomllib
 import venv
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -21,6 +24,7 @@ from medops.audit import AuditFilter, list_events
 from medops.caller import Caller
 from medops.cli.main import COMMANDS
 from medops.errors import Conflict, NotFound, PermissionDenied
+from medops.identity import Role
 from medops.registry import approvals, stages, versions
 from medops.services import Services
 from medops.serving import deploy as dep
@@ -180,7 +184,7 @@ def test_the_entrypoint_is_a_medops_command(production: Workspace, tmp_path: Pat
     assert importlib.util.find_spec(check[2]) is not None
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert serve[0] in scripts and scripts[serve[0]] == "medops.cli.main:main"
-    assert serve[1:4] == ["serve", f"{info.model}:{info.version}", "--host"]
+    assert serve[1:4] == ["serve", f"{dep.HOME}/{dep.bundle_file(info)}", "--host"]  # the baked-in file itself
     if "serve" not in COMMANDS:
         pytest.skip("the serve command is not part of this build")
     from medops.cli.main import load
@@ -288,9 +292,9 @@ def test_the_cli_writes_a_deployment(
 @pytest.mark.parametrize("metadata_url", ["sqlite"], indirect=True)
 def test_the_image_steps_run_in_a_fresh_venv(production: Workspace, tmp_path: Path) -> None:
     """The Dockerfile's steps without docker: a new venv, medops installed from a wheel as the image
-    installs it, and the image's entrypoint started from that venv on the deployed bundle."""
+    installs it, and the image's whole entrypoint run from that venv: the start check, then the server
+    on the baked-in bundle file, answering a token while the artifact store no longer holds the bundle."""
     import site
-    from importlib.metadata import version
 
     source = tmp_path / "source"  # a copy: building leaves nothing in the working tree
     shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -341,11 +345,48 @@ def test_the_image_steps_run_in_a_fresh_venv(production: Workspace, tmp_path: Pa
         f"{dep.HOME}/{dep.bundle_file(info)}": str(out / dep.bundle_file(info)),
         dep.KEY_FILE: str(out / "model" / "bundle.pub"),
     }
-    check = [local.get(part, part) for part in entry[: len(dep.START_CHECK)]]
-    check[0] = str(python)
-    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "MEDOPS_HOME"}}
-    started = subprocess.run([*check, str(env_dir / "bin" / entry[len(dep.START_CHECK)]), "--version"], **_io(env))
-    assert started.returncode == 0, started.stderr
-    assert started.stdout.strip().endswith(version("medops")), started.stdout  # the console script the image runs
+    command = [local.get(part, part) for part in entry]
+    command[0] = str(python)
+    serve = len(dep.START_CHECK)
+    command[serve] = str(env_dir / "bin" / entry[serve])  # the console script the image runs
+    port = _free_port()
+    command[command.index("--host") + 1] = "127.0.0.1"
+    command[command.index("--port") + 1] = str(port)
+    # The artifact store loses the bundle: only the baked-in copy can be what the container serves.
+    stored = production.artifacts.local_path(info.artifact_sha256)
+    stored.chmod(0o600)
+    stored.unlink()
+    production.users.add("admin", "pat", "Pat Integration", PASSWORD, [Role.PREDICTOR])
+    _, token = Services(production).identity.create_token(Caller("admin", channel="token"), "ehr", username="pat")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["MEDOPS_HOME"] = str(production.settings.home)
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(1200):  # bounded wait until the server answers
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.communicate()[1]
+            time.sleep(0.05)
+        headers = {"Authorization": f"Bearer {token}"}
+        described = httpx.get(f"{url}/v1/models/readmission", headers=headers).json()
+        assert (described["version"], described["bundle_sha256"]) == (1, info.artifact_sha256)
+        answer = httpx.post(f"{url}/v1/models/readmission/predict", json=described["example"], headers=headers)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"][0]["bundle_sha256"] == info.artifact_sha256
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert "verified (readmission:1)" in err  # the start check ran first, in the same process
+    assert "Traceback" not in err
     where = subprocess.run([python, "-c", "import medops; print(medops.__file__)"], **_io(env))
     assert where.stdout.strip().startswith(target)  # the wheel's medops, not the source tree's
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -39,6 +39,7 @@ HINTS: dict[str, str] = {
     "project_file_invalid": "see what is wrong with: medops project check",
     "project_option_invalid": "check the value of --{option}",
     "bundle_key_untrusted": "an admin can trust the exporting workspace's key: medops models trust-key",
+    "bundle_not_registered": "serve the bundle the registry holds: medops models export NAME:VERSION FILE",
     "no_evaluation_on_record": "evaluate the run (medops evaluate) and register it",
     "schema_missing": "run `medops db upgrade` (or `medops init`)",
     "schema_outdated": "run `medops db upgrade`",

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import typer
 
+from medops.backends import EXECUTORS
 from medops.cli.common import JsonOption, ReasonOption, cli_caller, done, open_workspace, path_arg, plural, progress_bar
 
 EPILOG = (
     "Examples:  medops score readmission --input admissions@3fa2c1 --output preds.parquet   ·   "
-    "medops score readmission:2 --input new_patients.csv --output preds.csv"
+    "medops score readmission:2 --input new_patients.csv --output preds.csv   ·   "
+    "medops score readmission --input admissions --output preds.parquet --executor dask://scheduler:8786"
 )
 
 
@@ -30,6 +32,11 @@ def score(
     ),
     chunk_rows: int = typer.Option(100_000, "--chunk-rows", metavar="N", help="Rows scored at a time (memory bound)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output file if it exists."),
+    executor: str | None = typer.Option(
+        None,
+        "--executor",
+        help=f"{EXECUTORS.choices()}: where rows are scored (default: the workspace's executor setting).",
+    ),
     reason: str | None = ReasonOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -40,6 +47,7 @@ def score(
     validated threshold, the model, version and bundle SHA-256. A file's own columns are
     never copied (they may hold identifiers): join back by the row number. The prediction
     set is recorded in lineage (input and model version to prediction set) and the audit trail.
+    On a Dask executor, partitions of the input are scored by the workers; the output is the same file.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
@@ -66,6 +74,7 @@ def score(
                 overwrite=overwrite,
                 reason=reason,
                 on_chunk=lambda rows: bar.advance(task, rows),
+                executor=executor,
             )
     done(
         as_json,

@@ -13,12 +13,14 @@ from medops.cli.common import JsonOption, cli_caller, err_console, open_workspac
 
 EPILOG = (
     "Examples:  medops serve readmission   ·   medops serve readmission@champion sepsis:3 --port 8080   ·   "
-    "medops serve readmission --workers 4 --metrics-public"
+    "medops serve readmission --workers 4 --metrics-public   ·   medops serve model/readmission-2.medops"
 )
 
 
 def serve(
-    models: list[str] = typer.Argument(..., help="NAME (its production version), NAME@ALIAS or NAME:VERSION."),
+    models: list[str] = typer.Argument(
+        ..., help="NAME (its production version), NAME@ALIAS, NAME:VERSION, or a bundle file (PATH.medops)."
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
     workers: int = typer.Option(1, "--workers", min=1, help="Server processes; each loads and verifies the bundles."),
@@ -66,11 +68,10 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level="warning", log_config=_log_config())
         return
     ws.close()
-    # Following, each worker follows the specs itself. Not following, the versions resolved here: every worker
-    # serves the same ones even if an alias moves while they start.
-    pinned = [f"{m.name}:{m.version}" for m in loaded.values()]
-    specs = [str(m.spec) if m.spec else pin for m, pin in zip(loaded.values(), pinned, strict=True)]
-    os.environ[CONFIG_ENV] = json.dumps({"models": specs if follow_interval else pinned, "options": options.__dict__})
+    # Following, each worker follows the specs itself. Not following (or a bundle file), what was loaded here:
+    # every worker serves the same version even if an alias moves while they start.
+    specs = [str(m.spec) if follow_interval and m.spec else m.worker_spec for m in loaded.values()]
+    os.environ[CONFIG_ENV] = json.dumps({"models": specs, "options": options.__dict__})
     uvicorn.run(
         "medops.server.app:from_environment",
         factory=True,

@@ -11,7 +11,7 @@ workers must see the workspace's artifact folder at the same path (a shared volu
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
@@ -28,6 +28,8 @@ class Executor(Protocol):
 
     def map(self, fn: Callable[..., T], args: Sequence[tuple[Any, ...]]) -> list[T]: ...
 
+    def as_completed(self, fn: Callable[..., T], args: Sequence[tuple[Any, ...]]) -> Iterator[tuple[int, T]]: ...
+
     def close(self) -> None: ...
 
 
@@ -40,6 +42,11 @@ class LocalExecutor:
 
     def map(self, fn: Callable[..., T], args: Sequence[tuple[Any, ...]]) -> list[T]:
         return [fn(*a) for a in args]
+
+    def as_completed(self, fn: Callable[..., T], args: Sequence[tuple[Any, ...]]) -> Iterator[tuple[int, T]]:
+        """Each call's position and result, as it finishes: here, in order."""
+        for i, a in enumerate(args):
+            yield i, fn(*a)
 
     def close(self) -> None:
         pass
@@ -75,6 +82,19 @@ class DaskExecutor:
     def map(self, fn: Callable[..., T], args: Sequence[tuple[Any, ...]]) -> list[T]:
         futures = [self.client.submit(fn, *a, pure=False) for a in args]
         return list(self.client.gather(futures))
+
+    def as_completed(self, fn: Callable[..., T], args: Sequence[tuple[Any, ...]]) -> Iterator[tuple[int, T]]:
+        """Each task's position and result as it finishes (a progress bar moves per task); the tasks
+        still running are cancelled if the caller stops early or a task fails."""
+        from distributed import as_completed
+
+        futures = [self.client.submit(fn, *a, pure=False) for a in args]
+        position = {future.key: i for i, future in enumerate(futures)}
+        try:
+            for future, result in as_completed(futures, with_results=True):
+                yield position[future.key], result
+        finally:
+            self.client.cancel([f for f in futures if not f.done()])
 
     def close(self) -> None:
         self.client.close()

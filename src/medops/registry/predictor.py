@@ -122,7 +122,21 @@ def load_bundle_file(path: str | Path, public_key: str) -> Predictor:
     return _predictor(Path(path), {kid: public_key.strip()})
 
 
-def _predictor(source: Path, trusted: dict[str, str]) -> Predictor:
+def load_bundle_bytes(data: bytes, sha256: str, trusted: dict[str, str]) -> Predictor:
+    """A verified predictor from a bundle's bytes, as a task on another machine receives them: their
+    SHA-256 must be ``sha256`` (the registered version's), then the bundle verifies as any other
+    (a signature by one of ``trusted``, key id -> public key; every checksum; safe types)."""
+    import hashlib
+
+    from medops.errors import IntegrityError
+
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise IntegrityError(f"the bundle's sha256 {digest[:12]} is not the registered {sha256[:12]}")
+    return _predictor(data, trusted)
+
+
+def _predictor(source: Path | bytes, trusted: dict[str, str]) -> Predictor:
     bundle = read(source, trusted)  # every file checked: a tampered bundle is refused whole, even a part unused here
     schema, threshold = schema_from_doc(bundle.input_schema), float(bundle.output_schema["threshold"])
     policy = str(bundle.input_schema.get("out_of_range", "reject"))

@@ -18,7 +18,7 @@ from medops.caller import Caller
 from medops.identity.roles import Role
 from medops.platform import Platform
 from medops.serving.follow import Follower, FollowListener, ModelSlot
-from medops.serving.models import ServedModel, ServeSpec, load_served, parse_spec
+from medops.serving.models import ServedModel, load_specs
 from medops.serving.scoring import score
 
 if TYPE_CHECKING:  # pandas, Arrow and the model libraries load with the scoring itself
@@ -40,16 +40,8 @@ class ServingService:
         self.platform = platform
 
     def load(self, specs: list[str]) -> dict[str, ServedModel]:
-        """Each spec's version, verified; a name served twice is refused (a request names only the model)."""
-        from medops.errors import InvalidInput
-
-        parsed: list[ServeSpec] = [parse_spec(s) for s in specs]
-        if not parsed:
-            raise InvalidInput("name at least one model to serve", hint="a model is NAME, NAME@ALIAS or NAME:VERSION")
-        names = [p.name for p in parsed]
-        if len(set(names)) != len(names):
-            raise InvalidInput("a model is named twice", hint="serve each model once: NAME, NAME@ALIAS or NAME:VERSION")
-        return {p.name: load_served(self.platform, p) for p in parsed}
+        """Each spec's version or bundle file, verified (see medops.serving.models.load_specs)."""
+        return load_specs(self.platform, specs)
 
     def follower(
         self, slots: dict[str, ModelSlot], *, interval: float, listener: FollowListener | None = None
@@ -120,8 +112,10 @@ class ServingService:
         overwrite: bool = False,
         reason: str | None = None,
         on_chunk: Callable[[int], None] | None = None,
+        executor: str | None = None,
     ) -> ScoreResult:
-        """Score ``source`` with the verified bundle of ``ref`` into ``output`` (see medops.serving.batch)."""
+        """Score ``source`` with the verified bundle of ``ref`` into ``output`` (see medops.serving.batch);
+        on ``executor`` (default: the workspace's setting)."""
         from medops.registry.predictor import load_model
         from medops.serving.batch import DEFAULT_CHUNK_ROWS, SCORE_ROLES
         from medops.serving.batch import score as score_batch
@@ -141,4 +135,5 @@ class ServingService:
             overwrite=overwrite,
             reason=reason,
             on_chunk=on_chunk,
+            executor=executor if executor is not None else self.platform.settings.executor,
         )

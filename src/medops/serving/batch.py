@@ -4,7 +4,10 @@ The input is read in chunks of at most ``chunk_rows`` rows (Parquet row batches,
 blocks cut to size), each chunk is checked and scored by the Predictor, and its predictions
 are appended to the output as they come, so memory holds one chunk whatever the input's size.
 The output is written beside its final name and renamed into place only when every row was
-scored: a refused row leaves no partial prediction file.
+scored: a refused row leaves no partial prediction file. On a Dask executor, partitions of the
+input are scored by the workers (medops.serving.batch_parts); the output file is the same, byte
+for byte, because medops.serving.prediction_file's writer writes tables of exactly ``chunk_rows`` rows however the rows
+were scored.
 
 Identifiers. A file given to ``medops score`` may hold raw identifiers (names, record numbers);
 none of its columns is copied to the output. Each prediction carries ``row``, its position in
@@ -31,6 +34,7 @@ import pyarrow as pa
 from medops.data.sources import file_sha256
 from medops.errors import Conflict, InvalidInput
 from medops.identity.roles import Role
+from medops.serving.prediction_file import PredictionWriter
 from medops.store.lineage import Edge, add_edges, file_node
 
 if TYPE_CHECKING:
@@ -67,6 +71,7 @@ class ScoreResult:
     positives: int
     flagged: int  # rows scored outside the trained ranges (models whose policy is to flag)
     kept: list[str] = field(default_factory=list)
+    partitions: int = 1  # scored as this many tasks on the workspace's executor (1: in this process)
 
     @property
     def node(self) -> str:
@@ -86,6 +91,7 @@ class ScoreResult:
             "positives": self.positives,
             "flagged": self.flagged,
             "kept": self.kept,
+            "partitions": self.partitions,
         }
 
 
@@ -152,12 +158,14 @@ def score(
     overwrite: bool = False,
     reason: str | None = None,
     on_chunk: Callable[[int], None] | None = None,
+    executor: str = "local",
 ) -> ScoreResult:
     """Score every row of ``source`` into ``output``; record the prediction set's lineage and audit event.
 
     ``bundle_sha256`` is the registered version's artifact digest: written on every prediction.
 
-    ``on_chunk`` is called with each chunk's row count once it is written (a progress bar).
+    ``on_chunk`` is called with each chunk's row count once it is scored (a progress bar); on a Dask
+    ``executor`` with each partition's once it is scored (see medops.serving.batch_parts).
     """
     meta = predictor.bundle.metadata
     name, version = str(meta["model"]), int(meta["version"])
@@ -169,59 +177,123 @@ def score(
             code="identifiers_not_copied",
             hint="join the output back to the file by its 'row' column, or ingest the file as a dataset first",
         )
+    if chunk_rows < 1:
+        raise InvalidInput("the chunk size is a positive number of rows")
     if output.exists() and not overwrite:
         raise Conflict(f"{output} exists already", code="output_exists", hint="choose another path")
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(f".{output.name}.{os.getpid()}.partial")
-    sha = bundle_sha256
-    rows = chunks = positives = flagged = 0
-    writer: Any = None
+    writer = PredictionWriter(temporary, out_format, list(keep), name, version, bundle_sha256, chunk_rows)
     try:
-        # only the model's features and the kept columns are read: less to decode, and no identifier in memory
-        for batch in read_chunks(source, chunk_rows, [*predictor.features, *keep]):
-            missing = [c for c in keep if c not in batch.schema.names]
-            if missing:
-                raise InvalidInput(f"the input has no column {missing[0]!r} to copy into the predictions")
-            # strings as categories: a few string objects shared, not one per row (the predictor reads them as values)
-            frame = batch.to_pandas(strings_to_categorical=True)
-            try:
-                probability = predictor.predict_proba(frame)
-            except InvalidInput as exc:  # its row numbers count from the chunk's first row: say which chunk
-                raise InvalidInput(
-                    f"in the chunk of input rows {rows:,} to {rows + len(frame) - 1:,} (counted from 0; "
-                    f"the row numbers that follow count from the chunk's first row): {exc.message}",
-                    hint=exc.hint,
-                    code=exc.code if exc.code != InvalidInput.code else None,
-                ) from None
-            decision = (probability >= predictor.threshold).astype(np.int8)
-            out_of_range = np.zeros(len(frame), dtype=bool)
-            for flags in predictor.flags.values():
-                out_of_range |= flags
-            table = _predictions(batch, keep, rows, probability, decision, out_of_range, name, version, sha)
-            if writer is None:
-                writer = _writer(temporary, out_format, table.schema)
-            writer.write_table(table)
-            rows += len(frame)
-            chunks += 1
-            positives += int(decision.sum())
-            flagged += int(out_of_range.sum())
-            if on_chunk is not None:
-                on_chunk(len(frame))
-        if writer is None:  # an empty input: an empty prediction file with the columns all the same
-            empty = np.empty(0)
-            table = _predictions(None, (), 0, empty, empty.astype(np.int8), empty.astype(bool), name, version, sha)
-            writer = _writer(temporary, out_format, table.schema)
+        counts = _score_into(ws, writer, predictor, bundle_sha256, source, keep, chunk_rows, on_chunk, executor)
         writer.close()
-        writer = None
         digest = file_sha256(temporary)
         os.replace(temporary, output)
     finally:
-        if writer is not None:
-            writer.close()
+        writer.abort()  # nothing once closed; on a refusal, no pending row is written
         temporary.unlink(missing_ok=True)
-    result = ScoreResult(name, version, sha, source.node, output, digest, rows, chunks, positives, flagged, list(keep))
+    result = ScoreResult(
+        name,
+        version,
+        bundle_sha256,
+        source.node,
+        output,
+        digest,
+        writer.rows,
+        counts.chunks,
+        counts.positives,
+        counts.flagged,
+        list(keep),
+        counts.partitions,
+    )
     _record(ws, result, actor, reason, dataset=source.dataset)
     return result
+
+
+@dataclass
+class Counts:
+    """What scoring found, summed over chunks (and partitions)."""
+
+    rows: int = 0
+    chunks: int = 0
+    positives: int = 0
+    flagged: int = 0
+    partitions: int = 1
+
+    def add(self, other: Counts) -> None:
+        self.rows += other.rows
+        self.chunks += other.chunks
+        self.positives += other.positives
+        self.flagged += other.flagged
+
+
+def _score_into(
+    ws: Platform,
+    writer: PredictionWriter,
+    predictor: Predictor,
+    bundle_sha256: str,
+    source: ScoreInput,
+    keep: list[str] | tuple[str, ...],
+    chunk_rows: int,
+    on_chunk: Callable[[int], None] | None,
+    executor_url: str,
+) -> Counts:
+    """Local scoring, or partitions on the executor when it has more than one."""
+    if (executor_url or "local") != "local":
+        from medops.features.executor import open_executor
+
+        executor = open_executor(executor_url)
+        try:
+            if executor.partitions > 1:
+                from medops.serving.batch_parts import score_partitioned
+
+                return score_partitioned(
+                    ws, executor, writer, predictor, bundle_sha256, source, keep, chunk_rows, on_chunk
+                )
+        finally:
+            executor.close()
+    counts = Counts()
+    # only the model's features and the kept columns are read: less to decode, and no identifier in memory
+    for batch in read_chunks(source, chunk_rows, [*predictor.features, *keep]):
+        check_kept(batch, keep)
+        try:
+            probability, decision, out_of_range = score_chunk(predictor, batch)
+        except InvalidInput as exc:  # its row numbers count from the chunk's first row: say which chunk
+            raise chunk_refused(exc, counts.rows, batch.num_rows) from None
+        writer.write(batch, probability, decision, out_of_range)
+        counts.add(Counts(len(probability), 1, int(decision.sum()), int(out_of_range.sum())))
+        if on_chunk is not None:
+            on_chunk(len(probability))
+    return counts
+
+
+def check_kept(batch: pa.RecordBatch, keep: list[str] | tuple[str, ...]) -> None:
+    missing = [c for c in keep if c not in batch.schema.names]
+    if missing:
+        raise InvalidInput(f"the input has no column {missing[0]!r} to copy into the predictions")
+
+
+def score_chunk(predictor: Predictor, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One chunk's probability, decision and out-of-range flag per row (the predictor's refusal as it is:
+    its row numbers count from the chunk's first row)."""
+    # strings as categories: a few string objects shared, not one per row (the predictor reads them as values)
+    frame = batch.to_pandas(strings_to_categorical=True)
+    probability = predictor.predict_proba(frame)
+    decision = (probability >= predictor.threshold).astype(np.int8)
+    out_of_range = np.zeros(len(frame), dtype=bool)
+    for flags in predictor.flags.values():
+        out_of_range |= flags
+    return np.asarray(probability, dtype=np.float64), decision, out_of_range
+
+
+def chunk_refused(exc: InvalidInput, first_row: int, rows: int) -> InvalidInput:
+    """The predictor's refusal of a chunk, with the chunk's place in the input."""
+    return InvalidInput(
+        f"in the chunk of input rows {first_row:,} to {first_row + rows - 1:,} (counted from 0; "
+        f"the row numbers that follow count from the chunk's first row): {exc.message}",
+        hint=exc.hint,
+        code=exc.code if exc.code != InvalidInput.code else None,
+    )
 
 
 def _record(ws: Platform, result: ScoreResult, actor: str, reason: str | None, *, dataset: str | None) -> None:
@@ -251,62 +323,6 @@ def _record(ws: Platform, result: ScoreResult, actor: str, reason: str | None, *
             "flagged": result.flagged,
             "output_sha256": result.output_sha256,
         }
-
-
-def _predictions(
-    batch: pa.RecordBatch | None,
-    keep: list[str] | tuple[str, ...],
-    first_row: int,
-    probability: np.ndarray,
-    decision: np.ndarray,
-    out_of_range: np.ndarray,
-    model: str,
-    version: int,
-    sha: str,
-) -> pa.Table:
-    n = len(probability)
-    columns: dict[str, pa.Array] = {"row": pa.array(np.arange(first_row, first_row + n, dtype=np.int64))}
-    for column in keep:
-        assert batch is not None
-        columns[column] = batch.column(column)
-    zeros = pa.array(np.zeros(n, dtype=np.int32))
-    columns.update(
-        {
-            "probability": pa.array(np.asarray(probability, dtype=np.float64)),
-            "decision": pa.array(decision),
-            "out_of_range": pa.array(out_of_range),
-            "model": pa.DictionaryArray.from_arrays(zeros, pa.array([model])),
-            "version": pa.array(np.full(n, version, dtype=np.int32)),
-            "bundle_sha256": pa.DictionaryArray.from_arrays(zeros, pa.array([sha])),
-        }
-    )
-    return pa.table(columns)
-
-
-class _CsvWriter:
-    """Arrow's CSV writer, given plain strings (it writes no dictionary columns)."""
-
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        from pyarrow import csv
-
-        self.schema = pa.schema(
-            [f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema]
-        )
-        self.writer = csv.CSVWriter(str(path), self.schema)
-
-    def write_table(self, table: pa.Table) -> None:
-        self.writer.write_table(table.cast(self.schema))
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def _writer(path: Path, out_format: str, schema: pa.Schema) -> Any:
-    if out_format == "csv":
-        return _CsvWriter(path, schema)
-    import pyarrow.parquet as pq
-
-    return pq.ParquetWriter(str(path), schema)
 
 
 def _format(path: Path, what: str) -> str:

@@ -3,8 +3,10 @@
 What a hospital's IT team runs is built from what the registry verified: the bundle is read
 through the registry's verifying reader, copied byte for byte into the build context with the
 workspace's public key, verified again while the image is built and once more each time a
-container starts (``medops.serving.container``). The image runs as a non-root user and writes
-only to the volumes named here, so it runs on a read-only root filesystem; the manifests
+container starts (``medops.serving.container``); the server then serves that file, the one
+verified, not a copy from the artifact store (``medops serve BUNDLE_FILE``). The image runs
+as a non-root user and writes only to the volumes named here, so it runs on a read-only root
+filesystem; the manifests
 carry the same hardening (non-root, no capabilities, no privilege escalation, probes,
 resources), an autoscaler, a disruption budget and a default-deny network policy.
 """
@@ -41,9 +43,10 @@ USER_ID = 10001
 BASE_IMAGE = "python:3.11-slim"
 # What a container runs once its bundle is verified. One constant, so the serving command can change in one place;
 # "{bundle}" is the baked-in bundle's path.
-# The server serves the registered version by name (the workspace's settings come from MEDOPS_HOME and
-# the environment); the start check has verified the same bundle, baked in, against the workspace key.
-SERVE_COMMAND = ("medops", "serve", "{ref}", "--host", "0.0.0.0", "--port", str(PORT))
+# The server serves the baked-in bundle file itself, never a copy from the artifact store: it verifies it again
+# against the workspace's keys and checks it is the registered version (the workspace's settings, for the
+# metadata store that holds the registry and the API tokens, come from MEDOPS_HOME and the environment).
+SERVE_COMMAND = ("medops", "serve", "{bundle}", "--host", "0.0.0.0", "--port", str(PORT))
 START_CHECK = ("python", "-m", "medops.serving.container", "{bundle}", KEY_FILE, "--")
 
 
@@ -83,8 +86,7 @@ def bundle_file(info: VersionInfo) -> str:
 def entrypoint(info: VersionInfo) -> list[str]:
     """The container's whole command: the start check, then the serving command."""
     bundle = f"{HOME}/{bundle_file(info)}"
-    ref = f"{info.model}:{info.version}"
-    return [part.format(bundle=bundle, ref=ref) for part in (*START_CHECK, *SERVE_COMMAND)]
+    return [part.format(bundle=bundle) for part in (*START_CHECK, *SERVE_COMMAND)]
 
 
 # --- the pinned environment ------------------------------------------------------------------

@@ -1,18 +1,29 @@
-"""Which registered version a serving spec names, loaded and verified before it serves."""
+"""Which registered version a serving spec names, loaded and verified before it serves.
+
+A spec is ``NAME``, ``NAME@ALIAS`` or ``NAME:VERSION`` (read from the artifact store), or the
+path of a bundle file (``.medops``), which is served as it is: what a container does with the
+bundle baked into its image. A bundle file must verify against the keys this workspace trusts
+(its pinned key, and those its signed keyring holds) and be byte for byte the version the
+registry holds under its name: the metadata store still names the stage and aliases it serves
+under, and authorizes its callers.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from medops.errors import InvalidInput, NotFound
+from medops.errors import IntegrityError, InvalidInput, NotFound
 from medops.platform import Platform
 from medops.registry.predictor import Predictor, load_model
 from medops.registry.versions import VersionInfo, get
 from medops.store.schema import ModelAlias, ModelVersion
+
+BUNDLE_SUFFIX = ".medops"
 
 if TYPE_CHECKING:
     from medops.serving.lookup import OnlineLookup
@@ -32,6 +43,11 @@ class ServeSpec:
         if self.version is not None:
             return f"{self.name}:{self.version}"
         return f"{self.name}@{self.alias}" if self.alias else self.name
+
+
+def is_bundle_file(text: str) -> bool:
+    """A spec naming a bundle file: a path (a model name never holds '/') or a name ending ``.medops``."""
+    return "/" in text or text.strip().endswith(BUNDLE_SUFFIX)
 
 
 def parse_spec(text: str) -> ServeSpec:
@@ -90,6 +106,12 @@ class ServedModel:
     spec: ServeSpec | None = None  # what it was loaded by: a server following the registry resolves it again
     lookup: OnlineLookup | None = None  # how rows naming an entity get their features; None: not from views
     entity_keys: frozenset[str] = frozenset()  # the workspace's entity keys, refused clearly when lookup is None
+    bundle_file: str | None = None  # the bundle file it was loaded from; None when read from the artifact store
+
+    @property
+    def worker_spec(self) -> str:
+        """What loads this same model again (another server worker): its version, or its bundle file."""
+        return self.bundle_file or f"{self.name}:{self.version}"
 
     @property
     def threshold(self) -> float:
@@ -121,11 +143,62 @@ class ServedModel:
         return {"name": self.name, "version": self.version, "bundle_sha256": self.bundle_sha256, "stage": self.stage}
 
 
+def load_specs(platform: Platform, specs: list[str]) -> dict[str, ServedModel]:
+    """Each spec's version or bundle file, verified, by model name; a name served twice is refused
+    (a request names only the model). Every spec is parsed before any bundle is read."""
+    if not specs:
+        raise InvalidInput("name at least one model to serve", hint="a model is NAME, NAME@ALIAS or NAME:VERSION")
+    parsed = [Path(s).expanduser() if is_bundle_file(s) else parse_spec(s) for s in specs]
+    _once([p.name for p in parsed if isinstance(p, ServeSpec)])
+    loaded = [load_bundle_served(platform, p) if isinstance(p, Path) else load_served(platform, p) for p in parsed]
+    _once([m.name for m in loaded])  # a bundle file's model is known once it is read
+    return {m.name: m for m in loaded}
+
+
+def _once(names: list[str]) -> None:
+    if len(set(names)) != len(names):
+        raise InvalidInput("a model is named twice", hint="serve each model once: NAME, NAME@ALIAS or NAME:VERSION")
+
+
 def load_served(platform: Platform, spec: ServeSpec) -> ServedModel:
     """Resolve the spec and load its bundle, verified (signature, every checksum) before it serves."""
     version = resolve(platform, spec)
     info = get(platform, spec.name, version)
-    predictor = load_model(platform, (spec.name, version))
+    return _served(platform, info, load_model(platform, (spec.name, version)), spec=spec)
+
+
+def load_bundle_served(platform: Platform, path: Path) -> ServedModel:
+    """A bundle file served as it is, once verified and found to be the registered version it names.
+
+    Nothing is read from the artifact store. The file is verified with the workspace's trusted keys
+    (an unsigned, tampered or foreign-signed bundle is refused), then its SHA-256 must be the one the
+    registry recorded for its model and version: a signed bundle of another version is refused too.
+    """
+    from medops.data.sources import file_sha256
+
+    if not path.is_file():
+        raise InvalidInput(f"no bundle file {path}", hint="give the path of a .medops bundle file")
+    predictor = load_model(platform, path)  # signature and every checksum, or refused
+    meta = predictor.bundle.metadata
+    info = get(platform, str(meta["model"]), int(meta["version"]))
+    digest = file_sha256(path)
+    if digest != info.artifact_sha256:
+        raise IntegrityError(
+            f"the bundle file is not the registered {info.ref}: its sha256 {digest[:12]} is not the "
+            f"registry's {info.artifact_sha256[:12]}",
+            code="bundle_not_registered",
+        )
+    return _served(platform, info, predictor, bundle_file=str(path))
+
+
+def _served(
+    platform: Platform,
+    info: VersionInfo,
+    predictor: Predictor,
+    *,
+    spec: ServeSpec | None = None,
+    bundle_file: str | None = None,
+) -> ServedModel:
     gates = None
     if info.evaluation_id is not None:
         from medops.evaluation.records import get as evaluation
@@ -143,15 +216,16 @@ def load_served(platform: Platform, spec: ServeSpec) -> ServedModel:
     lookup = plan_lookup(platform, predictor.bundle, names)
     keys = frozenset() if lookup is not None else entity_keys(platform) - set(names)
     return ServedModel(
-        spec.name,
-        version,
+        info.model,
+        info.version,
         info.artifact_sha256,
         info.stage,
         list(info.aliases),
         predictor,
         schema,
         gates,
-        spec,
-        lookup,
-        keys,
+        spec=spec,
+        lookup=lookup,
+        entity_keys=keys,
+        bundle_file=bundle_file,
     )
