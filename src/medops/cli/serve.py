@@ -36,9 +36,30 @@ def serve(
         metavar="SECONDS",
         help="Check the registry this often and swap in a NAME or NAME@ALIAS model that moved; 0 never does.",
     ),
+    shadow: list[str] = typer.Option(
+        [],
+        "--shadow",
+        metavar="[NAME=]SPEC",
+        help="Score every request with this model too and log it as the shadow; never returned. Repeatable.",
+    ),
+    canary: list[str] = typer.Option(
+        [],
+        "--canary",
+        metavar="[NAME=]SPEC",
+        help="Answer a share of the rows with this model (approved for production), sticky by entity. Repeatable.",
+    ),
+    canary_percent: list[str] = typer.Option(
+        [], "--canary-percent", metavar="[NAME=]PERCENT", help="The canary's share of rows, e.g. 10. Repeatable."
+    ),
+    timeout: float = typer.Option(
+        30.0, "--timeout", min=0.1, metavar="SECONDS", help="A request not answered by then gets 504."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Serve models over HTTP: every route but /healthz and /readyz needs a bearer token (API token or session)."""
+    """Serve models over HTTP: every route but /healthz and /readyz needs a bearer token (API token or session).
+
+    Every answer is written to the prediction log before it is sent (see `medops predictions`).
+    """
     import uvicorn
 
     from medops.server.app import CONFIG_ENV, create_app
@@ -50,28 +71,41 @@ def serve(
         max_rows=max_rows,
         metrics_public=metrics_public,
         follow_interval=follow_interval,
+        request_timeout=timeout,
     )
     ws = open_workspace()
     cli_caller(ws, writes=False)  # a workspace that needs a login to read needs one to serve its models too
     services = Services(ws)
+    plan = services.serving.plan_rollouts(models, shadow, canary, canary_percent)  # checked before any bundle
     loaded = services.serving.load(models)  # refused here, before the port opens, if a bundle fails verification
+    rollouts = services.serving.rollouts(loaded, plan)
     if as_json:  # what a supervisor script reads before the first request
-        print_json({"url": f"http://{host}:{port}", "models": [m.summary() for m in loaded.values()]})
+        variants = {n: r.now().describe() for n, r in rollouts.items()}
+        print_json(
+            {
+                "url": f"http://{host}:{port}",
+                "models": [m.summary() for m in loaded.values()],
+                **({"variants": variants} if variants else {}),
+            }
+        )
     else:
         for model in loaded.values():
             followed = follow_interval > 0 and model.spec is not None and model.spec.version is None
             line = f"serving {model.name} version {model.version} (bundle {model.bundle_sha256[:12]})"
             err_console.print(f"{line}, following {model.spec}" if followed else line)
+            for variant, beside in (rollouts[model.name].now().describe() if model.name in rollouts else {}).items():
+                share = f", {beside['percent']:g}% of rows" if variant == "canary" else ", logged, never returned"
+                err_console.print(f"  {variant}: {beside['name']} version {beside['version']}{share}")
         err_console.print(f"listening on http://{host}:{port}  (Ctrl-C stops)")
     if workers == 1:
-        app = create_app(services, loaded, options)
+        app = create_app(services, loaded, options, rollouts)
         uvicorn.run(app, host=host, port=port, log_level="warning", log_config=_log_config())
         return
     ws.close()
     # Following, each worker follows the specs itself. Not following (or a bundle file), what was loaded here:
     # every worker serves the same version even if an alias moves while they start.
     specs = [str(m.spec) if follow_interval and m.spec else m.worker_spec for m in loaded.values()]
-    os.environ[CONFIG_ENV] = json.dumps({"models": specs, "options": options.__dict__})
+    os.environ[CONFIG_ENV] = json.dumps({"models": specs, "rollout": plan.to_json(), "options": options.__dict__})
     uvicorn.run(
         "medops.server.app:from_environment",
         factory=True,

@@ -14,13 +14,16 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from medops.errors import MedopsError
@@ -29,9 +32,12 @@ from medops.server.metrics import Metrics
 from medops.services import Services
 from medops.serving.follow import ModelSlot
 from medops.serving.models import ServedModel
+from medops.serving.rollout import Rollout
 from medops.serving.validation import MAX_LISTED, RowsInvalid
 
 if TYPE_CHECKING:
+    from medops.caller import Caller
+    from medops.services.serving import Scored
     from medops.serving.spool import Spool
 
 
@@ -55,12 +61,20 @@ log = logging.getLogger("medops.server")
 CONFIG_ENV = "MEDOPS_SERVE_CONFIG"  # what `medops serve --workers N` hands each worker process
 
 
-def create_app(services: Services, models: dict[str, ServedModel], options: ServerOptions | None = None) -> Guard:
+def create_app(
+    services: Services,
+    models: dict[str, ServedModel],
+    options: ServerOptions | None = None,
+    rollouts: dict[str, Rollout] | None = None,
+) -> Guard:
+    """The app for ``models`` (by served name); ``rollouts`` adds a canary or shadow beside some of them."""
     options = options or ServerOptions()
     metrics = Metrics()
-    slots = {name: ModelSlot.of(model) for name, model in models.items()}
-    for model in models.values():
-        metrics.served(model)
+    rollouts = {name: (rollouts or {}).get(name) or Rollout(ModelSlot.of(model)) for name, model in models.items()}
+    slots = {name: rollout.champion for name, rollout in rollouts.items()}
+    followed = {key: slot for name, r in rollouts.items() for key, slot in r.slots(name).items()}
+    for slot in followed.values():
+        metrics.served(slot.current)
     spool: Spool | None = None
     if options.prediction_log:
         from medops.serving.prediction_log import open_spool
@@ -72,7 +86,7 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
         # the spool first drains what a stopped server left, and at shutdown drains its own
         if spool is not None:
             await run_in_threadpool(spool.start)
-        follower = services.serving.follower(slots, interval=options.follow_interval, listener=metrics)
+        follower = services.serving.follower(followed, interval=options.follow_interval, listener=metrics)
         follower.start()  # nothing starts when every model is pinned or the interval is 0
         try:
             yield
@@ -129,6 +143,9 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
         }
         if online is not None:
             body["online_store"] = online
+        variants = {n: r.now().describe() for n, r in rollouts.items() if r.canary or r.shadow}
+        if variants:
+            body["variants"] = variants
         if spool is not None:  # segments waiting for the database: kept on disk, drained when it answers
             body["prediction_log"] = {"pending_segments": spool.pending, "written": spool.stats.written}
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -146,10 +163,12 @@ def create_app(services: Services, models: dict[str, ServedModel], options: Serv
     @app.get("/v1/models/{name}", tags=["models"])
     async def describe(name: str) -> dict[str, Any]:
         """Version, bundle hash, input schema, threshold, and an example body predict accepts as it is."""
-        return _served(slots, name).describe()
+        model = _served(slots, name)
+        rollout = rollouts[name].now()
+        return {**model.describe(), "rollout": rollout.describe() if rollout.canary or rollout.shadow else None}
 
-    for slot in slots.values():
-        _add_predict(app, services, slot, options, metrics, spool)
+    for rollout in rollouts.values():
+        _add_predict(app, services, rollout, options, metrics, spool)
     app.openapi = _openapi(app, slots)  # type: ignore[method-assign]
 
     routes = frozenset(
@@ -170,13 +189,14 @@ Explain = Annotated[
 
 
 def _add_predict(
-    app: FastAPI, services: Services, slot: ModelSlot, options: ServerOptions, metrics: Metrics, spool: Spool | None
+    app: FastAPI, services: Services, rollout: Rollout, options: ServerOptions, metrics: Metrics, spool: Spool | None
 ) -> None:
-    name = slot.current.name
+    name = rollout.champion.current.name
 
     async def predict(request: Request, explain: Explain = False) -> JSONResponse:
         started = time.perf_counter()
-        model = slot.current  # read once: the request keeps this model if a swap comes while it runs
+        routing = rollout.now()  # read once: the request keeps these models if a swap comes while it runs
+        model = routing.champion
         version = str(model.version)
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if kind == "application/json":
@@ -205,36 +225,73 @@ def _add_predict(
             return _error(request, 413, "too_many_rows", message)
         caller = request.state.caller
         try:
-            scored = await run_in_threadpool(services.serving.predict, caller, model, records, explained=explain)
+            # abandoned, not awaited, when the request times out: the thread finishes alone, its answer unsent
+            scored = await anyio.to_thread.run_sync(
+                partial(services.serving.predict, caller, routing, records, explained=explain), abandon_on_cancel=True
+            )
         except RowsInvalid as exc:
             for code, count in Counter(e.code for e in exc.errors).items():
                 metrics.rejected.labels(model.name, version, code).inc(count)
             fields = [e.to_json() for e in exc.errors[:MAX_LISTED]]
             return _error(request, 422, exc.code or "invalid_rows", str(exc), exc.hint, fields=fields)
         if spool is not None:  # kept before it is sent: a crash after this loses nothing the caller saw
-            from medops.serving.prediction_log import record
             from medops.serving.spool import SpoolUnavailable
 
             latency_ms = (time.perf_counter() - started) * 1000
-            request_id = request.state.request_id
-            kept = [
-                record(model, row, inputs, caller=caller.user, request_id=request_id, latency_ms=latency_ms, entity=who)
-                for row, inputs, who in zip(scored.answers, scored.inputs, scored.entities, strict=True)
-            ]
             try:
-                await spool.append(kept)
+                await spool.append(_records(scored, caller.user, request.state.request_id, latency_ms))
             except SpoolUnavailable:
                 metrics.errors.labels("prediction_log").inc()
                 message = "the prediction could not be logged, so it is not returned; try again"
                 return _error(request, 503, "prediction_log_unavailable", message)
-        for row in scored.answers:
-            metrics.predictions.labels(model.name, version, str(row["decision"])).inc()
+        for row, answered, variant in zip(scored.answers, scored.models, scored.variants, strict=True):
+            metrics.predictions.labels(answered.name, str(answered.version), str(row["decision"]), variant).inc()
             if "out_of_range" in row:
-                metrics.flagged.labels(model.name, version).inc()
-        return JSONResponse({"request_id": request.state.request_id, "predictions": scored.answers})
+                metrics.flagged.labels(answered.name, str(answered.version)).inc()
+        shadow = None
+        if routing.shadow is not None:  # after the response is sent: the caller never waits for it
+            shadow = BackgroundTask(_shadow, services, caller, routing.shadow, records, spool, metrics, request)
+        body = {"request_id": request.state.request_id, "predictions": scored.answers}
+        return JSONResponse(body, background=shadow)
 
     # the summary and the body schema name the version: the OpenAPI document (_openapi) adds them
     app.add_api_route(f"/v1/models/{name}/predict", predict, methods=["POST"], tags=["predict"], name=f"predict_{name}")
+
+
+def _records(scored: Scored, caller: str, request_id: str, latency_ms: float) -> list[dict[str, Any]]:
+    from medops.serving.prediction_log import record
+
+    return [
+        record(m, row, inputs, caller=caller, request_id=request_id, latency_ms=latency_ms, variant=v, entity=who)
+        for row, inputs, who, m, v in zip(
+            scored.answers, scored.inputs, scored.entities, scored.models, scored.variants, strict=True
+        )
+    ]
+
+
+async def _shadow(
+    services: Services,
+    caller: Caller,
+    model: ServedModel,
+    records: list[Any],
+    spool: Spool | None,
+    metrics: Metrics,
+    request: Request,
+) -> None:
+    """The shadow's answers to a request already answered: logged as variant shadow, counted, never sent."""
+    started = time.perf_counter()
+    try:
+        scored = await run_in_threadpool(services.serving.shadow, caller, model, records)
+        if spool is not None:
+            latency_ms = (time.perf_counter() - started) * 1000
+            await spool.append(_records(scored, caller.user, request.state.request_id, latency_ms))
+    except Exception as exc:  # a shadow that fails costs the caller nothing; the operator sees the code
+        reason = exc.code if isinstance(exc, MedopsError) and exc.code else type(exc).__name__
+        metrics.shadow_failures.labels(model.name, str(model.version), reason).inc()
+        log.warning("request %s: shadow %s:%s failed (%s)", request.state.request_id, model.name, model.version, reason)
+        return
+    for row in scored.answers:
+        metrics.predictions.labels(model.name, str(model.version), str(row["decision"]), "shadow").inc()
 
 
 def _openapi(app: FastAPI, slots: dict[str, ModelSlot]) -> Callable[[], dict[str, Any]]:
@@ -315,7 +372,11 @@ def from_environment() -> Guard:
     platform = Workspace.open()
     services = Services(platform)
     models = services.serving.load(list(config["models"]))
-    return create_app(services, models, ServerOptions(**config["options"]))
+    declared = config.get("rollout") or {}
+    plan = services.serving.plan_rollouts(
+        list(models), declared.get("shadow", []), declared.get("canary", []), declared.get("canary_percent", [])
+    )
+    return create_app(services, models, ServerOptions(**config["options"]), services.serving.rollouts(models, plan))
 
 
 __all__ = ["ServerOptions", "create_app", "from_environment"]

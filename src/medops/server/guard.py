@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import anyio.to_thread
 
 from medops.caller import Caller
@@ -38,6 +39,7 @@ class ServerOptions:
     max_rows: int = 1_000  # rows in one predict request
     metrics_public: bool = False  # /metrics without a token, for a scraper on a trusted network
     prediction_log: bool = True  # every answer fsync'd to the spool before it is sent (off only to measure its cost)
+    request_timeout: float = 30.0  # seconds; a request not answered by then gets 504
     follow_interval: float = 5.0  # seconds between registry checks of NAME and NAME@ALIAS models; 0: never
 
 
@@ -100,7 +102,15 @@ class Guard:
             if isinstance(body_or_refusal, tuple):
                 await send_json(tracked, *body_or_refusal, request_id, [])
                 return
-            await self.app(scope, _replay(body_or_refusal), tracked)
+            with anyio.fail_after(self.options.request_timeout):
+                await self.app(scope, _replay(body_or_refusal), tracked)
+        except TimeoutError:
+            # the scoring thread may still finish; its answer is dropped (logged, if it was, but never sent)
+            log.warning("request %s on %s timed out after %gs", request_id, route, self.options.request_timeout)
+            if not started:
+                message = f"no answer within {self.options.request_timeout:g} s; try again"
+                body = error_body("timeout", message, request_id)
+                await send_json(tracked, 504, body, request_id, [])
         except Exception:
             # the trace goes to the server's log only; the client gets the request id to quote
             log.exception("request %s on %s failed", request_id, route)

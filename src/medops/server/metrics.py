@@ -35,7 +35,16 @@ class Metrics:
             registry=self.registry,
         )
         self.predictions = Counter(
-            "medops_predictions", "Rows scored, by decision", ["model", "version", "decision"], registry=self.registry
+            "medops_predictions",
+            "Rows scored, by decision and variant (champion, canary, shadow)",
+            ["model", "version", "decision", "variant"],
+            registry=self.registry,
+        )
+        self.shadow_failures = Counter(
+            "medops_shadow_failures",
+            "Requests a shadow could not score or log (the caller was answered by the champion), by error code",
+            ["model", "version", "reason"],
+            registry=self.registry,
         )
         self.flagged = Counter(
             "medops_flagged_inputs",

@@ -10,7 +10,7 @@ needs the roles of ``medops.serving.batch.SCORE_ROLES``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,9 @@ from medops.identity.roles import Role
 from medops.platform import Platform
 from medops.serving.follow import Follower, FollowListener, ModelSlot
 from medops.serving.models import ServedModel, load_specs
+from medops.serving.rollout import Rollout, RolloutPlan, Routing
 from medops.serving.scoring import score
+from medops.serving.validation import FieldError, RowsInvalid
 
 if TYPE_CHECKING:  # pandas, Arrow and the model libraries load with the scoring itself
     from medops.registry.versions import VersionInfo
@@ -33,6 +35,8 @@ class Scored:
     answers: list[dict[str, Any]]  # what the caller gets, one per row
     inputs: list[Any]  # each row as scored: the features, looked up or sent
     entities: list[str | None]  # each row's entity as key=pseudonym, None when the row carried its features
+    models: list[ServedModel]  # which model answered each row
+    variants: list[str]  # champion, canary or shadow, per row
 
 
 class ServingService:
@@ -49,22 +53,96 @@ class ServingService:
         """The thread that keeps each followed slot on the version its spec names now (medops.serving.follow)."""
         return Follower(self.platform, slots, interval=interval, listener=listener)
 
+    def plan_rollouts(
+        self, served: list[str], shadows: list[str], canaries: list[str], percents: list[str]
+    ) -> RolloutPlan:
+        """The declared variants, checked before any bundle is read (medops.serving.rollout.plan)."""
+        from medops.serving.models import is_bundle_file, parse_spec
+        from medops.serving.rollout import plan
+
+        names = [s if not is_bundle_file(s) else "" for s in served]
+        return plan([parse_spec(n).name for n in names if n], shadows, canaries, percents)
+
+    def rollouts(self, models: dict[str, ServedModel], plan: RolloutPlan) -> dict[str, Rollout]:
+        """The declared shadow and canary of each served model, loaded verified; a canary must hold
+        production's evidence (it answers patients), a shadow need not (it never answers)."""
+        from medops.serving.follow import require_production_evidence
+        from medops.serving.models import load_served, parse_spec
+
+        out: dict[str, Rollout] = {}
+        for name, model in models.items():
+            canary, shadow = plan.canaries.get(name), plan.shadows.get(name)
+            if canary is None and shadow is None:
+                continue
+            rollout = Rollout(ModelSlot.of(model))
+            if canary is not None:
+                loaded = load_served(self.platform, parse_spec(canary.spec))
+                require_production_evidence(self.platform, loaded)
+                rollout.canary = ModelSlot.of(loaded)
+                rollout.canary.gated = True
+                rollout.canary_percent = plan.percents[name]
+            if shadow is not None:
+                rollout.shadow = ModelSlot.of(load_served(self.platform, parse_spec(shadow.spec)))
+            out[name] = rollout
+        return out
+
     def authorize(self, caller: Caller) -> None:
         """PermissionDenied unless the caller may use the prediction API (see the module's rule)."""
         self.platform.users.require_role(caller.user, "model.predict", PREDICT_ROLES)
 
-    def predict(self, caller: Caller, model: ServedModel, records: list[Any], *, explained: bool = False) -> Scored:
+    def predict(self, caller: Caller, routing: Routing, records: list[Any], *, explained: bool = False) -> Scored:
         """The answer for each record, explained if asked; the caller was authorized when the request came in.
 
-        A record naming its entity gets the model's features from the online store first (medops.serving.lookup).
-        What the prediction log keeps comes back beside the answers: the rows as scored, and entities only as
-        pseudonyms, never the id the caller sent.
+        Rows the canary takes (medops.serving.rollout) are answered by it, the rest by the champion.
+        A record naming its entity gets its model's features from the online store first
+        (medops.serving.lookup). What the prediction log keeps comes back beside the answers: the rows
+        as scored, and entities only as pseudonyms, never the id the caller sent.
         """
+        from medops.serving.rollout import to_canary
+
+        canary = to_canary(routing, records)
+        if routing.canary is None or not any(canary):
+            return self._score(routing.champion, records, explained, "champion")
+        parts = [
+            (routing.champion, "champion", [i for i, c in enumerate(canary) if not c]),
+            (routing.canary, "canary", [i for i, c in enumerate(canary) if c]),
+        ]
+        answers: list[Any] = [None] * len(records)
+        inputs: list[Any] = [None] * len(records)
+        entities: list[str | None] = [None] * len(records)
+        models: list[ServedModel] = [routing.champion] * len(records)
+        variants = ["champion"] * len(records)
+        errors: list[FieldError] = []
+        for model, variant, rows in parts:
+            if not rows:
+                continue
+            try:
+                part = self._score(model, [records[i] for i in rows], explained, variant)
+            except RowsInvalid as exc:  # numbered as the caller sent them, whichever variant checked them
+                errors.extend(replace(e, row=rows[e.row]) for e in exc.errors)
+                continue
+            for n, i in enumerate(rows):
+                answers[i], inputs[i], entities[i] = part.answers[n], part.inputs[n], part.entities[n]
+                models[i], variants[i] = model, variant
+        if errors:
+            raise RowsInvalid(sorted(errors, key=lambda e: e.row))
+        return Scored(answers, inputs, entities, models, variants)
+
+    def shadow(self, caller: Caller, model: ServedModel, records: list[Any]) -> Scored:
+        """The shadow's answers to the same rows: for the log only, never for the caller."""
+        return self._score(model, records, False, "shadow")
+
+    @staticmethod
+    def _score(model: ServedModel, records: list[Any], explained: bool, variant: str) -> Scored:
         from medops.serving.lookup import with_online_features
 
         looked = with_online_features(model, records)
         answers = score(model, looked.records, explained=explained, looked_up=looked.flags)
-        return Scored(answers, looked.records, looked.entities)
+        if variant != "champion":
+            for answer in answers:
+                answer["variant"] = variant
+        n = len(answers)
+        return Scored(answers, looked.records, looked.entities, [model] * n, [variant] * n)
 
     def database_reachable(self) -> bool:
         from sqlalchemy import text

@@ -27,6 +27,7 @@ class ModelSlot:
 
     spec: ServeSpec
     current: ServedModel
+    gated: bool = False  # it answers patients beside production (a canary): a version must have production's evidence
 
     @classmethod
     def of(cls, model: ServedModel) -> ModelSlot:
@@ -118,7 +119,9 @@ class Follower:
                 self._failing.pop(name, None)
                 return False
             # verified as at start (signature, every checksum) before it can answer anything
-            new = replace(load_served(self.platform, ServeSpec(name, version=version)), spec=slot.spec)
+            new = replace(load_served(self.platform, ServeSpec(slot.spec.name, version=version)), spec=slot.spec)
+            if slot.gated:
+                require_production_evidence(self.platform, new)
         except Exception as exc:  # whatever went wrong, the model served stays: never a request failed for it
             self._failed(name, slot, version, exc)
             return False
@@ -155,4 +158,20 @@ class Follower:
             detail,
             slot.current.version,
             self.interval,
+        )
+
+
+def require_production_evidence(platform: Platform, model: ServedModel) -> None:
+    """Refuse a version that could not enter production (failed or missing evaluation, approvals missing):
+    a canary answers patients, so it is held to what production is."""
+    from medops.errors import PermissionDenied
+    from medops.registry.stages import production_evidence
+    from medops.registry.versions import get
+
+    blockers = production_evidence(platform, get(platform, model.name, model.version)).blockers
+    if blockers:
+        raise PermissionDenied(
+            f"{model.name}:{model.version} can't answer patients as a canary: {'; '.join(blockers)}",
+            code="canary_not_approved",
+            hint="a canary needs what production needs: a passed governing evaluation and every approval",
         )
