@@ -22,7 +22,8 @@ def test_demo_runs_and_catches_tampering(demo: DemoResult) -> None:
     # Production through the governed path: refused before the signatures, then promoted on the bound evaluation.
     assert {"register", "promote refused", "approve", "promote"} <= set(lines)
     outcomes = dict(demo.steps)
-    assert "is in production" in outcomes["promote"] and "pseudonym key is fixed" in outcomes["init"]
+    promotions = [o for n, o in demo.steps if n == "promote"]
+    assert "is in production" in promotions[0] and "pseudonym key is fixed" in outcomes["init"]
     artifacts = demo.home.parent / "url-artifacts"
     assert f"artifacts in {artifacts.as_uri()}" in outcomes["init"] and (artifacts / "sha256").is_dir()
     assert not (demo.home / "artifacts").exists()
@@ -33,6 +34,12 @@ def test_demo_runs_and_catches_tampering(demo: DemoResult) -> None:
     refused = outcomes["http refused"]
     assert refused.startswith("HTTP 422 invalid_rows") and "temperature_max_30d out_of_range" in refused
     assert outcomes["http explain"].startswith("HTTP 200: raw score") and "largest: " in outcomes["http explain"]
+    # A rollback while requests flow is swapped in by the server without a failed request; every answer
+    # was logged before it was sent, and replays identically.
+    assert "readmission_30d:2 approved and in production" in promotions[-1]
+    assert "from version 2 to 1 while answering" in outcomes["hot swap"] and outcomes["hot swap"].endswith("0 failed)")
+    assert "answers kept before they were sent" in outcomes["prediction log"]
+    assert outcomes["replay"].endswith("every answer identical")
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -376,11 +377,25 @@ def _registry(ws: Workspace, step: Callable[[str, str], None], run: str, passed:
     step("model audit trail", "; ".join(story))
     _serve_one(ws, step, version.ref, run)
     if versions.get(ws, name, version.version).stage == "production":  # `medops serve NAME` serves production
-        _serve_http(ws, step, name)
+        _serve_http(ws, step, name, run)
 
 
-def _serve_http(ws: Workspace, step: Callable[[str, str], None], name: str) -> None:
-    """`medops serve` for the production version, in-process: a predictor's token, three requests, then stopped."""
+def _next_version(ws: Workspace, step: Callable[[str, str], None], name: str, run: str) -> int:
+    """A second version (the same run registered again, standing in for a retrained model) approved and promoted."""
+    from medops.registry import approvals, stages, versions
+
+    second = versions.register(ws, run, name, actor="alice", reason="demo: the next version")
+    for user, role in (("carol", "clinical_reviewer"), ("victor", "validator")):
+        approvals.approve(ws, (name, second.version), user, DEMO_PASSWORD, role)
+    moves = stages.promote(ws, name, second.version, "production", actor="ming", reason="demo: the next version")
+    archived = [m.version for m in moves if m.name == "archived"]
+    step("promote", f"{second.ref} approved and in production (ming); version {archived[0]} archived")
+    return second.version
+
+
+def _serve_http(ws: Workspace, step: Callable[[str, str], None], name: str, run: str) -> None:
+    """`medops serve` for the production version, in-process: a predictor's token, three requests, a rollback
+    swapped in under load, then stopped; the prediction log read back and replayed."""
     import httpx
 
     from medops.server.app import create_app
@@ -396,7 +411,9 @@ def _serve_http(ws: Workspace, step: Callable[[str, str], None], name: str) -> N
     _, secret = services.identity.create_token(
         admin, "ehr-integration", username="pat", expires_in_days=1, reason="demo: the EHR calls the model"
     )
-    app = create_app(services, services.serving.load([name]), ServerOptions())  # as `medops serve NAME` builds it
+    first = _next_version(ws, step, name, run) - 1
+    # as `medops serve NAME` builds it, checking the registry five times a second (the default is every 5 s)
+    app = create_app(services, services.serving.load([name]), ServerOptions(follow_interval=0.2))
     with (
         serving_in_thread(app) as url,
         httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"}) as http,
@@ -431,7 +448,76 @@ def _serve_http(ws: Workspace, step: Callable[[str, str], None], name: str) -> N
             f"{why['base']:.3f} + {len(why['contributions'])} contributions; largest: "
             + ", ".join(f"{k} {v:+.3f}" for k, v in top),
         )
-    step("serve stop", "the server stopped; served in-process by the app `medops serve` runs")
+        _hot_swap(ws, step, http, name, example, first)
+    step("serve stop", "the server stopped, its prediction spool drained into the metadata store")
+    _prediction_log(services, step, name)
+
+
+def _hot_swap(
+    ws: Workspace, step: Callable[[str, str], None], http: Any, name: str, example: dict[str, Any], back_to: int
+) -> None:
+    """`medops models rollback` while requests keep coming: the server swaps the version in, none fails."""
+    import threading
+    import time
+
+    from medops.registry import stages
+
+    answered: list[int] = []
+    failed: list[int] = []
+    stop = threading.Event()
+
+    def caller() -> None:
+        while not stop.is_set():
+            answer = http.post(f"/v1/models/{name}/predict", json=example)
+            if answer.status_code == 200:
+                answered.append(answer.json()["predictions"][0]["version"])
+            else:
+                failed.append(answer.status_code)
+
+    thread = threading.Thread(target=caller, name="demo-load")
+    thread.start()
+    try:
+        while len(answered) < 20 and thread.is_alive():  # requests flowing before the rollback
+            time.sleep(0.01)
+        stages.rollback(ws, name, actor="ming", reason="demo: roll back while serving")
+        deadline = time.monotonic() + 60  # a bound on the wait for the follower, not a measurement
+        while time.monotonic() < deadline and not answered[-10:] == [back_to] * 10:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join(30)
+    before = answered.index(back_to) if back_to in answered else len(answered)
+    step(
+        "hot swap",
+        f"medops models rollback {name}: the server followed production from version {answered[0]} to {back_to} "
+        f"while answering ({before} answers by {answered[0]}, {len(answered) - before} by {back_to}, "
+        f"{len(failed)} failed)",
+    )
+
+
+def _prediction_log(services: Any, step: Callable[[str, str], None], name: str) -> None:
+    """`medops predictions list` and `medops predictions replay`, as ming (ml_engineer) runs them."""
+    from collections import Counter
+
+    from medops.serving.prediction_log import PredictionFilter
+
+    ming = Caller("ming")
+    where = PredictionFilter(model=name)
+    logged = services.predictions.list(ming, where, limit=100_000)
+    versions = Counter(p.version for p in logged)
+    explained = sum(1 for p in logged if p.explanation)
+    step(
+        "prediction log",
+        f"medops predictions list: {len(logged)} answers kept before they were sent ("
+        + ", ".join(f"{n} by version {v}" for v, n in sorted(versions.items()))
+        + f"; {explained} with its explanation); the refused Fahrenheit row was never answered, so never logged",
+    )
+    report = services.predictions.replay(ming, where)
+    outcome = "every answer identical" if report.identical else f"{len(report.differences)} differ"
+    step(
+        "replay",
+        f"medops predictions replay: {report.replayed} inputs re-scored with their verified bundles: {outcome}",
+    )
 
 
 def _serve_one(ws: Workspace, step: Callable[[str, str], None], ref: str, run: str) -> None:

@@ -53,7 +53,9 @@ def test_the_bundle_file_is_served_without_the_artifact_store(baked: tuple[Works
     (model,) = load_specs(ws, [str(bundle)]).values()
     assert (model.name, model.version, model.bundle_sha256) == ("readmission", 1, info.artifact_sha256)
     assert model.aliases == ["champion"] and model.stage == info.stage
-    assert model.bundle_file == str(bundle) and model.spec == str(bundle)  # what another worker loads again
+    assert (
+        model.bundle_file == str(bundle) and model.worker_spec == str(bundle) and model.spec is None
+    )  # what another worker loads again
     assert [f["name"] for f in model.input_schema["features"]] == model.predictor.features
 
 
