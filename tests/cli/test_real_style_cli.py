@@ -7,11 +7,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from medops.errors import PermissionDenied
+from medops.server.app import create_app
+from medops.server.background import serving_in_thread
+from medops.services import Services
 from medops.workspace import Workspace
 from tests.factories import PASSWORD, PSEUDONYM_KEY, log_in, run
 from tests.real_style import write_project
@@ -143,3 +148,37 @@ def test_a_flat_extract_from_init_to_production(
     assert code == 0, err
     code, out, _ = medops("ming", "models", "show", "pbc", "--json")
     assert [v["stage"] for v in json.loads(out)] == ["production", "none"]
+
+    # Served: the extract's own rows (NA as null, ages capped at 90, repeat visits) over HTTP, each answer logged
+    code, _, err = medops("ada", "user", "add", "pat", "--name", "Pat", "--role", "predictor", "--password-stdin",
+                          stdin=PASSWORD + "\n")  # fmt: skip
+    assert code == 0, err
+    code, out, err = medops("ada", "token", "create", "--name", "ehr", "--user", "pat", "--json")
+    assert code == 0, err
+    headers = {"Authorization": f"Bearer {json.loads(out)['secret']}"}
+    with Workspace.open(home) as ws:
+        services = Services(ws)
+        models = services.serving.load(["pbc"])
+        features = [f["name"] for f in models["pbc"].input_schema["features"]]
+        visits = pq.read_table(ws.artifacts.local_path(get(ws.db, "visits").version)).to_pandas()
+        sent = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in visits[features].to_dict("records")]
+        assert any(None in r.values() for r in sent)  # NA tokens arrive as nulls
+        hurried = services.serving.plan_rollouts(["pbc"], [], ["pbc:2"], ["50"])
+        with pytest.raises(PermissionDenied):  # the exploratory version can't answer patients as a canary either
+            services.serving.rollouts(models, hurried)
+        with (
+            serving_in_thread(create_app(services, models)) as url,
+            httpx.Client(base_url=url, headers=headers, timeout=30) as http,
+        ):
+            answer = http.post("/v1/models/pbc/predict", json=sent[:200])
+            assert answer.status_code == 200, answer.text
+            answered = {r["prediction_id"] for r in answer.json()["predictions"]}
+    code, out, err = medops("carol", "predictions", "list", "--json")
+    assert code != 0 and "may not" in err  # a clinical reviewer signs models; the log is not theirs to read
+    code, out, err = medops("oscar", "predictions", "list", "--model", "pbc", "--limit", "1000", "--json")
+    assert code == 0, err
+    logged = json.loads(out)
+    assert {p["id"] for p in logged} == answered and all(p["caller"] == "pat" for p in logged)
+    assert any(None in p["inputs"].values() for p in logged)
+    code, out, err = medops("oscar", "predictions", "replay", "--json")
+    assert code == 0 and json.loads(out)["replayed"] == len(answered), err
