@@ -148,9 +148,7 @@ class Guard:
         return None
 
     def _caller(self, secret: str) -> Caller:
-        caller = self.services.identity.authenticate(secret)
-        self.services.serving.authorize(caller)
-        return caller
+        return self.services.serving.admit(secret)
 
     async def _bounded_body(self, scope: Scope, receive: Receive, request_id: str) -> bytes | tuple[int, bytes]:
         """The whole body, or 413 once it passes the limit (told by Content-Length, or counted as it arrives)."""

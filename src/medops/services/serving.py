@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,7 @@ from medops.serving.validation import FieldError, RowsInvalid
 
 if TYPE_CHECKING:  # pandas, Arrow and the model libraries load with the scoring itself
     from medops.registry.versions import VersionInfo
+    from medops.serving.admission import Admissions
     from medops.serving.batch import ScoreInput, ScoreResult
 
 PREDICT_ROLES = {Role.PREDICTOR, Role.ML_ENGINEER, Role.ADMIN}
@@ -89,6 +92,23 @@ class ServingService:
     def authorize(self, caller: Caller) -> None:
         """PermissionDenied unless the caller may use the prediction API (see the module's rule)."""
         self.platform.users.require_role(caller.user, "model.predict", PREDICT_ROLES)
+
+    @cached_property
+    def admissions(self) -> Admissions:
+        from medops.serving.admission import Admissions
+
+        def check(secret: str) -> tuple[Caller, datetime | None]:
+            found = self.platform.tokens.verify(secret)[1]
+            caller = Caller(found.username, channel="session" if found.kind == "session" else "token")
+            self.authorize(caller)
+            return caller, found.expires_at
+
+        return Admissions(self.platform.db, check)
+
+    def admit(self, secret: str) -> Caller:
+        """The caller a bearer secret proves, allowed to predict; checked in full unless nothing audited has
+        happened since it last was (medops.serving.admission)."""
+        return self.admissions.admit(secret)
 
     def predict(self, caller: Caller, routing: Routing, records: list[Any], *, explained: bool = False) -> Scored:
         """The answer for each record, explained if asked; the caller was authorized when the request came in.

@@ -1,0 +1,67 @@
+"""Who may call the prediction API, remembered while nothing that could change the answer happened.
+
+Checking a bearer token costs several reads (the token and user rows, their state against the
+audit trail, the roles): more than scoring a row. Every change that could revoke an admission
+(a token revoked or expired by an admin, a session ended, a user disabled, a role removed, a
+password reset) is an audited change, and every audited change appends to the trail. So an
+admission is remembered with the trail's newest event id and reused only while that id is
+unchanged, which one indexed read confirms; the first audited change of any kind makes every
+remembered admission be checked again in full. Only admissions are remembered, never refusals,
+and a remembered one ends at its token's expiry. The key is the secret's SHA-256, never the secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from medops.caller import Caller
+from medops.clock import utc_now
+from medops.store.database import Database
+from medops.store.schema import AuditEvent
+
+MAX_REMEMBERED = 10_000
+
+
+@dataclass(frozen=True)
+class Admitted:
+    caller: Caller
+    expires_at: datetime | None
+    epoch: int  # the trail's newest event id just before the admission was checked in full
+
+
+class Admissions:
+    """A bounded, thread-safe memory of admitted secrets (see the module docstring)."""
+
+    def __init__(self, db: Database, check: Callable[[str], tuple[Caller, datetime | None]]) -> None:
+        self.db = db
+        self.check = check  # the full check: authenticate and authorize, raising on a refusal
+        self._seen: OrderedDict[bytes, Admitted] = OrderedDict()
+        self._lock = threading.Lock()
+        self.full_checks = 0
+
+    def epoch(self) -> int:
+        with self.db.read() as session:
+            return int(session.scalar(select(func.max(AuditEvent.seq))) or 0)
+
+    def admit(self, secret: str) -> Caller:
+        key = hashlib.sha256(secret.encode()).digest()
+        epoch = self.epoch()
+        with self._lock:
+            known = self._seen.get(key)
+        if known is not None and known.epoch == epoch and (known.expires_at is None or utc_now() < known.expires_at):
+            return Caller(known.caller.user, channel=known.caller.channel)  # a new request id per request
+        caller, expires_at = self.check(secret)  # raises on a refusal: refusals are never remembered
+        self.full_checks += 1
+        with self._lock:  # with the id read before the check: a change committed during it is caught next time
+            self._seen[key] = Admitted(caller, expires_at, epoch)
+            self._seen.move_to_end(key)
+            while len(self._seen) > MAX_REMEMBERED:
+                self._seen.popitem(last=False)
+        return caller
