@@ -242,7 +242,9 @@ def _no_log_flag() -> bool:
     return "--no-prediction-log" in done.stdout
 
 
-def sides(prep: Prepared, mlflow: tuple[Path, Path] | None, workers: list[int], no_log: bool) -> list[Side]:
+def sides(
+    prep: Prepared, mlflow: tuple[Path, Path] | None, workers: list[int], no_log: bool, omp: int | None
+) -> list[Side]:
     out: list[Side] = []
     medops_env = _project_env() | {"MEDOPS_HOME": str(prep.home)}
     medops_env.pop("MEDOPS_TOKEN", None)
@@ -278,6 +280,9 @@ def sides(prep: Prepared, mlflow: tuple[Path, Path] | None, workers: list[int], 
             command = [str(venv / "bin" / "mlflow"), "models", "serve", "-m", str(prep.folder / "mlflow-model")]
             command += ["--env-manager", "local", "-h", "127.0.0.1", "-w", str(n)]
             out.append(Side(f"MLflow, {n}w", "mlflow", n, command, _mlflow_env(venv), "/ping", "/invocations", plain))
+    if omp is not None:  # the same OpenMP setting for every side: LightGBM's team size for each predict
+        for side in out:
+            side.env = side.env | {"OMP_NUM_THREADS": str(omp)}
     return out
 
 
@@ -773,6 +778,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--profile-requests", type=int, default=2000, help="in-process requests profiled (0: skip)")
     parser.add_argument("--scoring-rows", type=int, default=1_000_000, help="bench_scoring's rows (0: skip)")
     parser.add_argument("--no-scoring", action="store_true", help="skip batch scoring (run by bench_scoring too)")
+    parser.add_argument(
+        "--omp-threads", type=int, default=None, help="OMP_NUM_THREADS for every server (default: unset, every core)"
+    )
     parser.add_argument("--quick", action="store_true", help="5 s per cell, 1 worker, 100k scoring rows")
     args = parser.parse_args(argv)
     if args.quick:
@@ -804,7 +812,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             logs = base / "logs"
             logs.mkdir()
             ceiling = generator_ceiling(min(args.seconds, 5.0), sorted(set(args.concurrency)), logs)
-            all_sides = sides(prep, mlflow, args.workers, no_log)
+            all_sides = sides(prep, mlflow, args.workers, no_log, args.omp_threads)
             with running(all_sides, logs):
                 check_same(all_sides, prep)
                 print(f"all {len(all_sides)} servers give the same probabilities for the {BATCH_ROWS} rows", flush=True)
@@ -814,7 +822,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 ["concurrency", "req/s", "p50 ms", "p99 ms"],
                 [[c, f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}"] for c, r in ceiling.items()],
             )
-            print(f"MLflow {version}; every rate is requests answered 200 per second; p50/p99 include queueing")
+            omp = "unset (LightGBM uses every core)" if args.omp_threads is None else str(args.omp_threads)
+            print(f"MLflow {version}; OMP_NUM_THREADS {omp}; rates count 200 answers; p50/p99 include queueing")
             aims = report(all_sides, plan, args.seconds, args.slices)
         if args.profile_requests:
             stage_rows, stats = profile(prep, args.profile_requests, base / "serving.prof")
