@@ -600,6 +600,9 @@ def profile(prep: Prepared, n: int, out: Path) -> tuple[list[list[Any]], str]:
         def whole() -> Any:
             return loop.run_until_complete(medops_call())
 
+        async def inline(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
+
         one_thread = functools.partial(type(lgbm).predict, lgbm, num_threads=1)
         verified: dict[str, Any] = {}
 
@@ -632,6 +635,18 @@ def profile(prep: Prepared, n: int, out: Path) -> tuple[list[list[Any]], str]:
                 ],
             ),
         ]
+        what_ifs.append(
+            (
+                "what-if: both, and no thread hops (all on the event loop)",
+                [
+                    mock.patch.object(lgbm, "predict", one_thread),
+                    mock.patch.object(services.identity, "authenticate", remembered),
+                    mock.patch.object(services.serving, "authorize", lambda caller: None),
+                    mock.patch("anyio.to_thread.run_sync", inline),
+                    mock.patch("medops.server.app.run_in_threadpool", inline),
+                ],
+            )
+        )
         for name, patches in what_ifs:
             with contextlib.ExitStack() as stack:
                 for patch in patches:
@@ -639,9 +654,6 @@ def profile(prep: Prepared, n: int, out: Path) -> tuple[list[list[Any]], str]:
                 assert whole() == 200
                 p50, mean, p99, per = _per_call(whole, n, statements)
             rows.append([name, f"{p50:,.0f}", f"{mean:,.0f}", f"{p99:,.0f}", f"{per:g}"])
-
-        async def inline(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-            return fn(*args, **kwargs)
 
         async def many() -> None:
             for _ in range(n):
