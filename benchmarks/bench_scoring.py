@@ -130,7 +130,6 @@ def main(argv: list[str] | None = None) -> float:
             ["ratio medops / raw", "", f"{ratio:.2f}x (aim >= {AIM}x: {'met' if ratio >= AIM else 'NOT met'})"],
         ],
     )
-
     return ratio
 
 
