@@ -18,6 +18,7 @@ from benchmarks import (
     bench_registry,
     bench_report,
     bench_scoring,
+    bench_serving,
     bench_synth,
     bench_tracking,
 )
@@ -37,5 +38,6 @@ if __name__ == "__main__":
     bench_registry.main(extra)
     bench_report.main(extra)
     bench_scoring.main(extra)
+    bench_serving.main([*extra, "--no-scoring"])  # batch scoring ran just above
     bench_cli.main(extra)
     bench_auth.main(extra)

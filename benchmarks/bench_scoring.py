@@ -75,7 +75,8 @@ def _register(ws: Any, base: Path, train_rows: int) -> None:
     register(ws, run, "bench", actor="admin")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> float:
+    """Prints the table; returns medops's rows/s over raw LightGBM's (bench_serving reports it)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             ["ratio medops / raw", "", f"{ratio:.2f}x (aim >= {AIM}x: {'met' if ratio >= AIM else 'NOT met'})"],
         ],
     )
+    return ratio
 
 
 if __name__ == "__main__":
