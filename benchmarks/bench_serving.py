@@ -6,8 +6,9 @@ imputation and one-hot encoding of five categorical features. The same booster i
 
 - medops: the real `medops serve readmission_30d` process (1 worker, and ``--workers 2``),
   called with the bearer token of a user holding only the ``predictor`` role; every request
-  passes the token check, the input validation and the metrics (and the prediction log, with
-  and without it, once `medops serve --no-prediction-log` exists: detected from ``--help``).
+  passes the token check, the input validation, the metrics and the prediction log. Beside it,
+  "medops no log": the same app with the log off (``benchmarks.serving_medops_nolog``; `medops
+  serve` itself has no switch for it), to measure what logging costs.
 - bare: FastAPI on the same uvicorn (``benchmarks.serving_bare``), an endpoint that only turns
   the same JSON row into the booster's matrix and calls ``predict``: no validation, no auth,
   no metrics. The ceiling medops is held to (aim: within 0.8x).
@@ -229,19 +230,6 @@ def _project_env() -> dict[str, str]:
     return env
 
 
-def _no_log_flag() -> bool:
-    """Whether this build of `medops serve` has --no-prediction-log (so logging's cost can be measured)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "medops", "serve", "--help"],
-        env=_project_env() | {"COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    return "--no-prediction-log" in done.stdout
-
-
 def sides(
     prep: Prepared, mlflow: tuple[Path, Path] | None, workers: list[int], no_log: bool, omp: int | None
 ) -> list[Side]:
@@ -256,19 +244,11 @@ def sides(
         out.append(
             Side(f"medops, {n}w", "medops", n, [*serve, "--workers", str(n)], medops_env, "/healthz", predict, auth)
         )
-        if no_log:
-            out.append(
-                Side(
-                    f"medops no log, {n}w",
-                    "medops-nolog",
-                    n,
-                    [*serve, "--workers", str(n), "--no-prediction-log"],
-                    medops_env,
-                    "/healthz",
-                    predict,
-                    auth,
-                )
-            )
+        if no_log:  # the same app with ServerOptions(prediction_log=False): `medops serve` has no such switch
+            command = [sys.executable, "-m", "uvicorn", "benchmarks.serving_medops_nolog:create", "--factory"]
+            command += ["--host", "127.0.0.1", "--workers", str(n), "--log-level", "warning"]
+            env = medops_env | {"BENCH_MEDOPS_MODEL": MODEL}
+            out.append(Side(f"medops no log, {n}w", "medops-nolog", n, command, env, "/healthz", predict, auth))
     bare_env = _project_env() | {"BENCH_BARE_MODEL": str(prep.folder)}
     for n in workers:
         command = [sys.executable, "-m", "uvicorn", "benchmarks.serving_bare:create", "--factory", "--host"]
@@ -752,7 +732,7 @@ def print_aims(aims: dict[str, Any], scoring: float | None, no_log: bool) -> Non
         rows.append(
             [
                 f"{w} worker(s): prediction log's cost",
-                "n/a (no --no-prediction-log in this build)" if not no_log or cost is None else f"{cost * 100:.1f} %",
+                "n/a (not measured)" if not no_log or cost is None else f"{cost * 100:.1f} %",
                 f"< {AIM_LOG_COST * 100:g} %" + ("" if cost is None else f": {verdict(cost < AIM_LOG_COST)}"),
             ]
         )
@@ -799,12 +779,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.seconds, args.slices, args.workers, args.scoring_rows = 5.0, 1, [1], 100_000
         args.profile_requests = min(args.profile_requests, 500)
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} ({os.cpu_count()} CPUs)")
-    no_log = _no_log_flag()
-    print(
-        "medops serve has --no-prediction-log: logging measured on and off"
-        if no_log
-        else "medops serve has no --no-prediction-log yet: its rows are as served (no prediction log to turn off)"
-    )
+    no_log = True  # the log's cost: the same app with it off, beside `medops serve`
     mlflow: tuple[Path, Path] | None = None
     version = "not run (--no-mlflow)"
     if not args.no_mlflow and args.seconds > 0:

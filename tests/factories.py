@@ -296,3 +296,8 @@ def start_serve(args: list[str]) -> tuple[Any, str]:
         time.sleep(0.05)
     server.kill()
     raise AssertionError(f"medops serve did not answer on {url}")
+
+
+def cohort_rows(n: int) -> pd.DataFrame:
+    """Rows of the training cohort without its label: inside every range the model accepts."""
+    return cohort(2400, biased=False).drop(columns="readmitted").head(n)

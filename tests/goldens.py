@@ -13,6 +13,7 @@ differs between two runs of the same commands on the same data:
 - what depends on the machine or the moment: values under duration keys (``duration_s``,
   ``*_seconds``) become ``<duration>``; ``host`` becomes ``<host>``; ``git_commit`` and
   ``git_dirty`` (the state of whatever repository the command ran in) become ``<git>``;
+  ``replayed`` (how many answers a server gave in a given time) becomes ``<count>``;
 - floats are rounded to 6 significant digits, so a last-bit difference of a numeric
   library does not fail a comparison of what the command reports.
 
@@ -33,7 +34,8 @@ _HEX = re.compile(r"(?<![0-9a-zA-Z])(?:[0-9a-f]{64}|[0-9a-f]{32}|[0-9a-f]{12})(?
 _TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?|(?<!\d)\d{8}-\d{6}(?!\d)"
 )
-_VOLATILE_KEYS = {"host": "<host>", "git_commit": "<git>", "git_dirty": "<git>"}
+# "replayed": how many answers the demo's server gave while a rollback was swapped in under load
+_VOLATILE_KEYS = {"host": "<host>", "git_commit": "<git>", "git_dirty": "<git>", "replayed": "<count>"}
 _DURATION_KEYS = re.compile(r"^(duration(_s)?|elapsed.*|.*_seconds)$")
 
 

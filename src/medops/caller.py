@@ -9,7 +9,7 @@ token, see medops.services.identity), or the anonymous caller for a read that ne
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from medops.errors import InvalidInput
@@ -44,6 +44,10 @@ class Caller:
     def anonymous(cls) -> Caller:
         """Who reads without a login, where the workspace allows it: no role, no change."""
         return cls(ANONYMOUS, channel="anonymous")
+
+    def anew(self) -> Caller:
+        """The same user and channel for another request (its own request id)."""
+        return replace(self, request_id=_request_id())
 
     @property
     def authenticated(self) -> bool:

@@ -44,7 +44,20 @@ def test_every_command_has_help_with_an_example(path: list[str], capsys: pytest.
     assert code == 0
     assert "Usage" in out
     assert not re.search(r"<(bool|str|int|float|path|Path|datetime|list\[\w+\])>", out)  # values have names
-    groups = ("db", "audit", "user", "token", "project", "data", "lineage", "features", "runs", "evaluations", "models")
+    groups = (
+        "db",
+        "audit",
+        "user",
+        "token",
+        "project",
+        "data",
+        "lineage",
+        "features",
+        "runs",
+        "evaluations",
+        "models",
+        "predictions",
+    )
     is_group = path == [] or path[-1] in groups
     assert is_group or "Example" in out
 

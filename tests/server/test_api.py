@@ -175,11 +175,11 @@ def test_every_operation_but_the_probes_needs_a_token_with_the_predict_role(
                 assert answer.headers["www-authenticate"] == "Bearer"
             assert "Traceback" not in answer.text and "123456" not in answer.text
 
-    def unreachable(secret: str) -> Any:
+    def unreachable() -> Any:
         raise DatabaseUnreachable("the metadata database did not answer")
 
     with monkeypatch.context() as patch, _client(served, served.token) as http:
-        patch.setattr(served.services.identity, "authenticate", unreachable)
+        patch.setattr(served.services.serving.admissions, "epoch", unreachable)  # the token check's first read
         down = http.get("/v1/models")
         assert down.status_code == 503 and down.json()["error"]["code"] == "unavailable"  # not a 401: nothing refused
     served.services.identity.revoke_token(Caller("admin", channel="token"), _token_id(served, "pat"), reason="test")

@@ -16,7 +16,7 @@ from medops.caller import Caller
 from medops.errors import InvalidInput, PermissionDenied
 from medops.identity import Role
 from medops.registry import approvals, stages, versions
-from medops.server.app import create_app
+from medops.server.app import INLINE_ROWS, create_app
 from medops.server.background import serving_in_thread
 from medops.server.guard import ServerOptions
 from medops.services import Services
@@ -143,6 +143,7 @@ def test_a_request_not_answered_in_time_gets_504(
     ):
         example = http.get("/v1/models/readmission").json()["example"]
         monkeypatch.setattr(services.serving, "predict", slow)
-        answer = http.post("/v1/models/readmission/predict", json=example)
+        rows = [example] * (INLINE_ROWS + 1)  # more than the event loop scores itself: scored on a worker thread
+        answer = http.post("/v1/models/readmission/predict", json=rows)
         assert answer.status_code == 504 and answer.json()["error"]["code"] == "timeout"
         assert "request_id" in answer.json()["error"]

@@ -20,28 +20,16 @@ from medops.services import Services
 from medops.serving import batch
 from medops.store.lineage import walk
 from medops.workspace import Workspace
-from tests.factories import cohort, log_in, put, run
+from tests.factories import cohort_rows, log_in, put, run
 
 ALICE = Caller("alice")
-
-
-@pytest.fixture
-def scored(registry: tuple[Workspace, str]) -> Workspace:
-    ws, run_id = registry
-    versions.register(ws, run_id, "readmission", actor="alice")
-    return ws
-
-
-def _rows(n: int) -> pd.DataFrame:
-    """Rows of the training cohort: inside every range the model accepts."""
-    return cohort(2400, biased=False).drop(columns="readmitted").head(n)
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_batch_equals_row_by_row_in_bounded_chunks(
     scored: Workspace, tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rows = _rows(1000)
+    rows = cohort_rows(1000)
     source = tmp_path / f"in{suffix}"
     rows.to_parquet(source) if suffix == ".parquet" else rows.to_csv(source, index=False)
     seen: list[int] = []
@@ -75,7 +63,7 @@ def test_batch_equals_row_by_row_in_bounded_chunks(
 
 
 def test_lineage_and_audit_are_recorded(scored: Workspace, tmp_path: Path) -> None:
-    frame = _rows(300)
+    frame = cohort_rows(300)
     put(scored, tmp_path, "admissions", pa.Table.from_pandas(frame, preserve_index=False))
     serving = Services(scored).serving
     source = serving.score_input("admissions")
@@ -100,7 +88,7 @@ def test_lineage_and_audit_are_recorded(scored: Workspace, tmp_path: Path) -> No
 
 
 def test_refusals(scored: Workspace, tmp_path: Path) -> None:
-    rows = _rows(50)
+    rows = cohort_rows(50)
     source_path = tmp_path / "in.parquet"
     rows.to_parquet(source_path)
     serving = Services(scored).serving
@@ -129,7 +117,7 @@ def test_the_command(
 ) -> None:
     monkeypatch.setenv("MEDOPS_HOME", str(scored.settings.home))
     source = tmp_path / "in.csv"
-    _rows(40).to_csv(source, index=False)
+    cohort_rows(40).to_csv(source, index=False)
     out = tmp_path / "out.parquet"
     code, _, err = run(["score", "readmission:1", "--input", str(source), "--output", str(out)], capsys)
     assert code != 0 and "needs you to log in" in err and not out.exists()  # a change needs a credential
@@ -149,7 +137,7 @@ def test_the_command(
 
 def test_an_empty_input_gives_an_empty_prediction_file(scored: Workspace, tmp_path: Path) -> None:
     source = tmp_path / "empty.parquet"
-    _rows(5).head(0).to_parquet(source)
+    cohort_rows(5).head(0).to_parquet(source)
     serving = Services(scored).serving
     out = tmp_path / "out.parquet"
     result = serving.score(ALICE, "readmission:1", serving.score_input(str(source)), out)
@@ -160,7 +148,7 @@ def test_an_empty_input_gives_an_empty_prediction_file(scored: Workspace, tmp_pa
 
 def test_a_missing_feature_is_named(scored: Workspace, tmp_path: Path) -> None:
     source = tmp_path / "in.csv"
-    _rows(20).drop(columns="los").to_csv(source, index=False)
+    cohort_rows(20).drop(columns="los").to_csv(source, index=False)
     serving = Services(scored).serving
     with pytest.raises(InvalidInput, match="input has no column 'los'"):
         serving.score(ALICE, "readmission:1", serving.score_input(str(source)), tmp_path / "out.csv")

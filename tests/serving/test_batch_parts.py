@@ -24,7 +24,7 @@ from medops.serving import batch_parts
 from medops.serving.batch import ScoreInput, ScoreResult, file_input
 from medops.store.lineage import walk
 from medops.workspace import Workspace
-from tests.factories import cohort, log_in, put, run
+from tests.factories import cohort_rows, log_in, put, run
 
 ALICE = Caller("alice")
 
@@ -38,18 +38,6 @@ def dask_url() -> Iterator[str]:
         n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=":0"
     ) as cluster:
         yield "dask://" + cluster.scheduler_address.removeprefix("tcp://")
-
-
-@pytest.fixture
-def scored(registry: tuple[Workspace, str]) -> Workspace:
-    ws, run_id = registry
-    versions.register(ws, run_id, "readmission", actor="alice")
-    return ws
-
-
-def _rows(n: int) -> pd.DataFrame:
-    """Rows of the training cohort: inside every range the model accepts."""
-    return cohort(2400, biased=False).drop(columns="readmitted").head(n)
 
 
 def _score(ws: Workspace, source: ScoreInput, out: Path, executor: str, **kw: object) -> tuple[ScoreResult, list[int]]:
@@ -72,7 +60,7 @@ def _score(ws: Workspace, source: ScoreInput, out: Path, executor: str, **kw: ob
 def test_dask_writes_the_local_file_and_equals_row_by_row(
     scored: Workspace, dask_url: str, tmp_path: Path, suffix: str
 ) -> None:
-    rows = _rows(1000)
+    rows = cohort_rows(1000)
     source_path = tmp_path / f"in{suffix}"
     if suffix == ".parquet":
         pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), source_path, row_group_size=150)
@@ -106,7 +94,7 @@ def test_dask_writes_the_local_file_and_equals_row_by_row(
 def test_a_dataset_on_dask_keeps_columns_and_records_lineage_and_audit(
     scored: Workspace, dask_url: str, tmp_path: Path
 ) -> None:
-    frame = _rows(700)
+    frame = cohort_rows(700)
     put(scored, tmp_path, "admissions", pa.Table.from_pandas(frame, preserve_index=False))
     serving = Services(scored).serving
     source = serving.score_input("admissions")
@@ -129,7 +117,7 @@ def test_a_dataset_on_dask_keeps_columns_and_records_lineage_and_audit(
 @pytest.mark.parametrize("metadata_url", ["sqlite"], indirect=True)
 def test_dask_local_worker_processes_write_the_local_file(scored: Workspace, tmp_path: Path) -> None:
     """``dask-local``: workers in their own processes, so the task, the bundle and the results are pickled."""
-    rows = _rows(400)
+    rows = cohort_rows(400)
     source_path = tmp_path / "in.csv"
     rows.to_csv(source_path, index=False)
     source = file_input(source_path)
@@ -143,7 +131,7 @@ def test_dask_local_worker_processes_write_the_local_file(scored: Workspace, tmp
 def test_a_refused_row_is_placed_in_the_whole_input(
     scored: Workspace, dask_url: str, tmp_path: Path, suffix: str
 ) -> None:
-    rows = _rows(600)
+    rows = cohort_rows(600)
     rows.loc[517, "age"] = 6000  # months where years are expected: in a late partition
     source_path = tmp_path / f"in{suffix}"
     if suffix == ".parquet":
@@ -162,7 +150,7 @@ def test_a_refused_row_is_placed_in_the_whole_input(
 
 
 def test_partitions_follow_row_groups_and_line_ends(tmp_path: Path) -> None:
-    rows = _rows(1000)
+    rows = cohort_rows(1000)
     parquet = tmp_path / "in.parquet"
     pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), parquet, row_group_size=100)
     parts = batch_parts.partitions(file_input(parquet), 4)
@@ -177,7 +165,7 @@ def test_partitions_follow_row_groups_and_line_ends(tmp_path: Path) -> None:
 
 
 def test_a_worker_verifies_the_bundle_it_is_sent(scored: Workspace, tmp_path: Path) -> None:
-    rows = _rows(50)
+    rows = cohort_rows(50)
     source_path = tmp_path / "in.parquet"
     rows.to_parquet(source_path)
     (part,) = batch_parts.partitions(file_input(source_path), 2)
@@ -214,7 +202,7 @@ def test_the_command_scores_on_the_executor_it_names(
     monkeypatch.setenv("MEDOPS_HOME", str(scored.settings.home))
     log_in(scored, "alice")
     source = tmp_path / "in.parquet"
-    pq.write_table(pa.Table.from_pandas(_rows(300), preserve_index=False), source, row_group_size=100)
+    pq.write_table(pa.Table.from_pandas(cohort_rows(300), preserve_index=False), source, row_group_size=100)
     docs = []
     for name, executor in (("local", "local"), ("dask", dask_url)):
         out = tmp_path / f"{name}.parquet"

@@ -69,6 +69,8 @@ class Compiled:
     def predict_columns(self, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
         x = self.matrix_of(columns, n)
         if self.booster is not None:
+            if n <= SMALL and self.native is not None and self.native.predict_few is not None:
+                return np.asarray(self.native.predict_few(self.booster, x))
             return np.asarray(self.booster.predict(x))
         return np.asarray(self.model.predict_proba(x)[:, 1])
 

@@ -58,6 +58,7 @@ def _parquet(body: bytes) -> Any:
 TABLES = {"application/vnd.apache.arrow.stream": _arrow_stream, "application/vnd.apache.parquet": _parquet}
 
 log = logging.getLogger("medops.server")
+INLINE_ROWS = 32  # requests up to this many rows are scored on the event loop (no online-store read, no explanation)
 CONFIG_ENV = "MEDOPS_SERVE_CONFIG"  # what `medops serve --workers N` hands each worker process
 
 
@@ -225,10 +226,11 @@ def _add_predict(
             return _error(request, 413, "too_many_rows", message)
         caller = request.state.caller
         try:
-            # abandoned, not awaited, when the request times out: the thread finishes alone, its answer unsent
-            scored = await anyio.to_thread.run_sync(
-                partial(services.serving.predict, caller, routing, records, explained=explain), abandon_on_cancel=True
-            )
+            score = partial(services.serving.predict, caller, routing, records, explained=explain)
+            if len(records) <= INLINE_ROWS and not explain and not routing.reads_store:
+                scored = score()  # a few rows, no I/O: tens of microseconds, less than a hop to a worker thread
+            else:  # abandoned, not awaited, when the request times out: the thread finishes alone, its answer unsent
+                scored = await anyio.to_thread.run_sync(score, abandon_on_cancel=True)
         except RowsInvalid as exc:
             for code, count in Counter(e.code for e in exc.errors).items():
                 metrics.rejected.labels(model.name, version, code).inc(count)

@@ -9,8 +9,9 @@ session token, and each command or request presents a session or an API token, w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from medops.caller import Caller
+from medops.caller import Caller, Channel
 from medops.credentials import Credential
 from medops.errors import AuthenticationFailed, InvalidInput
 from medops.identity.roles import Role
@@ -90,6 +91,13 @@ class IdentityService:
         """The Caller a session or API token secret proves: what every adapter acts as."""
         found = self.identify(secret)
         return Caller(found.user.username, channel="session" if found.credential.kind == SESSION else "token")
+
+    def authenticate_until(self, secret: str) -> tuple[Caller, datetime | None]:
+        """``authenticate``, and until when the credential is valid (None: no expiry): how long an admission
+        may be remembered at most."""
+        found = self.identify(secret)
+        channel: Channel = "session" if found.credential.kind == SESSION else "token"
+        return Caller(found.user.username, channel=channel), found.credential.expires_at
 
     def caller(self, credential: Credential | None, *, writes: bool) -> Caller:
         """Who a command acts as: the verified credential's user; without one, a read runs anonymously

@@ -98,10 +98,11 @@ class ServingService:
         from medops.serving.admission import Admissions
 
         def check(secret: str) -> tuple[Caller, datetime | None]:
-            found = self.platform.tokens.verify(secret)[1]
-            caller = Caller(found.username, channel="session" if found.kind == "session" else "token")
+            from medops.services.identity import IdentityService
+
+            caller, until = IdentityService(self.platform).authenticate_until(secret)
             self.authorize(caller)
-            return caller, found.expires_at
+            return caller, until
 
         return Admissions(self.platform.db, check)
 

@@ -56,7 +56,7 @@ class Admissions:
         with self._lock:
             known = self._seen.get(key)
         if known is not None and known.epoch == epoch and (known.expires_at is None or utc_now() < known.expires_at):
-            return Caller(known.caller.user, channel=known.caller.channel)  # a new request id per request
+            return known.caller.anew()  # a request id of its own
         caller, expires_at = self.check(secret)  # raises on a refusal: refusals are never remembered
         self.full_checks += 1
         with self._lock:  # with the id read before the check: a change committed during it is caught next time

@@ -156,6 +156,11 @@ class Routing:
     canary_percent: float = 0.0
     shadow: ServedModel | None = None
 
+    @property
+    def reads_store(self) -> bool:
+        """Whether a row may need the online store (a model answering it looks features up): I/O to wait on."""
+        return any(m is not None and m.lookup is not None for m in (self.champion, self.canary, self.shadow))
+
     def describe(self) -> dict[str, Any]:
         """What GET /v1/models/{name} and /readyz say of the variants beside the champion."""
         out: dict[str, Any] = {}
