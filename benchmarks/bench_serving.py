@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
-import functools
 import io
 import json
 import os
@@ -508,6 +506,7 @@ def profile(prep: Prepared, n: int, out: Path) -> tuple[list[list[Any]], str]:
     from medops.server.app import create_app
     from medops.server.guard import ServerOptions
     from medops.services import Services
+    from medops.serving.rollout import Routing
     from medops.serving.scoring import prediction
     from medops.serving.validation import check_rows
     from medops.workspace import Workspace
@@ -520,17 +519,24 @@ def profile(prep: Prepared, n: int, out: Path) -> tuple[list[list[Any]], str]:
         compiled = model.predictor.compiled
         assert compiled is not None
         app = create_app(services, {MODEL: model}, ServerOptions())
+        quiet = create_app(services, {MODEL: model}, ServerOptions(prediction_log=False))
         os.environ[serving_bare.MODEL_ENV] = str(prep.folder)
         bare = serving_bare.create()
-        caller = services.identity.authenticate(prep.secret)
+        routing = Routing(model)
+        caller = services.serving.admit(prep.secret)
         records = [json.loads(text)]
         checked = check_rows(records, model.input_schema)
         x = compiled.matrix_of(checked.columns, 1)
-        answer = services.serving.predict(caller, model, records)
+        answer = services.serving.predict(caller, routing, records).answers
         loop = asyncio.new_event_loop()
+        # the served app's lifespan: its prediction spool runs (and drains at the end) as in `medops serve`
+        lifespan = app.app.router.lifespan_context(app.app)
+        loop.run_until_complete(lifespan.__aenter__())
         medops_call = _asgi_call(app, f"/v1/models/{MODEL}/predict", text, auth)
+        quiet_call = _asgi_call(quiet, f"/v1/models/{MODEL}/predict", text, auth)
         bare_call = _asgi_call(bare, "/predict", text, [(b"content-type", b"application/json")])
         assert loop.run_until_complete(medops_call()) == 200
+        assert loop.run_until_complete(quiet_call()) == 200
         assert loop.run_until_complete(bare_call()) == 200
 
         statements = [0]
@@ -544,30 +550,34 @@ def profile(prep: Prepared, n: int, out: Path) -> tuple[list[list[Any]], str]:
         metrics = app.metrics
         stages: list[tuple[str, Callable[[], Any]]] = [
             (
-                "token: IdentityService.authenticate (1 read transaction)",
-                lambda: services.identity.authenticate(prep.secret),
+                "token: ServingService.admit, remembered (1 read: the trail's newest id)",
+                lambda: services.serving.admit(prep.secret),
             ),
-            ("token: ServingService.authorize (1 read transaction)", lambda: services.serving.authorize(caller)),
+            (
+                "token: the full check (authenticate and authorize), as after an audited change",
+                lambda: services.serving.admissions.check(prep.secret),
+            ),
             ("json.loads of the body", lambda: json.loads(text)),
             ("check_rows (validation)", lambda: check_rows(records, model.input_schema)),
             ("model matrix (impute, one-hot)", lambda: compiled.matrix_of(checked.columns, 1)),
             ("booster.predict, 1 row (OpenMP, every core)", lambda: lgbm.predict(x)),
-            ("booster.predict, 1 row, num_threads=1", lambda: lgbm.predict(x, num_threads=1)),
+            ("booster.predict, 1 row, num_threads=1 (what medops calls)", lambda: lgbm.predict(x, num_threads=1)),
             ("response row (uuid4, decision)", lambda: prediction(model, 0.5, [])),
             (
-                "ServingService.predict (the three above + the row)",
-                lambda: services.serving.predict(caller, model, records),
+                "ServingService.predict (the four above + the row)",
+                lambda: services.serving.predict(caller, routing, records),
             ),
             (
                 "metrics: request count, latency, prediction count",
                 lambda: (
                     metrics.requests.labels("POST", "/x", "200").inc(),
                     metrics.latency.labels("/x").observe(0.001),
-                    metrics.predictions.labels(MODEL, "1", "0").inc(),
+                    metrics.predictions.labels(MODEL, "1", "0", "champion").inc(),
                 ),
             ),
             ("JSONResponse of the answer", lambda: JSONResponse({"request_id": "0" * 32, "predictions": answer}).body),
             ("whole medops app, called directly (no socket)", lambda: loop.run_until_complete(medops_call())),
+            ("whole medops app, prediction log off", lambda: loop.run_until_complete(quiet_call())),
             ("whole bare app, called directly (no socket)", lambda: loop.run_until_complete(bare_call())),
         ]
         rows = []
@@ -575,81 +585,31 @@ def profile(prep: Prepared, n: int, out: Path) -> tuple[list[list[Any]], str]:
             p50, mean, p99, per = _per_call(fn, n, statements)
             rows.append([name, f"{p50:,.0f}", f"{mean:,.0f}", f"{p99:,.0f}", f"{per:g}"])
 
-        # What-ifs, each labelled as one (src/ is unchanged): the booster on one thread, and the token
-        # check done once per token (as a cache in front of it would do between its refreshes).
         def whole() -> Any:
             return loop.run_until_complete(medops_call())
 
         async def inline(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-            return fn(*args, **kwargs)
+            return fn(*args)
 
-        one_thread = functools.partial(type(lgbm).predict, lgbm, num_threads=1)
-        verified: dict[str, Any] = {}
-
-        def remembered(secret: str) -> Any:
-            if secret not in verified:
-                caller = real_authenticate(secret)
-                real_authorize(caller)
-                verified[secret] = caller
-            return verified[secret]
-
-        real_authenticate, real_authorize = services.identity.authenticate, services.serving.authorize
-        what_ifs: list[tuple[str, list[Any]]] = [
-            (
-                "what-if: whole medops app, booster.predict with num_threads=1",
-                [mock.patch.object(lgbm, "predict", one_thread)],
-            ),
-            (
-                "what-if: whole medops app, token check remembered",
-                [
-                    mock.patch.object(services.identity, "authenticate", remembered),
-                    mock.patch.object(services.serving, "authorize", lambda caller: None),
-                ],
-            ),
-            (
-                "what-if: both",
-                [
-                    mock.patch.object(lgbm, "predict", one_thread),
-                    mock.patch.object(services.identity, "authenticate", remembered),
-                    mock.patch.object(services.serving, "authorize", lambda caller: None),
-                ],
-            ),
-        ]
-        what_ifs.append(
-            (
-                "what-if: both, and no thread hops (all on the event loop)",
-                [
-                    mock.patch.object(lgbm, "predict", one_thread),
-                    mock.patch.object(services.identity, "authenticate", remembered),
-                    mock.patch.object(services.serving, "authorize", lambda caller: None),
-                    mock.patch("anyio.to_thread.run_sync", inline),
-                    mock.patch("medops.server.app.run_in_threadpool", inline),
-                ],
-            )
+        # a what-if, labelled as one: the token check's read made on the event loop (no hop to a thread)
+        with mock.patch("anyio.to_thread.run_sync", inline):
+            assert whole() == 200
+            p50, mean, p99, per = _per_call(whole, n, statements)
+        rows.append(
+            ["what-if: whole medops app, no thread hop", f"{p50:,.0f}", f"{mean:,.0f}", f"{p99:,.0f}", f"{per:g}"]
         )
-        for name, patches in what_ifs:
-            with contextlib.ExitStack() as stack:
-                for patch in patches:
-                    stack.enter_context(patch)
-                assert whole() == 200
-                p50, mean, p99, per = _per_call(whole, n, statements)
-            rows.append([name, f"{p50:,.0f}", f"{mean:,.0f}", f"{p99:,.0f}", f"{per:g}"])
 
         async def many() -> None:
             for _ in range(n):
                 await medops_call()
 
-        # The thread hops run inline, so that cProfile (which sees one thread) sees the work they carry;
-        # the booster runs on one thread, else its OpenMP team's waits on a busy machine fill the profile.
-        with (
-            mock.patch("anyio.to_thread.run_sync", inline),
-            mock.patch("medops.server.app.run_in_threadpool", inline),
-            mock.patch.object(lgbm, "predict", one_thread),
-        ):
+        # The thread hops run inline, so that cProfile (which sees one thread) sees the work they carry.
+        with mock.patch("anyio.to_thread.run_sync", inline), mock.patch("medops.server.app.run_in_threadpool", inline):
             profiler = cProfile.Profile()
             profiler.enable()
             loop.run_until_complete(many())
             profiler.disable()
+        loop.run_until_complete(lifespan.__aexit__(None, None, None))
         loop.close()
     profiler.dump_stats(str(out))
     stream = io.StringIO()

@@ -24,7 +24,9 @@ SinceOpt = typer.Option(
     help="From this UTC time (ISO 8601, e.g. 2026-12-01) or this long ago (30m, 24h, 7d).",
 )
 UntilOpt = typer.Option(None, "--until", metavar="TIME", help="Before this UTC time (ISO 8601) or this long ago.")
-EntityOpt = typer.Option(None, "--entity", metavar="PSEUDONYM", help="Only this entity (its pseudonym, as logged).")
+EntityOpt = typer.Option(
+    None, "--entity", metavar="KEY=PSEUDONYM", help="Only this entity, as logged: patient_id=pat_… (never a raw id)."
+)
 VariantOpt = typer.Option(None, "--variant", metavar="VARIANT", help=f"Only {', '.join(VARIANTS)} answers.")
 
 _AGO = re.compile(r"^(?P<n>\d+)(?P<unit>[smhd])$")

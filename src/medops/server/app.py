@@ -227,7 +227,7 @@ def _add_predict(
         caller = request.state.caller
         try:
             score = partial(services.serving.predict, caller, routing, records, explained=explain)
-            if len(records) <= INLINE_ROWS and not explain and not routing.reads_store:
+            if len(records) <= INLINE_ROWS and not explain and not routing.looks_up(records):
                 scored = score()  # a few rows, no I/O: tens of microseconds, less than a hop to a worker thread
             else:  # abandoned, not awaited, when the request times out: the thread finishes alone, its answer unsent
                 scored = await anyio.to_thread.run_sync(score, abandon_on_cancel=True)

@@ -134,7 +134,10 @@ class Guard:
             message = "this endpoint needs Authorization: Bearer <API token or session>"
             return 401, error_body("login_required", message, request_id), challenge
         try:
-            caller = await anyio.to_thread.run_sync(self._caller, secret)  # one hop to a thread for both reads
+            # a remembered admission costs one primary-key read, made here: less than a hop to a worker thread
+            caller = self.services.serving.remembered(secret)
+            if caller is None:  # the full check: several reads, on a worker thread
+                caller = await anyio.to_thread.run_sync(self._caller, secret)
         except AuthenticationFailed:
             # one answer for every bad credential: unknown, revoked, expired or disabled are not told apart
             return 401, error_body("credential_invalid", "the token is not valid", request_id), challenge

@@ -106,6 +106,10 @@ class ServingService:
 
         return Admissions(self.platform.db, check)
 
+    def remembered(self, secret: str) -> Caller | None:
+        """A remembered admission still valid (one read of the trail's newest id), else None: ``admit`` it."""
+        return self.admissions.remembered(secret)
+
     def admit(self, secret: str) -> Caller:
         """The caller a bearer secret proves, allowed to predict; checked in full unless nothing audited has
         happened since it last was (medops.serving.admission)."""

@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
-
 from medops.caller import Caller
 from medops.clock import utc_now
 from medops.store.database import Database
@@ -47,21 +45,36 @@ class Admissions:
         self.full_checks = 0
 
     def epoch(self) -> int:
-        with self.db.read() as session:
-            return int(session.scalar(select(func.max(AuditEvent.seq))) or 0)
+        """The trail's newest event id: one primary-key read, on a pooled connection (no ORM session)."""
+        with self.db.engine.connect() as connection:
+            return int(connection.exec_driver_sql(_NEWEST).scalar() or 0)
 
-    def admit(self, secret: str) -> Caller:
+    def remembered(self, secret: str) -> Caller | None:
+        """The caller of a remembered admission still valid now (one read), else None: check it in full."""
         key = hashlib.sha256(secret.encode()).digest()
-        epoch = self.epoch()
         with self._lock:
             known = self._seen.get(key)
-        if known is not None and known.epoch == epoch and (known.expires_at is None or utc_now() < known.expires_at):
-            return known.caller.anew()  # a request id of its own
+        if known is None or (known.expires_at is not None and utc_now() >= known.expires_at):
+            return None
+        if known.epoch != self.epoch():
+            return None
+        return known.caller.anew()  # a request id of its own
+
+    def admit(self, secret: str) -> Caller:
+        """The caller a secret proves, allowed to predict: remembered, or checked in full (raising on a refusal)."""
+        known = self.remembered(secret)
+        if known is not None:
+            return known
+        epoch = self.epoch()
         caller, expires_at = self.check(secret)  # raises on a refusal: refusals are never remembered
         self.full_checks += 1
+        key = hashlib.sha256(secret.encode()).digest()
         with self._lock:  # with the id read before the check: a change committed during it is caught next time
             self._seen[key] = Admitted(caller, expires_at, epoch)
             self._seen.move_to_end(key)
             while len(self._seen) > MAX_REMEMBERED:
                 self._seen.popitem(last=False)
         return caller
+
+
+_NEWEST = f"SELECT max(seq) FROM {AuditEvent.__tablename__}"  # plain SQL: no statement to build per request

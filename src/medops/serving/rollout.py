@@ -156,10 +156,13 @@ class Routing:
     canary_percent: float = 0.0
     shadow: ServedModel | None = None
 
-    @property
-    def reads_store(self) -> bool:
-        """Whether a row may need the online store (a model answering it looks features up): I/O to wait on."""
-        return any(m is not None and m.lookup is not None for m in (self.champion, self.canary, self.shadow))
+    def looks_up(self, records: list[Any]) -> bool:
+        """Whether a row names an entity whose features a model here reads from the online store: I/O to wait on."""
+        keys: set[str] = set()
+        for m in (self.champion, self.canary, self.shadow):
+            if m is not None and m.lookup is not None:
+                keys |= m.lookup.keys.keys()
+        return bool(keys) and any(isinstance(r, dict) and not keys.isdisjoint(r) for r in records)
 
     def describe(self) -> dict[str, Any]:
         """What GET /v1/models/{name} and /readyz say of the variants beside the champion."""
