@@ -39,6 +39,7 @@ HOME = "/opt/medops"  # the image's read-only application folder: the bundle and
 MODEL_DIR = f"{HOME}/model"
 KEY_FILE = f"{MODEL_DIR}/bundle.pub"
 WRITABLE = ("/tmp", "/var/lib/medops")  # the only folders a container writes: volumes or tmpfs, never the image
+SPOOL = "/var/lib/medops/spool"  # the prediction log's spool (prediction_spool): answers fsync'd before they are sent
 USER_ID = 10001
 BASE_IMAGE = "python:3.11-slim"
 # What a container runs once its bundle is verified. One constant, so the serving command can change in one place;
@@ -138,16 +139,18 @@ def dockerfile(info: VersionInfo) -> str:
     return f"""\
 # The model {info.ref} (bundle sha256:{info.artifact_sha256}) served by medops {__version__}.
 # Build:  docker build -t {deployment_name(info.model)}:{info.version} .
-# Run:    docker run --read-only --tmpfs /tmp --tmpfs /var/lib/medops -p {PORT}:{PORT} \\
+# Run:    docker run --read-only --tmpfs /tmp -v medops-spool:/var/lib/medops -p {PORT}:{PORT} \\
 #           {deployment_name(info.model)}:{info.version}
 # The root filesystem may be read-only: the container writes only to {" and ".join(WRITABLE)}.
+# {SPOOL} holds each prediction until the metadata store does: a volume that outlives the container.
 FROM {BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \\
     PYTHONUNBUFFERED=1 \\
     PIP_NO_CACHE_DIR=1 \\
     PIP_DISABLE_PIP_VERSION_CHECK=1 \\
-    HOME=/tmp
+    HOME=/tmp \\
+    MEDOPS_PREDICTION_SPOOL={SPOOL}
 
 RUN groupadd --system --gid {USER_ID} medops \\
  && useradd --system --uid {USER_ID} --gid medops --home-dir /nonexistent --no-create-home \\
@@ -240,6 +243,8 @@ def manifests(info: VersionInfo, *, image: str, namespace: str, replicas: int = 
                             "image": image,
                             "imagePullPolicy": "IfNotPresent",
                             "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+                            # the prediction spool on the pod's volume: it survives a container restart
+                            "env": [{"name": "MEDOPS_PREDICTION_SPOOL", "value": SPOOL}],
                             "startupProbe": probe("/healthz", 5, 24),
                             "livenessProbe": probe("/healthz", 10, 3),
                             "readinessProbe": probe("/readyz", 5, 3),
