@@ -95,6 +95,7 @@ def create_app(
             await run_in_threadpool(follower.stop)
             if spool is not None:
                 await run_in_threadpool(spool.close)
+            services.serving.close()
 
     app = FastAPI(
         title="medops serving",

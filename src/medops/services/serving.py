@@ -106,6 +106,11 @@ class ServingService:
 
         return Admissions(self.platform.db, check)
 
+    def close(self) -> None:
+        """Give back what serving holds: the connection admissions read the trail's newest id on."""
+        if "admissions" in self.__dict__:
+            self.admissions.close()
+
     def remembered(self, secret: str) -> Caller | None:
         """A remembered admission still valid (one read of the trail's newest id), else None: ``admit`` it."""
         return self.admissions.remembered(secret)

@@ -12,15 +12,18 @@ and a remembered one ends at its token's expiry. The key is the secret's SHA-256
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from medops.caller import Caller
 from medops.clock import utc_now
+from medops.errors import DatabaseUnreachable
 from medops.store.database import Database
 from medops.store.schema import AuditEvent
 
@@ -42,12 +45,47 @@ class Admissions:
         self.check = check  # the full check: authenticate and authorize, raising on a refusal
         self._seen: OrderedDict[bytes, Admitted] = OrderedDict()
         self._lock = threading.Lock()
+        self._held = threading.Lock()  # the one connection the reads of the newest id share
+        self._connection: Any = None
         self.full_checks = 0
 
     def epoch(self) -> int:
-        """The trail's newest event id: one primary-key read, on a pooled connection (no ORM session)."""
-        with self.db.engine.connect() as connection:
-            return int(connection.exec_driver_sql(_NEWEST).scalar() or 0)
+        """The trail's newest event id: one primary-key read on a connection held for it (DatabaseUnreachable
+        when the database does not answer, after one try on a fresh connection)."""
+        with self._held:
+            for attempt in (1, 2):
+                try:
+                    return self._newest()
+                except Exception as exc:  # a connection the server dropped (a restart, a failover): once more
+                    self._drop()
+                    if attempt == 2:
+                        raise DatabaseUnreachable("the metadata database did not answer the token check") from exc
+        raise AssertionError("unreachable")
+
+    def _newest(self) -> int:
+        if self._connection is None:
+            self._connection = self.db.engine.raw_connection()  # out of the pool for the server's life
+        cursor = self._connection.cursor()
+        try:
+            cursor.execute(_NEWEST)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        self._connection.rollback()  # no transaction left open between requests
+        return int(row[0] or 0) if row else 0
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.invalidate()
+            self._connection = None
+
+    def close(self) -> None:
+        with self._held:
+            if self._connection is not None:
+                with contextlib.suppress(Exception):
+                    self._connection.close()
+                self._connection = None
 
     def remembered(self, secret: str) -> Caller | None:
         """The caller of a remembered admission still valid now (one read), else None: check it in full."""
