@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,7 +77,8 @@ class Admissions:
 
     def _drop(self) -> None:
         if self._connection is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # invalidating one the database already closed: nothing to say
                 self._connection.invalidate()
             self._connection = None
 
