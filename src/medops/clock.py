@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 
 from medops.errors import InvalidInput
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def duration(text: str) -> timedelta | None:
+    """``30d``, ``12h``, ``90m``, ``2w``, ``45s``: a positive length of time; None for anything else."""
+    match = _DURATION.match(str(text))
+    if not match or int(match.group(1)) <= 0:
+        return None
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
 def utc_now() -> datetime:

@@ -106,6 +106,10 @@ def test_every_answer_is_logged_and_replays_identically(
     assert code == 1 and out, err
     differences = json.loads(out)["differences"]
     assert [(d["id"], d["what"], d["logged"]) for d in differences] == [(forged["id"], "probability", 0.999)]
+    code, _, err = run(["predictions", "list", "--since", "yesterday"], capsys)
+    assert code != 0 and "--since 'yesterday' is neither a time nor a duration" in err
+    code, out, _ = run(["predictions", "list", "--since", "1h", "--json"], capsys)
+    assert code == 0 and forged["id"] in {p["id"] for p in json.loads(out)}
     code, out, _ = run(["predictions", "show", forged["id"], "--json"], capsys)
     assert code == 0 and json.loads(out)["output"]["probability"] == 0.999
 

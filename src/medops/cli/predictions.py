@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 
 from medops.cli.common import JsonOption, cli_caller, console, done, open_workspace, path_arg, print_json, table
-from medops.clock import parse_iso, utc_now
+from medops.clock import duration, parse_iso, utc_now
 from medops.errors import InvalidInput
 from medops.serving.prediction_log import VARIANTS, PredictionFilter
 
@@ -29,19 +28,17 @@ EntityOpt = typer.Option(
 )
 VariantOpt = typer.Option(None, "--variant", metavar="VARIANT", help=f"Only {', '.join(VARIANTS)} answers.")
 
-_AGO = re.compile(r"^(?P<n>\d+)(?P<unit>[smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
 
 def _moment(value: str | None, option: str) -> datetime | None:
+    """An ISO time, or a duration (30m, 24h, 7d) meaning that long ago."""
     if value is None:
         return None
-    ago = _AGO.match(value.strip())
-    if ago:
-        return utc_now() - timedelta(**{_UNITS[ago["unit"]]: int(ago["n"])})
+    ago = duration(value)
+    if ago is not None:
+        return utc_now() - ago
     try:
-        return parse_iso(value.strip())
-    except ValueError:
+        return parse_iso(value)
+    except InvalidInput:
         raise InvalidInput(
             f"{option} {value!r} is neither a time nor a duration",
             hint=f"for example {option} 2026-12-01 or {option} 24h",

@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from medops.clock import duration
 from medops.errors import InvalidInput
 
 NAME = r"^[a-z][a-z0-9_]{0,63}$"
@@ -43,8 +44,6 @@ TABLE_FORMAT = 2
 AGGREGATES = ("count", "sum", "mean", "min", "max", "coverage", "days_since_last")
 WINDOWED = ("count", "sum", "mean", "min", "max", "coverage")
 RESERVED = {"event_timestamp", "entity_id", "_row", "_t", "_c", "_ts", "_k"}
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 PythonFeature = Callable[[pd.DataFrame], "pd.Series[Any]"]
 
@@ -55,21 +54,14 @@ class FeatureViewError(InvalidInput):
     code = "feature_view_invalid"
 
 
-def _duration(text: str) -> timedelta | None:
-    match = _DURATION.match(str(text))
-    if not match or int(match.group(1)) <= 0:
-        return None
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-
-
 def _check_duration(text: str) -> None:
-    if _duration(text) is None:
+    if duration(text) is None:
         raise ValueError(f"{text!r} is not a duration: write a number and a unit (30d, 12h, 2w)")
 
 
 def parse_duration(text: str, where: str) -> timedelta:
     """``30d``, ``12h``, ``90m``, ``2w``: the spelling of TTLs and windows."""
-    value = _duration(text)
+    value = duration(text)
     if value is None:
         raise FeatureViewError(f"{where}: {text!r} is not a duration", hint="write a number and a unit: 30d, 12h, 2w")
     return value

@@ -89,8 +89,7 @@ class IdentityService:
 
     def authenticate(self, secret: str) -> Caller:
         """The Caller a session or API token secret proves: what every adapter acts as."""
-        found = self.identify(secret)
-        return Caller(found.user.username, channel="session" if found.credential.kind == SESSION else "token")
+        return self.authenticate_until(secret)[0]
 
     def authenticate_until(self, secret: str) -> tuple[Caller, datetime | None]:
         """``authenticate``, and until when the credential is valid (None: no expiry): how long an admission

@@ -63,8 +63,8 @@ class ServingService:
         from medops.serving.models import is_bundle_file, parse_spec
         from medops.serving.rollout import plan
 
-        names = [s if not is_bundle_file(s) else "" for s in served]
-        return plan([parse_spec(n).name for n in names if n], shadows, canaries, percents)
+        names = [parse_spec(s).name for s in served if not is_bundle_file(s)]  # a bundle file has no variants
+        return plan(names, shadows, canaries, percents)
 
     def rollouts(self, models: dict[str, ServedModel], plan: RolloutPlan) -> dict[str, Rollout]:
         """The declared shadow and canary of each served model, loaded verified; a canary must hold

@@ -91,30 +91,41 @@ class Admissions:
 
     def remembered(self, secret: str) -> Caller | None:
         """The caller of a remembered admission still valid now (one read), else None: check it in full."""
-        key = hashlib.sha256(secret.encode()).digest()
-        with self._lock:
-            known = self._seen.get(key)
-        if known is None or (known.expires_at is not None and utc_now() >= known.expires_at):
-            return None
-        if known.epoch != self.epoch():
-            return None
-        return known.caller.anew()  # a request id of its own
+        known = self._known(secret)
+        return self._still(known, self.epoch()) if known is not None else None
 
     def admit(self, secret: str) -> Caller:
         """The caller a secret proves, allowed to predict: remembered, or checked in full (raising on a refusal)."""
-        known = self.remembered(secret)
+        known = self._known(secret)
+        epoch = self.epoch()  # one read: it confirms a remembered admission, or dates a new one
         if known is not None:
-            return known
-        epoch = self.epoch()
+            still = self._still(known, epoch)
+            if still is not None:
+                return still
         caller, expires_at = self.check(secret)  # raises on a refusal: refusals are never remembered
         self.full_checks += 1
-        key = hashlib.sha256(secret.encode()).digest()
         with self._lock:  # with the id read before the check: a change committed during it is caught next time
+            key = _key(secret)
             self._seen[key] = Admitted(caller, expires_at, epoch)
             self._seen.move_to_end(key)
             while len(self._seen) > MAX_REMEMBERED:
                 self._seen.popitem(last=False)
         return caller
+
+    def _known(self, secret: str) -> Admitted | None:
+        with self._lock:
+            known = self._seen.get(_key(secret))
+        if known is None or (known.expires_at is not None and utc_now() >= known.expires_at):
+            return None
+        return known
+
+    @staticmethod
+    def _still(known: Admitted, epoch: int) -> Caller | None:
+        return known.caller.anew() if known.epoch == epoch else None  # a request id of its own
+
+
+def _key(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
 
 
 _NEWEST = f"SELECT max(seq) FROM {AuditEvent.__tablename__}"  # plain SQL: no statement to build per request

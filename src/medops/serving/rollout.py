@@ -69,20 +69,23 @@ def _variant(text: str, served: list[str], option: str) -> VariantSpec:
     return VariantSpec(name, spec)
 
 
+def _one_each(texts: list[str], served: list[str], option: str) -> dict[str, VariantSpec]:
+    """The variants of one kind by served name: at most one per served model."""
+    declared: dict[str, VariantSpec] = {}
+    for text in texts:
+        v = _variant(text, served, option)
+        if v.served in declared:
+            raise InvalidInput(
+                f"{v.served!r} has more than one {option}", code="variant_twice", hint="declare one per model"
+            )
+        declared[v.served] = v
+    return declared
+
+
 def plan(served: list[str], shadows: list[str], canaries: list[str], percents: list[str]) -> RolloutPlan:
     """The declarations parsed and checked: one shadow and one canary at most per served model."""
-    shadow: dict[str, VariantSpec] = {}
-    canary: dict[str, VariantSpec] = {}
-    for text in shadows:
-        v = _variant(text, served, "shadow")
-        if v.served in shadow:
-            raise InvalidInput(f"{v.served!r} has two shadows", code="variant_twice", hint="declare one per model")
-        shadow[v.served] = v
-    for text in canaries:
-        v = _variant(text, served, "canary")
-        if v.served in canary:
-            raise InvalidInput(f"{v.served!r} has two canaries", code="variant_twice", hint="declare one per model")
-        canary[v.served] = v
+    shadow = _one_each(shadows, served, "shadow")
+    canary = _one_each(canaries, served, "canary")
     share: dict[str, float] = {}
     for text in percents:
         name, sep, number = text.rpartition("=")
