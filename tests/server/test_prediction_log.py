@@ -16,7 +16,7 @@ import pytest
 
 from medops.audit.query import AuditFilter, list_events
 from medops.caller import Caller
-from medops.errors import PermissionDenied
+from medops.errors import MedopsError, PermissionDenied
 from medops.identity import Role
 from medops.registry import approvals, stages, versions
 from medops.server.app import create_app
@@ -164,3 +164,31 @@ def test_kill_9_loses_no_prediction_whose_response_was_sent(
     missing = set(acknowledged) - logged
     assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged predictions are not in the log"
     assert not any(ws.settings.prediction_spool_root.iterdir())  # the dead server's spool was drained and removed
+
+
+@pytest.mark.parametrize(
+    "sql", ["UPDATE predictions SET output = '{}'", "DELETE FROM predictions"], ids=["update", "delete"]
+)
+def test_a_logged_answer_cannot_be_rewritten_in_sql(workspace: Workspace, sql: str) -> None:
+    """An insider with the application's database connection edits or removes what a patient was told: refused."""
+    from sqlalchemy import text
+
+    record = {
+        "id": "00000000-0000-4000-8000-000000000001",
+        "at": "2026-12-03T08:00:00.000000Z",
+        "model": "readmission",
+        "version": 1,
+        "bundle_sha256": "0" * 64,
+        "variant": "champion",
+        "request_id": "0" * 32,
+        "caller": "pat",
+        "entity": None,
+        "inputs": {"age": 70},
+        "output": {"probability": 0.2, "decision": 0},
+        "explanation": None,
+        "latency_ms": 1.0,
+    }
+    prediction_log.store(workspace)([record])
+    with pytest.raises(MedopsError, match="append-only"), workspace.db.write() as session:
+        session.execute(text(sql))
+    assert prediction_log.get(workspace, record["id"]).output == record["output"]
