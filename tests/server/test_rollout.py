@@ -147,3 +147,19 @@ def test_a_request_not_answered_in_time_gets_504(
         answer = http.post("/v1/models/readmission/predict", json=rows)
         assert answer.status_code == 504 and answer.json()["error"]["code"] == "timeout"
         assert "request_id" in answer.json()["error"]
+
+
+def test_a_followed_canary_alias_moved_to_an_unapproved_version_is_not_swapped_in(
+    three: tuple[Workspace, Services, str],
+) -> None:
+    ws, services, _ = three
+    stages.set_alias(ws, "readmission", "next", 2, actor="ming", reason="canary")
+    models = services.serving.load(["readmission"])
+    declared = services.serving.plan_rollouts(["readmission"], [], ["readmission@next"], ["10"])
+    rollout = services.serving.rollouts(models, declared)["readmission"]
+    follower = services.serving.follower(rollout.slots("readmission"), interval=1.0)
+    stages.set_alias(ws, "readmission", "next", 3, actor="ming", reason="a hurried move")  # 3 has no approvals
+    assert follower.check() == [] and rollout.now().canary is not None
+    assert rollout.now().canary.version == 2  # the approved canary keeps answering
+    stages.set_alias(ws, "readmission", "next", 1, actor="ming", reason="back to production's evidence")
+    assert follower.check() == ["readmission/canary"] and rollout.now().canary.version == 1
