@@ -45,6 +45,7 @@ GOOD = {"age": 60, "los": 3.5, "payer": "medicare"}
         ({"age": True}, "age", "wrong_type"),
         ({"age": math.nan}, "age", "not_finite"),
         ({"los": math.inf}, "los", "not_finite"),
+        ({"los": 10**400}, "los", "not_finite"),  # JSON allows it; no float holds it
         ({"age": SECRET_NUMBER}, "age", "out_of_range"),
         ({"payer": SECRET_TEXT}, "payer", "unseen_category"),
         ({"payer": {"x": SECRET_TEXT}}, "payer", "wrong_type"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ BUNDLE_SUFFIX = ".medops"
 
 if TYPE_CHECKING:
     from medops.serving.lookup import OnlineLookup
+    from medops.serving.row_encoder import RowEncoder
 
 _SPEC = re.compile(r"^(?P<name>[a-z][a-z0-9_\-]{0,127})(?:(?P<sep>[@:])(?P<target>[A-Za-z0-9_\-]+))?$")
 
@@ -107,6 +109,14 @@ class ServedModel:
     lookup: OnlineLookup | None = None  # how rows naming an entity get their features; None: not from views
     entity_keys: frozenset[str] = frozenset()  # the workspace's entity keys, refused clearly when lookup is None
     bundle_file: str | None = None  # the bundle file it was loaded from; None when read from the artifact store
+
+    @cached_property
+    def encoder(self) -> RowEncoder | None:
+        """Clean rows straight to the model's matrix (medops.serving.row_encoder); None without compiled inference."""
+        from medops.serving.row_encoder import row_encoder
+
+        compiled = self.predictor.compiled
+        return row_encoder(self.input_schema, compiled) if compiled is not None else None
 
     @property
     def worker_spec(self) -> str:

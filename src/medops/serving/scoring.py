@@ -31,6 +31,14 @@ def score(
     kind has no explanation is refused (InvalidInput, code ``not_explainable``) and nothing is answered.
     ``looked_up`` holds, per row, the online lookup's flags (see medops.serving.lookup), or None.
     """
+    if not explained and model.encoder is not None and model.predictor.compiled is not None:
+        x = model.encoder.encode(records)  # clean rows in one pass; None: the checks below name what is wrong
+        if x is not None:
+            probabilities = model.predictor.compiled.predict_matrix(x, len(records))
+            return [
+                prediction(model, float(p), [], None, looked_up[i] if looked_up else None)
+                for i, p in enumerate(probabilities)
+            ]
     checked = check_rows(records, model.input_schema)
     why = None
     if explained:

@@ -98,7 +98,10 @@ def _field(feature: dict[str, Any], present: bool, value: Any) -> tuple[Any, tup
         if isinstance(value, bool) or not isinstance(value, int | float):
             code = "not_a_number" if isinstance(value, str) else "wrong_type"
             return math.nan, (code, "expected a number")
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # a whole number of hundreds of digits: JSON allows it, no float holds it
+            return math.nan, ("not_finite", "too large to be a number")
         if not math.isfinite(number):
             return math.nan, ("not_finite", "NaN and infinity are not accepted")
         low, high = float(feature["min"]), float(feature["max"])
