@@ -121,6 +121,43 @@ def test_the_example_is_accepted_and_scored_like_the_registered_bundle(served: S
         assert ready.status_code == 200 and ready.json()["database"] is True
 
 
+def test_the_lane_and_the_route_give_the_same_answer(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain request is answered before FastAPI (medops.server.predict.Lane); one with a query goes
+    through the route. Same fields, same numbers, one request id header, the same metrics."""
+    from medops.server import predict
+
+    answered: list[bool] = []
+    lane_call = predict.Lane.__call__
+
+    async def counting(self: Any, scope: Any, body: bytes, send: Any) -> bool:
+        answered.append(await lane_call(self, scope, body, send))
+        return answered[-1]
+
+    monkeypatch.setattr(predict.Lane, "__call__", counting)
+    with _client(served, served.token) as http:
+        example = http.get("/v1/models/readmission").json()["example"]
+        answers = []
+        for query in ("", "?explain=false"):
+            answer = http.post(f"/v1/models/readmission/predict{query}", json=[example, example])
+            assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+            assert answer.headers.get_list("x-request-id") == [answer.json()["request_id"]]
+            answers.append(answer.json()["predictions"])
+        assert answered == [True, False]
+        for lane, route in zip(*answers, strict=True):
+            assert lane.keys() == route.keys() and lane.pop("prediction_id") != route.pop("prediction_id")
+            assert lane == route
+        refused = http.post("/v1/models/readmission/predict", json={**example, "age": SECRET_NUMBER})
+        assert refused.status_code == 422 and answered[-1] is False  # every refusal is the route's
+        assert refused.headers.get_list("x-request-id") == [refused.json()["error"]["request_id"]]
+        metrics = http.get("/metrics").text
+        assert 'decision="0",model="readmission",variant="champion",version="1"} 4.0' in metrics or (
+            'decision="1",model="readmission",variant="champion",version="1"} 4.0' in metrics
+        )
+    with _client(served) as anonymous:
+        refused = anonymous.post("/v1/models/readmission/predict", json=example)
+        assert refused.status_code == 401 and len(refused.headers.get_list("x-request-id")) == 1
+
+
 def test_each_bad_field_gets_a_422_that_never_echoes_it(served: Served) -> None:
     with _client(served, served.token) as http:
         example = http.get("/v1/models/readmission").json()["example"]

@@ -16,9 +16,10 @@ from medops.caller import Caller
 from medops.errors import InvalidInput, PermissionDenied
 from medops.identity import Role
 from medops.registry import approvals, stages, versions
-from medops.server.app import INLINE_ROWS, create_app
+from medops.server.app import create_app
 from medops.server.background import serving_in_thread
 from medops.server.guard import ServerOptions
+from medops.server.predict import INLINE_ROWS
 from medops.services import Services
 from medops.serving.prediction_log import PredictionFilter
 from medops.serving.rollout import Routing, plan, to_canary

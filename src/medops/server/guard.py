@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+from starlette.responses import Response
 
 from medops.caller import Caller
 from medops.errors import AuthenticationFailed, PermissionDenied, StoreError
@@ -27,6 +28,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+Lane = Callable[[Scope, bytes, Send], Awaitable[bool]]  # answers a request (True) or leaves it to the app (False)
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN = frozenset({"/healthz", "/readyz"})
@@ -48,17 +50,22 @@ def error_body(code: str, message: str, request_id: str, **extra: Any) -> bytes:
     return json.dumps({"error": {"code": code, "message": message, "request_id": request_id, **extra}}).encode()
 
 
-async def send_json(send: Send, status: int, body: bytes, request_id: str, headers: list[tuple[bytes, bytes]]) -> None:
+def error_response(
+    request_id: str, status: int, code: str, message: str, hint: str | None = None, **extra: Any
+) -> Response:
+    """``error_body`` as a route's response."""
+    if hint:
+        extra["hint"] = hint
+    return Response(error_body(code, message, request_id, **extra), status_code=status, media_type="application/json")
+
+
+async def send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    """A whole JSON response; the Guard's ``tracked`` send adds the request id."""
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id.encode()),
-                *headers,
-            ],
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -66,9 +73,16 @@ async def send_json(send: Send, status: int, body: bytes, request_id: str, heade
 
 class Guard:
     def __init__(
-        self, app: ASGIApp, services: Services, metrics: Metrics, options: ServerOptions, routes: frozenset[str]
+        self,
+        app: ASGIApp,
+        services: Services,
+        metrics: Metrics,
+        options: ServerOptions,
+        routes: frozenset[str],
+        lanes: dict[str, Lane] | None = None,
     ) -> None:
         self.app = app
+        self.lanes = lanes or {}  # by path: the handlers that may answer a request before FastAPI sees it
         self.services = services
         self.metrics = metrics
         self.options = options
@@ -96,12 +110,15 @@ class Guard:
             refused = await self._refusal(scope, request_id)
             if refused is not None:
                 code, body, headers = refused
-                await send_json(tracked, code, body, request_id, headers)
+                await send_json(tracked, code, body, headers)
                 return
             body_or_refusal = await self._bounded_body(scope, receive, request_id)
             if isinstance(body_or_refusal, tuple):
-                await send_json(tracked, *body_or_refusal, request_id, [])
+                await send_json(tracked, *body_or_refusal, [])
                 return
+            lane = self.lanes.get(scope["path"])
+            if lane is not None and await lane(scope, body_or_refusal, tracked):
+                return  # answered without FastAPI (medops.server.predict), all on the event loop: nothing to time out
             with anyio.fail_after(self.options.request_timeout):
                 await self.app(scope, _replay(body_or_refusal), tracked)
         except TimeoutError:
@@ -110,13 +127,13 @@ class Guard:
             if not started:
                 message = f"no answer within {self.options.request_timeout:g} s; try again"
                 body = error_body("timeout", message, request_id)
-                await send_json(tracked, 504, body, request_id, [])
+                await send_json(tracked, 504, body, [])
         except Exception:
             # the trace goes to the server's log only; the client gets the request id to quote
             log.exception("request %s on %s failed", request_id, route)
             if not started:
                 body = error_body("internal_error", "the server failed on this request", request_id)
-                await send_json(tracked, 500, body, request_id, [])
+                await send_json(tracked, 500, body, [])
         finally:
             self.metrics.requests.labels(scope["method"], route, str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - began)

@@ -1,0 +1,238 @@
+"""One model's ``POST /v1/models/{name}/predict``: two ways in, one answer.
+
+``Lane`` takes the common request straight from the Guard, without FastAPI: a JSON body of up
+to INLINE_ROWS rows that the model's champion scores on the event loop (no query, no canary or
+shadow, no entity to look up). Routing, parameter parsing and the response class cost more than
+scoring such a request. Everything else (an explanation, an Arrow or Parquet body, a rollout, an
+online lookup, and every refusal) goes through the FastAPI route ``add_route`` builds, which the
+OpenAPI document describes. A request the lane gives back is handled by the route from the
+start, so the route decides every error. Both ways score through the serving service, keep the
+records in the prediction log before answering, count the same metrics and send the same body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import Response
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from medops.errors import MedopsError
+from medops.server.guard import ServerOptions, error_body, error_response, send_json
+from medops.server.metrics import Metrics
+from medops.services import Services
+from medops.serving.rollout import Rollout
+from medops.serving.validation import MAX_LISTED, RowsInvalid
+
+if TYPE_CHECKING:
+    from medops.caller import Caller
+    from medops.services.serving import Scored
+    from medops.serving.models import ServedModel
+    from medops.serving.spool import Spool
+
+log = logging.getLogger("medops.server")
+INLINE_ROWS = 32  # requests up to this many rows are scored on the event loop (no online-store read, no explanation)
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+def _arrow_stream(body: bytes) -> Any:
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(pa.BufferReader(body)).read_all()
+
+
+def _parquet(body: bytes) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pq.read_table(pa.BufferReader(body))
+
+
+# batch bodies besides JSON: a table whose columns are the model's features
+TABLES = {"application/vnd.apache.arrow.stream": _arrow_stream, "application/vnd.apache.parquet": _parquet}
+
+Explain = Annotated[
+    bool,
+    Query(
+        description="add each row's explanation: base + per-feature contributions = raw_score "
+        "(422 not_explainable for a calibrated model)"
+    ),
+]
+
+
+class Lane:
+    """The predict requests that need nothing FastAPI adds (see the module docstring)."""
+
+    def __init__(
+        self, services: Services, rollout: Rollout, options: ServerOptions, metrics: Metrics, spool: Spool | None
+    ) -> None:
+        self.services = services
+        self.rollout = rollout
+        self.options = options
+        self.metrics = metrics
+        self.spool = spool
+
+    async def __call__(self, scope: MutableMapping[str, Any], body: bytes, send: Send) -> bool:
+        """Answer the request and say True, or say False and leave it, untouched, to the route."""
+        if scope["method"] != "POST" or scope.get("query_string"):
+            return False
+        for name, value in scope.get("headers", []):
+            if name == b"content-type" and value.split(b";")[0].strip().lower() != b"application/json":
+                return False
+        started = time.perf_counter()
+        routing = self.rollout.now()
+        if routing.canary is not None or routing.shadow is not None:
+            return False
+        try:
+            parsed = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return False
+        records = parsed if isinstance(parsed, list) else [parsed]
+        if not 0 < len(records) <= min(INLINE_ROWS, self.options.max_rows) or routing.looks_up(records):
+            return False
+        state = scope["state"]
+        caller, request_id = state["caller"], state["request_id"]
+        try:
+            scored = self.services.serving.predict(caller, routing, records)
+        except MedopsError:  # a refusal: the route checks again and names every problem
+            return False
+        status, answer = await keep(self.spool, self.metrics, scored, caller, request_id, started)
+        if status == 200:
+            count(self.metrics, scored)
+        await send_json(send, status, answer, [])
+        return True
+
+
+def add_route(
+    app: FastAPI, services: Services, rollout: Rollout, options: ServerOptions, metrics: Metrics, spool: Spool | None
+) -> None:
+    """The FastAPI route for every predict request the lane leaves (see the module docstring)."""
+    name = rollout.champion.current.name
+
+    async def predict(request: Request, explain: Explain = False) -> Response:
+        started = time.perf_counter()
+        routing = rollout.now()  # read once: the request keeps these models if a swap comes while it runs
+        model = routing.champion
+        version = str(model.version)
+        request_id = request.state.request_id
+        kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if kind == "application/json":
+            try:
+                # Python's parser takes NaN and Infinity: they reach validation and are refused per field
+                body = json.loads(await request.body())
+            except (ValueError, UnicodeDecodeError):
+                return error_response(request_id, 422, "invalid_json", "the body is not JSON")
+            records = body if isinstance(body, list) else [body]
+        elif kind in TABLES:
+            try:
+                table = TABLES[kind](await request.body())
+            except Exception:  # pyarrow raises several types for a malformed body; none is the client's to see
+                return error_response(request_id, 422, "invalid_table", f"the body is not a readable {kind} table")
+            if table.num_rows > options.max_rows:
+                message = f"{table.num_rows:,} rows in one request; at most {options.max_rows:,}"
+                return error_response(request_id, 413, "too_many_rows", message)
+            records = table.to_pylist()  # the same per-field checks as JSON rows, on Python values
+        else:
+            media = ", ".join(["application/json", *TABLES])
+            message = f"send the rows as one of: {media}"
+            return error_response(request_id, 415, "unsupported_media_type", message)
+        if not records:
+            return error_response(request_id, 422, "no_rows", "send one row (a JSON object) or a list of rows")
+        if len(records) > options.max_rows:
+            message = f"{len(records):,} rows in one request; at most {options.max_rows:,}"
+            return error_response(request_id, 413, "too_many_rows", message)
+        caller = request.state.caller
+        try:
+            score = partial(services.serving.predict, caller, routing, records, explained=explain)
+            if len(records) <= INLINE_ROWS and not explain and not routing.looks_up(records):
+                scored = score()  # a few rows, no I/O: tens of microseconds, less than a hop to a worker thread
+            else:  # abandoned, not awaited, when the request times out: the thread finishes alone, its answer unsent
+                scored = await anyio.to_thread.run_sync(score, abandon_on_cancel=True)
+        except RowsInvalid as exc:
+            for code, n in Counter(e.code for e in exc.errors).items():
+                metrics.rejected.labels(model.name, version, code).inc(n)
+            fields = [e.to_json() for e in exc.errors[:MAX_LISTED]]
+            return error_response(request_id, 422, exc.code or "invalid_rows", str(exc), exc.hint, fields=fields)
+        status, answer = await keep(spool, metrics, scored, caller, request_id, started)
+        if status != 200:
+            return Response(answer, status_code=status, media_type="application/json")
+        count(metrics, scored)
+        shadow = None
+        if routing.shadow is not None:  # after the response is sent: the caller never waits for it
+            shadow = BackgroundTask(_shadow, services, caller, routing.shadow, records, spool, metrics, request_id)
+        return Response(answer, media_type="application/json", background=shadow)
+
+    # the summary and the body schema name the version: the OpenAPI document (app._openapi) adds them
+    app.add_api_route(f"/v1/models/{name}/predict", predict, methods=["POST"], tags=["predict"], name=f"predict_{name}")
+
+
+async def keep(
+    spool: Spool | None, metrics: Metrics, scored: Scored, caller: Caller, request_id: str, started: float
+) -> tuple[int, bytes]:
+    """The response's status and body, once the answers are in the log: 200, or 503 when they could not be
+    kept (no answer without its record)."""
+    if spool is not None:  # kept before it is sent: a crash after this loses nothing the caller saw
+        from medops.serving.spool import SpoolUnavailable
+
+        latency_ms = (time.perf_counter() - started) * 1000
+        try:
+            await spool.append(_records(scored, caller.user, request_id, latency_ms))
+        except SpoolUnavailable:
+            metrics.errors.labels("prediction_log").inc()
+            message = "the prediction could not be logged, so it is not returned; try again"
+            return 503, error_body("prediction_log_unavailable", message, request_id)
+    body = {"request_id": request_id, "predictions": scored.answers}
+    return 200, json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def count(metrics: Metrics, scored: Scored) -> None:
+    """The answers sent, by model, version, decision and variant; and those flagged out of range."""
+    for row, answered, variant in zip(scored.answers, scored.models, scored.variants, strict=True):
+        metrics.predictions.labels(answered.name, str(answered.version), str(row["decision"]), variant).inc()
+        if "out_of_range" in row:
+            metrics.flagged.labels(answered.name, str(answered.version)).inc()
+
+
+def _records(scored: Scored, caller: str, request_id: str, latency_ms: float) -> list[dict[str, Any]]:
+    from medops.serving.prediction_log import record
+
+    return [
+        record(m, row, inputs, caller=caller, request_id=request_id, latency_ms=latency_ms, variant=v, entity=who)
+        for row, inputs, who, m, v in zip(
+            scored.answers, scored.inputs, scored.entities, scored.models, scored.variants, strict=True
+        )
+    ]
+
+
+async def _shadow(
+    services: Services,
+    caller: Caller,
+    model: ServedModel,
+    records: list[Any],
+    spool: Spool | None,
+    metrics: Metrics,
+    request_id: str,
+) -> None:
+    """The shadow's answers to a request already answered: logged as variant shadow, counted, never sent."""
+    started = time.perf_counter()
+    try:
+        scored = await run_in_threadpool(services.serving.shadow, caller, model, records)
+        if spool is not None:
+            latency_ms = (time.perf_counter() - started) * 1000
+            await spool.append(_records(scored, caller.user, request_id, latency_ms))
+    except Exception as exc:  # a shadow that fails costs the caller nothing; the operator sees the code
+        reason = exc.code if isinstance(exc, MedopsError) and exc.code else type(exc).__name__
+        metrics.shadow_failures.labels(model.name, str(model.version), reason).inc()
+        log.warning("request %s: shadow %s:%s failed (%s)", request_id, model.name, model.version, reason)
+        return
+    for row in scored.answers:
+        metrics.predictions.labels(model.name, str(model.version), str(row["decision"]), "shadow").inc()
