@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from medops.serving.spool import SEALED, Spool, SpoolUnavailable, read_segment, recover
+from medops.serving.spool import SEALED, SPARE, SPARE_BYTES, Spool, SpoolUnavailable, read_segment, recover
 
 
 class Sink:
@@ -107,6 +108,7 @@ def test_a_failed_write_is_not_acknowledged(tmp_path: Path, monkeypatch: pytest.
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
+    monkeypatch.setattr(os, "fdatasync", full, raising=False)
     with pytest.raises(SpoolUnavailable):
         spool.append_sync([{"id": "lost"}])
     monkeypatch.undo()
@@ -119,4 +121,48 @@ def test_records_must_be_json(tmp_path: Path) -> None:
     spool.start()
     with pytest.raises(ValueError):
         spool.append_sync([{"probability": float("nan")}])
+    spool.close()
+
+
+def test_a_full_segment_makes_the_next_one_start_from_zeros_written_ahead(tmp_path: Path) -> None:
+    sink = Sink()
+    spool = Spool(tmp_path, sink, seal_records=100, seal_seconds=60, drain_seconds=0.01)
+    spool.start()
+    for i in range(100):  # the first segment fills: sealed for its size
+        spool.append_sync([{"id": f"a{i}"}])
+    deadline = time.monotonic() + 10
+    while not (spool.folder / SPARE).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (spool.folder / SPARE).stat().st_size == SPARE_BYTES
+    spool.append_sync([{"id": "b0"}, {"id": "b1"}])
+    (segment,) = spool.folder.glob("*.open")
+    assert segment.stat().st_size == SPARE_BYTES  # the spare, renamed: records overwrite its zeros
+    assert [r["id"] for r in read_segment(segment)] == ["b0", "b1"]
+    spool.flush()
+    assert not any(spool.folder.glob(f"*{SEALED}"))
+    spool.close()
+    assert sorted(r["id"] for r in sink.records) == sorted([f"a{i}" for i in range(100)] + ["b0", "b1"])
+
+
+def test_a_killed_spool_in_a_spare_keeps_what_precedes_the_first_zero(tmp_path: Path) -> None:
+    folder = tmp_path / "dead"
+    folder.mkdir()
+    (folder / "LOCK").touch()
+    # acknowledged lines, then zeros, then a page of a group the kill interrupted (never acknowledged)
+    body = b'{"id":"a"}\n{"id":"b"}\n' + bytes(4096) + b'{"id":"late"}\n' + bytes(4096)
+    (folder / "00000003.open").write_bytes(body)
+    (folder / SPARE).write_bytes(bytes(4096))
+    sink = Sink()
+    assert recover(tmp_path, sink) == 2
+    assert [r["id"] for r in sink.records] == ["a", "b"]
+    assert not folder.exists()
+
+
+def test_a_quiet_spool_writes_no_zeros(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, Sink(), seal_seconds=0.05, drain_seconds=0.01)
+    spool.start()
+    for i in range(5):
+        spool.append_sync([{"id": str(i)}])
+        time.sleep(0.1)  # each segment sealed by age, not size
+    assert not (spool.folder / SPARE).exists()
     spool.close()

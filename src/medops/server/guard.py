@@ -7,6 +7,7 @@ saying so: only the paths in OPEN (and /metrics when opened for a scraper) skip 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -83,6 +84,7 @@ class Guard:
     ) -> None:
         self.app = app
         self.lanes = lanes or {}  # by path: the handlers that may answer a request before FastAPI sees it
+        self._turn_epoch: int | None = None  # see _epoch
         self.services = services
         self.metrics = metrics
         self.options = options
@@ -151,8 +153,9 @@ class Guard:
             message = "this endpoint needs Authorization: Bearer <API token or session>"
             return 401, error_body("login_required", message, request_id), challenge
         try:
-            # a remembered admission costs one primary-key read, made here: less than a hop to a worker thread
-            caller = self.services.serving.remembered(secret)
+            # a remembered admission costs one primary-key read, made here (less than a hop to a worker
+            # thread) and shared by the requests of this turn of the event loop
+            caller = self.services.serving.remembered(secret, self._epoch())
             if caller is None:  # the full check: several reads, on a worker thread
                 caller = await anyio.to_thread.run_sync(self._caller, secret)
         except AuthenticationFailed:
@@ -166,6 +169,22 @@ class Guard:
             return 503, error_body("unavailable", message, request_id), [(b"retry-after", b"1")]
         scope["state"]["caller"] = caller
         return None
+
+    def _epoch(self) -> int:
+        """The audit trail's newest id, read at most once per turn of the event loop.
+
+        Shared only by requests that had arrived when it was read: the read schedules its own
+        forgetting, and the event loop runs callbacks in order, so a request whose bytes come
+        in later is handled after the forgetting and reads again. A revocation committed
+        before a request arrives is therefore seen by that request, as with a read of its own.
+        """
+        if self._turn_epoch is None:
+            self._turn_epoch = self.services.serving.epoch()
+            asyncio.get_running_loop().call_soon(self._forget_epoch)
+        return self._turn_epoch
+
+    def _forget_epoch(self) -> None:
+        self._turn_epoch = None
 
     def _caller(self, secret: str) -> Caller:
         return self.services.serving.admit(secret)

@@ -111,9 +111,14 @@ class ServingService:
         if "admissions" in self.__dict__:
             self.admissions.close()
 
-    def remembered(self, secret: str) -> Caller | None:
-        """A remembered admission still valid (one read of the trail's newest id), else None: ``admit`` it."""
-        return self.admissions.remembered(secret)
+    def remembered(self, secret: str, epoch: int | None = None) -> Caller | None:
+        """A remembered admission still valid (one read of the trail's newest id, unless the caller read it
+        after the request arrived: ``epoch``), else None: ``admit`` it."""
+        return self.admissions.remembered(secret, epoch)
+
+    def epoch(self) -> int:
+        """The audit trail's newest event id: what a remembered admission is valid for."""
+        return self.admissions.epoch()
 
     def admit(self, secret: str) -> Caller:
         """The caller a bearer secret proves, allowed to predict; checked in full unless nothing audited has

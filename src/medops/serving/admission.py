@@ -89,10 +89,13 @@ class Admissions:
                     self._connection.close()
                 self._connection = None
 
-    def remembered(self, secret: str) -> Caller | None:
-        """The caller of a remembered admission still valid now (one read), else None: check it in full."""
+    def remembered(self, secret: str, epoch: int | None = None) -> Caller | None:
+        """The caller of a remembered admission still valid now, else None: check it in full. ``epoch`` is
+        the trail's newest id when the caller read it after the request arrived; else it is read here."""
         known = self._known(secret)
-        return self._still(known, self.epoch()) if known is not None else None
+        if known is None:
+            return None
+        return self._still(known, self.epoch() if epoch is None else epoch)
 
     def admit(self, secret: str) -> Caller:
         """The caller a secret proves, allowed to predict: remembered, or checked in full (raising on a refusal)."""

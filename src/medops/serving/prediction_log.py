@@ -41,7 +41,12 @@ def record(
     variant: str = "champion",
     entity: str | None = None,
 ) -> dict[str, Any]:
-    """One log record from the answer ``prediction()`` built and the row that was scored."""
+    """One log record from the answer ``prediction()`` built and the row that was scored.
+
+    The row, the output and the explanation are JSON text already, as the table holds them: encoded
+    once here, not decoded and encoded again when the spool drains.
+    """
+    explanation = answer.get("explanation")
     return {
         "id": answer["prediction_id"],
         "at": to_iso(utc_now()),
@@ -52,11 +57,15 @@ def record(
         "request_id": request_id,
         "caller": caller,
         "entity": entity,
-        "inputs": inputs,
-        "output": {k: answer[k] for k in OUTPUT_KEYS if k in answer},
-        "explanation": answer.get("explanation"),
+        "inputs": _json(inputs),
+        "output": _json({k: answer[k] for k in OUTPUT_KEYS if k in answer}),
+        "explanation": None if explanation is None else _json(explanation),
         "latency_ms": round(latency_ms, 3),
     }
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 def store(platform: Platform) -> Any:
@@ -65,7 +74,8 @@ def store(platform: Platform) -> Any:
     def insert(records: list[dict[str, Any]]) -> None:
         rows = [_row(r) for r in records]
         with platform.db.write() as session:
-            statement = dialect_insert(session)(Prediction).on_conflict_do_nothing(index_elements=["id"])
+            # on the table, not the mapped class: a plain executemany, without the ORM's bulk bookkeeping
+            statement = dialect_insert(session)(Prediction.__table__).on_conflict_do_nothing(index_elements=["id"])
             for start in range(0, len(rows), 1_000):
                 session.execute(statement, rows[start : start + 1_000])
 
@@ -102,11 +112,16 @@ def _row(data: dict[str, Any]) -> dict[str, Any]:
         "request_id": data["request_id"],
         "caller": data["caller"],
         "entity": data.get("entity"),
-        "inputs": json.dumps(data["inputs"], separators=(",", ":")),
-        "output": json.dumps(data["output"], separators=(",", ":")),
-        "explanation": None if data.get("explanation") is None else json.dumps(data["explanation"]),
+        "inputs": _text(data["inputs"]),
+        "output": _text(data["output"]),
+        "explanation": None if data.get("explanation") is None else _text(data["explanation"]),
         "latency_ms": float(data["latency_ms"]),
     }
+
+
+def _text(value: Any) -> str:
+    """JSON text as ``record`` encodes it (a spool written by an earlier release holds the object itself)."""
+    return value if isinstance(value, str) else _json(value)
 
 
 @dataclass(frozen=True)
