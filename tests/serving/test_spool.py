@@ -57,7 +57,7 @@ def test_async_append_waits_for_the_write(tmp_path: Path) -> None:
     asyncio.run(main())
     written = [r for p in spool.folder.glob("*.open") for r in read_segment(p)]
     assert len(written) == 20  # on disk before append returned, not yet in the sink
-    assert spool.stats.groups == 1  # handed over in one turn of the loop: one write, one fsync
+    assert spool.stats.groups == 1  # handed over in one turn of the loop: one synchronous write
     spool.close()
     assert len(sink.records) == 20
 
@@ -104,11 +104,10 @@ def test_a_failed_write_is_not_acknowledged(tmp_path: Path, monkeypatch: pytest.
     spool = Spool(tmp_path, Sink(), seal_seconds=60)
     spool.start()
 
-    def full(_fd: int) -> None:
+    def full(*_args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "fsync", full)
-    monkeypatch.setattr(os, "fdatasync", full, raising=False)
+    monkeypatch.setattr(os, "pwrite", full)
     with pytest.raises(SpoolUnavailable):
         spool.append_sync([{"id": "lost"}])
     monkeypatch.undo()
@@ -166,3 +165,33 @@ def test_a_quiet_spool_writes_no_zeros(tmp_path: Path) -> None:
         time.sleep(0.1)  # each segment sealed by age, not size
     assert not (spool.folder / SPARE).exists()
     spool.close()
+
+
+def test_an_async_append_that_fails_is_not_acknowledged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(tmp_path, Sink(), seal_seconds=60)
+    spool.start()
+
+    def full(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    async def main() -> list[object]:
+        return await asyncio.gather(*(spool.append([{"id": str(i)}]) for i in range(3)), return_exceptions=True)
+
+    monkeypatch.setattr(os, "pwrite", full)
+    assert all(isinstance(r, SpoolUnavailable) for r in asyncio.run(main()))
+    monkeypatch.undo()
+    assert asyncio.run(main()) == [None, None, None]
+    spool.close()
+
+
+def test_close_writes_what_was_handed_over(tmp_path: Path) -> None:
+    sink = Sink()
+    spool = Spool(tmp_path, sink, seal_seconds=60)
+    spool.start()
+
+    async def main() -> None:
+        await asyncio.gather(*(spool.append([{"id": str(i)}]) for i in range(50)))
+
+    asyncio.run(main())
+    spool.close()
+    assert sorted(int(r["id"]) for r in sink.records) == list(range(50))

@@ -128,7 +128,8 @@ def create_app(
         if variants:
             body["variants"] = variants
         if spool is not None:  # segments waiting for the database: kept on disk, drained when it answers
-            body["prediction_log"] = {"pending_segments": spool.pending, "written": spool.stats.written}
+            kept = {"pending_segments": spool.pending, "written": spool.stats.written, "groups": spool.stats.groups}
+            body["prediction_log"] = kept
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["probes"])

@@ -1,12 +1,14 @@
-"""A durable local spool: records are fsync'd in groups before anyone is told they are kept,
+"""A durable local spool: records are on disk, written in groups, before anyone is told they are kept,
 then drained in the background to where they belong.
 
 Why a spool: a prediction must be logged before its response leaves the server, but a
 database round trip per request would cost more than the prediction itself. A request hands
-its records to the spool and waits; everything handed over during one turn of the event loop
-is written in one go and ``fsync``'d once (group commit), on the event loop itself: a local
-fsync takes about a tenth of a millisecond, less than waking a writer thread and being woken
-by it. A drainer thread moves sealed segments into the sink (the metadata store) and deletes
+its records to the spool and waits. At the end of each turn of the event loop, what was handed
+over in it goes to the committer thread, which writes everything waiting in one synchronous
+write (group commit: the segment is opened with O_DSYNC, so the write returns once the data
+is on disk) and wakes the waiting requests. The event loop goes on serving other requests
+while the disk works: a synchronous write takes 0.2 to 0.7 ms here, as long as scoring a few
+requests. A drainer thread moves sealed segments into the sink (the metadata store) and deletes
 a segment only after the sink committed it, so a crash at any point loses nothing that was
 acknowledged: at worst a segment is drained twice, and the sink ignores records it already holds.
 
@@ -15,12 +17,12 @@ lives. A segment is written as ``NNNNNNNN.open`` and renamed ``NNNNNNNN.log`` wh
 (by size, or by age, checked by the drainer). Each line is one JSON record. After a kill, the
 folder's lock is free: ``recover`` (called when a server starts and before the log is read)
 drains every segment of every unlocked folder. A torn last line is a write that was never
-fsync'd, hence never acknowledged, and is skipped.
+completed, hence never acknowledged, and is skipped.
 
 Under load, a segment starts as a file of zeros written ahead by the drainer (``spare``):
-a group then overwrites blocks the file already has, so ``fdatasync`` flushes only the data,
-not the file's size and block map, which halves its cost here (0.28 against 0.67 ms,
-measured). Records hold no NUL byte (JSON escapes it) and acknowledged groups are contiguous
+a group then overwrites blocks the file already has, so the synchronous write flushes only
+the data, not the file's size and block map, which cuts its cost to a third here (0.20
+against 0.56 ms, measured). Records hold no NUL byte (JSON escapes it) and acknowledged groups are contiguous
 from the start, so a segment's records end at its first NUL; sealing cuts the zeros off. A
 quiet server, whose segments are sealed by age rather than size, appends to plain files and
 writes no zeros it would not use.
@@ -61,8 +63,8 @@ class SpoolUnavailable(StoreError):
 
 @dataclass
 class SpoolStats:
-    written: int = 0  # records fsync'd
-    groups: int = 0  # fsync calls
+    written: int = 0  # records on disk
+    groups: int = 0  # synchronous writes
     drained: int = 0  # records handed to the sink
     drain_failures: int = 0
 
@@ -98,10 +100,13 @@ class Spool:
         self._sequence = 0
         self._writing = threading.Lock()  # the open segment: written by the loop (or append_sync), sealed by either
         self._draining = threading.Lock()  # the drainer thread and a flush never drain the same file
-        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []  # handed over in this turn of the loop
+        self._pending: list[Waiting] = []  # handed over in this turn of the loop
+        self._queue: list[Waiting] = []  # handed to the committer, not yet written
+        self._queued = threading.Condition()
         self._stop = threading.Event()
         self._drain_now = threading.Event()
         self._drainer: threading.Thread | None = None
+        self._committer: threading.Thread | None = None
 
     # --- life ---------------------------------------------------------------------------
 
@@ -113,6 +118,8 @@ class Spool:
         self._stop.clear()
         self._drainer = threading.Thread(target=self._drain_loop, name="medops-spool-drainer", daemon=True)
         self._drainer.start()
+        self._committer = threading.Thread(target=self._commit_loop, name="medops-spool-committer", daemon=True)
+        self._committer.start()
 
     @property
     def running(self) -> bool:
@@ -123,6 +130,11 @@ class Spool:
         if self._drainer is None:
             return
         self._stop.set()
+        with self._queued:
+            self._queued.notify()
+        if self._committer is not None:
+            self._committer.join()  # after writing what was handed to it
+            self._committer = None
         self._drain_now.set()
         self._drainer.join()
         self._drainer = None
@@ -141,33 +153,42 @@ class Spool:
     # --- appending -----------------------------------------------------------------------
 
     async def append(self, records: list[dict[str, Any]]) -> None:
-        """Return once ``records`` are fsync'd (SpoolUnavailable if they could not be).
+        """Return once ``records`` are on disk (SpoolUnavailable if they could not be).
 
-        Written at the end of this turn of the event loop, with whatever else was handed over in it.
+        Handed to the committer at the end of this turn of the event loop, with whatever else was
+        handed over in it, and written with whatever else is waiting by then.
         """
         if not self.running:
             raise SpoolUnavailable("the prediction log is not running")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         if not self._pending:
-            loop.call_soon(self._write_pending)
+            loop.call_soon(self._hand_over)
         self._pending.append((_encode(records), done))
         await done
 
-    def _write_pending(self) -> None:
+    def _hand_over(self) -> None:
         group, self._pending = self._pending, []
-        error: BaseException | None = None
-        try:
-            self._write(b"".join(data for data, _ in group))
-        except OSError as exc:
-            error = exc
-        for _, done in group:
-            if done.done():
-                continue
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(SpoolUnavailable("the prediction log could not keep the records"))
+        with self._queued:
+            self._queue.extend(group)
+            self._queued.notify()
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._queued:
+                while not self._queue and not self._stop.is_set():
+                    self._queued.wait()
+                batch, self._queue = self._queue, []
+            if not batch:
+                return  # stopped, and nothing is left to write
+            error: OSError | None = None
+            try:
+                self._write(b"".join(data for data, _ in batch))
+            except OSError as exc:
+                error = exc
+            for loop, group in _by_loop(batch).items():
+                with contextlib.suppress(RuntimeError):  # a loop closed meanwhile: nobody waits any more
+                    loop.call_soon_threadsafe(_settle, group, error)
 
     def append_sync(self, records: list[dict[str, Any]]) -> None:
         """``append`` for a caller outside an event loop."""
@@ -188,9 +209,8 @@ class Spool:
                     self._seal(full=True)
                 segment = self._open_segment()
                 written = 0
-                while written < len(data):
+                while written < len(data):  # O_DSYNC: each write returns once its data is on disk
                     written += os.pwrite(segment, data[written:], self._offset + written)
-                _datasync(segment)
             except OSError as exc:
                 log.error("prediction log: write failed (%s)", exc.strerror or type(exc).__name__)
                 self._abandon_segment()
@@ -216,10 +236,10 @@ class Spool:
             if self._spare_ready:  # renamed, and the name synced, before a record goes in
                 (self.folder / SPARE).rename(path)
                 self._spare_ready = False
-                self._segment = os.open(path, os.O_WRONLY)
+                self._segment = os.open(path, os.O_WRONLY | _DSYNC)
                 self._capacity = SPARE_BYTES
             else:
-                self._segment = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                self._segment = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _DSYNC, 0o600)
                 self._capacity = None
             fsync_dir(self.folder)
             self._segment_path = path
@@ -300,10 +320,26 @@ class Spool:
         return sum(1 for _ in self.folder.glob(f"*{SEALED}"))
 
 
-def _datasync(fd: int) -> None:
-    """The data, and what reading it back needs, on disk (fsync where fdatasync does not exist)."""
-    sync = getattr(os, "fdatasync", None) or os.fsync
-    sync(fd)
+Waiting = tuple[bytes, "asyncio.Future[None]"]
+_DSYNC = getattr(os, "O_DSYNC", 0) or os.O_SYNC  # a write returns once its data (and the size) is on disk
+
+
+def _by_loop(batch: list[Waiting]) -> dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]]:
+    out: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for _, done in batch:
+        out.setdefault(done.get_loop(), []).append(done)
+    return out
+
+
+def _settle(group: list[asyncio.Future[None]], error: OSError | None) -> None:
+    """On the waiters' event loop: each append returns, or raises SpoolUnavailable."""
+    for done in group:
+        if done.done():  # its request was cancelled (a timeout): nothing to tell
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(SpoolUnavailable("the prediction log could not keep the records"))
 
 
 def _encode(records: list[dict[str, Any]]) -> bytes:
@@ -330,7 +366,7 @@ def read_segment(path: Path) -> list[dict[str, Any]]:
         try:
             records.append(json.loads(line))
         except ValueError:
-            if number == last:  # a torn tail: never fsync'd, so never acknowledged
+            if number == last:  # a torn tail: its write never completed, so it was never acknowledged
                 continue
             log.error("prediction log: %s line %d is unreadable and was skipped", path.name, number + 1)
     return records
