@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from medops.platform import Platform
     from medops.serving.models import ServedModel
     from medops.serving.spool import Spool
+    from medops.store.database import Database
 
 VARIANTS = ("champion", "canary", "shadow")
 OUTPUT_KEYS = ("probability", "decision", "threshold", "out_of_range", "features")
@@ -70,10 +71,15 @@ def _json(value: Any) -> str:
 
 def store(platform: Platform) -> Any:
     """The spool's sink: insert a segment's records, skipping any the table already holds."""
+    return store_into(platform.db)
+
+
+def store_into(db: Database) -> Any:
+    """``store`` for a process that holds the database alone (medops.serving.drain_process)."""
 
     def insert(records: list[dict[str, Any]]) -> None:
         rows = [_row(r) for r in records]
-        with platform.db.write() as session:
+        with db.write() as session:
             # on the table, not the mapped class: a plain executemany, without the ORM's bulk bookkeeping
             statement = dialect_insert(session)(Prediction.__table__).on_conflict_do_nothing(index_elements=["id"])
             for start in range(0, len(rows), 1_000):
@@ -83,9 +89,13 @@ def store(platform: Platform) -> Any:
 
 
 def open_spool(platform: Platform) -> Spool:
+    """A server's spool: drained into the metadata store by a process of its own (medops.serving.drain_process)."""
+    from medops.serving.drain_process import DrainProcess
     from medops.serving.spool import Spool
 
-    return Spool(spool_root(platform), store(platform))
+    spool = Spool(spool_root(platform), store(platform))
+    spool.offload = lambda folder: DrainProcess(platform.db, folder, spool.drain_seconds)
+    return spool
 
 
 def spool_root(platform: Platform) -> Path:

@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from medops.atomic import fsync_dir
 from medops.errors import StoreError
@@ -107,6 +107,10 @@ class Spool:
         self._drain_now = threading.Event()
         self._drainer: threading.Thread | None = None
         self._committer: threading.Thread | None = None
+        # a process that drains the sealed segments instead of the drainer thread (which then only seals
+        # by age and writes spares); None: the thread drains (medops.serving.drain_process says why not to)
+        self.offload: Callable[[Path], Offload] | None = None
+        self._offloaded: Offload | None = None
 
     # --- life ---------------------------------------------------------------------------
 
@@ -115,6 +119,8 @@ class Spool:
         recover(self.root, self.sink)
         self.folder.mkdir(parents=True, mode=0o700)
         self._lock_file = _hold(self.folder)
+        if self.offload is not None:
+            self._offloaded = self.offload(self.folder)
         self._stop.clear()
         self._drainer = threading.Thread(target=self._drain_loop, name="medops-spool-drainer", daemon=True)
         self._drainer.start()
@@ -140,6 +146,9 @@ class Spool:
         self._drainer = None
         with self._writing:
             self._seal()
+        if self._offloaded is not None:  # its last drain first; anything it leaves is drained below
+            self._offloaded.stop()
+            self._offloaded = None
         if drain:
             with contextlib.suppress(Exception), self._draining:  # a sink that is down leaves them for recovery
                 self._drain_sealed()
@@ -303,16 +312,19 @@ class Spool:
             self._drain_now.clear()
             try:
                 self._seal_if_aged()
-                with self._draining:
-                    self._drain_sealed()
+                if self._offloaded is not None and not self._offloaded.alive:
+                    log.warning("prediction log: the drain process ended; the server drains from now on")
+                    self._offloaded = None
+                if self._offloaded is None:
+                    with self._draining:
+                        self._drain_sealed()
                 self._prepare_spare()
             except Exception as exc:  # the sink is down: keep the segments, try again next round
                 self.stats.drain_failures += 1
                 log.warning("prediction log: drain failed, will retry (%s)", type(exc).__name__)
 
     def _drain_sealed(self) -> None:
-        for path in sorted(self.folder.glob(f"*{SEALED}")):
-            self.stats.drained += drain_file(path, self.sink)
+        self.stats.drained += drain_folder(self.folder, self.sink)
 
     @property
     def pending(self) -> int:
@@ -321,6 +333,15 @@ class Spool:
 
 
 Waiting = tuple[bytes, "asyncio.Future[None]"]
+
+
+class Offload(Protocol):
+    """What drains a spool's folder from elsewhere (medops.serving.drain_process.DrainProcess)."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    def stop(self) -> None: ...
 _DSYNC = getattr(os, "O_DSYNC", 0) or os.O_SYNC  # a write returns once its data (and the size) is on disk
 
 
@@ -344,6 +365,17 @@ def _settle(group: list[asyncio.Future[None]], error: OSError | None) -> None:
 
 def _encode(records: list[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(r, separators=(",", ":"), allow_nan=False).encode() + b"\n" for r in records)
+
+
+def drain_folder(folder: Path, sink: Sink) -> int:
+    """Drain a live spool's sealed segments, oldest first; returns the records handed to the sink."""
+    drained = 0
+    for path in sorted(folder.glob(f"*{SEALED}")):
+        try:
+            drained += drain_file(path, sink)
+        except FileNotFoundError:
+            continue  # drained meanwhile by another drainer (a shutdown's last drain meeting the drain process)
+    return drained
 
 
 def drain_file(path: Path, sink: Sink) -> int:
@@ -387,7 +419,10 @@ def recover(root: Path, sink: Sink) -> int:
         try:
             segments = [*folder.glob(f"*{OPEN}"), *folder.glob(f"*{SEALED}")]
             for path in sorted(segments, key=lambda p: p.stem):  # in the order they were written
-                drained += drain_file(path, sink)
+                try:
+                    drained += drain_file(path, sink)
+                except FileNotFoundError:
+                    continue  # the dead server's drain process, finishing its last round
         finally:
             held.close()
         shutil.rmtree(folder, ignore_errors=True)
