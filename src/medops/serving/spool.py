@@ -342,6 +342,8 @@ class Offload(Protocol):
     def alive(self) -> bool: ...
 
     def stop(self) -> None: ...
+
+
 _DSYNC = getattr(os, "O_DSYNC", 0) or os.O_SYNC  # a write returns once its data (and the size) is on disk
 
 
