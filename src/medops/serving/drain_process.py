@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,8 @@ class DrainProcess:
 
 
 def main(url: str, busy_timeout: float, folder: str, interval: float, parent: Connection) -> None:
+    # Ctrl-C reaches the whole process group: the server shuts down and closes the pipe, which ends this
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from medops.serving.prediction_log import store_into
     from medops.serving.spool import drain_folder
     from medops.store.database import Database

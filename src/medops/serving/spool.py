@@ -108,9 +108,12 @@ class Spool:
         self._drainer: threading.Thread | None = None
         self._committer: threading.Thread | None = None
         # a process that drains the sealed segments instead of the drainer thread (which then only seals
-        # by age and writes spares); None: the thread drains (medops.serving.drain_process says why not to)
+        # by age and writes spares); None: the thread drains (medops.serving.drain_process says why not to).
+        # Started once a segment holds offload_records: a quiet server is not worth a process.
         self.offload: Callable[[Path], Offload] | None = None
+        self.offload_records = 500
         self._offloaded: Offload | None = None
+        self._busy = False
 
     # --- life ---------------------------------------------------------------------------
 
@@ -119,8 +122,6 @@ class Spool:
         recover(self.root, self.sink)
         self.folder.mkdir(parents=True, mode=0o700)
         self._lock_file = _hold(self.folder)
-        if self.offload is not None:
-            self._offloaded = self.offload(self.folder)
         self._stop.clear()
         self._drainer = threading.Thread(target=self._drain_loop, name="medops-spool-drainer", daemon=True)
         self._drainer.start()
@@ -277,6 +278,8 @@ class Spool:
         self._segment_path.rename(self._segment_path.with_suffix(SEALED))
         fsync_dir(self.folder)
         self._want_spare = full
+        if self._segment_records >= self.offload_records:
+            self._busy = True  # enough traffic to be worth a drain process (see offload)
         self._drain_now.set()
 
     def _abandon_segment(self) -> None:
@@ -314,7 +317,10 @@ class Spool:
                 self._seal_if_aged()
                 if self._offloaded is not None and not self._offloaded.alive:
                     log.warning("prediction log: the drain process ended; the server drains from now on")
+                    self.offload = None
                     self._offloaded = None
+                if self._busy and self.offload is not None and self._offloaded is None:
+                    self._offloaded = self._start_offload()
                 if self._offloaded is None:
                     with self._draining:
                         self._drain_sealed()
@@ -322,6 +328,15 @@ class Spool:
             except Exception as exc:  # the sink is down: keep the segments, try again next round
                 self.stats.drain_failures += 1
                 log.warning("prediction log: drain failed, will retry (%s)", type(exc).__name__)
+
+    def _start_offload(self) -> Offload | None:
+        assert self.offload is not None
+        try:
+            return self.offload(self.folder)
+        except Exception as exc:  # no process to be had: the thread drains, as on a quiet server
+            log.warning("prediction log: no drain process (%s); the server drains", type(exc).__name__)
+            self.offload = None
+            return None
 
     def _drain_sealed(self) -> None:
         self.stats.drained += drain_folder(self.folder, self.sink)

@@ -1,0 +1,96 @@
+"""A busy server's spool is drained by a process of its own, into SQLite or PostgreSQL; a quiet one
+by its thread. Nothing is lost when that process ends, whenever it ends."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from medops.serving.prediction_log import open_spool
+from medops.serving.spool import Spool
+from medops.store.schema import Prediction
+from medops.workspace import Workspace
+
+
+def _records(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": str(uuid.uuid4()),
+            "at": "2026-12-03T09:00:00.000001+00:00",
+            "model": "readmission",
+            "version": 1,
+            "bundle_sha256": "0" * 64,
+            "variant": "champion",
+            "request_id": uuid.uuid4().hex,
+            "caller": "pat",
+            "entity": None,
+            "inputs": '{"age":61}',
+            "output": '{"probability":0.25,"decision":0,"threshold":0.4}',
+            "explanation": None,
+            "latency_ms": 0.4,
+        }
+        for _ in range(n)
+    ]
+
+
+def _logged(ws: Workspace) -> int:
+    with ws.db.read() as session:
+        return int(session.scalar(select(func.count()).select_from(Prediction)) or 0)
+
+
+def _until(check: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_busy_spool_is_drained_by_its_process(workspace: Workspace) -> None:
+    spool = open_spool(workspace)
+    spool.seal_records, spool.offload_records, spool.drain_seconds = 50, 50, 0.05
+    spool.start()
+    spool.append_sync(_records(50))  # a full segment: busy enough for a process
+    _until(lambda: spool._offloaded is not None)
+    process = spool._offloaded.process  # type: ignore[union-attr]
+    _until(lambda: _logged(workspace) == 50)  # drained by the process: the thread no longer drains
+    assert spool.stats.drained == 0 and process.is_alive()
+    spool.append_sync(_records(7))
+    spool.close()  # the process's last drain, then the server's for anything left
+    assert _logged(workspace) == 57
+    assert not process.is_alive()
+
+
+def test_the_thread_drains_again_when_the_process_ends(workspace: Workspace) -> None:
+    spool = open_spool(workspace)
+    spool.seal_records, spool.offload_records, spool.drain_seconds = 20, 20, 0.05
+    spool.start()
+    spool.append_sync(_records(20))
+    _until(lambda: spool._offloaded is not None)
+    process = spool._offloaded.process  # type: ignore[union-attr]
+    _until(lambda: _logged(workspace) == 20)
+    process.kill()  # killed between two drains
+    process.join()
+    spool.append_sync(_records(20))
+    _until(lambda: _logged(workspace) == 40)
+    assert spool._offloaded is None and spool.stats.drained == 20
+    spool.close()
+
+
+def test_a_quiet_spool_starts_no_process(tmp_path: Path) -> None:
+    drained: list[dict[str, Any]] = []
+    started: list[Path] = []
+
+    def offload(folder: Path) -> Any:
+        started.append(folder)
+
+    spool = Spool(tmp_path, drained.extend, seal_seconds=0.05, drain_seconds=0.02)
+    spool.offload = offload
+    spool.start()
+    spool.append_sync(_records(3))
+    _until(lambda: len(drained) == 3)
+    spool.close()
+    assert started == []
