@@ -118,10 +118,10 @@ class Guard:
             if isinstance(body_or_refusal, tuple):
                 await send_json(tracked, *body_or_refusal, [])
                 return
-            lane = self.lanes.get(scope["path"])
-            if lane is not None and await lane(scope, body_or_refusal, tracked):
-                return  # answered without FastAPI (medops.server.predict), all on the event loop: nothing to time out
-            with anyio.fail_after(self.options.request_timeout):
+            with anyio.fail_after(self.options.request_timeout):  # a stalled disk under the log, too
+                lane = self.lanes.get(scope["path"])
+                if lane is not None and await lane(scope, body_or_refusal, tracked):
+                    return  # answered without FastAPI (medops.server.predict)
                 await self.app(scope, _replay(body_or_refusal), tracked)
         except TimeoutError:
             # the scoring thread may still finish; its answer is dropped (logged, if it was, but never sent)
