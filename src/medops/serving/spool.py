@@ -22,10 +22,10 @@ completed, hence never acknowledged, and is skipped.
 Under load, a segment starts as a file of zeros written ahead by the drainer (``spare``):
 a group then overwrites blocks the file already has, so the synchronous write flushes only
 the data, not the file's size and block map, which cuts its cost to a third here (0.20
-against 0.56 ms, measured). Records hold no NUL byte (JSON escapes it) and acknowledged groups are contiguous
-from the start, so a segment's records end at its first NUL; sealing cuts the zeros off. A
-quiet server, whose segments are sealed by age rather than size, appends to plain files and
-writes no zeros it would not use.
+against 0.56 ms, measured). Records hold no NUL byte (JSON escapes it) and acknowledged
+groups are contiguous from the start, so a segment's records end at its first NUL; sealing
+cuts the zeros off. A quiet server, whose segments are sealed by age rather than size,
+appends to plain files and writes no zeros it would not use.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class Spool:
 
     @property
     def running(self) -> bool:
-        return self._drainer is not None
+        return self._drainer is not None and not self._stop.is_set()  # closing: the committer takes no more
 
     def close(self, *, drain: bool = True) -> None:
         """Seal, drain (unless told not to), and give the folder up."""
