@@ -203,11 +203,13 @@ def count(metrics: Metrics, scored: Scored) -> None:
 
 
 def _records(scored: Scored, caller: str, request_id: str, latency_ms: float) -> list[dict[str, Any]]:
+    from medops.clock import to_iso, utc_now
     from medops.serving.prediction_log import record
 
+    at = to_iso(utc_now())  # the request's time, for each of its rows
     return [
-        record(m, row, inputs, caller=caller, request_id=request_id, latency_ms=latency_ms, variant=v, entity=who)
-        for row, inputs, who, m, v in zip(
+        record(m, r, inputs, caller=caller, request_id=request_id, latency_ms=latency_ms, variant=v, entity=who, at=at)
+        for r, inputs, who, m, v in zip(
             scored.answers, scored.inputs, scored.entities, scored.models, scored.variants, strict=True
         )
     ]

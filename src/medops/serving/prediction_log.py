@@ -41,8 +41,10 @@ def record(
     latency_ms: float,
     variant: str = "champion",
     entity: str | None = None,
+    at: str | None = None,
 ) -> dict[str, Any]:
-    """One log record from the answer ``prediction()`` built and the row that was scored.
+    """One log record from the answer ``prediction()`` built and the row that was scored; ``at`` (ISO
+    time, default now) is given once for all the rows of a request.
 
     The row, the output and the explanation are JSON text already, as the table holds them: encoded
     once here, not decoded and encoded again when the spool drains.
@@ -50,7 +52,7 @@ def record(
     explanation = answer.get("explanation")
     return {
         "id": answer["prediction_id"],
-        "at": to_iso(utc_now()),
+        "at": at or to_iso(utc_now()),
         "model": model.name,
         "version": model.version,
         "bundle_sha256": model.bundle_sha256,
