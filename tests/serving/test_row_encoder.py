@@ -78,7 +78,7 @@ def test_clean_rows_give_the_checked_matrix_and_probabilities(model: tuple[Any, 
         expected = compiled.matrix_of(checked.columns, n)
         assert x is not None and np.array_equal(x, expected)
         assert x.flags.c_contiguous == expected.flags.c_contiguous
-        assert np.array_equal(compiled.predict_matrix(x, n), compiled.predict_columns(checked.columns, n))
+        assert np.array_equal(compiled.predict_matrix(x), compiled.predict_columns(checked.columns, n))
 
 
 def _clean(row: dict[str, Any], schema: dict[str, Any]) -> bool:

@@ -67,12 +67,12 @@ class Compiled:
         return np.hstack(blocks) if len(blocks) > 1 else np.asfortranarray(numbers)
 
     def predict_columns(self, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
-        return self.predict_matrix(self.matrix_of(columns, n), n)
+        return self.predict_matrix(self.matrix_of(columns, n))
 
-    def predict_matrix(self, x: np.ndarray, n: int) -> np.ndarray:
+    def predict_matrix(self, x: np.ndarray) -> np.ndarray:
         """The positive class's probability of each row of the model's input matrix."""
         if self.booster is not None:
-            if n <= SMALL and self.native is not None and self.native.predict_few is not None:
+            if len(x) <= SMALL and self.native is not None and self.native.predict_few is not None:
                 return np.asarray(self.native.predict_few(self.booster, x))
             return np.asarray(self.booster.predict(x))
         return np.asarray(self.model.predict_proba(x)[:, 1])

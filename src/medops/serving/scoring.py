@@ -31,26 +31,26 @@ def score(
     kind has no explanation is refused (InvalidInput, code ``not_explainable``) and nothing is answered.
     ``looked_up`` holds, per row, the online lookup's flags (see medops.serving.lookup), or None.
     """
-    if not explained and model.encoder is not None and model.predictor.compiled is not None:
-        x = model.encoder.encode(records)  # clean rows in one pass; None: the checks below name what is wrong
-        if x is not None:
-            probabilities = model.predictor.compiled.predict_matrix(x, len(records))
-            return [
-                prediction(model, float(p), [], None, looked_up[i] if looked_up else None)
-                for i, p in enumerate(probabilities)
-            ]
-    checked = check_rows(records, model.input_schema)
+    compiled, encoder = model.predictor.compiled, model.encoder
+    # clean rows in one pass; None: the field checks name what is wrong, or flag it under the model's policy
+    x = encoder.encode(records) if compiled is not None and encoder is not None and not explained else None
     why = None
-    if explained:
-        from medops.serving.explain import explain  # pandas and the explainers load only when asked
+    if x is not None and compiled is not None:
+        probabilities = compiled.predict_matrix(x)
+        flags: list[list[str]] = [[] for _ in records]
+    else:
+        checked = check_rows(records, model.input_schema)
+        if explained:
+            from medops.serving.explain import explain  # pandas and the explainers load only when asked
 
-        why = explain(model.predictor, _frame(model, checked), check=False)
-    probabilities = _probabilities(model, checked)
+            why = explain(model.predictor, _frame(model, checked), check=False)
+        probabilities = _probabilities(model, checked)
+        flags = checked.flags
     return [
         prediction(
             model,
             float(p),
-            checked.flags[i],
+            flags[i],
             why.row(i) if why is not None else None,
             looked_up[i] if looked_up else None,
         )
