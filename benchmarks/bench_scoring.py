@@ -113,6 +113,12 @@ def main(argv: list[str] | None = None) -> float:
             start = time.perf_counter()
             booster.predict(matrix)
             raw_times.append(time.perf_counter() - start)
+    print(
+        "seconds per round, in order: medops",
+        [round(t, 2) for t in medops_times],
+        "raw",
+        [round(t, 2) for t in raw_times],
+    )
     medops_rate = args.rows / statistics.median(medops_times)
     raw_rate = args.rows / statistics.median(raw_times)
     ratio = medops_rate / raw_rate

@@ -148,6 +148,19 @@ def test_ctrl_c_is_one_line_and_exit_130(
     assert run(["doctor"], capsys) == (130, "", "interrupted\n")
 
 
+def test_a_full_disk_is_one_line_naming_the_file_not_an_internal_error(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device", "/data/preds.parquet")
+
+    monkeypatch.setattr("medops.workspace.Workspace.open", full)
+    code, out, err = run(["audit", "log"], capsys)
+    assert (code, out) == (74, "")
+    assert err.startswith("error: No space left on device: /data/preds.parquet\nhint: free the space")
+    assert "internal error" not in err and "Traceback" not in err
+
+
 @SQLITE
 def test_a_locked_account_says_so_and_who_unlocks_it(
     home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

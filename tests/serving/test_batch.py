@@ -153,3 +153,34 @@ def test_a_missing_feature_is_named(scored: Workspace, tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="input has no column 'los'"):
         serving.score(ALICE, "readmission:1", serving.score_input(str(source)), tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_chunk_refused_or_a_write_failed_while_another_is_written_leaves_no_file(
+    scored: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # chunks are written on a thread while the next is scored: a failure on either side stops both
+    rows = cohort_rows(1000)
+    rows.loc[900, "age"] = 6000
+    source_path = tmp_path / "in.parquet"
+    rows.to_parquet(source_path)
+    serving = Services(scored).serving
+    out = tmp_path / "out.parquet"
+    with pytest.raises(InvalidInput, match="input rows 896 to 999"):
+        serving.score(ALICE, "readmission:1", serving.score_input(str(source_path)), out, chunk_rows=128)
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    rows.loc[900, "age"] = 60
+    rows.to_parquet(source_path)
+    original = batch.PredictionWriter.write
+    calls: list[int] = []
+
+    def failing(self: batch.PredictionWriter, *args: object) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batch.PredictionWriter, "write", failing)
+    with pytest.raises(OSError, match="No space left"):
+        serving.score(ALICE, "readmission:1", serving.score_input(str(source_path)), out, chunk_rows=128)
+    assert len(calls) in (3, 4)  # the failure surfaces at the next chunk's hand-over at the latest
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]

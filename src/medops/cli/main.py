@@ -224,6 +224,9 @@ def _failed(exc: Exception, debug: bool) -> int:
         from medops.cli.hints import hint_for
 
         return _fail(exc.message, hint_for(exc), exc.exit_code)
+    if isinstance(exc, OSError) and exc.strerror:  # the machine said no (a full disk, a permission): not a bug
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(f"{exc.strerror}{where}", "free the space or fix the permission, then run the command again", 74)
     hint = "run again with --debug for the traceback, and report it"
     return _fail(f"{type(exc).__name__}: {exc}", hint, 70, label="[red]internal error:[/] ")
 

@@ -40,31 +40,39 @@ class Compiled:
         return self.matrix_of({c: frame[c].to_numpy() for c in (*self.numeric, *self.categorical)}, len(frame))
 
     def matrix_of(self, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
-        numbers = np.empty((n, len(self.numeric)), dtype=np.float64)
-        for j, name in enumerate(self.numeric):
-            numbers[:, j] = as_numbers(columns[name])
-        missing = np.isnan(numbers)
-        if missing.any():
-            numbers = np.where(missing, self.medians, numbers)
-        if self.mean is not None and self.scale is not None:
-            numbers = (numbers - self.mean) / self.scale
-        blocks = [numbers]
-        for name, fill, index, width in zip(self.categorical, self.fills, self.indexes, self.widths, strict=True):
-            onehot = np.zeros((n, width))
+        codes: dict[str, np.ndarray] = {}
+        for name, fill, index in zip(self.categorical, self.fills, self.indexes, strict=True):
             if n > SMALL:  # many rows (batch scoring): pandas' hash lookup, the same matches as the dict's
                 values = pd.Series(columns[name], dtype=object)
-                codes = pd.Index(list(index), dtype=object).get_indexer(values.mask(values.isna(), fill))
-                rows = np.flatnonzero(codes >= 0)  # -1, an unseen category: all zeros, as handle_unknown="ignore"
-                onehot[rows, codes[rows]] = 1.0
+                codes[name] = pd.Index(list(index), dtype=object).get_indexer(values.mask(values.isna(), fill))
             else:
-                for row, value in enumerate(columns[name]):
-                    column = index.get(fill if is_missing(value) else value)
-                    if column is not None:  # an unseen category: all zeros, as handle_unknown="ignore" gives
-                        onehot[row, column] = 1.0
+                codes[name] = np.fromiter(
+                    (index.get(fill if is_missing(v) else v, -1) for v in columns[name]), dtype=np.intp, count=n
+                )
+        return self.matrix_from({name: as_numbers(columns[name]) for name in self.numeric}, codes, n)
+
+    def matrix_from(self, numbers: dict[str, np.ndarray], codes: dict[str, np.ndarray], n: int) -> np.ndarray:
+        """The matrix from each numeric feature's floats (NaN where missing) and each categorical
+        feature's column within its one-hot block (-1: an unseen category, all zeros, as
+        handle_unknown="ignore" gives; a missing value already mapped to the imputed fill's)."""
+        x = np.empty((n, len(self.numeric)), dtype=np.float64)
+        for j, name in enumerate(self.numeric):
+            x[:, j] = numbers[name]
+        missing = np.isnan(x)
+        if missing.any():
+            x = np.where(missing, self.medians, x)
+        if self.mean is not None and self.scale is not None:
+            x = (x - self.mean) / self.scale
+        blocks = [x]
+        for name, width in zip(self.categorical, self.widths, strict=True):
+            onehot = np.zeros((n, width))
+            column = codes[name]
+            rows = np.flatnonzero(column >= 0)
+            onehot[rows, column[rows]] = 1.0
             blocks.append(onehot)
         # The layout matters too: BLAS sums a product in a different order for a column-major matrix,
         # and the pipeline hands a numbers-only matrix over column-major (as pandas holds it).
-        return np.hstack(blocks) if len(blocks) > 1 else np.asfortranarray(numbers)
+        return np.hstack(blocks) if len(blocks) > 1 else np.asfortranarray(x)
 
     def predict_columns(self, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
         return self.predict_matrix(self.matrix_of(columns, n))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from medops.data.prefetch import prefetch
 from medops.data.sources import file_sha256
 from medops.errors import Conflict, InvalidInput
 from medops.identity.roles import Role
@@ -253,17 +255,26 @@ def _score_into(
         finally:
             executor.close()
     counts = Counts()
-    # only the model's features and the kept columns are read: less to decode, and no identifier in memory
-    for batch in read_chunks(source, chunk_rows, [*predictor.features, *keep]):
-        check_kept(batch, keep)
-        try:
-            probability, decision, out_of_range = score_chunk(predictor, batch)
-        except InvalidInput as exc:  # its row numbers count from the chunk's first row: say which chunk
-            raise chunk_refused(exc, counts.rows, batch.num_rows) from None
-        writer.write(batch, probability, decision, out_of_range)
-        counts.add(Counts(len(probability), 1, int(decision.sum()), int(out_of_range.sum())))
-        if on_chunk is not None:
-            on_chunk(len(probability))
+    # Three chunks at once, each on its own thread: the next one read (prefetch), this one scored, the
+    # one before written (Arrow's readers, Parquet's encoder and LightGBM all run without the GIL). One
+    # write at a time, in order; leaving the pool waits for the write in flight, also when scoring failed.
+    with ThreadPoolExecutor(1, thread_name_prefix="medops-score-writer") as pool:
+        written: Future[None] | None = None
+        # only the model's features and the kept columns are read: less to decode, and no identifier in memory
+        for batch in prefetch(read_chunks(source, chunk_rows, [*predictor.features, *keep])):
+            check_kept(batch, keep)
+            try:
+                probability, decision, out_of_range = score_chunk(predictor, batch)
+            except InvalidInput as exc:  # its row numbers count from the chunk's first row: say which chunk
+                raise chunk_refused(exc, counts.rows, batch.num_rows) from None
+            if written is not None:
+                written.result()  # the previous chunk's write, and its error if it failed
+            written = pool.submit(writer.write, batch, probability, decision, out_of_range)
+            counts.add(Counts(len(probability), 1, int(decision.sum()), int(out_of_range.sum())))
+            if on_chunk is not None:
+                on_chunk(len(probability))
+        if written is not None:
+            written.result()
     return counts
 
 
@@ -276,13 +287,20 @@ def check_kept(batch: pa.RecordBatch, keep: list[str] | tuple[str, ...]) -> None
 def score_chunk(predictor: Predictor, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One chunk's probability, decision and out-of-range flag per row (the predictor's refusal as it is:
     its row numbers count from the chunk's first row)."""
-    # strings as categories: a few string objects shared, not one per row (the predictor reads them as values)
-    frame = batch.to_pandas(strings_to_categorical=True)
-    probability = predictor.predict_proba(frame)
+    from medops.serving.batch_encoder import encode_chunk
+
+    encoded = encode_chunk(predictor, batch)  # plain columns: straight from Arrow (see batch_encoder)
+    if encoded is not None and predictor.compiled is not None:
+        matrix, out_of_range = encoded
+        probability = predictor.compiled.predict_matrix(matrix)
+    else:
+        # strings as categories: a few string objects shared, not one per row (the predictor reads them as values)
+        frame = batch.to_pandas(strings_to_categorical=True)
+        probability = predictor.predict_proba(frame)
+        out_of_range = np.zeros(len(frame), dtype=bool)
+        for flags in predictor.flags.values():
+            out_of_range |= flags
     decision = (probability >= predictor.threshold).astype(np.int8)
-    out_of_range = np.zeros(len(frame), dtype=bool)
-    for flags in predictor.flags.values():
-        out_of_range |= flags
     return np.asarray(probability, dtype=np.float64), decision, out_of_range
 
 
