@@ -154,26 +154,24 @@ def test_a_plain_request_whose_log_write_stalls_gets_504(
     three: tuple[Workspace, Services, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The lane (medops.server.predict) answers under the same timeout: a stalled disk is a 504, not a hang."""
-    from medops.serving.spool import Spool
+    import psutil
 
     _, services, token = three
     app = create_app(services, services.serving.load(["readmission"]), ServerOptions(request_timeout=0.2))
-    write = Spool._write
-
-    def stalled(self: Spool, data: bytes) -> None:
-        time.sleep(1.0)
-        write(self, data)
-
     with (
         serving_in_thread(app) as url,
         httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
     ):
         example = http.get("/v1/models/readmission").json()["example"]
-        monkeypatch.setattr(Spool, "_write", stalled)
-        answer = http.post("/v1/models/readmission/predict", json=example)
-        assert answer.status_code == 504 and answer.json()["error"]["code"] == "timeout"
-        monkeypatch.undo()
-        time.sleep(1.0)  # the stalled write finishes (its answer was never sent); the disk is back
+        (writer,) = [
+            p for p in psutil.Process().children(recursive=True) if "medops.serving.spool_writer" in p.cmdline()
+        ]
+        writer.suspend()  # the log's writer stalls, as on a disk that stopped answering
+        try:
+            answer = http.post("/v1/models/readmission/predict", json=example)
+            assert answer.status_code == 504 and answer.json()["error"]["code"] == "timeout"
+        finally:
+            writer.resume()  # the stalled write finishes (its answer was never sent); the disk is back
         assert http.post("/v1/models/readmission/predict", json=example).status_code == 200
 
 

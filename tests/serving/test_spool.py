@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -11,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from medops.serving.spool import SEALED, SPARE, SPARE_BYTES, Spool, SpoolUnavailable, read_segment, recover
+from medops.serving.spool import SEALED, Spool, SpoolUnavailable, read_segment, recover
+from medops.serving.spool_segments import SPARE, SPARE_BYTES
 
 
 class Sink:
@@ -23,6 +26,10 @@ class Sink:
         if self.fail:
             raise ConnectionError("database down")
         self.records.extend(records)
+
+
+def _spares(folder: Path) -> list[Path]:
+    return [p for p in folder.glob("*.open") if p.stat().st_size == SPARE_BYTES and not read_segment(p)]
 
 
 def test_groups_are_fsynced_and_drained(tmp_path: Path) -> None:
@@ -100,19 +107,34 @@ def test_sink_down_keeps_segments_until_it_is_back(tmp_path: Path) -> None:
     assert [r["id"] for r in sink.records] == ["1", "2"]
 
 
-def test_a_failed_write_is_not_acknowledged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spool = Spool(tmp_path, Sink(), seal_seconds=60)
+def _failing_writer(flag: Path) -> list[str]:
+    """The writer, failing every write with ENOSPC while ``flag`` exists (a full disk, then space again)."""
+    code = (
+        "import os, pathlib, sys\n"
+        "from medops.serving import spool_writer\n"
+        "real, flag = os.pwrite, pathlib.Path(sys.argv[1])\n"
+        "def pwrite(*args):\n"
+        "    if flag.exists():\n"
+        "        raise OSError(28, 'No space left on device')\n"
+        "    return real(*args)\n"
+        "os.pwrite = pwrite\n"
+        "sys.exit(spool_writer.main(sys.argv[2:]))\n"
+    )
+    return [sys.executable, "-c", code, str(flag)]
+
+
+def test_a_failed_write_is_not_acknowledged(tmp_path: Path) -> None:
+    flag = tmp_path / "disk-full"
+    flag.touch()
+    sink = Sink()
+    spool = Spool(tmp_path / "spool", sink, seal_seconds=60, writer=_failing_writer(flag))
     spool.start()
-
-    def full(*_args: object) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "pwrite", full)
     with pytest.raises(SpoolUnavailable):
         spool.append_sync([{"id": "lost"}])
-    monkeypatch.undo()
+    flag.unlink()
     spool.append_sync([{"id": "kept"}])
     spool.close()
+    assert [r["id"] for r in sink.records] == ["kept"]
 
 
 def test_records_must_be_json(tmp_path: Path) -> None:
@@ -130,12 +152,13 @@ def test_a_full_segment_makes_the_next_one_start_from_zeros_written_ahead(tmp_pa
     for i in range(100):  # the first segment fills: sealed for its size
         spool.append_sync([{"id": f"a{i}"}])
     deadline = time.monotonic() + 10
-    while not (spool.folder / SPARE).exists() and time.monotonic() < deadline:
+    while not _spares(spool.folder) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert (spool.folder / SPARE).stat().st_size == SPARE_BYTES
+    (spare,) = _spares(spool.folder)  # the next segment, under its number: zeros, no record
+    assert spare.name == "00000002.open" and read_segment(spare) == []
     spool.append_sync([{"id": "b0"}, {"id": "b1"}])
     (segment,) = spool.folder.glob("*.open")
-    assert segment.stat().st_size == SPARE_BYTES  # the spare, renamed: records overwrite its zeros
+    assert segment == spare and segment.stat().st_size == SPARE_BYTES  # records overwrite its zeros
     assert [r["id"] for r in read_segment(segment)] == ["b0", "b1"]
     spool.flush()
     assert not any(spool.folder.glob(f"*{SEALED}"))
@@ -163,25 +186,59 @@ def test_a_quiet_spool_writes_no_zeros(tmp_path: Path) -> None:
     for i in range(5):
         spool.append_sync([{"id": str(i)}])
         time.sleep(0.1)  # each segment sealed by age, not size
-    assert not (spool.folder / SPARE).exists()
+    assert not _spares(spool.folder) and not (spool.folder / SPARE).exists()
     spool.close()
 
 
-def test_an_async_append_that_fails_is_not_acknowledged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spool = Spool(tmp_path, Sink(), seal_seconds=60)
+def test_an_async_append_that_fails_is_not_acknowledged(tmp_path: Path) -> None:
+    flag = tmp_path / "disk-full"
+    flag.touch()
+    spool = Spool(tmp_path / "spool", Sink(), seal_seconds=60, writer=_failing_writer(flag))
     spool.start()
-
-    def full(*_args: object) -> None:
-        raise OSError(28, "No space left on device")
 
     async def main() -> list[object]:
         return await asyncio.gather(*(spool.append([{"id": str(i)}]) for i in range(3)), return_exceptions=True)
 
-    monkeypatch.setattr(os, "pwrite", full)
     assert all(isinstance(r, SpoolUnavailable) for r in asyncio.run(main()))
-    monkeypatch.undo()
+    flag.unlink()
     assert asyncio.run(main()) == [None, None, None]
     spool.close()
+
+
+def test_a_killed_writer_fails_what_it_did_not_acknowledge_and_another_takes_over(tmp_path: Path) -> None:
+    sink = Sink()
+    spool = Spool(tmp_path, sink, seal_seconds=60)
+    spool.start()
+    spool.append_sync([{"id": "before"}])
+    assert spool._writer is not None
+    os.kill(spool._writer.pid, signal.SIGSTOP)  # a stalled disk: the next group waits unacknowledged
+
+    async def stalled() -> list[object]:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.2, os.kill, spool._writer.pid, signal.SIGKILL)  # type: ignore[union-attr]
+        return await asyncio.gather(spool.append([{"id": "unacknowledged"}]), return_exceptions=True)
+
+    (outcome,) = asyncio.run(stalled())
+    assert isinstance(outcome, SpoolUnavailable)  # never told it was kept: the caller got no answer
+    time.sleep(1.0)  # a writer is started again at most once a second
+    spool.append_sync([{"id": "after"}])
+    spool.close()
+    ids = [r["id"] for r in sink.records]
+    assert "before" in ids and "after" in ids and ids.count("before") == 1
+
+
+def test_the_writer_holds_the_folder_so_it_is_not_recovered_under_it(tmp_path: Path) -> None:
+    sink = Sink()
+    spool = Spool(tmp_path, sink, seal_seconds=60)
+    spool.start()
+    spool.append_sync([{"id": "x"}])
+    assert spool._lock_file is not None and spool._writer is not None
+    spool._lock_file.close()  # as if the server died: only the writer holds the lock now
+    spool._lock_file = None
+    other = Sink()
+    assert recover(tmp_path, other) == 0  # the writer is alive: the folder is not taken
+    spool.close()
+    assert [r["id"] for r in sink.records] == ["x"]
 
 
 def test_close_writes_what_was_handed_over(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from medops.store.database import Database
 
 log = logging.getLogger("medops.spool")
+DRAIN_NICENESS = 10  # added to the server's: the scheduler gives the drain what the server leaves
 
 
 class DrainProcess:
@@ -48,13 +50,18 @@ class DrainProcess:
         self.process.join(timeout)
         if self.process.is_alive():
             log.warning("prediction log: the drain process did not finish in %gs; draining in the server", timeout)
-            self.process.terminate()
+            self.process.kill()  # it ignores SIGTERM (see main)
             self.process.join(5)
 
 
 def main(url: str, busy_timeout: float, folder: str, interval: float, parent: Connection) -> None:
-    # Ctrl-C reaches the whole process group: the server shuts down and closes the pipe, which ends this
+    # Ctrl-C, and a service manager's SIGTERM, reach the whole process group: the server shuts down and
+    # closes the pipe, which ends this
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Draining can wait; the server and the log's writer cannot (a request waits on each). On a
+    # machine with few cores a drain's bursts otherwise hold a core the writer needs at once.
+    os.nice(DRAIN_NICENESS)
     from medops.serving.prediction_log import store_into
     from medops.serving.spool import drain_folder
     from medops.store.database import Database

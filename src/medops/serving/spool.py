@@ -1,42 +1,49 @@
-"""A durable local spool: records are on disk, written in groups, before anyone is told they are kept,
-then drained in the background to where they belong.
+"""A durable local spool: records are on disk, written in groups, before anyone is told they are
+kept, then drained in the background to where they belong.
 
-Why a spool: a prediction must be logged before its response leaves the server, but a
-database round trip per request would cost more than the prediction itself. A request hands
-its records to the spool and waits. At the end of each turn of the event loop, what was handed
-over in it goes to the committer thread, which writes everything waiting in one synchronous
-write (group commit: the segment is opened with O_DSYNC, so the write returns once the data
-is on disk) and wakes the waiting requests. The event loop goes on serving other requests
-while the disk works: a synchronous write takes 0.2 to 0.7 ms here, as long as scoring a few
-requests. A drainer thread moves sealed segments into the sink (the metadata store) and deletes
-a segment only after the sink committed it, so a crash at any point loses nothing that was
-acknowledged: at worst a segment is drained twice, and the sink ignores records it already holds.
+Why a spool: a prediction must be logged before its response leaves the server, but a database
+round trip per request would cost more than the prediction itself. A request hands its records
+to the spool and waits. At the end of each turn of the event loop, what was handed over in it
+goes down a pipe to the writer process (medops.serving.spool_writer), which writes everything
+waiting in one synchronous write (group commit: the segment is opened with O_DSYNC, so the
+write returns once the data is on disk) and acknowledges on another pipe, which the event loop
+watches as it watches its sockets; then the waiting requests go on. The event loop serves other
+requests while the disk works: a synchronous write takes 0.2 to 0.7 ms here, as long as scoring
+a few requests. A drainer thread (or, under load, a drain process) moves sealed segments into
+the sink (the metadata store) and deletes a segment only after the sink committed it, so a
+crash at any point loses nothing that was acknowledged: at worst a segment is drained twice,
+and the sink ignores records it already holds.
 
-On disk, one folder per running spool, locked with ``flock`` for as long as the process
-lives. A segment is written as ``NNNNNNNN.open`` and renamed ``NNNNNNNN.log`` when sealed
-(by size, or by age, checked by the drainer). Each line is one JSON record. After a kill, the
-folder's lock is free: ``recover`` (called when a server starts and before the log is read)
-drains every segment of every unlocked folder. A torn last line is a write that was never
-completed, hence never acknowledged, and is skipped.
+On disk, one folder per running spool, locked with ``flock`` for as long as the process lives.
+A segment is written as ``NNNNNNNN.open`` and renamed ``NNNNNNNN.log`` when sealed (by size, or
+by age, both by the writer). Each line is one JSON record. After a kill, the folder's lock is
+free (the writer holds it too, so not before it is gone): ``recover`` (called when a server
+starts and before the log is read) drains every segment of every unlocked folder. A torn last
+line is a write that was never completed, hence never acknowledged, and is skipped.
 
-Under load, a segment starts as a file of zeros written ahead by the drainer (``spare``):
-a group then overwrites blocks the file already has, so the synchronous write flushes only
-the data, not the file's size and block map, which cuts its cost to a third here (0.20
-against 0.56 ms, measured). Records hold no NUL byte (JSON escapes it) and acknowledged
-groups are contiguous from the start, so a segment's records end at its first NUL; sealing
-cuts the zeros off. A quiet server, whose segments are sealed by age rather than size,
-appends to plain files and writes no zeros it would not use.
+Under load, a segment starts as a file of zeros written ahead by the writer (``spare``): a
+group then overwrites blocks the file already has, so the synchronous write flushes only the
+data, not the file's size and block map, which cuts its cost to a third here (0.20 against 0.56
+ms, measured). Records hold no NUL byte (JSON escapes it) and acknowledged groups are
+contiguous from the start, so a segment's records end at its first NUL; sealing cuts the zeros
+off. A quiet server, whose segments are sealed by age rather than size, appends to plain files
+and writes no zeros it would not use.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import errno
 import fcntl
 import json
 import logging
 import os
+import select
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -45,16 +52,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from medops.atomic import fsync_dir
 from medops.errors import StoreError
+from medops.serving.spool_segments import OPEN, SEALED
+from medops.serving.spool_writer import ACK, SEAL, WRITE, frame
 
 log = logging.getLogger("medops.spool")
 
 Sink = Callable[[list[dict[str, Any]]], None]
 LOCK = "LOCK"
-OPEN, SEALED = ".open", ".log"
-SPARE = "spare"  # the next segment, zeros written ahead (see the module docstring)
-SPARE_BYTES = 4 << 20  # about 6,000 records of a dozen features: more than seal_records fill
 
 
 class SpoolUnavailable(StoreError):
@@ -80,8 +85,11 @@ class Spool:
         seal_records: int = 5_000,
         seal_seconds: float = 1.0,
         drain_seconds: float = 0.25,
+        writer: list[str] | None = None,
     ) -> None:
         self.root = root
+        # the writer's command, before its arguments (tests give one that fails on purpose)
+        self.writer = writer or [sys.executable, "-m", "medops.serving.spool_writer"]
         self.sink = sink
         self.seal_records = seal_records
         self.seal_seconds = seal_seconds
@@ -89,27 +97,25 @@ class Spool:
         self.folder = root / uuid.uuid4().hex
         self.stats = SpoolStats()
         self._lock_file: IO[bytes] | None = None
-        self._segment: int | None = None  # the open segment's file descriptor
-        self._segment_path: Path | None = None
-        self._segment_records = 0
-        self._segment_opened = 0.0
-        self._offset = 0  # bytes of records in the open segment
-        self._capacity: int | None = None  # a spare's size: full past it; None for an appended file
-        self._spare_ready = False  # the drainer wrote the spare and synced it
-        self._want_spare = False  # the last segment filled up: the next one will too
-        self._sequence = 0
-        self._writing = threading.Lock()  # the open segment: written by the loop (or append_sync), sealed by either
-        self._draining = threading.Lock()  # the drainer thread and a flush never drain the same file
+        self._writer: subprocess.Popen[bytes] | None = None  # medops.serving.spool_writer
+        self._to_writer: int | None = None  # the frames' pipe (non-blocking)
+        self._from_writer: int | None = None  # the acknowledgements' pipe (non-blocking)
+        self._started_writer = 0.0
+        self._outbox = bytearray()  # frames the pipe did not take yet, sent first
+        self._sending = threading.Lock()  # frames go out whole and in order; in_flight follows that order
+        self._acking = threading.Lock()  # one reader of acknowledgements at a time
+        self._in_flight: collections.deque[_Frame] = collections.deque()
+        self._acks = bytearray()
+        self._loop: asyncio.AbstractEventLoop | None = None  # watches the acknowledgements for append
+        self._watched: int | None = None  # the descriptor it watches
         self._pending: list[Waiting] = []  # handed over in this turn of the loop
-        self._queue: list[Waiting] = []  # handed to the committer, not yet written
-        self._queued = threading.Condition()
+        self._draining = threading.Lock()  # the drainer thread and a flush never drain the same file
         self._stop = threading.Event()
         self._drain_now = threading.Event()
         self._drainer: threading.Thread | None = None
-        self._committer: threading.Thread | None = None
-        # a process that drains the sealed segments instead of the drainer thread (which then only seals
-        # by age and writes spares); None: the thread drains (medops.serving.drain_process says why not to).
-        # Started once a segment holds offload_records: a quiet server is not worth a process.
+        # a process that drains the sealed segments instead of the drainer thread; None: the thread drains
+        # (medops.serving.drain_process says why not to). Started once a sealed segment holds
+        # offload_records: a quiet server is not worth a process.
         self.offload: Callable[[Path], Offload] | None = None
         self.offload_records = 500
         self._offloaded: Offload | None = None
@@ -118,54 +124,88 @@ class Spool:
     # --- life ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Drain what dead processes left, then take this process's folder and start the drainer."""
+        """Drain what dead processes left, then take this process's folder and start the writer and drainer."""
         recover(self.root, self.sink)
         self.folder.mkdir(parents=True, mode=0o700)
         self._lock_file = _hold(self.folder)
         self._stop.clear()
+        self._start_writer()
         self._drainer = threading.Thread(target=self._drain_loop, name="medops-spool-drainer", daemon=True)
         self._drainer.start()
-        self._committer = threading.Thread(target=self._commit_loop, name="medops-spool-committer", daemon=True)
-        self._committer.start()
 
     @property
     def running(self) -> bool:
-        return self._drainer is not None and not self._stop.is_set()  # closing: the committer takes no more
+        return self._drainer is not None and not self._stop.is_set()  # closing: no more appends
 
     def close(self, *, drain: bool = True) -> None:
         """Seal, drain (unless told not to), and give the folder up."""
         if self._drainer is None:
             return
         self._stop.set()
-        with self._queued:
-            self._queued.notify()
-        if self._committer is not None:
-            self._committer.join()  # after writing what was handed to it
-            self._committer = None
+        self._stop_writer()  # after writing and sealing what was handed to it
         self._drain_now.set()
         self._drainer.join()
         self._drainer = None
-        with self._writing:
-            self._seal()
         if self._offloaded is not None:  # its last drain first; anything it leaves is drained below
             self._offloaded.stop()
             self._offloaded = None
         if drain:
             with contextlib.suppress(Exception), self._draining:  # a sink that is down leaves them for recovery
                 self._drain_sealed()
-        leftover = any(self.folder.glob(f"*{SEALED}"))
+        leftover = any(self.folder.glob(f"*{SEALED}")) or any(self.folder.glob(f"*{OPEN}"))
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
         if not leftover:
             shutil.rmtree(self.folder, ignore_errors=True)
 
+    def _start_writer(self) -> None:
+        assert self._lock_file is not None
+        frames_read, frames_write = os.pipe()
+        acks_read, acks_write = os.pipe()
+        with contextlib.suppress(OSError, AttributeError):  # room for bursts; the default 64 KiB also works
+            fcntl.fcntl(frames_write, fcntl.F_SETPIPE_SZ, 1 << 20)
+        command = [*self.writer, str(self.folder)]
+        command += [str(self.seal_records), str(self.seal_seconds), str(frames_read), str(acks_write)]
+        try:
+            # the folder's lock goes with it: the folder is not recovered while the writer still writes
+            self._writer = subprocess.Popen(
+                command, pass_fds=(frames_read, acks_write, self._lock_file.fileno()), stdin=subprocess.DEVNULL
+            )
+        finally:
+            os.close(frames_read)
+            os.close(acks_write)
+        os.set_blocking(frames_write, False)
+        os.set_blocking(acks_read, False)
+        self._to_writer, self._from_writer = frames_write, acks_read
+        self._started_writer = time.monotonic()
+
+    def _stop_writer(self) -> None:
+        """Close the frames' pipe (the writer seals and exits), then settle what it acknowledged."""
+        with self._sending:
+            if self._to_writer is not None:
+                with contextlib.suppress(OSError):
+                    self._send_all()
+                os.close(self._to_writer)
+                self._to_writer = None
+        if self._writer is not None:
+            try:
+                self._writer.wait(WRITER_EXIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                log.error("prediction log: the writer did not stop; killed (its unacknowledged records fail)")
+                self._writer.kill()
+                self._writer.wait()
+            self._writer = None
+        while self._from_writer is not None:  # its last acknowledgements, then the closed pipe
+            self._read_acks()
+        self._unwatch()
+
     # --- appending -----------------------------------------------------------------------
 
     async def append(self, records: list[dict[str, Any]]) -> None:
         """Return once ``records`` are on disk (SpoolUnavailable if they could not be).
 
-        Handed to the committer at the end of this turn of the event loop, with whatever else was
+        Handed to the writer at the end of this turn of the event loop, with whatever else was
         handed over in it, and written with whatever else is waiting by then.
         """
         if not self.running:
@@ -173,139 +213,169 @@ class Spool:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         if not self._pending:
-            loop.call_soon(self._hand_over)
+            loop.call_soon(self._hand_over, loop)
         self._pending.append((_encode(records), done))
         await done
 
-    def _hand_over(self) -> None:
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         group, self._pending = self._pending, []
-        with self._queued:
-            self._queue.extend(group)
-            self._queued.notify()
-
-    def _commit_loop(self) -> None:
-        while True:
-            with self._queued:
-                while not self._queue and not self._stop.is_set():
-                    self._queued.wait()
-                batch, self._queue = self._queue, []
-            if not batch:
-                return  # stopped, and nothing is left to write
-            error: OSError | None = None
-            try:
-                self._write(b"".join(data for data, _ in batch))
-            except OSError as exc:
-                error = exc
-            for loop, group in _by_loop(batch).items():
-                with contextlib.suppress(RuntimeError):  # a loop closed meanwhile: nobody waits any more
-                    loop.call_soon_threadsafe(_settle, group, error)
+        data = b"".join(data for data, _ in group)
+        self._send(_Frame(data.count(b"\n"), [done for _, done in group]), frame(WRITE, data), loop)
 
     def append_sync(self, records: list[dict[str, Any]]) -> None:
         """``append`` for a caller outside an event loop."""
         if not self.running:
             raise SpoolUnavailable("the prediction log is not running")
-        try:
-            self._write(_encode(records))
-        except OSError as exc:
-            raise SpoolUnavailable("the prediction log could not keep the records") from exc
-
-    def _write(self, data: bytes) -> None:
-        if not data:
-            return
-        lines = data.count(b"\n")
-        with self._writing:
-            try:
-                if self._capacity is not None and self._offset and self._offset + len(data) > self._capacity:
-                    self._seal(full=True)
-                segment = self._open_segment()
-                written = 0
-                while written < len(data):  # O_DSYNC: each write returns once its data is on disk
-                    written += os.pwrite(segment, data[written:], self._offset + written)
-            except OSError as exc:
-                log.error("prediction log: write failed (%s)", exc.strerror or type(exc).__name__)
-                self._abandon_segment()
-                raise
-            self._offset += len(data)
-            self._segment_records += lines
-            self.stats.written += lines
-            self.stats.groups += 1
-            if self._segment_records >= self.seal_records:
-                self._seal(full=True)
+        data = _encode(records)
+        done = _Frame(data.count(b"\n"), [], threading.Event())
+        self._send(done, frame(WRITE, data), None)
+        self._wait(done)
+        if done.error:
+            raise SpoolUnavailable("the prediction log could not keep the records")
 
     def flush(self) -> None:
         """Seal the open segment and drain everything now (shutdown, tests)."""
-        with self._writing:
-            self._seal()
+        sealed = _Frame(0, [], threading.Event())
+        self._send(sealed, frame(SEAL), None)
+        self._wait(sealed)
         with self._draining:
             self._drain_sealed()
 
-    def _open_segment(self) -> int:
-        if self._segment is None:
-            self._sequence += 1
-            path = self.folder / f"{self._sequence:08d}{OPEN}"
-            if self._spare_ready:  # renamed, and the name synced, before a record goes in
-                (self.folder / SPARE).rename(path)
-                self._spare_ready = False
-                self._segment = os.open(path, os.O_WRONLY | _DSYNC)
-                self._capacity = SPARE_BYTES
-            else:
-                self._segment = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _DSYNC, 0o600)
-                self._capacity = None
-            fsync_dir(self.folder)
-            self._segment_path = path
-            self._offset = 0
-            self._segment_records = 0
-            self._segment_opened = time.monotonic()
-        return self._segment
-
-    def _seal_if_aged(self) -> None:
-        with self._writing:
-            if self._segment is not None and time.monotonic() - self._segment_opened >= self.seal_seconds:
-                self._seal(full=False)
-
-    def _seal(self, *, full: bool = False) -> None:
-        """Close the open segment as it stands (a spare's unused zeros cut off) and hand it to the drainer;
-        ``full``: it was sealed for its size, so the next segment is worth a spare."""
-        if self._segment is None or self._segment_path is None:
-            return
-        segment, self._segment = self._segment, None
-        try:
-            if self._capacity is not None:
-                os.ftruncate(segment, self._offset)
-                os.fsync(segment)
-        finally:
-            os.close(segment)
-        self._segment_path.rename(self._segment_path.with_suffix(SEALED))
-        fsync_dir(self.folder)
-        self._want_spare = full
-        if self._segment_records >= self.offload_records:
-            self._busy = True  # enough traffic to be worth a drain process (see offload)
-        self._drain_now.set()
-
-    def _abandon_segment(self) -> None:
-        # a failed write may have left part of a group: seal what is there, the torn tail is skipped on read
-        with contextlib.suppress(OSError):
-            self._seal()
-        self._segment = None
-
-    def _prepare_spare(self) -> None:
-        """Write the next segment's zeros ahead, off the event loop (the drainer's job, under load only)."""
-        with self._writing:
-            if self._spare_ready or not self._want_spare:
+    def _send(self, pending: _Frame, data: bytes, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Queue ``pending`` and send its frame; on the event loop, watch for the acknowledgement."""
+        with self._sending:
+            if not self._writer_alive():
+                self._restart_writer()
+            if not self._writer_alive() or self._to_writer is None or self._from_writer is None:
+                _settle_frame(pending, errno.EPIPE)
                 return
-        scratch = self.folder / f"{SPARE}.tmp"
-        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            if loop is not None:
+                self._watch(loop)
+            with self._acking:
+                self._in_flight.append(pending)
+            self._outbox += data
+            try:
+                if loop is None:
+                    self._send_all()
+                else:
+                    self._send_some(loop)
+            except OSError:  # the writer is gone: its acknowledgements' pipe says so to whoever reads it
+                self._outbox.clear()
+
+    def _send_some(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._to_writer is not None
         try:
-            zeros = bytes(1 << 20)
-            for offset in range(0, SPARE_BYTES, len(zeros)):
-                os.pwrite(fd, zeros, offset)
-            os.fsync(fd)
-        finally:
+            sent = os.write(self._to_writer, self._outbox)
+        except BlockingIOError:
+            sent = 0
+        del self._outbox[:sent]
+        if self._outbox:  # a full pipe: the rest goes when it drains, before any later frame
+            loop.add_writer(self._to_writer, self._resend, loop)
+
+    def _resend(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._sending:
+            if self._to_writer is None:
+                return
+            loop.remove_writer(self._to_writer)
+            with contextlib.suppress(OSError):
+                self._send_some(loop)
+
+    def _send_all(self) -> None:
+        assert self._to_writer is not None
+        while self._outbox:
+            try:
+                del self._outbox[: os.write(self._to_writer, self._outbox)]
+            except BlockingIOError:
+                select.select([], [self._to_writer], [], 0.1)
+
+    def _writer_alive(self) -> bool:
+        return self._writer is not None and self._writer.poll() is None
+
+    def _restart_writer(self) -> None:
+        """A writer that died is started again (at most once a second), sealing what it left."""
+        if self._stop.is_set() or time.monotonic() - self._started_writer < 1.0:
+            return
+        code = self._writer.returncode if self._writer is not None else None
+        log.error("prediction log: the writer process ended (exit code %s); starting another", code)
+        self._writer = None
+        if self._to_writer is not None:
+            os.close(self._to_writer)
+            self._to_writer = None
+        while self._from_writer is not None:
+            self._read_acks()  # what it acknowledged before it ended; the rest fails
+        self._unwatch()
+        self._start_writer()
+
+    # --- acknowledgements ----------------------------------------------------------------
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is loop and self._watched == self._from_writer:
+            return
+        if self._loop is not None and self._loop is not loop and self._loop.is_running():
+            raise SpoolUnavailable("the prediction log is in use by another event loop")
+        self._unwatch()
+        assert self._from_writer is not None
+        loop.add_reader(self._from_writer, self._read_acks)
+        self._loop, self._watched = loop, self._from_writer
+
+    def _unwatch(self) -> None:
+        loop, fd = self._loop, self._watched
+        self._loop = self._watched = None
+        if loop is None or fd is None or loop.is_closed():
+            return
+        if _running_loop() is loop or not loop.is_running():
+            loop.remove_reader(fd)
+        else:
+            with contextlib.suppress(Exception):  # a loop stopping meanwhile forgets its readers anyway
+                asyncio.run_coroutine_threadsafe(_remove_reader(fd), loop).result(WRITER_EXIT_SECONDS)
+
+    def _read_acks(self) -> None:
+        """Settle the frames the writer acknowledged; a closed pipe fails the rest."""
+        with self._acking:
+            if self._from_writer is None:
+                return
+            try:
+                data = os.read(self._from_writer, 1 << 16)
+            except BlockingIOError:
+                return
+            if not data:
+                self._writer_gone()
+                return
+            self._acks += data
+            while len(self._acks) >= ACK.size:
+                frames, failed = ACK.unpack_from(self._acks)
+                del self._acks[: ACK.size]
+                for _ in range(frames):
+                    pending = self._in_flight.popleft()
+                    if pending.records and not failed:
+                        self.stats.written += pending.records
+                        self.stats.groups += 1
+                    _settle_frame(pending, failed)
+
+    def _writer_gone(self) -> None:
+        # under _acking: every frame not acknowledged failed; the pipe is closed
+        if self._in_flight and not self._stop.is_set():
+            log.error("prediction log: the writer process ended with %d groups unwritten", len(self._in_flight))
+        while self._in_flight:
+            _settle_frame(self._in_flight.popleft(), errno.EPIPE)
+        fd, self._from_writer = self._from_writer, None
+        if fd is not None:
+            if self._watched == fd and self._loop is not None and _running_loop() is self._loop:
+                self._loop.remove_reader(fd)
+                self._loop = self._watched = None
             os.close(fd)
-        with self._writing:
-            scratch.rename(self.folder / SPARE)
-            fsync_dir(self.folder)
-            self._spare_ready = True
+
+    def _wait(self, pending: _Frame) -> None:
+        """For a caller outside the event loop: read acknowledgements until ``pending``'s arrives."""
+        assert pending.event is not None
+        while not pending.event.is_set():
+            fd = self._from_writer
+            if fd is None:
+                _settle_frame(pending, errno.EPIPE)
+                break
+            with contextlib.suppress(OSError, ValueError):
+                select.select([fd], [], [], 0.05)
+            self._read_acks()
 
     # --- draining ------------------------------------------------------------------------
 
@@ -314,20 +384,26 @@ class Spool:
             self._drain_now.wait(self.drain_seconds)
             self._drain_now.clear()
             try:
-                self._seal_if_aged()
                 if self._offloaded is not None and not self._offloaded.alive:
                     log.warning("prediction log: the drain process ended; the server drains from now on")
                     self.offload = None
                     self._offloaded = None
-                if self._busy and self.offload is not None and self._offloaded is None:
+                if self.offload is not None and self._offloaded is None and self._busy_segment():
                     self._offloaded = self._start_offload()
                 if self._offloaded is None:
                     with self._draining:
                         self._drain_sealed()
-                self._prepare_spare()
             except Exception as exc:  # the sink is down: keep the segments, try again next round
                 self.stats.drain_failures += 1
                 log.warning("prediction log: drain failed, will retry (%s)", type(exc).__name__)
+
+    def _busy_segment(self) -> bool:
+        """A sealed segment holds offload_records (looked at before the thread drains it): worth a process."""
+        if not self._busy:
+            for path in self.folder.glob(f"*{SEALED}"):
+                with contextlib.suppress(FileNotFoundError):
+                    self._busy = self._busy or path.read_bytes().count(b"\n") >= self.offload_records
+        return self._busy
 
     def _start_offload(self) -> Offload | None:
         assert self.offload is not None
@@ -348,6 +424,17 @@ class Spool:
 
 
 Waiting = tuple[bytes, "asyncio.Future[None]"]
+WRITER_EXIT_SECONDS = 30.0  # for the writer to write and seal what it was handed, at close
+
+
+@dataclass
+class _Frame:
+    """A frame sent to the writer, and who waits for its acknowledgement."""
+
+    records: int
+    waiters: list[asyncio.Future[None]]  # requests on the event loop
+    event: threading.Event | None = None  # a caller outside it
+    error: int = 0
 
 
 class Offload(Protocol):
@@ -359,22 +446,38 @@ class Offload(Protocol):
     def stop(self) -> None: ...
 
 
-_DSYNC = getattr(os, "O_DSYNC", 0) or os.O_SYNC  # a write returns once its data (and the size) is on disk
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
-def _by_loop(batch: list[Waiting]) -> dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]]:
-    out: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-    for _, done in batch:
-        out.setdefault(done.get_loop(), []).append(done)
-    return out
+async def _remove_reader(fd: int) -> None:
+    asyncio.get_running_loop().remove_reader(fd)
 
 
-def _settle(group: list[asyncio.Future[None]], error: OSError | None) -> None:
+def _settle_frame(pending: _Frame, failed: int) -> None:
+    """Tell whoever waits for ``pending``: on disk (``failed`` 0), or not."""
+    pending.error = failed
+    if pending.event is not None:
+        pending.event.set()
+    if not pending.waiters:
+        return
+    loop = pending.waiters[0].get_loop()
+    if _running_loop() is loop:
+        _settle(pending.waiters, failed)
+    else:
+        with contextlib.suppress(RuntimeError):  # a loop closed meanwhile: nobody waits any more
+            loop.call_soon_threadsafe(_settle, pending.waiters, failed)
+
+
+def _settle(group: list[asyncio.Future[None]], failed: int) -> None:
     """On the waiters' event loop: each append returns, or raises SpoolUnavailable."""
     for done in group:
         if done.done():  # its request was cancelled (a timeout): nothing to tell
             continue
-        if error is None:
+        if not failed:
             done.set_result(None)
         else:
             done.set_exception(SpoolUnavailable("the prediction log could not keep the records"))

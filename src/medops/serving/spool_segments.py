@@ -1,0 +1,182 @@
+"""A spool folder's segment files: the open one written group by group through O_DSYNC, retired by
+size or age and then sealed, and the next one written ahead as zeros (see medops.serving.spool
+for the format and why).
+
+Used by the spool's writer process (medops.serving.spool_writer), which alone writes a live
+folder: its loop writes groups, its helper thread seals retired segments and writes the spare,
+so neither ever holds a group up (sealing costs two fsyncs and a rename, a spare 4 MiB).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from pathlib import Path
+
+from medops.atomic import fsync_dir
+
+OPEN, SEALED = ".open", ".log"
+SPARE = "spare.tmp"  # the next segment while its zeros are written; then renamed to its number
+SPARE_BYTES = 4 << 20  # about 6,000 records of a dozen features: more than seal_records fill
+_DSYNC = getattr(os, "O_DSYNC", 0) or os.O_SYNC  # a write returns once its data (and the size) is on disk
+
+
+class Segments:
+    """The open segment of one spool folder, those retired and not yet sealed, and the spare."""
+
+    def __init__(self, folder: Path, *, seal_records: int = 5_000, seal_seconds: float = 1.0) -> None:
+        self.folder = folder
+        self.seal_records = seal_records
+        self.seal_seconds = seal_seconds
+        self._lock = threading.Lock()  # everything below
+        self._sealing = threading.Lock()  # one sealer at a time (the helper thread, or a flush)
+        self._segment: int | None = None  # the open segment's file descriptor
+        self._path: Path | None = None
+        self._records = 0
+        self._opened = 0.0
+        self._offset = 0  # bytes of records in the open segment
+        self._capacity: int | None = None  # a spare's size: full past it; None for an appended file
+        self._retired: list[tuple[int, Path, int, bool]] = []  # fd, path, bytes used, began as a spare
+        self._spare_ready = False  # the next number's segment exists as synced zeros
+        self._want_spare = False  # the last segment was busy: the next one will be too
+        numbers = [int(p.name.split(".")[0]) for p in folder.glob("*") if p.name.split(".")[0].isdigit()]
+        self._sequence = max(numbers, default=0)  # a writer started again continues the numbering
+
+    def seal_leftovers(self) -> None:
+        """Seal open segments a writer that died left (cut at their first NUL, as a reader would)."""
+        for path in sorted(self.folder.glob(f"*{OPEN}")):
+            data = path.read_bytes()
+            end = data.find(b"\0")
+            if end >= 0:
+                with open(path, "r+b") as handle:
+                    handle.truncate(end)
+                    os.fsync(handle.fileno())
+            path.rename(path.with_suffix(SEALED))
+        with contextlib.suppress(FileNotFoundError):
+            (self.folder / SPARE).unlink()
+        fsync_dir(self.folder)
+
+    def write(self, data: bytes) -> None:
+        """Append whole lines; returns once they are on disk (OSError if they could not be)."""
+        if not data:
+            return
+        with self._lock:
+            try:
+                if self._capacity is not None and self._offset and self._offset + len(data) > self._capacity:
+                    self._retire(full=True)
+                segment = self._open()
+                written = 0
+                while written < len(data):  # O_DSYNC: each write returns once its data is on disk
+                    written += os.pwrite(segment, data[written:], self._offset + written)
+            except OSError:  # part of a group may be there: a torn tail, skipped on read, in a segment retired now
+                self._retire(full=False)
+                raise
+            self._offset += len(data)
+            self._records += data.count(b"\n")
+            if self._records >= self.seal_records:
+                self._retire(full=True)
+
+    def seal(self) -> None:
+        """Seal the open segment as it stands, and any retired one, now: the drainer may take them all."""
+        with self._lock:
+            self._retire(full=False)
+        self.seal_retired()
+
+    def seal_if_aged(self) -> None:
+        with self._lock:
+            if self._segment is not None and time.monotonic() - self._opened >= self.seal_seconds:
+                self._retire(full=False)
+
+    def seconds_to_age(self) -> float | None:
+        """Until the open segment is due to be sealed for its age; None without one."""
+        with self._lock:
+            if self._segment is None:
+                return None
+            return max(0.0, self.seal_seconds - (time.monotonic() - self._opened))
+
+    @property
+    def has_work(self) -> bool:
+        """Retired segments to seal, or a spare to write: the helper thread's."""
+        with self._lock:
+            return bool(self._retired) or (self._want_spare and not self._spare_ready)
+
+    def seal_retired(self) -> None:
+        """Seal each retired segment: a spare's unused zeros cut off, renamed for the drainer."""
+        with self._sealing:
+            self._seal_retired()
+
+    def _seal_retired(self) -> None:
+        while True:
+            with self._lock:
+                if not self._retired:
+                    return
+                segment, path, used, spare = self._retired[0]
+            try:
+                if spare:
+                    os.ftruncate(segment, used)
+                    os.fsync(segment)
+            finally:
+                os.close(segment)
+            path.rename(path.with_suffix(SEALED))
+            fsync_dir(self.folder)
+            with self._lock:
+                self._retired.pop(0)
+
+    def prepare_spare(self) -> None:
+        """Write the next segment's zeros ahead, under its number, so that opening it costs no sync."""
+        with self._lock:
+            if self._spare_ready or not self._want_spare:
+                return
+        scratch = self.folder / SPARE
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            zeros = bytes(1 << 20)
+            for offset in range(0, SPARE_BYTES, len(zeros)):
+                os.pwrite(fd, zeros, offset)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with self._lock:  # the writer has not opened that number: it opens numbers only under this lock
+            scratch.rename(self._next_path())
+            fsync_dir(self.folder)  # a reader after a crash finds it as an empty segment, and drops it
+            self._spare_ready = True
+
+    def discard_spare(self) -> None:
+        """At the writer's end: an unused spare holds no record."""
+        with self._lock:
+            if self._spare_ready:
+                self._next_path().unlink(missing_ok=True)
+                self._spare_ready = False
+        with contextlib.suppress(FileNotFoundError):
+            (self.folder / SPARE).unlink()
+
+    def _next_path(self) -> Path:
+        return self.folder / f"{self._sequence + 1:08d}{OPEN}"
+
+    def _open(self) -> int:
+        if self._segment is None:
+            path = self._next_path()
+            if self._spare_ready:  # its name synced already: nothing but its blocks to overwrite
+                self._segment = os.open(path, os.O_WRONLY | _DSYNC)
+                self._capacity = SPARE_BYTES
+                self._spare_ready = False
+            else:
+                self._segment = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _DSYNC, 0o600)
+                self._capacity = None
+                fsync_dir(self.folder)  # the name is durable before a record in it is acknowledged
+            self._sequence += 1
+            self._path = path
+            self._offset = 0
+            self._records = 0
+            self._opened = time.monotonic()
+        return self._segment
+
+    def _retire(self, *, full: bool) -> None:
+        """Close the open segment to writes; ``full`` or busy: the next one is worth a spare."""
+        if self._segment is None or self._path is None:
+            return
+        self._retired.append((self._segment, self._path, self._offset, self._capacity is not None))
+        self._want_spare = full or self._records >= self.seal_records // 10
+        self._segment = None
