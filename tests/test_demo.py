@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from pathlib import Path
-
-import pytest
-
-from medops.demo import DemoResult, run_demo
-from tests.conftest import IN_CI
+from medops.demo import DemoResult
 
 
 def test_demo_runs_and_catches_tampering(demo: DemoResult) -> None:
@@ -40,23 +33,3 @@ def test_demo_runs_and_catches_tampering(demo: DemoResult) -> None:
     assert "from version 2 to 1 while answering" in outcomes["hot swap"] and outcomes["hot swap"].endswith("0 failed)")
     assert "answers kept before they were sent" in outcomes["prediction log"]
     assert outcomes["replay"].endswith("every answer identical")
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not IN_CI and os.environ.get("MEDOPS_TEST_DEMO_MEMORY") != "1",
-    reason="runs the whole demo a second time, in memory (about a minute); CI runs it, MEDOPS_TEST_DEMO_MEMORY=1 too",
-)
-def test_demo_runs_whole_with_its_artifacts_in_memory(tmp_path: Path) -> None:
-    """The suite's lifecycle test on memory:// covers each capability; this runs the demo itself there."""
-    import fsspec
-
-    root = f"memory://medops-demo-{uuid.uuid4().hex}"
-    try:
-        result = run_demo(tmp_path, patients=100, artifact_root=root)
-        assert result.chain_ok and result.tamper_caught_at == 5
-        assert {"features apply", "train", "tune", "evaluate tuned", "load and predict"} <= dict(result.steps).keys()
-        assert fsspec.filesystem("memory").find(root)  # the artifacts were there, not on disk
-        assert not (result.home / "artifacts").exists()
-    finally:
-        fsspec.filesystem("memory").rm(root, recursive=True)

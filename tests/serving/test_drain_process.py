@@ -3,11 +3,13 @@ by its thread. Nothing is lost when that process ends, whenever it ends."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from medops.serving.prediction_log import open_spool
@@ -94,3 +96,22 @@ def test_a_quiet_spool_starts_no_process(tmp_path: Path) -> None:
     _until(lambda: len(drained) == 3)
     spool.close()
     assert started == []
+
+
+def test_a_line_that_is_no_prediction_record_is_skipped_not_fatal(
+    workspace: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    # an edited or foreign segment left in the spool must not keep the next server from starting
+    from medops.serving.prediction_log import recover, spool_root
+
+    folder = spool_root(workspace) / "dead"
+    folder.mkdir(parents=True)
+    (folder / "LOCK").touch()
+    good = _records(2)
+    lines = [json.dumps(good[0]), json.dumps({"x": 1}), json.dumps(["not", "a", "record"]), json.dumps(good[1])]
+    (folder / "00000001.log").write_text("\n".join(lines) + "\n")
+    with caplog.at_level("ERROR", logger="medops.spool"):
+        assert recover(workspace) == 4  # lines read
+    assert _logged(workspace) == 2
+    assert "no field 'id'" in caplog.text and "TypeError" in caplog.text
+    assert not folder.exists()

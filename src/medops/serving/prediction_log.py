@@ -8,6 +8,7 @@ raw identifier: an entity named in a request is kept only as its pseudonym.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 VARIANTS = ("champion", "canary", "shadow")
 OUTPUT_KEYS = ("probability", "decision", "threshold", "out_of_range", "features")
+
+log = logging.getLogger("medops.spool")
 
 
 def record(
@@ -80,7 +83,9 @@ def store_into(db: Database) -> Any:
     """``store`` for a process that holds the database alone (medops.serving.drain_process)."""
 
     def insert(records: list[dict[str, Any]]) -> None:
-        rows = [_row(r) for r in records]
+        rows = _rows(records)
+        if not rows:
+            return
         with db.write() as session:
             # on the table, not the mapped class: a plain executemany, without the ORM's bulk bookkeeping
             statement = dialect_insert(session)(Prediction.__table__).on_conflict_do_nothing(index_elements=["id"])
@@ -109,6 +114,19 @@ def recover(platform: Platform) -> int:
     from medops.serving.spool import recover as recover_spools
 
     return recover_spools(spool_root(platform), store(platform))
+
+
+def _rows(records: list[Any]) -> list[dict[str, Any]]:
+    """The table's rows; a line that is not a prediction record (medops never writes one: an edited or
+    foreign file) is skipped and named in the server's log, so it can't keep a server from starting."""
+    rows = []
+    for record in records:
+        try:
+            rows.append(_row(record))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            problem = f"no field {exc}" if isinstance(exc, KeyError) else type(exc).__name__
+            log.error("prediction log: a spooled line is not a prediction record (%s); skipped", problem)
+    return rows
 
 
 def _row(data: dict[str, Any]) -> dict[str, Any]:

@@ -198,7 +198,6 @@ class Spool:
             self._writer = None
         while self._from_writer is not None:  # its last acknowledgements, then the closed pipe
             self._read_acks()
-        self._unwatch()
 
     # --- appending -----------------------------------------------------------------------
 
@@ -303,31 +302,37 @@ class Spool:
             self._to_writer = None
         while self._from_writer is not None:
             self._read_acks()  # what it acknowledged before it ended; the rest fails
-        self._unwatch()
         self._start_writer()
 
     # --- acknowledgements ----------------------------------------------------------------
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read acknowledgements when ``loop`` (the running one) sees them arrive."""
         if self._loop is loop and self._watched == self._from_writer:
             return
-        if self._loop is not None and self._loop is not loop and self._loop.is_running():
-            raise SpoolUnavailable("the prediction log is in use by another event loop")
-        self._unwatch()
+        if self._loop is not None and self._loop is not loop:
+            if self._loop.is_running():
+                raise SpoolUnavailable("the prediction log is in use by another event loop")
+            if not self._loop.is_closed() and self._watched is not None:
+                self._loop.remove_reader(self._watched)  # a loop that ran before (tests run one per call)
         assert self._from_writer is not None
         loop.add_reader(self._from_writer, self._read_acks)
         self._loop, self._watched = loop, self._from_writer
 
-    def _unwatch(self) -> None:
-        loop, fd = self._loop, self._watched
-        self._loop = self._watched = None
-        if loop is None or fd is None or loop.is_closed():
-            return
-        if _running_loop() is loop or not loop.is_running():
-            loop.remove_reader(fd)
-        else:
-            with contextlib.suppress(Exception):  # a loop stopping meanwhile forgets its readers anyway
-                asyncio.run_coroutine_threadsafe(_remove_reader(fd), loop).result(WRITER_EXIT_SECONDS)
+    def _release(self, fd: int) -> None:
+        """Stop watching ``fd`` and close it: on the watching loop's own thread when it runs, never waited for
+        (this may run under a lock that loop's thread wants)."""
+        loop = self._loop if self._watched == fd else None
+        if loop is not None:
+            self._loop = self._watched = None
+            if not loop.is_closed():
+                if _running_loop() is loop or not loop.is_running():
+                    loop.remove_reader(fd)
+                else:
+                    with contextlib.suppress(RuntimeError):  # closed meanwhile: it watches nothing any more
+                        loop.call_soon_threadsafe(_forget, loop, fd)
+                        return
+        os.close(fd)
 
     def _read_acks(self) -> None:
         """Settle the frames the writer acknowledged; a closed pipe fails the rest."""
@@ -360,10 +365,7 @@ class Spool:
             _settle_frame(self._in_flight.popleft(), errno.EPIPE)
         fd, self._from_writer = self._from_writer, None
         if fd is not None:
-            if self._watched == fd and self._loop is not None and _running_loop() is self._loop:
-                self._loop.remove_reader(fd)
-                self._loop = self._watched = None
-            os.close(fd)
+            self._release(fd)
 
     def _wait(self, pending: _Frame) -> None:
         """For a caller outside the event loop: read acknowledgements until ``pending``'s arrives."""
@@ -453,8 +455,9 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-async def _remove_reader(fd: int) -> None:
-    asyncio.get_running_loop().remove_reader(fd)
+def _forget(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    loop.remove_reader(fd)
+    os.close(fd)
 
 
 def _settle_frame(pending: _Frame, failed: int) -> None:
