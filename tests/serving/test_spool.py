@@ -252,3 +252,29 @@ def test_close_writes_what_was_handed_over(tmp_path: Path) -> None:
     asyncio.run(main())
     spool.close()
     assert sorted(int(r["id"]) for r in sink.records) == list(range(50))
+
+
+def test_a_writer_killed_with_a_frame_half_sent_leaves_the_next_writer_whole_frames(tmp_path: Path) -> None:
+    sink = Sink()
+    spool = Spool(tmp_path, sink, seal_seconds=60)
+    spool.start()
+    assert spool._writer is not None
+    os.kill(spool._writer.pid, signal.SIGSTOP)  # it reads nothing: the frames' pipe fills, the rest waits
+    big = "x" * 10_000
+
+    async def stuffed() -> list[object]:
+        appends = [spool.append([{"id": f"big{i}", "pad": big}]) for i in range(300)]  # about 3 MB
+        asyncio.get_running_loop().call_later(0.3, os.kill, spool._writer.pid, signal.SIGKILL)  # type: ignore[union-attr]
+        return await asyncio.gather(*appends, return_exceptions=True)
+
+    outcomes = asyncio.run(stuffed())
+    assert all(isinstance(o, SpoolUnavailable) for o in outcomes)
+    time.sleep(1.0)
+
+    async def after() -> None:
+        appends = asyncio.gather(*(spool.append([{"id": f"after{i}"}]) for i in range(5)))
+        await asyncio.wait_for(appends, 20)  # a writer fed half a frame would wait for its rest forever
+
+    asyncio.run(after())  # the new writer got whole frames only: every record acknowledged and readable
+    spool.close()
+    assert sorted(r["id"] for r in sink.records) == [f"after{i}" for i in range(5)]

@@ -102,6 +102,7 @@ class Spool:
         self._from_writer: int | None = None  # the acknowledgements' pipe (non-blocking)
         self._started_writer = 0.0
         self._outbox = bytearray()  # frames the pipe did not take yet, sent first
+        self._resending: asyncio.AbstractEventLoop | None = None  # the loop waiting to send the rest
         self._sending = threading.Lock()  # frames go out whole and in order; in_flight follows that order
         self._acking = threading.Lock()  # one reader of acknowledgements at a time
         self._in_flight: collections.deque[_Frame] = collections.deque()
@@ -186,8 +187,7 @@ class Spool:
             if self._to_writer is not None:
                 with contextlib.suppress(OSError):
                     self._send_all()
-                os.close(self._to_writer)
-                self._to_writer = None
+            self._close_frames_pipe()
         if self._writer is not None:
             try:
                 self._writer.wait(WRITER_EXIT_SECONDS)
@@ -249,7 +249,11 @@ class Spool:
                 _settle_frame(pending, errno.EPIPE)
                 return
             if loop is not None:
-                self._watch(loop)
+                try:
+                    self._watch(loop)
+                except SpoolUnavailable:
+                    _settle_frame(pending, errno.EBUSY)
+                    return
             with self._acking:
                 self._in_flight.append(pending)
             self._outbox += data
@@ -270,14 +274,33 @@ class Spool:
         del self._outbox[:sent]
         if self._outbox:  # a full pipe: the rest goes when it drains, before any later frame
             loop.add_writer(self._to_writer, self._resend, loop)
+            self._resending = loop
 
     def _resend(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._sending:
             if self._to_writer is None:
                 return
             loop.remove_writer(self._to_writer)
+            self._resending = None
             with contextlib.suppress(OSError):
                 self._send_some(loop)
+
+    def _close_frames_pipe(self) -> None:
+        """Close the frames' pipe (under _sending); frames not sent whole are dropped: their waiters fail
+        when the acknowledgements' pipe closes, and a new writer must never read the rest of a frame."""
+        fd, self._to_writer = self._to_writer, None
+        loop, self._resending = self._resending, None
+        self._outbox.clear()
+        if fd is None:
+            return
+        if loop is not None and not loop.is_closed():
+            if _running_loop() is loop or not loop.is_running():
+                loop.remove_writer(fd)
+            else:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_forget_writer, loop, fd)
+                    return
+        os.close(fd)
 
     def _send_all(self) -> None:
         assert self._to_writer is not None
@@ -297,9 +320,7 @@ class Spool:
         code = self._writer.returncode if self._writer is not None else None
         log.error("prediction log: the writer process ended (exit code %s); starting another", code)
         self._writer = None
-        if self._to_writer is not None:
-            os.close(self._to_writer)
-            self._to_writer = None
+        self._close_frames_pipe()
         while self._from_writer is not None:
             self._read_acks()  # what it acknowledged before it ended; the rest fails
         self._start_writer()
@@ -457,6 +478,11 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 def _forget(loop: asyncio.AbstractEventLoop, fd: int) -> None:
     loop.remove_reader(fd)
+    os.close(fd)
+
+
+def _forget_writer(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    loop.remove_writer(fd)
     os.close(fd)
 
 
