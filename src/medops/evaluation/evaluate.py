@@ -138,6 +138,8 @@ def evaluate(
     """
     say = progress or (lambda step, done, total: None)
     ts = test_set(tracker, ref, where)
+    if champion and tracker.get(champion).id == ts.info.id:  # refused before the bootstrap, not after it
+        raise InvalidInput("the champion is the run being evaluated", hint="name the production model's run")
     for name in spec.robustness.unit_errors:
         if name not in ts.model.features:
             raise InvalidInput(
@@ -348,8 +350,6 @@ def _champion(tracker: Tracker, ref: str, ts: TestSet, spec: EvaluateSpec, thres
     rule = spec.policy.non_inferiority
     metric = rule.metric if rule is not None else "auroc"
     info = tracker.get(ref)
-    if info.id == ts.info.id:
-        raise InvalidInput("the champion is the run being evaluated", hint="name the production model's run")
     model = stored.model(tracker, info)
     missing = [f for f in model.features if f not in ts.frame.columns]
     if missing:
