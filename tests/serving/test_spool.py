@@ -278,3 +278,28 @@ def test_a_writer_killed_with_a_frame_half_sent_leaves_the_next_writer_whole_fra
     asyncio.run(after())  # the new writer got whole frames only: every record acknowledged and readable
     spool.close()
     assert sorted(r["id"] for r in sink.records) == [f"after{i}" for i in range(5)]
+
+
+def test_a_seal_that_fails_closes_its_segment_once_and_leaves_it_for_recovery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medops.serving.spool_segments import Segments
+
+    segments = Segments(tmp_path, seal_records=2)
+    segments._want_spare = True
+    segments.prepare_spare()  # the next segment begins as zeros, so its seal cuts them off
+    closed: list[int] = []
+    real_close = os.close
+    monkeypatch.setattr(os, "close", lambda fd: (closed.append(fd), real_close(fd)))
+
+    def failing(*_args: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "ftruncate", failing)
+    segments.write(b'{"id":"a"}\n{"id":"b"}\n')  # full at two records: retired
+    with pytest.raises(OSError):
+        segments.seal_retired()
+    segments.seal_retired()  # nothing left to seal: the failed one is not retried on a closed descriptor
+    assert len(closed) == 1
+    (left,) = tmp_path.glob("*.open")
+    assert [r["id"] for r in read_segment(left)] == ["a", "b"]  # what recovery drains

@@ -112,7 +112,9 @@ class Segments:
             with self._lock:
                 if not self._retired:
                     return
-                segment, path, used, spare = self._retired[0]
+                # taken off the list first: a descriptor is closed once, whatever fails below (a segment
+                # left .open is drained by the recovery after this writer, its zeros cut at the first NUL)
+                segment, path, used, spare = self._retired.pop(0)
             try:
                 if spare:
                     os.ftruncate(segment, used)
@@ -121,8 +123,6 @@ class Segments:
                 os.close(segment)
             path.rename(path.with_suffix(SEALED))
             fsync_dir(self.folder)
-            with self._lock:
-                self._retired.pop(0)
 
     def prepare_spare(self) -> None:
         """Write the next segment's zeros ahead, under its number, so that opening it costs no sync."""
