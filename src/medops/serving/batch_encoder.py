@@ -26,6 +26,8 @@ def encode_chunk(predictor: Predictor, batch: pa.RecordBatch) -> tuple[np.ndarra
     compiled, schema = predictor.compiled, predictor.schema
     if compiled is None or any(f not in batch.schema.names for f in predictor.features):
         return None
+    if not {*compiled.numeric, *compiled.categorical} <= set(predictor.features):
+        return None  # the model reads a column the checks don't name: only the general path knows it
     categorical = {*schema.categorical, *compiled.categorical}
     if categorical & {*schema.numeric, *compiled.numeric}:
         return None  # a feature checked as one kind and scored as the other: left to the general path
