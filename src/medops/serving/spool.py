@@ -69,7 +69,7 @@ class SpoolUnavailable(StoreError):
 @dataclass
 class SpoolStats:
     written: int = 0  # records on disk
-    groups: int = 0  # synchronous writes
+    groups: int = 0  # groups handed to the writer and kept (one per turn of the event loop)
     drained: int = 0  # records handed to the sink
     drain_failures: int = 0
 
@@ -291,16 +291,8 @@ class Spool:
         fd, self._to_writer = self._to_writer, None
         loop, self._resending = self._resending, None
         self._outbox.clear()
-        if fd is None:
-            return
-        if loop is not None and not loop.is_closed():
-            if _running_loop() is loop or not loop.is_running():
-                loop.remove_writer(fd)
-            else:
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_forget_writer, loop, fd)
-                    return
-        os.close(fd)
+        if fd is not None:
+            _close_watched(loop, fd, reader=False)
 
     def _send_all(self) -> None:
         assert self._to_writer is not None
@@ -346,14 +338,7 @@ class Spool:
         loop = self._loop if self._watched == fd else None
         if loop is not None:
             self._loop = self._watched = None
-            if not loop.is_closed():
-                if _running_loop() is loop or not loop.is_running():
-                    loop.remove_reader(fd)
-                else:
-                    with contextlib.suppress(RuntimeError):  # closed meanwhile: it watches nothing any more
-                        loop.call_soon_threadsafe(_forget, loop, fd)
-                        return
-        os.close(fd)
+        _close_watched(loop, fd, reader=True)
 
     def _read_acks(self) -> None:
         """Settle the frames the writer acknowledged; a closed pipe fails the rest."""
@@ -476,13 +461,24 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def _forget(loop: asyncio.AbstractEventLoop, fd: int) -> None:
-    loop.remove_reader(fd)
+def _close_watched(loop: asyncio.AbstractEventLoop | None, fd: int, *, reader: bool) -> None:
+    """Close ``fd`` once ``loop`` (if any) no longer watches it: removed on that loop's own thread when it
+    runs there, never waited for (the caller may hold a lock that loop's thread wants)."""
+    if loop is not None and not loop.is_closed():
+        if _running_loop() is loop or not loop.is_running():
+            _forget(loop, fd, reader)
+            return
+        with contextlib.suppress(RuntimeError):  # closed meanwhile: it watches nothing any more
+            loop.call_soon_threadsafe(_forget, loop, fd, reader)
+            return
     os.close(fd)
 
 
-def _forget_writer(loop: asyncio.AbstractEventLoop, fd: int) -> None:
-    loop.remove_writer(fd)
+def _forget(loop: asyncio.AbstractEventLoop, fd: int, reader: bool) -> None:
+    if reader:
+        loop.remove_reader(fd)
+    else:
+        loop.remove_writer(fd)
     os.close(fd)
 
 
