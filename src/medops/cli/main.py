@@ -49,6 +49,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "predictions:app",
         "The prediction log: list and show served answers, export them, replay them against their bundles.",
     ),
+    "monitor": (
+        "monitor:app",
+        "Monitoring: reference profiles, and each window of the prediction log judged for drift and quality.",
+    ),
     "deploy": ("deploy:deploy", "Write a Dockerfile and Kubernetes manifests that serve a registered model."),
     "demo": ("demo:demo", "Run the lifecycle demo end to end on synthetic data."),
     "synth": ("synth:synth", "Generate synthetic clinical data, with drift scenarios."),

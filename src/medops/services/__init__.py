@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from medops.services.evaluation import EvaluationService
     from medops.services.features import FeatureService
     from medops.services.identity import IdentityService
+    from medops.services.monitoring import MonitoringService
     from medops.services.predictions import PredictionService
     from medops.services.registry import RegistryService
     from medops.services.serving import ServingService
@@ -66,6 +67,12 @@ class Services:
         from medops.services.identity import IdentityService
 
         return IdentityService(self.platform)
+
+    @cached_property
+    def monitoring(self) -> MonitoringService:
+        from medops.services.monitoring import MonitoringService
+
+        return MonitoringService(self.platform)
 
     @cached_property
     def predictions(self) -> PredictionService:

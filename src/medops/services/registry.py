@@ -100,8 +100,10 @@ class RegistryService:
         evaluation: str | None = None,
         reason: str | None = None,
         tags: dict[str, str] | None = None,
+        profile: bool = True,
     ) -> VersionInfo:
-        return versions.register(
+        """A new version from a trained run, and (``profile``) its reference profile for monitoring."""
+        info = versions.register(
             self.platform,
             run,
             name,
@@ -112,6 +114,11 @@ class RegistryService:
             tags=tags or {},
             actor=caller.user,
         )
+        if profile:  # what monitoring compares windows with: built from the run, stored beside the version
+            from medops.services.monitoring import MonitoringService
+
+            MonitoringService(self.platform).profile_quietly(caller, info.model, info.version)
+        return info
 
     def models(self, caller: Caller) -> list[ModelSummary]:
         return [ModelSummary(**m) for m in versions.models(self.platform)]

@@ -267,6 +267,34 @@ def iterate(platform: Platform, where: PredictionFilter, *, batch: int = 5_000) 
         after = (page[-1].at, page[-1].id)
 
 
+def text_pages(platform: Platform, where: PredictionFilter, *, batch: int = 50_000) -> Iterator[Any]:
+    """Every match's time, entity and JSON texts (inputs, output) as pyarrow tables of ``batch`` rows,
+    in time order: for readers (monitoring) that parse the texts in bulk rather than row by row."""
+    import pyarrow as pa
+
+    columns = (Prediction.at, Prediction.id, Prediction.entity, Prediction.inputs, Prediction.output)
+    after: tuple[datetime, str] | None = None
+    while True:
+        query = _query(where).with_only_columns(*columns)
+        if after is not None:
+            query = query.where((Prediction.at > after[0]) | ((Prediction.at == after[0]) & (Prediction.id > after[1])))
+        query = query.order_by(Prediction.at, Prediction.id).limit(batch)
+        with platform.db.read() as session:
+            rows = session.execute(query).all()
+        if not rows:
+            return
+        at, ids, entity, inputs, output = (list(c) for c in zip(*rows, strict=True))
+        yield pa.table(
+            {
+                "at": pa.array(at, pa.timestamp("us", tz="UTC")),
+                "entity": pa.array(entity, pa.string()),
+                "inputs": pa.array(inputs, pa.string()),
+                "output": pa.array(output, pa.string()),
+            }
+        )
+        after = (at[-1], ids[-1])
+
+
 def get(platform: Platform, prediction_id: str) -> LoggedPrediction:
     with platform.db.read() as session:
         row = session.get(Prediction, prediction_id)

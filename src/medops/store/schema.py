@@ -458,3 +458,40 @@ class Prediction(Base):
         Index("ix_predictions_model_at", "model", "at"),
         Index("ix_predictions_entity", "entity"),
     )
+
+
+class ReferenceProfileRow(Base):
+    """The reference profile of a registered version (medops.monitoring.profile): written once, never changed."""
+
+    __tablename__ = "reference_profiles"
+
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    artifact_sha256: Mapped[str] = mapped_column(String(64))  # the profile's JSON in the artifact store
+    evaluation_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    rows: Mapped[int] = mapped_column(Integer)  # training rows profiled
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class MonitorWindow(Base):
+    """One monitored window of one model version: its verdicts, append-only (a rerun adds a row)."""
+
+    __tablename__ = "monitor_windows"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(256))  # "predictions", or the batch prediction set's node
+    label: Mapped[str] = mapped_column(String(64))  # the window as a user names it: 2026-11, 2026-11-02+7d
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)  # exclusive
+    rows: Mapped[int] = mapped_column(Integer)
+    judged: Mapped[bool] = mapped_column(Boolean)
+    drifted: Mapped[str] = mapped_column(Text)  # JSON list of the features judged drifted
+    metrics: Mapped[str] = mapped_column(Text)  # JSON: the flat metrics alert rules read
+    document: Mapped[str] = mapped_column(String(64))  # the whole window document in the artifact store
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_monitor_windows_model_start", "model", "start"),)

@@ -26,6 +26,7 @@ from medops.data.sources import FLATTENERS, CsvSource, FhirNdjsonSource, Parquet
 from medops.errors import ConfigError, InvalidInput
 from medops.evaluation.spec import EvaluateSpec
 from medops.features.views import FeatureSet, FeaturesSpec, FeatureViewError, views_from_spec
+from medops.monitoring.spec import MonitorSpec
 from medops.training.estimators import trainer_names
 
 PROJECT_FILE = "medops.yaml"
@@ -191,6 +192,7 @@ class Project(_Strict):
     features_file: str | None = None
     train: TrainSpec | None = None
     evaluate: EvaluateSpec | None = None
+    monitor: MonitorSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Project:

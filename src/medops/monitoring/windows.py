@@ -1,0 +1,256 @@
+"""Monitored windows: their boundaries, their computation over the prediction log, and their records.
+
+A window is a calendar month (``calendar-month``) or a run of whole days (``7d``, ``30d``) from a
+start day, in UTC. Only complete windows are stored: a window still open would be judged on part
+of its rows and then again, differently, when it closes. Each is judged against the reference
+profile of the version that made its predictions (a month that saw a swap has one window per
+version), stored as a document in the artifact store and an append-only row; a rerun of the same
+window adds a row, and the newest is the one shown.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from medops.clock import utc_now
+from medops.errors import InvalidInput, NotFound
+from medops.identity.roles import Role
+from medops.monitoring.drift import judge
+from medops.monitoring.profiles import load
+from medops.monitoring.sources import prediction_chunks
+from medops.monitoring.spec import MonitorSpec
+from medops.monitoring.window import Window
+from medops.platform import Platform
+from medops.store.schema import MonitorWindow, Prediction
+
+MONITOR_ROLES = {Role.ML_ENGINEER, Role.DATA_SCIENTIST, Role.ADMIN}
+_DAYS = re.compile(r"^([1-9][0-9]{0,2})d$")
+PREDICTIONS = "predictions"
+
+
+@dataclass(frozen=True)
+class Span:
+    label: str
+    start: datetime
+    end: datetime  # exclusive
+
+
+def spans(kind: str, start: datetime, until: datetime) -> list[Span]:
+    """The complete windows of ``kind`` from ``start``'s day (or month) up to ``until``."""
+    day = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    out: list[Span] = []
+    if kind == "calendar-month":
+        at = datetime(start.year, start.month, 1, tzinfo=UTC)
+        while True:
+            following = datetime(at.year + at.month // 12, at.month % 12 + 1, 1, tzinfo=UTC)
+            if following > until:
+                return out
+            out.append(Span(f"{at:%Y-%m}", at, following))
+            at = following
+    match = _DAYS.match(kind)
+    if match is None:
+        raise InvalidInput(
+            f"--window {kind!r}: not a window", hint="calendar-month, or a number of days such as 7d or 30d"
+        )
+    length = timedelta(days=int(match.group(1)))
+    while day + length <= until:
+        out.append(Span(f"{day:%Y-%m-%d}+{kind}", day, day + length))
+        day += length
+    return out
+
+
+@dataclass(frozen=True)
+class WindowInfo:
+    id: str
+    model: str
+    version: int
+    source: str
+    label: str
+    start: datetime
+    end: datetime
+    rows: int
+    judged: bool
+    drifted: list[str]
+    metrics: dict[str, float]
+    document: str
+    created_at: datetime
+    created_by: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "model": self.model,
+            "version": self.version,
+            "source": self.source,
+            "window": self.label,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "rows": self.rows,
+            "judged": self.judged,
+            "drifted": self.drifted,
+            "created_at": self.created_at.isoformat(),
+            "created_by": self.created_by,
+        }
+
+
+def first_prediction(ws: Platform, model: str) -> datetime | None:
+    with ws.db.read() as session:
+        found = session.scalar(select(func.min(Prediction.at)).where(Prediction.model == model))
+    return None if found is None else found.astimezone(UTC)
+
+
+def versions_in(ws: Platform, model: str, span: Span) -> list[int]:
+    """The versions that made predictions in the window."""
+    query = (
+        select(Prediction.version)
+        .where(Prediction.model == model, Prediction.at >= span.start, Prediction.at < span.end)
+        .distinct()
+    )
+    with ws.db.read() as session:
+        return sorted(int(v) for v in session.scalars(query))
+
+
+def compute(ws: Platform, model: str, version: int, span: Span, spec: MonitorSpec) -> dict[str, Any]:
+    """One window's document: the version's logged rows in the span, judged against its profile."""
+    profile = load(ws, model, version)
+    window = Window.start(profile)
+    for columns, scores in prediction_chunks(ws, profile, model, version, span.start, span.end):
+        window.add(columns, scores, profile)
+    doc = judge(profile, window, spec)
+    return {
+        "model": model,
+        "version": version,
+        "source": PREDICTIONS,
+        "window": span.label,
+        "start": span.start.isoformat(),
+        "end": span.end.isoformat(),
+        "spec": spec.model_dump(),
+        **doc,
+    }
+
+
+def store(ws: Platform, doc: dict[str, Any], *, actor: str) -> WindowInfo:
+    """Record a window's document: the artifact first (harmless if the transaction fails), then the row."""
+    digest = ws.artifacts.put(json.dumps(finite(doc), sort_keys=True, allow_nan=False, default=str).encode())
+    window_id = uuid.uuid4().hex
+    entity = f"{doc['model']}:{doc['version']}"
+    with ws.users.authorized(actor, "monitor.window", "model", entity, MONITOR_ROLES) as ch:
+        ch.session.add(
+            MonitorWindow(
+                id=window_id,
+                model=doc["model"],
+                version=doc["version"],
+                source=doc["source"],
+                label=doc["window"],
+                start=datetime.fromisoformat(doc["start"]),
+                end=datetime.fromisoformat(doc["end"]),
+                rows=doc["rows"],
+                judged=doc["judged"],
+                drifted=json.dumps(doc["drifted"]),
+                metrics=json.dumps(doc["metrics"], sort_keys=True),
+                document=digest,
+                created_at=utc_now(),
+                created_by=actor,
+            )
+        )
+        ch.after = {"window": doc["window"], "rows": doc["rows"], "drifted": doc["drifted"], "document": digest}
+    return get(ws, window_id)
+
+
+def run(
+    ws: Platform,
+    model: str,
+    kind: str,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    spec: MonitorSpec,
+    actor: str,
+    progress: Callable[[Span, int], None] | None = None,
+) -> list[WindowInfo]:
+    """Compute and store every complete window of ``model``'s log from ``since`` (default: its first
+    prediction) up to ``until`` (default: now)."""
+    start = since or first_prediction(ws, model)
+    if start is None:
+        raise NotFound(f"the prediction log holds nothing of {model!r}", code="no_predictions")
+    stored: list[WindowInfo] = []
+    for span in spans(kind, start, until or utc_now()):
+        for version in versions_in(ws, model, span):
+            if progress is not None:
+                progress(span, version)
+            stored.append(store(ws, compute(ws, model, version, span, spec), actor=actor))
+    return stored
+
+
+def get(ws: Platform, window_id: str) -> WindowInfo:
+    with ws.db.read() as session:
+        row = session.get(MonitorWindow, window_id)
+        if row is None:
+            prefixed = select(MonitorWindow).where(MonitorWindow.id.startswith(window_id)).limit(2)
+            matches = list(session.scalars(prefixed))
+            if len(matches) != 1 or len(window_id) < 6:
+                raise NotFound(f"no monitored window {window_id!r}", code="window_not_found")
+            row = matches[0]
+        return _info(row)
+
+
+def listing(ws: Platform, model: str | None = None, limit: int = 100) -> list[WindowInfo]:
+    """The newest record of each window, newest windows first."""
+    query = select(MonitorWindow).order_by(MonitorWindow.start.desc(), MonitorWindow.created_at.desc())
+    if model is not None:
+        query = query.where(MonitorWindow.model == model)
+    seen: set[tuple[str, int, str, str]] = set()
+    out: list[WindowInfo] = []
+    with ws.db.read() as session:
+        for row in session.scalars(query):
+            key = (row.model, row.version, row.source, row.label)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(_info(row))
+            if len(out) >= limit:
+                break
+    return out
+
+
+def document(ws: Platform, info: WindowInfo) -> dict[str, Any]:
+    return dict(json.loads(ws.artifacts.read_bytes(info.document)))
+
+
+def _info(row: MonitorWindow) -> WindowInfo:
+    return WindowInfo(
+        row.id,
+        row.model,
+        row.version,
+        row.source,
+        row.label,
+        row.start,
+        row.end,
+        row.rows,
+        row.judged,
+        list(json.loads(row.drifted)),
+        dict(json.loads(row.metrics)),
+        row.document,
+        row.created_at,
+        row.created_by,
+    )
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity as None: a statistic that could not be computed is null in JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value

@@ -1,0 +1,113 @@
+"""Monitoring as its users meet it: reference profiles, monitored windows, their verdicts.
+
+Reading windows is open to every role that reads models (the auditor included); computing them
+and writing profiles is a change, role-checked and audited in medops.monitoring. Every run first
+drains what stopped servers left in their spools, so a window judges every prediction whose
+response was sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from medops.caller import Caller
+from medops.errors import InvalidInput, MedopsError
+from medops.identity.roles import Role
+from medops.monitoring import profiles, windows
+from medops.monitoring.profiles import ProfileInfo
+from medops.monitoring.spec import MonitorSpec
+from medops.monitoring.windows import Span, WindowInfo
+from medops.platform import Platform
+from medops.registry.versions import parse_ref
+from medops.serving import prediction_log
+
+log = logging.getLogger("medops.monitoring")
+READ_ROLES = set(Role) - {Role.PREDICTOR}  # a prediction token reads nothing else
+
+
+@dataclass(frozen=True)
+class Backfill:
+    profiled: list[ProfileInfo]
+    failed: list[tuple[str, str]]  # version, why
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "profiled": [p.to_json() for p in self.profiled],
+            "failed": [{"version": v, "why": why} for v, why in self.failed],
+        }
+
+
+class MonitoringService:
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def profile(self, caller: Caller, ref: str) -> ProfileInfo:
+        """Build and store the reference profile of ``NAME:VERSION``."""
+        self.platform.users.require_role(caller.user, "monitor.profile", profiles.PROFILE_ROLES)  # before the work
+        name, version = parse_ref(ref)
+        if version is None:
+            raise InvalidInput(f"{ref!r}: name the version", hint="for example readmission_30d:2")
+        profile, evaluation = profiles.build_for_version(self.platform, name, version)
+        return profiles.save(self.platform, name, version, profile, evaluation, actor=caller.user)
+
+    def profile_quietly(self, caller: Caller, name: str, version: int) -> ProfileInfo | None:
+        """``profile`` right after registration: a failure leaves the version registered and is logged;
+        `medops monitor profile --backfill` builds it later."""
+        try:
+            return self.profile(caller, f"{name}:{version}")
+        except MedopsError as exc:
+            log.warning("%s:%s: no reference profile yet (%s)", name, version, exc.code or type(exc).__name__)
+            return None
+
+    def backfill(self, caller: Caller, progress: Callable[[str], None] | None = None) -> Backfill:
+        """A profile for every trained version that has none."""
+        self.platform.users.require_role(caller.user, "monitor.profile", profiles.PROFILE_ROLES)
+        done: list[ProfileInfo] = []
+        failed: list[tuple[str, str]] = []
+        for name, version in profiles.missing(self.platform):
+            ref = f"{name}:{version}"
+            if progress is not None:
+                progress(ref)
+            try:
+                done.append(self.profile(caller, ref))
+            except MedopsError as exc:
+                failed.append((ref, str(exc)))
+        return Backfill(done, failed)
+
+    def run(
+        self,
+        caller: Caller,
+        model: str,
+        *,
+        window: str = "calendar-month",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        spec: MonitorSpec | None = None,
+        progress: Callable[[Span, int], None] | None = None,
+    ) -> list[WindowInfo]:
+        """Judge and store every complete window of ``model``'s prediction log."""
+        self.platform.users.require_role(caller.user, "monitor.run", windows.MONITOR_ROLES)
+        prediction_log.recover(self.platform)
+        return windows.run(
+            self.platform,
+            model,
+            window,
+            since=since,
+            until=until,
+            spec=spec or MonitorSpec(),
+            actor=caller.user,
+            progress=progress,
+        )
+
+    def windows(self, caller: Caller, model: str | None = None, *, limit: int = 100) -> list[WindowInfo]:
+        self.platform.users.require_role(caller.user, "monitor.list", READ_ROLES)
+        return windows.listing(self.platform, model, limit)
+
+    def show(self, caller: Caller, window_id: str) -> tuple[WindowInfo, dict[str, Any]]:
+        self.platform.users.require_role(caller.user, "monitor.show", READ_ROLES)
+        info = windows.get(self.platform, window_id.strip())
+        return info, windows.document(self.platform, info)

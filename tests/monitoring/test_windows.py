@@ -1,0 +1,153 @@
+"""Monitoring over the prediction log on both backends: the profile made at registration, calendar
+windows judged per version and stored append-only, roles, audit, and the refusals."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medops.audit import AuditFilter, list_events
+from medops.caller import Caller
+from medops.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from medops.identity import Role
+from medops.monitoring import profiles, windows
+from medops.monitoring.windows import spans
+from medops.services import Services
+from medops.serving import prediction_log
+from medops.training import Tracker, stored
+from medops.workspace import Workspace
+from tests.factories import COHORT_FEATURES, PASSWORD, cohort
+
+pytestmark = pytest.mark.usefixtures("pseudonym_key")
+OCTOBER = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+def log_rows(ws: Workspace, run: str, version: Any, frame: pd.DataFrame, month: datetime) -> None:
+    """``frame`` scored by the run's model and written to the log as served answers within ``month``."""
+    tracker = Tracker(ws)
+    scores = stored.model(tracker, tracker.get(run)).predict_proba(frame[COHORT_FEATURES])
+    step = timedelta(days=28) / len(frame)
+    records = [
+        {
+            "id": str(uuid.uuid4()),
+            "at": (month + i * step).isoformat(),
+            "model": version.model,
+            "version": version.version,
+            "bundle_sha256": version.artifact_sha256,
+            "variant": "champion",
+            "request_id": uuid.uuid4().hex,
+            "caller": "ehr",
+            "entity": None,
+            "inputs": json.dumps({k: float(row[k]) for k in COHORT_FEATURES}),
+            "output": json.dumps({"probability": float(p), "decision": int(p >= 0.5), "threshold": 0.5}),
+            "explanation": None,
+            "latency_ms": 1.0,
+        }
+        for i, ((_, row), p) in enumerate(zip(frame.iterrows(), scores, strict=True))
+    ]
+    prediction_log.store(ws)(records)
+
+
+@pytest.fixture
+def monitored(registry: tuple[Workspace, str]) -> tuple[Workspace, Any]:
+    ws, run = registry
+    ws.users.add("admin", "audrey", "Audrey Lind", PASSWORD, [Role.AUDITOR])
+    ws.users.add("admin", "pete", "Pete Ehr", PASSWORD, [Role.PREDICTOR])
+    version = Services(ws).registry.register(Caller("alice"), run, "readmission")
+    log_rows(ws, run, version, cohort(900, biased=False, seed=21), OCTOBER)
+    older = cohort(900, biased=False, seed=22)
+    older["age"] = older["age"] + 14  # a population that aged: more than a standard deviation of age
+    log_rows(ws, run, version, older, datetime(2026, 11, 1, tzinfo=UTC))
+    return ws, version
+
+
+def test_registration_stores_the_profile_once(monitored: tuple[Workspace, Any]) -> None:
+    ws, version = monitored
+    info = profiles.get(ws, "readmission", version.version)
+    profile = profiles.load(ws, "readmission", version.version)
+    assert info.rows == profile.rows > 1000 and set(profile.features) == set(COHORT_FEATURES)
+    assert profile.performance["metrics"]["auroc"]["low"] <= profile.performance["metrics"]["auroc"]["value"]
+    with pytest.raises(Conflict, match="already has its reference profile"):
+        Services(ws).monitoring.profile(Caller("alice"), version.ref)
+    with pytest.raises(InvalidInput, match="name the version"):
+        Services(ws).monitoring.profile(Caller("alice"), "readmission")
+    events = list_events(ws.db, AuditFilter(action="monitor.profile"))
+    assert [(e.actor, e.entity_id) for e in events] == [("alice", version.ref)]
+
+
+def test_each_month_is_judged_against_the_profile(monitored: tuple[Workspace, Any]) -> None:
+    ws, version = monitored
+    service = Services(ws).monitoring
+    found = service.run(Caller("ming"), "readmission", since=OCTOBER, until=datetime(2026, 12, 1, tzinfo=UTC))
+    assert [(w.label, w.rows, w.judged) for w in found] == [("2026-10", 900, True), ("2026-11", 900, True)]
+    assert found[0].drifted == []
+    assert found[1].drifted == ["age"]
+    assert found[1].metrics["drift.age.psi"] > 0.2 > found[0].metrics["drift.age.psi"]
+    info, doc = service.show(Caller("audrey"), found[1].id[:12])
+    assert info.id == found[1].id and doc["features"]["age"]["drifted"] and doc["window"] == "2026-11"
+    assert doc["prediction"]["drifted"]  # older patients: higher risk scores
+    # judged again: a new record, and the listing shows the newest of each window
+    again = service.run(Caller("ming"), "readmission", since=datetime(2026, 11, 1, tzinfo=UTC), until=found[1].end)
+    listed = service.windows(Caller("audrey"), "readmission")
+    assert [w.id for w in listed] == [again[0].id, found[0].id]
+    assert len(list_events(ws.db, AuditFilter(action="monitor.window"))) == 3
+
+
+def test_only_complete_windows_are_judged(monitored: tuple[Workspace, Any]) -> None:
+    ws, _ = monitored
+    found = Services(ws).monitoring.run(
+        Caller("ming"), "readmission", window="7d", since=OCTOBER, until=datetime(2026, 10, 20, tzinfo=UTC)
+    )
+    assert [w.label for w in found] == ["2026-10-01+7d", "2026-10-08+7d"]
+
+
+def test_roles(monitored: tuple[Workspace, Any]) -> None:
+    ws, _ = monitored
+    service = Services(ws).monitoring
+    with pytest.raises(PermissionDenied):
+        service.run(Caller("audrey"), "readmission", since=OCTOBER)  # an auditor reads, never writes
+    with pytest.raises(PermissionDenied):
+        service.windows(Caller("pete"))  # a prediction token reads nothing else
+    with pytest.raises(PermissionDenied):
+        service.backfill(Caller("audrey"))
+
+
+def test_refusals(monitored: tuple[Workspace, Any]) -> None:
+    ws, _ = monitored
+    service = Services(ws).monitoring
+    with pytest.raises(NotFound, match="holds nothing"):
+        service.run(Caller("ming"), "sepsis")
+    with pytest.raises(InvalidInput, match="not a window"):
+        service.run(Caller("ming"), "readmission", window="fortnight", since=OCTOBER)
+    with pytest.raises(NotFound, match="no monitored window"):
+        service.show(Caller("audrey"), "abc")
+
+
+def test_backfill_profiles_a_version_registered_without_one(registry: tuple[Workspace, str]) -> None:
+    ws, run = registry
+    service = Services(ws)
+    version = service.registry.register(Caller("alice"), run, "readmission", profile=False)
+    with pytest.raises(NotFound, match="no reference profile"):
+        profiles.get(ws, "readmission", version.version)
+    assert profiles.missing(ws) == [("readmission", version.version)]
+    result = service.monitoring.backfill(Caller("alice"))
+    assert [(p.model, p.version) for p in result.profiled] == [("readmission", version.version)] and not result.failed
+    assert profiles.missing(ws) == []
+
+
+def test_window_spans() -> None:
+    months = spans("calendar-month", datetime(2026, 11, 17, tzinfo=UTC), datetime(2027, 2, 1, tzinfo=UTC))
+    assert [(s.label, s.start.day, s.end.month) for s in months] == [
+        ("2026-11", 1, 12),
+        ("2026-12", 1, 1),
+        ("2027-01", 1, 2),
+    ]
+    assert spans("30d", datetime(2026, 11, 17, 15, tzinfo=UTC), datetime(2026, 12, 16, tzinfo=UTC)) == []
+    assert np.all([s.end - s.start == timedelta(days=7) for s in spans("7d", OCTOBER, OCTOBER + timedelta(days=30))])
+    assert windows.finite({"a": [float("nan"), 1.0]}) == {"a": [None, 1.0]}
