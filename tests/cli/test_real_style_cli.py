@@ -182,3 +182,31 @@ def test_a_flat_extract_from_init_to_production(
     assert any(None in p["inputs"].values() for p in logged)
     code, out, err = medops("oscar", "predictions", "replay", "--json")
     assert code == 0 and json.loads(out)["replayed"] == len(answered), err
+
+    # Monitored: the profile was made at registration, from rows with NA, ages capped at 90, a year column
+    code, out, err = medops("ming", "monitor", "profile", "pbc:1")
+    assert code != 0 and "already has its reference profile" in err
+    code, out, err = medops("ming", "monitor", "run", "pbc", "--window", "1d")
+    assert code == 0 and "no complete 1d window" in out, err  # today's traffic: its day has not ended
+    with Workspace.open(home) as ws:  # the same traffic a day earlier: one complete day to judge
+        yesterday = [
+            {**p, "id": f"{p['id'][:-4]}beef", "at": p["at"].replace(p["at"][:10], day), "inputs": json.dumps(p["inputs"]),
+             "output": json.dumps(p["output"]), "explanation": None}
+            for p in logged
+            for day in [(pd.Timestamp(p["at"]) - pd.Timedelta(days=1)).strftime("%Y-%m-%d")]
+        ]  # fmt: skip
+        from medops.serving.prediction_log import store
+
+        store(ws)(yesterday)
+    code, out, err = medops("ming", "monitor", "run", "pbc", "--window", "1d", "--since", "2d", "--json")
+    assert code == 0, err
+    [window] = json.loads(out)
+    assert window["rows"] == len(answered) and window["judged"], window
+    code, out, err = medops("carol", "monitor", "show", window["id"], "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["features"]["age"]["missing"]["current"] == 0
+    assert doc["features"]["bili"]["missing"]["reference"] > 0  # the NA tokens, counted as missing
+    assert doc["features"]["dx_date_year"]["kind"] == "numeric"
+    code, out, err = medops("carol", "monitor", "show", window["id"])
+    assert code == 0 and "pbc:1" in out and "bili" in out, err

@@ -104,7 +104,7 @@ def get(ws: Platform, name: str, version: int) -> ProfileInfo:
             raise NotFound(
                 f"{name}:{version} has no reference profile",
                 code="no_profile",
-                hint="medops monitor profile --backfill builds the missing ones",
+                hint="profile it: registration does, and older versions can be profiled afterwards",
             )
         return _info(row)
 

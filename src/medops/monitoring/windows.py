@@ -182,8 +182,9 @@ def run(
     start = since or first_prediction(ws, model)
     if start is None:
         raise NotFound(f"the prediction log holds nothing of {model!r}", code="no_predictions")
+    now = utc_now()
     stored: list[WindowInfo] = []
-    for span in spans(kind, start, until or utc_now()):
+    for span in spans(kind, start, min(until or now, now)):  # a window that has not ended yet is not judged
         for version in versions_in(ws, model, span):
             if progress is not None:
                 progress(span, version)
