@@ -133,6 +133,8 @@ CODES: dict[str, str] = {
     "no_training_rows": "an imported version's training rows are not in this workspace",
     "profile_exists": "the model version already has its reference profile",
     "window_not_found": "no monitored window with that id",
+    "alert_not_found": "no alert with that id",
+    "alert_state": "the alert is not in a state that allows this move",
     "invalid_table": "an Arrow or Parquet request body could not be read",
     "invalid_rows": "rows sent for prediction failed the input schema, field by field",
     "reason_required": "a change to an existing record must say why",

@@ -3,68 +3,23 @@ windows judged per version and stored append-only, roles, audit, and the refusal
 
 from __future__ import annotations
 
-import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from medops.audit import AuditFilter, list_events
 from medops.caller import Caller
 from medops.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from medops.identity import Role
 from medops.monitoring import profiles, windows
 from medops.monitoring.windows import spans
 from medops.services import Services
-from medops.serving import prediction_log
-from medops.training import Tracker, stored
 from medops.workspace import Workspace
-from tests.factories import COHORT_FEATURES, PASSWORD, cohort
+from tests.factories import COHORT_FEATURES
+from tests.monitoring.conftest import NOVEMBER, OCTOBER
 
 pytestmark = pytest.mark.usefixtures("pseudonym_key")
-OCTOBER = datetime(2026, 10, 1, tzinfo=UTC)
-
-
-def log_rows(ws: Workspace, run: str, version: Any, frame: pd.DataFrame, month: datetime) -> None:
-    """``frame`` scored by the run's model and written to the log as served answers within ``month``."""
-    tracker = Tracker(ws)
-    scores = stored.model(tracker, tracker.get(run)).predict_proba(frame[COHORT_FEATURES])
-    step = timedelta(days=28) / len(frame)
-    records = [
-        {
-            "id": str(uuid.uuid4()),
-            "at": (month + i * step).isoformat(),
-            "model": version.model,
-            "version": version.version,
-            "bundle_sha256": version.artifact_sha256,
-            "variant": "champion",
-            "request_id": uuid.uuid4().hex,
-            "caller": "ehr",
-            "entity": None,
-            "inputs": json.dumps({k: float(row[k]) for k in COHORT_FEATURES}),
-            "output": json.dumps({"probability": float(p), "decision": int(p >= 0.5), "threshold": 0.5}),
-            "explanation": None,
-            "latency_ms": 1.0,
-        }
-        for i, ((_, row), p) in enumerate(zip(frame.iterrows(), scores, strict=True))
-    ]
-    prediction_log.store(ws)(records)
-
-
-@pytest.fixture
-def monitored(registry: tuple[Workspace, str]) -> tuple[Workspace, Any]:
-    ws, run = registry
-    ws.users.add("admin", "audrey", "Audrey Lind", PASSWORD, [Role.AUDITOR])
-    ws.users.add("admin", "pete", "Pete Ehr", PASSWORD, [Role.PREDICTOR])
-    version = Services(ws).registry.register(Caller("alice"), run, "readmission")
-    log_rows(ws, run, version, cohort(900, biased=False, seed=21), OCTOBER)
-    older = cohort(900, biased=False, seed=22)
-    older["age"] = older["age"] + 14  # a population that aged: more than a standard deviation of age
-    log_rows(ws, run, version, older, datetime(2026, 11, 1, tzinfo=UTC))
-    return ws, version
 
 
 def test_registration_stores_the_profile_once(monitored: tuple[Workspace, Any]) -> None:
@@ -84,7 +39,7 @@ def test_registration_stores_the_profile_once(monitored: tuple[Workspace, Any]) 
 def test_each_month_is_judged_against_the_profile(monitored: tuple[Workspace, Any]) -> None:
     ws, version = monitored
     service = Services(ws).monitoring
-    found = service.run(Caller("ming"), "readmission", since=OCTOBER, until=datetime(2026, 12, 1, tzinfo=UTC))
+    found = service.run(Caller("ming"), "readmission", since=OCTOBER, until=datetime(2026, 12, 1, tzinfo=UTC)).windows
     assert [(w.label, w.rows, w.judged) for w in found] == [("2026-10", 900, True), ("2026-11", 900, True)]
     assert found[0].drifted == []
     assert found[1].drifted == ["age"]
@@ -93,7 +48,7 @@ def test_each_month_is_judged_against_the_profile(monitored: tuple[Workspace, An
     assert info.id == found[1].id and doc["features"]["age"]["drifted"] and doc["window"] == "2026-11"
     assert doc["prediction"]["drifted"]  # older patients: higher risk scores
     # judged again: a new record, and the listing shows the newest of each window
-    again = service.run(Caller("ming"), "readmission", since=datetime(2026, 11, 1, tzinfo=UTC), until=found[1].end)
+    again = service.run(Caller("ming"), "readmission", since=NOVEMBER, until=found[1].end).windows
     listed = service.windows(Caller("audrey"), "readmission")
     assert [w.id for w in listed] == [again[0].id, found[0].id]
     assert len(list_events(ws.db, AuditFilter(action="monitor.window"))) == 3
@@ -101,8 +56,12 @@ def test_each_month_is_judged_against_the_profile(monitored: tuple[Workspace, An
 
 def test_only_complete_windows_are_judged(monitored: tuple[Workspace, Any]) -> None:
     ws, _ = monitored
-    found = Services(ws).monitoring.run(
-        Caller("ming"), "readmission", window="7d", since=OCTOBER, until=datetime(2026, 10, 20, tzinfo=UTC)
+    found = (
+        Services(ws)
+        .monitoring.run(
+            Caller("ming"), "readmission", window="7d", since=OCTOBER, until=datetime(2026, 10, 20, tzinfo=UTC)
+        )
+        .windows
     )
     assert [w.label for w in found] == ["2026-10-01+7d", "2026-10-08+7d"]
 

@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "monitor:app",
         "Monitoring: reference profiles, and each window of the prediction log judged for drift and quality.",
     ),
+    "alerts": ("alerts:app", "Monitoring alerts: list and show them, acknowledge and resolve them with a reason."),
     "deploy": ("deploy:deploy", "Write a Dockerfile and Kubernetes manifests that serve a registered model."),
     "demo": ("demo:demo", "Run the lifecycle demo end to end on synthetic data."),
     "synth": ("synth:synth", "Generate synthetic clinical data, with drift scenarios."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +89,15 @@ def run_cmd(
     prediction drift, missing values, out-of-range values, new categories and suspected unit
     changes. Thresholds come from the project file's monitor section. Each window is stored.
     """
+    from medops.monitoring.channels import Channels
     from medops.services import Services
 
     spec = _spec(project)
     start, end = _moment(since, "--since"), _moment(until, "--until")
+    named = [c.secret_env for c in (spec.channels.webhook,) if c is not None]
+    if spec.channels.email is not None:
+        named += [n for n in (spec.channels.email.username_env, spec.channels.email.password_env) if n]
+    channels = Channels(spec.channels, {n: os.environ[n] for n in named if n in os.environ})
     with open_workspace() as ws:
         with progress_bar(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), enabled=not as_json
@@ -104,15 +110,24 @@ def run_cmd(
                 since=start,
                 until=end,
                 spec=spec,
+                channels=channels,
                 progress=lambda span, v: bar.update(task, description=f"{span.label} (version {v})"),
             )
     if as_json:
-        print_json([w.to_json() for w in found])
+        print_json(found.to_json())
         return
-    if not found:
+    if not found.windows:
         console.print(f"no complete {window} window of {escape(model)} to judge yet")
-        return
-    _windows(found)
+    else:
+        _windows(found.windows)
+    for alert in found.alerts:
+        sent = ", ".join(
+            f"{d['channel']} {'ok' if d['delivered'] else 'FAILED: ' + d['detail']}" for d in alert.deliveries
+        )
+        console.print(
+            f"[red]alert[/] {alert.id[:12]} {alert.severity}: {escape(alert.rule)} on {alert.model}:{alert.version} "
+            f"({escape(alert.condition)}); told: {escape(sent) or '-'}"
+        )
 
 
 def _windows(found: list[Any]) -> None:

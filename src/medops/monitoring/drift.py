@@ -122,6 +122,10 @@ def judge(profile: ReferenceProfile, window: Window, spec: MonitorSpec) -> dict[
     metrics["drift.features"] = float(len(drifted))
     prediction = _prediction(profile, window, spec, judged)
     metrics.update({f"prediction.{k}": v for k, v in prediction["metrics"].items()})
+    # the verdicts as counts, for alert rules (all 0 in a window too small to judge)
+    metrics["prediction.drifted"] = float(prediction["drifted"])
+    metrics["quality.unit_changes"] = float(judged and sum(f.get("unit_change") is not None for f in features.values()))
+    metrics["quality.flags"] = float(sum(_flags(f) for f in features.values()))
     return {
         "rows": window.rows,
         "judged": judged,
@@ -143,3 +147,12 @@ def _prediction(profile: ReferenceProfile, window: Window, spec: MonitorSpec, ju
     doc["metrics"] = {s["name"]: s["value"] for s in doc["statistics"]}
     doc["metrics"]["above_threshold_change"] = share - profile.above_threshold if window.rows else float("nan")
     return doc
+
+
+def _flags(feature: dict[str, Any]) -> int:
+    """The quality findings flagged on one feature (missing, out of range, new categories)."""
+    return (
+        int(bool(feature["missing"]["flagged"]))
+        + int(bool(feature.get("out_of_range", {}).get("flagged")))
+        + int(bool(feature.get("new_category_flagged")))
+    )

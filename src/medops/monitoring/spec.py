@@ -9,9 +9,9 @@ and Jensen-Shannon at 0.1 are small-to-moderate effects) and docs/monitoring.md 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Positive = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(gt=0, le=1)]
@@ -41,6 +41,89 @@ class QualitySpec(_Strict):
     new_category: Fraction = 0.01  # values of a category the reference never held
 
 
+Channel = Literal["log", "webhook", "email"]
+_NAME = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+class AlertRule(_Strict):
+    """An alert when ``metric`` (a window metric, or a pattern such as ``drift.*.psi``: any match) is
+    above or below a value in each of the last ``windows`` windows of a model version."""
+
+    name: str = Field(pattern=_NAME)
+    metric: str = Field(min_length=1)
+    above: float | None = None
+    below: float | None = None
+    windows: Annotated[int, Field(ge=1, le=24)] = 1
+    severity: Literal["info", "warning", "critical"] = "warning"
+    channels: list[Channel] = ["log"]
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> AlertRule:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give one of above or below")
+        return self
+
+    def breached(self, value: float) -> bool:
+        return value > self.above if self.above is not None else value < float(self.below or 0.0)
+
+    @property
+    def condition(self) -> str:
+        return f"{self.metric} > {self.above:g}" if self.above is not None else f"{self.metric} < {self.below:g}"
+
+
+# What a project without rules gets: each kind of verdict a window can reach raises an alert.
+DEFAULT_RULES = (
+    AlertRule(name="feature_drift", metric="drift.features", above=0, severity="warning"),
+    AlertRule(name="prediction_drift", metric="prediction.drifted", above=0, severity="warning"),
+    AlertRule(name="unit_change", metric="quality.unit_changes", above=0, severity="critical"),
+    AlertRule(name="data_quality", metric="quality.flags", above=0, severity="warning"),
+)
+
+
+class WebhookSpec(_Strict):
+    """JSON POSTed to ``url``, signed with HMAC-SHA256 by the secret in the environment variable named."""
+
+    url: str = Field(pattern=r"^https?://")
+    secret_env: str = Field("MEDOPS_WEBHOOK_SECRET", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    attempts: Annotated[int, Field(ge=1, le=10)] = 4
+    timeout: Positive = 5.0
+
+
+class EmailSpec(_Strict):
+    """Mail through an SMTP server; the login, if any, from the environment variables named."""
+
+    host: str = Field(min_length=1)
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+    starttls: bool = True
+    username_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    password_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    timeout: Positive = 10.0
+
+
+class ChannelsSpec(_Strict):
+    webhook: WebhookSpec | None = None
+    email: EmailSpec | None = None
+
+
 class MonitorSpec(_Strict):
     drift: DriftSpec = DriftSpec()
     quality: QualitySpec = QualitySpec()
+    alerts: list[AlertRule] | None = None  # None: DEFAULT_RULES; [] turns alerts off
+    channels: ChannelsSpec = ChannelsSpec()
+
+    @property
+    def rules(self) -> tuple[AlertRule, ...]:
+        return DEFAULT_RULES if self.alerts is None else tuple(self.alerts)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MonitorSpec:
+        names = [r.name for r in self.rules]
+        if len(set(names)) != len(names):
+            raise ValueError("alerts: each rule needs its own name")
+        for rule in self.rules:
+            for channel in rule.channels:
+                if channel != "log" and getattr(self.channels, channel) is None:
+                    raise ValueError(f"alerts.{rule.name}: channel {channel!r} is not configured under channels")
+        return self

@@ -17,7 +17,9 @@ from typing import Any
 from medops.caller import Caller
 from medops.errors import InvalidInput, MedopsError
 from medops.identity.roles import Role
-from medops.monitoring import profiles, windows
+from medops.monitoring import alerts, profiles, windows
+from medops.monitoring.alerts import AlertInfo
+from medops.monitoring.channels import Channels
 from medops.monitoring.profiles import ProfileInfo
 from medops.monitoring.spec import MonitorSpec
 from medops.monitoring.windows import Span, WindowInfo
@@ -27,6 +29,15 @@ from medops.serving import prediction_log
 
 log = logging.getLogger("medops.monitoring")
 READ_ROLES = set(Role) - {Role.PREDICTOR}  # a prediction token reads nothing else
+
+
+@dataclass(frozen=True)
+class MonitorRun:
+    windows: list[WindowInfo]
+    alerts: list[AlertInfo]  # opened by this run, with their deliveries
+
+    def to_json(self) -> dict[str, Any]:
+        return {"windows": [w.to_json() for w in self.windows], "alerts": [a.to_json() for a in self.alerts]}
 
 
 @dataclass(frozen=True)
@@ -87,21 +98,52 @@ class MonitoringService:
         since: datetime | None = None,
         until: datetime | None = None,
         spec: MonitorSpec | None = None,
+        channels: Channels | None = None,
         progress: Callable[[Span, int], None] | None = None,
-    ) -> list[WindowInfo]:
-        """Judge and store every complete window of ``model``'s prediction log."""
+    ) -> MonitorRun:
+        """Judge and store every complete window of ``model``'s prediction log, then open the alerts its rules
+        raise and tell their channels (``channels``: the configured ones with their secrets; None: log only)."""
         self.platform.users.require_role(caller.user, "monitor.run", windows.MONITOR_ROLES)
+        spec = spec or MonitorSpec()
         prediction_log.recover(self.platform)
-        return windows.run(
+        judged = windows.run(
             self.platform,
             model,
             window,
             since=since,
             until=until,
-            spec=spec or MonitorSpec(),
+            spec=spec,
             actor=caller.user,
             progress=progress,
         )
+        opened = alerts.evaluate(self.platform, model, spec, actor=caller.user)
+        told = channels or Channels(spec.channels)
+        rules = {r.name: r for r in spec.rules}
+        delivered = []
+        for alert in opened:
+            wanted = list(rules[alert.rule].channels) if channels is not None else ["log"]
+            for outcome in told.deliver(alert, wanted):
+                alerts.record_delivery(
+                    self.platform, alert.id, outcome.channel, outcome.delivered, outcome.attempts, outcome.detail
+                )
+            delivered.append(alerts.get(self.platform, alert.id))
+        return MonitorRun(judged, delivered)
+
+    def alerts(
+        self, caller: Caller, *, model: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[AlertInfo]:
+        self.platform.users.require_role(caller.user, "alert.list", READ_ROLES)
+        return alerts.listing_alerts(self.platform, model=model, state=state, limit=limit)
+
+    def alert(self, caller: Caller, alert_id: str) -> AlertInfo:
+        self.platform.users.require_role(caller.user, "alert.show", READ_ROLES)
+        return alerts.get(self.platform, alert_id)
+
+    def acknowledge(self, caller: Caller, alert_id: str, reason: str) -> AlertInfo:
+        return alerts.acknowledge(self.platform, alert_id, actor=caller.user, reason=reason)
+
+    def resolve(self, caller: Caller, alert_id: str, reason: str) -> AlertInfo:
+        return alerts.resolve(self.platform, alert_id, actor=caller.user, reason=reason)
 
     def windows(self, caller: Caller, model: str | None = None, *, limit: int = 100) -> list[WindowInfo]:
         self.platform.users.require_role(caller.user, "monitor.list", READ_ROLES)

@@ -495,3 +495,53 @@ class MonitorWindow(Base):
     created_by: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_monitor_windows_model_start", "model", "start"),)
+
+
+class Alert(Base):
+    """An alert raised by a rule on a model's windows: open, then acknowledged, then resolved, each move by a
+    user with a reason and audited. At most one alert per rule and model is not resolved (the index says so)."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    rule: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    condition: Mapped[str] = mapped_column(Text)  # the rule as it read when it fired
+    breaches: Mapped[str] = mapped_column(Text)  # JSON: the metrics that crossed, per window
+    window_id: Mapped[str] = mapped_column(String(32))  # the window that raised it
+    state: Mapped[str] = mapped_column(String(16))  # open, acknowledged, resolved
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    opened_by: Mapped[str] = mapped_column(String(64))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    acknowledged_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    resolved_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (
+        Index(
+            "uq_alerts_unresolved",
+            "model",
+            "rule",
+            unique=True,
+            sqlite_where=text("state != 'resolved'"),
+            postgresql_where=text("state != 'resolved'"),
+        ),
+    )
+
+
+class AlertDelivery(Base):
+    """One attempt series to tell a channel about an alert (append-only)."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    delivered: Mapped[bool] = mapped_column(Boolean)
+    attempts: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text)  # the last status or error, never the payload
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

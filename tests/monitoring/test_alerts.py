@@ -1,0 +1,189 @@
+"""Alerts on both backends: rules judged on consecutive windows, one unresolved alert per rule and
+model, acknowledged and resolved with reasons (audited), and their channels: the log, a signed
+webhook retried after a 500, email through a real SMTP server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from medops.audit import AuditFilter, list_events
+from medops.caller import Caller
+from medops.clock import utc_now
+from medops.errors import Conflict, InvalidInput, PermissionDenied
+from medops.monitoring import alerts
+from medops.monitoring.channels import Channels, verify_signature
+from medops.monitoring.spec import AlertRule, MonitorSpec
+from medops.services import Services
+from medops.store.schema import Alert
+from medops.workspace import Workspace
+from tests.factories import free_port
+from tests.monitoring.conftest import OCTOBER
+
+DECEMBER = datetime(2026, 12, 1, tzinfo=UTC)
+SECRET = "webhook-secret-for-tests"
+
+
+def run(ws: Workspace, spec: MonitorSpec | None = None, channels: Channels | None = None) -> Any:
+    return Services(ws).monitoring.run(Caller("ming"), "readmission", since=OCTOBER, until=DECEMBER, spec=spec,
+                                       channels=channels)  # fmt: skip
+
+
+def test_the_default_rules_open_one_alert_per_rule_and_keep_it_until_resolved(monitored: tuple[Workspace, Any]) -> None:
+    ws, version = monitored
+    first = run(ws)
+    assert sorted(a.rule for a in first.alerts) == ["feature_drift", "prediction_drift"]
+    drift = next(a for a in first.alerts if a.rule == "feature_drift")
+    assert drift.state == "open" and drift.version == version.version and drift.severity == "warning"
+    assert drift.breaches == [{"window": first.windows[1].id, "label": "2026-11", "metrics": {"drift.features": 1.0}}]
+    assert [d["channel"] for d in drift.deliveries] == ["log"] and drift.deliveries[0]["delivered"]
+    assert run(ws).alerts == []  # the same windows judged again: nothing new while it is open
+    service = Services(ws).monitoring
+    with pytest.raises(PermissionDenied):
+        service.acknowledge(Caller("audrey"), drift.id, "an auditor reads only")
+    with pytest.raises(InvalidInput, match="needs a reason"):
+        service.acknowledge(Caller("victor"), drift.id, " ")
+    acked = service.acknowledge(Caller("victor"), drift.id[:12], "checking the intake of older patients")
+    assert acked.state == "acknowledged" and acked.acknowledged and acked.acknowledged["by"] == "victor"
+    with pytest.raises(Conflict, match="is acknowledged"):
+        service.acknowledge(Caller("victor"), drift.id, "again")
+    resolved = service.resolve(Caller("ming"), drift.id, "a new version is being trained on the older population")
+    assert resolved.state == "resolved" and resolved.resolved and resolved.resolved["reason"].startswith("a new")
+    assert run(ws).alerts == []  # resolved: it fires again only for a later window, not for November again
+    assert [a.rule for a in service.alerts(Caller("audrey"), state="resolved")] == ["feature_drift"]
+    moves = [e.action for e in list_events(ws.db, AuditFilter(entity_type="alert"))]
+    assert moves.count("alert.open") == 2 and "alert.acknowledge" in moves and "alert.resolve" in moves
+    assert "alert.acknowledge.denied" in moves
+
+
+def test_the_database_keeps_one_unresolved_alert_per_rule_and_model(monitored: tuple[Workspace, Any]) -> None:
+    ws, version = monitored
+    [opened] = run(ws, MonitorSpec(alerts=[AlertRule(name="age", metric="drift.age.psi", above=0.2)])).alerts
+    with pytest.raises(Conflict, match="(?i)unique"), ws.db.write() as session:  # as if a second run raced the first
+        session.add(Alert(id="f" * 32, model="readmission", version=version.version, rule="age", severity="warning",
+                          condition="-", breaches="[]", window_id="-", state="open", opened_at=utc_now(),
+                          opened_by="ming"))  # fmt: skip
+    assert opened.breaches[0]["metrics"]["drift.age.psi"] > 0.2
+
+
+def test_consecutive_windows_and_patterns(monitored: tuple[Workspace, Any]) -> None:
+    ws, _ = monitored
+    twice = MonitorSpec(alerts=[AlertRule(name="drift_twice", metric="drift.features", above=0, windows=2)])
+    assert run(ws, twice).alerts == []  # October was stable: one drifted month is not two
+    pattern = MonitorSpec(alerts=[AlertRule(name="any_psi", metric="drift.*.psi", above=0.2, severity="critical")])
+    [alert] = run(ws, pattern).alerts
+    assert list(alert.breaches[0]["metrics"]) == ["drift.age.psi"] and alert.severity == "critical"
+    low = MonitorSpec(alerts=[AlertRule(name="few_rows", metric="drift.age.psi", below=0.0)])
+    assert run(ws, low).alerts == []
+
+
+def test_rules_are_checked_when_the_project_loads() -> None:
+    with pytest.raises(ValueError, match="one of above or below"):
+        AlertRule(name="x", metric="drift.features")
+    with pytest.raises(ValueError, match="not configured under channels"):
+        MonitorSpec.model_validate({"alerts": [{"name": "x", "metric": "m", "above": 1, "channels": ["email"]}]})
+    with pytest.raises(ValueError, match="its own name"):
+        MonitorSpec.model_validate({"alerts": [{"name": "x", "metric": "m", "above": 1}] * 2})
+    metrics = {"quality.a.missing_increase": 0.2, "quality.b.missing_increase": 0.01, "drift.a.psi": 9.0}
+    rule = AlertRule(name="x", metric="quality.*.missing_increase", above=0.05)
+    assert alerts.matches(rule, metrics) == {"quality.a.missing_increase": 0.2}
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """A webhook endpoint: answers 500 to the first request, then 200; keeps what it verified."""
+
+    calls: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        verified = verify_signature(SECRET, body, dict(self.headers.items()))
+        tampered = verify_signature(SECRET, body + b" ", dict(self.headers.items()))
+        Receiver.calls.append({"verified": verified, "tampered": tampered, "body": json.loads(body)})
+        self.send_response(500 if len(Receiver.calls) == 1 else 200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    Receiver.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/medops"
+    server.shutdown()
+    server.server_close()
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+        self.messages.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, Inbox]]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port, inbox
+    controller.stop()
+
+
+def test_webhook_signed_and_retried_and_email_delivered(
+    monitored: tuple[Workspace, Any], receiver: str, smtp: tuple[int, Inbox]
+) -> None:
+    ws, _ = monitored
+    port, inbox = smtp
+    spec = MonitorSpec.model_validate(
+        {
+            "alerts": [
+                {"name": "drift", "metric": "drift.features", "above": 0, "channels": ["log", "webhook", "email"]}
+            ],
+            "channels": {
+                "webhook": {"url": receiver, "secret_env": "HOOK_SECRET", "attempts": 3},
+                "email": {"host": "127.0.0.1", "port": port, "sender": "medops@hospital.test",
+                          "to": ["ml-oncall@hospital.test"], "starttls": False},
+            },
+        }
+    )  # fmt: skip
+    waits: list[float] = []
+    channels = Channels(spec.channels, {"HOOK_SECRET": SECRET}, sleep=waits.append)
+    [alert] = run(ws, spec, channels).alerts
+    told = {d["channel"]: d for d in alert.deliveries}
+    assert told["webhook"]["delivered"] and told["webhook"]["attempts"] == 2 and told["webhook"]["detail"] == "HTTP 200"
+    assert waits == [0.5]  # one backoff, after the 500
+    assert [c["verified"] for c in Receiver.calls] == [True, True] and not any(c["tampered"] for c in Receiver.calls)
+    assert Receiver.calls[-1]["body"]["alert"]["id"] == alert.id
+    assert told["email"]["delivered"] and len(inbox.messages) == 1
+    mail = inbox.messages[0].content.decode()
+    assert "readmission:1" in mail and "drift.features" in mail and "2026-11" in mail
+    assert inbox.messages[0].rcpt_tos == ["ml-oncall@hospital.test"]
+
+
+def test_a_webhook_that_refuses_is_not_retried_and_a_missing_secret_is_said(
+    monitored: tuple[Workspace, Any], receiver: str
+) -> None:
+    ws, _ = monitored
+    spec = MonitorSpec.model_validate(
+        {
+            "alerts": [{"name": "drift", "metric": "drift.features", "above": 0, "channels": ["webhook"]}],
+            "channels": {"webhook": {"url": receiver + "/nowhere", "secret_env": "HOOK_SECRET"}},
+        }
+    )
+    [alert] = run(ws, spec, Channels(spec.channels, {})).alerts
+    assert alert.deliveries[0]["detail"] == "no secret: set HOOK_SECRET" and not alert.deliveries[0]["delivered"]
+    assert Receiver.calls == []
