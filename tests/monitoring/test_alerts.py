@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import text
 
 from medops.audit import AuditFilter, list_events
 from medops.caller import Caller
 from medops.clock import utc_now
-from medops.errors import Conflict, InvalidInput, PermissionDenied
+from medops.errors import Conflict, InvalidInput, MedopsError, PermissionDenied
 from medops.monitoring import alerts
 from medops.monitoring.channels import Channels, verify_signature
 from medops.monitoring.spec import AlertRule, MonitorSpec
@@ -71,6 +72,11 @@ def test_the_database_keeps_one_unresolved_alert_per_rule_and_model(monitored: t
                           condition="-", breaches="[]", window_id="-", state="open", opened_at=utc_now(),
                           opened_by="ming"))  # fmt: skip
     assert opened.breaches[0]["metrics"]["drift.age.psi"] > 0.2
+    # what an alert said is kept as it was, and an alert is never deleted, whoever connects
+    for statement in ("UPDATE alerts SET severity = 'info'", "DELETE FROM alerts"):
+        with pytest.raises(MedopsError), ws.db.write() as session:
+            session.execute(text(statement))
+    assert Services(ws).monitoring.alert(Caller("audrey"), opened.id).severity == "warning"
 
 
 def test_consecutive_windows_and_patterns(monitored: tuple[Workspace, Any]) -> None:

@@ -60,6 +60,31 @@ def upgrade() -> None:
     )
     op.create_index("ix_alert_deliveries_alert_id", "alert_deliveries", ["alert_id"])
     create_triggers(["alert_deliveries"])
+    _alerts_kept()
+
+
+# What an alert said when it opened is fixed; only its state and who moved it change; it is never deleted.
+_FIXED = "id, model, version, rule, severity, condition, breaches, window_id, opened_at, opened_by"
+
+
+def _alerts_kept() -> None:
+    if op.get_bind().dialect.name == "postgresql":  # the function came with the first append-only table
+        op.execute(
+            f"CREATE TRIGGER alerts_fixed BEFORE UPDATE OF {_FIXED} ON alerts "
+            "FOR EACH ROW EXECUTE FUNCTION medops_refuse_change()"
+        )
+        op.execute(
+            "CREATE TRIGGER alerts_kept BEFORE DELETE ON alerts FOR EACH ROW EXECUTE FUNCTION medops_refuse_change()"
+        )
+        return
+    op.execute(
+        f"CREATE TRIGGER alerts_fixed BEFORE UPDATE OF {_FIXED} ON alerts "
+        "BEGIN SELECT RAISE(ABORT, 'medops: an alert is fixed but for its state'); END"
+    )
+    op.execute(
+        "CREATE TRIGGER alerts_kept BEFORE DELETE ON alerts "
+        "BEGIN SELECT RAISE(ABORT, 'medops: an alert is never deleted'); END"
+    )
 
 
 def downgrade() -> None:
