@@ -193,3 +193,15 @@ def test_a_webhook_that_refuses_is_not_retried_and_a_missing_secret_is_said(
     [alert] = run(ws, spec, Channels(spec.channels, {})).alerts
     assert alert.deliveries[0]["detail"] == "no secret: set HOOK_SECRET" and not alert.deliveries[0]["delivered"]
     assert Receiver.calls == []
+
+
+def test_the_documented_monitor_section_loads() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "monitoring.md").read_text()
+    [block] = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    spec = MonitorSpec.model_validate(yaml.safe_load(block)["monitor"])
+    assert [r.name for r in spec.rules] == ["temperature_unit", "age_drift_twice"] and spec.channels.email is not None
