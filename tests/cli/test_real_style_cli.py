@@ -200,7 +200,7 @@ def test_a_flat_extract_from_init_to_production(
         store(ws)(yesterday)
     code, out, err = medops("ming", "monitor", "run", "pbc", "--window", "1d", "--since", "2d", "--json")
     assert code == 0, err
-    [window] = json.loads(out)
+    [window] = json.loads(out)["windows"]
     assert window["rows"] == len(answered) and window["judged"], window
     code, out, err = medops("carol", "monitor", "show", window["id"], "--json")
     assert code == 0, err

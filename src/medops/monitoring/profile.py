@@ -174,4 +174,5 @@ def performance_of(evaluation: Mapping[str, Any]) -> dict[str, Any]:
         "metrics": evaluation.get("metrics", {}),
         "level": (evaluation.get("bootstrap") or {}).get("level"),
         "subgroups": [{k: g[k] for k in SUBGROUP_KEYS if k in g} for g in groups],
+        "attributes": (evaluation.get("subgroups") or {}).get("attributes") or {},
     }

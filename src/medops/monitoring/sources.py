@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,15 @@ from medops.monitoring.profile import ReferenceProfile
 from medops.platform import Platform
 from medops.serving.prediction_log import PredictionFilter, text_pages
 
-Chunk = tuple[dict[str, Any], np.ndarray]  # feature columns by name, and the scores
+
+@dataclass(frozen=True)
+class Chunk:
+    """A page of a window: feature columns by name, the scores, and each row's time and entity."""
+
+    columns: dict[str, Any]
+    scores: np.ndarray
+    at: Any  # pyarrow timestamps (UTC)
+    entity: Any  # pyarrow strings: the logged "key=pseudonym", or null
 
 
 def _path(name: str) -> str:
@@ -36,6 +45,7 @@ def parse_sql(profile: ReferenceProfile) -> str:
         else:
             columns.append(f"json_extract_string(inputs, {_path(name)}) AS c{i}")
     columns.append("TRY_CAST(json_extract(output, '$.probability') AS DOUBLE) AS score")
+    columns += ['"at"', '"entity"']
     return "SELECT " + ", ".join(columns) + " FROM page"
 
 
@@ -54,6 +64,6 @@ def prediction_chunks(
             con.unregister("page")
             columns = {name: parsed.column(f"c{i}").combine_chunks() for i, name in enumerate(names)}
             scores = parsed.column("score").to_numpy(zero_copy_only=False).astype(float)
-            yield columns, scores
+            yield Chunk(columns, scores, parsed.column("at"), parsed.column("entity"))
     finally:
         con.close()

@@ -41,6 +41,27 @@ class QualitySpec(_Strict):
     new_category: Fraction = 0.01  # values of a category the reference never held
 
 
+class PerformanceSpec(_Strict):
+    """Where a model's outcomes arrive (a dataset of this workspace) and how windows are judged on them."""
+
+    labels: str = Field(pattern=r"^[a-z][a-z0-9_]*$")  # the dataset's name: its current version is read
+    entity: str = Field(min_length=1)  # its entity column, and the key a logged prediction names
+    label: str = Field(min_length=1)  # the outcome column (1 or true: the positive class)
+    time: str = Field(min_length=1)  # the event the outcome belongs to (a discharge), matched to the prediction's
+    available: str | None = None  # when the outcome became known; None: at its event time
+    match_within: str = Field("1d", pattern=r"^[1-9][0-9]*[mhd]$")  # the largest gap between the two times
+    min_labels: Annotated[int, Field(ge=1)] = 100
+    min_completeness: Fraction = 0.5  # share of the window's predictions that must have their label
+    max_drop: dict[Literal["auroc", "sensitivity", "ppv", "calibration_slope"], Positive] = {
+        "auroc": 0.05,
+        "sensitivity": 0.1,
+        "ppv": 0.1,
+        "calibration_slope": 0.2,
+    }
+    resamples: Annotated[int, Field(ge=100, le=10_000)] = 500
+    level: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+
+
 Channel = Literal["log", "webhook", "email"]
 _NAME = r"^[a-z][a-z0-9_]{0,63}$"
 
@@ -77,6 +98,8 @@ DEFAULT_RULES = (
     AlertRule(name="prediction_drift", metric="prediction.drifted", above=0, severity="warning"),
     AlertRule(name="unit_change", metric="quality.unit_changes", above=0, severity="critical"),
     AlertRule(name="data_quality", metric="quality.flags", above=0, severity="warning"),
+    AlertRule(name="performance_decay", metric="performance.degraded", above=0, severity="critical"),
+    AlertRule(name="bias_drift", metric="bias.degraded_groups", above=0, severity="critical"),
 )
 
 
@@ -110,6 +133,7 @@ class ChannelsSpec(_Strict):
 class MonitorSpec(_Strict):
     drift: DriftSpec = DriftSpec()
     quality: QualitySpec = QualitySpec()
+    performance: PerformanceSpec | None = None  # None: no outcomes to judge performance on
     alerts: list[AlertRule] | None = None  # None: DEFAULT_RULES; [] turns alerts off
     channels: ChannelsSpec = ChannelsSpec()
 

@@ -19,15 +19,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import func, select
 
-from medops.clock import utc_now
+from medops.clock import duration, utc_now
 from medops.errors import InvalidInput, NotFound
+from medops.evaluation.spec import AttributeSpec
 from medops.identity.roles import Role
 from medops.monitoring.drift import judge
+from medops.monitoring.labels import load as load_labels
+from medops.monitoring.performance import Labeled, attribute_labels, join_labels, judge_performance
+from medops.monitoring.profile import ReferenceProfile
 from medops.monitoring.profiles import load
-from medops.monitoring.sources import prediction_chunks
-from medops.monitoring.spec import MonitorSpec
+from medops.monitoring.sources import Chunk, prediction_chunks
+from medops.monitoring.spec import MonitorSpec, PerformanceSpec
 from medops.monitoring.window import Window
 from medops.platform import Platform
 from medops.store.schema import MonitorWindow, Prediction
@@ -119,13 +125,22 @@ def versions_in(ws: Platform, model: str, span: Span) -> list[int]:
         return sorted(int(v) for v in session.scalars(query))
 
 
-def compute(ws: Platform, model: str, version: int, span: Span, spec: MonitorSpec) -> dict[str, Any]:
-    """One window's document: the version's logged rows in the span, judged against its profile."""
+def compute(
+    ws: Platform, model: str, version: int, span: Span, spec: MonitorSpec, as_of: datetime | None = None
+) -> dict[str, Any]:
+    """One window's document: the version's logged rows in the span, judged against its profile; with
+    outcomes configured, its performance on the labels available by ``as_of`` (default: now)."""
     profile = load(ws, model, version)
     window = Window.start(profile)
-    for columns, scores in prediction_chunks(ws, profile, model, version, span.start, span.end):
-        window.add(columns, scores, profile)
+    outcomes = Outcomes.start(ws, spec, profile, span) if spec.performance is not None else None
+    for chunk in prediction_chunks(ws, profile, model, version, span.start, span.end):
+        window.add(chunk.columns, chunk.scores, profile)
+        if outcomes is not None:
+            outcomes.add(chunk, as_of or utc_now())
     doc = judge(profile, window, spec)
+    if outcomes is not None:
+        doc["performance"] = outcomes.judge(profile, spec, seed=int(span.start.timestamp()))
+        doc["metrics"] = dict(sorted({**doc["metrics"], **performance_metrics(doc["performance"])}.items()))
     return {
         "model": model,
         "version": version,
@@ -136,6 +151,92 @@ def compute(ws: Platform, model: str, version: int, span: Span, spec: MonitorSpe
         "spec": spec.model_dump(),
         **doc,
     }
+
+
+class Outcomes:
+    """A window's predictions joined, chunk by chunk, to the labels available by the time it is judged."""
+
+    def __init__(self, spec: PerformanceSpec, labels: pd.DataFrame, attributes: dict[str, AttributeSpec]) -> None:
+        self.spec = spec
+        self.labels = labels
+        self.attributes = attributes
+        self.within = duration(spec.match_within) or timedelta(days=1)
+        self.labeled = Labeled()
+
+    @classmethod
+    def start(cls, ws: Platform, spec: MonitorSpec, profile: ReferenceProfile, span: Span) -> Outcomes:
+        assert spec.performance is not None
+        within = duration(spec.performance.match_within) or timedelta(days=1)
+        labels = load_labels(ws, spec.performance, span.start, span.end, within)
+        declared = profile.performance.get("attributes") or {}
+        # a subgroup the log can tell: its column is a feature the model reads (a joined source is not in the log)
+        usable = {
+            name: AttributeSpec.model_validate(attr)
+            for name, attr in declared.items()
+            if not attr.get("source") and (attr.get("column") or name) in profile.features
+        }
+        return cls(spec.performance, labels, usable)
+
+    def add(self, chunk: Chunk, as_of: datetime) -> None:
+        size = len(chunk.scores)
+        self.labeled.rows += size
+        named = pd.Series(chunk.entity.to_pylist(), dtype=object)
+        key = named.str.partition("=")
+        mine = (key[0] == self.spec.entity).to_numpy()
+        self.labeled.with_entity += int(mine.sum())
+        frame = pd.DataFrame(
+            {
+                "entity": key[2].where(mine),
+                "at": pd.to_datetime(chunk.at.to_numpy(zero_copy_only=False), utc=True),
+            }
+        )
+        outcome = join_labels(frame, self.labels, as_of=as_of, match_within=self.within).to_numpy()
+        found = ~np.isnan(outcome)
+        if not found.any():
+            return
+        self.labeled.y.append(outcome[found].astype(np.int8))
+        self.labeled.p.append(chunk.scores[found])
+        for name, attr in self.attributes.items():
+            column = chunk.columns[attr.column or name]
+            values = column.to_numpy(zero_copy_only=False) if hasattr(column, "to_pylist") else np.asarray(column)
+            self.labeled.attributes.setdefault(name, []).append(attribute_labels(values[found], attr))
+
+    def judge(self, profile: ReferenceProfile, spec: MonitorSpec, *, seed: int) -> dict[str, Any]:
+        p = self.spec
+        return judge_performance(
+            self.labeled,
+            profile.performance,
+            profile.threshold,
+            min_labels=p.min_labels,
+            min_completeness=p.min_completeness,
+            max_drop={str(k): v for k, v in p.max_drop.items()},
+            resamples=p.resamples,
+            level=p.level,
+            seed=seed,
+        )
+
+
+def performance_metrics(doc: dict[str, Any]) -> dict[str, float]:
+    """The flat metrics alert rules read: performance.* overall, bias.* per subgroup (0 when not judged)."""
+    out = {
+        "performance.label_completeness": float(doc["label_completeness"]),
+        "performance.labeled": float(doc["labeled"]),
+    }
+    out["performance.degraded"] = float(len(doc["degraded"]))
+    for metric, entry in doc["metrics"].items():
+        out[f"performance.{metric}"] = entry["value"]
+        if "drop" in entry:
+            out[f"performance.{metric}_drop"] = entry["drop"]
+    degraded_groups = 0
+    for group in doc["subgroups"]:
+        if group.get("too_small"):
+            continue
+        degraded_groups += bool(group["degraded"])
+        for metric, entry in group["metrics"].items():
+            if "drop" in entry:
+                out[f"bias.{group['attribute']}={group['group']}.{metric}_drop"] = entry["drop"]
+    out["bias.degraded_groups"] = float(degraded_groups)
+    return {k: v for k, v in out.items() if not (isinstance(v, float) and math.isnan(v))}
 
 
 def store(ws: Platform, doc: dict[str, Any], *, actor: str) -> WindowInfo:

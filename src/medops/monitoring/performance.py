@@ -1,0 +1,182 @@
+"""Performance once labels arrive, overall and per subgroup, against what the validation promised.
+
+Outcomes come late: a 30-day readmission is known a month after discharge, a registry's death a
+year later. A logged prediction is joined to the label of the same entity whose event time is
+nearest its own, within ``match_within``, and only if that label was available by the time the
+window is judged (``as_of``): a label recorded later is treated as not there yet, so a window
+judged again later can only gain labels, and a backtest as of a past date sees what was known
+then. The window's label completeness (labeled predictions over all its predictions) is reported,
+and performance is judged only when enough labels arrived.
+
+The metrics and their intervals are the clinical validation engine's (medops.evaluation.bootstrap:
+AUROC, sensitivity, PPV, calibration...), on the subgroups the validation policy declared, where
+the log holds the attribute (a feature the model reads). A metric has degraded when it dropped by
+at least its threshold from the validated value and the window's interval excludes that value:
+material and more than chance, as for drift.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medops.evaluation.bootstrap import bootstrap
+from medops.evaluation.spec import AttributeSpec
+from medops.evaluation.subgroups import MISSING, band_labels, build_groups
+
+JUDGED_METRICS = ("auroc", "sensitivity", "ppv", "calibration_slope")
+HIGHER_IS_BETTER = {"auroc": True, "sensitivity": True, "ppv": True, "calibration_slope": None}
+
+
+@dataclass
+class Labeled:
+    """A window's predictions that found their label: scores, outcomes, subgroup values."""
+
+    rows: int = 0  # every prediction of the window
+    with_entity: int = 0  # predictions that named an entity (only those can meet a label)
+    y: list[np.ndarray] = field(default_factory=list)
+    p: list[np.ndarray] = field(default_factory=list)
+    attributes: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def labeled(self) -> int:
+        return int(sum(len(y) for y in self.y))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        y = np.concatenate(self.y) if self.y else np.zeros(0, dtype=np.int8)
+        p = np.concatenate(self.p) if self.p else np.zeros(0)
+        return y, p, {k: np.concatenate(v) for k, v in self.attributes.items()}
+
+
+def join_labels(
+    predictions: pd.DataFrame, labels: pd.DataFrame, *, as_of: datetime, match_within: timedelta
+) -> pd.Series:
+    """Each prediction's outcome (NaN when none was available by ``as_of``).
+
+    ``predictions``: ``entity``, ``at``; ``labels``: ``entity``, ``time``, ``label``, ``available``
+    (times timezone-aware). The label taken is the same entity's nearest in time within
+    ``match_within``, among those available by ``as_of``.
+    """
+    out = pd.Series(np.nan, index=predictions.index, dtype=float)
+    known = labels[(labels["available"] <= pd.Timestamp(as_of)) & labels["label"].notna()]
+    asked = predictions[predictions["entity"].notna()]
+    if asked.empty or known.empty:
+        return out
+    stamp = "datetime64[ns, UTC]"  # one key type on both sides, whatever each came as
+    left = pd.DataFrame(
+        {"entity": asked["entity"].astype(str).astype(object), "at": asked["at"].astype(stamp), "_row": asked.index}
+    ).sort_values("at", kind="stable")
+    right = pd.DataFrame(
+        {"entity": known["entity"].astype(str).astype(object), "time": known["time"].astype(stamp),
+         "label": known["label"].astype(float)}
+    ).sort_values("time", kind="stable")  # fmt: skip
+    joined = pd.merge_asof(
+        left,
+        right,
+        left_on="at",
+        right_on="time",
+        by="entity",
+        direction="nearest",
+        tolerance=pd.Timedelta(match_within),
+    )
+    matched = joined[joined["label"].notna()]
+    out.loc[matched["_row"].to_numpy()] = matched["label"].to_numpy(dtype=float)
+    return out
+
+
+def attribute_labels(values: Any, spec: AttributeSpec) -> np.ndarray:
+    """A subgroup attribute's value per row, as the validation labelled it (bands for numbers)."""
+    raw = pd.Series(values)
+    if spec.bins is None:
+        return np.asarray(raw.astype("string").fillna(MISSING).astype(str), dtype=object)
+    numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+    codes = np.searchsorted(np.asarray(spec.bins, dtype=float), numbers, side="right")
+    bands = np.asarray(band_labels(spec.bins), dtype=object)[codes]
+    return np.where(np.isnan(numbers), MISSING, bands)
+
+
+def judge_performance(
+    labeled: Labeled,
+    reference: Mapping[str, Any],
+    threshold: float,
+    *,
+    min_labels: int,
+    min_completeness: float,
+    max_drop: Mapping[str, float],
+    resamples: int,
+    level: float,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The window's performance document: completeness, metrics with intervals, each against the reference."""
+    y, p, attributes = labeled.arrays()
+    completeness = labeled.labeled / labeled.rows if labeled.rows else 0.0
+    doc: dict[str, Any] = {
+        "rows": labeled.rows,
+        "with_entity": labeled.with_entity,
+        "labeled": labeled.labeled,
+        "label_completeness": completeness,
+        "min_labels": min_labels,
+        "min_completeness": min_completeness,
+    }
+    both = len(y) > 0 and 0 < int(y.sum()) < len(y)
+    doc["judged"] = labeled.labeled >= min_labels and completeness >= min_completeness and both
+    if not doc["judged"]:
+        doc["why_not_judged"] = (
+            f"{labeled.labeled:,} labeled predictions ({completeness:.0%} of the window); judged from "
+            f"{min_labels:,} and {min_completeness:.0%}" + ("" if both or not len(y) else "; one outcome only")
+        )
+        doc["metrics"], doc["subgroups"], doc["degraded"] = {}, [], []
+        return doc
+    names = list(attributes)
+    groups = build_groups({k: pd.Series(v) for k, v in attributes.items()}, [], len(y))
+    dist = bootstrap(y, p, groups.strata, groups.membership, threshold, resamples=resamples, seed=seed)
+    promised = reference.get("metrics", {})
+    doc["metrics"] = {m: _judged(dist, 0, m, level, promised.get(m), max_drop) for m in JUDGED_METRICS}
+    doc["degraded"] = [m for m, entry in doc["metrics"].items() if entry.get("degraded")]
+    by_group = {(g.get("attribute"), g.get("group")): g for g in reference.get("subgroups", [])}
+    subgroups = []
+    for g in range(1, len(groups.names)):
+        attribute, value = groups.names[g]
+        rows = groups.membership[g][groups.strata]
+        before = by_group.get((attribute, value), {})
+        entry: dict[str, Any] = {"attribute": attribute, "group": value, "n": int(rows.sum()),
+                                 "positives": int(y[rows].sum())}  # fmt: skip
+        small = entry["n"] < 30 or min(entry["positives"], entry["n"] - entry["positives"]) < 5
+        entry["too_small"] = small
+        if not small:
+            was = before.get("metrics") or {}
+            entry["metrics"] = {m: _judged(dist, g, m, level, was.get(m), max_drop) for m in JUDGED_METRICS}
+            entry["degraded"] = [m for m, e in entry["metrics"].items() if e.get("degraded")]
+        subgroups.append(entry)
+    doc["subgroups"] = subgroups
+    doc["attributes"] = names
+    return doc
+
+
+def _judged(
+    dist: Any, group: int, metric: str, level: float, promised: Mapping[str, Any] | None, max_drop: Mapping[str, float]
+) -> dict[str, Any]:
+    ci = dist.interval(group, metric, level)
+    value = float(dist.exact[group, dist.metrics.index(metric)])
+    entry: dict[str, Any] = {"value": value, "low": ci.low, "high": ci.high}
+    if not promised or promised.get("value") is None:
+        return entry
+    was = float(promised["value"])
+    entry["reference"] = was
+    better = HIGHER_IS_BETTER.get(metric)
+    if better is None:  # calibration slope: 1 is perfect; judged on the distance from 1
+        change = abs(value - 1) - abs(was - 1)
+        outside = not (ci.low <= was <= ci.high)
+    else:
+        change = was - value if better else value - was
+        outside = ci.high < was if better else ci.low > was
+    entry["drop"] = change
+    threshold = max_drop.get(metric)
+    entry["degraded"] = bool(threshold is not None and not math.isnan(change) and change >= threshold and outside)
+    return entry
