@@ -190,8 +190,8 @@ def test_a_flat_extract_from_init_to_production(
     assert code == 0 and "no complete 1d window" in out, err  # today's traffic: its day has not ended
     with Workspace.open(home) as ws:  # the same traffic a day earlier: one complete day to judge
         yesterday = [
-            {**p, "id": f"{p['id'][:-4]}beef", "at": p["at"].replace(p["at"][:10], day), "inputs": json.dumps(p["inputs"]),
-             "output": json.dumps(p["output"]), "explanation": None}
+            {**p, "id": f"{p['id'][:-4]}beef", "at": p["at"].replace(p["at"][:10], day),
+             "inputs": json.dumps(p["inputs"]), "output": json.dumps(p["output"]), "explanation": None}
             for p in logged
             for day in [(pd.Timestamp(p["at"]) - pd.Timedelta(days=1)).strftime("%Y-%m-%d")]
         ]  # fmt: skip
