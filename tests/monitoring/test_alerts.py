@@ -20,6 +20,7 @@ from medops.caller import Caller
 from medops.clock import utc_now
 from medops.errors import Conflict, InvalidInput, MedopsError, PermissionDenied
 from medops.monitoring import alerts
+from medops.monitoring.alerts import AlertInfo
 from medops.monitoring.channels import Channels, verify_signature
 from medops.monitoring.spec import AlertRule, MonitorSpec
 from medops.services import Services
@@ -64,30 +65,27 @@ def test_the_default_rules_open_one_alert_per_rule_and_keep_it_until_resolved(mo
     assert "alert.acknowledge.denied" in moves
 
 
-def test_the_database_keeps_one_unresolved_alert_per_rule_and_model(monitored: tuple[Workspace, Any]) -> None:
+def test_consecutive_windows_patterns_and_the_index_that_keeps_one_unresolved_alert(
+    monitored: tuple[Workspace, Any],
+) -> None:
     ws, version = monitored
-    [opened] = run(ws, MonitorSpec(alerts=[AlertRule(name="age", metric="drift.age.psi", above=0.2)])).alerts
+    twice = MonitorSpec(alerts=[AlertRule(name="drift_twice", metric="drift.features", above=0, windows=2)])
+    assert run(ws, twice).alerts == []  # October was stable: one drifted month is not two
+    low = MonitorSpec(alerts=[AlertRule(name="few_rows", metric="drift.age.psi", below=0.0)])
+    assert run(ws, low).alerts == []
+    pattern = MonitorSpec(alerts=[AlertRule(name="any_psi", metric="drift.*.psi", above=0.2, severity="critical")])
+    [opened] = run(ws, pattern).alerts
+    assert list(opened.breaches[0]["metrics"]) == ["drift.age.psi"] and opened.severity == "critical"
+    assert opened.breaches[0]["metrics"]["drift.age.psi"] > 0.2
     with pytest.raises(Conflict, match="(?i)unique"), ws.db.write() as session:  # as if a second run raced the first
-        session.add(Alert(id="f" * 32, model="readmission", version=version.version, rule="age", severity="warning",
+        session.add(Alert(id="f" * 32, model="readmission", version=version.version, rule="any_psi", severity="warning",
                           condition="-", breaches="[]", window_id="-", state="open", opened_at=utc_now(),
                           opened_by="ming"))  # fmt: skip
-    assert opened.breaches[0]["metrics"]["drift.age.psi"] > 0.2
     # what an alert said is kept as it was, and an alert is never deleted, whoever connects
     for statement in ("UPDATE alerts SET severity = 'info'", "DELETE FROM alerts"):
         with pytest.raises(MedopsError), ws.db.write() as session:
             session.execute(text(statement))
-    assert Services(ws).monitoring.alert(Caller("audrey"), opened.id).severity == "warning"
-
-
-def test_consecutive_windows_and_patterns(monitored: tuple[Workspace, Any]) -> None:
-    ws, _ = monitored
-    twice = MonitorSpec(alerts=[AlertRule(name="drift_twice", metric="drift.features", above=0, windows=2)])
-    assert run(ws, twice).alerts == []  # October was stable: one drifted month is not two
-    pattern = MonitorSpec(alerts=[AlertRule(name="any_psi", metric="drift.*.psi", above=0.2, severity="critical")])
-    [alert] = run(ws, pattern).alerts
-    assert list(alert.breaches[0]["metrics"]) == ["drift.age.psi"] and alert.severity == "critical"
-    low = MonitorSpec(alerts=[AlertRule(name="few_rows", metric="drift.age.psi", below=0.0)])
-    assert run(ws, low).alerts == []
+    assert Services(ws).monitoring.alert(Caller("audrey"), opened.id).severity == "critical"
 
 
 def test_rules_are_checked_when_the_project_loads() -> None:
@@ -112,7 +110,10 @@ class Receiver(BaseHTTPRequestHandler):
         verified = verify_signature(SECRET, body, dict(self.headers.items()))
         tampered = verify_signature(SECRET, body + b" ", dict(self.headers.items()))
         Receiver.calls.append({"verified": verified, "tampered": tampered, "body": json.loads(body)})
-        self.send_response(500 if len(Receiver.calls) == 1 else 200)
+        if self.path.endswith("/gone"):
+            self.send_response(404)
+        else:
+            self.send_response(500 if len(Receiver.calls) == 1 else 200)
         self.end_headers()
 
     def log_message(self, *args: Any) -> None:
@@ -178,21 +179,29 @@ def test_webhook_signed_and_retried_and_email_delivered(
     mail = inbox.messages[0].content.decode()
     assert "readmission:1" in mail and "drift.features" in mail and "2026-11" in mail
     assert inbox.messages[0].rcpt_tos == ["ml-oncall@hospital.test"]
-
-
-def test_a_webhook_that_refuses_is_not_retried_and_a_missing_secret_is_said(
-    monitored: tuple[Workspace, Any], receiver: str
-) -> None:
-    ws, _ = monitored
-    spec = MonitorSpec.model_validate(
+    # a receiver that refuses (404) is not asked again; a missing secret is said, nothing is sent unsigned
+    Receiver.calls = [{"first": "already answered"}]  # the next request gets the receiver's second answer
+    refused = MonitorSpec.model_validate(
         {
-            "alerts": [{"name": "drift", "metric": "drift.features", "above": 0, "channels": ["webhook"]}],
-            "channels": {"webhook": {"url": receiver + "/nowhere", "secret_env": "HOOK_SECRET"}},
+            "alerts": [{"name": "again", "metric": "drift.*.psi", "above": 0.2, "channels": ["webhook"]}],
+            "channels": {"webhook": {"url": receiver, "secret_env": "HOOK_SECRET", "attempts": 3}},
         }
     )
-    [alert] = run(ws, spec, Channels(spec.channels, {})).alerts
+    [alert] = run(ws, refused, Channels(refused.channels, {})).alerts
     assert alert.deliveries[0]["detail"] == "no secret: set HOOK_SECRET" and not alert.deliveries[0]["delivered"]
-    assert Receiver.calls == []
+    assert len(Receiver.calls) == 1
+
+
+def test_a_receiver_that_refuses_is_not_asked_again(receiver: str) -> None:
+    spec = MonitorSpec.model_validate({"channels": {"webhook": {"url": receiver + "/gone", "attempts": 4}}})
+    alert = AlertInfo("a" * 32, "readmission", 1, "drift", "warning", "drift.features > 0", [], "w", "open",
+                      utc_now(), "ming", None, None, [])  # fmt: skip
+    waits: list[float] = []
+    [outcome] = Channels(spec.channels, {"MEDOPS_WEBHOOK_SECRET": SECRET}, sleep=waits.append).deliver(
+        alert, ["webhook"]
+    )
+    assert (outcome.delivered, outcome.attempts, outcome.detail) == (False, 1, "HTTP 404") and waits == []
+    assert len(Receiver.calls) == 1 and Receiver.calls[0]["verified"]
 
 
 def test_the_documented_monitor_section_loads() -> None:

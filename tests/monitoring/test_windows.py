@@ -22,23 +22,46 @@ from tests.monitoring.conftest import NOVEMBER, OCTOBER
 pytestmark = pytest.mark.usefixtures("pseudonym_key")
 
 
-def test_registration_stores_the_profile_once(monitored: tuple[Workspace, Any]) -> None:
+def test_registration_stores_the_profile_once_and_backfill_makes_a_missing_one(
+    monitored: tuple[Workspace, Any],
+) -> None:
     ws, version = monitored
     info = profiles.get(ws, "readmission", version.version)
     profile = profiles.load(ws, "readmission", version.version)
     assert info.rows == profile.rows > 1000 and set(profile.features) == set(COHORT_FEATURES)
     assert profile.performance["metrics"]["auroc"]["low"] <= profile.performance["metrics"]["auroc"]["value"]
+    service = Services(ws)
     with pytest.raises(Conflict, match="already has its reference profile"):
-        Services(ws).monitoring.profile(Caller("alice"), version.ref)
+        service.monitoring.profile(Caller("alice"), version.ref)
     with pytest.raises(InvalidInput, match="name the version"):
-        Services(ws).monitoring.profile(Caller("alice"), "readmission")
+        service.monitoring.profile(Caller("alice"), "readmission")
     events = list_events(ws.db, AuditFilter(action="monitor.profile"))
     assert [(e.actor, e.entity_id) for e in events] == [("alice", version.ref)]
+    # a version registered without its profile (as before monitoring existed) gets one from backfill
+    second = service.registry.register(Caller("alice"), version.run_id, "readmission", profile=False)
+    with pytest.raises(NotFound, match="no reference profile"):
+        profiles.get(ws, "readmission", second.version)
+    assert profiles.missing(ws) == [("readmission", second.version)]
+    with pytest.raises(PermissionDenied):
+        service.monitoring.backfill(Caller("audrey"))
+    result = service.monitoring.backfill(Caller("alice"))
+    assert [(p.model, p.version) for p in result.profiled] == [("readmission", second.version)] and not result.failed
+    assert profiles.missing(ws) == []
 
 
 def test_each_month_is_judged_against_the_profile(monitored: tuple[Workspace, Any]) -> None:
     ws, version = monitored
     service = Services(ws).monitoring
+    with pytest.raises(PermissionDenied):
+        service.run(Caller("audrey"), "readmission", since=OCTOBER)  # an auditor reads, never writes
+    with pytest.raises(NotFound, match="holds nothing"):
+        service.run(Caller("ming"), "sepsis")
+    with pytest.raises(InvalidInput, match="not a window"):
+        service.run(Caller("ming"), "readmission", window="fortnight", since=OCTOBER)
+    weeks = service.run(
+        Caller("ming"), "readmission", window="7d", since=OCTOBER, until=datetime(2026, 10, 20, tzinfo=UTC)
+    )
+    assert [w.label for w in weeks.windows] == ["2026-10-01+7d", "2026-10-08+7d"]  # only complete windows
     found = service.run(Caller("ming"), "readmission", since=OCTOBER, until=datetime(2026, 12, 1, tzinfo=UTC)).windows
     assert [(w.label, w.rows, w.judged) for w in found] == [("2026-10", 900, True), ("2026-11", 900, True)]
     assert found[0].drifted == []
@@ -47,57 +70,15 @@ def test_each_month_is_judged_against_the_profile(monitored: tuple[Workspace, An
     info, doc = service.show(Caller("audrey"), found[1].id[:12])
     assert info.id == found[1].id and doc["features"]["age"]["drifted"] and doc["window"] == "2026-11"
     assert doc["prediction"]["drifted"]  # older patients: higher risk scores
+    with pytest.raises(NotFound, match="no monitored window"):
+        service.show(Caller("audrey"), "abc")
+    with pytest.raises(PermissionDenied):
+        service.windows(Caller("pete"))  # a prediction token reads nothing else
     # judged again: a new record, and the listing shows the newest of each window
     again = service.run(Caller("ming"), "readmission", since=NOVEMBER, until=found[1].end).windows
     listed = service.windows(Caller("audrey"), "readmission")
-    assert [w.id for w in listed] == [again[0].id, found[0].id]
-    assert len(list_events(ws.db, AuditFilter(action="monitor.window"))) == 3
-
-
-def test_only_complete_windows_are_judged(monitored: tuple[Workspace, Any]) -> None:
-    ws, _ = monitored
-    found = (
-        Services(ws)
-        .monitoring.run(
-            Caller("ming"), "readmission", window="7d", since=OCTOBER, until=datetime(2026, 10, 20, tzinfo=UTC)
-        )
-        .windows
-    )
-    assert [w.label for w in found] == ["2026-10-01+7d", "2026-10-08+7d"]
-
-
-def test_roles(monitored: tuple[Workspace, Any]) -> None:
-    ws, _ = monitored
-    service = Services(ws).monitoring
-    with pytest.raises(PermissionDenied):
-        service.run(Caller("audrey"), "readmission", since=OCTOBER)  # an auditor reads, never writes
-    with pytest.raises(PermissionDenied):
-        service.windows(Caller("pete"))  # a prediction token reads nothing else
-    with pytest.raises(PermissionDenied):
-        service.backfill(Caller("audrey"))
-
-
-def test_refusals(monitored: tuple[Workspace, Any]) -> None:
-    ws, _ = monitored
-    service = Services(ws).monitoring
-    with pytest.raises(NotFound, match="holds nothing"):
-        service.run(Caller("ming"), "sepsis")
-    with pytest.raises(InvalidInput, match="not a window"):
-        service.run(Caller("ming"), "readmission", window="fortnight", since=OCTOBER)
-    with pytest.raises(NotFound, match="no monitored window"):
-        service.show(Caller("audrey"), "abc")
-
-
-def test_backfill_profiles_a_version_registered_without_one(registry: tuple[Workspace, str]) -> None:
-    ws, run = registry
-    service = Services(ws)
-    version = service.registry.register(Caller("alice"), run, "readmission", profile=False)
-    with pytest.raises(NotFound, match="no reference profile"):
-        profiles.get(ws, "readmission", version.version)
-    assert profiles.missing(ws) == [("readmission", version.version)]
-    result = service.monitoring.backfill(Caller("alice"))
-    assert [(p.model, p.version) for p in result.profiled] == [("readmission", version.version)] and not result.failed
-    assert profiles.missing(ws) == []
+    assert listed[0].id == again[0].id and found[0].id in {w.id for w in listed} and len(listed) == 4
+    assert len(list_events(ws.db, AuditFilter(action="monitor.window"))) == 5  # two weeks, two months, one again
 
 
 def test_window_spans() -> None:
