@@ -134,6 +134,7 @@ CODES: dict[str, str] = {
     "profile_exists": "the model version already has its reference profile",
     "window_not_found": "no monitored window with that id",
     "alert_not_found": "no alert with that id",
+    "labels_date_shifted": "an outcome feed's times were date-shifted per patient: they can't meet real times",
     "alert_state": "the alert is not in a state that allows this move",
     "invalid_table": "an Arrow or Parquet request body could not be read",
     "invalid_rows": "rows sent for prediction failed the input schema, field by field",
