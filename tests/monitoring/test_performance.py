@@ -5,6 +5,7 @@ intervals and raise alerts; a date-shifted label feed is refused. Both backends.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -136,6 +137,13 @@ def test_a_month_that_no_longer_ranks_raises_the_performance_alert(
     assert bands == {"<50", "50–<75", "≥75"}  # the policy's age bands, from the logged feature; sex is not logged
     assert "performance_decay" in {a.rule for a in result.alerts}
     assert version.version == result.windows[1].version
+    # the monitoring report: one page, nothing fetched, the windows, charts and the alert, no patient's data
+    html = Services(ws).monitoring.report(Caller("victor"), "readmission")
+    assert html.count("<svg") == 6 and "http://" not in html.replace("http://www.w3.org", "")
+    assert "<script" not in html and "2026-11" in html and "performance_decay" in html and "degraded: auroc" in html
+    assert not re.search(r"\b[pn]0\d{4}\b", html)  # no patient id of the log or the outcome feed
+    empty = Services(ws).monitoring.report(Caller("victor"), "readmission", since=DECEMBER)
+    assert "No window of this model was judged in the period." in empty
     # as of November 10, most of November's outcomes were not known yet: the window is not judged
     span = windows.Span("2026-11", NOVEMBER, DECEMBER)
     early = windows.compute(ws, "readmission", version.version, span, MonitorSpec(performance=OUTCOMES),

@@ -148,6 +148,36 @@ def _windows(found: list[Any]) -> None:
     )
 
 
+@app.command(
+    "report", epilog="Examples:  medops monitor report readmission_30d   ·   ... --since 2026-01-01 --out q1.html"
+)
+def report_cmd(
+    model: str = typer.Argument(..., metavar="MODEL", help="The registered model."),
+    since: str | None = SinceOpt,
+    until: str | None = UntilOpt,
+    out: Path | None = typer.Option(
+        None, "--out", "-o", metavar="FILE", help="Where to write the HTML (default: monitoring-MODEL.html here)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the file if it exists."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Write the monitoring report: one self-contained HTML page (windows, drift, predictions,
+    performance with intervals, subgroups, label completeness, alerts), nothing fetched when opened."""
+    from medops.atomic import write_atomic
+    from medops.errors import Conflict
+    from medops.services import Services
+
+    target = (out or Path(f"monitoring-{model}.html")).expanduser()
+    if target.exists() and not overwrite:
+        raise Conflict(f"{target} already exists", code="output_exists", path=str(target))
+    with open_workspace() as ws:
+        html = Services(ws).monitoring.report(
+            cli_caller(ws, writes=False), model, since=_moment(since, "--since"), until=_moment(until, "--until")
+        )
+    write_atomic(target, html)
+    done(as_json, f"wrote {target}", {"path": str(target), "bytes": len(html.encode())})
+
+
 @app.command("list", epilog="Examples:  medops monitor list   ·   medops monitor list --model readmission_30d")
 def list_cmd(
     model: str | None = typer.Option(None, "--model", "-m", metavar="NAME", help="Only this model."),

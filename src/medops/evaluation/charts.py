@@ -78,10 +78,18 @@ def _pairs(points: Iterable[Sequence[Any]] | None) -> tuple[list[float], list[fl
     return xs, ys
 
 
-def _figure() -> Figure:
+def new_figure(*, wide: bool = False) -> Figure:
+    """A chart's figure: the validation report's size, or twice as wide for a series over time."""
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=100, layout="constrained")
+    return Figure(figsize=(WIDTH_IN * (2 if wide else 1), HEIGHT_IN), dpi=100, layout="constrained")
+
+
+def styled() -> Any:
+    """The charts' matplotlib settings, for a ``with`` block around drawing."""
+    import matplotlib
+
+    return matplotlib.rc_context(RC)
 
 
 def _style(ax: Axes, xlabel: str, ylabel: str) -> None:
@@ -97,11 +105,11 @@ def _style(ax: Axes, xlabel: str, ylabel: str) -> None:
         ax.spines[side].set_visible(False)
 
 
-def _no_data(ax: Axes) -> None:
+def no_data(ax: Axes) -> None:
     ax.text(0.5, 0.5, "no data", ha="center", va="center", color=MUTED, transform=ax.transAxes)
 
 
-def _svg(fig: Figure, salt: str) -> str:
+def to_svg(fig: Figure, salt: str) -> str:
     """Serialise a figure to an ``<svg>`` element for inline HTML, the same bytes every time."""
     import matplotlib
 
@@ -130,7 +138,7 @@ def roc_svg(points: Iterable[Sequence[Any]] | None, auroc: Any = None) -> str:
     import matplotlib
 
     with matplotlib.rc_context(RC):
-        fig = _figure()
+        fig = new_figure()
         ax = fig.add_subplot()
         _style(ax, "1 − specificity (false positive rate)", "Sensitivity")
         ax.plot([0, 1], [0, 1], linestyle="--", color=MUTED, linewidth=0.8, label="Chance")
@@ -139,8 +147,8 @@ def roc_svg(points: Iterable[Sequence[Any]] | None, auroc: Any = None) -> str:
             ax.plot(xs, ys, color=ACCENT, linewidth=1.6, label=_label("Model, AUROC", _finite(auroc)))
             ax.legend(loc="lower right")
         else:
-            _no_data(ax)
-        return _svg(fig, "roc")
+            no_data(ax)
+        return to_svg(fig, "roc")
 
 
 def pr_svg(points: Iterable[Sequence[Any]] | None, prevalence: Any = None, auprc: Any = None) -> str:
@@ -148,7 +156,7 @@ def pr_svg(points: Iterable[Sequence[Any]] | None, prevalence: Any = None, auprc
     import matplotlib
 
     with matplotlib.rc_context(RC):
-        fig = _figure()
+        fig = new_figure()
         ax = fig.add_subplot()
         _style(ax, "Sensitivity (recall)", "PPV (precision)")
         base = _finite(prevalence)
@@ -158,10 +166,10 @@ def pr_svg(points: Iterable[Sequence[Any]] | None, prevalence: Any = None, auprc
         if xs:
             ax.plot(xs, ys, color=ACCENT, linewidth=1.6, label=_label("Model, AUPRC", _finite(auprc)))
         else:
-            _no_data(ax)
+            no_data(ax)
         if xs or base is not None:
             ax.legend(loc="upper right")
-        return _svg(fig, "pr")
+        return to_svg(fig, "pr")
 
 
 def _bin_edges(label: Any) -> tuple[float, float] | None:
@@ -185,7 +193,7 @@ def calibration_svg(bins: Iterable[Mapping[str, Any]] | None) -> str:
         x, y, count = _finite(item.get("mean_predicted")), _finite(item.get("observed")), _finite(item.get("count"))
         rows.append((x, y, count or 0.0, _bin_edges(item.get("bin"))))
     with matplotlib.rc_context(RC):
-        fig = _figure()
+        fig = new_figure()
         grid = fig.add_gridspec(2, 1, height_ratios=(4, 1))
         ax = fig.add_subplot(grid[0])
         strip = fig.add_subplot(grid[1], sharex=ax)
@@ -209,7 +217,7 @@ def calibration_svg(bins: Iterable[Mapping[str, Any]] | None) -> str:
             )
             ax.legend(loc="upper left")
         else:
-            _no_data(ax)
+            no_data(ax)
         lefts, widths, heights = [], [], []
         for x, _, n, edges in rows:
             if edges is not None:
@@ -230,4 +238,4 @@ def calibration_svg(bins: Iterable[Mapping[str, Any]] | None) -> str:
         strip.locator_params(axis="y", nbins=2)
         for side in ("top", "right"):
             strip.spines[side].set_visible(False)
-        return _svg(fig, "calibration")
+        return to_svg(fig, "calibration")

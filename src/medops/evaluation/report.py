@@ -432,7 +432,8 @@ def _environment(html: bool) -> Environment:
 
 
 @lru_cache(maxsize=1)
-def _css() -> Markup:
+def stylesheet() -> Markup:
+    """The reports' CSS (the monitoring report shares it), inlined: a report fetches nothing."""
     # Read as a file, not rendered as a template: CSS braces and "{#" mean something to Jinja.
     return Markup((TEMPLATES / "style.css").read_text(encoding="utf-8"))
 
@@ -456,12 +457,12 @@ def _charts(doc: Mapping[str, Any]) -> dict[str, Markup]:
 def render_report(doc: Mapping[str, Any]) -> str:
     """The full validation report: one HTML page with inline CSS and SVG, nothing fetched."""
     view = _view(doc)
-    return _environment(True).get_template("report.html.j2").render(**view, charts=_charts(doc), css=_css())
+    return _environment(True).get_template("report.html.j2").render(**view, charts=_charts(doc), css=stylesheet())
 
 
 def render_model_card(doc: Mapping[str, Any]) -> tuple[str, str]:
     """The model card as (Markdown, HTML), both from the same view of the document."""
     view = _view(doc)
     md = _environment(False).get_template("model_card.md.j2").render(**view)
-    html = _environment(True).get_template("model_card.html.j2").render(**view, css=_css())
+    html = _environment(True).get_template("model_card.html.j2").render(**view, css=stylesheet())
     return md, html

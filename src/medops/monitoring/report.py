@@ -58,9 +58,7 @@ def build_view(ws: Platform, model: str, since: datetime | None, until: datetime
         "alerts": raised,
         "has_performance": any(p for p in performance),
         "charts": {
-            "drift": Markup(
-                charts.lines_svg(labels, psi, ylabel="PSI", threshold=threshold, salt="monitor-drift")
-            ),
+            "drift": Markup(charts.lines_svg(labels, psi, ylabel="PSI", threshold=threshold, salt="monitor-drift")),
             "score": Markup(
                 charts.lines_svg(
                     labels,
@@ -93,7 +91,10 @@ def build_view(ws: Platform, model: str, since: datetime | None, until: datetime
             "subgroups": Markup(charts.lines_svg(labels, groups, ylabel="AUROC", salt="monitor-subgroups")),
             "completeness": Markup(
                 charts.bars_svg(
-                    labels, [p.get("label_completeness") for p in performance], ylabel="labeled share", salt="monitor-labels"
+                    labels,
+                    [p.get("label_completeness") for p in performance],
+                    ylabel="labeled share",
+                    salt="monitor-labels",
                 )
             ),
         },
@@ -138,7 +139,9 @@ def _row(window: WindowInfo, doc: dict[str, Any]) -> dict[str, Any]:
         if unit:
             findings.append(f"{name}: suspected unit {unit['suspected_unit']} ({unit['share']:.1%} of values)")
         if feature["missing"]["flagged"]:
-            findings.append(f"{name}: missing {feature['missing']['reference']:.1%} -> {feature['missing']['current']:.1%}")
+            findings.append(
+                f"{name}: missing {feature['missing']['reference']:.1%} -> {feature['missing']['current']:.1%}"
+            )
         if feature.get("new_category_flagged"):
             findings.append(f"{name}: new categories {', '.join(feature['new_categories'])}")
         if (feature.get("out_of_range") or {}).get("flagged"):

@@ -8,9 +8,9 @@ without labels) is a gap in its line, never a zero.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from medops.evaluation.charts import MUTED, new_figure, no_data, to_svg
+from medops.evaluation.charts import MUTED, new_figure, no_data, styled, to_svg
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -35,7 +35,7 @@ def _line(ax: Axes, values: Sequence[float | None], **style: object) -> None:
     ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, **style)  # type: ignore[arg-type]
 
 
-def lines_svg(
+def _lines_svg(
     labels: Sequence[str],
     series: Mapping[str, Sequence[float | None]],
     *,
@@ -62,7 +62,7 @@ def lines_svg(
     return to_svg(fig, salt)
 
 
-def intervals_svg(
+def _intervals_svg(
     labels: Sequence[str],
     values: Sequence[float | None],
     lows: Sequence[float | None],
@@ -91,7 +91,7 @@ def intervals_svg(
     return to_svg(fig, salt)
 
 
-def bars_svg(labels: Sequence[str], values: Sequence[float | None], *, ylabel: str, salt: str) -> str:
+def _bars_svg(labels: Sequence[str], values: Sequence[float | None], *, ylabel: str, salt: str) -> str:
     """A share per window (label completeness), 0 to 1."""
     fig = new_figure(wide=True)
     ax = fig.add_subplot()
@@ -102,3 +102,21 @@ def bars_svg(labels: Sequence[str], values: Sequence[float | None], *, ylabel: s
     ax.set_ylim(0, 1.02)
     _axes(ax, labels, ylabel)
     return to_svg(fig, salt)
+
+
+def lines_svg(labels: Sequence[str], series: Mapping[str, Sequence[float | None]], **kwargs: Any) -> str:
+    """One line per series over the windows, with the threshold (dashed) and reference (dotted) if given."""
+    with styled():
+        return _lines_svg(labels, series, **kwargs)
+
+
+def intervals_svg(labels: Sequence[str], values: Sequence[float | None], *args: Any, **kwargs: Any) -> str:
+    """A metric per window with its interval, beside the validated value."""
+    with styled():
+        return _intervals_svg(labels, values, *args, **kwargs)
+
+
+def bars_svg(labels: Sequence[str], values: Sequence[float | None], **kwargs: Any) -> str:
+    """A share per window (label completeness), 0 to 1."""
+    with styled():
+        return _bars_svg(labels, values, **kwargs)

@@ -145,6 +145,15 @@ class MonitoringService:
     def resolve(self, caller: Caller, alert_id: str, reason: str) -> AlertInfo:
         return alerts.resolve(self.platform, alert_id, actor=caller.user, reason=reason)
 
+    def report(
+        self, caller: Caller, model: str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> str:
+        """The monitoring report's HTML: windows, charts over time, alerts (a read, open to every reader)."""
+        from medops.monitoring.report import render
+
+        self.platform.users.require_role(caller.user, "monitor.report", READ_ROLES)
+        return render(self.platform, model, since, until)
+
     def windows(self, caller: Caller, model: str | None = None, *, limit: int = 100) -> list[WindowInfo]:
         self.platform.users.require_role(caller.user, "monitor.list", READ_ROLES)
         return windows.listing(self.platform, model, limit)
