@@ -61,3 +61,13 @@ def monitored(pseudonym_key: None, registry: tuple[Workspace, str]) -> tuple[Wor
     older["age"] = older["age"] + 14  # a population that aged: more than a standard deviation of age
     log_rows(ws, run, version, older, datetime(2026, 11, 1, tzinfo=UTC))
     return ws, version
+
+
+def govern_monitor(ws: Workspace, spec: Any) -> None:
+    """Make ``spec`` the workspace's governing monitor section (its reviewed project file's), as a team would."""
+    import yaml
+
+    path = ws.settings.home / "medops.yaml"
+    doc = yaml.safe_load(path.read_text()) if path.exists() else {}
+    doc["monitor"] = spec.model_dump(mode="json")
+    path.write_text(yaml.safe_dump(doc))

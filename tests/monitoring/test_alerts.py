@@ -27,14 +27,16 @@ from medops.services import Services
 from medops.store.schema import Alert
 from medops.workspace import Workspace
 from tests.factories import free_port
-from tests.monitoring.conftest import OCTOBER
+from tests.monitoring.conftest import OCTOBER, govern_monitor
 
 DECEMBER = datetime(2026, 12, 1, tzinfo=UTC)
 SECRET = "webhook-secret-for-tests"
 
 
 def run(ws: Workspace, spec: MonitorSpec | None = None, channels: Channels | None = None) -> Any:
-    return Services(ws).monitoring.run(Caller("ming"), "readmission", since=OCTOBER, until=DECEMBER, spec=spec,
+    """A monitoring run under ``spec``, made the workspace's governing monitor section first."""
+    govern_monitor(ws, spec or MonitorSpec())
+    return Services(ws).monitoring.run(Caller("ming"), "readmission", since=OCTOBER, until=DECEMBER,
                                        channels=channels)  # fmt: skip
 
 
@@ -86,6 +88,13 @@ def test_consecutive_windows_patterns_and_the_index_that_keeps_one_unresolved_al
         with pytest.raises(MedopsError), ws.db.write() as session:
             session.execute(text(statement))
     assert Services(ws).monitoring.alert(Caller("audrey"), opened.id).severity == "critical"
+    # a looser copy of the rules, named for one run, explores: judged and shown, nothing stored, no alert
+    service = Services(ws).monitoring
+    stored = len(service.windows(Caller("audrey"), limit=1_000))
+    quiet = MonitorSpec(drift={"psi": 5.0, "ks": 1.0, "wasserstein": 50.0}, alerts=[])
+    explored = service.run(Caller("ming"), "readmission", since=OCTOBER, until=DECEMBER, spec=quiet)
+    assert explored.exploratory and explored.alerts == [] and explored.windows[1].drifted == []
+    assert {w.id for w in explored.windows} == {"-"} and len(service.windows(Caller("audrey"), limit=1_000)) == stored
 
 
 def test_rules_are_checked_when_the_project_loads() -> None:

@@ -26,6 +26,7 @@ from medops.serving import prediction_log
 from medops.training import Tracker, stored
 from medops.workspace import Workspace
 from tests.factories import COHORT_FEATURES, cohort, put
+from tests.monitoring.conftest import govern_monitor
 
 OCTOBER = datetime(2026, 10, 1, tzinfo=UTC)
 NOVEMBER = datetime(2026, 11, 1, tzinfo=UTC)
@@ -126,8 +127,8 @@ def test_a_month_that_no_longer_ranks_raises_the_performance_alert(
     labeled: tuple[Workspace, Any], tmp_path: Path
 ) -> None:
     ws, version = labeled
-    spec = MonitorSpec(performance=OUTCOMES)
-    result = Services(ws).monitoring.run(Caller("ming"), "readmission", since=OCTOBER, until=DECEMBER, spec=spec)
+    govern_monitor(ws, MonitorSpec(performance=OUTCOMES))  # the reviewed project file names the outcome feed
+    result = Services(ws).monitoring.run(Caller("ming"), "readmission", since=OCTOBER, until=DECEMBER)
     october, november = (windows.document(ws, w) for w in result.windows)
     assert october["performance"]["judged"] and october["performance"]["degraded"] == []
     assert october["performance"]["label_completeness"] == 1.0

@@ -29,6 +29,9 @@ def list_cmd(
     if as_json:
         print_json([a.to_json() for a in found])
         return
+    if not found:
+        console.print("no alert" + (f" {state}" if state else "") + (f" of {escape(model)}" if model else ""))
+        return
     table(
         None,
         ["alert", "opened (UTC)", "model", "rule", "severity", "state", "condition"],

@@ -19,15 +19,13 @@ app = typer.Typer()  # its help line and options are set where it is registered 
 
 
 def _spec(project: Path | None) -> Any:
-    """The project file's ``monitor`` section: the named file, else medops.yaml here or above, else the defaults."""
+    """The named project file's ``monitor`` section (its defaults if it has none); None without --project:
+    the workspace's reviewed project file governs."""
     from medops.monitoring.spec import MonitorSpec
-    from medops.services.projects.project import ProjectError, find_project, load_project
+    from medops.services.projects.project import load_project
 
     if project is None:
-        try:
-            project = find_project()
-        except ProjectError:
-            return MonitorSpec()
+        return None
     return load_project(project.expanduser()).spec.monitor or MonitorSpec()
 
 
@@ -87,35 +85,37 @@ def run_cmd(
 
     Per window and version: feature drift (PSI, KS, Wasserstein; chi-squared, Jensen-Shannon),
     prediction drift, missing values, out-of-range values, new categories and suspected unit
-    changes. Thresholds come from the project file's monitor section. Each window is stored.
+    changes; performance and bias drift once outcomes arrive. The workspace's reviewed project file's
+    monitor section governs: each window is stored and its alerts opened. With --project naming another
+    file, the windows are judged to explore and shown, never stored, and open no alert.
     """
-    from medops.monitoring.channels import Channels
     from medops.services import Services
 
-    spec = _spec(project)
+    explored = _spec(project)
     start, end = _moment(since, "--since"), _moment(until, "--until")
-    named = [c.secret_env for c in (spec.channels.webhook,) if c is not None]
-    if spec.channels.email is not None:
-        named += [n for n in (spec.channels.email.username_env, spec.channels.email.password_env) if n]
-    channels = Channels(spec.channels, {n: os.environ[n] for n in named if n in os.environ})
     with open_workspace() as ws:
+        service = Services(ws).monitoring
+        channels = _channels(explored or service.governing())
         with progress_bar(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), enabled=not as_json
         ) as bar:
             task = bar.add_task("windows", total=None)
-            found = Services(ws).monitoring.run(
+            found = service.run(
                 cli_caller(ws, writes=True),
                 model,
                 window=window,
                 since=start,
                 until=end,
-                spec=spec,
+                spec=explored,
                 channels=channels,
                 progress=lambda span, v: bar.update(task, description=f"{span.label} (version {v})"),
             )
     if as_json:
         print_json(found.to_json())
         return
+    if found.exploratory:
+        console.print("[yellow]exploratory[/]: this project file's monitor section is not the workspace's; "
+                      "nothing was stored and no alert opened")  # fmt: skip
     if not found.windows:
         console.print(f"no complete {window} window of {escape(model)} to judge yet")
     else:
@@ -128,6 +128,16 @@ def run_cmd(
             f"[red]alert[/] {alert.id[:12]} {alert.severity}: {escape(alert.rule)} on {alert.model}:{alert.version} "
             f"({escape(alert.condition)}); told: {escape(sent) or '-'}"
         )
+
+
+def _channels(spec: Any) -> Any:
+    """The spec's channels with their secrets, read from this process's environment (the adapter's job)."""
+    from medops.monitoring.channels import Channels
+
+    named = [c.secret_env for c in (spec.channels.webhook,) if c is not None]
+    if spec.channels.email is not None:
+        named += [n for n in (spec.channels.email.username_env, spec.channels.email.password_env) if n]
+    return Channels(spec.channels, {n: os.environ[n] for n in named if n in os.environ})
 
 
 def _windows(found: list[Any]) -> None:
@@ -149,14 +159,14 @@ def _windows(found: list[Any]) -> None:
 
 
 @app.command(
-    "report", epilog="Examples:  medops monitor report readmission_30d   ·   ... --since 2026-01-01 --out q1.html"
+    "report", epilog="Examples:  medops monitor report readmission_30d   ·   ... --since 2026-01-01 -o q1.html"
 )
 def report_cmd(
     model: str = typer.Argument(..., metavar="MODEL", help="The registered model."),
     since: str | None = SinceOpt,
     until: str | None = UntilOpt,
-    out: Path | None = typer.Option(
-        None, "--out", "-o", metavar="FILE", help="Where to write the HTML (default: monitoring-MODEL.html here)."
+    output: Path | None = typer.Option(
+        None, "--output", "-o", metavar="FILE", help="Where to write the HTML (default: monitoring-MODEL.html here)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the file if it exists."),
     as_json: bool = JsonOption,
@@ -167,7 +177,7 @@ def report_cmd(
     from medops.errors import Conflict
     from medops.services import Services
 
-    target = (out or Path(f"monitoring-{model}.html")).expanduser()
+    target = (output or Path(f"monitoring-{model}.html")).expanduser()
     if target.exists() and not overwrite:
         raise Conflict(f"{target} already exists", code="output_exists", path=str(target))
     with open_workspace() as ws:
@@ -191,6 +201,9 @@ def list_cmd(
         found = Services(ws).monitoring.windows(cli_caller(ws, writes=False), model, limit=limit)
     if as_json:
         print_json([w.to_json() for w in found])
+        return
+    if not found:
+        console.print("no monitored window yet: `medops monitor run MODEL` judges them")
         return
     _windows(found)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -43,8 +44,9 @@ def project_path(settings: Settings) -> Path:
     return path if path.is_absolute() else settings.home / path
 
 
-def governing_policy(ws: Platform) -> GoverningPolicy | None:
-    """The policy of the workspace's project file, or None when the workspace has no project file."""
+def governing_section(ws: Platform, name: str) -> tuple[Path, Any, str] | None:
+    """The workspace's project file, the raw section ``name`` of it (None if absent) and the file's hash;
+    None when the workspace has no project file."""
     path = project_path(ws.settings)
     try:
         text = path.read_text(encoding="utf-8")
@@ -58,13 +60,20 @@ def governing_policy(ws: Platform) -> GoverningPolicy | None:
         raise ConfigError(
             f"{path}: the workspace's project file is not valid YAML", code="project_file_invalid"
         ) from None
-    section = raw.get("evaluate") if isinstance(raw, dict) else None
-    if section is None:
+    section = raw.get(name) if isinstance(raw, dict) else None
+    return path, section, hashlib.sha256(text.encode()).hexdigest()
+
+
+def governing_policy(ws: Platform) -> GoverningPolicy | None:
+    """The policy of the workspace's project file, or None when the workspace has no project file."""
+    found = governing_section(ws, "evaluate")
+    if found is None or found[1] is None:
         return None
+    path, section, digest = found
     try:
         spec = EvaluateSpec.model_validate(section)
     except ValidationError as exc:
         raise ConfigError(
             f"{path}: the evaluate section is not valid ({exc.errors()[0]['msg']})", code="project_file_invalid"
         ) from None
-    return GoverningPolicy(path.resolve(), spec, hashlib.sha256(text.encode()).hexdigest())
+    return GoverningPolicy(path.resolve(), spec, digest)

@@ -9,9 +9,12 @@ and Jensen-Shannon at 0.1 are small-to-moderate effects) and docs/monitoring.md 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from medops.platform import Platform
 
 Positive = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(gt=0, le=1)]
@@ -151,3 +154,23 @@ class MonitorSpec(_Strict):
                 if channel != "log" and getattr(self.channels, channel) is None:
                     raise ValueError(f"alerts.{rule.name}: channel {channel!r} is not configured under channels")
         return self
+
+
+def governing_spec(ws: Platform) -> MonitorSpec:
+    """The workspace's reviewed project file's monitor section (the defaults when it has none): what
+    stored windows and alerts are judged by. Another file's section only explores."""
+    from pydantic import ValidationError
+
+    from medops.errors import ConfigError
+    from medops.evaluation.governing import governing_section
+
+    found = governing_section(ws, "monitor")
+    if found is None or found[1] is None:
+        return MonitorSpec()
+    path, section, _ = found
+    try:
+        return MonitorSpec.model_validate(section)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{path}: the monitor section is not valid ({exc.errors()[0]['msg']})", code="project_file_invalid"
+        ) from None

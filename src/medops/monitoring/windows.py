@@ -277,9 +277,10 @@ def run(
     spec: MonitorSpec,
     actor: str,
     progress: Callable[[Span, int], None] | None = None,
+    keep: bool = True,
 ) -> list[WindowInfo]:
     """Compute and store every complete window of ``model``'s log from ``since`` (default: its first
-    prediction) up to ``until`` (default: now)."""
+    prediction) up to ``until`` (default: now); ``keep=False`` (exploring another spec) stores nothing."""
     start = since or first_prediction(ws, model)
     if start is None:
         raise NotFound(f"the prediction log holds nothing of {model!r}", code="no_predictions")
@@ -289,8 +290,29 @@ def run(
         for version in versions_in(ws, model, span):
             if progress is not None:
                 progress(span, version)
-            stored.append(store(ws, compute(ws, model, version, span, spec), actor=actor))
+            doc = compute(ws, model, version, span, spec)
+            stored.append(store(ws, doc, actor=actor) if keep else unstored(doc, actor))
     return stored
+
+
+def unstored(doc: dict[str, Any], actor: str) -> WindowInfo:
+    """A window judged to explore, not kept: no id, no document in the store."""
+    return WindowInfo(
+        "-",
+        doc["model"],
+        doc["version"],
+        doc["source"],
+        doc["window"],
+        datetime.fromisoformat(doc["start"]),
+        datetime.fromisoformat(doc["end"]),
+        doc["rows"],
+        doc["judged"],
+        list(doc["drifted"]),
+        dict(doc["metrics"]),
+        "-",
+        utc_now(),
+        actor,
+    )
 
 
 def get(ws: Platform, window_id: str) -> WindowInfo:

@@ -21,7 +21,7 @@ from medops.monitoring import alerts, profiles, windows
 from medops.monitoring.alerts import AlertInfo
 from medops.monitoring.channels import Channels
 from medops.monitoring.profiles import ProfileInfo
-from medops.monitoring.spec import MonitorSpec
+from medops.monitoring.spec import MonitorSpec, governing_spec
 from medops.monitoring.windows import Span, WindowInfo
 from medops.platform import Platform
 from medops.registry.versions import parse_ref
@@ -35,9 +35,14 @@ READ_ROLES = set(Role) - {Role.PREDICTOR}  # a prediction token reads nothing el
 class MonitorRun:
     windows: list[WindowInfo]
     alerts: list[AlertInfo]  # opened by this run, with their deliveries
+    exploratory: bool = False  # judged under another spec than the workspace's: nothing stored, no alert
 
     def to_json(self) -> dict[str, Any]:
-        return {"windows": [w.to_json() for w in self.windows], "alerts": [a.to_json() for a in self.alerts]}
+        return {
+            "windows": [w.to_json() for w in self.windows],
+            "alerts": [a.to_json() for a in self.alerts],
+            "exploratory": self.exploratory,
+        }
 
 
 @dataclass(frozen=True)
@@ -102,9 +107,16 @@ class MonitoringService:
         progress: Callable[[Span, int], None] | None = None,
     ) -> MonitorRun:
         """Judge and store every complete window of ``model``'s prediction log, then open the alerts its rules
-        raise and tell their channels (``channels``: the configured ones with their secrets; None: log only)."""
+        raise and tell their channels (``channels``: the configured ones with their secrets; None: log only).
+
+        The workspace's reviewed project file's monitor section governs (``spec`` None). Another ``spec``
+        explores: its windows are judged and returned, never stored, and raise no alert, so a looser copy
+        of the thresholds can't put a quiet record in place of the governed one.
+        """
         self.platform.users.require_role(caller.user, "monitor.run", windows.MONITOR_ROLES)
-        spec = spec or MonitorSpec()
+        governing = governing_spec(self.platform)
+        exploring = spec is not None and spec != governing
+        spec = spec or governing
         prediction_log.recover(self.platform)
         judged = windows.run(
             self.platform,
@@ -115,7 +127,10 @@ class MonitoringService:
             spec=spec,
             actor=caller.user,
             progress=progress,
+            keep=not exploring,
         )
+        if exploring:
+            return MonitorRun(judged, [], exploratory=True)
         opened = alerts.evaluate(self.platform, model, spec, actor=caller.user)
         told = channels or Channels(spec.channels)
         rules = {r.name: r for r in spec.rules}
@@ -128,6 +143,10 @@ class MonitoringService:
                 )
             delivered.append(alerts.get(self.platform, alert.id))
         return MonitorRun(judged, delivered)
+
+    def governing(self) -> MonitorSpec:
+        """The monitor section that governs stored windows and alerts: the workspace's reviewed project file's."""
+        return governing_spec(self.platform)
 
     def alerts(
         self, caller: Caller, *, model: str | None = None, state: str | None = None, limit: int = 100
