@@ -67,6 +67,7 @@ class DaskExecutor:
                 self._cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0")
                 self.client = Client(self._cluster)
             else:
+                check_dask(url)  # refused at once rather than after the client's 10 s of retries
                 address = "tcp://" + url.removeprefix("dask://")
                 self.client = Client(address, timeout="10s")
         except (OSError, TimeoutError) as exc:
@@ -129,5 +130,6 @@ def check_dask(url: str) -> str:
             return f"Dask scheduler at {url} accepts connections"
     except OSError as exc:
         raise ConfigError(
-            f"no Dask scheduler at {url}: {exc.strerror or exc}", hint='start the scheduler or set executor = "local"'
+            f"executor {url}: can't reach the Dask scheduler ({exc.strerror or exc})",
+            hint='start one with `dask scheduler` and workers with `dask worker HOST:8786`, or set executor = "local"',
         ) from None
