@@ -350,10 +350,16 @@ def _registry(ws: Workspace, step: Callable[[str, str], None], run: str, passed:
     """alice registers the model; production is refused until carol and victor sign; ming promotes it."""
     from medops.errors import InvalidTransition
     from medops.registry import approvals, stages, versions
+    from medops.services import Services
 
     name = "readmission_30d"
-    version = versions.register(ws, run, name, actor="alice", reason="demo: candidate for production")
-    step("register", f"{version.ref} from run {run[:12]} (evaluation {'passed' if passed[run] else 'FAILED'})")
+    registry = Services(ws).registry  # registering through the service also stores the reference profile
+    version = registry.register(Caller("alice"), run, name, reason="demo: candidate for production")
+    step(
+        "register",
+        f"{version.ref} from run {run[:12]} (evaluation {'passed' if passed[run] else 'FAILED'}); "
+        "its reference profile stored for monitoring",
+    )
     try:
         stages.promote(ws, name, version.version, "production", actor="ming", reason="demo: before any signature")
     except InvalidTransition as exc:
@@ -382,9 +388,10 @@ def _registry(ws: Workspace, step: Callable[[str, str], None], run: str, passed:
 
 def _next_version(ws: Workspace, step: Callable[[str, str], None], name: str, run: str) -> int:
     """A second version (the same run registered again, standing in for a retrained model) approved and promoted."""
-    from medops.registry import approvals, stages, versions
+    from medops.registry import approvals, stages
+    from medops.services import Services
 
-    second = versions.register(ws, run, name, actor="alice", reason="demo: the next version")
+    second = Services(ws).registry.register(Caller("alice"), run, name, reason="demo: the next version")
     for user, role in (("carol", "clinical_reviewer"), ("victor", "validator")):
         approvals.approve(ws, (name, second.version), user, DEMO_PASSWORD, role)
     moves = stages.promote(ws, name, second.version, "production", actor="ming", reason="demo: the next version")
