@@ -16,8 +16,8 @@ from medops.monitoring import profiles, windows
 from medops.monitoring.windows import spans
 from medops.services import Services
 from medops.workspace import Workspace
-from tests.factories import COHORT_FEATURES
-from tests.monitoring.conftest import NOVEMBER, OCTOBER
+from tests.factories import COHORT_FEATURES, cohort
+from tests.monitoring.conftest import NOVEMBER, OCTOBER, log_rows
 
 pytestmark = pytest.mark.usefixtures("pseudonym_key")
 
@@ -42,6 +42,11 @@ def test_registration_stores_the_profile_once_and_backfill_makes_a_missing_one(
     with pytest.raises(NotFound, match="no reference profile"):
         profiles.get(ws, "readmission", second.version)
     assert profiles.missing(ws) == [("readmission", second.version)]
+    # its logged answers are not judged (and say why) while the first version's windows are
+    log_rows(ws, version.run_id, second, cohort(300, biased=False, seed=23), OCTOBER)
+    ran = service.monitoring.run(Caller("ming"), "readmission", since=OCTOBER, until=NOVEMBER)
+    assert [(w.label, w.version) for w in ran.windows] == [("2026-10", version.version)]
+    assert [(v, "no reference profile" in why) for v, why in ran.skipped] == [(second.version, True)]
     with pytest.raises(PermissionDenied):
         service.monitoring.backfill(Caller("audrey"))
     result = service.monitoring.backfill(Caller("alice"))

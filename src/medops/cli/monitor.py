@@ -116,6 +116,8 @@ def run_cmd(
     if found.exploratory:
         console.print("[yellow]exploratory[/]: this project file's monitor section is not the workspace's; "
                       "nothing was stored and no alert opened")  # fmt: skip
+    for version, why in found.skipped:
+        console.print(f"[yellow]not judged[/]: {escape(model)}:{version}: {escape(why)}")
     if not found.windows:
         console.print(f"no complete {window} window of {escape(model)} to judge yet")
     else:

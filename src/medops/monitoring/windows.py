@@ -278,19 +278,34 @@ def run(
     actor: str,
     progress: Callable[[Span, int], None] | None = None,
     keep: bool = True,
+    skipped: list[tuple[int, str]] | None = None,
 ) -> list[WindowInfo]:
     """Compute and store every complete window of ``model``'s log from ``since`` (default: its first
-    prediction) up to ``until`` (default: now); ``keep=False`` (exploring another spec) stores nothing."""
+    prediction) up to ``until`` (default: now); ``keep=False`` (exploring another spec) stores nothing.
+
+    A version without a reference profile (imported as a bundle, or registered before monitoring) is
+    not judged: it goes to ``skipped`` with the reason, once, and the other versions' windows are."""
     start = since or first_prediction(ws, model)
     if start is None:
         raise NotFound(f"the prediction log holds nothing of {model!r}", code="no_predictions")
     now = utc_now()
     stored: list[WindowInfo] = []
+    unprofiled: set[int] = set()
     for span in spans(kind, start, min(until or now, now)):  # a window that has not ended yet is not judged
         for version in versions_in(ws, model, span):
+            if version in unprofiled:
+                continue
             if progress is not None:
                 progress(span, version)
-            doc = compute(ws, model, version, span, spec)
+            try:
+                doc = compute(ws, model, version, span, spec)
+            except NotFound as exc:
+                if exc.code != "no_profile":
+                    raise
+                unprofiled.add(version)
+                if skipped is not None:
+                    skipped.append((version, str(exc)))
+                continue
             stored.append(store(ws, doc, actor=actor) if keep else unstored(doc, actor))
     return stored
 

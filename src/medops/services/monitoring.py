@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -36,12 +36,14 @@ class MonitorRun:
     windows: list[WindowInfo]
     alerts: list[AlertInfo]  # opened by this run, with their deliveries
     exploratory: bool = False  # judged under another spec than the workspace's: nothing stored, no alert
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # versions not judged (no profile), and why
 
     def to_json(self) -> dict[str, Any]:
         return {
             "windows": [w.to_json() for w in self.windows],
             "alerts": [a.to_json() for a in self.alerts],
             "exploratory": self.exploratory,
+            "skipped": [{"version": v, "why": why} for v, why in self.skipped],
         }
 
 
@@ -118,6 +120,7 @@ class MonitoringService:
         exploring = spec is not None and spec != governing
         spec = spec or governing
         prediction_log.recover(self.platform)
+        skipped: list[tuple[int, str]] = []
         judged = windows.run(
             self.platform,
             model,
@@ -128,9 +131,10 @@ class MonitoringService:
             actor=caller.user,
             progress=progress,
             keep=not exploring,
+            skipped=skipped,
         )
         if exploring:
-            return MonitorRun(judged, [], exploratory=True)
+            return MonitorRun(judged, [], exploratory=True, skipped=skipped)
         opened = alerts.evaluate(self.platform, model, spec, actor=caller.user)
         told = channels or Channels(spec.channels)
         rules = {r.name: r for r in spec.rules}
@@ -142,7 +146,7 @@ class MonitoringService:
                     self.platform, alert.id, outcome.channel, outcome.delivered, outcome.attempts, outcome.detail
                 )
             delivered.append(alerts.get(self.platform, alert.id))
-        return MonitorRun(judged, delivered)
+        return MonitorRun(judged, delivered, skipped=skipped)
 
     def governing(self) -> MonitorSpec:
         """The monitor section that governs stored windows and alerts: the workspace's reviewed project file's."""
