@@ -73,12 +73,13 @@ class MonitoringService:
         return profiles.save(self.platform, name, version, profile, evaluation, actor=caller.user)
 
     def profile_quietly(self, caller: Caller, name: str, version: int) -> ProfileInfo | None:
-        """``profile`` right after registration: a failure leaves the version registered and is logged;
-        `medops monitor profile --backfill` builds it later."""
+        """``profile`` right after registration, which has committed: any failure leaves the version
+        registered, is logged by its kind only (a message could quote data), and ``backfill`` builds it later."""
         try:
             return self.profile(caller, f"{name}:{version}")
-        except MedopsError as exc:
-            log.warning("%s:%s: no reference profile yet (%s)", name, version, exc.code or type(exc).__name__)
+        except Exception as exc:  # the registration stands whatever went wrong here
+            reason = exc.code if isinstance(exc, MedopsError) and exc.code else type(exc).__name__
+            log.warning("%s:%s: no reference profile yet (%s)", name, version, reason)
             return None
 
     def backfill(self, caller: Caller, progress: Callable[[str], None] | None = None) -> Backfill:
