@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 
 from medops.audit import AuditFilter, list_events
 from medops.caller import Caller
-from medops.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from medops.errors import Conflict, InvalidInput, MedopsError, NotFound, PermissionDenied
 from medops.monitoring import profiles, windows
 from medops.monitoring.windows import spans
 from medops.services import Services
@@ -84,6 +85,16 @@ def test_each_month_is_judged_against_the_profile(monitored: tuple[Workspace, An
     listed = service.windows(Caller("audrey"), "readmission")
     assert listed[0].id == again[0].id and found[0].id in {w.id for w in listed} and len(listed) == 4
     assert len(list_events(ws.db, AuditFilter(action="monitor.window"))) == 5  # two weeks, two months, one again
+    # a quieter verdict can't be written over the stored one, nor a profile's grid moved, whoever connects
+    for statement in (
+        "UPDATE monitor_windows SET drifted = '[]'",
+        "DELETE FROM monitor_windows",
+        "UPDATE reference_profiles SET rows = 1",
+        "DELETE FROM reference_profiles",
+    ):
+        with pytest.raises(MedopsError), ws.db.write() as session:
+            session.execute(text(statement))
+    assert service.show(Caller("audrey"), found[1].id)[0].drifted == ["age"]
 
 
 def test_window_spans() -> None:

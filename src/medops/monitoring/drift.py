@@ -58,7 +58,7 @@ def categorical_drift(reference: FeatureProfile, current: CategorySummary, spec:
     return {"kind": "categorical", "statistics": found, "new_categories": dict(sorted(new.items()))}
 
 
-def _missing(reference: FeatureProfile, missing: int, rows: int, spec: MonitorSpec) -> dict[str, Any]:
+def _missing(reference: FeatureProfile, missing: int, rows: int, spec: MonitorSpec, judged: bool) -> dict[str, Any]:
     share = missing / rows if rows else 0.0
     change = share - reference.missing_rate
     # two-proportion z-test: is the window's missing share above the reference's beyond chance?
@@ -72,7 +72,7 @@ def _missing(reference: FeatureProfile, missing: int, rows: int, spec: MonitorSp
         "increase": change,
         "p_value": p,
         "threshold": threshold,
-        "flagged": change >= threshold and p < spec.drift.alpha,
+        "flagged": judged and change >= threshold and p < spec.drift.alpha,
     }
 
 
@@ -109,8 +109,7 @@ def judge(profile: ReferenceProfile, window: Window, spec: MonitorSpec) -> dict[
             doc["new_category_share"] = new_share
             doc["new_category_flagged"] = judged and new_share >= spec.quality.new_category
             metrics[f"quality.{name}.new_category"] = new_share
-        doc["missing"] = _missing(reference, missing, window.rows, spec)
-        doc["missing"]["flagged"] = judged and doc["missing"]["flagged"]
+        doc["missing"] = _missing(reference, missing, window.rows, spec, judged)
         metrics[f"quality.{name}.missing_increase"] = doc["missing"]["increase"]
         for stat in doc["statistics"]:
             if not math.isnan(stat["value"]):

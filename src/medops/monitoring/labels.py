@@ -17,13 +17,10 @@ import pandas as pd
 
 from medops.data import duck
 from medops.data.datasets import get as get_dataset
+from medops.data.sql_expr import quote_ident
 from medops.errors import InvalidInput
 from medops.monitoring.spec import PerformanceSpec
 from medops.platform import Platform
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _shifted(details: dict[str, Any]) -> set[str]:
@@ -44,11 +41,11 @@ def load(ws: Platform, spec: PerformanceSpec, start: datetime, end: datetime, ma
             hint="ingest the outcome feed's event and availability times with keep",
         )
     path = ws.artifacts.local_path(info.version)
-    available = _quote(spec.available) if spec.available else _quote(spec.time)
+    available = quote_ident(spec.available) if spec.available else quote_ident(spec.time)
     sql = (
-        f"SELECT CAST({_quote(spec.entity)} AS VARCHAR) AS entity, {_quote(spec.time)} AS time, "
-        f"{_quote(spec.label)} AS label, {available} AS available FROM read_parquet(?) "
-        f"WHERE {_quote(spec.time)} >= ? AND {_quote(spec.time)} < ?"
+        f"SELECT CAST({quote_ident(spec.entity)} AS VARCHAR) AS entity, {quote_ident(spec.time)} AS time, "
+        f"{quote_ident(spec.label)} AS label, {available} AS available FROM read_parquet(?) "
+        f"WHERE {quote_ident(spec.time)} >= ? AND {quote_ident(spec.time)} < ?"
     )
     con = duck.connect()
     try:

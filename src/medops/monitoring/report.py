@@ -40,10 +40,8 @@ def build_view(ws: Platform, model: str, since: datetime | None, until: datetime
         if (since is None or a.opened_at >= since) and (until is None or a.opened_at < until)
     ]
     features = sorted({name for doc in docs for name in doc["features"]})
-    psi = {
-        name: [_statistic(doc["features"].get(name), PSI_SHOWN) for doc in docs]
-        for name in sorted(features, key=lambda n: -max((v or 0.0) for v in _psi_series(docs, n)))
-    }
+    series = {name: [_statistic(doc["features"].get(name), PSI_SHOWN) for doc in docs] for name in features}
+    psi = dict(sorted(series.items(), key=lambda item: -max((v or 0.0) for v in item[1])))  # largest first
     performance = [doc.get("performance") or {} for doc in docs]
     auroc = [(p.get("metrics") or {}).get("auroc") or {} for p in performance]
     promised = next((a.get("reference") for a in auroc if a.get("reference") is not None), None)
@@ -99,10 +97,6 @@ def build_view(ws: Platform, model: str, since: datetime | None, until: datetime
             ),
         },
     }
-
-
-def _psi_series(docs: list[dict[str, Any]], name: str) -> list[float | None]:
-    return [_statistic(doc["features"].get(name), PSI_SHOWN) for doc in docs]
 
 
 def _statistic(feature: dict[str, Any] | None, name: str) -> float | None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from medops.data import duck
+from medops.data.sql_expr import literal
 from medops.monitoring.profile import ReferenceProfile
 from medops.platform import Platform
 from medops.serving.prediction_log import PredictionFilter, text_pages
@@ -33,7 +34,8 @@ class Chunk:
 
 
 def _path(name: str) -> str:
-    return "'" + ("$." + json.dumps(name)).replace("'", "''") + "'"
+    """The JSON path of a top-level key, as a SQL literal (any character in the name is safe)."""
+    return literal("$." + json.dumps(name))
 
 
 def parse_sql(profile: ReferenceProfile) -> str:

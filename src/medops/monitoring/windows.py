@@ -156,11 +156,13 @@ def compute(
 class Outcomes:
     """A window's predictions joined, chunk by chunk, to the labels available by the time it is judged."""
 
-    def __init__(self, spec: PerformanceSpec, labels: pd.DataFrame, attributes: dict[str, AttributeSpec]) -> None:
+    def __init__(
+        self, spec: PerformanceSpec, labels: pd.DataFrame, attributes: dict[str, AttributeSpec], within: timedelta
+    ) -> None:
         self.spec = spec
         self.labels = labels
         self.attributes = attributes
-        self.within = duration(spec.match_within) or timedelta(days=1)
+        self.within = within
         self.labeled = Labeled()
 
     @classmethod
@@ -175,7 +177,7 @@ class Outcomes:
             for name, attr in declared.items()
             if not attr.get("source") and (attr.get("column") or name) in profile.features
         }
-        return cls(spec.performance, labels, usable)
+        return cls(spec.performance, labels, usable, within)
 
     def add(self, chunk: Chunk, as_of: datetime) -> None:
         size = len(chunk.scores)
