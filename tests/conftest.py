@@ -16,13 +16,15 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from medops.identity import Role
+from medops.identity.keys import ENV_KEY
+from medops.identity.pseudonym_key import KEY_ENV as PSEUDONYM_KEY_ENV
 from medops.workspace import Workspace, init_workspace
 from tests.factories import PASSWORD, POSTGRES, PSEUDONYM_KEY, DemoRun
 
@@ -139,10 +141,95 @@ def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+class Templates:
+    """States that take seconds to build, built once per test process and backend, then copied for
+    each test that asks: the folder file by file, a PostgreSQL database from a template database.
+
+    A copy is the same state as a fresh build (the same workspace id, keys, rows and audit chain),
+    in the test's own folder and database, so tests still never see one another's changes. A
+    builder gets an empty folder (its MEDOPS_KEY_DIR is ``keys`` inside it) and a metadata URL
+    (None: SQLite inside the workspace), builds there, closes what it opened and returns a value
+    the copies share (a run id, say).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.built: dict[tuple[str, ...], tuple[Path, str | None, object]] = {}
+
+    def copy(
+        self,
+        name: str,
+        metadata_url: str,
+        tmp_path: Path,
+        build: Callable[[Path, str | None], object],
+    ) -> object:
+        backend = "sqlite" if metadata_url.startswith("sqlite") else "postgresql"
+        # a key given in the environment is not written to a key file: a different state
+        keys = tuple(os.environ.get(name, "") for name in (ENV_KEY, PSEUDONYM_KEY_ENV))
+        key = (name, backend, *keys)
+        if key not in self.built:
+            self.built[key] = self._build(f"{name}{len(self.built)}", backend, metadata_url, build)
+        folder, template_url, value = self.built[key]
+        shutil.copytree(folder, tmp_path, dirs_exist_ok=True, symlinks=True)
+        if template_url is not None:
+            _clone_database(template_url, metadata_url)
+            for settings in tmp_path.glob("*/medops.toml"):
+                settings.write_text(settings.read_text().replace(template_url, metadata_url))
+        return value
+
+    def _build(
+        self, name: str, backend: str, metadata_url: str, build: Callable[[Path, str | None], object]
+    ) -> tuple[Path, str | None, object]:
+        folder = self.root / f"{name}-{backend}"
+        folder.mkdir()
+        template_url = None
+        if backend == "postgresql":
+            template_url = f"{metadata_url}_{name}"
+            _admin(f'CREATE DATABASE "{_database(template_url)}"')
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("MEDOPS_KEY_DIR", str(folder / "keys"))
+            value = build(folder, template_url)
+        return folder, template_url, value
+
+    def drop(self) -> None:
+        for _, template_url, _ in self.built.values():
+            if template_url is not None:
+                _admin(f'DROP DATABASE IF EXISTS "{_database(template_url)}" WITH (FORCE)')
+
+
+def _database(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def _admin(statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(statement)
+
+
+def _clone_database(template_url: str, url: str) -> None:
+    """Replace the database at ``url`` by a copy of the template's (no session may hold the template)."""
+    _admin(f'DROP DATABASE IF EXISTS "{_database(url)}" WITH (FORCE)')
+    _admin(f'CREATE DATABASE "{_database(url)}" TEMPLATE "{_database(template_url)}"')
+
+
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
+    made = Templates(tmp_path_factory.mktemp("templates"))
+    yield made
+    made.drop()
+
+
+def _build_workspace(folder: Path, metadata_url: str | None) -> None:
+    new_workspace(folder, metadata_url=metadata_url).close()
+
+
 @pytest.fixture
-def workspace(tmp_path: Path, metadata_url: str) -> Iterator[Workspace]:
+def workspace(tmp_path: Path, metadata_url: str, templates: Templates) -> Iterator[Workspace]:
     """An initialized workspace with admin 'admin' on the parametrized backend."""
-    ws = new_workspace(tmp_path, metadata_url=None if metadata_url.startswith("sqlite") else metadata_url)
+    templates.copy("workspace", metadata_url, tmp_path, _build_workspace)
+    ws = Workspace.open(tmp_path / "ws")
     yield ws
     ws.close()
 
@@ -174,21 +261,35 @@ def pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", PSEUDONYM_KEY)
 
 
-@pytest.fixture
-def registry(pseudonym_key: None, team: Workspace, tmp_path: Path) -> tuple[Workspace, str]:
-    """A trained run by alice whose evaluation under the workspace's policy passed; ming is an ML engineer."""
+def _build_registry(folder: Path, metadata_url: str | None) -> str:
     from medops.evaluation.records import record
     from medops.training import Tracker
     from tests.factories import COHORT_FEATURES, LOGISTIC, cohort, evaluate_run, govern, train_run
 
-    team.users.add("admin", "ming", "Ming Chen", PASSWORD, [Role.ML_ENGINEER])
-    govern(team)
-    tracker = Tracker(team)
-    run = train_run(tracker, tmp_path, "fair", cohort(2400, biased=False), LOGISTIC, COHORT_FEATURES)
-    doc = evaluate_run(tracker, run)
-    assert doc["passed"], [g for g in doc["gates"] if not g["passed"]]
-    record(team, doc, "<html></html>", "# card", "<html></html>", actor="victor")
-    return team, run
+    ws = add_team(new_workspace(folder, metadata_url=metadata_url))
+    try:
+        ws.users.add("admin", "ming", "Ming Chen", PASSWORD, [Role.ML_ENGINEER])
+        govern(ws)
+        tracker = Tracker(ws)
+        run = train_run(tracker, folder, "fair", cohort(2400, biased=False), LOGISTIC, COHORT_FEATURES)
+        doc = evaluate_run(tracker, run)
+        assert doc["passed"], [g for g in doc["gates"] if not g["passed"]]
+        record(ws, doc, "<html></html>", "# card", "<html></html>", actor="victor")
+    finally:
+        ws.close()
+    return run
+
+
+@pytest.fixture
+def registry(
+    pseudonym_key: None, metadata_url: str, tmp_path: Path, templates: Templates
+) -> Iterator[tuple[Workspace, str]]:
+    """The team's workspace with a trained run by alice whose evaluation under the workspace's policy
+    passed; ming is an ML engineer."""
+    run = templates.copy("registry", metadata_url, tmp_path, _build_registry)
+    ws = Workspace.open(tmp_path / "ws")
+    yield ws, str(run)
+    ws.close()
 
 
 @pytest.fixture
