@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from medops.audit import NewEvent, verify_chain
 from medops.store.schema import AuditEvent
 from medops.workspace import Workspace
+from tests.factories import event, processes
 
 WRITERS, EACH = 4, 500
 
@@ -25,11 +26,8 @@ def _writer(home: str, writer: int, count: int, start: mp.synchronize.Event) -> 
 
 @pytest.mark.slow
 def test_four_processes_append_500_events_each(workspace: Workspace) -> None:
-    ctx = mp.get_context("spawn")
-    start = ctx.Event()
-    procs = [ctx.Process(target=_writer, args=(str(workspace.settings.home), w, EACH, start)) for w in range(WRITERS)]
-    for p in procs:
-        p.start()
+    start = event()
+    procs = processes(_writer, [(str(workspace.settings.home), w, EACH, start) for w in range(WRITERS)])
     start.set()
     for p in procs:
         p.join(timeout=300)

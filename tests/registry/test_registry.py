@@ -21,7 +21,7 @@ from medops.store.schema import ModelVersion
 from medops.training import Tracker
 from medops.workspace import Workspace
 from tests.factories import COHORT_FEATURES as FEATURES
-from tests.factories import LOGISTIC, PASSWORD, POLICY, cohort, evaluate_run, govern, train_run
+from tests.factories import LOGISTIC, PASSWORD, POLICY, cohort, evaluate_run, event, govern, processes, train_run
 
 pytestmark = pytest.mark.usefixtures("pseudonym_key")
 
@@ -278,11 +278,8 @@ def test_eight_processes_promoting_at_once_leave_one_production_version(registry
     ws, run = registry
     for _ in range(8):
         _sign_both(ws, versions.register(ws, run, "readmission", actor="alice").version)
-    ctx = mp.get_context("spawn")
-    start = ctx.Event()
-    procs = [ctx.Process(target=_promoter, args=(str(ws.settings.home), v, start)) for v in range(1, 9)]
-    for p in procs:
-        p.start()
+    start = event()
+    procs = processes(_promoter, [(str(ws.settings.home), v, start) for v in range(1, 9)])
     start.set()
     for p in procs:
         p.join(timeout=300)

@@ -71,13 +71,13 @@ def _wait_for(condition: Callable[[], object], what: str) -> None:
         time.sleep(0.02)
 
 
-def _served_version(url: str, headers: dict[str, str], name: str = "readmission") -> int:
-    return int(httpx.get(f"{url}/v1/models/{name}", headers=headers).json()["version"])
+def _served_version(http: httpx.Client, name: str = "readmission") -> int:
+    return int(http.get(f"/v1/models/{name}").json()["version"])
 
 
-def _metric(url: str, headers: dict[str, str], name: str, **labels: str) -> float:
+def _metric(http: httpx.Client, name: str, **labels: str) -> float:
     """A sample of /metrics (0 when the series is absent)."""
-    text = httpx.get(f"{url}/metrics", headers=headers).text
+    text = http.get("/metrics").text
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     series = f"{name}{{{wanted}}}" if labels else name
     found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
@@ -152,13 +152,13 @@ def test_production_moves_are_swapped_in_under_load_and_no_request_fails(
         assert sum(len(a) for a in load.answers) >= 12
         for run in load.runs():  # each thread saw the versions move forward, never back and forth
             assert run in ([1], [1, v2, 1]), run
-        assert _served_version(url, live.headers) == 1
+        assert _served_version(http) == 1
         operation = http.get("/openapi.json").json()["paths"]["/v1/models/readmission/predict"]["post"]
         assert operation["summary"] == "Score rows with readmission version 1"
-        assert _metric(url, live.headers, "medops_model_swaps_total", model="readmission", version=str(v2)) == 1
-        assert _metric(url, live.headers, "medops_model_swaps_total", model="readmission", version="1") == 1
+        assert _metric(http, "medops_model_swaps_total", model="readmission", version=str(v2)) == 1
+        assert _metric(http, "medops_model_swaps_total", model="readmission", version="1") == 1
         info = {"model": "readmission", "bundle_sha256": first, "version": "1"}
-        assert _metric(url, live.headers, "medops_model_info", **info) == 1
+        assert _metric(http, "medops_model_info", **info) == 1
         gone = {"model": "readmission", "bundle_sha256": second, "version": str(v2)}
         assert (
             "medops_model_info{" + ",".join(f'{k}="{v}"' for k, v in sorted(gone.items()))
@@ -193,9 +193,9 @@ def test_an_alias_move_is_followed_and_the_new_bundle_answers_by_its_own_schema(
         flagging = evaluate_run(Tracker(live.ws), live.run, serving={"out_of_range": "flag"})
         record(live.ws, flagging, "", "", "", actor="victor")
         v2 = versions.register(live.ws, live.run, "readmission", actor="alice").version
-        assert _served_version(url, live.headers) == 1  # a new version is not the alias's until the alias moves
+        assert _served_version(http) == 1  # a new version is not the alias's until the alias moves
         stages.set_alias(live.ws, "readmission", "champion", v2, actor="ming", reason="flag, don't refuse")
-        _wait_for(lambda: _served_version(url, live.headers) == v2, "the alias's new version")
+        _wait_for(lambda: _served_version(http) == v2, "the alias's new version")
 
         after = http.get("/v1/models/readmission").json()
         assert after["out_of_range"] == "flag" and after["stage"] == "none"
@@ -211,22 +211,25 @@ def test_a_pinned_version_is_never_followed(live: Registry) -> None:
     stages.set_alias(live.ws, "readmission", "champion", 1, actor="ming", reason="the live model")
     _approved_version(live.ws, live.run, "sepsis")
     stages.set_alias(live.ws, "sepsis", "live", 1, actor="ming", reason="serve it")
-    with _serving(live, ["readmission:1", "sepsis@live"]) as url:
+    with (
+        _serving(live, ["readmission:1", "sepsis@live"]) as url,
+        httpx.Client(base_url=url, headers=live.headers) as http,
+    ):
         v2 = _approved_version(live.ws, live.run)
         stages.promote(live.ws, "readmission", v2, "production", actor="ming", reason="better")
         stages.set_alias(live.ws, "readmission", "champion", v2, actor="ming", reason="better")
         sepsis = _approved_version(live.ws, live.run, "sepsis")
         stages.set_alias(live.ws, "sepsis", "live", sepsis, actor="ming", reason="better")
-        _wait_for(lambda: _served_version(url, live.headers, "sepsis") == sepsis, "sepsis's new version")
+        _wait_for(lambda: _served_version(http, "sepsis") == sepsis, "sepsis's new version")
         # two more whole passes over the served models after every move: a followed readmission would have moved
-        checks = _metric(url, live.headers, "medops_registry_checks_total")
-        _wait_for(lambda: _metric(url, live.headers, "medops_registry_checks_total") >= checks + 2, "two more passes")
-        assert _served_version(url, live.headers) == 1
-        row = httpx.get(f"{url}/v1/models/readmission", headers=live.headers).json()["example"]
-        answer = httpx.post(f"{url}/v1/models/readmission/predict", json=row, headers=live.headers)
+        checks = _metric(http, "medops_registry_checks_total")
+        _wait_for(lambda: _metric(http, "medops_registry_checks_total") >= checks + 2, "two more passes")
+        assert _served_version(http) == 1
+        row = http.get("/v1/models/readmission").json()["example"]
+        answer = http.post("/v1/models/readmission/predict", json=row)
         assert answer.json()["predictions"][0]["version"] == 1
-        assert _metric(url, live.headers, "medops_model_swaps_total", model="readmission", version=str(v2)) == 0
-        assert _metric(url, live.headers, "medops_model_swaps_total", model="sepsis", version=str(sepsis)) == 1
+        assert _metric(http, "medops_model_swaps_total", model="readmission", version=str(v2)) == 0
+        assert _metric(http, "medops_model_swaps_total", model="sepsis", version=str(sepsis)) == 1
 
 
 def _artifact_file(ws: Workspace, digest: str) -> Path:
@@ -247,21 +250,19 @@ def test_a_version_whose_bundle_fails_verification_is_not_swapped_in(
         stages.promote(live.ws, "readmission", v2, "production", actor="ming", reason="better")
 
         def refused() -> float:
-            return _metric(
-                url, live.headers, "medops_model_swap_failures_total", model="readmission", reason="integrity_error"
-            )
+            return _metric(http, "medops_model_swap_failures_total", model="readmission", reason="integrity_error")
 
         with Load(url, live.headers, row, threads=2) as load:
             _wait_for(lambda: refused() >= 3, "the altered bundle refused on three checks")
             assert http.get("/readyz").status_code == 200
-            assert _served_version(url, live.headers) == 1
+            assert _served_version(http) == 1
             answer = http.post("/v1/models/readmission/predict", json=row)
             assert answer.json()["predictions"][0]["version"] == 1
-            assert _metric(url, live.headers, "medops_model_swaps_total", model="readmission", version=str(v2)) == 0
+            assert _metric(http, "medops_model_swaps_total", model="readmission", version=str(v2)) == 0
 
             bundle.write_bytes(whole)  # restored: the next check verifies it and swaps it in
             bundle.chmod(mode)
-            _wait_for(lambda: _served_version(url, live.headers) == v2, "the restored version")
+            _wait_for(lambda: _served_version(http) == v2, "the restored version")
         assert load.failures() == []
         assert {v for run in load.runs() for v in run} <= {1, v2}
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]

@@ -36,25 +36,27 @@ def test_serve_with_two_workers_answers_a_token_printed_as_json(
 
     server, url = start_serve(["readmission@champion", "--workers", "2", "--follow-interval", "0.1", "--json"])
     try:
-        headers = {"Authorization": f"Bearer {secret}"}
-        example = httpx.get(f"{url}/v1/models/readmission", headers=headers).json()["example"]
-        for _ in range(4):  # a few requests: they land on either worker
-            answer = httpx.post(f"{url}/v1/models/readmission/predict", json=example, headers=headers)
-            assert answer.status_code == 200, answer.text
-            assert answer.json()["predictions"][0]["version"] == version
-        assert httpx.post(f"{url}/v1/models/readmission/predict", json=example).status_code == 401
+        # a new connection per request, as separate callers make: each may land on either worker
+        with httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as http:
+            headers = {"Authorization": f"Bearer {secret}"}
+            example = http.get("/v1/models/readmission", headers=headers).json()["example"]
+            for _ in range(4):  # a few requests
+                answer = http.post("/v1/models/readmission/predict", json=example, headers=headers)
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["predictions"][0]["version"] == version
+            assert http.post("/v1/models/readmission/predict", json=example).status_code == 401
 
-        moved = versions.register(ws, run_id, "readmission", actor="alice").version
-        stages.set_alias(ws, "readmission", "champion", moved, actor="ming", reason="the next one")
-        answered: list[int] = []
-        for _ in range(1200):  # bounded wait until both workers followed: eight answers in a row from the new one
-            answer = httpx.post(f"{url}/v1/models/readmission/predict", json=example, headers=headers)
-            assert answer.status_code == 200, answer.text
-            answered.append(answer.json()["predictions"][0]["version"])
-            if answered[-8:] == [moved] * 8:
-                break
-            time.sleep(0.05)
-        assert answered[-8:] == [moved] * 8
+            moved = versions.register(ws, run_id, "readmission", actor="alice").version
+            stages.set_alias(ws, "readmission", "champion", moved, actor="ming", reason="the next one")
+            answered: list[int] = []
+            for _ in range(1200):  # bounded wait until both workers followed: eight answers in a row from the new one
+                answer = http.post("/v1/models/readmission/predict", json=example, headers=headers)
+                assert answer.status_code == 200, answer.text
+                answered.append(answer.json()["predictions"][0]["version"])
+                if answered[-8:] == [moved] * 8:
+                    break
+                time.sleep(0.05)
+            assert answered[-8:] == [moved] * 8
     finally:
         server.terminate()
         _, log = server.communicate(timeout=30)

@@ -360,24 +360,25 @@ def test_the_image_steps_run_in_a_fresh_venv(production: Workspace, tmp_path: Pa
     _, token = Services(production).identity.create_token(Caller("admin", channel="token"), "ehr", username="pat")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["MEDOPS_HOME"] = str(production.settings.home)
+    url = f"http://127.0.0.1:{port}"
+    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        url = f"http://127.0.0.1:{port}"
         for _ in range(1200):  # bounded wait until the server answers
             try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                if http.get("/readyz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             assert server.poll() is None, server.communicate()[1]
             time.sleep(0.05)
-        headers = {"Authorization": f"Bearer {token}"}
-        described = httpx.get(f"{url}/v1/models/readmission", headers=headers).json()
+        described = http.get("/v1/models/readmission").json()
         assert (described["version"], described["bundle_sha256"]) == (1, info.artifact_sha256)
-        answer = httpx.post(f"{url}/v1/models/readmission/predict", json=described["example"], headers=headers)
+        answer = http.post("/v1/models/readmission/predict", json=described["example"])
         assert answer.status_code == 200, answer.text
         assert answer.json()["predictions"][0]["bundle_sha256"] == info.artifact_sha256
     finally:
+        http.close()
         server.terminate()
         _, err = server.communicate(timeout=30)
     assert "verified (readmission:1)" in err  # the start check ran first, in the same process
