@@ -18,10 +18,16 @@ from medops.workspace import Workspace
 KEY = "pseudonym-key-for-tests-0123456789abcdef"
 
 
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project large enough that its ingest can be killed in the middle (only read by the tests)."""
+    folder = tmp_path_factory.mktemp("project")
+    scaffold(folder, "readmission", patients=30000, seed=5)
+    return folder
+
+
 @pytest.mark.slow
-def test_kill_9_mid_ingest_leaves_no_partial_version(workspace: Workspace, tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    scaffold(project, "readmission", patients=30000, seed=5)
+def test_kill_9_mid_ingest_leaves_no_partial_version(workspace: Workspace, project: Path) -> None:
     env = {
         **os.environ,
         "MEDOPS_TOKEN": workspace.tokens.create("admin", "crash test", expires_in_days=1)[1],

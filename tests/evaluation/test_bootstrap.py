@@ -15,6 +15,7 @@ from fairlearn.metrics import (
     selection_rate,
     true_negative_rate,
 )
+from scipy.stats import rankdata
 from sklearn import metrics as skm
 
 from medops.evaluation.bootstrap import bootstrap, paired_difference
@@ -157,6 +158,19 @@ def _overall(y: np.ndarray, p: np.ndarray, **kwargs: object) -> object:
     return bootstrap(y, p, np.zeros(len(y), int), np.ones((1, 1), bool), 0.5, **kwargs)  # type: ignore[arg-type]
 
 
+def _mann_whitney_auroc(y: np.ndarray, p: np.ndarray) -> float:
+    """AUROC as the Mann-Whitney U of the positives' ranks (ties share their mean rank)."""
+    ranks = rankdata(p)
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def test_the_hand_auroc_is_sklearns() -> None:
+    y, p, _ = _clustered(300, seed=4)
+    assert _mann_whitney_auroc(y, np.round(p, 2)) == pytest.approx(skm.roc_auc_score(y, np.round(p, 2)), abs=1e-12)
+
+
 def test_a_cluster_bootstrap_resamples_patients_like_a_hand_loop() -> None:
     y, p, patient = _clustered(400, seed=0)
     clustered = _overall(y, p, resamples=2000, seed=1, clusters=patient)
@@ -166,7 +180,7 @@ def test_a_cluster_bootstrap_resamples_patients_like_a_hand_loop() -> None:
     hand = []
     for _ in range(2000):  # the textbook cluster bootstrap: draw patients, keep all their stays
         picked = np.concatenate([stays[k] for k in rng.integers(0, 400, 400)])
-        hand.append(skm.roc_auc_score(y[picked], p[picked]))
+        hand.append(_mann_whitney_auroc(y[picked], p[picked]))
     hand_width = float(np.diff(np.percentile(hand, [2.5, 97.5]))[0])
     ci = clustered.interval(0, "auroc", 0.95)  # type: ignore[attr-defined]
     row_ci = rows.interval(0, "auroc", 0.95)  # type: ignore[attr-defined]

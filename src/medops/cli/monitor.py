@@ -70,9 +70,22 @@ def profile_cmd(
         raise typer.Exit(1)
 
 
-@app.command("run", epilog="Examples:  medops monitor run readmission_30d   ·   ... --window 7d --since 2026-09-01")
+@app.command(
+    "run",
+    epilog="Examples:  medops monitor run readmission_30d   ·   ... --window 7d --since 2026-09-01   ·   "
+    "medops monitor run readmission_30d --dataset march_batch",
+)
 def run_cmd(
-    model: str = typer.Argument(..., metavar="MODEL", help="The registered model whose prediction log is judged."),
+    model: str = typer.Argument(
+        ..., metavar="MODEL", help="The model whose prediction log is judged (with --dataset, NAME:VERSION too)."
+    ),
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        metavar="DATASET",
+        help="Judge this dataset version scored in batch (NAME or NAME@VERSION) instead of the prediction log.",
+    ),
     window: str = typer.Option(
         "calendar-month", "--window", "-w", metavar="WINDOW", help="calendar-month, or days: 7d, 30d."
     ),
@@ -85,7 +98,8 @@ def run_cmd(
 
     Per window and version: feature drift (PSI, KS, Wasserstein; chi-squared, Jensen-Shannon),
     prediction drift, missing values, out-of-range values, new categories and suspected unit
-    changes; performance and bias drift once outcomes arrive. The workspace's reviewed project file's
+    changes; performance and bias drift once outcomes arrive. With --dataset, a dataset version scored in
+    batch is the window, judged for each version of the model that scored it. The workspace's reviewed project file's
     monitor section governs: each window is stored and its alerts opened. With --project naming another
     file, the windows are judged to explore and shown, never stored, and open no alert.
     """
@@ -109,6 +123,7 @@ def run_cmd(
                 spec=explored,
                 channels=channels,
                 progress=lambda span, v: bar.update(task, description=f"{span.label} (version {v})"),
+                dataset=dataset,
             )
     if as_json:
         print_json(found.to_json())
@@ -118,7 +133,7 @@ def run_cmd(
                       "nothing was stored and no alert opened")  # fmt: skip
     for version, why in found.skipped:
         console.print(f"[yellow]not judged[/]: {escape(model)}:{version}: {escape(why)}")
-    if not found.windows:
+    if not found.windows and dataset is None:
         console.print(f"no complete {window} window of {escape(model)} to judge yet")
     else:
         _windows(found.windows)

@@ -4,6 +4,11 @@ The prediction log: pages of the ``predictions`` table (time order, keyset-paged
 one page), whose JSON texts DuckDB parses per page into typed columns; no row becomes a Python
 object on the way. A value the log holds as the wrong type (a text where a number belongs) is
 missing here, as it would be to the model.
+
+A dataset version scored in batch: its stored Parquet file read in row batches of the features
+the profile knows, each batch scored again by the version's verified bundle, as `medops score`
+scored it (the scores of a bundle depend only on its rows). Rows the version would refuse as out
+of its ranges are scored all the same, for the score distribution, and counted as out of range.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +28,11 @@ from medops.monitoring.profile import ReferenceProfile
 from medops.platform import Platform
 from medops.serving.prediction_log import PredictionFilter, text_pages
 
+if TYPE_CHECKING:
+    from medops.registry.predictor import Predictor
+
+DATASET_CHUNK_ROWS = 100_000
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -29,8 +40,8 @@ class Chunk:
 
     columns: dict[str, Any]
     scores: np.ndarray
-    at: Any  # pyarrow timestamps (UTC)
-    entity: Any  # pyarrow strings: the logged "key=pseudonym", or null
+    at: Any  # pyarrow timestamps (UTC); None for a dataset's rows
+    entity: Any  # pyarrow strings: the logged "key=pseudonym", or null; None for a dataset's rows
 
 
 def _path(name: str) -> str:
@@ -69,3 +80,21 @@ def prediction_chunks(
             yield Chunk(columns, scores, parsed.column("at"), parsed.column("entity"))
     finally:
         con.close()
+
+
+def dataset_chunks(
+    profile: ReferenceProfile, predictor: Predictor, path: Path, chunk_rows: int = DATASET_CHUNK_ROWS
+) -> Iterator[Chunk]:
+    """A dataset version's rows, ``chunk_rows`` at a time, with the version's scores."""
+    import pyarrow.parquet as pq
+
+    from medops.serving.batch import score_chunk
+
+    reader = pq.ParquetFile(path)
+    present = [name for name in profile.features if name in reader.schema_arrow.names]
+    needed = [name for name in predictor.features if name in reader.schema_arrow.names]
+    columns = list(dict.fromkeys([*present, *needed]))
+    for batch in reader.iter_batches(batch_size=chunk_rows, columns=columns):
+        # a monitor counts what the version would refuse (out of its ranges), it does not stop there
+        probability, _, _ = score_chunk(predictor, batch, check=False)
+        yield Chunk({name: batch.column(name) for name in present}, probability, None, None)

@@ -1,11 +1,13 @@
 """Monitored windows: their boundaries, their computation over the prediction log, and their records.
 
-A window is a calendar month (``calendar-month``) or a run of whole days (``7d``, ``30d``) from a
-start day, in UTC. Only complete windows are stored: a window still open would be judged on part
-of its rows and then again, differently, when it closes. Each is judged against the reference
-profile of the version that made its predictions (a month that saw a swap has one window per
-version), stored as a document in the artifact store and an append-only row; a rerun of the same
-window adds a row, and the newest is the one shown.
+A window of the prediction log is a calendar month (``calendar-month``) or a run of whole days
+(``7d``, ``30d``) from a start day, in UTC. A dataset version scored in batch is a window of its
+own: source ``dataset:NAME``, labelled ``NAME@VERSION`` and placed at the version's ingest time,
+so the batches of one dataset follow one another as a log's months do. Only complete windows are
+stored: a window still open would be judged on part of its rows and then again, differently, when
+it closes. Each is judged against the reference profile of the version that made its predictions
+(a month that saw a swap has one window per version), stored as a document in the artifact store
+and an append-only row; a rerun of the same window adds a row, and the newest is the one shown.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from medops.monitoring.labels import load as load_labels
 from medops.monitoring.performance import Labeled, attribute_labels, join_labels, judge_performance
 from medops.monitoring.profile import ReferenceProfile
 from medops.monitoring.profiles import load
-from medops.monitoring.sources import Chunk, prediction_chunks
+from medops.monitoring.sources import Chunk, dataset_chunks, prediction_chunks
 from medops.monitoring.spec import MonitorSpec, PerformanceSpec
 from medops.monitoring.window import Window
 from medops.platform import Platform
@@ -151,6 +153,72 @@ def compute(
         "spec": spec.model_dump(),
         **doc,
     }
+
+
+def scored_by(ws: Platform, model: str, dataset_node: str) -> list[int]:
+    """The versions of ``model`` that scored the dataset version in batch, from lineage."""
+    from medops.store.lineage import walk
+
+    found: set[int] = set()
+    prefix = f"model:{model}:"
+    for edge in walk(ws.db, dataset_node, "down", depth=1):
+        if edge.relation != "scored_as":
+            continue
+        for made in walk(ws.db, edge.dst, "up", depth=1):
+            if made.relation == "predicted" and made.src.startswith(prefix) and made.src[len(prefix) :].isdigit():
+                found.add(int(made.src[len(prefix) :]))
+    return sorted(found)
+
+
+def compute_dataset(ws: Platform, model: str, version: int, dataset: Any, spec: MonitorSpec) -> dict[str, Any]:
+    """The window of a dataset version (a ``DatasetInfo``) scored in batch by ``model``:``version``."""
+    from medops.registry.predictor import load_model
+
+    profile = load(ws, model, version)
+    predictor = load_model(ws, (model, version))  # verified: signature and every checksum
+    path = ws.artifacts.local_path(dataset.version)  # checked against its SHA-256
+    window = Window.start(profile)
+    for chunk in dataset_chunks(profile, predictor, path):
+        window.add(chunk.columns, chunk.scores, profile)
+    at = dataset.created_at.astimezone(UTC)
+    return {
+        "model": model,
+        "version": version,
+        "source": f"dataset:{dataset.name}",
+        "window": f"{dataset.name}@{dataset.version[:12]}",
+        "dataset": dataset.ref,
+        "start": at.isoformat(),
+        "end": at.isoformat(),
+        "spec": spec.model_dump(),
+        **judge(profile, window, spec),
+    }
+
+
+def run_dataset(
+    ws: Platform,
+    model: str,
+    dataset: Any,
+    *,
+    versions: list[int],
+    spec: MonitorSpec,
+    actor: str,
+    keep: bool = True,
+    skipped: list[tuple[int, str]] | None = None,
+) -> list[WindowInfo]:
+    """Judge and store the dataset version's window for each of ``versions``; a version without a
+    reference profile goes to ``skipped``, as in ``run``."""
+    stored: list[WindowInfo] = []
+    for version in versions:
+        try:
+            doc = compute_dataset(ws, model, version, dataset, spec)
+        except NotFound as exc:
+            if exc.code != "no_profile":
+                raise
+            if skipped is not None:
+                skipped.append((version, str(exc)))
+            continue
+        stored.append(store(ws, doc, actor=actor) if keep else unstored(doc, actor))
+    return stored
 
 
 class Outcomes:

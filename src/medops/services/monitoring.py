@@ -108,9 +108,13 @@ class MonitoringService:
         spec: MonitorSpec | None = None,
         channels: Channels | None = None,
         progress: Callable[[Span, int], None] | None = None,
+        dataset: str | None = None,
     ) -> MonitorRun:
         """Judge and store every complete window of ``model``'s prediction log, then open the alerts its rules
         raise and tell their channels (``channels``: the configured ones with their secrets; None: log only).
+
+        With ``dataset`` (NAME or NAME@VERSION), that dataset version scored in batch is the window instead,
+        judged for each version of the model that scored it (``model`` NAME:VERSION: for that version).
 
         The workspace's reviewed project file's monitor section governs (``spec`` None). Another ``spec``
         explores: its windows are judged and returned, never stored, and raise no alert, so a looser copy
@@ -122,18 +126,23 @@ class MonitoringService:
         spec = spec or governing
         prediction_log.recover(self.platform)
         skipped: list[tuple[int, str]] = []
-        judged = windows.run(
-            self.platform,
-            model,
-            window,
-            since=since,
-            until=until,
-            spec=spec,
-            actor=caller.user,
-            progress=progress,
-            keep=not exploring,
-            skipped=skipped,
-        )
+        if dataset is not None:
+            name, version = parse_ref(model)
+            judged = self._dataset_windows(caller, name, version, dataset, spec, keep=not exploring, skipped=skipped)
+            model = name
+        else:
+            judged = windows.run(
+                self.platform,
+                model,
+                window,
+                since=since,
+                until=until,
+                spec=spec,
+                actor=caller.user,
+                progress=progress,
+                keep=not exploring,
+                skipped=skipped,
+            )
         if exploring:
             return MonitorRun(judged, [], exploratory=True, skipped=skipped)
         opened = alerts.evaluate(self.platform, model, spec, actor=caller.user)
@@ -148,6 +157,33 @@ class MonitoringService:
                 )
             delivered.append(alerts.get(self.platform, alert.id))
         return MonitorRun(judged, delivered, skipped=skipped)
+
+    def _dataset_windows(
+        self,
+        caller: Caller,
+        model: str,
+        version: int | None,
+        dataset: str,
+        spec: MonitorSpec,
+        *,
+        keep: bool,
+        skipped: list[tuple[int, str]],
+    ) -> list[WindowInfo]:
+        from medops.data.datasets import get
+
+        info = get(self.platform.db, dataset)
+        scored = windows.scored_by(self.platform, model, info.node)
+        if version is None and not scored:
+            raise InvalidInput(
+                f"dataset {info.name}@{info.short} was not scored by any version of {model!r}",
+                code="dataset_not_scored",
+                hint=f"score it first (medops score {model} --input {info.name}@{info.short} -o FILE), "
+                f"or name the version: {model}:VERSION",
+            )
+        chosen = [version] if version is not None else scored
+        return windows.run_dataset(
+            self.platform, model, info, versions=chosen, spec=spec, actor=caller.user, keep=keep, skipped=skipped
+        )
 
     def governing(self) -> MonitorSpec:
         """The monitor section that governs stored windows and alerts: the workspace's reviewed project file's."""

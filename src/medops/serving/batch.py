@@ -284,9 +284,11 @@ def check_kept(batch: pa.RecordBatch, keep: list[str] | tuple[str, ...]) -> None
         raise InvalidInput(f"the input has no column {missing[0]!r} to copy into the predictions")
 
 
-def score_chunk(predictor: Predictor, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def score_chunk(
+    predictor: Predictor, batch: pa.RecordBatch, *, check: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One chunk's probability, decision and out-of-range flag per row (the predictor's refusal as it is:
-    its row numbers count from the chunk's first row)."""
+    its row numbers count from the chunk's first row; ``check=False``: no refusal, every row scored)."""
     from medops.serving.batch_encoder import encode_chunk
 
     encoded = encode_chunk(predictor, batch)  # plain columns: straight from Arrow (see batch_encoder)
@@ -296,9 +298,9 @@ def score_chunk(predictor: Predictor, batch: pa.RecordBatch) -> tuple[np.ndarray
     else:
         # strings as categories: a few string objects shared, not one per row (the predictor reads them as values)
         frame = batch.to_pandas(strings_to_categorical=True)
-        probability = predictor.predict_proba(frame)
+        probability = predictor.predict_proba(frame, check=check)
         out_of_range = np.zeros(len(frame), dtype=bool)
-        for flags in predictor.flags.values():
+        for flags in predictor.flags.values() if check else ():  # unchecked rows leave no flags
             out_of_range |= flags
     decision = (probability >= predictor.threshold).astype(np.int8)
     return np.asarray(probability, dtype=np.float64), decision, out_of_range

@@ -1,0 +1,81 @@
+"""A dataset version scored in batch, judged as a window of its own on both backends: found through
+lineage, scored again by the verified bundle, stored, listed and alerted on like the log's windows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from medops.audit import AuditFilter, list_events
+from medops.caller import Caller
+from medops.errors import InvalidInput, PermissionDenied
+from medops.services import Services
+from medops.workspace import Workspace
+from tests.factories import cohort, log_in, put, run
+
+pytestmark = pytest.mark.usefixtures("pseudonym_key")
+
+
+def _batch(ws: Workspace, tmp_path: Path, name: str, seed: int, older: int = 0) -> str:
+    frame = cohort(700, biased=False, seed=seed)
+    frame["age"] = (frame["age"] + older).clip(upper=100)  # inside the served range: the batch scores
+    put(ws, tmp_path, name, pa.Table.from_pandas(frame, preserve_index=False))
+    return name
+
+
+def test_a_batch_scored_by_the_model_is_a_window_and_an_aged_one_drifts(
+    registry: tuple[Workspace, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    ws, run_id = registry
+    services = Services(ws)
+    version = services.registry.register(Caller("alice"), run_id, "readmission")
+    march = _batch(ws, tmp_path, "march", seed=31)
+    april = _batch(ws, tmp_path, "april", seed=32, older=14)
+    for name in (march, april):
+        source = services.serving.score_input(name)
+        services.serving.score(Caller("ming"), "readmission:1", source, tmp_path / f"{name}-scores.parquet")
+
+    monitoring = services.monitoring
+    with pytest.raises(PermissionDenied):
+        monitoring.run(Caller("carol"), "readmission", dataset=march)  # a clinical reviewer reads, never writes
+    first = monitoring.run(Caller("ming"), "readmission", dataset=march)
+    (quiet,) = first.windows
+    assert (quiet.source, quiet.version, quiet.rows, quiet.judged) == ("dataset:march", 1, 700, True)
+    assert quiet.label.startswith("march@") and quiet.drifted == [] and first.alerts == []
+    aged = monitoring.run(Caller("ming"), "readmission", dataset=april).windows[0]
+    assert aged.drifted == ["age"] and aged.metrics["drift.age.psi"] > 0.2 > quiet.metrics["drift.age.psi"]
+    _, doc = monitoring.show(Caller("carol"), aged.id)
+    assert doc["dataset"].startswith("april@") and doc["prediction"]["drifted"]  # older: riskier
+    listed = monitoring.windows(Caller("carol"), "readmission")
+    assert {w.source for w in listed} == {"dataset:march", "dataset:april"}
+    events = list_events(ws.db, AuditFilter(action="monitor.window"))
+    assert [e.actor for e in events] == ["ming", "ming"]
+
+    # the same rows the batch scored: the window's score distribution is the prediction file's
+    import pyarrow.parquet as pq
+
+    scored = pq.read_table(tmp_path / "april-scores.parquet")["probability"].to_numpy()
+    share = doc["prediction"]["above_threshold"]
+    assert aged.rows == len(scored) == 700
+    assert share["current"] == pytest.approx(float((scored >= share["threshold"]).mean()))
+
+    # not scored by the model: refused with the way forward, unless the version is named
+    may = _batch(ws, tmp_path, "may", seed=33)
+    with pytest.raises(InvalidInput, match="was not scored") as refused:
+        monitoring.run(Caller("ming"), "readmission", dataset=may)
+    assert refused.value.code == "dataset_not_scored" and "medops score readmission" in (refused.value.hint or "")
+    named = monitoring.run(Caller("ming"), f"readmission:{version.version}", dataset=may).windows
+    assert [(w.source, w.drifted) for w in named] == [("dataset:may", [])]
+    assert named[0].metrics["quality.los.out_of_range"] > 0  # rows the version would refuse: counted, not a stop
+
+    # the CLI: the same, as a data team runs it
+    monkeypatch.setenv("MEDOPS_HOME", str(ws.settings.home))
+    log_in(ws, "ming")
+    code, out, err = run(["monitor", "run", "readmission", "--dataset", april, "--json"], capsys)
+    assert code == 0, err
+    assert '"drifted": [' in out and '"age"' in out
+    code, _, err = run(["monitor", "run", "readmission", "--dataset", "nope"], capsys)
+    assert code != 0 and "no dataset 'nope'" in err and "Traceback" not in err
