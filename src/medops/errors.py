@@ -130,6 +130,7 @@ CODES: dict[str, str] = {
     "prediction_not_found": "no prediction with that id in the prediction log",
     "no_predictions": "the prediction log holds nothing of that model",
     "no_profile": "the model version has no reference profile",
+    "dataset_not_scored": "no version of the model scored that dataset version in batch",
     "no_training_rows": "an imported version's training rows are not in this workspace",
     "profile_exists": "the model version already has its reference profile",
     "window_not_found": "no monitored window with that id",

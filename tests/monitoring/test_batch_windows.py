@@ -66,7 +66,7 @@ def test_a_batch_scored_by_the_model_is_a_window_and_an_aged_one_drifts(
     may = _batch(ws, tmp_path, "may", seed=33)
     with pytest.raises(InvalidInput, match="was not scored") as refused:
         monitoring.run(Caller("ming"), "readmission", dataset=may)
-    assert refused.value.code == "dataset_not_scored" and "medops score readmission" in (refused.value.hint or "")
+    assert refused.value.code == "dataset_not_scored"
     named = monitoring.run(Caller("ming"), f"readmission:{version.version}", dataset=may).windows
     assert [(w.source, w.drifted) for w in named] == [("dataset:may", [])]
     assert named[0].metrics["quality.los.out_of_range"] > 0  # rows the version would refuse: counted, not a stop
@@ -77,5 +77,7 @@ def test_a_batch_scored_by_the_model_is_a_window_and_an_aged_one_drifts(
     code, out, err = run(["monitor", "run", "readmission", "--dataset", april, "--json"], capsys)
     assert code == 0, err
     assert '"drifted": [' in out and '"age"' in out
+    code, _, err = run(["monitor", "run", "readmission", "--dataset", may], capsys)
+    assert code != 0 and f"medops score readmission --input {may}@" in err  # the way forward, spelled for the CLI
     code, _, err = run(["monitor", "run", "readmission", "--dataset", "nope"], capsys)
     assert code != 0 and "no dataset 'nope'" in err and "Traceback" not in err

@@ -18,6 +18,8 @@ HINTS: dict[str, str] = {
     "no_profile": "build the missing profiles with: medops monitor profile --backfill",
     "no_predictions": "serve the model (medops serve) or name another model: medops models list",
     "window_not_found": "see the windows with: medops monitor list",
+    "dataset_not_scored": "score it first (medops score {model} --input {dataset} -o FILE), or name the version: "
+    "medops monitor run {model}:VERSION --dataset {dataset}",
     "alert_not_found": "see the alerts with: medops alerts list",
     "reason_required": "give --reason '...': it goes into the audit trail",
     "rejection_reason_required": "give --reason '...': it is recorded with the decision",

@@ -177,8 +177,9 @@ class MonitoringService:
             raise InvalidInput(
                 f"dataset {info.name}@{info.short} was not scored by any version of {model!r}",
                 code="dataset_not_scored",
-                hint=f"score it first (medops score {model} --input {info.name}@{info.short} -o FILE), "
-                f"or name the version: {model}:VERSION",
+                hint=f"score it with a version of {model} first, or name the version to judge it with",
+                model=model,
+                dataset=f"{info.name}@{info.short}",
             )
         chosen = [version] if version is not None else scored
         return windows.run_dataset(
