@@ -223,3 +223,25 @@ def test_the_documented_monitor_section_loads() -> None:
     [block] = re.findall(r"```yaml\n(.*?)```", text, re.S)
     spec = MonitorSpec.model_validate(yaml.safe_load(block)["monitor"])
     assert [r.name for r in spec.rules] == ["temperature_unit", "age_drift_twice"] and spec.channels.email is not None
+
+
+def test_an_alert_resolved_in_sql_is_named_and_no_later_move_launders_it(monitored: tuple[Workspace, Any]) -> None:
+    from medops.audit.state_check import CHANGED, check_state
+    from medops.errors import IntegrityError
+    from tests.audit.tamper import tampering
+
+    ws, _ = monitored
+    opened = run(ws).alerts
+    assert check_state(ws.db).ok
+    drift = next(a for a in opened if a.rule == "feature_drift")
+    with tampering(ws) as db:  # a database owner makes the alert go away quietly
+        db.sql(
+            "UPDATE alerts SET state = 'resolved', resolved_by = 'ming', resolved_reason = 'ok' WHERE id = ?", drift.id
+        )
+    found = {p.to_json()["entity"]: p.kind for p in check_state(ws.db).problems}  # type: ignore[misc]
+    assert found == {f"alert:{drift.id}": CHANGED}
+    service = Services(ws).monitoring
+    with pytest.raises(IntegrityError, match="changed outside medops"):
+        service.acknowledge(Caller("victor"), drift.id, "building on the edit is refused")
+    other = next(a for a in opened if a.id != drift.id)
+    assert service.acknowledge(Caller("victor"), other.id, "the other alert is as the trail left it").acknowledged

@@ -7,7 +7,8 @@ change, read in the change's own transaction, and verification recomputes the st
 every governed row now: a row whose state matches no event's was changed outside medops.
 
 A model is one unit (its versions, stages, aliases and approvals together), because one
-promotion changes the stages of two versions.
+promotion changes the stages of two versions. An alert's state (acknowledged, resolved) is
+governed too: resolving one in SQL would hide it.
 
 Nothing medops does may launder such an edit into the trail: a change first checks that the
 entity is as its latest event left it (and refuses to build on it otherwise), an event that
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from medops.audit.chain import canonical_json
 from medops.store.schema import (
+    Alert,
     ApiToken,
     Approval,
     AuditEvent,
@@ -189,6 +191,25 @@ def _signing_keys(session: Session, keys: Keys) -> dict[str, Any]:
     return {kid: {"public_key": public} for kid, public in rows}
 
 
+def _alerts(session: Session, keys: Keys) -> dict[str, Any]:
+    """What a user moves (acknowledged, resolved, by whom and why): the rest of an alert is fixed by triggers."""
+    columns = (
+        Alert.id,
+        Alert.model,
+        Alert.version,
+        Alert.rule,
+        Alert.state,
+        Alert.acknowledged_by,
+        Alert.acknowledged_reason,
+        Alert.resolved_by,
+        Alert.resolved_reason,
+    )
+    return {
+        row[0]: {c.key: v for c, v in zip(columns[1:], row[1:], strict=True)}
+        for row in session.execute(_only(select(*columns), Alert.id, keys))
+    }
+
+
 @dataclass(frozen=True)
 class Governed:
     """One kind of governed entity: how an event's entity id names its state, and how to read it."""
@@ -208,6 +229,7 @@ GOVERNED: dict[str, Governed] = {
         Governed("evaluation", _evaluations),
         Governed("bundle_key", _bundle_keys),
         Governed("signing_key", _signing_keys),
+        Governed("alert", _alerts),
     )
 }
 

@@ -2,10 +2,11 @@
 
 After windows are stored, each rule of the project file's monitor section is judged on the last
 ``windows`` windows of each model version monitored (the newest record of each window, in time
-order): when the rule's metric crossed its bound in every one of them, an alert opens, unless
-one for that rule and model is not yet resolved (a partial unique index holds that, so two runs
-at once can't open two). Acknowledging and resolving need a user and a reason, and each move is
-an audited change. Alerts carry metric names and values, never a row of data.
+order), as of each window the run judged and as of now: when the rule's metric crossed its bound
+in every one of them, an alert opens, unless one for that rule and model is not yet resolved (a
+partial unique index holds that, so two runs at once can't open two). Acknowledging and resolving
+need a user and a reason, and each move is an audited change. Alerts carry metric names and
+values, never a row of data.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -86,21 +88,31 @@ def breaches(rule: AlertRule, history: list[WindowInfo]) -> list[dict[str, Any]]
     return found
 
 
-def evaluate(ws: Platform, model: str, spec: MonitorSpec, *, actor: str) -> list[AlertInfo]:
-    """Judge every rule on each monitored version of ``model``; open the alerts that fire (deduplicated)."""
+def evaluate(
+    ws: Platform, model: str, spec: MonitorSpec, *, actor: str, judged: Sequence[WindowInfo] = ()
+) -> list[AlertInfo]:
+    """Judge every rule on each monitored version of ``model``; open the alerts that fire (deduplicated).
+
+    The rules are judged on the latest windows, and first as each window ``judged`` (by the run that
+    calls this) closed, in time order: a run over a backlog of months raises what runs made month by
+    month would have, in the month it began, even when the latest window is quiet again.
+    """
     newest = listing(ws, model, limit=10_000)  # newest record of each window, newest first
     by_version: dict[tuple[int, str], list[WindowInfo]] = {}
     for window in reversed(newest):
         by_version.setdefault((window.version, window.source), []).append(window)
+    fresh = {w.id for w in judged}
     opened: list[AlertInfo] = []
     for (version, _), history in sorted(by_version.items()):
         history.sort(key=lambda w: w.start)
+        ends = [i + 1 for i, w in enumerate(history) if w.id in fresh] + [len(history)]
         for rule in spec.rules:
-            found = breaches(rule, history)
-            if found is not None:
-                alert = _open(ws, model, version, rule, found, actor=actor)
+            for end in dict.fromkeys(ends):
+                found = breaches(rule, history[:end])
+                alert = None if found is None else _open(ws, model, version, rule, found, actor=actor)
                 if alert is not None:
                     opened.append(alert)
+                    break  # one unresolved alert per rule and model: later windows would only find it open
     return opened
 
 

@@ -26,75 +26,98 @@ def _effect(stat: Statistic, threshold: float, p_value: float | None, alpha: flo
     return {**stat.to_doc(), "threshold": threshold, "material": material, "significant": significant}
 
 
-def numeric_drift(reference: FeatureProfile, current: NumericSummary, spec: MonitorSpec) -> dict[str, Any]:
-    """PSI, KS and Wasserstein (in reference standard deviations) of one numeric feature."""
+def numeric_drift(
+    reference: FeatureProfile, current: NumericSummary, spec: MonitorSpec, alpha: float | None = None
+) -> dict[str, Any]:
+    """PSI, KS and Wasserstein (in reference standard deviations) of one numeric feature; ``alpha``
+    (default: the spec's) is the level each p-value is judged at."""
     assert reference.numeric is not None
     d = spec.drift
+    a = d.alpha if alpha is None else alpha
     base = reference.numeric
     p_index, k, w = psi(base, current), ks(base, current), wasserstein(base, current)
     scale = reference.std if reference.std and reference.std > 0 else None
     scaled = Statistic("wasserstein_sd", w.value / scale if scale else float("nan"))
     found = [
-        _effect(p_index, d.psi, p_index.p_value, d.alpha),
-        _effect(k, d.ks, k.p_value, d.alpha),
+        _effect(p_index, d.psi, p_index.p_value, a),
+        _effect(k, d.ks, k.p_value, a),
         {**w.to_doc(), "unit": "the feature's"},
-        _effect(scaled, d.wasserstein, k.p_value, d.alpha),  # judged with the KS test's p-value
+        _effect(scaled, d.wasserstein, k.p_value, a),  # judged with the KS test's p-value
     ]
     return {"kind": "numeric", "statistics": found}
 
 
-def categorical_drift(reference: FeatureProfile, current: CategorySummary, spec: MonitorSpec) -> dict[str, Any]:
+def categorical_drift(
+    reference: FeatureProfile, current: CategorySummary, spec: MonitorSpec, alpha: float | None = None
+) -> dict[str, Any]:
     """Chi-squared with Cramer's V, and Jensen-Shannon distance, of one categorical feature."""
     assert reference.categories is not None
     d = spec.drift
+    a = d.alpha if alpha is None else alpha
     chi, v = chi_squared(reference.categories, current)
     js = jensen_shannon(reference.categories, current)
     found = [
         {**chi.to_doc()},
-        _effect(v, d.cramers_v, chi.p_value, d.alpha),
-        _effect(js, d.jensen_shannon, chi.p_value, d.alpha),  # judged with the chi-squared p-value
+        _effect(v, d.cramers_v, chi.p_value, a),
+        _effect(js, d.jensen_shannon, chi.p_value, a),  # judged with the chi-squared p-value
     ]
     new = {k: n for k, n in current.counts.items() if k not in reference.categories.counts}
     return {"kind": "categorical", "statistics": found, "new_categories": dict(sorted(new.items()))}
 
 
-def _missing(reference: FeatureProfile, missing: int, rows: int, spec: MonitorSpec, judged: bool) -> dict[str, Any]:
+def _missing(
+    reference: FeatureProfile, missing: int, rows: int, spec: MonitorSpec, judged: bool, alpha: float
+) -> dict[str, Any]:
     share = missing / rows if rows else 0.0
     change = share - reference.missing_rate
-    # two-proportion z-test: is the window's missing share above the reference's beyond chance?
-    pooled = (missing + reference.missing_rate * reference.rows) / max(rows + reference.rows, 1)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / max(rows, 1) + 1 / max(reference.rows, 1)))
-    p = float(stats.norm.sf(change / se)) if se > 0 else (0.0 if change > 0 else 1.0)
+    # one-sided z-test of the two shares: is the increase above the threshold beyond chance? (tested
+    # against the threshold, not against no change: a year of small windows and a dozen features
+    # would otherwise flag a chance excess somewhere every few months)
     threshold = spec.quality.missing_increase
+    ref = reference.missing_rate
+    se = math.sqrt(share * (1 - share) / max(rows, 1) + ref * (1 - ref) / max(reference.rows, 1))
+    p = float(stats.norm.sf((change - threshold) / se)) if se > 0 else (0.0 if change > threshold else 1.0)
     return {
         "reference": reference.missing_rate,
         "current": share,
         "increase": change,
         "p_value": p,
         "threshold": threshold,
-        "flagged": judged and change >= threshold and p < spec.drift.alpha,
+        "flagged": judged and change >= threshold and p < alpha,
+    }
+
+
+def _share(count: int, present: int, threshold: float, alpha: float, judged: bool) -> dict[str, Any]:
+    """A share of rows against its threshold: flagged when it reaches it and a one-sided binomial test
+    says the true share is above it (p < alpha), so a few stray values in a small window don't flag."""
+    share = count / present if present else 0.0
+    p = float(stats.binom.sf(count - 1, present, threshold)) if present and count else 1.0
+    return {
+        "share": share,
+        "values": count,
+        "p_value": p,
+        "threshold": threshold,
+        "flagged": judged and share >= threshold and p < alpha,
     }
 
 
 def judge(profile: ReferenceProfile, window: Window, spec: MonitorSpec) -> dict[str, Any]:
     """The window's document: per feature, the score, quality, verdicts and the flat metrics."""
     judged = window.rows >= spec.drift.min_rows
+    # Bonferroni over the window's family of tests (each feature and the score): alpha is the chance
+    # that a window of an unchanged model flags anything at all, not each feature's
+    alpha = spec.drift.alpha / (len(profile.features) + 1)
     features: dict[str, Any] = {}
     metrics: dict[str, float] = {}
     drifted: list[str] = []
     for name, reference in profile.features.items():
         if name in window.numeric:
             current_n: NumericSummary = window.numeric[name]
-            doc = numeric_drift(reference, current_n, spec)
+            doc = numeric_drift(reference, current_n, spec, alpha)
             missing = current_n.missing
             out = window.out_of_range.get(name, 0)
             present = max(current_n.n, 1)
-            doc["out_of_range"] = {
-                "share": out / present,
-                "values": out,
-                "threshold": spec.quality.out_of_range,
-                "flagged": judged and out / present >= spec.quality.out_of_range,
-            }
+            doc["out_of_range"] = _share(out, present, spec.quality.out_of_range, alpha, judged)
             metrics[f"quality.{name}.out_of_range"] = out / present
             probe = window.units.get(name)
             unit = probe.verdict(reference.numeric) if probe is not None and reference.numeric is not None else None
@@ -103,13 +126,16 @@ def judge(profile: ReferenceProfile, window: Window, spec: MonitorSpec) -> dict[
                 metrics[f"quality.{name}.unit_change"] = unit["share"]
         else:
             current_c = window.categories[name]
-            doc = categorical_drift(reference, current_c, spec)
+            doc = categorical_drift(reference, current_c, spec, alpha)
             missing = current_c.missing
-            new_share = sum(doc["new_categories"].values()) / max(current_c.n, 1)
+            new_values = sum(doc["new_categories"].values())
+            new_share = new_values / max(current_c.n, 1)
             doc["new_category_share"] = new_share
-            doc["new_category_flagged"] = judged and new_share >= spec.quality.new_category
+            doc["new_category_flagged"] = _share(new_values, current_c.n, spec.quality.new_category, alpha, judged)[
+                "flagged"
+            ]
             metrics[f"quality.{name}.new_category"] = new_share
-        doc["missing"] = _missing(reference, missing, window.rows, spec, judged)
+        doc["missing"] = _missing(reference, missing, window.rows, spec, judged, alpha)
         metrics[f"quality.{name}.missing_increase"] = doc["missing"]["increase"]
         for stat in doc["statistics"]:
             if not math.isnan(stat["value"]):
@@ -119,7 +145,7 @@ def judge(profile: ReferenceProfile, window: Window, spec: MonitorSpec) -> dict[
             drifted.append(name)
         features[name] = doc
     metrics["drift.features"] = float(len(drifted))
-    prediction = _prediction(profile, window, spec, judged)
+    prediction = _prediction(profile, window, spec, judged, alpha)
     metrics.update({f"prediction.{k}": v for k, v in prediction["metrics"].items()})
     # the verdicts as counts, for alert rules (all 0 in a window too small to judge)
     metrics["prediction.drifted"] = float(prediction["drifted"])
@@ -129,6 +155,7 @@ def judge(profile: ReferenceProfile, window: Window, spec: MonitorSpec) -> dict[
         "rows": window.rows,
         "judged": judged,
         "min_rows": spec.drift.min_rows,
+        "alpha": alpha,  # each test's level: the spec's alpha shared by the window's features and score
         "features": features,
         "drifted": drifted,
         "prediction": prediction,
@@ -136,10 +163,12 @@ def judge(profile: ReferenceProfile, window: Window, spec: MonitorSpec) -> dict[
     }
 
 
-def _prediction(profile: ReferenceProfile, window: Window, spec: MonitorSpec, judged: bool) -> dict[str, Any]:
+def _prediction(
+    profile: ReferenceProfile, window: Window, spec: MonitorSpec, judged: bool, alpha: float
+) -> dict[str, Any]:
     """The score distribution's drift and the share of rows at or above the threshold."""
     assert window.score is not None and profile.score.numeric is not None
-    doc = numeric_drift(profile.score, window.score, spec)
+    doc = numeric_drift(profile.score, window.score, spec, alpha)
     share = window.above_threshold / window.rows if window.rows else float("nan")
     doc["above_threshold"] = {"reference": profile.above_threshold, "current": share, "threshold": profile.threshold}
     doc["drifted"] = judged and any(s.get("material") and s.get("significant") for s in doc["statistics"])

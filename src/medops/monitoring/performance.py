@@ -10,9 +10,11 @@ and performance is judged only when enough labels arrived.
 
 The metrics and their intervals are the clinical validation engine's (medops.evaluation.bootstrap:
 AUROC, sensitivity, PPV, calibration...), on the subgroups the validation policy declared, where
-the log holds the attribute (a feature the model reads). A metric has degraded when it dropped by
-at least its threshold from the validated value and the window's interval excludes that value:
-material and more than chance, as for drift.
+the log holds the attribute (a feature the model reads). A metric has degraded when the whole of
+the window's interval lies beyond the validated value moved by the tolerated drop (``max_drop``):
+the drop is at least that large with the interval's confidence, not merely observed. A year of
+monthly windows, four metrics each and their subgroups, judged on "the interval excludes the
+validated value" would raise false alarms every year on a model that never changed.
 """
 
 from __future__ import annotations
@@ -170,13 +172,14 @@ def _judged(
     was = float(promised["value"])
     entry["reference"] = was
     better = HIGHER_IS_BETTER.get(metric)
+    threshold = max_drop.get(metric)
     if better is None:  # calibration slope: 1 is perfect; judged on the distance from 1
         change = abs(value - 1) - abs(was - 1)
-        outside = not (ci.low <= was <= ci.high)
+        tolerated = abs(was - 1) + (threshold or 0.0)
+        beyond = ci.high < 1 - tolerated or ci.low > 1 + tolerated
     else:
         change = was - value if better else value - was
-        outside = ci.high < was if better else ci.low > was
+        beyond = ci.high < was - (threshold or 0.0) if better else ci.low > was + (threshold or 0.0)
     entry["drop"] = change
-    threshold = max_drop.get(metric)
-    entry["degraded"] = bool(threshold is not None and not math.isnan(change) and change >= threshold and outside)
+    entry["degraded"] = bool(threshold is not None and not math.isnan(change) and beyond)
     return entry

@@ -79,9 +79,11 @@ class Plausible:
         known = known[np.isfinite(known)]
         if len(known) < MIN_VALUES:
             return None
-        q = np.quantile(known, [0.001, 0.01, 0.99, 0.999])
-        half = (q[3] - q[0]) / 2
-        return cls((float(q[0] - half), float(q[3] + half)), (float(q[1]), float(q[2])))
+        # from the 1st and 99th percentiles, not the extremes: a feed's own entry errors (a lost decimal
+        # point in 0.2% of temperatures) would otherwise widen "plausible" past a whole other unit
+        low, high = (float(v) for v in np.quantile(known, [0.01, 0.99]))
+        width = high - low
+        return cls((low - width, high + width), (low, high))
 
     def to_doc(self) -> dict[str, list[float]]:
         return {"outer": list(self.outer), "inner": list(self.inner)}

@@ -145,7 +145,7 @@ class MonitoringService:
             )
         if exploring:
             return MonitorRun(judged, [], exploratory=True, skipped=skipped)
-        opened = alerts.evaluate(self.platform, model, spec, actor=caller.user)
+        opened = alerts.evaluate(self.platform, model, spec, actor=caller.user, judged=judged)
         told = channels or Channels(spec.channels)
         rules = {r.name: r for r in spec.rules}
         delivered = []
