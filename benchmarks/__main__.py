@@ -14,6 +14,7 @@ from benchmarks import (
     bench_evaluation,
     bench_features,
     bench_ingest,
+    bench_monitoring,
     bench_online,
     bench_registry,
     bench_report,
@@ -38,6 +39,7 @@ if __name__ == "__main__":
     bench_registry.main(extra)
     bench_report.main(extra)
     bench_scoring.main(extra)
+    bench_monitoring.main(extra)  # needs an Evidently environment (see its --help); skipped without one
     bench_serving.main([*extra, "--no-scoring"])  # batch scoring ran just above
     bench_cli.main(extra)
     bench_auth.main(extra)

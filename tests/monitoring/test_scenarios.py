@@ -19,7 +19,6 @@ import pyarrow as pa
 import pytest
 
 from medops.caller import Caller
-from medops.data.datasets import get
 from medops.monitoring.spec import MonitorSpec, PerformanceSpec
 from medops.services import Services
 from medops.serving import prediction_log
@@ -28,7 +27,7 @@ from medops.synth.production import FEATURES, served_rows
 from medops.training import Tracker, stored
 from medops.workspace import Workspace
 from tests.conftest import Templates, add_team, new_workspace
-from tests.factories import PASSWORD, evaluate_run, put
+from tests.factories import LOGISTIC, PASSWORD, evaluate_run, put, train_run
 from tests.monitoring.conftest import govern_monitor
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("pseudonym_key")]
@@ -45,8 +44,6 @@ def _build(folder: Path, metadata_url: str | None) -> str:
     """The team's workspace with a logistic model trained on a baseline year (another seed)."""
     from medops.evaluation.records import record
     from medops.identity import Role
-    from medops.training.train import TrainConfig, train
-    from medops.training.trainers import ModelSpec
 
     ws = add_team(new_workspace(folder, metadata_url=metadata_url))
     try:
@@ -54,21 +51,8 @@ def _build(folder: Path, metadata_url: str | None) -> str:
         rows = served_rows(generate(PATIENTS, seed=1000, start=START, days=DAYS)).dropna(subset=["readmitted_30d"])
         frame = rows[[*FEATURES, "readmitted_30d"]].rename(columns={"readmitted_30d": "readmitted"})
         frame["readmitted"] = frame["readmitted"].astype(int)
-        put(ws, folder, "baseline_year", pa.Table.from_pandas(frame, preserve_index=False))
-        info = get(ws.db, "baseline_year")
-        config = TrainConfig(
-            FEATURES,
-            "readmitted",
-            ModelSpec("logistic_regression"),
-            split="stratified",
-            group=None,
-            test_size=0.3,
-            seed=3,
-            inputs=(info.ref,),
-            data={"dataset": info.name, "version": info.version, "drop_missing_labels": False},
-        )
         tracker = Tracker(ws)
-        run = train(tracker, frame, config, actor="alice").run_id
+        run = train_run(tracker, folder, "baseline_year", frame, LOGISTIC, FEATURES)
         policy = {"metrics": {"auroc": {"min": 0.55, "check": "ci_lower"}}, "prerequisites": ["leakage_checks"]}
         doc = evaluate_run(tracker, run, policy=policy, robustness={}, subgroups={"attributes": {"sex": {}}})
         record(ws, doc, "<html></html>", "# card", "<html></html>", actor="victor")

@@ -56,6 +56,14 @@ def _only(query: Any, column: Any, keys: Keys) -> Any:
     return query if keys is None else query.where(column.in_(list(keys)))
 
 
+def _by_id(session: Session, columns: tuple[Any, ...], keys: Keys) -> dict[str, dict[str, Any]]:
+    """Rows of ``columns`` (the first is the key) as documents by key, each column by its name."""
+    return {
+        row[0]: {c.key: v for c, v in zip(columns[1:], row[1:], strict=True)}
+        for row in session.execute(_only(select(*columns), columns[0], keys))
+    }
+
+
 def _users(session: Session, keys: Keys) -> dict[str, Any]:
     rows = session.execute(
         _only(
@@ -162,10 +170,10 @@ def _evaluations(session: Session, keys: Keys) -> dict[str, Any]:
         Evaluation.report,
         Evaluation.created_by,
     )
-    out: dict[str, Any] = {}
-    for row in session.execute(_only(select(*columns), Evaluation.id, keys)):
-        doc: dict[str, Any] = {c.key: v for c, v in zip(columns[1:], row[1:], strict=True)}
-        out[row[0]] = {**doc, "passed": bool(doc["passed"]), "governing": bool(doc["governing"]), "gates": []}
+    out = {
+        key: {**doc, "passed": bool(doc["passed"]), "governing": bool(doc["governing"]), "gates": []}
+        for key, doc in _by_id(session, columns, keys).items()
+    }
     for evaluation, position, passed, value, threshold in session.execute(
         select(GateResult.evaluation_id, GateResult.position, GateResult.passed, GateResult.value, GateResult.threshold)
         .where(GateResult.evaluation_id.in_(list(out)))
@@ -204,10 +212,7 @@ def _alerts(session: Session, keys: Keys) -> dict[str, Any]:
         Alert.resolved_by,
         Alert.resolved_reason,
     )
-    return {
-        row[0]: {c.key: v for c, v in zip(columns[1:], row[1:], strict=True)}
-        for row in session.execute(_only(select(*columns), Alert.id, keys))
-    }
+    return _by_id(session, columns, keys)
 
 
 @dataclass(frozen=True)
