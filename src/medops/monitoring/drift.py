@@ -26,14 +26,11 @@ def _effect(stat: Statistic, threshold: float, p_value: float | None, alpha: flo
     return {**stat.to_doc(), "threshold": threshold, "material": material, "significant": significant}
 
 
-def numeric_drift(
-    reference: FeatureProfile, current: NumericSummary, spec: MonitorSpec, alpha: float | None = None
-) -> dict[str, Any]:
-    """PSI, KS and Wasserstein (in reference standard deviations) of one numeric feature; ``alpha``
-    (default: the spec's) is the level each p-value is judged at."""
+def numeric_drift(reference: FeatureProfile, current: NumericSummary, spec: MonitorSpec, a: float) -> dict[str, Any]:
+    """PSI, KS and Wasserstein (in reference standard deviations) of one numeric feature; ``a`` is the
+    level each p-value is judged at (the window's share of the spec's alpha)."""
     assert reference.numeric is not None
     d = spec.drift
-    a = d.alpha if alpha is None else alpha
     base = reference.numeric
     p_index, k, w = psi(base, current), ks(base, current), wasserstein(base, current)
     scale = reference.std if reference.std and reference.std > 0 else None
@@ -48,12 +45,11 @@ def numeric_drift(
 
 
 def categorical_drift(
-    reference: FeatureProfile, current: CategorySummary, spec: MonitorSpec, alpha: float | None = None
+    reference: FeatureProfile, current: CategorySummary, spec: MonitorSpec, a: float
 ) -> dict[str, Any]:
-    """Chi-squared with Cramer's V, and Jensen-Shannon distance, of one categorical feature."""
+    """Chi-squared with Cramer's V, and Jensen-Shannon distance, of one categorical feature at level ``a``."""
     assert reference.categories is not None
     d = spec.drift
-    a = d.alpha if alpha is None else alpha
     chi, v = chi_squared(reference.categories, current)
     js = jensen_shannon(reference.categories, current)
     found = [
@@ -118,7 +114,7 @@ def judge(profile: ReferenceProfile, window: Window, spec: MonitorSpec) -> dict[
             out = window.out_of_range.get(name, 0)
             present = max(current_n.n, 1)
             doc["out_of_range"] = _share(out, present, spec.quality.out_of_range, alpha, judged)
-            metrics[f"quality.{name}.out_of_range"] = out / present
+            metrics[f"quality.{name}.out_of_range"] = doc["out_of_range"]["share"]
             probe = window.units.get(name)
             unit = probe.verdict(reference.numeric) if probe is not None and reference.numeric is not None else None
             doc["unit_change"] = unit
@@ -128,13 +124,9 @@ def judge(profile: ReferenceProfile, window: Window, spec: MonitorSpec) -> dict[
             current_c = window.categories[name]
             doc = categorical_drift(reference, current_c, spec, alpha)
             missing = current_c.missing
-            new_values = sum(doc["new_categories"].values())
-            new_share = new_values / max(current_c.n, 1)
-            doc["new_category_share"] = new_share
-            doc["new_category_flagged"] = _share(new_values, current_c.n, spec.quality.new_category, alpha, judged)[
-                "flagged"
-            ]
-            metrics[f"quality.{name}.new_category"] = new_share
+            new = _share(sum(doc["new_categories"].values()), current_c.n, spec.quality.new_category, alpha, judged)
+            doc["new_category_share"], doc["new_category_flagged"] = new["share"], new["flagged"]
+            metrics[f"quality.{name}.new_category"] = new["share"]
         doc["missing"] = _missing(reference, missing, window.rows, spec, judged, alpha)
         metrics[f"quality.{name}.missing_increase"] = doc["missing"]["increase"]
         for stat in doc["statistics"]:

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -143,16 +144,44 @@ def compute(
     if outcomes is not None:
         doc["performance"] = outcomes.judge(profile, spec, seed=int(span.start.timestamp()))
         doc["metrics"] = dict(sorted({**doc["metrics"], **performance_metrics(doc["performance"])}.items()))
+    return _document(model, version, PREDICTIONS, span.label, span.start, span.end, spec, doc)
+
+
+def _document(
+    model: str,
+    version: int,
+    source: str,
+    label: str,
+    start: datetime,
+    end: datetime,
+    spec: MonitorSpec,
+    judged: dict[str, Any],
+) -> dict[str, Any]:
+    """A window's stored document: where its rows came from, the spec it was judged under, the verdicts."""
     return {
         "model": model,
         "version": version,
-        "source": PREDICTIONS,
-        "window": span.label,
-        "start": span.start.isoformat(),
-        "end": span.end.isoformat(),
+        "source": source,
+        "window": label,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
         "spec": spec.model_dump(),
-        **doc,
+        **judged,
     }
+
+
+def _profiled(
+    compute: Callable[[], dict[str, Any]], version: int, skipped: list[tuple[int, str]] | None
+) -> dict[str, Any] | None:
+    """The window's document, or None for a version without a reference profile (noted in ``skipped``)."""
+    try:
+        return compute()
+    except NotFound as exc:
+        if exc.code != "no_profile":
+            raise
+        if skipped is not None:
+            skipped.append((version, str(exc)))
+        return None
 
 
 def scored_by(ws: Platform, model: str, dataset_node: str) -> list[int]:
@@ -181,17 +210,9 @@ def compute_dataset(ws: Platform, model: str, version: int, dataset: Any, spec: 
     for chunk in dataset_chunks(profile, predictor, path):
         window.add(chunk.columns, chunk.scores, profile)
     at = dataset.created_at.astimezone(UTC)
-    return {
-        "model": model,
-        "version": version,
-        "source": f"dataset:{dataset.name}",
-        "window": f"{dataset.name}@{dataset.version[:12]}",
-        "dataset": dataset.ref,
-        "start": at.isoformat(),
-        "end": at.isoformat(),
-        "spec": spec.model_dump(),
-        **judge(profile, window, spec),
-    }
+    label = f"{dataset.name}@{dataset.version[:12]}"
+    doc = _document(model, version, f"dataset:{dataset.name}", label, at, at, spec, judge(profile, window, spec))
+    return {**doc, "dataset": dataset.ref}
 
 
 def run_dataset(
@@ -209,15 +230,9 @@ def run_dataset(
     reference profile goes to ``skipped``, as in ``run``."""
     stored: list[WindowInfo] = []
     for version in versions:
-        try:
-            doc = compute_dataset(ws, model, version, dataset, spec)
-        except NotFound as exc:
-            if exc.code != "no_profile":
-                raise
-            if skipped is not None:
-                skipped.append((version, str(exc)))
-            continue
-        stored.append(store(ws, doc, actor=actor) if keep else unstored(doc, actor))
+        doc = _profiled(partial(compute_dataset, ws, model, version, dataset, spec), version, skipped)
+        if doc is not None:
+            stored.append(store(ws, doc, actor=actor) if keep else unstored(doc, actor))
     return stored
 
 
@@ -367,14 +382,9 @@ def run(
                 continue
             if progress is not None:
                 progress(span, version)
-            try:
-                doc = compute(ws, model, version, span, spec)
-            except NotFound as exc:
-                if exc.code != "no_profile":
-                    raise
+            doc = _profiled(partial(compute, ws, model, version, span, spec), version, skipped)
+            if doc is None:
                 unprofiled.add(version)
-                if skipped is not None:
-                    skipped.append((version, str(exc)))
                 continue
             stored.append(store(ws, doc, actor=actor) if keep else unstored(doc, actor))
     return stored
