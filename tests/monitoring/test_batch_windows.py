@@ -54,6 +54,13 @@ def test_a_batch_scored_by_the_model_is_a_window_and_an_aged_one_drifts(
     events = list_events(ws.db, AuditFilter(action="monitor.window"))
     assert [e.actor for e in events] == ["ming", "ming"]
 
+    # a looser copy of the thresholds explores a batch: shown, never stored, no alert
+    from medops.monitoring.spec import DriftSpec, MonitorSpec
+
+    looser = monitoring.run(Caller("ming"), "readmission", dataset=april, spec=MonitorSpec(drift=DriftSpec(psi=5)))
+    assert looser.exploratory and looser.alerts == [] and [w.id for w in looser.windows] == ["-"]
+    assert len(monitoring.windows(Caller("carol"), "readmission")) == len(listed)
+
     # the same rows the batch scored: the window's score distribution is the prediction file's
     import pyarrow.parquet as pq
 
