@@ -273,3 +273,46 @@ def test_a_between_groups_gap_can_fail_where_every_gap_to_overall_passes() -> No
         EvaluateSpec.model_validate(
             {"subgroups": {"attributes": {"site": {}}}, "policy": {"subgroup_gaps": {"auroc": {"min_ratio": 0.9}}}}
         )
+
+
+def _citl(y: np.ndarray, p: np.ndarray) -> float:
+    """Calibration-in-the-large by hand: the intercept a solving sum(y - expit(a + logit p)) = 0."""
+    from scipy.optimize import brentq
+    from scipy.special import expit, logit
+
+    offset = logit(p)
+    return float(brentq(lambda a: float((y - expit(a + offset)).sum()), -10, 10, xtol=1e-12))
+
+
+def test_an_unstratified_bootstrap_lets_the_event_rate_vary_like_a_hand_loop() -> None:
+    rng = np.random.default_rng(21)
+    p = 1 / (1 + np.exp(-rng.normal(-2, 0.6, 900)))
+    y = (rng.random(900) < p).astype(np.int8)
+    free = _overall(y, p, resamples=2000, seed=3, stratified=False)
+    fixed = _overall(y, p, resamples=2000, seed=3)
+    hand = []
+    for _ in range(1000):  # the textbook bootstrap: draw rows, whatever their label
+        picked = rng.integers(0, 900, 900)
+        hand.append(_citl(y[picked], p[picked]))
+    hand_width = float(np.diff(np.percentile(hand, [2.5, 97.5]))[0])
+    ci = free.interval(0, "calibration_intercept", 0.95)  # type: ignore[attr-defined]
+    fixed_ci = fixed.interval(0, "calibration_intercept", 0.95)  # type: ignore[attr-defined]
+    assert free.exact[0, free.metrics.index("calibration_intercept")] == pytest.approx(_citl(y, p), abs=1e-6)  # type: ignore[attr-defined]
+    assert abs((ci.high - ci.low) / hand_width - 1) < 0.12
+    assert (fixed_ci.high - fixed_ci.low) < 0.5 * hand_width  # the event count held fixed: far too narrow
+
+
+@pytest.mark.slow
+def test_unstratified_calibration_intervals_cover_a_calibrated_model() -> None:
+    covered = {True: 0, False: 0}
+    repetitions = 150
+    for rep in range(repetitions):
+        rng = np.random.default_rng(1000 + rep)
+        p = 1 / (1 + np.exp(-rng.normal(-2, 0.6, 600)))
+        y = (rng.random(600) < p).astype(np.int8)  # calibrated: the true intercept is 0
+        for stratified in covered:
+            dist = _overall(y, p, resamples=400, seed=rep, stratified=stratified)
+            ci = dist.interval(0, "calibration_intercept", 0.95)  # type: ignore[attr-defined]
+            covered[stratified] += ci.low <= 0 <= ci.high
+    assert 0.88 <= covered[False] / repetitions <= 0.99, covered
+    assert covered[True] / repetitions < 0.6, covered

@@ -80,6 +80,38 @@ def test_performance_is_judged_only_with_enough_labels_and_a_decay_needs_its_int
     assert doc["degraded"] == ["auroc"] and doc["metrics"]["auroc"]["drop"] > 0.25
 
 
+def test_a_validated_value_is_an_estimate_and_the_window_carries_its_uncertainty() -> None:
+    """A drop is judged with both intervals, after a Bonferroni over the window's comparisons: a
+    validated AUROC that was high by chance on a small test set does not make the same model look
+    degraded; the same value validated on a large test set does."""
+    rng = np.random.default_rng(5)
+    p = rng.uniform(0, 1, 1_500)
+    y = (rng.uniform(0, 1, 1_500) < p).astype(np.int8)  # AUROC about 0.83
+    window = Labeled(rows=1_500, with_entity=1_500, y=[y], p=[p])
+    args = {"min_labels": 200, "min_completeness": 0.5, "max_drop": {"auroc": 0.05}, "resamples": 300, "level": 0.95}
+    lucky = {"metrics": {"auroc": {"value": 0.92, "low": 0.84, "high": 0.99}}, "level": 0.95}
+    doc = judge_performance(window, lucky, 0.3, **args)
+    entry = doc["metrics"]["auroc"]
+    assert entry["high"] < 0.92 - 0.05  # the window's interval alone lies beyond the tolerated drop
+    assert doc["degraded"] == [] and entry["drop_low"] < 0.05
+    precise = {"metrics": {"auroc": {"value": 0.92, "low": 0.915, "high": 0.925}}, "level": 0.95}
+    assert judge_performance(window, precise, 0.3, **args)["degraded"] == ["auroc"]
+    assert doc["comparisons"] == 5 and doc["z"] > 2.5  # five metrics, overall only: one-sided 0.5 % each
+
+
+def test_calibration_in_the_large_sees_fewer_events_than_predicted() -> None:
+    rng = np.random.default_rng(6)
+    p = rng.uniform(0.05, 0.4, 3_000)
+    odds = p / (1 - p) * 0.55  # the same ranking, events at about half the predicted odds
+    y = (rng.uniform(0, 1, 3_000) < odds / (1 + odds)).astype(np.int8)
+    reference = {"metrics": {"calibration_intercept": {"value": 0.0}, "auroc": {"value": 0.6}}}
+    args = {"min_labels": 200, "min_completeness": 0.5, "resamples": 300, "level": 0.95,
+            "max_drop": {"auroc": 0.05, "calibration_intercept": 0.2}}  # fmt: skip
+    doc = judge_performance(Labeled(rows=3_000, with_entity=3_000, y=[y], p=[p]), reference, 0.3, **args)
+    assert doc["degraded"] == ["calibration_intercept"]
+    assert doc["metrics"]["calibration_intercept"]["value"] == pytest.approx(np.log(0.55), abs=0.15)
+
+
 def log_month(
     ws: Workspace, run: str, version: Any, frame: pd.DataFrame, month: datetime, *, shuffle: bool
 ) -> pd.DataFrame:

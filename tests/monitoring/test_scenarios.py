@@ -32,12 +32,14 @@ from tests.monitoring.conftest import govern_monitor
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("pseudonym_key")]
 
-# Fourteen months of care whose drift point is 2025-12-01; the twelve months from May 2025 are judged
-# (the generator's last weeks hold fewer first admissions, a change of its own, so they are left out).
-START, DAYS = date(2025, 5, 1), 428
+# Sixteen months of care whose drift point is 2025-12-01; the twelve months from May 2025 are judged.
+# The generator's first month (no readmission yet of an earlier stay) and last weeks (fewer first
+# admissions) are changes of its own, so they are left out.
+START, DAYS = date(2025, 4, 1), 488
 DRIFT = "2025-12"
 UNTIL = datetime(2026, 5, 1, tzinfo=UTC)
-PATIENTS = 6000
+PATIENTS = 6000  # about 900 discharges a month
+LARGER = 20_000  # about 2,500: a month's outcomes must show a change in calibration of this size
 
 
 def _build(folder: Path, metadata_url: str | None) -> str:
@@ -68,11 +70,11 @@ def trained(tmp_path: Path, templates: Templates) -> tuple[Workspace, str]:
     return ws, str(run)
 
 
-def _serve_year(ws: Workspace, run: str, name: str, scenario: str, seed: int) -> None:
+def _serve_year(ws: Workspace, run: str, name: str, scenario: str, seed: int, patients: int = PATIENTS) -> None:
     """Register the run as ``name``, log a year of the scenario's discharges as its served answers,
     and ingest the outcomes known by the year's end as the feed monitoring reads."""
     version = Services(ws).registry.register(Caller("alice"), run, name)
-    rows = served_rows(generate(PATIENTS, seed=seed, scenario=scenario, start=START, days=DAYS))
+    rows = served_rows(generate(patients, seed=seed, scenario=scenario, start=START, days=DAYS))
     tracker = Tracker(ws)
     scores = stored.model(tracker, tracker.get(run)).predict_proba(rows[FEATURES])
     features = rows[FEATURES].astype(object).where(rows[FEATURES].notna(), None).to_dict("records")
@@ -114,8 +116,8 @@ def _serve_year(ws: Workspace, run: str, name: str, scenario: str, seed: int) ->
     )
 
 
-def _alerts_by_window(ws: Workspace, name: str) -> tuple[Any, dict[str, set[str]]]:
-    ran = Services(ws).monitoring.run(Caller("ming"), name, since=datetime(2025, 5, 1, tzinfo=UTC), until=UNTIL)
+def _alerts_by_window(ws: Workspace, name: str, until: datetime = UNTIL) -> tuple[Any, dict[str, set[str]]]:
+    ran = Services(ws).monitoring.run(Caller("ming"), name, since=datetime(2025, 5, 1, tzinfo=UTC), until=until)
     labels = {w.id: w.label for w in ran.windows}
     fired: dict[str, set[str]] = {}
     for alert in ran.alerts:
@@ -149,3 +151,40 @@ def test_the_baseline_year_raises_no_alert(trained: tuple[Workspace, str]) -> No
     assert fired == {} and [w.label for w in ran.windows if w.drifted] == []
     judged = [w for w in ran.windows if "performance.auroc" in w.metrics]
     assert len(judged) == 12  # every month's outcomes arrived, and performance held
+
+
+def test_a_new_treatment_alerts_on_performance_in_the_month_it_begins(trained: tuple[Workspace, str]) -> None:
+    """Concept drift: the inputs hold still, the outcomes they lead to change, and only the outcomes
+    show it: performance (calibration-in-the-large first) from December, no drift or quality alert."""
+    ws, run = trained
+    _serve_year(ws, run, "readmission", "new_treatment", seed=7, patients=LARGER)
+    ran, fired = _alerts_by_window(ws, "readmission")
+    assert min(fired) == DRIFT and "performance_decay" in fired[DRIFT], fired
+    assert set().union(*fired.values()) <= {"performance_decay", "bias_drift"}, fired
+    assert [w.label for w in ran.windows if w.drifted] == []  # the same inputs throughout
+    december = next(w for w in ran.windows if w.label == DRIFT)
+    assert december.metrics["performance.calibration_intercept"] < -0.3  # fewer readmissions than predicted
+
+
+def test_delayed_labels_hold_performance_back_until_they_arrive(
+    trained: tuple[Workspace, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window is judged on performance only once its outcomes are known: as of mid-January,
+    December's 30-day readmissions are not; in the label_delay scenario the last months' outcomes
+    come 60 to 150 days late, so those months stay unjudged, and missing labels raise no alert."""
+    import medops.monitoring.windows as windows
+
+    ws, run = trained
+    _serve_year(ws, run, "readmission", "label_delay", seed=9)
+    monkeypatch.setattr(windows, "utc_now", lambda: datetime(2026, 1, 15, tzinfo=UTC))
+    early, _ = _alerts_by_window(ws, "readmission")
+    judged = {w.label: "performance.auroc" in w.metrics for w in early.windows}
+    assert judged["2025-11"] and not judged["2025-12"], judged  # December's outcomes are not known by Jan 15
+    monkeypatch.undo()
+    later, fired = _alerts_by_window(ws, "readmission", until=datetime(2026, 8, 1, tzinfo=UTC))
+    completeness = {w.label: w.metrics["performance.label_completeness"] for w in later.windows}
+    judged = {w.label: "performance.auroc" in w.metrics for w in later.windows}
+    assert all(judged[month] for month in completeness if month <= "2026-04"), judged  # December now too
+    assert not any(judged[month] for month in ("2026-05", "2026-06", "2026-07")), completeness
+    assert completeness["2026-06"] < 0.1 < 0.9 < completeness["2026-03"], completeness
+    assert not {"performance_decay", "bias_drift"} & set().union(*fired.values()), fired

@@ -17,7 +17,10 @@ Rows of one patient (repeat stays) are not independent. When ``clusters`` gives 
 patient, a resample draws patients, not rows (a cluster bootstrap): each patient's rows add
 their cell counts together, so a resample is a draw of patients with replacement (counted per
 patient) times one sparse patient-to-cell matrix, and the binned engine is otherwise unchanged. Without
-clusters, rows are drawn within each label (a stratified bootstrap).
+clusters, rows are drawn within each label (a stratified bootstrap), or, with ``stratified=False``,
+from all rows at once. Keeping the label counts fixed suits a test set whose prevalence was chosen;
+it hides the uncertainty of everything that moves with the event rate (calibration-in-the-large,
+PPV, prevalence), which is what monitoring a stream of outcomes asks about.
 
 Resamples are drawn in chunks, each with its own seed from the run's seed, on two threads:
 the same seed gives the same intervals whatever the thread timing.
@@ -102,13 +105,15 @@ def bootstrap(
     metrics: tuple[str, ...] = METRICS,
     progress: Callable[[int], None] | None = None,
     clusters: np.ndarray | None = None,
+    stratified: bool = True,
 ) -> Distribution:
     """Exact metrics and ``resamples`` bootstrap values of each, for each group.
 
     ``strata`` gives each row's stratum (0..S-1, the finest partition by the subgroup
     attributes); ``groups`` is a (G, S) membership matrix: which strata make up each group.
     Row 0 of ``groups`` is usually the overall population (every stratum). ``clusters``
-    (each row's patient, any hashable values) makes it a cluster bootstrap.
+    (each row's patient, any hashable values) makes it a cluster bootstrap; otherwise ``stratified``
+    draws rows within each label (True) or from all rows (False).
     """
     y = np.asarray(y, dtype=np.int8)
     p = np.asarray(p, dtype=np.float64)
@@ -157,6 +162,10 @@ def bootstrap(
         rng = np.random.default_rng(seeds[index])
         if members is not None:  # one draw of patients serves both labels: a patient brings all its rows
             draws = _draw_clusters(rng, size, [by_cluster for _, _, by_cluster in labels])
+        elif not stratified:  # one draw over both labels' cells: the event count varies as it would
+            both = np.concatenate([counts for counts, _, _ in labels])
+            drawn = rng.multinomial(both.sum(), both / both.sum(), size=size).astype(np.float64)
+            draws = [drawn[:, : len(labels[0][0])], drawn[:, len(labels[0][0]) :]]
         else:
             draws = [
                 rng.multinomial(counts.sum(), counts / counts.sum(), size=size).astype(np.float64)

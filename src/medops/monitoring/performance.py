@@ -9,12 +9,15 @@ then. The window's label completeness (labeled predictions over all its predicti
 and performance is judged only when enough labels arrived.
 
 The metrics and their intervals are the clinical validation engine's (medops.evaluation.bootstrap:
-AUROC, sensitivity, PPV, calibration...), on the subgroups the validation policy declared, where
-the log holds the attribute (a feature the model reads). A metric has degraded when the whole of
-the window's interval lies beyond the validated value moved by the tolerated drop (``max_drop``):
-the drop is at least that large with the interval's confidence, not merely observed. A year of
-monthly windows, four metrics each and their subgroups, judged on "the interval excludes the
-validated value" would raise false alarms every year on a model that never changed.
+AUROC, sensitivity, PPV, calibration slope and calibration-in-the-large), on the subgroups the
+validation policy declared, where the log holds the attribute (a feature the model reads). Rows are
+resampled whatever their label: a window's event rate is part of what is in question. A metric has
+degraded when the drop from the validated value is larger than the tolerated drop (``max_drop``)
+with the window's confidence, the drop's interval carrying both the window's uncertainty and the
+validation's (a validated value is itself an estimate from a test set; taken as exact, a subgroup
+that validated high by chance looks degraded later). A year of monthly windows, five metrics each
+and their subgroups, judged on "the interval excludes the validated value" would raise false
+alarms every year on a model that never changed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -32,8 +37,10 @@ from medops.evaluation.bootstrap import bootstrap
 from medops.evaluation.spec import AttributeSpec
 from medops.evaluation.subgroups import MISSING, band_labels, build_groups
 
-JUDGED_METRICS = ("auroc", "sensitivity", "ppv", "calibration_slope")
-HIGHER_IS_BETTER = {"auroc": True, "sensitivity": True, "ppv": True, "calibration_slope": None}
+JUDGED_METRICS = ("auroc", "sensitivity", "ppv", "calibration_slope", "calibration_intercept")
+HIGHER_IS_BETTER = {"auroc": True, "sensitivity": True, "ppv": True}
+# The calibration pair has an ideal value instead: judged on the distance from it.
+IDEAL = {"calibration_slope": 1.0, "calibration_intercept": 0.0}
 
 
 @dataclass
@@ -137,33 +144,51 @@ def judge_performance(
         return doc
     names = list(attributes)
     groups = build_groups({k: pd.Series(v) for k, v in attributes.items()}, [], len(y))
-    dist = bootstrap(y, p, groups.strata, groups.membership, threshold, resamples=resamples, seed=seed)
+    # Rows drawn whatever their label: a window's event rate is itself in question (calibration-in-the-large)
+    dist = bootstrap(
+        y, p, groups.strata, groups.membership, threshold, resamples=resamples, seed=seed, stratified=False
+    )
     promised = reference.get("metrics", {})
-    doc["metrics"] = {m: _judged(dist, 0, m, level, promised.get(m), max_drop) for m in JUDGED_METRICS}
-    doc["degraded"] = [m for m, entry in doc["metrics"].items() if entry.get("degraded")]
     by_group = {(g.get("attribute"), g.get("group")): g for g in reference.get("subgroups", [])}
-    subgroups = []
+    subgroups: list[dict[str, Any]] = []
     for g in range(1, len(groups.names)):
         attribute, value = groups.names[g]
         rows = groups.membership[g][groups.strata]
-        before = by_group.get((attribute, value), {})
-        entry: dict[str, Any] = {"attribute": attribute, "group": value, "n": int(rows.sum()),
-                                 "positives": int(y[rows].sum())}  # fmt: skip
-        small = entry["n"] < 30 or min(entry["positives"], entry["n"] - entry["positives"]) < 5
-        entry["too_small"] = small
-        if not small:
-            was = before.get("metrics") or {}
-            entry["metrics"] = {m: _judged(dist, g, m, level, was.get(m), max_drop) for m in JUDGED_METRICS}
+        n, positives = int(rows.sum()), int(y[rows].sum())
+        small = n < 30 or min(positives, n - positives) < 5
+        subgroups.append({"attribute": attribute, "group": value, "n": n, "positives": positives, "too_small": small})
+    # Bonferroni over the window's comparisons (each metric, overall and per subgroup judged), one-sided:
+    # only a drop alarms. Without it a year of windows gives chance some 200 tries a scenario.
+    comparisons = len(JUDGED_METRICS) * (1 + sum(not s["too_small"] for s in subgroups))
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2 / comparisons)
+    doc["comparisons"], doc["z"] = comparisons, z
+    promised_level = float(reference.get("level") or level)
+    judged = partial(_judged, dist, level=level, z=z, promised_level=promised_level, max_drop=max_drop)
+    doc["metrics"] = {m: judged(0, m, promised.get(m)) for m in JUDGED_METRICS}
+    doc["degraded"] = [m for m, entry in doc["metrics"].items() if entry.get("degraded")]
+    for g, entry in enumerate(subgroups, start=1):
+        if not entry["too_small"]:
+            was = by_group.get((entry["attribute"], entry["group"]), {}).get("metrics") or {}
+            entry["metrics"] = {m: judged(g, m, was.get(m)) for m in JUDGED_METRICS}
             entry["degraded"] = [m for m, e in entry["metrics"].items() if e.get("degraded")]
-        subgroups.append(entry)
     doc["subgroups"] = subgroups
     doc["attributes"] = names
     return doc
 
 
 def _judged(
-    dist: Any, group: int, metric: str, level: float, promised: Mapping[str, Any] | None, max_drop: Mapping[str, float]
+    dist: Any,
+    group: int,
+    metric: str,
+    promised: Mapping[str, Any] | None,
+    *,
+    level: float,
+    z: float,
+    promised_level: float,
+    max_drop: Mapping[str, float],
 ) -> dict[str, Any]:
+    """A metric of the window against its promised value: degraded when the drop's lower bound (``z``
+    standard errors, carrying the window's uncertainty and the validation's) is beyond ``max_drop``."""
     ci = dist.interval(group, metric, level)
     value = float(dist.exact[group, dist.metrics.index(metric)])
     entry: dict[str, Any] = {"value": value, "low": ci.low, "high": ci.high}
@@ -171,15 +196,26 @@ def _judged(
         return entry
     was = float(promised["value"])
     entry["reference"] = was
-    better = HIGHER_IS_BETTER.get(metric)
     threshold = max_drop.get(metric)
-    if better is None:  # calibration slope: 1 is perfect; judged on the distance from 1
-        change = abs(value - 1) - abs(was - 1)
-        tolerated = abs(was - 1) + (threshold or 0.0)
-        beyond = ci.high < 1 - tolerated or ci.low > 1 + tolerated
+    if metric in IDEAL:  # the calibration pair: judged on the distance from its ideal value
+        ideal = IDEAL[metric]
+        change = abs(value - ideal) - abs(was - ideal)
     else:
-        change = was - value if better else value - was
-        beyond = ci.high < was - (threshold or 0.0) if better else ci.low > was + (threshold or 0.0)
+        change = was - value if HIGHER_IS_BETTER[metric] else value - was
+    spread = math.hypot(
+        _standard_error(ci.low, ci.high, level),
+        _standard_error(promised.get("low"), promised.get("high"), promised_level),
+    )
     entry["drop"] = change
-    entry["degraded"] = bool(threshold is not None and not math.isnan(change) and beyond)
+    entry["drop_low"] = change - z * spread  # the drop is at least this, with the window's confidence
+    entry["degraded"] = bool(
+        threshold is not None and math.isfinite(entry["drop_low"]) and entry["drop_low"] > threshold
+    )
     return entry
+
+
+def _standard_error(low: Any, high: Any, level: float) -> float:
+    """A percentile interval's width as a normal standard error; 0 for an interval not known."""
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return 0.0
+    return (float(high) - float(low)) / (2 * NormalDist().inv_cdf((1 + level) / 2))

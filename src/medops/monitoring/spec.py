@@ -55,11 +55,12 @@ class PerformanceSpec(_Strict):
     match_within: str = Field("1d", pattern=r"^[1-9][0-9]*[mhd]$")  # the largest gap between the two times
     min_labels: Annotated[int, Field(ge=1)] = 100
     min_completeness: Fraction = 0.5  # share of the window's predictions that must have their label
-    max_drop: dict[Literal["auroc", "sensitivity", "ppv", "calibration_slope"], Positive] = {
+    max_drop: dict[Literal["auroc", "sensitivity", "ppv", "calibration_slope", "calibration_intercept"], Positive] = {
         "auroc": 0.05,
         "sensitivity": 0.1,
         "ppv": 0.1,
         "calibration_slope": 0.2,
+        "calibration_intercept": 0.2,  # log-odds: observed odds about a fifth off the predicted
     }
     resamples: Annotated[int, Field(ge=100, le=10_000)] = 500
     level: Annotated[float, Field(gt=0.5, lt=1)] = 0.95

@@ -7,8 +7,10 @@ scenarios change it in known ways after the period's midpoint (the drift point):
 - ``baseline``: nothing changes.
 - ``aging``: half the patients are a cohort 10 years older whose care starts at the drift
   point, so admissions after it are older on average (covariate shift, visible in birth dates).
-- ``new_treatment``: after the drift point a new treatment halves the readmission effect
-  of heart failure (concept drift: same inputs, different outcome relation).
+- ``new_treatment``: after the drift point a transitional-care program lowers every
+  discharge's readmission odds (by a fifth) and takes most of the risk that age and a long
+  stay carried, and a new treatment halves heart failure's (concept drift: same inputs, a
+  different outcome relation, so the model that learned the old one ranks and calibrates worse).
 - ``unit_change``: after the drift point site ``south`` records temperature in F.
 - ``missingness_spike``: after the drift point 40% of labs at site ``north`` are missing.
 - ``label_delay``: outcomes of the last 90 days become known 60-150 days late (or not yet).
@@ -246,17 +248,21 @@ def _readmission_risk(frame: pd.DataFrame, pts: pd.DataFrame, drift: np.datetime
     """The documented causal model: logit of a 30-day readmission after each admission."""
     o = frame["_owner"].to_numpy()
     chf = pts["_chf"].to_numpy()[o].astype(float)
-    chf_effect = np.where((scenario == "new_treatment") & (frame["admit_time"].to_numpy() >= drift), 0.45, 0.9)
+    treated = (scenario == "new_treatment") & (frame["admit_time"].to_numpy() >= drift)
+    age_effect = np.where(treated, 0.008, 0.025)
+    stay_effect = np.where(treated, 0.02, 0.06)
+    chf_effect = np.where(treated, 0.45, 0.9)
     logit = (
         -2.6
-        + 0.025 * (frame["_age"].to_numpy() - 65)
+        + age_effect * (frame["_age"].to_numpy() - 65)
         + chf_effect * chf
         + 0.5 * pts["_ckd"].to_numpy()[o]
         + 0.35 * pts["_copd"].to_numpy()[o]
         + 0.3 * pts["_diabetes"].to_numpy()[o]
-        + 0.06 * frame["length_of_stay_days"].to_numpy()
+        + stay_effect * frame["length_of_stay_days"].to_numpy()
         + 0.4 * pts["_frailty"].to_numpy()[o]
         + 0.3 * (pts["payer"].to_numpy()[o] == "medicaid")
+        - 0.25 * treated
     )
     return _sigmoid(logit)
 
