@@ -155,6 +155,11 @@ def test_a_chunk_the_policy_refuses_is_refused_by_the_general_path(predictor: Pr
     assert encode_chunk(rejecting, refused) is None
     with pytest.raises(InvalidInput, match=r"row 3, column 'age': outside the accepted range"):
         score_chunk(rejecting, refused)
+    # unchecked (a monitor counting drift): the fast path scores the row the general path would, unflagged
+    assert encode_chunk(rejecting, refused, refuse=False) is not None
+    probability, _, flagged = score_chunk(rejecting, refused, check=False)
+    general = rejecting.predict_proba(refused.to_pandas(strings_to_categorical=True), check=False)
+    assert np.array_equal(probability, general) and not flagged.any()
 
 
 def test_score_chunk_answers_the_same_either_way(predictor: Predictor) -> None:

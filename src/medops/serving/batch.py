@@ -291,10 +291,11 @@ def score_chunk(
     its row numbers count from the chunk's first row; ``check=False``: no refusal, every row scored)."""
     from medops.serving.batch_encoder import encode_chunk
 
-    encoded = encode_chunk(predictor, batch)  # plain columns: straight from Arrow (see batch_encoder)
+    encoded = encode_chunk(predictor, batch, refuse=check)  # plain columns: straight from Arrow (see batch_encoder)
     if encoded is not None and predictor.compiled is not None:
-        matrix, out_of_range = encoded
+        matrix, flags = encoded
         probability = predictor.compiled.predict_matrix(matrix)
+        out_of_range = flags if check else np.zeros(len(flags), dtype=bool)  # unchecked rows leave no flags
     else:
         # strings as categories: a few string objects shared, not one per row (the predictor reads them as values)
         frame = batch.to_pandas(strings_to_categorical=True)

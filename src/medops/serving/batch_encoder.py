@@ -21,8 +21,13 @@ import pyarrow.compute as pc
 from medops.registry.predictor import Predictor
 
 
-def encode_chunk(predictor: Predictor, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray] | None:
-    """The chunk's model matrix and which rows break a check, or None for the general path."""
+def encode_chunk(
+    predictor: Predictor, batch: pa.RecordBatch, *, refuse: bool = True
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The chunk's model matrix and which rows break a check, or None for the general path.
+
+    ``refuse=False`` (a monitor scoring what it counts, not what it serves): rows the policy would
+    refuse are encoded all the same; the checks never change a row's matrix."""
     compiled, schema = predictor.compiled, predictor.schema
     if compiled is None or any(f not in batch.schema.names for f in predictor.features):
         return None
@@ -61,7 +66,7 @@ def encode_chunk(predictor: Predictor, batch: pa.RecordBatch) -> tuple[np.ndarra
             flags |= np.isnan(numbers[name])
         elif name in strings:
             flags |= strings[name][2]
-    if flags.any() and predictor.out_of_range != "flag":
+    if refuse and flags.any() and predictor.out_of_range != "flag":
         return None  # refused: the general path says which rows and why
     columns: dict[str, np.ndarray] = {}
     for name, fill, index in zip(compiled.categorical, compiled.fills, compiled.indexes, strict=True):
