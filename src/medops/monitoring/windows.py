@@ -27,6 +27,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from medops.clock import duration, utc_now
+from medops.data.prefetch import prefetch
 from medops.errors import InvalidInput, NotFound
 from medops.evaluation.spec import AttributeSpec
 from medops.identity.roles import Role
@@ -207,7 +208,7 @@ def compute_dataset(ws: Platform, model: str, version: int, dataset: Any, spec: 
     predictor = load_model(ws, (model, version))  # verified: signature and every checksum
     path = ws.artifacts.local_path(dataset.version)  # checked against its SHA-256
     window = Window.start(profile)
-    for chunk in dataset_chunks(profile, predictor, path):
+    for chunk in prefetch(dataset_chunks(profile, predictor, path)):  # the next chunk scored as this one is counted
         window.add(chunk.columns, chunk.scores, profile)
     at = dataset.created_at.astimezone(UTC)
     label = f"{dataset.name}@{dataset.version[:12]}"
