@@ -15,6 +15,7 @@ from benchmarks import (
     bench_features,
     bench_ingest,
     bench_monitoring,
+    bench_monitoring_log,
     bench_online,
     bench_registry,
     bench_report,
@@ -40,6 +41,7 @@ if __name__ == "__main__":
     bench_report.main(extra)
     bench_scoring.main(extra)
     bench_monitoring.main(extra)  # needs an Evidently environment (see its --help); skipped without one
+    bench_monitoring_log.main(extra)  # writes 10M log rows first (about 6 minutes, 9 GB)
     bench_serving.main([*extra, "--no-scoring"])  # batch scoring ran just above
     bench_cli.main(extra)
     bench_auth.main(extra)

@@ -137,7 +137,7 @@ def compute(
     profile = load(ws, model, version)
     window = Window.start(profile)
     outcomes = Outcomes.start(ws, spec, profile, span) if spec.performance is not None else None
-    for chunk in prediction_chunks(ws, profile, model, version, span.start, span.end):
+    for chunk in prefetch(prediction_chunks(ws, profile, model, version, span.start, span.end)):
         window.add(chunk.columns, chunk.scores, profile)
         if outcomes is not None:
             outcomes.add(chunk, as_of or utc_now())

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -267,32 +267,58 @@ def iterate(platform: Platform, where: PredictionFilter, *, batch: int = 5_000) 
         after = (page[-1].at, page[-1].id)
 
 
-def text_pages(platform: Platform, where: PredictionFilter, *, batch: int = 50_000) -> Iterator[Any]:
-    """Every match's time, entity and JSON texts (inputs, output) as pyarrow tables of ``batch`` rows,
-    in time order: for readers (monitoring) that parse the texts in bulk rather than row by row."""
+def text_pages(platform: Platform, where: PredictionFilter) -> Iterator[Any]:
+    """Every match's time, entity and JSON texts (inputs, output) as pyarrow tables, in no particular
+    order (a sort of ten million rows is not free, and a window's summaries don't depend on it),
+    streamed from the store as Arrow (medops.store.arrow_reads): for readers (monitoring) that parse
+    the texts in bulk, over millions of rows, without a Python object per row."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    columns = (Prediction.at, Prediction.id, Prediction.entity, Prediction.inputs, Prediction.output)
-    after: tuple[datetime, str] | None = None
-    while True:
-        query = _query(where).with_only_columns(*columns)
-        if after is not None:
-            query = query.where((Prediction.at > after[0]) | ((Prediction.at == after[0]) & (Prediction.id > after[1])))
-        query = query.order_by(Prediction.at, Prediction.id).limit(batch)
-        with platform.db.read() as session:
-            rows = session.execute(query).all()
-        if not rows:
-            return
-        at, ids, entity, inputs, output = (list(c) for c in zip(*rows, strict=True))
+    from medops.store.arrow_reads import arrow_batches
+
+    sqlite = platform.db.engine.dialect.name == "sqlite"
+    clauses, params = _where(where, sqlite)
+    # text columns never null (ADBC's SQLite driver types a column by its first values): '' is no entity
+    sql = "SELECT at, COALESCE(entity, '') AS entity, inputs, output FROM predictions" + (
+        " WHERE " + " AND ".join(clauses) if clauses else ""
+    )
+    for batch in arrow_batches(platform.db, sql, params):
+        at = batch.column("at")
+        if sqlite:  # stored as naive UTC text, microseconds always written
+            at = pc.cast(at, pa.timestamp("us"))
+        entity = batch.column("entity")
         yield pa.table(
             {
-                "at": pa.array(at, pa.timestamp("us", tz="UTC")),
-                "entity": pa.array(entity, pa.string()),
-                "inputs": pa.array(inputs, pa.string()),
-                "output": pa.array(output, pa.string()),
+                "at": pc.cast(at, pa.timestamp("us", tz="UTC")),
+                "entity": pc.if_else(pc.equal(entity, ""), pa.scalar(None, pa.string()), entity),
+                "inputs": batch.column("inputs"),
+                "output": batch.column("output"),
             }
         )
-        after = (at[-1], ids[-1])
+
+
+def _where(where: PredictionFilter, sqlite: bool) -> tuple[list[str], list[Any]]:
+    """The filter as SQL conditions with ``?`` parameters; times as each dialect stores them."""
+    clauses: list[str] = []
+    params: list[Any] = []
+
+    def stamp(moment: datetime) -> Any:
+        utc = moment.astimezone(UTC)
+        return utc.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else utc.isoformat()
+
+    for column, value in (("model", where.model), ("version", where.version), ("entity", where.entity),
+                          ("variant", where.variant)):  # fmt: skip
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if where.since is not None:
+        clauses.append("at >= ?" if sqlite else "at >= CAST(? AS timestamptz)")
+        params.append(stamp(where.since))
+    if where.until is not None:
+        clauses.append("at < ?" if sqlite else "at < CAST(? AS timestamptz)")
+        params.append(stamp(where.until))
+    return clauses, params
 
 
 def get(platform: Platform, prediction_id: str) -> LoggedPrediction:

@@ -1,0 +1,71 @@
+"""Large reads of the metadata store as Arrow record batches, never as Python rows.
+
+A month of the prediction log can hold ten million rows. Read through SQLAlchemy (or any DB-API
+driver), each row becomes a tuple of Python objects, a datetime parsed per row among them: most of
+a window's time went there. ADBC, Arrow's own database connectivity, hands a query's result over as
+columns from C (SQLite's driver from the database file, PostgreSQL's from a binary COPY), streamed
+in batches, so memory holds one batch whatever the table's size.
+
+The SQL is the caller's, with positional parameters written ``?``; PostgreSQL's ``$1, $2...`` are
+put in here. A read opens its own connection: on SQLite read-only, so it can never write.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from sqlalchemy.engine import URL, make_url
+
+from medops.errors import MedopsError, StoreError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from medops.store.database import Database
+
+SQLITE_BATCH_ROWS = 65_536
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def arrow_batches(db: Database, sql: str, params: Sequence[Any] = ()) -> Iterator[pa.RecordBatch]:
+    """The query's result, batch by batch (a batch per few tens of thousands of rows)."""
+    url = make_url(db.url)
+    sqlite = url.get_backend_name() == "sqlite"
+    try:
+        connection, options = _sqlite(url.database) if sqlite else _postgresql(url)
+    except Exception as exc:  # noqa: BLE001 - the drivers' errors are not medops's; say which store
+        raise StoreError(f"could not open {db.display_url} for a bulk read: {exc}") from exc
+    if not sqlite:
+        numbered = iter(range(1, len(params) + 1))
+        sql = _PLACEHOLDER.sub(lambda _: f"${next(numbered)}", sql)
+    try:
+        cursor = connection.cursor()
+        if options:
+            cursor.adbc_statement.set_options(**options)
+        cursor.execute(sql, tuple(params) if params else None)
+        yield from cursor.fetch_record_batch()
+    except Exception as exc:  # noqa: BLE001 - as above; a medops error raised by the consumer passes through
+        if isinstance(exc, MedopsError):
+            raise
+        raise StoreError(f"the bulk read from {db.display_url} failed: {exc}") from exc
+    finally:
+        connection.close()
+
+
+def _sqlite(database: str | None) -> tuple[Any, dict[str, str]]:
+    import adbc_driver_sqlite.dbapi
+
+    if not database or database == ":memory:":
+        raise StoreError("an in-memory SQLite database can't be read by a second connection")
+    connection = adbc_driver_sqlite.dbapi.connect(f"file:{quote(database)}?mode=ro")
+    return connection, {"adbc.sqlite.query.batch_rows": str(SQLITE_BATCH_ROWS)}
+
+
+def _postgresql(url: URL) -> tuple[Any, dict[str, str]]:
+    import adbc_driver_postgresql.dbapi
+
+    plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return adbc_driver_postgresql.dbapi.connect(plain), {}
