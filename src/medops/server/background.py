@@ -16,11 +16,13 @@ def serving_in_thread(app: Any, *, start_timeout: float = 10.0) -> Iterator[str]
     """The app on a free loopback port; yields its base URL and stops the server on exit."""
     import uvicorn
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    # the socket is bound here and handed over open: a port probed free and then closed can be taken
+    # by another process before the server binds it (two test workers did)
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="medops-serve", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, name="medops-serve", daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout  # a bound on the wait for the socket, not a measurement
     while not server.started and thread.is_alive() and time.monotonic() < deadline:
@@ -32,3 +34,4 @@ def serving_in_thread(app: Any, *, start_timeout: float = 10.0) -> Iterator[str]
     finally:
         server.should_exit = True
         thread.join(10)
+        listening.close()
