@@ -196,3 +196,39 @@ def test_a_month_that_no_longer_ranks_raises_the_performance_alert(
                                                       time="discharged"))  # fmt: skip
     with pytest.raises(InvalidInput, match="date-shifted per patient"):
         windows.compute(ws, "readmission", version.version, windows.Span("2026-10", OCTOBER, NOVEMBER), shifted)
+
+
+@pytest.mark.slow
+def test_on_dask_a_window_is_summarized_in_slices_and_judged_the_same(
+    labeled: tuple[Workspace, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``executor = dask-local``: each month cut in time slices, each summarized by a worker process that
+    reads the store itself; the merged summaries and labels judge exactly as one pass in this process."""
+    ws, _ = labeled
+    govern_monitor(ws, MonitorSpec(performance=OUTCOMES))
+    spec = MonitorSpec(performance=OUTCOMES, drift={"alpha": 0.05})  # exploring: nothing stored, same both ways
+    here = Services(ws).monitoring.run(Caller("ming"), "readmission", since=OCTOBER, until=DECEMBER, spec=spec)
+    monkeypatch.setenv("MEDOPS_EXECUTOR", "dask-local")
+    on_dask = Workspace.open(ws.settings.home)
+    try:
+        assert on_dask.settings.executor == "dask-local"
+        there = Services(on_dask).monitoring.run(
+            Caller("ming"), "readmission", since=OCTOBER, until=DECEMBER, spec=spec
+        )
+    finally:
+        on_dask.close()
+    assert [w.label for w in there.windows] == [w.label for w in here.windows] == ["2026-10", "2026-11"]
+    for a, b in zip(here.windows, there.windows, strict=True):
+        assert (a.rows, a.judged, a.drifted) == (b.rows, b.judged, b.drifted)
+        assert a.metrics.keys() == b.metrics.keys()
+        for key, value in a.metrics.items():
+            assert b.metrics[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+    assert there.windows[1].metrics["performance.degraded"] > 0  # the shuffled month, found the same way
+
+
+def test_time_slices_cover_a_span_once() -> None:
+    start, end = OCTOBER, NOVEMBER + timedelta(microseconds=7)
+    for parts in (1, 3, 4, 7):
+        cut = windows.time_slices(start, end, parts)
+        assert cut[0][0] == start and cut[-1][1] == end and len(cut) == parts
+        assert all(a[1] == b[0] for a, b in zip(cut, cut[1:], strict=False))

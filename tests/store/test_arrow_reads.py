@@ -46,7 +46,7 @@ def test_pages_hold_exactly_the_rows_the_filter_names(workspace: Workspace) -> N
     records = _log(workspace, 400)
     since, until = START + timedelta(hours=3), START + timedelta(hours=30)
     where = PredictionFilter(model="m", version=2, since=since, until=until)
-    pages = list(text_pages(workspace, where))
+    pages = list(text_pages(workspace.db, where))
     table = pa.concat_tables(pages)
     assert table.schema.field("at").type == pa.timestamp("us", tz="UTC")
     wanted = [
@@ -75,7 +75,7 @@ def test_a_sqlite_workspace_in_a_folder_with_an_odd_name(tmp_path: Path) -> None
     ws = new_workspace(tmp_path / "site #1? 50% done")
     try:
         _log(ws, 12)
-        pages = list(text_pages(ws, PredictionFilter()))
+        pages = list(text_pages(ws.db, PredictionFilter()))
         assert sum(p.num_rows for p in pages) == 12
     finally:
         ws.close()

@@ -63,6 +63,19 @@ class Labeled:
         return y, p, {k: np.concatenate(v) for k, v in self.attributes.items()}
 
 
+def merge_labeled(parts: list[Labeled]) -> Labeled:
+    """The labeled predictions of a window gathered in parts (a task's each), as one."""
+    merged = Labeled()
+    for part in parts:
+        merged.rows += part.rows
+        merged.with_entity += part.with_entity
+        merged.y += part.y
+        merged.p += part.p
+        for name, values in part.attributes.items():
+            merged.attributes.setdefault(name, []).extend(values)
+    return merged
+
+
 def join_labels(
     predictions: pd.DataFrame, labels: pd.DataFrame, *, as_of: datetime, match_within: timedelta
 ) -> pd.Series:

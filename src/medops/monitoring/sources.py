@@ -25,11 +25,11 @@ import numpy as np
 from medops.data import duck
 from medops.data.sql_expr import literal
 from medops.monitoring.profile import ReferenceProfile
-from medops.platform import Platform
 from medops.serving.prediction_log import PredictionFilter, text_pages
 
 if TYPE_CHECKING:
     from medops.registry.predictor import Predictor
+    from medops.store.database import Database
 
 DATASET_CHUNK_ROWS = 100_000
 
@@ -57,7 +57,7 @@ def parse_sql(profile: ReferenceProfile) -> str:
 
 
 def prediction_chunks(
-    ws: Platform, profile: ReferenceProfile, model: str, version: int, start: datetime, end: datetime
+    db: Database, profile: ReferenceProfile, model: str, version: int, start: datetime, end: datetime
 ) -> Iterator[Chunk]:
     """The version's logged predictions in [start, end), page by page."""
     where = PredictionFilter(model=model, version=version, since=start, until=end)
@@ -65,7 +65,7 @@ def prediction_chunks(
     names = list(profile.features)
     con = duck.connect()
     try:
-        for page in text_pages(ws, where):
+        for page in text_pages(db, where):
             con.register("page", page)
             parsed = con.sql(sql).to_arrow_table()
             con.unregister("page")

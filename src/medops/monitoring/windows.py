@@ -19,8 +19,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
-from typing import Any
+from functools import partial, reduce
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,10 +30,17 @@ from medops.clock import duration, utc_now
 from medops.data.prefetch import prefetch
 from medops.errors import InvalidInput, NotFound
 from medops.evaluation.spec import AttributeSpec
+from medops.features.executor import open_executor
 from medops.identity.roles import Role
 from medops.monitoring.drift import judge
 from medops.monitoring.labels import load as load_labels
-from medops.monitoring.performance import Labeled, attribute_labels, join_labels, judge_performance
+from medops.monitoring.performance import (
+    Labeled,
+    attribute_labels,
+    join_labels,
+    judge_performance,
+    merge_labeled,
+)
 from medops.monitoring.profile import ReferenceProfile
 from medops.monitoring.profiles import load
 from medops.monitoring.sources import Chunk, dataset_chunks, prediction_chunks
@@ -41,6 +48,10 @@ from medops.monitoring.spec import MonitorSpec, PerformanceSpec
 from medops.monitoring.window import Window
 from medops.platform import Platform
 from medops.store.schema import MonitorWindow, Prediction
+
+if TYPE_CHECKING:
+    from medops.features.executor import Executor
+    from medops.store.database import Database
 
 MONITOR_ROLES = {Role.ML_ENGINEER, Role.DATA_SCIENTIST, Role.ADMIN}
 _DAYS = re.compile(r"^([1-9][0-9]{0,2})d$")
@@ -130,22 +141,73 @@ def versions_in(ws: Platform, model: str, span: Span) -> list[int]:
 
 
 def compute(
-    ws: Platform, model: str, version: int, span: Span, spec: MonitorSpec, as_of: datetime | None = None
+    ws: Platform,
+    model: str,
+    version: int,
+    span: Span,
+    spec: MonitorSpec,
+    as_of: datetime | None = None,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """One window's document: the version's logged rows in the span, judged against its profile; with
-    outcomes configured, its performance on the labels available by ``as_of`` (default: now)."""
+    outcomes configured, its performance on the labels available by ``as_of`` (default: now). With an
+    ``executor`` of more than one partition, the span is split in time and summarized by its tasks."""
     profile = load(ws, model, version)
-    window = Window.start(profile)
     outcomes = Outcomes.start(ws, spec, profile, span) if spec.performance is not None else None
-    for chunk in prefetch(prediction_chunks(ws, profile, model, version, span.start, span.end)):
-        window.add(chunk.columns, chunk.scores, profile)
-        if outcomes is not None:
-            outcomes.add(chunk, as_of or utc_now())
+    when = as_of or utc_now()
+    if executor is None or executor.partitions <= 1:
+        window, labeled = summarize(ws.db, profile, model, version, span.start, span.end, outcomes, when)
+    else:
+        slices = time_slices(span.start, span.end, executor.partitions)
+        parts = executor.map(
+            _summarize_at, [(ws.db.url, profile, model, version, a, b, outcomes, when) for a, b in slices]
+        )
+        window, labeled = reduce(Window.merge, [w for w, _ in parts]), merge_labeled([part for _, part in parts])
     doc = judge(profile, window, spec)
     if outcomes is not None:
+        outcomes.labeled = labeled
         doc["performance"] = outcomes.judge(profile, spec, seed=int(span.start.timestamp()))
         doc["metrics"] = dict(sorted({**doc["metrics"], **performance_metrics(doc["performance"])}.items()))
     return _document(model, version, PREDICTIONS, span.label, span.start, span.end, spec, doc)
+
+
+def summarize(
+    db: Database,
+    profile: ReferenceProfile,
+    model: str,
+    version: int,
+    start: datetime,
+    end: datetime,
+    outcomes: Outcomes | None,
+    as_of: datetime,
+) -> tuple[Window, Labeled]:
+    """The version's logged rows in [start, end) counted on the profile's grids, and those that met their
+    label (``outcomes`` is not changed: each call, local or a task's, gathers its own)."""
+    window = Window.start(profile)
+    mine = None if outcomes is None else outcomes.fresh()
+    for chunk in prefetch(prediction_chunks(db, profile, model, version, start, end)):
+        window.add(chunk.columns, chunk.scores, profile)
+        if mine is not None:
+            mine.add(chunk, as_of)
+    return window, Labeled() if mine is None else mine.labeled
+
+
+def _summarize_at(url: str, *args: Any) -> tuple[Window, Labeled]:
+    """A task: ``summarize`` on a worker, which opens the metadata store by its URL (the same store)."""
+    from medops.store.database import Database
+
+    db = Database(url)
+    try:
+        return summarize(db, *args)
+    finally:
+        db.dispose()
+
+
+def time_slices(start: datetime, end: datetime, parts: int) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut into ``parts`` consecutive half-open slices, to the microsecond: none overlaps
+    another, none is missed."""
+    bounds = [start + (end - start) * k // parts for k in range(parts)] + [end]
+    return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if a < b]
 
 
 def _document(
@@ -248,6 +310,10 @@ class Outcomes:
         self.attributes = attributes
         self.within = within
         self.labeled = Labeled()
+
+    def fresh(self) -> Outcomes:
+        """The same labels and rules, with nothing gathered yet (a task's own, or a local pass's)."""
+        return Outcomes(self.spec, self.labels, self.attributes, self.within)
 
     @classmethod
     def start(cls, ws: Platform, spec: MonitorSpec, profile: ReferenceProfile, span: Span) -> Outcomes:
@@ -370,24 +436,34 @@ def run(
     prediction) up to ``until`` (default: now); ``keep=False`` (exploring another spec) stores nothing.
 
     A version without a reference profile (imported as a bundle, or registered before monitoring) is
-    not judged: it goes to ``skipped`` with the reason, once, and the other versions' windows are."""
+    not judged: it goes to ``skipped`` with the reason, once, and the other versions' windows are.
+
+    On the workspace's Dask executor each window is summarized by tasks over slices of its time (the
+    workers read the metadata store and must reach it: a shared SQLite file, or PostgreSQL)."""
     start = since or first_prediction(ws, model)
     if start is None:
         raise NotFound(f"the prediction log holds nothing of {model!r}", code="no_predictions")
     now = utc_now()
     stored: list[WindowInfo] = []
     unprofiled: set[int] = set()
-    for span in spans(kind, start, min(until or now, now)):  # a window that has not ended yet is not judged
-        for version in versions_in(ws, model, span):
-            if version in unprofiled:
-                continue
-            if progress is not None:
-                progress(span, version)
-            doc = _profiled(partial(compute, ws, model, version, span, spec), version, skipped)
-            if doc is None:
-                unprofiled.add(version)
-                continue
-            stored.append(store(ws, doc, actor=actor) if keep else unstored(doc, actor))
+    windows = spans(kind, start, min(until or now, now))  # a window that has not ended yet is not judged
+    executor = open_executor(ws.settings.executor) if windows and ws.settings.executor != "local" else None
+    try:
+        for span in windows:
+            for version in versions_in(ws, model, span):
+                if version in unprofiled:
+                    continue
+                if progress is not None:
+                    progress(span, version)
+                judged = partial(compute, ws, model, version, span, spec, executor=executor)
+                doc = _profiled(judged, version, skipped)
+                if doc is None:
+                    unprofiled.add(version)
+                    continue
+                stored.append(store(ws, doc, actor=actor) if keep else unstored(doc, actor))
+    finally:
+        if executor is not None:
+            executor.close()
     return stored
 
 

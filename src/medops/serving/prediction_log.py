@@ -267,7 +267,7 @@ def iterate(platform: Platform, where: PredictionFilter, *, batch: int = 5_000) 
         after = (page[-1].at, page[-1].id)
 
 
-def text_pages(platform: Platform, where: PredictionFilter) -> Iterator[Any]:
+def text_pages(db: Database, where: PredictionFilter) -> Iterator[Any]:
     """Every match's time, entity and JSON texts (inputs, output) as pyarrow tables, in no particular
     order (a sort of ten million rows is not free, and a window's summaries don't depend on it),
     streamed from the store as Arrow (medops.store.arrow_reads): for readers (monitoring) that parse
@@ -277,13 +277,13 @@ def text_pages(platform: Platform, where: PredictionFilter) -> Iterator[Any]:
 
     from medops.store.arrow_reads import arrow_batches
 
-    sqlite = platform.db.engine.dialect.name == "sqlite"
+    sqlite = db.dialect == "sqlite"
     clauses, params = _where(where, sqlite)
     # text columns never null (ADBC's SQLite driver types a column by its first values): '' is no entity
     sql = "SELECT at, COALESCE(entity, '') AS entity, inputs, output FROM predictions" + (
         " WHERE " + " AND ".join(clauses) if clauses else ""
     )
-    for batch in arrow_batches(platform.db, sql, params):
+    for batch in arrow_batches(db, sql, params):
         at = batch.column("at")
         if sqlite:  # stored as naive UTC text, microseconds always written
             at = pc.cast(at, pa.timestamp("us"))
