@@ -8,7 +8,8 @@ differs between two runs of the same commands on the same data:
   appearance within the document; a 12-digit prefix gets the number of its full value, so
   "this run is that evaluation's run" survives normalization;
 - timestamps (ISO 8601 with a time of day, or the compact ``YYYYMMDD-HHMMSS`` in run names)
-  become ``<time>``;
+  become ``<time>``; a string that is a month alone (``2026-09``: a monitored window's label, and
+  the demo's production months are the six before the day it runs) becomes ``<month>``;
 - the folders the test ran in become ``<root>``;
 - what depends on the machine or the moment: values under duration keys (``duration_s``,
   ``*_seconds``) become ``<duration>``; ``host`` becomes ``<host>``; ``git_commit`` and
@@ -34,6 +35,7 @@ _HEX = re.compile(r"(?<![0-9a-zA-Z])(?:[0-9a-f]{64}|[0-9a-f]{32}|[0-9a-f]{12})(?
 _TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?|(?<!\d)\d{8}-\d{6}(?!\d)"
 )
+_MONTH = re.compile(r"\d{4}-\d{2}")
 # "replayed": how many answers the demo's server gave while a rollback was swapped in under load
 _VOLATILE_KEYS = {"host": "<host>", "git_commit": "<git>", "git_dirty": "<git>", "replayed": "<count>"}
 _DURATION_KEYS = re.compile(r"^(duration(_s)?|elapsed.*|.*_seconds)$")
@@ -63,6 +65,8 @@ class Normalizer:
         return value
 
     def text(self, value: str) -> str:
+        if _MONTH.fullmatch(value):
+            return "<month>"
         for root, name in self._roots:
             value = value.replace(root, name)
         value = _TIME.sub("<time>", value)

@@ -33,3 +33,11 @@ def test_demo_runs_and_catches_tampering(demo: DemoResult) -> None:
     assert "from version 2 to 1 while answering" in outcomes["hot swap"] and outcomes["hot swap"].endswith("0 failed)")
     assert "answers kept before they were sent" in outcomes["prediction log"]
     assert outcomes["replay"].endswith("every answer identical")
+    # Months of production after promotion, simulated: monitoring judges them, the lab feed's loss at one site
+    # raises the data quality alert from the fourth month on, ming acknowledges it, the report is written.
+    assert {"production months", "monitor run", "alert", "alert acknowledged", "monitoring report"} <= set(lines)
+    judged = outcomes["monitor run"]
+    assert "6 monthly windows judged" in judged and "3 quiet" in judged and "hba1c_mean_365d missing" in judged
+    assert outcomes["alert"].startswith("warning data_quality on readmission_30d:1")
+    report = demo.reports[-1]
+    assert report.name == "monitoring-readmission_30d.html" and "<svg" in report.read_text()

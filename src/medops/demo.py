@@ -12,11 +12,14 @@ production version is finally served over HTTP in-process and called with a pred
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import sqlite3
 import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +111,7 @@ def run_demo(
         _features(ws, project, step)
         baseline, tuned = _train(ws, project, step, tuning)
         passed = _evaluate(ws, project, step, base / "reports", baseline, tuned, result.reports)
-        _registry(ws, step, tuned if passed[tuned] else baseline, passed)
+        _registry(ws, step, tuned if passed[tuned] else baseline, passed, result.reports)
         check = ws.verify_audit()
         result.events, result.chain_ok = check.chain.checked, check.ok
         signed = f"; {check.checkpoints} signed checkpoints, the newest at event {check.anchored_at}"
@@ -346,7 +349,9 @@ def _evaluate(
     return passed
 
 
-def _registry(ws: Workspace, step: Callable[[str, str], None], run: str, passed: dict[str, bool]) -> None:
+def _registry(
+    ws: Workspace, step: Callable[[str, str], None], run: str, passed: dict[str, bool], reports: list[Path]
+) -> None:
     """alice registers the model; production is refused until carol and victor sign; ming promotes it."""
     from medops.errors import InvalidTransition
     from medops.registry import approvals, stages, versions
@@ -384,6 +389,7 @@ def _registry(ws: Workspace, step: Callable[[str, str], None], run: str, passed:
     _serve_one(ws, step, version.ref, run)
     if versions.get(ws, name, version.version).stage == "production":  # `medops serve NAME` serves production
         _serve_http(ws, step, name, run)
+        _production_months(ws, step, name, run, reports)
 
 
 def _next_version(ws: Workspace, step: Callable[[str, str], None], name: str, run: str) -> int:
@@ -525,6 +531,104 @@ def _prediction_log(services: Any, step: Callable[[str, str], None], name: str) 
         "replay",
         f"medops predictions replay: {report.replayed} inputs re-scored with their verified bundles: {outcome}",
     )
+
+
+PRODUCTION_MONTHS = 6
+REQUESTS_A_MONTH = 400
+LABS = ("hba1c_mean_365d", "creatinine_max_90d", "heart_rate_mean_30d", "temperature_max_30d")
+
+
+def _production_months(
+    ws: Workspace, step: Callable[[str, str], None], name: str, run: str, reports: list[Path]
+) -> None:
+    """Six months of production, simulated: the EHR's requests (patients drawn from the model's own
+    population) scored by the production bundle and logged with the times they would have had; from
+    the fourth month the north site's lab feed loses 40 % of its results. `medops monitor run` judges
+    the months, the data quality alert opens, ming acknowledges it, and the report is written."""
+    import numpy as np
+
+    from medops.clock import utc_now
+    from medops.registry.predictor import load_model
+    from medops.registry.versions import versions
+    from medops.services import Services
+    from medops.serving import prediction_log
+    from medops.training import Tracker, stored
+
+    (version,) = [v for v in versions(ws, name) if v.stage == "production"]
+    predictor = load_model(ws, (name, version.version))  # verified: signature and every checksum
+    tracker = Tracker(ws)
+    info = tracker.get(run)
+    population = stored.training_frame(tracker, info, stored.recipe(tracker, info))
+    now = utc_now()  # the months before this one: a month still open is not judged
+    back = now.year * 12 + now.month - 1 - PRODUCTION_MONTHS
+    first = datetime(back // 12, back % 12 + 1, 1, tzinfo=UTC)
+    rng = np.random.default_rng(7)
+    month, logged = first, 0
+    for index in range(PRODUCTION_MONTHS):
+        following = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
+        rows = population.iloc[rng.integers(0, len(population), REQUESTS_A_MONTH)].reset_index(drop=True)
+        if index >= 3:  # the north site's lab interface drops results (of labs the model accepts missing)
+            lost = (rows["home_site"] == "north").to_numpy() & (rng.random(len(rows)) < 0.4)
+            rows.loc[lost, [c for c in LABS if c in rows.columns and c not in predictor.schema.required]] = np.nan
+        refused = predictor.schema.flagged(rows[predictor.features])  # the server answers these 422, logs nothing
+        rows = rows[~refused].reset_index(drop=True)
+        features = rows[predictor.features]
+        probability = predictor.predict_proba(features)
+        step_time = (following - month) / len(rows)
+        prediction_log.store(ws)(
+            [
+                {
+                    "id": str(uuid.uuid4()), "at": (month + i * step_time).isoformat(), "model": name,
+                    "version": version.version, "bundle_sha256": version.artifact_sha256, "variant": "champion",
+                    "request_id": uuid.uuid4().hex, "caller": "pat", "entity": f"patient_id={pid}",
+                    "inputs": json.dumps({k: (None if v != v else v) for k, v in row.items()}, default=float),
+                    "output": json.dumps({"probability": float(p), "decision": int(p >= predictor.threshold),
+                                          "threshold": predictor.threshold}),
+                    "explanation": None, "latency_ms": 1.0,
+                }
+                for i, (pid, row, p) in enumerate(
+                    zip(rows["patient_id"], features.to_dict("records"), probability, strict=True)
+                )
+            ]
+        )  # fmt: skip
+        logged += len(rows)
+        month = following
+    step(
+        "production months",
+        f"simulated: {logged:,} EHR requests over {PRODUCTION_MONTHS} months from {first:%Y-%m}, scored by "
+        f"{version.ref} and logged with the times they would have had; from the fourth month the north "
+        "site's lab feed loses 40 % of its results",
+    )
+    services = Services(ws)
+    ming = Caller("ming")
+    ran = services.monitoring.run(ming, name, since=first, until=month)
+    changes = []
+    for window in ran.windows:
+        _, doc = services.monitoring.show(ming, window.id)
+        missing = [
+            f"{feature} missing {found['missing']['reference']:.0%} -> {found['missing']['current']:.0%}"
+            for feature, found in doc["features"].items()
+            if (found.get("missing") or {}).get("flagged")
+        ]
+        if missing or window.drifted:
+            changes.append(f"{window.label}: " + ", ".join([*missing, *(f"{f} drifted" for f in window.drifted)]))
+    step(
+        "monitor run",
+        f"medops monitor run {name}: {len(ran.windows)} monthly windows judged against {version.ref}'s reference "
+        f"profile; {len(ran.windows) - len(changes)} quiet; " + ("; ".join(changes) or "no change"),
+    )
+    for alert in ran.alerts:
+        step("alert", f"{alert.severity} {alert.rule} on {alert.model}:{alert.version}: {alert.condition}")
+    if ran.alerts:
+        reason = "demo: a ticket is open with the north site's lab interface team"
+        acknowledged = services.monitoring.acknowledge(ming, ran.alerts[0].id, reason)
+        step("alert acknowledged", f"{acknowledged.rule}: {acknowledged.state} by ming, the reason in the audit trail")
+    html = services.monitoring.report(Caller("victor"), name)
+    path = ws.settings.home.parent / "reports" / f"monitoring-{name}.html"  # beside the validation reports
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html)
+    reports.append(path)
+    step("monitoring report", f"{path} ({len(html) // 1024} KB, self-contained: charts per month, the alert)")
 
 
 def _serve_one(ws: Workspace, step: Callable[[str, str], None], ref: str, run: str) -> None:
