@@ -88,3 +88,38 @@ def test_a_batch_scored_by_the_model_is_a_window_and_an_aged_one_drifts(
     assert code != 0 and f"medops score readmission --input {may}@" in err  # the way forward, spelled for the CLI
     code, _, err = run(["monitor", "run", "readmission", "--dataset", "nope"], capsys)
     assert code != 0 and "no dataset 'nope'" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_on_dask_a_batch_is_scored_and_summarized_by_row_groups_and_judged_the_same(
+    registry: tuple[Workspace, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``executor = dask-local``: the stored batch's row groups split among worker processes, each
+    verifying the bundle it is sent and scoring its share; the merged window is the local one."""
+    import pyarrow.parquet as pq
+
+    from medops.data.ingest import TablePlan, ingest
+    from medops.data.sources import ParquetSource
+
+    ws, run_id = registry
+    services = Services(ws)
+    services.registry.register(Caller("alice"), run_id, "readmission")
+    frame = cohort(900, biased=False, seed=41)
+    frame["age"] = (frame["age"] + 14).clip(upper=100)
+    path = tmp_path / "june.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    plan = TablePlan("june", ParquetSource(path), {c: "keep" for c in frame.columns})
+    monkeypatch.setattr("medops.data.parquet_sink.ROW_GROUP_ROWS", 200)  # a stored file of five row groups
+    stored = ingest(ws, plan, actor="admin", chunk_rows=200).dataset
+    assert pq.ParquetFile(ws.artifacts.local_path(stored.version)).num_row_groups == 5
+    here = services.monitoring.run(Caller("ming"), "readmission:1", dataset="june").windows[0]
+    monkeypatch.setenv("MEDOPS_EXECUTOR", "dask-local")
+    on_dask = Workspace.open(ws.settings.home)
+    try:
+        there = Services(on_dask).monitoring.run(Caller("ming"), "readmission:1", dataset="june").windows[0]
+    finally:
+        on_dask.close()
+    assert (there.rows, there.drifted) == (here.rows, here.drifted) == (900, ["age"])
+    assert there.metrics.keys() == here.metrics.keys()
+    for key, value in here.metrics.items():
+        assert there.metrics[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key

@@ -14,7 +14,7 @@ of its ranges are scored all the same, for the score distribution, and counted a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -78,9 +78,14 @@ def prediction_chunks(
 
 
 def dataset_chunks(
-    profile: ReferenceProfile, predictor: Predictor, path: Path, chunk_rows: int = DATASET_CHUNK_ROWS
+    profile: ReferenceProfile,
+    predictor: Predictor,
+    path: Path,
+    chunk_rows: int = DATASET_CHUNK_ROWS,
+    row_groups: Sequence[int] | None = None,
 ) -> Iterator[Chunk]:
-    """A dataset version's rows, ``chunk_rows`` at a time, with the version's scores."""
+    """A dataset version's rows (of ``row_groups`` only, when given), ``chunk_rows`` at a time, with the
+    version's scores."""
     import pyarrow.parquet as pq
 
     from medops.serving.batch import score_chunk
@@ -89,7 +94,8 @@ def dataset_chunks(
     present = [name for name in profile.features if name in reader.schema_arrow.names]
     needed = [name for name in predictor.features if name in reader.schema_arrow.names]
     columns = list(dict.fromkeys([*present, *needed]))
-    for batch in reader.iter_batches(batch_size=chunk_rows, columns=columns):
+    groups = list(range(reader.num_row_groups)) if row_groups is None else list(row_groups)
+    for batch in reader.iter_batches(batch_size=chunk_rows, columns=columns, row_groups=groups):
         # a monitor counts what the version would refuse (out of its ranges), it does not stop there
         probability, _, _ = score_chunk(predictor, batch, check=False)
         yield Chunk({name: batch.column(name) for name in present}, probability, None, None)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial, reduce
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,6 +52,7 @@ from medops.store.schema import MonitorWindow, Prediction
 
 if TYPE_CHECKING:
     from medops.features.executor import Executor
+    from medops.registry.predictor import Predictor
     from medops.store.database import Database
 
 MONITOR_ROLES = {Role.ML_ENGINEER, Role.DATA_SCIENTIST, Role.ADMIN}
@@ -262,20 +264,71 @@ def scored_by(ws: Platform, model: str, dataset_node: str) -> list[int]:
     return sorted(found)
 
 
-def compute_dataset(ws: Platform, model: str, version: int, dataset: Any, spec: MonitorSpec) -> dict[str, Any]:
-    """The window of a dataset version (a ``DatasetInfo``) scored in batch by ``model``:``version``."""
+def compute_dataset(
+    ws: Platform, model: str, version: int, dataset: Any, spec: MonitorSpec, executor: Executor | None = None
+) -> dict[str, Any]:
+    """The window of a dataset version (a ``DatasetInfo``) scored in batch by ``model``:``version``; with an
+    ``executor`` of more than one partition, its row groups are scored and summarized by tasks."""
     from medops.registry.predictor import load_model
 
     profile = load(ws, model, version)
-    predictor = load_model(ws, (model, version))  # verified: signature and every checksum
     path = ws.artifacts.local_path(dataset.version)  # checked against its SHA-256
-    window = Window.start(profile)
-    for chunk in prefetch(dataset_chunks(profile, predictor, path)):  # the next chunk scored as this one is counted
-        window.add(chunk.columns, chunk.scores, profile)
+    if executor is None or executor.partitions <= 1:
+        predictor = load_model(ws, (model, version))  # verified: signature and every checksum
+        window = _summarize_dataset(profile, predictor, path, None)
+    else:
+        window = _dataset_on(executor, ws, model, version, profile, path)
     at = dataset.created_at.astimezone(UTC)
     label = f"{dataset.name}@{dataset.version[:12]}"
     doc = _document(model, version, f"dataset:{dataset.name}", label, at, at, spec, judge(profile, window, spec))
     return {**doc, "dataset": dataset.ref}
+
+
+def _summarize_dataset(
+    profile: ReferenceProfile, predictor: Predictor, path: Path, row_groups: tuple[int, ...] | None
+) -> Window:
+    window = Window.start(profile)
+    for chunk in prefetch(dataset_chunks(profile, predictor, path, row_groups=row_groups)):  # next one scored meanwhile
+        window.add(chunk.columns, chunk.scores, profile)
+    return window
+
+
+def _dataset_on(
+    executor: Executor, ws: Platform, model: str, version: int, profile: ReferenceProfile, path: Path
+) -> Window:
+    """The dataset's row groups in partitions, each scored and summarized by a task. As batch scoring
+    does (medops.serving.batch_parts), the bundle is verified here before its bytes go anywhere, and
+    each task checks their digest and verifies them again before it builds its predictor."""
+    import pyarrow.parquet as pq
+
+    from medops.registry.predictor import load_bundle_bytes
+    from medops.registry.transfer import trusted_keys
+    from medops.registry.versions import get as get_version
+    from medops.serving.batch_parts import group_row_groups
+
+    digest = get_version(ws, model, version).artifact_sha256
+    trusted = trusted_keys(ws)
+    bundle = ws.artifacts.read_bytes(digest)  # hashed against its name as it is read
+    load_bundle_bytes(bundle, digest, trusted)
+    meta = pq.ParquetFile(path).metadata
+    groups = group_row_groups([meta.row_group(i).num_rows for i in range(meta.num_row_groups)], executor.partitions)
+    tasks = [(profile, bundle, digest, trusted, str(path), g) for g in groups]
+    parts = executor.map(_dataset_task, tasks)
+    return reduce(Window.merge, parts) if parts else Window.start(profile)
+
+
+def _dataset_task(
+    profile: ReferenceProfile,
+    bundle: bytes,
+    digest: str,
+    trusted: dict[str, str],
+    path: str,
+    row_groups: tuple[int, ...],
+) -> Window:
+    """A task: its row groups scored by the bundle it verified itself, and summarized."""
+    from medops.registry.predictor import load_bundle_bytes
+
+    return _summarize_dataset(profile, load_bundle_bytes(bundle, digest, trusted), Path(path), row_groups)
 
 
 def run_dataset(
@@ -292,10 +345,16 @@ def run_dataset(
     """Judge and store the dataset version's window for each of ``versions``; a version without a
     reference profile goes to ``skipped``, as in ``run``."""
     stored: list[WindowInfo] = []
-    for version in versions:
-        doc = _profiled(partial(compute_dataset, ws, model, version, dataset, spec), version, skipped)
-        if doc is not None:
-            stored.append(store(ws, doc, actor=actor) if keep else unstored(doc, actor))
+    executor = open_executor(ws.settings.executor) if versions and ws.settings.executor != "local" else None
+    try:
+        for version in versions:
+            judged = partial(compute_dataset, ws, model, version, dataset, spec, executor=executor)
+            doc = _profiled(judged, version, skipped)
+            if doc is not None:
+                stored.append(store(ws, doc, actor=actor) if keep else unstored(doc, actor))
+    finally:
+        if executor is not None:
+            executor.close()
     return stored
 
 

@@ -159,14 +159,14 @@ def partitions(source: ScoreInput, wanted: int) -> list[Partition]:
 
         meta = _parquet(path, lambda: pq.ParquetFile(path).metadata)
         sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-        return [Partition(i, str(path), "parquet", row_groups=g) for i, g in enumerate(_grouped(sizes, wanted))]
+        return [Partition(i, str(path), "parquet", row_groups=g) for i, g in enumerate(group_row_groups(sizes, wanted))]
     schema = _csv_schema(path)
     return [
         Partition(i, str(path), "csv", byte_range=r, csv_schema=schema) for i, r in enumerate(_csv_ranges(path, wanted))
     ]
 
 
-def _grouped(sizes: list[int], wanted: int) -> list[tuple[int, ...]]:
+def group_row_groups(sizes: list[int], wanted: int) -> list[tuple[int, ...]]:
     """Contiguous row groups in at most ``wanted`` groups of about equal rows."""
     total, rows = sum(sizes), 0
     groups: list[tuple[int, ...]] = []
