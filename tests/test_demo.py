@@ -40,4 +40,6 @@ def test_demo_runs_and_catches_tampering(demo: DemoResult) -> None:
     assert "6 monthly windows judged" in judged and "3 quiet" in judged and "hba1c_mean_365d missing" in judged
     assert outcomes["alert"].startswith("warning data_quality on readmission_30d:1")
     report = demo.reports[-1]
-    assert report.name == "monitoring-readmission_30d.html" and "<svg" in report.read_text()
+    assert report.name == "monitoring.html" and "<svg" in report.read_text()
+    card = (report.parent / "model_card.html").read_text()  # the production model's card, beside it, links to it
+    assert '<a href="monitoring.html">monitoring report</a>' in card

@@ -111,7 +111,8 @@ def run_demo(
         _features(ws, project, step)
         baseline, tuned = _train(ws, project, step, tuning)
         passed = _evaluate(ws, project, step, base / "reports", baseline, tuned, result.reports)
-        _registry(ws, step, tuned if passed[tuned] else baseline, passed, result.reports)
+        chosen = "tuned" if passed[tuned] else "baseline"
+        _registry(ws, step, tuned if passed[tuned] else baseline, passed, base / "reports" / chosen, result.reports)
         check = ws.verify_audit()
         result.events, result.chain_ok = check.chain.checked, check.ok
         signed = f"; {check.checkpoints} signed checkpoints, the newest at event {check.anchored_at}"
@@ -350,7 +351,12 @@ def _evaluate(
 
 
 def _registry(
-    ws: Workspace, step: Callable[[str, str], None], run: str, passed: dict[str, bool], reports: list[Path]
+    ws: Workspace,
+    step: Callable[[str, str], None],
+    run: str,
+    passed: dict[str, bool],
+    card_folder: Path,
+    reports: list[Path],
 ) -> None:
     """alice registers the model; production is refused until carol and victor sign; ming promotes it."""
     from medops.errors import InvalidTransition
@@ -389,7 +395,7 @@ def _registry(
     _serve_one(ws, step, version.ref, run)
     if versions.get(ws, name, version.version).stage == "production":  # `medops serve NAME` serves production
         _serve_http(ws, step, name, run)
-        _production_months(ws, step, name, run, reports)
+        _production_months(ws, step, name, run, card_folder, reports)
 
 
 def _next_version(ws: Workspace, step: Callable[[str, str], None], name: str, run: str) -> int:
@@ -539,12 +545,13 @@ LABS = ("hba1c_mean_365d", "creatinine_max_90d", "heart_rate_mean_30d", "tempera
 
 
 def _production_months(
-    ws: Workspace, step: Callable[[str, str], None], name: str, run: str, reports: list[Path]
+    ws: Workspace, step: Callable[[str, str], None], name: str, run: str, card_folder: Path, reports: list[Path]
 ) -> None:
     """Six months of production, simulated: the EHR's requests (patients drawn from the model's own
     population) scored by the production bundle and logged with the times they would have had; from
     the fourth month the north site's lab feed loses 40 % of its results. `medops monitor run` judges
-    the months, the data quality alert opens, ming acknowledges it, and the report is written."""
+    the months, the data quality alert opens, ming acknowledges it, and the report is written beside the
+    production model's card, which links to it."""
     import numpy as np
 
     from medops.clock import utc_now
@@ -624,11 +631,15 @@ def _production_months(
         acknowledged = services.monitoring.acknowledge(ming, ran.alerts[0].id, reason)
         step("alert acknowledged", f"{acknowledged.rule}: {acknowledged.state} by ming, the reason in the audit trail")
     html = services.monitoring.report(Caller("victor"), name)
-    path = ws.settings.home.parent / "reports" / f"monitoring-{name}.html"  # beside the validation reports
+    path = card_folder / "monitoring.html"  # beside the model card, whose Monitoring section links to it
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html)
     reports.append(path)
-    step("monitoring report", f"{path} ({len(html) // 1024} KB, self-contained: charts per month, the alert)")
+    step(
+        "monitoring report",
+        f"{path} ({len(html) // 1024} KB, self-contained: charts per month, the alert); "
+        "the model card beside it links to it",
+    )
 
 
 def _serve_one(ws: Workspace, step: Callable[[str, str], None], ref: str, run: str) -> None:

@@ -32,6 +32,7 @@ MD_SECTIONS = (
     "## Evaluation data",
     "## Performance",
     "## Subgroup results",
+    "## Monitoring",
     "## Limitations",
     "## Ethical considerations",
     "## Caveats and recommendations",
@@ -245,7 +246,9 @@ def test_markdown_card(card: tuple[str, str], doc: dict[str, Any]) -> None:
     parsed = parse(html)
     for section in MD_SECTIONS:
         assert f">{section[3:]}</h2>" in html
-    assert all(url.startswith("#") for url in parsed.urls)
+    # in-page anchors, and the one file the card names: the monitoring report written beside it
+    assert all(url.startswith("#") for url in parsed.urls if url != "monitoring.html")
+    assert "monitoring.html" in parsed.urls and "(monitoring.html)" in md.split("## Monitoring", 1)[1]
 
 
 def test_markdown_escaping() -> None:

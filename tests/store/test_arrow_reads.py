@@ -79,3 +79,16 @@ def test_a_sqlite_workspace_in_a_folder_with_an_odd_name(tmp_path: Path) -> None
         assert sum(p.num_rows for p in pages) == 12
     finally:
         ws.close()
+
+
+def test_a_parameter_is_a_value_never_sql(workspace: Workspace) -> None:
+    """On PostgreSQL the parameters are written into the query (the driver streams only unbound queries):
+    a quote in a value stays inside its literal."""
+    _log(workspace, 20)
+    sneaky = PredictionFilter(entity="patient_id=x' OR '1'='1")
+    assert sum(p.num_rows for p in text_pages(workspace.db, sneaky)) == 0
+    quoted = list(arrow_batches(workspace.db, "SELECT ? AS v, ? AS n", ["it's", 7]))
+    assert quoted[0].column("v").to_pylist() == ["it's"] and quoted[0].column("n").to_pylist() == [7]
+    if workspace.db.dialect == "postgresql":
+        with pytest.raises(StoreError, match="NUL"):
+            list(arrow_batches(workspace.db, "SELECT ? AS v", ["a\x00b"]))

@@ -6,8 +6,11 @@ a window's time went there. ADBC, Arrow's own database connectivity, hands a que
 columns from C (SQLite's driver from the database file, PostgreSQL's from a binary COPY), streamed
 in batches, so memory holds one batch whatever the table's size.
 
-The SQL is the caller's, with positional parameters written ``?``; PostgreSQL's ``$1, $2...`` are
-put in here. A read opens its own connection: on SQLite read-only, so it can never write.
+The SQL is the caller's, with positional parameters written ``?`` (integers and strings). On
+PostgreSQL they are written into the SQL as quoted literals: the driver streams a query's result
+through COPY only when it has no bound parameters, and otherwise holds the whole result in memory
+(2 GB for a million logged predictions; a month of ten million failed). A read opens its own
+connection: on SQLite read-only, so it can never write.
 """
 
 from __future__ import annotations
@@ -38,9 +41,9 @@ def arrow_batches(db: Database, sql: str, params: Sequence[Any] = ()) -> Iterato
         connection, options = _sqlite(url.database) if sqlite else _postgresql(url)
     except Exception as exc:  # noqa: BLE001 - the drivers' errors are not medops's; say which store
         raise StoreError(f"could not open {db.display_url} for a bulk read: {exc}") from exc
-    if not sqlite:
-        numbered = iter(range(1, len(params) + 1))
-        sql = _PLACEHOLDER.sub(lambda _: f"${next(numbered)}", sql)
+    if not sqlite:  # a query with bound parameters is not streamed by the driver (only COPY is): inline them
+        values = iter(params)
+        sql, params = _PLACEHOLDER.sub(lambda _: _literal(next(values)), sql), ()
     try:
         cursor = connection.cursor()
         if options:
@@ -53,6 +56,17 @@ def arrow_batches(db: Database, sql: str, params: Sequence[Any] = ()) -> Iterato
         raise StoreError(f"the bulk read from {db.display_url} failed: {exc}") from exc
     finally:
         connection.close()
+
+
+def _literal(value: Any) -> str:
+    """A parameter as a PostgreSQL literal: integers as digits, anything else as a quoted string."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"a bulk read takes integers and strings as parameters, not {type(value).__name__}")
+    if isinstance(value, int):
+        return str(value)
+    if "\x00" in value:
+        raise StoreError("a bulk read's string parameter holds a NUL character, which PostgreSQL can't store")
+    return "'" + value.replace("'", "''") + "'"  # standard_conforming_strings: a backslash is a backslash
 
 
 def _sqlite(database: str | None) -> tuple[Any, dict[str, str]]:
