@@ -16,7 +16,8 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial, reduce
@@ -345,16 +346,12 @@ def run_dataset(
     """Judge and store the dataset version's window for each of ``versions``; a version without a
     reference profile goes to ``skipped``, as in ``run``."""
     stored: list[WindowInfo] = []
-    executor = open_executor(ws.settings.executor) if versions and ws.settings.executor != "local" else None
-    try:
+    with _workspace_executor(ws, bool(versions)) as executor:
         for version in versions:
             judged = partial(compute_dataset, ws, model, version, dataset, spec, executor=executor)
             doc = _profiled(judged, version, skipped)
             if doc is not None:
                 stored.append(store(ws, doc, actor=actor) if keep else unstored(doc, actor))
-    finally:
-        if executor is not None:
-            executor.close()
     return stored
 
 
@@ -506,8 +503,7 @@ def run(
     stored: list[WindowInfo] = []
     unprofiled: set[int] = set()
     windows = spans(kind, start, min(until or now, now))  # a window that has not ended yet is not judged
-    executor = open_executor(ws.settings.executor) if windows and ws.settings.executor != "local" else None
-    try:
+    with _workspace_executor(ws, bool(windows)) as executor:
         for span in windows:
             for version in versions_in(ws, model, span):
                 if version in unprofiled:
@@ -520,10 +516,21 @@ def run(
                     unprofiled.add(version)
                     continue
                 stored.append(store(ws, doc, actor=actor) if keep else unstored(doc, actor))
-    finally:
-        if executor is not None:
-            executor.close()
     return stored
+
+
+@contextmanager
+def _workspace_executor(ws: Platform, needed: bool) -> Iterator[Executor | None]:
+    """The workspace's executor while windows are judged, closed after; None when it is local or nothing
+    is to be judged (a Dask cluster is not started for no work)."""
+    if not needed or (ws.settings.executor or "local") == "local":
+        yield None
+        return
+    executor = open_executor(ws.settings.executor)
+    try:
+        yield executor
+    finally:
+        executor.close()
 
 
 def unstored(doc: dict[str, Any], actor: str) -> WindowInfo:
