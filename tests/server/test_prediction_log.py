@@ -62,6 +62,13 @@ def test_every_answer_is_logged_and_replays_identically(
             inputs = body if isinstance(body, list) else [body]
             for row, given in zip(answer.json()["predictions"], inputs, strict=True):
                 sent[row["prediction_id"]] = {"row": row, "inputs": given}
+        # a body sent pretty-printed is kept as the rows it holds
+        pretty = http.post("/v1/models/readmission/predict", content=json.dumps([example], indent=2).encode())
+        assert pretty.status_code == 200, pretty.text
+        sent[pretty.json()["predictions"][0]["prediction_id"]] = {
+            "row": pretty.json()["predictions"][0],
+            "inputs": example,
+        }
     # the server stopped: its spool drained into the metadata store
 
     logged = {p.id: p for p in services.predictions.list(AUDITOR, PredictionFilter(model="readmission"), limit=100)}
@@ -80,7 +87,7 @@ def test_every_answer_is_logged_and_replays_identically(
         services.predictions.list(Caller("pat", channel="token"), PredictionFilter())
 
     report = services.predictions.replay(AUDITOR, PredictionFilter())
-    assert report.identical and report.replayed == len(sent) and report.versions == {f"readmission:{version}": 5}
+    assert report.identical and report.replayed == len(sent) and report.versions == {f"readmission:{version}": 6}
 
     exported = services.predictions.export(AUDITOR, PredictionFilter(), tmp_path / "log.parquet")
     table = pq.read_table(exported.path)

@@ -105,7 +105,7 @@ class Lane:
             scored = self.services.serving.predict(caller, routing, records)
         except MedopsError:  # a refusal: the route checks again and names every problem
             return False
-        status, answer = await keep(self.spool, self.metrics, scored, caller, request_id, started)
+        status, answer = await keep(self.spool, self.metrics, scored, caller, request_id, started, body)
         if status == 200:
             count(self.metrics, scored)
         await send_json(send, status, answer, [])
@@ -176,22 +176,30 @@ def add_route(
 
 
 async def keep(
-    spool: Spool | None, metrics: Metrics, scored: Scored, caller: Caller, request_id: str, started: float
+    spool: Spool | None,
+    metrics: Metrics,
+    scored: Scored,
+    caller: Caller,
+    request_id: str,
+    started: float,
+    body: bytes | None = None,
 ) -> tuple[int, bytes]:
     """The response's status and body, once the answers are in the log: 200, or 503 when they could not be
-    kept (no answer without its record)."""
+    kept (no answer without its record). ``body``: the JSON the rows came in, when they were scored as sent
+    (the log then keeps the request as one line)."""
+    answer = {"request_id": request_id, "predictions": scored.answers}
+    encoded = json.dumps(answer, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
     if spool is not None:  # kept before it is sent: a crash after this loses nothing the caller saw
         from medops.serving.spool import SpoolUnavailable
 
         latency_ms = (time.perf_counter() - started) * 1000
         try:
-            await spool.append(_records(scored, caller.user, request_id, latency_ms))
+            await spool.append(_lines(scored, caller.user, request_id, latency_ms, body, encoded))
         except SpoolUnavailable:
             metrics.errors.labels("prediction_log").inc()
             message = "the prediction could not be logged, so it is not returned; try again"
             return 503, error_body("prediction_log_unavailable", message, request_id)
-    body = {"request_id": request_id, "predictions": scored.answers}
-    return 200, json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    return 200, encoded
 
 
 def count(metrics: Metrics, scored: Scored) -> None:
@@ -200,6 +208,22 @@ def count(metrics: Metrics, scored: Scored) -> None:
         metrics.predictions.labels(answered.name, str(answered.version), str(row["decision"]), variant).inc()
         if "out_of_range" in row:
             metrics.flagged.labels(answered.name, str(answered.version)).inc()
+
+
+def _lines(
+    scored: Scored, caller: str, request_id: str, latency_ms: float, body: bytes | None, answer: bytes
+) -> list[dict[str, Any]] | bytes:
+    """What the log keeps of a request: one line of the body and the answer when every row was scored as
+    sent, else a record per row."""
+    from medops.clock import to_iso, utc_now
+    from medops.serving.prediction_log import request_line
+
+    if body is not None and all(e is None for e in scored.entities):
+        at = to_iso(utc_now())
+        line = request_line(body, answer, caller=caller, request_id=request_id, latency_ms=latency_ms, at=at)
+        if line is not None:
+            return line
+    return _records(scored, caller, request_id, latency_ms)
 
 
 def _records(scored: Scored, caller: str, request_id: str, latency_ms: float) -> list[dict[str, Any]]:

@@ -74,6 +74,54 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
+_JSON_START = frozenset(b"{[ \t\r\n")  # UTF-8 JSON text; a BOM or UTF-16 (json.loads takes both) is not
+
+
+def request_line(
+    body: bytes, answer: bytes, *, caller: str, request_id: str, latency_ms: float, at: str
+) -> bytes | None:
+    """A whole request as one spool line: the body as sent and the response's body, both bytes already in hand.
+
+    Why: building and encoding a record per row cost a request more than scoring it. The drain
+    splits the line into the rows' records (``expand``), off the request's path. Only for a body
+    whose every row was scored as sent (no entity looked up): the body is then exactly the rows the
+    log must keep. None when the bytes can't stand inside a line; the caller logs per row instead.
+    """
+    if not body or body[0] not in _JSON_START or b"\0" in body:
+        return None
+    head = {"at": at, "request_id": request_id, "caller": caller, "latency_ms": round(latency_ms, 3)}
+    # a newline in valid JSON is whitespace between tokens (json.loads refuses one inside a string)
+    return b"".join((_json(head)[:-1].encode(), b',"rows":', body.replace(b"\n", b" "), b',"answer":', answer, b"}\n"))
+
+
+def expand(line: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-row records of a ``request_line`` (a record written per row comes back as it is)."""
+    if "rows" not in line:
+        return [line]
+    rows = line["rows"] if isinstance(line["rows"], list) else [line["rows"]]
+    answers = line["answer"]["predictions"]
+    if len(rows) != len(answers):
+        raise ValueError("a request line's rows and answers differ in number")
+    return [
+        {
+            "id": answer["prediction_id"],
+            "at": line["at"],
+            "model": answer["model"],
+            "version": answer["version"],
+            "bundle_sha256": answer["bundle_sha256"],
+            "variant": answer.get("variant", "champion"),
+            "request_id": line["request_id"],
+            "caller": line["caller"],
+            "entity": None,
+            "inputs": _json(row),
+            "output": _json({k: answer[k] for k in OUTPUT_KEYS if k in answer}),
+            "explanation": None if answer.get("explanation") is None else _json(answer["explanation"]),
+            "latency_ms": line["latency_ms"],
+        }
+        for row, answer in zip(rows, answers, strict=True)
+    ]
+
+
 def store(platform: Platform) -> Any:
     """The spool's sink: insert a segment's records, skipping any the table already holds."""
     return store_into(platform.db)
@@ -122,7 +170,7 @@ def _rows(records: list[Any]) -> list[dict[str, Any]]:
     rows = []
     for record in records:
         try:
-            rows.append(_row(record))
+            rows.extend([_row(r) for r in expand(record)])  # a line's rows all, or none
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             problem = f"no field {exc}" if isinstance(exc, KeyError) else type(exc).__name__
             log.error("prediction log: a spooled line is not a prediction record (%s); skipped", problem)

@@ -201,8 +201,9 @@ class Spool:
 
     # --- appending -----------------------------------------------------------------------
 
-    async def append(self, records: list[dict[str, Any]]) -> None:
-        """Return once ``records`` are on disk (SpoolUnavailable if they could not be).
+    async def append(self, records: list[dict[str, Any]] | bytes) -> None:
+        """Return once ``records`` (or lines already encoded, each ending in a newline) are on disk
+        (SpoolUnavailable if they could not be).
 
         Handed to the writer at the end of this turn of the event loop, with whatever else was
         handed over in it, and written with whatever else is waiting by then.
@@ -213,7 +214,7 @@ class Spool:
         done: asyncio.Future[None] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._hand_over, loop)
-        self._pending.append((_encode(records), done))
+        self._pending.append((records if isinstance(records, bytes) else _encode(records), done))
         await done
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:

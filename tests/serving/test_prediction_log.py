@@ -1,0 +1,79 @@
+"""A request kept as one spool line: what the drain splits it into is what a record per row would hold."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from medops.serving.prediction_log import _rows, expand, request_line
+
+SHA = "ab" * 32
+
+
+def _answer(n: int, **extra: Any) -> bytes:
+    rows = [
+        {
+            "prediction_id": f"00000000-0000-4000-8000-00000000000{i}",
+            "probability": 0.25 + i / 10,
+            "decision": 0,
+            "threshold": 0.3,
+            "model": "readmission",
+            "version": 2,
+            "bundle_sha256": SHA,
+            **extra,
+        }
+        for i in range(n)
+    ]
+    return json.dumps({"request_id": "r1", "predictions": rows}, separators=(",", ":")).encode()
+
+
+def _line(body: bytes, answer: bytes) -> bytes | None:
+    return request_line(body, answer, caller="pat", request_id="r1", latency_ms=1.23456, at="2026-12-04T01:00:00Z")
+
+
+def test_a_request_line_expands_to_the_records_of_its_rows() -> None:
+    rows = [{"age": 71, "site": "north", "creatinine": None}, {"age": 92.5, "site": "süd", "creatinine": 1.1}]
+    line = _line(json.dumps(rows).encode(), _answer(2, out_of_range=["age"]))
+    assert line is not None and line.endswith(b"\n") and line.count(b"\n") == 1
+    records = expand(json.loads(line))
+    assert [json.loads(r["inputs"]) for r in records] == rows
+    assert [r["id"] for r in records] == [
+        "00000000-0000-4000-8000-000000000000",
+        "00000000-0000-4000-8000-000000000001",
+    ]
+    assert json.loads(records[1]["output"]) == {
+        "probability": 0.35,
+        "decision": 0,
+        "threshold": 0.3,
+        "out_of_range": ["age"],
+    }
+    assert {(r["model"], r["version"], r["bundle_sha256"], r["variant"], r["caller"]) for r in records} == {
+        ("readmission", 2, SHA, "champion", "pat")
+    }
+    assert all(r["latency_ms"] == 1.235 and r["entity"] is None and r["explanation"] is None for r in records)
+    assert len(_rows([json.loads(line)])) == 2
+
+
+def test_one_row_sent_as_an_object_and_pretty_printed_bodies_stay_on_one_line() -> None:
+    body = json.dumps({"age": 71, "site": "north"}, indent=2).encode()
+    line = _line(body, _answer(1))
+    assert line is not None and line.count(b"\n") == 1
+    assert [json.loads(r["inputs"]) for r in expand(json.loads(line))] == [{"age": 71, "site": "north"}]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'\xef\xbb\xbf{"age": 71}', '{"age": 71}'.encode("utf-16"), b"", b'{"age":\x00 71}'],
+    ids=["bom", "utf-16", "empty", "nul"],
+)
+def test_bytes_that_cannot_stand_in_a_line_are_left_to_the_per_row_records(body: bytes) -> None:
+    assert _line(body, _answer(1)) is None
+
+
+def test_a_line_whose_rows_and_answers_differ_is_skipped_whole(caplog: pytest.LogCaptureFixture) -> None:
+    line = json.loads(_line(b'[{"age": 71}, {"age": 72}]', _answer(2)) or b"")
+    line["answer"]["predictions"].pop()
+    assert _rows([line]) == []
+    assert "not a prediction record" in caplog.text
