@@ -54,23 +54,12 @@ def serve(
     timeout: float = typer.Option(
         30.0, "--timeout", min=0.1, metavar="SECONDS", help="A request not answered by then gets 504."
     ),
-    log_sync: str = typer.Option(
-        "interval",
-        "--log-sync",
-        metavar="interval|answer",
-        help="interval: each answer is logged before it is sent (a killed server loses none) and synced to disk "
-        "within 10 ms; answer: synced before it is sent (a power loss loses none either), at a cost in requests/s.",
-    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Serve models over HTTP: every route but /healthz and /readyz needs a bearer token (API token or session).
 
     Every answer is written to the prediction log before it is sent (see `medops predictions`).
     """
-    from medops.serving.prediction_log import SYNC_MODES
-
-    if log_sync not in SYNC_MODES:
-        raise typer.BadParameter(f"{log_sync!r}: one of {', '.join(SYNC_MODES)}", param_hint="--log-sync")
     import uvicorn
 
     from medops.server.app import CONFIG_ENV, create_app
@@ -83,7 +72,6 @@ def serve(
         metrics_public=metrics_public,
         follow_interval=follow_interval,
         request_timeout=timeout,
-        log_sync=log_sync,
     )
     ws = open_workspace()
     cli_caller(ws, writes=False)  # a workspace that needs a login to read needs one to serve its models too

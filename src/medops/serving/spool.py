@@ -214,7 +214,7 @@ class Spool:
         done: asyncio.Future[None] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._hand_over, loop)
-        self._pending.append((records if isinstance(records, bytes) else encode(records), done))
+        self._pending.append((records if isinstance(records, bytes) else _encode(records), done))
         await done
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -226,7 +226,7 @@ class Spool:
         """``append`` for a caller outside an event loop."""
         if not self.running:
             raise SpoolUnavailable("the prediction log is not running")
-        data = encode(records)
+        data = _encode(records)
         done = _Frame(data.count(b"\n"), [], threading.Event())
         self._send(done, frame(WRITE, data), None)
         self._wait(done)
@@ -509,7 +509,7 @@ def _settle(group: list[asyncio.Future[None]], failed: int) -> None:
             done.set_exception(SpoolUnavailable("the prediction log could not keep the records"))
 
 
-def encode(records: list[dict[str, Any]]) -> bytes:
+def _encode(records: list[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(r, separators=(",", ":"), allow_nan=False).encode() + b"\n" for r in records)
 
 

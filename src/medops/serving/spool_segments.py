@@ -5,10 +5,6 @@ for the format and why).
 Used by the spool's writer process (medops.serving.spool_writer), which alone writes a live
 folder: its loop writes groups, its helper thread seals retired segments and writes the spare,
 so neither ever holds a group up (sealing costs two fsyncs and a rename, a spare 4 MiB).
-
-With ``synchronous=False`` (medops.serving.spool_interval) a write returns once its data is in
-the operating system's cache, and ``sync`` makes what was written durable: data, new names, and
-retired segments sealed. No spare then: appending costs nothing a sync would.
 """
 
 from __future__ import annotations
@@ -30,11 +26,8 @@ _DSYNC = getattr(os, "O_DSYNC", 0) or os.O_SYNC  # a write returns once its data
 class Segments:
     """The open segment of one spool folder, those retired and not yet sealed, and the spare."""
 
-    def __init__(
-        self, folder: Path, *, seal_records: int = 5_000, seal_seconds: float = 1.0, synchronous: bool = True
-    ) -> None:
+    def __init__(self, folder: Path, *, seal_records: int = 5_000, seal_seconds: float = 1.0) -> None:
         self.folder = folder
-        self.synchronous = synchronous  # each write on disk when it returns; else at the next ``sync``
         self.seal_records = seal_records
         self.seal_seconds = seal_seconds
         self._lock = threading.Lock()  # everything below
@@ -48,8 +41,6 @@ class Segments:
         self._retired: list[tuple[int, Path, int, bool]] = []  # fd, path, bytes used, began as a spare
         self._spare_ready = False  # the next number's segment exists as synced zeros
         self._want_spare = False  # the last segment was busy: the next one will be too
-        self._dirty = False  # not synchronous: written since the last sync
-        self._names_dirty = False  # not synchronous: a segment created since the folder was last synced
         numbers = [int(p.name.split(".")[0]) for p in folder.glob("*") if p.name.split(".")[0].isdigit()]
         self._sequence = max(numbers, default=0)  # a writer started again continues the numbering
 
@@ -83,7 +74,6 @@ class Segments:
                 self._retire(full=False)
                 raise
             self._offset += len(data)
-            self._dirty = True
             self._records += data.count(b"\n")
             if self._records >= self.seal_records:
                 self._retire(full=True)
@@ -117,24 +107,6 @@ class Segments:
         with self._sealing:
             self._seal_retired()
 
-    def sync(self) -> None:
-        """Not synchronous: make everything written so far durable, then seal what was retired (or aged)."""
-        self.seal_if_aged()
-        with self._sealing:  # a retired segment is closed only under this lock: the descriptor stays valid
-            with self._lock:
-                segment, dirty, names = self._segment, self._dirty, self._names_dirty
-                self._dirty = self._names_dirty = False
-            try:
-                if segment is not None and dirty:
-                    os.fdatasync(segment)
-                if names:
-                    fsync_dir(self.folder)
-            except OSError:
-                with self._lock:  # tried again next time
-                    self._dirty, self._names_dirty = self._dirty or dirty, self._names_dirty or names
-                raise
-            self._seal_retired()
-
     def _seal_retired(self) -> None:
         while True:
             with self._lock:
@@ -146,7 +118,6 @@ class Segments:
             try:
                 if spare:
                     os.ftruncate(segment, used)
-                if spare or not self.synchronous:
                     os.fsync(segment)
             finally:
                 os.close(segment)
@@ -191,14 +162,10 @@ class Segments:
                 self._segment = os.open(path, os.O_WRONLY | _DSYNC)
                 self._capacity = SPARE_BYTES
                 self._spare_ready = False
-            elif self.synchronous:
+            else:
                 self._segment = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _DSYNC, 0o600)
                 self._capacity = None
                 fsync_dir(self.folder)  # the name is durable before a record in it is acknowledged
-            else:
-                self._segment = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                self._capacity = None
-                self._names_dirty = True  # synced with the data, at the next sync
             self._sequence += 1
             self._path = path
             self._offset = 0
