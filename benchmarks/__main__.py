@@ -13,6 +13,7 @@ from benchmarks import (
     bench_deid_text,
     bench_evaluation,
     bench_features,
+    bench_grid_bins,
     bench_ingest,
     bench_monitoring,
     bench_monitoring_log,
@@ -40,6 +41,7 @@ if __name__ == "__main__":
     bench_registry.main(extra)
     bench_report.main(extra)
     bench_scoring.main(extra)
+    bench_grid_bins.main(extra)
     bench_monitoring.main(extra)  # needs an Evidently environment (see its --help); skipped without one
     bench_monitoring_log.main(extra)  # writes 10M log rows first (about 6 minutes, 9 GB)
     bench_serving.main([*extra, "--no-scoring"])  # batch scoring ran just above

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from medops.monitoring.grid_bins import grid_bins
+
 GRID_DISTINCT = 1_000  # a reference with at most this many distinct values keeps them all as the grid
 GRID_QUANTILES = 500  # otherwise the grid is this many quantiles (the KS bound is then about 1/500)
 MISSING = "__missing__"  # never a category's own value: what a summary counts missing values as
@@ -69,11 +71,13 @@ class NumericSummary:
         """Count one more chunk of values (NaN, None and infinities are missing)."""
         numbers = np.asarray(values, dtype=float)
         present = np.isfinite(numbers)
-        self.missing += int(len(numbers) - present.sum())
-        numbers = numbers[present]
+        missing = len(numbers) - int(present.sum())
+        self.missing += missing
+        if missing:  # a copy only when there is something to drop
+            numbers = numbers[present]
         if not len(numbers):
             return
-        bins = np.searchsorted(self.edges, numbers, side="left")
+        bins = grid_bins(self.edges, numbers)
         size = len(self.edges) + 1
         self.counts += np.bincount(bins, minlength=size)
         self.sums += np.bincount(bins, weights=numbers, minlength=size)
