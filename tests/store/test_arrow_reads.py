@@ -61,9 +61,16 @@ def test_pages_hold_exactly_the_rows_the_filter_names(workspace: Workspace) -> N
 
 
 def test_a_read_is_read_only_and_its_failures_are_medops_errors(workspace: Workspace, tmp_path: Path) -> None:
-    if workspace.db.engine.dialect.name == "sqlite":
-        with pytest.raises(StoreError, match="bulk read .* failed"):
-            list(arrow_batches(workspace.db, "INSERT INTO predictions (id) VALUES ('x')"))
+    with pytest.raises(StoreError, match="bulk read .* failed"):
+        list(arrow_batches(workspace.db, "INSERT INTO predictions (id) VALUES ('x')"))
+    if workspace.db.dialect == "postgresql":  # read-only by the session, not by the statement
+        with pytest.raises(StoreError, match="read-only transaction"):
+            list(arrow_batches(workspace.db, "CREATE TABLE sneaky AS SELECT 1 AS n"))
+        settings = (
+            "SELECT current_setting('transaction_read_only') AS ro, current_setting('standard_conforming_strings') AS s"
+        )
+        (batch,) = arrow_batches(workspace.db, settings)
+        assert batch.to_pylist() == [{"ro": "on", "s": "on"}]
     with pytest.raises(StoreError, match="bulk read .* failed"):
         list(arrow_batches(workspace.db, "SELECT nothing FROM nowhere"))
     assert [b.num_rows for b in arrow_batches(workspace.db, "SELECT COUNT(*) AS n FROM predictions")] == [1]
@@ -87,8 +94,8 @@ def test_a_parameter_is_a_value_never_sql(workspace: Workspace) -> None:
     _log(workspace, 20)
     sneaky = PredictionFilter(entity="patient_id=x' OR '1'='1")
     assert sum(p.num_rows for p in text_pages(workspace.db, sneaky)) == 0
-    quoted = list(arrow_batches(workspace.db, "SELECT ? AS v, ? AS n", ["it's", 7]))
-    assert quoted[0].column("v").to_pylist() == ["it's"] and quoted[0].column("n").to_pylist() == [7]
+    quoted = list(arrow_batches(workspace.db, "SELECT ? AS v, ? AS n", ["it's \\' OR 1=1 --", 7]))
+    assert quoted[0].column("v").to_pylist() == ["it's \\' OR 1=1 --"] and quoted[0].column("n").to_pylist() == [7]
     if workspace.db.dialect == "postgresql":
         with pytest.raises(StoreError, match="NUL"):
             list(arrow_batches(workspace.db, "SELECT ? AS v", ["a\x00b"]))

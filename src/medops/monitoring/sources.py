@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medops.data import duck
+from medops.data.prefetch import prefetch
 from medops.data.sql_expr import literal
 from medops.monitoring.profile import ReferenceProfile
 from medops.serving.prediction_log import PredictionFilter, text_pages
@@ -65,7 +66,8 @@ def prediction_chunks(
     names = list(profile.features)
     con = duck.connect()
     try:
-        for page in text_pages(db, where):
+        # the next page is fetched (the driver's C, without the interpreter) while DuckDB parses this one
+        for page in prefetch(text_pages(db, where)):
             con.register("page", page)
             parsed = con.sql(sql).to_arrow_table()
             con.unregister("page")

@@ -10,7 +10,9 @@ The SQL is the caller's, with positional parameters written ``?`` (integers and 
 PostgreSQL they are written into the SQL as quoted literals: the driver streams a query's result
 through COPY only when it has no bound parameters, and otherwise holds the whole result in memory
 (2 GB for a million logged predictions; a month of ten million failed). A read opens its own
-connection: on SQLite read-only, so it can never write.
+connection, read-only on both backends, so it can never write; on PostgreSQL its session also
+sets ``standard_conforming_strings``, the setting the literals' quoting relies on, whatever the
+server's default.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def arrow_batches(db: Database, sql: str, params: Sequence[Any] = ()) -> Iterato
     url = make_url(db.url)
     sqlite = url.get_backend_name() == "sqlite"
     try:
-        connection, options = _sqlite(url.database) if sqlite else _postgresql(url)
+        connection, options = _sqlite(url.database, db.busy_timeout) if sqlite else _postgresql(url)
     except Exception as exc:  # noqa: BLE001 - the drivers' errors are not medops's; say which store
         raise StoreError(f"could not open {db.display_url} for a bulk read: {exc}") from exc
     if not sqlite:  # a query with bound parameters is not streamed by the driver (only COPY is): inline them
@@ -69,17 +71,37 @@ def _literal(value: Any) -> str:
     return "'" + value.replace("'", "''") + "'"  # standard_conforming_strings: a backslash is a backslash
 
 
-def _sqlite(database: str | None) -> tuple[Any, dict[str, str]]:
+def _sqlite(database: str | None, busy_timeout: float) -> tuple[Any, dict[str, str]]:
     import adbc_driver_sqlite.dbapi
 
     if not database or database == ":memory:":
         raise StoreError("an in-memory SQLite database can't be read by a second connection")
     connection = adbc_driver_sqlite.dbapi.connect(f"file:{quote(database)}?mode=ro")
+    try:
+        # as the store's own connections wait: a writer's checkpoint can hold a reader off for a moment, and
+        # the driver's default is to fail at once ("database is locked")
+        cursor = connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        cursor.fetchall()
+        cursor.close()
+    except Exception:
+        connection.close()
+        raise
     return connection, {"adbc.sqlite.query.batch_rows": str(SQLITE_BATCH_ROWS)}
+
+
+# libpq's ``options``: the session's settings, fixed at connection, before any statement
+_SESSION = "-c default_transaction_read_only=on -c standard_conforming_strings=on"
 
 
 def _postgresql(url: URL) -> tuple[Any, dict[str, str]]:
     import adbc_driver_postgresql.dbapi
 
-    plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return adbc_driver_postgresql.dbapi.connect(plain), {}
+    given = url.query.get("options")
+    given = " ".join(given) if isinstance(given, tuple) else given
+    options = f"{given} {_SESSION}" if given else _SESSION  # later settings win: ours
+    plain = url.set(drivername="postgresql").difference_update_query(["options"])
+    uri = plain.render_as_string(hide_password=False)
+    # libpq reads %20 as a space, not SQLAlchemy's "+"
+    uri += ("&" if plain.query else "?") + "options=" + quote(options, safe="")
+    return adbc_driver_postgresql.dbapi.connect(uri), {}
