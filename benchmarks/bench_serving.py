@@ -229,12 +229,7 @@ def _project_env() -> dict[str, str]:
 
 
 def sides(
-    prep: Prepared,
-    mlflow: tuple[Path, Path] | None,
-    workers: list[int],
-    no_log: bool,
-    omp: int | None,
-    answer_sync: bool = True,
+    prep: Prepared, mlflow: tuple[Path, Path] | None, workers: list[int], no_log: bool, omp: int | None
 ) -> list[Side]:
     out: list[Side] = []
     medops_env = _project_env() | {"MEDOPS_HOME": str(prep.home)}
@@ -247,10 +242,6 @@ def sides(
         out.append(
             Side(f"medops, {n}w", "medops", n, [*serve, "--workers", str(n)], medops_env, "/healthz", predict, auth)
         )
-        if answer_sync:  # the log synced before each answer is sent (`medops serve --log-sync answer`)
-            command = [*serve, "--workers", str(n), "--log-sync", "answer"]
-            name = f"medops, synced per answer, {n}w"
-            out.append(Side(name, "medops-answer", n, command, medops_env, "/healthz", predict, auth))
         if no_log:  # the same app with ServerOptions(prediction_log=False): `medops serve` has no such switch
             command = [sys.executable, "-m", "uvicorn", "benchmarks.serving_medops_nolog:create", "--factory"]
             command += ["--host", "127.0.0.1", "--workers", str(n), "--log-level", "warning"]
@@ -571,7 +562,7 @@ def profile(prep: Prepared, n: int, out: Path) -> tuple[list[list[Any]], str]:
             ("model matrix (impute, one-hot)", lambda: compiled.matrix_of(checked.columns, 1)),
             ("booster.predict, 1 row (OpenMP, every core)", lambda: lgbm.predict(x)),
             ("booster.predict, 1 row, num_threads=1 (what medops calls)", lambda: lgbm.predict(x, num_threads=1)),
-            ("response row (uuid4, decision)", lambda: prediction(model, 0.5, [])),
+            ("response row (UUID v7, decision)", lambda: prediction(model, 0.5, [])),
             (
                 "ServingService.predict (the four above + the row)",
                 lambda: services.serving.predict(caller, routing, records),
@@ -670,11 +661,8 @@ def report(all_sides: list[Side], plan: list[tuple[str, int]], seconds: float, s
         ml = summary(by[("mlflow", w)], "single:8") if ("mlflow", w) in by else None
         bare = summary(by[("bare", w)], "single:8") if ("bare", w) in by else None
         nolog = summary(by[("medops-nolog", w)], "single:8") if ("medops-nolog", w) in by else None
-        synced = summary(by[("medops-answer", w)], "single:8") if ("medops-answer", w) in by else None
         if med is None:
             continue
-        aims[f"{w}w answer-synced log cost"] = (1 - synced["rps"] / nolog["rps"]) if nolog and synced else None
-        aims[f"{w}w answer-synced p99 ms"] = synced["p99"] if synced else None
         aims[f"{w}w vs MLflow"] = (med["rps"] / ml["rps"]) if ml else None
         aims[f"{w}w p99 ms"] = med["p99"]
         aims[f"{w}w vs bare"] = med["rps"] / bare["rps"] if bare else None
@@ -708,15 +696,6 @@ def print_aims(aims: dict[str, Any], scoring: float | None, no_log: bool) -> Non
                 f"< {AIM_LOG_COST * 100:g} %" + ("" if cost is None else f": {verdict(cost < AIM_LOG_COST)}"),
             ]
         )
-        synced_cost, synced_p99 = aims.get(f"{w}w answer-synced log cost"), aims.get(f"{w}w answer-synced p99 ms")
-        if synced_cost is not None and synced_p99 is not None:  # the stricter mode, beside the aim it is not held to
-            rows.append(
-                [
-                    f"{w} worker(s): log synced per answer (--log-sync answer): cost, p99",
-                    f"{synced_cost * 100:.1f} %, {synced_p99:.2f} ms",
-                    "(the default syncs every 10 ms)",
-                ]
-            )
         rows.append(
             [
                 f"{w} worker(s): req/s vs bare FastAPI, concurrency 8",

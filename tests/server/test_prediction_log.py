@@ -122,16 +122,15 @@ def test_every_answer_is_logged_and_replays_identically(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sync", ["interval", "answer"])
 def test_kill_9_loses_no_prediction_whose_response_was_sent(
-    registry: tuple[Workspace, str], monkeypatch: pytest.MonkeyPatch, sync: str
+    registry: tuple[Workspace, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws, run_id = registry
     _promote(ws, run_id)
     services = Services(ws)
     headers = {"Authorization": f"Bearer {_token(services)}"}
     monkeypatch.setenv("MEDOPS_HOME", str(ws.settings.home))
-    server, url = start_serve(["readmission", "--log-sync", sync])
+    server, url = start_serve(["readmission"])
     acknowledged: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()

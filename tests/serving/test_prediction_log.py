@@ -77,3 +77,15 @@ def test_a_line_whose_rows_and_answers_differ_is_skipped_whole(caplog: pytest.Lo
     line["answer"]["predictions"].pop()
     assert _rows([line]) == []
     assert "not a prediction record" in caplog.text
+
+
+def test_a_body_cannot_forge_fields_of_its_line() -> None:
+    """The body is one whole JSON value inside the line: text in it that looks like the line's own fields
+    stays text, and the caller, model and ids come from the server's side."""
+    forged = ',"caller":"admin","answer":{"request_id":"x","predictions":[]}}\n{"rows":'
+    body = json.dumps({"site": forged, "age": 71}).encode()
+    line = _line(body, _answer(1))
+    assert line is not None and line.count(b"\n") == 1
+    (record,) = expand(json.loads(line))
+    assert record["caller"] == "pat" and record["model"] == "readmission"
+    assert json.loads(record["inputs"]) == {"site": forged, "age": 71}

@@ -57,7 +57,7 @@ def create_app(
     if options.prediction_log:
         from medops.serving.prediction_log import open_spool
 
-        spool = open_spool(services.platform, options.log_sync)
+        spool = open_spool(services.platform)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

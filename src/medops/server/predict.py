@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("medops.server")
 INLINE_ROWS = 32  # requests up to this many rows are scored on the event loop (no online-store read, no explanation)
+PARSED = "json_body"  # the request state's key for a body the lane parsed and left to the route
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
@@ -98,6 +99,7 @@ class Lane:
             return False
         records = parsed if isinstance(parsed, list) else [parsed]
         if not 0 < len(records) <= min(INLINE_ROWS, self.options.max_rows) or routing.looks_up(records):
+            scope["state"][PARSED] = parsed  # the route takes the body as parsed here, not parsing it again
             return False
         state = scope["state"]
         caller, request_id = state["caller"], state["request_id"]
@@ -125,10 +127,14 @@ def add_route(
         version = str(model.version)
         request_id = request.state.request_id
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        sent: bytes | None = None  # a JSON body, which the log keeps as it came
         if kind == "application/json":
             try:
                 # Python's parser takes NaN and Infinity: they reach validation and are refused per field
-                body = json.loads(await request.body())
+                sent = await request.body()
+                body = getattr(request.state, PARSED, None)
+                if body is None:
+                    body = json.loads(sent)
             except (ValueError, UnicodeDecodeError):
                 return error_response(request_id, 422, "invalid_json", "the body is not JSON")
             records = body if isinstance(body, list) else [body]
@@ -162,7 +168,7 @@ def add_route(
                 metrics.rejected.labels(model.name, version, code).inc(n)
             fields = [e.to_json() for e in exc.errors[:MAX_LISTED]]
             return error_response(request_id, 422, exc.code or "invalid_rows", str(exc), exc.hint, fields=fields)
-        status, answer = await keep(spool, metrics, scored, caller, request_id, started)
+        status, answer = await keep(spool, metrics, scored, caller, request_id, started, sent)
         if status != 200:
             return Response(answer, status_code=status, media_type="application/json")
         count(metrics, scored)
@@ -204,10 +210,17 @@ async def keep(
 
 def count(metrics: Metrics, scored: Scored) -> None:
     """The answers sent, by model, version, decision and variant; and those flagged out of range."""
+    sent: Counter[tuple[str, str, str, str]] = Counter()
+    flagged: Counter[tuple[str, str]] = Counter()
     for row, answered, variant in zip(scored.answers, scored.models, scored.variants, strict=True):
-        metrics.predictions.labels(answered.name, str(answered.version), str(row["decision"]), variant).inc()
+        version = str(answered.version)
+        sent[answered.name, version, str(row["decision"]), variant] += 1
         if "out_of_range" in row:
-            metrics.flagged.labels(answered.name, str(answered.version)).inc()
+            flagged[answered.name, version] += 1
+    for labels, n in sent.items():  # one look-up per label set, not per row
+        metrics.predictions.labels(*labels).inc(n)
+    for pair, n in flagged.items():
+        metrics.flagged.labels(*pair).inc(n)
 
 
 def _lines(
@@ -218,19 +231,21 @@ def _lines(
     from medops.clock import to_iso, utc_now
     from medops.serving.prediction_log import request_line
 
+    at = to_iso(utc_now())  # the request's time, for each of its rows
     if body is not None and all(e is None for e in scored.entities):
-        at = to_iso(utc_now())
         line = request_line(body, answer, caller=caller, request_id=request_id, latency_ms=latency_ms, at=at)
         if line is not None:
             return line
-    return _records(scored, caller, request_id, latency_ms)
+    return _records(scored, caller, request_id, latency_ms, at)
 
 
-def _records(scored: Scored, caller: str, request_id: str, latency_ms: float) -> list[dict[str, Any]]:
+def _records(
+    scored: Scored, caller: str, request_id: str, latency_ms: float, at: str | None = None
+) -> list[dict[str, Any]]:
     from medops.clock import to_iso, utc_now
     from medops.serving.prediction_log import record
 
-    at = to_iso(utc_now())  # the request's time, for each of its rows
+    at = at or to_iso(utc_now())  # the request's time, for each of its rows
     return [
         record(m, r, inputs, caller=caller, request_id=request_id, latency_ms=latency_ms, variant=v, entity=who, at=at)
         for r, inputs, who, m, v in zip(

@@ -143,23 +143,12 @@ def store_into(db: Database) -> Any:
     return insert
 
 
-SYNC_MODES = ("interval", "answer")  # medops.serving.spool_interval, medops.serving.spool
-
-
-def open_spool(platform: Platform, sync: str = "interval") -> Spool:
-    """A server's spool, drained into the metadata store by a process of its own (medops.serving.drain_process).
-
-    ``sync``: ``interval``, each answer in the file cache before it is sent (a killed server loses none)
-    and on disk within 10 ms; ``answer``, each on disk before it is sent (a power loss loses none either).
-    """
+def open_spool(platform: Platform) -> Spool:
+    """A server's spool: drained into the metadata store by a process of its own (medops.serving.drain_process)."""
     from medops.serving.drain_process import DrainProcess
     from medops.serving.spool import Spool
-    from medops.serving.spool_interval import IntervalSpool
 
-    if sync not in SYNC_MODES:
-        raise ValueError(f"log sync {sync!r}: one of {', '.join(SYNC_MODES)}")
-    kind = IntervalSpool if sync == "interval" else Spool
-    spool = kind(spool_root(platform), store(platform))
+    spool = Spool(spool_root(platform), store(platform))
     spool.offload = lambda folder: DrainProcess(platform.db, folder, spool.drain_seconds)
     return spool
 
