@@ -55,24 +55,35 @@ class Compiled:
         """The matrix from each numeric feature's floats (NaN where missing) and each categorical
         feature's column within its one-hot block (-1: an unseen category, all zeros, as
         handle_unknown="ignore" gives; a missing value already mapped to the imputed fill's)."""
-        x = np.empty((n, len(self.numeric)), dtype=np.float64)
+        k = len(self.numeric)
+        if not self.categorical:
+            # numbers only: handed over column-major, as pandas holds them
+            matrix = np.empty((n, k), dtype=np.float64, order="F")
+        else:
+            # one matrix written in place (no block per feature joined by a copy at the end): half the time on
+            # 100,000 rows, and a batch's memory touched once
+            matrix = np.empty((n, k + sum(self.widths)), dtype=np.float64)
+        x = matrix[:, :k]
         for j, name in enumerate(self.numeric):
             x[:, j] = numbers[name]
         missing = np.isnan(x)
         if missing.any():
-            x = np.where(missing, self.medians, x)
+            np.copyto(x, np.broadcast_to(self.medians, x.shape), where=missing)
         if self.mean is not None and self.scale is not None:
-            x = (x - self.mean) / self.scale
-        blocks = [x]
+            x -= self.mean  # in place, the same two roundings per value as (x - mean) / scale
+            x /= self.scale
+        offset = k
+        if self.categorical:
+            matrix[:, k:] = 0.0
         for name, width in zip(self.categorical, self.widths, strict=True):
-            onehot = np.zeros((n, width))
             column = codes[name]
             rows = np.flatnonzero(column >= 0)
-            onehot[rows, column[rows]] = 1.0
-            blocks.append(onehot)
+            matrix[rows, offset + column[rows]] = 1.0
+            offset += width
         # The layout matters too: BLAS sums a product in a different order for a column-major matrix,
-        # and the pipeline hands a numbers-only matrix over column-major (as pandas holds it).
-        return np.hstack(blocks) if len(blocks) > 1 else np.asfortranarray(x)
+        # and the pipeline hands a numbers-only matrix over column-major (as pandas holds it) and a
+        # matrix with one-hot blocks row-major (as np.hstack builds it).
+        return matrix
 
     def predict_columns(self, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
         return self.predict_matrix(self.matrix_of(columns, n))

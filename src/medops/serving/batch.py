@@ -295,7 +295,7 @@ def score_chunk(
     if encoded is not None and predictor.compiled is not None:
         matrix, flags = encoded
         probability = predictor.compiled.predict_matrix(matrix)
-        out_of_range = flags if check else np.zeros(len(flags), dtype=bool)  # unchecked rows leave no flags
+        out_of_range = flags  # unchecked: none flagged
     else:
         # strings as categories: a few string objects shared, not one per row (the predictor reads them as values)
         frame = batch.to_pandas(strings_to_categorical=True)

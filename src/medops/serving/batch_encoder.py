@@ -26,8 +26,9 @@ def encode_chunk(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The chunk's model matrix and which rows break a check, or None for the general path.
 
-    ``refuse=False`` (a monitor scoring what it counts, not what it serves): rows the policy would
-    refuse are encoded all the same; the checks never change a row's matrix."""
+    ``refuse=False`` (a monitor scoring what it counts, not what it serves): the checks are skipped and
+    no row is flagged; rows the policy would refuse are encoded all the same (the checks never change
+    a row's matrix)."""
     compiled, schema = predictor.compiled, predictor.schema
     if compiled is None or any(f not in batch.schema.names for f in predictor.features):
         return None
@@ -51,6 +52,28 @@ def encode_chunk(
                 return None
             numbers[name] = values
     n = batch.num_rows
+    flags = _flags(predictor, numbers, strings, n) if refuse else np.zeros(n, dtype=bool)
+    if flags.any() and predictor.out_of_range != "flag":
+        return None  # refused: the general path says which rows and why
+    columns: dict[str, np.ndarray] = {}
+    for name, fill, index in zip(compiled.categorical, compiled.fills, compiled.indexes, strict=True):
+        codes, distinct, missing = strings[name]
+        block = np.fromiter((index.get(v, -1) for v in distinct), dtype=np.intp, count=len(distinct))
+        column = block[codes] if len(distinct) else np.full(n, -1, dtype=np.intp)
+        if missing.any():
+            column[missing] = -1 if fill is None or fill != fill else index.get(fill, -1)
+        columns[name] = column
+    return compiled.matrix_from(numbers, columns, n), flags
+
+
+def _flags(
+    predictor: Predictor,
+    numbers: dict[str, np.ndarray],
+    strings: dict[str, tuple[np.ndarray, list[str], np.ndarray]],
+    n: int,
+) -> np.ndarray:
+    """Which rows break a check of the version's input schema: out of range, unseen, or missing."""
+    schema = predictor.schema
     flags = np.zeros(n, dtype=bool)
     for name, (low, high) in schema.numeric.items():
         if name in numbers:
@@ -66,17 +89,7 @@ def encode_chunk(
             flags |= np.isnan(numbers[name])
         elif name in strings:
             flags |= strings[name][2]
-    if refuse and flags.any() and predictor.out_of_range != "flag":
-        return None  # refused: the general path says which rows and why
-    columns: dict[str, np.ndarray] = {}
-    for name, fill, index in zip(compiled.categorical, compiled.fills, compiled.indexes, strict=True):
-        codes, distinct, missing = strings[name]
-        block = np.fromiter((index.get(v, -1) for v in distinct), dtype=np.intp, count=len(distinct))
-        column = block[codes] if len(distinct) else np.full(n, -1, dtype=np.intp)
-        if missing.any():
-            column[missing] = -1 if fill is None or fill != fill else index.get(fill, -1)
-        columns[name] = column
-    return compiled.matrix_from(numbers, columns, n), flags
+    return flags
 
 
 def _numbers(column: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
