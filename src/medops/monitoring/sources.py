@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from medops.store.database import Database
 
 DATASET_CHUNK_ROWS = 100_000
+# DuckDB parses a page's JSON on one thread per part of it (an Arrow batch): a store's read hands over
+# batches of 40,000 to 65,536 rows, so pages of about 200,000 rows keep both cores of a small machine
+# parsing (1M documents: 1.03 us each from single batches, 0.56 from groups of seven)
+PARSE_ROWS = 196_608
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ def prediction_chunks(
     con = duck.connect()
     try:
         # the next page is fetched (the driver's C, without the interpreter) while DuckDB parses this one
-        for page in prefetch(text_pages(db, where)):
+        for page in prefetch(_grouped(text_pages(db, where), PARSE_ROWS)):
             con.register("page", page)
             parsed = con.sql(sql).to_arrow_table()
             con.unregister("page")
@@ -77,6 +81,22 @@ def prediction_chunks(
             yield Chunk(columns, scores, parsed.column("at"), parsed.column("entity"))
     finally:
         con.close()
+
+
+def _grouped(pages: Iterator[Any], rows: int) -> Iterator[Any]:
+    """The pages joined (without a copy) into tables of at least ``rows`` rows, the last one smaller."""
+    import pyarrow as pa
+
+    held: list[Any] = []
+    count = 0
+    for page in pages:
+        held.append(page)
+        count += page.num_rows
+        if count >= rows:
+            yield pa.concat_tables(held)
+            held, count = [], 0
+    if held:
+        yield pa.concat_tables(held)
 
 
 def dataset_chunks(
