@@ -217,6 +217,12 @@ def test_a_numeric_age_is_top_coded_and_stays_a_number() -> None:
     assert list(out["age"]) == [45, 89, 90, 90] and out["age"].dtype.kind == "f"
     report = deid.finish()
     assert report.columns["age"].changed == 1 and "90 and over recorded as 90" in report.columns["age"].note
+    # a token the contract does not declare as missing, among ages in years: refused where it stands, not read
+    # as a birth date and refused at the first age
+    with_token = pd.DataFrame({"age": ["45", "", "NA", "104"]})
+    with pytest.raises(InvalidInput, match=r"column 'age', row 3: not a number, among ages in years") as refused:
+        Deidentifier({"age": "age"}, Pseudonymizer(KEY)).apply(with_token)
+    assert "missing_values" in (refused.value.hint or "") and "NA" not in refused.value.message
 
 
 def test_k_anonymity_over_the_declared_quasi_identifiers() -> None:
@@ -238,11 +244,28 @@ def test_k_anonymity_over_the_declared_quasi_identifiers() -> None:
 
 
 def test_kept_columns_that_look_identifying_are_warned_about_once() -> None:
-    frame = pd.DataFrame({"id": ["1", "2"], "patient_name": ["Ann Lee", "Bo Diaz"], "age": [64, 97], "los": [3, 4]})
+    frame = pd.DataFrame(
+        {
+            "id": ["1", "2"],
+            "patient_name": ["Ann Lee", "Bo Diaz"],
+            "age": [64, 97],
+            "los": [3, 4],
+            "birth_year": [1962, 1929],  # 97 at the reference date (2026-01-01)
+            "admit_year": [1930, 2025],  # not a birth year: no warning
+        }
+    )
     deid = Deidentifier({c: "keep" for c in frame.columns}, Pseudonymizer(KEY))
     deid.apply(frame)
     deid.apply(frame)
     warnings = deid.finish().warnings
-    assert len(warnings) == 2
+    assert len(warnings) == 3
     assert "'patient_name' is kept but its name reads like a direct identifier" in warnings[0]
     assert "'age' is kept with ages above 89 (up to 97)" in warnings[1]
+    assert "'birth_year' is kept with birth years of people 90 or older at 2026-01-01 (from 1929)" in warnings[2]
+    # as a CSV hands them over without a contract: text, with a missing-value token among the numbers
+    as_text = Deidentifier({"age": "keep", "yob": "keep"}, Pseudonymizer(KEY))
+    as_text.apply(pd.DataFrame({"age": ["64", "NA", "93"], "yob": ["1962", "NA", "1933"]}))
+    assert [w.split(" is kept")[0] for w in as_text.finish().warnings] == ["column 'age'", "column 'yob'"]
+    younger = Deidentifier({"birth_year": "keep"}, Pseudonymizer(KEY))
+    younger.apply(pd.DataFrame({"birth_year": [1937, 1980]}))  # 89 at the reference date: not yet
+    assert younger.finish().warnings == []

@@ -161,6 +161,7 @@ _IDENTIFIER_NAME = re.compile(
     r"street|zip(code)?|postal|dob|birth_?date|ip_address|url|licen[cs]e|account|plate|vin|serial)(_|$)"
 )
 _AGE_NAME = re.compile(r"(^|_)age(_|$)|(^|_)age_?years?(_|$)")
+_BIRTH_YEAR_NAME = re.compile(r"(^|_)(birth_?year|year_?of_?birth|yob)(_|$)")
 
 
 def _is_number(kind: pa.DataType) -> bool:
@@ -363,6 +364,7 @@ class Deidentifier:
                 if numbers is not None:  # an age in years, not a birth date
                     table = table.set_column(table.column_names.index(column), column, numbers)
                     continue
+                self._refuse_text_among_ages(column, values, rows)
             parsed, bad = duck.parse_timestamps(self.con, values)
             if pc.any(bad).as_py():
                 first = int(pc.indices_nonzero(bad)[0].as_py())
@@ -472,8 +474,9 @@ class Deidentifier:
         return parts, [c for c in ("age", birth_year, "sex", zipc) if c in names]
 
     def _warn_if_identifying(self, column: str, values: pa.ChunkedArray) -> None:
-        """A kept column whose name reads like a direct identifier, or an age above 89, is flagged once
-        (an age column is looked at in every chunk until one holds such an age)."""
+        """A kept column whose name reads like a direct identifier, an age above 89, or a birth year of
+        someone 90 or older at the reference date, is flagged once (an age or birth-year column is looked
+        at in every chunk until one holds such a value)."""
         if column in self._warned:
             return
         warning = None
@@ -482,16 +485,49 @@ class Deidentifier:
                 f"column '{column}' is kept but its name reads like a direct identifier: drop or pseudonymize it "
                 "unless it is not one"
             )
-        elif _AGE_NAME.search(column.lower()) and _is_number(values.type):
-            top = pc.max(values).as_py()
+        elif _AGE_NAME.search(column.lower()) and (numbers := self._numbers_in(values)) is not None:
+            top = pc.max(numbers).as_py()
             if top is not None and top > 89:
                 warning = (
                     f"column '{column}' is kept with ages above 89 (up to {top:g}): Safe Harbor pools 90 and over; "
                     "give it the age action"
                 )
+        elif _BIRTH_YEAR_NAME.search(column.lower()) and (numbers := self._numbers_in(values)) is not None:
+            earliest = pc.min(numbers).as_py()
+            if earliest is not None and earliest <= self.reference_date.year - 90:
+                warning = (
+                    f"column '{column}' is kept with birth years of people 90 or older at {self.reference_date} "
+                    f"(from {earliest:g}): Safe Harbor removes a year that reveals such an age; give the birth "
+                    "date the year action, or drop the column"
+                )
         if warning is not None:
             self._warned.add(column)
             self.report.warnings.append(warning)
+
+    def _refuse_text_among_ages(self, column: str, values: pa.ChunkedArray, rows: Sequence[int] | None) -> None:
+        """An age column of numbers with some other text in it (a missing-value token the contract does not
+        declare, say) is refused at that text, not read as dates and refused at its first number."""
+        numbers = self._numbers_in(values)
+        if numbers is None or numbers.null_count == len(numbers):
+            return  # no number at all: birth dates, checked as dates
+        text = pc.and_(pc.is_null(numbers), pc.not_equal(pc.utf8_trim_whitespace(values), ""))
+        if pc.any(text).as_py():
+            first = int(pc.indices_nonzero(text)[0].as_py())
+            row = rows[first] if rows is not None else self.report.rows + first + 1
+            raise InvalidInput(
+                f"column {column!r}, row {row}: not a number, among ages in years",
+                hint="if it marks a missing value, declare it in the table's contract (missing_values)",
+            )
+
+    def _numbers_in(self, values: pa.ChunkedArray) -> pa.ChunkedArray | None:
+        """The values that read as numbers (a CSV's cells are text; a missing-value token is not one)."""
+        if _is_number(values.type):
+            return values
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            return None
+        return duck.query(self.con, "SELECT TRY_CAST(trim(v) AS DOUBLE) AS n FROM t", t=pa.table({"v": values})).column(
+            "n"
+        )
 
     def finish(self, k: int = 5) -> DeidReport:
         """Close the report: k-anonymity over the quasi-identifiers, when there are any."""
