@@ -123,3 +123,23 @@ def test_on_dask_a_batch_is_scored_and_summarized_by_row_groups_and_judged_the_s
     assert there.metrics.keys() == here.metrics.keys()
     for key, value in here.metrics.items():
         assert there.metrics[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+
+
+def test_a_flat_extract_read_as_text_is_judged_with_its_stray_tokens_as_missing(
+    registry: tuple[Workspace, str], tmp_path: Path
+) -> None:
+    """A CSV extract ingested without a contract holds every cell as text, a stray "NA" among the numbers:
+    the window reads each number as the model does, and what is no number as missing (not a traceback)."""
+    ws, run_id = registry
+    services = Services(ws)
+    services.registry.register(Caller("alice"), run_id, "readmission")
+    frame = cohort(700, biased=False, seed=51)
+    text = frame.astype(str)
+    text.loc[text.index[:70], "los"] = "NA"  # a tenth of the stays not recorded, as the EHR's export writes it
+    put(ws, tmp_path, "extract", pa.Table.from_pandas(text, preserve_index=False))
+    (window,) = services.monitoring.run(Caller("ming"), "readmission:1", dataset="extract").windows
+    assert (window.rows, window.judged) == (700, True)
+    _, doc = services.monitoring.show(Caller("ming"), window.id)
+    assert doc["features"]["los"]["missing"]["current"] == pytest.approx(0.1)
+    assert doc["features"]["los"]["missing"]["flagged"]  # up from none in the training rows
+    assert "age" not in window.drifted  # the same patients, read from text

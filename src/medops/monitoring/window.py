@@ -20,6 +20,7 @@ import pandas as pd
 from medops.monitoring.profile import ReferenceProfile
 from medops.monitoring.summary import CategorySummary, NumericSummary
 from medops.monitoring.units import UnitProbe
+from medops.training.input_schema import as_numbers
 
 
 @dataclass
@@ -110,8 +111,8 @@ def _numbers(column: Any, size: int) -> np.ndarray:
         except TypeError:
             column = column.to_numpy()  # a pandas Series
     values = np.asarray(column)
-    if values.dtype == object:
-        return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+    if values.dtype == object or values.dtype.kind in "US":
+        return as_numbers(values)  # text that is no number (a stray "NA") is missing here, as it is to the model
     return values.astype(float, copy=False)
 
 
