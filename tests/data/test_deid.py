@@ -223,6 +223,8 @@ def test_a_numeric_age_is_top_coded_and_stays_a_number() -> None:
     with pytest.raises(InvalidInput, match=r"column 'age', row 3: not a number, among ages in years") as refused:
         Deidentifier({"age": "age"}, Pseudonymizer(KEY)).apply(with_token)
     assert "missing_values" in (refused.value.hint or "") and "NA" not in refused.value.message
+    dates = Deidentifier({"age": "age"}, Pseudonymizer(KEY)).apply(pd.DataFrame({"age": ["1950-02-03", "1950"]}))
+    assert dates.column("age").to_pylist() == ["75", "76"]  # mostly dates: birth dates, a bare year among them
 
 
 def test_k_anonymity_over_the_declared_quasi_identifiers() -> None:

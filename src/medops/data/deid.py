@@ -505,13 +505,13 @@ class Deidentifier:
             self.report.warnings.append(warning)
 
     def _refuse_text_among_ages(self, column: str, values: pa.ChunkedArray, rows: Sequence[int] | None) -> None:
-        """An age column of numbers with some other text in it (a missing-value token the contract does not
-        declare, say) is refused at that text, not read as dates and refused at its first number."""
+        """An age column of mostly numbers with some other text in it (a missing-value token the contract does
+        not declare, say) is refused at that text, not read as dates and refused at its first number."""
         numbers = self._numbers_in(values)
-        if numbers is None or numbers.null_count == len(numbers):
-            return  # no number at all: birth dates, checked as dates
+        if numbers is None:
+            return
         text = pc.and_(pc.is_null(numbers), pc.not_equal(pc.utf8_trim_whitespace(values), ""))
-        if pc.any(text).as_py():
+        if len(numbers) - numbers.null_count > (pc.sum(text).as_py() or 0):  # mostly numbers: ages, not dates
             first = int(pc.indices_nonzero(text)[0].as_py())
             row = rows[first] if rows is not None else self.report.rows + first + 1
             raise InvalidInput(
