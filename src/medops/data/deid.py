@@ -168,19 +168,22 @@ def _is_number(kind: pa.DataType) -> bool:
     return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind))
 
 
-def _as_numbers(con: duckdb.DuckDBPyConnection, values: pa.ChunkedArray) -> pa.ChunkedArray | None:
-    """A column's values as numbers when every one there is a number (an age in years), else None."""
+def _read_numbers(
+    con: duckdb.DuckDBPyConnection, values: pa.ChunkedArray
+) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None] | None:
+    """A column's values as numbers (null where a value is none) and which non-empty texts are no number
+    (None for a column of numbers); None for a column that is neither numbers nor text."""
     if _is_number(values.type):
-        return values
+        return values, None
     if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
         return None
     out = duck.query(
         con,
-        "SELECT TRY_CAST(trim(v) AS DOUBLE) AS n, v IS NOT NULL AND trim(v) <> '' AS there FROM t",
+        "SELECT TRY_CAST(trim(v) AS DOUBLE) AS n, "
+        "v IS NOT NULL AND trim(v) <> '' AND TRY_CAST(trim(v) AS DOUBLE) IS NULL AS text FROM t",
         t=pa.table({"v": values}),
     )
-    unparsed = pc.and_(out.column("there"), pc.is_null(out.column("n")))
-    return None if pc.any(unparsed).as_py() else out.column("n")
+    return out.column("n"), out.column("text")
 
 
 def age_label_sql(age: str) -> str:
@@ -359,16 +362,22 @@ class Deidentifier:
             values = table.column(column)
             if pa.types.is_timestamp(values.type) and values.type.tz is not None:
                 continue
-            if self.actions.get(column) == "age":
-                numbers = _as_numbers(self.con, values)
-                if numbers is not None:  # an age in years, not a birth date
+            if self.actions.get(column) == "age" and (read := _read_numbers(self.con, values)) is not None:
+                numbers, text = read
+                strays = 0 if text is None else pc.sum(text).as_py() or 0
+                if not strays:  # an age in years, not a birth date
                     table = table.set_column(table.column_names.index(column), column, numbers)
                     continue
-                self._refuse_text_among_ages(column, values, rows)
+                if len(numbers) - numbers.null_count > strays:  # mostly numbers: ages with a stray token in them
+                    assert text is not None
+                    row = self._row_number(int(pc.indices_nonzero(text)[0].as_py()), rows)
+                    raise InvalidInput(
+                        f"column {column!r}, row {row}: not a number, among ages in years",
+                        hint="if it marks a missing value, declare it in the table's contract (missing_values)",
+                    )
             parsed, bad = duck.parse_timestamps(self.con, values)
             if pc.any(bad).as_py():
-                first = int(pc.indices_nonzero(bad)[0].as_py())
-                row = rows[first] if rows is not None else self.report.rows + first + 1
+                row = self._row_number(int(pc.indices_nonzero(bad)[0].as_py()), rows)
                 raise InvalidInput(f"column {column!r}, row {row}: not a date", hint="dates must be ISO 8601")
             table = table.set_column(table.column_names.index(column), column, parsed)
         return table
@@ -383,7 +392,7 @@ class Deidentifier:
         out: list[str | None] = [None] * len(texts)
         for i, found in zip(present, redacted, strict=True):
             if self.text_phi == "fail" and found.labels:
-                row = rows[i] if rows is not None else self.report.rows + i + 1
+                row = self._row_number(i, rows)
                 raise InvalidInput(
                     f"column {column!r}, row {row}: free text holds PHI ({', '.join(sorted(set(found.labels)))})",
                     hint="the project's de-identification says text_phi: fail; use redact to redact it instead",
@@ -485,15 +494,15 @@ class Deidentifier:
                 f"column '{column}' is kept but its name reads like a direct identifier: drop or pseudonymize it "
                 "unless it is not one"
             )
-        elif _AGE_NAME.search(column.lower()) and (numbers := self._numbers_in(values)) is not None:
-            top = pc.max(numbers).as_py()
+        elif _AGE_NAME.search(column.lower()) and (read := _read_numbers(self.con, values)) is not None:
+            top = pc.max(read[0]).as_py()
             if top is not None and top > 89:
                 warning = (
                     f"column '{column}' is kept with ages above 89 (up to {top:g}): Safe Harbor pools 90 and over; "
                     "give it the age action"
                 )
-        elif _BIRTH_YEAR_NAME.search(column.lower()) and (numbers := self._numbers_in(values)) is not None:
-            earliest = pc.min(numbers).as_py()
+        elif _BIRTH_YEAR_NAME.search(column.lower()) and (read := _read_numbers(self.con, values)) is not None:
+            earliest = pc.min(read[0]).as_py()
             if earliest is not None and earliest <= self.reference_date.year - 90:
                 warning = (
                     f"column '{column}' is kept with birth years of people 90 or older at {self.reference_date} "
@@ -504,30 +513,9 @@ class Deidentifier:
             self._warned.add(column)
             self.report.warnings.append(warning)
 
-    def _refuse_text_among_ages(self, column: str, values: pa.ChunkedArray, rows: Sequence[int] | None) -> None:
-        """An age column of mostly numbers with some other text in it (a missing-value token the contract does
-        not declare, say) is refused at that text, not read as dates and refused at its first number."""
-        numbers = self._numbers_in(values)
-        if numbers is None:
-            return
-        text = pc.and_(pc.is_null(numbers), pc.not_equal(pc.utf8_trim_whitespace(values), ""))
-        if len(numbers) - numbers.null_count > (pc.sum(text).as_py() or 0):  # mostly numbers: ages, not dates
-            first = int(pc.indices_nonzero(text)[0].as_py())
-            row = rows[first] if rows is not None else self.report.rows + first + 1
-            raise InvalidInput(
-                f"column {column!r}, row {row}: not a number, among ages in years",
-                hint="if it marks a missing value, declare it in the table's contract (missing_values)",
-            )
-
-    def _numbers_in(self, values: pa.ChunkedArray) -> pa.ChunkedArray | None:
-        """The values that read as numbers (a CSV's cells are text; a missing-value token is not one)."""
-        if _is_number(values.type):
-            return values
-        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-            return None
-        return duck.query(self.con, "SELECT TRY_CAST(trim(v) AS DOUBLE) AS n FROM t", t=pa.table({"v": values})).column(
-            "n"
-        )
+    def _row_number(self, index: int, rows: Sequence[int] | None) -> int:
+        """The source's row number of the chunk's ``index``-th row (counted from 1 across chunks)."""
+        return rows[index] if rows is not None else self.report.rows + index + 1
 
     def finish(self, k: int = 5) -> DeidReport:
         """Close the report: k-anonymity over the quasi-identifiers, when there are any."""
