@@ -13,7 +13,7 @@ from medops.store.database import Database
 from medops.store.lineage import Edge, nodes_matching, walk
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
-NODE_KINDS = ("file", "query", "dataset", "featureview", "run", "evaluation", "model", "predictions")
+NODE_KINDS = ("file", "query", "dataset", "featureview", "run", "evaluation", "model", "predictions", "pipeline")
 
 
 def resolve_node(db: Database, entity: str) -> str:
@@ -53,7 +53,7 @@ def short(node: str) -> str:
         return f"{kind} {name}@{version[:12]}"
     if kind == "model":
         return f"model {rest}"
-    if kind in ("run", "evaluation"):
+    if kind in ("run", "evaluation", "pipeline"):
         return f"{kind} {rest[:12]}"
     return f"{kind} {rest[:16]}…"
 

@@ -59,6 +59,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth:synth", "Generate synthetic clinical data, with drift scenarios."),
     "train": ("train:train", "Train the model the project file declares; the run is tracked."),
     "evaluate": ("evaluate:evaluate", "Validate a trained run against the project's policy."),
+    "run": ("run:run", "Run the project file's pipeline; unchanged steps are skipped, a killed run resumes."),
+    "pipelines": ("pipelines:app", "Pipeline runs: list them, show one's steps, why each ran, what it made."),
     "score": ("score:score", "Batch scoring: a file or dataset through a registered model, into a prediction file."),
 }
 

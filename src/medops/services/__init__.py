@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from medops.services.features import FeatureService
     from medops.services.identity import IdentityService
     from medops.services.monitoring import MonitoringService
+    from medops.services.pipelines import PipelineService
     from medops.services.predictions import PredictionService
     from medops.services.registry import RegistryService
     from medops.services.serving import ServingService
@@ -73,6 +74,12 @@ class Services:
         from medops.services.monitoring import MonitoringService
 
         return MonitoringService(self.platform)
+
+    @cached_property
+    def pipelines(self) -> PipelineService:
+        from medops.services.pipelines import PipelineService
+
+        return PipelineService(self.platform)
 
     @cached_property
     def predictions(self) -> PredictionService:

@@ -545,3 +545,57 @@ class AlertDelivery(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     detail: Mapped[str] = mapped_column(Text)  # the last status or error, never the payload
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PipelineRun(Base):
+    """One `medops run` of a project's pipeline: who, from which file, why, and how it ended."""
+
+    __tablename__ = "pipeline_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project: Mapped[str] = mapped_column(String(128), index=True)
+    project_sha256: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(128))  # manual, schedule:NAME, alert:ID, retrain
+    requested: Mapped[str] = mapped_column(Text)  # JSON: the steps asked for, --from, --force
+    state: Mapped[str] = mapped_column(String(16), index=True)  # running, finished, stopped, failed, interrupted
+    resumes: Mapped[str | None] = mapped_column(String(32), nullable=True)  # the unfinished run it takes up
+    created_by: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class PipelineStep(Base):
+    """One step of a pipeline run: its cache key and inputs, why it ran or was skipped, what it made."""
+
+    __tablename__ = "pipeline_steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.id"), index=True)
+    project: Mapped[str] = mapped_column(String(128))
+    step: Mapped[str] = mapped_column(String(128))
+    position: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    inputs: Mapped[str] = mapped_column(Text)  # JSON: what the key was computed from
+    state: Mapped[str] = mapped_column(String(16))  # running, done, skipped, failed, stopped, interrupted
+    note: Mapped[str] = mapped_column(Text)  # why it ran, or why not
+    outputs: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: what it made (refs)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_pipeline_steps_project_step", "project", "step", "state"),)
+
+
+class Lease(Base):
+    """A named lease (one pipeline run per project, one scheduler per workspace): held until it expires."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))  # host:pid:nonce
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

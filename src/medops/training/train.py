@@ -45,6 +45,7 @@ class TrainConfig:
     # The data as a dataset version, and how rows were chosen from it: recorded so the run can be reproduced.
     data: Mapping[str, Any] | None = None
     feature_views: Mapping[str, str] = field(default_factory=dict)  # view -> version the data came from
+    tags: Mapping[str, str] = field(default_factory=dict)  # set on the run, not part of its recipe (who asked)
 
 
 def label_as_numbers(frame: pd.DataFrame, label: str) -> pd.DataFrame:
@@ -198,6 +199,8 @@ def train(
     with tracker.start_run(
         config.experiment, config.name, params=params, seed=config.seed, actor=actor, project=project
     ) as run:
+        for name, value in config.tags.items():
+            run.set_tag(name, value)
         for ref in config.inputs:
             run.log_dataset(ref)
         for view, version in config.feature_views.items():

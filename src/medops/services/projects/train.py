@@ -178,11 +178,13 @@ def train_from_project(
     tune: bool = False,
     progress: Callable[[int, float], None] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> TrainResult | TuneResult:
     """One training as the project declares it; with ``tune``, its search, the best refit and tested.
 
     ``overrides`` replace settings of the file for this training only (see ``with_overrides``);
-    the run records what was actually used, so it reproduces without them.
+    the run records what was actually used, so it reproduces without them. ``tags`` are set on the
+    run (a pipeline marks the runs it made with its step's key).
     """
     spec = project.spec.train
     if spec is None:
@@ -227,6 +229,7 @@ def train_from_project(
             **({"rows_without_outcome_dropped": dropped} if spec.drop_missing_labels else {}),
             **({"overridden": ",".join(changed)} if changed else {}),
         },
+        tags=dict(tags or {}),
     )
     if not tune:
         return train(Tracker(ws), frame, config, actor=who, project=project)

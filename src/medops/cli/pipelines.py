@@ -1,0 +1,100 @@
+"""`medops pipelines`: the history of pipeline runs, and one run's steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from medops.cli.common import JsonOption, cli_caller, console, open_workspace, print_json, table
+
+app = typer.Typer()  # its help line is set where it is registered (cli/main.py)
+
+
+@app.command("list", epilog="Examples:  medops pipelines list   ·   medops pipelines list --project readmission_30d")
+def list_cmd(
+    project: str | None = typer.Option(None, "--project", metavar="NAME", help="Only this project's runs."),
+    limit: int = typer.Option(20, "--limit", min=1, help="At most this many, newest first."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Pipeline runs, newest first: who started them, why, how they ended, what ran and what was unchanged."""
+    from medops.services import Services
+
+    with open_workspace() as ws:
+        found = Services(ws).pipelines.runs(cli_caller(ws, writes=False), project, limit)
+    if as_json:
+        print_json([r.to_json() for r in found])
+        return
+    if not found:
+        console.print("no pipeline run yet: medops run")
+        return
+    table(
+        None,
+        ["run", "started (UTC)", "project", "by", "trigger", "state", "ran", "unchanged"],
+        [
+            [
+                r.short,
+                r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                r.project,
+                r.created_by,
+                r.trigger,
+                r.state,
+                sum(s.state == "done" for s in r.steps),
+                sum(s.state == "skipped" for s in r.steps),
+            ]
+            for r in found
+        ],
+    )
+
+
+@app.command("show", epilog="Examples:  medops pipelines show 3f9a1c2e7b10   ·   ... --json")
+def show_cmd(
+    run_id: str = typer.Argument(..., metavar="RUN", help="The pipeline run's id (or its first 12 characters)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """One pipeline run: each step, why it ran or was skipped, how long it took, and what it made (lineage)."""
+    from medops.services import Services
+
+    with open_workspace() as ws:
+        record = Services(ws).pipelines.show(cli_caller(ws, writes=False), run_id)
+    if as_json:
+        print_json(record.to_json())
+        return
+    ended = f", ended {record.ended_at:%Y-%m-%d %H:%M:%S}" if record.ended_at else ""
+    console.print(f"[bold]{record.id}[/] · {escape(record.project)} · {record.state}")
+    console.print(
+        f"started {record.started_at:%Y-%m-%d %H:%M:%S} UTC by {escape(record.created_by)} ({escape(record.trigger)})"
+        f"{ended}; project file sha256:{record.project_sha256[:12]}"
+    )
+    if record.resumes:
+        console.print(f"resumes run {record.resumes[:12]}")
+    if record.error:
+        console.print(f"[red]{escape(record.error)}[/]")
+    for s in record.steps:
+        seconds = f"{(s.ended_at - s.started_at).total_seconds():.1f} s" if s.ended_at else "-"
+        made = made_line(s.outputs or {})
+        console.print(f"  {s.state:<11} {escape(s.step):<26} {seconds:>8}  {escape(s.note)}")
+        if made and s.state == "done":
+            console.print(f"              [dim]{escape(made)}[/]")
+        if s.error:
+            console.print(f"              [red]{escape(s.error)}[/]")
+    console.print(f"[dim]lineage: medops lineage show pipeline:{record.id}[/]")
+
+
+def made_line(outputs: dict[str, Any]) -> str:
+    """What a step made, in a line: references shortened, the rest left out (``--json`` has it all)."""
+    parts = []
+    if "dataset" in outputs:
+        parts.append(f"{outputs['dataset']}@{str(outputs['version'])[:12]} ({outputs.get('rows', 0):,} rows)")
+    if "views" in outputs:
+        parts.append(", ".join(f"{n}@{str(v)[:12]}" for n, v in outputs["views"].items()))
+    if "run" in outputs and "evaluation" not in outputs:
+        parts.append(f"run {str(outputs['run'])[:12]}")
+    if "evaluation" in outputs:
+        parts.append(
+            f"evaluation {str(outputs['evaluation'])[:12]} ({'passed' if outputs.get('passed') else 'failed'})"
+        )
+    if "model" in outputs:
+        parts.append(f"{outputs['model']}:{outputs['version']}")
+    return "; ".join(parts)

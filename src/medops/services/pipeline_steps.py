@@ -1,0 +1,342 @@
+"""The steps a project file makes, and what each one does, reads and makes.
+
+The DAG is derived from the file, never listed by hand: one ingest step per source; a
+features step when views are declared (after the ingests of their sources); a training-set
+step when training reads views (after features and the labels' ingest); train, evaluate and
+register when those sections exist. Each step's inputs are read from the workspace as they
+are now (the dataset versions a step would read, the run a step would evaluate), so a change
+made outside the pipeline (a manual ingest, a new training) is seen like one made inside it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import select
+
+from medops.caller import Caller
+from medops.data.datasets import get as get_dataset
+from medops.errors import ConfigError, MedopsError, NotFound
+from medops.features.views import FeatureView
+from medops.pipelines.dag import Step
+from medops.pipelines.fingerprints import code_fingerprint, digest, environment_fingerprint, file_digest
+from medops.pipelines.records import latest_done
+from medops.pipelines.runner import Stopped
+from medops.platform import Platform
+from medops.services.projects.project import LoadedProject
+from medops.store.lineage import dataset_node
+
+PIPELINE_TAG = "pipeline_step_key"  # on the training runs a pipeline made: an interrupted attempt's run is adopted
+
+
+def project_steps(project: LoadedProject) -> list[Step]:
+    """The DAG of the project file, in the order the file declares its sections."""
+    spec = project.spec
+    steps = [Step(f"ingest.{name}", "ingest", (), f"ingest {name} through its contract and de-identification")
+             for name in spec.sources]  # fmt: skip
+    views = project.features.views
+    if views:
+        needs = tuple(sorted({f"ingest.{v.source.partition('@')[0]}" for v in views.values()}))
+        steps.append(Step("features", "features", needs, f"apply {len(views)} feature views"))
+    train = spec.train
+    if train is None:
+        return steps
+    if train.training_set is not None:
+        ts = train.training_set
+        if not views:
+            raise ConfigError(f"{project.where(('train', 'training_set'))}: a training set needs feature views")
+        needs = ("features", f"ingest.{ts.labels}") if ts.labels in spec.sources else ("features",)
+        steps.append(Step("training_set", "training_set", needs, f"build training set {ts.name} point in time"))
+        steps.append(Step("train", "train", ("training_set",), f"train {train.model.estimator}"))
+    else:
+        assert train.dataset is not None
+        steps.append(Step("train", "train", (f"ingest.{train.dataset}",), f"train {train.model.estimator}"))
+    if spec.evaluate is not None:
+        steps.append(Step("evaluate", "evaluate", ("train",), "validate against the project's policy"))
+        steps.append(Step("register", "register", ("evaluate",), f"register a version of {spec.name}"))
+    return steps
+
+
+class ProjectActions:
+    """What each kind of step does for one project, acting as ``caller``."""
+
+    def __init__(self, ws: Platform, project: LoadedProject, caller: Caller, *, reason: str | None = None) -> None:
+        self.ws, self.project, self.caller, self.reason = ws, project, caller, reason
+        self._run: dict[str, Callable[[Step, str, Callable[[str], None]], dict[str, Any]]] = {
+            "ingest": self._ingest,
+            "features": self._features,
+            "training_set": self._training_set,
+            "train": self._train,
+            "evaluate": self._evaluate,
+            "register": self._register,
+        }
+
+    # --- what a step depends on -------------------------------------------------------
+    def inputs(self, step: Step, previous: Mapping[str, Any] | None) -> dict[str, Any]:
+        common = {"code": code_fingerprint(), "environment": environment_fingerprint()}
+        return {**self._inputs(step, previous or {}), **common}
+
+    def _inputs(self, step: Step, previous: Mapping[str, Any]) -> dict[str, Any]:
+        spec = self.project.spec
+        if step.kind == "ingest":
+            return self._ingest_inputs(step.name.partition(".")[2], previous)
+        if step.kind == "features":
+            views = self.project.features
+            return {
+                "views": {name: self._view_version(v) for name, v in sorted(views.views.items())},
+                "on_demand": {name: f.definition() for name, f in sorted(views.on_demand.items())},
+            }
+        assert spec.train is not None
+        if step.kind == "training_set":
+            ts = spec.train.training_set
+            assert ts is not None
+            views = self.project.features
+            used = [v for v in ts.features if v in views.views]
+            return {
+                "section": ts.model_dump(mode="json"),
+                "labels": self._dataset_version(ts.labels),
+                "views": {v: self._view_version(views.views[v]) for v in used},
+                "on_demand": {f: views.on_demand[f].definition() for f in ts.features if f in views.on_demand},
+            }
+        if step.kind == "train":
+            data = spec.train.training_set.name if spec.train.training_set else spec.train.dataset
+            assert data is not None
+            return {"section": spec.train.model_dump(mode="json"), "data": self._dataset_version(data)}
+        if step.kind == "evaluate":
+            assert spec.evaluate is not None
+            return {
+                "section": spec.evaluate.model_dump(mode="json"),
+                "run": self._upstream(step, "train", "run"),
+                "champion": self._champion(),
+                "project": {k: getattr(spec, k) for k in ("name", "description", "intended_use", "population")},
+            }
+        if step.kind == "register":
+            return {
+                "model": spec.name,
+                "run": self._upstream(step, "train", "run"),
+                "evaluation": self._upstream(step, "evaluate", "evaluation"),
+            }
+        raise ConfigError(f"no action for step kind {step.kind!r}")
+
+    def _ingest_inputs(self, name: str, previous: Mapping[str, Any]) -> dict[str, Any]:
+        from medops.data.ingest import key_fingerprint
+        from medops.identity.pseudonym_key import load_key
+
+        spec = self.project.spec
+        source = spec.sources[name]
+        deid = spec.deidentify
+        table = deid.tables[name]
+        out: dict[str, Any] = {
+            "source": source.model_dump(mode="json", exclude={"path"}),
+            "deidentify": {"table": table.model_dump(mode="json"), "reference_date": deid.reference_date.isoformat()},
+        }
+        contract = spec.contracts.get(name)
+        if contract is not None:
+            out["contract"] = file_digest(self.project.resolve(contract), previous.get("contract"))
+        if source.format == "sql":
+            # a query's rows are known only once read: it runs every time (an unchanged result is the same version)
+            out["data"] = {"query": digest(source.query), "read_now": uuid.uuid4().hex}
+        else:
+            assert source.path is not None
+            out["data"] = file_digest(self.project.resolve(source.path), previous.get("data"))
+        names = deid.names
+        if names is not None and names.source != name and "redact_text" in table.columns.values():
+            names_source = spec.sources[names.source]
+            out["names"] = names.model_dump(mode="json")
+            if names_source.path is not None:
+                out["names_data"] = file_digest(self.project.resolve(names_source.path), previous.get("names_data"))
+        keyed = any(a.startswith(("pseudonymize", "shift_dates")) for a in table.columns.values())
+        if keyed:  # another key makes other pseudonyms: a key id, never the key
+            try:
+                out["pseudonym_key"] = key_fingerprint(load_key(key_file=self.ws.settings.pseudonym_key_file))
+            except MedopsError:
+                out["pseudonym_key"] = None  # the ingest itself says what is wrong with the key
+        return out
+
+    def _dataset_version(self, name: str) -> str | None:
+        try:
+            return get_dataset(self.ws.db, name).version
+        except NotFound:
+            return None
+
+    def _view_version(self, view: FeatureView) -> str | None:
+        """The version ``features apply`` would give the view now (None while its source has no dataset)."""
+        source = self._dataset_version(view.source)
+        return None if source is None else view.version(source)
+
+    def _upstream(self, step: Step, kind: str, field: str) -> str | None:
+        done = latest_done(self.ws, self.project.spec.name, kind)
+        return None if done is None or done.outputs is None else done.outputs.get(field)
+
+    def _champion(self) -> str | None:
+        from medops.store.schema import ModelVersion
+
+        with self.ws.db.read() as session:
+            return session.scalar(
+                select(ModelVersion.run_id).where(
+                    ModelVersion.model == self.project.spec.name, ModelVersion.stage == "production"
+                )
+            )
+
+    # --- doing it -----------------------------------------------------------------------
+    def run(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
+        return self._run[step.kind](step, key, say)
+
+    def _ingest(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
+        from medops.data.ingest import ingest
+        from medops.services.projects.ingest import table_plan
+
+        name = step.name.partition(".")[2]
+        result = ingest(self.ws, table_plan(self.project, name), actor=self.caller.user, reason=self.reason)
+        d = result.dataset
+        quarantined = result.quarantine.rows if result.quarantine else 0
+        say(f"{d.ref}: {d.rows:,} rows{f', {quarantined:,} quarantined' if quarantined else ''}"
+            f"{'' if result.new else ' (the same data as a stored version)'}")  # fmt: skip
+        return {"dataset": d.name, "version": d.version, "rows": d.rows, "new": result.new}
+
+    def _features(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
+        from medops.features import FeatureStore
+
+        with FeatureStore(self.ws, self.project.features) as store:
+            applied = store.apply(self.caller.user, reason=self.reason)
+        say(", ".join(f"{r.view.ref}{'' if r.new else ' (unchanged)'}" for r in applied))
+        return {"views": {r.view.name: r.view.version for r in applied}}
+
+    def _training_set(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
+        from medops.features import FeatureStore
+        from medops.services.projects.train import refuse_shifted_timeline
+
+        spec = self.project.spec.train
+        assert spec is not None and spec.training_set is not None
+        ts = spec.training_set
+        refuse_shifted_timeline(self.project, spec, get_dataset(self.ws.db, ts.labels), ts.timestamp)
+        with FeatureStore(self.ws, self.project.features) as store:
+            info, new = store.save_training_set(
+                ts.name,
+                ts.labels,
+                ts.features,
+                timestamp=ts.timestamp,
+                actor=self.caller.user,
+                reason=self.reason,
+                quarantined=ts.quarantined,
+            )
+        say(f"{info.ref}: {info.rows:,} rows{'' if new else ' (the same as a stored version)'}")
+        return {"dataset": info.name, "version": info.version, "rows": info.rows, "new": new}
+
+    def _train(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
+        from medops.services.projects.train import train_from_project
+        from medops.training.tracking import Tracker
+
+        spec = self.project.spec.train
+        assert spec is not None
+        adopted = Tracker(self.ws).list_runs(
+            experiment=spec.experiment, state="finished", tags={PIPELINE_TAG: key}, limit=1
+        )
+        if adopted:  # an interrupted attempt finished its training before its step was recorded: no second run
+            run = adopted[0]
+            say(f"run {run.short} made by an interrupted attempt with the same inputs: adopted")
+            return {"run": run.id, "model_sha256": run.tags.get("model_sha256", "")}
+        result = train_from_project(self.ws, self.project, caller=self.caller, reason=self.reason, say=say,
+                                    tags={PIPELINE_TAG: key})  # fmt: skip
+        m = result.metrics
+        say(f"run {result.run_id[:12]}: test AUROC {m['test_auroc']:.3f}, Brier {m['test_brier']:.3f}")
+        return {"run": result.run_id, "model_sha256": result.model_sha256}
+
+    def _evaluate(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
+        from medops.evaluation.records import list_for
+        from medops.services.projects.evaluate import evaluate_from_project
+
+        run = self._upstream(step, "train", "run")
+        if run is None:
+            raise ConfigError("there is no trained run to evaluate: the train step has not finished")
+        champion = self._champion()
+        champion = None if champion == run else champion
+        for found in list_for(self.ws, run):  # the same run, file and champion evaluated before: not again
+            if found.project_sha256 == self.project.sha256 and found.champion_run_id == champion:
+                say(f"evaluation {found.short} of run {run[:12]} with this project file: reused")
+                return {"evaluation": found.id, "run": run, "passed": found.passed}
+        done = evaluate_from_project(self.ws, self.project, run, champion=champion, caller=self.caller)
+        info = done.info
+        failed = [g["criterion"] for g in info.gates if not g["passed"]]
+        say(f"evaluation {info.short}: {'passed' if info.passed else 'failed ' + ', '.join(failed[:4])}")
+        return {"evaluation": info.id, "run": run, "passed": info.passed}
+
+    def _register(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
+        from medops.evaluation.records import get as get_evaluation
+        from medops.registry import versions
+        from medops.services.registry import RegistryService
+
+        run = self._upstream(step, "train", "run")
+        evaluation = self._upstream(step, "evaluate", "evaluation")
+        if run is None or evaluation is None:
+            raise ConfigError("there is nothing to register: the train and evaluate steps have not finished")
+        info = get_evaluation(self.ws, evaluation)
+        if not info.passed:
+            failed = [g["criterion"] for g in info.gates if not g["passed"]]
+            raise Stopped(f"evaluation {info.short} did not pass ({', '.join(failed[:4])}): nothing registered")
+        name = self.project.spec.name
+        try:
+            existing = [v for v in versions.versions(self.ws, name) if v.run_id == run]
+        except NotFound:
+            existing = []
+        if existing:  # registered before (by hand, or by an interrupted attempt): the same version, not another
+            say(f"run {run[:12]} is {name}:{existing[0].version} already")
+            return {"model": name, "version": existing[0].version}
+        registered = RegistryService(self.ws).register(
+            self.caller, run, name, evaluation=evaluation, reason=self.reason
+        )
+        say(f"{name}:{registered.version} registered; it needs {', '.join(registered.required_approvals)} to sign")
+        return {"model": name, "version": registered.version}
+
+    # --- what it made ----------------------------------------------------------------------
+    def gone(self, step: Step, outputs: Mapping[str, Any]) -> str | None:
+        try:
+            if step.kind in ("ingest", "training_set"):
+                get_dataset(self.ws.db, f"{outputs['dataset']}@{outputs['version']}")
+            elif step.kind == "features":
+                return self._views_gone(outputs["views"])
+            elif step.kind == "train":
+                from medops.training.tracking import Tracker
+
+                if Tracker(self.ws).get(outputs["run"]).state != "finished":
+                    return f"run {str(outputs['run'])[:12]} is not finished"
+            elif step.kind == "evaluate":
+                from medops.evaluation.records import get as get_evaluation
+
+                get_evaluation(self.ws, outputs["evaluation"])
+            elif step.kind == "register":
+                from medops.registry import versions
+
+                versions.get(self.ws, outputs["model"], int(outputs["version"]))
+        except (NotFound, KeyError):
+            return "what it made is no longer there"
+        return None
+
+    def _views_gone(self, views: Mapping[str, str]) -> str | None:
+        from medops.store.schema import FeatureViewVersion
+
+        with self.ws.db.read() as session:
+            for name, version in views.items():
+                if session.get(FeatureViewVersion, (name, version)) is None:
+                    return f"view {name}@{version[:12]} is no longer applied"
+        return None
+
+    def nodes(self, step: Step, outputs: Mapping[str, Any]) -> list[str]:
+        from medops.evaluation.records import evaluation_node
+        from medops.features.store import view_node
+        from medops.registry.versions import version_node
+        from medops.training.tracking import run_node
+
+        if step.kind in ("ingest", "training_set"):
+            return [dataset_node(outputs["dataset"], outputs["version"])]
+        if step.kind == "features":
+            return [view_node(n, v) for n, v in outputs["views"].items()]
+        if step.kind == "train":
+            return [run_node(outputs["run"])]
+        if step.kind == "evaluate":
+            return [evaluation_node(outputs["evaluation"])]
+        if step.kind == "register":
+            return [version_node(outputs["model"], int(outputs["version"]))]
+        return []
