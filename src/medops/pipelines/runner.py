@@ -82,13 +82,17 @@ class Runner:
         self.ws, self.project, self.sha256, self.steps, self.actions = ws, project, sha256, list(steps), actions
         self.actor, self.trigger = actor, trigger
 
-    def decide(self, step: Step, force: bool, pending: set[str]) -> Decision:
-        """Whether ``step`` runs, and why; ``pending`` are the steps this run will (or may) run before it."""
+    def decide(self, step: Step, force: bool, pending: set[str], made: Mapping[str, Mapping[str, Any]]) -> Decision:
+        """Whether ``step`` runs, and why. ``pending`` are the steps this run will (or may) run before it;
+        ``made`` what the steps before it made in this run. What a step's needs made is one of its inputs,
+        whatever its action reads, so a changed output upstream always reaches it."""
         waiting = [n for n in step.needs if n in pending]
         if waiting:
             return Decision(step, "after", f"runs if {', '.join(waiting)} changes what it made")
         last = records.latest_done(self.ws, self.project, step.name)
         inputs = self.actions.inputs(step, last.inputs if last else None)
+        if step.needs:
+            inputs["upstream"] = {n: self._made_by(n, made) for n in step.needs}
         key = step_key(inputs)
         if force:
             return Decision(step, "run", "forced", key, inputs)
@@ -107,19 +111,30 @@ class Runner:
         return Decision(step, "run", "changed: " + ", ".join(changed[:6]) + (" ..." if len(changed) > 6 else ""), key,
                         inputs)  # fmt: skip
 
+    def _made_by(self, name: str, made: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+        """What step ``name`` made: in this run, else (held back, or not asked for) in its last finished run."""
+        outputs = made.get(name)
+        if outputs is None:
+            last = records.latest_done(self.ws, self.project, name)
+            outputs = last.outputs if last is not None else None
+        return None if outputs is None else {k: v for k, v in outputs.items() if k != "made_by"}
+
     def plan(self, targets: Sequence[str] = (), start: str | None = None, force: Sequence[str] = ()) -> list[Decision]:
         """What a run would do, without doing it (``--dry-run``)."""
         chosen, held = select(self.steps, targets, start)
         forcing = forced(self.steps, force)
         pending: set[str] = set()
+        made: dict[str, dict[str, Any]] = {}
         out = []
         for step in chosen:
             if step.name in held:
                 out.append(Decision(step, "held", "not run (before --from): its last outputs stand"))
                 continue
-            decision = self.decide(step, step.name in forcing, pending)
+            decision = self.decide(step, step.name in forcing, pending, made)
             if decision.verdict in ("run", "after"):
                 pending.add(step.name)
+            elif decision.reuse is not None and decision.reuse.outputs is not None:
+                made[step.name] = decision.reuse.outputs
             out.append(decision)
         return out
 
@@ -183,13 +198,14 @@ class Runner:
         on: Event,
         say: Callable[[str], None],
     ) -> str:
+        made: dict[str, dict[str, Any]] = {}
         for position, step in enumerate(chosen):
             if step.name in held:
                 continue
             if keeper.lost.is_set():
                 raise Conflict(f"the pipeline lease of {self.project} was lost", code="pipeline_running")
             try:
-                decision = self.decide(step, step.name in forcing, set())
+                decision = self.decide(step, step.name in forcing, set(), made)
             except MedopsError as exc:  # its inputs can't be read (a source file gone): a failed step
                 self._failed(run_id, step, position, {}, None, f"its inputs can't be read: {exc.message}", on)
                 raise
@@ -203,6 +219,7 @@ class Runner:
                     self.ws, run_id, self.project, step.name, position, decision.key, decision.inputs, decision.note
                 )
                 records.end_step(self.ws, step_id, "skipped", outputs=outputs)
+                made[step.name] = outputs
                 on("skip", step, decision.note)
                 continue
             step_id = records.begin_step(
@@ -229,6 +246,7 @@ class Runner:
                 raise
             outputs = {**outputs, "made_by": run_id}
             records.end_step(self.ws, step_id, "done", outputs=outputs)
+            made[step.name] = outputs
             self._lineage(run_id, step, outputs)
             on("done", step, _summary(outputs))
         return "finished"

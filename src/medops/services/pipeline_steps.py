@@ -194,7 +194,7 @@ class ProjectActions:
         quarantined = result.quarantine.rows if result.quarantine else 0
         say(f"{d.ref}: {d.rows:,} rows{f', {quarantined:,} quarantined' if quarantined else ''}"
             f"{'' if result.new else ' (the same data as a stored version)'}")  # fmt: skip
-        return {"dataset": d.name, "version": d.version, "rows": d.rows, "new": result.new}
+        return {"dataset": d.name, "version": d.version, "rows": d.rows}
 
     def _features(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
         from medops.features import FeatureStore
@@ -223,7 +223,7 @@ class ProjectActions:
                 quarantined=ts.quarantined,
             )
         say(f"{info.ref}: {info.rows:,} rows{'' if new else ' (the same as a stored version)'}")
-        return {"dataset": info.name, "version": info.version, "rows": info.rows, "new": new}
+        return {"dataset": info.name, "version": info.version, "rows": info.rows}
 
     def _train(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
         from medops.services.projects.train import train_from_project

@@ -1,0 +1,158 @@
+"""`medops run` on the readmission template: the real steps, skipped when unchanged, resumed after kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from medops.caller import Caller
+from medops.identity import Role
+from medops.pipelines import records
+from medops.services import Services, pipeline_steps
+from medops.services.projects import load_project
+from medops.services.projects.templates import scaffold
+from medops.store.schema import DatasetVersion, ModelVersion, PipelineStep, Run
+from medops.workspace import Workspace, init_workspace
+from tests.factories import PASSWORD, run
+
+pytestmark = pytest.mark.slow
+PATIENTS = 400
+
+
+@pytest.fixture
+def project_ws(tmp_path: Path, metadata_url: str, pseudonym_key: None) -> tuple[Workspace, Path]:
+    """A workspace governed by a readmission project of 400 synthetic patients; alice is a data scientist."""
+    folder = tmp_path / "project"
+    scaffold(folder, "readmission", patients=PATIENTS, seed=3)
+    path = folder / "medops.yaml"
+    text = path.read_text().replace("resamples: 2000", "resamples: 200")  # a quicker validation, the same steps
+    path.write_text(text)
+    ws = init_workspace(
+        tmp_path / "ws",
+        admin_username="admin",
+        admin_full_name="Ada Admin",
+        admin_password=PASSWORD,
+        metadata_url=metadata_url,
+        project_file=str(path),
+    )
+    ws.users.add("admin", "alice", "Alice Moreau", PASSWORD, [Role.DATA_SCIENTIST])
+    return ws, path
+
+
+def steps_of(record: records.RunRecord, state: str) -> list[str]:
+    return [s.step for s in record.steps if s.state == state]
+
+
+def test_the_project_runs_once_then_only_what_a_change_reaches(
+    project_ws: tuple[Workspace, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws, path = project_ws
+    pipelines = Services(ws).pipelines
+    alice = Caller("alice")
+    first = pipelines.run(alice, load_project(path))
+    names = [s.step for s in first.steps]
+    assert names[:6] == [f"ingest.{n}" for n in load_project(path).spec.sources]
+    assert names[6:] == ["features", "training_set", "train", "evaluate", "register"]
+    assert steps_of(first, "done")[:-1] == names[:-1] and first.state in ("finished", "stopped")
+    evaluated = first.steps[-2].outputs
+    assert evaluated is not None
+    if evaluated["passed"]:  # a model that passed is registered; one that did not stops the run there
+        assert first.state == "finished" and first.steps[-1].outputs == {"model": "readmission_30d", "version": 1,
+                                                                         "made_by": first.id}  # fmt: skip
+    else:
+        assert first.state == "stopped" and "nothing registered" in first.steps[-1].note
+
+    again = pipelines.run(alice, load_project(path))
+    assert steps_of(again, "done") == [] and steps_of(again, "skipped") == names[: len(steps_of(again, "skipped"))]
+
+    # data: a note edited changes that source only; no step reads the notes, so nothing follows
+    notes = path.parent / "raw" / "notes.csv"
+    notes.write_text(notes.read_text().replace("follow up in clinic", "follow up by phone", 1))
+    record = pipelines.run(alice, load_project(path))
+    assert steps_of(record, "done") == ["ingest.notes"] and record.steps[4].note == "changed: data"
+
+    # a section of the file: the validation policy's bootstrap reaches evaluate (and register), not train
+    path.write_text(path.read_text().replace("resamples: 200", "resamples: 150"))
+    plan = {d.step.name: d for d in pipelines.plan(alice, load_project(path))}
+    assert plan["train"].verdict == "skip" and plan["evaluate"].verdict == "run"
+    assert plan["evaluate"].note == "changed: section.bootstrap.resamples"
+    record = pipelines.run(alice, load_project(path))
+    assert steps_of(record, "done")[0] == "evaluate" and "train" in steps_of(record, "skipped")
+
+    # code: medops itself changed, so every step runs again; the data versions come out the same
+    monkeypatch.setattr(pipeline_steps, "code_fingerprint", lambda: "another medops")
+    record = pipelines.run(alice, load_project(path), ["training_set"])
+    needed = [n for n in names[:8] if n != "ingest.notes"]  # the training set does not read the notes
+    assert steps_of(record, "done") == needed and all(s.note == "changed: code" for s in record.steps)
+    with ws.db.read() as session:
+        names_of = list(session.scalars(select(DatasetVersion.name)))
+    assert names_of.count("notes") == 2 and names_of.count("readmission_training") == 1  # same bytes, same versions
+    assert all(names_of.count(n) == 1 for n in names_of if n != "notes")
+
+
+def test_the_cli_plans_and_runs_and_lists(project_ws: tuple[Workspace, Path], capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    ws, path = project_ws
+    monkeypatch.setenv("MEDOPS_HOME", str(ws.settings.home))
+    monkeypatch.chdir(path.parent)
+    _, secret = ws.tokens.create("admin", "ci", username="alice", expires_in_days=1)
+    monkeypatch.setenv("MEDOPS_TOKEN", secret)
+    code, out, err = run(["run", "--dry-run", "ingest.patients"], capsys)
+    assert code == 0, err
+    assert "ingest.patients" in out and "never run" in out and "features" not in out
+    code, out, err = run(["run", "ingest.patients"], capsys)
+    assert code == 0, err
+    assert "✓ run " in out and "1 ran, 0 unchanged" in out
+    code, out, err = run(["run", "ingest.patients"], capsys)
+    assert "0 ran, 1 unchanged" in out and "unchanged: same inputs as run" in out
+    code, out, _ = run(["pipelines", "list"], capsys)
+    assert code == 0 and out.count("alice") == 2
+    latest = records.listing(ws, "readmission_30d")[0]
+    code, out, _ = run(["pipelines", "show", latest.id[:12]], capsys)
+    assert code == 0 and "skipped" in out and "ingest.patients" in out
+    code, _, err = run(["run", "nothing"], capsys)
+    assert code != 0 and "no step 'nothing'" in err and "medops run --dry-run" in err
+
+
+def _count(ws: Workspace, model: type, *where: object) -> int:
+    with ws.db.read() as session:
+        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)  # type: ignore[arg-type]
+
+
+def test_a_run_killed_mid_step_resumes_there_and_makes_nothing_twice(project_ws: tuple[Workspace, Path]) -> None:
+    ws, path = project_ws
+    _, secret = ws.tokens.create("admin", "ci", username="alice", expires_in_days=1)
+    env = {**os.environ, "MEDOPS_HOME": str(ws.settings.home), "MEDOPS_TOKEN": secret}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "medops", "run"], cwd=path.parent, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120  # a bound on the wait, not a measurement
+    try:
+        while _count(ws, PipelineStep, PipelineStep.step == "train", PipelineStep.state == "running") == 0:
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            assert time.monotonic() < deadline, "the run never reached its train step"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(30)
+    killed = records.listing(ws, "readmission_30d")[0]
+    assert killed.state == "running"  # as the killed process left it
+
+    resumed = Services(ws).pipelines.run(Caller("alice"), load_project(path))
+    assert resumed.resumes == killed.id and records.get(ws, killed.id).state == "interrupted"
+    assert steps_of(resumed, "skipped")[:8] == [s.step for s in killed.steps[:8]]  # what finished stands
+    assert "train" in steps_of(resumed, "done")
+    for name in load_project(path).spec.sources:  # one version of each source, one training set
+        assert _count(ws, DatasetVersion, DatasetVersion.name == name) == 1
+    assert _count(ws, Run, Run.state == "finished", Run.experiment == "readmission") == 1
+    assert _count(ws, ModelVersion) <= 1
+    done = [s.step for r in records.listing(ws, "readmission_30d") for s in r.steps if s.state == "done"]
+    assert len(done) == len(set(done))  # each step did its work once
