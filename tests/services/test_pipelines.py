@@ -96,6 +96,12 @@ def test_the_project_runs_once_then_only_what_a_change_reaches(
     assert names_of.count("notes") == 2 and names_of.count("readmission_training") == 1  # same bytes, same versions
     assert all(names_of.count(n) == 1 for n in names_of if n != "notes")
 
+    # another file with a laxer policy: its evaluation is exploratory, so nothing is registered from it
+    lax = path.with_name("lax.yaml")
+    lax.write_text(path.read_text().replace("brier: {max: 0.25}", "brier: {max: 0.3}"))
+    record = pipelines.run(alice, load_project(lax))
+    assert record.state == "stopped" and "not the workspace's project file" in record.steps[-1].note
+
 
 def test_the_cli_plans_and_runs_and_lists(project_ws: tuple[Workspace, Path], capsys: pytest.CaptureFixture[str],
                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip

@@ -47,6 +47,8 @@ def test_tables_are_internally_consistent() -> None:
     assert known.mean() > 0.8  # only the last month's outcomes are still unknown
     assert (labels["readmitted_30d"].to_numpy()[known].astype(int) == recomputed.to_numpy()[known]).all()
     assert 0.05 < labels["readmitted_30d"].mean() < 0.4
+    adherence = d.outcomes["nonadherence_90d"]  # the label follows the PDC as written, rounding included
+    assert (adherence["nonadherent_90d"] == (adherence["pdc_90d"] < 0.8)).all()
     assert pts["ssn"].str.match(r"^(?!666)\d{3}-\d{2}-\d{4}$").all()
     assert pts["zip"].str.len().eq(5).all() and (pts["zip"] == "03601").any()  # leading zeros kept
     note, patient = d.notes.iloc[0], pts.set_index("patient_id").loc[d.notes.iloc[0]["patient_id"]]
@@ -69,6 +71,19 @@ def test_outcomes_follow_the_documented_causes() -> None:
         churn.groupby("competitor_trial_site")["churned"].mean()[True]
         > churn.groupby("competitor_trial_site")["churned"].mean()[False]
     )
+
+
+def test_hcps_and_their_monthly_reports() -> None:
+    assert len(generate(400, seed=3).hcps) == 10  # by default one per 200 patients, at least 10
+    d = generate(400, seed=3, hcps=120)
+    assert len(d.hcps) == 120 and d.patients["pcp_id"].isin(d.hcps["hcp_id"]).all()
+    activity, churn = d.hcp_activity, d.outcomes["hcp_churn"].set_index("hcp_id")
+    assert (activity["reported_at"] > activity["month"]).all()  # a month is reported once it is over
+    # the churn label is predicted when the first month is reported, and known when the last one is
+    assert (churn["index_date"] == activity.groupby("hcp_id")["reported_at"].min()).all()
+    assert (churn["label_available_at"] == activity["reported_at"].max()).all()
+    with pytest.raises(InvalidInput, match="HCPs"):
+        generate(10, hcps=0)
 
 
 def test_unit_change_switches_one_site_to_fahrenheit_after_the_drift_point() -> None:

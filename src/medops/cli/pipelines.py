@@ -48,16 +48,26 @@ def list_cmd(
     )
 
 
-@app.command("show", epilog="Examples:  medops pipelines show 3f9a1c2e7b10   ·   ... --json")
+@app.command("show", epilog="Examples:  medops pipelines show   ·   medops pipelines show 3f9a1c2e7b10 --json")
 def show_cmd(
-    run_id: str = typer.Argument(..., metavar="RUN", help="The pipeline run's id (or its first 12 characters)."),
+    run_id: str | None = typer.Argument(
+        None, metavar="RUN", help="The pipeline run's id (or its first 12 characters); default: the newest run."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """One pipeline run: each step, why it ran or was skipped, how long it took, and what it made (lineage)."""
     from medops.services import Services
 
     with open_workspace() as ws:
-        record = Services(ws).pipelines.show(cli_caller(ws, writes=False), run_id)
+        services, caller = Services(ws), cli_caller(ws, writes=False)
+        if run_id is None:
+            newest = services.pipelines.runs(caller, limit=1)
+            if not newest:
+                console.print("no pipeline run yet: medops run")
+                return
+            record = newest[0]
+        else:
+            record = services.pipelines.show(caller, run_id)
     if as_json:
         print_json(record.to_json())
         return

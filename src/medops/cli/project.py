@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from medops.cli.common import JsonOption, console, done, ok, plural, print_json
 from medops.errors import InvalidInput
+from medops.services.projects.templates import templates
 
 if TYPE_CHECKING:
     from medops.services.projects.project import LoadedProject
@@ -112,7 +113,7 @@ def _governing(loaded: LoadedProject) -> tuple[Path | None, Path | None]:
 )
 def new(
     directory: Path | None = typer.Argument(None, help="Folder for the project (default: the workspace's own)."),
-    template: str = typer.Option(..., "--template", help="Which template: readmission."),
+    template: str = typer.Option(..., "--template", help=f"Which template: {', '.join(templates())}."),
     patients: int = typer.Option(2000, "--patients", min=1, help="Synthetic patients in its raw data."),
     seed: int = typer.Option(7, "--seed", help="Seed of the synthetic data."),
     as_json: bool = JsonOption,

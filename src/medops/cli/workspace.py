@@ -39,7 +39,9 @@ def init(
         None, "--artifact-root", help=f"Artifact folder or URL ({known_schemes()}; default: DIR/artifacts)."
     ),
     template: str | None = typer.Option(
-        None, "--template", help="Also scaffold a project: medops.yaml, contracts and synthetic raw data (readmission)."
+        None,
+        "--template",
+        help=f"Also scaffold a project: medops.yaml, contracts and synthetic raw data ({', '.join(templates())}).",
     ),
     patients: int = typer.Option(2000, "--patients", min=1, help="Synthetic patients for --template."),
     seed: int = typer.Option(7, "--seed", help="Seed of the synthetic data for --template."),

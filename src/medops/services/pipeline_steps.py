@@ -108,16 +108,11 @@ class ProjectActions:
             assert spec.evaluate is not None
             return {
                 "section": spec.evaluate.model_dump(mode="json"),
-                "run": self._upstream(step, "train", "run"),
                 "champion": self._champion(),
                 "project": {k: getattr(spec, k) for k in ("name", "description", "intended_use", "population")},
             }
         if step.kind == "register":
-            return {
-                "model": spec.name,
-                "run": self._upstream(step, "train", "run"),
-                "evaluation": self._upstream(step, "evaluate", "evaluation"),
-            }
+            return {"model": spec.name}  # the run and the evaluation are what train and evaluate made
         raise ConfigError(f"no action for step kind {step.kind!r}")
 
     def _ingest_inputs(self, name: str, previous: Mapping[str, Any]) -> dict[str, Any]:
@@ -276,6 +271,11 @@ class ProjectActions:
         if not info.passed:
             failed = [g["criterion"] for g in info.gates if not g["passed"]]
             raise Stopped(f"evaluation {info.short} did not pass ({', '.join(failed[:4])}): nothing registered")
+        if not info.governing:  # made under another file's policy: it could never gate production
+            raise Stopped(
+                f"evaluation {info.short} was made with {self.project.path.name}, not the workspace's project file, "
+                "so it can't gate production: nothing registered"
+            )
         name = self.project.spec.name
         try:
             existing = [v for v in versions.versions(self.ws, name) if v.run_id == run]

@@ -87,20 +87,26 @@ def generate(
     scenario: str = "baseline",
     start: date = date(2025, 1, 1),
     days: int = 365,
+    hcps: int | None = None,
 ) -> SynthData:
-    """Generate ``patients`` patients with a year (``days``) of care starting at ``start``."""
+    """Generate ``patients`` patients with a year (``days``) of care starting at ``start``.
+
+    ``hcps`` is the number of HCPs (prescribers); by default one per 200 patients, at least 10.
+    """
     if scenario not in SCENARIOS:
         raise InvalidInput(f"unknown scenario {scenario!r}", hint=f"scenarios: {', '.join(SCENARIOS)}")
     if patients < 1:
         raise InvalidInput("the number of patients must be at least 1")
     if days < 60:
         raise InvalidInput("the period must span at least 60 days")
+    if hcps is not None and hcps < 1:
+        raise InvalidInput("the number of HCPs must be at least 1")
     rng = np.random.default_rng(seed)
     t0 = np.datetime64(start, "s")
     drift = t0 + np.timedelta64(days // 2, "D")
     pts = _patients(rng, patients, t0, aging=scenario == "aging")
-    hcps, activity, churn = _hcps(rng, max(10, patients // 200), t0, days)
-    pts["pcp_id"] = hcps["hcp_id"].to_numpy()[rng.integers(0, len(hcps), size=patients)]
+    prescribers, activity, churn = _hcps(rng, max(10, patients // 200) if hcps is None else hcps, t0, days)
+    pts["pcp_id"] = prescribers["hcp_id"].to_numpy()[rng.integers(0, len(prescribers), size=patients)]
     enc = _encounters(rng, pts, t0, days, drift, scenario)
     obs = _observations(rng, enc, pts, drift, scenario)
     meds, adherence = _medications(rng, pts, enc)
@@ -111,7 +117,7 @@ def generate(
         encounters=enc.drop(columns=[c for c in enc.columns if c.startswith("_")]),
         observations=obs,
         medications=meds,
-        hcps=hcps,
+        hcps=prescribers,
         hcp_activity=activity,
         notes=notes,
         outcomes={"readmission_30d": readmission, "nonadherence_90d": adherence, "hcp_churn": churn},
@@ -374,7 +380,7 @@ def _medications(rng: np.random.Generator, pts: pd.DataFrame, enc: pd.DataFrame)
     gaps[:, 0] = 0
     offset = np.cumsum(gaps, axis=1)
     covered = np.clip(np.minimum(offset + 30, 90) - np.minimum(offset, 90), 0, 30).sum(axis=1)
-    pdc = np.minimum(covered, 90) / 90
+    pdc = np.round(np.minimum(covered, 90) / 90, 3)  # the label follows the PDC as published
     owner = np.repeat(idx, fills)
     fill_time = np.repeat(start, fills) + (offset.ravel() * 86400).astype("timedelta64[s]")
     meds = pd.DataFrame(
@@ -391,7 +397,7 @@ def _medications(rng: np.random.Generator, pts: pd.DataFrame, enc: pd.DataFrame)
             "patient_id": pts["patient_id"].to_numpy()[idx],
             "index_fill_date": start,
             "drug": drug,
-            "pdc_90d": np.round(pdc, 3),
+            "pdc_90d": pdc,
             "nonadherent_90d": (pdc < 0.8).astype(int),
         }
     )
@@ -421,18 +427,31 @@ def _hcps(
             "last_name": last,
             "specialty": _pick(rng, vocab.SPECIALTIES, n),
             "site": _pick(rng, list(SITES), n),
-            "email_opens_90d": np.clip(np.round(rng.poisson(np.exp(1.5 + 0.6 * engagement))), 0, None),
+            "emails_opened_90d": np.clip(np.round(rng.poisson(np.exp(1.5 + 0.6 * engagement))), 0, None),
             "competitor_trial_site": competitor,
         }
     )
-    month_start = pd.date_range(pd.Timestamp(t0), periods=months, freq="MS" if pd.Timestamp(t0).day == 1 else "30D")
+    edges = pd.date_range(pd.Timestamp(t0), periods=months + 1, freq="MS" if pd.Timestamp(t0).day == 1 else "30D")
+    month_start, reported = edges[:-1], edges[1:]  # a month's count is known once the month is over
     activity = pd.DataFrame(
-        {"hcp_id": np.repeat(hcp_ids, months), "month": np.tile(month_start, n), "rx_count": volume.ravel()}
+        {
+            "hcp_id": np.repeat(hcp_ids, months),
+            "month": np.tile(month_start, n),
+            "rx_count": volume.ravel(),
+            "reported_at": np.tile(reported, n),
+        }
     )
     third = max(1, months // 4)
     early, late = volume[:, :third].mean(axis=1), volume[:, -third:].mean(axis=1)
+    # Predicted once the first month is reported (index_date), before churners' volume falls;
+    # known once the last month is reported (label_available_at).
     churn = pd.DataFrame(
-        {"hcp_id": hcp_ids, "as_of": month_start[-1], "churned": (late < 0.5 * np.maximum(early, 1)).astype(int)}
+        {
+            "hcp_id": hcp_ids,
+            "index_date": reported[0],
+            "churned": (late < 0.5 * np.maximum(early, 1)).astype(int),
+            "label_available_at": reported[-1],
+        }
     )
     return hcps, activity, churn
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
-from medops.errors import Conflict, InvalidInput
+from medops.errors import ConfigError, Conflict, InvalidInput
 
 PROJECT_FILE = "medops.yaml"  # medops.services.projects.project.PROJECT_FILE (a test holds them equal)
+# Optional, beside a template's project file: how its synthetic data is generated (not copied).
+# hcps_per_patient: HCPs per patient of --patients (the generator's default: one per 200, at least 10).
+SYNTH_FILE = "synth.yaml"
+SYNTH_SETTINGS = ("hcps_per_patient",)
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"  # medops/templates
 RAW_DIR = "raw"
@@ -42,5 +47,27 @@ def scaffold(directory: Path, template: str, *, patients: int = 2000, seed: int 
         written.append(gitignore)
     from medops.synth import generate, write  # NumPy and pandas: loaded to scaffold, not to list
 
-    written += write(generate(patients, seed=seed), directory / RAW_DIR, "csv")
+    written += write(generate(patients, seed=seed, **synth_options(template, patients)), directory / RAW_DIR, "csv")
     return written
+
+
+def synth_options(template: str, patients: int) -> dict[str, Any]:
+    """The generator's settings for ``patients`` patients, as the template's synth.yaml asks (none without one)."""
+    path = TEMPLATES_DIR / template / SYNTH_FILE
+    if not path.is_file():
+        return {}
+    import yaml
+
+    settings = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{path}: a mapping of generator settings", hint=f"settings: {', '.join(SYNTH_SETTINGS)}")
+    unknown = sorted(set(settings) - set(SYNTH_SETTINGS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting {unknown[0]!r}", hint=f"settings: {', '.join(SYNTH_SETTINGS)}")
+    options: dict[str, Any] = {}
+    ratio = settings.get("hcps_per_patient")
+    if ratio is not None:
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or ratio <= 0:
+            raise ConfigError(f"{path}: hcps_per_patient is a positive number, not {ratio!r}")
+        options["hcps"] = max(10, round(patients * ratio))
+    return options
