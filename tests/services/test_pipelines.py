@@ -162,3 +162,38 @@ def test_a_run_killed_mid_step_resumes_there_and_makes_nothing_twice(project_ws:
     assert _count(ws, ModelVersion) <= 1
     done = [s.step for r in records.listing(ws, "readmission_30d") for s in r.steps if s.state == "done"]
     assert len(done) == len(set(done))  # each step did its work once
+
+
+def test_a_schedule_runs_its_steps_as_the_caller_proven_at_that_time(project_ws: tuple[Workspace, Path]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from medops.errors import AuthenticationFailed, InvalidInput, PermissionDenied
+
+    ws, path = project_ws
+    text = path.read_text()
+    path.write_text(
+        text + "\nschedules:\n  nightly: {cron: '0 2 * * *', timezone: Europe/Paris, steps: [ingest.patients]}\n"
+    )
+    pipelines = Services(ws).pipelines
+    scheduler = pipelines.scheduler(Caller("alice"), load_project(path))
+    scheduler.started_at = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    fired = scheduler.tick(datetime(2026, 12, 2, 1, 30, tzinfo=UTC))
+    assert len(fired) == 1 and fired[0].outcome == "finished"
+    record = records.get(ws, str(fired[0].run_id))
+    assert record.trigger == "schedule:nightly" and [s.step for s in record.steps] == ["ingest.patients"]
+    assert record.created_by == "alice"
+
+    def revoked() -> Caller:
+        raise AuthenticationFailed("the token is not valid")
+
+    scheduler = pipelines.scheduler(Caller("alice"), load_project(path), again=revoked)
+    scheduler.started_at = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    fired = scheduler.tick(datetime(2026, 12, 3, 1, 30, tzinfo=UTC) + timedelta(minutes=1))
+    assert fired[0].outcome == "failed: the token is not valid" and fired[0].run_id is None
+
+    ws.users.add("admin", "val", "Val", PASSWORD, [Role.VALIDATOR])
+    with pytest.raises(PermissionDenied):
+        pipelines.scheduler(Caller("val"), load_project(path))
+    path.write_text(text + "\nschedules:\n  nightly: {cron: '0 2 * * *', steps: [trian]}\n")
+    with pytest.raises(InvalidInput, match="no step 'trian'"):
+        pipelines.scheduler(Caller("alice"), load_project(path))

@@ -391,3 +391,44 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_the_project_s_schedules_become_valid_cronjobs(production: Workspace, tmp_path: Path) -> None:
+    kv = pytest.importorskip("kubernetes_validate")
+    from medops.evaluation.governing import project_path
+    from medops.services.projects.templates import TEMPLATES_DIR
+
+    path = project_path(production.settings)
+    folder = path.parent
+    (folder / "contracts").mkdir(exist_ok=True)
+    for contract in (TEMPLATES_DIR / "readmission" / "contracts").iterdir():
+        (folder / "contracts" / contract.name).write_text(contract.read_text())
+    text = (TEMPLATES_DIR / "readmission" / "medops.yaml").read_text()
+    path.write_text(
+        text + "\nschedules:\n  nightly: {cron: '0 2 * * *', timezone: Europe/Paris, steps: [ingest, train]}\n"
+        "  weekly: {cron: '30 6 * * mon'}\n"
+    )
+    out = tmp_path / "k8s"
+    result = _deploy(production, "kubernetes", out, namespace="clinical-ml")
+    nightly = yaml.safe_load((out / "kubernetes" / "cronjob-nightly.yaml").read_text())
+    weekly = yaml.safe_load((out / "kubernetes" / "cronjob-weekly.yaml").read_text())
+    config = yaml.safe_load((out / "kubernetes" / "project-configmap.yaml").read_text())
+    for doc in (nightly, weekly, config):
+        kv.validate(doc, "1.30.0", strict=True)
+    assert nightly["spec"]["schedule"] == "0 2 * * *" and nightly["spec"]["timeZone"] == "Europe/Paris"
+    assert weekly["spec"]["timeZone"] == "UTC" and nightly["spec"]["concurrencyPolicy"] == "Forbid"
+    job = nightly["spec"]["jobTemplate"]["spec"]
+    container = job["template"]["spec"]["containers"][0]
+    assert container["image"] == result.image and job["backoffLimit"] == 0
+    assert container["command"][:4] == ["medops", "run", "ingest", "train"]
+    assert "--trigger" in container["command"] and "schedule:nightly" in container["command"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {e["name"] for e in container["env"]} == {"MEDOPS_HOME", "MEDOPS_TOKEN", "MEDOPS_PSEUDONYM_KEY"}
+    assert all("valueFrom" in e for e in container["env"] if e["name"] != "MEDOPS_HOME")  # secrets by reference
+    mounted = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/project", "/workspace", "/project/raw"} <= mounted
+    assert set(config["data"]) == {"medops.yaml", *(f"contracts_{c}" for c in
+                                   ("encounters.yaml", "medications.yaml", "observations.yaml", "patients.yaml",
+                                    "readmission_labels.yaml"))}  # fmt: skip
+    assert "cronjob-nightly.yaml" in "".join(result.files)
+    assert PSEUDONYM_KEY not in "".join(p.read_text() for p in (out / "kubernetes").iterdir())

@@ -60,6 +60,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train:train", "Train the model the project file declares; the run is tracked."),
     "evaluate": ("evaluate:evaluate", "Validate a trained run against the project's policy."),
     "run": ("run:run", "Run the project file's pipeline; unchanged steps are skipped, a killed run resumes."),
+    "scheduler": (
+        "scheduler:scheduler",
+        "Run the project file's schedules (cron, time zone); one scheduler at a time.",
+    ),
     "pipelines": ("pipelines:app", "Pipeline runs: list them, show one's steps, why each ran, what it made."),
     "score": ("score:score", "Batch scoring: a file or dataset through a registered model, into a prediction file."),
 }

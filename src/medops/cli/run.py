@@ -30,6 +30,12 @@ def run(
         [], "--force", metavar="STEP", help="Run this step even if nothing it reads changed (repeatable)."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (what would run, and why) and stop."),
+    trigger: str = typer.Option(
+        "manual",
+        "--trigger",
+        metavar="WHAT",
+        help="What started this run, recorded with it (a CronJob: schedule:NAME).",
+    ),
     project: Path | None = ProjectOption,
     reason: str | None = ReasonOption,
     as_json: bool = JsonOption,
@@ -83,7 +89,7 @@ def run(
         if not as_json:
             console.print(f"[bold]{escape(loaded.spec.name)}[/]: running the pipeline of {escape(str(loaded.path))}")
         record = services.pipelines.run(
-            caller, loaded, steps or (), start=start, force=force, reason=reason, on=on, say=say
+            caller, loaded, steps or (), start=start, force=force, trigger=trigger, reason=reason, on=on, say=say
         )
     if as_json:
         print_json(record.to_json())

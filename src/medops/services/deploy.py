@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from medops.caller import Caller
 from medops.platform import Platform
@@ -26,7 +27,8 @@ class DeployService:
         replicas: int = 2,
         wheel: Path | None = None,
     ) -> DeployResult:
-        """Write a Dockerfile (and for ``kubernetes`` the manifests) with the verified bundle; audited."""
+        """Write a Dockerfile (and for ``kubernetes`` the manifests) with the verified bundle; audited.
+        For ``kubernetes``, the schedules of the workspace's project file become CronJobs."""
         return deploy(
             self.platform,
             target,
@@ -38,4 +40,33 @@ class DeployService:
             namespace=namespace,
             replicas=replicas,
             wheel=wheel,
+            extra=lambda image: self.schedule_manifests(image, namespace),
         )
+
+    def schedule_manifests(self, image: str, namespace: str) -> dict[str, dict[str, Any]]:
+        """A CronJob per schedule of the governing project file, and the ConfigMap of that file and its
+        contracts (none when the workspace has no project file or it declares no schedules)."""
+        from medops.evaluation.governing import governing_section
+        from medops.pipelines.cronjobs import cronjob, project_configmap
+        from medops.pipelines.schedules import Schedule
+        from medops.services.projects.project import load_project
+
+        found = governing_section(self.platform, "schedules")
+        if found is None or not found[1]:  # no project file, or one without schedules (a policy alone, say)
+            return {}
+        path = found[0]
+        project = load_project(path)
+        spec = project.spec
+        files = {"medops.yaml": path.read_text(encoding="utf-8")}
+        for relative in spec.contracts.values():
+            files[relative] = project.resolve(relative).read_text(encoding="utf-8")
+        if spec.features_file:
+            files[spec.features_file] = project.resolve(spec.features_file).read_text(encoding="utf-8")
+        dirs = sorted({Path(s.path).parts[0] for s in spec.sources.values() if s.path and len(Path(s.path).parts) > 1})
+        out: dict[str, dict[str, Any]] = {"project-configmap.yaml": project_configmap(spec.name, namespace, files)}
+        for name, s in spec.schedules.items():
+            schedule = Schedule(name, s.cron, s.timezone, tuple(s.steps))
+            out[f"cronjob-{name}.yaml"] = cronjob(
+                spec.name, schedule, image=image, namespace=namespace, files=files, source_dirs=dirs
+            )
+        return out

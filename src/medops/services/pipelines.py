@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from medops.caller import Caller
+from medops.errors import ConfigError, InvalidInput
 from medops.identity import Role
 from medops.pipelines import records
-from medops.pipelines.dag import Step
+from medops.pipelines.dag import Step, select
+from medops.pipelines.records import PIPELINE_ROLES
 from medops.pipelines.runner import Decision, Event, Runner
+from medops.pipelines.schedules import Schedule, Scheduler
 from medops.platform import Platform
 from medops.services.pipeline_steps import ProjectActions, project_steps
 from medops.services.projects.project import LoadedProject
 
 READ_ROLES = set(Role) - {Role.PREDICTOR}
+TRIGGER = re.compile(r"^[A-Za-z][A-Za-z0-9_:.@-]{0,127}$")  # manual, schedule:NAME, alert:ID
 
 
 class PipelineService:
@@ -63,8 +69,41 @@ class PipelineService:
     ) -> records.RunRecord:
         """Run the steps (``targets`` and what they need; from ``start`` on), each as ``caller``, whose
         roles each step checks as its own command would."""
+        if not TRIGGER.match(trigger):
+            raise InvalidInput(
+                f"{trigger!r} is not a trigger", hint="words, digits and ':._-', such as schedule:nightly"
+            )
         runner = self._runner(caller, project, trigger, reason)
         return runner.run(targets, start, force, on=on, say=say)
+
+    def scheduler(
+        self,
+        caller: Caller,
+        project: LoadedProject,
+        *,
+        again: Callable[[], Caller] | None = None,
+        reason: str | None = None,
+    ) -> Scheduler:
+        """The project's schedules, each due time run with the trigger ``schedule:NAME`` as the caller
+        ``again`` proves at that time (the credential is checked anew: a revoked token runs nothing),
+        else as ``caller``."""
+        self.platform.users.require_role(caller.user, "pipeline.schedule", PIPELINE_ROLES)  # before waiting for hours
+        schedules = {
+            name: Schedule(name, spec.cron, spec.timezone, tuple(spec.steps))
+            for name, spec in project.spec.schedules.items()
+        }
+        if not schedules:
+            raise ConfigError(f"{project.path} declares no schedules", hint="add a schedules section (see docs)")
+        for spec in schedules.values():  # a misspelt step fails now, not at two in the morning
+            select(project_steps(project), spec.steps)
+
+        def fire(schedule: Schedule, due_at: datetime) -> tuple[str | None, str]:
+            why = reason or f"schedule {schedule.name} due {due_at.isoformat()}"
+            who = again() if again is not None else caller.anew()
+            record = self.run(who, project, schedule.steps, trigger=f"schedule:{schedule.name}", reason=why)
+            return record.id, record.state
+
+        return Scheduler(self.platform, project.spec.name, schedules, fire)
 
     def runs(self, caller: Caller, project: str | None = None, limit: int = 50) -> list[records.RunRecord]:
         self.platform.users.require_role(caller.user, "pipeline.list", READ_ROLES)

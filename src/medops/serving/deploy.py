@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -362,8 +363,10 @@ def build_files(
     image: str,
     namespace: str,
     replicas: int,
+    extra: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, bytes]:
-    """Every generated file but the bundle itself, by path relative to the output folder."""
+    """Every generated file but the bundle itself, by path relative to the output folder; ``extra``
+    manifests (the project's CronJobs) go beside the model's."""
     if target not in TARGETS:
         raise InvalidInput(f"unknown deployment target {target!r}", hint=f"one of: {', '.join(TARGETS)}")
     if replicas < 1:
@@ -379,7 +382,8 @@ def build_files(
         "model/bundle.pub": public_key.strip() + "\n",
     }
     if target == "kubernetes":
-        for name, doc in manifests(info, image=image, namespace=namespace, replicas=replicas).items():
+        docs = {**manifests(info, image=image, namespace=namespace, replicas=replicas), **(extra or {})}
+        for name, doc in docs.items():
             files[f"kubernetes/{name}"] = to_yaml(doc)
     return {path: text.encode("utf-8") for path, text in files.items()}
 
@@ -433,10 +437,12 @@ def deploy(
     namespace: str = "default",
     replicas: int = 2,
     wheel: Path | None = None,
+    extra: Callable[[str], dict[str, dict[str, Any]]] | None = None,
 ) -> DeployResult:
     """Write the deployment of ``ref`` into ``out``: verified first, audited as ``model.deploy``.
 
     ``wheel``: medops's own wheel, copied into ``wheels/`` for the image to install from.
+    ``extra``: more Kubernetes objects by file name, given the image (the project's CronJobs).
     """
     from medops.registry.predictor import load_model
     from medops.registry.stages import PROMOTE_ROLES
@@ -446,7 +452,10 @@ def deploy(
     info = resolve_ref(ws, ref)
     load_model(ws, (info.model, info.version))  # signature, every checksum, safe types: or refused here
     chosen = image or f"{deployment_name(info.model)}:{info.version}"
-    files = build_files(target, info, public_key=public_key(ws), image=chosen, namespace=namespace, replicas=replicas)
+    more = extra(chosen) if extra is not None and target == "kubernetes" else None
+    files = build_files(
+        target, info, public_key=public_key(ws), image=chosen, namespace=namespace, replicas=replicas, extra=more
+    )
     if wheel is not None:
         files[f"wheels/{wheel.name}"] = medops_wheel(wheel)
     stored = ws.artifacts.local_path(info.artifact_sha256)

@@ -599,3 +599,17 @@ class Lease(Base):
     holder: Mapped[str] = mapped_column(String(200))  # host:pid:nonce
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ScheduleFire(Base):
+    """One due time of a schedule, claimed once: the unique key is what stops a second scheduler's run."""
+
+    __tablename__ = "schedule_fires"
+
+    project: Mapped[str] = mapped_column(String(128), primary_key=True)
+    schedule: Mapped[str] = mapped_column(String(64), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str] = mapped_column(String(200))  # the scheduler's host:pid
+    pipeline_run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    outcome: Mapped[str | None] = mapped_column(Text, nullable=True)  # the run's state, or why it did not start

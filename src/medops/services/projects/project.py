@@ -1,8 +1,8 @@
 """The project file, ``medops.yaml``: one reviewed declaration of a use case.
 
-It names the use case, its intended use and population, then one section per capability
-(this release: ``sources``, ``contracts``, ``deidentify`` and ``features``, which may
-instead live in a file of its own named by ``features_file``). A pydantic schema checks it;
+It names the use case, its intended use and population, then one section per capability:
+``sources``, ``contracts``, ``deidentify``, ``features`` (or a file of its own named by
+``features_file``), ``train``, ``evaluate``, ``monitor`` and ``schedules``. A pydantic schema checks it;
 unknown keys are errors, and every error names the file, the line and the field path.
 Paths in it are relative to the file, so a project moves with its folder.
 """
@@ -179,6 +179,35 @@ class TrainSpec(_Strict):
     tune: TuneSpec | None = None
 
 
+class ScheduleSpec(_Strict):
+    """When the pipeline runs by itself: a cron expression in a time zone, and which steps."""
+
+    cron: str
+    timezone: str = "UTC"
+    steps: list[str] = []  # names or kinds, as `medops run STEP...`; none: the whole pipeline
+    description: str = ""
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from medops.pipelines.schedules import cron_error
+
+        problem = cron_error(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from medops.pipelines.schedules import zone_error
+
+        problem = zone_error(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
 class Project(_Strict):
     name: str = Field(pattern=_SLUG)
     intended_use: str = Field(min_length=10)
@@ -193,6 +222,7 @@ class Project(_Strict):
     train: TrainSpec | None = None
     evaluate: EvaluateSpec | None = None
     monitor: MonitorSpec | None = None
+    schedules: dict[str, ScheduleSpec] = {}
 
     @model_validator(mode="after")
     def _consistent(self) -> Project:
@@ -222,6 +252,9 @@ class Project(_Strict):
                 raise ValueError("train: give training_set (labels and feature views) or dataset (one flat table)")
             if self.train.dataset is not None and self.train.dataset not in self.sources:
                 raise ValueError(f"train.dataset: there is no source {self.train.dataset!r}")
+        for name in self.schedules:
+            if not re.match(_SLUG, name):
+                raise ValueError(f"schedules.{name}: a schedule name is lowercase letters, digits and '_'")
         groups = self.evaluate.subgroups if self.evaluate is not None else None
         for name, attr in (groups.attributes if groups is not None else {}).items():
             if attr.source is not None and attr.source not in self.sources:

@@ -1,4 +1,5 @@
-"""Pipelines: each run of a project's pipeline, its steps with their cache keys, and named leases.
+"""Pipelines: each run of a project's pipeline, its steps with their cache keys, named leases, and
+each due time of a schedule, claimed once.
 
 Revision ID: 0014
 Revises: 0013
@@ -65,9 +66,21 @@ def upgrade() -> None:
         sa.Column("expires_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_leases"),
     )
+    op.create_table(
+        "schedule_fires",
+        sa.Column("project", sa.String(128), nullable=False),
+        sa.Column("schedule", sa.String(64), nullable=False),
+        sa.Column("due_at", UTCDateTime(), nullable=False),
+        sa.Column("claimed_at", UTCDateTime(), nullable=False),
+        sa.Column("claimed_by", sa.String(200), nullable=False),
+        sa.Column("pipeline_run_id", sa.String(32), nullable=True),
+        sa.Column("outcome", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("project", "schedule", "due_at", name="pk_schedule_fires"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("schedule_fires")
     op.drop_table("leases")
     op.drop_table("pipeline_steps")
     op.drop_table("pipeline_runs")
