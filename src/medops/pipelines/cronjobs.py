@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from medops.credentials import TOKEN_ENV
 from medops.pipelines.schedules import Schedule
 
 PROJECT_DIR = "/project"
@@ -93,7 +94,7 @@ def cronjob(
         "workingDir": PROJECT_DIR,
         "env": [
             {"name": "MEDOPS_HOME", "value": WORKSPACE_DIR},
-            {"name": "MEDOPS_TOKEN", "valueFrom": {"secretKeyRef": {**secret, "key": "token"}}},
+            {"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {**secret, "key": "token"}}},
             {"name": "MEDOPS_PSEUDONYM_KEY", "valueFrom": {"secretKeyRef": {**secret, "key": "pseudonym-key"}}},
         ],
         "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "8Gi"}},
