@@ -47,7 +47,7 @@ class FileActions:
             out["data"] = file_digest(self.folder / step.name, (previous or {}).get("data"))
         return out
 
-    def run(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
+    def run(self, step: Step, key: str, say: Callable[[str], None], *, fresh: bool = False) -> dict[str, Any]:
         if step.name == self.fail:
             raise InvalidInput(f"{step.name} broke")
         if step.name == self.stop:

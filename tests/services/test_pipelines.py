@@ -102,6 +102,12 @@ def test_the_project_runs_once_then_only_what_a_change_reaches(
     record = pipelines.run(alice, load_project(lax))
     assert record.state == "stopped" and "not the workspace's project file" in record.steps[-1].note
 
+    # a forced step does its work again, not adopting the run its key already made
+    trained = _count(ws, Run, Run.state == "finished", Run.experiment == "readmission")
+    forced = pipelines.run(alice, load_project(path), ["train"], force=["train"])
+    assert steps_of(forced, "done") == ["train"] and forced.steps[-1].note == "forced"
+    assert _count(ws, Run, Run.state == "finished", Run.experiment == "readmission") == trained + 1
+
 
 def test_the_cli_plans_and_runs_and_lists(project_ws: tuple[Workspace, Path], capsys: pytest.CaptureFixture[str],
                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip

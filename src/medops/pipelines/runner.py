@@ -38,8 +38,9 @@ class Actions(Protocol):
         """What the step's outcome depends on, read now (``previous``: its inputs last time, for digests)."""
         ...
 
-    def run(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
-        """Do the step; return what it made (references, never data)."""
+    def run(self, step: Step, key: str, say: Callable[[str], None], *, fresh: bool = False) -> dict[str, Any]:
+        """Do the step; return what it made (references, never data). ``fresh`` (a forced step): make it
+        anew, without adopting what an interrupted attempt with the same key made."""
         ...
 
     def gone(self, step: Step, outputs: Mapping[str, Any]) -> str | None:
@@ -228,7 +229,7 @@ class Runner:
             on("start", step, decision.note)
             assert decision.key is not None
             try:
-                outputs = self.actions.run(step, decision.key, say)
+                outputs = self.actions.run(step, decision.key, say, fresh=decision.note == "forced")
             except Stopped as stop:
                 records.end_step(self.ws, step_id, "stopped", note=stop.reason)
                 on("stopped", step, stop.reason)

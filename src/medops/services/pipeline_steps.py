@@ -64,7 +64,7 @@ class ProjectActions:
 
     def __init__(self, ws: Platform, project: LoadedProject, caller: Caller, *, reason: str | None = None) -> None:
         self.ws, self.project, self.caller, self.reason = ws, project, caller, reason
-        self._run: dict[str, Callable[[Step, str, Callable[[str], None]], dict[str, Any]]] = {
+        self._run: dict[str, Callable[[Step, str, Callable[[str], None], bool], dict[str, Any]]] = {
             "ingest": self._ingest,
             "features": self._features,
             "training_set": self._training_set,
@@ -176,10 +176,10 @@ class ProjectActions:
             )
 
     # --- doing it -----------------------------------------------------------------------
-    def run(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
-        return self._run[step.kind](step, key, say)
+    def run(self, step: Step, key: str, say: Callable[[str], None], *, fresh: bool = False) -> dict[str, Any]:
+        return self._run[step.kind](step, key, say, fresh)
 
-    def _ingest(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
+    def _ingest(self, step: Step, key: str, say: Callable[[str], None], fresh: bool) -> dict[str, Any]:
         from medops.data.ingest import ingest
         from medops.services.projects.ingest import table_plan
 
@@ -191,7 +191,7 @@ class ProjectActions:
             f"{'' if result.new else ' (the same data as a stored version)'}")  # fmt: skip
         return {"dataset": d.name, "version": d.version, "rows": d.rows}
 
-    def _features(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
+    def _features(self, step: Step, key: str, say: Callable[[str], None], fresh: bool) -> dict[str, Any]:
         from medops.features import FeatureStore
 
         with FeatureStore(self.ws, self.project.features) as store:
@@ -199,7 +199,7 @@ class ProjectActions:
         say(", ".join(f"{r.view.ref}{'' if r.new else ' (unchanged)'}" for r in applied))
         return {"views": {r.view.name: r.view.version for r in applied}}
 
-    def _training_set(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
+    def _training_set(self, step: Step, key: str, say: Callable[[str], None], fresh: bool) -> dict[str, Any]:
         from medops.features import FeatureStore
         from medops.services.projects.train import refuse_shifted_timeline
 
@@ -220,14 +220,18 @@ class ProjectActions:
         say(f"{info.ref}: {info.rows:,} rows{'' if new else ' (the same as a stored version)'}")
         return {"dataset": info.name, "version": info.version, "rows": info.rows}
 
-    def _train(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
+    def _train(self, step: Step, key: str, say: Callable[[str], None], fresh: bool) -> dict[str, Any]:
         from medops.services.projects.train import train_from_project
         from medops.training.tracking import Tracker
 
         spec = self.project.spec.train
         assert spec is not None
-        adopted = Tracker(self.ws).list_runs(
-            experiment=spec.experiment, state="finished", tags={PIPELINE_TAG: key}, limit=1
+        adopted = (
+            []
+            if fresh
+            else Tracker(self.ws).list_runs(
+                experiment=spec.experiment, state="finished", tags={PIPELINE_TAG: key}, limit=1
+            )
         )
         if adopted:  # an interrupted attempt finished its training before its step was recorded: no second run
             run = adopted[0]
@@ -239,7 +243,7 @@ class ProjectActions:
         say(f"run {result.run_id[:12]}: test AUROC {m['test_auroc']:.3f}, Brier {m['test_brier']:.3f}")
         return {"run": result.run_id, "model_sha256": result.model_sha256}
 
-    def _evaluate(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
+    def _evaluate(self, step: Step, key: str, say: Callable[[str], None], fresh: bool) -> dict[str, Any]:
         from medops.evaluation.records import list_for
         from medops.services.projects.evaluate import evaluate_from_project
 
@@ -248,7 +252,7 @@ class ProjectActions:
             raise ConfigError("there is no trained run to evaluate: the train step has not finished")
         champion = self._champion()
         champion = None if champion == run else champion
-        for found in list_for(self.ws, run):  # the same run, file and champion evaluated before: not again
+        for found in [] if fresh else list_for(self.ws, run):  # the same run, file and champion: not again
             if found.project_sha256 == self.project.sha256 and found.champion_run_id == champion:
                 say(f"evaluation {found.short} of run {run[:12]} with this project file: reused")
                 return {"evaluation": found.id, "run": run, "passed": found.passed}
@@ -258,7 +262,7 @@ class ProjectActions:
         say(f"evaluation {info.short}: {'passed' if info.passed else 'failed ' + ', '.join(failed[:4])}")
         return {"evaluation": info.id, "run": run, "passed": info.passed}
 
-    def _register(self, step: Step, key: str, say: Callable[[str], None]) -> dict[str, Any]:
+    def _register(self, step: Step, key: str, say: Callable[[str], None], fresh: bool) -> dict[str, Any]:
         from medops.evaluation.records import get as get_evaluation
         from medops.registry import versions
         from medops.services.registry import RegistryService
