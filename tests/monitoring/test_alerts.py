@@ -245,3 +245,38 @@ def test_an_alert_resolved_in_sql_is_named_and_no_later_move_launders_it(monitor
         service.acknowledge(Caller("victor"), drift.id, "building on the edit is refused")
     other = next(a for a in opened if a.id != drift.id)
     assert service.acknowledge(Caller("victor"), other.id, "the other alert is as the trail left it").acknowledged
+
+
+def test_an_alert_of_a_retrain_rule_runs_the_workspace_s_pipeline(
+    monitored: tuple[Workspace, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medops.services import pipelines as pipeline_service
+    from medops.services.projects import project as project_module
+
+    ws, _ = monitored
+    rule = AlertRule(name="feature_drift", metric="drift.features", above=0.0, retrain=True)
+    # the workspace's file here is a policy alone: the alert opens, the retraining says why it can't start
+    first = run(ws, MonitorSpec(alerts=[rule]))
+    assert [a.rule for a in first.alerts] == ["feature_drift"] and first.alerts[0].state == "open"
+    [refused] = first.retrained
+    assert refused.state == "not_started" and refused.run_id is None
+    assert refused.error and refused.error.startswith("the workspace's project file can't run")
+
+    asked: list[tuple[str, str, str]] = []
+
+    def pipeline(self: Any, caller: Caller, project: Any, *args: Any, trigger: str, reason: str, **kw: Any) -> Any:
+        asked.append((caller.user, trigger, reason))
+        return type("Record", (), {"id": "p" * 32, "state": "stopped"})()
+
+    monkeypatch.setattr(project_module, "load_project", lambda path: object())
+    monkeypatch.setattr(pipeline_service.PipelineService, "run", pipeline)
+    again = AlertRule(name="drift_retrain", metric="drift.features", above=0.0, retrain=True)
+    quiet = AlertRule(name="drift_note", metric="drift.features", above=0.0)  # no retrain: nothing started
+    second = run(ws, MonitorSpec(alerts=[again, quiet]))
+    opened = {a.rule: a.id for a in second.alerts}
+    assert set(opened) == {"drift_retrain", "drift_note"}
+    assert [(r.alert_id, r.run_id, r.state) for r in second.retrained] == [
+        (opened["drift_retrain"], "p" * 32, "stopped")
+    ]
+    assert asked == [("ming", f"alert:{opened['drift_retrain']}", asked[0][2])]
+    assert "drift_retrain on readmission:1" in asked[0][2]

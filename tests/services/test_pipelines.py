@@ -129,6 +129,11 @@ def test_the_cli_plans_and_runs_and_lists(project_ws: tuple[Workspace, Path], ca
     latest = records.listing(ws, "readmission_30d")[0]
     code, out, _ = run(["pipelines", "show", latest.id[:12]], capsys)
     assert code == 0 and "skipped" in out and "ingest.patients" in out
+    code, out, err = run(["retrain", "-r", "a new quarter of discharges"], capsys)  # the workspace's own file
+    assert code in (0, 1), err  # 1: stopped at a gate, as a challenger may be
+    retrained = records.listing(ws, "readmission_30d")[0]
+    assert retrained.trigger == "retrain" and retrained.created_by == "alice"
+    assert steps_of(retrained, "skipped")[0] == "ingest.patients"  # what the earlier run made stands
     code, _, err = run(["run", "nothing"], capsys)
     assert code != 0 and "no step 'nothing'" in err and "medops run --dry-run" in err
 

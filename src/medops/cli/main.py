@@ -60,6 +60,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train:train", "Train the model the project file declares; the run is tracked."),
     "evaluate": ("evaluate:evaluate", "Validate a trained run against the project's policy."),
     "run": ("run:run", "Run the project file's pipeline; unchanged steps are skipped, a killed run resumes."),
+    "retrain": ("retrain:retrain", "Retrain from the workspace's reviewed project file: its whole pipeline, now."),
     "scheduler": (
         "scheduler:scheduler",
         "Run the project file's schedules (cron, time zone); one scheduler at a time.",

@@ -145,6 +145,16 @@ def run_cmd(
             f"[red]alert[/] {alert.id[:12]} {alert.severity}: {escape(alert.rule)} on {alert.model}:{alert.version} "
             f"({escape(alert.condition)}); told: {escape(sent) or '-'}"
         )
+    for r in found.retrained:
+        if r.run_id is not None:
+            console.print(
+                f"  retraining for alert {r.alert_id[:12]}: pipeline run {r.run_id[:12]} {r.state}"
+                + (f" ({escape(r.error)})" if r.error else "")
+                + "; medops pipelines show "
+                + r.run_id[:12]
+            )
+        else:
+            console.print(f"  [yellow]retraining for alert {r.alert_id[:12]} not started[/]: {escape(r.error or '')}")
 
 
 def _channels(spec: Any) -> Any:

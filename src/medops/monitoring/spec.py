@@ -81,6 +81,7 @@ class AlertRule(_Strict):
     windows: Annotated[int, Field(ge=1, le=24)] = 1
     severity: Literal["info", "warning", "critical"] = "warning"
     channels: list[Channel] = ["log"]
+    retrain: bool = False  # an alert of this rule runs the workspace's pipeline (trigger alert:ID)
 
     @model_validator(mode="after")
     def _one_bound(self) -> AlertRule:

@@ -37,6 +37,7 @@ class MonitorRun:
     alerts: list[AlertInfo]  # opened by this run, with their deliveries
     exploratory: bool = False  # judged under another spec than the workspace's: nothing stored, no alert
     skipped: list[tuple[int, str]] = field(default_factory=list)  # versions not judged (no profile), and why
+    retrained: list[Retrain] = field(default_factory=list)  # the pipeline runs its alerts started
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,7 +45,21 @@ class MonitorRun:
             "alerts": [a.to_json() for a in self.alerts],
             "exploratory": self.exploratory,
             "skipped": [{"version": v, "why": why} for v, why in self.skipped],
+            "retrained": [r.to_json() for r in self.retrained],
         }
+
+
+@dataclass(frozen=True)
+class Retrain:
+    """What an alert of a ``retrain: true`` rule started: a pipeline run of the workspace's project file."""
+
+    alert_id: str
+    run_id: str | None
+    state: str  # the pipeline run's: finished, stopped (a gate, or signatures awaited) or failed; or not_started
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"alert": self.alert_id, "pipeline_run": self.run_id, "state": self.state, "error": self.error}
 
 
 @dataclass(frozen=True)
@@ -156,7 +171,31 @@ class MonitoringService:
                     self.platform, alert.id, outcome.channel, outcome.delivered, outcome.attempts, outcome.detail
                 )
             delivered.append(alerts.get(self.platform, alert.id))
-        return MonitorRun(judged, delivered, skipped=skipped)
+        retrained = [self._retrain(caller, a) for a in delivered if rules[a.rule].retrain]
+        return MonitorRun(judged, delivered, skipped=skipped, retrained=retrained)
+
+    def _retrain(self, caller: Caller, alert: AlertInfo) -> Retrain:
+        """The workspace's reviewed project file's pipeline, run for ``alert`` as ``caller``. The alert stands
+        whatever happens here; a pipeline that can't start or fails says why in the result and the log."""
+        from medops.evaluation.governing import project_path
+        from medops.pipelines import records
+        from medops.services.pipelines import PipelineService
+        from medops.services.projects.project import load_project
+
+        reason = f"alert {alert.rule} on {alert.model}:{alert.version}: {alert.condition}"
+        try:
+            project = load_project(project_path(self.platform.settings))
+        except MedopsError as exc:
+            log.warning("alert %s: retraining not started (%s)", alert.id[:12], exc.code)
+            return Retrain(alert.id, None, "not_started", f"the workspace's project file can't run: {exc.message}")
+        try:
+            record = PipelineService(self.platform).run(caller, project, trigger=f"alert:{alert.id}", reason=reason)
+        except MedopsError as exc:
+            log.warning("alert %s: the retraining pipeline failed (%s)", alert.id[:12], exc.code)
+            ran = records.listing(self.platform, project.spec.name, limit=1)
+            started = ran[0].id if ran and ran[0].trigger == f"alert:{alert.id}" else None
+            return Retrain(alert.id, started, "failed" if started else "not_started", exc.message)
+        return Retrain(alert.id, record.id, record.state)
 
     def _dataset_windows(
         self,
