@@ -68,6 +68,9 @@ def test_the_project_runs_once_then_only_what_a_change_reaches(
                                                                          "made_by": first.id}  # fmt: skip
     else:
         assert first.state == "stopped" and "nothing registered" in first.steps[-1].note
+    if first.state == "finished":  # the registration asked the policy's roles to sign, on the record
+        [asked] = Services(ws).registry.approvals(alice, "readmission_30d:1").requests
+        assert asked.by == "alice" and asked.roles == ["clinical_reviewer", "validator"]
 
     again = pipelines.run(alice, load_project(path))
     assert steps_of(again, "done") == [] and steps_of(again, "skipped") == names[: len(steps_of(again, "skipped"))]

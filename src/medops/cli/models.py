@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
 from medops.cli.common import (
     JsonOption,
@@ -207,6 +208,11 @@ def approvals_cmd(ref: str = typer.Argument(..., help="NAME:VERSION."), as_json:
         print_json(state.to_json())
         return
     decided, lacking = state.decisions, state.missing
+    for r in state.requests:
+        console.print(
+            f"requested {_when(r.at)} by {escape(r.by)} from {', '.join(r.roles) or '(nobody left)'}"
+            + (f": {escape(r.reason)}" if r.reason else "")
+        )
     _decisions(decided)
     console.print("complete: every required role signed" if not lacking else "missing: " + "; ".join(lacking))
 

@@ -9,6 +9,7 @@ is signed and recorded with its reason the same way; per role, the latest decisi
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,8 @@ from medops.platform import Platform
 from medops.registry.versions import VersionInfo, get, lock_model, required_roles
 from medops.store.schema import Approval
 from medops.training.tracking import Tracker
+
+log = logging.getLogger("medops.registry")
 
 APPROVED = "approved for production"
 REJECTED = "rejected for production"
@@ -200,3 +203,43 @@ def missing(ws: Platform, version: VersionInfo) -> list[str]:
         else:
             signers[d.username] = role
     return problems
+
+
+REQUEST_ACTION = "model.approval.request"
+
+
+@dataclass(frozen=True)
+class Request:
+    by: str
+    at: datetime
+    roles: list[str]
+    reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"by": self.by, "at": self.at.isoformat(), "roles": self.roles, "reason": self.reason}
+
+
+def request(ws: Platform, ref: tuple[str, int], *, actor: str, reason: str | None = None) -> Request:
+    """Ask the roles the version still needs to sign: an audited request, told to the log, that
+    `approvals` shows beside the decisions (a registration made by a pipeline run makes one)."""
+    from medops.registry.versions import REGISTER_ROLES
+
+    version = get(ws, *ref)
+    signed = {d.role for d in decisions(ws, ref) if d.decision == "approved" and d.valid}
+    roles = [r for r in required(ws, version) if r not in signed]
+    with ws.users.authorized(actor, REQUEST_ACTION, "model", version.ref, REGISTER_ROLES, reason=reason) as ch:
+        ch.after = {"roles": roles}
+    log.info("approval requested for %s by %s: %s", version.ref, actor, ", ".join(roles) or "nothing left to sign")
+    return requests(ws, ref)[-1]
+
+
+def requests(ws: Platform, ref: tuple[str, int]) -> list[Request]:
+    """The approval requests made for the version, oldest first."""
+    from medops.audit import AuditFilter, list_events
+
+    version = get(ws, *ref)
+    wanted = AuditFilter(entity_type="model", entity_id=version.ref, action=REQUEST_ACTION)
+    found = list_events(ws.db, wanted, limit=None, newest_first=False)
+    return [
+        Request(e.actor, datetime.fromisoformat(e.ts), list((e.after or {}).get("roles", [])), e.reason) for e in found
+    ]

@@ -288,10 +288,10 @@ class ProjectActions:
         if existing:  # registered before (by hand, or by an interrupted attempt): the same version, not another
             say(f"run {run[:12]} is {name}:{existing[0].version} already")
             return {"model": name, "version": existing[0].version}
-        registered = RegistryService(self.ws).register(
-            self.caller, run, name, evaluation=evaluation, reason=self.reason
-        )
-        say(f"{name}:{registered.version} registered; it needs {', '.join(registered.required_approvals)} to sign")
+        registry = RegistryService(self.ws)
+        registered = registry.register(self.caller, run, name, evaluation=evaluation, reason=self.reason)
+        asked = registry.request_approvals(self.caller, f"{name}:{registered.version}", reason=self.reason)
+        say(f"{name}:{registered.version} registered; signatures requested from {', '.join(asked.roles)}")
         return {"model": name, "version": registered.version}
 
     # --- what it made ----------------------------------------------------------------------

@@ -7,7 +7,7 @@ each with ``to_json()``; the composites below add what a screen shows together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,7 @@ from medops.registry import versions
 from medops.registry.versions import VersionInfo, parse_ref
 
 if TYPE_CHECKING:  # signing, stages and bundles load with the operations that need them: a listing stays light
-    from medops.registry.approvals import Decision
+    from medops.registry.approvals import Decision, Request
     from medops.registry.stages import Transition
 
 
@@ -59,9 +59,14 @@ class ModelDetail:
 class ApprovalState:
     decisions: list[Decision]
     missing: list[str]  # what production still lacks, in words
+    requests: list[Request] = field(default_factory=list)  # who asked for signatures, when, from whom
 
     def to_json(self) -> dict[str, Any]:
-        return {"decisions": [d.to_json() for d in self.decisions], "missing": self.missing}
+        return {
+            "decisions": [d.to_json() for d in self.decisions],
+            "missing": self.missing,
+            "requests": [r.to_json() for r in self.requests],
+        }
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,14 @@ class RegistryService:
 
         name, version = version_ref(ref)
         decided = approvals.decisions(self.platform, (name, version))
-        return ApprovalState(decided, approvals.missing(self.platform, versions.get(self.platform, name, version)))
+        lacking = approvals.missing(self.platform, versions.get(self.platform, name, version))
+        return ApprovalState(decided, lacking, approvals.requests(self.platform, (name, version)))
+
+    def request_approvals(self, caller: Caller, ref: str, *, reason: str | None = None) -> Request:
+        """Ask the roles the version still lacks to sign (audited; the pipeline does it when it registers)."""
+        from medops.registry import approvals
+
+        return approvals.request(self.platform, version_ref(ref), actor=caller.user, reason=reason)
 
     # --- stages and aliases --------------------------------------------------------
     def promote(self, caller: Caller, ref: str, stage: str, *, reason: str | None = None) -> list[Transition]:
