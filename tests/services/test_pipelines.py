@@ -211,3 +211,46 @@ def test_a_schedule_runs_its_steps_as_the_caller_proven_at_that_time(project_ws:
     path.write_text(text + "\nschedules:\n  nightly: {cron: '0 2 * * *', steps: [trian]}\n")
     with pytest.raises(InvalidInput, match="no step 'trian'"):
         pipelines.scheduler(Caller("alice"), load_project(path))
+
+
+def test_auto_promote_only_under_a_policy_without_signatures_and_by_who_may_promote(
+    tmp_path: Path, metadata_url: str, pseudonym_key: None
+) -> None:
+    """A flat extract (NA tokens, ages over 90, repeat visits) whose policy names no signature and says
+    auto_promote: a data scientist's run registers and stops; an ML engineer's run promotes, audited."""
+    from medops.audit import AuditFilter, list_events
+    from medops.registry import versions
+    from tests.real_style import write_project
+
+    path = write_project(tmp_path / "project")
+    no_signatures = "    max_quarantined_share: 0.05\n    approvals: []\n    auto_promote: true\n"
+    path.write_text(path.read_text().replace("    max_quarantined_share: 0.05\n", no_signatures))
+    ws = init_workspace(tmp_path / "ws", admin_username="admin", admin_full_name="Ada Admin", admin_password=PASSWORD,
+                        metadata_url=metadata_url, project_file=str(path))  # fmt: skip
+    ws.users.add("admin", "alice", "Alice Moreau", PASSWORD, [Role.DATA_SCIENTIST])
+    ws.users.add("admin", "ming", "Ming Chen", PASSWORD, [Role.ML_ENGINEER])
+    pipelines = Services(ws).pipelines
+    first = pipelines.run(Caller("alice"), load_project(path))
+    assert first.steps[-2].outputs and first.steps[-2].outputs["passed"], "the extract's model passes its gates"
+    assert first.state == "stopped" and "auto_promote needs an ML engineer or admin" in first.steps[-1].note
+    assert versions.get(ws, "pbc_mortality", 1).stage == "none"
+    second = pipelines.run(Caller("ming"), load_project(path))
+    assert second.state == "finished" and second.steps[-1].outputs["promoted"] is True  # type: ignore[index]
+    assert versions.get(ws, "pbc_mortality", 1).stage == "production"
+    assert _count(ws, ModelVersion) == 1  # the version the first run registered, not a second one
+    promoted = list_events(ws.db, AuditFilter(entity_type="model", action="model.production"), limit=5)
+    assert [(e.actor, e.entity_id) for e in promoted] == [("ming", "pbc_mortality:1")]
+    denied = list_events(ws.db, AuditFilter(action="model.production.denied"), limit=5)
+    assert [e.actor for e in denied] == ["alice"]  # the refused attempt is on the record too
+
+
+def test_auto_promote_is_refused_where_the_policy_requires_signatures() -> None:
+    from pydantic import ValidationError
+
+    from medops.evaluation.spec import PolicySpec
+
+    with pytest.raises(ValidationError, match="auto_promote: refused, this policy requires signatures"):
+        PolicySpec(auto_promote=True)
+    with pytest.raises(ValidationError, match="names no signature must say auto_promote: true"):
+        PolicySpec(approvals=[])
+    assert PolicySpec(approvals=[], auto_promote=True).auto_promote

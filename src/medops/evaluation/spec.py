@@ -168,14 +168,25 @@ class PolicySpec(_Strict):
     prerequisites: list[Literal["data_contract", "leakage_checks"]] = ["data_contract", "leakage_checks"]
     max_quarantined_share: Fraction | None = None  # examples lost to the contracts' quarantine, of all examples
     # The roles whose signatures production requires: the policy's, never the registering author's choice.
-    approvals: list[Literal["data_scientist", "ml_engineer", "validator", "clinical_reviewer", "admin"]] = Field(
-        default=["clinical_reviewer", "validator"], min_length=1
-    )
+    approvals: list[Literal["data_scientist", "ml_engineer", "validator", "clinical_reviewer", "admin"]] = [
+        "clinical_reviewer",
+        "validator",
+    ]
+    # A version that passed every gate goes to production by itself, audited: only under a policy that names
+    # no signature (a model no clinician or validator must sign, such as a commercial one), said on purpose.
+    auto_promote: bool = False
 
     @model_validator(mode="after")
     def _known(self) -> PolicySpec:
         if len(set(self.approvals)) != len(self.approvals):
             raise ValueError("approvals: name each role once")
+        if self.auto_promote and self.approvals:
+            raise ValueError(
+                f"auto_promote: refused, this policy requires signatures ({', '.join(self.approvals)}): "
+                "production waits for them; set approvals: [] to promote without any"
+            )
+        if not self.approvals and not self.auto_promote:
+            raise ValueError("approvals: a policy that names no signature must say auto_promote: true, on purpose")
         for name, rule in self.metrics.items():
             if name not in METRICS:
                 raise ValueError(f"metrics.{name}: unknown metric; known: {', '.join(METRICS)}")

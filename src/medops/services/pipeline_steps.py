@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from medops.caller import Caller
 from medops.data.datasets import get as get_dataset
-from medops.errors import ConfigError, MedopsError, NotFound
+from medops.errors import ConfigError, MedopsError, NotFound, PermissionDenied
 from medops.features.views import FeatureView
 from medops.pipelines.dag import Step
 from medops.pipelines.fingerprints import code_fingerprint, digest, environment_fingerprint, file_digest
@@ -286,13 +286,38 @@ class ProjectActions:
         except NotFound:
             existing = []
         if existing:  # registered before (by hand, or by an interrupted attempt): the same version, not another
-            say(f"run {run[:12]} is {name}:{existing[0].version} already")
-            return {"model": name, "version": existing[0].version}
+            found = existing[0]
+            say(f"run {run[:12]} is {name}:{found.version} already")
+            if not found.required_approvals and found.stage != "production":
+                return self._auto_promote(RegistryService(self.ws), found.ref, name, found.version, say)
+            return {"model": name, "version": found.version}
         registry = RegistryService(self.ws)
         registered = registry.register(self.caller, run, name, evaluation=evaluation, reason=self.reason)
-        asked = registry.request_approvals(self.caller, f"{name}:{registered.version}", reason=self.reason)
-        say(f"{name}:{registered.version} registered; signatures requested from {', '.join(asked.roles)}")
-        return {"model": name, "version": registered.version}
+        ref = f"{name}:{registered.version}"
+        if registered.required_approvals:
+            asked = registry.request_approvals(self.caller, ref, reason=self.reason)
+            say(f"{ref} registered; signatures requested from {', '.join(asked.roles)}")
+            return {"model": name, "version": registered.version}
+        return self._auto_promote(registry, ref, name, registered.version, say)
+
+    def _auto_promote(
+        self, registry: Any, ref: str, name: str, version: int, say: Callable[[str], None]
+    ) -> dict[str, Any]:
+        """A policy without signatures said ``auto_promote: true`` (the only way it can be valid): production
+        now, by the pipeline's caller, audited as any promotion; a caller who may not promote stops here."""
+        from medops.evaluation.governing import governing_policy
+
+        policy = governing_policy(self.ws)
+        if policy is None or not policy.spec.policy.auto_promote:
+            raise Stopped(f"{ref} registered, but its policy names no signature and no auto_promote: not promoted")
+        try:
+            registry.promote(self.caller, ref, "production", reason=self.reason or "auto_promote: every gate passed")
+        except PermissionDenied as exc:
+            raise Stopped(
+                f"{ref} registered; auto_promote needs an ML engineer or admin to run it: {exc.message}"
+            ) from None
+        say(f"{ref} registered and promoted to production (auto_promote: the policy names no signature)")
+        return {"model": name, "version": version, "promoted": True}
 
     # --- what it made ----------------------------------------------------------------------
     def gone(self, step: Step, outputs: Mapping[str, Any]) -> str | None:
