@@ -37,6 +37,8 @@ def retrain(reason: str | None = ReasonOption, as_json: bool = JsonOption) -> No
         )
     if as_json:
         print_json(record.to_json())
+        if record.state == "stopped":
+            raise typer.Exit(1)
         return
     ran = [s.step for s in record.steps if s.state == "done"]
     if record.state == "stopped":

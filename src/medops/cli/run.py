@@ -93,6 +93,8 @@ def run(
         )
     if as_json:
         print_json(record.to_json())
+        if record.state == "stopped":
+            raise typer.Exit(1)
         return
     ran = sum(s.state == "done" for s in record.steps)
     skipped = sum(s.state == "skipped" for s in record.steps)

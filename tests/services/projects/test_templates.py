@@ -159,3 +159,29 @@ def test_a_template_passes_its_policy_on_its_default_data(
     failed = [g["why"] for g in evaluated["gates"] if not g["passed"]]
     assert evaluated["passed"] and not failed, failed
     assert evaluated["metrics"]["auroc"]["low"] > 0.55
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("template", ["adherence", "hcp-churn"])
+def test_a_template_runs_as_a_pipeline(
+    tmp_path: Path, template: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`medops run` from `medops init --template`: every step the file makes, then nothing the second time."""
+    home = tmp_path / template
+    monkeypatch.setenv("MEDOPS_ADMIN_PASSWORD", PASSWORD)
+    monkeypatch.setenv("MEDOPS_PSEUDONYM_KEY", PSEUDONYM_KEY)
+    code, _, err = run(["init", str(home), "--admin", "ada", "--template", template, "--patients", "600"], capsys)
+    assert code == 0, err
+    monkeypatch.chdir(home)
+    role = ["user", "add", "dana", "--name", "Dana Scientist", "--role", "data_scientist", "--password-stdin"]
+    code, _, err = run(role, capsys, stdin=PASSWORD + "\n", monkeypatch=monkeypatch)
+    assert code == 0, err
+    log_in(home, "dana")
+    code, out, err = run(["run", "--json"], capsys)
+    first = json.loads(out)
+    steps = [s["step"] for s in first["steps"]]
+    assert steps[-5:] == ["features", "training_set", "train", "evaluate", "register"], steps
+    assert all(s["state"] == "done" for s in first["steps"][:-1]) and code == (0 if first["state"] == "finished" else 1)
+    code, out, err = run(["run", "--json"], capsys)
+    again = json.loads(out)
+    assert [s["state"] for s in again["steps"]][:-1] == ["skipped"] * (len(steps) - 1), err
