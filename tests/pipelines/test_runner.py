@@ -148,6 +148,7 @@ def test_from_a_step_runs_it_and_what_follows_once_the_steps_before_it_finished(
     with pytest.raises(InvalidInput, match="features has never finished") as caught:
         runner(workspace, actions).run(start="train")
     assert caught.value.code == "pipeline_step_never_run"
+    assert records.listing(workspace, "proj") == []  # refused before a run was recorded
     runner(workspace, actions).run()
     actions.code = "v2"
     record = runner(workspace, actions).run(start="train")

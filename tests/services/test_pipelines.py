@@ -254,3 +254,18 @@ def test_auto_promote_is_refused_where_the_policy_requires_signatures() -> None:
     with pytest.raises(ValidationError, match="names no signature must say auto_promote: true"):
         PolicySpec(approvals=[])
     assert PolicySpec(approvals=[], auto_promote=True).auto_promote
+
+
+def test_a_missing_source_file_is_named_with_its_line_and_fails_only_its_step(
+    project_ws: tuple[Workspace, Path],
+) -> None:
+    from medops.errors import InvalidInput
+
+    ws, path = project_ws
+    (path.parent / "raw" / "notes.csv").unlink()
+    with pytest.raises(InvalidInput, match=r"medops.yaml, line \d+: sources.notes.path: .*notes.csv can't be read"):
+        Services(ws).pipelines.run(Caller("alice"), load_project(path), ["ingest"])
+    failed = records.listing(ws, "readmission_30d")[0]
+    assert failed.state == "failed" and steps_of(failed, "failed") == ["ingest.notes"]
+    assert steps_of(failed, "done") == ["ingest.patients", "ingest.encounters", "ingest.observations",
+                                        "ingest.medications"]  # fmt: skip

@@ -16,13 +16,13 @@ from typing import Any
 
 from medops.credentials import TOKEN_ENV
 from medops.pipelines.schedules import Schedule
+from medops.serving.deploy import container_security, pod_security
 
 PROJECT_DIR = "/project"
 WORKSPACE_DIR = "/workspace"
 WORKSPACE_SECRET = "medops-workspace"  # keys: medops.toml
 CREDENTIALS_SECRET = "medops-pipeline"  # keys: token (MEDOPS_TOKEN), pseudonym-key (MEDOPS_PSEUDONYM_KEY)
 SOURCES_CLAIM = "medops-sources"
-USER_ID = 10001
 
 
 def _dns(name: str) -> str:
@@ -98,13 +98,7 @@ def cronjob(
             {"name": "MEDOPS_PSEUDONYM_KEY", "valueFrom": {"secretKeyRef": {**secret, "key": "pseudonym-key"}}},
         ],
         "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "8Gi"}},
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": container_security(),
         "volumeMounts": mounts,
     }
     return {
@@ -131,13 +125,7 @@ def cronjob(
                         "spec": {
                             "restartPolicy": "Never",
                             "automountServiceAccountToken": False,
-                            "securityContext": {
-                                "runAsNonRoot": True,
-                                "runAsUser": USER_ID,
-                                "runAsGroup": USER_ID,
-                                "fsGroup": USER_ID,
-                                "seccompProfile": {"type": "RuntimeDefault"},
-                            },
+                            "securityContext": pod_security(),
                             "containers": [container],
                             "volumes": volumes,
                         },

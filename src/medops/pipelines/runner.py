@@ -159,6 +159,7 @@ class Runner:
         keeper = leases.Keeper(self.ws.db, lease)
         try:
             records.mark_interrupted(self.ws, self.project, alive=False)  # we hold the lease: any "running" run is dead
+            self._check_held(chosen, held)  # before a run is recorded: nothing to start from is not a run
             unfinished = records.to_resume(self.ws, self.project)
             requested = {"steps": list(targets), "from": start, "force": list(force)}
             run_id = records.start(
@@ -173,7 +174,6 @@ class Runner:
             if unfinished is not None:
                 at = next((s.step for s in unfinished.steps if s.state in ("failed", "interrupted")), None)
                 say(f"resuming run {unfinished.short} ({unfinished.state}{f' at {at}' if at else ''})")
-            self._check_held(chosen, held)
             state = self._steps(run_id, chosen, held, forcing, keeper, on, say)
             records.finish(self.ws, run_id, state, actor=self.actor)
             return records.get(self.ws, run_id)
@@ -209,6 +209,9 @@ class Runner:
                 decision = self.decide(step, step.name in forcing, set(), made)
             except MedopsError as exc:  # its inputs can't be read (a source file gone): a failed step
                 self._failed(run_id, step, position, {}, None, f"its inputs can't be read: {exc.message}", on)
+                raise
+            except Exception as exc:  # a bug: the type only (a message could quote data)
+                self._failed(run_id, step, position, {}, None, f"its inputs can't be read: {type(exc).__name__}", on)
                 raise
             if decision.verdict == "skip":
                 assert decision.reuse is not None and decision.reuse.outputs is not None

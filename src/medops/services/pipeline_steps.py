@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from medops.caller import Caller
 from medops.data.datasets import get as get_dataset
-from medops.errors import ConfigError, MedopsError, NotFound, PermissionDenied
+from medops.errors import ConfigError, InvalidInput, MedopsError, NotFound, PermissionDenied
 from medops.features.views import FeatureView
 from medops.pipelines.dag import Step
 from medops.pipelines.fingerprints import code_fingerprint, digest, environment_fingerprint, file_digest
@@ -129,19 +129,20 @@ class ProjectActions:
         }
         contract = spec.contracts.get(name)
         if contract is not None:
-            out["contract"] = file_digest(self.project.resolve(contract), previous.get("contract"))
+            out["contract"] = self._digest(("contracts", name), contract, previous.get("contract"))
         if source.format == "sql":
             # a query's rows are known only once read: it runs every time (an unchanged result is the same version)
             out["data"] = {"query": digest(source.query), "read_now": uuid.uuid4().hex}
         else:
             assert source.path is not None
-            out["data"] = file_digest(self.project.resolve(source.path), previous.get("data"))
+            out["data"] = self._digest(("sources", name, "path"), source.path, previous.get("data"))
         names = deid.names
         if names is not None and names.source != name and "redact_text" in table.columns.values():
             names_source = spec.sources[names.source]
             out["names"] = names.model_dump(mode="json")
             if names_source.path is not None:
-                out["names_data"] = file_digest(self.project.resolve(names_source.path), previous.get("names_data"))
+                where = ("sources", names.source, "path")
+                out["names_data"] = self._digest(where, names_source.path, previous.get("names_data"))
         keyed = any(a.startswith(("pseudonymize", "shift_dates")) for a in table.columns.values())
         if keyed:  # another key makes other pseudonyms: a key id, never the key
             try:
@@ -149,6 +150,14 @@ class ProjectActions:
             except MedopsError:
                 out["pseudonym_key"] = None  # the ingest itself says what is wrong with the key
         return out
+
+    def _digest(self, where: tuple[str, ...], relative: str, previous: Any) -> dict[str, Any]:
+        """A file's digest, or an error naming the file and the project file's line that names it."""
+        path = self.project.resolve(relative)
+        try:
+            return file_digest(path, previous)
+        except OSError as exc:
+            raise InvalidInput(f"{self.project.where(where)}: {path} can't be read ({exc.strerror})") from None
 
     def _dataset_version(self, name: str) -> str | None:
         try:

@@ -201,6 +201,28 @@ def _labels(info: VersionInfo) -> dict[str, str]:
     }
 
 
+def pod_security() -> dict[str, Any]:
+    """A pod's security context: a fixed non-root user, the runtime's default seccomp profile."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": USER_ID,
+        "runAsGroup": USER_ID,
+        "fsGroup": USER_ID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security() -> dict[str, Any]:
+    """A container's: no privilege, no capability, a read-only root filesystem."""
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
 def manifests(info: VersionInfo, *, image: str, namespace: str, replicas: int = 2) -> dict[str, dict[str, Any]]:
     """The Kubernetes objects, by file name."""
     name = deployment_name(info.model)
@@ -231,13 +253,7 @@ def manifests(info: VersionInfo, *, image: str, namespace: str, replicas: int = 
                 "metadata": {"labels": labels, "annotations": annotations},
                 "spec": {
                     "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": USER_ID,
-                        "runAsGroup": USER_ID,
-                        "fsGroup": USER_ID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": pod_security(),
                     "containers": [
                         {
                             "name": "server",
@@ -253,13 +269,7 @@ def manifests(info: VersionInfo, *, image: str, namespace: str, replicas: int = 
                                 "requests": {"cpu": "500m", "memory": "512Mi"},
                                 "limits": {"cpu": "1", "memory": "1Gi"},
                             },
-                            "securityContext": {
-                                "runAsNonRoot": True,
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "privileged": False,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
+                            "securityContext": container_security(),
                             "volumeMounts": [
                                 {"name": v, "mountPath": path} for v, path in zip(volumes, WRITABLE, strict=True)
                             ],
