@@ -21,7 +21,7 @@ MARKS = {"run": "[cyan]run  [/]", "skip": "[dim]skip [/]", "after": "[cyan]maybe
 
 def run(
     steps: list[str] = typer.Argument(
-        None, metavar="STEP...", help="Run these steps (names, or kinds such as 'ingest') and what they need."
+        None, metavar="STEP", help="Run these steps (names, or kinds such as 'ingest') and what they need."
     ),
     start: str | None = typer.Option(
         None, "--from", metavar="STEP", help="Run from this step on; the steps before it are not run."
