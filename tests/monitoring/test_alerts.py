@@ -280,3 +280,33 @@ def test_an_alert_of_a_retrain_rule_runs_the_workspace_s_pipeline(
     ]
     assert asked == [("ming", f"alert:{opened['drift_retrain']}", asked[0][2])]
     assert "drift_retrain on readmission:1" in asked[0][2]
+
+
+def test_an_approval_request_goes_through_the_same_channels(receiver: str, smtp: tuple[int, Inbox]) -> None:
+    from medops.monitoring.channels import approval_message
+
+    port, inbox = smtp
+    spec = MonitorSpec.model_validate(
+        {
+            "channels": {
+                "webhook": {"url": receiver, "secret_env": "HOOK_SECRET", "attempts": 3},
+                "email": {"host": "127.0.0.1", "port": port, "sender": "medops@hospital.test",
+                          "to": ["validators@hospital.test"], "starttls": False},
+            }
+        }
+    )  # fmt: skip
+    channels = Channels(spec.channels, {"HOOK_SECRET": SECRET}, sleep=lambda s: None)
+    assert channels.configured() == ["log", "webhook", "email"]
+    message = approval_message("readmission_30d", 2, ["clinical_reviewer", "validator"], "ming", "alert a1b2")
+    told = {o.channel: o for o in channels.send(message, ["webhook", "email"])}
+    assert told["webhook"].delivered and told["email"].delivered
+    body = Receiver.calls[-1]["body"]
+    assert Receiver.calls[-1]["verified"] and body["type"] == "medops.approval_request"
+    assert body["approval_request"] == {"model": "readmission_30d", "version": 2, "roles": ["clinical_reviewer",
+                                        "validator"], "requested_by": "ming", "reason": "alert a1b2"}  # fmt: skip
+    import email
+    from email import policy
+
+    mail = email.message_from_bytes(inbox.messages[0].content, policy=policy.default)
+    assert mail["Subject"] == "[medops] signatures requested: readmission_30d:2 (clinical_reviewer, validator)"
+    assert "waits for the signatures of: clinical_reviewer, validator." in mail.get_content()

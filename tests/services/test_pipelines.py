@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -56,7 +57,17 @@ def test_the_project_runs_once_then_only_what_a_change_reaches(
     ws, path = project_ws
     pipelines = Services(ws).pipelines
     alice = Caller("alice")
-    first = pipelines.run(alice, load_project(path))
+    told: list[tuple[Any, list[str]]] = []
+
+    class Spy:  # the channels a workspace configured, recording what they were told
+        def configured(self) -> list[str]:
+            return ["log", "webhook"]
+
+        def send(self, message: Any, channels: list[str]) -> list[Any]:
+            told.append((message, channels))
+            return []
+
+    first = pipelines.run(alice, load_project(path), channels=Spy())  # type: ignore[arg-type]
     names = [s.step for s in first.steps]
     assert names[:6] == [f"ingest.{n}" for n in load_project(path).spec.sources]
     assert names[6:] == ["features", "training_set", "train", "evaluate", "register"]
@@ -71,6 +82,8 @@ def test_the_project_runs_once_then_only_what_a_change_reaches(
     if first.state == "finished":  # the registration asked the policy's roles to sign, on the record
         [asked] = Services(ws).registry.approvals(alice, "readmission_30d:1").requests
         assert asked.by == "alice" and asked.roles == ["clinical_reviewer", "validator"]
+        [(message, channels)] = told  # and told the configured channels (the log has it from the registry)
+        assert channels == ["webhook"] and message.payload["approval_request"]["roles"] == asked.roles
 
     again = pipelines.run(alice, load_project(path))
     assert steps_of(again, "done") == [] and steps_of(again, "skipped") == names[: len(steps_of(again, "skipped"))]

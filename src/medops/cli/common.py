@@ -192,3 +192,13 @@ def key_values(values: list[str], option: str, example: str) -> dict[str, list[s
 
 def path_arg(value: Path) -> Path:
     return value.expanduser()
+
+
+def channels_of(spec: Any) -> Any:
+    """A monitor section's channels with their secrets, read from this process's environment (the adapter's job)."""
+    from medops.monitoring.channels import Channels
+
+    named = [c.secret_env for c in (spec.channels.webhook,) if c is not None]
+    if spec.channels.email is not None:
+        named += [n for n in (spec.channels.email.username_env, spec.channels.email.password_env) if n]
+    return Channels(spec.channels, {n: os.environ[n] for n in named if n in os.environ})

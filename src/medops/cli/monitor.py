@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,17 @@ import typer
 from rich.markup import escape
 from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from medops.cli.common import JsonOption, cli_caller, console, done, open_workspace, print_json, progress_bar, table
+from medops.cli.common import (
+    JsonOption,
+    channels_of,
+    cli_caller,
+    console,
+    done,
+    open_workspace,
+    print_json,
+    progress_bar,
+    table,
+)
 from medops.cli.data import ProjectOption
 from medops.cli.predictions import SinceOpt, UntilOpt, _moment
 
@@ -109,7 +118,7 @@ def run_cmd(
     start, end = _moment(since, "--since"), _moment(until, "--until")
     with open_workspace() as ws:
         service = Services(ws).monitoring
-        channels = _channels(explored or service.governing())
+        channels = channels_of(explored or service.governing())
         with progress_bar(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), enabled=not as_json
         ) as bar:
@@ -155,16 +164,6 @@ def run_cmd(
             )
         else:
             console.print(f"  [yellow]retraining for alert {r.alert_id[:12]} not started[/]: {escape(r.error or '')}")
-
-
-def _channels(spec: Any) -> Any:
-    """The spec's channels with their secrets, read from this process's environment (the adapter's job)."""
-    from medops.monitoring.channels import Channels
-
-    named = [c.secret_env for c in (spec.channels.webhook,) if c is not None]
-    if spec.channels.email is not None:
-        named += [n for n in (spec.channels.email.username_env, spec.channels.email.password_env) if n]
-    return Channels(spec.channels, {n: os.environ[n] for n in named if n in os.environ})
 
 
 def _windows(found: list[Any]) -> None:

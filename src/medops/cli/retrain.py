@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, ReasonOption, cli_caller, console, open_workspace, print_json
+from medops.cli.common import JsonOption, ReasonOption, channels_of, cli_caller, console, open_workspace, print_json
 
 EPILOG = "Examples:  medops retrain -r 'new quarter of discharges'   ·   medops retrain --json"
 
@@ -24,11 +24,13 @@ def retrain(reason: str | None = ReasonOption, as_json: bool = JsonOption) -> No
 
     with open_workspace() as ws:
         loaded = load_project(project_path(ws.settings))
-        record = Services(ws).pipelines.run(
+        services = Services(ws)
+        record = services.pipelines.run(
             cli_caller(ws, writes=True),
             loaded,
             trigger="retrain",
             reason=reason or "retrain",
+            channels=channels_of(services.monitoring.governing()),
             on=lambda event, step, note: (
                 None
                 if as_json

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, ReasonOption, cli_caller, console, open_workspace, print_json
+from medops.cli.common import JsonOption, ReasonOption, channels_of, cli_caller, console, open_workspace, print_json
 from medops.cli.data import ProjectOption, project_at
 
 EPILOG = (
@@ -89,7 +89,16 @@ def run(
         if not as_json:
             console.print(f"[bold]{escape(loaded.spec.name)}[/]: running the pipeline of {escape(str(loaded.path))}")
         record = services.pipelines.run(
-            caller, loaded, steps or (), start=start, force=force, trigger=trigger, reason=reason, on=on, say=say
+            caller,
+            loaded,
+            steps or (),
+            start=start,
+            force=force,
+            trigger=trigger,
+            reason=reason,
+            on=on,
+            say=say,
+            channels=channels_of(services.monitoring.governing()),
         )
     if as_json:
         print_json(record.to_json())

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, cli_caller, console, open_workspace, print_json
+from medops.cli.common import JsonOption, channels_of, cli_caller, console, open_workspace, print_json
 from medops.cli.data import ProjectOption, project_at
 
 EPILOG = "Examples:  MEDOPS_TOKEN=... medops scheduler   ·   medops scheduler --once   ·   medops scheduler --list"
@@ -38,7 +38,12 @@ def scheduler(
     with open_workspace() as ws:
         services = Services(ws)
         caller = cli_caller(ws, writes=not listing)
-        runner = services.pipelines.scheduler(caller, loaded, again=lambda: cli_caller(ws, writes=True))
+        runner = services.pipelines.scheduler(
+            caller,
+            loaded,
+            again=lambda: cli_caller(ws, writes=True),
+            channels=channels_of(services.monitoring.governing()),
+        )
         if listing:
             now = utc_now()
             rows: list[dict[str, Any]] = [

@@ -1,13 +1,14 @@
-"""Telling people about an alert: the log, a webhook, email.
+"""Telling people about an alert, or that a version waits for their signatures: the log, a webhook, email.
 
-The message holds the alert (model, rule, severity, the metrics that crossed and their windows),
-never a row of data. A webhook receives JSON POSTed with the headers ``X-Medops-Timestamp`` and
-``X-Medops-Signature: sha256=<hex>``, the HMAC-SHA256 of ``"<timestamp>.<body>"`` under the shared
-secret: a receiver recomputes it and refuses a stale timestamp, so a captured request can't be
-replayed later. A connection error, a timeout, a 429 or a 5xx is retried with exponential backoff
-(0.5 s, 1 s, 2 s...); another 4xx is not (the receiver refused the message itself). Email goes
-through SMTP (STARTTLS unless turned off, a login if the environment names one). Each channel's
-outcome is recorded beside the alert; a channel that fails never fails the monitoring run.
+The message holds the alert (model, rule, severity, the metrics that crossed and their windows), or
+the approval request (model version, the roles asked, who asked), never a row of data. A webhook
+receives JSON POSTed with the headers ``X-Medops-Timestamp`` and ``X-Medops-Signature:
+sha256=<hex>``, the HMAC-SHA256 of ``"<timestamp>.<body>"`` under the shared secret: a receiver
+recomputes it and refuses a stale timestamp, so a captured request can't be replayed later. A
+connection error, a timeout, a 429 or a 5xx is retried with exponential backoff (0.5 s, 1 s,
+2 s...); another 4xx is not (the receiver refused the message itself). Email goes through SMTP
+(STARTTLS unless turned off, a login if the environment names one). Each channel's outcome is
+recorded beside the alert; a channel that fails never fails the monitoring run.
 """
 
 from __future__ import annotations
@@ -49,23 +50,31 @@ class Channels:
     backoff: float = BACKOFF_S
 
     def deliver(self, alert: AlertInfo, channels: Sequence[str]) -> list[Outcome]:
+        return self.send(alert_message(alert), channels)
+
+    def configured(self) -> list[str]:
+        """Every channel this workspace can tell: the log, and the webhook and email when configured."""
+        return ["log", *(["webhook"] if self.spec.webhook else []), *(["email"] if self.spec.email else [])]
+
+    def send(self, message: Message, channels: Sequence[str]) -> list[Outcome]:
         out = []
         for channel in channels:
             if channel == "log":
-                out.append(_to_log(alert))
+                log.warning("%s", message.line)
+                out.append(Outcome("log", True, 1, "logged"))
             elif channel == "webhook" and self.spec.webhook is not None:
-                out.append(self._webhook(alert, self.spec.webhook))
+                out.append(self._webhook(message, self.spec.webhook))
             elif channel == "email" and self.spec.email is not None:
-                out.append(self._email(alert, self.spec.email))
+                out.append(self._email(message, self.spec.email))
         return out
 
-    def _webhook(self, alert: AlertInfo, spec: WebhookSpec) -> Outcome:
+    def _webhook(self, message: Message, spec: WebhookSpec) -> Outcome:
         import httpx
 
         secret = self.secrets.get(spec.secret_env)
         if not secret:
             return Outcome("webhook", False, 0, f"no secret: set {spec.secret_env}")
-        body = json.dumps(payload(alert), sort_keys=True, separators=(",", ":")).encode()
+        body = json.dumps(message.payload, sort_keys=True, separators=(",", ":")).encode()
         detail = ""
         for attempt in range(1, spec.attempts + 1):
             headers = {"Content-Type": "application/json", **signature_headers(secret, body)}
@@ -80,15 +89,15 @@ class Channels:
                 detail = type(exc).__name__
             if attempt < spec.attempts:
                 self.sleep(self.backoff * 2 ** (attempt - 1))
-        log.warning("alert %s: the webhook failed after %d attempts (%s)", alert.id[:12], spec.attempts, detail)
+        log.warning("%s: the webhook failed after %d attempts (%s)", message.key, spec.attempts, detail)
         return Outcome("webhook", False, spec.attempts, detail)
 
-    def _email(self, alert: AlertInfo, spec: EmailSpec) -> Outcome:
+    def _email(self, notice: Message, spec: EmailSpec) -> Outcome:
         message = EmailMessage()
-        message["Subject"] = f"[medops] {alert.severity}: {alert.rule} on {alert.model}:{alert.version}"
+        message["Subject"] = f"[medops] {notice.subject}"
         message["From"] = spec.sender
         message["To"] = ", ".join(spec.to)
-        message.set_content(text(alert))
+        message.set_content(notice.text)
         try:
             with smtplib.SMTP(spec.host, spec.port, timeout=spec.timeout) as smtp:
                 if spec.starttls:
@@ -97,24 +106,50 @@ class Channels:
                     smtp.login(self.secrets.get(spec.username_env, ""), self.secrets.get(spec.password_env, ""))
                 refused = smtp.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
-            log.warning("alert %s: email failed (%s)", alert.id[:12], type(exc).__name__)
+            log.warning("%s: email failed (%s)", notice.key, type(exc).__name__)
             return Outcome("email", False, 1, type(exc).__name__)
         if refused:
             return Outcome("email", False, 1, f"refused for {len(refused)} recipient(s)")
         return Outcome("email", True, 1, f"sent to {len(spec.to)} recipient(s)")
 
 
-def _to_log(alert: AlertInfo) -> Outcome:
-    log.warning(
-        "alert %s: %s %s on %s:%s (%s)",
-        alert.id[:12],
-        alert.severity,
-        alert.rule,
-        alert.model,
-        alert.version,
-        alert.condition,
+@dataclass(frozen=True)
+class Message:
+    """One thing to tell, in each channel's form."""
+
+    key: str  # what the log names it by: "alert 3f9a1c2e7b10", "approval request readmission_30d:2"
+    subject: str  # an email's subject (after "[medops] ")
+    text: str  # an email's body
+    payload: dict[str, Any]  # a webhook's JSON
+    line: str  # the log's line
+
+
+def alert_message(alert: AlertInfo) -> Message:
+    return Message(
+        key=f"alert {alert.id[:12]}",
+        subject=f"{alert.severity}: {alert.rule} on {alert.model}:{alert.version}",
+        text=text(alert),
+        payload=payload(alert),
+        line=f"alert {alert.id[:12]}: {alert.severity} {alert.rule} on {alert.model}:{alert.version} "
+        f"({alert.condition})",
     )
-    return Outcome("log", True, 1, "logged")
+
+
+def approval_message(model: str, version: int, roles: Sequence[str], by: str, reason: str | None) -> Message:
+    """A registered version waits for signatures: who is asked, by whom, why (no data, no evaluation detail)."""
+    ref = f"{model}:{version}"
+    asked = ", ".join(roles) or "nobody (every required role signed)"
+    body = f"{ref} was registered by {by} and waits for the signatures of: {asked}.\n" + (
+        f"Why: {reason}\n" if reason else ""
+    )
+    doc = {"model": model, "version": version, "roles": list(roles), "requested_by": by, "reason": reason}
+    return Message(
+        key=f"approval request {ref}",
+        subject=f"signatures requested: {ref} ({asked})",
+        text=body,
+        payload={"type": "medops.approval_request", "approval_request": doc},
+        line=f"approval request {ref}: {asked} asked to sign by {by}",
+    )
 
 
 def payload(alert: AlertInfo) -> dict[str, Any]:

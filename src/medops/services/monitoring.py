@@ -171,10 +171,10 @@ class MonitoringService:
                     self.platform, alert.id, outcome.channel, outcome.delivered, outcome.attempts, outcome.detail
                 )
             delivered.append(alerts.get(self.platform, alert.id))
-        retrained = [self._retrain(caller, a) for a in delivered if rules[a.rule].retrain]
+        retrained = [self._retrain(caller, a, told) for a in delivered if rules[a.rule].retrain]
         return MonitorRun(judged, delivered, skipped=skipped, retrained=retrained)
 
-    def _retrain(self, caller: Caller, alert: AlertInfo) -> Retrain:
+    def _retrain(self, caller: Caller, alert: AlertInfo, told: Channels) -> Retrain:
         """The workspace's reviewed project file's pipeline, run for ``alert`` as ``caller``. The alert stands
         whatever happens here; a pipeline that can't start or fails says why in the result and the log."""
         from medops.evaluation.governing import project_path
@@ -189,7 +189,8 @@ class MonitoringService:
             log.warning("alert %s: retraining not started (%s)", alert.id[:12], exc.code)
             return Retrain(alert.id, None, "not_started", f"the workspace's project file can't run: {exc.message}")
         try:
-            record = PipelineService(self.platform).run(caller, project, trigger=f"alert:{alert.id}", reason=reason)
+            trigger = f"alert:{alert.id}"
+            record = PipelineService(self.platform).run(caller, project, trigger=trigger, reason=reason, channels=told)
         except MedopsError as exc:
             log.warning("alert %s: the retraining pipeline failed (%s)", alert.id[:12], exc.code)
             ran = records.listing(self.platform, project.spec.name, limit=1)

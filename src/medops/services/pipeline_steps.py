@@ -20,6 +20,7 @@ from medops.caller import Caller
 from medops.data.datasets import get as get_dataset
 from medops.errors import ConfigError, InvalidInput, MedopsError, NotFound, PermissionDenied
 from medops.features.views import FeatureView
+from medops.monitoring.channels import Channels, approval_message
 from medops.pipelines.dag import Step
 from medops.pipelines.fingerprints import code_fingerprint, digest, environment_fingerprint, file_digest
 from medops.pipelines.records import latest_done
@@ -62,8 +63,17 @@ def project_steps(project: LoadedProject) -> list[Step]:
 class ProjectActions:
     """What each kind of step does for one project, acting as ``caller``."""
 
-    def __init__(self, ws: Platform, project: LoadedProject, caller: Caller, *, reason: str | None = None) -> None:
+    def __init__(
+        self,
+        ws: Platform,
+        project: LoadedProject,
+        caller: Caller,
+        *,
+        reason: str | None = None,
+        channels: Channels | None = None,
+    ) -> None:
         self.ws, self.project, self.caller, self.reason = ws, project, caller, reason
+        self.channels = channels  # where an approval request is told (with their secrets), beside the log
         self._run: dict[str, Callable[[Step, str, Callable[[str], None], bool], dict[str, Any]]] = {
             "ingest": self._ingest,
             "features": self._features,
@@ -306,6 +316,13 @@ class ProjectActions:
         if registered.required_approvals:
             asked = registry.request_approvals(self.caller, ref, reason=self.reason)
             say(f"{ref} registered; signatures requested from {', '.join(asked.roles)}")
+            if self.channels is not None:
+                told = self.channels.send(
+                    approval_message(name, registered.version, asked.roles, self.caller.user, self.reason),
+                    [c for c in self.channels.configured() if c != "log"],  # the registry's log has it already
+                )
+                if told:
+                    say("told: " + ", ".join(f"{o.channel} {'ok' if o.delivered else o.detail}" for o in told))
             return {"model": name, "version": registered.version}
         return self._auto_promote(registry, ref, name, registered.version, say)
 

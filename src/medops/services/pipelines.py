@@ -9,6 +9,7 @@ from datetime import datetime
 from medops.caller import Caller
 from medops.errors import ConfigError, InvalidInput
 from medops.identity import Role
+from medops.monitoring.channels import Channels
 from medops.pipelines import records
 from medops.pipelines.dag import Step, select
 from medops.pipelines.records import PIPELINE_ROLES
@@ -29,8 +30,15 @@ class PipelineService:
     def steps(self, caller: Caller, project: LoadedProject) -> list[Step]:
         return project_steps(project)
 
-    def _runner(self, caller: Caller, project: LoadedProject, trigger: str, reason: str | None) -> Runner:
-        actions = ProjectActions(self.platform, project, caller, reason=reason)
+    def _runner(
+        self,
+        caller: Caller,
+        project: LoadedProject,
+        trigger: str,
+        reason: str | None,
+        channels: Channels | None = None,
+    ) -> Runner:
+        actions = ProjectActions(self.platform, project, caller, reason=reason, channels=channels)
         return Runner(
             self.platform,
             project.spec.name,
@@ -66,14 +74,16 @@ class PipelineService:
         reason: str | None = None,
         on: Event = lambda event, step, note: None,
         say: Callable[[str], None] = lambda message: None,
+        channels: Channels | None = None,
     ) -> records.RunRecord:
         """Run the steps (``targets`` and what they need; from ``start`` on), each as ``caller``, whose
-        roles each step checks as its own command would."""
+        roles each step checks as its own command would. ``channels`` (with their secrets, from the
+        adapter) are told of the approval requests a registration makes; the log always is."""
         if not TRIGGER.match(trigger):
             raise InvalidInput(
                 f"{trigger!r} is not a trigger", hint="words, digits and ':._-', such as schedule:nightly"
             )
-        runner = self._runner(caller, project, trigger, reason)
+        runner = self._runner(caller, project, trigger, reason, channels)
         return runner.run(targets, start, force, on=on, say=say)
 
     def scheduler(
@@ -83,6 +93,7 @@ class PipelineService:
         *,
         again: Callable[[], Caller] | None = None,
         reason: str | None = None,
+        channels: Channels | None = None,
     ) -> Scheduler:
         """The project's schedules, each due time run with the trigger ``schedule:NAME`` as the caller
         ``again`` proves at that time (the credential is checked anew: a revoked token runs nothing),
@@ -100,7 +111,8 @@ class PipelineService:
         def fire(schedule: Schedule, due_at: datetime) -> tuple[str | None, str]:
             why = reason or f"schedule {schedule.name} due {due_at.isoformat()}"
             who = again() if again is not None else caller.anew()
-            record = self.run(who, project, schedule.steps, trigger=f"schedule:{schedule.name}", reason=why)
+            trigger = f"schedule:{schedule.name}"
+            record = self.run(who, project, schedule.steps, trigger=trigger, reason=why, channels=channels)
             return record.id, record.state
 
         return Scheduler(self.platform, project.spec.name, schedules, fire)
