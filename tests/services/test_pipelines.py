@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -282,3 +283,30 @@ def test_a_missing_source_file_is_named_with_its_line_and_fails_only_its_step(
     assert failed.state == "failed" and steps_of(failed, "failed") == ["ingest.notes"]
     assert steps_of(failed, "done") == ["ingest.patients", "ingest.encounters", "ingest.observations",
                                         "ingest.medications"]  # fmt: skip
+
+
+def test_a_forged_pipeline_record_does_not_register_a_failed_model(
+    tmp_path: Path, metadata_url: str, pseudonym_key: None
+) -> None:
+    """An insider edits the pipeline's own records in SQL to say the evaluation passed: the register step
+    reads the evaluation itself, so nothing is registered."""
+    from sqlalchemy import update
+
+    from tests.real_style import write_project
+
+    path = write_project(tmp_path / "project")
+    path.write_text(path.read_text().replace("auroc: {min: 0.6, check: ci_lower}", "auroc: {min: 0.99}"))
+    ws = init_workspace(tmp_path / "ws", admin_username="admin", admin_full_name="Ada Admin", admin_password=PASSWORD,
+                        metadata_url=metadata_url, project_file=str(path))  # fmt: skip
+    ws.users.add("admin", "alice", "Alice Moreau", PASSWORD, [Role.DATA_SCIENTIST])
+    pipelines = Services(ws).pipelines
+    first = pipelines.run(Caller("alice"), load_project(path))
+    assert first.state == "stopped" and "did not pass" in first.steps[-1].note
+    evaluated = first.steps[-2].outputs
+    assert evaluated is not None and evaluated["passed"] is False
+    forged = json.dumps({**evaluated, "passed": True})
+    with ws.db.write() as session:
+        session.execute(update(PipelineStep).where(PipelineStep.step == "evaluate").values(outputs=forged))
+    again = pipelines.run(Caller("alice"), load_project(path))
+    assert again.state == "stopped" and "did not pass" in again.steps[-1].note
+    assert _count(ws, ModelVersion) == 0

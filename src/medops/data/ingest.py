@@ -111,6 +111,11 @@ def _source_node(source: Source, fingerprint: str) -> str:
     return f"query:{fingerprint}" if isinstance(source, SqlSource) else file_node(fingerprint)
 
 
+def uses_key(actions: dict[str, str]) -> bool:
+    """Whether de-identification with these actions needs the pseudonymization key (its output depends on it)."""
+    return any(a.split(":", 1)[0] in _KEYED_ACTIONS for a in actions.values())
+
+
 def key_fingerprint(key: bytes) -> str:
     """Names the pseudonymization key (not reversible) so a dataset says which key made it."""
     return hashlib.sha256(b"medops-pseudonym-key-id:" + key).hexdigest()[:12]
@@ -177,7 +182,7 @@ class _Run:
         if self.names:
             actions.update({h: "drop" for h in self.names.hidden})
             name_columns = (*name_columns, *self.names.hidden)
-        self.keyed = any(a.split(":", 1)[0] in _KEYED_ACTIONS for a in actions.values())
+        self.keyed = uses_key(actions)
         self.key = load_key(key_file=ws.settings.pseudonym_key_file) if self.keyed else b"\0" * 32
 
         def deidentifier() -> Deidentifier:

@@ -14,8 +14,6 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import select
-
 from medops.caller import Caller
 from medops.data.datasets import get as get_dataset
 from medops.errors import ConfigError, InvalidInput, MedopsError, NotFound, PermissionDenied
@@ -118,7 +116,7 @@ class ProjectActions:
             assert spec.evaluate is not None
             return {
                 "section": spec.evaluate.model_dump(mode="json"),
-                "champion": self._champion(),
+                "champion": self._champion(),  # the production version's run the evaluation compares with
                 "project": {k: getattr(spec, k) for k in ("name", "description", "intended_use", "population")},
             }
         if step.kind == "register":
@@ -126,17 +124,19 @@ class ProjectActions:
         raise ConfigError(f"no action for step kind {step.kind!r}")
 
     def _ingest_inputs(self, name: str, previous: Mapping[str, Any]) -> dict[str, Any]:
-        from medops.data.ingest import key_fingerprint
+        from medops.data.ingest import key_fingerprint, uses_key
         from medops.identity.pseudonym_key import load_key
+        from medops.services.projects.ingest import table_plan
 
         spec = self.project.spec
         source = spec.sources[name]
         deid = spec.deidentify
-        table = deid.tables[name]
+        plan = table_plan(self.project, name)  # what the ingest will do: its actions, contract, names lookup
         out: dict[str, Any] = {
             "source": source.model_dump(mode="json", exclude={"path"}),
-            "deidentify": {"table": table.model_dump(mode="json"), "reference_date": deid.reference_date.isoformat()},
-        }
+            "deidentify": {"table": deid.tables[name].model_dump(mode="json"),
+                           "reference_date": deid.reference_date.isoformat()},
+        }  # fmt: skip
         contract = spec.contracts.get(name)
         if contract is not None:
             out["contract"] = self._digest(("contracts", name), contract, previous.get("contract"))
@@ -146,15 +146,14 @@ class ProjectActions:
         else:
             assert source.path is not None
             out["data"] = self._digest(("sources", name, "path"), source.path, previous.get("data"))
-        names = deid.names
-        if names is not None and names.source != name and "redact_text" in table.columns.values():
-            names_source = spec.sources[names.source]
-            out["names"] = names.model_dump(mode="json")
-            if names_source.path is not None:
-                where = ("sources", names.source, "path")
-                out["names_data"] = self._digest(where, names_source.path, previous.get("names_data"))
-        keyed = any(a.startswith(("pseudonymize", "shift_dates")) for a in table.columns.values())
-        if keyed:  # another key makes other pseudonyms: a key id, never the key
+        if plan.names is not None:  # free-text redaction looks names up in another source: its file counts too
+            assert deid.names is not None
+            out["names"] = deid.names.model_dump(mode="json")
+            names_path = spec.sources[deid.names.source].path
+            if names_path is not None:
+                where = ("sources", deid.names.source, "path")
+                out["names_data"] = self._digest(where, names_path, previous.get("names_data"))
+        if uses_key(plan.actions):  # another key makes other pseudonyms: a key id, never the key
             try:
                 out["pseudonym_key"] = key_fingerprint(load_key(key_file=self.ws.settings.pseudonym_key_file))
             except MedopsError:
@@ -180,19 +179,15 @@ class ProjectActions:
         source = self._dataset_version(view.source)
         return None if source is None else view.version(source)
 
-    def _upstream(self, step: Step, kind: str, field: str) -> str | None:
+    def _upstream(self, kind: str, field: str) -> str | None:
         done = latest_done(self.ws, self.project.spec.name, kind)
         return None if done is None or done.outputs is None else done.outputs.get(field)
 
     def _champion(self) -> str | None:
-        from medops.store.schema import ModelVersion
+        """The run behind the production version, unless it is the run to evaluate (then there is none)."""
+        from medops.services.projects.evaluate import production_run
 
-        with self.ws.db.read() as session:
-            return session.scalar(
-                select(ModelVersion.run_id).where(
-                    ModelVersion.model == self.project.spec.name, ModelVersion.stage == "production"
-                )
-            )
+        return production_run(self.ws, self.project.spec.name, self._upstream("train", "run") or "")
 
     # --- doing it -----------------------------------------------------------------------
     def run(self, step: Step, key: str, say: Callable[[str], None], *, fresh: bool = False) -> dict[str, Any]:
@@ -219,24 +214,11 @@ class ProjectActions:
         return {"views": {r.view.name: r.view.version for r in applied}}
 
     def _training_set(self, step: Step, key: str, say: Callable[[str], None], fresh: bool) -> dict[str, Any]:
-        from medops.features import FeatureStore
-        from medops.services.projects.train import refuse_shifted_timeline
+        from medops.services.projects.train import build_training_set
 
         spec = self.project.spec.train
-        assert spec is not None and spec.training_set is not None
-        ts = spec.training_set
-        refuse_shifted_timeline(self.project, spec, get_dataset(self.ws.db, ts.labels), ts.timestamp)
-        with FeatureStore(self.ws, self.project.features) as store:
-            info, new = store.save_training_set(
-                ts.name,
-                ts.labels,
-                ts.features,
-                timestamp=ts.timestamp,
-                actor=self.caller.user,
-                reason=self.reason,
-                quarantined=ts.quarantined,
-            )
-        say(f"{info.ref}: {info.rows:,} rows{'' if new else ' (the same as a stored version)'}")
+        assert spec is not None
+        info, _ = build_training_set(self.ws, self.project, spec, self.caller.user, self.reason, say)
         return {"dataset": info.name, "version": info.version, "rows": info.rows}
 
     def _train(self, step: Step, key: str, say: Callable[[str], None], fresh: bool) -> dict[str, Any]:
@@ -256,8 +238,10 @@ class ProjectActions:
             run = adopted[0]
             say(f"run {run.short} made by an interrupted attempt with the same inputs: adopted")
             return {"run": run.id, "model_sha256": run.tags.get("model_sha256", "")}
+        made = latest_done(self.ws, self.project.spec.name, "training_set")  # in this run, just before
+        built = f"{made.outputs['dataset']}@{made.outputs['version']}" if made and made.outputs else None
         result = train_from_project(self.ws, self.project, caller=self.caller, reason=self.reason, say=say,
-                                    tags={PIPELINE_TAG: key})  # fmt: skip
+                                    tags={PIPELINE_TAG: key}, training_set=built)  # fmt: skip
         m = result.metrics
         say(f"run {result.run_id[:12]}: test AUROC {m['test_auroc']:.3f}, Brier {m['test_brier']:.3f}")
         return {"run": result.run_id, "model_sha256": result.model_sha256}
@@ -266,11 +250,10 @@ class ProjectActions:
         from medops.evaluation.records import list_for
         from medops.services.projects.evaluate import evaluate_from_project
 
-        run = self._upstream(step, "train", "run")
+        run = self._upstream("train", "run")
         if run is None:
             raise ConfigError("there is no trained run to evaluate: the train step has not finished")
         champion = self._champion()
-        champion = None if champion == run else champion
         for found in [] if fresh else list_for(self.ws, run):  # the same run, file and champion: not again
             if found.project_sha256 == self.project.sha256 and found.champion_run_id == champion:
                 say(f"evaluation {found.short} of run {run[:12]} with this project file: reused")
@@ -286,8 +269,8 @@ class ProjectActions:
         from medops.registry import versions
         from medops.services.registry import RegistryService
 
-        run = self._upstream(step, "train", "run")
-        evaluation = self._upstream(step, "evaluate", "evaluation")
+        run = self._upstream("train", "run")
+        evaluation = self._upstream("evaluate", "evaluation")
         if run is None or evaluation is None:
             raise ConfigError("there is nothing to register: the train and evaluate steps have not finished")
         info = get_evaluation(self.ws, evaluation)

@@ -44,10 +44,10 @@ OVERRIDES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _training_set(
+def build_training_set(
     ws: Platform, project: LoadedProject, spec: TrainSpec, who: str, reason: str | None, say: Callable[[str], None]
-) -> tuple[DatasetInfo, pd.DataFrame, list[str], dict[str, str]]:
-    """Labels joined point-in-time with the feature views: the set built (or found unchanged), and its features."""
+) -> tuple[DatasetInfo, bool]:
+    """Labels joined point-in-time with the feature views: the set built, or found unchanged (``False``)."""
     ts = spec.training_set
     assert ts is not None
     labels_info = get(ws.db, ts.labels)
@@ -69,6 +69,31 @@ def _training_set(
             f"{lost['label_rows_dropped']:,} label rows left out: their entities lost source rows to quarantine "
             f"({', '.join(k for k, v in lost['sources'].items() if v['label_rows_dropped'])})"
         )
+    return info, new
+
+
+def _training_set(
+    ws: Platform,
+    project: LoadedProject,
+    spec: TrainSpec,
+    who: str,
+    reason: str | None,
+    say: Callable[[str], None],
+    built: str | None = None,
+) -> tuple[DatasetInfo, pd.DataFrame, list[str], dict[str, str]]:
+    """The training set (``built``: a version of it already made, as a pipeline's own step made it; else built
+    or found unchanged now), read, and its features."""
+    ts = spec.training_set
+    assert ts is not None
+    labels_info = get(ws.db, ts.labels)
+    if built is None:
+        info = build_training_set(ws, project, spec, who, reason, say)[0]
+    else:
+        ws.users.require_role(who, "run.start", RUN_ROLES)  # before reading the data, not after
+        info = get(ws.db, built)
+        if info.name != ts.name:
+            raise InvalidInput(f"{built!r} is not a version of the training set {ts.name!r}")
+        say(f"training set {info.ref}: {info.rows:,} rows (made by the pipeline's training_set step)")
     frame = pq.read_table(ws.artifacts.local_path(info.version)).to_pandas()
     label_columns = {c["name"] for c in labels_info.schema}
     if spec.label not in frame.columns:
@@ -179,12 +204,14 @@ def train_from_project(
     progress: Callable[[int, float], None] | None = None,
     overrides: Mapping[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
+    training_set: str | None = None,
 ) -> TrainResult | TuneResult:
     """One training as the project declares it; with ``tune``, its search, the best refit and tested.
 
     ``overrides`` replace settings of the file for this training only (see ``with_overrides``);
     the run records what was actually used, so it reproduces without them. ``tags`` are set on the
-    run (a pipeline marks the runs it made with its step's key).
+    run (a pipeline marks the runs it made with its step's key). ``training_set`` (NAME@VERSION) trains
+    on that version of the training set instead of building it again (a pipeline's own step built it).
     """
     spec = project.spec.train
     if spec is None:
@@ -195,7 +222,7 @@ def train_from_project(
     if spec.dataset is not None:
         info, frame, features, views = _flat_table(ws, project, spec, who, say)
     else:
-        info, frame, features, views = _training_set(ws, project, spec, who, reason, say)
+        info, frame, features, views = _training_set(ws, project, spec, who, reason, say, training_set)
     frame = label_as_numbers(frame, spec.label)
     dropped = 0
     if spec.drop_missing_labels:
