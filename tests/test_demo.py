@@ -16,6 +16,7 @@ def test_demo_runs_and_catches_tampering(demo: DemoResult) -> None:
     assert {"register", "promote refused", "approve", "promote"} <= set(lines)
     outcomes = dict(demo.steps)
     promotions = [o for n, o in demo.steps if n == "promote"]
+    swaps = [o for n, o in demo.steps if n == "hot swap"]
     assert "is in production" in promotions[0] and "pseudonym key is fixed" in outcomes["init"]
     artifacts = demo.home.parent / "url-artifacts"
     assert f"artifacts in {artifacts.as_uri()}" in outcomes["init"] and (artifacts / "sha256").is_dir()
@@ -30,15 +31,27 @@ def test_demo_runs_and_catches_tampering(demo: DemoResult) -> None:
     # A rollback while requests flow is swapped in by the server without a failed request; every answer
     # was logged before it was sent, and replays identically.
     assert "readmission_30d:2 approved and in production" in promotions[-1]
-    assert "from version 2 to 1 while answering" in outcomes["hot swap"] and outcomes["hot swap"].endswith("0 failed)")
+    assert "from version 2 to 1 while answering" in swaps[0] and swaps[0].endswith("0 failed)")
     assert "answers kept before they were sent" in outcomes["prediction log"]
     assert outcomes["replay"].endswith("every answer identical")
-    # Months of production after promotion, simulated: monitoring judges them, the lab feed's loss at one site
+    # Months of production after promotion, simulated: monitoring judges them, one site drawing fewer labs
     # raises the data quality alert from the fourth month on, ming acknowledges it, the report is written.
     assert {"production months", "monitor run", "alert", "alert acknowledged", "monitoring report"} <= set(lines)
     judged = outcomes["monitor run"]
-    assert "6 monthly windows judged" in judged and "3 quiet" in judged and "hba1c_mean_365d missing" in judged
+    assert "6 monthly windows judged" in judged and "3 quiet" in judged and "creatinine_max_90d missing" in judged
     assert outcomes["alert"].startswith("warning data_quality on readmission_30d:1")
+    # The alert's rule retrains: the pipeline reads the latest extract to a challenger, which is compared
+    # with production on test rows production never trained on, waits for both signatures, and is swapped
+    # into a serving server without a failed request; the alert, the run and what it made are one lineage.
+    assert "the rule data_quality says retrain: true" in outcomes["retraining"]
+    assert "finished" in outcomes["retraining"] and outcomes["retraining"].endswith("train, evaluate, register")
+    compared = outcomes["evaluate challenger"]
+    assert "it was trained on left out" in compared and "10/10 gates passed" in compared
+    assert "(the 0 it was trained on" not in compared  # rows of the first extract were found and left out
+    assert "readmission_30d:3 can't enter production" in [o for n, o in demo.steps if n == "promote refused"][-1]
+    assert [o for n, o in demo.steps if n == "approve"][-1].startswith("victor signed readmission_30d:3")
+    assert "from version 1 to 3 while answering" in swaps[1] and swaps[1].endswith("0 failed)")
+    assert outcomes["lineage"].startswith("alert:") and "1 model" in outcomes["lineage"]
     report = demo.reports[-1]
     assert report.name == "monitoring.html" and "<svg" in report.read_text()
     card = (report.parent / "model_card.html").read_text()  # the production model's card, beside it, links to it

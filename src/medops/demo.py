@@ -19,7 +19,7 @@ import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,12 @@ from medops.store.lineage import walk
 from medops.workspace import Workspace, init_workspace
 
 DEMO_PASSWORD = "demo-password-not-for-production"
+DEMO_PATIENTS = 3200  # in the generated world; the first extract holds those with a stay by then
+WORLD_START, WORLD_DAYS = date(2025, 1, 1), 608  # to 2026-09-01
+FIRST_EXTRACT = date(2026, 1, 1)  # what the model is first trained on
+NORTH_PROTOCOL = date(2026, 6, 1)  # the drift: the north site draws fewer labs from here on
+LATEST_EXTRACT = date(2026, 9, 1)  # what retraining reads
+PRODUCTION_FROM = date(2026, 3, 1)  # six months of production, the last three after the drift
 PEOPLE = [  # user, printed name, roles
     ("alice", "Alice Moreau", [Role.DATA_SCIENTIST]),
     ("ming", "Ming Chen", [Role.ML_ENGINEER]),
@@ -67,7 +73,7 @@ def run_demo(
     root: Path | None = None,
     *,
     say: Callable[[str, str], None] = lambda step, result: None,
-    patients: int = 2000,
+    patients: int = DEMO_PATIENTS,
     artifact_root: str | None = None,
     tuning: Callable[[int, int | None, float], None] | None = None,
 ) -> DemoResult:
@@ -112,7 +118,8 @@ def run_demo(
         baseline, tuned = _train(ws, project, step, tuning)
         passed = _evaluate(ws, project, step, base / "reports", baseline, tuned, result.reports)
         chosen = "tuned" if passed[tuned] else "baseline"
-        _registry(ws, step, tuned if passed[tuned] else baseline, passed, base / "reports" / chosen, result.reports)
+        chosen_run = tuned if passed[tuned] else baseline
+        _registry(ws, step, chosen_run, passed, base / "reports" / chosen, result.reports, base / "project", patients)
         check = ws.verify_audit()
         result.events, result.chain_ok = check.chain.checked, check.ok
         signed = f"; {check.checkpoints} signed checkpoints, the newest at event {check.anchored_at}"
@@ -177,9 +184,27 @@ def _access_control(ws: Workspace, step: Callable[[str, str], None]) -> None:
     step("audit log", f"{len(denied)} denied attempt(s) on record, e.g. by {denied[0].actor if denied else '-'}")
 
 
+def _world(patients: int) -> Any:
+    """The demo's hospital over 20 months, seeded: from June 2026 the north site's new admission protocol
+    draws 40 % fewer labs (the generator's missingness_spike scenario)."""
+    from medops.synth import generate
+
+    return generate(patients, seed=7, scenario="missingness_spike", start=WORLD_START, days=WORLD_DAYS,
+                    drift_at=NORTH_PROTOCOL)  # fmt: skip
+
+
 def _data(ws: Workspace, folder: Path, step: Callable[[str, str], None], patients: int) -> LoadedProject:
-    scaffold(folder, "readmission", patients=patients, seed=7)
-    step("synthetic data", f"{patients:,} patients with PHI (names, SSN, MRN, notes) in {folder / 'raw'}")
+    from medops.synth import write
+    from medops.synth.extracts import on_record
+
+    scaffold(folder, "readmission", data=False)
+    extract = on_record(_world(patients), FIRST_EXTRACT)
+    write(extract, folder / "raw", "csv")
+    step(
+        "synthetic data",
+        f"the EHR's extract of {FIRST_EXTRACT}: {len(extract.patients):,} patients with PHI (names, SSN, MRN, "
+        f"notes), {len(extract.encounters):,} stays since {WORLD_START}, in {folder / 'raw'}",
+    )
     project = load_project(folder / "medops.yaml")
     step("project check", f"{project.spec.name}: {len(project.spec.sources)} sources, contracts and de-id rules valid")
     results = {}
@@ -357,6 +382,8 @@ def _registry(
     passed: dict[str, bool],
     card_folder: Path,
     reports: list[Path],
+    project_folder: Path,
+    patients: int,
 ) -> None:
     """alice registers the model; production is refused until carol and victor sign; ming promotes it."""
     from medops.errors import InvalidTransition
@@ -395,7 +422,7 @@ def _registry(
     _serve_one(ws, step, version.ref, run)
     if versions.get(ws, name, version.version).stage == "production":  # `medops serve NAME` serves production
         _serve_http(ws, step, name, run)
-        _production_months(ws, step, name, run, card_folder, reports)
+        _production_months(ws, step, name, run, card_folder, reports, project_folder, patients)
 
 
 def _next_version(ws: Workspace, step: Callable[[str, str], None], name: str, run: str) -> int:
@@ -417,6 +444,7 @@ def _serve_http(ws: Workspace, step: Callable[[str, str], None], name: str, run:
     swapped in under load, then stopped; the prediction log read back and replayed."""
     import httpx
 
+    from medops.registry import stages
     from medops.server.app import create_app
     from medops.server.background import serving_in_thread
     from medops.server.guard import ServerOptions
@@ -467,19 +495,25 @@ def _serve_http(ws: Workspace, step: Callable[[str, str], None], name: str, run:
             f"{why['base']:.3f} + {len(why['contributions'])} contributions; largest: "
             + ", ".join(f"{k} {v:+.3f}" for k, v in top),
         )
-        _hot_swap(ws, step, http, name, example, first)
+        rollback = lambda: stages.rollback(ws, name, actor="ming", reason="demo: roll back while serving")  # noqa: E731
+        _hot_swap(step, http, name, example, first, rollback, f"medops models rollback {name}")
     step("serve stop", "the server stopped, its prediction spool drained into the metadata store")
     _prediction_log(services, step, name)
 
 
 def _hot_swap(
-    ws: Workspace, step: Callable[[str, str], None], http: Any, name: str, example: dict[str, Any], back_to: int
+    step: Callable[[str, str], None],
+    http: Any,
+    name: str,
+    example: dict[str, Any],
+    to: int,
+    move: Callable[[], Any],
+    command: str,
 ) -> None:
-    """`medops models rollback` while requests keep coming: the server swaps the version in, none fails."""
+    """A registry move (``command``, done by ``move``) while requests keep coming: the server swaps the
+    version in, none fails."""
     import threading
     import time
-
-    from medops.registry import stages
 
     answered: list[int] = []
     failed: list[int] = []
@@ -496,22 +530,45 @@ def _hot_swap(
     thread = threading.Thread(target=caller, name="demo-load")
     thread.start()
     try:
-        while len(answered) < 20 and thread.is_alive():  # requests flowing before the rollback
+        while len(answered) < 20 and thread.is_alive():  # requests flowing before the move
             time.sleep(0.01)
-        stages.rollback(ws, name, actor="ming", reason="demo: roll back while serving")
+        move()
         deadline = time.monotonic() + 60  # a bound on the wait for the follower, not a measurement
-        while time.monotonic() < deadline and not answered[-10:] == [back_to] * 10:
+        while time.monotonic() < deadline and not answered[-10:] == [to] * 10:
             time.sleep(0.02)
     finally:
         stop.set()
         thread.join(30)
-    before = answered.index(back_to) if back_to in answered else len(answered)
+    before = answered.index(to) if to in answered else len(answered)
     step(
         "hot swap",
-        f"medops models rollback {name}: the server followed production from version {answered[0]} to {back_to} "
-        f"while answering ({before} answers by {answered[0]}, {len(answered) - before} by {back_to}, "
-        f"{len(failed)} failed)",
+        f"{command}: the server followed production from version {answered[0]} to {to} while answering "
+        f"({before} answers by {answered[0]}, {len(answered) - before} by {to}, {len(failed)} failed)",
     )
+
+
+def _serve_while(
+    ws: Workspace, step: Callable[[str, str], None], name: str, move: Callable[[], Any], to: int, command: str
+) -> None:
+    """`medops serve NAME` again, called by the EHR's integration user, while ``move`` changes production."""
+    import httpx
+
+    from medops.server.app import create_app
+    from medops.server.background import serving_in_thread
+    from medops.server.guard import ServerOptions
+    from medops.services import Services
+
+    services = Services(ws)
+    _, secret = services.identity.create_token(
+        Caller("ada"), "ehr-integration-2", username="pat", expires_in_days=1, reason="demo: the EHR calls the model"
+    )
+    app = create_app(services, services.serving.load([name]), ServerOptions(follow_interval=0.2))
+    with (
+        serving_in_thread(app) as url,
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"}) as http,
+    ):
+        example = http.get(f"/v1/models/{name}").json()["example"]
+        _hot_swap(step, http, name, example, to, move, command)
 
 
 def _prediction_log(services: Any, step: Callable[[str, str], None], name: str) -> None:
@@ -545,16 +602,23 @@ LABS = ("hba1c_mean_365d", "creatinine_max_90d", "heart_rate_mean_30d", "tempera
 
 
 def _production_months(
-    ws: Workspace, step: Callable[[str, str], None], name: str, run: str, card_folder: Path, reports: list[Path]
+    ws: Workspace,
+    step: Callable[[str, str], None],
+    name: str,
+    run: str,
+    card_folder: Path,
+    reports: list[Path],
+    folder: Path,
+    patients: int,
 ) -> None:
     """Six months of production, simulated: the EHR's requests (patients drawn from the model's own
     population) scored by the production bundle and logged with the times they would have had; from
-    the fourth month the north site's lab feed loses 40 % of its results. `medops monitor run` judges
-    the months, the data quality alert opens, ming acknowledges it, and the report is written beside the
-    production model's card, which links to it."""
+    the fourth month the north site's new protocol draws 40 % fewer labs. The EHR's latest extract
+    lands; `medops monitor run` judges the months and the data quality alert, whose rule says
+    ``retrain: true``, runs the pipeline on that extract to a challenger (see `_challenger`). ming
+    acknowledges the alert, and the report is written beside the production model's card."""
     import numpy as np
 
-    from medops.clock import utc_now
     from medops.registry.predictor import load_model
     from medops.registry.versions import versions
     from medops.services import Services
@@ -566,15 +630,13 @@ def _production_months(
     tracker = Tracker(ws)
     info = tracker.get(run)
     population = stored.training_frame(tracker, info, stored.recipe(tracker, info))
-    now = utc_now()  # the months before this one: a month still open is not judged
-    back = now.year * 12 + now.month - 1 - PRODUCTION_MONTHS
-    first = datetime(back // 12, back % 12 + 1, 1, tzinfo=UTC)
+    first = datetime(PRODUCTION_FROM.year, PRODUCTION_FROM.month, 1, tzinfo=UTC)
     rng = np.random.default_rng(7)
     month, logged = first, 0
-    for index in range(PRODUCTION_MONTHS):
+    for _ in range(PRODUCTION_MONTHS):
         following = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
         rows = population.iloc[rng.integers(0, len(population), REQUESTS_A_MONTH)].reset_index(drop=True)
-        if index >= 3:  # the north site's lab interface drops results (of labs the model accepts missing)
+        if month.date() >= NORTH_PROTOCOL:  # the north site draws fewer labs (of those the model accepts missing)
             lost = (rows["home_site"] == "north").to_numpy() & (rng.random(len(rows)) < 0.4)
             rows.loc[lost, [c for c in LABS if c in rows.columns and c not in predictor.schema.required]] = np.nan
         refused = predictor.schema.flagged(rows[predictor.features])  # the server answers these 422, logs nothing
@@ -604,11 +666,12 @@ def _production_months(
         "production months",
         f"simulated: {logged:,} EHR requests over {PRODUCTION_MONTHS} months from {first:%Y-%m}, scored by "
         f"{version.ref} and logged with the times they would have had; from the fourth month the north "
-        "site's lab feed loses 40 % of its results",
+        "site's new admission protocol draws 40 % fewer labs",
     )
+    _latest_extract(step, folder, patients)
     services = Services(ws)
     ming = Caller("ming")
-    ran = services.monitoring.run(ming, name, since=first, until=month)
+    ran = services.monitoring.run(ming, name, since=first, until=month)  # the alert retrains: see _challenger
     changes = []
     for window in ran.windows:
         _, doc = services.monitoring.show(ming, window.id)
@@ -626,8 +689,10 @@ def _production_months(
     )
     for alert in ran.alerts:
         step("alert", f"{alert.severity} {alert.rule} on {alert.model}:{alert.version}: {alert.condition}")
+    for retrain in ran.retrained:
+        _challenger(ws, step, name, retrain, card_folder.parent, reports)
     if ran.alerts:
-        reason = "demo: a ticket is open with the north site's lab interface team"
+        reason = "demo: the north site's protocol is here to stay; retrained on the extract that has it"
         acknowledged = services.monitoring.acknowledge(ming, ran.alerts[0].id, reason)
         step("alert acknowledged", f"{acknowledged.rule}: {acknowledged.state} by ming, the reason in the audit trail")
     html = services.monitoring.report(Caller("victor"), name)
@@ -639,6 +704,119 @@ def _production_months(
         "monitoring report",
         f"{path} ({len(html) // 1024} KB, self-contained: charts per month, the alert); "
         "the model card beside it links to it",
+    )
+
+
+def _latest_extract(step: Callable[[str, str], None], folder: Path, patients: int) -> None:
+    """The EHR's extract of LATEST_EXTRACT replaces the files in raw/, one rename per file, as a nightly
+    drop does: the same world cut later, so it agrees with the first extract on their common past."""
+    import os
+
+    from medops.synth import write
+    from medops.synth.extracts import on_record
+
+    extract = on_record(_world(patients), LATEST_EXTRACT)
+    landing = folder / ".landing"
+    shutil.rmtree(landing, ignore_errors=True)
+    for written in write(extract, landing, "csv"):
+        os.replace(written, folder / "raw" / written.name)
+    landing.rmdir()
+    labels = extract.outcomes["readmission_30d"]
+    since = int((labels["label_time"] >= datetime(FIRST_EXTRACT.year, 1, 1)).sum())
+    step(
+        "latest extract",
+        f"the EHR's extract of {LATEST_EXTRACT} lands in raw/: {len(extract.encounters):,} stays ({since:,} since "
+        f"{FIRST_EXTRACT}), {int(labels['readmitted_30d'].notna().sum()):,} outcomes known",
+    )
+
+
+def _challenger(
+    ws: Workspace, step: Callable[[str, str], None], name: str, retrain: Any, reports_dir: Path, reports: list[Path]
+) -> None:
+    """What the alert started: the pipeline's run on the latest extract, the challenger's evaluation against
+    production on the same test rows, the signatures it waits for, and its promotion swapped into a server
+    under load."""
+    from collections import Counter
+
+    from medops.errors import InvalidTransition
+    from medops.evaluation.records import get as get_evaluation
+    from medops.registry import approvals, stages
+    from medops.services import Services
+
+    services = Services(ws)
+    ming = Caller("ming")
+    if retrain.run_id is None:
+        step("retraining", f"not started: {retrain.error}")
+        return
+    record = services.pipelines.show(ming, retrain.run_id)
+    seconds = (record.ended_at - record.started_at).total_seconds() if record.ended_at else 0.0
+    kinds = [s.step.partition(".")[0] for s in record.steps if s.state == "done"]
+    made = ", ".join(f"{k} x{kinds.count(k)}" if kinds.count(k) > 1 else k for k in dict.fromkeys(kinds))
+    step(
+        "retraining",
+        f"the rule data_quality says retrain: true: pipeline run {record.short} ({record.trigger[:18]}), "
+        f"{record.state} in {seconds:.0f} s: {made}",
+    )
+    notes = {s.step: s.note for s in record.steps}
+    outputs = {s.step: s.outputs or {} for s in record.steps}
+    trained = outputs.get("train", {}).get("run")
+    if trained:
+        from medops.training import Tracker
+
+        info = Tracker(ws).get(trained)
+        m = info.metrics
+        step(
+            "challenger",
+            f"run {info.short} on {info.inputs[-1]['name'] if info.inputs else 'the training set'} of the latest "
+            f"extract: test AUROC {m['test_auroc']:.3f}, Brier {m['test_brier']:.3f}",
+        )
+    evaluation = outputs.get("evaluate", {}).get("evaluation")
+    if evaluation:
+        info = get_evaluation(ws, evaluation)
+        doc = json.loads(ws.artifacts.read_bytes(info.document))
+        c, m = doc["champion"] or {}, doc["metrics"]
+        failed = [g["criterion"] for g in info.gates if not g["passed"]]
+        out = reports_dir / "challenger"
+        out.mkdir(parents=True, exist_ok=True)
+        for ref, file in ((info.report, "validation_report.html"), (info.card_markdown, "model_card.md")):
+            (out / file).write_bytes(ws.artifacts.read_bytes(ref))
+            reports.append(out / file)
+        step(
+            "evaluate challenger",
+            f"AUROC {m['auroc']['value']:.3f} ({m['auroc']['low']:.3f}-{m['auroc']['high']:.3f}); vs production on "
+            f"the same {c.get('rows', 0):,} test rows (the {c.get('left_out', 0):,} it was trained on left out) "
+            f"AUROC {c.get('difference', 0.0):+.3f} ({c.get('low', 0.0):+.3f} to {c.get('high', 0.0):+.3f}); "
+            f"{len(info.gates) - len(failed)}/{len(info.gates)} gates passed"
+            + (f" (failed: {'; '.join(failed)})" if failed else "")
+            + f"; report {out / 'validation_report.html'}",
+        )
+    if record.state != "finished":
+        step("production untouched", f"the pipeline stopped: {record.error or notes.get('register', '')}")
+        return
+    version = int(outputs["register"]["version"])
+    ref = f"{name}:{version}"
+    state = services.registry.approvals(ming, ref)
+    asked = "; ".join(f"{', '.join(r.roles)} asked by {r.by}" for r in state.requests) or "none"
+    step("approvals requested", f"medops models approvals {ref}: {asked}; production stays on the champion")
+    try:
+        stages.promote(ws, name, version, "production", actor="ming", reason="demo: before the signatures")
+    except InvalidTransition as exc:
+        step("promote refused", exc.message)
+    for user, role in (("carol", "clinical_reviewer"), ("victor", "validator")):
+        decision = approvals.approve(ws, (name, version), user, DEMO_PASSWORD, role)
+        step("approve", f"{decision.username} signed {ref} as {decision.role} (Part 11 e-signature)")
+    _serve_while(
+        ws, step, name,
+        lambda: stages.promote(ws, name, version, "production", actor="ming", reason="demo: the retrained challenger"),
+        version, f"medops models promote {ref} production",
+    )  # fmt: skip
+    made = walk(ws.db, f"pipeline:{record.id}", "both", depth=1)
+    kinds = Counter(e.dst.partition(":")[0] for e in made if e.relation == "produced")
+    step(
+        "lineage",
+        f"{record.trigger[:18]} triggered pipeline:{record.short}, which produced "
+        + ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in kinds.items())
+        + f"; medops lineage show {ref} walks back to the source files",
     )
 
 

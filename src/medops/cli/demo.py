@@ -19,7 +19,12 @@ EPILOG = (
 
 def demo(
     directory: Path | None = typer.Option(None, "--dir", help="Folder for the demo (default: a new temp folder)."),
-    patients: int = typer.Option(2000, "--patients", min=100, help="Synthetic patients to generate and ingest."),
+    patients: int = typer.Option(
+        3200,  # medops.demo.DEMO_PATIENTS, not imported here: it loads the data stack
+        "--patients",
+        min=100,
+        help="Patients in the generated hospital; its first extract holds those with a stay by then.",
+    ),
     artifact_root: str | None = typer.Option(
         None, "--artifact-root", help=f"Artifact folder or URL ({known_schemes()}; default: in the workspace)."
     ),

@@ -420,9 +420,11 @@ class Contract:
             "HAVING count(*) > 1) SELECT keyed._i FROM keyed JOIN twice ON keyed.a = twice.a AND keyed.b = twice.b "
             f"WHERE keyed._i > twice.first UNION ALL "
             f"SELECT _i FROM keyed SEMI JOIN seen_{k} AS s ON keyed.a = s.a AND keyed.b = s.b",
+            unordered=True,  # rows named by _i
             keyed=keyed,
         )
-        duck.query(self.seen, f"INSERT INTO seen_{k} SELECT a, b FROM keyed WHERE a IS NOT NULL", keyed=keyed)
+        insert = f"INSERT INTO seen_{k} SELECT a, b FROM keyed WHERE a IS NOT NULL"
+        duck.query(self.seen, insert, unordered=True, keyed=keyed)
         flag = np.zeros(len(upper), dtype=bool)
         flag[repeated.column("_i").to_numpy()] = True
         return pa.array(flag)

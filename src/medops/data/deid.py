@@ -439,10 +439,13 @@ class Deidentifier:
                 self._people,
                 f"INSERT INTO people SELECT DISTINCT {key}, CAST({quote_ident(patient)} AS VARCHAR) FROM t "
                 f"WHERE {quote_ident(patient)} IS NOT NULL",
+                unordered=True,
                 t=out.select(columns),
             )
             return
-        groups = duck.query(self.con, f"SELECT {key}, count(*) AS n FROM t GROUP BY ALL", t=out.select(columns))
+        groups = duck.query(
+            self.con, f"SELECT {key}, count(*) AS n FROM t GROUP BY ALL", unordered=True, t=out.select(columns)
+        )
         for *qi, n in zip(*(groups.column(c).to_pylist() for c in (*qs, "n")), strict=True):
             self._qi["|".join(qi)] += n
 

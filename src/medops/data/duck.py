@@ -59,15 +59,28 @@ def discard(*cons: duckdb.DuckDBPyConnection | None, database: Path | None = Non
 
 
 def query(
-    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None, **tables: pa.Table | ds.Dataset
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: dict[str, Any] | None = None,
+    *,
+    unordered: bool = False,
+    **tables: pa.Table | ds.Dataset,
 ) -> pa.Table:
     """Run ``sql`` over the given Arrow tables or datasets (by name) and return the result as Arrow.
 
-    A dataset (Parquet files) is scanned lazily, in parallel with the query, with only the
-    columns the query uses.
+    The result's rows are in the table's order, so its columns can be put beside the table's own:
+    a table is scanned as one batch by one thread. Threads scanning batches of one table in
+    parallel were seen to return the rows of a projection out of order (values under another
+    row's code), whatever ``preserve_insertion_order`` says. Only a query whose result does not
+    depend on the order (an aggregate, a join on an explicit row number) asks for ``unordered``
+    and gets one batch per thread. A dataset (Parquet files) is scanned lazily, in parallel,
+    with only the columns the query uses: never for a result read by position.
     """
     for name, table in tables.items():
-        con.register(name, table if isinstance(table, ds.Dataset) else _split(table))
+        if isinstance(table, ds.Dataset):
+            con.register(name, table)
+        else:
+            con.register(name, _split(table) if unordered else table.combine_chunks())
     try:
         relation = con.sql(sql, params=params or None)
         return relation.to_arrow_table() if relation is not None else pa.table({})

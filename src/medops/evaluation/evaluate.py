@@ -28,6 +28,7 @@ from medops.evaluation import gates as gating
 from medops.evaluation import robustness, thresholds
 from medops.evaluation.between import between_groups
 from medops.evaluation.bootstrap import Distribution, bootstrap, paired_difference, percentile_interval
+from medops.evaluation.champion_rows import unseen_by
 from medops.evaluation.heldout import out_of_fold
 from medops.evaluation.metrics import METRICS
 from medops.evaluation.records import PREDICTIONS
@@ -357,19 +358,32 @@ def _champion(tracker: Tracker, ref: str, ts: TestSet, spec: EvaluateSpec, thres
             f"the champion (run {info.short}) needs {missing[0]!r}, which the test set does not have",
             hint="compare models trained on the same training set",
         )
+    unseen = unseen_by(tracker, info, ts.frame, ts.config)  # rows the champion trained on would flatter it
+    rows = unseen.mask
+    y = ts.y[rows]
+    if len(np.unique(y)) < 2:
+        raise InvalidInput(
+            f"the champion (run {info.short}) can't be compared: of the {len(ts.y):,} test rows it trained on "
+            f"{unseen.left_out:,}, and the {int(rows.sum()):,} left hold one outcome only",
+            hint="test the challenger on rows the production model never saw: a later extract, other patients",
+        )
+    clusters = ts.clusters
     paired = paired_difference(
-        ts.y,
-        ts.p,
-        model.predict_proba(ts.frame),
+        y,
+        ts.p[rows],
+        model.predict_proba(ts.frame[rows]),
         metric,
         threshold,
         resamples=spec.bootstrap.resamples,
         seed=spec.bootstrap.seed,
         level=spec.bootstrap.level,
-        clusters=ts.clusters,
+        clusters=None if clusters is None else clusters[rows],
     )
     return {
         "run": info.id,
+        "rows": int(rows.sum()),
+        "left_out": unseen.left_out,  # test rows the champion was trained on
+        "matched_by": unseen.key,
         "metric": metric,
         "challenger": paired.challenger,
         "champion": paired.champion,

@@ -202,7 +202,9 @@ def non_inferiority_gate(spec: EvaluateSpec, champion: dict[str, Any] | None) ->
     why = (
         f"difference {champion['difference']:+.3f} (CI {champion['low']:+.3f} to {champion['high']:+.3f}) against "
         f"run {champion['run'][:12]}; {'within' if passed else 'beyond'} the margin of {rule.margin:g}"
-    )
+        + (f"; on {champion['rows']:,} test rows, {champion['left_out']:,} it was trained on left out"
+           if champion.get("left_out") else "")
+    )  # fmt: skip
     return [Gate(criterion, "non_inferiority", champion["difference"], rule.margin, passed, why)]
 
 

@@ -21,6 +21,7 @@ from medops.clock import utc_now
 from medops.errors import NotFound
 from medops.identity import Role
 from medops.platform import Platform
+from medops.store.lineage import Edge, add_edges
 from medops.store.schema import PipelineRun, PipelineStep
 
 PIPELINE_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN}
@@ -127,6 +128,8 @@ def start(
             )
         )
         ch.after = {"project": project, "project_sha256": sha256, "trigger": trigger, "resumes": resumes}
+        if trigger.startswith("alert:"):  # the retraining loop, one chain in lineage: alert -> run -> what it made
+            add_edges(ch.session, [Edge(trigger, pipeline_node(run_id), "triggered", {})], actor)
     return run_id
 
 

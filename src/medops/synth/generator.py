@@ -2,7 +2,8 @@
 
 The causal model (what drives each outcome) is documented in docs/synthetic-data.md and
 in the functions below; models trained on this data have real signal to learn, and the
-scenarios change it in known ways after the period's midpoint (the drift point):
+scenarios change it in known ways after the drift point (the period's midpoint unless
+``drift_at`` names another day):
 
 - ``baseline``: nothing changes.
 - ``aging``: half the patients are a cohort 10 years older whose care starts at the drift
@@ -22,7 +23,7 @@ fixed order, so the same seed gives the same bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -88,10 +89,12 @@ def generate(
     start: date = date(2025, 1, 1),
     days: int = 365,
     hcps: int | None = None,
+    drift_at: date | None = None,
 ) -> SynthData:
     """Generate ``patients`` patients with a year (``days``) of care starting at ``start``.
 
     ``hcps`` is the number of HCPs (prescribers); by default one per 200 patients, at least 10.
+    ``drift_at`` is the day the scenario's change begins (default: the period's midpoint).
     """
     if scenario not in SCENARIOS:
         raise InvalidInput(f"unknown scenario {scenario!r}", hint=f"scenarios: {', '.join(SCENARIOS)}")
@@ -101,9 +104,12 @@ def generate(
         raise InvalidInput("the period must span at least 60 days")
     if hcps is not None and hcps < 1:
         raise InvalidInput("the number of HCPs must be at least 1")
+    end = start + timedelta(days=days)
+    if drift_at is not None and not start < drift_at < end:
+        raise InvalidInput(f"the drift day {drift_at} is outside the period {start} to {end}")
     rng = np.random.default_rng(seed)
     t0 = np.datetime64(start, "s")
-    drift = t0 + np.timedelta64(days // 2, "D")
+    drift = t0 + np.timedelta64((drift_at - start).days if drift_at else days // 2, "D")
     pts = _patients(rng, patients, t0, aging=scenario == "aging")
     prescribers, activity, churn = _hcps(rng, max(10, patients // 200) if hcps is None else hcps, t0, days)
     pts["pcp_id"] = prescribers["hcp_id"].to_numpy()[rng.integers(0, len(prescribers), size=patients)]
@@ -221,7 +227,8 @@ def _encounters(
     count = np.clip(rng.poisson(0.8 + 0.5 * burden), 1, 6)
     owner = np.repeat(np.arange(n), count)
     rank = np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)
-    first_day = np.where(pts["_late"].to_numpy()[owner], days // 2, 0)  # the aging cohort arrives at drift
+    drift_day = int((drift - t0) // DAY)
+    first_day = np.where(pts["_late"].to_numpy()[owner], drift_day, 0)  # the aging cohort arrives at drift
     slot = (days - first_day) / np.repeat(count, count)
     offset_days = first_day + rank * slot + rng.random(len(owner)) * np.maximum(slot - 45, 1)
     admit = t0 + (offset_days * 86400).astype("timedelta64[s]")

@@ -29,8 +29,9 @@ def templates() -> list[str]:
     return sorted(p.name for p in TEMPLATES_DIR.iterdir() if (p / PROJECT_FILE).is_file())
 
 
-def scaffold(directory: Path, template: str, *, patients: int = 2000, seed: int = 7) -> list[Path]:
-    """Copy the template's project file and contracts into ``directory`` and generate raw data."""
+def scaffold(directory: Path, template: str, *, patients: int = 2000, seed: int = 7, data: bool = True) -> list[Path]:
+    """Copy the template's project file and contracts into ``directory`` and generate raw data (unless
+    ``data`` is false: the caller writes its own extract)."""
     if template not in templates():
         raise InvalidInput(f"unknown template {template!r}", hint=f"templates: {', '.join(templates())}")
     source = TEMPLATES_DIR / template
@@ -45,6 +46,8 @@ def scaffold(directory: Path, template: str, *, patients: int = 2000, seed: int 
     if not gitignore.exists():
         gitignore.write_text(GITIGNORE, encoding="utf-8")
         written.append(gitignore)
+    if not data:
+        return written
     from medops.synth import generate, write  # NumPy and pandas: loaded to scaffold, not to list
 
     written += write(generate(patients, seed=seed, **synth_options(template, patients)), directory / RAW_DIR, "csv")
