@@ -763,12 +763,13 @@ def _challenger(
     if trained:
         from medops.training import Tracker
 
-        info = Tracker(ws).get(trained)
-        m = info.metrics
+        made_run = Tracker(ws).get(trained)
+        m = made_run.metrics
+        training = made_run.inputs[-1]["name"] if made_run.inputs else "the training set"
         step(
             "challenger",
-            f"run {info.short} on {info.inputs[-1]['name'] if info.inputs else 'the training set'} of the latest "
-            f"extract: test AUROC {m['test_auroc']:.3f}, Brier {m['test_brier']:.3f}",
+            f"run {made_run.short} on {training} of the latest extract: test AUROC {m['test_auroc']:.3f}, "
+            f"Brier {m['test_brier']:.3f}",
         )
     evaluation = outputs.get("evaluate", {}).get("evaluation")
     if evaluation:
@@ -810,12 +811,12 @@ def _challenger(
         lambda: stages.promote(ws, name, version, "production", actor="ming", reason="demo: the retrained challenger"),
         version, f"medops models promote {ref} production",
     )  # fmt: skip
-    made = walk(ws.db, f"pipeline:{record.id}", "both", depth=1)
-    kinds = Counter(e.dst.partition(":")[0] for e in made if e.relation == "produced")
+    edges = walk(ws.db, f"pipeline:{record.id}", "both", depth=1)
+    produced = Counter(e.dst.partition(":")[0] for e in edges if e.relation == "produced")
     step(
         "lineage",
         f"{record.trigger[:18]} triggered pipeline:{record.short}, which produced "
-        + ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in kinds.items())
+        + ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in produced.items())
         + f"; medops lineage show {ref} walks back to the source files",
     )
 
