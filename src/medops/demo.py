@@ -184,7 +184,7 @@ def _access_control(ws: Workspace, step: Callable[[str, str], None]) -> None:
     step("audit log", f"{len(denied)} denied attempt(s) on record, e.g. by {denied[0].actor if denied else '-'}")
 
 
-def _world(patients: int) -> Any:
+def world(patients: int) -> Any:
     """The demo's hospital over 20 months, seeded: from June 2026 the north site's new admission protocol
     draws 40 % fewer labs (the generator's missingness_spike scenario)."""
     from medops.synth import generate
@@ -198,7 +198,7 @@ def _data(ws: Workspace, folder: Path, step: Callable[[str, str], None], patient
     from medops.synth.extracts import on_record
 
     scaffold(folder, "readmission", data=False)
-    extract = on_record(_world(patients), FIRST_EXTRACT)
+    extract = on_record(world(patients), FIRST_EXTRACT)
     write(extract, folder / "raw", "csv")
     step(
         "synthetic data",
@@ -617,11 +617,90 @@ def _production_months(
     lands; `medops monitor run` judges the months and the data quality alert, whose rule says
     ``retrain: true``, runs the pipeline on that extract to a challenger (see `_challenger`). ming
     acknowledges the alert, and the report is written beside the production model's card."""
+    from medops.services import Services
+
+    first = datetime(PRODUCTION_FROM.year, PRODUCTION_FROM.month, 1, tzinfo=UTC)
+    version, logged, month = simulate_production(ws, name, run, first, PRODUCTION_MONTHS, REQUESTS_A_MONTH)
+    step(
+        "production months",
+        f"simulated: {logged:,} EHR requests over {PRODUCTION_MONTHS} months from {first:%Y-%m}, scored by "
+        f"{version} and logged with the times they would have had; from the fourth month the north "
+        "site's new admission protocol draws 40 % fewer labs",
+    )
+    extract = land_extract(world(patients), LATEST_EXTRACT, folder / "raw")
+    labels = extract.outcomes["readmission_30d"]
+    since = int((labels["label_time"] >= datetime(FIRST_EXTRACT.year, 1, 1)).sum())
+    step(
+        "latest extract",
+        f"the EHR's extract of {LATEST_EXTRACT} lands in raw/: {len(extract.encounters):,} stays ({since:,} since "
+        f"{FIRST_EXTRACT}), {int(labels['readmitted_30d'].notna().sum()):,} outcomes known",
+    )
+    services = Services(ws)
+    ming = Caller("ming")
+    ran = services.monitoring.run(ming, name, since=first, until=month)  # the alert retrains: see _challenger
+    changes = []
+    for window in ran.windows:
+        _, doc = services.monitoring.show(ming, window.id)
+        missing = [
+            f"{feature} missing {found['missing']['reference']:.0%} -> {found['missing']['current']:.0%}"
+            for feature, found in doc["features"].items()
+            if (found.get("missing") or {}).get("flagged")
+        ]
+        if missing or window.drifted:
+            changes.append(f"{window.label}: " + ", ".join([*missing, *(f"{f} drifted" for f in window.drifted)]))
+    step(
+        "monitor run",
+        f"medops monitor run {name}: {len(ran.windows)} monthly windows judged against {version}'s reference "
+        f"profile; {len(ran.windows) - len(changes)} quiet; " + ("; ".join(changes) or "no change"),
+    )
+    for alert in ran.alerts:
+        step("alert", f"{alert.severity} {alert.rule} on {alert.model}:{alert.version}: {alert.condition}")
+    for retrain in ran.retrained:
+        _challenger(ws, step, name, retrain, card_folder.parent, reports)
+    if ran.alerts:
+        reason = "demo: the north site's protocol is here to stay; retrained on the extract that has it"
+        acknowledged = services.monitoring.acknowledge(ming, ran.alerts[0].id, reason)
+        step("alert acknowledged", f"{acknowledged.rule}: {acknowledged.state} by ming, the reason in the audit trail")
+    html = services.monitoring.report(Caller("victor"), name)
+    path = card_folder / "monitoring.html"  # beside the model card, whose Monitoring section links to it
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html)
+    reports.append(path)
+    step(
+        "monitoring report",
+        f"{path} ({len(html) // 1024} KB, self-contained: charts per month, the alert); "
+        "the model card beside it links to it",
+    )
+
+
+def land_extract(data: Any, day: date, raw: Path) -> Any:
+    """The world's extract of ``day`` replaces the files in ``raw``, one rename per file, as a nightly
+    drop does; returns it. Cut from the same world as the first, it agrees with it on their common past."""
+    import os
+
+    from medops.synth import write
+    from medops.synth.extracts import on_record
+
+    extract = on_record(data, day)
+    landing = raw.with_name(f".{raw.name}.landing")
+    shutil.rmtree(landing, ignore_errors=True)
+    for written in write(extract, landing, "csv"):
+        os.replace(written, raw / written.name)
+    landing.rmdir()
+    return extract
+
+
+def simulate_production(
+    ws: Workspace, name: str, run: str, first: datetime, months: int, per_month: int, *, seed: int = 7
+) -> tuple[str, int, datetime]:
+    """Months of production from ``first``: the EHR's requests (patients drawn from ``run``'s own population)
+    scored by the production bundle and logged with the times they would have had; from NORTH_PROTOCOL the
+    north site draws 40 % fewer labs. Rows the server would refuse (422) are not logged, as it logs none.
+    Returns the version's reference, the predictions logged and the end of the last month."""
     import numpy as np
 
     from medops.registry.predictor import load_model
     from medops.registry.versions import versions
-    from medops.services import Services
     from medops.serving import prediction_log
     from medops.training import Tracker, stored
 
@@ -630,12 +709,11 @@ def _production_months(
     tracker = Tracker(ws)
     info = tracker.get(run)
     population = stored.training_frame(tracker, info, stored.recipe(tracker, info))
-    first = datetime(PRODUCTION_FROM.year, PRODUCTION_FROM.month, 1, tzinfo=UTC)
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     month, logged = first, 0
-    for _ in range(PRODUCTION_MONTHS):
+    for _ in range(months):
         following = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
-        rows = population.iloc[rng.integers(0, len(population), REQUESTS_A_MONTH)].reset_index(drop=True)
+        rows = population.iloc[rng.integers(0, len(population), per_month)].reset_index(drop=True)
         if month.date() >= NORTH_PROTOCOL:  # the north site draws fewer labs (of those the model accepts missing)
             lost = (rows["home_site"] == "north").to_numpy() & (rng.random(len(rows)) < 0.4)
             rows.loc[lost, [c for c in LABS if c in rows.columns and c not in predictor.schema.required]] = np.nan
@@ -662,72 +740,7 @@ def _production_months(
         )  # fmt: skip
         logged += len(rows)
         month = following
-    step(
-        "production months",
-        f"simulated: {logged:,} EHR requests over {PRODUCTION_MONTHS} months from {first:%Y-%m}, scored by "
-        f"{version.ref} and logged with the times they would have had; from the fourth month the north "
-        "site's new admission protocol draws 40 % fewer labs",
-    )
-    _latest_extract(step, folder, patients)
-    services = Services(ws)
-    ming = Caller("ming")
-    ran = services.monitoring.run(ming, name, since=first, until=month)  # the alert retrains: see _challenger
-    changes = []
-    for window in ran.windows:
-        _, doc = services.monitoring.show(ming, window.id)
-        missing = [
-            f"{feature} missing {found['missing']['reference']:.0%} -> {found['missing']['current']:.0%}"
-            for feature, found in doc["features"].items()
-            if (found.get("missing") or {}).get("flagged")
-        ]
-        if missing or window.drifted:
-            changes.append(f"{window.label}: " + ", ".join([*missing, *(f"{f} drifted" for f in window.drifted)]))
-    step(
-        "monitor run",
-        f"medops monitor run {name}: {len(ran.windows)} monthly windows judged against {version.ref}'s reference "
-        f"profile; {len(ran.windows) - len(changes)} quiet; " + ("; ".join(changes) or "no change"),
-    )
-    for alert in ran.alerts:
-        step("alert", f"{alert.severity} {alert.rule} on {alert.model}:{alert.version}: {alert.condition}")
-    for retrain in ran.retrained:
-        _challenger(ws, step, name, retrain, card_folder.parent, reports)
-    if ran.alerts:
-        reason = "demo: the north site's protocol is here to stay; retrained on the extract that has it"
-        acknowledged = services.monitoring.acknowledge(ming, ran.alerts[0].id, reason)
-        step("alert acknowledged", f"{acknowledged.rule}: {acknowledged.state} by ming, the reason in the audit trail")
-    html = services.monitoring.report(Caller("victor"), name)
-    path = card_folder / "monitoring.html"  # beside the model card, whose Monitoring section links to it
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html)
-    reports.append(path)
-    step(
-        "monitoring report",
-        f"{path} ({len(html) // 1024} KB, self-contained: charts per month, the alert); "
-        "the model card beside it links to it",
-    )
-
-
-def _latest_extract(step: Callable[[str, str], None], folder: Path, patients: int) -> None:
-    """The EHR's extract of LATEST_EXTRACT replaces the files in raw/, one rename per file, as a nightly
-    drop does: the same world cut later, so it agrees with the first extract on their common past."""
-    import os
-
-    from medops.synth import write
-    from medops.synth.extracts import on_record
-
-    extract = on_record(_world(patients), LATEST_EXTRACT)
-    landing = folder / ".landing"
-    shutil.rmtree(landing, ignore_errors=True)
-    for written in write(extract, landing, "csv"):
-        os.replace(written, folder / "raw" / written.name)
-    landing.rmdir()
-    labels = extract.outcomes["readmission_30d"]
-    since = int((labels["label_time"] >= datetime(FIRST_EXTRACT.year, 1, 1)).sum())
-    step(
-        "latest extract",
-        f"the EHR's extract of {LATEST_EXTRACT} lands in raw/: {len(extract.encounters):,} stays ({since:,} since "
-        f"{FIRST_EXTRACT}), {int(labels['readmitted_30d'].notna().sum()):,} outcomes known",
-    )
+    return version.ref, logged, month
 
 
 def _challenger(
