@@ -11,6 +11,7 @@ from benchmarks import (
     bench_checkpoints,
     bench_cli,
     bench_deid_text,
+    bench_demo,
     bench_evaluation,
     bench_features,
     bench_grid_bins,
@@ -18,6 +19,7 @@ from benchmarks import (
     bench_monitoring,
     bench_monitoring_log,
     bench_online,
+    bench_pipeline,
     bench_registry,
     bench_report,
     bench_scoring,
@@ -47,3 +49,5 @@ if __name__ == "__main__":
     bench_serving.main([*extra, "--no-scoring"])  # batch scoring ran just above
     bench_cli.main(extra)
     bench_auth.main(extra)
+    bench_pipeline.main(extra)
+    bench_demo.main(extra)
