@@ -48,7 +48,7 @@ NOT_RUN = {
 # workspace, so the docs can't spell them. Any other upper-case word in a command fails the test.
 PLACEHOLDERS = {
     "RUN": "the demo's reproduction of its first run: trained, not yet evaluated or registered",
-    "PRODUCTION_RUN": "the run of readmission_30d:1, the demo's production version",
+    "PRODUCTION_RUN": "the run of readmission_30d:1, the demo's first production version (RUN reproduces it)",
     "RUN_A": "the run of readmission_30d:1",
     "RUN_B": "the demo's tuned run",
     "EVAL": "the evaluation readmission_30d:1 was registered with",
