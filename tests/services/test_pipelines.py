@@ -310,3 +310,21 @@ def test_a_forged_pipeline_record_does_not_register_a_failed_model(
     again = pipelines.run(Caller("alice"), load_project(path))
     assert again.state == "stopped" and "did not pass" in again.steps[-1].note
     assert _count(ws, ModelVersion) == 0
+
+
+def test_on_a_dask_executor_the_heavy_steps_run_on_a_worker(project_ws: tuple[Workspace, Path]) -> None:
+    """Ingest, training set, train and evaluate go to a worker process, which opens the workspace itself;
+    features (which sends its own partitions) and register (which tells the channels) stay here. A second
+    run, local, finds every step unchanged: where a step ran is not part of what it made."""
+    import os
+
+    ws, path = project_ws
+    pipelines = Services(ws).pipelines
+    said: list[str] = []
+    record = pipelines.run(Caller("alice"), load_project(path), say=said.append, executor_url="dask-local")
+    assert record.state in ("finished", "stopped") and not steps_of(record, "failed")
+    workers = [line for line in said if line.startswith("ran on ")]
+    assert len(workers) == len(load_project(path).spec.sources) + 3  # six ingests, training set, train, evaluate
+    assert all("(dask-local)" in line and f"pid {os.getpid()} " not in line for line in workers)
+    again = pipelines.run(Caller("alice"), load_project(path))
+    assert steps_of(again, "done") == [] and len(steps_of(again, "skipped")) == len(record.steps)

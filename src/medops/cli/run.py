@@ -13,7 +13,8 @@ from medops.cli.data import ProjectOption, project_at
 
 EPILOG = (
     "Examples:  medops run   ·   medops run --dry-run   ·   medops run train   ·   "
-    "medops run --from train   ·   medops run --force ingest.observations   ·   medops run ingest"
+    "medops run --from train   ·   medops run --force ingest.observations   ·   medops run ingest   ·   "
+    "medops run --executor dask-local"
 )
 
 MARKS = {"run": "[cyan]run  [/]", "skip": "[dim]skip [/]", "after": "[cyan]maybe[/]", "held": "[dim]held [/]"}
@@ -36,6 +37,13 @@ def run(
         metavar="WHAT",
         help="What started this run, recorded with it (a CronJob: schedule:NAME).",
     ),
+    executor: str | None = typer.Option(
+        None,
+        "--executor",
+        metavar="EXECUTOR",
+        help="local, dask-local or dask://host:8786: where ingest, training set, train and evaluate run "
+        "(default: the workspace's executor setting).",
+    ),
     project: Path | None = ProjectOption,
     reason: str | None = ReasonOption,
     as_json: bool = JsonOption,
@@ -46,7 +54,8 @@ def run(
     the data versions it reads, medops's code and the environment) are those of a finished step
     is skipped, and says which run made its outputs; a step that runs says what changed. A run
     that failed or was killed resumes from its first unfinished step. Each step checks your roles
-    as its own command would. `medops pipelines list` shows the history.
+    as its own command would. `medops pipelines list` shows the history. On a Dask executor the
+    heavy steps run on a worker, which must see the workspace's folder (as for feature views).
     """
     from medops.services import Services
 
@@ -99,6 +108,7 @@ def run(
             on=on,
             say=say,
             channels=channels_of(services.monitoring.governing()),
+            executor_url=executor,
         )
     if as_json:
         print_json(record.to_json())

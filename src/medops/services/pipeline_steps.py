@@ -17,6 +17,7 @@ from typing import Any
 from medops.caller import Caller
 from medops.data.datasets import get as get_dataset
 from medops.errors import ConfigError, InvalidInput, MedopsError, NotFound, PermissionDenied
+from medops.features.executor import Executor
 from medops.features.views import FeatureView
 from medops.monitoring.channels import Channels, approval_message
 from medops.pipelines.dag import Step
@@ -28,6 +29,9 @@ from medops.services.projects.project import LoadedProject
 from medops.store.lineage import dataset_node
 
 PIPELINE_TAG = "pipeline_step_key"  # on the training runs a pipeline made: an interrupted attempt's run is adopted
+# The kinds a Dask executor runs on a worker. Features stays here (it sends its own partitions to the
+# executor); register stays here too (it tells the alert channels, whose secrets this process holds).
+WORKER_KINDS = ("ingest", "training_set", "train", "evaluate")
 
 
 def project_steps(project: LoadedProject) -> list[Step]:
@@ -69,9 +73,11 @@ class ProjectActions:
         *,
         reason: str | None = None,
         channels: Channels | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.ws, self.project, self.caller, self.reason = ws, project, caller, reason
         self.channels = channels  # where an approval request is told (with their secrets), beside the log
+        self.executor = executor  # a Dask executor runs WORKER_KINDS on a worker; None or local: here
         self._run: dict[str, Callable[[Step, str, Callable[[str], None], bool], dict[str, Any]]] = {
             "ingest": self._ingest,
             "features": self._features,
@@ -191,7 +197,15 @@ class ProjectActions:
 
     # --- doing it -----------------------------------------------------------------------
     def run(self, step: Step, key: str, say: Callable[[str], None], *, fresh: bool = False) -> dict[str, Any]:
-        return self._run[step.kind](step, key, say, fresh)
+        if self.executor is None or self.executor.name == "local" or step.kind not in WORKER_KINDS:
+            return self._run[step.kind](step, key, say, fresh)
+        home = str(self.ws.settings.home)
+        task = (home, str(self.project.path), self.project.sha256, step.name, key, self.caller.user, self.reason, fresh)
+        [(outputs, said, where)] = self.executor.map(run_on_worker, [task])
+        for line in said:
+            say(line)
+        say(f"ran on {where} ({self.executor.name})")
+        return outputs
 
     def _ingest(self, step: Step, key: str, say: Callable[[str], None], fresh: bool) -> dict[str, Any]:
         from medops.data.ingest import ingest
@@ -378,3 +392,28 @@ class ProjectActions:
         if step.kind == "register":
             return [version_node(outputs["model"], int(outputs["version"]))]
         return []
+
+
+def run_on_worker(
+    home: str, project_path: str, sha256: str, name: str, key: str, user: str, reason: str | None, fresh: bool
+) -> tuple[dict[str, Any], list[str], str]:
+    """One step in a Dask worker: the workspace opened from its folder (the worker must see it, as it must
+    see the artifact store), the project file read again and refused if it changed since the run began,
+    the step done as ``user`` (authenticated by the process that started the run). Returns its outputs,
+    what it said and the worker's host and process."""
+    import os
+    import socket
+    from pathlib import Path
+
+    from medops.errors import Conflict
+    from medops.services.projects.project import load_project
+    from medops.workspace import Workspace
+
+    project = load_project(Path(project_path))
+    if project.sha256 != sha256:
+        raise Conflict(f"{project_path} changed while the pipeline ran", hint="run the pipeline again")
+    said: list[str] = []
+    with Workspace.open(Path(home)) as ws:
+        step = next(s for s in project_steps(project) if s.name == name)
+        outputs = ProjectActions(ws, project, Caller(user), reason=reason).run(step, key, said.append, fresh=fresh)
+    return outputs, said, f"{socket.gethostname()} pid {os.getpid()}"

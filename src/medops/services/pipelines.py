@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from medops.caller import Caller
 from medops.errors import ConfigError, InvalidInput
@@ -18,6 +19,9 @@ from medops.pipelines.schedules import Schedule, Scheduler
 from medops.platform import Platform
 from medops.services.pipeline_steps import ProjectActions, project_steps
 from medops.services.projects.project import LoadedProject
+
+if TYPE_CHECKING:
+    from medops.features.executor import Executor
 
 READ_ROLES = set(Role) - {Role.PREDICTOR}
 TRIGGER = re.compile(r"^[A-Za-z][A-Za-z0-9_:.@-]{0,127}$")  # manual, schedule:NAME, alert:ID
@@ -37,8 +41,9 @@ class PipelineService:
         trigger: str,
         reason: str | None,
         channels: Channels | None = None,
+        executor: Executor | None = None,
     ) -> Runner:
-        actions = ProjectActions(self.platform, project, caller, reason=reason, channels=channels)
+        actions = ProjectActions(self.platform, project, caller, reason=reason, channels=channels, executor=executor)
         return Runner(
             self.platform,
             project.spec.name,
@@ -75,16 +80,24 @@ class PipelineService:
         on: Event = lambda event, step, note: None,
         say: Callable[[str], None] = lambda message: None,
         channels: Channels | None = None,
+        executor_url: str | None = None,
     ) -> records.RunRecord:
         """Run the steps (``targets`` and what they need; from ``start`` on), each as ``caller``, whose
         roles each step checks as its own command would. ``channels`` (with their secrets, from the
-        adapter) are told of the approval requests a registration makes; the log always is."""
+        adapter) are told of the approval requests a registration makes; the log always is. On a Dask
+        executor (``executor_url``, else the workspace's setting) the heavy steps run on a worker."""
         if not TRIGGER.match(trigger):
             raise InvalidInput(
                 f"{trigger!r} is not a trigger", hint="words, digits and ':._-', such as schedule:nightly"
             )
-        runner = self._runner(caller, project, trigger, reason, channels)
-        return runner.run(targets, start, force, on=on, say=say)
+        from medops.features.executor import open_executor
+
+        executor = open_executor(executor_url or self.platform.settings.executor)
+        try:
+            runner = self._runner(caller, project, trigger, reason, channels, executor)
+            return runner.run(targets, start, force, on=on, say=say)
+        finally:
+            executor.close()
 
     def scheduler(
         self,
