@@ -262,11 +262,11 @@ class Contract:
         """Type, normalize and check a chunk in one query: the typed rows and one flag per rule (true: broken)."""
         table = self._blank_text_as_missing(table)
         sql, columns, labels, normalized, keys, computed = self._query(table.schema)
-        out = duck.query(self.con, sql, self._salt_param(sql), chunk=table)
+        out = duck.rows(self.con, sql, self._salt_param(sql), name="chunk", table=table)
         retry = self._reparse_dates(table, out, labels)
         if retry is not None:
             table = retry
-            out = duck.query(self.con, sql, self._salt_param(sql), chunk=table)
+            out = duck.rows(self.con, sql, self._salt_param(sql), name="chunk", table=table)
         for i, rule_name in normalized:
             count = pc.sum(out.column(f"_norm_{i}")).as_py()
             if count:
@@ -329,7 +329,7 @@ class Contract:
         # Cast once, then refine (NaN as missing, whole numbers as int) and flag the cells that
         # were there but did not convert, as _t0, _t1, ... beside the typed values.
         raws = [f"_raw{k}" for k, f in enumerate(schema) if f.name in computed]
-        ctes = [f"cast_ AS (SELECT {', '.join(cast)} FROM chunk)"]
+        ctes = [f"cast_ AS (SELECT {', '.join(cast)}, {duck.ROW} FROM chunk)"]  # duck.rows keeps the order
         exclude = f" EXCLUDE ({', '.join(raws)})" if raws else ""
         replace = f" REPLACE ({', '.join(refine)})" if refine else ""
         flags_sql = "".join(f", {sql} AS _t{j}" for j, (_, sql) in enumerate(checks))
@@ -370,7 +370,7 @@ class Contract:
                 continue
             broken = f"NOT COALESCE({expr}, TRUE)"
             rules.append((f"rule: {rule.name}", f"COALESCE({when}, FALSE) AND {broken}" if when else broken))
-        select = [quote_ident(c) for c in schema.names if c in computed]
+        select = [duck.ROW, *(quote_ident(c) for c in schema.names if c in computed)]
         select += [f"_norm_{i}" for i, _ in normalized]
         select += [f"({sql}) AS _f{j}" for j, (_, sql) in enumerate(rules)]
         keys, hashed = [], []

@@ -342,14 +342,15 @@ class Deidentifier:
                 f"SELECT v, {Pseudonymizer.digest_sql('v', kind)} AS d "
                 "FROM (SELECT DISTINCT v FROM ids WHERE v IS NOT NULL)",
                 params,
+                unordered=True,  # mapped back by value
                 ids=pa.table({"v": ids}),
             )
             where = pc.index_in(ids, value_set=found.column("v"))
             table = table.append_column(name, found.column("d").take(where))
         source = f"(SELECT *, {', '.join(per_row)} FROM t) AS t" if per_row else "t"
-        select = ", ".join(f"{sql} AS {quote_ident(name)}" for name, sql in computed)
+        select = ", ".join([duck.ROW, *(f"{sql} AS {quote_ident(name)}" for name, sql in computed)])
         sql = f"SELECT {select} FROM {source}"
-        out = duck.query(self.con, sql, params if per_row else None, t=table)
+        out = duck.rows(self.con, sql, params if per_row else None, name="t", table=table)
         columns = [table.column(n) if sql is None else out.column(n) for n, sql in outputs]
         return pa.Table.from_arrays(columns, names=[n for n, _ in outputs])
 

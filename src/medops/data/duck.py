@@ -71,10 +71,11 @@ def query(
     The result's rows are in the table's order, so its columns can be put beside the table's own:
     a table is scanned as one batch by one thread. Threads scanning batches of one table in
     parallel were seen to return the rows of a projection out of order (values under another
-    row's code), whatever ``preserve_insertion_order`` says. Only a query whose result does not
-    depend on the order (an aggregate, a join on an explicit row number) asks for ``unordered``
-    and gets one batch per thread. A dataset (Parquet files) is scanned lazily, in parallel,
-    with only the columns the query uses: never for a result read by position.
+    row's code), whatever ``preserve_insertion_order`` says. A query whose result does not depend
+    on the order (an aggregate, a join on an explicit row number) asks for ``unordered`` and gets
+    one batch per thread; a row-wise query that must be fast goes through ``rows``, which scans in
+    parallel and puts the rows back by number. A dataset (Parquet files) is scanned lazily, in
+    parallel, with only the columns the query uses: never for a result read by position.
     """
     for name, table in tables.items():
         if isinstance(table, ds.Dataset):
@@ -87,6 +88,25 @@ def query(
     finally:
         for name in tables:
             con.unregister(name)
+
+
+ROW = "_medops_row"  # the row number a row-wise query carries through, see ``rows``
+
+
+def rows(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None, *, name: str, table: pa.Table
+) -> pa.Table:
+    """A row-wise ``sql`` over ``table`` (registered as ``name``), scanned in parallel, its result in the
+    table's order: the table gets a ROW column, which ``sql`` must select, and the result is put back in
+    ROW order when the threads returned it otherwise (they do, see ``query``), then ROW dropped."""
+    numbers = np.arange(table.num_rows, dtype=np.int64)
+    out = query(con, sql, params, unordered=True, **{name: table.append_column(ROW, pa.array(numbers))})
+    order = out.column(ROW).to_numpy()
+    if len(order) != len(numbers):
+        raise AssertionError(f"a row-wise query returned {len(order)} rows for {len(numbers)}")
+    if not np.array_equal(order, numbers):
+        out = out.take(pa.array(np.argsort(order, kind="stable")))
+    return out.drop_columns([ROW])
 
 
 def _split(table: pa.Table) -> pa.Table:
