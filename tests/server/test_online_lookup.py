@@ -257,11 +257,11 @@ def test_the_demo_model_scores_a_patient_named_by_the_hospital_id(demo_copy: Pat
     try:
         project = load_project(demo_copy / "project" / "medops.yaml")
         with FeatureStore(ws, project.features) as store:
-            store.materialize("ming", as_of=datetime(2025, 8, 1, tzinfo=UTC))
+            store.materialize("ming", as_of=datetime(2026, 1, 1, tzinfo=UTC))
         services = Services(ws)
         _, token = services.identity.create_token(Caller("ada"), "ehr-lookup", username="pat")
         models = services.serving.load(["readmission_30d"])
-        body = {"patient_id": "P00000000", "event_timestamp": "2025-08-01T00:00:00Z"}
+        body = {"patient_id": "P00000000", "event_timestamp": "2026-01-01T00:00:00Z"}
         with (
             serving_in_thread(create_app(services, models), start_timeout=5.0) as url,
             httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
@@ -269,8 +269,8 @@ def test_the_demo_model_scores_a_patient_named_by_the_hospital_id(demo_copy: Pat
             answer = http.post("/v1/models/readmission_30d/predict", json=body)
         assert answer.status_code == 200, answer.text
         (row,) = answer.json()["predictions"]
-        # no medication fills ever: that view has no row for the patient (counts and coverage read 0, as in training)
-        assert row["features"] == {"missing": ["fills_365d", "pdc_90d"], "stale": [], "given": []}
+        # a stay two weeks before, with its labs, and medication fills since: every view has the patient's rows
+        assert row["features"] == {"missing": [], "stale": [], "given": []}
         assert "P00000000" not in answer.text
         lookup = models["readmission_30d"].lookup
         assert lookup is not None

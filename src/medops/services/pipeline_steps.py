@@ -200,7 +200,7 @@ class ProjectActions:
         if self.executor is None or self.executor.name == "local" or step.kind not in WORKER_KINDS:
             return self._run[step.kind](step, key, say, fresh)
         home = str(self.ws.settings.home)
-        task = (home, str(self.project.path), self.project.sha256, step.name, key, self.caller.user, self.reason, fresh)
+        task = (home, str(self.project.path), self.project.sha256, step.name, key, self.caller, self.reason, fresh)
         [(outputs, said, where)] = self.executor.map(run_on_worker, [task])
         for line in said:
             say(line)
@@ -395,12 +395,12 @@ class ProjectActions:
 
 
 def run_on_worker(
-    home: str, project_path: str, sha256: str, name: str, key: str, user: str, reason: str | None, fresh: bool
+    home: str, project_path: str, sha256: str, name: str, key: str, caller: Caller, reason: str | None, fresh: bool
 ) -> tuple[dict[str, Any], list[str], str]:
     """One step in a Dask worker: the workspace opened from its folder (the worker must see it, as it must
     see the artifact store), the project file read again and refused if it changed since the run began,
-    the step done as ``user`` (authenticated by the process that started the run). Returns its outputs,
-    what it said and the worker's host and process."""
+    the step done as ``caller``, passed down from the process that verified its credential. Returns its
+    outputs, what it said and the worker's host and process."""
     import os
     import socket
     from pathlib import Path
@@ -415,5 +415,5 @@ def run_on_worker(
     said: list[str] = []
     with Workspace.open(Path(home)) as ws:
         step = next(s for s in project_steps(project) if s.name == name)
-        outputs = ProjectActions(ws, project, Caller(user), reason=reason).run(step, key, said.append, fresh=fresh)
+        outputs = ProjectActions(ws, project, caller, reason=reason).run(step, key, said.append, fresh=fresh)
     return outputs, said, f"{socket.gethostname()} pid {os.getpid()}"
