@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import func, select
 
@@ -70,8 +71,10 @@ def test_the_project_runs_once_then_only_what_a_change_reaches(
 
     first = pipelines.run(alice, load_project(path), channels=Spy())  # type: ignore[arg-type]
     names = [s.step for s in first.steps]
-    assert names[:6] == [f"ingest.{n}" for n in load_project(path).spec.sources]
-    assert names[6:] == ["features", "training_set", "train", "evaluate", "register"]
+    assert names[0] == "monitor"  # the template's monitor section: production judged first (nothing logged yet)
+    assert first.steps[0].outputs and first.steps[0].outputs["windows"] == 0 and first.steps[0].outputs["alerts"] == []
+    assert names[1:7] == [f"ingest.{n}" for n in load_project(path).spec.sources]
+    assert names[7:] == ["features", "training_set", "train", "evaluate", "register"]
     assert steps_of(first, "done")[:-1] == names[:-1] and first.state in ("finished", "stopped")
     evaluated = first.steps[-2].outputs
     assert evaluated is not None
@@ -93,7 +96,7 @@ def test_the_project_runs_once_then_only_what_a_change_reaches(
     notes = path.parent / "raw" / "notes.csv"
     notes.write_text(notes.read_text().replace("follow up in clinic", "follow up by phone", 1))
     record = pipelines.run(alice, load_project(path))
-    assert steps_of(record, "done") == ["ingest.notes"] and record.steps[4].note == "changed: data"
+    assert steps_of(record, "done") == ["ingest.notes"] and record.steps[5].note == "changed: data"
 
     # a section of the file: the validation policy's bootstrap reaches evaluate (and register), not train
     path.write_text(path.read_text().replace("resamples: 200", "resamples: 150"))
@@ -106,7 +109,7 @@ def test_the_project_runs_once_then_only_what_a_change_reaches(
     # code: medops itself changed, so every step runs again; the data versions come out the same
     monkeypatch.setattr(pipeline_steps, "code_fingerprint", lambda: "another medops")
     record = pipelines.run(alice, load_project(path), ["training_set"])
-    needed = [n for n in names[:8] if n != "ingest.notes"]  # the training set does not read the notes
+    needed = [n for n in names[1:9] if n != "ingest.notes"]  # the training set reads neither notes nor monitoring
     assert steps_of(record, "done") == needed and all(s.note == "changed: code" for s in record.steps)
     with ws.db.read() as session:
         names_of = list(session.scalars(select(DatasetVersion.name)))
@@ -328,3 +331,58 @@ def test_on_a_dask_executor_the_heavy_steps_run_on_a_worker(project_ws: tuple[Wo
     assert all("(dask-local)" in line and f"pid {os.getpid()} " not in line for line in workers)
     again = pipelines.run(Caller("alice"), load_project(path))
     assert steps_of(again, "done") == [] and len(steps_of(again, "skipped")) == len(record.steps)
+
+
+def test_the_monitor_step_judges_production_and_starts_no_second_run(demo_copy: Path) -> None:
+    """In the demo's workspace (months of production logged, an alert open): `medops run monitor` judges
+    what is new through the governed rules; an alert that retrains would be answered by this same run's
+    later steps, so no other pipeline run starts."""
+    with Workspace.open(demo_copy / "workspace") as ws:
+        project = load_project(demo_copy / "project" / "medops.yaml")
+        pipelines = Services(ws).pipelines
+        before = len(records.listing(ws, "readmission_30d"))
+        plan = pipelines.plan(Caller("ming"), project, ["monitor"])
+        assert [d.step.name for d in plan] == ["monitor"] and plan[0].verdict == "run"
+        said: list[str] = []
+        record = pipelines.run(Caller("ming"), project, ["monitor"], say=said.append)
+        assert record.state == "finished" and steps_of(record, "done") == ["monitor"]
+        assert any("window(s) of readmission_30d" in line for line in said)
+        assert len(records.listing(ws, "readmission_30d")) == before + 1  # this run only
+        again = pipelines.run(Caller("ming"), project, ["monitor"])
+        assert steps_of(again, "skipped") == ["monitor"]  # nothing logged since, the same month
+
+
+def test_a_score_batch_runs_with_production_and_again_only_when_it_or_its_input_changes(
+    tmp_path: Path, metadata_url: str, pseudonym_key: None
+) -> None:
+    """The flat extract's project with a `score` batch: the first run has nothing in production to score with
+    (and says so, without stopping the training), auto-promotes its model; the next run scores the visits with
+    it, into the file, in lineage; then nothing changes and it is skipped; a deleted output is made again."""
+    from medops.store.lineage import walk
+    from tests.real_style import write_project
+
+    path = write_project(tmp_path / "project")
+    text = path.read_text().replace(
+        "    max_quarantined_share: 0.05\n", "    max_quarantined_share: 0.05\n    approvals: []\n    auto_promote: true\n"
+    )
+    text += "score:\n  visits: {input: visits, output: scores/visits.parquet, keep: [patient_id]}\n"
+    path.write_text(text)
+    ws = init_workspace(tmp_path / "ws", admin_username="admin", admin_full_name="Ada Admin", admin_password=PASSWORD,
+                        metadata_url=metadata_url, project_file=str(path))  # fmt: skip
+    ws.users.add("admin", "ming", "Ming Chen", PASSWORD, [Role.ML_ENGINEER])
+    pipelines, ming = Services(ws).pipelines, Caller("ming")
+    said: list[str] = []
+    first = pipelines.run(ming, load_project(path), say=said.append)
+    assert [s.step for s in first.steps] == ["ingest.visits", "score.visits", "train", "evaluate", "register"]
+    assert first.state == "finished" and any(line.startswith("nothing scored: ") for line in said)
+    second = pipelines.run(ming, load_project(path))
+    assert steps_of(second, "done") == ["score.visits"] and second.steps[1].note.startswith("changed: model")
+    scored = pq.read_table(tmp_path / "project" / "scores" / "visits.parquet")
+    outputs = second.steps[1].outputs
+    assert outputs and scored.num_rows == outputs["rows"] and "patient_id" in scored.column_names
+    produced = walk(ws.db, f"pipeline:{second.id}", "down", depth=1)
+    assert [e.dst for e in produced] == [f"predictions:{outputs['sha256']}"]
+    assert steps_of(pipelines.run(ming, load_project(path)), "done") == []
+    (tmp_path / "project" / "scores" / "visits.parquet").unlink()
+    again = pipelines.run(ming, load_project(path))
+    assert steps_of(again, "done") == ["score.visits"] and "gone" in again.steps[1].note

@@ -124,6 +124,7 @@ class MonitoringService:
         channels: Channels | None = None,
         progress: Callable[[Span, int], None] | None = None,
         dataset: str | None = None,
+        retrain: bool = True,
     ) -> MonitorRun:
         """Judge and store every complete window of ``model``'s prediction log, then open the alerts its rules
         raise and tell their channels (``channels``: the configured ones with their secrets; None: log only).
@@ -133,7 +134,9 @@ class MonitoringService:
 
         The workspace's reviewed project file's monitor section governs (``spec`` None). Another ``spec``
         explores: its windows are judged and returned, never stored, and raise no alert, so a looser copy
-        of the thresholds can't put a quiet record in place of the governed one.
+        of the thresholds can't put a quiet record in place of the governed one. An alert of a rule that
+        says ``retrain: true`` runs the project's pipeline, unless ``retrain`` is false (the pipeline's own
+        monitor step: the run it is part of retrains).
         """
         self.platform.users.require_role(caller.user, "monitor.run", windows.MONITOR_ROLES)
         governing = governing_spec(self.platform)
@@ -171,7 +174,7 @@ class MonitoringService:
                     self.platform, alert.id, outcome.channel, outcome.delivered, outcome.attempts, outcome.detail
                 )
             delivered.append(alerts.get(self.platform, alert.id))
-        retrained = [self._retrain(caller, a, told) for a in delivered if rules[a.rule].retrain]
+        retrained = [self._retrain(caller, a, told) for a in delivered if retrain and rules[a.rule].retrain]
         return MonitorRun(judged, delivered, skipped=skipped, retrained=retrained)
 
     def _retrain(self, caller: Caller, alert: AlertInfo, told: Channels) -> Retrain:

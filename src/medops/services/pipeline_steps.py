@@ -35,10 +35,12 @@ WORKER_KINDS = ("ingest", "training_set", "train", "evaluate")
 
 
 def project_steps(project: LoadedProject) -> list[Step]:
-    """The DAG of the project file, in the order the file declares its sections."""
+    """The DAG of the project file: monitoring first (it judges what production did, and an alert that
+    retrains is answered by the steps after it), then the sources and the sections that use them."""
     spec = project.spec
-    steps = [Step(f"ingest.{name}", "ingest", (), f"ingest {name} through its contract and de-identification")
-             for name in spec.sources]  # fmt: skip
+    steps = [Step("monitor", "monitor", (), f"judge {spec.name}'s closed months in production")] if spec.monitor else []
+    steps += [Step(f"ingest.{name}", "ingest", (), f"ingest {name} through its contract and de-identification")
+              for name in spec.sources]  # fmt: skip
     views = project.features.views
     if views:
         needs = tuple(sorted({f"ingest.{v.source.partition('@')[0]}" for v in views.values()}))
@@ -59,6 +61,26 @@ def project_steps(project: LoadedProject) -> list[Step]:
     if spec.evaluate is not None:
         steps.append(Step("evaluate", "evaluate", ("train",), "validate against the project's policy"))
         steps.append(Step("register", "register", ("evaluate",), f"register a version of {spec.name}"))
+    return _with_batches(project, steps)
+
+
+def _with_batches(project: LoadedProject, steps: list[Step]) -> list[Step]:
+    """Each ``score`` batch right after the step that makes its input (after the ingests for a file): it
+    scores with the version in production when it runs, before this run trains anything, so a challenger
+    that stops the run at its gates never stops the batch."""
+    spec = project.spec
+    training_set = spec.train.training_set.name if spec.train and spec.train.training_set else None
+    for name, batch in spec.score.items():
+        need = (f"ingest.{batch.input}" if batch.input in spec.sources
+                else "training_set" if batch.input == training_set else None)  # fmt: skip
+        names = [s.name for s in steps]
+        if need is not None and need not in names:
+            raise ConfigError(f"{project.where(('score', name, 'input'))}: no step makes {batch.input!r}")
+        at = names.index(need) + 1 if need else sum(n.startswith(("monitor", "ingest.")) for n in names)
+        while at < len(names) and names[at].startswith("score."):  # the batches in the file's order
+            at += 1
+        what = f"score {batch.input} with {batch.model or spec.name}"
+        steps.insert(at, Step(f"score.{name}", "score", (need,) if need else (), what))
     return steps
 
 
@@ -85,6 +107,8 @@ class ProjectActions:
             "train": self._train,
             "evaluate": self._evaluate,
             "register": self._register,
+            "monitor": self._monitor,
+            "score": self._score,
         }
 
     # --- what a step depends on -------------------------------------------------------
@@ -96,6 +120,10 @@ class ProjectActions:
         spec = self.project.spec
         if step.kind == "ingest":
             return self._ingest_inputs(step.name.partition(".")[2], previous)
+        if step.kind == "monitor":
+            return self._monitor_inputs()
+        if step.kind == "score":
+            return self._score_inputs(step.name.partition(".")[2], previous)
         if step.kind == "features":
             views = self.project.features
             return {
@@ -128,6 +156,40 @@ class ProjectActions:
         if step.kind == "register":
             return {"model": spec.name}  # the run and the evaluation are what train and evaluate made
         raise ConfigError(f"no action for step kind {step.kind!r}")
+
+    def _monitor_inputs(self) -> dict[str, Any]:
+        """What a monitoring run would judge: the section, the version in production, how many predictions
+        it has logged and the month now (a month is judged once it is over)."""
+        from medops.clock import utc_now
+        from medops.registry.versions import versions
+        from medops.serving import prediction_log
+
+        spec = self.project.spec
+        assert spec.monitor is not None
+        name = spec.name
+        try:
+            production = next((v.ref for v in versions(self.ws, name) if v.stage == "production"), None)
+        except NotFound:
+            production = None
+        logged = prediction_log.count(self.ws, prediction_log.PredictionFilter(model=name))
+        return {"section": spec.monitor.model_dump(mode="json"), "production": production, "predictions": logged,
+                "month": f"{utc_now():%Y-%m}"}  # fmt: skip
+
+    def _score_inputs(self, name: str, previous: Mapping[str, Any]) -> dict[str, Any]:
+        """The batch's section, its input as the workspace holds it now, and the version that would score it."""
+        from medops.serving.models import resolve_ref
+
+        batch = self.project.spec.score[name]
+        if batch.input in self.project.spec.sources or self._dataset_version(batch.input) is not None:
+            data: Any = {"dataset": batch.input, "version": self._dataset_version(batch.input)}
+        else:
+            data = self._digest(("score", name, "input"), batch.input, previous.get("data"))
+        try:
+            version = resolve_ref(self.ws, batch.model or self.project.spec.name)
+            model: str | None = f"{version.model}:{version.version}@{version.artifact_sha256}"
+        except (NotFound, InvalidInput):
+            model = None  # nothing to score with yet: the step says so
+        return {"section": batch.model_dump(mode="json"), "data": data, "model": model}
 
     def _ingest_inputs(self, name: str, previous: Mapping[str, Any]) -> dict[str, Any]:
         from medops.data.ingest import key_fingerprint, uses_key
@@ -206,6 +268,53 @@ class ProjectActions:
             say(line)
         say(f"ran on {where} ({self.executor.name})")
         return outputs
+
+    def _monitor(self, step: Step, key: str, say: Callable[[str], None], fresh: bool) -> dict[str, Any]:
+        """`medops monitor run` for the project's model, the alerts told to the channels; an alert whose rule
+        retrains starts no second pipeline: the steps after this one, in this run, are its retraining."""
+        from medops.monitoring.spec import governing_spec
+        from medops.services.monitoring import MonitoringService
+
+        name = self.project.spec.name
+        try:
+            ran = MonitoringService(self.ws).run(self.caller, name, channels=self.channels, retrain=False)
+        except NotFound:  # nothing served yet (or no model of this name): nothing to judge, nothing wrong
+            say(f"the prediction log holds nothing of {name} yet: nothing to judge")
+            return {"windows": 0, "alerts": [], "retrain": []}
+        judged = [w for w in ran.windows if w.judged]
+        say(f"{len(ran.windows)} window(s) of {name}, {len(judged)} judged, {len(ran.alerts)} alert(s) opened")
+        retrains = {r.name for r in governing_spec(self.ws).rules if r.retrain}
+        retrain = [a for a in ran.alerts if a.rule in retrains]
+        for alert in retrain:
+            say(f"alert {alert.id[:12]} ({alert.rule}, retrain: true): the steps after this one retrain")
+        return {"windows": len(ran.windows), "alerts": [a.id for a in ran.alerts], "retrain": [a.id for a in retrain]}
+
+    def _score(self, step: Step, key: str, say: Callable[[str], None], fresh: bool) -> dict[str, Any]:
+        """`medops score` of the batch: the version in production (or the one the section names), verified,
+        into the output file, with its lineage and audit event."""
+        from medops.services.serving import ServingService
+
+        name = step.name.partition(".")[2]
+        batch = self.project.spec.score[name]
+        serving = ServingService(self.ws)
+        ref = batch.model or self.project.spec.name
+        try:
+            serving.resolve(ref)
+        except NotFound as exc:  # no model to score with yet (the run's later steps may make one): not an error
+            say(f"nothing scored: {exc.message}")
+            return {"scored": False}
+        data = batch.input
+        if not (batch.input in self.project.spec.sources or self._dataset_version(batch.input) is not None):
+            data = str(self.project.resolve(batch.input))
+        output = self.project.resolve(batch.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        result = serving.score(self.caller, ref, serving.score_input(data), output, keep=list(batch.keep),
+                               overwrite=True, reason=self.reason)  # fmt: skip
+        say(f"{result.rows:,} rows scored by {result.model}:{result.version} into {output}")
+        stat = output.stat()  # later runs check the file by these, as git's index does, without reading it
+        return {"output": str(output), "sha256": result.output_sha256, "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns, "rows": result.rows, "model": result.model,
+                "version": result.version}  # fmt: skip
 
     def _ingest(self, step: Step, key: str, say: Callable[[str], None], fresh: bool) -> dict[str, Any]:
         from medops.data.ingest import ingest
@@ -362,6 +471,13 @@ class ProjectActions:
                 from medops.registry import versions
 
                 versions.get(self.ws, outputs["model"], int(outputs["version"]))
+            elif step.kind == "score" and outputs.get("scored", True):
+                from pathlib import Path
+
+                path = Path(outputs["output"])
+                stat = path.stat() if path.is_file() else None
+                if stat is None or (stat.st_size, stat.st_mtime_ns) != (outputs["size"], outputs["mtime_ns"]):
+                    return f"{path} is gone or was changed"
         except (NotFound, KeyError):
             return "what it made is no longer there"
         return None
@@ -391,6 +507,12 @@ class ProjectActions:
             return [evaluation_node(outputs["evaluation"])]
         if step.kind == "register":
             return [version_node(outputs["model"], int(outputs["version"]))]
+        if step.kind == "monitor":
+            return [f"alert:{a}" for a in outputs.get("alerts", [])]
+        if step.kind == "score" and "sha256" in outputs:
+            from medops.serving.batch import predictions_node
+
+            return [predictions_node(outputs["sha256"])]
         return []
 
 

@@ -208,6 +208,16 @@ class ScheduleSpec(_Strict):
         return value
 
 
+class ScoreSpec(_Strict):
+    """A batch the pipeline scores with the model in production: a dataset of this workspace (its current
+    version) or a Parquet or CSV file (relative to the project file), into a prediction file."""
+
+    input: str = Field(min_length=1)
+    output: str = Field(min_length=1)  # relative to the project file's folder
+    model: str | None = None  # NAME, NAME@ALIAS or NAME:VERSION; none: the project's model in production
+    keep: list[str] = []  # input columns copied beside the predictions (an id to join them back by)
+
+
 class Project(_Strict):
     name: str = Field(pattern=_SLUG)
     intended_use: str = Field(min_length=10)
@@ -223,9 +233,13 @@ class Project(_Strict):
     evaluate: EvaluateSpec | None = None
     monitor: MonitorSpec | None = None
     schedules: dict[str, ScheduleSpec] = {}
+    score: dict[str, ScoreSpec] = {}
 
     @model_validator(mode="after")
     def _consistent(self) -> Project:
+        for name in self.score:
+            if not re.match(_SLUG, name):
+                raise ValueError(f"score.{name}: a batch's name is lowercase letters, digits and '_'")
         for name in self.sources:
             if not re.match(_SLUG, name):
                 raise ValueError(f"sources.{name}: a source name is lowercase letters, digits and '_'")
