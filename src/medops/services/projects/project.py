@@ -2,7 +2,7 @@
 
 It names the use case, its intended use and population, then one section per capability:
 ``sources``, ``contracts``, ``deidentify``, ``features`` (or a file of its own named by
-``features_file``), ``train``, ``evaluate``, ``monitor`` and ``schedules``. A pydantic schema checks it;
+``features_file``), ``train``, ``evaluate``, ``monitor``, ``schedules`` and ``score``. A pydantic schema checks it;
 unknown keys are errors, and every error names the file, the line and the field path.
 Paths in it are relative to the file, so a project moves with its folder.
 """
