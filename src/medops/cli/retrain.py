@@ -30,7 +30,7 @@ def retrain(reason: str | None = ReasonOption, as_json: bool = JsonOption) -> No
             loaded,
             trigger="retrain",
             reason=reason or "retrain",
-            channels=channels_of(services.monitoring.governing()),
+            channels=channels_of(services.pipelines.monitor_spec()),
             on=lambda event, step, note: (
                 None
                 if as_json

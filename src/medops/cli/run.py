@@ -107,7 +107,7 @@ def run(
             reason=reason,
             on=on,
             say=say,
-            channels=channels_of(services.monitoring.governing()),
+            channels=channels_of(services.pipelines.monitor_spec()),
             executor_url=executor,
         )
     if as_json:

@@ -42,7 +42,7 @@ def scheduler(
             caller,
             loaded,
             again=lambda: cli_caller(ws, writes=True),
-            channels=channels_of(services.monitoring.governing()),
+            channels=channels_of(services.pipelines.monitor_spec()),
         )
         if listing:
             now = utc_now()

@@ -22,10 +22,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from medops.monitoring.alerts import AlertInfo
 from medops.monitoring.spec import ChannelsSpec, EmailSpec, WebhookSpec
+
+if TYPE_CHECKING:  # only named: the alerts module brings the windows' statistics (SciPy), which a run need not load
+    from medops.monitoring.alerts import AlertInfo
 
 log = logging.getLogger("medops.alerts")
 BACKOFF_S = 0.5

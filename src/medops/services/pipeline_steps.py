@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medops.caller import Caller
 from medops.data.datasets import get as get_dataset
 from medops.errors import ConfigError, InvalidInput, MedopsError, NotFound, PermissionDenied
 from medops.features.executor import Executor
 from medops.features.views import FeatureView
-from medops.monitoring.channels import Channels, approval_message
 from medops.pipelines.dag import Step
 from medops.pipelines.fingerprints import code_fingerprint, digest, environment_fingerprint, file_digest
 from medops.pipelines.records import latest_done
@@ -27,6 +26,9 @@ from medops.pipelines.runner import Stopped
 from medops.platform import Platform
 from medops.services.projects.project import LoadedProject
 from medops.store.lineage import dataset_node
+
+if TYPE_CHECKING:
+    from medops.monitoring.channels import Channels
 
 PIPELINE_TAG = "pipeline_step_key"  # on the training runs a pipeline made: an interrupted attempt's run is adopted
 # The kinds a Dask executor runs on a worker. Features stays here (it sends its own partitions to the
@@ -423,8 +425,10 @@ class ProjectActions:
             asked = registry.request_approvals(self.caller, ref, reason=self.reason)
             say(f"{ref} registered; signatures requested from {', '.join(asked.roles)}")
             if self.channels is not None:
+                from medops.monitoring.channels import approval_message as channel_message
+
                 told = self.channels.send(
-                    approval_message(name, registered.version, asked.roles, self.caller.user, self.reason),
+                    channel_message(name, registered.version, asked.roles, self.caller.user, self.reason),
                     [c for c in self.channels.configured() if c != "log"],  # the registry's log has it already
                 )
                 if told:

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from medops.caller import Caller
 from medops.errors import ConfigError, InvalidInput
 from medops.identity import Role
-from medops.monitoring.channels import Channels
 from medops.pipelines import records
 from medops.pipelines.dag import Step, select
 from medops.pipelines.records import PIPELINE_ROLES
@@ -22,6 +21,8 @@ from medops.services.projects.project import LoadedProject
 
 if TYPE_CHECKING:
     from medops.features.executor import Executor
+    from medops.monitoring.channels import Channels
+    from medops.monitoring.spec import MonitorSpec
 
 READ_ROLES = set(Role) - {Role.PREDICTOR}
 TRIGGER = re.compile(r"^[A-Za-z][A-Za-z0-9_:.@-]{0,127}$")  # manual, schedule:NAME, alert:ID
@@ -30,6 +31,13 @@ TRIGGER = re.compile(r"^[A-Za-z][A-Za-z0-9_:.@-]{0,127}$")  # manual, schedule:N
 class PipelineService:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
+
+    def monitor_spec(self) -> MonitorSpec:
+        """The governing monitor section, whose channels a run tells of its approval requests and alerts
+        (without loading the monitoring service: deciding that nothing needs to run stays quick)."""
+        from medops.monitoring.spec import governing_spec
+
+        return governing_spec(self.platform)
 
     def steps(self, caller: Caller, project: LoadedProject) -> list[Step]:
         return project_steps(project)
