@@ -288,7 +288,10 @@ class ProjectActions:
         retrains = {r.name for r in governing_spec(self.ws).rules if r.retrain}
         retrain = [a for a in ran.alerts if a.rule in retrains]
         for alert in retrain:
-            say(f"alert {alert.id[:12]} ({alert.rule}, retrain: true): the steps after this one retrain")
+            say(
+                f"alert {alert.id[:12]} ({alert.rule}, retrain: true): the steps after this one are its retraining "
+                "(they run where the data changed)"
+            )
         return {"windows": len(ran.windows), "alerts": [a.id for a in ran.alerts], "retrain": [a.id for a in retrain]}
 
     def _score(self, step: Step, key: str, say: Callable[[str], None], fresh: bool) -> dict[str, Any]:
