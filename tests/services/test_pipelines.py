@@ -331,6 +331,10 @@ def test_on_a_dask_executor_the_heavy_steps_run_on_a_worker(project_ws: tuple[Wo
     assert all("(dask-local)" in line and f"pid {os.getpid()} " not in line for line in workers)
     again = pipelines.run(Caller("alice"), load_project(path))
     assert steps_of(again, "done") == [] and len(steps_of(again, "skipped")) == len(record.steps)
+    from medops.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="bogus"):  # refused before anything runs, though nothing would use it
+        pipelines.run(Caller("alice"), load_project(path), executor_url="bogus")
 
 
 def test_the_monitor_step_judges_production_and_starts_no_second_run(demo_copy: Path) -> None:
@@ -362,9 +366,8 @@ def test_a_score_batch_runs_with_production_and_again_only_when_it_or_its_input_
     from tests.real_style import write_project
 
     path = write_project(tmp_path / "project")
-    text = path.read_text().replace(
-        "    max_quarantined_share: 0.05\n", "    max_quarantined_share: 0.05\n    approvals: []\n    auto_promote: true\n"
-    )
+    share = "    max_quarantined_share: 0.05\n"
+    text = path.read_text().replace(share, share + "    approvals: []\n    auto_promote: true\n")
     text += "score:\n  visits: {input: visits, output: scores/visits.parquet, keep: [patient_id]}\n"
     path.write_text(text)
     ws = init_workspace(tmp_path / "ws", admin_username="admin", admin_full_name="Ada Admin", admin_password=PASSWORD,

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from medops.caller import Caller
 from medops.data.datasets import get as get_dataset
 from medops.errors import ConfigError, InvalidInput, MedopsError, NotFound, PermissionDenied
-from medops.features.executor import Executor
 from medops.features.views import FeatureView
 from medops.pipelines.dag import Step
 from medops.pipelines.fingerprints import code_fingerprint, digest, environment_fingerprint, file_digest
@@ -28,6 +27,7 @@ from medops.services.projects.project import LoadedProject
 from medops.store.lineage import dataset_node
 
 if TYPE_CHECKING:
+    from medops.features.executor import Executor
     from medops.monitoring.channels import Channels
 
 PIPELINE_TAG = "pipeline_step_key"  # on the training runs a pipeline made: an interrupted attempt's run is adopted
@@ -97,11 +97,12 @@ class ProjectActions:
         *,
         reason: str | None = None,
         channels: Channels | None = None,
-        executor: Executor | None = None,
+        executor: str | None = None,
     ) -> None:
         self.ws, self.project, self.caller, self.reason = ws, project, caller, reason
         self.channels = channels  # where an approval request is told (with their secrets), beside the log
-        self.executor = executor  # a Dask executor runs WORKER_KINDS on a worker; None or local: here
+        self.executor_url = executor or "local"  # a Dask executor runs WORKER_KINDS on a worker; local: here
+        self._executor: Executor | None = None  # opened for the first step that goes to it, closed by close()
         self._run: dict[str, Callable[[Step, str, Callable[[str], None], bool], dict[str, Any]]] = {
             "ingest": self._ingest,
             "features": self._features,
@@ -261,15 +262,24 @@ class ProjectActions:
 
     # --- doing it -----------------------------------------------------------------------
     def run(self, step: Step, key: str, say: Callable[[str], None], *, fresh: bool = False) -> dict[str, Any]:
-        if self.executor is None or self.executor.name == "local" or step.kind not in WORKER_KINDS:
+        if self.executor_url == "local" or step.kind not in WORKER_KINDS:
             return self._run[step.kind](step, key, say, fresh)
+        if self._executor is None:  # not before a step needs it: a run that skips everything starts no cluster
+            from medops.features.executor import open_executor
+
+            self._executor = open_executor(self.executor_url)
         home = str(self.ws.settings.home)
         task = (home, str(self.project.path), self.project.sha256, step.name, key, self.caller, self.reason, fresh)
-        [(outputs, said, where)] = self.executor.map(run_on_worker, [task])
+        [(outputs, said, where)] = self._executor.map(run_on_worker, [task])
         for line in said:
             say(line)
-        say(f"ran on {where} ({self.executor.name})")
+        say(f"ran on {where} ({self._executor.name})")
         return outputs
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
 
     def _monitor(self, step: Step, key: str, say: Callable[[str], None], fresh: bool) -> dict[str, Any]:
         """`medops monitor run` for the project's model, the alerts told to the channels; an alert whose rule

@@ -20,7 +20,6 @@ from medops.services.pipeline_steps import ProjectActions, project_steps
 from medops.services.projects.project import LoadedProject
 
 if TYPE_CHECKING:
-    from medops.features.executor import Executor
     from medops.monitoring.channels import Channels
     from medops.monitoring.spec import MonitorSpec
 
@@ -43,15 +42,9 @@ class PipelineService:
         return project_steps(project)
 
     def _runner(
-        self,
-        caller: Caller,
-        project: LoadedProject,
-        trigger: str,
-        reason: str | None,
-        channels: Channels | None = None,
-        executor: Executor | None = None,
+        self, caller: Caller, project: LoadedProject, trigger: str, actions: ProjectActions | None = None
     ) -> Runner:
-        actions = ProjectActions(self.platform, project, caller, reason=reason, channels=channels, executor=executor)
+        actions = actions or ProjectActions(self.platform, project, caller)
         return Runner(
             self.platform,
             project.spec.name,
@@ -73,7 +66,7 @@ class PipelineService:
     ) -> list[Decision]:
         """What ``run`` would do and why, doing nothing (a read: any reader may ask)."""
         self.platform.users.require_role(caller.user, "pipeline.plan", READ_ROLES)
-        return self._runner(caller, project, "manual", None).plan(targets, start, force)
+        return self._runner(caller, project, "manual").plan(targets, start, force)
 
     def run(
         self,
@@ -98,14 +91,15 @@ class PipelineService:
             raise InvalidInput(
                 f"{trigger!r} is not a trigger", hint="words, digits and ':._-', such as schedule:nightly"
             )
-        from medops.features.executor import open_executor
+        from medops.backends import EXECUTORS
 
-        executor = open_executor(executor_url or self.platform.settings.executor)
+        executor = executor_url or self.platform.settings.executor
+        EXECUTORS.find(executor)  # an unknown name is refused now, not at the first step that would use it
+        actions = ProjectActions(self.platform, project, caller, reason=reason, channels=channels, executor=executor)
         try:
-            runner = self._runner(caller, project, trigger, reason, channels, executor)
-            return runner.run(targets, start, force, on=on, say=say)
+            return self._runner(caller, project, trigger, actions).run(targets, start, force, on=on, say=say)
         finally:
-            executor.close()
+            actions.close()  # the executor, if a step opened one
 
     def scheduler(
         self,
