@@ -19,7 +19,7 @@ import pandas as pd
 
 from medops.training import stored
 from medops.training.tracking import RunInfo, Tracker
-from medops.training.train import TrainConfig, config_from_recipe, split_and_check
+from medops.training.train import TrainConfig, config_from_recipe, configured_split
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,7 @@ def unseen_by(tracker: Tracker, champion: RunInfo, test: pd.DataFrame, config: T
     doc = stored.recipe(tracker, champion)
     frame = stored.training_frame(tracker, champion, doc)
     theirs = config_from_recipe(doc)
-    split, _ = split_and_check(frame, theirs)
-    trained = frame.iloc[split.train]
+    trained = frame.iloc[configured_split(frame, theirs).train]  # its leakage was checked when it was trained
     key = _key(config, theirs, test, trained)
     if not key:  # no column says which row it is: nothing can be matched, so nothing is left out
         return Unseen(np.ones(len(test), dtype=bool), key)

@@ -164,14 +164,14 @@ class ProjectActions:
         """What a monitoring run would judge: the section, the version in production, how many predictions
         it has logged and the month now (a month is judged once it is over)."""
         from medops.clock import utc_now
-        from medops.registry.versions import versions
         from medops.serving import prediction_log
+        from medops.serving.models import resolve_ref
 
         spec = self.project.spec
         assert spec.monitor is not None
         name = spec.name
         try:
-            production = next((v.ref for v in versions(self.ws, name) if v.stage == "production"), None)
+            production: str | None = resolve_ref(self.ws, name).ref
         except NotFound:
             production = None
         logged = prediction_log.count(self.ws, prediction_log.PredictionFilter(model=name))
@@ -183,7 +183,7 @@ class ProjectActions:
         from medops.serving.models import resolve_ref
 
         batch = self.project.spec.score[name]
-        if batch.input in self.project.spec.sources or self._dataset_version(batch.input) is not None:
+        if self._is_dataset(batch.input):
             data: Any = {"dataset": batch.input, "version": self._dataset_version(batch.input)}
         else:
             data = self._digest(("score", name, "input"), batch.input, previous.get("data"))
@@ -193,6 +193,10 @@ class ProjectActions:
         except (NotFound, InvalidInput):
             model = None  # nothing to score with yet: the step says so
         return {"section": batch.model_dump(mode="json"), "data": data, "model": model}
+
+    def _is_dataset(self, value: str) -> bool:
+        """A batch's input names a dataset (one of the sources, or another of the workspace's), else a file."""
+        return value in self.project.spec.sources or self._dataset_version(value) is not None
 
     def _ingest_inputs(self, name: str, previous: Mapping[str, Any]) -> dict[str, Any]:
         from medops.data.ingest import key_fingerprint, uses_key
@@ -318,9 +322,7 @@ class ProjectActions:
         except NotFound as exc:  # no model to score with yet (the run's later steps may make one): not an error
             say(f"nothing scored: {exc.message}")
             return {"scored": False}
-        data = batch.input
-        if not (batch.input in self.project.spec.sources or self._dataset_version(batch.input) is not None):
-            data = str(self.project.resolve(batch.input))
+        data = batch.input if self._is_dataset(batch.input) else str(self.project.resolve(batch.input))
         output = self.project.resolve(batch.output)
         output.parent.mkdir(parents=True, exist_ok=True)
         result = serving.score(self.caller, ref, serving.score_input(data), output, keep=list(batch.keep),

@@ -137,9 +137,9 @@ def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
-def split_and_check(frame: pd.DataFrame, config: TrainConfig) -> tuple[Split, list[Finding]]:
-    """The configured split and its leakage checks: raises on a finding not allowed; returns the allowed ones."""
-    split = make_split(
+def configured_split(frame: pd.DataFrame, config: TrainConfig) -> Split:
+    """The split ``config`` makes of ``frame``: the same rows each time, from the recorded seed."""
+    return make_split(
         frame,
         config.split,
         label=config.label,
@@ -149,6 +149,11 @@ def split_and_check(frame: pd.DataFrame, config: TrainConfig) -> tuple[Split, li
         test_size=config.test_size,
         seed=config.seed,
     )
+
+
+def split_and_check(frame: pd.DataFrame, config: TrainConfig) -> tuple[Split, list[Finding]]:
+    """The configured split and its leakage checks: raises on a finding not allowed; returns the allowed ones."""
+    split = configured_split(frame, config)
     findings = check_leakage(
         frame,
         split,
