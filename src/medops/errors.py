@@ -98,6 +98,13 @@ class SourceError(InvalidInput):
     code = "source_error"
 
 
+class TooLarge(InvalidInput):
+    """A request body or a page over the server's limit."""
+
+    code = "body_too_large"
+    http_status = 413
+
+
 class IntegrityError(MedopsError):
     code = "integrity_error"
     http_status = 500
@@ -148,6 +155,7 @@ CODES: dict[str, str] = {
     "account_disabled": "the credential's user is disabled or locked",
     "login_required": "the action needs a verified login (a session or an API token)",
     "credential_invalid": "the token or session presented matches none in this workspace",
+    "csrf_failed": "a change made with a browser's session cookie came without its CSRF token header",
     "session_expired": "the login session has expired",
     "session_ended": "the login session was ended (logout, or an admin's password reset)",
     "token_expired": "the API token has expired",

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from sqlalchemy import Select, or_, select
 
-from medops.clock import to_iso
+from medops.clock import parse_iso, to_iso
 from medops.csv_cells import neutralize, restore
 from medops.errors import InvalidInput
 from medops.store.database import Database
@@ -43,6 +43,26 @@ class AuditFilter:
     action: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        entity: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> AuditFilter:
+        """The filter as a person gives it: entity as type or type:id, times as ISO 8601."""
+        kind, ident = cls.parse_entity(entity)
+        return cls(
+            entity_type=kind,
+            entity_id=ident,
+            actor=actor,
+            action=action,
+            since=parse_iso(since) if since else None,
+            until=parse_iso(until) if until else None,
+        )
 
     @classmethod
     def parse_entity(cls, entity: str | None) -> tuple[str | None, str | None]:

@@ -13,7 +13,7 @@ from rich.markup import escape
 from medops.audit import AuditFilter
 from medops.audit.query import read_export
 from medops.audit.state_check import StateCheck
-from medops.audit.verify import ChainProblem, verify_rows
+from medops.audit.verify import verify_rows
 from medops.cli.common import (
     JsonOption,
     cell,
@@ -27,10 +27,10 @@ from medops.cli.common import (
     print_json,
     table,
 )
-from medops.clock import parse_iso
 from medops.errors import InvalidInput
 from medops.public_keys import decode_public
 from medops.services import Services
+from medops.services.audit import verification_json
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
@@ -39,20 +39,6 @@ ActorOpt = typer.Option(None, "--actor", "-a", help="Only events by this user.")
 ActionOpt = typer.Option(None, "--action", help="Action name; a trailing * matches a prefix (user.*).")
 SinceOpt = typer.Option(None, "--since", metavar="TIME", help="From this UTC time (ISO 8601, e.g. 2026-11-01).")
 UntilOpt = typer.Option(None, "--until", metavar="TIME", help="Up to this UTC time (ISO 8601).")
-
-
-def _filter(
-    entity: str | None, actor: str | None, action: str | None, since: str | None, until: str | None
-) -> AuditFilter:
-    kind, ident = AuditFilter.parse_entity(entity)
-    return AuditFilter(
-        entity_type=kind,
-        entity_id=ident,
-        actor=actor,
-        action=action,
-        since=parse_iso(since) if since else None,
-        until=parse_iso(until) if until else None,
-    )
 
 
 def _short(value: object, width: int = 60) -> str:
@@ -79,7 +65,7 @@ def log(
     """List audit events, newest first, filtered by entity, actor, action and time."""
     with open_workspace() as ws:
         events = Services(ws).audit.log(
-            cli_caller(ws, writes=False), _filter(entity, actor, action, since, until), limit=limit
+            cli_caller(ws, writes=False), AuditFilter.parse(entity, actor, action, since, until), limit=limit
         )
     if as_json:
         print_json([e.as_dict() for e in events])
@@ -144,22 +130,7 @@ def verify(
         rows = services.audit.verify_state(cli_caller(ws, writes=False)) if state else None
     chain = report.chain
     if as_json:
-        print_json(
-            {
-                "ok": report.ok and (rows is None or rows.ok),
-                "state": None if rows is None else rows.to_json(),
-                "checked": chain.checked,
-                "head_seq": chain.head_seq,
-                "head_hash": chain.head_hash,
-                "checkpoints": report.checkpoints,
-                "anchored_at": report.anchored_at,
-                "pending": list(report.pending) if report.pending else None,
-                "timestamps": report.timestamps,
-                "problem": _problem_json(report.problem),
-                "problems": [_problem_json(p) for p in report.problems],
-                "warnings": report.warnings,
-            }
-        )
+        print_json(verification_json(report, rows))
     elif report.ok:
         ok(f"audit chain intact: {plural(chain.checked, 'event')}, head {chain.head_seq} {chain.head_hash}")
         if report.anchored_at:
@@ -197,10 +168,6 @@ def _print_state(rows: StateCheck) -> None:
             f"  {plural(len(rows.unhashed), 'entity', 'entities')} last changed before state hashing "
             "(not checked until their next change)"
         )
-
-
-def _problem_json(problem: ChainProblem | None) -> dict[str, object] | None:
-    return None if problem is None else {"seq": problem.seq, "kind": problem.kind, "detail": problem.detail}
 
 
 def _public_key(text: str) -> Ed25519PublicKey:
@@ -265,7 +232,7 @@ def export_cmd(
     """Export events with every field needed to re-verify the chain (for auditors and admins)."""
     if as_json and output is None:
         raise InvalidInput("--json needs -o FILE: without it the export itself goes to standard output")
-    flt = _filter(entity, actor, action, since, until)
+    flt = AuditFilter.parse(entity, actor, action, since, until)
     with open_workspace() as ws:
         audit = Services(ws).audit
         if output is None:

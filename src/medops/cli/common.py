@@ -17,6 +17,7 @@ from rich.table import Table
 
 from medops.caller import Caller
 from medops.errors import InvalidInput
+from medops.key_values import key_values
 
 if TYPE_CHECKING:
     from rich.progress import Progress, ProgressColumn
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from medops.config import Settings
     from medops.credentials import Credential
     from medops.workspace import Workspace
+
+__all__ = ["key_values"]  # where the command groups take it from
 
 UNWRAPPED = 10_000  # the width of output to a file or a pipe: lines stay whole for grep and cut
 
@@ -177,17 +180,6 @@ def done(as_json: bool, message: str, doc: Any) -> None:
         print_json(doc)
     else:
         ok(message)
-
-
-def key_values(values: list[str], option: str, example: str) -> dict[str, list[str]]:
-    """Repeated ``NAME=VALUE`` options, grouped by name in the order given."""
-    out: dict[str, list[str]] = {}
-    for value in values:
-        key, sep, item = value.partition("=")
-        if not sep or not key:
-            raise InvalidInput(f"{option} {value!r} is not NAME=VALUE", hint=f"for example {option} {example}")
-        out.setdefault(key, []).append(item)
-    return out
 
 
 def path_arg(value: Path) -> Path:

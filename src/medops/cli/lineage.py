@@ -7,43 +7,9 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from medops.cli.common import JsonOption, cli_caller, console, open_workspace, print_json
-from medops.data import datasets
-from medops.errors import InvalidInput, NotFound
-from medops.store.database import Database
-from medops.store.lineage import Edge, nodes_matching, walk
+from medops.store.lineage import Edge
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
-NODE_KINDS = ("file", "query", "dataset", "featureview", "run", "evaluation", "model", "predictions", "pipeline")
-
-
-def resolve_node(db: Database, entity: str) -> str:
-    """A model version (NAME:VERSION), a dataset (NAME, NAME@VERSION), a typed node id, or a unique prefix of one."""
-    if entity.startswith(("file:", "query:", "dataset:")) and len(entity) > 40:
-        return entity
-    name, sep, version = entity.partition(":")
-    if sep and version.isdigit() and name not in NODE_KINDS:
-        from medops.registry.versions import version_node
-
-        node = version_node(name, int(version))
-        if node not in nodes_matching(db, node):
-            raise NotFound(
-                f"no model version {entity} in the lineage graph", hint="see the versions: medops models list"
-            )
-        return node
-    if not entity.startswith(("file:", "query:")):
-        try:
-            return datasets.get(db, entity).node
-        except (NotFound, InvalidInput):
-            pass
-    matches = nodes_matching(db, entity)
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise NotFound(
-            f"nothing in the lineage graph matches {entity!r}",
-            hint="give a dataset (medops data list) or a model version NAME:VERSION (medops models list)",
-        )
-    raise InvalidInput(f"{entity!r} matches {len(matches)} nodes", hint="give more of it: " + ", ".join(matches[:3]))
 
 
 def short(node: str) -> str:
@@ -79,18 +45,13 @@ def show(
     as_json: bool = JsonOption,
 ) -> None:
     """Walk the lineage graph upstream and downstream from an entity."""
+    from medops.services import Services
+
     with open_workspace() as ws:
-        cli_caller(ws, writes=False)  # a read: it needs a login only where the workspace says so
-        node = resolve_node(ws.db, entity)
-        upstream = walk(ws.db, node, "up") if up else []
-        downstream = walk(ws.db, node, "down") if down else []
+        found = Services(ws).lineage.show(cli_caller(ws, writes=False), entity, up=up, down=down)
+    node, upstream, downstream = found.node, found.upstream, found.downstream
     if as_json:
-        doc = {
-            "node": node,
-            "upstream": [e.__dict__ | {"created_at": str(e.created_at)} for e in upstream],
-            "downstream": [e.__dict__ | {"created_at": str(e.created_at)} for e in downstream],
-        }
-        print_json(doc)
+        print_json(found.to_json())
         return
     tree = Tree(f"[bold]{escape(short(node))}[/]")
     if up:

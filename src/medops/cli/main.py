@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Stored clinical validations: list them, show one's gates, export its per-row predictions.",
     ),
     "models": ("models:app", "The model registry: versions, approvals, stages and aliases, rollback, history."),
+    "server": ("server:server", "Serve the platform REST API: the whole workspace for a team, token and session auth."),
     "serve": ("serve:serve", "Serve registered models over HTTP: predict, describe, probes, metrics; token required."),
     "predictions": (
         "predictions:app",

@@ -22,7 +22,8 @@ from medops.cli.common import (
     table,
 )
 from medops.cli.data import ProjectOption
-from medops.cli.predictions import SinceOpt, UntilOpt, _moment
+from medops.cli.predictions import SinceOpt, UntilOpt
+from medops.serving.prediction_log import moment
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
@@ -115,7 +116,7 @@ def run_cmd(
     from medops.services import Services
 
     explored = _spec(project)
-    start, end = _moment(since, "--since"), _moment(until, "--until")
+    start, end = moment(since, "--since"), moment(until, "--until")
     with open_workspace() as ws:
         service = Services(ws).monitoring
         channels = channels_of(explored or service.governing())
@@ -208,7 +209,7 @@ def report_cmd(
         raise Conflict(f"{target} already exists", code="output_exists", path=str(target))
     with open_workspace() as ws:
         html = Services(ws).monitoring.report(
-            cli_caller(ws, writes=False), model, since=_moment(since, "--since"), until=_moment(until, "--until")
+            cli_caller(ws, writes=False), model, since=moment(since, "--since"), until=moment(until, "--until")
         )
     write_atomic(target, html)
     done(as_json, f"wrote {target}", {"path": str(target), "bytes": len(html.encode())})

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 
 from medops.cli.common import JsonOption, cli_caller, console, done, open_workspace, path_arg, print_json, table
-from medops.clock import duration, parse_iso, utc_now
-from medops.errors import InvalidInput
 from medops.serving.prediction_log import VARIANTS, PredictionFilter
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
@@ -29,43 +26,6 @@ EntityOpt = typer.Option(
 VariantOpt = typer.Option(None, "--variant", metavar="VARIANT", help=f"Only {', '.join(VARIANTS)} answers.")
 
 
-def _moment(value: str | None, option: str) -> datetime | None:
-    """An ISO time, or a duration (30m, 24h, 7d) meaning that long ago."""
-    if value is None:
-        return None
-    ago = duration(value)
-    if ago is not None:
-        return utc_now() - ago
-    try:
-        return parse_iso(value)
-    except InvalidInput:
-        raise InvalidInput(
-            f"{option} {value!r} is neither a time nor a duration",
-            hint=f"for example {option} 2026-12-01 or {option} 24h",
-        ) from None
-
-
-def _filter(
-    model: str | None, since: str | None, until: str | None, entity: str | None, variant: str | None
-) -> PredictionFilter:
-    name, version = model, None
-    if model and ":" in model:
-        name, _, number = model.partition(":")
-        if not number.isdigit():
-            raise InvalidInput(f"--model {model!r}: the version is a number", hint="for example --model readmission:2")
-        version = int(number)
-    if variant is not None and variant not in VARIANTS:
-        raise InvalidInput(f"--variant {variant!r} is not known", hint=f"one of {', '.join(VARIANTS)}")
-    return PredictionFilter(
-        model=name or None,
-        version=version,
-        since=_moment(since, "--since"),
-        until=_moment(until, "--until"),
-        entity=entity,
-        variant=variant,
-    )
-
-
 @app.command(
     "list", epilog="Examples:  medops predictions list   ·   medops predictions list --model readmission --since 24h"
 )
@@ -81,7 +41,7 @@ def list_cmd(
     """Logged predictions, newest first: when, which model version, the answer, who asked, how long it took."""
     from medops.services import Services
 
-    where = _filter(model, since, until, entity, variant)
+    where = PredictionFilter.parse(model, since, until, entity, variant, prefix="--")
     with open_workspace() as ws:
         found = Services(ws).predictions.list(cli_caller(ws, writes=False), where, limit=limit)
     if as_json:
@@ -151,7 +111,7 @@ def export_cmd(
     """Every matching prediction in time order, written whole or not at all; the export is audited."""
     from medops.services import Services
 
-    where = _filter(model, since, until, entity, variant)
+    where = PredictionFilter.parse(model, since, until, entity, variant, prefix="--")
     with open_workspace() as ws:
         result = Services(ws).predictions.export(cli_caller(ws, writes=True), where, out, overwrite=overwrite)
     done(as_json, f"{result.rows:,} predictions written to {result.path} ({result.format})", result.to_json())
@@ -175,7 +135,7 @@ def replay_cmd(
     from medops.cli.common import progress_bar
     from medops.services import Services
 
-    where = _filter(model, since, until, entity, variant)
+    where = PredictionFilter.parse(model, since, until, entity, variant, prefix="--")
     with open_workspace() as ws:
         predictions, caller = Services(ws).predictions, cli_caller(ws, writes=True)
         total = predictions.count(caller, where)

@@ -17,6 +17,10 @@ class Role(StrEnum):
     PREDICTOR = "predictor"  # calls the prediction API of served models, nothing else
 
 
+# who may read the workspace's records: every role but a prediction token's
+READ_ROLES = frozenset(Role) - {Role.PREDICTOR}
+
+
 def parse_role(name: str) -> Role:
     try:
         return Role(name.strip().lower())

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from medops.services.evaluation import EvaluationService
     from medops.services.features import FeatureService
     from medops.services.identity import IdentityService
+    from medops.services.lineage import LineageService
     from medops.services.monitoring import MonitoringService
     from medops.services.pipelines import PipelineService
     from medops.services.predictions import PredictionService
@@ -68,6 +69,12 @@ class Services:
         from medops.services.identity import IdentityService
 
         return IdentityService(self.platform)
+
+    @cached_property
+    def lineage(self) -> LineageService:
+        from medops.services.lineage import LineageService
+
+        return LineageService(self.platform)
 
     @cached_property
     def monitoring(self) -> MonitoringService:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import IO
+from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -10,6 +10,7 @@ from medops.audit import AuditFilter, NewEvent, export, list_events
 from medops.audit.anchoring import TrailCheck
 from medops.audit.query import EventView
 from medops.audit.state_check import StateCheck, check_state
+from medops.audit.verify import ChainProblem
 from medops.caller import Caller
 from medops.errors import Conflict, IntegrityError, InvalidInput
 from medops.identity import Role
@@ -94,3 +95,26 @@ class AuditService:
                 reason=reason,
             )
         )
+
+
+def verification_json(report: TrailCheck, rows: StateCheck | None) -> dict[str, Any]:
+    """A verification as `medops audit verify --json` and the API give it."""
+    chain = report.chain
+    return {
+        "ok": report.ok and (rows is None or rows.ok),
+        "state": None if rows is None else rows.to_json(),
+        "checked": chain.checked,
+        "head_seq": chain.head_seq,
+        "head_hash": chain.head_hash,
+        "checkpoints": report.checkpoints,
+        "anchored_at": report.anchored_at,
+        "pending": list(report.pending) if report.pending else None,
+        "timestamps": report.timestamps,
+        "problem": _problem_json(report.problem),
+        "problems": [_problem_json(p) for p in report.problems],
+        "warnings": report.warnings,
+    }
+
+
+def _problem_json(problem: ChainProblem | None) -> dict[str, object] | None:
+    return None if problem is None else {"seq": problem.seq, "kind": problem.kind, "detail": problem.detail}

@@ -8,6 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 from medops.caller import Caller
+from medops.errors import InvalidInput
 from medops.evaluation import records
 from medops.evaluation.records import EvaluationInfo
 from medops.platform import Platform
@@ -46,6 +47,15 @@ class EvaluationService:
     def report_html(self, caller: Caller, ref: str) -> str:
         """The validation report, read back verified against its SHA-256."""
         return self.platform.artifacts.read_bytes(records.get(self.platform, ref).report).decode()
+
+    def document(self, caller: Caller, ref: str, kind: str) -> tuple[str, bytes]:
+        """The report or the model card (card_html, card_markdown): its SHA-256 and its bytes, read back verified."""
+        info = records.get(self.platform, ref)
+        documents = {"report": info.report, "card_html": info.card_html, "card_markdown": info.card_markdown}
+        if kind not in documents:
+            raise InvalidInput(f"no evaluation document {kind!r}", hint=f"one of {', '.join(documents)}")
+        digest = documents[kind]
+        return digest, self.platform.artifacts.read_bytes(digest)
 
     def predictions(self, caller: Caller, ref: str) -> pa.Table:
         """Every test row's outcome, score and decision; validators and auditors only, audited."""

@@ -14,7 +14,7 @@ from datetime import datetime
 from medops.caller import Caller, Channel
 from medops.credentials import Credential
 from medops.errors import AuthenticationFailed, InvalidInput
-from medops.identity.roles import Role
+from medops.identity.roles import READ_ROLES, Role
 from medops.identity.tokens import SESSION, TokenView
 from medops.identity.users import UserView
 from medops.platform import Platform
@@ -108,6 +108,11 @@ class IdentityService:
         if self.platform.settings.login_for_reads:
             raise AuthenticationFailed("this workspace needs a login to read as well", code="login_required")
         return Caller.anonymous()
+
+    def reader(self, caller: Caller, action: str) -> None:
+        """A read over the shared server: the caller must hold a role that reads the workspace's records;
+        a refusal is audited. (The CLI's anonymous reads, where a workspace allows them, don't pass here.)"""
+        self.platform.users.require_role(caller.user, action, set(READ_ROLES))
 
     def logout(self, secret: str) -> TokenView:
         """End a session: its secret is refused from now on."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from medops.caller import Caller
 from medops.errors import InvalidInput, MedopsError
-from medops.identity.roles import Role
+from medops.identity.roles import READ_ROLES as ROLES_THAT_READ
 from medops.monitoring import alerts, profiles, windows
 from medops.monitoring.alerts import AlertInfo
 from medops.monitoring.channels import Channels
@@ -28,7 +28,7 @@ from medops.registry.versions import parse_ref
 from medops.serving import prediction_log
 
 log = logging.getLogger("medops.monitoring")
-READ_ROLES = set(Role) - {Role.PREDICTOR}  # a prediction token reads nothing else
+READ_ROLES = set(ROLES_THAT_READ)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from medops.caller import Caller
 from medops.errors import ConfigError, InvalidInput
-from medops.identity import Role
+from medops.identity.roles import READ_ROLES as ROLES_THAT_READ
 from medops.pipelines import records
 from medops.pipelines.dag import Step, select
 from medops.pipelines.records import PIPELINE_ROLES
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from medops.monitoring.channels import Channels
     from medops.monitoring.spec import MonitorSpec
 
-READ_ROLES = set(Role) - {Role.PREDICTOR}
+READ_ROLES = set(ROLES_THAT_READ)
 TRIGGER = re.compile(r"^[A-Za-z][A-Za-z0-9_:.@-]{0,127}$")  # manual, schedule:NAME, alert:ID
 
 

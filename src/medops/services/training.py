@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from medops.caller import Caller
+from medops.errors import NotFound
 from medops.platform import Platform
 
 if TYPE_CHECKING:  # the tracker's libraries load with the operations that use them
@@ -101,6 +102,19 @@ class TrainingService:
         from medops.training import Tracker
 
         return RunDetail(Tracker(self.platform).get(run))
+
+    def metric_history(self, caller: Caller, run: str, key: str) -> dict[str, Any]:
+        """Every value a run logged for one metric, by step."""
+        from medops.training import Tracker
+
+        tracker = Tracker(self.platform)
+        found = tracker.get(run)
+        steps = tracker.metric_history(found.id, key)
+        if not steps and key not in found.metrics:
+            raise NotFound(
+                f"run {found.short} logged no metric {key!r}; it logged: {', '.join(sorted(found.metrics)) or 'none'}"
+            )
+        return {"run": found.id, "key": key, "steps": [{"step": s, "value": v} for s, v in steps]}
 
     def compare(self, caller: Caller, a: str, b: str) -> RunComparison:
         from medops.training import Tracker

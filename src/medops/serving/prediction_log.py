@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from medops.clock import to_iso, utc_now
-from medops.errors import NotFound
+from medops.clock import duration, parse_iso, to_iso, utc_now
+from medops.errors import InvalidInput, NotFound
 from medops.store.database import dialect_insert
 from medops.store.schema import Prediction
 
@@ -248,6 +248,54 @@ class PredictionFilter:
     until: datetime | None = None
     entity: str | None = None
     variant: str | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        model: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        entity: str | None = None,
+        variant: str | None = None,
+        *,
+        prefix: str = "",
+    ) -> PredictionFilter:
+        """The filter as a person gives it: NAME or NAME:VERSION, times as ISO 8601 or as durations ago (24h).
+        ``prefix``: how the adapter names its fields in messages ("--" for the CLI's options)."""
+        name, version = model, None
+        if model and ":" in model:
+            name, _, number = model.partition(":")
+            if not number.isdigit():
+                raise InvalidInput(
+                    f"{prefix}model {model!r}: the version is a number", hint=f"for example {prefix}model readmission:2"
+                )
+            version = int(number)
+        if variant is not None and variant not in VARIANTS:
+            raise InvalidInput(f"{prefix}variant {variant!r} is not known", hint=f"one of {', '.join(VARIANTS)}")
+        return cls(
+            model=name or None,
+            version=version,
+            since=moment(since, f"{prefix}since"),
+            until=moment(until, f"{prefix}until"),
+            entity=entity,
+            variant=variant,
+        )
+
+
+def moment(value: str | None, option: str) -> datetime | None:
+    """An ISO time, or a duration (30m, 24h, 7d) meaning that long ago."""
+    if value is None:
+        return None
+    ago = duration(value)
+    if ago is not None:
+        return utc_now() - ago
+    try:
+        return parse_iso(value)
+    except InvalidInput:
+        raise InvalidInput(
+            f"{option} {value!r} is neither a time nor a duration",
+            hint=f"for example {option} 2026-12-01 or {option} 24h",
+        ) from None
 
 
 def _logged(row: Prediction) -> LoggedPrediction:

@@ -1,0 +1,95 @@
+"""`medops server`: the platform REST API over this workspace, for a team that shares it."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from medops.cli.common import JsonOption, err_console, open_workspace, print_json
+
+EPILOG = (
+    "Examples:  medops server   ·   medops server --host 0.0.0.0 --port 8443 --ssl-certfile cert.pem "
+    "--ssl-keyfile key.pem   ·   medops server --workers 4 --metrics-public"
+)
+
+
+def server(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="Port to listen on."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes, each with its own connections."),
+    max_body_bytes: int = typer.Option(1_048_576, "--max-body-bytes", min=1, help="Larger request bodies get 413."),
+    metrics_public: bool = typer.Option(
+        False, "--metrics-public", help="Serve /metrics without a credential, for a Prometheus scraper."
+    ),
+    ssl_certfile: str | None = typer.Option(None, "--ssl-certfile", help="TLS certificate (PEM): serve HTTPS."),
+    ssl_keyfile: str | None = typer.Option(None, "--ssl-keyfile", help="The certificate's private key (PEM)."),
+    insecure_cookies: bool = typer.Option(
+        False,
+        "--insecure-cookies",
+        help="Send the session cookie over plain HTTP on a non-local address (only behind a trusted network).",
+    ),
+    graceful_seconds: int = typer.Option(
+        30, "--graceful-seconds", min=0, help="On SIGTERM, how long requests in flight get to finish."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Serve the platform API: every capability of the workspace over REST, with token and session auth.
+
+    Users, data, runs, evaluations, the registry (signing re-checks the password), predictions,
+    monitoring and the audit trail; the database and artifact store stay behind it. Every
+    endpoint but /healthz, /readyz and login needs a credential; roles are checked as the CLI
+    checks them, and every refusal is audited. One JSON line per request goes to stderr.
+    """
+    import uvicorn
+
+    from medops.server.api.app import CONFIG_ENV, ApiOptions, create_api, options_env
+
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        from medops.errors import InvalidInput
+
+        raise InvalidInput("HTTPS needs both --ssl-certfile and --ssl-keyfile")
+    options = ApiOptions(
+        max_body_bytes=max_body_bytes, metrics_public=metrics_public, secure_cookies=not insecure_cookies
+    )
+    ws = open_workspace()  # refused here, before the port opens, if the workspace can't be opened
+    scheme = "https" if ssl_certfile else "http"
+    if as_json:  # what a supervisor script reads before the first request
+        print_json({"url": f"{scheme}://{host}:{port}", "workers": workers, "workspace": str(ws.settings.home)})
+    else:
+        err_console.print(f"medops platform API on {scheme}://{host}:{port}  (Ctrl-C stops)")
+    common = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "log_config": _log_config(),
+        "timeout_graceful_shutdown": graceful_seconds,
+        "ssl_certfile": ssl_certfile,
+        "ssl_keyfile": ssl_keyfile,
+        "server_header": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_api(ws, options), **common)  # type: ignore[arg-type]
+        return
+    ws.close()
+    os.environ[CONFIG_ENV] = options_env(options)
+    uvicorn.run("medops.server.api.app:from_environment", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+
+
+def _log_config() -> dict[str, object]:
+    """uvicorn's logging, plus medops's: the access lines as they are (JSON), errors timestamped."""
+    from medops.cli.serve import _log_config as serving
+
+    config = serving()
+    config["formatters"]["medops_json"] = {"format": "%(message)s"}  # type: ignore[index]
+    config["handlers"]["medops_json"] = {  # type: ignore[index]
+        "formatter": "medops_json",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["medops.api.access"] = {  # type: ignore[index]
+        "handlers": ["medops_json"],
+        "level": "INFO",
+        "propagate": False,
+    }
+    return config

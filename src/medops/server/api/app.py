@@ -1,0 +1,98 @@
+"""The platform API's app: probes, metrics, login, and one router per capability, behind the Envelope.
+
+``create_api`` builds it over one workspace; ``from_environment`` is the factory each uvicorn worker
+calls when `medops server --workers N` starts several processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from medops.platform import Platform
+from medops.server.api import problems
+from medops.server.api.documents import Doc
+from medops.server.api.middleware import ApiMetrics, Envelope
+from medops.server.api.routes import ROUTERS
+from medops.server.api.sessions import router as sessions
+from medops.services import Services
+
+CONFIG_ENV = "MEDOPS_API_CONFIG"  # what `medops server --workers N` hands each worker process
+
+
+@dataclass(frozen=True)
+class ApiOptions:
+    max_body_bytes: int = 1_048_576  # larger request bodies get 413
+    metrics_public: bool = False  # /metrics without a token, for a scraper on a trusted network
+    secure_cookies: bool = True  # the session cookie only over HTTPS (browsers treat localhost as secure too)
+
+
+def create_api(platform: Platform, options: ApiOptions | None = None) -> Envelope:
+    options = options or ApiOptions()
+    services = Services(platform)
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(platform.close)
+
+    app = FastAPI(
+        title="medops platform API",
+        version="1",
+        docs_url=None,  # no interactive pages: every route but the probes and the login needs a credential
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+        default_response_class=Doc,
+    )
+    app.state.services = services
+    app.state.options = options
+    problems.install(app)
+
+    @app.get("/healthz", tags=["probes"])
+    def healthz() -> Doc:
+        """The process answers."""
+        return Doc({"status": "ok"})
+
+    @app.get("/readyz", tags=["probes"])
+    def readyz() -> Doc:
+        """Ready when the metadata database answers."""
+        database = services.serving.database_reachable()
+        return Doc({"ready": database, "database": database}, status_code=200 if database else 503)
+
+    @app.get("/metrics", tags=["probes"])
+    def prometheus(request: Request) -> Response:
+        """Prometheus metrics of this process (a credential unless the server was started with --metrics-public)."""
+        if not options.metrics_public:
+            from medops.server.api.auth import acting
+
+            acting(request)
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(sessions)
+    for router in ROUTERS:
+        app.include_router(router)
+    return Envelope(app, metrics, options.max_body_bytes)
+
+
+def from_environment() -> Envelope:
+    """The app of one uvicorn worker: the workspace of MEDOPS_HOME and the options the CLI handed over."""
+    from medops.workspace import Workspace
+
+    config: dict[str, Any] = json.loads(os.environ.get(CONFIG_ENV, "{}"))
+    return create_api(Workspace.open(), ApiOptions(**config))
+
+
+def options_env(options: ApiOptions) -> str:
+    return json.dumps(asdict(options))
