@@ -37,12 +37,6 @@ def diff_datasets(services: Svc, caller: Reading, ref: str, other: str) -> Doc:
     return Doc(services.data.diff(caller, ref, other).to_json())
 
 
-@router.get("/datasets/{ref}/profile")
-def dataset_profile(services: Svc, caller: Reading, ref: str) -> Doc:
-    """The version's data profile (distributions the monitors compare against)."""
-    return Doc(services.monitoring.profile(caller, ref).to_json())
-
-
 @router.post("/datasets/{ref}/use")
 def use_dataset(services: Svc, caller: Acting, ref: str, body: Annotated[Use, Body()]) -> Doc:
     """Make NAME@VERSION what NAME means; audited."""
