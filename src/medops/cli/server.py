@@ -81,13 +81,13 @@ def _log_config() -> dict[str, object]:
     from medops.cli.serve import _log_config as serving
 
     config = serving()
-    config["formatters"]["medops_json"] = {"format": "%(message)s"}  # type: ignore[index]
-    config["handlers"]["medops_json"] = {  # type: ignore[index]
+    config["formatters"]["medops_json"] = {"format": "%(message)s"}
+    config["handlers"]["medops_json"] = {
         "formatter": "medops_json",
         "class": "logging.StreamHandler",
         "stream": "ext://sys.stderr",
     }
-    config["loggers"]["medops.api.access"] = {  # type: ignore[index]
+    config["loggers"]["medops.api.access"] = {
         "handlers": ["medops_json"],
         "level": "INFO",
         "propagate": False,
