@@ -52,6 +52,6 @@ def test_a_model_version_leads_back_to_its_source_files(
 
 def test_a_model_version_that_is_not_there(on_demo: DemoResult, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["lineage", "show", "readmission_30d:9"], capsys)
-    assert code != 0 and "no model version readmission_30d:9" in err and "medops models list" in err
+    assert code != 0 and "no model version readmission_30d:9" in err and "medops models show readmission_30d" in err
     code, _, err = run(["lineage", "show", "no_such_model:1"], capsys)
     assert code != 0 and "no model version no_such_model:1" in err
