@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -69,7 +69,12 @@ def create_api(platform: Platform, options: ApiOptions | None = None) -> Envelop
         database = services.serving.database_reachable()
         return Doc({"ready": database, "database": database}, status_code=200 if database else 503)
 
-    @app.get("/metrics", tags=["probes"])
+    @app.get(
+        "/metrics",
+        tags=["probes"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
+    )
     def prometheus(request: Request) -> Response:
         """Prometheus metrics of this process (a credential unless the server was started with --metrics-public)."""
         if not options.metrics_public:
@@ -80,10 +85,32 @@ def create_api(platform: Platform, options: ApiOptions | None = None) -> Envelop
 
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(sessions)
+    app.include_router(sessions, responses=problems.RESPONSES)
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, responses=problems.RESPONSES)
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
     return Envelope(app, metrics, options.max_body_bytes)
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI's document, with the problem schema the error responses refer to."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = problems.PROBLEM_SCHEMA
+            for item in doc["paths"].values():
+                for operation in item.values():
+                    for status, answer in operation.get("responses", {}).items():
+                        json_answer = answer.get("content", {}).get("application/json")
+                        if status.startswith("2") and json_answer is not None:
+                            json_answer["schema"] = {}  # the service's to_json(): described in docs/server.md
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    return openapi
 
 
 def from_environment() -> Envelope:

@@ -24,6 +24,37 @@ PROBLEM = "application/problem+json"
 log = logging.getLogger("medops.api")
 
 
+def _documented(status: int, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+# the refusals any operation may answer, documented on every router (the OpenAPI document then says them)
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _documented(401, "no credential, or one that is not valid"),
+    403: _documented(403, "the caller's roles don't allow it, or a cookie session's change came without CSRF"),
+    404: _documented(404, "no such resource"),
+    409: _documented(409, "the resource's state does not allow it"),
+    413: _documented(413, "the body is over the server's limit"),
+    422: _documented(422, "the request or its values are not valid"),
+}
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code", "request_id"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "code": {"type": "string"},
+        "request_id": {"type": "string"},
+        "hint": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
 def problem_body(status: int, code: str, detail: str, request_id: str, **extra: Any) -> bytes:
     """The problem document's bytes; ``extra`` members with a None value are left out."""
     doc = {
