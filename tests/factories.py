@@ -303,16 +303,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_serve(args: list[str]) -> tuple[Any, str]:
-    """`medops serve ARGS` as a separate process on a free port, once /readyz answers 200: (process, base URL)."""
+def start_serve(args: list[str], *, command_name: str = "serve", log: Path | None = None) -> tuple[Any, str]:
+    """`medops serve ARGS` (or another server command) as a separate process on a free port, once /readyz
+    answers 200: (process, base URL). ``log``: a file for its stderr (a busy server's log fills a pipe)."""
     import subprocess
     import time
 
     import httpx
 
     port = free_port()
-    command = [sys.executable, "-m", "medops", "serve", *args, "--port", str(port)]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    command = [sys.executable, "-m", "medops", command_name, *args, "--port", str(port)]
+    errors: Any = subprocess.PIPE if log is None else log.open("wb")
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=os.environ.copy())
     url = f"http://127.0.0.1:{port}"
     with httpx.Client(timeout=1) as http:  # one client: each httpx.get would build a TLS context, 40 ms of CPU
         for _ in range(1200):  # a bound on the wait for the port, not a measurement
@@ -322,7 +324,7 @@ def start_serve(args: list[str]) -> tuple[Any, str]:
             except httpx.TransportError:
                 pass
             if server.poll() is not None:
-                raise AssertionError(server.communicate()[1].decode())
+                raise AssertionError(server.communicate()[1].decode() if log is None else log.read_text())
             time.sleep(0.05)
     server.kill()
     raise AssertionError(f"medops serve did not answer on {url}")
