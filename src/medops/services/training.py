@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from medops.caller import Caller
@@ -12,7 +14,7 @@ from medops.platform import Platform
 
 if TYPE_CHECKING:  # the tracker's libraries load with the operations that use them
     from medops.training.reproduce import Reproduction
-    from medops.training.tracking import Comparison, MetricFilter, RunInfo
+    from medops.training.tracking import Comparison, MetricFilter, RunInfo, Tracker
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,66 @@ class TrainingService:
                 f"run {found.short} logged no metric {key!r}; it logged: {', '.join(sorted(found.metrics)) or 'none'}"
             )
         return {"run": found.id, "key": key, "steps": [{"step": s, "value": v} for s, v in steps]}
+
+    # --- a run logged through the platform API --------------------------------------------
+
+    @cached_property
+    def _tracker(self) -> Tracker:
+        """One tracker for the service's life: it looks for abandoned runs once per heartbeat interval, not per run."""
+        from medops.training import Tracker
+
+        return Tracker(self.platform)
+
+    def start_run(
+        self,
+        caller: Caller,
+        experiment: str,
+        name: str | None = None,
+        *,
+        seed: int | None = None,
+        parent: str | None = None,
+        environment: str | None = None,
+        host: str | None = None,
+    ) -> RunSummary:
+        """Open a run for a client that logs from elsewhere: its environment lock and host are the client's."""
+        tracker = self._tracker
+        digest = self.platform.artifacts.put((environment or "").encode())
+        row = tracker.open_row(
+            experiment, name, seed=seed, parent=parent, actor=caller.user, env_digest=digest, host=host
+        )
+        return RunSummary(tracker.get(row.id))
+
+    def log(
+        self,
+        caller: Caller,
+        run: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        metrics: Sequence[tuple[str, int, float, datetime]] = (),
+    ) -> int:
+        """Parameters, tags and metric values of the caller's running run, in one transaction; returns the values."""
+        self._tracker.log_batch(run, caller.user, params or {}, tags or {}, metrics)
+        return len(params or {}) + len(tags or {}) + len(metrics)
+
+    def heartbeat(self, caller: Caller, run: str) -> None:
+        self._tracker.beat(run, caller.user)
+
+    def end_run(
+        self,
+        caller: Caller,
+        run: str,
+        state: str,
+        *,
+        error: str | None = None,
+        commit: str | None = None,
+        dirty: bool | None = None,
+    ) -> RunSummary:
+        from medops.training.environment import GitState
+
+        tracker = self._tracker
+        tracker.finish(run, caller.user, state, error, GitState(commit, dirty))
+        return RunSummary(tracker.get(run))
 
     def compare(self, caller: Caller, a: str, b: str) -> RunComparison:
         from medops.training import Tracker

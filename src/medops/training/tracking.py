@@ -31,8 +31,9 @@ from typing import Any, Literal
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session
 
+from medops.audit import NewEvent
 from medops.clock import utc_now
-from medops.errors import InvalidInput, NotFound
+from medops.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from medops.identity import Role
 from medops.platform import Platform
 from medops.store.database import dialect_insert
@@ -63,7 +64,7 @@ def _check_key(kind: str, key: str) -> str:
     return key
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
     """Parameters and tags are stored as text; structures as canonical JSON."""
     if isinstance(value, str):
         return value
@@ -107,7 +108,7 @@ class Run:
     def log_param(self, key: str, value: Any) -> None:
         """A parameter is set once: logging it again with another value is an error, not an overwrite."""
         _check_key("parameter", key)
-        text = _text(value)
+        text = as_text(value)
         with self._lock:
             if key in self._params and self._params[key] != text:
                 raise InvalidInput(
@@ -126,7 +127,7 @@ class Run:
     def set_tag(self, key: str, value: Any) -> None:
         _check_key("tag", key)
         with self._lock:
-            self._pending_tags[key] = _text(value)
+            self._pending_tags[key] = as_text(value)
         self._maybe_flush()
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
@@ -429,6 +430,41 @@ class Tracker:
         owns_workspace: bool = False,
     ) -> Run:
         """Open a run (audited). ``project`` is a loaded project file: its hash and folder are recorded."""
+        where = folder or (project.folder if project is not None else Path.cwd())
+        git = start_git_state(where)  # git answers while the run works; recorded when it ends
+        if self._env_digest is None:  # one environment per process: stored once
+            self._env_digest = self.ws.artifacts.put(environment_lock().encode())
+        row = self.open_row(
+            experiment,
+            name,
+            seed=seed,
+            parent=parent,
+            actor=actor,
+            env_digest=self._env_digest,
+            project_sha256=getattr(project, "sha256", None),
+        )
+        run = Run(self, row, owns_workspace=owns_workspace, git=git)
+        if params:
+            run.log_params(params)
+        if seed is not None:
+            run.log_param("seed", seed)
+        if tags:
+            run.set_tags(tags)
+        return run
+
+    def open_row(
+        self,
+        experiment: str,
+        name: str | None,
+        *,
+        seed: int | None,
+        parent: str | None,
+        actor: str,
+        env_digest: str,
+        project_sha256: str | None = None,
+        host: str | None = None,
+    ) -> RunRow:
+        """The run's row, made by ``actor`` if their roles allow it (audited as run.start)."""
         _check_key("experiment", experiment)
         if parent is not None:
             self.get(parent)
@@ -437,11 +473,6 @@ class Tracker:
         if time.monotonic() - self._swept_at >= self.heartbeat_seconds:
             self.mark_abandoned()
             self._swept_at = time.monotonic()
-        where = folder or (project.folder if project is not None else Path.cwd())
-        git = start_git_state(where)  # git answers while the run works; recorded when it ends
-        if self._env_digest is None:  # one environment per process: stored once
-            self._env_digest = self.ws.artifacts.put(environment_lock().encode())
-        env_digest = self._env_digest
         run_id = uuid.uuid4().hex
         now = utc_now()
         row = RunRow(
@@ -451,11 +482,11 @@ class Tracker:
             parent_id=parent,
             state="running",
             created_by=actor,
-            host=host_name(),
+            host=host or host_name(),
             started_at=now,
             heartbeat_at=now,
             seed=seed,
-            project_sha256=getattr(project, "sha256", None),
+            project_sha256=project_sha256,
             env_digest=env_digest,
         )
         with self.ws.users.authorized(actor, "run.start", "run", run_id, RUN_ROLES) as ch:
@@ -472,14 +503,77 @@ class Tracker:
                 "environment": env_digest,
             }
             ch.session.expunge(row)
-        run = Run(self, row, owns_workspace=owns_workspace, git=git)
-        if params:
-            run.log_params(params)
-        if seed is not None:
-            run.log_param("seed", seed)
-        if tags:
-            run.set_tags(tags)
-        return run
+        return row
+
+    # --- a run logged from elsewhere (the platform API), by id -------------------------------
+
+    def _owned_running(self, run_id: str, actor: str) -> None:
+        """The run is ``actor``'s and running; a refusal is audited (outside any write: SQLite has one writer)."""
+        with self.ws.db.read() as session:
+            row = session.get(RunRow, run_id)
+            owner, state = (row.created_by, row.state) if row is not None else (None, None)
+        if owner is None:
+            raise NotFound(f"no run {run_id[:12]}", code="run_not_found")
+        if owner != actor:
+            why = f"it is {owner!r}'s run"
+            self.ws.trail.record(NewEvent(actor, "run.log.denied", "run", run_id, reason=why))
+            raise PermissionDenied(f"{actor!r} may not log to run {run_id[:12]}: {why}")
+        if state != "running":
+            raise Conflict(f"run {run_id[:12]} is {state}: it takes no more values", code="run_not_running")
+
+    def log_batch(
+        self,
+        run_id: str,
+        actor: str,
+        params: Mapping[str, str],
+        tags: Mapping[str, str],
+        metrics: Sequence[tuple[str, int, float, datetime]],
+    ) -> None:
+        """Values a run's owner logged elsewhere, in one transaction; a parameter keeps its first value."""
+        for key in [*params, *tags, *(m[0] for m in metrics)]:
+            _check_key("key", key)
+        self._owned_running(run_id, actor)
+        with self.ws.db.write() as session:
+            if params:
+                held = dict(
+                    session.execute(
+                        select(RunParam.key, RunParam.value).where(
+                            RunParam.run_id == run_id, RunParam.key.in_(list(params))
+                        )
+                    ).all()
+                )
+                changed = sorted(k for k, v in params.items() if k in held and held[k] != v)
+                if changed:
+                    raise InvalidInput(
+                        f"run {run_id[:12]}: parameter {changed[0]!r} is {held[changed[0]]!r} already",
+                        hint="parameters describe the run and don't change; log a metric or a tag instead",
+                    )
+            _write_batch(session, run_id, params, tags, metrics)
+            session.execute(update(RunRow).where(RunRow.id == run_id).values(heartbeat_at=utc_now()))
+
+    def beat(self, run_id: str, actor: str) -> None:
+        self._owned_running(run_id, actor)
+        with self.ws.db.write() as session:
+            session.execute(update(RunRow).where(RunRow.id == run_id).values(heartbeat_at=utc_now()))
+
+    def finish(self, run_id: str, actor: str, state: str, error: str | None, git: GitState) -> None:
+        """End a run logged from elsewhere (audited as run.STATE), with the git state its client saw."""
+        if state not in ("finished", "failed", "killed"):
+            raise InvalidInput(f"a run ends finished, failed or killed, not {state!r}")
+        self._owned_running(run_id, actor)
+        with self.ws.trail.change(actor, f"run.{state}", "run", run_id) as ch:
+            ch.session.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.state == "running")
+                .values(
+                    state=state,
+                    ended_at=utc_now(),
+                    error=(error or None) and error[:MAX_ERROR],
+                    git_commit=git.commit,
+                    git_dirty=git.dirty,
+                )
+            )
+            ch.after = {"state": state, "error": error, "git_commit": git.commit, "git_dirty": git.dirty}
 
     def _finish(
         self,
@@ -615,7 +709,7 @@ class Tracker:
         """Tag a run after the fact (a review note, the run it reproduces); tags are labels, not results."""
         run = self.get(ref)
         with self.ws.db.write() as session:
-            _write_batch(session, run.id, {}, {_check_key("tag", key): _text(value)}, [])
+            _write_batch(session, run.id, {}, {_check_key("tag", key): as_text(value)}, [])
 
     def metric_history(self, ref: str, key: str) -> list[tuple[int, float]]:
         run = self.get(ref)

@@ -80,6 +80,16 @@ def operations(ids: dict[str, str]) -> list[Op]:
         Op("GET", "/v1/runs/{run}", "alice", READ),
         Op("GET", "/v1/runs/{run}/metrics/{key}", "alice", READ),
         Op("GET", "/v1/runs/{run}/compare/{other}", "alice", READ),
+        Op("POST", "/v1/runs", "alice", "carol", {"experiment": "walk", "seed": 1}, status=201),
+        Op(
+            "POST",
+            "/v1/runs/{run}/log",
+            "alice",
+            "ming",
+            {"params": {"C": "1"}, "metrics": [{"key": "auroc", "value": 0.8}]},
+        ),
+        Op("POST", "/v1/runs/{run}/heartbeat", "alice", "ming"),
+        Op("POST", "/v1/runs/{run}/end", "alice", "ming", {"state": "finished"}),
         Op("GET", "/v1/evaluations", "alice", READ),
         Op("GET", "/v1/evaluations/{ref}", "alice", READ),
         Op("GET", "/v1/evaluations/{ref}/report", "alice", READ),
@@ -153,15 +163,18 @@ def identifiers(api: TestClient) -> dict[str, str]:
         "/v1/models", headers=bearer(api, "alice"), json={"run": runs_of(api, admin)[0], "name": "walked"}
     )
     assert registered.status_code == 201, registered.text
+    opened = api.post("/v1/runs", headers=bearer(api, "alice"), json={"experiment": "walk"})
+    assert opened.status_code == 201, opened.text
     training = api.get("/v1/datasets?name=readmission_training", headers=admin).json()["items"]
     datasets = api.get("/v1/datasets?name=observations", headers=admin).json()["items"]
-    runs = api.get("/v1/runs?limit=2", headers=admin).json()["items"]
+    runs = api.get("/v1/runs?limit=2&state=finished", headers=admin).json()["items"]
     return {
         "username": "nina",
         "role": "auditor",
         "ref_dataset": f"observations@{datasets[1]['version']}",
         "other_dataset": f"observations@{datasets[0]['version']}",
         "training_set": f"readmission_training@{training[0]['version']}",
+        "open_run": opened.json()["id"],
         "run": runs[0]["id"],
         "other_run": runs[1]["id"],
         "evaluation": first("/v1/evaluations"),
@@ -193,6 +206,8 @@ def concrete(op: Op, ids: dict[str, str], api: TestClient, headers: dict[str, st
     }
     if op.path.startswith("/v1/datasets/"):
         values |= {"ref": ids["ref_dataset"], "other": ids["other_dataset"]}
+    elif op.path.startswith("/v1/runs/{run}/") and op.method == "POST":
+        values["run"] = ids["open_run"]
     elif op.path.startswith("/v1/evaluations/"):
         values["ref"] = ids["evaluation"]
     elif op.path.startswith("/v1/pipelines/"):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, Field
 
-from medops.server.api.auth import Reading, Svc
+from medops.clock import utc_now
+from medops.server.api.auth import Acting, Reading, Svc
 from medops.server.api.documents import Doc
 from medops.server.api.pages import Paging, paged
 
@@ -56,3 +59,72 @@ def metric_history(services: Svc, caller: Reading, run: str, key: str) -> Doc:
 def compare_runs(services: Svc, caller: Reading, run: str, other: str) -> Doc:
     """Two runs side by side: parameters, metrics, data and code that differ."""
     return Doc(services.training.compare(caller, run, other).to_json())
+
+
+class NewRun(BaseModel):
+    experiment: str = Field(..., max_length=200)
+    name: str | None = Field(None, max_length=200)
+    seed: int | None = None
+    parent: str | None = Field(None, max_length=64, description="the parent run (a tuning trial's)")
+    environment: str | None = Field(None, max_length=1_000_000, description="the client's environment lock")
+    host: str | None = Field(None, max_length=255)
+
+
+class Metric(BaseModel):
+    key: str = Field(..., max_length=250)
+    value: float = Field(..., allow_inf_nan=False)
+    step: int = Field(0, ge=0)
+    at: datetime | None = Field(None, description="when the client logged it (default: when the server got it)")
+
+
+class Batch(BaseModel):
+    params: dict[str, str] = Field({}, max_length=10_000)
+    tags: dict[str, str] = Field({}, max_length=10_000)
+    metrics: list[Metric] = Field([], max_length=50_000)
+
+
+class End(BaseModel):
+    state: Literal["finished", "failed", "killed"] = "finished"
+    error: str | None = Field(None, max_length=4000)
+    git_commit: str | None = Field(None, max_length=64)
+    git_dirty: bool | None = None
+
+
+@router.post("/runs", status_code=201)
+def start_run(services: Svc, caller: Acting, body: Annotated[NewRun, Body()]) -> Doc:
+    """Open a run logged from a client (`medops.start_run` with MEDOPS_SERVER_URL); audited as run.start."""
+    run = services.training.start_run(
+        caller,
+        body.experiment,
+        body.name,
+        seed=body.seed,
+        parent=body.parent,
+        environment=body.environment,
+        host=body.host,
+    )
+    return Doc(run.to_json(), status_code=201)
+
+
+@router.post("/runs/{run}/log")
+def log_to_run(services: Svc, caller: Acting, run: str, body: Annotated[Batch, Body()]) -> Doc:
+    """Parameters, tags and metric values of your running run, in one transaction (batch them)."""
+    now = utc_now()
+    metrics = [(m.key, m.step, m.value, m.at or now) for m in body.metrics]
+    logged = services.training.log(caller, run, params=body.params, tags=body.tags, metrics=metrics)
+    return Doc({"run": run, "logged": logged})
+
+
+@router.post("/runs/{run}/heartbeat")
+def heartbeat(services: Svc, caller: Acting, run: str) -> Doc:
+    """Your running run is alive (a run without a heartbeat for a while is marked killed)."""
+    services.training.heartbeat(caller, run)
+    return Doc({"run": run, "state": "running"})
+
+
+@router.post("/runs/{run}/end")
+def end_run(services: Svc, caller: Acting, run: str, body: Annotated[End, Body()]) -> Doc:
+    """End your run: finished, failed (with the error) or killed; audited."""
+    ended = services.training.end_run(
+        caller, run, body.state, error=body.error, commit=body.git_commit, dirty=body.git_dirty
+    )
+    return Doc(ended.to_json())

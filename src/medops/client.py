@@ -1,0 +1,278 @@
+"""The Python SDK against a platform server: ``medops.Client`` for any resource, and the runs that
+``medops.start_run`` logs there when MEDOPS_SERVER_URL is set (the database then stays behind the
+server; the client needs only an API token).
+
+A remote run keeps the local run's contract: values are buffered and sent in batches (one request
+per FLUSH_EVERY values or FLUSH_SECONDS), a parameter is set once, a background heartbeat keeps the
+run alive, and leaving the ``with`` block ends it finished, failed with the error, or killed.
+Nothing buffered is lost on a failed send: it is sent again ahead of later values.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import httpx
+
+from medops.errors import (
+    AuthenticationFailed,
+    Conflict,
+    InvalidInput,
+    MedopsError,
+    NotFound,
+    PermissionDenied,
+    StoreError,
+    TooLarge,
+)
+from medops.training.tracking import FLUSH_EVERY, FLUSH_SECONDS, HEARTBEAT_SECONDS, MAX_ERROR, as_text
+
+SERVER_ENV = "MEDOPS_SERVER_URL"
+TOKEN_ENV = "MEDOPS_TOKEN"
+_BY_STATUS: dict[int, type[MedopsError]] = {
+    401: AuthenticationFailed,
+    403: PermissionDenied,
+    404: NotFound,
+    409: Conflict,
+    413: TooLarge,
+    422: InvalidInput,
+}
+
+
+class Client:
+    """One platform server, as one user (an API token or a session's secret)."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 60.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise InvalidInput(
+                f"{SERVER_ENV} must be an http:// or https:// URL", hint="for example https://medops.example.org"
+            )
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+
+    @classmethod
+    def from_environment(cls) -> Client:
+        """MEDOPS_SERVER_URL and MEDOPS_TOKEN; read here, where the SDK starts, and nowhere below."""
+        url, token = os.environ.get(SERVER_ENV), os.environ.get(TOKEN_ENV)
+        if not url:
+            raise InvalidInput(f"{SERVER_ENV} is not set", hint="the platform server's URL")
+        if not token:
+            raise AuthenticationFailed(
+                f"talking to {url} needs an API token in {TOKEN_ENV}", code="login_required", hint="medops token create"
+            )
+        return cls(url, token)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The answer's JSON (or bytes, for a download); a problem document becomes the matching MedopsError."""
+        try:
+            answer = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise StoreError(f"the platform server at {self.url} did not answer ({type(exc).__name__})") from None
+        if answer.status_code >= 400:
+            raise _error(answer)
+        if answer.headers.get("content-type", "").startswith("application/json"):
+            return answer.json()
+        return answer.content
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def post(self, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        return self.request("POST", path, json=dict(body or {}))
+
+    def runs(self, *, limit: int = 50, **filters: Any) -> list[dict[str, Any]]:
+        """Runs newest first, with the filters of `medops runs list` (experiment, state, tag, metric, trials)."""
+        found: list[dict[str, Any]] = []
+        offset = 0
+        while len(found) < limit:
+            page = self.get("/v1/runs", limit=min(500, limit - len(found)), offset=offset, **filters)
+            found += page["items"]
+            if page["next_offset"] is None:
+                break
+            offset = page["next_offset"]
+        return found
+
+    def start_run(
+        self,
+        experiment: str,
+        name: str | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        parent: str | None = None,
+    ) -> RemoteRun:
+        from medops.training.environment import environment_lock, host_name
+
+        made = self.post(
+            "/v1/runs",
+            {
+                "experiment": experiment,
+                "name": name,
+                "seed": seed,
+                "parent": parent,
+                "environment": _environment(environment_lock),
+                "host": host_name(),
+            },
+        )
+        run = RemoteRun(self, made)
+        if params:
+            run.log_params(params)
+        if seed is not None:
+            run.log_param("seed", seed)
+        if tags:
+            run.set_tags(tags)
+        return run
+
+    def close(self) -> None:
+        self._http.close()
+
+
+_ENVIRONMENT: list[str] = []  # one lock per process, as a local tracker stores it once
+
+
+def _environment(lock: Any) -> str:
+    if not _ENVIRONMENT:
+        _ENVIRONMENT.append(str(lock()))
+    return _ENVIRONMENT[0]
+
+
+def _error(answer: httpx.Response) -> MedopsError:
+    try:
+        doc = answer.json()
+    except ValueError:
+        doc = {}
+    detail = str(doc.get("detail") or f"the server answered {answer.status_code}")
+    kind = _BY_STATUS.get(answer.status_code, StoreError)
+    return kind(detail, code=doc.get("code") or kind.code, hint=doc.get("hint"))
+
+
+class RemoteRun:
+    """A run logged to a platform server (see the module docstring); use it as a context manager."""
+
+    def __init__(self, client: Client, made: Mapping[str, Any]) -> None:
+        from medops.training.environment import start_git_state
+
+        self.client = client
+        self.id: str = made["id"]
+        self.experiment: str = made["experiment"]
+        self.name: str = made["name"]
+        self.state: str = made["state"]
+        self._git = start_git_state(Path.cwd())
+        self._lock = threading.Lock()
+        self._params: dict[str, str] = {}
+        self._pending_params: dict[str, str] = {}
+        self._pending_tags: dict[str, str] = {}
+        self._pending_metrics: list[dict[str, Any]] = []
+        self._steps: dict[str, int] = {}
+        self._last_flush = time.monotonic()
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, name=f"medops-run-{self.id[:8]}", daemon=True)
+        self._beat.start()
+
+    def log_param(self, key: str, value: Any) -> None:
+        """A parameter is set once: logging it again with another value is an error, not an overwrite."""
+        text = as_text(value)
+        with self._lock:
+            if key in self._params and self._params[key] != text:
+                raise InvalidInput(
+                    f"run {self.id[:12]}: parameter {key!r} is {self._params[key]!r} already, not {text!r}",
+                    hint="parameters describe the run and don't change; log a metric or a tag instead",
+                )
+            if key not in self._params:
+                self._params[key] = self._pending_params[key] = text
+        self._maybe_flush()
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        for key, value in params.items():
+            self.log_param(key, value)
+
+    def set_tag(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._pending_tags[key] = as_text(value)
+        self._maybe_flush()
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        for key, value in tags.items():
+            self.set_tag(key, value)
+
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        """One value; ``step`` defaults to the next step of that metric (0, 1, 2, ...)."""
+        from medops.clock import to_iso, utc_now
+
+        number = float(value)
+        if math.isnan(number) or math.isinf(number):
+            raise InvalidInput(f"run {self.id[:12]}: metric {key!r} is {number}, not a finite number")
+        with self._lock:
+            at = self._steps.get(key, -1) + 1 if step is None else int(step)
+            self._steps[key] = max(at, self._steps.get(key, -1))
+            self._pending_metrics.append({"key": key, "value": number, "step": at, "at": to_iso(utc_now())})
+        self._maybe_flush()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            self.log_metric(key, value, step)
+
+    def _maybe_flush(self) -> None:
+        pending = len(self._pending_metrics) + len(self._pending_params) + len(self._pending_tags)
+        if pending >= FLUSH_EVERY or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is buffered, in one request."""
+        with self._lock:
+            params, self._pending_params = self._pending_params, {}
+            tags, self._pending_tags = self._pending_tags, {}
+            metrics, self._pending_metrics = self._pending_metrics, []
+            self._last_flush = time.monotonic()
+        if not (params or tags or metrics):
+            return
+        try:
+            self.client.post(f"/v1/runs/{self.id}/log", {"params": params, "tags": tags, "metrics": metrics})
+        except BaseException:
+            with self._lock:  # nothing is lost: the values go back, ahead of any logged since
+                self._pending_params = {**params, **self._pending_params}
+                self._pending_tags = {**tags, **self._pending_tags}
+                self._pending_metrics = [*metrics, *self._pending_metrics]
+            raise
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self.client.post(f"/v1/runs/{self.id}/heartbeat")
+            except MedopsError:  # a missed beat is retried; the run itself goes on
+                continue
+
+    def end(self, state: Literal["finished", "failed", "killed"] = "finished", error: str | None = None) -> None:
+        if self.state != "running":
+            return
+        self._stop.set()
+        self._beat.join(timeout=5)
+        try:
+            self.flush()
+        except MedopsError as exc:
+            state, error = "failed", f"its last values could not be sent: {exc}"[:MAX_ERROR]
+        git = self._git()
+        body = {"state": state, "error": error, "git_commit": git.commit, "git_dirty": git.dirty}
+        self.state = self.client.post(f"/v1/runs/{self.id}/end", body)["state"]
+
+    def child(self, name: str, **kwargs: Any) -> RemoteRun:
+        """A nested run (a tuning trial, say) of the same experiment."""
+        return self.client.start_run(self.experiment, name, parent=self.id, **kwargs)
+
+    def __enter__(self) -> RemoteRun:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc is None:
+            self.end("finished")
+        elif isinstance(exc, KeyboardInterrupt):
+            self.end("killed", "interrupted")
+        else:
+            self.end("failed", f"{type(exc).__name__}: {exc}"[:MAX_ERROR])

@@ -1,0 +1,81 @@
+"""`medops.start_run` and `medops.Client` against a running `medops server`, on SQLite and PostgreSQL:
+the run is logged over HTTP (batched), lands in the workspace as a local run does, and keeps the
+local run's rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import medops
+from medops.errors import InvalidInput, PermissionDenied
+from medops.services import Services
+from medops.training import Tracker
+from medops.workspace import Workspace
+from tests.factories import PASSWORD, start_serve
+
+pytestmark = pytest.mark.slow
+
+
+def token(ws: Workspace, user: str) -> str:
+    identity = Services(ws).identity
+    return identity.create_token(identity.authenticate(identity.login(user, password=PASSWORD)[1]), "sdk")[1]
+
+
+@pytest.fixture
+def server(registry: tuple[Workspace, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    ws, _ = registry
+    monkeypatch.setenv("MEDOPS_HOME", str(ws.settings.home))
+    process, url = start_serve([], command_name="server", log=tmp_path / "server.log")
+    monkeypatch.delenv("MEDOPS_HOME")  # the client has no workspace: only the server's URL and a token
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MEDOPS_SERVER_URL", url)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_a_run_logged_through_the_server_lands_in_the_workspace(
+    registry: tuple[Workspace, str], server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws, _ = registry
+    monkeypatch.setenv("MEDOPS_TOKEN", token(ws, "alice"))
+    with medops.start_run("remote", params={"C": 0.5}, tags={"team": "icu"}, seed=3) as run:
+        for step in range(2500):  # more than one batch
+            run.log_metric("loss", 1.0 / (step + 1))
+        run.log_metric("auroc", 0.81)
+        with pytest.raises(InvalidInput, match="already"):
+            run.log_param("C", 0.7)
+    stored = Tracker(ws).get(run.id)
+    assert stored.state == "finished" and stored.created_by == "alice"
+    assert stored.params == {"C": "0.5", "seed": "3"} and stored.tags["team"] == "icu"
+    assert stored.metrics["auroc"] == 0.81
+    assert len(Tracker(ws).metric_history(run.id, "loss")) == 2500
+    client = medops.Client(server, token(ws, "victor"))
+    assert client.runs(experiment="remote")[0]["id"] == run.id
+    assert client.get(f"/v1/runs/{run.id}/metrics/loss")["steps"][-1] == {"step": 2499, "value": 1 / 2500}
+
+
+def test_a_failed_run_and_the_roles_hold_over_the_server(
+    registry: tuple[Workspace, str], server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws, _ = registry
+    monkeypatch.setenv("MEDOPS_TOKEN", token(ws, "alice"))
+    with pytest.raises(RuntimeError), medops.start_run("remote") as run:
+        run.log_metric("loss", 0.3)
+        raise RuntimeError("the data ran out")
+    stored = Tracker(ws).get(run.id)
+    assert stored.state == "failed" and "the data ran out" in (stored.error or "")
+    assert stored.metrics["loss"] == 0.3
+    monkeypatch.setenv("MEDOPS_TOKEN", token(ws, "carol"))  # a clinical reviewer trains nothing
+    with pytest.raises(PermissionDenied):
+        medops.start_run("remote")
+    with medops.Client(server, token(ws, "alice")).start_run("x") as mine:
+        victor = medops.Client(server, token(ws, "victor"))
+        with pytest.raises(PermissionDenied):
+            victor.post(f"/v1/runs/{mine.id}/log", {"metrics": [{"key": "auroc", "value": 0.99}]})
+    assert "auroc" not in Tracker(ws).get(mine.id).metrics
