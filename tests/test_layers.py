@@ -25,7 +25,14 @@ def test_only_the_adapters_decide_who_acts() -> None:
         for path in SRC.rglob("*.py")
         if re.search(pattern, path.read_text()) and path.name != "credentials.py"
     )
-    assert readers == ["__init__.py", "cli/common.py", "cli/session.py", "server/api/auth.py", "server/api/sessions.py"]
+    assert readers == [
+        "__init__.py",
+        "cli/common.py",
+        "cli/session.py",
+        "client.py",
+        "server/api/auth.py",
+        "server/api/sessions.py",
+    ]
 
 
 def test_a_caller_is_made_from_a_verified_credential_only() -> None:
