@@ -4,17 +4,18 @@ local run's rules."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import medops
-from medops.errors import InvalidInput, PermissionDenied
+from medops.errors import AuthenticationFailed, InvalidInput, PermissionDenied
 from medops.services import Services
 from medops.training import Tracker
 from medops.workspace import Workspace
-from tests.factories import PASSWORD, start_serve
+from tests.factories import PASSWORD, run, start_serve
 
 pytestmark = pytest.mark.slow
 
@@ -79,3 +80,32 @@ def test_a_failed_run_and_the_roles_hold_over_the_server(
         with pytest.raises(PermissionDenied):
             victor.post(f"/v1/runs/{mine.id}/log", {"metrics": [{"key": "auroc", "value": 0.99}]})
     assert "auroc" not in Tracker(ws).get(mine.id).metrics
+
+
+def test_medops_login_server_keeps_a_session_the_sdk_uses(
+    registry: tuple[Workspace, str],
+    server: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    ws, _ = registry
+    monkeypatch.setenv("MEDOPS_SESSION_DIR", str(tmp_path / "sessions"))
+    monkeypatch.delenv("MEDOPS_TOKEN", raising=False)
+    code, _, err = run(
+        ["login", "alice", "--password-stdin"], capsys, stdin="wrong-password\n", monkeypatch=monkeypatch
+    )
+    assert code != 0 and "wrong-password" not in err
+    code, out, err = run(
+        ["login", "alice", "--server", server, "--password-stdin", "--json"], capsys, PASSWORD + "\n", monkeypatch
+    )
+    assert code == 0, err
+    kept = Path(json.loads(out)["session_file"])
+    assert kept.stat().st_mode & 0o077 == 0
+    with medops.start_run("via-login") as run_made:  # MEDOPS_SERVER_URL and the kept session: no token
+        run_made.log_metric("auroc", 0.7)
+    assert Tracker(ws).get(run_made.id).created_by == "alice"
+    code, _, _ = run(["logout", "--server", server], capsys)
+    assert code == 0 and not kept.exists()
+    with pytest.raises(AuthenticationFailed):
+        medops.start_run("after-logout")

@@ -54,19 +54,34 @@ class Client:
                 f"{SERVER_ENV} must be an http:// or https:// URL", hint="for example https://medops.example.org"
             )
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     @classmethod
     def from_environment(cls) -> Client:
-        """MEDOPS_SERVER_URL and MEDOPS_TOKEN; read here, where the SDK starts, and nowhere below."""
-        url, token = os.environ.get(SERVER_ENV), os.environ.get(TOKEN_ENV)
+        """MEDOPS_SERVER_URL, with MEDOPS_TOKEN or else the session `medops login --server URL` kept; read here,
+        where the SDK starts, and nowhere below."""
+        from medops.credentials import stored_server_session
+
+        url, token = os.environ.get(SERVER_ENV), os.environ.get(TOKEN_ENV, "").strip()
         if not url:
             raise InvalidInput(f"{SERVER_ENV} is not set", hint="the platform server's URL")
         if not token:
-            raise AuthenticationFailed(
-                f"talking to {url} needs an API token in {TOKEN_ENV}", code="login_required", hint="medops token create"
-            )
+            kept = stored_server_session(url)
+            if kept is None:
+                raise AuthenticationFailed(
+                    f"talking to {url} needs a login: medops login --server {url} (or an API token in {TOKEN_ENV})",
+                    code="login_required",
+                )
+            token = kept.secret
         return cls(url, token)
+
+    @classmethod
+    def log_in(cls, url: str, username: str, password: str) -> tuple[Client, dict[str, Any]]:
+        """A session on the server for a person (lockout applies there): the client, and the login's answer
+        (its secret included, for the caller to keep)."""
+        answer = cls(url, "").post("/v1/auth/login", {"username": username, "password": password, "cookie": False})
+        return cls(url, answer["secret"]), answer
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """The answer's JSON (or bytes, for a download); a problem document becomes the matching MedopsError."""

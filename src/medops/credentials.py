@@ -66,7 +66,10 @@ def presented(settings: Settings, env: Mapping[str, str] | None = None) -> Crede
 
 def stored_session(settings: Settings, env: Mapping[str, str] | None = None) -> Credential | None:
     """The session `medops login` kept for this workspace, if any; refused if others can read it."""
-    path = session_file(settings, env)
+    return _read_private(session_file(settings, env))
+
+
+def _read_private(path: Path) -> Credential | None:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -82,7 +85,10 @@ def stored_session(settings: Settings, env: Mapping[str, str] | None = None) -> 
 
 def save_session(settings: Settings, secret: str, env: Mapping[str, str] | None = None) -> Path:
     """Write the session token readable by its owner only (0600), in a folder only they can list (0700)."""
-    path = session_file(settings, env)
+    return _write_private(session_file(settings, env), secret)
+
+
+def _write_private(path: Path, secret: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if os.name == "posix" and path.parent.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
@@ -104,6 +110,32 @@ def forget_session(settings: Settings, env: Mapping[str, str] | None = None) -> 
     path = session_file(settings, env)
     try:
         path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+# --- a platform server's session (`medops login --server URL`) --------------------------------
+
+
+def server_session_file(url: str, env: Mapping[str, str] | None = None) -> Path:
+    """One file per server URL, beside the workspaces' sessions."""
+    import hashlib
+
+    return session_dir(env) / f"server-{hashlib.sha256(url.rstrip('/').encode()).hexdigest()[:16]}.session"
+
+
+def stored_server_session(url: str, env: Mapping[str, str] | None = None) -> Credential | None:
+    return _read_private(server_session_file(url, env))
+
+
+def save_server_session(url: str, secret: str, env: Mapping[str, str] | None = None) -> Path:
+    return _write_private(server_session_file(url, env), secret)
+
+
+def forget_server_session(url: str, env: Mapping[str, str] | None = None) -> bool:
+    try:
+        server_session_file(url, env).unlink()
     except FileNotFoundError:
         return False
     return True
