@@ -155,6 +155,7 @@ CODES: dict[str, str] = {
     "account_disabled": "the credential's user is disabled or locked",
     "login_required": "the action needs a verified login (a session or an API token)",
     "credential_invalid": "the token or session presented matches none in this workspace",
+    "oidc_failed": "the identity provider's login did not complete: refused, expired, or not matching this server",
     "csrf_failed": "a change made with a browser's session cookie came without its CSRF token header",
     "session_expired": "the login session has expired",
     "session_ended": "the login session was ended (logout, or an admin's password reset)",

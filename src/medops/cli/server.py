@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import typer
 
 from medops.cli.common import JsonOption, err_console, open_workspace, print_json
+
+if TYPE_CHECKING:
+    from medops.server.api.oidc import OidcSettings
 
 EPILOG = (
     "Examples:  medops server   ·   medops server --host 0.0.0.0 --port 8443 --ssl-certfile cert.pem "
@@ -32,6 +36,16 @@ def server(
     graceful_seconds: int = typer.Option(
         30, "--graceful-seconds", min=0, help="On SIGTERM, how long requests in flight get to finish."
     ),
+    oidc_issuer: str | None = typer.Option(
+        None, "--oidc-issuer", metavar="URL", help="Also log in with this OpenID Connect provider (its issuer URL)."
+    ),
+    oidc_client_id: str | None = typer.Option(None, "--oidc-client-id", help="This server's client id there."),
+    oidc_username_claim: str = typer.Option(
+        "preferred_username", "--oidc-username-claim", help="The ID token's claim that names the medops user."
+    ),
+    public_url: str | None = typer.Option(
+        None, "--public-url", metavar="URL", help="This server's URL as browsers reach it (behind a proxy), for OIDC."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Serve the platform API: every capability of the workspace over REST, with token and session auth.
@@ -50,7 +64,10 @@ def server(
 
         raise InvalidInput("HTTPS needs both --ssl-certfile and --ssl-keyfile")
     options = ApiOptions(
-        max_body_bytes=max_body_bytes, metrics_public=metrics_public, secure_cookies=not insecure_cookies
+        max_body_bytes=max_body_bytes,
+        metrics_public=metrics_public,
+        secure_cookies=not insecure_cookies,
+        oidc=_oidc(oidc_issuer, oidc_client_id, oidc_username_claim, public_url or f"http://{host}:{port}"),
     )
     ws = open_workspace()  # refused here, before the port opens, if the workspace can't be opened
     scheme = "https" if ssl_certfile else "http"
@@ -74,6 +91,23 @@ def server(
     ws.close()
     os.environ[CONFIG_ENV] = options_env(options)
     uvicorn.run("medops.server.api.app:from_environment", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+
+
+def _oidc(issuer: str | None, client_id: str | None, claim: str, public_url: str) -> OidcSettings | None:
+    from medops.errors import InvalidInput
+    from medops.server.api.app import OIDC_SECRET_ENV
+    from medops.server.api.oidc import OidcSettings
+
+    if issuer is None:
+        return None
+    secret = os.environ.get(OIDC_SECRET_ENV, "")
+    if not client_id or not secret:
+        raise InvalidInput(
+            f"--oidc-issuer needs --oidc-client-id and the client secret in {OIDC_SECRET_ENV}",
+            hint="register this server with the identity provider as a confidential client first",
+        )
+    redirect = f"{public_url.rstrip('/')}/v1/auth/oidc/callback"
+    return OidcSettings(issuer, client_id, secret, redirect, username_claim=claim)
 
 
 def _log_config() -> dict[str, object]:

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from medops.caller import Caller, Channel
 from medops.credentials import Credential
-from medops.errors import AuthenticationFailed, InvalidInput
+from medops.errors import AuthenticationFailed, InvalidInput, NotFound
 from medops.identity.roles import READ_ROLES, Role
 from medops.identity.tokens import SESSION, TokenView
 from medops.identity.users import UserView
@@ -80,6 +80,33 @@ class IdentityService:
             method, via = "token", api.id
         return self.platform.tokens.open_session(
             user.username, hours=self.platform.settings.session_hours, channel=channel, method=method, via=via
+        )
+
+    def login_external(
+        self, username: str, *, provider: str, subject: str, channel: str = "api"
+    ) -> tuple[TokenView, str]:
+        """A session for a user an identity provider vouched for (OpenID Connect): the user must exist here
+        and be active, and holds this workspace's roles only. A refusal is audited as a failed login."""
+        from medops.audit import NewEvent
+
+        try:
+            user = self.platform.users.get(username)
+        except NotFound:
+            user = None
+        if user is None or not user.active:
+            why = f"{provider} vouched for {username!r}, " + (
+                "who is not a user here" if user is None else "who is disabled"
+            )
+            self.platform.trail.record(NewEvent(username, "auth.login.failed", "user", username, reason=why))
+            raise AuthenticationFailed(
+                f"the identity provider's user {username!r} can't log in here", code="credential_invalid"
+            )
+        return self.platform.tokens.open_session(
+            user.username,
+            hours=self.platform.settings.session_hours,
+            channel=channel,
+            method="oidc",
+            via=f"{provider} {subject}"[:200],
         )
 
     def identify(self, secret: str) -> Identity:

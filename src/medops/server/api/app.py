@@ -21,11 +21,14 @@ from medops.platform import Platform
 from medops.server.api import problems
 from medops.server.api.documents import Doc
 from medops.server.api.middleware import ApiMetrics, Envelope
+from medops.server.api.oidc import OidcSettings, Provider
+from medops.server.api.oidc import router as oidc_routes
 from medops.server.api.routes import ROUTERS
 from medops.server.api.sessions import router as sessions
 from medops.services import Services
 
 CONFIG_ENV = "MEDOPS_API_CONFIG"  # what `medops server --workers N` hands each worker process
+OIDC_SECRET_ENV = "MEDOPS_OIDC_CLIENT_SECRET"  # the identity provider's client secret, never on a command line
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class ApiOptions:
     max_body_bytes: int = 1_048_576  # larger request bodies get 413
     metrics_public: bool = False  # /metrics without a token, for a scraper on a trusted network
     secure_cookies: bool = True  # the session cookie only over HTTPS (browsers treat localhost as secure too)
+    oidc: OidcSettings | None = None  # login with the hospital's identity provider, besides passwords and tokens
 
 
 def create_api(platform: Platform, options: ApiOptions | None = None) -> Envelope:
@@ -86,6 +90,9 @@ def create_api(platform: Platform, options: ApiOptions | None = None) -> Envelop
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(sessions, responses=problems.RESPONSES)
+    if options.oidc is not None:
+        app.state.oidc = Provider(options.oidc)
+        app.include_router(oidc_routes, responses=problems.RESPONSES)
     for router in ROUTERS:
         app.include_router(router, responses=problems.RESPONSES)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
@@ -118,8 +125,13 @@ def from_environment() -> Envelope:
     from medops.workspace import Workspace
 
     config: dict[str, Any] = json.loads(os.environ.get(CONFIG_ENV, "{}"))
+    if config.get("oidc"):  # its secret is not in the handed-over config: each worker reads it as the CLI did
+        config["oidc"] = OidcSettings(**config["oidc"], client_secret=os.environ.get(OIDC_SECRET_ENV, ""))
     return create_api(Workspace.open(), ApiOptions(**config))
 
 
 def options_env(options: ApiOptions) -> str:
-    return json.dumps(asdict(options))
+    doc = asdict(options)
+    if doc.get("oidc"):
+        doc["oidc"].pop("client_secret")
+    return json.dumps(doc)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, Field
 
 from medops.errors import InvalidInput
+from medops.identity.tokens import TokenView
 from medops.server.api.auth import CSRF_COOKIE, SESSION_COOKIE, Acting, Svc, csrf_token, presented
 from medops.server.api.documents import Doc
 
@@ -34,9 +35,14 @@ def login(request: Request, services: Svc, body: Annotated[Login, Body()]) -> Do
     if (body.password is None) == (body.token is None):
         raise InvalidInput("log in with a password (and username) or an API token: one of them")
     session, secret = services.identity.login(body.username, password=body.password, token=body.token, channel="api")
+    return session_response(request, session, secret, cookie=body.cookie)
+
+
+def session_response(request: Request, session: TokenView, secret: str, *, cookie: bool) -> Doc:
+    """A login's answer: the session's cookies (and its CSRF token) for a browser, its secret for a client."""
     csrf = csrf_token(secret)
     doc = {"user": session.username, "session": session.id, "expires_at": session.expires_at, "csrf_token": csrf}
-    if not body.cookie:
+    if not cookie:
         doc["secret"] = secret  # shown once: the client keeps it as its bearer credential
         return Doc(doc)
     response = Doc(doc)
