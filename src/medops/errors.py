@@ -156,6 +156,7 @@ CODES: dict[str, str] = {
     "login_required": "the action needs a verified login (a session or an API token)",
     "credential_invalid": "the token or session presented matches none in this workspace",
     "oidc_failed": "the identity provider's login did not complete: refused, expired, or not matching this server",
+    "invalid_request": "the request's parameters or body are not what the API takes",
     "csrf_failed": "a change made with a browser's session cookie came without its CSRF token header",
     "session_expired": "the login session has expired",
     "session_ended": "the login session was ended (logout, or an admin's password reset)",

@@ -88,3 +88,14 @@ def test_limits_and_problems(api: TestClient) -> None:
     doc = missing.json()
     assert doc["type"].startswith("urn:medops:problem:") and doc["request_id"] == missing.headers["x-request-id"]
     assert "Traceback" not in missing.text
+
+
+def test_a_nul_character_is_refused_before_it_reaches_a_store(api: TestClient) -> None:
+    alice = bearer(api, "alice")
+    for answer in (
+        api.get("/v1/datasets?name=a%00b", headers=alice),
+        api.get("/v1/runs/ab%00cd", headers=alice),
+        api.post("/v1/tokens", headers=alice, json={"name": "a\u0000b"}),
+    ):
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["code"] == "invalid_request"

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from medops.clock import to_iso, utc_now
-from medops.errors import TooLarge
 from medops.server.api.problems import PROBLEM, problem_body
 from medops.server.metrics import LATENCY_BUCKETS
 
@@ -70,14 +69,24 @@ class Envelope:
             await send(message)
 
         try:
+            if _holds_nul(scope):  # no store keeps one (PostgreSQL refuses it in text): refused here, not at a 500
+                detail = "the request's path or query holds a NUL character"
+                await _send_problem(tracked, 422, "invalid_request", detail, request_id)
+                return
             too_large = self._declared_too_large(scope)
             if too_large:
                 await _send_problem(tracked, 413, "body_too_large", too_large, request_id)
                 return
-            await self.app(scope, self._bounded(receive), tracked)
-        except TooLarge:
-            if not started:
+            body = await self._body(receive)
+            if body is None:
                 await _send_problem(tracked, 413, "body_too_large", self._limit_text(), request_id)
+                return
+            if b"\x00" in body or b"\\u0000" in body:  # raw, or escaped in JSON
+                await _send_problem(
+                    tracked, 422, "invalid_request", "the request body holds a NUL character", request_id
+                )
+                return
+            await self.app(scope, _replay(body, receive), tracked)
         except Exception:
             log.exception("request %s failed", request_id)  # the trace stays in the server's log
             if not started:
@@ -114,20 +123,44 @@ class Envelope:
                     return self._limit_text()
         return None
 
-    def _bounded(self, receive: Receive) -> Receive:
-        """The body as it arrives, refused once it passes the limit (a body without Content-Length too)."""
+    async def _body(self, receive: Receive) -> bytes | None:
+        """The whole body (under the limit: the routes take JSON documents), or None past the limit."""
+        chunks: list[bytes] = []
         seen = 0
-
-        async def bounded() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
-                    raise TooLarge(self._limit_text())
-            return message
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
 
-        return bounded
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body read already, then whatever the client sends next (its disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _holds_nul(scope: Scope) -> bool:
+    return (
+        "\x00" in scope.get("path", "")
+        or b"%00" in scope.get("query_string", b"")
+        or b"%00" in scope.get("raw_path", b"")
+    )
 
 
 async def _send_problem(send: Send, status: int, code: str, detail: str, request_id: str) -> None:
