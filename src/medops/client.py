@@ -2,25 +2,22 @@
 ``medops.start_run`` logs there when MEDOPS_SERVER_URL is set (the database then stays behind the
 server; the client needs only an API token).
 
-A remote run keeps the local run's contract: values are buffered and sent in batches (one request
-per FLUSH_EVERY values or FLUSH_SECONDS), a parameter is set once, a background heartbeat keeps the
-run alive, and leaving the ``with`` block ends it finished, failed with the error, or killed.
-Nothing buffered is lost on a failed send: it is sent again ahead of later values.
+A remote run is a BufferedRun, as a local one is: the same rules (a parameter set once, finite
+metrics, batches of FLUSH_EVERY values or FLUSH_SECONDS, nothing lost on a failed send, a
+heartbeat, the end on leaving the ``with`` block); only where the values go differs.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import threading
-import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import httpx
 
+from medops.clock import to_iso
 from medops.errors import (
     AuthenticationFailed,
     Conflict,
@@ -31,7 +28,7 @@ from medops.errors import (
     StoreError,
     TooLarge,
 )
-from medops.training.tracking import FLUSH_EVERY, FLUSH_SECONDS, HEARTBEAT_SECONDS, MAX_ERROR, as_text
+from medops.training.tracking import HEARTBEAT_SECONDS, MAX_ERROR, BufferedRun
 
 SERVER_ENV = "MEDOPS_SERVER_URL"
 TOKEN_ENV = "MEDOPS_TOKEN"
@@ -168,107 +165,29 @@ def _error(answer: httpx.Response) -> MedopsError:
     return kind(detail, code=doc.get("code") or kind.code, hint=doc.get("hint"))
 
 
-class RemoteRun:
+class RemoteRun(BufferedRun):
     """A run logged to a platform server (see the module docstring); use it as a context manager."""
 
     def __init__(self, client: Client, made: Mapping[str, Any]) -> None:
         from medops.training.environment import start_git_state
 
         self.client = client
-        self.id: str = made["id"]
-        self.experiment: str = made["experiment"]
-        self.name: str = made["name"]
-        self.state: str = made["state"]
         self._git = start_git_state(Path.cwd())
-        self._lock = threading.Lock()
-        self._params: dict[str, str] = {}
-        self._pending_params: dict[str, str] = {}
-        self._pending_tags: dict[str, str] = {}
-        self._pending_metrics: list[dict[str, Any]] = []
-        self._steps: dict[str, int] = {}
-        self._last_flush = time.monotonic()
-        self._stop = threading.Event()
-        self._beat = threading.Thread(target=self._heartbeat, name=f"medops-run-{self.id[:8]}", daemon=True)
-        self._beat.start()
+        super().__init__(made["id"], made["experiment"], made["name"], made["state"], HEARTBEAT_SECONDS)
 
-    def log_param(self, key: str, value: Any) -> None:
-        """A parameter is set once: logging it again with another value is an error, not an overwrite."""
-        text = as_text(value)
-        with self._lock:
-            if key in self._params and self._params[key] != text:
-                raise InvalidInput(
-                    f"run {self.id[:12]}: parameter {key!r} is {self._params[key]!r} already, not {text!r}",
-                    hint="parameters describe the run and don't change; log a metric or a tag instead",
-                )
-            if key not in self._params:
-                self._params[key] = self._pending_params[key] = text
-        self._maybe_flush()
+    def _write(
+        self, params: Mapping[str, str], tags: Mapping[str, str], metrics: Sequence[tuple[str, int, float, datetime]]
+    ) -> None:
+        sent = [{"key": k, "step": step, "value": v, "at": to_iso(at)} for k, step, v, at in metrics]
+        self.client.post(f"/v1/runs/{self.id}/log", {"params": params, "tags": tags, "metrics": sent})
 
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        for key, value in params.items():
-            self.log_param(key, value)
-
-    def set_tag(self, key: str, value: Any) -> None:
-        with self._lock:
-            self._pending_tags[key] = as_text(value)
-        self._maybe_flush()
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        for key, value in tags.items():
-            self.set_tag(key, value)
-
-    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
-        """One value; ``step`` defaults to the next step of that metric (0, 1, 2, ...)."""
-        from medops.clock import to_iso, utc_now
-
-        number = float(value)
-        if math.isnan(number) or math.isinf(number):
-            raise InvalidInput(f"run {self.id[:12]}: metric {key!r} is {number}, not a finite number")
-        with self._lock:
-            at = self._steps.get(key, -1) + 1 if step is None else int(step)
-            self._steps[key] = max(at, self._steps.get(key, -1))
-            self._pending_metrics.append({"key": key, "value": number, "step": at, "at": to_iso(utc_now())})
-        self._maybe_flush()
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        for key, value in metrics.items():
-            self.log_metric(key, value, step)
-
-    def _maybe_flush(self) -> None:
-        pending = len(self._pending_metrics) + len(self._pending_params) + len(self._pending_tags)
-        if pending >= FLUSH_EVERY or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
-            self.flush()
-
-    def flush(self) -> None:
-        """Send what is buffered, in one request."""
-        with self._lock:
-            params, self._pending_params = self._pending_params, {}
-            tags, self._pending_tags = self._pending_tags, {}
-            metrics, self._pending_metrics = self._pending_metrics, []
-            self._last_flush = time.monotonic()
-        if not (params or tags or metrics):
-            return
-        try:
-            self.client.post(f"/v1/runs/{self.id}/log", {"params": params, "tags": tags, "metrics": metrics})
-        except BaseException:
-            with self._lock:  # nothing is lost: the values go back, ahead of any logged since
-                self._pending_params = {**params, **self._pending_params}
-                self._pending_tags = {**tags, **self._pending_tags}
-                self._pending_metrics = [*metrics, *self._pending_metrics]
-            raise
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_SECONDS):
-            try:
-                self.client.post(f"/v1/runs/{self.id}/heartbeat")
-            except MedopsError:  # a missed beat is retried; the run itself goes on
-                continue
+    def _beat_once(self) -> None:
+        self.client.post(f"/v1/runs/{self.id}/heartbeat")
 
     def end(self, state: Literal["finished", "failed", "killed"] = "finished", error: str | None = None) -> None:
         if self.state != "running":
             return
-        self._stop.set()
-        self._beat.join(timeout=5)
+        self._stop_beating()
         try:
             self.flush()
         except MedopsError as exc:
@@ -283,11 +202,3 @@ class RemoteRun:
 
     def __enter__(self) -> RemoteRun:
         return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if exc is None:
-            self.end("finished")
-        elif isinstance(exc, KeyboardInterrupt):
-            self.end("killed", "interrupted")
-        else:
-            self.end("failed", f"{type(exc).__name__}: {exc}"[:MAX_ERROR])

@@ -73,25 +73,17 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
-class Run:
-    """An open run. Use it as a context manager: an exception inside marks it failed with the error."""
+class BufferedRun:
+    """What every open run shares, wherever its values are written: a parameter is set once, a metric
+    is finite and steps on by itself, values are buffered and written in batches (FLUSH_EVERY values or
+    FLUSH_SECONDS) and go back into the buffer if a write fails, and a heartbeat keeps the run alive.
+    Use it as a context manager: an exception inside marks it failed with the error."""
 
-    def __init__(
-        self,
-        tracker: Tracker,
-        row: RunRow,
-        *,
-        owns_workspace: bool = False,
-        git: Callable[[], GitState] = lambda: GitState(None, None),
-    ) -> None:
-        self.tracker = tracker
-        self._git = git  # asked when the run started, read when it ends
-        self.id = row.id
-        self.experiment = row.experiment
-        self.name = row.name
-        self.actor = row.created_by
-        self.state = row.state
-        self._owns_workspace = owns_workspace
+    def __init__(self, run_id: str, experiment: str, name: str, state: str, heartbeat_seconds: float) -> None:
+        self.id = run_id
+        self.experiment = experiment
+        self.name = name
+        self.state = state
         self._lock = threading.Lock()
         self._params: dict[str, str] = {}
         self._pending_params: dict[str, str] = {}
@@ -99,9 +91,23 @@ class Run:
         self._pending_metrics: list[tuple[str, int, float, datetime]] = []
         self._steps: dict[str, int] = {}
         self._last_flush = time.monotonic()
+        self._heartbeat_seconds = heartbeat_seconds
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, name=f"medops-run-{self.id[:8]}", daemon=True)
         self._beat.start()
+
+    # --- what a kind of run does: where values go, how it beats, how it ends -----------------
+
+    def _write(
+        self, params: Mapping[str, str], tags: Mapping[str, str], metrics: Sequence[tuple[str, int, float, datetime]]
+    ) -> None:
+        raise NotImplementedError
+
+    def _beat_once(self) -> None:
+        raise NotImplementedError
+
+    def end(self, state: Literal["finished", "failed", "killed"] = "finished", error: str | None = None) -> None:
+        raise NotImplementedError
 
     # --- logging ----------------------------------------------------------------------
 
@@ -150,6 +156,79 @@ class Run:
         for key, value in metrics.items():
             self.log_metric(key, value, step)
 
+    def _maybe_flush(self) -> None:
+        pending = len(self._pending_metrics) + len(self._pending_params) + len(self._pending_tags)
+        if pending >= FLUSH_EVERY or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered, in one go."""
+        with self._lock:
+            params, self._pending_params = self._pending_params, {}
+            tags, self._pending_tags = self._pending_tags, {}
+            metrics, self._pending_metrics = self._pending_metrics, []
+            self._last_flush = time.monotonic()
+        if not (params or tags or metrics):
+            return
+        try:
+            self._write(params, tags, metrics)
+        except BaseException:
+            self._restore((params, tags, metrics))
+            raise
+
+    def _take(self) -> tuple[dict[str, str], dict[str, str], list[tuple[str, int, float, datetime]]]:
+        """Everything buffered, taken out (for the last write, with the end)."""
+        with self._lock:
+            batch = (self._pending_params, self._pending_tags, self._pending_metrics)
+            self._pending_params, self._pending_tags, self._pending_metrics = {}, {}, []
+        return batch
+
+    def _restore(self, batch: tuple[Mapping[str, str], Mapping[str, str], Sequence[Any]]) -> None:
+        with self._lock:  # nothing is lost: the values go back, ahead of any logged since
+            self._pending_params = {**batch[0], **self._pending_params}
+            self._pending_tags = {**batch[1], **self._pending_tags}
+            self._pending_metrics = [*batch[2], *self._pending_metrics]
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self._heartbeat_seconds):
+            try:
+                self._beat_once()
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the run itself goes on
+                continue
+
+    def _stop_beating(self) -> None:
+        self._stop.set()
+        self._beat.join(timeout=5)
+
+    def __enter__(self) -> BufferedRun:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc is None:
+            self.end("finished")
+        elif isinstance(exc, KeyboardInterrupt):
+            self.end("killed", "interrupted")
+        else:
+            self.end("failed", f"{type(exc).__name__}: {exc}"[:MAX_ERROR])
+
+
+class Run(BufferedRun):
+    """An open run written to this workspace's database."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        row: RunRow,
+        *,
+        owns_workspace: bool = False,
+        git: Callable[[], GitState] = lambda: GitState(None, None),
+    ) -> None:
+        self.tracker = tracker
+        self._git = git  # asked when the run started, read when it ends
+        self.actor = row.created_by
+        self._owns_workspace = owns_workspace
+        super().__init__(row.id, row.experiment, row.name, row.state, tracker.heartbeat_seconds)
+
     def log_input(self, kind: str, name: str, version: str) -> None:
         """What the run read, with its version; written at once, with a lineage edge."""
         if kind not in ("dataset", "training_set", "featureview"):
@@ -185,57 +264,29 @@ class Run:
 
     # --- writing ----------------------------------------------------------------------
 
-    def _maybe_flush(self) -> None:
-        pending = len(self._pending_metrics) + len(self._pending_params) + len(self._pending_tags)
-        if pending >= FLUSH_EVERY or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
-            self.flush()
+    def _write(
+        self, params: Mapping[str, str], tags: Mapping[str, str], metrics: Sequence[tuple[str, int, float, datetime]]
+    ) -> None:
+        with self.tracker.ws.db.write() as session:
+            _write_batch(session, self.id, params, tags, metrics)
 
-    def flush(self) -> None:
-        """Write what is buffered, in one transaction."""
-        with self._lock:
-            params, self._pending_params = self._pending_params, {}
-            tags, self._pending_tags = self._pending_tags, {}
-            metrics, self._pending_metrics = self._pending_metrics, []
-            self._last_flush = time.monotonic()
-        if not (params or tags or metrics):
-            return
-        try:
-            with self.tracker.ws.db.write() as session:
-                _write_batch(session, self.id, params, tags, metrics)
-        except BaseException:
-            with self._lock:  # nothing is lost: the values go back, ahead of any logged since
-                self._pending_params = {**params, **self._pending_params}
-                self._pending_tags = {**tags, **self._pending_tags}
-                self._pending_metrics = [*metrics, *self._pending_metrics]
-            raise
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(self.tracker.heartbeat_seconds):
-            try:
-                with self.tracker.ws.db.write() as session:
-                    session.execute(
-                        update(RunRow)
-                        .where(RunRow.id == self.id, RunRow.state == "running")
-                        .values(heartbeat_at=utc_now())
-                    )
-            except Exception:  # noqa: BLE001 - a missed beat is retried; the run itself goes on
-                continue
+    def _beat_once(self) -> None:
+        with self.tracker.ws.db.write() as session:
+            session.execute(
+                update(RunRow).where(RunRow.id == self.id, RunRow.state == "running").values(heartbeat_at=utc_now())
+            )
 
     # --- ending -----------------------------------------------------------------------
 
     def end(self, state: Literal["finished", "failed", "killed"] = "finished", error: str | None = None) -> None:
         if self.state != "running":
             return
-        self._stop.set()
-        self._beat.join(timeout=5)
-        with self._lock:
-            batch = (self._pending_params, self._pending_tags, self._pending_metrics)
-            self._pending_params, self._pending_tags, self._pending_metrics = {}, {}, []
+        self._stop_beating()
+        batch = self._take()
         try:
             self.tracker._finish(self, state, error, batch)  # the last values and the end: one transaction
         except Exception as exc:
-            with self._lock:
-                self._pending_params, self._pending_tags, self._pending_metrics = batch[0], batch[1], list(batch[2])
+            self._restore(batch)
             state, error = "failed", f"its last values could not be stored: {type(exc).__name__}: {exc}"[:MAX_ERROR]
             self.tracker._finish(self, state, error)
             raise
@@ -246,14 +297,6 @@ class Run:
 
     def __enter__(self) -> Run:
         return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if exc is None:
-            self.end("finished")
-        elif isinstance(exc, KeyboardInterrupt):
-            self.end("killed", "interrupted")
-        else:
-            self.end("failed", f"{type(exc).__name__}: {exc}"[:MAX_ERROR])
 
     def child(self, name: str, **kwargs: Any) -> Run:
         """A nested run (a tuning trial, say) of the same experiment."""
