@@ -7,7 +7,9 @@ from typing import Any
 
 from medops.caller import Caller
 from medops.platform import Platform
+from medops.services.server_deploy import ServerDeployment
 from medops.serving.deploy import DeployResult, deploy
+from medops.version import __version__
 
 
 class DeployService:
@@ -42,6 +44,34 @@ class DeployService:
             wheel=wheel,
             extra=lambda image: self.schedule_manifests(image, namespace),
         )
+
+    def server(
+        self,
+        caller: Caller,
+        out: Path,
+        *,
+        force: bool = False,
+        image: str | None = None,
+        namespace: str = "default",
+        replicas: int = 2,
+        wheel: Path | None = None,
+    ) -> ServerDeployment:
+        """Write the platform server's image recipe and Kubernetes objects (ml_engineer or admin); audited."""
+        from medops.identity import Role
+        from medops.services import server_deploy
+        from medops.serving.deploy import medops_wheel
+
+        chosen = image or f"{server_deploy.NAME}:{__version__}"
+        files, warnings = server_deploy.build_files(
+            self.platform.settings, image=chosen, namespace=namespace, replicas=replicas
+        )
+        if wheel is not None:
+            files[f"wheels/{wheel.name}"] = medops_wheel(wheel)
+        roles = {Role.ML_ENGINEER, Role.ADMIN}
+        with self.platform.users.authorized(caller.user, "server.deploy", "workspace", "-", roles) as ch:
+            written = server_deploy.write(out, files, force=force)
+            ch.after = {"image": chosen, "folder": out.name, "files": written, "warnings": warnings}
+        return ServerDeployment(out, chosen, written, warnings)
 
     def schedule_manifests(self, image: str, namespace: str) -> dict[str, dict[str, Any]]:
         """A CronJob per schedule of the governing project file, and the ConfigMap of that file and its

@@ -1,0 +1,285 @@
+"""Deployment files for the platform server (`medops deploy server`): an image that runs
+`medops server`, and Kubernetes objects around it.
+
+A model server's image carries its bundle; the platform server's carries nothing of the
+workspace. The workspace's settings come from a ConfigMap (its medops.toml, with the key files
+pointed at a mounted Secret) and the secrets from Secrets the operator makes: the signing and
+pseudonym keys, the database password (libpq's PGPASSWORD), the identity provider's client
+secret. Every replica shares the stores, so a workspace on SQLite or a local folder is written
+out with a warning: it can't be shared by pods.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medops.config import Settings
+from medops.errors import InvalidInput
+from medops.serving.deploy import (
+    BASE_IMAGE,
+    USER_ID,
+    check_out,
+    container_security,
+    pinned_requirements,
+    pod_security,
+    to_yaml,
+)
+from medops.version import __version__
+
+NAME = "medops-server"
+PORT = 8080
+WORKSPACE_DIR = "/etc/medops/workspace"
+KEYS_DIR = "/etc/medops/keys"
+KEY_FILES = {"signing_key_file": "signing.ed25519", "pseudonym_key_file": "pseudonym.key"}
+SECRETS = {"keys": "medops-keys", "database": "medops-database", "oidc": "medops-oidc"}
+
+
+@dataclass(frozen=True)
+class ServerDeployment:
+    out: Path
+    image: str
+    files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": "server",
+            "image": self.image,
+            "out": str(self.out),
+            "files": self.files,
+            "warnings": self.warnings,
+        }
+
+
+def dockerfile() -> str:
+    probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PORT}/healthz', timeout=2)"
+    return f"""\
+# The medops {__version__} platform server (medops server). The workspace's settings and keys are
+# mounted at run time (Kubernetes: the ConfigMap and Secrets of kubernetes/); nothing of the
+# workspace is baked into the image.
+# Build:  docker build -t {NAME}:{__version__} .
+FROM {BASE_IMAGE}
+
+ENV PYTHONDONTWRITEBYTECODE=1 \\
+    PYTHONUNBUFFERED=1 \\
+    PIP_NO_CACHE_DIR=1 \\
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \\
+    HOME=/tmp \\
+    MEDOPS_HOME={WORKSPACE_DIR}
+
+RUN groupadd --system --gid {USER_ID} medops \\
+ && useradd --system --uid {USER_ID} --gid medops --home-dir /nonexistent --no-create-home \\
+      --shell /usr/sbin/nologin medops
+
+COPY requirements.txt /tmp/build/requirements.txt
+COPY wheels/ /tmp/build/wheels/
+RUN pip install --find-links /tmp/build/wheels -r /tmp/build/requirements.txt "medops=={__version__}" \\
+ && rm -rf /tmp/build
+
+USER {USER_ID}:{USER_ID}
+WORKDIR /tmp
+EXPOSE {PORT}
+HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \\
+  CMD ["python", "-c", "{probe}"]
+ENTRYPOINT ["medops", "server", "--host", "0.0.0.0", "--port", "{PORT}"]
+"""
+
+
+def pod_settings(settings: Settings) -> tuple[str, list[str]]:
+    """The workspace's medops.toml as a pod reads it (key files in the mounted Secret), and what in it
+    can't serve several pods."""
+    text = settings.config_path.read_text()
+    for setting, file_name in KEY_FILES.items():
+        line = f'{setting} = "{KEYS_DIR}/{file_name}"'
+        pattern = re.compile(rf"^{setting}\s*=.*$", re.M)
+        text = pattern.sub(line, text) if pattern.search(text) else text.rstrip("\n") + f"\n{line}\n"
+    warnings = []
+    if not settings.metadata_url.startswith("postgresql"):
+        warnings.append("the metadata store is SQLite: pods can't share it; set metadata_url to PostgreSQL")
+    elif re.search(r"//[^/@]*:[^/@]*@", settings.metadata_url):
+        warnings.append("metadata_url holds a password, now in the ConfigMap: give it as PGPASSWORD (a Secret)")
+    if "://" not in settings.artifact_root or settings.artifact_root.startswith(("file://", "memory://")):
+        warnings.append("the artifact store is local to one machine: set artifact_root to an object store (s3://)")
+    return text, warnings
+
+
+def manifests(settings_text: str, *, image: str, namespace: str, replicas: int) -> dict[str, dict[str, Any]]:
+    """The Kubernetes objects, by file name."""
+    labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "platform-api"}
+    labels["app.kubernetes.io/managed-by"] = "medops"
+    selector = {"app.kubernetes.io/name": NAME}
+    meta = {"name": NAME, "namespace": namespace, "labels": labels}
+
+    def probe(path: str, period: int, failures: int) -> dict[str, Any]:
+        return {
+            "httpGet": {"path": path, "port": "http"},
+            "periodSeconds": period,
+            "timeoutSeconds": 2,
+            "failureThreshold": failures,
+        }
+
+    def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+        return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {**meta, "name": "medops-workspace"},
+        "data": {"medops.toml": settings_text},
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security(),
+                    "terminationGracePeriodSeconds": 40,  # the server's own 30 s for requests in flight, then out
+                    "containers": [
+                        {
+                            "name": "server",
+                            "image": image,
+                            "imagePullPolicy": "IfNotPresent",
+                            "args": ["--workers", "2", "--graceful-seconds", "30"],
+                            "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+                            "env": [
+                                {"name": "MEDOPS_HOME", "value": WORKSPACE_DIR},
+                                secret_env("PGPASSWORD", SECRETS["database"], "password"),
+                                secret_env("MEDOPS_OIDC_CLIENT_SECRET", SECRETS["oidc"], "client-secret"),
+                            ],
+                            "startupProbe": probe("/healthz", 5, 24),
+                            "livenessProbe": probe("/healthz", 10, 3),
+                            "readinessProbe": probe("/readyz", 5, 3),
+                            "resources": {
+                                "requests": {"cpu": "500m", "memory": "512Mi"},
+                                "limits": {"cpu": "2", "memory": "2Gi"},
+                            },
+                            "securityContext": container_security(),
+                            "volumeMounts": [
+                                {"name": "workspace", "mountPath": WORKSPACE_DIR, "readOnly": True},
+                                {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "workspace", "configMap": {"name": "medops-workspace"}},
+                        {"name": "keys", "secret": {"secretName": SECRETS["keys"], "defaultMode": 0o400}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+                    ],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta,
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": NAME},
+            "minReplicas": replicas,
+            "maxReplicas": max(replicas, 6),
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                }
+            ],
+        },
+    }
+    network = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": meta,
+        "spec": {
+            "podSelector": {"matchLabels": selector},
+            "policyTypes": ["Ingress", "Egress"],
+            # Default deny: the reverse proxy (ingress controller) pods, labelled as its clients, and nothing else.
+            "ingress": [
+                {
+                    "from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"medops.io/client-of": NAME}}}],
+                    "ports": [{"protocol": "TCP", "port": PORT}],
+                }
+            ],
+            # Out: names, PostgreSQL, Redis, and HTTPS (the object store, the identity provider).
+            "egress": [
+                {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+                {"ports": [{"protocol": "TCP", "port": 5432}, {"protocol": "TCP", "port": 6379}]},
+                {"ports": [{"protocol": "TCP", "port": 443}]},
+            ],
+        },
+    }
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta,
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector}},
+    }
+    return {
+        "configmap.yaml": config,
+        "deployment.yaml": deployment,
+        "service.yaml": service,
+        "hpa.yaml": hpa,
+        "networkpolicy.yaml": network,
+        "pdb.yaml": pdb,
+    }
+
+
+def build_files(settings: Settings, *, image: str, namespace: str, replicas: int) -> tuple[dict[str, bytes], list[str]]:
+    if replicas < 1:
+        raise InvalidInput("--replicas must be at least 1")
+    settings_text, warnings = pod_settings(settings)
+    keys = " ".join(f"--from-file={name}=<the workspace's {setting}>" for setting, name in KEY_FILES.items())
+    files = {
+        "Dockerfile": dockerfile(),
+        "requirements.txt": "# Pinned from the environment that wrote this deployment.\n"
+        + "\n".join(pinned_requirements())
+        + "\n",
+        "wheels/README.txt": f"Put the medops {__version__} wheel here when your package index has none:\n"
+        "  pip wheel --no-deps -w wheels/ <medops source folder>\n",
+        "kubernetes/README.txt": "Make the Secrets the Deployment mounts before applying these files:\n"
+        f"  kubectl -n {namespace} create secret generic {SECRETS['keys']} {keys}\n"
+        f"  kubectl -n {namespace} create secret generic {SECRETS['database']} --from-literal=password=...\n"
+        f"  kubectl -n {namespace} create secret generic {SECRETS['oidc']} --from-literal=client-secret=...  "
+        "(with an identity provider)\n"
+        "Then: kubectl apply -f kubernetes/\n",
+    }
+    for name, doc in manifests(settings_text, image=image, namespace=namespace, replicas=replicas).items():
+        files[f"kubernetes/{name}"] = to_yaml(doc)
+    return {path: text.encode("utf-8") for path, text in files.items()}, warnings
+
+
+def write(out: Path, files: dict[str, bytes], *, force: bool) -> dict[str, str]:
+    import hashlib
+
+    from medops.atomic import write_atomic_bytes
+
+    check_out(out, force=force)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for relative, data in files.items():
+        target = out / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic_bytes(target, data)
+        written[relative] = hashlib.sha256(data).hexdigest()
+    return dict(sorted(written.items()))
