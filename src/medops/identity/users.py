@@ -17,7 +17,7 @@ from medops.caller import ANONYMOUS
 from medops.clock import utc_now
 from medops.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, PermissionDenied
 from medops.identity.passwords import check_policy, dummy_hash, hash_password, verify_password
-from medops.identity.roles import Role
+from medops.identity.roles import READ_ROLES, Role
 from medops.store.database import Database
 from medops.store.schema import ApiToken, User, UserRole
 
@@ -341,7 +341,7 @@ class UserService:
         return view
 
     def list(self, actor: str) -> list[UserView]:
-        self.require_role(actor, "user.list", set(Role))
+        self.require_role(actor, "user.list", set(READ_ROLES))
         with self.db.read() as session:
             return UserRepository(session).all()
 

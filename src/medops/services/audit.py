@@ -14,6 +14,7 @@ from medops.audit.verify import ChainProblem
 from medops.caller import Caller
 from medops.errors import Conflict, IntegrityError, InvalidInput
 from medops.identity import Role
+from medops.identity.roles import READ_ROLES
 from medops.platform import Platform
 
 EXPORT_ROLES = {Role.AUDITOR, Role.ADMIN}
@@ -24,8 +25,8 @@ class AuditService:
         self.platform = platform
 
     def log(self, caller: Caller, flt: AuditFilter, *, limit: int = 50) -> list[EventView]:
-        """Events newest first; any role may read the trail, a denied read is itself audited."""
-        self.platform.users.require_role(caller.user, "audit.read", set(Role))
+        """Events newest first; every role but a prediction token's reads the trail, a denied read is audited."""
+        self.platform.users.require_role(caller.user, "audit.read", set(READ_ROLES))
         return list_events(self.platform.db, flt, limit=limit)
 
     def verify(self, caller: Caller, *, public_key: Ed25519PublicKey | None = None) -> TrailCheck:
@@ -34,13 +35,13 @@ class AuditService:
         ``public_key`` is the workspace key the verifier trusts (given out of band, never read from
         the database); by default the one derived from the workspace's signing key.
         """
-        self.platform.users.require_role(caller.user, "audit.verify", set(Role))
+        self.platform.users.require_role(caller.user, "audit.verify", set(READ_ROLES))
         return self.platform.verify_audit(public_key)
 
     def verify_state(self, caller: Caller) -> StateCheck:
         """Every governed row (users and roles, tokens, models with stages and approvals, evaluations,
         trusted keys) against the state its latest audit event recorded."""
-        self.platform.users.require_role(caller.user, "audit.verify", set(Role))
+        self.platform.users.require_role(caller.user, "audit.verify", set(READ_ROLES))
         return check_state(self.platform.db)
 
     def export(self, caller: Caller, out: IO[str], fmt: str, flt: AuditFilter) -> int:

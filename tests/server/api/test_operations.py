@@ -42,7 +42,7 @@ def operations(ids: dict[str, str]) -> list[Op]:
     return [
         Op("GET", "/metrics", "alice", None),
         Op("GET", "/v1/auth/whoami", "alice", None),
-        Op("GET", "/v1/users", "ada", None),  # any role may see who else works here
+        Op("GET", "/v1/users", "ada", READ),  # every role but a prediction token's sees who else works here
         Op(
             "POST",
             "/v1/users",
@@ -127,8 +127,8 @@ def operations(ids: dict[str, str]) -> list[Op]:
         Op("POST", "/v1/alerts/{alert_id}/resolve", "ming", READ, reason),
         Op("GET", "/v1/pipelines/runs", "alice", READ),
         Op("GET", "/v1/pipelines/runs/{ref}", "alice", READ),
-        Op("GET", "/v1/audit/events", "victor", None),  # every role reads the trail (a predictor's too)
-        Op("GET", "/v1/audit/verify", "victor", None),
+        Op("GET", "/v1/audit/events", "victor", READ),  # every role but a prediction token's reads the trail
+        Op("GET", "/v1/audit/verify", "victor", READ),
         Op("GET", "/v1/audit/export", "victor", READ),
         Op("POST", "/v1/auth/logout", "alice", None),
     ]
