@@ -10,6 +10,7 @@ heartbeat, the end on leaving the ``with`` block); only where the values go diff
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -71,7 +72,11 @@ class Client:
                     code="login_required",
                 )
             token = kept.secret
-        return cls(url, token)
+        with _SHARED_LOCK:  # one client (its connections, its TLS context) per server and credential, per process
+            shared = _SHARED.get((url, token))
+            if shared is None:
+                shared = _SHARED[(url, token)] = cls(url, token)
+        return shared
 
     @classmethod
     def log_in(cls, url: str, username: str, password: str) -> tuple[Client, dict[str, Any]]:
@@ -146,6 +151,8 @@ class Client:
         self._http.close()
 
 
+_SHARED: dict[tuple[str, str], Client] = {}
+_SHARED_LOCK = threading.Lock()
 _ENVIRONMENT: list[str] = []  # one lock per process, as a local tracker stores it once
 
 
@@ -165,6 +172,13 @@ def _error(answer: httpx.Response) -> MedopsError:
     return kind(detail, code=doc.get("code") or kind.code, hint=doc.get("hint"))
 
 
+def _batch(
+    params: Mapping[str, str], tags: Mapping[str, str], metrics: Sequence[tuple[str, int, float, datetime]]
+) -> dict[str, Any]:
+    sent = [{"key": k, "step": step, "value": v, "at": to_iso(at)} for k, step, v, at in metrics]
+    return {"params": dict(params), "tags": dict(tags), "metrics": sent}
+
+
 class RemoteRun(BufferedRun):
     """A run logged to a platform server (see the module docstring); use it as a context manager."""
 
@@ -178,23 +192,28 @@ class RemoteRun(BufferedRun):
     def _write(
         self, params: Mapping[str, str], tags: Mapping[str, str], metrics: Sequence[tuple[str, int, float, datetime]]
     ) -> None:
-        sent = [{"key": k, "step": step, "value": v, "at": to_iso(at)} for k, step, v, at in metrics]
-        self.client.post(f"/v1/runs/{self.id}/log", {"params": params, "tags": tags, "metrics": sent})
+        self.client.post(f"/v1/runs/{self.id}/log", _batch(params, tags, metrics))
 
     def _beat_once(self) -> None:
         self.client.post(f"/v1/runs/{self.id}/heartbeat")
 
     def end(self, state: Literal["finished", "failed", "killed"] = "finished", error: str | None = None) -> None:
+        """The end and the last values in one request (one transaction on the server); if it fails, the values
+        go back to the buffer and the run is ended failed."""
         if self.state != "running":
             return
         self._stop_beating()
-        try:
-            self.flush()
-        except MedopsError as exc:
-            state, error = "failed", f"its last values could not be sent: {exc}"[:MAX_ERROR]
         git = self._git()
-        body = {"state": state, "error": error, "git_commit": git.commit, "git_dirty": git.dirty}
-        self.state = self.client.post(f"/v1/runs/{self.id}/end", body)["state"]
+        batch = self._take()
+        body = {"state": state, "error": error, "git_commit": git.commit, "git_dirty": git.dirty, **_batch(*batch)}
+        try:
+            self.state = self.client.post(f"/v1/runs/{self.id}/end", body)["state"]
+        except MedopsError as exc:
+            self._restore(batch)
+            error = f"its last values could not be stored: {exc}"[:MAX_ERROR]
+            ended = {"state": "failed", "error": error, "git_commit": git.commit, "git_dirty": git.dirty}
+            self.state = self.client.post(f"/v1/runs/{self.id}/end", ended)["state"]
+            raise
 
     def child(self, name: str, **kwargs: Any) -> RemoteRun:
         """A nested run (a tuning trial, say) of the same experiment."""

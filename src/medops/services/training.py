@@ -171,11 +171,16 @@ class TrainingService:
         error: str | None = None,
         commit: str | None = None,
         dirty: bool | None = None,
+        params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        metrics: Sequence[tuple[str, int, float, datetime]] = (),
     ) -> RunSummary:
+        """End the caller's run; its last values, if sent with the end, in the same transaction."""
         from medops.training.environment import GitState
 
         tracker = self._tracker
-        tracker.finish(run, caller.user, state, error, GitState(commit, dirty))
+        batch = (params or {}, tags or {}, metrics)
+        tracker.finish(run, caller.user, state, error, GitState(commit, dirty), batch)
         return RunSummary(tracker.get(run))
 
     def compare(self, caller: Caller, a: str, b: str) -> RunComparison:

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from medops.audit import NewEvent
@@ -303,6 +303,31 @@ class Run(BufferedRun):
         return self.tracker.start_run(self.experiment, name, parent=self.id, actor=self.actor, **kwargs)
 
 
+def _check_batch(
+    session: Session,
+    run_id: str,
+    params: Mapping[str, str],
+    tags: Mapping[str, str],
+    metrics: Sequence[tuple[str, int, float, datetime]],
+) -> None:
+    """Values sent from elsewhere obey a local run's rules: valid names, and a parameter keeps its first value."""
+    for key in [*params, *tags, *(m[0] for m in metrics)]:
+        _check_key("key", key)
+    if not params:
+        return
+    held = dict(
+        session.execute(
+            select(RunParam.key, RunParam.value).where(RunParam.run_id == run_id, RunParam.key.in_(list(params)))
+        ).all()
+    )
+    changed = sorted(k for k, v in params.items() if k in held and held[k] != v)
+    if changed:
+        raise InvalidInput(
+            f"run {run_id[:12]}: parameter {changed[0]!r} is {held[changed[0]]!r} already",
+            hint="parameters describe the run and don't change; log a metric or a tag instead",
+        )
+
+
 def _write_batch(
     session: Session,
     run_id: str,
@@ -573,24 +598,9 @@ class Tracker:
         metrics: Sequence[tuple[str, int, float, datetime]],
     ) -> None:
         """Values a run's owner logged elsewhere, in one transaction; a parameter keeps its first value."""
-        for key in [*params, *tags, *(m[0] for m in metrics)]:
-            _check_key("key", key)
         self._owned_running(run_id, actor)
         with self.ws.db.write() as session:
-            if params:
-                held = dict(
-                    session.execute(
-                        select(RunParam.key, RunParam.value).where(
-                            RunParam.run_id == run_id, RunParam.key.in_(list(params))
-                        )
-                    ).all()
-                )
-                changed = sorted(k for k, v in params.items() if k in held and held[k] != v)
-                if changed:
-                    raise InvalidInput(
-                        f"run {run_id[:12]}: parameter {changed[0]!r} is {held[changed[0]]!r} already",
-                        hint="parameters describe the run and don't change; log a metric or a tag instead",
-                    )
+            _check_batch(session, run_id, params, tags, metrics)
             _write_batch(session, run_id, params, tags, metrics)
             session.execute(update(RunRow).where(RunRow.id == run_id).values(heartbeat_at=utc_now()))
 
@@ -599,12 +609,24 @@ class Tracker:
         with self.ws.db.write() as session:
             session.execute(update(RunRow).where(RunRow.id == run_id).values(heartbeat_at=utc_now()))
 
-    def finish(self, run_id: str, actor: str, state: str, error: str | None, git: GitState) -> None:
-        """End a run logged from elsewhere (audited as run.STATE), with the git state its client saw."""
+    def finish(
+        self,
+        run_id: str,
+        actor: str,
+        state: str,
+        error: str | None,
+        git: GitState,
+        batch: tuple[Mapping[str, str], Mapping[str, str], Sequence[tuple[str, int, float, datetime]]] | None = None,
+    ) -> None:
+        """End a run logged from elsewhere (audited as run.STATE), with the git state its client saw; its last
+        values, if any, in the same transaction."""
         if state not in ("finished", "failed", "killed"):
             raise InvalidInput(f"a run ends finished, failed or killed, not {state!r}")
         self._owned_running(run_id, actor)
         with self.ws.trail.change(actor, f"run.{state}", "run", run_id) as ch:
+            if batch is not None and any(batch):
+                _check_batch(ch.session, run_id, *batch)
+                _write_batch(ch.session, run_id, *batch)
             ch.session.execute(
                 update(RunRow)
                 .where(RunRow.id == run_id, RunRow.state == "running")
@@ -698,7 +720,9 @@ class Tracker:
         if parent:
             query = query.where(RunRow.parent_id == parent)
         if top_level:
-            query = query.where(RunRow.parent_id.is_(None))
+            # Not "parent_id IS NULL": SQLite then walks the parent index, which every top-level run matches,
+            # and sorts them all, instead of walking started_at and stopping at the limit (7 ms, not 46, at 20k)
+            query = query.where(func.coalesce(RunRow.parent_id, "") == "")
         for key, value in (tags or {}).items():
             query = query.where(
                 exists().where(and_(RunTag.run_id == RunRow.id, RunTag.key == key, RunTag.value == value))

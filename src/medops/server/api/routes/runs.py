@@ -83,7 +83,9 @@ class Batch(BaseModel):
     metrics: list[Metric] = Field([], max_length=50_000)
 
 
-class End(BaseModel):
+class End(Batch):
+    """The end, with the run's last values (the client's buffer) in the same transaction."""
+
     state: Literal["finished", "failed", "killed"] = "finished"
     error: str | None = Field(None, max_length=4000)
     git_commit: str | None = Field(None, max_length=64)
@@ -108,8 +110,7 @@ def start_run(services: Svc, caller: Acting, body: Annotated[NewRun, Body()]) ->
 @router.post("/runs/{run}/log")
 def log_to_run(services: Svc, caller: Acting, run: str, body: Annotated[Batch, Body()]) -> Doc:
     """Parameters, tags and metric values of your running run, in one transaction (batch them)."""
-    now = utc_now()
-    metrics = [(m.key, m.step, m.value, m.at or now) for m in body.metrics]
+    metrics = _metrics(body)
     logged = services.training.log(caller, run, params=body.params, tags=body.tags, metrics=metrics)
     return Doc({"run": run, "logged": logged})
 
@@ -123,8 +124,21 @@ def heartbeat(services: Svc, caller: Acting, run: str) -> Doc:
 
 @router.post("/runs/{run}/end")
 def end_run(services: Svc, caller: Acting, run: str, body: Annotated[End, Body()]) -> Doc:
-    """End your run: finished, failed (with the error) or killed; audited."""
+    """End your run: finished, failed (with the error) or killed, with its last values; audited."""
     ended = services.training.end_run(
-        caller, run, body.state, error=body.error, commit=body.git_commit, dirty=body.git_dirty
+        caller,
+        run,
+        body.state,
+        error=body.error,
+        commit=body.git_commit,
+        dirty=body.git_dirty,
+        params=body.params,
+        tags=body.tags,
+        metrics=_metrics(body),
     )
     return Doc(ended.to_json())
+
+
+def _metrics(body: Batch) -> list[tuple[str, int, float, datetime]]:
+    now = utc_now()
+    return [(m.key, m.step, m.value, m.at or now) for m in body.metrics]
