@@ -20,6 +20,7 @@ from benchmarks import (
     bench_monitoring_log,
     bench_online,
     bench_pipeline,
+    bench_platform_server,
     bench_registry,
     bench_report,
     bench_scoring,
@@ -50,4 +51,5 @@ if __name__ == "__main__":
     bench_cli.main(extra)
     bench_auth.main(extra)
     bench_pipeline.main(extra)
+    bench_platform_server.main(extra)
     bench_demo.main(extra)
