@@ -1,6 +1,6 @@
 """The Python SDK against a platform server: ``medops.Client`` for any resource, and the runs that
 ``medops.start_run`` logs there when MEDOPS_SERVER_URL is set (the database then stays behind the
-server; the client needs only an API token).
+server; the client needs only an API token, or the session of `medops login --server URL`).
 
 A remote run is a BufferedRun, as a local one is: the same rules (a parameter set once, finite
 metrics, batches of FLUSH_EVERY values or FLUSH_SECONDS, nothing lost on a failed send, a
@@ -49,7 +49,8 @@ class Client:
     def __init__(self, url: str, token: str, *, timeout: float = 60.0) -> None:
         if not url.startswith(("http://", "https://")):
             raise InvalidInput(
-                f"{SERVER_ENV} must be an http:// or https:// URL", hint="for example https://medops.example.org"
+                f"the platform server's URL must start with http:// or https://, not {url[:40]!r}",
+                hint="for example https://medops.example.org",
             )
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
