@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
@@ -33,6 +34,15 @@ class Check:
     status: str
     detail: str
     fix: str = ""
+
+
+def report_json(settings: Settings | None, checks: list[Check], *, show_config: bool = True) -> dict[str, Any]:
+    """A doctor's findings as `medops doctor --json` and the platform API give them (secrets redacted)."""
+    return {
+        "ok": not any(c.status == FAIL for c in checks),
+        "settings": dict(sorted(settings.redacted().items())) if settings is not None and show_config else None,
+        "checks": [{"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix} for c in checks],
+    }
 
 
 def _error(name: str, exc: MedopsError) -> Check:

@@ -13,7 +13,7 @@ from rich.markup import escape
 from medops.cli.common import JsonOption, console, credential, err_console, ok, plural, print_json, read_secret, table
 from medops.config import CONFIG_FILE
 from medops.credentials import save_session
-from medops.doctor import FAIL, OK, WARN, run_checks
+from medops.doctor import FAIL, OK, WARN, report_json, run_checks
 from medops.errors import Conflict, InvalidInput
 from medops.filesystems import known_schemes
 from medops.services import Services
@@ -147,13 +147,7 @@ def doctor(
     settings, checks = run_checks(credential=credential)  # who this CLI acts as: its login, or nobody
     failed = [c for c in checks if c.status == FAIL]
     if as_json:
-        print_json(
-            {
-                "ok": not failed,
-                "settings": dict(sorted(settings.redacted().items())) if settings is not None and show_config else None,
-                "checks": [{"name": c.name, "status": c.status, "detail": c.detail, "fix": c.fix} for c in checks],
-            }
-        )
+        print_json(report_json(settings, checks, show_config=show_config))
         if failed:
             raise typer.Exit(1)
         return

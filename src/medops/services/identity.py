@@ -141,6 +141,11 @@ class IdentityService:
         a refusal is audited. (The CLI's anonymous reads, where a workspace allows them, don't pass here.)"""
         self.platform.users.require_role(caller.user, action, set(READ_ROLES))
 
+    def operator(self, caller: Caller, action: str) -> None:
+        """What only an admin sees over the shared server (the workspace's settings and health); a refusal
+        is audited."""
+        self.platform.users.require_role(caller.user, action, {Role.ADMIN})
+
     def logout(self, secret: str) -> TokenView:
         """End a session: its secret is refused from now on."""
         return self.platform.tokens.close_session(secret)

@@ -42,6 +42,7 @@ def operations(ids: dict[str, str]) -> list[Op]:
     return [
         Op("GET", "/metrics", "alice", None),
         Op("GET", "/v1/auth/whoami", "alice", None),
+        Op("GET", "/v1/workspace", "ada", "alice"),
         Op("GET", "/v1/users", "ada", READ),  # every role but a prediction token's sees who else works here
         Op(
             "POST",

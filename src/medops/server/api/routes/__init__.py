@@ -5,9 +5,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from medops.server.api.routes import audit, data, evaluations, identity, monitoring, pipelines, registry, runs
+from medops.server.api.routes import (
+    audit,
+    data,
+    evaluations,
+    identity,
+    monitoring,
+    pipelines,
+    registry,
+    runs,
+    workspace,
+)
 
 ROUTERS: list[APIRouter] = [
+    workspace.router,
     identity.router,
     data.router,
     runs.router,
