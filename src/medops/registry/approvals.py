@@ -88,6 +88,8 @@ def _decide(
 def accept_evaluation(ws: Platform, ref: tuple[str, int], username: str, password: str, reason: str) -> Decision:
     """A validator here accepts an imported version's evaluation from the exporting workspace, signed."""
     version = get(ws, *ref)
+    # the role first: a caller without it learns nothing of the version's origin (refused, audited)
+    ws.users.require_role(username, "model.accept_evaluation", {Role.VALIDATOR})
     if version.run_id is not None:
         raise InvalidInput(
             f"{version.ref} was trained here: its evaluation is this workspace's own",

@@ -115,8 +115,7 @@ def operations(ids: dict[str, str]) -> list[Op]:
         Op("DELETE", "/v1/models/{name}/aliases/{alias}", "ming", "carol", query="reason=walk"),
         Op("POST", "/v1/models/{name}/rollback", "ming", "alice", reason),
         # only an imported version's evaluation is accepted: the right user reaches that rule, not a refusal
-        # (the service tells a version trained here before it checks the role: no wrong-role case for it)
-        Op("POST", "/v1/models/{ref}/evaluation-acceptance", "victor", None, {"password": pw, **reason}, status=422),
+        Op("POST", "/v1/models/{ref}/evaluation-acceptance", "victor", "alice", {"password": pw, **reason}, status=422),
         Op("GET", "/v1/predictions", "victor", "alice"),
         Op("GET", "/v1/predictions/{prediction_id}", "victor", "alice"),
         Op("GET", "/v1/monitoring/windows", "alice", READ),
