@@ -72,6 +72,22 @@ async def send_json(send: Send, status: int, body: bytes, headers: list[tuple[by
     await send({"type": "http.response.body", "body": body})
 
 
+class Tracked:
+    """A send that adds the request id to the answer and remembers its status (500 until an answer starts)."""
+
+    def __init__(self, send: Send, request_id: str) -> None:
+        self.send = send
+        self.request_id = request_id
+        self.status = 500
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status, self.started = int(message["status"]), True
+            message["headers"] = [*message.get("headers", []), (b"x-request-id", self.request_id.encode())]
+        await self.send(message)
+
+
 class Guard:
     def __init__(
         self,
@@ -97,16 +113,8 @@ class Guard:
         request_id = uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         route = scope["path"] if scope["path"] in self.routes else "unmatched"
-        status = 500
-        started = False
         began = time.perf_counter()
-
-        async def tracked(message: Message) -> None:
-            nonlocal status, started
-            if message["type"] == "http.response.start":
-                status, started = int(message["status"]), True
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-            await send(message)
+        tracked = Tracked(send, request_id)
 
         try:
             refused = await self._refusal(scope, request_id)
@@ -126,20 +134,20 @@ class Guard:
         except TimeoutError:
             # the scoring thread may still finish; its answer is dropped (logged, if it was, but never sent)
             log.warning("request %s on %s timed out after %gs", request_id, route, self.options.request_timeout)
-            if not started:
+            if not tracked.started:
                 message = f"no answer within {self.options.request_timeout:g} s; try again"
                 body = error_body("timeout", message, request_id)
                 await send_json(tracked, 504, body, [])
         except Exception:
             # the trace goes to the server's log only; the client gets the request id to quote
             log.exception("request %s on %s failed", request_id, route)
-            if not started:
+            if not tracked.started:
                 body = error_body("internal_error", "the server failed on this request", request_id)
                 await send_json(tracked, 500, body, [])
         finally:
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.requests.labels(scope["method"], route, str(tracked.status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - began)
-            if status >= 500:
+            if tracked.status >= 500:
                 self.metrics.errors.labels(route).inc()
 
     async def _refusal(self, scope: Scope, request_id: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:

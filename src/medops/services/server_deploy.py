@@ -21,11 +21,16 @@ from medops.errors import InvalidInput
 from medops.serving.deploy import (
     BASE_IMAGE,
     USER_ID,
+    autoscaler,
     check_out,
+    cluster_service,
     container_security,
+    disruption_budget,
     pinned_requirements,
     pod_security,
+    probe,
     to_yaml,
+    write_generated,
 )
 from medops.version import __version__
 
@@ -113,14 +118,6 @@ def manifests(settings_text: str, *, image: str, namespace: str, replicas: int) 
     selector = {"app.kubernetes.io/name": NAME}
     meta = {"name": NAME, "namespace": namespace, "labels": labels}
 
-    def probe(path: str, period: int, failures: int) -> dict[str, Any]:
-        return {
-            "httpGet": {"path": path, "port": "http"},
-            "periodSeconds": period,
-            "timeoutSeconds": 2,
-            "failureThreshold": failures,
-        }
-
     def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
         return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
 
@@ -181,32 +178,8 @@ def manifests(settings_text: str, *, image: str, namespace: str, replicas: int) 
             },
         },
     }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": meta,
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector,
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-        },
-    }
-    hpa = {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": meta,
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": NAME},
-            "minReplicas": replicas,
-            "maxReplicas": max(replicas, 6),
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
-                }
-            ],
-        },
-    }
+    service = cluster_service(meta, selector)
+    hpa = autoscaler(meta, NAME, replicas, max(replicas, 6))
     network = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -229,12 +202,7 @@ def manifests(settings_text: str, *, image: str, namespace: str, replicas: int) 
             ],
         },
     }
-    pdb = {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": meta,
-        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector}},
-    }
+    pdb = disruption_budget(meta, selector)
     return {
         "configmap.yaml": config,
         "deployment.yaml": deployment,
@@ -270,16 +238,6 @@ def build_files(settings: Settings, *, image: str, namespace: str, replicas: int
 
 
 def write(out: Path, files: dict[str, bytes], *, force: bool) -> dict[str, str]:
-    import hashlib
-
-    from medops.atomic import write_atomic_bytes
-
     check_out(out, force=force)
     out.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for relative, data in files.items():
-        target = out / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic_bytes(target, data)
-        written[relative] = hashlib.sha256(data).hexdigest()
-    return dict(sorted(written.items()))
+    return dict(sorted(write_generated(out, files).items()))

@@ -223,6 +223,60 @@ def container_security() -> dict[str, Any]:
     }
 
 
+def probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    """An HTTP probe on the container's ``http`` port."""
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def cluster_service(meta: dict[str, Any], selector: dict[str, str]) -> dict[str, Any]:
+    """Port 80 inside the cluster to the pods' ``http`` port."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def autoscaler(meta: dict[str, Any], deployment: str, replicas: int, most: int) -> dict[str, Any]:
+    """From ``replicas`` up to ``most`` pods, on CPU."""
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta,
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+            "minReplicas": replicas,
+            "maxReplicas": most,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                }
+            ],
+        },
+    }
+
+
+def disruption_budget(meta: dict[str, Any], selector: dict[str, str]) -> dict[str, Any]:
+    """One pod stays up through a voluntary disruption (a node drain)."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta,
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector}},
+    }
+
+
 def manifests(info: VersionInfo, *, image: str, namespace: str, replicas: int = 2) -> dict[str, dict[str, Any]]:
     """The Kubernetes objects, by file name."""
     name = deployment_name(info.model)
@@ -230,15 +284,6 @@ def manifests(info: VersionInfo, *, image: str, namespace: str, replicas: int = 
     selector = {"app.kubernetes.io/name": name}
     meta = {"name": name, "namespace": namespace, "labels": labels}
     annotations = {"medops.io/bundle-sha256": info.artifact_sha256}
-
-    def probe(path: str, period: int, failures: int) -> dict[str, Any]:
-        return {
-            "httpGet": {"path": path, "port": "http"},
-            "periodSeconds": period,
-            "timeoutSeconds": 2,
-            "failureThreshold": failures,
-        }
-
     volumes = [path.rsplit("/", 1)[-1] for path in WRITABLE]  # tmp, medops
     deployment = {
         "apiVersion": "apps/v1",
@@ -283,32 +328,8 @@ def manifests(info: VersionInfo, *, image: str, namespace: str, replicas: int = 
             },
         },
     }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": meta,
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector,
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-        },
-    }
-    hpa = {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": meta,
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": replicas,
-            "maxReplicas": max(replicas, 10),
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
-                }
-            ],
-        },
-    }
+    service = cluster_service(meta, selector)
+    hpa = autoscaler(meta, name, replicas, max(replicas, 10))
     network = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -330,12 +351,7 @@ def manifests(info: VersionInfo, *, image: str, namespace: str, replicas: int = 
             ],
         },
     }
-    pdb = {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": meta,
-        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector}},
-    }
+    pdb = disruption_budget(meta, selector)
     return {
         "deployment.yaml": deployment,
         "service.yaml": service,
@@ -412,16 +428,22 @@ def medops_wheel(path: Path) -> bytes:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
 
 
-def write_files(
-    out: Path, files: dict[str, bytes], bundle: Path, bundle_path: str, bundle_sha256: str
-) -> dict[str, str]:
-    """Write each file atomically; the bundle is copied and its digest checked against the registry's."""
+def write_generated(out: Path, files: dict[str, bytes]) -> dict[str, str]:
+    """Each generated file written atomically under ``out``: relative path -> sha256 of what was written."""
     written: dict[str, str] = {}
     for relative, data in files.items():
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic_bytes(target, data)
         written[relative] = hashlib.sha256(data).hexdigest()
+    return written
+
+
+def write_files(
+    out: Path, files: dict[str, bytes], bundle: Path, bundle_path: str, bundle_sha256: str
+) -> dict[str, str]:
+    """Write each file atomically; the bundle is copied and its digest checked against the registry's."""
+    written = write_generated(out, files)
     target = out / bundle_path
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = target.with_name(f".{target.name}.tmp")

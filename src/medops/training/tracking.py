@@ -21,6 +21,7 @@ import math
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -49,6 +50,7 @@ FLUSH_SECONDS = 2.0
 HEARTBEAT_SECONDS = 10.0
 ABANDON_AFTER = timedelta(minutes=2)
 MAX_ERROR = 2000
+PARAM_HINT = "parameters describe the run and don't change; log a metric or a tag instead"
 _KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:@ ")
 
 
@@ -73,7 +75,7 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
-class BufferedRun:
+class BufferedRun(ABC):
     """What every open run shares, wherever its values are written: a parameter is set once, a metric
     is finite and steps on by itself, values are buffered and written in batches (FLUSH_EVERY values or
     FLUSH_SECONDS) and go back into the buffer if a write fails, and a heartbeat keeps the run alive.
@@ -98,16 +100,19 @@ class BufferedRun:
 
     # --- what a kind of run does: where values go, how it beats, how it ends -----------------
 
+    @abstractmethod
     def _write(
         self, params: Mapping[str, str], tags: Mapping[str, str], metrics: Sequence[tuple[str, int, float, datetime]]
     ) -> None:
-        raise NotImplementedError
+        """Store one batch of values where this kind of run keeps them."""
 
+    @abstractmethod
     def _beat_once(self) -> None:
-        raise NotImplementedError
+        """Say the run is alive."""
 
+    @abstractmethod
     def end(self, state: Literal["finished", "failed", "killed"] = "finished", error: str | None = None) -> None:
-        raise NotImplementedError
+        """End the run with its last values."""
 
     # --- logging ----------------------------------------------------------------------
 
@@ -119,7 +124,7 @@ class BufferedRun:
             if key in self._params and self._params[key] != text:
                 raise InvalidInput(
                     f"run {self.id[:12]}: parameter {key!r} is {self._params[key]!r} already, not {text!r}",
-                    hint="parameters describe the run and don't change; log a metric or a tag instead",
+                    hint=PARAM_HINT,
                 )
             if key not in self._params:
                 self._params[key] = text
@@ -324,7 +329,7 @@ def _check_batch(
     if changed:
         raise InvalidInput(
             f"run {run_id[:12]}: parameter {changed[0]!r} is {held[changed[0]]!r} already",
-            hint="parameters describe the run and don't change; log a metric or a tag instead",
+            hint=PARAM_HINT,
         )
 
 

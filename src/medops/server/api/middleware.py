@@ -15,6 +15,7 @@ from typing import Any
 
 from medops.clock import to_iso, utc_now
 from medops.server.api.problems import PROBLEM, problem_body
+from medops.server.guard import Tracked
 from medops.server.metrics import LATENCY_BUCKETS
 
 Scope = MutableMapping[str, Any]
@@ -59,14 +60,7 @@ class Envelope:
         request_id = uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         began = time.perf_counter()
-        status, started = 500, False
-
-        async def tracked(message: Message) -> None:
-            nonlocal status, started
-            if message["type"] == "http.response.start":
-                status, started = int(message["status"]), True
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-            await send(message)
+        tracked = Tracked(send, request_id)
 
         try:
             if _holds_nul(scope):  # no store keeps one (PostgreSQL refuses it in text): refused here, not at a 500
@@ -89,13 +83,13 @@ class Envelope:
             await self.app(scope, _replay(body, receive), tracked)
         except Exception:
             log.exception("request %s failed", request_id)  # the trace stays in the server's log
-            if not started:
+            if not tracked.started:
                 await _send_problem(tracked, 500, "internal_error", "the server failed on this request", request_id)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"  # bounded labels: the template, not the path
             seconds = time.perf_counter() - began
-            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
+            self.metrics.requests.labels(scope["method"], template, str(tracked.status)).inc()
             self.metrics.latency.labels(template).observe(seconds)
             caller = scope["state"].get("caller")
             line = {
@@ -103,7 +97,7 @@ class Envelope:
                 "request_id": request_id,
                 "method": scope["method"],
                 "route": template,  # never the path's values nor the query: no identifiers in the log
-                "status": status,
+                "status": tracked.status,
                 "ms": round(seconds * 1000, 2),
                 "user": caller.user if caller is not None else None,
             }
