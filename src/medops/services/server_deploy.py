@@ -19,14 +19,15 @@ from typing import Any
 from medops.config import Settings
 from medops.errors import InvalidInput
 from medops.serving.deploy import (
-    BASE_IMAGE,
     USER_ID,
     autoscaler,
     check_out,
     cluster_service,
     container_security,
     disruption_budget,
-    pinned_requirements,
+    healthcheck,
+    image_base,
+    install_files,
     pod_security,
     probe,
     to_yaml,
@@ -60,36 +61,16 @@ class ServerDeployment:
 
 
 def dockerfile() -> str:
-    probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PORT}/healthz', timeout=2)"
     return f"""\
 # The medops {__version__} platform server (medops server). The workspace's settings and keys are
 # mounted at run time (Kubernetes: the ConfigMap and Secrets of kubernetes/); nothing of the
 # workspace is baked into the image.
 # Build:  docker build -t {NAME}:{__version__} .
-FROM {BASE_IMAGE}
-
-ENV PYTHONDONTWRITEBYTECODE=1 \\
-    PYTHONUNBUFFERED=1 \\
-    PIP_NO_CACHE_DIR=1 \\
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \\
-    HOME=/tmp \\
-    MEDOPS_HOME={WORKSPACE_DIR}
-
-RUN groupadd --system --gid {USER_ID} medops \\
- && useradd --system --uid {USER_ID} --gid medops --home-dir /nonexistent --no-create-home \\
-      --shell /usr/sbin/nologin medops
-
-COPY requirements.txt /tmp/build/requirements.txt
-COPY wheels/ /tmp/build/wheels/
-RUN pip install --find-links /tmp/build/wheels -r /tmp/build/requirements.txt "medops=={__version__}" \\
- && rm -rf /tmp/build
-
+{image_base(f"MEDOPS_HOME={WORKSPACE_DIR}")}
 USER {USER_ID}:{USER_ID}
 WORKDIR /tmp
 EXPOSE {PORT}
-HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \\
-  CMD ["python", "-c", "{probe}"]
-ENTRYPOINT ["medops", "server", "--host", "0.0.0.0", "--port", "{PORT}"]
+{healthcheck()}ENTRYPOINT ["medops", "server", "--host", "0.0.0.0", "--port", "{PORT}"]
 """
 
 
@@ -220,11 +201,7 @@ def build_files(settings: Settings, *, image: str, namespace: str, replicas: int
     keys = " ".join(f"--from-file={name}=<the workspace's {setting}>" for setting, name in KEY_FILES.items())
     files = {
         "Dockerfile": dockerfile(),
-        "requirements.txt": "# Pinned from the environment that wrote this deployment.\n"
-        + "\n".join(pinned_requirements())
-        + "\n",
-        "wheels/README.txt": f"Put the medops {__version__} wheel here when your package index has none:\n"
-        "  pip wheel --no-deps -w wheels/ <medops source folder>\n",
+        **install_files(),
         "kubernetes/README.txt": "Make the Secrets the Deployment mounts before applying these files:\n"
         f"  kubectl -n {namespace} create secret generic {SECRETS['keys']} {keys}\n"
         f"  kubectl -n {namespace} create secret generic {SECRETS['database']} --from-literal=password=...\n"

@@ -131,12 +131,53 @@ def _canonical(name: str) -> str:
 
 
 # --- the files -------------------------------------------------------------------------------
+def image_base(env: str) -> str:
+    """A medops image's first layers: the base, the environment (plus ``env``), a non-root user, and medops
+    installed from the pinned requirements (and wheels/ when no index has it)."""
+    return f"""FROM {BASE_IMAGE}
+
+ENV PYTHONDONTWRITEBYTECODE=1 \\
+    PYTHONUNBUFFERED=1 \\
+    PIP_NO_CACHE_DIR=1 \\
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \\
+    HOME=/tmp \\
+    {env}
+
+RUN groupadd --system --gid {USER_ID} medops \\
+ && useradd --system --uid {USER_ID} --gid medops --home-dir /nonexistent --no-create-home \\
+      --shell /usr/sbin/nologin medops
+
+# The exact versions this deployment was written with; medops itself from wheels/ when no index has it.
+COPY requirements.txt /tmp/build/requirements.txt
+COPY wheels/ /tmp/build/wheels/
+RUN pip install --find-links /tmp/build/wheels -r /tmp/build/requirements.txt "medops=={__version__}" \\
+ && rm -rf /tmp/build
+"""
+
+
+def healthcheck() -> str:
+    probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PORT}/healthz', timeout=2)"
+    return f"""HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \\
+  CMD ["python", "-c", "{probe}"]
+"""
+
+
+def install_files() -> dict[str, str]:
+    """The files a medops image installs from: the pinned requirements and a place for medops's wheel."""
+    return {
+        "requirements.txt": "# Pinned from the environment that wrote this deployment.\n"
+        + "\n".join(pinned_requirements())
+        + "\n",
+        "wheels/README.txt": f"Put the medops {__version__} wheel here when your package index has none:\n"
+        "  pip wheel --no-deps -w wheels/ <medops source folder>\n",
+    }
+
+
 def dockerfile(info: VersionInfo) -> str:
     bundle = bundle_file(info)
     command = ", ".join(f'"{part}"' for part in entrypoint(info))
     check = ", ".join(f'"{part}"' for part in START_CHECK[:3]) + f', "{HOME}/{bundle}", "{KEY_FILE}"'
     volumes = ", ".join(f'"{w}"' for w in WRITABLE)
-    probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PORT}/healthz', timeout=2)"
     return f"""\
 # The model {info.ref} (bundle sha256:{info.artifact_sha256}) served by medops {__version__}.
 # Build:  docker build -t {deployment_name(info.model)}:{info.version} .
@@ -144,25 +185,7 @@ def dockerfile(info: VersionInfo) -> str:
 #           {deployment_name(info.model)}:{info.version}
 # The root filesystem may be read-only: the container writes only to {" and ".join(WRITABLE)}.
 # {SPOOL} holds each prediction until the metadata store does: a volume that outlives the container.
-FROM {BASE_IMAGE}
-
-ENV PYTHONDONTWRITEBYTECODE=1 \\
-    PYTHONUNBUFFERED=1 \\
-    PIP_NO_CACHE_DIR=1 \\
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \\
-    HOME=/tmp \\
-    MEDOPS_PREDICTION_SPOOL={SPOOL}
-
-RUN groupadd --system --gid {USER_ID} medops \\
- && useradd --system --uid {USER_ID} --gid medops --home-dir /nonexistent --no-create-home \\
-      --shell /usr/sbin/nologin medops
-
-# The exact versions this bundle was built and tested with; medops itself from wheels/ when no index has it.
-COPY requirements.txt /tmp/build/requirements.txt
-COPY wheels/ /tmp/build/wheels/
-RUN pip install --find-links /tmp/build/wheels -r /tmp/build/requirements.txt "medops=={__version__}" \\
- && rm -rf /tmp/build
-
+{image_base(f"MEDOPS_PREDICTION_SPOOL={SPOOL}")}
 # The verified bundle and the public key it is checked against, owned by root and read-only to the server.
 COPY --chmod=0444 {bundle} {HOME}/{bundle}
 COPY --chmod=0444 model/bundle.pub {KEY_FILE}
@@ -173,9 +196,7 @@ VOLUME [{volumes}]
 USER {USER_ID}:{USER_ID}
 WORKDIR /tmp
 EXPOSE {PORT}
-HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \\
-  CMD ["python", "-c", "{probe}"]
-# The bundle is verified again at every start, then the server replaces the check.
+{healthcheck()}# The bundle is verified again at every start, then the server replaces the check.
 ENTRYPOINT [{command}]
 """
 
@@ -400,11 +421,7 @@ def build_files(
     files = {
         "Dockerfile": dockerfile(info),
         ".dockerignore": dockerignore(),
-        "requirements.txt": "# Pinned from the environment that wrote this deployment.\n"
-        + "\n".join(pinned_requirements())
-        + "\n",
-        "wheels/README.txt": f"Put the medops {__version__} wheel here when your package index has none:\n"
-        "  pip wheel --no-deps -w wheels/ <medops source folder>\n",
+        **install_files(),
         "model/bundle.pub": public_key.strip() + "\n",
     }
     if target == "kubernetes":
