@@ -130,7 +130,7 @@ class Guard:
                 lane = self.lanes.get(scope["path"])
                 if lane is not None and await lane(scope, body_or_refusal, tracked):
                     return  # answered without FastAPI (medops.server.predict)
-                await self.app(scope, _replay(body_or_refusal), tracked)
+                await self.app(scope, replay(body_or_refusal, receive), tracked)
         except TimeoutError:
             # the scoring thread may still finish; its answer is dropped (logged, if it was, but never sent)
             log.warning("request %s on %s timed out after %gs", request_id, route, self.options.request_timeout)
@@ -234,16 +234,15 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
-def _replay(body: bytes) -> Receive:
-    """A receive that hands the app the body already read, then waits for the disconnect."""
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body already read, then what the client sends next (its disconnect)."""
     sent = False
 
-    async def receive() -> Message:
+    async def replayed() -> Message:
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
+        return await receive()
 
-    return receive
+    return replayed

@@ -15,7 +15,7 @@ from typing import Any
 
 from medops.clock import to_iso, utc_now
 from medops.server.api.problems import PROBLEM, problem_body
-from medops.server.guard import Tracked
+from medops.server.guard import Tracked, replay
 from medops.server.metrics import LATENCY_BUCKETS
 
 Scope = MutableMapping[str, Any]
@@ -80,7 +80,7 @@ class Envelope:
                     tracked, 422, "invalid_request", "the request body holds a NUL character", request_id
                 )
                 return
-            await self.app(scope, _replay(body, receive), tracked)
+            await self.app(scope, replay(body, receive), tracked)
         except Exception:
             log.exception("request %s failed", request_id)  # the trace stays in the server's log
             if not tracked.started:
@@ -133,20 +133,6 @@ class Envelope:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """The body read already, then whatever the client sends next (its disconnect)."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 def _holds_nul(scope: Scope) -> bool:
