@@ -59,10 +59,26 @@ ReasonOption = typer.Option(None, "--reason", "-r", help="Why: recorded in the a
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
-def open_workspace() -> Workspace:
-    """The workspace of MEDOPS_HOME, or the nearest one upward from the current folder."""
+def open_workspace(*, here: bool = False) -> Workspace:
+    """The workspace of MEDOPS_HOME, or the nearest one upward from the current folder.
+
+    While MEDOPS_SERVER_URL is set, commands talk to that server: one with no server form is refused
+    rather than quietly acting on a workspace here. ``here``: a command that runs where the workspace
+    is (a server itself) and opens it whatever the variable says.
+    """
     from medops.workspace import Workspace
 
+    url = os.environ.get("MEDOPS_SERVER_URL", "").strip()
+    if url and not here:
+        import click
+
+        context = click.get_current_context(silent=True)
+        command = context.command_path if context is not None else "this command"
+        raise InvalidInput(
+            f"`{command}` works on a workspace's own files and has no platform-server form, "
+            f"and MEDOPS_SERVER_URL is set ({url[:80]})",
+            hint="run it on the machine that holds the workspace, with MEDOPS_SERVER_URL unset",
+        )
     return Workspace.open()
 
 
@@ -150,6 +166,18 @@ def _nested(value: Any) -> str:
     if isinstance(value, list | tuple | set | frozenset):
         return f"[{cell(value)}]"
     return cell(value)
+
+
+def when(moment: datetime | str | None, *, seconds: bool = True) -> str:
+    """A time as a person reads it (UTC, no fraction), from a record or from its JSON document's text."""
+    if not moment:
+        return ""
+    if isinstance(moment, str):
+        try:
+            return when(datetime.fromisoformat(moment), seconds=seconds)
+        except ValueError:
+            return moment
+    return moment.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:

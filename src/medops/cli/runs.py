@@ -8,13 +8,11 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from medops.cli import remote
 from medops.cli.common import JsonOption, cell, cli_caller, console, key_values, open_workspace, print_json, table
+from medops.cli.common import when as _when
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
-
-
-def _when(moment: Any) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
 def _recorded(value: Any) -> Any:
@@ -54,31 +52,32 @@ def list_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Runs, newest first, filtered in the database. Runs whose process died are shown as killed."""
-    from medops.services import Services
     from medops.training import MetricFilter
 
     filters = [MetricFilter.parse(m) for m in metric]
-    with open_workspace() as ws:
-        found = Services(ws).training.runs(
-            cli_caller(ws, writes=False),
-            experiment=experiment,
-            state=state,
-            tags={k: v[-1] for k, v in key_values(tag, "--tag", "model=lgbm").items()},
-            metrics=filters,
-            trials=trials,
-            limit=limit,
-        )
+    tags = {k: v[-1] for k, v in key_values(tag, "--tag", "model=lgbm").items()}
+    query = {"experiment": experiment, "state": state, "tag": tag, "metric": metric, "trials": trials}
+    runs = remote.read_list(
+        "/v1/runs",
+        lambda services, caller: [
+            r.to_json()
+            for r in services.training.runs(
+                caller, experiment=experiment, state=state, tags=tags, metrics=filters, trials=trials, limit=limit
+            )
+        ],
+        limit=limit,
+        params={k: v for k, v in query.items() if v not in (None, [], False)},
+    )
     if as_json:
-        print_json([r.to_json() for r in found])
+        print_json(runs)
         return
-    runs = [r.info for r in found]
-    keys = metric_columns([f.key for f in filters], {k for r in runs for k in r.metrics})
+    keys = metric_columns([f.key for f in filters], {k for r in runs for k in r["metrics"]})
     table(
         None,
         ["run", "experiment", "name", "state", "started (UTC)", "by", *keys],
         [
-            [r.short, r.experiment, r.name, r.state, _when(r.started_at), r.created_by]
-            + [cell(r.metrics.get(k)) for k in keys]
+            [r["id"][:12], r["experiment"], r["name"], r["state"], _when(r["started_at"]), r["by"]]
+            + [cell(r["metrics"].get(k)) for k in keys]
             for r in runs
         ],
     )
@@ -89,37 +88,39 @@ def show_cmd(
     run: str = typer.Argument(..., help="Run id (or a unique prefix of 6+ characters)."), as_json: bool = JsonOption
 ) -> None:
     """Everything recorded about a run: state, parameters, metrics, inputs, artifacts, code and environment."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        detail = Services(ws).training.show(cli_caller(ws, writes=False), run)
+    info = remote.read(
+        f"/v1/runs/{remote.segment(run)}", lambda services, caller: services.training.show(caller, run).to_json()
+    )
     if as_json:
-        print_json(detail.to_json())
+        print_json(info)
         return
-    info = detail.info
-    console.print(f"[bold]{escape(info.name)}[/]  run {info.id}  experiment {escape(info.experiment)}")
+    console.print(f"[bold]{escape(info['name'])}[/]  run {info['id']}  experiment {escape(info['experiment'])}")
     console.print(
-        f"  state {info.state}  by {info.created_by} on {escape(info.host)}  started {_when(info.started_at)}"
-        f"  ended {_when(info.ended_at) or '-'}"
+        f"  state {info['state']}  by {info['created_by']} on {escape(info['host'])}"
+        f"  started {_when(info['started_at'])}  ended {_when(info['ended_at']) or '-'}"
     )
-    if info.error:
-        console.print(f"  [red]error[/] {escape(info.error)}")
-    dirty = {True: " (uncommitted changes)", False: "", None: ""}[info.git_dirty]
+    if info["error"]:
+        console.print(f"  [red]error[/] {escape(info['error'])}")
+    dirty = {True: " (uncommitted changes)", False: "", None: ""}[info["git_dirty"]]
     console.print(
-        f"  code {info.git_commit or 'not in git'}{dirty}  project file {(info.project_sha256 or '-')[:12]}  "
-        f"environment {(info.env_digest or '-')[:12]}  seed {info.seed if info.seed is not None else '-'}"
+        f"  code {info['git_commit'] or 'not in git'}{dirty}  project file {(info['project_sha256'] or '-')[:12]}  "
+        f"environment {(info['env_digest'] or '-')[:12]}  seed {info['seed'] if info['seed'] is not None else '-'}"
     )
-    if info.parent_id:
-        console.print(f"  trial of run {info.parent_id[:12]}")
-    table("parameters", ["name", "value"], [[k, cell(_recorded(v))] for k, v in sorted(info.params.items())])
-    table("metrics (latest)", ["name", "value"], [[k, cell(v)] for k, v in sorted(info.metrics.items())])
-    if info.tags:
-        table("tags", ["name", "value"], sorted(info.tags.items()))
-    if info.inputs:
-        table("inputs", ["kind", "name", "version"], [[i["kind"], i["name"], i["version"][:12]] for i in info.inputs])
-    if info.artifacts:
+    if info["parent_id"]:
+        console.print(f"  trial of run {info['parent_id'][:12]}")
+    table("parameters", ["name", "value"], [[k, cell(_recorded(v))] for k, v in sorted(info["params"].items())])
+    table("metrics (latest)", ["name", "value"], [[k, cell(v)] for k, v in sorted(info["metrics"].items())])
+    if info["tags"]:
+        table("tags", ["name", "value"], sorted(info["tags"].items()))
+    if info["inputs"]:
         table(
-            "artifacts", ["path", "sha256", "bytes"], [[a["path"], a["digest"][:12], a["size"]] for a in info.artifacts]
+            "inputs", ["kind", "name", "version"], [[i["kind"], i["name"], i["version"][:12]] for i in info["inputs"]]
+        )
+    if info["artifacts"]:
+        table(
+            "artifacts",
+            ["path", "sha256", "bytes"],
+            [[a["path"], a["digest"][:12], a["size"]] for a in info["artifacts"]],
         )
 
 
@@ -130,27 +131,26 @@ def compare_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Parameters that differ, every metric side by side, inputs, code and environment differences."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        found = Services(ws).training.compare(cli_caller(ws, writes=False), a, b)
+    diff = remote.read(
+        f"/v1/runs/{remote.segment(a)}/compare/{remote.segment(b)}",
+        lambda services, caller: services.training.compare(caller, a, b).to_json(),
+    )
     if as_json:
-        print_json(found.to_json())
+        print_json(diff)
         return
-    diff = found.diff
-    left, right = diff.a.short, diff.b.short
-    table("parameters that differ", ["parameter", left, right], diff.params or [["(none)", "", ""]])
+    left, right = diff["a"][:12], diff["b"][:12]
+    table("parameters that differ", ["parameter", left, right], diff["params"] or [["(none)", "", ""]])
     rows = []
-    for key, x, y in diff.metrics:
+    for key, x, y in diff["metrics"]:
         change = f"{y - x:+.6g}" if x is not None and y is not None else ""
         rows.append([key, _number(x), _number(y), change])
     table("metrics", ["metric", left, right, "change"], rows)
-    if any(x != y for _, x, y in diff.inputs):
-        table("inputs", ["input", left, right], [[k, (x or "-")[:12], (y or "-")[:12]] for k, x, y in diff.inputs])
-    if diff.code:
-        table("code", ["", left, right], [[k, x, y] for k, x, y in diff.code])
-    if diff.environment:
-        table("environment", ["change"], [[line] for line in diff.environment])
+    if any(x != y for _, x, y in diff["inputs"]):
+        table("inputs", ["input", left, right], [[k, (x or "-")[:12], (y or "-")[:12]] for k, x, y in diff["inputs"]])
+    if diff["code"]:
+        table("code", ["", left, right], [[k, x, y] for k, x, y in diff["code"]])
+    if diff["environment"]:
+        table("environment", ["change"], [[line] for line in diff["environment"]])
 
 
 @app.command("reproduce", epilog="Examples:  medops runs reproduce 3f2a9c")

@@ -35,7 +35,7 @@ def scheduler(
     from medops.services import Services
 
     loaded = project_at(project)
-    with open_workspace() as ws:
+    with open_workspace(here=True) as ws:
         services = Services(ws)
         caller = cli_caller(ws, writes=not listing)
         runner = services.pipelines.scheduler(

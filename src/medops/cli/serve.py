@@ -73,7 +73,7 @@ def serve(
         follow_interval=follow_interval,
         request_timeout=timeout,
     )
-    ws = open_workspace()
+    ws = open_workspace(here=True)
     cli_caller(ws, writes=False)  # a workspace that needs a login to read needs one to serve its models too
     services = Services(ws)
     plan = services.serving.plan_rollouts(models, shadow, canary, canary_percent)  # checked before any bundle

@@ -69,7 +69,7 @@ def server(
         secure_cookies=not insecure_cookies,
         oidc=_oidc(oidc_issuer, oidc_client_id, oidc_username_claim, public_url or f"http://{host}:{port}"),
     )
-    ws = open_workspace()  # refused here, before the port opens, if the workspace can't be opened
+    ws = open_workspace(here=True)  # refused here, before the port opens, if the workspace can't be opened
     scheme = "https" if ssl_certfile else "http"
     if as_json:  # what a supervisor script reads before the first request
         print_json({"url": f"{scheme}://{host}:{port}", "workers": workers, "workspace": str(ws.settings.home)})

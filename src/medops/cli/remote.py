@@ -1,0 +1,105 @@
+"""Where a command's records come from: this workspace's database, or the platform server that
+MEDOPS_SERVER_URL names (the database then stays behind the server).
+
+Either way a command gets the same JSON document, the service's ``to_json()`` form encoded as the
+server encodes it, and prints it with the same code, so its output does not depend on where it ran.
+The credential is the same too: MEDOPS_TOKEN, else the session of `medops login` (with
+``--server`` for a server). A command with no server form refuses to run while the variable is set
+(see ``open_workspace``), rather than quietly using a workspace on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from medops.cli.common import cli_caller, open_workspace
+
+if TYPE_CHECKING:
+    from medops.caller import Caller
+    from medops.client import Client
+    from medops.services import Services
+
+SERVER_ENV = "MEDOPS_SERVER_URL"
+PAGE = 500  # the server's largest page
+
+Local = Callable[["Services", "Caller"], Any]
+
+
+def server_url() -> str | None:
+    """The platform server this command talks to, if any; read here, in the adapter, and only here."""
+    return os.environ.get(SERVER_ENV, "").strip() or None
+
+
+def client() -> Client:
+    from medops.client import Client
+
+    return Client.from_environment()
+
+
+def segment(value: str) -> str:
+    """One path segment of the API: a name, a NAME:VERSION or an id, with '/' and the like escaped."""
+    return quote(value, safe=":@")
+
+
+def wire(value: Any) -> Any:
+    """A document as it crosses the wire: times as text, tuples as lists (the server's encoding)."""
+    return json.loads(json.dumps(value, default=str, ensure_ascii=False))
+
+
+def read(path: str, local: Local, *, params: Mapping[str, Any] | None = None) -> Any:
+    """A document read from the server (GET ``path``), or made here by ``local`` from the services."""
+    if server_url():
+        return client().get(path, **dict(params or {}))
+    return _here(local, writes=False)
+
+
+def read_list(path: str, local: Local, *, limit: int, params: Mapping[str, Any] | None = None) -> list[Any]:
+    """Up to ``limit`` items of a paged list, newest first, gathered page by page from the server."""
+    if not server_url():
+        return list(_here(local, writes=False))[:limit]
+    found: list[Any] = []
+    offset = 0
+    while len(found) < limit:
+        page = client().get(path, limit=min(PAGE, limit - len(found)), offset=offset, **dict(params or {}))
+        found += page["items"]
+        if page["next_offset"] is None:
+            break
+        offset = page["next_offset"]
+    return found
+
+
+def change(
+    method: str,
+    path: str,
+    local: Local,
+    *,
+    body: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Any:
+    """A change made by the server (``method`` on ``path``), or here by ``local``; its document either way."""
+    if server_url():
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        kwargs: dict[str, Any] = {"params": query}
+        if body is not None:
+            kwargs["json"] = dict(body)
+        return client().request(method, path, **kwargs)
+    return _here(local, writes=True)
+
+
+def acting_user() -> str | None:
+    """Who the credential acts as (the name a password prompt shows), wherever the records are."""
+    if server_url():
+        return str(client().get("/v1/auth/whoami")["user"])
+    with open_workspace() as ws:
+        return cli_caller(ws, writes=True).user
+
+
+def _here(local: Local, *, writes: bool) -> Any:
+    from medops.services import Services
+
+    with open_workspace() as ws:
+        return wire(local(Services(ws), cli_caller(ws, writes=writes)))

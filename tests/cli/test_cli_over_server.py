@@ -1,0 +1,37 @@
+"""The CLI as a client of `medops server` (MEDOPS_SERVER_URL): each command prints what it prints
+against the workspace's database, byte for byte, tables and --json alike, with the same token; the
+changes it makes over the server land in the workspace; a command with no server form is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.cli.conftest import Both
+
+pytestmark = pytest.mark.slow
+
+
+def _production(both: Both) -> dict[str, str]:
+    doc = json.loads(both.local("alice", "models", "show", "readmission_30d:1", "--json")[1])
+    return {"run": doc["run"], "evaluation": doc["evaluation"]}
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
+def test_runs_read_the_same_over_the_server(both: Both, as_json: bool) -> None:
+    flag = ["--json"] if as_json else []
+    run = _production(both)["run"]
+    listed = both.same("alice", "runs", "list", *flag)
+    assert run[:12] in listed
+    both.same("victor", "runs", "list", "--trials", "--limit", "3", *flag)
+    both.same("alice", "runs", "list", "--metric", "test_auroc>0.5", "--tag", "model=lgbm", *flag)
+    both.same("alice", "runs", "show", run[:8], *flag)
+    others = json.loads(both.same("alice", "runs", "list", "--json"))
+    both.same("ming", "runs", "compare", run, others[-1]["id"], *flag)
+
+
+def test_a_command_with_no_server_form_is_refused_while_a_server_is_set(both: Both) -> None:
+    code, out, err = both.remote("alice", "runs", "reproduce", "abcdef")
+    assert code != 0 and out == ""
+    assert "has no platform-server form" in err and "MEDOPS_SERVER_URL" in err
