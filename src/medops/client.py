@@ -98,6 +98,16 @@ class Client:
             return answer.json()
         return answer.content
 
+    def download(self, path: str) -> tuple[bytes, str]:
+        """Immutable content and the SHA-256 the server names it by (its ETag), for the caller to check."""
+        try:
+            answer = self._http.get(path)
+        except httpx.TransportError as exc:
+            raise StoreError(f"the platform server at {self.url} did not answer ({type(exc).__name__})") from None
+        if answer.status_code >= 400:
+            raise _error(answer)
+        return answer.content, answer.headers.get("etag", "").strip('"')
+
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
 

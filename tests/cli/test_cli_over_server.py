@@ -4,7 +4,9 @@ changes it makes over the server land in the workspace; a command with no server
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +37,21 @@ def test_a_command_with_no_server_form_is_refused_while_a_server_is_set(both: Bo
     code, out, err = both.remote("alice", "runs", "reproduce", "abcdef")
     assert code != 0 and out == ""
     assert "has no platform-server form" in err and "MEDOPS_SERVER_URL" in err
+
+
+def test_a_run_artifact_is_fetched_checked_the_same_over_the_server(both: Both, tmp_path: Path) -> None:
+    run = _production(both)["run"]
+    here, there = tmp_path / "here.skops", tmp_path / "there.skops"
+    local = both.local("alice", "runs", "artifact", run, "model.skops", "--out", str(here), "--json")
+    remote = both.remote("alice", "runs", "artifact", run, "model.skops", "--out", str(there), "--json")
+    assert local[0] == remote[0] == 0, (local[2], remote[2])
+    assert here.read_bytes() == there.read_bytes()
+    doc = json.loads(remote[1])
+    assert doc["sha256"] == hashlib.sha256(there.read_bytes()).hexdigest() and doc["bytes"] == there.stat().st_size
+    code, _, err = both.remote("alice", "runs", "artifact", run, "model.skops", "--out", str(there))
+    assert code != 0 and "exists" in err and there.read_bytes() == here.read_bytes()  # nothing replaced unasked
+    missing = both.remote("alice", "runs", "artifact", run, "nothing.bin", "--out", str(tmp_path / "x"))
+    assert missing[0] == both.local("alice", "runs", "artifact", run, "nothing.bin", "--out", str(tmp_path / "x"))[0]
+    assert "logged no artifact 'nothing.bin'" in missing[2] and not (tmp_path / "x").exists()
+    refused = both.remote("pat", "runs", "artifact", run, "model.skops", "--out", str(tmp_path / "y"))
+    assert refused[0] != 0 and not (tmp_path / "y").exists()

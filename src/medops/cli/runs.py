@@ -1,16 +1,31 @@
-"""`medops runs`: list, show and compare tracked runs."""
+"""`medops runs`: list, show, compare tracked runs and fetch what they logged."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 import typer
 from rich.markup import escape
 
+from medops.atomic import write_atomic_bytes
 from medops.cli import remote
-from medops.cli.common import JsonOption, cell, cli_caller, console, key_values, open_workspace, print_json, table
+from medops.cli.common import (
+    JsonOption,
+    cell,
+    cli_caller,
+    console,
+    done,
+    key_values,
+    open_workspace,
+    print_json,
+    table,
+)
 from medops.cli.common import when as _when
+from medops.errors import InvalidInput, StoreError
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
@@ -122,6 +137,33 @@ def show_cmd(
             ["path", "sha256", "bytes"],
             [[a["path"], a["digest"][:12], a["size"]] for a in info["artifacts"]],
         )
+
+
+@app.command("artifact", epilog="Examples:  medops runs artifact 3f2a9c model/booster.txt --out booster.txt")
+def artifact_cmd(
+    run: str = typer.Argument(..., help="Run id (or a unique prefix of 6+ characters)."),
+    path: str = typer.Argument(..., help="The artifact's path, as `medops runs show` lists it."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="The file to write (default: its own name, here)."),
+    force: bool = typer.Option(False, "--force", help="Replace the file if it exists."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Write a file a run logged, after checking it against the SHA-256 recorded with it."""
+    target = (out or Path(PurePosixPath(path).name)).expanduser()
+    if target.exists() and not force:
+        raise InvalidInput(f"{target} exists", hint="give another --out, or --force to replace it")
+    if remote.server_url():
+        data, digest = remote.client().download(f"/v1/runs/{remote.segment(run)}/artifacts/{quote(path)}")
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise StoreError(f"the server's copy of {path} does not match its SHA-256: nothing was written")
+    else:
+        from medops.services import Services
+
+        with open_workspace() as ws:
+            found = Services(ws).training.artifact(cli_caller(ws, writes=False), run, path)
+        data, digest = found.data, found.sha256
+    write_atomic_bytes(target, data)
+    message = f"wrote {target} ({len(data):,} bytes, sha256:{digest[:12]})"
+    done(as_json, message, {"path": path, "sha256": digest, "bytes": len(data), "file": str(target)})
 
 
 @app.command("compare", epilog="Examples:  medops runs compare 3f2a9c 8b01de")

@@ -62,6 +62,14 @@ class RunComparison:
 
 
 @dataclass(frozen=True)
+class RunArtifact:
+    run: str
+    path: str
+    sha256: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class RunReproduction:
     report: Reproduction
 
@@ -104,6 +112,18 @@ class TrainingService:
         from medops.training import Tracker
 
         return RunDetail(Tracker(self.platform).get(run))
+
+    def artifact(self, caller: Caller, run: str, path: str) -> RunArtifact:
+        """A file a run logged, its bytes checked against the digest recorded with it before they are handed out."""
+        from medops.training import Tracker
+
+        found = Tracker(self.platform).get(run)
+        listed = {a["path"]: a["digest"] for a in found.artifacts}
+        if path not in listed:
+            raise NotFound(
+                f"run {found.short} logged no artifact {path!r}; it logged: {', '.join(sorted(listed)) or 'none'}"
+            )
+        return RunArtifact(found.id, path, listed[path], self.platform.artifacts.read_bytes(listed[path]))
 
     def metric_history(self, caller: Caller, run: str, key: str) -> dict[str, Any]:
         """Every value a run logged for one metric, by step."""

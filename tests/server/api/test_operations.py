@@ -81,6 +81,7 @@ def operations(ids: dict[str, str]) -> list[Op]:
         Op("GET", "/v1/runs/{run}", "alice", READ),
         Op("GET", "/v1/runs/{run}/metrics/{key}", "alice", READ),
         Op("GET", "/v1/runs/{run}/compare/{other}", "alice", READ),
+        Op("GET", "/v1/runs/{run}/artifacts/{path}", "alice", READ),
         Op("POST", "/v1/runs", "alice", "carol", {"experiment": "walk", "seed": 1}, status=201),
         Op(
             "POST",
@@ -198,6 +199,7 @@ def concrete(op: Op, ids: dict[str, str], api: TestClient, headers: dict[str, st
         "run": ids["run"],
         "other": ids["other_run"],
         "key": "test_auroc",
+        "path": "model.skops",
         "name": "readmission_30d",
         "alias": "challenger",
         "prediction_id": ids["prediction_id"],

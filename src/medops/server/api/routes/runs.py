@@ -1,16 +1,18 @@
-"""Training runs: search with the CLI's filters, one run in full, a metric's history, two side by side."""
+"""Training runs: search with the CLI's filters, one run in full, a metric's history, a logged file, a comparison."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, Field
+from starlette.responses import Response
 
 from medops.clock import utc_now
 from medops.server.api.auth import Acting, Reading, Svc
 from medops.server.api.documents import Doc
+from medops.server.api.etags import immutable
 from medops.server.api.pages import Paging, paged
 
 router = APIRouter(prefix="/v1", tags=["runs"])
@@ -53,6 +55,13 @@ def show_run(services: Svc, caller: Reading, run: str) -> Doc:
 def metric_history(services: Svc, caller: Reading, run: str, key: str) -> Doc:
     """Every value a run logged for one metric, by step."""
     return Doc(services.training.metric_history(caller, run, key))
+
+
+@router.get("/runs/{run}/artifacts/{path:path}", response_class=Response)
+def run_artifact(request: Request, services: Svc, caller: Reading, run: str, path: str) -> Response:
+    """A file the run logged, checked against its recorded SHA-256 before it is sent; that hash is its ETag."""
+    found = services.training.artifact(caller, run, path)
+    return immutable(request, found.sha256, found.data, "application/octet-stream")
 
 
 @router.get("/runs/{run}/compare/{other}")
