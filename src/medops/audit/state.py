@@ -34,6 +34,7 @@ from medops.store.schema import (
     Approval,
     AuditEvent,
     Evaluation,
+    ExternalIdentity,
     GateResult,
     ModelAlias,
     ModelVersion,
@@ -78,6 +79,13 @@ def _users(session: Session, keys: Keys) -> dict[str, Any]:
         select(UserRole.user_id, UserRole.role).where(UserRole.user_id.in_(ids)).order_by(UserRole.role)
     ):
         roles[user_id].append(role)
+    links: dict[int, list[str]] = defaultdict(list)
+    for user_id, issuer, subject in session.execute(
+        select(ExternalIdentity.user_id, ExternalIdentity.issuer, ExternalIdentity.subject)
+        .where(ExternalIdentity.user_id.in_(ids))
+        .order_by(ExternalIdentity.issuer)
+    ):
+        links[user_id].append(f"{issuer} {subject}")
     return {
         name: {
             "full_name": full,
@@ -85,6 +93,8 @@ def _users(session: Session, keys: Keys) -> dict[str, Any]:
             "roles": roles[uid],
             "password": _sha(digest),  # a password set in SQL is a state change like any other
             "must_change_password": bool(must_change),
+            # only when linked: the state of a user with no provider account hashes as it always did
+            **({"sso": links[uid]} if links[uid] else {}),
         }
         for uid, name, full, active, digest, must_change in rows
     }

@@ -88,6 +88,7 @@ class IdentityService:
         """A session for a user an identity provider vouched for (OpenID Connect): the user must exist here
         and be active, and holds this workspace's roles only. A refusal is audited as a failed login."""
         from medops.audit import NewEvent
+        from medops.identity.provider_links import ProviderLinks
 
         try:
             user = self.platform.users.get(username)
@@ -97,6 +98,9 @@ class IdentityService:
             why = f"{provider} vouched for {username!r}, " + (
                 "who is not a user here" if user is None else "who is disabled"
             )
+        else:
+            why = ProviderLinks(self.platform.users).admit(provider, subject, username)
+        if why is not None or user is None:
             self.platform.trail.record(NewEvent(username, "auth.login.failed", "user", username, reason=why))
             raise AuthenticationFailed(
                 f"the identity provider's user {username!r} can't log in here", code="credential_invalid"
@@ -108,6 +112,12 @@ class IdentityService:
             method="oidc",
             via=f"{provider} {subject}"[:200],
         )
+
+    def unlink_provider(self, caller: Caller, username: str, *, reason: str | None) -> UserView:
+        """Remove the user's pinned identity-provider accounts (admin): their next provider login links anew."""
+        from medops.identity.provider_links import ProviderLinks
+
+        return ProviderLinks(self.platform.users).unlink(caller.user, username, reason=reason)
 
     def identify(self, secret: str) -> Identity:
         """The user and the session or API token a secret proves; refused if revoked, expired or disabled."""

@@ -82,6 +82,19 @@ class UserRole(Base):
     role: Mapped[str] = mapped_column(String(32), primary_key=True)
 
 
+class ExternalIdentity(Base):
+    """A person's account at an identity provider (its issuer and ``sub``), pinned to one medops user at the
+    first login through it: a name claim the provider lets people edit then can't reach another user."""
+
+    __tablename__ = "external_identities"
+    __table_args__ = (UniqueConstraint("issuer", "user_id", name="uq_external_identities_issuer"),)
+
+    issuer: Mapped[str] = mapped_column(String(500), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class ApiToken(Base):
     __tablename__ = "api_tokens"
 

@@ -19,16 +19,18 @@ import pytest
 import uvicorn
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
+from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from medops.errors import Conflict, InvalidInput, PermissionDenied
 from medops.server.api.app import ApiOptions, create_api
 from medops.server.api.auth import SESSION_COOKIE
 from medops.server.api.oidc import OidcSettings
 from medops.workspace import Workspace
-from tests.factories import free_port
+from tests.factories import PASSWORD, free_port
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -45,6 +47,7 @@ class FakeIssuer:
     url: str
     key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "k1"}))
     user: str = "alice"
+    subject: str | None = None  # the account's sub (default: one per user name)
     audience: str = CLIENT_ID
     sign_with: RSAKey | None = None  # another key than the published one
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -66,7 +69,8 @@ class FakeIssuer:
         async def authorize(request: Request) -> Response:
             q = request.query_params
             code = secrets.token_urlsafe(16)
-            self.codes[code] = {"nonce": q["nonce"], "challenge": q["code_challenge"], "user": self.user}
+            grant = {"nonce": q["nonce"], "challenge": q["code_challenge"], "user": self.user}
+            self.codes[code] = {**grant, "sub": self.subject or f"sub-{self.user}"}
             return RedirectResponse(f"{q['redirect_uri']}?{urlencode({'code': code, 'state': q['state']})}", 302)
 
         async def token(request: Request) -> Response:
@@ -81,7 +85,7 @@ class FakeIssuer:
             claims = {
                 "iss": self.url,
                 "aud": self.audience,
-                "sub": f"sub-{grant['user']}",
+                "sub": grant["sub"],
                 "iat": now,
                 "exp": now + 300,
                 "nonce": grant["nonce"],
@@ -164,7 +168,52 @@ def test_logins_the_provider_or_medops_must_refuse(api: TestClient, issuer: Fake
 
 
 def admin_headers(api: TestClient) -> dict[str, str]:
-    from tests.factories import PASSWORD
-
     secret = api.post("/v1/auth/login", json={"username": "admin", "password": PASSWORD, "cookie": False})
     return {"Authorization": f"Bearer {secret.json()['secret']}"}
+
+
+def test_a_user_is_pinned_to_the_provider_account_of_their_first_login(
+    api: TestClient, issuer: FakeIssuer, registry: tuple[Workspace, str]
+) -> None:
+    """A name claim people can edit at the provider can't reach another medops user once each is linked."""
+    from medops.audit.state_check import check_state
+    from medops.services import Services
+
+    ws, _ = registry
+    assert sign_in(api).status_code == 200  # alice's first login links sub-alice to alice
+    api.cookies.clear()
+    issuer.subject = "sub-mallory"  # another person's account, its name claim edited to say alice
+    refused = sign_in(api)
+    assert refused.status_code == 401 and refused.json()["code"] == "credential_invalid"
+    issuer.user, issuer.subject = "admin", "sub-alice"  # alice's account, its claim edited to say admin
+    assert sign_in(api).status_code == 401
+    trail = api.get("/v1/audit/events?action=auth.login.failed", headers=admin_headers(api)).json()["items"]
+    assert "linked to the medops user 'alice'" in trail[0]["reason"]
+    assert "'alice' is linked to another account" in trail[1]["reason"]
+    links = api.get("/v1/audit/events?action=user.sso.link", headers=admin_headers(api)).json()["items"]
+    assert [e["entity_id"] for e in links] == ["alice"]
+
+    identity = Services(ws).identity
+    admin = identity.authenticate(identity.login("admin", password=PASSWORD)[1])
+    alice = identity.authenticate(identity.login("alice", password=PASSWORD)[1])
+    with pytest.raises(PermissionDenied):
+        identity.unlink_provider(alice, "alice", reason="mine")
+    with pytest.raises(InvalidInput, match="needs a reason"):
+        identity.unlink_provider(admin, "alice", reason=None)
+    identity.unlink_provider(admin, "alice", reason="alice's account at the provider was re-created")
+    with pytest.raises(Conflict):
+        identity.unlink_provider(admin, "alice", reason="again")
+    issuer.user, issuer.subject = "alice", "sub-alice-2"
+    api.cookies.clear()
+    assert sign_in(api).status_code == 200  # the new account links at its first login
+    assert not check_state(ws.db).problems  # every link was made through the trail
+
+    with ws.db.write() as session:  # a link written by hand, around medops
+        session.execute(
+            text(
+                "INSERT INTO external_identities (issuer, subject, user_id, linked_at)"
+                " SELECT :i, 'sub-x', id, :t FROM users WHERE username = 'admin'"
+            ),
+            {"i": issuer.url, "t": "2026-12-01 00:00:00"},
+        )
+    assert any(p.entity_id == "admin" for p in check_state(ws.db).problems)
