@@ -53,6 +53,18 @@ def test_put_returns_the_sha256_of_the_bytes(store: ArtifactStore, tmp_path: Pat
     assert store.read_bytes(expected) == data
 
 
+def test_bytes_stored_already_are_not_written_again(store: ArtifactStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    digest = store.put(b"the same environment lock, run after run")
+
+    def no_write(chunks: object) -> str:
+        raise AssertionError("written again")
+
+    monkeypatch.setattr(store, "_put_chunks", no_write)
+    assert store.put(b"the same environment lock, run after run") == digest
+    with pytest.raises(AssertionError, match="written again"):
+        store.put(b"other bytes")
+
+
 def test_empty_artifact(store: ArtifactStore) -> None:
     digest = store.put(b"")
     assert digest == hashlib.sha256(b"").hexdigest()

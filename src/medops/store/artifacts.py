@@ -95,7 +95,11 @@ class ArtifactStore:
     def put(self, data: bytes | str | os.PathLike[str] | IO[bytes] | Iterable[bytes]) -> str:
         """Store bytes, a file path, a binary stream or an iterable of chunks; return the digest."""
         if isinstance(data, (bytes, bytearray, memoryview)):
-            return self._put_chunks([bytes(data)])
+            held = bytes(data)
+            digest = hashlib.sha256(held).hexdigest()
+            if self.exists(digest):  # content-addressed: stored already (reads check the bytes), nothing to sync
+                return digest
+            return self._put_chunks([held])
         if isinstance(data, (str, os.PathLike)):
             path = Path(data)
             if not path.is_file():
