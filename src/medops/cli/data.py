@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from medops.cli import remote
 from medops.cli.common import (
     JsonOption,
     ReasonOption,
@@ -21,6 +22,7 @@ from medops.cli.common import (
     print_json,
     progress_bar,
     table,
+    when,
 )
 from medops.errors import InvalidInput
 
@@ -143,27 +145,29 @@ def list_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Dataset versions, newest first; * marks each dataset's current version (what NAME alone means)."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        found = Services(ws).data.versions(cli_caller(ws, writes=False), name, limit)
+    found = remote.read_list(
+        "/v1/datasets",
+        lambda services, caller: [v.to_json() for v in services.data.versions(caller, name, limit)],
+        limit=limit,
+        params={"name": name},
+    )
     if as_json:
-        print_json([v.to_json() for v in found])
+        print_json(found)
         return
     table(
         None,
         ["dataset", "version", "rows", "cols", "contract", "created (UTC)", "by"],
         [
             (
-                d.name,
-                f"{d.short}{' *' if mark else ''}",
-                f"{d.rows:,}",
-                d.column_count,
-                d.contract_result,
-                f"{d.created_at:%Y-%m-%d %H:%M}",
-                d.created_by,
+                v["name"],
+                f"{v['version'][:12]}{' *' if v['current'] else ''}",
+                f"{v['rows']:,}",
+                v["columns"],
+                v["contract"],
+                when(v["created_at"], seconds=False),
+                v["created_by"],
             )
-            for d, mark in ((v.info, v.current) for v in found)
+            for v in found
         ],
     )
 
@@ -174,42 +178,41 @@ def show_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Schema, column profile, sources, contract report and de-identification report."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        detail = Services(ws).data.show(cli_caller(ws, writes=False), ref)
-    if as_json:
-        print_json(detail.to_json())
-        return
-    d = detail.info
-    console.print(f"[bold]{escape(d.name)}[/] @ {d.version}")
-    console.print(
-        f"  {plural(d.rows, 'row')} × {plural(d.column_count, 'column')}, {plural(d.size_bytes, 'byte')}; "
-        f"created {d.created_at:%Y-%m-%d %H:%M} UTC by {escape(d.created_by)}"
+    d = remote.read(
+        f"/v1/datasets/{remote.segment(ref)}", lambda services, caller: services.data.show(caller, ref).to_json()
     )
-    for src in d.details.get("sources", []):
+    if as_json:
+        print_json(d)
+        return
+    console.print(f"[bold]{escape(d['name'])}[/] @ {d['version']}")
+    console.print(
+        f"  {plural(d['rows'], 'row')} × {plural(d['columns'], 'column')}, {plural(d['size_bytes'], 'byte')}; "
+        f"created {when(d['created_at'], seconds=False)} UTC by {escape(d['created_by'])}"
+    )
+    for src in d.get("sources", []):
         role = f" ({src['role']})" if src.get("role") else ""
         console.print(f"  source {src['kind']}  {escape(src['name'])}  sha256:{src['sha256'][:16]}…{escape(role)}")
-    if d.details.get("quarantine_of"):
-        console.print(f"  quarantined rows of {escape(d.details['quarantine_of'])}")
+    if d.get("quarantine_of"):
+        console.print(f"  quarantined rows of {escape(d['quarantine_of'])}")
+    profile: dict[str, dict[str, Any]] = d.get("profile", {})
     rows = []
-    for col in d.schema:
-        p = d.profile.get(col["name"], {})
+    for col in d.get("schema", []):
+        p = profile.get(col["name"], {})
         distinct = p.get("distinct")
         shown = f"{distinct:,}" if p.get("distinct_exact") or distinct is None else f"~{distinct:,}"
         rows.append((col["name"], col["type"], f"{p.get('missing_share', 0):.1%}", shown, _stats(p)))
     table("schema and profile", ["column", "type", "missing", "distinct", "summary"], rows)
-    if any(not (c.get("distinct_exact") or c.get("distinct") is None) for c in d.profile.values()):
+    if any(not (c.get("distinct_exact") or c.get("distinct") is None) for c in profile.values()):
         console.print("  ~ distinct: a HyperLogLog estimate, within a few percent; patients are counted exactly")
-    contract = d.details.get("contract")
-    if contract:
+    contract = d.get("contract")  # the report, where the version has one (it replaces the summary's result)
+    if isinstance(contract, dict):
         verdict = "passed" if contract["passed"] else f"{contract['rows_failed']:,} of {contract['rows']:,} rows failed"
-        file = d.details.get("contract_file") or contract["table"]
+        file = d.get("contract_file") or contract["table"]
         console.print(
             f"[bold]contract[/] {escape(str(file))} v{contract['version']} ({contract['outcome']}): {verdict}"
         )
         _print_contract(contract)
-    deid = d.details.get("deid")
+    deid = d.get("deid")
     if deid:
         table(
             "de-identification (HIPAA Safe Harbor)",
@@ -256,12 +259,15 @@ def use_cmd(
 
     Ingesting content identical to an earlier version makes that version current too.
     """
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        info = Services(ws).data.use(cli_caller(ws, writes=True), ref, reason=reason)
-    when = f"{info.created_at:%Y-%m-%d %H:%M}"
-    done(as_json, f"{info.name} now means {info.ref} ({plural(info.rows, 'row')}, ingested {when})", info.to_json())
+    info = remote.change(
+        "POST",
+        f"/v1/datasets/{remote.segment(ref)}/use",
+        lambda services, caller: services.data.use(caller, ref, reason=reason).to_json(),
+        body={"reason": reason},
+    )
+    ingested = when(info["created_at"], seconds=False)
+    message = f"{info['name']} now means {info['name']}@{info['version'][:12]}"
+    done(as_json, f"{message} ({plural(info['rows'], 'row')}, ingested {ingested})", info)
 
 
 @app.command("diff", epilog="Example:  medops data diff observations@3f2a9c observations")
@@ -271,19 +277,18 @@ def diff_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Schema and statistics that differ between two dataset versions."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        found = Services(ws).data.diff(cli_caller(ws, writes=False), a, b)
-    result, changes = found.diff, found.changes
+    found = remote.read(
+        f"/v1/datasets/{remote.segment(a)}/diff/{remote.segment(b)}",
+        lambda services, caller: services.data.diff(caller, a, b).to_json(),
+    )
     if as_json:
-        print_json(found.to_json())
+        print_json(found)
         return
-    console.print(f"{escape(result.a.ref)} → {escape(result.b.ref)}")
-    if result.identical:
+    console.print(f"{escape(found['a'])} → {escape(found['b'])}")
+    if found["identical"]:
         ok("the same version: identical content")
         return
-    if not changes:
+    if not found["changes"]:
         ok("same schema and statistics")
         return
-    table(None, ["column", "what", "before", "after"], changes)
+    table(None, ["column", "what", "before", "after"], found["changes"])

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from medops.backends import EXECUTORS
+from medops.cli import remote
 from medops.cli.common import (
     JsonOption,
     ReasonOption,
@@ -23,6 +24,7 @@ from medops.cli.common import (
     print_json,
     progress_bar,
     table,
+    when,
 )
 from medops.cli.data import ProjectOption, project_at
 from medops.errors import InvalidInput
@@ -135,18 +137,14 @@ def list_cmd(project: Path | None = ProjectOption, as_json: bool = JsonOption) -
 @app.command("show", epilog="Examples:  medops features show labs")
 def show_cmd(view: str = typer.Argument(..., help="View name."), as_json: bool = JsonOption) -> None:
     """A view's definition, statistics, versions, lineage and who changed what."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        detail = Services(ws).features.show(cli_caller(ws, writes=False), view)
-    if as_json:
-        print_json(detail.to_json())
-        return
-    latest, versions, events = detail.latest, detail.versions, detail.history
-    d = latest.definition
-    console.print(
-        f"[bold]{escape(latest.name)}[/]  version {latest.version[:12]}  source {escape(str(d.get('source_ref')))}"
+    detail = remote.read(
+        f"/v1/features/{remote.segment(view)}", lambda services, caller: services.features.show(caller, view).to_json()
     )
+    if as_json:
+        print_json(detail)
+        return
+    d, source = detail["definition"], detail["definition"].get("source_ref")
+    console.print(f"[bold]{escape(detail['view'])}[/]  version {detail['version'][:12]}  source {escape(str(source))}")
     if d.get("description"):
         console.print(f"  {escape(d['description'])}")
     console.print(
@@ -154,7 +152,7 @@ def show_cmd(view: str = typer.Argument(..., help="View name."), as_json: bool =
         f"ttl {_days(d.get('ttl_seconds'))}  owner {d.get('owner') or '-'}  "
         f"tags {', '.join(d.get('tags') or []) or '-'}"
     )
-    s = latest.stats
+    s = detail["stats"]
     console.print(
         f"  {plural(s.get('rows', 0), 'row')}, {plural(s.get('entities', 0), 'entity')}, "
         f"events {s.get('first_event') or '-'} to {s.get('last_event') or '-'}"
@@ -179,13 +177,13 @@ def show_cmd(view: str = typer.Argument(..., help="View name."), as_json: bool =
     table(
         "versions",
         ["version", "applied (UTC)", "by"],
-        [[v.version[:12], v.created_at.strftime("%Y-%m-%d %H:%M"), v.created_by] for v in versions],
+        [[v["version"][:12], when(v["at"], seconds=False), v["by"]] for v in detail["versions"]],
     )
-    table("lineage", ["from", "relation", "to"], [[e.src, e.relation, e.dst] for e in detail.lineage])
+    table("lineage", ["from", "relation", "to"], [[e["src"], e["relation"], e["dst"]] for e in detail["lineage"]])
     table(
         "history",
         ["time (UTC)", "actor", "action", "reason"],
-        [[e.ts, e.actor, e.action, e.reason or ""] for e in events],
+        [[when(e["at"]), e["actor"], e["action"], e["reason"] or ""] for e in detail["history"]],
     )
 
 

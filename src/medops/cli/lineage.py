@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.markup import escape
 from rich.tree import Tree
 
-from medops.cli.common import JsonOption, cli_caller, console, open_workspace, print_json
-from medops.store.lineage import Edge
+from medops.cli import remote
+from medops.cli.common import JsonOption, console, print_json
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
@@ -24,10 +26,10 @@ def short(node: str) -> str:
     return f"{kind} {rest[:16]}…"
 
 
-def _label(node: str, edge: Edge) -> str:
-    source = edge.attrs.get("source")
+def _label(node: str, edge: dict[str, Any]) -> str:
+    source = (edge["attrs"] or {}).get("source")
     extra = f"  [dim]{escape(str(source))}[/]" if source and not node.startswith("dataset:") else ""
-    return f"{escape(short(node))}  [cyan]{escape(edge.relation)}[/]{extra}"
+    return f"{escape(short(node))}  [cyan]{escape(edge['relation'])}[/]{extra}"
 
 
 @app.command(
@@ -45,13 +47,14 @@ def show(
     as_json: bool = JsonOption,
 ) -> None:
     """Walk the lineage graph upstream and downstream from an entity."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        found = Services(ws).lineage.show(cli_caller(ws, writes=False), entity, up=up, down=down)
-    node, upstream, downstream = found.node, found.upstream, found.downstream
+    found = remote.read(
+        f"/v1/lineage/{remote.segment(entity)}",
+        lambda services, caller: services.lineage.show(caller, entity, up=up, down=down).to_json(),
+        params={"up": up, "down": down},
+    )
+    node, upstream, downstream = found["node"], found["upstream"], found["downstream"]
     if as_json:
-        print_json(found.to_json())
+        print_json(found)
         return
     tree = Tree(f"[bold]{escape(short(node))}[/]")
     if up:
@@ -63,12 +66,15 @@ def show(
     console.print(tree)
 
 
-def _grow(branch: Tree, node: str, edges: list[Edge], direction: str, seen: frozenset[str] = frozenset()) -> None:
-    nxt = [e for e in edges if (e.dst if direction == "up" else e.src) == node]
+def _grow(
+    branch: Tree, node: str, edges: list[dict[str, Any]], direction: str, seen: frozenset[str] = frozenset()
+) -> None:
+    near, far = ("dst", "src") if direction == "up" else ("src", "dst")
+    nxt = [e for e in edges if e[near] == node]
     if not nxt and not seen:
         branch.add("[dim](nothing)[/]")
     for edge in nxt:
-        other = edge.src if direction == "up" else edge.dst
+        other = edge[far]
         child = branch.add(_label(other, edge))
         if other not in seen:
             _grow(child, other, edges, direction, seen | {node})

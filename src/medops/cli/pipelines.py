@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, cli_caller, console, open_workspace, print_json, table
+from medops.cli import remote
+from medops.cli.common import JsonOption, console, print_json, table, when
 
 app = typer.Typer()  # its help line is set where it is registered (cli/main.py)
 
@@ -19,12 +21,9 @@ def list_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Pipeline runs, newest first: who started them, why, how they ended, what ran and what was unchanged."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        found = Services(ws).pipelines.runs(cli_caller(ws, writes=False), project, limit)
+    found = _runs(project, limit)
     if as_json:
-        print_json([r.to_json() for r in found])
+        print_json(found)
         return
     if not found:
         console.print("no pipeline run yet: medops run")
@@ -34,17 +33,27 @@ def list_cmd(
         ["run", "started (UTC)", "project", "by", "trigger", "state", "ran", "unchanged"],
         [
             [
-                r.short,
-                r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-                r.project,
-                r.created_by,
-                r.trigger,
-                r.state,
-                sum(s.state == "done" for s in r.steps),
-                sum(s.state == "skipped" for s in r.steps),
+                r["id"][:12],
+                when(r["started_at"]),
+                r["project"],
+                r["created_by"],
+                r["trigger"],
+                r["state"],
+                sum(s["state"] == "done" for s in r["steps"]),
+                sum(s["state"] == "skipped" for s in r["steps"]),
             ]
             for r in found
         ],
+    )
+
+
+def _runs(project: str | None, limit: int) -> list[dict[str, Any]]:
+    """The newest pipeline runs (of one project), each with its steps."""
+    return remote.read_list(
+        "/v1/pipelines/runs",
+        lambda services, caller: [r.to_json() for r in services.pipelines.runs(caller, project, limit)],
+        limit=limit,
+        params={"project": project},
     )
 
 
@@ -56,40 +65,44 @@ def show_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """One pipeline run: each step, why it ran or was skipped, how long it took, and what it made (lineage)."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        services, caller = Services(ws), cli_caller(ws, writes=False)
-        if run_id is None:
-            newest = services.pipelines.runs(caller, limit=1)
-            if not newest:
-                console.print("no pipeline run yet: medops run")
-                return
-            record = newest[0]
-        else:
-            record = services.pipelines.show(caller, run_id)
+    if run_id is None:
+        newest = _runs(None, 1)
+        if not newest:
+            console.print("no pipeline run yet: medops run")
+            return
+        record = newest[0]
+    else:
+        record = remote.read(
+            f"/v1/pipelines/runs/{remote.segment(run_id)}",
+            lambda services, caller: services.pipelines.show(caller, run_id).to_json(),
+        )
     if as_json:
-        print_json(record.to_json())
+        print_json(record)
         return
-    ended = f", ended {record.ended_at:%Y-%m-%d %H:%M:%S}" if record.ended_at else ""
-    console.print(f"[bold]{record.id}[/] · {escape(record.project)} · {record.state}")
+    ended = f", ended {when(record['ended_at'])}" if record["ended_at"] else ""
+    console.print(f"[bold]{record['id']}[/] · {escape(record['project'])} · {record['state']}")
     console.print(
-        f"started {record.started_at:%Y-%m-%d %H:%M:%S} UTC by {escape(record.created_by)} ({escape(record.trigger)})"
-        f"{ended}; project file sha256:{record.project_sha256[:12]}"
+        f"started {when(record['started_at'])} UTC by {escape(record['created_by'])} ({escape(record['trigger'])})"
+        f"{ended}; project file sha256:{record['project_sha256'][:12]}"
     )
-    if record.resumes:
-        console.print(f"resumes run {record.resumes[:12]}")
-    if record.error:
-        console.print(f"[red]{escape(record.error)}[/]")
-    for s in record.steps:
-        seconds = f"{(s.ended_at - s.started_at).total_seconds():.1f} s" if s.ended_at else "-"
-        made = made_line(s.outputs or {})
-        console.print(f"  {s.state:<11} {escape(s.step):<26} {seconds:>8}  {escape(s.note)}")
-        if made and s.state == "done":
+    if record["resumes"]:
+        console.print(f"resumes run {record['resumes'][:12]}")
+    if record["error"]:
+        console.print(f"[red]{escape(record['error'])}[/]")
+    for s in record["steps"]:
+        seconds = f"{_seconds(s['started_at'], s['ended_at']):.1f} s" if s["ended_at"] else "-"
+        made = made_line(s["outputs"] or {})
+        console.print(f"  {s['state']:<11} {escape(s['step']):<26} {seconds:>8}  {escape(s['note'])}")
+        if made and s["state"] == "done":
             console.print(f"              [dim]{escape(made)}[/]")
-        if s.error:
-            console.print(f"              [red]{escape(s.error)}[/]")
-    console.print(f"[dim]lineage: medops lineage show pipeline:{record.id}[/]")
+        if s["error"]:
+            console.print(f"              [red]{escape(s['error'])}[/]")
+    console.print(f"[dim]lineage: medops lineage show pipeline:{record['id']}[/]")
+
+
+def _seconds(started: str, ended: str) -> float:
+    """A step's duration from its document's times (its rounded ``seconds`` could print differently)."""
+    return (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
 
 
 def made_line(outputs: dict[str, Any]) -> str:
