@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 
+from medops.cli import remote
 from medops.cli.common import (
     JsonOption,
     cli_caller,
@@ -18,10 +21,15 @@ from medops.cli.common import (
     print_json,
     progress_bar,
     table,
+    when,
 )
 from medops.cli.data import ProjectOption, project_at
 from medops.csv_cells import neutralize
-from medops.errors import InvalidInput
+from medops.errors import InvalidInput, StoreError
+
+if TYPE_CHECKING:
+    from medops.caller import Caller
+    from medops.services import Services
 
 EPILOG = (
     "Examples:  medops evaluate   ·   medops evaluate RUN --champion PRODUCTION_RUN --out reports/   ·   "
@@ -138,25 +146,27 @@ def list_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Evaluations, newest first."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        found = Services(ws).evaluation.list(cli_caller(ws, writes=False), run=run, limit=limit)
+    found = remote.read_list(
+        "/v1/evaluations",
+        lambda services, caller: [e.to_json() for e in services.evaluation.list(caller, run=run, limit=limit)],
+        limit=limit,
+        params={"run": run} if run else None,
+    )
     if as_json:
-        print_json([e.to_json() for e in found])
+        print_json(found)
         return
     table(
         None,
         ["evaluation", "run", "result", "policy", "champion", "when", "by"],
         [
             [
-                e.short,
-                e.run_id[:12],
-                "pass" if e.passed else "FAIL",
-                f"{e.policy_sha256[:12]}{'' if e.governing else ' (exploratory)'}",
-                (e.champion_run_id or "")[:12],
-                e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                e.created_by,
+                e["id"][:12],
+                e["run"][:12],
+                "pass" if e["passed"] else "FAIL",
+                f"{e['policy_sha256'][:12]}{'' if e['governing'] else ' (exploratory)'}",
+                (e["champion"] or "")[:12],
+                when(e["created_at"]),
+                e["created_by"],
             ]
             for e in found
         ],
@@ -172,22 +182,36 @@ def show_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """One evaluation's gates; optionally its report, read back verified from the artifact store."""
-    from medops.atomic import write_atomic
-    from medops.services import Services
+    from medops.atomic import write_atomic_bytes
 
-    with open_workspace() as ws:
-        evaluations, caller = Services(ws).evaluation, cli_caller(ws, writes=False)
-        detail = evaluations.show(caller, ref)
-        if report is not None:
-            write_atomic(report.expanduser(), evaluations.report_html(caller, ref))
+    path = f"/v1/evaluations/{remote.segment(ref)}"
+    info = remote.read(path, lambda services, caller: services.evaluation.show(caller, ref).to_json())
+    if report is not None:
+        html = _download(f"{path}/report", lambda services, caller: services.evaluation.document(caller, ref, "report"))
+        write_atomic_bytes(report.expanduser(), html)
     if as_json:
-        print_json(detail.to_json())
+        print_json(info)
         return
-    info = detail.info
-    console.print(f"evaluation {info.id} of run {info.run_id[:12]}: {'PASSED' if info.passed else 'FAILED'}")
-    if not info.governing:
-        console.print(f"exploratory: policy {info.policy_sha256[:12]} is not the workspace's; it can't gate production")
-    _gates(info.gates)
+    console.print(f"evaluation {info['id']} of run {info['run'][:12]}: {'PASSED' if info['passed'] else 'FAILED'}")
+    if not info["governing"]:
+        console.print(
+            f"exploratory: policy {info['policy_sha256'][:12]} is not the workspace's; it can't gate production"
+        )
+    _gates(info["gates"])
+
+
+def _download(path: str, local: Callable[[Services, Caller], tuple[str, bytes]]) -> bytes:
+    """A stored document's bytes, checked against its SHA-256: from the server (GET ``path``, which names the
+    hash in its ETag), or read here by ``local`` as the server's route reads them."""
+    if not remote.server_url():
+        from medops.services import Services
+
+        with open_workspace() as ws:
+            return local(Services(ws), cli_caller(ws, writes=False))[1]
+    data, digest = remote.client().download(path)
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise StoreError(f"the server's copy of {path} does not match its SHA-256: nothing was written")
+    return data
 
 
 @app.command(

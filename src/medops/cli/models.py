@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 
+from medops.cli import remote
 from medops.cli.common import (
     JsonOption,
     ReasonOption,
@@ -23,11 +24,13 @@ from medops.cli.common import (
     print_json,
     read_secret,
     table,
+    when,
 )
 from medops.cli.user import PasswordStdin
 
 if TYPE_CHECKING:
     from medops.caller import Caller
+    from medops.services import Services
     from medops.services.registry import RegistryService
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
@@ -42,8 +45,9 @@ def _registry(*, writes: bool) -> Iterator[tuple[RegistryService, Caller]]:
         yield Services(ws).registry, cli_caller(ws, writes=writes)
 
 
-def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+def _path(ref: str, *rest: str) -> str:
+    """The API path of a model or version (``ref``), and what follows it; each segment escaped."""
+    return "/".join(["/v1/models", remote.segment(ref), *(remote.segment(r) for r in rest)])
 
 
 @app.command("register", epilog="Examples:  medops models register RUN --name readmission")
@@ -74,8 +78,10 @@ def register_cmd(
     section). The roles that must sign are that policy's.
     """
     tags = {k: v[-1] for k, v in key_values(tag, "--tag", "ticket=CAB-118").items()}
-    with _registry(writes=True) as (registry, caller):
-        info = registry.register(
+    info = remote.change(
+        "POST",
+        "/v1/models",
+        lambda services, caller: services.registry.register(
             caller,
             run,
             name,
@@ -84,48 +90,64 @@ def register_cmd(
             evaluation=evaluation,
             reason=reason,
             tags=tags,
-        )
+        ).to_json(),
+        body={
+            "run": run,
+            "name": name,
+            "description": description,
+            "extra_approvals": approvals,
+            "evaluation": evaluation,
+            "tags": tags,
+            "reason": reason,
+        },
+    )
     if as_json:
-        print_json(info.to_json())
+        print_json(info)
         return
     bound = (
-        f"evaluation {info.evaluation_id[:12]}" if info.evaluation_id else "no evaluation (it can't reach production)"
+        f"evaluation {info['evaluation'][:12]}" if info["evaluation"] else "no evaluation (it can't reach production)"
     )
-    ok(f"registered {info.ref} from run {run} with {bound}; approvals required: {', '.join(info.required_approvals)}")
+    ok(
+        f"registered {info['model']}:{info['version']} from run {run} with {bound}; "
+        f"approvals required: {', '.join(info['required_approvals'])}"
+    )
 
 
 @app.command("list", epilog="Examples:  medops models list")
 def list_cmd(as_json: bool = JsonOption) -> None:
     """Registered models, their version counts and production versions."""
-    with _registry(writes=False) as (registry, caller):
-        found = registry.models(caller)
+    found = remote.read("/v1/models", lambda services, caller: [m.to_json() for m in services.registry.models(caller)])
     if as_json:
-        print_json([m.to_json() for m in found])
+        print_json(found)
         return
-    table(None, ["model", "versions", "production", "created by"], [list(m.to_json().values()) for m in found])
+    table(
+        None,
+        ["model", "versions", "production", "created by"],
+        [[m["name"], m["versions"], m["production"], m["created_by"]] for m in found],
+    )
 
 
 @app.command("show", epilog="Examples:  medops models show readmission   ·   medops models show readmission:2")
 def show_cmd(ref: str = typer.Argument(..., help="NAME or NAME:VERSION."), as_json: bool = JsonOption) -> None:
     """A model's versions (stage, aliases, run, evaluation), or one version with its approvals."""
-    with _registry(writes=False) as (registry, caller):
-        detail = registry.show(caller, ref)
+    detail = remote.read(_path(ref), lambda services, caller: services.registry.show(caller, ref).to_json())
     if as_json:
-        print_json(detail.to_json())
+        print_json(detail)
         return
-    found, decided = detail.versions, detail.decisions or []
+    # NAME gives the list of versions; NAME:VERSION one version with its decisions
+    found, decided = (detail, []) if isinstance(detail, list) else ([detail], detail["approvals"])
     table(
         None,
         ["version", "stage", "aliases", "run", "evaluation", "approvals required", "registered"],
         [
             [
-                v.version,
-                v.stage,
-                ", ".join(v.aliases),
-                (v.run_id or "imported")[:12],
-                (v.evaluation_id or "none")[:12],
-                ", ".join(v.required_approvals),
-                f"{_when(v.created_at)} by {v.created_by}",
+                v["version"],
+                v["stage"],
+                ", ".join(v["aliases"]),
+                (v["run"] or "imported")[:12],
+                (v["evaluation"] or "none")[:12],
+                ", ".join(v["required_approvals"]),
+                f"{when(v['created_at'])} by {v['created_by']}",
             ]
             for v in found
         ],
@@ -146,9 +168,13 @@ def approve_cmd(
 ) -> None:
     """Sign "approved for production" for one required role (your password is checked, Part 11)."""
     decision = _decide(
-        ref, password_stdin, lambda registry, caller, password: registry.approve(caller, ref, password, role)
+        ref,
+        "signatures",
+        password_stdin,
+        lambda password: {"password": password, "role": role, "decision": "approve"},
+        lambda services, caller, password: services.registry.approve(caller, ref, password, role),
     )
-    done(as_json, f"{decision.username} signed {ref} as {decision.role}: approved for production", decision.to_json())
+    done(as_json, f"{decision['username']} signed {ref} as {decision['role']}: approved for production", decision)
 
 
 @app.command("reject", epilog="Examples:  medops models reject readmission:2 --role validator -r 'too few women'")
@@ -161,9 +187,13 @@ def reject_cmd(
 ) -> None:
     """Sign a rejection with its reason; per role the latest decision counts."""
     decision = _decide(
-        ref, password_stdin, lambda registry, caller, password: registry.reject(caller, ref, password, role, reason)
+        ref,
+        "signatures",
+        password_stdin,
+        lambda password: {"password": password, "role": role, "decision": "reject", "reason": reason},
+        lambda services, caller, password: services.registry.reject(caller, ref, password, role, reason),
     )
-    done(as_json, f"{decision.username} rejected {ref} as {decision.role}: {reason}", decision.to_json())
+    done(as_json, f"{decision['username']} rejected {ref} as {decision['role']}: {reason}", decision)
 
 
 @app.command(
@@ -182,36 +212,51 @@ def accept_evaluation_cmd(
     """
     decision = _decide(
         ref,
+        "evaluation-acceptance",
         password_stdin,
-        lambda registry, caller, password: registry.accept_evaluation(caller, ref, password, reason),
+        lambda password: {"password": password, "reason": reason},
+        lambda services, caller, password: services.registry.accept_evaluation(caller, ref, password, reason),
     )
-    message = f"{decision.username} accepted the exporting workspace's evaluation of {ref}"
-    done(as_json, message, decision.to_json())
+    message = f"{decision['username']} accepted the exporting workspace's evaluation of {ref}"
+    done(as_json, message, decision)
 
 
-def _decide(ref: str, password_stdin: bool, sign: Any) -> Any:
-    """A signed decision by the acting user on NAME:VERSION: the password is asked for every time."""
+def _decide(
+    ref: str,
+    route: str,
+    password_stdin: bool,
+    body: Callable[[str], dict[str, Any]],
+    sign: Callable[[Services, Caller, str], Any],
+) -> Any:
+    """A signed decision by the acting user on NAME:VERSION (POST to the version's ``route``, the password in
+    the body): the password is asked for every time, and the server checks it again as the workspace does."""
     from medops.services.registry import version_ref
 
     version_ref(ref)  # a malformed ref is refused before the password is asked for
-    with _registry(writes=True) as (registry, caller):
-        password = read_secret(None, from_stdin=password_stdin, prompt=f"Password for {caller.user}", confirm=False)
-        return sign(registry, caller, password)
+    user = remote.acting_user()  # an unknown credential is refused before the password is asked for, too
+    password = read_secret(None, from_stdin=password_stdin, prompt=f"Password for {user}", confirm=False)
+    return remote.change(
+        "POST",
+        _path(ref, route),
+        lambda services, caller: sign(services, caller, password).to_json(),
+        body=body(password),
+    )
 
 
 @app.command("approvals", epilog="Examples:  medops models approvals readmission:2")
 def approvals_cmd(ref: str = typer.Argument(..., help="NAME:VERSION."), as_json: bool = JsonOption) -> None:
     """Every decision on a version, whether its signature still holds, and what production still lacks."""
-    with _registry(writes=False) as (registry, caller):
-        state = registry.approvals(caller, ref)
+    state = remote.read(
+        _path(ref, "approvals"), lambda services, caller: services.registry.approvals(caller, ref).to_json()
+    )
     if as_json:
-        print_json(state.to_json())
+        print_json(state)
         return
-    decided, lacking = state.decisions, state.missing
-    for r in state.requests:
+    decided, lacking = state["decisions"], state["missing"]
+    for r in state["requests"]:
         console.print(
-            f"requested {_when(r.at)} by {escape(r.by)} from {', '.join(r.roles) or '(nobody left)'}"
-            + (f": {escape(r.reason)}" if r.reason else "")
+            f"requested {when(r['at'])} by {escape(r['by'])} from {', '.join(r['roles']) or '(nobody left)'}"
+            + (f": {escape(r['reason'])}" if r["reason"] else "")
         )
     _decisions(decided)
     console.print("complete: every required role signed" if not lacking else "missing: " + "; ".join(lacking))
@@ -228,8 +273,12 @@ def promote_cmd(
 
     The previous production version is archived in the same step.
     """
-    with _registry(writes=True) as (registry, caller):
-        moves = registry.promote(caller, ref, to, reason=reason)
+    moves = remote.change(
+        "POST",
+        _path(ref, "stage"),
+        lambda services, caller: [m.to_json() for m in services.registry.promote(caller, ref, to, reason=reason)],
+        body={"stage": to, "reason": reason},
+    )
     _moves(ref.partition(":")[0], moves, as_json)
 
 
@@ -240,8 +289,12 @@ def rollback_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Restore the previous production version in one audited step (the current one is archived)."""
-    with _registry(writes=True) as (registry, caller):
-        moves = registry.rollback(caller, name, reason=reason)
+    moves = remote.change(
+        "POST",
+        _path(name, "rollback"),
+        lambda services, caller: [m.to_json() for m in services.registry.rollback(caller, name, reason=reason)],
+        body={"reason": reason},
+    )
     _moves(name, moves, as_json)
 
 
@@ -254,11 +307,18 @@ def alias_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Point a free alias at a version (ml_engineer or admin); audited and kept in the history."""
-    with _registry(writes=True) as (registry, caller):
-        move = registry.set_alias(caller, ref, alias, remove=remove, reason=reason)
+    move = remote.change(
+        "DELETE" if remove else "PUT",
+        _path(ref, "aliases", alias),
+        lambda services, caller: services.registry.set_alias(
+            caller, ref, alias, remove=remove, reason=reason
+        ).to_json(),
+        body=None if remove else {"reason": reason},
+        params={"reason": reason} if remove else None,
+    )
     name = ref.partition(":")[0]
-    now = move.version if move.version is not None else "removed"
-    done(as_json, f"{name}: {alias} -> {now} (was {move.previous or 'unset'})", move.to_json())
+    now = move["version"] if move["version"] is not None else "removed"
+    done(as_json, f"{name}: {alias} -> {now} (was {move['previous'] or 'unset'})", move)
 
 
 @app.command("history", epilog="Examples:  medops models history readmission --at 2026-11-20T09:00")
@@ -270,23 +330,29 @@ def history_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Every stage and alias move with who and why; with --at, who held what at that moment."""
-    with _registry(writes=False) as (registry, caller):
-        found = registry.history(caller, name, at=at)
+    found = remote.read(
+        _path(name, "history"),
+        lambda services, caller: services.registry.history(caller, name, at=at).to_json(),
+        params={"at": at.isoformat()} if at is not None else None,
+    )
     if as_json:
-        print_json(found.to_json())
+        print_json(found)
         return
-    moves = found.moves
-    if at is not None and found.held is not None:
+    held = found["at"]
+    if at is not None and held is not None:
         rows = [
-            [s, "none" if h is None else h.version, "" if h is None else f"{_when(h.at)} by {h.by}"]
-            for s, h in found.held.items()
+            [s, "none" if h is None else h["version"], "" if h is None else f"{when(h['at'])} by {h['by']}"]
+            for s, h in held.items()
         ]
         table(f"held at {at.isoformat()}", ["stage or alias", "version", "since"], rows)
         return
     table(
         None,
         ["when", "stage or alias", "version", "previous", "by", "why"],
-        [[_when(m.at), m.name, m.version, m.previous, m.actor, m.reason or ""] for m in moves],
+        [
+            [when(m["at"]), m["name"], m["version"], m["previous"], m["actor"], m["reason"] or ""]
+            for m in found["moves"]
+        ],
     )
 
 
@@ -380,20 +446,27 @@ def trusted_keys_cmd(as_json: bool = JsonOption) -> None:
     )
 
 
-def _moves(name: str, moves: list[Any], as_json: bool) -> None:
+def _moves(name: str, moves: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
-        print_json([m.to_json() for m in moves])
+        print_json(moves)
         return
     for m in moves:
-        ok(f"{name}:{m.version} -> {m.name}")
+        ok(f"{name}:{m['version']} -> {m['name']}")
 
 
-def _decisions(decided: list[Any]) -> None:
+def _decisions(decided: list[dict[str, Any]]) -> None:
     table(
         "approvals",
         ["role", "signer", "decision", "signature", "when", "reason"],
         [
-            [d.role, d.username, d.decision, "valid" if d.valid else "VOID", _when(d.at), d.reason or ""]
+            [
+                d["role"],
+                d["username"],
+                d["decision"],
+                "valid" if d["valid"] else "VOID",
+                when(d["at"]),
+                d["reason"] or "",
+            ]
             for d in decided
         ],
     )

@@ -44,10 +44,6 @@ class EvaluationService:
     def show(self, caller: Caller, ref: str) -> EvaluationDetail:
         return EvaluationDetail(records.get(self.platform, ref))
 
-    def report_html(self, caller: Caller, ref: str) -> str:
-        """The validation report, read back verified against its SHA-256."""
-        return self.platform.artifacts.read_bytes(records.get(self.platform, ref).report).decode()
-
     def document(self, caller: Caller, ref: str, kind: str) -> tuple[str, bytes]:
         """The report or the model card (card_html, card_markdown): its SHA-256 and its bytes, read back verified."""
         info = records.get(self.platform, ref)

@@ -1,0 +1,215 @@
+"""`medops models` and `medops evaluations` as clients of `medops server` (MEDOPS_SERVER_URL): every read
+prints what it prints against the workspace's database, tables and --json alike, with the same token; a
+report downloaded over the server is the stored one, byte for byte; a signature made over the server
+checks the signer's password again there (a wrong one is refused as it is locally); registrations,
+signatures, stage moves, aliases and rollbacks made over the server land in the workspace; a change by
+the wrong role is refused the same way in both modes.
+
+The tests share one workspace (the module's server) and run in file order: the reads see the demo's
+registry as it was made (readmission_30d 1 and 2 archived, 3 in production), the changes then add
+version 4 and move it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from medops.demo import DEMO_PASSWORD
+from tests.cli.conftest import Both
+
+pytestmark = pytest.mark.slow
+
+MODEL = "readmission_30d"
+PASSWORD = DEMO_PASSWORD + "\n"
+
+
+def _local_json(both: Both, user: str, *args: str) -> object:
+    code, out, err = both.local(user, *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def _refused_alike(both: Both, user: str, *args: str, stdin: str | None = None) -> str:
+    """A change refused against the database and against the server alike (exit code and message); the message."""
+    here = both.local(user, *args, stdin=stdin)
+    there = both.remote(user, *args, stdin=stdin)
+    assert here[0] != 0 and here[1] == "", here
+    assert there == here, f"medops {' '.join(args)} is refused differently over the server"
+    return here[2]
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
+def test_model_reads_are_the_same_over_the_server(both: Both, as_json: bool) -> None:
+    flag = ["--json"] if as_json else []
+    listed = both.same("alice", "models", "list", *flag)
+    assert MODEL in listed
+    versions = both.same("victor", "models", "show", MODEL, *flag)
+    assert "production" in versions and "archived" in versions
+    for version in (1, 3):  # 1: archived, signed by carol and victor; 3: in production
+        shown = both.same("carol", "models", "show", f"{MODEL}:{version}", *flag)
+        assert "carol" in shown and "victor" in shown
+        approvals = both.same("ming", "models", "approvals", f"{MODEL}:{version}", *flag)
+        assert "clinical_reviewer" in approvals
+    history = both.same("ada", "models", "history", MODEL, *flag)
+    assert "demo: the retrained challenger" in history
+    moves = _local_json(both, "ada", "models", "history", MODEL)["moves"]  # type: ignore[index]
+    between = datetime.fromisoformat(moves[2]["at"]).replace(tzinfo=None, microsecond=0) + timedelta(seconds=1)
+    for at in (between.isoformat(), "2000-01-01T00:00:00"):  # while the demo moved it; before any version
+        held = both.same("victor", "models", "history", MODEL, "--at", at, *flag)
+        assert "production" in held
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
+def test_evaluation_reads_are_the_same_over_the_server(both: Both, as_json: bool) -> None:
+    flag = ["--json"] if as_json else []
+    evaluations = _local_json(both, "victor", "evaluations", "list")
+    assert isinstance(evaluations, list) and {e["passed"] for e in evaluations} == {True, False}
+    both.same("victor", "evaluations", "list", *flag)
+    both.same("alice", "evaluations", "list", "--limit", "2", *flag)
+    both.same("alice", "evaluations", "list", "--run", evaluations[0]["run"][:8], *flag)
+    for evaluation in evaluations:  # passed and failed gates
+        shown = both.same("carol", "evaluations", "show", evaluation["id"][:10], *flag)
+        assert evaluation["id"] in shown
+
+
+def test_an_evaluation_report_is_downloaded_over_the_server(both: Both, tmp_path: Path) -> None:
+    evaluation = _local_json(both, "victor", "models", "show", f"{MODEL}:3")["evaluation"]  # type: ignore[index]
+    here, there = tmp_path / "here.html", tmp_path / "there.html"
+    local = both.local("carol", "evaluations", "show", evaluation, "--report", str(here))
+    remote = both.remote("carol", "evaluations", "show", evaluation, "--report", str(there))
+    assert local[0] == 0 and remote == local
+    assert there.read_bytes() == here.read_bytes() and b"<html" in here.read_bytes().lower()
+
+
+def test_a_version_registered_over_the_server_is_in_the_workspace(both: Both) -> None:
+    production = _local_json(both, "alice", "models", "show", f"{MODEL}:3")
+    assert isinstance(production, dict)
+    register = ["models", "register", production["run"][:10], "--name", MODEL, "--tag", "ticket=CAB-7"]
+    _refused_alike(both, "carol", *register, "-r", "not mine to register")  # a clinical reviewer registers nothing
+    code, out, err = both.remote("alice", *register, "-r", "the next candidate")
+    assert code == 0, err
+    assert f"registered {MODEL}:4 from run {production['run'][:10]}" in out
+    version = _local_json(both, "alice", "models", "show", f"{MODEL}:4")
+    assert isinstance(version, dict)
+    assert (version["created_by"], version["evaluation"], version["tags"]) == (
+        "alice",
+        production["evaluation"],
+        {"ticket": "CAB-7"},
+    )
+    assert version["approvals"] == []
+
+
+def test_a_signature_over_the_server_checks_the_password_again(both: Both) -> None:
+    approve = ["models", "approve", f"{MODEL}:4", "--role", "clinical_reviewer", "--password-stdin"]
+    err = _refused_alike(both, "carol", *approve, stdin="not-her-password\n")
+    assert "password" in err.lower()
+    _refused_alike(both, "alice", *approve, stdin=PASSWORD)  # alice does not hold the role she would sign for
+    _refused_alike(both, "carol", "models", "approve", MODEL, "--role", "clinical_reviewer")  # no version: no prompt
+    assert _local_json(both, "ming", "models", "approvals", f"{MODEL}:4")["decisions"] == []  # type: ignore[index]
+
+    code, out, err = both.remote("carol", *approve, stdin=PASSWORD)
+    assert code == 0, err
+    assert f"carol signed {MODEL}:4 as clinical_reviewer: approved for production" in out
+    reject = [
+        "models",
+        "reject",
+        f"{MODEL}:4",
+        "--role",
+        "validator",
+        "-r",
+        "check the calibration",
+        "--password-stdin",
+    ]
+    code, out, err = both.remote("victor", *reject, "--json", stdin=PASSWORD)
+    assert code == 0 and json.loads(out)["decision"] == "rejected", err
+    state = _local_json(both, "ming", "models", "approvals", f"{MODEL}:4")
+    assert isinstance(state, dict)
+    assert [(d["username"], d["role"], d["decision"], d["valid"]) for d in state["decisions"]] == [
+        ("carol", "clinical_reviewer", "approved", True),
+        ("victor", "validator", "rejected", True),
+    ]
+    assert state["missing"] != []
+
+    approve = ["models", "approve", f"{MODEL}:4", "--role", "validator", "--password-stdin"]
+    code, out, err = both.remote("victor", *approve, stdin=PASSWORD)  # the latest decision per role counts
+    assert code == 0, err
+    assert _local_json(both, "ming", "models", "approvals", f"{MODEL}:4")["missing"] == []  # type: ignore[index]
+    for as_json in ([], ["--json"]):
+        both.same("ming", "models", "approvals", f"{MODEL}:4", *as_json)
+
+
+def test_an_acceptance_over_the_server_is_signed_by_a_validator(both: Both, tmp_path: Path) -> None:
+    accept = ["models", "accept-evaluation", f"{MODEL}:4", "-r", "reviewed", "--password-stdin"]
+    err = _refused_alike(both, "victor", *accept, stdin=PASSWORD)
+    assert "trained here" in err
+    bundle = tmp_path / "readmission-3.medops"
+    code, _, err = both.local("ming", "models", "export", f"{MODEL}:3", str(bundle))
+    assert code == 0, err
+    code, _, err = both.local("alice", "models", "import", str(bundle), "--name", "readmission_imported")
+    assert code == 0, err
+    accept = ["models", "accept-evaluation", "readmission_imported:1", "-r", "reviewed report R-17", "--password-stdin"]
+    _refused_alike(both, "carol", *accept, stdin=PASSWORD)  # only a validator accepts
+    code, out, err = both.remote("victor", *accept, stdin=PASSWORD)
+    assert code == 0, err
+    assert "victor accepted the exporting workspace's evaluation of readmission_imported:1" in out
+    state = _local_json(both, "victor", "models", "approvals", "readmission_imported:1")
+    assert isinstance(state, dict)
+    assert [(d["username"], d["decision"], d["reason"]) for d in state["decisions"]] == [
+        ("victor", "accepted", "reviewed report R-17")
+    ]
+
+
+def _history(both: Both) -> list[tuple[str, int | None, int | None, str, str | None]]:
+    moves = _local_json(both, "ada", "models", "history", MODEL)["moves"]  # type: ignore[index]
+    return [(m["name"], m["version"], m["previous"], m["actor"], m["reason"]) for m in moves]
+
+
+def test_stage_and_alias_moves_over_the_server_are_in_the_history(both: Both) -> None:
+    before = _history(both)
+    _refused_alike(both, "alice", "models", "promote", f"{MODEL}:4", "--to", "production", "-r", "go")
+    _refused_alike(both, "victor", "models", "alias", f"{MODEL}:4", "champion", "-r", "mine")
+    _refused_alike(both, "carol", "models", "rollback", MODEL, "-r", "no")
+    _refused_alike(both, "ming", "models", "promote", f"{MODEL}:4", "--to", "production")  # no reason: refused
+    assert _history(both) == before
+
+    code, out, err = both.remote("ming", "models", "promote", f"{MODEL}:4", "--to", "production", "-r", "CAB-120")
+    assert code == 0, err
+    assert f"{MODEL}:3 -> archived" in out and f"{MODEL}:4 -> production" in out
+    code, out, err = both.remote("ming", "models", "alias", f"{MODEL}:4", "champion", "-r", "live", "--json")
+    assert code == 0 and json.loads(out)["version"] == 4, err
+    assert _local_json(both, "ming", "models", "show", f"{MODEL}:4")["aliases"] == ["champion"]  # type: ignore[index]
+    code, out, err = both.remote("ming", "models", "alias", MODEL, "champion", "--remove", "-r", "shadow over")
+    assert code == 0, err
+    assert f"{MODEL}: champion -> removed (was 4)" in out
+    code, out, err = both.remote("ming", "models", "rollback", MODEL, "-r", "alert INC-43", "--json")
+    assert code == 0, err
+    assert [(m["name"], m["version"]) for m in json.loads(out)] == [("archived", 4), ("production", 3)]
+
+    assert _history(both)[len(before) :] == [
+        ("archived", 3, None, "ming", "CAB-120"),
+        ("production", 4, 3, "ming", "CAB-120"),
+        ("champion", 4, None, "ming", "live"),
+        ("champion", None, 4, "ming", "shadow over"),
+        ("archived", 4, None, "ming", "alert INC-43"),
+        ("production", 3, 4, "ming", "alert INC-43"),
+    ]
+    for as_json in ([], ["--json"]):  # the moves made over the server read the same both ways
+        both.same("victor", "models", "history", MODEL, *as_json)
+        both.same("victor", "models", "show", MODEL, *as_json)
+        both.same("victor", "models", "list", *as_json)
+
+
+def test_the_commands_with_no_server_form_are_refused_while_a_server_is_set(both: Both, tmp_path: Path) -> None:
+    for args in (
+        ["models", "export", f"{MODEL}:3", str(tmp_path / "x.medops")],
+        ["models", "public-key"],
+        ["models", "trusted-keys"],
+        ["evaluations", "export", "abcdef", "--predictions", str(tmp_path / "p.csv")],
+    ):
+        code, out, err = both.remote("ada", *args)
+        assert code != 0 and out == "", args
+        assert "has no platform-server form" in err, args
