@@ -174,6 +174,9 @@ def test_stage_and_alias_moves_over_the_server_are_in_the_history(both: Both) ->
     _refused_alike(both, "victor", "models", "alias", f"{MODEL}:4", "champion", "-r", "mine")
     _refused_alike(both, "carol", "models", "rollback", MODEL, "-r", "no")
     _refused_alike(both, "ming", "models", "promote", f"{MODEL}:4", "--to", "production")  # no reason: refused
+    assert "stage 'prod' is not known" in _refused_alike(
+        both, "ming", "models", "promote", f"{MODEL}:4", "--to", "prod", "-r", "x"
+    )
     assert _history(both) == before
 
     code, out, err = both.remote("ming", "models", "promote", f"{MODEL}:4", "--to", "production", "-r", "CAB-120")

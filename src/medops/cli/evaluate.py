@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +23,10 @@ from medops.cli.common import (
 )
 from medops.cli.data import ProjectOption, project_at
 from medops.csv_cells import neutralize
-from medops.errors import InvalidInput, StoreError
+from medops.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from medops.caller import Caller
-    from medops.services import Services
+    pass
 
 EPILOG = (
     "Examples:  medops evaluate   ·   medops evaluate RUN --champion PRODUCTION_RUN --out reports/   ·   "
@@ -187,7 +184,9 @@ def show_cmd(
     path = f"/v1/evaluations/{remote.segment(ref)}"
     info = remote.read(path, lambda services, caller: services.evaluation.show(caller, ref).to_json())
     if report is not None:
-        html = _download(f"{path}/report", lambda services, caller: services.evaluation.document(caller, ref, "report"))
+        _, html = remote.download(
+            f"{path}/report", lambda services, caller: services.evaluation.document(caller, ref, "report")
+        )
         write_atomic_bytes(report.expanduser(), html)
     if as_json:
         print_json(info)
@@ -198,20 +197,6 @@ def show_cmd(
             f"exploratory: policy {info['policy_sha256'][:12]} is not the workspace's; it can't gate production"
         )
     _gates(info["gates"])
-
-
-def _download(path: str, local: Callable[[Services, Caller], tuple[str, bytes]]) -> bytes:
-    """A stored document's bytes, checked against its SHA-256: from the server (GET ``path``, which names the
-    hash in its ETag), or read here by ``local`` as the server's route reads them."""
-    if not remote.server_url():
-        from medops.services import Services
-
-        with open_workspace() as ws:
-            return local(Services(ws), cli_caller(ws, writes=False))[1]
-    data, digest = remote.client().download(path)
-    if hashlib.sha256(data).hexdigest() != digest:
-        raise StoreError(f"the server's copy of {path} does not match its SHA-256: nothing was written")
-    return data
 
 
 @app.command(

@@ -10,6 +10,7 @@ The credential is the same too: MEDOPS_TOKEN, else the session of `medops login`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from medops.cli.common import cli_caller, open_workspace
+from medops.errors import StoreError
 
 if TYPE_CHECKING:
     from medops.caller import Caller
@@ -88,6 +90,20 @@ def change(
             kwargs["json"] = dict(body)
         return client().request(method, path, **kwargs)
     return _here(local, writes=True)
+
+
+def download(path: str, local: Callable[[Services, Caller], tuple[str, bytes]]) -> tuple[str, bytes]:
+    """Stored content and its SHA-256, checked: from the server (GET ``path``, whose ETag names the hash),
+    or read here by ``local`` (the store checks the bytes against their digest as it reads them)."""
+    if not server_url():
+        from medops.services import Services
+
+        with open_workspace() as ws:
+            return local(Services(ws), cli_caller(ws, writes=False))
+    data, digest = client().download(path)
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise StoreError(f"the server's copy of {path} does not match its SHA-256: nothing was written")
+    return digest, data
 
 
 def acting_user() -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,7 +24,7 @@ from medops.cli.common import (
     table,
 )
 from medops.cli.common import when as _when
-from medops.errors import InvalidInput, StoreError
+from medops.errors import InvalidInput
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
@@ -151,19 +150,17 @@ def artifact_cmd(
     target = (out or Path(PurePosixPath(path).name)).expanduser()
     if target.exists() and not force:
         raise InvalidInput(f"{target} exists", hint="give another --out, or --force to replace it")
-    if remote.server_url():
-        data, digest = remote.client().download(f"/v1/runs/{remote.segment(run)}/artifacts/{quote(path)}")
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise StoreError(f"the server's copy of {path} does not match its SHA-256: nothing was written")
-    else:
-        from medops.services import Services
-
-        with open_workspace() as ws:
-            found = Services(ws).training.artifact(cli_caller(ws, writes=False), run, path)
-        data, digest = found.data, found.sha256
+    digest, data = remote.download(
+        f"/v1/runs/{remote.segment(run)}/artifacts/{quote(path)}",
+        lambda services, caller: _sha_and_bytes(services.training.artifact(caller, run, path)),
+    )
     write_atomic_bytes(target, data)
     message = f"wrote {target} ({len(data):,} bytes, sha256:{digest[:12]})"
     done(as_json, message, {"path": path, "sha256": digest, "bytes": len(data), "file": str(target)})
+
+
+def _sha_and_bytes(found: Any) -> tuple[str, bytes]:
+    return found.sha256, found.data
 
 
 @app.command("compare", epilog="Examples:  medops runs compare 3f2a9c 8b01de")

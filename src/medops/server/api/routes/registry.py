@@ -52,7 +52,7 @@ class Change(BaseModel):
 
 
 class StageMove(BaseModel):
-    stage: Literal["staging", "production", "archived"]
+    stage: str = Field(..., max_length=20, description="staging, production or archived")
     reason: str | None = Reason
 
 
