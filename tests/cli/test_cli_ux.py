@@ -90,7 +90,8 @@ def test_json_on_commands_that_act(home: Path, capsys: pytest.CaptureFixture[str
     token = json.loads(out)
     assert code == 0 and token["secret"].startswith("medops_") and token["user"] == "admin"
     code, out, _ = run(["token", "revoke", token["id"], "-r", "rotated", "--json"], capsys)
-    assert json.loads(out) == {"id": token["id"], "state": "revoked"}
+    revoked = json.loads(out)  # the token's document, as the API answers
+    assert revoked["id"] == token["id"] and revoked["state"] == "revoked" and revoked["revoked_at"]
     code, out, _ = run(["models", "public-key", "--json"], capsys)
     assert code == 0 and json.loads(out)["public_key"]
     code, out, _ = run(["audit", "export", "--action", "user.add", "-o", str(tmp_path / "t.jsonl"), "--json"], capsys)

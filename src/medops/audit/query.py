@@ -155,14 +155,20 @@ def iter_events(db: Database, flt: AuditFilter | None = None) -> Iterator[EventV
             yield _view(row)
 
 
+def export_format(fmt: str) -> str:
+    """``fmt`` if it is a format the trail exports to; a client checks it before asking for the export."""
+    if fmt not in ("jsonl", "csv"):
+        raise InvalidInput(f"export format {fmt!r} is not known", hint="use jsonl or csv")
+    return fmt
+
+
 def export(db: Database, out: IO[str], fmt: str, flt: AuditFilter | None = None) -> int:
     """Write the trail as JSON Lines or CSV with every field needed to re-verify it.
 
     CSV text cells that a spreadsheet would run as a formula get a leading ``'``
     (medops.csv_cells); reading the export back removes it before the chain is checked.
     """
-    if fmt not in ("jsonl", "csv"):
-        raise InvalidInput(f"export format {fmt!r} is not known", hint="use jsonl or csv")
+    export_format(fmt)
     count = 0
     with db.read() as session:
         query = (flt or AuditFilter()).apply(select(AuditEvent)).order_by(AuditEvent.seq)

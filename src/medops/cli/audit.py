@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import binascii
+import csv
+import io
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
 
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.markup import escape
 
 from medops.audit import AuditFilter
-from medops.audit.query import read_export
-from medops.audit.state_check import StateCheck
+from medops.audit.query import export_format, read_export
 from medops.audit.verify import verify_rows
+from medops.cli import remote
 from medops.cli.common import (
     JsonOption,
     cell,
@@ -63,29 +67,40 @@ def log(
     as_json: bool = JsonOption,
 ) -> None:
     """List audit events, newest first, filtered by entity, actor, action and time."""
-    with open_workspace() as ws:
-        events = Services(ws).audit.log(
-            cli_caller(ws, writes=False), AuditFilter.parse(entity, actor, action, since, until), limit=limit
-        )
+    where = AuditFilter.parse(entity, actor, action, since, until)  # a bad filter is refused here, either way
+    events = remote.read_list(
+        "/v1/audit/events",
+        lambda services, caller: [e.as_dict() for e in services.audit.log(caller, where, limit=limit)],
+        limit=limit,
+        params=_filter_params(entity, actor, action, since, until),
+    )
     if as_json:
-        print_json([e.as_dict() for e in events])
+        print_json(events)
         return
     table(
         None,
         ["seq", "time (UTC)", "actor", "action", "entity", "change", "reason"],
         [
             (
-                e.seq,
-                e.ts.replace("T", " ")[:19],
-                e.actor,
-                e.action,
-                f"{e.entity_type}:{e.entity_id}",
-                _short(e.after if e.after is not None else e.before),
-                e.reason or "",
+                e["seq"],
+                e["ts"].replace("T", " ")[:19],
+                e["actor"],
+                e["action"],
+                f"{e['entity_type']}:{e['entity_id']}",
+                _short(e["after"] if e["after"] is not None else e["before"]),
+                e["reason"] or "",
             )
             for e in events
         ],
     )
+
+
+def _filter_params(
+    entity: str | None, actor: str | None, action: str | None, since: str | None, until: str | None
+) -> dict[str, str]:
+    """The filter as the API's query parameters (the server parses it as this command does)."""
+    given = {"entity": entity, "actor": actor, "action": action, "since": since, "until": until}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 @app.command(
@@ -123,49 +138,61 @@ def verify(
     if export_file is not None:
         _verify_export(export_file)
         return
+    if public_key and remote.server_url():
+        raise InvalidInput(
+            "--public-key checks the trail here against a key you trust; over MEDOPS_SERVER_URL the server "
+            "verifies it with its own key",
+            hint="run it where the workspace's database is, with MEDOPS_SERVER_URL unset, or verify an export "
+            "(medops audit export, then medops audit verify --export FILE)",
+        )
     trusted = _public_key(public_key) if public_key else None
-    with open_workspace() as ws, err_console.status("verifying the audit chain…"):
-        services = Services(ws)
-        report = services.audit.verify(cli_caller(ws, writes=False), public_key=trusted)
-        rows = services.audit.verify_state(cli_caller(ws, writes=False)) if state else None
-    chain = report.chain
+    with err_console.status("verifying the audit chain…"):
+        report = remote.read(
+            "/v1/audit/verify",
+            lambda services, caller: verification_json(
+                services.audit.verify(caller, public_key=trusted),
+                services.audit.verify_state(caller) if state else None,
+            ),
+            params={"state": True} if state else None,
+        )
     if as_json:
-        print_json(verification_json(report, rows))
-    elif report.ok:
-        ok(f"audit chain intact: {plural(chain.checked, 'event')}, head {chain.head_seq} {chain.head_hash}")
-        if report.anchored_at:
+        print_json(report)
+    elif not report["problems"]:
+        ok(f"audit chain intact: {plural(report['checked'], 'event')}, head {report['head_seq']} {report['head_hash']}")
+        if report["anchored_at"]:
             console.print(
-                f"  matches {plural(report.checkpoints, 'signed checkpoint')}, the newest at event {report.anchored_at}"
+                f"  matches {plural(report['checkpoints'], 'signed checkpoint')}, "
+                f"the newest at event {report['anchored_at']}"
             )
-        if report.timestamps:
-            console.print(f"  {plural(report.timestamps, 'timestamp token')} verified")
+        if report["timestamps"]:
+            console.print(f"  {plural(report['timestamps'], 'timestamp token')} verified")
     else:
-        for problem in report.problems:
-            where = f"event {problem.seq}" if problem.seq else "the checkpoint store"
-            err_console.print(f"[red]audit trail BROKEN at {where} ({problem.kind}):[/] {escape(problem.detail)}")
-        if chain.ok:
-            err_console.print(f"the chain itself links up to event {chain.head_seq}; the checkpoints show the rest")
+        for problem in report["problems"]:
+            where = f"event {problem['seq']}" if problem["seq"] else "the checkpoint store"
+            err_console.print(f"[red]audit trail BROKEN at {where} ({problem['kind']}):[/] {escape(problem['detail'])}")
+        if report["chain_ok"]:
+            err_console.print(f"the chain itself links up to event {report['head_seq']}; the checkpoints show the rest")
         else:
-            err_console.print(f"events 1 to {chain.head_seq} verified before the break")
+            err_console.print(f"events 1 to {report['head_seq']} verified before the break")
     if not as_json:
-        for warning in report.warnings:
+        for warning in report["warnings"]:
             err_console.print(f"[yellow]warning:[/] {escape(warning)}")
-        if rows is not None:
-            _print_state(rows)
-    if not report.ok or (rows is not None and not rows.ok):
+        if report["state"] is not None:
+            _print_state(report["state"])
+    if not report["ok"]:
         raise typer.Exit(1)
 
 
-def _print_state(rows: StateCheck) -> None:
-    if rows.ok:
-        ok(f"governed state explained: {plural(rows.checked, 'row')} match their latest events")
+def _print_state(rows: dict[str, Any]) -> None:
+    if rows["ok"]:
+        ok(f"governed state explained: {plural(rows['checked'], 'row')} match their latest events")
     else:
-        err_console.print(f"[red]{plural(len(rows.problems), 'governed row')} changed outside medops:[/]")
-        for p in rows.problems:
-            err_console.print(f"  {p.entity_type}:{escape(p.entity_id)} ({p.kind}): {escape(p.detail)}")
-    if rows.unhashed:
+        err_console.print(f"[red]{plural(len(rows['problems']), 'governed row')} changed outside medops:[/]")
+        for p in rows["problems"]:
+            err_console.print(f"  {escape(p['entity'])} ({p['kind']}): {escape(p['detail'])}")
+    if rows["unhashed"]:
         console.print(
-            f"  {plural(len(rows.unhashed), 'entity', 'entities')} last changed before state hashing "
+            f"  {plural(len(rows['unhashed']), 'entity', 'entities')} last changed before state hashing "
             "(not checked until their next change)"
         )
 
@@ -233,22 +260,41 @@ def export_cmd(
     if as_json and output is None:
         raise InvalidInput("--json needs -o FILE: without it the export itself goes to standard output")
     flt = AuditFilter.parse(entity, actor, action, since, until)
-    with open_workspace() as ws:
-        audit = Services(ws).audit
-        if output is None:
-            count = audit.export(cli_caller(ws, writes=False), sys.stdout, fmt, flt)
-        else:
-            tmp = output.with_name(f".{output.name}.partial")
-            try:
-                with open(tmp, "w", encoding="utf-8", newline="") as out:
-                    count = audit.export(cli_caller(ws, writes=False), out, fmt, flt)
-            except BaseException:
-                tmp.unlink(missing_ok=True)  # a refused or failed export leaves no file behind
-                raise
-            tmp.replace(output)
+    export_format(fmt)
+    if remote.server_url():
+        params = {"format": fmt, **_filter_params(entity, actor, action, since, until)}
+        text = remote.client().request("GET", "/v1/audit/export", params=params).decode("utf-8")
+        count = _write_export(output, lambda out: _copy(text, fmt, out))
+    else:
+        with open_workspace() as ws:
+            audit, caller = Services(ws).audit, cli_caller(ws, writes=False)
+            count = _write_export(output, lambda out: audit.export(caller, out, fmt, flt))
     if output is not None:
         done(
             as_json,
             f"exported {plural(count, 'event')} to {output}",
             {"events": count, "format": fmt, "output": str(output)},
         )
+
+
+def _write_export(output: Path | None, export: Callable[[IO[str]], int]) -> int:
+    """The export on standard output, or in ``output`` whole or not at all; how many events it holds."""
+    if output is None:
+        return export(sys.stdout)
+    tmp = output.with_name(f".{output.name}.partial")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as out:
+            count = export(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a refused or failed export leaves no file behind
+        raise
+    tmp.replace(output)
+    return count
+
+
+def _copy(text: str, fmt: str, out: IO[str]) -> int:
+    """Write an export the server made; count its events (one a line, after a CSV's header)."""
+    out.write(text)
+    if fmt == "jsonl":
+        return sum(1 for line in text.splitlines() if line.strip())
+    return max(sum(1 for _ in csv.reader(io.StringIO(text, newline=""))) - 1, 0)

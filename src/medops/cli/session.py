@@ -12,6 +12,7 @@ import sys
 import typer
 from rich.markup import escape
 
+from medops.cli import remote
 from medops.cli.common import (
     JsonOption,
     console,
@@ -22,6 +23,7 @@ from medops.cli.common import (
     open_workspace,
     print_json,
     read_secret,
+    when,
 )
 from medops.credentials import TOKEN_ENV, forget_session, save_session, stored_session
 from medops.errors import AuthenticationFailed, InvalidInput, MedopsError
@@ -168,20 +170,31 @@ def _logout_of_server(url: str, as_json: bool) -> None:
 
 def whoami(as_json: bool = JsonOption) -> None:
     """Who the commands here act as, through which credential, and until when; exit 1 if nobody."""
-    from medops.services import Services
+    url = remote.server_url()
+    if url:
+        who = {**remote.client().get("/v1/auth/whoami"), "source": _server_credential_source(url)}
+    else:
+        from medops.services import Services
 
-    with open_workspace() as ws:
-        found = credential(ws.settings)
-        if found is None:
-            raise AuthenticationFailed("not logged in to this workspace", code="login_required")
-        who = Services(ws).identity.identify(found.secret)
+        with open_workspace() as ws:
+            found = credential(ws.settings)
+            if found is None:
+                raise AuthenticationFailed("not logged in to this workspace", code="login_required")
+            who = remote.wire({**Services(ws).identity.identify(found.secret).to_json(), "source": found.where})
     if as_json:
-        print_json({**who.to_json(), "source": found.where})
+        print_json(who)
         return
-    user, cred = who.user, who.credential
-    until = f"until {cred.expires_at:%Y-%m-%d %H:%M} UTC" if cred.expires_at else "with no expiry"
-    via = "session" if cred.kind == "session" else f"API token {cred.id} ({TOKEN_ENV})"
+    until = f"until {when(who['expires_at'], seconds=False)} UTC" if who["expires_at"] else "with no expiry"
+    via = "session" if who["via"] == "session" else f"API token {who['id']} ({TOKEN_ENV})"
     console.print(
-        f"{escape(user.username)} ({escape(user.full_name)}) · roles: {escape(', '.join(user.roles) or 'none')}"
+        f"{escape(who['user'])} ({escape(who['full_name'])}) · roles: {escape(', '.join(who['roles']) or 'none')}"
     )
     console.print(f"  {escape(via)} {until}")
+
+
+def _server_credential_source(url: str) -> str:
+    """Where the credential a server's client presents comes from: MEDOPS_TOKEN, else the kept session."""
+    from medops.credentials import stored_server_session
+
+    kept = None if os.environ.get(TOKEN_ENV, "").strip() else stored_server_session(url)
+    return kept.where if kept is not None else TOKEN_ENV

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, ReasonOption, cli_caller, console, done, ok, open_workspace, print_json, table
-from medops.services import Services
+from medops.cli import remote
+from medops.cli.common import JsonOption, ReasonOption, console, done, ok, print_json, table, when
 
 if TYPE_CHECKING:
-    pass
+    from medops.caller import Caller
+    from medops.services import Services
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
@@ -31,18 +32,27 @@ def create(
     as_json: bool = JsonOption,
 ) -> None:
     """Create a token; its secret is printed once and never stored."""
-    with open_workspace() as ws:
-        view, secret = Services(ws).identity.create_token(
-            cli_caller(ws, writes=True), name, username=user, expires_in_days=expires_in_days, reason=reason
+
+    def here(services: Services, caller: Caller) -> dict[str, Any]:
+        view, secret = services.identity.create_token(
+            caller, name, username=user, expires_in_days=expires_in_days, reason=reason
         )
+        return {**view.to_json(), "secret": secret}
+
+    token = remote.change(
+        "POST",
+        "/v1/tokens",
+        here,
+        body={"name": name, "username": user, "expires_in_days": expires_in_days, "reason": reason},
+    )
     if as_json:
-        print_json({**view.to_json(), "secret": secret})
+        print_json(token)
         return
     ok(
-        f"token {view.id} created for {view.username}"
-        + (f", expires {view.expires_at:%Y-%m-%d %H:%M} UTC" if view.expires_at else "")
+        f"token {token['id']} created for {token['user']}"
+        + (f", expires {when(token['expires_at'], seconds=False)} UTC" if token["expires_at"] else "")
     )
-    console.print(f"[bold]{escape(secret)}[/]")
+    console.print(f"[bold]{escape(token['secret'])}[/]")
     console.print("[dim]This is the only time the token is shown. Store it in a secret manager.[/]")
 
 
@@ -53,23 +63,28 @@ def list_tokens(
     as_json: bool = JsonOption,
 ) -> None:
     """List tokens (never their secrets): yours, or everyone's for an admin; revoke one by its id."""
-    with open_workspace() as ws:
-        tokens = Services(ws).identity.tokens(cli_caller(ws, writes=False), username=user, sessions=sessions)
+    tokens = remote.read(
+        "/v1/tokens",
+        lambda services, caller: [
+            t.to_json() for t in services.identity.tokens(caller, username=user, sessions=sessions)
+        ],
+        params={"username": user, "sessions": True if sessions else None},
+    )
     if as_json:
-        print_json([t.to_json() for t in tokens])
+        print_json(tokens)
         return
     table(
         None,
         ["id", "user", "kind", "name", "state", "created (UTC)", "expires (UTC)"],
         [
             (
-                t.id,
-                t.username,
-                t.kind,
-                t.name,
-                t.state,
-                f"{t.created_at:%Y-%m-%d %H:%M}",
-                f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "never",
+                t["id"],
+                t["user"],
+                t["kind"],
+                t["name"],
+                t["state"],
+                when(t["created_at"], seconds=False),
+                when(t["expires_at"], seconds=False) if t["expires_at"] else "never",
             )
             for t in tokens
         ],
@@ -83,6 +98,10 @@ def revoke(
     as_json: bool = JsonOption,
 ) -> None:
     """Revoke a token at once; requests with it fail from now on."""
-    with open_workspace() as ws:
-        Services(ws).identity.revoke_token(cli_caller(ws, writes=True), token_id, reason=reason)
-    done(as_json, f"token {token_id} revoked", {"id": token_id, "state": "revoked"})
+    token = remote.change(
+        "DELETE",
+        f"/v1/tokens/{remote.segment(token_id)}",
+        lambda services, caller: services.identity.revoke_token(caller, token_id, reason=reason).to_json(),
+        params={"reason": reason},
+    )
+    done(as_json, f"token {token_id} revoked", token)

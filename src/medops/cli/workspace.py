@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from medops.cli import remote
 from medops.cli.common import JsonOption, console, credential, err_console, ok, plural, print_json, read_secret, table
 from medops.config import CONFIG_FILE
 from medops.credentials import save_session
@@ -144,20 +145,26 @@ def doctor(
 
     Exits 1 if any check fails; each failure says what to fix.
     """
-    settings, checks = run_checks(credential=credential)  # who this CLI acts as: its login, or nobody
-    failed = [c for c in checks if c.status == FAIL]
+    if remote.server_url():
+        report = remote.client().get("/v1/workspace")  # the server's workspace, as it checks it (admins)
+        if not show_config:
+            report["settings"] = None
+    else:
+        settings, checks = run_checks(credential=credential)  # who this CLI acts as: its login, or nobody
+        report = report_json(settings, checks, show_config=show_config)
+    failed = [c for c in report["checks"] if c["status"] == FAIL]
     if as_json:
-        print_json(report_json(settings, checks, show_config=show_config))
+        print_json(report)
         if failed:
             raise typer.Exit(1)
         return
-    if settings is not None and show_config:
-        table("effective settings (secrets redacted)", ["setting", "value"], sorted(settings.redacted().items()))
+    if report["settings"] is not None:
+        table("effective settings (secrets redacted)", ["setting", "value"], list(report["settings"].items()))
     marks = {OK: "[green]ok[/]", WARN: "[yellow]warn[/]", FAIL: "[red]FAIL[/]"}
-    for check in checks:
-        console.print(f"{marks[check.status]:>14}  {escape(check.name)}: {escape(check.detail)}")
-        if check.fix:
-            console.print(f"{'':>6}fix: {escape(check.fix)}")
+    for check in report["checks"]:
+        console.print(f"{marks[check['status']]:>14}  {escape(check['name'])}: {escape(check['detail'])}")
+        if check["fix"]:
+            console.print(f"{'':>6}fix: {escape(check['fix'])}")
     if failed:
         err_console.print(f"[red]{plural(len(failed), 'check')} failed[/]")
         raise typer.Exit(1)

@@ -103,6 +103,7 @@ def verification_json(report: TrailCheck, rows: StateCheck | None) -> dict[str, 
     chain = report.chain
     return {
         "ok": report.ok and (rows is None or rows.ok),
+        "chain_ok": chain.ok,  # whether the events link up, whatever the checkpoints say
         "state": None if rows is None else rows.to_json(),
         "checked": chain.checked,
         "head_seq": chain.head_seq,
