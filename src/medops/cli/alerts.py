@@ -7,7 +7,8 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, ReasonOption, cli_caller, console, done, open_workspace, print_json, table
+from medops.cli import remote
+from medops.cli.common import JsonOption, ReasonOption, console, done, print_json, table, when
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
 
@@ -22,12 +23,16 @@ def list_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Alerts, newest first: which rule fired on which model version, and where each one stands."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        found = Services(ws).monitoring.alerts(cli_caller(ws, writes=False), model=model, state=state, limit=limit)
+    found = remote.read_list(
+        "/v1/alerts",
+        lambda services, caller: [
+            a.to_json() for a in services.monitoring.alerts(caller, model=model, state=state, limit=limit)
+        ],
+        limit=limit,
+        params={k: v for k, v in {"model": model, "state": state}.items() if v is not None},
+    )
     if as_json:
-        print_json([a.to_json() for a in found])
+        print_json(found)
         return
     if not found:
         console.print("no alert" + (f" {state}" if state else "") + (f" of {escape(model)}" if model else ""))
@@ -37,13 +42,13 @@ def list_cmd(
         ["alert", "opened (UTC)", "model", "rule", "severity", "state", "condition"],
         [
             [
-                a.id[:12],
-                a.opened_at.strftime("%Y-%m-%d %H:%M"),
-                f"{a.model}:{a.version}",
-                a.rule,
-                a.severity,
-                a.state,
-                a.condition,
+                a["id"][:12],
+                when(a["opened_at"], seconds=False),
+                f"{a['model']}:{a['version']}",
+                a["rule"],
+                a["severity"],
+                a["state"],
+                a["condition"],
             ]
             for a in found
         ],  # fmt: skip
@@ -56,25 +61,40 @@ def show_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """One alert: the metrics that crossed in each window, its deliveries, who acknowledged and resolved it."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        alert = Services(ws).monitoring.alert(cli_caller(ws, writes=False), alert_id)
+    alert: dict[str, Any] = remote.read(
+        f"/v1/alerts/{remote.segment(alert_id)}",
+        lambda services, caller: services.monitoring.alert(caller, alert_id).to_json(),
+    )
     if as_json:
-        print_json(alert.to_json())
+        print_json(alert)
         return
-    console.print(f"[bold]{alert.id}[/] · {alert.severity} · {escape(alert.rule)} on {alert.model}:{alert.version}")
-    console.print(f"condition: {escape(alert.condition)} · state: {alert.state}")
-    for breach in alert.breaches:
+    console.print(
+        f"[bold]{alert['id']}[/] · {alert['severity']} · {escape(alert['rule'])} on {alert['model']}:{alert['version']}"
+    )
+    console.print(f"condition: {escape(alert['condition'])} · state: {alert['state']}")
+    for breach in alert["breaches"]:
         values = ", ".join(f"{k} = {v:.4g}" for k, v in breach["metrics"].items())
         console.print(f"  window {breach['label']}: {escape(values)}")
     for move in ("acknowledged", "resolved"):
-        said: Any = getattr(alert, move)
+        said = alert[move]
         if said:
             console.print(f"{move} by {said['by']} at {said['at']}: {escape(said['reason'])}")
-    for d in alert.deliveries:
+    for d in alert["deliveries"]:
         outcome = "delivered" if d["delivered"] else "failed"
         console.print(f"  {d['channel']}: {outcome} after {d['attempts']} attempt(s) ({escape(d['detail'])})")
+
+
+def _settle(alert_id: str, move: str, reason: str | None) -> dict[str, Any]:
+    """The alert after ``move`` (acknowledge or resolve); an empty reason is the service's to refuse, after
+    the role check, so the refusal is the same in either mode."""
+    said = reason or ""
+    found: dict[str, Any] = remote.change(
+        "POST",
+        f"/v1/alerts/{remote.segment(alert_id)}/{move}",
+        lambda services, caller: getattr(services.monitoring, move)(caller, alert_id, said).to_json(),
+        body={"reason": said},
+    )
+    return found
 
 
 @app.command("ack", epilog="Examples:  medops alerts ack 3f9a1c2e7b10 -r 'checking the south site thermometers'")
@@ -84,11 +104,8 @@ def ack_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Acknowledge an open alert: someone is on it (your name, time and reason are audited)."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        alert = Services(ws).monitoring.acknowledge(cli_caller(ws, writes=True), alert_id, reason or "")
-    done(as_json, f"alert {alert.id[:12]} acknowledged", alert.to_json())
+    alert = _settle(alert_id, "acknowledge", reason)
+    done(as_json, f"alert {alert['id'][:12]} acknowledged", alert)
 
 
 @app.command(
@@ -100,8 +117,5 @@ def resolve_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Resolve an alert: dealt with. The rule fires again only on a later window."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        alert = Services(ws).monitoring.resolve(cli_caller(ws, writes=True), alert_id, reason or "")
-    done(as_json, f"alert {alert.id[:12]} resolved", alert.to_json())
+    alert = _settle(alert_id, "resolve", reason)
+    done(as_json, f"alert {alert['id'][:12]} resolved", alert)

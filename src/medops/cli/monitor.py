@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from medops.cli import remote
 from medops.cli.common import (
     JsonOption,
     channels_of,
@@ -146,7 +147,7 @@ def run_cmd(
     if not found.windows and dataset is None:
         console.print(f"no complete {window} window of {escape(model)} to judge yet")
     else:
-        _windows(found.windows)
+        _windows([w.to_json() for w in found.windows])
     for alert in found.alerts:
         sent = ", ".join(
             f"{d['channel']} {'ok' if d['delivered'] else 'FAILED: ' + d['detail']}" for d in alert.deliveries
@@ -167,18 +168,19 @@ def run_cmd(
             console.print(f"  [yellow]retraining for alert {r.alert_id[:12]} not started[/]: {escape(r.error or '')}")
 
 
-def _windows(found: list[Any]) -> None:
+def _windows(found: list[dict[str, Any]]) -> None:
+    """Windows as their JSON documents (``WindowInfo.to_json()``), one row each."""
     table(
         None,
         ["window", "model", "rows", "judged", "drifted", "id"],
         [
             [
-                w.label,
-                f"{w.model}:{w.version}",
-                f"{w.rows:,}",
-                "yes" if w.judged else "too few rows",
-                ", ".join(w.drifted) or "-",
-                w.id[:12],
+                w["window"],
+                f"{w['model']}:{w['version']}",
+                f"{w['rows']:,}",
+                "yes" if w["judged"] else "too few rows",
+                ", ".join(w["drifted"]) or "-",
+                w["id"][:12],
             ]
             for w in found
         ],
@@ -222,12 +224,14 @@ def list_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Monitored windows, newest first (a window judged again shows its newest result)."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        found = Services(ws).monitoring.windows(cli_caller(ws, writes=False), model, limit=limit)
+    found = remote.read_list(
+        "/v1/monitoring/windows",
+        lambda services, caller: [w.to_json() for w in services.monitoring.windows(caller, model, limit=limit)],
+        limit=limit,
+        params={"model": model} if model is not None else None,
+    )
     if as_json:
-        print_json([w.to_json() for w in found])
+        print_json(found)
         return
     if not found:
         console.print("no monitored window yet: `medops monitor run MODEL` judges them")
@@ -241,15 +245,15 @@ def show_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """One window in full: each feature's statistics with thresholds and p-values, quality, the score."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        info, doc = Services(ws).monitoring.show(cli_caller(ws, writes=False), window_id)
+    doc: dict[str, Any] = remote.read(
+        f"/v1/monitoring/windows/{remote.segment(window_id)}",
+        lambda services, caller: services.monitoring.show(caller, window_id)[1],
+    )
     if as_json:
         print_json(doc)
         return
     judged = "judged" if doc["judged"] else f"not judged: fewer than {doc['min_rows']:,} rows"
-    console.print(f"[bold]{info.model}:{info.version}[/] · {info.label} · {info.rows:,} rows · {judged}")
+    console.print(f"[bold]{doc['model']}:{doc['version']}[/] · {doc['window']} · {doc['rows']:,} rows · {judged}")
     rows = []
     for name, feature in doc["features"].items():
         rows.append([name, _verdict(feature), _stats(feature["statistics"]), _quality(feature)])

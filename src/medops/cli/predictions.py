@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
 
-from medops.cli.common import JsonOption, cli_caller, console, done, open_workspace, path_arg, print_json, table
+from medops.cli import remote
+from medops.cli.common import (
+    JsonOption,
+    cli_caller,
+    console,
+    done,
+    open_workspace,
+    path_arg,
+    print_json,
+    table,
+    when,
+)
+from medops.clock import to_iso
 from medops.serving.prediction_log import VARIANTS, PredictionFilter
 
 app = typer.Typer()  # its help line and options are set where it is registered (cli/main.py)
@@ -39,27 +53,33 @@ def list_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Logged predictions, newest first: when, which model version, the answer, who asked, how long it took."""
-    from medops.services import Services
-
+    # parsed here, so a bad filter is refused naming the CLI's options in either mode, and a time
+    # given as "24h" is one instant for every page the server sends
     where = PredictionFilter.parse(model, since, until, entity, variant, prefix="--")
-    with open_workspace() as ws:
-        found = Services(ws).predictions.list(cli_caller(ws, writes=False), where, limit=limit)
+    moments = {k: to_iso(v) for k, v in {"since": where.since, "until": where.until}.items() if v is not None}
+    query = {"model": model, **moments, "entity": entity, "variant": variant}
+    found = remote.read_list(
+        "/v1/predictions",
+        lambda services, caller: [p.to_json() for p in services.predictions.list(caller, where, limit=limit)],
+        limit=limit,
+        params={k: v for k, v in query.items() if v is not None},
+    )
     if as_json:
-        print_json([p.to_json() for p in found])
+        print_json(found)
         return
     table(
         None,
         ["prediction", "when", "model", "variant", "probability", "decision", "caller", "ms"],
         [
             [
-                p.id,
-                p.at.strftime("%Y-%m-%d %H:%M:%S"),
-                f"{p.model}:{p.version}",
-                p.variant,
-                f"{p.probability:.4f}",
-                p.output.get("decision"),
-                p.caller,
-                f"{p.latency_ms:.1f}",
+                p["id"],
+                when(p["at"]),
+                f"{p['model']}:{p['version']}",
+                p["variant"],
+                f"{float(p['output']['probability']):.4f}",
+                p["output"].get("decision"),
+                p["caller"],
+                f"{p['latency_ms']:.1f}",
             ]
             for p in found
         ],
@@ -72,24 +92,25 @@ def show_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """One prediction in full: the model version and bundle, the scored row, the answer, its explanation."""
-    from medops.services import Services
-
-    with open_workspace() as ws:
-        found = Services(ws).predictions.show(cli_caller(ws, writes=False), prediction_id)
-    if as_json:
-        print_json(found.to_json())
-        return
-    console.print(
-        f"prediction {found.id}: {found.model}:{found.version} ({found.variant}) at {found.at.isoformat()} "
-        f"for {escape(found.caller)}, {found.latency_ms:.1f} ms"
+    found: dict[str, Any] = remote.read(
+        f"/v1/predictions/{remote.segment(prediction_id)}",
+        lambda services, caller: services.predictions.show(caller, prediction_id).to_json(),
     )
-    console.print(f"bundle {found.bundle_sha256}")
-    if found.entity:
-        console.print(f"entity {escape(found.entity)}")
-    table("answer", ["field", "value"], [[k, v] for k, v in found.output.items()])
-    table("scored row", ["feature", "value"], [[k, v] for k, v in found.inputs.items()])
-    if found.explanation:
-        contributions = found.explanation.get("contributions", {})
+    if as_json:
+        print_json(found)
+        return
+    at = datetime.fromisoformat(found["at"]).isoformat()
+    console.print(
+        f"prediction {found['id']}: {found['model']}:{found['version']} ({found['variant']}) at {at} "
+        f"for {escape(found['caller'])}, {found['latency_ms']:.1f} ms"
+    )
+    console.print(f"bundle {found['bundle_sha256']}")
+    if found["entity"]:
+        console.print(f"entity {escape(found['entity'])}")
+    table("answer", ["field", "value"], [[k, v] for k, v in found["output"].items()])
+    table("scored row", ["feature", "value"], [[k, v] for k, v in found["inputs"].items()])
+    if found["explanation"]:
+        contributions = found["explanation"].get("contributions", {})
         ranked = sorted(contributions.items(), key=lambda kv: -abs(kv[1]))
         table("explanation", ["feature", "contribution"], [[k, f"{v:+.4f}"] for k, v in ranked])
 
