@@ -28,9 +28,13 @@ def test_only_the_adapters_decide_who_acts() -> None:
     assert readers == [
         "__init__.py",
         "cli/common.py",
+        "cli/models.py",  # a signature's password prompt names who signs
+        "cli/remote.py",
         "cli/session.py",
+        "cli/user.py",  # `user passwd`: one's own password, or an admin's reset of another's
         "client.py",
         "server/api/auth.py",
+        "server/api/routes/workspace.py",  # the health report says which credential the request presented
         "server/api/sessions.py",
     ]
 

@@ -55,3 +55,15 @@ def test_a_run_artifact_is_fetched_checked_the_same_over_the_server(both: Both, 
     assert "logged no artifact 'nothing.bin'" in missing[2] and not (tmp_path / "x").exists()
     refused = both.remote("pat", "runs", "artifact", run, "model.skops", "--out", str(tmp_path / "y"))
     assert refused[0] != 0 and not (tmp_path / "y").exists()
+
+
+def test_the_client_pages_as_the_server_does_and_refuses_what_it_would_not_send(both: Both) -> None:
+    from medops.cli import remote
+    from medops.server.api import pages
+
+    assert (remote.PAGE, remote.DEEPEST) == (pages.MAX_PAGE, pages.MAX_OFFSET)
+    code, _, err = both.remote("alice", "runs", "show", " ")
+    assert code != 0 and "an empty name or id" in err
+    code, _, err = both.remote("victor", "predictions", "list", "--limit", "10501")
+    assert code != 0 and "deeper than a platform server pages" in err
+    assert both.remote("alice", "runs", "list", "--limit", "10000")[0] == 0

@@ -111,3 +111,5 @@ def test_ingest_and_the_project_file_reads_are_refused_while_a_server_is_set(bot
         code, out, err = both.remote("alice", *args, "--project", project)
         assert code != 0 and out == "", args
         assert "has no platform-server form" in err, (args, err)
+    code, _, err = both.remote("alice", "data", "ingest", "--all")  # no project file here: still the server's refusal
+    assert code != 0 and "has no platform-server form" in err, err

@@ -62,24 +62,31 @@ JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table."
 def open_workspace(*, here: bool = False) -> Workspace:
     """The workspace of MEDOPS_HOME, or the nearest one upward from the current folder.
 
-    While MEDOPS_SERVER_URL is set, commands talk to that server: one with no server form is refused
-    rather than quietly acting on a workspace here. ``here``: a command that runs where the workspace
-    is (a server itself) and opens it whatever the variable says.
+    ``here``: a command that runs where the workspace is (a server itself) and opens it whatever
+    MEDOPS_SERVER_URL says; any other is refused while it is set (see ``local_only``).
     """
     from medops.workspace import Workspace
 
-    url = os.environ.get("MEDOPS_SERVER_URL", "").strip()
-    if url and not here:
-        import click
-
-        context = click.get_current_context(silent=True)
-        command = context.command_path if context is not None else "this command"
-        raise InvalidInput(
-            f"`{command}` works on a workspace's own files and has no platform-server form, "
-            f"and MEDOPS_SERVER_URL is set ({url[:80]})",
-            hint="run it on the machine that holds the workspace, with MEDOPS_SERVER_URL unset",
-        )
+    if not here:
+        local_only()
     return Workspace.open()
+
+
+def local_only() -> None:
+    """While MEDOPS_SERVER_URL is set, commands talk to that server: one with no server form is refused
+    (before it reads a project file or a workspace) rather than quietly acting on files here."""
+    url = os.environ.get("MEDOPS_SERVER_URL", "").strip()
+    if not url:
+        return
+    import click
+
+    context = click.get_current_context(silent=True)
+    command = context.command_path if context is not None else "this command"
+    raise InvalidInput(
+        f"`{command}` works on a workspace's own files and has no platform-server form, "
+        f"and MEDOPS_SERVER_URL is set ({url[:80]})",
+        hint="run it on the machine that holds the workspace, with MEDOPS_SERVER_URL unset",
+    )
 
 
 def credential(settings: Settings) -> Credential | None:

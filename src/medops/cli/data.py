@@ -16,6 +16,7 @@ from medops.cli.common import (
     cli_caller,
     console,
     done,
+    local_only,
     ok,
     open_workspace,
     plural,
@@ -38,8 +39,10 @@ ProjectOption = typer.Option(None, "--project", "-p", help="Project file (defaul
 
 
 def project_at(path: Path | None) -> LoadedProject:
+    """The project file a command works from: such a command runs where the workspace is."""
     from medops.services.projects.project import find_project, load_project
 
+    local_only()
     return load_project(path.expanduser() if path else find_project())
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from medops.cli.common import cli_caller, open_workspace
-from medops.errors import StoreError
+from medops.errors import InvalidInput, StoreError
 
 if TYPE_CHECKING:
     from medops.caller import Caller
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 SERVER_ENV = "MEDOPS_SERVER_URL"
 PAGE = 500  # the server's largest page
+DEEPEST = 10_000  # the server's largest offset
 
 Local = Callable[["Services", "Caller"], Any]
 
@@ -44,6 +45,8 @@ def client() -> Client:
 
 def segment(value: str) -> str:
     """One path segment of the API: a name, a NAME:VERSION or an id, with '/' and the like escaped."""
+    if not value.strip():
+        raise InvalidInput("an empty name or id was given", hint="name what to show: an id, NAME or NAME:VERSION")
     return quote(value, safe=":@")
 
 
@@ -63,6 +66,11 @@ def read_list(path: str, local: Local, *, limit: int, params: Mapping[str, Any] 
     """Up to ``limit`` items of a paged list, newest first, gathered page by page from the server."""
     if not server_url():
         return list(_here(local, writes=False))[:limit]
+    if limit > DEEPEST + PAGE:
+        raise InvalidInput(
+            f"--limit {limit:,} is deeper than a platform server pages (at most {DEEPEST + PAGE:,} items)",
+            hint="narrow the filters (a model, a time range) instead",
+        )
     found: list[Any] = []
     offset = 0
     while len(found) < limit:

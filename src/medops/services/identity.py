@@ -94,6 +94,7 @@ class IdentityService:
             user = self.platform.users.get(username)
         except NotFound:
             user = None
+        why: str | None = None
         if user is None or not user.active:
             why = f"{provider} vouched for {username!r}, " + (
                 "who is not a user here" if user is None else "who is disabled"
