@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import httpx
 
@@ -107,6 +107,21 @@ class Client:
         if answer.status_code >= 400:
             raise _error(answer)
         return answer.content, answer.headers.get("etag", "").strip('"')
+
+    def stream(self, path: str, out: IO[str], **params: Any) -> Mapping[str, str]:
+        """A text download of any size (an export of the whole trail) written to ``out`` as it arrives; its
+        headers."""
+        query = {k: v for k, v in params.items() if v is not None}
+        try:
+            with self._http.stream("GET", path, params=query) as answer:
+                if answer.status_code >= 400:
+                    answer.read()
+                    raise _error(answer)
+                for chunk in answer.iter_text():
+                    out.write(chunk)
+                return dict(answer.headers)
+        except httpx.TransportError as exc:
+            raise StoreError(f"the platform server at {self.url} did not answer ({type(exc).__name__})") from None
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})

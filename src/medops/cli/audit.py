@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import binascii
-import csv
-import io
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -263,8 +261,9 @@ def export_cmd(
     export_format(fmt)
     if remote.server_url():
         params = {"format": fmt, **_filter_params(entity, actor, action, since, until)}
-        text = remote.client().request("GET", "/v1/audit/export", params=params).decode("utf-8")
-        count = _write_export(output, lambda out: _copy(text, fmt, out))
+        count = _write_export(
+            output, lambda out: int(remote.client().stream("/v1/audit/export", out, **params)["x-medops-events"])
+        )
     else:
         with open_workspace() as ws:
             audit, caller = Services(ws).audit, cli_caller(ws, writes=False)
@@ -290,11 +289,3 @@ def _write_export(output: Path | None, export: Callable[[IO[str]], int]) -> int:
         raise
     tmp.replace(output)
     return count
-
-
-def _copy(text: str, fmt: str, out: IO[str]) -> int:
-    """Write an export the server made; count its events (one a line, after a CSV's header)."""
-    out.write(text)
-    if fmt == "jsonl":
-        return sum(1 for line in text.splitlines() if line.strip())
-    return max(sum(1 for _ in csv.reader(io.StringIO(text, newline=""))) - 1, 0)

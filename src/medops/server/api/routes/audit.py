@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import io
-from typing import Annotated, Literal
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Annotated, Literal
 
 from fastapi import APIRouter, Query
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from medops.audit import AuditFilter
 from medops.server.api.auth import Acting, Svc
@@ -58,8 +59,19 @@ def export(
 ) -> Response:
     """The trail (filtered) as JSON Lines or CSV, each event with its hashes, for an offline verifier."""
     where = AuditFilter.parse(entity, actor, action, since, until)
-    out = io.StringIO()
-    count = services.audit.export(caller, out, format, where)
+    spool = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")  # a trail of millions of events: on disk
+    try:
+        count = services.audit.export(caller, spool, format, where)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
     media = "application/x-ndjson" if format == "jsonl" else "text/csv; charset=utf-8"
     headers = {"X-Medops-Events": str(count), "Content-Disposition": f'attachment; filename="audit.{format}"'}
-    return Response(out.getvalue(), media_type=media, headers=headers)
+    return StreamingResponse(_chunks(spool), media_type=media, headers=headers)
+
+
+def _chunks(spool: IO[str]) -> Iterator[bytes]:
+    with spool:
+        while block := spool.read(1 << 16):
+            yield block.encode()
