@@ -146,6 +146,24 @@ def test_refusals_end_the_same_way_over_the_server(both: Both) -> None:
     )
 
 
+def test_an_identity_provider_pin_is_removed_over_the_server(both: Both) -> None:
+    from medops.identity.provider_links import ProviderLinks
+    from medops.workspace import Workspace
+
+    with Workspace.open(both.platform.workspace) as ws:  # carol's first login through the hospital's provider
+        assert ProviderLinks(ws.users).admit("https://login.hospital.example", "sub-carol", "carol") is None
+    unlink = ("user", "unlink-provider", "carol", "-r", "her hospital login was re-created")
+    refused = both.local("alice", *unlink), both.remote("alice", *unlink)
+    assert refused[0] == refused[1] and refused[0][0] == 1 and "needs the role admin" in refused[0][2]
+    assert both.remote("ada", "user", "unlink-provider", "carol")[0] != 0  # no reason, no change
+    code, out, err = both.remote("ada", *unlink)
+    assert code == 0 and "carol: identity-provider accounts unlinked" in out, err
+    again = both.local("ada", *unlink), both.remote("ada", *unlink)
+    assert again[0] == again[1] and "linked to no identity provider's account" in again[0][2]
+    event = _json(both.local("victor", "audit", "log", "--action", "user.sso.*", "--limit", "1", "--json"))[0]  # type: ignore[index]
+    assert event["action"] == "user.sso.unlink" and event["actor"] == "ada"  # type: ignore[index]
+
+
 def test_a_broken_trail_fails_verification_either_way(both: Both) -> None:
     """Last in the module: the workspace's trail stays broken."""
     from medops.workspace import Workspace

@@ -108,6 +108,23 @@ def enable(username: str = typer.Argument(...), reason: str | None = ReasonOptio
     done(as_json, f"user {username} enabled", user)
 
 
+@app.command(
+    "unlink-provider", epilog="Example:  medops user unlink-provider bob --reason 'his hospital login was re-created'"
+)
+def unlink_provider(
+    username: str = typer.Argument(...), reason: str | None = ReasonOption, as_json: bool = JsonOption
+) -> None:
+    """Remove the identity-provider account pinned to a user at their first OIDC login (admins, with a reason);
+    their next login through the provider pins the account it comes from."""
+    user = remote.change(
+        "DELETE",
+        _user_path(username, "provider-links"),
+        lambda services, caller: services.identity.unlink_provider(caller, username, reason=reason).to_json(),
+        params={"reason": reason},
+    )
+    done(as_json, f"user {username}: identity-provider accounts unlinked", user)
+
+
 @app.command("grant", epilog="Example:  medops user grant carol validator --reason 'QA lead for study 12'")
 def grant(
     username: str = typer.Argument(...),

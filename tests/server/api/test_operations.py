@@ -59,6 +59,8 @@ def operations(ids: dict[str, str]) -> list[Op]:
         ),
         Op("POST", "/v1/users/{username}/roles/{role}", "ada", "alice", reason),
         Op("DELETE", "/v1/users/{username}/roles/{role}", "ada", "alice", query="reason=walk"),
+        # nina has no identity-provider account pinned: the right user reaches that rule (409), not a refusal
+        Op("DELETE", "/v1/users/{username}/provider-links", "ada", "alice", query="reason=walk", status=409),
         Op("POST", "/v1/users/{username}/disable", "ada", "alice", reason),
         Op("POST", "/v1/users/{username}/enable", "ada", "alice", reason),
         Op(

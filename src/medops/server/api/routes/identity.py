@@ -84,6 +84,18 @@ def enable_user(services: Svc, caller: Acting, username: str, body: Annotated[Ch
     return Doc(services.identity.enable(caller, username, reason=body.reason).to_json())
 
 
+@router.delete("/users/{username}/provider-links")
+def unlink_provider(
+    services: Svc,
+    caller: Acting,
+    username: str,
+    reason: Annotated[str | None, Query(max_length=2000)] = None,
+) -> Doc:
+    """Remove the identity-provider accounts pinned to a user (admin, with a reason): their next login through
+    the provider pins the account it comes from; audited."""
+    return Doc(services.identity.unlink_provider(caller, username, reason=reason).to_json())
+
+
 @router.post("/users/{username}/password-reset")
 def reset_password(services: Svc, caller: Acting, username: str, body: Annotated[Reset, Body()]) -> Doc:
     """Set a temporary password the user must change before anything else (admin); audited."""
