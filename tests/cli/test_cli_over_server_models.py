@@ -12,6 +12,7 @@ version 4 and move it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -206,9 +207,22 @@ def test_stage_and_alias_moves_over_the_server_are_in_the_history(both: Both) ->
         both.same("victor", "models", "list", *as_json)
 
 
+def test_a_bundle_exported_over_the_server_is_the_same_file(both: Both, tmp_path: Path) -> None:
+    here, there = tmp_path / "here.medops", tmp_path / "there.medops"
+    local = json.loads(both.local("ming", "models", "export", f"{MODEL}:3", str(here), "--json")[1])
+    code, out, err = both.remote("ming", "models", "export", f"{MODEL}:3", str(there), "--json")
+    assert code == 0, err
+    assert here.read_bytes() == there.read_bytes() and json.loads(out) == {**local, "file": str(there)}
+    assert hashlib.sha256(there.read_bytes()).hexdigest() == local["artifact_sha256"]
+    refused = both.local("carol", "models", "export", f"{MODEL}:3", str(tmp_path / "c.medops"))
+    assert both.remote("carol", "models", "export", f"{MODEL}:3", str(tmp_path / "c.medops")) == refused
+    assert refused[0] != 0 and not (tmp_path / "c.medops").exists()
+    exports = json.loads(both.local("victor", "audit", "log", "--action", "model.export", "--json")[1])
+    assert [e["actor"] for e in exports[:2]] == ["ming", "ming"]  # the server's export is audited as the local one
+
+
 def test_the_commands_with_no_server_form_are_refused_while_a_server_is_set(both: Both, tmp_path: Path) -> None:
     for args in (
-        ["models", "export", f"{MODEL}:3", str(tmp_path / "x.medops")],
         ["models", "public-key"],
         ["models", "trusted-keys"],
         ["evaluations", "export", "abcdef", "--predictions", str(tmp_path / "p.csv")],

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 
+from medops.atomic import write_atomic_bytes
 from medops.cli import remote
 from medops.cli.common import (
     JsonOption,
@@ -27,6 +28,7 @@ from medops.cli.common import (
     when,
 )
 from medops.cli.user import PasswordStdin
+from medops.errors import StoreError
 
 if TYPE_CHECKING:
     from medops.caller import Caller
@@ -363,10 +365,21 @@ def export_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Write a version's signed bundle (verified first) to take to another workspace or a server."""
-    with _registry(writes=True) as (registry, caller):
-        info = registry.export(caller, ref, file.expanduser())
-    message = f"wrote {file} ({info.ref}, bundle sha256:{info.artifact_sha256[:12]})"
-    done(as_json, message, {**info.to_json(), "file": str(file)})
+    from medops.services.registry import version_ref
+
+    version_ref(ref)
+    if remote.server_url():  # the server verifies and audits the export; the bytes are checked here again
+        path = f"/v1/models/{remote.segment(ref)}"
+        info = {k: v for k, v in remote.client().get(path).items() if k != "approvals"}
+        digest, data = remote.fetch_checked(f"{path}/bundle")
+        if digest != info["artifact_sha256"]:
+            raise StoreError(f"the server sent another bundle than {ref}'s: nothing was written")
+        write_atomic_bytes(file.expanduser(), data)
+    else:
+        with _registry(writes=True) as (registry, caller):
+            info = remote.wire(registry.export(caller, ref, file.expanduser()).to_json())
+    message = f"wrote {file} ({info['model']}:{info['version']}, bundle sha256:{info['artifact_sha256'][:12]})"
+    done(as_json, message, {**info, "file": str(file)})
 
 
 @app.command("import", epilog="Examples:  medops models import readmission-2.medops --name readmission_30d")

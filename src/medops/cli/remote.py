@@ -108,6 +108,11 @@ def download(path: str, local: Callable[[Services, Caller], tuple[str, bytes]]) 
 
         with open_workspace() as ws:
             return local(Services(ws), cli_caller(ws, writes=False))
+    return fetch_checked(path)
+
+
+def fetch_checked(path: str) -> tuple[str, bytes]:
+    """Immutable content from the server and its SHA-256, the bytes checked against the hash its ETag names."""
     data, digest = client().download(path)
     if hashlib.sha256(data).hexdigest() != digest:
         raise StoreError(f"the server's copy of {path} does not match its SHA-256: nothing was written")
