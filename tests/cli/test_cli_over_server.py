@@ -67,3 +67,15 @@ def test_the_client_pages_as_the_server_does_and_refuses_what_it_would_not_send(
     code, _, err = both.remote("victor", "predictions", "list", "--limit", "10501")
     assert code != 0 and "deeper than a platform server pages" in err
     assert both.remote("alice", "runs", "list", "--limit", "10000")[0] == 0
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
+def test_the_workspace_project_file_reads_the_same_over_the_server(both: Both, as_json: bool) -> None:
+    out = both.same("victor", "project", "show", *(["--json"] if as_json else []))
+    if as_json:
+        doc = json.loads(out)
+        assert doc["governs_production"] is True and len(doc["sha256"]) == 64
+        assert doc["sources"] and all(s["exists"] for s in doc["sources"])
+    else:
+        assert "governs production in this workspace" in out
+    assert both.remote("pat", "project", "show")[0] != 0  # a predictor reads no records

@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("audit:app", "The audit trail: who did what, when and why; hash-chained."),
     "user": ("user:app", "Users and roles (admins only change them; every change is audited)."),
     "token": ("token:app", "API tokens: create (shown once), list, revoke."),
-    "project": ("project:app", "The project file (medops.yaml): check it, or add one from a template."),
+    "project": ("project:app", "The project file (medops.yaml): check one, show the workspace's, add one."),
     "data": ("data:app", "Ingest sources into versioned, de-identified datasets; list, show and diff them."),
     "features": (
         "features:app",

@@ -1,4 +1,4 @@
-"""`medops project`: check the project file before anything runs from it; add one from a template."""
+"""`medops project`: check a project file before anything runs from it, show the workspace's, add one."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 
+from medops.cli import remote
 from medops.cli.common import JsonOption, console, done, ok, plural, print_json
 from medops.errors import InvalidInput
 from medops.services.projects.templates import templates
@@ -32,53 +33,28 @@ def check(
     Also checks that every source file exists; it reads no data. Inside a workspace it says
     whether this file's validation policy is the one that gates production there.
     """
-    from medops.services.projects.project import find_project, load_project
+    from medops.services.projects.project import find_project, load_project, summary
 
     if path is not None and project is not None:
         raise InvalidInput("give the project file once: as an argument or with --project")
     chosen = path or project
     loaded = load_project(chosen.expanduser() if chosen else find_project())
-    spec = loaded.spec
-    sources: list[dict[str, Any]] = []
-    for name, source in spec.sources.items():
-        sources.append(
-            {
-                "name": name,
-                "format": source.format,
-                "path": source.path,
-                "exists": None if not source.path else loaded.resolve(source.path).is_file(),
-                "contract_version": loaded.contracts[name].version if name in loaded.contracts else None,
-                "deid_rules": len(spec.deidentify.tables[name].columns),
-            }
-        )
+    doc = summary(loaded)
     home, governing = _governing(loaded)
     governs = None if governing is None else governing == loaded.path
     if as_json:
         print_json(
             {
                 "valid": True,
-                "name": spec.name,
-                "path": str(loaded.path),
-                "sha256": loaded.sha256,
-                "intended_use": spec.intended_use,
-                "population": spec.population,
-                "sources": sources,
+                **doc,
                 "workspace": str(home) if home else None,
                 "governing_project_file": str(governing) if governing else None,
                 "governs_production": governs,
             }
         )
         return
-    console.print(f"[bold]{escape(spec.name)}[/]  {escape(str(loaded.path))}  sha256:{loaded.sha256[:12]}")
-    console.print(f"  intended use: {escape(spec.intended_use)}")
-    console.print(f"  population:   {escape(spec.population)}")
-    for s in sources:
-        contract = f"contract v{s['contract_version']}" if s["contract_version"] is not None else "no contract"
-        console.print(
-            f"  source {escape(s['name']):<20} {s['format']:<8} {escape(s['path'] or '(sql query)')}  "
-            f"({contract}, {plural(s['deid_rules'], 'de-id rule')})"
-        )
-    for s in sources:
+    _print_summary(doc)
+    for s in doc["sources"]:
         if s["exists"] is False:
             console.print(
                 f"[yellow]warning:[/] sources.{escape(s['name'])}: {loaded.resolve(s['path'])} does not exist"
@@ -91,6 +67,29 @@ def check(
             "evaluations made with it are exploratory and can't gate production"
         )
     ok("project file is valid")
+
+
+@app.command("show", epilog="Examples:  medops project show   ·   medops project show --json")
+def show(as_json: bool = JsonOption) -> None:
+    """The workspace's reviewed project file: the one whose validation policy gates production."""
+    doc = remote.read("/v1/project", lambda services, caller: services.data.project(caller))
+    if as_json:
+        print_json(doc)
+        return
+    _print_summary(doc)
+    console.print("  governs production in this workspace")
+
+
+def _print_summary(doc: dict[str, Any]) -> None:
+    console.print(f"[bold]{escape(doc['name'])}[/]  {escape(doc['path'])}  sha256:{doc['sha256'][:12]}")
+    console.print(f"  intended use: {escape(doc['intended_use'])}")
+    console.print(f"  population:   {escape(doc['population'])}")
+    for s in doc["sources"]:
+        contract = f"contract v{s['contract_version']}" if s["contract_version"] is not None else "no contract"
+        console.print(
+            f"  source {escape(s['name']):<20} {s['format']:<8} {escape(s['path'] or '(sql query)')}  "
+            f"({contract}, {plural(s['deid_rules'], 'de-id rule')})"
+        )
 
 
 def _governing(loaded: LoadedProject) -> tuple[Path | None, Path | None]:

@@ -59,6 +59,20 @@ class DataService:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
+    def project(self, caller: Caller) -> dict[str, Any]:
+        """The workspace's reviewed project file (the one whose policy gates production), as a reviewer reads it."""
+        from medops.errors import NotFound
+        from medops.evaluation.governing import project_path
+        from medops.services.projects.project import load_project, summary
+
+        path = project_path(self.platform.settings)
+        if not path.is_file():
+            raise NotFound(
+                f"this workspace has no project file at {path.name}",
+                hint="add one from a template, or name it in medops.toml (project_file)",
+            )
+        return {**summary(load_project(path)), "governs_production": True}
+
     def ingest(
         self,
         caller: Caller,

@@ -73,6 +73,7 @@ def operations(ids: dict[str, str]) -> list[Op]:
         Op("GET", "/v1/tokens", "alice", None),
         Op("POST", "/v1/tokens", "ada", "alice", {"name": "ci", "username": "ming"}, status=201),
         Op("DELETE", "/v1/tokens/{token_id}", "ada", "alice", query="reason=walk"),
+        Op("GET", "/v1/project", "alice", READ),
         Op("GET", "/v1/datasets", "alice", READ),
         Op("GET", "/v1/datasets/{ref}", "alice", READ),
         Op("GET", "/v1/datasets/{ref}/diff/{other}", "alice", READ),

@@ -325,6 +325,30 @@ class LoadedProject:
         return FhirNdjsonSource(path, spec.resource)
 
 
+def summary(loaded: LoadedProject) -> dict[str, Any]:
+    """What a reviewer reads first of a project file: its purpose, and each source with its contract and
+    de-identification rules (whether its file is there, relative to the file; it reads no data)."""
+    spec = loaded.spec
+    return {
+        "name": spec.name,
+        "path": str(loaded.path),
+        "sha256": loaded.sha256,
+        "intended_use": spec.intended_use,
+        "population": spec.population,
+        "sources": [
+            {
+                "name": name,
+                "format": source.format,
+                "path": source.path,
+                "exists": None if not source.path else loaded.resolve(source.path).is_file(),
+                "contract_version": loaded.contracts[name].version if name in loaded.contracts else None,
+                "deid_rules": len(spec.deidentify.tables[name].columns),
+            }
+            for name, source in spec.sources.items()
+        ],
+    }
+
+
 def _entry(node: yaml.Node | None, key: Any) -> tuple[yaml.Node, yaml.Node] | None:
     """The (key node, value node) of ``key`` in a YAML mapping, or None."""
     if not isinstance(node, yaml.MappingNode):

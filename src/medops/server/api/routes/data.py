@@ -19,6 +19,13 @@ class Use(BaseModel):
     reason: str | None = Field(None, max_length=2000)
 
 
+@router.get("/project")
+def show_project(services: Svc, caller: Reading) -> Doc:
+    """The workspace's reviewed project file: purpose, population, sources with their contracts and
+    de-identification rules, and its SHA-256 (evaluations made under another file are exploratory)."""
+    return Doc(services.data.project(caller))
+
+
 @router.get("/datasets")
 def list_datasets(services: Svc, caller: Reading, page: Paging, name: Name = None) -> Doc:
     """Dataset versions, newest first; ``current`` marks what NAME alone means."""
