@@ -18,7 +18,6 @@ from typing import IO, Any, Literal
 
 import httpx
 
-from medops.clock import to_iso
 from medops.errors import (
     AuthenticationFailed,
     Conflict,
@@ -201,7 +200,8 @@ def _error(answer: httpx.Response) -> MedopsError:
 def _batch(
     params: Mapping[str, str], tags: Mapping[str, str], metrics: Sequence[tuple[str, int, float, datetime]]
 ) -> dict[str, Any]:
-    sent = [{"key": k, "step": step, "value": v, "at": to_iso(at)} for k, step, v, at in metrics]
+    # the run's own UTC times (utc_now): isoformat is their ISO 8601 at a tenth of strftime's cost per value
+    sent = [{"key": k, "step": step, "value": v, "at": at.isoformat()} for k, step, v, at in metrics]
     return {"params": dict(params), "tags": dict(tags), "metrics": sent}
 
 
