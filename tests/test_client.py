@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import medops
+from medops.client import RemoteRun
 from medops.errors import AuthenticationFailed, InvalidInput, PermissionDenied
 from medops.services import Services
 from medops.training import Tracker
@@ -46,7 +47,7 @@ def test_a_run_logged_through_the_server_lands_in_the_workspace(
     ws, _ = registry
     monkeypatch.setenv("MEDOPS_TOKEN", token(ws, "alice"))
     with medops.start_run("remote", params={"C": 0.5}, tags={"team": "icu"}, seed=3) as run:
-        for step in range(2500):  # more than one batch
+        for step in range(RemoteRun.flush_every + 500):  # more than one batch
             run.log_metric("loss", 1.0 / (step + 1))
         run.log_metric("auroc", 0.81)
         with pytest.raises(InvalidInput, match="already"):
@@ -55,10 +56,11 @@ def test_a_run_logged_through_the_server_lands_in_the_workspace(
     assert stored.state == "finished" and stored.created_by == "alice"
     assert stored.params == {"C": "0.5", "seed": "3"} and stored.tags["team"] == "icu"
     assert stored.metrics["auroc"] == 0.81
-    assert len(Tracker(ws).metric_history(run.id, "loss")) == 2500
+    values = RemoteRun.flush_every + 500
+    assert len(Tracker(ws).metric_history(run.id, "loss")) == values
     client = medops.Client(server, token(ws, "victor"))
     assert client.runs(experiment="remote")[0]["id"] == run.id
-    assert client.get(f"/v1/runs/{run.id}/metrics/loss")["steps"][-1] == {"step": 2499, "value": 1 / 2500}
+    assert client.get(f"/v1/runs/{run.id}/metrics/loss")["steps"][-1] == {"step": values - 1, "value": 1 / values}
 
 
 def test_a_failed_run_and_the_roles_hold_over_the_server(

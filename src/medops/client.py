@@ -3,8 +3,8 @@
 server; the client needs only an API token, or the session of `medops login --server URL`).
 
 A remote run is a BufferedRun, as a local one is: the same rules (a parameter set once, finite
-metrics, batches of FLUSH_EVERY values or FLUSH_SECONDS, nothing lost on a failed send, a
-heartbeat, the end on leaving the ``with`` block); only where the values go differs.
+metrics, batches of values or FLUSH_SECONDS, nothing lost on a failed send, a heartbeat, the end on
+leaving the ``with`` block); only where the values go, and how many a batch holds, differ.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from medops.errors import (
     StoreError,
     TooLarge,
 )
-from medops.training.tracking import HEARTBEAT_SECONDS, MAX_ERROR, BufferedRun
+from medops.training.tracking import FLUSH_EVERY, HEARTBEAT_SECONDS, MAX_ERROR, BufferedRun
 
 SERVER_ENV = "MEDOPS_SERVER_URL"
 TOKEN_ENV = "MEDOPS_TOKEN"
@@ -207,6 +207,11 @@ def _batch(
 
 class RemoteRun(BufferedRun):
     """A run logged to a platform server (see the module docstring); use it as a context manager."""
+
+    # A request costs a round trip, a credential check and a committed transaction whatever it holds:
+    # five times a local batch (about 400 KB of JSON, under the server's 1 MB body limit). FLUSH_SECONDS
+    # still bounds what a client that dies can lose.
+    flush_every = 5 * FLUSH_EVERY
 
     def __init__(self, client: Client, made: Mapping[str, Any]) -> None:
         from medops.training.environment import start_git_state

@@ -81,6 +81,8 @@ class BufferedRun(ABC):
     FLUSH_SECONDS) and go back into the buffer if a write fails, and a heartbeat keeps the run alive.
     Use it as a context manager: an exception inside marks it failed with the error."""
 
+    flush_every = FLUSH_EVERY  # values per write
+
     def __init__(self, run_id: str, experiment: str, name: str, state: str, heartbeat_seconds: float) -> None:
         self.id = run_id
         self.experiment = experiment
@@ -163,7 +165,7 @@ class BufferedRun(ABC):
 
     def _maybe_flush(self) -> None:
         pending = len(self._pending_metrics) + len(self._pending_params) + len(self._pending_tags)
-        if pending >= FLUSH_EVERY or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+        if pending >= self.flush_every or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
