@@ -454,6 +454,11 @@ def _charts(doc: Mapping[str, Any]) -> dict[str, Markup]:
     }
 
 
+def report_view(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """What the report shows of an evaluation document, and its charts as inline SVG: for other pages."""
+    return {**_view(doc), "charts": _charts(doc)}
+
+
 def render_report(doc: Mapping[str, Any]) -> str:
     """The full validation report: one HTML page with inline CSS and SVG, nothing fetched."""
     view = _view(doc)

@@ -152,6 +152,10 @@ class IdentityService:
         a refusal is audited. (The CLI's anonymous reads, where a workspace allows them, don't pass here.)"""
         self.platform.users.require_role(caller.user, action, set(READ_ROLES))
 
+    def roles_of(self, caller: Caller) -> tuple[str, ...]:
+        """The roles the caller holds now: what a page offers them to do (the services still check each act)."""
+        return self.platform.users.get(caller.user).roles
+
     def operator(self, caller: Caller, action: str) -> None:
         """What only an admin sees over the shared server (the workspace's settings and health); a refusal
         is audited."""

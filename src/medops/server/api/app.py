@@ -95,6 +95,9 @@ def create_api(platform: Platform, options: ApiOptions | None = None) -> Envelop
         app.include_router(oidc_routes, responses=problems.RESPONSES)
     for router in ROUTERS:
         app.include_router(router, responses=problems.RESPONSES)
+    from medops.server.dashboard.pages import router as dashboard
+
+    app.include_router(dashboard)  # HTML pages under /ui, outside the API's schema
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return Envelope(app, metrics, options.max_body_bytes)
 
