@@ -26,7 +26,7 @@ from medops.identity import Role
 from medops.identity.keys import ENV_KEY
 from medops.identity.pseudonym_key import KEY_ENV as PSEUDONYM_KEY_ENV
 from medops.workspace import Workspace, init_workspace
-from tests.factories import PASSWORD, POSTGRES, PSEUDONYM_KEY, DemoRun
+from tests.factories import PASSWORD, POSTGRES, PSEUDONYM_KEY, DemoRun, Platform, start_serve
 
 if TYPE_CHECKING:
     from medops.demo import DemoResult
@@ -380,3 +380,32 @@ def demo_copy(demo: DemoResult, tmp_path: Path) -> Path:
     settings = copy / "workspace" / "medops.toml"
     settings.write_text(settings.read_text().replace(str(base), str(copy)))
     return copy
+
+
+@pytest.fixture(scope="module")
+def platform(demo: DemoResult, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """One server per test module (its state builds up through the module's tests, in order)."""
+    from medops.workspace import Workspace
+
+    folder = tmp_path_factory.mktemp("platform")
+    base, copy = demo.home.parent, folder / "demo"
+    shutil.copytree(base, copy)
+    settings = copy / "workspace" / "medops.toml"
+    settings.write_text(settings.read_text().replace(str(base), str(copy)))
+    with Workspace.open(copy / "workspace") as ws:
+        tokens = {u: ws.tokens.create(u, "cli over the server", expires_in_days=1)[1] for u in DEMO_PEOPLE}
+    with pytest.MonkeyPatch.context() as env:  # module scope: the per-test environment is not set up yet
+        for name in list(os.environ):
+            if name.startswith("MEDOPS_") and name not in ("MEDOPS_TEST_PG", "MEDOPS_TEST_REDIS"):
+                env.delenv(name)
+        env.setenv("MEDOPS_HOME", str(copy / "workspace"))
+        process, url = start_serve([], command_name="server", log=folder / "server.log")
+    (folder / "client").mkdir()
+    try:
+        yield Platform(copy / "workspace", url, tokens, folder / "client")
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+DEMO_PEOPLE = ("ada", "alice", "ming", "victor", "carol", "pat")

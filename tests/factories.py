@@ -333,3 +333,13 @@ def start_serve(args: list[str], *, command_name: str = "serve", log: Path | Non
 def cohort_rows(n: int) -> pd.DataFrame:
     """Rows of the training cohort without its label: inside every range the model accepts."""
     return cohort(2400, biased=False).drop(columns="readmitted").head(n)
+
+
+@dataclass(frozen=True)
+class Platform:
+    """A copy of the demo's workspace behind a running `medops server`, and an API token per demo user."""
+
+    workspace: Path
+    url: str
+    tokens: dict[str, str]
+    elsewhere: Path  # a folder with no workspace above it: where a client of the server runs

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.factories import PASSWORD, run, start_serve
-
-if TYPE_CHECKING:
-    from medops.demo import DemoResult
+from tests.factories import PASSWORD, Platform, run
 
 
 @pytest.fixture
@@ -29,45 +22,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     assert done.value.code in (0, None)
     monkeypatch.chdir(home)
     return home
-
-
-@dataclass(frozen=True)
-class Platform:
-    """A copy of the demo's workspace behind a running `medops server`, and an API token per demo user."""
-
-    workspace: Path
-    url: str
-    tokens: dict[str, str]
-    elsewhere: Path  # a folder with no workspace above it: where a client of the server runs
-
-
-@pytest.fixture(scope="module")
-def platform(demo: DemoResult, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """One server per test module (its state builds up through the module's tests, in order)."""
-    from medops.workspace import Workspace
-
-    folder = tmp_path_factory.mktemp("platform")
-    base, copy = demo.home.parent, folder / "demo"
-    shutil.copytree(base, copy)
-    settings = copy / "workspace" / "medops.toml"
-    settings.write_text(settings.read_text().replace(str(base), str(copy)))
-    with Workspace.open(copy / "workspace") as ws:
-        tokens = {u: ws.tokens.create(u, "cli over the server", expires_in_days=1)[1] for u in DEMO_PEOPLE}
-    with pytest.MonkeyPatch.context() as env:  # module scope: the per-test environment is not set up yet
-        for name in list(os.environ):
-            if name.startswith("MEDOPS_") and name not in ("MEDOPS_TEST_PG", "MEDOPS_TEST_REDIS"):
-                env.delenv(name)
-        env.setenv("MEDOPS_HOME", str(copy / "workspace"))
-        process, url = start_serve([], command_name="server", log=folder / "server.log")
-    (folder / "client").mkdir()
-    try:
-        yield Platform(copy / "workspace", url, tokens, folder / "client")
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
-DEMO_PEOPLE = ("ada", "alice", "ming", "victor", "carol", "pat")
 
 
 @dataclass

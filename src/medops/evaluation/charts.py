@@ -109,9 +109,18 @@ def no_data(ax: Axes) -> None:
     ax.text(0.5, 0.5, "no data", ha="center", va="center", color=MUTED, transform=ax.transAxes)
 
 
-def to_svg(fig: Figure, salt: str) -> str:
-    """Serialise a figure to an ``<svg>`` element for inline HTML, the same bytes every time."""
+def to_svg(fig: Figure, salt: str, label: str | None = None) -> str:
+    """Serialise a figure to an ``<svg>`` element for inline HTML, the same bytes every time.
+
+    ``label`` names the chart for a screen reader (by default its axes: "y against x").
+    """
+    import html
+
     import matplotlib
+
+    if label is None:
+        axes = fig.get_axes()
+        label = f"Chart of {axes[0].get_ylabel()} against {axes[0].get_xlabel()}" if axes else "Chart"
 
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.hashsalt": f"medops-{salt}", "svg.fonttype": "none"}):
@@ -126,7 +135,8 @@ def to_svg(fig: Figure, salt: str) -> str:
     # The HTML parser knows the SVG and xlink namespaces; declaring them would only put URLs in the page.
     text = _XMLNS.sub("", text)
     # The page's CSS sizes the chart from the viewBox; fixed pt sizes would not scale.
-    return _SIZE.sub(r'<svg\1 class="chart" role="img" preserveAspectRatio="xMidYMid meet"', text, count=1).strip()
+    attributes = f'class="chart" role="img" aria-label="{html.escape(label)}" preserveAspectRatio="xMidYMid meet"'
+    return _SIZE.sub(lambda m: f"<svg{m.group(1)} {attributes}", text, count=1).strip()
 
 
 def _label(title: str, value: float | None) -> str:
@@ -148,7 +158,7 @@ def roc_svg(points: Iterable[Sequence[Any]] | None, auroc: Any = None) -> str:
             ax.legend(loc="lower right")
         else:
             no_data(ax)
-        return to_svg(fig, "roc")
+        return to_svg(fig, "roc", "ROC curve: sensitivity against 1 - specificity")
 
 
 def pr_svg(points: Iterable[Sequence[Any]] | None, prevalence: Any = None, auprc: Any = None) -> str:
@@ -169,7 +179,7 @@ def pr_svg(points: Iterable[Sequence[Any]] | None, prevalence: Any = None, auprc
             no_data(ax)
         if xs or base is not None:
             ax.legend(loc="upper right")
-        return to_svg(fig, "pr")
+        return to_svg(fig, "pr", "Precision against recall")
 
 
 def _bin_edges(label: Any) -> tuple[float, float] | None:
@@ -238,4 +248,4 @@ def calibration_svg(bins: Iterable[Mapping[str, Any]] | None) -> str:
         strip.locator_params(axis="y", nbins=2)
         for side in ("top", "right"):
             strip.spines[side].set_visible(False)
-        return to_svg(fig, "calibration")
+        return to_svg(fig, "calibration", "Calibration: observed rate against predicted risk")

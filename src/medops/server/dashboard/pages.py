@@ -107,14 +107,15 @@ def _page(
     return _render(request, template, viewer, error=error, **context)
 
 
-async def _form(request: Request) -> tuple[_Viewer | None, dict[str, str]]:
-    """A change's form, from the signed-in person, from this site, with their session's CSRF token."""
+async def _form(request: Request, *, csrf: bool = True) -> tuple[_Viewer | None, dict[str, str]]:
+    """A change's form, from the signed-in person, from this site, with their session's CSRF token
+    (``csrf``: the sign-in form has no session to take one from; the Origin check still applies)."""
     origin = request.headers.get("origin")
     if origin is not None and urlsplit(origin).netloc != request.url.netloc:
         raise PermissionDenied("a form sent from another site is refused", code="csrf_failed")
     fields = {k: v[-1] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
     viewer = _viewer(request)
-    if viewer is not None and not hmac.compare_digest(fields.get("csrf", "").encode(), viewer.csrf.encode()):
+    if csrf and viewer is not None and not hmac.compare_digest(fields.get("csrf", "").encode(), viewer.csrf.encode()):
         raise PermissionDenied("the form's CSRF token is missing or wrong: reload the page", code="csrf_failed")
     return viewer, fields
 
@@ -129,7 +130,7 @@ def login_page(request: Request, next: str = "/ui/") -> Response:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    _, fields = await _form(request)
+    _, fields = await _form(request, csrf=False)
     target = _local(fields.get("next", "/ui/"))
     try:
         session, secret = await run_in_threadpool(
