@@ -68,6 +68,12 @@ def test_each_page_shows_the_workspace_and_is_accessible(
         "version": f"/ui/models/{MODEL}/{candidate}",
         "alerts": "/ui/alerts",
         "audit": "/ui/audit?verify=true",
+        "runs": "/ui/runs",
+        "data": "/ui/data",
+        "dataset": "/ui/data/observations",
+        "lineage": f"/ui/lineage?entity={MODEL}:3",
+        "monitoring": "/ui/monitoring",
+        "admin": "/ui/admin",
     }
     for name, path in pages.items():
         page.goto(f"{platform.url}{path}")
@@ -157,3 +163,25 @@ def test_every_form_needs_its_csrf_token_and_this_site(platform: Platform, candi
             )
             assert elsewhere.status_code == 403, path
         assert http.get("/ui/").status_code == 200  # none of them changed anything, not even the sign-out
+
+
+def test_runs_compare_and_the_lineage_graph_links(page: Any, platform: Platform) -> None:
+    sign_in(page, platform, "alice")
+    page.goto(f"{platform.url}/ui/runs")
+    boxes = page.locator("input[name=run]")
+    assert boxes.count() >= 2
+    boxes.nth(0).check()
+    boxes.nth(1).check()
+    page.get_by_role("button", name="Compare the chosen runs").click()
+    assert page.locator("h1").inner_text() == "2 runs compared"
+    assert "test_auroc" in page.locator("main").inner_text()
+    accessible(page)
+    page.goto(f"{platform.url}/ui/lineage?entity={MODEL}:3")
+    here = page.locator("a.node.here")
+    assert here.count() == 1 and "model" in (here.get_attribute("aria-label") or "")
+    dataset = page.locator("a.node[aria-label^='dataset:']").first
+    target = dataset.get_attribute("aria-label")
+    dataset.click()  # a box opens the graph around itself
+    page.wait_for_load_state()
+    assert page.locator("a.node.here").get_attribute("aria-label") == target
+    assert f"Around {target}" in page.locator("main p").first.inner_text()

@@ -253,6 +253,44 @@ def audit(
     return _page(request, "audit.html", lambda s, c: views.audit(s, c, actor, action, entity, verify))
 
 
+@router.get("/runs")
+def runs(request: Request, experiment: str | None = None, metric: str | None = None) -> Response:
+    return _page(request, "runs.html", lambda s, c: views.runs(s, c, experiment, metric))
+
+
+@router.get("/runs/compare")
+def compare(request: Request) -> Response:
+    ids = request.query_params.getlist("run")
+    if not ids:
+        return RedirectResponse("/ui/runs", status_code=303)
+    return _page(request, "compare.html", lambda s, c: views.compare(s, c, ids))
+
+
+@router.get("/data")
+def data(request: Request, name: str | None = None) -> Response:
+    return _page(request, "data.html", lambda s, c: views.data(s, c, name))
+
+
+@router.get("/data/{ref}")
+def dataset(request: Request, ref: str, other: str | None = None) -> Response:
+    return _page(request, "dataset.html", lambda s, c: views.dataset(s, c, ref, other or None))
+
+
+@router.get("/lineage")
+def lineage(request: Request, entity: str) -> Response:
+    return _page(request, "lineage.html", lambda s, c: views.lineage(s, c, entity))
+
+
+@router.get("/monitoring")
+def monitoring(request: Request, model: str | None = None) -> Response:
+    return _page(request, "monitoring.html", lambda s, c: views.monitoring(s, c, model))
+
+
+@router.get("/admin")
+def admin(request: Request) -> Response:
+    return _page(request, "admin.html", views.admin)
+
+
 # --- the page's own files -----------------------------------------------------------------------
 
 STATIC = {"htmx.min.js": "text/javascript", "dashboard.css": "text/css"}

@@ -134,3 +134,143 @@ def audit(
         "filters": {"actor": actor or "", "action": action or "", "entity": entity or ""},
         "check": check,
     }
+
+
+def runs(services: Services, caller: Caller, experiment: str | None, metric: str | None) -> dict[str, Any]:
+    """Runs newest first, filtered as `medops runs list` filters them."""
+    from medops.training import MetricFilter
+
+    _reads(services, caller, "runs")
+    filters = [MetricFilter.parse(metric)] if metric else []
+    found = services.training.runs(caller, experiment=experiment or None, metrics=filters, limit=200)
+    return {"runs": [r.info for r in found], "filters": {"experiment": experiment or "", "metric": metric or ""}}
+
+
+def compare(services: Services, caller: Caller, ids: list[str]) -> dict[str, Any]:
+    """Two or more runs side by side: parameters that differ, every metric, and the metrics logged over steps."""
+    from medops.monitoring.report_charts import lines_svg
+
+    _reads(services, caller, "compare")
+    shown = [services.training.show(caller, run).info for run in ids[:6]]
+    keys = sorted({k for r in shown for k in r.params})
+    differ = [(k, [r.params.get(k, "") for r in shown]) for k in keys if len({r.params.get(k) for r in shown}) > 1]
+    metrics = sorted({k for r in shown for k in r.metrics})
+    charts: list[tuple[str, Markup]] = []
+    for key in metrics:
+        histories = {r.short: _history(services, caller, r.id, key) if key in r.metrics else [] for r in shown}
+        if max(len(h) for h in histories.values()) < 2 or len(charts) == 4:
+            continue
+        steps = sorted({s["step"] for h in histories.values() for s in h})
+        series = {run: [{s["step"]: s["value"] for s in h}.get(step) for step in steps] for run, h in histories.items()}
+        svg = lines_svg([str(s) for s in steps], series, ylabel=key, salt=f"compare-{key}")
+        charts.append((key, Markup(svg)))
+    return {
+        "runs": shown,
+        "differ": differ,
+        "metrics": [(k, [r.metrics.get(k) for r in shown]) for k in metrics],
+        "inputs": [(r.short, r.inputs) for r in shown],
+        "charts": charts,
+    }
+
+
+def _history(services: Services, caller: Caller, run: str, key: str) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = services.training.metric_history(caller, run, key)["steps"]
+    return steps
+
+
+def data(services: Services, caller: Caller, name: str | None) -> dict[str, Any]:
+    _reads(services, caller, "data")
+    return {"versions": [v.to_json() for v in services.data.versions(caller, name, limit=200)], "name": name}
+
+
+def dataset(services: Services, caller: Caller, ref: str, other: str | None) -> dict[str, Any]:
+    """One dataset version: its contract result, quarantined rows, de-identification report and profile."""
+    _reads(services, caller, "dataset")
+    doc = services.data.show(caller, ref).to_json()
+    diff = services.data.diff(caller, other, ref).to_json() if other else None
+    return {"doc": doc, "ref": ref, "diff": diff, "other": other or ""}
+
+
+KIND_ORDER = (
+    "alert",
+    "pipeline",
+    "file",
+    "query",
+    "dataset",
+    "featureview",
+    "run",
+    "evaluation",
+    "model",
+    "predictions",
+)
+
+
+def lineage(services: Services, caller: Caller, entity: str) -> dict[str, Any]:
+    """The graph around one node, drawn as SVG in columns by kind (sources on the left, predictions on the
+    right); each node links to the graph around itself."""
+    _reads(services, caller, "lineage")
+    view = services.lineage.show(caller, entity)
+    edges = [(e.src, e.dst, e.relation) for e in [*view.upstream, *view.downstream]]
+    nodes = sorted({n for e in edges for n in e[:2]} | {view.node}, key=_kind_rank)
+    columns: dict[int, list[str]] = {}
+    for node in nodes:
+        columns.setdefault(_kind_rank(node)[0], []).append(node)
+    width, height, gap_x, gap_y = 240, 34, 60, 14
+    places: dict[str, tuple[int, int]] = {}
+    for col, (_, members) in enumerate(sorted(columns.items())):
+        for row, node in enumerate(members):
+            places[node] = (20 + col * (width + gap_x), 20 + row * (height + gap_y))
+    size = (
+        max(x for x, _ in places.values()) + width + 20,
+        max(y for _, y in places.values()) + height + 20,
+    )
+    return {
+        "node": view.node,
+        "entity": entity,
+        "places": places,
+        "edges": edges,
+        "box": (width, height),
+        "size": size,
+        "label": _node_label,
+    }
+
+
+def _kind_rank(node: str) -> tuple[int, str]:
+    kind = node.split(":", 1)[0]
+    return (KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), node)
+
+
+def _node_label(node: str) -> str:
+    kind, _, rest = node.partition(":")
+    return f"{kind}: {rest[:20]}{'…' if len(rest) > 20 else ''}"
+
+
+def monitoring(services: Services, caller: Caller, model_name: str | None) -> dict[str, Any]:
+    """Monitored windows, newest first, and drift and performance over them as charts."""
+    _reads(services, caller, "monitoring")
+    found = services.monitoring.windows(caller, model_name or None, limit=100)
+    ordered = sorted(found, key=lambda w: w.start)
+    # a window's record never changes: the charts of one set of windows are drawn once
+    drawn = _window_charts(tuple((w.label, tuple(sorted(w.metrics.items()))) for w in ordered))
+    return {"windows": found, "charts": [(title, Markup(svg)) for title, svg in drawn], "model": model_name or ""}
+
+
+@lru_cache(maxsize=32)
+def _window_charts(windows: tuple[tuple[str, tuple[tuple[str, float], ...]], ...]) -> list[tuple[str, str]]:
+    from medops.monitoring.report_charts import lines_svg
+
+    labels = [label for label, _ in windows]
+    values = [dict(metrics) for _, metrics in windows]
+    keys = sorted({k for m in values for k in m if k.endswith(".psi") or k.startswith("performance.")})
+    charts = []
+    for group, prefix in (("Feature drift (PSI)", "drift."), ("Performance", "performance.")):
+        series = {k.removeprefix(prefix): [m.get(k) for m in values] for k in keys if k.startswith(prefix)}
+        if series and labels:
+            charts.append((group, lines_svg(labels, dict(list(series.items())[:6]), ylabel=group, salt=group)))
+    return charts
+
+
+def admin(services: Services, caller: Caller) -> dict[str, Any]:
+    """Users with their roles, and API tokens (admins see everyone's; others their own)."""
+    _reads(services, caller, "admin")
+    return {"users": services.identity.users(caller), "tokens": services.identity.tokens(caller)}
