@@ -170,6 +170,7 @@ CODES: dict[str, str] = {
     "token_not_found": "no such API token",
     "run_not_found": "no such training run",
     "run_not_running": "the run has ended: it takes no more values",
+    "project_invalid": "the project file is not valid (the message names the file, line and field)",
     "run_not_trained": "the run was not made by medops train (no model, recipe or dataset)",
     "no_finished_training": "the experiment has no finished training run",
     "evaluation_not_found": "no such evaluation",

@@ -61,9 +61,9 @@ class DataService:
 
     def project(self, caller: Caller) -> dict[str, Any]:
         """The workspace's reviewed project file (the one whose policy gates production), as a reviewer reads it."""
-        from medops.errors import NotFound
+        from medops.errors import Conflict, NotFound
         from medops.evaluation.governing import project_path
-        from medops.services.projects.project import load_project, summary
+        from medops.services.projects.project import ProjectError, load_project, summary
 
         path = project_path(self.platform.settings)
         if not path.is_file():
@@ -71,7 +71,13 @@ class DataService:
                 f"this workspace has no project file at {path.name}",
                 hint="add one from a template, or name it in medops.toml (project_file)",
             )
-        return {**summary(load_project(path)), "governs_production": True}
+        try:
+            loaded = load_project(path)
+        except ProjectError as exc:  # the workspace's state, not the server's failure: say what is wrong
+            raise Conflict(
+                f"the workspace's project file is not valid: {exc.message}", code="project_invalid"
+            ) from None
+        return {**summary(loaded), "governs_production": True}
 
     def ingest(
         self,

@@ -13,7 +13,7 @@ import pytest
 SCREENSHOTS = Path(os.environ.get("MEDOPS_SCREENSHOTS", "")) if os.environ.get("MEDOPS_SCREENSHOTS") else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # Playwright's sync API holds an event loop open: only while these tests run
 def browser() -> Iterator[Any]:
     binary = shutil.which("chromium")
     if binary is None:
