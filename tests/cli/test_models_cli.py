@@ -59,7 +59,8 @@ def test_a_version_from_registration_to_rollback(
     moves = json.loads(out)["moves"]
     assert [(m["name"], m["version"]) for m in moves][-2:] == [("archived", 2), ("production", 1)]
     code, out, _ = as_user(None, ["models", "list", "--json"])
-    assert json.loads(out) == [{"name": "readmission", "versions": 2, "production": 1, "created_by": "alice"}]
+    listed = [{"name": "readmission", "versions": 2, "production": 1, "created_by": "alice", "production_passed": True}]
+    assert json.loads(out) == listed
     code, _, err = as_user("ming", ["models", "promote", "readmission", "--to", "staging", "-r", "x"])
     assert code == 2 and "names no version" in err
     bundle = ws.settings.home.parent / "readmission-1.medops"

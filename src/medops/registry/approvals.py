@@ -9,8 +9,10 @@ is signed and recorded with its reason the same way; per role, the latest decisi
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -178,6 +180,32 @@ def decisions(ws: Platform, ref: tuple[str, int]) -> list[Decision]:
     for role, user, decision, signature_id, reason, at in found:
         check = ws.signatures.verify(signature_id, version.record(), record_type="model_version", record_id=version.ref)
         out.append(Decision(role, user, decision, signature_id, reason, at, check.valid, list(check.problems)))
+    return out
+
+
+def awaiting(ws: Platform, roles: Collection[str]) -> list[tuple[str, int, str]]:
+    """(model, version, role) for each version not archived that requires one of ``roles`` and has no valid
+    decision for it: two queries, and a signature checked only where a decision for such a role exists."""
+    from medops.store.schema import ModelVersion
+
+    with ws.db.read() as session:
+        rows = session.execute(
+            select(ModelVersion.model, ModelVersion.version, ModelVersion.required_approvals).where(
+                ModelVersion.stage != "archived"
+            )
+        ).tuples()
+        wanted = {(m, v): [r for r in json.loads(req) if r in roles] for m, v, req in rows}
+        wanted = {key: held for key, held in wanted.items() if held}
+        decided = {
+            (m, v)
+            for m, v in session.execute(
+                select(Approval.model, Approval.version).where(Approval.role.in_(list(roles))).distinct()
+            ).tuples()
+        }
+    out = []
+    for (model, version), held in sorted(wanted.items()):
+        valid = {d.role for d in decisions(ws, (model, version)) if d.valid} if (model, version) in decided else set()
+        out += [(model, version, role) for role in held if role not in valid]
     return out
 
 

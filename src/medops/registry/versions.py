@@ -302,16 +302,39 @@ def versions(ws: Platform, name: str) -> list[VersionInfo]:
 
 
 def models(ws: Platform) -> list[dict[str, Any]]:
-    """Every registered model with its version count and production version."""
+    """Every registered model with its version count, its production version and that version's evaluation
+    (three queries, however many models: the dashboard's home page lists them all)."""
+    from medops.store.schema import Evaluation
+
     with ws.db.read() as session:
+        counts = dict(
+            session.execute(select(ModelVersion.model, func.count()).group_by(ModelVersion.model)).tuples().all()
+        )
+        production = {
+            m: (v, e)
+            for m, v, e in session.execute(
+                select(ModelVersion.model, ModelVersion.version, ModelVersion.evaluation_id).where(
+                    ModelVersion.stage == "production"
+                )
+            ).tuples()
+        }
+        evaluations = [e for _, e in production.values() if e]
+        passed = dict(
+            session.execute(select(Evaluation.id, Evaluation.passed).where(Evaluation.id.in_(evaluations)))
+            .tuples()
+            .all()
+        )
         out = []
         for model in session.execute(select(RegisteredModel).order_by(RegisteredModel.name)).scalars():
-            count = session.scalar(select(func.count()).where(ModelVersion.model == model.name))
-            production = session.scalar(
-                select(ModelVersion.version).where(ModelVersion.model == model.name, ModelVersion.stage == "production")
-            )
+            version, evaluation = production.get(model.name, (None, None))
             out.append(
-                {"name": model.name, "versions": count, "production": production, "created_by": model.created_by}
+                {
+                    "name": model.name,
+                    "versions": counts.get(model.name, 0),
+                    "production": version,
+                    "created_by": model.created_by,
+                    "production_passed": passed.get(evaluation) if evaluation else None,
+                }
             )
         return out
 

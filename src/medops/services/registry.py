@@ -7,6 +7,7 @@ each with ``to_json()``; the composites below add what a screen shows together.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ class ModelSummary:
     versions: int
     production: int | None
     created_by: str
+    production_passed: bool | None = None  # whether the production version's evaluation passed
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -127,6 +129,13 @@ class RegistryService:
 
     def models(self, caller: Caller) -> list[ModelSummary]:
         return [ModelSummary(**m) for m in versions.models(self.platform)]
+
+    def awaiting(self, caller: Caller, roles: Collection[str]) -> list[tuple[str, int, str]]:
+        """(model, version, role) for each version not archived that needs a signature for one of ``roles``
+        and has no valid one for it yet: what awaits a signer."""
+        from medops.registry import approvals
+
+        return approvals.awaiting(self.platform, roles)
 
     def show(self, caller: Caller, ref: str) -> ModelDetail:
         from medops.registry import approvals

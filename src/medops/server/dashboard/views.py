@@ -37,35 +37,13 @@ def _reads(services: Services, caller: Caller, what: str) -> None:
 def home(services: Services, caller: Caller) -> dict[str, Any]:
     """Models with their production version and its evaluation, open alerts, and what awaits my signature."""
     _reads(services, caller, "home")
-    models = []
-    for summary in services.registry.models(caller):
-        versions = services.registry.show(caller, summary.name).versions
-        production = next((v for v in versions if v.stage == "production"), None)
-        passed = None
-        if production is not None and production.evaluation_id:
-            passed = services.evaluation.show(caller, production.evaluation_id).info.passed
-        models.append({"name": summary.name, "versions": summary.versions, "production": production, "passed": passed})
+    awaiting = services.registry.awaiting(caller, services.identity.roles_of(caller))
     open_alerts = [a for a in services.monitoring.alerts(caller, limit=500) if a.state != "resolved"]
-    return {"models": models, "alerts": open_alerts, "awaiting": awaiting(services, caller)}
-
-
-def awaiting(services: Services, caller: Caller) -> list[dict[str, Any]]:
-    """Versions not archived that need a signature for a role I hold and have no valid one for it yet."""
-    mine = set(services.identity.roles_of(caller))
-    found = []
-    for summary in services.registry.models(caller):
-        for info in services.registry.show(caller, summary.name).versions:
-            if info.stage == "archived":
-                continue
-            wanted = [r for r in info.required_approvals if r in mine]
-            if not wanted:
-                continue
-            state = services.registry.approvals(caller, info.ref)
-            signed = {d.role for d in state.decisions if d.valid}
-            for role in wanted:
-                if role not in signed:
-                    found.append({"ref": info.ref, "model": info.model, "version": info.version, "role": role})
-    return found
+    return {
+        "models": services.registry.models(caller),
+        "alerts": open_alerts,
+        "awaiting": [{"model": m, "version": v, "ref": f"{m}:{v}", "role": r} for m, v, r in awaiting],
+    }
 
 
 def model(services: Services, caller: Caller, name: str) -> dict[str, Any]:
