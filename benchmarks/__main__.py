@@ -10,6 +10,7 @@ from benchmarks import (
     bench_auth,
     bench_checkpoints,
     bench_cli,
+    bench_dashboard,
     bench_deid_text,
     bench_demo,
     bench_evaluation,
@@ -52,4 +53,5 @@ if __name__ == "__main__":
     bench_auth.main(extra)
     bench_pipeline.main(extra)
     bench_platform_server.main(extra)
+    bench_dashboard.main(extra)
     bench_demo.main(extra)
