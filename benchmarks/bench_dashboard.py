@@ -56,10 +56,13 @@ def grow(home: Path, runs: int, models: int, events: int) -> dict[str, float]:
 
     from benchmarks.bench_tracking import fill_medops, search_data
     from medops.audit import NewEvent
+    from medops.store import migrate
     from medops.store.schema import AuditEvent, ModelVersion, RegisteredModel
     from medops.workspace import Workspace
 
     took: dict[str, float] = {}
+    with Workspace.open(home / "workspace", check_schema=False) as old:  # a reused demo folder may be older
+        migrate.upgrade(old.db)
     with Workspace.open(home / "workspace") as ws:
         took["runs"] = fill_medops(ws, search_data(runs))
         started = time.perf_counter()

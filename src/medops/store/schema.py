@@ -128,10 +128,12 @@ class AuditEvent(Base):
     # other entities and for events written before state hashing.
     state: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
+    # Each filter's index ends with seq: "newest 200 of one actor" walks the index backwards and stops,
+    # where an index on the column alone made the database read and sort all of that actor's events.
     __table_args__ = (
-        Index("ix_audit_events_entity", "entity_type", "entity_id"),
-        Index("ix_audit_events_actor", "actor"),
-        Index("ix_audit_events_action", "action"),
+        Index("ix_audit_events_entity", "entity_type", "entity_id", "seq"),
+        Index("ix_audit_events_actor", "actor", "seq"),
+        Index("ix_audit_events_action", "action", "seq"),
         Index("ix_audit_events_ts", "ts"),
     )
 
