@@ -543,7 +543,8 @@ def main(argv: list[str] | None = None) -> list[list[Any]]:
                     raise RuntimeError(f"{side.name} exited during the benchmark:\n{_tail(side.log)}")
             notes.append(_server_note("logging", logging_times))
             notes.append(
-                f"medops client: making the SDK's HTTP client, which medops.start_run does once per process and credential, takes "
+                "medops client: making the SDK's HTTP client, which medops.start_run does once per process and "
+                f"credential, takes "
                 f"{sdk_client_cost(medops_url, token) * 1e3:.1f} ms (median of 20)"
             )
             search_times, _ = server_times(sides[0].log, search_mark)

@@ -31,6 +31,7 @@ from medops.errors import (
 from medops.training.tracking import FLUSH_EVERY, HEARTBEAT_SECONDS, MAX_ERROR, BufferedRun
 
 SERVER_ENV = "MEDOPS_SERVER_URL"
+PAGE = 500  # the server's largest page
 TOKEN_ENV = "MEDOPS_TOKEN"
 _BY_STATUS: dict[int, type[MedopsError]] = {
     401: AuthenticationFailed,
@@ -128,17 +129,21 @@ class Client:
     def post(self, path: str, body: Mapping[str, Any] | None = None) -> Any:
         return self.request("POST", path, json=dict(body or {}))
 
-    def runs(self, *, limit: int = 50, **filters: Any) -> list[dict[str, Any]]:
-        """Runs newest first, with the filters of `medops runs list` (experiment, state, tag, metric, trials)."""
-        found: list[dict[str, Any]] = []
+    def paged(self, path: str, *, limit: int, **params: Any) -> list[Any]:
+        """Up to ``limit`` items of a paged list, newest first, gathered page by page (500 a page at most)."""
+        found: list[Any] = []
         offset = 0
         while len(found) < limit:
-            page = self.get("/v1/runs", limit=min(500, limit - len(found)), offset=offset, **filters)
+            page = self.get(path, limit=min(PAGE, limit - len(found)), offset=offset, **params)
             found += page["items"]
             if page["next_offset"] is None:
                 break
             offset = page["next_offset"]
         return found
+
+    def runs(self, *, limit: int = 50, **filters: Any) -> list[dict[str, Any]]:
+        """Runs newest first, with the filters of `medops runs list` (experiment, state, tag, metric, trials)."""
+        return self.paged("/v1/runs", limit=limit, **filters)
 
     def start_run(
         self,

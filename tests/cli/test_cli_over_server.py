@@ -58,10 +58,11 @@ def test_a_run_artifact_is_fetched_checked_the_same_over_the_server(both: Both, 
 
 
 def test_the_client_pages_as_the_server_does_and_refuses_what_it_would_not_send(both: Both) -> None:
+    from medops import client
     from medops.cli import remote
     from medops.server.api import pages
 
-    assert (remote.PAGE, remote.DEEPEST) == (pages.MAX_PAGE, pages.MAX_OFFSET)
+    assert (client.PAGE, remote.DEEPEST) == (pages.MAX_PAGE, pages.MAX_OFFSET)
     code, _, err = both.remote("alice", "runs", "show", " ")
     assert code != 0 and "an empty name or id" in err
     code, _, err = both.remote("victor", "predictions", "list", "--limit", "10501")

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from medops.services import Services
 
 SERVER_ENV = "MEDOPS_SERVER_URL"
-PAGE = 500  # the server's largest page
 DEEPEST = 10_000  # the server's largest offset
 
 Local = Callable[["Services", "Caller"], Any]
@@ -66,20 +65,14 @@ def read_list(path: str, local: Local, *, limit: int, params: Mapping[str, Any] 
     """Up to ``limit`` items of a paged list, newest first, gathered page by page from the server."""
     if not server_url():
         return list(_here(local, writes=False))[:limit]
+    from medops.client import PAGE
+
     if limit > DEEPEST + PAGE:
         raise InvalidInput(
             f"--limit {limit:,} is deeper than a platform server pages (at most {DEEPEST + PAGE:,} items)",
             hint="narrow the filters (a model, a time range) instead",
         )
-    found: list[Any] = []
-    offset = 0
-    while len(found) < limit:
-        page = client().get(path, limit=min(PAGE, limit - len(found)), offset=offset, **dict(params or {}))
-        found += page["items"]
-        if page["next_offset"] is None:
-            break
-        offset = page["next_offset"]
-    return found
+    return client().paged(path, limit=limit, **dict(params or {}))
 
 
 def change(

@@ -193,14 +193,14 @@ def awaiting(ws: Platform, roles: Collection[str]) -> list[tuple[str, int, str]]
             select(ModelVersion.model, ModelVersion.version, ModelVersion.required_approvals).where(
                 ModelVersion.stage != "archived"
             )
-        ).tuples()
+        ).all()
         wanted = {(m, v): [r for r in json.loads(req) if r in roles] for m, v, req in rows}
         wanted = {key: held for key, held in wanted.items() if held}
         decided = {
             (m, v)
             for m, v in session.execute(
                 select(Approval.model, Approval.version).where(Approval.role.in_(list(roles))).distinct()
-            ).tuples()
+            ).all()
         }
     out = []
     for (model, version), held in sorted(wanted.items()):

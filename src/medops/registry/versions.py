@@ -307,22 +307,18 @@ def models(ws: Platform) -> list[dict[str, Any]]:
     from medops.store.schema import Evaluation
 
     with ws.db.read() as session:
-        counts = dict(
-            session.execute(select(ModelVersion.model, func.count()).group_by(ModelVersion.model)).tuples().all()
-        )
+        counts = dict(session.execute(select(ModelVersion.model, func.count()).group_by(ModelVersion.model)).all())
         production = {
             m: (v, e)
             for m, v, e in session.execute(
                 select(ModelVersion.model, ModelVersion.version, ModelVersion.evaluation_id).where(
                     ModelVersion.stage == "production"
                 )
-            ).tuples()
+            ).all()
         }
         evaluations = [e for _, e in production.values() if e]
         passed = dict(
-            session.execute(select(Evaluation.id, Evaluation.passed).where(Evaluation.id.in_(evaluations)))
-            .tuples()
-            .all()
+            session.execute(select(Evaluation.id, Evaluation.passed).where(Evaluation.id.in_(evaluations))).all()
         )
         out = []
         for model in session.execute(select(RegisteredModel).order_by(RegisteredModel.name)).scalars():
