@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from functools import lru_cache
+from pathlib import PurePath
 from typing import Any
 
 from markupsafe import Markup
@@ -188,7 +189,14 @@ def lineage(services: Services, caller: Caller, entity: str) -> dict[str, Any]:
     right); each node links to the graph around itself."""
     _reads(services, caller, "lineage")
     view = services.lineage.show(caller, entity)
-    edges = [(e.src, e.dst, e.relation) for e in [*view.upstream, *view.downstream]]
+    walked = [*view.upstream, *view.downstream]
+    edges = [(e.src, e.dst, e.relation) for e in walked]
+    # a source file is named by its hash: the ingest edge also says which file it was
+    files = {
+        e.src: PurePath(str(e.attrs["source"])).name
+        for e in walked
+        if e.src.startswith("file:") and e.attrs.get("source")
+    }
     nodes = sorted({n for e in edges for n in e[:2]} | {view.node}, key=_kind_rank)
     columns: dict[int, list[str]] = {}
     for node in nodes:
@@ -209,7 +217,7 @@ def lineage(services: Services, caller: Caller, entity: str) -> dict[str, Any]:
         "edges": edges,
         "box": (width, height),
         "size": size,
-        "label": _node_label,
+        "label": lambda node: f"file: {files[node]}" if node in files else _node_label(node),
     }
 
 
