@@ -88,24 +88,14 @@ class Client:
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """The answer's JSON (or bytes, for a download); a problem document becomes the matching MedopsError."""
-        try:
-            answer = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise StoreError(f"the platform server at {self.url} did not answer ({type(exc).__name__})") from None
-        if answer.status_code >= 400:
-            raise _error(answer)
+        answer = self._answer(method, path, **kwargs)
         if answer.headers.get("content-type", "").startswith("application/json"):
             return answer.json()
         return answer.content
 
     def download(self, path: str) -> tuple[bytes, str]:
         """Immutable content and the SHA-256 the server names it by (its ETag), for the caller to check."""
-        try:
-            answer = self._http.get(path)
-        except httpx.TransportError as exc:
-            raise StoreError(f"the platform server at {self.url} did not answer ({type(exc).__name__})") from None
-        if answer.status_code >= 400:
-            raise _error(answer)
+        answer = self._answer("GET", path)
         return answer.content, answer.headers.get("etag", "").strip('"')
 
     def stream(self, path: str, out: IO[str], **params: Any) -> Mapping[str, str]:
@@ -121,7 +111,20 @@ class Client:
                     out.write(chunk)
                 return dict(answer.headers)
         except httpx.TransportError as exc:
-            raise StoreError(f"the platform server at {self.url} did not answer ({type(exc).__name__})") from None
+            raise self._unanswered(exc) from None
+
+    def _answer(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The server's answer, or the MedopsError its problem document (or its silence) stands for."""
+        try:
+            answer = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._unanswered(exc) from None
+        if answer.status_code >= 400:
+            raise _error(answer)
+        return answer
+
+    def _unanswered(self, exc: httpx.TransportError) -> StoreError:
+        return StoreError(f"the platform server at {self.url} did not answer ({type(exc).__name__})")
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["key_values"]  # where the command groups take it from
 
+SERVER_ENV = "MEDOPS_SERVER_URL"
 UNWRAPPED = 10_000  # the width of output to a file or a pipe: lines stay whole for grep and cut
 
 
@@ -72,10 +73,15 @@ def open_workspace(*, here: bool = False) -> Workspace:
     return Workspace.open()
 
 
+def server_url() -> str | None:
+    """The platform server commands talk to (MEDOPS_SERVER_URL), if any; read here, in the adapter, and only here."""
+    return os.environ.get(SERVER_ENV, "").strip() or None
+
+
 def local_only() -> None:
     """While MEDOPS_SERVER_URL is set, commands talk to that server: one with no server form is refused
     (before it reads a project file or a workspace) rather than quietly acting on files here."""
-    url = os.environ.get("MEDOPS_SERVER_URL", "").strip()
+    url = server_url()
     if not url:
         return
     import click

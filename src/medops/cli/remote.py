@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from medops.cli.common import cli_caller, open_workspace
+from medops.cli.common import server_url as server_url  # where the commands read it from
 from medops.errors import InvalidInput, StoreError
 
 if TYPE_CHECKING:
@@ -25,15 +25,9 @@ if TYPE_CHECKING:
     from medops.client import Client
     from medops.services import Services
 
-SERVER_ENV = "MEDOPS_SERVER_URL"
 DEEPEST = 10_000  # the server's largest offset
 
 Local = Callable[["Services", "Caller"], Any]
-
-
-def server_url() -> str | None:
-    """The platform server this command talks to, if any; read here, in the adapter, and only here."""
-    return os.environ.get(SERVER_ENV, "").strip() or None
 
 
 def client() -> Client:
@@ -97,10 +91,8 @@ def download(path: str, local: Callable[[Services, Caller], tuple[str, bytes]]) 
     """Stored content and its SHA-256, checked: from the server (GET ``path``, whose ETag names the hash),
     or read here by ``local`` (the store checks the bytes against their digest as it reads them)."""
     if not server_url():
-        from medops.services import Services
-
-        with open_workspace() as ws:
-            return local(Services(ws), cli_caller(ws, writes=False))
+        found: tuple[str, bytes] = _with_services(local, writes=False)  # checked by the store as it read them
+        return found
     return fetch_checked(path)
 
 
@@ -121,7 +113,12 @@ def acting_user() -> str | None:
 
 
 def _here(local: Local, *, writes: bool) -> Any:
+    return wire(_with_services(local, writes=writes))
+
+
+def _with_services(local: Callable[[Services, Caller], Any], *, writes: bool) -> Any:
+    """``local`` on this workspace's services, as the CLI's caller (``writes``: the command changes something)."""
     from medops.services import Services
 
     with open_workspace() as ws:
-        return wire(local(Services(ws), cli_caller(ws, writes=writes)))
+        return local(Services(ws), cli_caller(ws, writes=writes))

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, Field
+from starlette.responses import Response
 
 from medops.errors import InvalidInput
 from medops.identity.tokens import TokenView
@@ -46,14 +47,26 @@ def session_response(request: Request, session: TokenView, secret: str, *, cooki
         doc["secret"] = secret  # shown once: the client keeps it as its bearer credential
         return Doc(doc)
     response = Doc(doc)
+    set_session_cookies(request, response, session, secret)
+    return response
+
+
+def set_session_cookies(request: Request, response: Response, session: TokenView, secret: str) -> None:
+    """The session's cookie (HttpOnly) and its CSRF token's, for as long as the session lasts."""
     secure = request.app.state.options.secure_cookies
     max_age = int((session.expires_at - session.created_at).total_seconds()) if session.expires_at else None
     response.set_cookie(
         SESSION_COOKIE, secret, max_age=max_age, httponly=True, secure=secure, samesite="strict", path="/"
     )
     # readable by the page: it sends the value back in the X-CSRF-Token header with each change
-    response.set_cookie(CSRF_COOKIE, csrf, max_age=max_age, httponly=False, secure=secure, samesite="strict", path="/")
-    return response
+    response.set_cookie(
+        CSRF_COOKIE, csrf_token(secret), max_age=max_age, httponly=False, secure=secure, samesite="strict", path="/"
+    )
+
+
+def clear_session_cookies(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
 
 
 @router.post("/logout")
@@ -63,8 +76,7 @@ def logout(request: Request, services: Svc, caller: Acting) -> Doc:
     assert credential is not None  # acting refused a request without one
     ended = services.identity.logout(credential[0])
     response = Doc({"user": ended.username, "session": ended.id, "state": "ended"})
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    response.delete_cookie(CSRF_COOKIE, path="/")
+    clear_session_cookies(response)
     return response
 
 

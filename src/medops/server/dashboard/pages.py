@@ -24,7 +24,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from medops.caller import Caller
 from medops.errors import AuthenticationFailed, MedopsError, PermissionDenied
 from medops.evaluation.report import interval
-from medops.server.api.auth import CSRF_COOKIE, SESSION_COOKIE, csrf_token, services
+from medops.server.api.auth import SESSION_COOKIE, csrf_token, services
+from medops.server.api.sessions import clear_session_cookies, set_session_cookies
 from medops.server.dashboard import views
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -100,9 +101,7 @@ def _page(
         return _to_login(request)
     try:
         context = build(services(request), viewer.caller)
-    except PermissionDenied as exc:
-        return _render(request, "refused.html", viewer, status=403, message=exc.message)
-    except MedopsError as exc:
+    except MedopsError as exc:  # a refusal (403, audited), an unknown name (404), ...: said on the page
         return _render(request, "refused.html", viewer, status=exc.http_status, message=exc.message)
     return _render(request, template, viewer, error=error, **context)
 
@@ -143,10 +142,7 @@ async def login(request: Request) -> Response:
         context = {"next": target, "error": exc.message}
         return _render(request, "login.html", None, status=exc.http_status, **context)
     response = RedirectResponse(target, status_code=303)
-    secure = request.app.state.options.secure_cookies
-    max_age = int((session.expires_at - session.created_at).total_seconds()) if session.expires_at else None
-    response.set_cookie(SESSION_COOKIE, secret, max_age=max_age, httponly=True, secure=secure, samesite="strict")
-    response.set_cookie(CSRF_COOKIE, csrf_token(secret), max_age=max_age, secure=secure, samesite="strict")
+    set_session_cookies(request, response, session, secret)  # the session POST /v1/auth/login opens
     return response
 
 
@@ -156,8 +152,7 @@ async def logout(request: Request) -> Response:
     if viewer is not None:
         await run_in_threadpool(services(request).identity.logout, viewer.secret)
     response = RedirectResponse("/ui/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    response.delete_cookie(CSRF_COOKIE, path="/")
+    clear_session_cookies(response)
     return response
 
 
