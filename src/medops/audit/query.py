@@ -43,6 +43,7 @@ class AuditFilter:
     action: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    below: int | None = None  # events older than this sequence number: the next page of a newest-first list
 
     @classmethod
     def parse(
@@ -97,6 +98,8 @@ class AuditFilter:
             query = query.where(AuditEvent.ts >= to_iso(self.since))
         if self.until:
             query = query.where(AuditEvent.ts <= to_iso(self.until))
+        if self.below is not None:
+            query = query.where(AuditEvent.seq < self.below)
         return query
 
 

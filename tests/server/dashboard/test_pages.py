@@ -110,6 +110,27 @@ def test_a_validator_signs_from_the_page_with_the_password(page: Any, platform: 
     assert f"model:{MODEL}:{candidate}" in page.locator("table.audit tbody tr").first.inner_text()
 
 
+def test_an_alert_is_acknowledged_with_its_reason(page: Any, platform: Platform) -> None:
+    from medops.monitoring import alerts
+    from medops.monitoring.spec import AlertRule, MonitorSpec
+
+    rule = AlertRule(name="dashboard_ack", metric="drift.features", above=-1.0)  # fires on any judged window
+    with Workspace.open(platform.workspace) as ws:
+        opened = alerts.evaluate(ws, MODEL, MonitorSpec(alerts=[rule]), actor="ming")[0].id
+    sign_in(page, platform, "ming")
+    page.goto(f"{platform.url}/ui/alerts?state=open")
+    alert = page.locator(f"#alert-{opened}")
+    alert.get_by_role("button", name="Acknowledge").click()  # the reason is required: the browser holds the form
+    assert page.url.endswith("/ui/alerts?state=open")
+    alert.get_by_label("Reason to acknowledge").fill("looking at the north site's feed")
+    alert.get_by_role("button", name="Acknowledge").click()
+    page.wait_for_url(re.compile(f".*/ui/alerts#alert-{opened}$"))
+    shown = page.locator(f"#alert-{opened}").inner_text()
+    assert "Acknowledged by ming" in shown and "looking at the north site's feed" in shown
+    with Workspace.open(platform.workspace) as ws:
+        assert Services(ws).monitoring.alert(Caller("alice"), opened).state == "acknowledged"
+
+
 def test_an_alert_is_resolved_with_its_reason(page: Any, platform: Platform) -> None:
     sign_in(page, platform, "ming")
     page.goto(f"{platform.url}/ui/alerts?state=acknowledged")
@@ -149,6 +170,11 @@ def test_every_form_needs_its_csrf_token_and_this_site(platform: Platform, candi
             f"/ui/models/{MODEL}/{candidate}/sign",
             f"/ui/alerts/{alert.group(1)}/acknowledge",
             f"/ui/alerts/{alert.group(1)}/resolve",
+            "/ui/admin/users",
+            "/ui/admin/users/carol/grant",
+            "/ui/admin/users/carol/disable",
+            "/ui/admin/tokens",
+            "/ui/admin/tokens/0123456789ab/revoke",
             "/ui/logout",
         ]
         token = re.search(r'name="csrf" value="([0-9a-f]+)"', http.get("/ui/alerts").text)
@@ -185,3 +211,145 @@ def test_runs_compare_and_the_lineage_graph_links(page: Any, platform: Platform)
     page.wait_for_load_state()
     assert page.locator("a.node.here").get_attribute("aria-label") == target
     assert f"Around {target}" in page.locator("main p").first.inner_text()
+
+
+def test_an_admin_manages_users_and_tokens_from_the_page(page: Any, platform: Platform) -> None:
+    sign_in(page, platform, "ada")
+    page.goto(f"{platform.url}/ui/admin")
+    page.get_by_text("Add a user").click()
+    accessible(page)
+    form = page.locator("form.add-user")
+    form.get_by_label("User name").fill("nina")
+    form.get_by_label("Full name").fill("Nina Okafor")
+    form.get_by_label("First password").fill("a-long-first-password-1")
+    form.get_by_label("data_scientist").check()
+    form.get_by_label("auditor").check()
+    form.get_by_label("Reason").fill("joins the sepsis team, IT-7")
+    form.get_by_role("button", name="Add the user").click()
+    page.wait_for_url(re.compile(r".*/ui/admin#users$"))
+    row = page.locator("#user-nina")
+    assert "auditor, data_scientist" in row.inner_text()  # roles sorted
+
+    for button, expected in (("Grant", "validator"), ("Revoke", "data_scientist")):
+        row.get_by_text("Change nina").click()
+        form = row.locator("form.user-roles")
+        form.get_by_label("Role").select_option(expected)
+        form.get_by_label("Reason").fill(f"{button.lower()} {expected}: second reviewer")
+        form.get_by_role("button", name=button, exact=True).click()
+        page.wait_for_url(re.compile(r".*#user-nina$"))
+    assert "auditor, validator" in page.locator("#user-nina").inner_text()
+
+    page.get_by_text("Make a token").click()
+    form = page.locator("form.make-token")
+    form.get_by_label("What it is for").fill("nina-notebook")
+    form.get_by_label("For user").fill("nina")
+    form.get_by_label("Expires in days").fill("7")
+    form.get_by_label("Reason").fill("her notebook reads runs")
+    form.get_by_role("button", name="Make the token").click()
+    assert "Token nina-notebook made for nina" in page.get_by_role("status").inner_text()
+    secret = page.get_by_label("Secret").input_value()
+    asked = {"Authorization": f"Bearer {secret}"}
+    assert httpx.get(f"{platform.url}/v1/auth/whoami", headers=asked).json()["user"] == "nina"
+
+    page.goto(f"{platform.url}/ui/admin")
+    token = page.locator("table.tokens tr", has_text="nina-notebook")
+    token.get_by_label("Reason to revoke").fill("she left the project")
+    token.get_by_role("button", name="Revoke nina-notebook").click()
+    page.wait_for_url(re.compile(r".*#tokens$"))
+    assert "revoked" in page.locator("table.tokens tr", has_text="nina-notebook").inner_text()
+    assert httpx.get(f"{platform.url}/v1/auth/whoami", headers=asked).status_code == 401
+
+    row = page.locator("#user-nina")
+    row.get_by_text("Change nina").click()
+    row.get_by_label("Reason to disable").fill("left the hospital")
+    row.get_by_role("button", name="Disable nina").click()
+    page.wait_for_url(re.compile(r".*#user-nina$"))
+    assert page.locator("#user-nina td").nth(3).inner_text() == "no"
+    page.goto(f"{platform.url}/ui/audit?actor=ada&entity=user:nina")
+    trail = page.locator("table.audit tbody").inner_text()
+    for said in ("user.add", "user.grant", "user.revoke", "user.disable", "left the hospital"):
+        assert said in trail, said
+
+
+def test_a_person_who_is_not_admin_gets_no_user_forms_and_cannot_forge_one(page: Any, platform: Platform) -> None:
+    sign_in(page, platform, "ming")
+    page.goto(f"{platform.url}/ui/admin")
+    assert page.locator("form.add-user, form.user-roles, form.user-active").count() == 0
+    assert page.locator("form.make-token").count() == 1  # his own tokens are his to make
+    assert page.locator("form.make-token").get_by_label("For user").count() == 0
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    forged = page.request.post(
+        f"{platform.url}/ui/admin/users/ming/grant", form={"csrf": csrf, "role": "admin", "reason": "me"}
+    )
+    assert forged.status == 403 and "admin" in forged.text()
+    with Workspace.open(platform.workspace) as ws:
+        assert "admin" not in ws.users.get("ming").roles
+
+
+def test_the_audit_page_loads_older_events_in_place(page: Any, platform: Platform) -> None:
+    sign_in(page, platform, "victor")
+    page.goto(f"{platform.url}/ui/audit")
+    rows = page.locator("#event-rows > tr")
+    assert rows.count() == 100
+    newest, oldest = (int(rows.nth(i).locator("td").first.inner_text()) for i in (0, 99))
+    page.evaluate("window.stayed = true")  # gone if the page were loaded again
+    page.get_by_role("link", name="Older events").click()
+    rows.nth(100).wait_for()  # (wait_for_function evaluates a string: the page's CSP forbids it)
+    assert page.evaluate("window.stayed") is True and page.url.endswith("/ui/audit")
+    assert int(rows.nth(100).locator("td").first.inner_text()) == oldest - 1 < newest
+    older = page.get_by_role("link", name="Older events")
+    assert older.count() == 0 or f"below={int(rows.last.locator('td').first.inner_text())}" in (
+        older.get_attribute("href") or ""
+    )
+    page.get_by_label("Who").fill("carol")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(re.compile(r".*/ui/audit\?actor=carol.*"))
+    assert page.evaluate("window.stayed") is True  # the table was swapped, the page kept
+    actors = page.locator("#event-rows > tr > td:nth-child(3)").all_inner_texts()
+    assert actors and set(actors) == {"carol"}
+    export = page.get_by_role("link", name="Export these events (CSV, with their hashes)")
+    got = page.request.get(f"{platform.url}{export.get_attribute('href')}")  # the browser's session, no token
+    lines = got.text().splitlines()
+    assert got.status == 200 and lines[0].startswith("seq,ts,actor,action")
+    assert len(lines) == len(actors) + 1 and all(",carol," in line for line in lines[1:])
+
+
+def test_a_version_is_moved_and_signatures_asked_for_from_its_page(
+    page: Any, platform: Platform, candidate: int
+) -> None:
+    sign_in(page, platform, "alice")  # registers models, moves none
+    page.goto(f"{platform.url}/ui/models/{MODEL}/{candidate}")
+    assert page.locator("#moves").count() == 0
+    page.get_by_label("Why they should sign now").fill("the north site goes live on Monday")
+    page.get_by_role("button", name="Ask the missing roles to sign").click()
+    page.wait_for_url(re.compile(r".*#approvals$"))
+    asked = page.locator("ul.requests").inner_text()
+    assert "alice asked" in asked and "the north site goes live on Monday" in asked
+
+    page.context.clear_cookies()
+    sign_in(page, platform, "ming")
+    page.goto(f"{platform.url}/ui/models/{MODEL}/{candidate}")
+    accessible(page)
+    moves = page.locator("#moves")
+    moves.get_by_label("Move to").select_option("production")
+    moves.get_by_label("Reason for the move").fill("ready, I think")
+    moves.get_by_role("button", name=f"Move {MODEL}:{candidate}").click()
+    refusal = page.get_by_role("alert").inner_text()  # a signature is still missing: the service says no
+    assert "production" in refusal and page.locator("h1 .stage").inner_text() != "production"
+    moves = page.locator("#moves")
+    moves.get_by_label("Move to").select_option("staging")
+    moves.get_by_label("Reason for the move").fill("shadow traffic first")
+    moves.get_by_role("button", name=f"Move {MODEL}:{candidate}").click()
+    page.wait_for_url(re.compile(r".*#moves$"))
+    assert page.locator("h1 .stage").inner_text() == "staging"
+    page.get_by_label("Alias to point here").fill("challenger")
+    page.get_by_label("Reason for the alias").fill("against the champion")
+    page.get_by_role("button", name="Point the alias here").click()
+    page.wait_for_url(re.compile(r".*#moves$"))
+    assert "Aliases here: challenger." in page.locator("#moves").inner_text()
+    page.get_by_label("Reason to remove challenger").fill("the comparison ended")
+    page.get_by_role("button", name="Remove the alias challenger").click()
+    page.wait_for_url(re.compile(r".*#moves$"))
+    assert "Aliases here: none." in page.locator("#moves").inner_text()
+    history = page.locator("ol.timeline").inner_text()
+    assert "shadow traffic first" in history and "the comparison ended" in history

@@ -22,11 +22,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from medops.caller import Caller
-from medops.errors import AuthenticationFailed, MedopsError, PermissionDenied
+from medops.errors import AuthenticationFailed, InvalidInput, MedopsError, PermissionDenied
 from medops.evaluation.report import interval
+from medops.identity.roles import parse_role, parse_roles
 from medops.server.api.auth import SESSION_COOKIE, csrf_token, services
 from medops.server.api.sessions import clear_session_cookies, set_session_cookies
 from medops.server.dashboard import views
+from medops.services import Services
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -93,9 +95,15 @@ def _render(
 
 
 def _page(
-    request: Request, template: str, build: Callable[[Any, Caller], dict[str, Any]], *, error: str | None = None
+    request: Request,
+    template: str,
+    build: Callable[[Any, Caller], dict[str, Any]],
+    *,
+    error: MedopsError | None = None,
+    **extra: Any,
 ) -> Response:
-    """A page for the signed-in person (else the login form): ``build`` reads what it shows, as them."""
+    """A page for the signed-in person (else the login form): ``build`` reads what it shows, as them.
+    ``error`` is a change the page's form asked for and the service refused: said on top, with its status."""
     viewer = _viewer(request)
     if viewer is None:
         return _to_login(request)
@@ -103,7 +111,11 @@ def _page(
         context = build(services(request), viewer.caller)
     except MedopsError as exc:  # a refusal (403, audited), an unknown name (404), ...: said on the page
         return _render(request, "refused.html", viewer, status=exc.http_status, message=exc.message)
-    return _render(request, template, viewer, error=error, **context)
+    status = error.http_status if error else 200
+    return _render(request, template, viewer, status=status, error=error.message if error else None, **context, **extra)
+
+
+_LISTS = {"roles"}  # a form's checkboxes: every ticked value, comma-joined
 
 
 async def _form(request: Request, *, csrf: bool = True) -> tuple[_Viewer | None, dict[str, str]]:
@@ -112,11 +124,30 @@ async def _form(request: Request, *, csrf: bool = True) -> tuple[_Viewer | None,
     origin = request.headers.get("origin")
     if origin is not None and urlsplit(origin).netloc != request.url.netloc:
         raise PermissionDenied("a form sent from another site is refused", code="csrf_failed")
-    fields = {k: v[-1] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
+    parsed = parse_qs((await request.body()).decode(), keep_blank_values=True)
+    fields = {k: ",".join(v) if k in _LISTS else v[-1] for k, v in parsed.items()}
     viewer = _viewer(request)
     if csrf and viewer is not None and not hmac.compare_digest(fields.get("csrf", "").encode(), viewer.csrf.encode()):
         raise PermissionDenied("the form's CSRF token is missing or wrong: reload the page", code="csrf_failed")
     return viewer, fields
+
+
+Change = Callable[[Services, Caller, dict[str, str]], Any]
+
+
+async def _act(
+    request: Request, change: Change, *, done: str, template: str, build: Callable[[Any, Caller], dict[str, Any]]
+) -> Response:
+    """A form's change, made by the service as the signed-in person: then back to ``done``, or, refused,
+    the page again with the refusal on top (the form's fields are not lost to a redirect)."""
+    viewer, fields = await _form(request)
+    if viewer is None:
+        return _to_login(request)
+    try:
+        await run_in_threadpool(change, services(request), viewer.caller, fields)
+    except MedopsError as exc:
+        return await run_in_threadpool(_page, request, template, build, error=exc)
+    return RedirectResponse(done, status_code=303)
 
 
 # --- signing in ----------------------------------------------------------------------------------
@@ -184,33 +215,37 @@ def version(request: Request, name: str, version: int) -> Response:
     return _page(request, "version.html", lambda s, c: views.version(s, c, name, version))
 
 
-@router.post("/models/{name}/{version}/sign")
-async def sign(request: Request, name: str, version: int) -> Response:
-    """A signature from the page: the password is checked again for this signing (Part 11, 11.200)."""
-    viewer, fields = await _form(request)
-    if viewer is None:
-        return _to_login(request)
+@router.post("/models/{name}/{version}/{change}")
+async def change_version(request: Request, name: str, version: int, change: str) -> Response:
+    """What a version's page asks: a signature (the password checked again for this signing, Part 11,
+    11.200), the missing roles asked to sign, a stage move, an alias pointed at it or taken off. Each
+    with its reason; production still needs every signature (the service checks, not the page)."""
+    if change not in ("sign", "request", "stage", "alias"):
+        return Response(status_code=404)
     ref = f"{name}:{version}"
-    registry = services(request).registry
-    try:
-        if fields.get("decision") == "reject":
-            await run_in_threadpool(
-                registry.reject,
-                viewer.caller,
-                ref,
-                fields.get("password", ""),
-                fields.get("role", ""),
-                fields.get("reason", ""),
-            )
+
+    def changes(s: Services, caller: Caller, f: dict[str, str]) -> None:
+        reason = _reason(f)
+        if change == "sign" and f.get("decision") == "reject":
+            s.registry.reject(caller, ref, f.get("password", ""), f.get("role", ""), f.get("reason", ""))
+        elif change == "sign":
+            s.registry.approve(caller, ref, f.get("password", ""), f.get("role", ""))
+        elif change == "request":
+            s.registry.request_approvals(caller, ref, reason=reason)
+        elif change == "stage":
+            s.registry.promote(caller, ref, f.get("stage", ""), reason=reason)
+        elif f.get("remove"):
+            s.registry.set_alias(caller, name, f.get("remove", ""), remove=True, reason=reason)
         else:
-            await run_in_threadpool(
-                registry.approve, viewer.caller, ref, fields.get("password", ""), fields.get("role", "")
-            )
-    except MedopsError as exc:
-        return await run_in_threadpool(
-            _page, request, "version.html", lambda s, c: views.version(s, c, name, version), error=exc.message
-        )
-    return RedirectResponse(f"/ui/models/{quote(name)}/{version}#approvals", status_code=303)
+            s.registry.set_alias(caller, ref, f.get("alias", "").strip(), reason=reason)
+
+    return await _act(
+        request,
+        changes,
+        done=f"/ui/models/{quote(name)}/{version}#{'approvals' if change in ('sign', 'request') else 'moves'}",
+        template="version.html",
+        build=lambda s, c: views.version(s, c, name, version),
+    )
 
 
 @router.get("/alerts")
@@ -221,20 +256,20 @@ def alerts(request: Request, state: str | None = None) -> Response:
 @router.post("/alerts/{alert_id}/{action}")
 async def alert_action(request: Request, alert_id: str, action: str) -> Response:
     """Acknowledge or resolve an alert, with the reason the form requires."""
-    viewer, fields = await _form(request)
-    if viewer is None:
-        return _to_login(request)
-    monitoring = services(request).monitoring
-    act = {"acknowledge": monitoring.acknowledge, "resolve": monitoring.resolve}.get(action)
-    if act is None:
-        return _render(request, "refused.html", viewer, status=404, message=f"no alert action {action!r}")
-    try:
-        await run_in_threadpool(act, viewer.caller, alert_id, fields.get("reason", ""))
-    except MedopsError as exc:
-        return await run_in_threadpool(
-            _page, request, "alerts.html", lambda s, c: views.alerts(s, c, None), error=exc.message
-        )
-    return RedirectResponse(f"/ui/alerts#alert-{quote(alert_id)}", status_code=303)
+    if action not in ("acknowledge", "resolve"):
+        return Response(status_code=404)
+
+    def acts(s: Services, caller: Caller, f: dict[str, str]) -> None:
+        act = s.monitoring.acknowledge if action == "acknowledge" else s.monitoring.resolve
+        act(caller, alert_id, f.get("reason", ""))
+
+    return await _act(
+        request,
+        acts,
+        done=f"/ui/alerts#alert-{quote(alert_id)}",
+        template="alerts.html",
+        build=lambda s, c: views.alerts(s, c, None),
+    )
 
 
 @router.get("/audit")
@@ -243,9 +278,11 @@ def audit(
     actor: str | None = None,
     action: str | None = None,
     entity: str | None = None,
+    below: int | None = None,
     verify: bool = False,
 ) -> Response:
-    return _page(request, "audit.html", lambda s, c: views.audit(s, c, actor, action, entity, verify))
+    filters = {"actor": actor or "", "action": action or "", "entity": entity or ""}
+    return _page(request, "audit.html", lambda s, c: views.audit(s, c, filters, below, verify))
 
 
 @router.get("/runs")
@@ -284,6 +321,80 @@ def monitoring(request: Request, model: str | None = None) -> Response:
 @router.get("/admin")
 def admin(request: Request) -> Response:
     return _page(request, "admin.html", views.admin)
+
+
+@router.post("/admin/users")
+async def add_user(request: Request) -> Response:
+    """A new user with the roles ticked; the admin tells them the first password out of band."""
+
+    def adds(s: Services, caller: Caller, f: dict[str, str]) -> None:
+        username, full_name = f.get("username", "").strip(), f.get("full_name", "").strip()
+        roles = parse_roles(f.get("roles"))
+        s.identity.add_user(caller, username, full_name, f.get("password", ""), roles, reason=_reason(f))
+
+    return await _act(request, adds, done="/ui/admin#users", template="admin.html", build=views.admin)
+
+
+@router.post("/admin/users/{username}/{action}")
+async def change_user(request: Request, username: str, action: str) -> Response:
+    """Grant or revoke one role, disable or enable a user: each with the admin's reason, audited."""
+    if action not in ("grant", "revoke", "disable", "enable"):
+        return Response(status_code=404)
+
+    def changes(s: Services, caller: Caller, f: dict[str, str]) -> None:
+        if action in ("grant", "revoke"):
+            act = s.identity.grant if action == "grant" else s.identity.revoke_role
+            act(caller, username, parse_role(f.get("role", "")), reason=_reason(f))
+        else:
+            (s.identity.disable if action == "disable" else s.identity.enable)(caller, username, reason=_reason(f))
+
+    done = f"/ui/admin#user-{quote(username)}"
+    return await _act(request, changes, done=done, template="admin.html", build=views.admin)
+
+
+@router.post("/admin/tokens")
+async def create_token(request: Request) -> Response:
+    """A new API token: its secret is on the page this once and stored nowhere (only its hash is kept)."""
+    viewer, f = await _form(request)
+    if viewer is None:
+        return _to_login(request)
+    try:
+        days = _days(f.get("expires_in_days", ""))
+        made, secret = await run_in_threadpool(
+            services(request).identity.create_token,
+            viewer.caller,
+            f.get("name", "").strip(),
+            username=f.get("user", "").strip() or None,
+            expires_in_days=days,
+            reason=_reason(f),
+        )
+    except MedopsError as exc:
+        return await run_in_threadpool(_page, request, "admin.html", views.admin, error=exc)
+    return await run_in_threadpool(_page, request, "admin.html", views.admin, made=made, secret=secret)
+
+
+@router.post("/admin/tokens/{token_id}/revoke")
+async def revoke_token(request: Request, token_id: str) -> Response:
+    def revokes(s: Services, caller: Caller, f: dict[str, str]) -> None:
+        s.identity.revoke_token(caller, token_id, reason=_reason(f))
+
+    return await _act(request, revokes, done="/ui/admin#tokens", template="admin.html", build=views.admin)
+
+
+def _reason(fields: dict[str, str]) -> str | None:
+    return fields.get("reason", "").strip() or None
+
+
+def _days(text: str) -> float | None:
+    """A token's lifetime in days from its form field; empty means it never expires."""
+    if not text.strip():
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInput(
+            f"a token's lifetime is a number of days, not {text!r}", code="token_expiry_invalid"
+        ) from None
 
 
 # --- the page's own files -----------------------------------------------------------------------

@@ -12,10 +12,13 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import PurePath
 from typing import Any
+from urllib.parse import urlencode
 
 from markupsafe import Markup
 
 from medops.caller import Caller
+from medops.registry.stages import PROMOTE_ROLES
+from medops.registry.versions import REGISTER_ROLES, STAGES
 from medops.services import Services
 
 
@@ -66,7 +69,7 @@ def version(services: Services, caller: Caller, name: str, number_: int) -> dict
         shown = services.evaluation.show(caller, info.evaluation_id).info
         evaluation = {"info": shown, "gates": shown.gates, **_evaluation_view(services, shown.document)}
     signed = {d.role for d in state.decisions if d.valid}
-    held = services.identity.roles_of(caller)
+    held = set(services.identity.roles_of(caller))
     mine = [r for r in info.required_approvals if r in held and r not in signed]
     return {
         "name": name,
@@ -74,7 +77,16 @@ def version(services: Services, caller: Caller, name: str, number_: int) -> dict
         "state": state,
         "evaluation": evaluation,
         "can_sign": mine if info.stage != "archived" else [],
-        "history": [m for m in services.registry.history(caller, name).moves if m.version == number_],
+        # the forms a person's roles could use; the service checks each change again
+        "can_move": bool(held & {r.value for r in PROMOTE_ROLES}),
+        "can_request": bool(held & {r.value for r in REGISTER_ROLES}) and bool(state.missing),
+        "stages": [s for s in STAGES[1:] if s != info.stage],
+        # its moves, and the aliases taken off it
+        "history": [
+            m
+            for m in services.registry.history(caller, name).moves
+            if m.version == number_ or (m.version is None and m.previous == number_)
+        ],
     }
 
 
@@ -98,21 +110,29 @@ def alerts(services: Services, caller: Caller, state: str | None) -> dict[str, A
     return {"alerts": services.monitoring.alerts(caller, state=state, limit=200), "state": state}
 
 
+AUDIT_PAGE = 100
+
+
 def audit(
-    services: Services, caller: Caller, actor: str | None, action: str | None, entity: str | None, verify: bool
+    services: Services,
+    caller: Caller,
+    filters: dict[str, str],
+    below: int | None,
+    verify: bool,
 ) -> dict[str, Any]:
-    """The trail, newest first, filtered; with ``verify``, the chain checked against its checkpoints now."""
+    """The trail, newest first, filtered, a page at a time (``below``: older than that event); with
+    ``verify``, the chain checked against its checkpoints now."""
+    from dataclasses import replace
+
     from medops.audit import AuditFilter
 
     _reads(services, caller, "audit")
-    where = AuditFilter.parse(entity or None, actor or None, action or None, None, None)
-    events = services.audit.log(caller, where, limit=200)
+    where = AuditFilter.parse(filters["entity"] or None, filters["actor"] or None, filters["action"] or None)
+    events = services.audit.log(caller, replace(where, below=below), limit=AUDIT_PAGE)
     check = services.audit.verify(caller) if verify else None
-    return {
-        "events": events,
-        "filters": {"actor": actor or "", "action": action or "", "entity": entity or ""},
-        "check": check,
-    }
+    query = {k: v for k, v in filters.items() if v}
+    older = urlencode({**query, "below": events[-1].seq}) if len(events) == AUDIT_PAGE else None
+    return {"events": events, "filters": filters, "check": check, "older": older, "export": urlencode(query)}
 
 
 def runs(services: Services, caller: Caller, experiment: str | None, metric: str | None) -> dict[str, Any]:
@@ -257,6 +277,14 @@ def _window_charts(windows: tuple[tuple[str, tuple[tuple[str, float], ...]], ...
 
 
 def admin(services: Services, caller: Caller) -> dict[str, Any]:
-    """Users with their roles, and API tokens (admins see everyone's; others their own)."""
+    """Users with their roles, and API tokens (admins see everyone's; others their own). The forms are
+    an admin's, but each change is the service's to allow: a form is only a way to ask."""
+    from medops.identity.roles import Role
+
     _reads(services, caller, "admin")
-    return {"users": services.identity.users(caller), "tokens": services.identity.tokens(caller)}
+    return {
+        "users": services.identity.users(caller),
+        "tokens": services.identity.tokens(caller),
+        "roles": [r.value for r in Role],
+        "is_admin": Role.ADMIN.value in services.identity.roles_of(caller),
+    }
