@@ -34,3 +34,11 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = SCREENSHOTS or tmp_path_factory.mktemp("screenshots")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context (no cookie) and its page, at a desktop size."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()

@@ -6,7 +6,6 @@ sees nothing, every form needs its CSRF token, and no page has a serious accessi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +30,6 @@ def candidate(platform: Platform) -> int:
         production = next(v for v in services.registry.show(Caller("alice"), MODEL).versions if v.stage == "production")
         info = services.registry.register(Caller("alice"), production.run_id or "", MODEL, profile=False)
     return info.version
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    opened = context.new_page()
-    yield opened
-    context.close()
 
 
 def sign_in(page: Any, platform: Platform, user: str, password: str = DEMO_PASSWORD) -> None:

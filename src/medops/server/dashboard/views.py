@@ -19,6 +19,7 @@ from markupsafe import Markup
 from medops.caller import Caller
 from medops.registry.stages import PROMOTE_ROLES
 from medops.registry.versions import REGISTER_ROLES, STAGES
+from medops.server.dashboard import dataset_view
 from medops.services import Services
 
 
@@ -187,7 +188,15 @@ def dataset(services: Services, caller: Caller, ref: str, other: str | None) -> 
     _reads(services, caller, "dataset")
     doc = services.data.show(caller, ref).to_json()
     diff = services.data.diff(caller, other, ref).to_json() if other else None
-    return {"doc": doc, "ref": ref, "diff": diff, "other": other or ""}
+    return {
+        "doc": doc,
+        "ref": ref,
+        "contract": dataset_view.contract(doc.get("contract")),
+        "deid": dataset_view.deidentification(doc.get("deid")),
+        "profile": dataset_view.profile(doc.get("profile")),
+        "diff": diff,
+        "other": other or "",
+    }
 
 
 KIND_ORDER = (
@@ -238,6 +247,7 @@ def lineage(services: Services, caller: Caller, entity: str) -> dict[str, Any]:
         "box": (width, height),
         "size": size,
         "label": lambda node: f"file: {files[node]}" if node in files else _node_label(node),
+        "spoken": lambda node: f"file: {files[node]}" if node in files else node,  # the box's full name
     }
 
 
