@@ -55,6 +55,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Monitoring: reference profiles, and each window of the prediction log judged for drift and quality.",
     ),
     "alerts": ("alerts:app", "Monitoring alerts: list and show them, acknowledge and resolve them with a reason."),
+    "evidence": (
+        "evidence:app",
+        "Evidence for auditors: one prediction or model version, as a page, JSON, or a signed package to verify.",
+    ),
     "deploy": ("deploy:deploy", "Write a Dockerfile and Kubernetes manifests that serve a registered model."),
     "demo": ("demo:demo", "Run the lifecycle demo end to end on synthetic data."),
     "synth": ("synth:synth", "Generate synthetic clinical data, with drift scenarios."),

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from medops.services.data import DataService
     from medops.services.deploy import DeployService
     from medops.services.evaluation import EvaluationService
+    from medops.services.evidence import EvidenceService
     from medops.services.features import FeatureService
     from medops.services.identity import IdentityService
     from medops.services.lineage import LineageService
@@ -57,6 +58,12 @@ class Services:
         from medops.services.evaluation import EvaluationService
 
         return EvaluationService(self.platform)
+
+    @cached_property
+    def evidence(self) -> EvidenceService:
+        from medops.services.evidence import EvidenceService
+
+        return EvidenceService(self)
 
     @cached_property
     def features(self) -> FeatureService:

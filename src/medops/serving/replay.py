@@ -76,6 +76,12 @@ class Replayer:
             )
         return self._models[key]
 
+    def answer(self, logged: LoggedPrediction, *, explained: bool = False) -> dict[str, Any]:
+        """What the bundle that answered ``logged`` answers its inputs now (with the explanation if asked)."""
+        from medops.serving.scoring import score
+
+        return score(self._model(logged.model, logged.version), [logged.inputs], explained=explained)[0]
+
     def replay(
         self,
         pages: Iterable[list[LoggedPrediction]],

@@ -71,6 +71,12 @@ def test_each_page_shows_the_workspace_and_is_accessible(
         assert page.locator("h1").count() == 1, name
         accessible(page)
         page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: a wide table scrolls, the page does not
+    for name, path in pages.items():
+        page.goto(f"{platform.url}{path}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, name
+    page.screenshot(path=str(screenshots / "home-narrow.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(f"{platform.url}/ui/")
     assert page.get_by_role("link", name=MODEL, exact=True).count() == 1
     assert page.get_by_text(f"{MODEL}:{candidate} needs your signature as validator").count() == 1
