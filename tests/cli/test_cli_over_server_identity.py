@@ -83,18 +83,23 @@ def test_users_changed_over_the_server_change_in_the_workspace(both: Both) -> No
 
 
 def test_a_password_reset_and_its_change_over_the_server(both: Both) -> None:
-    reset = both.remote("ada", "user", "passwd", "nora", "--password-stdin", "-r", "forgotten", "--json",
+    from medops.identity import Role
+    from medops.workspace import Workspace
+
+    with Workspace.open(both.platform.workspace) as ws:  # her own user: no other test's state needed
+        ws.users.add("ada", "nell", "Nell Okoro", DEMO_PASSWORD, [Role.VALIDATOR], reason="QA")
+    reset = both.remote("ada", "user", "passwd", "nell", "--password-stdin", "-r", "forgotten", "--json",
                         stdin=TEMPORARY + "\n")  # fmt: skip
-    assert _json(reset) == {"username": "nora", "password": "reset", "must_change_password": True}
+    assert _json(reset) == {"username": "nell", "password": "reset", "must_change_password": True}
     users = {u["username"]: u for u in _json(both.local("ada", "user", "list", "--json"))}  # type: ignore[union-attr]
-    assert users["nora"]["must_change_password"] is True
-    # nora has no credential: the temporary password is the proof
+    assert users["nell"]["must_change_password"] is True
+    # nell has no credential: the temporary password is the proof
     code, out, err = _with_secret(
-        both, "", "user", "passwd", "nora", "--password-stdin", stdin=f"{TEMPORARY}\na-fresh-passphrase-93\n"
+        both, "", "user", "passwd", "nell", "--password-stdin", stdin=f"{TEMPORARY}\na-fresh-passphrase-93\n"
     )
-    assert code == 0 and "password of nora changed" in out, err
+    assert code == 0 and "password of nell changed" in out, err
     users = {u["username"]: u for u in _json(both.local("ada", "user", "list", "--json"))}  # type: ignore[union-attr]
-    assert users["nora"]["must_change_password"] is False
+    assert users["nell"]["must_change_password"] is False
 
 
 def test_a_token_made_over_the_server_works_and_its_revocation_too(both: Both) -> None:
@@ -118,7 +123,7 @@ def test_a_token_made_over_the_server_works_and_its_revocation_too(both: Both) -
 def test_an_audit_export_is_the_same_file_either_way(both: Both, tmp_path: Path) -> None:
     head = _json(both.local("victor", "audit", "log", "--limit", "1", "--json"))[0]  # type: ignore[index]
     for fmt in ("jsonl", "csv"):
-        assert "user.enable" in both.same("victor", "audit", "export", "--format", fmt, "--action", "user.*")
+        assert "user.add" in both.same("victor", "audit", "export", "--format", fmt, "--action", "user.*")
         here, there = tmp_path / f"here.{fmt}", tmp_path / f"there.{fmt}"
         until = ["--format", fmt, "--until", head["ts"], "--json", "-o"]  # the exports themselves come after it
         local = _json(both.local("victor", "audit", "export", *until, str(here)))

@@ -5,9 +5,9 @@ checks the signer's password again there (a wrong one is refused as it is locall
 signatures, stage moves, aliases and rollbacks made over the server land in the workspace; a change by
 the wrong role is refused the same way in both modes.
 
-The tests share one workspace (the module's server) and run in file order: the reads see the demo's
-registry as it was made (readmission_30d 1 and 2 archived, 3 in production), the changes then add
-version 4 and move it.
+The tests share one workspace (the module's server) but none needs another to have run: the reads see
+the demo's registry (readmission_30d 1 and 2 archived, 3 in production, whatever later versions other
+tests add), and each change works on a version a fixture registered for it.
 """
 
 from __future__ import annotations
@@ -19,13 +19,42 @@ from pathlib import Path
 
 import pytest
 
+from medops.caller import Caller
 from medops.demo import DEMO_PASSWORD
+from medops.services import Services
+from medops.workspace import Workspace
 from tests.cli.conftest import Both
+from tests.factories import Platform
 
 pytestmark = pytest.mark.slow
 
 MODEL = "readmission_30d"
 PASSWORD = DEMO_PASSWORD + "\n"
+
+
+def _register(platform: Platform) -> int:
+    """A new version of the model from the production version's run, registered by alice: unsigned."""
+    with Workspace.open(platform.workspace) as ws:
+        registry = Services(ws).registry
+        production = next(v for v in registry.show(Caller("alice"), MODEL).versions if v.stage == "production")
+        return registry.register(Caller("alice"), production.run_id or "", MODEL, profile=False).version
+
+
+@pytest.fixture(scope="module")
+def candidate(platform: Platform) -> int:
+    """A version no one has signed: the signing tests sign it."""
+    return _register(platform)
+
+
+@pytest.fixture(scope="module")
+def signed(platform: Platform) -> int:
+    """A version both reviewers signed: the stage tests move it."""
+    version = _register(platform)
+    with Workspace.open(platform.workspace) as ws:
+        registry = Services(ws).registry
+        registry.approve(Caller("victor"), f"{MODEL}:{version}", DEMO_PASSWORD, "validator")
+        registry.approve(Caller("carol"), f"{MODEL}:{version}", DEMO_PASSWORD, "clinical_reviewer")
+    return version
 
 
 def _local_json(both: Both, user: str, *args: str) -> object:
@@ -89,12 +118,15 @@ def test_an_evaluation_report_is_downloaded_over_the_server(both: Both, tmp_path
 def test_a_version_registered_over_the_server_is_in_the_workspace(both: Both) -> None:
     production = _local_json(both, "alice", "models", "show", f"{MODEL}:3")
     assert isinstance(production, dict)
+    versions = _local_json(both, "alice", "models", "show", MODEL)
+    assert isinstance(versions, list)
+    new = max(v["version"] for v in versions) + 1
     register = ["models", "register", production["run"][:10], "--name", MODEL, "--tag", "ticket=CAB-7"]
     _refused_alike(both, "carol", *register, "-r", "not mine to register")  # a clinical reviewer registers nothing
     code, out, err = both.remote("alice", *register, "-r", "the next candidate")
     assert code == 0, err
-    assert f"registered {MODEL}:4 from run {production['run'][:10]}" in out
-    version = _local_json(both, "alice", "models", "show", f"{MODEL}:4")
+    assert f"registered {MODEL}:{new} from run {production['run'][:10]}" in out
+    version = _local_json(both, "alice", "models", "show", f"{MODEL}:{new}")
     assert isinstance(version, dict)
     assert (version["created_by"], version["evaluation"], version["tags"]) == (
         "alice",
@@ -104,21 +136,21 @@ def test_a_version_registered_over_the_server_is_in_the_workspace(both: Both) ->
     assert version["approvals"] == []
 
 
-def test_a_signature_over_the_server_checks_the_password_again(both: Both) -> None:
-    approve = ["models", "approve", f"{MODEL}:4", "--role", "clinical_reviewer", "--password-stdin"]
+def test_a_signature_over_the_server_checks_the_password_again(both: Both, candidate: int) -> None:
+    approve = ["models", "approve", f"{MODEL}:{candidate}", "--role", "clinical_reviewer", "--password-stdin"]
     err = _refused_alike(both, "carol", *approve, stdin="not-her-password\n")
     assert "password" in err.lower()
     _refused_alike(both, "alice", *approve, stdin=PASSWORD)  # alice does not hold the role she would sign for
     _refused_alike(both, "carol", "models", "approve", MODEL, "--role", "clinical_reviewer")  # no version: no prompt
-    assert _local_json(both, "ming", "models", "approvals", f"{MODEL}:4")["decisions"] == []  # type: ignore[index]
+    assert _local_json(both, "ming", "models", "approvals", f"{MODEL}:{candidate}")["decisions"] == []  # type: ignore[index]
 
     code, out, err = both.remote("carol", *approve, stdin=PASSWORD)
     assert code == 0, err
-    assert f"carol signed {MODEL}:4 as clinical_reviewer: approved for production" in out
+    assert f"carol signed {MODEL}:{candidate} as clinical_reviewer: approved for production" in out
     reject = [
         "models",
         "reject",
-        f"{MODEL}:4",
+        f"{MODEL}:{candidate}",
         "--role",
         "validator",
         "-r",
@@ -127,7 +159,7 @@ def test_a_signature_over_the_server_checks_the_password_again(both: Both) -> No
     ]
     code, out, err = both.remote("victor", *reject, "--json", stdin=PASSWORD)
     assert code == 0 and json.loads(out)["decision"] == "rejected", err
-    state = _local_json(both, "ming", "models", "approvals", f"{MODEL}:4")
+    state = _local_json(both, "ming", "models", "approvals", f"{MODEL}:{candidate}")
     assert isinstance(state, dict)
     assert [(d["username"], d["role"], d["decision"], d["valid"]) for d in state["decisions"]] == [
         ("carol", "clinical_reviewer", "approved", True),
@@ -135,16 +167,16 @@ def test_a_signature_over_the_server_checks_the_password_again(both: Both) -> No
     ]
     assert state["missing"] != []
 
-    approve = ["models", "approve", f"{MODEL}:4", "--role", "validator", "--password-stdin"]
+    approve = ["models", "approve", f"{MODEL}:{candidate}", "--role", "validator", "--password-stdin"]
     code, out, err = both.remote("victor", *approve, stdin=PASSWORD)  # the latest decision per role counts
     assert code == 0, err
-    assert _local_json(both, "ming", "models", "approvals", f"{MODEL}:4")["missing"] == []  # type: ignore[index]
+    assert _local_json(both, "ming", "models", "approvals", f"{MODEL}:{candidate}")["missing"] == []  # type: ignore[index]
     for as_json in ([], ["--json"]):
-        both.same("ming", "models", "approvals", f"{MODEL}:4", *as_json)
+        both.same("ming", "models", "approvals", f"{MODEL}:{candidate}", *as_json)
 
 
-def test_an_acceptance_over_the_server_is_signed_by_a_validator(both: Both, tmp_path: Path) -> None:
-    accept = ["models", "accept-evaluation", f"{MODEL}:4", "-r", "reviewed", "--password-stdin"]
+def test_an_acceptance_over_the_server_is_signed_by_a_validator(both: Both, candidate: int, tmp_path: Path) -> None:
+    accept = ["models", "accept-evaluation", f"{MODEL}:{candidate}", "-r", "reviewed", "--password-stdin"]
     err = _refused_alike(both, "victor", *accept, stdin=PASSWORD)
     assert "trained here" in err
     bundle = tmp_path / "readmission-3.medops"
@@ -169,37 +201,39 @@ def _history(both: Both) -> list[tuple[str, int | None, int | None, str, str | N
     return [(m["name"], m["version"], m["previous"], m["actor"], m["reason"]) for m in moves]
 
 
-def test_stage_and_alias_moves_over_the_server_are_in_the_history(both: Both) -> None:
+def test_stage_and_alias_moves_over_the_server_are_in_the_history(both: Both, signed: int) -> None:
     before = _history(both)
-    _refused_alike(both, "alice", "models", "promote", f"{MODEL}:4", "--to", "production", "-r", "go")
-    _refused_alike(both, "victor", "models", "alias", f"{MODEL}:4", "champion", "-r", "mine")
+    _refused_alike(both, "alice", "models", "promote", f"{MODEL}:{signed}", "--to", "production", "-r", "go")
+    _refused_alike(both, "victor", "models", "alias", f"{MODEL}:{signed}", "champion", "-r", "mine")
     _refused_alike(both, "carol", "models", "rollback", MODEL, "-r", "no")
-    _refused_alike(both, "ming", "models", "promote", f"{MODEL}:4", "--to", "production")  # no reason: refused
+    _refused_alike(both, "ming", "models", "promote", f"{MODEL}:{signed}", "--to", "production")  # no reason: refused
     assert "stage 'prod' is not known" in _refused_alike(
-        both, "ming", "models", "promote", f"{MODEL}:4", "--to", "prod", "-r", "x"
+        both, "ming", "models", "promote", f"{MODEL}:{signed}", "--to", "prod", "-r", "x"
     )
     assert _history(both) == before
 
-    code, out, err = both.remote("ming", "models", "promote", f"{MODEL}:4", "--to", "production", "-r", "CAB-120")
+    code, out, err = both.remote(
+        "ming", "models", "promote", f"{MODEL}:{signed}", "--to", "production", "-r", "CAB-120"
+    )
     assert code == 0, err
-    assert f"{MODEL}:3 -> archived" in out and f"{MODEL}:4 -> production" in out
-    code, out, err = both.remote("ming", "models", "alias", f"{MODEL}:4", "champion", "-r", "live", "--json")
-    assert code == 0 and json.loads(out)["version"] == 4, err
-    assert _local_json(both, "ming", "models", "show", f"{MODEL}:4")["aliases"] == ["champion"]  # type: ignore[index]
+    assert f"{MODEL}:3 -> archived" in out and f"{MODEL}:{signed} -> production" in out
+    code, out, err = both.remote("ming", "models", "alias", f"{MODEL}:{signed}", "champion", "-r", "live", "--json")
+    assert code == 0 and json.loads(out)["version"] == signed, err
+    assert _local_json(both, "ming", "models", "show", f"{MODEL}:{signed}")["aliases"] == ["champion"]  # type: ignore[index]
     code, out, err = both.remote("ming", "models", "alias", MODEL, "champion", "--remove", "-r", "shadow over")
     assert code == 0, err
-    assert f"{MODEL}: champion -> removed (was 4)" in out
+    assert f"{MODEL}: champion -> removed (was {signed})" in out
     code, out, err = both.remote("ming", "models", "rollback", MODEL, "-r", "alert INC-43", "--json")
     assert code == 0, err
-    assert [(m["name"], m["version"]) for m in json.loads(out)] == [("archived", 4), ("production", 3)]
+    assert [(m["name"], m["version"]) for m in json.loads(out)] == [("archived", signed), ("production", 3)]
 
     assert _history(both)[len(before) :] == [
         ("archived", 3, None, "ming", "CAB-120"),
-        ("production", 4, 3, "ming", "CAB-120"),
-        ("champion", 4, None, "ming", "live"),
-        ("champion", None, 4, "ming", "shadow over"),
-        ("archived", 4, None, "ming", "alert INC-43"),
-        ("production", 3, 4, "ming", "alert INC-43"),
+        ("production", signed, 3, "ming", "CAB-120"),
+        ("champion", signed, None, "ming", "live"),
+        ("champion", None, signed, "ming", "shadow over"),
+        ("archived", signed, None, "ming", "alert INC-43"),
+        ("production", 3, signed, "ming", "alert INC-43"),
     ]
     for as_json in ([], ["--json"]):  # the moves made over the server read the same both ways
         both.same("victor", "models", "history", MODEL, *as_json)

@@ -113,7 +113,7 @@ def verify(folder: Path, public: Ed25519PublicKey) -> PackageCheck:
     """Check the manifest's signature with ``public``, then every file against the manifest."""
     check = PackageCheck(folder)
     if not folder.is_dir():
-        raise InvalidInput(f"{folder} is not a folder", hint="give the folder `medops evidence ... --out` wrote")
+        raise InvalidInput(f"{folder} is not a folder", hint="give the folder the evidence package was written to")
     manifest_path, signature_path = folder / MANIFEST, folder / SIGNATURE
     if not manifest_path.is_file() or not signature_path.is_file():
         missing = MANIFEST if not manifest_path.is_file() else SIGNATURE

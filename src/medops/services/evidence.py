@@ -300,10 +300,13 @@ class EvidenceService:
         """Against the production version this one replaced (or, not yet in production, the one it would
         replace): data and features, parameters, metrics, code and environment, gates."""
         s = self.services
-        before = _previous_production(s.registry.history(caller, info.model).moves, info.version)
-        if before is None:
-            current = [v for v in s.registry.show(caller, info.model).versions if v.stage == "production"]
-            before = current[0].version if current and current[0].version != info.version else None
+        moves = s.registry.history(caller, info.model).moves
+        entered = [m for m in moves if m.name == "production" and m.version == info.version]
+        if entered:  # the version it first replaced there (none: it was the first in production)
+            before = entered[0].previous
+        else:
+            current = [v.version for v in s.registry.show(caller, info.model).versions if v.stage == "production"]
+            before = current[0] if current else None
         if before is None:
             return None
         previous = self._version(f"{info.model}:{before}")
@@ -361,14 +364,6 @@ class _Gathered:
 
     entities: list[tuple[str, str]] = field(default_factory=list)
     records: dict[str, bytes] = field(default_factory=dict)
-
-
-def _previous_production(moves: list[Any], version: int) -> int | None:
-    """The version that held production when ``version`` first entered it."""
-    for move in moves:
-        if move.name == "production" and move.version == version:
-            return int(move.previous) if move.previous is not None else None
-    return None
 
 
 def _gate_value(gate: dict[str, Any] | None) -> Any:
