@@ -60,6 +60,7 @@ def test_every_command_has_help_with_an_example(path: list[str], capsys: pytest.
         "monitor",
         "alerts",
         "pipelines",
+        "evidence",
     )
     is_group = path == [] or path[-1] in groups
     assert is_group or "Example" in out

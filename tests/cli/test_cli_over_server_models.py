@@ -264,3 +264,24 @@ def test_the_commands_with_no_server_form_are_refused_while_a_server_is_set(both
         code, out, err = both.remote("ada", *args)
         assert code != 0 and out == "", args
         assert "has no platform-server form" in err, args
+
+
+def test_evidence_over_the_server_is_the_workspaces_and_the_package_stays_with_the_key(
+    both: Both, tmp_path: Path
+) -> None:
+    code, out, err = both.remote(
+        "victor", "evidence", "model", f"{MODEL}:3", "--json", "--html", str(tmp_path / "p.html")
+    )
+    assert code == 0, err
+    there = json.loads(out)
+    code, out, err = both.local("victor", "evidence", "model", f"{MODEL}:3", "--json")
+    assert code == 0, err
+    here = json.loads(out)
+    same = ("subject", "bundle", "approvals", "evaluation", "training", "data", "changes", "annex_iv", "project")
+    assert {k: there[k] for k in same} == {k: here[k] for k in same}
+    assert "<h1>Evidence: model:readmission_30d:3</h1>" in (tmp_path / "p.html").read_text()
+    code, out, err = both.remote("victor", "evidence", "model", f"{MODEL}:3", "--out", str(tmp_path / "package"))
+    assert code != 0 and "signed with the workspace key" in err and not (tmp_path / "package").exists()
+    assert _refused_alike(both, "alice", "evidence", "model", f"{MODEL}:3")  # auditors and admins only
+    exports = json.loads(both.local("victor", "audit", "log", "--action", "evidence.model", "--json")[1])
+    assert [e["actor"] for e in exports[:2]] == ["victor", "victor"]  # the server's export is audited too

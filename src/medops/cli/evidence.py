@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from medops.atomic import write_atomic
+from medops.cli import remote
 from medops.cli.common import JsonOption, cli_caller, console, err_console, ok, open_workspace, print_json
 from medops.errors import InvalidInput
 
@@ -42,7 +43,8 @@ def prediction(
     """The evidence behind one prediction: the model version and bundle that made it, the signatures and the
     evaluation it was released on, its training run and data back to the source files, the audit excerpt with
     the chain verified, and the prediction scored again. Auditors and admins; the export is audited."""
-    _hand_out(lambda services, caller: services.evidence.prediction(caller, prediction_id, out=out), html, as_json)
+    gather = lambda services, caller: services.evidence.prediction(caller, prediction_id, out=out)  # noqa: E731
+    _hand_out(f"/v1/evidence/predictions/{remote.segment(prediction_id)}", gather, out, html, as_json)
 
 
 @app.command(
@@ -60,7 +62,8 @@ def model(
     subgroups, robustness), approvals, life in production since (windows, alerts and their handling), what
     changed against the production version before it, and the EU AI Act Annex IV outline. Auditors and admins;
     the export is audited."""
-    _hand_out(lambda services, caller: services.evidence.model(caller, ref, out=out), html, as_json)
+    gather = lambda services, caller: services.evidence.model(caller, ref, out=out)  # noqa: E731
+    _hand_out(f"/v1/evidence/models/{remote.segment(ref)}", gather, out, html, as_json)
 
 
 @app.command(
@@ -103,21 +106,37 @@ def verify(
         raise typer.Exit(1)
 
 
-def _hand_out(gather: Any, html: Path | None, as_json: bool) -> None:
+def _hand_out(path: str, gather: Any, out: Path | None, html: Path | None, as_json: bool) -> None:
+    """The evidence from the workspace here, or the document from the platform server (MEDOPS_SERVER_URL);
+    the signed package is written only where the workspace key is."""
     from medops.evidence import render
-    from medops.services import Services
 
-    with open_workspace() as ws, err_console.status("gathering the evidence and verifying it…"):
-        evidence: Evidence = gather(Services(ws), cli_caller(ws, writes=True))
+    written = None
+    if remote.server_url():
+        if out is not None:
+            raise InvalidInput(
+                "--out writes a package signed with the workspace key, which stays with the workspace, and "
+                "MEDOPS_SERVER_URL is set",
+                hint="run it on the workspace's host with MEDOPS_SERVER_URL unset, or take --json or --html "
+                "from the server",
+            )
+        with err_console.status("the server gathers the evidence and verifies it…"):
+            document = remote.client().get(path)
+    else:
+        from medops.services import Services
+
+        with open_workspace() as ws, err_console.status("gathering the evidence and verifying it…"):
+            evidence: Evidence = gather(Services(ws), cli_caller(ws, writes=True))
+        document, written = evidence.document, evidence.written
     if html is not None:
-        write_atomic(html, render.html(evidence.document))
+        write_atomic(html, render.html(document))
     if as_json:
-        print_json(evidence.document)
+        print_json(document)
         return
-    _summary(evidence.document)
-    if evidence.written is not None:
-        w = evidence.written
-        ok(f"package written to {escape(str(w.folder))}: {w.files} files, manifest sha256:{w.manifest_sha256[:16]}")
+    _summary(document)
+    if written is not None:
+        ok(f"package written to {escape(str(written.folder))}: {written.files} files, "
+           f"manifest sha256:{written.manifest_sha256[:16]}")  # fmt: skip
     if html is not None:
         ok(f"page written to {escape(str(html))}")
 

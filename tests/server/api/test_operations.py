@@ -134,6 +134,8 @@ def operations(ids: dict[str, str]) -> list[Op]:
         Op("GET", "/v1/audit/events", "victor", READ),  # every role but a prediction token's reads the trail
         Op("GET", "/v1/audit/verify", "victor", READ),
         Op("GET", "/v1/audit/export", "victor", READ),
+        Op("GET", "/v1/evidence/predictions/{prediction_id}", "victor", "alice"),  # auditors and admins only
+        Op("GET", "/v1/evidence/models/{ref}", "ada", "carol", query="format=html"),
         Op("POST", "/v1/auth/logout", "alice", None),
     ]
 
@@ -221,6 +223,8 @@ def concrete(op: Op, ids: dict[str, str], api: TestClient, headers: dict[str, st
         values["ref"] = "walked:1" if op.method != "GET" else "readmission_30d:1"
         if op.path.endswith("/bundle"):
             values["ref"] = "readmission_30d:3"
+    elif op.path.startswith("/v1/evidence/models/"):
+        values["ref"] = "readmission_30d:3"
     elif op.path == "/v1/tokens/{token_id}":
         listed = api.get("/v1/tokens?username=ming", headers=headers).json()
         values["token_id"] = next(t["id"] for t in listed if t["name"] == "ci" and t["state"] == "active")

@@ -85,6 +85,10 @@ def test_each_page_shows_the_workspace_and_is_accessible(
     assert page.locator("table.subgroups tbody tr").count() > 3
     page.goto(f"{platform.url}/ui/audit?verify=true")
     assert "Chain verified now" in page.locator("[role=status]").inner_text()
+    page.goto(f"{platform.url}/ui/models/{MODEL}/3")
+    page.get_by_role("link", name="Evidence for this version").click()  # victor audits too
+    assert page.locator("h1").inner_text() == f"Evidence: model:{MODEL}:3"
+    assert "its signature and checksums verify" in page.locator("ul.verdict").inner_text()
 
 
 def test_a_validator_signs_from_the_page_with_the_password(page: Any, platform: Platform, candidate: int) -> None:
@@ -151,6 +155,9 @@ def test_a_person_without_a_reading_role_sees_no_data_and_no_buttons(
     sign_in(page, platform, "alice")  # reads, but signs for no required role
     page.goto(f"{platform.url}/ui/models/{MODEL}/{candidate}")
     assert page.locator("h1").count() == 1 and page.locator("form.sign").count() == 0
+    assert page.get_by_role("link", name="Evidence for this version").count() == 0
+    page.goto(f"{platform.url}/ui/evidence/models/{MODEL}/3")  # typed in: refused, and the refusal audited
+    assert page.locator("h1").inner_text() == "Not shown"
 
 
 def test_every_form_needs_its_csrf_token_and_this_site(platform: Platform, candidate: int) -> None:

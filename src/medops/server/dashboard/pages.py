@@ -248,6 +248,21 @@ async def change_version(request: Request, name: str, version: int, change: str)
     )
 
 
+@router.get("/evidence/models/{name}/{version}")
+def model_evidence(request: Request, name: str, version: int) -> Response:
+    """The version's release file as `medops evidence model` renders it (auditors, admins; audited)."""
+    from medops.evidence import render
+
+    viewer = _viewer(request)
+    if viewer is None:
+        return _to_login(request)
+    try:
+        evidence = services(request).evidence.model(viewer.caller, f"{name}:{version}")
+    except MedopsError as exc:
+        return _render(request, "refused.html", viewer, status=exc.http_status, message=exc.message)
+    return HTMLResponse(render.html(evidence.document), headers=SECURITY_HEADERS)
+
+
 @router.get("/alerts")
 def alerts(request: Request, state: str | None = None) -> Response:
     return _page(request, "alerts.html", lambda s, c: views.alerts(s, c, state))

@@ -21,6 +21,7 @@ from medops.registry.stages import PROMOTE_ROLES
 from medops.registry.versions import REGISTER_ROLES, STAGES
 from medops.server.dashboard import dataset_view
 from medops.services import Services
+from medops.services.evidence import EVIDENCE_ROLES
 
 
 def when(value: Any) -> str:
@@ -81,6 +82,7 @@ def version(services: Services, caller: Caller, name: str, number_: int) -> dict
         # the forms a person's roles could use; the service checks each change again
         "can_move": bool(held & {r.value for r in PROMOTE_ROLES}),
         "can_request": bool(held & {r.value for r in REGISTER_ROLES}) and bool(state.missing),
+        "can_see_evidence": bool(held & {r.value for r in EVIDENCE_ROLES}),
         "stages": [s for s in STAGES[1:] if s != info.stage],
         # its moves, and the aliases taken off it
         "history": [

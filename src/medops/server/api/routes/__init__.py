@@ -9,6 +9,7 @@ from medops.server.api.routes import (
     audit,
     data,
     evaluations,
+    evidence,
     identity,
     monitoring,
     pipelines,
@@ -27,4 +28,5 @@ ROUTERS: list[APIRouter] = [
     monitoring.router,
     pipelines.router,
     audit.router,
+    evidence.router,
 ]
