@@ -36,6 +36,7 @@ _TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?|(?<!\d)\d{8}-\d{6}(?!\d)"
 )
 _MONTH = re.compile(r"\d{4}-\d{2}")
+_UUID = re.compile(r"(?<![0-9a-zA-Z])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-zA-Z])")  # time-ordered
 # "replayed": how many answers the demo's server gave while a rollback was swapped in under load
 _VOLATILE_KEYS = {"host": "<host>", "git_commit": "<git>", "git_dirty": "<git>", "replayed": "<count>"}
 _DURATION_KEYS = re.compile(r"^(duration(_s)?|elapsed.*|.*_seconds)$")
@@ -70,6 +71,7 @@ class Normalizer:
         for root, name in self._roots:
             value = value.replace(root, name)
         value = _TIME.sub("<time>", value)
+        value = _UUID.sub(lambda m: f"<uuid:{self._hex.setdefault(m.group(0), len(self._hex) + 1)}>", value)
         return _HEX.sub(self._number, value)
 
     def _number(self, match: re.Match[str]) -> str:

@@ -52,7 +52,11 @@ def test_demo_runs_and_catches_tampering(demo: DemoResult) -> None:
     assert [o for n, o in demo.steps if n == "approve"][-1].startswith("victor signed readmission_30d:3")
     assert "from version 1 to 3 while answering" in swaps[1] and swaps[1].endswith("0 failed)")
     assert outcomes["lineage"].startswith("alert:") and "1 model" in outcomes["lineage"]
-    report = demo.reports[-1]
+    report = demo.reports[-2]
     assert report.name == "monitoring.html" and "<svg" in report.read_text()
+    evidence = demo.reports[-1]  # an auditor's evidence for the newest prediction, verified offline
+    assert evidence.name == "evidence.html" and (evidence.parent / "manifest.sig").is_file()
+    assert "bundle verified, 2 signatures valid, replayed to the same answer" in outcomes["evidence"]
+    assert outcomes["evidence"].endswith("verifies with the public key alone")
     card = (report.parent / "model_card.html").read_text()  # the production model's card, beside it, links to it
     assert '<a href="monitoring.html">monitoring report</a>' in card

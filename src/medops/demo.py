@@ -120,6 +120,7 @@ def run_demo(
         chosen = "tuned" if passed[tuned] else "baseline"
         chosen_run = tuned if passed[tuned] else baseline
         _registry(ws, step, chosen_run, passed, base / "reports" / chosen, result.reports, base / "project", patients)
+        _evidence(ws, step, base / "reports", result.reports)
         check = ws.verify_audit()
         result.events, result.chain_ok = check.chain.checked, check.ok
         signed = f"; {check.checkpoints} signed checkpoints, the newest at event {check.anchored_at}"
@@ -130,6 +131,33 @@ def run_demo(
     result.tamper_caught_at = _tamper_copy(home, base / "tampered.db", step)
     result.state_tamper_named = _tamper_state(home, base / "granted.db", step)
     return result
+
+
+def _evidence(ws: Workspace, step: Callable[[str, str], None], reports: Path, files: list[Path]) -> None:
+    """An auditor's evidence for the newest served prediction: the package, signed with the workspace key,
+    checked with the public key alone, as a verifier who has neither the workspace nor its database would."""
+    from medops.evidence.package import verify
+    from medops.services import Services
+    from medops.serving.prediction_log import PredictionFilter
+
+    services = Services(ws)
+    victor = Caller("victor")  # a validator who also holds the auditor role
+    newest = services.predictions.list(victor, PredictionFilter(), limit=1)
+    if not newest:
+        return
+    folder = reports / f"evidence-{newest[0].id[:8]}"
+    doc = services.evidence.prediction(victor, newest[0].id, out=folder).document
+    check = verify(folder, ws.workspace_public_key())
+    files.append(folder / "evidence.html")
+    signed = sum(1 for d in doc["approvals"]["decisions"] if d["valid"])
+    replay = "the same answer" if doc["replay"]["identical"] else "a DIFFERENT answer"
+    step(
+        "evidence",
+        f"prediction {newest[0].id[:8]} by {doc['served_by']['model']}:{doc['served_by']['version']}: bundle "
+        f"{'verified' if doc['bundle']['verified'] else 'NOT verified'}, {signed} signatures valid, replayed to "
+        f"{replay}; package {folder.name} ({check.checked} files) "
+        f"{'verifies' if check.ok else 'does NOT verify'} with the public key alone",
+    )
 
 
 def _people(ws: Workspace, step: Callable[[str, str], None]) -> None:
