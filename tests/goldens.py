@@ -36,7 +36,8 @@ _TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?|(?<!\d)\d{8}-\d{6}(?!\d)"
 )
 _MONTH = re.compile(r"\d{4}-\d{2}")
-_UUID = re.compile(r"(?<![0-9a-zA-Z])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-zA-Z])")  # time-ordered
+# a prediction's id is a UUID whose first digits are its time: numbered like the hashes
+_UUID = re.compile(r"(?<![0-9a-zA-Z])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-zA-Z])")
 # "replayed": how many answers the demo's server gave while a rollback was swapped in under load
 _VOLATILE_KEYS = {"host": "<host>", "git_commit": "<git>", "git_dirty": "<git>", "replayed": "<count>"}
 _DURATION_KEYS = re.compile(r"^(duration(_s)?|elapsed.*|.*_seconds)$")
