@@ -132,15 +132,46 @@ def test_a_logged_answer_its_bundle_does_not_give_is_reported(served: tuple[Work
     assert difference["replayed"] == logged.output["probability"]
 
 
-@pytest.mark.parametrize("user", ["alice", "victor", "carol", "ming"])
 def test_only_auditors_and_admins_get_evidence_and_a_refusal_is_audited(
-    served: tuple[Workspace, str], user: str, tmp_path: Path
+    served: tuple[Workspace, str], tmp_path: Path
 ) -> None:
     ws, prediction = served
-    with pytest.raises(PermissionDenied):
-        Services(ws).evidence.prediction(Caller(user), prediction, out=tmp_path / "package")
-    with pytest.raises(PermissionDenied):
-        Services(ws).evidence.model(Caller(user), f"{MODEL}:1")
-    assert not (tmp_path / "package").exists()
-    denied = list_events(ws.db, AuditFilter(actor=user, action="evidence.*"), limit=5)
-    assert {e.action for e in denied} == {"evidence.prediction.denied", "evidence.model.denied"}
+    for user in ("alice", "victor", "carol", "ming"):  # every other role, the signers included
+        with pytest.raises(PermissionDenied):
+            Services(ws).evidence.prediction(Caller(user), prediction, out=tmp_path / "package")
+        with pytest.raises(PermissionDenied):
+            Services(ws).evidence.model(Caller(user), f"{MODEL}:1")
+        assert not (tmp_path / "package").exists()
+        denied = list_events(ws.db, AuditFilter(actor=user, action="evidence.*"), limit=5)
+        assert {e.action for e in denied} == {"evidence.prediction.denied", "evidence.model.denied"}
+
+
+def test_a_flat_extracts_release_file_names_its_quarantine_and_no_patient(tmp_path: Path) -> None:
+    """The real-style extract (NA tokens, ages up to 104, repeat visits, a year column) through the
+    pipeline: its release file reads the contract's quarantine and the top-coded ages back to the source
+    file, and carries no identifier of the extract."""
+    import pandas as pd
+
+    from medops.services.projects import load_project
+    from medops.workspace import init_workspace
+    from tests.real_style import write_project
+
+    project = write_project(tmp_path / "project")
+    with init_workspace(tmp_path / "ws", admin_username="ada", admin_full_name="Ada Admin", admin_password=PASSWORD,
+                        project_file=str(project)) as ws:  # fmt: skip
+        ws.users.add("ada", "alice", "Alice Moreau", PASSWORD, [Role.DATA_SCIENTIST])
+        done = Services(ws).pipelines.run(Caller("alice"), load_project(project))
+        assert done.steps[-1].step == "register" and done.steps[-1].outputs, done.steps[-1].note
+        doc = Services(ws).evidence.model(Caller("ada"), "pbc_mortality:1").document
+    assert doc["project"]["intended_use"].startswith("Flag adults with primary biliary cholangitis")
+    assert [Path(f["source"]).name for f in doc["data"]["source_files"]] == ["visits.csv"]
+    visits = next(d for d in doc["data"]["datasets"] if d["name"] == "visits")
+    assert (visits["contract"]["rows"], visits["contract"]["rows_failed"]) == (988, 2)
+    age = next(c for c in visits["deid"]["columns"] if c["column"] == "age")
+    assert age["action"] == "age" and age["changed"] == 19  # the three patients above 90, in repeat visits
+    assert doc["approvals"]["missing"] and doc["changes"] is None  # awaiting signatures, nothing before it
+    sections = {s["section"]: s["status"] for s in doc["annex_iv"]}
+    assert sections["2(d)"] == "filled" and sections["9"] == "to be supplied"  # never monitored yet
+    text = json.dumps(doc)
+    extract = set(pd.read_csv(tmp_path / "project" / "raw" / "visits.csv", dtype=str)["patient_id"])
+    assert [p for p in extract if p in text] == []
