@@ -75,7 +75,7 @@ class EvidenceService:
         prediction_log.recover(self.platform)  # a prediction still in the spool is in the log first
         logged = prediction_log.get(self.platform, prediction_id)
         info = self._version(f"{logged.model}:{logged.version}")
-        gathered = _Gathered()
+        gathered = _Gathered(entities=[("prediction", logged.id)])  # earlier evidence of it, if any
         release = self._release(caller, info, gathered)
         document = {
             "evidence": "prediction",
