@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from medops.client import RemoteRun
+    from medops.config import Settings
     from medops.registry.predictor import Predictor
-    from medops.training.tracking import Run
+    from medops.training.tracking import Run, Tracker
 
 
 def __getattr__(name: str) -> Any:
@@ -43,8 +45,6 @@ def start_run(experiment: str, name: str | None = None, **kwargs: Any) -> Run | 
     from medops.credentials import presented
     from medops.errors import InvalidInput
     from medops.services.identity import IdentityService
-    from medops.training.tracking import Tracker
-    from medops.workspace import Workspace
 
     if "actor" in kwargs:
         raise InvalidInput(
@@ -54,13 +54,39 @@ def start_run(experiment: str, name: str | None = None, **kwargs: Any) -> Run | 
         from medops.client import Client
 
         return Client.from_environment().start_run(experiment, name, **kwargs)
-    ws = Workspace.open()
-    try:
-        caller = IdentityService(ws).caller(presented(ws.settings), writes=True)
-        return Tracker(ws).start_run(experiment, name, owns_workspace=True, actor=caller.user, **kwargs)
-    except BaseException:
-        ws.close()
-        raise
+    tracker = _process_tracker()
+    caller = IdentityService(tracker.ws).caller(presented(tracker.ws.settings), writes=True)  # asked every run
+    return tracker.start_run(experiment, name, actor=caller.user, **kwargs)
+
+
+_TRACKERS: dict[tuple[int, Settings], Tracker] = {}
+_LOCK = threading.Lock()
+
+
+def _process_tracker() -> Tracker:
+    """The workspace and tracker this process's runs share, per workspace: opened by the first run (the
+    schema checked, the environment lock stored) and reused by the next ones, whose cost is then the
+    run's own; closed when the process exits. A forked child opens its own (the key holds the pid)."""
+    import atexit
+    import os
+
+    from medops.config import load_settings
+    from medops.training.tracking import Tracker
+    from medops.workspace import Workspace
+
+    key = (os.getpid(), load_settings(None))  # settings read again each time: another MEDOPS_HOME is another key
+    with _LOCK:
+        if key not in _TRACKERS:
+            if not _TRACKERS:
+                atexit.register(_close_trackers)
+            _TRACKERS[key] = Tracker(Workspace.from_settings(key[1]))
+        return _TRACKERS[key]
+
+
+def _close_trackers() -> None:
+    for tracker in _TRACKERS.values():
+        tracker.ws.close()
+    _TRACKERS.clear()
 
 
 def load_model(ref: str | tuple[str, int] | Path) -> Predictor:

@@ -194,6 +194,23 @@ def test_the_top_level_api_acts_only_as_a_verified_credential(team: Workspace, m
     assert list_events(team.db, AuditFilter(action="run.start"))[0].actor == "alice"
 
 
+def test_the_top_level_api_reuses_the_workspace_and_checks_the_credential_every_run(
+    team: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDOPS_HOME", str(team.settings.home))
+    made, token = team.tokens.create("alice", "notebook")
+    monkeypatch.setenv("MEDOPS_TOKEN", token)
+    with medops.start_run("readmission") as first:
+        first.log_param("n", 1)
+    with medops.start_run("readmission") as second:
+        second.log_param("n", 2)
+    assert first.tracker is second.tracker  # one workspace, one schema check, one environment lock per process
+    assert Tracker(team).get(second.id).params == {"n": "2"}
+    team.tokens.revoke("admin", made.id, reason="the notebook leaked")
+    with pytest.raises(AuthenticationFailed):  # the reused workspace still asks who acts, every run
+        medops.start_run("readmission")
+
+
 def test_a_failed_write_loses_nothing_and_a_failed_last_write_fails_the_run(
     tracker: Tracker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
