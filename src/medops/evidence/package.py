@@ -50,8 +50,7 @@ class Written:
 def write(folder: Path, files: Mapping[str, bytes], header: Mapping[str, Any], key: Ed25519PrivateKey) -> Written:
     """``files`` (relative path -> bytes) and their signed manifest into ``folder``, which must not exist
     yet or be empty: evidence once handed out is never overwritten."""
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise Conflict(f"{folder} already exists and is not empty", hint="give a new folder for the package")
+    check_target(folder)
     for name in files:
         _check_name(name)
     listed: list[dict[str, Any]] = [
@@ -86,6 +85,12 @@ def write(folder: Path, files: Mapping[str, bytes], header: Mapping[str, Any], k
         raise
     size = sum(len(data) for data in files.values()) + len(text)
     return Written(folder, _sha256(text), len(listed) + 2, size)
+
+
+def check_target(folder: Path) -> None:
+    """Refused before any work: evidence once handed out is never overwritten."""
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise Conflict(f"{folder} already exists and is not empty", hint="give a new folder for the package")
 
 
 @dataclass

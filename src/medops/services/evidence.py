@@ -72,6 +72,7 @@ class EvidenceService:
         from medops.serving import prediction_log
 
         self.platform.users.require_role(caller.user, "evidence.prediction", EVIDENCE_ROLES)
+        _check_out(out)
         prediction_log.recover(self.platform)  # a prediction still in the spool is in the log first
         logged = prediction_log.get(self.platform, prediction_id)
         info = self._version(f"{logged.model}:{logged.version}")
@@ -99,6 +100,7 @@ class EvidenceService:
         from medops.evidence.annex_iv import annex_iv
 
         self.platform.users.require_role(caller.user, "evidence.model", EVIDENCE_ROLES)
+        _check_out(out)
         info = self._version(ref)
         gathered = _Gathered()
         release = self._release(caller, info, gathered, full=True)
@@ -364,6 +366,14 @@ class _Gathered:
 
     entities: list[tuple[str, str]] = field(default_factory=list)
     records: dict[str, bytes] = field(default_factory=dict)
+
+
+def _check_out(out: Path | None) -> None:
+    """A package's folder is checked before seconds of gathering, not after."""
+    if out is not None:
+        from medops.evidence.package import check_target
+
+        check_target(out)
 
 
 def _gate_value(gate: dict[str, Any] | None) -> Any:
