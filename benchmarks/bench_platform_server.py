@@ -51,7 +51,6 @@ import statistics
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +68,7 @@ from benchmarks.bench_tracking import (
     git_repo,
     search_data,
 )
-from benchmarks.common import PASSWORD, print_table, temp_dir, workspace
+from benchmarks.common import PASSWORD, environment, print_table, temp_dir, workspace
 
 ADMIN = "admin"  # the first admin benchmarks.common.workspace makes, with PASSWORD
 ROUNDS = 3
@@ -242,22 +241,9 @@ def medops_token(ws: Any) -> str:
     return identity.create_token(caller, "bench")[1]
 
 
-@contextmanager
 def sdk_environment(url: str, token: str, cwd: Path) -> Any:
     """MEDOPS_SERVER_URL and MEDOPS_TOKEN set, and ``cwd`` the working directory, for the block."""
-    saved = {k: os.environ.get(k) for k in ("MEDOPS_SERVER_URL", "MEDOPS_TOKEN")}
-    here = Path.cwd()
-    os.environ["MEDOPS_SERVER_URL"], os.environ["MEDOPS_TOKEN"] = url, token
-    os.chdir(cwd)
-    try:
-        yield
-    finally:
-        os.chdir(here)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    return environment({"MEDOPS_SERVER_URL": url, "MEDOPS_TOKEN": token}, cwd)
 
 
 def medops_logging(metrics: int, runs: int) -> dict[str, Any]:

@@ -53,7 +53,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import PG_ADMIN, print_table, temp_dir, timed, workspace
+from benchmarks.common import PG_ADMIN, environment, print_table, temp_dir, timed, workspace
 
 DEFAULT_VENV = Path("~/.cache/medops-bench/mlflow-venv").expanduser()
 MLFLOW_PACKAGES = ["mlflow-skinny>=2.10", "sqlalchemy", "alembic", "pandas"]
@@ -270,10 +270,6 @@ def medops_logging(ws: Any, repo: Path, metrics: int, runs: int) -> tuple[float,
     import medops
 
     _, token = ws.tokens.create("admin", "bench", expires_in_days=1)
-    saved = {name: os.environ.get(name) for name in ("MEDOPS_HOME", "MEDOPS_TOKEN")}
-    os.environ |= {"MEDOPS_HOME": str(ws.settings.home), "MEDOPS_TOKEN": token}
-    here = Path.cwd()
-    os.chdir(repo)  # start_run reads the git state of the working directory, as in a user's project
 
     def log() -> None:
         with medops.start_run("bench", "metrics") as run:
@@ -286,16 +282,12 @@ def medops_logging(ws: Any, repo: Path, metrics: int, runs: int) -> tuple[float,
                 for j in range(10):
                     run.log_param(f"p{j}", (r * 10 + j) * 0.5)
 
+    # start_run reads the git state of the working directory, as in a user's project
     try:
-        t_runs, _ = timed(make)  # first: it pays for opening the workspace
-        t_metrics, _ = timed(log)
+        with environment({"MEDOPS_HOME": str(ws.settings.home), "MEDOPS_TOKEN": token}, repo):
+            t_runs, _ = timed(make)  # first: it pays for opening the workspace
+            t_metrics, _ = timed(log)
     finally:
-        os.chdir(here)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         medops._close_trackers()  # the benchmark's workspace is removed next: let go of its connections
     return t_metrics, t_runs
 

@@ -26,6 +26,25 @@ def temp_dir(prefix: str) -> Iterator[Path]:
 
 
 @contextmanager
+def environment(values: dict[str, str], cwd: Path) -> Iterator[None]:
+    """``values`` set in the environment and ``cwd`` the working directory for the block, as a user's
+    script would have them; both restored after."""
+    saved = {name: os.environ.get(name) for name in values}
+    here = Path.cwd()
+    os.environ.update(values)
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
 def pg_database() -> Iterator[str]:
     """A database of this run's own, dropped afterwards even on failure."""
     import psycopg

@@ -43,8 +43,8 @@ def prediction(
     """The evidence behind one prediction: the model version and bundle that made it, the signatures and the
     evaluation it was released on, its training run and data back to the source files, the audit excerpt with
     the chain verified, and the prediction scored again. Auditors and admins; the export is audited."""
-    gather = lambda services, caller: services.evidence.prediction(caller, prediction_id, out=out)  # noqa: E731
-    _hand_out(f"/v1/evidence/predictions/{remote.segment(prediction_id)}", gather, out, html, as_json)
+    path = f"/v1/evidence/predictions/{remote.segment(prediction_id)}"
+    _hand_out(path, lambda s, caller: s.evidence.prediction(caller, prediction_id, out=out), out, html, as_json)
 
 
 @app.command(
@@ -62,8 +62,8 @@ def model(
     subgroups, robustness), approvals, life in production since (windows, alerts and their handling), what
     changed against the production version before it, and the EU AI Act Annex IV outline. Auditors and admins;
     the export is audited."""
-    gather = lambda services, caller: services.evidence.model(caller, ref, out=out)  # noqa: E731
-    _hand_out(f"/v1/evidence/models/{remote.segment(ref)}", gather, out, html, as_json)
+    path = f"/v1/evidence/models/{remote.segment(ref)}"
+    _hand_out(path, lambda s, caller: s.evidence.model(caller, ref, out=out), out, html, as_json)
 
 
 @app.command(

@@ -337,10 +337,11 @@ class EvidenceService:
         from medops.evidence import render
         from medops.evidence.package import write
 
-        after: dict[str, Any] = {"document_sha256": evidence.sha256}
+        text = document_bytes(evidence.document)
+        after: dict[str, Any] = {"document_sha256": hashlib.sha256(text).hexdigest()}
         if out is not None:
             files = {
-                "evidence.json": document_bytes(evidence.document),
+                "evidence.json": text,
                 "evidence.html": render.html(evidence.document).encode(),
                 **evidence.records,
             }
