@@ -1,9 +1,11 @@
-"""Shared helpers: a throw-away workspace per backend, timing, and table printing."""
+"""Shared helpers: a throw-away workspace per backend, interleaved timing with medians, the machine's load,
+and table printing (every table printed is also recorded, for `python -m benchmarks --json/--compare`)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import tempfile
 import time
 import uuid
@@ -95,9 +97,42 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
+def interleaved(sides: dict[str, Callable[[], Any]], rounds: int, *, warmup: bool = True) -> dict[str, list[float]]:
+    """Seconds of each side in each round. Every round runs each side once, in an order that rotates from
+    round to round, so a slow minute of the machine falls on every side alike; with ``warmup``, each side
+    runs once untimed first (imports, caches, a first connection), as a long-lived process would have."""
+    names = list(sides)
+    if warmup:
+        for name in names:
+            sides[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            sides[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def medians(times: dict[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages: printed at a benchmark's start and end beside its results."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+# every table print_table shows, in order: what `python -m benchmarks --json` writes and --compare reads
+RECORDED: list[dict[str, Any]] = []
+
+
 def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    RECORDED.append({"title": title, "header": list(header), "rows": [[str(v) for v in row] for row in rows]})
 
     table = Table(title=title)
     for col in header:

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
     from medops.client import RemoteRun
     from medops.config import Settings
+    from medops.identity.admissions import Admissions
     from medops.registry.predictor import Predictor
     from medops.training.tracking import Run, Tracker
 
@@ -54,23 +55,32 @@ def start_run(experiment: str, name: str | None = None, **kwargs: Any) -> Run | 
         from medops.client import Client
 
         return Client.from_environment().start_run(experiment, name, **kwargs)
-    tracker = _process_tracker()
-    caller = IdentityService(tracker.ws).caller(presented(tracker.ws.settings), writes=True)  # asked every run
+    tracker, credentials = _process_tracker()
+    credential = presented(tracker.ws.settings)  # asked every run: a new token in the environment counts
+    if credential is None:
+        IdentityService(tracker.ws).caller(None, writes=True)  # refuses: a run is a change
+        raise AssertionError("unreachable")
+    caller = credentials.admit(credential.secret)
     return tracker.start_run(experiment, name, actor=caller.user, **kwargs)
 
 
-_TRACKERS: dict[tuple[int, Settings], Tracker] = {}
+_TRACKERS: dict[tuple[int, Settings], tuple[Tracker, Admissions]] = {}
 _LOCK = threading.Lock()
 
 
-def _process_tracker() -> Tracker:
+def _process_tracker() -> tuple[Tracker, Admissions]:
     """The workspace and tracker this process's runs share, per workspace: opened by the first run (the
     schema checked, the environment lock stored) and reused by the next ones, whose cost is then the
-    run's own; closed when the process exits. A forked child opens its own (the key holds the pid)."""
+    run's own; closed when the process exits. A forked child opens its own (the key holds the pid).
+
+    With them, the credentials checked in full, each remembered while no user or token event is newer
+    than its check (medops.identity.admissions): a revoked token or a disabled user is refused at the
+    next run, and the run's own role check still reads the user's row inside its transaction."""
     import atexit
     import os
 
     from medops.config import load_settings
+    from medops.services.identity import IdentityService
     from medops.training.tracking import Tracker
     from medops.workspace import Workspace
 
@@ -79,12 +89,14 @@ def _process_tracker() -> Tracker:
         if key not in _TRACKERS:
             if not _TRACKERS:
                 atexit.register(_close_trackers)
-            _TRACKERS[key] = Tracker(Workspace.from_settings(key[1]))
+            ws = Workspace.from_settings(key[1])
+            _TRACKERS[key] = (Tracker(ws), IdentityService(ws).remembering())
         return _TRACKERS[key]
 
 
 def _close_trackers() -> None:
-    for tracker in _TRACKERS.values():
+    for tracker, credentials in _TRACKERS.values():
+        credentials.close()
         tracker.ws.close()
     _TRACKERS.clear()
 

@@ -16,6 +16,7 @@ import medops
 from medops.audit import AuditFilter, list_events
 from medops.clock import utc_now
 from medops.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
+from medops.identity import Role
 from medops.store.lineage import walk
 from medops.training import MetricFilter, Tracker
 from medops.training.environment import environment_lock
@@ -206,8 +207,32 @@ def test_the_top_level_api_reuses_the_workspace_and_checks_the_credential_every_
         second.log_param("n", 2)
     assert first.tracker is second.tracker  # one workspace, one schema check, one environment lock per process
     assert Tracker(team).get(second.id).params == {"n": "2"}
+    _, credentials = medops._process_tracker()
+    assert credentials.full_checks == 1  # the second run read the newest user or token event, not the rows
     team.tokens.revoke("admin", made.id, reason="the notebook leaked")
     with pytest.raises(AuthenticationFailed):  # the reused workspace still asks who acts, every run
+        medops.start_run("readmission")
+
+
+@pytest.mark.parametrize("change", ["disable", "role", "password"])
+def test_a_remembered_credential_is_checked_again_after_any_change_to_users(
+    team: Workspace, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    monkeypatch.setenv("MEDOPS_HOME", str(team.settings.home))
+    _, token = team.tokens.create("alice", "notebook")
+    monkeypatch.setenv("MEDOPS_TOKEN", token)
+    with medops.start_run("readmission"):
+        pass
+    if change == "disable":
+        team.users.disable("admin", "alice", reason="left the team")
+        refused: type[Exception] = AuthenticationFailed
+    elif change == "role":
+        team.users.revoke("admin", "alice", Role.DATA_SCIENTIST, reason="moved to reporting")
+        refused = PermissionDenied
+    else:
+        team.users.reset_password("admin", "alice", "a-temporary-password-1", reason="forgotten")
+        refused = AuthenticationFailed  # she must choose her own before acting again
+    with pytest.raises(refused):
         medops.start_run("readmission")
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from medops.caller import Caller, Channel
 from medops.credentials import Credential
 from medops.errors import AuthenticationFailed, InvalidInput, NotFound
+from medops.identity.admissions import Admissions
 from medops.identity.roles import READ_ROLES, Role
 from medops.identity.tokens import SESSION, TokenView
 from medops.identity.users import UserView
@@ -135,6 +136,13 @@ class IdentityService:
         found = self.identify(secret)
         channel: Channel = "session" if found.credential.kind == SESSION else "token"
         return Caller(found.user.username, channel=channel), found.credential.expires_at
+
+    def remembering(self) -> Admissions:
+        """Credentials checked in full once, then remembered while no user or token event is newer: what a
+        process that acts many times as one credential (a script's runs) holds."""
+        from medops.identity.admissions import NEWEST_IDENTITY_EVENT
+
+        return Admissions(self.platform.db, self.authenticate_until, epoch=NEWEST_IDENTITY_EVENT)
 
     def caller(self, credential: Credential | None, *, writes: bool) -> Caller:
         """Who a command acts as: the verified credential's user; without one, a read runs anonymously

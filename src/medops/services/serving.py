@@ -26,8 +26,8 @@ from medops.serving.scoring import score
 from medops.serving.validation import FieldError, RowsInvalid
 
 if TYPE_CHECKING:  # pandas, Arrow and the model libraries load with the scoring itself
+    from medops.identity.admissions import Admissions
     from medops.registry.versions import VersionInfo
-    from medops.serving.admission import Admissions
     from medops.serving.batch import ScoreInput, ScoreResult
 
 PREDICT_ROLES = {Role.PREDICTOR, Role.ML_ENGINEER, Role.ADMIN}
@@ -95,7 +95,7 @@ class ServingService:
 
     @cached_property
     def admissions(self) -> Admissions:
-        from medops.serving.admission import Admissions
+        from medops.identity.admissions import Admissions
 
         def check(secret: str) -> tuple[Caller, datetime | None]:
             from medops.services.identity import IdentityService
@@ -122,7 +122,7 @@ class ServingService:
 
     def admit(self, secret: str) -> Caller:
         """The caller a bearer secret proves, allowed to predict; checked in full unless nothing audited has
-        happened since it last was (medops.serving.admission)."""
+        happened since it last was (medops.identity.admissions)."""
         return self.admissions.admit(secret)
 
     def predict(self, caller: Caller, routing: Routing, records: list[Any], *, explained: bool = False) -> Scored:

@@ -132,6 +132,7 @@ class AuditEvent(Base):
     # where an index on the column alone made the database read and sort all of that actor's events.
     __table_args__ = (
         Index("ix_audit_events_entity", "entity_type", "entity_id", "seq"),
+        Index("ix_audit_events_type", "entity_type", "seq"),
         Index("ix_audit_events_actor", "actor", "seq"),
         Index("ix_audit_events_action", "action", "seq"),
         Index("ix_audit_events_ts", "ts"),

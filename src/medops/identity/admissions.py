@@ -1,13 +1,14 @@
-"""Who may call the prediction API, remembered while nothing that could change the answer happened.
+"""Who a credential proves, remembered while nothing that could change the answer happened.
 
 Checking a bearer token costs several reads (the token and user rows, their state against the
-audit trail, the roles): more than scoring a row. Every change that could revoke an admission
-(a token revoked or expired by an admin, a session ended, a user disabled, a role removed, a
-password reset) is an audited change, and every audited change appends to the trail. So an
-admission is remembered with the trail's newest event id and reused only while that id is
-unchanged, which one indexed read confirms; the first audited change of any kind makes every
-remembered admission be checked again in full. Only admissions are remembered, never refusals,
-and a remembered one ends at its token's expiry. The key is the secret's SHA-256, never the secret.
+audit trail, the roles): more than scoring a row or starting a run. Every change that could
+revoke an admission (a token revoked or expired by an admin, a session ended, a user disabled, a
+role removed, a password reset) is an audited change, and every audited change appends to the
+trail. So an admission is remembered with the newest id of the trail's events that could change
+it (``epoch``: the whole trail for the prediction API, whose check also reads roles; the users'
+and tokens' events for a script's runs) and reused only while that id is unchanged, which one
+indexed read confirms. Only admissions are remembered, never refusals, and a remembered one ends
+at its token's expiry. The key is the secret's SHA-256, never the secret.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ from medops.store.database import Database
 from medops.store.schema import AuditEvent
 
 MAX_REMEMBERED = 10_000
+# plain SQL: no statement to build per check
+NEWEST_EVENT = f"SELECT max(seq) FROM {AuditEvent.__tablename__}"
+# users, roles, tokens and sessions: one read of the (entity_type, seq) index per kind
+NEWEST_IDENTITY_EVENT = (
+    f"SELECT max(newest) FROM (SELECT max(seq) AS newest FROM {AuditEvent.__tablename__} WHERE entity_type = 'user' "
+    f"UNION ALL SELECT max(seq) FROM {AuditEvent.__tablename__} WHERE entity_type = 'token') AS kinds"
+)
 
 
 @dataclass(frozen=True)
@@ -41,9 +49,12 @@ class Admitted:
 class Admissions:
     """A bounded, thread-safe memory of admitted secrets (see the module docstring)."""
 
-    def __init__(self, db: Database, check: Callable[[str], tuple[Caller, datetime | None]]) -> None:
+    def __init__(
+        self, db: Database, check: Callable[[str], tuple[Caller, datetime | None]], *, epoch: str = NEWEST_EVENT
+    ) -> None:
         self.db = db
         self.check = check  # the full check: authenticate and authorize, raising on a refusal
+        self._epoch_sql = epoch  # one query of one row and column: the newest id that could change a check
         self._seen: OrderedDict[bytes, Admitted] = OrderedDict()
         self._lock = threading.Lock()
         self._held = threading.Lock()  # the one connection the reads of the newest id share
@@ -51,8 +62,8 @@ class Admissions:
         self.full_checks = 0
 
     def epoch(self) -> int:
-        """The trail's newest event id: one primary-key read on a connection held for it (DatabaseUnreachable
-        when the database does not answer, after one try on a fresh connection)."""
+        """The newest id of the trail's events that could change a check: one index read on a connection
+        held for it (DatabaseUnreachable when the database does not answer, after one try on a fresh one)."""
         with self._held:
             for attempt in (1, 2):
                 try:
@@ -68,7 +79,7 @@ class Admissions:
             self._connection = self.db.engine.raw_connection()  # out of the pool for the server's life
         cursor = self._connection.cursor()
         try:
-            cursor.execute(_NEWEST)
+            cursor.execute(self._epoch_sql)
             row = cursor.fetchone()
         finally:
             cursor.close()
@@ -129,6 +140,3 @@ class Admissions:
 
 def _key(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
-
-
-_NEWEST = f"SELECT max(seq) FROM {AuditEvent.__tablename__}"  # plain SQL: no statement to build per request

@@ -11,8 +11,8 @@ import pytest
 from medops.caller import Caller
 from medops.errors import AuthenticationFailed, PermissionDenied
 from medops.identity import Role
+from medops.identity import admissions as admission
 from medops.services import Services
-from medops.serving import admission
 from medops.workspace import Workspace
 from tests.factories import PASSWORD
 
