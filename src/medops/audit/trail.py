@@ -70,11 +70,15 @@ def lock_chain(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": AUDIT_LOCK_ID})
 
 
+# Built once and run on the session's connection: every audited change runs these, and building a
+# statement and passing it through the ORM session cost several times what SQLite takes to answer it.
+_HEAD = select(AuditEvent.seq, AuditEvent.hash, AuditEvent.ts).order_by(AuditEvent.seq.desc()).limit(1)
+_APPEND = insert(AuditEvent)
+
+
 def _lock_head(session: Session) -> tuple[int, str, str | None]:
     lock_chain(session)
-    row = session.execute(
-        select(AuditEvent.seq, AuditEvent.hash, AuditEvent.ts).order_by(AuditEvent.seq.desc()).limit(1)
-    ).first()
+    row = session.connection().execute(_HEAD).first()
     return (row[0], row[1], row[2]) if row else (0, GENESIS, None)
 
 
@@ -150,7 +154,7 @@ def append_events(session: Session, events: Sequence[NewEvent], *, changes: bool
         )
         prev = digest
     if rows:
-        session.execute(insert(AuditEvent), rows)
+        session.connection().execute(_APPEND, rows)
         batch.first = batch.first or int(rows[0]["seq"])
         batch.size, batch.head = seq, prev
     return [int(r["seq"]) for r in rows]

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from medops.audit.state import unexplained
@@ -59,6 +59,14 @@ class _Denied(Exception):
         self.why = why
 
 
+# what every role check reads: built once (see audit.trail's statements)
+_STANDING = (
+    select(User.active, UserRole.role)
+    .outerjoin(UserRole, UserRole.user_id == User.id)
+    .where(User.username == bindparam("username"))
+)
+
+
 class UserRepository:
     """All SQL about users lives here."""
 
@@ -76,11 +84,7 @@ class UserRepository:
 
     def standing(self, username: str) -> tuple[bool, set[str]] | None:
         """Whether the user is active and the roles they hold, in one query: every change checks it."""
-        rows = self.session.execute(
-            select(User.active, UserRole.role)
-            .outerjoin(UserRole, UserRole.user_id == User.id)
-            .where(User.username == username)
-        ).all()
+        rows = self.session.connection().execute(_STANDING, {"username": username}).all()
         if not rows:
             return None
         return bool(rows[0][0]), {role for _, role in rows if role is not None}
