@@ -3,7 +3,8 @@
 An unknown user name must cost what a wrong password costs, or the time taken tells which
 names exist. The cases run interleaved in a rotating order, so a busy moment on a shared
 machine lands on every case alike; medians. Real argon2id parameters (the library's
-defaults), on SQLite. Ratio = case / wrong password (1.0 = indistinguishable).
+defaults), on SQLite. Ratio = case / wrong password (1.0 = indistinguishable). No peer is compared;
+the load average is printed at the start and the end.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from benchmarks.common import PASSWORD, print_table, timed, workspace
+from benchmarks.common import PASSWORD, load_average, print_table, timed, workspace
 
 CASES = {
     "wrong password (the reference)": ("victor", "not-his-password"),
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> list[list[Any]]:
     rounds = 3 if args.quick else args.rounds
     from medops.identity.users import MAX_FAILED_LOGINS
 
+    print(f"load average at start: {load_average()}")
     times: dict[str, list[float]] = {name: [] for name in CASES}
     with workspace("sqlite") as ws:
         for name in ("victor", "carol", "locked"):
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> list[list[Any]]:
         for name, t in times.items()
     ]
     print_table("password checks (median)", ["case", "median", "vs wrong password"], rows)
+    print(f"load average at end: {load_average()}")
     return rows
 
 

@@ -49,11 +49,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import PG_ADMIN, environment, print_table, temp_dir, timed, workspace
+from benchmarks.common import (
+    PG_ADMIN,
+    environment,
+    interleaved,
+    load_average,
+    medians,
+    print_table,
+    temp_dir,
+    timed,
+    workspace,
+)
 
 DEFAULT_VENV = Path("~/.cache/medops-bench/mlflow-venv").expanduser()
 MLFLOW_PACKAGES = ["mlflow-skinny>=2.10", "sqlalchemy", "alembic", "pandas"]
@@ -66,69 +77,76 @@ SEARCH_REPEATS = 5
 FIT_REPEATS = 3
 BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 
-# The MLflow side, run by the MLflow venv's interpreter: argv[1] is a JSON config file, the
-# last line printed is the JSON result.
-MLFLOW_SCRIPT = r"""
-import json, sqlite3, statistics, sys, time
+# The MLflow side, a worker run by the MLflow venv's interpreter: argv[1] is a JSON config file; it
+# prints {"ready": version}, then answers each JSON line on stdin ({"task": ..., "args": [...]}) with
+# one JSON line {"result": ...}, so its rounds interleave with medops's in one process that stays warm.
+MLFLOW_WORKER = r"""
+import json, sqlite3, sys, time
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 cfg = json.load(open(sys.argv[1]))
-clock = time.perf_counter
-out = {"version": mlflow.__version__}
 db = cfg["db"]
 mlflow.set_tracking_uri("sqlite:///" + db)
 client = MlflowClient()
 exp = client.create_experiment("bench", artifact_location=cfg["artifacts"])
 mlflow.set_experiment(experiment_id=exp)
-n, runs = cfg["metrics"], cfg["runs"]
+search_exp = []
 
-if n:
-    t = clock()
+
+def warm_up():
+    with mlflow.start_run(run_name="warm-up"):
+        mlflow.log_param("p", 1)
+        mlflow.log_metric("loss", 1.0, step=0)
+
+
+def metrics_call(n):
     with mlflow.start_run(run_name="metrics"):
         for i in range(n):
             mlflow.log_metric("loss", 1.0 / (i + 1), step=i)
-    out["metrics_call"] = clock() - t
-    t = clock()
+
+
+def metrics_batch(n):
     rid = client.create_run(exp, run_name="metrics-batch").info.run_id
     for start in range(0, n, 1000):
         batch = [Metric("loss", 1.0 / (i + 1), int(time.time() * 1000), i) for i in range(start, min(n, start + 1000))]
         client.log_batch(rid, metrics=batch)
     client.set_terminated(rid)
-    out["metrics_batch"] = clock() - t
 
-if runs:
-    t = clock()
+
+def runs_call(runs):
     for r in range(runs):
         with mlflow.start_run(run_name=f"run-{r}"):
             for j in range(10):
                 mlflow.log_param(f"p{j}", (r * 10 + j) * 0.5)
-    out["runs_call"] = clock() - t
-    t = clock()
+
+
+def runs_batch(runs):
     for r in range(runs):
         rid = client.create_run(exp, run_name=f"batch-{r}").info.run_id
         client.log_batch(rid, params=[Param(f"p{j}", str((r * 10 + j) * 0.5)) for j in range(10)])
         client.set_terminated(rid)
-    out["runs_batch"] = clock() - t
 
-if cfg.get("search"):
-    data = json.load(open(cfg["search"]))
+
+def fill(path):
+    # one run made through the API, cloned with sqlite3 into every run of the data: the same rows MLflow writes
+    data = json.load(open(path))
     sexp = client.create_experiment("search", artifact_location=cfg["artifacts"] + "/search")
+    search_exp.append(sexp)
     first = data[0]
     with mlflow.start_run(experiment_id=sexp, run_name="template") as template:
         mlflow.log_params(first["params"])
         mlflow.set_tags(first["tags"])
         mlflow.log_metrics(first["metrics"])
     tid = template.info.run_id
-    t = clock()
+    t = time.perf_counter()
     con = sqlite3.connect(db)
     con.row_factory = sqlite3.Row
     tables = [row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     tables = [t_ for t_ in tables if "run_uuid" in [c[1] for c in con.execute(f"PRAGMA table_info({t_})")]]
     rows = {t_: [dict(r) for r in con.execute(f"SELECT * FROM {t_} WHERE run_uuid = ?", (tid,))] for t_ in tables}
     rows = {t_: v for t_, v in rows.items() if v}
-    out["search_tables"] = sorted(rows)
     with con:
         for t_, template_rows in rows.items():
             cols = list(template_rows[0])
@@ -156,29 +174,21 @@ if cfg.get("search"):
         for t_ in tables:
             con.execute(f"DELETE FROM {t_} WHERE run_uuid = ?", (tid,))
     con.close()
-    out["search_fill"] = clock() - t
+    return {"seconds": time.perf_counter() - t, "tables": sorted(rows)}
 
-    def search(limit):
-        kwargs = {} if limit is None else {"max_results": limit}
-        return mlflow.search_runs(experiment_ids=[sexp], filter_string=cfg["filter"], **kwargs)
 
-    for key, limit in (("search_100", 100), ("search_all", None)):
-        found = search(limit)
-        samples = []
-        for _ in range(cfg["repeats"]):
-            t = clock()
-            search(limit)
-            samples.append(clock() - t)
-        out[key] = statistics.median(samples)
-        out[key + "_count"] = len(found)
-        if limit is not None:
-            out[key + "_ids"] = list(found["run_id"])
+def search(limit):
+    kwargs = {} if limit is None else {"max_results": limit}
+    found = mlflow.search_runs(experiment_ids=search_exp, filter_string=cfg["filter"], **kwargs)
+    return list(found["run_id"])
 
-print(json.dumps(out))
+
+TASKS = {f.__name__: f for f in (warm_up, metrics_call, metrics_batch, runs_call, runs_batch, fill, search)}
+print(json.dumps({"ready": mlflow.__version__}), flush=True)
+for line in sys.stdin:
+    command = json.loads(line)
+    print(json.dumps({"result": TASKS[command["task"]](*command.get("args", []))}), flush=True)
 """
-
-
-# --- the MLflow side ---------------------------------------------------------------------
 
 
 def _venv_python(venv: Path) -> Path:
@@ -212,40 +222,47 @@ def ensure_mlflow(venv: Path) -> tuple[Path | None, str]:
     return python, done.stdout.strip()
 
 
-def run_mlflow(
-    python: Path, repo: Path, metrics: int, runs: int, search: list[dict[str, Any]] | None
-) -> dict[str, Any]:
-    """The MLflow timings, from a subprocess in the MLflow venv, with its working directory in ``repo``."""
-    with temp_dir("medops-bench-mlflow-") as base:
-        script = repo / "mlflow_bench.py"
-        script.write_text(MLFLOW_SCRIPT)
-        cfg: dict[str, Any] = {
-            "db": str(base / "mlflow.db"),
-            "artifacts": str(base / "artifacts"),
-            "metrics": metrics,
-            "runs": runs,
-            "filter": SEARCH_FILTER,
-            "repeats": SEARCH_REPEATS,
-            "search": None,
-        }
-        if search is not None:
-            (base / "search.json").write_text(json.dumps(search))
-            cfg["search"] = str(base / "search.json")
-        (base / "config.json").write_text(json.dumps(cfg))
+class MlflowWorker:
+    """The MLflow venv's interpreter running MLFLOW_WORKER in ``repo`` (both sides pay for their git lookup)."""
+
+    def __init__(self, python: Path, repo: Path, base: Path) -> None:
+        script = base / "mlflow_worker.py"
+        script.write_text(MLFLOW_WORKER)
+        config = {"db": str(base / "mlflow.db"), "artifacts": str(base / "artifacts"), "filter": SEARCH_FILTER}
+        (base / "config.json").write_text(json.dumps(config))
         env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", GIT_OPTIONAL_LOCKS="0")
         env.pop("PYTHONPATH", None)
-        done = subprocess.run(
+        self._errors = (base / "mlflow_worker.err").open("w+")
+        self._process = subprocess.Popen(
             [str(python), str(script), str(base / "config.json")],
             cwd=repo,
             env=env,
-            capture_output=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._errors,
             text=True,
-            check=False,
-            timeout=3600,
         )
-        if done.returncode != 0:
-            raise RuntimeError(f"the MLflow benchmark failed:\n{done.stderr[-3000:]}")
-        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+        self.version = str(self._answer()["ready"])
+
+    def __call__(self, task: str, *args: Any) -> Any:
+        assert self._process.stdin is not None
+        self._process.stdin.write(json.dumps({"task": task, "args": list(args)}) + "\n")
+        self._process.stdin.flush()
+        return self._answer()["result"]
+
+    def _answer(self) -> dict[str, Any]:
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line:
+            self._errors.seek(0)
+            raise RuntimeError(f"the MLflow worker stopped:\n{self._errors.read()[-3000:]}")
+        return dict(json.loads(line))
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        self._process.wait(timeout=60)
+        self._errors.close()
 
 
 # --- the medops side ---------------------------------------------------------------------
@@ -262,34 +279,44 @@ def git_repo(base: Path) -> Path:
     return repo
 
 
-def medops_logging(ws: Any, repo: Path, metrics: int, runs: int) -> tuple[float, float]:
-    """Seconds to log ``metrics`` values in one run, and to make ``runs`` runs of 10 params each, through
-    ``medops.start_run`` as a user's script calls it: MEDOPS_HOME and an API token in the environment, the
-    project's folder as the working directory. The first run of the process opens the workspace inside
-    the clock; the later ones reuse it, as they do in a user's process."""
+def medops_sides(ws: Any, repo: Path, metrics: int, runs: int) -> tuple[dict[str, Callable[[], None]], float]:
+    """The two logging tasks through ``medops.start_run`` as a user's script calls it (MEDOPS_HOME and an
+    API token in the environment, the project's folder as the working directory), and the seconds of the
+    process's first run, which opens the workspace (schema check, environment lock); the later runs reuse
+    it, as they do in a user's process."""
     import medops
 
     _, token = ws.tokens.create("admin", "bench", expires_in_days=1)
+    # its key folder too: the key folder of the workspace opened last is the one in the environment
+    values = {
+        "MEDOPS_HOME": str(ws.settings.home),
+        "MEDOPS_TOKEN": token,
+        "MEDOPS_KEY_DIR": str(Path(ws.settings.signing_key_file).parent),
+    }
+
+    def first() -> None:
+        with environment(values, repo), medops.start_run("bench", "first") as run:
+            run.log_param("p", 1)
 
     def log() -> None:
-        with medops.start_run("bench", "metrics") as run:
+        with environment(values, repo), medops.start_run("bench", "metrics") as run:
             for i in range(metrics):
                 run.log_metric("loss", 1.0 / (i + 1), step=i)
 
     def make() -> None:
-        for r in range(runs):
-            with medops.start_run("bench", f"run-{r}") as run:
-                for j in range(10):
-                    run.log_param(f"p{j}", (r * 10 + j) * 0.5)
+        with environment(values, repo):
+            for r in range(runs):
+                with medops.start_run("bench", f"run-{r}") as run:
+                    for j in range(10):
+                        run.log_param(f"p{j}", (r * 10 + j) * 0.5)
 
-    # start_run reads the git state of the working directory, as in a user's project
-    try:
-        with environment({"MEDOPS_HOME": str(ws.settings.home), "MEDOPS_TOKEN": token}, repo):
-            t_runs, _ = timed(make)  # first: it pays for opening the workspace
-            t_metrics, _ = timed(log)
-    finally:
-        medops._close_trackers()  # the benchmark's workspace is removed next: let go of its connections
-    return t_metrics, t_runs
+    return {"metrics": log, "runs": make}, timed(first)[0]
+
+
+def _close_trackers() -> None:
+    import medops
+
+    medops._close_trackers()
 
 
 def start_costs(repo: Path) -> tuple[float, float]:
@@ -386,29 +413,21 @@ def fill_medops(ws: Any, data: list[dict[str, Any]]) -> float:
     return timed(fill)[0]
 
 
-def medops_search(ws: Any, expected: list[str]) -> tuple[float, float, bool]:
-    """Median seconds of the search with limit=100 and with every match; and whether the results are right."""
+def medops_search(ws: Any, expected: list[str], limit: int) -> tuple[Callable[[], Any], bool]:
+    """The search a user runs (``Tracker.list_runs`` with a tag and a metric filter, newest first), and
+    whether its results are right (checked once, untimed)."""
     from medops.training.tracking import MetricFilter, Tracker
 
     tracker = Tracker(ws)
     flt = [MetricFilter.parse("auroc>0.8")]
 
-    def search(limit: int) -> list[Any]:
+    def search() -> list[Any]:
         return tracker.list_runs(tags={"model": "lgbm"}, metrics=flt, limit=limit)
 
-    out = []
-    right = True
-    for limit in (100, len(expected) + 1_000):
-        found = search(limit)  # warm-up
-        right = right and [r.id for r in found] == expected[:limit]
-        right = right and all(r.tags.get("model") == "lgbm" and r.metrics["auroc"] > 0.8 for r in found)
-        samples = []
-        for _ in range(SEARCH_REPEATS):
-            start = time.perf_counter()
-            search(limit)
-            samples.append(time.perf_counter() - start)
-        out.append(statistics.median(samples))
-    return out[0], out[1], right
+    found = search()
+    right = [r.id for r in found] == expected[:limit]
+    right = right and all(r.tags.get("model") == "lgbm" and r.metrics["auroc"] > 0.8 for r in found)
+    return search, right
 
 
 # --- LightGBM ------------------------------------------------------------------------------
@@ -514,12 +533,13 @@ def main(argv: list[str] | None = None) -> list[list[Any]]:
     parser.add_argument("--fit-repeats", type=int, default=FIT_REPEATS, help="LightGBM fits per variant")
     parser.add_argument("--mlflow-venv", type=Path, default=DEFAULT_VENV, help="the MLflow venv (made if missing)")
     parser.add_argument("--no-mlflow", action="store_true", help="medops rows only")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the logging (medians)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
         args.metrics, args.runs, args.search_runs, args.lgbm_rows = 1_000, 10, 2_000, 20_000
     os.environ["GIT_OPTIONAL_LOCKS"] = "0"  # git status here never takes the index lock
-    print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    print(f"load average at start: {load_average()} ({os.cpu_count()} CPUs)")
     backends = ["sqlite", "postgresql"] if args.backend == "all" else [args.backend]
     if args.backend == "all" and not _pg_up():
         print(f"PostgreSQL at {PG_ADMIN} is unreachable: skipping the PostgreSQL rows")
@@ -530,84 +550,93 @@ def main(argv: list[str] | None = None) -> list[list[Any]]:
         print(f"MLflow is unavailable: {version}; only the medops rows run")
     data = search_data(args.search_runs)
     expected = _expected(data)
-    notes: list[str] = []
+    notes: list[str] = [f"{args.rounds} rounds, the sides in a rotating order each round; medians"]
     rows: list[list[Any]] = []
     lgbm: dict[str, float] | None = None
-    with temp_dir("medops-bench-tracking-") as base:
+    with temp_dir("medops-bench-tracking-") as base, ExitStack() as stack:
         repo = git_repo(base)
-        ml: dict[str, Any] = {}
+        worker: MlflowWorker | None = None
         if python is not None:
-            print("MLflow side running (its per-call API takes a while)...", flush=True)
-            ml = run_mlflow(python, repo, args.metrics, args.runs, data)
-            version = ml["version"]
-            got = ml.get("search_100_ids", [])
-            notes.append(
-                f"MLflow {version}: {args.search_runs:,} runs cloned by SQL from one made through its API in "
-                f"{ml['search_fill']:.1f} s (tables {', '.join(ml['search_tables'])}); its top 100 are "
-                f"{'the same as' if got == expected[:100] else 'NOT the same as'} the expected ones; "
-                f"{ml['search_all_count']:,} matches in all (expected {len(expected):,})"
-            )
+            (base / "mlflow").mkdir()
+            worker = MlflowWorker(python, repo, base / "mlflow")
+            stack.callback(worker.close)
+            version = worker.version
+            worker("warm_up")  # its first run: the store's tables and caches, as medops's first run below
+        spaces = {backend: stack.enter_context(workspace(backend)) for backend in backends}
+        stack.callback(_close_trackers)  # before the workspaces go: let go of the runs' connections
         env_ms, git_ms = start_costs(repo)
         notes.append(
             f"medops start_run fixed costs: environment lock {env_ms:.0f} ms, git state {git_ms:.0f} ms (median of 5)"
         )
-        searches: dict[str, tuple[float, float]] = {}
-        for backend in backends:
-            with workspace(backend) as ws:
-                t_metrics, t_runs = medops_logging(ws, repo, args.metrics, args.runs)
-            with workspace(backend) as ws:
-                t_fill = fill_medops(ws, data)
-                s100, s_all, right = medops_search(ws, expected)
+        metric_sides: dict[str, Callable[[], Any]] = {}
+        run_sides: dict[str, Callable[[], Any]] = {}
+        for backend, ws in spaces.items():
+            tasks, opening = medops_sides(ws, repo, args.metrics, args.runs)
+            metric_sides[backend], run_sides[backend] = tasks["metrics"], tasks["runs"]
             notes.append(
-                f"medops {backend}: {args.search_runs:,} runs inserted with SQLAlchemy into runs, run_params, "
-                f"run_tags, run_latest_metrics in {t_fill:.1f} s; results {'right' if right else 'WRONG'}"
+                f"medops {backend}: the process's first start_run (opens the workspace) {opening * 1e3:.0f} ms"
             )
-            searches[backend] = (s100, s_all)
-            rows.append(
-                [
-                    f"{backend}: log {args.metrics:,} metric values",
-                    _s(t_metrics),
-                    _s(ml.get("metrics_call")),
-                    _s(ml.get("metrics_batch")),
-                    _x(ml.get("metrics_call"), t_metrics),
-                    _x(ml.get("metrics_batch"), t_metrics),
-                    _aim_speedup(ml.get("metrics_call"), t_metrics),
-                ]
-            )
-            rows.append(
-                [
-                    f"{backend}: {args.runs:,} runs x 10 params",
-                    _s(t_runs),
-                    _s(ml.get("runs_call")),
-                    _s(ml.get("runs_batch")),
-                    _x(ml.get("runs_call"), t_runs),
-                    _x(ml.get("runs_batch"), t_runs),
-                    _aim_speedup(ml.get("runs_call"), t_runs),
-                ]
-            )
-        for backend, (s100, s_all) in searches.items():
-            rows.append(
-                [
-                    f"{backend}: search {args.search_runs:,} runs, limit 100",
-                    _s(s100),
-                    _s(ml.get("search_100")),
-                    "",
-                    _x(ml.get("search_100"), s100),
-                    "",
-                    f"< {SEARCH_AIM_S:g} s: {'ok' if s100 < SEARCH_AIM_S else 'MISSED'}",
-                ]
-            )
-            rows.append(
-                [
-                    f"{backend}: search, all {len(expected):,} matches",
-                    _s(s_all),
-                    _s(ml.get("search_all")),
-                    "",
-                    _x(ml.get("search_all"), s_all),
-                    "",
-                    "",
-                ]
-            )
+        if worker is not None:
+            mlflow_worker = worker
+            metric_sides["call"] = lambda: mlflow_worker("metrics_call", args.metrics)
+            metric_sides["batch"] = lambda: mlflow_worker("metrics_batch", args.metrics)
+            run_sides["call"] = lambda: mlflow_worker("runs_call", args.runs)
+            run_sides["batch"] = lambda: mlflow_worker("runs_batch", args.runs)
+        print("logging: the sides interleaved (MLflow's per-call API takes a while)...", flush=True)
+        t_metrics = medians(interleaved(metric_sides, args.rounds, warmup=False))
+        t_runs = medians(interleaved(run_sides, args.rounds, warmup=False))
+        for backend in spaces:
+            for label, took in (
+                (f"log {args.metrics:,} metric values", t_metrics),
+                (f"{args.runs:,} runs x 10 params", t_runs),
+            ):
+                mine, call, batch = took[backend], took.get("call"), took.get("batch")
+                rows.append(
+                    [
+                        f"{backend}: {label}",
+                        _s(mine),
+                        _s(call),
+                        _s(batch),
+                        _x(call, mine),
+                        _x(batch, mine),
+                        _aim_speedup(call, mine),
+                    ]
+                )
+        searches: dict[str, dict[str, float]] = {}
+        if args.search_runs:
+            for backend, ws in spaces.items():
+                t_fill = fill_medops(ws, data)
+                notes.append(
+                    f"medops {backend}: {args.search_runs:,} runs inserted with SQLAlchemy into runs, run_params, "
+                    f"run_tags, run_latest_metrics in {t_fill:.1f} s"
+                )
+            if worker is not None:
+                (base / "search.json").write_text(json.dumps(data))
+                filled = worker("fill", str(base / "search.json"))
+                notes.append(
+                    f"MLflow {version}: {args.search_runs:,} runs cloned by SQL from one made through its API in "
+                    f"{filled['seconds']:.1f} s (tables {', '.join(filled['tables'])})"
+                )
+            for key, limit in (("100", 100), ("all", len(expected) + 1_000)):
+                sides: dict[str, Callable[[], Any]] = {}
+                for backend, ws in spaces.items():
+                    sides[backend], right = medops_search(ws, expected, limit)
+                    notes.append(f"medops {backend}, search limit {key}: results {'right' if right else 'WRONG'}")
+                if worker is not None:
+                    mlflow_worker, wanted = worker, None if key == "all" else limit
+                    got = worker("search", wanted)
+                    same = got == expected[:limit] if key == "100" else len(got) == len(expected)
+                    notes.append(f"MLflow, search limit {key}: {len(got):,} runs, {'right' if same else 'WRONG'}")
+                    sides["MLflow"] = lambda w=mlflow_worker, n=wanted: w("search", n)
+                searches[key] = medians(interleaved(sides, SEARCH_REPEATS, warmup=False))
+        for backend in spaces if searches else ():
+            for key, label in (
+                ("100", f"search {args.search_runs:,} runs, limit 100"),
+                ("all", f"search, all {len(expected):,} matches"),
+            ):
+                mine, theirs = searches[key][backend], searches[key].get("MLflow")
+                aim = f"< {SEARCH_AIM_S:g} s: {'ok' if mine < SEARCH_AIM_S else 'MISSED'}" if key == "100" else ""
+                rows.append([f"{backend}: {label}", _s(mine), _s(theirs), "", _x(theirs, mine), "", aim])
         if args.lgbm_rows:
             with workspace("sqlite") as ws:
                 lgbm = lightgbm_overhead(ws, repo, args.lgbm_rows, args.lgbm_jobs, args.fit_repeats)
@@ -651,6 +680,7 @@ def main(argv: list[str] | None = None) -> list[list[Any]]:
         rows += [["lightgbm: " + r[0], *r[1:]] for r in lgbm_rows]
     for note in notes:
         print(f"- {note}")
+    print(f"load average at end: {load_average()}")
     return rows
 
 
