@@ -69,7 +69,7 @@ _LOCK = threading.Lock()
 
 
 def _process_tracker() -> tuple[Tracker, Admissions]:
-    """The workspace and tracker this process's runs share, per workspace: opened by the first run (the
+    """The workspace and tracker this process's runs and loads share, per workspace: opened by the first (the
     schema checked, the environment lock stored) and reused by the next ones, whose cost is then the
     run's own; closed when the process exits. A forked child opens its own (the key holds the pid).
 
@@ -104,11 +104,11 @@ def _close_trackers() -> None:
 def load_model(ref: str | tuple[str, int] | Path) -> Predictor:
     """A verified predictor: ``medops.load_model("readmission_30d:2")`` or a bundle file's path.
 
-    The bundle's signature and checksums are checked before the model is loaded; ``predict``
-    and ``predict_proba`` refuse inputs outside what the model was trained on.
+    The bundle's signature and checksums are checked before the model is loaded, at every call;
+    ``predict`` and ``predict_proba`` refuse inputs outside what the model was trained on. The
+    workspace is the process's own, opened by its first call (or run) and reused.
     """
     from medops.registry.predictor import load_model as load
-    from medops.workspace import Workspace
 
-    with Workspace.open() as ws:
-        return load(ws, ref)
+    tracker, _ = _process_tracker()  # the process's workspace, opened once: its schema checked once
+    return load(tracker.ws, ref)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from medops.errors import InvalidInput, PermissionDenied
+from medops.errors import IntegrityError, InvalidInput, PermissionDenied
 from medops.registry import bundles, transfer, versions
 from medops.registry.bundles import BundleError
 from medops.registry.predictor import load_model
@@ -63,6 +63,24 @@ def test_a_version_predicts_with_input_checks(registry: tuple[Workspace, str]) -
     meta = predictor.bundle.metadata
     assert meta["run"] == run and meta["trained_by"] == "alice" and meta["evaluation"]["passed"] is True
     assert [f["name"] for f in predictor.bundle.input_schema["features"]] == predictor.features
+
+
+def test_the_top_level_load_reuses_the_workspace_and_verifies_every_load(
+    registry: tuple[Workspace, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import medops
+
+    ws, run = registry
+    version = versions.register(ws, run, "readmission", actor="alice")
+    monkeypatch.setenv("MEDOPS_HOME", str(ws.settings.home))
+    first, second = medops.load_model("readmission:1"), medops.load_model("readmission:1")
+    assert first.bundle.metadata["run"] == second.bundle.metadata["run"] == run
+    assert medops._process_tracker()[0].ws is medops._process_tracker()[0].ws  # opened once for the process
+    stored_bundle = ws.artifacts.local_path(version.artifact_sha256)
+    stored_bundle.chmod(0o600)
+    stored_bundle.write_bytes(stored_bundle.read_bytes()[:-7] + b"tamper!")  # changed after the first loads
+    with pytest.raises(IntegrityError, match="is corrupt: its bytes hash to"):
+        medops.load_model("readmission:1")
 
 
 def test_export_import_and_every_tamper_is_refused(

@@ -82,7 +82,7 @@ _USER_LINKS = (
 
 
 def _run(session: Session, statement: Any, **params: Any) -> list[Any]:
-    return session.connection().execute(statement, params).all()
+    return list(session.connection().execute(statement, params).all())
 
 
 def _users(session: Session, keys: Keys) -> dict[str, Any]:
