@@ -22,13 +22,15 @@ from all rows at once. Keeping the label counts fixed suits a test set whose pre
 it hides the uncertainty of everything that moves with the event rate (calibration-in-the-large,
 PPV, prevalence), which is what monitoring a stream of outcomes asks about.
 
-Resamples are drawn in chunks, each with its own seed from the run's seed, on two threads:
-the same seed gives the same intervals whatever the thread timing.
+Resamples are drawn in chunks, each with its own seed from the run's seed: the same seed gives the
+same intervals whatever the thread timing or the number of threads. The chunks run on two threads even
+for a small test set: its cost is the calibration fits over the bins, not the rows, and starting a pool
+takes well under a millisecond, so two threads halve it where the cores are free.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from medops.errors import InvalidInput
 from medops.evaluation.metrics import ECE_EDGES, METRICS, Histogram, calibration_start, compute, exact_histogram
 
 BINS = 256
@@ -106,6 +109,7 @@ def bootstrap(
     progress: Callable[[int], None] | None = None,
     clusters: np.ndarray | None = None,
     stratified: bool = True,
+    threads: int = THREADS,
 ) -> Distribution:
     """Exact metrics and ``resamples`` bootstrap values of each, for each group.
 
@@ -113,13 +117,16 @@ def bootstrap(
     attributes); ``groups`` is a (G, S) membership matrix: which strata make up each group.
     Row 0 of ``groups`` is usually the overall population (every stratum). ``clusters``
     (each row's patient, any hashable values) makes it a cluster bootstrap; otherwise ``stratified``
-    draws rows within each label (True) or from all rows (False).
+    draws rows within each label (True) or from all rows (False). ``threads``: how many threads compute
+    the chunks (1: the calling thread only); the values do not depend on it.
     """
     y = np.asarray(y, dtype=np.int8)
+    if threads < 1:
+        raise InvalidInput(f"threads must be at least 1, not {threads}")
     p = np.asarray(p, dtype=np.float64)
     strata = np.asarray(strata, dtype=np.int64)
     groups = np.asarray(groups, dtype=bool)
-    exact = _exact(y, p, strata, groups, threshold, metrics)
+    exact = _exact(y, p, strata, groups, threshold, metrics, threads)
 
     edges = bin_edges(p, threshold, bins)
     n_bins = len(edges) + 1
@@ -177,12 +184,20 @@ def bootstrap(
         return np.stack([values[m] for m in metrics], axis=1)  # (G, M, r)
 
     out = np.empty((n_groups, len(metrics), resamples))
-    with ThreadPoolExecutor(THREADS) as pool:
-        for index, values in enumerate(pool.map(chunk, range(len(seeds)))):
-            out[:, :, index * CHUNK : index * CHUNK + values.shape[2]] = values
-            if progress is not None:
-                progress(index * CHUNK + values.shape[2])
+    for index, values in enumerate(_map(chunk, range(len(seeds)), threads)):
+        out[:, :, index * CHUNK : index * CHUNK + values.shape[2]] = values
+        if progress is not None:
+            progress(index * CHUNK + values.shape[2])
     return Distribution(exact, out + shift[:, :, None], metrics)
+
+
+def _map(fn: Callable[[Any], np.ndarray], items: Sequence[Any], threads: int) -> Iterator[np.ndarray]:
+    """``fn`` over ``items`` in order: on a pool of ``threads`` threads, or in this thread when one."""
+    if threads == 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        yield from pool.map(fn, items)
 
 
 def _cluster_codes(clusters: np.ndarray | None, n: int) -> tuple[np.ndarray, int] | None:
@@ -221,7 +236,13 @@ def _draw_clusters(rng: np.random.Generator, size: int, matrices: list[Any]) -> 
 
 
 def _exact(
-    y: np.ndarray, p: np.ndarray, strata: np.ndarray, groups: np.ndarray, threshold: float, metrics: Sequence[str]
+    y: np.ndarray,
+    p: np.ndarray,
+    strata: np.ndarray,
+    groups: np.ndarray,
+    threshold: float,
+    metrics: Sequence[str],
+    threads: int = THREADS,
 ) -> np.ndarray:
     """Every group's exact metrics: the scores sorted once, each group's histogram counted from them."""
     score, inverse = np.unique(p, return_inverse=True)
@@ -239,8 +260,7 @@ def _exact(
         values = compute(h, start, metrics=tuple(metrics))
         return np.array([float(values[m]) for m in metrics])
 
-    with ThreadPoolExecutor(THREADS) as pool:
-        return np.stack(list(pool.map(one, groups)))
+    return np.stack(list(_map(one, list(groups), threads)))
 
 
 def paired_difference(
