@@ -1,8 +1,25 @@
-"""Run every benchmark: `python -m benchmarks [--quick]`."""
+"""Run every benchmark: `python -m benchmarks [--quick] [--only NAME ...] [--json FILE] [--compare FILE]`.
+
+Every table the benchmarks print is also written as JSON (to benchmarks/results/ unless --json says
+where), with the machine, the load average at the start and the end and the versions of the peers'
+libraries found here. ``--compare FILE`` then prints, for every number of every row that both runs
+have, the change against that earlier run, marking those that moved by more than 10 %, so a
+regression shows without reading two tables side by side.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import platform
+import re
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
 
 from benchmarks import (
     bench_artifacts,
@@ -29,29 +46,157 @@ from benchmarks import (
     bench_synth,
     bench_tracking,
 )
+from benchmarks.common import RECORDED, load_average, print_table
+
+# In the order of a full run, each with the options the full run gives it.
+BENCHMARKS: dict[str, tuple[Callable[[list[str]], Any], list[str]]] = {
+    "audit": (bench_audit.main, []),
+    "checkpoints": (bench_checkpoints.main, []),
+    "artifacts": (bench_artifacts.main, []),
+    "synth": (bench_synth.main, []),
+    "ingest": (bench_ingest.main, []),
+    "deid_text": (bench_deid_text.main, []),
+    "online": (bench_online.main, []),
+    "features": (bench_features.main, []),
+    "tracking": (bench_tracking.main, []),
+    "evaluation": (bench_evaluation.main, []),
+    "registry": (bench_registry.main, []),
+    "report": (bench_report.main, []),
+    "scoring": (bench_scoring.main, []),
+    "grid_bins": (bench_grid_bins.main, []),
+    "monitoring": (bench_monitoring.main, []),  # needs an Evidently environment (see its --help)
+    "monitoring_log": (bench_monitoring_log.main, []),  # writes 10M log rows first (about 6 minutes, 9 GB)
+    "serving": (bench_serving.main, ["--no-scoring"]),  # batch scoring ran in "scoring"
+    "cli": (bench_cli.main, []),
+    "auth": (bench_auth.main, []),
+    "pipeline": (bench_pipeline.main, []),
+    "platform_server": (bench_platform_server.main, []),
+    "dashboard": (bench_dashboard.main, []),
+    "demo": (bench_demo.main, []),
+}
+PEERS = (
+    "mlflow",
+    "mlflow-skinny",
+    "evidently",
+    "lightgbm",
+    "scikit-learn",
+    "fairlearn",
+    "duckdb",
+    "pandas",
+    "pyarrow",
+    "numpy",
+    "redis",
+    "fastapi",
+    "uvicorn",
+    "sqlalchemy",
+    "psycopg",
+)
+CHANGE_MARK = 0.10  # a number that moved by more than this share is marked
+_NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?")
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers depend on: cores, Python, the OS, and the versions of the libraries installed here
+    (a peer run in a venv of its own, as MLflow is, prints its version in its own table)."""
+    versions = {}
+    for name in ("medops", *PEERS):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "versions": versions,
+    }
+
+
+def number(cell: str) -> float | None:
+    """The first number in a printed cell ("1,234.5 s", "3.9x", "12 %"), or None."""
+    found = _NUMBER.search(cell)
+    return None if found is None else float(found.group().replace(",", ""))
+
+
+def changes(old: dict[str, Any], new: dict[str, Any]) -> list[list[str]]:
+    """One line per number in both runs, matched by table title, row label and column name."""
+    before = {
+        (t["title"], row[0], col): cell
+        for t in old["tables"]
+        for row in t["rows"]
+        for col, cell in zip(t["header"], row, strict=False)
+    }
+    out = []
+    for table in new["tables"]:
+        for row in table["rows"]:
+            for col, cell in list(zip(table["header"], row, strict=False))[1:]:
+                was = before.get((table["title"], row[0], col))
+                a, b = (None, None) if was is None else (number(was), number(cell))
+                if a is None or b is None:
+                    continue
+                moved = (b - a) / a if a else (0.0 if b == a else float("inf"))
+                mark = "!" if abs(moved) > CHANGE_MARK else ""
+                out.append(
+                    [f"{table['title'][:60]} | {row[0]}", col, was, cell, f"{moved * 100:+.1f} % {mark}".rstrip()]
+                )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run (compare ratios, not times)")
+    parser.add_argument(
+        "--only", nargs="+", choices=list(BENCHMARKS), metavar="NAME", help=f"run only these: {', '.join(BENCHMARKS)}"
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="where to write this run's results (default: benchmarks/results/<time>.json)",
+    )
+    parser.add_argument(
+        "--compare", type=Path, default=None, help="a previous run's JSON: print the change of every number against it"
+    )
+    args = parser.parse_args(argv)
+    previous = None
+    if args.compare is not None:
+        try:
+            previous = json.loads(args.compare.read_text())
+        except (OSError, ValueError) as exc:
+            sys.exit(f"--compare {args.compare}: not a benchmark run's JSON ({exc})")
+    extra = ["--quick"] if args.quick else []
+    started = datetime.now(UTC)
+    load_start = load_average()
+    for name in args.only or list(BENCHMARKS):
+        run, options = BENCHMARKS[name]
+        run([*extra, *options])
+    result = {
+        "started": started.isoformat(timespec="seconds"),
+        "ended": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "benchmarks": args.only or list(BENCHMARKS),
+        "machine": machine(),
+        "load_average": {"start": load_start, "end": load_average()},
+        "tables": RECORDED,
+    }
+    out = args.json or Path(__file__).parent / "results" / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(out)  # a run cut short leaves no half-written file under the name
+    print(f"results written to {out}")
+    if previous is not None:
+        rows = changes(previous, result)
+        print_table(
+            f"change against {args.compare.name} (started {previous.get('started', '?')}); '!' marks more than "
+            f"{CHANGE_MARK:.0%}",
+            ["table | row", "column", "before", "now", "change"],
+            rows,
+        )
+        if not rows:
+            print("no number in this run matches one of that run (different benchmarks or sizes?)")
+
 
 if __name__ == "__main__":
-    extra = ["--quick"] if "--quick" in sys.argv[1:] else []
-    bench_audit.main(extra)
-    bench_checkpoints.main(extra)
-    bench_artifacts.main(extra)
-    bench_synth.main(extra)
-    bench_ingest.main(extra)
-    bench_deid_text.main(extra)
-    bench_online.main(extra)
-    bench_features.main(extra)
-    bench_tracking.main(extra)
-    bench_evaluation.main(extra)
-    bench_registry.main(extra)
-    bench_report.main(extra)
-    bench_scoring.main(extra)
-    bench_grid_bins.main(extra)
-    bench_monitoring.main(extra)  # needs an Evidently environment (see its --help); skipped without one
-    bench_monitoring_log.main(extra)  # writes 10M log rows first (about 6 minutes, 9 GB)
-    bench_serving.main([*extra, "--no-scoring"])  # batch scoring ran just above
-    bench_cli.main(extra)
-    bench_auth.main(extra)
-    bench_pipeline.main(extra)
-    bench_platform_server.main(extra)
-    bench_dashboard.main(extra)
-    bench_demo.main(extra)
+    main()

@@ -58,10 +58,10 @@ from benchmarks.bench_serving import ROOT, Side, _mlflow_env, _tail, start, stop
 from benchmarks.bench_tracking import (
     DEFAULT_VENV,
     MLFLOW_PACKAGES,
-    MLFLOW_SCRIPT,
     MODELS,
     SEARCH_FILTER,
     SPEEDUP_AIM,
+    MlflowWorker,
     _expected,
     ensure_mlflow,
     fill_medops,
@@ -214,19 +214,17 @@ def mlflow_process(python: Path, venv: Path, script: str, cfg: dict[str, Any], c
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def fill_mlflow(python: Path, venv: Path, repo: Path, db: Path, artifacts: Path, data: list[dict[str, Any]]) -> Any:
-    """bench_tracking's MLflow script on ``db`` with no logging: experiments bench and search, ``data`` cloned in."""
-    (repo.parent / "search.json").write_text(json.dumps(data))
-    cfg = {
-        "db": str(db),
-        "artifacts": str(artifacts),
-        "metrics": 0,
-        "runs": 0,
-        "filter": SEARCH_FILTER,
-        "repeats": 1,  # its own check of the store (top 100 and every match), not a measurement here
-        "search": str(repo.parent / "search.json"),
-    }
-    return mlflow_process(python, venv, MLFLOW_SCRIPT, cfg, repo)
+def fill_mlflow(python: Path, repo: Path, db: Path, artifacts: Path, data: list[dict[str, Any]]) -> dict[str, Any]:
+    """bench_tracking's MLflow worker on ``db``: experiments bench and search, ``data`` cloned in, and its own
+    check of the store (top 100 and every match), not a measurement here."""
+    worker = MlflowWorker(python, repo, db.parent, db=db, artifacts=artifacts)
+    try:
+        (repo.parent / "search.json").write_text(json.dumps(data))
+        filled = worker("fill", str(repo.parent / "search.json"))
+        top, every = worker("search", 100), worker("search", None)
+    finally:
+        worker.close()
+    return {"seconds": filled["seconds"], "tables": filled["tables"], "all": len(every), "top": top}
 
 
 # --- medops: the server's workspace and the SDK client -------------------------------------------
@@ -422,12 +420,12 @@ def main(argv: list[str] | None = None) -> list[list[Any]]:
                 db, artifacts = base / "mlflow" / "mlflow.db", base / "mlflow" / "artifacts"
                 artifacts.mkdir(parents=True)
                 print(f"filling MLflow's store with {len(data):,} runs...", flush=True)
-                filled = fill_mlflow(python, args.mlflow_venv, repo, db, artifacts, data)
+                filled = fill_mlflow(python, repo, db, artifacts, data)
                 notes.append(
                     f"MLflow: {len(data):,} runs cloned by SQL from one made through its API in "
-                    f"{filled['search_fill']:.1f} s (tables {', '.join(filled['search_tables'])}); "
-                    f"{filled['search_all_count']:,} matches in all (expected {len(expected):,}), top 100 "
-                    f"{'as expected' if filled.get('search_100_ids') == expected[:100] else 'NOT as expected'}"
+                    f"{filled['seconds']:.1f} s (tables {', '.join(filled['tables'])}); "
+                    f"{filled['all']:,} matches in all (expected {len(expected):,}), top 100 "
+                    f"{'as expected' if filled['top'] == expected[:100] else 'NOT as expected'}"
                 )
                 command = [str(args.mlflow_venv / "bin" / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{db}"]
                 command += ["--default-artifact-root", str(artifacts), "--host", "127.0.0.1"]

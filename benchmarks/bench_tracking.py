@@ -225,10 +225,16 @@ def ensure_mlflow(venv: Path) -> tuple[Path | None, str]:
 class MlflowWorker:
     """The MLflow venv's interpreter running MLFLOW_WORKER in ``repo`` (both sides pay for their git lookup)."""
 
-    def __init__(self, python: Path, repo: Path, base: Path) -> None:
+    def __init__(
+        self, python: Path, repo: Path, base: Path, *, db: Path | None = None, artifacts: Path | None = None
+    ) -> None:
         script = base / "mlflow_worker.py"
         script.write_text(MLFLOW_WORKER)
-        config = {"db": str(base / "mlflow.db"), "artifacts": str(base / "artifacts"), "filter": SEARCH_FILTER}
+        config = {
+            "db": str(db or base / "mlflow.db"),
+            "artifacts": str(artifacts or base / "artifacts"),
+            "filter": SEARCH_FILTER,
+        }
         (base / "config.json").write_text(json.dumps(config))
         env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", GIT_OPTIONAL_LOCKS="0")
         env.pop("PYTHONPATH", None)
