@@ -8,10 +8,11 @@ medops.caller).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Protocol, Self, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -32,6 +33,13 @@ if TYPE_CHECKING:
     from medops.audit.timestamps import TimestampAuthority
 
 
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+R = TypeVar("R", bound=Closeable)
+
+
 @dataclass
 class Platform:
     settings: Settings
@@ -44,6 +52,8 @@ class Platform:
     signing_key: Callable[[], Ed25519PrivateKey]
     checkpoints: CheckpointStore
     timestamp_authority: TimestampAuthority | None = None
+    _shared: dict[str, Closeable] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _shared_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, check_schema: bool = True) -> Self:
@@ -112,8 +122,23 @@ class Platform:
             timestamp_interval=s.timestamp_interval,
         )
 
+    def shared(self, key: str, open_: Callable[[], R]) -> R:
+        """One ``key`` resource per workspace (a DuckDB database, say), opened on first use and closed
+        with the workspace: the layers above own what it is, the workspace owns how long it lives."""
+        with self._shared_lock:
+            resource = self._shared.get(key)
+            if resource is None:
+                resource = self._shared[key] = open_()
+            return resource  # type: ignore[return-value]
+
     def close(self) -> None:
-        self.db.dispose()
+        with self._shared_lock:
+            resources, self._shared = list(self._shared.values()), {}
+        try:
+            for resource in resources:
+                resource.close()
+        finally:
+            self.db.dispose()
 
     def __enter__(self) -> Self:
         return self

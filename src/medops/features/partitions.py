@@ -8,8 +8,11 @@ sorting the concatenated parts gives the single-process result exactly.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -41,21 +44,21 @@ def table_part(view: FeatureView, source: str, part: int, parts: int) -> pa.Tabl
         con.close()
 
 
-def table_partitioned(executor: Executor, view: FeatureView, source: Path) -> pa.Table:
-    """The view's whole feature table, in (entity, time, created, row) order."""
-    if executor.partitions == 1:
-        con = connect()
-        try:
-            return build_feature_table(con, view, pq.read_table(source))
-        finally:
-            con.close()
-    parts = executor.map(table_part, [(view, str(source), i, executor.partitions) for i in range(executor.partitions)])
-    con = connect()
-    try:
-        rows = query(con, f"SELECT * FROM t ORDER BY {ENTITY}, _ts, _c, _seq", t=pa.concat_tables(parts))
-        return finish_table(con, view, rows)
-    finally:
-        con.close()
+def table_partitioned(
+    executor: Executor, view: FeatureView, source: Path, con: duckdb.DuckDBPyConnection | None = None
+) -> pa.Table:
+    """The view's whole feature table, in (entity, time, created, row) order.
+
+    ``con`` (a sandboxed cursor of the workspace's database) runs the local work; without
+    it, a connection is opened for the call."""
+    with _connection(con) as use:
+        if executor.partitions == 1:
+            return build_feature_table(use, view, pq.read_table(source))
+        parts = executor.map(
+            table_part, [(view, str(source), i, executor.partitions) for i in range(executor.partitions)]
+        )
+        rows = query(use, f"SELECT * FROM t ORDER BY {ENTITY}, _ts, _c, _seq", t=pa.concat_tables(parts))
+        return finish_table(use, view, rows)
 
 
 def join_part(
@@ -73,23 +76,46 @@ def join_part(
 
 
 def join_partitioned(
-    executor: Executor, view: FeatureView, keys: pa.Table, feats: Path, entity: str, options: JoinOptions
+    executor: Executor,
+    view: FeatureView,
+    keys: pa.Table,
+    feats: Path,
+    entity: str,
+    options: JoinOptions,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> pa.Table:
-    """``_row``, ``_event_time`` and the view's features for every key row, in ``_row`` order."""
-    con = connect()
-    try:
-        position = keys.schema.get_field_index(entity)
-        if position >= 0 and not pa.types.is_string(keys.schema.field(position).type):
-            keys = keys.set_column(position, entity, pc.cast(keys.column(entity), pa.string()))  # ids are text
+    """``_row``, ``_event_time`` and the view's features for every key row, in ``_row`` order.
+
+    ``con`` (a cursor of the workspace's file-reading database) runs the local work; without
+    it, a connection is opened for the call."""
+    position = keys.schema.get_field_index(entity)
+    if position >= 0 and not pa.types.is_string(keys.schema.field(position).type):
+        keys = keys.set_column(position, entity, pc.cast(keys.column(entity), pa.string()))  # ids are text
+    with _connection(con) as use:
         if executor.partitions == 1:
-            return join_view(con, view, keys, ds.dataset(feats, format="parquet"), entity, options)
+            # DuckDB's own reader is the faster scan, but its threads hand rows to a sum or mean in
+            # another order than an Arrow dataset scan does, and a float sum's last bit follows the
+            # order: views with aggregates keep the Arrow scan, so their training sets keep their bytes.
+            source = ds.dataset(feats, format="parquet") if view.aggregates else Path(feats)
+            return join_view(use, view, keys, source, entity, options)
         n = executor.partitions
-        bucket = query(con, f"SELECT hash({quote(entity)}) % {n} AS b FROM k", k=keys).column("b")
+        bucket = query(use, f"SELECT hash({quote(entity)}) % {n} AS b FROM k", k=keys).column("b")
         args = []
         for i in range(n):
             mask = pc.equal(bucket, pa.scalar(i, bucket.type))
             args.append((view, keys.filter(mask), str(feats), entity, options, i, n))
         parts = executor.map(join_part, args)
-        return query(con, f"SELECT * FROM t ORDER BY {ROW}", t=pa.concat_tables(parts))
+        return query(use, f"SELECT * FROM t ORDER BY {ROW}", t=pa.concat_tables(parts))
+
+
+@contextmanager
+def _connection(con: duckdb.DuckDBPyConnection | None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The cursor given, or a connection of the call's own (closed after it)."""
+    if con is not None:
+        yield con
+        return
+    own = connect()
+    try:
+        yield own
     finally:
-        con.close()
+        own.close()

@@ -15,18 +15,26 @@ at or before t too, so a late backfill never reaches a label that could not have
   (overlaps count once), which is the proportion of days covered.
 
 Label rows are never merged or dropped: each keeps its ``_row`` number, duplicates included.
+
+The join's SQL is built here from feature and entity names (checked against
+``[a-z][a-z0-9_]*`` and quoted), durations and numbers; the project file's expressions ran
+when the table was built. So the join may run on a connection that reads files, and
+reads a stored table with DuckDB's own Parquet reader (see ``connections``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from medops.data.duck import query, sandbox
+from medops.data.duck import query
 from medops.features.offline import ENTITY
 from medops.features.views import Feature, FeatureView
 from medops.features.views import _quote as quote
@@ -132,27 +140,46 @@ def coverage_sql(view: FeatureView, feature: Feature, labels_entity: str, option
     )
 
 
+@contextmanager
+def _feats(con: duckdb.DuckDBPyConnection, feats: pa.Table | ds.Dataset | Path) -> Iterator[None]:
+    """The feature table as ``feats`` for the block: a Parquet file through DuckDB's own reader
+    (faster than an Arrow dataset scan), or the Arrow data given."""
+    if isinstance(feats, Path):
+        path = "'" + str(feats).replace("'", "''") + "'"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW feats AS SELECT * FROM read_parquet({path})")
+        try:
+            yield
+        finally:
+            con.execute("DROP VIEW IF EXISTS feats")
+        return
+    con.register("feats", feats)
+    try:
+        yield
+    finally:
+        con.unregister("feats")
+
+
 def join_view(
     con: duckdb.DuckDBPyConnection,
     view: FeatureView,
     labels: pa.Table,
-    feats: pa.Table | ds.Dataset,
+    feats: pa.Table | ds.Dataset | Path,
     labels_entity: str,
     options: JoinOptions = JoinOptions(),
 ) -> pa.Table:
     """``_row``, ``_event_time`` and the view's features for every label row, in ``_row`` order."""
-    sandbox(con)  # expressions from the project file compute; they read nothing else
     latest = latest_sql(view, labels_entity, options)
-    if not view.aggregates:  # one query, sorted inside it
-        return query(con, f"{latest} ORDER BY l.{ROW}", labels=labels, feats=feats)
-    result = query(con, latest, labels=labels, feats=feats)
-    pieces = []
-    agg = aggregate_sql(view, labels_entity, options)
-    if agg:
-        pieces.append(query(con, agg, labels=labels, feats=feats))
-    for feature in view.aggregates:
-        if feature.agg == "coverage":
-            pieces.append(query(con, coverage_sql(view, feature, labels_entity, options), labels=labels, feats=feats))
+    with _feats(con, feats):
+        if not view.aggregates:  # one query, sorted inside it
+            return query(con, f"{latest} ORDER BY l.{ROW}", labels=labels)
+        result = query(con, latest, labels=labels)
+        pieces = []
+        agg = aggregate_sql(view, labels_entity, options)
+        if agg:
+            pieces.append(query(con, agg, labels=labels))
+        for feature in view.aggregates:
+            if feature.agg == "coverage":
+                pieces.append(query(con, coverage_sql(view, feature, labels_entity, options), labels=labels))
     joins = " ".join(f"LEFT JOIN p{i} USING ({ROW})" for i in range(len(pieces)))
     cols = []
     for feature in view.features:

@@ -31,15 +31,17 @@ from sqlalchemy import select
 from medops.audit.trail import NewEvent, append_events
 from medops.clock import utc_now
 from medops.data.datasets import DatasetInfo, get, quarantine_of
-from medops.data.duck import connect, query
+from medops.data.duck import query
 from medops.data.profile import profile_parquet
 from medops.errors import InvalidInput, NotFound
 from medops.features import ondemand
+from medops.features.connections import DuckConnections, duck
 from medops.features.executor import Executor, LocalExecutor, open_executor
 from medops.features.offline import ENTITY, check_view, feature_stats, write_table
 from medops.features.online import OnlineStore, online_store_kind, open_online_store
 from medops.features.partitions import join_partitioned, table_partitioned
 from medops.features.pit import EVENT_TIME, ROW, TIME, JoinOptions
+from medops.features.verified import verified_path
 from medops.features.views import FeatureSet, FeatureView, FeatureViewError, OnDemandFeature
 from medops.identity import Role
 from medops.platform import Platform
@@ -212,9 +214,19 @@ class FeatureStore:
         except InvalidInput as exc:
             raise FeatureViewError(f"view {view.name}, source: {exc.message}", hint=exc.hint) from None
 
+    @property
+    def duck(self) -> DuckConnections:
+        """The workspace's DuckDB databases: opened once, a cursor per call."""
+        return duck(self.ws)
+
     def _path(self, digest: str) -> Path:
         """The artifact's file, after its SHA-256 matched (``local_path`` verifies)."""
         return self.ws.artifacts.local_path(digest)
+
+    def _table(self, applied: AppliedView) -> Path:
+        """The view's feature table, checked against its digest once per file in this process
+        (``verified``): a training set is built again and again from the same table."""
+        return verified_path(self.ws.artifacts, applied.table_digest)
 
     def _views(self, names: Sequence[str] | None) -> list[FeatureView]:
         if not names:
@@ -236,8 +248,7 @@ class FeatureStore:
         chosen = self._views(views)
         if not chosen:
             raise InvalidInput("no feature views to apply", hint="declare them under features.views in medops.yaml")
-        con = connect()
-        try:
+        with self.duck.sandboxed() as con:
             plans = []
             for view in chosen:  # every view is checked before any table is built
                 source = self._source(view)
@@ -253,7 +264,7 @@ class FeatureStore:
                     if existing is not None:
                         built.append((view, source, version, existing.rows, existing.stats, existing.table_digest))
                         continue
-                    table = table_partitioned(self.executor, view, path)
+                    table = table_partitioned(self.executor, view, path, con)
                     stats = feature_stats(con, view, table)
                     file = self.ws.artifacts.staging_path()
                     built.append((view, source, version, table.num_rows, stats, file))
@@ -268,8 +279,6 @@ class FeatureStore:
                 for *_, f in built:
                     if isinstance(f, Path):
                         f.unlink(missing_ok=True)
-        finally:
-            con.close()
         return self._record(actor, reason, staged)
 
     def _stored(self, name: str, version: str) -> AppliedView | None:
@@ -341,9 +350,6 @@ class FeatureStore:
             )
         return stored
 
-    def _table(self, applied: AppliedView) -> Path:
-        return self._path(applied.table_digest)
-
     # --- selection ------------------------------------------------------------------
 
     def select(self, refs: Sequence[str]) -> Selection:
@@ -400,13 +406,13 @@ class FeatureStore:
         timestamp: str = TIME,
         backfill_guard: bool = True,
     ) -> pa.Table:
+        """The labels with the requested features as columns, as Arrow (see ``get_training_set``)."""
         chosen = self.select(features)
         table = _as_arrow(labels)
-        con = connect()
-        try:
+        options = JoinOptions(backfill_guard=backfill_guard)
+        out = table
+        with self.duck.reader() as con:
             stamped = _label_times(con, table, timestamp)
-            options = JoinOptions(backfill_guard=backfill_guard)
-            out = table
             for view_name, names in chosen.views.items():
                 view = self.features.view(view_name)
                 if view.entity not in table.column_names:
@@ -422,7 +428,7 @@ class FeatureStore:
                         view.entity: pc.cast(table.column(view.entity), pa.string()),
                     }
                 )
-                joined = join_partitioned(self.executor, view, keys, self._table(applied), view.entity, options)
+                joined = join_partitioned(self.executor, view, keys, self._table(applied), view.entity, options, con)
                 for name in names:
                     if name in out.column_names:
                         raise FeatureViewError(
@@ -430,16 +436,15 @@ class FeatureStore:
                             hint="rename the label column",
                         )
                     out = out.append_column(name, joined.column(name))
-            if chosen.on_demand:
-                # event_timestamp is always the label time, even when the labels hold a column of that name
-                base = out.drop_columns([TIME]) if TIME in out.column_names else out
-                frame_time = base.append_column(TIME, stamped.column(TIME))
-                computed = ondemand.compute(con, chosen.on_demand, frame_time)
-                for od in chosen.on_demand:
-                    out = out.append_column(od.name, computed.column(od.name))
-            return out
-        finally:
-            con.close()
+        if chosen.on_demand:
+            # event_timestamp is always the label time, even when the labels hold a column of that name
+            base = out.drop_columns([TIME]) if TIME in out.column_names else out
+            frame_time = base.append_column(TIME, stamped.column(TIME))
+            with self.duck.sandboxed() as sandboxed:
+                computed = ondemand.compute(sandboxed, chosen.on_demand, frame_time)
+            for od in chosen.on_demand:
+                out = out.append_column(od.name, computed.column(od.name))
+        return out
 
     def save_training_set(
         self,
@@ -591,15 +596,16 @@ class FeatureStore:
         plans = [(view, self.current(view)) for view in self._views(views)]  # all applied, or none written
         for view, applied in plans:
             path = self._table(applied)
-            ids = _read(path, f"SELECT DISTINCT {ENTITY} FROM t ORDER BY 1").column(ENTITY)
-            keys = pa.table(
-                {
-                    ROW: pa.array(range(len(ids)), pa.int64()),
-                    TIME: pa.array([moment] * len(ids), pa.timestamp("us", tz="UTC")),
-                    view.entity: ids,
-                }
-            )
-            joined = join_partitioned(self.executor, view, keys, path, view.entity, JoinOptions())
+            with self.duck.reader() as con:
+                ids = _read(con, path, f"SELECT DISTINCT {ENTITY} FROM t ORDER BY 1").column(ENTITY)
+                keys = pa.table(
+                    {
+                        ROW: pa.array(range(len(ids)), pa.int64()),
+                        TIME: pa.array([moment] * len(ids), pa.timestamp("us", tz="UTC")),
+                        view.entity: ids,
+                    }
+                )
+                joined = join_partitioned(self.executor, view, keys, path, view.entity, JoinOptions(), con)
             rows = joined.select(view.feature_names).to_pylist()
             times = joined.column(EVENT_TIME).to_pylist()
             count = self.online.write(
@@ -672,11 +678,8 @@ class FeatureStore:
             else:
                 fields[TIME] = [moment] * size
             base = pa.table({**ids, **{k: v for k, v in fields.items() if k not in ids}, **columns})
-            con = connect()
-            try:
+            with self.duck.sandboxed() as con:
                 computed = ondemand.compute(con, chosen.on_demand, base)
-            finally:
-                con.close()
             for od in chosen.on_demand:
                 columns[od.name] = computed.column(od.name).to_pylist()
         ordered = {**ids, **{name: columns[name] for name in chosen.order}}
@@ -696,17 +699,20 @@ class FeatureStore:
                 continue
             applied = self.current(view)
             path = self._table(applied)
-            ids = _read(path, f"SELECT DISTINCT {ENTITY} FROM t ORDER BY 1").column(ENTITY).to_pylist()
-            picked = sorted(rng.sample(ids, min(sample, len(ids))))
-            as_of = datetime.fromisoformat(str(info["as_of"]))
-            keys = pa.table(
-                {
-                    ROW: pa.array(range(len(picked)), pa.int64()),
-                    TIME: pa.array([as_of] * len(picked), pa.timestamp("us", tz="UTC")),
-                    view.entity: pa.array(picked, pa.string()),
-                }
-            )
-            offline = join_partitioned(LocalExecutor(), view, keys, path, view.entity, JoinOptions()).to_pylist()
+            with self.duck.reader() as con:
+                ids = _read(con, path, f"SELECT DISTINCT {ENTITY} FROM t ORDER BY 1").column(ENTITY).to_pylist()
+                picked = sorted(rng.sample(ids, min(sample, len(ids))))
+                as_of = datetime.fromisoformat(str(info["as_of"]))
+                keys = pa.table(
+                    {
+                        ROW: pa.array(range(len(picked)), pa.int64()),
+                        TIME: pa.array([as_of] * len(picked), pa.timestamp("us", tz="UTC")),
+                        view.entity: pa.array(picked, pa.string()),
+                    }
+                )
+                offline = join_partitioned(
+                    LocalExecutor(), view, keys, path, view.entity, JoinOptions(), con
+                ).to_pylist()
             online = self.online.read(view.name, picked, view.feature_names)
             if info.get("version") != applied.version:
                 report.differences.append(
@@ -728,8 +734,7 @@ class FeatureStore:
         frame = _on_demand_sample(self, inputs, rng, sample)
         if frame is None:
             return
-        con = connect()
-        try:
+        with self.duck.sandboxed() as con:
             features = list(self.features.on_demand.values())
             batch = ondemand.compute(con, features, frame).to_pylist()
             for i in range(frame.num_rows):
@@ -740,8 +745,6 @@ class FeatureStore:
                             Difference("on_demand", str(i), od.name, batch[i][od.name], single[od.name])
                         )
             report.checked["on_demand"] = frame.num_rows
-        finally:
-            con.close()
 
 
 def _on_demand_sample(store: FeatureStore, inputs: list[str], rng: random.Random, sample: int) -> pa.Table | None:
@@ -754,7 +757,8 @@ def _on_demand_sample(store: FeatureStore, inputs: list[str], rng: random.Random
                     path = store._table(store.current(view))
                 except NotFound:
                     continue
-                columns[name] = _read(path, f'SELECT "{name}" AS v FROM t').column("v").to_pylist()
+                with store.duck.reader() as con:
+                    columns[name] = _read(con, path, f'SELECT "{name}" AS v FROM t').column("v").to_pylist()
                 break
     if len(columns) != len(inputs):
         return None
@@ -766,13 +770,10 @@ def _on_demand_sample(store: FeatureStore, inputs: list[str], rng: random.Random
     return pa.table({**{k: pa.array(v) for k, v in picked.items()}, TIME: pa.array(stamps, pa.timestamp("us", "UTC"))})
 
 
-def _read(path: Path, sql: str) -> pa.Table:
-    """``sql`` over the Parquet file at ``path`` (already verified), as table ``t``."""
-    con = connect()
-    try:
-        return query(con, sql, t=pq.read_table(path))
-    finally:
-        con.close()
+def _read(con: duckdb.DuckDBPyConnection, path: Path, sql: str) -> pa.Table:
+    """``sql`` over the Parquet file at ``path`` (already verified), as table ``t``, read by DuckDB."""
+    source = "'" + str(path).replace("'", "''") + "'"
+    return con.sql(f"WITH t AS (SELECT * FROM read_parquet({source})) {sql}").to_arrow_table()
 
 
 def _check_event(who: str, report: CheckReport) -> NewEvent:
