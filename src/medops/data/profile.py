@@ -16,8 +16,9 @@ import pyarrow.parquet as pq
 from medops.data import duck
 
 PROFILE_MEMORY = "256MB"
-# Up to this many rows the ``exact`` columns are counted exactly; a larger table keeps the profile's
-# memory bounded (an exact count holds every distinct value) and marks the estimate instead.
+# Up to this many rows the ``exact`` columns are counted exactly and quantiles are exact; a larger
+# table keeps the profile's memory bounded (an exact count holds every distinct value, an exact
+# quantile every value: 5M rows of 10 numbers outgrew the limit) and marks the estimates instead.
 EXACT_MAX_ROWS = 500_000
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 TOP_VALUES = 5
@@ -66,10 +67,13 @@ def profile_parquet(path: Path, exact: Collection[str] = ()) -> dict[str, dict[s
 
     Distinct counts are HyperLogLog estimates (within a few percent, memory bounded) and say so
     (``distinct_exact: false``), except for the ``exact`` columns (the patient id: how many patients
-    is a number people quote), counted exactly in tables of up to EXACT_MAX_ROWS rows.
+    is a number people quote), counted exactly in tables of up to EXACT_MAX_ROWS rows. Quantiles are
+    exact up to EXACT_MAX_ROWS rows, and t-digest estimates above (``quantiles_exact: false``).
     """
-    if exact and pq.ParquetFile(path).metadata.num_rows > EXACT_MAX_ROWS:
+    large = pq.ParquetFile(path).metadata.num_rows > EXACT_MAX_ROWS
+    if large:
         exact = ()
+    quantile = "approx_quantile" if large else "quantile_cont"  # a t-digest: bounded memory, within a rank or so
     con = duck.connect(memory_limit=PROFILE_MEMORY)  # exact distinct counts of ids spill to disk past it
     try:
         con.execute("SET threads TO 2")
@@ -82,7 +86,7 @@ def profile_parquet(path: Path, exact: Collection[str] = ()) -> dict[str, dict[s
             select += [f"count({q})", f"count(DISTINCT {q})" if name in exact else f"approx_count_distinct({q})"]
             if kind == "number":
                 qs = ", ".join(str(x) for x in QUANTILES)
-                select += [f"min({q})", f"max({q})", f"avg({q})", f"stddev_samp({q})", f"quantile_cont({q}, [{qs}])"]
+                select += [f"min({q})", f"max({q})", f"avg({q})", f"stddev_samp({q})", f"{quantile}({q}, [{qs}])"]
             elif kind == "time":
                 select += [f"min({q})", f"max({q})"]
             elif kind == "text":
@@ -110,6 +114,8 @@ def profile_parquet(path: Path, exact: Collection[str] = ()) -> dict[str, dict[s
                     if quantiles is not None
                     else {}
                 )
+                if large:
+                    stats["quantiles_exact"] = False
             elif kind == "time":
                 low, high = next(values), next(values)
                 stats.update(min=_plain(low), max=_plain(high))
