@@ -333,12 +333,7 @@ def main(argv: list[str] | None = None) -> list[list[Any]]:
         args.events, args.entities, args.labels = 500_000, 10_000, 100_000
 
     from benchmarks.common import workspace
-    from medops.data import profile
     from medops.features import FeatureStore
-
-    # The one-off ingest and apply profile each table with exact quantiles, which hold every value:
-    # 5M rows x 10 floats outgrow the profile's 256 MB limit. Raised here for the preparation only.
-    profile.PROFILE_MEMORY = "2GB"
 
     load_start = load_average()
     t_data, events = timed(lambda: make_events(args.events, args.entities))
