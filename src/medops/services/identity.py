@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from medops.caller import Caller, Channel
 from medops.credentials import Credential
@@ -136,6 +137,21 @@ class IdentityService:
         found = self.identify(secret)
         channel: Channel = "session" if found.credential.kind == SESSION else "token"
         return Caller(found.user.username, channel=channel), found.credential.expires_at
+
+    @cached_property
+    def credentials(self) -> Admissions:
+        """This service's memory of checked credentials (see ``remembering``): a server's requests share it."""
+        return self.remembering()
+
+    def authenticate_remembered(self, secret: str) -> Caller:
+        """``authenticate``, remembered while no user or token event is newer than the check: what a server
+        asks at every request."""
+        return self.credentials.admit(secret)
+
+    def close(self) -> None:
+        """Give back the connection the memory of credentials reads the newest identity event on."""
+        if "credentials" in self.__dict__:
+            self.credentials.close()
 
     def remembering(self) -> Admissions:
         """Credentials checked in full once, then remembered while no user or token event is newer: what a

@@ -99,3 +99,18 @@ def test_a_nul_character_is_refused_before_it_reaches_a_store(api: TestClient) -
     ):
         assert answer.status_code == 422, answer.text
         assert answer.json()["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("change", ["disable", "reset"])
+def test_a_remembered_credential_is_refused_after_a_change_made_elsewhere(
+    api: TestClient, registry: tuple[Workspace, str], change: str
+) -> None:
+    ws, _ = registry
+    alice = bearer(api, "alice")
+    assert [api.get("/v1/runs", headers=alice).status_code for _ in range(3)] == [200, 200, 200]
+    if change == "disable":  # by another process on the same database: the server's memory is not told
+        ws.users.disable("admin", "alice", reason="left the team")
+    else:
+        ws.users.reset_password("admin", "alice", "a-temporary-password-1", reason="forgotten")
+    refused = api.get("/v1/runs", headers=alice)
+    assert refused.status_code == 401 and refused.json()["code"] == "credential_invalid"

@@ -47,6 +47,7 @@ def create_api(platform: Platform, options: ApiOptions | None = None) -> Envelop
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        services.identity.close()
         await run_in_threadpool(platform.close)
 
     app = FastAPI(

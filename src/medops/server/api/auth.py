@@ -60,7 +60,7 @@ def acting(request: Request) -> Caller:
         )
     secret, from_cookie = credential
     try:
-        caller = services(request).identity.authenticate(secret)
+        caller = services(request).identity.authenticate_remembered(secret)
     except AuthenticationFailed:
         # one answer for every bad credential: unknown, revoked, expired or disabled are not told apart
         raise AuthenticationFailed("the credential is not valid", code="credential_invalid") from None

@@ -71,7 +71,7 @@ def _viewer(request: Request) -> _Viewer | None:
     if not secret:
         return None
     try:
-        return _Viewer(services(request).identity.authenticate(secret), secret)
+        return _Viewer(services(request).identity.authenticate_remembered(secret), secret)
     except AuthenticationFailed:
         return None
 
