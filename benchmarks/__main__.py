@@ -1,4 +1,5 @@
-"""Run every benchmark: `python -m benchmarks [--quick] [--only NAME ...] [--json FILE] [--compare FILE]`.
+"""Run every benchmark: `python -m benchmarks [--quick] [--only NAME ...] [--json FILE] [--compare FILE]`;
+`python -m benchmarks --markdown FILE` prints a run's tables as Markdown, for docs/benchmarks.md.
 
 Every table the benchmarks print is also written as JSON (to benchmarks/results/ unless --json says
 where), with the machine, the load average at the start and the end and the versions of the peers'
@@ -108,9 +109,18 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": _cpu_model() or platform.processor() or platform.machine(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "versions": versions,
     }
+
+
+def _cpu_model() -> str | None:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), None)
 
 
 def number(cell: str) -> float | None:
@@ -143,6 +153,23 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> list[list[str]]:
     return out
 
 
+def markdown(run: dict[str, Any]) -> str:
+    """A run's machine, load and tables as Markdown: what docs/benchmarks.md is written from."""
+    m = run["machine"]
+    lines = [
+        f"Run {run['started']} to {run['ended']}{' (--quick)' if run.get('quick') else ''}: {m['cpus']} cores, "
+        f"{m['processor']}, {m.get('memory_gib', '?')} GiB, Python {m['python']}, {m['platform']}; "
+        f"load average {run['load_average']['start']} at the start, {run['load_average']['end']} at the end.",
+        "",
+        "Versions: " + ", ".join(f"{name} {version}" for name, version in m["versions"].items()) + ".",
+    ]
+    for table in run["tables"]:
+        lines += ["", f"**{table['title'].strip()}**", "", "| " + " | ".join(table["header"]) + " |"]
+        lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(table["header"]))) + "|")
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table["rows"]]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run (compare ratios, not times)")
@@ -158,7 +185,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--compare", type=Path, default=None, help="a previous run's JSON: print the change of every number against it"
     )
+    parser.add_argument(
+        "--markdown", type=Path, default=None, help="print a run's JSON as Markdown tables and exit (runs nothing)"
+    )
     args = parser.parse_args(argv)
+    if args.markdown is not None:
+        try:
+            print(markdown(json.loads(args.markdown.read_text())), end="")
+        except (OSError, ValueError, KeyError) as exc:
+            sys.exit(f"--markdown {args.markdown}: not a benchmark run's JSON ({exc})")
+        return
     previous = None
     if args.compare is not None:
         try:
