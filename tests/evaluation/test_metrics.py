@@ -9,7 +9,7 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression
 
-from medops.evaluation.metrics import compute, exact_histogram, logit
+from medops.evaluation.metrics import Histogram, calibration, compute, exact_histogram, logit
 from medops.evaluation.spec import ThresholdSpec
 from medops.evaluation.thresholds import choose, curves, table
 
@@ -107,3 +107,51 @@ def test_the_table_and_curves() -> None:
     fpr, tpr = np.array(drawn["roc"]).T
     assert np.trapezoid(tpr, fpr) == pytest.approx(skm.roc_auc_score(y, p), abs=0.01)
     assert sum(b["count"] for b in drawn["calibration"]) == len(y)
+
+
+def _row_fits(y: np.ndarray, x: np.ndarray) -> tuple[float, float, float]:
+    """Logistic recalibration fitted on the rows themselves, by plain Newton steps: (a, b) and the
+    intercept with the slope fixed at 1."""
+    a, b, c = 0.0, 1.0, 0.0
+    for _ in range(40):
+        mu = 1 / (1 + np.exp(-(a + b * x)))
+        w = mu * (1 - mu)
+        hess = np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
+        step = np.linalg.solve(hess, np.array([(y - mu).sum(), ((y - mu) * x).sum()]))
+        a, b = a + step[0], b + step[1]
+        mu = 1 / (1 + np.exp(-(c + x)))
+        c += (y - mu).sum() / (mu * (1 - mu)).sum()
+    return a, b, c
+
+
+def test_histograms_side_by_side_over_their_own_bins_equal_fits_on_the_rows() -> None:
+    """The bootstrap keeps only each group's non-empty bins, groups side by side on one axis: the
+    calibration fits over those bins equal fits on the expanded rows, and every metric equals the
+    one computed over all bins, empty ones included."""
+    rng = np.random.default_rng(7)
+    edges = np.quantile(rng.uniform(0.02, 0.98, 5000), np.linspace(0, 1, 200)[1:-1])
+    n_bins = len(edges) + 1
+    centre = np.r_[0.01, (edges[1:] + edges[:-1]) / 2, 0.99]  # each bin's score, ascending
+    groups = []
+    for size in (25, 120, 900):  # small groups fill a few bins, the large one most of them
+        which = np.searchsorted(edges, rng.uniform(0.02, 0.98, size), side="right")
+        y = (rng.random(size) < 1 / (1 + np.exp(-(0.3 + 0.8 * logit(centre[which]))))).astype(np.int8)
+        y[:2] = (0, 1)  # both classes
+        groups.append((which, y))
+    full = [(np.bincount(w, weights=y, minlength=n_bins), np.bincount(w, minlength=n_bins)) for w, y in groups]
+    kept = [np.flatnonzero(total) for _, total in full]
+    starts = np.cumsum([0] + [len(k) for k in kept[:-1]])
+    pos = np.concatenate([p[k] for (p, _), k in zip(full, kept, strict=True)])
+    neg = np.concatenate([(t - p)[k] for (p, t), k in zip(full, kept, strict=True)])
+    score = np.concatenate([centre[k] for k in kept])
+    cut = starts + np.array([np.searchsorted(centre[k], 0.4) for k in kept])
+    assert len(kept[0]) < n_bins / 5 and len(kept[1]) < n_bins / 2  # most of a small group's bins are empty
+    side_by_side = compute(Histogram(pos, neg, score, cut, starts))
+    (a, b), c = calibration(pos, neg, score, starts=starts)
+    for g, ((which, y), (p_g, t_g)) in enumerate(zip(groups, full, strict=True)):
+        fit_a, fit_b, fit_c = _row_fits(y.astype(np.float64), logit(centre[which]))
+        assert a[g] == pytest.approx(fit_a, abs=1e-10) and b[g] == pytest.approx(fit_b, abs=1e-10)
+        assert c[g] == pytest.approx(fit_c, abs=1e-10)
+        every_bin = compute(Histogram(p_g, t_g - p_g, centre, int(np.searchsorted(centre, 0.4))))
+        for name, value in every_bin.items():
+            assert side_by_side[name][g] == pytest.approx(float(value), abs=1e-12), name

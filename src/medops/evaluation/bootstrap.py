@@ -23,9 +23,11 @@ it hides the uncertainty of everything that moves with the event rate (calibrati
 PPV, prevalence), which is what monitoring a stream of outcomes asks about.
 
 Resamples are drawn in chunks, each with its own seed from the run's seed: the same seed gives the
-same intervals whatever the thread timing or the number of threads. The chunks run on two threads even
-for a small test set: its cost is the calibration fits over the bins, not the rows, and starting a pool
-takes well under a millisecond, so two threads halve it where the cores are free.
+same intervals whatever the thread timing or the number of threads. Each group keeps only the bins that
+hold its rows, the groups side by side on one axis, so a small group's fits and sums cost its few bins,
+not every bin. The chunks run on two threads even for a small test set: its cost is still mostly the
+calibration fits, and starting a pool takes well under a millisecond, so two threads cut it where the
+cores are free.
 """
 
 from __future__ import annotations
@@ -136,8 +138,14 @@ def bootstrap(
     score = np.where(in_bin > 0, np.bincount(row_bin, weights=p, minlength=n_bins) / np.maximum(in_bin, 1), 0.0)
     score = np.where(in_bin > 0, score, np.r_[0.0, edges])  # an empty bin: its lower edge (it holds no rows)
     n_groups = groups.shape[0]
+    # Each group keeps only the bins its rows fall in (a resample's rows are some of them), side by side
+    # on one axis: the fits and sums of a small group cost its few bins, not all of them.
+    layout = _group_bins(groups, np.bincount(strata * n_bins + row_bin, minlength=groups.shape[1] * n_bins))
+    starts = layout.starts
+    flat_score = score[layout.bins]
+    cuts = starts + np.add.reduceat((layout.bins < cut).astype(np.intp), starts)  # each group's first bin >= cut
     # Per label, the non-empty cells (stratum, bin), their counts, and a sparse map from cell to
-    # every (group, bin) it adds to: a resample's group histograms are one sparse product.
+    # every group's place for that bin: a resample's group histograms are one sparse product.
     labels = []
     members = _cluster_codes(clusters, len(y))
     for label in (0, 1):
@@ -146,22 +154,21 @@ def bootstrap(
         stratum, cell_bin = cells // n_bins, cells % n_bins
         g_idx, c_idx = np.nonzero(groups[:, stratum])
         to_groups = sparse.csr_matrix(
-            (np.ones(len(c_idx)), (c_idx, g_idx * n_bins + cell_bin[c_idx])), shape=(len(cells), n_groups * n_bins)
+            (np.ones(len(c_idx)), (c_idx, layout.place[g_idx, cell_bin[c_idx]])), shape=(len(cells), len(flat_score))
         )
         by_cluster = None if members is None else _by_cluster(members[0][y == label], position, members[1], len(cells))
         labels.append((counts, to_groups, by_cluster))
 
-    def histograms(draws: list[np.ndarray]) -> Histogram:  # per label (r, cells) -> (G, r, B)
+    def histograms(draws: list[np.ndarray]) -> Histogram:  # per label (r, cells) -> (r, every group's bins)
         per_label = [
-            np.asarray(to_groups.T.dot(d.T).T).reshape(len(d), n_groups, n_bins).transpose(1, 0, 2)
-            for d, (_, to_groups, _) in zip(draws, labels, strict=True)
+            np.ascontiguousarray(to_groups.T.dot(d.T).T) for d, (_, to_groups, _) in zip(draws, labels, strict=True)
         ]
-        return Histogram(per_label[1], per_label[0], score, cut)
+        return Histogram(per_label[1], per_label[0], flat_score, cuts, starts)
 
     full = histograms([counts[None, :].astype(np.float64) for counts, _, _ in labels])
-    start = {k: v[:, None] for k, v in calibration_start(full.pos[:, 0], full.neg[:, 0], score).items()}
+    start = {k: v[0] for k, v in calibration_start(full.pos, full.neg, flat_score, starts).items()}
     binned_full = compute(full, start, metrics)
-    shift = exact - np.stack([binned_full[m][:, 0] for m in metrics], axis=1)  # (G, M)
+    shift = exact - np.stack([binned_full[m][0] for m in metrics], axis=1)  # (G, M)
     seeds = np.random.SeedSequence(seed).spawn((resamples + CHUNK - 1) // CHUNK)
 
     def chunk(index: int) -> np.ndarray:
@@ -180,8 +187,8 @@ def bootstrap(
                 else np.zeros((size, len(counts)))
                 for counts, _, _ in labels
             ]
-        values = compute(histograms(draws), start, metrics)
-        return np.stack([values[m] for m in metrics], axis=1)  # (G, M, r)
+        values = compute(histograms(draws), start, metrics)  # (r, G) each
+        return np.stack([values[m].T for m in metrics], axis=1)  # (G, M, r)
 
     out = np.empty((n_groups, len(metrics), resamples))
     for index, values in enumerate(_map(chunk, range(len(seeds)), threads)):
@@ -189,6 +196,28 @@ def bootstrap(
         if progress is not None:
             progress(index * CHUNK + values.shape[2])
     return Distribution(exact, out + shift[:, :, None], metrics)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Every group's non-empty bins, one group after another on one axis."""
+
+    bins: np.ndarray  # (places,) the bin at each place, ascending within each group
+    starts: np.ndarray  # (G,) each group's first place
+    place: np.ndarray  # (G, bins) each (group, bin)'s place; -1 where the group has no rows in the bin
+
+
+def _group_bins(groups: np.ndarray, cell_rows: np.ndarray) -> _Layout:
+    """``groups`` (G, S) as in ``bootstrap``; ``cell_rows`` (S * bins): rows per (stratum, bin). A group
+    without rows keeps bin 0 (empty for it), so every group has a bin and its metrics come out
+    undefined, as they would over every bin."""
+    per_stratum = cell_rows.reshape(groups.shape[1], -1) > 0
+    held = (groups.astype(np.int64) @ per_stratum.astype(np.int64)) > 0  # (G, bins)
+    held[~held.any(axis=1), 0] = True
+    group, bins = np.nonzero(held)  # row-major: by group, then bin ascending
+    place = np.full(held.shape, -1, dtype=np.intp)
+    place[group, bins] = np.arange(len(bins))
+    return _Layout(bins, np.searchsorted(group, np.arange(len(groups))).astype(np.intp), place)
 
 
 def _map(fn: Callable[[Any], np.ndarray], items: Sequence[Any], threads: int) -> Iterator[np.ndarray]:
