@@ -14,13 +14,9 @@ can be wired in one place.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
 import re
-import threading
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import fsspec
@@ -105,8 +101,11 @@ def _write_once_local(final: Path, data: bytes, root: Path) -> None:
     """Temp file in ``.tmp/``, fsync, then link(2) into place: atomic, and unlike rename it refuses
     an existing name. Nothing is ever removed from the store's own folder, so it works in a folder
     made append-only (``chattr +a``), where even its owner can't delete a checkpoint."""
+    tmp_dir = root / ".tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp, fd = _blanks(root / ".tmp").take()
+    tmp = tmp_dir / f"{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -123,74 +122,6 @@ def _write_once_local(final: Path, data: bytes, root: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-class _Blanks:
-    """Empty files made ahead, one at a time, by a thread of their own.
-
-    Every audited change publishes a checkpoint before it answers, and on some disks making a file
-    costs several times writing and syncing one (0.75 ms against 0.2 ms on a 2-core virtual machine:
-    more than the rest of a run's start). So the next checkpoint's temporary file is made while the
-    current change goes on. The one made ahead when the process ends is removed then.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="medops-checkpoints")
-        self._ahead: Future[tuple[Path, int]] | None = None
-        self._lock = threading.Lock()
-
-    def take(self) -> tuple[Path, int]:
-        """A new empty file, open for writing, never used before (the one made ahead, else one made now)."""
-        with self._lock:
-            ahead = self._ahead
-            try:
-                self._ahead = self._pool.submit(self._make)
-            except RuntimeError:  # the interpreter is shutting down: no thread to make the next one
-                self._ahead = None
-        if ahead is not None:
-            with contextlib.suppress(OSError):  # a full disk: make one now, and say so then
-                tmp, fd = ahead.result()
-                if os.fstat(fd).st_nlink:
-                    return tmp, fd
-                os.close(fd)  # removed with its folder since it was made (a store moved or cleared)
-        return self._make()
-
-    def _make(self) -> tuple[Path, int]:
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.folder / f"{uuid.uuid4().hex}.tmp"
-        return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
-
-    def discard(self) -> None:
-        with self._lock:
-            ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            with contextlib.suppress(Exception):
-                tmp, fd = ahead.result(timeout=5)
-                os.close(fd)
-                tmp.unlink(missing_ok=True)
-        self._pool.shutdown(wait=False)
-
-
-_BLANKS: dict[tuple[int, Path], _Blanks] = {}
-_BLANKS_LOCK = threading.Lock()
-
-
-def _blanks(folder: Path) -> _Blanks:
-    """The process's blanks for one store (per process id: a forked child's copy has no thread behind it)."""
-    key = (os.getpid(), folder)
-    with _BLANKS_LOCK:
-        if key not in _BLANKS:
-            if not _BLANKS:
-                atexit.register(_discard_blanks)
-            _BLANKS[key] = _Blanks(folder)
-        return _BLANKS[key]
-
-
-def _discard_blanks() -> None:
-    for (pid, _), blanks in list(_BLANKS.items()):
-        if pid == os.getpid():
-            blanks.discard()
 
 
 # --- the few operations medops performs on the store -------------------------------------

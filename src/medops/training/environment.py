@@ -7,12 +7,9 @@ run names it by its SHA-256. Comparing two locks says which packages changed.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -81,18 +78,14 @@ def start_git_state(folder: Path) -> Callable[[], GitState]:
     """
     if not _in_repository(folder):
         return lambda: GitState(None, None)
-    started = _spawner().submit(
-        subprocess.Popen, GIT_STATUS, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
+    try:
+        process = subprocess.Popen(GIT_STATUS, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    except OSError:
+        return lambda: GitState(None, None)
     answer: list[GitState] = []
 
     def collect() -> GitState:
         if not answer:
-            try:
-                process = started.result(timeout=10)
-            except (OSError, TimeoutError):
-                answer.append(GitState(None, None))
-                return answer[0]
             try:
                 out, _ = process.communicate(timeout=10)
             except subprocess.TimeoutExpired:
@@ -103,21 +96,6 @@ def start_git_state(folder: Path) -> Callable[[], GitState]:
         return answer[0]
 
     return collect
-
-
-_SPAWNERS: dict[int, ThreadPoolExecutor] = {}
-_SPAWNERS_LOCK = threading.Lock()
-
-
-def _spawner() -> ThreadPoolExecutor:
-    """The process's one thread that starts git: starting a process costs about a millisecond of the
-    caller's time (more than the rest of a short run's bookkeeping), which a thread of its own spends
-    while the run goes on. Per process id: a forked child's copy has no thread behind it."""
-    pid = os.getpid()
-    with _SPAWNERS_LOCK:
-        if pid not in _SPAWNERS:
-            _SPAWNERS[pid] = ThreadPoolExecutor(1, thread_name_prefix="medops-git")
-        return _SPAWNERS[pid]
 
 
 def _in_repository(folder: Path) -> bool:

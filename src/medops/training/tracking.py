@@ -42,7 +42,6 @@ from medops.store.lineage import Edge, add_edges, dataset_node
 from medops.store.schema import Run as RunRow
 from medops.store.schema import RunArtifact, RunInput, RunLatestMetric, RunMetric, RunParam, RunTag
 from medops.training.environment import GitState, environment_lock, host_name, start_git_state
-from medops.training.heartbeats import HEARTBEATS
 
 RUN_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN}
 STATES = ("running", "finished", "failed", "killed")
@@ -97,7 +96,9 @@ class BufferedRun(ABC):
         self._steps: dict[str, int] = {}
         self._last_flush = time.monotonic()
         self._heartbeat_seconds = heartbeat_seconds
-        self._beating = HEARTBEATS.add(self._beat_once, heartbeat_seconds)  # the process's one beating thread
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, name=f"medops-run-{self.id[:8]}", daemon=True)
+        self._beat.start()
 
     # --- what a kind of run does: where values go, how it beats, how it ends -----------------
 
@@ -195,8 +196,16 @@ class BufferedRun(ABC):
             self._pending_tags = {**batch[1], **self._pending_tags}
             self._pending_metrics = [*batch[2], *self._pending_metrics]
 
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self._heartbeat_seconds):
+            try:
+                self._beat_once()
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the run itself goes on
+                continue
+
     def _stop_beating(self) -> None:
-        HEARTBEATS.remove(self._beating)
+        self._stop.set()
+        self._beat.join(timeout=5)
 
     def __enter__(self) -> BufferedRun:
         return self
