@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import sys
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
@@ -204,24 +205,32 @@ def main(argv: list[str] | None = None) -> None:
     extra = ["--quick"] if args.quick else []
     started = datetime.now(UTC)
     load_start = load_average()
-    for name in args.only or list(BENCHMARKS):
-        run, options = BENCHMARKS[name]
-        run([*extra, *options])
-    result = {
-        "started": started.isoformat(timespec="seconds"),
-        "ended": datetime.now(UTC).isoformat(timespec="seconds"),
-        "quick": args.quick,
-        "benchmarks": args.only or list(BENCHMARKS),
-        "machine": machine(),
-        "load_average": {"start": load_start, "end": load_average()},
-        "tables": RECORDED,
-    }
     out = args.json or Path(__file__).parent / "results" / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(out)  # a run cut short leaves no half-written file under the name
-    print(f"results written to {out}")
+    failed: dict[str, str] = {}
+    names = args.only or list(BENCHMARKS)
+    for done, name in enumerate(names, 1):
+        run, options = BENCHMARKS[name]
+        try:
+            run([*extra, *options])
+        except Exception as exc:  # noqa: BLE001 - one benchmark's failure is reported; the others still run
+            traceback.print_exc()
+            failed[name] = f"{type(exc).__name__}: {exc}"[:2000]
+            print(f"benchmark {name} FAILED: {failed[name]}", flush=True)
+        result = {
+            "started": started.isoformat(timespec="seconds"),
+            "ended": datetime.now(UTC).isoformat(timespec="seconds"),
+            "quick": args.quick,
+            "benchmarks": names[:done],
+            "failed": failed,
+            "machine": machine(),
+            "load_average": {"start": load_start, "end": load_average()},
+            "tables": RECORDED,
+        }
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(out)  # after every benchmark, whole: a run cut short keeps what it measured
+    print(f"results written to {out}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     if previous is not None:
         rows = changes(previous, result)
         print_table(
@@ -232,6 +241,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         if not rows:
             print("no number in this run matches one of that run (different benchmarks or sizes?)")
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

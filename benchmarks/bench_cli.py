@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> list[list[Any]]:
     mlflow_python, mlflow_note = ensure_mlflow(args.mlflow_venv)
     medops = _medops()
     with workspace("sqlite") as ws:
-        env = {**os.environ, "MEDOPS_HOME": str(ws.settings.home)}
+        # an admin's API token: reading the audit log needs a verified user, as it does for a person
+        _, token = ws.tokens.create("admin", "bench-cli", expires_in_days=1)
+        env = {**os.environ, "MEDOPS_HOME": str(ws.settings.home), "MEDOPS_TOKEN": token}
         commands = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "python: import typer, pydantic, sqlalchemy.orm": [sys.executable, "-c", FLOOR],

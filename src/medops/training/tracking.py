@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from medops.audit import NewEvent
@@ -335,6 +335,21 @@ def _check_batch(
         )
 
 
+# a run's end, built once (see open_row): only a running run ends, once
+_RUNS = cast(Table, RunRow.__table__)
+_END = (
+    update(_RUNS)
+    .where(_RUNS.c.id == bindparam("run"), _RUNS.c.state == "running")
+    .values(
+        state=bindparam("to"),
+        ended_at=bindparam("at"),
+        error=bindparam("why"),
+        git_commit=bindparam("commit"),
+        git_dirty=bindparam("dirty"),
+    )
+)
+
+
 def _write_batch(
     session: Session,
     run_id: str,
@@ -347,8 +362,8 @@ def _write_batch(
     # spent more per row in bookkeeping than SQLite spent storing it.
     insert = dialect_insert(session)
     if params:
-        session.execute(
-            insert(RunParam).on_conflict_do_nothing(index_elements=["run_id", "key"]),
+        session.connection().execute(
+            insert(RunParam.__table__).on_conflict_do_nothing(index_elements=["run_id", "key"]),
             [{"run_id": run_id, "key": k, "value": v} for k, v in params.items()],
         )
     if tags:
@@ -551,7 +566,7 @@ class Tracker:
             self._swept_at = time.monotonic()
         run_id = uuid.uuid4().hex
         now = utc_now()
-        row = RunRow(
+        values = dict(
             id=run_id,
             experiment=experiment,
             name=name or f"{experiment}-{now.strftime('%Y%m%d-%H%M%S')}",
@@ -565,9 +580,10 @@ class Tracker:
             project_sha256=project_sha256,
             env_digest=env_digest,
         )
+        row = RunRow(**values)  # the caller's copy; never attached to a session
         with self.ws.users.authorized(actor, "run.start", "run", run_id, RUN_ROLES) as ch:
-            ch.session.add(row)
-            ch.session.flush()
+            # into the table on the session's connection: the ORM's unit of work cost more than the insert
+            ch.session.connection().execute(insert(_RUNS), values)
             if parent is not None:
                 add_edges(ch.session, [Edge(run_node(parent), run_node(run_id), "trial", {})], actor)
             ch.after = {
@@ -578,7 +594,6 @@ class Tracker:
                 "project_sha256": row.project_sha256,
                 "environment": env_digest,
             }
-            ch.session.expunge(row)
         return row
 
     # --- a run logged from elsewhere (the platform API), by id -------------------------------
@@ -659,10 +674,9 @@ class Tracker:
         with self.ws.trail.change(run.actor, f"run.{state}", "run", run.id) as ch:
             if batch is not None and any(batch):
                 _write_batch(ch.session, run.id, *batch)
-            ch.session.execute(
-                update(RunRow)
-                .where(RunRow.id == run.id, RunRow.state == "running")
-                .values(state=state, ended_at=utc_now(), error=error, git_commit=git.commit, git_dirty=git.dirty)
+            ch.session.connection().execute(
+                _END,
+                {"run": run.id, "to": state, "at": utc_now(), "why": error, "commit": git.commit, "dirty": git.dirty},
             )
             ch.after = {"state": state, "error": error, "git_commit": git.commit, "git_dirty": git.dirty}
 
