@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,18 +12,9 @@ import pytest
 
 from medops.features import FeatureStore
 from medops.features.connections import DuckConnections, duck
-from medops.workspace import Workspace
-from tests.factories import events_table, feature_set, labels_frame, people_table, put
+from tests.factories import labels_frame
 
 pytestmark = pytest.mark.usefixtures("pseudonym_key")
-
-
-@pytest.fixture
-def store(team: Workspace, tmp_path: Path) -> Iterator[FeatureStore]:
-    put(team, tmp_path, "events", events_table())
-    put(team, tmp_path, "people", people_table())
-    with FeatureStore(team, feature_set(), executor="local", online_store="sqlite") as fs:
-        yield fs
 
 
 def test_every_call_of_every_store_on_a_workspace_uses_its_two_databases(store: FeatureStore) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,21 +20,12 @@ from medops.features import Feature, FeatureStore, FeatureView, FeatureViewError
 from medops.features.store import view_node
 from medops.store.lineage import walk
 from medops.store.schema import FeatureViewVersion
-from medops.workspace import Workspace
-from tests.factories import REDIS, T0, events_table, feature_set, labels_frame, people_table, put
+from tests.factories import REDIS, T0, events_table, feature_set, labels_frame, put
 
 DAY = timedelta(days=1)
 
 
 pytestmark = pytest.mark.usefixtures("pseudonym_key")
-
-
-@pytest.fixture
-def store(team: Workspace, tmp_path: Path) -> Iterator[FeatureStore]:
-    put(team, tmp_path, "events", events_table())
-    put(team, tmp_path, "people", people_table())
-    with FeatureStore(team, feature_set(), executor="local", online_store="sqlite") as fs:
-        yield fs
 
 
 def test_apply_records_versions_lineage_and_audit_once(store: FeatureStore) -> None:

@@ -12,8 +12,7 @@ from medops.errors import IntegrityError
 from medops.features import FeatureStore, verified
 from medops.features.verified import verified_path
 from medops.store.artifacts import ArtifactStore
-from medops.workspace import Workspace
-from tests.factories import events_table, feature_set, labels_frame, people_table, put
+from tests.factories import labels_frame
 
 pytestmark = pytest.mark.usefixtures("pseudonym_key")
 
@@ -102,14 +101,6 @@ def test_a_missing_artifact_is_not_found_even_after_a_check(tmp_path: Path) -> N
     path.unlink()
     with pytest.raises(NotFound):
         verified_path(store, digest)
-
-
-@pytest.fixture
-def store(team: Workspace, tmp_path: Path) -> Iterator[FeatureStore]:
-    put(team, tmp_path, "events", events_table())
-    put(team, tmp_path, "people", people_table())
-    with FeatureStore(team, feature_set(), executor="local", online_store="sqlite") as fs:
-        yield fs
 
 
 def test_training_sets_hash_the_table_once_and_refuse_a_tampered_one(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import duckdb
 
@@ -48,33 +48,29 @@ class DuckConnections:
         self.opened += 1
         return con
 
-    def _cursor(self, *, sandboxed: bool) -> duckdb.DuckDBPyConnection:
+    @contextmanager
+    def _cursor(self, *, sandboxed: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of one of the two databases (opened on first use), closed after the call."""
         with self._lock:
-            if sandboxed:
-                if self._sandboxed is None:
-                    self._sandboxed = self._open(sandboxed=True)
-                return self._sandboxed.cursor()
-            if self._reader is None:
+            if sandboxed and self._sandboxed is None:
+                self._sandboxed = self._open(sandboxed=True)
+            if not sandboxed and self._reader is None:
                 self._reader = self._open(sandboxed=False)
-            return self._reader.cursor()
+            database = self._sandboxed if sandboxed else self._reader
+            assert database is not None
+            cursor = database.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
 
-    @contextmanager
-    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def reader(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A cursor that may read files: for SQL medops writes over verified artifacts."""
-        cursor = self._cursor(sandboxed=False)
-        try:
-            yield cursor
-        finally:
-            cursor.close()
+        return self._cursor(sandboxed=False)
 
-    @contextmanager
-    def sandboxed(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def sandboxed(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A cursor that reads nothing but the tables it is given: for SQL from a project file."""
-        cursor = self._cursor(sandboxed=True)
-        try:
-            yield cursor
-        finally:
-            cursor.close()
+        return self._cursor(sandboxed=True)
 
     def close(self) -> None:
         with self._lock:
