@@ -272,20 +272,7 @@ def plain_loop_parallel(
 
 # --- the NumPy peer: an exact bootstrap on medops's resamples ----------------------------------
 
-PEER_METRICS = (
-    "auroc",
-    "auprc",
-    "sensitivity",
-    "specificity",
-    "ppv",
-    "npv",
-    "f1",
-    "brier",
-    "ece",
-    "prevalence",
-    "selection_rate",
-    "fpr",
-)
+PEER_METRICS = tuple(m for m in METRICS if not m.startswith("calibration_"))  # the peer fits no calibration
 
 
 def numpy_peer(
