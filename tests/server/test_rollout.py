@@ -73,7 +73,7 @@ def test_the_canary_answers_its_share_and_the_shadow_is_logged_never_returned(
             rows = http.post("/v1/models/readmission/predict", json=[example] * 1_000).json()["predictions"]
             for row in rows:
                 answered[(row["version"], row.get("variant", "champion"))] += 1
-        metrics = http.get("/metrics").text
+        metrics = _after_the_shadow(http, rows=2_000)
     assert set(answered) == {(1, "champion"), (2, "canary")}  # the shadow (3) never answers
     share = answered[(2, "canary")] / 2_000
     assert 0.26 < share < 0.34  # rows without an entity go to the canary at random, in its share (±4 sd)
@@ -89,6 +89,21 @@ def test_the_canary_answers_its_share_and_the_shadow_is_logged_never_returned(
     requests = {p.request_id for p in logged if p.variant != "shadow"}
     assert {p.request_id for p in logged if p.variant == "shadow"} == requests  # beside each request answered
     assert services.predictions.replay(READER, PredictionFilter(variant="shadow")).identical
+
+
+def _after_the_shadow(http: httpx.Client, *, rows: int) -> str:
+    """The /metrics text once the shadow has counted ``rows``: it scores after the answer is sent."""
+    deadline = time.monotonic() + 30
+    while True:
+        text = http.get("/metrics").text
+        counted = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("medops_predictions_total{") and 'variant="shadow"' in line
+        )
+        if counted >= rows or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
 
 
 def test_a_canary_is_held_to_production_and_declarations_are_checked(three: tuple[Workspace, Services, str]) -> None:
