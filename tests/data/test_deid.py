@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from medops.data.deid import RESTRICTED_ZIP3, Deidentifier, Pseudonymizer, zip3
+from medops.data import duck
+from medops.data.deid import RESTRICTED_ZIP3, Deidentifier, Pseudonymizer, zip3_sql
 from medops.errors import ConfigError, InvalidInput
 from medops.identity.pseudonym_key import load_key
 from medops.synth import generate, vocab
@@ -112,6 +114,17 @@ def test_date_shift_keeps_intervals_per_patient(data) -> None:  # type: ignore[n
     assert ((out["discharge_time"] - out["admit_time"]) == (enc["discharge_time"] - enc["admit_time"])).all()
     shift = (out["admit_time"].dt.tz_localize(None) - enc["admit_time"]).dt.days
     assert shift.groupby(enc["patient_id"]).nunique().eq(1).all() and shift.abs().max() <= 183
+
+
+def zip3(values: pd.Series) -> pd.Series:
+    """The zip3 action's SQL over a Series (text and numbers mixed, as a flat extract holds them)."""
+    table = pa.table({"z": pa.array(values.astype("string"), type=pa.string())})
+    con = duck.connect()
+    try:
+        out = duck.query(con, f"SELECT {zip3_sql('z')} AS z FROM t", t=table)
+    finally:
+        con.close()
+    return pd.Series(out.column("z").to_pylist(), index=values.index, dtype="string")
 
 
 @pytest.mark.parametrize(

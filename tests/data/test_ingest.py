@@ -12,6 +12,7 @@ from medops.audit import AuditFilter, list_events
 from medops.data import datasets
 from medops.data.contracts import load_contract
 from medops.data.deid import Pseudonymizer
+from medops.data.duck_connections import duck
 from medops.data.ingest import IngestResult, TablePlan, ingest
 from medops.data.sources import CsvSource, FhirNdjsonSource
 from medops.errors import InvalidInput, PermissionDenied, SourceError
@@ -258,6 +259,11 @@ def test_ingest_leaves_no_working_files(workspace: Workspace, project: LoadedPro
     ingest(workspace, table_plan(project, "observations"), now=NOW, actor="admin")  # unique keys, a quarantine
     temp = Path(workspace.artifacts.root) / ".tmp"
     assert not temp.exists() or not any(temp.iterdir())
+    databases = duck(workspace)  # contract, de-identification and profile drew on the workspace's two
+    assert databases.opened == 2
+    with databases.reader() as con:  # the keys and people files were detached, not only removed
+        attached = con.execute("SELECT database_name FROM duckdb_databases() WHERE NOT internal").fetchall()
+    assert attached == [("memory",)]
 
 
 def test_a_quarantine_sample_shows_the_failing_value_and_the_key_but_never_an_identifier(

@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medops.data import duck
+from medops.data.duck_connections import Attached, DuckConnections
 from medops.data.sources import frame_to_arrow
 from medops.data.sql_expr import ExpressionError, literal, quote_ident, to_sql
 from medops.errors import InvalidInput
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     import pandera.pandas as pa_schema
 
 SAMPLE_ROWS = 5
-KEYS_MEMORY = "128MB"
 
 
 class DataContractError(InvalidInput):
@@ -162,10 +162,20 @@ _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
 class Contract:
-    def __init__(self, spec: ContractSpec, *, source: str = "", keys_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        spec: ContractSpec,
+        *,
+        source: str = "",
+        keys_file: Path | None = None,
+        databases: DuckConnections | None = None,
+    ) -> None:
         """``keys_file``: where the unique keys seen so far are kept (a DuckDB file, removed by
-        ``close``), so memory stays bounded however many rows a table has; in memory without it."""
+        ``close``), so memory stays bounded however many rows a table has; in memory without it.
+        ``databases``: the workspace's DuckDB databases; without them, the contract opens its own."""
         self.spec = spec
+        self._databases = databases or DuckConnections()
+        self._own_databases = databases is None
         self.keys_file = keys_file
         self.source = source or spec.table
         self.report = ValidationReport(spec.table, spec.version, spec.on_failure)
@@ -189,7 +199,7 @@ class Contract:
                 raise DataContractError(f"{self.source}: normalize[{i}].set: {unknown[0]!r} is not a declared column")
         self._keys = [[n] for n, c in spec.columns.items() if c.unique] + ([spec.unique] if spec.unique else [])
         self._con: duckdb.DuckDBPyConnection | None = None
-        self._seen: duckdb.DuckDBPyConnection | None = None
+        self._seen: Attached | None = None
         # Unique keys (an MRN, say) are compared as hashes salted by a secret that lives only in
         # this process, so the hashes on disk can't be matched to identifiers afterwards.
         self._key_salt = secrets.token_hex(16)
@@ -209,21 +219,27 @@ class Contract:
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
-            self._con = duck.connect()
+            # sandboxed: the rules and normalizations are the project file's, turned into SQL
+            self._con = self._databases.cursor(sandboxed=True)
         return self._con
 
     @property
     def seen(self) -> duckdb.DuckDBPyConnection:
         """The keys of earlier chunks: two 64-bit halves of an MD5 per key, one table per unique key."""
         if self._seen is None:
-            self._seen = duck.connect(database=self.keys_file, memory_limit=KEYS_MEMORY)
+            self._seen = self._databases.attach(self.keys_file)
             for k in range(len(self._keys)):
-                self._seen.execute(f"CREATE TABLE seen_{k} (a UBIGINT, b UBIGINT)")
-        return self._seen
+                self._seen.con.execute(f"CREATE TABLE seen_{k} (a UBIGINT, b UBIGINT)")
+        return self._seen.con
 
     def close(self) -> None:
-        duck.discard(self._con, self._seen, database=self.keys_file)
+        if self._con is not None:
+            self._con.close()
+        if self._seen is not None:
+            self._seen.close()
         self._con = self._seen = None
+        if self._own_databases:
+            self._databases.close()
 
     def pandera_schema(self) -> pa_schema.DataFrameSchema:
         """The contract's column checks and rules as Pandera, for a DataFrame of typed columns."""

@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medops.data import duck
+from medops.data.duck_connections import Attached, DuckConnections
 from medops.data.sources import frame_to_arrow
 from medops.data.sql_expr import literal, quote_ident
 from medops.errors import InvalidInput
@@ -58,7 +59,6 @@ MAX_SHIFT_DAYS = 182
 # Below this share of distinct ids in a chunk, keyed digests run once per id and are mapped back.
 REPEATED_IDS = 0.8
 DISTINCT_SAMPLE = 5000  # rows the share is judged on
-PEOPLE_MEMORY = "128MB"
 
 
 def action_error(action: str) -> str | None:
@@ -135,17 +135,6 @@ def zip3_sql(value: str) -> str:
     general = f"CASE WHEN regexp_full_match({text}, '\\d{{1,5}}') THEN {prefix3(padded)} END"
     # Most ZIPs are five plain digits: only the others pay for the clean-up.
     return f"CASE WHEN regexp_full_match({raw}, '\\d{{5}}') THEN {prefix3(f'substr({raw}, 1, 3)')} ELSE {general} END"
-
-
-def zip3(values: pd.Series) -> pd.Series:
-    """``zip3_sql`` over a pandas Series (mixed text and numbers allowed)."""
-    table = pa.table({"z": pa.array(values.astype("string"), type=pa.string())})
-    con = duck.connect()
-    try:
-        out = duck.query(con, f"SELECT {zip3_sql('z')} AS z FROM t", t=table)
-    finally:
-        con.close()
-    return pd.Series(out.column("z").to_pylist(), index=values.index, dtype="string")
 
 
 def age_sql(birth: str, at: str) -> str:
@@ -233,7 +222,9 @@ class Deidentifier:
     _warned: set[str] = field(default_factory=set)  # kept columns already warned about
     _con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
     people_file: Path | None = None  # where the people per group are kept (removed by finish); memory without
-    _people: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
+    _people: Attached | None = field(default=None, repr=False)
+    databases: DuckConnections | None = field(default=None, repr=False)  # the workspace's; None: its own
+    _own_databases: DuckConnections | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for column, action in self.actions.items():
@@ -243,10 +234,17 @@ class Deidentifier:
         if self.text_phi not in ("redact", "fail"):
             raise InvalidInput(f"text_phi must be 'redact' or 'fail', not {self.text_phi!r}")
 
+    def _databases(self) -> DuckConnections:
+        if self.databases is not None:
+            return self.databases
+        if self._own_databases is None:
+            self._own_databases = DuckConnections()
+        return self._own_databases
+
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
-            self._con = duck.connect()
+            self._con = self._databases().cursor(sandboxed=True)  # computes over the chunks it is given
         return self._con
 
     def apply(self, chunk: pa.Table | pd.DataFrame, rows: Sequence[int] | None = None) -> pa.Table:
@@ -433,11 +431,11 @@ class Deidentifier:
         columns = [c for c in dict.fromkeys([*columns, *([patient] if patient else [])]) if c in names]
         if patient:  # people, not rows: a patient with many encounters is one person in a group
             if self._people is None:
-                self._people = duck.connect(database=self.people_file, memory_limit=PEOPLE_MEMORY)
+                self._people = self._databases().attach(self.people_file)
                 typed = ", ".join(f"{q} VARCHAR" for q in qs)
-                self._people.execute(f"CREATE TABLE people ({typed}, patient VARCHAR)")
+                self._people.con.execute(f"CREATE TABLE people ({typed}, patient VARCHAR)")
             duck.query(
-                self._people,
+                self._people.con,
                 f"INSERT INTO people SELECT DISTINCT {key}, CAST({quote_ident(patient)} AS VARCHAR) FROM t "
                 f"WHERE {quote_ident(patient)} IS NOT NULL",
                 unordered=True,
@@ -525,7 +523,7 @@ class Deidentifier:
         """Close the report: k-anonymity over the quasi-identifiers, when there are any."""
         if self._people is not None:
             groups = duck.query(
-                self._people, "SELECT * EXCLUDE (patient), count(DISTINCT patient) AS n FROM people GROUP BY ALL"
+                self._people.con, "SELECT * EXCLUDE (patient), count(DISTINCT patient) AS n FROM people GROUP BY ALL"
             )
             qs = [c for c in groups.column_names if c != "n"]
             for *qi, n in zip(*(groups.column(c).to_pylist() for c in (*qs, "n")), strict=True):
@@ -539,5 +537,11 @@ class Deidentifier:
         return self.report
 
     def close(self) -> None:
-        duck.discard(self._con, self._people, database=self.people_file)
+        if self._con is not None:
+            self._con.close()
+        if self._people is not None:
+            self._people.close()
         self._con = self._people = None
+        if self._own_databases is not None:
+            self._own_databases.close()
+            self._own_databases = None

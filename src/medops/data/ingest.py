@@ -31,6 +31,7 @@ from medops.clock import utc_now
 from medops.data.contracts import Contract, ContractSpec, ValidationReport
 from medops.data.datasets import DatasetInfo, get, set_head
 from medops.data.deid import Deidentifier, DeidReport, Pseudonymizer, action_error
+from medops.data.duck_connections import duck
 from medops.data.parquet_sink import ParquetSink
 from medops.data.prefetch import prefetch
 from medops.data.profile import profile_parquet
@@ -172,6 +173,7 @@ class _Run:
                 plan.contract,
                 source=plan.contract_file or plan.source.name,
                 keys_file=ws.artifacts.staging_path().with_suffix(".keys.duckdb"),
+                databases=duck(ws),
             )
             if plan.contract
             else None
@@ -194,6 +196,7 @@ class _Run:
                 text_phi=plan.text_phi,
                 quasi_identifiers=tuple(plan.quasi_identifiers),
                 people_file=ws.artifacts.staging_path().with_suffix(".people.duckdb"),
+                databases=duck(ws),
             )
 
         self.deid, self.deid_bad = deidentifier(), deidentifier()
@@ -355,7 +358,7 @@ def ingest(
         patients = (
             [run.deid.patient_column] if plan.actions.get(run.deid.patient_column, "").startswith("pseudo") else []
         )
-        profiles = [profile_parquet(p, exact=patients) for p in staged]
+        profiles = [profile_parquet(p, exact=patients, databases=duck(ws)) for p in staged]
         schemas = [[{"name": f.name, "type": str(f.type)} for f in sink.schema or []] for sink in (run.data, run.bad)]
         sizes = [p.stat().st_size for p in staged]
         versions = [ws.artifacts.adopt(p) for p in staged]

@@ -13,9 +13,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from medops.data import duck
+from medops.data.duck_connections import DuckConnections
 
-PROFILE_MEMORY = "256MB"
 # Up to this many rows the ``exact`` columns are counted exactly and quantiles are exact; a larger
 # table keeps the profile's memory bounded (an exact count holds every distinct value, an exact
 # quantile every value: 5M rows of 10 numbers outgrew the limit) and marks the estimates instead.
@@ -62,21 +61,25 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def profile_parquet(path: Path, exact: Collection[str] = ()) -> dict[str, dict[str, Any]]:
+def profile_parquet(
+    path: Path, exact: Collection[str] = (), *, databases: DuckConnections | None = None
+) -> dict[str, dict[str, Any]]:
     """Profile every column of the Parquet file at ``path``.
 
     Distinct counts are HyperLogLog estimates (within a few percent, memory bounded) and say so
     (``distinct_exact: false``), except for the ``exact`` columns (the patient id: how many patients
     is a number people quote), counted exactly in tables of up to EXACT_MAX_ROWS rows. Quantiles are
     exact up to EXACT_MAX_ROWS rows, and t-digest estimates above (``quantiles_exact: false``).
+    ``databases``: the workspace's DuckDB databases; without them, the call opens its own.
     """
     large = pq.ParquetFile(path).metadata.num_rows > EXACT_MAX_ROWS
     if large:
         exact = ()
     quantile = "approx_quantile" if large else "quantile_cont"  # a t-digest: bounded memory, within a rank or so
-    con = duck.connect(memory_limit=PROFILE_MEMORY)  # exact distinct counts of ids spill to disk past it
+    own = databases is None
+    databases = databases or DuckConnections()
+    con = databases.cursor()  # exact distinct counts of ids spill to disk past the memory limit
     try:
-        con.execute("SET threads TO 2")
         source = f"read_parquet('{str(path).replace(chr(39), chr(39) * 2)}')"
         columns = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
         kinds = {name: (_kind(str(t)), str(t)) for name, t, *_ in columns}
@@ -133,6 +136,8 @@ def profile_parquet(path: Path, exact: Collection[str] = ()) -> dict[str, dict[s
         return out
     finally:
         con.close()
+        if own:
+            databases.close()
 
 
 def _shown(value: Any) -> Any:

@@ -32,10 +32,10 @@ from medops.audit.trail import NewEvent, append_events
 from medops.clock import utc_now
 from medops.data.datasets import DatasetInfo, get, quarantine_of
 from medops.data.duck import query
+from medops.data.duck_connections import DuckConnections, duck
 from medops.data.profile import profile_parquet
 from medops.errors import InvalidInput, NotFound
 from medops.features import ondemand
-from medops.features.connections import DuckConnections, duck
 from medops.features.executor import Executor, LocalExecutor, open_executor
 from medops.features.offline import ENTITY, check_view, feature_stats, write_table
 from medops.features.online import OnlineStore, online_store_kind, open_online_store
@@ -269,7 +269,7 @@ class FeatureStore:
                     file = self.ws.artifacts.staging_path()
                     built.append((view, source, version, table.num_rows, stats, file))
                     write_table(table, file)
-                    stats["profile"] = profile_parquet(file)
+                    stats["profile"] = profile_parquet(file, databases=self.duck)
                 # Every table is built: only now do they enter the artifact store.
                 staged = [
                     (v, s, ver, n, st, self.ws.artifacts.adopt(f) if isinstance(f, Path) else f)
@@ -478,7 +478,7 @@ class FeatureStore:
         file = self.ws.artifacts.staging_path()
         try:
             write_table(table, file)
-            profile = profile_parquet(file)
+            profile = profile_parquet(file, databases=self.duck)
             size = file.stat().st_size
             version = self.ws.artifacts.adopt(file)
         finally:

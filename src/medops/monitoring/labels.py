@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medops.data import duck
 from medops.data.datasets import get as get_dataset
+from medops.data.duck_connections import duck
 from medops.data.sql_expr import quote_ident
 from medops.errors import InvalidInput
 from medops.monitoring.spec import PerformanceSpec
@@ -47,15 +47,12 @@ def load(ws: Platform, spec: PerformanceSpec, start: datetime, end: datetime, ma
         f"{quote_ident(spec.label)} AS label, {available} AS available FROM read_parquet(?) "
         f"WHERE {quote_ident(spec.time)} >= ? AND {quote_ident(spec.time)} < ?"
     )
-    con = duck.connect()
-    try:
+    with duck(ws).reader() as con:
         names = [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()]
         for column in {spec.entity, spec.label, spec.time, *([spec.available] if spec.available else [])}:
             if column not in names:
                 raise InvalidInput(f"{where}: no column {column!r}", hint=f"its columns: {', '.join(names)}")
         frame = con.execute(sql, [str(path), start - match_within, end + match_within]).df()
-    finally:
-        con.close()
     for column in ("time", "available"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     frame["label"] = _outcome(frame["label"], where, spec.label)

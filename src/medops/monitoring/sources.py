@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medops.data import duck
+from medops.data.duck_connections import DuckConnections
 from medops.data.prefetch import prefetch
 from medops.data.sql_expr import literal
 from medops.monitoring.profile import ReferenceProfile
@@ -62,13 +62,22 @@ def parse_sql(profile: ReferenceProfile) -> str:
 
 
 def prediction_chunks(
-    db: Database, profile: ReferenceProfile, model: str, version: int, start: datetime, end: datetime
+    db: Database,
+    profile: ReferenceProfile,
+    model: str,
+    version: int,
+    start: datetime,
+    end: datetime,
+    databases: DuckConnections | None = None,
 ) -> Iterator[Chunk]:
-    """The version's logged predictions in [start, end), page by page."""
+    """The version's logged predictions in [start, end), page by page. ``databases``: the workspace's
+    DuckDB databases; without them (a worker's task), the call opens its own."""
     where = PredictionFilter(model=model, version=version, since=start, until=end)
     sql = parse_sql(profile)
     names = list(profile.features)
-    con = duck.connect()
+    own = databases is None
+    databases = databases or DuckConnections()
+    con = databases.cursor()
     try:
         # the next page is fetched (the driver's C, without the interpreter) while DuckDB parses this one
         for page in prefetch(_grouped(text_pages(db, where), PARSE_ROWS)):
@@ -81,6 +90,8 @@ def prediction_chunks(
             yield Chunk(columns, scores, parsed.column("at"), parsed.column("entity"))
     finally:
         con.close()
+        if own:
+            databases.close()
 
 
 def _grouped(pages: Iterator[Any], rows: int) -> Iterator[Any]:

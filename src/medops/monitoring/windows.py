@@ -29,6 +29,7 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from medops.clock import duration, utc_now
+from medops.data.duck_connections import DuckConnections, duck
 from medops.data.prefetch import prefetch
 from medops.errors import InvalidInput, NotFound
 from medops.evaluation.spec import AttributeSpec
@@ -159,7 +160,9 @@ def compute(
     outcomes = Outcomes.start(ws, spec, profile, span) if spec.performance is not None else None
     when = as_of or utc_now()
     if executor is None or executor.partitions <= 1:
-        window, labeled = summarize(ws.db, profile, model, version, span.start, span.end, outcomes, when)
+        window, labeled = summarize(
+            ws.db, profile, model, version, span.start, span.end, outcomes, when, databases=duck(ws)
+        )
     else:
         slices = time_slices(span.start, span.end, executor.partitions)
         parts = executor.map(
@@ -183,12 +186,13 @@ def summarize(
     end: datetime,
     outcomes: Outcomes | None,
     as_of: datetime,
+    databases: DuckConnections | None = None,
 ) -> tuple[Window, Labeled]:
     """The version's logged rows in [start, end) counted on the profile's grids, and those that met their
     label (``outcomes`` is not changed: each call, local or a task's, gathers its own)."""
     window = Window.start(profile)
     mine = None if outcomes is None else outcomes.fresh()
-    for chunk in prefetch(prediction_chunks(db, profile, model, version, start, end)):
+    for chunk in prefetch(prediction_chunks(db, profile, model, version, start, end, databases)):
         window.add(chunk.columns, chunk.scores, profile)
         if mine is not None:
             mine.add(chunk, as_of)

@@ -215,7 +215,6 @@ class OnlineLookup:
     ) -> None:
         import pyarrow as pa
 
-        from medops.data.duck import connect
         from medops.features import ondemand
 
         inputs = sorted({i for od in self.computed for i in od.inputs})
@@ -225,11 +224,8 @@ class OnlineLookup:
                 TIME: pa.array(times, pa.timestamp("us", "UTC")),
             }
         )
-        con = connect()
-        try:
+        with self.store.duck.sandboxed() as con:
             computed = ondemand.compute(con, self.computed, table)
-        finally:
-            con.close()
         for od in self.computed:
             values = computed.column(od.name).to_pylist()
             for row, flag, value in zip(rows, flags, values, strict=True):

@@ -1,17 +1,13 @@
-"""One pair of DuckDB databases per workspace: reused by every call, sandboxed apart, closed with it."""
+"""The feature store on the workspace's DuckDB databases: every call and every store reuses them."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
+from medops.data.duck_connections import duck
 from medops.features import FeatureStore
-from medops.features.connections import DuckConnections, duck
 from tests.factories import labels_frame
 
 pytestmark = pytest.mark.usefixtures("pseudonym_key")
@@ -33,25 +29,6 @@ def test_the_databases_close_with_the_workspace(store: FeatureStore) -> None:
         assert con.execute("SELECT 1").fetchall() == [(1,)]
     store.ws.close()
     assert duck(store.ws) is not connections  # a workspace used again opens new ones
-
-
-def test_the_sandbox_holds_and_does_not_reach_the_reader(tmp_path: Path) -> None:
-    path = tmp_path / "t.parquet"
-    pq.write_table(pa.table({"x": [1, 2]}), path)
-    connections = DuckConnections()
-    try:
-        with connections.sandboxed() as con:
-            with pytest.raises(duckdb.PermissionException):
-                con.execute(f"SELECT * FROM read_parquet('{path}')").fetchall()
-            with pytest.raises(duckdb.Error):
-                con.execute("SET enable_external_access = true")
-        with connections.reader() as con:
-            assert con.execute(f"SELECT sum(x) FROM read_parquet('{path}')").fetchall() == [(3,)]
-            assert con.execute("SELECT current_setting('TimeZone')").fetchall() == [("UTC",)]
-        with connections.sandboxed() as con:
-            assert con.execute("SELECT current_setting('TimeZone')").fetchall() == [("UTC",)]
-    finally:
-        connections.close()
 
 
 def test_threads_share_the_databases_with_a_cursor_each(store: FeatureStore) -> None:
