@@ -23,6 +23,7 @@ from medops.clock import utc_now
 from medops.errors import InvalidInput, NotFound
 from medops.identity.roles import Role
 from medops.store.database import Database, dialect_insert
+from medops.store.id_prefix import is_hex, starts_with
 from medops.store.lineage import dataset_node
 from medops.store.schema import DatasetHead, DatasetVersion
 
@@ -111,9 +112,9 @@ def get(db: Database, ref: str) -> DatasetInfo:
         raise InvalidInput(f"{ref!r} is not a dataset reference", hint="use NAME or NAME@VERSION")
     query = select(DatasetVersion).where(DatasetVersion.name == name)
     if version:
-        if len(version) < 6 or not all(c in "0123456789abcdef" for c in version):
+        if len(version) < 6 or not is_hex(version):
             raise InvalidInput(f"{version!r} is not a version", hint="give at least 6 hex characters of it")
-        query = query.where(DatasetVersion.version.startswith(version))
+        query = query.where(starts_with(DatasetVersion.version, version))
     query = query.order_by(DatasetVersion.created_at.desc()).limit(2 if version else 1)
     with db.read() as session:
         if not version:

@@ -20,6 +20,7 @@ from medops.errors import InvalidInput, NotFound
 from medops.evaluation.governing import governing_policy
 from medops.identity.roles import Role
 from medops.platform import Platform
+from medops.store.id_prefix import is_hex, starts_with
 from medops.store.lineage import Edge, add_edges
 from medops.store.schema import Evaluation, GateResult
 from medops.training.tracking import run_node
@@ -171,10 +172,10 @@ def _finite(value: Any) -> float | None:
 def get(ws: Platform, ref: str) -> EvaluationInfo:
     """An evaluation by id or an unambiguous prefix (at least 6 hex characters)."""
     ref = ref.strip().removeprefix("evaluation:")
-    if len(ref) < 6 or not all(c in "0123456789abcdef" for c in ref):
+    if len(ref) < 6 or not is_hex(ref):
         raise InvalidInput(f"{ref!r} is not an evaluation id", hint="give at least 6 hex characters of it")
     with ws.db.read() as session:
-        rows = session.execute(select(Evaluation).where(Evaluation.id.startswith(ref)).limit(2)).scalars().all()
+        rows = session.execute(select(Evaluation).where(starts_with(Evaluation.id, ref)).limit(2)).scalars().all()
         if not rows:
             raise NotFound(f"no evaluation {ref!r}", code="evaluation_not_found")
         if len(rows) > 1:

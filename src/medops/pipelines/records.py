@@ -21,6 +21,7 @@ from medops.clock import utc_now
 from medops.errors import NotFound
 from medops.identity import Role
 from medops.platform import Platform
+from medops.store.id_prefix import starts_with
 from medops.store.lineage import Edge, add_edges
 from medops.store.schema import PipelineRun, PipelineStep
 
@@ -263,11 +264,11 @@ def listing(ws: Platform, project: str | None = None, limit: int = 50) -> list[R
 
 def get(ws: Platform, ref: str) -> RunRecord:
     """A run by its id or a unique prefix of it (at least 6 characters)."""
-    ref = ref.strip().removeprefix("pipeline:")
+    ref = ref.strip().removeprefix("pipeline:").lower()
     if len(ref) < 6:
         raise NotFound(f"pipeline run {ref!r}: give at least 6 characters of its id", code="pipeline_run_not_found")
     with ws.db.read() as session:
-        rows = list(session.scalars(select(PipelineRun).where(PipelineRun.id.startswith(ref)).limit(2)))
+        rows = list(session.scalars(select(PipelineRun).where(starts_with(PipelineRun.id, ref)).limit(2)))
         if len(rows) != 1:
             what = "is ambiguous" if rows else "is not known"
             raise NotFound(f"pipeline run {ref!r} {what}", code="pipeline_run_not_found")

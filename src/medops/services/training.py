@@ -161,10 +161,12 @@ class TrainingService:
         """Open a run for a client that logs from elsewhere: its environment lock and host are the client's."""
         tracker = self._tracker
         digest = self.platform.artifacts.put((environment or "").encode())
+        from medops.training.tracking import run_info
+
         row = tracker.open_row(
             experiment, name, seed=seed, parent=parent, actor=caller.user, env_digest=digest, host=host
         )
-        return RunSummary(tracker.get(row.id))
+        return RunSummary(run_info(row))  # just made: no values, inputs or artifacts to read back
 
     def log(
         self,

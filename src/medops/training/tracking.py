@@ -29,8 +29,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, and_, bindparam, exists, func, insert, select, update
+from sqlalchemy import Row, Table, and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from medops.audit import NewEvent
 from medops.clock import utc_now
@@ -38,6 +39,7 @@ from medops.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from medops.identity import Role
 from medops.platform import Platform
 from medops.store.database import dialect_insert
+from medops.store.id_prefix import is_hex, starts_with
 from medops.store.lineage import Edge, add_edges, dataset_node
 from medops.store.schema import Run as RunRow
 from medops.store.schema import RunArtifact, RunInput, RunLatestMetric, RunMetric, RunParam, RunTag
@@ -322,11 +324,7 @@ def _check_batch(
         _check_key("key", key)
     if not params:
         return
-    held = dict(
-        session.execute(
-            select(RunParam.key, RunParam.value).where(RunParam.run_id == run_id, RunParam.key.in_(list(params)))
-        ).all()
-    )
+    held = {key: value for key, value in session.connection().execute(_HELD, {"run": run_id, "keys": list(params)})}
     changed = sorted(k for k, v in params.items() if k in held and held[k] != v)
     if changed:
         raise InvalidInput(
@@ -437,7 +435,28 @@ class RunInfo:
         return (self.ended_at - self.started_at).total_seconds() if self.ended_at else None
 
 
-def _info(row: RunRow) -> RunInfo:
+# what a run holds besides its row, by run ids: built once, run on the reading session's connection
+# (a statement made per call, and the ORM's rows, cost more than these small reads)
+_OF: BindParameter[list[str]] = bindparam("ids", expanding=True)
+_LATEST_OF = select(RunLatestMetric.run_id, RunLatestMetric.key, RunLatestMetric.value).where(
+    RunLatestMetric.run_id.in_(_OF)
+)
+_TAGS_OF = select(RunTag.run_id, RunTag.key, RunTag.value).where(RunTag.run_id.in_(_OF))
+_PARAMS_OF = select(RunParam.run_id, RunParam.key, RunParam.value).where(RunParam.run_id.in_(_OF))
+_INPUTS_OF = select(RunInput.run_id, RunInput.kind, RunInput.name, RunInput.version).where(RunInput.run_id.in_(_OF))
+_ARTIFACTS_OF = select(RunArtifact.run_id, RunArtifact.path, RunArtifact.digest, RunArtifact.size_bytes).where(
+    RunArtifact.run_id.in_(_OF)
+)
+# the values a batch's parameters hold already (a parameter keeps its first value)
+_HELD = select(RunParam.key, RunParam.value).where(
+    RunParam.run_id == bindparam("run"), RunParam.key.in_(bindparam("keys", expanding=True))
+)
+# a remote run's owner and state, for the checks before its client's writes
+_OWNER = select(_RUNS.c.created_by, _RUNS.c.state).where(_RUNS.c.id == bindparam("run"))
+
+
+def run_info(row: RunRow | Row[Any]) -> RunInfo:
+    """The run's own fields; its values, inputs and artifacts are filled by the reader (a new run has none)."""
     return RunInfo(
         row.id,
         row.experiment,
@@ -601,7 +620,7 @@ class Tracker:
     def _owned_running(self, run_id: str, actor: str) -> None:
         """The run is ``actor``'s and running; a refusal is audited (outside any write: SQLite has one writer)."""
         with self.ws.db.read() as session:
-            row = session.get(RunRow, run_id)
+            row = session.connection().execute(_OWNER, {"run": run_id}).first()
             owner, state = (row.created_by, row.state) if row is not None else (None, None)
         if owner is None:
             raise NotFound(f"no run {run_id[:12]}", code="run_not_found")
@@ -650,16 +669,10 @@ class Tracker:
             if batch is not None and any(batch):
                 _check_batch(ch.session, run_id, *batch)
                 _write_batch(ch.session, run_id, *batch)
-            ch.session.execute(
-                update(RunRow)
-                .where(RunRow.id == run_id, RunRow.state == "running")
-                .values(
-                    state=state,
-                    ended_at=utc_now(),
-                    error=(error or None) and error[:MAX_ERROR],
-                    git_commit=git.commit,
-                    git_dirty=git.dirty,
-                )
+            why = (error or None) and error[:MAX_ERROR]
+            ch.session.connection().execute(
+                _END,
+                {"run": run_id, "to": state, "at": utc_now(), "why": why, "commit": git.commit, "dirty": git.dirty},
             )
             ch.after = {"state": state, "error": error, "git_commit": git.commit, "git_dirty": git.dirty}
 
@@ -707,15 +720,15 @@ class Tracker:
     def get(self, ref: str) -> RunInfo:
         """A run by its id or an unambiguous prefix (at least 6 characters)."""
         ref = ref.strip().removeprefix("run:")
-        if len(ref) < 6 or not all(c in "0123456789abcdef" for c in ref):
+        if len(ref) < 6 or not is_hex(ref):
             raise InvalidInput(f"{ref!r} is not a run id", hint="give at least 6 hex characters of it")
         with self.ws.db.read() as session:
-            rows = session.execute(select(RunRow).where(RunRow.id.startswith(ref)).limit(2)).scalars().all()
+            rows = session.connection().execute(select(_RUNS).where(starts_with(_RUNS.c.id, ref)).limit(2)).all()
             if not rows:
                 raise NotFound(f"no run {ref!r}", code="run_not_found")
             if len(rows) > 1:
                 raise InvalidInput(f"{ref!r} matches more than one run", hint="give more characters of the id")
-            info = _info(rows[0])
+            info = run_info(rows[0])
             self._fill(session, [info], full=True)
         return info
 
@@ -764,7 +777,7 @@ class Tracker:
             )
         query = query.order_by(RunRow.started_at.desc(), RunRow.id).limit(limit)
         with self.ws.db.read() as session:
-            infos = [_info(r) for r in session.execute(query).scalars()]
+            infos = [run_info(r) for r in session.execute(query).scalars()]
             self._fill(session, infos, full=False)
         return infos
 
@@ -772,27 +785,20 @@ class Tracker:
         by_id = {i.id: i for i in infos}
         if not by_id:
             return
-        ids = list(by_id)
-        for run_id, key, value in session.execute(
-            select(RunLatestMetric.run_id, RunLatestMetric.key, RunLatestMetric.value).where(
-                RunLatestMetric.run_id.in_(ids)
-            )
-        ):
+        on = session.connection()
+        ids = {"ids": list(by_id)}
+        for run_id, key, value in on.execute(_LATEST_OF, ids):
             by_id[run_id].metrics[key] = value
-        for run_id, key, text in session.execute(
-            select(RunTag.run_id, RunTag.key, RunTag.value).where(RunTag.run_id.in_(ids))
-        ):
+        for run_id, key, text in on.execute(_TAGS_OF, ids):
             by_id[run_id].tags[key] = text
         if not full:
             return
-        for run_id, key, text in session.execute(
-            select(RunParam.run_id, RunParam.key, RunParam.value).where(RunParam.run_id.in_(ids))
-        ):
+        for run_id, key, text in on.execute(_PARAMS_OF, ids):
             by_id[run_id].params[key] = text
-        for row in session.execute(select(RunInput).where(RunInput.run_id.in_(ids))).scalars():
-            by_id[row.run_id].inputs.append({"kind": row.kind, "name": row.name, "version": row.version})
-        for art in session.execute(select(RunArtifact).where(RunArtifact.run_id.in_(ids))).scalars():
-            by_id[art.run_id].artifacts.append({"path": art.path, "digest": art.digest, "size": art.size_bytes})
+        for run_id, kind, name, version in on.execute(_INPUTS_OF, ids):
+            by_id[run_id].inputs.append({"kind": kind, "name": name, "version": version})
+        for run_id, path, digest, size in on.execute(_ARTIFACTS_OF, ids):
+            by_id[run_id].artifacts.append({"path": path, "digest": digest, "size": size})
 
     def set_tag(self, ref: str, key: str, value: Any) -> None:
         """Tag a run after the fact (a review note, the run it reproduces); tags are labels, not results."""
