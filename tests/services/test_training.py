@@ -16,6 +16,7 @@ def test_a_started_run_is_answered_as_it_is_stored(workspace: Workspace) -> None
     made = training.start_run(ADMIN, "remote", None, seed=3, parent=parent.info.id, environment="lock", host="h")
     stored = training.show(ADMIN, made.info.id[:8]).info  # found by a prefix, as the CLI lets one type it
     assert made.info == stored
+    assert training.show(ADMIN, made.info.id[:8].upper()).info == stored  # pasted in capitals: the same run
     assert made.info.parent_id == parent.info.id and made.info.seed == 3 and made.info.state == "running"
 
     ended = training.end_run(ADMIN, made.info.id, "finished", params={"C": "0.5"}, metrics=[])

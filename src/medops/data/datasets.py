@@ -112,6 +112,7 @@ def get(db: Database, ref: str) -> DatasetInfo:
         raise InvalidInput(f"{ref!r} is not a dataset reference", hint="use NAME or NAME@VERSION")
     query = select(DatasetVersion).where(DatasetVersion.name == name)
     if version:
+        version = version.lower()
         if len(version) < 6 or not is_hex(version):
             raise InvalidInput(f"{version!r} is not a version", hint="give at least 6 hex characters of it")
         query = query.where(starts_with(DatasetVersion.version, version))

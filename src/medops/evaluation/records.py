@@ -171,7 +171,7 @@ def _finite(value: Any) -> float | None:
 
 def get(ws: Platform, ref: str) -> EvaluationInfo:
     """An evaluation by id or an unambiguous prefix (at least 6 hex characters)."""
-    ref = ref.strip().removeprefix("evaluation:")
+    ref = ref.strip().removeprefix("evaluation:").lower()
     if len(ref) < 6 or not is_hex(ref):
         raise InvalidInput(f"{ref!r} is not an evaluation id", hint="give at least 6 hex characters of it")
     with ws.db.read() as session:

@@ -719,7 +719,7 @@ class Tracker:
 
     def get(self, ref: str) -> RunInfo:
         """A run by its id or an unambiguous prefix (at least 6 characters)."""
-        ref = ref.strip().removeprefix("run:")
+        ref = ref.strip().removeprefix("run:").lower()  # as typed or pasted: case does not matter
         if len(ref) < 6 or not is_hex(ref):
             raise InvalidInput(f"{ref!r} is not a run id", hint="give at least 6 hex characters of it")
         with self.ws.db.read() as session:
