@@ -81,3 +81,13 @@ def test_the_contract_and_the_deidentification_run_in_the_sandbox(tmp_path: Path
         contract.close()
         deid.close()
         connections.close()
+
+
+def test_an_attached_file_goes_even_when_the_databases_closed_first(tmp_path: Path) -> None:
+    """An ingest cut short by the workspace closing: its working file is still removed."""
+    connections = DuckConnections()
+    attached = connections.attach(tmp_path / "keys.duckdb")
+    attached.con.execute("CREATE TABLE seen (a UBIGINT)")
+    connections.close()
+    attached.close()
+    assert list(tmp_path.iterdir()) == []

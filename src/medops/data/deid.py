@@ -222,9 +222,9 @@ class Deidentifier:
     _warned: set[str] = field(default_factory=set)  # kept columns already warned about
     _con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
     people_file: Path | None = None  # where the people per group are kept (removed by finish); memory without
-    _people: Attached | None = field(default=None, repr=False)
-    databases: DuckConnections | None = field(default=None, repr=False)  # the workspace's; None: its own
-    _own_databases: DuckConnections | None = field(default=None, repr=False)
+    _people: Attached | None = field(default=None, repr=False, compare=False)
+    databases: DuckConnections | None = field(default=None, repr=False, compare=False)  # the workspace's; None: own
+    _own_databases: DuckConnections | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for column, action in self.actions.items():

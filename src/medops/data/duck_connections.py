@@ -24,6 +24,7 @@ its own and closes it.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 from collections.abc import Iterator
@@ -58,9 +59,14 @@ class Attached:
             raise
 
     def close(self) -> None:
-        self.con.execute("USE memory")
-        self.con.execute(f"DETACH {self.alias}")
-        discard(self.con, database=self.path)
+        """Detach and remove the file; when the workspace closed its databases first (an ingest cut
+        short), there is nothing left to detach, and the file still goes."""
+        with contextlib.suppress(duckdb.Error):
+            self.con.execute("USE memory")
+            self.con.execute(f"DETACH {self.alias}")
+        with contextlib.suppress(duckdb.Error):
+            self.con.close()
+        discard(database=self.path)
 
 
 class DuckConnections:
