@@ -128,6 +128,19 @@ class DuckConnections:
             self._reader = self._sandboxed = None
 
 
+@contextmanager
+def given_or_own(databases: DuckConnections | None) -> Iterator[DuckConnections]:
+    """The workspace's databases when given; else a pair of the call's own (a worker's task), closed after it."""
+    if databases is not None:
+        yield databases
+        return
+    own = DuckConnections()
+    try:
+        yield own
+    finally:
+        own.close()
+
+
 def _literal(path: Path) -> str:
     return str(path).replace("'", "''")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from medops.data.duck_connections import DuckConnections
+from medops.data.duck_connections import DuckConnections, given_or_own
 
 # Up to this many rows the ``exact`` columns are counted exactly and quantiles are exact; a larger
 # table keeps the profile's memory bounded (an exact count holds every distinct value, an exact
@@ -76,10 +76,8 @@ def profile_parquet(
     if large:
         exact = ()
     quantile = "approx_quantile" if large else "quantile_cont"  # a t-digest: bounded memory, within a rank or so
-    own = databases is None
-    databases = databases or DuckConnections()
-    con = databases.cursor()  # exact distinct counts of ids spill to disk past the memory limit
-    try:
+    # exact distinct counts of ids spill to disk past the memory limit
+    with given_or_own(databases) as duck, duck.reader() as con:
         source = f"read_parquet('{str(path).replace(chr(39), chr(39) * 2)}')"
         columns = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
         kinds = {name: (_kind(str(t)), str(t)) for name, t, *_ in columns}
@@ -134,10 +132,6 @@ def profile_parquet(
                 stats["top"] = [[_shown(v), int(n)] for v, n in top]
             out[name] = stats
         return out
-    finally:
-        con.close()
-        if own:
-            databases.close()
 
 
 def _shown(value: Any) -> Any:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medops.data.duck_connections import DuckConnections
+from medops.data.duck_connections import DuckConnections, given_or_own
 from medops.data.prefetch import prefetch
 from medops.data.sql_expr import literal
 from medops.monitoring.profile import ReferenceProfile
@@ -75,10 +75,7 @@ def prediction_chunks(
     where = PredictionFilter(model=model, version=version, since=start, until=end)
     sql = parse_sql(profile)
     names = list(profile.features)
-    own = databases is None
-    databases = databases or DuckConnections()
-    con = databases.cursor()
-    try:
+    with given_or_own(databases) as duck, duck.reader() as con:
         # the next page is fetched (the driver's C, without the interpreter) while DuckDB parses this one
         for page in prefetch(_grouped(text_pages(db, where), PARSE_ROWS)):
             con.register("page", page)
@@ -88,10 +85,6 @@ def prediction_chunks(
             columns = {name: features.field(i) for i, name in enumerate(names)}
             scores = parsed.column("score").to_numpy(zero_copy_only=False).astype(float)
             yield Chunk(columns, scores, parsed.column("at"), parsed.column("entity"))
-    finally:
-        con.close()
-        if own:
-            databases.close()
 
 
 def _grouped(pages: Iterator[Any], rows: int) -> Iterator[Any]:

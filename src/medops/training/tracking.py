@@ -665,16 +665,8 @@ class Tracker:
         if state not in ("finished", "failed", "killed"):
             raise InvalidInput(f"a run ends finished, failed or killed, not {state!r}")
         self._owned_running(run_id, actor)
-        with self.ws.trail.change(actor, f"run.{state}", "run", run_id) as ch:
-            if batch is not None and any(batch):
-                _check_batch(ch.session, run_id, *batch)
-                _write_batch(ch.session, run_id, *batch)
-            why = (error or None) and error[:MAX_ERROR]
-            ch.session.connection().execute(
-                _END,
-                {"run": run_id, "to": state, "at": utc_now(), "why": why, "commit": git.commit, "dirty": git.dirty},
-            )
-            ch.after = {"state": state, "error": error, "git_commit": git.commit, "git_dirty": git.dirty}
+        stored = (error or None) and error[:MAX_ERROR]
+        self._end(actor, run_id, state, error, git, batch, stored_error=stored, checked=True)
 
     def _finish(
         self,
@@ -683,14 +675,29 @@ class Tracker:
         error: str | None,
         batch: tuple[Mapping[str, str], Mapping[str, str], Sequence[tuple[str, int, float, datetime]]] | None = None,
     ) -> None:
-        git = run._git()
-        with self.ws.trail.change(run.actor, f"run.{state}", "run", run.id) as ch:
+        self._end(run.actor, run.id, state, error, run._git(), batch, stored_error=error, checked=False)
+
+    def _end(
+        self,
+        actor: str,
+        run_id: str,
+        state: str,
+        error: str | None,
+        git: GitState,
+        batch: tuple[Mapping[str, str], Mapping[str, str], Sequence[tuple[str, int, float, datetime]]] | None,
+        *,
+        stored_error: str | None,
+        checked: bool,
+    ) -> None:
+        """A run's last values and its end in one audited transaction (run.STATE), for a local run and one
+        logged from elsewhere alike; ``checked``: the values came from elsewhere and obey a local run's rules."""
+        with self.ws.trail.change(actor, f"run.{state}", "run", run_id) as ch:
             if batch is not None and any(batch):
-                _write_batch(ch.session, run.id, *batch)
-            ch.session.connection().execute(
-                _END,
-                {"run": run.id, "to": state, "at": utc_now(), "why": error, "commit": git.commit, "dirty": git.dirty},
-            )
+                if checked:
+                    _check_batch(ch.session, run_id, *batch)
+                _write_batch(ch.session, run_id, *batch)
+            ended = {"run": run_id, "to": state, "at": utc_now(), "why": stored_error}
+            ch.session.connection().execute(_END, {**ended, "commit": git.commit, "dirty": git.dirty})
             ch.after = {"state": state, "error": error, "git_commit": git.commit, "git_dirty": git.dirty}
 
     def mark_abandoned(self, actor: str = ABANDON_ACTOR, now: datetime | None = None) -> list[str]:
