@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 from medops.errors import InvalidInput
@@ -28,6 +29,19 @@ def to_iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise InvalidInput(f"timestamp {moment.isoformat()} has no timezone; give it in UTC")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_second: tuple[int, str] = (-1, "")  # the second now_iso last formatted, and its text
+
+
+def now_iso() -> str:
+    """``to_iso(utc_now())`` in a fifth of the time: a server stamps every prediction it answers."""
+    global _second
+    second, fraction = divmod(time.time_ns() // 1000, 1_000_000)
+    known = _second  # one read: another thread may replace it meanwhile
+    if second != known[0]:
+        known = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{known[1]}.{fraction:06d}Z"
 
 
 def parse_iso(text: str) -> datetime:

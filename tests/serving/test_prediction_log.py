@@ -89,3 +89,24 @@ def test_a_body_cannot_forge_fields_of_its_line() -> None:
     (record,) = expand(json.loads(line))
     assert record["caller"] == "pat" and record["model"] == "readmission"
     assert json.loads(record["inputs"]) == {"site": forged, "age": 71}
+
+
+@pytest.mark.parametrize(
+    ("request_id", "caller", "latency_ms"),
+    [("r1", "pat", 1.23456), ('a "quoted"\nid\\', "zoë", 0.0), ("\u2028\x00", "x" * 64, 12345.6789)],
+)
+def test_a_request_lines_head_is_the_json_of_its_fields(request_id: str, caller: str, latency_ms: float) -> None:
+    # the head is written without json.dumps (every request pays for it): it must read back as json.dumps wrote it
+    line = request_line(
+        b"{}", _answer(1), caller=caller, request_id=request_id, latency_ms=latency_ms, at="2026-12-05T04:00:00.000001Z"
+    )
+    assert line is not None
+    read = json.loads(line)
+    assert (read["at"], read["request_id"], read["caller"], read["latency_ms"]) == (
+        "2026-12-05T04:00:00.000001Z",
+        request_id,
+        caller,
+        round(latency_ms, 3),
+    )
+    head = {"at": read["at"], "request_id": request_id, "caller": caller, "latency_ms": round(latency_ms, 3)}
+    assert line.startswith(json.dumps(head, separators=(",", ":"))[:-1].encode() + b',"rows":')

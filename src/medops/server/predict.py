@@ -26,10 +26,12 @@ from fastapi.responses import Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from medops.clock import now_iso
 from medops.errors import MedopsError
 from medops.server.guard import ServerOptions, error_body, error_response, send_json
 from medops.server.metrics import Metrics
 from medops.services import Services
+from medops.serving.prediction_log import record, request_line
 from medops.serving.rollout import Rollout
 from medops.serving.validation import MAX_LISTED, RowsInvalid
 
@@ -228,10 +230,7 @@ def _lines(
 ) -> list[dict[str, Any]] | bytes:
     """What the log keeps of a request: one line of the body and the answer when every row was scored as
     sent, else a record per row."""
-    from medops.clock import to_iso, utc_now
-    from medops.serving.prediction_log import request_line
-
-    at = to_iso(utc_now())  # the request's time, for each of its rows
+    at = now_iso()  # the request's time, for each of its rows
     if body is not None and all(e is None for e in scored.entities):
         line = request_line(body, answer, caller=caller, request_id=request_id, latency_ms=latency_ms, at=at)
         if line is not None:
@@ -242,10 +241,7 @@ def _lines(
 def _records(
     scored: Scored, caller: str, request_id: str, latency_ms: float, at: str | None = None
 ) -> list[dict[str, Any]]:
-    from medops.clock import to_iso, utc_now
-    from medops.serving.prediction_log import record
-
-    at = at or to_iso(utc_now())  # the request's time, for each of its rows
+    at = at or now_iso()  # the request's time, for each of its rows
     return [
         record(m, r, inputs, caller=caller, request_id=request_id, latency_ms=latency_ms, variant=v, entity=who, at=at)
         for r, inputs, who, m, v in zip(
