@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
-from medops.serving.prediction_log import _rows, expand, request_line
+from medops.serving.prediction_log import PredictionFilter, _rows, count, expand, get, request_line, store
+from medops.store.schema import Prediction
+from medops.workspace import Workspace
 
 SHA = "ab" * 32
 
@@ -53,7 +57,7 @@ def test_a_request_line_expands_to_the_records_of_its_rows() -> None:
         ("readmission", 2, SHA, "champion", "pat")
     }
     assert all(r["latency_ms"] == 1.235 and r["entity"] is None and r["explanation"] is None for r in records)
-    assert len(_rows([json.loads(line)])) == 2
+    assert len(_rows([json.loads(line)], sqlite=True)) == 2
 
 
 def test_one_row_sent_as_an_object_and_pretty_printed_bodies_stay_on_one_line() -> None:
@@ -75,7 +79,7 @@ def test_bytes_that_cannot_stand_in_a_line_are_left_to_the_per_row_records(body:
 def test_a_line_whose_rows_and_answers_differ_is_skipped_whole(caplog: pytest.LogCaptureFixture) -> None:
     line = json.loads(_line(b'[{"age": 71}, {"age": 72}]', _answer(2)) or b"")
     line["answer"]["predictions"].pop()
-    assert _rows([line]) == []
+    assert _rows([line], sqlite=True) == []
     assert "not a prediction record" in caplog.text
 
 
@@ -110,3 +114,32 @@ def test_a_request_lines_head_is_the_json_of_its_fields(request_id: str, caller:
     )
     head = {"at": read["at"], "request_id": request_id, "caller": caller, "latency_ms": round(latency_ms, 3)}
     assert line.startswith(json.dumps(head, separators=(",", ":"))[:-1].encode() + b',"rows":')
+
+
+def test_the_drain_stores_what_the_orm_would_and_skips_what_it_holds(workspace: Workspace) -> None:
+    # the drain hands the driver values already as the column types make them: the same text or time as an
+    # ORM insert, so the time windows of monitoring and `predictions list --since` find both alike
+    answer = json.loads(_answer(1))["predictions"][0]
+    body = json.dumps({"age": 71}).encode()
+    line = request_line(body, json.dumps({"request_id": "r1", "predictions": [answer]}).encode(), caller="pat",
+                        request_id="r1", latency_ms=2.5, at="2026-12-05T04:00:00.000001Z")  # fmt: skip
+    assert line is not None
+    odd = {**expand(json.loads(line))[0], "id": "odd", "at": "2026-12-05T05:00:00.5+01:00"}  # not to_iso's form
+    sink = store(workspace)
+    sink([json.loads(line), odd])
+    sink([json.loads(line)])  # drained twice (a crash before the segment's deletion): kept once
+    with workspace.db.write() as session:
+        session.add(Prediction(**{**_stored(expand(json.loads(line))[0]), "id": "orm"}))
+    kept = get(workspace, answer["prediction_id"])
+    assert kept.at == datetime(2026, 12, 5, 4, 0, 0, 1, tzinfo=UTC) and kept.inputs == {"age": 71}
+    assert (kept.caller, kept.request_id, kept.latency_ms, kept.output["probability"]) == ("pat", "r1", 2.5, 0.25)
+    assert get(workspace, "odd").at == datetime(2026, 12, 5, 4, 0, 0, 500000, tzinfo=UTC)
+    with workspace.db.read() as session:
+        stored = dict(session.execute(text("SELECT id, CAST(at AS TEXT) FROM predictions")).all())
+    assert len(stored) == 3 and stored[answer["prediction_id"]] == stored["orm"]
+    window = PredictionFilter(since=datetime(2026, 12, 5, 4, 0, 0, 1, tzinfo=UTC))
+    assert count(workspace, window) == 3 and count(workspace, PredictionFilter(model="readmission", version=2)) == 3
+
+
+def _stored(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, "at": datetime.fromisoformat(record["at"])}
