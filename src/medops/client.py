@@ -43,6 +43,9 @@ _BY_STATUS: dict[int, type[MedopsError]] = {
 }
 
 
+IDLE_SECONDS = 2.0  # an idle keep-alive connection is reused this long: less than uvicorn keeps one open (5 s)
+
+
 class Client:
     """One platform server, as one user (an API token or a session's secret)."""
 
@@ -54,7 +57,10 @@ class Client:
             )
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        # an idle connection is dropped here before the server's keep-alive (uvicorn: 5 s) closes it: at equal
+        # times a request sent as the server closes its end fails with a read error
+        limits = httpx.Limits(keepalive_expiry=IDLE_SECONDS)
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, limits=limits)
 
     @classmethod
     def from_environment(cls) -> Client:

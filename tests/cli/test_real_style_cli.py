@@ -201,7 +201,9 @@ def test_a_flat_extract_from_init_to_production(
     code, out, err = medops("ming", "monitor", "run", "pbc", "--window", "1d", "--since", "2d", "--json")
     assert code == 0, err
     [window] = json.loads(out)["windows"]
-    assert window["rows"] == len(answered) and window["judged"], window
+    # what to look at if this ever fails again (it once counted 199 of 200, not reproduced): the copies' times
+    times = sorted({p["at"] for p in yesterday})
+    assert window["rows"] == len(answered) and window["judged"], (window, times[:3], times[-3:], len(yesterday))
     code, out, err = medops("carol", "monitor", "show", window["id"], "--json")
     assert code == 0, err
     doc = json.loads(out)

@@ -203,7 +203,7 @@ class TrainingService:
         tracker = self._tracker
         batch = (params or {}, tags or {}, metrics)
         tracker.finish(run, caller.user, state, error, GitState(commit, dirty), batch)
-        return RunSummary(tracker.get(run))
+        return RunSummary(tracker.get(run, full=False))  # a summary shows metrics and tags only
 
     def compare(self, caller: Caller, a: str, b: str) -> RunComparison:
         from medops.training import Tracker

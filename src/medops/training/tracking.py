@@ -724,8 +724,9 @@ class Tracker:
 
     # --- reading ----------------------------------------------------------------------
 
-    def get(self, ref: str) -> RunInfo:
-        """A run by its id or an unambiguous prefix (at least 6 characters)."""
+    def get(self, ref: str, *, full: bool = True) -> RunInfo:
+        """A run by its id or an unambiguous prefix (at least 6 characters); ``full=False``: its latest metrics
+        and tags only, without params, inputs and artifacts (a run's summary)."""
         ref = ref.strip().removeprefix("run:").lower()  # as typed or pasted: case does not matter
         if len(ref) < 6 or not is_hex(ref):
             raise InvalidInput(f"{ref!r} is not a run id", hint="give at least 6 hex characters of it")
@@ -736,7 +737,7 @@ class Tracker:
             if len(rows) > 1:
                 raise InvalidInput(f"{ref!r} matches more than one run", hint="give more characters of the id")
             info = run_info(rows[0])
-            self._fill(session, [info], full=True)
+            self._fill(session, [info], full=full)
         return info
 
     def list_runs(

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from medops.client import IDLE_SECONDS
 from medops.services import Services
 from medops.workspace import Workspace
 from tests.factories import PASSWORD, start_serve
@@ -63,7 +64,8 @@ def test_a_minute_of_load_gives_no_error_and_keeps_the_chain(
     try:
 
         async def load() -> None:
-            limits = httpx.Limits(max_connections=CONCURRENCY)
+            # as medops.Client does: an idle connection is not reused as the server's keep-alive closes it
+            limits = httpx.Limits(max_connections=CONCURRENCY, keepalive_expiry=IDLE_SECONDS)
             async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
                 until = time.monotonic() + seconds
                 await asyncio.gather(*(client_loop(http, secrets, until, seen) for _ in range(CONCURRENCY)))
