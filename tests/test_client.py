@@ -118,9 +118,11 @@ def test_the_client_drops_an_idle_connection_before_the_server_closes_it() -> No
     # fails with a read error: seen once under a minute of load
     import uvicorn
 
+    from medops.training.tracking import FLUSH_SECONDS
+
     client = medops.Client("http://127.0.0.1:9", "not-a-token")
     try:
         pool = client._http._transport._pool  # type: ignore[attr-defined]
-        assert pool._keepalive_expiry < uvicorn.Config(app=None).timeout_keep_alive
+        assert FLUSH_SECONDS < pool._keepalive_expiry < uvicorn.Config(app=None).timeout_keep_alive
     finally:
         client.close()

@@ -43,7 +43,9 @@ _BY_STATUS: dict[int, type[MedopsError]] = {
 }
 
 
-IDLE_SECONDS = 2.0  # an idle keep-alive connection is reused this long: less than uvicorn keeps one open (5 s)
+# how long an idle keep-alive connection is reused: longer than a run's batches are apart (FLUSH_SECONDS), so a
+# run keeps its connection; shorter than uvicorn keeps one open (5 s), so no request meets one it is closing
+IDLE_SECONDS = 4.0
 
 
 class Client:
@@ -57,8 +59,7 @@ class Client:
             )
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        # an idle connection is dropped here before the server's keep-alive (uvicorn: 5 s) closes it: at equal
-        # times a request sent as the server closes its end fails with a read error
+        # at equal times (httpx and uvicorn both keep 5 s), a request sent as the server closes its end fails
         limits = httpx.Limits(keepalive_expiry=IDLE_SECONDS)
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, limits=limits)
 
