@@ -83,6 +83,16 @@ def test_a_line_whose_rows_and_answers_differ_is_skipped_whole(caplog: pytest.Lo
     assert "not a prediction record" in caplog.text
 
 
+@pytest.mark.parametrize("sqlite", [True, False], ids=["sqlite", "postgresql"])
+@pytest.mark.parametrize("at", ["2026-13-45T99:99:99.999999Z", "2026-12-05T04:00:00.1234x6Z", "yesterday", 17])
+def test_a_line_with_an_impossible_time_is_skipped(sqlite: bool, at: Any, caplog: pytest.LogCaptureFixture) -> None:
+    # an edited or foreign spool file: its time would otherwise be stored as text no reader could read back
+    line = json.loads(_line(b'{"age": 71}', _answer(1)) or b"")
+    assert len(_rows([line], sqlite=sqlite)) == 1
+    assert _rows([{**line, "at": at}], sqlite=sqlite) == []
+    assert "not a prediction record" in caplog.text
+
+
 def test_a_body_cannot_forge_fields_of_its_line() -> None:
     """The body is one whole JSON value inside the line: text in it that looks like the line's own fields
     stays text, and the caller, model and ids come from the server's side."""

@@ -188,7 +188,7 @@ def _rows(records: list[Any], sqlite: bool) -> list[tuple[Any, ...]]:
     for record in records:
         try:
             rows.extend([_row(r, sqlite) for r in expand(record)])  # a line's rows all, or none
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, InvalidInput) as exc:  # InvalidInput: its time
             problem = f"no field {exc}" if isinstance(exc, KeyError) else type(exc).__name__
             log.error("prediction log: a spooled line is not a prediction record (%s); skipped", problem)
     return rows
@@ -214,11 +214,14 @@ def _row(data: dict[str, Any], sqlite: bool) -> tuple[Any, ...]:
 
 def _stored_time(at: str, sqlite: bool) -> Any:
     """``at`` as the ``at`` column (UTCDateTime) stores it: naive UTC text on SQLite, an aware time on
-    PostgreSQL. A record's time is to_iso's (2026-12-05T04:00:00.123456Z): cut, not parsed."""
+    PostgreSQL. A record's time is to_iso's (2026-12-05T04:00:00.123456Z): on SQLite, cut rather than
+    parsed and formatted again, and still read as a time, so an edited line's impossible one is refused."""
     if not sqlite:
         return parse_iso(at)
     if len(at) == 27 and at[10] == "T" and at[26] == "Z" and at[19] == ".":
-        return f"{at[:10]} {at[11:26]}"
+        text = f"{at[:10]} {at[11:26]}"
+        datetime.fromisoformat(text)  # ValueError for 2026-13-45 and the like: the line is skipped, and named
+        return text
     return parse_iso(at).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
