@@ -8,8 +8,8 @@ token, see medops.services.identity), or the anonymous caller for a read that ne
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass, field, replace
+import os
+from dataclasses import dataclass, field
 from typing import Literal
 
 from medops.errors import InvalidInput
@@ -21,7 +21,7 @@ ANONYMOUS = "anonymous"
 
 
 def _request_id() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 128 random bits, as a UUID4's hex, at a quarter of its cost
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Caller:
 
     def anew(self) -> Caller:
         """The same user and channel for another request (its own request id)."""
-        return replace(self, request_id=_request_id())
+        return Caller(self.user, self.channel, _request_id())
 
     @property
     def authenticated(self) -> bool:

@@ -64,6 +64,7 @@ def serve(
 
     from medops.server.app import CONFIG_ENV, create_app
     from medops.server.guard import ServerOptions
+    from medops.server.transport import HTTP_PROTOCOL
     from medops.services import Services
 
     options = ServerOptions(
@@ -99,7 +100,7 @@ def serve(
         err_console.print(f"listening on http://{host}:{port}  (Ctrl-C stops)")
     if workers == 1:
         app = create_app(services, loaded, options, rollouts)
-        uvicorn.run(app, host=host, port=port, log_level="warning", log_config=_log_config())
+        uvicorn.run(app, host=host, port=port, http=HTTP_PROTOCOL, log_level="warning", log_config=_log_config())
         return
     ws.close()
     # Following, each worker follows the specs itself. Not following (or a bundle file), what was loaded here:
@@ -112,6 +113,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        http=HTTP_PROTOCOL,
         log_level="warning",
         log_config=_log_config(),
     )

@@ -58,6 +58,7 @@ def server(
     import uvicorn
 
     from medops.server.api.app import CONFIG_ENV, ApiOptions, create_api, options_env
+    from medops.server.transport import HTTP_PROTOCOL
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
         from medops.errors import InvalidInput
@@ -78,6 +79,7 @@ def server(
     common = {
         "host": host,
         "port": port,
+        "http": HTTP_PROTOCOL,
         "log_level": "warning",
         "log_config": _log_config(),
         "timeout_graceful_shutdown": graceful_seconds,

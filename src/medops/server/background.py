@@ -16,12 +16,16 @@ def serving_in_thread(app: Any, *, start_timeout: float = 10.0) -> Iterator[str]
     """The app on a free loopback port; yields its base URL and stops the server on exit."""
     import uvicorn
 
+    from medops.server.transport import HTTP_PROTOCOL
+
     # the socket is bound here and handed over open: a port probed free and then closed can be taken
     # by another process before the server binds it (two test workers did)
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))
     port = listening.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, http=HTTP_PROTOCOL, log_level="warning", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, name="medops-serve", daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout  # a bound on the wait for the socket, not a measurement

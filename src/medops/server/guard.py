@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import anyio.to_thread
 from starlette.responses import Response
 
@@ -110,7 +109,7 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         route = scope["path"] if scope["path"] in self.routes else "unmatched"
         began = time.perf_counter()
@@ -126,7 +125,7 @@ class Guard:
             if isinstance(body_or_refusal, tuple):
                 await send_json(tracked, *body_or_refusal, [])
                 return
-            with anyio.fail_after(self.options.request_timeout):  # a stalled disk under the log, too
+            async with asyncio.timeout(self.options.request_timeout):  # a stalled disk under the log, too
                 lane = self.lanes.get(scope["path"])
                 if lane is not None and await lane(scope, body_or_refusal, tracked):
                     return  # answered without FastAPI (medops.server.predict)
@@ -145,10 +144,11 @@ class Guard:
                 body = error_body("internal_error", "the server failed on this request", request_id)
                 await send_json(tracked, 500, body, [])
         finally:
-            self.metrics.requests.labels(scope["method"], route, str(tracked.status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - began)
+            metrics = self.metrics
+            metrics.child(metrics.requests, scope["method"], route, str(tracked.status)).inc()
+            metrics.child(metrics.latency, route).observe(time.perf_counter() - began)
             if tracked.status >= 500:
-                self.metrics.errors.labels(route).inc()
+                metrics.child(metrics.errors, route).inc()
 
     async def _refusal(self, scope: Scope, request_id: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
         """401 without a valid token, 403 without the role; None lets the request through."""
@@ -200,12 +200,12 @@ class Guard:
     async def _bounded_body(self, scope: Scope, receive: Receive, request_id: str) -> bytes | tuple[int, bytes]:
         """The whole body, or 413 once it passes the limit (told by Content-Length, or counted as it arrives)."""
         limit = self.options.max_body_bytes
-        too_large = (413, error_body("body_too_large", f"the request body is over {limit:,} bytes", request_id))
+        too_large = "body_too_large", f"the request body is over {limit:,} bytes"
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     if int(value) > limit:
-                        return too_large
+                        return 413, error_body(*too_large, request_id)
                 except ValueError:
                     return 400, error_body("bad_request", "Content-Length is not a number", request_id)
         chunks: list[bytes] = []
@@ -217,7 +217,7 @@ class Guard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                return too_large
+                return 413, error_body(*too_large, request_id)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break

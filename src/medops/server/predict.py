@@ -220,9 +220,9 @@ def count(metrics: Metrics, scored: Scored) -> None:
         if "out_of_range" in row:
             flagged[answered.name, version] += 1
     for labels, n in sent.items():  # one look-up per label set, not per row
-        metrics.predictions.labels(*labels).inc(n)
+        metrics.child(metrics.predictions, *labels).inc(n)
     for pair, n in flagged.items():
-        metrics.flagged.labels(*pair).inc(n)
+        metrics.child(metrics.flagged, *pair).inc(n)
 
 
 def _lines(
