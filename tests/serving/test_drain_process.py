@@ -53,7 +53,8 @@ def _until(check: Any, timeout: float = 60.0) -> None:
 
 def test_a_busy_spool_is_drained_by_its_process(workspace: Workspace) -> None:
     spool = open_spool(workspace)
-    spool.seal_records, spool.offload_records, spool.drain_seconds = 50, 50, 0.05
+    spool.seal_records, spool.drain_seconds = 50, 0.05
+    spool.offload_bytes = 1  # any sealed segment is busy enough for a process
     spool.start()
     spool.append_sync(_records(50))  # a full segment: busy enough for a process
     _until(lambda: spool._offloaded is not None)
@@ -68,7 +69,8 @@ def test_a_busy_spool_is_drained_by_its_process(workspace: Workspace) -> None:
 
 def test_the_thread_drains_again_when_the_process_ends(workspace: Workspace) -> None:
     spool = open_spool(workspace)
-    spool.seal_records, spool.offload_records, spool.drain_seconds = 20, 20, 0.05
+    spool.seal_records, spool.drain_seconds = 20, 0.05
+    spool.offload_bytes = 1
     spool.start()
     spool.append_sync(_records(20))
     _until(lambda: spool._offloaded is not None)
@@ -79,6 +81,23 @@ def test_the_thread_drains_again_when_the_process_ends(workspace: Workspace) -> 
     spool.append_sync(_records(20))
     _until(lambda: _logged(workspace) == 40)
     assert spool._offloaded is None and spool.stats.drained == 20
+    spool.close()
+
+
+def test_a_segment_of_few_large_lines_is_busy(tmp_path: Path) -> None:
+    """Busy is told by bytes, not lines: a line may hold a whole request of many rows."""
+    started: list[Path] = []
+
+    def offload(folder: Path) -> Any:
+        started.append(folder)
+        return None  # no process after all: the thread drains, as when one can't start
+
+    spool = Spool(tmp_path, lambda records: None, seal_seconds=0.05, drain_seconds=0.02)
+    spool.offload = offload
+    spool.start()
+    big = [dict(r, inputs=json.dumps({"rows": ["x" * 100] * 2_000})) for r in _records(3)]  # 600 KB in 3 lines
+    spool.append_sync(big)
+    _until(lambda: started != [])
     spool.close()
 
 

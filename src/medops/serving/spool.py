@@ -115,10 +115,11 @@ class Spool:
         self._drain_now = threading.Event()
         self._drainer: threading.Thread | None = None
         # a process that drains the sealed segments instead of the drainer thread; None: the thread drains
-        # (medops.serving.drain_process says why not to). Started once a sealed segment holds
-        # offload_records: a quiet server is not worth a process.
+        # (medops.serving.drain_process says why not to). Started once a sealed segment holds offload_bytes:
+        # a quiet server is not worth a process. Bytes, not lines: a line holds a whole request, and a
+        # request of 100 rows costs the drain a hundred times one of a single row.
         self.offload: Callable[[Path], Offload] | None = None
-        self.offload_records = 500
+        self.offload_bytes = 512 * 1024  # about 600 one-row requests, or 8 of 100 rows
         self._offloaded: Offload | None = None
         self._busy = False
 
@@ -407,11 +408,11 @@ class Spool:
                 log.warning("prediction log: drain failed, will retry (%s)", type(exc).__name__)
 
     def _busy_segment(self) -> bool:
-        """A sealed segment holds offload_records (looked at before the thread drains it): worth a process."""
+        """A sealed segment holds offload_bytes (looked at before the thread drains it): worth a process."""
         if not self._busy:
             for path in self.folder.glob(f"*{SEALED}"):
                 with contextlib.suppress(FileNotFoundError):
-                    self._busy = self._busy or path.read_bytes().count(b"\n") >= self.offload_records
+                    self._busy = self._busy or path.stat().st_size >= self.offload_bytes
         return self._busy
 
     def _start_offload(self) -> Offload | None:
