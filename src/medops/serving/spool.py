@@ -245,9 +245,11 @@ class Spool:
     def _send(self, pending: _Frame, data: bytes, loop: asyncio.AbstractEventLoop | None) -> None:
         """Queue ``pending`` and send its frame; on the event loop, watch for the acknowledgement."""
         with self._sending:
-            if not self._writer_alive():
+            alive = self._writer_alive()  # a wait(2) for the child: once per group, not twice
+            if not alive:
                 self._restart_writer()
-            if not self._writer_alive() or self._to_writer is None or self._from_writer is None:
+                alive = self._writer_alive()
+            if not alive or self._to_writer is None or self._from_writer is None:
                 _settle_frame(pending, errno.EPIPE)
                 return
             if loop is not None:
