@@ -158,6 +158,37 @@ def test_the_lane_and_the_route_give_the_same_answer(served: Served, monkeypatch
         assert refused.status_code == 401 and len(refused.headers.get_list("x-request-id")) == 1
 
 
+def test_a_batch_above_the_inline_rows_is_the_lane_s_too(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More than INLINE_ROWS plain rows: answered by the lane (scored on a worker thread) as the route
+    answers them; a bad row among them is named by the route, numbered as sent."""
+    from medops.server import predict
+
+    answered: list[bool] = []
+    lane_call = predict.Lane.__call__
+
+    async def counting(self: Any, scope: Any, body: bytes, send: Any) -> bool:
+        answered.append(await lane_call(self, scope, body, send))
+        return answered[-1]
+
+    monkeypatch.setattr(predict.Lane, "__call__", counting)
+    with _client(served, served.token) as http:
+        example = http.get("/v1/models/readmission").json()["example"]
+        rows = [{**example, "age": example["age"] + i % 3} for i in range(predict.INLINE_ROWS + 8)]
+        by_lane = http.post("/v1/models/readmission/predict", json=rows)
+        by_route = http.post("/v1/models/readmission/predict?explain=false", json=rows)
+        assert by_lane.status_code == by_route.status_code == 200 and answered == [True, False]
+        lane_rows, route_rows = by_lane.json()["predictions"], by_route.json()["predictions"]
+        assert len(lane_rows) == len(rows) and len({r["prediction_id"] for r in lane_rows}) == len(rows)
+        for lane, route in zip(lane_rows, route_rows, strict=True):
+            assert lane.pop("prediction_id") != route.pop("prediction_id") and lane == route
+        bad = [*rows[:-1], {**example, "age": SECRET_NUMBER}]
+        refused = http.post("/v1/models/readmission/predict", json=bad)
+        assert refused.status_code == 422 and answered[-1] is False
+        fields = refused.json()["error"]["fields"]
+        assert [(f["row"], f["field"], f["code"]) for f in fields] == [(len(rows) - 1, "age", "out_of_range")]
+        assert "123456" not in refused.text
+
+
 def test_each_bad_field_gets_a_422_that_never_echoes_it(served: Served) -> None:
     with _client(served, served.token) as http:
         example = http.get("/v1/models/readmission").json()["example"]
