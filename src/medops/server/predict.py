@@ -35,6 +35,7 @@ from medops.server.metrics import Metrics
 from medops.services import Services
 from medops.serving.prediction_log import record, request_line
 from medops.serving.rollout import Rollout
+from medops.serving.scoring import encode_answer
 from medops.serving.validation import MAX_LISTED, RowsInvalid
 
 if TYPE_CHECKING:
@@ -202,8 +203,7 @@ async def keep(
     """The response's status and body, once the answers are in the log: 200, or 503 when they could not be
     kept (no answer without its record). ``body``: the JSON the rows came in, when they were scored as sent
     (the log then keeps the request as one line)."""
-    answer = {"request_id": request_id, "predictions": scored.answers}
-    encoded = json.dumps(answer, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    encoded = encode_answer(request_id, scored.answers)
     if spool is not None:  # kept before it is sent: a crash after this loses nothing the caller saw
         from medops.serving.spool import SpoolUnavailable
 

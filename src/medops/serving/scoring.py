@@ -6,6 +6,8 @@ explanation or a shadow variant adds later goes there, so every caller gets the 
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -125,3 +127,40 @@ def prediction(
     if features is not None:
         row["features"] = features  # looked up online: which came back missing or stale, which the caller gave
     return row
+
+
+_PLAIN = ("prediction_id", "probability", "decision", "threshold", "model", "version", "bundle_sha256")
+_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_string = json.encoder.encode_basestring  # the encoder's own, in C
+_shared: dict[tuple[Any, ...], str] = {}  # a model's part of its rows, encoded: at most a few models served
+
+
+def encode_answer(request_id: str, rows: list[dict[str, Any]]) -> bytes:
+    """``{"request_id": ..., "predictions": rows}`` exactly as the JSON encoder writes it (compact,
+    no NaN; a test compares the bytes), with what a model's plain rows share (threshold, name,
+    version, bundle hash) encoded once: 1.6 against 4.6 us for one row, 130 against 215 us for
+    100. Any other row (flagged, explained, looked up, a variant) goes through the encoder whole."""
+    parts = []
+    for row in rows:
+        probability, decision = row["probability"], row["decision"]
+        if (
+            tuple(row) != _PLAIN
+            or type(probability) is not float
+            or not math.isfinite(probability)
+            or type(decision) is not int
+            or type(row["prediction_id"]) is not str
+        ):
+            parts.append(_encode(row))
+            continue
+        threshold, version = row["threshold"], row["version"]  # with their types: 1, 1.0 and True are equal keys
+        key = (type(threshold), threshold, row["model"], type(version), version, row["bundle_sha256"])
+        shared = _shared.get(key)
+        if shared is None:
+            if len(_shared) > 64:
+                _shared.clear()
+            shared = _shared[key] = _encode({k: row[k] for k in _PLAIN[3:]})[1:-1]
+        parts.append(
+            f'{{"prediction_id":{_string(row["prediction_id"])},"probability":{probability!r},'
+            f'"decision":{decision},{shared}}}'
+        )
+    return f'{{"request_id":{_string(request_id)},"predictions":[{",".join(parts)}]}}'.encode()
