@@ -219,7 +219,7 @@ async def keep(
 
 def count(metrics: Metrics, scored: Scored) -> None:
     """The answers sent, by model, version, decision and variant; and those flagged out of range."""
-    # counted per (model, decision, variant) in C, labelled once per kind: 5 against 49 us for 100 rows
+    # counted per (model, decision, variant) in C, labelled once per kind: 29 against 49 us for 100 rows
     answers, models = scored.answers, scored.models
     by_id = {id(m): m for m in models}
     sent = Counter(zip(map(id, models), (row["decision"] for row in answers), scored.variants, strict=True))
