@@ -121,9 +121,8 @@ def test_the_example_is_accepted_and_scored_like_the_registered_bundle(served: S
         assert ready.status_code == 200 and ready.json()["database"] is True
 
 
-def test_the_lane_and_the_route_give_the_same_answer(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A plain request is answered before FastAPI (medops.server.predict.Lane); one with a query goes
-    through the route. Same fields, same numbers, one request id header, the same metrics."""
+def _lane_answers(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """What the lane said of each predict request from now on: True, it answered; False, the route did."""
     from medops.server import predict
 
     answered: list[bool] = []
@@ -134,6 +133,13 @@ def test_the_lane_and_the_route_give_the_same_answer(served: Served, monkeypatch
         return answered[-1]
 
     monkeypatch.setattr(predict.Lane, "__call__", counting)
+    return answered
+
+
+def test_the_lane_and_the_route_give_the_same_answer(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain request is answered before FastAPI (medops.server.predict.Lane); one with a query goes
+    through the route. Same fields, same numbers, one request id header, the same metrics."""
+    answered = _lane_answers(monkeypatch)
     with _client(served, served.token) as http:
         example = http.get("/v1/models/readmission").json()["example"]
         answers = []
@@ -163,14 +169,7 @@ def test_a_batch_above_the_inline_rows_is_the_lane_s_too(served: Served, monkeyp
     answers them; a bad row among them is named by the route, numbered as sent."""
     from medops.server import predict
 
-    answered: list[bool] = []
-    lane_call = predict.Lane.__call__
-
-    async def counting(self: Any, scope: Any, body: bytes, send: Any) -> bool:
-        answered.append(await lane_call(self, scope, body, send))
-        return answered[-1]
-
-    monkeypatch.setattr(predict.Lane, "__call__", counting)
+    answered = _lane_answers(monkeypatch)
     with _client(served, served.token) as http:
         example = http.get("/v1/models/readmission").json()["example"]
         rows = [{**example, "age": example["age"] + i % 3} for i in range(predict.INLINE_ROWS + 8)]
