@@ -12,7 +12,7 @@ import pytest
 
 import medops
 from medops.client import RemoteRun
-from medops.errors import AuthenticationFailed, InvalidInput, PermissionDenied
+from medops.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
 from medops.services import Services
 from medops.training import Tracker
 from medops.workspace import Workspace
@@ -126,3 +126,128 @@ def test_the_client_drops_an_idle_connection_before_the_server_closes_it() -> No
         assert FLUSH_SECONDS < pool._keepalive_expiry < uvicorn.Config(app=None).timeout_keep_alive
     finally:
         client.close()
+
+
+def _access(log: Path, route: str) -> int:
+    """How many requests the server's access log shows on ``route`` (a POST)."""
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return sum(1 for line in lines if line.get("method") == "POST" and line.get("route") == route)
+
+
+def _events(ws: Workspace, run_id: str) -> list[tuple[int, str, str]]:
+    from sqlalchemy import select
+
+    from medops.store.schema import AuditEvent
+
+    with ws.db.read() as session:
+        rows = session.execute(
+            select(AuditEvent.seq, AuditEvent.action, AuditEvent.ts)
+            .where(AuditEvent.entity_type == "run", AuditEvent.entity_id == run_id)
+            .order_by(AuditEvent.seq)
+        ).all()
+    return [(int(seq), action, ts) for seq, action, ts in rows]
+
+
+def test_a_client_s_later_short_run_is_recorded_whole_in_one_request(
+    registry: tuple[Workspace, str], server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ws, _ = registry
+    monkeypatch.setenv("MEDOPS_TOKEN", token(ws, "alice"))
+    with medops.start_run("trials") as first:  # the first opens at once: a wrong token or role stops it here
+        assert Tracker(ws).get(first.id).state == "running"
+    with medops.start_run("trials", params={"C": 0.5}, seed=7) as trial:
+        trial.log_metric("auroc", 0.81)
+        trial.set_tag("fold", 2)
+        with pytest.raises(InvalidInput, match="already"):  # the local rules hold before the server has the run
+            trial.log_param("C", 0.7)
+        with pytest.raises(NotFound):  # not on the server yet
+            Tracker(ws).get(trial.id)
+    stored = Tracker(ws).get(trial.id)
+    assert stored.state == "finished" and stored.created_by == "alice" and stored.name.startswith("trials-")
+    assert stored.params == {"C": "0.5", "seed": "7"} and stored.tags == {"fold": "2"}
+    assert stored.metrics == {"auroc": 0.81} and stored.ended_at is not None
+    assert stored.started_at <= stored.ended_at and stored.git_commit is None  # tmp_path is no git repository
+    starts = _access(tmp_path / "server.log", "/v1/runs")
+    assert starts == 2 and _access(tmp_path / "server.log", "/v1/runs/{run}/end") == 1  # the first run's end only
+    events = _events(ws, trial.id)  # one transaction: both events, in order, at one time
+    assert [a for _, a, _ in events] == ["run.start", "run.finished"]
+    assert events[1][0] == events[0][0] + 1 and events[0][2] == events[1][2]
+    assert ws.verify_audit().problems == []
+
+
+def test_a_waiting_run_is_opened_after_a_moment_and_its_child_after_it(
+    registry: tuple[Workspace, str], server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from medops import client
+
+    ws, _ = registry
+    monkeypatch.setattr(client, "DEFER_SECONDS", 0.2)
+    alice = medops.Client(server, token(ws, "alice"))
+    with alice.start_run("tuning"):
+        pass
+    with alice.start_run("tuning") as parent:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # its heartbeat thread opens it, with nothing logged
+            try:
+                if Tracker(ws).get(parent.id).state == "running":
+                    break
+            except NotFound:
+                time.sleep(0.05)
+        assert Tracker(ws).get(parent.id).state == "running"
+        with parent.child("trial-1") as trial:
+            trial.log_metric("loss", 0.4)
+    assert Tracker(ws).get(trial.id).parent_id == parent.id
+    assert Tracker(ws).get(parent.id).state == "finished"
+    assert [a for _, a, _ in _events(ws, parent.id)] == ["run.start", "run.finished"]
+
+
+def test_a_permission_lost_between_runs_is_refused_when_the_run_reaches_the_server(
+    registry: tuple[Workspace, str], server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medops.identity import Role
+
+    ws, _ = registry
+    alice = medops.Client(server, token(ws, "alice"))
+    with alice.start_run("trials"):
+        pass
+    identity = Services(ws).identity
+    admin = identity.authenticate(identity.login("admin", password=PASSWORD)[1])
+    identity.revoke_role(admin, "alice", Role.DATA_SCIENTIST, reason="moved to another team")
+    trial = alice.start_run("trials")  # waits for its first write: the server is asked then
+    trial.log_metric("auroc", 0.9)
+    with pytest.raises(PermissionDenied):
+        trial.end()
+    with pytest.raises(NotFound):
+        Tracker(ws).get(trial.id)
+    denied = [a for _, a, _ in _events(ws, trial.id)]
+    assert denied and set(denied) == {"run.start.denied"}  # each refusal audited, nothing recorded
+
+
+def test_the_server_checks_a_run_named_or_recorded_by_its_client(registry: tuple[Workspace, str], server: str) -> None:
+    import uuid
+
+    from medops.errors import Conflict
+
+    ws, _ = registry
+    alice = medops.Client(server, token(ws, "alice"))
+    made = alice.post("/v1/runs", {"experiment": "x", "id": uuid.uuid4().hex, "elapsed": 1.5})
+    assert made["state"] == "running"
+    with pytest.raises(Conflict, match="exists already"):
+        alice.post("/v1/runs", {"experiment": "x", "id": made["id"]})
+    end = {"state": "finished", "params": {"a": "1"}}
+    for bad in (
+        {"experiment": "x", "id": "not-hex"},
+        {"experiment": "x", "elapsed": -1},
+        {"experiment": "x", "elapsed": 1e12},
+        {"experiment": "x", "end": end},  # a run recorded whole is named by its client
+        {"experiment": "x", "id": uuid.uuid4().hex, "end": {**end, "state": "running"}},
+        {"experiment": "bad name!", "id": uuid.uuid4().hex, "end": end},
+        {"experiment": "x", "id": uuid.uuid4().hex, "end": {**end, "params": {"bad key!": "1"}}},
+    ):
+        with pytest.raises(InvalidInput):
+            alice.post("/v1/runs", bad)
+    whole = alice.post("/v1/runs", {"experiment": "x", "id": uuid.uuid4().hex, "elapsed": 2.0, "end": end})
+    assert whole["state"] == "finished" and whole["duration_s"] >= 2.0
+    assert Tracker(ws).get(whole["id"]).params == {"a": "1"}

@@ -5,12 +5,22 @@ server; the client needs only an API token, or the session of `medops login --se
 A remote run is a BufferedRun, as a local one is: the same rules (a parameter set once, finite
 metrics, batches of values or FLUSH_SECONDS, nothing lost on a failed send, a heartbeat, the end on
 leaving the ``with`` block); only where the values go, and how many a batch holds, differ.
+
+A client's first run is opened on the server at once, so a wrong token or a missing role stops
+``start_run`` itself. Each later run (a tuning trial, a fold) is named by the client and opened
+with its first write: a batch of values, its end, or DEFER_SECONDS after it began, whichever
+comes first. A run that ends sooner is recorded whole in one request (one transaction on the
+server: run.start, its values, its end). What that costs: such a run appears on the server up to
+DEFER_SECONDS late, a permission lost in the meantime is reported by that first write, and a
+client killed before it leaves no trace of the run (its buffered values are lost either way).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +28,7 @@ from typing import IO, Any, Literal
 
 import httpx
 
+from medops.clock import utc_now
 from medops.errors import (
     AuthenticationFailed,
     Conflict,
@@ -28,7 +39,7 @@ from medops.errors import (
     StoreError,
     TooLarge,
 )
-from medops.training.tracking import FLUSH_EVERY, HEARTBEAT_SECONDS, MAX_ERROR, BufferedRun
+from medops.training.tracking import FLUSH_EVERY, HEARTBEAT_SECONDS, MAX_ERROR, BufferedRun, check_key
 
 SERVER_ENV = "MEDOPS_SERVER_URL"
 PAGE = 500  # the server's largest page
@@ -42,6 +53,9 @@ _BY_STATUS: dict[int, type[MedopsError]] = {
     422: InvalidInput,
 }
 
+
+# how long a later run of a client may stay unknown to the server (see the module docstring)
+DEFER_SECONDS = 1.0
 
 # how long an idle keep-alive connection is reused: longer than a run's batches are apart (FLUSH_SECONDS), so a
 # run keeps its connection; shorter than uvicorn keeps one open (5 s), so no request meets one it is closing
@@ -62,6 +76,7 @@ class Client:
         # at equal times (httpx and uvicorn both keep 5 s), a request sent as the server closes its end fails
         limits = httpx.Limits(keepalive_expiry=IDLE_SECONDS)
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, limits=limits)
+        self._opened_a_run = False  # the server has let this client open a run: its later ones may wait
 
     @classmethod
     def from_environment(cls) -> Client:
@@ -165,20 +180,40 @@ class Client:
         seed: int | None = None,
         parent: str | None = None,
     ) -> RemoteRun:
+        """Open a run on the server; a run after this client's first is opened with its first write."""
+        return self._start_run(experiment, name, params=params, tags=tags, seed=seed, parent=parent)
+
+    def _start_run(
+        self,
+        experiment: str,
+        name: str | None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        parent: str | None = None,
+        parent_known: bool = False,
+    ) -> RemoteRun:
         from medops.training.environment import environment_lock, host_name
 
-        made = self.post(
-            "/v1/runs",
-            {
-                "experiment": experiment,
-                "name": name,
-                "seed": seed,
-                "parent": parent,
-                "environment": _environment(environment_lock),
-                "host": host_name(),
-            },
-        )
-        run = RemoteRun(self, made)
+        start = {
+            "experiment": experiment,
+            "name": name,
+            "seed": seed,
+            "parent": parent,
+            "environment": _environment(environment_lock),
+            "host": host_name(),
+        }
+        if self._opened_a_run and (parent is None or parent_known):
+            check_key("experiment", experiment)  # what the server would refuse at once is refused here at once
+            if name is not None and len(name) > 200:
+                raise InvalidInput(f"a run's name has at most 200 characters, not {len(name)}")
+            start["id"] = uuid.uuid4().hex
+            start["name"] = name or f"{experiment}-{utc_now().strftime('%Y%m%d-%H%M%S')}"  # as the server names one
+            run = RemoteRun(self, start, waiting=True)
+        else:
+            run = RemoteRun(self, self.post("/v1/runs", start))
+            self._opened_a_run = True
         if params:
             run.log_params(params)
         if seed is not None:
@@ -228,24 +263,44 @@ class RemoteRun(BufferedRun):
     # still bounds what a client that dies can lose.
     flush_every = 5 * FLUSH_EVERY
 
-    def __init__(self, client: Client, made: Mapping[str, Any]) -> None:
+    def __init__(self, client: Client, made: Mapping[str, Any], *, waiting: bool = False) -> None:
+        """``made``: the server's answer to the run's start; ``waiting``: the start itself, not sent yet."""
         from medops.training.environment import start_git_state
 
         self.client = client
         self._git = start_git_state(Path.cwd())
-        super().__init__(made["id"], made["experiment"], made["name"], made["state"], HEARTBEAT_SECONDS)
+        self._began = time.monotonic()
+        self._waiting = dict(made) if waiting else None  # the start request, until the server has the run
+        self._opening = threading.Lock()
+        state = "running" if waiting else made["state"]
+        first = DEFER_SECONDS if waiting else None
+        super().__init__(made["id"], made["experiment"], made["name"], state, HEARTBEAT_SECONDS, first_beat=first)
+
+    def _open(self, end: Mapping[str, Any] | None = None) -> Any:
+        """Send the waiting start (with ``end``, the whole run); the server's answer, or None if it has the run."""
+        with self._opening:
+            if self._waiting is None:
+                return None
+            answer = self.client.post(
+                "/v1/runs", {**self._waiting, "elapsed": time.monotonic() - self._began, "end": end}
+            )
+            self._waiting = None
+            return answer
 
     def _write(
         self, params: Mapping[str, str], tags: Mapping[str, str], metrics: Sequence[tuple[str, int, float, datetime]]
     ) -> None:
+        self._open()
         self.client.post(f"/v1/runs/{self.id}/log", _batch(params, tags, metrics))
 
     def _beat_once(self) -> None:
-        self.client.post(f"/v1/runs/{self.id}/heartbeat")
+        if self._open() is None:  # opening the run says it is alive
+            self.client.post(f"/v1/runs/{self.id}/heartbeat")
 
     def end(self, state: Literal["finished", "failed", "killed"] = "finished", error: str | None = None) -> None:
-        """The end and the last values in one request (one transaction on the server); if it fails, the values
-        go back to the buffer and the run is ended failed."""
+        """The end and the last values in one request (one transaction on the server; for a run the server
+        doesn't have yet, the whole run); if it fails, the values go back to the buffer and the run is
+        ended failed."""
         if self.state != "running":
             return
         self._stop_beating()
@@ -253,17 +308,18 @@ class RemoteRun(BufferedRun):
         batch = self._take()
         body = {"state": state, "error": error, "git_commit": git.commit, "git_dirty": git.dirty, **_batch(*batch)}
         try:
-            self.state = self.client.post(f"/v1/runs/{self.id}/end", body)["state"]
+            self.state = (self._open(body) or self.client.post(f"/v1/runs/{self.id}/end", body))["state"]
         except MedopsError as exc:
             self._restore(batch)
             error = f"its last values could not be stored: {exc}"[:MAX_ERROR]
             ended = {"state": "failed", "error": error, "git_commit": git.commit, "git_dirty": git.dirty}
-            self.state = self.client.post(f"/v1/runs/{self.id}/end", ended)["state"]
+            self.state = (self._open(ended) or self.client.post(f"/v1/runs/{self.id}/end", ended))["state"]
             raise
 
     def child(self, name: str, **kwargs: Any) -> RemoteRun:
-        """A nested run (a tuning trial, say) of the same experiment."""
-        return self.client.start_run(self.experiment, name, parent=self.id, **kwargs)
+        """A nested run (a tuning trial, say) of the same experiment; the server gets this run first."""
+        self._open()
+        return self.client._start_run(self.experiment, name, parent=self.id, parent_known=True, **kwargs)
 
     def __enter__(self) -> RemoteRun:
         return self

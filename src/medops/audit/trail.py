@@ -187,6 +187,7 @@ class Change:
     before: Any = None
     after: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    then: list[NewEvent] = field(default_factory=list)  # further changes made in the same transaction, in order
 
 
 class AuditTrail:
@@ -236,7 +237,7 @@ class AuditTrail:
             session.flush()
             append_events(
                 session,
-                [NewEvent(actor, action, entity_type, ch.entity_id, ch.before, ch.after, reason)],
+                [NewEvent(actor, action, entity_type, ch.entity_id, ch.before, ch.after, reason), *ch.then],
                 changes=True,
             )
 

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from medops.caller import Caller
-from medops.errors import NotFound
+from medops.clock import utc_now
+from medops.errors import InvalidInput, NotFound
 from medops.platform import Platform
 
 if TYPE_CHECKING:  # the tracker's libraries load with the operations that use them
     from medops.training.reproduce import Reproduction
-    from medops.training.tracking import Comparison, MetricFilter, RunInfo, Tracker
+    from medops.training.tracking import Comparison, Ending, MetricFilter, RunInfo, Tracker
+
+# how late a client may open a run it began (a week: a client that lost the server keeps its run and retries)
+MAX_ELAPSED = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -157,16 +161,38 @@ class TrainingService:
         parent: str | None = None,
         environment: str | None = None,
         host: str | None = None,
+        run_id: str | None = None,
+        elapsed: float = 0.0,
+        ending: Ending | None = None,
     ) -> RunSummary:
-        """Open a run for a client that logs from elsewhere: its environment lock and host are the client's."""
+        """Open a run for a client that logs from elsewhere: its environment lock and host are the client's.
+
+        The client may name the run (``run_id``) and open it late, ``elapsed`` seconds (by its own
+        monotonic clock, so no clock skew enters) after it began; with its ``ending`` too, a short run
+        is recorded whole in one transaction.
+        """
+        if not 0.0 <= elapsed <= MAX_ELAPSED:  # NaN fails both
+            raise InvalidInput(
+                f"a run opened late says how long ago it began: 0 to {MAX_ELAPSED:g} seconds, not {elapsed!r}"
+            )
+        if ending is not None and run_id is None:
+            raise InvalidInput("a run recorded whole is named by its client: give its id")
         tracker = self._tracker
         digest = self.platform.artifacts.put((environment or "").encode())
-        from medops.training.tracking import run_info
-
-        row = tracker.open_row(
-            experiment, name, seed=seed, parent=parent, actor=caller.user, env_digest=digest, host=host
+        started_at = utc_now() - timedelta(seconds=elapsed) if run_id is not None or elapsed else None
+        info = tracker.open_row(
+            experiment,
+            name,
+            seed=seed,
+            parent=parent,
+            actor=caller.user,
+            env_digest=digest,
+            host=host,
+            run_id=run_id,
+            started_at=started_at,
+            ending=ending,
         )
-        return RunSummary(run_info(row))  # just made: no values, inputs or artifacts to read back
+        return RunSummary(info)
 
     def log(
         self,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 import uuid
@@ -60,7 +61,7 @@ def run_node(run_id: str) -> str:
     return f"run:{run_id}"
 
 
-def _check_key(kind: str, key: str) -> str:
+def check_key(kind: str, key: str) -> str:
     if not key or len(key) > 200 or not set(key) <= _KEY_CHARS:
         raise InvalidInput(
             f"{kind} name {key!r} is not valid", hint="use letters, digits and _ - . / : @ or spaces, at most 200"
@@ -85,7 +86,16 @@ class BufferedRun(ABC):
 
     flush_every = FLUSH_EVERY  # values per write
 
-    def __init__(self, run_id: str, experiment: str, name: str, state: str, heartbeat_seconds: float) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        experiment: str,
+        name: str,
+        state: str,
+        heartbeat_seconds: float,
+        *,
+        first_beat: float | None = None,
+    ) -> None:
         self.id = run_id
         self.experiment = experiment
         self.name = name
@@ -98,6 +108,7 @@ class BufferedRun(ABC):
         self._steps: dict[str, int] = {}
         self._last_flush = time.monotonic()
         self._heartbeat_seconds = heartbeat_seconds
+        self._first_beat = heartbeat_seconds if first_beat is None else first_beat
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, name=f"medops-run-{self.id[:8]}", daemon=True)
         self._beat.start()
@@ -122,7 +133,7 @@ class BufferedRun(ABC):
 
     def log_param(self, key: str, value: Any) -> None:
         """A parameter is set once: logging it again with another value is an error, not an overwrite."""
-        _check_key("parameter", key)
+        check_key("parameter", key)
         text = as_text(value)
         with self._lock:
             if key in self._params and self._params[key] != text:
@@ -140,7 +151,7 @@ class BufferedRun(ABC):
             self.log_param(key, value)
 
     def set_tag(self, key: str, value: Any) -> None:
-        _check_key("tag", key)
+        check_key("tag", key)
         with self._lock:
             self._pending_tags[key] = as_text(value)
         self._maybe_flush()
@@ -151,7 +162,7 @@ class BufferedRun(ABC):
 
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
         """One value; ``step`` defaults to the next step of that metric (0, 1, 2, ...)."""
-        _check_key("metric", key)
+        check_key("metric", key)
         number = float(value)
         if math.isnan(number) or math.isinf(number):
             raise InvalidInput(f"run {self.id[:12]}: metric {key!r} is {number}, not a finite number")
@@ -199,7 +210,9 @@ class BufferedRun(ABC):
             self._pending_metrics = [*batch[2], *self._pending_metrics]
 
     def _heartbeat(self) -> None:
-        while not self._stop.wait(self._heartbeat_seconds):
+        wait = self._first_beat
+        while not self._stop.wait(wait):
+            wait = self._heartbeat_seconds
             try:
                 self._beat_once()
             except Exception:  # noqa: BLE001 - a missed beat is retried; the run itself goes on
@@ -227,7 +240,7 @@ class Run(BufferedRun):
     def __init__(
         self,
         tracker: Tracker,
-        row: RunRow,
+        row: RunInfo,
         *,
         owns_workspace: bool = False,
         git: Callable[[], GitState] = lambda: GitState(None, None),
@@ -260,7 +273,7 @@ class Run(BufferedRun):
 
     def log_artifact(self, path: str, data: bytes | Path) -> str:
         """Store bytes (or a file) in the artifact store under the run's ``path``; returns its SHA-256."""
-        _check_key("artifact", path)
+        check_key("artifact", path)
         digest = self.tracker.ws.artifacts.put(data)
         size = self.tracker.ws.artifacts.size(digest)
         with self.tracker.ws.db.write() as session:
@@ -312,6 +325,26 @@ class Run(BufferedRun):
         return self.tracker.start_run(self.experiment, name, parent=self.id, actor=self.actor, **kwargs)
 
 
+Batch = tuple[Mapping[str, str], Mapping[str, str], Sequence[tuple[str, int, float, datetime]]]
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a run ended: its state, the error, the git state its client saw, and its last values."""
+
+    state: str
+    error: str | None
+    git: GitState
+    batch: Batch = ({}, {}, ())
+    stored_error: str | None = None  # the error as the run's row keeps it (at most MAX_ERROR characters)
+
+    @classmethod
+    def of(cls, state: str, error: str | None, git: GitState, batch: Batch) -> Ending:
+        """An end reported by a client, its error cut to what the row keeps."""
+        return cls(state, error, git, batch, stored_error=(error or None) and error[:MAX_ERROR])
+
+
 def _check_batch(
     session: Session,
     run_id: str,
@@ -321,7 +354,7 @@ def _check_batch(
 ) -> None:
     """Values sent from elsewhere obey a local run's rules: valid names, and a parameter keeps its first value."""
     for key in [*params, *tags, *(m[0] for m in metrics)]:
-        _check_key("key", key)
+        check_key("key", key)
     if not params:
         return
     held = {key: value for key, value in session.connection().execute(_HELD, {"run": run_id, "keys": list(params)})}
@@ -573,9 +606,22 @@ class Tracker:
         env_digest: str,
         project_sha256: str | None = None,
         host: str | None = None,
-    ) -> RunRow:
-        """The run's row, made by ``actor`` if their roles allow it (audited as run.start)."""
-        _check_key("experiment", experiment)
+        run_id: str | None = None,
+        started_at: datetime | None = None,
+        ending: Ending | None = None,
+    ) -> RunInfo:
+        """The run, made by ``actor`` if their roles allow it (audited as run.start).
+
+        A client that logs from elsewhere may name the run (``run_id``, a new UUID in hex) and say
+        when it began (``started_at``); with its ``ending`` too, the whole run is recorded at once:
+        its start, its values and its end in one transaction (run.start, then run.STATE), and its
+        summary (latest metrics and tags) is read back in it.
+        """
+        check_key("experiment", experiment)
+        if run_id is not None and not _RUN_ID.fullmatch(run_id):
+            raise InvalidInput(f"{run_id[:40]!r} is not a run id", hint="32 lower-case hex digits: uuid4().hex")
+        if ending is not None and ending.state not in ("finished", "failed", "killed"):
+            raise InvalidInput(f"a run ends finished, failed or killed, not {ending.state!r}")
         if parent is not None:
             self.get(parent)
         # Abandonment takes minutes without a heartbeat: looking once per heartbeat interval
@@ -583,17 +629,19 @@ class Tracker:
         if time.monotonic() - self._swept_at >= self.heartbeat_seconds:
             self.mark_abandoned()
             self._swept_at = time.monotonic()
-        run_id = uuid.uuid4().hex
+        named = run_id is not None
+        run_id = run_id or uuid.uuid4().hex
         now = utc_now()
+        began = started_at or now
         values = dict(
             id=run_id,
             experiment=experiment,
-            name=name or f"{experiment}-{now.strftime('%Y%m%d-%H%M%S')}",
+            name=name or f"{experiment}-{began.strftime('%Y%m%d-%H%M%S')}",
             parent_id=parent,
             state="running",
             created_by=actor,
             host=host or host_name(),
-            started_at=now,
+            started_at=began,
             heartbeat_at=now,
             seed=seed,
             project_sha256=project_sha256,
@@ -601,8 +649,11 @@ class Tracker:
         )
         row = RunRow(**values)  # the caller's copy; never attached to a session
         with self.ws.users.authorized(actor, "run.start", "run", run_id, RUN_ROLES) as ch:
+            connection = ch.session.connection()
+            if named and connection.execute(_OWNER, {"run": run_id}).first() is not None:
+                raise Conflict(f"run {run_id[:12]} exists already", code="run_exists", hint="give a new run a new id")
             # into the table on the session's connection: the ORM's unit of work cost more than the insert
-            ch.session.connection().execute(insert(_RUNS), values)
+            connection.execute(insert(_RUNS), values)
             if parent is not None:
                 add_edges(ch.session, [Edge(run_node(parent), run_node(run_id), "trial", {})], actor)
             ch.after = {
@@ -612,8 +663,14 @@ class Tracker:
                 "seed": seed,
                 "project_sha256": row.project_sha256,
                 "environment": env_digest,
+                **({"started_at": began.isoformat()} if started_at is not None else {}),
             }
-        return row
+            if ending is None:
+                return run_info(row)  # just made: no values, inputs or artifacts to read back
+            ch.then.append(self._write_end(ch.session, actor, run_id, ending, checked=True))
+            ended = run_info(connection.execute(select(_RUNS).where(_RUNS.c.id == run_id)).one())
+            self._fill(ch.session, [ended], full=False)
+        return ended
 
     # --- a run logged from elsewhere (the platform API), by id -------------------------------
 
@@ -691,14 +748,22 @@ class Tracker:
     ) -> None:
         """A run's last values and its end in one audited transaction (run.STATE), for a local run and one
         logged from elsewhere alike; ``checked``: the values came from elsewhere and obey a local run's rules."""
+        ending = Ending(state, error, git, batch or ({}, {}, ()), stored_error=stored_error)
         with self.ws.trail.change(actor, f"run.{state}", "run", run_id) as ch:
-            if batch is not None and any(batch):
-                if checked:
-                    _check_batch(ch.session, run_id, *batch)
-                _write_batch(ch.session, run_id, *batch)
-            ended = {"run": run_id, "to": state, "at": utc_now(), "why": stored_error}
-            ch.session.connection().execute(_END, {**ended, "commit": git.commit, "dirty": git.dirty})
-            ch.after = {"state": state, "error": error, "git_commit": git.commit, "git_dirty": git.dirty}
+            ch.after = self._write_end(ch.session, actor, run_id, ending, checked=checked).after
+
+    @staticmethod
+    def _write_end(session: Session, actor: str, run_id: str, ending: Ending, *, checked: bool) -> NewEvent:
+        """The last values and the end of a running run, in the caller's transaction; the event to record."""
+        if any(ending.batch):
+            if checked:
+                _check_batch(session, run_id, *ending.batch)
+            _write_batch(session, run_id, *ending.batch)
+        git = ending.git
+        ended = {"run": run_id, "to": ending.state, "at": utc_now(), "why": ending.stored_error}
+        session.connection().execute(_END, {**ended, "commit": git.commit, "dirty": git.dirty})
+        after = {"state": ending.state, "error": ending.error, "git_commit": git.commit, "git_dirty": git.dirty}
+        return NewEvent(actor, f"run.{ending.state}", "run", run_id, after=after)
 
     def mark_abandoned(self, actor: str = ABANDON_ACTOR, now: datetime | None = None) -> list[str]:
         """Runs left "running" without a heartbeat for ``abandon_after`` become killed, audited."""
@@ -812,7 +877,7 @@ class Tracker:
         """Tag a run after the fact (a review note, the run it reproduces); tags are labels, not results."""
         run = self.get(ref)
         with self.ws.db.write() as session:
-            _write_batch(session, run.id, {}, {_check_key("tag", key): as_text(value)}, [])
+            _write_batch(session, run.id, {}, {check_key("tag", key): as_text(value)}, [])
 
     def metric_history(self, ref: str, key: str) -> list[tuple[int, float]]:
         run = self.get(ref)

@@ -70,15 +70,6 @@ def compare_runs(services: Svc, caller: Reading, run: str, other: str) -> Doc:
     return Doc(services.training.compare(caller, run, other).to_json())
 
 
-class NewRun(BaseModel):
-    experiment: str = Field(..., max_length=200)
-    name: str | None = Field(None, max_length=200)
-    seed: int | None = None
-    parent: str | None = Field(None, max_length=64, description="the parent run (a tuning trial's)")
-    environment: str | None = Field(None, max_length=1_000_000, description="the client's environment lock")
-    host: str | None = Field(None, max_length=255)
-
-
 class Metric(BaseModel):
     key: str = Field(..., max_length=250)
     value: float = Field(..., allow_inf_nan=False)
@@ -101,9 +92,32 @@ class End(Batch):
     git_dirty: bool | None = None
 
 
+class NewRun(BaseModel):
+    experiment: str = Field(..., max_length=200)
+    name: str | None = Field(None, max_length=200)
+    seed: int | None = None
+    parent: str | None = Field(None, max_length=64, description="the parent run (a tuning trial's)")
+    environment: str | None = Field(None, max_length=1_000_000, description="the client's environment lock")
+    host: str | None = Field(None, max_length=255)
+    id: str | None = Field(None, pattern="^[0-9a-f]{32}$", description="the run's id, made by the client (uuid4 hex)")
+    elapsed: float = Field(
+        0.0, ge=0, description="seconds since the run began, by the client's monotonic clock (a run opened late)"
+    )
+    end: End | None = Field(None, description="the run's end and its values: a short run recorded whole, at once")
+
+
 @router.post("/runs", status_code=201)
 def start_run(services: Svc, caller: Acting, body: Annotated[NewRun, Body()]) -> Doc:
-    """Open a run logged from a client (`medops.start_run` with MEDOPS_SERVER_URL); audited as run.start."""
+    """Open a run logged from a client (`medops.start_run` with MEDOPS_SERVER_URL); audited as run.start.
+    With ``end``, the whole run at once, in one transaction: run.start, then run.STATE."""
+    from medops.training.environment import GitState
+    from medops.training.tracking import Ending
+
+    end = body.end
+    ending = None
+    if end is not None:
+        git = GitState(end.git_commit, end.git_dirty)
+        ending = Ending.of(end.state, end.error, git, (end.params, end.tags, _metrics(end)))
     run = services.training.start_run(
         caller,
         body.experiment,
@@ -112,6 +126,9 @@ def start_run(services: Svc, caller: Acting, body: Annotated[NewRun, Body()]) ->
         parent=body.parent,
         environment=body.environment,
         host=body.host,
+        run_id=body.id,
+        elapsed=body.elapsed,
+        ending=ending,
     )
     return Doc(run.to_json(), status_code=201)
 
