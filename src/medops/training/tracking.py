@@ -8,10 +8,10 @@ written in batches (every ``FLUSH_EVERY`` values or ``FLUSH_SECONDS``, and at th
 a training loop pays for a transaction per batch, not per value. A batch that can't be
 written stays buffered; a run whose last batch can't be written ends failed.
 
-A heartbeat thread touches the run while it is open. A run still "running" whose heartbeat
-is older than ``ABANDON_AFTER`` (its process was killed, or its machine lost) is marked
-killed, as abandoned, the next time runs are listed or started: nothing stays running
-forever. Starting and ending a run are audited; each metric value is not (it is data).
+A heartbeat (one thread per process beats every open run) touches the run while it is open. A
+run still "running" whose heartbeat is older than ``ABANDON_AFTER`` (its process was killed, or
+its machine lost) is marked killed, as abandoned, the next time runs are listed or started:
+nothing stays running forever. Starting and ending a run are audited; each metric value is not (it is data).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from medops.store.lineage import Edge, add_edges, dataset_node
 from medops.store.schema import Run as RunRow
 from medops.store.schema import RunArtifact, RunInput, RunLatestMetric, RunMetric, RunParam, RunTag
 from medops.training.environment import GitState, environment_lock, host_name, start_git_state
+from medops.training.heartbeats import HEART
 
 RUN_ROLES = {Role.DATA_SCIENTIST, Role.ML_ENGINEER, Role.ADMIN}
 STATES = ("running", "finished", "failed", "killed")
@@ -107,11 +108,7 @@ class BufferedRun(ABC):
         self._pending_metrics: list[tuple[str, int, float, datetime]] = []
         self._steps: dict[str, int] = {}
         self._last_flush = time.monotonic()
-        self._heartbeat_seconds = heartbeat_seconds
-        self._first_beat = heartbeat_seconds if first_beat is None else first_beat
-        self._stop = threading.Event()
-        self._beat = threading.Thread(target=self._heartbeat, name=f"medops-run-{self.id[:8]}", daemon=True)
-        self._beat.start()
+        HEART.add(self, heartbeat_seconds, heartbeat_seconds if first_beat is None else first_beat)
 
     # --- what a kind of run does: where values go, how it beats, how it ends -----------------
 
@@ -209,18 +206,8 @@ class BufferedRun(ABC):
             self._pending_tags = {**batch[1], **self._pending_tags}
             self._pending_metrics = [*batch[2], *self._pending_metrics]
 
-    def _heartbeat(self) -> None:
-        wait = self._first_beat
-        while not self._stop.wait(wait):
-            wait = self._heartbeat_seconds
-            try:
-                self._beat_once()
-            except Exception:  # noqa: BLE001 - a missed beat is retried; the run itself goes on
-                continue
-
     def _stop_beating(self) -> None:
-        self._stop.set()
-        self._beat.join(timeout=5)
+        HEART.remove(self)
 
     def __enter__(self) -> BufferedRun:
         return self
