@@ -37,6 +37,10 @@ look up its git state):
    runs, in order. p50 and p99 of each round's requests, medians over the rounds; aim: medops
    p99 under 100 ms.
 
+Both servers are left to settle after they answer their probes, until neither uses more than 5 %
+of a core (MLflow's other workers are still starting then), so no side is timed against the
+other's start-up.
+
 Each server's output goes to a log file (medops writes one JSON line per request); both are
 stopped at the end, on error too (their process groups are killed).
 """
@@ -54,7 +58,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_serving import ROOT, Side, _mlflow_env, _tail, start, stop, wait_ready
+from benchmarks.bench_serving import ROOT, Side, _mlflow_env, _tail, start, stop, wait_idle, wait_ready
 from benchmarks.bench_tracking import (
     DEFAULT_VENV,
     MLFLOW_PACKAGES,
@@ -440,6 +444,7 @@ def main(argv: list[str] | None = None) -> list[list[Any]]:
                 start(side, logs)
             for side in sides:
                 wait_ready(side)
+            wait_idle(sides)
             medops_url = f"http://127.0.0.1:{sides[0].port}"
             mlflow_uri = f"http://127.0.0.1:{sides[1].port}" if python is not None else ""
             print(f"servers ready: {', '.join(f'{s.name} ({s.workers} worker(s))' for s in sides)}", flush=True)
