@@ -248,6 +248,11 @@ def test_the_server_checks_a_run_named_or_recorded_by_its_client(registry: tuple
     ):
         with pytest.raises(InvalidInput):
             alice.post("/v1/runs", bad)
+    metrics = [{"key": "loss", "value": v, "step": step} for step, v in ((1, 0.5), (0, 0.9), (1, 0.4))]
+    end |= {"tags": {"fold": "1"}, "metrics": metrics}
     whole = alice.post("/v1/runs", {"experiment": "x", "id": uuid.uuid4().hex, "elapsed": 2.0, "end": end})
     assert whole["state"] == "finished" and whole["duration_s"] >= 2.0
+    assert whole["metrics"] == {"loss": 0.4} and whole["tags"] == {"fold": "1"}  # the last value of the top step
+    listed = next(r for r in alice.runs(experiment="x") if r["id"] == whole["id"])
+    assert listed == whole  # the answer is the summary as stored
     assert Tracker(ws).get(whole["id"]).params == {"a": "1"}

@@ -244,11 +244,11 @@ def test_a_failed_write_loses_nothing_and_a_failed_last_write_fails_the_run(
     real = tracking._write_batch
     calls = {"n": 0}
 
-    def flaky(*args: object) -> None:
+    def flaky(*args: object) -> dict[str, tuple[int, float]]:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("database went away")
-        real(*args)  # type: ignore[arg-type]
+        return real(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(tracking, "_write_batch", flaky)
     run = tracker.start_run("readmission", params={"lr": 0.1}, actor="alice")

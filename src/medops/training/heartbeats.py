@@ -9,6 +9,7 @@ most the client's timeout, well inside the time after which a silent run is mark
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -29,17 +30,20 @@ class Heart:
         self._due: dict[Beating, tuple[float, float]] = {}  # run -> (next beat, then every)
         self._beating: Beating | None = None
         self._thread: threading.Thread | None = None
+        self._wakes_at = 0.0  # when the thread looks next: a run due later needs no wake-up (a switch per run)
 
     def add(self, run: Beating, every: float, first: float) -> None:
         """Beat ``run`` ``first`` seconds from now, then every ``every`` seconds, until it is removed."""
         if self._pid != os.getpid():  # a forked child: the parent's thread did not come along
             self._reset()
         with self._changed:
-            self._due[run] = (time.monotonic() + first, every)
+            due = time.monotonic() + first
+            self._due[run] = (due, every)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._beat, name="medops-heartbeats", daemon=True)
                 self._thread.start()
-            self._changed.notify_all()
+            elif due < self._wakes_at:
+                self._changed.notify_all()
 
     def remove(self, run: Beating, timeout: float = 5.0) -> None:
         """No more beats of ``run``; waits (up to ``timeout``) for one under way, so none follows its end."""
@@ -55,6 +59,7 @@ class Heart:
                 now = time.monotonic()
                 run, (due, every) = min(self._due.items(), key=lambda item: item[1][0], default=(None, (0.0, 0.0)))
                 if run is None or due > now:
+                    self._wakes_at = math.inf if run is None else due
                     self._changed.wait(None if run is None else due - now)
                     continue
                 self._due[run] = (now + every, every)

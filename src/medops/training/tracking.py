@@ -332,6 +332,15 @@ class Ending:
         return cls(state, error, git, batch, stored_error=(error or None) and error[:MAX_ERROR])
 
 
+@dataclass(frozen=True)
+class Ended:
+    """What ending a run wrote: the event's ``after``, the end's time, the batch's newest metric values."""
+
+    after: dict[str, Any]
+    at: datetime
+    newest: dict[str, float]
+
+
 def _check_batch(
     session: Session,
     run_id: str,
@@ -374,7 +383,8 @@ def _write_batch(
     params: Mapping[str, str],
     tags: Mapping[str, str],
     metrics: Sequence[tuple[str, int, float, datetime]],
-) -> None:
+) -> dict[str, tuple[int, float]]:
+    """Store a batch; the batch's newest value of each metric (its highest step; the last logged for a step)."""
     # One statement, many parameter sets: compiling a statement with thousands of VALUES
     # rows cost more than running it. Into the tables, not through the ORM's bulk insert, which
     # spent more per row in bookkeeping than SQLite spent storing it.
@@ -390,6 +400,7 @@ def _write_batch(
             stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}),
             [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()],
         )
+    newest: dict[str, tuple[int, float]] = {}
     if metrics:
         last: dict[tuple[str, int], tuple[float, datetime]] = {}
         for key, step, value, at in metrics:  # the last value logged for a step wins
@@ -405,7 +416,6 @@ def _write_batch(
             ),
             rows,
         )
-        newest: dict[str, tuple[int, float]] = {}
         for (key, step), (value, _at) in last.items():
             if key not in newest or step >= newest[key][0]:
                 newest[key] = (step, value)
@@ -418,6 +428,7 @@ def _write_batch(
             ),
             [{"run_id": run_id, "key": k, "step": s, "value": v} for k, (s, v) in newest.items()],
         )
+    return newest
 
 
 ABANDON_ACTOR = "system:heartbeat"  # a run without a heartbeat is ended by the system, not by whoever reads next
@@ -652,12 +663,14 @@ class Tracker:
                 "environment": env_digest,
                 **({"started_at": began.isoformat()} if started_at is not None else {}),
             }
-            if ending is None:
-                return run_info(row)  # just made: no values, inputs or artifacts to read back
-            ch.then.append(self._write_end(ch.session, actor, run_id, ending, checked=True))
-            ended = run_info(connection.execute(select(_RUNS).where(_RUNS.c.id == run_id)).one())
-            self._fill(ch.session, [ended], full=False)
-        return ended
+            info = run_info(row)  # just made: no values, inputs or artifacts to read back
+            if ending is not None:  # nor any before these: the summary is the row as ended and this batch
+                ended = self._write_end(ch.session, run_id, ending, checked=True)
+                ch.then.append(NewEvent(actor, f"run.{ending.state}", "run", run_id, after=ended.after))
+                info.state, info.ended_at, info.error = ending.state, ended.at, ending.stored_error
+                info.git_commit, info.git_dirty = ending.git.commit, ending.git.dirty
+                info.metrics, info.tags = ended.newest, dict(ending.batch[1])
+        return info
 
     # --- a run logged from elsewhere (the platform API), by id -------------------------------
 
@@ -737,20 +750,22 @@ class Tracker:
         logged from elsewhere alike; ``checked``: the values came from elsewhere and obey a local run's rules."""
         ending = Ending(state, error, git, batch or ({}, {}, ()), stored_error=stored_error)
         with self.ws.trail.change(actor, f"run.{state}", "run", run_id) as ch:
-            ch.after = self._write_end(ch.session, actor, run_id, ending, checked=checked).after
+            ch.after = self._write_end(ch.session, run_id, ending, checked=checked).after
 
     @staticmethod
-    def _write_end(session: Session, actor: str, run_id: str, ending: Ending, *, checked: bool) -> NewEvent:
-        """The last values and the end of a running run, in the caller's transaction; the event to record."""
+    def _write_end(session: Session, run_id: str, ending: Ending, *, checked: bool) -> Ended:
+        """The last values and the end of a running run, in the caller's transaction."""
+        newest: dict[str, tuple[int, float]] = {}
         if any(ending.batch):
             if checked:
                 _check_batch(session, run_id, *ending.batch)
-            _write_batch(session, run_id, *ending.batch)
+            newest = _write_batch(session, run_id, *ending.batch)
         git = ending.git
-        ended = {"run": run_id, "to": ending.state, "at": utc_now(), "why": ending.stored_error}
+        at = utc_now()
+        ended = {"run": run_id, "to": ending.state, "at": at, "why": ending.stored_error}
         session.connection().execute(_END, {**ended, "commit": git.commit, "dirty": git.dirty})
         after = {"state": ending.state, "error": ending.error, "git_commit": git.commit, "git_dirty": git.dirty}
-        return NewEvent(actor, f"run.{ending.state}", "run", run_id, after=after)
+        return Ended(after, at, {key: value for key, (_step, value) in newest.items()})
 
     def mark_abandoned(self, actor: str = ABANDON_ACTOR, now: datetime | None = None) -> list[str]:
         """Runs left "running" without a heartbeat for ``abandon_after`` become killed, audited."""
