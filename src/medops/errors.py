@@ -169,6 +169,7 @@ CODES: dict[str, str] = {
     "user_not_found": "no such user",
     "token_not_found": "no such API token",
     "run_not_found": "no such training run",
+    "run_exists": "a run already has that id: a client names each new run by a new one",
     "run_not_running": "the run has ended: it takes no more values",
     "project_invalid": "the project file is not valid (the message names the file, line and field)",
     "run_not_trained": "the run was not made by medops train (no model, recipe or dataset)",

@@ -138,6 +138,7 @@ class Platform:
             for resource in resources:
                 resource.close()
         finally:
+            self.checkpoints.close()
             self.db.dispose()
 
     def __enter__(self) -> Self:
