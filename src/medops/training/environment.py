@@ -74,10 +74,18 @@ def start_git_state(folder: Path) -> Callable[[], GitState]:
     """Ask git now, read the answer later: a run starts at once and collects it when it ends.
 
     One ``git status`` answers both questions (its branch header names the commit). Outside
-    a repository no process is started at all.
+    a repository no process is started at all; in one whose records are all as git's last
+    answer found them, none either (medops.training.git_memory).
     """
-    if not _in_repository(folder):
+    from medops.training.git_memory import MEMORY
+
+    root = _repository_root(folder)
+    if root is None:
         return lambda: GitState(None, None)
+    before = MEMORY.snapshot(root)  # taken before git reads anything: its answer is at least as new
+    if before is not None and (known := MEMORY.recall(root, before)) is not None:
+        return lambda: known
+    learning = MEMORY.learn_files(root) if before is None and MEMORY.modelled(root) else None
     try:
         process = subprocess.Popen(GIT_STATUS, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     except OSError:
@@ -93,14 +101,18 @@ def start_git_state(folder: Path) -> Callable[[], GitState]:
                 process.communicate()
                 out = ""
             answer.append(_parse_status(out) if process.returncode == 0 else GitState(None, None))
+            if before is not None:
+                MEMORY.remember(root, before, answer[0])
+            elif learning is not None:
+                learning()
         return answer[0]
 
     return collect
 
 
-def _in_repository(folder: Path) -> bool:
+def _repository_root(folder: Path) -> Path | None:
     here = folder.resolve()
-    return any((d / ".git").exists() for d in (here, *here.parents))
+    return next((d for d in (here, *here.parents) if (d / ".git").exists()), None)
 
 
 def _parse_status(out: str) -> GitState:
