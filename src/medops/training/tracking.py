@@ -612,8 +612,8 @@ class Tracker:
 
         A client that logs from elsewhere may name the run (``run_id``, a new UUID in hex) and say
         when it began (``started_at``); with its ``ending`` too, the whole run is recorded at once:
-        its start, its values and its end in one transaction (run.start, then run.STATE), and its
-        summary (latest metrics and tags) is read back in it.
+        its start, its values and its end in one transaction (run.start, then run.STATE), and the
+        answer is the run as ended, with this batch's values as its latest (it has no others).
         """
         check_key("experiment", experiment)
         if run_id is not None and not _RUN_ID.fullmatch(run_id):
