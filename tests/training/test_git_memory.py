@@ -84,6 +84,10 @@ CHANGES: dict[str, Callable[[Path], None]] = {
         _git(d, "checkout", "-q", "other"),
     ),
     "a file replaced by a symlink": lambda d: ((d / "params.yaml").unlink(), (d / "params.yaml").symlink_to("x")),
+    "attributes set for the repository": lambda d: (
+        (d / ".git" / "info").mkdir(exist_ok=True),
+        (d / ".git" / "info" / "attributes").write_text("*.py text eol=crlf\n"),
+    ),
 }
 
 

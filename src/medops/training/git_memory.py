@@ -16,7 +16,9 @@ remembered only when every record is older than RACY_SECONDS when git is asked, 
 distrusts entries as new as its index. Anything this does not model asks git every time: a
 repository whose ``.git`` is not a folder (worktrees, submodules' checkouts), one with
 submodules, one with more than MAX_FILES tracked files (its stats would cost more than git),
-or a process with GIT_DIR and the like set.
+or a process with GIT_DIR and the like set. Not seen: a ``.gitattributes`` that no commit
+tracks, added beside a file whose stat data already differed from the index, which can change
+how git compares that file's content (tracked ones are records like any other file).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ MAX_FILES = 2000
 RACY_SECONDS = 2.0  # coarser than any file system's clock medops runs on (FAT's is 2 s)
 _GIT_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY")
 _GITLINK = "160000"  # a submodule's entry in the index
+_GIT_FILES = ("packed-refs", "config", "info/attributes")  # besides HEAD, the index and the branch's ref
 
 Mark = tuple[int, int, int, int, int] | None  # inode, size, mtime ns, ctime ns, mode; None: missing
 
@@ -52,7 +55,7 @@ class Snapshot:
     """What git's answer rests on, taken just before git is asked."""
 
     head: bytes  # .git/HEAD: the branch (or commit) checked out
-    git_files: tuple[Mark, ...]  # the index, the branch's ref, packed-refs, config
+    git_files: tuple[Mark, ...]  # the index, the branch's ref, and _GIT_FILES
     files: tuple[Mark, ...]  # each tracked file, in the index's order
     taken_ns: int  # when, by the wall clock the file system stamps times with
 
@@ -95,7 +98,8 @@ class GitMemory:
             known = self._tracked.get(root)
         if known is None or known[0] != index or known[1] is None:
             return None
-        git_files = (index, _mark(git / ref) if ref else None, _mark(git / "packed-refs"), _mark(git / "config"))
+        branch = _mark(git / ref) if ref else None
+        git_files = (index, branch, *(_mark(git / name) for name in _GIT_FILES))
         return Snapshot(head, git_files, tuple(_mark(root / name) for name in known[1]), taken)
 
     def recall(self, root: Path, now: Snapshot) -> GitState | None:
