@@ -128,10 +128,18 @@ def test_the_client_drops_an_idle_connection_before_the_server_closes_it() -> No
         client.close()
 
 
-def _access(log: Path, route: str) -> int:
-    """How many requests the server's access log shows on ``route`` (a POST)."""
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-    return sum(1 for line in lines if line.get("method") == "POST" and line.get("route") == route)
+def _access(log: Path, route: str, at_least: int = 0) -> int:
+    """How many requests the server's access log shows on ``route`` (a POST); it writes a request's line
+    just after answering, so this waits (a few seconds at most) for ``at_least`` of them."""
+    import time
+
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        found = sum(1 for line in lines if line.get("method") == "POST" and line.get("route") == route)
+        if found >= at_least or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def _events(ws: Workspace, run_id: str) -> list[tuple[int, str, str]]:
@@ -167,7 +175,7 @@ def test_a_client_s_later_short_run_is_recorded_whole_in_one_request(
     assert stored.params == {"C": "0.5", "seed": "7"} and stored.tags == {"fold": "2"}
     assert stored.metrics == {"auroc": 0.81} and stored.ended_at is not None
     assert stored.started_at <= stored.ended_at and stored.git_commit is None  # tmp_path is no git repository
-    starts = _access(tmp_path / "server.log", "/v1/runs")
+    starts = _access(tmp_path / "server.log", "/v1/runs", at_least=2)
     assert starts == 2 and _access(tmp_path / "server.log", "/v1/runs/{run}/end") == 1  # the first run's end only
     events = _events(ws, trial.id)  # one transaction: both events, in order, at one time
     assert [a for _, a, _ in events] == ["run.start", "run.finished"]
