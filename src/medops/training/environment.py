@@ -86,21 +86,13 @@ def start_git_state(folder: Path) -> Callable[[], GitState]:
     if before is not None and (known := MEMORY.recall(root, before)) is not None:
         return lambda: known
     learning = MEMORY.learn_files(root) if before is None and MEMORY.modelled(root) else None
-    try:
-        process = subprocess.Popen(GIT_STATUS, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    except OSError:
-        return lambda: GitState(None, None)
+    output = started(GIT_STATUS, folder)
     answer: list[GitState] = []
 
     def collect() -> GitState:
         if not answer:
-            try:
-                out, _ = process.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.communicate()
-                out = ""
-            answer.append(_parse_status(out) if process.returncode == 0 else GitState(None, None))
+            out = output()
+            answer.append(_parse_status(out.decode(errors="replace")) if out is not None else GitState(None, None))
             if before is not None:
                 MEMORY.remember(root, before, answer[0])
             elif learning is not None:
@@ -108,6 +100,26 @@ def start_git_state(folder: Path) -> Callable[[], GitState]:
         return answer[0]
 
     return collect
+
+
+def started(command: list[str], cwd: Path) -> Callable[[], bytes | None]:
+    """Start ``command`` now; the returned call waits for it (10 s at most) and gives its output, or None
+    when it could not start, failed, or took too long (then it is killed)."""
+    try:
+        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    except OSError:
+        return lambda: None
+
+    def output() -> bytes | None:
+        try:
+            out, _ = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            return None
+        return out if process.returncode == 0 else None
+
+    return output
 
 
 def _repository_root(folder: Path) -> Path | None:

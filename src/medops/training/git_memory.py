@@ -24,14 +24,13 @@ how git compares that file's content (tracked ones are records like any other fi
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from medops.training.environment import GitState
+from medops.training.environment import GitState, started
 
 MAX_FILES = 2000
 RACY_SECONDS = 2.0  # coarser than any file system's clock medops runs on (FAT's is 2 s)
@@ -121,24 +120,11 @@ class GitMemory:
             known = self._tracked.get(root)
         if known is not None and known[0] == index:
             return lambda: None
-        try:
-            process = subprocess.Popen(
-                ["git", "--no-optional-locks", "ls-files", "--stage", "-z"],
-                cwd=root,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-            )
-        except OSError:
-            return lambda: None
+        output = started(["git", "--no-optional-locks", "ls-files", "--stage", "-z"], root)
 
         def finish() -> None:
-            try:
-                out, _ = process.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.communicate()
-                return
-            if process.returncode != 0:
+            out = output()
+            if out is None:
                 return
             entries = [e for e in out.decode("utf-8", errors="surrogateescape").split("\0") if e]
             names: tuple[str, ...] | None = tuple(e.split("\t", 1)[1] for e in entries)

@@ -326,6 +326,10 @@ class Ending:
     batch: Batch = ({}, {}, ())
     stored_error: str | None = None  # the error as the run's row keeps it (at most MAX_ERROR characters)
 
+    def __post_init__(self) -> None:
+        if self.state not in ("finished", "failed", "killed"):
+            raise InvalidInput(f"a run ends finished, failed or killed, not {self.state!r}")
+
     @classmethod
     def of(cls, state: str, error: str | None, git: GitState, batch: Batch) -> Ending:
         """An end reported by a client, its error cut to what the row keeps."""
@@ -618,8 +622,6 @@ class Tracker:
         check_key("experiment", experiment)
         if run_id is not None and not _RUN_ID.fullmatch(run_id):
             raise InvalidInput(f"{run_id[:40]!r} is not a run id", hint="32 lower-case hex digits: uuid4().hex")
-        if ending is not None and ending.state not in ("finished", "failed", "killed"):
-            raise InvalidInput(f"a run ends finished, failed or killed, not {ending.state!r}")
         if parent is not None:
             self.get(parent)
         # Abandonment takes minutes without a heartbeat: looking once per heartbeat interval
@@ -715,41 +717,28 @@ class Tracker:
         state: str,
         error: str | None,
         git: GitState,
-        batch: tuple[Mapping[str, str], Mapping[str, str], Sequence[tuple[str, int, float, datetime]]] | None = None,
+        batch: Batch | None = None,
     ) -> None:
         """End a run logged from elsewhere (audited as run.STATE), with the git state its client saw; its last
         values, if any, in the same transaction."""
-        if state not in ("finished", "failed", "killed"):
-            raise InvalidInput(f"a run ends finished, failed or killed, not {state!r}")
+        ending = Ending.of(state, error, git, batch or ({}, {}, ()))
         self._owned_running(run_id, actor)
-        stored = (error or None) and error[:MAX_ERROR]
-        self._end(actor, run_id, state, error, git, batch, stored_error=stored, checked=True)
+        self._end(actor, run_id, ending, checked=True)
 
     def _finish(
         self,
         run: Run,
         state: str,
         error: str | None,
-        batch: tuple[Mapping[str, str], Mapping[str, str], Sequence[tuple[str, int, float, datetime]]] | None = None,
+        batch: Batch | None = None,
     ) -> None:
-        self._end(run.actor, run.id, state, error, run._git(), batch, stored_error=error, checked=False)
+        ending = Ending(state, error, run._git(), batch or ({}, {}, ()), stored_error=error)
+        self._end(run.actor, run.id, ending, checked=False)
 
-    def _end(
-        self,
-        actor: str,
-        run_id: str,
-        state: str,
-        error: str | None,
-        git: GitState,
-        batch: tuple[Mapping[str, str], Mapping[str, str], Sequence[tuple[str, int, float, datetime]]] | None,
-        *,
-        stored_error: str | None,
-        checked: bool,
-    ) -> None:
+    def _end(self, actor: str, run_id: str, ending: Ending, *, checked: bool) -> None:
         """A run's last values and its end in one audited transaction (run.STATE), for a local run and one
         logged from elsewhere alike; ``checked``: the values came from elsewhere and obey a local run's rules."""
-        ending = Ending(state, error, git, batch or ({}, {}, ()), stored_error=stored_error)
-        with self.ws.trail.change(actor, f"run.{state}", "run", run_id) as ch:
+        with self.ws.trail.change(actor, f"run.{ending.state}", "run", run_id) as ch:
             ch.after = self._write_end(ch.session, run_id, ending, checked=checked).after
 
     @staticmethod
