@@ -210,25 +210,10 @@ class TrainingService:
     def heartbeat(self, caller: Caller, run: str) -> None:
         self._tracker.beat(run, caller.user)
 
-    def end_run(
-        self,
-        caller: Caller,
-        run: str,
-        state: str,
-        *,
-        error: str | None = None,
-        commit: str | None = None,
-        dirty: bool | None = None,
-        params: Mapping[str, str] | None = None,
-        tags: Mapping[str, str] | None = None,
-        metrics: Sequence[tuple[str, int, float, datetime]] = (),
-    ) -> RunSummary:
+    def end_run(self, caller: Caller, run: str, ending: Ending) -> RunSummary:
         """End the caller's run; its last values, if sent with the end, in the same transaction."""
-        from medops.training.environment import GitState
-
         tracker = self._tracker
-        batch = (params or {}, tags or {}, metrics)
-        tracker.finish(run, caller.user, state, error, GitState(commit, dirty), batch)
+        tracker.finish(run, caller.user, ending)
         return RunSummary(tracker.get(run, full=False))  # a summary shows metrics and tags only
 
     def compare(self, caller: Caller, a: str, b: str) -> RunComparison:

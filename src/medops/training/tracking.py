@@ -710,18 +710,9 @@ class Tracker:
         with self.ws.db.write() as session:
             session.execute(update(RunRow).where(RunRow.id == run_id).values(heartbeat_at=utc_now()))
 
-    def finish(
-        self,
-        run_id: str,
-        actor: str,
-        state: str,
-        error: str | None,
-        git: GitState,
-        batch: Batch | None = None,
-    ) -> None:
+    def finish(self, run_id: str, actor: str, ending: Ending) -> None:
         """End a run logged from elsewhere (audited as run.STATE), with the git state its client saw; its last
         values, if any, in the same transaction."""
-        ending = Ending.of(state, error, git, batch or ({}, {}, ()))
         self._owned_running(run_id, actor)
         self._end(actor, run_id, ending, checked=True)
 

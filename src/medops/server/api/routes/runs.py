@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, Field
@@ -14,6 +14,9 @@ from medops.server.api.auth import Acting, Reading, Svc
 from medops.server.api.documents import Doc
 from medops.server.api.etags import immutable
 from medops.server.api.pages import Paging, paged
+
+if TYPE_CHECKING:
+    from medops.training.tracking import Ending
 
 router = APIRouter(prefix="/v1", tags=["runs"])
 
@@ -110,14 +113,6 @@ class NewRun(BaseModel):
 def start_run(services: Svc, caller: Acting, body: Annotated[NewRun, Body()]) -> Doc:
     """Open a run logged from a client (`medops.start_run` with MEDOPS_SERVER_URL); audited as run.start.
     With ``end``, the whole run at once, in one transaction: run.start, then run.STATE."""
-    from medops.training.environment import GitState
-    from medops.training.tracking import Ending
-
-    end = body.end
-    ending = None
-    if end is not None:
-        git = GitState(end.git_commit, end.git_dirty)
-        ending = Ending.of(end.state, end.error, git, (end.params, end.tags, _metrics(end)))
     run = services.training.start_run(
         caller,
         body.experiment,
@@ -128,7 +123,7 @@ def start_run(services: Svc, caller: Acting, body: Annotated[NewRun, Body()]) ->
         host=body.host,
         run_id=body.id,
         elapsed=body.elapsed,
-        ending=ending,
+        ending=_ending(body.end) if body.end is not None else None,
     )
     return Doc(run.to_json(), status_code=201)
 
@@ -151,18 +146,17 @@ def heartbeat(services: Svc, caller: Acting, run: str) -> Doc:
 @router.post("/runs/{run}/end")
 def end_run(services: Svc, caller: Acting, run: str, body: Annotated[End, Body()]) -> Doc:
     """End your run: finished, failed (with the error) or killed, with its last values; audited."""
-    ended = services.training.end_run(
-        caller,
-        run,
-        body.state,
-        error=body.error,
-        commit=body.git_commit,
-        dirty=body.git_dirty,
-        params=body.params,
-        tags=body.tags,
-        metrics=_metrics(body),
+    return Doc(services.training.end_run(caller, run, _ending(body)).to_json())
+
+
+def _ending(end: End) -> Ending:
+    """A run's end as the client sent it: with its start (a run recorded whole) or on its own."""
+    from medops.training.environment import GitState
+    from medops.training.tracking import Ending
+
+    return Ending.of(
+        end.state, end.error, GitState(end.git_commit, end.git_dirty), (end.params, end.tags, _metrics(end))
     )
-    return Doc(ended.to_json())
 
 
 def _metrics(body: Batch) -> list[tuple[str, int, float, datetime]]:
