@@ -236,7 +236,11 @@ def test_a_permission_lost_between_runs_is_refused_when_the_run_reaches_the_serv
 def test_the_server_checks_a_run_named_or_recorded_by_its_client(registry: tuple[Workspace, str], server: str) -> None:
     import uuid
 
+    import sqlalchemy as sa
+
+    from medops.clock import utc_now
     from medops.errors import Conflict
+    from medops.store.schema import Run as RunRow
 
     ws, _ = registry
     alice = medops.Client(server, token(ws, "alice"))
@@ -244,6 +248,23 @@ def test_the_server_checks_a_run_named_or_recorded_by_its_client(registry: tuple
     assert made["state"] == "running"
     with pytest.raises(Conflict, match="exists already"):
         alice.post("/v1/runs", {"experiment": "x", "id": made["id"]})
+    planted = uuid.uuid4().hex  # a row written by SQL, outside medops, under another user's name
+    with ws.db.write() as session:
+        session.execute(
+            sa.insert(RunRow).values(
+                id=planted,
+                experiment="x",
+                name="planted",
+                state="running",
+                created_by="victor",
+                host="h",
+                started_at=utc_now(),
+                heartbeat_at=utc_now(),
+            )
+        )
+    with pytest.raises(Conflict, match="exists already"):  # not taken over, nor recorded as alice's
+        alice.post("/v1/runs", {"experiment": "x", "id": planted, "end": {"state": "finished"}})
+    assert _events(ws, planted) == [] and Tracker(ws).get(planted).created_by == "victor"
     end = {"state": "finished", "params": {"a": "1"}}
     for bad in (
         {"experiment": "x", "id": "not-hex"},
