@@ -81,13 +81,14 @@ def test_medops_home_and_upward_search(tmp_path: Path, monkeypatch: pytest.Monke
         ('metadata_url = "sqlite:///x.db"\n', "'workspace_id' is missing"),
         ('workspace_id = "abc"\nmetadata_url = "mysql://x"\n', "scheme 'mysql' is not supported"),
         ('workspace_id = "abc"\nexecutor = "ray"\n', "executor 'ray' is not known"),
+        ('workspace_id = "abc"\nprediction_log_sync = "never"\n', "prediction_log_sync 'never' is not one of"),
     ],
 )
 def test_bad_config_gives_a_clear_error_naming_the_file(tmp_path: Path, text: str, message: str) -> None:
     home = _write(tmp_path / "ws", text)
     with pytest.raises(ConfigError, match=message) as info:
         load_settings(home)
-    if "scheme" not in message and "executor" not in message:
+    if "scheme" not in message and "executor" not in message and "prediction_log_sync" not in message:
         assert "medops.toml" in info.value.message
 
 
@@ -115,3 +116,21 @@ def test_the_artifact_root_s_scheme_must_have_a_filesystem(tmp_path: Path, monke
     monkeypatch.setenv("MEDOPS_ARTIFACT_CACHE", "s3://bucket/cache")
     with pytest.raises(ConfigError, match="artifact_cache 's3://bucket/cache' must be a local folder"):
         load_settings(home)
+
+
+def test_the_prediction_log_settings_are_read_from_the_file_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = _write(tmp_path / "ws", 'workspace_id = "abc"\n')
+    s = load_settings(home)
+    assert s.prediction_spool_root == home / "spool" / "predictions" and s.prediction_log_sync == "background"
+    _write(
+        home,
+        'workspace_id = "abc"\nprediction_spool = "/var/lib/medops/spool"\nprediction_log_sync = "before_answer"\n',
+    )
+    s = load_settings(home)
+    assert s.prediction_spool_root == Path("/var/lib/medops/spool") and s.prediction_log_sync == "before_answer"
+    monkeypatch.setenv("MEDOPS_PREDICTION_SPOOL", str(tmp_path / "elsewhere"))  # as the container image sets it
+    monkeypatch.setenv("MEDOPS_PREDICTION_LOG_SYNC", "background")
+    s = load_settings(home)
+    assert s.prediction_spool_root == tmp_path / "elsewhere" and s.prediction_log_sync == "background"

@@ -21,6 +21,7 @@ DEFAULT_ARTIFACT_DIR = "artifacts"
 DEFAULT_ARTIFACT_CACHE = "artifact-cache"  # local copies of a non-local root's artifacts, for readers that need a path
 KEY_DIR_ENV = "MEDOPS_KEY_DIR"
 MAX_SESSION_HOURS = 168.0
+PREDICTION_LOG_SYNC = ("background", "before_answer")  # the first is the default (medops.serving.spool says why)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,12 @@ class Settings:
     timestamp_authority: str = ""  # RFC 3161 time-stamping authority URL ("": none)
     timestamp_authority_cert: str = ""  # PEM file: the authority's certificate, then its chain up to the root
     timestamp_interval: float = 300.0  # at most one timestamp token per this many seconds
-    prediction_spool: str = ""  # local folder where servers fsync predictions before answering ("": spool/ inside home)
+    prediction_spool: str = (
+        ""  # local folder where servers keep predictions until the database has them ("": spool/ inside home)
+    )
+    # when an answer may be sent: "background" once its record is in the operating system (a killed server
+    # loses nothing; a power loss may lose the last 10 ms), "before_answer" once it is on disk
+    prediction_log_sync: str = "background"
 
     @property
     def config_path(self) -> Path:
@@ -103,6 +109,7 @@ _FILE_KEYS: dict[str, type] = {
     "timestamp_authority_cert": str,
     "timestamp_interval": float,
     "prediction_spool": str,
+    "prediction_log_sync": str,
 }
 # Settings the environment can't override: the governing policy, the pinned key and the login rules
 # are the workspace's, not one command's (or one user's: a longer session is not theirs to choose).
@@ -232,6 +239,8 @@ def load_settings(home: Path | None = None, env: Mapping[str, str] | None = None
         if data.get("timestamp_authority_cert")
         else "",
         timestamp_interval=data.get("timestamp_interval", 300.0),
+        prediction_spool=data.get("prediction_spool", ""),
+        prediction_log_sync=data.get("prediction_log_sync", PREDICTION_LOG_SYNC[0]),
     )
     checkpoints = data.get("checkpoint_store")
     settings = replace(
@@ -263,6 +272,12 @@ def validate(settings: Settings) -> None:
             hint="for automation, use an API token (medops token create) instead of a long session",
         )
     _validate_anchoring(settings)
+    if settings.prediction_log_sync not in PREDICTION_LOG_SYNC:
+        raise ConfigError(
+            f"prediction_log_sync {settings.prediction_log_sync!r} is not one of {', '.join(PREDICTION_LOG_SYNC)}",
+            hint="background: an answer is sent once its record is in the operating system (a killed server loses "
+            "nothing); before_answer: once it is on disk (a power loss loses nothing, at a cost per request)",
+        )
     EXECUTORS.find(settings.executor)
     ONLINE_STORES.find(settings.online_store)
 

@@ -16,6 +16,7 @@ import pytest
 
 from medops.audit.query import AuditFilter, list_events
 from medops.caller import Caller
+from medops.config import PREDICTION_LOG_SYNC
 from medops.errors import MedopsError, PermissionDenied
 from medops.identity import Role
 from medops.registry import approvals, stages, versions
@@ -122,20 +123,23 @@ def test_every_answer_is_logged_and_replays_identically(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", PREDICTION_LOG_SYNC)
 def test_kill_9_loses_no_prediction_whose_response_was_sent(
-    registry: tuple[Workspace, str], monkeypatch: pytest.MonkeyPatch
+    registry: tuple[Workspace, str], monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
     ws, run_id = registry
     _promote(ws, run_id)
     services = Services(ws)
     headers = {"Authorization": f"Bearer {_token(services)}"}
     monkeypatch.setenv("MEDOPS_HOME", str(ws.settings.home))
+    monkeypatch.setenv("MEDOPS_PREDICTION_LOG_SYNC", mode)  # the server's setting, from its environment
     server, url = start_serve(["readmission"])
     acknowledged: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()
     try:
         example = httpx.get(f"{url}/v1/models/readmission", headers=headers).json()["example"]
+        assert httpx.get(f"{url}/readyz").json()["prediction_log"]["sync"] == mode
 
         def client() -> None:
             with httpx.Client(base_url=url, headers=headers, timeout=10) as http:

@@ -168,10 +168,17 @@ def test_a_request_not_answered_in_time_gets_504(
 def test_a_plain_request_whose_log_write_stalls_gets_504(
     three: tuple[Workspace, Services, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The lane (medops.server.predict) answers under the same timeout: a stalled disk is a 504, not a hang."""
+    """The lane (medops.server.predict) answers under the same timeout: a stalled disk is a 504, not a hang.
+
+    In before_answer, where a request waits for the writer process; in background the server writes to the
+    file cache itself, which waits for a disk only once the kernel's dirty pages reach their limit."""
+    import dataclasses
+
     import psutil
 
     _, services, token = three
+    settings = dataclasses.replace(services.platform.settings, prediction_log_sync="before_answer")
+    monkeypatch.setattr(services.platform, "settings", settings)
     app = create_app(services, services.serving.load(["readmission"]), ServerOptions(request_timeout=0.2))
     with (
         serving_in_thread(app) as url,

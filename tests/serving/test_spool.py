@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -13,8 +14,20 @@ from typing import Any
 
 import pytest
 
-from medops.serving.spool import SEALED, Spool, SpoolUnavailable, read_segment, recover
+from medops.serving.spool import (
+    BACKGROUND,
+    BEFORE_ANSWER,
+    SEALED,
+    SYNC_MODES,
+    Spool,
+    SpoolUnavailable,
+    read_segment,
+    recover,
+)
 from medops.serving.spool_segments import SPARE, SPARE_BYTES
+
+# what holds in both sync modes is tested in both; the writer process's own tests name BEFORE_ANSWER
+both_modes = pytest.mark.parametrize("mode", SYNC_MODES)
 
 
 class Sink:
@@ -39,9 +52,10 @@ def _spares(folder: Path) -> list[Path]:
     return found
 
 
-def test_groups_are_fsynced_and_drained(tmp_path: Path) -> None:
+@both_modes
+def test_groups_are_fsynced_and_drained(tmp_path: Path, mode: str) -> None:
     sink = Sink()
-    spool = Spool(tmp_path, sink, seal_seconds=60)
+    spool = Spool(tmp_path, sink, seal_seconds=60, sync=mode)
     spool.start()
 
     def send(n: int) -> None:
@@ -60,9 +74,10 @@ def test_groups_are_fsynced_and_drained(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())  # a clean close leaves nothing behind
 
 
-def test_async_append_waits_for_the_write(tmp_path: Path) -> None:
+@both_modes
+def test_async_append_waits_for_the_write(tmp_path: Path, mode: str) -> None:
     sink = Sink()
-    spool = Spool(tmp_path, sink, seal_seconds=60)
+    spool = Spool(tmp_path, sink, seal_seconds=60, sync=mode)
     spool.start()
 
     async def main() -> None:
@@ -88,9 +103,10 @@ def test_a_dead_spool_is_recovered_torn_tail_skipped(tmp_path: Path) -> None:
     assert not folder.exists()
 
 
-def test_a_live_spool_is_not_taken(tmp_path: Path) -> None:
+@both_modes
+def test_a_live_spool_is_not_taken(tmp_path: Path, mode: str) -> None:
     sink = Sink()
-    spool = Spool(tmp_path, sink, seal_seconds=60)
+    spool = Spool(tmp_path, sink, seal_seconds=60, sync=mode)
     spool.start()
     spool.append_sync([{"id": "x"}])
     other = Sink()
@@ -99,10 +115,11 @@ def test_a_live_spool_is_not_taken(tmp_path: Path) -> None:
     assert [r["id"] for r in sink.records] == ["x"]
 
 
-def test_sink_down_keeps_segments_until_it_is_back(tmp_path: Path) -> None:
+@both_modes
+def test_sink_down_keeps_segments_until_it_is_back(tmp_path: Path, mode: str) -> None:
     sink = Sink()
     sink.fail = True
-    spool = Spool(tmp_path, sink, seal_seconds=60)
+    spool = Spool(tmp_path, sink, seal_seconds=60, sync=mode)
     spool.start()
     spool.append_sync([{"id": "1"}, {"id": "2"}])
     with pytest.raises(ConnectionError):
@@ -134,7 +151,7 @@ def test_a_failed_write_is_not_acknowledged(tmp_path: Path) -> None:
     flag = tmp_path / "disk-full"
     flag.touch()
     sink = Sink()
-    spool = Spool(tmp_path / "spool", sink, seal_seconds=60, writer=_failing_writer(flag))
+    spool = Spool(tmp_path / "spool", sink, seal_seconds=60, writer=_failing_writer(flag), sync=BEFORE_ANSWER)
     spool.start()
     with pytest.raises(SpoolUnavailable):
         spool.append_sync([{"id": "lost"}])
@@ -144,8 +161,9 @@ def test_a_failed_write_is_not_acknowledged(tmp_path: Path) -> None:
     assert [r["id"] for r in sink.records] == ["kept"]
 
 
-def test_records_must_be_json(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, Sink())
+@both_modes
+def test_records_must_be_json(tmp_path: Path, mode: str) -> None:
+    spool = Spool(tmp_path, Sink(), sync=mode)
     spool.start()
     with pytest.raises(ValueError):
         spool.append_sync([{"probability": float("nan")}])
@@ -154,7 +172,7 @@ def test_records_must_be_json(tmp_path: Path) -> None:
 
 def test_a_full_segment_makes_the_next_one_start_from_zeros_written_ahead(tmp_path: Path) -> None:
     sink = Sink()
-    spool = Spool(tmp_path, sink, seal_records=100, seal_seconds=60, drain_seconds=0.01)
+    spool = Spool(tmp_path, sink, seal_records=100, seal_seconds=60, drain_seconds=0.01, sync=BEFORE_ANSWER)
     spool.start()
     for i in range(100):  # the first segment fills: sealed for its size
         spool.append_sync([{"id": f"a{i}"}])
@@ -187,8 +205,9 @@ def test_a_killed_spool_in_a_spare_keeps_what_precedes_the_first_zero(tmp_path: 
     assert not folder.exists()
 
 
-def test_a_quiet_spool_writes_no_zeros(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, Sink(), seal_seconds=0.05, drain_seconds=0.01)
+@both_modes
+def test_a_quiet_spool_writes_no_zeros(tmp_path: Path, mode: str) -> None:
+    spool = Spool(tmp_path, Sink(), seal_seconds=0.05, drain_seconds=0.01, sync=mode)
     spool.start()
     for i in range(5):
         spool.append_sync([{"id": str(i)}])
@@ -200,7 +219,7 @@ def test_a_quiet_spool_writes_no_zeros(tmp_path: Path) -> None:
 def test_an_async_append_that_fails_is_not_acknowledged(tmp_path: Path) -> None:
     flag = tmp_path / "disk-full"
     flag.touch()
-    spool = Spool(tmp_path / "spool", Sink(), seal_seconds=60, writer=_failing_writer(flag))
+    spool = Spool(tmp_path / "spool", Sink(), seal_seconds=60, writer=_failing_writer(flag), sync=BEFORE_ANSWER)
     spool.start()
 
     async def main() -> list[object]:
@@ -214,7 +233,7 @@ def test_an_async_append_that_fails_is_not_acknowledged(tmp_path: Path) -> None:
 
 def test_a_killed_writer_fails_what_it_did_not_acknowledge_and_another_takes_over(tmp_path: Path) -> None:
     sink = Sink()
-    spool = Spool(tmp_path, sink, seal_seconds=60)
+    spool = Spool(tmp_path, sink, seal_seconds=60, sync=BEFORE_ANSWER)
     spool.start()
     spool.append_sync([{"id": "before"}])
     assert spool._writer is not None
@@ -236,7 +255,7 @@ def test_a_killed_writer_fails_what_it_did_not_acknowledge_and_another_takes_ove
 
 def test_the_writer_holds_the_folder_so_it_is_not_recovered_under_it(tmp_path: Path) -> None:
     sink = Sink()
-    spool = Spool(tmp_path, sink, seal_seconds=60)
+    spool = Spool(tmp_path, sink, seal_seconds=60, sync=BEFORE_ANSWER)
     spool.start()
     spool.append_sync([{"id": "x"}])
     assert spool._lock_file is not None and spool._writer is not None
@@ -248,9 +267,10 @@ def test_the_writer_holds_the_folder_so_it_is_not_recovered_under_it(tmp_path: P
     assert [r["id"] for r in sink.records] == ["x"]
 
 
-def test_close_writes_what_was_handed_over(tmp_path: Path) -> None:
+@both_modes
+def test_close_writes_what_was_handed_over(tmp_path: Path, mode: str) -> None:
     sink = Sink()
-    spool = Spool(tmp_path, sink, seal_seconds=60)
+    spool = Spool(tmp_path, sink, seal_seconds=60, sync=mode)
     spool.start()
 
     async def main() -> None:
@@ -263,7 +283,7 @@ def test_close_writes_what_was_handed_over(tmp_path: Path) -> None:
 
 def test_a_writer_killed_with_a_frame_half_sent_leaves_the_next_writer_whole_frames(tmp_path: Path) -> None:
     sink = Sink()
-    spool = Spool(tmp_path, sink, seal_seconds=60)
+    spool = Spool(tmp_path, sink, seal_seconds=60, sync=BEFORE_ANSWER)
     spool.start()
     assert spool._writer is not None
     os.kill(spool._writer.pid, signal.SIGSTOP)  # it reads nothing: the frames' pipe fills, the rest waits
@@ -310,3 +330,126 @@ def test_a_seal_that_fails_closes_its_segment_once_and_leaves_it_for_recovery(
     assert len(closed) == 1
     (left,) = tmp_path.glob("*.open")
     assert [r["id"] for r in read_segment(left)] == ["a", "b"]  # what recovery drains
+
+
+# --- background: written by the server into the file cache, synced by a thread ---------------------
+
+
+def test_background_keeps_a_group_in_the_file_cache_before_it_returns_and_syncs_it_soon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_sync = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real_sync(fd))[1])
+    spool = Spool(tmp_path, Sink(), seal_seconds=60, sync=BACKGROUND)
+    spool.start()
+    assert spool._writer is None  # no writer process: this process writes
+
+    async def main() -> None:
+        await asyncio.gather(*(spool.append([{"id": str(i)}]) for i in range(20)))
+
+    asyncio.run(main())
+    (segment,) = [p for p in spool.folder.glob("*.open") if p.stat().st_size]
+    assert [r["id"] for r in read_segment(segment)] == [str(i) for i in range(20)]  # what a kill -9 leaves
+    assert spool.stats.groups == 1
+    deadline = time.monotonic() + 10
+    while not synced and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert synced  # then made durable by the syncer, without anyone waiting for it
+    spool.close()
+
+
+def test_background_makes_the_next_segment_ahead_so_no_request_makes_a_file(tmp_path: Path) -> None:
+    sink = Sink()
+    spool = Spool(tmp_path, sink, seal_records=10, seal_seconds=60, sync=BACKGROUND)
+    spool.start()
+    assert [p.name for p in spool.folder.glob("*.open")] == ["00000001.open"]  # made at start, empty
+    made: list[str] = []
+    real_open = os.open
+
+    def watched(path: Any, flags: int, *args: Any) -> int:
+        if flags & os.O_CREAT and Path(path).name[0].isdigit():
+            made.append(Path(path).name)
+        return real_open(path, flags, *args)
+
+    for i in range(30):  # three segments' worth, each sealed for its size
+        os.open = watched  # type: ignore[assignment]
+        try:
+            spool.append_sync([{"id": str(i)}])
+        finally:
+            os.open = real_open
+        deadline = time.monotonic() + 10
+        while i % 10 == 9 and not (spool.folder / f"{(i + 1) // 10 + 1:08d}.open").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    assert made == []  # the appends only opened segments the syncer had made
+    spool.close()
+    assert sorted(int(r["id"]) for r in sink.records) == list(range(30))
+
+
+def test_background_a_refused_write_fails_its_requests_and_the_next_ones_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = Sink()
+    spool = Spool(tmp_path, sink, seal_seconds=60, sync=BACKGROUND)
+    spool.start()
+    full = True
+    real_pwrite = os.pwrite
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        if full:
+            raise OSError(28, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+
+    async def main() -> list[object]:
+        return await asyncio.gather(*(spool.append([{"id": str(i)}]) for i in range(3)), return_exceptions=True)
+
+    assert all(isinstance(r, SpoolUnavailable) for r in asyncio.run(main()))  # no answer without its record
+    full = False
+    assert asyncio.run(main()) == [None, None, None]
+    spool.close()
+    assert sorted(r["id"] for r in sink.records) == ["0", "1", "2"]
+
+
+def test_background_a_failed_sync_stops_the_log_keeping_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path, Sink(), seal_seconds=60, sync=BACKGROUND)
+    spool.start()
+
+    def failing(_fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    spool.append_sync([{"id": "written, then its sync failed"}])
+    deadline = time.monotonic() + 10
+    while not spool._sync_failed and time.monotonic() < deadline:
+        time.sleep(0.005)
+    # the kernel may have dropped what it could not write: answering on would claim records it lost
+    with pytest.raises(SpoolUnavailable):
+        spool.append_sync([{"id": "after"}])
+    monkeypatch.undo()
+    spool.close()
+
+
+def test_background_records_survive_a_kill_9_of_the_process_that_wrote_them(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from medops.serving.spool import Spool\n"
+        "spool = Spool(Path(sys.argv[1]), lambda records: None, seal_seconds=60, sync='background')\n"
+        "spool.start()\n"
+        "for i in range(200):\n"
+        "    spool.append_sync([{'id': str(i)}])\n"
+        "print('kept', flush=True)\n"
+        "import time; time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline().strip() == "kept"
+    os.kill(child.pid, signal.SIGKILL)  # no close, no seal, perhaps no sync yet
+    child.wait(30)
+    sink = Sink()
+    assert recover(tmp_path, sink) == 200
+    assert [r["id"] for r in sink.records] == [str(i) for i in range(200)]

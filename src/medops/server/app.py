@@ -112,7 +112,8 @@ def create_app(
 
     @app.get("/readyz", tags=["probes"])
     async def readyz() -> JSONResponse:
-        """Ready when every model served was verified at load and the metadata database (and online store) answer."""
+        """Ready when every model served was verified at load, the metadata database (and online store) answer, and
+        the prediction log keeps records."""
         database = await run_in_threadpool(services.serving.database_reachable)
         current = {n: s.current for n, s in slots.items()}
         online = await run_in_threadpool(services.serving.online_store_reachable, current)
@@ -129,7 +130,9 @@ def create_app(
             body["variants"] = variants
         if spool is not None:  # segments waiting for the database: kept on disk, drained when it answers
             kept = {"pending_segments": spool.pending, "written": spool.stats.written, "groups": spool.stats.groups}
-            body["prediction_log"] = kept
+            body["prediction_log"] = kept | {"sync": spool.sync, "keeping": spool.keeping}
+            if not spool.keeping:  # every prediction would get 503: send the traffic elsewhere
+                body["ready"] = ready = False
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["probes"])

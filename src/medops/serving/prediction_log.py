@@ -160,7 +160,7 @@ def open_spool(platform: Platform) -> Spool:
     from medops.serving.drain_process import DrainProcess
     from medops.serving.spool import Spool
 
-    spool = Spool(spool_root(platform), store(platform))
+    spool = Spool(spool_root(platform), store(platform), sync=platform.settings.prediction_log_sync)
     spool.offload = lambda folder: DrainProcess(platform.db, folder, spool.drain_seconds)
     return spool
 

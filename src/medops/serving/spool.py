@@ -1,33 +1,48 @@
-"""A durable local spool: records are on disk, written in groups, before anyone is told they are
-kept, then drained in the background to where they belong.
+"""A durable local spool: each request's records are kept before its answer is sent, written in
+groups, then drained in the background to where they belong.
 
 Why a spool: a prediction must be logged before its response leaves the server, but a database
 round trip per request would cost more than the prediction itself. A request hands its records
-to the spool and waits. At the end of each turn of the event loop, what was handed over in it
-goes down a pipe to the writer process (medops.serving.spool_writer), which writes everything
-waiting in one synchronous write (group commit: the segment is opened with O_DSYNC, so the
-write returns once the data is on disk) and acknowledges on another pipe, which the event loop
-watches as it watches its sockets; then the waiting requests go on. The event loop serves other
-requests while the disk works: a synchronous write takes 0.2 to 0.7 ms here, as long as scoring
-a few requests. A drainer thread (or, under load, a drain process) moves sealed segments into
-the sink (the metadata store) and deletes a segment only after the sink committed it, so a
-crash at any point loses nothing that was acknowledged: at worst a segment is drained twice,
-and the sink ignores records it already holds.
+to the spool and waits until the end of the current turn of the event loop, when everything
+handed over in that turn is kept as one group. "Kept" depends on the sync mode (the setting
+``prediction_log_sync``):
+
+- ``background`` (the default): the server writes the group into the open segment itself, so
+  it is in the operating system's file cache when the answers go out. A killed server (kill -9,
+  an out-of-memory kill, a crash), or a killed container, loses nothing answered: the kernel
+  holds the data, whoever dies. A syncer thread makes it durable (``fdatasync``) at most
+  ``sync_seconds`` (10 ms) after it was written, so only a power loss or a kernel crash can lose
+  the last few milliseconds of answers. A write the file system refuses (a full disk) fails
+  the requests (503) before any answer is sent; a sync that fails stops the log from keeping
+  anything more, since the kernel may have dropped what it could not write.
+- ``before_answer``: a group goes down a pipe to the writer process
+  (medops.serving.spool_writer), which writes everything waiting in one synchronous write
+  (the segment is opened with O_DSYNC, so the write returns once the data is on disk) and
+  acknowledges on another pipe, which the event loop watches as it watches its sockets; then
+  the waiting requests go on. A power loss loses nothing answered either, but each request
+  waits for the disk (0.2 to 0.7 ms here): a quarter to a third of a server's requests per
+  second at 8 concurrent requests on 2 cores (docs/benchmarks.md).
+
+A drainer thread (or, under load, a drain process) moves sealed segments into the sink (the
+metadata store) and deletes a segment only after the sink committed it, so a crash at any point
+loses nothing that was kept: at worst a segment is drained twice, and the sink ignores records
+it already holds.
 
 On disk, one folder per running spool, locked with ``flock`` for as long as the process lives.
 A segment is written as ``NNNNNNNN.open`` and renamed ``NNNNNNNN.log`` when sealed (by size, or
-by age, both by the writer). Each line is one JSON record. After a kill, the folder's lock is
-free (the writer holds it too, so not before it is gone): ``recover`` (called when a server
-starts and before the log is read) drains every segment of every unlocked folder. A torn last
-line is a write that was never completed, hence never acknowledged, and is skipped.
+by age), after a sync. Each line is one JSON record. After a kill, the folder's lock is free (in
+``before_answer`` the writer holds it too, so not before it is gone): ``recover`` (called when a
+server starts and before the log is read) drains every segment of every unlocked folder. A torn
+last line is a write that was never completed, hence never answered, and is skipped.
 
-Under load, a segment starts as a file of zeros written ahead by the writer (``spare``): a
-group then overwrites blocks the file already has, so the synchronous write flushes only the
-data, not the file's size and block map, which cuts its cost to a third here (0.20 against 0.56
-ms, measured). Records hold no NUL byte (JSON escapes it) and acknowledged groups are
-contiguous from the start, so a segment's records end at its first NUL; sealing cuts the zeros
-off. A quiet server, whose segments are sealed by age rather than size, appends to plain files
-and writes no zeros it would not use.
+In ``before_answer``, under load, a segment starts as a file of zeros written ahead by the
+writer (``spare``): a group then overwrites blocks the file already has, so the synchronous
+write flushes only the data, not the file's size and block map, which cuts its cost to a third
+here (0.20 against 0.56 ms, measured). Records hold no NUL byte (JSON escapes it) and kept
+groups are contiguous from the start, so a segment's records end at its first NUL; sealing cuts
+the zeros off. A quiet server, whose segments are sealed by age rather than size, appends to
+plain files and writes no zeros it would not use. In ``background``, the next segment is made
+ahead as an empty file, since making a file waits on the file system's journal.
 """
 
 from __future__ import annotations
@@ -52,14 +67,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from medops.config import PREDICTION_LOG_SYNC
 from medops.errors import StoreError
-from medops.serving.spool_segments import OPEN, SEALED
+from medops.serving.spool_segments import OPEN, SEALED, Segments
 from medops.serving.spool_writer import ACK, SEAL, WRITE, frame
 
 log = logging.getLogger("medops.spool")
 
 Sink = Callable[[list[dict[str, Any]]], None]
 LOCK = "LOCK"
+# When a request's records are kept, so that its answer may be sent (the setting prediction_log_sync):
+BACKGROUND, BEFORE_ANSWER = SYNC_MODES = PREDICTION_LOG_SYNC
+SYNC_SECONDS = 0.01  # BACKGROUND: what a power loss may lose at most, beyond the sync under way
 
 
 class SpoolUnavailable(StoreError):
@@ -86,8 +105,14 @@ class Spool:
         seal_seconds: float = 1.0,
         drain_seconds: float = 0.25,
         writer: list[str] | None = None,
+        sync: str = BACKGROUND,
+        sync_seconds: float = SYNC_SECONDS,
     ) -> None:
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
         self.root = root
+        self.sync = sync
+        self.sync_seconds = sync_seconds  # BACKGROUND: at most this long between a write and its sync
         # the writer's command, before its arguments (tests give one that fails on purpose)
         self.writer = writer or [sys.executable, "-m", "medops.serving.spool_writer"]
         self.sink = sink
@@ -122,6 +147,12 @@ class Spool:
         self.offload_bytes = 512 * 1024  # about 600 one-row requests, or 8 of 100 rows
         self._offloaded: Offload | None = None
         self._busy = False
+        # BACKGROUND: this process writes the segments, and a thread makes them durable
+        self._segments: Segments | None = None
+        self._syncer: threading.Thread | None = None
+        self._sync_now = threading.Event()
+        self._sync_failed = 0  # the errno of a sync that failed: nothing is kept after it
+        self._counting = threading.Lock()
 
     # --- life ---------------------------------------------------------------------------
 
@@ -131,7 +162,10 @@ class Spool:
         self.folder.mkdir(parents=True, mode=0o700)
         self._lock_file = _hold(self.folder)
         self._stop.clear()
-        self._start_writer()
+        if self.sync == BACKGROUND:
+            self._start_syncer()
+        else:
+            self._start_writer()
         self._drainer = threading.Thread(target=self._drain_loop, name="medops-spool-drainer", daemon=True)
         self._drainer.start()
 
@@ -139,12 +173,20 @@ class Spool:
     def running(self) -> bool:
         return self._drainer is not None and not self._stop.is_set()  # closing: no more appends
 
+    @property
+    def keeping(self) -> bool:
+        """Records can be kept: running, and no sync failed (background)."""
+        return self.running and not self._sync_failed
+
     def close(self, *, drain: bool = True) -> None:
         """Seal, drain (unless told not to), and give the folder up."""
         if self._drainer is None:
             return
         self._stop.set()
-        self._stop_writer()  # after writing and sealing what was handed to it
+        if self.sync == BACKGROUND:
+            self._stop_syncer()
+        else:
+            self._stop_writer()  # after writing and sealing what was handed to it
         self._drain_now.set()
         self._drainer.join()
         self._drainer = None
@@ -221,6 +263,9 @@ class Spool:
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         group, self._pending = self._pending, []
         data = b"".join(data for data, _ in group)
+        if self._segments is not None:
+            _settle([done for _, done in group], self._keep(data))
+            return
         self._send(_Frame(data.count(b"\n"), [done for _, done in group]), frame(WRITE, data), loop)
 
     def append_sync(self, records: list[dict[str, Any]]) -> None:
@@ -228,6 +273,10 @@ class Spool:
         if not self.running:
             raise SpoolUnavailable("the prediction log is not running")
         data = _encode(records)
+        if self._segments is not None:
+            if self._keep(data):
+                raise SpoolUnavailable("the prediction log could not keep the records")
+            return
         done = _Frame(data.count(b"\n"), [], threading.Event())
         self._send(done, frame(WRITE, data), None)
         self._wait(done)
@@ -236,9 +285,12 @@ class Spool:
 
     def flush(self) -> None:
         """Seal the open segment and drain everything now (shutdown, tests)."""
-        sealed = _Frame(0, [], threading.Event())
-        self._send(sealed, frame(SEAL), None)
-        self._wait(sealed)
+        if self._segments is not None:
+            self._segments.seal()
+        else:
+            sealed = _Frame(0, [], threading.Event())
+            self._send(sealed, frame(SEAL), None)
+            self._wait(sealed)
         with self._draining:
             self._drain_sealed()
 
@@ -320,6 +372,81 @@ class Spool:
         while self._from_writer is not None:
             self._read_acks()  # what it acknowledged before it ended; the rest fails
         self._start_writer()
+
+    # --- BACKGROUND: written here, synced by a thread ----------------------------------------
+
+    def _start_syncer(self) -> None:
+        self._segments = Segments(
+            self.folder, seal_records=self.seal_records, seal_seconds=self.seal_seconds, dsync=False
+        )
+        self._segments.prepare_spare()  # the first segment is made now, not on the first request
+        self._sync_failed = 0
+        self._syncer = threading.Thread(target=self._sync_loop, name="medops-spool-syncer", daemon=True)
+        self._syncer.start()
+
+    def _stop_syncer(self) -> None:
+        """After the last sync: seal the open segment (its data synced as it is sealed)."""
+        self._sync_now.set()
+        if self._syncer is not None:
+            self._syncer.join()
+            self._syncer = None
+        segments, self._segments = self._segments, None
+        if segments is not None:
+            try:
+                segments.seal()
+            except OSError as exc:  # left .open: the next recovery drains it
+                log.error("prediction log: sealing the last segment failed (%s)", exc.strerror)
+            segments.discard_spare()
+
+    def _keep(self, data: bytes) -> int:
+        """Write a group into the open segment (the file cache); 0, or the errno it failed with."""
+        assert self._segments is not None
+        if self._sync_failed:
+            return self._sync_failed
+        try:
+            self._segments.write(data)
+        except OSError as exc:
+            log.error("prediction log: a write failed (%s)", exc.strerror)
+            return exc.errno or errno.EIO
+        with self._counting:  # append_sync may be called from several threads
+            self.stats.written += data.count(b"\n")
+            self.stats.groups += 1
+        self._sync_now.set()
+        return 0
+
+    def _sync_loop(self) -> None:
+        """Sync what was written as soon as it was written (one sync covers every group written while the
+        last one ran), seal by age, and make the next segment ahead; until the spool stops."""
+        assert self._segments is not None
+        segments = self._segments
+        while True:
+            stopping = self._stop.is_set()
+            if not stopping:
+                self._sync_now.wait(segments.seconds_to_age())
+                # what is written meanwhile is synced with it: a sync per group cost a fifth of the
+                # requests a server answered (measured), one per 10 ms a few per cent
+                self._stop.wait(self.sync_seconds)
+                self._sync_now.clear()
+            try:
+                segments.sync()
+                segments.seal_if_aged()
+                segments.seal_retired()
+            except OSError as exc:
+                # after a failed sync the kernel may have dropped what it could not write: retrying
+                # would report success for data that is gone, so the log stops keeping (503s) instead
+                if not self._sync_failed:
+                    log.error(
+                        "prediction log: syncing spool %s failed (%s); no more answers are given",
+                        self.folder.name,
+                        exc.strerror,
+                    )
+                self._sync_failed = exc.errno or errno.EIO
+            if stopping:
+                return
+            try:
+                segments.prepare_spare()
+            except OSError as exc:  # the next segment is made when it is needed, on the event loop
+                log.warning("prediction log: no segment made ahead (%s)", exc.strerror)
 
     # --- acknowledgements ----------------------------------------------------------------
 

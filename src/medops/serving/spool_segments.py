@@ -1,10 +1,16 @@
-"""A spool folder's segment files: the open one written group by group through O_DSYNC, retired by
-size or age and then sealed, and the next one written ahead as zeros (see medops.serving.spool
-for the format and why).
+"""A spool folder's segment files: the open one written group by group, retired by size or age and
+then sealed, and the next one made ahead (see medops.serving.spool for the format and why).
 
-Used by the spool's writer process (medops.serving.spool_writer), which alone writes a live
-folder: its loop writes groups, its helper thread seals retired segments and writes the spare,
-so neither ever holds a group up (sealing costs two fsyncs and a rename, a spare 4 MiB).
+Two ways to write, one per sync mode of the spool:
+- ``dsync``: each group through O_DSYNC, so a write returns once its data is on disk, and the next
+  segment written ahead as zeros. Used by the spool's writer process
+  (medops.serving.spool_writer): its loop writes groups, its helper thread seals retired segments
+  and writes the spare, so neither ever holds a group up (sealing costs two fsyncs and a rename,
+  a spare 4 MiB).
+- otherwise: each group into the file cache (a write returns once the kernel holds it, which a
+  killed process can't undo), and ``sync`` makes what was written durable, called by the
+  server's syncer thread. The next segment is made ahead empty: making a file waits on the file
+  system's journal (0.7 to 1 ms here), which the event loop must not.
 """
 
 from __future__ import annotations
@@ -26,8 +32,12 @@ _DSYNC = getattr(os, "O_DSYNC", 0) or os.O_SYNC  # a write returns once its data
 class Segments:
     """The open segment of one spool folder, those retired and not yet sealed, and the spare."""
 
-    def __init__(self, folder: Path, *, seal_records: int = 5_000, seal_seconds: float = 1.0) -> None:
+    def __init__(
+        self, folder: Path, *, seal_records: int = 5_000, seal_seconds: float = 1.0, dsync: bool = True
+    ) -> None:
         self.folder = folder
+        self.dsync = dsync
+        self._flags = os.O_WRONLY | (_DSYNC if dsync else 0)
         self.seal_records = seal_records
         self.seal_seconds = seal_seconds
         self._lock = threading.Lock()  # everything below
@@ -38,9 +48,11 @@ class Segments:
         self._opened = 0.0
         self._offset = 0  # bytes of records in the open segment
         self._capacity: int | None = None  # a spare's size: full past it; None for an appended file
-        self._retired: list[tuple[int, Path, int, bool]] = []  # fd, path, bytes used, began as a spare
-        self._spare_ready = False  # the next number's segment exists as synced zeros
-        self._want_spare = False  # the last segment was busy: the next one will be too
+        self._retired: list[tuple[int, Path, int, bool]] = []  # fd, path, bytes used, began as zeros
+        self._spare_ready = False  # the next number's segment exists (as synced zeros when dsync)
+        self._want_spare = not dsync  # the last segment was busy: the next one will be too
+        self._unsynced = False  # written since the last sync (not dsync)
+        self._dir_unsynced = False  # a segment made on the spot, its name not yet synced (not dsync)
         numbers = [int(p.name.split(".")[0]) for p in folder.glob("*") if p.name.split(".")[0].isdigit()]
         self._sequence = max(numbers, default=0)  # a writer started again continues the numbering
 
@@ -59,7 +71,8 @@ class Segments:
         fsync_dir(self.folder)
 
     def write(self, data: bytes) -> None:
-        """Append whole lines; returns once they are on disk (OSError if they could not be)."""
+        """Append whole lines; returns once they are on disk (dsync) or in the file cache (OSError if they
+        could not be)."""
         if not data:
             return
         with self._lock:
@@ -74,6 +87,7 @@ class Segments:
                 self._retire(full=False)
                 raise
             self._offset += len(data)
+            self._unsynced = True
             self._records += data.count(b"\n")
             if self._records >= self.seal_records:
                 self._retire(full=True)
@@ -83,6 +97,25 @@ class Segments:
         with self._lock:
             self._retire(full=False)
         self.seal_retired()
+
+    def sync(self) -> bool:
+        """Make what was written to the open segment durable (not dsync: each retired one is synced as it is
+        sealed). False when there was nothing to sync."""
+        with self._sealing:  # the descriptor is closed only under this lock, never during the sync
+            with self._lock:
+                segment, unsynced, directory = self._segment, self._unsynced, self._dir_unsynced
+                self._unsynced = self._dir_unsynced = False
+            if directory:
+                fsync_dir(self.folder)
+            if segment is None or not unsynced:
+                return directory
+            try:
+                os.fdatasync(segment)
+            except OSError:
+                with self._lock:
+                    self._unsynced = True
+                raise
+            return True
 
     def seal_if_aged(self) -> None:
         with self._lock:
@@ -114,10 +147,11 @@ class Segments:
                     return
                 # taken off the list first: a descriptor is closed once, whatever fails below (a segment
                 # left .open is drained by the recovery after this writer, its zeros cut at the first NUL)
-                segment, path, used, spare = self._retired.pop(0)
+                segment, path, used, zeros = self._retired.pop(0)
             try:
-                if spare:
+                if zeros:
                     os.ftruncate(segment, used)
+                if zeros or not self.dsync:  # written to the file cache: on disk before the drainer takes it
                     os.fsync(segment)
             finally:
                 os.close(segment)
@@ -125,17 +159,19 @@ class Segments:
             fsync_dir(self.folder)
 
     def prepare_spare(self) -> None:
-        """Write the next segment's zeros ahead, under its number, so that opening it costs no sync."""
+        """Make the next segment ahead, under its number, so that opening it costs no sync: its zeros
+        written (dsync), or an empty file."""
         with self._lock:
             if self._spare_ready or not self._want_spare:
                 return
         scratch = self.folder / SPARE
         fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            zeros = bytes(1 << 20)
-            for offset in range(0, SPARE_BYTES, len(zeros)):
-                os.pwrite(fd, zeros, offset)
-            os.fsync(fd)
+            if self.dsync:
+                zeros = bytes(1 << 20)
+                for offset in range(0, SPARE_BYTES, len(zeros)):
+                    os.pwrite(fd, zeros, offset)
+                os.fsync(fd)
         finally:
             os.close(fd)
         with self._lock:  # the writer has not opened that number: it opens numbers only under this lock
@@ -159,13 +195,16 @@ class Segments:
         if self._segment is None:
             path = self._next_path()
             if self._spare_ready:  # its name synced already: nothing but its blocks to overwrite
-                self._segment = os.open(path, os.O_WRONLY | _DSYNC)
-                self._capacity = SPARE_BYTES
+                self._segment = os.open(path, self._flags)
+                self._capacity = SPARE_BYTES if self.dsync else None
                 self._spare_ready = False
             else:
-                self._segment = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _DSYNC, 0o600)
+                self._segment = os.open(path, self._flags | os.O_CREAT | os.O_EXCL, 0o600)
                 self._capacity = None
-                fsync_dir(self.folder)  # the name is durable before a record in it is acknowledged
+                if self.dsync:
+                    fsync_dir(self.folder)  # the name is durable before a record in it is acknowledged
+                else:
+                    self._dir_unsynced = True  # made durable by the next sync, with the records
             self._sequence += 1
             self._path = path
             self._offset = 0
@@ -178,5 +217,6 @@ class Segments:
         if self._segment is None or self._path is None:
             return
         self._retired.append((self._segment, self._path, self._offset, self._capacity is not None))
-        self._want_spare = full or self._records >= self.seal_records // 10
+        self._want_spare = full or self._records >= self.seal_records // 10 or not self.dsync
         self._segment = None
+        self._unsynced = False  # synced as it is sealed
