@@ -169,7 +169,8 @@ def test_kill_9_loses_no_prediction_whose_response_was_sent(
     finally:
         if server.poll() is None:
             server.kill()
-        server.communicate(timeout=30)
+        _, said = server.communicate(timeout=30)
+    assert f"(prediction_log_sync = {mode})".encode() in said  # the operator is told which promise the log keeps
 
     logged = {p.id for p in services.predictions.list(AUDITOR, PredictionFilter(), limit=100_000)}
     missing = set(acknowledged) - logged

@@ -58,7 +58,9 @@ def serve(
 ) -> None:
     """Serve models over HTTP: every route but /healthz and /readyz needs a bearer token (API token or session).
 
-    Every answer is written to the prediction log before it is sent (see `medops predictions`).
+    Every answer is written to the prediction log before it is sent (see `medops predictions`): into
+    the operating system's file cache, synced to disk about 10 ms later, or onto disk before it is
+    sent when the setting prediction_log_sync is before_answer (MEDOPS_PREDICTION_LOG_SYNC).
     """
     import uvicorn
 
@@ -80,6 +82,7 @@ def serve(
     plan = services.serving.plan_rollouts(models, shadow, canary, canary_percent)  # checked before any bundle
     loaded = services.serving.load(models)  # refused here, before the port opens, if a bundle fails verification
     rollouts = services.serving.rollouts(loaded, plan)
+    kept = {"spool": str(ws.settings.prediction_spool_root), "sync": ws.settings.prediction_log_sync}
     if as_json:  # what a supervisor script reads before the first request
         variants = {n: r.now().describe() for n, r in rollouts.items()}
         print_json(
@@ -87,6 +90,7 @@ def serve(
                 "url": f"http://{host}:{port}",
                 "models": [m.summary() for m in loaded.values()],
                 **({"variants": variants} if variants else {}),
+                "prediction_log": kept,
             }
         )
     else:
@@ -97,6 +101,12 @@ def serve(
             for variant, beside in (rollouts[model.name].now().describe() if model.name in rollouts else {}).items():
                 share = f", {beside['percent']:g}% of rows" if variant == "canary" else ", logged, never returned"
                 err_console.print(f"  {variant}: {beside['name']} version {beside['version']}{share}")
+        when = (
+            "is on disk before it is sent"
+            if kept["sync"] == "before_answer"
+            else "is written before it is sent, and on disk about 10 ms later"
+        )
+        err_console.print(f"prediction log: every answer {when} (prediction_log_sync = {kept['sync']})")
         err_console.print(f"listening on http://{host}:{port}  (Ctrl-C stops)")
     if workers == 1:
         app = create_app(services, loaded, options, rollouts)

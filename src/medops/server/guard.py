@@ -40,7 +40,7 @@ class ServerOptions:
     max_body_bytes: int = 1_048_576  # larger request bodies get 413 before they are read whole
     max_rows: int = 1_000  # rows in one predict request
     metrics_public: bool = False  # /metrics without a token, for a scraper on a trusted network
-    prediction_log: bool = True  # every answer fsync'd to the spool before it is sent (off only to measure its cost)
+    prediction_log: bool = True  # every answer kept in the spool before it is sent (off only to measure its cost)
     request_timeout: float = 30.0  # seconds; a request not answered by then gets 504
     follow_interval: float = 5.0  # seconds between registry checks of NAME and NAME@ALIAS models; 0: never
 

@@ -40,7 +40,7 @@ HOME = "/opt/medops"  # the image's read-only application folder: the bundle and
 MODEL_DIR = f"{HOME}/model"
 KEY_FILE = f"{MODEL_DIR}/bundle.pub"
 WRITABLE = ("/tmp", "/var/lib/medops")  # the only folders a container writes: volumes or tmpfs, never the image
-SPOOL = "/var/lib/medops/spool"  # the prediction log's spool (prediction_spool): answers on disk before they are sent
+SPOOL = "/var/lib/medops/spool"  # the prediction log's spool (prediction_spool): answers kept before they are sent
 USER_ID = 10001
 BASE_IMAGE = "python:3.11-slim"
 # What a container runs once its bundle is verified. One constant, so the serving command can change in one place;

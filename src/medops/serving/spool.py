@@ -10,7 +10,7 @@ handed over in that turn is kept as one group. "Kept" depends on the sync mode (
 - ``background`` (the default): the server writes the group into the open segment itself, so
   it is in the operating system's file cache when the answers go out. A killed server (kill -9,
   an out-of-memory kill, a crash), or a killed container, loses nothing answered: the kernel
-  holds the data, whoever dies. A syncer thread makes it durable (``fdatasync``) at most
+  holds the data, whoever dies. A syncer thread makes it durable (``fdatasync``) about
   ``sync_seconds`` (10 ms) after it was written, so only a power loss or a kernel crash can lose
   the last few milliseconds of answers. A write the file system refuses (a full disk) fails
   the requests (503) before any answer is sent; a sync that fails stops the log from keeping

@@ -98,24 +98,17 @@ class Segments:
             self._retire(full=False)
         self.seal_retired()
 
-    def sync(self) -> bool:
+    def sync(self) -> None:
         """Make what was written to the open segment durable (not dsync: each retired one is synced as it is
-        sealed). False when there was nothing to sync."""
+        sealed)."""
         with self._sealing:  # the descriptor is closed only under this lock, never during the sync
             with self._lock:
                 segment, unsynced, directory = self._segment, self._unsynced, self._dir_unsynced
                 self._unsynced = self._dir_unsynced = False
             if directory:
                 fsync_dir(self.folder)
-            if segment is None or not unsynced:
-                return directory
-            try:
-                os.fdatasync(segment)
-            except OSError:
-                with self._lock:
-                    self._unsynced = True
-                raise
-            return True
+            if segment is not None and unsynced:
+                os.fdatasync(segment)  # a failure is final (see Spool._sync_loop): not marked for a retry
 
     def seal_if_aged(self) -> None:
         with self._lock:
