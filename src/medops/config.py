@@ -55,7 +55,7 @@ class Settings:
         ""  # local folder where servers keep predictions until the database has them ("": spool/ inside home)
     )
     # when an answer may be sent: "background" once its record is in the operating system (a killed server
-    # loses nothing; a power loss may lose the last 10 ms), "before_answer" once it is on disk
+    # loses nothing; a power loss may lose the last 50 ms), "before_answer" once it is on disk
     prediction_log_sync: str = "background"
 
     @property

@@ -59,7 +59,7 @@ def serve(
     """Serve models over HTTP: every route but /healthz and /readyz needs a bearer token (API token or session).
 
     Every answer is written to the prediction log before it is sent (see `medops predictions`): into
-    the operating system's file cache, synced to disk about 10 ms later, or onto disk before it is
+    the operating system's file cache, synced to disk about 50 ms later, or onto disk before it is
     sent when the setting prediction_log_sync is before_answer (MEDOPS_PREDICTION_LOG_SYNC).
     """
     import uvicorn
@@ -104,7 +104,7 @@ def serve(
         when = (
             "is on disk before it is sent"
             if kept["sync"] == "before_answer"
-            else "is written before it is sent, and on disk about 10 ms later"
+            else "is written before it is sent, and on disk about 50 ms later"
         )
         err_console.print(f"prediction log: every answer {when} (prediction_log_sync = {kept['sync']})")
         err_console.print(f"listening on http://{host}:{port}  (Ctrl-C stops)")
