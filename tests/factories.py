@@ -295,6 +295,16 @@ def labels_frame(n: int = 40) -> pd.DataFrame:
     )
 
 
+def remove_checkpoint_store(ws: Workspace) -> None:
+    """The workspace's checkpoint store gone, as an upgrade or an emptied disk leaves it. Its spare-file
+    thread is stopped first: it makes the next checkpoint's file after each write, and a file made
+    while the folder is being removed stops the removal."""
+    import shutil
+
+    ws.checkpoints.close()
+    shutil.rmtree(ws.settings.checkpoint_root)
+
+
 def free_port() -> int:
     import socket
 

@@ -8,7 +8,7 @@ import pytest
 
 from medops.doctor import FAIL, OK, WARN, run_checks
 from medops.workspace import Workspace, init_workspace
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, remove_checkpoint_store
 
 
 def _by_name(home: Path) -> dict[str, tuple[str, str]]:
@@ -106,7 +106,6 @@ def test_a_database_or_key_readable_by_others_fails_with_the_chmod_to_run(tmp_pa
 
 
 def test_the_checkpoint_store_and_an_emptied_one(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    import shutil
 
     status, detail = next(
         (c.status, c.detail) for c in run_checks(workspace.settings.home)[1] if c.name == "audit trail"
@@ -117,5 +116,5 @@ def test_the_checkpoint_store_and_an_emptied_one(workspace: Workspace, monkeypat
     assert checks["checkpoint store"].status == WARN and "inside the workspace" in checks["checkpoint store"].detail
     assert checks["audit trail"].status == FAIL and "holds no checkpoint" in checks["audit trail"].detail
     monkeypatch.delenv("MEDOPS_CHECKPOINT_STORE")
-    shutil.rmtree(workspace.settings.checkpoint_root)
+    remove_checkpoint_store(workspace)
     assert _by_name(workspace.settings.home)["audit trail"][0] == FAIL

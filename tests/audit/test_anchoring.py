@@ -21,7 +21,7 @@ from medops.identity import Role
 from medops.workspace import Workspace
 from tests.audit.tamper import tampering
 from tests.conftest import new_workspace, reset_pg
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, remove_checkpoint_store
 
 
 def _grow(ws: Workspace, n: int, tag: str = "e") -> list[int]:
@@ -48,7 +48,7 @@ def later(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_an_emptied_checkpoint_store_fails(workspace: Workspace) -> None:
     _grow(workspace, 4)
     assert workspace.verify_audit().ok
-    shutil.rmtree(workspace.settings.checkpoint_root)
+    remove_checkpoint_store(workspace)
     detail = _kinds(workspace)[UNANCHORED]
     assert "holds no checkpoint" in detail and "holds 6 events" in detail
 

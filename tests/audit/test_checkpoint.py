@@ -16,7 +16,7 @@ from medops.audit.checkpoint_store import checkpoint_names, read_checkpoint
 from medops.errors import ConfigError, IntegrityError, StoreError
 from medops.identity import Role
 from medops.workspace import Workspace
-from tests.factories import PASSWORD, log_in
+from tests.factories import PASSWORD, log_in, remove_checkpoint_store
 
 
 def _grow(ws: Workspace, n: int) -> list[int]:
@@ -153,7 +153,6 @@ def test_a_trail_from_before_per_batch_checkpoints_is_anchored_once_by_an_admin(
     workspace: Workspace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An upgraded workspace: events, no checkpoint store yet. Verify fails until an admin anchors it."""
-    import shutil
 
     from medops.caller import Caller
     from medops.cli.main import main
@@ -161,7 +160,7 @@ def test_a_trail_from_before_per_batch_checkpoints_is_anchored_once_by_an_admin(
     from medops.services import Services
 
     _grow(workspace, 4)
-    shutil.rmtree(workspace.settings.checkpoint_root)
+    remove_checkpoint_store(workspace)
     assert not workspace.verify_audit().ok
     workspace.users.add("admin", "alice", "Alice Moreau", PASSWORD, [Role.DATA_SCIENTIST])  # published anew
     audit = Services(workspace).audit
@@ -172,7 +171,7 @@ def test_a_trail_from_before_per_batch_checkpoints_is_anchored_once_by_an_admin(
     with pytest.raises(SystemExit) as refused:
         main(["audit", "anchor", "--reason", "upgrade"])  # the store holds checkpoints again
     assert refused.value.code == 1 and "anchored already" in capsys.readouterr().err
-    shutil.rmtree(workspace.settings.checkpoint_root)
+    remove_checkpoint_store(workspace)
     with pytest.raises(SystemExit) as anchored:
         main(["audit", "anchor", "--reason", "trail from before per-change checkpoints, verified"])
     assert anchored.value.code == 0 and "anchored through event" in capsys.readouterr().out

@@ -157,7 +157,8 @@ class Spool:
     # --- life ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Drain what dead processes left, then take this process's folder and start the writer and drainer."""
+        """Drain what dead processes left, then take this process's folder and start the syncer thread
+        (background) or the writer process (before_answer), and the drainer."""
         recover(self.root, self.sink)
         self.folder.mkdir(parents=True, mode=0o700)
         self._lock_file = _hold(self.folder)
