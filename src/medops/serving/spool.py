@@ -416,8 +416,8 @@ class Spool:
         return 0
 
     def _sync_loop(self) -> None:
-        """Sync what was written as soon as it was written (one sync covers every group written while the
-        last one ran), seal by age, and make the next segment ahead; until the spool stops."""
+        """Sync what was written about sync_seconds after it was written (one sync covers every group written
+        meanwhile), seal by age, and make the next segment ahead; until the spool stops."""
         assert self._segments is not None
         segments = self._segments
         while True:
