@@ -51,9 +51,8 @@ class Settings:
     timestamp_authority: str = ""  # RFC 3161 time-stamping authority URL ("": none)
     timestamp_authority_cert: str = ""  # PEM file: the authority's certificate, then its chain up to the root
     timestamp_interval: float = 300.0  # at most one timestamp token per this many seconds
-    prediction_spool: str = (
-        ""  # local folder where servers keep predictions until the database has them ("": spool/ inside home)
-    )
+    # local folder where servers keep predictions until the database has them ("": spool/ inside home)
+    prediction_spool: str = ""
     # when an answer may be sent: "background" once its record is in the operating system (a killed server
     # loses nothing; a power loss may lose the last 50 ms), "before_answer" once it is on disk
     prediction_log_sync: str = "background"

@@ -204,3 +204,31 @@ def test_a_logged_answer_cannot_be_rewritten_in_sql(workspace: Workspace, sql: s
     with pytest.raises(MedopsError, match="append-only"), workspace.db.write() as session:
         session.execute(text(sql))
     assert prediction_log.get(workspace, record["id"]).output == record["output"]
+
+
+def test_a_log_whose_sync_failed_answers_no_more_and_is_not_ready(
+    registry: tuple[Workspace, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """background: the kernel may have dropped what it could not write, so the server stops answering."""
+    ws, run_id = registry
+    _promote(ws, run_id)
+    services = Services(ws)
+    headers = {"Authorization": f"Bearer {_token(services)}"}
+    app = create_app(services, services.serving.load(["readmission"]))
+
+    def failing(_fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    with serving_in_thread(app) as url, httpx.Client(base_url=url, headers=headers, timeout=10) as http:
+        example = http.get("/v1/models/readmission").json()["example"]
+        monkeypatch.setattr(os, "fdatasync", failing)  # the disk fails under the written records
+        assert http.post("/v1/models/readmission/predict", json=example).status_code == 200  # written; synced later
+        for _ in range(200):  # a bound on the wait for the syncer's next round, not a measurement
+            ready = http.get("/readyz")
+            if ready.status_code == 503:
+                break
+            time.sleep(0.01)
+        assert ready.status_code == 503 and ready.json()["prediction_log"]["keeping"] is False
+        refused = http.post("/v1/models/readmission/predict", json=example)
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "prediction_log_unavailable"
+        monkeypatch.undo()  # the server's last seal at shutdown may sync again
