@@ -55,7 +55,7 @@ class Settings:
     prediction_spool: str = ""
     # when an answer may be sent: "background" once its record is in the operating system (a killed server
     # loses nothing; a power loss may lose the last 50 ms), "before_answer" once it is on disk
-    prediction_log_sync: str = "background"
+    prediction_log_sync: str = PREDICTION_LOG_SYNC[0]
 
     @property
     def config_path(self) -> Path:
@@ -239,7 +239,7 @@ def load_settings(home: Path | None = None, env: Mapping[str, str] | None = None
         else "",
         timestamp_interval=data.get("timestamp_interval", 300.0),
         prediction_spool=data.get("prediction_spool", ""),
-        prediction_log_sync=data.get("prediction_log_sync", PREDICTION_LOG_SYNC[0]),
+        prediction_log_sync=data.get("prediction_log_sync", Settings.prediction_log_sync),
     )
     checkpoints = data.get("checkpoint_store")
     settings = replace(

@@ -12,7 +12,7 @@ handed over in that turn is kept as one group. "Kept" depends on the sync mode (
   an out-of-memory kill, a crash), or a killed container, loses nothing answered: the kernel
   holds the data, whoever dies. A syncer thread makes it durable (``fdatasync``) about
   ``sync_seconds`` (50 ms) after it was written, so only a power loss or a kernel crash can lose
-  the last few milliseconds of answers. A write the file system refuses (a full disk) fails
+  answers, those of the last 50 ms or so. A write the file system refuses (a full disk) fails
   the requests (503) before any answer is sent; a sync that fails stops the log from keeping
   anything more, since the kernel may have dropped what it could not write.
 - ``before_answer``: a group goes down a pipe to the writer process
@@ -405,12 +405,12 @@ class Spool:
         if self._sync_failed:
             return self._sync_failed
         try:
-            self._segments.write(data)
+            lines = self._segments.write(data)
         except OSError as exc:
             log.error("prediction log: a write failed (%s)", exc.strerror)
             return exc.errno or errno.EIO
         with self._counting:  # append_sync may be called from several threads
-            self.stats.written += data.count(b"\n")
+            self.stats.written += lines
             self.stats.groups += 1
         self._sync_now.set()
         return 0

@@ -70,11 +70,11 @@ class Segments:
             (self.folder / SPARE).unlink()
         fsync_dir(self.folder)
 
-    def write(self, data: bytes) -> None:
-        """Append whole lines; returns once they are on disk (dsync) or in the file cache (OSError if they
-        could not be)."""
+    def write(self, data: bytes) -> int:
+        """Append whole lines; returns, with how many, once they are on disk (dsync) or in the file cache
+        (OSError if they could not be)."""
         if not data:
-            return
+            return 0
         with self._lock:
             try:
                 if self._capacity is not None and self._offset and self._offset + len(data) > self._capacity:
@@ -88,9 +88,11 @@ class Segments:
                 raise
             self._offset += len(data)
             self._unsynced = True
-            self._records += data.count(b"\n")
+            lines = data.count(b"\n")
+            self._records += lines
             if self._records >= self.seal_records:
                 self._retire(full=True)
+        return lines
 
     def seal(self) -> None:
         """Seal the open segment as it stands, and any retired one, now: the drainer may take them all."""
