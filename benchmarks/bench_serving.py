@@ -253,7 +253,9 @@ def sides(
         if no_log:  # the same app with ServerOptions(prediction_log=False): `medops serve` has no such switch
             command = [sys.executable, "-m", "uvicorn", "benchmarks.serving_medops_nolog:create", "--factory"]
             command += ["--host", "127.0.0.1", "--workers", str(n), "--log-level", "warning"]
-            command += ["--http", "medops.server.transport:HttpProtocol"]  # as `medops serve` runs it
+            # as `medops serve` runs uvicorn
+            command += ["--http", "medops.server.transport:HttpProtocol", "--no-access-log", "--no-server-header"]
+            command += ["--no-proxy-headers"]
             env = medops_env | {"BENCH_MEDOPS_MODEL": MODEL}
             out.append(Side(f"medops no log, {n}w", "medops-nolog", n, command, env, "/healthz", predict, auth))
     bare_env = _project_env() | {"BENCH_BARE_MODEL": str(prep.folder)}

@@ -138,7 +138,9 @@ def test_kill_9_loses_no_prediction_whose_response_was_sent(
     lock = threading.Lock()
     stop = threading.Event()
     try:
-        example = httpx.get(f"{url}/v1/models/readmission", headers=headers).json()["example"]
+        described = httpx.get(f"{url}/v1/models/readmission", headers=headers)
+        assert "server" not in described.headers  # what serves the API is not advertised
+        example = described.json()["example"]
         assert httpx.get(f"{url}/readyz").json()["prediction_log"]["sync"] == mode
 
         def client() -> None:

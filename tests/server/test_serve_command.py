@@ -44,6 +44,8 @@ def test_serve_with_two_workers_answers_a_token_printed_as_json(
                 answer = http.post("/v1/models/readmission/predict", json=example, headers=headers)
                 assert answer.status_code == 200, answer.text
                 assert answer.json()["predictions"][0]["version"] == version
+                assert "server" not in answer.headers  # what serves the API is not advertised
+                assert answer.headers["x-request-id"] and answer.headers["date"]
             assert http.post("/v1/models/readmission/predict", json=example).status_code == 401
 
             moved = versions.register(ws, run_id, "readmission", actor="alice").version

@@ -108,25 +108,27 @@ def serve(
         )
         err_console.print(f"prediction log: every answer {when} (prediction_log_sync = {kept['sync']})")
         err_console.print(f"listening on http://{host}:{port}  (Ctrl-C stops)")
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "http": HTTP_PROTOCOL,
+        "log_level": "warning",
+        "log_config": _log_config(),
+        # the serving API reads no client address or forwarded scheme, names no server, and keeps no access
+        # log (the prediction log and /metrics record every request): each of these costs every request
+        "proxy_headers": False,
+        "server_header": False,
+        "access_log": False,
+    }
     if workers == 1:
-        app = create_app(services, loaded, options, rollouts)
-        uvicorn.run(app, host=host, port=port, http=HTTP_PROTOCOL, log_level="warning", log_config=_log_config())
+        uvicorn.run(create_app(services, loaded, options, rollouts), **common)
         return
     ws.close()
     # Following, each worker follows the specs itself. Not following (or a bundle file), what was loaded here:
     # every worker serves the same version even if an alias moves while they start.
     specs = [str(m.spec) if follow_interval and m.spec else m.worker_spec for m in loaded.values()]
     os.environ[CONFIG_ENV] = json.dumps({"models": specs, "rollout": plan.to_json(), "options": options.__dict__})
-    uvicorn.run(
-        "medops.server.app:from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        http=HTTP_PROTOCOL,
-        log_level="warning",
-        log_config=_log_config(),
-    )
+    uvicorn.run("medops.server.app:from_environment", factory=True, workers=workers, **common)
 
 
 def _log_config() -> dict[str, Any]:

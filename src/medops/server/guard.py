@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from medops.caller import Caller
 from medops.errors import AuthenticationFailed, PermissionDenied, StoreError
+from medops.server.deadlines import Deadlines
 from medops.server.metrics import Metrics
 from medops.services import Services
 
@@ -104,6 +105,7 @@ class Guard:
         self.metrics = metrics
         self.options = options
         self.routes = routes  # the paths metrics name; anything else counts as "unmatched" (bounded labels)
+        self.deadlines = Deadlines(options.request_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,6 +116,7 @@ class Guard:
         route = scope["path"] if scope["path"] in self.routes else "unmatched"
         began = time.perf_counter()
         tracked = Tracked(send, request_id)
+        late = False
 
         try:
             refused = await self._refusal(scope, request_id)
@@ -125,12 +128,16 @@ class Guard:
             if isinstance(body_or_refusal, tuple):
                 await send_json(tracked, *body_or_refusal, [])
                 return
-            async with asyncio.timeout(self.options.request_timeout):  # a stalled disk under the log, too
+            task = self.deadlines.start()  # a stalled disk under the log, too
+            try:
                 lane = self.lanes.get(scope["path"])
-                if lane is not None and await lane(scope, body_or_refusal, tracked):
-                    return  # answered without FastAPI (medops.server.predict)
-                await self.app(scope, replay(body_or_refusal, receive), tracked)
-        except TimeoutError:
+                if lane is None or not await lane(scope, body_or_refusal, tracked):  # medops.server.predict
+                    await self.app(scope, replay(body_or_refusal, receive), tracked)
+            finally:
+                late = self.deadlines.stop(task)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not late:
+                raise  # the server stopping, not this request's deadline
             # the scoring thread may still finish; its answer is dropped (logged, if it was, but never sent)
             log.warning("request %s on %s timed out after %gs", request_id, route, self.options.request_timeout)
             if not tracked.started:

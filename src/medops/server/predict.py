@@ -219,8 +219,15 @@ async def keep(
 
 def count(metrics: Metrics, scored: Scored) -> None:
     """The answers sent, by model, version, decision and variant; and those flagged out of range."""
-    # counted per (model, decision, variant) in C, labelled once per kind: 29 against 49 us for 100 rows
     answers, models = scored.answers, scored.models
+    if len(answers) == 1:  # most requests: one label set, no tally
+        row, served = answers[0], models[0]
+        version = str(served.version)
+        metrics.child(metrics.predictions, served.name, version, str(row["decision"]), scored.variants[0]).inc()
+        if "out_of_range" in row:
+            metrics.child(metrics.flagged, served.name, version).inc()
+        return
+    # counted per (model, decision, variant) in C, labelled once per kind: 29 against 49 us for 100 rows
     by_id = {id(m): m for m in models}
     sent = Counter(zip(map(id, models), (row["decision"] for row in answers), scored.variants, strict=True))
     flagged = Counter(id(m) for row, m in zip(answers, models, strict=True) if "out_of_range" in row)

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -76,6 +77,10 @@ class OnlineLookup:
     _pseudonymizer: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @cached_property
+    def _key_names(self) -> frozenset[str]:
+        return frozenset(self.keys)
+
     def describe(self) -> dict[str, Any]:
         """What GET /v1/models/{name} shows: how to name an entity instead of sending features."""
         return {
@@ -122,7 +127,8 @@ class OnlineLookup:
 
     def rows(self, records: list[Any]) -> Looked:
         """Entity rows replaced by the model's features (RowsInvalid for a bad row), with their flags and pseudonyms."""
-        chosen = [i for i, r in enumerate(records) if isinstance(r, dict) and self.keys.keys() & r.keys()]
+        keys = self._key_names
+        chosen = [i for i, r in enumerate(records) if isinstance(r, dict) and not keys.isdisjoint(r)]
         flags: list[dict[str, list[str]] | None] = [None] * len(records)
         entities: list[str | None] = [None] * len(records)
         if not chosen:

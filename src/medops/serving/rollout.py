@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from medops.errors import InvalidInput
@@ -132,6 +133,7 @@ class Rollout:
     canary: ModelSlot | None = None
     canary_percent: float = 0.0
     shadow: ModelSlot | None = None
+    _routing: Routing | None = field(default=None, init=False, repr=False, compare=False)
 
     def slots(self, name: str) -> dict[str, ModelSlot]:
         """Every slot to follow, keyed for the server's log: NAME, NAME/canary, NAME/shadow."""
@@ -143,13 +145,21 @@ class Rollout:
         return out
 
     def now(self) -> Routing:
-        """The models as they are at this moment: what one request keeps to its end."""
-        return Routing(
-            self.champion.current,
-            self.canary.current if self.canary is not None else None,
-            self.canary_percent,
-            self.shadow.current if self.shadow is not None else None,
-        )
+        """The models as they are at this moment: what one request keeps to its end. Made anew only after a swap
+        (every request asks)."""
+        champion = self.champion.current
+        canary = self.canary.current if self.canary is not None else None
+        shadow = self.shadow.current if self.shadow is not None else None
+        made = self._routing
+        if (
+            made is None
+            or made.champion is not champion
+            or made.canary is not canary
+            or made.shadow is not shadow
+            or made.canary_percent != self.canary_percent
+        ):
+            made = self._routing = Routing(champion, canary, self.canary_percent, shadow)
+        return made
 
 
 @dataclass(frozen=True)
@@ -159,12 +169,18 @@ class Routing:
     canary_percent: float = 0.0
     shadow: ServedModel | None = None
 
-    def looks_up(self, records: list[Any]) -> bool:
-        """Whether a row names an entity whose features a model here reads from the online store: I/O to wait on."""
+    @cached_property
+    def entity_keys(self) -> frozenset[str]:
+        """The entity keys the models here look up (read once per routing, not per request)."""
         keys: set[str] = set()
         for m in (self.champion, self.canary, self.shadow):
             if m is not None and m.lookup is not None:
                 keys |= m.lookup.keys.keys()
+        return frozenset(keys)
+
+    def looks_up(self, records: list[Any]) -> bool:
+        """Whether a row names an entity whose features a model here reads from the online store: I/O to wait on."""
+        keys = self.entity_keys
         return bool(keys) and any(isinstance(r, dict) and not keys.isdisjoint(r) for r in records)
 
     def describe(self) -> dict[str, Any]:
