@@ -78,3 +78,41 @@ def test_a_dropped_connection_is_replaced(pat: tuple[Services, str, str]) -> Non
     services.serving.admissions._connection.close()  # the database dropped it (a restart, a failover)
     assert services.serving.remembered(secret) is not None  # read again on a fresh connection
     assert services.serving.admissions.full_checks == 1
+
+
+def test_the_newest_id_is_read_with_no_transaction_left_open_and_the_pool_keeps_its_mode(
+    workspace: Workspace, pat: tuple[Services, str, str]
+) -> None:
+    """The reads run in autocommit on a connection taken out of the pool: none stays open between requests
+    (it would hold SQLite's log from being checkpointed), and no pooled connection is left in autocommit."""
+    services, _, secret = pat
+    sqlite = workspace.db.dialect == "sqlite"
+
+    def mode() -> object:
+        with workspace.db.engine.connect() as pooled:
+            raw = pooled.connection.dbapi_connection
+            return raw.isolation_level if sqlite else raw.autocommit  # type: ignore[union-attr]
+
+    before = mode()
+    services.serving.admit(secret)
+    assert services.serving.remembered(secret) is not None
+    driver = services.serving.admissions._cursor.connection
+    if sqlite:
+        assert not driver.in_transaction
+    else:
+        import psycopg
+
+        assert driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    services.serving.close()
+    assert driver.closed if not sqlite else _closed_sqlite(driver)
+    assert mode() == before
+
+
+def _closed_sqlite(connection: object) -> bool:
+    import sqlite3
+
+    try:
+        connection.execute("SELECT 1")  # type: ignore[attr-defined]
+    except sqlite3.ProgrammingError:
+        return True
+    return False

@@ -36,6 +36,7 @@ from medops.services import Services
 from medops.serving.prediction_log import record, request_line
 from medops.serving.rollout import Rollout
 from medops.serving.scoring import encode_answer
+from medops.serving.spool import SpoolUnavailable
 from medops.serving.validation import MAX_LISTED, RowsInvalid
 
 if TYPE_CHECKING:
@@ -205,8 +206,6 @@ async def keep(
     (the log then keeps the request as one line)."""
     encoded = encode_answer(request_id, scored.answers)
     if spool is not None:  # kept before it is sent: a crash after this loses nothing the caller saw
-        from medops.serving.spool import SpoolUnavailable
-
         latency_ms = (time.perf_counter() - started) * 1000
         try:
             await spool.append(_lines(scored, caller.user, request_id, latency_ms, body, encoded))
@@ -245,7 +244,7 @@ def _lines(
     """What the log keeps of a request: one line of the body and the answer when every row was scored as
     sent, else a record per row."""
     at = now_iso()  # the request's time, for each of its rows
-    if body is not None and all(e is None for e in scored.entities):
+    if body is not None and not any(scored.entities):  # an entity is a non-empty pseudonym
         line = request_line(body, answer, caller=caller, request_id=request_id, latency_ms=latency_ms, at=at)
         if line is not None:
             return line

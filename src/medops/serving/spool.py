@@ -412,7 +412,8 @@ class Spool:
         with self._counting:  # append_sync may be called from several threads
             self.stats.written += lines
             self.stats.groups += 1
-        self._sync_now.set()
+        if not self._sync_now.is_set():  # set() takes the event's condition: once per sync, not per group
+            self._sync_now.set()
         return 0
 
     def _sync_loop(self) -> None:
