@@ -153,6 +153,7 @@ class Spool:
         self._sync_now = threading.Event()
         self._sync_failed = 0  # the errno of a sync that failed: nothing is kept after it
         self._counting = threading.Lock()
+        self._accepting = False  # see running
 
     # --- life ---------------------------------------------------------------------------
 
@@ -169,10 +170,11 @@ class Spool:
             self._start_writer()
         self._drainer = threading.Thread(target=self._drain_loop, name="medops-spool-drainer", daemon=True)
         self._drainer.start()
+        self._accepting = True
 
     @property
     def running(self) -> bool:
-        return self._drainer is not None and not self._stop.is_set()  # closing: no more appends
+        return self._accepting  # started, and not closing: no append once close began
 
     @property
     def keeping(self) -> bool:
@@ -183,6 +185,7 @@ class Spool:
         """Seal, drain (unless told not to), and give the folder up."""
         if self._drainer is None:
             return
+        self._accepting = False
         self._stop.set()
         if self.sync == BACKGROUND:
             self._stop_syncer()
@@ -245,25 +248,27 @@ class Spool:
 
     # --- appending -----------------------------------------------------------------------
 
-    async def append(self, records: list[dict[str, Any]] | bytes) -> None:
-        """Return once ``records`` (or lines already encoded, each ending in a newline) are on disk
+    def append(self, records: list[dict[str, Any]] | bytes) -> asyncio.Future[None]:
+        """To await: done once ``records`` (or lines already encoded, each ending in a newline) are kept
         (SpoolUnavailable if they could not be).
 
-        Handed to the writer at the end of this turn of the event loop, with whatever else was
-        handed over in it, and written with whatever else is waiting by then.
+        Handed over at the end of this turn of the event loop, with whatever else was handed over in
+        it. A future rather than a coroutine: every answered request awaits one, and a coroutine in
+        between cost a frame to make and another to resume.
         """
         if not self.running:
             raise SpoolUnavailable("the prediction log is not running")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             loop.call_soon(self._hand_over, loop)
-        self._pending.append((records if isinstance(records, bytes) else _encode(records), done))
-        await done
+        pending.append((records if type(records) is bytes else _encode(records), done))  # type: ignore[arg-type]
+        return done
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         group, self._pending = self._pending, []
-        data = b"".join(data for data, _ in group)
+        data = b"".join([data for data, _ in group])
         if self._segments is not None:
             _settle([done for _, done in group], self._keep(data))
             return
