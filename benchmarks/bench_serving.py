@@ -8,7 +8,7 @@ imputation and one-hot encoding of five categorical features. The same booster i
   called with the bearer token of a user holding only the ``predictor`` role; every request
   passes the token check, the input validation, the metrics and the prediction log (its default
   sync mode, ``background``: each answer's record written before it is sent, synced within
-  10 ms). Beside it, "medops before_answer": the same command with
+  50 ms). Beside it, "medops before_answer": the same command with
   ``MEDOPS_PREDICTION_LOG_SYNC=before_answer`` (each record on disk before its answer), and
   "medops no log": the same app with the log off (``benchmarks.serving_medops_nolog``; `medops
   serve` itself has no switch for it), to measure what logging costs in each mode.
@@ -29,8 +29,9 @@ timing, every side must give the same probabilities for the 100 rows.
 The load: ``benchmarks.loadgen`` in a process of its own, a closed loop of keep-alive
 HTTP/1.1 connections at a fixed concurrency (8 and 32 for single rows, 8 for batches),
 loopback only, bounded in time. Each cell's ``--seconds`` are split into ``--slices`` slices
-run in rotating order across the sides (each slice after a 1 s warm-up), so load on the
-machine falls on every side; the tables show the medians of the slices. The generator's own
+run in rotating order across the sides (each slice once every side is idle, as a medops
+side's log drain goes on after its load, then after a 1 s warm-up), so load on the machine
+falls on every side; the tables show the medians of the slices. The generator's own
 ceiling is measured first against a trivial server (a fixed answer) and printed.
 
 Then, in this process: where a medops request's time goes (each stage timed alone, the whole
@@ -460,6 +461,9 @@ def measure(all_sides: list[Side], prep: Prepared, plan: list[tuple[str, int]], 
             rotated = order[s % len(order) :] + order[: s % len(order)]
             for side in rotated:
                 text = body(side, prep, batch=kind == "batch")
+                # the side before may still be at work (a medops log's drain, MLflow's workers): not in this
+                # side's time
+                wait_idle(all_sides, timeout=30.0)
                 result = load(side.port, side.path, text, side.headers, concurrency, per)
                 side.results.setdefault(f"{kind}:{concurrency}", []).append(result)
         print(f"slice {s + 1}/{slices} done", flush=True)

@@ -453,3 +453,26 @@ def test_background_records_survive_a_kill_9_of_the_process_that_wrote_them(tmp_
     sink = Sink()
     assert recover(tmp_path, sink) == 200
     assert [r["id"] for r in sink.records] == [str(i) for i in range(200)]
+
+
+def test_a_segment_made_ahead_in_background_has_its_name_synced_by_the_next_sync_not_under_the_write_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory's sync waits on the journal; the lock it would hold is the one every group's write takes."""
+    from medops.serving import spool_segments
+    from medops.serving.spool_segments import Segments
+
+    synced: list[bool] = []  # per directory sync: was the write lock held?
+    segments = Segments(tmp_path, dsync=False)
+    monkeypatch.setattr(spool_segments, "fsync_dir", lambda _folder: synced.append(segments._lock.locked()))
+    segments.prepare_spare()
+    assert (tmp_path / f"{1:08d}.open").exists() and synced == []
+    segments.write(b'{"id":"1"}\n')
+    segments.sync()
+    assert synced == [False]  # the name made durable with the record, by the syncer, outside the lock
+    dsync = Segments(tmp_path / "strict", dsync=True)
+    (tmp_path / "strict").mkdir()
+    monkeypatch.setattr(spool_segments, "fsync_dir", lambda _folder: synced.append(dsync._lock.locked()))
+    dsync._want_spare = True  # as after a busy segment
+    dsync.prepare_spare()
+    assert synced == [False, True]  # before_answer: the name is on disk before any record in it is acknowledged

@@ -29,7 +29,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-Lane = Callable[[Scope, bytes, Send], Awaitable[bool]]  # answers a request (True) or leaves it to the app (False)
+Lane = Callable[[Scope, bytes, "Tracked"], Awaitable[bool]]  # answers a request (True) or leaves it to the app (False)
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN = frozenset({"/healthz", "/readyz"})
@@ -60,18 +60,6 @@ def error_response(
     return Response(error_body(code, message, request_id, **extra), status_code=status, media_type="application/json")
 
 
-async def send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    """A whole JSON response; the Guard's ``tracked`` send adds the request id."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 class Tracked:
     """A send that adds the request id to the answer and remembers its status (500 until an answer starts)."""
 
@@ -86,6 +74,18 @@ class Tracked:
             self.status, self.started = int(message["status"]), True
             message["headers"] = [*message.get("headers", []), (b"x-request-id", self.request_id.encode())]
         await self.send(message)
+
+    async def json(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """A whole JSON response, with the request id (every answer the Guard or the lane gives goes out here)."""
+        self.status, self.started = status, True
+        head = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *headers,
+            (b"x-request-id", self.request_id.encode()),
+        ]
+        await self.send({"type": "http.response.start", "status": status, "headers": head})
+        await self.send({"type": "http.response.body", "body": body})
 
 
 class Guard:
@@ -122,11 +122,11 @@ class Guard:
             refused = await self._refusal(scope, request_id)
             if refused is not None:
                 code, body, headers = refused
-                await send_json(tracked, code, body, headers)
+                await tracked.json(code, body, headers)
                 return
             body_or_refusal = await self._bounded_body(scope, receive, request_id)
             if isinstance(body_or_refusal, tuple):
-                await send_json(tracked, *body_or_refusal, [])
+                await tracked.json(*body_or_refusal, [])
                 return
             task = self.deadlines.start()  # a stalled disk under the log, too
             try:
@@ -143,13 +143,13 @@ class Guard:
             if not tracked.started:
                 message = f"no answer within {self.options.request_timeout:g} s; try again"
                 body = error_body("timeout", message, request_id)
-                await send_json(tracked, 504, body, [])
+                await tracked.json(504, body, [])
         except Exception:
             # the trace goes to the server's log only; the client gets the request id to quote
             log.exception("request %s on %s failed", request_id, route)
             if not tracked.started:
                 body = error_body("internal_error", "the server failed on this request", request_id)
-                await send_json(tracked, 500, body, [])
+                await tracked.json(500, body, [])
         finally:
             metrics = self.metrics
             metrics.child(metrics.requests, scope["method"], route, str(tracked.status)).inc()

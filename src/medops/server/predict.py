@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Generator, MutableMapping
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from medops.clock import now_iso
 from medops.errors import MedopsError
-from medops.server.guard import ServerOptions, error_body, error_response, send_json
+from medops.server.guard import ServerOptions, Tracked, error_body, error_response
 from medops.server.metrics import Metrics
 from medops.services import Services
 from medops.serving.prediction_log import record, request_line
@@ -88,7 +88,7 @@ class Lane:
         self.metrics = metrics
         self.spool = spool
 
-    async def __call__(self, scope: MutableMapping[str, Any], body: bytes, send: Send) -> bool:
+    async def __call__(self, scope: MutableMapping[str, Any], body: bytes, send: Tracked) -> bool:
         """Answer the request and say True, or say False and leave it, untouched, to the route."""
         if scope["method"] != "POST" or scope.get("query_string"):
             return False
@@ -118,10 +118,14 @@ class Lane:
         except MedopsError:  # a refusal: the route checks again and names every problem
             scope["state"][PARSED] = parsed
             return False
-        status, answer = await keep(self.spool, self.metrics, scored, caller, request_id, started, body)
+        status, answer = 200, encode_answer(request_id, scored.answers)
+        try:
+            await keep(self.spool, scored, caller, request_id, started, body, answer)
+        except SpoolUnavailable:
+            status, answer = unlogged(self.metrics, request_id)
         if status == 200:
             count(self.metrics, scored)
-        await send_json(send, status, answer, [])
+        await send.json(status, answer, [])
         return True
 
 
@@ -179,9 +183,12 @@ def add_route(
                 metrics.rejected.labels(model.name, version, code).inc(n)
             fields = [e.to_json() for e in exc.errors[:MAX_LISTED]]
             return error_response(request_id, 422, exc.code or "invalid_rows", str(exc), exc.hint, fields=fields)
-        status, answer = await keep(spool, metrics, scored, caller, request_id, started, sent)
-        if status != 200:
-            return Response(answer, status_code=status, media_type="application/json")
+        answer = encode_answer(request_id, scored.answers)
+        try:
+            await keep(spool, scored, caller, request_id, started, sent, answer)
+        except SpoolUnavailable:
+            status, refusal = unlogged(metrics, request_id)
+            return Response(refusal, status_code=status, media_type="application/json")
         count(metrics, scored)
         shadow = None
         if routing.shadow is not None:  # after the response is sent: the caller never waits for it
@@ -192,28 +199,41 @@ def add_route(
     app.add_api_route(f"/v1/models/{name}/predict", predict, methods=["POST"], tags=["predict"], name=f"predict_{name}")
 
 
-async def keep(
+def keep(
     spool: Spool | None,
-    metrics: Metrics,
     scored: Scored,
     caller: Caller,
     request_id: str,
     started: float,
-    body: bytes | None = None,
-) -> tuple[int, bytes]:
-    """The response's status and body, once the answers are in the log: 200, or 503 when they could not be
-    kept (no answer without its record). ``body``: the JSON the rows came in, when they were scored as sent
-    (the log then keeps the request as one line)."""
-    encoded = encode_answer(request_id, scored.answers)
-    if spool is not None:  # kept before it is sent: a crash after this loses nothing the caller saw
-        latency_ms = (time.perf_counter() - started) * 1000
-        try:
-            await spool.append(_lines(scored, caller.user, request_id, latency_ms, body, encoded))
-        except SpoolUnavailable:
-            metrics.errors.labels("prediction_log").inc()
-            message = "the prediction could not be logged, so it is not returned; try again"
-            return 503, error_body("prediction_log_unavailable", message, request_id)
-    return 200, encoded
+    body: bytes | None,
+    answer: bytes,
+) -> Awaitable[None]:
+    """To await before ``answer`` is sent: done once the answers are in the log (no answer without its
+    record), SpoolUnavailable when they could not be kept. ``body``: the JSON the rows came in, when they
+    were scored as sent (the log then keeps the request as one line). The spool's own future, not a
+    coroutine around it: every answered request awaits it."""
+    if spool is None:
+        return _KEPT
+    latency_ms = (time.perf_counter() - started) * 1000
+    return spool.append(_lines(scored, caller.user, request_id, latency_ms, body, answer))
+
+
+class _Kept:
+    """An awaitable that is already done: the answer of a server whose log is off (a benchmark's)."""
+
+    def __await__(self) -> Generator[None, None, None]:
+        return
+        yield
+
+
+_KEPT = _Kept()
+
+
+def unlogged(metrics: Metrics, request_id: str) -> tuple[int, bytes]:
+    """503 for answers the log could not keep: they are not sent."""
+    metrics.errors.labels("prediction_log").inc()
+    message = "the prediction could not be logged, so it is not returned; try again"
+    return 503, error_body("prediction_log_unavailable", message, request_id)
 
 
 def count(metrics: Metrics, scored: Scored) -> None:

@@ -170,8 +170,11 @@ class Segments:
         finally:
             os.close(fd)
         with self._lock:  # the writer has not opened that number: it opens numbers only under this lock
-            scratch.rename(self._next_path())
-            fsync_dir(self.folder)  # a reader after a crash finds it as an empty segment, and drops it
+            scratch.rename(self._next_path())  # a reader after a crash finds it as an empty segment, and drops it
+            if self.dsync:  # its records are acknowledged as on disk: so is its name, first
+                fsync_dir(self.folder)
+            else:  # synced with the records written into it, by the next sync: not under the lock every group
+                self._dir_unsynced = True  # write takes (a directory's sync waits on the journal)
             self._spare_ready = True
 
     def discard_spare(self) -> None:
