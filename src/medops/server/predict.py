@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Generator, MutableMapping
+from collections.abc import Awaitable, Generator, MutableMapping
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("medops.server")
 INLINE_ROWS = 32  # requests up to this many rows are scored on the event loop (no online-store read, no explanation)
 PARSED = "json_body"  # the request state's key for a body the lane parsed and left to the route
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 def _arrow_stream(body: bytes) -> Any:
