@@ -27,7 +27,7 @@ class Deadlines:
         """The running task, due ``seconds`` from now."""
         task = asyncio.current_task()
         if task is None:  # pragma: no cover - a coroutine run by an event loop always has its task
-            raise RuntimeError("Deadlines.start is called from a task")
+            raise RuntimeError("Deadlines.start must be called from a task")
         loop = task.get_loop()
         self._due[task] = loop.time() + self.seconds
         if self._sweep_at is None or self._loop is not loop:  # the first request, or one on a new loop (tests)
