@@ -263,7 +263,7 @@ class Spool:
         pending = self._pending
         if not pending:
             loop.call_soon(self._hand_over, loop)
-        pending.append((records if type(records) is bytes else _encode(records), done))  # type: ignore[arg-type]
+        pending.append((records if isinstance(records, bytes) else _encode(records), done))
         return done
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -192,7 +192,7 @@ class Segments:
     def _open(self) -> int:
         if self._segment is None:
             path = self._next_path()
-            if self._spare_ready:  # its name synced already: nothing but its blocks to overwrite
+            if self._spare_ready:  # made ahead: its name synced already (dsync) or by the next sync
                 self._segment = os.open(path, self._flags)
                 self._capacity = SPARE_BYTES if self.dsync else None
                 self._spare_ready = False
