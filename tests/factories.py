@@ -353,3 +353,20 @@ class Platform:
     url: str
     tokens: dict[str, str]
     elsewhere: Path  # a folder with no workspace above it: where a client of the server runs
+
+
+# A spool syncer (medops.serving.spool_syncer) whose every sync fails: it reports EIO in the folder's state
+# file at once, then waits for its server to close the control pipe.
+FAILING_SYNCER = [
+    sys.executable,
+    "-c",
+    "import mmap, os, sys\n"
+    "from pathlib import Path\n"
+    "from medops.serving.spool_syncer import STATE, STATE_LAYOUT\n"
+    "folder, seconds, control = sys.argv[1:]\n"
+    "with open(Path(folder) / STATE, 'r+b') as handle:\n"
+    "    state = mmap.mmap(handle.fileno(), STATE_LAYOUT.size)\n"
+    "STATE_LAYOUT.pack_into(state, 0, 5, 0, 1, 0)\n"
+    "while os.read(int(control), 4096):\n"
+    "    pass\n",
+]

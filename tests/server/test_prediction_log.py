@@ -23,10 +23,10 @@ from medops.registry import approvals, stages, versions
 from medops.server.app import create_app
 from medops.server.background import serving_in_thread
 from medops.services import Services
-from medops.serving import prediction_log
+from medops.serving import prediction_log, spool
 from medops.serving.prediction_log import PredictionFilter
 from medops.workspace import Workspace
-from tests.factories import PASSWORD, log_in, run, start_serve
+from tests.factories import FAILING_SYNCER, PASSWORD, log_in, run, start_serve
 
 AUDITOR = Caller("ming", channel="cli")  # an ML engineer: may read the log
 
@@ -216,16 +216,11 @@ def test_a_log_whose_sync_failed_answers_no_more_and_is_not_ready(
     _promote(ws, run_id)
     services = Services(ws)
     headers = {"Authorization": f"Bearer {_token(services)}"}
+    monkeypatch.setattr(spool, "SYNCER", FAILING_SYNCER)  # the disk fails under the written records
     app = create_app(services, services.serving.load(["readmission"]))
-
-    def failing(_fd: int) -> None:
-        raise OSError(5, "Input/output error")
-
     with serving_in_thread(app) as url, httpx.Client(base_url=url, headers=headers, timeout=10) as http:
         example = http.get("/v1/models/readmission").json()["example"]
-        monkeypatch.setattr(os, "fdatasync", failing)  # the disk fails under the written records
-        assert http.post("/v1/models/readmission/predict", json=example).status_code == 200  # written; synced later
-        for _ in range(200):  # a bound on the wait for the syncer's next round, not a measurement
+        for _ in range(3000):  # a bound on the wait for the syncer's report, not a measurement
             ready = http.get("/readyz")
             if ready.status_code == 503:
                 break
@@ -233,4 +228,3 @@ def test_a_log_whose_sync_failed_answers_no_more_and_is_not_ready(
         assert ready.status_code == 503 and ready.json()["prediction_log"]["keeping"] is False
         refused = http.post("/v1/models/readmission/predict", json=example)
         assert refused.status_code == 503 and refused.json()["error"]["code"] == "prediction_log_unavailable"
-        monkeypatch.undo()  # the server's last seal at shutdown may sync again

@@ -25,6 +25,8 @@ from medops.serving.spool import (
     recover,
 )
 from medops.serving.spool_segments import SPARE, SPARE_BYTES
+from medops.serving.spool_syncer import read_state
+from tests.factories import FAILING_SYNCER
 
 # what holds in both sync modes is tested in both; the writer process's own tests name BEFORE_ANSWER
 both_modes = pytest.mark.parametrize("mode", SYNC_MODES)
@@ -332,30 +334,31 @@ def test_a_seal_that_fails_closes_its_segment_once_and_leaves_it_for_recovery(
     assert [r["id"] for r in read_segment(left)] == ["a", "b"]  # what recovery drains
 
 
-# --- background: written by the server into the file cache, synced by a thread ---------------------
+# --- background: written by the server into the file cache, synced by a process of its own ---------
 
 
-def test_background_keeps_a_group_in_the_file_cache_before_it_returns_and_syncs_it_soon(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    synced: list[int] = []
-    real_sync = os.fdatasync
-    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real_sync(fd))[1])
+def _sync_state(spool: Spool) -> tuple[int, int, int]:
+    assert spool._sync_state is not None
+    return read_state(spool._sync_state)
+
+
+def test_background_keeps_a_group_in_the_file_cache_before_it_returns_and_syncs_it_soon(tmp_path: Path) -> None:
     spool = Spool(tmp_path, Sink(), seal_seconds=60, sync=BACKGROUND)
     spool.start()
-    assert spool._writer is None  # no writer process: this process writes
+    assert spool._writer is None and spool._syncer is not None  # this process writes; another one syncs
 
     async def main() -> None:
         await asyncio.gather(*(spool.append([{"id": str(i)}]) for i in range(20)))
 
+    _, rounds, syncs = _sync_state(spool)
     asyncio.run(main())
     (segment,) = [p for p in spool.folder.glob("*.open") if p.stat().st_size]
     assert [r["id"] for r in read_segment(segment)] == [str(i) for i in range(20)]  # what a kill -9 leaves
     assert spool.stats.groups == 1
     deadline = time.monotonic() + 10
-    while not synced and time.monotonic() < deadline:
+    while _sync_state(spool)[1] < rounds + 2 and time.monotonic() < deadline:  # a whole round after the write
         time.sleep(0.005)
-    assert synced  # then made durable by the syncer, without anyone waiting for it
+    assert _sync_state(spool)[2] > syncs  # then made durable by the syncer, without anyone waiting for it
     spool.close()
 
 
@@ -413,24 +416,43 @@ def test_background_a_refused_write_fails_its_requests_and_the_next_ones_are_kep
     assert sorted(r["id"] for r in sink.records) == ["0", "1", "2"]
 
 
-def test_background_a_failed_sync_stops_the_log_keeping_anything(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    spool = Spool(tmp_path, Sink(), seal_seconds=60, sync=BACKGROUND)
+def test_background_a_failed_sync_stops_the_log_keeping_anything(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, Sink(), seal_seconds=60, sync=BACKGROUND, syncer=FAILING_SYNCER)
     spool.start()
-
-    def failing(_fd: int) -> None:
-        raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(os, "fdatasync", failing)
-    spool.append_sync([{"id": "written, then its sync failed"}])
-    deadline = time.monotonic() + 10
-    while not spool._sync_failed and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    while spool.keeping and time.monotonic() < deadline:
         time.sleep(0.005)
+    assert not spool.keeping  # /readyz says so: the traffic goes elsewhere
     # the kernel may have dropped what it could not write: answering on would claim records it lost
     with pytest.raises(SpoolUnavailable):
         spool.append_sync([{"id": "after"}])
-    monkeypatch.undo()
+
+    async def main() -> None:
+        await spool.append([{"id": "after, on the event loop"}])
+
+    with pytest.raises(SpoolUnavailable):
+        asyncio.run(main())
+    spool.close()
+
+
+def test_background_a_syncer_that_dies_is_started_again(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, Sink(), seal_seconds=60, drain_seconds=0.05, sync=BACKGROUND)
+    spool.start()
+    first = spool._syncer
+    assert first is not None
+    time.sleep(1.0)  # started again at most once a second
+    first.kill()
+    first.wait()
+    deadline = time.monotonic() + 30
+    while (spool._syncer is first or spool._syncer is None) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert spool._syncer is not first and spool._syncer.poll() is None
+    assert spool.keeping
+    _, rounds, syncs = _sync_state(spool)
+    spool.append_sync([{"id": "kept after the restart"}])
+    while _sync_state(spool)[2] == syncs and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert _sync_state(spool)[2] > syncs
     spool.close()
 
 
@@ -455,20 +477,21 @@ def test_background_records_survive_a_kill_9_of_the_process_that_wrote_them(tmp_
     assert [r["id"] for r in sink.records] == [str(i) for i in range(200)]
 
 
-def test_a_segment_made_ahead_in_background_has_its_name_synced_by_the_next_sync_not_under_the_write_lock(
+def test_a_segment_made_ahead_in_background_has_its_name_synced_by_the_syncer_not_under_the_write_lock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A directory's sync waits on the journal; the lock it would hold is the one every group's write takes."""
-    from medops.serving import spool_segments
+    from medops.serving import spool_segments, spool_syncer
     from medops.serving.spool_segments import Segments
 
     synced: list[bool] = []  # per directory sync: was the write lock held?
     segments = Segments(tmp_path, dsync=False)
     monkeypatch.setattr(spool_segments, "fsync_dir", lambda _folder: synced.append(segments._lock.locked()))
+    monkeypatch.setattr(spool_syncer, "fsync_dir", lambda _folder: synced.append(segments._lock.locked()))
     segments.prepare_spare()
     assert (tmp_path / f"{1:08d}.open").exists() and synced == []
     segments.write(b'{"id":"1"}\n')
-    segments.sync()
+    spool_syncer.Synced(tmp_path).round()
     assert synced == [False]  # the name made durable with the record, by the syncer, outside the lock
     dsync = Segments(tmp_path / "strict", dsync=True)
     (tmp_path / "strict").mkdir()

@@ -10,11 +10,14 @@ handed over in that turn is kept as one group. "Kept" depends on the sync mode (
 - ``background`` (the default): the server writes the group into the open segment itself, so
   it is in the operating system's file cache when the answers go out. A killed server (kill -9,
   an out-of-memory kill, a crash), or a killed container, loses nothing answered: the kernel
-  holds the data, whoever dies. A syncer thread makes it durable (``fdatasync``) about
-  ``sync_seconds`` (50 ms) after it was written, so only a power loss or a kernel crash can lose
+  holds the data, whoever dies. The syncer, a process of its own
+  (medops.serving.spool_syncer), makes it durable (``fdatasync``) within about
+  ``sync_seconds`` (50 ms) of its write, so only a power loss or a kernel crash can lose
   answers, those of the last 50 ms or so. A write the file system refuses (a full disk) fails
   the requests (503) before any answer is sent; a sync that fails stops the log from keeping
-  anything more, since the kernel may have dropped what it could not write.
+  anything more, since the kernel may have dropped what it could not write. The drainer
+  thread seals segments by age and makes the next one ahead; a syncer that dies is started
+  again by it.
 - ``before_answer``: a group goes down a pipe to the writer process
   (medops.serving.spool_writer), which writes everything waiting in one synchronous write
   (the segment is opened with O_DSYNC, so the write returns once the data is on disk) and
@@ -54,6 +57,7 @@ import errno
 import fcntl
 import json
 import logging
+import mmap
 import os
 import select
 import shutil
@@ -70,6 +74,7 @@ from typing import IO, Any, Protocol
 from medops.config import PREDICTION_LOG_SYNC
 from medops.errors import StoreError
 from medops.serving.spool_segments import OPEN, SEALED, Segments
+from medops.serving.spool_syncer import STATE_LAYOUT, create_state, read_state
 from medops.serving.spool_writer import ACK, SEAL, WRITE, frame
 
 log = logging.getLogger("medops.spool")
@@ -79,6 +84,7 @@ LOCK = "LOCK"
 # When a request's records are kept, so that its answer may be sent (the setting prediction_log_sync):
 BACKGROUND, BEFORE_ANSWER = SYNC_MODES = PREDICTION_LOG_SYNC
 SYNC_SECONDS = 0.05  # BACKGROUND: what a power loss may lose at most, beyond the sync under way
+SYNCER = [sys.executable, "-m", "medops.serving.spool_syncer"]  # BACKGROUND: its command (tests give a failing one)
 
 
 class SpoolUnavailable(StoreError):
@@ -105,6 +111,7 @@ class Spool:
         seal_seconds: float = 1.0,
         drain_seconds: float = 0.25,
         writer: list[str] | None = None,
+        syncer: list[str] | None = None,
         sync: str = BACKGROUND,
         sync_seconds: float = SYNC_SECONDS,
     ) -> None:
@@ -147,10 +154,13 @@ class Spool:
         self.offload_bytes = 512 * 1024  # about 600 one-row requests, or 8 of 100 rows
         self._offloaded: Offload | None = None
         self._busy = False
-        # BACKGROUND: this process writes the segments, and a thread makes them durable
+        # BACKGROUND: this process writes the segments, and a process of its own makes them durable
+        self.syncer = syncer or list(SYNCER)  # before its arguments
         self._segments: Segments | None = None
-        self._syncer: threading.Thread | None = None
-        self._sync_now = threading.Event()
+        self._syncer: subprocess.Popen[bytes] | None = None  # medops.serving.spool_syncer
+        self._to_syncer: int | None = None  # closed: the syncer's last round, then it exits
+        self._sync_state: mmap.mmap | None = None  # the syncer's state file, read before each group is kept
+        self._started_syncer = 0.0
         self._sync_failed = 0  # the errno of a sync that failed: nothing is kept after it
         self._counting = threading.Lock()
         self._accepting = False  # see running
@@ -158,7 +168,7 @@ class Spool:
     # --- life ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Drain what dead processes left, then take this process's folder and start the syncer thread
+        """Drain what dead processes left, then take this process's folder and start the syncer process
         (background) or the writer process (before_answer), and the drainer."""
         recover(self.root, self.sink)
         self.folder.mkdir(parents=True, mode=0o700)
@@ -179,7 +189,7 @@ class Spool:
     @property
     def keeping(self) -> bool:
         """Records can be kept: running, and no sync failed (background)."""
-        return self.running and not self._sync_failed
+        return self.running and not self._failed_sync()
 
     def close(self, *, drain: bool = True) -> None:
         """Seal, drain (unless told not to), and give the folder up."""
@@ -187,13 +197,13 @@ class Spool:
             return
         self._accepting = False
         self._stop.set()
+        self._drain_now.set()
+        self._drainer.join()  # first: in background it also seals and makes segments ahead
+        self._drainer = None
         if self.sync == BACKGROUND:
             self._stop_syncer()
         else:
             self._stop_writer()  # after writing and sealing what was handed to it
-        self._drain_now.set()
-        self._drainer.join()
-        self._drainer = None
         if self._offloaded is not None:  # its last drain first; anything it leaves is drained below
             self._offloaded.stop()
             self._offloaded = None
@@ -236,12 +246,7 @@ class Spool:
                     self._send_all()
             self._close_frames_pipe()
         if self._writer is not None:
-            try:
-                self._writer.wait(WRITER_EXIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                log.error("prediction log: the writer did not stop; killed (its unacknowledged records fail)")
-                self._writer.kill()
-                self._writer.wait()
+            _wait_or_kill(self._writer, "the writer did not stop; killed (its unacknowledged records fail)")
             self._writer = None
         while self._from_writer is not None:  # its last acknowledgements, then the closed pipe
             self._read_acks()
@@ -387,15 +392,28 @@ class Spool:
         )
         self._segments.prepare_spare()  # the first segment is made now, not on the first request
         self._sync_failed = 0
-        self._syncer = threading.Thread(target=self._sync_loop, name="medops-spool-syncer", daemon=True)
-        self._syncer.start()
+        state = create_state(self.folder)
+        with open(state, "rb") as handle:
+            self._sync_state = mmap.mmap(handle.fileno(), STATE_LAYOUT.size, access=mmap.ACCESS_READ)
+        self._launch_syncer()
+
+    def _launch_syncer(self) -> None:
+        control_read, control_write = os.pipe()
+        command = [*self.syncer, str(self.folder), repr(self.sync_seconds), str(control_read)]
+        try:
+            self._syncer = subprocess.Popen(command, pass_fds=(control_read,), stdin=subprocess.DEVNULL)
+        except OSError:
+            os.close(control_write)
+            raise
+        finally:
+            os.close(control_read)
+        self._to_syncer = control_write
+        self._started_syncer = time.monotonic()
 
     def _stop_syncer(self) -> None:
-        """After the last sync: seal the open segment (its data synced as it is sealed)."""
-        self._sync_now.set()
-        if self._syncer is not None:
-            self._syncer.join()
-            self._syncer = None
+        """After the syncer's last round: seal the open segment (its data synced as it is sealed)."""
+        self._end_syncer()
+        self._failed_sync()  # a last round that failed is logged
         segments, self._segments = self._segments, None
         if segments is not None:
             try:
@@ -403,12 +421,57 @@ class Spool:
             except OSError as exc:  # left .open: the next recovery drains it
                 log.error("prediction log: sealing the last segment failed (%s)", exc.strerror)
             segments.discard_spare()
+        if self._sync_state is not None:
+            self._sync_state.close()
+            self._sync_state = None
+
+    def _end_syncer(self) -> None:
+        fd, self._to_syncer = self._to_syncer, None
+        if fd is not None:
+            os.close(fd)
+        if self._syncer is not None:
+            _wait_or_kill(self._syncer, "the syncer did not stop; killed")
+            self._syncer = None
+
+    def _tend_segments(self) -> None:
+        """BACKGROUND, on the drainer thread: seal by age, seal what was retired, make the next segment
+        ahead, and start the syncer again if it died."""
+        segments = self._segments
+        if segments is None:
+            return
+        if self._syncer is not None and self._syncer.poll() is not None and not self._failed_sync():
+            if time.monotonic() - self._started_syncer >= 1.0:  # at most once a second
+                log.error("prediction log: the syncer ended (exit code %s); starting another", self._syncer.returncode)
+                self._end_syncer()
+                self._launch_syncer()
+        segments.seal_if_aged()
+        segments.seal_retired()
+        try:
+            segments.prepare_spare()
+        except OSError as exc:  # the next segment is made when it is needed, on the event loop
+            log.warning("prediction log: no segment made ahead (%s)", exc.strerror)
+
+    def _failed_sync(self) -> int:
+        """The errno of a sync the syncer reported failed (0: none); logged once."""
+        if not self._sync_failed and self._sync_state is not None:
+            failed = read_state(self._sync_state)[0]
+            if failed:
+                self._sync_failed = failed
+                log.error(
+                    "prediction log: syncing spool %s failed (%s); no more answers are given",
+                    self.folder.name,
+                    os.strerror(failed),
+                )
+        return self._sync_failed
 
     def _keep(self, data: bytes) -> int:
         """Write a group into the open segment (the file cache); 0, or the errno it failed with."""
         assert self._segments is not None
-        if self._sync_failed:
-            return self._sync_failed
+        # one read of a shared page: after a failed sync the kernel may have dropped what it could not
+        # write, so the log stops keeping (503s) rather than claim records it may have lost
+        failed = self._sync_failed or self._failed_sync()
+        if failed:
+            return failed
         try:
             lines = self._segments.write(data)
         except OSError as exc:
@@ -417,44 +480,7 @@ class Spool:
         with self._counting:  # append_sync may be called from several threads
             self.stats.written += lines
             self.stats.groups += 1
-        if not self._sync_now.is_set():  # set() takes the event's condition: once per sync, not per group
-            self._sync_now.set()
         return 0
-
-    def _sync_loop(self) -> None:
-        """Sync what was written about sync_seconds after it was written (one sync covers every group written
-        meanwhile), seal by age, and make the next segment ahead; until the spool stops."""
-        assert self._segments is not None
-        segments = self._segments
-        while True:
-            stopping = self._stop.is_set()
-            if not stopping:
-                self._sync_now.wait(segments.seconds_to_age())
-                # what is written meanwhile is synced with it: a sync per group cost a third of the
-                # requests a server answered, one per 10 ms 5 % more server CPU per request than
-                # none, one per 50 ms as little as none (measured)
-                self._stop.wait(self.sync_seconds)
-                self._sync_now.clear()
-            try:
-                segments.sync()
-                segments.seal_if_aged()
-                segments.seal_retired()
-            except OSError as exc:
-                # after a failed sync the kernel may have dropped what it could not write: retrying
-                # would report success for data that is gone, so the log stops keeping (503s) instead
-                if not self._sync_failed:
-                    log.error(
-                        "prediction log: syncing spool %s failed (%s); no more answers are given",
-                        self.folder.name,
-                        exc.strerror,
-                    )
-                self._sync_failed = exc.errno or errno.EIO
-            if stopping:
-                return
-            try:
-                segments.prepare_spare()
-            except OSError as exc:  # the next segment is made when it is needed, on the event loop
-                log.warning("prediction log: no segment made ahead (%s)", exc.strerror)
 
     # --- acknowledgements ----------------------------------------------------------------
 
@@ -531,6 +557,7 @@ class Spool:
             self._drain_now.wait(self.drain_seconds)
             self._drain_now.clear()
             try:
+                self._tend_segments()
                 if self._offloaded is not None and not self._offloaded.alive:
                     log.warning("prediction log: the drain process ended; the server drains from now on")
                     self.offload = None
@@ -571,7 +598,7 @@ class Spool:
 
 
 Waiting = tuple[bytes, "asyncio.Future[None]"]
-WRITER_EXIT_SECONDS = 30.0  # for the writer to write and seal what it was handed, at close
+WRITER_EXIT_SECONDS = 30.0  # for the writer to write and seal what it was handed (the syncer: its last round), at close
 
 
 @dataclass
@@ -591,6 +618,16 @@ class Offload(Protocol):
     def alive(self) -> bool: ...
 
     def stop(self) -> None: ...
+
+
+def _wait_or_kill(child: subprocess.Popen[bytes], message: str) -> None:
+    """Wait for a child told to stop (its pipe closed); kill it if it does not within WRITER_EXIT_SECONDS."""
+    try:
+        child.wait(WRITER_EXIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        log.error("prediction log: %s", message)
+        child.kill()
+        child.wait()
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -8,9 +8,9 @@ Two ways to write, one per sync mode of the spool:
   and writes the spare, so neither ever holds a group up (sealing costs two fsyncs and a rename,
   a spare 4 MiB).
 - otherwise: each group into the file cache (a write returns once the kernel holds it, which a
-  killed process can't undo), and ``sync`` makes what was written durable, called by the
-  server's syncer thread. The next segment is made ahead empty: making a file waits on the file
-  system's journal (0.7 to 1 ms here), which the event loop must not.
+  killed process can't undo); the spool's syncer process (medops.serving.spool_syncer) makes
+  the segments, and their names, durable. The next segment is made ahead empty: making a file
+  waits on the file system's journal (0.7 to 1 ms here), which the event loop must not.
 """
 
 from __future__ import annotations
@@ -51,8 +51,6 @@ class Segments:
         self._retired: list[tuple[int, Path, int, bool]] = []  # fd, path, bytes used, began as zeros
         self._spare_ready = False  # the next number's segment exists (as synced zeros when dsync)
         self._want_spare = not dsync  # the last segment was busy: the next one will be too
-        self._unsynced = False  # written since the last sync (not dsync)
-        self._dir_unsynced = False  # a segment made on the spot, its name not yet synced (not dsync)
         numbers = [int(p.name.split(".")[0]) for p in folder.glob("*") if p.name.split(".")[0].isdigit()]
         self._sequence = max(numbers, default=0)  # a writer started again continues the numbering
 
@@ -87,7 +85,6 @@ class Segments:
                 self._retire(full=False)
                 raise
             self._offset += len(data)
-            self._unsynced = True
             lines = data.count(b"\n")
             self._records += lines
             if self._records >= self.seal_records:
@@ -99,18 +96,6 @@ class Segments:
         with self._lock:
             self._retire(full=False)
         self.seal_retired()
-
-    def sync(self) -> None:
-        """Make what was written to the open segment durable (not dsync: each retired one is synced as it is
-        sealed)."""
-        with self._sealing:  # the descriptor is closed only under this lock, never during the sync
-            with self._lock:
-                segment, unsynced, directory = self._segment, self._unsynced, self._dir_unsynced
-                self._unsynced = self._dir_unsynced = False
-            if directory:
-                fsync_dir(self.folder)
-            if segment is not None and unsynced:
-                os.fdatasync(segment)  # a failure is final (see Spool._sync_loop): not marked for a retry
 
     def seal_if_aged(self) -> None:
         with self._lock:
@@ -173,8 +158,8 @@ class Segments:
             scratch.rename(self._next_path())  # a reader after a crash finds it as an empty segment, and drops it
             if self.dsync:  # its records are acknowledged as on disk: so is its name, first
                 fsync_dir(self.folder)
-            else:  # synced with the records written into it, by the next sync: not under the lock every group
-                self._dir_unsynced = True  # write takes (a directory's sync waits on the journal)
+            # else the syncer makes the name durable in its next round, not under the lock every group's write
+            # takes (a directory's sync waits on the journal)
             self._spare_ready = True
 
     def discard_spare(self) -> None:
@@ -192,7 +177,7 @@ class Segments:
     def _open(self) -> int:
         if self._segment is None:
             path = self._next_path()
-            if self._spare_ready:  # made ahead: its name synced already (dsync) or by the next sync
+            if self._spare_ready:  # made ahead: its name synced already (dsync) or by the syncer's next round
                 self._segment = os.open(path, self._flags)
                 self._capacity = SPARE_BYTES if self.dsync else None
                 self._spare_ready = False
@@ -201,8 +186,7 @@ class Segments:
                 self._capacity = None
                 if self.dsync:
                     fsync_dir(self.folder)  # the name is durable before a record in it is acknowledged
-                else:
-                    self._dir_unsynced = True  # made durable by the next sync, with the records
+                # else made durable by the syncer's next round, with the records
             self._sequence += 1
             self._path = path
             self._offset = 0
@@ -217,4 +201,3 @@ class Segments:
         self._retired.append((self._segment, self._path, self._offset, self._capacity is not None))
         self._want_spare = full or self._records >= self.seal_records // 10 or not self.dsync
         self._segment = None
-        self._unsynced = False  # synced as it is sealed
