@@ -435,6 +435,27 @@ def test_background_a_failed_sync_stops_the_log_keeping_anything(tmp_path: Path)
     spool.close()
 
 
+def test_background_a_seal_whose_sync_fails_stops_the_log_keeping_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path, Sink(), seal_records=2, seal_seconds=60, sync=BACKGROUND)
+    spool.start()
+
+    def failing(_fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    spool.append_sync([{"id": "1"}, {"id": "2"}])  # a full segment: the drainer thread seals it at once
+    deadline = time.monotonic() + 30
+    while spool.keeping and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert not spool.keeping
+    with pytest.raises(SpoolUnavailable):
+        spool.append_sync([{"id": "after"}])
+    monkeypatch.undo()
+    spool.close()
+
+
 def test_background_a_syncer_that_dies_is_started_again(tmp_path: Path) -> None:
     spool = Spool(tmp_path, Sink(), seal_seconds=60, drain_seconds=0.05, sync=BACKGROUND)
     spool.start()

@@ -161,6 +161,7 @@ class Spool:
         self._to_syncer: int | None = None  # closed: the syncer's last round, then it exits
         self._sync_state: mmap.mmap | None = None  # the syncer's state file, read before each group is kept
         self._started_syncer = 0.0
+        self._retired_seen = 0  # segments retired that the drainer thread was woken for
         self._sync_failed = 0  # the errno of a sync that failed: nothing is kept after it
         self._counting = threading.Lock()
         self._accepting = False  # see running
@@ -444,8 +445,13 @@ class Spool:
                 log.error("prediction log: the syncer ended (exit code %s); starting another", self._syncer.returncode)
                 self._end_syncer()
                 self._launch_syncer()
-        segments.seal_if_aged()
-        segments.seal_retired()
+        try:
+            segments.seal_if_aged()
+            segments.seal_retired()  # each synced as it is sealed
+        except OSError as exc:  # a failed sync, as the syncer's would be: nothing more is kept
+            self._sync_failed = self._sync_failed or exc.errno or errno.EIO
+            log.error("prediction log: sealing a segment of spool %s failed (%s); no more answers are given",
+                      self.folder.name, exc.strerror)  # fmt: skip
         try:
             segments.prepare_spare()
         except OSError as exc:  # the next segment is made when it is needed, on the event loop
@@ -480,6 +486,9 @@ class Spool:
         with self._counting:  # append_sync may be called from several threads
             self.stats.written += lines
             self.stats.groups += 1
+        if self._segments.retired != self._retired_seen:  # a full segment: sealed, and the next made, now
+            self._retired_seen = self._segments.retired
+            self._drain_now.set()
         return 0
 
     # --- acknowledgements ----------------------------------------------------------------

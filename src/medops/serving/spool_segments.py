@@ -51,6 +51,7 @@ class Segments:
         self._retired: list[tuple[int, Path, int, bool]] = []  # fd, path, bytes used, began as zeros
         self._spare_ready = False  # the next number's segment exists (as synced zeros when dsync)
         self._want_spare = not dsync  # the last segment was busy: the next one will be too
+        self.retired = 0  # segments retired so far: whoever seals them can tell there is work
         numbers = [int(p.name.split(".")[0]) for p in folder.glob("*") if p.name.split(".")[0].isdigit()]
         self._sequence = max(numbers, default=0)  # a writer started again continues the numbering
 
@@ -199,5 +200,6 @@ class Segments:
         if self._segment is None or self._path is None:
             return
         self._retired.append((self._segment, self._path, self._offset, self._capacity is not None))
+        self.retired += 1
         self._want_spare = full or self._records >= self.seal_records // 10 or not self.dsync
         self._segment = None
