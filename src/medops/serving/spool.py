@@ -74,7 +74,7 @@ from typing import IO, Any, Protocol
 from medops.config import PREDICTION_LOG_SYNC
 from medops.errors import StoreError
 from medops.serving.spool_segments import OPEN, SEALED, Segments
-from medops.serving.spool_syncer import STATE_LAYOUT, create_state, read_state
+from medops.serving.spool_syncer import STATE_LAYOUT, create_state
 from medops.serving.spool_writer import ACK, SEAL, WRITE, frame
 
 log = logging.getLogger("medops.spool")
@@ -141,7 +141,8 @@ class Spool:
         self._acks = bytearray()
         self._loop: asyncio.AbstractEventLoop | None = None  # watches the acknowledgements for append
         self._watched: int | None = None  # the descriptor it watches
-        self._pending: list[Waiting] = []  # handed over in this turn of the loop
+        self._lines: list[bytes] = []  # handed over in this turn of the loop, and who waits for them
+        self._waiting: list[asyncio.Future[None]] = []
         self._draining = threading.Lock()  # the drainer thread and a flush never drain the same file
         self._stop = threading.Event()
         self._drain_now = threading.Event()
@@ -159,7 +160,8 @@ class Spool:
         self._segments: Segments | None = None
         self._syncer: subprocess.Popen[bytes] | None = None  # medops.serving.spool_syncer
         self._to_syncer: int | None = None  # closed: the syncer's last round, then it exits
-        self._sync_state: mmap.mmap | None = None  # the syncer's state file, read before each group is kept
+        self._sync_state: mmap.mmap | None = None  # the syncer's state file
+        self._sync_errno: memoryview | None = None  # its first field, read before each group is kept
         self._started_syncer = 0.0
         self._retired_seen = 0  # segments retired that the drainer thread was woken for
         self._sync_failed = 0  # the errno of a sync that failed: nothing is kept after it
@@ -266,19 +268,21 @@ class Spool:
             raise SpoolUnavailable("the prediction log is not running")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        pending = self._pending
-        if not pending:
+        lines = self._lines
+        if not lines:
             loop.call_soon(self._hand_over, loop)
-        pending.append((records if isinstance(records, bytes) else _encode(records), done))
+        lines.append(records if isinstance(records, bytes) else _encode(records))
+        self._waiting.append(done)
         return done
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        group, self._pending = self._pending, []
-        data = b"".join([data for data, _ in group])
+        lines, waiting = self._lines, self._waiting
+        self._lines, self._waiting = [], []
+        data = b"".join(lines)
         if self._segments is not None:
-            _settle([done for _, done in group], self._keep(data))
+            _settle(waiting, self._keep(data))
             return
-        self._send(_Frame(data.count(b"\n"), [done for _, done in group]), frame(WRITE, data), loop)
+        self._send(_Frame(data.count(b"\n"), waiting), frame(WRITE, data), loop)
 
     def append_sync(self, records: list[dict[str, Any]]) -> None:
         """``append`` for a caller outside an event loop."""
@@ -396,6 +400,7 @@ class Spool:
         state = create_state(self.folder)
         with open(state, "rb") as handle:
             self._sync_state = mmap.mmap(handle.fileno(), STATE_LAYOUT.size, access=mmap.ACCESS_READ)
+        self._sync_errno = memoryview(self._sync_state)[:4].cast("i")  # STATE_LAYOUT's errno
         self._launch_syncer()
 
     def _launch_syncer(self) -> None:
@@ -422,6 +427,9 @@ class Spool:
             except OSError as exc:  # left .open: the next recovery drains it
                 log.error("prediction log: sealing the last segment failed (%s)", exc.strerror)
             segments.discard_spare()
+        if self._sync_errno is not None:
+            self._sync_errno.release()  # before the map it views is closed
+            self._sync_errno = None
         if self._sync_state is not None:
             self._sync_state.close()
             self._sync_state = None
@@ -459,8 +467,8 @@ class Spool:
 
     def _failed_sync(self) -> int:
         """The errno of a sync the syncer reported failed (0: none); logged once."""
-        if not self._sync_failed and self._sync_state is not None:
-            failed = read_state(self._sync_state)[0]
+        if not self._sync_failed and self._sync_errno is not None:
+            failed = self._sync_errno[0]
             if failed:
                 self._sync_failed = failed
                 log.error(
@@ -606,7 +614,6 @@ class Spool:
         return sum(1 for _ in self.folder.glob(f"*{SEALED}"))
 
 
-Waiting = tuple[bytes, "asyncio.Future[None]"]
 WRITER_EXIT_SECONDS = 30.0  # for the writer to write and seal what it was handed (the syncer: its last round), at close
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from medops.atomic import fsync_dir
 
 STATE = "SYNC"
-STATE_LAYOUT = struct.Struct("<iiQQ")  # errno, padding, rounds, syncs
+STATE_LAYOUT = struct.Struct("=iiQQ")  # errno, padding, rounds, syncs; in this machine's byte order (both sides map it)
 SEGMENT_SUFFIXES = (".open", ".log")  # as medops.serving.spool_segments names them
 
 
