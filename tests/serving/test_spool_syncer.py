@@ -143,3 +143,13 @@ def test_a_failed_sync_is_reported_and_nothing_is_synced_after_it(
     failed, rounds, _ = _run(tmp_path, 3)
     # a retry would report success for data the kernel may have dropped: the server stops keeping instead
     assert failed == 5 and rounds >= 3 and len(tried) == 1
+
+
+def test_a_syncer_started_after_one_whose_sync_failed_syncs_nothing_either(
+    tmp_path: Path, watched: dict[str, list[int]]
+) -> None:
+    state = create_state(tmp_path)
+    state.write_bytes(STATE_LAYOUT.pack(5, 0, 7, 1))  # what the one before left
+    (tmp_path / "00000001.open").write_bytes(b'{"id":"1"}\n')
+    failed, rounds, _ = _run(tmp_path, 9)
+    assert failed == 5 and rounds >= 9 and watched["files"] == [] and watched["folders"] == []

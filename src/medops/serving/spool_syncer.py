@@ -18,9 +18,10 @@ the folder's state file (``SYNC``), which the server reads before it keeps each 
 syncs nothing more.
 
 The state file, mapped by both processes: the errno of a failed sync (int32, 0 while none
-failed) at offset 0, then the rounds completed and the syncs made (uint64 each), which tests
-and ``/readyz`` read. A closed control pipe means stop: one last round, then exit, so a server
-killed with ``kill -9`` still has what it wrote synced by its syncer.
+failed) at offset 0, which ``/readyz`` reports as the log no longer keeping; then the rounds
+completed and the syncs made (uint64 each), which tests read. A closed control pipe means stop:
+one last round, then exit, so a server killed with ``kill -9`` still has what it wrote synced
+by its syncer.
 """
 
 from __future__ import annotations
@@ -124,7 +125,9 @@ def serve(folder: Path, seconds: float, control: int) -> None:
     except FileNotFoundError:  # its server died at once, and its folder was recovered: nothing to sync
         return
     synced = Synced(folder)
-    failed = rounds = 0
+    # counted on from the syncer before (tests read them), and one started again after a failed
+    # sync syncs nothing either
+    failed, rounds, synced.syncs = read_state(state)
     try:
         while True:
             readable, _, _ = select.select([control], [], [], seconds)
