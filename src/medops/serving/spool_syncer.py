@@ -8,14 +8,16 @@ than with the same syncs made from another process (measured, docs/benchmarks.md
 needs no interpreter state: ``fdatasync`` of a file flushes that file, whichever descriptor
 or process names it.
 
-Each round, the syncer lists the folder's segments (``.open`` and ``.log``) and syncs each one
-whose size or modification time changed since it last synced it, and the folder itself when a
-name appeared (a segment made, or sealed by a rename), so a new segment's name is durable with
-its records. It keeps a descriptor per segment, so a segment sealed meanwhile (renamed) is still
-synced through it. A failed sync is final: the kernel may have dropped what it could not write,
-and a retry would report success for data that is gone. The syncer then writes the errno into
-the folder's state file (``SYNC``), which the server reads before it keeps each group, and
-syncs nothing more.
+Each round, the syncer lists the folder's open segments (``.open``: those the server writes or
+will write) and syncs each one whose size or modification time changed since it last synced it,
+and the folder itself when a name appeared, so a new segment's name is durable with its records.
+A sealed segment (``.log``) is not its business: sealing syncs it, then renames it and syncs the
+folder. It keeps a descriptor per open segment and lets it go once the segment is sealed, so a
+spool whose sealed segments pile up (a database down for hours) costs it nothing.
+
+A failed sync is final: the kernel may have dropped what it could not write, and a retry would
+report success for data that is gone. The syncer then writes the errno into the folder's state
+file (``SYNC``), which the server reads before it keeps each group, and syncs nothing more.
 
 The state file, mapped by both processes: the errno of a failed sync (int32, 0 while none
 failed) at offset 0, which ``/readyz`` reports as the log no longer keeping; then the rounds
@@ -40,7 +42,7 @@ from medops.atomic import fsync_dir
 
 STATE = "SYNC"
 STATE_LAYOUT = struct.Struct("=iiQQ")  # errno, padding, rounds, syncs; in this machine's byte order (both sides map it)
-SEGMENT_SUFFIXES = (".open", ".log")  # as medops.serving.spool_segments names them
+OPEN = ".open"  # as medops.serving.spool_segments names a segment not yet sealed
 
 
 class Synced:
@@ -59,7 +61,7 @@ class Synced:
         names = set()
         try:
             with os.scandir(self.folder) as entries:
-                listed = [e for e in entries if e.name.endswith(SEGMENT_SUFFIXES)]
+                listed = [e for e in entries if e.name.endswith(OPEN)]
         except FileNotFoundError:  # recovered and removed after its server died: nothing left to sync
             listed = []
         for entry in listed:
@@ -78,9 +80,9 @@ class Synced:
             os.fdatasync(fd)
             self.syncs += 1
             self.files[stat.st_ino] = (fd, stat.st_size, stat.st_mtime_ns)
-        for inode in set(self.files) - present:  # drained and deleted: nothing more to sync
+        for inode in set(self.files) - present:  # sealed (synced as it was) or drained: nothing more to sync
             os.close(self.files.pop(inode)[0])
-        if names - self.names:  # a segment made, or sealed (renamed): its name survives a crash too
+        if names - self.names:  # a segment made: its name survives a crash too
             try:
                 fsync_dir(self.folder)
             except FileNotFoundError:
@@ -92,7 +94,7 @@ class Synced:
         if known is not None:
             if os.fstat(known[0]).st_nlink:
                 return known[0]
-            os.close(known[0])  # a deleted segment whose inode number a new one took
+            os.close(known[0])  # a drained segment whose inode number a new one took
         try:
             return os.open(path, os.O_RDONLY)
         except FileNotFoundError:
