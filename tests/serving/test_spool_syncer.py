@@ -32,14 +32,20 @@ def _inode(path: Path) -> int:
     return path.stat().st_ino
 
 
+def _one_segment(folder: Path, name: str = "00000001.open") -> tuple[Synced, Path]:
+    """A syncer on ``folder``, after its first round over one segment of one record."""
+    synced = Synced(folder)
+    segment = folder / name
+    segment.write_bytes(b'{"id":"1"}\n')
+    synced.round()
+    return synced, segment
+
+
 def test_a_segment_is_synced_when_it_changed_and_its_name_when_it_appeared(
     tmp_path: Path, watched: dict[str, list[int]]
 ) -> None:
-    synced = Synced(tmp_path)
-    segment = tmp_path / "00000001.open"
-    segment.write_bytes(b'{"id":"1"}\n')
     (tmp_path / "LOCK").write_bytes(b"")  # not a segment
-    synced.round()
+    synced, segment = _one_segment(tmp_path)
     assert watched["files"] == [_inode(segment)] and watched["folders"] == [1]
     synced.round()  # nothing changed: no sync at all
     assert watched["files"] == [_inode(segment)] and watched["folders"] == [1]
@@ -51,10 +57,7 @@ def test_a_segment_is_synced_when_it_changed_and_its_name_when_it_appeared(
 
 
 def test_a_sealed_segment_is_let_go_since_sealing_syncs_it(tmp_path: Path, watched: dict[str, list[int]]) -> None:
-    synced = Synced(tmp_path)
-    segment = tmp_path / "00000001.open"
-    segment.write_bytes(b'{"id":"1"}\n')
-    synced.round()
+    synced, segment = _one_segment(tmp_path)
     assert len(synced.files) == 1
     sealed = segment.rename(tmp_path / "00000001.log")  # Segments.seal_retired synced it, then renamed it
     for n in range(2_000):  # a database down for long: sealed segments pile up, holding no descriptor here
@@ -67,10 +70,7 @@ def test_a_sealed_segment_is_let_go_since_sealing_syncs_it(tmp_path: Path, watch
 def test_a_drained_segment_is_let_go_and_a_new_one_on_its_inode_is_opened_again(
     tmp_path: Path, watched: dict[str, list[int]]
 ) -> None:
-    synced = Synced(tmp_path)
-    first = tmp_path / "00000001.open"
-    first.write_bytes(b'{"id":"1"}\n')
-    synced.round()
+    synced, first = _one_segment(tmp_path)
     ((fd, _, _),) = synced.files.values()
     first.unlink()
     synced.round()

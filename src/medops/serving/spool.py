@@ -483,7 +483,7 @@ class Spool:
         assert self._segments is not None
         # one read of a shared page: after a failed sync the kernel may have dropped what it could not
         # write, so the log stops keeping (503s) rather than claim records it may have lost
-        failed = self._sync_failed or self._failed_sync()
+        failed = self._failed_sync()
         if failed:
             return failed
         try:

@@ -39,10 +39,10 @@ import sys
 from pathlib import Path
 
 from medops.atomic import fsync_dir
+from medops.serving.spool_segments import OPEN
 
 STATE = "SYNC"
 STATE_LAYOUT = struct.Struct("=iiQQ")  # errno, padding, rounds, syncs; in this machine's byte order (both sides map it)
-OPEN = ".open"  # as medops.serving.spool_segments names a segment not yet sealed
 
 
 class Synced:
