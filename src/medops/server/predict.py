@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Generator, MutableMapping
+from collections.abc import Awaitable, MutableMapping
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -36,7 +36,7 @@ from medops.services import Services
 from medops.serving.prediction_log import record, request_line
 from medops.serving.rollout import Rollout
 from medops.serving.scoring import encode_answer
-from medops.serving.spool import SpoolUnavailable
+from medops.serving.spool import KEPT, SpoolUnavailable
 from medops.serving.validation import MAX_LISTED, RowsInvalid
 
 if TYPE_CHECKING:
@@ -209,23 +209,12 @@ def keep(
 ) -> Awaitable[None]:
     """To await before ``answer`` is sent: done once the answers are in the log (no answer without its
     record), SpoolUnavailable when they could not be kept. ``body``: the JSON the rows came in, when they
-    were scored as sent (the log then keeps the request as one line). The spool's own future, not a
+    were scored as sent (the log then keeps the request as one line). What the spool returns, not a
     coroutine around it: every answered request awaits it."""
     if spool is None:
-        return _KEPT
+        return KEPT  # a server whose log is off (a benchmark's)
     latency_ms = (time.perf_counter() - started) * 1000
     return spool.append(_lines(scored, caller.user, request_id, latency_ms, body, answer))
-
-
-class _Kept:
-    """An awaitable that is already done: the answer of a server whose log is off (a benchmark's)."""
-
-    def __await__(self) -> Generator[None, None, None]:
-        return
-        yield
-
-
-_KEPT = _Kept()
 
 
 def unlogged(metrics: Metrics, request_id: str) -> tuple[int, bytes]:

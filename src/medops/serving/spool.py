@@ -1,24 +1,24 @@
-"""A durable local spool: each request's records are kept before its answer is sent, written in
-groups, then drained in the background to where they belong.
+"""A durable local spool: each request's records are kept before its answer is sent, then drained
+in the background to where they belong.
 
 Why a spool: a prediction must be logged before its response leaves the server, but a database
 round trip per request would cost more than the prediction itself. A request hands its records
-to the spool and waits until the end of the current turn of the event loop, when everything
-handed over in that turn is kept as one group. "Kept" depends on the sync mode (the setting
-``prediction_log_sync``):
+to the spool before its answer is sent; when they count as kept depends on the sync mode (the
+setting ``prediction_log_sync``):
 
-- ``background`` (the default): the server writes the group into the open segment itself, so
-  it is in the operating system's file cache when the answers go out. A killed server (kill -9,
-  an out-of-memory kill, a crash), or a killed container, loses nothing answered: the kernel
-  holds the data, whoever dies. The syncer, a process of its own
+- ``background`` (the default): the server writes each request's records into the open segment
+  itself, at once, so they are in the operating system's file cache when the answer goes out. A
+  killed server (kill -9, an out-of-memory kill, a crash), or a killed container, loses nothing
+  answered: the kernel holds the data, whoever dies. The syncer, a process of its own
   (medops.serving.spool_syncer), makes it durable (``fdatasync``) within about
   ``sync_seconds`` (50 ms) of its write, so only a power loss or a kernel crash can lose
   answers, those of the last 50 ms or so. A write the file system refuses (a full disk) fails
-  the requests (503) before any answer is sent; a sync that fails stops the log from keeping
+  the request (503) before its answer is sent; a sync that fails stops the log from keeping
   anything more, since the kernel may have dropped what it could not write. The drainer
   thread seals segments by age and makes the next one ahead; a syncer that dies is started
   again by it.
-- ``before_answer``: a group goes down a pipe to the writer process
+- ``before_answer``: a request waits until the end of the current turn of the event loop, when
+  everything handed over in that turn goes down as one group: a pipe to the writer process
   (medops.serving.spool_writer), which writes everything waiting in one synchronous write
   (the segment is opened with O_DSYNC, so the write returns once the data is on disk) and
   acknowledges on another pipe, which the event loop watches as it watches its sockets; then
@@ -66,7 +66,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -94,7 +94,7 @@ class SpoolUnavailable(StoreError):
 @dataclass
 class SpoolStats:
     written: int = 0  # records on disk
-    groups: int = 0  # groups handed to the writer and kept (one per turn of the event loop)
+    groups: int = 0  # writes kept: one per turn of the event loop (before_answer), per append (background)
     drained: int = 0  # records handed to the sink
     drain_failures: int = 0
 
@@ -161,7 +161,7 @@ class Spool:
         self._syncer: subprocess.Popen[bytes] | None = None  # medops.serving.spool_syncer
         self._to_syncer: int | None = None  # closed: the syncer's last round, then it exits
         self._sync_state: mmap.mmap | None = None  # the syncer's state file
-        self._sync_errno: memoryview | None = None  # its first field, read before each group is kept
+        self._sync_errno: memoryview | None = None  # its first field, read before each write is kept
         self._started_syncer = 0.0
         self._retired_seen = 0  # segments retired that the drainer thread was woken for
         self._sync_failed = 0  # the errno of a sync that failed: nothing is kept after it
@@ -256,22 +256,30 @@ class Spool:
 
     # --- appending -----------------------------------------------------------------------
 
-    def append(self, records: list[dict[str, Any]] | bytes) -> asyncio.Future[None]:
-        """To await: done once ``records`` (or lines already encoded, each ending in a newline) are kept
-        (SpoolUnavailable if they could not be).
+    def append(self, records: list[dict[str, Any]] | bytes) -> Awaitable[None]:
+        """To await: done once ``records`` (or lines already encoded, each ending in a newline) are kept.
+        SpoolUnavailable if they could not be: raised by the call when it knows at once, else by the await.
 
-        Handed over at the end of this turn of the event loop, with whatever else was handed over in
-        it. A future rather than a coroutine: every answered request awaits one, and a coroutine in
-        between cost a frame to make and another to resume.
+        ``background``: written now, and what is returned is already done. A write into the file cache
+        takes about a microsecond; grouping such writes saved less than the future and the two more turns
+        of the event loop each request then waited for (measured, docs/architecture.md).
+        ``before_answer``: handed over at the end of this turn of the event loop, with whatever else was
+        handed over in it, as one synchronous write. A future rather than a coroutine: every answered
+        request awaits one, and a coroutine in between cost a frame to make and another to resume.
         """
         if not self.running:
             raise SpoolUnavailable("the prediction log is not running")
+        data = records if isinstance(records, bytes) else _encode(records)
+        if self.sync == BACKGROUND:
+            if self._keep(data):
+                raise SpoolUnavailable("the prediction log could not keep the records")
+            return KEPT
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         lines = self._lines
         if not lines:
             loop.call_soon(self._hand_over, loop)
-        lines.append(records if isinstance(records, bytes) else _encode(records))
+        lines.append(data)
         self._waiting.append(done)
         return done
 
@@ -279,9 +287,6 @@ class Spool:
         lines, waiting = self._lines, self._waiting
         self._lines, self._waiting = [], []
         data = b"".join(lines)
-        if self._segments is not None:
-            _settle(waiting, self._keep(data))
-            return
         self._send(_Frame(data.count(b"\n"), waiting), frame(WRITE, data), loop)
 
     def append_sync(self, records: list[dict[str, Any]]) -> None:
@@ -289,7 +294,7 @@ class Spool:
         if not self.running:
             raise SpoolUnavailable("the prediction log is not running")
         data = _encode(records)
-        if self._segments is not None:
+        if self.sync == BACKGROUND:
             if self._keep(data):
                 raise SpoolUnavailable("the prediction log could not keep the records")
             return
@@ -479,23 +484,24 @@ class Spool:
         return self._sync_failed
 
     def _keep(self, data: bytes) -> int:
-        """Write a group into the open segment (the file cache); 0, or the errno it failed with."""
-        assert self._segments is not None
+        """Write whole lines into the open segment (the file cache); 0, or the errno it failed with."""
+        segments = self._segments
+        if segments is None:  # closed meanwhile
+            return errno.ESHUTDOWN
         # one read of a shared page: after a failed sync the kernel may have dropped what it could not
         # write, so the log stops keeping (503s) rather than claim records it may have lost
-        failed = self._failed_sync()
-        if failed:
-            return failed
+        if self._sync_failed or (self._sync_errno is not None and self._sync_errno[0]):
+            return self._failed_sync()
         try:
-            lines = self._segments.write(data)
+            lines = segments.write(data)
         except OSError as exc:
             log.error("prediction log: a write failed (%s)", exc.strerror)
             return exc.errno or errno.EIO
         with self._counting:  # append_sync may be called from several threads
             self.stats.written += lines
             self.stats.groups += 1
-        if self._segments.retired != self._retired_seen:  # a full segment: sealed, and the next made, now
-            self._retired_seen = self._segments.retired
+        if segments.retired != self._retired_seen:  # a full segment: sealed, and the next made, now
+            self._retired_seen = segments.retired
             self._drain_now.set()
         return 0
 
@@ -614,6 +620,15 @@ class Spool:
         return sum(1 for _ in self.folder.glob(f"*{SEALED}"))
 
 
+class _Kept:
+    """What ``append`` returns once the records are kept: awaiting it does not suspend the caller."""
+
+    def __await__(self) -> Generator[None, None, None]:
+        return
+        yield  # a generator, so that ``await`` takes it; never reached
+
+
+KEPT = _Kept()
 WRITER_EXIT_SECONDS = 30.0  # for the writer to write and seal what it was handed (the syncer: its last round), at close
 
 

@@ -7,7 +7,7 @@ Two ways to write, one per sync mode of the spool:
   (medops.serving.spool_writer): its loop writes groups, its helper thread seals retired segments
   and writes the spare, so neither ever holds a group up (sealing costs two fsyncs and a rename,
   a spare 4 MiB).
-- otherwise: each group into the file cache (a write returns once the kernel holds it, which a
+- otherwise: each request's records into the file cache (a write returns once the kernel holds it, which a
   killed process can't undo); the spool's syncer process (medops.serving.spool_syncer) makes
   the segments, and their names, durable. The next segment is made ahead empty: making a file
   waits on the file system's journal (0.7 to 1 ms here), which the event loop must not.
@@ -78,10 +78,11 @@ class Segments:
             try:
                 if self._capacity is not None and self._offset and self._offset + len(data) > self._capacity:
                     self._retire(full=True)
-                segment = self._open()
-                written = 0
-                while written < len(data):  # O_DSYNC: each write returns once its data is on disk
-                    written += os.pwrite(segment, data[written:], self._offset + written)
+                segment = self._segment if self._segment is not None else self._open()
+                # O_DSYNC: returns once the data is on disk
+                written = os.pwrite(segment, data, self._offset)
+                while written < len(data):  # a short write: the rest
+                    written += os.pwrite(segment, memoryview(data)[written:], self._offset + written)
             except OSError:  # part of a group may be there: a torn tail, skipped on read, in a segment retired now
                 self._retire(full=False)
                 raise
