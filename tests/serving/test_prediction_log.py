@@ -9,7 +9,18 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from medops.serving.prediction_log import PredictionFilter, _rows, count, expand, get, request_line, store
+from medops.serving.prediction_log import (
+    PredictionFilter,
+    _json,
+    _output,
+    _rows,
+    count,
+    expand,
+    get,
+    parse_line,
+    request_line,
+    store,
+)
 from medops.store.schema import Prediction
 from medops.workspace import Workspace
 
@@ -41,7 +52,8 @@ def test_a_request_line_expands_to_the_records_of_its_rows() -> None:
     rows = [{"age": 71, "site": "north", "creatinine": None}, {"age": 92.5, "site": "süd", "creatinine": 1.1}]
     line = _line(json.dumps(rows).encode(), _answer(2, out_of_range=["age"]))
     assert line is not None and line.endswith(b"\n") and line.count(b"\n") == 1
-    records = expand(json.loads(line))
+    records = expand(parse_line(line[:-1]))  # a segment's line, as the drain hands it over
+    assert records == expand(json.loads(line))  # what the drain reads is what the line says as JSON
     assert [json.loads(r["inputs"]) for r in records] == rows
     assert [r["id"] for r in records] == [
         "00000000-0000-4000-8000-000000000000",
@@ -57,14 +69,60 @@ def test_a_request_line_expands_to_the_records_of_its_rows() -> None:
         ("readmission", 2, SHA, "champion", "pat")
     }
     assert all(r["latency_ms"] == 1.235 and r["entity"] is None and r["explanation"] is None for r in records)
-    assert len(_rows([json.loads(line)], sqlite=True)) == 2
+    assert len(_rows([line[:-1]], sqlite=True)) == 2  # a segment's line, as the drain hands it over
 
 
 def test_one_row_sent_as_an_object_and_pretty_printed_bodies_stay_on_one_line() -> None:
-    body = json.dumps({"age": 71, "site": "north"}, indent=2).encode()
+    body = json.dumps({"age": 71, "site": "süd", "note": "a\u2028b"}, indent=2, ensure_ascii=False).encode()
     line = _line(body, _answer(1))
     assert line is not None and line.count(b"\n") == 1
-    assert [json.loads(r["inputs"]) for r in expand(json.loads(line))] == [{"age": 71, "site": "north"}]
+    (record,) = expand(parse_line(line[:-1]))
+    # one row's text is kept as sent (its newlines made spaces), not decoded and encoded again
+    assert record["inputs"] == body.decode().replace("\n", " ")
+    assert json.loads(record["inputs"]) == {"age": 71, "site": "süd", "note": "a\u2028b"}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"probability": 0.0950483086234486, "decision": 0, "threshold": 0.12250597972415536, "model": "m"},
+        {"probability": 1e-17, "decision": 1, "threshold": 0.5},
+        {"probability": 0.7, "decision": 1, "threshold": 0.5, "out_of_range": ["age"]},
+        {"probability": 0.7, "decision": True, "threshold": 0.5},
+        {"probability": 1, "decision": 1, "threshold": 0.5},
+        {"probability": 0.7, "decision": 1, "threshold": 0.5, "features": {"hba1c": 6.1}, "variant": "canary"},
+    ],
+)
+def test_an_answers_output_text_is_what_the_encoder_writes(answer: dict[str, Any]) -> None:
+    expected = _json(
+        {k: answer[k] for k in ("probability", "decision", "threshold", "out_of_range", "features") if k in answer}
+    )
+    assert _output(answer) == expected
+
+
+def test_an_answer_with_a_number_json_cannot_hold_is_refused() -> None:
+    with pytest.raises(ValueError):
+        _output({"probability": float("nan"), "decision": 0, "threshold": 0.5})
+
+
+def test_a_request_line_of_an_earlier_release_still_drains() -> None:
+    # rows before the answer, no body length: a spool left by a server of the release before
+    line = (
+        b'{"at":"2026-12-04T01:00:00Z","request_id":"r1","caller":"pat","latency_ms":1.235,"rows":{"age": 71},'
+        b'"answer":' + _answer(1) + b"}"
+    )
+    (record,) = expand(parse_line(line))
+    assert json.loads(record["inputs"]) == {"age": 71} and record["caller"] == "pat"
+    assert len(_rows([line], sqlite=True)) == 1
+
+
+@pytest.mark.parametrize("size", [b"999", b"-3", b"x", b"0"])
+def test_a_request_line_whose_body_length_is_wrong_is_skipped(size: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    line = (_line(b'{"age": 71}', _answer(1)) or b"")[:-1]
+    edited = line.replace(b'{"body_bytes":11,', b'{"body_bytes":' + size + b",", 1)
+    assert edited != line
+    assert _rows([edited], sqlite=True) == []
+    assert "spooled line 1 is not a prediction record" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -96,11 +154,11 @@ def test_a_line_with_an_impossible_time_is_skipped(sqlite: bool, at: Any, caplog
 def test_a_body_cannot_forge_fields_of_its_line() -> None:
     """The body is one whole JSON value inside the line: text in it that looks like the line's own fields
     stays text, and the caller, model and ids come from the server's side."""
-    forged = ',"caller":"admin","answer":{"request_id":"x","predictions":[]}}\n{"rows":'
+    forged = ',"caller":"admin","answer":{"request_id":"x","predictions":[]}}\n{"body_bytes":3,"rows":'
     body = json.dumps({"site": forged, "age": 71}).encode()
     line = _line(body, _answer(1))
     assert line is not None and line.count(b"\n") == 1
-    (record,) = expand(json.loads(line))
+    (record,) = expand(parse_line(line[:-1]))
     assert record["caller"] == "pat" and record["model"] == "readmission"
     assert json.loads(record["inputs"]) == {"site": forged, "age": 71}
 
@@ -122,8 +180,10 @@ def test_a_request_lines_head_is_the_json_of_its_fields(request_id: str, caller:
         caller,
         round(latency_ms, 3),
     )
-    head = {"at": read["at"], "request_id": request_id, "caller": caller, "latency_ms": round(latency_ms, 3)}
-    assert line.startswith(json.dumps(head, separators=(",", ":"))[:-1].encode() + b',"rows":')
+    head = {"body_bytes": 2, "at": read["at"], "request_id": request_id, "caller": caller}
+    head["latency_ms"] = round(latency_ms, 3)
+    assert line.startswith(json.dumps(head, separators=(",", ":"))[:-1].encode() + b',"answer":')
+    assert line.endswith(b',"rows":{}}\n')
 
 
 def test_the_drain_stores_what_the_orm_would_and_skips_what_it_holds(workspace: Workspace) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -37,10 +38,10 @@ class Sink:
         self.records: list[dict[str, Any]] = []
         self.fail = False
 
-    def __call__(self, records: list[dict[str, Any]]) -> None:
+    def __call__(self, lines: list[bytes]) -> None:
         if self.fail:
             raise ConnectionError("database down")
-        self.records.extend(records)
+        self.records.extend(json.loads(line) for line in lines)
 
 
 def _spares(folder: Path) -> list[Path]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from math import isfinite
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +64,7 @@ def record(
         "caller": caller,
         "entity": entity,
         "inputs": _json(inputs),
-        "output": _json({k: answer[k] for k in OUTPUT_KEYS if k in answer}),
+        "output": _output(answer),
         "explanation": None if explanation is None else _json(explanation),
         "latency_ms": round(latency_ms, 3),
     }
@@ -83,26 +84,64 @@ def request_line(
     """A whole request as one spool line: the body as sent and the response's body, both bytes already in hand.
 
     Why: building and encoding a record per row cost a request more than scoring it. The drain
-    splits the line into the rows' records (``expand``), off the request's path. Only for a body
+    splits the line into the rows' records (``parse_line``), off the request's path. Only for a body
     whose every row was scored as sent (no entity looked up): the body is then exactly the rows the
     log must keep. None when the bytes can't stand inside a line; the caller logs per row instead.
+
+    The body's length comes first and the body last, so the drain takes a one-row body's text as it
+    is, without decoding and encoding it again.
     """
     if not body or body[0] not in _JSON_START or b"\0" in body:
         return None
+    # a newline in valid JSON is whitespace between tokens (json.loads refuses one inside a string)
+    if b"\n" in body:
+        body = body.replace(b"\n", b" ")
     # the head as _json writes it (tested), without a dict: every answered request pays for this line
     head = (
-        f'{{"at":{_string(at)},"request_id":{_string(request_id)},"caller":{_string(caller)},'
-        f'"latency_ms":{round(latency_ms, 3)!r}'
+        f'{{"body_bytes":{len(body)},"at":{_string(at)},"request_id":{_string(request_id)},'
+        f'"caller":{_string(caller)},"latency_ms":{round(latency_ms, 3)!r},"answer":'
     )
-    # a newline in valid JSON is whitespace between tokens (json.loads refuses one inside a string)
-    return b"".join((head.encode(), b',"rows":', body.replace(b"\n", b" "), b',"answer":', answer, b"}\n"))
+    return b"".join((head.encode(), answer, _ROWS, body, b"}\n"))
+
+
+_ROWS = b',"rows":'
+_BODY_BYTES = b'{"body_bytes":'
+
+
+def parse_line(line: bytes) -> dict[str, Any]:
+    """A spooled line as ``expand`` takes it: a request line's body kept as text (``rows_text``).
+
+    ValueError for a line that is not JSON, or whose body's length does not match (an edited file).
+    """
+    if not line.startswith(_BODY_BYTES):  # a record per row, or a request line of an earlier release
+        return _object(json.loads(line))
+    comma = line.index(b",", len(_BODY_BYTES))
+    size = int(line[len(_BODY_BYTES) : comma])
+    start = len(line) - 1 - size
+    if size <= 0 or start < comma or line[start - len(_ROWS) : start] != _ROWS or not line.endswith(b"}"):
+        raise ValueError("a request line's body is not where its length says")
+    head = _object(json.loads(line[: start - len(_ROWS)] + b"}"))
+    head["rows_text"] = line[start:-1]
+    return head
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError("a spooled line is not a JSON object")
+    return value
 
 
 def expand(line: dict[str, Any]) -> list[dict[str, Any]]:
-    """The per-row records of a ``request_line`` (a record written per row comes back as it is)."""
-    if "rows" not in line:
+    """The per-row records of a request line (a record written per row comes back as it is)."""
+    if "rows_text" in line:
+        text = line["rows_text"].strip()
+        # one row sent as an object: its text is the record's inputs, as sent (JSON that was parsed to score it)
+        rows = [_json_text(text)] if text.startswith(b"{") else json.loads(text)
+    elif "rows" in line:
+        rows = line["rows"]
+    else:
         return [line]
-    rows = line["rows"] if isinstance(line["rows"], list) else [line["rows"]]
+    rows = rows if isinstance(rows, list) else [rows]
     answers = line["answer"]["predictions"]
     if len(rows) != len(answers):
         raise ValueError("a request line's rows and answers differ in number")
@@ -117,13 +156,38 @@ def expand(line: dict[str, Any]) -> list[dict[str, Any]]:
             "request_id": line["request_id"],
             "caller": line["caller"],
             "entity": None,
-            "inputs": _json(row),
-            "output": _json({k: answer[k] for k in OUTPUT_KEYS if k in answer}),
+            "inputs": row if isinstance(row, str) else _json(row),
+            "output": _output(answer),
             "explanation": None if answer.get("explanation") is None else _json(answer["explanation"]),
             "latency_ms": line["latency_ms"],
         }
         for row, answer in zip(rows, answers, strict=True)
     ]
+
+
+def _output(answer: dict[str, Any]) -> str:
+    """What the caller received of a row, as ``_json`` encodes it; the usual answer (no flags) formatted
+    directly, since an encoder's set-up cost the drain more than the rest of the row's record."""
+    probability, decision, threshold = answer["probability"], answer["decision"], answer["threshold"]
+    if (
+        type(probability) is float
+        and type(threshold) is float
+        and type(decision) is int
+        and isfinite(probability)
+        and isfinite(threshold)
+        and "out_of_range" not in answer
+        and "features" not in answer
+    ):
+        return f'{{"probability":{probability!r},"decision":{decision!r},"threshold":{threshold!r}}}'
+    return _json({k: answer[k] for k in OUTPUT_KEYS if k in answer})
+
+
+def _json_text(text: bytes) -> str:
+    """A row's JSON text as sent; re-encoded when it is not UTF-8 a database takes (a lone surrogate)."""
+    try:
+        return text.decode()
+    except UnicodeDecodeError:
+        return _json(json.loads(text))
 
 
 def store(platform: Platform) -> Any:
@@ -141,8 +205,8 @@ def store_into(db: Database) -> Any:
         "ON CONFLICT (id) DO NOTHING"
     )
 
-    def insert(records: list[dict[str, Any]]) -> None:
-        rows = _rows(records, sqlite)
+    def insert(lines: list[bytes]) -> None:
+        rows = _rows(lines, sqlite)
         if not rows:
             return
         with db.write() as session:
@@ -180,17 +244,18 @@ _COLUMNS = ("id", "at", "model", "version", "bundle_sha256", "variant", "request
             "output", "explanation", "latency_ms")  # fmt: skip
 
 
-def _rows(records: list[Any], sqlite: bool) -> list[tuple[Any, ...]]:
-    """The table's rows, in _COLUMNS' order; a line that is not a prediction record (medops never writes
-    one: an edited or foreign file) is skipped and named in the server's log, so it can't keep a server
-    from starting."""
+def _rows(lines: Sequence[bytes | dict[str, Any]], sqlite: bool) -> list[tuple[Any, ...]]:
+    """The table's rows, in _COLUMNS' order, of spooled lines (or records already decoded); a line that is
+    not a prediction record (medops never writes one: an edited or foreign file) is skipped and named in
+    the server's log, so it can't keep a server from starting."""
     rows = []
-    for record in records:
+    for number, line in enumerate(lines, start=1):
         try:
+            record = parse_line(line) if isinstance(line, bytes) else line
             rows.extend([_row(r, sqlite) for r in expand(record)])  # a line's rows all, or none
         except (KeyError, TypeError, ValueError, AttributeError, InvalidInput) as exc:  # InvalidInput: its time
             problem = f"no field {exc}" if isinstance(exc, KeyError) else type(exc).__name__
-            log.error("prediction log: a spooled line is not a prediction record (%s); skipped", problem)
+            log.error("prediction log: spooled line %d is not a prediction record (%s); skipped", number, problem)
     return rows
 
 

@@ -79,7 +79,7 @@ from medops.serving.spool_writer import ACK, SEAL, WRITE, frame
 
 log = logging.getLogger("medops.spool")
 
-Sink = Callable[[list[dict[str, Any]]], None]
+Sink = Callable[[list[bytes]], None]  # a segment's whole lines, each a JSON record without its newline
 LOCK = "LOCK"
 # When a request's records are kept, so that its answer may be sent (the setting prediction_log_sync):
 BACKGROUND, BEFORE_ANSWER = SYNC_MODES = PREDICTION_LOG_SYNC
@@ -731,28 +731,31 @@ def drain_folder(folder: Path, sink: Sink) -> int:
 
 
 def drain_file(path: Path, sink: Sink) -> int:
-    """Hand a segment's records to the sink, then delete it; returns how many it held."""
-    records = read_segment(path)
-    if records:
-        sink(records)
+    """Hand a segment's lines to the sink, then delete it; returns how many it held."""
+    lines = segment_lines(path)
+    if lines:
+        sink(lines)
     path.unlink()
-    return len(records)
+    return len(lines)
+
+
+def segment_lines(path: Path) -> list[bytes]:
+    """A segment's whole lines. The sink reads them: a line of a request holds text the log stores as it
+    is, which decoding here would make it encode again."""
+    # a segment begun as a spare ends at its first NUL: what follows was never acknowledged
+    lines = path.read_bytes().split(b"\0", 1)[0].split(b"\n")
+    # a last piece without its newline is a torn write: never completed, so never acknowledged
+    return [line for line in lines[:-1] if line.strip()]
 
 
 def read_segment(path: Path) -> list[dict[str, Any]]:
-    # a segment begun as a spare ends at its first NUL: what follows was never acknowledged
-    lines = path.read_bytes().split(b"\0", 1)[0].split(b"\n")
+    """A segment's records, decoded (for tools and tests; the drain hands the sink the lines)."""
     records = []
-    last = len(lines) - 1
-    for number, line in enumerate(lines):
-        if not line.strip():
-            continue
+    for number, line in enumerate(segment_lines(path), start=1):
         try:
             records.append(json.loads(line))
         except ValueError:
-            if number == last:  # a torn tail: its write never completed, so it was never acknowledged
-                continue
-            log.error("prediction log: %s line %d is unreadable and was skipped", path.name, number + 1)
+            log.error("prediction log: %s line %d is unreadable and was skipped", path.name, number)
     return records
 
 
