@@ -210,6 +210,16 @@ def test_each_bad_field_gets_a_422_that_never_echoes_it(served: Served) -> None:
         assert [f["code"] for f in answer.json()["error"]["fields"]] == ["not_finite"]
         not_json = http.post("/v1/models/readmission/predict", content=b"{not json")
         assert not_json.json()["error"]["code"] == "invalid_json"
+        # a field named twice: Python's parser would score the last value, other readers of the log the first
+        body = json.dumps(example)[:-1] + f', "age": {SECRET_NUMBER}}}'
+        for path in ("/v1/models/readmission/predict", "/v1/models/readmission/predict?explain=false"):
+            for text in (body, f"[{json.dumps(example)}, {body}]"):
+                twice = http.post(path, content=text, headers={"content-type": "application/json"})
+                assert twice.status_code == 422, twice.text
+                assert (
+                    twice.json()["error"]["code"] == "duplicate_field" and "'age'" in twice.json()["error"]["message"]
+                )
+                assert "123456" not in twice.text
         assert http.post("/v1/models/readmission/predict", json=[]).status_code == 422
         metrics = http.get("/metrics").text
         assert 'medops_rejected_inputs_total{model="readmission",reason="out_of_range",version="1"} 1.0' in metrics
@@ -366,6 +376,11 @@ def test_a_batch_as_arrow_or_parquet_is_scored_like_json_and_checked_the_same(se
             assert garbage.status_code == 422 and garbage.json()["error"]["code"] == "invalid_table"
             many = encode(pa.Table.from_pylist([example] * 51))
             assert http.post("/v1/models/readmission/predict", content=many, headers=headers).status_code == 413
+            twice = pa.Table.from_arrays([pa.array([1.0]), pa.array([2.0])], names=["age", "age"])
+            doubled = http.post("/v1/models/readmission/predict", content=encode(twice), headers=headers)
+            # Arrow allows a name twice and is refused for it; the Parquet reader refuses such a file itself
+            expected = "duplicate_field" if kind == "arrow.stream" else "invalid_table"
+            assert doubled.status_code == 422 and doubled.json()["error"]["code"] == expected
         csv = http.post("/v1/models/readmission/predict", content=b"age\n60\n", headers={"content-type": "text/csv"})
         assert csv.status_code == 415
 

@@ -11,7 +11,7 @@ import pytest
 from medops.errors import InvalidInput
 from medops.serving.example import example_row
 from medops.serving.models import ServeSpec, parse_spec
-from medops.serving.validation import RowsInvalid, check_rows
+from medops.serving.validation import DuplicateField, RowsInvalid, check_rows, parse_json
 
 SCHEMA: dict[str, Any] = {
     "features": [
@@ -87,3 +87,36 @@ def test_serving_specs() -> None:
     for bad in ("Readmission", "readmission:0", "readmission:x", "readmission@", "a b"):
         with pytest.raises(InvalidInput):
             parse_spec(bad)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"age": 71, "site": "s\\u00fcd"}',
+        '{"age": 71, "site": "süd"}'.encode(),
+        b'\xef\xbb\xbf[{"age": 71}]',
+        '{"age": 71}'.encode("utf-16"),
+        '{"age": 71}'.encode("utf-32"),
+        b'{"age": NaN, "los": Infinity}',
+    ],
+    ids=["ascii", "utf-8", "bom", "utf-16", "utf-32", "nan"],
+)
+def test_a_body_is_read_as_json_loads_reads_it(body: bytes) -> None:
+    # NaN compares unequal to itself; its text does not
+    assert json.dumps(parse_json(body)) == json.dumps(json.loads(body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"age": 71, "age": 72}', b'[{"age": 71}, {"site": "a", "age": 1, "site": "b"}]', b'{"a": {"b": 1, "b": 2}}'],
+)
+def test_a_field_named_twice_is_refused_with_its_name(body: bytes) -> None:
+    with pytest.raises(DuplicateField) as refused:
+        parse_json(body)
+    assert refused.value.field in {"age", "site", "b"} and "72" not in str(refused.value)
+
+
+def test_a_body_that_is_not_json_is_refused() -> None:
+    for body in (b"{not json", b"\xff\xfe\x00", b""):
+        with pytest.raises(ValueError):
+            parse_json(body)

@@ -14,7 +14,6 @@ answering, count the same metrics and send the same body.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -37,7 +36,7 @@ from medops.serving.prediction_log import record, request_line
 from medops.serving.rollout import Rollout
 from medops.serving.scoring import encode_answer
 from medops.serving.spool import KEPT, SpoolUnavailable
-from medops.serving.validation import MAX_LISTED, RowsInvalid
+from medops.serving.validation import MAX_LISTED, DuplicateField, RowsInvalid, parse_json
 
 if TYPE_CHECKING:
     from medops.caller import Caller
@@ -99,8 +98,8 @@ class Lane:
         if routing.canary is not None or routing.shadow is not None:
             return False
         try:
-            parsed = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            parsed = parse_json(body)
+        except (ValueError, UnicodeDecodeError):  # the route parses again and names the problem
             return False
         records = parsed if isinstance(parsed, list) else [parsed]
         if not 0 < len(records) <= self.options.max_rows or routing.looks_up(records):
@@ -148,7 +147,9 @@ def add_route(
                 sent = await request.body()
                 body = getattr(request.state, PARSED, None)
                 if body is None:
-                    body = json.loads(sent)
+                    body = parse_json(sent)
+            except DuplicateField as exc:
+                return error_response(request_id, 422, "duplicate_field", str(exc))
             except (ValueError, UnicodeDecodeError):
                 return error_response(request_id, 422, "invalid_json", "the body is not JSON")
             records = body if isinstance(body, list) else [body]
@@ -157,6 +158,11 @@ def add_route(
                 table = TABLES[kind](await request.body())
             except Exception:  # pyarrow raises several types for a malformed body; none is the client's to see
                 return error_response(request_id, 422, "invalid_table", f"the body is not a readable {kind} table")
+            named = set()
+            for column in table.column_names:  # a table may name a column twice: Arrow allows it
+                if column in named:
+                    return error_response(request_id, 422, "duplicate_field", str(DuplicateField(column)))
+                named.add(column)
             if table.num_rows > options.max_rows:
                 message = f"{table.num_rows:,} rows in one request; at most {options.max_rows:,}"
                 return error_response(request_id, 413, "too_many_rows", message)

@@ -7,6 +7,7 @@ unseen categories follow the model's policy: refused (``reject``) or scored and 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,36 @@ import numpy as np
 from medops.errors import InvalidInput
 
 MAX_LISTED = 50  # field errors listed in one response; the count says how many there were
+
+
+class DuplicateField(ValueError):
+    """A JSON object naming a field twice: which of its values the caller meant is not the server's to
+    guess (Python's parser keeps the last, other readers of the logged text may keep the first)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"field {field!r} is named more than once in one row; send each field once")
+        self.field = field
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    row = dict(pairs)
+    if len(row) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise DuplicateField(name)
+            seen.add(name)
+    return row
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique)
+
+
+def parse_json(body: bytes) -> Any:
+    """A request's JSON body, as ``json.loads`` reads it (UTF-8, -16 or -32; NaN and Infinity reach
+    the field checks), refusing an object that names a field twice (DuplicateField). ValueError or
+    UnicodeDecodeError for a body that is not JSON."""
+    return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
 
 
 @dataclass(frozen=True)
