@@ -107,13 +107,18 @@ def test_a_body_is_read_as_json_loads_reads_it(body: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    "body",
-    [b'{"age": 71, "age": 72}', b'[{"age": 71}, {"site": "a", "age": 1, "site": "b"}]', b'{"a": {"b": 1, "b": 2}}'],
+    ("body", "field"),
+    [
+        (b'{"age": 71, "age": 72}', "age"),
+        (b'[{"age": 71}, {"site": "a", "age": 1, "site": "b"}]', "site"),
+        (b'{"a": {"b": 1, "b": 2}}', "b"),
+    ],
 )
-def test_a_field_named_twice_is_refused_with_its_name(body: bytes) -> None:
+def test_a_field_named_twice_is_refused_with_its_name(body: bytes, field: str) -> None:
     with pytest.raises(DuplicateField) as refused:
         parse_json(body)
-    assert refused.value.field in {"age", "site", "b"} and "72" not in str(refused.value)
+    assert refused.value.field == field and repr(field) in str(refused.value)
+    assert "72" not in str(refused.value)  # never a value
 
 
 def test_a_body_that_is_not_json_is_refused() -> None:
