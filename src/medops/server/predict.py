@@ -36,7 +36,7 @@ from medops.serving.prediction_log import record, request_line
 from medops.serving.rollout import Rollout
 from medops.serving.scoring import encode_answer
 from medops.serving.spool import KEPT, SpoolUnavailable
-from medops.serving.validation import MAX_LISTED, DuplicateField, RowsInvalid, parse_json
+from medops.serving.validation import MAX_LISTED, DuplicateField, RowsInvalid, first_repeated, parse_json
 
 if TYPE_CHECKING:
     from medops.caller import Caller
@@ -158,11 +158,9 @@ def add_route(
                 table = TABLES[kind](await request.body())
             except Exception:  # pyarrow raises several types for a malformed body; none is the client's to see
                 return error_response(request_id, 422, "invalid_table", f"the body is not a readable {kind} table")
-            named = set()
-            for column in table.column_names:  # a table may name a column twice: Arrow allows it
-                if column in named:
-                    return error_response(request_id, 422, "duplicate_field", str(DuplicateField(column)))
-                named.add(column)
+            repeated = first_repeated(table.column_names)  # a table may name a column twice: Arrow allows it
+            if repeated is not None:
+                return error_response(request_id, 422, "duplicate_field", str(DuplicateField(repeated)))
             if table.num_rows > options.max_rows:
                 message = f"{table.num_rows:,} rows in one request; at most {options.max_rows:,}"
                 return error_response(request_id, 413, "too_many_rows", message)

@@ -205,7 +205,7 @@ def store_into(db: Database) -> Any:
         "ON CONFLICT (id) DO NOTHING"
     )
 
-    def insert(lines: list[bytes]) -> None:
+    def insert(lines: Sequence[bytes | dict[str, Any]]) -> None:
         rows = _rows(lines, sqlite)
         if not rows:
             return
@@ -245,9 +245,9 @@ _COLUMNS = ("id", "at", "model", "version", "bundle_sha256", "variant", "request
 
 
 def _rows(lines: Sequence[bytes | dict[str, Any]], sqlite: bool) -> list[tuple[Any, ...]]:
-    """The table's rows, in _COLUMNS' order, of spooled lines (or records already decoded); a line that is
-    not a prediction record (medops never writes one: an edited or foreign file) is skipped and named in
-    the server's log, so it can't keep a server from starting."""
+    """The table's rows, in _COLUMNS' order, of spooled lines (or records already built: the demo's
+    simulated months); a line that is not a prediction record (medops never writes one: an edited or
+    foreign file) is skipped and named in the server's log, so it can't keep a server from starting."""
     rows = []
     for number, line in enumerate(lines, start=1):
         try:

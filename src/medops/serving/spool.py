@@ -271,8 +271,7 @@ class Spool:
             raise SpoolUnavailable("the prediction log is not running")
         data = records if isinstance(records, bytes) else _encode(records)
         if self.sync == BACKGROUND:
-            if self._keep(data):
-                raise SpoolUnavailable("the prediction log could not keep the records")
+            self._keep_now(data)
             return KEPT
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
@@ -295,8 +294,7 @@ class Spool:
             raise SpoolUnavailable("the prediction log is not running")
         data = _encode(records)
         if self.sync == BACKGROUND:
-            if self._keep(data):
-                raise SpoolUnavailable("the prediction log could not keep the records")
+            self._keep_now(data)
             return
         done = _Frame(data.count(b"\n"), [], threading.Event())
         self._send(done, frame(WRITE, data), None)
@@ -483,6 +481,11 @@ class Spool:
                 )
         return self._sync_failed
 
+    def _keep_now(self, data: bytes) -> None:
+        """BACKGROUND: write whole lines now; SpoolUnavailable if they could not be kept."""
+        if self._keep(data):
+            raise SpoolUnavailable("the prediction log could not keep the records")
+
     def _keep(self, data: bytes) -> int:
         """Write whole lines into the open segment (the file cache); 0, or the errno it failed with."""
         segments = self._segments
@@ -490,8 +493,9 @@ class Spool:
             return errno.ESHUTDOWN
         # one read of a shared page: after a failed sync the kernel may have dropped what it could not
         # write, so the log stops keeping (503s) rather than claim records it may have lost
-        if self._sync_failed or (self._sync_errno is not None and self._sync_errno[0]):
-            return self._failed_sync()
+        failed = self._failed_sync()
+        if failed:
+            return failed
         try:
             lines = segments.write(data)
         except OSError as exc:

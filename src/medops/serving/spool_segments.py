@@ -78,7 +78,7 @@ class Segments:
             try:
                 if self._capacity is not None and self._offset and self._offset + len(data) > self._capacity:
                     self._retire(full=True)
-                segment = self._segment if self._segment is not None else self._open()
+                segment = self._open()
                 # O_DSYNC: returns once the data is on disk
                 written = os.pwrite(segment, data, self._offset)
                 while written < len(data):  # a short write: the rest

@@ -17,7 +17,7 @@ spool whose sealed segments pile up (a database down for hours) costs it nothing
 
 A failed sync is final: the kernel may have dropped what it could not write, and a retry would
 report success for data that is gone. The syncer then writes the errno into the folder's state
-file (``SYNC``), which the server reads before it keeps each group, and syncs nothing more.
+file (``SYNC``), which the server reads before each write it keeps, and syncs nothing more.
 
 The state file, mapped by both processes: the errno of a failed sync (int32, 0 while none
 failed) at offset 0, which ``/readyz`` reports as the log no longer keeping; then the rounds

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,14 +29,20 @@ class DuplicateField(ValueError):
         self.field = field
 
 
+def first_repeated(names: Iterable[str]) -> str | None:
+    """The first name seen a second time (a JSON object's keys, a table's columns), or None."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     row = dict(pairs)
     if len(row) != len(pairs):
-        seen: set[str] = set()
-        for name, _ in pairs:
-            if name in seen:
-                raise DuplicateField(name)
-            seen.add(name)
+        raise DuplicateField(str(first_repeated(name for name, _ in pairs)))
     return row
 
 
